@@ -1,0 +1,202 @@
+/* act_body.h -- elementwise activations, written once for REAL = float/double.
+ * Included by act.c with REAL, NC_NAME(op) and the math names (EXP, LOG, ...)
+ * defined. Derivatives are written in terms of the output y where possible. */
+
+static inline REAL NC_NAME(sigmoid1)(REAL x)
+{
+    /* 1/(1+e^-x) without overflow: e^-|x| never overflows */
+    REAL e = EXP(-FABS(x));
+    REAL s = (REAL)1 / ((REAL)1 + e);
+    return x >= 0 ? s : e * s;
+}
+
+static inline REAL NC_NAME(softplus1)(REAL x)
+{
+    /* log(1+e^x) = max(x,0) + log1p(e^-|x|) */
+    return (x > 0 ? x : (REAL)0) + LOG1P(EXP(-FABS(x)));
+}
+
+#define SELU_ALPHA ((REAL)1.6732632423543772848170429916717)
+#define SELU_SCALE ((REAL)1.0507009873554804934193349852946)
+
+void NC_NAME(act_forward)(int act, REAL alpha, const REAL *x, REAL *y, ptrdiff_t n)
+{
+    ptrdiff_t i;
+    switch (act) {
+    case NC_ACT_LINEAR:
+        if (x != y) for (i = 0; i < n; i++) y[i] = x[i];
+        break;
+    case NC_ACT_STEP:
+        for (i = 0; i < n; i++) y[i] = x[i] >= 0 ? (REAL)1 : (REAL)0;
+        break;
+    case NC_ACT_SIGMOID:
+        for (i = 0; i < n; i++) y[i] = NC_NAME(sigmoid1)(x[i]);
+        break;
+    case NC_ACT_TANH:
+        for (i = 0; i < n; i++) y[i] = TANH(x[i]);
+        break;
+    case NC_ACT_RELU:
+#pragma omp simd
+        for (i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : (REAL)0;
+        break;
+    case NC_ACT_LEAKY_RELU:
+#pragma omp simd
+        for (i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : alpha * x[i];
+        break;
+    case NC_ACT_ELU:
+        for (i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : alpha * EXPM1(x[i]);
+        break;
+    case NC_ACT_SELU:
+        for (i = 0; i < n; i++) y[i] = SELU_SCALE * (x[i] > 0 ? x[i] : SELU_ALPHA * EXPM1(x[i]));
+        break;
+    case NC_ACT_GELU:
+        for (i = 0; i < n; i++)
+            y[i] = (REAL)0.5 * x[i] * ((REAL)1 + ERF(x[i] * (REAL)0.70710678118654752440));
+        break;
+    case NC_ACT_GELU_TANH:
+        for (i = 0; i < n; i++) {
+            REAL v = x[i];
+            REAL u = (REAL)0.79788456080286535588 * (v + (REAL)0.044715 * v * v * v);
+            y[i] = (REAL)0.5 * v * ((REAL)1 + TANH(u));
+        }
+        break;
+    case NC_ACT_SOFTPLUS:
+        for (i = 0; i < n; i++) y[i] = NC_NAME(softplus1)(x[i]);
+        break;
+    case NC_ACT_HARD_SIGMOID:
+#pragma omp simd
+        for (i = 0; i < n; i++) {
+            REAL v = x[i] / (REAL)6 + (REAL)0.5;
+            y[i] = v < 0 ? (REAL)0 : (v > 1 ? (REAL)1 : v);
+        }
+        break;
+    case NC_ACT_SWISH:
+        for (i = 0; i < n; i++) y[i] = x[i] * NC_NAME(sigmoid1)(x[i]);
+        break;
+    default:
+        break;
+    }
+}
+
+void NC_NAME(act_backward)(int act, REAL alpha, const REAL *x, const REAL *y, const REAL *dy, REAL *dx,
+                           ptrdiff_t n)
+{
+    ptrdiff_t i;
+    switch (act) {
+    case NC_ACT_LINEAR:
+        if (dx != dy) for (i = 0; i < n; i++) dx[i] = dy[i];
+        break;
+    case NC_ACT_STEP:  /* zero by definition */
+        for (i = 0; i < n; i++) dx[i] = 0;
+        break;
+    case NC_ACT_SIGMOID:  /* y (1 - y) */
+#pragma omp simd
+        for (i = 0; i < n; i++) dx[i] = dy[i] * y[i] * ((REAL)1 - y[i]);
+        break;
+    case NC_ACT_TANH:  /* 1 - y^2 */
+#pragma omp simd
+        for (i = 0; i < n; i++) dx[i] = dy[i] * ((REAL)1 - y[i] * y[i]);
+        break;
+    case NC_ACT_RELU:  /* [y > 0]; the gradient at 0 is taken as 0, as Keras does */
+#pragma omp simd
+        for (i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : (REAL)0;
+        break;
+    case NC_ACT_LEAKY_RELU:  /* y > 0 iff x > 0 when alpha > 0 */
+#pragma omp simd
+        for (i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : alpha * dy[i];
+        break;
+    case NC_ACT_ELU:  /* x <= 0: y + alpha */
+#pragma omp simd
+        for (i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : dy[i] * (y[i] + alpha);
+        break;
+    case NC_ACT_SELU:  /* x <= 0: y + scale alpha */
+#pragma omp simd
+        for (i = 0; i < n; i++)
+            dx[i] = y[i] > 0 ? SELU_SCALE * dy[i] : dy[i] * (y[i] + SELU_SCALE * SELU_ALPHA);
+        break;
+    case NC_ACT_GELU:  /* Phi(x) + x phi(x) */
+        for (i = 0; i < n; i++) {
+            REAL v = x[i];
+            REAL cdf = (REAL)0.5 * ((REAL)1 + ERF(v * (REAL)0.70710678118654752440));
+            REAL pdf = (REAL)0.39894228040143267794 * EXP((REAL)-0.5 * v * v);
+            dx[i] = dy[i] * (cdf + v * pdf);
+        }
+        break;
+    case NC_ACT_GELU_TANH:
+        for (i = 0; i < n; i++) {
+            REAL v = x[i];
+            REAL u = (REAL)0.79788456080286535588 * (v + (REAL)0.044715 * v * v * v);
+            REAL t = TANH(u);
+            REAL du = (REAL)0.79788456080286535588 * ((REAL)1 + (REAL)3 * (REAL)0.044715 * v * v);
+            dx[i] = dy[i] * ((REAL)0.5 * ((REAL)1 + t) + (REAL)0.5 * v * ((REAL)1 - t * t) * du);
+        }
+        break;
+    case NC_ACT_SOFTPLUS:  /* sigmoid(x) = 1 - e^-y */
+        for (i = 0; i < n; i++) dx[i] = dy[i] * -EXPM1(-y[i]);
+        break;
+    case NC_ACT_HARD_SIGMOID:  /* 1/6 inside (-3, 3) */
+#pragma omp simd
+        for (i = 0; i < n; i++) dx[i] = (y[i] > 0 && y[i] < 1) ? dy[i] / (REAL)6 : (REAL)0;
+        break;
+    case NC_ACT_SWISH:  /* s + x s (1 - s) */
+        for (i = 0; i < n; i++) {
+            REAL s = NC_NAME(sigmoid1)(x[i]);
+            dx[i] = dy[i] * (s + x[i] * s * ((REAL)1 - s));
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+void NC_NAME(softmax_forward)(const REAL *x, REAL *y, ptrdiff_t rows, ptrdiff_t cols)
+{
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const REAL *xr = x + r * cols;
+        REAL *yr = y + r * cols;
+        REAL mx = xr[0];
+        for (ptrdiff_t j = 1; j < cols; j++) mx = xr[j] > mx ? xr[j] : mx;
+        REAL s = 0;
+        for (ptrdiff_t j = 0; j < cols; j++) { yr[j] = EXP(xr[j] - mx); s += yr[j]; }
+        REAL inv = (REAL)1 / s;
+        for (ptrdiff_t j = 0; j < cols; j++) yr[j] *= inv;
+    }
+}
+
+void NC_NAME(softmax_backward)(const REAL *y, const REAL *dy, REAL *dx, ptrdiff_t rows, ptrdiff_t cols)
+{
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const REAL *yr = y + r * cols, *gr = dy + r * cols;
+        REAL *dr = dx + r * cols;
+        REAL dot = 0;
+        for (ptrdiff_t j = 0; j < cols; j++) dot += gr[j] * yr[j];
+        for (ptrdiff_t j = 0; j < cols; j++) dr[j] = yr[j] * (gr[j] - dot);
+    }
+}
+
+#define NC_ACT_CHUNK 8192
+
+void NC_NAME(act_forward_par)(int act, REAL alpha, const REAL *x, REAL *y, ptrdiff_t n, int nthreads)
+{
+    int nt = nc_team_size(nthreads, (double)n * 8.0);
+    if (nt <= 1) { NC_NAME(act_forward)(act, alpha, x, y, n); return; }
+    ptrdiff_t nchunks = (n + NC_ACT_CHUNK - 1) / NC_ACT_CHUNK;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (ptrdiff_t c = 0; c < nchunks; c++) {
+        ptrdiff_t lo = c * NC_ACT_CHUNK, len = n - lo < NC_ACT_CHUNK ? n - lo : NC_ACT_CHUNK;
+        NC_NAME(act_forward)(act, alpha, x + lo, y + lo, len);
+    }
+}
+
+void NC_NAME(act_backward_par)(int act, REAL alpha, const REAL *x, const REAL *y, const REAL *dy, REAL *dx,
+                               ptrdiff_t n, int nthreads)
+{
+    int nt = nc_team_size(nthreads, (double)n * 8.0);
+    if (nt <= 1) { NC_NAME(act_backward)(act, alpha, x, y, dy, dx, n); return; }
+    ptrdiff_t nchunks = (n + NC_ACT_CHUNK - 1) / NC_ACT_CHUNK;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (ptrdiff_t c = 0; c < nchunks; c++) {
+        ptrdiff_t lo = c * NC_ACT_CHUNK, len = n - lo < NC_ACT_CHUNK ? n - lo : NC_ACT_CHUNK;
+        NC_NAME(act_backward)(act, alpha, x ? x + lo : NULL, y + lo, dy + lo, dx + lo, len);
+    }
+}

@@ -1,0 +1,18 @@
+/* gemm.c -- GEMM with fused bias + activation epilogue, float and double. */
+#include "nncore.h"
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static inline int omp_get_thread_num(void) { return 0; }
+static inline int omp_get_num_threads(void) { return 1; }
+#endif
+
+#define NC_F32
+#include "real.h"
+#include "gemm_body.h"
+#include "real_undef.h"
+
+#define NC_F64
+#include "real.h"
+#include "gemm_body.h"
+#include "real_undef.h"

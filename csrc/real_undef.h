@@ -1,0 +1,13 @@
+#undef REAL
+#undef NC_NAME
+#undef EXP
+#undef EXPM1
+#undef LOG
+#undef LOG1P
+#undef TANH
+#undef ERF
+#undef SQRT
+#undef FABS
+#undef POW
+#undef NC_F32
+#undef NC_F64

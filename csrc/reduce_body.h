@@ -1,0 +1,85 @@
+/* reduce_body.h -- column sums, sum of squares, finiteness, row gather.
+ * Reductions add fixed-size chunks in a fixed order: the result does not
+ * depend on the thread count. */
+
+#define NC_RED_CHUNK 4096
+
+void NC_NAME(colsum)(const REAL *x, REAL *out, ptrdiff_t rows, ptrdiff_t cols, int nthreads)
+{
+    /* columns are independent: split them across threads, rows summed in order */
+    int nt = nc_team_size(nthreads, (double)rows * (double)cols);
+    if (nt > 1 && cols >= 16 * nt) {
+#pragma omp parallel num_threads(nt)
+        {
+            int t = omp_get_thread_num(), T = omp_get_num_threads();
+            ptrdiff_t j0 = cols * t / T, j1 = cols * (t + 1) / T;
+            for (ptrdiff_t j = j0; j < j1; j++) out[j] = 0;
+            for (ptrdiff_t r = 0; r < rows; r++) {
+                const REAL *xr = x + r * cols;
+#pragma omp simd
+                for (ptrdiff_t j = j0; j < j1; j++) out[j] += xr[j];
+            }
+        }
+        return;
+    }
+    for (ptrdiff_t j = 0; j < cols; j++) out[j] = 0;
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const REAL *xr = x + r * cols;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < cols; j++) out[j] += xr[j];
+    }
+}
+
+static double NC_NAME(sumsq_chunk)(const REAL *x, ptrdiff_t n)
+{
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (ptrdiff_t i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
+    return s;
+}
+
+double NC_NAME(sumsq)(const REAL *x, ptrdiff_t n, int nthreads)
+{
+    ptrdiff_t nchunks = (n + NC_RED_CHUNK - 1) / NC_RED_CHUNK;
+    double total = 0;
+    int nt = nc_team_size(nthreads, (double)n);
+    if (nt <= 1) {
+        for (ptrdiff_t c = 0; c < nchunks; c++) {
+            ptrdiff_t lo = c * NC_RED_CHUNK, len = n - lo < NC_RED_CHUNK ? n - lo : NC_RED_CHUNK;
+            total += NC_NAME(sumsq_chunk)(x + lo, len);
+        }
+        return total;
+    }
+    /* partial sums per chunk, combined in chunk order (bit-identical for any nt) */
+    enum { STACK = 256 };
+    double partial[STACK];
+    for (ptrdiff_t c0 = 0; c0 < nchunks; c0 += STACK) {
+        ptrdiff_t cn = nchunks - c0 < STACK ? nchunks - c0 : STACK;
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (ptrdiff_t c = 0; c < cn; c++) {
+            ptrdiff_t lo = (c0 + c) * NC_RED_CHUNK, len = n - lo < NC_RED_CHUNK ? n - lo : NC_RED_CHUNK;
+            partial[c] = NC_NAME(sumsq_chunk)(x + lo, len);
+        }
+        for (ptrdiff_t c = 0; c < cn; c++) total += partial[c];
+    }
+    return total;
+}
+
+int NC_NAME(all_finite)(const REAL *x, ptrdiff_t n, int nthreads)
+{
+    (void)nthreads;
+    /* x - x is 0 for finite x and NaN for inf/NaN; summing keeps it branch-free */
+    REAL acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (ptrdiff_t i = 0; i < n; i++) acc += x[i] - x[i];
+    return acc == 0;
+}
+
+void NC_NAME(take_rows)(const REAL *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, REAL *dst)
+{
+    for (ptrdiff_t r = 0; r < nidx; r++) {
+        const REAL *s = src + idx[r] * cols;
+        REAL *d = dst + r * cols;
+        for (ptrdiff_t j = 0; j < cols; j++) d[j] = s[j];
+    }
+}

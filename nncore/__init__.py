@@ -1,0 +1,17 @@
+"""nncore: neural-network training on the CPU with our own OpenMP C kernels
+under a Keras-like Python API."""
+import os as _os
+
+# Idle OpenMP threads sleep instead of spinning: on a machine whose other cores
+# are busy, spinning threads steal the time the working ones need. Only a
+# default; must be set before the OpenMP runtime loads.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from nncore._threads import get_num_threads, set_num_threads  # noqa: E402
+from nncore._config import show_config  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = ["get_num_threads", "set_num_threads", "show_config", "__version__"]
+
+# --- public names added by the model, optimizer and saving work go below ---

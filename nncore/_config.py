@@ -1,0 +1,27 @@
+"""show_config(): what the compiled core was built with and uses now."""
+import numpy as np
+
+from nncore._kernels import runtime as _rt
+
+
+def config():
+    """Return a dict describing the build and the run-time choices."""
+    from nncore._threads import get_num_threads
+
+    best = _rt.simd_level()
+    return {
+        "version": __import__("nncore").__version__,
+        "openmp": _rt.has_openmp(),
+        "simd": _rt.simd_name(_rt.active_simd_level()),
+        "simd_best": _rt.simd_name(best),
+        "num_threads": get_num_threads(),
+        "omp_max_threads": _rt.omp_max_threads(),
+        "dtypes": ["float32", "float64"],
+        "numpy": np.__version__,
+    }
+
+
+def show_config():
+    """Print what was compiled in: OpenMP, SIMD level chosen at run time, threads, dtypes."""
+    for key, value in config().items():
+        print(f"{key:16s}: {value}")

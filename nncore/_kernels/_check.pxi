@@ -1,0 +1,58 @@
+# _check.pxi -- argument checks shared by the kernel wrappers (included, not imported).
+# Every wrapper checks type, dtype, dimensions, contiguity, writability and
+# shapes BEFORE a data pointer is taken, and raises ValueError/TypeError that
+# name the argument, the expected and the actual value.
+cimport numpy as cnp
+import numpy as np
+
+cnp.import_array()
+
+cdef inline int _real(object a, str name) except -1:
+    """Return 0 for float32, 1 for float64 after checking `a` is a C-contiguous ndarray."""
+    cdef cnp.ndarray arr
+    if not isinstance(a, cnp.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
+    arr = <cnp.ndarray>a
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise ValueError(f"{name}: expected a C-contiguous array")
+    cdef int t = cnp.PyArray_TYPE(arr)
+    if t == cnp.NPY_FLOAT32:
+        return 0
+    if t == cnp.NPY_FLOAT64:
+        return 1
+    raise TypeError(f"{name}: expected dtype float32 or float64, got {arr.dtype}")
+
+cdef inline int _same_real(object a, str name, int code) except -1:
+    cdef int c = _real(a, name)
+    if c != code:
+        raise TypeError(f"{name}: expected dtype {'float64' if code else 'float32'}, got {a.dtype}")
+    return c
+
+cdef inline int _writable(object a, str name) except -1:
+    if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a):
+        raise ValueError(f"{name}: output array is read-only")
+    return 0
+
+cdef inline int _ndim(object a, str name, int nd) except -1:
+    if cnp.PyArray_NDIM(<cnp.ndarray>a) != nd:
+        raise ValueError(f"{name}: expected a {nd}-D array, got shape {a.shape}")
+    return 0
+
+cdef inline int _shape2(object a, str name, Py_ssize_t r, Py_ssize_t c) except -1:
+    _ndim(a, name, 2)
+    cdef cnp.npy_intp *d = cnp.PyArray_DIMS(<cnp.ndarray>a)
+    if d[0] != r or d[1] != c:
+        raise ValueError(f"{name}: expected shape ({r}, {c}), got {a.shape}")
+    return 0
+
+cdef inline int _shape1(object a, str name, Py_ssize_t n) except -1:
+    _ndim(a, name, 1)
+    if cnp.PyArray_DIMS(<cnp.ndarray>a)[0] != n:
+        raise ValueError(f"{name}: expected shape ({n},), got {a.shape}")
+    return 0
+
+cdef inline void *_ptr(object a):
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+cdef inline Py_ssize_t _size(object a):
+    return cnp.PyArray_SIZE(<cnp.ndarray>a)

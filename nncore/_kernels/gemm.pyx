@@ -1,0 +1,78 @@
+# gemm.pyx -- Python face of nc_gemm: C := act(alpha op(A) op(B) + beta C + bias).
+# The wrapper checks everything, then releases the GIL for one C call; the
+# C side does the blocking, packing and OpenMP.
+from nncore._kernels.nncore cimport *
+include "_check.pxi"
+
+
+def gemm(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0,
+         bias=None, int act=0, double act_alpha=0.0, int n_threads=1):
+    """C := act(alpha * op(a) @ op(b) + beta * c + bias), in place in `c`; returns `c`.
+
+    a, b, c are C-contiguous 2-D arrays of one float dtype; bias is None or
+    1-D of length n. op(a) is (m, k), op(b) is (k, n), c is (m, n).
+    """
+    cdef int code = _real(a, "a")
+    _same_real(b, "b", code)
+    _same_real(c, "c", code)
+    _ndim(a, "a", 2)
+    _ndim(b, "b", 2)
+    _ndim(c, "c", 2)
+    _writable(c, "c")
+    cdef Py_ssize_t m = a.shape[1] if trans_a else a.shape[0]
+    cdef Py_ssize_t k = a.shape[0] if trans_a else a.shape[1]
+    cdef Py_ssize_t kb = b.shape[1] if trans_b else b.shape[0]
+    cdef Py_ssize_t n = b.shape[0] if trans_b else b.shape[1]
+    if kb != k:
+        raise ValueError(f"gemm: inner dimensions differ: op(a) is ({m}, {k}), op(b) is ({kb}, {n})")
+    _shape2(c, "c", m, n)
+    if act < 0 or act >= NC_ACT_COUNT:
+        raise ValueError(f"gemm: unknown activation code {act}")
+    cdef void *pbias = NULL
+    if bias is not None:
+        _same_real(bias, "bias", code)
+        _shape1(bias, "bias", n)
+        pbias = _ptr(bias)
+    cdef Py_ssize_t lda = a.shape[1], ldb = b.shape[1], ldc = n
+    cdef void *pa = _ptr(a)
+    cdef void *pb = _ptr(b)
+    cdef void *pc = _ptr(c)
+    if code == 0:
+        with nogil:
+            nc_gemm_f32(trans_a, trans_b, m, n, k, <float>alpha, <float*>pa, lda, <float*>pb, ldb,
+                        <float>beta, <float*>pc, ldc, <float*>pbias, act, <float>act_alpha, n_threads)
+    else:
+        with nogil:
+            nc_gemm_f64(trans_a, trans_b, m, n, k, alpha, <double*>pa, lda, <double*>pb, ldb,
+                        beta, <double*>pc, ldc, <double*>pbias, act, act_alpha, n_threads)
+    return c
+
+
+def gemm_ref(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0):
+    """The C-side oracle (triple loop), same contract as gemm without the epilogue."""
+    cdef int code = _real(a, "a")
+    _same_real(b, "b", code)
+    _same_real(c, "c", code)
+    _ndim(a, "a", 2)
+    _ndim(b, "b", 2)
+    _writable(c, "c")
+    cdef Py_ssize_t m = a.shape[1] if trans_a else a.shape[0]
+    cdef Py_ssize_t k = a.shape[0] if trans_a else a.shape[1]
+    cdef Py_ssize_t kb = b.shape[1] if trans_b else b.shape[0]
+    cdef Py_ssize_t n = b.shape[0] if trans_b else b.shape[1]
+    if kb != k:
+        raise ValueError(f"gemm_ref: inner dimensions differ: op(a) is ({m}, {k}), op(b) is ({kb}, {n})")
+    _shape2(c, "c", m, n)
+    cdef Py_ssize_t lda = a.shape[1], ldb = b.shape[1]
+    cdef void *pa = _ptr(a)
+    cdef void *pb = _ptr(b)
+    cdef void *pc = _ptr(c)
+    if code == 0:
+        with nogil:
+            nc_gemm_ref_f32(trans_a, trans_b, m, n, k, <float>alpha, <float*>pa, lda,
+                            <float*>pb, ldb, <float>beta, <float*>pc, n)
+    else:
+        with nogil:
+            nc_gemm_ref_f64(trans_a, trans_b, m, n, k, alpha, <double*>pa, lda,
+                            <double*>pb, ldb, beta, <double*>pc, n)
+    return c

@@ -1,0 +1,79 @@
+# Declarations of csrc/nncore.h for Cython. Keep in the same order as the header.
+from libc.stdint cimport int64_t
+
+cdef extern from "nncore.h" nogil:
+    # runtime
+    int nc_simd_level()
+    const char *nc_simd_name(int level)
+    void nc_set_simd_level(int level)
+    int nc_active_simd_level()
+    int nc_has_openmp()
+    int nc_omp_max_threads()
+    int nc_team_size(int nthreads, double work)
+    void nc_mark_forked()
+
+    # activations
+    int NC_ACT_LINEAR, NC_ACT_STEP, NC_ACT_SIGMOID, NC_ACT_TANH, NC_ACT_RELU, NC_ACT_LEAKY_RELU
+    int NC_ACT_ELU, NC_ACT_SELU, NC_ACT_GELU, NC_ACT_GELU_TANH, NC_ACT_SOFTPLUS, NC_ACT_HARD_SIGMOID
+    int NC_ACT_SWISH, NC_ACT_COUNT
+    int nc_act_needs_input(int act)
+    void nc_act_forward_par_f32(int act, float alpha, const float *x, float *y, ptrdiff_t n, int nthreads)
+    void nc_act_forward_par_f64(int act, double alpha, const double *x, double *y, ptrdiff_t n, int nthreads)
+    void nc_act_backward_par_f32(int act, float alpha, const float *x, const float *y, const float *dy,
+                                 float *dx, ptrdiff_t n, int nthreads)
+    void nc_act_backward_par_f64(int act, double alpha, const double *x, const double *y, const double *dy,
+                                 double *dx, ptrdiff_t n, int nthreads)
+    void nc_softmax_forward_f32(const float *x, float *y, ptrdiff_t rows, ptrdiff_t cols)
+    void nc_softmax_forward_f64(const double *x, double *y, ptrdiff_t rows, ptrdiff_t cols)
+    void nc_softmax_backward_f32(const float *y, const float *dy, float *dx, ptrdiff_t rows, ptrdiff_t cols)
+    void nc_softmax_backward_f64(const double *y, const double *dy, double *dx, ptrdiff_t rows, ptrdiff_t cols)
+
+    # gemm
+    void nc_gemm_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                     float alpha, const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
+                     float beta, float *C, ptrdiff_t ldc, const float *bias, int act, float act_alpha,
+                     int nthreads)
+    void nc_gemm_f64(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                     double alpha, const double *A, ptrdiff_t lda, const double *B, ptrdiff_t ldb,
+                     double beta, double *C, ptrdiff_t ldc, const double *bias, int act, double act_alpha,
+                     int nthreads)
+    void nc_gemm_ref_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                         float alpha, const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
+                         float beta, float *C, ptrdiff_t ldc)
+    void nc_gemm_ref_f64(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                         double alpha, const double *A, ptrdiff_t lda, const double *B, ptrdiff_t ldb,
+                         double beta, double *C, ptrdiff_t ldc)
+
+    # reductions and data movement
+    void nc_colsum_f32(const float *x, float *out, ptrdiff_t rows, ptrdiff_t cols, int nthreads)
+    void nc_colsum_f64(const double *x, double *out, ptrdiff_t rows, ptrdiff_t cols, int nthreads)
+    double nc_sumsq_f32(const float *x, ptrdiff_t n, int nthreads)
+    double nc_sumsq_f64(const double *x, ptrdiff_t n, int nthreads)
+    int nc_all_finite_f32(const float *x, ptrdiff_t n, int nthreads)
+    int nc_all_finite_f64(const double *x, ptrdiff_t n, int nthreads)
+    void nc_take_rows_f32(const float *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, float *dst)
+    void nc_take_rows_f64(const double *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, double *dst)
+
+    # fused losses
+    double nc_softmax_xent_f32(const float *z, const float *y, const float *w, float *prob, float *d,
+                               ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads)
+    double nc_softmax_xent_f64(const double *z, const double *y, const double *w, double *prob, double *d,
+                               ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads)
+    double nc_sparse_softmax_xent_f32(const float *z, const int64_t *label, const float *w, float *prob,
+                                      float *d, ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads)
+    double nc_sparse_softmax_xent_f64(const double *z, const int64_t *label, const double *w, double *prob,
+                                      double *d, ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads)
+    double nc_sigmoid_bce_f32(const float *z, const float *y, const float *w, float *prob, float *d,
+                              ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads)
+    double nc_sigmoid_bce_f64(const double *z, const double *y, const double *w, double *prob, double *d,
+                              ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads)
+    double nc_mse_f32(const float *yhat, const float *y, const float *w, float *d,
+                      ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads)
+    double nc_mse_f64(const double *yhat, const double *y, const double *w, double *d,
+                      ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads)
+    double nc_mae_f32(const float *yhat, const float *y, const float *w, float *d,
+                      ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads)
+    double nc_mae_f64(const double *yhat, const double *y, const double *w, double *d,
+                      ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads)
+
+    # optimizers (section owned by the optimizer work)
