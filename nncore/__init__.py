@@ -8,10 +8,11 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from nncore._threads import get_num_threads, set_num_threads  # noqa: E402
-from nncore._config import show_config  # noqa: E402
+from nncore._config import floatx, set_floatx, show_config  # noqa: E402
+from nncore._random import set_seed  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["get_num_threads", "set_num_threads", "show_config", "__version__"]
+__all__ = ["get_num_threads", "set_num_threads", "show_config", "floatx", "set_floatx", "set_seed", "__version__"]
 
 # --- public names added by the model, optimizer and saving work go below ---

@@ -4,6 +4,22 @@ import numpy as np
 from nncore._kernels import runtime as _rt
 
 
+_FLOATX = "float32"
+
+
+def floatx():
+    """The default float dtype name for new models and converted inputs ('float32')."""
+    return _FLOATX
+
+
+def set_floatx(value):
+    """Set the default float dtype: 'float32' or 'float64'."""
+    global _FLOATX
+    if value not in ("float32", "float64"):
+        raise ValueError(f"set_floatx: expected 'float32' or 'float64', got {value!r}")
+    _FLOATX = value
+
+
 def config():
     """Return a dict describing the build and the run-time choices."""
     from nncore._threads import get_num_threads
