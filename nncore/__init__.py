@@ -16,3 +16,5 @@ __version__ = "0.1.0"
 __all__ = ["get_num_threads", "set_num_threads", "show_config", "floatx", "set_floatx", "set_seed", "__version__"]
 
 # --- public names added by the model, optimizer and saving work go below ---
+from nncore import optimizers  # noqa: E402,F401  (optimizer work)
+__all__ += ["optimizers"]
