@@ -547,3 +547,23 @@ def test_iris_softmax_regression_converges(name, config):
             opt.step_flat(flat, grads)
     acc = np.mean(np.argmax(x[te] @ W + b, 1) == y[te])
     assert acc > 0.9, f"{name}: test accuracy {acc:.3f}"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_step_flat_random_segmentations(seed):
+    """Any tiling of the buffer gives the per-variable result, for per-variable clipnorm too."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 40000))
+    cuts = np.sort(rng.choice(np.arange(1, n), size=min(n - 1, int(rng.integers(0, 12))), replace=False)) \
+        if n > 1 else np.array([], dtype=np.int64)
+    bounds = [0] + [int(c) for c in cuts] + [n]
+    segs = list(zip(bounds[:-1], bounds[1:]))
+    flat = rng.normal(size=n).astype(np.float32)
+    parts = [flat[a:b].copy() for a, b in segs]
+    a, b = O.Nadam(clipnorm=0.7, weight_decay=0.01), O.Nadam(clipnorm=0.7, weight_decay=0.01)
+    b.build_flat(flat, segs)
+    for _ in range(3):
+        g = rng.normal(size=n).astype(np.float32)
+        a.apply_gradients([(g[s:e], p) for (s, e), p in zip(segs, parts)])
+        b.step_flat(flat, g)
+    np.testing.assert_array_equal(flat, np.concatenate(parts))
