@@ -104,13 +104,14 @@ static double NC_NAME(bce_row)(const REAL *z, const REAL *y, REAL *prob, REAL *d
 
 static double NC_NAME(mse_row)(const REAL *yhat, const REAL *y, REAL *d, ptrdiff_t k, double c)
 {
+    /* the residual in double is exact for float inputs; the loss never depends on d */
     double loss = 0;
+    REAL cr = (REAL)(2.0 * c / (double)k);
     if (d) {
-        REAL cr = (REAL)(2.0 * c / (double)k);
         for (ptrdiff_t j = 0; j < k; j++) {
-            REAL r = yhat[j] - y[j];
-            loss += (double)r * (double)r;
-            d[j] = cr * r;                       /* gradient = 2 (yhat - y) / k */
+            double r = (double)yhat[j] - (double)y[j];
+            loss += r * r;
+            d[j] = cr * (REAL)r;                 /* gradient = 2 (yhat - y) / k */
         }
     } else {
         for (ptrdiff_t j = 0; j < k; j++) {
@@ -125,11 +126,14 @@ static double NC_NAME(mae_row)(const REAL *yhat, const REAL *y, REAL *d, ptrdiff
 {
     double loss = 0;
     REAL cr = (REAL)(c / (double)k);
-    for (ptrdiff_t j = 0; j < k; j++) {
-        REAL r = yhat[j] - y[j];
-        loss += (double)FABS(r);
-        /* gradient = sign(yhat - y) / k, with sign(0) = 0 */
-        if (d) d[j] = r > 0 ? cr : (r < 0 ? -cr : (REAL)0);
+    if (d) {
+        for (ptrdiff_t j = 0; j < k; j++) {
+            double r = (double)yhat[j] - (double)y[j];
+            loss += fabs(r);
+            d[j] = r > 0 ? cr : (r < 0 ? -cr : (REAL)0);  /* gradient = sign(yhat - y) / k, sign(0) = 0 */
+        }
+    } else {
+        for (ptrdiff_t j = 0; j < k; j++) loss += fabs((double)yhat[j] - (double)y[j]);
     }
     return loss / (double)k;
 }
