@@ -67,7 +67,7 @@ def _prepare(x, name, fn, dtype=None):
     want = _float_dtype(a, name, fn) if dtype is None else np.dtype(dtype)
     if dtype is not None and a.dtype.kind not in "biuf":
         raise TypeError(f"{fn}: {name} must hold real numbers, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=want)
+    return np.asarray(a, dtype=want, order="C")  # unlike ascontiguousarray, keeps 0-d arrays 0-d
 
 
 def _common(*dtypes):
@@ -211,7 +211,7 @@ def dense(x, kernel, bias=None, activation=None, alpha=None, n_threads=None):
     else:
         bvec = None
     lead = X.shape[:-1]
-    X2 = np.ascontiguousarray(X, dtype=dt).reshape(-1, n_in)
+    X2 = np.ascontiguousarray(X, dtype=dt).reshape(int(np.prod(lead, dtype=np.int64)), n_in)
     W = np.ascontiguousarray(W, dtype=dt)
     Y = np.empty((X2.shape[0], units), dt)
     nt = effective_n_threads(n_threads)
@@ -356,7 +356,7 @@ def colsum(x, n_threads=None):
     X = _prepare(x, "x", fn)
     if X.ndim == 0:
         raise ValueError(f"{fn}: x must be at least 1-D, got a scalar")
-    X2 = X.reshape(-1, X.shape[-1]) if X.ndim != 2 else X
+    X2 = X.reshape(int(np.prod(X.shape[:-1], dtype=np.int64)), X.shape[-1])
     outv = np.empty(X.shape[-1], X.dtype)
     _ew.colsum(X2, outv, effective_n_threads(n_threads))
     return outv
