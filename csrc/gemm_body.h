@@ -43,18 +43,14 @@ static void NC_NAME(gemm_tile)(int level, int *mr, int *nr)
 #undef NC_GEMM_ROW_
 }
 
-/* One thread's block of C: choose the direct or packed path, get the
- * workspace (per call, per thread: no shared state), run the level's kernel. */
-static void NC_NAME(gemm_region)(int level, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+/* One thread's block of C on the direct or packed path: get the workspace
+ * (per call, per thread: no shared state), run the level's kernel. */
+static void NC_NAME(gemm_region)(int level, int direct, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                                  REAL alpha, const REAL *A, ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,
                                  REAL beta, REAL *C, ptrdiff_t ldc, const REAL *bias, int act, REAL act_alpha)
 {
     int mr, nr;
     NC_NAME(gemm_tile)(level, &mr, &nr);
-    double mnk = (double)m * (double)n * (double)k;
-    /* direct: tiny products, or op(A) of at most one micro-panel of rows (each
-     * element of B is then read once anyway); transposed B is packed whole */
-    int direct = (mnk <= NC_GEMM_DIRECT_WORK || m <= mr) && (!trans_b || (double)k * (double)n <= 16384.0);
     ptrdiff_t nw;
     if (direct)
         nw = trans_b ? k * ((n + nr - 1) / nr * nr) : 0;
@@ -137,11 +133,17 @@ void NC_NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
     int mr, nr;
     NC_NAME(gemm_tile)(level, &mr, &nr);
     double tiles = (double)((m + mr - 1) / mr) * (double)((n + nr - 1) / nr);
-    int nt = (double)m * (double)n * (double)k <= NC_GEMM_DIRECT_WORK
+    /* direct (no packing): tiny products, or op(A) of at most one micro-panel
+     * of rows (each element of B is read once anyway); a transposed B is then
+     * packed whole. Decided once for all threads, so every element of C is
+     * summed in the same order whatever the thread count. */
+    double mnk = (double)m * (double)n * (double)k;
+    int direct = (mnk <= NC_GEMM_DIRECT_WORK || m <= mr) && (!trans_b || (double)k * (double)n <= 16384.0);
+    int nt = mnk <= NC_GEMM_DIRECT_WORK
                  ? 1 : nc_team_size(nthreads, 2.0 * (double)m * (double)n * (double)k);
     if (nt > tiles) nt = (int)tiles;
     if (nt <= 1) {
-        NC_NAME(gemm_region)(level, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias, act,
+        NC_NAME(gemm_region)(level, direct, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias, act,
                              act_alpha);
         return;
     }
@@ -155,7 +157,7 @@ void NC_NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
         if (i1 > i0 && j1 > j0) {
             const REAL *a = trans_a ? A + i0 : A + i0 * lda;
             const REAL *b = trans_b ? B + j0 * ldb : B + j0;
-            NC_NAME(gemm_region)(level, trans_a, trans_b, i1 - i0, j1 - j0, k, alpha, a, lda, b, ldb, beta,
+            NC_NAME(gemm_region)(level, direct, trans_a, trans_b, i1 - i0, j1 - j0, k, alpha, a, lda, b, ldb, beta,
                                  C + i0 * ldc + j0, ldc, bias ? bias + j0 : NULL, act, act_alpha);
         }
     }
