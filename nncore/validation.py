@@ -26,7 +26,6 @@ check_name(kind, name, choices) / unknown_name(kind, name, choices)   closest-na
 """
 import difflib
 import numbers
-import operator
 
 import numpy as np
 
@@ -269,13 +268,11 @@ def check_int(value, name, minimum=None, maximum=None, allow_none=False):
     """An int (not a bool, not a float) within [minimum, maximum]; returns a Python int."""
     if value is None and allow_none:
         return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral,)):
-        if isinstance(value, float) and value.is_integer():
-            raise TypeError(f"{name}: expected an int, got float {value!r}")
-        try:
-            operator.index(value)
-        except TypeError:
-            raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}") from None
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected an int, got bool {value!r}")
+    if not isinstance(value, numbers.Integral):
+        kind = "float" if isinstance(value, float) else type(value).__name__
+        raise TypeError(f"{name}: expected an int, got {kind} {value!r}")
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
@@ -344,7 +341,7 @@ def unknown_name(kind, name, choices):
     choices = sorted(set(choices))
     close = closest_names(name, choices)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return ValueError(f"unknown {kind} {name!r}.{hint} Known {kind}s: {', '.join(choices)}")
+    return ValueError(f"unknown {kind} {name!r}.{hint} Known {kind} names: {', '.join(choices)}")
 
 
 def check_name(kind, name, choices):
