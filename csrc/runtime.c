@@ -5,6 +5,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(_OPENMP) && (defined(__unix__) || defined(__APPLE__))
+#include <pthread.h>
+#endif
 
 static int forced_level = -1;   /* -1: use the best level */
 static volatile int forked = 0;
@@ -62,6 +65,21 @@ int nc_omp_max_threads(void)
 }
 
 void nc_mark_forked(void) { forked = 1; }
+
+#if defined(_OPENMP) && (defined(__unix__) || defined(__APPLE__)) && (defined(__GNUC__) || defined(__clang__))
+/* Every Cython extension links its own copy of this static library, so each
+ * holds its own `forked` flag and nc_mark_forked() called through one module
+ * does not reach the others. Each copy therefore registers its own child
+ * handler when it is loaded: a fork by any route (os.fork, multiprocessing,
+ * a C library calling fork()) makes every copy run serially in the child,
+ * where GNU OpenMP's thread pool is gone and a parallel region would hang. */
+static void nc_atfork_child(void) { forked = 1; }
+
+__attribute__((constructor)) static void nc_register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, nc_atfork_child);
+}
+#endif
 
 /* About 64k flops per extra thread before a team pays off: waking a team of
  * sleeping (passive) threads costs some microseconds. */
