@@ -249,8 +249,29 @@ class MeanMetricWrapper(Mean):
         self._fn_kwargs = kwargs
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        values = self._fn(y_true, y_pred, **self._fn_kwargs)
-        Mean.update_state(self, values, sample_weight)
+        v = None
+        if type(y_pred) is np.ndarray and type(y_true) is np.ndarray and y_pred.ndim == 2:
+            v = self._per_sample(y_true, y_pred)
+        if v is None:  # general shapes: the per-sample function, then Keras's weighting rules
+            Mean.update_state(self, self._fn(y_true, y_pred, **self._fn_kwargs), sample_weight)
+            return
+        # fast path (2-D y_pred, 1-D per-sample values): a few ufunc calls per batch
+        if sample_weight is None:
+            self.total += np.count_nonzero(v) if v.dtype == bool else float(v.sum())
+            self.count += v.shape[0]
+            return
+        w = sample_weight
+        if type(w) is not np.ndarray or w.shape != v.shape or w.dtype.kind != "f":
+            Mean.update_state(self, v, sample_weight)
+            return
+        if w.dtype != np.float64:
+            w = w.astype(np.float64)
+        self.total += float(np.dot(v, w))
+        self.count += float(w.sum())
+
+    def _per_sample(self, y_true, y_pred):
+        """Per-sample values of shape (n,) for a 2-D y_pred, or None for the general path."""
+        return None
 
     def get_config(self):
         return {**super().get_config(), **self._fn_kwargs}
@@ -276,6 +297,14 @@ class BinaryAccuracy(MeanMetricWrapper):
         super().__init__(binary_accuracy, name=name, dtype=dtype, threshold=float(threshold))
         self.threshold = float(threshold)
 
+    def _per_sample(self, y_true, y_pred):
+        n = y_pred.shape[0]
+        if y_pred.shape[1] != 1 or y_true.shape not in ((n,), (n, 1)) or \
+                y_true.dtype.kind not in "biuf":
+            return None
+        # compare in y_true's dtype: a bool-to-float comparison costs several microseconds
+        return (y_pred[:, 0] > self.threshold).astype(y_true.dtype) == y_true.reshape(n)
+
 
 class CategoricalAccuracy(MeanMetricWrapper):
     """How often argmax(y_pred) equals argmax of the one-hot y_true."""
@@ -284,6 +313,11 @@ class CategoricalAccuracy(MeanMetricWrapper):
 
     def __init__(self, name="categorical_accuracy", dtype=None):
         super().__init__(categorical_accuracy, name=name, dtype=dtype)
+
+    def _per_sample(self, y_true, y_pred):
+        if y_true.shape != y_pred.shape or y_true.dtype.kind not in "biuf":
+            return None
+        return y_true.argmax(-1) == y_pred.argmax(-1)
 
 
 class SparseCategoricalAccuracy(MeanMetricWrapper):
@@ -294,6 +328,12 @@ class SparseCategoricalAccuracy(MeanMetricWrapper):
     def __init__(self, name="sparse_categorical_accuracy", dtype=None):
         super().__init__(sparse_categorical_accuracy, name=name, dtype=dtype)
 
+    def _per_sample(self, y_true, y_pred):
+        n = y_pred.shape[0]
+        if y_true.shape not in ((n,), (n, 1)) or y_true.dtype.kind not in "biuf":
+            return None
+        return y_pred.argmax(-1) == y_true.reshape(n)
+
 
 class MeanSquaredError(MeanMetricWrapper):
     """Weighted mean over samples of mean((y_true - y_pred)^2, axis=-1)."""
@@ -303,6 +343,12 @@ class MeanSquaredError(MeanMetricWrapper):
     def __init__(self, name="mean_squared_error", dtype=None):
         super().__init__(mean_squared_error, name=name, dtype=dtype)
 
+    def _per_sample(self, y_true, y_pred):
+        d = _diff64(y_true, y_pred)
+        if d is None:
+            return None
+        return d[:, 0] * d[:, 0] if d.shape[1] == 1 else np.einsum("ij,ij->i", d, d) / d.shape[1]
+
 
 class MeanAbsoluteError(MeanMetricWrapper):
     """Weighted mean over samples of mean(|y_true - y_pred|, axis=-1)."""
@@ -311,6 +357,28 @@ class MeanAbsoluteError(MeanMetricWrapper):
 
     def __init__(self, name="mean_absolute_error", dtype=None):
         super().__init__(mean_absolute_error, name=name, dtype=dtype)
+
+    def _per_sample(self, y_true, y_pred):
+        d = _diff64(y_true, y_pred)
+        if d is None:
+            return None
+        np.abs(d, out=d)
+        return d[:, 0] if d.shape[1] == 1 else d.mean(axis=1)
+
+
+def _diff64(y_true, y_pred):
+    """y_true - y_pred in float64 for a 2-D y_pred and y_true of the same shape (or (n,) against
+    (n, 1)); None for other shapes."""
+    n = y_pred.shape[0]
+    if y_true.shape != y_pred.shape:
+        if y_pred.shape[1] != 1 or y_true.shape != (n,):
+            return None
+        y_true = y_true.reshape(n, 1)
+    if y_true.dtype.kind not in "biuf":
+        return None
+    d = y_true.astype(np.float64)
+    d -= y_pred
+    return d
 
 
 class _AutoAccuracy(MeanMetricWrapper):
@@ -341,7 +409,12 @@ class _AutoAccuracy(MeanMetricWrapper):
 # ---------------------------------------------------------------- confusion-matrix metrics
 
 def _prep_confusion(y_true, y_pred, sample_weight, class_id, owner):
-    """Flattened float64 predictions, boolean labels and weights for the confusion counts."""
+    """Flattened predictions, boolean labels and float64 weights for the confusion counts."""
+    if class_id is None and sample_weight is None and type(y_true) is np.ndarray and \
+            type(y_pred) is np.ndarray and y_pred.ndim >= 1 and y_true.dtype.kind in "biuf" and \
+            y_pred.dtype.kind in "biuf" and (y_true.shape == y_pred.shape or (
+                y_pred.ndim == 2 and y_pred.shape[1] == 1 and y_true.shape == y_pred.shape[:1])):
+        return (y_true != 0).ravel(), y_pred.ravel(), None  # the common case, without broadcasting
     y_true, y_pred = _check_pair(y_true, y_pred, owner)
     y_true, y_pred = _same_rank(y_true, y_pred)
     if class_id is not None:

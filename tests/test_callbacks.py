@@ -246,10 +246,9 @@ def test_reduce_lr_on_plateau_patience_cooldown_min_lr():
     lrs = []
     rec = C.LambdaCallback(on_epoch_end=lambda e, logs: lrs.append(model.optimizer.learning_rate))
     fit(model, [cb, rec], _losses([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]))
-    # e0 best; e1 wait1; e2 wait2 -> 0.05, cooldown 1; e3 cooldown (counter 0), wait 0 ... no,
-    # e3: in cooldown -> counter 0, wait 0; not improved, in_cooldown() now False -> wait 1;
-    # e4 wait 2 -> 0.025 clipped to min_lr 0.03; e5 cooldown; e6 wait 1; e7 wait 2 but lr is at
-    # min_lr: unchanged.
+    # e0 best; e1 wait 1; e2 wait 2 -> lr 0.05, cooldown 1; e3 cooldown ends (wait 0), then
+    # wait 1; e4 wait 2 -> 0.005 raised to min_lr 0.03, cooldown; e5 wait 1; e6, e7 stay at
+    # min_lr.
     assert lrs == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.03, 0.03, 0.03, 0.03])
 
 
