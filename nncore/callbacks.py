@@ -622,9 +622,15 @@ class ProgbarLogger(Callback):
             else:
                 self.seen = batch + 1
 
+    def _finish_pass(self, logs):
+        # a pass that reported no batches still completed: show it as done
+        if self.seen == 0 and self.target:
+            self.seen = self.target
+        self._update(self.seen - 1, logs, finalize=True)
+
     def on_test_end(self, logs=None):
         if not self._in_fit and self.verbose:
-            self._update(self.seen - 1, logs, finalize=True)
+            self._finish_pass(logs)
 
     def on_predict_begin(self, logs=None):
         if not self._in_fit:
@@ -642,7 +648,7 @@ class ProgbarLogger(Callback):
 
     def on_predict_end(self, logs=None):
         if not self._in_fit and self.verbose:
-            self._update(self.seen - 1, None, finalize=True)
+            self._finish_pass(None)
 
 
 # ---------------------------------------------------------------- monitoring
@@ -662,7 +668,9 @@ def _auto_direction(monitor, model, owner, strict=True):
     name = monitor[4:] if monitor.startswith("val_") else monitor
     if name == "loss":
         return "min"
-    for m in getattr(model, "metrics", None) or ():
+    found = list(getattr(model, "metrics", None) or ()) + \
+        list(getattr(model, "compiled_metrics", None) or ())
+    for m in found:
         if getattr(m, "name", None) == name and getattr(m, "_direction", None) in ("up", "down"):
             return "max" if m._direction == "up" else "min"
     if any(w in name for w in _UP_WORDS):

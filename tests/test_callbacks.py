@@ -191,6 +191,9 @@ def test_early_stopping_auto_mode_sources():
     # a model metric's own direction decides for custom names
     m = M.BinaryAccuracy(name="hits")
     assert C._auto_direction("val_hits", FakeModel(metrics=[m]), "x") == "max"
+    other = FakeModel()
+    other.compiled_metrics = [M.MeanSquaredError(name="hits")]
+    assert C._auto_direction("hits", other, "x") == "min"
     with pytest.raises(ValueError, match="mode='max'"):
         C._auto_direction("val_hits", FakeModel(), "EarlyStopping")
     with pytest.raises(ValueError, match="monitor='hits'"):
@@ -471,6 +474,12 @@ def test_progbar_evaluate_alone_and_silent_inside_fit():
         cbs.on_test_batch_end(b, {"loss": 0.5})
     cbs.on_test_end({"loss": 0.5, "accuracy": 1.0})
     assert stream.getvalue().splitlines()[-1].startswith("5/5 [")
+    # a pass whose batches were not reported still ends as complete
+    stream = io.StringIO()
+    cbs = C.CallbackList([C.ProgbarLogger(file=stream)], add_history=False, steps=3, verbose=1)
+    cbs.on_predict_begin()
+    cbs.on_predict_end()
+    assert stream.getvalue().startswith("3/3 [==============================]")
     # validation inside fit draws nothing of its own
     stream = io.StringIO()
     bar = C.ProgbarLogger(file=stream)
