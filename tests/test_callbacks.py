@@ -508,3 +508,143 @@ def test_progbar_standalone_average_unknown_target_and_coarse_log():
     assert "loss: 0.5000" in stream.getvalue().splitlines()[-1]
     with pytest.raises(ValueError, match="verbose"):
         C.Progbar(10, verbose=3)
+
+
+# ---------------------------------------------------------------- with the real Sequential
+# These run once nncore.models (the "models" part) is present in the checkout.
+
+def _real_model(loss="binary_crossentropy", metrics=("accuracy",), units=1, act="sigmoid",
+                optimizer="adam"):
+    models = pytest.importorskip("nncore.models")
+    from nncore.layers import Dense
+    import nncore
+    nncore.set_seed(0)
+    model = models.Sequential()
+    model.add(Dense(8, input_dim=4, activation="relu"))
+    model.add(Dense(units, activation=act))
+    model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics))
+    return model
+
+
+def _binary_data(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.float32)
+    return x, y
+
+
+class FullRecorder(C.Callback):
+    def __init__(self):
+        self.calls = []
+
+    def on_train_begin(self, logs=None):
+        self.calls.append("train_begin")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.calls.append("epoch_begin")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.calls.append("batch_end")
+
+    def on_test_begin(self, logs=None):
+        self.calls.append("test_begin")
+
+    def on_test_end(self, logs=None):
+        self.calls.append("test_end")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.calls.append(("epoch_end", sorted(logs)))
+
+    def on_train_end(self, logs=None):
+        self.calls.append("train_end")
+
+
+def test_real_fit_order_history_and_metrics(capsys):
+    model = _real_model()
+    x, y = _binary_data()
+    rec = FullRecorder()
+    hist = model.fit(x, y, epochs=2, batch_size=32, validation_split=0.25, verbose=0,
+                     callbacks=[rec])
+    keys = ["accuracy", "loss", "val_accuracy", "val_loss"]
+    per_epoch = ["epoch_begin"] + ["batch_end"] * 3 + ["test_begin", "test_end",
+                                                        ("epoch_end", keys)]
+    assert rec.calls == ["train_begin"] + per_epoch * 2 + ["train_end"]
+    assert model.history is hist and sorted(hist.history) == keys and hist.epoch == [0, 1]
+    assert capsys.readouterr().out == ""
+    # the accuracy in History is the binary accuracy of the epoch's batches, so it is a
+    # fraction of the 90 training samples
+    assert all(abs(a * 90 - round(a * 90)) < 1e-6 for a in hist.history["accuracy"])
+
+
+def test_real_evaluate_metrics_match_direct_computation():
+    model = _real_model(metrics=["accuracy", "auc", "precision", "recall", "mse"])
+    x, y = _binary_data()
+    model.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    got = model.evaluate(x, y, batch_size=7, verbose=0, return_dict=True)
+    p = model.predict(x, verbose=0).astype(np.float64)
+    for name, metric in (("accuracy", M.BinaryAccuracy()), ("auc", M.AUC()),
+                         ("precision", M.Precision()), ("recall", M.Recall()),
+                         ("mse", M.MeanSquaredError())):
+        metric.update_state(y[:, None], p)  # one pass over everything
+        assert got[name] == pytest.approx(metric.result(), rel=1e-5, abs=1e-6), name
+
+
+def test_real_progress_output_to_a_pipe(capsys):
+    model = _real_model()
+    x, y = _binary_data()
+    model.fit(x, y, epochs=3, batch_size=8, verbose=1)
+    out = capsys.readouterr().out  # pytest's capture is not a terminal
+    assert "\r" not in out
+    lines = out.splitlines()
+    assert [ln for ln in lines if ln.startswith("Epoch")] == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
+    assert len(lines) == 6 and all("15/15 [" in ln for ln in lines[1::2])
+    model.fit(x, y, epochs=2, batch_size=8, verbose=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[1].startswith("15/15 - ") and "loss: " in lines[1]
+    model.evaluate(x, y, verbose=1)
+    assert capsys.readouterr().out.startswith("4/4 [")
+
+
+def test_real_early_stopping_restores_best_weights():
+    model = _real_model()
+    x, y = _binary_data()
+    snaps = []
+    keep = C.LambdaCallback(on_epoch_end=lambda e, logs: snaps.append(
+        (logs["val_loss"], model.get_weights())))
+    # a large min_delta makes every epoch after the first "no improvement"
+    es = C.EarlyStopping(monitor="val_loss", patience=2, min_delta=10.0,
+                         restore_best_weights=True)
+    hist = model.fit(x, y, epochs=20, batch_size=16, validation_split=0.2, verbose=0,
+                     callbacks=[keep, es])
+    assert len(hist.epoch) == 3 and es.best_epoch == 0
+    for w, best in zip(model.get_weights(), snaps[0][1]):
+        np.testing.assert_array_equal(w, best)
+
+
+def test_real_lr_callbacks_drive_the_optimizer(tmp_path):
+    model = _real_model(optimizer="sgd")
+    x, y = _binary_data()
+    sched = C.LearningRateScheduler(lambda epoch, lr: 0.1 * 0.5 ** epoch)
+    hist = model.fit(x, y, epochs=3, verbose=0, callbacks=[sched, C.CSVLogger(tmp_path / "l.csv")])
+    assert hist.history["learning_rate"] == pytest.approx([0.1, 0.05, 0.025])
+    assert model.optimizer.learning_rate == pytest.approx(0.025)
+    rows = open(tmp_path / "l.csv").read().splitlines()
+    assert rows[0] == "epoch,accuracy,learning_rate,loss" and len(rows) == 4
+    model = _real_model(optimizer="sgd")
+    rl = C.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_delta=100.0)
+    lr0 = float(model.optimizer.learning_rate)
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[rl])
+    assert model.optimizer.learning_rate == pytest.approx(lr0 * 0.25)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_real_terminate_on_nan_keeps_finite_weights(capsys):
+    model = _real_model(loss="mse", metrics=(), units=1, act=None, optimizer="sgd")
+    x, y = _binary_data()
+    y = y * 1e3
+    model.optimizer.learning_rate = 1e6  # diverges within a few batches
+    t = C.TerminateOnNaN()
+    hist = model.fit(x, y, epochs=50, batch_size=8, verbose=0, callbacks=[t])
+    assert model.stop_training and t.stopped_batch is not None and len(hist.epoch) < 50
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert not np.isfinite(hist.history["loss"][-1])
