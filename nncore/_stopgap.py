@@ -74,7 +74,10 @@ def _ones(shape, dtype="float32", rng=None):
 def _init_get(identifier):
     if callable(identifier):
         return identifier
-    return {"glorot_uniform": _glorot_uniform, "zeros": _zeros, "ones": _ones}[identifier]
+    table = {"glorot_uniform": _glorot_uniform, "zeros": _zeros, "ones": _ones}
+    if identifier not in table:
+        raise ValueError(f"initializer: unknown name {identifier!r}")
+    return table[identifier]
 
 
 initializers = types.SimpleNamespace(get=_init_get)
