@@ -14,6 +14,9 @@ When the last activation is sigmoid/softmax and the loss the matching
 cross-entropy, the last layer stops at its logits z and one fused kernel
 gives the loss and the gradient p - y.
 """
+import signal
+import threading
+
 import numpy as np
 
 from nncore import _random
@@ -44,6 +47,35 @@ def _verbose(verbose):
     if verbose not in (0, 1, 2):
         raise ValueError(f"verbose: expected 0, 1, 2 or 'auto', got {verbose!r}")
     return int(verbose)
+
+
+class _DeferredInterrupt:
+    """Inside fit, a first Ctrl-C (SIGINT) is held until the running step has finished, then raised
+    as KeyboardInterrupt between steps, so the parameters and the optimizer state stay consistent.
+    A second Ctrl-C interrupts at once. Only in the main thread with Python's default handler."""
+
+    def __enter__(self):
+        self.pending = False
+        self._old = None
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def check(self):
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt("training interrupted (Ctrl-C) after a complete step")
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
 
 
 class Sequential:
@@ -405,32 +437,35 @@ class Sequential:
                                                 verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
         step = self._train_step
-        cbs.on_train_begin()
+        batch_logs = getattr(cbs, "has_train_batch_hooks", True)   # per-batch logs only when someone listens
         logs, training_logs = {}, None
-        for epoch in range(initial_epoch, epochs):
-            for m in self.compiled_metrics:
-                m.reset_state()
-            cbs.on_epoch_begin(epoch)
-            total, seen = 0.0, 0
-            for i, (xb, yb, wb, ymb) in enumerate(batches):
-                cbs.on_train_batch_begin(i)
-                nb = xb.shape[0]
-                total += step(xb, yb, wb, ymb) * nb
-                seen += nb
-                logs = self._logs(total / seen)
-                cbs.on_train_batch_end(i, logs)
+        with _DeferredInterrupt() as ctrl_c:
+            cbs.on_train_begin()
+            for epoch in range(initial_epoch, epochs):
+                for m in self.compiled_metrics:
+                    m.reset_state()
+                cbs.on_epoch_begin(epoch)
+                total, seen = 0.0, 0
+                for i, (xb, yb, wb, ymb) in enumerate(batches):
+                    cbs.on_train_batch_begin(i)
+                    nb = xb.shape[0]
+                    total += step(xb, yb, wb, ymb) * nb
+                    seen += nb
+                    if batch_logs:
+                        logs = self._logs(total / seen)
+                        cbs.on_train_batch_end(i, logs)
+                    ctrl_c.check()        # Ctrl-C takes effect here, between complete steps
+                    if self.stop_training:
+                        break
+                epoch_logs = self._logs(total / seen) if seen else dict(logs)
+                if val is not None:
+                    val_logs = self._evaluate_arrays(*val, batch_size, cbs)
+                    epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
+                cbs.on_epoch_end(epoch, epoch_logs)
+                training_logs = epoch_logs
                 if self.stop_training:
                     break
-            epoch_logs = dict(logs)
-            if val is not None:
-                val_logs = self._evaluate_arrays(*val, batch_size, cbs)
-                epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
-                self._setup()
-            cbs.on_epoch_end(epoch, epoch_logs)
-            training_logs = epoch_logs
-            if self.stop_training:
-                break
-        cbs.on_train_end(training_logs)
+            cbs.on_train_end(training_logs)
         return self.history
 
     def _prepare_validation(self, data):
@@ -448,12 +483,19 @@ class Sequential:
             cbs.on_test_begin()
         for m in self.compiled_metrics:
             m.reset_state()
-        total = self._penalty() * len(x)   # every batch loss carries the same penalty
-        for xb, yb, wb, ymb in Batches([x, y, w, y_metric], batch_size):
+        pen = self._penalty()             # every batch loss carries the same penalty
+        total, seen = 0.0, 0
+        for i, (xb, yb, wb, ymb) in enumerate(Batches([x, y, w, y_metric], batch_size)):
+            if cbs is not None:
+                cbs.on_test_batch_begin(i)
             out, s = self._forward_loss(xb, yb, wb, None, False)
             total += s
+            seen += xb.shape[0]
             for m in self.compiled_metrics:
                 m.update_state(yb if ymb is None else ymb, out)
+            if cbs is not None:
+                cbs.on_test_batch_end(i, self._logs(total / seen + pen))
+        total += pen * len(x)
         logs = self._logs(total / len(x))
         if cbs is not None:
             cbs.on_test_end(logs)
@@ -494,20 +536,20 @@ class Sequential:
                                                     model=self, verbose=verbose, epochs=1,
                                                     steps=-(-len(x) // batch_size))
             cbs.on_predict_begin()
-        out = self._predict_arrays(x, batch_size)
-        if cbs is not None:
-            cbs.on_predict_end()
-        return out
-
-    def _predict_arrays(self, x, batch_size):
         self._setup()
         result = np.empty((len(x),) + tuple(self._output_shape[1:]), self._dtype)
         start = 0
-        for (xb,) in Batches([x], batch_size):
+        for i, (xb,) in enumerate(Batches([x], batch_size)):
+            if cbs is not None:
+                cbs.on_predict_batch_begin(i)
             for layer in self._layers:
                 xb = layer.forward(xb, False)
             result[start:start + len(xb)] = xb
             start += len(xb)
+            if cbs is not None:
+                cbs.on_predict_batch_end(i, {"outputs": result[start - len(xb):start]})
+        if cbs is not None:
+            cbs.on_predict_end()
         return result
 
     def __call__(self, x, training=False):

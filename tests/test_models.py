@@ -246,6 +246,29 @@ def test_keyboard_interrupt_leaves_a_usable_model():
     assert np.all(np.isfinite(hist.history["loss"]))
 
 
+def test_ctrl_c_is_deferred_to_the_end_of_the_step():
+    # a real SIGINT during a step: the step completes, then KeyboardInterrupt is raised between steps
+    import os
+    import signal
+
+    x, labels, _ = _data(n=64)
+
+    class Sigint(_callbacks().Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    model = _mlp()
+    model.compile(optimizer=sgd(0.05), loss="sparse_categorical_crossentropy")
+    before = model.get_weights()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, labels, epochs=3, batch_size=8, verbose=0, callbacks=[Sigint()])
+    assert model.optimizer.iterations == 4          # batches 0..3 all completed
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert np.all(np.isfinite(model.predict(x, verbose=0)))
+
+
 def test_bad_inputs_raise_clear_errors():
     x, labels, _ = _data(n=10)
     model = Sequential([Dense(5, input_dim=4, name="first"), Dense(3, activation="softmax")])
