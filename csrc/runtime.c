@@ -1,13 +1,32 @@
 /* runtime.c -- what was compiled in, what the CPU offers, and how many
  * threads a piece of work deserves. The only process-wide state in the C
- * code lives here: the SIMD level in use and the "forked" flag. */
+ * code lives here: the SIMD level in use and the "forked" flag.
+ *
+ * Every Cython extension links its own copy of this static library, so each
+ * has its own copy of that state: a flag set through one extension is not
+ * seen by the kernels of another. Fork detection therefore does not rely on
+ * nc_mark_forked alone: each copy records the pid it was loaded in and runs
+ * serially in any other process (GNU OpenMP's pool does not survive fork). */
 #include "nncore.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#define NC_HAVE_GETPID 1
+#endif
 
 static int forced_level = -1;   /* -1: use the best level */
 static volatile int forked = 0;
+
+#ifdef NC_HAVE_GETPID
+static pid_t load_pid = 0;
+__attribute__((constructor)) static void nc_record_load_pid(void) { load_pid = getpid(); }
+/* getpid() is a system call: only asked when a team would be formed */
+static int nc_forked(void) { return forked || (load_pid != 0 && getpid() != load_pid); }
+#else
+static int nc_forked(void) { return forked; }
+#endif
 
 int nc_simd_level(void)
 {
@@ -55,7 +74,7 @@ int nc_has_openmp(void)
 int nc_omp_max_threads(void)
 {
 #ifdef _OPENMP
-    return forked ? 1 : omp_get_max_threads();
+    return nc_forked() ? 1 : omp_get_max_threads();
 #else
     return 1;
 #endif
@@ -70,11 +89,12 @@ void nc_mark_forked(void) { forked = 1; }
 int nc_team_size(int nthreads, double work)
 {
 #ifdef _OPENMP
-    if (forked || nthreads <= 1) return 1;
-    int cap = omp_get_max_threads();      /* threadpoolctl limits land here */
-    if (nthreads > cap) nthreads = cap;
+    if (nthreads <= 1 || forked) return 1;
     double fit = work / NC_WORK_PER_THREAD;
-    if (fit < 2.0) return 1;
+    if (fit < 2.0) return 1;                 /* tiny work: a team costs more than it saves */
+    if (nc_forked()) return 1;
+    int cap = omp_get_max_threads();         /* threadpoolctl limits land here */
+    if (nthreads > cap) nthreads = cap;
     if ((double)nthreads > fit) nthreads = (int)fit;
     return nthreads < 1 ? 1 : nthreads;
 #else
