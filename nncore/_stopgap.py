@@ -1,4 +1,4 @@
-"""TEMPORARY stand-ins for parts other developers are writing (optimizers,
+"""TEMPORARY stand-ins for parts other developers are writing (
 initializers, regularizers, metrics, callbacks), to the interfaces of
 docs/design.md. Used only while the real module is missing; deleted once
 they are merged. Not public."""
@@ -7,53 +7,6 @@ import time
 import types
 
 import numpy as np
-
-
-# ---- optimizers -----------------------------------------------------------
-class _SGD:
-    def __init__(self, learning_rate=0.01):
-        self.learning_rate = learning_rate
-        self.iterations = 0
-
-    def build_flat(self, params, segments):
-        pass
-
-    def step_flat(self, params, grads):
-        params -= self.learning_rate * grads
-        self.iterations += 1
-
-    def get_config(self):
-        return {"learning_rate": self.learning_rate}
-
-
-class _Adam(_SGD):
-    def __init__(self, learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
-        super().__init__(learning_rate)
-        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
-
-    def build_flat(self, params, segments):
-        self.m = np.zeros_like(params)
-        self.v = np.zeros_like(params)
-
-    def step_flat(self, params, g):
-        t = self.iterations + 1
-        self.m += (g - self.m) * (1 - self.beta_1)
-        self.v += (g * g - self.v) * (1 - self.beta_2)
-        a = self.learning_rate * (1 - self.beta_2 ** t) ** 0.5 / (1 - self.beta_1 ** t)
-        params -= a * self.m / (np.sqrt(self.v) + self.epsilon)
-        self.iterations += 1
-
-    def get_config(self):
-        return {"learning_rate": self.learning_rate}
-
-
-def _opt_get(identifier):
-    if isinstance(identifier, _SGD):
-        return identifier
-    return {"sgd": _SGD, "adam": _Adam, "rmsprop": _Adam}[identifier]()
-
-
-optimizers = types.SimpleNamespace(get=_opt_get)
 
 
 # ---- initializers ---------------------------------------------------------

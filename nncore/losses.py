@@ -26,10 +26,7 @@ __all__ = ["Loss", "MeanSquaredError", "MeanAbsoluteError", "BinaryCrossentropy"
 EPSILON = 1e-7  # Keras backend.epsilon(): probabilities are clipped to [EPSILON, 1 - EPSILON]
 
 
-try:  # the fused loss kernels are being written in parallel; NumPy stand-in until they land
-    from nncore._kernels import losses as _kl
-except ImportError:  # pragma: no cover - removed once nncore._kernels.losses is merged
-    from nncore import _loss_stopgap as _kl
+from nncore._kernels import losses as _kl
 
 
 # --------------------------------------------------------------------------- helpers

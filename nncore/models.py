@@ -21,6 +21,7 @@ import numpy as np
 
 from nncore import _random
 from nncore import losses as _losses
+from nncore import optimizers as _optimizers
 from nncore._config import floatx
 from nncore._kernels.elementwise import all_finite
 from nncore._threads import effective_n_threads
@@ -238,7 +239,7 @@ class Sequential:
             Threads for the kernels (None: nncore.get_num_threads(), -1: all).
         """
         effective_n_threads(n_threads)  # validates
-        self.optimizer = _module("optimizers").get(optimizer)
+        self.optimizer = _optimizers.get(optimizer)
         self.loss = _losses.get(loss) if loss is not None else None
         if metrics is None:
             metrics = []

@@ -18,11 +18,7 @@ def _callbacks():
 
 
 def sgd(lr):
-    try:
-        from nncore.optimizers import SGD
-    except ImportError:
-        from nncore._stopgap import _SGD as SGD
-    return SGD(learning_rate=lr)
+    return nncore.optimizers.SGD(learning_rate=lr)
 
 
 @pytest.fixture
