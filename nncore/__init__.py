@@ -17,3 +17,7 @@ __version__ = "0.1.0"
 __all__ = ["get_num_threads", "set_num_threads", "show_config", "floatx", "set_floatx", "set_seed", "ops", "__version__"]
 
 # --- public names added by the model, optimizer and saving work go below ---
+from nncore import activations, layers, losses, models, optimizers  # noqa: E402
+from nncore.models import Sequential  # noqa: E402
+
+__all__ += ["Sequential", "activations", "layers", "losses", "models", "optimizers"]
