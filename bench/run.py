@@ -103,6 +103,10 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="a short run: tiny,small,predict at 2 threads, 5 repeats, 0.05 s, predict on 10240 "
                         "samples, no memory")
+    p.add_argument("--import-order", choices=("peers-first", "nncore-first"), default="peers-first",
+                   help="peers-first (default): torch's OpenMP runtime loads with the user's environment and "
+                        "nncore, importing later, shares it (same libgomp SONAME); nncore-first: nncore's "
+                        "OMP_WAIT_POLICY=PASSIVE default then applies to torch too")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(argv)
     if args.quick:
@@ -183,6 +187,12 @@ def machine_info(peer_status):
 
         info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         info["torch_mkl"] = torch.backends.mkl.is_available()
+    try:  # which OpenMP runtimes and BLAS libraries this process really loaded
+        with open("/proc/self/maps") as f:
+            info["loaded_openmp"] = sorted({line.split()[-1] for line in f if "gomp" in line or "libiomp" in line})
+    except OSError:
+        pass
+    info["omp_wait_policy_at_start"] = ORIGINAL_ENV.get("OMP_WAIT_POLICY")
     try:
         import threadpoolctl
 
@@ -290,7 +300,8 @@ def bench_workload(wl, threads, slots, args):
     """Time every slot on one workload at one thread count; returns the row's raw record."""
     steps = wl.steps()
     row = {"workload": wl.name, "task": wl.task, "layers": list(wl.layers), "batch": wl.batch,
-           "samples": wl.samples, "steps": steps, "threads": threads, "entries": {}, "errors": {}}
+           "samples": wl.samples, "steps": steps, "threads": threads, "entries": {}, "errors": {},
+           "loadavg_1min_before": round(os.getloadavg()[0], 2)}
     live = []
     for s in slots:
         try:
@@ -442,7 +453,8 @@ def format_tables(result):
             out.append(f"| {r['workload']} | {r['threads']} | {LABELS[p]} | {_fmt(a)} | {_fmt(u)} | {a / u:.2f} |")
         out.append("")
     if not has_nncore:
-        out.append("nncore did not run: " + result.get("peers", {}).get("nncore", {}).get("reason", "?") + "\n")
+        why = result.get("peers", {}).get("nncore", {}).get("reason", "not selected (--peers)")
+        out.append(f"nncore did not run: {why}\n")
     skipped = {p: v["reason"] for p, v in result.get("peers", {}).items() if not v["available"]}
     for p, why in skipped.items():
         if p != "nncore":
@@ -516,7 +528,7 @@ def main(argv=None):
     # must not change how torch's own OpenMP runtime (loaded at its import) waits.
     names = [p for p in PEER_ORDER if p in args.peers and p != "nncore"]
     if "nncore" in args.peers:
-        names.append("nncore")
+        names.insert(0 if args.import_order == "nncore-first" else len(names), "nncore")
     peer_status = {p: get_peer_class(p).available() for p in names}
     for p, (ok, why) in peer_status.items():
         if not ok:
