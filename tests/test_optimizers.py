@@ -96,6 +96,8 @@ def test_matches_reference(rule, option, dtype, rtol):
         assert_close(np.concatenate([state[f"{i}/{nm}"].ravel() for i in range(len(ws))]),
                      np.concatenate([s[nm].ravel() for s in ref.slots]), rtol, f"slot {nm}")
     assert len(state) == 1 + sum(len(s) for s in ref.slots) + (name == "Nadam")
+    if name == "Nadam":
+        assert state["u_product"] == pytest.approx(ref.u_product, rel=1e-14)
 
 
 def test_adam_known_step():
@@ -409,6 +411,8 @@ def test_apply_gradients_errors():
         opt.apply_gradients([(np.zeros(3), ro)])
     with pytest.raises(TypeError, match="pair"):
         opt.apply_gradients([np.zeros(3)])
+    with pytest.raises(ValueError, match=r"grads_and_vars\[1\]: this variable already appears"):
+        opt.apply_gradients([(np.ones((3, 2)), w), (np.ones((3, 2)), w)])
     assert opt.iterations == 0
     # None gradients are skipped; an all-None list is no step
     assert opt.apply_gradients([(None, w)]) == 0
