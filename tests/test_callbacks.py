@@ -648,3 +648,24 @@ def test_real_terminate_on_nan_keeps_finite_weights(capsys):
     assert model.stop_training and t.stopped_batch is not None and len(hist.epoch) < 50
     assert all(np.isfinite(w).all() for w in model.get_weights())
     assert not np.isfinite(hist.history["loss"][-1])
+
+
+def test_real_model_checkpoint_saves_loadable_best_model(tmp_path):
+    saving = pytest.importorskip("nncore.saving")
+    model = _real_model()
+    x, y = _binary_data()
+    preds = {}
+    keep = C.LambdaCallback(on_epoch_end=lambda e, logs: preds.__setitem__(
+        e, (logs["val_loss"], model.predict(x, verbose=0))))
+    path = tmp_path / "ckpt" / "best.nnc"
+    ckpt = C.ModelCheckpoint(path, monitor="val_loss", save_best_only=True)
+    wpath = tmp_path / "w-{epoch}.nnc"
+    wckpt = C.ModelCheckpoint(wpath, save_weights_only=True)
+    model.fit(x, y, epochs=4, batch_size=16, validation_split=0.25, verbose=0,
+              callbacks=[keep, ckpt, wckpt])
+    best_epoch = min(preds, key=lambda e: preds[e][0])
+    loaded = saving.load_model(str(path))
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), preds[best_epoch][1])
+    assert sorted(os.listdir(tmp_path)) == ["ckpt", "w-1.nnc", "w-2.nnc", "w-3.nnc", "w-4.nnc"]
+    model.load_weights(str(tmp_path / "w-2.nnc"))
+    np.testing.assert_array_equal(model.predict(x, verbose=0), preds[1][1])
