@@ -595,11 +595,10 @@ class AUC(Metric):
         self.reset_state()
 
     def reset_state(self):
-        n = self.num_thresholds
-        self.true_positives = np.zeros(n)
-        self.false_positives = np.zeros(n)
-        self.true_negatives = np.zeros(n)
-        self.false_negatives = np.zeros(n)
+        # weighted counts per bucket: bucket i holds the predictions p with
+        # t_i < p <= t_{i+1}; counts above threshold i are sums over the buckets >= i
+        self._pos_hist = np.zeros(self.num_thresholds)
+        self._all_hist = np.zeros(self.num_thresholds)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         label, pred, w = _prep_confusion(y_true, y_pred, sample_weight, None, self.name)
@@ -611,33 +610,46 @@ class AUC(Metric):
                              f"values in [{lo}, {hi}]")
         n = self.num_thresholds
         # p > t_i exactly for i <= ceil(p (n-1)) - 1 (and always for i = 0): bucket of p
-        b = np.ceil(pred.astype(np.float64) * (n - 1)).astype(np.intp)
+        b = np.ceil(pred * (n - 1)).astype(np.intp)  # in the predictions' dtype, as Keras
         b -= 1
         np.maximum(b, 0, out=b)
-        wv = np.ones(label.size) if w is None else w
-        lab_w = wv * label
-        pos_hist = np.bincount(b, weights=lab_w, minlength=n)
-        all_hist = np.bincount(b, weights=wv, minlength=n)
-        # count above threshold i = sum of buckets >= i: a reverse cumulative sum
-        tp = np.cumsum(pos_hist[::-1])[::-1]
-        fp = np.cumsum(all_hist[::-1])[::-1] - tp
-        total_pos = lab_w.sum()
-        total_neg = wv.sum() - total_pos
-        self.true_positives += tp
-        self.false_positives += fp
-        self.false_negatives += total_pos - tp
-        self.true_negatives += total_neg - fp
+        if w is None:
+            self._pos_hist += np.bincount(b[label], minlength=n)
+            self._all_hist += np.bincount(b, minlength=n)
+        else:
+            self._pos_hist += np.bincount(b, weights=w * label, minlength=n)
+            self._all_hist += np.bincount(b, weights=w, minlength=n)
+
+    # the four confusion counts per threshold, derived from the histograms
+    @property
+    def true_positives(self):
+        return np.cumsum(self._pos_hist[::-1])[::-1]
+
+    @property
+    def false_positives(self):
+        return np.cumsum((self._all_hist - self._pos_hist)[::-1])[::-1]
+
+    @property
+    def false_negatives(self):
+        return self._pos_hist.sum() - self.true_positives
+
+    @property
+    def true_negatives(self):
+        return (self._all_hist.sum() - self._pos_hist.sum()) - self.false_positives
 
     def result(self):
-        tpr = _divide_no_nan(self.true_positives, self.true_positives + self.false_negatives)
-        fpr = _divide_no_nan(self.false_positives, self.false_positives + self.true_negatives)
+        tp, fp = self.true_positives, self.false_positives
+        n_pos, n_neg = tp[0], fp[0]  # every prediction is above t_0 = -eps
+        # tp + fn and fp + tn are the same at every threshold: the rates are plain scalings
+        tpr = tp / n_pos if n_pos > 0 else np.zeros_like(tp)
+        fpr = fp / n_neg if n_neg > 0 else np.zeros_like(fp)
         if self.summation_method == "interpolation":
-            h = (tpr[:-1] + tpr[1:]) / 2.0
+            h = (tpr[:-1] + tpr[1:]) * 0.5
         elif self.summation_method == "minoring":
             h = np.minimum(tpr[:-1], tpr[1:])
         else:
             h = np.maximum(tpr[:-1], tpr[1:])
-        return float(np.sum((fpr[:-1] - fpr[1:]) * h))
+        return float(np.dot(fpr[:-1] - fpr[1:], h))
 
     def get_config(self):
         return {"num_thresholds": self.num_thresholds, "curve": self.curve,

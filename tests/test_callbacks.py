@@ -123,6 +123,9 @@ def test_callbacklist_defaults_and_dispatch():
     assert not cbs.has_train_batch_hooks  # History listens to epochs only
     cbs = C.CallbackList([], add_history=False, add_progbar=True, verbose=2)
     assert isinstance(cbs.callbacks[-1], C.ProgbarLogger) and cbs.callbacks[-1].verbose == 2
+    # only the in-place bar wants per-batch logs: the model can skip them otherwise
+    assert not cbs.has_train_batch_hooks
+    assert C.CallbackList([], add_progbar=True, verbose=1).has_train_batch_hooks
     seen = []
     old = C.Callback()
     old.on_batch_end = lambda batch, logs=None: seen.append((batch, logs))  # Keras-1 style name
