@@ -391,16 +391,23 @@ class _AutoAccuracy(MeanMetricWrapper):
     def __init__(self, name="accuracy", dtype=None):
         super().__init__(self._first, name=name, dtype=dtype)
         self.kind = None
+        self._kind_cls = None
+        self.threshold = 0.5
 
     def _first(self, y_true, y_pred):
         y_true, y_pred = _check_pair(y_true, y_pred, self.name)
         if y_pred.shape[-1] == 1:
-            self.kind, self._fn = "binary_accuracy", binary_accuracy
+            self._kind_cls, self._fn = BinaryAccuracy, binary_accuracy
         elif y_true.ndim < y_pred.ndim or y_true.shape[-1] == 1:
-            self.kind, self._fn = "sparse_categorical_accuracy", sparse_categorical_accuracy
+            self._kind_cls, self._fn = SparseCategoricalAccuracy, sparse_categorical_accuracy
         else:
-            self.kind, self._fn = "categorical_accuracy", categorical_accuracy
+            self._kind_cls, self._fn = CategoricalAccuracy, categorical_accuracy
+        self.kind = self._fn.__name__
         return self._fn(y_true, y_pred)
+
+    def _per_sample(self, y_true, y_pred):
+        # after the first batch, the chosen kind's fast path
+        return None if self._kind_cls is None else self._kind_cls._per_sample(self, y_true, y_pred)
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype}
