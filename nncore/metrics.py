@@ -475,14 +475,22 @@ class _Thresholded(Metric):
 
     def reset_state(self):
         k = self.thresholds.size
-        self.true_positives = np.zeros(k)
-        self.false_positives = np.zeros(k)
-        self.true_negatives = np.zeros(k)
-        self.false_negatives = np.zeros(k)
+        # rows: true positives, false positives, true negatives, false negatives per threshold;
+        # with one threshold, four Python floats (adding to them is cheaper than to arrays)
+        self._counts = np.zeros((4, k))
+        self._one = [0.0, 0.0, 0.0, 0.0]
+
+    def _row(self, i):
+        return np.array([self._one[i]]) if self.thresholds.size == 1 else self._counts[i].copy()
+
+    true_positives = property(lambda self: self._row(0))
+    false_positives = property(lambda self: self._row(1))
+    true_negatives = property(lambda self: self._row(2))
+    false_negatives = property(lambda self: self._row(3))
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         label, pred, w = _prep_confusion(y_true, y_pred, sample_weight, self.class_id, self.name)
-        if self.thresholds.size == 1:  # the common case: one comparison, four sums
+        if self.thresholds.size == 1:  # the common case: one comparison, a few counts
             pos = pred > self.thresholds[0]
             if w is None:
                 tp = np.count_nonzero(pos & label)
@@ -490,15 +498,15 @@ class _Thresholded(Metric):
                 fn = np.count_nonzero(label) - tp
                 tn = label.size - tp - fp - fn
             else:
-                wl = w[label].sum()
-                tp = w[pos & label].sum()
-                fp = w[pos].sum() - tp
-                fn = wl - tp
-                tn = w.sum() - tp - fp - fn
-            self.true_positives += tp
-            self.false_positives += fp
-            self.false_negatives += fn
-            self.true_negatives += tn
+                tp = float(w[pos & label].sum())
+                fp = float(w[pos].sum()) - tp
+                fn = float(w[label].sum()) - tp
+                tn = float(w.sum()) - tp - fp - fn
+            c = self._one
+            c[0] += tp
+            c[1] += fp
+            c[2] += tn
+            c[3] += fn
             return
         pos = pred[None, :] > self.thresholds[:, None]  # (k, n)
         wv = np.ones(label.size) if w is None else w
@@ -506,10 +514,7 @@ class _Thresholded(Metric):
         neg_w = wv - lab_w
         tp = pos @ lab_w
         fp = pos @ neg_w
-        self.true_positives += tp
-        self.false_positives += fp
-        self.false_negatives += lab_w.sum() - tp
-        self.true_negatives += neg_w.sum() - fp
+        self._counts += (tp, fp, neg_w.sum() - fp, lab_w.sum() - tp)
 
     def _out(self, values):
         return float(values[0]) if self._single else [float(v) for v in values]
@@ -539,8 +544,8 @@ class Precision(_Thresholded):
         super().__init__(thresholds, class_id, name, dtype)
 
     def result(self):
-        return self._out(_divide_no_nan(self.true_positives,
-                                        self.true_positives + self.false_positives))
+        tp, fp = self.true_positives, self.false_positives
+        return self._out(_divide_no_nan(tp, tp + fp))
 
 
 class Recall(_Thresholded):
@@ -553,8 +558,8 @@ class Recall(_Thresholded):
         super().__init__(thresholds, class_id, name, dtype)
 
     def result(self):
-        return self._out(_divide_no_nan(self.true_positives,
-                                        self.true_positives + self.false_negatives))
+        tp, fn = self.true_positives, self.false_negatives
+        return self._out(_divide_no_nan(tp, tp + fn))
 
 
 class AUC(Metric):
