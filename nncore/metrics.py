@@ -251,6 +251,12 @@ class MeanMetricWrapper(Mean):
     def update_state(self, y_true, y_pred, sample_weight=None):
         v = None
         if type(y_pred) is np.ndarray and type(y_true) is np.ndarray and y_pred.ndim == 2:
+            if sample_weight is None:
+                total = self._unweighted_sum(y_true, y_pred)
+                if total is not None:
+                    self.total += total
+                    self.count += y_pred.shape[0]
+                    return
             v = self._per_sample(y_true, y_pred)
         if v is None:  # general shapes: the per-sample function, then Keras's weighting rules
             Mean.update_state(self, self._fn(y_true, y_pred, **self._fn_kwargs), sample_weight)
@@ -271,6 +277,10 @@ class MeanMetricWrapper(Mean):
 
     def _per_sample(self, y_true, y_pred):
         """Per-sample values of shape (n,) for a 2-D y_pred, or None for the general path."""
+        return None
+
+    def _unweighted_sum(self, y_true, y_pred):
+        """Sum over samples of the per-sample values for a 2-D y_pred without weights, or None."""
         return None
 
     def get_config(self):
@@ -349,6 +359,13 @@ class MeanSquaredError(MeanMetricWrapper):
             return None
         return d[:, 0] * d[:, 0] if d.shape[1] == 1 else np.einsum("ij,ij->i", d, d) / d.shape[1]
 
+    def _unweighted_sum(self, y_true, y_pred):
+        d = _diff64(y_true, y_pred)
+        if d is None:
+            return None
+        flat = d.ravel()
+        return float(flat @ flat) / d.shape[1]  # sum over samples of mean over the last axis
+
 
 class MeanAbsoluteError(MeanMetricWrapper):
     """Weighted mean over samples of mean(|y_true - y_pred|, axis=-1)."""
@@ -364,6 +381,13 @@ class MeanAbsoluteError(MeanMetricWrapper):
             return None
         np.abs(d, out=d)
         return d[:, 0] if d.shape[1] == 1 else d.mean(axis=1)
+
+    def _unweighted_sum(self, y_true, y_pred):
+        d = _diff64(y_true, y_pred)
+        if d is None:
+            return None
+        np.abs(d, out=d)
+        return float(d.sum()) / d.shape[1]
 
 
 def _diff64(y_true, y_pred):
@@ -544,6 +568,9 @@ class Precision(_Thresholded):
         super().__init__(thresholds, class_id, name, dtype)
 
     def result(self):
+        if self._single:
+            tp, fp = self._one[0], self._one[1]
+            return tp / (tp + fp) if tp + fp else 0.0
         tp, fp = self.true_positives, self.false_positives
         return self._out(_divide_no_nan(tp, tp + fp))
 
@@ -558,6 +585,9 @@ class Recall(_Thresholded):
         super().__init__(thresholds, class_id, name, dtype)
 
     def result(self):
+        if self._single:
+            tp, fn = self._one[0], self._one[3]
+            return tp / (tp + fn) if tp + fn else 0.0
         tp, fn = self.true_positives, self.false_negatives
         return self._out(_divide_no_nan(tp, tp + fn))
 
