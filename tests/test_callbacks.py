@@ -672,3 +672,27 @@ def test_real_model_checkpoint_saves_loadable_best_model(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["ckpt", "w-1.nnc", "w-2.nnc", "w-3.nnc", "w-4.nnc"]
     model.load_weights(str(tmp_path / "w-2.nnc"))
     np.testing.assert_array_equal(model.predict(x, verbose=0), preds[1][1])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_real_keras_docstring_examples():
+    """The examples of Keras's EarlyStopping and LearningRateScheduler docstrings (targets
+    given with the output's shape: nncore does not broadcast (5,) against (5, 10))."""
+    models = pytest.importorskip("nncore.models")
+    optimizers = pytest.importorskip("nncore.optimizers")
+    from nncore.layers import Dense
+    x, y = np.arange(100).reshape(5, 20), np.zeros((5, 10))
+    model = models.Sequential([Dense(10)])
+    model.compile(optimizers.SGD(), loss="mse")
+    hist = model.fit(x, y, epochs=10, batch_size=1, verbose=0,
+                     callbacks=[C.EarlyStopping(monitor="loss", patience=3)])
+    assert len(hist.history["loss"]) == 4  # "Only 4 epochs are run."
+    model = models.Sequential([Dense(10)])
+    model.compile(optimizers.SGD(), loss="mse")
+    assert round(model.optimizer.learning_rate, 5) == 0.01
+
+    def scheduler(epoch, lr):
+        return lr if epoch < 10 else lr * math.exp(-0.1)
+
+    model.fit(x, y, epochs=15, verbose=0, callbacks=[C.LearningRateScheduler(scheduler)])
+    assert round(model.optimizer.learning_rate, 5) == 0.00607
