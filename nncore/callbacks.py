@@ -402,7 +402,7 @@ class Progbar:
     Notes
     -----
     A terminal is recognised by ``file.isatty()`` (or a running IPython kernel). The final line
-    shows ``steps, elapsed time, time per step`` and the values; intermediate lines show the ETA.
+    shows ``steps, elapsed time, time per step`` and the values; intermediate lines add the ETA.
     """
 
     def __init__(self, target, width=30, verbose=1, interval=0.05, stateful_metrics=None,
@@ -514,7 +514,8 @@ class Progbar:
             text += f" - {_format_duration(elapsed)} {_format_per_unit(per_step, self.unit_name)}"
         else:
             eta = per_step * (self.target - current)
-            text += f" - ETA: {_format_duration(eta)} - {_format_per_unit(per_step, self.unit_name)}"
+            text += (f" - {_format_duration(elapsed)} elapsed - ETA: {_format_duration(eta)} - "
+                     f"{_format_per_unit(per_step, self.unit_name)}")
         return text + self._values_text()
 
     def _write_final(self, current, now):
