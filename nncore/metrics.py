@@ -753,7 +753,8 @@ def get(identifier, loss=None):
           ("accuracy" or "acc"), as in Keras's History.
         - other names ('mse', 'mae', 'binary_accuracy', 'categorical_accuracy',
           'sparse_categorical_accuracy', 'precision', 'recall', 'auc', 'mean_squared_error',
-          'mean_absolute_error') or class names ('AUC', ...): a new instance named by the string.
+          'mean_absolute_error') or class names ('AUC', ...): a new instance named by the string
+          (the key it gets in History, as in Keras 3).
         - a dict ``{"class_name": ..., "config": {...}}`` (from :func:`serialize`).
         - a Metric instance: returned as is.
         - a callable ``fn(y_true, y_pred)`` returning per-sample values: wrapped in a
@@ -779,7 +780,7 @@ def get(identifier, loss=None):
         if low in _NAMES:
             return _NAMES[low](name=key)
         if key in _CLASSES:
-            return _CLASSES[key]()
+            return _CLASSES[key](name=key)
         known = sorted(set(_NAMES) | set(_CLASSES) | {"accuracy", "acc"})
         close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
