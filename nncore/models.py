@@ -248,9 +248,10 @@ class Sequential:
         self._metric_ids = list(metrics)
         self.compiled_metrics = [_module("metrics").get(m, loss=self.loss) for m in metrics]
         self._n_threads_req = n_threads
-        opt_cfg = self.optimizer.get_config() if hasattr(self.optimizer, "get_config") else {}
+        if n_threads is not None and getattr(self.optimizer, "n_threads", 0) is None:
+            self.optimizer.n_threads = n_threads   # the optimizer's kernel follows compile's request
         self._compile_config = {
-            "optimizer": {"class_name": type(self.optimizer).__name__, "config": opt_cfg},
+            "optimizer": _optimizers.serialize(self.optimizer),
             "loss": None if self.loss is None else _losses.serialize(self.loss),
             "metrics": [m if isinstance(m, str) else getattr(m, "name", str(m)) for m in metrics],
         }
@@ -606,6 +607,12 @@ class Sequential:
         return model
 
     # ------------------------------------------------------------------ saving (nncore.saving)
+    def _prepare_optimizer(self):
+        """Give the optimizer its slots over the flat buffer (before restoring a saved state)."""
+        if not self.built:
+            raise ValueError(f"{self.name}: cannot restore an optimizer state into an unbuilt model")
+        self.optimizer.build_flat(self._params, self._segments)
+
     def save(self, filepath):
         """Save architecture, weights, compile settings and optimizer state (see nncore.saving)."""
         from nncore import saving
