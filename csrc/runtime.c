@@ -3,30 +3,21 @@
  * code lives here: the SIMD level in use and the "forked" flag.
  *
  * Every Cython extension links its own copy of this static library, so each
- * has its own copy of that state: a flag set through one extension is not
- * seen by the kernels of another. Fork detection therefore does not rely on
- * nc_mark_forked alone: each copy records the pid it was loaded in and runs
- * serially in any other process (GNU OpenMP's pool does not survive fork). */
+ * has its own copy of that state. Fork is caught by a pthread_atfork handler
+ * that every copy registers (below); the SIMD level is set in every copy by
+ * nncore._kernels.runtime.set_simd_level, which calls each extension. */
 #include "nncore.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#if defined(__unix__) || defined(__APPLE__)
-#include <unistd.h>
-#define NC_HAVE_GETPID 1
+#if defined(_OPENMP) && (defined(__unix__) || defined(__APPLE__))
+#include <pthread.h>
 #endif
 
 static int forced_level = -1;   /* -1: use the best level */
 static volatile int forked = 0;
 
-#ifdef NC_HAVE_GETPID
-static pid_t load_pid = 0;
-__attribute__((constructor)) static void nc_record_load_pid(void) { load_pid = getpid(); }
-/* getpid() is a system call: only asked when a team would be formed */
-static int nc_forked(void) { return forked || (load_pid != 0 && getpid() != load_pid); }
-#else
 static int nc_forked(void) { return forked; }
-#endif
 
 int nc_simd_level(void)
 {
@@ -82,6 +73,21 @@ int nc_omp_max_threads(void)
 
 void nc_mark_forked(void) { forked = 1; }
 
+#if defined(_OPENMP) && (defined(__unix__) || defined(__APPLE__)) && (defined(__GNUC__) || defined(__clang__))
+/* Every Cython extension links its own copy of this static library, so each
+ * holds its own `forked` flag and nc_mark_forked() called through one module
+ * does not reach the others. Each copy therefore registers its own child
+ * handler when it is loaded: a fork by any route (os.fork, multiprocessing,
+ * a C library calling fork()) makes every copy run serially in the child,
+ * where GNU OpenMP's thread pool is gone and a parallel region would hang. */
+static void nc_atfork_child(void) { forked = 1; }
+
+__attribute__((constructor)) static void nc_register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, nc_atfork_child);
+}
+#endif
+
 /* About 64k flops per extra thread before a team pays off: waking a team of
  * sleeping (passive) threads costs some microseconds. */
 #define NC_WORK_PER_THREAD 65536.0
@@ -92,7 +98,6 @@ int nc_team_size(int nthreads, double work)
     if (nthreads <= 1 || forked) return 1;
     double fit = work / NC_WORK_PER_THREAD;
     if (fit < 2.0) return 1;                 /* tiny work: a team costs more than it saves */
-    if (nc_forked()) return 1;
     int cap = omp_get_max_threads();         /* threadpoolctl limits land here */
     if (nthreads > cap) nthreads = cap;
     if ((double)nthreads > fit) nthreads = (int)fit;

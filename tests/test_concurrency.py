@@ -1,0 +1,208 @@
+"""nncore next to other OpenMP users and under concurrent callers.
+
+- imported before or after torch, scikit-learn and numpy, in several orders:
+  no "OMP: Error #15", no hang, and nncore never sets KMP_DUPLICATE_LIB_OK;
+- several Python threads calling the kernels at once give the serial results
+  (the kernels keep no shared mutable state);
+- threadpoolctl limits nncore's OpenMP, and joblib's process workers do not
+  oversubscribe the CPU.
+"""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import nncore
+from nncore._kernels import elementwise as _ew
+from nncore._kernels import gemm as _g
+from nncore._kernels import runtime as _rt
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _work(seed, n_threads):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((180, 150))
+    b = rng.standard_normal((150, 130))
+    c = _g.gemm(a, b, np.empty((180, 130)), bias=rng.standard_normal(130), act=3, n_threads=n_threads)
+    y = _ew.act_forward(12, 0.0, c, np.empty_like(c), n_threads)
+    dx = _ew.act_backward(12, 0.0, c, y, y, np.empty_like(c), n_threads)
+    s = _ew.colsum(dx, np.empty(130), n_threads)
+    return c, y, dx, s
+
+
+# ---- other libraries in the same process --------------------------------------------------------------
+SCENARIO = textwrap.dedent(
+    """
+    import os, sys
+    sys.path.insert(0, {root!r})
+    order = {order!r}
+    for name in order:
+        if name == "nncore":
+            had = "KMP_DUPLICATE_LIB_OK" in os.environ  # scikit-learn sets it (setdefault) on import
+            import nncore
+            assert had or "KMP_DUPLICATE_LIB_OK" not in os.environ, "nncore set KMP_DUPLICATE_LIB_OK"
+        elif name == "torch":
+            import torch
+        elif name == "sklearn":
+            import sklearn.cluster
+        else:
+            import numpy
+    import numpy as np, torch, sklearn.cluster, nncore
+    from nncore._kernels import gemm as _g
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((300, 200))
+    for _ in range(3):  # interleave the three OpenMP users
+        c = _g.gemm(a, a.T.copy(), np.empty((300, 300)), n_threads=2)
+        t = torch.from_numpy(a) @ torch.from_numpy(a).T
+        km = sklearn.cluster.KMeans(3, n_init=1, random_state=0).fit(a)
+    np.testing.assert_allclose(c, t.numpy(), rtol=1e-10, atol=1e-10)
+    print("ok", torch.get_num_threads())
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        ("nncore", "torch", "sklearn", "numpy"),
+        ("torch", "sklearn", "numpy", "nncore"),
+        ("sklearn", "nncore", "torch", "numpy"),
+        ("numpy", "torch", "nncore", "sklearn"),
+    ],
+    ids=lambda o: "-".join(o),
+)
+def test_import_orders_with_torch_and_sklearn(tmp_path, order):
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    env.pop("KMP_DUPLICATE_LIB_OK", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCENARIO.format(root=ROOT, order=order)], env=env, cwd=str(tmp_path),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"import order {order} hung")
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert "OMP: Error" not in text and "ok" in text, text
+
+
+def test_nncore_never_sets_kmp_duplicate_lib_ok(tmp_path):
+    code = (f"import os, sys; sys.path.insert(0, {ROOT!r}); import nncore, numpy as np; "
+            "from nncore._kernels import gemm; a = np.ones((300, 300)); gemm.gemm(a, a, a.copy(), n_threads=2); "
+            "print(os.environ.get('KMP_DUPLICATE_LIB_OK'))")
+    env = dict(os.environ)
+    env.pop("KMP_DUPLICATE_LIB_OK", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "None", out
+    for dirpath, _, files in os.walk(os.path.join(ROOT, "nncore")):
+        for f in files:
+            if f.endswith((".py", ".pyx", ".pxd", ".pxi")):
+                with open(os.path.join(dirpath, f), encoding="utf-8") as fh:
+                    assert "KMP_DUPLICATE_LIB_OK" not in fh.read(), f
+
+
+# ---- Python threads -------------------------------------------------------------------------------------
+def test_threads_calling_kernels_match_serial():
+    serial = {s: _work(s, 2) for s in range(6)}
+    results = {}
+    errors = []
+    barrier = threading.Barrier(6)
+
+    def run(seed):
+        try:
+            barrier.wait()
+            for _ in range(3):
+                results[seed] = _work(seed, 2)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert not any(t.is_alive() for t in threads)
+    for s in range(6):
+        for got, ref in zip(results[s], serial[s]):
+            np.testing.assert_array_equal(got, ref)
+
+
+def test_threads_sharing_inputs_match_serial():
+    """Many threads read the same inputs and write their own outputs."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((200, 120))
+    b = rng.standard_normal((120, 90))
+    ref = _g.gemm(a, b, np.empty((200, 90)), n_threads=1)
+    outs = [np.full((200, 90), np.nan) for _ in range(8)]
+
+    def run(i):
+        for _ in range(5):
+            _g.gemm(a, b, outs[i], n_threads=2)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for o in outs:
+        np.testing.assert_array_equal(o, ref)
+
+
+# ---- thread limits --------------------------------------------------------------------------------------
+def test_threadpoolctl_limits_nncore():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not _rt.has_openmp():
+        pytest.skip("built without OpenMP")
+    big = 2.0 * 500 * 500 * 500
+    before = _rt.team_size(2, big)
+    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+        assert _rt.omp_max_threads() == 1
+        assert _rt.team_size(2, big) == 1
+        c1 = _work(0, 2)
+    assert _rt.team_size(2, big) == before
+    for x, y in zip(c1, _work(0, 2)):
+        np.testing.assert_array_equal(x, y)
+
+
+def _worker_threads(_):
+    import nncore as nc
+    from nncore._kernels import runtime as rt
+
+    return nc.get_num_threads(), rt.team_size(nc.get_num_threads(), 1e12)
+
+
+def test_joblib_workers_do_not_oversubscribe():
+    joblib = pytest.importorskip("joblib")
+    n_cpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    env_root = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = ROOT + (os.pathsep + env_root if env_root else "")
+    try:
+        res = joblib.Parallel(n_jobs=2, backend="loky")(joblib.delayed(_worker_threads)(i) for i in range(4))
+    finally:
+        if env_root:
+            os.environ["PYTHONPATH"] = env_root
+        else:
+            del os.environ["PYTHONPATH"]
+    for threads, team in res:
+        assert 2 * team <= max(n_cpu, 2), res
+        assert 2 * threads <= max(n_cpu, 2), res
+
+
+def test_set_num_threads_bounds_the_team():
+    old = nncore.get_num_threads()
+    try:
+        nncore.set_num_threads(1)
+        from nncore._threads import effective_n_threads
+
+        assert _rt.team_size(effective_n_threads(None), 1e12) == 1
+    finally:
+        nncore.set_num_threads(old)

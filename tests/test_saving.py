@@ -1,0 +1,301 @@
+"""Model files: round trips, damaged and hostile files, atomic writes."""
+import hashlib
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from nncore import saving
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _sample_header(rng):
+    return {
+        "kind": "test",
+        "config": {"name": "m", "units": [3, 4], "lr": 0.001, "flag": True, "none": None, "nan": float("nan")},
+        "weights": [
+            rng.standard_normal((5, 3)).astype(np.float32),
+            rng.standard_normal(3).astype(np.float32),
+            rng.standard_normal((3, 2)),
+            np.zeros((0, 7), np.float32),
+            np.array(7, np.int64),
+        ],
+        "state": {"iterations": 12, "slots": {"m": [np.arange(4, dtype=np.float64)], "v": []}},
+    }
+
+
+def _equal(a, b):
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and all(k in b and _equal(v, b[k]) for k, v in a.items())
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, list) and len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and a != a:
+        return isinstance(b, float) and b != b
+    return a == b and type(a) is type(b)
+
+
+def test_round_trip_is_the_identity(tmp_path):
+    rng = np.random.default_rng(0)
+    h = _sample_header(rng)
+    p = tmp_path / "m.nncore"
+    saving.write_file(p, h)
+    back = saving.read_file(p)
+    assert _equal(h, back)
+    assert back["format_version"] == saving.FORMAT_VERSION
+    # loaded arrays are writable, native, owned (not views into the file buffer)
+    w = back["weights"][0]
+    assert w.flags.writeable and w.flags.c_contiguous and w.dtype.isnative
+    w[0, 0] = 1.0
+
+
+def test_big_endian_and_noncontiguous_arrays_are_stored_by_value(tmp_path):
+    a = np.arange(12, dtype=">f8").reshape(3, 4)
+    saving.write_file(tmp_path / "a", {"a": a, "t": a.T, "s": a[:, ::2]})
+    back = saving.read_file(tmp_path / "a")
+    np.testing.assert_array_equal(back["a"], a)
+    np.testing.assert_array_equal(back["t"], a.T)
+    np.testing.assert_array_equal(back["s"], a[:, ::2])
+    assert back["a"].dtype == np.float64 and back["a"].dtype.isnative
+
+
+@pytest.mark.parametrize(
+    "bad, exc",
+    [({"x": object()}, TypeError), ({1: 2}, TypeError), ({"x": np.array(["a"])}, TypeError),
+     ({"__ndarray__": 0}, ValueError), ({"x": np.array([1 + 1j])}, TypeError)],
+)
+def test_unstorable_headers_are_refused_before_writing(tmp_path, bad, exc):
+    p = tmp_path / "m"
+    with pytest.raises(exc):
+        saving.write_file(p, bad)
+    assert os.listdir(tmp_path) == []  # no target, no temp file left behind
+
+
+# ---- damaged files: every corruption is a ValueError -----------------------------------------------
+def _corrupt(data, rng):
+    n = len(data)
+    kind = rng.integers(8)
+    b = bytearray(data)
+    if kind == 0:  # truncate
+        return bytes(b[: rng.integers(0, n)]), "truncated"
+    if kind == 1:  # flip one bit
+        i = rng.integers(n)
+        b[i] ^= 1 << rng.integers(8)
+        return bytes(b), f"bit flip at {i}"
+    if kind == 2:  # zero-fill a range
+        i = rng.integers(n)
+        j = min(n, i + rng.integers(1, 200))
+        if not any(b[i:j]):
+            b[i] ^= 0xFF
+        else:
+            b[i:j] = bytes(j - i)
+        return bytes(b), f"zero-filled [{i}, {j})"
+    if kind == 3:  # garbage appended
+        return bytes(b) + rng.bytes(rng.integers(1, 100)), "garbage appended"
+    if kind == 4:  # whole file zero
+        return bytes(n), "all zero"
+    if kind == 5:  # random bytes of random length
+        return rng.bytes(rng.integers(0, 2 * n)), "random bytes"
+    if kind == 6:  # bytes inserted in the middle
+        i = rng.integers(n)
+        return bytes(b[:i]) + rng.bytes(rng.integers(1, 50)) + bytes(b[i:]), f"insertion at {i}"
+    i = rng.integers(n)  # a random byte overwritten with a different random value
+    b[i] = (b[i] + rng.integers(1, 256)) % 256
+    return bytes(b), f"byte changed at {i}"
+
+
+def test_fuzz_random_corruptions_raise_valueerror(tmp_path):
+    rng = np.random.default_rng(1234)
+    good = tmp_path / "good"
+    saving.write_file(good, _sample_header(rng))
+    data = good.read_bytes()
+    p = tmp_path / "bad"
+    for trial in range(600):
+        damaged, what = _corrupt(data, rng)
+        if damaged == data:
+            continue
+        p.write_bytes(damaged)
+        with pytest.raises(ValueError, match="not a valid nncore model file"):
+            saving.read_file(p)
+            pytest.fail(f"trial {trial}: {what} was not detected")
+
+
+def test_empty_and_foreign_files(tmp_path):
+    p = tmp_path / "x"
+    for content in [b"", b"NNCORE", b"PK\x03\x04" + bytes(100), b"\x93NUMPY" + bytes(200), b"{}" * 50]:
+        p.write_bytes(content)
+        with pytest.raises(ValueError, match="not a valid nncore model file"):
+            saving.read_file(p)
+
+
+# ---- hostile files: a valid checksum over a lying header ------------------------------------------
+def _craft(path, header, payload=b""):
+    """A file with a correct checksum around an arbitrary header (what an attacker can write)."""
+    text = header if isinstance(header, bytes) else json.dumps(header).encode()
+    body = saving.MAGIC + struct.pack("<Q", len(text)) + text + payload
+    path.write_bytes(body + saving.TRAILER_TAG + hashlib.sha256(body).digest())
+
+
+def _arr(**kw):
+    e = {"dtype": "<f4", "shape": [2], "offset": 0, "nbytes": 8}
+    e.update(kw)
+    return e
+
+
+HOSTILE = [
+    ("future version", {"format_version": 99, "arrays": [], "payload_bytes": 0}, b"", "newer nncore"),
+    ("version as str", {"format_version": "1", "arrays": [], "payload_bytes": 0}, b"", "format_version"),
+    ("version zero", {"format_version": 0, "arrays": [], "payload_bytes": 0}, b"", "format version 0"),
+    ("not an object", [1, 2, 3], b"", "not a JSON object"),
+    ("payload lies", {"format_version": 1, "arrays": [], "payload_bytes": 10**18}, b"", "payload_bytes"),
+    ("huge shape", {"format_version": 1, "arrays": [_arr(shape=[2**40, 2**40], nbytes=2**82)],
+                    "payload_bytes": 8}, bytes(8), "outside the payload"),
+    ("nbytes lies", {"format_version": 1, "arrays": [_arr(shape=[2**31], nbytes=8)], "payload_bytes": 8},
+     bytes(8), "do not hold"),
+    ("negative dim", {"format_version": 1, "arrays": [_arr(shape=[-2], nbytes=-8)], "payload_bytes": 8},
+     bytes(8), "bad shape"),
+    ("float dim", {"format_version": 1, "arrays": [_arr(shape=[2.0])], "payload_bytes": 8}, bytes(8), "bad shape"),
+    ("too many dims", {"format_version": 1, "arrays": [_arr(shape=[1] * 40, nbytes=4)], "payload_bytes": 8},
+     bytes(8), "bad shape"),
+    ("object dtype", {"format_version": 1, "arrays": [_arr(dtype="|O")], "payload_bytes": 8}, bytes(8), "dtype"),
+    ("pickle dtype", {"format_version": 1, "arrays": [_arr(dtype="V8")], "payload_bytes": 8}, bytes(8), "dtype"),
+    ("negative offset", {"format_version": 1, "arrays": [_arr(offset=-8)], "payload_bytes": 8}, bytes(8),
+     "outside the payload"),
+    ("overlap", {"format_version": 1, "arrays": [_arr(), _arr(offset=4)], "payload_bytes": 16}, bytes(16),
+     "overlap"),
+    ("bad ref", {"format_version": 1, "arrays": [], "payload_bytes": 0, "w": {"__ndarray__": 3}}, b"",
+     "array reference"),
+    ("bad ref type", {"format_version": 1, "arrays": [], "payload_bytes": 0, "w": {"__ndarray__": True}}, b"",
+     "array reference"),
+    ("not json", b"{'format_version': 1}", b"", "not valid JSON"),
+    ("not utf8", b"\xff\xfe{}", b"", "not valid JSON"),
+    ("deep nesting", b"[" * 100000 + b"]" * 100000, b"", "JSON"),
+    ("deep objects", json.dumps({"format_version": 1, "arrays": [], "payload_bytes": 0,
+                                 "x": json.loads("[" * 200 + "]" * 200)}).encode(), b"", "nests too deeply"),
+]
+
+
+@pytest.mark.parametrize("label, header, payload, words", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_headers_raise_valueerror(tmp_path, label, header, payload, words):
+    p = tmp_path / "evil"
+    _craft(p, header, payload)
+    with pytest.raises(ValueError, match=words):
+        saving.read_file(p)
+
+
+def test_header_length_beyond_the_file_is_checked_before_reading(tmp_path):
+    p = tmp_path / "evil"
+    body = saving.MAGIC + struct.pack("<Q", 2**62) + b"{}"
+    p.write_bytes(body + saving.TRAILER_TAG + hashlib.sha256(body).digest())
+    with pytest.raises(ValueError, match="header claims"):
+        saving.read_file(p)
+
+
+def test_unknown_container_version(tmp_path):
+    p = tmp_path / "m"
+    saving.write_file(p, {"a": 1})
+    data = bytearray(p.read_bytes())
+    data[7] = 9
+    p.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="unknown container version"):
+        saving.read_file(p)
+
+
+# ---- registry ---------------------------------------------------------------------------------------
+def test_register_serializable():
+    class Thing:
+        @classmethod
+        def from_config(cls, cfg):
+            return cls()
+
+    saving.register_serializable(Thing, name="test_saving.Thing")
+    assert saving.get_registered_object("test_saving.Thing") is Thing
+    saving.register_serializable(Thing, name="test_saving.Thing")  # same class again: fine
+    with pytest.raises(ValueError, match="already registered"):
+        saving.register_serializable(type("Other", (Thing,), {}), name="test_saving.Thing")
+    with pytest.raises(TypeError, match="no from_config"):
+        saving.register_serializable(type("NoConfig", (), {}))
+    with pytest.raises(TypeError, match="expected a class"):
+        saving.register_serializable(3)
+    assert saving.get_registered_object("nope") is None
+    assert saving.get_registered_object("nope", {"nope": Thing}) is Thing
+
+
+# ---- atomic writes ----------------------------------------------------------------------------------
+def test_atomic_write_keeps_mode_and_leaves_no_temp(tmp_path):
+    p = tmp_path / "m"
+    saving.write_file(p, {"a": np.ones(3)})
+    os.chmod(p, 0o640)
+    saving.write_file(p, {"a": np.zeros(3)})
+    assert os.stat(p).st_mode & 0o777 == 0o640
+    assert os.listdir(tmp_path) == ["m"]
+    np.testing.assert_array_equal(saving.read_file(p)["a"], np.zeros(3))
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    p = tmp_path / "m"
+    saving.write_file(p, {"a": np.ones(3)})
+
+    def chunks():
+        yield b"partial"
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError):
+        saving.atomic_write(p, chunks())
+    np.testing.assert_array_equal(saving.read_file(p)["a"], np.ones(3))
+    assert os.listdir(tmp_path) == ["m"]
+
+
+def test_write_to_missing_directory_or_directory(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        saving.write_file(tmp_path / "no" / "m", {"a": 1})
+    with pytest.raises(IsADirectoryError):
+        saving.write_file(tmp_path, {"a": 1})
+
+
+SAVER = textwrap.dedent(
+    """
+    import sys, numpy as np
+    sys.path.insert(0, sys.argv[2])
+    from nncore import saving
+    path = sys.argv[1]
+    i = 0
+    while True:
+        i += 1
+        saving.write_file(path, {"i": i, "w": np.full(200000, float(i)), "b": np.full(3, i, np.int64)})
+        if i == 1:
+            print("first", flush=True)
+    """
+)
+
+
+def test_sigkill_during_save_leaves_a_loadable_file(tmp_path):
+    """A process saving in a loop is killed at random moments: the file is always the old or the new one."""
+    p = tmp_path / "m.nncore"
+    rng = np.random.default_rng(7)
+    seen = set()
+    for trial in range(6):
+        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(p), ROOT], stdout=subprocess.PIPE)
+        try:
+            assert proc.stdout.readline().strip() == b"first"
+            time.sleep(rng.uniform(0.0, 0.25))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            proc.stdout.close()
+        back = saving.read_file(p)
+        i = back["i"]
+        assert i >= 1
+        np.testing.assert_array_equal(back["w"], np.full(200000, float(i)))
+        np.testing.assert_array_equal(back["b"], np.full(3, i, np.int64))
+        seen.add(i)
+    assert len(seen) > 1  # the kills landed at different points of the loop
