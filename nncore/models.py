@@ -20,7 +20,9 @@ import threading
 import numpy as np
 
 from nncore import _random
+from nncore import callbacks as _callbacks
 from nncore import losses as _losses
+from nncore import metrics as _metrics
 from nncore import optimizers as _optimizers
 from nncore._config import floatx
 from nncore._kernels.elementwise import all_finite
@@ -29,11 +31,6 @@ from nncore.data import Batches, split_validation
 from nncore.layers import InputLayer, Layer, get_layer_class
 
 __all__ = ["Sequential"]
-
-
-def _module(name):
-    from nncore import _stopgap
-    return _stopgap.module(name)
 
 
 def _int_arg(value, arg, minimum):
@@ -246,7 +243,7 @@ class Sequential:
         elif isinstance(metrics, (str, dict)) or not isinstance(metrics, (list, tuple)):
             metrics = [metrics]
         self._metric_ids = list(metrics)
-        self.compiled_metrics = [_module("metrics").get(m, loss=self.loss) for m in metrics]
+        self.compiled_metrics = [_metrics.get(m, loss=self.loss) for m in metrics]
         self._n_threads_req = n_threads
         if n_threads is not None and getattr(self.optimizer, "n_threads", 0) is None:
             self.optimizer.n_threads = n_threads   # the optimizer's kernel follows compile's request
@@ -435,7 +432,7 @@ class Sequential:
         self._setup()
         batches = Batches([x, y, w, y_metric], batch_size, shuffle=shuffle, rng=_random.get_rng())
         steps = len(batches)
-        cbs = _module("callbacks").CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
+        cbs = _callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                                                 verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
         step = self._train_step
@@ -517,7 +514,7 @@ class Sequential:
         x = self._prepare_x(x)
         y, y_metric = self._prepare_y(y, len(x))
         w = self._prepare_weights(sample_weight, len(x))
-        cbs = _module("callbacks").CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
+        cbs = _callbacks.CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
                                                 model=self, verbose=verbose, epochs=1,
                                                 steps=-(-len(x) // batch_size))
         logs = self._evaluate_arrays(x, y, w, y_metric, batch_size, cbs)
@@ -534,7 +531,7 @@ class Sequential:
         x = self._prepare_x(x)
         cbs = None
         if verbose or callbacks:
-            cbs = _module("callbacks").CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
+            cbs = _callbacks.CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
                                                     model=self, verbose=verbose, epochs=1,
                                                     steps=-(-len(x) // batch_size))
             cbs.on_predict_begin()

@@ -12,11 +12,6 @@ import reference_layers as ref
 from reference_layers import numeric_grad
 
 
-def _callbacks():
-    from nncore import _stopgap
-    return _stopgap.module("callbacks")
-
-
 def sgd(lr):
     return nncore.optimizers.SGD(learning_rate=lr)
 
@@ -110,7 +105,7 @@ def test_history_loss_is_batch_size_weighted_running_mean_with_weights(float64):
     model.compile(optimizer=sgd(0.0), loss="categorical_crossentropy", metrics=["accuracy"])
     seen = []
 
-    class Rec(_callbacks().Callback):
+    class Rec(nncore.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             seen.append(logs["loss"])
 
@@ -170,7 +165,7 @@ def test_steady_state_epochs_allocate_nothing_that_persists():
     model.compile(optimizer=sgd(0.01), loss="sparse_categorical_crossentropy")
     snaps = {}
 
-    class Snap(_callbacks().Callback):
+    class Snap(nncore.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if epoch in (1, 5):
                 snaps[epoch] = tracemalloc.take_snapshot()
@@ -189,7 +184,7 @@ def test_steady_state_epochs_allocate_nothing_that_persists():
 def test_callback_order_and_stop_training():
     events = []
 
-    class Rec(_callbacks().Callback):
+    class Rec(nncore.callbacks.Callback):
         def on_train_begin(self, logs=None):
             events.append("train_begin")
 
@@ -226,7 +221,7 @@ def test_callback_order_and_stop_training():
 def test_keyboard_interrupt_leaves_a_usable_model():
     x, labels, _ = _data(n=64)
 
-    class CtrlC(_callbacks().Callback):
+    class CtrlC(nncore.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             if batch == 3:
                 raise KeyboardInterrupt
@@ -249,7 +244,7 @@ def test_ctrl_c_is_deferred_to_the_end_of_the_step():
 
     x, labels, _ = _data(n=64)
 
-    class Sigint(_callbacks().Callback):
+    class Sigint(nncore.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
             if batch == 3:
                 os.kill(os.getpid(), signal.SIGINT)

@@ -14,13 +14,8 @@ import math
 
 import numpy as np
 
-from nncore import _random
+from nncore import _random, initializers, regularizers
 from nncore._config import floatx
-
-
-def _module(name):
-    from nncore import _stopgap
-    return _stopgap.module(name)
 
 
 def _shape_tuple(shape, arg):
@@ -70,8 +65,8 @@ class Layer:
     def add_weight(self, name, shape, initializer="zeros", regularizer=None):
         """Declare a parameter; it becomes `self.<name>` (a view) once the model binds it."""
         self._specs.append((name, tuple(int(s) for s in shape),
-                            _module("initializers").get(initializer),
-                            _module("regularizers").get(regularizer) if regularizer is not None else None))
+                            initializers.get(initializer),
+                            regularizers.get(regularizer)))
 
     def build(self, input_shape):
         """Declare parameters from the input shape (batch dimension first, may be None)."""

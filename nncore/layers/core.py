@@ -8,7 +8,8 @@ from nncore import _random
 from nncore import activations as _activations
 from nncore._kernels import elementwise as _ew
 from nncore._kernels.gemm import gemm
-from nncore.layers.base import Layer, _module
+from nncore import initializers, regularizers
+from nncore.layers.base import Layer
 
 _act_forward = _ew.act_forward
 _act_backward = _ew.act_backward
@@ -65,11 +66,10 @@ class Dense(Layer):
         self.kernel_regularizer = kernel_regularizer
         self.bias_regularizer = bias_regularizer
         # resolve now so that unknown names fail at construction
-        _module("initializers").get(kernel_initializer)
-        _module("initializers").get(bias_initializer)
-        for r in (kernel_regularizer, bias_regularizer):
-            if r is not None:
-                _module("regularizers").get(r)
+        initializers.get(kernel_initializer)
+        initializers.get(bias_initializer)
+        regularizers.get(kernel_regularizer)
+        regularizers.get(bias_regularizer)
 
     def build(self, input_shape):
         if len(input_shape) != 2:
