@@ -295,6 +295,21 @@ def test_bad_inputs_raise_clear_errors():
         Sequential().predict(x)
     with pytest.raises(TypeError, match="Layer"):
         Sequential().add("dense")
+    with pytest.raises(ValueError, match="targets contain NaN"):
+        model.compile(optimizer=sgd(0.1), loss="mse")
+        model.fit(x, np.full((10, 3), np.nan), verbose=0)
+    with pytest.raises(ValueError, match="adamm"):
+        model.compile(optimizer="adamm", loss="mse")
+    with pytest.raises(ValueError, match="accuracyy"):
+        model.compile(optimizer="sgd", loss="mse", metrics=["accuracyy"])
+    with pytest.raises(ValueError, match="unknown name 'rleu'"):
+        Dense(3, activation="rleu")
+    cfg = model.get_config()
+    cfg["layers"][1]["class_name"] = "Dense9"
+    with pytest.raises(ValueError, match="unknown layer class 'Dense9'"):
+        Sequential.from_config(cfg)
+    with pytest.raises(ValueError, match="layer named 'first' is already"):
+        Sequential([Dense(2, name="first"), Dense(2, name="first")])
 
 
 def test_dtypes_build_and_config(float64):
