@@ -52,6 +52,10 @@ def _verbose(verbose):
     return int(verbose)
 
 
+def _no_step(params, grads):
+    """The optimizer step of a model without parameters."""
+
+
 class _DeferredInterrupt:
     """Inside fit, a first Ctrl-C (SIGINT) is held until the running step has finished, then raised
     as KeyboardInterrupt between steps, so the parameters and the optimizer state stay consistent.
@@ -182,7 +186,7 @@ class Sequential:
         self._dtype = dtype
         self._dbufs = {}
         self.built = True
-        if self.optimizer is not None:
+        if self.optimizer is not None and self._params.size:
             self.optimizer.build_flat(self._params, self._segments)
 
     def build(self, input_shape):
@@ -257,7 +261,7 @@ class Sequential:
             "loss": None if self.loss is None else _losses.serialize(self.loss),
             "metrics": [m if isinstance(m, str) else getattr(m, "name", str(m)) for m in metrics],
         }
-        if self.built:
+        if self.built and self._params.size:
             self.optimizer.build_flat(self._params, self._segments)
 
     def _require(self, what):
@@ -345,11 +349,14 @@ class Sequential:
                  and getattr(last, "_act_name", None) == self.loss.fused_activation
                  and hasattr(last, "forward_logits"))
         self._fused = fused
+        self._opt_step = self.optimizer.step_flat if self.optimizer is not None and self._params.size \
+            else _no_step
         body = self._layers[:-1] if fused else self._layers
         self._fwd = [layer.forward for layer in body]
         self._bwd = [layer.backward for layer in reversed(self._layers[self._first_trainable:])]
         if fused:
-            self._bwd[0] = last.backward_logits
+            if self._bwd:              # the last layer's backward starts from delta = dL/dz
+                self._bwd[0] = last.backward_logits
             self._last_logits = last.forward_logits
             self._loss_fn = self.loss._logits_grad
         else:
@@ -385,7 +392,7 @@ class Sequential:
         for wv, gv, reg in self._regs:
             pen += reg(wv)
             reg.add_gradient(wv, gv)
-        self.optimizer.step_flat(self._params, self._grads)
+        self._opt_step(self._params, self._grads)
         return s / n + pen
 
     def _logs(self, loss):

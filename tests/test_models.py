@@ -379,3 +379,25 @@ def test_save_and_load_resume_bit_identically(tmp_path):
     fresh = _mlp(reg="l2")
     fresh.load_weights(wpath)
     np.testing.assert_array_equal(fresh.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_separate_softmax_activation_trains_like_dense_softmax(float64):
+    # Dense(k) + Activation('softmax') takes the same fused p - y path as Dense(k, 'softmax')
+    from nncore.layers import Activation
+    x, labels, _ = _data(n=30)
+    results = []
+    for layers in ([Dense(6, "tanh", input_dim=4), Dense(3, "softmax")],
+                   [Dense(6, "tanh", input_dim=4), Dense(3), Activation("softmax")]):
+        nncore.set_seed(2)
+        model = Sequential(layers)
+        model.compile(optimizer=sgd(0.1), loss="sparse_categorical_crossentropy")
+        hist = model.fit(x, labels, epochs=3, batch_size=7, verbose=0)
+        assert model._fused
+        results.append((hist.history["loss"], model.get_weights()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12)
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    # a model without parameters still evaluates and "trains" (nothing to update)
+    plain = Sequential([Activation("softmax", input_shape=(4,))])
+    plain.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    assert np.isfinite(plain.fit(x, labels, verbose=0).history["loss"][0])
