@@ -142,16 +142,19 @@ class Sequential:
                              "layer names must be unique")
         if not self._layers and self._input_shape is None and layer._batch_input_shape is not None:
             self._input_shape = layer._batch_input_shape
-        old = self.get_weights() if self.built else None
+        kept = (self._params, len(self._layers)) if self.built else None
         self._layers.append(layer)
         self.built = False
         if self._input_shape is not None:
-            self._build(self._input_shape)
-            if old is not None:  # keep the weights of the layers already there
-                self._set_weights_prefix(old)
+            self._build(self._input_shape, kept)
 
-    def _build(self, input_shape):
-        """Build every layer, lay all parameters out in one flat buffer, initialize them."""
+    def _build(self, input_shape, kept=None):
+        """Build every layer, lay all parameters out in one flat buffer, initialize them.
+
+        `kept` = (old flat buffer, number of layers it covers) when layers were
+        appended to a built model: those layers keep their values (the layout
+        only grows at the end) and only the new ones are initialized.
+        """
         if not self._layers:
             raise ValueError(f"{self.name}: the model has no layers; add some first")
         shape = (None,) + tuple(input_shape[1:])
@@ -176,7 +179,11 @@ class Sequential:
                     self._regs.append((getattr(layer, attr), layer._grad_of[attr], reg))
                 pos += size
         rng = _random.get_rng()
-        for layer in self._layers:
+        n_kept = 0
+        if kept is not None:
+            self._params[:kept[0].size] = kept[0]
+            n_kept = kept[1]
+        for layer in self._layers[n_kept:]:
             layer._initialize(rng)
         # layers before the first one with parameters need no backward; that one needs no dx
         first = next((i for i, layer in enumerate(self._layers) if layer.count_params()), len(self._layers))
@@ -220,10 +227,6 @@ class Sequential:
             if v.shape != w.shape:
                 raise ValueError(f"{self.name}.set_weights: array {i} has shape {v.shape}, expected {w.shape}")
         for w, v in zip(mine, weights):
-            w[...] = v
-
-    def _set_weights_prefix(self, weights):
-        for w, v in zip(self.weights, weights):
             w[...] = v
 
     def count_params(self):
