@@ -1,6 +1,6 @@
 /* gemm_body.h -- C := act(alpha op(A) op(B) + beta C + bias), REAL = float/double.
- * First version: correct row-parallel loops; the packed, register-blocked
- * kernel replaces the middle of nc_gemm. */
+ * The top of nc_gemm: degenerate cases, the SIMD level, the thread split.
+ * The blocked work itself is gemm_serial in gemm_kernel.h. */
 
 #define A_(i, p) (trans_a ? A[(p) * lda + (i)] : A[(i) * lda + (p)])
 #define B_(p, j) (trans_b ? B[(j) * ldb + (p)] : B[(p) * ldb + (j)])
@@ -17,32 +17,103 @@ void NC_NAME(gemm_ref)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdi
         }
 }
 
-static void NC_NAME(gemm_rows)(int trans_a, int trans_b, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t n, ptrdiff_t k,
-                               REAL alpha, const REAL *A, ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,
-                               REAL beta, REAL *C, ptrdiff_t ldc, const REAL *bias, int act, REAL act_alpha)
+#undef A_
+#undef B_
+
+/* Blocking of the level in use, for the thread split. */
+static void NC_NAME(gemm_tile)(int level, int *mr, int *nr)
 {
-    for (ptrdiff_t i = i0; i < i1; i++) {
-        REAL *c = C + i * ldc;
-        if (beta == 0) for (ptrdiff_t j = 0; j < n; j++) c[j] = 0;
-        else if (beta != 1) for (ptrdiff_t j = 0; j < n; j++) c[j] *= beta;
-        if (!trans_b) {
-            for (ptrdiff_t p = 0; p < k; p++) {
-                REAL a = alpha * A_(i, p);
-                const REAL *b = B + p * ldb;
-#pragma omp simd
-                for (ptrdiff_t j = 0; j < n; j++) c[j] += a * b[j];
-            }
-        } else {
-            for (ptrdiff_t j = 0; j < n; j++) {
-                const REAL *b = B + j * ldb;
-                REAL s = 0;
-                for (ptrdiff_t p = 0; p < k; p++) s += A_(i, p) * b[p];
-                c[j] += alpha * s;
-            }
-        }
-        if (bias) for (ptrdiff_t j = 0; j < n; j++) c[j] += bias[j];
-        if (act != NC_ACT_LINEAR) NC_NAME(act_forward)(act, act_alpha, c, c, n);
+#if defined(NC_F32)
+#define NC_GEMM_ROW_(lvl) NC_GEMM_F32_##lvl
+#else
+#define NC_GEMM_ROW_(lvl) NC_GEMM_F64_##lvl
+#endif
+    switch (level) {
+#if NC_GEMM_X86
+    case NC_SIMD_AVX512:
+        *mr = NC_GEMM_MR(NC_GEMM_ROW_(AVX512)), *nr = NC_GEMM_NV(NC_GEMM_ROW_(AVX512)) * 64 / (int)sizeof(REAL);
+        return;
+    case NC_SIMD_AVX2:
+        *mr = NC_GEMM_MR(NC_GEMM_ROW_(AVX2)), *nr = NC_GEMM_NV(NC_GEMM_ROW_(AVX2)) * 32 / (int)sizeof(REAL);
+        return;
+#endif
+    default:
+        *mr = NC_GEMM_MR(NC_GEMM_ROW_(GENERIC)), *nr = NC_GEMM_NV(NC_GEMM_ROW_(GENERIC));
     }
+#undef NC_GEMM_ROW_
+}
+
+/* One thread's block of C on the direct or packed path: get the workspace
+ * (per call, per thread: no shared state), run the level's kernel. */
+static void NC_NAME(gemm_region)(int level, int direct, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                                 REAL alpha, const REAL *A, ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,
+                                 REAL beta, REAL *C, ptrdiff_t ldc, const REAL *bias, int act, REAL act_alpha)
+{
+    int mr, nr;
+    NC_NAME(gemm_tile)(level, &mr, &nr);
+    ptrdiff_t nw;
+    if (direct)
+        nw = trans_b ? k * ((n + nr - 1) / nr * nr) : 0;
+    else
+        switch (level) {
+#if NC_GEMM_X86
+        case NC_SIMD_AVX512: nw = NC_NAME(gemm_work_avx512)(m, n, k); break;
+        case NC_SIMD_AVX2: nw = NC_NAME(gemm_work_avx2)(m, n, k); break;
+#endif
+        default: nw = NC_NAME(gemm_work_generic)(m, n, k);
+        }
+    REAL *work = NULL;
+    if (nw > 0) {
+        work = (REAL *)malloc((size_t)nw * sizeof(REAL));
+        if (!work) { /* out of memory: the plain loops need no workspace */
+            NC_NAME(gemm_ref)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+            for (ptrdiff_t i = 0; i < m; i++) {
+                REAL *c = C + i * ldc;
+                if (bias) for (ptrdiff_t j = 0; j < n; j++) c[j] += bias[j];
+                if (act != NC_ACT_LINEAR) NC_NAME(act_forward)(act, act_alpha, c, c, n);
+            }
+            return;
+        }
+    }
+    switch (level) {
+#if NC_GEMM_X86
+    case NC_SIMD_AVX512:
+        NC_NAME(gemm_serial_avx512)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias, act,
+                                    act_alpha, direct, work);
+        break;
+    case NC_SIMD_AVX2:
+        NC_NAME(gemm_serial_avx2)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias, act,
+                                  act_alpha, direct, work);
+        break;
+#endif
+    default:
+        NC_NAME(gemm_serial_generic)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias, act,
+                                     act_alpha, direct, work);
+    }
+    free(work);
+}
+
+/* Split C into a tm x tn grid for T threads, choosing the factorisation that
+ * packs least twice: a column split repacks op(A) (m k) per part, a row
+ * split repacks op(B) (k n). Parts are multiples of the micro-tile. */
+static void NC_NAME(gemm_grid)(int T, ptrdiff_t m, ptrdiff_t n, int mr, int nr, int *tm, int *tn)
+{
+    double best = -1;
+    *tm = 1, *tn = T;
+    for (int a = 1; a <= T; a++) {
+        if (T % a) continue;
+        int b = T / a;
+        if ((a > 1 && (m + mr - 1) / mr < a) || (b > 1 && (n + nr - 1) / nr < b)) continue;
+        double cost = (double)b * (double)m + (double)a * (double)n;
+        if (best < 0 || cost < best) best = cost, *tm = a, *tn = b;
+    }
+}
+
+static ptrdiff_t NC_NAME(gemm_cut)(ptrdiff_t len, int parts, int part, int unit)
+{
+    ptrdiff_t units = (len + unit - 1) / unit;
+    ptrdiff_t at = units * part / parts * unit;
+    return at < len ? at : len;
 }
 
 void NC_NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
@@ -50,20 +121,44 @@ void NC_NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
                    REAL beta, REAL *C, ptrdiff_t ldc, const REAL *bias, int act, REAL act_alpha, int nthreads)
 {
     if (m <= 0 || n <= 0) return;
-    int nt = nc_team_size(nthreads, 2.0 * (double)m * (double)n * (double)(k + 1));
-    if (nt > m) nt = (int)m;
+    if (k <= 0 || alpha == 0) { /* C := act(beta C + bias) */
+        for (ptrdiff_t i = 0; i < m; i++) {
+            REAL *c = C + i * ldc;
+            for (ptrdiff_t j = 0; j < n; j++) c[j] = (beta == 0 ? (REAL)0 : beta * c[j]) + (bias ? bias[j] : 0);
+            if (act != NC_ACT_LINEAR) NC_NAME(act_forward)(act, act_alpha, c, c, n);
+        }
+        return;
+    }
+    int level = nc_active_simd_level();
+    int mr, nr;
+    NC_NAME(gemm_tile)(level, &mr, &nr);
+    double tiles = (double)((m + mr - 1) / mr) * (double)((n + nr - 1) / nr);
+    /* direct (no packing): tiny products, or op(A) of at most one micro-panel
+     * of rows (each element of B is read once anyway); a transposed B is then
+     * packed whole. Decided once for all threads, so every element of C is
+     * summed in the same order whatever the thread count. */
+    double mnk = (double)m * (double)n * (double)k;
+    int direct = (mnk <= NC_GEMM_DIRECT_WORK || m <= mr) && (!trans_b || (double)k * (double)n <= 16384.0);
+    int nt = mnk <= NC_GEMM_DIRECT_WORK
+                 ? 1 : nc_team_size(nthreads, 2.0 * (double)m * (double)n * (double)k);
+    if (nt > tiles) nt = (int)tiles;
     if (nt <= 1) {
-        NC_NAME(gemm_rows)(trans_a, trans_b, 0, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias, act, act_alpha);
+        NC_NAME(gemm_region)(level, direct, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias, act,
+                             act_alpha);
         return;
     }
 #pragma omp parallel num_threads(nt)
     {
-        int t = omp_get_thread_num(), T = omp_get_num_threads();
-        ptrdiff_t i0 = m * t / T, i1 = m * (t + 1) / T;
-        NC_NAME(gemm_rows)(trans_a, trans_b, i0, i1, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias, act,
-                           act_alpha);
+        int T = omp_get_num_threads(), t = omp_get_thread_num(), tm, tn;
+        NC_NAME(gemm_grid)(T, m, n, mr, nr, &tm, &tn);
+        int ti = t / tn, tj = t % tn;
+        ptrdiff_t i0 = NC_NAME(gemm_cut)(m, tm, ti, mr), i1 = NC_NAME(gemm_cut)(m, tm, ti + 1, mr);
+        ptrdiff_t j0 = NC_NAME(gemm_cut)(n, tn, tj, nr), j1 = NC_NAME(gemm_cut)(n, tn, tj + 1, nr);
+        if (i1 > i0 && j1 > j0) {
+            const REAL *a = trans_a ? A + i0 : A + i0 * lda;
+            const REAL *b = trans_b ? B + j0 * ldb : B + j0;
+            NC_NAME(gemm_region)(level, direct, trans_a, trans_b, i1 - i0, j1 - j0, k, alpha, a, lda, b, ldb, beta,
+                                 C + i0 * ldc + j0, ldc, bias ? bias + j0 : NULL, act, act_alpha);
+        }
     }
 }
-
-#undef A_
-#undef B_

@@ -1,6 +1,11 @@
 /* runtime.c -- what was compiled in, what the CPU offers, and how many
  * threads a piece of work deserves. The only process-wide state in the C
- * code lives here: the SIMD level in use and the "forked" flag. */
+ * code lives here: the SIMD level in use and the "forked" flag.
+ *
+ * Every Cython extension links its own copy of this static library, so each
+ * has its own copy of that state. Fork is caught by a pthread_atfork handler
+ * that every copy registers (below); the SIMD level is set in every copy by
+ * nncore._kernels.runtime.set_simd_level, which calls each extension. */
 #include "nncore.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -11,6 +16,8 @@
 
 static int forced_level = -1;   /* -1: use the best level */
 static volatile int forked = 0;
+
+static int nc_forked(void) { return forked; }
 
 int nc_simd_level(void)
 {
@@ -58,7 +65,7 @@ int nc_has_openmp(void)
 int nc_omp_max_threads(void)
 {
 #ifdef _OPENMP
-    return forked ? 1 : omp_get_max_threads();
+    return nc_forked() ? 1 : omp_get_max_threads();
 #else
     return 1;
 #endif
@@ -88,11 +95,11 @@ __attribute__((constructor)) static void nc_register_atfork(void)
 int nc_team_size(int nthreads, double work)
 {
 #ifdef _OPENMP
-    if (forked || nthreads <= 1) return 1;
-    int cap = omp_get_max_threads();      /* threadpoolctl limits land here */
-    if (nthreads > cap) nthreads = cap;
+    if (nthreads <= 1 || forked) return 1;
     double fit = work / NC_WORK_PER_THREAD;
-    if (fit < 2.0) return 1;
+    if (fit < 2.0) return 1;                 /* tiny work: a team costs more than it saves */
+    int cap = omp_get_max_threads();         /* threadpoolctl limits land here */
+    if (nthreads > cap) nthreads = cap;
     if ((double)nthreads > fit) nthreads = (int)fit;
     return nthreads < 1 ? 1 : nthreads;
 #else

@@ -1,0 +1,367 @@
+/* gemm_kernel.h -- the micro-kernel, the packing routines and the blocked
+ * single-thread driver of nc_gemm, written once for every SIMD level.
+ *
+ * Included by gemm.c after real.h (REAL, NC_NAME) with UK_LEVEL set to
+ * 0, 1 or 2 (the values of NC_SIMD_GENERIC, NC_SIMD_AVX2, NC_SIMD_AVX512). The level picks a small
+ * vector vocabulary (VEC, VL lanes, LOADU/MLOAD/STOREU/MSTORE, FMA, BCAST)
+ * and the row of gemm_config.h; the code below only speaks that vocabulary.
+ * At the generic level VEC is REAL itself (VL = 1): a plain C register tile.
+ *
+ * Design (BLIS): C is cut into NC-column and KC-deep blocks of op(B), packed
+ * into NR-column micro-panels (row p of a panel holds NR consecutive columns),
+ * and MC-row blocks of op(A), packed into MR-row micro-panels (column p holds
+ * MR consecutive rows). The macro-kernel walks the MR x NR tiles of C and
+ * calls the micro-kernel, which keeps the tile in MR * NV vector registers:
+ *     for p < kc:  acc[i][v] += bcast(a[p][i]) * b[p][v]
+ * then stores C := alpha acc + beta C (+ bias, relu on the last k block).
+ * Packing is the only place transposes are handled. */
+
+#if UK_LEVEL == 2 /* NC_SIMD_AVX512 */
+#define UK_SUF avx512
+#define UK_ATTR __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+#if defined(NC_F32)
+#define UK_ROW NC_GEMM_F32_AVX512
+#define VEC __m512
+#define VL 16
+#define LOADU(p) _mm512_loadu_ps(p)
+#define STOREU(p, x) _mm512_storeu_ps((p), (x))
+#define MLOAD(p, cnt) _mm512_maskz_loadu_ps((__mmask16)((1u << (cnt)) - 1u), (p))
+#define MSTORE(p, x, cnt) _mm512_mask_storeu_ps((p), (__mmask16)((1u << (cnt)) - 1u), (x))
+#define FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define MUL(a, b) _mm512_mul_ps((a), (b))
+#define ADD(a, b) _mm512_add_ps((a), (b))
+#define MAX0(a) _mm512_max_ps((a), _mm512_setzero_ps())
+#define BCAST(x) _mm512_set1_ps(x)
+#define VZERO() _mm512_setzero_ps()
+#else
+#define UK_ROW NC_GEMM_F64_AVX512
+#define VEC __m512d
+#define VL 8
+#define LOADU(p) _mm512_loadu_pd(p)
+#define STOREU(p, x) _mm512_storeu_pd((p), (x))
+#define MLOAD(p, cnt) _mm512_maskz_loadu_pd((__mmask8)((1u << (cnt)) - 1u), (p))
+#define MSTORE(p, x, cnt) _mm512_mask_storeu_pd((p), (__mmask8)((1u << (cnt)) - 1u), (x))
+#define FMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
+#define MUL(a, b) _mm512_mul_pd((a), (b))
+#define ADD(a, b) _mm512_add_pd((a), (b))
+#define MAX0(a) _mm512_max_pd((a), _mm512_setzero_pd())
+#define BCAST(x) _mm512_set1_pd(x)
+#define VZERO() _mm512_setzero_pd()
+#endif
+
+#elif UK_LEVEL == 1 /* NC_SIMD_AVX2 */
+#define UK_SUF avx2
+#define UK_ATTR __attribute__((target("avx2,fma")))
+#if defined(NC_F32)
+#define UK_ROW NC_GEMM_F32_AVX2
+#define VEC __m256
+#define VL 8
+#define UK_MASK(cnt) _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define LOADU(p) _mm256_loadu_ps(p)
+#define STOREU(p, x) _mm256_storeu_ps((p), (x))
+#define MLOAD(p, cnt) _mm256_maskload_ps((p), UK_MASK(cnt))
+#define MSTORE(p, x, cnt) _mm256_maskstore_ps((p), UK_MASK(cnt), (x))
+#define FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define MUL(a, b) _mm256_mul_ps((a), (b))
+#define ADD(a, b) _mm256_add_ps((a), (b))
+#define MAX0(a) _mm256_max_ps((a), _mm256_setzero_ps())
+#define BCAST(x) _mm256_set1_ps(x)
+#define VZERO() _mm256_setzero_ps()
+#else
+#define UK_ROW NC_GEMM_F64_AVX2
+#define VEC __m256d
+#define VL 4
+#define UK_MASK(cnt) _mm256_cmpgt_epi64(_mm256_set1_epi64x(cnt), _mm256_setr_epi64x(0, 1, 2, 3))
+#define LOADU(p) _mm256_loadu_pd(p)
+#define STOREU(p, x) _mm256_storeu_pd((p), (x))
+#define MLOAD(p, cnt) _mm256_maskload_pd((p), UK_MASK(cnt))
+#define MSTORE(p, x, cnt) _mm256_maskstore_pd((p), UK_MASK(cnt), (x))
+#define FMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
+#define MUL(a, b) _mm256_mul_pd((a), (b))
+#define ADD(a, b) _mm256_add_pd((a), (b))
+#define MAX0(a) _mm256_max_pd((a), _mm256_setzero_pd())
+#define BCAST(x) _mm256_set1_pd(x)
+#define VZERO() _mm256_setzero_pd()
+#endif
+
+#else /* generic C: one lane */
+#define UK_SUF generic
+#define UK_ATTR
+#if defined(NC_F32)
+#define UK_ROW NC_GEMM_F32_GENERIC
+#else
+#define UK_ROW NC_GEMM_F64_GENERIC
+#endif
+#define VEC REAL
+#define VL 1
+#define LOADU(p) (*(p))
+#define STOREU(p, x) (*(p) = (x))
+#define MLOAD(p, cnt) ((cnt) > 0 ? *(p) : (REAL)0)
+#define MSTORE(p, x, cnt) ((cnt) > 0 ? (void)(*(p) = (x)) : (void)0)
+#define FMA(a, b, c) ((a) * (b) + (c))
+#define MUL(a, b) ((a) * (b))
+#define ADD(a, b) ((a) + (b))
+#define MAX0(a) ((a) > 0 ? (a) : (REAL)0) /* NaN -> 0, as nc_act_forward's relu */
+#define BCAST(x) (x)
+#define VZERO() ((REAL)0)
+#endif
+
+#define UK_CAT2(op, suf) NC_NAME(op##_##suf)
+#define UK_CAT(op, suf) UK_CAT2(op, suf)
+#define UK_NAME(op) UK_CAT(op, UK_SUF)
+#define MR NC_GEMM_MR(UK_ROW)
+#define NV NC_GEMM_NV(UK_ROW)
+#define NR (NV * VL)
+#define MC NC_GEMM_MC(UK_ROW)
+#define KC NC_GEMM_KC(UK_ROW)
+#define NCB NC_GEMM_NC(UK_ROW)
+#define UK_INLINE static inline __attribute__((always_inline)) UK_ATTR
+
+/* The micro-kernel: C[0:m, 0:n] := alpha A B + beta C (+ bias, then relu),
+ * m <= MR, n <= NR, where A(i, p) = a[i rsa + p csa] and
+ * B(p, j) = b[p rsb + j]. Rows i >= m of A are read only when `apad` says
+ * the panel holds them (packed; otherwise row m - 1 is read again), columns
+ * j >= n of B only when `bpad` does. beta == 0 never reads C. */
+UK_INLINE void UK_NAME(gemm_ukr)(ptrdiff_t k, REAL alpha, const REAL *a, ptrdiff_t rsa, ptrdiff_t csa, int apad,
+                                 const REAL *b, ptrdiff_t rsb, int bpad, REAL beta, REAL *c, ptrdiff_t ldc,
+                                 int m, int n, const REAL *bias, int relu)
+{
+    VEC acc[MR][NV];
+    int cnt[NV];
+    ptrdiff_t ro[MR];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; i++) {
+        ro[i] = (ptrdiff_t)(apad || i < m ? i : m - 1) * rsa;
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) acc[i][v] = VZERO();
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) {
+        int r = n - v * VL;
+        cnt[v] = r < 0 ? 0 : r > VL ? VL : r;
+    }
+    if (bpad || n == NR) {
+        for (ptrdiff_t p = 0; p < k; p++) {
+            VEC bv[NV];
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; v++) bv[v] = LOADU(b + v * VL);
+#pragma GCC unroll 32
+            for (int i = 0; i < MR; i++) {
+                VEC ai = BCAST(a[ro[i]]);
+#pragma GCC unroll 8
+                for (int v = 0; v < NV; v++) acc[i][v] = FMA(ai, bv[v], acc[i][v]);
+            }
+            a += csa;
+            b += rsb;
+        }
+    } else {
+        for (ptrdiff_t p = 0; p < k; p++) {
+            VEC bv[NV];
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; v++) bv[v] = MLOAD(b + v * VL, cnt[v]);
+#pragma GCC unroll 32
+            for (int i = 0; i < MR; i++) {
+                VEC ai = BCAST(a[ro[i]]);
+#pragma GCC unroll 8
+                for (int v = 0; v < NV; v++) acc[i][v] = FMA(ai, bv[v], acc[i][v]);
+            }
+            a += csa;
+            b += rsb;
+        }
+    }
+    VEC va = BCAST(alpha), vb = BCAST(beta);
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; i++) {
+        if (i >= m) break;
+        REAL *cr = c + (ptrdiff_t)i * ldc;
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) {
+            int cv = cnt[v];
+            REAL *cp = cr + v * VL;
+            VEC r = MUL(acc[i][v], va);
+            if (cv == VL) {
+                if (beta != 0) r = FMA(vb, LOADU(cp), r);
+                if (bias) r = ADD(r, LOADU(bias + v * VL));
+                if (relu) r = MAX0(r);
+                STOREU(cp, r);
+            } else if (cv > 0) {
+                if (beta != 0) r = FMA(vb, MLOAD(cp, cv), r);
+                if (bias) r = ADD(r, MLOAD(bias + v * VL, cv));
+                if (relu) r = MAX0(r);
+                MSTORE(cp, r, cv);
+            }
+        }
+    }
+}
+
+/* Pack the mc x kc block op(A) (A points at its element (0, 0)) into MR-row
+ * micro-panels: panel q holds a[p MR + i] = op(A)(q MR + i, p), zero rows past mc. */
+static UK_ATTR void UK_NAME(gemm_pack_a)(int trans, const REAL *A, ptrdiff_t lda, ptrdiff_t mc, ptrdiff_t kc,
+                                         REAL *restrict buf)
+{
+    for (ptrdiff_t i0 = 0; i0 < mc; i0 += MR, buf += MR * kc) {
+        ptrdiff_t mr = mc - i0 < MR ? mc - i0 : MR;
+        if (trans) { /* op(A)(i, p) = A[p lda + i]: rows of A are contiguous runs of i */
+            const REAL *src = A + i0;
+            for (ptrdiff_t p = 0; p < kc; p++, src += lda) {
+                REAL *dst = buf + p * MR;
+                if (mr == MR) {
+#pragma GCC unroll 32
+                    for (int i = 0; i < MR; i++) dst[i] = src[i];
+                } else {
+                    for (int i = 0; i < MR; i++) dst[i] = i < mr ? src[i] : (REAL)0;
+                }
+            }
+        } else {     /* op(A)(i, p) = A[i lda + p]: transpose MR rows */
+            const REAL *src = A + i0 * lda;
+            if (mr == MR) {
+                for (ptrdiff_t p = 0; p < kc; p++) {
+#pragma GCC unroll 32
+                    for (int i = 0; i < MR; i++) buf[p * MR + i] = src[i * lda + p];
+                }
+            } else {
+                for (ptrdiff_t p = 0; p < kc; p++)
+                    for (int i = 0; i < MR; i++) buf[p * MR + i] = i < mr ? src[i * lda + p] : (REAL)0;
+            }
+        }
+    }
+}
+
+/* Pack the kc x nc block op(B) (B points at its element (0, 0)) into NR-column
+ * micro-panels: panel q holds b[p NR + j] = op(B)(p, q NR + j), zero columns past nc. */
+static UK_ATTR void UK_NAME(gemm_pack_b)(int trans, const REAL *B, ptrdiff_t ldb, ptrdiff_t kc, ptrdiff_t nc,
+                                         REAL *restrict buf)
+{
+    for (ptrdiff_t j0 = 0; j0 < nc; j0 += NR, buf += NR * kc) {
+        ptrdiff_t nr = nc - j0 < NR ? nc - j0 : NR;
+        if (!trans) { /* op(B)(p, j) = B[p ldb + j]: copy runs of NR */
+            const REAL *src = B + j0;
+            for (ptrdiff_t p = 0; p < kc; p++, src += ldb) {
+                REAL *dst = buf + p * NR;
+                if (nr == NR) {
+#pragma GCC unroll 64
+                    for (int j = 0; j < NR; j++) dst[j] = src[j];
+                } else {
+                    for (int j = 0; j < NR; j++) dst[j] = j < nr ? src[j] : (REAL)0;
+                }
+            }
+        } else {      /* op(B)(p, j) = B[j ldb + p]: transpose NR rows of B */
+            const REAL *src = B + j0 * ldb;
+            if (nr == NR) {
+                for (ptrdiff_t p = 0; p < kc; p++) {
+#pragma GCC unroll 64
+                    for (int j = 0; j < NR; j++) buf[p * NR + j] = src[j * ldb + p];
+                }
+            } else {
+                for (ptrdiff_t p = 0; p < kc; p++)
+                    for (int j = 0; j < NR; j++) buf[p * NR + j] = j < nr ? src[j * ldb + p] : (REAL)0;
+            }
+        }
+    }
+}
+
+/* Elements of workspace gemm_serial needs for an m x n x k product. */
+static ptrdiff_t UK_NAME(gemm_work)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k)
+{
+    ptrdiff_t mc = m < MC ? m : MC, nc = n < NCB ? n : NCB, kc = k < KC ? k : KC;
+    mc = (mc + MR - 1) / MR * MR;
+    nc = (nc + NR - 1) / NR * NR;
+    return mc * kc + kc * nc + 64 / sizeof(REAL);
+}
+
+/* Apply a non-relu activation to the finished m x n tile of C (still in L1). */
+static void UK_NAME(gemm_tile_act)(REAL *c, ptrdiff_t ldc, int m, int n, int act, REAL act_alpha)
+{
+    for (int i = 0; i < m; i++) NC_NAME(act_forward)(act, act_alpha, c + (ptrdiff_t)i * ldc, c + (ptrdiff_t)i * ldc, n);
+}
+
+/* C := act(alpha op(A) op(B) + beta C + bias) on one thread, k >= 1.
+ * work: gemm_work(m, n, k) elements (unused by the direct path unless trans_b). */
+static UK_ATTR void UK_NAME(gemm_serial)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                                         REAL alpha, const REAL *A, ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,
+                                         REAL beta, REAL *C, ptrdiff_t ldc, const REAL *bias, int act,
+                                         REAL act_alpha, int direct, REAL *work)
+{
+    int relu = act == NC_ACT_RELU, other = act != NC_ACT_LINEAR && !relu;
+    /* op(A)(i, p) = A[i rsa + p csa]; op(B)(p, j) = B[p rsb + j csb] */
+    ptrdiff_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
+    ptrdiff_t rsb = trans_b ? 1 : ldb, csb = trans_b ? ldb : 1;
+    if (direct) {
+        /* operands in place; op(B) packed whole when transposed (the caller
+         * asked for direct only when k n is small then) */
+        const REAL *b = B;
+        ptrdiff_t bstep = 1, bpanel = 0;
+        int padded = 0;
+        if (trans_b) {
+            UK_NAME(gemm_pack_b)(1, B, ldb, k, n, work);
+            b = work, bstep = NR, bpanel = NR * k, padded = 1;
+        }
+        for (ptrdiff_t j0 = 0; j0 < n; j0 += NR) {
+            int nr = (int)(n - j0 < NR ? n - j0 : NR);
+            const REAL *bj = trans_b ? b + (j0 / NR) * bpanel : b + j0;
+            ptrdiff_t rs = trans_b ? bstep : ldb;
+            for (ptrdiff_t i0 = 0; i0 < m; i0 += MR) {
+                int mr = (int)(m - i0 < MR ? m - i0 : MR);
+                REAL *c = C + i0 * ldc + j0;
+                UK_NAME(gemm_ukr)(k, alpha, A + i0 * rsa, rsa, csa, 0, bj, rs, padded, beta, c, ldc, mr, nr,
+                                  bias ? bias + j0 : NULL, relu);
+                if (other) UK_NAME(gemm_tile_act)(c, ldc, mr, nr, act, act_alpha);
+            }
+        }
+        return;
+    }
+    uintptr_t al = ((uintptr_t)work + 63) & ~(uintptr_t)63;
+    REAL *bbuf = (REAL *)al;
+    ptrdiff_t kcmax = k < KC ? k : KC, ncmax = n < NCB ? n : NCB;
+    REAL *abuf = bbuf + kcmax * ((ncmax + NR - 1) / NR * NR);
+    for (ptrdiff_t jc = 0; jc < n; jc += NCB) {
+        ptrdiff_t nc = n - jc < NCB ? n - jc : NCB;
+        for (ptrdiff_t pc = 0; pc < k; pc += KC) {
+            ptrdiff_t kc = k - pc < KC ? k - pc : KC;
+            int last = pc + kc == k;
+            REAL beta1 = pc == 0 ? beta : (REAL)1;
+            UK_NAME(gemm_pack_b)(trans_b, B + pc * rsb + jc * csb, ldb, kc, nc, bbuf);
+            for (ptrdiff_t ic = 0; ic < m; ic += MC) {
+                ptrdiff_t mc = m - ic < MC ? m - ic : MC;
+                UK_NAME(gemm_pack_a)(trans_a, A + ic * rsa + pc * csa, lda, mc, kc, abuf);
+                for (ptrdiff_t jr = 0; jr < nc; jr += NR) {
+                    int nr = (int)(nc - jr < NR ? nc - jr : NR);
+                    const REAL *bp = bbuf + jr * kc;
+                    const REAL *bias1 = last && bias ? bias + jc + jr : NULL;
+                    for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
+                        int mr = (int)(mc - ir < MR ? mc - ir : MR);
+                        REAL *c = C + (ic + ir) * ldc + jc + jr;
+                        UK_NAME(gemm_ukr)(kc, alpha, abuf + ir * kc, 1, MR, 1, bp, NR, 1, beta1, c, ldc, mr, nr,
+                                          bias1, last && relu);
+                        if (last && other) UK_NAME(gemm_tile_act)(c, ldc, mr, nr, act, act_alpha);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#undef UK_SUF
+#undef UK_ATTR
+#undef UK_ROW
+#undef UK_MASK
+#undef VEC
+#undef VL
+#undef LOADU
+#undef STOREU
+#undef MLOAD
+#undef MSTORE
+#undef FMA
+#undef MUL
+#undef ADD
+#undef MAX0
+#undef BCAST
+#undef VZERO
+#undef UK_NAME
+#undef MR
+#undef NV
+#undef NR
+#undef MC
+#undef KC
+#undef NCB
+#undef UK_INLINE
