@@ -31,9 +31,15 @@ rm -rf "$TREE/build"
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
 echo "asan.sh: building with $SAN"
-( cd "$TREE" && CC="$CC" CFLAGS="$SAN" LDFLAGS="$SAN" \
+# The flags go into CC itself: distutils links setup.py's OpenMP probe executable
+# with plain $CC (no LDFLAGS), and a sanitized object would not link there,
+# silently giving a serial build.
+( cd "$TREE" && CC="$CC $SAN" \
     python setup.py build_ext --inplace --force > "$TREE/asan-build.log" 2>&1 ) || {
     tail -40 "$TREE/asan-build.log"; echo "asan.sh: build failed" >&2; exit 2; }
+if [ -z "${NNCORE_NO_OPENMP:-}" ] && grep -q "cannot build and run an OpenMP program" "$TREE/asan-build.log"; then
+    echo "asan.sh: the sanitized build lost OpenMP (see $TREE/asan-build.log)" >&2; exit 2
+fi
 # the extensions really are instrumented
 nm -D "$(ls "$TREE"/nncore/_kernels/gemm*.so | head -1)" | grep -q __asan_report || {
     echo "asan.sh: the build is not instrumented" >&2; exit 2; }
