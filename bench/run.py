@@ -107,6 +107,8 @@ def parse_args(argv=None):
                    help="peers-first (default): torch's OpenMP runtime loads with the user's environment and "
                         "nncore, importing later, shares it (same libgomp SONAME); nncore-first: nncore's "
                         "OMP_WAIT_POLICY=PASSIVE default then applies to torch too")
+    p.add_argument("--no-fma-peak", action="store_true",
+                   help="skip measuring the single-core FMA peak (bench/fma_peak.c, about a second)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(argv)
     if args.quick:
@@ -122,6 +124,7 @@ def parse_args(argv=None):
         if "--max-samples" not in given:
             args.max_samples = 10240
         args.no_memory = True
+        args.no_fma_peak = True
     if any(t < 1 for t in args.threads):
         p.error(f"--threads: expected positive ints, got {args.threads}")
     if args.min_time < 0:
@@ -147,6 +150,26 @@ def _cpu_model():
         elif key == "cpu MHz" and mhz is None:
             mhz = float(value)
     return model or platform.processor() or "?", mhz
+
+
+def fma_peak():
+    """Single-core FMA peak in GFLOP/s from bench/fma_peak.c, or None (no compiler, no AVX-512, ...)."""
+    import shutil
+    import tempfile
+
+    src = os.path.join(REPO_ROOT, "bench", "fma_peak.c")
+    cc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
+    if cc is None or not os.path.exists(src):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = os.path.join(tmp, "fma_peak")
+        try:
+            subprocess.run([cc, "-O3", "-mavx512f", "-mfma", src, "-o", exe], check=True, capture_output=True,
+                           timeout=60)
+            out = subprocess.run([exe], check=True, capture_output=True, text=True, timeout=60).stdout.split()
+        except (subprocess.SubprocessError, OSError):
+            return None
+    return dict(zip(("f32_zmm", "f32_ymm", "f64_zmm"), map(float, out)))
 
 
 def machine_info(peer_status):
@@ -487,7 +510,8 @@ def machine_summary(result):
              f"- date: {result['started']} to {result['finished']} (UTC)",
              f"- CPU: {m.get('cpu')}, {m.get('logical_cpus')} logical CPUs, {m.get('physical_cores', '?')} "
              f"physical cores, clock {m.get('clock_mhz_cpuinfo') or '?'} MHz (/proc/cpuinfo)",
-             f"- SIMD (nncore): {m.get('simd', 'n/a')}; torch CPU capability: {m.get('torch_cpu_capability', 'n/a')}",
+             f"- SIMD (nncore): {m.get('simd', 'n/a')}; torch CPU capability: {m.get('torch_cpu_capability', 'n/a')}; "
+             f"FMA peak of one core (bench/fma_peak.c, GFLOP/s): {m.get('fma_peak_gflops_1core') or 'not measured'}",
              "- versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()),
              f"- load average before / after: {result.get('loadavg_before')} / {result.get('loadavg_after')}",
              "- environment: " + (", ".join(f"{k}={v}" for k, v in m.get("env", {}).items()) or "(nothing set)")]
@@ -548,6 +572,8 @@ def main(argv=None):
               "loadavg_before": [round(x, 2) for x in os.getloadavg()], "results": [], "memory": []}
     try:
         result["machine"] = machine_info(peer_status)
+        if not args.no_fma_peak:
+            result["machine"]["fma_peak_gflops_1core"] = fma_peak()
         if worker is not None:
             result["machine"]["unset_worker"] = worker.call(op="info")["info"]
         for threads in args.threads:
