@@ -310,7 +310,10 @@ class RemoteSlot:
         return reply["seconds"], reply["loss"]
 
     def close(self):
-        self.worker.call(op="close", id=self.key)
+        try:
+            self.worker.call(op="close", id=self.key)
+        except (RuntimeError, OSError, ValueError):  # the worker died: its error is already recorded
+            pass
 
 
 # ---------------------------------------------------------------------------------------- timing
@@ -340,17 +343,31 @@ def bench_workload(wl, threads, slots, args):
             row["errors"][s.key] = f"warm-up: {type(exc).__name__}: {exc}"
             live.remove(s)
             s.close()
-    for s in live:
+
+    def failed(s, stage, exc):
+        row["errors"][s.key] = f"{stage}: {type(exc).__name__}: {exc}"
+        live.remove(s)
+        s.close()
+
+    for s in list(live):
         time.sleep(args.pause)
-        t = s.run(1)[0]
+        try:
+            t = s.run(1)[0]
+        except Exception as exc:
+            failed(s, "calibration", exc)
+            continue
         ks[s.key] = max(1, min(MAX_K, math.ceil(args.min_time / t))) if t > 0 else MAX_K
     times = {s.key: [] for s in live}
     losses = {}
     for r in range(args.repeats):
-        for i in range(len(live)):
-            s = live[(i + r) % len(live)]
+        order = [live[(i + r) % len(live)] for i in range(len(live))]  # A B C, B C A, ...
+        for s in order:
             time.sleep(args.pause)  # outside the timing: let the last library's threads stop spinning
-            seconds, loss = s.run(ks[s.key])
+            try:
+                seconds, loss = s.run(ks[s.key])
+            except Exception as exc:
+                failed(s, f"repeat {r}", exc)
+                continue
             times[s.key].append(seconds / ks[s.key])
             losses[s.key] = loss
     for s in live:
