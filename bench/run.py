@@ -107,6 +107,10 @@ def parse_args(argv=None):
                    help="peers-first (default): torch's OpenMP runtime loads with the user's environment and "
                         "nncore, importing later, shares it (same libgomp SONAME); nncore-first: nncore's "
                         "OMP_WAIT_POLICY=PASSIVE default then applies to torch too")
+    p.add_argument("--fit-mode", choices=("per-epoch", "one-call"), default="per-epoch",
+                   help="nncore and Keras: per-epoch (default) calls fit(epochs=1) for every timed epoch, as the "
+                        "other peers run one epoch per call; one-call runs a repeat's k epochs as one "
+                        "fit(epochs=k), leaving out the fixed cost of a fit() call")
     p.add_argument("--no-fma-peak", action="store_true",
                    help="skip measuring the single-core FMA peak (bench/fma_peak.c, about a second)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -237,15 +241,16 @@ def _importable(name):
 class LocalSlot:
     """A peer in this process."""
 
-    def __init__(self, peer):
+    def __init__(self, peer, one_call=False):
         self.peer_name, self.blas_env = peer, None
         self.key = peer
         self.peer = None
+        self.one_call = one_call
 
     def setup(self, wl, threads):
         x, y = make_data(wl)
         self.threads = threads
-        self.peer = get_peer_class(self.peer_name)(wl, x, y)
+        self.peer = get_peer_class(self.peer_name)(wl, x, y, one_call=self.one_call)
         self.peer.set_threads(threads)
 
     def run(self, k):
@@ -530,6 +535,9 @@ def machine_summary(result):
              f"- SIMD (nncore): {m.get('simd', 'n/a')}; torch CPU capability: {m.get('torch_cpu_capability', 'n/a')}; "
              f"FMA peak of one core (bench/fma_peak.c, GFLOP/s): {m.get('fma_peak_gflops_1core') or 'not measured'}",
              "- versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()),
+             "- settings: " + ", ".join(f"{k}={result['settings'].get(k)}" for k in
+                                        ("repeats", "min_time", "pause", "fit_mode", "blas_env", "import_order",
+                                         "max_samples")),
              f"- load average before / after: {result.get('loadavg_before')} / {result.get('loadavg_after')}",
              "- environment: " + (", ".join(f"{k}={v}" for k, v in m.get("env", {}).items()) or "(nothing set)")]
     tp = m.get("threadpool_info")
@@ -598,7 +606,7 @@ def main(argv=None):
                 wl = get_workload(name, args.max_samples)
                 slots = []
                 for p in live:
-                    slots.append(LocalSlot(p))
+                    slots.append(LocalSlot(p, one_call=args.fit_mode == "one-call"))
                     if p in unset_variants:
                         slots.append(RemoteSlot(p, worker))
                 _log(args, f"{name} ({wl.samples} samples, batch {wl.batch}), {threads} thread(s): "
