@@ -131,7 +131,10 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
 
 
 def huber(y_true, y_pred, delta=1.0):
-    """Per-sample mean over the last axis of 0.5 e^2 if |e| <= delta else delta (|e| - 0.5 delta), e = y_pred - y_true."""
+    """Per-sample mean over the last axis of 0.5 e^2 if |e| <= delta else delta (|e| - 0.5 delta).
+
+    e = y_pred - y_true.
+    """
     y_true, y_pred = _pair(y_true, y_pred)
     a = np.abs(y_pred - y_true)
     return np.mean(np.where(a <= delta, 0.5 * a * a, delta * a - 0.5 * delta * delta), axis=-1)
