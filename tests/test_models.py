@@ -4,6 +4,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import nncore
 from nncore.layers import Dense, Dropout, Flatten, Input
@@ -401,3 +403,24 @@ def test_separate_softmax_activation_trains_like_dense_softmax(float64):
     plain = Sequential([Activation("softmax", input_shape=(4,))])
     plain.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     assert np.isfinite(plain.fit(x, labels, verbose=0).history["loss"][0])
+
+
+@settings(max_examples=25, deadline=None)
+@given(sizes=st.lists(st.integers(1, 37), min_size=2, max_size=4), n=st.integers(1, 70),
+       batch=st.integers(1, 33), acts=st.lists(st.sampled_from(["relu", "tanh", "sigmoid", "linear", "elu"]),
+                                               min_size=3, max_size=3))
+def test_predict_matches_numpy_forward_for_awkward_shapes(sizes, n, batch, acts):
+    # any widths (1, primes, ...), any batch size (partial last batch): predict == float64 oracle
+    rng = np.random.default_rng(n)
+    old = nncore.floatx()
+    nncore.set_floatx("float64")
+    try:
+        model = Sequential([Dense(s, activation=a) for s, a in zip(sizes[1:], acts)])
+        x = rng.normal(size=(n, sizes[0]))
+        out = model.predict(x, batch_size=batch, verbose=0)
+    finally:
+        nncore.set_floatx(old)
+    h = x
+    for layer, a in zip(model.layers, acts):
+        h = ref.dense_forward(h, layer.kernel, layer.bias, a)
+    np.testing.assert_allclose(out, h, rtol=1e-12, atol=1e-12)
