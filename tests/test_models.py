@@ -424,3 +424,20 @@ def test_predict_matches_numpy_forward_for_awkward_shapes(sizes, n, batch, acts)
     for layer, a in zip(model.layers, acts):
         h = ref.dense_forward(h, layer.kernel, layer.bias, a)
     np.testing.assert_allclose(out, h, rtol=1e-12, atol=1e-12)
+
+
+def test_thread_counts_agree(float64):
+    # n_threads only changes how kernels split work: same training up to rounding
+    x, labels, _ = _data(n=64)
+    weights = []
+    for nt in (1, 2):
+        nncore.set_seed(5)
+        model = Sequential([Dense(33, "relu", input_dim=4), Dense(3, "softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", n_threads=nt)
+        model.fit(x, labels, epochs=2, batch_size=16, verbose=0)
+        assert model.optimizer.n_threads == nt
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="n_threads"):
+        model.compile(optimizer="sgd", loss="mse", n_threads=0)
