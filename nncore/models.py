@@ -14,6 +14,7 @@ When the last activation is sigmoid/softmax and the loss the matching
 cross-entropy, the last layer stops at its logits z and one fused kernel
 gives the loss and the gradient p - y.
 """
+import math
 import signal
 import threading
 
@@ -450,6 +451,7 @@ class Sequential:
         cbs = _callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                                                 verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
+        nonfinite_handled = any(getattr(cb, "handles_nonfinite", False) for cb in cbs.callbacks)
         step = self._train_step
         batch_logs = getattr(cbs, "has_train_batch_hooks", True)   # per-batch logs only when someone listens
         logs, training_logs = {}, None
@@ -463,7 +465,12 @@ class Sequential:
                 for i, (xb, yb, wb, ymb) in enumerate(batches):
                     cbs.on_train_batch_begin(i)
                     nb = xb.shape[0]
-                    total += step(xb, yb, wb, ymb) * nb
+                    batch_loss = step(xb, yb, wb, ymb)
+                    # end of batch: the loss and the updated parameters must be finite (one pass
+                    # over the flat parameter buffer, small next to the batch's forward/backward)
+                    if not (math.isfinite(batch_loss) and all_finite(self._params, 1)):
+                        batch_loss = self._nonfinite(batch_loss, epoch, i, steps, nonfinite_handled)
+                    total += batch_loss * nb
                     seen += nb
                     if batch_logs:
                         logs = self._logs(total / seen)
@@ -481,6 +488,20 @@ class Sequential:
                     break
             cbs.on_train_end(training_logs)
         return self.history
+
+    def _nonfinite(self, loss, epoch, batch, steps, handled):
+        """A batch gave a NaN/inf loss or parameters. With a callback that handles it
+        (TerminateOnNaN) the batch's loss is reported as non-finite for it to act on;
+        otherwise fit stops with FloatingPointError naming the epoch and batch."""
+        what = (f"loss {loss}" if not math.isfinite(loss)
+                else "parameters (a NaN/inf gradient reached the update)")
+        if handled:
+            return loss if not math.isfinite(loss) else float("nan")
+        raise FloatingPointError(
+            f"{self.name}.fit: non-finite {what} at epoch {epoch + 1}, batch {batch + 1} of {steps}. "
+            "The weights and optimizer state are those after this step; restore a checkpoint, "
+            "lower the learning rate or clip gradients, or pass callbacks=[TerminateOnNaN()] to "
+            "stop with the last finite weights instead")
 
     def _prepare_validation(self, data):
         if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
