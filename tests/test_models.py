@@ -441,3 +441,20 @@ def test_thread_counts_agree(float64):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="n_threads"):
         model.compile(optimizer="sgd", loss="mse", n_threads=0)
+
+
+def test_verbose_levels(capsys):
+    x, labels, _ = _data(n=40)
+    model = _mlp()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, labels, epochs=3, batch_size=8, verbose=0)
+    model.predict(x, verbose=0)
+    model.evaluate(x, labels, verbose=0)
+    assert capsys.readouterr().out == ""
+    model.fit(x, labels, epochs=3, batch_size=8, verbose=2, validation_split=0.25)
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "loss" in line]
+    assert len(lines) == 3 and all("val_accuracy" in line for line in lines)     # one line per epoch
+    model.fit(x, labels, epochs=2, batch_size=8)                                   # 'auto': progress bar
+    out = capsys.readouterr().out
+    assert "Epoch 2/2" in out and "5/5" in out and out.count("\r") == 0          # no redraws off a terminal
