@@ -35,6 +35,7 @@ from nncore._kernels.elementwise import all_finite
 from nncore._threads import effective_n_threads
 from nncore.data import Batches, split_validation
 from nncore.layers import InputLayer, Layer, get_layer_class
+from nncore.layers.base import MAX_CACHED_SHAPES
 
 __all__ = ["Sequential"]
 
@@ -385,6 +386,8 @@ class Sequential:
         n = x.shape[0]
         d = self._dbufs.get(n)
         if d is None:
+            if len(self._dbufs) >= MAX_CACHED_SHAPES:
+                self._dbufs.clear()
             d = self._dbufs[n] = np.empty((n,) + tuple(self._output_shape[1:]), self._dtype)
         out, s = self._forward_loss(x, y, w, d, True)
         for m in self.compiled_metrics:

@@ -458,3 +458,11 @@ def test_verbose_levels(capsys):
     model.fit(x, labels, epochs=2, batch_size=8)                                   # 'auto': progress bar
     out = capsys.readouterr().out
     assert "Epoch 2/2" in out and "5/5" in out and out.count("\r") == 0          # no redraws off a terminal
+
+
+def test_work_buffers_do_not_pile_up_over_many_batch_sizes():
+    from nncore.layers.base import MAX_CACHED_SHAPES
+    model = _mlp()
+    for n in range(1, 40):
+        model(np.ones((n, 4)))
+    assert all(len(layer._bufs) <= MAX_CACHED_SHAPES for layer in model.layers)
