@@ -297,7 +297,7 @@ class Sequential:
                              f"expects input of shape (n_samples, {', '.join(map(str, self._input_shape[1:]))}), "
                              f"got {x.shape}")
         x = np.ascontiguousarray(x, dtype=self._dtype)
-        if not all_finite(x, 1):
+        if not all_finite(x, effective_n_threads(self._n_threads_req)):
             raise ValueError(f"{arg}: inputs contain NaN or infinity")
         return x
 
