@@ -9,5 +9,9 @@
 #undef SQRT
 #undef FABS
 #undef POW
+#undef VEXP
+#undef VEXPM1
+#undef VLOG1P
+#undef VTANH
 #undef NC_F32
 #undef NC_F64

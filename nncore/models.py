@@ -19,10 +19,17 @@ import math
 import signal
 import threading
 
+try:  # the C module under `signal`: the same functions without the enum wrapping, which costs
+    import _signal as _sig   # ~25 us per fit (a ValueError raised and caught for a function handler)
+except ImportError:  # pragma: no cover - other Pythons
+    _sig = signal
+
 import numpy as np
 
 from nncore import _random
+from nncore import callbacks as _callbacks
 from nncore import losses as _losses
+from nncore import metrics as _metrics
 from nncore import optimizers as _optimizers
 from nncore._config import floatx
 from nncore._kernels.elementwise import all_finite
@@ -31,11 +38,6 @@ from nncore.data import Batches, split_validation
 from nncore.layers import InputLayer, Layer, get_layer_class
 
 __all__ = ["Sequential"]
-
-
-def _module(name):
-    from nncore import _stopgap
-    return _stopgap.module(name)
 
 
 def _int_arg(value, arg, minimum):
@@ -68,6 +70,10 @@ def _exclusive(method):
     return locked
 
 
+def _no_step(params, grads):
+    """The optimizer step of a model without parameters."""
+
+
 class _DeferredInterrupt:
     """Inside fit, a first Ctrl-C (SIGINT) is held until the running step has finished, then raised
     as KeyboardInterrupt between steps, so the parameters and the optimizer state stay consistent.
@@ -77,8 +83,8 @@ class _DeferredInterrupt:
         self.pending = False
         self._old = None
         if threading.current_thread() is threading.main_thread() \
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._old = signal.signal(signal.SIGINT, self._handler)
+                and _sig.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._old = _sig.signal(signal.SIGINT, self._handler)
         return self
 
     def _handler(self, signum, frame):
@@ -93,7 +99,7 @@ class _DeferredInterrupt:
 
     def __exit__(self, *exc):
         if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+            _sig.signal(signal.SIGINT, self._old)
         return False
 
 
@@ -155,16 +161,19 @@ class Sequential:
                              "layer names must be unique")
         if not self._layers and self._input_shape is None and layer._batch_input_shape is not None:
             self._input_shape = layer._batch_input_shape
-        old = self.get_weights() if self.built else None
+        kept = (self._params, len(self._layers)) if self.built else None
         self._layers.append(layer)
         self.built = False
         if self._input_shape is not None:
-            self._build(self._input_shape)
-            if old is not None:  # keep the weights of the layers already there
-                self._set_weights_prefix(old)
+            self._build(self._input_shape, kept)
 
-    def _build(self, input_shape):
-        """Build every layer, lay all parameters out in one flat buffer, initialize them."""
+    def _build(self, input_shape, kept=None):
+        """Build every layer, lay all parameters out in one flat buffer, initialize them.
+
+        `kept` = (old flat buffer, number of layers it covers) when layers were
+        appended to a built model: those layers keep their values (the layout
+        only grows at the end) and only the new ones are initialized.
+        """
         if not self._layers:
             raise ValueError(f"{self.name}: the model has no layers; add some first")
         shape = (None,) + tuple(input_shape[1:])
@@ -189,7 +198,11 @@ class Sequential:
                     self._regs.append((getattr(layer, attr), layer._grad_of[attr], reg))
                 pos += size
         rng = _random.get_rng()
-        for layer in self._layers:
+        n_kept = 0
+        if kept is not None:
+            self._params[:kept[0].size] = kept[0]
+            n_kept = kept[1]
+        for layer in self._layers[n_kept:]:
             layer._initialize(rng)
         # layers before the first one with parameters need no backward; that one needs no dx
         first = next((i for i, layer in enumerate(self._layers) if layer.count_params()), len(self._layers))
@@ -199,7 +212,7 @@ class Sequential:
         self._dtype = dtype
         self._dbufs = {}
         self.built = True
-        if self.optimizer is not None:
+        if self.optimizer is not None and self._params.size:
             self.optimizer.build_flat(self._params, self._segments)
 
     def build(self, input_shape):
@@ -235,10 +248,6 @@ class Sequential:
         for w, v in zip(mine, weights):
             w[...] = v
 
-    def _set_weights_prefix(self, weights):
-        for w, v in zip(self.weights, weights):
-            w[...] = v
-
     def count_params(self):
         """Total number of parameters (requires a built model)."""
         if not self.built:
@@ -265,15 +274,16 @@ class Sequential:
         elif isinstance(metrics, (str, dict)) or not isinstance(metrics, (list, tuple)):
             metrics = [metrics]
         self._metric_ids = list(metrics)
-        self.compiled_metrics = [_module("metrics").get(m, loss=self.loss) for m in metrics]
+        self.compiled_metrics = [_metrics.get(m, loss=self.loss) for m in metrics]
         self._n_threads_req = n_threads
-        opt_cfg = self.optimizer.get_config() if hasattr(self.optimizer, "get_config") else {}
+        if n_threads is not None and getattr(self.optimizer, "n_threads", 0) is None:
+            self.optimizer.n_threads = n_threads   # the optimizer's kernel follows compile's request
         self._compile_config = {
-            "optimizer": {"class_name": type(self.optimizer).__name__, "config": opt_cfg},
+            "optimizer": _optimizers.serialize(self.optimizer),
             "loss": None if self.loss is None else _losses.serialize(self.loss),
             "metrics": [m if isinstance(m, str) else getattr(m, "name", str(m)) for m in metrics],
         }
-        if self.built:
+        if self.built and self._params.size:
             self.optimizer.build_flat(self._params, self._segments)
 
     def _require(self, what):
@@ -361,11 +371,14 @@ class Sequential:
                  and getattr(last, "_act_name", None) == self.loss.fused_activation
                  and hasattr(last, "forward_logits"))
         self._fused = fused
+        self._opt_step = self.optimizer.step_flat if self.optimizer is not None and self._params.size \
+            else _no_step
         body = self._layers[:-1] if fused else self._layers
         self._fwd = [layer.forward for layer in body]
         self._bwd = [layer.backward for layer in reversed(self._layers[self._first_trainable:])]
         if fused:
-            self._bwd[0] = last.backward_logits
+            if self._bwd:              # the last layer's backward starts from delta = dL/dz
+                self._bwd[0] = last.backward_logits
             self._last_logits = last.forward_logits
             self._loss_fn = self.loss._logits_grad
         else:
@@ -401,7 +414,7 @@ class Sequential:
         for wv, gv, reg in self._regs:
             pen += reg(wv)
             reg.add_gradient(wv, gv)
-        self.optimizer.step_flat(self._params, self._grads)
+        self._opt_step(self._params, self._grads)
         return s / n + pen
 
     def _logs(self, loss):
@@ -454,7 +467,7 @@ class Sequential:
         self._setup()
         batches = Batches([x, y, w, y_metric], batch_size, shuffle=shuffle, rng=_random.get_rng())
         steps = len(batches)
-        cbs = _module("callbacks").CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
+        cbs = _callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                                                 verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
         nonfinite_handled = any(getattr(cb, "handles_nonfinite", False) for cb in cbs.callbacks)
@@ -557,7 +570,7 @@ class Sequential:
         x = self._prepare_x(x)
         y, y_metric = self._prepare_y(y, len(x))
         w = self._prepare_weights(sample_weight, len(x))
-        cbs = _module("callbacks").CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
+        cbs = _callbacks.CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
                                                 model=self, verbose=verbose, epochs=1,
                                                 steps=-(-len(x) // batch_size))
         logs = self._evaluate_arrays(x, y, w, y_metric, batch_size, cbs)
@@ -575,7 +588,7 @@ class Sequential:
         x = self._prepare_x(x)
         cbs = None
         if verbose or callbacks:
-            cbs = _module("callbacks").CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
+            cbs = _callbacks.CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
                                                     model=self, verbose=verbose, epochs=1,
                                                     steps=-(-len(x) // batch_size))
             cbs.on_predict_begin()
@@ -649,6 +662,12 @@ class Sequential:
         return model
 
     # ------------------------------------------------------------------ saving (nncore.saving)
+    def _prepare_optimizer(self):
+        """Give the optimizer its slots over the flat buffer (before restoring a saved state)."""
+        if not self.built:
+            raise ValueError(f"{self.name}: cannot restore an optimizer state into an unbuilt model")
+        self.optimizer.build_flat(self._params, self._segments)
+
     def save(self, filepath):
         """Save architecture, weights, compile settings and optimizer state (see nncore.saving)."""
         from nncore import saving

@@ -428,8 +428,11 @@ def test_step_flat_errors():
         opt.step_flat(p.copy(), np.zeros(10, np.float32))
     with pytest.raises(ValueError, match=r"grads_flat: expected an ndarray of shape \(10,\)"):
         opt.step_flat(p, np.zeros(9, np.float32))
-    with pytest.raises(TypeError, match="g: expected dtype float32"):
+    with pytest.raises(TypeError, match="grads_flat: expected dtype float32 like params_flat, got float64"):
         opt.step_flat(p, np.zeros(10, np.float64))
+    with pytest.raises(ValueError, match="grads_flat: expected a C-contiguous"):
+        opt.step_flat(p, np.zeros(20, np.float32)[::2])
+    assert opt.iterations == 0
 
 
 def test_kernel_wrapper_checks():
@@ -486,3 +489,81 @@ def test_matches_torch_where_rules_coincide(ours, theirs):
         opt_t.step()
         opt.apply_gradients([(g, w)])
     np.testing.assert_allclose(w, p.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_empty_variables_and_segments():
+    opt = O.Adam(clipnorm=1.0)
+    w = np.zeros(0)
+    opt.apply_gradients([(np.zeros(0), w), (np.ones(2), np.zeros(2))])
+    flat = np.zeros(3)
+    b = O.Adam(clipnorm=1.0)
+    b.build_flat(flat, [(0, 0), (0, 3), (3, 3)])
+    b.step_flat(flat, np.ones(3))
+    assert np.all(np.isfinite(flat)) and np.all(flat < 0)
+
+
+# ---- convergence: softmax regression on iris, every optimizer through step_flat ----
+def _iris():
+    """Iris from scikit-learn's data file, read without importing scikit-learn (seconds)."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("scikit-learn (the iris data file) is not installed")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data", "iris.csv")
+    data = np.loadtxt(path, delimiter=",", skiprows=1)
+    return data[:, :4], data[:, 4].astype(np.int64)
+
+
+@pytest.mark.parametrize("name,config", [
+    ("SGD", dict(learning_rate=0.5)), ("SGD", dict(learning_rate=0.05, momentum=0.9, nesterov=True)),
+    ("Adagrad", dict(learning_rate=0.3)), ("RMSprop", dict(learning_rate=0.01, centered=True)),
+    ("Adam", dict(learning_rate=0.02)), ("AdamW", dict(learning_rate=0.02)), ("Adadelta", dict(learning_rate=1.0, epsilon=1e-4)),
+    ("Adamax", dict(learning_rate=0.05)), ("Nadam", dict(learning_rate=0.02)), ("Ftrl", dict(learning_rate=0.5)),
+])
+def test_iris_softmax_regression_converges(name, config):
+    x, y = _iris()
+    x = (x - x.mean(0)) / x.std(0)
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(x))
+    tr, te = idx[:100], idx[100:]
+    k = 3
+    flat = np.zeros(4 * k + k, np.float32)          # [W (4 x 3) | b (3)]
+    W, b = flat[:4 * k].reshape(4, k), flat[4 * k:]
+    grads = np.zeros_like(flat)
+    dW, db = grads[:4 * k].reshape(4, k), grads[4 * k:]
+    opt = getattr(O, name)(**config)
+    opt.build_flat(flat, [(0, 4 * k), (4 * k, 5 * k)])
+    onehot = np.eye(k)[y]
+    for epoch in range(40):
+        for batch in np.array_split(rng.permutation(tr), 10):
+            z = x[batch] @ W + b
+            p = np.exp(z - z.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            delta = (p - onehot[batch]) / len(batch)     # d(mean cross-entropy)/dz
+            dW[...] = x[batch].T @ delta
+            db[...] = delta.sum(0)
+            opt.step_flat(flat, grads)
+    acc = np.mean(np.argmax(x[te] @ W + b, 1) == y[te])
+    assert acc > 0.9, f"{name}: test accuracy {acc:.3f}"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_step_flat_random_segmentations(seed):
+    """Any tiling of the buffer gives the per-variable result, for per-variable clipnorm too."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 40000))
+    cuts = np.sort(rng.choice(np.arange(1, n), size=min(n - 1, int(rng.integers(0, 12))), replace=False)) \
+        if n > 1 else np.array([], dtype=np.int64)
+    bounds = [0] + [int(c) for c in cuts] + [n]
+    segs = list(zip(bounds[:-1], bounds[1:]))
+    flat = rng.normal(size=n).astype(np.float32)
+    parts = [flat[a:b].copy() for a, b in segs]
+    a, b = O.Nadam(clipnorm=0.7, weight_decay=0.01), O.Nadam(clipnorm=0.7, weight_decay=0.01)
+    b.build_flat(flat, segs)
+    for _ in range(3):
+        g = rng.normal(size=n).astype(np.float32)
+        a.apply_gradients([(g[s:e], p) for (s, e), p in zip(segs, parts)])
+        b.step_flat(flat, g)
+    np.testing.assert_array_equal(flat, np.concatenate(parts))

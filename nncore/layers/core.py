@@ -8,7 +8,8 @@ from nncore import _random
 from nncore import activations as _activations
 from nncore._kernels import elementwise as _ew
 from nncore._kernels.gemm import gemm
-from nncore.layers.base import Layer, _module
+from nncore import initializers, regularizers
+from nncore.layers.base import Layer
 
 _act_forward = _ew.act_forward
 _act_backward = _ew.act_backward
@@ -65,11 +66,10 @@ class Dense(Layer):
         self.kernel_regularizer = kernel_regularizer
         self.bias_regularizer = bias_regularizer
         # resolve now so that unknown names fail at construction
-        _module("initializers").get(kernel_initializer)
-        _module("initializers").get(bias_initializer)
-        for r in (kernel_regularizer, bias_regularizer):
-            if r is not None:
-                _module("regularizers").get(r)
+        initializers.get(kernel_initializer)
+        initializers.get(bias_initializer)
+        regularizers.get(kernel_regularizer)
+        regularizers.get(bias_regularizer)
 
     def build(self, input_shape):
         if len(input_shape) != 2:
@@ -170,7 +170,9 @@ class Activation(Layer):
 
     def forward(self, x, training=False):
         self._dtype = x.dtype
-        bufs = self._bufs.get(x.shape) or self._buffers(x.shape)
+        bufs = self._bufs.get(x.shape)
+        if bufs is None or bufs[0].dtype != x.dtype:
+            bufs = self._buffers(x.shape)
         self._x, self._cur = x, bufs
         if self._code is None:
             _softmax_forward(x.reshape(bufs[2].shape), bufs[2])
@@ -190,7 +192,9 @@ class Activation(Layer):
     def forward_logits(self, x):
         """Training forward for the fused loss: z is the input itself; returns (z, y buffer)."""
         self._dtype = x.dtype
-        bufs = self._bufs.get(x.shape) or self._buffers(x.shape)
+        bufs = self._bufs.get(x.shape)
+        if bufs is None or bufs[0].dtype != x.dtype:
+            bufs = self._buffers(x.shape)
         self._x, self._cur = x, bufs
         return x, bufs[0]
 
@@ -233,7 +237,9 @@ class Dropout(Layer):
         self._training = training and self.rate > 0
         if not self._training:
             return x
-        bufs = self._bufs.get(x.shape) or self._buffers(x.shape, x.dtype)
+        bufs = self._bufs.get(x.shape)
+        if bufs is None or bufs[0].dtype != x.dtype:
+            bufs = self._buffers(x.shape, x.dtype)
         m, y = bufs
         # m = [u >= rate] / (1 - rate), u ~ U[0, 1)
         self._rng.random(out=m, dtype=m.dtype)

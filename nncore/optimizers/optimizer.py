@@ -311,6 +311,10 @@ class Optimizer:
         if not isinstance(grads_flat, np.ndarray) or grads_flat.shape != params_flat.shape:
             raise ValueError(f"grads_flat: expected an ndarray of shape {params_flat.shape}, got "
                              f"{getattr(grads_flat, 'shape', type(grads_flat).__name__)}")
+        if grads_flat.dtype != params_flat.dtype:
+            raise TypeError(f"grads_flat: expected dtype {params_flat.dtype} like params_flat, got {grads_flat.dtype}")
+        if not grads_flat.flags.c_contiguous:
+            raise ValueError("grads_flat: expected a C-contiguous array")
         kind, flags, coef, kw = self._step_args()
         seg, scale, seg_scale = f["seg_start"], 1.0, None
         if self.clipnorm is not None or self.global_clipnorm is not None:
