@@ -237,7 +237,8 @@ def test_keyboard_interrupt_leaves_a_usable_model():
         model.fit(x, labels, epochs=3, batch_size=8, verbose=0, callbacks=[CtrlC()])
     p = model.predict(x, verbose=0)
     assert np.all(np.isfinite(p))
-    np.testing.assert_array_equal(p[:5], model(x[:5]))
+    # a row's result may differ in the last bit between batch sizes (GEMM blocking)
+    np.testing.assert_allclose(p[:5], model(x[:5]), rtol=1e-6, atol=1e-7)
     hist = model.fit(x, labels, epochs=2, batch_size=8, verbose=0)
     assert np.all(np.isfinite(hist.history["loss"]))
 
