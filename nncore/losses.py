@@ -419,7 +419,9 @@ def get(identifier):
     if isinstance(identifier, str):
         cls = _ALIASES.get(identifier) or _CLASSES.get(identifier)
         if cls is None:
-            raise ValueError(f"loss: unknown name {identifier!r}; expected one of {sorted(_ALIASES)}")
+            from nncore.validation import unknown_name
+
+            raise unknown_name("loss", identifier, _ALIASES)
         return cls()
     if isinstance(identifier, dict):
         cls = _CLASSES.get(identifier.get("class_name"))
