@@ -143,7 +143,10 @@ def main():
              f"`python bench/optimizers.py`; machine: {os.cpu_count()} CPUs, nncore simd "
              f"{nncore._config.config()['simd']}, torch {torch.__version__ if torch else 'absent'}. "
              "GB/s = bytes per parameter (Adam 28, SGD-momentum and RMSprop 20, copy 8) x n / time; "
-             "median (best) of interleaved rounds; 'vs' columns are ratios of medians (> 1: nncore faster). "
+             "median (best) of interleaved rounds; 'vs' columns are ratios of medians (> 1: faster than the "
+             "reference). The copy row is torch's copy_ (numpy's copyto without torch) with the row's threads. "
+             "torch and nncore share one libgomp here (so torch.set_num_threads bounds both, and both sleep "
+             "idle threads: OMP_WAIT_POLICY=PASSIVE, nncore's default). "
              "NumPy is single-threaded in both thread rows. The load average (1 min) shows how busy the "
              "shared machine was.", ""]
     hdr = ("| step | n | threads | implementation | ms median (best) | GB/s median (best) | vs torch default "

@@ -1,6 +1,7 @@
 """nncore.optimizers against the float64 oracles in reference_optim.py, known
 single steps, the flat path, threads, state, configs, errors, and PyTorch
 where the rules coincide."""
+import contextlib
 import json
 import math
 
@@ -134,6 +135,16 @@ def test_zero_gradient_through_clipping(name, clip):
         assert np.all(np.isfinite(v))
 
 
+def two_threads():
+    """Allow a 2-thread OpenMP team for the block, whatever limit an earlier test left on the
+    process-wide libgomp (torch.set_num_threads(1) sets it too: torch shares it)."""
+    try:
+        import threadpoolctl
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+    return threadpoolctl.threadpool_limits(limits=2, user_api="openmp")
+
+
 def flat_setup(dtype, sizes, rng):
     n = sum(sizes)
     bounds = np.cumsum([0] + sizes)
@@ -178,22 +189,23 @@ def test_threads_and_simd_levels_bit_identical(name, config, dtype, level):
     rng = np.random.default_rng(3)
     sizes = [300000, 13, 30011]
     n, segs = flat_setup(dtype, sizes, rng)
-    if _rt.team_size(2, 0.5 * n) < 2:   # the work units the step asks for (csrc/optim.c)
-        pytest.skip("no 2-thread team here (no OpenMP, one CPU or a thread limit)")
     w0 = rng.normal(size=n).astype(dtype)
     grads = [rng.normal(size=n).astype(dtype) for _ in range(3)]
     results = []
-    try:
-        for lvl, nt in [(0, 1), (level, 1), (level, 2)]:
-            _rt.set_simd_level(lvl)
-            w = w0.copy()
-            opt = getattr(O, name)(n_threads=nt, **config)
-            opt.build_flat(w, segs)
-            for g in grads:
-                opt.step_flat(w, g)
-            results.append((w, opt.get_state()))
-    finally:
-        _rt.set_simd_level(_rt.simd_level())
+    with two_threads():
+        if _rt.team_size(2, 0.5 * n) < 2:   # the work units the step asks for (csrc/optim.c)
+            pytest.skip("no 2-thread team here (no OpenMP or one CPU)")
+        try:
+            for lvl, nt in [(0, 1), (level, 1), (level, 2)]:
+                _rt.set_simd_level(lvl)
+                w = w0.copy()
+                opt = getattr(O, name)(n_threads=nt, **config)
+                opt.build_flat(w, segs)
+                for g in grads:
+                    opt.step_flat(w, g)
+                results.append((w, opt.get_state()))
+        finally:
+            _rt.set_simd_level(_rt.simd_level())
     for w, st in results[1:]:
         np.testing.assert_array_equal(w, results[0][0])
         for k in st:
@@ -205,10 +217,11 @@ def test_seg_sumsq_independent_of_position_and_threads(dtype):
     rng = np.random.default_rng(0)
     x = rng.normal(size=600001).astype(dtype)
     seg = np.array([0, 5, 70000, 600001], dtype=np.int64)
-    out1 = _k.seg_sumsq(x, seg, np.empty(3), 1)
-    out2 = _k.seg_sumsq(x, seg, np.empty(3), 2)   # the last segment is large enough for a team
+    with two_threads():
+        out1 = _k.seg_sumsq(x, seg, np.empty(3), 1)
+        out2 = _k.seg_sumsq(x, seg, np.empty(3), 2)   # the last segment is large enough for a team
+        alone = _k.seg_sumsq(x[70000:].copy(), np.array([0, 530001], dtype=np.int64), np.empty(1), 2)
     np.testing.assert_array_equal(out1, out2)
-    alone = _k.seg_sumsq(x[70000:].copy(), np.array([0, 530001], dtype=np.int64), np.empty(1), 2)
     assert alone[0] == out1[2]
     np.testing.assert_allclose(out1, [np.sum(x[a:b].astype(np.float64) ** 2) for a, b in zip(seg[:-1], seg[1:])],
                                rtol=1e-12)
