@@ -7,7 +7,9 @@ and exposes
 - ``set_threads(n)``: the thread count of the library's own knob;
 - ``run(k)``: k epochs of minibatch training (``task == "train"``, shuffled
   every epoch, last partial batch kept) or k passes of batched inference
-  (``task == "predict"``); returns nothing, the caller times it;
+  (``task == "predict"``); returns nothing, the caller times it. Keras-style
+  peers (nncore, Keras) call ``fit(epochs=1)`` k times, or ``fit(epochs=k)``
+  once when made with ``one_call=True``;
 - ``last_loss``: mean training loss of the last epoch (when the peer reports it).
 
 A peer class has ``available()`` -> (bool, reason) so that a missing library
@@ -58,8 +60,11 @@ class Peer:
     label = "?"
     module = None  # the library whose version is reported
 
-    def __init__(self, wl, x, y, seed=0):
+    one_call = False  # Keras-style peers: k epochs as one fit(epochs=k) instead of k fit(epochs=1)
+
+    def __init__(self, wl, x, y, seed=0, one_call=False):
         self.wl, self.x, self.y, self.seed = wl, x, y, seed
+        self.one_call = bool(one_call)
         self.last_loss = float("nan")
 
     @classmethod
@@ -110,8 +115,8 @@ class NumpyPeer(Peer):
     module = "numpy"
     beta_1, beta_2, eps = 0.9, 0.999, 1e-7
 
-    def __init__(self, wl, x, y, seed=0):
-        super().__init__(wl, x, y, seed)
+    def __init__(self, wl, x, y, seed=0, one_call=False):
+        super().__init__(wl, x, y, seed, one_call)
         rng = np.random.default_rng(seed)
         dt = x.dtype
         sizes = wl.layers
@@ -204,8 +209,8 @@ class TorchPeer(Peer):
     module = "torch"
     fused = None
 
-    def __init__(self, wl, x, y, seed=0):
-        super().__init__(wl, x, y, seed)
+    def __init__(self, wl, x, y, seed=0, one_call=False):
+        super().__init__(wl, x, y, seed, one_call)
         import torch
         from torch import nn
 
@@ -282,8 +287,8 @@ class SklearnPeer(Peer):
     label = "scikit-learn"
     module = "sklearn"
 
-    def __init__(self, wl, x, y, seed=0):
-        super().__init__(wl, x, y, seed)
+    def __init__(self, wl, x, y, seed=0, one_call=False):
+        super().__init__(wl, x, y, seed, one_call)
         from sklearn.neural_network import MLPClassifier
 
         self.classes = np.arange(wl.n_classes)
@@ -330,8 +335,8 @@ class KerasPeer(Peer):
             return False, f"keras runs on the {keras.backend.backend()!r} backend, not torch"
         return True, ""
 
-    def __init__(self, wl, x, y, seed=0):
-        super().__init__(wl, x, y, seed)
+    def __init__(self, wl, x, y, seed=0, one_call=False):
+        super().__init__(wl, x, y, seed, one_call)
         os.environ["KERAS_BACKEND"] = "torch"
         import keras
         import torch
@@ -347,6 +352,13 @@ class KerasPeer(Peer):
 
     def set_threads(self, n):
         self.torch.set_num_threads(int(n))
+
+    def run(self, k=1):
+        if self.one_call and self.wl.task == "train":  # fit(epochs=k): the fixed cost of a fit() call once
+            hist = self.model.fit(self.x, self.y, batch_size=self.wl.batch, epochs=k, shuffle=True, verbose=0)
+            self.last_loss = float(hist.history["loss"][-1])
+        else:
+            super().run(k)
 
     def train_epoch(self):
         hist = self.model.fit(self.x, self.y, batch_size=self.wl.batch, epochs=1, shuffle=True, verbose=0)
@@ -378,8 +390,8 @@ class NncorePeer(Peer):
             return False, "nncore has no " + ", ".join(missing) + " yet (model layer not merged)"
         return True, ""
 
-    def __init__(self, wl, x, y, seed=0):
-        super().__init__(wl, x, y, seed)
+    def __init__(self, wl, x, y, seed=0, one_call=False):
+        super().__init__(wl, x, y, seed, one_call)
         import nncore
 
         self.nncore = nncore
@@ -396,6 +408,13 @@ class NncorePeer(Peer):
 
     def set_threads(self, n):
         self.nncore.set_num_threads(int(n))
+
+    def run(self, k=1):
+        if self.one_call and self.wl.task == "train":  # fit(epochs=k): the fixed cost of a fit() call once
+            hist = self.model.fit(self.x, self.y, batch_size=self.wl.batch, epochs=k, shuffle=True, verbose=0)
+            self.last_loss = float(hist.history["loss"][-1])
+        else:
+            super().run(k)
 
     def set_weights(self, weights):
         self.model.set_weights([np.asarray(w) for w in weights])

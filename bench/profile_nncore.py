@@ -24,6 +24,7 @@ import argparse
 import collections
 import cProfile
 import io
+import math
 import os
 import pstats
 import re
@@ -49,6 +50,21 @@ def gemm_flops_per_step(wl, batch=None):
     for i, (k, n) in enumerate(pairs):
         flops += 2 * m * k * n * (3 if i else 2)  # the first layer needs no dX
     return flops
+
+
+def fit_call_overhead(peer, reps=200):
+    """(seconds per fit(epochs=1) call, seconds per epoch inside one fit(epochs=reps)) for a Keras-style peer."""
+    model, wl = peer.model, peer.wl
+    best_single = best_multi = math.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            model.fit(peer.x, peer.y, batch_size=wl.batch, epochs=1, shuffle=True, verbose=0)
+        best_single = min(best_single, (time.perf_counter() - t0) / reps)
+        t0 = time.perf_counter()
+        model.fit(peer.x, peer.y, batch_size=wl.batch, epochs=reps, shuffle=True, verbose=0)
+        best_multi = min(best_multi, (time.perf_counter() - t0) / reps)
+    return best_single, best_multi
 
 
 def classify(func):
@@ -94,6 +110,12 @@ def profile(peer_name, workload, epochs, threads, top, max_samples=None):
         flops = gemm_flops_per_step(wl)
         lines.append(f"GEMM work: {flops / 1e6:.2f} MFLOP/step -> {flops / plain / 1e9:.1f} GFLOP/s over the whole "
                      "step (un-profiled)")
+    if hasattr(peer, "model") and hasattr(peer.model, "fit") and wl.task == "train":
+        reps = max(3, min(200, int(0.3 / max(plain * wl.steps(), 1e-6))))
+        single, multi = fit_call_overhead(peer, reps)
+        lines.append(f"fit(epochs=1) called {reps} times: {single * 1e6:.0f} us per call; one fit(epochs={reps}): "
+                     f"{multi * 1e6:.0f} us per epoch -> fixed cost of a fit() call ~{(single - multi) * 1e6:.0f} us "
+                     f"(best of 3)")
     out = io.StringIO()
     pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
     lines.append(out.getvalue())
@@ -121,7 +143,7 @@ def categorize(frame):
 
 def parse_py_spy_raw(text, marker="run (bench/peers.py"):
     """Split py-spy's raw (collapsed) samples inside the training loop by innermost frame and nncore function."""
-    by_cat, by_func = collections.Counter(), collections.Counter()
+    by_cat, by_func, by_leaf = collections.Counter(), collections.Counter(), collections.Counter()
     total = 0
     for line in text.splitlines():
         stack, _, count = line.rpartition(" ")
@@ -129,14 +151,17 @@ def parse_py_spy_raw(text, marker="run (bench/peers.py"):
             continue
         n = int(count)
         frames = stack.split(";")
+        while len(frames) > 1 and re.search(r"intrin\.h:\d+\)$", frames[-1]):
+            frames.pop()  # an inlined SIMD intrinsic: charge the kernel it sits in
         total += n
         by_cat[categorize(frames[-1])] += n
+        by_leaf[re.sub(r":\d+\)$", ")", frames[-1])] += n
         inner = next((f for f in reversed(frames) if re.search(r"\(nncore/\S+\.py:\d+\)", f)), None)
         if inner is not None:
             by_func[re.sub(r":\d+\)$", ")", inner)] += n
         else:
             by_func["(outside nncore's Python code)"] += n
-    return total, by_cat, by_func
+    return total, by_cat, by_func, by_leaf
 
 
 def py_spy(peer, workload, epochs, threads, rate, top, max_samples=None):
@@ -156,11 +181,14 @@ def py_spy(peer, workload, epochs, threads, rate, top, max_samples=None):
         if child.returncode != 0 or not os.path.exists(raw):
             raise SystemExit(f"py-spy failed ({child.returncode}): {child.stderr[-2000:]}")
         with open(raw) as f:
-            total, by_cat, by_func = parse_py_spy_raw(f.read())
+            total, by_cat, by_func, by_leaf = parse_py_spy_raw(f.read())
     echo = [t for t in child.stdout.splitlines() if t.strip() and not t.startswith("py-spy>")]
     lines = echo + [
              f"py-spy: {total} samples inside the training loop at {rate} Hz, by innermost frame:"]
     for name, n in by_cat.most_common():
+        lines.append(f"  {100 * n / max(total, 1):5.1f}%  {name}")
+    lines.append("innermost functions:")
+    for name, n in by_leaf.most_common(top):
         lines.append(f"  {100 * n / max(total, 1):5.1f}%  {name}")
     lines.append("by innermost nncore Python function (inclusive of what it calls):")
     for name, n in by_func.most_common(top):

@@ -107,6 +107,12 @@ def parse_args(argv=None):
                    help="peers-first (default): torch's OpenMP runtime loads with the user's environment and "
                         "nncore, importing later, shares it (same libgomp SONAME); nncore-first: nncore's "
                         "OMP_WAIT_POLICY=PASSIVE default then applies to torch too")
+    p.add_argument("--fit-mode", choices=("per-epoch", "one-call"), default="per-epoch",
+                   help="nncore and Keras: per-epoch (default) calls fit(epochs=1) for every timed epoch, as the "
+                        "other peers run one epoch per call; one-call runs a repeat's k epochs as one "
+                        "fit(epochs=k), leaving out the fixed cost of a fit() call")
+    p.add_argument("--no-fma-peak", action="store_true",
+                   help="skip measuring the single-core FMA peak (bench/fma_peak.c, about a second)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(argv)
     if args.quick:
@@ -122,6 +128,7 @@ def parse_args(argv=None):
         if "--max-samples" not in given:
             args.max_samples = 10240
         args.no_memory = True
+        args.no_fma_peak = True
     if any(t < 1 for t in args.threads):
         p.error(f"--threads: expected positive ints, got {args.threads}")
     if args.min_time < 0:
@@ -147,6 +154,26 @@ def _cpu_model():
         elif key == "cpu MHz" and mhz is None:
             mhz = float(value)
     return model or platform.processor() or "?", mhz
+
+
+def fma_peak():
+    """Single-core FMA peak in GFLOP/s from bench/fma_peak.c, or None (no compiler, no AVX-512, ...)."""
+    import shutil
+    import tempfile
+
+    src = os.path.join(REPO_ROOT, "bench", "fma_peak.c")
+    cc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
+    if cc is None or not os.path.exists(src):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = os.path.join(tmp, "fma_peak")
+        try:
+            subprocess.run([cc, "-O3", "-mavx512f", "-mfma", src, "-o", exe], check=True, capture_output=True,
+                           timeout=60)
+            out = subprocess.run([exe], check=True, capture_output=True, text=True, timeout=60).stdout.split()
+        except (subprocess.SubprocessError, OSError):
+            return None
+    return dict(zip(("f32_zmm", "f32_ymm", "f64_zmm"), map(float, out)))
 
 
 def machine_info(peer_status):
@@ -214,15 +241,16 @@ def _importable(name):
 class LocalSlot:
     """A peer in this process."""
 
-    def __init__(self, peer):
+    def __init__(self, peer, one_call=False):
         self.peer_name, self.blas_env = peer, None
         self.key = peer
         self.peer = None
+        self.one_call = one_call
 
     def setup(self, wl, threads):
         x, y = make_data(wl)
         self.threads = threads
-        self.peer = get_peer_class(self.peer_name)(wl, x, y)
+        self.peer = get_peer_class(self.peer_name)(wl, x, y, one_call=self.one_call)
         self.peer.set_threads(threads)
 
     def run(self, k):
@@ -287,7 +315,10 @@ class RemoteSlot:
         return reply["seconds"], reply["loss"]
 
     def close(self):
-        self.worker.call(op="close", id=self.key)
+        try:
+            self.worker.call(op="close", id=self.key)
+        except (RuntimeError, OSError, ValueError):  # the worker died: its error is already recorded
+            pass
 
 
 # ---------------------------------------------------------------------------------------- timing
@@ -309,6 +340,10 @@ def bench_workload(wl, threads, slots, args):
             live.append(s)
         except Exception as exc:
             row["errors"][s.key] = f"setup: {type(exc).__name__}: {exc}"
+    # Freeze what setup made (torch's first optimizer imports torch._dynamo: a million objects), so that the
+    # gc.collect() before each timed run stays cheap; unfrozen and collected again once the row is done.
+    gc.collect()
+    gc.freeze()
     warm, ks = {}, {}
     for s in list(live):  # warm-up, then one calibration run each
         try:
@@ -317,17 +352,31 @@ def bench_workload(wl, threads, slots, args):
             row["errors"][s.key] = f"warm-up: {type(exc).__name__}: {exc}"
             live.remove(s)
             s.close()
-    for s in live:
+
+    def failed(s, stage, exc):
+        row["errors"][s.key] = f"{stage}: {type(exc).__name__}: {exc}"
+        live.remove(s)
+        s.close()
+
+    for s in list(live):
         time.sleep(args.pause)
-        t = s.run(1)[0]
+        try:
+            t = s.run(1)[0]
+        except Exception as exc:
+            failed(s, "calibration", exc)
+            continue
         ks[s.key] = max(1, min(MAX_K, math.ceil(args.min_time / t))) if t > 0 else MAX_K
     times = {s.key: [] for s in live}
     losses = {}
     for r in range(args.repeats):
-        for i in range(len(live)):
-            s = live[(i + r) % len(live)]
+        order = [live[(i + r) % len(live)] for i in range(len(live))]  # A B C, B C A, ...
+        for s in order:
             time.sleep(args.pause)  # outside the timing: let the last library's threads stop spinning
-            seconds, loss = s.run(ks[s.key])
+            try:
+                seconds, loss = s.run(ks[s.key])
+            except Exception as exc:
+                failed(s, f"repeat {r}", exc)
+                continue
             times[s.key].append(seconds / ks[s.key])
             losses[s.key] = loss
     for s in live:
@@ -338,6 +387,8 @@ def bench_workload(wl, threads, slots, args):
             "us_per_step": [t / steps * 1e6 for t in per_run],
         }
         s.close()
+    gc.unfreeze()
+    gc.collect()
     return row
 
 
@@ -487,8 +538,12 @@ def machine_summary(result):
              f"- date: {result['started']} to {result['finished']} (UTC)",
              f"- CPU: {m.get('cpu')}, {m.get('logical_cpus')} logical CPUs, {m.get('physical_cores', '?')} "
              f"physical cores, clock {m.get('clock_mhz_cpuinfo') or '?'} MHz (/proc/cpuinfo)",
-             f"- SIMD (nncore): {m.get('simd', 'n/a')}; torch CPU capability: {m.get('torch_cpu_capability', 'n/a')}",
+             f"- SIMD (nncore): {m.get('simd', 'n/a')}; torch CPU capability: {m.get('torch_cpu_capability', 'n/a')}; "
+             f"FMA peak of one core (bench/fma_peak.c, GFLOP/s): {m.get('fma_peak_gflops_1core') or 'not measured'}",
              "- versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()),
+             "- settings: " + ", ".join(f"{k}={result['settings'].get(k)}" for k in
+                                        ("repeats", "min_time", "pause", "fit_mode", "blas_env", "import_order",
+                                         "max_samples")),
              f"- load average before / after: {result.get('loadavg_before')} / {result.get('loadavg_after')}",
              "- environment: " + (", ".join(f"{k}={v}" for k, v in m.get("env", {}).items()) or "(nothing set)")]
     tp = m.get("threadpool_info")
@@ -548,6 +603,8 @@ def main(argv=None):
               "loadavg_before": [round(x, 2) for x in os.getloadavg()], "results": [], "memory": []}
     try:
         result["machine"] = machine_info(peer_status)
+        if not args.no_fma_peak:
+            result["machine"]["fma_peak_gflops_1core"] = fma_peak()
         if worker is not None:
             result["machine"]["unset_worker"] = worker.call(op="info")["info"]
         for threads in args.threads:
@@ -555,7 +612,7 @@ def main(argv=None):
                 wl = get_workload(name, args.max_samples)
                 slots = []
                 for p in live:
-                    slots.append(LocalSlot(p))
+                    slots.append(LocalSlot(p, one_call=args.fit_mode == "one-call"))
                     if p in unset_variants:
                         slots.append(RemoteSlot(p, worker))
                 _log(args, f"{name} ({wl.samples} samples, batch {wl.batch}), {threads} thread(s): "

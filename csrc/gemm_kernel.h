@@ -117,58 +117,142 @@
 #define NCB NC_GEMM_NC(UK_ROW)
 #define UK_INLINE static inline __attribute__((always_inline)) UK_ATTR
 
+/* The k loop of the micro-kernel for `rows` rows and `nvec` vectors of
+ * columns (constants after inlining, so each edge tile gets its own register
+ * tile): acc[i][v] += A(i, p) B(p, v).
+ * With fewer than 8 accumulators the FMA latency would rule, so U partial
+ * tiles take turns over p and are added at the end. */
+UK_INLINE void UK_NAME(gemm_kloop)(const int rows, const int nvec, const int masked, ptrdiff_t k, const REAL *a, ptrdiff_t rsa,
+                                   ptrdiff_t csa, const REAL *b, ptrdiff_t rsb, const int *cnt, VEC (*acc)[NV])
+{
+    enum { U = 8 };
+    const int u = rows * nvec >= 8 ? 1 : rows * nvec >= 4 ? 2 : rows * nvec >= 2 ? 4 : 8;
+    VEC part[U][MR][NV];
+    ptrdiff_t p = 0;
+    if (u > 1) {
+#pragma GCC unroll 8
+        for (int t = 1; t < u; t++)
+#pragma GCC unroll 8
+            for (int i = 0; i < rows; i++)
+#pragma GCC unroll 8
+                for (int v = 0; v < nvec; v++) part[t][i][v] = VZERO();
+        for (; p + u <= k; p += u) {
+#pragma GCC unroll 8
+            for (int t = 0; t < u; t++) {
+                VEC (*dst)[NV] = t == 0 ? acc : part[t];
+#pragma GCC unroll 8
+                for (int v = 0; v < nvec; v++) {
+                    VEC bv = masked ? MLOAD(b + v * VL, cnt[v]) : LOADU(b + v * VL);
+#pragma GCC unroll 8
+                    for (int i = 0; i < rows; i++) dst[i][v] = FMA(BCAST(a[i * rsa]), bv, dst[i][v]);
+                }
+                a += csa;
+                b += rsb;
+            }
+        }
+    }
+    for (; p < k; p++) {
+        VEC bv[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < nvec; v++) bv[v] = masked ? MLOAD(b + v * VL, cnt[v]) : LOADU(b + v * VL);
+#pragma GCC unroll 32
+        for (int i = 0; i < rows; i++) {
+            VEC ai = BCAST(a[i * rsa]);
+#pragma GCC unroll 8
+            for (int v = 0; v < nvec; v++) acc[i][v] = FMA(ai, bv[v], acc[i][v]);
+        }
+        a += csa;
+        b += rsb;
+    }
+#pragma GCC unroll 8
+    for (int t = 1; t < u; t++)
+#pragma GCC unroll 8
+        for (int i = 0; i < rows; i++)
+#pragma GCC unroll 8
+            for (int v = 0; v < nvec; v++) acc[i][v] = ADD(acc[i][v], part[t][i][v]);
+}
+
 /* The micro-kernel: C[0:m, 0:n] := alpha A B + beta C (+ bias, then relu),
- * m <= MR, n <= NR, where A(i, p) = a[i rsa + p csa] and
- * B(p, j) = b[p rsb + j]. Rows i >= m of A are read only when `apad` says
- * the panel holds them (packed; otherwise row m - 1 is read again), columns
- * j >= n of B only when `bpad` does. beta == 0 never reads C. */
-UK_INLINE void UK_NAME(gemm_ukr)(ptrdiff_t k, REAL alpha, const REAL *a, ptrdiff_t rsa, ptrdiff_t csa, int apad,
+ * m <= MR, n <= NR, where A(i, p) = a[i rsa + p csa] and B(p, j) = b[p rsb + j].
+ * Rows i >= m of A are never read; columns j >= n of B only when `bpad` says
+ * the panel holds them (packed, zero-filled). beta == 0 never reads C. */
+UK_INLINE void UK_NAME(gemm_ukr)(ptrdiff_t k, REAL alpha, const REAL *a, ptrdiff_t rsa, ptrdiff_t csa,
                                  const REAL *b, ptrdiff_t rsb, int bpad, REAL beta, REAL *c, ptrdiff_t ldc,
                                  int m, int n, const REAL *bias, int relu)
 {
     VEC acc[MR][NV];
     int cnt[NV];
-    ptrdiff_t ro[MR];
 #pragma GCC unroll 32
-    for (int i = 0; i < MR; i++) {
-        ro[i] = (ptrdiff_t)(apad || i < m ? i : m - 1) * rsa;
+    for (int i = 0; i < MR; i++)
 #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) acc[i][v] = VZERO();
-    }
 #pragma GCC unroll 8
     for (int v = 0; v < NV; v++) {
         int r = n - v * VL;
         cnt[v] = r < 0 ? 0 : r > VL ? VL : r;
     }
-    if (bpad || n == NR) {
-        for (ptrdiff_t p = 0; p < k; p++) {
-            VEC bv[NV];
-#pragma GCC unroll 8
-            for (int v = 0; v < NV; v++) bv[v] = LOADU(b + v * VL);
-#pragma GCC unroll 32
-            for (int i = 0; i < MR; i++) {
-                VEC ai = BCAST(a[ro[i]]);
-#pragma GCC unroll 8
-                for (int v = 0; v < NV; v++) acc[i][v] = FMA(ai, bv[v], acc[i][v]);
-            }
-            a += csa;
-            b += rsb;
-        }
-    } else {
-        for (ptrdiff_t p = 0; p < k; p++) {
-            VEC bv[NV];
-#pragma GCC unroll 8
-            for (int v = 0; v < NV; v++) bv[v] = MLOAD(b + v * VL, cnt[v]);
-#pragma GCC unroll 32
-            for (int i = 0; i < MR; i++) {
-                VEC ai = BCAST(a[ro[i]]);
-#pragma GCC unroll 8
-                for (int v = 0; v < NV; v++) acc[i][v] = FMA(ai, bv[v], acc[i][v]);
-            }
-            a += csa;
-            b += rsb;
-        }
+    int masked = !bpad && n < NR;
+    int nvec = (n + VL - 1) / VL;
+#if NV == 1
+#define UK_KLOOP(r, nv, msk) UK_NAME(gemm_kloop)(r, 1, msk, k, a, rsa, csa, b, rsb, cnt, acc)
+#else /* a tile of at most NV / 2 vectors of columns skips the rest */
+#define UK_KLOOP(r, nv, msk)                                                              \
+    if (nv <= NV / 2) UK_NAME(gemm_kloop)(r, NV / 2, msk, k, a, rsa, csa, b, rsb, cnt, acc); \
+    else UK_NAME(gemm_kloop)(r, NV, msk, k, a, rsa, csa, b, rsb, cnt, acc)
+#endif
+#define UK_CASE(r)                                                                      \
+    case r:                                                                             \
+        if (masked) { UK_KLOOP(r, nvec, 1); }                                           \
+        else { UK_KLOOP(r, nvec, 0); }                                                  \
+        break;
+    switch (m) {
+        UK_CASE(1)
+#if MR >= 2
+        UK_CASE(2)
+#endif
+#if MR >= 3
+        UK_CASE(3)
+#endif
+#if MR >= 4
+        UK_CASE(4)
+#endif
+#if MR >= 5
+        UK_CASE(5)
+#endif
+#if MR >= 6
+        UK_CASE(6)
+#endif
+#if MR >= 7
+        UK_CASE(7)
+#endif
+#if MR >= 8
+        UK_CASE(8)
+#endif
+#if MR >= 9
+        UK_CASE(9)
+#endif
+#if MR >= 10
+        UK_CASE(10)
+#endif
+#if MR >= 11
+        UK_CASE(11)
+#endif
+#if MR >= 12
+        UK_CASE(12)
+#endif
+#if MR >= 13
+        UK_CASE(13)
+#endif
+#if MR >= 14
+        UK_CASE(14)
+#endif
+#if MR > 14
+#error "gemm_kernel.h: MR above 14 needs more cases"
+#endif
+    default: return;
     }
+#undef UK_CASE
+#undef UK_KLOOP
     VEC va = BCAST(alpha), vb = BCAST(beta);
 #pragma GCC unroll 32
     for (int i = 0; i < MR; i++) {
@@ -296,16 +380,28 @@ static UK_ATTR void UK_NAME(gemm_serial)(int trans_a, int trans_b, ptrdiff_t m, 
             UK_NAME(gemm_pack_b)(1, B, ldb, k, n, work);
             b = work, bstep = NR, bpanel = NR * k, padded = 1;
         }
-        for (ptrdiff_t j0 = 0; j0 < n; j0 += NR) {
-            int nr = (int)(n - j0 < NR ? n - j0 : NR);
-            const REAL *bj = trans_b ? b + (j0 / NR) * bpanel : b + j0;
-            ptrdiff_t rs = trans_b ? bstep : ldb;
-            for (ptrdiff_t i0 = 0; i0 < m; i0 += MR) {
-                int mr = (int)(m - i0 < MR ? m - i0 : MR);
-                REAL *c = C + i0 * ldc + j0;
-                UK_NAME(gemm_ukr)(k, alpha, A + i0 * rsa, rsa, csa, 0, bj, rs, padded, beta, c, ldc, mr, nr,
-                                  bias ? bias + j0 : NULL, relu);
-                if (other) UK_NAME(gemm_tile_act)(c, ldc, mr, nr, act, act_alpha);
+        /* a few row panels over a wide B: walk B in blocks of dk rows, all
+         * panels of a block before the next (C stays in cache, the dk x NR
+         * piece of B in L1 for every row panel). A leading dimension of a
+         * multiple of 4 KiB maps every row of a piece to the same cache
+         * sets, so then the blocks are short. */
+        ptrdiff_t dk = k;
+        if (!trans_b && n > 4 * NR) dk = (ldb * (ptrdiff_t)sizeof(REAL)) % 4096 == 0 ? 8 : 128;
+        for (ptrdiff_t pc = 0; pc < k; pc += dk) {
+            ptrdiff_t kc = k - pc < dk ? k - pc : dk;
+            int last = pc + kc == k;
+            REAL beta1 = pc == 0 ? beta : (REAL)1;
+            for (ptrdiff_t j0 = 0; j0 < n; j0 += NR) {
+                int nr = (int)(n - j0 < NR ? n - j0 : NR);
+                const REAL *bj = trans_b ? b + (j0 / NR) * bpanel : b + pc * ldb + j0;
+                ptrdiff_t rs = trans_b ? bstep : ldb;
+                for (ptrdiff_t i0 = 0; i0 < m; i0 += MR) {
+                    int mr = (int)(m - i0 < MR ? m - i0 : MR);
+                    REAL *c = C + i0 * ldc + j0;
+                    UK_NAME(gemm_ukr)(kc, alpha, A + i0 * rsa + pc * csa, rsa, csa, bj, rs, padded, beta1, c, ldc,
+                                      mr, nr, last && bias ? bias + j0 : NULL, last && relu);
+                    if (last && other) UK_NAME(gemm_tile_act)(c, ldc, mr, nr, act, act_alpha);
+                }
             }
         }
         return;
@@ -331,7 +427,7 @@ static UK_ATTR void UK_NAME(gemm_serial)(int trans_a, int trans_b, ptrdiff_t m, 
                     for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
                         int mr = (int)(mc - ir < MR ? mc - ir : MR);
                         REAL *c = C + (ic + ir) * ldc + jc + jr;
-                        UK_NAME(gemm_ukr)(kc, alpha, abuf + ir * kc, 1, MR, 1, bp, NR, 1, beta1, c, ldc, mr, nr,
+                        UK_NAME(gemm_ukr)(kc, alpha, abuf + ir * kc, 1, MR, bp, NR, 1, beta1, c, ldc, mr, nr,
                                           bias1, last && relu);
                         if (last && other) UK_NAME(gemm_tile_act)(c, ldc, mr, nr, act, act_alpha);
                     }

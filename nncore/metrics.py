@@ -251,6 +251,12 @@ class MeanMetricWrapper(Mean):
     def update_state(self, y_true, y_pred, sample_weight=None):
         v = None
         if type(y_pred) is np.ndarray and type(y_true) is np.ndarray and y_pred.ndim == 2:
+            if sample_weight is None:
+                total = self._unweighted_sum(y_true, y_pred)
+                if total is not None:
+                    self.total += total
+                    self.count += y_pred.shape[0]
+                    return
             v = self._per_sample(y_true, y_pred)
         if v is None:  # general shapes: the per-sample function, then Keras's weighting rules
             Mean.update_state(self, self._fn(y_true, y_pred, **self._fn_kwargs), sample_weight)
@@ -271,6 +277,10 @@ class MeanMetricWrapper(Mean):
 
     def _per_sample(self, y_true, y_pred):
         """Per-sample values of shape (n,) for a 2-D y_pred, or None for the general path."""
+        return None
+
+    def _unweighted_sum(self, y_true, y_pred):
+        """Sum over samples of the per-sample values for a 2-D y_pred without weights, or None."""
         return None
 
     def get_config(self):
@@ -349,6 +359,13 @@ class MeanSquaredError(MeanMetricWrapper):
             return None
         return d[:, 0] * d[:, 0] if d.shape[1] == 1 else np.einsum("ij,ij->i", d, d) / d.shape[1]
 
+    def _unweighted_sum(self, y_true, y_pred):
+        d = _diff64(y_true, y_pred)
+        if d is None:
+            return None
+        flat = d.ravel()
+        return float(flat @ flat) / d.shape[1]  # sum over samples of mean over the last axis
+
 
 class MeanAbsoluteError(MeanMetricWrapper):
     """Weighted mean over samples of mean(|y_true - y_pred|, axis=-1)."""
@@ -364,6 +381,13 @@ class MeanAbsoluteError(MeanMetricWrapper):
             return None
         np.abs(d, out=d)
         return d[:, 0] if d.shape[1] == 1 else d.mean(axis=1)
+
+    def _unweighted_sum(self, y_true, y_pred):
+        d = _diff64(y_true, y_pred)
+        if d is None:
+            return None
+        np.abs(d, out=d)
+        return float(d.sum()) / d.shape[1]
 
 
 def _diff64(y_true, y_pred):
@@ -391,16 +415,23 @@ class _AutoAccuracy(MeanMetricWrapper):
     def __init__(self, name="accuracy", dtype=None):
         super().__init__(self._first, name=name, dtype=dtype)
         self.kind = None
+        self._kind_cls = None
+        self.threshold = 0.5
 
     def _first(self, y_true, y_pred):
         y_true, y_pred = _check_pair(y_true, y_pred, self.name)
         if y_pred.shape[-1] == 1:
-            self.kind, self._fn = "binary_accuracy", binary_accuracy
+            self._kind_cls, self._fn = BinaryAccuracy, binary_accuracy
         elif y_true.ndim < y_pred.ndim or y_true.shape[-1] == 1:
-            self.kind, self._fn = "sparse_categorical_accuracy", sparse_categorical_accuracy
+            self._kind_cls, self._fn = SparseCategoricalAccuracy, sparse_categorical_accuracy
         else:
-            self.kind, self._fn = "categorical_accuracy", categorical_accuracy
+            self._kind_cls, self._fn = CategoricalAccuracy, categorical_accuracy
+        self.kind = self._fn.__name__
         return self._fn(y_true, y_pred)
+
+    def _per_sample(self, y_true, y_pred):
+        # after the first batch, the chosen kind's fast path
+        return None if self._kind_cls is None else self._kind_cls._per_sample(self, y_true, y_pred)
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype}
@@ -468,14 +499,22 @@ class _Thresholded(Metric):
 
     def reset_state(self):
         k = self.thresholds.size
-        self.true_positives = np.zeros(k)
-        self.false_positives = np.zeros(k)
-        self.true_negatives = np.zeros(k)
-        self.false_negatives = np.zeros(k)
+        # rows: true positives, false positives, true negatives, false negatives per threshold;
+        # with one threshold, four Python floats (adding to them is cheaper than to arrays)
+        self._counts = np.zeros((4, k))
+        self._one = [0.0, 0.0, 0.0, 0.0]
+
+    def _row(self, i):
+        return np.array([self._one[i]]) if self.thresholds.size == 1 else self._counts[i].copy()
+
+    true_positives = property(lambda self: self._row(0))
+    false_positives = property(lambda self: self._row(1))
+    true_negatives = property(lambda self: self._row(2))
+    false_negatives = property(lambda self: self._row(3))
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         label, pred, w = _prep_confusion(y_true, y_pred, sample_weight, self.class_id, self.name)
-        if self.thresholds.size == 1:  # the common case: one comparison, four sums
+        if self.thresholds.size == 1:  # the common case: one comparison, a few counts
             pos = pred > self.thresholds[0]
             if w is None:
                 tp = np.count_nonzero(pos & label)
@@ -483,15 +522,15 @@ class _Thresholded(Metric):
                 fn = np.count_nonzero(label) - tp
                 tn = label.size - tp - fp - fn
             else:
-                wl = w[label].sum()
-                tp = w[pos & label].sum()
-                fp = w[pos].sum() - tp
-                fn = wl - tp
-                tn = w.sum() - tp - fp - fn
-            self.true_positives += tp
-            self.false_positives += fp
-            self.false_negatives += fn
-            self.true_negatives += tn
+                tp = float(w[pos & label].sum())
+                fp = float(w[pos].sum()) - tp
+                fn = float(w[label].sum()) - tp
+                tn = float(w.sum()) - tp - fp - fn
+            c = self._one
+            c[0] += tp
+            c[1] += fp
+            c[2] += tn
+            c[3] += fn
             return
         pos = pred[None, :] > self.thresholds[:, None]  # (k, n)
         wv = np.ones(label.size) if w is None else w
@@ -499,10 +538,7 @@ class _Thresholded(Metric):
         neg_w = wv - lab_w
         tp = pos @ lab_w
         fp = pos @ neg_w
-        self.true_positives += tp
-        self.false_positives += fp
-        self.false_negatives += lab_w.sum() - tp
-        self.true_negatives += neg_w.sum() - fp
+        self._counts += (tp, fp, neg_w.sum() - fp, lab_w.sum() - tp)
 
     def _out(self, values):
         return float(values[0]) if self._single else [float(v) for v in values]
@@ -532,8 +568,11 @@ class Precision(_Thresholded):
         super().__init__(thresholds, class_id, name, dtype)
 
     def result(self):
-        return self._out(_divide_no_nan(self.true_positives,
-                                        self.true_positives + self.false_positives))
+        if self._single:
+            tp, fp = self._one[0], self._one[1]
+            return tp / (tp + fp) if tp + fp else 0.0
+        tp, fp = self.true_positives, self.false_positives
+        return self._out(_divide_no_nan(tp, tp + fp))
 
 
 class Recall(_Thresholded):
@@ -546,8 +585,11 @@ class Recall(_Thresholded):
         super().__init__(thresholds, class_id, name, dtype)
 
     def result(self):
-        return self._out(_divide_no_nan(self.true_positives,
-                                        self.true_positives + self.false_negatives))
+        if self._single:
+            tp, fn = self._one[0], self._one[3]
+            return tp / (tp + fn) if tp + fn else 0.0
+        tp, fn = self.true_positives, self.false_negatives
+        return self._out(_divide_no_nan(tp, tp + fn))
 
 
 class AUC(Metric):
@@ -595,11 +637,10 @@ class AUC(Metric):
         self.reset_state()
 
     def reset_state(self):
-        n = self.num_thresholds
-        self.true_positives = np.zeros(n)
-        self.false_positives = np.zeros(n)
-        self.true_negatives = np.zeros(n)
-        self.false_negatives = np.zeros(n)
+        # weighted counts per bucket: bucket i holds the predictions p with
+        # t_i < p <= t_{i+1}; counts above threshold i are sums over the buckets >= i
+        self._pos_hist = np.zeros(self.num_thresholds)
+        self._all_hist = np.zeros(self.num_thresholds)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         label, pred, w = _prep_confusion(y_true, y_pred, sample_weight, None, self.name)
@@ -611,33 +652,46 @@ class AUC(Metric):
                              f"values in [{lo}, {hi}]")
         n = self.num_thresholds
         # p > t_i exactly for i <= ceil(p (n-1)) - 1 (and always for i = 0): bucket of p
-        b = np.ceil(pred.astype(np.float64) * (n - 1)).astype(np.intp)
+        b = np.ceil(pred * (n - 1)).astype(np.intp)  # in the predictions' dtype, as Keras
         b -= 1
         np.maximum(b, 0, out=b)
-        wv = np.ones(label.size) if w is None else w
-        lab_w = wv * label
-        pos_hist = np.bincount(b, weights=lab_w, minlength=n)
-        all_hist = np.bincount(b, weights=wv, minlength=n)
-        # count above threshold i = sum of buckets >= i: a reverse cumulative sum
-        tp = np.cumsum(pos_hist[::-1])[::-1]
-        fp = np.cumsum(all_hist[::-1])[::-1] - tp
-        total_pos = lab_w.sum()
-        total_neg = wv.sum() - total_pos
-        self.true_positives += tp
-        self.false_positives += fp
-        self.false_negatives += total_pos - tp
-        self.true_negatives += total_neg - fp
+        if w is None:
+            self._pos_hist += np.bincount(b[label], minlength=n)
+            self._all_hist += np.bincount(b, minlength=n)
+        else:
+            self._pos_hist += np.bincount(b, weights=w * label, minlength=n)
+            self._all_hist += np.bincount(b, weights=w, minlength=n)
+
+    # the four confusion counts per threshold, derived from the histograms
+    @property
+    def true_positives(self):
+        return np.cumsum(self._pos_hist[::-1])[::-1]
+
+    @property
+    def false_positives(self):
+        return np.cumsum((self._all_hist - self._pos_hist)[::-1])[::-1]
+
+    @property
+    def false_negatives(self):
+        return self._pos_hist.sum() - self.true_positives
+
+    @property
+    def true_negatives(self):
+        return (self._all_hist.sum() - self._pos_hist.sum()) - self.false_positives
 
     def result(self):
-        tpr = _divide_no_nan(self.true_positives, self.true_positives + self.false_negatives)
-        fpr = _divide_no_nan(self.false_positives, self.false_positives + self.true_negatives)
+        tp, fp = self.true_positives, self.false_positives
+        n_pos, n_neg = tp[0], fp[0]  # every prediction is above t_0 = -eps
+        # tp + fn and fp + tn are the same at every threshold: the rates are plain scalings
+        tpr = tp / n_pos if n_pos > 0 else np.zeros_like(tp)
+        fpr = fp / n_neg if n_neg > 0 else np.zeros_like(fp)
         if self.summation_method == "interpolation":
-            h = (tpr[:-1] + tpr[1:]) / 2.0
+            h = (tpr[:-1] + tpr[1:]) * 0.5
         elif self.summation_method == "minoring":
             h = np.minimum(tpr[:-1], tpr[1:])
         else:
             h = np.maximum(tpr[:-1], tpr[1:])
-        return float(np.sum((fpr[:-1] - fpr[1:]) * h))
+        return float(np.dot(fpr[:-1] - fpr[1:], h))
 
     def get_config(self):
         return {"num_thresholds": self.num_thresholds, "curve": self.curve,
@@ -699,7 +753,8 @@ def get(identifier, loss=None):
           ("accuracy" or "acc"), as in Keras's History.
         - other names ('mse', 'mae', 'binary_accuracy', 'categorical_accuracy',
           'sparse_categorical_accuracy', 'precision', 'recall', 'auc', 'mean_squared_error',
-          'mean_absolute_error') or class names ('AUC', ...): a new instance named by the string.
+          'mean_absolute_error') or class names ('AUC', ...): a new instance named by the string
+          (the key it gets in History, as in Keras 3).
         - a dict ``{"class_name": ..., "config": {...}}`` (from :func:`serialize`).
         - a Metric instance: returned as is.
         - a callable ``fn(y_true, y_pred)`` returning per-sample values: wrapped in a
@@ -725,7 +780,7 @@ def get(identifier, loss=None):
         if low in _NAMES:
             return _NAMES[low](name=key)
         if key in _CLASSES:
-            return _CLASSES[key]()
+            return _CLASSES[key](name=key)
         known = sorted(set(_NAMES) | set(_CLASSES) | {"accuracy", "acc"})
         close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

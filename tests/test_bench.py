@@ -18,7 +18,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from bench import peers as P  # noqa: E402
-from bench.run import format_tables, main, parse_args, summarize  # noqa: E402
+from bench.run import bench_workload, format_tables, main, parse_args, summarize  # noqa: E402
 from bench.workloads import Workload, get_workload, make_data  # noqa: E402
 
 
@@ -168,6 +168,43 @@ def test_summarize_without_nncore_has_no_ratios():
     assert "nncore / " not in table and "nncore did not run: absent" in table
 
 
+class _FakeSlot:
+    """Returns a fixed time per run; fails at run number `fail_at` when given."""
+
+    def __init__(self, key, seconds, fail_at=None):
+        self.key, self.peer_name, self.blas_env = key, key, None
+        self.seconds, self.fail_at, self.calls, self.ks = seconds, fail_at, [], []
+
+    def setup(self, wl, threads):
+        pass
+
+    def run(self, k):
+        self.calls.append(k)
+        if self.fail_at is not None and len(self.calls) >= self.fail_at:
+            raise RuntimeError("boom")
+        return self.seconds * k, 0.5
+
+    def close(self):
+        self.closed = True
+
+
+def test_bench_workload_interleaves_calibrates_and_survives_a_failing_peer():
+    args = parse_args(["--repeats", "5", "--min-time", "0.01", "--pause", "0"])
+    wl = Workload("w", (4, 8, 3), 10, 100)  # 10 steps per epoch
+    fast, slow, bad = _FakeSlot("fast", 0.001), _FakeSlot("slow", 0.02), _FakeSlot("bad", 0.001, fail_at=4)
+    log = []
+    for s in (fast, slow, bad):
+        run = s.run
+        s.run = (lambda run, key: lambda k: (log.append(key), run(k))[1])(run, s.key)
+    row = summarize(bench_workload(wl, 2, [fast, slow, bad], args))
+    assert fast.calls == [1, 1] + [10] * 5 and slow.calls == [1, 1] + [1] * 5  # k = ceil(0.01 / t)
+    timed = log[6:]  # after the warm-up and calibration rounds
+    assert timed[:3] == ["fast", "slow", "bad"] and timed[3:5] == ["slow", "bad"]  # rotation A B C, B C A
+    assert set(row["entries"]) == {"fast", "slow"} and "repeat 1" in row["errors"]["bad"] and bad.closed
+    assert row["entries"]["fast"]["us_per_step_stats"]["median"] == pytest.approx(100.0)
+    assert row["entries"]["slow"]["us_per_step_stats"]["median"] == pytest.approx(2000.0)
+
+
 @pytest.mark.parametrize("argv", [["--workloads", "huge"], ["--peers", "jax"], ["--threads", "0"],
                                   ["--repeats", "0"]])
 def test_bad_options_are_refused(argv, capsys):
@@ -188,8 +225,8 @@ def test_suite_runs_on_a_tiny_budget(tmp_path, capsys):
     peers = "nncore,torch,sklearn,numpy"
     rc = main(["--workloads", "tiny,predict", "--peers", peers, "--threads", "1", "--repeats", "2",
                "--min-time", "0", "--pause", "0", "--max-samples", "300", "--blas-env", "both",
-               "--memory", "tiny", "--memory-peers", "nncore,numpy", "--json", str(out), "--markdown", str(md),
-               "--quiet"])
+               "--memory", "predict", "--memory-peers", "nncore,numpy", "--json", str(out), "--markdown", str(md),
+               "--no-fma-peak", "--quiet"])
     assert rc == 0
     res = json.loads(out.read_text())
     printed = capsys.readouterr().out

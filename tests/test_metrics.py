@@ -277,6 +277,7 @@ def test_get_names_instances_callables():
     assert type(M.get("mse")) is M.MeanSquaredError and M.get("mse").name == "mse"
     assert type(M.get("mean_absolute_error")) is M.MeanAbsoluteError
     assert type(M.get("auc")) is M.AUC and type(M.get("AUC")) is M.AUC
+    assert M.get("AUC").name == "AUC" and M.get("acc", loss="bce").name == "acc"
     assert type(M.get("precision")) is M.Precision and type(M.get("recall")) is M.Recall
     inst = M.Recall()
     assert M.get(inst) is inst
