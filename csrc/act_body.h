@@ -196,7 +196,7 @@ NC_CLONES void NC_NAME(softmax_backward)(const REAL *y, const REAL *dy, REAL *dx
 
 void NC_NAME(act_forward_par)(int act, REAL alpha, const REAL *x, REAL *y, ptrdiff_t n, int nthreads)
 {
-    int nt = nc_team_size(nthreads, (double)n * 8.0);
+    int nt = nc_team_size(nthreads, (double)n * nc_act_cost(act, 0));
     if (nt <= 1) { NC_NAME(act_forward)(act, alpha, x, y, n); return; }
     ptrdiff_t nchunks = (n + NC_ACT_CHUNK - 1) / NC_ACT_CHUNK;
 #pragma omp parallel for schedule(static) num_threads(nt)
@@ -209,7 +209,7 @@ void NC_NAME(act_forward_par)(int act, REAL alpha, const REAL *x, REAL *y, ptrdi
 void NC_NAME(act_backward_par)(int act, REAL alpha, const REAL *x, const REAL *y, const REAL *dy, REAL *dx,
                                ptrdiff_t n, int nthreads)
 {
-    int nt = nc_team_size(nthreads, (double)n * 8.0);
+    int nt = nc_team_size(nthreads, (double)n * nc_act_cost(act, 1));
     if (nt <= 1) { NC_NAME(act_backward)(act, alpha, x, y, dy, dx, n); return; }
     ptrdiff_t nchunks = (n + NC_ACT_CHUNK - 1) / NC_ACT_CHUNK;
 #pragma omp parallel for schedule(static) num_threads(nt)
