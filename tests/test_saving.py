@@ -540,7 +540,10 @@ def test_unknown_model_class_and_hostile_configs(tmp_path):
         (lambda h: h["model"]["config"]["layers"][1]["config"].update(units=-3), "cannot rebuild"),
         (lambda h: h["model"]["config"]["layers"].append("junk"), "layer 5"),
         (lambda h: h["compile"]["optimizer"].update(class_name="Evil"), "compile settings"),
-        (lambda h: h["weights"].pop(), "do not fit the architecture"),
+        (lambda h: h["weights"].pop(), "declares at least 275 parameters, the file holds 272"),
+        (lambda h: h["model"]["config"]["layers"][1]["config"].update(units=10**12), "declares at least"),
+        (lambda h: h["model"]["config"]["layers"][0]["config"].update(batch_shape=[None, 10**9]),
+         "declares at least"),
         (lambda h: h.update(kind="weights"), "kind 'weights'"),
         (lambda h: h["extra"]["rng_states"].update({"nope": {}}), "rng_states names layer 'nope'"),
     ]
