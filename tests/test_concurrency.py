@@ -62,6 +62,15 @@ SCENARIO = textwrap.dedent(
         t = torch.from_numpy(a) @ torch.from_numpy(a).T
         km = sklearn.cluster.KMeans(3, n_init=1, random_state=0).fit(a)
     np.testing.assert_allclose(c, t.numpy(), rtol=1e-10, atol=1e-10)
+    # and a model trains and predicts next to them
+    from nncore.layers import Dense, Input
+    y = np.eye(3)[km.labels_]
+    m = nncore.Sequential([Input(shape=(200,)), Dense(64, activation="relu"), Dense(3, activation="softmax")])
+    m.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    h = m.fit(a, y, epochs=3, batch_size=32, verbose=0).history["loss"]
+    assert h[-1] < h[0], h
+    p = m.predict(a, verbose=0)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
     print("ok", torch.get_num_threads())
     """
 )
