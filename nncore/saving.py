@@ -379,7 +379,15 @@ def save_model(model, path, include_optimizer=True, allow_nonfinite=False):
     compile_config = getattr(model, "_compile_config", None)
     header["weights"] = weights
     header["compile"] = compile_config or None
-    header["optimizer_state"] = _optimizer_state(model) if include_optimizer and compile_config else None
+    state = _optimizer_state(model) if include_optimizer and compile_config else None
+    if state is not None and not allow_nonfinite:
+        for key, value in state.items():
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise ValueError(
+                    f"save: optimizer state {key!r} holds NaN or inf (a non-finite gradient reached it); "
+                    "save with include_optimizer=False to keep the weights only, or allow_nonfinite=True"
+                )
+    header["optimizer_state"] = state
     header["extra"] = _model_extra(model)
     write_file(path, header)
 
