@@ -36,6 +36,7 @@ from nncore._kernels.elementwise import all_finite
 from nncore._threads import effective_n_threads
 from nncore.data import Batches, split_validation
 from nncore.layers import InputLayer, Layer, get_layer_class
+from nncore.layers.base import MAX_CACHED_SHAPES
 
 __all__ = ["Sequential"]
 
@@ -314,7 +315,7 @@ class Sequential:
                              f"expects input of shape (n_samples, {', '.join(map(str, self._input_shape[1:]))}), "
                              f"got {x.shape}")
         x = np.ascontiguousarray(x, dtype=self._dtype)
-        if not all_finite(x, 1):
+        if not all_finite(x, effective_n_threads(self._n_threads_req)):
             raise ValueError(f"{arg}: inputs contain NaN or infinity")
         return x
 
@@ -403,6 +404,8 @@ class Sequential:
         n = x.shape[0]
         d = self._dbufs.get(n)
         if d is None:
+            if len(self._dbufs) >= MAX_CACHED_SHAPES:
+                self._dbufs.clear()
             d = self._dbufs[n] = np.empty((n,) + tuple(self._output_shape[1:]), self._dtype)
         out, s = self._forward_loss(x, y, w, d, True)
         for m in self.compiled_metrics:
