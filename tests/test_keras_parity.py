@@ -502,3 +502,88 @@ def test_fit_matches_keras(case):
     km.set_weights(nm.get_weights())
     np.testing.assert_allclose(nm.predict(x, batch_size=13, verbose=0), km.predict(x, batch_size=13, verbose=0),
                                rtol=2e-6, atol=2e-7)
+
+
+# --------------------------------------------------------------------------- callbacks
+_VAL = [1.0, 0.9, 0.95, 0.9, 0.89995, 0.7, 0.71, 0.72, 0.69, 0.8, 0.8, 0.85, 0.6, 0.61, 0.62, 0.63, 0.64, 0.65]
+
+
+def _callback_twins():
+    km, nm = _twin_models(3, 1, "sigmoid")
+    km.compile(optimizer=keras.optimizers.SGD(0.1), loss="binary_crossentropy", metrics=["accuracy"])
+    nm.compile(optimizer=nopt.SGD(0.1), loss="binary_crossentropy", metrics=["accuracy"])
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    km.evaluate(x, (x[:, 0] > 0) * 1.0, verbose=0)   # builds Keras's metrics: its mode="auto" reads them
+    return km, nm
+
+
+def _drive(cb_k, cb_n, km, nm, values, key):
+    """Feed the same epoch-end logs to a Keras and an nncore callback; return what each did per epoch."""
+    cb_k.set_model(km)
+    cb_n.set_model(nm)
+    cb_k.on_train_begin({})
+    cb_n.on_train_begin({})
+    trace_k, trace_n = [], []
+    for epoch, v in enumerate(values):
+        for cb, m, trace in ((cb_k, km, trace_k), (cb_n, nm, trace_n)):
+            m.stop_training = False
+            logs = {key: v, "loss": 1.0}
+            cb.on_epoch_begin(epoch, logs)
+            cb.on_epoch_end(epoch, logs)
+            lr = m.optimizer.learning_rate
+            trace.append((bool(m.stop_training), float(kn(lr)) if m is km else float(lr)))
+    return trace_k, trace_n
+
+
+@pytest.mark.parametrize("kw", [{}, {"patience": 2}, {"patience": 1, "min_delta": 0.02},
+                                {"patience": 3, "baseline": 0.75}, {"patience": 1, "start_from_epoch": 4},
+                                {"monitor": "val_accuracy", "patience": 2}, {"mode": "max", "patience": 2}])
+def test_early_stopping_matches_keras(kw):
+    kw = dict(kw)
+    key = kw.get("monitor", "val_loss")
+    km, nm = _callback_twins()
+    cb_k, cb_n = keras.callbacks.EarlyStopping(**kw), nncore.callbacks.EarlyStopping(**kw)
+    tk, tn = _drive(cb_k, cb_n, km, nm, _VAL, key)
+    assert [s for s, _ in tn] == [s for s, _ in tk]
+    assert cb_n.wait == cb_k.wait and cb_n.best == pytest.approx(float(cb_k.best))
+
+
+@pytest.mark.parametrize("kw", [{"patience": 1}, {"patience": 2, "factor": 0.5, "cooldown": 1},
+                                {"patience": 1, "factor": 0.2, "min_lr": 0.003, "min_delta": 0.05},
+                                {"monitor": "val_accuracy", "patience": 1, "factor": 0.5}])
+def test_reduce_lr_on_plateau_matches_keras(kw):
+    kw = dict(kw)
+    key = kw.get("monitor", "val_loss")
+    km, nm = _callback_twins()
+    cb_k, cb_n = keras.callbacks.ReduceLROnPlateau(**kw), nncore.callbacks.ReduceLROnPlateau(**kw)
+    tk, tn = _drive(cb_k, cb_n, km, nm, _VAL, key)
+    np.testing.assert_allclose([lr for _, lr in tn], [lr for _, lr in tk], rtol=1e-7)
+
+
+def test_regularizer_penalties_match_keras():
+    w = np.random.default_rng(6).normal(size=(7, 5))
+    for name, kw in [("L1", {"l1": 0.03}), ("L2", {"l2": 0.02}), ("L1L2", {"l1": 0.01, "l2": 0.05}),
+                     ("L2", {})]:
+        want = float(kn(getattr(keras.regularizers, name)(**kw)(kt(w))))
+        assert float(getattr(nreg, name)(**kw)(w)) == pytest.approx(want, rel=1e-12), name
+
+
+@pytest.mark.parametrize("loss,out,k", [("mse", "sigmoid", 1), ("binary_crossentropy", "sigmoid", 1),
+                                        ("categorical_crossentropy", "softmax", 3),
+                                        ("sparse_categorical_crossentropy", "softmax", 3), ("mse", "softmax", 3)])
+def test_accuracy_resolution_and_evaluate_shape_match_keras(loss, out, k):
+    # 'accuracy' becomes binary / categorical / sparse accuracy from the loss and the shapes
+    x, labels = _data(30, 3, 3, seed=3)
+    y = np.eye(3)[labels] if (k == 3 and "sparse" not in loss) else (labels if k == 3 else (labels > 0) * 1.0)
+    km, nm = _twin_models(3, k, out)
+    for m, opt in ((km, keras.optimizers.SGD(0.05)), (nm, nopt.SGD(0.05))):
+        m.compile(optimizer=opt, loss=loss, metrics=["accuracy"])
+    ek = km.evaluate(x, y, batch_size=8, verbose=0)
+    en = nm.evaluate(x, y, batch_size=8, verbose=0)
+    assert len(en) == len(ek) == 2
+    np.testing.assert_allclose(en, ek, rtol=1e-6, atol=1e-7)
+    # no metrics: a bare float in both (fresh models: Keras keeps a built metric on recompile)
+    km, nm = _twin_models(3, k, out)
+    km.compile(optimizer="sgd", loss=loss)
+    nm.compile(optimizer="sgd", loss=loss)
+    assert float(nm.evaluate(x, y, verbose=0)) == pytest.approx(float(km.evaluate(x, y, verbose=0)), rel=1e-6)
