@@ -155,7 +155,8 @@ void nc_take_rows_f64(const double *src /* in */, ptrdiff_t cols, const int64_t 
 /* ------------------------------------------------------------------ */
 
 /* z: n x k logits, y: n x k targets. p = softmax(z) (written to prob if not NULL);
- * loss_i = -sum_j y_ij log(clip(p_ij, 1e-7, 1 - 1e-7)); d = grad_scale * w_i * (p - y). */
+ * loss_i = -sum_j y_ij log(clip(p_ij, 1e-7, 1 - 1e-7)); d = grad_scale * w_i * (p - y)
+ * (exactly p sum_j y_ij - y: the same for targets whose rows sum to 1). */
 double nc_softmax_xent_f32(const float *z, const float *y, const float *w, float *prob, float *d,
                            ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads);
 double nc_softmax_xent_f64(const double *z, const double *y, const double *w, double *prob, double *d,
