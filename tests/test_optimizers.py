@@ -374,7 +374,7 @@ def test_config_roundtrip(rule):
 
 
 def test_get_errors():
-    with pytest.raises(ValueError, match="unknown name 'adamm'"):
+    with pytest.raises(ValueError, match=r"unknown optimizer 'adamm'\. Did you mean 'adam'"):
         O.get("adamm")
     with pytest.raises(TypeError):
         O.get(3)
