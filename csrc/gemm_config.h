@@ -8,7 +8,7 @@
  * MC is a multiple of MR and NC a multiple of NR. A row reads
  *                     MR  NV  MC   KC   NC                               */
 #define NC_GEMM_F32_AVX512  8, 2, 128, 384, 3072
-#define NC_GEMM_F64_AVX512  8, 2, 96, 256, 2048
+#define NC_GEMM_F64_AVX512  8, 2, 96, 512, 2048
 #define NC_GEMM_F32_AVX2    6, 2, 96, 256, 2048
 #define NC_GEMM_F64_AVX2    6, 2, 96, 256, 1024
 #define NC_GEMM_F32_GENERIC 4, 8, 128, 256, 1024
@@ -24,7 +24,7 @@
 #define NC_GEMM_TEAM_WORK (160.0 * 160.0 * 160.0)
 
 /* ... and when op(A) has at most this many MR-row panels and B is not transposed. */
-#define NC_GEMM_DIRECT_PANELS 16
+#define NC_GEMM_DIRECT_PANELS 4
 
 #define NC_GEMM_MR_(mr, nv, mc, kc, nc) mr
 #define NC_GEMM_NV_(mr, nv, mc, kc, nc) nv
