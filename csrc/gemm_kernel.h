@@ -1,8 +1,8 @@
 /* gemm_kernel.h -- the micro-kernel, the packing routines and the blocked
  * single-thread driver of nc_gemm, written once for every SIMD level.
  *
- * Included by gemm.c after real.h (REAL, NC_NAME) with UK_LEVEL set to
- * 0, 1 or 2 (the values of NC_SIMD_GENERIC, NC_SIMD_AVX2, NC_SIMD_AVX512). The level picks a small
+ * Included by gemm.c after real.h (REAL, NC_NAME) with UK_LEVEL set to 0, 1
+ * or 2 (NC_SIMD_GENERIC, NC_SIMD_AVX2, NC_SIMD_AVX512). The level picks a small
  * vector vocabulary (VEC, VL lanes, LOADU/MLOAD/STOREU/MSTORE, FMA, BCAST)
  * and the row of gemm_config.h; the code below only speaks that vocabulary.
  * At the generic level VEC is REAL itself (VL = 1): a plain C register tile.
@@ -13,8 +13,11 @@
  * MR consecutive rows). The macro-kernel walks the MR x NR tiles of C and
  * calls the micro-kernel, which keeps the tile in MR * NV vector registers:
  *     for p < kc:  acc[i][v] += bcast(a[p][i]) * b[p][v]
- * then stores C := alpha acc + beta C (+ bias, relu on the last k block).
- * Packing is the only place transposes are handled. */
+ * then stores C := alpha acc + beta C (+ bias, relu on the last k block;
+ * other activations run on the tile right after, while it is in L1).
+ * Packing handles the transposes. Small products and a few rows of A skip
+ * packing (the direct path): the micro-kernel then reads A through its
+ * strides and B in place (a transposed B is still packed). */
 
 #if UK_LEVEL == 2 /* NC_SIMD_AVX512 */
 #define UK_SUF avx512
