@@ -288,6 +288,19 @@ def test_state_moves_between_flat_and_per_variable():
     np.testing.assert_array_equal(flat, np.concatenate(parts))
 
 
+def test_set_state_on_flat_must_match_the_segments():
+    flat = np.zeros(5)
+    opt = O.SGD(momentum=0.5)
+    opt.build_flat(flat, [(0, 2), (2, 5)])
+    opt.step_flat(flat, np.ones(5))
+    st = opt.get_state()
+    other = O.SGD(momentum=0.5)
+    other.build_flat(np.zeros(5), [(0, 5)])
+    with pytest.raises(ValueError, match="does not match the 1 segments"):
+        other.set_state(st)
+    assert other.iterations == 0
+
+
 def test_set_state_after_build_and_errors():
     w = np.ones(3)
     opt = O.Adam()

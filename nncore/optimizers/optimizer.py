@@ -400,6 +400,13 @@ class Optimizer:
                                  f"configuration (slots {sorted(names)})")
         pending = {k: np.asarray(v) for k, v in state.items() if "/" in k}
         if self._flat is not None:
+            # the buffer's layout is known: the state must describe exactly its segments
+            nseg = len(self._flat["seg_start"]) - 1
+            want = {f"{i}/{nm}" for i in range(nseg) for nm in self._slot_names()}
+            if set(pending) != want:
+                extra, missing = sorted(set(pending) - want), sorted(want - set(pending))
+                raise ValueError(f"state: does not match the {nseg} segments given to build_flat "
+                                 f"(missing {missing[:4]}, unexpected {extra[:4]})")
             self._load_flat(pending)
         else:
             for i, rec in enumerate(self._vars):
