@@ -439,8 +439,24 @@ class _AutoAccuracy(MeanMetricWrapper):
 
 # ---------------------------------------------------------------- confusion-matrix metrics
 
-def _prep_confusion(y_true, y_pred, sample_weight, class_id, owner):
+def _keep_top_k(y_pred, k):
+    """y_pred with every value outside the k largest of its last axis set to -inf (Keras's top_k
+    filter); among equal values the lower index is kept."""
+    y_pred = np.asarray(y_pred, dtype=np.result_type(y_pred, np.float32))
+    if y_pred.ndim == 0 or k >= y_pred.shape[-1]:
+        return y_pred
+    order = np.argsort(-y_pred, axis=-1, kind="stable")
+    out = np.full_like(y_pred, -np.inf)
+    keep = order[..., :k]
+    np.put_along_axis(out, keep, np.take_along_axis(y_pred, keep, axis=-1), axis=-1)
+    return out
+
+
+def _prep_confusion(y_true, y_pred, sample_weight, class_id, owner, top_k=None):
     """Flattened predictions, boolean labels and float64 weights for the confusion counts."""
+    if top_k is not None:
+        y_true, y_pred = _check_pair(y_true, y_pred, owner)
+        y_pred = _keep_top_k(y_pred, top_k)
     if class_id is None and sample_weight is None and type(y_true) is np.ndarray and \
             type(y_pred) is np.ndarray and y_pred.ndim >= 1 and y_true.dtype.kind in "biuf" and \
             y_pred.dtype.kind in "biuf" and (y_true.shape == y_pred.shape or (
@@ -480,13 +496,19 @@ class _Thresholded(Metric):
 
     _direction = "up"
 
-    def __init__(self, thresholds=None, class_id=None, name=None, dtype=None):
+    def __init__(self, thresholds=None, class_id=None, name=None, dtype=None, top_k=None):
         super().__init__(name=name, dtype=dtype)
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer))
+                                  or top_k < 1):
+            raise ValueError(f"{type(self).__name__}: top_k must be None or a positive int, got {top_k!r}")
+        self.top_k = None if top_k is None else int(top_k)
+        self._default_thresholds = thresholds is None
         if thresholds is None:
-            thresholds = 0.5
+            # with top_k every kept prediction is positive (Keras: threshold NEG_INF)
+            thresholds = 0.5 if top_k is None else -np.inf
         self._single = np.ndim(thresholds) == 0
         t = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
-        if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)):
+        if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t) | (self._default_thresholds & (t == -np.inf))):
             raise ValueError(f"{type(self).__name__}: thresholds must be a finite float or a "
                              f"non-empty list of them, got {thresholds!r}")
         if class_id is not None and (isinstance(class_id, bool) or
@@ -513,7 +535,8 @@ class _Thresholded(Metric):
     false_negatives = property(lambda self: self._row(3))
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        label, pred, w = _prep_confusion(y_true, y_pred, sample_weight, self.class_id, self.name)
+        label, pred, w = _prep_confusion(y_true, y_pred, sample_weight, self.class_id, self.name,
+                                         self.top_k)
         if self.thresholds.size == 1:  # the common case: one comparison, a few counts
             pos = pred > self.thresholds[0]
             if w is None:
@@ -544,8 +567,9 @@ class _Thresholded(Metric):
         return float(values[0]) if self._single else [float(v) for v in values]
 
     def get_config(self):
-        t = float(self.thresholds[0]) if self._single else self.thresholds.tolist()
-        return {"thresholds": t, "class_id": self.class_id, **super().get_config()}
+        t = None if self._default_thresholds else (
+            float(self.thresholds[0]) if self._single else self.thresholds.tolist())
+        return {"thresholds": t, "class_id": self.class_id, "top_k": self.top_k, **super().get_config()}
 
 
 def _sigmoid(z):
@@ -565,13 +589,18 @@ class Precision(_Thresholded):
     ----------
     thresholds : float or list of float, default=None
         None means 0.5. A list gives a list of results, one per threshold.
+        With ``top_k`` and no thresholds, every kept prediction counts as positive.
     class_id : int, default=None
         Only this column of y_true / y_pred counts.
     name : str, default="precision"
+    top_k : int, default=None
+        Only the top_k largest predictions of each row (last axis) can be positive; the others
+        count as -inf. Applied before class_id, as in Keras. Among equal values the lower index is
+        kept.
     """
 
-    def __init__(self, thresholds=None, class_id=None, name="precision", dtype=None):
-        super().__init__(thresholds, class_id, name, dtype)
+    def __init__(self, thresholds=None, class_id=None, name="precision", dtype=None, top_k=None):
+        super().__init__(thresholds, class_id, name, dtype, top_k)
 
     def result(self):
         if self._single:
@@ -587,8 +616,8 @@ class Recall(_Thresholded):
     Parameters are those of :class:`Precision`; name defaults to "recall".
     """
 
-    def __init__(self, thresholds=None, class_id=None, name="recall", dtype=None):
-        super().__init__(thresholds, class_id, name, dtype)
+    def __init__(self, thresholds=None, class_id=None, name="recall", dtype=None, top_k=None):
+        super().__init__(thresholds, class_id, name, dtype, top_k)
 
     def result(self):
         if self._single:

@@ -356,6 +356,8 @@ _METRICS = [
     ("Precision", {"thresholds": [0.2, 0.5, 0.8]}, "binary"), ("Precision", {"class_id": 1}, "multilabel"),
     ("Recall", {}, "binary"), ("Recall", {}, "multilabel"), ("Recall", {"thresholds": [0.2, 0.5, 0.8]}, "binary"),
     ("Recall", {"class_id": 2}, "multilabel"),
+    ("Precision", {"top_k": 2}, "multilabel"), ("Recall", {"top_k": 1}, "multilabel"),
+    ("Precision", {"top_k": 2, "thresholds": 0.4}, "multilabel"), ("Recall", {"top_k": 2, "class_id": 1}, "multilabel"),
     ("AUC", {}, "binary"), ("AUC", {}, "multilabel"), ("AUC", {"num_thresholds": 7}, "binary"),
     ("AUC", {"summation_method": "minoring"}, "binary"), ("AUC", {"summation_method": "majoring"}, "multilabel"),
     ("AUC", {"curve": "PR"}, "binary"), ("AUC", {"curve": "PR", "num_thresholds": 9}, "multilabel"),

@@ -389,3 +389,32 @@ def test_direction_attributes():
     assert M.BinaryAccuracy()._direction == "up" and M.AUC()._direction == "up"
     assert M.MeanSquaredError()._direction == "down"
     assert M.get("accuracy")._direction == "up"
+
+
+def test_precision_recall_top_k_by_hand():
+    # rows: top-2 of [0.9, 0.1, 0.5, 0.3] is {0, 2}; of [0.2, 0.8, 0.7, 0.6] is {1, 2}
+    y = np.array([[1, 1, 0, 0], [0, 0, 1, 1]])
+    p = np.array([[0.9, 0.1, 0.5, 0.3], [0.2, 0.8, 0.7, 0.6]])
+    # kept and positive (threshold -inf): (0,0) tp, (0,2) fp, (1,1) fp, (1,2) tp -> precision 2/4
+    # positives not kept: (0,1), (1,3) -> recall 2/4
+    assert M.Precision(top_k=2).result() == 0.0
+    m, r = M.Precision(top_k=2), M.Recall(top_k=2)
+    m.update_state(y, p)
+    r.update_state(y, p)
+    assert m.result() == pytest.approx(0.5) and r.result() == pytest.approx(0.5)
+    # with a threshold 0.6 as well: kept and > 0.6: (0,0) tp, (1,1) fp, (1,2) tp -> 2/3; recall 2/4
+    m = M.Precision(top_k=2, thresholds=0.6)
+    m.update_state(y, p)
+    assert m.result() == pytest.approx(2 / 3)
+    # class_id after top_k: column 2 kept in both rows; y = [0, 1] -> precision 1/2, recall 1/1
+    m, r = M.Precision(top_k=2, class_id=2), M.Recall(top_k=2, class_id=2)
+    m.update_state(y, p)
+    r.update_state(y, p)
+    assert m.result() == pytest.approx(0.5) and r.result() == pytest.approx(1.0)
+    cfg = M.Precision(top_k=2).get_config()
+    assert cfg["top_k"] == 2 and cfg["thresholds"] is None
+    assert M.Precision.from_config(cfg).top_k == 2
+    with pytest.raises(ValueError, match="top_k"):
+        M.Recall(top_k=0)
+    with pytest.raises(ValueError, match="thresholds"):
+        M.Recall(thresholds=-np.inf)
