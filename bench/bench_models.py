@@ -1,7 +1,8 @@
 """Per-step cost of Sequential training: a 4-16-3 ReLU/softmax MLP at batch 16 (issue 5's ~10 us target),
 and the 64-128-64-10 digits MLP at batch 32, float32, Adam.
 
-Reports the median and minimum of several repeats (the machine may be shared), for
+Reports the median and the minimum over many short repeats (the machine may be shared: the minimum is
+the better estimate of the cost on an idle core), for
   - one training step (model._train_step: forward, fused loss, backward, optimizer),
   - its parts (forward + loss, backward, optimizer step),
   - a whole fit(epochs=1) per step (batching, callbacks, metrics included),
@@ -51,18 +52,19 @@ def bench(sizes, batch, n_samples, threads, metrics):
     def reset():  # thousands of steps on one batch would drive the softmax into denormals
         model._params[...] = p0
     out = {}
-    out["train step"] = timeit(lambda: model._train_step(xb, yb, None, None), 1000, reset=reset)
+    out["train step"] = timeit(lambda: model._train_step(xb, yb, None, None), 100, repeat=100, reset=reset)
     reset()
-    out["  forward + loss"] = timeit(lambda: model._forward_loss(xb, yb, None, d, True), 2000)
+    out["  forward + loss"] = timeit(lambda: model._forward_loss(xb, yb, None, d, True), 100, repeat=100)
 
     def backward():
         dy = d
         for b in model._bwd:
             dy = b(dy)
-    out["  backward"] = timeit(backward, 2000)
-    out["  optimizer.step_flat"] = timeit(lambda: model.optimizer.step_flat(model._params, model._grads), 2000)
+    out["  backward"] = timeit(backward, 100, repeat=100)
+    out["  optimizer.step_flat"] = timeit(lambda: model.optimizer.step_flat(model._params, model._grads), 100,
+                                          repeat=100, reset=reset)
     steps = -(-n_samples // batch)
-    med, mn = timeit(lambda: model.fit(x, y, batch_size=batch, epochs=1, verbose=0), 5, repeat=5)
+    med, mn = timeit(lambda: model.fit(x, y, batch_size=batch, epochs=1, verbose=0), 2, repeat=30, reset=reset)
     out[f"fit(epochs=1) per step ({steps} steps, metrics={metrics})"] = (med / steps, mn / steps)
     try:
         import torch
@@ -80,7 +82,7 @@ def bench(sizes, batch, n_samples, threads, metrics):
             opt.zero_grad()
             lossf(net(tx), ty).backward()
             opt.step()
-        out["PyTorch step (same net, Adam)"] = timeit(tstep, 500)
+        out["PyTorch step (same net, Adam)"] = timeit(tstep, 50, repeat=50)
     except ImportError:
         pass
     return out

@@ -113,6 +113,8 @@ def parse_args(argv=None):
                         "fit(epochs=k), leaving out the fixed cost of a fit() call")
     p.add_argument("--no-fma-peak", action="store_true",
                    help="skip measuring the single-core FMA peak (bench/fma_peak.c, about a second)")
+    p.add_argument("--render", metavar="JSON", default=None,
+                   help="measure nothing: print (and with --markdown write) the tables of an earlier JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(argv)
     if args.quick:
@@ -340,6 +342,10 @@ def bench_workload(wl, threads, slots, args):
             live.append(s)
         except Exception as exc:
             row["errors"][s.key] = f"setup: {type(exc).__name__}: {exc}"
+    # Freeze what setup made (torch's first optimizer imports torch._dynamo: a million objects), so that the
+    # gc.collect() before each timed run stays cheap; unfrozen and collected again once the row is done.
+    gc.collect()
+    gc.freeze()
     warm, ks = {}, {}
     for s in list(live):  # warm-up, then one calibration run each
         try:
@@ -383,6 +389,8 @@ def bench_workload(wl, threads, slots, args):
             "us_per_step": [t / steps * 1e6 for t in per_run],
         }
         s.close()
+    gc.unfreeze()
+    gc.collect()
     return row
 
 
@@ -452,13 +460,14 @@ def format_tables(result):
             title = "Training" if task == "train" else "Inference (predict)"
             out.append(f"### {title}, {threads} thread{'s' if threads > 1 else ''}: {unit}, "
                        "median (min-max)\n")
-            head = ["workload", "batch", "steps"] + [LABELS[p] for p in peers]
+            head = ["workload", "batch", "steps", "load"] + [LABELS[p] for p in peers]
             if has_nncore:
                 head += [f"nncore / {LABELS[p]}" for p in others] + ["nncore / fastest peer"]
             out.append("| " + " | ".join(head) + " |")
             out.append("|" + "---|" * len(head))
             for r in sub:
-                cells = [r["workload"], str(r["batch"]), str(r["steps"])]
+                load = r.get("loadavg_1min_before")
+                cells = [r["workload"], str(r["batch"]), str(r["steps"]), "?" if load is None else f"{load:.1f}"]
                 for p in peers:
                     key = r["best_variant"].get(p)
                     if key is None:
@@ -522,7 +531,9 @@ def format_tables(result):
     if any(r["entries"][k]["blas_env"] == "unset" for r in rows for k in r["best_variant"].values()):
         out.append("\nᵘ: the run with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset was the faster one.")
     out.append("\nRatios are peer time / nncore time: > 1 means nncore is faster. "
-               "'fastest peer' is the fastest of the others on that row.")
+               "'fastest peer' is the fastest of the others on that row. 'load': the 1-minute load average "
+               "when the row started (the machine has %s logical CPUs)." % result.get("machine", {}).get(
+                   "logical_cpus", "?"))
     return "\n".join(out)
 
 
@@ -568,8 +579,34 @@ def measure_memory(args):
 
 
 # ---------------------------------------------------------------------------------------- main
+def _write_json(path, result):
+    if not path:
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path[:-5] + ".partial.json" if path.endswith(".json") else path + ".partial"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+def render(result):
+    note = "\n(partial run: the rows measured before it stopped)\n" if result.get("partial") else ""
+    return f"## Results\n\n{machine_summary(result)}\n{note}\n{format_tables(result)}\n"
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.render:
+        with open(args.render) as f:
+            result = json.load(f)
+        result.setdefault("finished", "(unfinished)")
+        result.setdefault("loadavg_after", None)
+        text = render(result)
+        print(text)
+        if args.markdown:
+            with open(args.markdown, "w") as f:
+                f.write(text)
+        return 0
     started = datetime.datetime.now(datetime.timezone.utc)
     command = "python -m bench" + ("" if not (argv if argv is not None else sys.argv[1:]) else
                                    " " + " ".join(argv if argv is not None else sys.argv[1:]))
@@ -613,6 +650,7 @@ def main(argv=None):
                            + ", ".join(s.key for s in slots))
                 row = summarize(bench_workload(wl, threads, slots, args))
                 result["results"].append(row)
+                _write_json(args.json, dict(result, partial=True))  # a long run keeps what it has measured
                 _log(args, "   " + ", ".join(f"{k} {e['us_per_step_stats']['median']:.1f} us"
                                            for k, e in row["entries"].items()))
     finally:
@@ -622,13 +660,10 @@ def main(argv=None):
         result["memory"] = measure_memory(args)
     result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     result["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    tables = format_tables(result)
-    text = f"## Results\n\n{machine_summary(result)}\n\n{tables}\n"
+    text = render(result)
     print(text)
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1, default=str)
+        _write_json(args.json, result)
         _log(args, f"wrote {args.json}")
     if args.markdown:
         with open(args.markdown, "w") as f:

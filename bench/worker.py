@@ -59,6 +59,8 @@ def serve(inp, out):
                 ok, why = cls.available()
                 if not ok:
                     raise RuntimeError(why)
+                gc.collect()
+                gc.freeze()  # the library's objects: later collections skip them
                 x, y = make_data(wl)
                 peer = cls(wl, x, y)
                 peer.set_threads(req["threads"])

@@ -54,9 +54,10 @@ NC_CLONES void NC_NAME(act_forward)(int act, REAL alpha, const REAL *x, REAL *y,
         for (i = 0; i < n; i++)
             y[i] = SELU_SCALE * (x[i] > 0 ? x[i] : SELU_ALPHA * VEXPM1(x[i] > 0 ? (REAL)0 : x[i]));
         break;
-    case NC_ACT_GELU:
+    case NC_ACT_GELU:  /* x Phi(x) = x erfc(-x / sqrt 2) / 2: accurate for negative x too */
+#pragma omp simd
         for (i = 0; i < n; i++)
-            y[i] = (REAL)0.5 * x[i] * ((REAL)1 + ERF(x[i] * (REAL)0.70710678118654752440));
+            y[i] = (REAL)0.5 * x[i] * VERFC(x[i] * (REAL)-0.70710678118654752440);
         break;
     case NC_ACT_GELU_TANH:
 #pragma omp simd
@@ -124,9 +125,10 @@ NC_CLONES void NC_NAME(act_backward)(int act, REAL alpha, const REAL *x, const R
             dx[i] = y[i] > 0 ? SELU_SCALE * dy[i] : dy[i] * (y[i] + SELU_SCALE * SELU_ALPHA);
         break;
     case NC_ACT_GELU:  /* Phi(x) + x phi(x) */
+#pragma omp simd
         for (i = 0; i < n; i++) {
             REAL v = x[i];
-            REAL cdf = (REAL)0.5 * ((REAL)1 + ERF(v * (REAL)0.70710678118654752440));
+            REAL cdf = (REAL)0.5 * VERFC(v * (REAL)-0.70710678118654752440);
             REAL pdf = (REAL)0.39894228040143267794 * VEXP((REAL)-0.5 * v * v);
             dx[i] = dy[i] * (cdf + v * pdf);
         }
@@ -194,7 +196,7 @@ NC_CLONES void NC_NAME(softmax_backward)(const REAL *y, const REAL *dy, REAL *dx
 
 void NC_NAME(act_forward_par)(int act, REAL alpha, const REAL *x, REAL *y, ptrdiff_t n, int nthreads)
 {
-    int nt = nc_team_size(nthreads, (double)n * 8.0);
+    int nt = nc_team_size(nthreads, (double)n * nc_act_cost(act, 0));
     if (nt <= 1) { NC_NAME(act_forward)(act, alpha, x, y, n); return; }
     ptrdiff_t nchunks = (n + NC_ACT_CHUNK - 1) / NC_ACT_CHUNK;
 #pragma omp parallel for schedule(static) num_threads(nt)
@@ -207,7 +209,7 @@ void NC_NAME(act_forward_par)(int act, REAL alpha, const REAL *x, REAL *y, ptrdi
 void NC_NAME(act_backward_par)(int act, REAL alpha, const REAL *x, const REAL *y, const REAL *dy, REAL *dx,
                                ptrdiff_t n, int nthreads)
 {
-    int nt = nc_team_size(nthreads, (double)n * 8.0);
+    int nt = nc_team_size(nthreads, (double)n * nc_act_cost(act, 1));
     if (nt <= 1) { NC_NAME(act_backward)(act, alpha, x, y, dy, dx, n); return; }
     ptrdiff_t nchunks = (n + NC_ACT_CHUNK - 1) / NC_ACT_CHUNK;
 #pragma omp parallel for schedule(static) num_threads(nt)

@@ -141,7 +141,7 @@ void NC_NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
     double mnk = (double)m * (double)n * (double)k;
     int direct = trans_b ? mnk <= NC_GEMM_DIRECT_WORK && (double)k * (double)n <= 16384.0
                          : mnk <= NC_GEMM_DIRECT_WORK || m <= NC_GEMM_DIRECT_PANELS * mr;
-    int nt = mnk <= NC_GEMM_DIRECT_WORK
+    int nt = mnk < NC_GEMM_TEAM_WORK
                  ? 1 : nc_team_size(nthreads, 2.0 * (double)m * (double)n * (double)k);
     if (nt > tiles) nt = (int)tiles;
     if (nt <= 1) {

@@ -17,9 +17,14 @@
 /* Below this many multiply-adds (m n k) the driver skips packing op(A) and
  * op(B) (unless B is transposed) and runs the micro-kernel on the operands
  * in place, on one thread, ... */
-#define NC_GEMM_DIRECT_WORK (48.0 * 48.0 * 48.0)
+#define NC_GEMM_DIRECT_WORK (128.0 * 128.0 * 128.0)
+/* Below this many multiply-adds one thread does it all: on top of
+ * nc_team_size's rule, since waking a team costs tens of microseconds when
+ * the other cores are busy. */
+#define NC_GEMM_TEAM_WORK (160.0 * 160.0 * 160.0)
+
 /* ... and when op(A) has at most this many MR-row panels and B is not transposed. */
-#define NC_GEMM_DIRECT_PANELS 4
+#define NC_GEMM_DIRECT_PANELS 16
 
 #define NC_GEMM_MR_(mr, nv, mc, kc, nc) mr
 #define NC_GEMM_NV_(mr, nv, mc, kc, nc) nv

@@ -117,15 +117,16 @@
 #define NCB NC_GEMM_NC(UK_ROW)
 #define UK_INLINE static inline __attribute__((always_inline)) UK_ATTR
 
-/* The k loop of the micro-kernel for `rows` rows (a constant after inlining,
- * so each row count gets its own register tile): acc[i][v] += A(i, p) B(p, v).
+/* The k loop of the micro-kernel for `rows` rows and `nvec` vectors of
+ * columns (constants after inlining, so each edge tile gets its own register
+ * tile): acc[i][v] += A(i, p) B(p, v).
  * With fewer than 8 accumulators the FMA latency would rule, so U partial
  * tiles take turns over p and are added at the end. */
-UK_INLINE void UK_NAME(gemm_kloop)(const int rows, const int masked, ptrdiff_t k, const REAL *a, ptrdiff_t rsa,
+UK_INLINE void UK_NAME(gemm_kloop)(const int rows, const int nvec, const int masked, ptrdiff_t k, const REAL *a, ptrdiff_t rsa,
                                    ptrdiff_t csa, const REAL *b, ptrdiff_t rsb, const int *cnt, VEC (*acc)[NV])
 {
     enum { U = 8 };
-    const int u = rows * NV >= 8 ? 1 : rows * NV >= 4 ? 2 : rows * NV >= 2 ? 4 : 8;
+    const int u = rows * nvec >= 8 ? 1 : rows * nvec >= 4 ? 2 : rows * nvec >= 2 ? 4 : 8;
     VEC part[U][MR][NV];
     ptrdiff_t p = 0;
     if (u > 1) {
@@ -134,13 +135,13 @@ UK_INLINE void UK_NAME(gemm_kloop)(const int rows, const int masked, ptrdiff_t k
 #pragma GCC unroll 8
             for (int i = 0; i < rows; i++)
 #pragma GCC unroll 8
-                for (int v = 0; v < NV; v++) part[t][i][v] = VZERO();
+                for (int v = 0; v < nvec; v++) part[t][i][v] = VZERO();
         for (; p + u <= k; p += u) {
 #pragma GCC unroll 8
             for (int t = 0; t < u; t++) {
                 VEC (*dst)[NV] = t == 0 ? acc : part[t];
 #pragma GCC unroll 8
-                for (int v = 0; v < NV; v++) {
+                for (int v = 0; v < nvec; v++) {
                     VEC bv = masked ? MLOAD(b + v * VL, cnt[v]) : LOADU(b + v * VL);
 #pragma GCC unroll 8
                     for (int i = 0; i < rows; i++) dst[i][v] = FMA(BCAST(a[i * rsa]), bv, dst[i][v]);
@@ -153,12 +154,12 @@ UK_INLINE void UK_NAME(gemm_kloop)(const int rows, const int masked, ptrdiff_t k
     for (; p < k; p++) {
         VEC bv[NV];
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) bv[v] = masked ? MLOAD(b + v * VL, cnt[v]) : LOADU(b + v * VL);
+        for (int v = 0; v < nvec; v++) bv[v] = masked ? MLOAD(b + v * VL, cnt[v]) : LOADU(b + v * VL);
 #pragma GCC unroll 32
         for (int i = 0; i < rows; i++) {
             VEC ai = BCAST(a[i * rsa]);
 #pragma GCC unroll 8
-            for (int v = 0; v < NV; v++) acc[i][v] = FMA(ai, bv[v], acc[i][v]);
+            for (int v = 0; v < nvec; v++) acc[i][v] = FMA(ai, bv[v], acc[i][v]);
         }
         a += csa;
         b += rsb;
@@ -168,7 +169,7 @@ UK_INLINE void UK_NAME(gemm_kloop)(const int rows, const int masked, ptrdiff_t k
 #pragma GCC unroll 8
         for (int i = 0; i < rows; i++)
 #pragma GCC unroll 8
-            for (int v = 0; v < NV; v++) acc[i][v] = ADD(acc[i][v], part[t][i][v]);
+            for (int v = 0; v < nvec; v++) acc[i][v] = ADD(acc[i][v], part[t][i][v]);
 }
 
 /* The micro-kernel: C[0:m, 0:n] := alpha A B + beta C (+ bias, then relu),
@@ -191,10 +192,18 @@ UK_INLINE void UK_NAME(gemm_ukr)(ptrdiff_t k, REAL alpha, const REAL *a, ptrdiff
         cnt[v] = r < 0 ? 0 : r > VL ? VL : r;
     }
     int masked = !bpad && n < NR;
+    int nvec = (n + VL - 1) / VL;
+#if NV == 1
+#define UK_KLOOP(r, nv, msk) UK_NAME(gemm_kloop)(r, 1, msk, k, a, rsa, csa, b, rsb, cnt, acc)
+#else /* a tile of at most NV / 2 vectors of columns skips the rest */
+#define UK_KLOOP(r, nv, msk)                                                              \
+    if (nv <= NV / 2) UK_NAME(gemm_kloop)(r, NV / 2, msk, k, a, rsa, csa, b, rsb, cnt, acc); \
+    else UK_NAME(gemm_kloop)(r, NV, msk, k, a, rsa, csa, b, rsb, cnt, acc)
+#endif
 #define UK_CASE(r)                                                                      \
     case r:                                                                             \
-        if (masked) UK_NAME(gemm_kloop)(r, 1, k, a, rsa, csa, b, rsb, cnt, acc);        \
-        else UK_NAME(gemm_kloop)(r, 0, k, a, rsa, csa, b, rsb, cnt, acc);               \
+        if (masked) { UK_KLOOP(r, nvec, 1); }                                           \
+        else { UK_KLOOP(r, nvec, 0); }                                                  \
         break;
     switch (m) {
         UK_CASE(1)
@@ -243,6 +252,7 @@ UK_INLINE void UK_NAME(gemm_ukr)(ptrdiff_t k, REAL alpha, const REAL *a, ptrdiff
     default: return;
     }
 #undef UK_CASE
+#undef UK_KLOOP
     VEC va = BCAST(alpha), vb = BCAST(beta);
 #pragma GCC unroll 32
     for (int i = 0; i < MR; i++) {

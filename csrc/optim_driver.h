@@ -88,7 +88,7 @@ void NC_NAME(optim_seg_sumsq)(const REAL *x, const int64_t *seg_start, ptrdiff_t
         const REAL *xs = x + seg_start[sgi];
         ptrdiff_t n = (ptrdiff_t)(seg_start[sgi + 1] - seg_start[sgi]);
         ptrdiff_t nchunks = (n + NC_OPT_RED_CHUNK - 1) / NC_OPT_RED_CHUNK;
-        int nt = nc_team_size(nthreads, (double)n);
+        int nt = nc_team_size(nthreads, (double)n * NC_OPT_RED_WORK);
         if (nt > nchunks) nt = (int)nchunks;
         double total = 0;
         if (nt <= 1) {

@@ -24,6 +24,7 @@
 #define VEXPM1 nc_vexpm1f
 #define VLOG1P nc_vlog1pf
 #define VTANH nc_vtanhf
+#define VERFC nc_verfcf
 #elif defined(NC_F64)
 #define REAL double
 #define NC_NAME(op) nc_##op##_f64
@@ -41,6 +42,7 @@
 #define VEXPM1 expm1
 #define VLOG1P log1p
 #define VTANH tanh
+#define VERFC erfc
 #else
 #error "define NC_F32 or NC_F64 before including real.h"
 #endif

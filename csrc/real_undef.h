@@ -13,5 +13,6 @@
 #undef VEXPM1
 #undef VLOG1P
 #undef VTANH
+#undef VERFC
 #undef NC_F32
 #undef NC_F64

@@ -1,4 +1,4 @@
-/* vmath.h -- float32 exp, expm1, log1p and tanh written as
+/* vmath.h -- float32 exp, expm1, log1p, tanh and erfc written as
  * straight-line code (no table, no branch, no libm call), so loops that call
  * them vectorize under `#pragma omp simd`. Used by the float32 kernels only;
  * float64 keeps libm. Accuracy: a few ulp (tests compare against float64).
@@ -15,6 +15,12 @@
  * log1p: w = 1 + u rounded, log1p(u) = log(w) + (u - (w - 1)) / w; log(w)
  *        from the exponent and m in [sqrt(1/2), sqrt(2)):
  *        log m = 2 atanh(s) = 2 (s + s^3/3 + ... + s^9/9), s = (m - 1)/(m + 1).
+ * erfc:  for z >= 0, erfc(z) = t exp(-z^2 + g(t)), t = 1/(1 + z/2) (the form of
+ *        Numerical Recipes' erfcc); g is our own degree-10 least-squares fit
+ *        (Lawson-reweighted towards minimax, error 7e-9) in u = (2t - 1.16)/0.84,
+ *        which maps z in [0, 10.5] onto [-1, 1]. z^2 is split as zh^2 + (z - zh)(z + zh)
+ *        with zh holding 12 significant bits, so zh^2 is exact and e^(-z^2)
+ *        keeps its relative accuracy for large z. erfc(-z) = 2 - erfc(z).
  */
 #ifndef NC_VMATH_H
 #define NC_VMATH_H
@@ -96,6 +102,29 @@ NC_VINLINE float nc_vtanhf(float x)
     float u = nc_vexpm1f(-2.0f * fabsf(x));
     float t = -u / (2.0f + u);
     return x < 0.0f ? -t : t;
+}
+
+NC_VINLINE float nc_verfcf(float x)
+{
+    float z = fabsf(x);
+    z = z > 10.5f ? 10.5f : z;                    /* erfc(10.5) = 1e-49 underflows anyway */
+    float t = 1.0f / (1.0f + 0.5f * z);
+    float u = (2.0f * t - 1.16f) * (1.0f / 0.84f);
+    float g = -2.283840793e-05f;
+    g = g * u + 6.076589863e-05f;
+    g = g * u + 1.296002446e-04f;
+    g = g * u - 5.734181050e-04f;
+    g = g * u - 2.540959314e-04f;
+    g = g * u + 3.871121089e-03f;
+    g = g * u - 1.234037516e-03f;
+    g = g * u - 3.014659544e-02f;
+    g = g * u + 1.671637239e-02f;
+    g = g * u + 5.746099230e-01f;
+    g = g * u - 5.631567905e-01f;
+    float zh = nc_bits_to_f32(nc_f32_to_bits(z) & (int32_t)0xfffff000);
+    float r = (z - zh) * (z + zh);                /* z^2 - zh^2, exactly representable part */
+    float e = t * nc_vexpf(-zh * zh) * nc_vexpf(g - r);
+    return x >= 0.0f ? e : 2.0f - e;
 }
 
 #endif /* NC_VMATH_H */

@@ -131,7 +131,10 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
 
 
 def huber(y_true, y_pred, delta=1.0):
-    """Per-sample mean over the last axis of 0.5 e^2 if |e| <= delta else delta (|e| - 0.5 delta), e = y_pred - y_true."""
+    """Per-sample mean over the last axis of 0.5 e^2 if |e| <= delta else delta (|e| - 0.5 delta).
+
+    e = y_pred - y_true.
+    """
     y_true, y_pred = _pair(y_true, y_pred)
     a = np.abs(y_pred - y_true)
     return np.mean(np.where(a <= delta, 0.5 * a * a, delta * a - 0.5 * delta * delta), axis=-1)
@@ -416,7 +419,9 @@ def get(identifier):
     if isinstance(identifier, str):
         cls = _ALIASES.get(identifier) or _CLASSES.get(identifier)
         if cls is None:
-            raise ValueError(f"loss: unknown name {identifier!r}; expected one of {sorted(_ALIASES)}")
+            from nncore.validation import unknown_name
+
+            raise unknown_name("loss", identifier, _ALIASES)
         return cls()
     if isinstance(identifier, dict):
         cls = _CLASSES.get(identifier.get("class_name"))

@@ -14,6 +14,7 @@ When the last activation is sigmoid/softmax and the loss the matching
 cross-entropy, the last layer stops at its logits z and one fused kernel
 gives the loss and the gradient p - y.
 """
+import functools
 import math
 import signal
 import threading
@@ -35,6 +36,7 @@ from nncore._kernels.elementwise import all_finite
 from nncore._threads import effective_n_threads
 from nncore.data import Batches, split_validation
 from nncore.layers import InputLayer, Layer, get_layer_class
+from nncore.layers.base import MAX_CACHED_SHAPES
 
 __all__ = ["Sequential"]
 
@@ -51,6 +53,22 @@ def _verbose(verbose):
     if verbose not in (0, 1, 2):
         raise ValueError(f"verbose: expected 0, 1, 2 or 'auto', got {verbose!r}")
     return int(verbose)
+
+
+def _exclusive(method):
+    """One fit/evaluate/predict/call at a time per model. The layers reuse per-batch-size
+    output buffers, so two threads running the same model at once would overwrite each
+    other's activations; the lock makes concurrent calls give the serial results (a
+    re-entrant lock: callbacks may call predict from inside fit). Separate models run
+    in parallel; for parallel inference on one model, give each thread its own copy
+    (load_model or from_config + set_weights)."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 def _no_step(params, grads):
@@ -119,6 +137,7 @@ class Sequential:
         self.stop_training = False
         self.history = None
         self._dtype = None
+        self._lock = threading.RLock()
         for layer in layers or []:
             self.add(layer)
 
@@ -296,7 +315,7 @@ class Sequential:
                              f"expects input of shape (n_samples, {', '.join(map(str, self._input_shape[1:]))}), "
                              f"got {x.shape}")
         x = np.ascontiguousarray(x, dtype=self._dtype)
-        if not all_finite(x, 1):
+        if not all_finite(x, effective_n_threads(self._n_threads_req)):
             raise ValueError(f"{arg}: inputs contain NaN or infinity")
         return x
 
@@ -385,6 +404,8 @@ class Sequential:
         n = x.shape[0]
         d = self._dbufs.get(n)
         if d is None:
+            if len(self._dbufs) >= MAX_CACHED_SHAPES:
+                self._dbufs.clear()
             d = self._dbufs[n] = np.empty((n,) + tuple(self._output_shape[1:]), self._dtype)
         out, s = self._forward_loss(x, y, w, d, True)
         for m in self.compiled_metrics:
@@ -406,6 +427,7 @@ class Sequential:
         return logs
 
     # ------------------------------------------------------------------ fit
+    @_exclusive
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
             initial_epoch=0):
@@ -536,6 +558,7 @@ class Sequential:
             cbs.on_test_end(logs)
         return logs
 
+    @_exclusive
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, return_dict=False,
                  callbacks=None):
         """Loss (and metrics) on the given data, in batches, without training.
@@ -560,6 +583,7 @@ class Sequential:
             return logs["loss"]
         return list(logs.values())
 
+    @_exclusive
     def predict(self, x, batch_size=None, verbose="auto", callbacks=None):
         """Outputs for the inputs x, in batches, forward only (training=False)."""
         batch_size = 32 if batch_size is None else _int_arg(batch_size, "batch_size", 1)
@@ -587,6 +611,7 @@ class Sequential:
             cbs.on_predict_end()
         return result
 
+    @_exclusive
     def __call__(self, x, training=False):
         """Forward pass on a batch (no progress bar, no batching); returns a new array."""
         x = self._prepare_x(x)

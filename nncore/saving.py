@@ -379,7 +379,15 @@ def save_model(model, path, include_optimizer=True, allow_nonfinite=False):
     compile_config = getattr(model, "_compile_config", None)
     header["weights"] = weights
     header["compile"] = compile_config or None
-    header["optimizer_state"] = _optimizer_state(model) if include_optimizer and compile_config else None
+    state = _optimizer_state(model) if include_optimizer and compile_config else None
+    if state is not None and not allow_nonfinite:
+        for key, value in state.items():
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise ValueError(
+                    f"save: optimizer state {key!r} holds NaN or inf (a non-finite gradient reached it); "
+                    "save with include_optimizer=False to keep the weights only, or allow_nonfinite=True"
+                )
+    header["optimizer_state"] = state
     header["extra"] = _model_extra(model)
     write_file(path, header)
 
@@ -443,6 +451,42 @@ def _check_layer_classes(config, custom_objects, bad):
                 "nncore.saving.register_serializable or pass custom_objects")
 
 
+def _check_parameter_count(config, weights, bad):
+    """Declare the architecture's parameters WITHOUT allocating them and compare their number
+    with the weights the file really holds: a hostile config (Dense(units=10**12)) must not
+    make load_model allocate more than the file's own size."""
+    from nncore import layers
+
+    if not isinstance(weights, list) or not all(isinstance(w, np.ndarray) for w in weights):
+        bad("the weights entry is malformed")
+    stored = sum(w.size for w in weights)
+    specs = config.get("layers")
+    if not isinstance(specs, list):
+        bad("the architecture has no 'layers' list")
+    shape, declared = None, 0
+    try:
+        for spec in specs:
+            cls = layers.get_layer_class(spec["class_name"])
+            cfg = dict(spec.get("config") or {})
+            if cls is layers.InputLayer:
+                shape = (None,) + tuple(cls.from_config(cfg)._batch_input_shape[1:])
+                continue
+            layer = cls.from_config(cfg)
+            if shape is None:
+                shape = layer._batch_input_shape
+            if shape is None:  # an unbuilt model: nothing is allocated before fit/predict
+                return
+            shape = layer._build(shape)  # declares the parameter shapes, allocates nothing
+            declared += layer.count_params()
+            if declared > stored:
+                break
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+        bad(f"cannot rebuild the architecture: {type(exc).__name__}: {exc}")
+    if declared != stored:
+        bad(f"the architecture declares {'at least ' if declared > stored else ''}{declared} parameters, "
+            f"the file holds {stored}")
+
+
 def _build_model(header, custom_objects, bad):
     spec = header.get("model")
     if not isinstance(spec, dict) or not isinstance(spec.get("class_name"), str) or not isinstance(
@@ -451,6 +495,8 @@ def _build_model(header, custom_objects, bad):
         bad("the architecture entry is missing or malformed")
     cls = _resolve_model_class(spec["class_name"], custom_objects, bad)
     _check_layer_classes(spec["config"], custom_objects, bad)
+    with _custom_scope(custom_objects):
+        _check_parameter_count(spec["config"], header.get("weights"), bad)
     try:
         with _custom_scope(custom_objects):
             return cls.from_config(spec["config"])

@@ -155,7 +155,7 @@ def test_summarize_ratios_and_best_variant():
                                       "max": pytest.approx(52.0)}
     assert e["samples_per_s_median"] == pytest.approx(160 / (40.0 * 10 * 1e-6))
     table = format_tables({"results": [row], "peers": {}, "memory": []})
-    line = next(t for t in table.splitlines() if t.startswith("| tiny | 16 | 10 |"))
+    line = next(t for t in table.splitlines() if t.startswith("| tiny | 16 | 10 | ? |"))
     assert "40.0 (36.0-52.0) ᵘ" in line and "20.00x" in line and "4.00x (NumPy)" in line
     assert "| tiny | 2 | NumPy | 60.0 | 40.0 | 1.50 |" in table
 
@@ -225,8 +225,8 @@ def test_suite_runs_on_a_tiny_budget(tmp_path, capsys):
     peers = "nncore,torch,sklearn,numpy"
     rc = main(["--workloads", "tiny,predict", "--peers", peers, "--threads", "1", "--repeats", "2",
                "--min-time", "0", "--pause", "0", "--max-samples", "300", "--blas-env", "both",
-               "--memory", "tiny", "--memory-peers", "nncore,numpy", "--json", str(out), "--markdown", str(md),
-               "--quiet"])
+               "--memory", "predict", "--memory-peers", "nncore,numpy", "--json", str(out), "--markdown", str(md),
+               "--no-fma-peak", "--quiet"])
     assert rc == 0
     res = json.loads(out.read_text())
     printed = capsys.readouterr().out
@@ -243,6 +243,9 @@ def test_suite_runs_on_a_tiny_budget(tmp_path, capsys):
     assert res["results"][0]["samples"] == 150 and res["results"][1]["samples"] == 300
     assert res["machine"]["logical_cpus"] >= 1 and "threadpool_info" in res["machine"]
     assert "OPENBLAS_CORETYPE" not in res["machine"]["unset_worker"]["env"]
+    md2 = tmp_path / "again.md"
+    assert main(["--render", str(out), "--markdown", str(md2)]) == 0  # re-render the tables from the JSON
+    assert md2.read_text() == md.read_text()
     mem = {m["peer"]: m for m in res["memory"]}
     assert mem["numpy"]["peak_rss_mb"] >= mem["numpy"]["rss_before_fit_mb"] > 0
     if "nncore" in expect:

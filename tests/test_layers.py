@@ -104,7 +104,7 @@ def test_activation_lookup():
     assert activations.get(None) is activations.linear
     assert activations.get("silu") is activations.swish
     assert activations.get(activations.relu) is activations.relu
-    with pytest.raises(ValueError, match="unknown name 'rleu'"):
+    with pytest.raises(ValueError, match="unknown activation 'rleu'. Did you mean 'relu'"):
         activations.get("rleu")
     with pytest.raises(ValueError, match="custom callables"):
         Dense(3, activation=lambda x: x)

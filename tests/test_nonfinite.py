@@ -120,3 +120,18 @@ def test_nonfinite_data_is_refused_before_training(bad, where):
         m.fit(x, y, epochs=1, batch_size=8, verbose=0)
     for a, b in zip(m.get_weights(), before):
         np.testing.assert_array_equal(a, b)
+
+
+def test_poisoned_optimizer_state_is_not_saved_silently(tmp_path):
+    """TerminateOnNaN restores finite weights, but Adam's slots saw the NaN gradient: saving them
+    would poison the resumed training, so save asks for include_optimizer=False."""
+    x, y = _data()
+    m = _model(nncore.optimizers.Adam(learning_rate=0.01))
+    _poison_gradient_at(m, call=3)
+    m.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False, callbacks=[TerminateOnNaN()])
+    assert all(np.isfinite(w).all() for w in m.get_weights())
+    p = tmp_path / "m.nncore"
+    with pytest.raises(ValueError, match="optimizer state .* NaN or inf.*include_optimizer=False"):
+        m.save(p)
+    nncore.saving.save_model(m, p, include_optimizer=False)
+    np.testing.assert_array_equal(nncore.load_model(p).predict(x, verbose=0), m.predict(x, verbose=0))

@@ -1,6 +1,7 @@
 """nncore.optimizers against the float64 oracles in reference_optim.py, known
 single steps, the flat path, threads, state, configs, errors, and PyTorch
 where the rules coincide."""
+import contextlib
 import json
 import math
 
@@ -96,6 +97,8 @@ def test_matches_reference(rule, option, dtype, rtol):
         assert_close(np.concatenate([state[f"{i}/{nm}"].ravel() for i in range(len(ws))]),
                      np.concatenate([s[nm].ravel() for s in ref.slots]), rtol, f"slot {nm}")
     assert len(state) == 1 + sum(len(s) for s in ref.slots) + (name == "Nadam")
+    if name == "Nadam":
+        assert state["u_product"] == pytest.approx(ref.u_product, rel=1e-14)
 
 
 def test_adam_known_step():
@@ -130,6 +133,16 @@ def test_zero_gradient_through_clipping(name, clip):
     np.testing.assert_array_equal(w, [1.0, -2.0, 3.0])
     for v in opt.get_state().values():
         assert np.all(np.isfinite(v))
+
+
+def two_threads():
+    """Allow a 2-thread OpenMP team for the block, whatever limit an earlier test left on the
+    process-wide libgomp (torch.set_num_threads(1) sets it too: torch shares it)."""
+    try:
+        import threadpoolctl
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+    return threadpoolctl.threadpool_limits(limits=2, user_api="openmp")
 
 
 def flat_setup(dtype, sizes, rng):
@@ -174,22 +187,25 @@ def test_step_flat_equals_apply_gradients(rule, option):
 def test_threads_and_simd_levels_bit_identical(name, config, dtype, level):
     """1 thread equals 2 threads bit for bit, and every SIMD level equals the generic one."""
     rng = np.random.default_rng(3)
-    sizes = [40000, 13, 30011]
+    sizes = [300000, 13, 30011]
     n, segs = flat_setup(dtype, sizes, rng)
     w0 = rng.normal(size=n).astype(dtype)
     grads = [rng.normal(size=n).astype(dtype) for _ in range(3)]
     results = []
-    try:
-        for lvl, nt in [(0, 1), (level, 1), (level, 2)]:
-            _rt.set_simd_level(lvl)
-            w = w0.copy()
-            opt = getattr(O, name)(n_threads=nt, **config)
-            opt.build_flat(w, segs)
-            for g in grads:
-                opt.step_flat(w, g)
-            results.append((w, opt.get_state()))
-    finally:
-        _rt.set_simd_level(_rt.simd_level())
+    with two_threads():
+        if _rt.team_size(2, 0.5 * n) < 2:   # the work units the step asks for (csrc/optim.c)
+            pytest.skip("no 2-thread team here (no OpenMP or one CPU)")
+        try:
+            for lvl, nt in [(0, 1), (level, 1), (level, 2)]:
+                _rt.set_simd_level(lvl)
+                w = w0.copy()
+                opt = getattr(O, name)(n_threads=nt, **config)
+                opt.build_flat(w, segs)
+                for g in grads:
+                    opt.step_flat(w, g)
+                results.append((w, opt.get_state()))
+        finally:
+            _rt.set_simd_level(_rt.simd_level())
     for w, st in results[1:]:
         np.testing.assert_array_equal(w, results[0][0])
         for k in st:
@@ -199,12 +215,13 @@ def test_threads_and_simd_levels_bit_identical(name, config, dtype, level):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_seg_sumsq_independent_of_position_and_threads(dtype):
     rng = np.random.default_rng(0)
-    x = rng.normal(size=200001).astype(dtype)
-    seg = np.array([0, 5, 70000, 200001], dtype=np.int64)
-    out1 = _k.seg_sumsq(x, seg, np.empty(3), 1)
-    out2 = _k.seg_sumsq(x, seg, np.empty(3), 2)
+    x = rng.normal(size=600001).astype(dtype)
+    seg = np.array([0, 5, 70000, 600001], dtype=np.int64)
+    with two_threads():
+        out1 = _k.seg_sumsq(x, seg, np.empty(3), 1)
+        out2 = _k.seg_sumsq(x, seg, np.empty(3), 2)   # the last segment is large enough for a team
+        alone = _k.seg_sumsq(x[70000:].copy(), np.array([0, 530001], dtype=np.int64), np.empty(1), 2)
     np.testing.assert_array_equal(out1, out2)
-    alone = _k.seg_sumsq(x[70000:].copy(), np.array([0, 130001], dtype=np.int64), np.empty(1), 2)
     assert alone[0] == out1[2]
     np.testing.assert_allclose(out1, [np.sum(x[a:b].astype(np.float64) ** 2) for a, b in zip(seg[:-1], seg[1:])],
                                rtol=1e-12)
@@ -407,6 +424,8 @@ def test_apply_gradients_errors():
         opt.apply_gradients([(np.zeros(3), ro)])
     with pytest.raises(TypeError, match="pair"):
         opt.apply_gradients([np.zeros(3)])
+    with pytest.raises(ValueError, match=r"grads_and_vars\[1\]: this variable already appears"):
+        opt.apply_gradients([(np.ones((3, 2)), w), (np.ones((3, 2)), w)])
     assert opt.iterations == 0
     # None gradients are skipped; an all-None list is no step
     assert opt.apply_gradients([(None, w)]) == 0

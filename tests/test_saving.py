@@ -34,7 +34,9 @@ def _sample_header(rng):
 
 def _equal(a, b):
     if isinstance(a, np.ndarray):
-        return isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+        # bit for bit (NaN payloads included); a non-native byte order compares by value
+        a = a.astype(a.dtype.newbyteorder("="))
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
     if isinstance(a, dict):
         return isinstance(b, dict) and all(k in b and _equal(v, b[k]) for k, v in a.items())
     if isinstance(a, (list, tuple)):
@@ -282,7 +284,7 @@ def test_sigkill_during_save_leaves_a_loadable_file(tmp_path):
     """A process saving in a loop is killed at random moments: the file is always the old or the new one."""
     p = tmp_path / "m.nncore"
     rng = np.random.default_rng(7)
-    for trial in range(4):
+    for trial in range(3):
         proc = subprocess.Popen([sys.executable, "-c", SAVER, str(p), ROOT], stdout=subprocess.PIPE)
         try:
             assert proc.stdout.readline().strip() == b"first"
@@ -319,7 +321,7 @@ _values = st.recursive(
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(content=st.dictionaries(st.text(min_size=1, max_size=8).filter(lambda k: k not in (
     "format_version", "arrays", "payload_bytes")), _values, max_size=5))
 def test_property_save_load_identity(tmp_path, content):
@@ -540,7 +542,10 @@ def test_unknown_model_class_and_hostile_configs(tmp_path):
         (lambda h: h["model"]["config"]["layers"][1]["config"].update(units=-3), "cannot rebuild"),
         (lambda h: h["model"]["config"]["layers"].append("junk"), "layer 5"),
         (lambda h: h["compile"]["optimizer"].update(class_name="Evil"), "compile settings"),
-        (lambda h: h["weights"].pop(), "do not fit the architecture"),
+        (lambda h: h["weights"].pop(), "declares at least 275 parameters, the file holds 272"),
+        (lambda h: h["model"]["config"]["layers"][1]["config"].update(units=10**12), "declares at least"),
+        (lambda h: h["model"]["config"]["layers"][0]["config"].update(batch_shape=[None, 10**9]),
+         "declares at least"),
         (lambda h: h.update(kind="weights"), "kind 'weights'"),
         (lambda h: h["extra"]["rng_states"].update({"nope": {}}), "rng_states names layer 'nope'"),
     ]

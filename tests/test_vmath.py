@@ -17,6 +17,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CC = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
 LEVELS = [("x86-64", 0), ("x86-64-v3", 1), ("x86-64-v4", 2)]
 MAX_ULP = 4.0
+# erfc multiplies t, e^(-zh^2) and e^(g - r), each with its own rounding: measured 6.3 ulp
+MAX_ULP_OF = {"erfc": 8.0}
 
 
 @pytest.mark.skipif(CC is None, reason="no C compiler")
@@ -33,6 +35,6 @@ def test_vmath_accuracy(march, level, tmp_path):
         pytest.skip(f"cannot build with -march={march}: {build.stderr[-300:]}")
     out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120, check=True).stdout
     errors = {name: (float(ulp), x) for name, ulp, x in (line.split() for line in out.splitlines())}
-    assert set(errors) == {"exp", "expm1", "log1p", "tanh", "sigmoid", "softplus"}
-    bad = {k: v for k, v in errors.items() if v[0] > MAX_ULP}
-    assert bad == {}, f"max error in ulp (worst x) above {MAX_ULP}: {bad}"
+    assert set(errors) == {"exp", "expm1", "log1p", "tanh", "sigmoid", "softplus", "erfc"}
+    bad = {k: v for k, v in errors.items() if v[0] > MAX_ULP_OF.get(k, MAX_ULP)}
+    assert bad == {}, f"max error in ulp (worst x) above the limit: {bad}"

@@ -25,9 +25,12 @@ echo "asan.sh: copying the tree to $TREE"
 mkdir -p "$TREE"
 ( cd "$ROOT" && git ls-files -co --exclude-standard -z ) | \
     ( cd "$ROOT" && xargs -0 tar cf - ) | ( cd "$TREE" && tar xf - )
-# stale sanitized objects from an older copy would survive: start clean
-find "$TREE/nncore" -name '*.so' -delete
-rm -rf "$TREE/build"
+# The scratch tree is only ever built with the sanitizer flags, so its build/ is reused
+# (setup.py rebuilds what changed; tar keeps the sources' times). NNCORE_ASAN_CLEAN=1 starts over.
+if [ -n "${NNCORE_ASAN_CLEAN:-}" ]; then
+    find "$TREE/nncore" -name '*.so' -delete
+    rm -rf "$TREE/build"
+fi
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
 echo "asan.sh: building with $SAN"
@@ -35,14 +38,16 @@ echo "asan.sh: building with $SAN"
 # with plain $CC (no LDFLAGS), and a sanitized object would not link there,
 # silently giving a serial build.
 ( cd "$TREE" && CC="$CC $SAN" \
-    python setup.py build_ext --inplace --force > "$TREE/asan-build.log" 2>&1 ) || {
+    python setup.py build_ext --inplace > "$TREE/asan-build.log" 2>&1 ) || {
     tail -40 "$TREE/asan-build.log"; echo "asan.sh: build failed" >&2; exit 2; }
 if [ -z "${NNCORE_NO_OPENMP:-}" ] && grep -q "cannot build and run an OpenMP program" "$TREE/asan-build.log"; then
     echo "asan.sh: the sanitized build lost OpenMP (see $TREE/asan-build.log)" >&2; exit 2
 fi
 # the extensions really are instrumented
-nm -D "$(ls "$TREE"/nncore/_kernels/gemm*.so | head -1)" | grep -q __asan_report || {
-    echo "asan.sh: the build is not instrumented" >&2; exit 2; }
+for so in "$TREE"/nncore/_kernels/*.so; do
+    n_asan="$(nm -D "$so" | grep -c __asan_report || true)"
+    [ "$n_asan" -gt 0 ] || { echo "asan.sh: $so is not instrumented" >&2; exit 2; }
+done
 
 cd "$TREE"
 export LD_PRELOAD="$ASAN_LIB $UBSAN_LIB"

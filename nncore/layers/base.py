@@ -17,6 +17,8 @@ import numpy as np
 from nncore import _random, initializers, regularizers
 from nncore._config import floatx
 
+MAX_CACHED_SHAPES = 8   # work-buffer sets kept per layer (one per batch shape)
+
 
 def _shape_tuple(shape, arg):
     if isinstance(shape, (int, np.integer)):
@@ -132,6 +134,15 @@ class Layer:
             w[...] = v
 
     # ---- computation --------------------------------------------------------------
+    def _keep(self, key, bufs):
+        """Cache the work buffers for one batch shape. Training uses two shapes (full and last
+        batch) plus those of validation; a few more are kept, then the cache starts afresh so that
+        calls with ever new batch sizes do not pile buffers up."""
+        if len(self._bufs) >= MAX_CACHED_SHAPES:
+            self._bufs.clear()
+        self._bufs[key] = bufs
+        return bufs
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 

@@ -88,8 +88,7 @@ class Dense(Layer):
         z = np.empty((n, self.units), dt)
         b = [z, z if self._code == 0 else np.empty((n, self.units), dt), np.empty((n, self.units), dt),
              np.empty((n, self.kernel.shape[0]), dt)]
-        self._bufs[n] = b
-        return b
+        return self._keep(n, b)
 
     def forward(self, x, training=False):
         # z = x W + b ; y = f(z)
@@ -165,8 +164,7 @@ class Activation(Layer):
         b = [y, np.empty(shape, self._dtype)]
         if self._code is None:  # row views for the 2-D softmax kernels
             b += [y.reshape(-1, shape[-1]), b[1].reshape(-1, shape[-1])]
-        self._bufs[shape] = b
-        return b
+        return self._keep(shape, b)
 
     def forward(self, x, training=False):
         self._dtype = x.dtype
@@ -229,9 +227,7 @@ class Dropout(Layer):
         self._rng = _random.make_rng(seed)
 
     def _buffers(self, shape, dtype):
-        b = [np.empty(shape, dtype), np.empty(shape, dtype)]  # [mask, y]
-        self._bufs[shape] = b
-        return b
+        return self._keep(shape, [np.empty(shape, dtype), np.empty(shape, dtype)])  # [mask, y]
 
     def forward(self, x, training=False):
         self._training = training and self.rate > 0
@@ -246,15 +242,15 @@ class Dropout(Layer):
         np.greater_equal(m, self.rate, out=m)
         m *= 1.0 / (1.0 - self.rate)
         np.multiply(x, m, out=y)
-        self._mask = m
+        self._cur = bufs
         return y
 
     def backward(self, dy):
         # dx = dy * m / (1 - rate) (the mask already holds the scale)
         if not self._training:
             return dy
-        dx = self._bufs[dy.shape][1]
-        np.multiply(dy, self._mask, out=dx)
+        m, dx = self._cur
+        np.multiply(dy, m, out=dx)
         return dx
 
     def get_config(self):

@@ -193,7 +193,7 @@ class Optimizer:
         int
             ``iterations`` after the step.
         """
-        pairs = []
+        pairs, seen = [], set()
         for i, pair in enumerate(grads_and_vars):
             try:
                 g, w = pair
@@ -209,6 +209,10 @@ class Optimizer:
             if g.shape != w.shape:
                 raise ValueError(f"grads_and_vars[{i}]: gradient shape {g.shape} does not match "
                                  f"variable shape {w.shape}")
+            key = self._key(w)
+            if key in seen:
+                raise ValueError(f"grads_and_vars[{i}]: this variable already appears earlier in the list")
+            seen.add(key)
             pairs.append((g, w))
         if not pairs:
             return self._iterations
@@ -234,8 +238,12 @@ class Optimizer:
         self._iterations += 1
         return self._iterations
 
+    @staticmethod
+    def _key(w):
+        return (w.__array_interface__["data"][0], w.shape, w.dtype.str)
+
     def _var_record(self, w):
-        key = (w.__array_interface__["data"][0], w.shape, w.dtype.str)
+        key = self._key(w)
         i = self._index.get(key)
         if i is None:
             i = len(self._vars)
