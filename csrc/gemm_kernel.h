@@ -1,8 +1,8 @@
 /* gemm_kernel.h -- the micro-kernel, the packing routines and the blocked
  * single-thread driver of nc_gemm, written once for every SIMD level.
  *
- * Included by gemm.c after real.h (REAL, NC_NAME) with UK_LEVEL set to
- * 0, 1 or 2 (the values of NC_SIMD_GENERIC, NC_SIMD_AVX2, NC_SIMD_AVX512). The level picks a small
+ * Included by gemm.c after real.h (REAL, NC_NAME) with UK_LEVEL set to 0, 1
+ * or 2 (NC_SIMD_GENERIC, NC_SIMD_AVX2, NC_SIMD_AVX512). The level picks a small
  * vector vocabulary (VEC, VL lanes, LOADU/MLOAD/STOREU/MSTORE, FMA, BCAST)
  * and the row of gemm_config.h; the code below only speaks that vocabulary.
  * At the generic level VEC is REAL itself (VL = 1): a plain C register tile.
@@ -13,8 +13,11 @@
  * MR consecutive rows). The macro-kernel walks the MR x NR tiles of C and
  * calls the micro-kernel, which keeps the tile in MR * NV vector registers:
  *     for p < kc:  acc[i][v] += bcast(a[p][i]) * b[p][v]
- * then stores C := alpha acc + beta C (+ bias, relu on the last k block).
- * Packing is the only place transposes are handled. */
+ * then stores C := alpha acc + beta C (+ bias, relu on the last k block;
+ * other activations run on the tile right after, while it is in L1).
+ * Packing handles the transposes. Small products and a few rows of A skip
+ * packing (the direct path): the micro-kernel then reads A through its
+ * strides and B in place (a transposed B is still packed). */
 
 #if UK_LEVEL == 2 /* NC_SIMD_AVX512 */
 #define UK_SUF avx512
@@ -278,34 +281,46 @@ UK_INLINE void UK_NAME(gemm_ukr)(ptrdiff_t k, REAL alpha, const REAL *a, ptrdiff
     }
 }
 
+/* Packing reads the source one cache line (PL elements) at a time and uses
+ * all of it at once: walking a column of a row-major matrix would touch one
+ * line per row, and with a leading dimension of a multiple of 4 KiB all those
+ * lines fall in the same few cache sets. */
+#define PL (64 / (int)sizeof(REAL))
+
 /* Pack the mc x kc block op(A) (A points at its element (0, 0)) into MR-row
  * micro-panels: panel q holds a[p MR + i] = op(A)(q MR + i, p), zero rows past mc. */
 static UK_ATTR void UK_NAME(gemm_pack_a)(int trans, const REAL *A, ptrdiff_t lda, ptrdiff_t mc, ptrdiff_t kc,
                                          REAL *restrict buf)
 {
-    for (ptrdiff_t i0 = 0; i0 < mc; i0 += MR, buf += MR * kc) {
-        ptrdiff_t mr = mc - i0 < MR ? mc - i0 : MR;
-        if (trans) { /* op(A)(i, p) = A[p lda + i]: rows of A are contiguous runs of i */
-            const REAL *src = A + i0;
-            for (ptrdiff_t p = 0; p < kc; p++, src += lda) {
-                REAL *dst = buf + p * MR;
-                if (mr == MR) {
-#pragma GCC unroll 32
-                    for (int i = 0; i < MR; i++) dst[i] = src[i];
-                } else {
-                    for (int i = 0; i < MR; i++) dst[i] = i < mr ? src[i] : (REAL)0;
-                }
+    if (trans) { /* op(A)(i, p) = A[p lda + i]: row p of A gives MR values to each panel */
+        for (ptrdiff_t p = 0; p < kc; p++) {
+            const REAL *src = A + p * lda;
+            REAL *dst = buf + p * MR;
+            ptrdiff_t i0 = 0;
+            for (; i0 + MR <= mc; i0 += MR, dst += MR * kc) {
+#pragma GCC unroll 16
+                for (int i = 0; i < MR; i++) dst[i] = src[i0 + i];
             }
-        } else {     /* op(A)(i, p) = A[i lda + p]: transpose MR rows */
-            const REAL *src = A + i0 * lda;
-            if (mr == MR) {
-                for (ptrdiff_t p = 0; p < kc; p++) {
-#pragma GCC unroll 32
-                    for (int i = 0; i < MR; i++) buf[p * MR + i] = src[i * lda + p];
-                }
+            if (i0 < mc)
+                for (int i = 0; i < MR; i++) dst[i] = i0 + i < mc ? src[i0 + i] : (REAL)0;
+        }
+        return;
+    }
+    /* op(A)(i, p) = A[i lda + p]: transpose MR rows, a line of each at a time */
+    for (ptrdiff_t i0 = 0; i0 < mc; i0 += MR, buf += MR * kc) {
+        int mr = (int)(mc - i0 < MR ? mc - i0 : MR);
+        const REAL *src = A + i0 * lda;
+        for (ptrdiff_t p0 = 0; p0 < kc; p0 += PL) {
+            int pl = (int)(kc - p0 < PL ? kc - p0 : PL);
+            REAL *dst = buf + p0 * MR;
+            if (mr == MR && pl == PL) {
+#pragma GCC unroll 16
+                for (int i = 0; i < MR; i++)
+#pragma GCC unroll 16
+                    for (int p = 0; p < PL; p++) dst[p * MR + i] = src[i * lda + p0 + p];
             } else {
-                for (ptrdiff_t p = 0; p < kc; p++)
-                    for (int i = 0; i < MR; i++) buf[p * MR + i] = i < mr ? src[i * lda + p] : (REAL)0;
+                for (int i = 0; i < MR; i++)
+                    for (int p = 0; p < pl; p++) dst[p * MR + i] = i < mr ? src[i * lda + p0 + p] : (REAL)0;
             }
         }
     }
@@ -316,29 +331,34 @@ static UK_ATTR void UK_NAME(gemm_pack_a)(int trans, const REAL *A, ptrdiff_t lda
 static UK_ATTR void UK_NAME(gemm_pack_b)(int trans, const REAL *B, ptrdiff_t ldb, ptrdiff_t kc, ptrdiff_t nc,
                                          REAL *restrict buf)
 {
-    for (ptrdiff_t j0 = 0; j0 < nc; j0 += NR, buf += NR * kc) {
-        ptrdiff_t nr = nc - j0 < NR ? nc - j0 : NR;
-        if (!trans) { /* op(B)(p, j) = B[p ldb + j]: copy runs of NR */
-            const REAL *src = B + j0;
-            for (ptrdiff_t p = 0; p < kc; p++, src += ldb) {
-                REAL *dst = buf + p * NR;
-                if (nr == NR) {
+    if (!trans) { /* op(B)(p, j) = B[p ldb + j]: row p of B gives NR values to each panel */
+        for (ptrdiff_t p = 0; p < kc; p++) {
+            const REAL *src = B + p * ldb;
+            REAL *dst = buf + p * NR;
+            ptrdiff_t j0 = 0;
+            for (; j0 + NR <= nc; j0 += NR, dst += NR * kc) {
 #pragma GCC unroll 64
-                    for (int j = 0; j < NR; j++) dst[j] = src[j];
-                } else {
-                    for (int j = 0; j < NR; j++) dst[j] = j < nr ? src[j] : (REAL)0;
-                }
+                for (int j = 0; j < NR; j++) dst[j] = src[j0 + j];
             }
-        } else {      /* op(B)(p, j) = B[j ldb + p]: transpose NR rows of B */
-            const REAL *src = B + j0 * ldb;
-            if (nr == NR) {
-                for (ptrdiff_t p = 0; p < kc; p++) {
-#pragma GCC unroll 64
-                    for (int j = 0; j < NR; j++) buf[p * NR + j] = src[j * ldb + p];
-                }
+            if (j0 < nc)
+                for (int j = 0; j < NR; j++) dst[j] = j0 + j < nc ? src[j0 + j] : (REAL)0;
+        }
+        return;
+    }
+    /* op(B)(p, j) = B[j ldb + p]: transpose NR rows of B, a line of each at a time */
+    for (ptrdiff_t j0 = 0; j0 < nc; j0 += NR, buf += NR * kc) {
+        int nr = (int)(nc - j0 < NR ? nc - j0 : NR);
+        const REAL *src = B + j0 * ldb;
+        for (ptrdiff_t p0 = 0; p0 < kc; p0 += PL) {
+            int pl = (int)(kc - p0 < PL ? kc - p0 : PL);
+            REAL *dst = buf + p0 * NR;
+            if (nr == NR && pl == PL) {
+                for (int j = 0; j < NR; j++)
+#pragma GCC unroll 16
+                    for (int p = 0; p < PL; p++) dst[p * NR + j] = src[j * ldb + p0 + p];
             } else {
-                for (ptrdiff_t p = 0; p < kc; p++)
-                    for (int j = 0; j < NR; j++) buf[p * NR + j] = j < nr ? src[j * ldb + p] : (REAL)0;
+                for (int j = 0; j < NR; j++)
+                    for (int p = 0; p < pl; p++) dst[p * NR + j] = j < nr ? src[j * ldb + p0 + p] : (REAL)0;
             }
         }
     }
@@ -461,3 +481,4 @@ static UK_ATTR void UK_NAME(gemm_serial)(int trans_a, int trans_b, ptrdiff_t m, 
 #undef KC
 #undef NCB
 #undef UK_INLINE
+#undef PL

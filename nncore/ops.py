@@ -25,6 +25,7 @@ from nncore._kernels import elementwise as _ew
 from nncore._kernels import gemm as _gemm
 from nncore._kernels import losses as _loss
 from nncore._threads import effective_n_threads
+from nncore.validation import unknown_name
 
 __all__ = [
     "matmul", "dense", "activation", "activation_grad", "softmax", "softmax_grad",
@@ -94,7 +95,7 @@ def _act_code(name, fn):
         raise TypeError(f"{fn}: activation must be a name (str), got {type(name).__name__}")
     key = name.lower()
     if key not in ACT_CODES and key != "softmax":
-        raise ValueError(f"{fn}: unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}")
+        raise ValueError(f"{fn}: {unknown_name('activation', name, ACTIVATIONS)}")
     return key
 
 

@@ -31,11 +31,13 @@ ksch = keras.optimizers.schedules
 
 @pytest.fixture(scope="module", autouse=True)
 def _float64():
-    old_k, old_n = keras.config.floatx(), nncore.floatx()
+    old_k, old_p, old_n = keras.config.floatx(), keras.config.dtype_policy(), nncore.floatx()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     nncore.set_floatx("float64")
     yield
     keras.config.set_floatx(old_k)
+    keras.config.set_dtype_policy(old_p)
     nncore.set_floatx(old_n)
 
 
@@ -336,6 +338,9 @@ def _metric_batches(kind, weighted, seed=5):
         elif kind == "sparse":
             y = rng.integers(0, 4, n).astype(float)
             p = _probs(rng, n, 4, extreme=False)
+        elif kind == "logits":
+            y = rng.integers(0, 2, size=(n, 2)).astype(float)
+            p = rng.normal(size=(n, 2)) * 3
         else:                  # regression
             y = rng.normal(size=(n, 2))
             p = rng.normal(size=(n, 2))
@@ -351,8 +356,14 @@ _METRICS = [
     ("Precision", {"thresholds": [0.2, 0.5, 0.8]}, "binary"), ("Precision", {"class_id": 1}, "multilabel"),
     ("Recall", {}, "binary"), ("Recall", {}, "multilabel"), ("Recall", {"thresholds": [0.2, 0.5, 0.8]}, "binary"),
     ("Recall", {"class_id": 2}, "multilabel"),
+    ("Precision", {"top_k": 2}, "multilabel"), ("Recall", {"top_k": 1}, "multilabel"),
+    ("Precision", {"top_k": 2, "thresholds": 0.4}, "multilabel"), ("Recall", {"top_k": 2, "class_id": 1}, "multilabel"),
     ("AUC", {}, "binary"), ("AUC", {}, "multilabel"), ("AUC", {"num_thresholds": 7}, "binary"),
     ("AUC", {"summation_method": "minoring"}, "binary"), ("AUC", {"summation_method": "majoring"}, "multilabel"),
+    ("AUC", {"curve": "PR"}, "binary"), ("AUC", {"curve": "PR", "num_thresholds": 9}, "multilabel"),
+    ("AUC", {"curve": "PR", "summation_method": "minoring"}, "multilabel"),
+    ("AUC", {"curve": "PR", "summation_method": "majoring"}, "binary"),
+    ("AUC", {"from_logits": True}, "logits"), ("AUC", {"curve": "PR", "from_logits": True}, "logits"),
 ]
 
 
@@ -366,12 +377,16 @@ def test_metric_matches_keras(name, kw, kind, weighted):
     want, got = _update_both(km, nm, batches)
     # (several thresholds: the result is a vector in both). Keras's mean metrics accumulate through
     # the same float32-rounding ops as its losses (see _F32).
+    # PR "interpolation" goes through Keras's float32 divide_no_nan into sums of s (dtp + c log(.)) whose
+    # terms cancel, so its float32 rounding shows at up to ~1e-5 there (nncore agrees with a float64
+    # reference in test_metrics.py to 1e-9)
+    rtol = 3e-5 if kw.get("curve") == "PR" else _F32["rel"]
     assert got.shape == want.shape
-    np.testing.assert_allclose(got, want, rtol=_F32["rel"], atol=_F32["abs"])
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=_F32["abs"])
     km.reset_state()
     nm.reset_state()
     want2, got2 = _update_both(km, nm, batches[:1])
-    np.testing.assert_allclose(got2, want2, rtol=_F32["rel"], atol=_F32["abs"])
+    np.testing.assert_allclose(got2, want2, rtol=rtol, atol=_F32["abs"])
 
 
 # --------------------------------------------------------------------------- initializers
@@ -388,8 +403,8 @@ _INITS = [
 @pytest.mark.parametrize("name,kw", _INITS, ids=[n + "-" + "-".join(map(str, k.values())) for n, k in _INITS])
 def test_initializer_statistics_match_keras(name, kw):
     # values differ (different RNGs), so compare the distributions: mean, std, range and the
-    # quartiles on 120 000 draws; tolerances ~6 standard errors
-    shape = (300, 400)
+    # quartiles on 120 000 draws (18 000 for Orthogonal); tolerances ~6 standard errors
+    shape = (300, 400) if name != "Orthogonal" else (150, 120)   # (a QR of 300 x 400 costs seconds)
     a = kn(getattr(keras.initializers, name)(seed=1, **kw)(shape, dtype="float64"))
     b = getattr(ninit, name)(seed=1, **kw)(shape, dtype="float64")
     assert b.shape == a.shape and b.dtype == np.float64
@@ -404,7 +419,8 @@ def test_initializer_statistics_match_keras(name, kw):
         # truncated at 2 standard deviations of the untruncated normal: same cut in both
         assert b.min() >= a.min() - 0.05 * sd and b.max() <= a.max() + 0.05 * sd
     np.testing.assert_allclose(np.quantile(b, [0.1, 0.25, 0.5, 0.75, 0.9]),
-                               np.quantile(a, [0.1, 0.25, 0.5, 0.75, 0.9]), atol=0.03 * sd)
+                               np.quantile(a, [0.1, 0.25, 0.5, 0.75, 0.9]),
+                               atol=(0.03 if a.size > 100000 else 0.08) * sd)
     if name == "Orthogonal":
         q = b.T @ b if shape[0] >= shape[1] else b @ b.T
         np.testing.assert_allclose(q, kw["gain"] ** 2 * np.eye(len(q)), atol=1e-10)
@@ -587,3 +603,106 @@ def test_accuracy_resolution_and_evaluate_shape_match_keras(loss, out, k):
     km.compile(optimizer="sgd", loss=loss)
     nm.compile(optimizer="sgd", loss=loss)
     assert float(nm.evaluate(x, y, verbose=0)) == pytest.approx(float(km.evaluate(x, y, verbose=0)), rel=1e-6)
+
+
+def _shape_cases():
+    rng = np.random.default_rng(7)
+    p1 = rng.uniform(size=(6, 1))
+    y1 = (rng.uniform(size=6) > 0.5) * 1.0
+    p3 = rng.uniform(size=(4, 5, 3))
+    p3 /= p3.sum(-1, keepdims=True)
+    lab = rng.integers(0, 3, (4, 5))
+    w = rng.uniform(size=4)
+    return [
+        ("BinaryCrossentropy", y1, p1, None), ("BinaryCrossentropy", y1[:, None], p1[:, 0], None),
+        ("BinaryCrossentropy", y1, p1[:, 0], None), ("MeanSquaredError", y1, p1, None),
+        ("CategoricalCrossentropy", np.eye(3)[lab], p3, w[:, None]),
+        ("CategoricalCrossentropy", np.eye(3)[lab], p3, rng.uniform(size=(4, 5))),
+        ("SparseCategoricalCrossentropy", lab, p3, w[:, None]),
+        ("SparseCategoricalCrossentropy", lab[:, :1], p3[:, 0], w),
+    ]
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_loss_awkward_shapes_match_keras(case):
+    # rank mismatches Keras squeezes or expands ((n,) vs (n, 1)), sequence outputs (n, t, k) whose
+    # reduction divides by n t, and sample weights of shape (n, 1) or (n, t)
+    name, y, p, w = _shape_cases()[case]
+    want = float(kn(getattr(keras.losses, name)()(kt(y), kt(p), sample_weight=None if w is None else kt(w))))
+    assert float(getattr(nloss, name)()(y, p, sample_weight=w)) == pytest.approx(want, **_F32)
+
+
+@pytest.mark.xfail(strict=True, reason="nncore/losses.py Loss.__call__: 1-D y_true and y_pred are ONE sample "
+                   "(scalar per-sample loss) and a (n,) sample_weight is refused with ValueError; Keras 3 "
+                   "broadcasts the scalar loss against the weights and returns loss * mean(w)")
+def test_loss_one_dimensional_pair_with_weights_like_keras():
+    y = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    p = np.array([0.8, 0.3, 0.4, 0.9, 0.1, 0.6])
+    w = np.array([0.5, 0.5, 0.2, 0.2, 0.9, 0.9])
+    want = float(kn(keras.losses.BinaryCrossentropy()(kt(y), kt(p), sample_weight=kt(w))))
+    assert float(nloss.BinaryCrossentropy()(y, p, sample_weight=w)) == pytest.approx(want, **_F32)
+
+
+def test_fit_validation_data_with_weights_nadam_matches_keras():
+    x, labels = _data(45, 4, 3, seed=4)
+    yb = (labels > 0)[:, None] * 1.0
+    sw = np.random.default_rng(11).uniform(0.2, 2.0, size=45)
+    km, nm = _twin_models(4, 1, "sigmoid")
+    fit_kw = {"batch_size": 7, "epochs": 2, "validation_data": (x[:9], yb[:9], sw[:9]), "sample_weight": sw}
+    hk, hn = _fit_case(km, nm, x, yb, ("Nadam", {"learning_rate": 0.01}), "binary_crossentropy",
+                       ["binary_accuracy", "recall", "auc"], fit_kw)
+    _assert_history(hk, hn)
+    for a, b in zip(km.get_weights(), nm.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["cce-logits-smoothing", "sparse-logits", "bce-smoothing"])
+def test_fit_loss_options_match_keras(kind):
+    x, labels = _data(40, 4, 3, seed=5)
+    loss, k, out, y = {
+        "cce-logits-smoothing": ("CategoricalCrossentropy", 3, "linear", np.eye(3)[labels]),
+        "sparse-logits": ("SparseCategoricalCrossentropy", 3, "linear", labels),
+        "bce-smoothing": ("BinaryCrossentropy", 1, "sigmoid", (labels > 0) * 1.0)}[kind]
+    kw = {"from_logits": True} if out == "linear" else {}
+    if kind != "sparse-logits":
+        kw["label_smoothing"] = 0.1
+    km, nm = _twin_models(4, k, out)
+    km.compile(optimizer=keras.optimizers.Adam(0.01), loss=getattr(keras.losses, loss)(**kw), metrics=["accuracy"])
+    nm.compile(optimizer=nopt.Adam(0.01), loss=getattr(nloss, loss)(**kw), metrics=["accuracy"])
+    hk = km.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, validation_split=0.2).history
+    hn = nm.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, validation_split=0.2).history
+    _assert_history(hk, hn)
+
+
+def test_fit_float32_matches_keras():
+    # the default precision: both in float32, so agreement is to float32 rounding after 15 steps
+    old_policy = keras.config.dtype_policy()
+    keras.config.set_floatx("float32")
+    keras.config.set_dtype_policy("float32")
+    nncore.set_floatx("float32")
+    try:
+        x, labels = _data(45, 4, 3, seed=6)
+        km, nm = _twin_models(4, 3, "softmax", reg=0.01)
+        assert km.weights[0].dtype == "float32" and nm.get_weights()[0].dtype == np.float32
+        fit_kw = {"batch_size": 8, "epochs": 3, "validation_split": 0.2}
+        hk, hn = _fit_case(km, nm, x, np.eye(3)[labels], ("Adam", {"learning_rate": 0.01}),
+                           "categorical_crossentropy", ["accuracy"], fit_kw)
+        assert sorted(hn) == sorted(hk)
+        for key in hk:
+            np.testing.assert_allclose(hn[key], hk[key], rtol=1e-5, atol=1e-6, err_msg=key)
+        for a, b in zip(km.get_weights(), nm.get_weights()):
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+    finally:
+        keras.config.set_floatx("float64")
+        keras.config.set_dtype_policy(old_policy)
+        nncore.set_floatx("float64")
+
+
+def test_class_weight_with_sample_weight_is_refused_like_keras():
+    x, labels = _data(20, 4, 3)
+    km, nm = _twin_models(4, 3, "softmax")
+    km.compile(optimizer="sgd", loss="categorical_crossentropy")
+    nm.compile(optimizer="sgd", loss="categorical_crossentropy")
+    for m in (km, nm):
+        with pytest.raises(ValueError, match="class_weight"):
+            m.fit(x, np.eye(3)[labels], class_weight={0: 1.0, 1: 2.0, 2: 1.0}, sample_weight=np.ones(20), verbose=0)

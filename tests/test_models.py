@@ -288,7 +288,7 @@ def test_bad_inputs_raise_clear_errors():
         model.fit(x, labels, sample_weight=np.ones(3), verbose=0)
     with pytest.raises(ValueError, match="batch_size"):
         model.fit(x, labels, batch_size=0, verbose=0)
-    with pytest.raises(ValueError, match="unknown name 'nope'"):
+    with pytest.raises(ValueError, match="unknown loss 'nope'"):
         model.compile(optimizer=sgd(0.1), loss="nope")
     with pytest.raises(ValueError, match="compile"):
         Sequential([Dense(1, input_dim=2)]).fit(np.zeros((2, 2)), np.zeros(2), verbose=0)
@@ -308,7 +308,7 @@ def test_bad_inputs_raise_clear_errors():
         model.compile(optimizer="adamm", loss="mse")
     with pytest.raises(ValueError, match="accuracyy"):
         model.compile(optimizer="sgd", loss="mse", metrics=["accuracyy"])
-    with pytest.raises(ValueError, match="unknown name 'rleu'"):
+    with pytest.raises(ValueError, match="unknown activation 'rleu'"):
         Dense(3, activation="rleu")
     cfg = model.get_config()
     cfg["layers"][1]["class_name"] = "Dense9"
