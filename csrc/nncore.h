@@ -155,7 +155,8 @@ void nc_take_rows_f64(const double *src /* in */, ptrdiff_t cols, const int64_t 
 /* ------------------------------------------------------------------ */
 
 /* z: n x k logits, y: n x k targets. p = softmax(z) (written to prob if not NULL);
- * loss_i = -sum_j y_ij log(clip(p_ij, 1e-7, 1 - 1e-7)); d = grad_scale * w_i * (p - y). */
+ * loss_i = -sum_j y_ij log(clip(p_ij, 1e-7, 1 - 1e-7)); d = grad_scale * w_i * (p - y)
+ * (exactly p sum_j y_ij - y: the same for targets whose rows sum to 1). */
 double nc_softmax_xent_f32(const float *z, const float *y, const float *w, float *prob, float *d,
                            ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads);
 double nc_softmax_xent_f64(const double *z, const double *y, const double *w, double *prob, double *d,
@@ -184,7 +185,78 @@ double nc_mae_f64(const double *yhat, const double *y, const double *w, double *
 /* ------------------------------------------------------------------ */
 /* Optimizers (fused updates over flat buffers)                        */
 /* ------------------------------------------------------------------ */
-/* (section owned by the optimizer work: prototypes go here) */
+/* One training step of an optimizer over a flat buffer of n parameters, in
+ * one pass: read w, g and the slots once, write w and the slots once.
+ * Per element, in order (Keras 3):
+ *   g := clip(g, -clipvalue, clipvalue) * scale_s   (s: the segment of i)
+ *   w := w - w * wd                                 (wd = lr * weight_decay)
+ *   the rule of `kind` below, with the per-step scalars c[] and flags.
+ * scale_s is seg_scale[s] when seg_scale != NULL (per-variable clipnorm;
+ * segment s is [seg_start[s], seg_start[s+1]), seg_start[0] = 0,
+ * seg_start[nseg] = n), else `scale` (global clipnorm; 1 when unset).
+ * clipvalue = +inf and wd = 0 leave g and w as they are (w - w*0 = w for
+ * finite w). The caller computes every per-step scalar in double (bias
+ * corrections, the scheduled lr) once; the kernel rounds each to REAL.
+ * Elementwise and without FMA contraction: bit-identical for any nthreads,
+ * any SIMD level and any segmentation. Below, slots are listed in the order
+ * of the `slots` array; c0, c1, ... are c[0], c[1], ... */
+enum nc_optim_kind {
+    NC_OPT_SGD = 0,      /* slots: none, or v when c1 = mu > 0. c: lr, mu. flags: NESTEROV
+                            mu = 0: w := w - g lr; else v := v mu - g lr; w := w + v
+                            (nesterov: w := w + v mu - g lr with the new v) */
+    NC_OPT_ADAGRAD = 1,  /* slots: a. c: lr, eps.   a := a + g^2; w := w - lr g / sqrt(a + eps) */
+    NC_OPT_RMSPROP = 2,  /* slots: v [, gbar if CENTERED] [, m if c4 = mu > 0]. c: lr, rho, 1-rho, eps, mu.
+                            v := rho v + (1-rho) g^2; gbar := rho gbar + (1-rho) g;
+                            d = lr g / sqrt(v [- gbar^2] + eps); m := mu m + d; w := w - m (or w - d) */
+    NC_OPT_ADAM = 3,     /* slots: m, v [, vhat if AMSGRAD]. c: alpha, 1-b1, 1-b2, eps.
+                            m := m + (g - m)(1-b1); v := v + (g^2 - v)(1-b2); vhat := max(vhat, v);
+                            w := w - alpha m / (sqrt(v or vhat) + eps) */
+    NC_OPT_ADADELTA = 4, /* slots: Eg, Ed. c: lr, rho, 1-rho, eps.
+                            Eg := rho Eg + (1-rho) g^2; d = -sqrt(Ed + eps) g / sqrt(Eg + eps);
+                            Ed := rho Ed + (1-rho) d^2; w := w + lr d */
+    NC_OPT_ADAMAX = 5,   /* slots: m, u. c: lr, 1-b1, b2, 1-b1^t, eps.
+                            m := m + (g - m)(1-b1); u := max(b2 u, |g|); w := w - lr m / ((1-b1^t)(u + eps)) */
+    NC_OPT_NADAM = 6,    /* slots: m, v. c: lr, 1-b1, 1-b2, eps, c1, c2, c3.
+                            m, v as Adam; mhat = c1 m + c2 g; w := w - lr mhat / (sqrt(v c3) + eps)
+                            (c1 = mu_{t+1}/(1-P mu_{t+1}), c2 = (1-mu_t)/(1-P), c3 = 1/(1-b2^t)) */
+    NC_OPT_FTRL = 7,     /* slots: n, z. c: lr, p (<= 0), l1, 2 l2 + beta/lr, 2 l2_shrinkage.
+                            gs = g + 2 l2s w; n' = n + g^2; z := z + gs - (n'^-p - n^-p)/lr w;
+                            w := (clip(z, -l1, l1) - z) / (n'^-p / lr + 2 l2 + beta/lr); n := n' */
+    NC_OPT_COUNT = 8
+};
+enum { NC_OPT_NESTEROV = 1, NC_OPT_CENTERED = 2, NC_OPT_AMSGRAD = 4 };
+#define NC_OPT_MAX_SLOTS 3
+#define NC_OPT_NCOEF 8
+
+typedef struct nc_optim_step {
+    int kind;                 /* enum nc_optim_kind */
+    int flags;                /* NC_OPT_NESTEROV | NC_OPT_CENTERED | NC_OPT_AMSGRAD */
+    double c[NC_OPT_NCOEF];   /* per-step scalars of the rule, see enum nc_optim_kind */
+    double wd;                /* lr * weight_decay, 0 for none */
+    double clipvalue;         /* +inf for none */
+    double scale;             /* gradient scale when seg_scale is NULL (global clipnorm), else unused */
+    const int64_t *seg_start; /* nseg + 1 offsets, or NULL (one segment) */
+    const double *seg_scale;  /* nseg scales (per-variable clipnorm), or NULL */
+    ptrdiff_t nseg;
+} nc_optim_step;
+
+/* Number of slots kind/flags/c need (-1 for an unknown kind). */
+int nc_optim_nslots(int kind, int flags, const double *c);
+
+/* The step described above. slots[k] has n elements each. */
+void nc_optim_step_f32(const nc_optim_step *s, float *w /* inout */, const float *g /* in */,
+                       float *const *slots /* inout */, ptrdiff_t n, int nthreads);
+void nc_optim_step_f64(const nc_optim_step *s, double *w /* inout */, const double *g /* in */,
+                       double *const *slots /* inout */, ptrdiff_t n, int nthreads);
+
+/* out[s] = sum_{i in segment s} x[i]^2 (nseg segments given by seg_start, as
+ * above), in double, over fixed-size chunks from each segment's start with
+ * fixed lanes: the same value for a segment wherever it lies in memory and
+ * for any nthreads (so per-variable and flat clipping agree bit for bit). */
+void nc_optim_seg_sumsq_f32(const float *x /* in */, const int64_t *seg_start /* in */, ptrdiff_t nseg,
+                            double *out /* out */, int nthreads);
+void nc_optim_seg_sumsq_f64(const double *x /* in */, const int64_t *seg_start /* in */, ptrdiff_t nseg,
+                            double *out /* out */, int nthreads);
 
 #ifdef __cplusplus
 }

@@ -56,3 +56,14 @@ cdef inline void *_ptr(object a):
 
 cdef inline Py_ssize_t _size(object a):
     return cnp.PyArray_SIZE(<cnp.ndarray>a)
+
+
+# Every extension links its own copy of the C runtime state (csrc/runtime.c):
+# nncore._kernels.runtime.set_simd_level calls this in each of them.
+def _set_simd_level_here(int level):
+    nc_set_simd_level(level)
+    return nc_active_simd_level()
+
+
+def _mark_forked_here():
+    nc_mark_forked()

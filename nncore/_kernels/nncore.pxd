@@ -77,3 +77,26 @@ cdef extern from "nncore.h" nogil:
                       ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads)
 
     # optimizers (section owned by the optimizer work)
+    int NC_OPT_SGD, NC_OPT_ADAGRAD, NC_OPT_RMSPROP, NC_OPT_ADAM, NC_OPT_ADADELTA, NC_OPT_ADAMAX
+    int NC_OPT_NADAM, NC_OPT_FTRL, NC_OPT_COUNT
+    int NC_OPT_NESTEROV, NC_OPT_CENTERED, NC_OPT_AMSGRAD
+    int NC_OPT_MAX_SLOTS, NC_OPT_NCOEF
+    ctypedef struct nc_optim_step:
+        int kind
+        int flags
+        double c[8]
+        double wd
+        double clipvalue
+        double scale
+        const int64_t *seg_start
+        const double *seg_scale
+        ptrdiff_t nseg
+    int nc_optim_nslots(int kind, int flags, const double *c)
+    void nc_optim_step_f32(const nc_optim_step *s, float *w, const float *g, float *const *slots, ptrdiff_t n,
+                           int nthreads)
+    void nc_optim_step_f64(const nc_optim_step *s, double *w, const double *g, double *const *slots,
+                           ptrdiff_t n, int nthreads)
+    void nc_optim_seg_sumsq_f32(const float *x, const int64_t *seg_start, ptrdiff_t nseg, double *out,
+                                int nthreads)
+    void nc_optim_seg_sumsq_f64(const double *x, const int64_t *seg_start, ptrdiff_t nseg, double *out,
+                                int nthreads)

@@ -11,9 +11,28 @@ def active_simd_level():
     return nc_active_simd_level()
 
 
+def _kernel_modules():
+    import importlib
+    import pkgutil
+
+    import nncore._kernels as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name != "runtime":
+            mod = importlib.import_module(f"nncore._kernels.{info.name}")
+            if hasattr(mod, "_set_simd_level_here"):
+                yield mod
+
+
 def set_simd_level(int level):
-    """Force a lower SIMD level (for tests); -1 restores the best."""
+    """Force a lower SIMD level in every kernel module (for tests); -1 restores the best.
+
+    Each extension links its own copy of the C runtime state, so the level is
+    set in each of them.
+    """
     nc_set_simd_level(level)
+    for mod in _kernel_modules():
+        mod._set_simd_level_here(level)
 
 
 def simd_name(int level):
@@ -33,5 +52,8 @@ def team_size(int n_threads, double work):
 
 
 def mark_forked():
-    """Run serially from now on (called in a forked child)."""
+    """Run serially from now on, in every kernel module (a pthread_atfork
+    handler in each module's C runtime does this on fork already)."""
     nc_mark_forked()
+    for mod in _kernel_modules():
+        mod._mark_forked_here()

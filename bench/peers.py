@@ -1,0 +1,448 @@
+"""The contenders: nncore and the libraries a user would pick instead.
+
+Each peer builds the same network (ReLU hidden layers, softmax output, float32,
+Adam lr 1e-3, softmax cross-entropy) for a :class:`~bench.workloads.Workload`
+and exposes
+
+- ``set_threads(n)``: the thread count of the library's own knob;
+- ``run(k)``: k epochs of minibatch training (``task == "train"``, shuffled
+  every epoch, last partial batch kept) or k passes of batched inference
+  (``task == "predict"``); returns nothing, the caller times it. Keras-style
+  peers (nncore, Keras) call ``fit(epochs=1)`` k times, or ``fit(epochs=k)``
+  once when made with ``one_call=True``;
+- ``last_loss``: mean training loss of the last epoch (when the peer reports it).
+
+A peer class has ``available()`` -> (bool, reason) so that a missing library
+is skipped with a line in the report rather than an error. Every peer is
+written the way its documentation shows it: no tricks that a user of that
+library would not write.
+"""
+import importlib
+import os
+
+import numpy as np
+
+__all__ = ["PEERS", "PEER_ORDER", "BLAS_PEERS", "get_peer_class", "available_peers"]
+
+LR = 1e-3
+
+
+def _blas_controller():
+    # One ThreadpoolController, made once: scanning the loaded libraries costs ms.
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        import threadpoolctl
+
+        _CONTROLLER = threadpoolctl.ThreadpoolController()
+    return _CONTROLLER
+
+
+_CONTROLLER = None
+
+
+def _set_blas_threads(n):
+    try:
+        _blas_controller().limit(limits=int(n), user_api="blas")
+    except ImportError:  # threadpoolctl absent: the BLAS keeps its own default
+        pass
+
+
+def glorot_uniform(rng, fan_in, fan_out, dtype):
+    """U(-s, s) with s = sqrt(6 / (fan_in + fan_out)) (Keras's default kernel initializer)."""
+    s = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-s, s, size=(fan_in, fan_out)).astype(dtype)
+
+
+class Peer:
+    """Base class: holds the workload and the data."""
+
+    name = "?"
+    label = "?"
+    module = None  # the library whose version is reported
+
+    one_call = False  # Keras-style peers: k epochs as one fit(epochs=k) instead of k fit(epochs=1)
+
+    def __init__(self, wl, x, y, seed=0, one_call=False):
+        self.wl, self.x, self.y, self.seed = wl, x, y, seed
+        self.one_call = bool(one_call)
+        self.last_loss = float("nan")
+
+    @classmethod
+    def available(cls):
+        try:
+            importlib.import_module(cls.module)
+        except Exception as exc:  # ImportError, or a broken install
+            return False, f"{cls.module} not importable ({type(exc).__name__}: {exc})"
+        return True, ""
+
+    @classmethod
+    def version(cls):
+        try:
+            return getattr(importlib.import_module(cls.module), "__version__", "?")
+        except Exception:
+            return None
+
+    def set_threads(self, n):
+        raise NotImplementedError
+
+    def run(self, k=1):
+        for _ in range(k):
+            if self.wl.task == "train":
+                self.train_epoch()
+            else:
+                self.predict_all()
+
+    def train_epoch(self):
+        raise NotImplementedError
+
+    def predict_all(self):
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------------------------
+class NumpyPeer(Peer):
+    """What a user writes by hand with NumPy: forward, backward and Adam (Keras's form).
+
+    Forward, a_0 = x: z_l = a_{l-1} W_l + b_l, a_l = relu(z_l); p = softmax(z_L).
+    Backward: delta_L = (p - onehot(y)) / n; dW_l = a_{l-1}^T delta_l;
+    db_l = sum_rows delta_l; delta_{l-1} = (delta_l W_l^T) * (a_{l-1} > 0).
+    Adam: m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2);
+    w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps), eps = 1e-7.
+    """
+
+    name = "numpy"
+    label = "NumPy by hand"
+    module = "numpy"
+    beta_1, beta_2, eps = 0.9, 0.999, 1e-7
+
+    def __init__(self, wl, x, y, seed=0, one_call=False):
+        super().__init__(wl, x, y, seed, one_call)
+        rng = np.random.default_rng(seed)
+        dt = x.dtype
+        sizes = wl.layers
+        self.W = [glorot_uniform(rng, a, b, dt) for a, b in zip(sizes[:-1], sizes[1:])]
+        self.b = [np.zeros(b, dtype=dt) for b in sizes[1:]]
+        self.params = [p for pair in zip(self.W, self.b) for p in pair]  # W0, b0, W1, b1, ...
+        self.m = [np.zeros_like(p) for p in self.params]
+        self.v = [np.zeros_like(p) for p in self.params]
+        self.t = 0
+        self.shuffle_rng = np.random.default_rng(seed + 1)
+
+    def set_threads(self, n):
+        _set_blas_threads(n)
+
+    def set_weights(self, weights):
+        """Keras order: [W0, b0, W1, b1, ...] with W of shape (n_in, n_out)."""
+        for p, w in zip(self.params, weights):
+            p[...] = w
+
+    def get_weights(self):
+        return [p.copy() for p in self.params]
+
+    def forward(self, x):
+        """Activations [a_0 = x, a_1, ..., a_{L-1}] and the softmax output p."""
+        acts = [x]
+        for W, b in zip(self.W[:-1], self.b[:-1]):
+            z = acts[-1] @ W
+            z += b
+            np.maximum(z, 0, out=z)  # relu in place
+            acts.append(z)
+        z = acts[-1] @ self.W[-1]
+        z += self.b[-1]
+        z -= z.max(axis=1, keepdims=True)  # softmax, max-subtracted
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        return acts, z
+
+    def gradients(self, xb, yb):
+        """Mean cross-entropy over the batch and its gradients, in Keras order [dW0, db0, ...]."""
+        n = xb.shape[0]
+        acts, p = self.forward(xb)
+        rows = np.arange(n)
+        loss = -np.log(np.maximum(p[rows, yb], 1e-7)).mean()
+        delta = p
+        delta[rows, yb] -= 1  # dL/dz_L = (p - onehot(y)) / n
+        delta /= n
+        grads = [None] * len(self.params)
+        for layer in range(len(self.W) - 1, -1, -1):
+            grads[2 * layer] = acts[layer].T @ delta
+            grads[2 * layer + 1] = delta.sum(axis=0)
+            if layer:
+                delta = delta @ self.W[layer].T
+                delta *= acts[layer] > 0  # relu'(z) from its output
+        return float(loss), grads
+
+    def adam(self, grads):
+        self.t += 1
+        b1, b2 = self.beta_1, self.beta_2
+        lr_t = LR * np.sqrt(1.0 - b2**self.t) / (1.0 - b1**self.t)
+        for w, g, m, v in zip(self.params, grads, self.m, self.v):
+            m += (g - m) * (1 - b1)
+            v += (g * g - v) * (1 - b2)
+            w -= lr_t * m / (np.sqrt(v) + self.eps)
+
+    def train_epoch(self):
+        n, bs = len(self.y), self.wl.batch
+        perm = self.shuffle_rng.permutation(n)
+        total = 0.0
+        for start in range(0, n, bs):
+            idx = perm[start:start + bs]
+            loss, grads = self.gradients(self.x[idx], self.y[idx])
+            self.adam(grads)
+            total += loss * len(idx)
+        self.last_loss = total / n
+
+    def predict_all(self):
+        bs = self.wl.batch
+        out = np.empty((len(self.x), self.wl.n_classes), dtype=self.x.dtype)
+        for start in range(0, len(self.x), bs):
+            out[start:start + bs] = self.forward(self.x[start:start + bs])[1]
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+class TorchPeer(Peer):
+    """PyTorch eager on the CPU with the plain training loop of its tutorials, default Adam."""
+
+    name = "torch"
+    label = "PyTorch"
+    module = "torch"
+    fused = None
+
+    def __init__(self, wl, x, y, seed=0, one_call=False):
+        super().__init__(wl, x, y, seed, one_call)
+        import torch
+        from torch import nn
+
+        self.torch = torch
+        torch.manual_seed(seed)
+        mods = []
+        for a, b in zip(wl.layers[:-1], wl.layers[1:]):
+            mods += [nn.Linear(a, b), nn.ReLU()]
+        self.model = nn.Sequential(*mods[:-1])  # logits out; softmax lives in the loss
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=LR, fused=self.fused)
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.tx = torch.from_numpy(x)
+        self.ty = torch.from_numpy(y)
+        self.gen = torch.Generator().manual_seed(seed + 1)
+
+    def set_threads(self, n):
+        self.torch.set_num_threads(int(n))
+
+    def linears(self):
+        return [m for m in self.model if isinstance(m, self.torch.nn.Linear)]
+
+    def set_weights(self, weights):
+        with self.torch.no_grad():
+            for lin, W, b in zip(self.linears(), weights[0::2], weights[1::2]):
+                lin.weight.copy_(self.torch.from_numpy(np.ascontiguousarray(W.T)))
+                lin.bias.copy_(self.torch.from_numpy(b))
+
+    def get_weights(self):
+        out = []
+        for lin in self.linears():
+            out += [lin.weight.detach().numpy().T.copy(), lin.bias.detach().numpy().copy()]
+        return out
+
+    def train_epoch(self):
+        torch = self.torch
+        n, bs = len(self.ty), self.wl.batch
+        self.model.train()
+        perm = torch.randperm(n, generator=self.gen)
+        total = 0.0
+        for start in range(0, n, bs):
+            idx = perm[start:start + bs]
+            xb, yb = self.tx[idx], self.ty[idx]
+            self.opt.zero_grad()
+            loss = self.loss_fn(self.model(xb), yb)
+            loss.backward()
+            self.opt.step()
+            total += loss.item() * len(idx)
+        self.last_loss = total / n
+
+    def predict_all(self):
+        torch = self.torch
+        bs = self.wl.batch
+        self.model.eval()
+        out = torch.empty((len(self.tx), self.wl.n_classes), dtype=self.tx.dtype)
+        with torch.inference_mode():
+            for start in range(0, len(self.tx), bs):
+                out[start:start + bs] = torch.softmax(self.model(self.tx[start:start + bs]), dim=1)
+        return out.numpy()
+
+
+class TorchFusedPeer(TorchPeer):
+    """The same loop with ``torch.optim.Adam(fused=True)`` (one kernel for all parameters)."""
+
+    name = "torch_fused"
+    label = "PyTorch fused Adam"
+    fused = True
+
+
+# ----------------------------------------------------------------------------------------------
+class SklearnPeer(Peer):
+    """scikit-learn MLPClassifier, float32 input, one ``partial_fit`` per epoch."""
+
+    name = "sklearn"
+    label = "scikit-learn"
+    module = "sklearn"
+
+    def __init__(self, wl, x, y, seed=0, one_call=False):
+        super().__init__(wl, x, y, seed, one_call)
+        from sklearn.neural_network import MLPClassifier
+
+        self.classes = np.arange(wl.n_classes)
+        self.clf = MLPClassifier(hidden_layer_sizes=tuple(wl.hidden), activation="relu", solver="adam",
+                                 alpha=0.0, batch_size=min(wl.batch, len(x)), learning_rate_init=LR, shuffle=True,
+                                 random_state=seed)
+        if wl.task == "predict":  # predict_proba needs a fitted model: one pass over a slice
+            self.clf.partial_fit(x[:4096], y[:4096], classes=self.classes)
+
+    def set_threads(self, n):
+        _set_blas_threads(n)
+
+    def train_epoch(self):
+        self.clf.partial_fit(self.x, self.y, classes=self.classes)
+        self.last_loss = float(self.clf.loss_)
+
+    def predict_all(self):
+        bs = self.wl.batch
+        out = np.empty((len(self.x), self.wl.n_classes), dtype=self.x.dtype)
+        for start in range(0, len(self.x), bs):
+            out[start:start + bs] = self.clf.predict_proba(self.x[start:start + bs])
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+class KerasPeer(Peer):
+    """Keras 3 on the torch backend: Sequential, compile, fit(epochs=1), predict."""
+
+    name = "keras"
+    label = "Keras 3 (torch)"
+    module = "keras"
+
+    @classmethod
+    def available(cls):
+        if os.environ.get("KERAS_BACKEND", "torch") != "torch":
+            return False, f"KERAS_BACKEND={os.environ['KERAS_BACKEND']!r}, not torch"
+        os.environ["KERAS_BACKEND"] = "torch"  # must precede the import of keras
+        ok, why = super().available()
+        if not ok:
+            return ok, why
+        import keras
+
+        if keras.backend.backend() != "torch":
+            return False, f"keras runs on the {keras.backend.backend()!r} backend, not torch"
+        return True, ""
+
+    def __init__(self, wl, x, y, seed=0, one_call=False):
+        super().__init__(wl, x, y, seed, one_call)
+        os.environ["KERAS_BACKEND"] = "torch"
+        import keras
+        import torch
+
+        self.torch = torch
+        keras.utils.set_random_seed(seed)
+        layers = [keras.Input(shape=(wl.n_in,))]
+        layers += [keras.layers.Dense(h, activation="relu") for h in wl.hidden]
+        layers += [keras.layers.Dense(wl.n_classes, activation="softmax")]
+        self.model = keras.Sequential(layers)
+        self.model.compile(optimizer=keras.optimizers.Adam(learning_rate=LR),
+                           loss="sparse_categorical_crossentropy")
+
+    def set_threads(self, n):
+        self.torch.set_num_threads(int(n))
+
+    def run(self, k=1):
+        if self.one_call and self.wl.task == "train":  # fit(epochs=k): the fixed cost of a fit() call once
+            hist = self.model.fit(self.x, self.y, batch_size=self.wl.batch, epochs=k, shuffle=True, verbose=0)
+            self.last_loss = float(hist.history["loss"][-1])
+        else:
+            super().run(k)
+
+    def train_epoch(self):
+        hist = self.model.fit(self.x, self.y, batch_size=self.wl.batch, epochs=1, shuffle=True, verbose=0)
+        self.last_loss = float(hist.history["loss"][-1])
+
+    def predict_all(self):
+        return self.model.predict(self.x, batch_size=self.wl.batch, verbose=0)
+
+
+# ----------------------------------------------------------------------------------------------
+class NncorePeer(Peer):
+    """nncore through its Keras-like API: Sequential, compile('adam', ...), fit, predict."""
+
+    name = "nncore"
+    label = "nncore"
+    module = "nncore"
+
+    @classmethod
+    def available(cls):
+        ok, why = super().available()
+        if not ok:
+            return ok, why
+        import nncore
+
+        missing = [n for n in ("Sequential", "set_num_threads") if not hasattr(nncore, n)]
+        if not hasattr(nncore, "layers") or not hasattr(nncore.layers, "Dense"):
+            missing.append("layers.Dense")
+        if missing:
+            return False, "nncore has no " + ", ".join(missing) + " yet (model layer not merged)"
+        return True, ""
+
+    def __init__(self, wl, x, y, seed=0, one_call=False):
+        super().__init__(wl, x, y, seed, one_call)
+        import nncore
+
+        self.nncore = nncore
+        nncore.set_seed(seed)
+        Dense = nncore.layers.Dense
+        Input = getattr(nncore.layers, "Input", None) or getattr(nncore, "Input", None)
+        layers = [Input(shape=(wl.n_in,))] if Input is not None else []
+        layers += [Dense(h, activation="relu") for h in wl.hidden]
+        layers += [Dense(wl.n_classes, activation="softmax")]
+        self.model = nncore.Sequential(layers)
+        self.model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        if Input is None and hasattr(self.model, "build"):
+            self.model.build((None, wl.n_in))
+
+    def set_threads(self, n):
+        self.nncore.set_num_threads(int(n))
+
+    def run(self, k=1):
+        if self.one_call and self.wl.task == "train":  # fit(epochs=k): the fixed cost of a fit() call once
+            hist = self.model.fit(self.x, self.y, batch_size=self.wl.batch, epochs=k, shuffle=True, verbose=0)
+            self.last_loss = float(hist.history["loss"][-1])
+        else:
+            super().run(k)
+
+    def set_weights(self, weights):
+        self.model.set_weights([np.asarray(w) for w in weights])
+
+    def get_weights(self):
+        return [np.array(w, copy=True) for w in self.model.get_weights()]
+
+    def train_epoch(self):
+        hist = self.model.fit(self.x, self.y, batch_size=self.wl.batch, epochs=1, shuffle=True, verbose=0)
+        history = getattr(hist, "history", None) or {}
+        if history.get("loss"):
+            self.last_loss = float(history["loss"][-1])
+
+    def predict_all(self):
+        return self.model.predict(self.x, batch_size=self.wl.batch, verbose=0)
+
+
+PEERS = {cls.name: cls for cls in (NncorePeer, TorchPeer, TorchFusedPeer, SklearnPeer, NumpyPeer, KerasPeer)}
+PEER_ORDER = ("nncore", "torch", "torch_fused", "sklearn", "numpy", "keras")
+BLAS_PEERS = ("sklearn", "numpy")  # the ones on OpenBLAS, also run with OPENBLAS_* unset
+
+
+def get_peer_class(name):
+    if name not in PEERS:
+        raise ValueError(f"peer: expected one of {list(PEER_ORDER)}, got {name!r}")
+    return PEERS[name]
+
+
+def available_peers(names):
+    """{name: (ok, reason)} for the requested peer names."""
+    return {n: get_peer_class(n).available() for n in names}

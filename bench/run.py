@@ -1,0 +1,676 @@
+"""The benchmark suite: nncore against every installed peer, side by side.
+
+``python -m bench`` (or ``python bench/run.py``) from the repository root.
+
+Method
+------
+For each thread count and workload, every contender ("slot") is built, then
+run once as a warm-up (untimed), once more to calibrate ``k`` (the number of
+back-to-back epochs that makes one timed repeat last at least ``--min-time``
+seconds; k = 1 for medium and large), then timed ``--repeats`` times,
+interleaved: repeat r runs the slots in turn, starting one further along the
+list each time (A B C, B C A, ...), so slow phases of a shared machine hit all
+of them alike. A slot's figure is the median over its repeats of
+seconds / (k * steps), with the min and max beside it.
+
+The NumPy and scikit-learn peers run on OpenBLAS, which OPENBLAS_CORETYPE and
+OPENBLAS_L2_SIZE can slow down; when either is set they also run, interleaved
+with the rest, in a worker subprocess started without them (bench/worker.py),
+and the faster variant stands for the peer in the ratio columns.
+
+Ratios are peer time / nncore time: > 1 means nncore is faster.
+
+Peak resident memory during fit is measured in a fresh subprocess per peer
+(bench/memory.py), after the timing.
+"""
+import argparse
+import datetime
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+if __package__ in (None, ""):  # run as a script: python bench/run.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    __package__ = "bench"
+
+from bench import ORIGINAL_ENV  # noqa: E402
+from bench.peers import BLAS_PEERS, PEER_ORDER, get_peer_class  # noqa: E402
+from bench.workloads import TRAIN_WORKLOADS, WORKLOADS, get_workload, make_data  # noqa: E402
+
+__all__ = ["main", "parse_args", "summarize", "format_tables"]
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BLAS_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+DEFAULT_WORKLOADS = TRAIN_WORKLOADS + ("predict",)
+MAX_K = 2000
+
+
+# ---------------------------------------------------------------------------------------- options
+def _csv(kind, choices=None, convert=str):
+    def parse(text):
+        items = [convert(t.strip()) for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"{kind}: empty list")
+        if choices is not None:
+            bad = [i for i in items if i not in choices]
+            if bad:
+                raise argparse.ArgumentTypeError(f"{kind}: unknown {bad}, expected some of {list(choices)}")
+        return items
+    return parse
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text}")
+    return value
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workloads", type=_csv("workloads", WORKLOADS), default=list(DEFAULT_WORKLOADS),
+                   help="comma-separated, from %s (default: all)" % ",".join(WORKLOADS))
+    p.add_argument("--peers", type=_csv("peers", PEER_ORDER), default=list(PEER_ORDER),
+                   help="comma-separated, from %s (default: all installed)" % ",".join(PEER_ORDER))
+    p.add_argument("--threads", type=_csv("threads", convert=int), default=[1, 2],
+                   help="comma-separated thread counts (default: 1,2)")
+    p.add_argument("--repeats", type=_positive_int, default=7, help="timed repeats per slot (default 7, use >= 5)")
+    p.add_argument("--min-time", type=float, default=0.2,
+                   help="seconds a timed repeat should last at least: short epochs are run k times (default 0.2)")
+    p.add_argument("--pause", type=float, default=0.15,
+                   help="seconds of sleep before each timed run, so the previous library's spinning worker "
+                        "threads (OpenBLAS spins ~0.1 s after a call) go idle first (default 0.15)")
+    p.add_argument("--max-samples", type=_positive_int, default=None,
+                   help="cap every workload's sample count (smoke tests)")
+    p.add_argument("--blas-env", choices=("auto", "both", "as-is"), default="auto",
+                   help="NumPy/scikit-learn also with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset: 'auto' when "
+                        "either is set, 'both' always, 'as-is' never (default auto)")
+    p.add_argument("--memory", type=_csv("memory workloads", WORKLOADS), default=None,
+                   help="workloads for the peak-memory subprocesses (default: medium,large among those run)")
+    p.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    p.add_argument("--memory-peers", type=_csv("memory peers", PEER_ORDER), default=["nncore", "torch"],
+                   help="peers measured for memory (default nncore,torch)")
+    p.add_argument("--json", default=os.path.join(REPO_ROOT, "bench", "results.json"),
+                   help="where to write the JSON results (default bench/results.json)")
+    p.add_argument("--markdown", default=None, help="also write the tables to this markdown file")
+    p.add_argument("--quick", action="store_true",
+                   help="a short run: tiny,small,predict at 2 threads, 5 repeats, 0.05 s, predict on 10240 "
+                        "samples, no memory")
+    p.add_argument("--import-order", choices=("peers-first", "nncore-first"), default="peers-first",
+                   help="peers-first (default): torch's OpenMP runtime loads with the user's environment and "
+                        "nncore, importing later, shares it (same libgomp SONAME); nncore-first: nncore's "
+                        "OMP_WAIT_POLICY=PASSIVE default then applies to torch too")
+    p.add_argument("--fit-mode", choices=("per-epoch", "one-call"), default="per-epoch",
+                   help="nncore and Keras: per-epoch (default) calls fit(epochs=1) for every timed epoch, as the "
+                        "other peers run one epoch per call; one-call runs a repeat's k epochs as one "
+                        "fit(epochs=k), leaving out the fixed cost of a fit() call")
+    p.add_argument("--no-fma-peak", action="store_true",
+                   help="skip measuring the single-core FMA peak (bench/fma_peak.c, about a second)")
+    p.add_argument("--render", metavar="JSON", default=None,
+                   help="measure nothing: print (and with --markdown write) the tables of an earlier JSON file")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    args = p.parse_args(argv)
+    if args.quick:
+        given = set(argv if argv is not None else sys.argv[1:])
+        if "--workloads" not in given:
+            args.workloads = ["tiny", "small", "predict"]
+        if "--threads" not in given:
+            args.threads = [2]
+        if "--repeats" not in given:
+            args.repeats = 5
+        if "--min-time" not in given:
+            args.min_time = 0.05
+        if "--max-samples" not in given:
+            args.max_samples = 10240
+        args.no_memory = True
+        args.no_fma_peak = True
+    if any(t < 1 for t in args.threads):
+        p.error(f"--threads: expected positive ints, got {args.threads}")
+    if args.min_time < 0:
+        p.error(f"--min-time: expected >= 0, got {args.min_time}")
+    if args.memory is None:
+        args.memory = [w for w in args.workloads if w in ("medium", "large")]
+    return args
+
+
+# ---------------------------------------------------------------------------------------- machine
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return platform.processor() or "?", None
+    model = mhz = None
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and model is None:
+            model = value.strip()
+        elif key == "cpu MHz" and mhz is None:
+            mhz = float(value)
+    return model or platform.processor() or "?", mhz
+
+
+def fma_peak():
+    """Single-core FMA peak in GFLOP/s from bench/fma_peak.c, or None (no compiler, no AVX-512, ...)."""
+    import shutil
+    import tempfile
+
+    src = os.path.join(REPO_ROOT, "bench", "fma_peak.c")
+    cc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
+    if cc is None or not os.path.exists(src):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = os.path.join(tmp, "fma_peak")
+        try:
+            subprocess.run([cc, "-O3", "-mavx512f", "-mfma", src, "-o", exe], check=True, capture_output=True,
+                           timeout=60)
+            out = subprocess.run([exe], check=True, capture_output=True, text=True, timeout=60).stdout.split()
+        except (subprocess.SubprocessError, OSError):
+            return None
+    return dict(zip(("f32_zmm", "f32_ymm", "f64_zmm"), map(float, out)))
+
+
+def machine_info(peer_status):
+    model, mhz = _cpu_model()
+    info = {"cpu": model, "logical_cpus": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "clock_mhz_cpuinfo": mhz,
+            "env": {k: v for k, v in ORIGINAL_ENV.items()
+                    if k.startswith(("OPENBLAS", "OMP_", "MKL", "GOMP", "KMP", "KERAS"))}}
+    try:
+        info["affinity_cpus"] = len(os.sched_getaffinity(0))
+    except AttributeError:
+        pass
+    try:
+        import psutil
+
+        info["physical_cores"] = psutil.cpu_count(logical=False)
+        freq = psutil.cpu_freq()
+        if freq is not None:
+            info["clock_mhz"] = {"current": freq.current, "min": freq.min, "max": freq.max}
+        info["memory_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except Exception:
+        pass
+    info["versions"] = {name: get_peer_class(name).version() for name, (ok, _) in peer_status.items() if ok}
+    import numpy
+
+    info["versions"]["numpy"] = numpy.__version__
+    if peer_status.get("nncore", (False,))[0] or _importable("nncore"):
+        try:
+            import nncore
+
+            cfg = nncore._config.config() if hasattr(nncore, "_config") else {}
+            info["nncore_config"] = cfg
+            info["simd"] = cfg.get("simd")
+        except Exception as exc:
+            info["nncore_config"] = f"unavailable: {exc}"
+    if peer_status.get("torch", (False,))[0]:
+        import torch
+
+        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        info["torch_mkl"] = torch.backends.mkl.is_available()
+    try:  # which OpenMP runtimes and BLAS libraries this process really loaded
+        with open("/proc/self/maps") as f:
+            info["loaded_openmp"] = sorted({line.split()[-1] for line in f if "gomp" in line or "libiomp" in line})
+    except OSError:
+        pass
+    info["omp_wait_policy_at_start"] = ORIGINAL_ENV.get("OMP_WAIT_POLICY")
+    try:
+        import threadpoolctl
+
+        info["threadpool_info"] = threadpoolctl.threadpool_info()
+    except ImportError:
+        info["threadpool_info"] = "threadpoolctl not installed"
+    return info
+
+
+def _importable(name):
+    try:
+        __import__(name)
+        return True
+    except Exception:
+        return False
+
+
+# ---------------------------------------------------------------------------------------- slots
+class LocalSlot:
+    """A peer in this process."""
+
+    def __init__(self, peer, one_call=False):
+        self.peer_name, self.blas_env = peer, None
+        self.key = peer
+        self.peer = None
+        self.one_call = one_call
+
+    def setup(self, wl, threads):
+        x, y = make_data(wl)
+        self.threads = threads
+        self.peer = get_peer_class(self.peer_name)(wl, x, y, one_call=self.one_call)
+        self.peer.set_threads(threads)
+
+    def run(self, k):
+        self.peer.set_threads(self.threads)
+        gc.collect()
+        t0 = time.perf_counter()
+        self.peer.run(k)
+        return time.perf_counter() - t0, self.peer.last_loss
+
+    def close(self):
+        self.peer = None
+        gc.collect()
+
+
+class Worker:
+    """The subprocess of bench/worker.py, environment without the OPENBLAS variables."""
+
+    def __init__(self):
+        env = {k: v for k, v in ORIGINAL_ENV.items() if k not in BLAS_ENV_VARS}
+        env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.worker"], cwd=REPO_ROOT, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def call(self, **req):
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"bench worker died (exit code {self.proc.poll()})")
+        reply = json.loads(line)
+        if not reply.get("ok"):
+            raise RuntimeError(f"bench worker: {reply.get('error')}\n{reply.get('trace', '')}")
+        return reply
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.call(op="quit")
+            except (RuntimeError, OSError, ValueError):
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class RemoteSlot:
+    """A peer in the worker subprocess (OPENBLAS variables unset)."""
+
+    def __init__(self, peer, worker):
+        self.peer_name, self.blas_env = peer, "unset"
+        self.key = f"{peer}[unset]"
+        self.worker = worker
+
+    def setup(self, wl, threads):
+        self.threads = threads
+        self.worker.call(op="setup", id=self.key, peer=self.peer_name, workload=wl.name, samples=wl.samples,
+                         threads=threads)
+
+    def run(self, k):
+        reply = self.worker.call(op="run", id=self.key, k=k, threads=self.threads)
+        return reply["seconds"], reply["loss"]
+
+    def close(self):
+        try:
+            self.worker.call(op="close", id=self.key)
+        except (RuntimeError, OSError, ValueError):  # the worker died: its error is already recorded
+            pass
+
+
+# ---------------------------------------------------------------------------------------- timing
+def _log(args, msg):
+    if not args.quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def bench_workload(wl, threads, slots, args):
+    """Time every slot on one workload at one thread count; returns the row's raw record."""
+    steps = wl.steps()
+    row = {"workload": wl.name, "task": wl.task, "layers": list(wl.layers), "batch": wl.batch,
+           "samples": wl.samples, "steps": steps, "threads": threads, "entries": {}, "errors": {},
+           "loadavg_1min_before": round(os.getloadavg()[0], 2)}
+    live = []
+    for s in slots:
+        try:
+            s.setup(wl, threads)
+            live.append(s)
+        except Exception as exc:
+            row["errors"][s.key] = f"setup: {type(exc).__name__}: {exc}"
+    # Freeze what setup made (torch's first optimizer imports torch._dynamo: a million objects), so that the
+    # gc.collect() before each timed run stays cheap; unfrozen and collected again once the row is done.
+    gc.collect()
+    gc.freeze()
+    warm, ks = {}, {}
+    for s in list(live):  # warm-up, then one calibration run each
+        try:
+            warm[s.key] = s.run(1)[0]
+        except Exception as exc:
+            row["errors"][s.key] = f"warm-up: {type(exc).__name__}: {exc}"
+            live.remove(s)
+            s.close()
+
+    def failed(s, stage, exc):
+        row["errors"][s.key] = f"{stage}: {type(exc).__name__}: {exc}"
+        live.remove(s)
+        s.close()
+
+    for s in list(live):
+        time.sleep(args.pause)
+        try:
+            t = s.run(1)[0]
+        except Exception as exc:
+            failed(s, "calibration", exc)
+            continue
+        ks[s.key] = max(1, min(MAX_K, math.ceil(args.min_time / t))) if t > 0 else MAX_K
+    times = {s.key: [] for s in live}
+    losses = {}
+    for r in range(args.repeats):
+        order = [live[(i + r) % len(live)] for i in range(len(live))]  # A B C, B C A, ...
+        for s in order:
+            time.sleep(args.pause)  # outside the timing: let the last library's threads stop spinning
+            try:
+                seconds, loss = s.run(ks[s.key])
+            except Exception as exc:
+                failed(s, f"repeat {r}", exc)
+                continue
+            times[s.key].append(seconds / ks[s.key])
+            losses[s.key] = loss
+    for s in live:
+        per_run = times[s.key]  # seconds for one epoch (train) or one pass over the data (predict)
+        row["entries"][s.key] = {
+            "peer": s.peer_name, "blas_env": s.blas_env, "k": ks[s.key], "warmup_s": warm[s.key],
+            "run_s": per_run, "last_loss": losses.get(s.key),
+            "us_per_step": [t / steps * 1e6 for t in per_run],
+        }
+        s.close()
+    gc.unfreeze()
+    gc.collect()
+    return row
+
+
+def _stats(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def summarize(row):
+    """Add medians, samples/s, the best variant of each peer and the ratios to a raw row (in place)."""
+    for entry in row["entries"].values():
+        entry["us_per_step_stats"] = _stats(entry["us_per_step"])
+        entry["samples_per_s_median"] = row["samples"] / statistics.median(entry["run_s"])
+    best = {}  # peer -> key of its fastest variant (as-is or OPENBLAS unset)
+    for key, entry in row["entries"].items():
+        med = entry["us_per_step_stats"]["median"]
+        cur = best.get(entry["peer"])
+        if cur is None or med < row["entries"][cur]["us_per_step_stats"]["median"]:
+            best[entry["peer"]] = key
+    row["best_variant"] = best
+    ratios = {}
+    if "nncore" in best:
+        ours = row["entries"][best["nncore"]]["us_per_step_stats"]["median"]
+        for peer, key in best.items():
+            if peer != "nncore":
+                ratios[peer] = row["entries"][key]["us_per_step_stats"]["median"] / ours
+        others = [p for p in best if p != "nncore"]
+        if others:
+            fastest = min(others, key=lambda p: row["entries"][best[p]]["us_per_step_stats"]["median"])
+            ratios["fastest"] = {"peer": fastest, "ratio": ratios[fastest]}
+    row["ratios"] = ratios
+    return row
+
+
+# ---------------------------------------------------------------------------------------- tables
+LABELS = {"nncore": "nncore", "torch": "PyTorch", "torch_fused": "PyTorch fused", "sklearn": "sklearn",
+          "numpy": "NumPy", "keras": "Keras 3"}
+
+
+def _fmt(x):
+    if x >= 1000:
+        return f"{x:,.0f}"
+    if x >= 100:
+        return f"{x:.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def _cell(entry, marker=""):
+    s = entry["us_per_step_stats"]
+    return f"{_fmt(s['median'])} ({_fmt(s['min'])}-{_fmt(s['max'])}){marker}"
+
+
+def format_tables(result):
+    """The markdown tables of a results dict (as written to the JSON file)."""
+    rows = result["results"]
+    peers = [p for p in PEER_ORDER if any(p in r["best_variant"] for r in rows)]
+    others = [p for p in peers if p != "nncore"]
+    has_nncore = "nncore" in peers
+    out = []
+    for threads in sorted({r["threads"] for r in rows}):
+        trs = [r for r in rows if r["threads"] == threads]
+        for task, unit in (("train", "microseconds per training step"), ("predict", "microseconds per batch")):
+            sub = [r for r in trs if r["task"] == task]
+            if not sub:
+                continue
+            title = "Training" if task == "train" else "Inference (predict)"
+            out.append(f"### {title}, {threads} thread{'s' if threads > 1 else ''}: {unit}, "
+                       "median (min-max)\n")
+            head = ["workload", "batch", "steps", "load"] + [LABELS[p] for p in peers]
+            if has_nncore:
+                head += [f"nncore / {LABELS[p]}" for p in others] + ["nncore / fastest peer"]
+            out.append("| " + " | ".join(head) + " |")
+            out.append("|" + "---|" * len(head))
+            for r in sub:
+                load = r.get("loadavg_1min_before")
+                cells = [r["workload"], str(r["batch"]), str(r["steps"]), "?" if load is None else f"{load:.1f}"]
+                for p in peers:
+                    key = r["best_variant"].get(p)
+                    if key is None:
+                        cells.append("n/a")
+                    else:
+                        e = r["entries"][key]
+                        cells.append(_cell(e, " ᵘ" if e["blas_env"] == "unset" else ""))
+                if has_nncore:
+                    for p in others:
+                        ratio = r["ratios"].get(p)
+                        cells.append("n/a" if ratio is None else f"{ratio:.2f}x")
+                    f = r["ratios"].get("fastest")
+                    cells.append("n/a" if f is None else f"{f['ratio']:.2f}x ({LABELS[f['peer']]})")
+                out.append("| " + " | ".join(cells) + " |")
+            out.append("")
+            out.append(f"Samples per second (median), {threads} thread{'s' if threads > 1 else ''}:\n")
+            head = ["workload"] + [LABELS[p] for p in peers]
+            out.append("| " + " | ".join(head) + " |")
+            out.append("|" + "---|" * len(head))
+            for r in sub:
+                cells = [r["workload"]]
+                for p in peers:
+                    key = r["best_variant"].get(p)
+                    cells.append("n/a" if key is None else f"{r['entries'][key]['samples_per_s_median']:,.0f}")
+                out.append("| " + " | ".join(cells) + " |")
+            out.append("")
+    variants = [(r, p) for r in rows for p in BLAS_PEERS
+                if p in r["entries"] and f"{p}[unset]" in r["entries"]]
+    if variants:
+        out.append("### OpenBLAS environment: as-is vs OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset "
+                   "(us per step, median)\n")
+        out.append("| workload | threads | peer | as-is | unset | as-is / unset |")
+        out.append("|---|---|---|---|---|---|")
+        for r, p in variants:
+            a = r["entries"][p]["us_per_step_stats"]["median"]
+            u = r["entries"][f"{p}[unset]"]["us_per_step_stats"]["median"]
+            out.append(f"| {r['workload']} | {r['threads']} | {LABELS[p]} | {_fmt(a)} | {_fmt(u)} | {a / u:.2f} |")
+        out.append("")
+    if not has_nncore:
+        why = result.get("peers", {}).get("nncore", {}).get("reason", "not selected (--peers)")
+        out.append(f"nncore did not run: {why}\n")
+    skipped = {p: v["reason"] for p, v in result.get("peers", {}).items() if not v["available"]}
+    for p, why in skipped.items():
+        if p != "nncore":
+            out.append(f"- {LABELS.get(p, p)} skipped: {why}")
+    errors = [(r["workload"], r["threads"], k, e) for r in rows for k, e in r.get("errors", {}).items()]
+    for w, t, k, e in errors:
+        out.append(f"- error in {w} ({t} threads), {k}: {e}")
+    mem = result.get("memory") or []
+    if mem:
+        out.append("\n### Peak resident memory during fit (own subprocess each, MiB)\n")
+        out.append("| workload | threads | peer | peak RSS | RSS before fit | fit increment | after imports | data |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for m in mem:
+            if "error" in m:
+                out.append(f"| {m['workload']} | | {LABELS.get(m['peer'], m['peer'])} | error: {m['error']} | | | | |")
+                continue
+            out.append(f"| {m['workload']} | {m['threads']} | {LABELS.get(m['peer'], m['peer'])} | "
+                       f"{m['peak_rss_mb']:.0f} | {m['rss_before_fit_mb']:.0f} | {m['fit_increment_mb']:.0f} | "
+                       f"{m['import_rss_mb']:.0f} | {m['data_mb']:.0f} |")
+    if any(r["entries"][k]["blas_env"] == "unset" for r in rows for k in r["best_variant"].values()):
+        out.append("\nᵘ: the run with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset was the faster one.")
+    out.append("\nRatios are peer time / nncore time: > 1 means nncore is faster. "
+               "'fastest peer' is the fastest of the others on that row. 'load': the 1-minute load average "
+               "when the row started (the machine has %s logical CPUs)." % result.get("machine", {}).get(
+                   "logical_cpus", "?"))
+    return "\n".join(out)
+
+
+def machine_summary(result):
+    m = result["machine"]
+    lines = [f"- command: `{result['command']}`",
+             f"- date: {result['started']} to {result['finished']} (UTC)",
+             f"- CPU: {m.get('cpu')}, {m.get('logical_cpus')} logical CPUs, {m.get('physical_cores', '?')} "
+             f"physical cores, clock {m.get('clock_mhz_cpuinfo') or '?'} MHz (/proc/cpuinfo)",
+             f"- SIMD (nncore): {m.get('simd', 'n/a')}; torch CPU capability: {m.get('torch_cpu_capability', 'n/a')}; "
+             f"FMA peak of one core (bench/fma_peak.c, GFLOP/s): {m.get('fma_peak_gflops_1core') or 'not measured'}",
+             "- versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()),
+             "- settings: " + ", ".join(f"{k}={result['settings'].get(k)}" for k in
+                                        ("repeats", "min_time", "pause", "fit_mode", "blas_env", "import_order",
+                                         "max_samples")),
+             f"- load average before / after: {result.get('loadavg_before')} / {result.get('loadavg_after')}",
+             "- environment: " + (", ".join(f"{k}={v}" for k, v in m.get("env", {}).items()) or "(nothing set)")]
+    tp = m.get("threadpool_info")
+    if isinstance(tp, list):
+        blas = [f"{d.get('internal_api')} {d.get('version')} {d.get('architecture', '')} "
+                f"({os.path.basename(d.get('filepath', ''))}, {d.get('num_threads')} threads)"
+                for d in tp if d.get("user_api") == "blas"]
+        lines.append("- BLAS (threadpoolctl): " + "; ".join(blas))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------- memory
+def measure_memory(args):
+    out = []
+    threads = max(args.threads)
+    for w in args.memory:
+        for p in args.memory_peers:
+            env = dict(ORIGINAL_ENV)
+            env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+            cmd = [sys.executable, "-m", "bench.memory", p, w, str(threads), str(args.max_samples)]
+            _log(args, f"memory: {p} on {w}")
+            proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                out.append({"peer": p, "workload": w, "error": proc.stderr.strip().splitlines()[-1:]})
+                continue
+            out.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------- main
+def _write_json(path, result):
+    if not path:
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path[:-5] + ".partial.json" if path.endswith(".json") else path + ".partial"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+def render(result):
+    note = "\n(partial run: the rows measured before it stopped)\n" if result.get("partial") else ""
+    return f"## Results\n\n{machine_summary(result)}\n{note}\n{format_tables(result)}\n"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.render:
+        with open(args.render) as f:
+            result = json.load(f)
+        result.setdefault("finished", "(unfinished)")
+        result.setdefault("loadavg_after", None)
+        text = render(result)
+        print(text)
+        if args.markdown:
+            with open(args.markdown, "w") as f:
+                f.write(text)
+        return 0
+    started = datetime.datetime.now(datetime.timezone.utc)
+    command = "python -m bench" + ("" if not (argv if argv is not None else sys.argv[1:]) else
+                                   " " + " ".join(argv if argv is not None else sys.argv[1:]))
+    # The peers first, nncore last: nncore sets OMP_WAIT_POLICY=PASSIVE by default when imported, which
+    # must not change how torch's own OpenMP runtime (loaded at its import) waits.
+    names = [p for p in PEER_ORDER if p in args.peers and p != "nncore"]
+    if "nncore" in args.peers:
+        names.insert(0 if args.import_order == "nncore-first" else len(names), "nncore")
+    peer_status = {p: get_peer_class(p).available() for p in names}
+    for p, (ok, why) in peer_status.items():
+        if not ok:
+            _log(args, f"skip {p}: {why}")
+    live = [p for p in PEER_ORDER if p in peer_status and peer_status[p][0]]
+    if not live:
+        print("no peer is available", file=sys.stderr)
+        return 1
+    blas_set = any(v in ORIGINAL_ENV for v in BLAS_ENV_VARS)
+    unset_variants = [p for p in live if p in BLAS_PEERS
+                      and (args.blas_env == "both" or (args.blas_env == "auto" and blas_set))]
+    worker = Worker() if unset_variants else None
+    result = {"command": command, "started": started.isoformat(timespec="seconds"),
+              "settings": {k: v for k, v in vars(args).items()},
+              "peers": {p: {"available": ok, "reason": why, "label": get_peer_class(p).label}
+                        for p, (ok, why) in peer_status.items()},
+              "loadavg_before": [round(x, 2) for x in os.getloadavg()], "results": [], "memory": []}
+    try:
+        result["machine"] = machine_info(peer_status)
+        if not args.no_fma_peak:
+            result["machine"]["fma_peak_gflops_1core"] = fma_peak()
+        if worker is not None:
+            result["machine"]["unset_worker"] = worker.call(op="info")["info"]
+        for threads in args.threads:
+            for name in args.workloads:
+                wl = get_workload(name, args.max_samples)
+                slots = []
+                for p in live:
+                    slots.append(LocalSlot(p, one_call=args.fit_mode == "one-call"))
+                    if p in unset_variants:
+                        slots.append(RemoteSlot(p, worker))
+                _log(args, f"{name} ({wl.samples} samples, batch {wl.batch}), {threads} thread(s): "
+                           + ", ".join(s.key for s in slots))
+                row = summarize(bench_workload(wl, threads, slots, args))
+                result["results"].append(row)
+                _write_json(args.json, dict(result, partial=True))  # a long run keeps what it has measured
+                _log(args, "   " + ", ".join(f"{k} {e['us_per_step_stats']['median']:.1f} us"
+                                           for k, e in row["entries"].items()))
+    finally:
+        if worker is not None:
+            worker.close()
+    if not args.no_memory and args.memory:
+        result["memory"] = measure_memory(args)
+    result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    result["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    text = render(result)
+    print(text)
+    if args.json:
+        _write_json(args.json, result)
+        _log(args, f"wrote {args.json}")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+        _log(args, f"wrote {args.markdown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

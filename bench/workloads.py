@@ -1,0 +1,116 @@
+"""The benchmark workloads and their data.
+
+Every workload is a ReLU multilayer perceptron with a softmax output, trained
+with Adam (lr 1e-3) on the softmax cross-entropy, in float32. Data are made
+deterministically from a fixed seed so that the main process, the worker
+subprocess (OpenBLAS variables unset) and the memory subprocesses all see the
+same arrays.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Workload", "WORKLOADS", "TRAIN_WORKLOADS", "get_workload", "make_data"]
+
+SEED = 1234
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One row of the benchmark.
+
+    ``task`` is ``"train"`` (time one epoch of minibatch Adam) or ``"predict"``
+    (time inference over the data at ``batch``). ``layers`` lists the widths
+    from input to output, e.g. (4, 16, 3).
+    """
+
+    name: str
+    layers: tuple
+    batch: int
+    samples: int
+    task: str = "train"
+    dataset: str = "synthetic"
+    note: str = field(default="", compare=False)
+
+    @property
+    def n_in(self):
+        return self.layers[0]
+
+    @property
+    def n_classes(self):
+        return self.layers[-1]
+
+    @property
+    def hidden(self):
+        return self.layers[1:-1]
+
+    def steps(self, samples=None):
+        """Minibatches in one epoch (the last partial batch is kept)."""
+        n = self.samples if samples is None else samples
+        return -(-n // self.batch)
+
+
+WORKLOADS = {
+    "tiny": Workload("tiny", (4, 16, 3), 16, 150, dataset="iris"),
+    "small": Workload("small", (64, 128, 10), 32, 1797, dataset="digits"),
+    "medium": Workload("medium", (784, 256, 128, 10), 128, 60000),
+    "large": Workload("large", (784, 1024, 1024, 10), 256, 20000),
+    "predict": Workload("predict", (784, 256, 128, 10), 1024, 60000, task="predict",
+                        note="inference of the medium model"),
+}
+TRAIN_WORKLOADS = ("tiny", "small", "medium", "large")
+
+
+def get_workload(name, max_samples=None):
+    """The workload called ``name``, its sample count capped at ``max_samples``."""
+    if name not in WORKLOADS:
+        raise ValueError(f"workload: expected one of {sorted(WORKLOADS)}, got {name!r}")
+    wl = WORKLOADS[name]
+    if max_samples is not None:
+        if int(max_samples) < 1:
+            raise ValueError(f"max_samples: expected a positive int, got {max_samples!r}")
+        if wl.samples > int(max_samples):
+            wl = Workload(wl.name, wl.layers, wl.batch, int(max_samples), wl.task, wl.dataset, wl.note)
+    return wl
+
+
+_CACHE = {}
+
+
+def _synthetic(n, n_in, n_classes, rng):
+    # Gaussian class clusters in [0, 1]-ish pixel range: learnable, like MNIST in shape only.
+    centers = rng.uniform(0.0, 1.0, size=(n_classes, n_in)).astype(np.float32)
+    y = rng.integers(0, n_classes, size=n).astype(np.int64)
+    x = rng.standard_normal((n, n_in), dtype=np.float32)
+    x *= 0.5
+    x += centers[y]
+    return x, y
+
+
+def make_data(wl):
+    """(x float32 of shape (samples, n_in), y int64 labels of shape (samples,)), cached."""
+    key = (wl.dataset, wl.samples, wl.n_in, wl.n_classes)
+    if key in _CACHE:
+        return _CACHE[key]
+    rng = np.random.default_rng(SEED)
+    x = y = None
+    if wl.dataset in ("iris", "digits"):
+        try:
+            from sklearn import datasets
+
+            bunch = datasets.load_iris() if wl.dataset == "iris" else datasets.load_digits()
+            x = np.asarray(bunch.data, dtype=np.float64)
+            x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-8)   # standardise the features
+            x = np.ascontiguousarray(x, dtype=np.float32)
+            y = np.asarray(bunch.target, dtype=np.int64)
+            perm = rng.permutation(len(y))[: wl.samples]
+            x, y = np.ascontiguousarray(x[perm]), np.ascontiguousarray(y[perm])
+        except ImportError:
+            x = None  # scikit-learn absent: synthetic data of the same shape
+    if x is None:
+        x, y = _synthetic(wl.samples, wl.n_in, wl.n_classes, rng)
+    if x.shape != (wl.samples, wl.n_in):
+        raise RuntimeError(f"make_data({wl.name}): got x of shape {x.shape}, expected {(wl.samples, wl.n_in)}")
+    _CACHE.clear()  # keep at most one data set alive (medium is 188 MB)
+    _CACHE[key] = (x, y)
+    return x, y

@@ -1,0 +1,115 @@
+/* optim_driver.h -- the public optimizer entry points for one REAL (included
+ * twice by optim.c). Picks the instruction set once per call, splits the
+ * buffer into fixed chunks of NC_OPT_CHUNK elements (OpenMP over chunks) and
+ * each chunk at segment boundaries (each segment has its own clip scale). */
+
+typedef void (*NC_NAME(optim_range_fn))(const nc_optim_step *, REAL, REAL *, const REAL *, REAL *const *,
+                                        ptrdiff_t);
+typedef double (*NC_NAME(optim_sumsq_fn))(const REAL *, ptrdiff_t);
+
+static NC_NAME(optim_range_fn) NC_NAME(optim_pick_range)(void)
+{
+#if NC_OPT_MULTI_ISA
+    switch (nc_active_simd_level()) {
+    case NC_SIMD_AVX512: return NC_CAT(NC_NAME(range), _avx512);
+    case NC_SIMD_AVX2: return NC_CAT(NC_NAME(range), _avx2);
+    default: break;
+    }
+#endif
+    return NC_CAT(NC_NAME(range), _generic);
+}
+
+static NC_NAME(optim_sumsq_fn) NC_NAME(optim_pick_sumsq)(void)
+{
+#if NC_OPT_MULTI_ISA
+    switch (nc_active_simd_level()) {
+    case NC_SIMD_AVX512: return NC_CAT(NC_NAME(sumsq), _avx512);
+    case NC_SIMD_AVX2: return NC_CAT(NC_NAME(sumsq), _avx2);
+    default: break;
+    }
+#endif
+    return NC_CAT(NC_NAME(sumsq), _generic);
+}
+
+/* chunk c of the buffer: [lo, hi), cut at segment boundaries */
+static void NC_NAME(optim_chunk)(NC_NAME(optim_range_fn) fn, const nc_optim_step *s, REAL *w, const REAL *g,
+                                 REAL *const *slots, int nslots, ptrdiff_t lo, ptrdiff_t hi)
+{
+    REAL *sl[NC_OPT_MAX_SLOTS];
+    if (s->seg_scale == NULL) {
+        for (int k = 0; k < nslots; k++) sl[k] = slots[k] + lo;
+        fn(s, (REAL)s->scale, w + lo, g + lo, sl, hi - lo);
+        return;
+    }
+    /* the last segment starting at or before lo (binary search; empty segments skipped) */
+    ptrdiff_t a = 0, b = s->nseg - 1;
+    while (a < b) {
+        ptrdiff_t mid = (a + b + 1) / 2;
+        if (s->seg_start[mid] <= lo) a = mid; else b = mid - 1;
+    }
+    for (ptrdiff_t seg = a; seg < s->nseg && lo < hi; seg++) {
+        ptrdiff_t end = s->seg_start[seg + 1] < hi ? (ptrdiff_t)s->seg_start[seg + 1] : hi;
+        if (end <= lo) continue;
+        for (int k = 0; k < nslots; k++) sl[k] = slots[k] + lo;
+        fn(s, (REAL)s->seg_scale[seg], w + lo, g + lo, sl, end - lo);
+        lo = end;
+    }
+}
+
+void NC_NAME(optim_step)(const nc_optim_step *s, REAL *w, const REAL *g, REAL *const *slots, ptrdiff_t n,
+                         int nthreads)
+{
+    int nslots = nc_optim_nslots(s->kind, s->flags, s->c);
+    if (nslots < 0 || n <= 0) return;
+    NC_NAME(optim_range_fn) fn = NC_NAME(optim_pick_range)();
+    ptrdiff_t nchunks = (n + NC_OPT_CHUNK - 1) / NC_OPT_CHUNK;
+    int nt = nc_team_size(nthreads, (double)n * NC_OPT_WORK);
+    if (nt > nchunks) nt = (int)nchunks;
+    if (nt <= 1) {
+        for (ptrdiff_t c = 0; c < nchunks; c++) {
+            ptrdiff_t lo = c * NC_OPT_CHUNK, hi = lo + NC_OPT_CHUNK < n ? lo + NC_OPT_CHUNK : n;
+            NC_NAME(optim_chunk)(fn, s, w, g, slots, nslots, lo, hi);
+        }
+        return;
+    }
+    /* dynamic schedule: on a shared machine a thread that starts late (or is
+     * preempted) leaves its chunks to the others instead of holding up the step */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (ptrdiff_t c = 0; c < nchunks; c++) {
+        ptrdiff_t lo = c * NC_OPT_CHUNK, hi = lo + NC_OPT_CHUNK < n ? lo + NC_OPT_CHUNK : n;
+        NC_NAME(optim_chunk)(fn, s, w, g, slots, nslots, lo, hi);
+    }
+}
+
+void NC_NAME(optim_seg_sumsq)(const REAL *x, const int64_t *seg_start, ptrdiff_t nseg, double *out, int nthreads)
+{
+    NC_NAME(optim_sumsq_fn) fn = NC_NAME(optim_pick_sumsq)();
+    for (ptrdiff_t sgi = 0; sgi < nseg; sgi++) {
+        const REAL *xs = x + seg_start[sgi];
+        ptrdiff_t n = (ptrdiff_t)(seg_start[sgi + 1] - seg_start[sgi]);
+        ptrdiff_t nchunks = (n + NC_OPT_RED_CHUNK - 1) / NC_OPT_RED_CHUNK;
+        int nt = nc_team_size(nthreads, (double)n * NC_OPT_RED_WORK);
+        if (nt > nchunks) nt = (int)nchunks;
+        double total = 0;
+        if (nt <= 1) {
+            for (ptrdiff_t c = 0; c < nchunks; c++) {
+                ptrdiff_t lo = c * NC_OPT_RED_CHUNK, len = n - lo < NC_OPT_RED_CHUNK ? n - lo : NC_OPT_RED_CHUNK;
+                total += fn(xs + lo, len);
+            }
+        } else {
+            /* partial sums per chunk, added in chunk order: the same total for any nt */
+            double partial[NC_OPT_RED_BATCH];
+            for (ptrdiff_t c0 = 0; c0 < nchunks; c0 += NC_OPT_RED_BATCH) {
+                ptrdiff_t cn = nchunks - c0 < NC_OPT_RED_BATCH ? nchunks - c0 : NC_OPT_RED_BATCH;
+#pragma omp parallel for schedule(static) num_threads(nt)
+                for (ptrdiff_t c = 0; c < cn; c++) {
+                    ptrdiff_t lo = (c0 + c) * NC_OPT_RED_CHUNK;
+                    ptrdiff_t len = n - lo < NC_OPT_RED_CHUNK ? n - lo : NC_OPT_RED_CHUNK;
+                    partial[c] = fn(xs + lo, len);
+                }
+                for (ptrdiff_t c = 0; c < cn; c++) total += partial[c];
+            }
+        }
+        out[sgi] = total;
+    }
+}

@@ -1,0 +1,112 @@
+"""Batching and shuffling with an explicit numpy Generator.
+
+`Batches` cuts a set of aligned arrays (inputs, targets, sample weights) into
+mini-batches. With shuffling, each epoch permutes one preallocated index
+array in place and gathers every batch into buffers allocated once per batch
+size (`take_rows` kernel for float rows, `np.take(out=)` for 1-D arrays), so
+an epoch allocates nothing that persists. Without shuffling, batches are
+contiguous row slices (views). The last partial batch is kept.
+"""
+import numpy as np
+
+from nncore._kernels.elementwise import take_rows
+
+__all__ = ["Batches", "split_validation"]
+
+
+class Batches:
+    """Mini-batches over aligned arrays.
+
+    Parameters
+    ----------
+    arrays : sequence of ndarray or None
+        C-contiguous arrays with the same first dimension (None entries stay None).
+    batch_size : int
+    shuffle : bool, default=False
+        Reshuffle the sample order at the start of every epoch.
+    rng : numpy.random.Generator, optional
+        The generator used for shuffling (required when shuffle is True).
+    """
+
+    def __init__(self, arrays, batch_size, shuffle=False, rng=None):
+        self.arrays = [a for a in arrays]
+        present = [a for a in self.arrays if a is not None]
+        self.n = len(present[0])
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        if self.shuffle and rng is None:
+            raise ValueError("Batches: shuffle=True needs an explicit rng (numpy Generator)")
+        self.rng = rng
+        self._idx = np.arange(self.n, dtype=np.int64)
+        self._bufs = {}
+        # float rows gather through take_rows on a 2-D view of each array
+        self._rows = [None if a is None or a.ndim == 1 or a.dtype.kind != "f" else a.reshape(self.n, -1)
+                      for a in self.arrays]
+
+    def __len__(self):
+        return -(-self.n // self.batch_size)
+
+    def _plan(self, size):
+        """Buffers for batches of `size` rows, the gathers that fill them, and the tuple to yield."""
+        gathers, out = [], []
+        for a, rows in zip(self.arrays, self._rows):
+            if a is None:
+                out.append(None)
+                continue
+            full = np.empty((size,) + a.shape[1:], a.dtype)
+            if rows is not None:
+                gathers.append((take_rows, rows, full.reshape(size, -1)))     # dst[r] = src[idx[r]]
+            else:
+                gathers.append((_take_1d, a, full))
+            out.append(full)
+        plan = self._bufs[size] = (gathers, tuple(out))
+        return plan
+
+    def __iter__(self):
+        """Yield one tuple of arrays per batch, in order (reshuffled first when shuffle=True).
+
+        With shuffling the tuple holds the same buffers for every batch of a
+        given size: use (or copy) a batch before asking for the next one.
+        """
+        n, bs = self.n, self.batch_size
+        if not self.shuffle:
+            for start in range(0, n, bs):
+                yield tuple(None if a is None else a[start:start + bs] for a in self.arrays)
+            return
+        idx = self._idx
+        self.rng.shuffle(idx)
+        plans = self._bufs
+        for start in range(0, n, bs):
+            part = idx[start:start + bs]
+            gathers, out = plans.get(part.shape[0]) or self._plan(part.shape[0])
+            for gather, src, dst in gathers:
+                gather(src, part, dst)
+            yield out
+
+
+def _take_1d(src, idx, dst):
+    src.take(idx, 0, dst)
+
+
+def split_validation(arrays, validation_split):
+    """Keras's validation_split: the training set is the first floor(n (1 - split)) samples,
+    the validation set the rest (the last samples), taken before any shuffling.
+
+    This is Keras 3's rule (``split_at = floor(n * (1 - split))``): the
+    validation set has n - floor(n (1 - split)) samples, which is ceil(n split)
+    up to rounding of the product. Returns (train_arrays, val_arrays) as lists
+    of views (None entries stay None).
+    """
+    split = float(validation_split)
+    if not 0.0 <= split < 1.0:
+        raise ValueError(f"validation_split: expected a float in [0, 1), got {validation_split!r}")
+    n = len(next(a for a in arrays if a is not None))
+    cut = int(np.floor(n * (1.0 - split)))
+    if cut == 0 or cut == n:
+        raise ValueError(f"validation_split={split}: {n} samples are not enough to split into a training "
+                         "and a validation set")
+    train = [None if a is None else a[:cut] for a in arrays]
+    val = [None if a is None else a[cut:] for a in arrays]
+    return train, val

@@ -1,0 +1,28 @@
+"""Layers: forward and backward side by side, building lazily from the input shape.
+
+Layer classes resolve by name only through `get_layer_class` (nncore's own
+plus those added with `register_layer`).
+"""
+from nncore.layers.base import Input, InputLayer, Layer
+from nncore.layers.core import Activation, Dense, Dropout, Flatten
+
+__all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Dropout", "Flatten",
+           "get_layer_class", "register_layer"]
+
+_REGISTRY = {cls.__name__: cls for cls in (InputLayer, Dense, Activation, Dropout, Flatten)}
+
+
+def get_layer_class(name):
+    """The layer class registered under `name` (a closed list: no arbitrary imports)."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown layer class {name!r}; registered: {sorted(_REGISTRY)}") from None
+
+
+def register_layer(cls):
+    """Register a Layer subclass so configs may name it (usable as a decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise TypeError(f"register_layer: expected a Layer subclass, got {cls!r}")
+    _REGISTRY[cls.__name__] = cls
+    return cls

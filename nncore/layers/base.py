@@ -1,0 +1,223 @@
+"""Layer base class and the Input placeholder.
+
+A layer declares its parameters in `build(input_shape)` with `add_weight`
+(shape, initializer, regularizer) without allocating them. The model then
+lays all parameters of all layers out in ONE flat buffer and their gradients
+in another, and `_bind` makes each parameter and its gradient a view into
+them. A layer used on its own (``layer(x)``) binds to buffers of its own.
+
+Per-batch work buffers (outputs, deltas) are allocated once per batch shape
+and reused: `forward`/`backward` return views of them, valid until the next
+call with the same shape.
+"""
+import math
+
+import numpy as np
+
+from nncore import _random, initializers, regularizers
+from nncore._config import floatx
+
+MAX_CACHED_SHAPES = 8   # work-buffer sets kept per layer (one per batch shape)
+
+
+def _shape_tuple(shape, arg):
+    if isinstance(shape, (int, np.integer)):
+        shape = (int(shape),)
+    try:
+        shape = tuple(None if s is None else int(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"{arg}: expected a tuple of ints, got {shape!r}") from None
+    if any(s is not None and s <= 0 for s in shape):
+        raise ValueError(f"{arg}: dimensions must be positive, got {shape}")
+    return shape
+
+
+class Layer:
+    """Base layer: build / forward / backward / get_config.
+
+    Subclasses implement `build` (calling `add_weight`), `compute_output_shape`,
+    `forward(x, training)` and `backward(dy)` (returning dx, or None when the
+    model says no earlier layer needs it).
+    """
+    _counters = {}
+
+    def __init__(self, name=None, input_shape=None, batch_input_shape=None):
+        if name is None:
+            base = "".join("_" + c.lower() if c.isupper() else c for c in type(self).__name__).lstrip("_")
+            k = Layer._counters.get(base, 0)
+            Layer._counters[base] = k + 1
+            name = base if k == 0 else f"{base}_{k}"
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{type(self).__name__}: name must be a non-empty str, got {name!r}")
+        self.name = name
+        self.built = False
+        self._specs = []           # (attr, shape, initializer, regularizer)
+        self._batch_input_shape = None
+        if batch_input_shape is not None:
+            self._batch_input_shape = (None,) + _shape_tuple(batch_input_shape, "batch_input_shape")[1:]
+        elif input_shape is not None:
+            self._batch_input_shape = (None,) + _shape_tuple(input_shape, "input_shape")
+        self.input_shape = None
+        self.output_shape = None
+        self._n_threads = 1
+        self._need_dx = True       # False for the first layers of a model: skip dx = delta W^T
+        self._bufs = {}
+
+    # ---- parameters ------------------------------------------------------------
+    def add_weight(self, name, shape, initializer="zeros", regularizer=None):
+        """Declare a parameter; it becomes `self.<name>` (a view) once the model binds it."""
+        self._specs.append((name, tuple(int(s) for s in shape),
+                            initializers.get(initializer),
+                            regularizers.get(regularizer)))
+
+    def build(self, input_shape):
+        """Declare parameters from the input shape (batch dimension first, may be None)."""
+        self.built = True
+
+    def _build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if self.built:
+            if self._specs and tuple(input_shape[1:]) != tuple(self.input_shape[1:]):
+                raise ValueError(f"layer {self.name!r} ({type(self).__name__}) was built for inputs of shape "
+                                 f"{self.input_shape}, got {input_shape}")
+            return self.output_shape
+        self._specs = []
+        self.build(input_shape)
+        self.built = True
+        self.input_shape = (None,) + input_shape[1:]
+        self.output_shape = tuple(self.compute_output_shape(self.input_shape))
+        return self.output_shape
+
+    def count_params(self):
+        return sum(math.prod(s) for _, s, _, _ in self._specs)
+
+    def _bind(self, params, grads, offset):
+        """Make each parameter and gradient a view into the flat buffers; return the next offset."""
+        self._grad_of = {}
+        for attr, shape, _, _ in self._specs:
+            stop = offset + math.prod(shape)
+            setattr(self, attr, params[offset:stop].reshape(shape))
+            self._grad_of[attr] = grads[offset:stop].reshape(shape)
+            offset = stop
+        self._bufs = {}
+        return offset
+
+    def _initialize(self, rng):
+        for attr, shape, init, _ in self._specs:
+            view = getattr(self, attr)
+            value = np.asarray(init(shape, dtype=view.dtype, rng=rng))
+            if value.shape != shape:
+                raise ValueError(f"layer {self.name!r}: initializer for {attr!r} returned shape {value.shape}, "
+                                 f"expected {shape}")
+            view[...] = value
+
+    @property
+    def weights(self):
+        """The parameters (views into the model's flat buffer), in declaration order."""
+        return [getattr(self, attr) for attr, *_ in self._specs] if self._bound else []
+
+    @property
+    def _bound(self):
+        return bool(self._specs) and hasattr(self, self._specs[0][0])
+
+    def get_weights(self):
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        mine = self.weights
+        if len(weights) != len(mine):
+            raise ValueError(f"layer {self.name!r}: expected {len(mine)} weight arrays, got {len(weights)}")
+        for w, v in zip(mine, weights):
+            v = np.asarray(v)
+            if v.shape != w.shape:
+                raise ValueError(f"layer {self.name!r}: expected weight of shape {w.shape}, got {v.shape}")
+            w[...] = v
+
+    # ---- computation --------------------------------------------------------------
+    def _keep(self, key, bufs):
+        """Cache the work buffers for one batch shape. Training uses two shapes (full and last
+        batch) plus those of validation; a few more are kept, then the cache starts afresh so that
+        calls with ever new batch sizes do not pile buffers up."""
+        if len(self._bufs) >= MAX_CACHED_SHAPES:
+            self._bufs.clear()
+        self._bufs[key] = bufs
+        return bufs
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    def __call__(self, x, training=False):
+        """Run the layer on its own: builds (with parameters of its own) on first use; returns a new array."""
+        x = np.asarray(x)
+        if x.ndim < 2:
+            raise ValueError(f"layer {self.name!r}: expected a batch of inputs (at least 2-D), got shape {x.shape}")
+        if not self.built or (self._specs and not self._bound):
+            self._build(x.shape)
+            if self._specs:
+                dtype = np.dtype(floatx())
+                n = self.count_params()
+                self._bind(np.zeros(n, dtype), np.zeros(n, dtype), 0)
+                self._initialize(_random.get_rng())
+        if self._bound:
+            dtype = self.weights[0].dtype           # inputs follow the parameters
+        elif x.dtype in (np.float32, np.float64):
+            dtype = x.dtype                         # no parameters: a float input keeps its dtype
+        else:
+            dtype = np.dtype(floatx())
+        x = np.ascontiguousarray(x, dtype=dtype)
+        return self.forward(x, training).copy()
+
+    def _check_features(self, x):
+        if x.shape[1:] != self.input_shape[1:]:
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}): expected input of shape "
+                             f"(batch, {', '.join(map(str, self.input_shape[1:]))}), got {x.shape}")
+
+    # ---- config ----------------------------------------------------------------
+    def get_config(self):
+        cfg = {"name": self.name}
+        if self._batch_input_shape is not None:
+            cfg["batch_input_shape"] = list(self._batch_input_shape)
+        return cfg
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+class InputLayer(Layer):
+    """The model input: fixes the input shape (without the batch dimension)."""
+
+    def __init__(self, shape=None, batch_size=None, name=None, batch_shape=None):
+        if batch_shape is not None:
+            shape = tuple(batch_shape)[1:]
+        if shape is None:
+            raise ValueError("Input: expected shape=, e.g. Input(shape=(8,))")
+        shape = _shape_tuple(shape, "Input shape")
+        if any(s is None for s in shape):
+            raise ValueError(f"Input: every dimension except the batch must be known, got shape {shape}")
+        super().__init__(name=name)
+        self.batch_size = batch_size
+        self._batch_input_shape = (None,) + shape
+
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, dy):
+        return dy
+
+    def get_config(self):
+        return {"name": self.name, "batch_shape": list(self._batch_input_shape)}
+
+
+def Input(shape=None, batch_size=None, name=None):
+    """The input of a Sequential model: ``Input(shape=(n_features,))``."""
+    return InputLayer(shape=shape, batch_size=batch_size, name=name)

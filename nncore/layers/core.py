@@ -1,0 +1,276 @@
+"""Dense, Activation, Dropout and Flatten: forward and backward side by side.
+
+Rows are samples: Y = f(X W + b) with W of shape (n_in, n_out) (Keras `kernel`).
+"""
+import numpy as np
+
+from nncore import _random
+from nncore import activations as _activations
+from nncore._kernels import elementwise as _ew
+from nncore._kernels.gemm import gemm
+from nncore import initializers, regularizers
+from nncore.layers.base import Layer
+
+_act_forward = _ew.act_forward
+_act_backward = _ew.act_backward
+_softmax_forward = _ew.softmax_forward
+_softmax_backward = _ew.softmax_backward
+_colsum = _ew.colsum
+
+
+def _serialize(obj):
+    """A JSON-able identifier for an initializer/regularizer given by name or as an object."""
+    if obj is None or isinstance(obj, (str, dict)):
+        return obj
+    if hasattr(obj, "get_config"):
+        return {"class_name": type(obj).__name__, "config": obj.get_config()}
+    raise ValueError(f"cannot serialize {obj!r}: give a name or an object with get_config()")
+
+
+class Dense(Layer):
+    """Fully connected layer: y = f(x W + b).
+
+    Parameters
+    ----------
+    units : int
+        Number of outputs.
+    activation : str, nncore.activations function or None, default=None (linear)
+    use_bias : bool, default=True
+    kernel_initializer, bias_initializer : name or initializer, default='glorot_uniform', 'zeros'
+    kernel_regularizer, bias_regularizer : name, regularizer or None
+    input_dim : int, optional
+        Shorthand for ``input_shape=(input_dim,)`` on a model's first layer.
+
+    Notes
+    -----
+    Forward: z = x W + b ; y = f(z) (one GEMM call with the bias and f in its epilogue).
+    Backward: delta = dy * f'(z) ; dW = x^T delta ; db = sum_rows delta ; dx = delta W^T.
+    Inputs are 2-D (batch, features): put a Flatten in front of higher-rank inputs.
+    """
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, input_dim=None,
+                 input_shape=None, name=None, batch_input_shape=None):
+        if input_dim is not None and input_shape is None:
+            input_shape = (input_dim,)
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+            raise ValueError(f"Dense: units must be a positive int, got {units!r}")
+        self.units = int(units)
+        self.activation = _activations.get(activation)
+        self._act_name, self._code, self._alpha = _activations.kernel_spec(self.activation)
+        self._keep_z = self._code is None or _ew.needs_input(self._code)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.kernel_regularizer = kernel_regularizer
+        self.bias_regularizer = bias_regularizer
+        # resolve now so that unknown names fail at construction
+        initializers.get(kernel_initializer)
+        initializers.get(bias_initializer)
+        regularizers.get(kernel_regularizer)
+        regularizers.get(bias_regularizer)
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(f"layer {self.name!r} (Dense): expected 2-D inputs (batch, features), got shape "
+                             f"{tuple(input_shape)}; add a Flatten layer first")
+        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer, self.kernel_regularizer)
+        if self.use_bias:
+            self.add_weight("bias", (self.units,), self.bias_initializer, self.bias_regularizer)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def _buffers(self, n):
+        # [z, y, delta, dx] for a batch of n rows, allocated once per batch size
+        dt = self.kernel.dtype
+        z = np.empty((n, self.units), dt)
+        b = [z, z if self._code == 0 else np.empty((n, self.units), dt), np.empty((n, self.units), dt),
+             np.empty((n, self.kernel.shape[0]), dt)]
+        return self._keep(n, b)
+
+    def forward(self, x, training=False):
+        # z = x W + b ; y = f(z)
+        if x.shape[1:] != self.kernel.shape[:1]:
+            self._check_features(x)
+        bufs = self._bufs.get(x.shape[0]) or self._buffers(x.shape[0])
+        self._x, self._cur = x, bufs
+        b = self.bias if self.use_bias else None
+        if self._code is None:                    # softmax: separate row-wise pass
+            _softmax_forward(gemm(x, self.kernel, bufs[0], bias=b, n_threads=self._n_threads), bufs[1])
+        elif self._keep_z:                        # f' needs z (gelu, swish)
+            gemm(x, self.kernel, bufs[0], bias=b, n_threads=self._n_threads)
+            _act_forward(self._code, self._alpha, bufs[0], bufs[1], self._n_threads)
+        else:                                     # bias and f fused into the GEMM epilogue
+            gemm(x, self.kernel, bufs[1], bias=b, act=self._code, act_alpha=self._alpha,
+                 n_threads=self._n_threads)
+        return bufs[1]
+
+    def backward(self, dy):
+        # delta = dy * f'(z)
+        z, y, delta, _ = self._cur
+        if self._code is None:
+            _softmax_backward(y, dy, delta)
+        elif self._code == 0:
+            delta = dy
+        else:
+            _act_backward(self._code, self._alpha, z if self._keep_z else None, y, dy, delta, self._n_threads)
+        return self.backward_logits(delta)
+
+    def forward_logits(self, x):
+        """Training forward that stops at z = x W + b; returns (z, y buffer for the probabilities)."""
+        if x.shape[1:] != self.kernel.shape[:1]:
+            self._check_features(x)
+        bufs = self._bufs.get(x.shape[0]) or self._buffers(x.shape[0])
+        self._x, self._cur = x, bufs
+        gemm(x, self.kernel, bufs[0], bias=self.bias if self.use_bias else None, n_threads=self._n_threads)
+        return bufs[0], bufs[1]
+
+    def backward_logits(self, delta):
+        # dW = x^T delta ; db = sum_rows delta ; dx = delta W^T
+        g = self._grad_of
+        gemm(self._x, delta, g["kernel"], trans_a=True, n_threads=self._n_threads)
+        if self.use_bias:
+            _colsum(delta, g["bias"], self._n_threads)
+        if self._need_dx:
+            return gemm(delta, self.kernel, self._cur[3], trans_b=True, n_threads=self._n_threads)
+        return None
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(units=self.units, activation=self._act_name, use_bias=self.use_bias,
+                   kernel_initializer=_serialize(self.kernel_initializer),
+                   bias_initializer=_serialize(self.bias_initializer),
+                   kernel_regularizer=_serialize(self.kernel_regularizer),
+                   bias_regularizer=_serialize(self.bias_regularizer))
+        return cfg
+
+
+class Activation(Layer):
+    """Applies an activation elementwise (softmax: over the last axis).
+
+    Forward y = f(x); backward dx = dy * f'(x) (softmax: dx = y (dy - sum(dy y))).
+    """
+
+    def __init__(self, activation, name=None, input_shape=None, batch_input_shape=None):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+        self.activation = _activations.get(activation)
+        self._act_name, self._code, self._alpha = _activations.kernel_spec(self.activation)
+        self._keep_x = self._code is not None and _ew.needs_input(self._code)
+
+    def _buffers(self, shape):
+        y = np.empty(shape, self._dtype)
+        b = [y, np.empty(shape, self._dtype)]
+        if self._code is None:  # row views for the 2-D softmax kernels
+            b += [y.reshape(-1, shape[-1]), b[1].reshape(-1, shape[-1])]
+        return self._keep(shape, b)
+
+    def forward(self, x, training=False):
+        self._dtype = x.dtype
+        bufs = self._bufs.get(x.shape)
+        if bufs is None or bufs[0].dtype != x.dtype:
+            bufs = self._buffers(x.shape)
+        self._x, self._cur = x, bufs
+        if self._code is None:
+            _softmax_forward(x.reshape(bufs[2].shape), bufs[2])
+        else:
+            _act_forward(self._code, self._alpha, x, bufs[0], self._n_threads)
+        return bufs[0]
+
+    def backward(self, dy):
+        y, dx = self._cur[0], self._cur[1]
+        if self._code is None:
+            _softmax_backward(self._cur[2], dy.reshape(self._cur[2].shape), self._cur[3])
+        else:
+            _act_backward(self._code, self._alpha, self._x if self._keep_x else None, y, dy, dx,
+                          self._n_threads)
+        return dx
+
+    def forward_logits(self, x):
+        """Training forward for the fused loss: z is the input itself; returns (z, y buffer)."""
+        self._dtype = x.dtype
+        bufs = self._bufs.get(x.shape)
+        if bufs is None or bufs[0].dtype != x.dtype:
+            bufs = self._buffers(x.shape)
+        self._x, self._cur = x, bufs
+        return x, bufs[0]
+
+    def backward_logits(self, delta):
+        return delta
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg["activation"] = self._act_name
+        return cfg
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training y = x * m / (1 - rate) with m_i ~ Bernoulli(1 - rate); identity otherwise.
+
+    Parameters
+    ----------
+    rate : float in [0, 1)
+        Fraction of the inputs to drop.
+    seed : int, optional
+        Seed of the layer's own generator; by default it is drawn from the
+        global one (`nncore.set_seed`) when the layer is created.
+    """
+
+    def __init__(self, rate, seed=None, name=None, input_shape=None, batch_input_shape=None):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+        rate = float(rate)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate}")
+        self.rate = rate
+        self.seed = seed
+        self._rng = _random.make_rng(seed)
+
+    def _buffers(self, shape, dtype):
+        return self._keep(shape, [np.empty(shape, dtype), np.empty(shape, dtype)])  # [mask, y]
+
+    def forward(self, x, training=False):
+        self._training = training and self.rate > 0
+        if not self._training:
+            return x
+        bufs = self._bufs.get(x.shape)
+        if bufs is None or bufs[0].dtype != x.dtype:
+            bufs = self._buffers(x.shape, x.dtype)
+        m, y = bufs
+        # m = [u >= rate] / (1 - rate), u ~ U[0, 1)
+        self._rng.random(out=m, dtype=m.dtype)
+        np.greater_equal(m, self.rate, out=m)
+        m *= 1.0 / (1.0 - self.rate)
+        np.multiply(x, m, out=y)
+        self._cur = bufs
+        return y
+
+    def backward(self, dy):
+        # dx = dy * m / (1 - rate) (the mask already holds the scale)
+        if not self._training:
+            return dy
+        m, dx = self._cur
+        np.multiply(dy, m, out=dx)
+        return dx
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(rate=self.rate, seed=self.seed)
+        return cfg
+
+
+class Flatten(Layer):
+    """Reshape (batch, d1, d2, ...) to (batch, d1 * d2 * ...): a view, no copy."""
+
+    def compute_output_shape(self, input_shape):
+        rest = 1
+        for s in input_shape[1:]:
+            rest *= s
+        return (input_shape[0], rest)
+
+    def forward(self, x, training=False):
+        self._in_shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        return dy.reshape(self._in_shape)

@@ -1,0 +1,252 @@
+"""The benchmark suite: its peers do the same work, its arithmetic is right, and it runs.
+
+The suite lives in bench/ (not a package of nncore); these tests keep it from
+rotting: the hand-written NumPy peer against finite differences, PyTorch
+against the NumPy peer on the same weights, nncore against the NumPy peer
+(once the model exists), the ratio/table logic on made-up numbers, and one
+run of ``python -m bench``'s main on a tiny budget.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from bench import peers as P  # noqa: E402
+from bench.run import bench_workload, format_tables, main, parse_args, summarize  # noqa: E402
+from bench.workloads import Workload, get_workload, make_data  # noqa: E402
+
+
+def _problem(layers=(4, 6, 5, 3), n=7, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    wl = Workload("t", layers, n, n)  # one batch holds all samples: one epoch is one step
+    x = rng.standard_normal((n, layers[0])).astype(dtype)
+    y = rng.integers(0, layers[-1], size=n).astype(np.int64)
+    return wl, x, y
+
+
+def _loss(peer, x, y):
+    p = peer.forward(x)[1]
+    return -np.log(p[np.arange(len(y)), y]).mean()
+
+
+def test_numpy_peer_gradient_matches_finite_differences():
+    wl, x, y = _problem()
+    peer = P.NumpyPeer(wl, x, y)
+    for b in peer.b:  # non-zero biases, so that their gradient is exercised
+        b[...] = np.linspace(-0.3, 0.3, b.size)
+    loss, grads = peer.gradients(x, y)
+    assert loss == pytest.approx(_loss(peer, x, y), rel=1e-12)
+    h = 1e-6
+    for p, g in zip(peer.params, grads):
+        assert g.shape == p.shape
+        fd = np.empty_like(p)
+        for i in np.ndindex(p.shape):
+            old = p[i]
+            p[i] = old + h
+            up = _loss(peer, x, y)
+            p[i] = old - h
+            down = _loss(peer, x, y)
+            p[i] = old
+            fd[i] = (up - down) / (2 * h)
+        np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-8)
+
+
+def test_numpy_peer_first_adam_step_is_lr_times_sign():
+    # Keras adam_test::test_single_step: the first step moves each weight by lr * sign(g), up to eps.
+    wl, x, y = _problem()
+    peer = P.NumpyPeer(wl, x, y)
+    before = peer.get_weights()
+    _, grads = peer.gradients(x, y)
+    peer.adam(grads)
+    for w0, w1, g in zip(before, peer.get_weights(), grads):
+        # m = 0.1 g, v = 0.001 g^2, a_1 = lr sqrt(0.001) / 0.1: the step is lr g / (|g| + eps / sqrt(0.001))
+        expected = w0 - P.LR * g / (np.abs(g) + P.NumpyPeer.eps / np.sqrt(1 - P.NumpyPeer.beta_2))
+        np.testing.assert_allclose(w1, expected, rtol=0, atol=1e-12)
+    assert peer.t == 1
+
+
+def test_torch_peer_does_the_same_work_as_numpy_peer():
+    torch = pytest.importorskip("torch")
+    wl, x, y = _problem(dtype=np.float32)
+    ref = P.NumpyPeer(wl, x, y)
+    tp = P.TorchPeer(wl, x, y)
+    tp.set_weights(ref.get_weights())
+    loss = tp.loss_fn(tp.model(torch.from_numpy(x)), torch.from_numpy(y))
+    loss.backward()
+    ref_loss, ref_grads = ref.gradients(x, y)
+    assert loss.item() == pytest.approx(ref_loss, rel=1e-5)
+    got = []
+    for lin in tp.linears():
+        got += [lin.weight.grad.numpy().T, lin.bias.grad.numpy()]
+    for g, r in zip(got, ref_grads):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-6)
+    # one epoch = one full-batch Adam step for both; eps forms differ (PyTorch 1e-8 vs Keras 1e-7 hat)
+    for cls in (P.TorchPeer, P.TorchFusedPeer):
+        peer = cls(wl, x, y)
+        ref = P.NumpyPeer(wl, x, y)
+        peer.set_weights(ref.get_weights())
+        peer.run(1)
+        ref.run(1)
+        for a, b in zip(peer.get_weights(), ref.get_weights()):
+            np.testing.assert_allclose(a, b, rtol=0, atol=0.05 * P.LR)  # a step is ~lr
+        np.testing.assert_allclose(peer.predict_all(), ref.predict_all(), rtol=1e-4, atol=1e-5)
+
+
+def test_nncore_peer_matches_numpy_peer():
+    ok, why = P.NncorePeer.available()
+    if not ok:
+        pytest.skip(why)
+    wl, x, y = _problem(dtype=np.float32)
+    ref = P.NumpyPeer(wl, x, y)
+    peer = P.NncorePeer(wl, x, y)
+    peer.set_weights(ref.get_weights())
+    np.testing.assert_allclose(peer.predict_all(), ref.predict_all(), rtol=1e-4, atol=1e-6)
+    for _ in range(3):  # three full-batch steps, same Keras-form Adam on both sides
+        peer.run(1)
+        ref.run(1)
+    for a, b in zip(peer.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_sklearn_peer_learns_iris():
+    pytest.importorskip("sklearn")
+    wl = get_workload("tiny")
+    x, y = make_data(wl)
+    assert x.dtype == np.float32 and x.shape == (150, 4) and set(np.unique(y)) == {0, 1, 2}
+    peer = P.SklearnPeer(wl, x, y)
+    peer.set_threads(1)
+    peer.run(1)
+    first = peer.last_loss
+    peer.run(20)
+    assert peer.last_loss < first
+    assert peer.clf.coefs_[0].dtype == np.float32  # float32 input stays float32
+    assert [c.shape for c in peer.clf.coefs_] == [(4, 16), (16, 3)]
+
+
+def _row(medians):
+    """A raw row as bench_workload makes it, with constant timings per slot."""
+    row = {"workload": "tiny", "task": "train", "layers": [4, 16, 3], "batch": 16, "samples": 160,
+           "steps": 10, "threads": 2, "entries": {}, "errors": {}}
+    for key, med in medians.items():
+        peer, _, env = key.partition("[")
+        run_s = [med * 10 * 1e-6 * f for f in (0.9, 1.0, 1.3)]  # us/step median = med
+        row["entries"][key] = {"peer": peer, "blas_env": "unset" if env else None, "k": 1, "warmup_s": 0.1,
+                               "run_s": run_s, "last_loss": 1.0, "us_per_step": [t / 10 * 1e6 for t in run_s]}
+    return row
+
+
+def test_summarize_ratios_and_best_variant():
+    row = summarize(_row({"nncore": 10.0, "torch": 200.0, "numpy": 60.0, "numpy[unset]": 40.0,
+                          "sklearn": 150.0, "sklearn[unset]": 300.0}))
+    assert row["best_variant"] == {"nncore": "nncore", "torch": "torch", "numpy": "numpy[unset]",
+                                   "sklearn": "sklearn"}
+    assert row["ratios"]["torch"] == pytest.approx(20.0)
+    assert row["ratios"]["numpy"] == pytest.approx(4.0)  # against the faster OpenBLAS variant
+    assert row["ratios"]["sklearn"] == pytest.approx(15.0)
+    assert row["ratios"]["fastest"] == {"peer": "numpy", "ratio": pytest.approx(4.0)}
+    e = row["entries"]["numpy[unset]"]
+    assert e["us_per_step_stats"] == {"median": pytest.approx(40.0), "min": pytest.approx(36.0),
+                                      "max": pytest.approx(52.0)}
+    assert e["samples_per_s_median"] == pytest.approx(160 / (40.0 * 10 * 1e-6))
+    table = format_tables({"results": [row], "peers": {}, "memory": []})
+    line = next(t for t in table.splitlines() if t.startswith("| tiny | 16 | 10 | ? |"))
+    assert "40.0 (36.0-52.0) ᵘ" in line and "20.00x" in line and "4.00x (NumPy)" in line
+    assert "| tiny | 2 | NumPy | 60.0 | 40.0 | 1.50 |" in table
+
+
+def test_summarize_without_nncore_has_no_ratios():
+    row = summarize(_row({"torch": 200.0, "numpy": 60.0}))
+    assert row["ratios"] == {}
+    table = format_tables({"results": [row], "peers": {"nncore": {"available": False, "reason": "absent"}},
+                           "memory": []})
+    assert "nncore / " not in table and "nncore did not run: absent" in table
+
+
+class _FakeSlot:
+    """Returns a fixed time per run; fails at run number `fail_at` when given."""
+
+    def __init__(self, key, seconds, fail_at=None):
+        self.key, self.peer_name, self.blas_env = key, key, None
+        self.seconds, self.fail_at, self.calls, self.ks = seconds, fail_at, [], []
+
+    def setup(self, wl, threads):
+        pass
+
+    def run(self, k):
+        self.calls.append(k)
+        if self.fail_at is not None and len(self.calls) >= self.fail_at:
+            raise RuntimeError("boom")
+        return self.seconds * k, 0.5
+
+    def close(self):
+        self.closed = True
+
+
+def test_bench_workload_interleaves_calibrates_and_survives_a_failing_peer():
+    args = parse_args(["--repeats", "5", "--min-time", "0.01", "--pause", "0"])
+    wl = Workload("w", (4, 8, 3), 10, 100)  # 10 steps per epoch
+    fast, slow, bad = _FakeSlot("fast", 0.001), _FakeSlot("slow", 0.02), _FakeSlot("bad", 0.001, fail_at=4)
+    log = []
+    for s in (fast, slow, bad):
+        run = s.run
+        s.run = (lambda run, key: lambda k: (log.append(key), run(k))[1])(run, s.key)
+    row = summarize(bench_workload(wl, 2, [fast, slow, bad], args))
+    assert fast.calls == [1, 1] + [10] * 5 and slow.calls == [1, 1] + [1] * 5  # k = ceil(0.01 / t)
+    timed = log[6:]  # after the warm-up and calibration rounds
+    assert timed[:3] == ["fast", "slow", "bad"] and timed[3:5] == ["slow", "bad"]  # rotation A B C, B C A
+    assert set(row["entries"]) == {"fast", "slow"} and "repeat 1" in row["errors"]["bad"] and bad.closed
+    assert row["entries"]["fast"]["us_per_step_stats"]["median"] == pytest.approx(100.0)
+    assert row["entries"]["slow"]["us_per_step_stats"]["median"] == pytest.approx(2000.0)
+
+
+@pytest.mark.parametrize("argv", [["--workloads", "huge"], ["--peers", "jax"], ["--threads", "0"],
+                                  ["--repeats", "0"]])
+def test_bad_options_are_refused(argv, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert "error" in capsys.readouterr().err
+
+
+def test_quick_defaults():
+    args = parse_args(["--quick"])
+    assert args.workloads == ["tiny", "small", "predict"] and args.threads == [2] and args.repeats == 5
+    assert args.no_memory
+
+
+def test_suite_runs_on_a_tiny_budget(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    md = tmp_path / "r.md"
+    peers = "nncore,torch,sklearn,numpy"
+    rc = main(["--workloads", "tiny,predict", "--peers", peers, "--threads", "1", "--repeats", "2",
+               "--min-time", "0", "--pause", "0", "--max-samples", "300", "--blas-env", "both",
+               "--memory", "predict", "--memory-peers", "nncore,numpy", "--json", str(out), "--markdown", str(md),
+               "--no-fma-peak", "--quiet"])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    assert "### Training, 1 thread" in printed and "### Inference (predict), 1 thread" in printed
+    assert md.read_text().strip() == printed.strip()
+    expect = {p for p in peers.split(",") if P.get_peer_class(p).available()[0]}
+    assert [r["workload"] for r in res["results"]] == ["tiny", "predict"]
+    for row in res["results"]:
+        assert row["errors"] == {}
+        assert set(row["best_variant"]) == expect
+        assert {"numpy[unset]", "sklearn[unset]"} <= set(row["entries"])
+        for e in row["entries"].values():
+            assert len(e["us_per_step"]) == 2 and all(t > 0 for t in e["us_per_step"])
+    assert res["results"][0]["samples"] == 150 and res["results"][1]["samples"] == 300
+    assert res["machine"]["logical_cpus"] >= 1 and "threadpool_info" in res["machine"]
+    assert "OPENBLAS_CORETYPE" not in res["machine"]["unset_worker"]["env"]
+    md2 = tmp_path / "again.md"
+    assert main(["--render", str(out), "--markdown", str(md2)]) == 0  # re-render the tables from the JSON
+    assert md2.read_text() == md.read_text()
+    mem = {m["peer"]: m for m in res["memory"]}
+    assert mem["numpy"]["peak_rss_mb"] >= mem["numpy"]["rss_before_fit_mb"] > 0
+    if "nncore" in expect:
+        assert mem["nncore"]["peak_rss_mb"] > 0

@@ -1,0 +1,52 @@
+"""The examples run (shortened) and reach sensible answers; `python -m nncore demo` too."""
+import importlib.util
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "examples", name + ".py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_binary_classifier():
+    res = _load("binary_classifier").main(epochs=3)     # batch_size=1 as in the issue
+    assert res["accuracy"] > 0.8
+
+
+def test_mnist_softmax():
+    res = _load("mnist_softmax").main(epochs=3)
+    assert res["accuracy"] > 0.9
+
+
+def test_iris():
+    assert _load("iris").main(epochs=100)["accuracy"] >= 0.93
+
+
+def test_custom_mlp():
+    res = _load("custom_mlp").main(epochs=5, verbose=False)
+    assert res["accuracy"] > 0.9
+
+
+def test_linear_regression(tmp_path):
+    out = str(tmp_path / "fit.png")
+    res = _load("linear_regression").main(out, verbose=False)
+    assert abs(res["w"] - res["w_ls"]) < 1e-3 and abs(res["b"] - res["b_ls"]) < 1e-3
+    with open(out, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_command():
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "nncore", "demo", "--epochs", "3", "--verbose", "1"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "test accuracy:" in proc.stdout and "samples/s" in proc.stdout
+    assert "Epoch 3/3" in proc.stdout
+    acc = float(proc.stdout.split("test accuracy:")[1].split()[0])
+    assert acc > 0.9
