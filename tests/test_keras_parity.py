@@ -397,14 +397,18 @@ _INITS = [
     ("VarianceScaling", {"scale": 2.0, "mode": "fan_avg", "distribution": "uniform"}),
     ("VarianceScaling", {"scale": 0.5, "mode": "fan_out", "distribution": "untruncated_normal"}),
     ("Orthogonal", {"gain": 1.5}),
+    ("GlorotUniform", {}, (3, 3, 40, 50)), ("HeNormal", {}, (5, 30, 40)), ("Orthogonal", {}, (60, 150)),
 ]
 
 
-@pytest.mark.parametrize("name,kw", _INITS, ids=[n + "-" + "-".join(map(str, k.values())) for n, k in _INITS])
-def test_initializer_statistics_match_keras(name, kw):
+@pytest.mark.parametrize("case", _INITS, ids=[c[0] + "-" + "-".join(map(str, c[1].values())) + (
+    "-" + "x".join(map(str, c[2])) if len(c) > 2 else "") for c in _INITS])
+def test_initializer_statistics_match_keras(case):
+    # conv-shaped kernels: the fans multiply by the receptive field; wide orthogonal: orthonormal rows
+    name, kw = case[:2]
     # values differ (different RNGs), so compare the distributions: mean, std, range and the
     # quartiles on 120 000 draws (18 000 for Orthogonal); tolerances ~6 standard errors
-    shape = (300, 400) if name != "Orthogonal" else (150, 120)   # (a QR of 300 x 400 costs seconds)
+    shape = case[2] if len(case) > 2 else (300, 400) if name != "Orthogonal" else (150, 120)  # QR costs
     a = kn(getattr(keras.initializers, name)(seed=1, **kw)(shape, dtype="float64"))
     b = getattr(ninit, name)(seed=1, **kw)(shape, dtype="float64")
     assert b.shape == a.shape and b.dtype == np.float64
@@ -423,7 +427,8 @@ def test_initializer_statistics_match_keras(name, kw):
                                atol=(0.03 if a.size > 100000 else 0.08) * sd)
     if name == "Orthogonal":
         q = b.T @ b if shape[0] >= shape[1] else b @ b.T
-        np.testing.assert_allclose(q, kw["gain"] ** 2 * np.eye(len(q)), atol=1e-10)
+        gain = kw.get("gain", 1.0)
+        np.testing.assert_allclose(q, gain ** 2 * np.eye(len(q)), atol=1e-10)
 
 
 # --------------------------------------------------------------------------- a whole fit
