@@ -187,14 +187,21 @@ class Loss:
             raise ValueError(f"{self.name}: empty batch")
         if sample_weight is not None:
             w = np.asarray(sample_weight, dtype=per.dtype)
+            while w.ndim > per.ndim and w.ndim > 0 and w.shape[-1] == 1:
+                w = w[..., 0]                    # (n, 1) weights for (n,) losses
             if w.shape != per.shape:
-                w = w.reshape(w.shape + (1,) * (per.ndim - w.ndim)) if w.ndim < per.ndim else w
+                if w.ndim < per.ndim:
+                    w = w.reshape(w.shape + (1,) * (per.ndim - w.ndim))
                 try:
-                    w = np.broadcast_to(w, per.shape)
+                    # a 1-D pair reduces to one loss value: Keras broadcasts it
+                    # against the weights, giving loss * mean(w)
+                    shape = np.broadcast_shapes(per.shape, w.shape) if per.ndim == 0 else per.shape
+                    w = np.broadcast_to(w, shape)
                 except ValueError:
                     raise ValueError(f"{self.name}: sample_weight has shape {np.shape(sample_weight)}, "
                                      f"expected {per.shape}") from None
             per = per * w
+            n = per.size
         return per.dtype.type(per.sum() / n)
 
     def get_config(self):

@@ -637,9 +637,6 @@ def test_loss_awkward_shapes_match_keras(case):
     assert float(getattr(nloss, name)()(y, p, sample_weight=w)) == pytest.approx(want, **_F32)
 
 
-@pytest.mark.xfail(strict=True, reason="nncore/losses.py Loss.__call__: 1-D y_true and y_pred are ONE sample "
-                   "(scalar per-sample loss) and a (n,) sample_weight is refused with ValueError; Keras 3 "
-                   "broadcasts the scalar loss against the weights and returns loss * mean(w)")
 def test_loss_one_dimensional_pair_with_weights_like_keras():
     y = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 0.0])
     p = np.array([0.8, 0.3, 0.4, 0.9, 0.1, 0.6])
