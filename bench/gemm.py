@@ -158,6 +158,7 @@ def main():
         print(json.dumps(time_numpy(args.quick, threads)))
         return
 
+    load = os.getloadavg()
     env_note = ", ".join(f"{v}={os.environ[v]}" for v in OPENBLAS_VARS if v in os.environ) or "neither set"
     peak = fma_peak()
     nn = time_nncore(args.quick, threads)
@@ -172,7 +173,8 @@ def main():
         f"{' --clock thread' if args.clock == 'thread' else ''}` "
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
         "",
-        f"CPU: {cpu_name()}, {os.cpu_count()} CPUs; numpy {np.__version__}; OpenBLAS env: {env_note}.",
+        f"CPU: {cpu_name()}, {os.cpu_count()} CPUs; numpy {np.__version__}; OpenBLAS env: {env_note}; "
+        f"load average at start {load[0]:.1f} (other jobs share the cores: 2-thread figures suffer most).",
     ]
     if peak:
         lines.append(
