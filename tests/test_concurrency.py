@@ -85,6 +85,8 @@ ORDERS = [
 
 def test_import_orders_with_torch_and_sklearn(tmp_path):
     """Each order in a fresh interpreter; the interpreters run side by side to keep the test short."""
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
     env = dict(os.environ, OMP_NUM_THREADS="2")
     env.pop("KMP_DUPLICATE_LIB_OK", None)
     procs = [
