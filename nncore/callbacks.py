@@ -45,6 +45,7 @@ _HOOKS = (
     "on_test_batch_begin", "on_test_batch_end", "on_predict_begin", "on_predict_end",
     "on_predict_batch_begin", "on_predict_batch_end", "on_batch_begin", "on_batch_end",
 )
+_HOOKS_SET = frozenset(_HOOKS)
 
 
 def _print(msg, file=None):
@@ -142,8 +143,34 @@ def _overrides(cb, hook):
         return True
     if getattr(type(cb), hook) is not getattr(Callback, hook):
         return True
-    alias = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}.get(hook)
+    alias = _ALIAS.get(hook)
     return alias is not None and _overrides(cb, alias)
+
+
+_ALIAS = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
+_CLASS_HOOKS = {}   # callback class -> frozenset of the hooks its methods override (see _hooks_of)
+
+
+def _class_hooks(cls):
+    """The hooks (aliases included) that class `cls` overrides, computed once per class
+    (a hook method assigned to the class after its first use in a fit is not seen)."""
+    hooks = _CLASS_HOOKS.get(cls)
+    if hooks is None:
+        def over(h):
+            if getattr(cls, h) is not getattr(Callback, h):
+                return True
+            alias = _ALIAS.get(h)
+            return alias is not None and over(alias)
+        hooks = _CLASS_HOOKS[cls] = frozenset(h for h in _HOOKS if over(h))
+    return hooks
+
+
+def _hooks_of(cb):
+    """The set of hooks cb does something in; the same answers as ``_overrides(cb, hook)`` for
+    every hook, with the class-level introspection cached per class."""
+    if getattr(cb, "_listens", None) is not None or any(h in _HOOKS_SET for h in vars(cb)):
+        return frozenset(h for h in _HOOKS if _overrides(cb, h))   # per-instance answers
+    return _class_hooks(type(cb))
 
 
 def _pythonify(logs):
@@ -220,7 +247,8 @@ class CallbackList(Callback):
         return out
 
     def _index(self):
-        self._by_hook = {h: [c for c in self.callbacks if _overrides(c, h)] for h in _HOOKS}
+        hooks = [_hooks_of(c) for c in self.callbacks]
+        self._by_hook = {h: [c for c, hs in zip(self.callbacks, hooks) if h in hs] for h in _HOOKS}
         self.has_train_batch_hooks = bool(self._by_hook["on_train_batch_begin"] or
                                           self._by_hook["on_train_batch_end"])
 

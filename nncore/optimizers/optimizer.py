@@ -290,7 +290,8 @@ class Optimizer:
         slots = [np.full(n, self._slot_initial(nm), dtype=params_flat.dtype) for nm in self._slot_names()]
         self._flat = {"params": params_flat, "ptr": params_flat.__array_interface__["data"][0],
                       "seg_start": np.array(bounds, dtype=np.int64), "slots": slots,
-                      "sums": np.empty(len(bounds) - 1), "scales": np.empty(len(bounds) - 1)}
+                      "sums": np.empty(len(bounds) - 1), "scales": np.empty(len(bounds) - 1),
+                      "grads": None}
         if self._pending:
             self._load_flat(self._pending)
 
@@ -312,6 +313,39 @@ class Optimizer:
         f = self._flat
         if f is None:
             raise ValueError("step_flat: call build_flat(params_flat, segments) first")
+        # fast path: the same two array objects as the last validated call (the kernel still
+        # checks dtype, size, contiguity and writability of every array it is given)
+        if params_flat is not f["params"] or grads_flat is not f["grads"]:
+            self._check_flat(f, params_flat, grads_flat)
+        lr = self._learning_rate
+        if callable(lr):
+            lr = float(lr(self._iterations))
+        kind, flags, coef = self._rule(lr, self._iterations + 1)
+        wd = self.weight_decay
+        wd = lr * wd if wd else 0.0
+        clipvalue = self.clipvalue
+        if clipvalue is None:
+            clipvalue = math.inf
+        nt = effective_n_threads(self.n_threads)
+        scale, seg_scale = 1.0, None
+        if self.clipnorm is not None or self.global_clipnorm is not None:
+            sums = _k.seg_sumsq(grads_flat, f["seg_start"], f["sums"], nt)
+            if self.global_clipnorm is not None:
+                total = 0.0
+                for s in sums.tolist():
+                    total += s
+                scale = self._norm_scale(total, self.global_clipnorm)
+            else:
+                seg_scale = f["scales"]
+                seg_scale[:] = [self._norm_scale(s, self.clipnorm) for s in sums.tolist()]
+        _k.step(kind, flags, coef, params_flat, grads_flat, f["slots"], wd, clipvalue, scale,
+                f["seg_start"] if seg_scale is not None else None, seg_scale, nt)
+        self._iterations += 1
+        return self._iterations
+
+    @staticmethod
+    def _check_flat(f, params_flat, grads_flat):
+        """Validate step_flat's arrays; on success remember them for the identity fast path."""
         if not isinstance(params_flat, np.ndarray) or params_flat.__array_interface__["data"][0] != f["ptr"] \
                 or params_flat.shape != f["params"].shape or params_flat.dtype != f["params"].dtype:
             raise ValueError("params_flat: expected the buffer given to build_flat "
@@ -323,22 +357,8 @@ class Optimizer:
             raise TypeError(f"grads_flat: expected dtype {params_flat.dtype} like params_flat, got {grads_flat.dtype}")
         if not grads_flat.flags.c_contiguous:
             raise ValueError("grads_flat: expected a C-contiguous array")
-        kind, flags, coef, kw = self._step_args()
-        seg, scale, seg_scale = f["seg_start"], 1.0, None
-        if self.clipnorm is not None or self.global_clipnorm is not None:
-            sums = _k.seg_sumsq(grads_flat, seg, f["sums"], kw["n_threads"])
-            if self.global_clipnorm is not None:
-                total = 0.0
-                for s in sums.tolist():
-                    total += s
-                scale = self._norm_scale(total, self.global_clipnorm)
-            else:
-                seg_scale = f["scales"]
-                seg_scale[:] = [self._norm_scale(s, self.clipnorm) for s in sums.tolist()]
-        _k.step(kind, flags, coef, params_flat, grads_flat, f["slots"], scale=scale,
-                seg_start=seg if seg_scale is not None else None, seg_scale=seg_scale, **kw)
-        self._iterations += 1
-        return self._iterations
+        if params_flat is f["params"]:
+            f["grads"] = grads_flat
 
     # ---- configuration ----------------------------------------------------
     def get_config(self):
