@@ -168,9 +168,16 @@ def _class_hooks(cls):
 def _hooks_of(cb):
     """The set of hooks cb does something in; the same answers as ``_overrides(cb, hook)`` for
     every hook, with the class-level introspection cached per class."""
-    if getattr(cb, "_listens", None) is not None or any(h in _HOOKS_SET for h in vars(cb)):
+    if getattr(cb, "_listens", None) is not None or not _HOOKS_SET.isdisjoint(vars(cb)):
         return frozenset(h for h in _HOOKS if _overrides(cb, h))   # per-instance answers
     return _class_hooks(type(cb))
+
+
+class _HookTable(dict):
+    """hook name -> list of listening callbacks; a hook nobody listens to maps to ()."""
+
+    def __missing__(self, hook):
+        return ()
 
 
 def _pythonify(logs):
@@ -247,10 +254,12 @@ class CallbackList(Callback):
         return out
 
     def _index(self):
-        hooks = [_hooks_of(c) for c in self.callbacks]
-        self._by_hook = {h: [c for c, hs in zip(self.callbacks, hooks) if h in hs] for h in _HOOKS}
-        self.has_train_batch_hooks = bool(self._by_hook["on_train_batch_begin"] or
-                                          self._by_hook["on_train_batch_end"])
+        by_hook = _HookTable()          # hook -> its listeners in list order; () for none
+        for c in self.callbacks:
+            for h in _hooks_of(c):
+                by_hook.setdefault(h, []).append(c)
+        self._by_hook = by_hook
+        self.has_train_batch_hooks = "on_train_batch_begin" in by_hook or "on_train_batch_end" in by_hook
 
     def append(self, callback):
         """Add a callback at the end."""

@@ -41,6 +41,7 @@ class Batches:
         self.rng = rng
         self._idx = np.arange(self.n, dtype=np.int64)
         self._bufs = {}
+        self._sched = None
         # float rows gather through take_rows on a 2-D view of each array
         self._rows = [None if a is None or a.ndim == 1 or a.dtype.kind != "f" else a.reshape(self.n, -1)
                       for a in self.arrays]
@@ -49,7 +50,11 @@ class Batches:
         return -(-self.n // self.batch_size)
 
     def _plan(self, size):
-        """Buffers for batches of `size` rows, the gathers that fill them, and the tuple to yield."""
+        """Buffers for batches of `size` rows, the gathers that fill them, and the tuple to yield.
+
+        Each gather is (src, dst, rows): rows=True gathers float rows with the
+        take_rows kernel (src, dst are 2-D views), rows=False uses ndarray.take(out=).
+        """
         gathers, out = [], []
         for a, rows in zip(self.arrays, self._rows):
             if a is None:
@@ -57,12 +62,23 @@ class Batches:
                 continue
             full = np.empty((size,) + a.shape[1:], a.dtype)
             if rows is not None:
-                gathers.append((take_rows, rows, full.reshape(size, -1)))     # dst[r] = src[idx[r]]
+                gathers.append((rows, full.reshape(size, -1), True))     # dst[r] = src[idx[r]]
             else:
-                gathers.append((_take_1d, a, full))
+                gathers.append((a, full, False))
             out.append(full)
-        plan = self._bufs[size] = (gathers, tuple(out))
+        plan = self._bufs[size] = (tuple(gathers), tuple(out))
         return plan
+
+    def _schedule(self):
+        """Per batch of an epoch: (view of the index array, gathers, output tuple), built once;
+        the index views stay valid because every epoch shuffles the index array in place."""
+        idx, bs, sched = self._idx, self.batch_size, []
+        for start in range(0, self.n, bs):
+            part = idx[start:start + bs]
+            gathers, out = self._bufs.get(part.shape[0]) or self._plan(part.shape[0])
+            sched.append((part, gathers, out))
+        self._sched = sched
+        return sched
 
     def __iter__(self):
         """Yield one tuple of arrays per batch, in order (reshuffled first when shuffle=True).
@@ -75,19 +91,14 @@ class Batches:
             for start in range(0, n, bs):
                 yield tuple(None if a is None else a[start:start + bs] for a in self.arrays)
             return
-        idx = self._idx
-        self.rng.shuffle(idx)
-        plans = self._bufs
-        for start in range(0, n, bs):
-            part = idx[start:start + bs]
-            gathers, out = plans.get(part.shape[0]) or self._plan(part.shape[0])
-            for gather, src, dst in gathers:
-                gather(src, part, dst)
+        self.rng.shuffle(self._idx)
+        for part, gathers, out in self._sched or self._schedule():
+            for src, dst, rows in gathers:
+                if rows:
+                    take_rows(src, part, dst)
+                else:
+                    src.take(part, 0, dst)
             yield out
-
-
-def _take_1d(src, idx, dst):
-    src.take(idx, 0, dst)
 
 
 def split_validation(arrays, validation_split):

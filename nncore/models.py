@@ -407,7 +407,15 @@ class Sequential:
             if len(self._dbufs) >= MAX_CACHED_SHAPES:
                 self._dbufs.clear()
             d = self._dbufs[n] = np.empty((n,) + tuple(self._output_shape[1:]), self._dtype)
-        out, s = self._forward_loss(x, y, w, d, True)
+        # the forward pass and loss of _forward_loss, inlined (one call frame less per step)
+        out = x
+        for f in self._fwd:
+            out = f(out, True)
+        if self._fused:
+            z, out = self._last_logits(out)
+            s = self._loss_fn(z, y, w, out, d, 1.0 / n, self._nt)
+        else:
+            s = self._loss_fn(out, y, w, d, 1.0 / n, self._nt)
         for m in self.compiled_metrics:
             m.update_state(y if y_metric is None else y_metric, out)
         dy = d
@@ -476,6 +484,9 @@ class Sequential:
         nonfinite_handled = any(getattr(cb, "handles_nonfinite", False) for cb in cbs.callbacks)
         step = self._train_step
         batch_logs = getattr(cbs, "has_train_batch_hooks", True)   # per-batch logs only when someone listens
+        by_hook = getattr(cbs, "_by_hook", None)
+        batch_begin = cbs.on_train_batch_begin if by_hook is None or "on_train_batch_begin" in by_hook \
+            else None
         logs, training_logs = {}, None
         with _DeferredInterrupt() as ctrl_c:
             cbs.on_train_begin()
@@ -485,7 +496,8 @@ class Sequential:
                 cbs.on_epoch_begin(epoch)
                 total, seen = 0.0, 0
                 for i, (xb, yb, wb, ymb) in enumerate(batches):
-                    cbs.on_train_batch_begin(i)
+                    if batch_begin is not None:
+                        batch_begin(i)
                     nb = xb.shape[0]
                     batch_loss = step(xb, yb, wb, ymb)
                     # end of batch: the loss and the updated parameters must be finite (one pass
@@ -497,7 +509,8 @@ class Sequential:
                     if batch_logs:
                         logs = self._logs(total / seen)
                         cbs.on_train_batch_end(i, logs)
-                    ctrl_c.check()        # Ctrl-C takes effect here, between complete steps
+                    if ctrl_c.pending:    # Ctrl-C takes effect here, between complete steps
+                        ctrl_c.check()
                     if self.stop_training:
                         break
                 epoch_logs = self._logs(total / seen) if seen else dict(logs)
