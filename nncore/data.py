@@ -29,8 +29,8 @@ class Batches:
     """
 
     def __init__(self, arrays, batch_size, shuffle=False, rng=None):
-        self.arrays = [a for a in arrays]
-        present = [a for a in self.arrays if a is not None]
+        arrays = list(arrays)
+        present = [a for a in arrays if a is not None]
         self.n = len(present[0])
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
@@ -42,9 +42,43 @@ class Batches:
         self._idx = np.arange(self.n, dtype=np.int64)
         self._bufs = {}
         self._sched = None
+        self._iterating = 0
+        self._bind(arrays)
+        self._layout = self._layout_of(arrays)
+
+    def _bind(self, arrays):
+        self.arrays = arrays
         # float rows gather through take_rows on a 2-D view of each array
         self._rows = [None if a is None or a.ndim == 1 or a.dtype.kind != "f" else a.reshape(self.n, -1)
-                      for a in self.arrays]
+                      for a in arrays]
+        self._srcs = [r if r is not None else a for a, r in zip(arrays, self._rows)]
+
+    @staticmethod
+    def _layout_of(arrays):
+        return tuple(None if a is None else (a.shape, a.dtype, a.dtype.kind == "f" and a.ndim > 1)
+                     for a in arrays)
+
+    def rebind(self, arrays, batch_size, shuffle, rng):
+        """Reuse this object (its batch buffers and schedule) for new arrays of the same layout.
+
+        Returns True when it was rebound: the same batch size and shuffle flag, arrays of
+        the same shapes and dtypes in the same places, and no iteration of this object
+        in progress (a fit started from a callback gets its own Batches). The sample
+        order restarts from the identity permutation, exactly as in a new Batches.
+        Otherwise returns False and changes nothing.
+        """
+        arrays = list(arrays)
+        if (self._iterating or int(batch_size) != self.batch_size or bool(shuffle) != self.shuffle
+                or (shuffle and rng is None) or self._layout_of(arrays) != self._layout):
+            return False
+        self.rng = rng
+        self._idx[:] = np.arange(self.n, dtype=np.int64)
+        self._bind(arrays)
+        return True
+
+    def release(self):
+        """Drop the references to the arrays (the batch buffers are kept for ``rebind``)."""
+        self.arrays = self._rows = self._srcs = None
 
     def __len__(self):
         return -(-self.n // self.batch_size)
@@ -52,19 +86,20 @@ class Batches:
     def _plan(self, size):
         """Buffers for batches of `size` rows, the gathers that fill them, and the tuple to yield.
 
-        Each gather is (src, dst, rows): rows=True gathers float rows with the
-        take_rows kernel (src, dst are 2-D views), rows=False uses ndarray.take(out=).
+        Each gather is (k, dst, rows): the source is ``self._srcs[k]``; rows=True gathers
+        float rows with the take_rows kernel (source and dst are 2-D views), rows=False
+        uses ndarray.take(out=).
         """
         gathers, out = [], []
-        for a, rows in zip(self.arrays, self._rows):
+        for k, (a, rows) in enumerate(zip(self.arrays, self._rows)):
             if a is None:
                 out.append(None)
                 continue
             full = np.empty((size,) + a.shape[1:], a.dtype)
             if rows is not None:
-                gathers.append((rows, full.reshape(size, -1), True))     # dst[r] = src[idx[r]]
+                gathers.append((k, full.reshape(size, -1), True))     # dst[r] = src[idx[r]]
             else:
-                gathers.append((a, full, False))
+                gathers.append((k, full, False))
             out.append(full)
         plan = self._bufs[size] = (tuple(gathers), tuple(out))
         return plan
@@ -92,13 +127,18 @@ class Batches:
                 yield tuple(None if a is None else a[start:start + bs] for a in self.arrays)
             return
         self.rng.shuffle(self._idx)
-        for part, gathers, out in self._sched or self._schedule():
-            for src, dst, rows in gathers:
-                if rows:
-                    take_rows(src, part, dst)
-                else:
-                    src.take(part, 0, dst)
-            yield out
+        srcs = self._srcs
+        self._iterating += 1
+        try:
+            for part, gathers, out in self._sched or self._schedule():
+                for k, dst, rows in gathers:
+                    if rows:
+                        take_rows(srcs[k], part, dst)
+                    else:
+                        srcs[k].take(part, 0, dst)
+                yield out
+        finally:
+            self._iterating -= 1
 
 
 def split_validation(arrays, validation_split):

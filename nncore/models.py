@@ -138,6 +138,7 @@ class Sequential:
         self.history = None
         self._dtype = None
         self._lock = threading.RLock()
+        self._train_batches = None    # the last fit's Batches (buffers and schedule), see Batches.rebind
         for layer in layers or []:
             self.add(layer)
 
@@ -476,7 +477,11 @@ class Sequential:
             w = np.ascontiguousarray(self._class_weights(class_weight, y_raw), dtype=self._dtype)
 
         self._setup()
-        batches = Batches([x, y, w, y_metric], batch_size, shuffle=shuffle, rng=_random.get_rng())
+        # the batch buffers and schedule of the last fit are reused for arrays of the same layout
+        arrays, rng = [x, y, w, y_metric], _random.get_rng()
+        batches = getattr(self, "_train_batches", None)
+        if batches is None or not batches.rebind(arrays, batch_size, shuffle, rng):
+            batches = self._train_batches = Batches(arrays, batch_size, shuffle=shuffle, rng=rng)
         steps = len(batches)
         cbs = _callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                                                 verbose=verbose, epochs=epochs, steps=steps)
@@ -488,40 +493,43 @@ class Sequential:
         batch_begin = cbs.on_train_batch_begin if by_hook is None or "on_train_batch_begin" in by_hook \
             else None
         logs, training_logs = {}, None
-        with _DeferredInterrupt() as ctrl_c:
-            cbs.on_train_begin()
-            for epoch in range(initial_epoch, epochs):
-                for m in self.compiled_metrics:
-                    m.reset_state()
-                cbs.on_epoch_begin(epoch)
-                total, seen = 0.0, 0
-                for i, (xb, yb, wb, ymb) in enumerate(batches):
-                    if batch_begin is not None:
-                        batch_begin(i)
-                    nb = xb.shape[0]
-                    batch_loss = step(xb, yb, wb, ymb)
-                    # end of batch: the loss and the updated parameters must be finite (one pass
-                    # over the flat parameter buffer, small next to the batch's forward/backward)
-                    if not (math.isfinite(batch_loss) and all_finite(self._params, 1)):
-                        batch_loss = self._nonfinite(batch_loss, epoch, i, steps, nonfinite_handled)
-                    total += batch_loss * nb
-                    seen += nb
-                    if batch_logs:
-                        logs = self._logs(total / seen)
-                        cbs.on_train_batch_end(i, logs)
-                    if ctrl_c.pending:    # Ctrl-C takes effect here, between complete steps
-                        ctrl_c.check()
+        try:
+            with _DeferredInterrupt() as ctrl_c:
+                cbs.on_train_begin()
+                for epoch in range(initial_epoch, epochs):
+                    for m in self.compiled_metrics:
+                        m.reset_state()
+                    cbs.on_epoch_begin(epoch)
+                    total, seen = 0.0, 0
+                    for i, (xb, yb, wb, ymb) in enumerate(batches):
+                        if batch_begin is not None:
+                            batch_begin(i)
+                        nb = xb.shape[0]
+                        batch_loss = step(xb, yb, wb, ymb)
+                        # end of batch: the loss and the updated parameters must be finite (one pass
+                        # over the flat parameter buffer, small next to the batch's forward/backward)
+                        if not (math.isfinite(batch_loss) and all_finite(self._params, 1)):
+                            batch_loss = self._nonfinite(batch_loss, epoch, i, steps, nonfinite_handled)
+                        total += batch_loss * nb
+                        seen += nb
+                        if batch_logs:
+                            logs = self._logs(total / seen)
+                            cbs.on_train_batch_end(i, logs)
+                        if ctrl_c.pending:    # Ctrl-C takes effect here, between complete steps
+                            ctrl_c.check()
+                        if self.stop_training:
+                            break
+                    epoch_logs = self._logs(total / seen) if seen else dict(logs)
+                    if val is not None:
+                        val_logs = self._evaluate_arrays(*val, batch_size, cbs)
+                        epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
+                    cbs.on_epoch_end(epoch, epoch_logs)
+                    training_logs = epoch_logs
                     if self.stop_training:
                         break
-                epoch_logs = self._logs(total / seen) if seen else dict(logs)
-                if val is not None:
-                    val_logs = self._evaluate_arrays(*val, batch_size, cbs)
-                    epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
-                cbs.on_epoch_end(epoch, epoch_logs)
-                training_logs = epoch_logs
-                if self.stop_training:
-                    break
-            cbs.on_train_end(training_logs)
+                cbs.on_train_end(training_logs)
+        finally:
+            batches.release()     # the model keeps no reference to the training data
         return self.history
 
     def _nonfinite(self, loss, epoch, batch, steps, handled):

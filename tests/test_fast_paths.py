@@ -130,3 +130,85 @@ def test_schedule_is_reused_and_batches_stay_exact_over_epochs():
             sched = b._sched
         assert b._sched is sched                # built once, not per epoch
     assert [len(p) for p, _, _ in sched] == [4, 4, 3]
+
+
+def test_rebind_reuses_buffers_and_gives_a_fresh_batches_order():
+    n = 13
+    x = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
+    y = np.arange(n, dtype=np.int64)
+    b = Batches([x, y, None], 5, shuffle=True, rng=np.random.default_rng(0))
+    for _ in b:
+        pass
+    bufs = [id(out[0]) for _, _, out in b._sched]
+    x2, y2 = x + 100, y[::-1].copy()
+    assert b.rebind([x2, y2, None], 5, True, np.random.default_rng(7))
+    got = [(xb.copy(), yb.copy()) for xb, yb, _ in b]
+    fresh = [(xb.copy(), yb.copy()) for xb, yb, _ in
+             Batches([x2, y2, None], 5, shuffle=True, rng=np.random.default_rng(7))]
+    for (xa, ya), (xf, yf) in zip(got, fresh, strict=True):
+        np.testing.assert_array_equal(xa, xf)
+        np.testing.assert_array_equal(ya, yf)
+    assert [id(out[0]) for _, _, out in b._sched] == bufs
+    # another layout, batch size or shuffle flag is refused and changes nothing
+    assert not b.rebind([x2.astype(np.float64), y2, None], 5, True, np.random.default_rng(0))
+    assert not b.rebind([x2, y2, y2.astype(np.float32)], 5, True, np.random.default_rng(0))
+    assert not b.rebind([x2, y2, None], 4, True, np.random.default_rng(0))
+    assert not b.rebind([x2[:-1], y2[:-1], None], 5, True, np.random.default_rng(0))
+    it = iter(b)
+    next(it)                                   # an iteration in progress is never rebound
+    assert not b.rebind([x2, y2, None], 5, True, np.random.default_rng(0))
+    it.close()
+    assert b.rebind([x2, y2, None], 5, True, np.random.default_rng(0))
+
+
+def _model(optimizer="adam"):
+    model = nncore.Sequential([nncore.layers.Dense(6, activation="relu"),
+                               nncore.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    model.build((None, 4))
+    return model
+
+
+def test_repeated_fits_match_a_fresh_model_and_keep_no_data_alive():
+    import gc
+    import weakref
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(41, 4)).astype(np.float32), rng.integers(0, 3, 41)
+    a, b = _model(), _model()
+    b.set_weights(a.get_weights())
+    for k in range(3):                          # a reuses its Batches; b gets a fresh one each time
+        nncore.set_seed(k)
+        ha = a.fit(x, y, batch_size=8, epochs=2, verbose=0).history["loss"]
+        b._train_batches = None
+        nncore.set_seed(k)
+        hb = b.fit(x, y, batch_size=8, epochs=2, verbose=0).history["loss"]
+        assert ha == hb
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    big = x.copy()
+    ref = weakref.ref(big)
+    a.fit(big, y, batch_size=8, epochs=1, verbose=0)
+    del big
+    gc.collect()
+    assert ref() is None                        # the model does not hold the training inputs
+
+
+def test_fit_inside_a_callback_gets_its_own_batches():
+    n = 30
+    x = np.zeros((n, 4), np.float32)
+    x[:, 0] = np.arange(n)                     # column 0 names the sample
+    y = np.arange(n) % 3
+    model = _model("sgd")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    outer = model._train_batches
+    rows = []
+
+    class Inner(C.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            rows.extend(outer._sched[batch][0].tolist())     # the outer batch's sample indices
+            if batch == 1:
+                model.fit(x[::-1].copy(), y[::-1].copy(), batch_size=8, epochs=1, verbose=0)
+                assert model._train_batches is not outer
+
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[Inner()])
+    assert sorted(rows) == list(range(n))      # the outer epoch still saw every sample once
