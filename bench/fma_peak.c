@@ -9,7 +9,7 @@
 static double now(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts); /* time on the core: the machine is shared */
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 

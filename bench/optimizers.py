@@ -143,10 +143,16 @@ def main():
              f"`python bench/optimizers.py`; machine: {os.cpu_count()} CPUs, nncore simd "
              f"{nncore._config.config()['simd']}, torch {torch.__version__ if torch else 'absent'}. "
              "GB/s = bytes per parameter (Adam 28, SGD-momentum and RMSprop 20, copy 8) x n / time; "
-             "median (best) of interleaved rounds. NumPy is single-threaded in both thread rows.", ""]
-    hdr = "| step | n | threads | implementation | ms median (best) | GB/s median (best) | vs torch default | vs torch fused |"
+             "median (best) of interleaved rounds; 'vs' columns are ratios of medians (> 1: faster than the "
+             "reference). The copy row is torch's copy_ (numpy's copyto without torch) with the row's threads. "
+             "torch and nncore share one libgomp here (so torch.set_num_threads bounds both, and both sleep "
+             "idle threads: OMP_WAIT_POLICY=PASSIVE, nncore's default). "
+             "NumPy is single-threaded in both thread rows. The load average (1 min) shows how busy the "
+             "shared machine was.", ""]
+    hdr = ("| step | n | threads | implementation | ms median (best) | GB/s median (best) | vs torch default "
+           "| vs torch fused | load avg |")
     for kind in ("adam", "sgd_momentum", "rmsprop"):
-        lines += [f"## {kind}", "", hdr, "|" + "---|" * 8]
+        lines += [f"## {kind}", "", hdr, "|" + "---|" * 9]
         for n in (10 ** 6, 10 ** 7):
             rounds = (10 if n > 10 ** 6 else 40) // (4 if args.quick else 1)
             for nt in (1, 2):
@@ -161,6 +167,7 @@ def main():
                         except (RuntimeError, TypeError, ValueError):
                             pass  # e.g. no fused CPU RMSprop in this torch
                 times = time_rounds(fns, rounds)
+                load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
                 med = {k: float(np.median(v)) for k, v in times.items()}
                 best = {k: min(v) for k, v in times.items()}
                 for k in fns:
@@ -169,7 +176,7 @@ def main():
                     for ref in ("torch default", "torch fused"):
                         vs.append(f"{med[ref] / med[k]:.2f}x" if ref in med and not k.startswith("copy") else "")
                     row = (f"| {kind} | {n:.0e} | {nt} | {k} | {med[k] * 1e3:.3f} ({best[k] * 1e3:.3f}) | "
-                           f"{nbytes / med[k] / 1e9:.1f} ({nbytes / best[k] / 1e9:.1f}) | {vs[0]} | {vs[1]} |")
+                           f"{nbytes / med[k] / 1e9:.1f} ({nbytes / best[k] / 1e9:.1f}) | {vs[0]} | {vs[1]} | {load:.1f} |")
                     lines.append(row)
                     print(row, flush=True)
         lines.append("")

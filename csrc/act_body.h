@@ -2,24 +2,24 @@
  * Included by act.c with REAL, NC_NAME(op) and the math names (EXP, LOG, ...)
  * defined. Derivatives are written in terms of the output y where possible. */
 
-static inline REAL NC_NAME(sigmoid1)(REAL x)
+static inline __attribute__((always_inline)) REAL NC_NAME(sigmoid1)(REAL x)
 {
     /* 1/(1+e^-x) without overflow: e^-|x| never overflows */
-    REAL e = EXP(-FABS(x));
+    REAL e = VEXP(-FABS(x));
     REAL s = (REAL)1 / ((REAL)1 + e);
     return x >= 0 ? s : e * s;
 }
 
-static inline REAL NC_NAME(softplus1)(REAL x)
+static inline __attribute__((always_inline)) REAL NC_NAME(softplus1)(REAL x)
 {
     /* log(1+e^x) = max(x,0) + log1p(e^-|x|) */
-    return (x > 0 ? x : (REAL)0) + LOG1P(EXP(-FABS(x)));
+    return (x > 0 ? x : (REAL)0) + VLOG1P(VEXP(-FABS(x)));
 }
 
 #define SELU_ALPHA ((REAL)1.6732632423543772848170429916717)
 #define SELU_SCALE ((REAL)1.0507009873554804934193349852946)
 
-void NC_NAME(act_forward)(int act, REAL alpha, const REAL *x, REAL *y, ptrdiff_t n)
+NC_CLONES void NC_NAME(act_forward)(int act, REAL alpha, const REAL *x, REAL *y, ptrdiff_t n)
 {
     ptrdiff_t i;
     switch (act) {
@@ -30,10 +30,12 @@ void NC_NAME(act_forward)(int act, REAL alpha, const REAL *x, REAL *y, ptrdiff_t
         for (i = 0; i < n; i++) y[i] = x[i] >= 0 ? (REAL)1 : (REAL)0;
         break;
     case NC_ACT_SIGMOID:
+#pragma omp simd
         for (i = 0; i < n; i++) y[i] = NC_NAME(sigmoid1)(x[i]);
         break;
     case NC_ACT_TANH:
-        for (i = 0; i < n; i++) y[i] = TANH(x[i]);
+#pragma omp simd
+        for (i = 0; i < n; i++) y[i] = VTANH(x[i]);
         break;
     case NC_ACT_RELU:
 #pragma omp simd
@@ -44,23 +46,30 @@ void NC_NAME(act_forward)(int act, REAL alpha, const REAL *x, REAL *y, ptrdiff_t
         for (i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : alpha * x[i];
         break;
     case NC_ACT_ELU:
-        for (i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : alpha * EXPM1(x[i]);
+#pragma omp simd
+        for (i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : alpha * VEXPM1(x[i] > 0 ? (REAL)0 : x[i]);
         break;
     case NC_ACT_SELU:
-        for (i = 0; i < n; i++) y[i] = SELU_SCALE * (x[i] > 0 ? x[i] : SELU_ALPHA * EXPM1(x[i]));
-        break;
-    case NC_ACT_GELU:
+#pragma omp simd
         for (i = 0; i < n; i++)
-            y[i] = (REAL)0.5 * x[i] * ((REAL)1 + ERF(x[i] * (REAL)0.70710678118654752440));
+            y[i] = SELU_SCALE * (x[i] > 0 ? x[i] : SELU_ALPHA * VEXPM1(x[i] > 0 ? (REAL)0 : x[i]));
+        break;
+    case NC_ACT_GELU:  /* x Phi(x) = x erfc(-x / sqrt 2) / 2: accurate for negative x too */
+#pragma omp simd
+        for (i = 0; i < n; i++)
+            y[i] = (REAL)0.5 * x[i] * VERFC(x[i] * (REAL)-0.70710678118654752440);
         break;
     case NC_ACT_GELU_TANH:
+#pragma omp simd
         for (i = 0; i < n; i++) {
             REAL v = x[i];
             REAL u = (REAL)0.79788456080286535588 * (v + (REAL)0.044715 * v * v * v);
-            y[i] = (REAL)0.5 * v * ((REAL)1 + TANH(u));
+            /* 0.5 v (1 + tanh u) = v sigmoid(2u): no cancellation for negative v */
+            y[i] = v * NC_NAME(sigmoid1)((REAL)2 * u);
         }
         break;
     case NC_ACT_SOFTPLUS:
+#pragma omp simd
         for (i = 0; i < n; i++) y[i] = NC_NAME(softplus1)(x[i]);
         break;
     case NC_ACT_HARD_SIGMOID:
@@ -71,6 +80,7 @@ void NC_NAME(act_forward)(int act, REAL alpha, const REAL *x, REAL *y, ptrdiff_t
         }
         break;
     case NC_ACT_SWISH:
+#pragma omp simd
         for (i = 0; i < n; i++) y[i] = x[i] * NC_NAME(sigmoid1)(x[i]);
         break;
     default:
@@ -78,7 +88,7 @@ void NC_NAME(act_forward)(int act, REAL alpha, const REAL *x, REAL *y, ptrdiff_t
     }
 }
 
-void NC_NAME(act_backward)(int act, REAL alpha, const REAL *x, const REAL *y, const REAL *dy, REAL *dx,
+NC_CLONES void NC_NAME(act_backward)(int act, REAL alpha, const REAL *x, const REAL *y, const REAL *dy, REAL *dx,
                            ptrdiff_t n)
 {
     ptrdiff_t i;
@@ -115,30 +125,37 @@ void NC_NAME(act_backward)(int act, REAL alpha, const REAL *x, const REAL *y, co
             dx[i] = y[i] > 0 ? SELU_SCALE * dy[i] : dy[i] * (y[i] + SELU_SCALE * SELU_ALPHA);
         break;
     case NC_ACT_GELU:  /* Phi(x) + x phi(x) */
+#pragma omp simd
         for (i = 0; i < n; i++) {
             REAL v = x[i];
-            REAL cdf = (REAL)0.5 * ((REAL)1 + ERF(v * (REAL)0.70710678118654752440));
-            REAL pdf = (REAL)0.39894228040143267794 * EXP((REAL)-0.5 * v * v);
+            REAL cdf = (REAL)0.5 * VERFC(v * (REAL)-0.70710678118654752440);
+            REAL pdf = (REAL)0.39894228040143267794 * VEXP((REAL)-0.5 * v * v);
             dx[i] = dy[i] * (cdf + v * pdf);
         }
         break;
     case NC_ACT_GELU_TANH:
+#pragma omp simd
         for (i = 0; i < n; i++) {
             REAL v = x[i];
             REAL u = (REAL)0.79788456080286535588 * (v + (REAL)0.044715 * v * v * v);
-            REAL t = TANH(u);
             REAL du = (REAL)0.79788456080286535588 * ((REAL)1 + (REAL)3 * (REAL)0.044715 * v * v);
-            dx[i] = dy[i] * ((REAL)0.5 * ((REAL)1 + t) + (REAL)0.5 * v * ((REAL)1 - t * t) * du);
+            /* with s = sigmoid(2u): 1 + tanh u = 2 s and 1 - tanh^2 u = 4 s (1 - s), where
+             * s and 1 - s both come from e = exp(-2|u|) without cancellation */
+            REAL e = VEXP((REAL)-2 * FABS(u)), a = (REAL)1 / ((REAL)1 + e);
+            REAL s = u >= 0 ? a : e * a, sc = u >= 0 ? e * a : a;
+            dx[i] = dy[i] * (s + (REAL)2 * v * s * sc * du);
         }
         break;
     case NC_ACT_SOFTPLUS:  /* sigmoid(x) = 1 - e^-y */
-        for (i = 0; i < n; i++) dx[i] = dy[i] * -EXPM1(-y[i]);
+#pragma omp simd
+        for (i = 0; i < n; i++) dx[i] = dy[i] * -VEXPM1(-y[i]);
         break;
     case NC_ACT_HARD_SIGMOID:  /* 1/6 inside (-3, 3) */
 #pragma omp simd
         for (i = 0; i < n; i++) dx[i] = (y[i] > 0 && y[i] < 1) ? dy[i] / (REAL)6 : (REAL)0;
         break;
     case NC_ACT_SWISH:  /* s + x s (1 - s) */
+#pragma omp simd
         for (i = 0; i < n; i++) {
             REAL s = NC_NAME(sigmoid1)(x[i]);
             dx[i] = dy[i] * (s + x[i] * s * ((REAL)1 - s));
@@ -149,7 +166,7 @@ void NC_NAME(act_backward)(int act, REAL alpha, const REAL *x, const REAL *y, co
     }
 }
 
-void NC_NAME(softmax_forward)(const REAL *x, REAL *y, ptrdiff_t rows, ptrdiff_t cols)
+NC_CLONES void NC_NAME(softmax_forward)(const REAL *x, REAL *y, ptrdiff_t rows, ptrdiff_t cols)
 {
     for (ptrdiff_t r = 0; r < rows; r++) {
         const REAL *xr = x + r * cols;
@@ -157,13 +174,14 @@ void NC_NAME(softmax_forward)(const REAL *x, REAL *y, ptrdiff_t rows, ptrdiff_t 
         REAL mx = xr[0];
         for (ptrdiff_t j = 1; j < cols; j++) mx = xr[j] > mx ? xr[j] : mx;
         REAL s = 0;
-        for (ptrdiff_t j = 0; j < cols; j++) { yr[j] = EXP(xr[j] - mx); s += yr[j]; }
+#pragma omp simd reduction(+ : s)
+        for (ptrdiff_t j = 0; j < cols; j++) { yr[j] = VEXP(xr[j] - mx); s += yr[j]; }
         REAL inv = (REAL)1 / s;
         for (ptrdiff_t j = 0; j < cols; j++) yr[j] *= inv;
     }
 }
 
-void NC_NAME(softmax_backward)(const REAL *y, const REAL *dy, REAL *dx, ptrdiff_t rows, ptrdiff_t cols)
+NC_CLONES void NC_NAME(softmax_backward)(const REAL *y, const REAL *dy, REAL *dx, ptrdiff_t rows, ptrdiff_t cols)
 {
     for (ptrdiff_t r = 0; r < rows; r++) {
         const REAL *yr = y + r * cols, *gr = dy + r * cols;
@@ -178,7 +196,7 @@ void NC_NAME(softmax_backward)(const REAL *y, const REAL *dy, REAL *dx, ptrdiff_
 
 void NC_NAME(act_forward_par)(int act, REAL alpha, const REAL *x, REAL *y, ptrdiff_t n, int nthreads)
 {
-    int nt = nc_team_size(nthreads, (double)n * 8.0);
+    int nt = nc_team_size(nthreads, (double)n * nc_act_cost(act, 0));
     if (nt <= 1) { NC_NAME(act_forward)(act, alpha, x, y, n); return; }
     ptrdiff_t nchunks = (n + NC_ACT_CHUNK - 1) / NC_ACT_CHUNK;
 #pragma omp parallel for schedule(static) num_threads(nt)
@@ -191,7 +209,7 @@ void NC_NAME(act_forward_par)(int act, REAL alpha, const REAL *x, REAL *y, ptrdi
 void NC_NAME(act_backward_par)(int act, REAL alpha, const REAL *x, const REAL *y, const REAL *dy, REAL *dx,
                                ptrdiff_t n, int nthreads)
 {
-    int nt = nc_team_size(nthreads, (double)n * 8.0);
+    int nt = nc_team_size(nthreads, (double)n * nc_act_cost(act, 1));
     if (nt <= 1) { NC_NAME(act_backward)(act, alpha, x, y, dy, dx, n); return; }
     ptrdiff_t nchunks = (n + NC_ACT_CHUNK - 1) / NC_ACT_CHUNK;
 #pragma omp parallel for schedule(static) num_threads(nt)

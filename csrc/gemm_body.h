@@ -133,13 +133,15 @@ void NC_NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
     int mr, nr;
     NC_NAME(gemm_tile)(level, &mr, &nr);
     double tiles = (double)((m + mr - 1) / mr) * (double)((n + nr - 1) / nr);
-    /* direct (no packing): tiny products, or op(A) of at most one micro-panel
-     * of rows (each element of B is read once anyway); a transposed B is then
-     * packed whole. Decided once for all threads, so every element of C is
-     * summed in the same order whatever the thread count. */
+    /* direct (no packing): tiny products, or a few rows of op(A) (packing B
+     * would cost as much as using it: each element serves only m rows); a
+     * transposed B is then packed whole when small, else the packed path
+     * runs. Decided once for all threads, so every element of C is summed in
+     * the same order whatever the thread count. */
     double mnk = (double)m * (double)n * (double)k;
-    int direct = (mnk <= NC_GEMM_DIRECT_WORK || m <= mr) && (!trans_b || (double)k * (double)n <= 16384.0);
-    int nt = mnk <= NC_GEMM_DIRECT_WORK
+    int direct = trans_b ? mnk <= NC_GEMM_DIRECT_WORK && (double)k * (double)n <= 16384.0
+                         : mnk <= NC_GEMM_DIRECT_WORK || m <= NC_GEMM_DIRECT_PANELS * mr;
+    int nt = mnk < NC_GEMM_TEAM_WORK
                  ? 1 : nc_team_size(nthreads, 2.0 * (double)m * (double)n * (double)k);
     if (nt > tiles) nt = (int)tiles;
     if (nt <= 1) {

@@ -1,23 +1,32 @@
 /* gemm_config.h -- the one blocking table of nc_gemm, per dtype and SIMD level.
  *
- *   MR x NR  register tile of the micro-kernel (NR = NV vectors of VL lanes)
- *   MC x KC  block of op(A) packed per thread (sized for half of L2)
- *   KC x NC  block of op(B) packed per thread (KC x NR micro-panel in L1)
+ *   MR x NR  register tile of the micro-kernel (NR = NV vectors of VL lanes;
+ *            MR NV accumulators plus NV + 1 registers must fit the register file)
+ *   MC x KC  block of op(A) packed per thread (lives in L2)
+ *   KC x NC  block of op(B) packed per thread (lives in L3; one KC x NR
+ *            micro-panel serves MC / MR micro-kernel calls in a row)
  *
- * Chosen on AMD Zen 4 (32 KiB L1d, 1 MiB L2 per core); see bench/gemm.py.
- * MC is a multiple of MR and NC a multiple of NR. A row reads
- *                     MR  NV  MC   KC   NC                               */
+ * Chosen on AMD Zen 4 (32 KiB L1d, 1 MiB L2 per core, 1 zmm FMA per cycle)
+ * by timing variants with bench/gemm.py-like loops; MR 12/14, NV 3, KC 256/512
+ * and MC 64 were no better for float32. MC is a multiple of MR, NC of NR.
+ *                          MR  NV  MC   KC   NC                          */
 #define NC_GEMM_F32_AVX512  8, 2, 128, 384, 3072
-#define NC_GEMM_F64_AVX512  8, 2, 96, 256, 2048
+#define NC_GEMM_F64_AVX512  8, 2, 96, 512, 2048
 #define NC_GEMM_F32_AVX2    6, 2, 96, 256, 2048
 #define NC_GEMM_F64_AVX2    6, 2, 96, 256, 1024
 #define NC_GEMM_F32_GENERIC 4, 8, 128, 256, 1024
 #define NC_GEMM_F64_GENERIC 4, 4, 128, 256, 1024
 
-/* Below this many multiply-adds (m n k) the driver skips packing op(A) and
- * op(B) (unless B is transposed) and runs the micro-kernel on the operands
- * in place, on one thread. */
-#define NC_GEMM_DIRECT_WORK (48.0 * 48.0 * 48.0)
+/* The direct path (no packing of op(A), nor of op(B) unless transposed) runs
+ * below this many multiply-adds (m n k), and for any size when op(B) is not
+ * transposed and op(A) has at most DIRECT_PANELS micro-panels of rows. */
+#define NC_GEMM_DIRECT_WORK (128.0 * 128.0 * 128.0)
+#define NC_GEMM_DIRECT_PANELS 4
+
+/* Below this many multiply-adds one thread does it all, on top of
+ * nc_team_size's rule: waking a team costs tens of microseconds when the
+ * other cores are busy (measured: 2 threads lose up to 160^3 here). */
+#define NC_GEMM_TEAM_WORK (160.0 * 160.0 * 160.0)
 
 #define NC_GEMM_MR_(mr, nv, mc, kc, nc) mr
 #define NC_GEMM_NV_(mr, nv, mc, kc, nc) nv

@@ -1,8 +1,8 @@
 /* gemm_kernel.h -- the micro-kernel, the packing routines and the blocked
  * single-thread driver of nc_gemm, written once for every SIMD level.
  *
- * Included by gemm.c after real.h (REAL, NC_NAME) with UK_LEVEL set to
- * 0, 1 or 2 (the values of NC_SIMD_GENERIC, NC_SIMD_AVX2, NC_SIMD_AVX512). The level picks a small
+ * Included by gemm.c after real.h (REAL, NC_NAME) with UK_LEVEL set to 0, 1
+ * or 2 (NC_SIMD_GENERIC, NC_SIMD_AVX2, NC_SIMD_AVX512). The level picks a small
  * vector vocabulary (VEC, VL lanes, LOADU/MLOAD/STOREU/MSTORE, FMA, BCAST)
  * and the row of gemm_config.h; the code below only speaks that vocabulary.
  * At the generic level VEC is REAL itself (VL = 1): a plain C register tile.
@@ -13,8 +13,11 @@
  * MR consecutive rows). The macro-kernel walks the MR x NR tiles of C and
  * calls the micro-kernel, which keeps the tile in MR * NV vector registers:
  *     for p < kc:  acc[i][v] += bcast(a[p][i]) * b[p][v]
- * then stores C := alpha acc + beta C (+ bias, relu on the last k block).
- * Packing is the only place transposes are handled. */
+ * then stores C := alpha acc + beta C (+ bias, relu on the last k block;
+ * other activations run on the tile right after, while it is in L1).
+ * Packing handles the transposes. Small products and a few rows of A skip
+ * packing (the direct path): the micro-kernel then reads A through its
+ * strides and B in place (a transposed B is still packed). */
 
 #if UK_LEVEL == 2 /* NC_SIMD_AVX512 */
 #define UK_SUF avx512
@@ -117,58 +120,142 @@
 #define NCB NC_GEMM_NC(UK_ROW)
 #define UK_INLINE static inline __attribute__((always_inline)) UK_ATTR
 
+/* The k loop of the micro-kernel for `rows` rows and `nvec` vectors of
+ * columns (constants after inlining, so each edge tile gets its own register
+ * tile): acc[i][v] += A(i, p) B(p, v).
+ * With fewer than 8 accumulators the FMA latency would rule, so U partial
+ * tiles take turns over p and are added at the end. */
+UK_INLINE void UK_NAME(gemm_kloop)(const int rows, const int nvec, const int masked, ptrdiff_t k, const REAL *a, ptrdiff_t rsa,
+                                   ptrdiff_t csa, const REAL *b, ptrdiff_t rsb, const int *cnt, VEC (*acc)[NV])
+{
+    enum { U = 8 };
+    const int u = rows * nvec >= 8 ? 1 : rows * nvec >= 4 ? 2 : rows * nvec >= 2 ? 4 : 8;
+    VEC part[U][MR][NV];
+    ptrdiff_t p = 0;
+    if (u > 1) {
+#pragma GCC unroll 8
+        for (int t = 1; t < u; t++)
+#pragma GCC unroll 8
+            for (int i = 0; i < rows; i++)
+#pragma GCC unroll 8
+                for (int v = 0; v < nvec; v++) part[t][i][v] = VZERO();
+        for (; p + u <= k; p += u) {
+#pragma GCC unroll 8
+            for (int t = 0; t < u; t++) {
+                VEC (*dst)[NV] = t == 0 ? acc : part[t];
+#pragma GCC unroll 8
+                for (int v = 0; v < nvec; v++) {
+                    VEC bv = masked ? MLOAD(b + v * VL, cnt[v]) : LOADU(b + v * VL);
+#pragma GCC unroll 8
+                    for (int i = 0; i < rows; i++) dst[i][v] = FMA(BCAST(a[i * rsa]), bv, dst[i][v]);
+                }
+                a += csa;
+                b += rsb;
+            }
+        }
+    }
+    for (; p < k; p++) {
+        VEC bv[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < nvec; v++) bv[v] = masked ? MLOAD(b + v * VL, cnt[v]) : LOADU(b + v * VL);
+#pragma GCC unroll 32
+        for (int i = 0; i < rows; i++) {
+            VEC ai = BCAST(a[i * rsa]);
+#pragma GCC unroll 8
+            for (int v = 0; v < nvec; v++) acc[i][v] = FMA(ai, bv[v], acc[i][v]);
+        }
+        a += csa;
+        b += rsb;
+    }
+#pragma GCC unroll 8
+    for (int t = 1; t < u; t++)
+#pragma GCC unroll 8
+        for (int i = 0; i < rows; i++)
+#pragma GCC unroll 8
+            for (int v = 0; v < nvec; v++) acc[i][v] = ADD(acc[i][v], part[t][i][v]);
+}
+
 /* The micro-kernel: C[0:m, 0:n] := alpha A B + beta C (+ bias, then relu),
- * m <= MR, n <= NR, where A(i, p) = a[i rsa + p csa] and
- * B(p, j) = b[p rsb + j]. Rows i >= m of A are read only when `apad` says
- * the panel holds them (packed; otherwise row m - 1 is read again), columns
- * j >= n of B only when `bpad` does. beta == 0 never reads C. */
-UK_INLINE void UK_NAME(gemm_ukr)(ptrdiff_t k, REAL alpha, const REAL *a, ptrdiff_t rsa, ptrdiff_t csa, int apad,
+ * m <= MR, n <= NR, where A(i, p) = a[i rsa + p csa] and B(p, j) = b[p rsb + j].
+ * Rows i >= m of A are never read; columns j >= n of B only when `bpad` says
+ * the panel holds them (packed, zero-filled). beta == 0 never reads C. */
+UK_INLINE void UK_NAME(gemm_ukr)(ptrdiff_t k, REAL alpha, const REAL *a, ptrdiff_t rsa, ptrdiff_t csa,
                                  const REAL *b, ptrdiff_t rsb, int bpad, REAL beta, REAL *c, ptrdiff_t ldc,
                                  int m, int n, const REAL *bias, int relu)
 {
     VEC acc[MR][NV];
     int cnt[NV];
-    ptrdiff_t ro[MR];
 #pragma GCC unroll 32
-    for (int i = 0; i < MR; i++) {
-        ro[i] = (ptrdiff_t)(apad || i < m ? i : m - 1) * rsa;
+    for (int i = 0; i < MR; i++)
 #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) acc[i][v] = VZERO();
-    }
 #pragma GCC unroll 8
     for (int v = 0; v < NV; v++) {
         int r = n - v * VL;
         cnt[v] = r < 0 ? 0 : r > VL ? VL : r;
     }
-    if (bpad || n == NR) {
-        for (ptrdiff_t p = 0; p < k; p++) {
-            VEC bv[NV];
-#pragma GCC unroll 8
-            for (int v = 0; v < NV; v++) bv[v] = LOADU(b + v * VL);
-#pragma GCC unroll 32
-            for (int i = 0; i < MR; i++) {
-                VEC ai = BCAST(a[ro[i]]);
-#pragma GCC unroll 8
-                for (int v = 0; v < NV; v++) acc[i][v] = FMA(ai, bv[v], acc[i][v]);
-            }
-            a += csa;
-            b += rsb;
-        }
-    } else {
-        for (ptrdiff_t p = 0; p < k; p++) {
-            VEC bv[NV];
-#pragma GCC unroll 8
-            for (int v = 0; v < NV; v++) bv[v] = MLOAD(b + v * VL, cnt[v]);
-#pragma GCC unroll 32
-            for (int i = 0; i < MR; i++) {
-                VEC ai = BCAST(a[ro[i]]);
-#pragma GCC unroll 8
-                for (int v = 0; v < NV; v++) acc[i][v] = FMA(ai, bv[v], acc[i][v]);
-            }
-            a += csa;
-            b += rsb;
-        }
+    int masked = !bpad && n < NR;
+    int nvec = (n + VL - 1) / VL;
+#if NV == 1
+#define UK_KLOOP(r, nv, msk) UK_NAME(gemm_kloop)(r, 1, msk, k, a, rsa, csa, b, rsb, cnt, acc)
+#else /* a tile of at most NV / 2 vectors of columns skips the rest */
+#define UK_KLOOP(r, nv, msk)                                                              \
+    if (nv <= NV / 2) UK_NAME(gemm_kloop)(r, NV / 2, msk, k, a, rsa, csa, b, rsb, cnt, acc); \
+    else UK_NAME(gemm_kloop)(r, NV, msk, k, a, rsa, csa, b, rsb, cnt, acc)
+#endif
+#define UK_CASE(r)                                                                      \
+    case r:                                                                             \
+        if (masked) { UK_KLOOP(r, nvec, 1); }                                           \
+        else { UK_KLOOP(r, nvec, 0); }                                                  \
+        break;
+    switch (m) {
+        UK_CASE(1)
+#if MR >= 2
+        UK_CASE(2)
+#endif
+#if MR >= 3
+        UK_CASE(3)
+#endif
+#if MR >= 4
+        UK_CASE(4)
+#endif
+#if MR >= 5
+        UK_CASE(5)
+#endif
+#if MR >= 6
+        UK_CASE(6)
+#endif
+#if MR >= 7
+        UK_CASE(7)
+#endif
+#if MR >= 8
+        UK_CASE(8)
+#endif
+#if MR >= 9
+        UK_CASE(9)
+#endif
+#if MR >= 10
+        UK_CASE(10)
+#endif
+#if MR >= 11
+        UK_CASE(11)
+#endif
+#if MR >= 12
+        UK_CASE(12)
+#endif
+#if MR >= 13
+        UK_CASE(13)
+#endif
+#if MR >= 14
+        UK_CASE(14)
+#endif
+#if MR > 14
+#error "gemm_kernel.h: MR above 14 needs more cases"
+#endif
+    default: return;
     }
+#undef UK_CASE
+#undef UK_KLOOP
     VEC va = BCAST(alpha), vb = BCAST(beta);
 #pragma GCC unroll 32
     for (int i = 0; i < MR; i++) {
@@ -194,34 +281,46 @@ UK_INLINE void UK_NAME(gemm_ukr)(ptrdiff_t k, REAL alpha, const REAL *a, ptrdiff
     }
 }
 
+/* Packing reads the source one cache line (PL elements) at a time and uses
+ * all of it at once: walking a column of a row-major matrix would touch one
+ * line per row, and with a leading dimension of a multiple of 4 KiB all those
+ * lines fall in the same few cache sets. */
+#define PL (64 / (int)sizeof(REAL))
+
 /* Pack the mc x kc block op(A) (A points at its element (0, 0)) into MR-row
  * micro-panels: panel q holds a[p MR + i] = op(A)(q MR + i, p), zero rows past mc. */
 static UK_ATTR void UK_NAME(gemm_pack_a)(int trans, const REAL *A, ptrdiff_t lda, ptrdiff_t mc, ptrdiff_t kc,
                                          REAL *restrict buf)
 {
-    for (ptrdiff_t i0 = 0; i0 < mc; i0 += MR, buf += MR * kc) {
-        ptrdiff_t mr = mc - i0 < MR ? mc - i0 : MR;
-        if (trans) { /* op(A)(i, p) = A[p lda + i]: rows of A are contiguous runs of i */
-            const REAL *src = A + i0;
-            for (ptrdiff_t p = 0; p < kc; p++, src += lda) {
-                REAL *dst = buf + p * MR;
-                if (mr == MR) {
-#pragma GCC unroll 32
-                    for (int i = 0; i < MR; i++) dst[i] = src[i];
-                } else {
-                    for (int i = 0; i < MR; i++) dst[i] = i < mr ? src[i] : (REAL)0;
-                }
+    if (trans) { /* op(A)(i, p) = A[p lda + i]: row p of A gives MR values to each panel */
+        for (ptrdiff_t p = 0; p < kc; p++) {
+            const REAL *src = A + p * lda;
+            REAL *dst = buf + p * MR;
+            ptrdiff_t i0 = 0;
+            for (; i0 + MR <= mc; i0 += MR, dst += MR * kc) {
+#pragma GCC unroll 16
+                for (int i = 0; i < MR; i++) dst[i] = src[i0 + i];
             }
-        } else {     /* op(A)(i, p) = A[i lda + p]: transpose MR rows */
-            const REAL *src = A + i0 * lda;
-            if (mr == MR) {
-                for (ptrdiff_t p = 0; p < kc; p++) {
-#pragma GCC unroll 32
-                    for (int i = 0; i < MR; i++) buf[p * MR + i] = src[i * lda + p];
-                }
+            if (i0 < mc)
+                for (int i = 0; i < MR; i++) dst[i] = i0 + i < mc ? src[i0 + i] : (REAL)0;
+        }
+        return;
+    }
+    /* op(A)(i, p) = A[i lda + p]: transpose MR rows, a line of each at a time */
+    for (ptrdiff_t i0 = 0; i0 < mc; i0 += MR, buf += MR * kc) {
+        int mr = (int)(mc - i0 < MR ? mc - i0 : MR);
+        const REAL *src = A + i0 * lda;
+        for (ptrdiff_t p0 = 0; p0 < kc; p0 += PL) {
+            int pl = (int)(kc - p0 < PL ? kc - p0 : PL);
+            REAL *dst = buf + p0 * MR;
+            if (mr == MR && pl == PL) {
+#pragma GCC unroll 16
+                for (int i = 0; i < MR; i++)
+#pragma GCC unroll 16
+                    for (int p = 0; p < PL; p++) dst[p * MR + i] = src[i * lda + p0 + p];
             } else {
-                for (ptrdiff_t p = 0; p < kc; p++)
-                    for (int i = 0; i < MR; i++) buf[p * MR + i] = i < mr ? src[i * lda + p] : (REAL)0;
+                for (int i = 0; i < MR; i++)
+                    for (int p = 0; p < pl; p++) dst[p * MR + i] = i < mr ? src[i * lda + p0 + p] : (REAL)0;
             }
         }
     }
@@ -232,29 +331,34 @@ static UK_ATTR void UK_NAME(gemm_pack_a)(int trans, const REAL *A, ptrdiff_t lda
 static UK_ATTR void UK_NAME(gemm_pack_b)(int trans, const REAL *B, ptrdiff_t ldb, ptrdiff_t kc, ptrdiff_t nc,
                                          REAL *restrict buf)
 {
-    for (ptrdiff_t j0 = 0; j0 < nc; j0 += NR, buf += NR * kc) {
-        ptrdiff_t nr = nc - j0 < NR ? nc - j0 : NR;
-        if (!trans) { /* op(B)(p, j) = B[p ldb + j]: copy runs of NR */
-            const REAL *src = B + j0;
-            for (ptrdiff_t p = 0; p < kc; p++, src += ldb) {
-                REAL *dst = buf + p * NR;
-                if (nr == NR) {
+    if (!trans) { /* op(B)(p, j) = B[p ldb + j]: row p of B gives NR values to each panel */
+        for (ptrdiff_t p = 0; p < kc; p++) {
+            const REAL *src = B + p * ldb;
+            REAL *dst = buf + p * NR;
+            ptrdiff_t j0 = 0;
+            for (; j0 + NR <= nc; j0 += NR, dst += NR * kc) {
 #pragma GCC unroll 64
-                    for (int j = 0; j < NR; j++) dst[j] = src[j];
-                } else {
-                    for (int j = 0; j < NR; j++) dst[j] = j < nr ? src[j] : (REAL)0;
-                }
+                for (int j = 0; j < NR; j++) dst[j] = src[j0 + j];
             }
-        } else {      /* op(B)(p, j) = B[j ldb + p]: transpose NR rows of B */
-            const REAL *src = B + j0 * ldb;
-            if (nr == NR) {
-                for (ptrdiff_t p = 0; p < kc; p++) {
-#pragma GCC unroll 64
-                    for (int j = 0; j < NR; j++) buf[p * NR + j] = src[j * ldb + p];
-                }
+            if (j0 < nc)
+                for (int j = 0; j < NR; j++) dst[j] = j0 + j < nc ? src[j0 + j] : (REAL)0;
+        }
+        return;
+    }
+    /* op(B)(p, j) = B[j ldb + p]: transpose NR rows of B, a line of each at a time */
+    for (ptrdiff_t j0 = 0; j0 < nc; j0 += NR, buf += NR * kc) {
+        int nr = (int)(nc - j0 < NR ? nc - j0 : NR);
+        const REAL *src = B + j0 * ldb;
+        for (ptrdiff_t p0 = 0; p0 < kc; p0 += PL) {
+            int pl = (int)(kc - p0 < PL ? kc - p0 : PL);
+            REAL *dst = buf + p0 * NR;
+            if (nr == NR && pl == PL) {
+                for (int j = 0; j < NR; j++)
+#pragma GCC unroll 16
+                    for (int p = 0; p < PL; p++) dst[p * NR + j] = src[j * ldb + p0 + p];
             } else {
-                for (ptrdiff_t p = 0; p < kc; p++)
-                    for (int j = 0; j < NR; j++) buf[p * NR + j] = j < nr ? src[j * ldb + p] : (REAL)0;
+                for (int j = 0; j < NR; j++)
+                    for (int p = 0; p < pl; p++) dst[p * NR + j] = j < nr ? src[j * ldb + p0 + p] : (REAL)0;
             }
         }
     }
@@ -296,16 +400,28 @@ static UK_ATTR void UK_NAME(gemm_serial)(int trans_a, int trans_b, ptrdiff_t m, 
             UK_NAME(gemm_pack_b)(1, B, ldb, k, n, work);
             b = work, bstep = NR, bpanel = NR * k, padded = 1;
         }
-        for (ptrdiff_t j0 = 0; j0 < n; j0 += NR) {
-            int nr = (int)(n - j0 < NR ? n - j0 : NR);
-            const REAL *bj = trans_b ? b + (j0 / NR) * bpanel : b + j0;
-            ptrdiff_t rs = trans_b ? bstep : ldb;
-            for (ptrdiff_t i0 = 0; i0 < m; i0 += MR) {
-                int mr = (int)(m - i0 < MR ? m - i0 : MR);
-                REAL *c = C + i0 * ldc + j0;
-                UK_NAME(gemm_ukr)(k, alpha, A + i0 * rsa, rsa, csa, 0, bj, rs, padded, beta, c, ldc, mr, nr,
-                                  bias ? bias + j0 : NULL, relu);
-                if (other) UK_NAME(gemm_tile_act)(c, ldc, mr, nr, act, act_alpha);
+        /* a few row panels over a wide B: walk B in blocks of dk rows, all
+         * panels of a block before the next (C stays in cache, the dk x NR
+         * piece of B in L1 for every row panel). A leading dimension of a
+         * multiple of 4 KiB maps every row of a piece to the same cache
+         * sets, so then the blocks are short. */
+        ptrdiff_t dk = k;
+        if (!trans_b && n > 4 * NR) dk = (ldb * (ptrdiff_t)sizeof(REAL)) % 4096 == 0 ? 8 : 128;
+        for (ptrdiff_t pc = 0; pc < k; pc += dk) {
+            ptrdiff_t kc = k - pc < dk ? k - pc : dk;
+            int last = pc + kc == k;
+            REAL beta1 = pc == 0 ? beta : (REAL)1;
+            for (ptrdiff_t j0 = 0; j0 < n; j0 += NR) {
+                int nr = (int)(n - j0 < NR ? n - j0 : NR);
+                const REAL *bj = trans_b ? b + (j0 / NR) * bpanel : b + pc * ldb + j0;
+                ptrdiff_t rs = trans_b ? bstep : ldb;
+                for (ptrdiff_t i0 = 0; i0 < m; i0 += MR) {
+                    int mr = (int)(m - i0 < MR ? m - i0 : MR);
+                    REAL *c = C + i0 * ldc + j0;
+                    UK_NAME(gemm_ukr)(kc, alpha, A + i0 * rsa + pc * csa, rsa, csa, bj, rs, padded, beta1, c, ldc,
+                                      mr, nr, last && bias ? bias + j0 : NULL, last && relu);
+                    if (last && other) UK_NAME(gemm_tile_act)(c, ldc, mr, nr, act, act_alpha);
+                }
             }
         }
         return;
@@ -331,7 +447,7 @@ static UK_ATTR void UK_NAME(gemm_serial)(int trans_a, int trans_b, ptrdiff_t m, 
                     for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
                         int mr = (int)(mc - ir < MR ? mc - ir : MR);
                         REAL *c = C + (ic + ir) * ldc + jc + jr;
-                        UK_NAME(gemm_ukr)(kc, alpha, abuf + ir * kc, 1, MR, 1, bp, NR, 1, beta1, c, ldc, mr, nr,
+                        UK_NAME(gemm_ukr)(kc, alpha, abuf + ir * kc, 1, MR, bp, NR, 1, beta1, c, ldc, mr, nr,
                                           bias1, last && relu);
                         if (last && other) UK_NAME(gemm_tile_act)(c, ldc, mr, nr, act, act_alpha);
                     }
@@ -365,3 +481,4 @@ static UK_ATTR void UK_NAME(gemm_serial)(int trans_a, int trans_b, ptrdiff_t m, 
 #undef KC
 #undef NCB
 #undef UK_INLINE
+#undef PL

@@ -5,6 +5,8 @@
  *   - One row (sample) at a time: the row helpers return loss_i in double and
  *     write prob / d for that row. Scalars per row (the gradient coefficient
  *     c = grad_scale * w_i [/ k]) are computed in double and rounded once.
+ *   - Inner loops are `omp simd` reductions: their order depends on the vector
+ *     width of the variant the CPU selected (NC_CLONES), never on threads.
  *   - Rows are grouped into chunks whose size depends only on k (never on the
  *     thread count). Each chunk's sum_i w_i loss_i is formed in row order and
  *     the chunk sums are added in chunk order, so the returned value is
@@ -18,24 +20,27 @@
 
 /* One row of softmax cross-entropy. e receives exp(z - max) and then p; it is
  * prob when given, else d, else NULL (loss only). */
-static double NC_NAME(sxent_row)(const REAL *z, const REAL *y, REAL *prob, REAL *d, ptrdiff_t k, double c)
+NC_VINLINE double NC_NAME(sxent_row)(const REAL *z, const REAL *y, REAL *prob, REAL *d, ptrdiff_t k, double c)
 {
     REAL mx = z[0];
     for (ptrdiff_t j = 1; j < k; j++) mx = z[j] > mx ? z[j] : mx;
     double s = 0;
     REAL *e = prob ? prob : d;
     if (e) {
-        for (ptrdiff_t j = 0; j < k; j++) { e[j] = EXP(z[j] - mx); s += (double)e[j]; }
+#pragma omp simd reduction(+ : s)
+        for (ptrdiff_t j = 0; j < k; j++) { e[j] = VEXP(z[j] - mx); s += (double)e[j]; }
     } else {
-        for (ptrdiff_t j = 0; j < k; j++) s += (double)EXP(z[j] - mx);
+#pragma omp simd reduction(+ : s)
+        for (ptrdiff_t j = 0; j < k; j++) s += (double)VEXP(z[j] - mx);
     }
     double logs = log(s);
     double loss = 0, ysum = 0;
+#pragma omp simd reduction(+ : loss, ysum)
     for (ptrdiff_t j = 0; j < k; j++) {
         /* log clip(p_j) = clip(z_j - max - log s, log eps, log(1 - eps)) */
         double lp = (double)(z[j] - mx) - logs;
         lp = lp < NC_LOG_EPS ? NC_LOG_EPS : (lp > NC_LOG_1MEPS ? NC_LOG_1MEPS : lp);
-        loss -= (double)y[j] * lp;
+        loss += (double)y[j] * -lp;
         ysum += (double)y[j];
     }
     if (e) {
@@ -54,16 +59,18 @@ static double NC_NAME(sxent_row)(const REAL *z, const REAL *y, REAL *prob, REAL 
 }
 
 /* One row of sparse softmax cross-entropy with integer label t. */
-static double NC_NAME(ssxent_row)(const REAL *z, int64_t t, REAL *prob, REAL *d, ptrdiff_t k, double c)
+NC_VINLINE double NC_NAME(ssxent_row)(const REAL *z, int64_t t, REAL *prob, REAL *d, ptrdiff_t k, double c)
 {
     REAL mx = z[0];
     for (ptrdiff_t j = 1; j < k; j++) mx = z[j] > mx ? z[j] : mx;
     double s = 0;
     REAL *e = prob ? prob : d;
     if (e) {
-        for (ptrdiff_t j = 0; j < k; j++) { e[j] = EXP(z[j] - mx); s += (double)e[j]; }
+#pragma omp simd reduction(+ : s)
+        for (ptrdiff_t j = 0; j < k; j++) { e[j] = VEXP(z[j] - mx); s += (double)e[j]; }
     } else {
-        for (ptrdiff_t j = 0; j < k; j++) s += (double)EXP(z[j] - mx);
+#pragma omp simd reduction(+ : s)
+        for (ptrdiff_t j = 0; j < k; j++) s += (double)VEXP(z[j] - mx);
     }
     double lp = (double)(z[t] - mx) - log(s);
     lp = lp < NC_LOG_EPS ? NC_LOG_EPS : (lp > NC_LOG_1MEPS ? NC_LOG_1MEPS : lp);
@@ -81,39 +88,42 @@ static double NC_NAME(ssxent_row)(const REAL *z, int64_t t, REAL *prob, REAL *d,
 }
 
 /* One row of sigmoid binary cross-entropy (mean over the k columns). */
-static double NC_NAME(bce_row)(const REAL *z, const REAL *y, REAL *prob, REAL *d, ptrdiff_t k, double c)
+NC_VINLINE double NC_NAME(bce_row)(const REAL *z, const REAL *y, REAL *prob, REAL *d, ptrdiff_t k, double c)
 {
     double loss = 0;
     REAL cr = (REAL)(c / (double)k);
+#pragma omp simd reduction(+ : loss)
     for (ptrdiff_t j = 0; j < k; j++) {
         REAL zj = z[j];
-        REAL e = EXP(-FABS(zj));                 /* in (0, 1]: never overflows */
-        REAL l1pe = LOG1P(e);
+        REAL e = VEXP(-FABS(zj));                /* in (0, 1]: never overflows */
+        REAL l1pe = VLOG1P(e);
         REAL p = (zj >= 0 ? (REAL)1 : e) / ((REAL)1 + e);
         /* log p = -softplus(-z), log(1 - p) = -softplus(z), each clipped like p */
         double lp = -(double)((zj < 0 ? -zj : (REAL)0) + l1pe);
         double lq = -(double)((zj > 0 ? zj : (REAL)0) + l1pe);
         lp = lp < NC_LOG_EPS ? NC_LOG_EPS : (lp > NC_LOG_1MEPS ? NC_LOG_1MEPS : lp);
         lq = lq < NC_LOG_EPS ? NC_LOG_EPS : (lq > NC_LOG_1MEPS ? NC_LOG_1MEPS : lq);
-        loss -= (double)y[j] * lp + (1.0 - (double)y[j]) * lq;
+        loss += -((double)y[j] * lp + (1.0 - (double)y[j]) * lq);
         if (prob) prob[j] = p;
         if (d) d[j] = cr * (p - y[j]);           /* gradient = (p - y) / k */
     }
     return loss / (double)k;
 }
 
-static double NC_NAME(mse_row)(const REAL *yhat, const REAL *y, REAL *d, ptrdiff_t k, double c)
+NC_VINLINE double NC_NAME(mse_row)(const REAL *yhat, const REAL *y, REAL *d, ptrdiff_t k, double c)
 {
     /* the residual in double is exact for float inputs; the loss never depends on d */
     double loss = 0;
     REAL cr = (REAL)(2.0 * c / (double)k);
     if (d) {
+#pragma omp simd reduction(+ : loss)
         for (ptrdiff_t j = 0; j < k; j++) {
             double r = (double)yhat[j] - (double)y[j];
             loss += r * r;
             d[j] = cr * (REAL)r;                 /* gradient = 2 (yhat - y) / k */
         }
     } else {
+#pragma omp simd reduction(+ : loss)
         for (ptrdiff_t j = 0; j < k; j++) {
             double r = (double)yhat[j] - (double)y[j];
             loss += r * r;
@@ -122,17 +132,19 @@ static double NC_NAME(mse_row)(const REAL *yhat, const REAL *y, REAL *d, ptrdiff
     return loss / (double)k;
 }
 
-static double NC_NAME(mae_row)(const REAL *yhat, const REAL *y, REAL *d, ptrdiff_t k, double c)
+NC_VINLINE double NC_NAME(mae_row)(const REAL *yhat, const REAL *y, REAL *d, ptrdiff_t k, double c)
 {
     double loss = 0;
     REAL cr = (REAL)(c / (double)k);
     if (d) {
+#pragma omp simd reduction(+ : loss)
         for (ptrdiff_t j = 0; j < k; j++) {
             double r = (double)yhat[j] - (double)y[j];
             loss += fabs(r);
             d[j] = r > 0 ? cr : (r < 0 ? -cr : (REAL)0);  /* gradient = sign(yhat - y) / k, sign(0) = 0 */
         }
     } else {
+#pragma omp simd reduction(+ : loss)
         for (ptrdiff_t j = 0; j < k; j++) loss += fabs((double)yhat[j] - (double)y[j]);
     }
     return loss / (double)k;
@@ -141,7 +153,7 @@ static double NC_NAME(mae_row)(const REAL *yhat, const REAL *y, REAL *d, ptrdiff
 /* The driver shared by the five losses: `kind` picks the row helper. It runs
  * row chunks serially (team of 1) or over an OpenMP team, and always adds the
  * chunk sums in chunk order. */
-static double NC_NAME(loss_chunk)(int kind, const REAL *z, const REAL *y, const int64_t *label, const REAL *w,
+NC_CLONES static double NC_NAME(loss_chunk)(int kind, const REAL *z, const REAL *y, const int64_t *label, const REAL *w,
                                   REAL *prob, REAL *d, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t k,
                                   double grad_scale)
 {

@@ -155,7 +155,8 @@ void nc_take_rows_f64(const double *src /* in */, ptrdiff_t cols, const int64_t 
 /* ------------------------------------------------------------------ */
 
 /* z: n x k logits, y: n x k targets. p = softmax(z) (written to prob if not NULL);
- * loss_i = -sum_j y_ij log(clip(p_ij, 1e-7, 1 - 1e-7)); d = grad_scale * w_i * (p - y). */
+ * loss_i = -sum_j y_ij log(clip(p_ij, 1e-7, 1 - 1e-7)); d = grad_scale * w_i * (p - y)
+ * (exactly p sum_j y_ij - y: the same for targets whose rows sum to 1). */
 double nc_softmax_xent_f32(const float *z, const float *y, const float *w, float *prob, float *d,
                            ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads);
 double nc_softmax_xent_f64(const double *z, const double *y, const double *w, double *prob, double *d,
@@ -193,10 +194,12 @@ double nc_mae_f64(const double *yhat, const double *y, const double *w, double *
  * scale_s is seg_scale[s] when seg_scale != NULL (per-variable clipnorm;
  * segment s is [seg_start[s], seg_start[s+1]), seg_start[0] = 0,
  * seg_start[nseg] = n), else `scale` (global clipnorm; 1 when unset).
- * clipvalue = +inf and wd = 0 leave g and w as they are.
- * The caller computes every per-step scalar in double (bias corrections,
- * the scheduled lr) once. Elementwise: bit-identical for any nthreads and
- * any segmentation. NOTATION m, v, ... are the slots, in the order listed. */
+ * clipvalue = +inf and wd = 0 leave g and w as they are (w - w*0 = w for
+ * finite w). The caller computes every per-step scalar in double (bias
+ * corrections, the scheduled lr) once; the kernel rounds each to REAL.
+ * Elementwise and without FMA contraction: bit-identical for any nthreads,
+ * any SIMD level and any segmentation. Below, slots are listed in the order
+ * of the `slots` array; c0, c1, ... are c[0], c[1], ... */
 enum nc_optim_kind {
     NC_OPT_SGD = 0,      /* slots: none, or v when c1 = mu > 0. c: lr, mu. flags: NESTEROV
                             mu = 0: w := w - g lr; else v := v mu - g lr; w := w + v

@@ -17,7 +17,13 @@
 #include "nncore.h"
 
 #define NC_OPT_CHUNK 8192       /* elements per parallel work item (multiple of 64) */
-#define NC_OPT_WORK 16.0        /* rough flops per element, for nc_team_size */
+/* nc_team_size's work units per element. The step is bound by memory, not
+ * flops: measured on the 2-core dev VM, waking a second thread pays off only
+ * above ~2.5e5 elements (a team costs tens of microseconds there), so one
+ * element counts as half a unit (the runtime wants 2 x 65536 units for 2
+ * threads); the sum of squares reads 4x less per element, a quarter unit. */
+#define NC_OPT_WORK 0.5
+#define NC_OPT_RED_WORK 0.25
 #define NC_OPT_LANES 16         /* fixed accumulation lanes of the sum of squares */
 #define NC_OPT_RED_CHUNK 32768  /* elements per partial sum */
 #define NC_OPT_RED_BATCH 256    /* partial sums kept on the stack per parallel round */

@@ -72,8 +72,9 @@ void NC_NAME(optim_step)(const nc_optim_step *s, REAL *w, const REAL *g, REAL *c
         }
         return;
     }
-    /* static schedule: each thread streams one contiguous run of chunks */
-#pragma omp parallel for schedule(static) num_threads(nt)
+    /* dynamic schedule: on a shared machine a thread that starts late (or is
+     * preempted) leaves its chunks to the others instead of holding up the step */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (ptrdiff_t c = 0; c < nchunks; c++) {
         ptrdiff_t lo = c * NC_OPT_CHUNK, hi = lo + NC_OPT_CHUNK < n ? lo + NC_OPT_CHUNK : n;
         NC_NAME(optim_chunk)(fn, s, w, g, slots, nslots, lo, hi);
@@ -87,7 +88,7 @@ void NC_NAME(optim_seg_sumsq)(const REAL *x, const int64_t *seg_start, ptrdiff_t
         const REAL *xs = x + seg_start[sgi];
         ptrdiff_t n = (ptrdiff_t)(seg_start[sgi + 1] - seg_start[sgi]);
         ptrdiff_t nchunks = (n + NC_OPT_RED_CHUNK - 1) / NC_OPT_RED_CHUNK;
-        int nt = nc_team_size(nthreads, (double)n);
+        int nt = nc_team_size(nthreads, (double)n * NC_OPT_RED_WORK);
         if (nt > nchunks) nt = (int)nchunks;
         double total = 0;
         if (nt <= 1) {

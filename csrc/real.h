@@ -6,6 +6,7 @@
  *     #include "real_undef.h"
  * and the same with NC_F64. */
 #include <math.h>
+#include "vmath.h"
 #if defined(NC_F32)
 #define REAL float
 #define NC_NAME(op) nc_##op##_f32
@@ -18,6 +19,12 @@
 #define SQRT sqrtf
 #define FABS fabsf
 #define POW powf
+/* vectorizable versions (csrc/vmath.h) */
+#define VEXP nc_vexpf
+#define VEXPM1 nc_vexpm1f
+#define VLOG1P nc_vlog1pf
+#define VTANH nc_vtanhf
+#define VERFC nc_verfcf
 #elif defined(NC_F64)
 #define REAL double
 #define NC_NAME(op) nc_##op##_f64
@@ -30,6 +37,12 @@
 #define SQRT sqrt
 #define FABS fabs
 #define POW pow
+/* float64 keeps libm */
+#define VEXP exp
+#define VEXPM1 expm1
+#define VLOG1P log1p
+#define VTANH tanh
+#define VERFC erfc
 #else
 #error "define NC_F32 or NC_F64 before including real.h"
 #endif

@@ -9,5 +9,10 @@
 #undef SQRT
 #undef FABS
 #undef POW
+#undef VEXP
+#undef VEXPM1
+#undef VLOG1P
+#undef VTANH
+#undef VERFC
 #undef NC_F32
 #undef NC_F64

@@ -17,7 +17,9 @@
 static int forced_level = -1;   /* -1: use the best level */
 static volatile int forked = 0;
 
+#ifdef _OPENMP
 static int nc_forked(void) { return forked; }
+#endif
 
 int nc_simd_level(void)
 {

@@ -125,7 +125,9 @@ def get(identifier):
     if isinstance(identifier, str):
         fn = _BY_NAME.get(identifier)
         if fn is None:
-            raise ValueError(f"activation: unknown name {identifier!r}; expected one of {sorted(_BY_NAME)}")
+            from nncore.validation import unknown_name
+
+            raise unknown_name("activation", identifier, _BY_NAME)
         return fn
     if callable(identifier) and identifier in _NAME_OF:
         return identifier

@@ -130,7 +130,14 @@ class Callback:
 
 
 def _overrides(cb, hook):
-    """Whether cb does something in `hook` (so the list can skip the call when it does not)."""
+    """Whether cb does something in `hook` (so the list can skip the call when it does not).
+    A callback may answer for itself through a ``_listens(hook)`` method (True/False, or None
+    to fall back to whether the method is overridden)."""
+    listens = getattr(cb, "_listens", None)
+    if listens is not None:
+        answer = listens(hook)
+        if answer is not None:
+            return bool(answer)
     if hook in vars(cb):
         return True
     if getattr(type(cb), hook) is not getattr(Callback, hook):
@@ -187,9 +194,9 @@ class CallbackList(Callback):
             self._progbar = ProgbarLogger()
             self.callbacks.append(self._progbar)
         self.params = {}
-        self._index()
         self.set_model(model)
         self.set_params(params)
+        self._index()
 
     @staticmethod
     def _flatten(callbacks):
@@ -241,6 +248,8 @@ class CallbackList(Callback):
         if params:
             for cb in self.callbacks:
                 cb.set_params(params)
+        if hasattr(self, "_by_hook"):
+            self._index()  # a callback's interest may depend on params (ProgbarLogger.verbose)
 
     # -- dispatch; logs dicts are shared along the list, so a callback may add entries
     # (ReduceLROnPlateau adds learning_rate) that later ones (History) see.
@@ -393,7 +402,7 @@ class Progbar:
     Notes
     -----
     A terminal is recognised by ``file.isatty()`` (or a running IPython kernel). The final line
-    shows ``steps, elapsed time, time per step`` and the values; intermediate lines show the ETA.
+    shows ``steps, elapsed time, time per step`` and the values; intermediate lines add the ETA.
     """
 
     def __init__(self, target, width=30, verbose=1, interval=0.05, stateful_metrics=None,
@@ -505,7 +514,8 @@ class Progbar:
             text += f" - {_format_duration(elapsed)} {_format_per_unit(per_step, self.unit_name)}"
         else:
             eta = per_step * (self.target - current)
-            text += f" - ETA: {_format_duration(eta)} - {_format_per_unit(per_step, self.unit_name)}"
+            text += (f" - {_format_duration(elapsed)} elapsed - ETA: {_format_duration(eta)} - "
+                     f"{_format_per_unit(per_step, self.unit_name)}")
         return text + self._values_text()
 
     def _write_final(self, current, now):
@@ -553,6 +563,15 @@ class ProgbarLogger(Callback):
         self.progbar = None
         self.seen = 0
         self._in_fit = False
+
+    _BATCH_END = ("on_train_batch_end", "on_test_batch_end", "on_predict_batch_end")
+
+    def _listens(self, hook):
+        # only the in-place bar needs per-batch logs; verbose 2 and 0 print at most per epoch, so
+        # the model can skip computing batch logs for them
+        if hook in self._BATCH_END:
+            return self.verbose == 1
+        return None
 
     def set_params(self, params):
         super().set_params(params)
@@ -606,7 +625,7 @@ class ProgbarLogger(Callback):
             if self.target is None:
                 self.target = self.seen
                 self._bar().target = self.seen
-            self._update(self.seen - 1, logs, finalize=True)
+            self._finish_pass(logs)
 
     def on_test_begin(self, logs=None):
         if not self._in_fit:

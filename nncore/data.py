@@ -48,19 +48,28 @@ class Batches:
     def __len__(self):
         return -(-self.n // self.batch_size)
 
-    def _buffers(self, size):
-        bufs = []
+    def _plan(self, size):
+        """Buffers for batches of `size` rows, the gathers that fill them, and the tuple to yield."""
+        gathers, out = [], []
         for a, rows in zip(self.arrays, self._rows):
             if a is None:
-                bufs.append(None)
+                out.append(None)
                 continue
             full = np.empty((size,) + a.shape[1:], a.dtype)
-            bufs.append((full, None if rows is None else full.reshape(size, -1)))
-        self._bufs[size] = bufs
-        return bufs
+            if rows is not None:
+                gathers.append((take_rows, rows, full.reshape(size, -1)))     # dst[r] = src[idx[r]]
+            else:
+                gathers.append((_take_1d, a, full))
+            out.append(full)
+        plan = self._bufs[size] = (gathers, tuple(out))
+        return plan
 
     def __iter__(self):
-        """Yield one tuple of arrays per batch, in order (reshuffled first when shuffle=True)."""
+        """Yield one tuple of arrays per batch, in order (reshuffled first when shuffle=True).
+
+        With shuffling the tuple holds the same buffers for every batch of a
+        given size: use (or copy) a batch before asking for the next one.
+        """
         n, bs = self.n, self.batch_size
         if not self.shuffle:
             for start in range(0, n, bs):
@@ -68,21 +77,17 @@ class Batches:
             return
         idx = self._idx
         self.rng.shuffle(idx)
+        plans = self._bufs
         for start in range(0, n, bs):
             part = idx[start:start + bs]
-            size = len(part)
-            bufs = self._bufs.get(size) or self._buffers(size)
-            out = []
-            for a, rows, b in zip(self.arrays, self._rows, bufs):
-                if a is None:
-                    out.append(None)
-                elif rows is not None:
-                    take_rows(rows, part, b[1])
-                    out.append(b[0])
-                else:
-                    np.take(a, part, axis=0, out=b[0])
-                    out.append(b[0])
-            yield tuple(out)
+            gathers, out = plans.get(part.shape[0]) or self._plan(part.shape[0])
+            for gather, src, dst in gathers:
+                gather(src, part, dst)
+            yield out
+
+
+def _take_1d(src, idx, dst):
+    src.take(idx, 0, dst)
 
 
 def split_validation(arrays, validation_split):

@@ -131,7 +131,10 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
 
 
 def huber(y_true, y_pred, delta=1.0):
-    """Per-sample mean over the last axis of 0.5 e^2 if |e| <= delta else delta (|e| - 0.5 delta), e = y_pred - y_true."""
+    """Per-sample mean over the last axis of 0.5 e^2 if |e| <= delta else delta (|e| - 0.5 delta).
+
+    e = y_pred - y_true.
+    """
     y_true, y_pred = _pair(y_true, y_pred)
     a = np.abs(y_pred - y_true)
     return np.mean(np.where(a <= delta, 0.5 * a * a, delta * a - 0.5 * delta * delta), axis=-1)
@@ -184,14 +187,21 @@ class Loss:
             raise ValueError(f"{self.name}: empty batch")
         if sample_weight is not None:
             w = np.asarray(sample_weight, dtype=per.dtype)
+            while w.ndim > per.ndim and w.ndim > 0 and w.shape[-1] == 1:
+                w = w[..., 0]                    # (n, 1) weights for (n,) losses
             if w.shape != per.shape:
-                w = w.reshape(w.shape + (1,) * (per.ndim - w.ndim)) if w.ndim < per.ndim else w
+                if w.ndim < per.ndim:
+                    w = w.reshape(w.shape + (1,) * (per.ndim - w.ndim))
                 try:
-                    w = np.broadcast_to(w, per.shape)
+                    # a 1-D pair reduces to one loss value: Keras broadcasts it
+                    # against the weights, giving loss * mean(w)
+                    shape = np.broadcast_shapes(per.shape, w.shape) if per.ndim == 0 else per.shape
+                    w = np.broadcast_to(w, shape)
                 except ValueError:
                     raise ValueError(f"{self.name}: sample_weight has shape {np.shape(sample_weight)}, "
                                      f"expected {per.shape}") from None
             per = per * w
+            n = per.size
         return per.dtype.type(per.sum() / n)
 
     def get_config(self):
@@ -416,7 +426,9 @@ def get(identifier):
     if isinstance(identifier, str):
         cls = _ALIASES.get(identifier) or _CLASSES.get(identifier)
         if cls is None:
-            raise ValueError(f"loss: unknown name {identifier!r}; expected one of {sorted(_ALIASES)}")
+            from nncore.validation import unknown_name
+
+            raise unknown_name("loss", identifier, _ALIASES)
         return cls()
     if isinstance(identifier, dict):
         cls = _CLASSES.get(identifier.get("class_name"))

@@ -251,6 +251,12 @@ class MeanMetricWrapper(Mean):
     def update_state(self, y_true, y_pred, sample_weight=None):
         v = None
         if type(y_pred) is np.ndarray and type(y_true) is np.ndarray and y_pred.ndim == 2:
+            if sample_weight is None:
+                total = self._unweighted_sum(y_true, y_pred)
+                if total is not None:
+                    self.total += total
+                    self.count += y_pred.shape[0]
+                    return
             v = self._per_sample(y_true, y_pred)
         if v is None:  # general shapes: the per-sample function, then Keras's weighting rules
             Mean.update_state(self, self._fn(y_true, y_pred, **self._fn_kwargs), sample_weight)
@@ -271,6 +277,10 @@ class MeanMetricWrapper(Mean):
 
     def _per_sample(self, y_true, y_pred):
         """Per-sample values of shape (n,) for a 2-D y_pred, or None for the general path."""
+        return None
+
+    def _unweighted_sum(self, y_true, y_pred):
+        """Sum over samples of the per-sample values for a 2-D y_pred without weights, or None."""
         return None
 
     def get_config(self):
@@ -349,6 +359,13 @@ class MeanSquaredError(MeanMetricWrapper):
             return None
         return d[:, 0] * d[:, 0] if d.shape[1] == 1 else np.einsum("ij,ij->i", d, d) / d.shape[1]
 
+    def _unweighted_sum(self, y_true, y_pred):
+        d = _diff64(y_true, y_pred)
+        if d is None:
+            return None
+        flat = d.ravel()
+        return float(flat @ flat) / d.shape[1]  # sum over samples of mean over the last axis
+
 
 class MeanAbsoluteError(MeanMetricWrapper):
     """Weighted mean over samples of mean(|y_true - y_pred|, axis=-1)."""
@@ -364,6 +381,13 @@ class MeanAbsoluteError(MeanMetricWrapper):
             return None
         np.abs(d, out=d)
         return d[:, 0] if d.shape[1] == 1 else d.mean(axis=1)
+
+    def _unweighted_sum(self, y_true, y_pred):
+        d = _diff64(y_true, y_pred)
+        if d is None:
+            return None
+        np.abs(d, out=d)
+        return float(d.sum()) / d.shape[1]
 
 
 def _diff64(y_true, y_pred):
@@ -391,16 +415,23 @@ class _AutoAccuracy(MeanMetricWrapper):
     def __init__(self, name="accuracy", dtype=None):
         super().__init__(self._first, name=name, dtype=dtype)
         self.kind = None
+        self._kind_cls = None
+        self.threshold = 0.5
 
     def _first(self, y_true, y_pred):
         y_true, y_pred = _check_pair(y_true, y_pred, self.name)
         if y_pred.shape[-1] == 1:
-            self.kind, self._fn = "binary_accuracy", binary_accuracy
+            self._kind_cls, self._fn = BinaryAccuracy, binary_accuracy
         elif y_true.ndim < y_pred.ndim or y_true.shape[-1] == 1:
-            self.kind, self._fn = "sparse_categorical_accuracy", sparse_categorical_accuracy
+            self._kind_cls, self._fn = SparseCategoricalAccuracy, sparse_categorical_accuracy
         else:
-            self.kind, self._fn = "categorical_accuracy", categorical_accuracy
+            self._kind_cls, self._fn = CategoricalAccuracy, categorical_accuracy
+        self.kind = self._fn.__name__
         return self._fn(y_true, y_pred)
+
+    def _per_sample(self, y_true, y_pred):
+        # after the first batch, the chosen kind's fast path
+        return None if self._kind_cls is None else self._kind_cls._per_sample(self, y_true, y_pred)
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype}
@@ -408,8 +439,24 @@ class _AutoAccuracy(MeanMetricWrapper):
 
 # ---------------------------------------------------------------- confusion-matrix metrics
 
-def _prep_confusion(y_true, y_pred, sample_weight, class_id, owner):
+def _keep_top_k(y_pred, k):
+    """y_pred with every value outside the k largest of its last axis set to -inf (Keras's top_k
+    filter); among equal values the lower index is kept."""
+    y_pred = np.asarray(y_pred, dtype=np.result_type(y_pred, np.float32))
+    if y_pred.ndim == 0 or k >= y_pred.shape[-1]:
+        return y_pred
+    order = np.argsort(-y_pred, axis=-1, kind="stable")
+    out = np.full_like(y_pred, -np.inf)
+    keep = order[..., :k]
+    np.put_along_axis(out, keep, np.take_along_axis(y_pred, keep, axis=-1), axis=-1)
+    return out
+
+
+def _prep_confusion(y_true, y_pred, sample_weight, class_id, owner, top_k=None):
     """Flattened predictions, boolean labels and float64 weights for the confusion counts."""
+    if top_k is not None:
+        y_true, y_pred = _check_pair(y_true, y_pred, owner)
+        y_pred = _keep_top_k(y_pred, top_k)
     if class_id is None and sample_weight is None and type(y_true) is np.ndarray and \
             type(y_pred) is np.ndarray and y_pred.ndim >= 1 and y_true.dtype.kind in "biuf" and \
             y_pred.dtype.kind in "biuf" and (y_true.shape == y_pred.shape or (
@@ -449,13 +496,19 @@ class _Thresholded(Metric):
 
     _direction = "up"
 
-    def __init__(self, thresholds=None, class_id=None, name=None, dtype=None):
+    def __init__(self, thresholds=None, class_id=None, name=None, dtype=None, top_k=None):
         super().__init__(name=name, dtype=dtype)
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer))
+                                  or top_k < 1):
+            raise ValueError(f"{type(self).__name__}: top_k must be None or a positive int, got {top_k!r}")
+        self.top_k = None if top_k is None else int(top_k)
+        self._default_thresholds = thresholds is None
         if thresholds is None:
-            thresholds = 0.5
+            # with top_k every kept prediction is positive (Keras: threshold NEG_INF)
+            thresholds = 0.5 if top_k is None else -np.inf
         self._single = np.ndim(thresholds) == 0
         t = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
-        if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)):
+        if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t) | (self._default_thresholds & (t == -np.inf))):
             raise ValueError(f"{type(self).__name__}: thresholds must be a finite float or a "
                              f"non-empty list of them, got {thresholds!r}")
         if class_id is not None and (isinstance(class_id, bool) or
@@ -468,14 +521,23 @@ class _Thresholded(Metric):
 
     def reset_state(self):
         k = self.thresholds.size
-        self.true_positives = np.zeros(k)
-        self.false_positives = np.zeros(k)
-        self.true_negatives = np.zeros(k)
-        self.false_negatives = np.zeros(k)
+        # rows: true positives, false positives, true negatives, false negatives per threshold;
+        # with one threshold, four Python floats (adding to them is cheaper than to arrays)
+        self._counts = np.zeros((4, k))
+        self._one = [0.0, 0.0, 0.0, 0.0]
+
+    def _row(self, i):
+        return np.array([self._one[i]]) if self.thresholds.size == 1 else self._counts[i].copy()
+
+    true_positives = property(lambda self: self._row(0))
+    false_positives = property(lambda self: self._row(1))
+    true_negatives = property(lambda self: self._row(2))
+    false_negatives = property(lambda self: self._row(3))
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        label, pred, w = _prep_confusion(y_true, y_pred, sample_weight, self.class_id, self.name)
-        if self.thresholds.size == 1:  # the common case: one comparison, four sums
+        label, pred, w = _prep_confusion(y_true, y_pred, sample_weight, self.class_id, self.name,
+                                         self.top_k)
+        if self.thresholds.size == 1:  # the common case: one comparison, a few counts
             pos = pred > self.thresholds[0]
             if w is None:
                 tp = np.count_nonzero(pos & label)
@@ -483,15 +545,15 @@ class _Thresholded(Metric):
                 fn = np.count_nonzero(label) - tp
                 tn = label.size - tp - fp - fn
             else:
-                wl = w[label].sum()
-                tp = w[pos & label].sum()
-                fp = w[pos].sum() - tp
-                fn = wl - tp
-                tn = w.sum() - tp - fp - fn
-            self.true_positives += tp
-            self.false_positives += fp
-            self.false_negatives += fn
-            self.true_negatives += tn
+                tp = float(w[pos & label].sum())
+                fp = float(w[pos].sum()) - tp
+                fn = float(w[label].sum()) - tp
+                tn = float(w.sum()) - tp - fp - fn
+            c = self._one
+            c[0] += tp
+            c[1] += fp
+            c[2] += tn
+            c[3] += fn
             return
         pos = pred[None, :] > self.thresholds[:, None]  # (k, n)
         wv = np.ones(label.size) if w is None else w
@@ -499,17 +561,21 @@ class _Thresholded(Metric):
         neg_w = wv - lab_w
         tp = pos @ lab_w
         fp = pos @ neg_w
-        self.true_positives += tp
-        self.false_positives += fp
-        self.false_negatives += lab_w.sum() - tp
-        self.true_negatives += neg_w.sum() - fp
+        self._counts += (tp, fp, neg_w.sum() - fp, lab_w.sum() - tp)
 
     def _out(self, values):
         return float(values[0]) if self._single else [float(v) for v in values]
 
     def get_config(self):
-        t = float(self.thresholds[0]) if self._single else self.thresholds.tolist()
-        return {"thresholds": t, "class_id": self.class_id, **super().get_config()}
+        t = None if self._default_thresholds else (
+            float(self.thresholds[0]) if self._single else self.thresholds.tolist())
+        return {"thresholds": t, "class_id": self.class_id, "top_k": self.top_k, **super().get_config()}
+
+
+def _sigmoid(z):
+    """1 / (1 + e^-z) without overflow: exp(-log(1 + e^-z))."""
+    z = np.asarray(z, dtype=np.result_type(z, np.float32))
+    return np.exp(-np.logaddexp(0.0, -z))
 
 
 def _divide_no_nan(a, b):
@@ -523,17 +589,25 @@ class Precision(_Thresholded):
     ----------
     thresholds : float or list of float, default=None
         None means 0.5. A list gives a list of results, one per threshold.
+        With ``top_k`` and no thresholds, every kept prediction counts as positive.
     class_id : int, default=None
         Only this column of y_true / y_pred counts.
     name : str, default="precision"
+    top_k : int, default=None
+        Only the top_k largest predictions of each row (last axis) can be positive; the others
+        count as -inf. Applied before class_id, as in Keras. Among equal values the lower index is
+        kept.
     """
 
-    def __init__(self, thresholds=None, class_id=None, name="precision", dtype=None):
-        super().__init__(thresholds, class_id, name, dtype)
+    def __init__(self, thresholds=None, class_id=None, name="precision", dtype=None, top_k=None):
+        super().__init__(thresholds, class_id, name, dtype, top_k)
 
     def result(self):
-        return self._out(_divide_no_nan(self.true_positives,
-                                        self.true_positives + self.false_positives))
+        if self._single:
+            tp, fp = self._one[0], self._one[1]
+            return tp / (tp + fp) if tp + fp else 0.0
+        tp, fp = self.true_positives, self.false_positives
+        return self._out(_divide_no_nan(tp, tp + fp))
 
 
 class Recall(_Thresholded):
@@ -542,12 +616,15 @@ class Recall(_Thresholded):
     Parameters are those of :class:`Precision`; name defaults to "recall".
     """
 
-    def __init__(self, thresholds=None, class_id=None, name="recall", dtype=None):
-        super().__init__(thresholds, class_id, name, dtype)
+    def __init__(self, thresholds=None, class_id=None, name="recall", dtype=None, top_k=None):
+        super().__init__(thresholds, class_id, name, dtype, top_k)
 
     def result(self):
-        return self._out(_divide_no_nan(self.true_positives,
-                                        self.true_positives + self.false_negatives))
+        if self._single:
+            tp, fn = self._one[0], self._one[3]
+            return tp / (tp + fn) if tp + fn else 0.0
+        tp, fn = self.true_positives, self.false_negatives
+        return self._out(_divide_no_nan(tp, tp + fn))
 
 
 class AUC(Metric):
@@ -558,90 +635,135 @@ class AUC(Metric):
     num_thresholds : int, default=200
         Thresholds t_0 = -eps, t_i = i / (num_thresholds - 1) for i = 1..num_thresholds-2,
         t_last = 1 + eps (eps = 1e-7), so predictions of exactly 0 and 1 are handled.
-    curve : {"ROC"}, default="ROC"
-        Only the ROC curve is implemented (Keras's "PR" is not).
+    curve : {"ROC", "PR"}, default="ROC"
+        The receiver operating characteristic or the precision-recall curve (Keras's
+        "PRGAIN" is not implemented).
     summation_method : {"interpolation", "minoring", "majoring"}, default="interpolation"
     name : str, default="auc"
+    from_logits : bool, default=False
+        Predictions are logits: sigmoid(y_pred) is bucketed.
 
     Notes
     -----
     A prediction p is positive at threshold t when p > t. With weighted counts tp, fp, tn, fn
     per threshold: x_i = fp_i / (fp_i + tn_i), y_i = tp_i / (tp_i + fn_i) (0 when undefined),
     AUC = sum_i (x_i - x_{i+1}) h_i, with h_i = (y_i + y_{i+1}) / 2 ("interpolation", the
-    trapezoidal rule), min(y_i, y_{i+1}) ("minoring") or max ("majoring"). Predictions must lie in
-    [0, 1]. The update buckets each prediction once (O(n + num_thresholds)), like Keras's path
+    trapezoidal rule), min(y_i, y_{i+1}) ("minoring") or max ("majoring"). For curve="PR",
+    x_i = recall tp_i / (tp_i + fn_i) and y_i = precision tp_i / (tp_i + fp_i) (0 when undefined);
+    PR with "interpolation" follows Davis & Goadrich (2006) as Keras does: with P_i = tp_i + fp_i,
+    dtp = tp_i - tp_{i+1}, s = dtp / max(P_i - P_{i+1}, 0) and c = tp_{i+1} - s P_{i+1}, each interval
+    adds s (dtp + c log(P_i / P_{i+1})) / n_pos (log term 0 unless both P are > 0; 0 / 0 = 0).
+    Predictions must lie in [0, 1] (after the sigmoid when from_logits). The update buckets each prediction once (O(n + num_thresholds)), like Keras's path
     for evenly spaced thresholds.
     """
 
     _direction = "up"
 
     def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
-                 name="auc", dtype=None):
+                 name="auc", dtype=None, from_logits=False):
         super().__init__(name=name, dtype=dtype)
         if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, (int, np.integer)) \
                 or num_thresholds <= 1:
             raise ValueError(f"AUC: num_thresholds must be an int > 1, got {num_thresholds!r}")
-        if str(curve).upper() != "ROC":
-            raise ValueError(f"AUC: curve must be 'ROC' (the only one implemented), got {curve!r}")
+        if not isinstance(curve, str) or curve.upper() not in ("ROC", "PR"):
+            raise ValueError(f"AUC: curve must be 'ROC' or 'PR', got {curve!r}")
+        if not isinstance(from_logits, (bool, np.bool_)):
+            raise TypeError(f"AUC: from_logits must be a bool, got {type(from_logits).__name__}")
         methods = ("interpolation", "minoring", "majoring")
         if summation_method not in methods:
             raise ValueError(f"AUC: summation_method must be one of {methods}, "
                              f"got {summation_method!r}")
         self.num_thresholds = int(num_thresholds)
-        self.curve = "ROC"
+        self.curve = curve.upper()
+        self.from_logits = bool(from_logits)
         self.summation_method = summation_method
         inner = [(i + 1) / (self.num_thresholds - 1) for i in range(self.num_thresholds - 2)]
         self.thresholds = np.array([0.0 - _EPSILON] + inner + [1.0 + _EPSILON])
         self.reset_state()
 
     def reset_state(self):
-        n = self.num_thresholds
-        self.true_positives = np.zeros(n)
-        self.false_positives = np.zeros(n)
-        self.true_negatives = np.zeros(n)
-        self.false_negatives = np.zeros(n)
+        # weighted counts per bucket: bucket i holds the predictions p with
+        # t_i < p <= t_{i+1}; counts above threshold i are sums over the buckets >= i
+        self._pos_hist = np.zeros(self.num_thresholds)
+        self._all_hist = np.zeros(self.num_thresholds)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         label, pred, w = _prep_confusion(y_true, y_pred, sample_weight, None, self.name)
         if pred.size == 0:
             return
+        if self.from_logits:
+            pred = _sigmoid(pred)
         lo, hi = pred.min(), pred.max()
         if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
             raise ValueError(f"{self.name}: predictions must be probabilities in [0, 1], got "
                              f"values in [{lo}, {hi}]")
         n = self.num_thresholds
         # p > t_i exactly for i <= ceil(p (n-1)) - 1 (and always for i = 0): bucket of p
-        b = np.ceil(pred.astype(np.float64) * (n - 1)).astype(np.intp)
+        b = np.ceil(pred * (n - 1)).astype(np.intp)  # in the predictions' dtype, as Keras
         b -= 1
         np.maximum(b, 0, out=b)
-        wv = np.ones(label.size) if w is None else w
-        lab_w = wv * label
-        pos_hist = np.bincount(b, weights=lab_w, minlength=n)
-        all_hist = np.bincount(b, weights=wv, minlength=n)
-        # count above threshold i = sum of buckets >= i: a reverse cumulative sum
-        tp = np.cumsum(pos_hist[::-1])[::-1]
-        fp = np.cumsum(all_hist[::-1])[::-1] - tp
-        total_pos = lab_w.sum()
-        total_neg = wv.sum() - total_pos
-        self.true_positives += tp
-        self.false_positives += fp
-        self.false_negatives += total_pos - tp
-        self.true_negatives += total_neg - fp
+        if w is None:
+            self._pos_hist += np.bincount(b[label], minlength=n)
+            self._all_hist += np.bincount(b, minlength=n)
+        else:
+            self._pos_hist += np.bincount(b, weights=w * label, minlength=n)
+            self._all_hist += np.bincount(b, weights=w, minlength=n)
+
+    # the four confusion counts per threshold, derived from the histograms
+    @property
+    def true_positives(self):
+        return np.cumsum(self._pos_hist[::-1])[::-1]
+
+    @property
+    def false_positives(self):
+        return np.cumsum((self._all_hist - self._pos_hist)[::-1])[::-1]
+
+    @property
+    def false_negatives(self):
+        return self._pos_hist.sum() - self.true_positives
+
+    @property
+    def true_negatives(self):
+        return (self._all_hist.sum() - self._pos_hist.sum()) - self.false_positives
 
     def result(self):
-        tpr = _divide_no_nan(self.true_positives, self.true_positives + self.false_negatives)
-        fpr = _divide_no_nan(self.false_positives, self.false_positives + self.true_negatives)
-        if self.summation_method == "interpolation":
-            h = (tpr[:-1] + tpr[1:]) / 2.0
-        elif self.summation_method == "minoring":
-            h = np.minimum(tpr[:-1], tpr[1:])
+        tp, fp = self.true_positives, self.false_positives
+        n_pos, n_neg = tp[0], fp[0]  # every prediction is above t_0 = -eps
+        if self.curve == "PR" and self.summation_method == "interpolation":
+            return self._interpolated_pr(tp, fp, n_pos)
+        # tp + fn and fp + tn are the same at every threshold: the rates are plain scalings
+        tpr = tp / n_pos if n_pos > 0 else np.zeros_like(tp)
+        if self.curve == "PR":
+            x, y = tpr, _divide_no_nan(tp, tp + fp)      # recall, precision
         else:
-            h = np.maximum(tpr[:-1], tpr[1:])
-        return float(np.sum((fpr[:-1] - fpr[1:]) * h))
+            x, y = (fp / n_neg if n_neg > 0 else np.zeros_like(fp)), tpr
+        if self.summation_method == "interpolation":
+            h = (y[:-1] + y[1:]) * 0.5
+        elif self.summation_method == "minoring":
+            h = np.minimum(y[:-1], y[1:])
+        else:
+            h = np.maximum(y[:-1], y[1:])
+        return float(np.dot(x[:-1] - x[1:], h))
+
+    @staticmethod
+    def _interpolated_pr(tp, fp, n_pos):
+        # precision varies linearly in P = tp + fp within each interval (Davis & Goadrich):
+        # area = s (dtp + c log(P_a / P_b)) / n_pos with s = dtp / dP, c = tp_b - s P_b
+        p = tp + fp
+        dtp = tp[:-1] - tp[1:]
+        s = _divide_no_nan(dtp, np.maximum(p[:-1] - p[1:], 0.0))
+        c = tp[1:] - s * p[1:]
+        both = (p[:-1] > 0) & (p[1:] > 0)
+        ratio = np.ones_like(dtp)
+        np.divide(p[:-1], p[1:], out=ratio, where=both)
+        if n_pos <= 0:
+            return 0.0
+        return float(np.sum(s * (dtp + c * np.log(ratio))) / n_pos)
 
     def get_config(self):
         return {"num_thresholds": self.num_thresholds, "curve": self.curve,
-                "summation_method": self.summation_method, **super().get_config()}
+                "summation_method": self.summation_method, "from_logits": self.from_logits,
+                **super().get_config()}
 
 
 # ---------------------------------------------------------------- lookup
@@ -699,7 +821,8 @@ def get(identifier, loss=None):
           ("accuracy" or "acc"), as in Keras's History.
         - other names ('mse', 'mae', 'binary_accuracy', 'categorical_accuracy',
           'sparse_categorical_accuracy', 'precision', 'recall', 'auc', 'mean_squared_error',
-          'mean_absolute_error') or class names ('AUC', ...): a new instance named by the string.
+          'mean_absolute_error') or class names ('AUC', ...): a new instance named by the string
+          (the key it gets in History, as in Keras 3).
         - a dict ``{"class_name": ..., "config": {...}}`` (from :func:`serialize`).
         - a Metric instance: returned as is.
         - a callable ``fn(y_true, y_pred)`` returning per-sample values: wrapped in a
@@ -725,7 +848,7 @@ def get(identifier, loss=None):
         if low in _NAMES:
             return _NAMES[low](name=key)
         if key in _CLASSES:
-            return _CLASSES[key]()
+            return _CLASSES[key](name=key)
         known = sorted(set(_NAMES) | set(_CLASSES) | {"accuracy", "acc"})
         close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

@@ -14,26 +14,31 @@ When the last activation is sigmoid/softmax and the loss the matching
 cross-entropy, the last layer stops at its logits z and one fused kernel
 gives the loss and the gradient p - y.
 """
+import functools
+import math
 import signal
 import threading
+
+try:  # the C module under `signal`: the same functions without the enum wrapping, which costs
+    import _signal as _sig   # ~25 us per fit (a ValueError raised and caught for a function handler)
+except ImportError:  # pragma: no cover - other Pythons
+    _sig = signal
 
 import numpy as np
 
 from nncore import _random
+from nncore import callbacks as _callbacks
 from nncore import losses as _losses
+from nncore import metrics as _metrics
 from nncore import optimizers as _optimizers
 from nncore._config import floatx
 from nncore._kernels.elementwise import all_finite
 from nncore._threads import effective_n_threads
 from nncore.data import Batches, split_validation
 from nncore.layers import InputLayer, Layer, get_layer_class
+from nncore.layers.base import MAX_CACHED_SHAPES
 
 __all__ = ["Sequential"]
-
-
-def _module(name):
-    from nncore import _stopgap
-    return _stopgap.module(name)
 
 
 def _int_arg(value, arg, minimum):
@@ -50,6 +55,26 @@ def _verbose(verbose):
     return int(verbose)
 
 
+def _exclusive(method):
+    """One fit/evaluate/predict/call at a time per model. The layers reuse per-batch-size
+    output buffers, so two threads running the same model at once would overwrite each
+    other's activations; the lock makes concurrent calls give the serial results (a
+    re-entrant lock: callbacks may call predict from inside fit). Separate models run
+    in parallel; for parallel inference on one model, give each thread its own copy
+    (load_model or from_config + set_weights)."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
+def _no_step(params, grads):
+    """The optimizer step of a model without parameters."""
+
+
 class _DeferredInterrupt:
     """Inside fit, a first Ctrl-C (SIGINT) is held until the running step has finished, then raised
     as KeyboardInterrupt between steps, so the parameters and the optimizer state stay consistent.
@@ -59,8 +84,8 @@ class _DeferredInterrupt:
         self.pending = False
         self._old = None
         if threading.current_thread() is threading.main_thread() \
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._old = signal.signal(signal.SIGINT, self._handler)
+                and _sig.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._old = _sig.signal(signal.SIGINT, self._handler)
         return self
 
     def _handler(self, signum, frame):
@@ -75,7 +100,7 @@ class _DeferredInterrupt:
 
     def __exit__(self, *exc):
         if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+            _sig.signal(signal.SIGINT, self._old)
         return False
 
 
@@ -112,6 +137,7 @@ class Sequential:
         self.stop_training = False
         self.history = None
         self._dtype = None
+        self._lock = threading.RLock()
         for layer in layers or []:
             self.add(layer)
 
@@ -136,16 +162,19 @@ class Sequential:
                              "layer names must be unique")
         if not self._layers and self._input_shape is None and layer._batch_input_shape is not None:
             self._input_shape = layer._batch_input_shape
-        old = self.get_weights() if self.built else None
+        kept = (self._params, len(self._layers)) if self.built else None
         self._layers.append(layer)
         self.built = False
         if self._input_shape is not None:
-            self._build(self._input_shape)
-            if old is not None:  # keep the weights of the layers already there
-                self._set_weights_prefix(old)
+            self._build(self._input_shape, kept)
 
-    def _build(self, input_shape):
-        """Build every layer, lay all parameters out in one flat buffer, initialize them."""
+    def _build(self, input_shape, kept=None):
+        """Build every layer, lay all parameters out in one flat buffer, initialize them.
+
+        `kept` = (old flat buffer, number of layers it covers) when layers were
+        appended to a built model: those layers keep their values (the layout
+        only grows at the end) and only the new ones are initialized.
+        """
         if not self._layers:
             raise ValueError(f"{self.name}: the model has no layers; add some first")
         shape = (None,) + tuple(input_shape[1:])
@@ -170,7 +199,11 @@ class Sequential:
                     self._regs.append((getattr(layer, attr), layer._grad_of[attr], reg))
                 pos += size
         rng = _random.get_rng()
-        for layer in self._layers:
+        n_kept = 0
+        if kept is not None:
+            self._params[:kept[0].size] = kept[0]
+            n_kept = kept[1]
+        for layer in self._layers[n_kept:]:
             layer._initialize(rng)
         # layers before the first one with parameters need no backward; that one needs no dx
         first = next((i for i, layer in enumerate(self._layers) if layer.count_params()), len(self._layers))
@@ -180,7 +213,7 @@ class Sequential:
         self._dtype = dtype
         self._dbufs = {}
         self.built = True
-        if self.optimizer is not None:
+        if self.optimizer is not None and self._params.size:
             self.optimizer.build_flat(self._params, self._segments)
 
     def build(self, input_shape):
@@ -216,10 +249,6 @@ class Sequential:
         for w, v in zip(mine, weights):
             w[...] = v
 
-    def _set_weights_prefix(self, weights):
-        for w, v in zip(self.weights, weights):
-            w[...] = v
-
     def count_params(self):
         """Total number of parameters (requires a built model)."""
         if not self.built:
@@ -246,15 +275,16 @@ class Sequential:
         elif isinstance(metrics, (str, dict)) or not isinstance(metrics, (list, tuple)):
             metrics = [metrics]
         self._metric_ids = list(metrics)
-        self.compiled_metrics = [_module("metrics").get(m, loss=self.loss) for m in metrics]
+        self.compiled_metrics = [_metrics.get(m, loss=self.loss) for m in metrics]
         self._n_threads_req = n_threads
-        opt_cfg = self.optimizer.get_config() if hasattr(self.optimizer, "get_config") else {}
+        if n_threads is not None and getattr(self.optimizer, "n_threads", 0) is None:
+            self.optimizer.n_threads = n_threads   # the optimizer's kernel follows compile's request
         self._compile_config = {
-            "optimizer": {"class_name": type(self.optimizer).__name__, "config": opt_cfg},
+            "optimizer": _optimizers.serialize(self.optimizer),
             "loss": None if self.loss is None else _losses.serialize(self.loss),
             "metrics": [m if isinstance(m, str) else getattr(m, "name", str(m)) for m in metrics],
         }
-        if self.built:
+        if self.built and self._params.size:
             self.optimizer.build_flat(self._params, self._segments)
 
     def _require(self, what):
@@ -285,7 +315,7 @@ class Sequential:
                              f"expects input of shape (n_samples, {', '.join(map(str, self._input_shape[1:]))}), "
                              f"got {x.shape}")
         x = np.ascontiguousarray(x, dtype=self._dtype)
-        if not all_finite(x, 1):
+        if not all_finite(x, effective_n_threads(self._n_threads_req)):
             raise ValueError(f"{arg}: inputs contain NaN or infinity")
         return x
 
@@ -342,11 +372,14 @@ class Sequential:
                  and getattr(last, "_act_name", None) == self.loss.fused_activation
                  and hasattr(last, "forward_logits"))
         self._fused = fused
+        self._opt_step = self.optimizer.step_flat if self.optimizer is not None and self._params.size \
+            else _no_step
         body = self._layers[:-1] if fused else self._layers
         self._fwd = [layer.forward for layer in body]
         self._bwd = [layer.backward for layer in reversed(self._layers[self._first_trainable:])]
         if fused:
-            self._bwd[0] = last.backward_logits
+            if self._bwd:              # the last layer's backward starts from delta = dL/dz
+                self._bwd[0] = last.backward_logits
             self._last_logits = last.forward_logits
             self._loss_fn = self.loss._logits_grad
         else:
@@ -371,6 +404,8 @@ class Sequential:
         n = x.shape[0]
         d = self._dbufs.get(n)
         if d is None:
+            if len(self._dbufs) >= MAX_CACHED_SHAPES:
+                self._dbufs.clear()
             d = self._dbufs[n] = np.empty((n,) + tuple(self._output_shape[1:]), self._dtype)
         out, s = self._forward_loss(x, y, w, d, True)
         for m in self.compiled_metrics:
@@ -382,7 +417,7 @@ class Sequential:
         for wv, gv, reg in self._regs:
             pen += reg(wv)
             reg.add_gradient(wv, gv)
-        self.optimizer.step_flat(self._params, self._grads)
+        self._opt_step(self._params, self._grads)
         return s / n + pen
 
     def _logs(self, loss):
@@ -392,6 +427,7 @@ class Sequential:
         return logs
 
     # ------------------------------------------------------------------ fit
+    @_exclusive
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
             initial_epoch=0):
@@ -434,9 +470,10 @@ class Sequential:
         self._setup()
         batches = Batches([x, y, w, y_metric], batch_size, shuffle=shuffle, rng=_random.get_rng())
         steps = len(batches)
-        cbs = _module("callbacks").CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
+        cbs = _callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                                                 verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
+        nonfinite_handled = any(getattr(cb, "handles_nonfinite", False) for cb in cbs.callbacks)
         step = self._train_step
         batch_logs = getattr(cbs, "has_train_batch_hooks", True)   # per-batch logs only when someone listens
         logs, training_logs = {}, None
@@ -450,7 +487,12 @@ class Sequential:
                 for i, (xb, yb, wb, ymb) in enumerate(batches):
                     cbs.on_train_batch_begin(i)
                     nb = xb.shape[0]
-                    total += step(xb, yb, wb, ymb) * nb
+                    batch_loss = step(xb, yb, wb, ymb)
+                    # end of batch: the loss and the updated parameters must be finite (one pass
+                    # over the flat parameter buffer, small next to the batch's forward/backward)
+                    if not (math.isfinite(batch_loss) and all_finite(self._params, 1)):
+                        batch_loss = self._nonfinite(batch_loss, epoch, i, steps, nonfinite_handled)
+                    total += batch_loss * nb
                     seen += nb
                     if batch_logs:
                         logs = self._logs(total / seen)
@@ -468,6 +510,20 @@ class Sequential:
                     break
             cbs.on_train_end(training_logs)
         return self.history
+
+    def _nonfinite(self, loss, epoch, batch, steps, handled):
+        """A batch gave a NaN/inf loss or parameters. With a callback that handles it
+        (TerminateOnNaN) the batch's loss is reported as non-finite for it to act on;
+        otherwise fit stops with FloatingPointError naming the epoch and batch."""
+        what = (f"loss {loss}" if not math.isfinite(loss)
+                else "parameters (a NaN/inf gradient reached the update)")
+        if handled:
+            return loss if not math.isfinite(loss) else float("nan")
+        raise FloatingPointError(
+            f"{self.name}.fit: non-finite {what} at epoch {epoch + 1}, batch {batch + 1} of {steps}. "
+            "The weights and optimizer state are those after this step; restore a checkpoint, "
+            "lower the learning rate or clip gradients, or pass callbacks=[TerminateOnNaN()] to "
+            "stop with the last finite weights instead")
 
     def _prepare_validation(self, data):
         if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
@@ -502,6 +558,7 @@ class Sequential:
             cbs.on_test_end(logs)
         return logs
 
+    @_exclusive
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, return_dict=False,
                  callbacks=None):
         """Loss (and metrics) on the given data, in batches, without training.
@@ -516,7 +573,7 @@ class Sequential:
         x = self._prepare_x(x)
         y, y_metric = self._prepare_y(y, len(x))
         w = self._prepare_weights(sample_weight, len(x))
-        cbs = _module("callbacks").CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
+        cbs = _callbacks.CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
                                                 model=self, verbose=verbose, epochs=1,
                                                 steps=-(-len(x) // batch_size))
         logs = self._evaluate_arrays(x, y, w, y_metric, batch_size, cbs)
@@ -526,6 +583,7 @@ class Sequential:
             return logs["loss"]
         return list(logs.values())
 
+    @_exclusive
     def predict(self, x, batch_size=None, verbose="auto", callbacks=None):
         """Outputs for the inputs x, in batches, forward only (training=False)."""
         batch_size = 32 if batch_size is None else _int_arg(batch_size, "batch_size", 1)
@@ -533,7 +591,7 @@ class Sequential:
         x = self._prepare_x(x)
         cbs = None
         if verbose or callbacks:
-            cbs = _module("callbacks").CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
+            cbs = _callbacks.CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
                                                     model=self, verbose=verbose, epochs=1,
                                                     steps=-(-len(x) // batch_size))
             cbs.on_predict_begin()
@@ -553,6 +611,7 @@ class Sequential:
             cbs.on_predict_end()
         return result
 
+    @_exclusive
     def __call__(self, x, training=False):
         """Forward pass on a batch (no progress bar, no batching); returns a new array."""
         x = self._prepare_x(x)
@@ -606,6 +665,12 @@ class Sequential:
         return model
 
     # ------------------------------------------------------------------ saving (nncore.saving)
+    def _prepare_optimizer(self):
+        """Give the optimizer its slots over the flat buffer (before restoring a saved state)."""
+        if not self.built:
+            raise ValueError(f"{self.name}: cannot restore an optimizer state into an unbuilt model")
+        self.optimizer.build_flat(self._params, self._segments)
+
     def save(self, filepath):
         """Save architecture, weights, compile settings and optimizer state (see nncore.saving)."""
         from nncore import saving

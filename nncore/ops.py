@@ -25,6 +25,7 @@ from nncore._kernels import elementwise as _ew
 from nncore._kernels import gemm as _gemm
 from nncore._kernels import losses as _loss
 from nncore._threads import effective_n_threads
+from nncore.validation import unknown_name
 
 __all__ = [
     "matmul", "dense", "activation", "activation_grad", "softmax", "softmax_grad",
@@ -94,7 +95,7 @@ def _act_code(name, fn):
         raise TypeError(f"{fn}: activation must be a name (str), got {type(name).__name__}")
     key = name.lower()
     if key not in ACT_CODES and key != "softmax":
-        raise ValueError(f"{fn}: unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}")
+        raise ValueError(f"{fn}: {unknown_name('activation', name, ACTIVATIONS)}")
     return key
 
 
@@ -244,7 +245,7 @@ def softmax(x, axis=-1, out=None):
     _ew.softmax_forward(M.reshape(-1, M.shape[-1]), Y.reshape(-1, M.shape[-1]))
     Y = np.moveaxis(Y, -1, axis)
     if out is not None:
-        res, _ = _check_out(out, X.shape, X.dtype, fn)
+        _check_out(out, X.shape, X.dtype, fn)  # validates; the result is copied in below
         out[...] = Y
         return out
     return np.ascontiguousarray(Y)
@@ -409,6 +410,8 @@ def _dense_targets(fn, y_true, dt, P):
 
 
 def _run_dense_loss(fn, kernel, y_true, y_pred, sample_weight, reduction, n_threads, with_prob):
+    """Shared body of the losses with dense targets. with_prob: True/False for the kernels that
+    take a `prob` output (cross-entropies), None for those that do not (mse, mae)."""
     P, lead, k, dt, w = _loss_inputs(fn, y_true, y_pred, sample_weight, reduction)
     Y = _dense_targets(fn, y_true, dt, P)
     N = int(np.prod(lead, dtype=np.int64))
@@ -432,7 +435,8 @@ def softmax_xent(y_true, logits, sample_weight=None, reduction="sum_over_batch_s
     Parameters
     ----------
     y_true : array-like of shape (..., k)
-        Targets; each row should sum to 1 (one-hot or label-smoothed).
+        Targets, normally rows summing to 1 (one-hot or label-smoothed); the
+        gradient is exact for any targets.
     logits : array-like of shape (..., k)
     sample_weight : array-like of shape (...), optional
     reduction : {'sum_over_batch_size', 'sum'}, default='sum_over_batch_size'

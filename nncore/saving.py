@@ -92,6 +92,13 @@ def register_serializable(cls=None, *, name=None):
         if old is not None and old is not c:
             raise ValueError(f"register_serializable: the name {key!r} is already registered for {old!r}")
         _REGISTERED[key] = c
+        from nncore import layers
+
+        if issubclass(c, layers.Layer):  # Sequential.from_config resolves layers through this registry
+            if key != c.__name__:
+                raise ValueError(f"register_serializable: a layer is registered under its class name "
+                                 f"{c.__name__!r}, got name={key!r}")
+            layers.register_layer(c)
         return c
 
     if cls is None:
@@ -372,15 +379,45 @@ def save_model(model, path, include_optimizer=True, allow_nonfinite=False):
     compile_config = getattr(model, "_compile_config", None)
     header["weights"] = weights
     header["compile"] = compile_config or None
-    header["optimizer_state"] = _optimizer_state(model) if include_optimizer and compile_config else None
+    state = _optimizer_state(model) if include_optimizer and compile_config else None
+    if state is not None and not allow_nonfinite:
+        for key, value in state.items():
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise ValueError(
+                    f"save: optimizer state {key!r} holds NaN or inf (a non-finite gradient reached it); "
+                    "save with include_optimizer=False to keep the weights only, or allow_nonfinite=True"
+                )
+    header["optimizer_state"] = state
     header["extra"] = _model_extra(model)
     write_file(path, header)
 
 
 def _model_extra(model):
-    """Small pieces of training state beyond weights that a resumed fit needs, when the model has them."""
-    get = getattr(model, "_get_save_state", None)
-    return get() if callable(get) else None
+    """Training state beyond weights and optimizer that a resumed fit needs to be bit-identical:
+    the state of each layer's own random generator (Dropout draws its masks from one)."""
+    states = {}
+    for layer in getattr(model, "layers", []):
+        rng = getattr(layer, "_rng", None)
+        if isinstance(rng, np.random.Generator):
+            states[layer.name] = rng.bit_generator.state
+    return {"rng_states": states}
+
+
+def _restore_extra(model, extra, bad):
+    if not isinstance(extra, dict):
+        bad("the model state entry is malformed")
+    states = extra.get("rng_states", {})
+    if not isinstance(states, dict):
+        bad("rng_states is malformed")
+    by_name = {layer.name: layer for layer in getattr(model, "layers", [])}
+    for name, state in states.items():
+        rng = getattr(by_name.get(name), "_rng", None)
+        if not isinstance(rng, np.random.Generator):
+            bad(f"rng_states names layer {name!r}, which has no random generator")
+        try:
+            rng.bit_generator.state = state
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
+            bad(f"layer {name!r}: bad random generator state ({exc})")
 
 
 def _resolve_model_class(name, custom_objects, bad):
@@ -414,6 +451,42 @@ def _check_layer_classes(config, custom_objects, bad):
                 "nncore.saving.register_serializable or pass custom_objects")
 
 
+def _check_parameter_count(config, weights, bad):
+    """Declare the architecture's parameters WITHOUT allocating them and compare their number
+    with the weights the file really holds: a hostile config (Dense(units=10**12)) must not
+    make load_model allocate more than the file's own size."""
+    from nncore import layers
+
+    if not isinstance(weights, list) or not all(isinstance(w, np.ndarray) for w in weights):
+        bad("the weights entry is malformed")
+    stored = sum(w.size for w in weights)
+    specs = config.get("layers")
+    if not isinstance(specs, list):
+        bad("the architecture has no 'layers' list")
+    shape, declared = None, 0
+    try:
+        for spec in specs:
+            cls = layers.get_layer_class(spec["class_name"])
+            cfg = dict(spec.get("config") or {})
+            if cls is layers.InputLayer:
+                shape = (None,) + tuple(cls.from_config(cfg)._batch_input_shape[1:])
+                continue
+            layer = cls.from_config(cfg)
+            if shape is None:
+                shape = layer._batch_input_shape
+            if shape is None:  # an unbuilt model: nothing is allocated before fit/predict
+                return
+            shape = layer._build(shape)  # declares the parameter shapes, allocates nothing
+            declared += layer.count_params()
+            if declared > stored:
+                break
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+        bad(f"cannot rebuild the architecture: {type(exc).__name__}: {exc}")
+    if declared != stored:
+        bad(f"the architecture declares {'at least ' if declared > stored else ''}{declared} parameters, "
+            f"the file holds {stored}")
+
+
 def _build_model(header, custom_objects, bad):
     spec = header.get("model")
     if not isinstance(spec, dict) or not isinstance(spec.get("class_name"), str) or not isinstance(
@@ -422,6 +495,8 @@ def _build_model(header, custom_objects, bad):
         bad("the architecture entry is missing or malformed")
     cls = _resolve_model_class(spec["class_name"], custom_objects, bad)
     _check_layer_classes(spec["config"], custom_objects, bad)
+    with _custom_scope(custom_objects):
+        _check_parameter_count(spec["config"], header.get("weights"), bad)
     try:
         with _custom_scope(custom_objects):
             return cls.from_config(spec["config"])
@@ -430,22 +505,28 @@ def _build_model(header, custom_objects, bad):
 
 
 class _custom_scope:
-    """Make `custom_objects` visible to the layer registry while a model is rebuilt."""
+    """Make the layer classes in `custom_objects` visible to nncore.layers.get_layer_class while a
+    model is rebuilt, and only then (the registry has no per-call argument)."""
 
     def __init__(self, custom_objects):
         self.custom = dict(custom_objects or {})
         self.added = []
 
     def __enter__(self):
+        from nncore import layers
+
+        registry = layers._REGISTRY
         for k, c in self.custom.items():
-            if k not in _REGISTERED:
-                _REGISTERED[k] = c
+            if isinstance(c, type) and issubclass(c, layers.Layer) and k not in registry:
+                registry[k] = c
                 self.added.append(k)
         return self
 
     def __exit__(self, *exc):
+        from nncore import layers
+
         for k in self.added:
-            _REGISTERED.pop(k, None)
+            layers._REGISTRY.pop(k, None)
 
 
 def _set_weights(model, weights, bad):
@@ -487,8 +568,8 @@ def load_model(path, custom_objects=None, compile=True):
             except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
                 bad(f"cannot restore the optimizer state: {type(exc).__name__}: {exc}")
     extra = header.get("extra")
-    if extra is not None and callable(getattr(model, "_set_save_state", None)):
-        model._set_save_state(extra)
+    if extra is not None:
+        _restore_extra(model, extra, bad)
     return model
 
 

@@ -123,6 +123,9 @@ def test_callbacklist_defaults_and_dispatch():
     assert not cbs.has_train_batch_hooks  # History listens to epochs only
     cbs = C.CallbackList([], add_history=False, add_progbar=True, verbose=2)
     assert isinstance(cbs.callbacks[-1], C.ProgbarLogger) and cbs.callbacks[-1].verbose == 2
+    # only the in-place bar wants per-batch logs: the model can skip them otherwise
+    assert not cbs.has_train_batch_hooks
+    assert C.CallbackList([], add_progbar=True, verbose=1).has_train_batch_hooks
     seen = []
     old = C.Callback()
     old.on_batch_end = lambda batch, logs=None: seen.append((batch, logs))  # Keras-1 style name
@@ -451,7 +454,8 @@ def test_progbar_terminal_redraws_in_place():
     out = stream.getvalue()
     frames = out.split("\r")[1:]
     assert len(frames) == 5  # one frame per batch, then the final frame with val_*
-    assert frames[0].startswith("1/4 [=======>") and "ETA" in frames[0] and "loss: 1.0000" in frames[0]
+    assert frames[0].startswith("1/4 [=======>......................] - 0s elapsed - ETA: 0s - ")
+    assert frames[0].endswith("/step - loss: 1.0000")
     assert out.endswith("\n") and out.count("\n") == 1
     assert frames[-1].startswith("4/4 [==============================] - ")
     assert "val_loss: 0.5000" in frames[-1]
@@ -648,3 +652,48 @@ def test_real_terminate_on_nan_keeps_finite_weights(capsys):
     assert model.stop_training and t.stopped_batch is not None and len(hist.epoch) < 50
     assert all(np.isfinite(w).all() for w in model.get_weights())
     assert not np.isfinite(hist.history["loss"][-1])
+
+
+def test_real_model_checkpoint_saves_loadable_best_model(tmp_path):
+    saving = pytest.importorskip("nncore.saving")
+    model = _real_model()
+    x, y = _binary_data()
+    preds = {}
+    keep = C.LambdaCallback(on_epoch_end=lambda e, logs: preds.__setitem__(
+        e, (logs["val_loss"], model.predict(x, verbose=0))))
+    path = tmp_path / "ckpt" / "best.nnc"
+    ckpt = C.ModelCheckpoint(path, monitor="val_loss", save_best_only=True)
+    wpath = tmp_path / "w-{epoch}.nnc"
+    wckpt = C.ModelCheckpoint(wpath, save_weights_only=True)
+    model.fit(x, y, epochs=4, batch_size=16, validation_split=0.25, verbose=0,
+              callbacks=[keep, ckpt, wckpt])
+    best_epoch = min(preds, key=lambda e: preds[e][0])
+    loaded = saving.load_model(str(path))
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), preds[best_epoch][1])
+    assert sorted(os.listdir(tmp_path)) == ["ckpt", "w-1.nnc", "w-2.nnc", "w-3.nnc", "w-4.nnc"]
+    model.load_weights(str(tmp_path / "w-2.nnc"))
+    np.testing.assert_array_equal(model.predict(x, verbose=0), preds[1][1])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_real_keras_docstring_examples():
+    """The examples of Keras's EarlyStopping and LearningRateScheduler docstrings (targets
+    given with the output's shape: nncore does not broadcast (5,) against (5, 10))."""
+    models = pytest.importorskip("nncore.models")
+    optimizers = pytest.importorskip("nncore.optimizers")
+    from nncore.layers import Dense
+    x, y = np.arange(100).reshape(5, 20), np.zeros((5, 10))
+    model = models.Sequential([Dense(10)])
+    model.compile(optimizers.SGD(), loss="mse")
+    hist = model.fit(x, y, epochs=10, batch_size=1, verbose=0,
+                     callbacks=[C.EarlyStopping(monitor="loss", patience=3)])
+    assert len(hist.history["loss"]) == 4  # "Only 4 epochs are run."
+    model = models.Sequential([Dense(10)])
+    model.compile(optimizers.SGD(), loss="mse")
+    assert round(model.optimizer.learning_rate, 5) == 0.01
+
+    def scheduler(epoch, lr):
+        return lr if epoch < 10 else lr * math.exp(-0.1)
+
+    model.fit(x, y, epochs=15, verbose=0, callbacks=[C.LearningRateScheduler(scheduler)])
+    assert round(model.optimizer.learning_rate, 5) == 0.00607

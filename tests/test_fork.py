@@ -160,3 +160,40 @@ def test_pool_of_two_workers(tmp_path, method):
             print("ok")
     """)
     assert "ok" in out
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_pool_of_two_predicting(tmp_path, method):
+    """A trained model predicts in Pool(2) workers: forked children inherit it, spawned ones load it."""
+    out = run_script(tmp_path, f"""
+        import multiprocessing as mp
+        from nncore.layers import Dense, Input
+
+        _model = None
+
+        def predict_chunk(args):
+            global _model
+            path, x = args
+            if _model is None:
+                _model = nncore.load_model(path)
+            return _model.predict(x, batch_size=64, verbose=0)
+
+        if __name__ == "__main__":
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal((2048, 40))
+            y = np.eye(4)[rng.integers(0, 4, 2048)]
+            nncore.set_seed(0)
+            m = nncore.Sequential([Input(shape=(40,)), Dense(256, activation="relu"), Dense(4, activation="softmax")])
+            m.compile(optimizer="adam", loss="categorical_crossentropy")
+            m.fit(x, y, epochs=1, batch_size=256, verbose=0)   # 2-thread kernels run in the parent
+            ref = m.predict(x, batch_size=64, verbose=0)
+            m.save("m.nncore")
+            if {method!r} == "fork":
+                _model = m
+            chunks = [("m.nncore", x[i:i + 512]) for i in range(0, 2048, 512)]
+            with mp.get_context({method!r}).Pool(2) as pool:
+                got = np.concatenate(pool.map(predict_chunk, chunks))
+            np.testing.assert_array_equal(got, ref)
+            print("ok")
+    """)
+    assert "ok" in out

@@ -104,7 +104,7 @@ def test_activation_lookup():
     assert activations.get(None) is activations.linear
     assert activations.get("silu") is activations.swish
     assert activations.get(activations.relu) is activations.relu
-    with pytest.raises(ValueError, match="unknown name 'rleu'"):
+    with pytest.raises(ValueError, match="unknown activation 'rleu'. Did you mean 'relu'"):
         activations.get("rleu")
     with pytest.raises(ValueError, match="custom callables"):
         Dense(3, activation=lambda x: x)
@@ -174,3 +174,10 @@ def test_dense_config_and_registry():
     assert Input(shape=(3,))._batch_input_shape == (None, 3)
     with pytest.raises(ValueError, match="shape"):
         Input()
+
+
+def test_parameter_free_layers_keep_the_float_dtype():
+    for layer in (Activation("tanh"), Dropout(0.5), Flatten()):
+        assert layer(np.ones((2, 3), np.float64)).dtype == np.float64
+        assert layer(np.ones((2, 3), np.float32)).dtype == np.float32
+    assert Dense(2)(np.ones((2, 3), np.float64)).dtype == nncore.floatx()   # follows its parameters

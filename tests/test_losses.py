@@ -105,7 +105,7 @@ def test_shapes_labels_and_lookup():
     cfg = losses.serialize(losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1))
     again = losses.get(cfg)
     assert again.from_logits and again.label_smoothing == 0.1
-    with pytest.raises(ValueError, match="unknown name 'msee'"):
+    with pytest.raises(ValueError, match="unknown loss 'msee'"):
         losses.get("msee")
     with pytest.raises(ValueError, match="label_smoothing"):
         losses.BinaryCrossentropy(label_smoothing=2)

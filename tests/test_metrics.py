@@ -209,6 +209,67 @@ def test_auc_matches_reference(method, num_thresholds):
     assert m.result() == pytest.approx(_auc_reference(y, p, w, num_thresholds, method), abs=1e-12)
 
 
+def _pr_auc_reference(y, p, w, num_thresholds, method):
+    """PR curve by Keras's definition: recall on x, precision on y; "interpolation" integrates a
+    precision that is linear in the predicted-positive weight P inside each interval (Davis & Goadrich),
+    here by a fine midpoint rule instead of the closed form."""
+    eps = 1e-7
+    ts = [0 - eps] + [(i + 1) / (num_thresholds - 1) for i in range(num_thresholds - 2)] + [1 + eps]
+    counts = [_confusion_ref(y, p, w, t) for t in ts]
+    n_pos = counts[0][0] + counts[0][3]
+    total = 0.0
+    for (tp_a, fp_a, _, _), (tp_b, fp_b, _, _) in zip(counts[:-1], counts[1:]):
+        if method != "interpolation":
+            ya = tp_a / (tp_a + fp_a) if tp_a + fp_a else 0.0
+            yb = tp_b / (tp_b + fp_b) if tp_b + fp_b else 0.0
+            h = min(ya, yb) if method == "minoring" else max(ya, yb)
+            total += (tp_a - tp_b) / n_pos * h
+            continue
+        pa, pb = tp_a + fp_a, tp_b + fp_b
+        if tp_a == tp_b or pa <= pb:
+            continue
+        if pb == 0:      # P from 0: precision is the interval's constant slope
+            total += (tp_a - tp_b) ** 2 / (pa - pb) / n_pos
+            continue
+        k = 2000         # d(recall) = slope dP / n_pos; precision(P) = (tp_b + slope (P - pb)) / P
+        slope = (tp_a - tp_b) / (pa - pb)
+        for j in range(k):
+            pm = pb + (j + 0.5) * (pa - pb) / k
+            total += (tp_b + slope * (pm - pb)) / pm * slope * (pa - pb) / k / n_pos
+    return total
+
+
+@pytest.mark.parametrize("method", ["interpolation", "minoring", "majoring"])
+@pytest.mark.parametrize("num_thresholds", [2, 7, 50])
+def test_pr_auc_matches_reference(method, num_thresholds):
+    rng = np.random.default_rng(num_thresholds + 1)
+    n = 97
+    y = rng.integers(0, 2, size=n)
+    p = np.clip(0.4 * y + 0.6 * rng.uniform(size=n), 0, 1)
+    p[:3] = [0.0, 1.0, 0.5]
+    w = rng.uniform(0, 2, size=n)
+    m = M.AUC(num_thresholds=num_thresholds, curve="PR", summation_method=method)
+    for s in _batches(n, 20):
+        m.update_state(y[s], p[s], sample_weight=w[s])
+    tol = 1e-6 if method == "interpolation" else 1e-12   # the reference integrates numerically
+    assert m.result() == pytest.approx(_pr_auc_reference(y, p, w, num_thresholds, method), abs=tol)
+
+
+def test_pr_auc_close_to_average_precision_and_from_logits():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, size=4000)
+    z = 1.5 * (2 * y - 1) + rng.normal(size=4000) * 1.5
+    p = 1 / (1 + np.exp(-z))
+    m = M.AUC(num_thresholds=1000, curve="PR")
+    m.update_state(y, p)
+    assert m.result() == pytest.approx(sklearn_metrics.average_precision_score(y, p), abs=5e-3)
+    ml = M.AUC(num_thresholds=1000, curve="PR", from_logits=True)
+    ml.update_state(y, z)
+    assert ml.result() == pytest.approx(m.result(), abs=1e-9)
+    assert M.AUC.from_config(ml.get_config()).from_logits is True
+
+
 def test_auc_close_to_exact_roc_auc():
     sklearn_metrics = pytest.importorskip("sklearn.metrics")
     rng = np.random.default_rng(3)
@@ -228,7 +289,9 @@ def test_auc_rejects_non_probabilities():
     with pytest.raises(ValueError, match="num_thresholds"):
         M.AUC(num_thresholds=1)
     with pytest.raises(ValueError, match="curve"):
-        M.AUC(curve="PR")
+        M.AUC(curve="PRGAIN")
+    with pytest.raises(TypeError, match="from_logits"):
+        M.AUC(from_logits="yes")
 
 
 # ---------------------------------------------------------------- get()
@@ -277,6 +340,7 @@ def test_get_names_instances_callables():
     assert type(M.get("mse")) is M.MeanSquaredError and M.get("mse").name == "mse"
     assert type(M.get("mean_absolute_error")) is M.MeanAbsoluteError
     assert type(M.get("auc")) is M.AUC and type(M.get("AUC")) is M.AUC
+    assert M.get("AUC").name == "AUC" and M.get("acc", loss="bce").name == "acc"
     assert type(M.get("precision")) is M.Precision and type(M.get("recall")) is M.Recall
     inst = M.Recall()
     assert M.get(inst) is inst
@@ -325,3 +389,32 @@ def test_direction_attributes():
     assert M.BinaryAccuracy()._direction == "up" and M.AUC()._direction == "up"
     assert M.MeanSquaredError()._direction == "down"
     assert M.get("accuracy")._direction == "up"
+
+
+def test_precision_recall_top_k_by_hand():
+    # rows: top-2 of [0.9, 0.1, 0.5, 0.3] is {0, 2}; of [0.2, 0.8, 0.7, 0.6] is {1, 2}
+    y = np.array([[1, 1, 0, 0], [0, 0, 1, 1]])
+    p = np.array([[0.9, 0.1, 0.5, 0.3], [0.2, 0.8, 0.7, 0.6]])
+    # kept and positive (threshold -inf): (0,0) tp, (0,2) fp, (1,1) fp, (1,2) tp -> precision 2/4
+    # positives not kept: (0,1), (1,3) -> recall 2/4
+    assert M.Precision(top_k=2).result() == 0.0
+    m, r = M.Precision(top_k=2), M.Recall(top_k=2)
+    m.update_state(y, p)
+    r.update_state(y, p)
+    assert m.result() == pytest.approx(0.5) and r.result() == pytest.approx(0.5)
+    # with a threshold 0.6 as well: kept and > 0.6: (0,0) tp, (1,1) fp, (1,2) tp -> 2/3; recall 2/4
+    m = M.Precision(top_k=2, thresholds=0.6)
+    m.update_state(y, p)
+    assert m.result() == pytest.approx(2 / 3)
+    # class_id after top_k: column 2 kept in both rows; y = [0, 1] -> precision 1/2, recall 1/1
+    m, r = M.Precision(top_k=2, class_id=2), M.Recall(top_k=2, class_id=2)
+    m.update_state(y, p)
+    r.update_state(y, p)
+    assert m.result() == pytest.approx(0.5) and r.result() == pytest.approx(1.0)
+    cfg = M.Precision(top_k=2).get_config()
+    assert cfg["top_k"] == 2 and cfg["thresholds"] is None
+    assert M.Precision.from_config(cfg).top_k == 2
+    with pytest.raises(ValueError, match="top_k"):
+        M.Recall(top_k=0)
+    with pytest.raises(ValueError, match="thresholds"):
+        M.Recall(thresholds=-np.inf)

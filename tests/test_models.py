@@ -4,17 +4,14 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import nncore
 from nncore.layers import Dense, Dropout, Flatten, Input
 from nncore.models import Sequential
 import reference_layers as ref
 from reference_layers import numeric_grad
-
-
-def _callbacks():
-    from nncore import _stopgap
-    return _stopgap.module("callbacks")
 
 
 def sgd(lr):
@@ -110,7 +107,7 @@ def test_history_loss_is_batch_size_weighted_running_mean_with_weights(float64):
     model.compile(optimizer=sgd(0.0), loss="categorical_crossentropy", metrics=["accuracy"])
     seen = []
 
-    class Rec(_callbacks().Callback):
+    class Rec(nncore.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             seen.append(logs["loss"])
 
@@ -166,30 +163,33 @@ def test_seeded_training_is_bit_identical(dtype):
 
 def test_steady_state_epochs_allocate_nothing_that_persists():
     x, labels, _ = _data(n=200)
-    model = Sequential([Dense(16, activation="relu", input_dim=4), Dropout(0.2), Dense(3, "softmax")])
-    model.compile(optimizer=sgd(0.01), loss="sparse_categorical_crossentropy")
+    model = Sequential([Dense(16, activation="relu", input_dim=4, kernel_regularizer="l2"), Dropout(0.2),
+                        Dense(3, "softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     snaps = {}
 
-    class Snap(_callbacks().Callback):
+    class Snap(nncore.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if epoch in (1, 5):
                 snaps[epoch] = tracemalloc.take_snapshot()
 
     tracemalloc.start()
     try:
-        model.fit(x, labels, epochs=6, batch_size=16, verbose=0, callbacks=[Snap()])  # 13 batches per epoch
+        model.fit(x, labels, epochs=6, batch_size=16, verbose=0, validation_split=0.2,
+                  callbacks=[Snap()])                                             # 10 batches per epoch
     finally:
         tracemalloc.stop()
     growth = sum(s.size_diff for s in snaps[5].compare_to(snaps[1], "filename") if s.size_diff > 0)
-    # 4 epochs x 13 steps: even one leaked 64-byte object per step would exceed this;
+    # 4 epochs x 10 steps: even one leaked 64-byte object per step would exceed this;
     # what remains is History's per-epoch entries
+    print("persistent growth over 4 epochs:", growth, "bytes")
     assert growth < 3000, growth
 
 
 def test_callback_order_and_stop_training():
     events = []
 
-    class Rec(_callbacks().Callback):
+    class Rec(nncore.callbacks.Callback):
         def on_train_begin(self, logs=None):
             events.append("train_begin")
 
@@ -226,7 +226,7 @@ def test_callback_order_and_stop_training():
 def test_keyboard_interrupt_leaves_a_usable_model():
     x, labels, _ = _data(n=64)
 
-    class CtrlC(_callbacks().Callback):
+    class CtrlC(nncore.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             if batch == 3:
                 raise KeyboardInterrupt
@@ -237,7 +237,8 @@ def test_keyboard_interrupt_leaves_a_usable_model():
         model.fit(x, labels, epochs=3, batch_size=8, verbose=0, callbacks=[CtrlC()])
     p = model.predict(x, verbose=0)
     assert np.all(np.isfinite(p))
-    np.testing.assert_array_equal(p[:5], model(x[:5]))
+    # a row's result may differ in the last bit between batch sizes (GEMM blocking)
+    np.testing.assert_allclose(p[:5], model(x[:5]), rtol=1e-6, atol=1e-7)
     hist = model.fit(x, labels, epochs=2, batch_size=8, verbose=0)
     assert np.all(np.isfinite(hist.history["loss"]))
 
@@ -249,7 +250,7 @@ def test_ctrl_c_is_deferred_to_the_end_of_the_step():
 
     x, labels, _ = _data(n=64)
 
-    class Sigint(_callbacks().Callback):
+    class Sigint(nncore.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
             if batch == 3:
                 os.kill(os.getpid(), signal.SIGINT)
@@ -287,7 +288,7 @@ def test_bad_inputs_raise_clear_errors():
         model.fit(x, labels, sample_weight=np.ones(3), verbose=0)
     with pytest.raises(ValueError, match="batch_size"):
         model.fit(x, labels, batch_size=0, verbose=0)
-    with pytest.raises(ValueError, match="unknown name 'nope'"):
+    with pytest.raises(ValueError, match="unknown loss 'nope'"):
         model.compile(optimizer=sgd(0.1), loss="nope")
     with pytest.raises(ValueError, match="compile"):
         Sequential([Dense(1, input_dim=2)]).fit(np.zeros((2, 2)), np.zeros(2), verbose=0)
@@ -300,6 +301,21 @@ def test_bad_inputs_raise_clear_errors():
         Sequential().predict(x)
     with pytest.raises(TypeError, match="Layer"):
         Sequential().add("dense")
+    with pytest.raises(ValueError, match="targets contain NaN"):
+        model.compile(optimizer=sgd(0.1), loss="mse")
+        model.fit(x, np.full((10, 3), np.nan), verbose=0)
+    with pytest.raises(ValueError, match="adamm"):
+        model.compile(optimizer="adamm", loss="mse")
+    with pytest.raises(ValueError, match="accuracyy"):
+        model.compile(optimizer="sgd", loss="mse", metrics=["accuracyy"])
+    with pytest.raises(ValueError, match="unknown activation 'rleu'"):
+        Dense(3, activation="rleu")
+    cfg = model.get_config()
+    cfg["layers"][1]["class_name"] = "Dense9"
+    with pytest.raises(ValueError, match="unknown layer class 'Dense9'"):
+        Sequential.from_config(cfg)
+    with pytest.raises(ValueError, match="layer named 'first' is already"):
+        Sequential([Dense(2, name="first"), Dense(2, name="first")])
 
 
 def test_dtypes_build_and_config(float64):
@@ -342,3 +358,112 @@ def test_float32_default_and_loss_falls():
     assert hist.history["loss"][-1] < 0.6 * hist.history["loss"][0]
     loss, acc = model.evaluate(x, y, verbose=0)
     assert acc > 0.9
+
+
+def test_save_and_load_resume_bit_identically(tmp_path):
+    x, labels, _ = _data(n=48)
+    nncore.set_seed(9)
+    model = _mlp(reg="l2")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, labels, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    path = str(tmp_path / "m.nncore")
+    model.save(path)
+    again = nncore.load_model(path)
+    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert again.optimizer.iterations == model.optimizer.iterations == 12
+    # training goes on identically from the restored optimizer state
+    h1 = model.fit(x, labels, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    h2 = again.fit(x, labels, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    assert h1.history == h2.history
+    for a, b in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    wpath = str(tmp_path / "w.nncore")
+    model.save_weights(wpath)
+    fresh = _mlp(reg="l2")
+    fresh.load_weights(wpath)
+    np.testing.assert_array_equal(fresh.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_separate_softmax_activation_trains_like_dense_softmax(float64):
+    # Dense(k) + Activation('softmax') takes the same fused p - y path as Dense(k, 'softmax')
+    from nncore.layers import Activation
+    x, labels, _ = _data(n=30)
+    results = []
+    for layers in ([Dense(6, "tanh", input_dim=4), Dense(3, "softmax")],
+                   [Dense(6, "tanh", input_dim=4), Dense(3), Activation("softmax")]):
+        nncore.set_seed(2)
+        model = Sequential(layers)
+        model.compile(optimizer=sgd(0.1), loss="sparse_categorical_crossentropy")
+        hist = model.fit(x, labels, epochs=3, batch_size=7, verbose=0)
+        assert model._fused
+        results.append((hist.history["loss"], model.get_weights()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12)
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    # a model without parameters still evaluates and "trains" (nothing to update)
+    plain = Sequential([Activation("softmax", input_shape=(4,))])
+    plain.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    assert np.isfinite(plain.fit(x, labels, verbose=0).history["loss"][0])
+
+
+@settings(max_examples=25, deadline=None)
+@given(sizes=st.lists(st.integers(1, 37), min_size=2, max_size=4), n=st.integers(1, 70),
+       batch=st.integers(1, 33), acts=st.lists(st.sampled_from(["relu", "tanh", "sigmoid", "linear", "elu"]),
+                                               min_size=3, max_size=3))
+def test_predict_matches_numpy_forward_for_awkward_shapes(sizes, n, batch, acts):
+    # any widths (1, primes, ...), any batch size (partial last batch): predict == float64 oracle
+    rng = np.random.default_rng(n)
+    old = nncore.floatx()
+    nncore.set_floatx("float64")
+    try:
+        model = Sequential([Dense(s, activation=a) for s, a in zip(sizes[1:], acts)])
+        x = rng.normal(size=(n, sizes[0]))
+        out = model.predict(x, batch_size=batch, verbose=0)
+    finally:
+        nncore.set_floatx(old)
+    h = x
+    for layer, a in zip(model.layers, acts):
+        h = ref.dense_forward(h, layer.kernel, layer.bias, a)
+    np.testing.assert_allclose(out, h, rtol=1e-12, atol=1e-12)
+
+
+def test_thread_counts_agree(float64):
+    # n_threads only changes how kernels split work: same training up to rounding
+    x, labels, _ = _data(n=64)
+    weights = []
+    for nt in (1, 2):
+        nncore.set_seed(5)
+        model = Sequential([Dense(33, "relu", input_dim=4), Dense(3, "softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", n_threads=nt)
+        model.fit(x, labels, epochs=2, batch_size=16, verbose=0)
+        assert model.optimizer.n_threads == nt
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="n_threads"):
+        model.compile(optimizer="sgd", loss="mse", n_threads=0)
+
+
+def test_verbose_levels(capsys):
+    x, labels, _ = _data(n=40)
+    model = _mlp()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, labels, epochs=3, batch_size=8, verbose=0)
+    model.predict(x, verbose=0)
+    model.evaluate(x, labels, verbose=0)
+    assert capsys.readouterr().out == ""
+    model.fit(x, labels, epochs=3, batch_size=8, verbose=2, validation_split=0.25)
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "loss" in line]
+    assert len(lines) == 3 and all("val_accuracy" in line for line in lines)     # one line per epoch
+    model.fit(x, labels, epochs=2, batch_size=8)                                   # 'auto': progress bar
+    out = capsys.readouterr().out
+    assert "Epoch 2/2" in out and "5/5" in out and out.count("\r") == 0          # no redraws off a terminal
+
+
+def test_work_buffers_do_not_pile_up_over_many_batch_sizes():
+    from nncore.layers.base import MAX_CACHED_SHAPES
+    model = _mlp()
+    for n in range(1, 40):
+        model(np.ones((n, 4)))
+    assert all(len(layer._bufs) <= MAX_CACHED_SHAPES for layer in model.layers)

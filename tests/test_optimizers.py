@@ -1,6 +1,7 @@
 """nncore.optimizers against the float64 oracles in reference_optim.py, known
 single steps, the flat path, threads, state, configs, errors, and PyTorch
 where the rules coincide."""
+import contextlib
 import json
 import math
 
@@ -96,6 +97,8 @@ def test_matches_reference(rule, option, dtype, rtol):
         assert_close(np.concatenate([state[f"{i}/{nm}"].ravel() for i in range(len(ws))]),
                      np.concatenate([s[nm].ravel() for s in ref.slots]), rtol, f"slot {nm}")
     assert len(state) == 1 + sum(len(s) for s in ref.slots) + (name == "Nadam")
+    if name == "Nadam":
+        assert state["u_product"] == pytest.approx(ref.u_product, rel=1e-14)
 
 
 def test_adam_known_step():
@@ -130,6 +133,16 @@ def test_zero_gradient_through_clipping(name, clip):
     np.testing.assert_array_equal(w, [1.0, -2.0, 3.0])
     for v in opt.get_state().values():
         assert np.all(np.isfinite(v))
+
+
+def two_threads():
+    """Allow a 2-thread OpenMP team for the block, whatever limit an earlier test left on the
+    process-wide libgomp (torch.set_num_threads(1) sets it too: torch shares it)."""
+    try:
+        import threadpoolctl
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+    return threadpoolctl.threadpool_limits(limits=2, user_api="openmp")
 
 
 def flat_setup(dtype, sizes, rng):
@@ -174,22 +187,25 @@ def test_step_flat_equals_apply_gradients(rule, option):
 def test_threads_and_simd_levels_bit_identical(name, config, dtype, level):
     """1 thread equals 2 threads bit for bit, and every SIMD level equals the generic one."""
     rng = np.random.default_rng(3)
-    sizes = [40000, 13, 30011]
+    sizes = [300000, 13, 30011]
     n, segs = flat_setup(dtype, sizes, rng)
     w0 = rng.normal(size=n).astype(dtype)
     grads = [rng.normal(size=n).astype(dtype) for _ in range(3)]
     results = []
-    try:
-        for lvl, nt in [(0, 1), (level, 1), (level, 2)]:
-            _rt.set_simd_level(lvl)
-            w = w0.copy()
-            opt = getattr(O, name)(n_threads=nt, **config)
-            opt.build_flat(w, segs)
-            for g in grads:
-                opt.step_flat(w, g)
-            results.append((w, opt.get_state()))
-    finally:
-        _rt.set_simd_level(_rt.simd_level())
+    with two_threads():
+        if _rt.team_size(2, 0.5 * n) < 2:   # the work units the step asks for (csrc/optim.c)
+            pytest.skip("no 2-thread team here (no OpenMP or one CPU)")
+        try:
+            for lvl, nt in [(0, 1), (level, 1), (level, 2)]:
+                _rt.set_simd_level(lvl)
+                w = w0.copy()
+                opt = getattr(O, name)(n_threads=nt, **config)
+                opt.build_flat(w, segs)
+                for g in grads:
+                    opt.step_flat(w, g)
+                results.append((w, opt.get_state()))
+        finally:
+            _rt.set_simd_level(_rt.simd_level())
     for w, st in results[1:]:
         np.testing.assert_array_equal(w, results[0][0])
         for k in st:
@@ -199,12 +215,13 @@ def test_threads_and_simd_levels_bit_identical(name, config, dtype, level):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_seg_sumsq_independent_of_position_and_threads(dtype):
     rng = np.random.default_rng(0)
-    x = rng.normal(size=200001).astype(dtype)
-    seg = np.array([0, 5, 70000, 200001], dtype=np.int64)
-    out1 = _k.seg_sumsq(x, seg, np.empty(3), 1)
-    out2 = _k.seg_sumsq(x, seg, np.empty(3), 2)
+    x = rng.normal(size=600001).astype(dtype)
+    seg = np.array([0, 5, 70000, 600001], dtype=np.int64)
+    with two_threads():
+        out1 = _k.seg_sumsq(x, seg, np.empty(3), 1)
+        out2 = _k.seg_sumsq(x, seg, np.empty(3), 2)   # the last segment is large enough for a team
+        alone = _k.seg_sumsq(x[70000:].copy(), np.array([0, 530001], dtype=np.int64), np.empty(1), 2)
     np.testing.assert_array_equal(out1, out2)
-    alone = _k.seg_sumsq(x[70000:].copy(), np.array([0, 130001], dtype=np.int64), np.empty(1), 2)
     assert alone[0] == out1[2]
     np.testing.assert_allclose(out1, [np.sum(x[a:b].astype(np.float64) ** 2) for a, b in zip(seg[:-1], seg[1:])],
                                rtol=1e-12)
@@ -269,6 +286,19 @@ def test_state_moves_between_flat_and_per_variable():
     a.step_flat(flat, g)
     b.apply_gradients([(g[:4], parts[0]), (g[4:], parts[1])])
     np.testing.assert_array_equal(flat, np.concatenate(parts))
+
+
+def test_set_state_on_flat_must_match_the_segments():
+    flat = np.zeros(5)
+    opt = O.SGD(momentum=0.5)
+    opt.build_flat(flat, [(0, 2), (2, 5)])
+    opt.step_flat(flat, np.ones(5))
+    st = opt.get_state()
+    other = O.SGD(momentum=0.5)
+    other.build_flat(np.zeros(5), [(0, 5)])
+    with pytest.raises(ValueError, match="does not match the 1 segments"):
+        other.set_state(st)
+    assert other.iterations == 0
 
 
 def test_set_state_after_build_and_errors():
@@ -344,7 +374,7 @@ def test_config_roundtrip(rule):
 
 
 def test_get_errors():
-    with pytest.raises(ValueError, match="unknown name 'adamm'"):
+    with pytest.raises(ValueError, match=r"unknown optimizer 'adamm'\. Did you mean 'adam'"):
         O.get("adamm")
     with pytest.raises(TypeError):
         O.get(3)
@@ -407,6 +437,8 @@ def test_apply_gradients_errors():
         opt.apply_gradients([(np.zeros(3), ro)])
     with pytest.raises(TypeError, match="pair"):
         opt.apply_gradients([np.zeros(3)])
+    with pytest.raises(ValueError, match=r"grads_and_vars\[1\]: this variable already appears"):
+        opt.apply_gradients([(np.ones((3, 2)), w), (np.ones((3, 2)), w)])
     assert opt.iterations == 0
     # None gradients are skipped; an all-None list is no step
     assert opt.apply_gradients([(None, w)]) == 0
@@ -428,8 +460,11 @@ def test_step_flat_errors():
         opt.step_flat(p.copy(), np.zeros(10, np.float32))
     with pytest.raises(ValueError, match=r"grads_flat: expected an ndarray of shape \(10,\)"):
         opt.step_flat(p, np.zeros(9, np.float32))
-    with pytest.raises(TypeError, match="g: expected dtype float32"):
+    with pytest.raises(TypeError, match="grads_flat: expected dtype float32 like params_flat, got float64"):
         opt.step_flat(p, np.zeros(10, np.float64))
+    with pytest.raises(ValueError, match="grads_flat: expected a C-contiguous"):
+        opt.step_flat(p, np.zeros(20, np.float32)[::2])
+    assert opt.iterations == 0
 
 
 def test_kernel_wrapper_checks():
@@ -486,3 +521,81 @@ def test_matches_torch_where_rules_coincide(ours, theirs):
         opt_t.step()
         opt.apply_gradients([(g, w)])
     np.testing.assert_allclose(w, p.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_empty_variables_and_segments():
+    opt = O.Adam(clipnorm=1.0)
+    w = np.zeros(0)
+    opt.apply_gradients([(np.zeros(0), w), (np.ones(2), np.zeros(2))])
+    flat = np.zeros(3)
+    b = O.Adam(clipnorm=1.0)
+    b.build_flat(flat, [(0, 0), (0, 3), (3, 3)])
+    b.step_flat(flat, np.ones(3))
+    assert np.all(np.isfinite(flat)) and np.all(flat < 0)
+
+
+# ---- convergence: softmax regression on iris, every optimizer through step_flat ----
+def _iris():
+    """Iris from scikit-learn's data file, read without importing scikit-learn (seconds)."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("scikit-learn (the iris data file) is not installed")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data", "iris.csv")
+    data = np.loadtxt(path, delimiter=",", skiprows=1)
+    return data[:, :4], data[:, 4].astype(np.int64)
+
+
+@pytest.mark.parametrize("name,config", [
+    ("SGD", dict(learning_rate=0.5)), ("SGD", dict(learning_rate=0.05, momentum=0.9, nesterov=True)),
+    ("Adagrad", dict(learning_rate=0.3)), ("RMSprop", dict(learning_rate=0.01, centered=True)),
+    ("Adam", dict(learning_rate=0.02)), ("AdamW", dict(learning_rate=0.02)), ("Adadelta", dict(learning_rate=1.0, epsilon=1e-4)),
+    ("Adamax", dict(learning_rate=0.05)), ("Nadam", dict(learning_rate=0.02)), ("Ftrl", dict(learning_rate=0.5)),
+])
+def test_iris_softmax_regression_converges(name, config):
+    x, y = _iris()
+    x = (x - x.mean(0)) / x.std(0)
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(x))
+    tr, te = idx[:100], idx[100:]
+    k = 3
+    flat = np.zeros(4 * k + k, np.float32)          # [W (4 x 3) | b (3)]
+    W, b = flat[:4 * k].reshape(4, k), flat[4 * k:]
+    grads = np.zeros_like(flat)
+    dW, db = grads[:4 * k].reshape(4, k), grads[4 * k:]
+    opt = getattr(O, name)(**config)
+    opt.build_flat(flat, [(0, 4 * k), (4 * k, 5 * k)])
+    onehot = np.eye(k)[y]
+    for epoch in range(40):
+        for batch in np.array_split(rng.permutation(tr), 10):
+            z = x[batch] @ W + b
+            p = np.exp(z - z.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            delta = (p - onehot[batch]) / len(batch)     # d(mean cross-entropy)/dz
+            dW[...] = x[batch].T @ delta
+            db[...] = delta.sum(0)
+            opt.step_flat(flat, grads)
+    acc = np.mean(np.argmax(x[te] @ W + b, 1) == y[te])
+    assert acc > 0.9, f"{name}: test accuracy {acc:.3f}"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_step_flat_random_segmentations(seed):
+    """Any tiling of the buffer gives the per-variable result, for per-variable clipnorm too."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 40000))
+    cuts = np.sort(rng.choice(np.arange(1, n), size=min(n - 1, int(rng.integers(0, 12))), replace=False)) \
+        if n > 1 else np.array([], dtype=np.int64)
+    bounds = [0] + [int(c) for c in cuts] + [n]
+    segs = list(zip(bounds[:-1], bounds[1:]))
+    flat = rng.normal(size=n).astype(np.float32)
+    parts = [flat[a:b].copy() for a, b in segs]
+    a, b = O.Nadam(clipnorm=0.7, weight_decay=0.01), O.Nadam(clipnorm=0.7, weight_decay=0.01)
+    b.build_flat(flat, segs)
+    for _ in range(3):
+        g = rng.normal(size=n).astype(np.float32)
+        a.apply_gradients([(g[s:e], p) for (s, e), p in zip(segs, parts)])
+        b.step_flat(flat, g)
+    np.testing.assert_array_equal(flat, np.concatenate(parts))

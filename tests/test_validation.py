@@ -210,3 +210,155 @@ def test_names_suggest_the_closest():
     assert "Known loss names: mae, mse" in str(info.value)
     with pytest.raises(TypeError, match="optimizer: expected a name"):
         v.check_name("optimizer", 3, ["adam"])
+
+
+# ---- the issue-6 table: every place a user hands data in ---------------------------------------------
+import nncore  # noqa: E402
+from nncore import ops  # noqa: E402
+from nncore.layers import Dense, Dropout, Input  # noqa: E402
+
+_rng = np.random.default_rng(0)
+X = _rng.standard_normal((20, 4))
+Y = np.eye(3)[_rng.integers(0, 3, 20)]
+LABELS = _rng.integers(0, 3, 20)
+
+
+def _model(loss="categorical_crossentropy", metrics=None):
+    nncore.set_seed(0)
+    m = nncore.Sequential([Input(shape=(4,)), Dense(5, activation="relu", name="hidden"),
+                           Dense(3, activation="softmax", name="out")])
+    m.compile(optimizer="adam", loss=loss, metrics=metrics)
+    return m
+
+
+def _sparse():
+    return _model("sparse_categorical_crossentropy")
+
+
+def _with(a, idx, value):
+    a = a.astype(float)
+    a[idx] = value
+    return a
+
+
+def _fit(m, x, y, **kw):
+    return m.fit(x, y, verbose=0, **kw)
+
+
+# (id, call, exception, words that must all appear: the argument or layer, the expected and the actual value)
+SUGGEST = "suggests the closest name: nncore/{} does not use validation.unknown_name yet (reported to the lead)"
+TABLE = [
+    ("fit: wrong feature count", lambda: _fit(_model(), X[:, :3], Y), ValueError, ["x", "hidden", "4", "(20, 3)"]),
+    ("predict: wrong feature count", lambda: _model().predict(np.ones((5, 6)), verbose=0), ValueError,
+     ["x", "hidden", "4", "(5, 6)"]),
+    ("evaluate: wrong feature count", lambda: _model().evaluate(np.ones((5, 6)), Y[:5], verbose=0), ValueError,
+     ["x", "4", "(5, 6)"]),
+    ("fit: x/y length mismatch", lambda: _fit(_model(), X, Y[:15]), ValueError, ["y", "20", "15"]),
+    ("fit: target shape for the loss", lambda: _fit(_model(), X, Y[:, :2]), ValueError, ["y", "3", "(20, 2)"]),
+    ("fit: integer labels with categorical loss", lambda: _fit(_model(), X, LABELS), ValueError,
+     ["y", "3", "(20,)"]),
+    ("fit: sparse label out of range", lambda: _fit(_sparse(), X, np.where(LABELS == 0, 3, LABELS)), ValueError,
+     ["y", "3", "[0, 2]"]),
+    ("fit: sparse label negative", lambda: _fit(_sparse(), X, np.where(LABELS == 0, -1, LABELS)), ValueError,
+     ["y", "-1"]),
+    ("fit: sparse label non-integer", lambda: _fit(_sparse(), X, LABELS + 0.5), ValueError, ["y", "integer"]),
+    ("fit: NaN in x", lambda: _fit(_model(), _with(X, (3, 2), np.nan), Y), ValueError, ["x", "NaN"]),
+    ("fit: inf in y", lambda: _fit(_model(), X, _with(Y, (4, 1), np.inf)), ValueError, ["y", "infinity"]),
+    ("predict: NaN in x", lambda: _model().predict(_with(X, (0, 0), np.nan), verbose=0), ValueError, ["x", "NaN"]),
+    ("fit: NaN sample_weight", lambda: _fit(_model(), X, Y, sample_weight=np.full(20, np.nan)), ValueError,
+     ["sample_weight", "NaN"]),
+    ("fit: empty x", lambda: _fit(_model(), np.zeros((0, 4)), np.zeros((0, 3))), ValueError, ["x", "(0, 4)"]),
+    ("predict: empty x", lambda: _model().predict(np.zeros((0, 4)), verbose=0), ValueError, ["x", "(0, 4)"]),
+    ("fit: batch_size 0", lambda: _fit(_model(), X, Y, batch_size=0), ValueError, ["batch_size", ">= 1", "0"]),
+    ("fit: batch_size -3", lambda: _fit(_model(), X, Y, batch_size=-3), ValueError, ["batch_size", "-3"]),
+    ("predict: batch_size -1", lambda: _model().predict(X, batch_size=-1, verbose=0), ValueError,
+     ["batch_size", "-1"]),
+    ("evaluate: batch_size 0", lambda: _model().evaluate(X, Y, batch_size=0, verbose=0), ValueError,
+     ["batch_size", "0"]),
+    ("fit: object x", lambda: _fit(_model(), X.astype(object), Y), TypeError, ["x", "object"]),
+    ("predict: string x", lambda: _model().predict(np.array([["a", "b", "c", "d"]]), verbose=0), TypeError,
+     ["x", "<U1"]),
+    ("fit: string y", lambda: _fit(_model(), X, np.array(["a"] * 20)), TypeError, ["y", "<U1"]),
+    ("predict: 1-D x", lambda: _model().predict(np.ones(4), verbose=0), ValueError, ["x", "4", "(4,)"]),
+    ("set_weights: wrong count", lambda: _model().set_weights([np.ones((4, 5))]), ValueError,
+     ["set_weights", "4", "1"]),
+    ("set_weights: wrong shape", lambda: _model().set_weights(
+        [np.ones((4, 6)), np.ones(5), np.ones((5, 3)), np.ones(3)]), ValueError, ["set_weights", "(4, 6)", "(4, 5)"]),
+    ("unknown activation", lambda: Dense(3, activation="rleu"), ValueError, ["rleu", "Did you mean 'relu'"]),
+    ("unknown loss", lambda: _model(loss="categorical_crossentropi"), ValueError,
+     ["categorical_crossentropi", "Did you mean 'categorical_crossentropy'"]),
+    ("unknown optimizer", lambda: _model().compile(optimizer="adma", loss="mse"), ValueError,
+     ["adma", "Did you mean", "'adam'"]),
+    ("unknown metric", lambda: _model(metrics=["acuracy"]), ValueError, ["acuracy", "Did you mean 'accuracy'"]),
+    ("ops: unknown activation", lambda: ops.activation(X, "rleu"), ValueError, ["rleu", "Did you mean 'relu'"]),
+    ("optimizer: negative learning rate", lambda: nncore.optimizers.SGD(learning_rate=-0.1), ValueError,
+     ["learning_rate", ">= 0", "-0.1"]),
+    ("optimizer: NaN learning rate", lambda: nncore.optimizers.Adam(learning_rate=float("nan")), ValueError,
+     ["learning_rate", "nan"]),
+    ("optimizer: beta_1 = 1", lambda: nncore.optimizers.Adam(beta_1=1.0), ValueError, ["beta_1", "< 1", "1.0"]),
+    ("optimizer: beta_2 < 0", lambda: nncore.optimizers.Adam(beta_2=-0.1), ValueError, ["beta_2", ">= 0", "-0.1"]),
+    ("optimizer: Nadam beta_1 > 1", lambda: nncore.optimizers.Nadam(beta_1=1.5), ValueError, ["beta_1", "1.5"]),
+    ("optimizer: negative epsilon", lambda: nncore.optimizers.Adam(epsilon=-1.0), ValueError, ["epsilon", "-1.0"]),
+    ("optimizer: learning rate as str", lambda: nncore.optimizers.SGD(learning_rate="0.1"), TypeError,
+     ["learning_rate", "str"]),
+    ("Dropout: rate 1", lambda: Dropout(1.0), ValueError, ["Dropout", "[0, 1)", "1.0"]),
+    ("Dropout: rate -0.1", lambda: Dropout(-0.1), ValueError, ["Dropout", "[0, 1)", "-0.1"]),
+    ("ops: matmul inner dimensions", lambda: ops.matmul(X, X), ValueError, ["matmul", "(20, 4)"]),
+    ("ops: object array", lambda: ops.matmul(X.astype(object), X.T), TypeError, ["matmul", "object"]),
+    ("fit: sample_weight length", lambda: _fit(_model(), X, Y, sample_weight=np.ones(5)), ValueError,
+     ["sample_weight", "(20,)", "(5,)"]),
+    ("fit: epochs -1", lambda: _fit(_model(), X, Y, epochs=-1), ValueError, ["epochs", "-1"]),
+    ("fit: validation_split 1.5", lambda: _fit(_model(), X, Y, validation_split=1.5), ValueError,
+     ["validation_split", "1.5"]),
+]
+
+
+TABLE = [c if hasattr(c, "marks") else pytest.param(*c) for c in TABLE]
+
+
+@pytest.mark.parametrize("case, call, exc, words", TABLE, ids=[c.values[0] for c in TABLE])
+def test_bad_input_table(case, call, exc, words):
+    with pytest.raises(exc) as info:
+        call()
+    msg = str(info.value)
+    missing = [w for w in words if w not in msg]
+    assert not missing, f"{case}: message {msg!r} lacks {missing}"
+
+
+def _layouts_of(a, tmp_path, name):
+    wide = np.zeros((a.shape[0], 2 * a.shape[1]))
+    wide[:, ::2] = a
+    ro = a.copy()
+    ro.flags.writeable = False
+    np.save(tmp_path / f"{name}.npy", a)
+    return {
+        "fortran": np.asfortranarray(a),
+        "strided": wide[:, ::2],
+        "readonly": ro,
+        "memmap": np.load(tmp_path / f"{name}.npy", mmap_mode="r"),
+        "float32": a.astype(np.float32),
+        "list": a.tolist(),
+    }
+
+
+def test_awkward_layouts_train_and_predict_like_contiguous(tmp_path):
+    x = np.round(X * 4) / 4  # exactly representable in float32, so the float32 copy is the same data
+    ref = _model()
+    ref.fit(x, Y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    pred = ref.predict(x, verbose=0)
+    for label, xl in _layouts_of(x, tmp_path, "x").items():
+        m = _model()
+        m.fit(xl, Y.tolist() if label == "list" else Y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+        for a, b in zip(m.get_weights(), ref.get_weights()):
+            np.testing.assert_array_equal(a, b, err_msg=label)
+        np.testing.assert_array_equal(m.predict(xl, verbose=0), pred, err_msg=label)
+
+
+def test_integer_inputs_and_labels_are_converted():
+    xi = np.round(X * 3).astype(np.int64)
+    m1, m2 = _sparse(), _sparse()
+    m1.fit(xi, LABELS, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    m2.fit(xi.astype(np.float64), LABELS.astype(np.float64), epochs=1, batch_size=8, shuffle=False, verbose=0)
+    for a, b in zip(m1.get_weights(), m2.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert m1.predict(xi.tolist(), verbose=0).dtype == np.dtype(nncore.floatx())

@@ -14,13 +14,10 @@ import math
 
 import numpy as np
 
-from nncore import _random
+from nncore import _random, initializers, regularizers
 from nncore._config import floatx
 
-
-def _module(name):
-    from nncore import _stopgap
-    return _stopgap.module(name)
+MAX_CACHED_SHAPES = 8   # work-buffer sets kept per layer (one per batch shape)
 
 
 def _shape_tuple(shape, arg):
@@ -70,8 +67,8 @@ class Layer:
     def add_weight(self, name, shape, initializer="zeros", regularizer=None):
         """Declare a parameter; it becomes `self.<name>` (a view) once the model binds it."""
         self._specs.append((name, tuple(int(s) for s in shape),
-                            _module("initializers").get(initializer),
-                            _module("regularizers").get(regularizer) if regularizer is not None else None))
+                            initializers.get(initializer),
+                            regularizers.get(regularizer)))
 
     def build(self, input_shape):
         """Declare parameters from the input shape (batch dimension first, may be None)."""
@@ -80,7 +77,7 @@ class Layer:
     def _build(self, input_shape):
         input_shape = tuple(input_shape)
         if self.built:
-            if tuple(input_shape[1:]) != tuple(self.input_shape[1:]):
+            if self._specs and tuple(input_shape[1:]) != tuple(self.input_shape[1:]):
                 raise ValueError(f"layer {self.name!r} ({type(self).__name__}) was built for inputs of shape "
                                  f"{self.input_shape}, got {input_shape}")
             return self.output_shape
@@ -137,6 +134,15 @@ class Layer:
             w[...] = v
 
     # ---- computation --------------------------------------------------------------
+    def _keep(self, key, bufs):
+        """Cache the work buffers for one batch shape. Training uses two shapes (full and last
+        batch) plus those of validation; a few more are kept, then the cache starts afresh so that
+        calls with ever new batch sizes do not pile buffers up."""
+        if len(self._bufs) >= MAX_CACHED_SHAPES:
+            self._bufs.clear()
+        self._bufs[key] = bufs
+        return bufs
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
@@ -149,15 +155,22 @@ class Layer:
     def __call__(self, x, training=False):
         """Run the layer on its own: builds (with parameters of its own) on first use; returns a new array."""
         x = np.asarray(x)
-        dtype = self.weights[0].dtype if self._bound else np.dtype(floatx())
-        x = np.ascontiguousarray(x, dtype=dtype)
         if x.ndim < 2:
             raise ValueError(f"layer {self.name!r}: expected a batch of inputs (at least 2-D), got shape {x.shape}")
         if not self.built or (self._specs and not self._bound):
             self._build(x.shape)
-            n = self.count_params()
-            self._bind(np.zeros(n, dtype), np.zeros(n, dtype), 0)
-            self._initialize(_random.get_rng())
+            if self._specs:
+                dtype = np.dtype(floatx())
+                n = self.count_params()
+                self._bind(np.zeros(n, dtype), np.zeros(n, dtype), 0)
+                self._initialize(_random.get_rng())
+        if self._bound:
+            dtype = self.weights[0].dtype           # inputs follow the parameters
+        elif x.dtype in (np.float32, np.float64):
+            dtype = x.dtype                         # no parameters: a float input keeps its dtype
+        else:
+            dtype = np.dtype(floatx())
+        x = np.ascontiguousarray(x, dtype=dtype)
         return self.forward(x, training).copy()
 
     def _check_features(self, x):

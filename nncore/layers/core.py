@@ -8,7 +8,8 @@ from nncore import _random
 from nncore import activations as _activations
 from nncore._kernels import elementwise as _ew
 from nncore._kernels.gemm import gemm
-from nncore.layers.base import Layer, _module
+from nncore import initializers, regularizers
+from nncore.layers.base import Layer
 
 _act_forward = _ew.act_forward
 _act_backward = _ew.act_backward
@@ -65,11 +66,10 @@ class Dense(Layer):
         self.kernel_regularizer = kernel_regularizer
         self.bias_regularizer = bias_regularizer
         # resolve now so that unknown names fail at construction
-        _module("initializers").get(kernel_initializer)
-        _module("initializers").get(bias_initializer)
-        for r in (kernel_regularizer, bias_regularizer):
-            if r is not None:
-                _module("regularizers").get(r)
+        initializers.get(kernel_initializer)
+        initializers.get(bias_initializer)
+        regularizers.get(kernel_regularizer)
+        regularizers.get(bias_regularizer)
 
     def build(self, input_shape):
         if len(input_shape) != 2:
@@ -88,8 +88,7 @@ class Dense(Layer):
         z = np.empty((n, self.units), dt)
         b = [z, z if self._code == 0 else np.empty((n, self.units), dt), np.empty((n, self.units), dt),
              np.empty((n, self.kernel.shape[0]), dt)]
-        self._bufs[n] = b
-        return b
+        return self._keep(n, b)
 
     def forward(self, x, training=False):
         # z = x W + b ; y = f(z)
@@ -165,12 +164,13 @@ class Activation(Layer):
         b = [y, np.empty(shape, self._dtype)]
         if self._code is None:  # row views for the 2-D softmax kernels
             b += [y.reshape(-1, shape[-1]), b[1].reshape(-1, shape[-1])]
-        self._bufs[shape] = b
-        return b
+        return self._keep(shape, b)
 
     def forward(self, x, training=False):
         self._dtype = x.dtype
-        bufs = self._bufs.get(x.shape) or self._buffers(x.shape)
+        bufs = self._bufs.get(x.shape)
+        if bufs is None or bufs[0].dtype != x.dtype:
+            bufs = self._buffers(x.shape)
         self._x, self._cur = x, bufs
         if self._code is None:
             _softmax_forward(x.reshape(bufs[2].shape), bufs[2])
@@ -190,7 +190,9 @@ class Activation(Layer):
     def forward_logits(self, x):
         """Training forward for the fused loss: z is the input itself; returns (z, y buffer)."""
         self._dtype = x.dtype
-        bufs = self._bufs.get(x.shape) or self._buffers(x.shape)
+        bufs = self._bufs.get(x.shape)
+        if bufs is None or bufs[0].dtype != x.dtype:
+            bufs = self._buffers(x.shape)
         self._x, self._cur = x, bufs
         return x, bufs[0]
 
@@ -225,30 +227,30 @@ class Dropout(Layer):
         self._rng = _random.make_rng(seed)
 
     def _buffers(self, shape, dtype):
-        b = [np.empty(shape, dtype), np.empty(shape, dtype)]  # [mask, y]
-        self._bufs[shape] = b
-        return b
+        return self._keep(shape, [np.empty(shape, dtype), np.empty(shape, dtype)])  # [mask, y]
 
     def forward(self, x, training=False):
         self._training = training and self.rate > 0
         if not self._training:
             return x
-        bufs = self._bufs.get(x.shape) or self._buffers(x.shape, x.dtype)
+        bufs = self._bufs.get(x.shape)
+        if bufs is None or bufs[0].dtype != x.dtype:
+            bufs = self._buffers(x.shape, x.dtype)
         m, y = bufs
         # m = [u >= rate] / (1 - rate), u ~ U[0, 1)
         self._rng.random(out=m, dtype=m.dtype)
         np.greater_equal(m, self.rate, out=m)
         m *= 1.0 / (1.0 - self.rate)
         np.multiply(x, m, out=y)
-        self._mask = m
+        self._cur = bufs
         return y
 
     def backward(self, dy):
         # dx = dy * m / (1 - rate) (the mask already holds the scale)
         if not self._training:
             return dy
-        dx = self._bufs[dy.shape][1]
-        np.multiply(dy, self._mask, out=dx)
+        m, dx = self._cur
+        np.multiply(dy, m, out=dx)
         return dx
 
     def get_config(self):

@@ -55,7 +55,9 @@ def get(identifier):
     if isinstance(identifier, str):
         cls = _BY_LOWER.get(identifier.lower())
         if cls is None:
-            raise ValueError(f"optimizer: unknown name {identifier!r}; known: {sorted(_BY_LOWER)}")
+            from nncore.validation import unknown_name
+
+            raise unknown_name("optimizer", identifier, _BY_LOWER)
         return cls()
     if isinstance(identifier, dict):
         return deserialize(identifier)

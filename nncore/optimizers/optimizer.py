@@ -193,7 +193,7 @@ class Optimizer:
         int
             ``iterations`` after the step.
         """
-        pairs = []
+        pairs, seen = [], set()
         for i, pair in enumerate(grads_and_vars):
             try:
                 g, w = pair
@@ -209,6 +209,10 @@ class Optimizer:
             if g.shape != w.shape:
                 raise ValueError(f"grads_and_vars[{i}]: gradient shape {g.shape} does not match "
                                  f"variable shape {w.shape}")
+            key = self._key(w)
+            if key in seen:
+                raise ValueError(f"grads_and_vars[{i}]: this variable already appears earlier in the list")
+            seen.add(key)
             pairs.append((g, w))
         if not pairs:
             return self._iterations
@@ -234,8 +238,12 @@ class Optimizer:
         self._iterations += 1
         return self._iterations
 
+    @staticmethod
+    def _key(w):
+        return (w.__array_interface__["data"][0], w.shape, w.dtype.str)
+
     def _var_record(self, w):
-        key = (w.__array_interface__["data"][0], w.shape, w.dtype.str)
+        key = self._key(w)
         i = self._index.get(key)
         if i is None:
             i = len(self._vars)
@@ -311,6 +319,10 @@ class Optimizer:
         if not isinstance(grads_flat, np.ndarray) or grads_flat.shape != params_flat.shape:
             raise ValueError(f"grads_flat: expected an ndarray of shape {params_flat.shape}, got "
                              f"{getattr(grads_flat, 'shape', type(grads_flat).__name__)}")
+        if grads_flat.dtype != params_flat.dtype:
+            raise TypeError(f"grads_flat: expected dtype {params_flat.dtype} like params_flat, got {grads_flat.dtype}")
+        if not grads_flat.flags.c_contiguous:
+            raise ValueError("grads_flat: expected a C-contiguous array")
         kind, flags, coef, kw = self._step_args()
         seg, scale, seg_scale = f["seg_start"], 1.0, None
         if self.clipnorm is not None or self.global_clipnorm is not None:
@@ -388,6 +400,13 @@ class Optimizer:
                                  f"configuration (slots {sorted(names)})")
         pending = {k: np.asarray(v) for k, v in state.items() if "/" in k}
         if self._flat is not None:
+            # the buffer's layout is known: the state must describe exactly its segments
+            nseg = len(self._flat["seg_start"]) - 1
+            want = {f"{i}/{nm}" for i in range(nseg) for nm in self._slot_names()}
+            if set(pending) != want:
+                extra, missing = sorted(set(pending) - want), sorted(want - set(pending))
+                raise ValueError(f"state: does not match the {nseg} segments given to build_flat "
+                                 f"(missing {missing[:4]}, unexpected {extra[:4]})")
             self._load_flat(pending)
         else:
             for i, rec in enumerate(self._vars):
