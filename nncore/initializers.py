@@ -11,13 +11,13 @@ Fans (Keras ``compute_fans``): shape () -> (1, 1); (n,) -> (n, n); (n_in, n_out)
 for more axes (a conv kernel (..., in, out)) both fans multiply by the receptive field, the
 product of the leading axes.
 """
-import difflib
 import math
 
 import numpy as np
 
 from nncore import _random
 from nncore._config import floatx
+from nncore._registry import Registry
 
 __all__ = [
     "Initializer", "Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal", "TruncatedNormal",
@@ -377,12 +377,7 @@ _NAMES = {
 }
 
 
-def _unknown(name):
-    known = sorted(set(_NAMES) | set(_CLASSES))
-    close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return ValueError(f"Unknown initializer {name!r}.{hint} Known initializers: "
-                      f"{', '.join(sorted(_NAMES))}")
+_REGISTRY = Registry("initializer", _CLASSES, _NAMES)
 
 
 def get(identifier):
@@ -392,10 +387,7 @@ def get(identifier):
     if identifier is None or isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str):
-        cls = _NAMES.get(identifier.lower()) or _CLASSES.get(identifier)
-        if cls is None:
-            raise _unknown(identifier)
-        return cls()
+        return _REGISTRY.lookup(identifier)()
     if isinstance(identifier, dict):
         return deserialize(identifier)
     if isinstance(identifier, type) and issubclass(identifier, Initializer):
@@ -408,18 +400,9 @@ def get(identifier):
 
 def serialize(initializer):
     """``{"class_name": ..., "config": ...}`` (JSON-able) for a built-in initializer."""
-    name = type(initializer).__name__
-    if _CLASSES.get(name) is not type(initializer):
-        raise ValueError(f"serialize: {name} is not a built-in initializer class")
-    return {"class_name": name, "config": initializer.get_config()}
+    return _REGISTRY.serialize(initializer)
 
 
 def deserialize(config):
     """Inverse of :func:`serialize`; classes resolve from the closed built-in list only."""
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"initializers.deserialize: expected a dict with 'class_name', "
-                         f"got {config!r}")
-    cls = _CLASSES.get(config["class_name"]) or _NAMES.get(str(config["class_name"]).lower())
-    if cls is None:
-        raise _unknown(config["class_name"])
-    return cls.from_config(dict(config.get("config") or {}))
+    return _REGISTRY.deserialize(config)

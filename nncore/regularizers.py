@@ -11,12 +11,12 @@ The penalty is accumulated in double (the L2 sum by the sumsq kernel). ``add_gra
 one scratch array per regularizer, reused while the shape and dtype stay the same, so the
 per-batch path allocates nothing in steady state.
 """
-import difflib
 import math
 
 import numpy as np
 
 from nncore._kernels import elementwise as _ew
+from nncore._registry import Registry
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "get", "serialize", "deserialize"]
 
@@ -149,12 +149,7 @@ _CLASSES = {"L1": L1, "L2": L2, "L1L2": L1L2}
 _NAMES = {"l1": L1, "l2": L2, "l1_l2": L1L2, "l1l2": L1L2}
 
 
-def _unknown(name):
-    known = sorted(set(_NAMES) | set(_CLASSES))
-    close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return ValueError(f"Unknown regularizer {name!r}.{hint} Known regularizers: "
-                      f"{', '.join(sorted(_NAMES))}")
+_REGISTRY = Registry("regularizer", _CLASSES, _NAMES)
 
 
 def get(identifier):
@@ -163,10 +158,7 @@ def get(identifier):
     if identifier is None or isinstance(identifier, Regularizer):
         return identifier
     if isinstance(identifier, str):
-        cls = _NAMES.get(identifier.lower()) or _CLASSES.get(identifier)
-        if cls is None:
-            raise _unknown(identifier)
-        return cls()
+        return _REGISTRY.lookup(identifier)()
     if isinstance(identifier, dict):
         return deserialize(identifier)
     raise TypeError(f"regularizers.get: expected None, a str, dict or Regularizer, got "
@@ -175,18 +167,9 @@ def get(identifier):
 
 def serialize(regularizer):
     """``{"class_name": ..., "config": ...}`` (JSON-able)."""
-    name = type(regularizer).__name__
-    if _CLASSES.get(name) is not type(regularizer):
-        raise ValueError(f"serialize: {name} is not a built-in regularizer class")
-    return {"class_name": name, "config": regularizer.get_config()}
+    return _REGISTRY.serialize(regularizer)
 
 
 def deserialize(config):
     """Inverse of :func:`serialize`; classes resolve from the closed built-in list only."""
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"regularizers.deserialize: expected a dict with 'class_name', "
-                         f"got {config!r}")
-    cls = _CLASSES.get(config["class_name"]) or _NAMES.get(str(config["class_name"]).lower())
-    if cls is None:
-        raise _unknown(config["class_name"])
-    return cls.from_config(dict(config.get("config") or {}))
+    return _REGISTRY.deserialize(config)
