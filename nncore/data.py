@@ -4,8 +4,12 @@
 mini-batches. With shuffling, each epoch permutes one preallocated index
 array in place and gathers every batch into buffers allocated once per batch
 size (`take_rows` kernel for float rows, `np.take(out=)` for 1-D arrays), so
-an epoch allocates nothing that persists. Without shuffling, batches are
-contiguous row slices (views). The last partial batch is kept.
+an epoch allocates nothing that persists. The per-batch schedule (index
+views, gathers, output tuple) is built on the first epoch and reused; `fit`
+keeps its Batches between calls and `rebind`s it to new arrays of the same
+layout (then `release`s the arrays), so a repeated fit(epochs=1) allocates
+nothing either. Without shuffling, batches are contiguous row slices (views).
+The last partial batch is kept.
 """
 import numpy as np
 
