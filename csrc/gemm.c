@@ -22,32 +22,10 @@ static inline int omp_get_num_threads(void) { return 1; }
 
 #define NC_F32
 #include "real.h"
-#define UK_LEVEL 0
-#include "gemm_kernel.h"
-#undef UK_LEVEL
-#if NC_GEMM_X86
-#define UK_LEVEL 1
-#include "gemm_kernel.h"
-#undef UK_LEVEL
-#define UK_LEVEL 2
-#include "gemm_kernel.h"
-#undef UK_LEVEL
-#endif
-#include "gemm_body.h"
+#include "gemm_inst.h"
 #include "real_undef.h"
 
 #define NC_F64
 #include "real.h"
-#define UK_LEVEL 0
-#include "gemm_kernel.h"
-#undef UK_LEVEL
-#if NC_GEMM_X86
-#define UK_LEVEL 1
-#include "gemm_kernel.h"
-#undef UK_LEVEL
-#define UK_LEVEL 2
-#include "gemm_kernel.h"
-#undef UK_LEVEL
-#endif
-#include "gemm_body.h"
+#include "gemm_inst.h"
 #include "real_undef.h"

@@ -18,14 +18,13 @@
  *     that of the unclipped loss (p - y), as Keras's fused gradient is.
  */
 
-/* One row of softmax cross-entropy. e receives exp(z - max) and then p; it is
- * prob when given, else d, else NULL (loss only). */
-NC_VINLINE double NC_NAME(sxent_row)(const REAL *z, const REAL *y, REAL *prob, REAL *d, ptrdiff_t k, double c)
+/* max of z over k into *mx; returns sum_j exp(z_j - max) in double and, when e
+ * is not NULL, writes exp(z_j - max) into it. Shared by both softmax losses. */
+NC_VINLINE double NC_NAME(sumexp_row)(const REAL *z, REAL *e, ptrdiff_t k, REAL *mx_out)
 {
     REAL mx = z[0];
     for (ptrdiff_t j = 1; j < k; j++) mx = z[j] > mx ? z[j] : mx;
     double s = 0;
-    REAL *e = prob ? prob : d;
     if (e) {
 #pragma omp simd reduction(+ : s)
         for (ptrdiff_t j = 0; j < k; j++) { e[j] = VEXP(z[j] - mx); s += (double)e[j]; }
@@ -33,6 +32,17 @@ NC_VINLINE double NC_NAME(sxent_row)(const REAL *z, const REAL *y, REAL *prob, R
 #pragma omp simd reduction(+ : s)
         for (ptrdiff_t j = 0; j < k; j++) s += (double)VEXP(z[j] - mx);
     }
+    *mx_out = mx;
+    return s;
+}
+
+/* One row of softmax cross-entropy. e receives exp(z - max) and then p; it is
+ * prob when given, else d, else NULL (loss only). */
+NC_VINLINE double NC_NAME(sxent_row)(const REAL *z, const REAL *y, REAL *prob, REAL *d, ptrdiff_t k, double c)
+{
+    REAL mx;
+    REAL *e = prob ? prob : d;
+    double s = NC_NAME(sumexp_row)(z, e, k, &mx);
     double logs = log(s);
     double loss = 0, ysum = 0;
 #pragma omp simd reduction(+ : loss, ysum)
@@ -61,17 +71,9 @@ NC_VINLINE double NC_NAME(sxent_row)(const REAL *z, const REAL *y, REAL *prob, R
 /* One row of sparse softmax cross-entropy with integer label t. */
 NC_VINLINE double NC_NAME(ssxent_row)(const REAL *z, int64_t t, REAL *prob, REAL *d, ptrdiff_t k, double c)
 {
-    REAL mx = z[0];
-    for (ptrdiff_t j = 1; j < k; j++) mx = z[j] > mx ? z[j] : mx;
-    double s = 0;
+    REAL mx;
     REAL *e = prob ? prob : d;
-    if (e) {
-#pragma omp simd reduction(+ : s)
-        for (ptrdiff_t j = 0; j < k; j++) { e[j] = VEXP(z[j] - mx); s += (double)e[j]; }
-    } else {
-#pragma omp simd reduction(+ : s)
-        for (ptrdiff_t j = 0; j < k; j++) s += (double)VEXP(z[j] - mx);
-    }
+    double s = NC_NAME(sumexp_row)(z, e, k, &mx);
     double lp = (double)(z[t] - mx) - log(s);
     lp = lp < NC_LOG_EPS ? NC_LOG_EPS : (lp > NC_LOG_1MEPS ? NC_LOG_1MEPS : lp);
     if (e) {
