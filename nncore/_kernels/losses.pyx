@@ -127,37 +127,33 @@ def sigmoid_bce(z, y, w=None, prob=None, d=None, double grad_scale=1.0, int n_th
     return s
 
 
-def mse(yhat, y, w=None, d=None, double grad_scale=1.0, int n_threads=1):
-    """Mean squared error: loss_i = mean_j (yhat - y)^2; d = grad_scale * w_i * 2 (yhat - y) / k."""
-    cdef int code = _check_2d("mse", yhat, "yhat", y, "y")
+cdef double _pointwise(str name, bint absolute, yhat, y, w, d, double grad_scale, int n_threads) except? -1:
+    """mse (absolute=False) or mae (absolute=True): one wrapper, the C call chosen by kind and dtype."""
+    cdef int code = _check_2d(name, yhat, "yhat", y, "y")
     cdef Py_ssize_t n = yhat.shape[0], k = yhat.shape[1]
-    cdef void *pw = _opt_weights("mse", w, code, n)
-    cdef void *pd = _opt_out("mse", d, "d", code, yhat.shape)
+    cdef void *pw = _opt_weights(name, w, code, n)
+    cdef void *pd = _opt_out(name, d, "d", code, yhat.shape)
     cdef void *ph = _ptr(yhat)
     cdef void *py = _ptr(y)
     cdef double s
-    if code == 0:
-        with nogil:
-            s = nc_mse_f32(<float*>ph, <float*>py, <float*>pw, <float*>pd, n, k, grad_scale, n_threads)
-    else:
-        with nogil:
+    with nogil:
+        if code == 0:
+            if absolute:
+                s = nc_mae_f32(<float*>ph, <float*>py, <float*>pw, <float*>pd, n, k, grad_scale, n_threads)
+            else:
+                s = nc_mse_f32(<float*>ph, <float*>py, <float*>pw, <float*>pd, n, k, grad_scale, n_threads)
+        elif absolute:
+            s = nc_mae_f64(<double*>ph, <double*>py, <double*>pw, <double*>pd, n, k, grad_scale, n_threads)
+        else:
             s = nc_mse_f64(<double*>ph, <double*>py, <double*>pw, <double*>pd, n, k, grad_scale, n_threads)
     return s
 
 
+def mse(yhat, y, w=None, d=None, double grad_scale=1.0, int n_threads=1):
+    """Mean squared error: loss_i = mean_j (yhat - y)^2; d = grad_scale * w_i * 2 (yhat - y) / k."""
+    return _pointwise("mse", False, yhat, y, w, d, grad_scale, n_threads)
+
+
 def mae(yhat, y, w=None, d=None, double grad_scale=1.0, int n_threads=1):
     """Mean absolute error: loss_i = mean_j |yhat - y|; d = grad_scale * w_i * sign(yhat - y) / k."""
-    cdef int code = _check_2d("mae", yhat, "yhat", y, "y")
-    cdef Py_ssize_t n = yhat.shape[0], k = yhat.shape[1]
-    cdef void *pw = _opt_weights("mae", w, code, n)
-    cdef void *pd = _opt_out("mae", d, "d", code, yhat.shape)
-    cdef void *ph = _ptr(yhat)
-    cdef void *py = _ptr(y)
-    cdef double s
-    if code == 0:
-        with nogil:
-            s = nc_mae_f32(<float*>ph, <float*>py, <float*>pw, <float*>pd, n, k, grad_scale, n_threads)
-    else:
-        with nogil:
-            s = nc_mae_f64(<double*>ph, <double*>py, <double*>pw, <double*>pd, n, k, grad_scale, n_threads)
-    return s
+    return _pointwise("mae", True, yhat, y, w, d, grad_scale, n_threads)
