@@ -54,6 +54,29 @@ cdef extern from "nncore.h" nogil:
     void nc_take_rows_f32(const float *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, float *dst)
     void nc_take_rows_f64(const double *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, double *dst)
 
+    # recurrent cells
+    void nc_lstm_cell_forward_f32(int act, float alpha, int ract, float ralpha, float *z, const float *c_prev,
+                                  float *c, float *tc, float *h, ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_lstm_cell_forward_f64(int act, double alpha, int ract, double ralpha, double *z,
+                                  const double *c_prev, double *c, double *tc, double *h, ptrdiff_t B,
+                                  ptrdiff_t u, int nthreads)
+    void nc_lstm_cell_backward_f32(int act, float alpha, int ract, float ralpha, const float *gates,
+                                   const float *c_prev, const float *tc, const float *dh, float *dc,
+                                   float *delta, ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_lstm_cell_backward_f64(int act, double alpha, int ract, double ralpha, const double *gates,
+                                   const double *c_prev, const double *tc, const double *dh, double *dc,
+                                   double *delta, ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_gru_cell_forward_f32(int act, float alpha, int ract, float ralpha, float *z, const float *rec,
+                                 const float *h_prev, float *h, ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_gru_cell_forward_f64(int act, double alpha, int ract, double ralpha, double *z, const double *rec,
+                                 const double *h_prev, double *h, ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_gru_cell_backward_f32(int act, float alpha, int ract, float ralpha, const float *gates,
+                                  const float *rec, const float *h_prev, const float *dh, float *dx,
+                                  float *drec, float *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_gru_cell_backward_f64(int act, double alpha, int ract, double ralpha, const double *gates,
+                                  const double *rec, const double *h_prev, const double *dh, double *dx,
+                                  double *drec, double *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
+
     # fused losses
     double nc_softmax_xent_f32(const float *z, const float *y, const float *w, float *prob, float *d,
                                ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads)
