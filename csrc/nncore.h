@@ -145,6 +145,12 @@ void nc_take_rows_f32(const float *src /* in */, ptrdiff_t cols, const int64_t *
                       float *dst /* out */);
 void nc_take_rows_f64(const double *src /* in */, ptrdiff_t cols, const int64_t *idx /* in */, ptrdiff_t nidx,
                       double *dst /* out */);
+/* dst[idx[r], :] += src[r, :] for r < nidx, in the order of r (the embedding gradient; idx checked
+ * by caller). Columns are split across threads: the same result for any nthreads. */
+void nc_scatter_add_rows_f32(const float *src /* in */, ptrdiff_t cols, const int64_t *idx /* in */, ptrdiff_t nidx,
+                             float *dst /* inout */, int nthreads);
+void nc_scatter_add_rows_f64(const double *src /* in */, ptrdiff_t cols, const int64_t *idx /* in */, ptrdiff_t nidx,
+                             double *dst /* inout */, int nthreads);
 
 /* ------------------------------------------------------------------ */
 /* Recurrent cells: one time step over a batch of B rows               */

@@ -147,3 +147,27 @@ def test_short_fit_history_matches_keras(kind):
         np.testing.assert_allclose(hn[key], hk[key], rtol=1e-6, atol=1e-7, err_msg=key)
     for a, b in zip(km.get_weights(), nm.get_weights()):
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
+
+
+def test_embedding_lstm_text_model_matches_keras():
+    # integer token inputs: Keras takes them as ints, nncore's model casts them to its float dtype
+    rng = np.random.default_rng(6)
+    x, y = rng.integers(0, 12, (40, 6)), rng.integers(0, 2, 40)
+    km = keras.Sequential([keras.Input(shape=(6,), dtype="int64"), keras.layers.Embedding(12, 4),
+                           keras.layers.LSTM(5), keras.layers.Dense(2, activation="softmax")])
+    nm = Sequential([nl.Embedding(12, 4, input_shape=(6,)), nl.LSTM(5), nl.Dense(2, "softmax")])
+    assert [w.shape for w in nm.get_weights()] == [tuple(w.shape) for w in km.get_weights()]
+    w = [np.random.default_rng(7).normal(scale=0.5, size=v.shape) for v in km.get_weights()]
+    km.set_weights(w)
+    nm.set_weights(w)
+    # Keras's softmax output on the torch backend agrees with a float64 NumPy softmax of its own LSTM's
+    # output only to ~3e-9 (nncore's to 1e-16), hence 1e-8 here; the LSTM itself is compared at 1e-11 above
+    np.testing.assert_allclose(nm.predict(x, verbose=0), kn(km(x)), rtol=1e-8, atol=1e-9)
+    for m, opt in ((km, keras.optimizers.RMSprop(0.01)), (nm, nopt.RMSprop(0.01))):
+        m.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    fit_kw = dict(batch_size=8, epochs=3, shuffle=False, verbose=0)
+    hk, hn = km.fit(x, y, **fit_kw).history, nm.fit(x, y, **fit_kw).history
+    for key in hk:
+        np.testing.assert_allclose(hn[key], hk[key], rtol=1e-6, atol=1e-7, err_msg=key)
+    for a, b in zip(km.get_weights(), nm.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)

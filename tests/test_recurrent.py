@@ -6,7 +6,8 @@
   gradient check (input and every parameter) over return_sequences, go_backwards, T = 1,
   batch 1, odd units, no bias, other activations;
 - models that learn small sequence tasks, saving round trips with a bit-identical resume,
-  summary, clear errors.
+  summary, clear errors;
+- Embedding (row gather forward, scatter-add backward) and a text-like model.
 """
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ import pytest
 import nncore
 from nncore._kernels import ACT_CODES
 from nncore._kernels import rnn as krnn
-from nncore.layers import GRU, LSTM, Dense, SimpleRNN
+from nncore._kernels import elementwise as kew
+from nncore.layers import GRU, LSTM, Dense, Embedding, SimpleRNN
 from nncore.models import Sequential
 
 TANH, SIG = ACT_CODES["tanh"], ACT_CODES["sigmoid"]
@@ -370,10 +372,11 @@ def test_simple_rnn_predicts_a_sine():
 
 def test_save_load_round_trip_and_bit_identical_resume(tmp_path):
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((60, 5, 3)).astype(np.float32)
+    x = rng.integers(0, 9, (60, 5))
     y = rng.integers(0, 2, 60)
     nncore.set_seed(3)
-    m = Sequential([SimpleRNN(4, input_shape=(5, 3), return_sequences=True, activation="relu"),
+    m = Sequential([Embedding(9, 3, input_shape=(5,), embeddings_regularizer="l2"),
+                    SimpleRNN(4, return_sequences=True, activation="relu"),
                     GRU(5, return_sequences=True, go_backwards=True, kernel_regularizer="l2"),
                     LSTM(6, recurrent_activation="hard_sigmoid", bias_regularizer=nncore.regularizers.L1(0.01),
                          unit_forget_bias=False, recurrent_initializer="glorot_uniform"),
@@ -383,7 +386,7 @@ def test_save_load_round_trip_and_bit_identical_resume(tmp_path):
     p = tmp_path / "rnn.nncore"
     m.save(p)
     m2 = nncore.load_model(p)
-    assert [type(l).__name__ for l in m2.layers] == ["SimpleRNN", "GRU", "LSTM", "Dense"]
+    assert [type(l).__name__ for l in m2.layers] == ["Embedding", "SimpleRNN", "GRU", "LSTM", "Dense"]
     assert [l.get_config() for l in m2.layers] == [l.get_config() for l in m.layers]
     np.testing.assert_array_equal(m.predict(x, verbose=0), m2.predict(x, verbose=0))
     nncore.set_seed(4)
@@ -465,3 +468,93 @@ def test_errors():
         m.predict(np.zeros((2, 5, 3)), verbose=0)
     with pytest.raises(ValueError, match="expected 3-D inputs"):
         Sequential([Dense(3, input_dim=4), LSTM(2)]).build((None, 4))
+
+
+# --------------------------------------------------------------------------- Embedding
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,rows,cols", [(1, 1, 1), (7, 3, 5), (200, 13, 33), (4000, 50, 64)])
+def test_scatter_add_rows_matches_numpy(dtype, n, rows, cols):
+    rng = np.random.default_rng(n + cols)
+    src = rng.standard_normal((n, cols)).astype(dtype)
+    idx = rng.integers(0, rows, n)                            # repeats: the adds must accumulate
+    dst0 = rng.standard_normal((rows, cols)).astype(dtype)
+    want = dst0.astype(np.float64)
+    np.add.at(want, idx, src.astype(np.float64))
+    got = [kew.scatter_add_rows(src, idx, dst0.copy(), nt) for nt in (1, 2)]
+    np.testing.assert_allclose(got[0], want, rtol=1e-5 if dtype == np.float32 else 1e-13, atol=1e-5)
+    np.testing.assert_array_equal(got[0], got[1])             # same order of additions per element
+
+
+def test_scatter_add_rows_errors():
+    src, dst = np.ones((3, 2)), np.zeros((4, 2))
+    with pytest.raises(IndexError, match="index 4 out of range for 4 rows"):
+        kew.scatter_add_rows(src, np.array([0, 4, 1]), dst)
+    with pytest.raises(TypeError, match="int64"):
+        kew.scatter_add_rows(src, np.array([0, 1, 1], np.int32), dst)
+    with pytest.raises(ValueError, match="src: expected shape \\(3, 3\\)"):
+        kew.scatter_add_rows(src, np.array([0, 1, 1]), np.zeros((4, 3)))
+    np.testing.assert_array_equal(dst, 0)                     # nothing written before the checks pass
+
+
+def test_embedding_forward_backward(float64):
+    rng = np.random.default_rng(6)
+    layer = Embedding(11, 4)
+    x = rng.integers(0, 11, (5, 7))
+    y = layer(x)
+    E = layer.embeddings
+    np.testing.assert_array_equal(y, E[x])
+    assert y.shape == (5, 7, 4) and layer.output_shape == (None, 7, 4)
+    layer.forward(x.astype(np.float64), True)
+    dy = rng.standard_normal((5, 7, 4))
+    dx = layer.backward(dy)
+    np.testing.assert_array_equal(dx, 0)                      # indices carry no gradient
+    want = np.zeros_like(E)
+    np.add.at(want, x.ravel(), dy.reshape(-1, 4))
+    np.testing.assert_allclose(layer._grad_of["embeddings"], want, rtol=1e-14)
+    # central differences on the loss sum(y * dy)
+    eps, num = 1e-6, np.zeros_like(E)
+    for idx in np.ndindex(E.shape):
+        old = E[idx]
+        E[idx] = old + eps
+        fp = float(np.sum(layer.forward(x.astype(np.float64)) * dy))
+        E[idx] = old - eps
+        fm = float(np.sum(layer.forward(x.astype(np.float64)) * dy))
+        E[idx] = old
+        num[idx] = (fp - fm) / (2 * eps)
+    np.testing.assert_allclose(want, num, rtol=1e-7, atol=1e-9)
+    xf = np.array([[2.9, 0.2, 1.0, 10.5, 3.0, 0.0, 7.99]])    # floats are cast as Keras casts (truncation)
+    np.testing.assert_array_equal(layer.forward(xf), E[[[2, 0, 1, 10, 3, 0, 7]]])
+
+
+def test_embedding_errors():
+    with pytest.raises(ValueError, match="Embedding: input_dim must be a positive int, got 0"):
+        Embedding(0, 3)
+    with pytest.raises(ValueError, match="Embedding: output_dim must be a positive int"):
+        Embedding(3, 2.5)
+    layer = Embedding(5, 2, name="emb")
+    layer(np.zeros((2, 3), np.int64))
+    with pytest.raises(ValueError, match="layer 'emb' \\(Embedding\\): index 5 out of range \\[0, 5\\)"):
+        layer.forward(np.array([[1, 5, 0], [0, 0, 0]], np.float32))
+    with pytest.raises(ValueError, match="index -1 out of range"):
+        layer.forward(np.array([[1, -1, 0], [0, 0, 0]], np.float32))
+    with pytest.raises(ValueError, match="layer 'emb' \\(Embedding\\): expected input of shape \\(batch, 3\\)"):
+        layer.forward(np.zeros((2, 4), np.float32))
+    big = Embedding(2 ** 24 + 1, 1)
+    big.build((None, 2))
+    big.built, big.input_shape = True, (None, 2)
+    big.embeddings = np.zeros((1, 1), np.float32)             # no need to allocate 16M rows for the check
+    with pytest.raises(ValueError, match="exceeds 2\\*\\*24"):
+        big.forward(np.zeros((1, 2), np.float32))
+
+
+def test_text_like_model_learns_keyword_detection():
+    # label = [token 3 occurs in the sequence]; integer inputs go through the model's usual float cast
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 20, (1200, 8))
+    y = (x == 3).any(axis=1).astype(np.int64)                 # about 1 - (19/20)^8 = 34 % positive
+    nncore.set_seed(7)
+    m = Sequential([Embedding(20, 8, input_shape=(8,)), LSTM(16), Dense(2, "softmax")])
+    m.compile(nncore.optimizers.Adam(0.02), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    m.fit(x[:1000], y[:1000], epochs=8, batch_size=50, verbose=0)
+    assert m.evaluate(x[1000:], y[1000:], verbose=0)[1] > 0.97
+    assert m.layers[0]._need_dx is False                       # first layer: no dx buffer, no dx pass

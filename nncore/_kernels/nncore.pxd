@@ -53,6 +53,10 @@ cdef extern from "nncore.h" nogil:
     int nc_all_finite_f64(const double *x, ptrdiff_t n, int nthreads)
     void nc_take_rows_f32(const float *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, float *dst)
     void nc_take_rows_f64(const double *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, double *dst)
+    void nc_scatter_add_rows_f32(const float *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, float *dst,
+                                 int nthreads)
+    void nc_scatter_add_rows_f64(const double *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx,
+                                 double *dst, int nthreads)
 
     # recurrent cells
     void nc_lstm_cell_forward_f32(int act, float alpha, int ract, float ralpha, float *z, const float *c_prev,

@@ -5,13 +5,15 @@ plus those added with `register_layer`).
 """
 from nncore.layers.base import Input, InputLayer, Layer
 from nncore.layers.core import Activation, Dense, Dropout, Flatten
+from nncore.layers.embedding import Embedding
 from nncore.layers.recurrent import GRU, LSTM, SimpleRNN
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Dropout", "Flatten",
-           "SimpleRNN", "LSTM", "GRU", "get_layer_class", "register_layer"]
+           "SimpleRNN", "LSTM", "GRU", "Embedding",
+           "get_layer_class", "register_layer"]
 
 _REGISTRY = {cls.__name__: cls for cls in (InputLayer, Dense, Activation, Dropout, Flatten,
-                                           SimpleRNN, LSTM, GRU)}
+                                           SimpleRNN, LSTM, GRU, Embedding)}
 
 
 def get_layer_class(name):
