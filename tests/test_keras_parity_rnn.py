@@ -137,7 +137,9 @@ def test_one_sgd_step_matches_keras(kind):
 def test_short_fit_history_matches_keras(kind):
     rng = np.random.default_rng(3)
     x, y = rng.standard_normal((40, 5, 4)), rng.integers(0, 3, 40)
-    km, nm = _twins(kind, 5, 4, 3, seed=4)
+    # regularizers on every weight of the recurrent layers (Keras's "l2" and nncore's: factor 0.01)
+    km, nm = _twins(kind, 5, 4, 3, seed=4, kernel_regularizer="l2", recurrent_regularizer="l1",
+                    bias_regularizer="l2")
     for m, opt in ((km, keras.optimizers.Adam(0.01)), (nm, nopt.Adam(0.01))):
         m.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     fit_kw = dict(batch_size=8, epochs=3, shuffle=False, verbose=0, validation_split=0.2)
