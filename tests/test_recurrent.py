@@ -314,15 +314,16 @@ def test_lstm_unit_forget_bias_and_initializers():
 @pytest.mark.parametrize("kind", list(CLASSES))
 def test_model_threads_bit_identical(kind):
     rng = np.random.default_rng(9)
-    x = rng.standard_normal((64, 7, 40)).astype(np.float32)
-    y = rng.integers(0, 3, 64)
+    # batches of 128 rows x 64 units: enough work that the cells and gemms run a team of two
+    x = rng.standard_normal((256, 5, 40)).astype(np.float32)
+    y = rng.integers(0, 3, 256)
     outs = []
     for nt in (1, 2):
         nncore.set_seed(0)
-        m = Sequential([_layer(kind, units=48, return_sequences=True, input_shape=(7, 40)),
+        m = Sequential([_layer(kind, units=64, return_sequences=True, input_shape=(5, 40)),
                         _layer(kind, units=40), Dense(3, "softmax")])
         m.compile("adam", "sparse_categorical_crossentropy", n_threads=nt)
-        h = m.fit(x, y, epochs=2, batch_size=32, verbose=0, shuffle=False).history["loss"]
+        h = m.fit(x, y, epochs=2, batch_size=128, verbose=0, shuffle=False).history["loss"]
         outs.append((h, m.get_weights()))
     assert outs[0][0] == outs[1][0]
     for a, b in zip(outs[0][1], outs[1][1]):
