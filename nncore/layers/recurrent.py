@@ -138,7 +138,8 @@ class _Recurrent(Layer):
         b.dxt = np.empty((T, n, D), dt) if self._need_dx else None
         b.dx = np.empty((n, T, D), dt) if self._need_dx else None
         b.xt2, b.z2, b.d2 = b.xt.reshape(T * n, D), b.z.reshape(T * n, G), b.d.reshape(T * n, G)
-        b.hprev2 = b.h[1:T].reshape((T - 1) * n, u)   # h_{t-1} for the steps t >= 1 (h_{-1} = 0 adds nothing)
+        # the previous states h[1..T-1] of steps 1..T-1 (step 0's is the zero initial state: adds nothing to dU)
+        b.hprev2 = b.h[1:T].reshape((T - 1) * n, u)
         b.dxt2 = b.dxt.reshape(T * n, D) if self._need_dx else None
         self._more_buffers(b, T, n)
         return self._keep(n, b)
