@@ -136,13 +136,13 @@ def test_one_sgd_step_matches_keras(kind):
 @pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
 def test_short_fit_history_matches_keras(kind):
     rng = np.random.default_rng(3)
-    x, y = rng.standard_normal((40, 5, 4)), rng.integers(0, 3, 40)
+    x, y = rng.standard_normal((30, 5, 4)), rng.integers(0, 3, 30)
     # regularizers on every weight of the recurrent layers (Keras's "l2" and nncore's: factor 0.01)
     km, nm = _twins(kind, 5, 4, 3, seed=4, kernel_regularizer="l2", recurrent_regularizer="l1",
                     bias_regularizer="l2")
     for m, opt in ((km, keras.optimizers.Adam(0.01)), (nm, nopt.Adam(0.01))):
         m.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    fit_kw = dict(batch_size=8, epochs=3, shuffle=False, verbose=0, validation_split=0.2)
+    fit_kw = dict(batch_size=8, epochs=2, shuffle=False, verbose=0, validation_split=0.2)
     hk, hn = km.fit(x, y, **fit_kw).history, nm.fit(x, y, **fit_kw).history
     assert sorted(hk) == sorted(hn)
     for key in hk:
@@ -154,7 +154,7 @@ def test_short_fit_history_matches_keras(kind):
 def test_embedding_lstm_text_model_matches_keras():
     # integer token inputs: Keras takes them as ints, nncore's model casts them to its float dtype
     rng = np.random.default_rng(6)
-    x, y = rng.integers(0, 12, (40, 6)), rng.integers(0, 2, 40)
+    x, y = rng.integers(0, 12, (24, 6)), rng.integers(0, 2, 24)
     km = keras.Sequential([keras.Input(shape=(6,), dtype="int64"), keras.layers.Embedding(12, 4),
                            keras.layers.LSTM(5), keras.layers.Dense(2, activation="softmax")])
     nm = Sequential([nl.Embedding(12, 4, input_shape=(6,)), nl.LSTM(5), nl.Dense(2, "softmax")])
@@ -173,3 +173,27 @@ def test_embedding_lstm_text_model_matches_keras():
         np.testing.assert_allclose(hn[key], hk[key], rtol=1e-6, atol=1e-7, err_msg=key)
     for a, b in zip(km.get_weights(), nm.get_weights()):
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
+
+
+def test_lstm_fit_float32_matches_keras():
+    # the default precision: both in float32, agreement to float32 rounding after 15 steps
+    old_policy = keras.config.dtype_policy()
+    keras.config.set_floatx("float32")
+    keras.config.set_dtype_policy("float32")
+    nncore.set_floatx("float32")
+    try:
+        rng = np.random.default_rng(8)
+        x, y = rng.standard_normal((40, 5, 4)).astype(np.float32), rng.integers(0, 3, 40)
+        km, nm = _twins("LSTM", 5, 4, 3, seed=9)
+        assert km.weights[0].dtype == "float32" and nm.get_weights()[0].dtype == np.float32
+        for m, opt in ((km, keras.optimizers.Adam(0.01)), (nm, nopt.Adam(0.01))):
+            m.compile(optimizer=opt, loss="sparse_categorical_crossentropy")
+        fit_kw = dict(batch_size=8, epochs=3, shuffle=False, verbose=0)
+        hk, hn = km.fit(x, y, **fit_kw).history, nm.fit(x, y, **fit_kw).history
+        np.testing.assert_allclose(hn["loss"], hk["loss"], rtol=1e-5)
+        for a, b in zip(km.get_weights(), nm.get_weights()):
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+    finally:
+        keras.config.set_floatx("float64")
+        keras.config.set_dtype_policy(old_policy)
+        nncore.set_floatx("float64")
