@@ -332,7 +332,8 @@ def _log(args, msg):
 def bench_workload(wl, threads, slots, args):
     """Time every slot on one workload at one thread count; returns the row's raw record."""
     steps = wl.steps()
-    row = {"workload": wl.name, "task": wl.task, "layers": list(wl.layers), "batch": wl.batch,
+    row = {"workload": wl.name, "task": wl.task, "arch": wl.arch, "layers": list(wl.layers),
+           "input_shape": list(wl.input_shape), "batch": wl.batch,
            "samples": wl.samples, "steps": steps, "threads": threads, "entries": {}, "errors": {},
            "loadavg_1min_before": round(os.getloadavg()[0], 2)}
     live = []
@@ -513,6 +514,9 @@ def format_tables(result):
     for p, why in skipped.items():
         if p != "nncore":
             out.append(f"- {LABELS.get(p, p)} skipped: {why}")
+    unsupported = {(r["workload"], p): why for r in rows for p, why in r.get("unsupported", {}).items()}
+    for (w, p), why in unsupported.items():
+        out.append(f"- {LABELS.get(p, p)} on {w}: n/a ({why})")
     errors = [(r["workload"], r["threads"], k, e) for r in rows for k, e in r.get("errors", {}).items()]
     for w, t, k, e in errors:
         out.append(f"- error in {w} ({t} threads), {k}: {e}")
@@ -641,14 +645,19 @@ def main(argv=None):
         for threads in args.threads:
             for name in args.workloads:
                 wl = get_workload(name, args.max_samples)
-                slots = []
+                slots, unsupported = [], {}
                 for p in live:
+                    ok, why = get_peer_class(p).supports(wl)  # a builder for wl.arch, else "n/a"
+                    if not ok:
+                        unsupported[p] = why
+                        continue
                     slots.append(LocalSlot(p, one_call=args.fit_mode == "one-call"))
                     if p in unset_variants:
                         slots.append(RemoteSlot(p, worker))
                 _log(args, f"{name} ({wl.samples} samples, batch {wl.batch}), {threads} thread(s): "
                            + ", ".join(s.key for s in slots))
                 row = summarize(bench_workload(wl, threads, slots, args))
+                row["unsupported"] = unsupported
                 result["results"].append(row)
                 _write_json(args.json, dict(result, partial=True))  # a long run keeps what it has measured
                 _log(args, "   " + ", ".join(f"{k} {e['us_per_step_stats']['median']:.1f} us"
