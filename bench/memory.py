@@ -62,6 +62,9 @@ def measure(peer_name, workload, threads, max_samples=None, epochs=2):
     if not ok:
         return {"peer": peer_name, "workload": workload, "error": why}
     wl = get_workload(workload, max_samples)
+    ok, why = cls.supports(wl)
+    if not ok:
+        return {"peer": peer_name, "workload": workload, "error": why}
     rss_import = _rss_mb()
     x, y = make_data(wl)
     peer = cls(wl, x, y)

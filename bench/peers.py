@@ -1,8 +1,12 @@
 """The contenders: nncore and the libraries a user would pick instead.
 
-Each peer builds the same network (ReLU hidden layers, softmax output, float32,
-Adam lr 1e-3, softmax cross-entropy) for a :class:`~bench.workloads.Workload`
-and exposes
+Each peer builds the same network (float32, softmax output, Adam lr 1e-3,
+softmax cross-entropy) for a :class:`~bench.workloads.Workload`: the network
+of ``wl.arch`` comes from the peer's method ``build_<arch>`` ("mlp": ReLU Dense
+layers; "cnn": see :func:`cnn_shapes`). A peer without a builder for an
+architecture does not run that row (``supports(wl)`` says why; the tables show
+"n/a"), so adding a row of a new architecture is adding builders. A peer
+exposes
 
 - ``set_threads(n)``: the thread count of the library's own knob;
 - ``run(k)``: k epochs of minibatch training (``task == "train"``, shuffled
@@ -22,9 +26,26 @@ import os
 
 import numpy as np
 
-__all__ = ["PEERS", "PEER_ORDER", "BLAS_PEERS", "get_peer_class", "available_peers"]
+__all__ = ["PEERS", "PEER_ORDER", "BLAS_PEERS", "get_peer_class", "available_peers", "supports", "cnn_shapes"]
 
 LR = 1e-3
+
+
+def cnn_shapes(wl):
+    """The "cnn" architecture of a workload, channels_last.
+
+    One block per entry f of ``wl.hidden``: Conv2D(f, 3x3, 'valid', relu) then
+    MaxPooling2D(2) (floor). Returns ([(in_channels, filters), ...] per conv,
+    (H, W, C) of the last block's output, which Flatten feeds to Dense(n_classes)).
+    """
+    h, w, c = wl.input_shape
+    convs = []
+    for f in wl.hidden:
+        convs.append((c, f))
+        h, w, c = (h - 2) // 2, (w - 2) // 2, f
+        if h < 1 or w < 1:
+            raise ValueError(f"workload {wl.name}: input {wl.input_shape} too small for {len(wl.hidden)} conv blocks")
+    return convs, (h, w, c)
 
 
 def _blas_controller():
@@ -63,9 +84,23 @@ class Peer:
     one_call = False  # Keras-style peers: k epochs as one fit(epochs=k) instead of k fit(epochs=1)
 
     def __init__(self, wl, x, y, seed=0, one_call=False):
+        ok, why = self.supports(wl)
+        if not ok:
+            raise ValueError(why)
         self.wl, self.x, self.y, self.seed = wl, x, y, seed
         self.one_call = bool(one_call)
         self.last_loss = float("nan")
+
+    @classmethod
+    def supports(cls, wl):
+        """(True, "") when this peer has a builder for the workload's architecture, else (False, reason)."""
+        if callable(getattr(cls, "build_" + wl.arch, None)):
+            return True, ""
+        return False, f"{cls.label} has no {wl.arch!r} network (no build_{wl.arch})"
+
+    def build(self):
+        """The network of ``self.wl.arch``, made by ``build_<arch>``."""
+        return getattr(self, "build_" + self.wl.arch)()
 
     @classmethod
     def available(cls):
@@ -117,16 +152,19 @@ class NumpyPeer(Peer):
 
     def __init__(self, wl, x, y, seed=0, one_call=False):
         super().__init__(wl, x, y, seed, one_call)
-        rng = np.random.default_rng(seed)
-        dt = x.dtype
-        sizes = wl.layers
-        self.W = [glorot_uniform(rng, a, b, dt) for a, b in zip(sizes[:-1], sizes[1:])]
-        self.b = [np.zeros(b, dtype=dt) for b in sizes[1:]]
+        self.build()
         self.params = [p for pair in zip(self.W, self.b) for p in pair]  # W0, b0, W1, b1, ...
         self.m = [np.zeros_like(p) for p in self.params]
         self.v = [np.zeros_like(p) for p in self.params]
         self.t = 0
-        self.shuffle_rng = np.random.default_rng(seed + 1)
+        self.shuffle_rng = np.random.default_rng(self.seed + 1)
+
+    def build_mlp(self):
+        rng = np.random.default_rng(self.seed)
+        dt = self.x.dtype
+        sizes = self.wl.layers
+        self.W = [glorot_uniform(rng, a, b, dt) for a, b in zip(sizes[:-1], sizes[1:])]
+        self.b = [np.zeros(b, dtype=dt) for b in sizes[1:]]
 
     def set_threads(self, n):
         _set_blas_threads(n)
@@ -214,34 +252,75 @@ class TorchPeer(Peer):
         import torch
         from torch import nn
 
-        self.torch = torch
+        self.torch, self.nn = torch, nn
         torch.manual_seed(seed)
-        mods = []
-        for a, b in zip(wl.layers[:-1], wl.layers[1:]):
-            mods += [nn.Linear(a, b), nn.ReLU()]
-        self.model = nn.Sequential(*mods[:-1])  # logits out; softmax lives in the loss
+        self.flat_chw = None  # (C, H, W) where a Flatten of NCHW feeds the first Linear (weights reorder)
+        self.model = self.build()  # logits out; softmax lives in the loss
         self.opt = torch.optim.Adam(self.model.parameters(), lr=LR, fused=self.fused)
         self.loss_fn = nn.CrossEntropyLoss()
+        if x.ndim == 4:  # images: PyTorch's own NCHW layout, converted once outside the timing
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         self.tx = torch.from_numpy(x)
         self.ty = torch.from_numpy(y)
         self.gen = torch.Generator().manual_seed(seed + 1)
+
+    def build_mlp(self):
+        nn = self.nn
+        mods = []
+        for a, b in zip(self.wl.layers[:-1], self.wl.layers[1:]):
+            mods += [nn.Linear(a, b), nn.ReLU()]
+        return nn.Sequential(*mods[:-1])
+
+    def build_cnn(self):
+        nn = self.nn
+        convs, (h, w, c) = cnn_shapes(self.wl)
+        mods = []
+        for cin, f in convs:
+            mods += [nn.Conv2d(cin, f, 3), nn.ReLU(), nn.MaxPool2d(2)]
+        self.flat_chw = (c, h, w)
+        return nn.Sequential(*mods, nn.Flatten(), nn.Linear(c * h * w, self.wl.n_classes))
 
     def set_threads(self, n):
         self.torch.set_num_threads(int(n))
 
     def linears(self):
-        return [m for m in self.model if isinstance(m, self.torch.nn.Linear)]
+        """The modules with parameters, in order (Linear and Conv2d)."""
+        return [m for m in self.model if isinstance(m, (self.torch.nn.Linear, self.torch.nn.Conv2d))]
+
+    def _torch_layout(self, m, W, first_linear):
+        """Keras kernel -> PyTorch weight: Conv (kh, kw, in, out) -> (out, in, kh, kw); Dense W^T, its
+        rows reordered from channels_last (h, w, c) to NCHW (c, h, w) after a Flatten."""
+        if isinstance(m, self.torch.nn.Conv2d):
+            return W.transpose(3, 2, 0, 1)
+        if first_linear and self.flat_chw is not None:
+            c, h, w = self.flat_chw
+            return W.reshape(h, w, c, -1).transpose(3, 2, 0, 1).reshape(W.shape[1], -1)
+        return W.T
 
     def set_weights(self, weights):
+        """Keras order and layouts: [W0, b0, W1, b1, ...]."""
         with self.torch.no_grad():
-            for lin, W, b in zip(self.linears(), weights[0::2], weights[1::2]):
-                lin.weight.copy_(self.torch.from_numpy(np.ascontiguousarray(W.T)))
-                lin.bias.copy_(self.torch.from_numpy(b))
+            first = True
+            for m, W, b in zip(self.linears(), weights[0::2], weights[1::2]):
+                m.weight.copy_(self.torch.from_numpy(np.ascontiguousarray(self._torch_layout(m, W, first))))
+                m.bias.copy_(self.torch.from_numpy(b))
+                first = first and not isinstance(m, self.torch.nn.Linear)
 
-    def get_weights(self):
-        out = []
-        for lin in self.linears():
-            out += [lin.weight.detach().numpy().T.copy(), lin.bias.detach().numpy().copy()]
+    def _keras_layout(self, m, T, first_linear):
+        if isinstance(m, self.torch.nn.Conv2d):
+            return T.transpose(2, 3, 1, 0)
+        if first_linear and self.flat_chw is not None:
+            c, h, w = self.flat_chw
+            return T.reshape(-1, c, h, w).transpose(2, 3, 1, 0).reshape(c * h * w, -1)
+        return T.T
+
+    def get_weights(self, grads=False):
+        """Keras order and layouts; with grads=True the parameters' .grad instead."""
+        out, first = [], True
+        for m in self.linears():
+            w, b = (m.weight.grad, m.bias.grad) if grads else (m.weight, m.bias)
+            out += [self._keras_layout(m, w.detach().numpy(), first).copy(), b.detach().numpy().copy()]
+            first = first and not isinstance(m, self.torch.nn.Linear)
         return out
 
     def train_epoch(self):
@@ -289,14 +368,17 @@ class SklearnPeer(Peer):
 
     def __init__(self, wl, x, y, seed=0, one_call=False):
         super().__init__(wl, x, y, seed, one_call)
-        from sklearn.neural_network import MLPClassifier
-
         self.classes = np.arange(wl.n_classes)
-        self.clf = MLPClassifier(hidden_layer_sizes=tuple(wl.hidden), activation="relu", solver="adam",
-                                 alpha=0.0, batch_size=min(wl.batch, len(x)), learning_rate_init=LR, shuffle=True,
-                                 random_state=seed)
+        self.clf = self.build()
         if wl.task == "predict":  # predict_proba needs a fitted model: one pass over a slice
             self.clf.partial_fit(x[:4096], y[:4096], classes=self.classes)
+
+    def build_mlp(self):
+        from sklearn.neural_network import MLPClassifier
+
+        return MLPClassifier(hidden_layer_sizes=tuple(self.wl.hidden), activation="relu", solver="adam",
+                             alpha=0.0, batch_size=min(self.wl.batch, len(self.x)), learning_rate_init=LR,
+                             shuffle=True, random_state=self.seed)
 
     def set_threads(self, n):
         _set_blas_threads(n)
@@ -341,17 +423,32 @@ class KerasPeer(Peer):
         import keras
         import torch
 
-        self.torch = torch
+        self.torch, self.keras = torch, keras
         keras.utils.set_random_seed(seed)
-        layers = [keras.Input(shape=(wl.n_in,))]
-        layers += [keras.layers.Dense(h, activation="relu") for h in wl.hidden]
-        layers += [keras.layers.Dense(wl.n_classes, activation="softmax")]
-        self.model = keras.Sequential(layers)
+        self.model = keras.Sequential([keras.Input(shape=wl.input_shape)] + self.build())
         self.model.compile(optimizer=keras.optimizers.Adam(learning_rate=LR),
                            loss="sparse_categorical_crossentropy")
 
+    def build_mlp(self):
+        L = self.keras.layers
+        return ([L.Dense(h, activation="relu") for h in self.wl.hidden]
+                + [L.Dense(self.wl.n_classes, activation="softmax")])
+
+    def build_cnn(self):
+        L = self.keras.layers
+        out = []
+        for _, f in cnn_shapes(self.wl)[0]:
+            out += [L.Conv2D(f, 3, activation="relu"), L.MaxPooling2D(2)]
+        return out + [L.Flatten(), L.Dense(self.wl.n_classes, activation="softmax")]
+
     def set_threads(self, n):
         self.torch.set_num_threads(int(n))
+
+    def set_weights(self, weights):
+        self.model.set_weights([np.asarray(w) for w in weights])
+
+    def get_weights(self):
+        return [np.array(w, copy=True) for w in self.model.get_weights()]
 
     def run(self, k=1):
         if self.one_call and self.wl.task == "train":  # fit(epochs=k): the fixed cost of a fit() call once
@@ -390,21 +487,39 @@ class NncorePeer(Peer):
             return False, "nncore has no " + ", ".join(missing) + " yet (model layer not merged)"
         return True, ""
 
+    ARCH_LAYERS = {"cnn": ("Conv2D", "MaxPooling2D")}  # layers an architecture needs beyond Dense
+
+    @classmethod
+    def supports(cls, wl):
+        ok, why = super().supports(wl)
+        if ok and wl.arch in cls.ARCH_LAYERS:
+            import nncore
+
+            missing = [n for n in cls.ARCH_LAYERS[wl.arch] if not hasattr(nncore.layers, n)]
+            if missing:
+                return False, "nncore has no " + ", ".join(missing) + " yet"
+        return ok, why
+
     def __init__(self, wl, x, y, seed=0, one_call=False):
         super().__init__(wl, x, y, seed, one_call)
         import nncore
 
         self.nncore = nncore
         nncore.set_seed(seed)
-        Dense = nncore.layers.Dense
-        Input = getattr(nncore.layers, "Input", None) or getattr(nncore, "Input", None)
-        layers = [Input(shape=(wl.n_in,))] if Input is not None else []
-        layers += [Dense(h, activation="relu") for h in wl.hidden]
-        layers += [Dense(wl.n_classes, activation="softmax")]
-        self.model = nncore.Sequential(layers)
+        self.model = nncore.Sequential([nncore.layers.Input(shape=wl.input_shape)] + self.build())
         self.model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-        if Input is None and hasattr(self.model, "build"):
-            self.model.build((None, wl.n_in))
+
+    def build_mlp(self):
+        Dense = self.nncore.layers.Dense
+        return ([Dense(h, activation="relu") for h in self.wl.hidden]
+                + [Dense(self.wl.n_classes, activation="softmax")])
+
+    def build_cnn(self):
+        L = self.nncore.layers
+        out = []
+        for _, f in cnn_shapes(self.wl)[0]:
+            out += [L.Conv2D(f, 3, activation="relu"), L.MaxPooling2D(2)]
+        return out + [L.Flatten(), L.Dense(self.wl.n_classes, activation="softmax")]
 
     def set_threads(self, n):
         self.nncore.set_num_threads(int(n))
@@ -446,3 +561,8 @@ def get_peer_class(name):
 def available_peers(names):
     """{name: (ok, reason)} for the requested peer names."""
     return {n: get_peer_class(n).available() for n in names}
+
+
+def supports(name, wl):
+    """(ok, reason): whether peer `name` builds the network of workload `wl` (its architecture)."""
+    return get_peer_class(name).supports(wl)

@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 if __package__ in (None, ""):  # run as a script: python bench/run.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -332,7 +333,8 @@ def _log(args, msg):
 def bench_workload(wl, threads, slots, args):
     """Time every slot on one workload at one thread count; returns the row's raw record."""
     steps = wl.steps()
-    row = {"workload": wl.name, "task": wl.task, "layers": list(wl.layers), "batch": wl.batch,
+    row = {"workload": wl.name, "task": wl.task, "arch": wl.arch, "layers": list(wl.layers),
+           "input_shape": list(wl.input_shape), "batch": wl.batch,
            "samples": wl.samples, "steps": steps, "threads": threads, "entries": {}, "errors": {},
            "loadavg_1min_before": round(os.getloadavg()[0], 2)}
     live = []
@@ -444,6 +446,65 @@ def _cell(entry, marker=""):
     return f"{_fmt(s['median'])} ({_fmt(s['min'])}-{_fmt(s['max'])}){marker}"
 
 
+# The issue's targets: (times the fastest peer, times PyTorch with its default Adam) per workload.
+TARGETS = {"tiny": (3.0, 10.0), "small": (3.0, 10.0), "medium": (1.5, 2.0), "large": (1.5, 2.0),
+           "predict": (None, 2.0)}
+
+
+def gemm_flops(wl):
+    """FLOPs of one step's GEMMs for an MLP workload: forward z = a W (2 m k n per layer), and in
+    training dW = a^T delta and dx = delta W^T (no dx for the first layer). None for other architectures."""
+    if wl.arch != "mlp":
+        return None
+    pairs = list(zip(wl.layers[:-1], wl.layers[1:]))
+    per = 1 if wl.task == "predict" else None
+    return sum(2 * wl.batch * k * n * (per or (3 if i else 2)) for i, (k, n) in enumerate(pairs))
+
+
+def floor_table(result):
+    """Each target as a time per step, next to the time the step's GEMMs alone take at the measured
+    FMA peak (the floor no implementation can beat without doing fewer flops)."""
+    peak = (result.get("machine") or {}).get("fma_peak_gflops_1core") or {}
+    peak = max((v for k, v in peak.items() if k.startswith("f32")), default=None)
+    if not peak:
+        return []
+    out = ["### The targets against the FMA floor\n",
+           f"floor = the step's GEMM FLOPs at the measured float32 FMA peak ({peak:.0f} GFLOP/s per core) times "
+           "the thread count: no implementation doing the same arithmetic gets below it. 'needed' is the "
+           "largest time per step that meets both targets of the row.\n",
+           "| workload | threads | GEMM MFLOP/step | floor (us) | needed (us) | needed / floor | nncore (us) | "
+           "nncore / floor | reachable? |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["results"]:
+        if r["workload"] not in TARGETS or "nncore" not in r["best_variant"]:
+            continue
+        try:
+            wl = get_workload(r["workload"])
+        except ValueError:
+            continue
+        wl = replace(wl, batch=r["batch"])
+        flops = gemm_flops(wl)
+        if not flops:
+            continue
+        floor = flops / (peak * 1e9 * r["threads"]) * 1e6
+        med = lambda p: r["entries"][r["best_variant"][p]]["us_per_step_stats"]["median"]  # noqa: E731
+        x_fast, x_torch = TARGETS[r["workload"]]
+        needs = []
+        f = r["ratios"].get("fastest")
+        if x_fast and f:
+            needs.append(med(f["peer"]) / x_fast)
+        if x_torch and "torch" in r["best_variant"]:
+            needs.append(med("torch") / x_torch)
+        if not needs:
+            continue
+        need, ours = min(needs), med("nncore")
+        out.append(f"| {r['workload']} | {r['threads']} | {flops / 1e6:.1f} | {floor:,.0f} | {need:,.0f} | "
+                   f"{need / floor:.2f} | {ours:,.0f} | {ours / floor:.2f} | "
+                   f"{'met' if ours <= need else ('no: below the floor' if need < floor else 'not met')} |")
+    out.append("")
+    return out
+
+
 def format_tables(result):
     """The markdown tables of a results dict (as written to the JSON file)."""
     rows = result["results"]
@@ -494,6 +555,7 @@ def format_tables(result):
                     cells.append("n/a" if key is None else f"{r['entries'][key]['samples_per_s_median']:,.0f}")
                 out.append("| " + " | ".join(cells) + " |")
             out.append("")
+    out += floor_table(result)
     variants = [(r, p) for r in rows for p in BLAS_PEERS
                 if p in r["entries"] and f"{p}[unset]" in r["entries"]]
     if variants:
@@ -513,6 +575,9 @@ def format_tables(result):
     for p, why in skipped.items():
         if p != "nncore":
             out.append(f"- {LABELS.get(p, p)} skipped: {why}")
+    unsupported = {(r["workload"], p): why for r in rows for p, why in r.get("unsupported", {}).items()}
+    for (w, p), why in unsupported.items():
+        out.append(f"- {LABELS.get(p, p)} on {w}: n/a ({why})")
     errors = [(r["workload"], r["threads"], k, e) for r in rows for k, e in r.get("errors", {}).items()]
     for w, t, k, e in errors:
         out.append(f"- error in {w} ({t} threads), {k}: {e}")
@@ -641,14 +706,19 @@ def main(argv=None):
         for threads in args.threads:
             for name in args.workloads:
                 wl = get_workload(name, args.max_samples)
-                slots = []
+                slots, unsupported = [], {}
                 for p in live:
+                    ok, why = get_peer_class(p).supports(wl)  # a builder for wl.arch, else "n/a"
+                    if not ok:
+                        unsupported[p] = why
+                        continue
                     slots.append(LocalSlot(p, one_call=args.fit_mode == "one-call"))
                     if p in unset_variants:
                         slots.append(RemoteSlot(p, worker))
                 _log(args, f"{name} ({wl.samples} samples, batch {wl.batch}), {threads} thread(s): "
                            + ", ".join(s.key for s in slots))
                 row = summarize(bench_workload(wl, threads, slots, args))
+                row["unsupported"] = unsupported
                 result["results"].append(row)
                 _write_json(args.json, dict(result, partial=True))  # a long run keeps what it has measured
                 _log(args, "   " + ", ".join(f"{k} {e['us_per_step_stats']['median']:.1f} us"

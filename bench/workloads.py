@@ -1,12 +1,16 @@
 """The benchmark workloads and their data.
 
-Every workload is a ReLU multilayer perceptron with a softmax output, trained
-with Adam (lr 1e-3) on the softmax cross-entropy, in float32. Data are made
-deterministically from a fixed seed so that the main process, the worker
-subprocess (OpenBLAS variables unset) and the memory subprocesses all see the
-same arrays.
+Every workload is a classifier with a softmax output, trained with Adam (lr
+1e-3) on the softmax cross-entropy, in float32. Its ``arch`` names the network:
+``"mlp"`` (ReLU Dense layers) or ``"cnn"`` (Conv2D 3x3 + ReLU + MaxPooling2D 2
+per entry of ``hidden``, then Flatten and a softmax Dense). Each peer builds an
+architecture with a method ``build_<arch>`` (bench/peers.py): a new row such as
+an LSTM is a new ``arch`` value plus one builder per peer that supports it;
+peers without the builder show "n/a". Data are made deterministically from a
+fixed seed so that the main process, the worker subprocess (OpenBLAS variables
+unset) and the memory subprocesses all see the same arrays.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -21,7 +25,11 @@ class Workload:
 
     ``task`` is ``"train"`` (time one epoch of minibatch Adam) or ``"predict"``
     (time inference over the data at ``batch``). ``layers`` lists the widths
-    from input to output, e.g. (4, 16, 3).
+    from input to output, e.g. (4, 16, 3): the number of input features, the
+    hidden widths (Dense units for "mlp", Conv2D filters for "cnn") and the
+    classes. ``input_shape`` is the shape of one sample (default
+    ``(layers[0],)``; e.g. (28, 28, 1) channels_last for "cnn", whose product
+    is ``layers[0]``).
     """
 
     name: str
@@ -30,7 +38,16 @@ class Workload:
     samples: int
     task: str = "train"
     dataset: str = "synthetic"
+    arch: str = "mlp"
+    input_shape: tuple = None
     note: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        shape = (self.layers[0],) if self.input_shape is None else tuple(self.input_shape)
+        if int(np.prod(shape)) != self.layers[0]:
+            raise ValueError(f"Workload {self.name}: input_shape {shape} does not hold layers[0] = "
+                             f"{self.layers[0]} features")
+        object.__setattr__(self, "input_shape", shape)
 
     @property
     def n_in(self):
@@ -57,8 +74,11 @@ WORKLOADS = {
     "large": Workload("large", (784, 1024, 1024, 10), 256, 20000),
     "predict": Workload("predict", (784, 256, 128, 10), 1024, 60000, task="predict",
                         note="inference of the medium model"),
+    "cnn": Workload("cnn", (784, 32, 64, 10), 128, 6400, arch="cnn", input_shape=(28, 28, 1),
+                    note="MNIST-shaped: Conv2D(32, 3, relu), MaxPooling2D(2), Conv2D(64, 3, relu), "
+                         "MaxPooling2D(2), Flatten, Dense(10, softmax)"),
 }
-TRAIN_WORKLOADS = ("tiny", "small", "medium", "large")
+TRAIN_WORKLOADS = ("tiny", "small", "medium", "large", "cnn")
 
 
 def get_workload(name, max_samples=None):
@@ -70,7 +90,7 @@ def get_workload(name, max_samples=None):
         if int(max_samples) < 1:
             raise ValueError(f"max_samples: expected a positive int, got {max_samples!r}")
         if wl.samples > int(max_samples):
-            wl = Workload(wl.name, wl.layers, wl.batch, int(max_samples), wl.task, wl.dataset, wl.note)
+            wl = replace(wl, samples=int(max_samples))
     return wl
 
 
@@ -88,8 +108,8 @@ def _synthetic(n, n_in, n_classes, rng):
 
 
 def make_data(wl):
-    """(x float32 of shape (samples, n_in), y int64 labels of shape (samples,)), cached."""
-    key = (wl.dataset, wl.samples, wl.n_in, wl.n_classes)
+    """(x float32 of shape (samples,) + input_shape, y int64 labels of shape (samples,)), cached."""
+    key = (wl.dataset, wl.samples, wl.input_shape, wl.n_classes)
     if key in _CACHE:
         return _CACHE[key]
     rng = np.random.default_rng(SEED)
@@ -111,6 +131,7 @@ def make_data(wl):
         x, y = _synthetic(wl.samples, wl.n_in, wl.n_classes, rng)
     if x.shape != (wl.samples, wl.n_in):
         raise RuntimeError(f"make_data({wl.name}): got x of shape {x.shape}, expected {(wl.samples, wl.n_in)}")
+    x = x.reshape((wl.samples,) + wl.input_shape)   # a view: images are (H, W, C) channels_last
     _CACHE.clear()  # keep at most one data set alive (medium is 188 MB)
     _CACHE[key] = (x, y)
     return x, y

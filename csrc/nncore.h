@@ -206,6 +206,50 @@ void nc_gru_cell_backward_f64(int act, double alpha, int ract, double ralpha, co
                               ptrdiff_t B, ptrdiff_t u, int nthreads);
 
 /* ------------------------------------------------------------------ */
+/* Convolution and pooling, channels_last (csrc/conv.c)                */
+/* ------------------------------------------------------------------ */
+/* Images are (n, h, w, c) row-major. Output pixel (oh, ow) reads the taps
+ * (i, j), i < kh, j < kw, at input row oh sh - pt + i dh and column
+ * ow sw - pl + j dw; taps outside the image are padding. The output is
+ * (n, oh, ow, ...). Gathers split output rows over threads, scatter-adds
+ * split images: every result is the same for any nthreads. */
+typedef struct nc_conv_geom {
+    ptrdiff_t n, h, w, c;   /* input batch, height, width, channels */
+    ptrdiff_t kh, kw;       /* window (kernel or pool) size */
+    ptrdiff_t sh, sw;       /* strides */
+    ptrdiff_t dh, dw;       /* dilations (1 for pooling) */
+    ptrdiff_t pt, pl;       /* padding before the first row / column */
+    ptrdiff_t oh, ow;       /* output height, width */
+} nc_conv_geom;
+
+/* cols[(b, oh, ow), (i, j, c)] = x[b, oh sh - pt + i dh, ow sw - pl + j dw, c], 0 in the padding.
+ * cols is (n oh ow) x (kh kw c): cols @ kernel.reshape(kh kw c, filters) is the convolution. */
+void nc_im2col_f32(const nc_conv_geom *g, const float *x /* in */, float *cols /* out */, int nthreads);
+void nc_im2col_f64(const nc_conv_geom *g, const double *x /* in */, double *cols /* out */, int nthreads);
+/* x := the adjoint of im2col: x[b, ih, iw, c] = sum of the cols entries that im2col copies from there. */
+void nc_col2im_f32(const nc_conv_geom *g, const float *cols /* in */, float *x /* out */, int nthreads);
+void nc_col2im_f64(const nc_conv_geom *g, const double *cols /* in */, double *x /* out */, int nthreads);
+
+/* y[b, oh, ow, c] = max of x over the window's taps inside the image (dh = dw = 1); idx (nullable)
+ * gets the pixel ih w + iw of the first maximum in row-major window order (a NaN wins), -1 for
+ * an empty window (y 0). */
+void nc_maxpool_forward_f32(const nc_conv_geom *g, const float *x /* in */, float *y /* out */,
+                            int32_t *idx /* out, nullable */, int nthreads);
+void nc_maxpool_forward_f64(const nc_conv_geom *g, const double *x /* in */, double *y /* out */,
+                            int32_t *idx /* out, nullable */, int nthreads);
+/* dx := 0; dx[b, idx, c] += dy[b, oh, ow, c] (idx outside [0, h w) is skipped). */
+void nc_maxpool_backward_f32(const nc_conv_geom *g, const int32_t *idx /* in */, const float *dy /* in */,
+                             float *dx /* out */, int nthreads);
+void nc_maxpool_backward_f64(const nc_conv_geom *g, const int32_t *idx /* in */, const double *dy /* in */,
+                             double *dx /* out */, int nthreads);
+/* y = mean of x over the window's taps inside the image (the padding is not counted, Keras 'same'). */
+void nc_avgpool_forward_f32(const nc_conv_geom *g, const float *x /* in */, float *y /* out */, int nthreads);
+void nc_avgpool_forward_f64(const nc_conv_geom *g, const double *x /* in */, double *y /* out */, int nthreads);
+/* dx := 0; dx[tap] += dy / (number of taps inside) for every tap inside each window. */
+void nc_avgpool_backward_f32(const nc_conv_geom *g, const float *dy /* in */, float *dx /* out */, int nthreads);
+void nc_avgpool_backward_f64(const nc_conv_geom *g, const double *dy /* in */, double *dx /* out */, int nthreads);
+
+/* ------------------------------------------------------------------ */
 /* Fused losses                                                        */
 /* Each returns sum_i w_i * loss_i over the n rows (w = sample weights, */
 /* NULL means 1) in double, and writes the gradient of                  */

@@ -65,7 +65,7 @@ double NC_NAME(sumsq)(const REAL *x, ptrdiff_t n, int nthreads)
     return total;
 }
 
-int NC_NAME(all_finite)(const REAL *x, ptrdiff_t n, int nthreads)
+NC_CLONES int NC_NAME(all_finite)(const REAL *x, ptrdiff_t n, int nthreads)
 {
     (void)nthreads;
     /* x - x is 0 for finite x and NaN for inf/NaN, and NaN != 0. An OR reduction of the

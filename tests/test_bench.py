@@ -250,3 +250,89 @@ def test_suite_runs_on_a_tiny_budget(tmp_path, capsys):
     assert mem["numpy"]["peak_rss_mb"] >= mem["numpy"]["rss_before_fit_mb"] > 0
     if "nncore" in expect:
         assert mem["nncore"]["peak_rss_mb"] > 0
+
+
+# ---------------------------------------------------------------------------------------- architectures
+def _cnn_problem(n=6, seed=0):
+    """A small "cnn" workload: (14, 16, 2) images (one odd map: floor pooling), blocks of 3 and 4 filters, 5 classes; one batch."""
+    rng = np.random.default_rng(seed)
+    wl = Workload("c", (448, 3, 4, 5), n, n, arch="cnn", input_shape=(14, 16, 2))
+    x = rng.standard_normal((n,) + wl.input_shape).astype(np.float32)
+    y = rng.integers(0, 5, size=n).astype(np.int64)
+    return wl, x, y
+
+
+def _cnn_weights(wl, seed=1):
+    """Keras-order weights with non-zero biases for the "cnn" architecture of wl."""
+    rng = np.random.default_rng(seed)
+    convs, (h, w, c) = P.cnn_shapes(wl)
+    out = []
+    for cin, f in convs:
+        out += [rng.uniform(-0.4, 0.4, (3, 3, cin, f)).astype(np.float32),
+                rng.uniform(-0.1, 0.1, f).astype(np.float32)]
+    out += [rng.uniform(-0.3, 0.3, (h * w * c, wl.n_classes)).astype(np.float32),
+            rng.uniform(-0.1, 0.1, wl.n_classes).astype(np.float32)]
+    return out
+
+
+def test_cnn_workload_and_builders():
+    wl = get_workload("cnn", 300)
+    x, y = make_data(wl)
+    assert wl.arch == "cnn" and x.shape == (300, 28, 28, 1) and x.dtype == np.float32
+    assert P.cnn_shapes(wl) == ([(1, 32), (32, 64)], (5, 5, 64))
+    for name in ("numpy", "sklearn"):  # no such network: the row shows n/a, building it is refused
+        ok, why = P.supports(name, wl)
+        assert not ok and "cnn" in why
+        with pytest.raises(ValueError, match="cnn"):
+            P.get_peer_class(name)(wl, x, y)
+    for name in ("torch", "torch_fused", "keras"):
+        assert P.supports(name, wl) == (True, "")
+    with pytest.raises(ValueError, match="input_shape"):
+        Workload("bad", (10, 4, 3), 2, 2, arch="cnn", input_shape=(3, 3, 1))
+
+
+def test_cnn_peers_compute_the_same_forward_gradient_and_first_step():
+    torch = pytest.importorskip("torch")
+    wl, x, y = _cnn_problem()
+    weights = _cnn_weights(wl)
+    tp = P.TorchPeer(wl, x, y)
+    tp.set_weights(weights)
+    for a, b in zip(tp.get_weights(), weights):  # the layout conversions round-trip
+        np.testing.assert_array_equal(a, b)
+    logits = tp.model(tp.tx)
+    loss = tp.loss_fn(logits, tp.ty)
+    loss.backward()
+    prob = torch.softmax(logits, 1).detach().numpy()
+    grads = tp.get_weights(grads=True)
+    # the torch side against a float64 NumPy forward of the same channels_last network
+    a = x.astype(np.float64)
+    for K, b in zip(weights[0:-2:2], weights[1:-2:2]):
+        win = np.lib.stride_tricks.sliding_window_view(a, (3, 3), axis=(1, 2))  # (n, H-2, W-2, C, 3, 3)
+        a = np.maximum(np.einsum("nhwcij,ijcf->nhwf", win, K.astype(np.float64)) + b, 0)
+        h2, w2 = a.shape[1] // 2, a.shape[2] // 2
+        a = a[:, :2 * h2, :2 * w2].reshape(len(a), h2, 2, w2, 2, -1).max(axis=(2, 4))
+    z = a.reshape(len(a), -1) @ weights[-2] + weights[-1]
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(prob, p, rtol=1e-4, atol=1e-6)
+    assert loss.item() == pytest.approx(-np.log(p[np.arange(len(y)), y]).mean(), rel=1e-5)
+    others = [P.TorchFusedPeer, P.KerasPeer, P.NncorePeer]
+    stepped = {}
+    for cls in others + [P.TorchPeer]:
+        ok, why = cls.available()
+        if not ok or not cls.supports(wl)[0]:
+            continue
+        peer = cls(wl, x, y)
+        peer.set_weights(weights)
+        np.testing.assert_allclose(peer.predict_all(), p, rtol=1e-4, atol=1e-6, err_msg=cls.name)
+        peer.run(1)  # one full-batch Adam step
+        stepped[cls.name] = peer
+    if "nncore" in stepped:  # the gradients of that step, layer by layer (Keras order)
+        model = stepped["nncore"].model
+        got = [layer._grad_of[attr] for layer in model.layers for attr, *_ in layer._specs]
+        for g, r in zip(got, grads):
+            np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-6)
+    ref = stepped.pop("torch").get_weights()
+    for name, peer in stepped.items():  # eps forms differ (PyTorch 1e-8, Keras 1e-7 hat): a step is ~lr
+        for a, b in zip(peer.get_weights(), ref):
+            np.testing.assert_allclose(a, b, rtol=0, atol=0.05 * P.LR, err_msg=name)

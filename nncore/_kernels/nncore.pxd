@@ -1,5 +1,5 @@
 # Declarations of csrc/nncore.h for Cython. Keep in the same order as the header.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 
 cdef extern from "nncore.h" nogil:
     # runtime
@@ -80,6 +80,29 @@ cdef extern from "nncore.h" nogil:
     void nc_gru_cell_backward_f64(int act, double alpha, int ract, double ralpha, const double *gates,
                                   const double *rec, const double *h_prev, const double *dh, double *dx,
                                   double *drec, double *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
+
+    # convolution and pooling (channels_last)
+    ctypedef struct nc_conv_geom:
+        ptrdiff_t n, h, w, c
+        ptrdiff_t kh, kw
+        ptrdiff_t sh, sw
+        ptrdiff_t dh, dw
+        ptrdiff_t pt, pl
+        ptrdiff_t oh, ow
+    void nc_im2col_f32(const nc_conv_geom *g, const float *x, float *cols, int nthreads)
+    void nc_im2col_f64(const nc_conv_geom *g, const double *x, double *cols, int nthreads)
+    void nc_col2im_f32(const nc_conv_geom *g, const float *cols, float *x, int nthreads)
+    void nc_col2im_f64(const nc_conv_geom *g, const double *cols, double *x, int nthreads)
+    void nc_maxpool_forward_f32(const nc_conv_geom *g, const float *x, float *y, int32_t *idx, int nthreads)
+    void nc_maxpool_forward_f64(const nc_conv_geom *g, const double *x, double *y, int32_t *idx, int nthreads)
+    void nc_maxpool_backward_f32(const nc_conv_geom *g, const int32_t *idx, const float *dy, float *dx,
+                                 int nthreads)
+    void nc_maxpool_backward_f64(const nc_conv_geom *g, const int32_t *idx, const double *dy, double *dx,
+                                 int nthreads)
+    void nc_avgpool_forward_f32(const nc_conv_geom *g, const float *x, float *y, int nthreads)
+    void nc_avgpool_forward_f64(const nc_conv_geom *g, const double *x, double *y, int nthreads)
+    void nc_avgpool_backward_f32(const nc_conv_geom *g, const float *dy, float *dx, int nthreads)
+    void nc_avgpool_backward_f64(const nc_conv_geom *g, const double *dy, double *dx, int nthreads)
 
     # fused losses
     double nc_softmax_xent_f32(const float *z, const float *y, const float *w, float *prob, float *d,

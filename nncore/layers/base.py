@@ -11,6 +11,7 @@ and reused: `forward`/`backward` return views of them, valid until the next
 call with the same shape.
 """
 import math
+import re
 
 import numpy as np
 
@@ -18,6 +19,12 @@ from nncore import _random, initializers, regularizers
 from nncore._config import floatx
 
 MAX_CACHED_SHAPES = 8   # work-buffer sets kept per layer (one per batch shape)
+
+
+def _snake_case(name):
+    """Keras's default layer name of a class: Dense -> dense, Conv2D -> conv2d, MaxPooling2D -> max_pooling2d."""
+    name = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def _shape_tuple(shape, arg):
@@ -43,7 +50,7 @@ class Layer:
 
     def __init__(self, name=None, input_shape=None, batch_input_shape=None):
         if name is None:
-            base = "".join("_" + c.lower() if c.isupper() else c for c in type(self).__name__).lstrip("_")
+            base = _snake_case(type(self).__name__)
             k = Layer._counters.get(base, 0)
             Layer._counters[base] = k + 1
             name = base if k == 0 else f"{base}_{k}"

@@ -1,0 +1,106 @@
+"""Where a training step of the "cnn" workload spends its time in nncore, kernel by kernel.
+
+``python -m bench.cnn_breakdown [--threads 1] [--steps 30]`` builds the nncore peer of the cnn row
+(bench/workloads.py), trains a warm-up epoch, then wraps every kernel the layers call (im2col,
+col2im, pooling, gemm, activation, column sums, the fused loss, the optimizer step) with a timer for
+``--steps`` more steps and prints the milliseconds per step of each, by layer, with the step's total
+measured without the timers. The wrappers cost about a microsecond per call (a few dozen calls per
+step), well under the noise.
+"""
+import argparse
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from bench.peers import NncorePeer
+from bench.workloads import get_workload, make_data
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench.cnn_breakdown", description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=5, help="untimed-kernel epochs for the plain step time")
+    args = p.parse_args(argv)
+    import nncore
+    import nncore.layers.conv as conv_mod
+    import nncore.layers.core as core_mod
+    import nncore.models as models_mod
+
+    wl = get_workload("cnn", args.steps * 128)
+    x, y = make_data(wl)
+    peer = NncorePeer(wl, x, y)
+    peer.set_threads(args.threads)
+    model = peer.model
+    model.fit(x, y, batch_size=wl.batch, epochs=1, verbose=0)          # warm-up: buffers exist
+    plain = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        model.fit(x, y, batch_size=wl.batch, epochs=1, verbose=0)
+        plain.append((time.perf_counter() - t0) / wl.steps())
+
+    totals = defaultdict(float)
+    current = ["?"]
+
+    def timed(label, fn):
+        def wrapper(*a, **k):
+            t0 = time.perf_counter()
+            out = fn(*a, **k)
+            totals[(current[0], label)] += time.perf_counter() - t0
+            return out
+        return wrapper
+
+    class Kernels:   # stands in for the conv extension module inside nncore.layers.conv
+        pass
+
+    real_conv = conv_mod._conv
+    for name in ("im2col", "col2im", "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward"):
+        setattr(Kernels, name, staticmethod(timed(name, getattr(real_conv, name))))
+    saved = {(conv_mod, "_conv"): real_conv}
+    for mod in (conv_mod, core_mod):
+        for name in ("gemm", "_act_backward", "_colsum", "_act_forward", "_softmax_forward"):
+            if hasattr(mod, name):
+                saved[(mod, name)] = getattr(mod, name)
+                setattr(mod, name, timed(name.lstrip("_"), getattr(mod, name)))
+    conv_mod._conv = Kernels
+    for layer in model.layers:   # label each kernel call with the layer that makes it
+        for meth in ("forward", "backward", "backward_logits", "forward_logits"):
+            if hasattr(layer, meth):
+                fn = getattr(layer, meth)
+
+                def run(*a, _fn=fn, _name=f"{layer.name} {meth.split('_')[0]}", **k):
+                    prev, current[0] = current[0], _name
+                    try:
+                        return _fn(*a, **k)
+                    finally:
+                        current[0] = prev
+                setattr(layer, meth, run)
+    opt = model.optimizer
+    opt_step = opt.step_flat
+    opt.step_flat = timed("optimizer step", opt_step)
+    t0 = time.perf_counter()
+    model.fit(x, y, batch_size=wl.batch, epochs=1, verbose=0)
+    wrapped = (time.perf_counter() - t0) / wl.steps()
+    for (mod, name), fn in saved.items():
+        setattr(mod, name, fn)
+    del opt.step_flat
+    steps = wl.steps()
+    print(f"# nncore on the cnn workload: batch {wl.batch}, {args.threads} thread(s), {steps} steps; "
+          f"plain step {np.median(plain) * 1e3:.2f} ms (median of {args.repeats} epochs), "
+          f"with timers {wrapped * 1e3:.2f} ms")
+    print("| layer / pass | kernel | ms per step | share |")
+    print("|---|---|---|---|")
+    total = sum(totals.values()) / steps
+    for (where, label), t in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"| {where} | {label} | {t / steps * 1e3:.2f} | {t / steps / wrapped:.0%} |")
+    print(f"| all kernels | | {total * 1e3:.2f} | {total / wrapped:.0%} |")
+    by = defaultdict(float)
+    for (_, label), t in totals.items():
+        by[label] += t / steps
+    print("\nBy kernel: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in sorted(by.items(), key=lambda kv: -kv[1])))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

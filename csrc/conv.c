@@ -1,0 +1,28 @@
+/* conv.c -- im2col/col2im for convolutions and 2-D pooling, channels_last, float and double.
+ *
+ * Images are (n, h, w, c) row-major (NHWC). A window (a kernel or a pool) of
+ * kh x kw taps with strides (sh, sw) and dilations (dh, dw) starts, for the
+ * output pixel (oh, ow), at input row oh sh - pt and column ow sw - pl; taps
+ * outside the image are padding (zeros for convolutions, left out for
+ * pooling). Channels are innermost everywhere, so every inner loop runs over
+ * c contiguous values (or kw c of them when a window row lies inside).
+ *
+ * Threads: gathers (im2col, pooling forward) split the n oh output rows;
+ * scatter-adds (col2im, pooling backward) split the n images, so no two
+ * threads write one pixel and every pixel sums its terms in one fixed order:
+ * results are bit-identical for any thread count. */
+#include <string.h>
+#include "nncore.h"
+
+static inline ptrdiff_t nc_imax(ptrdiff_t a, ptrdiff_t b) { return a > b ? a : b; }
+static inline ptrdiff_t nc_imin(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
+
+#define NC_F32
+#include "real.h"
+#include "conv_body.h"
+#include "real_undef.h"
+
+#define NC_F64
+#include "real.h"
+#include "conv_body.h"
+#include "real_undef.h"

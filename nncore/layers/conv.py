@@ -1,0 +1,432 @@
+"""Convolution and pooling layers, channels_last (Keras 3 semantics).
+
+Inputs are (batch, height, width, channels) for the 2-D layers and
+(batch, steps, channels) for Conv1D; a kernel is (kh, kw, in_channels,
+filters) exactly as in Keras, so weights move between the two unchanged.
+
+Mechanism (one, for every convolution): im2col copies each output pixel's
+receptive field into one row of a work matrix, cols (batch oh ow, kh kw c),
+and ONE GEMM ``cols @ kernel.reshape(kh kw c, filters)`` with the bias and the
+activation in its epilogue writes the (batch, oh, ow, filters) output directly
+(channels_last needs no transpose). Backward is the same GEMMs transposed plus
+col2im, the adjoint of im2col. A 1x1 kernel with stride 1 and no padding skips
+im2col: the input already is the cols matrix.
+
+Padding (Keras): 'valid': out = floor((in - (k - 1) d - 1) / s) + 1;
+'same': out = ceil(in / s), pad_total = max((out - 1) s + (k - 1) d + 1 - in, 0),
+pad_before = pad_total // 2 (the extra one goes after). Conv1D also has
+'causal': pad_before = (k - 1) d, out = in.
+"""
+import math
+
+import numpy as np
+
+from nncore import activations as _activations
+from nncore import initializers, regularizers
+from nncore._kernels import conv as _conv
+from nncore._kernels import elementwise as _ew
+from nncore._kernels.gemm import gemm
+from nncore.layers.base import Layer
+from nncore.layers.core import _serialize
+
+_act_backward = _ew.act_backward
+_act_forward = _ew.act_forward
+_softmax_forward = _ew.softmax_forward
+_softmax_backward = _ew.softmax_backward
+_colsum = _ew.colsum
+
+
+def _tuple(value, n, arg, cls):
+    """An int or a sequence of n ints, each >= 1, as a tuple of n ints."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (int(value),) * n
+    try:
+        out = tuple(value)
+    except TypeError:
+        raise TypeError(f"{cls}: {arg} must be an int or a tuple of {n} ints, got {value!r}") from None
+    if len(out) != n or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in out):
+        raise ValueError(f"{cls}: {arg} must be an int or a tuple of {n} ints, got {value!r}")
+    if any(v < 1 for v in out):
+        raise ValueError(f"{cls}: {arg} must be positive, got {value!r}")
+    return tuple(int(v) for v in out)
+
+
+def _padding(value, cls, allowed=("valid", "same")):
+    p = value.lower() if isinstance(value, str) else value
+    if p not in allowed:
+        raise ValueError(f"{cls}: padding must be one of {list(allowed)}, got {value!r}")
+    return p
+
+
+def _data_format(value, cls):
+    if value not in (None, "channels_last"):
+        raise ValueError(f"{cls}: only data_format='channels_last' is supported, got {value!r}")
+
+
+def _out_size(size, k, s, d, padding):
+    """(output size, padding before) of one spatial axis, as Keras computes them."""
+    span = (k - 1) * d + 1                      # the dilated window
+    if padding == "valid":
+        return (size - span) // s + 1, 0
+    if padding == "causal":
+        return (size - 1) // s + 1, span - 1
+    out = -(-size // s)                          # 'same': ceil(size / s)
+    return out, max((out - 1) * s + span - size, 0) // 2
+
+
+class _Window(Layer):
+    """Shared geometry of the convolutions and poolings: rank 1 or 2 spatial axes, channels last."""
+
+    rank = 2
+
+    def _geometry(self, input_shape, window, strides, dilation, padding):
+        """Check the input rank and sizes; set the 2-D geometry (H, W, C, window, strides, ... out)."""
+        cls = type(self).__name__
+        want = "(batch, steps, channels)" if self.rank == 1 else "(batch, height, width, channels)"
+        if len(input_shape) != self.rank + 2:
+            raise ValueError(f"layer {self.name!r} ({cls}): expected {self.rank + 2}-D inputs {want}, got shape "
+                             f"{tuple(input_shape)}")
+        spatial = tuple(input_shape[1:-1])
+        if any(s is None for s in spatial) or input_shape[-1] is None:
+            raise ValueError(f"layer {self.name!r} ({cls}): every dimension except the batch must be known, got "
+                             f"shape {tuple(input_shape)}")
+        outs, pads = [], []
+        for size, k, s, d in zip(spatial, window, strides, dilation):
+            o, p = _out_size(size, k, s, d, padding)
+            if o < 1:
+                raise ValueError(f"layer {self.name!r} ({cls}): window {window} (dilation {dilation}) is larger "
+                                 f"than the {padding!r}-padded input of spatial shape {spatial} (input shape "
+                                 f"{tuple(input_shape)})")
+            outs.append(o)
+            pads.append(p)
+        # 1-D layers run as 2-D ones of height 1
+        lift = (lambda t, one: (one,) + tuple(t)) if self.rank == 1 else (lambda t, one: tuple(t))
+        self._hwc = lift(spatial, 1) + (int(input_shape[-1]),)
+        self._win, self._str = lift(window, 1), lift(strides, 1)
+        self._dil, self._pad, self._out = lift(dilation, 1), lift(pads, 0), lift(outs, 1)
+        return tuple(outs)
+
+    def _as4(self, a, n, h, w, c):
+        return a if self.rank == 2 else a.reshape(n, h, w, c)
+
+
+class _Conv(_Window):
+    """Convolution of rank 1 or 2: y = f(conv(x, kernel) + b), one im2col and one GEMM."""
+
+    _paddings = ("valid", "same")
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
+                 activation=None, use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, input_shape=None, name=None,
+                 batch_input_shape=None):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+        cls = type(self).__name__
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
+            raise ValueError(f"{cls}: filters must be a positive int, got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = _tuple(kernel_size, self.rank, "kernel_size", cls)
+        self.strides = _tuple(strides, self.rank, "strides", cls)
+        self.dilation_rate = _tuple(dilation_rate, self.rank, "dilation_rate", cls)
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(f"{cls}: strides > 1 together with dilation_rate > 1 is not supported (as in Keras), "
+                             f"got strides={self.strides}, dilation_rate={self.dilation_rate}")
+        self.padding = _padding(padding, cls, self._paddings)
+        _data_format(data_format, cls)
+        self.activation = _activations.get(activation)
+        self._act_name, self._code, self._alpha = _activations.kernel_spec(self.activation)
+        self._keep_z = self._code is None or _ew.needs_input(self._code)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.kernel_regularizer = kernel_regularizer
+        self.bias_regularizer = bias_regularizer
+        initializers.get(kernel_initializer)       # unknown names fail at construction
+        initializers.get(bias_initializer)
+        regularizers.get(kernel_regularizer)
+        regularizers.get(bias_regularizer)
+
+    def build(self, input_shape):
+        self._geometry(input_shape, self.kernel_size, self.strides, self.dilation_rate, self.padding)
+        c = self._hwc[2]
+        self.add_weight("kernel", self.kernel_size + (c, self.filters), self.kernel_initializer,
+                        self.kernel_regularizer)
+        if self.use_bias:
+            self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer)
+        # 1x1, stride 1, no padding: x itself is the (batch h w, c) cols matrix
+        self._direct = (math.prod(self._win) == 1 and math.prod(self._str) == 1 and not any(self._pad))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + tuple(self._out[2 - self.rank:]) + (self.filters,)
+
+    def _bind(self, params, grads, offset):
+        offset = super()._bind(params, grads, offset)
+        k = math.prod(self.kernel.shape[:-1])
+        self._k2 = self.kernel.reshape(k, self.filters)          # (kh kw c, filters) views, made once
+        self._dk2 = self._grad_of["kernel"].reshape(k, self.filters)
+        return offset
+
+    def _buffers(self, n):
+        # [cols, z, y, delta, dx, y as returned] for a batch of n, allocated once per batch size
+        dt = self.kernel.dtype
+        m = n * self._out[0] * self._out[1]
+        cols = None if self._direct else np.empty((m, self._k2.shape[0]), dt)
+        z = np.empty((m, self.filters), dt)
+        y = z if self._code == 0 else np.empty((m, self.filters), dt)
+        b = [cols, z, y, np.empty((m, self.filters), dt), None,
+             y.reshape((n,) + self.output_shape[1:])]
+        return self._keep(n, b)
+
+    def forward(self, x, training=False):
+        # cols = im2col(x) ; z = cols K + b ; y = f(z)
+        if x.shape[1:] != self.input_shape[1:]:
+            self._check_features(x)
+        n = x.shape[0]
+        bufs = self._bufs.get(n) or self._buffers(n)
+        self._x, self._cur = x, bufs
+        h, w, c = self._hwc
+        if self._direct:
+            cols = x.reshape(n * h * w, c)
+        else:
+            cols = _conv.im2col(self._as4(x, n, h, w, c), bufs[0], self._win, self._str, self._dil, self._pad,
+                                self._out, self._n_threads)
+        self._cols = cols
+        b = self.bias if self.use_bias else None
+        if self._code is None:                    # softmax over the filters: a separate row-wise pass
+            _softmax_forward(gemm(cols, self._k2, bufs[1], bias=b, n_threads=self._n_threads), bufs[2])
+        elif self._keep_z:                        # f' needs z (gelu, swish)
+            gemm(cols, self._k2, bufs[1], bias=b, n_threads=self._n_threads)
+            _act_forward(self._code, self._alpha, bufs[1], bufs[2], self._n_threads)
+        else:                                     # bias and f fused into the GEMM epilogue
+            gemm(cols, self._k2, bufs[2], bias=b, act=self._code, act_alpha=self._alpha,
+                 n_threads=self._n_threads)
+        return bufs[5]
+
+    def backward(self, dy):
+        # delta = dy * f'(z) ; dK = cols^T delta ; db = sum_rows delta ; dx = col2im(delta K^T)
+        cols, z, y, delta, dx, _ = self._cur
+        dy = dy.reshape(y.shape)
+        if self._code is None:
+            _softmax_backward(y, dy, delta)
+        elif self._code == 0:
+            delta = dy
+        else:
+            _act_backward(self._code, self._alpha, z if self._keep_z else None, y, dy, delta, self._n_threads)
+        gemm(self._cols, delta, self._dk2, trans_a=True, n_threads=self._n_threads)
+        if self.use_bias:
+            _colsum(delta, self._grad_of["bias"], self._n_threads)
+        if not self._need_dx:
+            return None
+        if dx is None:                            # once per batch size, only where dx is needed
+            dx = self._cur[4] = np.empty(self._x.shape, self._x.dtype)
+        n = dx.shape[0]
+        h, w, c = self._hwc
+        if self._direct:                          # dx = delta K^T, straight into dx
+            gemm(delta, self._k2, dx.reshape(n * h * w, c), trans_b=True, n_threads=self._n_threads)
+            return dx
+        gemm(delta, self._k2, cols, trans_b=True, n_threads=self._n_threads)   # dcols reuses the cols buffer
+        _conv.col2im(cols, self._as4(dx, n, h, w, c), self._win, self._str, self._dil, self._pad, self._out,
+                     self._n_threads)
+        return dx
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(filters=self.filters, kernel_size=list(self.kernel_size), strides=list(self.strides),
+                   padding=self.padding, data_format="channels_last", dilation_rate=list(self.dilation_rate),
+                   activation=self._act_name, use_bias=self.use_bias,
+                   kernel_initializer=_serialize(self.kernel_initializer),
+                   bias_initializer=_serialize(self.bias_initializer),
+                   kernel_regularizer=_serialize(self.kernel_regularizer),
+                   bias_regularizer=_serialize(self.bias_regularizer))
+        return cfg
+
+
+class Conv2D(_Conv):
+    """2-D convolution over (batch, height, width, channels) inputs: y = f(conv(x, kernel) + b).
+
+    Parameters
+    ----------
+    filters : int
+        Number of output channels.
+    kernel_size : int or tuple of 2 ints
+    strides : int or tuple of 2 ints, default=(1, 1)
+    padding : {'valid', 'same'}, default='valid'
+    data_format : None or 'channels_last' (the only layout)
+    dilation_rate : int or tuple of 2 ints, default=(1, 1) (not together with strides > 1)
+    activation : str, nncore.activations function or None, default=None (linear)
+    use_bias : bool, default=True
+    kernel_initializer, bias_initializer : name or initializer, default='glorot_uniform', 'zeros'
+    kernel_regularizer, bias_regularizer : name, regularizer or None
+
+    Notes
+    -----
+    kernel has shape (kh, kw, in_channels, filters) as in Keras. With the
+    padded input xp (padding 'same' as in Keras, see the module docstring):
+        z[b, i, j, f] = sum_{p, q, c} xp[b, i s_h + p d_h, j s_w + q d_w, c] kernel[p, q, c, f] + bias[f]
+        y = f(z)
+    Forward: cols = im2col(x) (batch oh ow, kh kw c); z = cols K + b with
+    K = kernel.reshape(kh kw c, filters), one GEMM with the bias and f fused.
+    Backward: delta = dy * f'(z); dK = cols^T delta; db = sum_rows delta;
+    dx = col2im(delta K^T).
+    """
+
+    rank = 2
+
+
+class Conv1D(_Conv):
+    """1-D convolution over (batch, steps, channels) inputs, kernel (k, in_channels, filters).
+
+    The arguments and formulas are Conv2D's with one spatial axis (run as a
+    Conv2D of height 1); padding may also be 'causal' (pad (k - 1) d steps in
+    front: output t sees inputs up to t only).
+    """
+
+    rank = 1
+    _paddings = ("valid", "same", "causal")
+
+
+class _Pool(_Window):
+    """Max or average pooling of rank 2; the padding of 'same' never enters a max or a mean."""
+
+    _max = True
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, name=None,
+                 input_shape=None, batch_input_shape=None):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+        cls = type(self).__name__
+        self.pool_size = _tuple(pool_size, 2, "pool_size", cls)
+        self.strides = self.pool_size if strides is None else _tuple(strides, 2, "strides", cls)
+        self.padding = _padding(padding, cls)
+        _data_format(data_format, cls)
+
+    def build(self, input_shape):
+        self._geometry(input_shape, self.pool_size, self.strides, (1, 1), self.padding)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + tuple(self._out) + (self._hwc[2],)
+
+    def _buffers(self, n, dtype):
+        # [y, argmax index (max only), dx]
+        oshape = (n,) + self.output_shape[1:]
+        idx = np.empty(oshape, np.int32) if self._max else None
+        return self._keep((n, dtype), [np.empty(oshape, dtype), idx, np.empty((n,) + self._hwc, dtype)])
+
+    def forward(self, x, training=False):
+        if x.shape[1:] != self.input_shape[1:]:
+            self._check_features(x)
+        bufs = self._bufs.get((x.shape[0], x.dtype)) or self._buffers(x.shape[0], x.dtype)
+        self._cur = bufs
+        if self._max:    # y = max over the window; training keeps the argmax for backward
+            _conv.maxpool_forward(x, bufs[0], bufs[1] if training else None, self._win, self._str, self._pad,
+                                  self._n_threads)
+        else:            # y = mean over the window's taps inside the input
+            _conv.avgpool_forward(x, bufs[0], self._win, self._str, self._pad, self._n_threads)
+        return bufs[0]
+
+    def backward(self, dy):
+        y, idx, dx = self._cur
+        if self._max:    # dx[argmax] += dy
+            return _conv.maxpool_backward(idx, dy, dx, self._win, self._str, self._pad, self._n_threads)
+        # dx[tap] += dy / (taps inside the window)
+        return _conv.avgpool_backward(dy, dx, self._win, self._str, self._pad, self._n_threads)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(pool_size=list(self.pool_size), strides=list(self.strides), padding=self.padding,
+                   data_format="channels_last")
+        return cfg
+
+
+class MaxPooling2D(_Pool):
+    """Max pooling over (batch, height, width, channels) inputs.
+
+    Parameters
+    ----------
+    pool_size : int or tuple of 2 ints, default=(2, 2)
+    strides : int, tuple of 2 ints or None (= pool_size)
+    padding : {'valid', 'same'}, default='valid'
+    data_format : None or 'channels_last'
+
+    Notes
+    -----
+    y[b, i, j, c] = max over the window at (i s_h - p_t, j s_w - p_l) of the
+    taps inside the input ('same' padding never wins). Backward: dx = 0, then
+    dx[argmax] += dy, the argmax being the first maximum in row-major window
+    order (as in PyTorch's and Keras's gradients).
+    """
+
+    _max = True
+
+
+class AveragePooling2D(_Pool):
+    """Average pooling over (batch, height, width, channels) inputs.
+
+    Arguments as MaxPooling2D. y = mean over the window's taps inside the input:
+    with 'same' the padding is left out of the count (Keras). Backward: every
+    tap inside a window receives dy / (number of taps inside).
+    """
+
+    _max = False
+
+
+class _GlobalPool(_Window):
+    """Pooling over the whole height x width: (batch, h, w, c) -> (batch, c) (keepdims: (batch, 1, 1, c))."""
+
+    _max = True
+
+    def __init__(self, data_format=None, keepdims=False, name=None, input_shape=None, batch_input_shape=None):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+        _data_format(data_format, type(self).__name__)
+        self.keepdims = bool(keepdims)
+
+    def build(self, input_shape):
+        self._geometry(input_shape, (1, 1), (1, 1), (1, 1), "valid")
+        self._win = self._hwc[:2]           # one window: the whole image
+        self._out = (1, 1)
+
+    def compute_output_shape(self, input_shape):
+        c = self._hwc[2]
+        return (input_shape[0], 1, 1, c) if self.keepdims else (input_shape[0], c)
+
+    def _buffers(self, n, dtype):
+        c = self._hwc[2]
+        y = np.empty((n, 1, 1, c), dtype)
+        idx = np.empty((n, 1, 1, c), np.int32) if self._max else None
+        out = y if self.keepdims else y.reshape(n, c)
+        return self._keep((n, dtype), [y, idx, np.empty((n,) + self._hwc, dtype), out])
+
+    def forward(self, x, training=False):
+        if x.shape[1:] != self.input_shape[1:]:
+            self._check_features(x)
+        bufs = self._bufs.get((x.shape[0], x.dtype)) or self._buffers(x.shape[0], x.dtype)
+        self._cur = bufs
+        if self._max:    # y[b, c] = max_{i, j} x[b, i, j, c]
+            _conv.maxpool_forward(x, bufs[0], bufs[1] if training else None, self._win, (1, 1), (0, 0),
+                                  self._n_threads)
+        else:            # y[b, c] = mean_{i, j} x[b, i, j, c]
+            _conv.avgpool_forward(x, bufs[0], self._win, (1, 1), (0, 0), self._n_threads)
+        return bufs[3]
+
+    def backward(self, dy):
+        y, idx, dx, _ = self._cur
+        dy = dy.reshape(y.shape)
+        if self._max:    # dx[b, argmax, c] = dy[b, c]
+            return _conv.maxpool_backward(idx, dy, dx, self._win, (1, 1), (0, 0), self._n_threads)
+        # dx[b, i, j, c] = dy[b, c] / (h w)
+        return _conv.avgpool_backward(dy, dx, self._win, (1, 1), (0, 0), self._n_threads)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(data_format="channels_last", keepdims=self.keepdims)
+        return cfg
+
+
+class GlobalMaxPooling2D(_GlobalPool):
+    """y[b, c] = max over height and width of x[b, :, :, c]; the gradient goes to the first maximum."""
+
+    _max = True
+
+
+class GlobalAveragePooling2D(_GlobalPool):
+    """y[b, c] = mean over height and width of x[b, :, :, c]; backward spreads dy / (h w)."""
+
+    _max = False
