@@ -7,8 +7,9 @@ import pytest
 
 import nncore
 from nncore._kernels import conv as K
-from nncore.layers import (AveragePooling2D, Conv1D, Conv2D, Dense, Flatten, GlobalAveragePooling2D,
-                           GlobalMaxPooling2D, Input, MaxPooling2D, get_layer_class)
+from nncore.layers import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, Dense, Flatten,
+                           GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Input,
+                           MaxPooling1D, MaxPooling2D, get_layer_class)
 from reference_layers import ACTIVATIONS, numeric_grad
 
 
@@ -380,6 +381,44 @@ def test_global_pooling_forward_and_gradients(float64, cls, fn, keepdims):
         _check_layer_gradients(cls(keepdims=keepdims), x, rng, params=())
 
 
+@pytest.mark.parametrize("cls,kind", [(MaxPooling1D, "max"), (AveragePooling1D, "avg")])
+@pytest.mark.parametrize("pool,st,padding", [(2, None, "valid"), (3, 2, "same"), (4, 1, "same"), (3, 4, "valid")])
+def test_pooling1d_forward_and_gradients(float64, cls, kind, pool, st, padding):
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 11, 3))
+    layer = cls(pool, strides=st, padding=padding)
+    y = layer(x)
+    ref = ref_pool(x[:, None], (1, pool), (1, pool if st is None else st), padding, kind)[:, 0]
+    assert y.shape == ref.shape == (2,) + layer.output_shape[1:]
+    np.testing.assert_allclose(y, ref, rtol=1e-13, atol=1e-13)
+    _check_layer_gradients(layer, x, rng, params=())
+
+
+@pytest.mark.parametrize("cls,fn", [(GlobalMaxPooling1D, np.max), (GlobalAveragePooling1D, np.mean)])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_pooling1d_forward_and_gradients(float64, cls, fn, keepdims):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 7, 2))
+    layer = cls(keepdims=keepdims)
+    np.testing.assert_allclose(layer(x), fn(x, axis=1, keepdims=keepdims), rtol=1e-13, atol=1e-13)
+    _check_layer_gradients(cls(keepdims=keepdims), x, rng, params=())
+
+
+def test_conv1d_model_on_sequences():
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((96, 20, 2)).astype(np.float32)
+    y = (x[:, :, 0].sum(axis=1) > 0).astype(np.int64)        # the sign of a sum over the steps
+    nncore.set_seed(4)
+    model = nncore.Sequential([Input(shape=(20, 2)), Conv1D(8, 3, padding="causal", activation="relu"),
+                               MaxPooling1D(2), Conv1D(8, 3, activation="tanh"), GlobalAveragePooling1D(),
+                               Dense(2, activation="softmax")])
+    model.compile(optimizer=nncore.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    hist = model.fit(x, y, epochs=30, batch_size=32, verbose=0)
+    assert hist.history["loss"][-1] < 0.5 * hist.history["loss"][0]
+    assert model.output_shape == (None, 2) and model.layers[1].output_shape == (None, 10, 8)
+
+
 # ------------------------------------------------------------------------------------- models
 def _digits():
     datasets = pytest.importorskip("sklearn.datasets")
@@ -418,8 +457,8 @@ def test_summary_and_config_round_trip(capsys):
     cfg = model.get_config()
     again = nncore.Sequential.from_config(cfg)
     assert again.get_config() == cfg
-    for name in ("Conv1D", "Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalMaxPooling2D",
-                 "GlobalAveragePooling2D"):
+    for name in ("Conv1D", "Conv2D", "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
+                 "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D"):
         assert get_layer_class(name).__name__ == name
     assert Conv2D(2, 3).name.startswith("conv2d") and MaxPooling2D().name.startswith("max_pooling2d")
 
@@ -515,7 +554,7 @@ def test_bad_arguments_and_inputs_are_refused():
     with pytest.raises(ValueError, match="pool_size must be positive"):
         MaxPooling2D(0)
     with pytest.raises(TypeError, match="pool_size must be an int or a tuple"):
-        AveragePooling2D(None)
+        AveragePooling2D(2.5)
     # the kernel larger than the padded input: names the layer and the shapes
     with pytest.raises(ValueError, match=r"layer 'big' \(Conv2D\): window \(5, 5\).*larger than the 'valid'-padded "
                                          r"input of spatial shape \(4, 6\)"):

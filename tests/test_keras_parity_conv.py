@@ -127,6 +127,16 @@ def test_global_pooling_matches_keras(kind, keepdims):
                                else x.mean(axis=(1, 2), keepdims=keepdims), rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.parametrize("name,kw", [("MaxPooling1D", {}), ("AveragePooling1D", dict(pool_size=3, strides=1,
+                                     padding="same")), ("MaxPooling1D", dict(pool_size=3, strides=2, padding="same")),
+                                     ("GlobalMaxPooling1D", {}), ("GlobalAveragePooling1D", dict(keepdims=True))])
+def test_pooling1d_matches_keras(name, kw):
+    x = np.random.default_rng(9).normal(size=(2, 9, 3))
+    yk, yn = _forward_both([getattr(KL, name)(**kw)], [getattr(NL, name)(**kw)], x)
+    tol = 1e-6 if name.startswith("GlobalAverage") else 1e-12    # Keras's float32-rounded mean, see above
+    np.testing.assert_allclose(yn, yk, rtol=tol, atol=tol)
+
+
 def _cnn_layers(lib):
     """A network using every layer kind; lib is keras.layers or nncore.layers."""
     return [lib.Conv2D(4, 3, padding="same", activation="relu"), lib.MaxPooling2D(2, padding="same"),

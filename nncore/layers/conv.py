@@ -1,8 +1,9 @@
 """Convolution and pooling layers, channels_last (Keras 3 semantics).
 
 Inputs are (batch, height, width, channels) for the 2-D layers and
-(batch, steps, channels) for Conv1D; a kernel is (kh, kw, in_channels,
-filters) exactly as in Keras, so weights move between the two unchanged.
+(batch, steps, channels) for the 1-D ones (run as 2-D of height 1); a kernel
+is (kh, kw, in_channels, filters) exactly as in Keras, so weights move between
+the two unchanged.
 
 Mechanism (one, for every convolution): im2col copies each output pixel's
 receptive field into one row of a work matrix, cols (batch oh ow, kh kw c),
@@ -285,49 +286,55 @@ class Conv1D(_Conv):
 
 
 class _Pool(_Window):
-    """Max or average pooling of rank 2; the padding of 'same' never enters a max or a mean."""
+    """Max or average pooling of rank 1 or 2; the padding of 'same' never enters a max or a mean."""
 
     _max = True
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, name=None,
+    def __init__(self, pool_size=None, strides=None, padding="valid", data_format=None, name=None,
                  input_shape=None, batch_input_shape=None):
         super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
         cls = type(self).__name__
-        self.pool_size = _tuple(pool_size, 2, "pool_size", cls)
-        self.strides = self.pool_size if strides is None else _tuple(strides, 2, "strides", cls)
+        self.pool_size = _tuple(2 if pool_size is None else pool_size, self.rank, "pool_size", cls)
+        self.strides = self.pool_size if strides is None else _tuple(strides, self.rank, "strides", cls)
         self.padding = _padding(padding, cls)
         _data_format(data_format, cls)
 
     def build(self, input_shape):
-        self._geometry(input_shape, self.pool_size, self.strides, (1, 1), self.padding)
+        self._geometry(input_shape, self.pool_size, self.strides, (1,) * self.rank, self.padding)
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0],) + tuple(self._out) + (self._hwc[2],)
+        return (input_shape[0],) + tuple(self._out[2 - self.rank:]) + (self._hwc[2],)
 
     def _buffers(self, n, dtype):
-        # [y, argmax index (max only), dx]
-        oshape = (n,) + self.output_shape[1:]
-        idx = np.empty(oshape, np.int32) if self._max else None
-        return self._keep((n, dtype), [np.empty(oshape, dtype), idx, np.empty((n,) + self._hwc, dtype)])
+        # [y, argmax index (max only), dx, y as returned, dx as returned]; the kernels see 4-D arrays
+        y = np.empty((n,) + self._out + (self._hwc[2],), dtype)
+        idx = np.empty(y.shape, np.int32) if self._max else None
+        dx = np.empty((n,) + self._hwc, dtype)
+        return self._keep((n, dtype), [y, idx, dx, y.reshape((n,) + self.output_shape[1:]),
+                                       dx.reshape((n,) + self.input_shape[1:])])
 
     def forward(self, x, training=False):
         if x.shape[1:] != self.input_shape[1:]:
             self._check_features(x)
-        bufs = self._bufs.get((x.shape[0], x.dtype)) or self._buffers(x.shape[0], x.dtype)
+        n = x.shape[0]
+        bufs = self._bufs.get((n, x.dtype)) or self._buffers(n, x.dtype)
         self._cur = bufs
+        x4 = self._as4(x, n, *self._hwc)
         if self._max:    # y = max over the window; training keeps the argmax for backward
-            _conv.maxpool_forward(x, bufs[0], bufs[1] if training else None, self._win, self._str, self._pad,
+            _conv.maxpool_forward(x4, bufs[0], bufs[1] if training else None, self._win, self._str, self._pad,
                                   self._n_threads)
         else:            # y = mean over the window's taps inside the input
-            _conv.avgpool_forward(x, bufs[0], self._win, self._str, self._pad, self._n_threads)
-        return bufs[0]
+            _conv.avgpool_forward(x4, bufs[0], self._win, self._str, self._pad, self._n_threads)
+        return bufs[3]
 
     def backward(self, dy):
-        y, idx, dx = self._cur
+        y, idx, dx, _, dx_out = self._cur
+        dy = dy.reshape(y.shape)
         if self._max:    # dx[argmax] += dy
-            return _conv.maxpool_backward(idx, dy, dx, self._win, self._str, self._pad, self._n_threads)
-        # dx[tap] += dy / (taps inside the window)
-        return _conv.avgpool_backward(dy, dx, self._win, self._str, self._pad, self._n_threads)
+            _conv.maxpool_backward(idx, dy, dx, self._win, self._str, self._pad, self._n_threads)
+        else:            # dx[tap] += dy / (taps inside the window)
+            _conv.avgpool_backward(dy, dx, self._win, self._str, self._pad, self._n_threads)
+        return dx_out
 
     def get_config(self):
         cfg = super().get_config()
@@ -354,6 +361,7 @@ class MaxPooling2D(_Pool):
     order (as in PyTorch's and Keras's gradients).
     """
 
+    rank = 2
     _max = True
 
 
@@ -365,11 +373,26 @@ class AveragePooling2D(_Pool):
     tap inside a window receives dy / (number of taps inside).
     """
 
+    rank = 2
+    _max = False
+
+
+class MaxPooling1D(_Pool):
+    """Max pooling over (batch, steps, channels) inputs: MaxPooling2D with one spatial axis (pool_size 2)."""
+
+    rank = 1
+    _max = True
+
+
+class AveragePooling1D(_Pool):
+    """Average pooling over (batch, steps, channels) inputs: AveragePooling2D with one spatial axis."""
+
+    rank = 1
     _max = False
 
 
 class _GlobalPool(_Window):
-    """Pooling over the whole height x width: (batch, h, w, c) -> (batch, c) (keepdims: (batch, 1, 1, c))."""
+    """Pooling over all spatial axes: (batch, ..., c) -> (batch, c) (keepdims: ones for the spatial axes)."""
 
     _max = True
 
@@ -379,40 +402,45 @@ class _GlobalPool(_Window):
         self.keepdims = bool(keepdims)
 
     def build(self, input_shape):
-        self._geometry(input_shape, (1, 1), (1, 1), (1, 1), "valid")
+        one = (1,) * self.rank
+        self._geometry(input_shape, one, one, one, "valid")
         self._win = self._hwc[:2]           # one window: the whole image
         self._out = (1, 1)
 
     def compute_output_shape(self, input_shape):
         c = self._hwc[2]
-        return (input_shape[0], 1, 1, c) if self.keepdims else (input_shape[0], c)
+        return (input_shape[0],) + (1,) * self.rank + (c,) if self.keepdims else (input_shape[0], c)
 
     def _buffers(self, n, dtype):
         c = self._hwc[2]
         y = np.empty((n, 1, 1, c), dtype)
         idx = np.empty((n, 1, 1, c), np.int32) if self._max else None
-        out = y if self.keepdims else y.reshape(n, c)
-        return self._keep((n, dtype), [y, idx, np.empty((n,) + self._hwc, dtype), out])
+        dx = np.empty((n,) + self._hwc, dtype)
+        return self._keep((n, dtype), [y, idx, dx, y.reshape((n,) + self.output_shape[1:]),
+                                       dx.reshape((n,) + self.input_shape[1:])])
 
     def forward(self, x, training=False):
         if x.shape[1:] != self.input_shape[1:]:
             self._check_features(x)
-        bufs = self._bufs.get((x.shape[0], x.dtype)) or self._buffers(x.shape[0], x.dtype)
+        n = x.shape[0]
+        bufs = self._bufs.get((n, x.dtype)) or self._buffers(n, x.dtype)
         self._cur = bufs
+        x4 = self._as4(x, n, *self._hwc)
         if self._max:    # y[b, c] = max_{i, j} x[b, i, j, c]
-            _conv.maxpool_forward(x, bufs[0], bufs[1] if training else None, self._win, (1, 1), (0, 0),
+            _conv.maxpool_forward(x4, bufs[0], bufs[1] if training else None, self._win, (1, 1), (0, 0),
                                   self._n_threads)
         else:            # y[b, c] = mean_{i, j} x[b, i, j, c]
-            _conv.avgpool_forward(x, bufs[0], self._win, (1, 1), (0, 0), self._n_threads)
+            _conv.avgpool_forward(x4, bufs[0], self._win, (1, 1), (0, 0), self._n_threads)
         return bufs[3]
 
     def backward(self, dy):
-        y, idx, dx, _ = self._cur
+        y, idx, dx, _, dx_out = self._cur
         dy = dy.reshape(y.shape)
         if self._max:    # dx[b, argmax, c] = dy[b, c]
-            return _conv.maxpool_backward(idx, dy, dx, self._win, (1, 1), (0, 0), self._n_threads)
-        # dx[b, i, j, c] = dy[b, c] / (h w)
-        return _conv.avgpool_backward(dy, dx, self._win, (1, 1), (0, 0), self._n_threads)
+            _conv.maxpool_backward(idx, dy, dx, self._win, (1, 1), (0, 0), self._n_threads)
+        else:            # dx[b, i, j, c] = dy[b, c] / (h w)
+            _conv.avgpool_backward(dy, dx, self._win, (1, 1), (0, 0), self._n_threads)
+        return dx_out
 
     def get_config(self):
         cfg = super().get_config()
@@ -423,10 +451,26 @@ class _GlobalPool(_Window):
 class GlobalMaxPooling2D(_GlobalPool):
     """y[b, c] = max over height and width of x[b, :, :, c]; the gradient goes to the first maximum."""
 
+    rank = 2
     _max = True
 
 
 class GlobalAveragePooling2D(_GlobalPool):
     """y[b, c] = mean over height and width of x[b, :, :, c]; backward spreads dy / (h w)."""
 
+    rank = 2
+    _max = False
+
+
+class GlobalMaxPooling1D(_GlobalPool):
+    """y[b, c] = max over the steps of x[b, :, c]; the gradient goes to the first maximum."""
+
+    rank = 1
+    _max = True
+
+
+class GlobalAveragePooling1D(_GlobalPool):
+    """y[b, c] = mean over the steps of x[b, :, c]; backward spreads dy / steps."""
+
+    rank = 1
     _max = False
