@@ -3,7 +3,9 @@
 Each peer builds the same network (float32, softmax output, Adam lr 1e-3,
 softmax cross-entropy) for a :class:`~bench.workloads.Workload`: the network
 of ``wl.arch`` comes from the peer's method ``build_<arch>`` ("mlp": ReLU Dense
-layers; "cnn": see :func:`cnn_shapes`). A peer without a builder for an
+layers; "cnn": see :func:`cnn_shapes`; "lstm": LSTM(hidden[0]) -> Dense, with
+PyTorch's nn.LSTM, whose gate order i, f, g, o is Keras's i, f, c, o, whose matrices are the
+transposes of Keras's and whose two biases b_ih, b_hh stand for Keras's one: b_ih = bias, b_hh = 0). A peer without a builder for an
 architecture does not run that row (``supports(wl)`` says why; the tables show
 "n/a"), so adding a row of a new architecture is adding builders. A peer
 exposes
@@ -280,12 +282,31 @@ class TorchPeer(Peer):
         self.flat_chw = (c, h, w)
         return nn.Sequential(*mods, nn.Flatten(), nn.Linear(c * h * w, self.wl.n_classes))
 
+    def build_lstm(self):
+        nn = self.nn
+
+        class LastStep(nn.Module):
+            """nn.LSTM (batch_first) keeping the last step's output: Keras's return_sequences=False."""
+
+            def __init__(self, lstm):
+                super().__init__()
+                self.lstm = lstm
+
+            def forward(self, xb):
+                return self.lstm(xb)[0][:, -1]
+
+        _, features = self.wl.input_shape           # (timesteps, features)
+        units = self.wl.hidden[0]
+        return nn.Sequential(LastStep(nn.LSTM(features, units, batch_first=True)),
+                             nn.Linear(units, self.wl.n_classes))
+
     def set_threads(self, n):
         self.torch.set_num_threads(int(n))
 
     def linears(self):
-        """The modules with parameters, in order (Linear and Conv2d)."""
-        return [m for m in self.model if isinstance(m, (self.torch.nn.Linear, self.torch.nn.Conv2d))]
+        """The modules with parameters, in order (Linear, Conv2d and LSTM)."""
+        nn = self.torch.nn
+        return [m for m in self.model.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.LSTM))]
 
     def _torch_layout(self, m, W, first_linear):
         """Keras kernel -> PyTorch weight: Conv (kh, kw, in, out) -> (out, in, kh, kw); Dense W^T, its
@@ -298,13 +319,25 @@ class TorchPeer(Peer):
         return W.T
 
     def set_weights(self, weights):
-        """Keras order and layouts: [W0, b0, W1, b1, ...]."""
-        with self.torch.no_grad():
+        """Keras order and layouts: [W0, b0, W1, b1, ...] (an LSTM: kernel, recurrent_kernel, bias)."""
+        t = self.torch
+        ws = list(weights)
+        with t.no_grad():
             first = True
-            for m, W, b in zip(self.linears(), weights[0::2], weights[1::2]):
-                m.weight.copy_(self.torch.from_numpy(np.ascontiguousarray(self._torch_layout(m, W, first))))
-                m.bias.copy_(self.torch.from_numpy(b))
-                first = first and not isinstance(m, self.torch.nn.Linear)
+            for m in self.linears():
+                if isinstance(m, t.nn.LSTM):
+                    W, U, b = ws[:3]
+                    ws = ws[3:]
+                    m.weight_ih_l0.copy_(t.from_numpy(np.ascontiguousarray(W.T)))
+                    m.weight_hh_l0.copy_(t.from_numpy(np.ascontiguousarray(U.T)))
+                    m.bias_ih_l0.copy_(t.from_numpy(b))
+                    m.bias_hh_l0.zero_()
+                    continue
+                W, b = ws[:2]
+                ws = ws[2:]
+                m.weight.copy_(t.from_numpy(np.ascontiguousarray(self._torch_layout(m, W, first))))
+                m.bias.copy_(t.from_numpy(b))
+                first = first and not isinstance(m, t.nn.Linear)
 
     def _keras_layout(self, m, T, first_linear):
         if isinstance(m, self.torch.nn.Conv2d):
@@ -318,6 +351,11 @@ class TorchPeer(Peer):
         """Keras order and layouts; with grads=True the parameters' .grad instead."""
         out, first = [], True
         for m in self.linears():
+            if isinstance(m, self.torch.nn.LSTM):  # d/d(bias) = d/d(b_ih) = d/d(b_hh)
+                wi, wh, b = ((m.weight_ih_l0.grad, m.weight_hh_l0.grad, m.bias_ih_l0.grad) if grads else
+                             (m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0 + m.bias_hh_l0))
+                out += [w.detach().numpy().T.copy() for w in (wi, wh)] + [b.detach().numpy().copy()]
+                continue
             w, b = (m.weight.grad, m.bias.grad) if grads else (m.weight, m.bias)
             out += [self._keras_layout(m, w.detach().numpy(), first).copy(), b.detach().numpy().copy()]
             first = first and not isinstance(m, self.torch.nn.Linear)
@@ -441,6 +479,10 @@ class KerasPeer(Peer):
             out += [L.Conv2D(f, 3, activation="relu"), L.MaxPooling2D(2)]
         return out + [L.Flatten(), L.Dense(self.wl.n_classes, activation="softmax")]
 
+    def build_lstm(self):
+        L = self.keras.layers
+        return [L.LSTM(self.wl.hidden[0]), L.Dense(self.wl.n_classes, activation="softmax")]
+
     def set_threads(self, n):
         self.torch.set_num_threads(int(n))
 
@@ -487,7 +529,7 @@ class NncorePeer(Peer):
             return False, "nncore has no " + ", ".join(missing) + " yet (model layer not merged)"
         return True, ""
 
-    ARCH_LAYERS = {"cnn": ("Conv2D", "MaxPooling2D")}  # layers an architecture needs beyond Dense
+    ARCH_LAYERS = {"cnn": ("Conv2D", "MaxPooling2D"), "lstm": ("LSTM",)}  # layers beyond Dense
 
     @classmethod
     def supports(cls, wl):
@@ -520,6 +562,10 @@ class NncorePeer(Peer):
         for _, f in cnn_shapes(self.wl)[0]:
             out += [L.Conv2D(f, 3, activation="relu"), L.MaxPooling2D(2)]
         return out + [L.Flatten(), L.Dense(self.wl.n_classes, activation="softmax")]
+
+    def build_lstm(self):
+        L = self.nncore.layers
+        return [L.LSTM(self.wl.hidden[0]), L.Dense(self.wl.n_classes, activation="softmax")]
 
     def set_threads(self, n):
         self.nncore.set_num_threads(int(n))

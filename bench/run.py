@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 if __package__ in (None, ""):  # run as a script: python bench/run.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -445,6 +446,65 @@ def _cell(entry, marker=""):
     return f"{_fmt(s['median'])} ({_fmt(s['min'])}-{_fmt(s['max'])}){marker}"
 
 
+# The issue's targets: (times the fastest peer, times PyTorch with its default Adam) per workload.
+TARGETS = {"tiny": (3.0, 10.0), "small": (3.0, 10.0), "medium": (1.5, 2.0), "large": (1.5, 2.0),
+           "predict": (None, 2.0)}
+
+
+def gemm_flops(wl):
+    """FLOPs of one step's GEMMs for an MLP workload: forward z = a W (2 m k n per layer), and in
+    training dW = a^T delta and dx = delta W^T (no dx for the first layer). None for other architectures."""
+    if wl.arch != "mlp":
+        return None
+    pairs = list(zip(wl.layers[:-1], wl.layers[1:]))
+    per = 1 if wl.task == "predict" else None
+    return sum(2 * wl.batch * k * n * (per or (3 if i else 2)) for i, (k, n) in enumerate(pairs))
+
+
+def floor_table(result):
+    """Each target as a time per step, next to the time the step's GEMMs alone take at the measured
+    FMA peak (the floor no implementation can beat without doing fewer flops)."""
+    peak = (result.get("machine") or {}).get("fma_peak_gflops_1core") or {}
+    peak = max((v for k, v in peak.items() if k.startswith("f32")), default=None)
+    if not peak:
+        return []
+    out = ["### The targets against the FMA floor\n",
+           f"floor = the step's GEMM FLOPs at the measured float32 FMA peak ({peak:.0f} GFLOP/s per core) times "
+           "the thread count: no implementation doing the same arithmetic gets below it. 'needed' is the "
+           "largest time per step that meets both targets of the row.\n",
+           "| workload | threads | GEMM MFLOP/step | floor (us) | needed (us) | needed / floor | nncore (us) | "
+           "nncore / floor | reachable? |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["results"]:
+        if r["workload"] not in TARGETS or "nncore" not in r["best_variant"]:
+            continue
+        try:
+            wl = get_workload(r["workload"])
+        except ValueError:
+            continue
+        wl = replace(wl, batch=r["batch"])
+        flops = gemm_flops(wl)
+        if not flops:
+            continue
+        floor = flops / (peak * 1e9 * r["threads"]) * 1e6
+        med = lambda p: r["entries"][r["best_variant"][p]]["us_per_step_stats"]["median"]  # noqa: E731
+        x_fast, x_torch = TARGETS[r["workload"]]
+        needs = []
+        f = r["ratios"].get("fastest")
+        if x_fast and f:
+            needs.append(med(f["peer"]) / x_fast)
+        if x_torch and "torch" in r["best_variant"]:
+            needs.append(med("torch") / x_torch)
+        if not needs:
+            continue
+        need, ours = min(needs), med("nncore")
+        out.append(f"| {r['workload']} | {r['threads']} | {flops / 1e6:.1f} | {floor:,.0f} | {need:,.0f} | "
+                   f"{need / floor:.2f} | {ours:,.0f} | {ours / floor:.2f} | "
+                   f"{'met' if ours <= need else ('no: below the floor' if need < floor else 'not met')} |")
+    out.append("")
+    return out
+
+
 def format_tables(result):
     """The markdown tables of a results dict (as written to the JSON file)."""
     rows = result["results"]
@@ -495,6 +555,7 @@ def format_tables(result):
                     cells.append("n/a" if key is None else f"{r['entries'][key]['samples_per_s_median']:,.0f}")
                 out.append("| " + " | ".join(cells) + " |")
             out.append("")
+    out += floor_table(result)
     variants = [(r, p) for r in rows for p in BLAS_PEERS
                 if p in r["entries"] and f"{p}[unset]" in r["entries"]]
     if variants:

@@ -2,8 +2,10 @@
 
 Every workload is a classifier with a softmax output, trained with Adam (lr
 1e-3) on the softmax cross-entropy, in float32. Its ``arch`` names the network:
-``"mlp"`` (ReLU Dense layers) or ``"cnn"`` (Conv2D 3x3 + ReLU + MaxPooling2D 2
-per entry of ``hidden``, then Flatten and a softmax Dense). Each peer builds an
+``"mlp"`` (ReLU Dense layers), ``"cnn"`` (Conv2D 3x3 + ReLU + MaxPooling2D 2
+per entry of ``hidden``, then Flatten and a softmax Dense) or ``"lstm"`` (one
+LSTM of ``hidden[0]`` units over (timesteps, features) = ``input_shape``, its
+last state into a softmax Dense). Each peer builds an
 architecture with a method ``build_<arch>`` (bench/peers.py): a new row such as
 an LSTM is a new ``arch`` value plus one builder per peer that supports it;
 peers without the builder show "n/a". Data are made deterministically from a
@@ -77,8 +79,10 @@ WORKLOADS = {
     "cnn": Workload("cnn", (784, 32, 64, 10), 128, 6400, arch="cnn", input_shape=(28, 28, 1),
                     note="MNIST-shaped: Conv2D(32, 3, relu), MaxPooling2D(2), Conv2D(64, 3, relu), "
                          "MaxPooling2D(2), Flatten, Dense(10, softmax)"),
+    "lstm": Workload("lstm", (784, 128, 10), 128, 6400, arch="lstm", input_shape=(28, 28),
+                     note="MNIST rows as timesteps: LSTM(128) over (28 steps, 28 features), Dense(10, softmax)"),
 }
-TRAIN_WORKLOADS = ("tiny", "small", "medium", "large", "cnn")
+TRAIN_WORKLOADS = ("tiny", "small", "medium", "large", "cnn", "lstm")
 
 
 def get_workload(name, max_samples=None):

@@ -16,6 +16,18 @@ static inline int omp_get_num_threads(void) { return 1; }
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define NC_GEMM_X86 1
 #include <immintrin.h>
+/* horizontal sums for the AVX2 level of the dot path (AVX-512 has its own) */
+static inline __attribute__((always_inline, target("avx2,fma"))) float nc_hsum8_ps(__m256 x)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+static inline __attribute__((always_inline, target("avx2,fma"))) double nc_hsum4_pd(__m256d x)
+{
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(x), _mm256_extractf128_pd(x, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
 #else
 #define NC_GEMM_X86 0
 #endif

@@ -52,7 +52,9 @@ static void NC_NAME(gemm_region)(int level, int direct, int trans_a, int trans_b
     int mr, nr;
     NC_NAME(gemm_tile)(level, &mr, &nr);
     ptrdiff_t nw;
-    if (direct)
+    if (direct == NC_GEMM_PATH_DOT)
+        nw = trans_a ? m * k : 0;
+    else if (direct)
         nw = trans_b ? k * ((n + nr - 1) / nr * nr) : 0;
     else
         switch (level) {
@@ -75,6 +77,30 @@ static void NC_NAME(gemm_region)(int level, int direct, int trans_a, int trans_b
             return;
         }
     }
+    if (direct == NC_GEMM_PATH_DOT) {
+        /* rows of op(A) contiguous in p: A itself, or a copy when transposed */
+        const REAL *a = A;
+        ptrdiff_t rsa = lda;
+        if (trans_a) {
+            for (ptrdiff_t i = 0; i < m; i++)
+                for (ptrdiff_t p = 0; p < k; p++) work[i * k + p] = A[p * lda + i];
+            a = work, rsa = k;
+        }
+        switch (level) {
+#if NC_GEMM_X86
+        case NC_SIMD_AVX512:
+            NC_NAME(gemm_dot_avx512)(m, n, k, alpha, a, rsa, B, ldb, beta, C, ldc, bias, act, act_alpha);
+            break;
+        case NC_SIMD_AVX2:
+            NC_NAME(gemm_dot_avx2)(m, n, k, alpha, a, rsa, B, ldb, beta, C, ldc, bias, act, act_alpha);
+            break;
+#endif
+        default:
+            NC_NAME(gemm_dot_generic)(m, n, k, alpha, a, rsa, B, ldb, beta, C, ldc, bias, act, act_alpha);
+        }
+        free(work);
+        return;
+    }
     switch (level) {
 #if NC_GEMM_X86
     case NC_SIMD_AVX512:
@@ -91,6 +117,18 @@ static void NC_NAME(gemm_region)(int level, int direct, int trans_a, int trans_b
                                      act_alpha, direct, work);
     }
     free(work);
+}
+
+/* Columns of C per block of the row path at this level. */
+static int NC_NAME(gemm_row_width)(int level)
+{
+    switch (level) {
+#if NC_GEMM_X86
+    case NC_SIMD_AVX512: return NC_NAME(gemm_row_width_avx512)();
+    case NC_SIMD_AVX2: return NC_NAME(gemm_row_width_avx2)();
+#endif
+    default: return NC_NAME(gemm_row_width_generic)();
+    }
 }
 
 /* Split C into a tm x tn grid for T threads, choosing the factorisation that
@@ -132,7 +170,6 @@ void NC_NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
     int level = nc_active_simd_level();
     int mr, nr;
     NC_NAME(gemm_tile)(level, &mr, &nr);
-    double tiles = (double)((m + mr - 1) / mr) * (double)((n + nr - 1) / nr);
     /* direct (no packing): tiny products, or a few rows of op(A) (packing B
      * would cost as much as using it: each element serves only m rows); a
      * transposed B is then packed whole when small, else the packed path
@@ -141,8 +178,18 @@ void NC_NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
     double mnk = (double)m * (double)n * (double)k;
     int direct = trans_b ? mnk <= NC_GEMM_DIRECT_WORK && (double)k * (double)n <= 16384.0
                          : mnk <= NC_GEMM_DIRECT_WORK || m <= NC_GEMM_DIRECT_PANELS * mr;
+    /* a transposed B shared by a few rows of op(A): dot products, no packing;
+     * one or two rows over a plain B: the row path, in blocks of C columns
+     * that the thread split below respects */
+    if (trans_b && (m <= NC_GEMM_DOT_ROWS_ALWAYS || (!direct && m <= NC_GEMM_DOT_ROWS)))
+        direct = NC_GEMM_PATH_DOT;
+    else if (!trans_b && m <= NC_GEMM_ROWS_PATH_ROWS) {
+        direct = NC_GEMM_PATH_ROWS;
+        nr = NC_NAME(gemm_row_width)(level);
+    }
     int nt = mnk < NC_GEMM_TEAM_WORK
                  ? 1 : nc_team_size(nthreads, 2.0 * (double)m * (double)n * (double)k);
+    double tiles = (double)((m + mr - 1) / mr) * (double)((n + nr - 1) / nr);
     if (nt > tiles) nt = (int)tiles;
     if (nt <= 1) {
         NC_NAME(gemm_region)(level, direct, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias, act,

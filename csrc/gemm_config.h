@@ -23,6 +23,17 @@
 #define NC_GEMM_DIRECT_WORK (128.0 * 128.0 * 128.0)
 #define NC_GEMM_DIRECT_PANELS 4
 
+/* A transposed B with at most DOT_ROWS rows of op(A) (at most DOT_ROWS_ALWAYS
+ * even when the product is small) takes the dot path: each element of C is
+ * a dot product of two contiguous rows, nothing is packed. */
+#define NC_GEMM_DOT_ROWS 16
+#define NC_GEMM_DOT_ROWS_ALWAYS 4
+#define NC_GEMM_PATH_DOT 2
+
+/* One or two rows of op(A) over a B not transposed take the row path. */
+#define NC_GEMM_ROWS_PATH_ROWS 2
+#define NC_GEMM_PATH_ROWS 3
+
 /* Below this many multiply-adds one thread does it all, on top of
  * nc_team_size's rule: waking a team costs tens of microseconds when the
  * other cores are busy (measured: 2 threads lose up to 160^3 here). */

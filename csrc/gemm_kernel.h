@@ -36,6 +36,7 @@
 #define MAX0(a) _mm512_max_ps((a), _mm512_setzero_ps())
 #define BCAST(x) _mm512_set1_ps(x)
 #define VZERO() _mm512_setzero_ps()
+#define HSUM(x) _mm512_reduce_add_ps(x)
 #else
 #define UK_ROW NC_GEMM_F64_AVX512
 #define VEC __m512d
@@ -50,6 +51,7 @@
 #define MAX0(a) _mm512_max_pd((a), _mm512_setzero_pd())
 #define BCAST(x) _mm512_set1_pd(x)
 #define VZERO() _mm512_setzero_pd()
+#define HSUM(x) _mm512_reduce_add_pd(x)
 #endif
 
 #elif UK_LEVEL == 1 /* NC_SIMD_AVX2 */
@@ -70,6 +72,7 @@
 #define MAX0(a) _mm256_max_ps((a), _mm256_setzero_ps())
 #define BCAST(x) _mm256_set1_ps(x)
 #define VZERO() _mm256_setzero_ps()
+#define HSUM(x) nc_hsum8_ps(x)
 #else
 #define UK_ROW NC_GEMM_F64_AVX2
 #define VEC __m256d
@@ -85,6 +88,7 @@
 #define MAX0(a) _mm256_max_pd((a), _mm256_setzero_pd())
 #define BCAST(x) _mm256_set1_pd(x)
 #define VZERO() _mm256_setzero_pd()
+#define HSUM(x) nc_hsum4_pd(x)
 #endif
 
 #else /* generic C: one lane */
@@ -107,6 +111,7 @@
 #define MAX0(a) ((a) > 0 ? (a) : (REAL)0) /* NaN -> 0, as nc_act_forward's relu */
 #define BCAST(x) (x)
 #define VZERO() ((REAL)0)
+#define HSUM(x) (x)
 #endif
 
 #define UK_CAT2(op, suf) NC_NAME(op##_##suf)
@@ -281,6 +286,101 @@ UK_INLINE void UK_NAME(gemm_ukr)(ptrdiff_t k, REAL alpha, const REAL *a, ptrdiff
     }
 }
 
+/* The dot path: C := act(alpha op(A) B^T + beta C + bias) for a few rows of
+ * op(A) and a transposed B (B row-major n x k, op(B)(p, j) = B[j ldb + p]).
+ * Every element of C is the dot product of a row of op(A) and a row of B,
+ * both contiguous in p, so nothing is packed: each B row is read once per DI
+ * rows of A (packing a transposed B costs more than using it when only a few
+ * rows of A share it, e.g. dx = delta W^T at batch 1). `a` holds the rows of
+ * op(A) with stride rsa, contiguous in p. Lanes hold partial sums over p
+ * (p mod VL), summed horizontally at the end: one fixed order per shape. */
+#if UK_LEVEL == 2
+#define DOT_I 4
+#else
+#define DOT_I 2
+#endif
+#define DOT_J 4
+UK_INLINE void UK_NAME(gemm_dot_block)(const int mi, const int nj, ptrdiff_t k, const REAL *a, ptrdiff_t rsa,
+                                       const REAL *const *brow, VEC (*acc)[2 * DOT_J])
+{
+    ptrdiff_t p = 0;
+#pragma GCC unroll 8
+    for (int i = 0; i < mi; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < nj; j++) acc[i][j] = VZERO();
+    for (; p + VL <= k; p += VL) {
+        VEC bv[2 * DOT_J];
+#pragma GCC unroll 8
+        for (int j = 0; j < nj; j++) bv[j] = LOADU(brow[j] + p);
+#pragma GCC unroll 8
+        for (int i = 0; i < mi; i++) {
+            VEC av = LOADU(a + i * rsa + p);
+#pragma GCC unroll 8
+            for (int j = 0; j < nj; j++) acc[i][j] = FMA(av, bv[j], acc[i][j]);
+        }
+    }
+    if (p < k) {
+        int cnt = (int)(k - p);
+        VEC bv[2 * DOT_J];
+#pragma GCC unroll 8
+        for (int j = 0; j < nj; j++) bv[j] = MLOAD(brow[j] + p, cnt);
+#pragma GCC unroll 8
+        for (int i = 0; i < mi; i++) {
+            VEC av = MLOAD(a + i * rsa + p, cnt);
+#pragma GCC unroll 8
+            for (int j = 0; j < nj; j++) acc[i][j] = FMA(av, bv[j], acc[i][j]);
+        }
+    }
+}
+
+static UK_ATTR void UK_NAME(gemm_dot)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *a,
+                                      ptrdiff_t rsa, const REAL *B, ptrdiff_t ldb, REAL beta, REAL *C,
+                                      ptrdiff_t ldc, const REAL *bias, int act, REAL act_alpha)
+{
+    for (ptrdiff_t i0 = 0; i0 < m; i0 += DOT_I) {
+        int mi = (int)(m - i0 < DOT_I ? m - i0 : DOT_I);
+        /* one row of A: twice the B rows per block, so that 8 sums are in flight */
+        int dj = mi == 1 ? 2 * DOT_J : DOT_J;
+        for (ptrdiff_t j0 = 0; j0 < n; j0 += dj) {
+            int nj = (int)(n - j0 < dj ? n - j0 : dj);
+            const REAL *brow[2 * DOT_J];
+            /* past the last row of B, repeat it (computed, never stored): the
+             * loops keep their constant shape */
+            for (int j = 0; j < dj; j++) brow[j] = B + (j0 + (j < nj ? j : nj - 1)) * ldb;
+            VEC acc[DOT_I][2 * DOT_J];
+            const REAL *ai = a + i0 * rsa;
+            switch (mi) {
+            case 1: UK_NAME(gemm_dot_block)(1, 2 * DOT_J, k, ai, rsa, brow, acc); break;
+#if DOT_I >= 2
+            case 2: UK_NAME(gemm_dot_block)(2, DOT_J, k, ai, rsa, brow, acc); break;
+#endif
+#if DOT_I >= 3
+            case 3: UK_NAME(gemm_dot_block)(3, DOT_J, k, ai, rsa, brow, acc); break;
+#endif
+#if DOT_I >= 4
+            case 4: UK_NAME(gemm_dot_block)(4, DOT_J, k, ai, rsa, brow, acc); break;
+#endif
+            default: return;
+            }
+            for (int i = 0; i < mi; i++) {
+                REAL *c = C + (i0 + i) * ldc + j0;
+                for (int j = 0; j < nj; j++) {
+                    REAL s = alpha * (REAL)HSUM(acc[i][j]);
+                    if (beta != 0) s += beta * c[j];
+                    if (bias) s += bias[j0 + j];
+                    if (act == NC_ACT_RELU) s = s > 0 ? s : (REAL)0;
+                    c[j] = s;
+                }
+            }
+        }
+        if (act != NC_ACT_LINEAR && act != NC_ACT_RELU)
+            for (int i = 0; i < mi; i++)
+                NC_NAME(act_forward)(act, act_alpha, C + (i0 + i) * ldc, C + (i0 + i) * ldc, n);
+    }
+}
+#undef DOT_I
+#undef DOT_J
+
 /* Packing reads the source one cache line (PL elements) at a time and uses
  * all of it at once: walking a column of a row-major matrix would touch one
  * line per row, and with a leading dimension of a multiple of 4 KiB all those
@@ -379,6 +479,80 @@ static void UK_NAME(gemm_tile_act)(REAL *c, ptrdiff_t ldc, int m, int n, int act
     for (int i = 0; i < m; i++) NC_NAME(act_forward)(act, act_alpha, c + (ptrdiff_t)i * ldc, c + (ptrdiff_t)i * ldc, n);
 }
 
+/* The row path: C := act(alpha op(A) B + beta C + bias) for one or two rows
+ * of op(A) and B not transposed. Each element of B serves only those rows,
+ * so the product runs at the speed B streams in: each block of ROW_NV vectors
+ * of C columns stays in registers while the block's B rows are read in
+ * order, a long contiguous piece of each row at a time (the micro-kernel's
+ * NR-column strips would walk B at a stride of its leading dimension).
+ * Columns past the last full block are left to the direct path; gemm_body.h
+ * cuts C between threads at multiples of ROW_W, so every element is summed
+ * in the same order whatever the thread count. */
+#if UK_LEVEL == 2
+#define ROW_NV 16
+#else
+#define ROW_NV 8
+#endif
+#define ROW_W (ROW_NV * VL)
+UK_INLINE void UK_NAME(gemm_row_block)(const int mi, const int nv, ptrdiff_t k, REAL alpha, const REAL *a,
+                                       ptrdiff_t rsa, ptrdiff_t csa, const REAL *b, ptrdiff_t ldb, REAL beta,
+                                       REAL *c, ptrdiff_t ldc, const REAL *bias, int relu)
+{
+    VEC acc[2][ROW_NV];
+#pragma GCC unroll 2
+    for (int i = 0; i < mi; i++)
+#pragma GCC unroll 16
+        for (int v = 0; v < nv; v++) acc[i][v] = VZERO();
+    for (ptrdiff_t p = 0; p < k; p++) {
+        const REAL *bp = b + p * ldb;
+        VEC a0 = BCAST(a[p * csa]), a1 = mi > 1 ? BCAST(a[rsa + p * csa]) : a0;
+#pragma GCC unroll 16
+        for (int v = 0; v < nv; v++) {
+            VEC bv = LOADU(bp + v * VL);
+            acc[0][v] = FMA(a0, bv, acc[0][v]);
+            if (mi > 1) acc[1][v] = FMA(a1, bv, acc[1][v]);
+        }
+    }
+    VEC va = BCAST(alpha), vb = BCAST(beta);
+#pragma GCC unroll 2
+    for (int i = 0; i < mi; i++)
+#pragma GCC unroll 16
+        for (int v = 0; v < nv; v++) {
+            REAL *cp = c + i * ldc + v * VL;
+            VEC r = MUL(acc[i][v], va);
+            if (beta != 0) r = FMA(vb, LOADU(cp), r);
+            if (bias) r = ADD(r, LOADU(bias + v * VL));
+            if (relu) r = MAX0(r);
+            STOREU(cp, r);
+        }
+}
+
+static int UK_NAME(gemm_row_width)(void) { return ROW_W; }
+
+/* Full ROW_W-column blocks of C by the row path; returns the columns done. */
+static UK_ATTR ptrdiff_t UK_NAME(gemm_rows)(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha,
+                                           const REAL *A, ptrdiff_t lda, const REAL *B, ptrdiff_t ldb, REAL beta,
+                                           REAL *C, ptrdiff_t ldc, const REAL *bias, int act, REAL act_alpha)
+{
+    ptrdiff_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1, j0 = 0;
+    int relu = act == NC_ACT_RELU;
+    for (; j0 + ROW_W <= n; j0 += ROW_W) {
+        const REAL *bias1 = bias ? bias + j0 : NULL;
+        if (m == 1)
+            UK_NAME(gemm_row_block)(1, ROW_NV, k, alpha, A, rsa, csa, B + j0, ldb, beta, C + j0, ldc, bias1, relu);
+        else
+            UK_NAME(gemm_row_block)(2, ROW_NV / 2, k, alpha, A, rsa, csa, B + j0, ldb, beta, C + j0, ldc, bias1,
+                                    relu);
+        if (m == 2) /* the second half of the block: the other ROW_NV / 2 vectors */
+            UK_NAME(gemm_row_block)(2, ROW_NV / 2, k, alpha, A, rsa, csa, B + j0 + ROW_W / 2, ldb, beta,
+                                    C + j0 + ROW_W / 2, ldc, bias1 ? bias1 + ROW_W / 2 : NULL, relu);
+        if (act != NC_ACT_LINEAR && !relu) UK_NAME(gemm_tile_act)(C + j0, ldc, (int)m, ROW_W, act, act_alpha);
+    }
+    return j0;
+}
+#undef ROW_NV
+#undef ROW_W
+
 /* C := act(alpha op(A) op(B) + beta C + bias) on one thread, k >= 1.
  * work: gemm_work(m, n, k) elements (unused by the direct path unless trans_b). */
 static UK_ATTR void UK_NAME(gemm_serial)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
@@ -390,6 +564,13 @@ static UK_ATTR void UK_NAME(gemm_serial)(int trans_a, int trans_b, ptrdiff_t m, 
     /* op(A)(i, p) = A[i rsa + p csa]; op(B)(p, j) = B[p rsb + j csb] */
     ptrdiff_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
     ptrdiff_t rsb = trans_b ? 1 : ldb, csb = trans_b ? ldb : 1;
+    if (direct == NC_GEMM_PATH_ROWS) { /* full blocks by the row path, the rest below */
+        ptrdiff_t done = UK_NAME(gemm_rows)(trans_a, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias, act,
+                                            act_alpha);
+        if (done == n) return;
+        C += done, B += done, n -= done;
+        if (bias) bias += done;
+    }
     if (direct) {
         /* operands in place; op(B) packed whole when transposed (the caller
          * asked for direct only when k n is small then) */
@@ -473,6 +654,7 @@ static UK_ATTR void UK_NAME(gemm_serial)(int trans_a, int trans_b, ptrdiff_t m, 
 #undef MAX0
 #undef BCAST
 #undef VZERO
+#undef HSUM
 #undef UK_NAME
 #undef MR
 #undef NV

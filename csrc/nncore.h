@@ -145,6 +145,65 @@ void nc_take_rows_f32(const float *src /* in */, ptrdiff_t cols, const int64_t *
                       float *dst /* out */);
 void nc_take_rows_f64(const double *src /* in */, ptrdiff_t cols, const int64_t *idx /* in */, ptrdiff_t nidx,
                       double *dst /* out */);
+/* dst[idx[r], :] += src[r, :] for r < nidx, in the order of r (the embedding gradient; idx checked
+ * by caller). Columns are split across threads: the same result for any nthreads. */
+void nc_scatter_add_rows_f32(const float *src /* in */, ptrdiff_t cols, const int64_t *idx /* in */, ptrdiff_t nidx,
+                             float *dst /* inout */, int nthreads);
+void nc_scatter_add_rows_f64(const double *src /* in */, ptrdiff_t cols, const int64_t *idx /* in */, ptrdiff_t nidx,
+                             double *dst /* inout */, int nthreads);
+
+/* ------------------------------------------------------------------ */
+/* Recurrent cells: one time step over a batch of B rows               */
+/* Every array is a contiguous (B, width) block; u = units. act and   */
+/* ract are nc_act codes whose derivative is a function of the output */
+/* (not nc_act_needs_input), alpha/ralpha their parameters: a =        */
+/* act, ra = ract. The caller adds h_{t-1} U before the forward cell   */
+/* and dh_{t-1} += delta U^T after the backward cell. Rows are         */
+/* independent: the result is the same for any nthreads.              */
+/* ------------------------------------------------------------------ */
+
+/* LSTM, gate order i, f, g (Keras "c"), o. z (B, 4u) holds x W + h_{t-1} U + b
+ * on entry and the gates on exit: i = ra(z_i), f = ra(z_f), g = a(z_g), o = ra(z_o);
+ * c = f c_prev + i g; tc = a(c); h = o tc. */
+void nc_lstm_cell_forward_f32(int act, float alpha, int ract, float ralpha, float *z /* inout */,
+                              const float *c_prev /* in */, float *c /* out */, float *tc /* out */,
+                              float *h /* out */, ptrdiff_t B, ptrdiff_t u, int nthreads);
+void nc_lstm_cell_forward_f64(int act, double alpha, int ract, double ralpha, double *z /* inout */,
+                              const double *c_prev /* in */, double *c /* out */, double *tc /* out */,
+                              double *h /* out */, ptrdiff_t B, ptrdiff_t u, int nthreads);
+/* From the gates (B, 4u), c_prev, tc and dh = dL/dh_t, with dc = dL/dc_t from step t+1 on entry:
+ * dc_t = dc + dh o a'(tc); delta = [dc_t g ra'(i), dc_t c_prev ra'(f), dc_t i a'(g), dh tc ra'(o)]
+ * (dL/dz, B x 4u); dc := dc_t f (= dL/dc_{t-1} on exit). */
+void nc_lstm_cell_backward_f32(int act, float alpha, int ract, float ralpha, const float *gates /* in */,
+                               const float *c_prev /* in */, const float *tc /* in */, const float *dh /* in */,
+                               float *dc /* inout */, float *delta /* out */, ptrdiff_t B, ptrdiff_t u,
+                               int nthreads);
+void nc_lstm_cell_backward_f64(int act, double alpha, int ract, double ralpha, const double *gates /* in */,
+                               const double *c_prev /* in */, const double *tc /* in */, const double *dh /* in */,
+                               double *dc /* inout */, double *delta /* out */, ptrdiff_t B, ptrdiff_t u,
+                               int nthreads);
+
+/* GRU with reset_after (Keras 3 default), gate order z, r, h. z (B, 3u) holds
+ * x W + b_in on entry, rec (B, 3u) holds h_{t-1} U + b_rec: z = ra(x_z + rec_z),
+ * r = ra(x_r + rec_r), hh = a(x_h + r rec_h); h = z h_prev + (1 - z) hh. z holds
+ * (z, r, hh) on exit. */
+void nc_gru_cell_forward_f32(int act, float alpha, int ract, float ralpha, float *z /* inout */,
+                             const float *rec /* in */, const float *h_prev /* in */, float *h /* out */,
+                             ptrdiff_t B, ptrdiff_t u, int nthreads);
+void nc_gru_cell_forward_f64(int act, double alpha, int ract, double ralpha, double *z /* inout */,
+                             const double *rec /* in */, const double *h_prev /* in */, double *h /* out */,
+                             ptrdiff_t B, ptrdiff_t u, int nthreads);
+/* From the gates (z, r, hh), rec, h_prev and dh: delta_h = dh (1 - z) a'(hh),
+ * dx = [dh (h_prev - hh) ra'(z), delta_h rec_h ra'(r), delta_h] (dL/d(x W + b_in)),
+ * drec = [dx_z, dx_r, delta_h r] (dL/d rec); dh_prev += dh z when dh_prev is not NULL. */
+void nc_gru_cell_backward_f32(int act, float alpha, int ract, float ralpha, const float *gates /* in */,
+                              const float *rec /* in */, const float *h_prev /* in */, const float *dh /* in */,
+                              float *dx /* out */, float *drec /* out */, float *dh_prev /* inout, nullable */,
+                              ptrdiff_t B, ptrdiff_t u, int nthreads);
+void nc_gru_cell_backward_f64(int act, double alpha, int ract, double ralpha, const double *gates /* in */,
+                              const double *rec /* in */, const double *h_prev /* in */, const double *dh /* in */,
+                              double *dx /* out */, double *drec /* out */, double *dh_prev /* inout, nullable */,
+                              ptrdiff_t B, ptrdiff_t u, int nthreads);
 
 /* ------------------------------------------------------------------ */
 /* Convolution and pooling, channels_last (csrc/conv.c)                */

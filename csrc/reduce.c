@@ -1,5 +1,6 @@
 /* reduce.c -- reductions and row gathers, float and double. */
 #include "nncore.h"
+#include "vmath.h" /* NC_CLONES */
 #ifdef _OPENMP
 #include <omp.h>
 #else

@@ -65,7 +65,7 @@ double NC_NAME(sumsq)(const REAL *x, ptrdiff_t n, int nthreads)
     return total;
 }
 
-int NC_NAME(all_finite)(const REAL *x, ptrdiff_t n, int nthreads)
+NC_CLONES int NC_NAME(all_finite)(const REAL *x, ptrdiff_t n, int nthreads)
 {
     (void)nthreads;
     /* x - x is 0 for finite x and NaN for inf/NaN, and NaN != 0. An OR reduction of the
@@ -83,5 +83,33 @@ void NC_NAME(take_rows)(const REAL *src, ptrdiff_t cols, const int64_t *idx, ptr
         const REAL *s = src + idx[r] * cols;
         REAL *d = dst + r * cols;
         for (ptrdiff_t j = 0; j < cols; j++) d[j] = s[j];
+    }
+}
+
+void NC_NAME(scatter_add_rows)(const REAL *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, REAL *dst,
+                               int nthreads)
+{
+    /* dst[idx[r]] += src[r], r in order: threads split the columns, so every element sees the
+     * same additions in the same order whatever the thread count */
+    int nt = nc_team_size(nthreads, (double)nidx * (double)cols);
+    if (nt > 1 && cols >= 16 * nt) {
+#pragma omp parallel num_threads(nt)
+        {
+            int t = omp_get_thread_num(), T = omp_get_num_threads();
+            ptrdiff_t j0 = cols * t / T, j1 = cols * (t + 1) / T;
+            for (ptrdiff_t r = 0; r < nidx; r++) {
+                const REAL *s = src + r * cols;
+                REAL *d = dst + idx[r] * cols;
+#pragma omp simd
+                for (ptrdiff_t j = j0; j < j1; j++) d[j] += s[j];
+            }
+        }
+        return;
+    }
+    for (ptrdiff_t r = 0; r < nidx; r++) {
+        const REAL *s = src + r * cols;
+        REAL *d = dst + idx[r] * cols;
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < cols; j++) d[j] += s[j];
     }
 }

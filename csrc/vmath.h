@@ -24,6 +24,7 @@
  */
 #ifndef NC_VMATH_H
 #define NC_VMATH_H
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 

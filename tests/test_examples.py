@@ -50,3 +50,8 @@ def test_demo_command():
     assert "Epoch 3/3" in proc.stdout
     acc = float(proc.stdout.split("test accuracy:")[1].split()[0])
     assert acc > 0.9
+
+
+def test_cnn_digits():
+    res = _load("cnn_digits").main(epochs=5)
+    assert res["accuracy"] > 0.93

@@ -401,3 +401,58 @@ def test_bad_bias_and_activation_raise():
         gemm(a, b, c, act=99)
     with pytest.raises(ValueError, match="unknown activation code"):
         gemm(a, b, c, act=-1)
+
+
+# ---------------------------------------------------------------- few rows of op(A): dot and row paths
+
+# The dot path (transposed B, at most 16 rows of op(A)) and the row path (B not
+# transposed, 1 or 2 rows, blocks of 128/256 columns of C) around their edges:
+# column counts either side of the row blocks, k either side of a vector.
+FEW_ROWS = [1, 2, 3, 4, 5, 16, 17]
+FEW_COLS = [1, 7, 127, 128, 129, 255, 256, 257, 513]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("ta,tb", TRANS)
+def test_few_rows_paths(dtype, level, ta, tb):
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(level * 4 + 2 * ta + tb)
+    for m in FEW_ROWS:
+        for n, k in zip(FEW_COLS, [1, 15, 17, 784, 16, 33, 9, 100, 64]):
+            a, b = _operands(rng, m, n, k, ta, tb, dtype)
+            c = np.full((m, n), np.nan, dtype)
+            gemm(a, b, c, trans_a=ta, trans_b=tb)
+            _check(c, _ref(a, b, ta, tb), dtype, k)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ["relu", "tanh", "linear"])
+@pytest.mark.parametrize("tb", [False, True])
+def test_few_rows_epilogue_alpha_beta(dtype, act, tb):
+    rng = np.random.default_rng(ACT_CODES[act] + 10 * tb)
+    for level in LEVELS:
+        runtime.set_simd_level(level)
+        for m, n, k in [(1, 300, 50), (2, 257, 31), (4, 100, 200), (1, 5, 3)]:
+            a, b = _operands(rng, m, n, k, False, tb, dtype)
+            a *= 1.0 / math.sqrt(k)
+            bias = rng.standard_normal(n).astype(dtype)
+            c0 = rng.standard_normal((m, n)).astype(dtype)
+            c = c0.copy()
+            gemm(a, b, c, trans_b=tb, alpha=-1.5, beta=0.5, bias=bias, act=ACT_CODES[act])
+            _check(c, _act_ref(act, _ref(a, b, False, tb, -1.5, 0.5, c0, bias), 0.0), dtype, k, scale=2.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta,tb", TRANS)
+def test_few_rows_threads_bit_identical(dtype, ta, tb):
+    """Big enough for a team: the split follows the row blocks, so 1 and 2 threads agree bit for bit."""
+    rng = np.random.default_rng(11)
+    for m, n, k in [(1, 2100, 2050), (2, 1500, 1500), (5, 1100, 800)]:
+        a, b = _operands(rng, m, n, k, ta, tb, dtype)
+        c1 = np.empty((m, n), dtype)
+        c2 = np.empty((m, n), dtype)
+        gemm(a, b, c1, trans_a=ta, trans_b=tb, n_threads=1)
+        gemm(a, b, c2, trans_a=ta, trans_b=tb, n_threads=2)
+        _check(c1, _ref(a, b, ta, tb), dtype, k)
+        np.testing.assert_array_equal(c1, c2)

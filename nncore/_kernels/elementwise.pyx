@@ -180,3 +180,31 @@ def take_rows(src, idx, dst):
         with nogil:
             nc_take_rows_f64(<double*>ps, cols, pi, nidx, <double*>pd)
     return dst
+
+
+def scatter_add_rows(src, idx, dst, int n_threads=1):
+    """dst[idx[r]] += src[r] for a 2-D src and int64 idx (the embedding gradient); indices are
+    bounds-checked first. Rows are added in order: the result is the same for any n_threads."""
+    cdef int code = _real(src, "src")
+    _same_real(dst, "dst", code)
+    _writable(dst, "dst")
+    _ndim(src, "src", 2)
+    _ndim(dst, "dst", 2)
+    if not isinstance(idx, cnp.ndarray) or cnp.PyArray_TYPE(<cnp.ndarray>idx) != cnp.NPY_INT64 \
+            or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>idx) or cnp.PyArray_NDIM(<cnp.ndarray>idx) != 1:
+        raise TypeError("scatter_add_rows: idx must be a contiguous 1-D int64 array")
+    cdef Py_ssize_t nidx = idx.shape[0], rows = dst.shape[0], cols = dst.shape[1], i
+    _shape2(src, "src", nidx, cols)
+    cdef int64_t *pi = <int64_t*>_ptr(idx)
+    for i in range(nidx):
+        if pi[i] < 0 or pi[i] >= rows:
+            raise IndexError(f"scatter_add_rows: index {pi[i]} out of range for {rows} rows")
+    cdef void *ps = _ptr(src)
+    cdef void *pd = _ptr(dst)
+    if code == 0:
+        with nogil:
+            nc_scatter_add_rows_f32(<float*>ps, cols, pi, nidx, <float*>pd, n_threads)
+    else:
+        with nogil:
+            nc_scatter_add_rows_f64(<double*>ps, cols, pi, nidx, <double*>pd, n_threads)
+    return dst

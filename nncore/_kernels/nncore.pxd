@@ -53,6 +53,33 @@ cdef extern from "nncore.h" nogil:
     int nc_all_finite_f64(const double *x, ptrdiff_t n, int nthreads)
     void nc_take_rows_f32(const float *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, float *dst)
     void nc_take_rows_f64(const double *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, double *dst)
+    void nc_scatter_add_rows_f32(const float *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, float *dst,
+                                 int nthreads)
+    void nc_scatter_add_rows_f64(const double *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx,
+                                 double *dst, int nthreads)
+
+    # recurrent cells
+    void nc_lstm_cell_forward_f32(int act, float alpha, int ract, float ralpha, float *z, const float *c_prev,
+                                  float *c, float *tc, float *h, ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_lstm_cell_forward_f64(int act, double alpha, int ract, double ralpha, double *z,
+                                  const double *c_prev, double *c, double *tc, double *h, ptrdiff_t B,
+                                  ptrdiff_t u, int nthreads)
+    void nc_lstm_cell_backward_f32(int act, float alpha, int ract, float ralpha, const float *gates,
+                                   const float *c_prev, const float *tc, const float *dh, float *dc,
+                                   float *delta, ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_lstm_cell_backward_f64(int act, double alpha, int ract, double ralpha, const double *gates,
+                                   const double *c_prev, const double *tc, const double *dh, double *dc,
+                                   double *delta, ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_gru_cell_forward_f32(int act, float alpha, int ract, float ralpha, float *z, const float *rec,
+                                 const float *h_prev, float *h, ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_gru_cell_forward_f64(int act, double alpha, int ract, double ralpha, double *z, const double *rec,
+                                 const double *h_prev, double *h, ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_gru_cell_backward_f32(int act, float alpha, int ract, float ralpha, const float *gates,
+                                  const float *rec, const float *h_prev, const float *dh, float *dx,
+                                  float *drec, float *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_gru_cell_backward_f64(int act, double alpha, int ract, double ralpha, const double *gates,
+                                  const double *rec, const double *h_prev, const double *dh, double *dx,
+                                  double *drec, double *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
 
     # convolution and pooling (channels_last)
     ctypedef struct nc_conv_geom:

@@ -8,16 +8,18 @@ from nncore.layers.conv import (AveragePooling1D, AveragePooling2D, Conv1D, Conv
                                  GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D,
                                  MaxPooling2D)
 from nncore.layers.core import Activation, Dense, Dropout, Flatten
+from nncore.layers.embedding import Embedding
+from nncore.layers.recurrent import GRU, LSTM, SimpleRNN
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Dropout", "Flatten",
            "Conv1D", "Conv2D", "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
            "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
-           "get_layer_class", "register_layer"]
+           "SimpleRNN", "LSTM", "GRU", "Embedding", "get_layer_class", "register_layer"]
 
 _REGISTRY = {cls.__name__: cls for cls in (InputLayer, Dense, Activation, Dropout, Flatten, Conv1D, Conv2D,
                                            MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
                                            GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalAveragePooling1D,
-                                           GlobalAveragePooling2D)}
+                                           GlobalAveragePooling2D, SimpleRNN, LSTM, GRU, Embedding)}
 
 
 def get_layer_class(name):

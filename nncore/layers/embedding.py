@@ -1,0 +1,99 @@
+"""Embedding: integer indices to dense vectors (Keras 3 semantics), for text-like models.
+
+Forward y[..., :] = E[x[...], :] (a row gather); backward dE[k] = sum of dy over the positions
+whose index is k (a scatter-add, in order, so the result does not depend on the thread count).
+
+Inputs reach a model's layers as floats (`Sequential` casts its inputs to the model dtype), which
+holds every index exactly up to 2**24 in float32 (2**53 in float64); the layer casts them back to
+int64 as Keras casts its inputs (truncation), then checks the range.
+"""
+import numpy as np
+
+from nncore import initializers, regularizers
+from nncore._kernels import elementwise as _ew
+from nncore.layers.base import Layer
+from nncore.layers.core import _serialize
+
+_FLOAT32_EXACT = 2 ** 24
+
+
+class Embedding(Layer):
+    """Turns indices in [0, input_dim) into vectors of size output_dim.
+
+    Parameters
+    ----------
+    input_dim : int
+        Vocabulary size.
+    output_dim : int
+        Size of each vector.
+    embeddings_initializer : name or initializer, default='uniform' (U(-0.05, 0.05), as Keras)
+    embeddings_regularizer : name, regularizer or None
+
+    Notes
+    -----
+    Input (batch, ...) of integer indices (or floats holding integers), output (batch, ..., output_dim).
+    The weight is ``embeddings`` of shape (input_dim, output_dim), as in Keras. No gradient flows to
+    the indices (dx is zero); put the layer first.
+    """
+
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
+                 name=None, input_shape=None, batch_input_shape=None):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+        for arg, v in (("input_dim", input_dim), ("output_dim", output_dim)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+                raise ValueError(f"Embedding: {arg} must be a positive int, got {v!r}")
+        self.input_dim, self.output_dim = int(input_dim), int(output_dim)
+        self.embeddings_initializer = embeddings_initializer
+        self.embeddings_regularizer = embeddings_regularizer
+        initializers.get(embeddings_initializer)
+        regularizers.get(embeddings_regularizer)
+
+    def build(self, input_shape):
+        self.add_weight("embeddings", (self.input_dim, self.output_dim), self.embeddings_initializer,
+                        self.embeddings_regularizer)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.output_dim,)
+
+    def _buffers(self, shape):
+        n, dt = int(np.prod(shape)), self.embeddings.dtype
+        idx = np.empty(n, np.int64)
+        y = np.empty(tuple(shape) + (self.output_dim,), dt)
+        dx = np.zeros(shape, dt) if self._need_dx else None
+        return self._keep(shape, (idx, idx.reshape(shape), y, y.reshape(n, self.output_dim), dx))
+
+    def forward(self, x, training=False):
+        # y[p] = E[x[p]]
+        if x.shape[1:] != self.input_shape[1:]:
+            self._check_features(x)
+        if x.dtype == np.float32 and self.input_dim > _FLOAT32_EXACT:
+            raise ValueError(f"layer {self.name!r} (Embedding): input_dim {self.input_dim} exceeds 2**24, "
+                             "which float32 inputs cannot index exactly; use float64 (nncore.set_floatx)")
+        bufs = self._bufs.get(x.shape)
+        if bufs is None or (bufs[4] is None) == self._need_dx:
+            bufs = self._buffers(x.shape)
+        idx, idx_nd, y, y2, _ = bufs
+        np.copyto(idx_nd, x, casting="unsafe")          # as Keras: cast to int (truncation)
+        try:
+            _ew.take_rows(self.embeddings, idx, y2)
+        except IndexError:
+            bad = idx[(idx < 0) | (idx >= self.input_dim)][0]
+            raise ValueError(f"layer {self.name!r} (Embedding): index {bad} out of range "
+                             f"[0, {self.input_dim})") from None
+        self._cur = bufs
+        return y
+
+    def backward(self, dy):
+        # dE = 0 ; dE[x[p]] += dy[p]
+        idx, _, _, y2, dx = self._cur
+        dE = self._grad_of["embeddings"]
+        dE.fill(0)
+        _ew.scatter_add_rows(dy.reshape(y2.shape), idx, dE, self._n_threads)
+        return dx if self._need_dx else None
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(input_dim=self.input_dim, output_dim=self.output_dim,
+                   embeddings_initializer=_serialize(self.embeddings_initializer),
+                   embeddings_regularizer=_serialize(self.embeddings_regularizer))
+        return cfg
