@@ -413,4 +413,3 @@ def test_lstm_peers_compute_the_same_forward_gradient_and_first_step():
         for i, (a, w0, g) in enumerate(zip(peer.get_weights(), weights, grads)):
             lr = 2 * P.LR if torch_form and i == 2 else P.LR
             np.testing.assert_allclose(a, w0 - lr * g / (np.abs(g) + e), rtol=0, atol=0.02 * P.LR, err_msg=name)
-

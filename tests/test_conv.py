@@ -4,6 +4,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import nncore
 from nncore._kernels import conv as K
@@ -258,6 +260,44 @@ def test_kernel_wrappers_refuse_bad_arguments():
     dx = np.full(x.shape, np.nan, np.float32)
     K.maxpool_backward(idx, np.ones_like(y), dx)
     assert not dx.any()
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(n=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9), c=st.integers(1, 4), f=st.integers(1, 3),
+       kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       dil=st.integers(1, 3), padding=st.sampled_from(["valid", "same"]))
+def test_property_conv2d_and_pooling_on_random_geometries(n, h, w, c, f, kh, kw, sh, sw, dil, padding):
+    # any geometry Keras accepts: the layer against the direct convolution, col2im as im2col's adjoint
+    # (<im2col(x), g> = <x, col2im(g)>) and both poolings against their references
+    d = (1, 1) if max(sh, sw) > 1 else (dil, dil)
+    (oh, pt), (ow, pl) = ref_out(h, kh, sh, d[0], padding), ref_out(w, kw, sw, d[1], padding)
+    rng = np.random.default_rng(n * 1000 + h * 100 + w * 10 + c)
+    x = rng.standard_normal((n, h, w, c))
+    if oh < 1 or ow < 1:                                      # the window does not fit: a clear error
+        with pytest.raises(ValueError, match="larger than"):
+            Conv2D(f, (kh, kw), strides=(sh, sw), padding=padding, dilation_rate=d)(x)
+        return
+    layer = Conv2D(f, (kh, kw), strides=(sh, sw), padding=padding, dilation_rate=d)
+    nncore.set_floatx("float64")
+    try:
+        y = layer(x)
+    finally:
+        nncore.set_floatx("float32")
+    np.testing.assert_allclose(y, ref_conv2d(x, layer.kernel, layer.bias, (sh, sw), d, padding), rtol=1e-12,
+                               atol=1e-12)
+    cols = np.empty((n * oh * ow, kh * kw * c))
+    K.im2col(x, cols, (kh, kw), (sh, sw), d, (pt, pl), (oh, ow))
+    g = rng.standard_normal(cols.shape)
+    dx = np.empty_like(x)
+    K.col2im(g, dx, (kh, kw), (sh, sw), d, (pt, pl), (oh, ow))
+    assert np.sum(cols * g) == pytest.approx(np.sum(x * dx), rel=1e-12, abs=1e-12)
+    (oh, pt), (ow, pl) = ref_out(h, kh, sh, 1, padding), ref_out(w, kw, sw, 1, padding)   # pooling: no dilation
+    if oh >= 1 and ow >= 1:
+        y = np.empty((n, oh, ow, c))
+        K.maxpool_forward(x, y, None, (kh, kw), (sh, sw), (pt, pl))
+        np.testing.assert_array_equal(y, ref_pool(x, (kh, kw), (sh, sw), padding, "max"))
+        K.avgpool_forward(x, y, (kh, kw), (sh, sw), (pt, pl))
+        np.testing.assert_allclose(y, ref_pool(x, (kh, kw), (sh, sw), padding, "avg"), rtol=1e-13, atol=1e-13)
 
 
 # ------------------------------------------------------------------------------------- layers

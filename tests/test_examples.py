@@ -55,3 +55,8 @@ def test_demo_command():
 def test_cnn_digits():
     res = _load("cnn_digits").main(epochs=5)
     assert res["accuracy"] > 0.93
+
+
+def test_lstm_digits():
+    res = _load("lstm_digits").main(epochs=15)
+    assert res["accuracy"] > 0.92
