@@ -5,7 +5,7 @@ import pytest
 from nncore._kernels import elementwise as ew
 from nncore._kernels import runtime as rt
 
-SHAPES = [(1, 1), (1, 13), (13, 1), (7, 127), (4095, 3), (4097, 2), (257, 257), (3000, 41)]
+SHAPES = [(1, 1), (1, 13), (13, 1), (7, 127), (4095, 3), (4097, 2), (257, 257), (3000, 41), (50, 4097), (300, 9000)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
