@@ -28,12 +28,8 @@ from nncore._kernels import conv as _conv
 from nncore._kernels import elementwise as _ew
 from nncore._kernels.gemm import gemm
 from nncore.layers.base import Layer
-from nncore.layers.core import _serialize
+from nncore.layers.core import _act_delta, _affine_act, _serialize
 
-_act_backward = _ew.act_backward
-_act_forward = _ew.act_forward
-_softmax_forward = _ew.softmax_forward
-_softmax_backward = _ew.softmax_backward
 _colsum = _ew.colsum
 
 
@@ -191,27 +187,13 @@ class _Conv(_Window):
             cols = _conv.im2col(self._as4(x, n, h, w, c), bufs[0], self._win, self._str, self._dil, self._pad,
                                 self._out, self._n_threads)
         self._cols = cols
-        b = self.bias if self.use_bias else None
-        if self._code is None:                    # softmax over the filters: a separate row-wise pass
-            _softmax_forward(gemm(cols, self._k2, bufs[1], bias=b, n_threads=self._n_threads), bufs[2])
-        elif self._keep_z:                        # f' needs z (gelu, swish)
-            gemm(cols, self._k2, bufs[1], bias=b, n_threads=self._n_threads)
-            _act_forward(self._code, self._alpha, bufs[1], bufs[2], self._n_threads)
-        else:                                     # bias and f fused into the GEMM epilogue
-            gemm(cols, self._k2, bufs[2], bias=b, act=self._code, act_alpha=self._alpha,
-                 n_threads=self._n_threads)
+        _affine_act(self, cols, self._k2, bufs[1], bufs[2])   # softmax: over the filters
         return bufs[5]
 
     def backward(self, dy):
         # delta = dy * f'(z) ; dK = cols^T delta ; db = sum_rows delta ; dx = col2im(delta K^T)
         cols, z, y, delta, dx, _ = self._cur
-        dy = dy.reshape(y.shape)
-        if self._code is None:
-            _softmax_backward(y, dy, delta)
-        elif self._code == 0:
-            delta = dy
-        else:
-            _act_backward(self._code, self._alpha, z if self._keep_z else None, y, dy, delta, self._n_threads)
+        delta = _act_delta(self, dy.reshape(y.shape), z, y, delta)
         gemm(self._cols, delta, self._dk2, trans_a=True, n_threads=self._n_threads)
         if self.use_bias:
             _colsum(delta, self._grad_of["bias"], self._n_threads)

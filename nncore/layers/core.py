@@ -27,6 +27,34 @@ def _serialize(obj):
     raise ValueError(f"cannot serialize {obj!r}: give a name or an object with get_config()")
 
 
+def _affine_act(layer, x, kernel, z, y):
+    """z = x K + b ; y = f(z), for a layer with ``_code``/``_alpha``/``_keep_z`` (Dense, the convolutions):
+    one GEMM with the bias and f in its epilogue, or f in a pass of its own when f' needs z or f is softmax.
+    Returns y (z's buffer itself when f is linear)."""
+    b = layer.bias if layer.use_bias else None
+    nt = layer._n_threads
+    if layer._code is None:                   # softmax: separate row-wise pass
+        _softmax_forward(gemm(x, kernel, z, bias=b, n_threads=nt), y)
+    elif layer._keep_z:                       # f' needs z (gelu, swish)
+        gemm(x, kernel, z, bias=b, n_threads=nt)
+        _act_forward(layer._code, layer._alpha, z, y, nt)
+    else:                                     # bias and f fused into the GEMM epilogue
+        gemm(x, kernel, y, bias=b, act=layer._code, act_alpha=layer._alpha, n_threads=nt)
+    return y
+
+
+def _act_delta(layer, dy, z, y, delta):
+    """delta = dy * f'(z) for a layer that ran `_affine_act` (softmax: y (dy - sum(dy y))); returns delta
+    (dy itself when f is linear)."""
+    if layer._code is None:
+        _softmax_backward(y, dy, delta)
+    elif layer._code == 0:
+        return dy
+    else:
+        _act_backward(layer._code, layer._alpha, z if layer._keep_z else None, y, dy, delta, layer._n_threads)
+    return delta
+
+
 class Dense(Layer):
     """Fully connected layer: y = f(x W + b).
 
@@ -96,27 +124,12 @@ class Dense(Layer):
             self._check_features(x)
         bufs = self._bufs.get(x.shape[0]) or self._buffers(x.shape[0])
         self._x, self._cur = x, bufs
-        b = self.bias if self.use_bias else None
-        if self._code is None:                    # softmax: separate row-wise pass
-            _softmax_forward(gemm(x, self.kernel, bufs[0], bias=b, n_threads=self._n_threads), bufs[1])
-        elif self._keep_z:                        # f' needs z (gelu, swish)
-            gemm(x, self.kernel, bufs[0], bias=b, n_threads=self._n_threads)
-            _act_forward(self._code, self._alpha, bufs[0], bufs[1], self._n_threads)
-        else:                                     # bias and f fused into the GEMM epilogue
-            gemm(x, self.kernel, bufs[1], bias=b, act=self._code, act_alpha=self._alpha,
-                 n_threads=self._n_threads)
-        return bufs[1]
+        return _affine_act(self, x, self.kernel, bufs[0], bufs[1])
 
     def backward(self, dy):
         # delta = dy * f'(z)
         z, y, delta, _ = self._cur
-        if self._code is None:
-            _softmax_backward(y, dy, delta)
-        elif self._code == 0:
-            delta = dy
-        else:
-            _act_backward(self._code, self._alpha, z if self._keep_z else None, y, dy, delta, self._n_threads)
-        return self.backward_logits(delta)
+        return self.backward_logits(_act_delta(self, dy, z, y, delta))
 
     def forward_logits(self, x):
         """Training forward that stops at z = x W + b; returns (z, y buffer for the probabilities)."""
