@@ -70,8 +70,15 @@ print(json.dumps(res))
 
 
 def run(policy, repeats):
-    env = dict(os.environ, OMP_WAIT_POLICY=policy, PYTHONPATH=ROOT)
+    """policy: an OMP_WAIT_POLICY, or "SPIN=<n>": libgomp's GOMP_SPINCOUNT=n (spin n rounds, then sleep)."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
     env.pop("OMP_NUM_THREADS", None)
+    env.pop("GOMP_SPINCOUNT", None)
+    if policy.startswith("SPIN="):
+        env["OMP_WAIT_POLICY"] = "ACTIVE"      # nncore would set PASSIVE, which means a spin count of 0
+        env["GOMP_SPINCOUNT"] = policy[5:]
+    else:
+        env["OMP_WAIT_POLICY"] = policy
     out = subprocess.run([sys.executable, "-c", WORKER, str(repeats)], env=env, capture_output=True, text=True,
                          check=True)
     return json.loads(out.stdout)
@@ -80,6 +87,8 @@ def run(policy, repeats):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--policies", default="PASSIVE,ACTIVE",
+                   help="comma-separated: OMP_WAIT_POLICY values and SPIN=<GOMP_SPINCOUNT> (e.g. SPIN=10000)")
     args = p.parse_args()
     print(f"cpus available: {len(os.sched_getaffinity(0))}  load average: {os.getloadavg()}")
     rows = []
@@ -89,16 +98,16 @@ def main():
             spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
             time.sleep(0.5)
         try:
-            for policy in ("PASSIVE", "ACTIVE"):
+            for policy in args.policies.split(","):
                 for name, (t1, t2) in run(policy, args.repeats).items():
                     rows.append((("busy" if load else "idle"), policy, name, t1, t2))
         finally:
             if spinner is not None:
                 spinner.kill()
                 spinner.wait()
-    print(f"{'other core':10s} {'policy':8s} {'kernel':24s} {'1 thread ms':>12s} {'2 threads ms':>13s} {'t2/t1':>6s}")
+    print(f"{'other core':10s} {'policy':11s} {'kernel':24s} {'1 thread ms':>12s} {'2 threads ms':>13s} {'t2/t1':>6s}")
     for load, policy, name, t1, t2 in rows:
-        print(f"{load:10s} {policy:8s} {name:24s} {t1 * 1e3:12.3f} {t2 * 1e3:13.3f} {t2 / t1:6.2f}")
+        print(f"{load:10s} {policy:11s} {name:24s} {t1 * 1e3:12.3f} {t2 * 1e3:13.3f} {t2 / t1:6.2f}")
 
 
 if __name__ == "__main__":

@@ -199,7 +199,9 @@ void NC_NAME(act_forward_par)(int act, REAL alpha, const REAL *x, REAL *y, ptrdi
     int nt = nc_team_size(nthreads, (double)n * nc_act_cost(act, 0));
     if (nt <= 1) { NC_NAME(act_forward)(act, alpha, x, y, n); return; }
     ptrdiff_t nchunks = (n + NC_ACT_CHUNK - 1) / NC_ACT_CHUNK;
-#pragma omp parallel for schedule(static) num_threads(nt)
+/* dynamic: when a thread's core is busy with other work, the others take its chunks
+ * (each chunk writes its own outputs, so the result does not depend on who runs it) */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (ptrdiff_t c = 0; c < nchunks; c++) {
         ptrdiff_t lo = c * NC_ACT_CHUNK, len = n - lo < NC_ACT_CHUNK ? n - lo : NC_ACT_CHUNK;
         NC_NAME(act_forward)(act, alpha, x + lo, y + lo, len);
@@ -212,7 +214,9 @@ void NC_NAME(act_backward_par)(int act, REAL alpha, const REAL *x, const REAL *y
     int nt = nc_team_size(nthreads, (double)n * nc_act_cost(act, 1));
     if (nt <= 1) { NC_NAME(act_backward)(act, alpha, x, y, dy, dx, n); return; }
     ptrdiff_t nchunks = (n + NC_ACT_CHUNK - 1) / NC_ACT_CHUNK;
-#pragma omp parallel for schedule(static) num_threads(nt)
+/* dynamic: when a thread's core is busy with other work, the others take its chunks
+ * (each chunk writes its own outputs, so the result does not depend on who runs it) */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (ptrdiff_t c = 0; c < nchunks; c++) {
         ptrdiff_t lo = c * NC_ACT_CHUNK, len = n - lo < NC_ACT_CHUNK ? n - lo : NC_ACT_CHUNK;
         NC_NAME(act_backward)(act, alpha, x ? x + lo : NULL, y + lo, dy + lo, dx + lo, len);

@@ -38,7 +38,7 @@ void NC_NAME(im2col)(const nc_conv_geom *g, const REAL *x, REAL *cols, int nthre
         for (ptrdiff_t r = 0; r < rows; r++) NC_NAME(im2col_row)(g, x, cols, r / g->oh, r % g->oh);
         return;
     }
-#pragma omp parallel for schedule(static) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) /* a busy core's share moves */
     for (ptrdiff_t r = 0; r < rows; r++) NC_NAME(im2col_row)(g, x, cols, r / g->oh, r % g->oh);
 }
 
@@ -85,7 +85,7 @@ void NC_NAME(col2im)(const nc_conv_geom *g, const REAL *cols, REAL *x, int nthre
         for (ptrdiff_t b = 0; b < g->n; b++) NC_NAME(col2im_image)(g, cols, x, b);
         return;
     }
-#pragma omp parallel for schedule(static) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) /* a busy core's share moves */
     for (ptrdiff_t b = 0; b < g->n; b++) NC_NAME(col2im_image)(g, cols, x, b);
 }
 
@@ -156,7 +156,7 @@ static void NC_NAME(pool_forward)(const nc_conv_geom *g, int is_max, const REAL 
         for (ptrdiff_t r = 0; r < rows; r++) NC_NAME(pool_row)(g, is_max, x, y, idx, r / g->oh, r % g->oh);
         return;
     }
-#pragma omp parallel for schedule(static) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) /* a busy core's share moves */
     for (ptrdiff_t r = 0; r < rows; r++) NC_NAME(pool_row)(g, is_max, x, y, idx, r / g->oh, r % g->oh);
 }
 
@@ -216,7 +216,7 @@ static void NC_NAME(pool_backward)(const nc_conv_geom *g, int is_max, const int3
         for (ptrdiff_t b = 0; b < g->n; b++) NC_NAME(pool_back_image)(g, is_max, idx, dy, dx, b);
         return;
     }
-#pragma omp parallel for schedule(static) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) /* a busy core's share moves */
     for (ptrdiff_t b = 0; b < g->n; b++) NC_NAME(pool_back_image)(g, is_max, idx, dy, dx, b);
 }
 

@@ -199,7 +199,9 @@ static double NC_NAME(loss_driver)(int kind, const REAL *z, const REAL *y, const
     double partial[NC_LOSS_BATCH];
     for (ptrdiff_t c0 = 0; c0 < nchunks; c0 += NC_LOSS_BATCH) {
         ptrdiff_t cn = nchunks - c0 < NC_LOSS_BATCH ? nchunks - c0 : NC_LOSS_BATCH;
-#pragma omp parallel for schedule(static) num_threads(nt)
+/* dynamic: when a thread's core is busy with other work, the others take its chunks
+ * (each chunk writes its own outputs, so the result does not depend on who runs it) */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
         for (ptrdiff_t c = 0; c < cn; c++) {
             ptrdiff_t r0 = (c0 + c) * rows, r1 = r0 + rows < n ? r0 + rows : n;
             partial[c] = NC_NAME(loss_chunk)(kind, z, y, label, w, prob, d, r0, r1, k, grad_scale);

@@ -71,7 +71,7 @@ double NC_NAME(sumsq)(const REAL *x, ptrdiff_t n, int nthreads)
     double partial[STACK];
     for (ptrdiff_t c0 = 0; c0 < nchunks; c0 += STACK) {
         ptrdiff_t cn = nchunks - c0 < STACK ? nchunks - c0 : STACK;
-#pragma omp parallel for schedule(static) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) /* a busy core's share moves */
         for (ptrdiff_t c = 0; c < cn; c++) {
             ptrdiff_t lo = (c0 + c) * NC_RED_CHUNK, len = n - lo < NC_RED_CHUNK ? n - lo : NC_RED_CHUNK;
             partial[c] = NC_NAME(sumsq_chunk)(x + lo, len);

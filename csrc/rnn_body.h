@@ -36,7 +36,7 @@ NC_CLONES void NC_NAME(lstm_cell_forward)(int act, REAL alpha, int ract, REAL ra
                                   tc + b * u, h + b * u, u);
         return;
     }
-#pragma omp parallel for schedule(static) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) /* a busy core's share moves */
     for (ptrdiff_t b = 0; b < B; b++)
         NC_NAME(lstm_fwd_row)(act, alpha, ract, ralpha, z + b * 4 * u, c_prev + b * u, c + b * u,
                               tc + b * u, h + b * u, u);
@@ -75,7 +75,7 @@ NC_CLONES void NC_NAME(lstm_cell_backward)(int act, REAL alpha, int ract, REAL r
                                   dh + b * u, dc + b * u, delta + b * 4 * u, u);
         return;
     }
-#pragma omp parallel for schedule(static) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) /* a busy core's share moves */
     for (ptrdiff_t b = 0; b < B; b++)
         NC_NAME(lstm_bwd_row)(act, alpha, ract, ralpha, gates + b * 4 * u, c_prev + b * u, tc + b * u,
                               dh + b * u, dc + b * u, delta + b * 4 * u, u);
@@ -108,7 +108,7 @@ NC_CLONES void NC_NAME(gru_cell_forward)(int act, REAL alpha, int ract, REAL ral
                                  h + b * u, u);
         return;
     }
-#pragma omp parallel for schedule(static) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) /* a busy core's share moves */
     for (ptrdiff_t b = 0; b < B; b++)
         NC_NAME(gru_fwd_row)(act, alpha, ract, ralpha, z + b * 3 * u, rec + b * 3 * u, h_prev + b * u,
                              h + b * u, u);
@@ -149,7 +149,7 @@ NC_CLONES void NC_NAME(gru_cell_backward)(int act, REAL alpha, int ract, REAL ra
                                  dh + b * u, dx + b * 3 * u, drec + b * 3 * u, dh_prev ? dh_prev + b * u : NULL, u);
         return;
     }
-#pragma omp parallel for schedule(static) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) /* a busy core's share moves */
     for (ptrdiff_t b = 0; b < B; b++)
         NC_NAME(gru_bwd_row)(act, alpha, ract, ralpha, gates + b * 3 * u, rec + b * 3 * u, h_prev + b * u,
                              dh + b * u, dx + b * 3 * u, drec + b * 3 * u, dh_prev ? dh_prev + b * u : NULL, u);
