@@ -177,7 +177,7 @@ void NC_NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
      * the same order whatever the thread count. */
     double mnk = (double)m * (double)n * (double)k;
     int direct = trans_b ? mnk <= NC_GEMM_DIRECT_WORK && (double)k * (double)n <= 16384.0
-                         : mnk <= NC_GEMM_DIRECT_WORK || m <= NC_GEMM_DIRECT_PANELS * mr;
+                         : mnk <= NC_GEMM_DIRECT_WORK || m <= NC_GEMM_DIRECT_PANELS * mr || (!trans_a && n <= 2 * nr && k <= NC_GEMM_DIRECT_THIN_K);
     /* a transposed B shared by a few rows of op(A): dot products, no packing;
      * one or two rows over a plain B: the row path, in blocks of C columns
      * that the thread split below respects */
