@@ -387,6 +387,52 @@ static UK_ATTR void UK_NAME(gemm_dot)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REA
  * lines fall in the same few cache sets. */
 #define PL (64 / (int)sizeof(REAL))
 
+/* AVX-512 float with MR = 8: the 8 x 16 block of A (8 rows, a cache line of
+ * each) transposed into dst[p 8 + i] in registers: unpack pairs of rows,
+ * then pairs of pairs (64-bit), which leaves p = 4L + q, rows 0-3 / 4-7 in
+ * 128-bit lane L of b[q] / b[4 + q]; the lanes are then put in output order. */
+#if UK_LEVEL == 2 && defined(NC_F32) && NC_GEMM_MR(UK_ROW) == 8
+#define UK_PACK_A_T8X16 1
+UK_INLINE void UK_NAME(gemm_t8x16)(const float *src, ptrdiff_t lda, float *dst)
+{
+    __m512 r[8], a[8], b[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) r[i] = _mm512_loadu_ps(src + i * lda);
+#pragma GCC unroll 4
+    for (int i = 0; i < 8; i += 2) {
+        a[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);     /* r_i[4L], r_i+1[4L], r_i[4L+1], r_i+1[4L+1] */
+        a[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]); /* the same for 4L+2, 4L+3 */
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) { /* rows 0-3 (h = 0) and 4-7 (h = 1) */
+        __m512 *x = a + 4 * h;
+        b[4 * h + 0] = _mm512_shuffle_ps(x[0], x[2], 0x44); /* p = 4L */
+        b[4 * h + 1] = _mm512_shuffle_ps(x[0], x[2], 0xEE); /* p = 4L + 1 */
+        b[4 * h + 2] = _mm512_shuffle_ps(x[1], x[3], 0x44); /* p = 4L + 2 */
+        b[4 * h + 3] = _mm512_shuffle_ps(x[1], x[3], 0xEE); /* p = 4L + 3 */
+    }
+    /* out 2L + e = [b[2e].L, b[4 + 2e].L, b[2e + 1].L, b[5 + 2e].L] (p = 4L + 2e, 4L + 2e + 1) */
+#pragma GCC unroll 2
+    for (int e = 0; e < 2; e++) {
+        __m512 lo01 = _mm512_shuffle_f32x4(b[2 * e], b[4 + 2 * e], 0x44);         /* b[2e].0 b[2e].1 b[4+2e].0 b[4+2e].1 */
+        __m512 hi01 = _mm512_shuffle_f32x4(b[2 * e + 1], b[5 + 2 * e], 0x44);
+        __m512 lo23 = _mm512_shuffle_f32x4(b[2 * e], b[4 + 2 * e], 0xEE);         /* lanes 2, 3 */
+        __m512 hi23 = _mm512_shuffle_f32x4(b[2 * e + 1], b[5 + 2 * e], 0xEE);
+        /* [x.0 x.1 y.0 y.1] -> for L = 0: [x.0, y.0, ...]: lanes (0, 2) of each */
+        __m512 o0 = _mm512_shuffle_f32x4(_mm512_shuffle_f32x4(lo01, lo01, 0xD8), _mm512_shuffle_f32x4(hi01, hi01, 0xD8), 0x44);
+        __m512 o1 = _mm512_shuffle_f32x4(_mm512_shuffle_f32x4(lo01, lo01, 0xD8), _mm512_shuffle_f32x4(hi01, hi01, 0xD8), 0xEE);
+        __m512 o2 = _mm512_shuffle_f32x4(_mm512_shuffle_f32x4(lo23, lo23, 0xD8), _mm512_shuffle_f32x4(hi23, hi23, 0xD8), 0x44);
+        __m512 o3 = _mm512_shuffle_f32x4(_mm512_shuffle_f32x4(lo23, lo23, 0xD8), _mm512_shuffle_f32x4(hi23, hi23, 0xD8), 0xEE);
+        _mm512_storeu_ps(dst + (0 * 2 + e) * 16, o0); /* L = 0 */
+        _mm512_storeu_ps(dst + (1 * 2 + e) * 16, o1); /* L = 1 */
+        _mm512_storeu_ps(dst + (2 * 2 + e) * 16, o2); /* L = 2 */
+        _mm512_storeu_ps(dst + (3 * 2 + e) * 16, o3); /* L = 3 */
+    }
+}
+#else
+#define UK_PACK_A_T8X16 0
+#endif
+
 /* Pack the mc x kc block op(A) (A points at its element (0, 0)) into MR-row
  * micro-panels: panel q holds a[p MR + i] = op(A)(q MR + i, p), zero rows past mc. */
 static UK_ATTR void UK_NAME(gemm_pack_a)(int trans, const REAL *A, ptrdiff_t lda, ptrdiff_t mc, ptrdiff_t kc,
@@ -414,10 +460,14 @@ static UK_ATTR void UK_NAME(gemm_pack_a)(int trans, const REAL *A, ptrdiff_t lda
             int pl = (int)(kc - p0 < PL ? kc - p0 : PL);
             REAL *dst = buf + p0 * MR;
             if (mr == MR && pl == PL) {
+#if UK_PACK_A_T8X16
+                UK_NAME(gemm_t8x16)(src + p0, lda, dst);
+#else
 #pragma GCC unroll 16
                 for (int i = 0; i < MR; i++)
 #pragma GCC unroll 16
                     for (int p = 0; p < PL; p++) dst[p * MR + i] = src[i * lda + p0 + p];
+#endif
             } else {
                 for (int i = 0; i < MR; i++)
                     for (int p = 0; p < pl; p++) dst[p * MR + i] = i < mr ? src[i * lda + p0 + p] : (REAL)0;
@@ -664,3 +714,4 @@ static UK_ATTR void UK_NAME(gemm_serial)(int trans_a, int trans_b, ptrdiff_t m, 
 #undef NCB
 #undef UK_INLINE
 #undef PL
+#undef UK_PACK_A_T8X16
