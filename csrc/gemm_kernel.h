@@ -390,10 +390,11 @@ static UK_ATTR void UK_NAME(gemm_dot)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REA
 /* AVX-512 float with MR = 8: the 8 x 16 block of A (8 rows, a cache line of
  * each) transposed into dst[p 8 + i] in registers: unpack pairs of rows,
  * then pairs of pairs (64-bit), which leaves p = 4L + q, rows 0-3 / 4-7 in
- * 128-bit lane L of b[q] / b[4 + q]; the lanes are then put in output order. */
+ * 128-bit lane L of b[q] / b[4 + q]; the lanes are then put in output order.
+ * Row p of the result goes to dst + p ds (ds = 8: packed A; ds = NR: a transposed B). */
 #if UK_LEVEL == 2 && defined(NC_F32) && NC_GEMM_MR(UK_ROW) == 8
 #define UK_PACK_A_T8X16 1
-UK_INLINE void UK_NAME(gemm_t8x16)(const float *src, ptrdiff_t lda, float *dst)
+UK_INLINE void UK_NAME(gemm_t8x16)(const float *src, ptrdiff_t lda, float *dst, const int ds)
 {
     __m512 r[8], a[8], b[8];
 #pragma GCC unroll 8
@@ -423,10 +424,17 @@ UK_INLINE void UK_NAME(gemm_t8x16)(const float *src, ptrdiff_t lda, float *dst)
         __m512 o1 = _mm512_shuffle_f32x4(_mm512_shuffle_f32x4(lo01, lo01, 0xD8), _mm512_shuffle_f32x4(hi01, hi01, 0xD8), 0xEE);
         __m512 o2 = _mm512_shuffle_f32x4(_mm512_shuffle_f32x4(lo23, lo23, 0xD8), _mm512_shuffle_f32x4(hi23, hi23, 0xD8), 0x44);
         __m512 o3 = _mm512_shuffle_f32x4(_mm512_shuffle_f32x4(lo23, lo23, 0xD8), _mm512_shuffle_f32x4(hi23, hi23, 0xD8), 0xEE);
-        _mm512_storeu_ps(dst + (0 * 2 + e) * 16, o0); /* L = 0 */
-        _mm512_storeu_ps(dst + (1 * 2 + e) * 16, o1); /* L = 1 */
-        _mm512_storeu_ps(dst + (2 * 2 + e) * 16, o2); /* L = 2 */
-        _mm512_storeu_ps(dst + (3 * 2 + e) * 16, o3); /* L = 3 */
+        __m512 o[4] = {o0, o1, o2, o3};
+#pragma GCC unroll 4
+        for (int L = 0; L < 4; L++) { /* p = 4L + 2e and the next one */
+            float *d = dst + (ptrdiff_t)(4 * L + 2 * e) * ds;
+            if (ds == 8) {
+                _mm512_storeu_ps(d, o[L]);
+            } else {
+                _mm256_storeu_ps(d, _mm512_castps512_ps256(o[L]));
+                _mm256_storeu_ps(d + ds, _mm512_extractf32x8_ps(o[L], 1));
+            }
+        }
     }
 }
 #else
@@ -461,7 +469,7 @@ static UK_ATTR void UK_NAME(gemm_pack_a)(int trans, const REAL *A, ptrdiff_t lda
             REAL *dst = buf + p0 * MR;
             if (mr == MR && pl == PL) {
 #if UK_PACK_A_T8X16
-                UK_NAME(gemm_t8x16)(src + p0, lda, dst);
+                UK_NAME(gemm_t8x16)(src + p0, lda, dst, MR);
 #else
 #pragma GCC unroll 16
                 for (int i = 0; i < MR; i++)
@@ -503,9 +511,14 @@ static UK_ATTR void UK_NAME(gemm_pack_b)(int trans, const REAL *B, ptrdiff_t ldb
             int pl = (int)(kc - p0 < PL ? kc - p0 : PL);
             REAL *dst = buf + p0 * NR;
             if (nr == NR && pl == PL) {
+#if UK_PACK_A_T8X16
+#pragma GCC unroll 4
+                for (int j = 0; j < NR; j += 8) UK_NAME(gemm_t8x16)(src + j * ldb + p0, ldb, dst + j, NR);
+#else
                 for (int j = 0; j < NR; j++)
 #pragma GCC unroll 16
                     for (int p = 0; p < PL; p++) dst[p * NR + j] = src[j * ldb + p0 + p];
+#endif
             } else {
                 for (int j = 0; j < NR; j++)
                     for (int p = 0; p < pl; p++) dst[p * NR + j] = j < nr ? src[j * ldb + p0 + p] : (REAL)0;
