@@ -7,38 +7,20 @@ col2im, pooling, gemm, activation, column sums, the fused loss, the optimizer st
 measured without the timers. The wrappers cost about a microsecond per call (a few dozen calls per
 step), well under the noise.
 """
-import argparse
 import time
 from collections import defaultdict
 
 import numpy as np
 
-from bench.peers import NncorePeer
-from bench.workloads import get_workload, make_data
+from bench.breakdown_common import prepare
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bench.cnn_breakdown", description=__doc__.split("\n\n")[0])
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--repeats", type=int, default=5, help="untimed-kernel epochs for the plain step time")
-    args = p.parse_args(argv)
-    import nncore
+    args, wl, x, y, model, plain = prepare("cnn", "python -m bench.cnn_breakdown",
+                                           __doc__.split("\n\n")[0], argv)
     import nncore.layers.conv as conv_mod
     import nncore.layers.core as core_mod
     import nncore.models as models_mod
-
-    wl = get_workload("cnn", args.steps * 128)
-    x, y = make_data(wl)
-    peer = NncorePeer(wl, x, y)
-    peer.set_threads(args.threads)
-    model = peer.model
-    model.fit(x, y, batch_size=wl.batch, epochs=1, verbose=0)          # warm-up: buffers exist
-    plain = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        model.fit(x, y, batch_size=wl.batch, epochs=1, verbose=0)
-        plain.append((time.perf_counter() - t0) / wl.steps())
 
     totals = defaultdict(float)
     current = ["?"]

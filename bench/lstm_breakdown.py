@@ -8,14 +8,12 @@ each, with the step's total measured without the timers; "other" is the rest (th
 of the input, Python, the batch gathering). The wrappers cost about a microsecond per call (about
 120 calls per step), under the noise.
 """
-import argparse
 import time
 from collections import defaultdict
 
 import numpy as np
 
-from bench.peers import NncorePeer
-from bench.workloads import get_workload, make_data
+from bench.breakdown_common import prepare
 
 
 def _gemm_role(a, b, c, trans_a=False, trans_b=False, beta=0.0, **_):
@@ -29,25 +27,10 @@ def _gemm_role(a, b, c, trans_a=False, trans_b=False, beta=0.0, **_):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bench.lstm_breakdown", description=__doc__.split("\n\n")[0])
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--repeats", type=int, default=5, help="untimed-kernel epochs for the plain step time")
-    args = p.parse_args(argv)
+    args, wl, x, y, model, plain = prepare("lstm", "python -m bench.lstm_breakdown",
+                                           __doc__.split("\n\n")[0], argv)
     import nncore.layers.core as core_mod
     import nncore.layers.recurrent as rec_mod
-
-    wl = get_workload("lstm", args.steps * 128)
-    x, y = make_data(wl)
-    peer = NncorePeer(wl, x, y)
-    peer.set_threads(args.threads)
-    model = peer.model
-    model.fit(x, y, batch_size=wl.batch, epochs=1, verbose=0)          # warm-up: buffers exist
-    plain = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        model.fit(x, y, batch_size=wl.batch, epochs=1, verbose=0)
-        plain.append((time.perf_counter() - t0) / wl.steps())
 
     totals, calls = defaultdict(float), defaultdict(int)
 

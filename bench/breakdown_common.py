@@ -1,0 +1,30 @@
+"""What the per-kernel breakdowns (bench/cnn_breakdown.py, bench/lstm_breakdown.py) share: the command
+line, the nncore peer of a workload after a warm-up epoch, and the plain step time without timers."""
+import argparse
+import time
+
+from bench.peers import NncorePeer
+from bench.workloads import get_workload, make_data
+
+
+def prepare(workload, prog, description, argv=None):
+    """Parse --threads/--steps/--repeats, build the nncore peer of `workload` over --steps batches, train a
+    warm-up epoch (buffers exist), time --repeats plain epochs. Returns (args, wl, x, y, model, plain),
+    plain being the seconds per step of each epoch."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=5, help="untimed-kernel epochs for the plain step time")
+    args = p.parse_args(argv)
+    wl = get_workload(workload, args.steps * 128)
+    x, y = make_data(wl)
+    peer = NncorePeer(wl, x, y)
+    peer.set_threads(args.threads)
+    model = peer.model
+    model.fit(x, y, batch_size=wl.batch, epochs=1, verbose=0)
+    plain = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        model.fit(x, y, batch_size=wl.batch, epochs=1, verbose=0)
+        plain.append((time.perf_counter() - t0) / wl.steps())
+    return args, wl, x, y, model, plain
