@@ -13,6 +13,7 @@
  * results are bit-identical for any thread count. */
 #include <string.h>
 #include "nncore.h"
+#include "vmath.h" /* NC_CLONES */
 
 static inline ptrdiff_t nc_imax(ptrdiff_t a, ptrdiff_t b) { return a > b ? a : b; }
 static inline ptrdiff_t nc_imin(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }

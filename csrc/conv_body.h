@@ -2,7 +2,7 @@
  * Included by conv.c; see there for the layout and the threading rules. */
 
 /* One output row (image b, output row oh) of the cols matrix: Wo rows of K = kh kw c. */
-static void NC_NAME(im2col_row)(const nc_conv_geom *g, const REAL *x, REAL *cols, ptrdiff_t b, ptrdiff_t oh)
+NC_CLONES static void NC_NAME(im2col_row)(const nc_conv_geom *g, const REAL *x, REAL *cols, ptrdiff_t b, ptrdiff_t oh)
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c, K = g->kh * g->kw * C;
     const REAL *xb = x + b * H * W * C;
@@ -43,7 +43,7 @@ void NC_NAME(im2col)(const nc_conv_geom *g, const REAL *x, REAL *cols, int nthre
 }
 
 /* dx of image b := sum over the windows of its cols rows (scatter-add, in output order). */
-static void NC_NAME(col2im_image)(const nc_conv_geom *g, const REAL *cols, REAL *x, ptrdiff_t b)
+NC_CLONES static void NC_NAME(col2im_image)(const nc_conv_geom *g, const REAL *cols, REAL *x, ptrdiff_t b)
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c, K = g->kh * g->kw * C;
     REAL *xb = x + b * H * W * C;
@@ -90,7 +90,7 @@ void NC_NAME(col2im)(const nc_conv_geom *g, const REAL *cols, REAL *x, int nthre
 }
 
 /* ---- pooling: one output row (b, oh) ---- */
-static void NC_NAME(pool_row)(const nc_conv_geom *g, int is_max, const REAL *x, REAL *y, int32_t *idx,
+NC_CLONES static void NC_NAME(pool_row)(const nc_conv_geom *g, int is_max, const REAL *x, REAL *y, int32_t *idx,
                               ptrdiff_t b, ptrdiff_t oh)
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c;
@@ -171,7 +171,7 @@ void NC_NAME(avgpool_forward)(const nc_conv_geom *g, const REAL *x, REAL *y, int
 }
 
 /* dx of image b := 0, then each dy is added to the input it came from (max) or spread over its window (avg). */
-static void NC_NAME(pool_back_image)(const nc_conv_geom *g, int is_max, const int32_t *idx, const REAL *dy,
+NC_CLONES static void NC_NAME(pool_back_image)(const nc_conv_geom *g, int is_max, const int32_t *idx, const REAL *dy,
                                      REAL *dx, ptrdiff_t b)
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c;
