@@ -10,9 +10,8 @@ step), well under the noise.
 import time
 from collections import defaultdict
 
-import numpy as np
 
-from bench.breakdown_common import prepare
+from bench.breakdown_common import prepare, print_header, wrapped_epoch
 
 
 def main(argv=None):
@@ -58,19 +57,10 @@ def main(argv=None):
                     finally:
                         current[0] = prev
                 setattr(layer, meth, run)
-    opt = model.optimizer
-    opt_step = opt.step_flat
-    opt.step_flat = timed("optimizer step", opt_step)
-    t0 = time.perf_counter()
-    model.fit(x, y, batch_size=wl.batch, epochs=1, verbose=0)
-    wrapped = (time.perf_counter() - t0) / wl.steps()
-    for (mod, name), fn in saved.items():
-        setattr(mod, name, fn)
-    del opt.step_flat
+    model.optimizer.step_flat = timed("optimizer step", model.optimizer.step_flat)
+    wrapped = wrapped_epoch(model, x, y, wl, saved)
     steps = wl.steps()
-    print(f"# nncore on the cnn workload: batch {wl.batch}, {args.threads} thread(s), {steps} steps; "
-          f"plain step {np.median(plain) * 1e3:.2f} ms (median of {args.repeats} epochs), "
-          f"with timers {wrapped * 1e3:.2f} ms")
+    print_header("cnn", wl, args, plain, wrapped)
     print("| layer / pass | kernel | ms per step | share |")
     print("|---|---|---|---|")
     total = sum(totals.values()) / steps

@@ -11,9 +11,8 @@ of the input, Python, the batch gathering). The wrappers cost about a microsecon
 import time
 from collections import defaultdict
 
-import numpy as np
 
-from bench.breakdown_common import prepare
+from bench.breakdown_common import prepare, print_header, wrapped_epoch
 
 
 def _gemm_role(a, b, c, trans_a=False, trans_b=False, beta=0.0, **_):
@@ -55,18 +54,10 @@ def main(argv=None):
                              (core_mod, "gemm", "Dense gemms"), (core_mod, "_colsum", "colsum (Dense bias)")):
         saved[(mod, name)] = getattr(mod, name)
         setattr(mod, name, timed(label, getattr(mod, name)))
-    opt = model.optimizer
-    opt.step_flat = timed("optimizer step (Adam)", opt.step_flat)
-    t0 = time.perf_counter()
-    model.fit(x, y, batch_size=wl.batch, epochs=1, verbose=0)
-    wrapped = (time.perf_counter() - t0) / wl.steps()
-    for (mod, name), fn in saved.items():
-        setattr(mod, name, fn)
-    del opt.step_flat
+    model.optimizer.step_flat = timed("optimizer step (Adam)", model.optimizer.step_flat)
+    wrapped = wrapped_epoch(model, x, y, wl, saved)
     steps = wl.steps()
-    print(f"# nncore on the lstm workload: batch {wl.batch}, {args.threads} thread(s), {steps} steps; "
-          f"plain step {np.median(plain) * 1e3:.2f} ms (median of {args.repeats} epochs), "
-          f"with timers {wrapped * 1e3:.2f} ms")
+    print_header("lstm", wl, args, plain, wrapped)
     print("| kernel | calls per step | ms per step | share |")
     print("|---|---|---|---|")
     for label, t in sorted(totals.items(), key=lambda kv: -kv[1]):

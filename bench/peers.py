@@ -434,7 +434,28 @@ class SklearnPeer(Peer):
 
 
 # ----------------------------------------------------------------------------------------------
-class KerasPeer(Peer):
+class KerasLayerBuilders:
+    """build_<arch> for the peers whose layers follow Keras's API (Keras itself and nncore): the same
+    calls on ``self.layer_api``, the peer's layers module."""
+
+    def build_mlp(self):
+        L = self.layer_api
+        return ([L.Dense(h, activation="relu") for h in self.wl.hidden]
+                + [L.Dense(self.wl.n_classes, activation="softmax")])
+
+    def build_cnn(self):
+        L = self.layer_api
+        out = []
+        for _, f in cnn_shapes(self.wl)[0]:
+            out += [L.Conv2D(f, 3, activation="relu"), L.MaxPooling2D(2)]
+        return out + [L.Flatten(), L.Dense(self.wl.n_classes, activation="softmax")]
+
+    def build_lstm(self):
+        L = self.layer_api
+        return [L.LSTM(self.wl.hidden[0]), L.Dense(self.wl.n_classes, activation="softmax")]
+
+
+class KerasPeer(KerasLayerBuilders, Peer):
     """Keras 3 on the torch backend: Sequential, compile, fit(epochs=1), predict."""
 
     name = "keras"
@@ -461,27 +482,11 @@ class KerasPeer(Peer):
         import keras
         import torch
 
-        self.torch, self.keras = torch, keras
+        self.torch, self.keras, self.layer_api = torch, keras, keras.layers
         keras.utils.set_random_seed(seed)
         self.model = keras.Sequential([keras.Input(shape=wl.input_shape)] + self.build())
         self.model.compile(optimizer=keras.optimizers.Adam(learning_rate=LR),
                            loss="sparse_categorical_crossentropy")
-
-    def build_mlp(self):
-        L = self.keras.layers
-        return ([L.Dense(h, activation="relu") for h in self.wl.hidden]
-                + [L.Dense(self.wl.n_classes, activation="softmax")])
-
-    def build_cnn(self):
-        L = self.keras.layers
-        out = []
-        for _, f in cnn_shapes(self.wl)[0]:
-            out += [L.Conv2D(f, 3, activation="relu"), L.MaxPooling2D(2)]
-        return out + [L.Flatten(), L.Dense(self.wl.n_classes, activation="softmax")]
-
-    def build_lstm(self):
-        L = self.keras.layers
-        return [L.LSTM(self.wl.hidden[0]), L.Dense(self.wl.n_classes, activation="softmax")]
 
     def set_threads(self, n):
         self.torch.set_num_threads(int(n))
@@ -508,7 +513,7 @@ class KerasPeer(Peer):
 
 
 # ----------------------------------------------------------------------------------------------
-class NncorePeer(Peer):
+class NncorePeer(KerasLayerBuilders, Peer):
     """nncore through its Keras-like API: Sequential, compile('adam', ...), fit, predict."""
 
     name = "nncore"
@@ -546,26 +551,10 @@ class NncorePeer(Peer):
         super().__init__(wl, x, y, seed, one_call)
         import nncore
 
-        self.nncore = nncore
+        self.nncore, self.layer_api = nncore, nncore.layers
         nncore.set_seed(seed)
         self.model = nncore.Sequential([nncore.layers.Input(shape=wl.input_shape)] + self.build())
         self.model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-
-    def build_mlp(self):
-        Dense = self.nncore.layers.Dense
-        return ([Dense(h, activation="relu") for h in self.wl.hidden]
-                + [Dense(self.wl.n_classes, activation="softmax")])
-
-    def build_cnn(self):
-        L = self.nncore.layers
-        out = []
-        for _, f in cnn_shapes(self.wl)[0]:
-            out += [L.Conv2D(f, 3, activation="relu"), L.MaxPooling2D(2)]
-        return out + [L.Flatten(), L.Dense(self.wl.n_classes, activation="softmax")]
-
-    def build_lstm(self):
-        L = self.nncore.layers
-        return [L.LSTM(self.wl.hidden[0]), L.Dense(self.wl.n_classes, activation="softmax")]
 
     def set_threads(self, n):
         self.nncore.set_num_threads(int(n))

@@ -291,6 +291,29 @@ def test_cnn_workload_and_builders():
         Workload("bad", (10, 4, 3), 2, 2, arch="cnn", input_shape=(3, 3, 1))
 
 
+def _step_peers(wl, x, y, weights, p, grads, rtol):
+    """Every available peer of wl with the same weights: its predictions against the float64 reference p
+    (to rtol), then one full-batch Adam step; nncore's gradients of that step against grads (PyTorch's,
+    Keras order). Returns {peer name: the stepped peer}."""
+    stepped = {}
+    for cls in (P.TorchFusedPeer, P.KerasPeer, P.NncorePeer, P.TorchPeer):
+        ok, _ = cls.available()
+        if not ok or not cls.supports(wl)[0]:
+            continue
+        peer = cls(wl, x, y)
+        peer.set_weights(weights)
+        np.testing.assert_allclose(peer.predict_all(), p, rtol=rtol, atol=1e-6, err_msg=cls.name)
+        peer.run(1)
+        stepped[cls.name] = peer
+    if "nncore" in stepped:
+        model = stepped["nncore"].model
+        got = [layer._grad_of[attr] for layer in model.layers for attr, *_ in layer._specs]
+        assert len(got) == len(grads)
+        for g, r in zip(got, grads):
+            np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-6)
+    return stepped
+
+
 def test_cnn_peers_compute_the_same_forward_gradient_and_first_step():
     torch = pytest.importorskip("torch")
     wl, x, y = _cnn_problem()
@@ -316,22 +339,7 @@ def test_cnn_peers_compute_the_same_forward_gradient_and_first_step():
     p /= p.sum(1, keepdims=True)
     np.testing.assert_allclose(prob, p, rtol=1e-4, atol=1e-6)
     assert loss.item() == pytest.approx(-np.log(p[np.arange(len(y)), y]).mean(), rel=1e-5)
-    others = [P.TorchFusedPeer, P.KerasPeer, P.NncorePeer]
-    stepped = {}
-    for cls in others + [P.TorchPeer]:
-        ok, why = cls.available()
-        if not ok or not cls.supports(wl)[0]:
-            continue
-        peer = cls(wl, x, y)
-        peer.set_weights(weights)
-        np.testing.assert_allclose(peer.predict_all(), p, rtol=1e-4, atol=1e-6, err_msg=cls.name)
-        peer.run(1)  # one full-batch Adam step
-        stepped[cls.name] = peer
-    if "nncore" in stepped:  # the gradients of that step, layer by layer (Keras order)
-        model = stepped["nncore"].model
-        got = [layer._grad_of[attr] for layer in model.layers for attr, *_ in layer._specs]
-        for g, r in zip(got, grads):
-            np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-6)
+    stepped = _step_peers(wl, x, y, weights, p, grads, rtol=1e-4)
     ref = stepped.pop("torch").get_weights()
     for name, peer in stepped.items():  # eps forms differ (PyTorch 1e-8, Keras 1e-7 hat): a step is ~lr
         for a, b in zip(peer.get_weights(), ref):
@@ -387,22 +395,7 @@ def test_lstm_peers_compute_the_same_forward_gradient_and_first_step():
     p /= p.sum(1, keepdims=True)
     np.testing.assert_allclose(prob, p, rtol=1e-5, atol=1e-6)
     assert loss.item() == pytest.approx(-np.log(p[np.arange(len(y)), y]).mean(), rel=1e-5)
-    stepped = {}
-    for cls in (P.TorchFusedPeer, P.KerasPeer, P.NncorePeer, P.TorchPeer):
-        ok, _ = cls.available()
-        if not ok or not cls.supports(wl)[0]:
-            continue
-        peer = cls(wl, x, y)
-        peer.set_weights(weights)
-        np.testing.assert_allclose(peer.predict_all(), p, rtol=1e-5, atol=1e-6, err_msg=cls.name)
-        peer.run(1)  # one full-batch Adam step
-        stepped[cls.name] = peer
-    if "nncore" in stepped:  # the gradients of that step, layer by layer (Keras order)
-        model = stepped["nncore"].model
-        got = [layer._grad_of[attr] for layer in model.layers for attr, *_ in layer._specs]
-        assert len(got) == len(grads) == 5
-        for g, r in zip(got, grads):
-            np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-6)
+    stepped = _step_peers(wl, x, y, weights, p, grads, rtol=1e-5)
     # the first Adam step is lr g / (|g| + e): e = 1e-8 for PyTorch, eps_hat / sqrt(1 - b2) = 3.2e-6 for
     # Keras and nncore (epsilon hat 1e-7); an LSTM has gradients small enough (early steps) for the two
     # forms to differ by a good part of lr, so each peer is checked against its own form

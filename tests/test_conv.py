@@ -15,14 +15,6 @@ from nncore.layers import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, D
 from reference_layers import ACTIVATIONS, numeric_grad
 
 
-@pytest.fixture
-def float64():
-    old = nncore.floatx()
-    nncore.set_floatx("float64")
-    yield
-    nncore.set_floatx(old)
-
-
 # ------------------------------------------------------------------------------------- references
 def ref_out(size, k, s, d, padding):
     """(out, pad_before) from Keras's rules, written independently of the layer code."""

@@ -4,16 +4,10 @@ Skipped when keras is not installed (it is an optional test dependency, in no ex
 Keras runs in float64 (keras.config.set_floatx) wherever it allows, so agreement is
 checked to ~1e-12 unless a comment says why a wider tolerance is needed.
 """
-import os
-
-os.environ["KERAS_BACKEND"] = "torch"   # before keras is imported; torch is the installed backend
+from keras_parity_common import float64_both, keras, pytestmark  # noqa: F401 (skips without keras)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
-keras = pytest.importorskip("keras")
-if keras.backend.backend() != "torch":   # keras was imported earlier with another backend
-    pytest.skip("keras parity tests need KERAS_BACKEND=torch", allow_module_level=True)
 
 import nncore  # noqa: E402
 from nncore import activations as nact, losses as nloss, metrics as nmet  # noqa: E402
@@ -22,23 +16,9 @@ from nncore.optimizers import schedules as nsch  # noqa: E402
 from nncore.layers import Dense, Input  # noqa: E402
 from nncore.models import Sequential  # noqa: E402
 
-# Keras's torch backend calls np.array(tensor) without copy=; NumPy 2 warns on every conversion
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
 kops = keras.ops
 ksch = keras.optimizers.schedules
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _float64():
-    old_k, old_p, old_n = keras.config.floatx(), keras.config.dtype_policy(), nncore.floatx()
-    keras.config.set_floatx("float64")
-    keras.config.set_dtype_policy("float64")
-    nncore.set_floatx("float64")
-    yield
-    keras.config.set_floatx(old_k)
-    keras.config.set_dtype_policy(old_p)
-    nncore.set_floatx(old_n)
 
 
 def kt(x, dtype="float64"):

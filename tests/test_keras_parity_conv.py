@@ -5,34 +5,15 @@ Skipped when keras is not installed, as tests/test_keras_parity.py. The same wei
 shapes, gradients (one SGD step of lr 1 over one batch: w0 - w1 = g) and a short fit's History are
 compared, in float64.
 """
-import os
-
-os.environ["KERAS_BACKEND"] = "torch"   # before keras is imported; torch is the installed backend
+from keras_parity_common import float64_both, keras, pytestmark  # noqa: F401 (skips without keras)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-keras = pytest.importorskip("keras")
-if keras.backend.backend() != "torch":   # keras was imported earlier with another backend
-    pytest.skip("keras parity tests need KERAS_BACKEND=torch", allow_module_level=True)
-
 import nncore  # noqa: E402
 from nncore import layers as NL  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 KL = keras.layers
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _float64():
-    old_k, old_p, old_n = keras.config.floatx(), keras.config.dtype_policy(), nncore.floatx()
-    keras.config.set_floatx("float64")
-    keras.config.set_dtype_policy("float64")
-    nncore.set_floatx("float64")
-    yield
-    keras.config.set_floatx(old_k)
-    keras.config.set_dtype_policy(old_p)
-    nncore.set_floatx(old_n)
 
 
 def _twins(kl, nl, input_shape, seed=0):

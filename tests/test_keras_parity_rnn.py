@@ -5,41 +5,22 @@ then outputs, one training step's weights and a short fit's History are compared
 keras is not installed, as tests/test_keras_parity.py. Keras runs in float64, so agreement is to
 ~1e-12 except where a comment says why not.
 """
-import os
-
-os.environ["KERAS_BACKEND"] = "torch"   # before keras is imported; torch is the installed backend
+from keras_parity_common import float64_both, keras, pytestmark  # noqa: F401 (skips without keras)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
-keras = pytest.importorskip("keras")
-if keras.backend.backend() != "torch":   # keras was imported earlier with another backend
-    pytest.skip("keras parity tests need KERAS_BACKEND=torch", allow_module_level=True)
 
 import nncore  # noqa: E402
 from nncore import layers as nl  # noqa: E402
 from nncore import optimizers as nopt  # noqa: E402
 from nncore.models import Sequential  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
 # Keras's own SimpleRNN cell agrees with the float64 recurrence h = tanh(x W + h U + b) computed in
 # NumPy only to ~1e-7 (its LSTM and GRU to 1e-16); nncore agrees with NumPy to 1e-16
 # (tests/test_recurrent.py), so SimpleRNN comparisons use a wider tolerance.
 _TOL = {"SimpleRNN": dict(rtol=1e-6, atol=1e-6), "LSTM": dict(rtol=1e-11, atol=1e-12),
         "GRU": dict(rtol=1e-11, atol=1e-12)}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _float64():
-    old_k, old_p, old_n = keras.config.floatx(), keras.config.dtype_policy(), nncore.floatx()
-    keras.config.set_floatx("float64")
-    keras.config.set_dtype_policy("float64")
-    nncore.set_floatx("float64")
-    yield
-    keras.config.set_floatx(old_k)
-    keras.config.set_dtype_policy(old_p)
-    nncore.set_floatx(old_n)
 
 
 def kn(x):

@@ -10,14 +10,6 @@ from reference_layers import ACTIVATIONS, KINKS, dense_forward, numeric_grad
 ACT_NAMES = sorted(ACTIVATIONS)
 
 
-@pytest.fixture
-def float64():
-    old = nncore.floatx()
-    nncore.set_floatx("float64")
-    yield
-    nncore.set_floatx(old)
-
-
 def _away_from_kinks(z, act):
     for k in KINKS.get(act, []):
         assert np.min(np.abs(z - k)) > 1e-4, "test data too close to a kink"

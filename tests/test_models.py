@@ -18,14 +18,6 @@ def sgd(lr):
     return nncore.optimizers.SGD(learning_rate=lr)
 
 
-@pytest.fixture
-def float64():
-    old = nncore.floatx()
-    nncore.set_floatx("float64")
-    yield
-    nncore.set_floatx(old)
-
-
 def _data(n=40, d=4, k=3, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, d))

@@ -192,14 +192,6 @@ def _randomize(layer, rng, scale=0.5):
         w[...] = rng.standard_normal(w.shape) * scale
 
 
-@pytest.fixture
-def float64():
-    old = nncore.floatx()
-    nncore.set_floatx("float64")
-    yield
-    nncore.set_floatx(old)
-
-
 @pytest.mark.parametrize("kind", list(CLASSES))
 @pytest.mark.parametrize("seq,back", [(False, False), (True, False), (False, True), (True, True)])
 def test_layer_forward_matches_numpy(float64, kind, seq, back):

@@ -156,21 +156,28 @@ def all_finite(x, int n_threads=1):
     return bool(r)
 
 
+cdef Py_ssize_t _row_index(object idx, Py_ssize_t rows, str fn) except -1:
+    """Check idx: a contiguous 1-D int64 array of row numbers in [0, rows); return its length."""
+    if not isinstance(idx, cnp.ndarray) or cnp.PyArray_TYPE(<cnp.ndarray>idx) != cnp.NPY_INT64 \
+            or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>idx) or cnp.PyArray_NDIM(<cnp.ndarray>idx) != 1:
+        raise TypeError(f"{fn}: idx must be a contiguous 1-D int64 array")
+    cdef Py_ssize_t n = idx.shape[0], i
+    cdef const int64_t *pi = <const int64_t*>_ptr(idx)
+    for i in range(n):
+        if pi[i] < 0 or pi[i] >= rows:
+            raise IndexError(f"{fn}: index {pi[i]} out of range for {rows} rows")
+    return n
+
+
 def take_rows(src, idx, dst):
     """dst[r] = src[idx[r]] for a 2-D src and int64 idx; indices are bounds-checked first."""
     cdef int code = _real(src, "src")
     _same_real(dst, "dst", code)
     _writable(dst, "dst")
     _ndim(src, "src", 2)
-    if not isinstance(idx, cnp.ndarray) or cnp.PyArray_TYPE(<cnp.ndarray>idx) != cnp.NPY_INT64 \
-            or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>idx) or cnp.PyArray_NDIM(<cnp.ndarray>idx) != 1:
-        raise TypeError("take_rows: idx must be a contiguous 1-D int64 array")
-    cdef Py_ssize_t nidx = idx.shape[0], rows = src.shape[0], cols = src.shape[1], i
+    cdef Py_ssize_t nidx = _row_index(idx, src.shape[0], "take_rows"), cols = src.shape[1]
     _shape2(dst, "dst", nidx, cols)
     cdef int64_t *pi = <int64_t*>_ptr(idx)
-    for i in range(nidx):
-        if pi[i] < 0 or pi[i] >= rows:
-            raise IndexError(f"take_rows: index {pi[i]} out of range for {rows} rows")
     cdef void *ps = _ptr(src)
     cdef void *pd = _ptr(dst)
     if code == 0:
@@ -190,15 +197,9 @@ def scatter_add_rows(src, idx, dst, int n_threads=1):
     _writable(dst, "dst")
     _ndim(src, "src", 2)
     _ndim(dst, "dst", 2)
-    if not isinstance(idx, cnp.ndarray) or cnp.PyArray_TYPE(<cnp.ndarray>idx) != cnp.NPY_INT64 \
-            or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>idx) or cnp.PyArray_NDIM(<cnp.ndarray>idx) != 1:
-        raise TypeError("scatter_add_rows: idx must be a contiguous 1-D int64 array")
-    cdef Py_ssize_t nidx = idx.shape[0], rows = dst.shape[0], cols = dst.shape[1], i
+    cdef Py_ssize_t nidx = _row_index(idx, dst.shape[0], "scatter_add_rows"), cols = dst.shape[1]
     _shape2(src, "src", nidx, cols)
     cdef int64_t *pi = <int64_t*>_ptr(idx)
-    for i in range(nidx):
-        if pi[i] < 0 or pi[i] >= rows:
-            raise IndexError(f"scatter_add_rows: index {pi[i]} out of range for {rows} rows")
     cdef void *ps = _ptr(src)
     cdef void *pd = _ptr(dst)
     if code == 0:

@@ -22,13 +22,11 @@ import math
 
 import numpy as np
 
-from nncore import activations as _activations
-from nncore import initializers, regularizers
 from nncore._kernels import conv as _conv
 from nncore._kernels import elementwise as _ew
 from nncore._kernels.gemm import gemm
 from nncore.layers.base import Layer
-from nncore.layers.core import _act_delta, _affine_act, _serialize
+from nncore.layers.core import _act_delta, _affine_act, _affine_config, _init_affine
 
 _colsum = _ew.colsum
 
@@ -129,18 +127,8 @@ class _Conv(_Window):
                              f"got strides={self.strides}, dilation_rate={self.dilation_rate}")
         self.padding = _padding(padding, cls, self._paddings)
         _data_format(data_format, cls)
-        self.activation = _activations.get(activation)
-        self._act_name, self._code, self._alpha = _activations.kernel_spec(self.activation)
-        self._keep_z = self._code is None or _ew.needs_input(self._code)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
-        self.kernel_regularizer = kernel_regularizer
-        self.bias_regularizer = bias_regularizer
-        initializers.get(kernel_initializer)       # unknown names fail at construction
-        initializers.get(bias_initializer)
-        regularizers.get(kernel_regularizer)
-        regularizers.get(bias_regularizer)
+        _init_affine(self, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                     bias_regularizer)
 
     def build(self, input_shape):
         self._geometry(input_shape, self.kernel_size, self.strides, self.dilation_rate, self.padding)
@@ -215,11 +203,7 @@ class _Conv(_Window):
         cfg = super().get_config()
         cfg.update(filters=self.filters, kernel_size=list(self.kernel_size), strides=list(self.strides),
                    padding=self.padding, data_format="channels_last", dilation_rate=list(self.dilation_rate),
-                   activation=self._act_name, use_bias=self.use_bias,
-                   kernel_initializer=_serialize(self.kernel_initializer),
-                   bias_initializer=_serialize(self.bias_initializer),
-                   kernel_regularizer=_serialize(self.kernel_regularizer),
-                   bias_regularizer=_serialize(self.bias_regularizer))
+                   **_affine_config(self))
         return cfg
 
 

@@ -27,6 +27,31 @@ def _serialize(obj):
     raise ValueError(f"cannot serialize {obj!r}: give a name or an object with get_config()")
 
 
+def _init_affine(layer, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                 bias_regularizer):
+    """The activation and kernel/bias settings of a layer y = f(x K + b) (Dense, the convolutions);
+    names are resolved now so that unknown ones fail at construction."""
+    layer.activation = _activations.get(activation)
+    layer._act_name, layer._code, layer._alpha = _activations.kernel_spec(layer.activation)
+    layer._keep_z = layer._code is None or _ew.needs_input(layer._code)
+    layer.use_bias = bool(use_bias)
+    layer.kernel_initializer, layer.bias_initializer = kernel_initializer, bias_initializer
+    layer.kernel_regularizer, layer.bias_regularizer = kernel_regularizer, bias_regularizer
+    initializers.get(kernel_initializer)
+    initializers.get(bias_initializer)
+    regularizers.get(kernel_regularizer)
+    regularizers.get(bias_regularizer)
+
+
+def _affine_config(layer):
+    """The config entries `_init_affine` takes."""
+    return dict(activation=layer._act_name, use_bias=layer.use_bias,
+                kernel_initializer=_serialize(layer.kernel_initializer),
+                bias_initializer=_serialize(layer.bias_initializer),
+                kernel_regularizer=_serialize(layer.kernel_regularizer),
+                bias_regularizer=_serialize(layer.bias_regularizer))
+
+
 def _affine_act(layer, x, kernel, z, y):
     """z = x K + b ; y = f(z), for a layer with ``_code``/``_alpha``/``_keep_z`` (Dense, the convolutions):
     one GEMM with the bias and f in its epilogue, or f in a pass of its own when f' needs z or f is softmax.
@@ -85,19 +110,8 @@ class Dense(Layer):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Dense: units must be a positive int, got {units!r}")
         self.units = int(units)
-        self.activation = _activations.get(activation)
-        self._act_name, self._code, self._alpha = _activations.kernel_spec(self.activation)
-        self._keep_z = self._code is None or _ew.needs_input(self._code)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
-        self.kernel_regularizer = kernel_regularizer
-        self.bias_regularizer = bias_regularizer
-        # resolve now so that unknown names fail at construction
-        initializers.get(kernel_initializer)
-        initializers.get(bias_initializer)
-        regularizers.get(kernel_regularizer)
-        regularizers.get(bias_regularizer)
+        _init_affine(self, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                     bias_regularizer)
 
     def build(self, input_shape):
         if len(input_shape) != 2:
@@ -152,11 +166,7 @@ class Dense(Layer):
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(units=self.units, activation=self._act_name, use_bias=self.use_bias,
-                   kernel_initializer=_serialize(self.kernel_initializer),
-                   bias_initializer=_serialize(self.bias_initializer),
-                   kernel_regularizer=_serialize(self.kernel_regularizer),
-                   bias_regularizer=_serialize(self.bias_regularizer))
+        cfg.update(units=self.units, **_affine_config(self))
         return cfg
 
 
