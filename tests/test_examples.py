@@ -60,3 +60,12 @@ def test_cnn_digits():
 def test_lstm_digits():
     res = _load("lstm_digits").main(epochs=15)
     assert res["accuracy"] > 0.92
+
+
+def test_export_onnx(tmp_path):
+    import pytest
+
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    res = _load("export_onnx").main(str(tmp_path / "digits.onnx"))
+    assert res["accuracy"] > 0.9 and res["max_diff"] < 1e-5
