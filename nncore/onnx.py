@@ -86,7 +86,7 @@ class _Graph:
         self.onnx, self.helper = onnx, onnx.helper
         self.dtype, self.opset = np.dtype(dtype), opset
         self.elem = onnx.helper.np_dtype_to_tensor_dtype(self.dtype)
-        self.nodes, self.initializers, self._used = [], [], set()
+        self.nodes, self.initializers, self._used = [], [], {"output"}   # "output": the graph's, at the end
         self.scope = ""                     # the layer being converted: prefixes names
 
     def name(self, hint):
@@ -370,8 +370,8 @@ def _opset_of(onnx, opset):
     return int(opset)
 
 
-def to_onnx(model, opset=None, dtype=None):
-    """The ONNX ModelProto of a built Sequential model (checked, not written); see `export`."""
+def _model_proto(model, opset, dtype):
+    """The checked ONNX ModelProto of a built Sequential model."""
     onnx = _onnx()
     from nncore import __version__
 
@@ -425,7 +425,8 @@ def export(model, path=None, opset=None, dtype=None):
     onnx.ModelProto
         Checked with ``onnx.checker.check_model(full_check=True)``. Its input is ``"input"`` of shape
         (batch, ...) with a dynamic batch axis, in the graph's dtype (for an Embedding first, the indices
-        as floats, as `predict` takes them); its output is ``"output"``.
+        as floats, as `predict` takes them; ONNX's Gather takes a negative index from the end where the
+        layer raises); its output is ``"output"``.
 
     Raises
     ------
@@ -434,7 +435,7 @@ def export(model, path=None, opset=None, dtype=None):
     ImportError
         When the onnx package is not installed.
     """
-    proto = to_onnx(model, opset, dtype)
+    proto = _model_proto(model, opset, dtype)
     if path is not None:
         from nncore.saving import atomic_write
 
