@@ -384,6 +384,12 @@ class History(Callback):
         if self.model is not None:
             self.model.history = self
 
+    def plot(self, metrics=None, ax=None, path=None):
+        """Plot the loss and each metric per epoch, training and validation on the same axes;
+        returns the Axes (see :func:`nncore.plot.history`; needs matplotlib)."""
+        from nncore import plot
+        return plot.history(self, metrics=metrics, ax=ax, path=path)
+
     def __repr__(self):
         return f"<History epochs={len(self.epoch)} keys={list(self.history)}>"
 

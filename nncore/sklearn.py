@@ -208,7 +208,7 @@ class _NNBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """A new compiled Sequential for inputs (n, n_features) and n_outputs output units."""
         sizes = self._checked_params()
         if self.model is None:
-            reg = L2(0.0)     # its factor is set per fit (see _penalty)
+            reg = L2(0.0) if self.alpha else None     # its factor is set per fit (see _penalty)
             layers = [Input(shape=(n_features,))]
             layers += [Dense(h, activation=self.activation, kernel_regularizer=reg) for h in sizes]
             layers.append(Dense(n_outputs, activation=meta["output_activation"], kernel_regularizer=reg))
