@@ -37,7 +37,6 @@ try:
     from sklearn.base import (BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin,
                               RegressorMixin, TransformerMixin)
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
@@ -47,7 +46,6 @@ except ImportError as exc:  # pragma: no cover - exercised by the extras test in
     raise ImportError("nncore.sklearn needs scikit-learn >= 1.6: pip install 'nncore[sklearn]'") from exc
 
 from nncore import _random
-from nncore import losses as _losses
 from nncore import optimizers as _optimizers
 from nncore import saving
 from nncore._config import using_floatx

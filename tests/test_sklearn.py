@@ -9,8 +9,6 @@ format (the estimators have no decision_function, as MLPClassifier) and the arra
 """
 import os
 import pickle
-import signal
-import subprocess
 import sys
 import textwrap
 import threading
@@ -18,6 +16,7 @@ import warnings
 
 import numpy as np
 import pytest
+from subprocess_common import run_isolated
 
 sklearn = pytest.importorskip("sklearn")
 
@@ -47,19 +46,11 @@ def test_sklearn_estimator_checks(estimator, check):
 
 
 def _run(code, env_extra=None, timeout=240):
-    """Run a script in a fresh interpreter in its own process group; kill the group on timeout."""
+    """Run a script in a fresh interpreter (killed with its workers past the timeout)."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.update(env_extra or {})
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"hung (killed after {timeout} s):\n{out.decode(errors='replace')}")
-    text = out.decode(errors="replace")
-    assert proc.returncode == 0, text
+    returncode, text = run_isolated([sys.executable, "-c", textwrap.dedent(code)], ROOT, env, timeout)
+    assert returncode == 0, text
     return text
 
 
