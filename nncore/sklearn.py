@@ -107,15 +107,13 @@ def _check_int(value, name, minimum):
 def _check_float(value, name, low, high=np.inf, low_open=False):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not (low < value if low_open else low <= value) or not value < high:
-        interval = f"{'(' if low_open else '['}{low}, {high}{')'}"
+        interval = f"{'(' if low_open else '['}{low}, {high})"
         raise ValueError(f"{name} must be a float in {interval}, got {value!r}")
     return float(value)
 
 
 class _NNBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """What NNClassifier and NNRegressor share: the parameters, the model, the training loop."""
-
-    _default_loss = None
 
     def __init__(self, hidden_layer_sizes=(100,), *, model=None, activation="relu", optimizer="adam",
                  learning_rate=None, alpha=1e-4, loss=None, batch_size="auto", epochs=200, shuffle=True,

@@ -436,3 +436,13 @@ def test_grid_search_in_multiprocessing_workers_does_not_hang(method):
             print("ok", multiprocessing.get_start_method())
     """, env_extra={"OMP_NUM_THREADS": "2"})
     assert f"ok {method}" in out
+
+
+def test_without_scikit_learn_the_error_names_the_extra():
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    code = "import sys\nsys.modules['sklearn'] = None\nimport nncore\nimport nncore.sklearn\n"
+    returncode, text = run_isolated([sys.executable, "-c", code], ROOT, env, 120)
+    assert returncode != 0 and "ImportError" in text and "nncore[sklearn]" in text
+    returncode, text = run_isolated([sys.executable, "-c", "import sys, nncore\nprint('sklearn' in sys.modules)"],
+                                    ROOT, env, 120)
+    assert returncode == 0 and text.strip() == "False"
