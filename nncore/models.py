@@ -720,6 +720,13 @@ class Sequential:
         if verbose is None or verbose:
             print(f"Saved artifact at '{filepath}'.")
 
+    def __reduce__(self):
+        """pickle and copy.deepcopy go through nncore's own model format (saving.model_to_bytes:
+        architecture, weights, compile settings, optimizer state; nothing pickled inside), so a
+        model travels to joblib/Dask workers and sklearn.clone copies it."""
+        from nncore import saving
+        return saving.model_from_bytes, (saving.model_to_bytes(self, allow_nonfinite=True),)
+
     def __repr__(self):
         return f"<Sequential name={self.name!r} layers={len(self._layers)}>"
 
