@@ -361,6 +361,62 @@ void nc_optim_seg_sumsq_f32(const float *x /* in */, const int64_t *seg_start /*
 void nc_optim_seg_sumsq_f64(const double *x /* in */, const int64_t *seg_start /* in */, ptrdiff_t nseg,
                             double *out /* out */, int nthreads);
 
+/* ------------------------------------------------------------------ */
+/* int8 inference (Keras 3's model.quantize("int8"), csrc/int8.c)      */
+/* ------------------------------------------------------------------ */
+
+/* The micro-kernels of the int8 GEMM. All give identical int32 sums (each
+ * sum is exact); the emulated ones run the VNNI kernels' code with vpdpbusd
+ * done in C (to test them on CPUs without VNNI). */
+enum nc_int8_kernel {
+    NC_INT8_GENERIC = 0,          /* plain C */
+    NC_INT8_AVX2 = 1,             /* vpmaddubsw + vpmaddwd on x + 64 and w (|x| <= 63): no saturation */
+    NC_INT8_AVX2_SIGN = 2,        /* vpmaddubsw + vpmaddwd on |w| and x sign(w) (|x| <= 127) */
+    NC_INT8_AVXVNNI = 3,          /* vpdpbusd ymm (AVX-VNNI) on x + 128 and w, minus 128 sum w */
+    NC_INT8_AVX512VNNI = 4,       /* vpdpbusd zmm (AVX512-VNNI) */
+    NC_INT8_AVXVNNI_EMU = 5,      /* NC_INT8_AVXVNNI's kernel, vpdpbusd emulated in C */
+    NC_INT8_AVX512VNNI_EMU = 6,   /* NC_INT8_AVX512VNNI's kernel, vpdpbusd emulated in C */
+    NC_INT8_COUNT
+};
+/* The largest k whose int32 sums stay exact: 16256 k < 2^31 (|x| <= 127, |w| <= 128). */
+#define NC_INT8_MAX_K 132104
+
+/* The kernel int8 GEMMs with inputs in [-qmax, qmax] use now, and whether `kernel`
+ * runs them exactly at the SIMD level in use on this CPU. */
+int nc_int8_kernel(int qmax);
+int nc_int8_kernel_available(int kernel, int qmax);
+void nc_int8_set_kernel(int kernel);       /* use this kernel when available (testing); -1: the best */
+const char *nc_int8_kernel_name(int kernel);
+
+/* C[i, j] = sum_p A[i, p] B[p, j] in int32 (exact). A in [-qmax, qmax], qmax <= 127, k <= NC_INT8_MAX_K.
+ * Returns 0, or -1 when out of memory. */
+int nc_gemm_s8s32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const int8_t *A /* in */, ptrdiff_t lda, int qmax,
+                  const int8_t *B /* in */, ptrdiff_t ldb, int32_t *C /* out */, ptrdiff_t ldc, int nthreads);
+
+/* Keras's int8 Dense: s_i = Q / (max_p |x[i, p]| + 1e-7), q = clip(round(x s), -Q, Q) (half to even;
+ * Q = qmax, 1..127), y[i, j] = act(sum_p q[i, p] W[p, j] / (wscale[j] s_i) + bias[j]) (bias may be NULL;
+ * act any nc_act but softmax). A row of x holding NaN/inf gets s = NaN. k <= NC_INT8_MAX_K.
+ * Returns 0, or -1 when out of memory. */
+int nc_gemm_int8_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x /* in */, ptrdiff_t ldx, int qmax,
+                     const int8_t *W /* in */, ptrdiff_t ldw, const float *wscale /* in */, const float *bias /* in */,
+                     int act, float act_alpha, float *y /* out */, ptrdiff_t ldy, int nthreads);
+int nc_gemm_int8_f64(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double *x /* in */, ptrdiff_t ldx, int qmax,
+                     const int8_t *W /* in */, ptrdiff_t ldw, const double *wscale /* in */,
+                     const double *bias /* in */, int act, double act_alpha, double *y /* out */, ptrdiff_t ldy,
+                     int nthreads);
+
+/* The quantizer of nc_gemm_int8 alone: q[i, :] = clip(round(x[i, :] s_i), -Q, Q), scale[i] = s_i. */
+void nc_quantize_rows_f32(const float *x /* in */, ptrdiff_t m, ptrdiff_t k, ptrdiff_t ldx, int qmax,
+                          int8_t *q /* out */, ptrdiff_t ldq, float *scale /* out */, int nthreads);
+void nc_quantize_rows_f64(const double *x /* in */, ptrdiff_t m, ptrdiff_t k, ptrdiff_t ldx, int qmax,
+                          int8_t *q /* out */, ptrdiff_t ldq, double *scale /* out */, int nthreads);
+
+/* y[r, :] = E[idx[r], :] / scale[idx[r]] (Keras's int8 Embedding); idx checked by the caller. */
+void nc_take_rows_int8_f32(const int8_t *E /* in */, ptrdiff_t cols, const float *scale /* in */,
+                           const int64_t *idx /* in */, ptrdiff_t nidx, float *y /* out */);
+void nc_take_rows_int8_f64(const int8_t *E /* in */, ptrdiff_t cols, const double *scale /* in */,
+                           const int64_t *idx /* in */, ptrdiff_t nidx, double *y /* out */);
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,6 +3,7 @@
 # shapes BEFORE a data pointer is taken, and raises ValueError/TypeError that
 # name the argument, the expected and the actual value.
 cimport numpy as cnp
+from libc.stdint cimport int64_t
 import numpy as np
 
 cnp.import_array()
@@ -57,6 +58,18 @@ cdef inline void *_ptr(object a):
 cdef inline Py_ssize_t _size(object a):
     return cnp.PyArray_SIZE(<cnp.ndarray>a)
 
+
+cdef inline Py_ssize_t _row_index(object idx, Py_ssize_t rows, str fn) except -1:
+    """Check idx: a contiguous 1-D int64 array of row numbers in [0, rows); return its length."""
+    if not isinstance(idx, cnp.ndarray) or cnp.PyArray_TYPE(<cnp.ndarray>idx) != cnp.NPY_INT64 \
+            or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>idx) or cnp.PyArray_NDIM(<cnp.ndarray>idx) != 1:
+        raise TypeError(f"{fn}: idx must be a contiguous 1-D int64 array")
+    cdef Py_ssize_t n = idx.shape[0], i
+    cdef const int64_t *pi = <const int64_t*>_ptr(idx)
+    for i in range(n):
+        if pi[i] < 0 or pi[i] >= rows:
+            raise IndexError(f"{fn}: index {pi[i]} out of range for {rows} rows")
+    return n
 
 # Every extension links its own copy of the C runtime state (csrc/runtime.c):
 # nncore._kernels.runtime.set_simd_level calls this in each of them.

@@ -156,19 +156,6 @@ def all_finite(x, int n_threads=1):
     return bool(r)
 
 
-cdef Py_ssize_t _row_index(object idx, Py_ssize_t rows, str fn) except -1:
-    """Check idx: a contiguous 1-D int64 array of row numbers in [0, rows); return its length."""
-    if not isinstance(idx, cnp.ndarray) or cnp.PyArray_TYPE(<cnp.ndarray>idx) != cnp.NPY_INT64 \
-            or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>idx) or cnp.PyArray_NDIM(<cnp.ndarray>idx) != 1:
-        raise TypeError(f"{fn}: idx must be a contiguous 1-D int64 array")
-    cdef Py_ssize_t n = idx.shape[0], i
-    cdef const int64_t *pi = <const int64_t*>_ptr(idx)
-    for i in range(n):
-        if pi[i] < 0 or pi[i] >= rows:
-            raise IndexError(f"{fn}: index {pi[i]} out of range for {rows} rows")
-    return n
-
-
 def take_rows(src, idx, dst):
     """dst[r] = src[idx[r]] for a 2-D src and int64 idx; indices are bounds-checked first."""
     cdef int code = _real(src, "src")

@@ -1,5 +1,5 @@
 # Declarations of csrc/nncore.h for Cython. Keep in the same order as the header.
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int8_t, int32_t, int64_t
 
 cdef extern from "nncore.h" nogil:
     # runtime
@@ -150,3 +150,27 @@ cdef extern from "nncore.h" nogil:
                                 int nthreads)
     void nc_optim_seg_sumsq_f64(const double *x, const int64_t *seg_start, ptrdiff_t nseg, double *out,
                                 int nthreads)
+
+    # int8 inference (csrc/int8.c)
+    int NC_INT8_GENERIC, NC_INT8_AVX2, NC_INT8_AVX2_SIGN, NC_INT8_AVXVNNI, NC_INT8_AVX512VNNI
+    int NC_INT8_AVXVNNI_EMU, NC_INT8_AVX512VNNI_EMU, NC_INT8_COUNT, NC_INT8_MAX_K
+    int nc_int8_kernel(int qmax)
+    int nc_int8_kernel_available(int kernel, int qmax)
+    void nc_int8_set_kernel(int kernel)
+    const char *nc_int8_kernel_name(int kernel)
+    int nc_gemm_s8s32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const int8_t *A, ptrdiff_t lda, int qmax, const int8_t *B,
+                      ptrdiff_t ldb, int32_t *C, ptrdiff_t ldc, int nthreads)
+    int nc_gemm_int8_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *x, ptrdiff_t ldx, int qmax, const int8_t *W,
+                         ptrdiff_t ldw, const float *wscale, const float *bias, int act, float act_alpha, float *y,
+                         ptrdiff_t ldy, int nthreads)
+    int nc_gemm_int8_f64(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double *x, ptrdiff_t ldx, int qmax, const int8_t *W,
+                         ptrdiff_t ldw, const double *wscale, const double *bias, int act, double act_alpha,
+                         double *y, ptrdiff_t ldy, int nthreads)
+    void nc_quantize_rows_f32(const float *x, ptrdiff_t m, ptrdiff_t k, ptrdiff_t ldx, int qmax, int8_t *q,
+                              ptrdiff_t ldq, float *scale, int nthreads)
+    void nc_quantize_rows_f64(const double *x, ptrdiff_t m, ptrdiff_t k, ptrdiff_t ldx, int qmax, int8_t *q,
+                              ptrdiff_t ldq, double *scale, int nthreads)
+    void nc_take_rows_int8_f32(const int8_t *E, ptrdiff_t cols, const float *scale, const int64_t *idx,
+                               ptrdiff_t nidx, float *y)
+    void nc_take_rows_int8_f64(const int8_t *E, ptrdiff_t cols, const double *scale, const int64_t *idx,
+                               ptrdiff_t nidx, double *y)

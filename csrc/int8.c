@@ -1,0 +1,294 @@
+/* int8.c -- int8 inference, as Keras 3's model.quantize("int8") computes it:
+ * the int8 GEMM with the float input quantized per row on the fly and the
+ * result dequantized in the epilogue with the bias and the activation, the
+ * row quantizer on its own, and the dequantizing row gather of Embedding.
+ *
+ *   s_i = Q / (max_p |x_ip| + 1e-7)                   (Keras AbsMaxQuantizer, axis -1,
+ *   q_ip = clip(round(x_ip s_i), -Q, Q)                value_range (-Q, Q); round half to even)
+ *   acc_ij = sum_p q_ip W_pj                          (int32, exact)
+ *   y_ij = act(acc_ij / (w_j s_i) + b_j)              (w_j the kernel's per-column scale)
+ *
+ * The int32 product runs on one of several micro-kernels (enum nc_int8_kernel,
+ * int8_kernel.h), chosen at run time from the SIMD level in use and what the
+ * CPU has. They give IDENTICAL int32 sums, because each sum is exact:
+ *   - |q| <= Q <= 127 and |W| <= 128, so |acc| <= 16256 k < 2^31 for k <= NC_INT8_MAX_K;
+ *   - AVX2 (vpmaddubsw + vpmaddwd): every int16 pair sum is at most 32512, no
+ *     saturation: with q + 64 for Q <= 63 (nncore's default, FBGEMM's 7-bit
+ *     activations), with |W| and q sign(W) for Q up to 127 (int8_kernel.h);
+ *   - VNNI (vpdpbusd on q + 128 and W): exact mod 2^32, corrected by 128 sum_p W_pj;
+ *   - generic C: int32 multiply-adds that cannot overflow.
+ * So the float results are the same bits on every kernel too (the epilogue is
+ * one piece of C per SIMD level, plain IEEE arithmetic), whatever the thread
+ * count (threads split C by rows or columns; nothing is summed across them).
+ *
+ * The driver packs B (the int8 weights, as stored: k x n) into the kernel's
+ * NR-column panels once per call and thread, then, MC rows at a time,
+ * quantizes and packs A into MR-row panels (the quantizing copy is the
+ * packing: a row is read once from memory) and runs the MR x NR tiles over the
+ * whole k; each finished int32 tile goes through the epilogue while it is in
+ * L1. The REAL parts (quantize + pack A, the epilogue) are the callbacks of a
+ * job, defined in int8_body.h for float and double. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "nncore.h"
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static inline int omp_get_thread_num(void) { return 0; }
+static inline int omp_get_num_threads(void) { return 1; }
+#endif
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(NNCORE_GENERIC_ONLY)
+#define NC_I8_X86 1
+#include <cpuid.h>
+#include <immintrin.h>
+#else
+#define NC_I8_X86 0
+#endif
+
+#include "int8_kernel.h"
+
+/* Bytes of packed A per block of rows (lives in L2 while the B panels pass). */
+#define NC_I8_A_BYTES (128 * 1024)
+/* Below this many multiply-adds one thread does it all (as NC_GEMM_TEAM_WORK). */
+#define NC_I8_TEAM_WORK (160.0 * 160.0 * 160.0)
+
+/* ---- the kernels and which one runs ------------------------------------------------------------ */
+typedef struct {
+    const char *name;
+    int mr, nr;
+    int offset;      /* A packed as x + offset (unsigned A operand), corr subtracted; 0: A as is */
+    int qmax;        /* the largest |x| the kernel is exact for */
+    int needs;       /* 0 any CPU; 1 the AVX2 level; 2 + AVX-VNNI; 3 the AVX-512 level + AVX512-VNNI */
+    nc_i8_kernel_fn kernel;
+} nc_i8_variant;
+
+static const nc_i8_variant nc_i8_variants[NC_INT8_COUNT] = {
+    {"generic", NC_I8_GENERIC_MR, NC_I8_GENERIC_NR, 0, 127, 0, nc_i8_kernel_generic},
+#if NC_I8_X86
+    {"avx2", NC_I8_AVX2_MR, NC_I8_AVX2_NR, 64, 63, 1, nc_i8_kernel_avx2},
+    {"avx2-sign", NC_I8_AVX2_MR, NC_I8_AVX2_NR, 0, 127, 1, nc_i8_kernel_avx2_sign},
+    {"avxvnni", NC_I8_VNNI256_MR, NC_I8_VNNI256_NR, 128, 127, 2, nc_i8_kernel_avxvnni},
+    {"avx512vnni", NC_I8_VNNI512_MR, NC_I8_VNNI512_NR, 128, 127, 3, nc_i8_kernel_avx512vnni},
+    {"avxvnni-emulated", NC_I8_VNNI256_MR, NC_I8_VNNI256_NR, 128, 127, 1, nc_i8_kernel_avxvnni_emu},
+    {"avx512vnni-emulated", NC_I8_VNNI512_MR, NC_I8_VNNI512_NR, 128, 127, 1, nc_i8_kernel_avx512vnni_emu},
+#else
+    {"avx2", 0, 0, 0, 0, 4, NULL},
+    {"avx2-sign", 0, 0, 0, 0, 4, NULL},
+    {"avxvnni", 0, 0, 0, 0, 4, NULL},
+    {"avx512vnni", 0, 0, 0, 0, 4, NULL},
+    {"avxvnni-emulated", 0, 0, 0, 0, 4, NULL},
+    {"avx512vnni-emulated", 0, 0, 0, 0, 4, NULL},
+#endif
+};
+
+static int nc_i8_forced = -1; /* -1: the best available */
+
+/* The CPU's VNNI flags (bit 0 AVX-VNNI, bit 1 AVX512-VNNI); the OS support of
+ * the registers is what the SIMD level in use already stands for. */
+static int nc_i8_cpu_vnni(void)
+{
+#if NC_I8_X86
+    static int flags = -1;
+    if (flags < 0) {
+        unsigned a, b, c, d, f = 0;
+        if (__get_cpuid_max(0, NULL) >= 7) {
+            __cpuid_count(7, 0, a, b, c, d);
+            if ((c >> 11) & 1) f |= 2;   /* leaf 7.0 ecx bit 11: AVX512_VNNI */
+            if (a >= 1) {
+                __cpuid_count(7, 1, a, b, c, d);
+                if ((a >> 4) & 1) f |= 1; /* leaf 7.1 eax bit 4: AVX-VNNI */
+            }
+        }
+        flags = (int)f;
+    }
+    return flags;
+#else
+    return 0;
+#endif
+}
+
+int nc_int8_kernel_available(int kernel, int qmax)
+{
+    if (kernel < 0 || kernel >= NC_INT8_COUNT || !nc_i8_variants[kernel].kernel) return 0;
+    if (qmax > nc_i8_variants[kernel].qmax) return 0;
+    int level = nc_active_simd_level(), vnni = nc_i8_cpu_vnni();
+    switch (nc_i8_variants[kernel].needs) {
+    case 0: return 1;
+    case 1: return level >= NC_SIMD_AVX2;
+    case 2: return level >= NC_SIMD_AVX2 && (vnni & 1);
+    case 3: return level >= NC_SIMD_AVX512 && (vnni & 2);
+    default: return 0;
+    }
+}
+
+int nc_int8_kernel(int qmax)
+{
+    static const int best[] = {NC_INT8_AVX512VNNI, NC_INT8_AVXVNNI, NC_INT8_AVX2, NC_INT8_AVX2_SIGN};
+    if (nc_i8_forced >= 0 && nc_int8_kernel_available(nc_i8_forced, qmax)) return nc_i8_forced;
+    for (int i = 0; i < (int)(sizeof best / sizeof best[0]); i++)
+        if (nc_int8_kernel_available(best[i], qmax)) return best[i];
+    return NC_INT8_GENERIC;
+}
+
+void nc_int8_set_kernel(int kernel) { nc_i8_forced = kernel < 0 || kernel >= NC_INT8_COUNT ? -1 : kernel; }
+
+const char *nc_int8_kernel_name(int kernel)
+{
+    return kernel >= 0 && kernel < NC_INT8_COUNT ? nc_i8_variants[kernel].name : "unknown";
+}
+
+/* ---- the driver -------------------------------------------------------------------------------- */
+typedef struct nc_i8_job nc_i8_job;
+struct nc_i8_job {
+    ptrdiff_t m, n, k;
+    const int8_t *B;
+    ptrdiff_t ldb;
+    /* Pack rows [i0, i0 + rows) of A (rows <= mr) into a panel of kg groups of mr
+     * words (plus the offset o), zero rows past `rows`; put each row's scale in
+     * info (info_size bytes a row). scratch holds 4 kg bytes. */
+    void (*pack_a)(const nc_i8_job *job, ptrdiff_t i0, int rows, int mr, uint8_t o, uint8_t *panel,
+                   int8_t *scratch, void *info);
+    /* C(i0 + i, j0 + j) from the finished tile t(i, j) (row stride ldt), i < mi, j < nj */
+    void (*store)(const nc_i8_job *job, const int32_t *t, int ldt, ptrdiff_t i0, ptrdiff_t j0, int mi, int nj,
+                  const void *info);
+    int info_size;
+    int qmax;             /* A in [-qmax, qmax] */
+    int level;            /* the SIMD level of the REAL helpers: 0 generic, 1 AVX2 */
+    const void *a;        /* int8 A or REAL x, row stride lda */
+    ptrdiff_t lda;
+    void *c;
+    ptrdiff_t ldc;
+    const void *wscale, *bias;
+    int act;
+    double act_alpha;
+};
+
+static ptrdiff_t nc_i8_cut(ptrdiff_t len, int parts, int part, int unit)
+{
+    ptrdiff_t units = (len + unit - 1) / unit, at = units * part / parts * unit;
+    return at < len ? at : len;
+}
+
+/* One thread's block C[r0:r1, c0:c1]: its workspace (per call, per thread),
+ * B packed once, then A block by block. 0, or -1 when out of memory. */
+static int nc_i8_region(const nc_i8_job *job, const nc_i8_variant *V, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0,
+                        ptrdiff_t c1)
+{
+    const int mr = V->mr, nr = V->nr;
+    ptrdiff_t kg = (job->k + 3) / 4, ncol = c1 - c0, npan = (ncol + nr - 1) / nr;
+    ptrdiff_t rows = (r1 - r0 + mr - 1) / mr * mr;
+    ptrdiff_t mc = NC_I8_A_BYTES / (4 * kg + 1) / mr * mr;
+    if (mc < mr) mc = mr;
+    if (mc > rows) mc = rows;
+    size_t bbytes = (size_t)(npan * kg * nr * 4), cbytes = (size_t)(npan * nr) * sizeof(uint32_t);
+    size_t abytes = (size_t)(mc * kg * 4), ibytes = (size_t)(mc * job->info_size), sbytes = (size_t)(4 * kg + 64);
+    /* pieces 64-byte aligned within one block */
+#define NC_I8_UP(x) (((x) + 63) / 64 * 64)
+    char *mem = (char *)malloc(NC_I8_UP(bbytes) + NC_I8_UP(cbytes) + NC_I8_UP(abytes) + NC_I8_UP(ibytes) + sbytes + 64);
+    if (!mem) return -1;
+    char *base = (char *)(((uintptr_t)mem + 63) / 64 * 64);
+    uint8_t *bp = (uint8_t *)base;
+    uint32_t *corr = (uint32_t *)(base + NC_I8_UP(bbytes));
+    uint8_t *ap = (uint8_t *)corr + NC_I8_UP(cbytes);
+    char *info = (char *)ap + NC_I8_UP(abytes);
+    int8_t *scratch = (int8_t *)(info + NC_I8_UP(ibytes));
+#undef NC_I8_UP
+    const int8_t *B = job->B + c0;
+#if NC_I8_X86
+    if (V->needs) nc_i8_pack_b_x86(B, job->ldb, job->k, ncol, nr, bp);
+    else
+#endif
+        nc_i8_pack_b_c(B, job->ldb, job->k, ncol, nr, bp);
+    if (V->offset) nc_i8_corr(B, job->ldb, job->k, ncol, npan * nr, (uint32_t)V->offset, corr);
+    else memset(corr, 0, cbytes);
+    uint8_t o = (uint8_t)V->offset;
+    int32_t tile[256]; /* the largest MR x NR: 8 x 32 */
+    for (ptrdiff_t ic = r0; ic < r1; ic += mc) {
+        ptrdiff_t mci = r1 - ic < mc ? r1 - ic : mc;
+        for (ptrdiff_t ir = 0; ir < mci; ir += mr)
+            job->pack_a(job, ic + ir, (int)(mci - ir < mr ? mci - ir : mr), mr, o, ap + ir * kg * 4, scratch,
+                        info + ir * job->info_size);
+        for (ptrdiff_t jp = 0; jp < npan; jp++) {
+            int nj = (int)(ncol - jp * nr < nr ? ncol - jp * nr : nr);
+            for (ptrdiff_t ir = 0; ir < mci; ir += mr) {
+                V->kernel(kg, ap + ir * kg * 4, bp + jp * kg * nr * 4, corr + jp * nr, tile);
+                job->store(job, tile, nr, ic + ir, c0 + jp * nr, (int)(mci - ir < mr ? mci - ir : mr), nj,
+                           info + ir * job->info_size);
+            }
+        }
+    }
+    free(mem);
+    return 0;
+}
+
+/* The job on the kernel in use: one thread, or C cut by rows (by columns when
+ * there are fewer MR-row panels than threads) at tile boundaries. */
+static int nc_i8_run(const nc_i8_job *job, int nthreads)
+{
+    const nc_i8_variant *V = &nc_i8_variants[nc_int8_kernel(job->qmax)];
+    ptrdiff_t m = job->m, n = job->n;
+    if (m <= 0 || n <= 0) return 0;
+    double work = (double)m * (double)n * (double)(job->k > 0 ? job->k : 1);
+    int nt = work < NC_I8_TEAM_WORK ? 1 : nc_team_size(nthreads, 2.0 * work);
+    ptrdiff_t mt = (m + V->mr - 1) / V->mr, ntiles = mt * ((n + V->nr - 1) / V->nr);
+    if (nt > ntiles) nt = (int)ntiles;
+    if (nt <= 1) return nc_i8_region(job, V, 0, m, 0, n);
+    int err = 0;
+#pragma omp parallel num_threads(nt) reduction(| : err)
+    {
+        int T = omp_get_num_threads(), t = omp_get_thread_num();
+        ptrdiff_t r0 = 0, r1 = m, c0 = 0, c1 = n;
+        if (mt >= T)
+            r0 = nc_i8_cut(m, T, t, V->mr), r1 = nc_i8_cut(m, T, t + 1, V->mr);
+        else
+            c0 = nc_i8_cut(n, T, t, V->nr), c1 = nc_i8_cut(n, T, t + 1, V->nr);
+        if (r1 > r0 && c1 > c0) err |= nc_i8_region(job, V, r0, r1, c0, c1);
+    }
+    return err;
+}
+
+/* ---- C = A B in int32 for int8 A (the test face of the kernels) ---------------------------------- */
+static void nc_i8_pack_s8(const nc_i8_job *job, ptrdiff_t i0, int rows, int mr, uint8_t o, uint8_t *panel,
+                          int8_t *scratch, void *info)
+{
+    ptrdiff_t k = job->k, kg = (k + 3) / 4;
+    (void)info;
+    for (int r = 0; r < mr; r++) {
+        if (r < rows) {
+            memcpy(scratch, (const int8_t *)job->a + (i0 + r) * job->lda, (size_t)k);
+            memset(scratch + k, 0, (size_t)(4 * kg - k));
+        } else {
+            memset(scratch, 0, (size_t)(4 * kg));
+        }
+        nc_i8_scatter_row(scratch, kg, r, mr, o, panel);
+    }
+}
+
+static void nc_i8_store_s32(const nc_i8_job *job, const int32_t *t, int ldt, ptrdiff_t i0, ptrdiff_t j0, int mi,
+                            int nj, const void *info)
+{
+    (void)info;
+    for (int i = 0; i < mi; i++) memcpy((int32_t *)job->c + (i0 + i) * job->ldc + j0, t + i * ldt, (size_t)nj * 4);
+}
+
+int nc_gemm_s8s32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const int8_t *A, ptrdiff_t lda, int qmax, const int8_t *B,
+                  ptrdiff_t ldb, int32_t *C, ptrdiff_t ldc, int nthreads)
+{
+    nc_i8_job job = {0};
+    job.qmax = qmax;
+    job.m = m, job.n = n, job.k = k, job.B = B, job.ldb = ldb;
+    job.pack_a = nc_i8_pack_s8, job.store = nc_i8_store_s32, job.info_size = 0;
+    job.a = A, job.lda = lda, job.c = C, job.ldc = ldc;
+    return nc_i8_run(&job, nthreads);
+}
+
+#define NC_F32
+#include "real.h"
+#include "int8_body.h"
+#include "real_undef.h"
+
+#define NC_F64
+#include "real.h"
+#include "int8_body.h"
+#include "real_undef.h"

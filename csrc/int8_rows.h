@@ -1,0 +1,68 @@
+/* int8_rows.h -- the REAL helpers of the int8 GEMM that touch every element:
+ * the row scale, the row quantizer and the dequantizing epilogue. Plain C the
+ * compiler vectorizes, included by int8_body.h once per SIMD level (I8L_SUF,
+ * I8L_ATTR), after real.h. Every operation is a correctly rounded IEEE one or
+ * an exact one, so all levels give the same bits. */
+#define I8L_CAT2(op, suf) NC_NAME(op##_##suf)
+#define I8L_CAT(op, suf) I8L_CAT2(op, suf)
+#define I8L_NAME(op) I8L_CAT(op, I8L_SUF)
+
+/* s = Q / (max_p |x_p| + 1e-7) (Keras's AbsMaxQuantizer: epsilon 1e-7 added
+ * in REAL); NaN when the row holds a NaN or an infinity. */
+static I8L_ATTR REAL I8L_NAME(i8_row_scale)(const REAL *x, ptrdiff_t k, REAL Q)
+{
+    REAL amax = 0;
+    int bad = 0;
+#pragma omp simd reduction(max : amax) reduction(| : bad)
+    for (ptrdiff_t p = 0; p < k; p++) {
+        REAL v = FABS(x[p]);
+        amax = v > amax ? v : amax;
+        bad |= !(v <= I8_REAL_MAX);
+    }
+    return bad ? (REAL)NAN : Q / (amax + (REAL)1e-7);
+}
+
+/* q_p = clip(round(x_p s), -Q, Q), rounding half to even (the default
+ * rounding mode, as Keras's round); all zero when s is NaN. */
+static I8L_ATTR void I8L_NAME(i8_quant_row)(const REAL *x, ptrdiff_t k, REAL s, REAL Q, int8_t *q)
+{
+    if (s != s) {
+        memset(q, 0, (size_t)k);
+        return;
+    }
+#pragma omp simd
+    for (ptrdiff_t p = 0; p < k; p++) {
+        REAL v = x[p] * s;
+        v = v < -Q ? -Q : v;
+        v = v > Q ? Q : v;
+        q[p] = (int8_t)(int32_t)I8_LRINT(v); /* exact: an integer in [-Q, Q] */
+    }
+}
+
+/* C(i, j) = act(t(i, j) / (ws_j xs_i) + b_j) for an mi x nj tile (Keras: the
+ * int32 sum cast to REAL, divided by kernel_scale * inputs_scale, plus the bias). */
+static I8L_ATTR void I8L_NAME(i8_store)(const int32_t *t, int ldt, int mi, int nj, const REAL *xs, const REAL *ws,
+                                        const REAL *bias, int act, REAL alpha, REAL *C, ptrdiff_t ldc)
+{
+    for (int i = 0; i < mi; i++) {
+        const int32_t *ti = t + i * ldt;
+        REAL sx = xs[i], *c = C + i * ldc;
+        if (bias) {
+#pragma omp simd
+            for (int j = 0; j < nj; j++) c[j] = (REAL)ti[j] / (ws[j] * sx) + bias[j];
+        } else {
+#pragma omp simd
+            for (int j = 0; j < nj; j++) c[j] = (REAL)ti[j] / (ws[j] * sx);
+        }
+        if (act == NC_ACT_RELU) {
+#pragma omp simd
+            for (int j = 0; j < nj; j++) c[j] = c[j] > 0 ? c[j] : (REAL)0; /* NaN -> 0, as nc_act_forward */
+        } else if (act != NC_ACT_LINEAR) {
+            NC_NAME(act_forward)(act, alpha, c, c, nj);
+        }
+    }
+}
+
+#undef I8L_CAT2
+#undef I8L_CAT
+#undef I8L_NAME

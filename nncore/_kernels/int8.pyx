@@ -1,0 +1,185 @@
+# int8.pyx -- Python face of the int8 inference kernels (csrc/int8.c): the int8
+# GEMM with the per-row quantization of its input and the dequantizing
+# epilogue, the int32 product of int8 matrices (the kernels' test face), the
+# row quantizer, the dequantizing row gather, and the choice of micro-kernel.
+from nncore._kernels.nncore cimport *
+include "_check.pxi"
+
+# micro-kernel name -> code (enum nc_int8_kernel)
+KERNELS = {nc_int8_kernel_name(i).decode(): i for i in range(NC_INT8_COUNT)}
+MAX_K = NC_INT8_MAX_K
+
+
+cdef inline int _int_array(object a, str name, int typenum, str dtype) except -1:
+    if not isinstance(a, cnp.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
+    if cnp.PyArray_TYPE(<cnp.ndarray>a) != typenum:
+        raise TypeError(f"{name}: expected dtype {dtype}, got {a.dtype}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a):
+        raise ValueError(f"{name}: expected a C-contiguous array")
+    return 0
+
+
+cdef inline int _qmax(int qmax, str fn) except -1:
+    if not 1 <= qmax <= 127:
+        raise ValueError(f"{fn}: qmax must be in [1, 127], got {qmax}")
+    return 0
+
+
+cdef inline int _max_k(Py_ssize_t k, str fn) except -1:
+    if k > NC_INT8_MAX_K:
+        raise ValueError(f"{fn}: k = {k} exceeds {NC_INT8_MAX_K}, beyond which an int32 sum of int8 products "
+                         "may overflow")
+    return 0
+
+
+def kernel(int qmax):
+    """Name of the int8 micro-kernel that runs inputs in [-qmax, qmax] now ('avx2', 'avx512vnni', ...)."""
+    _qmax(qmax, "kernel")
+    return nc_int8_kernel_name(nc_int8_kernel(qmax)).decode()
+
+
+def available(str name, int qmax):
+    """Whether the micro-kernel `name` runs inputs in [-qmax, qmax] here (this CPU, the SIMD level in use)."""
+    if name not in KERNELS:
+        raise ValueError(f"unknown int8 kernel {name!r}; known: {sorted(KERNELS)}")
+    _qmax(qmax, "available")
+    return bool(nc_int8_kernel_available(KERNELS[name], qmax))
+
+
+def set_kernel(name):
+    """Prefer the micro-kernel `name` from now on wherever it is exact (tests); None: the best available.
+
+    Inputs outside its range (avx2: |x| <= 63) still run on the best kernel for them.
+    """
+    if name is None:
+        nc_int8_set_kernel(-1)
+        return
+    if not available(name, 1):
+        raise ValueError(f"int8 kernel {name!r} does not run on this CPU at the SIMD level in use")
+    nc_int8_set_kernel(KERNELS[name])
+
+
+def gemm_s8s32(a, b, c, *, int qmax, int n_threads=1):
+    """c := a @ b in int32 for int8 a (m, k) with values in [-qmax, qmax], int8 b (k, n), int32 c (m, n)."""
+    _int_array(a, "a", cnp.NPY_INT8, "int8")
+    _int_array(b, "b", cnp.NPY_INT8, "int8")
+    _int_array(c, "c", cnp.NPY_INT32, "int32")
+    _ndim(a, "a", 2)
+    _ndim(b, "b", 2)
+    _writable(c, "c")
+    cdef Py_ssize_t m = a.shape[0], k = a.shape[1], n = b.shape[1]
+    if b.shape[0] != k:
+        raise ValueError(f"gemm_s8s32: inner dimensions differ: a is ({m}, {k}), b is {b.shape}")
+    _shape2(c, "c", m, n)
+    _max_k(k, "gemm_s8s32")
+    _qmax(qmax, "gemm_s8s32")
+    if m and k and np.abs(a.astype(np.int16)).max() > qmax:
+        raise ValueError(f"gemm_s8s32: a holds values outside [-{qmax}, {qmax}]")
+    cdef const int8_t *pa = <const int8_t*>_ptr(a)
+    cdef const int8_t *pb = <const int8_t*>_ptr(b)
+    cdef int32_t *pc = <int32_t*>_ptr(c)
+    cdef int err
+    with nogil:
+        err = nc_gemm_s8s32(m, n, k, pa, k, qmax, pb, n, pc, n, n_threads)
+    if err:
+        raise MemoryError("gemm_s8s32: out of memory for the packed operands")
+    return c
+
+
+def gemm_int8(x, w, w_scale, y, bias=None, int act=0, double act_alpha=0.0, *, int qmax, int n_threads=1):
+    """y := act(dequantize(quantize_rows(x) @ w) + bias), Keras 3's int8 Dense, in place in `y`; returns y.
+
+    x (m, k) float32/float64; w (k, n) int8; w_scale (n,) and bias (n,) or None of x's dtype; y (m, n).
+    Each row of x is quantized to [-qmax, qmax] with s_i = qmax / (max |x_i| + 1e-7) and the int32 sums
+    become acc / (w_scale_j s_i) + bias_j, then the activation (any code but softmax).
+    """
+    cdef int code = _real(x, "x")
+    _ndim(x, "x", 2)
+    _int_array(w, "w", cnp.NPY_INT8, "int8")
+    _ndim(w, "w", 2)
+    cdef Py_ssize_t m = x.shape[0], k = x.shape[1], n = w.shape[1]
+    if w.shape[0] != k:
+        raise ValueError(f"gemm_int8: inner dimensions differ: x is ({m}, {k}), w is {w.shape}")
+    _same_real(w_scale, "w_scale", code)
+    _shape1(w_scale, "w_scale", n)
+    _same_real(y, "y", code)
+    _shape2(y, "y", m, n)
+    _writable(y, "y")
+    _max_k(k, "gemm_int8")
+    _qmax(qmax, "gemm_int8")
+    if act < 0 or act >= NC_ACT_COUNT:
+        raise ValueError(f"gemm_int8: unknown activation code {act}")
+    cdef void *pbias = NULL
+    if bias is not None:
+        _same_real(bias, "bias", code)
+        _shape1(bias, "bias", n)
+        pbias = _ptr(bias)
+    cdef void *px = _ptr(x)
+    cdef const int8_t *pw = <const int8_t*>_ptr(w)
+    cdef void *ps = _ptr(w_scale)
+    cdef void *py = _ptr(y)
+    cdef int err
+    if code == 0:
+        with nogil:
+            err = nc_gemm_int8_f32(m, n, k, <float*>px, k, qmax, pw, n, <float*>ps, <float*>pbias, act, <float>act_alpha,
+                                   <float*>py, n, n_threads)
+    else:
+        with nogil:
+            err = nc_gemm_int8_f64(m, n, k, <double*>px, k, qmax, pw, n, <double*>ps, <double*>pbias, act, act_alpha,
+                                   <double*>py, n, n_threads)
+    if err:
+        raise MemoryError("gemm_int8: out of memory for the packed operands")
+    return y
+
+
+def quantize_rows(x, q, scale, *, int qmax, int n_threads=1):
+    """q[i] = clip(round(x[i] s_i), -qmax, qmax), scale[i] = s_i = qmax / (max |x[i]| + 1e-7); returns (q, scale).
+
+    x (m, k) float32/float64, q (m, k) int8, scale (m,) of x's dtype. A row holding NaN or inf gets
+    scale NaN and q 0.
+    """
+    cdef int code = _real(x, "x")
+    _ndim(x, "x", 2)
+    _int_array(q, "q", cnp.NPY_INT8, "int8")
+    cdef Py_ssize_t m = x.shape[0], k = x.shape[1]
+    _shape2(q, "q", m, k)
+    _writable(q, "q")
+    _same_real(scale, "scale", code)
+    _shape1(scale, "scale", m)
+    _writable(scale, "scale")
+    _qmax(qmax, "quantize_rows")
+    cdef void *px = _ptr(x)
+    cdef int8_t *pq = <int8_t*>_ptr(q)
+    cdef void *ps = _ptr(scale)
+    if code == 0:
+        with nogil:
+            nc_quantize_rows_f32(<float*>px, m, k, k, qmax, pq, k, <float*>ps, n_threads)
+    else:
+        with nogil:
+            nc_quantize_rows_f64(<double*>px, m, k, k, qmax, pq, k, <double*>ps, n_threads)
+    return q, scale
+
+
+def take_rows_int8(table, scale, idx, dst):
+    """dst[r] = table[idx[r]] / scale[idx[r]] for an int8 table (rows, cols); indices are bounds-checked first."""
+    _int_array(table, "table", cnp.NPY_INT8, "int8")
+    _ndim(table, "table", 2)
+    cdef int code = _real(dst, "dst")
+    _writable(dst, "dst")
+    cdef Py_ssize_t rows = table.shape[0], cols = table.shape[1]
+    _same_real(scale, "scale", code)
+    _shape1(scale, "scale", rows)
+    cdef Py_ssize_t nidx = _row_index(idx, rows, "take_rows_int8")
+    _shape2(dst, "dst", nidx, cols)
+    cdef const int8_t *pt = <const int8_t*>_ptr(table)
+    cdef int64_t *pi = <int64_t*>_ptr(idx)
+    cdef void *ps = _ptr(scale)
+    cdef void *pd = _ptr(dst)
+    if code == 0:
+        with nogil:
+            nc_take_rows_int8_f32(pt, cols, <float*>ps, pi, nidx, <float*>pd)
+    else:
+        with nogil:
+            nc_take_rows_int8_f64(pt, cols, <double*>ps, pi, nidx, <double*>pd)
+    return dst
