@@ -31,12 +31,12 @@ from nncore import callbacks as _callbacks
 from nncore import losses as _losses
 from nncore import metrics as _metrics
 from nncore import optimizers as _optimizers
-from nncore._config import floatx
+from nncore._config import floatx, using_floatx
 from nncore._kernels.elementwise import all_finite
 from nncore._threads import effective_n_threads
 from nncore.data import Batches, split_validation
 from nncore.layers import InputLayer, Layer, get_layer_class
-from nncore.layers.base import MAX_CACHED_SHAPES
+from nncore.layers.base import MAX_CACHED_SHAPES, _check_cast
 
 __all__ = ["Sequential"]
 
@@ -184,7 +184,7 @@ class Sequential:
             shape = layer._build(shape)
         self._output_shape = shape
         dtype = np.dtype(floatx())
-        total = sum(layer.count_params() for layer in self._layers)
+        total = sum(layer._flat_count() for layer in self._layers)
         self._params = np.zeros(total, dtype)
         self._grads = np.zeros(total, dtype)
         offset = 0
@@ -247,14 +247,50 @@ class Sequential:
             v = np.asarray(v)
             if v.shape != w.shape:
                 raise ValueError(f"{self.name}.set_weights: array {i} has shape {v.shape}, expected {w.shape}")
+            _check_cast(v, w, f"{self.name}.set_weights: array {i}")
         for w, v in zip(mine, weights):
             w[...] = v
 
     def count_params(self):
-        """Total number of parameters (requires a built model)."""
+        """Total number of parameters, int8 ones included (requires a built model)."""
         if not self.built:
             raise ValueError(f"{self.name}: the model is not built yet; call it on data or give an input shape")
-        return int(self._params.size)
+        return sum(layer.count_params() for layer in self._layers)
+
+    def quantize(self, mode=None, config=None, filters=None):
+        """Quantize the model for inference, as Keras 3's ``Model.quantize``: ``model.quantize("int8")``.
+
+        Dense, Conv1D/2D and Embedding layers get int8 weights with a float scale per output channel
+        (Embedding: per row), their inputs quantized per row at run time; the float kernels are
+        dropped (the model takes about a quarter of the memory) and the biases kept. The model then
+        predicts and evaluates (one int8 GEMM per layer, with the dequantization, bias and
+        activation in its epilogue); `fit` refuses it. Formulas, and where nncore differs from
+        Keras (7-bit inputs by default), in nncore.quantizers.
+
+        Parameters
+        ----------
+        mode : {'int8'}, optional (the config's mode when a config is given)
+        config : nncore.quantizers.Int8QuantizationConfig, optional
+        filters : str, list of str or callable, optional
+            Only the layers whose name matches the regex (one of them), or for which the callable
+            returns True, are quantized.
+        """
+        from nncore import quantizers
+
+        if not self.built:
+            raise ValueError(f"{self.name}.quantize: cannot quantize a model that isn't built yet; "
+                             "build it (an Input, or fit/predict) first")
+        if quantizers.quantize_layers(self._layers, mode, config, filters, f"{self.name}.quantize"):
+            # a new flat layout without the float kernels; every remaining weight keeps its value
+            kept = [getattr(layer, attr).ravel() for layer in self._layers for attr, *_ in layer._specs]
+            kept = np.concatenate(kept) if kept else np.zeros(0, self._dtype)
+            with using_floatx(self._dtype.name):
+                self._build(self._input_shape, (kept, len(self._layers)))
+
+    @property
+    def quantized(self):
+        """Names of the layers in an int8 form."""
+        return [layer.name for layer in self._layers if getattr(layer, "quantization_mode", None)]
 
     # ------------------------------------------------------------------ compile
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, n_threads=None):
@@ -292,6 +328,9 @@ class Sequential:
         if self.loss is None or (what == "fit" and self.optimizer is None):
             raise ValueError(f"{self.name}.{what}: compile the model with a loss first "
                              "(model.compile(optimizer=..., loss=...))")
+        if what == "fit" and self.built and self.quantized:
+            raise ValueError(f"{self.name}.fit: the model is quantized (int8 layers {self.quantized}) and runs "
+                             "inference only (predict, evaluate); train the float model, then quantize it")
 
     # ------------------------------------------------------------------ inputs
     def _prepare_x(self, x, arg="x"):

@@ -71,6 +71,7 @@ _DTYPES = {
     "<i8": np.dtype("<i8"),
     "<i4": np.dtype("<i4"),
     "|u1": np.dtype("|u1"),
+    "|i1": np.dtype("|i1"),      # int8 kernels (quantize)
     "|b1": np.dtype("|b1"),
 }
 

@@ -27,6 +27,15 @@ def _snake_case(name):
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
+def _check_cast(v, w, where):
+    """An integer weight (an int8 kernel) takes integer values in its dtype's range only: no silent cast."""
+    if w.dtype.kind in "iu":
+        info = np.iinfo(w.dtype)
+        if v.dtype.kind not in "iu" or (v.size and (v.min() < info.min or v.max() > info.max)):
+            raise ValueError(f"{where}: a {w.dtype} weight takes integers in [{info.min}, {info.max}], got "
+                             f"dtype {v.dtype}" + (f" with values in [{v.min()}, {v.max()}]" if v.size else ""))
+
+
 def _shape_tuple(shape, arg):
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
@@ -59,6 +68,7 @@ class Layer:
         self.name = name
         self.built = False
         self._specs = []           # (attr, shape, initializer, regularizer)
+        self._held = []            # (attr, shape, dtype, fill): weights held outside the flat buffers
         self._batch_input_shape = None
         if batch_input_shape is not None:
             self._batch_input_shape = (None,) + _shape_tuple(batch_input_shape, "batch_input_shape")[1:]
@@ -77,6 +87,19 @@ class Layer:
                             initializers.get(initializer),
                             regularizers.get(regularizer)))
 
+    def _hold_weight(self, name, shape, dtype=None, fill=0):
+        """Declare a weight the layer holds itself, outside the model's flat buffers, never trained: an
+        int8 kernel and its scale (`quantize`). dtype None: the model's float dtype. It becomes
+        `self.<name>` (filled with `fill`) when the layer is bound, and keeps a value set before."""
+        self._held.append((name, tuple(int(s) for s in shape), dtype, fill))
+
+    def _allocate_held(self, float_dtype):
+        for attr, shape, dtype, fill in self._held:
+            dt = np.dtype(float_dtype if dtype is None else dtype)
+            a = self.__dict__.get(attr)
+            if not (isinstance(a, np.ndarray) and a.shape == shape and a.dtype == dt):
+                setattr(self, attr, np.full(shape, fill, dt))
+
     def build(self, input_shape):
         """Declare parameters from the input shape (batch dimension first, may be None)."""
         self.built = True
@@ -88,7 +111,7 @@ class Layer:
                 raise ValueError(f"layer {self.name!r} ({type(self).__name__}) was built for inputs of shape "
                                  f"{self.input_shape}, got {input_shape}")
             return self.output_shape
-        self._specs = []
+        self._specs, self._held = [], []
         self.build(input_shape)
         self.built = True
         self.input_shape = (None,) + input_shape[1:]
@@ -96,6 +119,11 @@ class Layer:
         return self.output_shape
 
     def count_params(self):
+        """Number of weight values, the held ones (int8 kernels) included, as Keras counts."""
+        return self._flat_count() + sum(math.prod(s) for _, s, _, _ in self._held)
+
+    def _flat_count(self):
+        """Number of values the layer takes in the model's flat buffers."""
         return sum(math.prod(s) for _, s, _, _ in self._specs)
 
     def _bind(self, params, grads, offset):
@@ -106,6 +134,7 @@ class Layer:
             setattr(self, attr, params[offset:stop].reshape(shape))
             self._grad_of[attr] = grads[offset:stop].reshape(shape)
             offset = stop
+        self._allocate_held(params.dtype)
         self._bufs = {}
         return offset
 
@@ -120,8 +149,9 @@ class Layer:
 
     @property
     def weights(self):
-        """The parameters (views into the model's flat buffer), in declaration order."""
-        return [getattr(self, attr) for attr, *_ in self._specs] if self._bound else []
+        """The parameters (views into the model's flat buffer), in declaration order, then the held ones."""
+        flat = [getattr(self, attr) for attr, *_ in self._specs] if self._bound else []
+        return flat + [self.__dict__[attr] for attr, *_ in self._held if attr in self.__dict__]
 
     @property
     def _bound(self):
@@ -138,6 +168,7 @@ class Layer:
             v = np.asarray(v)
             if v.shape != w.shape:
                 raise ValueError(f"layer {self.name!r}: expected weight of shape {w.shape}, got {v.shape}")
+            _check_cast(v, w, f"layer {self.name!r}")
             w[...] = v
 
     # ---- computation --------------------------------------------------------------
@@ -168,11 +199,14 @@ class Layer:
             self._build(x.shape)
             if self._specs:
                 dtype = np.dtype(floatx())
-                n = self.count_params()
+                n = self._flat_count()
                 self._bind(np.zeros(n, dtype), np.zeros(n, dtype), 0)
                 self._initialize(_random.get_rng())
-        if self._bound:
-            dtype = self.weights[0].dtype           # inputs follow the parameters
+        if self._held and not self._bound:          # held weights only (an int8 Embedding)
+            self._allocate_held(floatx())
+        floats = [w.dtype for w in self.weights if w.dtype.kind == "f"]
+        if floats:
+            dtype = floats[0]                       # inputs follow the parameters
         elif x.dtype in (np.float32, np.float64):
             dtype = x.dtype                         # no parameters: a float input keeps its dtype
         else:

@@ -27,6 +27,7 @@ from nncore._kernels import elementwise as _ew
 from nncore._kernels.gemm import gemm
 from nncore.layers.base import Layer
 from nncore.layers.core import _act_delta, _affine_act, _affine_config, _init_affine
+from nncore.layers.quantized import Int8Quantizable
 
 _colsum = _ew.colsum
 
@@ -105,15 +106,16 @@ class _Window(Layer):
         return a if self.rank == 2 else a.reshape(n, h, w, c)
 
 
-class _Conv(_Window):
-    """Convolution of rank 1 or 2: y = f(conv(x, kernel) + b), one im2col and one GEMM."""
+class _Conv(Int8Quantizable, _Window):
+    """Convolution of rank 1 or 2: y = f(conv(x, kernel) + b), one im2col and one GEMM (in the int8
+    form: the int8 GEMM, each patch row of cols quantized as one input row)."""
 
     _paddings = ("valid", "same")
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
                  activation=None, use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, input_shape=None, name=None,
-                 batch_input_shape=None):
+                 batch_input_shape=None, dtype=None, quantization_config=None):
         super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
         cls = type(self).__name__
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
@@ -129,12 +131,13 @@ class _Conv(_Window):
         _data_format(data_format, cls)
         _init_affine(self, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
                      bias_regularizer)
+        self._init_quantization(dtype, quantization_config)
 
     def build(self, input_shape):
         self._geometry(input_shape, self.kernel_size, self.strides, self.dilation_rate, self.padding)
         c = self._hwc[2]
-        self.add_weight("kernel", self.kernel_size + (c, self.filters), self.kernel_initializer,
-                        self.kernel_regularizer)
+        self._declare_int8able(self.kernel_size + (c, self.filters), self.kernel_initializer,
+                               self.kernel_regularizer)
         if self.use_bias:
             self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer)
         # 1x1, stride 1, no padding: x itself is the (batch h w, c) cols matrix
@@ -145,14 +148,18 @@ class _Conv(_Window):
 
     def _bind(self, params, grads, offset):
         offset = super()._bind(params, grads, offset)
+        self._int8_views()
+        return offset
+
+    def _int8_views(self):
         k = math.prod(self.kernel.shape[:-1])
         self._k2 = self.kernel.reshape(k, self.filters)          # (kh kw c, filters) views, made once
-        self._dk2 = self._grad_of["kernel"].reshape(k, self.filters)
-        return offset
+        dk = self._grad_of.get("kernel")                         # none in the int8 form
+        self._dk2 = None if dk is None else dk.reshape(k, self.filters)
 
     def _buffers(self, n):
         # [cols, z, y, delta, dx, y as returned] for a batch of n, allocated once per batch size
-        dt = self.kernel.dtype
+        dt = self._float_dtype
         m = n * self._out[0] * self._out[1]
         cols = None if self._direct else np.empty((m, self._k2.shape[0]), dt)
         z = np.empty((m, self.filters), dt)
@@ -180,6 +187,8 @@ class _Conv(_Window):
 
     def backward(self, dy):
         # delta = dy * f'(z) ; dK = cols^T delta ; db = sum_rows delta ; dx = col2im(delta K^T)
+        if self.quantization_mode is not None:
+            self._refuse_training()
         cols, z, y, delta, dx, _ = self._cur
         delta = _act_delta(self, dy.reshape(y.shape), z, y, delta)
         gemm(self._cols, delta, self._dk2, trans_a=True, n_threads=self._n_threads)
@@ -204,7 +213,7 @@ class _Conv(_Window):
         cfg.update(filters=self.filters, kernel_size=list(self.kernel_size), strides=list(self.strides),
                    padding=self.padding, data_format="channels_last", dilation_rate=list(self.dilation_rate),
                    **_affine_config(self))
-        return cfg
+        return self._int8_config(cfg)
 
 
 class Conv2D(_Conv):

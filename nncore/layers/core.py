@@ -8,8 +8,10 @@ from nncore import _random
 from nncore import activations as _activations
 from nncore._kernels import elementwise as _ew
 from nncore._kernels.gemm import gemm
+from nncore._kernels.int8 import gemm_int8
 from nncore import initializers, regularizers
 from nncore.layers.base import Layer
+from nncore.layers.quantized import Int8Quantizable
 
 _act_forward = _ew.act_forward
 _act_backward = _ew.act_backward
@@ -56,6 +58,8 @@ def _affine_act(layer, x, kernel, z, y):
     """z = x K + b ; y = f(z), for a layer with ``_code``/``_alpha``/``_keep_z`` (Dense, the convolutions):
     one GEMM with the bias and f in its epilogue, or f in a pass of its own when f' needs z or f is softmax.
     Returns y (z's buffer itself when f is linear)."""
+    if layer.quantization_mode is not None:
+        return _affine_act_int8(layer, x, kernel, z, y)
     b = layer.bias if layer.use_bias else None
     nt = layer._n_threads
     if layer._code is None:                   # softmax: separate row-wise pass
@@ -65,6 +69,24 @@ def _affine_act(layer, x, kernel, z, y):
         _act_forward(layer._code, layer._alpha, z, y, nt)
     else:                                     # bias and f fused into the GEMM epilogue
         gemm(x, kernel, y, bias=b, act=layer._code, act_alpha=layer._alpha, n_threads=nt)
+    return y
+
+
+def _int8_matmul(layer, x, kernel, out, act=0, alpha=0.0):
+    """out = act(x K + b) for a quantized layer: K int8 with its scale `kernel_scale`, x quantized per
+    row inside the int8 GEMM (nncore.quantizers)."""
+    return gemm_int8(x, kernel, layer.kernel_scale, out, layer.bias if layer.use_bias else None, act, alpha,
+                     qmax=layer._act_qmax, n_threads=layer._n_threads)
+
+
+def _affine_act_int8(layer, x, kernel, z, y):
+    """`_affine_act` on the int8 GEMM."""
+    if layer._code is None:
+        _softmax_forward(_int8_matmul(layer, x, kernel, z), y)
+    elif layer._keep_z:
+        _act_forward(layer._code, layer._alpha, _int8_matmul(layer, x, kernel, z), y, layer._n_threads)
+    else:
+        _int8_matmul(layer, x, kernel, y, layer._code, layer._alpha)
     return y
 
 
@@ -80,7 +102,7 @@ def _act_delta(layer, dy, z, y, delta):
     return delta
 
 
-class Dense(Layer):
+class Dense(Int8Quantizable, Layer):
     """Fully connected layer: y = f(x W + b).
 
     Parameters
@@ -93,17 +115,23 @@ class Dense(Layer):
     kernel_regularizer, bias_regularizer : name, regularizer or None
     input_dim : int, optional
         Shorthand for ``input_shape=(input_dim,)`` on a model's first layer.
+    dtype : None or 'int8_from_float32' / 'int8_from_float64'
+        The int8 form (what `quantize` makes and configs record); None: float.
+    quantization_config : dict, optional
+        The int8 form's input quantizer, as its config records it.
 
     Notes
     -----
     Forward: z = x W + b ; y = f(z) (one GEMM call with the bias and f in its epilogue).
     Backward: delta = dy * f'(z) ; dW = x^T delta ; db = sum_rows delta ; dx = delta W^T.
     Inputs are 2-D (batch, features): put a Flatten in front of higher-rank inputs.
+    ``quantize("int8")`` makes W int8 with a scale per column, inputs quantized per row at run time
+    (nncore.quantizers): inference only.
     """
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, input_dim=None,
-                 input_shape=None, name=None, batch_input_shape=None):
+                 input_shape=None, name=None, batch_input_shape=None, dtype=None, quantization_config=None):
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
         super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
@@ -112,12 +140,13 @@ class Dense(Layer):
         self.units = int(units)
         _init_affine(self, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
                      bias_regularizer)
+        self._init_quantization(dtype, quantization_config)
 
     def build(self, input_shape):
         if len(input_shape) != 2:
             raise ValueError(f"layer {self.name!r} (Dense): expected 2-D inputs (batch, features), got shape "
                              f"{tuple(input_shape)}; add a Flatten layer first")
-        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer, self.kernel_regularizer)
+        self._declare_int8able((input_shape[-1], self.units), self.kernel_initializer, self.kernel_regularizer)
         if self.use_bias:
             self.add_weight("bias", (self.units,), self.bias_initializer, self.bias_regularizer)
 
@@ -126,7 +155,7 @@ class Dense(Layer):
 
     def _buffers(self, n):
         # [z, y, delta, dx] for a batch of n rows, allocated once per batch size
-        dt = self.kernel.dtype
+        dt = self._float_dtype
         z = np.empty((n, self.units), dt)
         b = [z, z if self._code == 0 else np.empty((n, self.units), dt), np.empty((n, self.units), dt),
              np.empty((n, self.kernel.shape[0]), dt)]
@@ -151,11 +180,16 @@ class Dense(Layer):
             self._check_features(x)
         bufs = self._bufs.get(x.shape[0]) or self._buffers(x.shape[0])
         self._x, self._cur = x, bufs
-        gemm(x, self.kernel, bufs[0], bias=self.bias if self.use_bias else None, n_threads=self._n_threads)
+        if self.quantization_mode is not None:
+            _int8_matmul(self, x, self.kernel, bufs[0])
+        else:
+            gemm(x, self.kernel, bufs[0], bias=self.bias if self.use_bias else None, n_threads=self._n_threads)
         return bufs[0], bufs[1]
 
     def backward_logits(self, delta):
         # dW = x^T delta ; db = sum_rows delta ; dx = delta W^T
+        if self.quantization_mode is not None:
+            self._refuse_training()
         g = self._grad_of
         gemm(self._x, delta, g["kernel"], trans_a=True, n_threads=self._n_threads)
         if self.use_bias:
@@ -167,7 +201,7 @@ class Dense(Layer):
     def get_config(self):
         cfg = super().get_config()
         cfg.update(units=self.units, **_affine_config(self))
-        return cfg
+        return self._int8_config(cfg)
 
 
 class Activation(Layer):

@@ -11,13 +11,15 @@ import numpy as np
 
 from nncore import initializers, regularizers
 from nncore._kernels import elementwise as _ew
+from nncore._kernels.int8 import take_rows_int8
 from nncore.layers.base import Layer
 from nncore.layers.core import _serialize
+from nncore.layers.quantized import Int8Quantizable
 
 _FLOAT32_EXACT = 2 ** 24
 
 
-class Embedding(Layer):
+class Embedding(Int8Quantizable, Layer):
     """Turns indices in [0, input_dim) into vectors of size output_dim.
 
     Parameters
@@ -28,16 +30,22 @@ class Embedding(Layer):
         Size of each vector.
     embeddings_initializer : name or initializer, default='uniform' (U(-0.05, 0.05), as Keras)
     embeddings_regularizer : name, regularizer or None
+    dtype : None or 'int8_from_float32' / 'int8_from_float64'
+        The int8 form (what `quantize` makes); None: float.
 
     Notes
     -----
     Input (batch, ...) of integer indices (or floats holding integers), output (batch, ..., output_dim).
     The weight is ``embeddings`` of shape (input_dim, output_dim), as in Keras. No gradient flows to
-    the indices (dx is zero); put the layer first.
+    the indices (dx is zero); put the layer first. ``quantize("int8")`` makes the table int8 with a
+    scale per row (Keras): y[p] = Eq[x[p]] / embeddings_scale[x[p]]; inference only.
     """
 
+    _int8_weight = "embeddings"
+    _int8_per_row = True
+
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
-                 name=None, input_shape=None, batch_input_shape=None):
+                 name=None, input_shape=None, batch_input_shape=None, dtype=None):
         super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
         for arg, v in (("input_dim", input_dim), ("output_dim", output_dim)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
@@ -47,16 +55,17 @@ class Embedding(Layer):
         self.embeddings_regularizer = embeddings_regularizer
         initializers.get(embeddings_initializer)
         regularizers.get(embeddings_regularizer)
+        self._init_quantization(dtype, None)
 
     def build(self, input_shape):
-        self.add_weight("embeddings", (self.input_dim, self.output_dim), self.embeddings_initializer,
-                        self.embeddings_regularizer)
+        self._declare_int8able((self.input_dim, self.output_dim), self.embeddings_initializer,
+                               self.embeddings_regularizer)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
 
     def _buffers(self, shape):
-        n, dt = int(np.prod(shape)), self.embeddings.dtype
+        n, dt = int(np.prod(shape)), self._float_dtype
         idx = np.empty(n, np.int64)
         y = np.empty(tuple(shape) + (self.output_dim,), dt)
         dx = np.zeros(shape, dt) if self._need_dx else None
@@ -75,7 +84,10 @@ class Embedding(Layer):
         idx, idx_nd, y, y2, _ = bufs
         np.copyto(idx_nd, x, casting="unsafe")          # as Keras: cast to int (truncation)
         try:
-            _ew.take_rows(self.embeddings, idx, y2)
+            if self.quantization_mode is None:
+                _ew.take_rows(self.embeddings, idx, y2)
+            else:                                       # y[p] = Eq[x[p]] / scale[x[p]]
+                take_rows_int8(self.embeddings, self.embeddings_scale, idx, y2)
         except IndexError:
             bad = idx[(idx < 0) | (idx >= self.input_dim)][0]
             raise ValueError(f"layer {self.name!r} (Embedding): index {bad} out of range "
@@ -85,6 +97,7 @@ class Embedding(Layer):
 
     def backward(self, dy):
         # dE = 0 ; dE[x[p]] += dy[p]
+        self._refuse_training()
         idx, _, _, y2, dx = self._cur
         dE = self._grad_of["embeddings"]
         dE.fill(0)
@@ -96,4 +109,4 @@ class Embedding(Layer):
         cfg.update(input_dim=self.input_dim, output_dim=self.output_dim,
                    embeddings_initializer=_serialize(self.embeddings_initializer),
                    embeddings_regularizer=_serialize(self.embeddings_regularizer))
-        return cfg
+        return self._int8_config(cfg)
