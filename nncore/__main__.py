@@ -9,7 +9,8 @@ import time
 
 
 def demo(epochs=20, batch_size=32, seed=0, threads=None, verbose=1):
-    """Train a 64-128-64-10 MLP on the digits; print test accuracy and training samples/s."""
+    """Train a 64-128-64-10 MLP on the digits; print test accuracy and training samples/s, then the test
+    accuracy of the model quantized to int8 (``model.quantize("int8")``)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -36,7 +37,10 @@ def demo(epochs=20, batch_size=32, seed=0, threads=None, verbose=1):
     print(f"test accuracy: {accuracy:.4f}  (test loss {loss:.4f}, {len(x_test)} test digits)")
     print(f"training: {rate:,.0f} samples/s ({epochs} epochs of {len(x_train)} samples in {seconds:.2f} s, "
           f"batch {batch_size}, {nncore.get_num_threads() if threads is None else threads} threads)")
-    return {"accuracy": accuracy, "loss": loss, "samples_per_s": rate}
+    model.quantize("int8")
+    _, int8_accuracy = model.evaluate(x_test, y_test, verbose=0)
+    print(f"int8 (model.quantize('int8')): test accuracy {int8_accuracy:.4f}")
+    return {"accuracy": accuracy, "loss": loss, "samples_per_s": rate, "int8_accuracy": int8_accuracy}
 
 
 def main(argv=None):

@@ -55,6 +55,7 @@ def test_demo_command():
 def test_cnn_digits():
     res = _load("cnn_digits").main(epochs=5)
     assert res["accuracy"] > 0.93
+    assert res["accuracy"] - res["int8_accuracy"] <= 0.005     # model.quantize("int8") keeps it
 
 
 def test_lstm_digits():

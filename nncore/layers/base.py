@@ -202,7 +202,7 @@ class Layer:
                 n = self._flat_count()
                 self._bind(np.zeros(n, dtype), np.zeros(n, dtype), 0)
                 self._initialize(_random.get_rng())
-        if self._held and not self._bound:          # held weights only (an int8 Embedding)
+        if any(attr not in self.__dict__ for attr, *_ in self._held):   # held weights only (int8 Embedding)
             self._allocate_held(floatx())
         floats = [w.dtype for w in self.weights if w.dtype.kind == "f"]
         if floats:

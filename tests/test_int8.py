@@ -1,0 +1,244 @@
+"""The int8 kernels against NumPy integer references (tests/reference_int8.py): the int32 product on
+every micro-kernel (generic C, AVX2 u8 x s8, AVX2 sign trick, the VNNI kernels through their C
+emulation of vpdpbusd, the real VNNI ones where the CPU has them) bit for bit, on awkward shapes,
+the extremes that would saturate vpmaddubsw, 1 and 2 threads, every SIMD level; the row quantizer
+and the fused int8 GEMM (quantize, int32 sums, dequantizing epilogue) to the bit; the row gather;
+bad input."""
+import itertools
+
+import numpy as np
+import pytest
+
+import reference_int8 as ref
+from nncore._kernels import ACT_CODES, int8, runtime
+
+LEVELS = list(range(runtime.simd_level() + 1))
+KERNELS = list(int8.KERNELS)
+DTYPES = [np.float32, np.float64]
+# around every kernel's MR (4, 6, 8) and NR (8, 16, 32), and the k groups of 4
+SIZES = [1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 31, 33, 64, 65]
+K_SIZES = [1, 2, 3, 4, 5, 7, 8, 63, 64, 65, 257]
+
+
+@pytest.fixture(autouse=True)
+def _restore():
+    yield
+    int8.set_kernel(None)
+    runtime.set_simd_level(-1)
+
+
+def _runs(level, qmax):
+    """The kernels that run inputs in [-qmax, qmax] at this SIMD level (setting it)."""
+    runtime.set_simd_level(level)
+    return [k for k in KERNELS if int8.available(k, qmax)]
+
+
+def _use(kernel, qmax):
+    int8.set_kernel(kernel)
+    assert int8.kernel(qmax) == kernel
+
+
+def _s32(a, b, qmax, n_threads=1):
+    c = np.full((a.shape[0], b.shape[1]), -7, np.int32)   # every element is overwritten
+    return int8.gemm_s8s32(a, b, c, qmax=qmax, n_threads=n_threads)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("qmax", [63, 127])
+def test_every_kernel_exact_on_awkward_shapes(level, qmax):
+    rng = np.random.default_rng(level * 1000 + qmax)
+    kernels = _runs(level, qmax)
+    assert "generic" in kernels
+    if level >= 1:
+        assert {"avx2-sign", "avxvnni-emulated", "avx512vnni-emulated"} <= set(kernels)
+        assert ("avx2" in kernels) == (qmax <= 63)
+    shapes = [(m, n, k) for m, n, k in itertools.product(SIZES, SIZES, K_SIZES) if (m * 7 + n * 3 + k) % 5 == 0]
+    for m, n, k in shapes + [(100, 70, 784), (7, 300, 130)]:
+        a = rng.integers(-qmax, qmax + 1, (m, k)).astype(np.int8)
+        b = rng.integers(-128, 128, (k, n)).astype(np.int8)
+        want = ref.matmul_s32(a, b)
+        for kernel in kernels:
+            _use(kernel, qmax)
+            np.testing.assert_array_equal(_s32(a, b, qmax), want, err_msg=f"{kernel} {m}x{n}x{k}")
+
+
+@pytest.mark.parametrize("qmax", [63, 127])
+def test_extremes_that_would_saturate(qmax):
+    # every pair of products at its largest magnitude, both signs: vpmaddubsw would saturate on 8-bit
+    # x + 128 (2 * 255 * 128 > 2^15); the kernels' choices must stay exact
+    k = 4 * 97
+    a = np.empty((9, k), np.int8)
+    a[0], a[1], a[2] = qmax, -qmax, np.resize([qmax, -qmax], k)
+    a[3:] = np.random.default_rng(0).choice([-qmax, qmax, 0], (6, k))
+    b = np.empty((k, 19), np.int8)
+    b[:, 0], b[:, 1], b[:, 2], b[:, 3] = -128, 127, np.resize([-128, 127], k), np.resize([127, -128], k)
+    b[:, 4:] = np.random.default_rng(1).choice([-128, 127, -127, 0], (k, 15))
+    want = ref.matmul_s32(a, b)
+    for level in LEVELS:
+        for kernel in _runs(level, qmax):
+            _use(kernel, qmax)
+            np.testing.assert_array_equal(_s32(a, b, qmax), want, err_msg=kernel)
+
+
+def test_largest_k_stays_exact():
+    k = int8.MAX_K
+    a = np.full((2, k), 127, np.int8)
+    a[1] = -127
+    b = np.full((k, 3), -128, np.int8)
+    b[:, 1] = 127
+    want = ref.matmul_s32(a, b)          # |c| up to 16256 k, just below 2^31
+    assert np.abs(want.astype(np.int64)).max() > 2 ** 31 - 20000
+    for level in LEVELS:
+        for kernel in _runs(level, 127):
+            _use(kernel, 127)
+            np.testing.assert_array_equal(_s32(a, b, 127), want, err_msg=kernel)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_threads_bit_identical(kernel):
+    if not int8.available(kernel, 63):
+        pytest.skip(f"{kernel} does not run here")
+    _use(kernel, 63)
+    rng = np.random.default_rng(5)
+    for m, n, k in [(300, 40, 200), (3, 500, 300), (257, 129, 65)]:
+        a = rng.integers(-63, 64, (m, k)).astype(np.int8)
+        b = rng.integers(-128, 128, (k, n)).astype(np.int8)
+        c1, c2 = _s32(a, b, 63, 1), _s32(a, b, 63, 2)
+        np.testing.assert_array_equal(c1, c2)
+        np.testing.assert_array_equal(c1, ref.matmul_s32(a, b))
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        ws = rng.uniform(10, 100, n).astype(np.float32)
+        y1, y2 = np.empty((m, n), np.float32), np.empty((m, n), np.float32)
+        int8.gemm_int8(x, b, ws, y1, None, ACT_CODES["relu"], qmax=63, n_threads=1)
+        int8.gemm_int8(x, b, ws, y2, None, ACT_CODES["relu"], qmax=63, n_threads=2)
+        np.testing.assert_array_equal(y1, y2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("level", LEVELS)
+def test_quantize_rows_is_keras_abs_max(dtype, level):
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(2)
+    for qmax in (63, 127, 1):
+        for m, k in [(1, 1), (5, 7), (33, 300), (4, 0)]:
+            x = (rng.standard_normal((m, k)) * rng.uniform(1e-3, 1e3, (m, 1))).astype(dtype)
+            if m > 3 and k > 3:
+                x[1] = 0                     # all zero: scale qmax / 1e-7, q 0
+                x[2, :4] = [2.0, 0.5, -0.5, 1.5]   # ties: round half to even
+                x[2, 4:] = 0
+                x[3, 1] = np.nan             # a NaN or an infinity: scale NaN, q 0
+                x[0, 2] = -np.inf
+            q, s = np.empty((m, k), np.int8), np.empty(m, dtype)
+            int8.quantize_rows(x, q, s, qmax=qmax, n_threads=2)
+            q0, s0 = ref.quantize_rows(x, qmax)
+            np.testing.assert_array_equal(s, s0)
+            np.testing.assert_array_equal(q, q0)
+    # exact ties x s = j + 1/2 round half to even (Keras's round), not away from zero
+    amax = dtype(100)
+    scale = dtype(63) / (amax + dtype(1e-7))
+    ties = [v for v in (dtype((j + 0.5) / scale) for j in range(-62, 62)) if v * scale == np.floor(v * scale) + 0.5]
+    assert len(ties) > 20
+    x = np.array([[amax] + ties], dtype)
+    q, s = np.empty(x.shape, np.int8), np.empty(1, dtype)
+    int8.quantize_rows(x, q, s, qmax=63)
+    assert s[0] == scale
+    np.testing.assert_array_equal(q[0, 1:], np.round(np.array(ties) * scale))   # half to even
+    assert (q[0, 1:] % 2 == 0).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("level", LEVELS)
+def test_gemm_int8_is_keras_int8_dense_to_the_bit(dtype, level):
+    rng = np.random.default_rng(3)
+    for qmax in (63, 127):
+        kernels = _runs(level, qmax)
+        for m, n, k in [(1, 1, 1), (7, 13, 29), (64, 100, 784), (17, 33, 5)]:
+            x = rng.standard_normal((m, k)).astype(dtype)
+            w = rng.integers(-127, 128, (k, n)).astype(np.int8)
+            ws = rng.uniform(20, 400, n).astype(dtype)
+            b = rng.standard_normal(n).astype(dtype)
+            for bias in (b, None):
+                z = ref.int8_dense(x, w, ws, bias, qmax)
+                for kernel in kernels:
+                    _use(kernel, qmax)
+                    for act, want in (("linear", z), ("relu", np.maximum(z, 0))):
+                        y = np.full((m, n), np.nan, dtype)
+                        int8.gemm_int8(x, w, ws, y, bias, ACT_CODES[act], qmax=qmax)
+                        np.testing.assert_array_equal(y, want, err_msg=f"{kernel} {act} {m}x{n}x{k}")
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "tanh", "elu", "leaky_relu", "gelu", "swish", "softplus"])
+def test_gemm_int8_epilogue_activations(act):
+    import reference
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((37, 50)).astype(np.float32)
+    w = rng.integers(-127, 128, (50, 21)).astype(np.int8)
+    ws = np.full(21, 300.0, np.float32)
+    b = rng.standard_normal(21).astype(np.float32)
+    z = ref.int8_dense(x, w, ws, b, 63).astype(np.float64)
+    alpha = {"leaky_relu": 0.2, "elu": 1.0}.get(act, 0.0)
+    y = np.empty((37, 21), np.float32)
+    int8.gemm_int8(x, w, ws, y, b, ACT_CODES[act], alpha, qmax=63, n_threads=2)
+    np.testing.assert_allclose(y, reference.act_forward(act, z, alpha or None), rtol=2e-6, atol=2e-6)
+
+
+def test_nonfinite_row_gives_nan_row():
+    x = np.ones((3, 9), np.float32)
+    x[1, 4] = np.inf
+    w = np.ones((9, 5), np.int8)
+    y = np.empty((3, 5), np.float32)
+    int8.gemm_int8(x, w, np.ones(5, np.float32), y, np.zeros(5, np.float32), qmax=63)
+    assert np.isnan(y[1]).all() and np.isfinite(y[[0, 2]]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_take_rows_int8(dtype):
+    rng = np.random.default_rng(6)
+    table = rng.integers(-127, 128, (11, 6)).astype(np.int8)
+    scale = rng.uniform(1, 100, 11).astype(dtype)
+    idx = np.array([0, 10, 3, 3, 7], np.int64)
+    out = np.empty((5, 6), dtype)
+    int8.take_rows_int8(table, scale, idx, out)
+    np.testing.assert_array_equal(out, table[idx].astype(dtype) / scale[idx, None])
+    with pytest.raises(IndexError, match="out of range"):
+        int8.take_rows_int8(table, scale, np.array([11], np.int64), np.empty((1, 6), dtype))
+
+
+def test_bad_input():
+    a = np.zeros((3, 4), np.int8)
+    b = np.zeros((4, 5), np.int8)
+    c = np.zeros((3, 5), np.int32)
+    with pytest.raises(TypeError, match="a: expected dtype int8"):
+        int8.gemm_s8s32(a.astype(np.int16), b, c, qmax=63)
+    with pytest.raises(TypeError, match="c: expected dtype int32"):
+        int8.gemm_s8s32(a, b, c.astype(np.int64), qmax=63)
+    with pytest.raises(ValueError, match="inner dimensions"):
+        int8.gemm_s8s32(a, b[:3], c, qmax=63)
+    with pytest.raises(ValueError, match=r"outside \[-63, 63\]"):
+        int8.gemm_s8s32(np.full((3, 4), 64, np.int8), b, c, qmax=63)
+    with pytest.raises(ValueError, match=r"outside \[-127, 127\]"):
+        int8.gemm_s8s32(np.full((3, 4), -128, np.int8), b, c, qmax=127)
+    with pytest.raises(ValueError, match="qmax must be in"):
+        int8.gemm_s8s32(a, b, c, qmax=128)
+    x = np.zeros((3, 4), np.float32)
+    y = np.zeros((3, 5), np.float32)
+    with pytest.raises(TypeError, match="w_scale: expected dtype float32"):
+        int8.gemm_int8(x, b, np.ones(5), y, qmax=63)
+    with pytest.raises(ValueError, match=r"w_scale: expected shape \(5,\)"):
+        int8.gemm_int8(x, b, np.ones(4, np.float32), y, qmax=63)
+    with pytest.raises(ValueError, match="y: expected shape"):
+        int8.gemm_int8(x, b, np.ones(5, np.float32), y[:2], qmax=63)
+    with pytest.raises(TypeError, match="w: expected dtype int8"):
+        int8.gemm_int8(x, b.astype(np.float32), np.ones(5, np.float32), y, qmax=63)
+    with pytest.raises(ValueError, match="unknown activation"):
+        int8.gemm_int8(x, b, np.ones(5, np.float32), y, act=99, qmax=63)
+    big = np.zeros((1, int8.MAX_K + 1), np.int8)
+    with pytest.raises(ValueError, match="may overflow"):
+        int8.gemm_s8s32(big, np.zeros((int8.MAX_K + 1, 1), np.int8), np.zeros((1, 1), np.int32), qmax=63)
+    with pytest.raises(ValueError, match="unknown int8 kernel"):
+        int8.set_kernel("avx3")
+    for k in KERNELS:
+        if not int8.available(k, 1):
+            with pytest.raises(ValueError, match="does not run"):
+                int8.set_kernel(k)
