@@ -28,8 +28,8 @@ import os
 
 import numpy as np
 
-__all__ = ["PEERS", "PEER_ORDER", "BLAS_PEERS", "NNCORE_VARIANTS", "get_peer_class", "available_peers", "supports",
-           "cnn_shapes"]
+__all__ = ["PEERS", "PEER_ORDER", "BLAS_PEERS", "NNCORE_VARIANTS", "INT8_PEERS", "get_peer_class", "available_peers",
+           "supports", "cnn_shapes"]
 
 LR = 1e-3
 
@@ -389,6 +389,39 @@ class TorchPeer(Peer):
         return out.numpy()
 
 
+class TorchInt8Peer(TorchPeer):
+    """PyTorch's int8 inference for CPUs: ``torch.ao.quantization.quantize_dynamic(model, {nn.Linear},
+    dtype=torch.qint8)`` (int8 weights per tensor, inputs quantized per batch at run time, FBGEMM's
+    kernels with 7-bit activations on x86), the predict rows of the MLPs."""
+
+    name = "torch_int8"
+    label = "PyTorch int8 quantize_dynamic"
+
+    @classmethod
+    def supports(cls, wl):
+        if wl.task != "predict" or wl.arch != "mlp":
+            return False, f"{cls.label} runs the MLP inference rows only"
+        return super().supports(wl)
+
+    def __init__(self, wl, x, y, seed=0, one_call=False):
+        super().__init__(wl, x, y, seed, one_call)
+        self.float_model = self.model
+        self._quantize()
+
+    def _quantize(self):
+        torch = self.torch
+        self.model = torch.ao.quantization.quantize_dynamic(self.float_model.eval(), {torch.nn.Linear},
+                                                            dtype=torch.qint8)
+
+    def set_weights(self, weights):
+        self.model = self.float_model
+        super().set_weights(weights)
+        self._quantize()
+
+    def linears(self):
+        return [m for m in self.float_model.modules() if isinstance(m, self.torch.nn.Linear)]
+
+
 class TorchFusedPeer(TorchPeer):
     """The same loop with ``torch.optim.Adam(fused=True)`` (one kernel for all parameters)."""
 
@@ -608,6 +641,26 @@ class _NncoreInference(NncorePeer):
         return ok, why
 
 
+class NncoreInt8Peer(_NncoreInference):
+    """nncore's int8 inference: the nncore peer's model after ``model.quantize("int8")``, ``predict``
+    per batch (int8 weights per output channel, inputs quantized per row at run time)."""
+
+    name = "nncore_int8"
+    label = "nncore int8"
+    method = "quantize"
+
+    def __init__(self, wl, x, y, seed=0, one_call=False):
+        super().__init__(wl, x, y, seed, one_call)
+        self.model.quantize("int8")
+
+    def set_weights(self, weights):
+        """Float weights, Keras order: a float model of them, quantized."""
+        float_model = self.nncore.Sequential([self.layer_api.Input(shape=self.wl.input_shape)] + self.build())
+        float_model.set_weights([np.asarray(w) for w in weights])
+        float_model.quantize("int8")
+        self.model = float_model
+
+
 def _nncore_model_class():
     import nncore
 
@@ -687,10 +740,12 @@ class OnnxRuntimePeer(_NncoreInference):
 
 
 PEERS = {cls.name: cls for cls in (NncorePeer, TorchPeer, TorchFusedPeer, SklearnPeer, NumpyPeer, KerasPeer,
-                                   OnnxRuntimePeer, NncoreCallPeer, NncorePredictOnBatchPeer)}
+                                   OnnxRuntimePeer, NncoreCallPeer, NncorePredictOnBatchPeer, NncoreInt8Peer,
+                                   TorchInt8Peer)}
 PEER_ORDER = ("nncore", "torch", "torch_fused", "sklearn", "numpy", "keras", "onnxruntime", "nncore_call",
-              "nncore_pob")
-NNCORE_VARIANTS = ("nncore_call", "nncore_pob")  # nncore itself: ratios shown, never the "fastest peer"
+              "nncore_pob", "nncore_int8", "torch_int8")
+NNCORE_VARIANTS = ("nncore_call", "nncore_pob", "nncore_int8")  # nncore itself: ratios shown, never the "fastest peer"
+INT8_PEERS = ("nncore_int8", "torch_int8")  # int8 inference (python -m bench --precision int8): their own table
 BLAS_PEERS = ("sklearn", "numpy")  # the ones on OpenBLAS, also run with OPENBLAS_* unset
 
 

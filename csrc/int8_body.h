@@ -2,13 +2,16 @@
  * job callbacks of the int8 GEMM (quantize + pack A, the epilogue), its entry
  * point, the row quantizer and the dequantizing row gather. Included by
  * int8.c after real.h. */
-#include <float.h>
 #if defined(NC_F32)
-#define I8_REAL_MAX FLT_MAX
 #define I8_LRINT rintf
+#define I8_UINT uint32_t
+#define I8_ABS_MASK 0x7fffffffu
+#define I8_INF_BITS 0x7f800000u
 #else
-#define I8_REAL_MAX DBL_MAX
 #define I8_LRINT rint
+#define I8_UINT uint64_t
+#define I8_ABS_MASK 0x7fffffffffffffffull
+#define I8_INF_BITS 0x7ff0000000000000ull
 #endif
 
 #define I8L_SUF generic
@@ -100,5 +103,7 @@ void NC_NAME(take_rows_int8)(const int8_t *E, ptrdiff_t cols, const REAL *scale,
 }
 
 #undef I8_PICK
-#undef I8_REAL_MAX
 #undef I8_LRINT
+#undef I8_UINT
+#undef I8_ABS_MASK
+#undef I8_INF_BITS

@@ -8,18 +8,23 @@
 #define I8L_NAME(op) I8L_CAT(op, I8L_SUF)
 
 /* s = Q / (max_p |x_p| + 1e-7) (Keras's AbsMaxQuantizer: epsilon 1e-7 added
- * in REAL); NaN when the row holds a NaN or an infinity. */
+ * in REAL); NaN when the row holds a NaN or an infinity. One pass over the
+ * bits: |x| as an unsigned integer orders like |x|, and a NaN or an infinity
+ * is at least the bits of infinity. */
 static I8L_ATTR REAL I8L_NAME(i8_row_scale)(const REAL *x, ptrdiff_t k, REAL Q)
 {
-    REAL amax = 0;
-    int bad = 0;
-#pragma omp simd reduction(max : amax) reduction(| : bad)
+    I8_UINT amax = 0;
+#pragma omp simd reduction(max : amax)
     for (ptrdiff_t p = 0; p < k; p++) {
-        REAL v = FABS(x[p]);
-        amax = v > amax ? v : amax;
-        bad |= !(v <= I8_REAL_MAX);
+        I8_UINT u;
+        memcpy(&u, x + p, sizeof u);
+        u &= I8_ABS_MASK;
+        amax = u > amax ? u : amax;
     }
-    return bad ? (REAL)NAN : Q / (amax + (REAL)1e-7);
+    if (amax >= I8_INF_BITS) return (REAL)NAN;
+    REAL m;
+    memcpy(&m, &amax, sizeof m);
+    return Q / (m + (REAL)1e-7);
 }
 
 /* q_p = clip(round(x_p s), -Q, Q), rounding half to even (the default
@@ -39,27 +44,37 @@ static I8L_ATTR void I8L_NAME(i8_quant_row)(const REAL *x, ptrdiff_t k, REAL s, 
     }
 }
 
-/* C(i, j) = act(t(i, j) / (ws_j xs_i) + b_j) for an mi x nj tile (Keras: the
- * int32 sum cast to REAL, divided by kernel_scale * inputs_scale, plus the bias). */
+/* c_j = t_j / (ws_j sx) + b_j, relu'd when asked, for one row of n (a constant for a full tile:
+ * straight vector code); Keras: the int32 sum cast to REAL, divided by kernel_scale * inputs_scale,
+ * plus the bias. */
+static inline __attribute__((always_inline)) I8L_ATTR void I8L_NAME(i8_row_out)(
+    const int32_t *t, const int n, REAL sx, const REAL *ws, const REAL *bias, int relu, REAL *c)
+{
+    if (bias) {
+#pragma omp simd
+        for (int j = 0; j < n; j++) c[j] = (REAL)t[j] / (ws[j] * sx) + bias[j];
+    } else {
+#pragma omp simd
+        for (int j = 0; j < n; j++) c[j] = (REAL)t[j] / (ws[j] * sx);
+    }
+    if (relu) {
+#pragma omp simd
+        for (int j = 0; j < n; j++) c[j] = c[j] > 0 ? c[j] : (REAL)0; /* NaN -> 0, as nc_act_forward */
+    }
+}
+
+/* C(i, j) = act(t(i, j) / (ws_j xs_i) + b_j) for an mi x nj tile. */
 static I8L_ATTR void I8L_NAME(i8_store)(const int32_t *t, int ldt, int mi, int nj, const REAL *xs, const REAL *ws,
                                         const REAL *bias, int act, REAL alpha, REAL *C, ptrdiff_t ldc)
 {
+    int relu = act == NC_ACT_RELU;
     for (int i = 0; i < mi; i++) {
-        const int32_t *ti = t + i * ldt;
-        REAL sx = xs[i], *c = C + i * ldc;
-        if (bias) {
-#pragma omp simd
-            for (int j = 0; j < nj; j++) c[j] = (REAL)ti[j] / (ws[j] * sx) + bias[j];
-        } else {
-#pragma omp simd
-            for (int j = 0; j < nj; j++) c[j] = (REAL)ti[j] / (ws[j] * sx);
-        }
-        if (act == NC_ACT_RELU) {
-#pragma omp simd
-            for (int j = 0; j < nj; j++) c[j] = c[j] > 0 ? c[j] : (REAL)0; /* NaN -> 0, as nc_act_forward */
-        } else if (act != NC_ACT_LINEAR) {
-            NC_NAME(act_forward)(act, alpha, c, c, nj);
-        }
+        REAL *c = C + i * ldc;
+        if (nj == 16) /* the AVX2 and VNNI-256 kernels' full width */
+            I8L_NAME(i8_row_out)(t + i * ldt, 16, xs[i], ws, bias, relu, c);
+        else
+            I8L_NAME(i8_row_out)(t + i * ldt, nj, xs[i], ws, bias, relu, c);
+        if (!relu && act != NC_ACT_LINEAR) NC_NAME(act_forward)(act, alpha, c, c, nj);
     }
 }
 
