@@ -409,9 +409,14 @@ class TorchInt8Peer(TorchPeer):
         self._quantize()
 
     def _quantize(self):
+        import warnings
+
         torch = self.torch
-        self.model = torch.ao.quantization.quantize_dynamic(self.float_model.eval(), {torch.nn.Linear},
-                                                            dtype=torch.qint8)
+        with warnings.catch_warnings():   # torch 2.13 deprecates torch.ao.quantization, still its CPU int8 way
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", "torch.quantize_per_tensor", UserWarning)
+            self.model = torch.ao.quantization.quantize_dynamic(self.float_model.eval(), {torch.nn.Linear},
+                                                                dtype=torch.qint8)
 
     def set_weights(self, weights):
         self.model = self.float_model

@@ -26,6 +26,13 @@ Layers and their ONNX ops:
   ``linear_before_reset=1``), ``direction="reverse"`` for go_backwards (the returned sequence flipped
   back into Keras's processing order), Squeeze and Transpose back.
 - Embedding: Cast to int64 (truncation, as the layer casts), Gather.
+- The int8 forms (``model.quantize("int8")``, nncore.quantizers), nncore's numbers to the bit: each
+  input row quantized by ReduceMax(Abs) / Div / Mul / Round (half to even, as the kernel) / Clip /
+  Cast to int8, MatMulInteger with the int8 kernel (int32 sums), Cast, Div by kernel_scale * s, Add
+  the bias, the activation. A convolution first gathers its patch rows channels-last (Pad, one
+  strided Slice per kernel tap, Concat: the im2col order), as the layer quantizes them. Embedding:
+  Gather of the int8 table and of its scales, Cast, Div. (A row holding NaN/inf: nncore's NaN rows,
+  ONNX's undefined int8 cast of NaN; `predict` refuses such inputs.)
 
 Activations: relu, sigmoid, tanh, softmax, leaky_relu (its alpha), elu (its alpha), selu, softplus,
 hard_sigmoid (Keras 3: relu6(x + 3) / 6 = HardSigmoid(alpha=1/6, beta=1/2)), gelu (the Gelu op from
@@ -104,6 +111,12 @@ class _Graph:
         self.initializers.append(self.onnx.numpy_helper.from_array(data, name))
         return name
 
+    def raw(self, array, hint):
+        """An initializer in the array's own dtype (an int8 kernel); returns its name."""
+        name = self.name(hint)
+        self.initializers.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
     def ints(self, values, hint):
         """An int64 initializer (axes, shapes, slice bounds); returns its name."""
         name = self.name(hint)
@@ -172,9 +185,23 @@ _ELEMENTWISE = {
 
 
 # ------------------------------------------------------------------------------------------ layers
+def _int8_affine(g, layer, x, kernel, scale):
+    """z = (q(x) @ Wq) / (scale s) + b for rows x (n, k): nncore's int8 GEMM (csrc/int8.c) in ONNX ops,
+    s = Q / (max |x| + 1e-7) and q(x) = clip(round(x s), -Q, Q) per row."""
+    Q = float(layer._act_qmax)
+    amax = g.reduce("ReduceMax", g.op("Abs", [x]), [1], keepdims=True)
+    s = g.op("Div", [g.weight(Q, "qmax"), g.op("Add", [amax, g.weight(1e-7, "epsilon")])])
+    q = g.op("Clip", [g.op("Round", [g.op("Mul", [x, s])]), g.weight(-Q, "qmin"), g.weight(Q, "qmax_clip")])
+    acc = g.op("MatMulInteger", [g.op("Cast", [q], to=g.onnx.TensorProto.INT8), g.raw(kernel, "kernel")])
+    z = g.op("Div", [g.op("Cast", [acc], to=g.elem), g.op("Mul", [g.weight(scale, "kernel_scale"), s])])
+    return g.op("Add", [z, g.weight(layer.bias, "bias")]) if layer.use_bias else z
+
+
 @register_converter(L.Dense)
 def _dense(g, layer, x):
     # y = f(x W + b)
+    if layer.quantization_mode is not None:
+        return g.activation(layer._act_name, layer._alpha, _int8_affine(g, layer, x, layer.kernel, layer.kernel_scale))
     inputs = [x, g.weight(layer.kernel, "kernel")]
     if layer.use_bias:
         inputs.append(g.weight(layer.bias, "bias"))
@@ -224,8 +251,36 @@ def _spatial(layer, t):
     return list(t[2 - layer.rank:])
 
 
+def _patch_rows(g, layer, x):
+    """The im2col matrix of x channels-last, (n oh ow, kh kw c) in the layer's tap order: the padded input,
+    one strided Slice per tap (p, q), concatenated over the channels."""
+    r = layer.rank
+    pads = _pads(layer)
+    xp = g.op("Pad", [x, g.ints([0] + pads[:r] + [0, 0] + pads[r:] + [0], "pads")])
+    win, st, dil, out = (_spatial(layer, t) for t in (layer._win, layer._str, layer._dil, layer._out))
+    axes = list(range(1, r + 1))
+    taps = []
+    for tap in np.ndindex(*win):
+        starts = [t * d for t, d in zip(tap, dil)]
+        ends = [b + (o - 1) * s + 1 for b, o, s in zip(starts, out, st)]
+        taps.append(g.op("Slice", [xp, g.ints(starts, "starts"), g.ints(ends, "ends"), g.ints(axes, "axes"),
+                                   g.ints(st, "steps")]))
+    cols = taps[0] if len(taps) == 1 else g.op("Concat", taps, axis=-1)
+    return g.op("Reshape", [cols, g.ints([-1, int(np.prod(layer.kernel.shape[:-1]))], "cols_shape")])
+
+
+def _conv_int8(g, layer, x):
+    # y = f(cols(x) K + b) on the int8 GEMM's arithmetic, each patch row quantized as one input row
+    K = layer.kernel.reshape(-1, layer.filters)
+    z = _int8_affine(g, layer, _patch_rows(g, layer, x), K, layer.kernel_scale)
+    z = g.op("Reshape", [z, g.ints([-1] + _spatial(layer, layer._out) + [layer.filters], "out_shape")])
+    return g.activation(layer._act_name, layer._alpha, z, axis=-1)
+
+
 def _conv(g, layer, x):
     # y = f(conv(x, kernel) + b): ONNX's Conv is channels-first, its weight (f, c, k...)
+    if layer.quantization_mode is not None:
+        return _conv_int8(g, layer, x)
     r = layer.rank
     W = np.transpose(layer.kernel, [r + 1, r] + list(range(r)))
     inputs = [_to_channels_first(g, layer, x), g.weight(W, "kernel")]
@@ -259,7 +314,12 @@ for _cls in (L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalAveragePooling1
 
 @register_converter(L.Embedding)
 def _embedding(g, layer, x):
-    # y[p] = E[int(x[p])]
+    # y[p] = E[int(x[p])]; int8: Eq[int(x[p])] / scale[int(x[p])]
+    if layer.quantization_mode is not None:
+        idx = g.op("Cast", [x], to=g.onnx.TensorProto.INT64)
+        rows = g.op("Cast", [g.op("Gather", [g.raw(layer.embeddings, "embeddings"), idx], axis=0)], to=g.elem)
+        scale = g.op("Gather", [g.weight(layer.embeddings_scale, "embeddings_scale"), idx], axis=0)
+        return g.op("Div", [rows, g.op("Unsqueeze", [scale, g.ints([-1], "axes")])])
     return g.op("Gather", [g.weight(layer.embeddings, "embeddings"), g.op("Cast", [x], to=g.onnx.TensorProto.INT64)],
                 axis=0)
 

@@ -142,6 +142,50 @@ def test_inference_peers_match_the_nncore_peer():
                     assert peer.sess.get_session_options().intra_op_num_threads == threads
 
 
+def test_int8_peers_predict_what_the_float_model_does():
+    # nncore after quantize("int8") and PyTorch's quantize_dynamic on the same float weights: the float
+    # model's probabilities up to int8 rounding; nncore int8 is its own model quantized again on set_weights
+    ok, why = P.NncorePeer.available()
+    if not ok:
+        pytest.skip(why)
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, (40, 20)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    wl = Workload("p", (20, 16, 8, 3), 16, 40, task="predict")
+    ref = P.NncorePeer(wl, x, y)
+    weights = ref.get_weights()
+    ref.set_weights(weights)
+    p = ref.predict_all()
+    for cls in (P.NncoreInt8Peer, P.TorchInt8Peer):
+        if not cls.available()[0]:
+            continue
+        peer = cls(wl, x, y)
+        peer.set_weights(weights)
+        q = peer.predict_all()
+        assert np.abs(q - p).max() < 0.05 and (q.argmax(1) == p.argmax(1)).mean() >= 0.95, cls.name
+    int8_peer = P.NncoreInt8Peer(wl, x, y)
+    int8_peer.set_weights(weights)
+    assert int8_peer.model.quantized == [layer.name for layer in int8_peer.model.layers]
+    for name in ("nncore_int8", "torch_int8"):
+        ok, why = P.supports(name, get_workload("medium"))
+        assert not ok and "inference" in why
+    assert not P.supports("torch_int8", get_workload("cnn"))[0]
+
+
+def test_int8_precision_option_and_table():
+    assert not set(P.INT8_PEERS) & set(parse_args([]).peers)
+    assert set(P.INT8_PEERS) <= set(parse_args(["--precision", "int8"]).peers)
+    raw = _row({"nncore": 10.0, "torch": 30.0, "nncore_int8": 5.0, "torch_int8": 6.0})
+    raw["task"] = "predict"
+    row = summarize(raw)
+    assert row["ratios"]["fastest"]["peer"] == "torch"      # never an int8 contender: another precision
+    table = format_tables({"results": [row], "peers": {}, "memory": []})
+    head, int8_part = table.split("### int8 inference")
+    assert "nncore int8" not in head
+    line = next(t for t in int8_part.splitlines() if t.startswith("| tiny | 2 |"))
+    assert line.endswith("| 2.00x | 6.00x | 1.20x |")        # nncore float32, PyTorch, PyTorch int8 over it
+
+
 def test_inference_peers_do_not_train():
     wl = get_workload("tiny")
     for name in ("onnxruntime", "nncore_call", "nncore_pob"):

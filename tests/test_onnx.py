@@ -404,3 +404,53 @@ def test_weights_are_copied_at_export():
     before = model.predict(x, verbose=0)
     model.set_weights([w + 1 for w in model.get_weights()])
     np.testing.assert_allclose(_session(proto).run(None, {"input": x})[0], before, rtol=RTOL)
+
+
+# ------------------------------------------------------------------------------------------ int8
+def _int8_exports(model, make_x=None, opset=None, exact=True):
+    """Quantize, export, run: ONNX Runtime gives predict's numbers to the bit (the same ops, Round half to
+    even and MatMulInteger's exact int32 sums), up to the last activation's own rounding when not exact."""
+    model.quantize("int8")
+    proto = nx.export(model, opset=opset)
+    ops = {n.op_type for n in proto.graph.node}
+    assert "MatMulInteger" in ops or "Gather" in ops
+    sess = _session(proto)
+    rng = np.random.default_rng(2)
+    for n in BATCHES:
+        x = make_x(n, rng) if make_x else _inputs(model, n, rng)
+        ref = model.predict(x, verbose=0)
+        out = sess.run(None, {"input": x})[0]
+        if exact:
+            np.testing.assert_array_equal(out, ref, err_msg=f"batch {n}")
+        else:
+            np.testing.assert_allclose(out, ref, rtol=RTOL, atol=RTOL * float(np.abs(ref).max()))
+    return proto
+
+
+@pytest.mark.parametrize("act", ["linear", "relu", "tanh", "sigmoid", "softmax"])
+@pytest.mark.parametrize("opset", [13, None])
+def test_int8_dense(act, opset):
+    _int8_exports(_model([L.Dense(9, activation=act), L.Dense(4, use_bias=False)], (13,)), opset=opset,
+                  exact=act in ("linear", "relu"))
+
+
+@pytest.mark.parametrize("kw", [dict(zip(("kernel_size", "strides", "dilation_rate", "padding", "activation",
+                                          "use_bias"), case)) for case in CONV2D],
+                         ids=lambda kw: "-".join(str(v) for v in kw.values()))
+def test_int8_conv2d(kw):
+    _int8_exports(_model(L.Conv2D(3, **kw), (9, 8, 2)), exact=kw["activation"] in (None, "relu"))
+
+
+@pytest.mark.parametrize("kw", CONV1D, ids=lambda kw: "-".join(f"{k}{v}" for k, v in kw.items()))
+def test_int8_conv1d(kw):
+    _int8_exports(_model(L.Conv1D(**kw), (11, 3)), exact=kw.get("activation") in (None, "relu"))
+
+
+def test_int8_embedding_and_cnn(float64):
+    nncore.set_floatx("float32")
+    _int8_exports(_model([L.Embedding(11, 4), L.Flatten(), L.Dense(3)], (6,)),
+                  make_x=lambda n, rng: rng.integers(0, 11, (n, 6)).astype(np.float32))
+    _int8_exports(_model([L.Conv2D(6, 3, activation="relu"), L.MaxPooling2D(2), L.Conv2D(8, 3, padding="same"),
+                          L.Flatten(), L.Dense(4, activation="relu")], (12, 12, 1)))
+    nncore.set_floatx("float64")      # float64: ONNX Runtime has every op in double, to the bit as well
+    _int8_exports(_model([L.Dense(7, activation="relu"), L.Dense(3)], (10,)))
