@@ -53,8 +53,17 @@ def config():
         "num_threads": get_num_threads(),
         "omp_max_threads": _rt.omp_max_threads(),
         "dtypes": ["float32", "float64"],
+        "int8_kernel": _int8_kernels(),
         "numpy": np.__version__,
     }
+
+
+def _int8_kernels():
+    """The int8 GEMM's micro-kernel (quantize("int8")) for nncore's default 7-bit inputs and for Keras's 8-bit."""
+    from nncore._kernels import int8
+    from nncore.quantizers import DEFAULT_ACTIVATION_RANGE as q
+
+    return f"{int8.kernel(q)} (|x| <= {q}), {int8.kernel(127)} (|x| <= 127)"
 
 
 def show_config():
