@@ -28,6 +28,7 @@
  * whole k; each finished int32 tile goes through the epilogue while it is in
  * L1. The REAL parts (quantize + pack A, the epilogue) are the callbacks of a
  * job, defined in int8_body.h for float and double. */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,8 @@ static inline int omp_get_num_threads(void) { return 1; }
 
 #include "int8_kernel.h"
 
+/* At most this many rows of A take the direct path (B read in place, not packed). */
+#define NC_I8_DIRECT_ROWS 2
 /* Bytes of packed A per block of rows (lives in L2 while the B panels pass). */
 #define NC_I8_A_BYTES (128 * 1024)
 /* Below this many multiply-adds one thread does it all (as NC_GEMM_TEAM_WORK). */
@@ -153,6 +156,7 @@ struct nc_i8_job {
     void (*store)(const nc_i8_job *job, const int32_t *t, int ldt, ptrdiff_t i0, ptrdiff_t j0, int mi, int nj,
                   const void *info);
     int info_size;
+    int a_size;           /* bytes of an element of A (prefetching the next block's rows) */
     int qmax;             /* A in [-qmax, qmax] */
     int level;            /* the SIMD level of the REAL helpers: 0 generic, 1 AVX2 */
     const void *a;        /* int8 A or REAL x, row stride lda */
@@ -209,9 +213,17 @@ static int nc_i8_region(const nc_i8_job *job, const nc_i8_variant *V, ptrdiff_t 
         for (ptrdiff_t ir = 0; ir < mci; ir += mr)
             job->pack_a(job, ic + ir, (int)(mci - ir < mr ? mci - ir : mr), mr, o, ap + ir * kg * 4, scratch,
                         info + ir * job->info_size);
+        /* while the tiles of this block run (compute-bound), the rows of A the next block quantizes
+         * come into L2 (that pass is bound by memory otherwise): a few lines per micro-kernel call */
+        ptrdiff_t next = ic + mci < r1 ? ic + mci : r1, nrows = r1 - next < mc ? r1 - next : mc;
+        const char *pf = (const char *)job->a + next * job->lda * job->a_size;
+        const char *pf_end = pf + nrows * job->lda * job->a_size;
+        ptrdiff_t calls = npan * ((mci + mr - 1) / mr), step = ((pf_end - pf) / calls + 63) / 64 * 64;
         for (ptrdiff_t jp = 0; jp < npan; jp++) {
             int nj = (int)(ncol - jp * nr < nr ? ncol - jp * nr : nr);
             for (ptrdiff_t ir = 0; ir < mci; ir += mr) {
+                for (const char *e = pf + step < pf_end ? pf + step : pf_end; pf < e; pf += 64)
+                    __builtin_prefetch(pf, 0, 1);
                 V->kernel(kg, ap + ir * kg * 4, bp + jp * kg * nr * 4, corr + jp * nr, tile);
                 job->store(job, tile, nr, ic + ir, c0 + jp * nr, (int)(mci - ir < mr ? mci - ir : mr), nj,
                            info + ir * job->info_size);
@@ -222,13 +234,66 @@ static int nc_i8_region(const nc_i8_job *job, const nc_i8_variant *V, ptrdiff_t 
     return 0;
 }
 
-/* The job on the kernel in use: one thread, or C cut by rows (by columns when
- * there are fewer MR-row panels than threads) at tile boundaries. */
+/* The direct path: C = A B for a few rows, B (k x n, row stride ldb) read in
+ * place. Each element of B serves only m rows, so packing it would cost as
+ * much as using it (predict of one sample). Plain int32 multiply-adds (they
+ * cannot overflow, k <= NC_INT8_MAX_K), compiled for the generic and the
+ * AVX2 level; blocks of DIRECT_W columns of C stay in one accumulator row. */
+#define NC_I8_DIRECT_W 256
+#define NC_I8_DIRECT(suffix, attr)                                                                    \
+    static attr void nc_i8_direct_##suffix(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const int8_t *A,        \
+                                           ptrdiff_t lda, const int8_t *B, ptrdiff_t ldb, int32_t *C)     \
+    {                                                                                                 \
+        int32_t acc[NC_I8_DIRECT_W];                                                                  \
+        for (ptrdiff_t i = 0; i < m; i++)                                                             \
+            for (ptrdiff_t j0 = 0; j0 < n; j0 += NC_I8_DIRECT_W) {                                    \
+                int w = (int)(n - j0 < NC_I8_DIRECT_W ? n - j0 : NC_I8_DIRECT_W);                     \
+                for (int j = 0; j < w; j++) acc[j] = 0;                                               \
+                for (ptrdiff_t p = 0; p < k; p++) {                                                   \
+                    const int8_t *b = B + p * ldb + j0;                                               \
+                    int32_t a = A[i * lda + p];                                                       \
+                    _Pragma("omp simd") for (int j = 0; j < w; j++) acc[j] += a * (int32_t)b[j];      \
+                }                                                                                     \
+                memcpy(C + i * n + j0, acc, (size_t)w * sizeof(int32_t));                             \
+            }                                                                                         \
+    }
+NC_I8_DIRECT(generic, )
+#if NC_I8_X86
+NC_I8_DIRECT(avx2, NC_I8_AVX2_ATTR)
+#endif
+#undef NC_I8_DIRECT
+
+/* Quantize (or copy) the m rows of A, the direct product, the epilogue over all of C. */
+static int nc_i8_run_direct(const nc_i8_job *job)
+{
+    ptrdiff_t m = job->m, n = job->n, k = job->k, kp = (k + 3) / 4 * 4;
+    size_t qbytes = (size_t)(m * kp), ibytes = (size_t)(m * job->info_size) + 8, cbytes = (size_t)(m * n) * 4;
+    char *mem = (char *)malloc(qbytes + (size_t)kp + ibytes + cbytes + 64);
+    if (!mem) return -1;
+    int32_t *c32 = (int32_t *)(((uintptr_t)mem + 63) / 64 * 64);
+    int8_t *q = (int8_t *)(c32 + m * n), *scratch = q + qbytes;
+    char *info = (char *)(scratch + kp);
+    for (ptrdiff_t i = 0; i < m; i++) /* a panel of one row is the row itself, padded */
+        job->pack_a(job, i, 1, 1, 0, (uint8_t *)q + i * kp, scratch, info + i * job->info_size);
+#if NC_I8_X86
+    if (job->level) nc_i8_direct_avx2(m, n, k, q, kp, job->B, job->ldb, c32);
+    else
+#endif
+        nc_i8_direct_generic(m, n, k, q, kp, job->B, job->ldb, c32);
+    job->store(job, c32, (int)n, 0, 0, (int)m, (int)n, info);
+    free(mem);
+    return 0;
+}
+
+/* The job on the kernel in use: the direct path for a few rows; else one
+ * thread, or C cut by rows (by columns when there are fewer MR-row panels
+ * than threads) at tile boundaries. */
 static int nc_i8_run(const nc_i8_job *job, int nthreads)
 {
     const nc_i8_variant *V = &nc_i8_variants[nc_int8_kernel(job->qmax)];
     ptrdiff_t m = job->m, n = job->n;
     if (m <= 0 || n <= 0) return 0;
+    if (m <= NC_I8_DIRECT_ROWS && n <= INT_MAX) return nc_i8_run_direct(job);
     double work = (double)m * (double)n * (double)(job->k > 0 ? job->k : 1);
     int nt = work < NC_I8_TEAM_WORK ? 1 : nc_team_size(nthreads, 2.0 * work);
     ptrdiff_t mt = (m + V->mr - 1) / V->mr, ntiles = mt * ((n + V->nr - 1) / V->nr);
@@ -276,9 +341,9 @@ int nc_gemm_s8s32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const int8_t *A, ptrdif
                   ptrdiff_t ldb, int32_t *C, ptrdiff_t ldc, int nthreads)
 {
     nc_i8_job job = {0};
-    job.qmax = qmax;
+    job.qmax = qmax, job.level = NC_I8_X86 && nc_active_simd_level() >= NC_SIMD_AVX2;
     job.m = m, job.n = n, job.k = k, job.B = B, job.ldb = ldb;
-    job.pack_a = nc_i8_pack_s8, job.store = nc_i8_store_s32, job.info_size = 0;
+    job.pack_a = nc_i8_pack_s8, job.store = nc_i8_store_s32, job.info_size = 0, job.a_size = 1;
     job.a = A, job.lda = lda, job.c = C, job.ldc = ldc;
     return nc_i8_run(&job, nthreads);
 }

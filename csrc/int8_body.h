@@ -65,6 +65,7 @@ int NC_NAME(gemm_int8)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *x, ptr
     nc_i8_job job = {0};
     job.m = m, job.n = n, job.k = k, job.B = W, job.ldb = ldw, job.qmax = qmax;
     job.pack_a = NC_NAME(i8_pack_x), job.store = NC_NAME(i8_store), job.info_size = (int)sizeof(REAL);
+    job.a_size = (int)sizeof(REAL);
     job.level = NC_I8_X86 && nc_active_simd_level() >= NC_SIMD_AVX2;
     job.a = x, job.lda = ldx, job.c = y, job.ldc = ldy;
     job.wscale = wscale, job.bias = bias, job.act = act, job.act_alpha = act_alpha;

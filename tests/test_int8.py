@@ -1,6 +1,7 @@
 """The int8 kernels against NumPy integer references (tests/reference_int8.py): the int32 product on
 every micro-kernel (generic C, AVX2 u8 x s8, AVX2 sign trick, the VNNI kernels through their C
-emulation of vpdpbusd, the real VNNI ones where the CPU has them) bit for bit, on awkward shapes,
+emulation of vpdpbusd, the real VNNI ones where the CPU has them; one or two rows take the direct
+path, B unpacked) bit for bit, on awkward shapes,
 the extremes that would saturate vpmaddubsw, 1 and 2 threads, every SIMD level; the row quantizer
 and the fused int8 GEMM (quantize, int32 sums, dequantizing epilogue) to the bit; the row gather;
 bad input."""
