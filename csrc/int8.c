@@ -49,6 +49,12 @@ static inline int omp_get_num_threads(void) { return 1; }
 
 #include "int8_kernel.h"
 
+#if defined(__GNUC__) || defined(__clang__)
+#define NC_I8_PREFETCH(p) __builtin_prefetch((p), 0, 1) /* into L2 */
+#else
+#define NC_I8_PREFETCH(p) ((void)(p))
+#endif
+
 /* At most this many rows of A take the direct path (B read in place, not packed). */
 #define NC_I8_DIRECT_ROWS 2
 /* Bytes of packed A per block of rows (lives in L2 while the B panels pass). */
@@ -223,7 +229,7 @@ static int nc_i8_region(const nc_i8_job *job, const nc_i8_variant *V, ptrdiff_t 
             int nj = (int)(ncol - jp * nr < nr ? ncol - jp * nr : nr);
             for (ptrdiff_t ir = 0; ir < mci; ir += mr) {
                 for (const char *e = pf + step < pf_end ? pf + step : pf_end; pf < e; pf += 64)
-                    __builtin_prefetch(pf, 0, 1);
+                    NC_I8_PREFETCH(pf);
                 V->kernel(kg, ap + ir * kg * 4, bp + jp * kg * nr * 4, corr + jp * nr, tile);
                 job->store(job, tile, nr, ic + ir, c0 + jp * nr, (int)(mci - ir < mr ? mci - ir : mr), nj,
                            info + ir * job->info_size);
