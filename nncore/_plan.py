@@ -6,12 +6,14 @@ outputs in topological order. Each node runs on an executor: the layer itself fo
 shallow copy for each further node of a shared layer (same weight views, buffers of its own, its own
 `_need_dx`), so every tensor's buffer is allocated once per batch size by the layer that writes it.
 
-Forward is a list of chains: a run of nodes in which each feeds only the next is one entry
-``(forward functions, getter of the first node's inputs, output slot, number of outputs)``, so a
-Sequential model is one chain and costs what a plain loop over its layers costs.
+Forward is one flat list of calls ``x = f(x, training)``: runs of nodes in which each feeds only the
+next (chains) are their layers' forward methods back to back, and between two chains a junction keeps
+the tensor just made in `values` and fetches the next chain's input(s). A Sequential model is one chain:
+its step calls exactly its layers.
 
-Backward runs the nodes that lead from a parameter to a loss, in reverse topological order, also in
-chains. Gradients arrive as contributions: each tensor has a fixed list with one place per producer of
+Backward runs the nodes that lead from a parameter to a loss, in reverse topological order, in the same
+way: ``dy = b(dy)`` over the layers' backward methods, with a junction before each chain that hands the
+previous chain's dx to the tensors it belongs to and fetches the gradient this chain starts from. Gradients arrive as contributions: each tensor has a fixed list with one place per producer of
 a gradient for it (a loss head, or a consumer's dx), filled during the pass; a tensor with one
 contribution uses it as it is, one with several sums them into a buffer allocated once per batch size,
 always in the same order. A layer used at several nodes writes its parameter gradients at the first
@@ -30,6 +32,18 @@ __all__ = ["Plan"]
 
 def _trainable(layer):
     return bool(layer._specs) and getattr(layer, "trainable", True)
+
+
+def _none(dy):
+    return None
+
+
+def _keep_then_get(v, where, get):
+    """A forward junction: keep the tensor x just made at values[where], return the next chain's input(s)."""
+    def junction(x, training):
+        v[where] = x
+        return get(v)
+    return junction
 
 
 def _getter(slots, as_list):
@@ -85,8 +99,15 @@ class Plan:
             impl._need_dx_of = tuple(needs[self.slot[id(t)]] for t in node.inputs)
             impl._need_dx = any(impl._need_dx_of)
             self.executors.append(impl)
-        self.infer = self._forward_chains(set())
-        self.train, self.backward_chains, self.shared = self.infer, [], []
+        chains = self._forward_chains(set())
+        # the first chain reads the batch itself (its inputs are model inputs: batch[i] is slot i); the
+        # model inputs other nodes read, or that are outputs, are copied into values first
+        first = len(chains[0][0]) if chains else 0
+        self.feed = tuple(s for s in range(len(inputs)) if s in self.out_slots
+                          or any(j >= first for j, _ in self.consumers[s]))
+        self.infer = self._forward_program(chains)
+        self.train, self.backward, self.shared = self.infer, _none, []
+        self.n = 0
         self._bufs = {}
 
     # ---- structure ---------------------------------------------------------------------------------
@@ -117,6 +138,33 @@ class Plan:
             return False
         s = self.slot[id(node.outputs[0])]
         return len(self.consumers[s]) == 1 and s not in self.out_slots and not node.many
+
+    def _forward_program(self, chains):
+        """The forward pass over `chains` as one function run(batch, training): the model inputs other
+        chains read go into `values`, the first chain reads the batch itself (its inputs are model
+        inputs: batch[i] is slot i), then one flat list of calls; the last output lands in `values`."""
+        v, feed = self.values, self.feed
+        if not chains:
+            def run(batch, training):
+                for i in feed:
+                    v[i] = batch[i]
+            return run
+        calls = list(chains[0][0])
+        for (_, _, o, many), nxt in zip(chains, chains[1:]):
+            calls.append(_keep_then_get(v, slice(o, o + many) if many else o, nxt[1]))
+            calls.extend(nxt[0])
+        calls, first = tuple(calls), chains[0][1]
+        _, _, o, many = chains[-1]
+        last = slice(o, o + many) if many else o
+
+        def run(batch, training):
+            for i in feed:
+                v[i] = batch[i]
+            x = first(batch)
+            for f in calls:                      # each layer writes into buffers allocated once per batch size
+                x = f(x, training)
+            v[last] = x
+        return run
 
     def set_heads(self, heads, main_grads, shadow_grads):
         """The loss-dependent part: which nodes run backward, where gradients go, the chains.
@@ -175,9 +223,9 @@ class Plan:
                 self.shared.append((main_grads(node.layer), flat))
         fused = {j for j, node in enumerate(nodes) for s, (has_loss, f) in zip(self.out_slots, heads)
                  if f and has_loss and slot[id(node.outputs[0])] == s}
-        self.train = self._forward_chains(fused)
-        self.backward_chains = self._backward_chains(runs, sinks, fused)
+        self.train = self._forward_program(self._forward_chains(fused))
         self.runs = runs
+        self.backward = self._backward_program(self._backward_chains(runs, sinks, fused))
         self._bufs = {}
 
     def _backward_chains(self, runs, sinks, fused):
@@ -207,46 +255,80 @@ class Plan:
         return self.places[self.slot[id(prev.outputs[0])]] == 1 and self.slot[id(prev.outputs[0])] not in \
             self.out_slots
 
-    # ---- running -----------------------------------------------------------------------------------
-    def forward(self, chains, training):
-        """Run the chains; the model's inputs must be in values[:n_inputs]."""
-        v = self.values
-        for fs, get, o, many in chains:
-            x = get(v)
-            for f in fs:
-                x = f(x, training)
-            if many:
-                v[o:o + many] = x
+    def _backward_program(self, chains):
+        """The backward pass as one function run(n): a flat list of calls dy = b(dy) (each layer writes
+        its parameter gradients), then the shadows of shared layers added into the flat gradient buffer.
+        The first chain starts from its tensor's one contribution (a loss head's gradient) when it has
+        only one, else from a junction."""
+        calls, sinks, single = [], (), None
+        start = None
+        for i, (bs, src, next_sinks, next_single) in enumerate(chains):
+            if i == 0 and type(src) is int and self.places[src] == 1:
+                start = self.contrib[src]
             else:
-                v[o] = x
+                calls.append(self._junction(sinks, single, src))
+            calls.extend(bs)
+            sinks, single = next_sinks, next_single
+        if sinks or single is not None:      # cannot happen (the last chain's inputs need no gradient)
+            calls.append(self._junction(sinks, single, None))
+        calls, shared, plan = tuple(calls), tuple(self.shared), self
 
-    def backward(self, n):
-        """Backward over the chains (the loss heads' gradients already in `contrib`), then the shadows of
-        shared layers added into the flat gradient buffer."""
-        c = self.contrib
+        def run(n):
+            plan.n = n
+            dy = None if start is None else start[0]
+            for b in calls:
+                dy = b(dy)
+            for main, shadow in shared:
+                np.add(main, shadow, out=main)
+        return run
+
+    def _junction(self, sinks, single, src):
+        """dy -> the gradient a backward chain starts from: first give dy (the previous chain's dx; one
+        array, or a list for a node with several inputs) to the contribution places `sinks`, then fetch
+        the gradient of `src` (a slot, or a tuple of slots for a node with several outputs)."""
+        c, grad = self.contrib, self._grad
+        if src is None:
+            fetch = _none
+        elif type(src) is not int:
+            def fetch(dy):
+                return [grad(t) for t in src]
+        elif self.places[src] == 1:
+            only = c[src]
+
+            def fetch(dy):
+                return only[0]
+        else:
+            def fetch(dy):
+                return grad(src)
+        if single is not None:
+            place, k = c[single[0]], single[1]
+
+            def junction(dy):
+                place[k] = dy
+                return fetch(None)
+            return junction
+        if sinks:
+            places = [None if e is None else (c[e[0]], e[1]) for e in sinks]
+
+            def junction(dy):
+                for pk, d in zip(places, dy):
+                    if pk is not None:
+                        pk[0][pk[1]] = d
+                return fetch(None)
+            return junction
+        return fetch
+
+    # ---- running -----------------------------------------------------------------------------------
+    def _grad(self, s):
+        """The gradient of tensor slot s: its one contribution, the sum of several (into the slot's
+        buffer for this batch size, in a fixed order), or zeros when nothing reaches it."""
+        n = self.n
+        cs = self.contrib[s]
+        if len(cs) == 1:
+            return cs[0]
         bufs = self._bufs.get(n)
         if bufs is None:
             bufs = self._buffers(n)
-        for bs, src, sinks, single in self.backward_chains:
-            dy = self._grad(src, c, bufs) if type(src) is int else [self._grad(t, c, bufs) for t in src]
-            for b in bs:
-                dy = b(dy)
-            if single is not None:
-                c[single[0]][single[1]] = dy
-            elif sinks:
-                for s, d in zip(sinks, dy):
-                    if s is not None:
-                        c[s[0]][s[1]] = d
-        for main, shadow in self.shared:
-            np.add(main, shadow, out=main)
-
-    @staticmethod
-    def _grad(s, c, bufs):
-        """The gradient of tensor slot s: its one contribution, the sum of several (into the slot's
-        buffer, in a fixed order), or zeros when nothing reaches it."""
-        cs = c[s]
-        if len(cs) == 1:
-            return cs[0]
         out = bufs[s]
         if not cs:
             return out

@@ -665,37 +665,40 @@ class Model:
                        lambda layer: self._grads[slice(*self._regions[id(layer)])],
                        lambda layer, k: self._shadows[(id(layer), k)])
         self._batch_sums = [0.0] * n_out
+        self._head_steps = [self._head_step(h) for h in heads if h.loss is not None]
         self._multi = n_out > 1
         self._log_order = sorted((f"{h.name}_{m.name}", m) for h in heads for m in h.metrics) if self._multi \
             else [(m.name, m) for m in self.compiled_metrics]
         self._dbufs = {}
 
     # ------------------------------------------------------------------ steps
-    def _loss_of_heads(self, batch, n, training):
-        """Per output with a loss: the loss kernel on its output (writing d loss / d output, scaled by the
-        loss weight, as the gradient of that output when training) and its metrics; returns
-        sum_k weight_k sum_i w_i l_ik (each output's sum kept in `_batch_sums`)."""
-        v, nt, total = self._plan.values, self._nt, 0.0
-        ds = (self._dbufs.get(n) or self._loss_buffers(n)) if training else None
-        contrib = self._plan.contrib
-        for h in self._heads:
-            if h.loss is None:
-                continue
-            out, y, w = v[h.slot], batch[h.iy], batch[h.iw]
-            d = ds[h.k] if training else None
-            if h.fused:
-                z, out = out
-                s = h.fn(z, y, w, out, d, h.weight / n, nt)
+    def _head_step(self, h):
+        """The loss of output h as one call (batch, n, ds) -> weight sum_i w_i l_i: the loss kernel on the
+        output (after the fused layer, on its logits z and probabilities), then its metrics. Training
+        (`ds`, the per-output gradient buffers of this batch size): the kernel writes weight d loss / d
+        output into ds[k], which becomes that output's gradient (its first contribution place)."""
+        v, slot, k, fused, fn, weight = self._plan.values, h.slot, h.k, h.fused, h.fn, h.weight
+        iy, iw, im, metrics, place, sums, model = h.iy, h.iw, h.im, h.metrics, self._plan.contrib[h.slot], \
+            self._batch_sums, self
+
+        def step(batch, n, ds):
+            out, y = v[slot], batch[iy]
+            if ds is None:
+                d = None
             else:
-                s = h.fn(out, y, w, d, h.weight / n, nt)
-            if training:
-                contrib[h.slot][0] = d
-            self._batch_sums[h.k] = s
-            total += h.weight * s
-            ym = batch[h.im]
-            for m in h.metrics:
-                m.update_state(y if ym is None else ym, out)
-        return total
+                d = place[0] = ds[k]
+            if fused:
+                z, out = out
+                s = fn(z, y, batch[iw], out, d, weight / n, model._nt)
+            else:
+                s = fn(out, y, batch[iw], d, weight / n, model._nt)
+            sums[k] = s
+            if metrics:
+                ym = batch[im]
+                for m in metrics:
+                    m.update_state(y if ym is None else ym, out)
+            return weight * s
+        return step
 
     def _loss_buffers(self, n):
         if len(self._dbufs) >= MAX_CACHED_SHAPES:
@@ -710,11 +713,15 @@ class Model:
         """One step on a batch (x_1..x_I, y_1..y_O, sw_1..sw_O, ym_1..ym_O); returns the batch loss
         sum_k weight_k sum(w l_k)/N + penalties."""
         n = batch[0].shape[0]
+        ds = self._dbufs.get(n)
+        if ds is None:
+            ds = self._loss_buffers(n)
         plan = self._plan
-        plan.values[:self._n_in] = batch[:self._n_in]
-        plan.forward(plan.train, True)     # each layer writes into buffers allocated once per batch size
-        s = self._loss_of_heads(batch, n, True)
-        plan.backward(n)                   # each layer writes its dW, db into the flat gradient buffer
+        plan.train(batch, True)           # forward: each layer writes into buffers allocated once per batch size
+        s = 0.0
+        for head in self._head_steps:           # the loss kernels write d loss / d output
+            s += head(batch, n, ds)
+        plan.backward(n)                  # each layer writes its dW, db into the flat gradient buffer
         pen = 0.0
         for wv, gv, reg in self._regs:
             pen += reg(wv)
@@ -725,9 +732,11 @@ class Model:
     def _test_step(self, batch):
         """Forward and losses of a batch without training; returns sum_k weight_k sum(w l_k)."""
         plan = self._plan
-        plan.values[:self._n_in] = batch[:self._n_in]
-        plan.forward(plan.train, False)
-        return self._loss_of_heads(batch, batch[0].shape[0], False)
+        plan.train(batch, False)
+        s, n = 0.0, batch[0].shape[0]
+        for head in self._head_steps:
+            s += head(batch, n, None)
+        return s
 
     def _logs(self, loss, head_sums=None, n=1):
         """{"loss", then for several outputs "<output>_loss" (head_sums / n), then the metrics}: Keras's order
@@ -935,8 +944,7 @@ class Model:
         for i, batch in enumerate(Batches(xs, batch_size)):
             if cbs is not None:
                 cbs.on_predict_batch_begin(i)
-            plan.values[:self._n_in] = batch
-            plan.forward(plan.infer, False)
+            plan.infer(batch, False)
             stop = start + batch[0].shape[0]
             for r, s in zip(results, plan.out_slots):
                 r[start:stop] = plan.values[s]
@@ -950,8 +958,7 @@ class Model:
     def _forward_copies(self, xs, training):
         self._setup()
         plan = self._plan
-        plan.values[:self._n_in] = xs
-        plan.forward(plan.infer, training)
+        plan.infer(xs, training)
         return self._structured([plan.values[s].copy() for s in plan.out_slots])
 
     @_exclusive
