@@ -62,14 +62,9 @@ def _view_shapes(shapes, what):
     return views, tuple(out)
 
 
-def _sum_to(g, view, out):
-    """Sum g over the axes where `view` (the input's rank-equalised shape) has size 1 and g does not,
-    into out (the input's buffer); returns g itself when nothing was broadcast."""
-    axes = tuple(i for i, (a, b) in enumerate(zip(view, g.shape)) if a == 1 and b != 1)
-    if not axes:
-        return g
-    np.sum(g, axis=axes, keepdims=True, out=out.reshape(view))
-    return out
+def _broadcast_axes(view, out):
+    """The axes where an input's rank-equalised shape `view` has size 1 and the output does not."""
+    return tuple(i for i, (a, b) in enumerate(zip(view, out)) if a == 1 and b != 1)
 
 
 class _Elementwise(_Merge):
@@ -80,7 +75,8 @@ class _Elementwise(_Merge):
 
     def _buffers(self, shapes, dtype):
         views, out = _view_shapes(shapes, self._what())
-        b = {"views": views, "y": np.empty(out, dtype),
+        b = {"views": views, "y": np.empty(out, dtype), "as_is": views == [tuple(s) for s in shapes],
+             "axes": [_broadcast_axes(v, out) for v in views],
              "dx": [np.empty(s, dtype) for s in shapes],          # a broadcast input's reduced gradient
              "full": [np.empty(out, dtype) if self._full_grads else None for _ in shapes]}
         self._more_buffers(b, out, dtype, len(shapes))
@@ -94,14 +90,18 @@ class _Elementwise(_Merge):
     def forward(self, xs, training=False):
         key = self._shapes_of(xs)
         b = self._bufs.get(key) or self._buffers(*key)
-        self._xs, self._cur = [x.reshape(v) for x, v in zip(xs, b["views"])], b
+        # inputs of lower rank are viewed with axes of size 1 after the batch axis
+        self._xs, self._cur = xs if b["as_is"] else [x.reshape(v) for x, v in zip(xs, b["views"])], b
         return self._merge(self._xs, b)
 
     def _reduced(self, i, g):
         """dx_i from the full-shape gradient g: summed over x_i's broadcast axes, in x_i's own shape."""
         b = self._cur
-        r = _sum_to(g, b["views"][i], b["dx"][i])
-        return r.reshape(b["dx"][i].shape) if r is g else r
+        axes, dx = b["axes"][i], b["dx"][i]
+        if axes:
+            np.sum(g, axis=axes, keepdims=True, out=dx.reshape(b["views"][i]))
+            return dx
+        return g if g.shape == dx.shape else g.reshape(dx.shape)
 
 
 def _fold(op, xs, y):
@@ -285,8 +285,9 @@ class Concatenate(_Merge):
         key = self._shapes_of(xs)
         b = self._bufs.get(key) or self._buffers(*key)
         self._cur = b
-        for part, x in zip(b["parts"], xs):
-            np.copyto(part, x)
+        parts = b["parts"]
+        for i in range(len(xs)):
+            np.copyto(parts[i], xs[i])
         return b["y"]
 
     def backward(self, dy):
