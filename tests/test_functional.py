@@ -2,7 +2,6 @@
 shared layers, the execution plan (gradients summed where a tensor feeds several layers, no allocation per
 step), saving, and the errors."""
 import json
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from nncore import layers as L
 from nncore.layers import Input
 from nncore.models import Model, Sequential
 from reference_layers import numeric_grad
+from steady_state import growth_between_epochs, peak_above_start
 
 
 def sgd(lr):
@@ -313,21 +313,7 @@ def test_steady_state_steps_allocate_nothing_that_persists():
     xa, xb, labels, target = _two_by_two_data(n=160)
     m = _two_by_two()
     m.compile(optimizer="adam", loss=["sparse_categorical_crossentropy", "mse"], metrics=[["accuracy"], []])
-    snaps = {}
-
-    class Snap(nncore.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch in (1, 5):
-                snaps[epoch] = tracemalloc.take_snapshot()
-
-    tracemalloc.start()
-    try:
-        m.fit([xa, xb], [labels, target], epochs=6, batch_size=16, verbose=0, callbacks=[Snap()])
-    finally:
-        tracemalloc.stop()
-    own = [tracemalloc.Filter(True, "*/nncore/*")]
-    later, first = snaps[5].filter_traces(own), snaps[1].filter_traces(own)
-    growth = sum(s.size_diff for s in later.compare_to(first, "filename") if s.size_diff > 0)
+    growth = growth_between_epochs(m, [xa, xb], [labels, target], batch_size=16, verbose=0)
     # 40 steps. A work buffer kept per step (the smallest, 16 x 2 float32, with its ndarray object) would
     # add over 200 bytes a step; what shows is the interpreter's small-tuple free lists filling up
     # (bounded: ~100 bytes a step at first, less and less later) and History's per-epoch entries
@@ -344,14 +330,8 @@ def test_steady_state_steps_allocate_no_work_buffers():
     xs, ys = rng.normal(size=(256, 64)).astype(np.float32), rng.integers(0, 4, 256)   # no conversion copy
     m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     m.fit(xs, ys, epochs=1, batch_size=64, verbose=0)
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        m.fit(xs, ys, epochs=2, batch_size=64, verbose=0)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak - base < 64 * 64 * 4, peak - base                  # below one (64, 64) float32 buffer
+    peak = peak_above_start(lambda: m.fit(xs, ys, epochs=2, batch_size=64, verbose=0))
+    assert peak < 64 * 64 * 4, peak                                # below one (64, 64) float32 buffer
 
 
 def test_thread_counts_give_the_same_bits():
