@@ -13,8 +13,9 @@ its step calls exactly its layers.
 
 Backward runs the nodes that lead from a parameter to a loss, in reverse topological order, in the same
 way: ``dy = b(dy)`` over the layers' backward methods, with a junction before each chain that hands the
-previous chain's dx to the tensors it belongs to and fetches the gradient this chain starts from. Gradients arrive as contributions: each tensor has a fixed list with one place per producer of
-a gradient for it (a loss head, or a consumer's dx), filled during the pass; a tensor with one
+previous chain's dx to the tensors it belongs to and fetches the gradient this chain starts from.
+Gradients arrive as contributions: each tensor has a fixed list with one place per producer of a
+gradient for it (a loss head, or a consumer's dx), filled during the pass; a tensor with one
 contribution uses it as it is, one with several sums them into a buffer allocated once per batch size,
 always in the same order. A layer used at several nodes writes its parameter gradients at the first
 node that runs backward into the flat gradient buffer and at the others into shadow regions after it;
@@ -65,10 +66,12 @@ class Plan:
         In topological order, without the Input nodes.
     inputs, outputs : list of SymbolicTensor
         The model's inputs and outputs, in order.
+    dtype : numpy dtype
+        Of every tensor (the model's).
     """
 
-    def __init__(self, nodes, inputs, outputs):
-        self.nodes = nodes
+    def __init__(self, nodes, inputs, outputs, dtype):
+        self.nodes, self._dtype = nodes, dtype
         tensors = list(inputs) + [t for node in nodes for t in node.outputs]
         self.tensors = tensors
         self.slot = {id(t): i for i, t in enumerate(tensors)}
@@ -96,9 +99,10 @@ class Plan:
                 impl = copy.copy(node.layer)             # shares the weight views, not the buffers
                 impl._bufs = {}
             seen.add(id(node.layer))
-            impl._need_dx_of = tuple(needs[self.slot[id(t)]] for t in node.inputs)
-            impl._need_dx = any(impl._need_dx_of)
             self.executors.append(impl)
+        self._need_dx_of = [tuple(needs[self.slot[id(t)]] for t in node.inputs) for node in nodes]
+        self._call_kwargs = [node.kwargs for node in nodes]
+        self.prepare(1)
         chains = self._forward_chains(set())
         # the first chain reads the batch itself (its inputs are model inputs: batch[i] is slot i); the
         # model inputs other nodes read, or that are outputs, are copied into values first
@@ -181,7 +185,7 @@ class Plan:
         for j in range(len(nodes) - 1, -1, -1):
             node = nodes[j]
             if any(gets[slot[id(t)]] for t in node.outputs) and (
-                    _trainable(node.layer) or self.executors[j]._need_dx):
+                    _trainable(node.layer) or any(self._need_dx_of[j])):
                 runs[j] = True
                 for t in node.inputs:
                     if self.needs_grad[slot[id(t)]]:
@@ -352,8 +356,12 @@ class Plan:
         self._bufs[n] = bufs
         return bufs
 
-    _dtype = np.float32
-
-    def set_threads(self, n_threads):
-        for impl in self.executors:
+    def prepare(self, n_threads):
+        """Before each fit/evaluate/predict: the executors' thread count, which inputs need a gradient and
+        where tensor keyword arguments sit in their inputs (set again each time: a layer may also run in
+        another model, where its place differs)."""
+        for impl, need, kwargs in zip(self.executors, self._need_dx_of, self._call_kwargs):
             impl._n_threads = n_threads
+            impl._need_dx_of = need
+            impl._need_dx = any(need)
+            impl._call_kwargs = kwargs

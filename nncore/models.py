@@ -437,31 +437,16 @@ class Model:
         if n_threads is not None and getattr(self.optimizer, "n_threads", 0) is None:
             self.optimizer.n_threads = n_threads   # the optimizer's kernel follows compile's request
 
-        def ser_loss(spec):
-            return None if spec is None else _losses.serialize(_losses.get(spec))
-
-        def ser_metrics(ms):
-            if ms is None:
-                return None
-            if isinstance(ms, (list, tuple)):
-                return [ser_metrics(m) for m in ms]
-            if isinstance(ms, dict) and "class_name" not in ms:
-                return {k: ser_metrics(v) for k, v in ms.items()}
-            return ms if isinstance(ms, str) else getattr(ms, "name", str(ms))
-
-        if isinstance(loss, dict) and not ("class_name" in loss and "class_name" not in names):
-            loss_cfg = {k: ser_loss(v) for k, v in loss.items()}
-        elif isinstance(loss, (list, tuple)):
-            loss_cfg = [ser_loss(v) for v in loss]
+        # what load_model passes back to compile: one entry per output, by name (one output: as given)
+        losses = [None if loss_k is None else _losses.serialize(loss_k) for loss_k in self._losses]
+        ids = [[m if isinstance(m, str) else getattr(m, "name", str(m)) for m in ms] for ms in per]
+        if len(names) == 1:
+            self._compile_config = {"loss": losses[0], "metrics": ids[0]}
         else:
-            loss_cfg = ser_loss(loss)
-        self._compile_config = {"optimizer": _optimizers.serialize(self.optimizer), "loss": loss_cfg,
-                                "metrics": ser_metrics(metrics) if metrics is not None else []}
+            self._compile_config = {"loss": dict(zip(names, losses)), "metrics": dict(zip(names, ids))}
         if loss_weights is not None:
-            self._compile_config["loss_weights"] = (
-                {k: float(v) for k, v in loss_weights.items()} if isinstance(loss_weights, dict)
-                else [float(v) for v in loss_weights] if isinstance(loss_weights, (list, tuple))
-                else float(loss_weights))
+            self._compile_config["loss_weights"] = dict(zip(names, self._loss_weights))
+        self._compile_config["optimizer"] = _optimizers.serialize(self.optimizer)
         self._heads = None
         if self.built and self._params.size:
             self.optimizer.build_flat(self._params, self._segments)
@@ -632,12 +617,11 @@ class Model:
         if any(getattr(layer, "_owner", None) is not self for layer in self._param_layers):
             self._claim_layers()
         if self._plan is None:
-            self._plan = Plan(self._nodes, self.inputs, self.outputs)
-            self._plan._dtype = self._dtype
+            self._plan = Plan(self._nodes, self.inputs, self.outputs, self._dtype)
             self._heads = None
         if self._heads is None and self._losses is not None:
             self._make_heads()
-        self._plan.set_threads(nt)
+        self._plan.prepare(nt)
         self._opt_step = self.optimizer.step_flat if self.optimizer is not None and self._params.size \
             else _no_step
 
@@ -667,7 +651,8 @@ class Model:
         self._batch_sums = [0.0] * n_out
         self._head_steps = [self._head_step(h) for h in heads if h.loss is not None]
         self._multi = n_out > 1
-        self._log_order = sorted((f"{h.name}_{m.name}", m) for h in heads for m in h.metrics) if self._multi \
+        self._log_order = sorted(((f"{h.name}_{m.name}", m) for h in heads for m in h.metrics),
+                                 key=lambda item: item[0]) if self._multi \
             else [(m.name, m) for m in self.compiled_metrics]
         self._dbufs = {}
 

@@ -182,6 +182,45 @@ def test_multi_output_layer_an_output_feeding_on_and_an_output_without_loss(floa
     assert [a.shape for a in p] == [(7, 2), (7, 1), (7, 2)]
 
 
+@L.register_layer
+class _Shift(L.Layer):
+    """A test layer taking a tensor through a keyword argument: y = x + shift (the tensor-kwargs protocol)."""
+    _tensor_kwargs = ("shift",)
+
+    def forward(self, x, training=False):
+        if not self._call_kwargs:
+            return x
+        (j,) = self._call_kwargs["shift"]
+        return x[0] + x[j]
+
+    def backward(self, dy):
+        return [dy, dy] if self._call_kwargs else dy
+
+
+def test_tensor_keyword_arguments_reach_the_layer_and_the_config(float64):
+    nncore.set_seed(3)
+    x, s = Input(shape=(3,), name="x"), Input(shape=(3,), name="s")
+    shift = _Shift(name="shift")
+    y = L.Dense(2, name="out")(shift(L.Dense(3, name="d")(x), shift=L.Dense(3, name="e")(s)))
+    m = Model([x, s], y)
+    rng = np.random.default_rng(4)
+    xs, ss, t = rng.normal(size=(5, 3)), rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    d, e, out = (m.get_layer(n) for n in ("d", "e", "out"))
+    want = ((xs @ d.kernel + d.bias) + (ss @ e.kernel + e.bias)) @ out.kernel + out.bias
+    np.testing.assert_allclose(m.predict([xs, ss], verbose=0), want, rtol=1e-12)
+    cfg = json.loads(json.dumps(m.get_config()))
+    node = next(entry for entry in cfg["layers"] if entry["name"] == "shift")["inbound_nodes"][0]
+    assert node == {"args": [["d", 0, 0]], "kwargs": {"shift": [["e", 0, 0]]}}
+    clone = Model.from_config(cfg)
+    clone.set_weights(m.get_weights())
+    np.testing.assert_array_equal(clone.predict([xs, ss], verbose=0), m.predict([xs, ss], verbose=0))
+    m.compile(optimizer=sgd(0.0), loss="mse")
+    m.fit([xs, ss], t, batch_size=5, verbose=0)
+    grads = m._grads.copy()
+    np.testing.assert_allclose(grads, numeric_grad(lambda: m.evaluate([xs, ss], t, verbose=0), m._params),
+                               rtol=1e-6, atol=1e-9)
+
+
 def test_history_keys_and_evaluate_order_for_several_outputs():
     xa, xb, labels, target = _two_by_two_data(n=30)
     m = _two_by_two()

@@ -4,8 +4,8 @@ the real Keras 3 (torch backend), in float64.
 The same graph is built in both libraries by one function of the layers module; weights go across layer
 by layer, by name (the two order `model.weights` differently). Compared: outputs, gradients (one SGD step
 of lr 1 over one batch: w0 - w1 = g), evaluate's list and dict, and a short fit's History with
-loss_weights and validation_split. Skipped when keras is not installed. Keras's Dense and maximum/minimum carry float32 roundings even under
-floatx float64 (measured 4e-8 to 2e-7 on outputs of order 1), hence the 1e-6 tolerances.
+loss_weights and validation_split. Skipped when keras is not installed. Keras's Dense and maximum/minimum
+carry float32 roundings even under floatx float64 (measured 4e-8 to 2e-7 on outputs of order 1), hence the 1e-6 tolerances.
 """
 from keras_parity_common import float64_both, keras, pytestmark  # noqa: F401 (skips without keras)
 
@@ -159,7 +159,8 @@ def _merge_model(kind, shapes, kw):
         ins = [Input(shape=s, name=f"in{i}") for i, s in enumerate(shapes)]
         # 2-D inputs pass a Dense first; 3-D ones a Conv1D of kernel 1 (the same per-step Dense)
         mids = [(L.Dense(s[-1], activation="tanh", name=f"d{i}") if len(s) == 1 else
-                 L.Conv1D(s[-1], 1, activation="tanh", name=f"d{i}"))(t) for i, (t, s) in enumerate(zip(ins, shapes))]
+                 L.Conv1D(s[-1], 1, activation="tanh", name=f"d{i}"))(t)
+                for i, (t, s) in enumerate(zip(ins, shapes))]
         y = getattr(L, kind)(name="merge", **kw)(mids)
         if len(y.shape) > 2:
             y = L.Flatten(name="flat")(y)
@@ -185,5 +186,7 @@ def test_merge_layers_on_arrays_match_keras():
         np.testing.assert_allclose(getattr(NL, name)()([a, b]), np.asarray(getattr(KL, name)()([a, b])),
                                    rtol=1e-6, atol=1e-7, err_msg=name)
     c = rng.normal(size=(3, 4))
-    np.testing.assert_allclose(NL.Concatenate(axis=-1)([a[:, 0], c]), np.asarray(KL.Concatenate()([a[:, 0], c])), rtol=1e-6)
-    np.testing.assert_allclose(NL.Dot(axes=(2, 2))([a, b]), np.asarray(KL.Dot(axes=(2, 2))([a, b])), rtol=1e-6)
+    np.testing.assert_allclose(NL.Concatenate(axis=-1)([a[:, 0], c]), np.asarray(KL.Concatenate()([a[:, 0], c])),
+                               rtol=1e-6)
+    np.testing.assert_allclose(NL.Dot(axes=(2, 2))([a, b]), np.asarray(KL.Dot(axes=(2, 2))([a, b])),
+                               rtol=1e-6)
