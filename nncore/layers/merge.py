@@ -76,9 +76,11 @@ class _Elementwise(_Merge):
     def _buffers(self, shapes, dtype):
         views, out = _view_shapes(shapes, self._what())
         b = {"views": views, "y": np.empty(out, dtype), "as_is": views == [tuple(s) for s in shapes],
-             "axes": [_broadcast_axes(v, out) for v in views],
-             "dx": [np.empty(s, dtype) for s in shapes],          # a broadcast input's reduced gradient
-             "full": [np.empty(out, dtype) if self._full_grads else None for _ in shapes]}
+             "axes": [_broadcast_axes(v, out) for v in views], "shapes": shapes}
+        # a broadcast input's gradient, summed over its broadcast axes
+        b["dx"] = [np.empty(s, dtype) if axes else None for s, axes in zip(shapes, b["axes"])]
+        b.update({
+             "full": [np.empty(out, dtype) if self._full_grads else None for _ in shapes]})
         self._more_buffers(b, out, dtype, len(shapes))
         return self._keep((shapes, dtype), b)
 
@@ -97,11 +99,12 @@ class _Elementwise(_Merge):
     def _reduced(self, i, g):
         """dx_i from the full-shape gradient g: summed over x_i's broadcast axes, in x_i's own shape."""
         b = self._cur
-        axes, dx = b["axes"][i], b["dx"][i]
-        if axes:
-            np.sum(g, axis=axes, keepdims=True, out=dx.reshape(b["views"][i]))
+        if b["axes"][i]:
+            dx = b["dx"][i]
+            np.sum(g, axis=b["axes"][i], keepdims=True, out=dx.reshape(b["views"][i]))
             return dx
-        return g if g.shape == dx.shape else g.reshape(dx.shape)
+        shape = b["shapes"][i]
+        return g if g.shape == shape else g.reshape(shape)
 
 
 def _fold(op, xs, y):
@@ -167,11 +170,13 @@ class Multiply(_Elementwise):
             if not self._wants(i):
                 out.append(None)
                 continue
-            g = self._cur["full"][i]
-            np.copyto(g, dy)
-            for j, x in enumerate(xs):
-                if j != i:
-                    np.multiply(g, x, out=g)
+            others = [x for j, x in enumerate(xs) if j != i]
+            if not others:                                     # one input: y = x
+                out.append(self._reduced(i, dy))
+                continue
+            g = np.multiply(dy, others[0], out=self._cur["full"][i])
+            for x in others[1:]:
+                np.multiply(g, x, out=g)
             out.append(self._reduced(i, g))
         return out
 
