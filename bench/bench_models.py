@@ -3,7 +3,7 @@ and the 64-128-64-10 digits MLP at batch 32, float32, Adam.
 
 Reports the median and the minimum over many short repeats (the machine may be shared: the minimum is
 the better estimate of the cost on an idle core), for
-  - one training step (model._train_step(batch): forward, fused loss, backward, optimizer),
+  - one training step (model._train_step(batch, n): forward, fused loss, backward, optimizer),
   - its parts (forward + loss, backward, optimizer step),
   - a whole fit(epochs=1) per step (batching, callbacks, metrics included),
   - the same step written in PyTorch (nn.Sequential, CrossEntropyLoss, Adam) for scale.
@@ -54,7 +54,7 @@ def bench(sizes, batch, n_samples, threads, metrics):
     def reset():  # thousands of steps on one batch would drive the softmax into denormals
         model._params[...] = p0
     out = {}
-    out["train step"] = timeit(lambda: model._train_step(one), 100, repeat=100, reset=reset)
+    out["train step"] = timeit(lambda: model._train_step(one, batch), 100, repeat=100, reset=reset)
     reset()
 
     def forward_loss():

@@ -168,7 +168,13 @@ class Plan:
             for f in calls:                      # each layer writes into buffers allocated once per batch size
                 x = f(x, training)
             v[last] = x
-        return run
+
+        def run_chain(batch, training):          # no model input read past the first chain (Sequential)
+            x = first(batch)
+            for f in calls:
+                x = f(x, training)
+            v[last] = x
+        return run if feed else run_chain
 
     def set_heads(self, heads, main_grads, shadow_grads):
         """The loss-dependent part: which nodes run backward, where gradients go, the chains.
@@ -284,7 +290,12 @@ class Plan:
                 dy = b(dy)
             for main, shadow in shared:
                 np.add(main, shadow, out=main)
-        return run
+
+        def run_chain(n):                        # one chain from one loss, no shared layer (Sequential)
+            dy = start[0]
+            for b in calls:
+                dy = b(dy)
+        return run_chain if len(chains) == 1 and start is not None and not shared else run
 
     def _junction(self, sinks, single, src):
         """dy -> the gradient a backward chain starts from: first give dy (the previous chain's dx; one

@@ -694,10 +694,9 @@ class Model:
     def _penalty(self):
         return sum(reg(wv) for wv, _, reg in self._regs) if self._regs else 0.0
 
-    def _train_step(self, batch):
-        """One step on a batch (x_1..x_I, y_1..y_O, sw_1..sw_O, ym_1..ym_O); returns the batch loss
-        sum_k weight_k sum(w l_k)/N + penalties."""
-        n = batch[0].shape[0]
+    def _train_step(self, batch, n):
+        """One step on a batch (x_1..x_I, y_1..y_O, sw_1..sw_O, ym_1..ym_O) of n samples; returns the batch
+        loss sum_k weight_k sum(w l_k)/N + penalties."""
         ds = self._dbufs.get(n)
         if ds is None:
             ds = self._loss_buffers(n)
@@ -805,7 +804,7 @@ class Model:
                         if batch_begin is not None:
                             batch_begin(i)
                         nb = batch[0].shape[0]
-                        batch_loss = step(batch)
+                        batch_loss = step(batch, nb)
                         # end of batch: the loss and the updated parameters must be finite (one pass
                         # over the flat parameter buffer, small next to the batch's forward/backward)
                         if not (math.isfinite(batch_loss) and all_finite(self._params, 1)):
@@ -970,7 +969,7 @@ class Model:
         for m in self.compiled_metrics:
             m.reset_state()
         n = len(arrays[0])
-        loss = self._train_step(tuple(arrays))
+        loss = self._train_step(tuple(arrays), n)
         logs = self._logs(loss, self._batch_sums, n)
         return logs if return_dict else self._flat_logs(logs)
 
