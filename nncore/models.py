@@ -701,11 +701,11 @@ class Model:
         if ds is None:
             ds = self._loss_buffers(n)
         plan = self._plan
-        plan.train(batch, True)           # forward: each layer writes into buffers allocated once per batch size
+        plan.train(batch, True)          # forward: each layer writes into buffers allocated once per batch size
         s = 0.0
-        for head in self._head_steps:           # the loss kernels write d loss / d output
+        for head in self._head_steps:    # per output: the loss kernel writes d loss / d output
             s += head(batch, n, ds)
-        plan.backward(n)                  # each layer writes its dW, db into the flat gradient buffer
+        plan.backward(n)                 # each layer writes its dW, db into the flat gradient buffer
         pen = 0.0
         for wv, gv, reg in self._regs:
             pen += reg(wv)
@@ -775,7 +775,8 @@ class Model:
             self._apply_class_weight(arrays, class_weight, y_raw)
 
         self._setup()
-        # the batch buffers and schedule of the last fit are reused for arrays of the same layout
+        # the batch source: each batch is one tuple in the layout above; the batch buffers and schedule
+        # of the last fit are reused for arrays of the same layout
         rng = _random.get_rng()
         batches = getattr(self, "_train_batches", None)
         if batches is None or not batches.rebind(arrays, batch_size, shuffle, rng):
