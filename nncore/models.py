@@ -1078,6 +1078,13 @@ class Model:
         from nncore import saving
         return saving.load_weights(self, filepath)
 
+    def __reduce__(self):
+        """pickle and copy.deepcopy go through nncore's own model format (saving.model_to_bytes:
+        architecture, weights, compile settings, optimizer state; nothing pickled inside), so a
+        model travels to joblib/Dask workers and sklearn.clone copies it."""
+        from nncore import saving
+        return saving.model_from_bytes, (saving.model_to_bytes(self, allow_nonfinite=True),)
+
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r} layers={len(self.layers)}>"
 

@@ -322,6 +322,11 @@ def test_save_load_resume_bit_identically(tmp_path):
     assert h1.history == h2.history
     for a, b in zip(m.get_weights(), again.get_weights()):
         np.testing.assert_array_equal(a, b)
+    import copy
+    import pickle
+    for twin in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m)):   # through nncore's own format
+        assert type(twin) is Model and twin.input_names == ["a", "b"]
+        np.testing.assert_array_equal(twin.predict([xa, xb], verbose=0)[0], m.predict([xa, xb], verbose=0)[0])
     wpath = tmp_path / "w.nncore"
     m.save_weights(wpath)
     fresh = _two_by_two(seed=6)
