@@ -1,9 +1,10 @@
 """Sequential: a stack of layers trained with compile / fit / evaluate / predict (Keras 3 semantics).
 
-All trainable parameters live in ONE contiguous buffer (`model._params`) and
-their gradients in another (`model._grads`); each layer's kernel and bias are
-views into them, so an optimizer step is one fused kernel call over the whole
-model. The model builds when the input shape is known (an `Input` layer or
+All weights live in ONE contiguous buffer (`model._params`) and their
+gradients in another (`model._grads`); each layer's kernel and bias are views
+into them. The trained weights come first (`nncore._params`), so an optimizer
+step is one fused kernel call over `model._train_params`, whatever is frozen
+or non-trainable. The model builds when the input shape is known (an `Input` layer or
 `input_shape`/`input_dim` on the first layer, else the first call/fit).
 
 One training step is: forward through the layers (each writing into buffers
@@ -18,6 +19,7 @@ import functools
 import math
 import signal
 import threading
+import warnings
 
 try:  # the C module under `signal`: the same functions without the enum wrapping, which costs
     import _signal as _sig   # ~25 us per fit (a ValueError raised and caught for a function handler)
@@ -26,7 +28,7 @@ except ImportError:  # pragma: no cover - other Pythons
 
 import numpy as np
 
-from nncore import _random
+from nncore import _params, _random
 from nncore import callbacks as _callbacks
 from nncore import losses as _losses
 from nncore import metrics as _metrics
@@ -163,18 +165,16 @@ class Sequential:
                              "layer names must be unique")
         if not self._layers and self._input_shape is None and layer._batch_input_shape is not None:
             self._input_shape = layer._batch_input_shape
-        kept = (self._params, len(self._layers)) if self.built else None
         self._layers.append(layer)
         self.built = False
         if self._input_shape is not None:
-            self._build(self._input_shape, kept)
+            self._build(self._input_shape)
 
-    def _build(self, input_shape, kept=None):
-        """Build every layer, lay all parameters out in one flat buffer, initialize them.
+    def _build(self, input_shape):
+        """Build every layer, lay all weights out in one flat buffer, initialize the new ones.
 
-        `kept` = (old flat buffer, number of layers it covers) when layers were
-        appended to a built model: those layers keep their values (the layout
-        only grows at the end) and only the new ones are initialized.
+        Layers that already hold weights (appended to a built model, or run on
+        their own before) keep their values; the others are initialized.
         """
         if not self._layers:
             raise ValueError(f"{self.name}: the model has no layers; add some first")
@@ -183,39 +183,24 @@ class Sequential:
         for layer in self._layers:
             shape = layer._build(shape)
         self._output_shape = shape
-        dtype = np.dtype(floatx())
-        total = sum(layer.count_params() for layer in self._layers)
-        self._params = np.zeros(total, dtype)
-        self._grads = np.zeros(total, dtype)
-        offset = 0
-        self._segments, self._regs = [], []
-        for layer in self._layers:
-            start = offset
-            offset = layer._bind(self._params, self._grads, offset)
-            pos = start
-            for attr, wshape, _, reg in layer._specs:
-                size = int(np.prod(wshape))
-                self._segments.append((pos, pos + size))
-                if reg is not None:
-                    self._regs.append((getattr(layer, attr), layer._grad_of[attr], reg))
-                pos += size
-        rng = _random.get_rng()
-        n_kept = 0
-        if kept is not None:
-            self._params[:kept[0].size] = kept[0]
-            n_kept = kept[1]
-        for layer in self._layers[n_kept:]:
-            layer._initialize(rng)
-        # layers before the first one with parameters need no backward; that one needs no dx
-        first = next((i for i, layer in enumerate(self._layers) if layer.count_params()), len(self._layers))
+        self._lay_out(np.dtype(floatx()))
+        self.built = True
+
+    def _lay_out(self, dtype):
+        """(Re)make the flat buffers from the layers' trainable flags (nncore._params: the trained
+        weights first, the optimizer steps that range) and give the optimizer its slots."""
+        layout = self._layout = _params.lay_out(self._layers, dtype, _random.get_rng())
+        self._params, self._grads = layout.params, layout.grads
+        self._train_params, self._train_grads = layout.train_params, layout.train_grads
+        self._segments, self._regs = layout.segments, layout.regs
+        # layers before the first one with trained weights need no backward; that one needs no dx
         for i, layer in enumerate(self._layers):
-            layer._need_dx = i > first
-        self._first_trainable = first
+            layer._need_dx = i > layout.first
+        self._first_trainable = layout.first
         self._dtype = dtype
         self._dbufs = {}
-        self.built = True
-        if self.optimizer is not None and self._params.size:
-            self.optimizer.build_flat(self._params, self._segments)
+        if self.optimizer is not None and layout.n_train:
+            self.optimizer.build_flat(self._train_params, self._segments)
 
     def build(self, input_shape):
         """Build for inputs of shape (batch, ...) (batch may be None)."""
@@ -232,7 +217,29 @@ class Sequential:
     # ------------------------------------------------------------------ weights
     @property
     def weights(self):
+        """All weights, layer by layer (each layer's trainable-declared ones first, as Keras)."""
         return [w for layer in self._layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self):
+        """The weights the optimizer updates (as of the last compile; see `trainable`)."""
+        return [w for layer in self._layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        """Non-trainable weights (moving statistics) and the weights of frozen layers."""
+        return [w for layer in self._layers for w in layer.non_trainable_weights]
+
+    @property
+    def trainable(self):
+        """False when every layer is frozen; setting it sets every layer (applied at the next
+        compile, as in Keras)."""
+        return any(layer.trainable for layer in self._layers) if self._layers else True
+
+    @trainable.setter
+    def trainable(self, value):
+        for layer in self._layers:
+            layer.trainable = value
 
     def get_weights(self):
         """Copies of all parameters, layer by layer (kernel, bias, ...)."""
@@ -285,13 +292,24 @@ class Sequential:
             "loss": None if self.loss is None else _losses.serialize(self.loss),
             "metrics": [m if isinstance(m, str) else getattr(m, "name", str(m)) for m in metrics],
         }
-        if self.built and self._params.size:
-            self.optimizer.build_flat(self._params, self._segments)
+        if self.built:
+            if self._layout.state != _params.trainable_state(self._layers):
+                self._lay_out(self._dtype)      # a layer was frozen or unfrozen: the trained range moves
+            elif self._layout.n_train:
+                self.optimizer.build_flat(self._train_params, self._segments)
+        self._warned_state = None
 
     def _require(self, what):
         if self.loss is None or (what == "fit" and self.optimizer is None):
             raise ValueError(f"{self.name}.{what}: compile the model with a loss first "
                              "(model.compile(optimizer=..., loss=...))")
+        state = _params.trainable_state(self._layers)
+        if self.built and state != self._layout.state and state != getattr(self, "_warned_state", None):
+            self._warned_state = state      # warn once per change, as Keras
+            changed = [layer.name for layer, a, b in zip(self._layers, state, self._layout.state) if a != b]
+            warnings.warn(f"{self.name}: a layer's `trainable` changed since the model was compiled "
+                          f"(layers {changed}); the change takes effect at the next compile(), as in Keras",
+                          stacklevel=3)
 
     # ------------------------------------------------------------------ inputs
     def _prepare_x(self, x, arg="x"):
@@ -373,7 +391,7 @@ class Sequential:
                  and getattr(last, "_act_name", None) == self.loss.fused_activation
                  and hasattr(last, "forward_logits"))
         self._fused = fused
-        self._opt_step = self.optimizer.step_flat if self.optimizer is not None and self._params.size \
+        self._opt_step = self.optimizer.step_flat if self.optimizer is not None and self._train_params.size \
             else _no_step
         body = self._layers[:-1] if fused else self._layers
         self._fwd = [layer.forward for layer in body]
@@ -426,7 +444,7 @@ class Sequential:
         for wv, gv, reg in self._regs:
             pen += reg(wv)
             reg.add_gradient(wv, gv)
-        self._opt_step(self._params, self._grads)
+        self._opt_step(self._train_params, self._train_grads)
         return s / n + pen
 
     def _logs(self, loss):
@@ -658,10 +676,11 @@ class Sequential:
         for r in rows:
             print_fn("".join(c.ljust(wd) for c, wd in zip(r, widths)))
         print_fn(line)
-        total = self.count_params() if self.built else "?"
-        print_fn(f"Total params: {total}")
-        print_fn(f"Trainable params: {total}")
-        print_fn("Non-trainable params: 0")
+        if not self.built:
+            print_fn("Total params: ?")
+            return
+        for text in _params.count_lines(self._layers, self._dtype, self.optimizer):
+            print_fn(text)
 
     def get_config(self):
         """{'name': ..., 'layers': [{'class_name': ..., 'config': {...}}, ...]} (JSON-able)."""
@@ -690,7 +709,8 @@ class Sequential:
         """Give the optimizer its slots over the flat buffer (before restoring a saved state)."""
         if not self.built:
             raise ValueError(f"{self.name}: cannot restore an optimizer state into an unbuilt model")
-        self.optimizer.build_flat(self._params, self._segments)
+        if self._train_params.size:
+            self.optimizer.build_flat(self._train_params, self._segments)
 
     def save(self, filepath):
         """Save architecture, weights, compile settings and optimizer state (see nncore.saving)."""

@@ -143,12 +143,11 @@ class _Conv(_Window):
     def compute_output_shape(self, input_shape):
         return (input_shape[0],) + tuple(self._out[2 - self.rank:]) + (self.filters,)
 
-    def _bind(self, params, grads, offset):
-        offset = super()._bind(params, grads, offset)
+    def _bind(self, params_of, grads_of):
+        super()._bind(params_of, grads_of)
         k = math.prod(self.kernel.shape[:-1])
         self._k2 = self.kernel.reshape(k, self.filters)          # (kh kw c, filters) views, made once
         self._dk2 = self._grad_of["kernel"].reshape(k, self.filters)
-        return offset
 
     def _buffers(self, n):
         # [cols, z, y, delta, dx, y as returned] for a batch of n, allocated once per batch size
