@@ -113,8 +113,9 @@ class _Conv(_Window):
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
                  activation=None, use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, input_shape=None, name=None,
-                 batch_input_shape=None):
-        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+                 batch_input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         trainable=trainable)
         cls = type(self).__name__
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
             raise ValueError(f"{cls}: filters must be a positive int, got {filters!r}")
@@ -256,8 +257,9 @@ class _Pool(_Window):
     _max = True
 
     def __init__(self, pool_size=None, strides=None, padding="valid", data_format=None, name=None,
-                 input_shape=None, batch_input_shape=None):
-        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+                 input_shape=None, batch_input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         trainable=trainable)
         cls = type(self).__name__
         self.pool_size = _tuple(2 if pool_size is None else pool_size, self.rank, "pool_size", cls)
         self.strides = self.pool_size if strides is None else _tuple(strides, self.rank, "strides", cls)
@@ -361,8 +363,10 @@ class _GlobalPool(_Window):
 
     _max = True
 
-    def __init__(self, data_format=None, keepdims=False, name=None, input_shape=None, batch_input_shape=None):
-        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+    def __init__(self, data_format=None, keepdims=False, name=None, input_shape=None, batch_input_shape=None,
+                 trainable=True):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         trainable=trainable)
         _data_format(data_format, type(self).__name__)
         self.keepdims = bool(keepdims)
 
