@@ -28,16 +28,15 @@ class SpatialDropout1D(Dropout):
     _rank = 3
 
     def __init__(self, rate, seed=None, name=None, input_shape=None, batch_input_shape=None, trainable=True):
-        super().__init__(rate, seed=seed, name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
-                         trainable=trainable)
+        # the mask: one value per sample and channel, broadcast over the spatial axes
+        super().__init__(rate, noise_shape=(None,) + (1,) * (self._rank - 2) + (None,), seed=seed, name=name,
+                         input_shape=input_shape, batch_input_shape=batch_input_shape, trainable=trainable)
 
     def build(self, input_shape):
         if len(input_shape) != self._rank:
             raise ValueError(f"layer {self.name!r} ({type(self).__name__}): expected {self._rank}-D inputs "
                              f"(batch, {'steps' if self._rank == 3 else 'height, width'}, channels), got shape "
                              f"{tuple(input_shape)}")
-        # the mask: one value per sample and channel, broadcast over the spatial axes
-        self.noise_shape = (None,) + (1,) * (self._rank - 2) + (None,)
 
     def get_config(self):
         cfg = super().get_config()

@@ -95,14 +95,14 @@ class _Normalization(Layer):
                 return self._rows_view(x)
             raise TypeError(f"layer {self.name!r} ({type(self).__name__}): expected {self._g.dtype} inputs "
                             f"like its weights, got {x.dtype}")
-        bufs = self._bufs.get(x.shape) or self._buffers(x.shape)
+        bufs = self._bufs.get((x.shape, x.dtype.str)) or self._buffers(x.shape, x.dtype)
         return x.reshape(-1, self._cols), bufs
 
-    def _buffers(self, shape):
+    def _buffers(self, shape, dtype):
         # [y, y as (rows, C), stats, work, dx]; dx is made by the first backward that needs it
         rows = math.prod(shape) // self._cols
-        y = np.empty(shape, self._g.dtype)
-        return self._keep(shape, [y, y.reshape(rows, self._cols), np.empty(self._stats_size(rows)),
+        y = np.empty(shape, dtype)
+        return self._keep((shape, dtype.str), [y, y.reshape(rows, self._cols), np.empty(self._stats_size(rows)),
                                   np.empty(_norm.work_size(rows, self._cols)), None])
 
     def _dx(self, bufs):
