@@ -63,6 +63,42 @@ static void NC_NAME(bn_finish)(const REAL *gamma, const REAL *beta, REAL *moving
     }
 }
 
+/* the rows of chunk k: [k ch, min((k + 1) ch, rows)) */
+#define NL_CHUNK(k) (k) * ch, ((k) + 1) * ch < rows ? ((k) + 1) * ch : rows
+
+/* one chunk of each pass (the serial and the parallel paths call the same) */
+static void NC_NAME(bn_stats_chunk)(int level, const REAL *x, const double *K, double *work, ptrdiff_t rows,
+                                    ptrdiff_t C, ptrdiff_t ch, ptrdiff_t k)
+{
+    NL_CALL(level, bn_stats, x, K, work + 2 * k * C, work + (2 * k + 1) * C, NL_CHUNK(k), C);
+}
+
+static void NC_NAME(bn_grad_sums_chunk)(int level, const REAL *x, const REAL *dy, const double *mean, double *work,
+                                        ptrdiff_t rows, ptrdiff_t C, ptrdiff_t ch, ptrdiff_t k)
+{
+    NL_CALL(level, bn_grad_sums, x, dy, mean, work + 2 * k * C, work + (2 * k + 1) * C, NL_CHUNK(k), C);
+}
+
+/* dx of chunk k: training through the statistics, inference dx = k1 dy */
+static void NC_NAME(bn_dx_chunk)(int level, const REAL *x, const REAL *dy, REAL *dx, const REAL *m, const REAL *k1,
+                                 const REAL *kx, const REAL *k0, int training, ptrdiff_t rows, ptrdiff_t C,
+                                 ptrdiff_t ch, ptrdiff_t k)
+{
+    if (training) NL_CALL(level, bn_dx, x, dy, dx, m, k1, kx, k0, NL_CHUNK(k), C);
+    else NL_CALL(level, bn_scale, dy, dx, k1, NL_CHUNK(k), C);
+}
+
+/* layer norm backward of chunk k, its column sums (when wanted) in the chunk's slot of work */
+static void NC_NAME(ln_backward_chunk)(int level, const REAL *x, const REAL *dy, const REAL *gamma,
+                                       const double *stats, REAL *dx, double *work, int sums, ptrdiff_t rows,
+                                       ptrdiff_t C, ptrdiff_t ch, ptrdiff_t k)
+{
+    double *p = sums ? work + 2 * k * C : NULL;
+    if (p)
+        for (ptrdiff_t c = 0; c < 2 * C; c++) p[c] = 0;
+    NL_CALL(level, ln_backward, x, dy, gamma, stats, dx, p, p ? p + C : NULL, rows, NL_CHUNK(k), C);
+}
+
 void NC_NAME(batchnorm_forward)(const REAL *x, const REAL *gamma, const REAL *beta, REAL *moving_mean,
                                 REAL *moving_var, REAL *y, double *stats, double *work, ptrdiff_t rows,
                                 ptrdiff_t C, double momentum, double eps, int training, int nthreads)
@@ -76,10 +112,8 @@ void NC_NAME(batchnorm_forward)(const REAL *x, const REAL *gamma, const REAL *be
     if (training)
         for (ptrdiff_t c = 0; c < C; c++) K[c] = x[c];
     if (nt <= 1) {
-        if (training)
-            for (ptrdiff_t k = 0; k < nch; k++)
-                NL_CALL(level, bn_stats, x, K, work + 2 * k * C, work + (2 * k + 1) * C, k * ch,
-                        (k + 1) * ch < rows ? (k + 1) * ch : rows, C);
+        for (ptrdiff_t k = 0; training && k < nch; k++)
+            NC_NAME(bn_stats_chunk)(level, x, K, work, rows, C, ch, k);
         NC_NAME(bn_finish)(gamma, beta, moving_mean, moving_var, stats, work, m, a, b, rows, C, nch, momentum,
                            eps, training);
         NL_CALL(level, bn_affine, x, y, m, a, b, 0, rows, C);
@@ -89,16 +123,13 @@ void NC_NAME(batchnorm_forward)(const REAL *x, const REAL *gamma, const REAL *be
     {
         if (training) {
 #pragma omp for schedule(dynamic, 1)
-            for (ptrdiff_t k = 0; k < nch; k++)
-                NL_CALL(level, bn_stats, x, K, work + 2 * k * C, work + (2 * k + 1) * C, k * ch,
-                        (k + 1) * ch < rows ? (k + 1) * ch : rows, C);
+            for (ptrdiff_t k = 0; k < nch; k++) NC_NAME(bn_stats_chunk)(level, x, K, work, rows, C, ch, k);
         }
 #pragma omp single
         NC_NAME(bn_finish)(gamma, beta, moving_mean, moving_var, stats, work, m, a, b, rows, C, nch, momentum,
                            eps, training);
 #pragma omp for schedule(dynamic, 1)
-        for (ptrdiff_t k = 0; k < nch; k++)
-            NL_CALL(level, bn_affine, x, y, m, a, b, k * ch, (k + 1) * ch < rows ? (k + 1) * ch : rows, C);
+        for (ptrdiff_t k = 0; k < nch; k++) NL_CALL(level, bn_affine, x, y, m, a, b, NL_CHUNK(k), C);
     }
 }
 
@@ -148,34 +179,27 @@ void NC_NAME(batchnorm_backward)(const REAL *x, const REAL *dy, const REAL *gamm
     int nt = nc_team_size(nthreads, 6.0 * (double)rows * (double)C);
     if (nt > nch) nt = (int)nch;
     if (nt <= 1) {
-        if (sums)
-            for (ptrdiff_t k = 0; k < nch; k++)
-                NL_CALL(level, bn_grad_sums, x, dy, stats, work + 2 * k * C, work + (2 * k + 1) * C, k * ch,
-                        (k + 1) * ch < rows ? (k + 1) * ch : rows, C);
+        for (ptrdiff_t k = 0; sums && k < nch; k++)
+            NC_NAME(bn_grad_sums_chunk)(level, x, dy, stats, work, rows, C, ch, k);
         NC_NAME(bn_grad_finish)(gamma, stats, work, dgamma, dbeta, m, k1, kx, k0, sb, sg, rows, C, nch, sums,
                                 training);
-        if (dx && training) NL_CALL(level, bn_dx, x, dy, dx, m, k1, kx, k0, 0, rows, C);
-        else if (dx) NL_CALL(level, bn_scale, dy, dx, k1, 0, rows, C);
+        for (ptrdiff_t k = 0; dx && k < nch; k++)
+            NC_NAME(bn_dx_chunk)(level, x, dy, dx, m, k1, kx, k0, training, rows, C, ch, k);
         return;
     }
 #pragma omp parallel num_threads(nt)
     {
         if (sums) {
 #pragma omp for schedule(dynamic, 1)
-            for (ptrdiff_t k = 0; k < nch; k++)
-                NL_CALL(level, bn_grad_sums, x, dy, stats, work + 2 * k * C, work + (2 * k + 1) * C, k * ch,
-                        (k + 1) * ch < rows ? (k + 1) * ch : rows, C);
+            for (ptrdiff_t k = 0; k < nch; k++) NC_NAME(bn_grad_sums_chunk)(level, x, dy, stats, work, rows, C, ch, k);
         }
 #pragma omp single
         NC_NAME(bn_grad_finish)(gamma, stats, work, dgamma, dbeta, m, k1, kx, k0, sb, sg, rows, C, nch, sums,
                                 training);
         if (dx) {
 #pragma omp for schedule(dynamic, 1)
-            for (ptrdiff_t k = 0; k < nch; k++) {
-                ptrdiff_t r0 = k * ch, r1 = (k + 1) * ch < rows ? (k + 1) * ch : rows;
-                if (training) NL_CALL(level, bn_dx, x, dy, dx, m, k1, kx, k0, r0, r1, C);
-                else NL_CALL(level, bn_scale, dy, dx, k1, r0, r1, C);
-            }
+            for (ptrdiff_t k = 0; k < nch; k++)
+                NC_NAME(bn_dx_chunk)(level, x, dy, dx, m, k1, kx, k0, training, rows, C, ch, k);
         }
     }
 }
@@ -192,9 +216,7 @@ void NC_NAME(layernorm_forward)(const REAL *x, const REAL *gamma, const REAL *be
         return;
     }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-    for (ptrdiff_t k = 0; k < nch; k++)
-        NL_CALL(level, ln_forward, x, gamma, beta, y, stats, rows, k * ch, (k + 1) * ch < rows ? (k + 1) * ch : rows,
-                C, eps);
+    for (ptrdiff_t k = 0; k < nch; k++) NL_CALL(level, ln_forward, x, gamma, beta, y, stats, rows, NL_CHUNK(k), C, eps);
 }
 
 /* the chunk sums of layer norm backward added in chunk order: dgamma = sum dy xhat, dbeta = sum dy */
@@ -221,22 +243,14 @@ void NC_NAME(layernorm_backward)(const REAL *x, const REAL *dy, const REAL *gamm
     int nt = nc_team_size(nthreads, 8.0 * (double)rows * (double)C);
     if (nt > nch) nt = (int)nch;
     if (nt <= 1) {
-        for (ptrdiff_t k = 0; k < nch; k++) {
-            double *p = sums ? work + 2 * k * C : NULL;
-            if (p)
-                for (ptrdiff_t c = 0; c < 2 * C; c++) p[c] = 0;
-            NL_CALL(level, ln_backward, x, dy, gamma, stats, dx, p, p ? p + C : NULL, rows, k * ch,
-                    (k + 1) * ch < rows ? (k + 1) * ch : rows, C);
-        }
+        for (ptrdiff_t k = 0; k < nch; k++)      /* in chunks, so that the sums match the parallel path */
+            NC_NAME(ln_backward_chunk)(level, x, dy, gamma, stats, dx, work, sums, rows, C, ch, k);
     } else {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-        for (ptrdiff_t k = 0; k < nch; k++) {
-            double *p = sums ? work + 2 * k * C : NULL;
-            if (p)
-                for (ptrdiff_t c = 0; c < 2 * C; c++) p[c] = 0;
-            NL_CALL(level, ln_backward, x, dy, gamma, stats, dx, p, p ? p + C : NULL, rows, k * ch,
-                    (k + 1) * ch < rows ? (k + 1) * ch : rows, C);
-        }
+        for (ptrdiff_t k = 0; k < nch; k++)
+            NC_NAME(ln_backward_chunk)(level, x, dy, gamma, stats, dx, work, sums, rows, C, ch, k);
     }
     if (sums) NC_NAME(ln_grad_finish)(work, dgamma, dbeta, C, nch);
 }
+
+#undef NL_CHUNK

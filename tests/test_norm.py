@@ -217,7 +217,8 @@ def test_batchnorm_without_center_or_scale(float64, center, scale):
                                rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("axis,xshape", [(-1, (5, 4)), (-1, (3, 4, 5)), ([1, 2], (3, 2, 5)), ([-3, -2, -1], (2, 3, 2, 2)),
+@pytest.mark.parametrize("axis,xshape", [(-1, (5, 4)), (-1, (3, 4, 5)), ([1, 2], (3, 2, 5)),
+                                         ([-3, -2, -1], (2, 3, 2, 2)),
                                          (2, (2, 3, 4))], ids=str)
 def test_layernorm_gradients_finite_differences(float64, axis, xshape):
     rng = np.random.default_rng(7)
@@ -377,7 +378,8 @@ def test_errors_name_the_layer_and_the_shapes():
         LayerNormalization(center="yes")
     layer = BatchNormalization(name="bn")
     layer(np.ones((2, 3)))
-    with pytest.raises(ValueError, match=r"'bn' \(BatchNormalization\): expected input of shape \(batch, 3\), got \(2, 4\)"):
+    with pytest.raises(ValueError,
+                       match=r"'bn' \(BatchNormalization\): expected input of shape \(batch, 3\), got \(2, 4\)"):
         layer(np.ones((2, 4)))
     m = Sequential([Input((3,)), BatchNormalization(name="bn2")])
     with pytest.raises(ValueError, match=r"expects input of shape \(n_samples, 3\)"):

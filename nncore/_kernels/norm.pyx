@@ -16,14 +16,6 @@ def work_size(Py_ssize_t rows, Py_ssize_t cols):
     return nc_norm_work_size(rows, cols)
 
 
-cdef int _block(object a, str name, int code, Py_ssize_t rows, Py_ssize_t cols, bint out) except -1:
-    _same_real(a, name, code)
-    _shape2(a, name, rows, cols)
-    if out:
-        _writable(a, name)
-    return 0
-
-
 cdef int _vec(object a, str name, int code, Py_ssize_t n, bint out) except -1:
     _same_real(a, name, code)
     _shape1(a, name, n)
@@ -100,34 +92,54 @@ def batchnorm_forward(x, gamma, beta, moving_mean, moving_var, y, stats, work, d
     return y
 
 
+cdef struct _Grads:
+    # the checked arguments of a backward kernel
+    int code
+    Py_ssize_t rows, C
+    void *x
+    void *dy
+    void *gamma
+    double *stats
+    void *dx
+    void *dgamma
+    void *dbeta
+    double *work
+
+
+cdef _Grads _grad_args(x, dy, gamma, stats, dx, dgamma, dbeta, work, bint per_row) except *:
+    """Check the arguments both backward kernels take; stats is (2, C), or (2, rows) per_row."""
+    cdef _Grads a
+    a.code = _real(x, "x")
+    _rows_cols(x, "x")
+    a.rows, a.C = x.shape[0], x.shape[1]
+    _block(dy, "dy", a.code, a.rows, a.C, False)
+    _vec(gamma, "gamma", a.code, a.C, False)
+    a.stats = _doubles(stats, "stats", 2 * (a.rows if per_row else a.C))
+    a.dx = NULL
+    if dx is not None:
+        _block(dx, "dx", a.code, a.rows, a.C, True)
+        a.dx = _ptr(dx)
+    a.dgamma = _opt_vec(dgamma, "dgamma", a.code, a.C)
+    a.dbeta = _opt_vec(dbeta, "dbeta", a.code, a.C)
+    a.work = _doubles(work, "work", nc_norm_work_size(a.rows, a.C))
+    a.x, a.dy, a.gamma = _ptr(x), _ptr(dy), _ptr(gamma)
+    return a
+
+
 def batchnorm_backward(x, dy, gamma, stats, dx, dgamma, dbeta, work, bint training, int n_threads=1):
     """Gradients of batchnorm_forward from dy (rows, C) and its stats: dbeta = sum dy, dgamma =
     sum dy xhat, and dx (training: through the batch statistics; else dx = gamma dy / std).
     dx, dgamma and dbeta may each be None (not computed)."""
-    cdef int code = _real(x, "x")
-    _rows_cols(x, "x")
-    cdef Py_ssize_t rows = x.shape[0], C = x.shape[1]
-    _block(dy, "dy", code, rows, C, False)
-    _vec(gamma, "gamma", code, C, False)
-    cdef double *ps = _doubles(stats, "stats", 2 * C)
-    cdef void *pdx = NULL
-    if dx is not None:
-        _block(dx, "dx", code, rows, C, True)
-        pdx = _ptr(dx)
-    cdef void *pdg = _opt_vec(dgamma, "dgamma", code, C)
-    cdef void *pdb = _opt_vec(dbeta, "dbeta", code, C)
-    cdef double *pw = _doubles(work, "work", nc_norm_work_size(rows, C))
-    cdef void *px = _ptr(x)
-    cdef void *pdy = _ptr(dy)
-    cdef void *pg = _ptr(gamma)
-    if code == 0:
+    cdef _Grads a = _grad_args(x, dy, gamma, stats, dx, dgamma, dbeta, work, False)
+    if a.code == 0:
         with nogil:
-            nc_batchnorm_backward_f32(<float*>px, <float*>pdy, <float*>pg, ps, <float*>pdx, <float*>pdg,
-                                      <float*>pdb, pw, rows, C, training, n_threads)
+            nc_batchnorm_backward_f32(<float*>a.x, <float*>a.dy, <float*>a.gamma, a.stats, <float*>a.dx,
+                                      <float*>a.dgamma, <float*>a.dbeta, a.work, a.rows, a.C, training, n_threads)
     else:
         with nogil:
-            nc_batchnorm_backward_f64(<double*>px, <double*>pdy, <double*>pg, ps, <double*>pdx, <double*>pdg,
-                                      <double*>pdb, pw, rows, C, training, n_threads)
+            nc_batchnorm_backward_f64(<double*>a.x, <double*>a.dy, <double*>a.gamma, a.stats, <double*>a.dx,
+                                      <double*>a.dgamma, <double*>a.dbeta, a.work, a.rows, a.C, training,
+                                      n_threads)
     return dx
 
 
@@ -160,28 +172,13 @@ def layernorm_forward(x, gamma, beta, y, stats, double epsilon, int n_threads=1)
 def layernorm_backward(x, dy, gamma, stats, dx, dgamma, dbeta, work, int n_threads=1):
     """Gradients of layernorm_forward: dx (per row), dgamma = sum dy xhat, dbeta = sum dy; each of
     dx, dgamma and dbeta may be None (not computed)."""
-    cdef int code = _real(x, "x")
-    _rows_cols(x, "x")
-    cdef Py_ssize_t rows = x.shape[0], C = x.shape[1]
-    _block(dy, "dy", code, rows, C, False)
-    _vec(gamma, "gamma", code, C, False)
-    cdef double *ps = _doubles(stats, "stats", 2 * rows)
-    cdef void *pdx = NULL
-    if dx is not None:
-        _block(dx, "dx", code, rows, C, True)
-        pdx = _ptr(dx)
-    cdef void *pdg = _opt_vec(dgamma, "dgamma", code, C)
-    cdef void *pdb = _opt_vec(dbeta, "dbeta", code, C)
-    cdef double *pw = _doubles(work, "work", nc_norm_work_size(rows, C))
-    cdef void *px = _ptr(x)
-    cdef void *pdy = _ptr(dy)
-    cdef void *pg = _ptr(gamma)
-    if code == 0:
+    cdef _Grads a = _grad_args(x, dy, gamma, stats, dx, dgamma, dbeta, work, True)
+    if a.code == 0:
         with nogil:
-            nc_layernorm_backward_f32(<float*>px, <float*>pdy, <float*>pg, ps, <float*>pdx, <float*>pdg,
-                                      <float*>pdb, pw, rows, C, n_threads)
+            nc_layernorm_backward_f32(<float*>a.x, <float*>a.dy, <float*>a.gamma, a.stats, <float*>a.dx,
+                                      <float*>a.dgamma, <float*>a.dbeta, a.work, a.rows, a.C, n_threads)
     else:
         with nogil:
-            nc_layernorm_backward_f64(<double*>px, <double*>pdy, <double*>pg, ps, <double*>pdx, <double*>pdg,
-                                      <double*>pdb, pw, rows, C, n_threads)
+            nc_layernorm_backward_f64(<double*>a.x, <double*>a.dy, <double*>a.gamma, a.stats, <double*>a.dx,
+                                      <double*>a.dgamma, <double*>a.dbeta, a.work, a.rows, a.C, n_threads)
     return dx

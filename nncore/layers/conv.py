@@ -31,8 +31,8 @@ from nncore.layers.core import _act_delta, _affine_act, _affine_config, _init_af
 _colsum = _ew.colsum
 
 
-def _tuple(value, n, arg, cls):
-    """An int or a sequence of n ints, each >= 1, as a tuple of n ints."""
+def _tuple(value, n, arg, cls, minimum=1):
+    """An int or a sequence of n ints, each >= minimum, as a tuple of n ints."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         value = (int(value),) * n
     try:
@@ -41,8 +41,9 @@ def _tuple(value, n, arg, cls):
         raise TypeError(f"{cls}: {arg} must be an int or a tuple of {n} ints, got {value!r}") from None
     if len(out) != n or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in out):
         raise ValueError(f"{cls}: {arg} must be an int or a tuple of {n} ints, got {value!r}")
-    if any(v < 1 for v in out):
-        raise ValueError(f"{cls}: {arg} must be positive, got {value!r}")
+    if any(v < minimum for v in out):
+        raise ValueError(f"{cls}: {arg} must be " + ("positive" if minimum == 1 else f">= {minimum}")
+                         + f", got {value!r}")
     return tuple(int(v) for v in out)
 
 

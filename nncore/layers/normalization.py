@@ -105,10 +105,21 @@ class _Normalization(Layer):
         return self._keep((shape, dtype.str), [y, y.reshape(rows, self._cols), np.empty(self._stats_size(rows)),
                                   np.empty(_norm.work_size(rows, self._cols)), None])
 
-    def _dx(self, bufs):
-        if bufs[4] is None:
-            bufs[4] = np.empty_like(bufs[0])
-        return bufs[4]
+    def backward(self, dy):
+        # dgamma and dbeta go to the gradient buffer (not for a frozen layer); dx only when an
+        # earlier layer needs it (its buffer is made by the first backward that does)
+        bufs = self._cur
+        dg, db = (self._dg, self._db) if self._trainable else (None, None)
+        dx = None
+        if self._need_dx:
+            if bufs[4] is None:
+                bufs[4] = np.empty_like(bufs[0])
+            dx = bufs[4]
+        if dx is None and dg is None and db is None:
+            return None
+        self._backward_kernel(dy.reshape(self._x2.shape), None if dx is None else dx.reshape(self._x2.shape), dg,
+                              db, bufs)
+        return dx
 
 
 class BatchNormalization(_Normalization):
@@ -198,16 +209,8 @@ class BatchNormalization(_Normalization):
         self._x2, self._cur = x2, bufs
         return bufs[0]
 
-    def backward(self, dy):
-        bufs = self._cur
-        dg, db = (self._dg, self._db) if self._trainable else (None, None)
-        dx = self._dx(bufs) if self._need_dx else None
-        if dx is None and dg is None and db is None:
-            return None
-        _norm.batchnorm_backward(self._x2, dy.reshape(self._x2.shape), self._g, bufs[2],
-                                 None if dx is None else dx.reshape(self._x2.shape), dg, db, bufs[3], self._train,
-                                 self._n_threads)
-        return dx
+    def _backward_kernel(self, dy2, dx2, dg, db, bufs):
+        _norm.batchnorm_backward(self._x2, dy2, self._g, bufs[2], dx2, dg, db, bufs[3], self._train, self._n_threads)
 
     def get_config(self):
         cfg = super().get_config()
@@ -282,16 +285,8 @@ class LayerNormalization(_Normalization):
         self._x2, self._cur = x2, bufs
         return bufs[0]
 
-    def backward(self, dy):
-        bufs = self._cur
-        dg, db = (self._dg, self._db) if self._trainable else (None, None)
-        dx = self._dx(bufs) if self._need_dx else None
-        if dx is None and dg is None and db is None:
-            return None
-        _norm.layernorm_backward(self._x2, dy.reshape(self._x2.shape), self._g, bufs[2],
-                                 None if dx is None else dx.reshape(self._x2.shape), dg, db, bufs[3],
-                                 self._n_threads)
-        return dx
+    def _backward_kernel(self, dy2, dx2, dg, db, bufs):
+        _norm.layernorm_backward(self._x2, dy2, self._g, bufs[2], dx2, dg, db, bufs[3], self._n_threads)
 
     def get_config(self):
         cfg = super().get_config()

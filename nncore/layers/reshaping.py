@@ -11,21 +11,7 @@ import math
 import numpy as np
 
 from nncore.layers.base import Layer
-
-
-def _int_tuple(value, n, arg, cls, minimum=0):
-    """An int (repeated n times) or n ints, each >= minimum."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = (int(value),) * n
-    try:
-        out = tuple(value)
-    except TypeError:
-        raise TypeError(f"{cls}: {arg} must be an int or a tuple of {n} ints, got {value!r}") from None
-    if len(out) != n or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in out):
-        raise ValueError(f"{cls}: {arg} must be an int or a tuple of {n} ints, got {value!r}")
-    if any(v < minimum for v in out):
-        raise ValueError(f"{cls}: {arg} must be >= {minimum}, got {value!r}")
-    return tuple(int(v) for v in out)
+from nncore.layers.conv import _data_format, _tuple as _int_tuple
 
 
 def _pairs_2d(value, arg, cls):
@@ -38,15 +24,10 @@ def _pairs_2d(value, arg, cls):
         raise TypeError(f"{cls}: {arg} must be an int, a tuple of 2 ints or a tuple of 2 pairs, "
                         f"got {value!r}") from None
     if len(items) == 2 and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in items):
-        return tuple((v, v) for v in _int_tuple(items, 2, arg, cls))
+        return tuple((v, v) for v in _int_tuple(items, 2, arg, cls, minimum=0))
     if len(items) != 2:
         raise ValueError(f"{cls}: {arg} must be an int, a tuple of 2 ints or a tuple of 2 pairs, got {value!r}")
-    return tuple(_int_tuple(p, 2, arg, cls) for p in items)
-
-
-def _data_format(value, cls):
-    if value not in (None, "channels_last"):
-        raise ValueError(f"{cls}: only data_format='channels_last' is supported, got {value!r}")
+    return tuple(_int_tuple(p, 2, arg, cls, minimum=0) for p in items)
 
 
 class _Move(Layer):
@@ -131,7 +112,7 @@ class Permute(_Move):
     def __init__(self, dims, name=None, input_shape=None, batch_input_shape=None, trainable=True):
         super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
                          trainable=trainable)
-        dims = _int_tuple(dims, len(dims) if isinstance(dims, (tuple, list)) else 1, "dims", "Permute", minimum=1)
+        dims = _int_tuple(dims, len(dims) if isinstance(dims, (tuple, list)) else 1, "dims", "Permute")
         if sorted(dims) != list(range(1, len(dims) + 1)):
             raise ValueError(f"Permute: dims must be a permutation of 1..{len(dims)}, got {dims}")
         self.dims = dims
@@ -173,7 +154,7 @@ class RepeatVector(_Move):
     def __init__(self, n, name=None, input_shape=None, batch_input_shape=None, trainable=True):
         super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
                          trainable=trainable)
-        (self.n,) = _int_tuple(n, 1, "n", "RepeatVector", minimum=1)
+        (self.n,) = _int_tuple(n, 1, "n", "RepeatVector")
 
     def compute_output_shape(self, input_shape):
         self._check_rank(input_shape, "(batch, features)")
@@ -252,7 +233,7 @@ class ZeroPadding1D(_Border):
                  trainable=True):
         super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
                          trainable=trainable)
-        self.padding = _int_tuple(padding, 2, "padding", "ZeroPadding1D")
+        self.padding = _int_tuple(padding, 2, "padding", "ZeroPadding1D", minimum=0)
         self._border_init((self.padding,), data_format)
 
     def get_config(self):
@@ -300,7 +281,7 @@ class Cropping1D(_Border):
     def __init__(self, cropping=(1, 1), name=None, input_shape=None, batch_input_shape=None, trainable=True):
         super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
                          trainable=trainable)
-        self.cropping = _int_tuple(cropping, 2, "cropping", "Cropping1D")
+        self.cropping = _int_tuple(cropping, 2, "cropping", "Cropping1D", minimum=0)
         self._border_init((self.cropping,), None)
 
     def get_config(self):
@@ -374,7 +355,7 @@ class UpSampling1D(_UpSampling):
     def __init__(self, size=2, name=None, input_shape=None, batch_input_shape=None, trainable=True):
         super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
                          trainable=trainable)
-        self.size = _int_tuple(size, 1, "size", "UpSampling1D", minimum=1)
+        self.size = _int_tuple(size, 1, "size", "UpSampling1D")
 
     def get_config(self):
         cfg = super().get_config()
@@ -402,7 +383,7 @@ class UpSampling2D(_UpSampling):
         _data_format(data_format, "UpSampling2D")
         if interpolation != "nearest":
             raise ValueError(f"UpSampling2D: only interpolation='nearest' is supported, got {interpolation!r}")
-        self.size = _int_tuple(size, 2, "size", "UpSampling2D", minimum=1)
+        self.size = _int_tuple(size, 2, "size", "UpSampling2D")
         self.interpolation = interpolation
 
     def get_config(self):
