@@ -386,3 +386,31 @@ def test_errors_name_the_layer_and_the_shapes():
         m.predict(np.ones((2, 5)), verbose=0)
     with pytest.raises(TypeError, match="trainable must be a bool"):
         layer.trainable = "no"
+
+
+def test_steady_state_epochs_allocate_nothing_that_persists():
+    import tracemalloc
+    from nncore.layers import SpatialDropout2D, UpSampling2D, ZeroPadding2D
+    rng = np.random.default_rng(11)
+    x, y = rng.normal(size=(160, 6, 6, 2)), rng.integers(0, 3, 160)
+    nncore.set_seed(0)
+    m = Sequential([Input((6, 6, 2)), Conv2D(4, 3, padding="same"), BatchNormalization(), ZeroPadding2D(1),
+                    UpSampling2D(), SpatialDropout2D(0.1), Flatten(), Dense(8), LayerNormalization(),
+                    Dense(3, activation="softmax")])
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    snaps = {}
+
+    class Snap(nncore.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch in (1, 4):
+                snaps[epoch] = tracemalloc.take_snapshot()
+
+    tracemalloc.start()
+    try:
+        m.fit(x, y, epochs=5, batch_size=16, verbose=0, validation_split=0.2, callbacks=[Snap()])
+    finally:
+        tracemalloc.stop()
+    own = [tracemalloc.Filter(True, "*/nncore/*")]
+    later, first = snaps[4].filter_traces(own), snaps[1].filter_traces(own)
+    growth = sum(s.size_diff for s in later.compare_to(first, "filename") if s.size_diff > 0)
+    assert growth < 3000, growth          # 3 epochs x 8 steps; History's entries remain
