@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-__all__ = ["Layout", "lay_out", "trainable_state", "count_lines"]
+__all__ = ["Layout", "lay_out", "rebind", "trainable_state", "count_lines"]
 
 
 def trainable_state(layers):
@@ -50,6 +50,13 @@ class Layout:
         pass and it needs no dx.
     state : tuple of bool
         The layers' `trainable` flags this layout was made for.
+    views : dict
+        id(layer) -> ({attr: weight view}, {attr: gradient view}): `rebind(layer)` binds a layer to
+        this layout again (a layer shared by several models follows the one that runs).
+    grad_region : dict
+        id(layer) -> (start, stop): where the gradients of the layer's trainable-declared weights lie,
+        one contiguous range (in the trained part, or in the frozen part for a frozen layer), so that
+        the gradient of a second use of a shared layer can be added in one step.
     """
 
     def __init__(self, layers, dtype):
@@ -66,11 +73,14 @@ class Layout:
         self.params = np.zeros(total, dtype)
         self.grads = np.zeros(total, dtype)
         self.views = {id(layer): ({}, {}) for layer in layers}   # id -> (params_of, grads_of)
-        self.segments, self.regs = [], []
+        self.segments, self.regs, self.grad_region = [], [], {}
         offset = 0
         for k, part in enumerate(parts):
             for layer, attr, shape, reg in part:
                 stop = offset + math.prod(shape)
+                if k < 2:
+                    start = self.grad_region.get(id(layer), (offset,))[0]
+                    self.grad_region[id(layer)] = (start, stop)
                 w = self.params[offset:stop].reshape(shape)
                 g = self.grads[offset:stop].reshape(shape)
                 self.views[id(layer)][0][attr], self.views[id(layer)][1][attr] = w, g
@@ -87,6 +97,11 @@ class Layout:
         self.first = next((i for i, (layer, on) in enumerate(zip(layers, self.state))
                            if on and any(attr not in layer._non_trainable for attr, *_ in layer._specs)),
                           len(layers))
+
+
+def rebind(layout, layer):
+    """Bind `layer` to the views `layout` made for it (they keep their values)."""
+    layer._bind(*layout.views[id(layer)])
 
 
 def _current_values(layer):
@@ -115,7 +130,6 @@ def lay_out(layers, dtype, rng):
                 params_of[attr][...] = v
         elif layer._specs:
             layer._initialize(rng)
-    layout.views = None          # the layers hold the views now
     return layout
 
 

@@ -148,3 +148,21 @@ def test_a_layer_on_its_own_keeps_its_weights_when_added_to_a_model():
     y = layer(x)
     m = Sequential([Input((4,)), layer])
     np.testing.assert_array_equal(m.predict(x, verbose=0), y)
+
+
+def test_each_layer_has_one_contiguous_gradient_region_and_can_be_bound_again():
+    from nncore import _params
+    m = _model()
+    m.layers[2].trainable = False
+    m.compile(optimizer="sgd", loss="mse")
+    layout = m._layout
+    for layer in m.layers:
+        start, stop = layout.grad_region[id(layer)]
+        grads = [layer._grad_of[a] for a, *_ in layer._specs if a not in layer._non_trainable]
+        assert stop - start == sum(g.size for g in grads)
+        assert all(np.shares_memory(g, m._grads[start:stop]) for g in grads)
+    bn = m.layers[1]
+    Sequential([Input((8,)), bn])                   # another model takes the layer...
+    assert not np.shares_memory(bn.gamma, m._params)
+    _params.rebind(layout, bn)                      # ...and the first takes it back
+    assert np.shares_memory(bn.gamma, m._params) and np.shares_memory(bn.moving_mean, m._params)
