@@ -171,7 +171,7 @@ def test_multi_output_layer_an_output_feeding_on_and_an_output_without_loss(floa
     m.fit(xs, [y1, y2, None], batch_size=7, shuffle=False, verbose=0)
     assert not m._heads[0].fused                                   # out1 also feeds o2: no fused path
     grads = m._grads.copy()
-    spare_region = slice(*m._regions[id(m.get_layer("spare"))])
+    spare_region = slice(*m._layout.grad_region[id(m.get_layer("spare"))])
     assert np.all(grads[spare_region] == 0)                        # no loss reaches it
 
     def f():
