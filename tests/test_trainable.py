@@ -166,3 +166,20 @@ def test_each_layer_has_one_contiguous_gradient_region_and_can_be_bound_again():
     assert not np.shares_memory(bn.gamma, m._params)
     _params.rebind(layout, bn)                      # ...and the first takes it back
     assert np.shares_memory(bn.gamma, m._params) and np.shares_memory(bn.moving_mean, m._params)
+
+
+def test_a_frozen_embedding_stays_fixed_while_the_rest_trains():
+    from nncore.layers import Embedding, GlobalAveragePooling1D
+    rng = np.random.default_rng(3)
+    tokens, y = rng.integers(0, 11, (40, 6)), rng.integers(0, 2, 40)
+    nncore.set_seed(2)
+    m = Sequential([Input((6,)), Embedding(11, 4, trainable=False, name="emb"), GlobalAveragePooling1D(),
+                    Dense(2, activation="softmax")])
+    e0 = m.get_layer("emb").embeddings.copy()
+    w0 = m.layers[-1].kernel.copy()
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    m.fit(tokens, y, epochs=2, batch_size=8, verbose=0)
+    np.testing.assert_array_equal(m.get_layer("emb").embeddings, e0)
+    assert not np.array_equal(m.layers[-1].kernel, w0)
+    assert m._train_params.size == 4 * 2 + 2
+    assert Embedding.from_config(m.get_layer("emb").get_config()).trainable is False
