@@ -1,6 +1,5 @@
 """Convolution and pooling: kernels against plain NumPy float64 references, layers against a direct
 convolution and central differences, a model on sklearn's digits, saving, errors."""
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -12,7 +11,8 @@ from nncore._kernels import conv as K
 from nncore.layers import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, Dense, Flatten,
                            GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Input,
                            MaxPooling1D, MaxPooling2D, get_layer_class)
-from reference_layers import ACTIVATIONS, numeric_grad
+from reference_layers import ACTIVATIONS, check_layer_gradients as _check_layer_gradients
+from steady_state import peak_above_start
 
 
 # ------------------------------------------------------------------------------------- references
@@ -327,26 +327,6 @@ def test_conv2d_forward_matches_direct_convolution(dtype, case, act):
     np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
 
 
-def _check_layer_gradients(layer, x, rng, params=("kernel", "bias")):
-    """L = sum(y * r): backward(r) must give dL/dx and dL/dparam (float64 central differences)."""
-    layer(x)                                                 # build and bind
-    for p in params:
-        w = getattr(layer, p)
-        w[...] = rng.standard_normal(w.shape) * 0.5
-    r = rng.standard_normal(layer.forward(x, True).shape)
-
-    def loss():
-        return float(np.sum(layer.forward(x, True) * r))
-
-    layer.forward(x, True)
-    dx = layer.backward(r).copy()
-    grads = {p: layer._grad_of[p].copy() for p in params}
-    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
-    for p in params:
-        np.testing.assert_allclose(grads[p], numeric_grad(loss, getattr(layer, p)), rtol=1e-6, atol=1e-8,
-                                   err_msg=p)
-
-
 @pytest.mark.parametrize("case", CONV_CASES)
 @pytest.mark.parametrize("act", ["linear", "tanh", "swish"])
 def test_conv2d_gradients_finite_differences(float64, case, act):
@@ -553,18 +533,12 @@ def test_steady_state_steps_allocate_no_work_buffers():
     model = _cnn()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(x, y, epochs=2, batch_size=64, verbose=0)          # buffers for the batch size exist now
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        model.fit(x, y, epochs=2, batch_size=64, verbose=0)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    above = peak_above_start(lambda: model.fit(x, y, epochs=2, batch_size=64, verbose=0))
     # the smallest per-batch work buffer (the last pool's 64 x 4 x 4 x 16 float32 output) is 64 KiB:
     # a fit of 8 steps that allocated any per-step buffer would peak above this
     smallest = 64 * 4 * 4 * 16 * 4
-    print("peak above the steady state during 2 epochs:", peak - base, "bytes")
-    assert peak - base < smallest, peak - base
+    print("peak above the steady state during 2 epochs:", above, "bytes")
+    assert above < smallest, above
 
 
 # ------------------------------------------------------------------------------------- errors

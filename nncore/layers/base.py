@@ -1,10 +1,17 @@
 """Layer base class and the Input placeholder.
 
-A layer declares its parameters in `build(input_shape)` with `add_weight`
-(shape, initializer, regularizer) without allocating them. The model then
-lays all parameters of all layers out in ONE flat buffer and their gradients
-in another, and `_bind` makes each parameter and its gradient a view into
-them. A layer used on its own (``layer(x)``) binds to buffers of its own.
+A layer declares its weights in `build(input_shape)` with `add_weight`
+(shape, initializer, regularizer, trainable) without allocating them. The
+model then lays all weights of all layers out in ONE flat buffer and their
+gradients in another (`nncore._params`: the trained weights first, so the
+optimizer steps one contiguous range), and `_bind` makes each weight and its
+gradient a view into them. A layer used on its own (``layer(x)``) binds to
+buffers of its own.
+
+Weights declared with ``trainable=False`` (BatchNormalization's moving
+statistics) are never given to the optimizer; ``layer.trainable = False``
+freezes all of a layer's weights (applied by the model's next `compile`, as
+in Keras).
 
 Per-batch work buffers (outputs, deltas) are allocated once per batch shape
 and reused: `forward`/`backward` return views of them, valid until the next
@@ -15,8 +22,9 @@ import re
 
 import numpy as np
 
-from nncore import _random, initializers, regularizers
+from nncore import _params, _random, initializers, regularizers
 from nncore._config import floatx
+from nncore._graph import Node, SymbolicTensor, call_symbolic, is_symbolic
 
 MAX_CACHED_SHAPES = 8   # work-buffer sets kept per layer (one per batch shape)
 
@@ -36,6 +44,13 @@ def _check_cast(v, w, where):
                              f"dtype {v.dtype}" + (f" with values in [{v.min()}, {v.max()}]" if v.size else ""))
 
 
+def _batch_free(shape):
+    """(None,) + the feature dimensions, for one shape (a tuple) or several (a list of tuples)."""
+    if isinstance(shape, list):
+        return [(None,) + tuple(s[1:]) for s in shape]
+    return (None,) + tuple(shape[1:])
+
+
 def _shape_tuple(shape, arg):
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
@@ -53,11 +68,19 @@ class Layer:
 
     Subclasses implement `build` (calling `add_weight`), `compute_output_shape`,
     `forward(x, training)` and `backward(dy)` (returning dx, or None when the
-    model says no earlier layer needs it).
+    model says no earlier layer needs it). A layer taking several inputs gets
+    a list of shapes in `build`/`compute_output_shape` and a list of arrays in
+    `forward`, and returns a list of dx from `backward`; one with several
+    outputs returns a list of shapes from `compute_output_shape` (see
+    nncore/_graph.py for the whole protocol).
+
+    Calling a layer on symbolic tensors (``nncore.Input``) records a node of a
+    functional model; calling it on arrays runs it at once.
     """
     _counters = {}
+    _tensor_kwargs = ()   # keyword arguments of a call that may carry symbolic tensors (e.g. initial_state)
 
-    def __init__(self, name=None, input_shape=None, batch_input_shape=None):
+    def __init__(self, name=None, input_shape=None, batch_input_shape=None, trainable=True):
         if name is None:
             base = _snake_case(type(self).__name__)
             k = Layer._counters.get(base, 0)
@@ -67,8 +90,10 @@ class Layer:
             raise TypeError(f"{type(self).__name__}: name must be a non-empty str, got {name!r}")
         self.name = name
         self.built = False
-        self._specs = []           # (attr, shape, initializer, regularizer)
+        self._specs = []           # (attr, shape, initializer, regularizer), in declaration order
+        self._non_trainable = set()  # attrs declared with trainable=False
         self._held = []            # (attr, shape, dtype, fill): weights held outside the flat buffers
+        self.trainable = trainable
         self._batch_input_shape = None
         if batch_input_shape is not None:
             self._batch_input_shape = (None,) + _shape_tuple(batch_input_shape, "batch_input_shape")[1:]
@@ -81,16 +106,22 @@ class Layer:
         self._bufs = {}
 
     # ---- parameters ------------------------------------------------------------
-    def add_weight(self, name, shape, initializer="zeros", regularizer=None):
-        """Declare a parameter; it becomes `self.<name>` (a view) once the model binds it."""
+    def add_weight(self, name, shape, initializer="zeros", regularizer=None, trainable=True):
+        """Declare a weight; it becomes `self.<name>` (a view) once the model binds it.
+
+        ``trainable=False`` declares state the optimizer never updates (the layer updates it
+        itself, as BatchNormalization its moving statistics); it has no gradient.
+        """
         self._specs.append((name, tuple(int(s) for s in shape),
                             initializers.get(initializer),
                             regularizers.get(regularizer)))
+        if not trainable:
+            self._non_trainable.add(name)
 
     def _hold_weight(self, name, shape, dtype=None, fill=0):
         """Declare a weight the layer holds itself, outside the model's flat buffers, never trained: an
         int8 kernel and its scale (`quantize`). dtype None: the model's float dtype. It becomes
-        `self.<name>` (filled with `fill`) when the layer is bound, and keeps a value set before."""
+        `self.<name>` (filled with `fill`) when the layer is laid out, and keeps a value set before."""
         self._held.append((name, tuple(int(s) for s in shape), dtype, fill))
 
     def _allocate_held(self, float_dtype):
@@ -100,43 +131,41 @@ class Layer:
             if not (isinstance(a, np.ndarray) and a.shape == shape and a.dtype == dt):
                 setattr(self, attr, np.full(shape, fill, dt))
 
+    def _held_weights(self):
+        return [self.__dict__[attr] for attr, *_ in self._held if attr in self.__dict__]
+
     def build(self, input_shape):
         """Declare parameters from the input shape (batch dimension first, may be None)."""
         self.built = True
 
     def _build(self, input_shape):
-        input_shape = tuple(input_shape)
+        """Build for `input_shape` (a tuple; a list of tuples for several inputs) once; returns the
+        output shape (a tuple; a list of tuples for several outputs)."""
+        input_shape = list(map(tuple, input_shape)) if isinstance(input_shape, list) else tuple(input_shape)
         if self.built:
-            if self._specs and tuple(input_shape[1:]) != tuple(self.input_shape[1:]):
+            if self._specs and _batch_free(input_shape) != _batch_free(self.input_shape):
                 raise ValueError(f"layer {self.name!r} ({type(self).__name__}) was built for inputs of shape "
                                  f"{self.input_shape}, got {input_shape}")
             return self.output_shape
         self._specs, self._held = [], []
+        self._non_trainable = set()
         self.build(input_shape)
         self.built = True
-        self.input_shape = (None,) + input_shape[1:]
-        self.output_shape = tuple(self.compute_output_shape(self.input_shape))
+        self.input_shape = _batch_free(input_shape)
+        out = self.compute_output_shape(self.input_shape)
+        self.output_shape = list(map(tuple, out)) if isinstance(out, list) else tuple(out)
         return self.output_shape
 
     def count_params(self):
         """Number of weight values, the held ones (int8 kernels) included, as Keras counts."""
-        return self._flat_count() + sum(math.prod(s) for _, s, _, _ in self._held)
+        return sum(math.prod(s) for _, s, _, _ in self._specs + self._held)
 
-    def _flat_count(self):
-        """Number of values the layer takes in the model's flat buffers."""
-        return sum(math.prod(s) for _, s, _, _ in self._specs)
-
-    def _bind(self, params, grads, offset):
-        """Make each parameter and gradient a view into the flat buffers; return the next offset."""
-        self._grad_of = {}
-        for attr, shape, _, _ in self._specs:
-            stop = offset + math.prod(shape)
-            setattr(self, attr, params[offset:stop].reshape(shape))
-            self._grad_of[attr] = grads[offset:stop].reshape(shape)
-            offset = stop
-        self._allocate_held(params.dtype)
+    def _bind(self, params_of, grads_of):
+        """Take the views the layout made: {attr: weight view} and {attr: gradient view}."""
+        for attr, view in params_of.items():
+            setattr(self, attr, view)
+        self._grad_of = dict(grads_of)
         self._bufs = {}
-        return offset
 
     def _initialize(self, rng):
         for attr, shape, init, _ in self._specs:
@@ -147,11 +176,48 @@ class Layer:
                                  f"expected {shape}")
             view[...] = value
 
+    # ---- trainable and non-trainable weights ----------------------------------------
+    @property
+    def trainable(self):
+        """Whether the optimizer updates this layer's weights (settable; a model applies a change
+        at its next `compile`, as Keras does). A frozen BatchNormalization also runs in inference
+        mode."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"layer {self.name!r}: trainable must be a bool, got {value!r}")
+        self._trainable = bool(value)
+
+    def _weight_attrs(self):
+        """Weight names in Keras's order: the trainable-declared ones, then the others (each in
+        declaration order); BatchNormalization: gamma, beta, moving_mean, moving_variance."""
+        attrs = [attr for attr, *_ in self._specs]
+        return ([a for a in attrs if a not in self._non_trainable]
+                + [a for a in attrs if a in self._non_trainable])
+
     @property
     def weights(self):
-        """The parameters (views into the model's flat buffer), in declaration order, then the held ones."""
-        flat = [getattr(self, attr) for attr, *_ in self._specs] if self._bound else []
-        return flat + [self.__dict__[attr] for attr, *_ in self._held if attr in self.__dict__]
+        """All weights (views into the model's flat buffer), trainable-declared ones first, then the
+        held ones (an int8 kernel and its scale)."""
+        flat = [getattr(self, attr) for attr in self._weight_attrs()] if self._bound else []
+        return flat + self._held_weights() if self._held else flat
+
+    @property
+    def trainable_weights(self):
+        """The weights the optimizer updates: none when the layer is frozen."""
+        if not self._trainable or not self._bound:
+            return []
+        return [getattr(self, a) for a in self._weight_attrs() if a not in self._non_trainable]
+
+    @property
+    def non_trainable_weights(self):
+        """The weights the optimizer leaves alone: all of them when the layer is frozen."""
+        if not self._trainable:
+            return self.weights
+        fixed = [getattr(self, a) for a in self._weight_attrs() if a in self._non_trainable] if self._bound else []
+        return fixed + self._held_weights()
 
     @property
     def _bound(self):
@@ -190,18 +256,28 @@ class Layer:
     def backward(self, dy):
         raise NotImplementedError
 
-    def __call__(self, x, training=False):
-        """Run the layer on its own: builds (with parameters of its own) on first use; returns a new array."""
+    def __call__(self, inputs, *args, **kwargs):
+        """On symbolic tensors: record a node of a functional model and return its output tensor(s).
+        On arrays: run the layer on its own (``layer(x, training=False)``), see `_call_eager`."""
+        if is_symbolic(inputs) or any(is_symbolic(v) for v in kwargs.values()):
+            if args:
+                raise TypeError(f"layer {self.name!r} ({type(self).__name__}): a call on symbolic tensors takes "
+                                "the inputs and keyword arguments only")
+            return call_symbolic(self, inputs, kwargs)
+        return self._call_eager(inputs, *args, **kwargs)
+
+    def _call_eager(self, x, training=False):
+        """Run the layer on its own: builds (with parameters of its own) on first use; returns new array(s).
+        `x` is an array, or a list of arrays for a layer taking several inputs."""
+        if isinstance(x, (list, tuple)):
+            return self._call_eager_list([np.asarray(a) for a in x], training)
         x = np.asarray(x)
         if x.ndim < 2:
             raise ValueError(f"layer {self.name!r}: expected a batch of inputs (at least 2-D), got shape {x.shape}")
         if not self.built or (self._specs and not self._bound):
             self._build(x.shape)
             if self._specs:
-                dtype = np.dtype(floatx())
-                n = self._flat_count()
-                self._bind(np.zeros(n, dtype), np.zeros(n, dtype), 0)
-                self._initialize(_random.get_rng())
+                _params.lay_out([self], floatx(), _random.get_rng())
         if any(attr not in self.__dict__ for attr, *_ in self._held):   # held weights only (int8 Embedding)
             self._allocate_held(floatx())
         floats = [w.dtype for w in self.weights if w.dtype.kind == "f"]
@@ -212,7 +288,16 @@ class Layer:
         else:
             dtype = np.dtype(floatx())
         x = np.ascontiguousarray(x, dtype=dtype)
-        return self.forward(x, training).copy()
+        return _copies(self.forward(x, training))
+
+    def _call_eager_list(self, xs, training):
+        if not xs or any(a.ndim < 2 for a in xs):
+            raise ValueError(f"layer {self.name!r}: expected a list of batches of inputs (each at least 2-D), "
+                             f"got shapes {[a.shape for a in xs]}")
+        if not self.built:
+            self._build([a.shape for a in xs])
+        dtype = next((a.dtype for a in xs if a.dtype in (np.float32, np.float64)), np.dtype(floatx()))
+        return _copies(self.forward([np.ascontiguousarray(a, dtype=dtype) for a in xs], training))
 
     def _check_features(self, x):
         if x.shape[1:] != self.input_shape[1:]:
@@ -221,21 +306,33 @@ class Layer:
 
     # ---- config ----------------------------------------------------------------
     def get_config(self):
-        cfg = {"name": self.name}
+        cfg = {"name": self.name, "trainable": self._trainable}
         if self._batch_input_shape is not None:
             cfg["batch_input_shape"] = list(self._batch_input_shape)
         return cfg
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        config = dict(config)
+        trainable = config.pop("trainable", True)   # every layer takes it, through the base class
+        layer = cls(**config)
+        layer.trainable = trainable
+        return layer
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
 
 
+def _copies(y):
+    return [a.copy() for a in y] if isinstance(y, (list, tuple)) else y.copy()
+
+
 class InputLayer(Layer):
-    """The model input: fixes the input shape (without the batch dimension)."""
+    """The model input: fixes the input shape (without the batch dimension).
+
+    Its output, ``layer.output`` (what ``nncore.Input`` returns), is the symbolic tensor a
+    functional model starts from.
+    """
 
     def __init__(self, shape=None, batch_size=None, name=None, batch_shape=None):
         if batch_shape is not None:
@@ -248,6 +345,16 @@ class InputLayer(Layer):
         super().__init__(name=name)
         self.batch_size = batch_size
         self._batch_input_shape = (None,) + shape
+        self.built = True
+        self.input_shape = self.output_shape = self._batch_input_shape
+        node = Node(self, ())
+        node.outputs = (SymbolicTensor(self._batch_input_shape, node, 0),)
+        self._tensor = node.outputs[0]
+
+    @property
+    def output(self):
+        """The symbolic tensor of this input."""
+        return self._tensor
 
     def forward(self, x, training=False):
         return x
@@ -259,6 +366,23 @@ class InputLayer(Layer):
         return {"name": self.name, "batch_shape": list(self._batch_input_shape)}
 
 
-def Input(shape=None, batch_size=None, name=None):
-    """The input of a Sequential model: ``Input(shape=(n_features,))``."""
-    return InputLayer(shape=shape, batch_size=batch_size, name=name)
+def Input(shape=None, batch_size=None, name=None, batch_shape=None):
+    """A symbolic input tensor: where a functional model starts, or the first entry of a Sequential.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The shape of one sample (without the batch dimension), e.g. ``(8,)`` or ``(28, 28, 1)``.
+    batch_size : int, optional
+        Recorded only (nncore models take any batch size).
+    name : str, optional
+        The input's name: the key of this input when arrays are given as a dict.
+    batch_shape : tuple, optional
+        ``(batch, ...)`` instead of `shape`.
+
+    Returns
+    -------
+    SymbolicTensor
+        Call layers on it, then ``nncore.models.Model(inputs, outputs)``.
+    """
+    return InputLayer(shape=shape, batch_size=batch_size, name=name, batch_shape=batch_shape).output

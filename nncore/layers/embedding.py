@@ -30,6 +30,8 @@ class Embedding(Int8Quantizable, Layer):
         Size of each vector.
     embeddings_initializer : name or initializer, default='uniform' (U(-0.05, 0.05), as Keras)
     embeddings_regularizer : name, regularizer or None
+    trainable : bool, default=True
+        False keeps the vectors fixed (pretrained embeddings); applied at the model's next compile.
     dtype : None or 'int8_from_float32' / 'int8_from_float64'
         The int8 form (what `quantize` makes); None: float.
 
@@ -45,8 +47,9 @@ class Embedding(Int8Quantizable, Layer):
     _int8_per_row = True
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
-                 name=None, input_shape=None, batch_input_shape=None, dtype=None):
-        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+                 name=None, input_shape=None, batch_input_shape=None, trainable=True, dtype=None):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         trainable=trainable)
         for arg, v in (("input_dim", input_dim), ("output_dim", output_dim)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
                 raise ValueError(f"Embedding: {arg} must be a positive int, got {v!r}")
