@@ -159,8 +159,10 @@ class Layer:
     def backward(self, dy):
         raise NotImplementedError
 
-    def __call__(self, x, training=False):
-        """Run the layer on its own: builds (with parameters of its own) on first use; returns a new array."""
+    def __call__(self, x, training=False, **kwargs):
+        """Run the layer on its own: builds (with parameters of its own) on first use; returns a new array
+        (new arrays for a layer with several outputs). Keyword arguments (``mask``, ``initial_state``)
+        go to `forward`."""
         x = np.asarray(x)
         if x.ndim < 2:
             raise ValueError(f"layer {self.name!r}: expected a batch of inputs (at least 2-D), got shape {x.shape}")
@@ -178,7 +180,8 @@ class Layer:
         else:
             dtype = np.dtype(floatx())
         x = np.ascontiguousarray(x, dtype=dtype)
-        return self.forward(x, training).copy()
+        y = self.forward(x, training, **kwargs)
+        return [a.copy() for a in y] if isinstance(y, (list, tuple)) else y.copy()
 
     def _check_features(self, x):
         if x.shape[1:] != self.input_shape[1:]:
