@@ -182,6 +182,10 @@ class Sequential:
         self._input_shape = shape
         for layer in self._layers:
             shape = layer._build(shape)
+            if isinstance(shape, list):
+                raise ValueError(f"{self.name}: layer {layer.name!r} ({type(layer).__name__}) has several outputs "
+                                 "(e.g. return_state=True); a Sequential model's layers have one each: use the "
+                                 "functional Model")
         self._output_shape = shape
         dtype = np.dtype(floatx())
         total = sum(layer.count_params() for layer in self._layers)
@@ -249,6 +253,14 @@ class Sequential:
                 raise ValueError(f"{self.name}.set_weights: array {i} has shape {v.shape}, expected {w.shape}")
         for w, v in zip(mine, weights):
             w[...] = v
+
+    def reset_states(self):
+        """Set the states of the stateful layers (``stateful=True`` recurrent layers) to zero."""
+        for layer in self._layers:
+            if getattr(layer, "stateful", False):
+                layer.reset_states()
+
+    reset_state = reset_states
 
     def count_params(self):
         """Total number of parameters (requires a built model)."""

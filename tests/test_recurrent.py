@@ -532,8 +532,8 @@ def test_errors():
         layer(np.zeros((4, 5), np.float32))
     layer(np.zeros((2, 5, 4), np.float32))
     with pytest.raises(ValueError, match="layer 'enc' \\(LSTM\\): expected input of shape "
-                                         "\\(batch, 5, 4\\), got \\(2, 6, 4\\)"):
-        layer.forward(np.zeros((2, 6, 4), np.float32))
+                                         "\\(batch, timesteps, 4\\), got \\(2, 6, 3\\)"):
+        layer.forward(np.zeros((2, 6, 3), np.float32))
     with pytest.raises(TypeError, match="layer 'enc' \\(LSTM\\): expected input of dtype float32, got float64"):
         layer.forward(np.zeros((2, 5, 4)))
     m = Sequential([GRU(3, input_shape=(5, 4)), Dense(1)])

@@ -92,7 +92,8 @@ class Layer:
         self.build(input_shape)
         self.built = True
         self.input_shape = (None,) + input_shape[1:]
-        self.output_shape = tuple(self.compute_output_shape(self.input_shape))
+        out = self.compute_output_shape(self.input_shape)
+        self.output_shape = list(map(tuple, out)) if isinstance(out, list) else tuple(out)
         return self.output_shape
 
     def count_params(self):

@@ -168,7 +168,7 @@ class _Recurrent(Layer):
                              f"{tuple(seq)}")
         if isinstance(input_shape, list):                    # [sequence, *initial states] (functional API)
             self._check_state_shapes([tuple(s) for s in input_shape[1:]], None, "initial_state shapes")
-        self._T, self._D = int(seq[1]), int(seq[2])
+        self._D = int(seq[2])
         G = self._gates * self.units
         self.add_weight("kernel", (self._D, G), self.kernel_initializer, self.kernel_regularizer)
         self.add_weight("recurrent_kernel", (self.units, G), self.recurrent_initializer,
@@ -227,11 +227,11 @@ class _Recurrent(Layer):
         self._states = [np.array(s, dtype=self.kernel.dtype) for s in states]
 
     # ---- buffers -----------------------------------------------------------------
-    def _buffers(self, n):
-        T, D = self._T, self._D
+    def _buffers(self, n, T):
+        D = self._D
         u, G, dt = self.units, self._gates * self.units, self.kernel.dtype
         b = _Buffers()
-        b.n = n
+        b.n, b.T = n, T
         b.xt = np.empty((T, n, D), dt)                # inputs, time-major (reversed for go_backwards)
         b.h = np.zeros((T + 1, n, u), dt)             # h[0] = initial state, h[t + 1] = h_t
         # x W + b, then the gates (SimpleRNN: written into h[1:], which the steps activate in place)
@@ -252,7 +252,7 @@ class _Recurrent(Layer):
         b.y_last = None
         b.init = False
         self._more_buffers(b, T, n)
-        return self._keep(n, b)
+        return self._keep((n, T), b)
 
     def _more_buffers(self, b, T, n):
         b.drec = b.d                                  # dL/d(h_{t-1} U): the same as delta here
@@ -264,7 +264,7 @@ class _Recurrent(Layer):
 
     def _dropout_buffers(self, b):
         # masked copies of the inputs (T, n, blocks * D) and of the previous states (T, n, blocks * u)
-        T, n, D, u, dt = self._T, b.n, self._D, self.units, self.kernel.dtype
+        T, n, D, u, dt = b.T, b.n, self._D, self.units, self.kernel.dtype
         k = self._gates if self.recurrent_dropout else 1
         db = _Buffers()
         db.mi = np.empty((k, n, D), dt) if self.dropout else None
@@ -291,15 +291,15 @@ class _Recurrent(Layer):
     def forward(self, x, training=False, mask=None, initial_state=None):
         # Z = X W + b (all steps) ; per step: z_t += h_{t-1} U ; cell
         x, init, self._got_list = self._split_inputs(x, initial_state)
-        if not isinstance(x, np.ndarray) or x.ndim != 3 or x.shape[1:] != (self._T, self._D):
-            raise ValueError(f"{self._where()}: expected input of shape (batch, {self._T}, {self._D}), got "
+        if not isinstance(x, np.ndarray) or x.ndim != 3 or x.shape[2] != self._D or x.shape[1] < 1:
+            raise ValueError(f"{self._where()}: expected input of shape (batch, timesteps, {self._D}), got "
                              f"{np.shape(x)}")
         if x.dtype != self.kernel.dtype:
             raise TypeError(f"{self._where()}: expected input of dtype {self.kernel.dtype}, got {x.dtype}")
-        n = x.shape[0]
-        b = self._bufs.get(n)
+        n, T = x.shape[:2]
+        b = self._bufs.get((n, T))
         if b is None or (b.dx is None) == self._need_dx:
-            b = self._buffers(n)
+            b = self._buffers(n, T)
         self._cur = b
         np.copyto(b.xt, (x[:, ::-1] if self.go_backwards else x).transpose(1, 0, 2))
         self._set_mask(b, mask)
@@ -309,10 +309,10 @@ class _Recurrent(Layer):
         self._forward_steps(b)
         y = self._outputs(b)
         if self.stateful:
-            for s, v in zip(self._states, self._state_views(b, self._T)):
+            for s, v in zip(self._states, self._state_views(b, b.T)):
                 np.copyto(s, v)
         if self.return_state:
-            return [y] + self._state_views(b, self._T)
+            return [y] + self._state_views(b, b.T)
         return y
 
     def _set_mask(self, b, mask):
@@ -320,10 +320,10 @@ class _Recurrent(Layer):
             b.mt = b.f = None
             return
         mask = np.asarray(mask)
-        if mask.shape != (b.n, self._T):
-            raise ValueError(f"{self._where()}: expected a mask of shape ({b.n}, {self._T}), got {mask.shape}")
+        if mask.shape != (b.n, b.T):
+            raise ValueError(f"{self._where()}: expected a mask of shape ({b.n}, {b.T}), got {mask.shape}")
         if b.mask_bufs is None:
-            T, n = self._T, b.n
+            T, n = b.T, b.n
             b.mask_bufs = (np.empty((T, n), np.bool_), np.empty((T, n, 1), self.kernel.dtype),
                            np.empty((T, n), np.bool_))
         b.mt, f, _ = b.mask_bufs
@@ -421,7 +421,7 @@ class _Recurrent(Layer):
             np.add(dprev, tmp, out=dprev)
 
     def _outputs(self, b):
-        T = self._T
+        T = b.T
         if self.return_sequences:
             hs = b.h[1:] if b.f is None else np.multiply(b.h[1:], b.f, out=b.dh[1:])   # dh: free until backward
             np.copyto(b.y, hs.transpose(1, 0, 2))
@@ -443,7 +443,8 @@ class _Recurrent(Layer):
     def backward(self, dy):
         # per step (reversed): cell backward -> delta_t ; dh_{t-1} += delta_t U^T
         # then dW = X^T delta ; dU = H_prev^T delta ; db = colsum delta ; dX = delta W^T
-        b, g, nt, T = self._cur, self._grad_of, self._n_threads, self._T
+        b, g, nt = self._cur, self._grad_of, self._n_threads
+        T = b.T
         dy, dfinal = self._split_grads(dy)
         if self.return_sequences:
             np.copyto(b.dh[1:], dy.transpose(1, 0, 2))
@@ -490,7 +491,7 @@ class _Recurrent(Layer):
 
     def _state_grad(self, b, d2, dU, first, masks):
         """dU (+ its blocks) = H_prev^T d2 over the steps from `first`; d2 is (T n, width), dU (u, width)."""
-        T, n, u, nt = self._T, b.n, self.units, self._n_threads
+        T, n, u, nt = b.T, b.n, self.units, self._n_threads
         d2 = d2[first * n:]
         if masks is None:
             gemm(b.h[first:T].reshape((T - first) * n, u), d2, dU, trans_a=True, n_threads=nt)
@@ -593,7 +594,7 @@ class SimpleRNN(_Recurrent):
 
     def _forward_steps(self, b):
         h, U, mt, nt = b.h, self.recurrent_kernel, b.mt, self._n_threads
-        for t in range(self._T):
+        for t in range(b.T):
             if t or b.h0:
                 self._recur(b, t, U, h[t + 1], act=self._code, masks=b.mr)   # h_t = a(z_t + h_{t-1} U)
             else:
@@ -603,7 +604,7 @@ class SimpleRNN(_Recurrent):
 
     def _backward_steps(self, b, dfinal):
         h, dh, d, U, mt, nt = b.h, b.dh, b.d, self.recurrent_kernel, b.mt, self._n_threads
-        for t in range(self._T - 1, -1, -1):
+        for t in range(b.T - 1, -1, -1):
             prev = self._prev(b, t)
             _rnn.simple_rnn_cell_backward(self._code, self._alpha, h[t + 1], dh[t + 1],     # delta = dh a'(h)
                                           None if mt is None else mt[t], d[t], prev, nt)
@@ -673,7 +674,7 @@ class LSTM(_Recurrent):
     def _forward_steps(self, b):
         z, h, c, tc, U, mt, nt = b.z, b.h, b.c, b.tc, self.recurrent_kernel, b.mt, self._n_threads
         a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
-        for t in range(self._T):
+        for t in range(b.T):
             if t or b.h0:
                 self._recur(b, t, U, z[t], masks=b.mr)                          # z_t += h_{t-1} U
             _rnn.lstm_cell_forward(a, al, ra, ral, z[t], c[t], h[t], None if mt is None else mt[t], c[t + 1],
@@ -686,7 +687,7 @@ class LSTM(_Recurrent):
             np.copyto(b.dc, dfinal[1])
         else:
             b.dc.fill(0)
-        for t in range(self._T - 1, -1, -1):
+        for t in range(b.T - 1, -1, -1):
             prev = self._prev(b, t)
             _rnn.lstm_cell_backward(a, al, ra, ral, z[t], c[t], tc[t], dh[t + 1], None if mt is None else mt[t],
                                     b.dc, d[t], prev, nt)
@@ -774,7 +775,7 @@ class GRU(_Recurrent):
         z, rec, h, U, mt, nt = b.z, b.rec, b.h, self.recurrent_kernel, b.mt, self._n_threads
         a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
         brec = self.bias[1] if self.use_bias else None
-        for t in range(self._T):
+        for t in range(b.T):
             if t or b.h0:
                 self._recur(b, t, U, rec[t], beta=0.0, bias=brec, masks=b.mr)   # rec = h_{t-1} U + b_rec
             elif brec is not None:
@@ -787,7 +788,7 @@ class GRU(_Recurrent):
         z, rec, h, dh, d, drec, mt = b.z, b.rec, b.h, b.dh, b.d, b.drec, b.mt
         U, nt = self.recurrent_kernel, self._n_threads
         a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
-        for t in range(self._T - 1, -1, -1):
+        for t in range(b.T - 1, -1, -1):
             prev = self._prev(b, t)
             _rnn.gru_cell_backward(a, al, ra, ral, z[t], rec[t], h[t], dh[t + 1], None if mt is None else mt[t],
                                    d[t], drec[t], prev, nt)                      # dh_{t-1} += dh z
@@ -800,7 +801,7 @@ class GRU(_Recurrent):
         U = self.recurrent_kernel
         Uzr, Uh = U[:, :2 * u], U[:, 2 * u:]
         mzr, mh = (None, None) if b.mr is None else (b.mr[:2], b.mr[2])
-        for t in range(self._T):
+        for t in range(b.T):
             zt = z[t]
             if t or b.h0:
                 self._recur(b, t, Uzr, zt[:, :2 * u], masks=mzr)                  # x_zr += h_{t-1} U_zr
@@ -815,7 +816,7 @@ class GRU(_Recurrent):
         U = self.recurrent_kernel
         Uzr, Uh = U[:, :2 * u], U[:, 2 * u:]
         mzr, mh = (None, None) if b.mr is None else (b.mr[:2], b.mr[2])
-        for t in range(self._T - 1, -1, -1):
+        for t in range(b.T - 1, -1, -1):
             prev = self._prev(b, t)
             _rnn.gru_rb_state_backward(a, al, ra, ral, z[t], h[t], dh[t + 1], None if mt is None else mt[t],
                                        d[t], prev, nt)                           # delta_z, delta_h; dh z
@@ -829,7 +830,7 @@ class GRU(_Recurrent):
         if self.reset_after:
             super()._recurrent_grads(b, dU, first)
             return
-        T, n, u = self._T, b.n, self.units
+        T, n, u = b.T, b.n, self.units
         self._state_grad(b, b.d2[:, :2 * u], dU[:, :2 * u], first, None if b.mr is None else b.mr[:2])
         gemm(b.q[first:].reshape((T - first) * n, u), b.d2[first * n:, 2 * u:], dU[:, 2 * u:], trans_a=True,
              n_threads=self._n_threads)                                          # dU_h = Q^T delta_h
