@@ -389,6 +389,11 @@ class Sequential:
             else _no_step
         body = self._layers[:-1] if fused else self._layers
         self._fwd = [layer.forward for layer in body]
+        # masks (Masking, Embedding(mask_zero=True)): the forward pass threads them through the layers
+        self._masking = any(layer._makes_mask for layer in self._layers)
+        self._mask = None
+        if self._masking:
+            self._fwd = [functools.partial(self._masked_forward, body, self._layers[len(body):])]
         self._bwd = [layer.backward for layer in reversed(self._layers[self._first_trainable:])]
         if fused:
             if self._bwd:              # the last layer's backward starts from delta = dL/dz
@@ -397,6 +402,40 @@ class Sequential:
             self._loss_fn = self.loss._logits_grad
         else:
             self._loss_fn = self.loss._grad if self.loss is not None else None
+        if self._loss_fn is not None and len(self._output_shape) > 2:
+            # outputs with time steps: one loss per step, masked steps left out (Keras)
+            self._loss_fn = _losses._PerStep(self._loss_fn, self)
+
+    def _masked_forward(self, layers, tail, x, training):
+        """Forward through `layers` with the mask: a layer that uses it gets it, then gives the next one
+        (compute_mask); `tail` (the fused last layer) only passes it on. The output's mask is self._mask."""
+        mask = None
+        for layer in layers:
+            y = layer.forward(x, training, mask=mask) if mask is not None and layer._uses_mask \
+                else layer.forward(x, training)
+            mask = layer.compute_mask(x, mask) if mask is not None or layer._makes_mask else None
+            x = y
+        for layer in tail:
+            mask = layer.compute_mask(None, mask) if mask is not None else None
+        self._mask = mask
+        return x
+
+    def _run(self, x, training):
+        """Forward through every layer (predict, __call__)."""
+        if self._masking:
+            return self._masked_forward(self._layers, (), x, training)
+        for layer in self._layers:
+            x = layer.forward(x, training)
+        return x
+
+    def _update_metrics(self, y, out):
+        # the mean metrics leave masked steps out (Keras: the mask becomes their sample weight)
+        mask = self._mask
+        for m in self.compiled_metrics:
+            if mask is not None and getattr(m, "_takes_mask", False) and mask.shape == out.shape[:-1]:
+                m.update_state(y, out, sample_weight=mask)
+            else:
+                m.update_state(y, out)
 
     # ------------------------------------------------------------------ steps
     def _forward_loss(self, x, y, w, d, training):
@@ -429,8 +468,7 @@ class Sequential:
             s = self._loss_fn(z, y, w, out, d, 1.0 / n, self._nt)
         else:
             s = self._loss_fn(out, y, w, d, 1.0 / n, self._nt)
-        for m in self.compiled_metrics:
-            m.update_state(y if y_metric is None else y_metric, out)
+        self._update_metrics(y if y_metric is None else y_metric, out)
         dy = d
         for b in self._bwd:        # backward: each layer writes its dW, db into the flat gradient buffer
             dy = b(dy)
@@ -581,8 +619,7 @@ class Sequential:
             out, s = self._forward_loss(xb, yb, wb, None, False)
             total += s
             seen += xb.shape[0]
-            for m in self.compiled_metrics:
-                m.update_state(yb if ymb is None else ymb, out)
+            self._update_metrics(yb if ymb is None else ymb, out)
             if cbs is not None:
                 cbs.on_test_batch_end(i, self._logs(total / seen + pen))
         total += pen * len(x)
@@ -634,8 +671,7 @@ class Sequential:
         for i, (xb,) in enumerate(Batches([x], batch_size)):
             if cbs is not None:
                 cbs.on_predict_batch_begin(i)
-            for layer in self._layers:
-                xb = layer.forward(xb, False)
+            xb = self._run(xb, False)
             result[start:start + len(xb)] = xb
             start += len(xb)
             if cbs is not None:
@@ -649,9 +685,7 @@ class Sequential:
         """Forward pass on a batch (no progress bar, no batching); returns a new array."""
         x = self._prepare_x(x)
         self._setup()
-        for layer in self._layers:
-            x = layer.forward(x, training)
-        return x.copy()
+        return self._run(x, training).copy()
 
     # ------------------------------------------------------------------ description
     def summary(self, print_fn=None):

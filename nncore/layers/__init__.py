@@ -9,17 +9,20 @@ from nncore.layers.conv import (AveragePooling1D, AveragePooling2D, Conv1D, Conv
                                  MaxPooling2D)
 from nncore.layers.core import Activation, Dense, Dropout, Flatten
 from nncore.layers.embedding import Embedding
+from nncore.layers.masking import Masking
 from nncore.layers.recurrent import GRU, LSTM, SimpleRNN
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Dropout", "Flatten",
            "Conv1D", "Conv2D", "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
            "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
-           "SimpleRNN", "LSTM", "GRU", "Embedding", "get_layer_class", "register_layer"]
+           "SimpleRNN", "LSTM", "GRU", "Embedding", "get_layer_class", "register_layer",
+           "Masking"]
 
 _REGISTRY = {cls.__name__: cls for cls in (InputLayer, Dense, Activation, Dropout, Flatten, Conv1D, Conv2D,
                                            MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
                                            GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalAveragePooling1D,
-                                           GlobalAveragePooling2D, SimpleRNN, LSTM, GRU, Embedding)}
+                                           GlobalAveragePooling2D, SimpleRNN, LSTM, GRU, Embedding,
+                                           Masking)}
 
 
 def get_layer_class(name):

@@ -47,6 +47,9 @@ class Layer:
     model says no earlier layer needs it).
     """
     _counters = {}
+    supports_masking = False   # passes a (batch, timesteps) mask on to the next layer (Keras's flag)
+    _uses_mask = False         # forward takes mask=... (the recurrent layers)
+    _makes_mask = False        # makes a mask of its own (Masking, Embedding(mask_zero=True))
 
     def __init__(self, name=None, input_shape=None, batch_input_shape=None):
         if name is None:
@@ -153,6 +156,11 @@ class Layer:
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
+
+    def compute_mask(self, x, mask=None):
+        """The mask of this layer's output for input x with mask `mask` (Keras's compute_mask): the
+        input's when the layer supports masking, else None (the mask stops here)."""
+        return mask if self.supports_masking else None
 
     def forward(self, x, training=False):
         raise NotImplementedError
