@@ -4,6 +4,7 @@ Layer classes resolve by name only through `get_layer_class` (nncore's own
 plus those added with `register_layer`).
 """
 from nncore.layers.base import Input, InputLayer, Layer
+from nncore.layers.bidirectional import Bidirectional
 from nncore.layers.conv import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, GlobalAveragePooling1D,
                                  GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D,
                                  MaxPooling2D)
@@ -16,13 +17,13 @@ __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Dropout", "Fl
            "Conv1D", "Conv2D", "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
            "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
            "SimpleRNN", "LSTM", "GRU", "Embedding", "get_layer_class", "register_layer",
-           "Masking"]
+           "Masking", "Bidirectional"]
 
 _REGISTRY = {cls.__name__: cls for cls in (InputLayer, Dense, Activation, Dropout, Flatten, Conv1D, Conv2D,
                                            MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
                                            GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalAveragePooling1D,
                                            GlobalAveragePooling2D, SimpleRNN, LSTM, GRU, Embedding,
-                                           Masking)}
+                                           Masking, Bidirectional)}
 
 
 def get_layer_class(name):
