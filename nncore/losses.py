@@ -391,19 +391,20 @@ class Hinge(Loss):
 class _PerStep:
     """A model's loss gradient (``_grad`` or ``_logits_grad``) for outputs with time steps,
     (batch, T, ..., k), as Keras reduces them: one loss per step, batch loss = sum_{b,t} w_b m_bt l_bt /
-    sum_{b,t} m_bt, where m is the output's mask (``model._mask``: masked steps count for nothing) or 1
-    (the divisor is then B T). The kernels see the steps as rows, (B T ..., k), with row weights
-    w_b m_bt and grad_scale = 1 / sum m. Returns the loss times B, as the model divides by B."""
+    sum_{b,t} m_bt, where m is the output's mask (``get_mask()``: masked steps count for nothing) or 1
+    (the divisor is then B T). The kernels see the steps as rows, (B T ..., k), with row weights w_b m_bt.
+    Called as the model calls a loss (grad_scale = weight / B, the sum returned per sample), it returns
+    B sum(w m l) / sum m and writes weight d(sum(w m l) / sum m) / d out."""
 
-    def __init__(self, fn, model):
-        self.fn, self.model = fn, model
+    def __init__(self, fn, get_mask=None):
+        self.fn, self.get_mask = fn, get_mask
         self._weights = {}
 
     def __call__(self, out, y, w, *rest):
         # rest: (d, grad_scale, n_threads) for _grad, (prob, d, grad_scale, n_threads) for _logits_grad
         n, k = out.shape[0], out.shape[-1]
         rows = out.size // k
-        mask = self.model._mask if self.model._masking else None
+        mask = None if self.get_mask is None else self.get_mask()
         if mask is not None and mask.shape != out.shape[:-1]:
             mask = None
         wr, count = None, rows
@@ -419,11 +420,11 @@ class _PerStep:
                 count = int(np.count_nonzero(mask))
             if w is not None:
                 wr2 *= w[:, None]
-        scale = 1.0 / count if count else 0.0
+        per_row = n / count if count else 0.0              # from the per-sample convention to per step
         y2 = y.reshape(rows) if y.ndim == out.ndim - 1 else y.reshape(rows, k)      # sparse labels: one per row
         arrays = [None if a is None else a.reshape(rows, k) for a in rest[:-2]]
-        s = self.fn(out.reshape(rows, k), y2, wr, *arrays, scale, rest[-1])
-        return s * scale * n
+        s = self.fn(out.reshape(rows, k), y2, wr, *arrays, rest[-2] * per_row, rest[-1])
+        return s * per_row
 
 
 def _categorical_prob_grad(p, y, w, d, grad_scale):

@@ -158,7 +158,7 @@ class Dense(Layer):
         z, y, delta, _ = self._cur
         return self.backward_logits(_act_delta(self, dy.reshape(z.shape), z, y, delta))
 
-    def forward_logits(self, x):
+    def forward_logits(self, x, training=True):
         """Training forward that stops at z = x W + b; returns (z, y buffer for the probabilities)."""
         x2, bufs = self._rows(x)
         gemm(x2, self.kernel, bufs[0], bias=self.bias if self.use_bias else None, n_threads=self._n_threads)
@@ -222,7 +222,7 @@ class Activation(Layer):
                           self._n_threads)
         return dx
 
-    def forward_logits(self, x):
+    def forward_logits(self, x, training=True):
         """Training forward for the fused loss: z is the input itself; returns (z, y buffer)."""
         self._dtype = x.dtype
         bufs = self._bufs.get(x.shape)
