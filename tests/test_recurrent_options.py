@@ -415,3 +415,50 @@ def test_option_errors():
         rs.backward(np.ones((2, 2)))
     with pytest.raises(ValueError, match="several outputs"):
         Sequential([LSTM(3, return_state=True, input_shape=(5, 4)), Dense(1)])
+
+
+# --------------------------------------------------------------------------- functional models
+def _encoder_decoder(kind, u=6):
+    enc_in, dec_in = nncore.Input((5, 3), name="enc"), nncore.Input((4, 2), name="dec")
+    enc = CLASSES[kind](u, return_state=True, recurrent_dropout=0.1, name="encoder",
+                        **({"reset_after": False} if kind == "GRU_rb" else {}))
+    out = enc(enc_in)
+    dec = CLASSES[kind](u, return_sequences=True, dropout=0.1, name="decoder",
+                        **({"reset_after": False} if kind == "GRU_rb" else {}))
+    y = dec(dec_in, initial_state=out[1:])
+    return nncore.models.Model([enc_in, dec_in], Dense(3, "softmax", name="head")(y))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_encoder_decoder_trains_saves_and_decodes_step_by_step(tmp_path, kind):
+    # return_state into initial_state: the decoder's gradient reaches the encoder through its states;
+    # after training the decoder runs one step at a time from the states (any timesteps after build)
+    rng = np.random.default_rng(12)
+    xa, xb = rng.standard_normal((48, 5, 3)).astype(np.float32), rng.standard_normal((48, 4, 2)).astype(np.float32)
+    y = (xa.sum(axis=(1, 2))[:, None] + xb.sum(axis=2) > 0).astype(np.int64) + (xb[..., 0] > 1)
+    nncore.set_seed(3)
+    m = _encoder_decoder(kind)
+    m.compile(nncore.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    enc = m.get_layer("encoder")
+    k0 = enc.kernel.copy()
+    h = m.fit([xa, xb], y, epochs=3, batch_size=16, verbose=0).history
+    assert h["loss"][-1] < h["loss"][0]
+    assert np.abs(enc.kernel - k0).max() > 1e-4                 # trained through the decoder's initial state
+    m.save(tmp_path / "ed.nncore")
+    m2 = nncore.load_model(tmp_path / "ed.nncore")
+    np.testing.assert_array_equal(m.predict([xa, xb], verbose=0), m2.predict([xa, xb], verbose=0))
+    nncore.set_seed(6)
+    h1 = m.fit([xa, xb], y, epochs=1, batch_size=16, verbose=0).history
+    nncore.set_seed(6)
+    h2 = m2.fit([xa, xb], y, epochs=1, batch_size=16, verbose=0).history
+    assert h1 == h2
+    dec, head = m.get_layer("decoder"), m.get_layer("head")
+    states = enc(xa)[1:]
+    steps, full = [], m.predict([xa, xb], verbose=0)
+    step = _make(kind, 6, return_sequences=True, return_state=True)
+    step(xb[:, :1])
+    step.set_weights(dec.get_weights())
+    for t in range(4):
+        out, *states = step(xb[:, t:t + 1], initial_state=states)
+        steps.append(head(out))
+    np.testing.assert_allclose(np.concatenate(steps, 1), full, rtol=1e-5, atol=1e-6)

@@ -136,8 +136,9 @@ class Dense(Layer):
         return self._keep(n, b)
 
     def _rows(self, x):
-        """x as rows (a view): (batch, ..., features) -> (rows, features); the buffers of that many rows."""
-        if x.shape[1:] != self.input_shape[1:]:
+        """x as rows (a view): (batch, ..., features) -> (rows, features); the buffers of that many rows.
+        Only the last axis must match the kernel (as Keras: any number of steps)."""
+        if x.ndim < 2 or x.shape[-1] != self.kernel.shape[0]:
             self._check_features(x)
         self._shape = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1]) if x.ndim > 2 else x
