@@ -10,6 +10,7 @@ import nncore
 import reference_layers as ref
 from nncore.layers import GRU, LSTM, Bidirectional, Dense, Embedding, SimpleRNN, get_layer_class
 from nncore.models import Sequential
+from resume_common import assert_resumes_identically
 
 KINDS = {"SimpleRNN": SimpleRNN, "LSTM": LSTM, "GRU": GRU}
 MODES = ["concat", "sum", "mul", "ave", None]
@@ -155,14 +156,7 @@ def test_model_learns_and_resumes_bit_identically(tmp_path):
     m.compile(nncore.optimizers.Adam(0.02), "sparse_categorical_crossentropy", metrics=["accuracy"])
     m.fit(x[:500], y[:500], epochs=12, batch_size=32, verbose=0)
     assert m.evaluate(x[500:], y[500:], verbose=0)[1] > 0.85
-    m.save(tmp_path / "b.nncore")
-    m2 = nncore.load_model(tmp_path / "b.nncore")
-    np.testing.assert_array_equal(m.predict(x, verbose=0), m2.predict(x, verbose=0))
-    nncore.set_seed(2)
-    h1 = m.fit(x, y, epochs=1, batch_size=32, verbose=0).history
-    nncore.set_seed(2)
-    h2 = m2.fit(x, y, epochs=1, batch_size=32, verbose=0).history
-    assert h1 == h2
+    assert_resumes_identically(m, tmp_path / "b.nncore", x, y, seed=2, epochs=1, batch_size=32)
 
 
 def test_stateful_bidirectional():

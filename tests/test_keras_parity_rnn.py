@@ -114,6 +114,19 @@ def test_one_sgd_step_matches_keras(kind):
         np.testing.assert_allclose(b - c, a - c, rtol=1e-5, atol=1e-6 * np.abs(a - c).max())
 
 
+def _fit_both(km, nm, x, y, loss, epochs=2, batch_size=8, metrics=("accuracy",), opt=("Adam", 0.01), **fit_kw):
+    for m, o in ((km, getattr(keras.optimizers, opt[0])(opt[1])), (nm, getattr(nopt, opt[0])(opt[1]))):
+        m.compile(optimizer=o, loss=loss, metrics=list(metrics))
+    kw = dict(batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0, **fit_kw)
+    hk, hn = km.fit(x, y, **kw).history, nm.fit(x, y, **kw).history
+    assert sorted(hk) == sorted(hn)
+    for key in hk:
+        np.testing.assert_allclose(hn[key], hk[key], rtol=1e-6, atol=1e-7, err_msg=key)
+    for a, b in zip(km.get_weights(), nm.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
+    return hk, hn
+
+
 @pytest.mark.parametrize("kind", ["SimpleRNN", "LSTM", "GRU"])
 def test_short_fit_history_matches_keras(kind):
     rng = np.random.default_rng(3)
@@ -121,15 +134,7 @@ def test_short_fit_history_matches_keras(kind):
     # regularizers on every weight of the recurrent layers (Keras's "l2" and nncore's: factor 0.01)
     km, nm = _twins(kind, 5, 4, 3, seed=4, kernel_regularizer="l2", recurrent_regularizer="l1",
                     bias_regularizer="l2")
-    for m, opt in ((km, keras.optimizers.Adam(0.01)), (nm, nopt.Adam(0.01))):
-        m.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    fit_kw = dict(batch_size=8, epochs=2, shuffle=False, verbose=0, validation_split=0.2)
-    hk, hn = km.fit(x, y, **fit_kw).history, nm.fit(x, y, **fit_kw).history
-    assert sorted(hk) == sorted(hn)
-    for key in hk:
-        np.testing.assert_allclose(hn[key], hk[key], rtol=1e-6, atol=1e-7, err_msg=key)
-    for a, b in zip(km.get_weights(), nm.get_weights()):
-        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
+    _fit_both(km, nm, x, y, "sparse_categorical_crossentropy", validation_split=0.2)
 
 
 def test_embedding_lstm_text_model_matches_keras():
@@ -317,19 +322,6 @@ def test_bidirectional_matches_keras(mode, kw):
     for name, v in zip([a for a, *_ in layer._specs], kl.weights):
         np.testing.assert_allclose(layer._grad_of[name], v.value.grad.numpy(), **_TOL['SimpleRNN'],
                                    err_msg=name)
-
-
-def _fit_both(km, nm, x, y, loss, epochs=2, batch_size=8, metrics=("accuracy",), opt=("Adam", 0.01), **fit_kw):
-    for m, o in ((km, getattr(keras.optimizers, opt[0])(opt[1])), (nm, getattr(nopt, opt[0])(opt[1]))):
-        m.compile(optimizer=o, loss=loss, metrics=list(metrics))
-    kw = dict(batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0, **fit_kw)
-    hk, hn = km.fit(x, y, **kw).history, nm.fit(x, y, **kw).history
-    assert sorted(hk) == sorted(hn)
-    for key in hk:
-        np.testing.assert_allclose(hn[key], hk[key], rtol=1e-6, atol=1e-7, err_msg=key)
-    for a, b in zip(km.get_weights(), nm.get_weights()):
-        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
-    return hk, hn
 
 
 def _same_weights(km, nm, seed):

@@ -10,6 +10,7 @@ from nncore import losses as nlosses
 from nncore.layers import (GRU, LSTM, Activation, Bidirectional, Conv1D, Dense, Dropout, Embedding, Masking,
                            SimpleRNN, get_layer_class)
 from nncore.models import Model, Sequential
+from resume_common import assert_resumes_identically
 from steady_state import growth_between_epochs
 
 
@@ -162,14 +163,7 @@ def test_functional_masks_and_save_load(tmp_path):
     np.testing.assert_allclose(lstm(seq, mask=x != 0), ref.rnn_layer("LSTM", seq.astype(float),
                                                                     [w.astype(float) for w in lstm.get_weights()],
                                                                     mask=x != 0)[0], rtol=1e-4, atol=1e-5)
-    m.save(tmp_path / "f.nncore")
-    m2 = nncore.load_model(tmp_path / "f.nncore")
-    np.testing.assert_array_equal(m.predict(x, verbose=0), m2.predict(x, verbose=0))
-    nncore.set_seed(9)
-    h1 = m.fit(x, y, epochs=2, batch_size=8, verbose=0).history
-    nncore.set_seed(9)
-    h2 = m2.fit(x, y, epochs=2, batch_size=8, verbose=0).history
-    assert h1 == h2
+    assert_resumes_identically(m, tmp_path / "f.nncore", x, y, seed=9, epochs=2, batch_size=8)
 
 
 def test_steady_state_with_masks_dropout_and_bidirectional_allocates_nothing():

@@ -16,6 +16,7 @@ import nncore
 import reference_layers as ref
 from nncore.layers import GRU, LSTM, Dense, SimpleRNN
 from nncore.models import Sequential
+from resume_common import assert_resumes_identically
 
 CLASSES = {"SimpleRNN": SimpleRNN, "LSTM": LSTM, "GRU": GRU, "GRU_rb": GRU}
 KINDS = list(CLASSES)
@@ -94,24 +95,24 @@ def _case_id(case):
     return "-".join([f"{k}" for k in kw] + [k for k, v in opts.items() if v]) or "plain"
 
 
-def _call(layer, kind, x, rng, opts):
-    n, T = x.shape[:2]
+def _setup(kind, case, tag, n, T, D, u):
+    """A layer of `kind` with the case's kwargs, random weights, an input and the call's mask and states."""
+    kw, opts = case
+    rng = np.random.default_rng(zlib.crc32(f"{kind}-{_case_id(case)}-{tag}".encode()))
+    x = rng.standard_normal((n, T, D))
+    layer = _make(kind, u, **kw)
+    layer(x)
+    _randomize(layer, rng)
     mask = _mask(rng, n, T) if opts.get("mask") else None
-    init = [rng.standard_normal((n, layer.units)) for _ in range(_n_states(kind))] if opts.get("init") else None
-    return mask, init
+    init = [rng.standard_normal((n, u)) for _ in range(_n_states(kind))] if opts.get("init") else None
+    return layer, x, rng, mask, init
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_forward_matches_keras_equations(float64, kind, case):
     kw, opts = case
-    rng = np.random.default_rng(zlib.crc32(f"{kind}-{_case_id(case)}".encode()))
-    n, T, D, u = 5, 6, 3, 4
-    x = rng.standard_normal((n, T, D))
-    layer = _make(kind, u, **kw)
-    layer(x)
-    _randomize(layer, rng)
-    mask, init = _call(layer, kind, x, rng, opts)
+    layer, x, rng, mask, init = _setup(kind, case, "forward", 5, 6, 3, 4)
     training = opts.get("training", False)
     out = layer.forward(x, training, mask=mask, initial_state=init)
     drawn = (layer._cur.mi, layer._cur.mr) if training else None
@@ -163,15 +164,8 @@ def _grad_check(layer, x, rng, mask=None, init=None, training=False, eps=1e-6):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_gradients_finite_differences(float64, kind, case):
-    kw, opts = case
-    rng = np.random.default_rng(zlib.crc32(f"{kind}-{_case_id(case)}-grad".encode()))
-    n, T, D, u = 3, 4, 2, 3
-    x = rng.standard_normal((n, T, D))
-    layer = _make(kind, u, **kw)
-    layer(x)
-    _randomize(layer, rng)
-    mask, init = _call(layer, kind, x, rng, opts)
-    _grad_check(layer, x, rng, mask, init, opts.get("training", False))
+    layer, x, rng, mask, init = _setup(kind, case, "grad", 3, 4, 2, 3)
+    _grad_check(layer, x, rng, mask, init, case[1].get("training", False))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -247,16 +241,11 @@ def test_stateful_save_load_resumes_bit_identically(tmp_path):
                     LSTM(3, stateful=True, recurrent_dropout=0.3), Dense(2, "softmax")])
     m.compile("adam", "sparse_categorical_crossentropy")
     m.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
-    m.save(tmp_path / "s.nncore")
-    m2 = nncore.load_model(tmp_path / "s.nncore")
+    m2 = assert_resumes_identically(m, tmp_path / "s.nncore", x, y, batch_size=4, epochs=2, shuffle=False)
     for a, b in zip(m.layers[:2], m2.layers[:2]):
+        assert a.states is not None
         for s1, s2 in zip(a.states, b.states):
             np.testing.assert_array_equal(s1, s2)
-    h1 = m.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history["loss"]
-    h2 = m2.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history["loss"]
-    assert h1 == h2
-    for a, b in zip(m.get_weights(), m2.get_weights()):
-        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -347,16 +336,8 @@ def test_dropout_model_save_load_resumes_bit_identically(tmp_path):
                     LSTM(4, recurrent_dropout=0.25), Dense(3, "softmax")])
     m.compile("adam", "sparse_categorical_crossentropy")
     m.fit(x, y, epochs=1, batch_size=8, verbose=0)
-    m.save(tmp_path / "d.nncore")
-    m2 = nncore.load_model(tmp_path / "d.nncore")
-    assert [l.get_config() for l in m2.layers] == [l.get_config() for l in m.layers]
-    nncore.set_seed(5)
-    h1 = m.fit(x, y, epochs=2, batch_size=8, verbose=0).history["loss"]
-    nncore.set_seed(5)
-    h2 = m2.fit(x, y, epochs=2, batch_size=8, verbose=0).history["loss"]
-    assert h1 == h2
-    for a, b in zip(m.get_weights(), m2.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    m2 = assert_resumes_identically(m, tmp_path / "d.nncore", x, y, seed=5, epochs=2, batch_size=8)
+    assert [layer.get_config() for layer in m2.layers] == [layer.get_config() for layer in m.layers]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -444,14 +425,7 @@ def test_encoder_decoder_trains_saves_and_decodes_step_by_step(tmp_path, kind):
     h = m.fit([xa, xb], y, epochs=3, batch_size=16, verbose=0).history
     assert h["loss"][-1] < h["loss"][0]
     assert np.abs(enc.kernel - k0).max() > 1e-4                 # trained through the decoder's initial state
-    m.save(tmp_path / "ed.nncore")
-    m2 = nncore.load_model(tmp_path / "ed.nncore")
-    np.testing.assert_array_equal(m.predict([xa, xb], verbose=0), m2.predict([xa, xb], verbose=0))
-    nncore.set_seed(6)
-    h1 = m.fit([xa, xb], y, epochs=1, batch_size=16, verbose=0).history
-    nncore.set_seed(6)
-    h2 = m2.fit([xa, xb], y, epochs=1, batch_size=16, verbose=0).history
-    assert h1 == h2
+    assert_resumes_identically(m, tmp_path / "ed.nncore", [xa, xb], y, seed=6, epochs=1, batch_size=16)
     dec, head = m.get_layer("decoder"), m.get_layer("head")
     states = enc(xa)[1:]
     steps, full = [], m.predict([xa, xb], verbose=0)
