@@ -322,6 +322,11 @@ def test_save_load_resume_bit_identically(tmp_path):
     assert h1.history == h2.history
     for a, b in zip(m.get_weights(), again.get_weights()):
         np.testing.assert_array_equal(a, b)
+    import copy
+    import pickle
+    for twin in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m)):   # through nncore's own format
+        assert type(twin) is Model and twin.input_names == ["a", "b"]
+        np.testing.assert_array_equal(twin.predict([xa, xb], verbose=0)[0], m.predict([xa, xb], verbose=0)[0])
     wpath = tmp_path / "w.nncore"
     m.save_weights(wpath)
     fresh = _two_by_two(seed=6)
@@ -455,6 +460,15 @@ def test_data_and_compile_errors_name_what_is_wrong():
         m.fit([xa, xb], [labels, np.zeros((12, 3))], verbose=0)
     with pytest.raises(ValueError, match="class_weight is only supported for models with one output"):
         m.fit([xa, xb], [labels, target], class_weight={0: 2.0}, verbose=0)
+
+
+def test_onnx_export_refuses_a_functional_model_by_name():
+    pytest.importorskip("onnx")
+    import nncore.onnx
+    a = Input(shape=(3,))
+    m = Model(a, L.Dense(2)(a), name="graph")
+    with pytest.raises(ValueError, match="'graph' is a functional Model; ONNX export handles Sequential"):
+        nncore.onnx.export(m)
 
 
 def test_hostile_functional_configs_are_refused(tmp_path):
