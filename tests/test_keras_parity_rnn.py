@@ -411,3 +411,20 @@ def test_functional_encoder_decoder_fit_matches_keras():
     xa, xb, y = rng.standard_normal((16, 5, 3)), rng.standard_normal((16, 4, 2)), rng.integers(0, 3, (16, 4))
     np.testing.assert_allclose(nm.predict([xa, xb], verbose=0), kn(km([xa, xb])), rtol=1e-7, atol=1e-8)
     _fit_both(km, nm, [xa, xb], y, "sparse_categorical_crossentropy")
+
+
+def test_shared_bidirectional_fit_matches_keras():
+    # one Bidirectional (shared weights) on two inputs: each call keeps buffers of its own, the two
+    # calls' gradients add up
+    rng = np.random.default_rng(80)
+
+    def build(L, Input, M):
+        a, b = Input((5, 3)), Input((4, 3))
+        bi = L.Bidirectional(L.GRU(4), merge_mode="ave")
+        return M([a, b], L.Dense(2, activation="softmax")(L.Concatenate()([bi(a), bi(b)])))
+
+    km = build(keras.layers, lambda s: keras.Input(s), keras.Model)
+    nm = build(nl, lambda s: nncore.Input(s), nncore.models.Model)
+    _same_weights(km, nm, 81)
+    xa, xb, y = rng.standard_normal((16, 5, 3)), rng.standard_normal((16, 4, 3)), rng.integers(0, 2, 16)
+    _fit_both(km, nm, [xa, xb], y, "sparse_categorical_crossentropy")

@@ -105,10 +105,14 @@ class Layer:
         output shape (a tuple; a list of tuples for several outputs)."""
         input_shape = list(map(tuple, input_shape)) if isinstance(input_shape, list) else tuple(input_shape)
         if self.built:
-            if self._specs and _batch_free(input_shape) != _batch_free(self.input_shape):
+            shape = _batch_free(input_shape)
+            if shape == _batch_free(self.input_shape):
+                return self.output_shape
+            if self._specs and not self._takes_shape(shape):
                 raise ValueError(f"layer {self.name!r} ({type(self).__name__}) was built for inputs of shape "
                                  f"{self.input_shape}, got {input_shape}")
-            return self.output_shape
+            out = self.compute_output_shape(shape)      # another input shape its weights fit (e.g. timesteps)
+            return list(map(tuple, out)) if isinstance(out, list) else tuple(out)
         self._specs = []
         self.build(input_shape)
         self.built = True
@@ -116,6 +120,12 @@ class Layer:
         out = self.compute_output_shape(self.input_shape)
         self.output_shape = list(map(tuple, out)) if isinstance(out, list) else tuple(out)
         return self.output_shape
+
+    def _takes_shape(self, input_shape):
+        """Whether the built weights also serve inputs of this (batch-free) shape: by default only the
+        shape they were built for; layers that read only the last axis (Dense, the recurrent layers)
+        take any other lengths."""
+        return False
 
     def count_params(self):
         return sum(math.prod(s) for _, s, _, _ in self._specs)

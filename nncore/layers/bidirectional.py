@@ -8,6 +8,8 @@ between the two libraries unchanged. With return_sequences the backward layer's 
 reversed back into time order before the merge; with a mask, both layers zero their outputs at
 masked steps (Keras forces zero_output_for_mask = return_sequences).
 """
+import copy
+
 import numpy as np
 
 from nncore.layers.base import Layer
@@ -98,14 +100,41 @@ class Bidirectional(Layer):
                        for attr, shape, init, reg in sub._specs]
 
     def _bind(self, params, grads, offset):
-        self._grad_of = {}
+        views = {}
         for side, sub in zip(("forward", "backward"), self._sublayers):
             offset = sub._bind(params, grads, offset)
             for attr, *_ in sub._specs:
                 setattr(self, f"{side}_{attr}", getattr(sub, attr))
-                self._grad_of[f"{side}_{attr}"] = sub._grad_of[attr]
+                views[f"{side}_{attr}"] = sub._grad_of[attr]
+        self._grads = views
         self._bufs = {}
         return offset
+
+    @property
+    def _grad_of(self):
+        return self._grads
+
+    @_grad_of.setter
+    def _grad_of(self, views):
+        """{'forward_kernel': view, ...}; each sublayer gets its own part (a model's plan hands a layer
+        used at several nodes other gradient views at each)."""
+        self._grads = views
+        for side, sub in zip(("forward", "backward"), self._sublayers):
+            sub._grad_of = {attr: views[f"{side}_{attr}"] for attr, *_ in sub._specs if f"{side}_{attr}" in views}
+
+    def __copy__(self):
+        """A copy for another node of a model (shared weights): the two layers are copied too, so that
+        each node keeps buffers of its own."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.forward_layer, new.backward_layer = (copy.copy(sub) for sub in self._sublayers)
+        new._sublayers = (new.forward_layer, new.backward_layer)
+        for sub in new._sublayers:
+            sub._bufs = {}
+        return new
+
+    def _takes_shape(self, input_shape):
+        return self.forward_layer._takes_shape(input_shape)
 
     def _initialize(self, rng):
         for sub in self._sublayers:

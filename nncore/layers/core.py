@@ -135,6 +135,9 @@ class Dense(Layer):
              np.empty((n, self.kernel.shape[0]), dt)]
         return self._keep(n, b)
 
+    def _takes_shape(self, input_shape):
+        return not isinstance(input_shape, list) and input_shape[-1] == self.input_shape[-1]
+
     def _rows(self, x):
         """x as rows (a view): (batch, ..., features) -> (rows, features); the buffers of that many rows.
         Only the last axis must match the kernel (as Keras: any number of steps)."""

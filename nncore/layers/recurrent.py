@@ -176,6 +176,10 @@ class _Recurrent(Layer):
         if self.use_bias:
             self.add_weight("bias", self._bias_shape(), self._bias_init(), self.bias_regularizer)
 
+    def _takes_shape(self, input_shape):
+        seq = input_shape[0] if isinstance(input_shape, list) else input_shape
+        return len(seq) == 3 and seq[2] == self._D         # any number of timesteps
+
     def _bias_shape(self):
         return (self._gates * self.units,)
 
