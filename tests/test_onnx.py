@@ -234,6 +234,24 @@ def test_embedding():
     assert_exports(model, make_x=lambda n, rng: rng.integers(0, 11, (n, 6)).astype(np.float32))
 
 
+@pytest.mark.parametrize("layers,shape", [
+    ([L.BatchNormalization()], (6,)), ([L.Conv2D(3, 2), L.BatchNormalization(center=False)], (5, 4, 2)),
+    ([L.BatchNormalization(scale=False)], (4, 3)), ([L.LayerNormalization()], (7,)),
+    ([L.LayerNormalization(axis=[1, 2], center=False)], (3, 4)), ([L.LayerNormalization(scale=False)], (2, 3, 5)),
+    ([L.Reshape((3, -1))], (4, 3)), ([L.Permute((3, 1, 2))], (2, 3, 4)), ([L.RepeatVector(3)], (5,)),
+    ([L.ZeroPadding1D((1, 2))], (4, 3)), ([L.ZeroPadding2D(((1, 0), (2, 1)))], (3, 4, 2)),
+    ([L.Cropping1D((1, 2))], (6, 3)), ([L.Cropping2D(((1, 0), (0, 2)))], (4, 5, 2)),
+    ([L.UpSampling1D(3)], (4, 2)), ([L.UpSampling2D((2, 3))], (3, 2, 2)),
+    ([L.SpatialDropout1D(0.5), L.GaussianNoise(1.0)], (4, 3)),
+    ([L.SpatialDropout2D(0.5), L.GaussianDropout(0.5)], (3, 3, 2))], ids=lambda v: str(v))
+def test_normalization_reshaping_and_noise_layers(layers, shape):
+    model = _model(layers, shape)
+    for layer in model.layers:            # moving statistics other than the initial ones, variances > 0
+        if isinstance(layer, L.BatchNormalization):
+            layer.moving_variance[...] = np.abs(layer.moving_variance) + 0.5
+    assert_exports(model)
+
+
 def test_every_layer_class_has_a_converter():
     # a layer class added to nncore.layers needs its converter in nncore/onnx.py (register_converter)
     # (nncore's own classes: tests elsewhere register classes of their own). The merge layers wait for

@@ -19,14 +19,11 @@ cdef int _act_code(int act, str name) except -1:
     return 0
 
 
-cdef void *_block(object a, str name, int code, Py_ssize_t B, Py_ssize_t w, bint out, bint nullable=False) except? NULL:
-    """The data pointer of a (B, w) block after its checks (NULL for None where allowed)."""
+cdef void *_data(object a, str name, int code, Py_ssize_t B, Py_ssize_t w, bint out, bint nullable=False) except? NULL:
+    """The data pointer of a (B, w) block after _block's checks (NULL for None where allowed)."""
     if a is None and nullable:
         return NULL
-    _same_real(a, name, code)
-    _shape2(a, name, B, w)
-    if out:
-        _writable(a, name)
+    _block(a, name, code, B, w, out)
     return _ptr(a)
 
 
@@ -68,11 +65,11 @@ def lstm_cell_forward(int act, double alpha, int ract, double ralpha, z, c_prev,
     cdef int code = _gates(z, "lstm_cell_forward", "z", 4, &B, &u)
     _writable(z, "z")
     cdef const unsigned char *pm = _mask(mask, B)
-    cdef void *pcp = _block(c_prev, "c_prev", code, B, u, False)
-    cdef void *php = _block(h_prev, "h_prev", code, B, u, False, pm == NULL)
-    cdef void *pc = _block(c, "c", code, B, u, True)
-    cdef void *ptc = _block(tc, "tc", code, B, u, True)
-    cdef void *ph = _block(h, "h", code, B, u, True)
+    cdef void *pcp = _data(c_prev, "c_prev", code, B, u, False)
+    cdef void *php = _data(h_prev, "h_prev", code, B, u, False, pm == NULL)
+    cdef void *pc = _data(c, "c", code, B, u, True)
+    cdef void *ptc = _data(tc, "tc", code, B, u, True)
+    cdef void *ph = _data(h, "h", code, B, u, True)
     cdef void *pz = _ptr(z)
     if code == 0:
         with nogil:
@@ -96,12 +93,12 @@ def lstm_cell_backward(int act, double alpha, int ract, double ralpha, gates, c_
     cdef Py_ssize_t B, u
     cdef int code = _gates(gates, "lstm_cell_backward", "gates", 4, &B, &u)
     cdef const unsigned char *pm = _mask(mask, B)
-    cdef void *pcp = _block(c_prev, "c_prev", code, B, u, False)
-    cdef void *ptc = _block(tc, "tc", code, B, u, False)
-    cdef void *pdh = _block(dh, "dh", code, B, u, False)
-    cdef void *pdc = _block(dc, "dc", code, B, u, True)
-    cdef void *pd = _block(delta, "delta", code, B, 4 * u, True)
-    cdef void *pdhp = _block(dh_prev, "dh_prev", code, B, u, True, True)
+    cdef void *pcp = _data(c_prev, "c_prev", code, B, u, False)
+    cdef void *ptc = _data(tc, "tc", code, B, u, False)
+    cdef void *pdh = _data(dh, "dh", code, B, u, False)
+    cdef void *pdc = _data(dc, "dc", code, B, u, True)
+    cdef void *pd = _data(delta, "delta", code, B, 4 * u, True)
+    cdef void *pdhp = _data(dh_prev, "dh_prev", code, B, u, True, True)
     cdef void *pg = _ptr(gates)
     if code == 0:
         with nogil:
@@ -122,9 +119,9 @@ def gru_cell_forward(int act, double alpha, int ract, double ralpha, z, rec, h_p
     cdef int code = _gates(z, "gru_cell_forward", "z", 3, &B, &u)
     _writable(z, "z")
     cdef const unsigned char *pm = _mask(mask, B)
-    cdef void *pr = _block(rec, "rec", code, B, 3 * u, False)
-    cdef void *php = _block(h_prev, "h_prev", code, B, u, False)
-    cdef void *ph = _block(h, "h", code, B, u, True)
+    cdef void *pr = _data(rec, "rec", code, B, 3 * u, False)
+    cdef void *php = _data(h_prev, "h_prev", code, B, u, False)
+    cdef void *ph = _data(h, "h", code, B, u, True)
     cdef void *pz = _ptr(z)
     if code == 0:
         with nogil:
@@ -145,12 +142,12 @@ def gru_cell_backward(int act, double alpha, int ract, double ralpha, gates, rec
     cdef Py_ssize_t B, u
     cdef int code = _gates(gates, "gru_cell_backward", "gates", 3, &B, &u)
     cdef const unsigned char *pm = _mask(mask, B)
-    cdef void *pr = _block(rec, "rec", code, B, 3 * u, False)
-    cdef void *php = _block(h_prev, "h_prev", code, B, u, False)
-    cdef void *pdh = _block(dh, "dh", code, B, u, False)
-    cdef void *pdx = _block(dx, "dx", code, B, 3 * u, True)
-    cdef void *pdr = _block(drec, "drec", code, B, 3 * u, True)
-    cdef void *pdhp = _block(dh_prev, "dh_prev", code, B, u, True, True)
+    cdef void *pr = _data(rec, "rec", code, B, 3 * u, False)
+    cdef void *php = _data(h_prev, "h_prev", code, B, u, False)
+    cdef void *pdh = _data(dh, "dh", code, B, u, False)
+    cdef void *pdx = _data(dx, "dx", code, B, 3 * u, True)
+    cdef void *pdr = _data(drec, "drec", code, B, 3 * u, True)
+    cdef void *pdhp = _data(dh_prev, "dh_prev", code, B, u, True, True)
     cdef void *pg = _ptr(gates)
     if code == 0:
         with nogil:
@@ -170,9 +167,9 @@ def gru_rb_gates_forward(int ract, double ralpha, z, h_prev, rm, q, int n_thread
     cdef Py_ssize_t B, u
     cdef int code = _gates(z, "gru_rb_gates_forward", "z", 3, &B, &u)
     _writable(z, "z")
-    cdef void *php = _block(h_prev, "h_prev", code, B, u, False)
-    cdef void *prm = _block(rm, "rm", code, B, u, False, True)
-    cdef void *pq = _block(q, "q", code, B, u, True)
+    cdef void *php = _data(h_prev, "h_prev", code, B, u, False)
+    cdef void *prm = _data(rm, "rm", code, B, u, False, True)
+    cdef void *pq = _data(q, "q", code, B, u, True)
     cdef void *pz = _ptr(z)
     if code == 0:
         with nogil:
@@ -193,8 +190,8 @@ def gru_rb_state_forward(int act, double alpha, z, h_prev, mask, h, int n_thread
     cdef int code = _gates(z, "gru_rb_state_forward", "z", 3, &B, &u)
     _writable(z, "z")
     cdef const unsigned char *pm = _mask(mask, B)
-    cdef void *php = _block(h_prev, "h_prev", code, B, u, False)
-    cdef void *ph = _block(h, "h", code, B, u, True)
+    cdef void *php = _data(h_prev, "h_prev", code, B, u, False)
+    cdef void *ph = _data(h, "h", code, B, u, True)
     cdef void *pz = _ptr(z)
     if code == 0:
         with nogil:
@@ -213,10 +210,10 @@ def gru_rb_state_backward(int act, double alpha, int ract, double ralpha, gates,
     cdef Py_ssize_t B, u
     cdef int code = _gates(gates, "gru_rb_state_backward", "gates", 3, &B, &u)
     cdef const unsigned char *pm = _mask(mask, B)
-    cdef void *php = _block(h_prev, "h_prev", code, B, u, False)
-    cdef void *pdh = _block(dh, "dh", code, B, u, False)
-    cdef void *pd = _block(delta, "delta", code, B, 3 * u, True)
-    cdef void *pdhp = _block(dh_prev, "dh_prev", code, B, u, True, True)
+    cdef void *php = _data(h_prev, "h_prev", code, B, u, False)
+    cdef void *pdh = _data(dh, "dh", code, B, u, False)
+    cdef void *pd = _data(delta, "delta", code, B, 3 * u, True)
+    cdef void *pdhp = _data(dh_prev, "dh_prev", code, B, u, True, True)
     cdef void *pg = _ptr(gates)
     if code == 0:
         with nogil:
@@ -235,11 +232,11 @@ def gru_rb_reset_backward(int ract, double ralpha, gates, h_prev, rm, dq, delta,
     _act_code(ract, "gru_rb_reset_backward: ract")
     cdef Py_ssize_t B, u
     cdef int code = _gates(gates, "gru_rb_reset_backward", "gates", 3, &B, &u)
-    cdef void *php = _block(h_prev, "h_prev", code, B, u, False)
-    cdef void *prm = _block(rm, "rm", code, B, u, False, True)
-    cdef void *pdq = _block(dq, "dq", code, B, u, False)
-    cdef void *pd = _block(delta, "delta", code, B, 3 * u, True)
-    cdef void *pdhp = _block(dh_prev, "dh_prev", code, B, u, True, True)
+    cdef void *php = _data(h_prev, "h_prev", code, B, u, False)
+    cdef void *prm = _data(rm, "rm", code, B, u, False, True)
+    cdef void *pdq = _data(dq, "dq", code, B, u, False)
+    cdef void *pd = _data(delta, "delta", code, B, 3 * u, True)
+    cdef void *pdhp = _data(dh_prev, "dh_prev", code, B, u, True, True)
     cdef void *pg = _ptr(gates)
     if code == 0:
         with nogil:
@@ -261,7 +258,7 @@ def rnn_carry_masked(h_prev, mask, h):
     if mask is None:
         raise TypeError("rnn_carry_masked: mask must be an array, got None")
     cdef const unsigned char *pm = _mask(mask, B)
-    cdef void *php = _block(h_prev, "h_prev", code, B, u, False)
+    cdef void *php = _data(h_prev, "h_prev", code, B, u, False)
     cdef void *ph = _ptr(h)
     if code == 0:
         with nogil:
@@ -279,9 +276,9 @@ def simple_rnn_cell_backward(int act, double alpha, h, dh, mask, delta, dh_prev,
     _ndim(h, "h", 2)
     cdef Py_ssize_t B = h.shape[0], u = h.shape[1]
     cdef const unsigned char *pm = _mask(mask, B)
-    cdef void *pdh = _block(dh, "dh", code, B, u, False)
-    cdef void *pd = _block(delta, "delta", code, B, u, True)
-    cdef void *pdhp = _block(dh_prev, "dh_prev", code, B, u, True, True)
+    cdef void *pdh = _data(dh, "dh", code, B, u, False)
+    cdef void *pd = _data(delta, "delta", code, B, u, True)
+    cdef void *pdhp = _data(dh_prev, "dh_prev", code, B, u, True, True)
     cdef void *ph = _ptr(h)
     if code == 0:
         with nogil:

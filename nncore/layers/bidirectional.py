@@ -49,7 +49,7 @@ class Bidirectional(Layer):
     _tensor_kwargs = ("initial_state",)
 
     def __init__(self, layer, merge_mode="concat", backward_layer=None, name=None, input_shape=None,
-                 batch_input_shape=None):
+                 batch_input_shape=None, trainable=True):
         for what, lay in (("layer", layer), ("backward_layer", backward_layer)):
             if lay is not None and not isinstance(lay, _Recurrent):
                 raise TypeError(f"Bidirectional: {what} must be a SimpleRNN, LSTM or GRU, got {type(lay).__name__}")
@@ -59,7 +59,8 @@ class Bidirectional(Layer):
             raise ValueError(f"Bidirectional: merge_mode must be one of {MERGE_MODES}, got {merge_mode!r}")
         if input_shape is None and batch_input_shape is None and layer._batch_input_shape is not None:
             batch_input_shape = layer._batch_input_shape    # Bidirectional(LSTM(8, input_shape=...))
-        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         trainable=trainable)
         cfg = layer.get_config()
         cfg["name"] = "forward_" + _unprefix(layer.name, "forward_")
         self.forward_layer = type(layer).from_config(cfg)
@@ -99,28 +100,15 @@ class Bidirectional(Layer):
                                                                                 self._sublayers)
                        for attr, shape, init, reg in sub._specs]
 
-    def _bind(self, params, grads, offset):
-        views = {}
+    def _bind(self, params_of, grads_of):
+        """Take the layout's views ({'forward_kernel': view, ...}); each layer gets its own part, under
+        its own names (a model's plan binds the copy at another node of a shared Bidirectional to
+        other gradient views the same way)."""
+        super()._bind(params_of, grads_of)
         for side, sub in zip(("forward", "backward"), self._sublayers):
-            offset = sub._bind(params, grads, offset)
-            for attr, *_ in sub._specs:
-                setattr(self, f"{side}_{attr}", getattr(sub, attr))
-                views[f"{side}_{attr}"] = sub._grad_of[attr]
-        self._grads = views
-        self._bufs = {}
-        return offset
-
-    @property
-    def _grad_of(self):
-        return self._grads
-
-    @_grad_of.setter
-    def _grad_of(self, views):
-        """{'forward_kernel': view, ...}; each sublayer gets its own part (a model's plan hands a layer
-        used at several nodes other gradient views at each)."""
-        self._grads = views
-        for side, sub in zip(("forward", "backward"), self._sublayers):
-            sub._grad_of = {attr: views[f"{side}_{attr}"] for attr, *_ in sub._specs if f"{side}_{attr}" in views}
+            own = [attr for attr, *_ in sub._specs]
+            sub._bind({a: params_of[f"{side}_{a}"] for a in own},
+                      {a: grads_of[f"{side}_{a}"] for a in own if f"{side}_{a}" in grads_of})
 
     def __copy__(self):
         """A copy for another node of a model (shared weights): the two layers are copied too, so that

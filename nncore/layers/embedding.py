@@ -32,6 +32,8 @@ class Embedding(Layer):
         Index 0 is padding: the layer passes the mask ``x != 0`` (batch, ...) on to the next layers
         (recurrent layers skip the padded steps, the loss and the mean metrics leave them out).
         Row 0 of ``embeddings`` still exists (input_dim counts it), as in Keras.
+    trainable : bool, default=True
+        False keeps the vectors fixed (pretrained embeddings); applied at the model's next compile.
 
     Notes
     -----
@@ -41,8 +43,9 @@ class Embedding(Layer):
     """
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
-                 mask_zero=False, name=None, input_shape=None, batch_input_shape=None):
-        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+                 mask_zero=False, name=None, input_shape=None, batch_input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         trainable=trainable)
         for arg, v in (("input_dim", input_dim), ("output_dim", output_dim)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
                 raise ValueError(f"Embedding: {arg} must be a positive int, got {v!r}")

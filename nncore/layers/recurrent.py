@@ -109,10 +109,10 @@ class _Recurrent(Layer):
                  bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
                  bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, seed=None, return_sequences=False,
                  return_state=False, go_backwards=False, stateful=False, zero_output_for_mask=False, name=None,
-                 input_shape=None, batch_input_shape=None):
+                 input_shape=None, batch_input_shape=None, trainable=True):
         cls = type(self).__name__
         super().__init__(name=name if name is not None else _default_name(self._kind),
-                         input_shape=input_shape, batch_input_shape=batch_input_shape)
+                         input_shape=input_shape, batch_input_shape=batch_input_shape, trainable=trainable)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"{cls}: units must be a positive int, got {units!r}")
         self.units = int(units)
@@ -590,11 +590,13 @@ class SimpleRNN(_Recurrent):
                  recurrent_initializer="orthogonal", bias_initializer="zeros", kernel_regularizer=None,
                  recurrent_regularizer=None, bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
                  return_sequences=False, return_state=False, go_backwards=False, stateful=False,
-                 zero_output_for_mask=False, name=None, input_shape=None, batch_input_shape=None):
+                 zero_output_for_mask=False, name=None, input_shape=None, batch_input_shape=None,
+                 trainable=True):
         super().__init__(units, activation, None, use_bias, kernel_initializer, recurrent_initializer,
                          bias_initializer, kernel_regularizer, recurrent_regularizer, bias_regularizer, dropout,
                          recurrent_dropout, seed, return_sequences, return_state, go_backwards, stateful,
-                         zero_output_for_mask, name, input_shape, batch_input_shape)
+                         zero_output_for_mask, name, input_shape, batch_input_shape,
+                         trainable)
 
     def _forward_steps(self, b):
         h, U, mt, nt = b.h, self.recurrent_kernel, b.mt, self._n_threads
@@ -653,11 +655,13 @@ class LSTM(_Recurrent):
                  bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None,
                  recurrent_regularizer=None, bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
                  return_sequences=False, return_state=False, go_backwards=False, stateful=False,
-                 zero_output_for_mask=False, name=None, input_shape=None, batch_input_shape=None):
+                 zero_output_for_mask=False, name=None, input_shape=None, batch_input_shape=None,
+                 trainable=True):
         super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
                          recurrent_initializer, bias_initializer, kernel_regularizer, recurrent_regularizer,
                          bias_regularizer, dropout, recurrent_dropout, seed, return_sequences, return_state,
-                         go_backwards, stateful, zero_output_for_mask, name, input_shape, batch_input_shape)
+                         go_backwards, stateful, zero_output_for_mask, name, input_shape, batch_input_shape,
+                         trainable)
         self.unit_forget_bias = bool(unit_forget_bias)
 
     def _bias_init(self):
@@ -743,11 +747,13 @@ class GRU(_Recurrent):
                  bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
                  bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, seed=None, return_sequences=False,
                  return_state=False, go_backwards=False, stateful=False, zero_output_for_mask=False,
-                 reset_after=True, name=None, input_shape=None, batch_input_shape=None):
+                 reset_after=True, name=None, input_shape=None, batch_input_shape=None,
+                 trainable=True):
         super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
                          recurrent_initializer, bias_initializer, kernel_regularizer, recurrent_regularizer,
                          bias_regularizer, dropout, recurrent_dropout, seed, return_sequences, return_state,
-                         go_backwards, stateful, zero_output_for_mask, name, input_shape, batch_input_shape)
+                         go_backwards, stateful, zero_output_for_mask, name, input_shape, batch_input_shape,
+                         trainable)
         self.reset_after = bool(reset_after)
 
     def _bias_shape(self):
