@@ -159,6 +159,35 @@ def test_model_learns_and_resumes_bit_identically(tmp_path):
     assert_resumes_identically(m, tmp_path / "b.nncore", x, y, seed=2, epochs=1, batch_size=32)
 
 
+def test_frozen_bidirectional_and_recurrent_layers():
+    """trainable=False (constructor, setter, or a wrapped layer made frozen) as Keras: no update, no
+    trainable weights, the flag in the config; the setter reaches both directions."""
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((40, 5, 2)), rng.integers(0, 2, 40)
+    made = [lambda: Bidirectional(GRU(3, return_sequences=True), trainable=False),
+            lambda: Bidirectional(LSTM(3, return_sequences=True, trainable=False)),
+            lambda: SimpleRNN(3, return_sequences=True, trainable=False)]
+    for make in made:
+        nncore.set_seed(0)
+        frozen = make()
+        m = Sequential([frozen, LSTM(4), Dense(2, "softmax")])
+        m.build((None, 5, 2))
+        assert not frozen.trainable and frozen.trainable_weights == [] and len(frozen.non_trainable_weights) > 0
+        before = [w.copy() for w in frozen.weights]
+        after_lstm = m.layers[1].kernel.copy()
+        m.compile("adam", "sparse_categorical_crossentropy")
+        m.fit(x, y, epochs=1, batch_size=8, verbose=0)
+        assert all(np.array_equal(a, b) for a, b in zip(before, frozen.weights))
+        assert not np.array_equal(after_lstm, m.layers[1].kernel)
+        assert m.count_params() == sum(w.size for w in before) + sum(w.size for w in m.trainable_weights)
+        clone = type(frozen).from_config(frozen.get_config())
+        assert not clone.trainable and clone.get_config() == frozen.get_config()
+    b = Bidirectional(LSTM(2))
+    b.trainable = False
+    assert not b.forward_layer.trainable and not b.backward_layer.trainable
+    assert not b.get_config()["layer"]["config"]["trainable"]
+
+
 def test_stateful_bidirectional():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 6, 3))

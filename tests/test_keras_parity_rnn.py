@@ -370,6 +370,25 @@ def test_masking_and_options_fit_matches_keras(kind):
     _fit_both(km, nm, x, y, "mse", metrics=("mae",), opt=("RMSprop", 0.01))
 
 
+def test_frozen_bidirectional_fit_matches_keras():
+    # a Bidirectional(GRU) frozen by the setter under a trained LSTM: the History, the unchanged frozen
+    # weights and the trainable / non-trainable counts. (Keras 3.15's Bidirectional(..., trainable=False)
+    # constructor leaves its two layers trainable and fit still updates them; nncore freezes them.)
+    rng = np.random.default_rng(45)
+    x, y = rng.standard_normal((24, 5, 3)), rng.integers(0, 2, 24)
+    km = keras.Sequential([keras.Input((5, 3)), keras.layers.Bidirectional(keras.layers.GRU(4, return_sequences=True)),
+                           keras.layers.LSTM(3), keras.layers.Dense(2, activation="softmax")])
+    nm = Sequential([nl.Bidirectional(nl.GRU(4, return_sequences=True), input_shape=(5, 3)), nl.LSTM(3),
+                     nl.Dense(2, "softmax")])
+    km.layers[0].trainable = nm.layers[0].trainable = False
+    _same_weights(km, nm, 46)
+    frozen = [w.copy() for w in nm.layers[0].weights]
+    _fit_both(km, nm, x, y, "sparse_categorical_crossentropy")
+    assert all(np.array_equal(a, b) for a, b in zip(frozen, nm.layers[0].weights))
+    for which in ("trainable_weights", "non_trainable_weights"):
+        assert sum(w.size for w in getattr(nm, which)) == sum(int(np.prod(w.shape)) for w in getattr(km, which))
+
+
 def test_sequence_regression_loss_per_step_matches_keras():
     # a return_sequences output with mse and no mask: Keras divides by batch * timesteps
     rng = np.random.default_rng(50)

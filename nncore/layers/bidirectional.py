@@ -35,6 +35,9 @@ class Bidirectional(Layer):
     backward_layer : SimpleRNN, LSTM or GRU, optional
         The backward direction (default: `layer`'s config with go_backwards=True). It must have
         the other go_backwards and the same return_sequences, return_state and stateful.
+    trainable : bool, default=True
+        False freezes both directions (so does a wrapped layer made with trainable=False: the two
+        layers train together or not at all); setting ``layer.trainable`` sets it on both.
 
     Notes
     -----
@@ -82,6 +85,14 @@ class Bidirectional(Layer):
         self.merge_mode = merge_mode
         self.return_sequences, self.return_state, self.stateful = f.return_sequences, f.return_state, f.stateful
         self._sublayers = (f, b)
+        self.trainable = trainable and f.trainable and b.trainable   # the two train together, or neither
+
+    @Layer.trainable.setter
+    def trainable(self, value):
+        """Set on the Bidirectional and on both its layers (as Keras's setter does)."""
+        Layer.trainable.fset(self, value)
+        for sub in getattr(self, "_sublayers", ()):
+            sub.trainable = value
 
     # ---- parameters: the two layers', forward first --------------------------------------
     def build(self, input_shape):
