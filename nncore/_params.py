@@ -120,9 +120,10 @@ class Layout:
                 self.shadows[(id(layer), k)] = (self.grads_all[start:offset], views)
 
     def bind_node(self, impl, layer, k):
-        """Bind `impl` (the executor of the k-th node of `layer` that runs backward) to the layer's
-        weights and to gradient region k: the layer's own for k = 0 (and for a frozen layer, whose
-        gradients nobody reads), else its k-th shadow. Returns the shadow's flat view, or None."""
+        """Bind `impl` (the executor of the k-th node of the trained `layer` that runs backward) to the
+        layer's weights and to gradient region k: the layer's own for k = 0, else its k-th shadow
+        (through `_bind`, so the views a layer derives from its gradients follow). Returns the
+        shadow's flat view, or None for k = 0."""
         params_of, grads_of = self.views[id(layer)]
         flat, views = self.shadows.get((id(layer), k), (None, grads_of))
         impl._bind(params_of, views)
