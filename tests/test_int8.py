@@ -243,3 +243,29 @@ def test_bad_input():
         if not int8.available(k, 1):
             with pytest.raises(ValueError, match="does not run"):
                 int8.set_kernel(k)
+
+
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
+    except OSError:
+        return None
+
+
+def test_real_vnni_kernels_are_built_and_guarded():
+    # the real vpdpbusd kernels are compiled in on x86-64 (their C emulations run everywhere); they are
+    # offered exactly when the CPU has the instruction and the SIMD level in use allows it
+    assert {"avxvnni", "avx512vnni"} <= set(KERNELS)
+    flags = _cpu_flags()
+    if flags is None or "avx2" not in flags:
+        pytest.skip("needs an x86-64 Linux CPU with AVX2 and /proc/cpuinfo")
+    top = runtime.simd_level()
+    assert int8.available("avxvnni", 127) == ("avx_vnni" in flags)
+    assert int8.available("avx512vnni", 127) == ("avx512_vnni" in flags and top >= 2)
+    runtime.set_simd_level(0)
+    for name in ("avxvnni", "avx512vnni", "avx2", "avx2-sign"):
+        assert not int8.available(name, 63)
+        with pytest.raises(ValueError, match="does not run"):
+            int8.set_kernel(name)
+    assert int8.kernel(127) == "generic"

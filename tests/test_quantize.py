@@ -282,3 +282,48 @@ def test_cnn_with_pooling_and_dropout_predicts():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.predict(x[:1], verbose=0)
+
+
+def test_quantized_dense_on_sequences_is_rowwise():
+    # Dense on (batch, steps, features): every row of the last axis quantized on its own, as 2-D rows
+    nncore.set_seed(4)
+    model = Sequential([Input((6, 11)), Dense(7, activation="tanh"), Dense(3)])
+    x = np.random.default_rng(4).standard_normal((5, 6, 11)).astype(np.float32)
+    model.quantize("int8")
+    first, second = model.layers
+    want = ref.int8_dense(np.tanh(ref.int8_dense(x.reshape(-1, 11), first.kernel, first.kernel_scale, first.bias,
+                                                 63)).astype(np.float32),
+                          second.kernel, second.kernel_scale, second.bias, 63)
+    y = model.predict(x, verbose=0)
+    assert y.shape == (5, 6, 3)
+    np.testing.assert_allclose(y.reshape(-1, 3), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(second(first(x)), y)
+
+
+def test_functional_model_quantize():
+    from nncore.layers import Concatenate
+    from nncore.models import Model
+    nncore.set_seed(5)
+    a, b = Input((8,)), Input((5,))
+    h = Concatenate()([Dense(6, activation="relu")(a), Dense(4)(b)])
+    model = Model([a, b], Dense(2, activation="softmax")(h))
+    xa = np.random.default_rng(5).standard_normal((9, 8)).astype(np.float32)
+    xb = np.random.default_rng(6).standard_normal((9, 5)).astype(np.float32)
+    y_float = model.predict([xa, xb], verbose=0)
+    model.quantize("int8")
+    dense = [layer for layer in model.layers if isinstance(layer, Dense)]
+    assert sorted(model.quantized) == sorted(layer.name for layer in dense)
+    assert all(layer.kernel.dtype == np.int8 for layer in dense)
+    y = model.predict([xa, xb], verbose=0)
+    np.testing.assert_allclose(y, y_float, atol=0.05)
+    da, db, dc = dense
+    h = np.concatenate([np.maximum(ref.int8_dense(xa, da.kernel, da.kernel_scale, da.bias, 63), 0),
+                        ref.int8_dense(xb, db.kernel, db.kernel_scale, db.bias, 63)], axis=1).astype(np.float32)
+    z = ref.int8_dense(h, dc.kernel, dc.kernel_scale, dc.bias, 63)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(y, e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-7)
+    again = model_from_bytes(model_to_bytes(model))
+    np.testing.assert_array_equal(again.predict([xa, xb], verbose=0), y)
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"quantized \(int8 layers .*inference only"):
+        model.fit([xa, xb], y, epochs=1, verbose=0)
