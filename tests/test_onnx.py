@@ -499,3 +499,8 @@ def test_int8_embedding_and_cnn(float64):
                           L.Flatten(), L.Dense(4, activation="relu")], (12, 12, 1)))
     nncore.set_floatx("float64")      # float64: ONNX Runtime has every op in double, to the bit as well
     _int8_exports(_model([L.Dense(7, activation="relu"), L.Dense(3)], (10,)))
+
+
+def test_int8_dense_on_sequences():
+    # (batch, steps, features): each row of the last axis quantized on its own, MatMulInteger batched
+    _int8_exports(_model([L.Dense(5, activation="relu"), L.Dense(3)], (4, 6)))
