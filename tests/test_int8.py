@@ -6,6 +6,9 @@ the extremes that would saturate vpmaddubsw, 1 and 2 threads, every SIMD level; 
 and the fused int8 GEMM (quantize, int32 sums, dequantizing epilogue) to the bit; the row gather;
 bad input."""
 import itertools
+import platform
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -269,3 +272,16 @@ def test_real_vnni_kernels_are_built_and_guarded():
         with pytest.raises(ValueError, match="does not run"):
             int8.set_kernel(name)
     assert int8.kernel(127) == "generic"
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or shutil.which("objdump") is None,
+                    reason="needs x86-64 and objdump")
+def test_real_vnni_instructions_are_compiled():
+    # the AVX-VNNI (ymm) and AVX512-VNNI (zmm) kernels are in the extension as real vpdpbusd, even on a
+    # CPU that cannot run them (their arithmetic is tested through the emulations above)
+    if not int8.available("avx2-sign", 127):
+        pytest.skip("a build without the x86 kernels (NNCORE_GENERIC_ONLY) or a CPU without AVX2")
+    asm = subprocess.run(["objdump", "-d", "--no-show-raw-insn", int8.__file__], capture_output=True, text=True,
+                         check=True).stdout
+    dp = [line for line in asm.splitlines() if "vpdpbusd" in line]
+    assert any("%ymm" in line for line in dp) and any("%zmm" in line for line in dp)
