@@ -1,0 +1,446 @@
+/* winograd_body.h -- Winograd convolution, written once for REAL = float/double.
+ * Included by winograd.c; see there for the formulas, the layout and the threads.
+ *
+ * Layout: U is (a2, c, f), V is (a2, T, c) and M is (a2, T, f): for each
+ * position xi, U[xi], V[xi] and M[xi] are plain row-major matrices, which the
+ * GEMM's packed path takes at its best (strided rows of a tile-major layout
+ * ran 20% slower, and the direct path half as fast, on 1152 x 32 x 64).
+ * Tile t = (b th + ti) tw + tj covers the output rows ti mh .. ti mh + mh - 1
+ * and columns tj mw ..; its patch starts at input row ti mh - pt, column
+ * tj mw - pl. Transformed position xi = i aw + j. */
+
+/* out[i] = sum_j S(i, j) in[j] for i < P, j < Q, S(i, j) = S[i Q + j] (S[j P + i] when tr: S^T); in[j]
+ * is the vector of len values at in + j is, out[i] the one at out + i os. P, Q, S and tr are constants
+ * once inlined: the zero terms vanish and the +-1 ones become additions. */
+NC_VINLINE void NC_NAME(wino_apply)(const int P, const int Q, const double *S, const int tr, const REAL *in,
+                                    ptrdiff_t is, REAL *out, ptrdiff_t os, ptrdiff_t len)
+{
+#pragma GCC unroll 8
+    for (int i = 0; i < P; i++) {
+        REAL *o = out + i * os;
+#pragma omp simd
+        for (ptrdiff_t e = 0; e < len; e++) {
+            REAL acc = 0;
+            int first = 1;
+#pragma GCC unroll 8
+            for (int j = 0; j < Q; j++) {
+                const double sij = tr ? S[j * P + i] : S[i * Q + j];
+                if (sij != 0) {
+                    const REAL t = (REAL)sij * in[j * is + e];
+                    acc = first ? t : acc + t;
+                    first = 0;
+                }
+            }
+            o[e] = acc;
+        }
+    }
+}
+
+#define CB NC_WINO_CB
+#define AH(mh) ((mh) == 1 ? 1 : (mh) + 2)
+
+/* v[i aw + j] = (B^T d B)[i][j], d[p][q] at d + p rs + q cs, v[xi] at v + xi vs. */
+NC_VINLINE void NC_NAME(wino_in_tile)(const int mh, const int mw, const REAL *d, ptrdiff_t rs, ptrdiff_t cs, REAL *v,
+                                      ptrdiff_t vs, ptrdiff_t len, REAL *tmp)
+{
+    const int ah = AH(mh), aw = mw + 2;
+    if (ah == 1) {
+        NC_NAME(wino_apply)(aw, aw, nc_wino_bt(mw), 0, d, cs, v, vs, len);
+        return;
+    }
+    for (int q = 0; q < aw; q++)   /* tmp[i][q] = sum_p BT[i][p] d[p][q] */
+        NC_NAME(wino_apply)(ah, ah, nc_wino_bt(mh), 0, d + q * cs, rs, tmp + q * CB, aw * CB, len);
+    for (int i = 0; i < ah; i++)   /* v[i][j] = sum_q BT[j][q] tmp[i][q] */
+        NC_NAME(wino_apply)(aw, aw, nc_wino_bt(mw), 0, tmp + i * aw * CB, CB, v + i * aw * vs, vs, len);
+}
+
+/* Y[i][j] = (A^T M A)[i][j] (i < mh, j < mw, at Y + (i mw + j) CB), M[xi] at M + xi ms. */
+NC_VINLINE void NC_NAME(wino_out_tile)(const int mh, const int mw, const REAL *M, ptrdiff_t ms, REAL *Y, ptrdiff_t len,
+                                       REAL *tmp)
+{
+    const int ah = AH(mh), aw = mw + 2;
+    if (ah == 1) {
+        NC_NAME(wino_apply)(mw, aw, nc_wino_at(mw), 0, M, ms, Y, CB, len);
+        return;
+    }
+    for (int q = 0; q < aw; q++)   /* tmp[i][q] = sum_p AT[i][p] M[p][q] */
+        NC_NAME(wino_apply)(mh, ah, nc_wino_at(mh), 0, M + q * ms, aw * ms, tmp + q * CB, aw * CB, len);
+    for (int i = 0; i < mh; i++)   /* Y[i][j] = sum_q AT[j][q] tmp[i][q] */
+        NC_NAME(wino_apply)(mw, aw, nc_wino_at(mw), 0, tmp + i * aw * CB, CB, Y + i * mw * CB, CB, len);
+}
+
+/* The adjoint of wino_out_tile: dm[p aw + q] = (A dY A^T)[p][q], dY[i][j] at dY + (i mw + j) CB. */
+NC_VINLINE void NC_NAME(wino_out_tile_t)(const int mh, const int mw, const REAL *dY, REAL *dm, ptrdiff_t ms,
+                                         ptrdiff_t len, REAL *tmp)
+{
+    const int ah = AH(mh), aw = mw + 2;
+    if (ah == 1) {
+        NC_NAME(wino_apply)(aw, mw, nc_wino_at(mw), 1, dY, CB, dm, ms, len);
+        return;
+    }
+    for (int j = 0; j < mw; j++)   /* tmp[p][j] = sum_i AT[i][p] dY[i][j] */
+        NC_NAME(wino_apply)(ah, mh, nc_wino_at(mh), 1, dY + j * CB, mw * CB, tmp + j * CB, mw * CB, len);
+    for (int p = 0; p < ah; p++)   /* dm[p][q] = sum_j AT[j][q] tmp[p][j] */
+        NC_NAME(wino_apply)(aw, mw, nc_wino_at(mw), 1, tmp + p * mw * CB, CB, dm + p * aw * ms, ms, len);
+}
+
+/* The adjoint of wino_in_tile, in place: v[p aw + q] := (B dV B^T)[p][q]. */
+NC_VINLINE void NC_NAME(wino_in_tile_t)(const int mh, const int mw, REAL *v, ptrdiff_t vs, ptrdiff_t len, REAL *tmp)
+{
+    const int ah = AH(mh), aw = mw + 2;
+    if (ah == 1) {
+        NC_NAME(wino_apply)(aw, aw, nc_wino_bt(mw), 1, v, vs, tmp, CB, len);
+        for (int q = 0; q < aw; q++) memcpy(v + q * vs, tmp + q * CB, (size_t)len * sizeof(REAL));
+        return;
+    }
+    for (int j = 0; j < aw; j++)   /* tmp[p][j] = sum_i BT[i][p] dV[i][j] */
+        NC_NAME(wino_apply)(ah, ah, nc_wino_bt(mh), 1, v + j * vs, aw * vs, tmp + j * CB, aw * CB, len);
+    for (int p = 0; p < ah; p++)   /* v[p][q] = sum_j BT[j][q] tmp[p][j] */
+        NC_NAME(wino_apply)(aw, aw, nc_wino_bt(mw), 1, tmp + p * aw * CB, CB, v + p * aw * vs, vs, len);
+}
+
+/* ---- the phases, each over a range of tiles (or rows of dx) ---- */
+
+/* Fetch the a2 vectors of len values at p + xi ps ahead of use (rw: to be written). A tile reads or
+ * writes one vector in each of the a2 planes of V or M: more streams than the hardware prefetchers
+ * follow (without this the transforms stalled on memory, measured at 3-4 GB/s). */
+NC_VINLINE void NC_NAME(wino_prefetch)(const int a2, const REAL *p, ptrdiff_t ps, ptrdiff_t len)
+{
+    for (int xi = 0; xi < a2; xi++) {
+        const REAL *q = p + xi * ps;
+        for (ptrdiff_t e = 0; e < len; e += 64 / (ptrdiff_t)sizeof(REAL)) __builtin_prefetch(q + e, 1, 3);
+        __builtin_prefetch(q + len - 1, 1, 3);
+    }
+}
+#define NC_WINO_AHEAD 2   /* tiles */
+
+/* V[t] for t0 <= t < t1 */
+NC_VINLINE void NC_NAME(wino_input_k)(const int mh, const int mw, const nc_wino *s, const nc_conv_geom *g,
+                                      const REAL *x, REAL *V, ptrdiff_t t0, ptrdiff_t t1)
+{
+    const int ah = AH(mh), aw = mw + 2;
+    const ptrdiff_t H = g->h, W = g->w, C = s->c;
+    REAL d[36 * CB], tmp[36 * CB];
+    for (ptrdiff_t t = t0; t < t1; t++) {
+        const ptrdiff_t b = t / (s->th * s->tw), ti = t / s->tw % s->th, tj = t % s->tw;
+        const ptrdiff_t r0 = ti * mh - g->pt, c0 = tj * mw - g->pl;
+        const int inside = r0 >= 0 && r0 + ah <= H && c0 >= 0 && c0 + aw <= W;
+        const REAL *xb = x + b * H * W * C;
+        REAL *v = V + t * C;
+        const ptrdiff_t vs = s->T * C;
+        for (ptrdiff_t k0 = 0; k0 < C; k0 += CB) {
+            const ptrdiff_t len = C - k0 < CB ? C - k0 : CB;
+            if (t + NC_WINO_AHEAD < s->T) NC_NAME(wino_prefetch)(ah * aw, v + NC_WINO_AHEAD * C + k0, vs, len);
+            if (inside) {
+                NC_NAME(wino_in_tile)(mh, mw, xb + (r0 * W + c0) * C + k0, W * C, C, v + k0, vs, len, tmp);
+                continue;
+            }
+            for (int p = 0; p < ah; p++)   /* the patch, zero outside the image */
+                for (int q = 0; q < aw; q++) {
+                    const ptrdiff_t ih = r0 + p, iw = c0 + q;
+                    REAL *dp = d + (p * aw + q) * CB;
+                    if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                        memcpy(dp, xb + (ih * W + iw) * C + k0, (size_t)len * sizeof(REAL));
+                    else
+                        memset(dp, 0, (size_t)len * sizeof(REAL));
+                }
+            NC_NAME(wino_in_tile)(mh, mw, d, aw * CB, CB, v + k0, vs, len, tmp);
+        }
+    }
+}
+
+/* y = act(A^T M A + bias) for the tiles t0 <= t < t1, the pixels inside the output */
+NC_VINLINE void NC_NAME(wino_output_k)(const int mh, const int mw, const nc_wino *s, const nc_conv_geom *g,
+                                       const REAL *M, const REAL *bias, int act, REAL alpha, REAL *y, ptrdiff_t t0,
+                                       ptrdiff_t t1)
+{
+    const ptrdiff_t F = s->f, OH = g->oh, OW = g->ow;
+    REAL Y[16 * CB], tmp[24 * CB];
+    for (ptrdiff_t t = t0; t < t1; t++) {
+        const ptrdiff_t b = t / (s->th * s->tw), ti = t / s->tw % s->th, tj = t % s->tw;
+        const ptrdiff_t ni = OH - ti * mh < mh ? OH - ti * mh : mh, nj = OW - tj * mw < mw ? OW - tj * mw : mw;
+        for (ptrdiff_t k0 = 0; k0 < F; k0 += CB) {
+            const ptrdiff_t len = F - k0 < CB ? F - k0 : CB;
+            if (t + NC_WINO_AHEAD < s->T)
+                NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), M + (t + NC_WINO_AHEAD) * F + k0, s->T * F, len);
+            NC_NAME(wino_out_tile)(mh, mw, M + t * F + k0, s->T * F, Y, len, tmp);
+            for (ptrdiff_t i = 0; i < ni; i++)
+                for (ptrdiff_t j = 0; j < nj; j++) {
+                    REAL *yp = y + ((b * OH + ti * mh + i) * OW + tj * mw + j) * F + k0;
+                    const REAL *src = Y + (i * mw + j) * CB;
+                    if (bias) {
+                        const REAL *bb = bias + k0;
+                        if (act == NC_ACT_RELU) {
+#pragma omp simd
+                            for (ptrdiff_t e = 0; e < len; e++) {
+                                const REAL z = src[e] + bb[e];
+                                yp[e] = z > 0 ? z : (REAL)0;   /* NaN -> 0, as nc_act_forward's relu */
+                            }
+                        } else {
+#pragma omp simd
+                            for (ptrdiff_t e = 0; e < len; e++) yp[e] = src[e] + bb[e];
+                        }
+                    } else if (act == NC_ACT_RELU) {
+#pragma omp simd
+                        for (ptrdiff_t e = 0; e < len; e++) yp[e] = src[e] > 0 ? src[e] : (REAL)0;
+                    } else {
+                        memcpy(yp, src, (size_t)len * sizeof(REAL));
+                    }
+                    if (act != NC_ACT_LINEAR && act != NC_ACT_RELU) NC_NAME(act_forward)(act, alpha, yp, yp, len);
+                }
+        }
+    }
+}
+
+/* dM = A delta A^T for the tiles t0 <= t < t1 (delta is 0 outside the output) */
+NC_VINLINE void NC_NAME(wino_output_grad_k)(const int mh, const int mw, const nc_wino *s, const nc_conv_geom *g,
+                                            const REAL *delta, REAL *M, ptrdiff_t t0, ptrdiff_t t1)
+{
+    const ptrdiff_t F = s->f, OH = g->oh, OW = g->ow;
+    REAL dY[16 * CB], tmp[24 * CB];
+    for (ptrdiff_t t = t0; t < t1; t++) {
+        const ptrdiff_t b = t / (s->th * s->tw), ti = t / s->tw % s->th, tj = t % s->tw;
+        const ptrdiff_t ni = OH - ti * mh < mh ? OH - ti * mh : mh, nj = OW - tj * mw < mw ? OW - tj * mw : mw;
+        for (ptrdiff_t k0 = 0; k0 < F; k0 += CB) {
+            const ptrdiff_t len = F - k0 < CB ? F - k0 : CB;
+            for (ptrdiff_t i = 0; i < mh; i++)
+                for (ptrdiff_t j = 0; j < mw; j++) {
+                    REAL *dp = dY + (i * mw + j) * CB;
+                    if (i < ni && j < nj)
+                        memcpy(dp, delta + ((b * OH + ti * mh + i) * OW + tj * mw + j) * F + k0,
+                               (size_t)len * sizeof(REAL));
+                    else
+                        memset(dp, 0, (size_t)len * sizeof(REAL));
+                }
+            if (t + NC_WINO_AHEAD < s->T)
+                NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), M + (t + NC_WINO_AHEAD) * F + k0, s->T * F, len);
+            NC_NAME(wino_out_tile_t)(mh, mw, dY, M + t * F + k0, s->T * F, len, tmp);
+        }
+    }
+}
+
+/* V[t] := B V[t] B^T for t0 <= t < t1 (dV to the patches' gradients, in place) */
+NC_VINLINE void NC_NAME(wino_input_grad_k)(const int mh, const int mw, const nc_wino *s, REAL *V, ptrdiff_t t0,
+                                           ptrdiff_t t1)
+{
+    const ptrdiff_t C = s->c;
+    REAL tmp[36 * CB];
+    for (ptrdiff_t t = t0; t < t1; t++)
+        for (ptrdiff_t k0 = 0; k0 < C; k0 += CB) {
+            const ptrdiff_t len = C - k0 < CB ? C - k0 : CB;
+            if (t + NC_WINO_AHEAD < s->T)
+                NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), V + (t + NC_WINO_AHEAD) * C + k0, s->T * C, len);
+            NC_NAME(wino_in_tile_t)(mh, mw, V + t * C + k0, s->T * C, len, tmp);
+        }
+}
+
+#define NC_WINO_SWITCH(s, CALL)                        \
+    switch ((int)((s)->mh * 8 + (s)->mw)) {            \
+    case 2 * 8 + 2: CALL(2, 2); break;                 \
+    case 4 * 8 + 4: CALL(4, 4); break;                 \
+    case 1 * 8 + 2: CALL(1, 2); break;                 \
+    case 1 * 8 + 4: CALL(1, 4); break;                 \
+    default: break;                                    \
+    }
+
+NC_CLONES static void NC_NAME(wino_input)(const nc_wino *s, const nc_conv_geom *g, const REAL *x, REAL *V,
+                                          ptrdiff_t t0, ptrdiff_t t1)
+{
+#define CALL(mh, mw) NC_NAME(wino_input_k)(mh, mw, s, g, x, V, t0, t1)
+    NC_WINO_SWITCH(s, CALL)
+#undef CALL
+}
+
+NC_CLONES static void NC_NAME(wino_output)(const nc_wino *s, const nc_conv_geom *g, const REAL *M, const REAL *bias,
+                                           int act, REAL alpha, REAL *y, ptrdiff_t t0, ptrdiff_t t1)
+{
+#define CALL(mh, mw) NC_NAME(wino_output_k)(mh, mw, s, g, M, bias, act, alpha, y, t0, t1)
+    NC_WINO_SWITCH(s, CALL)
+#undef CALL
+}
+
+NC_CLONES static void NC_NAME(wino_output_grad)(const nc_wino *s, const nc_conv_geom *g, const REAL *delta, REAL *M,
+                                                ptrdiff_t t0, ptrdiff_t t1)
+{
+#define CALL(mh, mw) NC_NAME(wino_output_grad_k)(mh, mw, s, g, delta, M, t0, t1)
+    NC_WINO_SWITCH(s, CALL)
+#undef CALL
+}
+
+NC_CLONES static void NC_NAME(wino_input_grad)(const nc_wino *s, REAL *V, ptrdiff_t t0, ptrdiff_t t1)
+{
+#define CALL(mh, mw) NC_NAME(wino_input_grad_k)(mh, mw, s, V, t0, t1)
+    NC_WINO_SWITCH(s, CALL)
+#undef CALL
+}
+
+/* dx rows r0 <= r < r1 (r = b h + ih): each pixel sums the patch gradients of the tiles over it, in
+ * tile order (at most 2 x 2 tiles: patches overlap by kh - 1 rows and 2 columns) */
+NC_CLONES static void NC_NAME(wino_gather)(const nc_wino *s, const nc_conv_geom *g, const REAL *P, REAL *dx,
+                                           ptrdiff_t r0, ptrdiff_t r1)
+{
+    const ptrdiff_t H = g->h, W = g->w, C = s->c, mh = s->mh, mw = s->mw, ah = s->ah, aw = s->aw;
+    for (ptrdiff_t r = r0; r < r1; r++) {
+        const ptrdiff_t b = r / H, ih = r % H, u = ih + g->pt;   /* u: the row in patch coordinates */
+        const ptrdiff_t ti0 = u - ah + 1 <= 0 ? 0 : (u - ah + 1 + mh - 1) / mh;
+        const ptrdiff_t ti1 = u / mh < s->th - 1 ? u / mh : s->th - 1;
+        for (ptrdiff_t iw = 0; iw < W; iw++) {
+            const ptrdiff_t v = iw + g->pl;
+            const ptrdiff_t tj0 = v - aw + 1 <= 0 ? 0 : (v - aw + 1 + mw - 1) / mw;
+            const ptrdiff_t tj1 = v / mw < s->tw - 1 ? v / mw : s->tw - 1;
+            REAL *d = dx + ((b * H + ih) * W + iw) * C;
+            memset(d, 0, (size_t)C * sizeof(REAL));
+            for (ptrdiff_t ti = ti0; ti <= ti1; ti++)
+                for (ptrdiff_t tj = tj0; tj <= tj1; tj++) {
+                    const REAL *src = P + (((u - ti * mh) * aw + v - tj * mw) * s->T
+                                           + (b * s->th + ti) * s->tw + tj) * C;
+#pragma omp simd
+                    for (ptrdiff_t e = 0; e < C; e++) d[e] += src[e];
+                }
+        }
+    }
+}
+
+/* U[xi][c][:] = (G g[:, :, c, :] G^T)[xi] for one channel c, in double */
+static void NC_NAME(wino_filter_chan)(const nc_wino *s, const nc_conv_geom *g, const REAL *kernel, REAL *U,
+                                      ptrdiff_t c)
+{
+    const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
+    const ptrdiff_t C = s->c, F = s->f, kh = g->kh;
+    double tmp[6][3][CB];
+    for (ptrdiff_t k0 = 0; k0 < F; k0 += CB) {
+        const ptrdiff_t len = F - k0 < CB ? F - k0 : CB;
+        for (ptrdiff_t i = 0; i < s->ah; i++)   /* tmp[i][q] = sum_p G[i][p] g[p][q] */
+            for (int q = 0; q < 3; q++)
+                for (ptrdiff_t e = 0; e < len; e++) {
+                    double a = 0;
+                    for (ptrdiff_t p = 0; p < kh; p++) a += gh[i * kh + p] * (double)kernel[((p * 3 + q) * C + c) * F + k0 + e];
+                    tmp[i][q][e] = a;
+                }
+        for (ptrdiff_t i = 0; i < s->ah; i++)   /* U[i][j] = sum_q G[j][q] tmp[i][q] */
+            for (ptrdiff_t j = 0; j < s->aw; j++) {
+                REAL *u = U + ((i * s->aw + j) * C + c) * F + k0;
+                for (ptrdiff_t e = 0; e < len; e++)
+                    u[e] = (REAL)(gw[j * 3] * tmp[i][0][e] + gw[j * 3 + 1] * tmp[i][1][e] + gw[j * 3 + 2] * tmp[i][2][e]);
+            }
+    }
+}
+
+/* dkernel[:, :, c, :] = G^T dU[:][c][:] G for one channel c (the adjoint of wino_filter_chan), in double */
+static void NC_NAME(wino_filter_grad_chan)(const nc_wino *s, const nc_conv_geom *g, const REAL *dU, REAL *dkernel,
+                                           ptrdiff_t c)
+{
+    const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
+    const ptrdiff_t C = s->c, F = s->f, kh = g->kh;
+    double tmp[6][3][CB];
+    for (ptrdiff_t k0 = 0; k0 < F; k0 += CB) {
+        const ptrdiff_t len = F - k0 < CB ? F - k0 : CB;
+        for (ptrdiff_t i = 0; i < s->ah; i++)   /* tmp[i][q] = sum_j G[j][q] dU[i][j] */
+            for (int q = 0; q < 3; q++)
+                for (ptrdiff_t e = 0; e < len; e++) {
+                    double a = 0;
+                    for (ptrdiff_t j = 0; j < s->aw; j++)
+                        a += gw[j * 3 + q] * (double)dU[((i * s->aw + j) * C + c) * F + k0 + e];
+                    tmp[i][q][e] = a;
+                }
+        for (ptrdiff_t p = 0; p < kh; p++)      /* dg[p][q] = sum_i G[i][p] tmp[i][q] */
+            for (int q = 0; q < 3; q++) {
+                REAL *dk = dkernel + ((p * 3 + q) * C + c) * F + k0;
+                for (ptrdiff_t e = 0; e < len; e++) {
+                    double a = 0;
+                    for (ptrdiff_t i = 0; i < s->ah; i++) a += gh[i * kh + p] * tmp[i][q][e];
+                    dk[e] = (REAL)a;
+                }
+            }
+    }
+}
+
+#undef NC_WINO_SWITCH
+#undef NC_WINO_AHEAD
+#undef AH
+#undef CB
+
+/* ---- the passes: every phase over fixed items, by the team or serially ---- */
+
+static void NC_NAME(wino_forward_team)(const nc_wino *s, const nc_conv_geom *g, const REAL *x, const REAL *kernel,
+                                       const REAL *bias, int act, REAL alpha, REAL *U, REAL *V, REAL *M, REAL *y,
+                                       int nt)
+{
+    const ptrdiff_t a2 = s->a2, C = s->c, F = s->f, T = s->T;
+    const ptrdiff_t ntb = (T + NC_WINO_TILES - 1) / NC_WINO_TILES, nrb = (T + NC_WINO_ROWS - 1) / NC_WINO_ROWS;
+    NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_chan)(s, g, kernel, U, c));
+    NC_WINO_FOR(nt, i, ntb, {
+        const ptrdiff_t t0 = i * NC_WINO_TILES;
+        NC_NAME(wino_input)(s, g, x, V, t0, T - t0 < NC_WINO_TILES ? T : t0 + NC_WINO_TILES);
+    });
+    NC_WINO_FOR(nt, i, a2 * nrb, {   /* M[r0 .., xi] = V[r0 .., xi] U[xi] */
+        const ptrdiff_t xi = i % a2, r0 = i / a2 * NC_WINO_ROWS;
+        const ptrdiff_t rows = T - r0 < NC_WINO_ROWS ? T - r0 : NC_WINO_ROWS;
+        NC_NAME(gemm)(0, 0, rows, F, C, 1, V + (xi * T + r0) * C, C, U + xi * C * F, F, 0, M + (xi * T + r0) * F, F,
+                      NULL, NC_ACT_LINEAR, 0, 1);
+    });
+    NC_WINO_FOR(nt, i, ntb, {
+        const ptrdiff_t t0 = i * NC_WINO_TILES;
+        NC_NAME(wino_output)(s, g, M, bias, act, alpha, y, t0, T - t0 < NC_WINO_TILES ? T : t0 + NC_WINO_TILES);
+    });
+}
+
+static void NC_NAME(wino_backward_team)(const nc_wino *s, const nc_conv_geom *g, const REAL *delta, const REAL *U,
+                                        REAL *V, REAL *M, REAL *dU, REAL *dkernel, REAL *dx, int nt)
+{
+    const ptrdiff_t a2 = s->a2, C = s->c, F = s->f, T = s->T;
+    const ptrdiff_t ntb = (T + NC_WINO_TILES - 1) / NC_WINO_TILES, nrb = (T + NC_WINO_ROWS - 1) / NC_WINO_ROWS;
+    const ptrdiff_t ncb = (C + NC_WINO_CHANS - 1) / NC_WINO_CHANS, rows = g->n * g->h;
+    NC_WINO_FOR(nt, i, ntb, {
+        const ptrdiff_t t0 = i * NC_WINO_TILES;
+        NC_NAME(wino_output_grad)(s, g, delta, M, t0, T - t0 < NC_WINO_TILES ? T : t0 + NC_WINO_TILES);
+    });
+    NC_WINO_FOR(nt, i, a2 * ncb, {   /* dU[xi][c0 ..] = V[:, xi, c0 ..]^T dM[:, xi] */
+        const ptrdiff_t xi = i % a2, c0 = i / a2 * NC_WINO_CHANS;
+        const ptrdiff_t cn = C - c0 < NC_WINO_CHANS ? C - c0 : NC_WINO_CHANS;
+        NC_NAME(gemm)(1, 0, cn, F, T, 1, V + xi * T * C + c0, C, M + xi * T * F, F, 0, dU + (xi * C + c0) * F, F,
+                      NULL, NC_ACT_LINEAR, 0, 1);
+    });
+    NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_grad_chan)(s, g, dU, dkernel, c));
+    if (!dx) return;
+    NC_WINO_FOR(nt, i, a2 * nrb, {   /* dV[r0 .., xi] = dM[r0 .., xi] U[xi]^T, over V */
+        const ptrdiff_t xi = i % a2, r0 = i / a2 * NC_WINO_ROWS;
+        const ptrdiff_t n = T - r0 < NC_WINO_ROWS ? T - r0 : NC_WINO_ROWS;
+        NC_NAME(gemm)(0, 1, n, C, F, 1, M + (xi * T + r0) * F, F, U + xi * C * F, F, 0, V + (xi * T + r0) * C, C,
+                      NULL, NC_ACT_LINEAR, 0, 1);
+    });
+    NC_WINO_FOR(nt, i, ntb, {
+        const ptrdiff_t t0 = i * NC_WINO_TILES;
+        NC_NAME(wino_input_grad)(s, V, t0, T - t0 < NC_WINO_TILES ? T : t0 + NC_WINO_TILES);
+    });
+    NC_WINO_FOR(nt, i, (rows + 3) / 4, NC_NAME(wino_gather)(s, g, V, dx, i * 4, rows - i * 4 < 4 ? rows : i * 4 + 4));
+}
+
+void NC_NAME(wino_forward)(const nc_conv_geom *g, int m, ptrdiff_t f, const REAL *x, const REAL *kernel,
+                           const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V, REAL *M, REAL *y,
+                           int nthreads)
+{
+    nc_wino s;
+    nc_wino_init(&s, g, m, f);
+    int nt = nc_team_size(nthreads, 2.0 * (double)s.T * (double)(s.a2 * s.c) * (double)f);
+    if (nt <= 1) {
+        NC_NAME(wino_forward_team)(&s, g, x, kernel, bias, act, act_alpha, U, V, M, y, 1);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    NC_NAME(wino_forward_team)(&s, g, x, kernel, bias, act, act_alpha, U, V, M, y, nt);
+}
+
+void NC_NAME(wino_backward)(const nc_conv_geom *g, int m, ptrdiff_t f, const REAL *delta, const REAL *U, REAL *V,
+                            REAL *M, REAL *dU, REAL *dkernel, REAL *dx, int nthreads)
+{
+    nc_wino s;
+    nc_wino_init(&s, g, m, f);
+    int nt = nc_team_size(nthreads, 4.0 * (double)s.T * (double)(s.a2 * s.c) * (double)f);
+    if (nt <= 1) {
+        NC_NAME(wino_backward_team)(&s, g, delta, U, V, M, dU, dkernel, dx, 1);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    NC_NAME(wino_backward_team)(&s, g, delta, U, V, M, dU, dkernel, dx, nt);
+}
