@@ -65,6 +65,8 @@ typedef struct nc_wino {
     ptrdiff_t th, tw;   /* tiles per image column / row */
     ptrdiff_t T;        /* tiles: n th tw */
     ptrdiff_t c, f;     /* channels, filters */
+    ptrdiff_t vps, vts; /* V[xi, t, c] at V + xi vps + t vts + c */
+    ptrdiff_t mps, mts; /* M[xi, t, f] at M + xi mps + t mts + f */
 } nc_wino;
 
 static void nc_wino_init(nc_wino *s, const nc_conv_geom *g, int m, ptrdiff_t f)
@@ -79,6 +81,11 @@ static void nc_wino_init(nc_wino *s, const nc_conv_geom *g, int m, ptrdiff_t f)
     s->T = g->n * s->th * s->tw;
     s->c = g->c;
     s->f = f;
+#ifdef NC_WINO_TILE_MAJOR
+    s->vps = s->c, s->vts = s->a2 * s->c, s->mps = f, s->mts = s->a2 * f;
+#else
+    s->vps = s->T * s->c, s->vts = s->c, s->mps = s->T * f, s->mts = f;
+#endif
 }
 
 ptrdiff_t nc_wino_tiles(const nc_conv_geom *g, int m)

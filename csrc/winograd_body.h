@@ -126,11 +126,11 @@ NC_VINLINE void NC_NAME(wino_input_k)(const int mh, const int mw, const nc_wino 
         const ptrdiff_t r0 = ti * mh - g->pt, c0 = tj * mw - g->pl;
         const int inside = r0 >= 0 && r0 + ah <= H && c0 >= 0 && c0 + aw <= W;
         const REAL *xb = x + b * H * W * C;
-        REAL *v = V + t * C;
-        const ptrdiff_t vs = s->T * C;
+        REAL *v = V + t * s->vts;
+        const ptrdiff_t vs = s->vps;
         for (ptrdiff_t k0 = 0; k0 < C; k0 += CB) {
             const ptrdiff_t len = C - k0 < CB ? C - k0 : CB;
-            if (t + NC_WINO_AHEAD < s->T) NC_NAME(wino_prefetch)(ah * aw, v + NC_WINO_AHEAD * C + k0, vs, len);
+            if (t + NC_WINO_AHEAD < s->T) NC_NAME(wino_prefetch)(ah * aw, v + NC_WINO_AHEAD * s->vts + k0, vs, len);
             if (inside) {
                 NC_NAME(wino_in_tile)(mh, mw, xb + (r0 * W + c0) * C + k0, W * C, C, v + k0, vs, len, tmp);
                 continue;
@@ -162,8 +162,8 @@ NC_VINLINE void NC_NAME(wino_output_k)(const int mh, const int mw, const nc_wino
         for (ptrdiff_t k0 = 0; k0 < F; k0 += CB) {
             const ptrdiff_t len = F - k0 < CB ? F - k0 : CB;
             if (t + NC_WINO_AHEAD < s->T)
-                NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), M + (t + NC_WINO_AHEAD) * F + k0, s->T * F, len);
-            NC_NAME(wino_out_tile)(mh, mw, M + t * F + k0, s->T * F, Y, len, tmp);
+                NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), M + (t + NC_WINO_AHEAD) * s->mts + k0, s->mps, len);
+            NC_NAME(wino_out_tile)(mh, mw, M + t * s->mts + k0, s->mps, Y, len, tmp);
             for (ptrdiff_t i = 0; i < ni; i++)
                 for (ptrdiff_t j = 0; j < nj; j++) {
                     REAL *yp = y + ((b * OH + ti * mh + i) * OW + tj * mw + j) * F + k0;
@@ -213,8 +213,8 @@ NC_VINLINE void NC_NAME(wino_output_grad_k)(const int mh, const int mw, const nc
                         memset(dp, 0, (size_t)len * sizeof(REAL));
                 }
             if (t + NC_WINO_AHEAD < s->T)
-                NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), M + (t + NC_WINO_AHEAD) * F + k0, s->T * F, len);
-            NC_NAME(wino_out_tile_t)(mh, mw, dY, M + t * F + k0, s->T * F, len, tmp);
+                NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), M + (t + NC_WINO_AHEAD) * s->mts + k0, s->mps, len);
+            NC_NAME(wino_out_tile_t)(mh, mw, dY, M + t * s->mts + k0, s->mps, len, tmp);
         }
     }
 }
@@ -229,8 +229,8 @@ NC_VINLINE void NC_NAME(wino_input_grad_k)(const int mh, const int mw, const nc_
         for (ptrdiff_t k0 = 0; k0 < C; k0 += CB) {
             const ptrdiff_t len = C - k0 < CB ? C - k0 : CB;
             if (t + NC_WINO_AHEAD < s->T)
-                NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), V + (t + NC_WINO_AHEAD) * C + k0, s->T * C, len);
-            NC_NAME(wino_in_tile_t)(mh, mw, V + t * C + k0, s->T * C, len, tmp);
+                NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), V + (t + NC_WINO_AHEAD) * s->vts + k0, s->vps, len);
+            NC_NAME(wino_in_tile_t)(mh, mw, V + t * s->vts + k0, s->vps, len, tmp);
         }
 }
 
@@ -292,8 +292,8 @@ NC_CLONES static void NC_NAME(wino_gather)(const nc_wino *s, const nc_conv_geom 
             memset(d, 0, (size_t)C * sizeof(REAL));
             for (ptrdiff_t ti = ti0; ti <= ti1; ti++)
                 for (ptrdiff_t tj = tj0; tj <= tj1; tj++) {
-                    const REAL *src = P + (((u - ti * mh) * aw + v - tj * mw) * s->T
-                                           + (b * s->th + ti) * s->tw + tj) * C;
+                    const REAL *src = P + ((u - ti * mh) * aw + v - tj * mw) * s->vps
+                                      + ((b * s->th + ti) * s->tw + tj) * s->vts;
 #pragma omp simd
                     for (ptrdiff_t e = 0; e < C; e++) d[e] += src[e];
                 }
@@ -376,8 +376,8 @@ static void NC_NAME(wino_forward_team)(const nc_wino *s, const nc_conv_geom *g, 
     NC_WINO_FOR(nt, i, a2 * nrb, {   /* M[r0 .., xi] = V[r0 .., xi] U[xi] */
         const ptrdiff_t xi = i % a2, r0 = i / a2 * NC_WINO_ROWS;
         const ptrdiff_t rows = T - r0 < NC_WINO_ROWS ? T - r0 : NC_WINO_ROWS;
-        NC_NAME(gemm)(0, 0, rows, F, C, 1, V + (xi * T + r0) * C, C, U + xi * C * F, F, 0, M + (xi * T + r0) * F, F,
-                      NULL, NC_ACT_LINEAR, 0, 1);
+        NC_NAME(gemm)(0, 0, rows, F, C, 1, V + xi * s->vps + r0 * s->vts, s->vts, U + xi * C * F, F, 0,
+                      M + xi * s->mps + r0 * s->mts, s->mts, NULL, NC_ACT_LINEAR, 0, 1);
     });
     NC_WINO_FOR(nt, i, ntb, {
         const ptrdiff_t t0 = i * NC_WINO_TILES;
@@ -398,16 +398,16 @@ static void NC_NAME(wino_backward_team)(const nc_wino *s, const nc_conv_geom *g,
     NC_WINO_FOR(nt, i, a2 * ncb, {   /* dU[xi][c0 ..] = V[:, xi, c0 ..]^T dM[:, xi] */
         const ptrdiff_t xi = i % a2, c0 = i / a2 * NC_WINO_CHANS;
         const ptrdiff_t cn = C - c0 < NC_WINO_CHANS ? C - c0 : NC_WINO_CHANS;
-        NC_NAME(gemm)(1, 0, cn, F, T, 1, V + xi * T * C + c0, C, M + xi * T * F, F, 0, dU + (xi * C + c0) * F, F,
-                      NULL, NC_ACT_LINEAR, 0, 1);
+        NC_NAME(gemm)(1, 0, cn, F, T, 1, V + xi * s->vps + c0, s->vts, M + xi * s->mps, s->mts, 0,
+                      dU + (xi * C + c0) * F, F, NULL, NC_ACT_LINEAR, 0, 1);
     });
     NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_grad_chan)(s, g, dU, dkernel, c));
     if (!dx) return;
     NC_WINO_FOR(nt, i, a2 * nrb, {   /* dV[r0 .., xi] = dM[r0 .., xi] U[xi]^T, over V */
         const ptrdiff_t xi = i % a2, r0 = i / a2 * NC_WINO_ROWS;
         const ptrdiff_t n = T - r0 < NC_WINO_ROWS ? T - r0 : NC_WINO_ROWS;
-        NC_NAME(gemm)(0, 1, n, C, F, 1, M + (xi * T + r0) * F, F, U + xi * C * F, F, 0, V + (xi * T + r0) * C, C,
-                      NULL, NC_ACT_LINEAR, 0, 1);
+        NC_NAME(gemm)(0, 1, n, C, F, 1, M + xi * s->mps + r0 * s->mts, s->mts, U + xi * C * F, F, 0,
+                      V + xi * s->vps + r0 * s->vts, s->vts, NULL, NC_ACT_LINEAR, 0, 1);
     });
     NC_WINO_FOR(nt, i, ntb, {
         const ptrdiff_t t0 = i * NC_WINO_TILES;

@@ -69,6 +69,16 @@ def _out_size(size, k, s, d, padding):
     return out, max((out - 1) * s + span - size, 0) // 2
 
 
+def winograd_tile(x_shape, filters, kh):
+    """The output tile m of Winograd F(m x m, 3 x 3) for a 3x3 (kh = 3) or 1x3 (kh = 1: Conv1D) stride-1
+    convolution of inputs x_shape (n, h, w, c), or 0 for im2col + GEMM. A rule of the shapes alone
+    (measured, bench/winograd.py): the same layer takes the same path on any machine and thread count."""
+    n, h, w, c = x_shape
+    if c < 8 or filters < 8:
+        return 0
+    return 4 if min(h, w) >= 6 or kh == 1 else 2
+
+
 class _Window(Layer):
     """Shared geometry of the convolutions and poolings: rank 1 or 2 spatial axes, channels last."""
 
@@ -139,6 +149,8 @@ class _Conv(_Window):
             self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer)
         # 1x1, stride 1, no padding: x itself is the (batch h w, c) cols matrix
         self._direct = (math.prod(self._win) == 1 and math.prod(self._str) == 1 and not any(self._pad))
+        # 3x3 (Conv1D: 3), stride 1, no dilation: Winograd may take it (the tile is chosen per batch size)
+        self._wino_ok = self._win in ((3, 3), (1, 3)) and self._str == (1, 1) and self._dil == (1, 1)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0],) + tuple(self._out[2 - self.rank:]) + (self.filters,)
@@ -148,18 +160,32 @@ class _Conv(_Window):
         k = math.prod(self.kernel.shape[:-1])
         self._k2 = self.kernel.reshape(k, self.filters)          # (kh kw c, filters) views, made once
         self._dk2 = self._grad_of["kernel"].reshape(k, self.filters)
+        shape4 = self._win + (self._hwc[2], self.filters)               # (kh, kw, c, f), Conv1D too
+        self._k4, self._dk4 = self.kernel.reshape(shape4), self._grad_of["kernel"].reshape(shape4)
         return offset
 
     def _buffers(self, n):
-        # [cols, z, y, delta, dx, y as returned] for a batch of n, allocated once per batch size
+        # [cols, z, y, delta, dx, y as returned, Winograd (m, U, V, M, dU) or None] for a batch of n,
+        # allocated once per batch size
         dt = self.kernel.dtype
         m = n * self._out[0] * self._out[1]
-        cols = None if self._direct else np.empty((m, self._k2.shape[0]), dt)
+        tile = self._wino_ok and winograd_tile((n,) + self._hwc, self.filters, self._win[0])
+        wino = None
+        if tile:
+            sizes = _conv.wino_sizes((n,) + self._hwc, self._k4.shape, tile, self._out)
+            wino = (tile,) + tuple(np.empty(size, dt) for size in sizes + sizes[:1])
+        cols = None if self._direct or wino else np.empty((m, self._k2.shape[0]), dt)
         z = np.empty((m, self.filters), dt)
         y = z if self._code == 0 else np.empty((m, self.filters), dt)
         b = [cols, z, y, np.empty((m, self.filters), dt), None,
-             y.reshape((n,) + self.output_shape[1:])]
+             y.reshape((n,) + self.output_shape[1:]), wino]
         return self._keep(n, b)
+
+    def _winograd(self, x, kernel, out, b, act, alpha, nt):
+        # out := act(conv(x, kernel) + b) by Winograd F(m x m, 3 x 3) (stands for the GEMM in _affine_act)
+        tile, U, V, M, _ = self._cur[6]
+        _conv.wino_forward(x, self._k4, b, U, V, M, out.reshape((x.shape[0],) + self._out + (self.filters,)),
+                           tile, self._pad, act, alpha, nt)
 
     def forward(self, x, training=False):
         # cols = im2col(x) ; z = cols K + b ; y = f(z)
@@ -169,6 +195,10 @@ class _Conv(_Window):
         bufs = self._bufs.get(n) or self._buffers(n)
         self._x, self._cur = x, bufs
         h, w, c = self._hwc
+        if bufs[6]:                               # Winograd: V (what backward needs) replaces cols
+            self._cols = None
+            _affine_act(self, self._as4(x, n, h, w, c), None, bufs[1], bufs[2], self._winograd)
+            return bufs[5]
         if self._direct:
             cols = x.reshape(n * h * w, c)
         else:
@@ -180,17 +210,23 @@ class _Conv(_Window):
 
     def backward(self, dy):
         # delta = dy * f'(z) ; dK = cols^T delta ; db = sum_rows delta ; dx = col2im(delta K^T)
-        cols, z, y, delta, dx, _ = self._cur
+        cols, z, y, delta, dx, _, wino = self._cur
         delta = _act_delta(self, dy.reshape(y.shape), z, y, delta)
-        gemm(self._cols, delta, self._dk2, trans_a=True, n_threads=self._n_threads)
         if self.use_bias:
             _colsum(delta, self._grad_of["bias"], self._n_threads)
+        if self._need_dx and dx is None:          # once per batch size, only where dx is needed
+            dx = self._cur[4] = np.empty(self._x.shape, self._x.dtype)
+        n = self._x.shape[0]
+        h, w, c = self._hwc
+        if wino:                                  # dK and dx by the transposed Winograd transforms
+            tile, U, V, M, dU = wino
+            _conv.wino_backward(delta.reshape((n,) + self._out + (self.filters,)), U, V, M, dU, self._dk4,
+                                self._as4(dx, n, h, w, c) if self._need_dx else None, (h, w), tile, self._pad,
+                                self._n_threads)
+            return dx if self._need_dx else None
+        gemm(self._cols, delta, self._dk2, trans_a=True, n_threads=self._n_threads)
         if not self._need_dx:
             return None
-        if dx is None:                            # once per batch size, only where dx is needed
-            dx = self._cur[4] = np.empty(self._x.shape, self._x.dtype)
-        n = dx.shape[0]
-        h, w, c = self._hwc
         if self._direct:                          # dx = delta K^T, straight into dx
             gemm(delta, self._k2, dx.reshape(n * h * w, c), trans_b=True, n_threads=self._n_threads)
             return dx
