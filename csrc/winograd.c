@@ -48,9 +48,12 @@ NC_VINLINE const double *nc_wino_bt(int m) { return m == 4 ? nc_wino_bt4 : m == 
 NC_VINLINE const double *nc_wino_at(int m) { return m == 4 ? nc_wino_at4 : m == 2 ? nc_wino_at2 : nc_wino_one; }
 NC_VINLINE const double *nc_wino_g(int m) { return m == 4 ? nc_wino_g4 : m == 2 ? nc_wino_g2 : nc_wino_one; }
 
-/* Channels (or filters) per block of a tile transform: the patch and its
- * temporaries (36 x CB values each) stay in L1. */
-#define NC_WINO_CB 32
+/* Values per vector of a transform's chunk (NC_WINO_BYTES): a chunk's patch
+ * and temporaries (36 vectors each) stay in L1/L2. */
+#ifndef NC_WINO_BYTES
+#define NC_WINO_BYTES 512
+#endif
+#define NC_WINO_LEN (NC_WINO_BYTES / (ptrdiff_t)sizeof(REAL))
 /* Tiles per work item of the transforms, rows of V per GEMM item, channels
  * per dU item (multiples of every MR): fixed, so the split is the shape's. */
 #define NC_WINO_TILES 8
@@ -81,11 +84,7 @@ static void nc_wino_init(nc_wino *s, const nc_conv_geom *g, int m, ptrdiff_t f)
     s->T = g->n * s->th * s->tw;
     s->c = g->c;
     s->f = f;
-#ifdef NC_WINO_TILE_MAJOR
-    s->vps = s->c, s->vts = s->a2 * s->c, s->mps = f, s->mts = s->a2 * f;
-#else
     s->vps = s->T * s->c, s->vts = s->c, s->mps = s->T * f, s->mts = f;
-#endif
 }
 
 ptrdiff_t nc_wino_tiles(const nc_conv_geom *g, int m)

@@ -36,7 +36,7 @@ NC_VINLINE void NC_NAME(wino_apply)(const int P, const int Q, const double *S, c
     }
 }
 
-#define CB NC_WINO_CB
+#define LM NC_WINO_LEN
 #define AH(mh) ((mh) == 1 ? 1 : (mh) + 2)
 
 /* v[i aw + j] = (B^T d B)[i][j], d[p][q] at d + p rs + q cs, v[xi] at v + xi vs. */
@@ -49,24 +49,24 @@ NC_VINLINE void NC_NAME(wino_in_tile)(const int mh, const int mw, const REAL *d,
         return;
     }
     for (int q = 0; q < aw; q++)   /* tmp[i][q] = sum_p BT[i][p] d[p][q] */
-        NC_NAME(wino_apply)(ah, ah, nc_wino_bt(mh), 0, d + q * cs, rs, tmp + q * CB, aw * CB, len);
+        NC_NAME(wino_apply)(ah, ah, nc_wino_bt(mh), 0, d + q * cs, rs, tmp + q * LM, aw * LM, len);
     for (int i = 0; i < ah; i++)   /* v[i][j] = sum_q BT[j][q] tmp[i][q] */
-        NC_NAME(wino_apply)(aw, aw, nc_wino_bt(mw), 0, tmp + i * aw * CB, CB, v + i * aw * vs, vs, len);
+        NC_NAME(wino_apply)(aw, aw, nc_wino_bt(mw), 0, tmp + i * aw * LM, LM, v + i * aw * vs, vs, len);
 }
 
-/* Y[i][j] = (A^T M A)[i][j] (i < mh, j < mw, at Y + (i mw + j) CB), M[xi] at M + xi ms. */
+/* Y[i][j] = (A^T M A)[i][j] (i < mh, j < mw, at Y + (i mw + j) LM), M[xi] at M + xi ms. */
 NC_VINLINE void NC_NAME(wino_out_tile)(const int mh, const int mw, const REAL *M, ptrdiff_t ms, REAL *Y, ptrdiff_t len,
                                        REAL *tmp)
 {
     const int ah = AH(mh), aw = mw + 2;
     if (ah == 1) {
-        NC_NAME(wino_apply)(mw, aw, nc_wino_at(mw), 0, M, ms, Y, CB, len);
+        NC_NAME(wino_apply)(mw, aw, nc_wino_at(mw), 0, M, ms, Y, LM, len);
         return;
     }
     for (int q = 0; q < aw; q++)   /* tmp[i][q] = sum_p AT[i][p] M[p][q] */
-        NC_NAME(wino_apply)(mh, ah, nc_wino_at(mh), 0, M + q * ms, aw * ms, tmp + q * CB, aw * CB, len);
+        NC_NAME(wino_apply)(mh, ah, nc_wino_at(mh), 0, M + q * ms, aw * ms, tmp + q * LM, aw * LM, len);
     for (int i = 0; i < mh; i++)   /* Y[i][j] = sum_q AT[j][q] tmp[i][q] */
-        NC_NAME(wino_apply)(mw, aw, nc_wino_at(mw), 0, tmp + i * aw * CB, CB, Y + i * mw * CB, CB, len);
+        NC_NAME(wino_apply)(mw, aw, nc_wino_at(mw), 0, tmp + i * aw * LM, LM, Y + i * mw * LM, LM, len);
 }
 
 /* The adjoint of wino_out_tile: dm[p aw + q] = (A dY A^T)[p][q], dY[i][j] at dY + (i mw + j) CB. */
@@ -75,13 +75,13 @@ NC_VINLINE void NC_NAME(wino_out_tile_t)(const int mh, const int mw, const REAL 
 {
     const int ah = AH(mh), aw = mw + 2;
     if (ah == 1) {
-        NC_NAME(wino_apply)(aw, mw, nc_wino_at(mw), 1, dY, CB, dm, ms, len);
+        NC_NAME(wino_apply)(aw, mw, nc_wino_at(mw), 1, dY, LM, dm, ms, len);
         return;
     }
     for (int j = 0; j < mw; j++)   /* tmp[p][j] = sum_i AT[i][p] dY[i][j] */
-        NC_NAME(wino_apply)(ah, mh, nc_wino_at(mh), 1, dY + j * CB, mw * CB, tmp + j * CB, mw * CB, len);
+        NC_NAME(wino_apply)(ah, mh, nc_wino_at(mh), 1, dY + j * LM, mw * LM, tmp + j * LM, mw * LM, len);
     for (int p = 0; p < ah; p++)   /* dm[p][q] = sum_j AT[j][q] tmp[p][j] */
-        NC_NAME(wino_apply)(aw, mw, nc_wino_at(mw), 1, tmp + p * mw * CB, CB, dm + p * aw * ms, ms, len);
+        NC_NAME(wino_apply)(aw, mw, nc_wino_at(mw), 1, tmp + p * mw * LM, LM, dm + p * aw * ms, ms, len);
 }
 
 /* The adjoint of wino_in_tile, in place: v[p aw + q] := (B dV B^T)[p][q]. */
@@ -89,14 +89,14 @@ NC_VINLINE void NC_NAME(wino_in_tile_t)(const int mh, const int mw, REAL *v, ptr
 {
     const int ah = AH(mh), aw = mw + 2;
     if (ah == 1) {
-        NC_NAME(wino_apply)(aw, aw, nc_wino_bt(mw), 1, v, vs, tmp, CB, len);
-        for (int q = 0; q < aw; q++) memcpy(v + q * vs, tmp + q * CB, (size_t)len * sizeof(REAL));
+        NC_NAME(wino_apply)(aw, aw, nc_wino_bt(mw), 1, v, vs, tmp, LM, len);
+        for (int q = 0; q < aw; q++) memcpy(v + q * vs, tmp + q * LM, (size_t)len * sizeof(REAL));
         return;
     }
     for (int j = 0; j < aw; j++)   /* tmp[p][j] = sum_i BT[i][p] dV[i][j] */
-        NC_NAME(wino_apply)(ah, ah, nc_wino_bt(mh), 1, v + j * vs, aw * vs, tmp + j * CB, aw * CB, len);
+        NC_NAME(wino_apply)(ah, ah, nc_wino_bt(mh), 1, v + j * vs, aw * vs, tmp + j * LM, aw * LM, len);
     for (int p = 0; p < ah; p++)   /* v[p][q] = sum_j BT[j][q] tmp[p][j] */
-        NC_NAME(wino_apply)(aw, aw, nc_wino_bt(mw), 1, tmp + p * aw * CB, CB, v + p * aw * vs, vs, len);
+        NC_NAME(wino_apply)(aw, aw, nc_wino_bt(mw), 1, tmp + p * aw * LM, LM, v + p * aw * vs, vs, len);
 }
 
 /* ---- the phases, each over a range of tiles (or rows of dx) ---- */
@@ -112,39 +112,45 @@ NC_VINLINE void NC_NAME(wino_prefetch)(const int a2, const REAL *p, ptrdiff_t ps
         __builtin_prefetch(q + len - 1, 1, 3);
     }
 }
+#ifndef NC_WINO_AHEAD
 #define NC_WINO_AHEAD 2   /* tiles */
+#endif
 
-/* V[t] for t0 <= t < t1 */
+/* The workers below run over chunks of consecutive tiles: the transforms are elementwise across
+ * (tile, channel), and in each plane of V or M the channels of consecutive tiles are contiguous, so
+ * a chunk is one vector of up to LM values per plane (whole tiles when c <= LM, else one tile and
+ * a block of its channels). Tile t of a chunk holds positions it len .. of each vector. */
+#define NC_WINO_CHUNK(K, tb, kl) const ptrdiff_t kl = (K) <= LM ? (K) : LM, tb = (K) <= LM ? LM / (K) : 1
+
+/* V for the tiles t0 <= t < t1 */
 NC_VINLINE void NC_NAME(wino_input_k)(const int mh, const int mw, const nc_wino *s, const nc_conv_geom *g,
                                       const REAL *x, REAL *V, ptrdiff_t t0, ptrdiff_t t1)
 {
     const int ah = AH(mh), aw = mw + 2;
     const ptrdiff_t H = g->h, W = g->w, C = s->c;
-    REAL d[36 * CB], tmp[36 * CB];
-    for (ptrdiff_t t = t0; t < t1; t++) {
-        const ptrdiff_t b = t / (s->th * s->tw), ti = t / s->tw % s->th, tj = t % s->tw;
-        const ptrdiff_t r0 = ti * mh - g->pt, c0 = tj * mw - g->pl;
-        const int inside = r0 >= 0 && r0 + ah <= H && c0 >= 0 && c0 + aw <= W;
-        const REAL *xb = x + b * H * W * C;
-        REAL *v = V + t * s->vts;
-        const ptrdiff_t vs = s->vps;
-        for (ptrdiff_t k0 = 0; k0 < C; k0 += CB) {
-            const ptrdiff_t len = C - k0 < CB ? C - k0 : CB;
-            if (t + NC_WINO_AHEAD < s->T) NC_NAME(wino_prefetch)(ah * aw, v + NC_WINO_AHEAD * s->vts + k0, vs, len);
-            if (inside) {
-                NC_NAME(wino_in_tile)(mh, mw, xb + (r0 * W + c0) * C + k0, W * C, C, v + k0, vs, len, tmp);
-                continue;
+    NC_WINO_CHUNK(C, tb, kl);
+    REAL d[36 * LM], tmp[36 * LM];
+    for (ptrdiff_t tt = t0; tt < t1; tt += tb) {
+        const ptrdiff_t nt = t1 - tt < tb ? t1 - tt : tb;
+        for (ptrdiff_t k0 = 0; k0 < C; k0 += kl) {
+            const ptrdiff_t len = C - k0 < kl ? C - k0 : kl;
+            REAL *v = V + tt * s->vts + k0;
+            if (tt + nt < s->T) NC_NAME(wino_prefetch)(ah * aw, v + nt * s->vts, s->vps, nt * len);
+            for (ptrdiff_t it = 0; it < nt; it++) {   /* the patches, zero outside the image */
+                const ptrdiff_t t = tt + it, b = t / (s->th * s->tw), ti = t / s->tw % s->th, tj = t % s->tw;
+                const ptrdiff_t r0 = ti * mh - g->pt, c0 = tj * mw - g->pl;
+                const REAL *xb = x + b * H * W * C + k0;
+                for (int p = 0; p < ah; p++)
+                    for (int q = 0; q < aw; q++) {
+                        const ptrdiff_t ih = r0 + p, iw = c0 + q;
+                        REAL *dp = d + (p * aw + q) * LM + it * len;
+                        if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                            memcpy(dp, xb + (ih * W + iw) * C, (size_t)len * sizeof(REAL));
+                        else
+                            memset(dp, 0, (size_t)len * sizeof(REAL));
+                    }
             }
-            for (int p = 0; p < ah; p++)   /* the patch, zero outside the image */
-                for (int q = 0; q < aw; q++) {
-                    const ptrdiff_t ih = r0 + p, iw = c0 + q;
-                    REAL *dp = d + (p * aw + q) * CB;
-                    if (ih >= 0 && ih < H && iw >= 0 && iw < W)
-                        memcpy(dp, xb + (ih * W + iw) * C + k0, (size_t)len * sizeof(REAL));
-                    else
-                        memset(dp, 0, (size_t)len * sizeof(REAL));
-                }
-            NC_NAME(wino_in_tile)(mh, mw, d, aw * CB, CB, v + k0, vs, len, tmp);
+            NC_NAME(wino_in_tile)(mh, mw, d, aw * LM, LM, v, s->vps, nt * len, tmp);
         }
     }
 }
@@ -155,39 +161,36 @@ NC_VINLINE void NC_NAME(wino_output_k)(const int mh, const int mw, const nc_wino
                                        ptrdiff_t t1)
 {
     const ptrdiff_t F = s->f, OH = g->oh, OW = g->ow;
-    REAL Y[16 * CB], tmp[24 * CB];
-    for (ptrdiff_t t = t0; t < t1; t++) {
-        const ptrdiff_t b = t / (s->th * s->tw), ti = t / s->tw % s->th, tj = t % s->tw;
-        const ptrdiff_t ni = OH - ti * mh < mh ? OH - ti * mh : mh, nj = OW - tj * mw < mw ? OW - tj * mw : mw;
-        for (ptrdiff_t k0 = 0; k0 < F; k0 += CB) {
-            const ptrdiff_t len = F - k0 < CB ? F - k0 : CB;
-            if (t + NC_WINO_AHEAD < s->T)
-                NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), M + (t + NC_WINO_AHEAD) * s->mts + k0, s->mps, len);
-            NC_NAME(wino_out_tile)(mh, mw, M + t * s->mts + k0, s->mps, Y, len, tmp);
-            for (ptrdiff_t i = 0; i < ni; i++)
-                for (ptrdiff_t j = 0; j < nj; j++) {
-                    REAL *yp = y + ((b * OH + ti * mh + i) * OW + tj * mw + j) * F + k0;
-                    const REAL *src = Y + (i * mw + j) * CB;
-                    if (bias) {
-                        const REAL *bb = bias + k0;
+    NC_WINO_CHUNK(F, tb, kl);
+    REAL Y[16 * LM], tmp[24 * LM];
+    for (ptrdiff_t tt = t0; tt < t1; tt += tb) {
+        const ptrdiff_t nt = t1 - tt < tb ? t1 - tt : tb;
+        for (ptrdiff_t k0 = 0; k0 < F; k0 += kl) {
+            const ptrdiff_t len = F - k0 < kl ? F - k0 : kl;
+            const REAL *mt = M + tt * s->mts + k0;
+            if (tt + nt < s->T) NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), mt + nt * s->mts, s->mps, nt * len);
+            NC_NAME(wino_out_tile)(mh, mw, mt, s->mps, Y, nt * len, tmp);
+            for (ptrdiff_t it = 0; it < nt; it++) {
+                const ptrdiff_t t = tt + it, b = t / (s->th * s->tw), ti = t / s->tw % s->th, tj = t % s->tw;
+                const ptrdiff_t ni = OH - ti * mh < mh ? OH - ti * mh : mh, nj = OW - tj * mw < mw ? OW - tj * mw : mw;
+                for (ptrdiff_t i = 0; i < ni; i++)
+                    for (ptrdiff_t j = 0; j < nj; j++) {
+                        REAL *yp = y + ((b * OH + ti * mh + i) * OW + tj * mw + j) * F + k0;
+                        const REAL *src = Y + (i * mw + j) * LM + it * len;
+                        const REAL *bb = bias ? bias + k0 : NULL;
                         if (act == NC_ACT_RELU) {
 #pragma omp simd
                             for (ptrdiff_t e = 0; e < len; e++) {
-                                const REAL z = src[e] + bb[e];
+                                const REAL z = src[e] + (bb ? bb[e] : (REAL)0);
                                 yp[e] = z > 0 ? z : (REAL)0;   /* NaN -> 0, as nc_act_forward's relu */
                             }
                         } else {
 #pragma omp simd
-                            for (ptrdiff_t e = 0; e < len; e++) yp[e] = src[e] + bb[e];
+                            for (ptrdiff_t e = 0; e < len; e++) yp[e] = src[e] + (bb ? bb[e] : (REAL)0);
+                            if (act != NC_ACT_LINEAR) NC_NAME(act_forward)(act, alpha, yp, yp, len);
                         }
-                    } else if (act == NC_ACT_RELU) {
-#pragma omp simd
-                        for (ptrdiff_t e = 0; e < len; e++) yp[e] = src[e] > 0 ? src[e] : (REAL)0;
-                    } else {
-                        memcpy(yp, src, (size_t)len * sizeof(REAL));
                     }
-                    if (act != NC_ACT_LINEAR && act != NC_ACT_RELU) NC_NAME(act_forward)(act, alpha, yp, yp, len);
-                }
+            }
         }
     }
 }
@@ -197,41 +200,44 @@ NC_VINLINE void NC_NAME(wino_output_grad_k)(const int mh, const int mw, const nc
                                             const REAL *delta, REAL *M, ptrdiff_t t0, ptrdiff_t t1)
 {
     const ptrdiff_t F = s->f, OH = g->oh, OW = g->ow;
-    REAL dY[16 * CB], tmp[24 * CB];
-    for (ptrdiff_t t = t0; t < t1; t++) {
-        const ptrdiff_t b = t / (s->th * s->tw), ti = t / s->tw % s->th, tj = t % s->tw;
-        const ptrdiff_t ni = OH - ti * mh < mh ? OH - ti * mh : mh, nj = OW - tj * mw < mw ? OW - tj * mw : mw;
-        for (ptrdiff_t k0 = 0; k0 < F; k0 += CB) {
-            const ptrdiff_t len = F - k0 < CB ? F - k0 : CB;
-            for (ptrdiff_t i = 0; i < mh; i++)
-                for (ptrdiff_t j = 0; j < mw; j++) {
-                    REAL *dp = dY + (i * mw + j) * CB;
-                    if (i < ni && j < nj)
-                        memcpy(dp, delta + ((b * OH + ti * mh + i) * OW + tj * mw + j) * F + k0,
-                               (size_t)len * sizeof(REAL));
-                    else
-                        memset(dp, 0, (size_t)len * sizeof(REAL));
-                }
-            if (t + NC_WINO_AHEAD < s->T)
-                NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), M + (t + NC_WINO_AHEAD) * s->mts + k0, s->mps, len);
-            NC_NAME(wino_out_tile_t)(mh, mw, dY, M + t * s->mts + k0, s->mps, len, tmp);
+    NC_WINO_CHUNK(F, tb, kl);
+    REAL dY[16 * LM], tmp[24 * LM];
+    for (ptrdiff_t tt = t0; tt < t1; tt += tb) {
+        const ptrdiff_t nt = t1 - tt < tb ? t1 - tt : tb;
+        for (ptrdiff_t k0 = 0; k0 < F; k0 += kl) {
+            const ptrdiff_t len = F - k0 < kl ? F - k0 : kl;
+            REAL *mt = M + tt * s->mts + k0;
+            if (tt + nt < s->T) NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), mt + nt * s->mts, s->mps, nt * len);
+            for (ptrdiff_t it = 0; it < nt; it++) {
+                const ptrdiff_t t = tt + it, b = t / (s->th * s->tw), ti = t / s->tw % s->th, tj = t % s->tw;
+                const ptrdiff_t ni = OH - ti * mh < mh ? OH - ti * mh : mh, nj = OW - tj * mw < mw ? OW - tj * mw : mw;
+                for (ptrdiff_t i = 0; i < mh; i++)
+                    for (ptrdiff_t j = 0; j < mw; j++) {
+                        REAL *dp = dY + (i * mw + j) * LM + it * len;
+                        if (i < ni && j < nj)
+                            memcpy(dp, delta + ((b * OH + ti * mh + i) * OW + tj * mw + j) * F + k0,
+                                   (size_t)len * sizeof(REAL));
+                        else
+                            memset(dp, 0, (size_t)len * sizeof(REAL));
+                    }
+            }
+            NC_NAME(wino_out_tile_t)(mh, mw, dY, mt, s->mps, nt * len, tmp);
         }
     }
 }
 
-/* V[t] := B V[t] B^T for t0 <= t < t1 (dV to the patches' gradients, in place) */
+/* V := B V B^T for the tiles t0 <= t < t1 (dV to the patches' gradients, in place): elementwise over
+ * (tile, channel), so the chunks need not respect tile boundaries */
 NC_VINLINE void NC_NAME(wino_input_grad_k)(const int mh, const int mw, const nc_wino *s, REAL *V, ptrdiff_t t0,
                                            ptrdiff_t t1)
 {
-    const ptrdiff_t C = s->c;
-    REAL tmp[36 * CB];
-    for (ptrdiff_t t = t0; t < t1; t++)
-        for (ptrdiff_t k0 = 0; k0 < C; k0 += CB) {
-            const ptrdiff_t len = C - k0 < CB ? C - k0 : CB;
-            if (t + NC_WINO_AHEAD < s->T)
-                NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), V + (t + NC_WINO_AHEAD) * s->vts + k0, s->vps, len);
-            NC_NAME(wino_in_tile_t)(mh, mw, V + t * s->vts + k0, s->vps, len, tmp);
-        }
+    REAL tmp[36 * LM];
+    const ptrdiff_t e1 = t1 * s->vts;
+    for (ptrdiff_t e0 = t0 * s->vts; e0 < e1; e0 += LM) {
+        const ptrdiff_t len = e1 - e0 < LM ? e1 - e0 : LM;
+        if (e0 + len < s->T * s->vts) NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), V + e0 + len, s->vps, len);
+        NC_NAME(wino_in_tile_t)(mh, mw, V + e0, s->vps, len, tmp);
+    }
 }
 
 #define NC_WINO_SWITCH(s, CALL)                        \
@@ -307,9 +313,9 @@ static void NC_NAME(wino_filter_chan)(const nc_wino *s, const nc_conv_geom *g, c
 {
     const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
     const ptrdiff_t C = s->c, F = s->f, kh = g->kh;
-    double tmp[6][3][CB];
-    for (ptrdiff_t k0 = 0; k0 < F; k0 += CB) {
-        const ptrdiff_t len = F - k0 < CB ? F - k0 : CB;
+    double tmp[6][3][LM];
+    for (ptrdiff_t k0 = 0; k0 < F; k0 += LM) {
+        const ptrdiff_t len = F - k0 < LM ? F - k0 : LM;
         for (ptrdiff_t i = 0; i < s->ah; i++)   /* tmp[i][q] = sum_p G[i][p] g[p][q] */
             for (int q = 0; q < 3; q++)
                 for (ptrdiff_t e = 0; e < len; e++) {
@@ -332,9 +338,9 @@ static void NC_NAME(wino_filter_grad_chan)(const nc_wino *s, const nc_conv_geom 
 {
     const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
     const ptrdiff_t C = s->c, F = s->f, kh = g->kh;
-    double tmp[6][3][CB];
-    for (ptrdiff_t k0 = 0; k0 < F; k0 += CB) {
-        const ptrdiff_t len = F - k0 < CB ? F - k0 : CB;
+    double tmp[6][3][LM];
+    for (ptrdiff_t k0 = 0; k0 < F; k0 += LM) {
+        const ptrdiff_t len = F - k0 < LM ? F - k0 : LM;
         for (ptrdiff_t i = 0; i < s->ah; i++)   /* tmp[i][q] = sum_j G[j][q] dU[i][j] */
             for (int q = 0; q < 3; q++)
                 for (ptrdiff_t e = 0; e < len; e++) {
@@ -356,9 +362,9 @@ static void NC_NAME(wino_filter_grad_chan)(const nc_wino *s, const nc_conv_geom 
 }
 
 #undef NC_WINO_SWITCH
-#undef NC_WINO_AHEAD
 #undef AH
-#undef CB
+#undef LM
+#undef NC_WINO_CHUNK
 
 /* ---- the passes: every phase over fixed items, by the team or serially ---- */
 
