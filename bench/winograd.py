@@ -127,7 +127,7 @@ def timing(args):
                 t[k].append(clock() - t0)
         med = {k: float(np.median(v)) * 1e3 for k, v in t.items()}
         best = min(med, key=med.get)
-        rule = winograd_tile(xshape, f, kh)
+        rule = winograd_tile(xshape[0], case.out, xshape[3], kh)
         name = lambda k: "im2col" if k in ("im2col", 0) else f"F({k}x{k})" if kh == 3 else f"F({k},3)"
         print(f"| {label} | {xshape} | {f} | {kh}x3 | {padding} | {med['im2col']:.3f} | {med[2]:.3f} | "
               f"{med[4]:.3f} | {med['im2col'] / med[2]:.2f}x | {med['im2col'] / med[4]:.2f}x | "

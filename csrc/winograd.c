@@ -60,6 +60,13 @@ NC_VINLINE const double *nc_wino_g(int m) { return m == 4 ? nc_wino_g4 : m == 2 
 #define NC_WINO_ROWS 2048
 #define NC_WINO_CHANS 96
 
+/* a cache line about to be written, towards L1 */
+#if defined(__GNUC__) || defined(__clang__)
+#define NC_WINO_PREFETCH(p) __builtin_prefetch((p), 1, 3)
+#else
+#define NC_WINO_PREFETCH(p) ((void)(p))
+#endif
+
 /* The tiling of one convolution. */
 typedef struct nc_wino {
     ptrdiff_t mh, mw;   /* output tile (mh = 1 for a kernel of height 1) */

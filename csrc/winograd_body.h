@@ -108,8 +108,8 @@ NC_VINLINE void NC_NAME(wino_prefetch)(const int a2, const REAL *p, ptrdiff_t ps
 {
     for (int xi = 0; xi < a2; xi++) {
         const REAL *q = p + xi * ps;
-        for (ptrdiff_t e = 0; e < len; e += 64 / (ptrdiff_t)sizeof(REAL)) __builtin_prefetch(q + e, 1, 3);
-        __builtin_prefetch(q + len - 1, 1, 3);
+        for (ptrdiff_t e = 0; e < len; e += 64 / (ptrdiff_t)sizeof(REAL)) NC_WINO_PREFETCH(q + e);
+        NC_WINO_PREFETCH(q + len - 1);
     }
 }
 #ifndef NC_WINO_AHEAD

@@ -181,3 +181,34 @@ def test_configs_name_the_same_arguments_as_keras():
             if key.endswith(("initializer", "regularizer")) and isinstance(kv, dict):
                 continue                                      # Keras serializes these as objects
             assert nv == kv, (kcls.__name__, key, nv, kv)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_winograd_path_matches_keras(monkeypatch, m):
+    # the 3x3 (and Conv1D kernel-3) stride-1 layers on Winograd F(m x m, 3 x 3): forced here, the rule of
+    # nncore.layers.conv.winograd_tile takes it on larger shapes (tests/test_winograd.py)
+    import nncore.layers.conv as conv_mod
+
+    monkeypatch.setattr(conv_mod, "winograd_tile", lambda *a: m)
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(3, 9, 11, 5))
+    kw = dict(filters=4, kernel_size=3, padding="same", activation="relu")
+    yk, yn = _forward_both([KL.Conv2D(**kw)], [NL.Conv2D(**kw)], x)
+    np.testing.assert_allclose(yn, yk, rtol=1e-10, atol=1e-12)
+    xs = rng.normal(size=(2, 13, 3))
+    for kw in (dict(filters=3, kernel_size=3), dict(filters=2, kernel_size=3, padding="causal", activation="tanh")):
+        yk, yn = _forward_both([KL.Conv1D(**kw)], [NL.Conv1D(**kw)], xs)
+        np.testing.assert_allclose(yn, yk, rtol=1e-10, atol=1e-12)
+    layers = lambda lib: [lib.Conv2D(4, 3, padding="same", activation="relu"), lib.Conv2D(3, 3, activation="tanh"),
+                          lib.Flatten(), lib.Dense(3, activation="softmax")]
+    y = rng.integers(0, 3, 3)
+    km, nm = _twins(layers(KL), layers(NL), x.shape[1:], seed=11)
+    w0 = nm.get_weights()
+    km.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss="sparse_categorical_crossentropy")
+    nm.compile(optimizer=nncore.optimizers.SGD(learning_rate=1.0), loss="sparse_categorical_crossentropy")
+    km.fit(x, y, batch_size=3, epochs=1, shuffle=False, verbose=0)
+    nm.fit(x, y, batch_size=3, epochs=1, shuffle=False, verbose=0)
+    assert [layer._bufs[3][6][0] for layer in nm.layers[:2]] == [m, m]
+    for a, k, n in zip(w0, km.get_weights(), nm.get_weights()):
+        gk, gn = a - k, a - n
+        np.testing.assert_allclose(gn, gk, rtol=1e-6, atol=1e-6 * np.abs(gk).max())

@@ -69,14 +69,30 @@ def _out_size(size, k, s, d, padding):
     return out, max((out - 1) * s + span - size, 0) // 2
 
 
-def winograd_tile(x_shape, filters, kh):
+# Winograd's speed-up over im2col + GEMM for a training step, per tile m: r E c / (c + C0) T / (T + T0), where
+# r = im2col's multiplies per Winograd multiply (9 oh ow / (36 tiles) for m = 4 on whole tiles: 4; less
+# with partial tiles), c the channels (the GEMMs' k: short ones pay more for the transforms) and T the
+# tiles (small problems pay the passes' fixed costs). (E, C0, T0) fitted to `python bench/winograd.py`
+# on AVX2 (Zen 4), float32, 1 thread; docs/models.md has the table.
+_WINO_FIT = {2: (1.15, 34.0, 45.0), 4: (0.89, 26.0, 30.0)}
+_WINO_MARGIN = 1.1   # Winograd only where it is predicted at least 10% faster
+
+
+def winograd_tile(n, out_hw, c, kh):
     """The output tile m of Winograd F(m x m, 3 x 3) for a 3x3 (kh = 3) or 1x3 (kh = 1: Conv1D) stride-1
-    convolution of inputs x_shape (n, h, w, c), or 0 for im2col + GEMM. A rule of the shapes alone
-    (measured, bench/winograd.py): the same layer takes the same path on any machine and thread count."""
-    n, h, w, c = x_shape
-    if c < 8 or filters < 8:
-        return 0
-    return 4 if min(h, w) >= 6 or kh == 1 else 2
+    convolution of n images of c channels to an output of size out_hw, or 0 for im2col + GEMM: the m of
+    the larger predicted speed-up, where that is above the margin. A rule of the shapes alone, so a layer
+    takes the same path on every machine, thread count and run."""
+    oh, ow = out_hw
+    best, gain = 0, _WINO_MARGIN
+    for m, (e, c0, t0) in _WINO_FIT.items():
+        mh = m if kh == 3 else 1
+        tiles = n * -(-oh // mh) * -(-ow // m)
+        r = 3 * kh * n * oh * ow / ((mh + kh - 1) * (m + 2) * tiles)
+        g = r * e * c / (c + c0) * tiles / (tiles + t0)
+        if g > gain:
+            best, gain = m, g
+    return best
 
 
 class _Window(Layer):
@@ -169,7 +185,7 @@ class _Conv(_Window):
         # allocated once per batch size
         dt = self.kernel.dtype
         m = n * self._out[0] * self._out[1]
-        tile = self._wino_ok and winograd_tile((n,) + self._hwc, self.filters, self._win[0])
+        tile = self._wino_ok and winograd_tile(n, self._out, self._hwc[2], self._win[0])
         wino = None
         if tile:
             sizes = _conv.wino_sizes((n,) + self._hwc, self._k4.shape, tile, self._out)
