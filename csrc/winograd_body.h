@@ -84,19 +84,20 @@ NC_VINLINE void NC_NAME(wino_out_tile_t)(const int mh, const int mw, const REAL 
         NC_NAME(wino_apply)(aw, mw, nc_wino_at(mw), 1, tmp + p * mw * LM, LM, dm + p * aw * ms, ms, len);
 }
 
-/* The adjoint of wino_in_tile, in place: v[p aw + q] := (B dV B^T)[p][q]. */
-NC_VINLINE void NC_NAME(wino_in_tile_t)(const int mh, const int mw, REAL *v, ptrdiff_t vs, ptrdiff_t len, REAL *tmp)
+/* The adjoint of wino_in_tile: out[p aw + q] = (B dV B^T)[p][q], dV[xi] at v + xi vs, out[xi] at
+ * out + xi os. */
+NC_VINLINE void NC_NAME(wino_in_tile_t)(const int mh, const int mw, const REAL *v, ptrdiff_t vs, REAL *out,
+                                        ptrdiff_t os, ptrdiff_t len, REAL *tmp)
 {
     const int ah = AH(mh), aw = mw + 2;
     if (ah == 1) {
-        NC_NAME(wino_apply)(aw, aw, nc_wino_bt(mw), 1, v, vs, tmp, LM, len);
-        for (int q = 0; q < aw; q++) memcpy(v + q * vs, tmp + q * LM, (size_t)len * sizeof(REAL));
+        NC_NAME(wino_apply)(aw, aw, nc_wino_bt(mw), 1, v, vs, out, os, len);
         return;
     }
     for (int j = 0; j < aw; j++)   /* tmp[p][j] = sum_i BT[i][p] dV[i][j] */
         NC_NAME(wino_apply)(ah, ah, nc_wino_bt(mh), 1, v + j * vs, aw * vs, tmp + j * LM, aw * LM, len);
-    for (int p = 0; p < ah; p++)   /* v[p][q] = sum_j BT[j][q] tmp[p][j] */
-        NC_NAME(wino_apply)(aw, aw, nc_wino_bt(mw), 1, tmp + p * aw * LM, LM, v + p * aw * vs, vs, len);
+    for (int p = 0; p < ah; p++)   /* out[p][q] = sum_j BT[j][q] tmp[p][j] */
+        NC_NAME(wino_apply)(aw, aw, nc_wino_bt(mw), 1, tmp + p * aw * LM, LM, out + p * aw * os, os, len);
 }
 
 /* ---- the phases, each over a range of tiles (or rows of dx) ---- */
@@ -226,17 +227,42 @@ NC_VINLINE void NC_NAME(wino_output_grad_k)(const int mh, const int mw, const nc
     }
 }
 
-/* V := B V B^T for the tiles t0 <= t < t1 (dV to the patches' gradients, in place): elementwise over
- * (tile, channel), so the chunks need not respect tile boundaries */
-NC_VINLINE void NC_NAME(wino_input_grad_k)(const int mh, const int mw, const nc_wino *s, REAL *V, ptrdiff_t t0,
-                                           ptrdiff_t t1)
+/* dx of the images b0 <= b < b1: the patch gradient B dV_t B^T of each of their tiles added where the
+ * patch lies inside the image, tiles in order (a pixel sums its terms, from at most 2 x 2 tiles, in
+ * one fixed order; images are disjoint, so threads never share a pixel) */
+NC_VINLINE void NC_NAME(wino_input_grad_k)(const int mh, const int mw, const nc_wino *s, const nc_conv_geom *g,
+                                           const REAL *V, REAL *dx, ptrdiff_t b0, ptrdiff_t b1)
 {
-    REAL tmp[36 * LM];
-    const ptrdiff_t e1 = t1 * s->vts;
-    for (ptrdiff_t e0 = t0 * s->vts; e0 < e1; e0 += LM) {
-        const ptrdiff_t len = e1 - e0 < LM ? e1 - e0 : LM;
-        if (e0 + len < s->T * s->vts) NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), V + e0 + len, s->vps, len);
-        NC_NAME(wino_in_tile_t)(mh, mw, V + e0, s->vps, len, tmp);
+    const int ah = AH(mh), aw = mw + 2;
+    const ptrdiff_t H = g->h, W = g->w, C = s->c, per = s->th * s->tw;
+    NC_WINO_CHUNK(C, tb, kl);
+    REAL dd[36 * LM], tmp[36 * LM];
+    for (ptrdiff_t b = b0; b < b1; b++) {
+        REAL *xb = dx + b * H * W * C;
+        memset(xb, 0, (size_t)(H * W * C) * sizeof(REAL));
+        for (ptrdiff_t tt = b * per; tt < (b + 1) * per; tt += tb) {
+            const ptrdiff_t nt = (b + 1) * per - tt < tb ? (b + 1) * per - tt : tb;
+            for (ptrdiff_t k0 = 0; k0 < C; k0 += kl) {
+                const ptrdiff_t len = C - k0 < kl ? C - k0 : kl;
+                const REAL *v = V + tt * s->vts + k0;
+                if (tt + nt < s->T) NC_NAME(wino_prefetch)(ah * aw, v + nt * s->vts, s->vps, nt * len);
+                NC_NAME(wino_in_tile_t)(mh, mw, v, s->vps, dd, LM, nt * len, tmp);
+                for (ptrdiff_t it = 0; it < nt; it++) {
+                    const ptrdiff_t t = tt + it, ti = t / s->tw % s->th, tj = t % s->tw;
+                    const ptrdiff_t r0 = ti * mh - g->pt, c0 = tj * mw - g->pl;
+                    for (int p = 0; p < ah; p++) {
+                        if (r0 + p < 0 || r0 + p >= H) continue;
+                        for (int q = 0; q < aw; q++) {
+                            if (c0 + q < 0 || c0 + q >= W) continue;
+                            REAL *d = xb + ((r0 + p) * W + c0 + q) * C + k0;
+                            const REAL *src = dd + (p * aw + q) * LM + it * len;
+#pragma omp simd
+                            for (ptrdiff_t e = 0; e < len; e++) d[e] += src[e];
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -273,38 +299,12 @@ NC_CLONES static void NC_NAME(wino_output_grad)(const nc_wino *s, const nc_conv_
 #undef CALL
 }
 
-NC_CLONES static void NC_NAME(wino_input_grad)(const nc_wino *s, REAL *V, ptrdiff_t t0, ptrdiff_t t1)
+NC_CLONES static void NC_NAME(wino_input_grad)(const nc_wino *s, const nc_conv_geom *g, const REAL *V, REAL *dx,
+                                               ptrdiff_t b0, ptrdiff_t b1)
 {
-#define CALL(mh, mw) NC_NAME(wino_input_grad_k)(mh, mw, s, V, t0, t1)
+#define CALL(mh, mw) NC_NAME(wino_input_grad_k)(mh, mw, s, g, V, dx, b0, b1)
     NC_WINO_SWITCH(s, CALL)
 #undef CALL
-}
-
-/* dx rows r0 <= r < r1 (r = b h + ih): each pixel sums the patch gradients of the tiles over it, in
- * tile order (at most 2 x 2 tiles: patches overlap by kh - 1 rows and 2 columns) */
-NC_CLONES static void NC_NAME(wino_gather)(const nc_wino *s, const nc_conv_geom *g, const REAL *P, REAL *dx,
-                                           ptrdiff_t r0, ptrdiff_t r1)
-{
-    const ptrdiff_t H = g->h, W = g->w, C = s->c, mh = s->mh, mw = s->mw, ah = s->ah, aw = s->aw;
-    for (ptrdiff_t r = r0; r < r1; r++) {
-        const ptrdiff_t b = r / H, ih = r % H, u = ih + g->pt;   /* u: the row in patch coordinates */
-        const ptrdiff_t ti0 = u - ah + 1 <= 0 ? 0 : (u - ah + 1 + mh - 1) / mh;
-        const ptrdiff_t ti1 = u / mh < s->th - 1 ? u / mh : s->th - 1;
-        for (ptrdiff_t iw = 0; iw < W; iw++) {
-            const ptrdiff_t v = iw + g->pl;
-            const ptrdiff_t tj0 = v - aw + 1 <= 0 ? 0 : (v - aw + 1 + mw - 1) / mw;
-            const ptrdiff_t tj1 = v / mw < s->tw - 1 ? v / mw : s->tw - 1;
-            REAL *d = dx + ((b * H + ih) * W + iw) * C;
-            memset(d, 0, (size_t)C * sizeof(REAL));
-            for (ptrdiff_t ti = ti0; ti <= ti1; ti++)
-                for (ptrdiff_t tj = tj0; tj <= tj1; tj++) {
-                    const REAL *src = P + ((u - ti * mh) * aw + v - tj * mw) * s->vps
-                                      + ((b * s->th + ti) * s->tw + tj) * s->vts;
-#pragma omp simd
-                    for (ptrdiff_t e = 0; e < C; e++) d[e] += src[e];
-                }
-        }
-    }
 }
 
 /* U[xi][c][:] = (G g[:, :, c, :] G^T)[xi] for one channel c, in double */
@@ -396,7 +396,7 @@ static void NC_NAME(wino_backward_team)(const nc_wino *s, const nc_conv_geom *g,
 {
     const ptrdiff_t a2 = s->a2, C = s->c, F = s->f, T = s->T;
     const ptrdiff_t ntb = (T + NC_WINO_TILES - 1) / NC_WINO_TILES, nrb = (T + NC_WINO_ROWS - 1) / NC_WINO_ROWS;
-    const ptrdiff_t ncb = (C + NC_WINO_CHANS - 1) / NC_WINO_CHANS, rows = g->n * g->h;
+    const ptrdiff_t ncb = (C + NC_WINO_CHANS - 1) / NC_WINO_CHANS;
     NC_WINO_FOR(nt, i, ntb, {
         const ptrdiff_t t0 = i * NC_WINO_TILES;
         NC_NAME(wino_output_grad)(s, g, delta, M, t0, T - t0 < NC_WINO_TILES ? T : t0 + NC_WINO_TILES);
@@ -415,11 +415,7 @@ static void NC_NAME(wino_backward_team)(const nc_wino *s, const nc_conv_geom *g,
         NC_NAME(gemm)(0, 1, n, C, F, 1, M + xi * s->mps + r0 * s->mts, s->mts, U + xi * C * F, F, 0,
                       V + xi * s->vps + r0 * s->vts, s->vts, NULL, NC_ACT_LINEAR, 0, 1);
     });
-    NC_WINO_FOR(nt, i, ntb, {
-        const ptrdiff_t t0 = i * NC_WINO_TILES;
-        NC_NAME(wino_input_grad)(s, V, t0, T - t0 < NC_WINO_TILES ? T : t0 + NC_WINO_TILES);
-    });
-    NC_WINO_FOR(nt, i, (rows + 3) / 4, NC_NAME(wino_gather)(s, g, V, dx, i * 4, rows - i * 4 < 4 ? rows : i * 4 + 4));
+    NC_WINO_FOR(nt, b, g->n, NC_NAME(wino_input_grad)(s, g, V, dx, b, b + 1));
 }
 
 void NC_NAME(wino_forward)(const nc_conv_geom *g, int m, ptrdiff_t f, const REAL *x, const REAL *kernel,
