@@ -5,13 +5,18 @@ Inputs are (batch, height, width, channels) for the 2-D layers and
 is (kh, kw, in_channels, filters) exactly as in Keras, so weights move between
 the two unchanged.
 
-Mechanism (one, for every convolution): im2col copies each output pixel's
-receptive field into one row of a work matrix, cols (batch oh ow, kh kw c),
-and ONE GEMM ``cols @ kernel.reshape(kh kw c, filters)`` with the bias and the
-activation in its epilogue writes the (batch, oh, ow, filters) output directly
-(channels_last needs no transpose). Backward is the same GEMMs transposed plus
-col2im, the adjoint of im2col. A 1x1 kernel with stride 1 and no padding skips
-im2col: the input already is the cols matrix.
+Mechanism (the reference, for every convolution): im2col copies each output
+pixel's receptive field into one row of a work matrix, cols (batch oh ow,
+kh kw c), and ONE GEMM ``cols @ kernel.reshape(kh kw c, filters)`` with the
+bias and the activation in its epilogue writes the (batch, oh, ow, filters)
+output directly (channels_last needs no transpose). Backward is the same GEMMs
+transposed plus col2im, the adjoint of im2col. A 1x1 kernel with stride 1 and
+no padding skips im2col: the input already is the cols matrix.
+
+3x3 (Conv1D: 3) stride-1 undilated convolutions may run by Winograd
+F(m x m, 3 x 3) instead (csrc/winograd.c: 2.25 or 4 multiplies per output and
+channel pair instead of 9), forward and both backward products; the tile m or
+im2col is chosen per batch size by `winograd_tile`, from the shapes alone.
 
 Padding (Keras): 'valid': out = floor((in - (k - 1) d - 1) / s) + 1;
 'same': out = ceil(in / s), pad_total = max((out - 1) s + (k - 1) d + 1 - in, 0),
@@ -286,6 +291,10 @@ class Conv2D(_Conv):
     K = kernel.reshape(kh kw c, filters), one GEMM with the bias and f fused.
     Backward: delta = dy * f'(z); dK = cols^T delta; db = sum_rows delta;
     dx = col2im(delta K^T).
+    A 3x3 stride-1 undilated kernel may take Winograd F(2x2, 3x3) or
+    F(4x4, 3x3) instead (the same z, rounded differently; docs/models.md):
+    z = A^T [(G g G^T) .* (B^T d B)] A per output tile, dK and dx by the
+    transposed transforms; `winograd_tile` chooses from the shapes.
     """
 
     rank = 2
