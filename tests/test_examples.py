@@ -62,6 +62,14 @@ def test_lstm_digits():
     assert res["accuracy"] > 0.92
 
 
+def test_export_onnx(tmp_path):
+    import pytest
+
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    res = _load("export_onnx").main(str(tmp_path / "digits.onnx"))
+    assert res["accuracy"] > 0.9 and res["max_diff"] < 1e-5
+
 def test_sklearn_pipeline():
     res = _load("sklearn_pipeline").main(n_jobs=1, epochs=30, verbose=False)
     assert res["accuracy"] > 0.93 and res["cv_accuracy"] > 0.93 and res["same_after_pickle"]
