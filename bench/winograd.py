@@ -3,6 +3,7 @@
 
     python bench/winograd.py [--threads 1] [--clock wall|thread] [--repeats 7] [--quick]
     python bench/winograd.py --error
+    python bench/winograd.py --im2col
 
 Timing: the products a Conv2D training step runs, per path, on the same arrays: forward
 y = relu(conv(x, K) + b) and backward dK and dx from a given delta (bias and activation gradients
@@ -17,6 +18,10 @@ processes hold the core.
 direct float64 convolution, then one training step of the bench "cnn" model (bench/workloads.py)
 in float32 with the layers' own choice of path against the same step with im2col forced, and both
 against float64: the relative difference of the gradients and of the loss.
+
+``--im2col``: what the im2col buffer costs where im2col stays (strides, other kernel sizes, few
+channels): the share of im2col and col2im in the step's products (the measurement an implicit GEMM,
+packing the GEMM's panels straight from the image, would have to beat).
 """
 import argparse
 import os
@@ -134,6 +139,43 @@ def timing(args):
               f"{name(rule)} | {name(best)} |")
 
 
+def im2col_share(args):
+    clock = CLOCK[args.clock]
+    print(f"# The im2col buffer's cost on the shapes that stay on im2col, float32, {args.threads} thread(s), "
+          f"clock {args.clock}, median of {args.repeats}; load {os.getloadavg()[0]:.1f}\n")
+    print("| layer | x (n, h, w, c) | f | im2col ms | col2im ms | GEMMs ms | im2col + col2im share |")
+    print("|---|---|---|---|---|---|---|")
+    cases = [("cnn row conv1: 3x3, 1 channel", (128, 28, 28, 1), 32, (3, 3), (1, 1), "valid"),
+             ("ResNet stem: 7x7 stride 2", (16, 112, 112, 3), 64, (7, 7), (2, 2), "same"),
+             ("3x3 stride 2", (32, 28, 28, 64), 128, (3, 3), (2, 2), "same"),
+             ("5x5", (32, 14, 14, 32), 64, (5, 5), (1, 1), "same"),
+             ("3x3, 4 channels", (32, 28, 28, 4), 32, (3, 3), (1, 1), "same")]
+    for label, xshape, f, win, st, padding in cases:
+        rng = np.random.default_rng(0)
+        n, h, w, c = xshape
+        (oh, pt), (ow, pl) = (_out_size(a, k, s, 1, padding) for a, k, s in zip((h, w), win, st))
+        x = rng.standard_normal(xshape).astype(np.float32)
+        k = rng.standard_normal((win[0] * win[1] * c, f)).astype(np.float32)
+        cols = np.empty((n * oh * ow, k.shape[0]), np.float32)
+        y = np.empty((n * oh * ow, f), np.float32)
+        dk, dx = np.empty_like(k), np.empty_like(x)
+        nt = args.threads
+        parts = {"im2col": lambda: K.im2col(x, cols, win, st, (1, 1), (pt, pl), (oh, ow), nt),
+                 "col2im": lambda: K.col2im(cols, dx, win, st, (1, 1), (pt, pl), (oh, ow), nt),
+                 "gemm": lambda: (gemm(cols, k, y, act=4, n_threads=nt), gemm(cols, y, dk, trans_a=True, n_threads=nt),
+                                  gemm(y, k, cols, trans_b=True, n_threads=nt))}
+        t = {key: [] for key in parts}
+        for _ in range(args.repeats):
+            for key, fn in parts.items():
+                t0 = clock()
+                fn()
+                t[key].append(clock() - t0)
+        med = {key: float(np.median(v)) * 1e3 for key, v in t.items()}
+        share = (med["im2col"] + med["col2im"]) / sum(med.values())
+        print(f"| {label} | {xshape} | {f} | {med['im2col']:.2f} | {med['col2im']:.2f} | {med['gemm']:.2f} | "
+              f"{share:.0%} |")
+
+
 def _rel(a, ref):
     return float(np.abs(a - ref).max() / np.abs(ref).max())
 
@@ -212,11 +254,14 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--error", action="store_true", help="numerical error of each path instead of timings")
+    p.add_argument("--im2col", action="store_true", help="the im2col buffer's share where im2col stays")
     args = p.parse_args(argv)
     if args.clock == "thread" and args.threads != 1:
         p.error("--clock thread times one thread only")
     if args.error:
         errors()
+    elif args.im2col:
+        im2col_share(args)
     else:
         timing(args)
     return 0
