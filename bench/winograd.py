@@ -110,6 +110,19 @@ class Case:
         return y, dk, dx
 
 
+def interleaved(runs, repeats, clock):
+    """{key: median milliseconds} of the callables in runs, timed in turns after one warm-up call each."""
+    for fn in runs.values():
+        fn()
+    t = {key: [] for key in runs}
+    for _ in range(repeats):
+        for key, fn in runs.items():
+            t0 = clock()
+            fn()
+            t[key].append(clock() - t0)
+    return {key: float(np.median(v)) * 1e3 for key, v in t.items()}
+
+
 def timing(args):
     clock = CLOCK[args.clock]
     print(f"# Winograd vs im2col + GEMM, one Conv2D training step's products (relu), float32, "
@@ -122,15 +135,7 @@ def timing(args):
         case = Case(xshape, f, kh, padding)
         runs = {"im2col": lambda: case.im2col_step(args.threads),
                 2: lambda: case.wino_step(2, args.threads), 4: lambda: case.wino_step(4, args.threads)}
-        for fn in runs.values():
-            fn()
-        t = {k: [] for k in runs}
-        for _ in range(args.repeats):
-            for k, fn in runs.items():
-                t0 = clock()
-                fn()
-                t[k].append(clock() - t0)
-        med = {k: float(np.median(v)) * 1e3 for k, v in t.items()}
+        med = interleaved(runs, args.repeats, clock)
         best = min(med, key=med.get)
         rule = winograd_tile(xshape[0], case.out, xshape[3], kh)
         name = lambda k: "im2col" if k in ("im2col", 0) else f"F({k}x{k})" if kh == 3 else f"F({k},3)"
@@ -164,13 +169,7 @@ def im2col_share(args):
                  "col2im": lambda: K.col2im(cols, dx, win, st, (1, 1), (pt, pl), (oh, ow), nt),
                  "gemm": lambda: (gemm(cols, k, y, act=4, n_threads=nt), gemm(cols, y, dk, trans_a=True, n_threads=nt),
                                   gemm(y, k, cols, trans_b=True, n_threads=nt))}
-        t = {key: [] for key in parts}
-        for _ in range(args.repeats):
-            for key, fn in parts.items():
-                t0 = clock()
-                fn()
-                t[key].append(clock() - t0)
-        med = {key: float(np.median(v)) * 1e3 for key, v in t.items()}
+        med = interleaved(parts, args.repeats, clock)
         share = (med["im2col"] + med["col2im"]) / sum(med.values())
         print(f"| {label} | {xshape} | {f} | {med['im2col']:.2f} | {med['col2im']:.2f} | {med['gemm']:.2f} | "
               f"{share:.0%} |")

@@ -39,19 +39,38 @@ NC_VINLINE void NC_NAME(wino_apply)(const int P, const int Q, const double *S, c
 #define LM NC_WINO_LEN
 #define AH(mh) ((mh) == 1 ? 1 : (mh) + 2)
 
+/* out[i][j] = sum_{p, q} S(i, p) T(j, q) in[p][q] for i < P1, p < Q1 (along the height) and j < P2,
+ * q < Q2 (along the width), S and T as in wino_apply (tr: both transposed); in[p][q] at
+ * in + p irs + q ics, out[i][j] at out + i ors + j ocs. A height of 1 (P1 = Q1 = 1, S = 1) is the
+ * width's transform alone. tmp: P1 Q2 vectors of LM. */
+NC_VINLINE void NC_NAME(wino_2d)(const int P1, const int Q1, const double *S, const int P2, const int Q2,
+                                 const double *T, const int tr, const REAL *in, ptrdiff_t irs, ptrdiff_t ics,
+                                 REAL *out, ptrdiff_t ors, ptrdiff_t ocs, ptrdiff_t len, REAL *tmp)
+{
+    if (P1 == 1 && Q1 == 1) {
+        NC_NAME(wino_apply)(P2, Q2, T, tr, in, ics, out, ocs, len);
+        return;
+    }
+    for (int q = 0; q < Q2; q++)   /* tmp[i][q] = sum_p S(i, p) in[p][q] */
+        NC_NAME(wino_apply)(P1, Q1, S, tr, in + q * ics, irs, tmp + q * LM, Q2 * LM, len);
+    for (int i = 0; i < P1; i++)   /* out[i][j] = sum_q T(j, q) tmp[i][q] */
+        NC_NAME(wino_apply)(P2, Q2, T, tr, tmp + i * Q2 * LM, LM, out + i * ors, ocs, len);
+}
+
 /* v[i aw + j] = (B^T d B)[i][j], d[p][q] at d + p rs + q cs, v[xi] at v + xi vs. */
 NC_VINLINE void NC_NAME(wino_in_tile)(const int mh, const int mw, const REAL *d, ptrdiff_t rs, ptrdiff_t cs, REAL *v,
                                       ptrdiff_t vs, ptrdiff_t len, REAL *tmp)
 {
     const int ah = AH(mh), aw = mw + 2;
-    if (ah == 1) {
-        NC_NAME(wino_apply)(aw, aw, nc_wino_bt(mw), 0, d, cs, v, vs, len);
-        return;
-    }
-    for (int q = 0; q < aw; q++)   /* tmp[i][q] = sum_p BT[i][p] d[p][q] */
-        NC_NAME(wino_apply)(ah, ah, nc_wino_bt(mh), 0, d + q * cs, rs, tmp + q * LM, aw * LM, len);
-    for (int i = 0; i < ah; i++)   /* v[i][j] = sum_q BT[j][q] tmp[i][q] */
-        NC_NAME(wino_apply)(aw, aw, nc_wino_bt(mw), 0, tmp + i * aw * LM, LM, v + i * aw * vs, vs, len);
+    NC_NAME(wino_2d)(ah, ah, nc_wino_bt(mh), aw, aw, nc_wino_bt(mw), 0, d, rs, cs, v, aw * vs, vs, len, tmp);
+}
+
+/* The adjoint: out[p aw + q] = (B dV B^T)[p][q], dV[xi] at v + xi vs, out[xi] at out + xi os. */
+NC_VINLINE void NC_NAME(wino_in_tile_t)(const int mh, const int mw, const REAL *v, ptrdiff_t vs, REAL *out,
+                                        ptrdiff_t os, ptrdiff_t len, REAL *tmp)
+{
+    const int ah = AH(mh), aw = mw + 2;
+    NC_NAME(wino_2d)(ah, ah, nc_wino_bt(mh), aw, aw, nc_wino_bt(mw), 1, v, aw * vs, vs, out, aw * os, os, len, tmp);
 }
 
 /* Y[i][j] = (A^T M A)[i][j] (i < mh, j < mw, at Y + (i mw + j) LM), M[xi] at M + xi ms. */
@@ -59,45 +78,15 @@ NC_VINLINE void NC_NAME(wino_out_tile)(const int mh, const int mw, const REAL *M
                                        REAL *tmp)
 {
     const int ah = AH(mh), aw = mw + 2;
-    if (ah == 1) {
-        NC_NAME(wino_apply)(mw, aw, nc_wino_at(mw), 0, M, ms, Y, LM, len);
-        return;
-    }
-    for (int q = 0; q < aw; q++)   /* tmp[i][q] = sum_p AT[i][p] M[p][q] */
-        NC_NAME(wino_apply)(mh, ah, nc_wino_at(mh), 0, M + q * ms, aw * ms, tmp + q * LM, aw * LM, len);
-    for (int i = 0; i < mh; i++)   /* Y[i][j] = sum_q AT[j][q] tmp[i][q] */
-        NC_NAME(wino_apply)(mw, aw, nc_wino_at(mw), 0, tmp + i * aw * LM, LM, Y + i * mw * LM, LM, len);
+    NC_NAME(wino_2d)(mh, ah, nc_wino_at(mh), mw, aw, nc_wino_at(mw), 0, M, aw * ms, ms, Y, mw * LM, LM, len, tmp);
 }
 
-/* The adjoint of wino_out_tile: dm[p aw + q] = (A dY A^T)[p][q], dY[i][j] at dY + (i mw + j) CB. */
+/* The adjoint: dm[p aw + q] = (A dY A^T)[p][q], dY[i][j] at dY + (i mw + j) LM, dm[xi] at dm + xi ms. */
 NC_VINLINE void NC_NAME(wino_out_tile_t)(const int mh, const int mw, const REAL *dY, REAL *dm, ptrdiff_t ms,
                                          ptrdiff_t len, REAL *tmp)
 {
     const int ah = AH(mh), aw = mw + 2;
-    if (ah == 1) {
-        NC_NAME(wino_apply)(aw, mw, nc_wino_at(mw), 1, dY, LM, dm, ms, len);
-        return;
-    }
-    for (int j = 0; j < mw; j++)   /* tmp[p][j] = sum_i AT[i][p] dY[i][j] */
-        NC_NAME(wino_apply)(ah, mh, nc_wino_at(mh), 1, dY + j * LM, mw * LM, tmp + j * LM, mw * LM, len);
-    for (int p = 0; p < ah; p++)   /* dm[p][q] = sum_j AT[j][q] tmp[p][j] */
-        NC_NAME(wino_apply)(aw, mw, nc_wino_at(mw), 1, tmp + p * mw * LM, LM, dm + p * aw * ms, ms, len);
-}
-
-/* The adjoint of wino_in_tile: out[p aw + q] = (B dV B^T)[p][q], dV[xi] at v + xi vs, out[xi] at
- * out + xi os. */
-NC_VINLINE void NC_NAME(wino_in_tile_t)(const int mh, const int mw, const REAL *v, ptrdiff_t vs, REAL *out,
-                                        ptrdiff_t os, ptrdiff_t len, REAL *tmp)
-{
-    const int ah = AH(mh), aw = mw + 2;
-    if (ah == 1) {
-        NC_NAME(wino_apply)(aw, aw, nc_wino_bt(mw), 1, v, vs, out, os, len);
-        return;
-    }
-    for (int j = 0; j < aw; j++)   /* tmp[p][j] = sum_i BT[i][p] dV[i][j] */
-        NC_NAME(wino_apply)(ah, ah, nc_wino_bt(mh), 1, v + j * vs, aw * vs, tmp + j * LM, aw * LM, len);
-    for (int p = 0; p < ah; p++)   /* out[p][q] = sum_j BT[j][q] tmp[p][j] */
-        NC_NAME(wino_apply)(aw, aw, nc_wino_bt(mw), 1, tmp + p * aw * LM, LM, out + p * aw * os, os, len);
+    NC_NAME(wino_2d)(ah, mh, nc_wino_at(mh), aw, mw, nc_wino_at(mw), 1, dY, mw * LM, LM, dm, aw * ms, ms, len, tmp);
 }
 
 /* ---- the phases, each over a range of tiles (or rows of dx) ---- */
@@ -307,55 +296,33 @@ NC_CLONES static void NC_NAME(wino_input_grad)(const nc_wino *s, const nc_conv_g
 #undef CALL
 }
 
-/* U[xi][c][:] = (G g[:, :, c, :] G^T)[xi] for one channel c, in double */
-static void NC_NAME(wino_filter_chan)(const nc_wino *s, const nc_conv_geom *g, const REAL *kernel, REAL *U,
+/* out[a][b] = sum_{p, q} S(a, p) T(b, q) in[p][q] for channel c and every filter, in double and rounded
+ * once: the filter transform U = G g G^T (S = G of the height, T = G of the width) and, with tr, its
+ * adjoint dK = G^T dU G (S(a, p) = G[p][a], T(b, q) = G[q][b]). in[p][q] (p < P, q < Q) of channel c
+ * at in + ((p Q + q) C + c) F, out[a][b] at out + ((a B + b) C + c) F. */
+static void NC_NAME(wino_filter_chan)(int tr, const double *S, const double *Tm, ptrdiff_t A, ptrdiff_t P,
+                                      ptrdiff_t B, ptrdiff_t Q, const REAL *in, REAL *out, ptrdiff_t C, ptrdiff_t F,
                                       ptrdiff_t c)
 {
-    const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
-    const ptrdiff_t C = s->c, F = s->f, kh = g->kh;
-    double tmp[6][3][LM];
-    for (ptrdiff_t k0 = 0; k0 < F; k0 += LM) {
-        const ptrdiff_t len = F - k0 < LM ? F - k0 : LM;
-        for (ptrdiff_t i = 0; i < s->ah; i++)   /* tmp[i][q] = sum_p G[i][p] g[p][q] */
-            for (int q = 0; q < 3; q++)
+    enum { FB = 64 };
+    double tmp[6][6][FB];
+    for (ptrdiff_t k0 = 0; k0 < F; k0 += FB) {
+        const ptrdiff_t len = F - k0 < FB ? F - k0 : FB;
+        for (ptrdiff_t a = 0; a < A; a++)   /* tmp[a][q] = sum_p S(a, p) in[p][q] */
+            for (ptrdiff_t q = 0; q < Q; q++)
                 for (ptrdiff_t e = 0; e < len; e++) {
-                    double a = 0;
-                    for (ptrdiff_t p = 0; p < kh; p++) a += gh[i * kh + p] * (double)kernel[((p * 3 + q) * C + c) * F + k0 + e];
-                    tmp[i][q][e] = a;
+                    double acc = 0;
+                    for (ptrdiff_t p = 0; p < P; p++)
+                        acc += (tr ? S[p * A + a] : S[a * P + p]) * (double)in[((p * Q + q) * C + c) * F + k0 + e];
+                    tmp[a][q][e] = acc;
                 }
-        for (ptrdiff_t i = 0; i < s->ah; i++)   /* U[i][j] = sum_q G[j][q] tmp[i][q] */
-            for (ptrdiff_t j = 0; j < s->aw; j++) {
-                REAL *u = U + ((i * s->aw + j) * C + c) * F + k0;
-                for (ptrdiff_t e = 0; e < len; e++)
-                    u[e] = (REAL)(gw[j * 3] * tmp[i][0][e] + gw[j * 3 + 1] * tmp[i][1][e] + gw[j * 3 + 2] * tmp[i][2][e]);
-            }
-    }
-}
-
-/* dkernel[:, :, c, :] = G^T dU[:][c][:] G for one channel c (the adjoint of wino_filter_chan), in double */
-static void NC_NAME(wino_filter_grad_chan)(const nc_wino *s, const nc_conv_geom *g, const REAL *dU, REAL *dkernel,
-                                           ptrdiff_t c)
-{
-    const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
-    const ptrdiff_t C = s->c, F = s->f, kh = g->kh;
-    double tmp[6][3][LM];
-    for (ptrdiff_t k0 = 0; k0 < F; k0 += LM) {
-        const ptrdiff_t len = F - k0 < LM ? F - k0 : LM;
-        for (ptrdiff_t i = 0; i < s->ah; i++)   /* tmp[i][q] = sum_j G[j][q] dU[i][j] */
-            for (int q = 0; q < 3; q++)
+        for (ptrdiff_t a = 0; a < A; a++)   /* out[a][b] = sum_q T(b, q) tmp[a][q] */
+            for (ptrdiff_t b = 0; b < B; b++) {
+                REAL *o = out + ((a * B + b) * C + c) * F + k0;
                 for (ptrdiff_t e = 0; e < len; e++) {
-                    double a = 0;
-                    for (ptrdiff_t j = 0; j < s->aw; j++)
-                        a += gw[j * 3 + q] * (double)dU[((i * s->aw + j) * C + c) * F + k0 + e];
-                    tmp[i][q][e] = a;
-                }
-        for (ptrdiff_t p = 0; p < kh; p++)      /* dg[p][q] = sum_i G[i][p] tmp[i][q] */
-            for (int q = 0; q < 3; q++) {
-                REAL *dk = dkernel + ((p * 3 + q) * C + c) * F + k0;
-                for (ptrdiff_t e = 0; e < len; e++) {
-                    double a = 0;
-                    for (ptrdiff_t i = 0; i < s->ah; i++) a += gh[i * kh + p] * tmp[i][q][e];
-                    dk[e] = (REAL)a;
+                    double acc = 0;
+                    for (ptrdiff_t q = 0; q < Q; q++) acc += (tr ? Tm[q * B + b] : Tm[b * Q + q]) * tmp[a][q][e];
+                    o[e] = (REAL)acc;
                 }
             }
     }
@@ -374,7 +341,8 @@ static void NC_NAME(wino_forward_team)(const nc_wino *s, const nc_conv_geom *g, 
 {
     const ptrdiff_t a2 = s->a2, C = s->c, F = s->f, T = s->T;
     const ptrdiff_t ntb = (T + NC_WINO_TILES - 1) / NC_WINO_TILES, nrb = (T + NC_WINO_ROWS - 1) / NC_WINO_ROWS;
-    NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_chan)(s, g, kernel, U, c));
+    const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
+    NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_chan)(0, gh, gw, s->ah, g->kh, s->aw, 3, kernel, U, C, F, c));
     NC_WINO_FOR(nt, i, ntb, {
         const ptrdiff_t t0 = i * NC_WINO_TILES;
         NC_NAME(wino_input)(s, g, x, V, t0, T - t0 < NC_WINO_TILES ? T : t0 + NC_WINO_TILES);
@@ -407,7 +375,8 @@ static void NC_NAME(wino_backward_team)(const nc_wino *s, const nc_conv_geom *g,
         NC_NAME(gemm)(1, 0, cn, F, T, 1, V + xi * s->vps + c0, s->vts, M + xi * s->mps, s->mts, 0,
                       dU + (xi * C + c0) * F, F, NULL, NC_ACT_LINEAR, 0, 1);
     });
-    NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_grad_chan)(s, g, dU, dkernel, c));
+    const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
+    NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_chan)(1, gh, gw, g->kh, s->ah, 3, s->aw, dU, dkernel, C, F, c));
     if (!dx) return;
     NC_WINO_FOR(nt, i, a2 * nrb, {   /* dV[r0 .., xi] = dM[r0 .., xi] U[xi]^T, over V */
         const ptrdiff_t xi = i % a2, r0 = i / a2 * NC_WINO_ROWS;

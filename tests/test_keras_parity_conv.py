@@ -129,12 +129,16 @@ def test_gradients_match_keras_via_one_sgd_step():
     rng = np.random.default_rng(5)
     x = rng.normal(size=(6, 9, 7, 2))
     y = rng.integers(0, 3, 6)
-    km, nm = _twins(_cnn_layers(KL), _cnn_layers(NL), x.shape[1:], seed=6)
+    _sgd_step_matches_keras(*_twins(_cnn_layers(KL), _cnn_layers(NL), x.shape[1:], seed=6), x, y)
+
+
+def _sgd_step_matches_keras(km, nm, x, y):
+    """One SGD step of lr 1 over the whole batch in both: w0 - w1 = the gradient, for every variable."""
     w0 = nm.get_weights()
     km.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss="sparse_categorical_crossentropy")
     nm.compile(optimizer=nncore.optimizers.SGD(learning_rate=1.0), loss="sparse_categorical_crossentropy")
-    km.fit(x, y, batch_size=6, epochs=1, shuffle=False, verbose=0)
-    nm.fit(x, y, batch_size=6, epochs=1, shuffle=False, verbose=0)
+    km.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+    nm.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
     for a, k, n in zip(w0, km.get_weights(), nm.get_weights()):
         gk, gn = a - k, a - n
         assert np.abs(gk).max() > 1e-4                        # every layer receives a gradient
@@ -203,12 +207,5 @@ def test_winograd_path_matches_keras(monkeypatch, m):
                           lib.Flatten(), lib.Dense(3, activation="softmax")]
     y = rng.integers(0, 3, 3)
     km, nm = _twins(layers(KL), layers(NL), x.shape[1:], seed=11)
-    w0 = nm.get_weights()
-    km.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss="sparse_categorical_crossentropy")
-    nm.compile(optimizer=nncore.optimizers.SGD(learning_rate=1.0), loss="sparse_categorical_crossentropy")
-    km.fit(x, y, batch_size=3, epochs=1, shuffle=False, verbose=0)
-    nm.fit(x, y, batch_size=3, epochs=1, shuffle=False, verbose=0)
+    _sgd_step_matches_keras(km, nm, x, y)
     assert [layer._bufs[3][6][0] for layer in nm.layers[:2]] == [m, m]
-    for a, k, n in zip(w0, km.get_weights(), nm.get_weights()):
-        gk, gn = a - k, a - n
-        np.testing.assert_allclose(gn, gk, rtol=1e-6, atol=1e-6 * np.abs(gk).max())

@@ -10,7 +10,7 @@ from nncore._kernels import conv as K
 from nncore._kernels import runtime
 from nncore.layers import Conv1D, Conv2D, Dense, Flatten, Input, MaxPooling2D
 from reference_layers import ACTIVATIONS
-from test_conv import _check_layer_gradients, ref_col2im, ref_im2col, ref_out
+from test_conv import _check_layer_gradients, one_epoch_weights, ref_col2im, ref_im2col, ref_out
 
 LEVELS = list(range(runtime.simd_level() + 1))   # 0 generic, 1 avx2+fma, 2 avx512
 
@@ -267,14 +267,10 @@ def test_training_on_the_winograd_path_is_the_same_for_one_and_two_threads():
     rng = np.random.default_rng(15)
     x = rng.standard_normal((128, 12, 12, 32)).astype(np.float32)
     y = rng.integers(0, 10, 128)
-    weights = []
-    for t in (1, 2):
-        nncore.set_seed(3)
-        model = nncore.Sequential([Input(shape=(12, 12, 32)), Conv2D(32, 3, padding="same", activation="relu"),
-                                   Conv2D(16, 3, activation="relu"), Flatten(), Dense(10, activation="softmax")])
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", n_threads=t)
-        model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    layers = lambda: [Conv2D(32, 3, padding="same", activation="relu"), Conv2D(16, 3, activation="relu"), Flatten(),
+                      Dense(10, activation="softmax")]
+    runs = [one_epoch_weights(layers, x, y, t, batch_size=64) for t in (1, 2)]
+    for model, _ in runs:
         assert [_wino_path(layer, 64) for layer in model.layers[:2]] == [4, 4]
-        weights.append(model.get_weights())
-    for a, b in zip(*weights):
+    for a, b in zip(runs[0][1], runs[1][1]):
         np.testing.assert_array_equal(a, b)
