@@ -274,3 +274,34 @@ def test_training_on_the_winograd_path_is_the_same_for_one_and_two_threads():
         assert [_wino_path(layer, 64) for layer in model.layers[:2]] == [4, 4]
     for a, b in zip(runs[0][1], runs[1][1]):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("winograd", [True, False], ids=["winograd", "im2col"])
+def test_a_shared_convolution_in_a_functional_model(monkeypatch, winograd):
+    # one Conv2D called on two inputs: each node runs the path on buffers of its own, and the kernel's
+    # gradient is the sum of the two nodes' (float64 against the same model with im2col forced)
+    rng = np.random.default_rng(16)
+    xa, xb = rng.standard_normal((2, 16, 12, 12, 32))
+    y = rng.standard_normal((16, 1))
+
+    def step(m):
+        with monkeypatch.context() as mp:
+            if m is not None:
+                _force(mp, m)
+            nncore.set_floatx("float64")
+            try:
+                nncore.set_seed(6)
+                a, b = Input(shape=(12, 12, 32)), Input(shape=(12, 12, 32))
+                conv = Conv2D(8, 3, padding="same", activation="relu")
+                z = nncore.layers.Add()([conv(a), conv(b)])
+                model = nncore.Model([a, b], Dense(1)(Flatten()(z)))
+                model.compile(optimizer="sgd", loss="mse")
+                model.fit([xa, xb], y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+            finally:
+                nncore.set_floatx("float32")
+        return model.predict([xa, xb], batch_size=16, verbose=0), model._grads.copy(), _wino_path(conv, 16)
+
+    pw, gw, path = step(None if winograd else 0)
+    assert path == (4 if winograd else 0)
+    pr, gr, _ = step(0)
+    assert _rel(pw, pr) < 1e-12 and _rel(gw, gr) < 1e-12
