@@ -59,6 +59,7 @@ def main(argv=None):
                     finally:
                         current[0] = prev
                 setattr(layer, meth, run)
+    model._plan = None   # the execution plan holds the layers' methods it was made with: plan again
     model.optimizer.step_flat = timed("optimizer step", model.optimizer.step_flat)
     wrapped = wrapped_epoch(model, x, y, wl, saved)
     steps = wl.steps()
