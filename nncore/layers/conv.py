@@ -79,7 +79,7 @@ def _out_size(size, k, s, d, padding):
 # r = im2col's multiplies per Winograd multiply (9 oh ow / (36 tiles) for m = 4 on whole tiles: 4; less
 # with partial tiles), c the channels (the GEMMs' k: short ones pay more for the transforms) and T the
 # tiles (small problems pay the passes' fixed costs). (E, C0, T0) fitted to `python bench/winograd.py`
-# on AVX2 (Zen 4), float32, 1 thread; docs/models.md has the table.
+# on AVX2 (Zen 4), float32, 1 thread; the timings are in bench/RESULTS.md, the rule in docs/models.md.
 _WINO_FIT = {2: (1.15, 34.0, 45.0), 4: (0.89, 26.0, 30.0)}
 _WINO_MARGIN = 1.1   # Winograd only where it is predicted at least 10% faster
 
