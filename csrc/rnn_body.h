@@ -8,7 +8,9 @@
  * activations go through nc_act_forward / nc_act_backward on each row's gate
  * blocks (vectorised, any activation whose derivative is a function of its
  * output y); the state arithmetic sits in plain loops between them. Rows are
- * independent, so the result does not depend on the thread count. */
+ * independent, so the result does not depend on the thread count. Included by
+ * rnn.c once per SIMD level (simd_levels.h) and once for the entry points. */
+#ifdef NC_LEVEL
 
 /* ---- LSTM ---------------------------------------------------------------- */
 
@@ -26,7 +28,7 @@ static inline void NC_NAME(lstm_fwd_row)(int act, REAL alpha, int ract, REAL ral
     for (ptrdiff_t j = 0; j < u; j++) h[j] = o[j] * tc[j];    /* h = o a(c) */
 }
 
-NC_CLONES void NC_NAME(lstm_cell_forward)(int act, REAL alpha, int ract, REAL ralpha, REAL *z, const REAL *c_prev,
+void NC_NAME(lstm_cell_forward)(int act, REAL alpha, int ract, REAL ralpha, REAL *z, const REAL *c_prev,
                                           REAL *c, REAL *tc, REAL *h, ptrdiff_t B, ptrdiff_t u, int nthreads)
 {
     int nt = nc_team_size(nthreads, (double)B * (double)u * 40.0);
@@ -64,7 +66,7 @@ static inline void NC_NAME(lstm_bwd_row)(int act, REAL alpha, int ract, REAL ral
     NC_NAME(act_backward)(ract, ralpha, NULL, o, dout, dout, u);    /* delta_o */
 }
 
-NC_CLONES void NC_NAME(lstm_cell_backward)(int act, REAL alpha, int ract, REAL ralpha, const REAL *gates,
+void NC_NAME(lstm_cell_backward)(int act, REAL alpha, int ract, REAL ralpha, const REAL *gates,
                                            const REAL *c_prev, const REAL *tc, const REAL *dh, REAL *dc,
                                            REAL *delta, ptrdiff_t B, ptrdiff_t u, int nthreads)
 {
@@ -98,7 +100,7 @@ static inline void NC_NAME(gru_fwd_row)(int act, REAL alpha, int ract, REAL ralp
     for (ptrdiff_t j = 0; j < u; j++) h[j] = zz[j] * hp[j] + ((REAL)1 - zz[j]) * hh[j];
 }
 
-NC_CLONES void NC_NAME(gru_cell_forward)(int act, REAL alpha, int ract, REAL ralpha, REAL *z, const REAL *rec,
+void NC_NAME(gru_cell_forward)(int act, REAL alpha, int ract, REAL ralpha, REAL *z, const REAL *rec,
                                          const REAL *h_prev, REAL *h, ptrdiff_t B, ptrdiff_t u, int nthreads)
 {
     int nt = nc_team_size(nthreads, (double)B * (double)u * 30.0);
@@ -138,7 +140,7 @@ static inline void NC_NAME(gru_bwd_row)(int act, REAL alpha, int ract, REAL ralp
     }
 }
 
-NC_CLONES void NC_NAME(gru_cell_backward)(int act, REAL alpha, int ract, REAL ralpha, const REAL *gates,
+void NC_NAME(gru_cell_backward)(int act, REAL alpha, int ract, REAL ralpha, const REAL *gates,
                                           const REAL *rec, const REAL *h_prev, const REAL *dh, REAL *dx,
                                           REAL *drec, REAL *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
 {
@@ -154,3 +156,33 @@ NC_CLONES void NC_NAME(gru_cell_backward)(int act, REAL alpha, int ract, REAL ra
         NC_NAME(gru_bwd_row)(act, alpha, ract, ralpha, gates + b * 3 * u, rec + b * 3 * u, h_prev + b * u,
                              dh + b * u, dx + b * 3 * u, drec + b * 3 * u, dh_prev ? dh_prev + b * u : NULL, u);
 }
+
+#else /* the entry points: the copies of the level in use */
+
+void NC_NAME(lstm_cell_forward)(int act, REAL alpha, int ract, REAL ralpha, REAL *z, const REAL *c_prev,
+                                REAL *c, REAL *tc, REAL *h, ptrdiff_t B, ptrdiff_t u, int nthreads)
+{
+    NC_PICK(lstm_cell_forward)(act, alpha, ract, ralpha, z, c_prev, c, tc, h, B, u, nthreads);
+}
+
+void NC_NAME(lstm_cell_backward)(int act, REAL alpha, int ract, REAL ralpha, const REAL *gates,
+                                 const REAL *c_prev, const REAL *tc, const REAL *dh, REAL *dc, REAL *delta,
+                                 ptrdiff_t B, ptrdiff_t u, int nthreads)
+{
+    NC_PICK(lstm_cell_backward)(act, alpha, ract, ralpha, gates, c_prev, tc, dh, dc, delta, B, u, nthreads);
+}
+
+void NC_NAME(gru_cell_forward)(int act, REAL alpha, int ract, REAL ralpha, REAL *z, const REAL *rec,
+                               const REAL *h_prev, REAL *h, ptrdiff_t B, ptrdiff_t u, int nthreads)
+{
+    NC_PICK(gru_cell_forward)(act, alpha, ract, ralpha, z, rec, h_prev, h, B, u, nthreads);
+}
+
+void NC_NAME(gru_cell_backward)(int act, REAL alpha, int ract, REAL ralpha, const REAL *gates,
+                                const REAL *rec, const REAL *h_prev, const REAL *dh, REAL *dx, REAL *drec,
+                                REAL *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
+{
+    NC_PICK(gru_cell_backward)(act, alpha, ract, ralpha, gates, rec, h_prev, dh, dx, drec, dh_prev, B, u, nthreads);
+}
+
+#endif /* NC_LEVEL */
