@@ -14,6 +14,9 @@ from nncore.layers import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, D
                            MaxPooling1D, MaxPooling2D, get_layer_class)
 from reference_layers import ACTIVATIONS, numeric_grad
 
+# every test here runs at each SIMD level this machine runs (conftest.simd_level)
+pytestmark = pytest.mark.usefixtures("simd_level")
+
 
 # ------------------------------------------------------------------------------------- references
 def ref_out(size, k, s, d, padding):

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from paths import CHILD_CWD, child_env  # noqa: E402  (the nncore under test, for child processes)
 
 
 def _load(name):
@@ -42,9 +43,8 @@ def test_linear_regression(tmp_path):
 
 
 def test_demo_command():
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-m", "nncore", "demo", "--epochs", "3", "--verbose", "1"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+                          cwd=CHILD_CWD, env=child_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "test accuracy:" in proc.stdout and "samples/s" in proc.stdout
     assert "Epoch 3/3" in proc.stdout

@@ -15,13 +15,13 @@ import textwrap
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from paths import HOME  # noqa: E402  (the nncore under test, for child processes)
 TIMEOUT = 60
 
 PRELUDE = textwrap.dedent(
     f"""
     import os, sys
-    sys.path.insert(0, {ROOT!r})
+    sys.path.insert(0, {HOME!r})
     import numpy as np
     import nncore
     from nncore._kernels import gemm as _g, elementwise as _ew, runtime as _rt

@@ -85,6 +85,7 @@ def ref_layer(kind, x, weights, return_sequences=False, go_backwards=False, a="t
 SIZES = [(1, 1), (3, 7), (5, 33), (17, 9)]
 
 
+@pytest.mark.usefixtures("simd_level")  # at every SIMD level (conftest)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("B,u", SIZES)
 @pytest.mark.parametrize("acts", [("tanh", "sigmoid"), ("relu", "hard_sigmoid"), ("linear", "tanh")])
@@ -110,6 +111,7 @@ def test_lstm_cell_matches_numpy(dtype, B, u, acts):
     np.testing.assert_allclose(dc, rdc, **tol)
 
 
+@pytest.mark.usefixtures("simd_level")  # at every SIMD level (conftest)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("B,u", SIZES)
 @pytest.mark.parametrize("acts", [("tanh", "sigmoid"), ("relu", "hard_sigmoid")])
@@ -136,6 +138,7 @@ def test_gru_cell_matches_numpy(dtype, B, u, acts):
     np.testing.assert_allclose(dx, rdx, **tol)
 
 
+@pytest.mark.usefixtures("simd_level")  # at every SIMD level (conftest)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cells_identical_for_1_and_2_threads(dtype):
     rng = np.random.default_rng(5)
@@ -464,6 +467,7 @@ def test_errors():
 
 
 # --------------------------------------------------------------------------- Embedding
+@pytest.mark.usefixtures("simd_level")  # at every SIMD level (conftest)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n,rows,cols", [(1, 1, 1), (7, 3, 5), (200, 13, 33), (4000, 50, 64)])
 def test_scatter_add_rows_matches_numpy(dtype, n, rows, cols):

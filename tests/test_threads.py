@@ -12,17 +12,15 @@ from nncore import ops
 from nncore._kernels import runtime as rt
 from nncore._threads import _cpu_count, effective_n_threads
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from paths import CHILD_CWD, child_env  # noqa: E402  (the nncore under test, for child processes)
 
 
 def _run(code, **env):
-    """Run `code` in a fresh interpreter from the checkout root; return its last stdout line as JSON."""
+    """Run `code` in a fresh interpreter on the nncore under test; return its last stdout line as JSON."""
     e = dict(os.environ)
     e.pop("OMP_NUM_THREADS", None)
-    e.update(env)
-    e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=e, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], cwd=CHILD_CWD, env=child_env(e, **env), capture_output=True,
+                         text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -80,8 +78,9 @@ def test_omp_num_threads_is_honoured(value):
 def test_wait_policy_default_is_passive_but_overridable():
     code = "import json, os, nncore; print(json.dumps(os.environ['OMP_WAIT_POLICY']))"
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    e = dict(env, PYTHONPATH=ROOT)
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=e, capture_output=True, text=True, timeout=60)
+    env.pop("PYTHONPATH", None)
+    out = subprocess.run([sys.executable, "-c", code], cwd=CHILD_CWD, env=child_env(env), capture_output=True,
+                         text=True, timeout=60)
     assert json.loads(out.stdout) == "PASSIVE"
     assert _run(code, OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
 
