@@ -13,7 +13,7 @@ from nncore._config import get_simd_level, set_simd_level  # noqa: E402
 from nncore._random import set_seed  # noqa: E402
 from nncore import ops  # noqa: E402  (loads every kernel extension in this process: see csrc/runtime.c)
 
-__version__ = "0.1.0"
+from nncore._version import __version__  # noqa: E402  (the one place the version is written)
 
 __all__ = ["get_num_threads", "set_num_threads", "show_config", "floatx", "set_floatx", "set_seed", "ops", "__version__"]
 __all__ += ["set_simd_level", "get_simd_level"]
