@@ -10,6 +10,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INSTALLED = os.environ.get("NNCORE_TEST_INSTALLED", "") not in ("", "0")
 if INSTALLED:
     sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != os.path.realpath(ROOT)]
+    # and every process a test starts (subprocess, joblib/loky and dask workers) inherits the working
+    # directory, which `python -c`/`-m` put first on its sys.path: keep it out of the checkout root
+    os.chdir(os.path.dirname(os.path.abspath(__file__)))
 
 # tests import the float64 oracles as `import reference`
 sys.path.insert(0, os.path.dirname(__file__))
