@@ -10,9 +10,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INSTALLED = os.environ.get("NNCORE_TEST_INSTALLED", "") not in ("", "0")
 if INSTALLED:
     sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != os.path.realpath(ROOT)]
-    # and every process a test starts (subprocess, joblib/loky and dask workers) inherits the working
-    # directory, which `python -c`/`-m` put first on its sys.path: keep it out of the checkout root
-    os.chdir(os.path.dirname(os.path.abspath(__file__)))
 
 # tests import the float64 oracles as `import reference`
 sys.path.insert(0, os.path.dirname(__file__))
@@ -27,6 +24,20 @@ if INSTALLED:
     assert any(_where.startswith(s + os.sep) for s in _sites), (
         f"NNCORE_TEST_INSTALLED=1 but nncore was imported from {_where}, not from site-packages {sorted(_sites)}")
     assert not _where.startswith(os.path.realpath(ROOT) + os.sep), f"nncore imported from the checkout: {_where}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _children_start_outside_the_checkout():
+    """With NNCORE_TEST_INSTALLED=1 the tests run from tests/: a process a test starts inherits the working
+    directory, which `python -c`/`-m` put first on its sys.path, where the checkout root would shadow the
+    installed nncore with its uncompiled sources. (Set after collection, which needs the invocation directory.)"""
+    if not INSTALLED:
+        yield
+        return
+    old = os.getcwd()
+    os.chdir(os.path.dirname(os.path.abspath(__file__)))
+    yield
+    os.chdir(old)
 
 
 @pytest.fixture
