@@ -21,7 +21,9 @@ import tempfile
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_clib import build_clib as _build_clib
 from setuptools.command.build_ext import build_ext as _build_ext
+from setuptools.modified import newer_group
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = "csrc"
@@ -143,8 +145,38 @@ for pyx in sorted(glob.glob(os.path.join("nncore", "_kernels", "*.pyx"))):
     )
 
 
+class build_clib(_build_clib):
+    """Compile the C library's out-of-date sources (older than the source or any csrc/*.h) on every CPU at
+    once, the largest first (gemm.c is most of the build), then archive them."""
+
+    def build_libraries(self, libraries):
+        from concurrent.futures import ThreadPoolExecutor
+
+        for lib_name, info in libraries:
+            sources = sorted(info["sources"])
+            objects = self.compiler.object_filenames(sources, output_dir=self.build_temp)
+            deps = info.get("obj_deps", {}).get("", [])
+            stale = sorted((src for src, obj in zip(sources, objects) if newer_group([src] + list(deps), obj)),
+                           key=os.path.getsize, reverse=True)
+
+            def compile_one(src):
+                self.compiler.compile([src], output_dir=self.build_temp, macros=info.get("macros"),
+                                      include_dirs=info.get("include_dirs"), extra_postargs=info.get("cflags"),
+                                      debug=self.debug)
+
+            with ThreadPoolExecutor(max(1, min(len(stale), os.cpu_count() or 1))) as pool:
+                list(pool.map(compile_one, stale))
+            self.compiler.create_static_lib(objects, lib_name, output_dir=self.build_clib, debug=self.debug)
+
+
 class build_ext(_build_ext):
-    """Build the static C library first (plain build_ext does not run build_clib)."""
+    """Build the static C library first (plain build_ext does not run build_clib); the extensions in
+    parallel unless told otherwise (-j)."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
 
     def run(self):
         self.run_command("build_clib")
@@ -158,7 +190,7 @@ class build_ext(_build_ext):
 
 
 setup(
-    cmdclass={"build_ext": build_ext},
+    cmdclass={"build_clib": build_clib, "build_ext": build_ext},
     libraries=libraries,
     ext_modules=cythonize(
         extensions,
