@@ -108,7 +108,7 @@ if not omp_compile:
 if not WINDOWS and _probe("int main(void) { return 0; }\n", ["-Werror", "-Wpass-failed"], [], run=False):
     base_cflags.append("-Wno-pass-failed")
 if WINDOWS:
-    base_cflags = ["/O2"] + (["/openmp"] if omp_compile else [])
+    base_cflags = ["/O2", "/std:c11"] + (["/openmp"] if omp_compile else [])  # c11: `restrict` (VS 2019 16.8+)
     omp_compile, omp_link = [], []
 if _env_flag("NNCORE_GENERIC_ONLY"):
     print("nncore: NNCORE_GENERIC_ONLY set, building the generic C kernels only (no SIMD levels)")

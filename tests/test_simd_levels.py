@@ -165,3 +165,23 @@ def test_switching_changes_the_code_that_runs():
     back = _kernel_results()
     for name in generic:
         np.testing.assert_array_equal(generic[name], back[name], err_msg=f"{name}: generic differs on return")
+
+
+def test_bench_simd_flag_runs_the_suite_at_that_level(tmp_path, capsys):
+    import json
+    import os
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if root not in sys.path:
+        sys.path.append(root)  # for `bench`, after an installed nncore
+    from bench.run import main
+
+    out = tmp_path / "r.json"
+    rc = main(["--simd", "generic", "--workloads", "tiny", "--peers", "nncore", "--threads", "1", "--repeats", "1",
+               "--min-time", "0", "--pause", "0", "--max-samples", "64", "--no-memory", "--no-fma-peak", "--quiet",
+               "--json", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["machine"]["simd"] == "generic" and res["settings"]["simd"] == "generic"
+    assert "SIMD (nncore): generic" in capsys.readouterr().out
