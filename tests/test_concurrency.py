@@ -23,7 +23,7 @@ from nncore._kernels import gemm as _g
 from nncore._kernels import runtime as _rt
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from paths import CHILD_CWD, HOME  # noqa: E402  (the nncore under test, for child processes)
+from subprocess_common import CHILD_CWD, HOME  # noqa: E402  (the nncore under test, for child processes)
 
 
 def _work(seed, n_threads):

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from paths import CHILD_CWD, child_env  # noqa: E402  (the nncore under test, for child processes)
+from subprocess_common import CHILD_CWD, child_env  # noqa: E402  (the nncore under test, for child processes)
 
 
 def _load(name):

@@ -12,9 +12,8 @@ import sys
 import textwrap
 
 import pytest
-from subprocess_common import run_isolated
+from subprocess_common import HOME, run_isolated  # HOME: the nncore under test, for the child processes
 
-from paths import HOME  # noqa: E402  (the nncore under test, for child processes)
 TIMEOUT = 60
 
 PRELUDE = textwrap.dedent(

@@ -14,7 +14,7 @@ import pytest
 
 from nncore import saving
 
-from paths import CHILD_CWD, HOME  # noqa: E402  (the nncore under test, for child processes)
+from subprocess_common import CHILD_CWD, HOME  # noqa: E402  (the nncore under test, for child processes)
 
 
 def _sample_header(rng):

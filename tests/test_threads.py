@@ -12,7 +12,7 @@ from nncore import ops
 from nncore._kernels import runtime as rt
 from nncore._threads import _cpu_count, effective_n_threads
 
-from paths import CHILD_CWD, child_env  # noqa: E402  (the nncore under test, for child processes)
+from subprocess_common import CHILD_CWD, child_env  # noqa: E402  (the nncore under test, for child processes)
 
 
 def _run(code, **env):
