@@ -38,6 +38,15 @@
 #define NC_ALWAYS_INLINE static inline
 #endif
 
+/* a function that must not be inlined (a kernel's cold or large tile case) */
+#if defined(__GNUC__) || defined(__clang__)
+#define NC_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define NC_NOINLINE __declspec(noinline)
+#else
+#define NC_NOINLINE
+#endif
+
 /* The x86 levels' instruction sets, for functions outside simd_levels.h
  * (the GEMM kernels attach them one by one). simd_levels.h applies the same
  * sets to a whole body with pragmas. */
