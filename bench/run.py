@@ -700,7 +700,11 @@ def main(argv=None):
     if args.simd is not None and "nncore" in live:
         import nncore
 
-        nncore.set_simd_level(args.simd)  # before machine_info, which records the level in use
+        try:
+            nncore.set_simd_level(args.simd)  # before machine_info, which records the level in use
+        except ValueError as exc:
+            print(f"--simd: {exc}", file=sys.stderr)
+            return 2
     blas_set = any(v in ORIGINAL_ENV for v in BLAS_ENV_VARS)
     unset_variants = [p for p in live if p in BLAS_PEERS
                       and (args.blas_env == "both" or (args.blas_env == "auto" and blas_set))]
