@@ -86,11 +86,20 @@ def test_wait_policy_default_is_passive_but_overridable():
 
 
 @pytest.mark.skipif(not rt.has_openmp(), reason="built without OpenMP")
-def test_threadpoolctl_sees_libgomp_once():
+def test_threadpoolctl_sees_one_openmp_runtime_the_one_linked():
+    """One OpenMP runtime is loaded, and it is the one the kernels were linked to: GCC's libgomp, or
+    LLVM's libomp for a clang build (a repaired wheel bundles its libgomp under nncore.libs/)."""
     got = _run("import json, nncore, threadpoolctl; "
-               "print(json.dumps([m['prefix'] for m in threadpoolctl.threadpool_info() "
+               "print(json.dumps([[m['prefix'], m['filepath']] for m in threadpoolctl.threadpool_info() "
                "if m['user_api'] == 'openmp']))")
-    assert got == ["libgomp"]
+    assert len(got) == 1, got
+    (prefix, path), = got
+    assert prefix in ("libgomp", "libomp", "libiomp"), got
+    if sys.platform.startswith("linux"):
+        ldd = subprocess.run(["ldd", rt.__file__], capture_output=True, text=True).stdout
+        linked = [line.split("=>")[1].split()[0] for line in ldd.splitlines()
+                  if "=>" in line and os.path.basename(line.split("=>")[0].strip()).startswith(prefix)]
+        assert [os.path.realpath(p) for p in linked] == [os.path.realpath(path)], ldd
 
 
 @pytest.mark.skipif(not rt.has_openmp(), reason="built without OpenMP")
