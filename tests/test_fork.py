@@ -14,6 +14,8 @@ import textwrap
 import pytest
 from subprocess_common import HOME, run_isolated  # HOME: the nncore under test, for the child processes
 
+from nncore._kernels import runtime as rt
+
 TIMEOUT = 60
 
 PRELUDE = textwrap.dedent(
@@ -57,6 +59,7 @@ def run_script(tmp_path, body, timeout=TIMEOUT, env_extra=None):
     return text
 
 
+@pytest.mark.skipif(not rt.has_openmp(), reason="built without OpenMP: no team")
 def test_parent_really_runs_a_team_of_two(tmp_path):
     out = run_script(tmp_path, """
         assert _rt.has_openmp(), "built without OpenMP: nothing to test"
