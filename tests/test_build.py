@@ -20,6 +20,7 @@ import pytest
 
 import nncore
 from nncore._config import config
+from subprocess_common import CHILD_CWD, child_env  # noqa: E402  (the nncore under test, for child processes)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 slow = pytest.mark.skipif(os.environ.get("NNCORE_SLOW_BUILD_TESTS", "") in ("", "0"),
@@ -131,6 +132,21 @@ def test_generated_files_are_not_committed():
     bad = [f for f in files if f.endswith((".so", ".o", ".a", ".pyd"))
            or (f.startswith("nncore/") and f.endswith((".c", ".cpp", ".html")))]
     assert bad == []
+
+
+OPTIONAL = ("sklearn", "scipy", "onnx", "onnxruntime", "matplotlib", "dask", "distributed", "mpi4py", "torch",
+            "keras", "pandas", "threadpoolctl", "h5py", "Cython", "setuptools")
+
+
+def test_import_loads_no_optional_extra():
+    """`import nncore` (and its models, layers, optimizers) loads NumPy and nothing optional: each
+    extra is imported where it is used (bench/import_time.py measures the import)."""
+    code = ("import sys; import nncore, nncore.models, nncore.layers, nncore.optimizers; "
+            f"print(sorted(m for m in {OPTIONAL!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=CHILD_CWD, env=child_env(), capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_sdist_manifest_lists_every_source(tmp_path):
