@@ -91,7 +91,9 @@ static inline int nc_level_now(void)
 #define NC_ACT_LEVEL_DECLS(lvl, R, dt)                                                                \
     void nc_act_forward_##lvl##_##dt(int act, R alpha, const R *x, R *y, ptrdiff_t n);                \
     void nc_act_backward_##lvl##_##dt(int act, R alpha, const R *x, const R *y, const R *dy, R *dx,   \
-                                      ptrdiff_t n);
+                                      ptrdiff_t n);                                                   \
+    void nc_act_backward_par_##lvl##_##dt(int act, R alpha, const R *x, const R *y, const R *dy,      \
+                                          R *dx, ptrdiff_t n, int nthreads);
 NC_ACT_LEVEL_DECLS(generic, float, f32)
 NC_ACT_LEVEL_DECLS(generic, double, f64)
 #if NC_SIMD_X86

@@ -19,6 +19,7 @@ from nncore._config import SIMD_LEVELS, config
 from nncore._kernels import elementwise as ew
 from nncore._kernels import gemm as G
 from nncore._kernels import losses as L
+from nncore._kernels import norm as N
 from nncore._kernels import rnn as R
 from nncore._kernels import runtime as rt
 
@@ -143,8 +144,13 @@ def _kernel_results():
     c_prev = rng.normal(size=(9, u)).astype(np.float32)
     c, tc, h = (np.empty((9, u), np.float32) for _ in range(3))
     sig, tanh = kernels_pkg.ACT_CODES["sigmoid"], kernels_pkg.ACT_CODES["tanh"]
-    R.lstm_cell_forward(tanh, 0.0, sig, 0.0, gates, c_prev, c, tc, h, 1)
+    R.lstm_cell_forward(tanh, 0.0, sig, 0.0, gates, c_prev, c_prev, None, c, tc, h, 1)
     out["lstm_cell"] = h
+    xn = rng.normal(loc=2.0, size=(33, 101)).astype(np.float32)
+    gamma, beta = (rng.normal(size=101).astype(np.float32) for _ in range(2))
+    y, stats = np.empty_like(xn), np.empty((2, 33))
+    N.layernorm_forward(xn, gamma, beta, y, stats, 1e-3, 1)
+    out["layernorm"] = y
     return {k: np.asarray(v) for k, v in out.items()}
 
 
