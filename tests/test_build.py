@@ -235,7 +235,8 @@ def test_serial_build_without_openmp(tmp_path):
 
 # the kernel and model tests a variant build must pass (each kernel test at every SIMD level it compiled)
 VARIANT_TESTS = ["test_gemm.py", "test_activations.py", "test_losses_kernels.py", "test_conv.py",
-                 "test_reductions.py", "test_recurrent.py", "test_optimizers.py", "test_simd_levels.py",
+                 "test_reductions.py", "test_recurrent.py", "test_recurrent_options.py", "test_norm.py",
+                 "test_optimizers.py", "test_simd_levels.py",
                  "test_layers.py", "test_models.py", "test_functional.py", "test_threads.py", "test_fork.py"]
 VARIANTS = {
     "clang": ({"CC": "clang", "LDSHARED": "clang -shared"}, "openmp True"),
