@@ -26,10 +26,12 @@
  * read outside the image is zero, like the padding). Threads: every phase
  * splits fixed items (blocks of tiles, GEMMs over fixed blocks of rows,
  * rows of dx) and nothing is summed across items except in a fixed order, so
- * the result is bit-identical for any thread count. */
+ * the result is bit-identical for any thread count. SIMD: the transforms and
+ * passes are compiled once per level (simd_levels.h) and the level in use is
+ * picked per call; the GEMMs inside are the public nc_gemm, which picks its own. */
 #include <string.h>
 #include "nncore.h"
-#include "vmath.h" /* NC_CLONES, NC_VINLINE */
+#include "vmath.h" /* NC_VINLINE */
 
 /* F(2, 3) */
 static const double nc_wino_bt2[16] = {1, 0, -1, 0, 0, 1, 1, 0, 0, -1, 1, 0, 0, 1, 0, -1};
@@ -114,12 +116,13 @@ ptrdiff_t nc_wino_tiles(const nc_conv_geom *g, int m)
         }                                                                \
     } while (0)
 
+#define NC_LEVELS_BODY "winograd_body.h" /* compiled once per SIMD level */
 #define NC_F32
 #include "real.h"
-#include "winograd_body.h"
+#include "simd_levels.h"
 #include "real_undef.h"
 
 #define NC_F64
 #include "real.h"
-#include "winograd_body.h"
+#include "simd_levels.h"
 #include "real_undef.h"

@@ -1,5 +1,6 @@
 /* winograd_body.h -- Winograd convolution, written once for REAL = float/double.
- * Included by winograd.c; see there for the formulas, the layout and the threads.
+ * Included by winograd.c once per SIMD level (simd_levels.h) and once for the entry points; see
+ * winograd.c for the formulas, the layout and the threads.
  *
  * Layout: U is (a2, c, f), V is (a2, T, c) and M is (a2, T, f): for each
  * position xi, U[xi], V[xi] and M[xi] are plain row-major matrices, which the
@@ -8,6 +9,8 @@
  * Tile t = (b th + ti) tw + tj covers the output rows ti mh .. ti mh + mh - 1
  * and columns tj mw ..; its patch starts at input row ti mh - pt, column
  * tj mw - pl. Transformed position xi = i aw + j. */
+
+#ifdef NC_LEVEL
 
 /* out[i] = sum_j S(i, j) in[j] for i < P, j < Q, S(i, j) = S[i Q + j] (S[j P + i] when tr: S^T); in[j]
  * is the vector of len values at in + j is, out[i] the one at out + i os. P, Q, S and tr are constants
@@ -264,7 +267,7 @@ NC_VINLINE void NC_NAME(wino_input_grad_k)(const int mh, const int mw, const nc_
     default: break;                                    \
     }
 
-NC_CLONES static void NC_NAME(wino_input)(const nc_wino *s, const nc_conv_geom *g, const REAL *x, REAL *V,
+static void NC_NAME(wino_input)(const nc_wino *s, const nc_conv_geom *g, const REAL *x, REAL *V,
                                           ptrdiff_t t0, ptrdiff_t t1)
 {
 #define CALL(mh, mw) NC_NAME(wino_input_k)(mh, mw, s, g, x, V, t0, t1)
@@ -272,7 +275,7 @@ NC_CLONES static void NC_NAME(wino_input)(const nc_wino *s, const nc_conv_geom *
 #undef CALL
 }
 
-NC_CLONES static void NC_NAME(wino_output)(const nc_wino *s, const nc_conv_geom *g, const REAL *M, const REAL *bias,
+static void NC_NAME(wino_output)(const nc_wino *s, const nc_conv_geom *g, const REAL *M, const REAL *bias,
                                            int act, REAL alpha, REAL *y, ptrdiff_t t0, ptrdiff_t t1)
 {
 #define CALL(mh, mw) NC_NAME(wino_output_k)(mh, mw, s, g, M, bias, act, alpha, y, t0, t1)
@@ -280,7 +283,7 @@ NC_CLONES static void NC_NAME(wino_output)(const nc_wino *s, const nc_conv_geom 
 #undef CALL
 }
 
-NC_CLONES static void NC_NAME(wino_output_grad)(const nc_wino *s, const nc_conv_geom *g, const REAL *delta, REAL *M,
+static void NC_NAME(wino_output_grad)(const nc_wino *s, const nc_conv_geom *g, const REAL *delta, REAL *M,
                                                 ptrdiff_t t0, ptrdiff_t t1)
 {
 #define CALL(mh, mw) NC_NAME(wino_output_grad_k)(mh, mw, s, g, delta, M, t0, t1)
@@ -288,7 +291,7 @@ NC_CLONES static void NC_NAME(wino_output_grad)(const nc_wino *s, const nc_conv_
 #undef CALL
 }
 
-NC_CLONES static void NC_NAME(wino_input_grad)(const nc_wino *s, const nc_conv_geom *g, const REAL *V, REAL *dx,
+static void NC_NAME(wino_input_grad)(const nc_wino *s, const nc_conv_geom *g, const REAL *V, REAL *dx,
                                                ptrdiff_t b0, ptrdiff_t b1)
 {
 #define CALL(mh, mw) NC_NAME(wino_input_grad_k)(mh, mw, s, g, V, dx, b0, b1)
@@ -350,7 +353,7 @@ static void NC_NAME(wino_forward_team)(const nc_wino *s, const nc_conv_geom *g, 
     NC_WINO_FOR(nt, i, a2 * nrb, {   /* M[r0 .., xi] = V[r0 .., xi] U[xi] */
         const ptrdiff_t xi = i % a2, r0 = i / a2 * NC_WINO_ROWS;
         const ptrdiff_t rows = T - r0 < NC_WINO_ROWS ? T - r0 : NC_WINO_ROWS;
-        NC_NAME(gemm)(0, 0, rows, F, C, 1, V + xi * s->vps + r0 * s->vts, s->vts, U + xi * C * F, F, 0,
+        NC_PUBNAME(gemm)(0, 0, rows, F, C, 1, V + xi * s->vps + r0 * s->vts, s->vts, U + xi * C * F, F, 0,
                       M + xi * s->mps + r0 * s->mts, s->mts, NULL, NC_ACT_LINEAR, 0, 1);
     });
     NC_WINO_FOR(nt, i, ntb, {
@@ -372,7 +375,7 @@ static void NC_NAME(wino_backward_team)(const nc_wino *s, const nc_conv_geom *g,
     NC_WINO_FOR(nt, i, a2 * ncb, {   /* dU[xi][c0 ..] = V[:, xi, c0 ..]^T dM[:, xi] */
         const ptrdiff_t xi = i % a2, c0 = i / a2 * NC_WINO_CHANS;
         const ptrdiff_t cn = C - c0 < NC_WINO_CHANS ? C - c0 : NC_WINO_CHANS;
-        NC_NAME(gemm)(1, 0, cn, F, T, 1, V + xi * s->vps + c0, s->vts, M + xi * s->mps, s->mts, 0,
+        NC_PUBNAME(gemm)(1, 0, cn, F, T, 1, V + xi * s->vps + c0, s->vts, M + xi * s->mps, s->mts, 0,
                       dU + (xi * C + c0) * F, F, NULL, NC_ACT_LINEAR, 0, 1);
     });
     const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
@@ -381,7 +384,7 @@ static void NC_NAME(wino_backward_team)(const nc_wino *s, const nc_conv_geom *g,
     NC_WINO_FOR(nt, i, a2 * nrb, {   /* dV[r0 .., xi] = dM[r0 .., xi] U[xi]^T, over V */
         const ptrdiff_t xi = i % a2, r0 = i / a2 * NC_WINO_ROWS;
         const ptrdiff_t n = T - r0 < NC_WINO_ROWS ? T - r0 : NC_WINO_ROWS;
-        NC_NAME(gemm)(0, 1, n, C, F, 1, M + xi * s->mps + r0 * s->mts, s->mts, U + xi * C * F, F, 0,
+        NC_PUBNAME(gemm)(0, 1, n, C, F, 1, M + xi * s->mps + r0 * s->mts, s->mts, U + xi * C * F, F, 0,
                       V + xi * s->vps + r0 * s->vts, s->vts, NULL, NC_ACT_LINEAR, 0, 1);
     });
     NC_WINO_FOR(nt, b, g->n, NC_NAME(wino_input_grad)(s, g, V, dx, b, b + 1));
@@ -415,3 +418,20 @@ void NC_NAME(wino_backward)(const nc_conv_geom *g, int m, ptrdiff_t f, const REA
 #pragma omp parallel num_threads(nt)
     NC_NAME(wino_backward_team)(&s, g, delta, U, V, M, dU, dkernel, dx, nt);
 }
+
+#else /* the entry points: the copies of the level in use */
+
+void NC_NAME(wino_forward)(const nc_conv_geom *g, int m, ptrdiff_t f, const REAL *x, const REAL *kernel,
+                           const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V, REAL *M, REAL *y,
+                           int nthreads)
+{
+    NC_PICK(wino_forward)(g, m, f, x, kernel, bias, act, act_alpha, U, V, M, y, nthreads);
+}
+
+void NC_NAME(wino_backward)(const nc_conv_geom *g, int m, ptrdiff_t f, const REAL *delta, const REAL *U, REAL *V,
+                            REAL *M, REAL *dU, REAL *dkernel, REAL *dx, int nthreads)
+{
+    NC_PICK(wino_backward)(g, m, f, delta, U, V, M, dU, dkernel, dx, nthreads);
+}
+
+#endif /* NC_LEVEL */
