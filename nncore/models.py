@@ -28,13 +28,15 @@ import numpy as np
 
 from nncore import _random
 from nncore import callbacks as _callbacks
+from nncore import data as _data
+from nncore import distributed as _dist
 from nncore import losses as _losses
 from nncore import metrics as _metrics
 from nncore import optimizers as _optimizers
 from nncore._config import floatx
 from nncore._kernels.elementwise import all_finite
 from nncore._threads import effective_n_threads
-from nncore.data import Batches, split_validation
+from nncore.data import Batches, Stream, split_validation
 from nncore.layers import InputLayer, Layer, get_layer_class
 from nncore.layers.base import MAX_CACHED_SHAPES
 
@@ -49,10 +51,10 @@ def _int_arg(value, arg, minimum):
 
 def _verbose(verbose):
     if verbose == "auto":
-        return 1
+        verbose = 1
     if verbose not in (0, 1, 2):
         raise ValueError(f"verbose: expected 0, 1, 2 or 'auto', got {verbose!r}")
-    return int(verbose)
+    return int(verbose) if _dist.rank() == 0 else 0     # in an MPI job only rank 0 prints
 
 
 def _exclusive(method):
@@ -139,6 +141,7 @@ class Sequential:
         self._dtype = None
         self._lock = threading.RLock()
         self._train_batches = None    # the last fit's Batches (buffers and schedule), see Batches.rebind
+        self._sync = None             # the nncore.distributed.FitSync of a fit over several MPI ranks
         for layer in layers or []:
             self.add(layer)
 
@@ -315,6 +318,8 @@ class Sequential:
             raise ValueError(f"{arg}: layer {first.name!r} ({type(first).__name__}) of model {self.name!r} "
                              f"expects input of shape (n_samples, {', '.join(map(str, self._input_shape[1:]))}), "
                              f"got {x.shape}")
+        if _data.is_memmap(x):   # larger than memory: converted and checked batch by batch (data.MemmapBatches)
+            return x
         x = np.ascontiguousarray(x, dtype=self._dtype)
         if not all_finite(x, effective_n_threads(self._n_threads_req)):
             raise ValueError(f"{arg}: inputs contain NaN or infinity")
@@ -362,6 +367,24 @@ class Sequential:
         table = {int(k): float(v) for k, v in class_weight.items()}
         return np.array([table.get(int(c), 1.0) for c in labels])
 
+    def _prepare_batch(self, batch, index, class_weight=None):
+        """One batch of a sequence or generator, checked and converted: (x, y, w, y_metric)."""
+        x, y, w = _data.unpack_batch(batch, index)
+        where = f"batch {index}"
+        x = self._prepare_x(x, f"x of {where}")
+        if y is None:
+            raise ValueError(f"{where}: expected (x, y) or (x, y, sample_weight), got inputs without targets")
+        y_raw = y
+        y, y_metric = self._prepare_y(y, len(x), f"y of {where}")
+        if class_weight is not None:
+            if w is not None:
+                raise ValueError(f"{where}: give class_weight or sample_weight, not both (Keras rule)")
+            w = self._class_weights(class_weight, y_raw)
+        return x, y, self._prepare_weights(w, len(x), f"sample_weight of {where}"), y_metric
+
+    def _prepare_inputs(self, batch, index):
+        return (self._prepare_x(_data.unpack_batch(batch, index)[0], f"x of batch {index}"),)
+
     def _setup(self):
         """Per call to fit/evaluate/predict: threads, the fused-loss decision, bound methods."""
         nt = effective_n_threads(self._n_threads_req)
@@ -385,6 +408,8 @@ class Sequential:
             self._loss_fn = self.loss._logits_grad
         else:
             self._loss_fn = self.loss._grad if self.loss is not None else None
+        if self._sync is not None:     # each layer's gradient allreduce starts right after its backward
+            self._bwd = self._sync.hook_backward(self._bwd, list(reversed(self._layers[self._first_trainable:])))
 
     # ------------------------------------------------------------------ steps
     def _forward_loss(self, x, y, w, d, training):
@@ -400,14 +425,22 @@ class Sequential:
     def _penalty(self):
         return sum(reg(wv) for wv, _, reg in self._regs) if self._regs else 0.0
 
-    def _train_step(self, x, y, w, y_metric):
-        """One step on a batch; returns the batch loss sum(w l)/N + penalties."""
-        n = x.shape[0]
-        d = self._dbufs.get(n)
+    def _train_step(self, x, y, w, y_metric, n=None):
+        """One step on a batch; returns the batch loss sum(w l)/N + penalties.
+
+        n: the rows of the whole batch when this process holds a share of it (the global
+        batch of nncore.distributed); the loss gradient is scaled by 1/n, so the ranks'
+        gradients sum to the whole batch's.
+        """
+        if n is None:
+            n = x.shape[0]
+        elif not x.shape[0]:          # an empty share of a short last global batch
+            return self._sync.skip() / n + self._update()
+        d = self._dbufs.get(x.shape[0])
         if d is None:
             if len(self._dbufs) >= MAX_CACHED_SHAPES:
                 self._dbufs.clear()
-            d = self._dbufs[n] = np.empty((n,) + tuple(self._output_shape[1:]), self._dtype)
+            d = self._dbufs[x.shape[0]] = np.empty(x.shape[:1] + tuple(self._output_shape[1:]), self._dtype)
         # the forward pass and loss of _forward_loss, inlined (one call frame less per step)
         out = x
         for f in self._fwd:
@@ -422,12 +455,18 @@ class Sequential:
         dy = d
         for b in self._bwd:        # backward: each layer writes its dW, db into the flat gradient buffer
             dy = b(dy)
+        if self._sync is not None:   # the ranks' gradients and loss sums, summed (nncore.distributed)
+            s = self._sync.reduce(s)
+        return s / n + self._update()
+
+    def _update(self):
+        """Regularizer gradients, then the optimizer step; returns the penalty."""
         pen = 0.0
         for wv, gv, reg in self._regs:
             pen += reg(wv)
             reg.add_gradient(wv, gv)
         self._opt_step(self._params, self._grads)
-        return s / n + pen
+        return pen
 
     def _logs(self, loss):
         logs = {"loss": loss}
@@ -437,9 +476,10 @@ class Sequential:
 
     # ------------------------------------------------------------------ fit
     @_exclusive
+    @_dist.collective
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
-            initial_epoch=0):
+            initial_epoch=0, steps_per_epoch=None, validation_steps=None):
         """Train for `epochs` epochs; returns the History callback.
 
         Keras 3 semantics: validation_split takes the last samples (the
@@ -453,6 +493,17 @@ class Sequential:
         verbose: 0 silent, 1 progress bar, 2 one line per epoch ('auto' = 1).
         A KeyboardInterrupt propagates after the current step; the model
         stays usable (its parameters are those after the last complete step).
+
+        x may also be a memmap (read batch by batch), a sequence of batches
+        (``__len__`` and ``__getitem__(i) -> (x, y[, sample_weight])``, Keras's
+        PyDataset protocol, reshuffled by batch each epoch) or a generator /
+        iterable of batches, with ``steps_per_epoch`` batches per epoch (without
+        it an epoch is a full pass); y and sample_weight are then not given.
+        validation_data may be any of these (``validation_steps`` batches).
+        See nncore.data. In an MPI job (nncore.distributed) every rank calls
+        fit with the same data; batch_size is per rank, the global batch is
+        size() * batch_size rows, and the result is that of one process with
+        the global batch.
         """
         self._require("fit")
         batch_size = 32 if batch_size is None else _int_arg(batch_size, "batch_size", 1)
@@ -461,28 +512,39 @@ class Sequential:
         verbose = _verbose(verbose)
         if class_weight is not None and sample_weight is not None:
             raise ValueError("fit: give class_weight or sample_weight, not both (Keras rule)")
-        x = self._prepare_x(x)
-        n = len(x)
-        y_raw = np.asarray(y) if y is not None else None
-        y, y_metric = self._prepare_y(y, n)
-        w = self._prepare_weights(sample_weight, n)
-        val = None
+        if steps_per_epoch is not None:
+            steps_per_epoch = _int_arg(steps_per_epoch, "steps_per_epoch", 1)
+        rng, shard, val = _random.get_rng(), _dist.shard(), None
+        if _data.is_stream(x):
+            self._no_arrays_with_stream("fit", y, sample_weight, validation_split)
+            batches = Stream(x, lambda b, i: self._prepare_batch(b, i, class_weight), steps_per_epoch,
+                             shuffle=shuffle, rng=rng, shard=shard)
+            if not self.built:
+                batches.first()                  # builds the model from the first batch
+            n = None
+        else:
+            x = self._prepare_x(x)
+            n = len(x)
+            y_raw = np.asarray(y) if y is not None else None
+            y, y_metric = self._prepare_y(y, n)
+            w = self._prepare_weights(sample_weight, n)
+            if validation_data is None and validation_split:
+                (x, y, w, y_metric, y_raw), (xv, yv, wv, ymv, _) = split_validation(
+                    [x, y, w, y_metric, y_raw], validation_split)
+                val = self._eval_batches([xv, yv, wv, ymv], batch_size)
+            if class_weight is not None:
+                w = np.ascontiguousarray(self._class_weights(class_weight, y_raw), dtype=self._dtype)
+            # the batch buffers and schedule of the last fit are reused for arrays of the same layout
+            arrays = [x, y, w, y_metric]
+            batches = getattr(self, "_train_batches", None)
+            if _data.is_memmap(x):
+                batches = _data.batches(arrays, batch_size, self._dtype, shuffle=shuffle, rng=rng, shard=shard)
+            elif batches is None or not batches.rebind(arrays, batch_size, shuffle, rng, shard):
+                batches = self._train_batches = Batches(arrays, batch_size, shuffle=shuffle, rng=rng, shard=shard)
         if validation_data is not None:
-            val = self._prepare_validation(validation_data)
-        elif validation_split:
-            (x, y, w, y_metric, y_raw), (xv, yv, wv, ymv, _) = split_validation(
-                [x, y, w, y_metric, y_raw], validation_split)
-            val = (xv, yv, wv, ymv)
-        if class_weight is not None:
-            w = np.ascontiguousarray(self._class_weights(class_weight, y_raw), dtype=self._dtype)
+            val = self._prepare_validation(validation_data, batch_size, validation_steps)
 
-        self._setup()
-        # the batch buffers and schedule of the last fit are reused for arrays of the same layout
-        arrays, rng = [x, y, w, y_metric], _random.get_rng()
-        batches = getattr(self, "_train_batches", None)
-        if batches is None or not batches.rebind(arrays, batch_size, shuffle, rng):
-            batches = self._train_batches = Batches(arrays, batch_size, shuffle=shuffle, rng=rng)
-        steps = len(batches)
+        steps = batches.steps
         cbs = _callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                                                 verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
@@ -492,6 +554,14 @@ class Sequential:
         by_hook = getattr(cbs, "_by_hook", None)
         batch_begin = cbs.on_train_batch_begin if by_hook is None or "on_train_batch_begin" in by_hook \
             else None
+        sync = self._sync = _dist.fit_sync(self, batch_logs)   # None for one process
+        if sync is not None:
+            sync.agree(model=_dist.model_signature(self), compile=self._compile_config, batch_size=batch_size,
+                       epochs=[initial_epoch, epochs], shuffle=bool(shuffle), samples=n, steps=steps,
+                       validation=None if val is None else val.steps)
+            sync.broadcast()
+            batch_logs = batch_logs or sync.per_step_metrics
+        self._setup()
         logs, training_logs = {}, None
         try:
             with _DeferredInterrupt() as ctrl_c:
@@ -499,13 +569,15 @@ class Sequential:
                 for epoch in range(initial_epoch, epochs):
                     for m in self.compiled_metrics:
                         m.reset_state()
+                    if sync is not None:
+                        sync.epoch_begin(rng)
                     cbs.on_epoch_begin(epoch)
                     total, seen = 0.0, 0
                     for i, (xb, yb, wb, ymb) in enumerate(batches):
                         if batch_begin is not None:
                             batch_begin(i)
-                        nb = xb.shape[0]
-                        batch_loss = step(xb, yb, wb, ymb)
+                        nb = batches.rows
+                        batch_loss = step(xb, yb, wb, ymb, nb)
                         # end of batch: the loss and the updated parameters must be finite (one pass
                         # over the flat parameter buffer, small next to the batch's forward/backward)
                         if not (math.isfinite(batch_loss) and all_finite(self._params, 1)):
@@ -513,24 +585,42 @@ class Sequential:
                         total += batch_loss * nb
                         seen += nb
                         if batch_logs:
+                            if sync is not None:
+                                sync.batch_metrics()
                             logs = self._logs(total / seen)
                             cbs.on_train_batch_end(i, logs)
                         if ctrl_c.pending:    # Ctrl-C takes effect here, between complete steps
                             ctrl_c.check()
+                        if sync is not None and sync.per_step_metrics:
+                            self.stop_training = _dist.any_rank(self.stop_training)
                         if self.stop_training:
                             break
+                    if sync is not None:
+                        sync.epoch_metrics()
                     epoch_logs = self._logs(total / seen) if seen else dict(logs)
                     if val is not None:
-                        val_logs = self._evaluate_arrays(*val, batch_size, cbs)
+                        val_logs = self._evaluate_batches(val, cbs)
                         epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
                     cbs.on_epoch_end(epoch, epoch_logs)
                     training_logs = epoch_logs
+                    self.stop_training = _dist.any_rank(self.stop_training or getattr(batches, "exhausted", False))
                     if self.stop_training:
                         break
                 cbs.on_train_end(training_logs)
         finally:
             batches.release()     # the model keeps no reference to the training data
+            if val is not None:
+                val.release()
+            self._sync = None
         return self.history
+
+    def _no_arrays_with_stream(self, what, y, sample_weight, validation_split=0.0):
+        if y is not None or sample_weight is not None:
+            raise ValueError(f"{self.name}.{what}: x is a sequence or generator of batches, which carry the "
+                             "targets and sample weights; do not pass y or sample_weight")
+        if validation_split:
+            raise ValueError(f"{self.name}.{what}: validation_split needs arrays; give validation_data for a "
+                             "sequence or generator")
 
     def _nonfinite(self, loss, epoch, batch, steps, handled):
         """A batch gave a NaN/inf loss or parameters. With a callback that handles it
@@ -546,16 +636,27 @@ class Sequential:
             "lower the learning rate or clip gradients, or pass callbacks=[TerminateOnNaN()] to "
             "stop with the last finite weights instead")
 
-    def _prepare_validation(self, data):
+    def _prepare_validation(self, data, batch_size, steps=None):
+        """validation_data as batches: a tuple of arrays, or a sequence / generator of batches."""
+        if _data.is_stream(data):
+            return Stream(data, self._prepare_batch, steps, shard=_dist.shard())
         if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
             raise ValueError("validation_data: expected a tuple (x_val, y_val) or (x_val, y_val, sample_weight_val)")
         xv = self._prepare_x(data[0], "validation_data x")
         yv, ymv = self._prepare_y(data[1], len(xv), "validation_data y")
         wv = self._prepare_weights(data[2] if len(data) == 3 else None, len(xv), "validation_data sample_weight")
-        return xv, yv, wv, ymv
+        return self._eval_batches([xv, yv, wv, ymv], batch_size)
+
+    def _eval_batches(self, arrays, batch_size):
+        """Batches of prepared arrays for evaluate / predict (in an MPI job, of this rank's contiguous share)."""
+        n = len(arrays[0])
+        lo, hi = _dist.share(n)
+        if (lo, hi) != (0, n):
+            arrays = [None if a is None else a[lo:hi] for a in arrays]
+        return _data.batches(arrays, batch_size, self._dtype)
 
     # ------------------------------------------------------------------ evaluate / predict
-    def _evaluate_arrays(self, x, y, w, y_metric, batch_size, cbs=None):
+    def _evaluate_batches(self, batches, cbs=None):
         self._setup()
         if cbs is not None:
             cbs.on_test_begin()
@@ -563,7 +664,9 @@ class Sequential:
             m.reset_state()
         pen = self._penalty()             # every batch loss carries the same penalty
         total, seen = 0.0, 0
-        for i, (xb, yb, wb, ymb) in enumerate(Batches([x, y, w, y_metric], batch_size)):
+        for i, (xb, yb, wb, ymb) in enumerate(batches):
+            if not len(xb):               # an empty share of a global step (nncore.distributed)
+                continue
             if cbs is not None:
                 cbs.on_test_batch_begin(i)
             out, s = self._forward_loss(xb, yb, wb, None, False)
@@ -573,31 +676,42 @@ class Sequential:
                 m.update_state(yb if ymb is None else ymb, out)
             if cbs is not None:
                 cbs.on_test_batch_end(i, self._logs(total / seen + pen))
-        total += pen * len(x)
-        logs = self._logs(total / len(x))
+        total, seen = _dist.reduce_pass(self.compiled_metrics, total, seen)   # over the MPI ranks
+        total += pen * seen
+        logs = self._logs(total / seen)
         if cbs is not None:
             cbs.on_test_end(logs)
         return logs
 
     @_exclusive
+    @_dist.collective
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, return_dict=False,
-                 callbacks=None):
+                 callbacks=None, steps=None):
         """Loss (and metrics) on the given data, in batches, without training.
 
         Returns the loss alone when no metrics were compiled, else [loss, metric, ...]
         (a dict {name: value} with return_dict=True). The loss is sum_i w_i l_i / N
-        plus the regularization penalties.
+        plus the regularization penalties. x may be an array, a memmap, a sequence or an
+        iterable of batches (``steps`` of them at most); in an MPI job each rank evaluates
+        its share and every rank gets the result over all the data.
         """
         self._require("evaluate")
         batch_size = 32 if batch_size is None else _int_arg(batch_size, "batch_size", 1)
         verbose = _verbose(verbose)
-        x = self._prepare_x(x)
-        y, y_metric = self._prepare_y(y, len(x))
-        w = self._prepare_weights(sample_weight, len(x))
+        if _data.is_stream(x):
+            self._no_arrays_with_stream("evaluate", y, sample_weight)
+            batches = self._prepare_validation(x, batch_size, steps)
+        else:
+            x = self._prepare_x(x)
+            y, y_metric = self._prepare_y(y, len(x))
+            w = self._prepare_weights(sample_weight, len(x))
+            batches = self._eval_batches([x, y, w, y_metric], batch_size)
         cbs = _callbacks.CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
-                                                model=self, verbose=verbose, epochs=1,
-                                                steps=-(-len(x) // batch_size))
-        logs = self._evaluate_arrays(x, y, w, y_metric, batch_size, cbs)
+                                                model=self, verbose=verbose, epochs=1, steps=batches.steps)
+        try:
+            logs = self._evaluate_batches(batches, cbs)
+        finally:
+            batches.release()
         if return_dict:
             return logs
         if not self.compiled_metrics:
@@ -605,29 +719,55 @@ class Sequential:
         return list(logs.values())
 
     @_exclusive
-    def predict(self, x, batch_size=None, verbose="auto", callbacks=None):
-        """Outputs for the inputs x, in batches, forward only (training=False)."""
+    @_dist.collective
+    def predict(self, x, batch_size=None, verbose="auto", callbacks=None, steps=None):
+        """Outputs for the inputs x, in batches, forward only (training=False).
+
+        x may be an array, a memmap, a sequence or an iterable of batches (their inputs are
+        used; ``steps`` batches at most). In an MPI job each rank predicts its share and every
+        rank gets all the outputs.
+        """
         batch_size = 32 if batch_size is None else _int_arg(batch_size, "batch_size", 1)
         verbose = _verbose(verbose)
-        x = self._prepare_x(x)
+        if _data.is_stream(x):
+            batches = Stream(x, self._prepare_inputs, steps, shard=_dist.shard())
+            if not self.built:
+                batches.first()
+            result, parts = None, []
+        else:
+            x = self._prepare_x(x)
+            batches = self._eval_batches([x], batch_size)
+            result = np.empty((batches.n,) + tuple(self._output_shape[1:]), self._dtype)
         cbs = None
         if verbose or callbacks:
             cbs = _callbacks.CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
-                                                    model=self, verbose=verbose, epochs=1,
-                                                    steps=-(-len(x) // batch_size))
+                                                    model=self, verbose=verbose, epochs=1, steps=batches.steps)
             cbs.on_predict_begin()
         self._setup()
-        result = np.empty((len(x),) + tuple(self._output_shape[1:]), self._dtype)
         start = 0
-        for i, (xb,) in enumerate(Batches([x], batch_size)):
-            if cbs is not None:
-                cbs.on_predict_batch_begin(i)
-            for layer in self._layers:
-                xb = layer.forward(xb, False)
-            result[start:start + len(xb)] = xb
-            start += len(xb)
-            if cbs is not None:
-                cbs.on_predict_batch_end(i, {"outputs": result[start - len(xb):start]})
+        try:
+            for i, (xb,) in enumerate(batches):
+                if not len(xb):
+                    continue
+                if cbs is not None:
+                    cbs.on_predict_batch_begin(i)
+                for layer in self._layers:
+                    xb = layer.forward(xb, False)
+                if result is None:
+                    parts.append((batches.index, xb.copy()))
+                    out = parts[-1][1]
+                else:
+                    out = result[start:start + len(xb)]
+                    out[...] = xb
+                    start += len(xb)
+                if cbs is not None:
+                    cbs.on_predict_batch_end(i, {"outputs": out})
+        finally:
+            batches.release()
+        if result is None:       # the batches of all ranks, in the stream's order
+            result = np.concatenate([p for _, p in _dist.gather_items(parts)])
+        else:
+            result = _dist.gather_rows(result, len(x))
         if cbs is not None:
             cbs.on_predict_end()
         return result

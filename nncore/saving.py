@@ -38,6 +38,8 @@ import numpy as np
 __all__ = [
     "save_model",
     "load_model",
+    "model_to_bytes",
+    "model_from_bytes",
     "save_weights",
     "load_weights",
     "register_serializable",
@@ -216,7 +218,16 @@ def _decode(obj, arrays, bad, depth=0):
 
 # ---- the container: header + arrays ------------------------------------------------------------
 def write_file(path, header):
-    """Atomically write a model file holding `header`: JSON values and numpy arrays, nested freely."""
+    """Atomically write a model file holding `header`: JSON values and numpy arrays, nested freely.
+    In an MPI job (nncore.distributed) only rank 0 writes; the other ranks return at once."""
+    from nncore import distributed
+    if distributed.rank() != 0:
+        return
+    atomic_write(path, _file_chunks(header))
+
+
+def _file_chunks(header):
+    """The byte strings of a model file holding `header` (see the module docstring)."""
     arrays = []
     header = _encode(header, arrays)
     if not isinstance(header, dict):
@@ -246,7 +257,7 @@ def write_file(path, header):
     h = hashlib.sha256()
     for part in [prefix, text] + blobs:
         h.update(part)
-    atomic_write(path, [prefix, text] + blobs + [TRAILER_TAG + h.digest()])
+    return [prefix, text] + blobs + [TRAILER_TAG + h.digest()]
 
 
 def read_file(path):
@@ -258,20 +269,32 @@ def read_file(path):
 
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        if size < _PREFIX + _TRAILER:
-            bad(f"it is {size} bytes long, shorter than the smallest valid file ({_PREFIX + _TRAILER} bytes)")
         prefix = f.read(_PREFIX)
-        if prefix[:6] != MAGIC[:6]:
-            bad("wrong magic bytes (not written by nncore, or the start of the file is damaged)")
-        if prefix[6:8] != MAGIC[6:8]:
-            bad(f"unknown container version {prefix[6:8]!r} (written by a newer nncore?)")
-        (hlen,) = struct.unpack("<Q", prefix[8:16])
-        if hlen > min(_MAX_HEADER, size - _PREFIX - _TRAILER):
-            bad(f"the header claims {hlen} bytes but the file is {size} bytes long (truncated or damaged)")
+        hlen = _check_prefix(prefix, size, bad)
         # The size was checked against the real file length: reading it allocates at most `size`.
         data = prefix + f.read(size - _PREFIX)
     if len(data) != size:
         bad("the file changed size while being read")
+    return _parse(data, bad, hlen)
+
+
+def _check_prefix(prefix, size, bad):
+    """The header length from the first 16 bytes, checked against the total size."""
+    if size < _PREFIX + _TRAILER:
+        bad(f"it is {size} bytes long, shorter than the smallest valid file ({_PREFIX + _TRAILER} bytes)")
+    if prefix[:6] != MAGIC[:6]:
+        bad("wrong magic bytes (not written by nncore, or the start of the file is damaged)")
+    if prefix[6:8] != MAGIC[6:8]:
+        bad(f"unknown container version {prefix[6:8]!r} (written by a newer nncore?)")
+    (hlen,) = struct.unpack("<Q", prefix[8:16])
+    if hlen > min(_MAX_HEADER, size - _PREFIX - _TRAILER):
+        bad(f"the header claims {hlen} bytes but the file is {size} bytes long (truncated or damaged)")
+    return hlen
+
+
+def _parse(data, bad, hlen):
+    """Verify the bytes of a whole model file and decode its header with the arrays in place."""
+    size = len(data)
     body, trailer = memoryview(data)[: size - _TRAILER], data[size - _TRAILER:]
     if trailer[: len(TRAILER_TAG)] != TRAILER_TAG:
         bad("the checksum trailer is missing (truncated, or bytes were appended)")
@@ -372,6 +395,20 @@ def save_model(model, path, include_optimizer=True, allow_nonfinite=False):
     allow_nonfinite : bool, default=False
         By default weights holding NaN/inf are refused with a ValueError.
     """
+    write_file(path, _saved_model(model, include_optimizer, allow_nonfinite))
+
+
+def model_to_bytes(model, include_optimizer=True, allow_nonfinite=False):
+    """The bytes of the file `save_model` would write (nncore's safe format), in memory.
+
+    `model_from_bytes` reads them back; this is how a model travels to other processes
+    (nncore.distributed.predict_dask) without pickling its internals.
+    """
+    return b"".join(_file_chunks(_saved_model(model, include_optimizer, allow_nonfinite)))
+
+
+def _saved_model(model, include_optimizer, allow_nonfinite):
+    """The header of a saved model (architecture, weights, compile settings, optimizer state)."""
     weights = [np.asarray(w) for w in model.get_weights()]
     if not allow_nonfinite:
         _check_finite_weights(weights, "weight")
@@ -389,7 +426,7 @@ def save_model(model, path, include_optimizer=True, allow_nonfinite=False):
                 )
     header["optimizer_state"] = state
     header["extra"] = _model_extra(model)
-    write_file(path, header)
+    return header
 
 
 def _model_extra(model):
@@ -550,6 +587,21 @@ def load_model(path, custom_objects=None, compile=True):
     def bad(reason):
         raise ValueError(f"{os.fspath(path)!r}: {reason}")
 
+    return _load_saved_model(header, custom_objects, compile, bad)
+
+
+def model_from_bytes(data, custom_objects=None, compile=True):
+    """Rebuild a model from `model_to_bytes` output, with every check of `load_model`."""
+    data = bytes(data)
+
+    def bad(reason):
+        raise ValueError(f"the bytes are not a valid nncore model: {reason}")
+
+    header = _parse(data, bad, _check_prefix(data[:_PREFIX], len(data), bad))
+    return _load_saved_model(header, custom_objects, compile, bad)
+
+
+def _load_saved_model(header, custom_objects, compile, bad):
     if header.get("kind") != "model":
         bad(f"expected a saved model, got a file of kind {header.get('kind')!r} (use load_weights)")
     model = _build_model(header, custom_objects, bad)
