@@ -33,6 +33,8 @@ import warnings
 
 import numpy as np
 
+from nncore import distributed as _dist
+
 __all__ = [
     "Callback", "CallbackList", "History", "Progbar", "ProgbarLogger", "EarlyStopping",
     "ReduceLROnPlateau", "LearningRateScheduler", "TerminateOnNaN", "ModelCheckpoint",
@@ -49,6 +51,8 @@ _HOOKS_SET = frozenset(_HOOKS)
 
 
 def _print(msg, file=None):
+    if _dist.rank() != 0:      # in an MPI job only rank 0 prints
+        return
     f = sys.stdout if file is None else file
     f.write(msg + "\n")
     f.flush()
@@ -1239,7 +1243,7 @@ class ModelCheckpoint(Callback):
             raise IsADirectoryError(f"ModelCheckpoint: filepath {path!r} is an existing "
                                     "directory; give a file path")
         dirname = os.path.dirname(path)
-        if dirname:
+        if dirname and _dist.rank() == 0:     # only rank 0 writes (nncore.distributed)
             os.makedirs(dirname, exist_ok=True)
         if self.save_weights_only:
             self.model.save_weights(path)
@@ -1273,6 +1277,8 @@ class CSVLogger(Callback):
 
     def on_train_begin(self, logs=None):
         self.append_header = True
+        if _dist.rank() != 0:      # in an MPI job only rank 0 writes the file
+            return
         if self.append and os.path.exists(self.filename):
             with open(self.filename, "r", newline="") as f:
                 self.append_header = not bool(f.readline())
@@ -1283,6 +1289,8 @@ class CSVLogger(Callback):
         self.keys = None
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.csv_file is None or self.csv_file.closed:
+            return
         logs = logs or {}
 
         def cell(v):

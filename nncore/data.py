@@ -88,7 +88,7 @@ class Batches:
     def _bind(self, arrays):
         self.arrays = arrays
         # float rows gather through take_rows on a 2-D view of each array
-        self._rows = [None if a is None or a.ndim == 1 or a.dtype.kind != "f" else a.reshape(self.n, -1)
+        self._rows = [None if a is None or a.ndim == 1 or a.dtype.kind != "f" else _rows2d(a)
                       for a in arrays]
         self._srcs = [r if r is not None else a for a, r in zip(arrays, self._rows)]
 
@@ -141,7 +141,7 @@ class Batches:
                 continue
             full = np.empty((size,) + a.shape[1:], a.dtype)
             if rows is not None:
-                gathers.append((k, full.reshape(size, -1), True))     # dst[r] = src[idx[r]]
+                gathers.append((k, _rows2d(full), True))     # dst[r] = src[idx[r]]
             else:
                 gathers.append((k, full, False))
             out.append(full)
@@ -194,6 +194,11 @@ class Batches:
             m = min(step, n - start)
             lo, hi = share_of(m, r, size)
             yield start, lo, hi, m
+
+
+def _rows2d(a):
+    """a as a 2-D view of its rows (also for 0 rows)."""
+    return a.reshape(a.shape[0], int(np.prod(a.shape[1:], dtype=np.int64)))
 
 
 def share_of(m, r, size):
@@ -647,7 +652,7 @@ class MemmapBatches(Batches):
             if not self.shuffle:
                 raw[...] = a[start + lo:start + hi]
             elif rows2d is not None:
-                take_rows(rows2d, part, raw.reshape(len(part), -1))
+                take_rows(rows2d, part, _rows2d(raw))
             else:
                 a.take(part, 0, raw)
             if dst is not raw:

@@ -337,7 +337,7 @@ class FitSync:
     def agree(self, **fields):
         """Every rank must pass the same fields; otherwise a ValueError on every rank naming
         the field and each rank's value."""
-        mine = {k: json.dumps(v, sort_keys=True, default=str) for k, v in fields.items()}
+        mine = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str) for k, v in fields.items()}
         every = _comm.allgather(mine)
         for key in fields:
             values = [e[key] for e in every]
@@ -440,9 +440,11 @@ def fit_sync(model, batch_listeners):
 
 
 def model_signature(model):
-    """What every rank's model must share: parameter count, layers (class and weight shapes), dtype."""
-    layers = [f"{type(layer).__name__}{[list(w.shape) for w in layer.weights]}" for layer in model.layers]
-    return {"parameters": int(model.count_params()), "layers": ", ".join(layers), "dtype": str(model._dtype)}
+    """What every rank's model must share, as text: the parameter count, the layers with their
+    weight shapes, the dtype (e.g. "66 parameters: Dense(5x7, 7), Dense(7x3, 3), float64")."""
+    layers = [f"{type(layer).__name__}({', '.join('x'.join(map(str, w.shape)) for w in layer.weights)})"
+              for layer in model.layers]
+    return f"{model.count_params()} parameters: {', '.join(layers)}, {model._dtype}"
 
 
 # ---------------------------------------------------------------- debugging

@@ -558,7 +558,7 @@ class Sequential:
         if sync is not None:
             sync.agree(model=_dist.model_signature(self), compile=self._compile_config, batch_size=batch_size,
                        epochs=[initial_epoch, epochs], shuffle=bool(shuffle), samples=n, steps=steps,
-                       validation=None if val is None else val.steps)
+                       validation=None if val is None else getattr(val, "total", val.steps))
             sync.broadcast()
             batch_logs = batch_logs or sync.per_step_metrics
         self._setup()
@@ -595,6 +595,8 @@ class Sequential:
                             self.stop_training = _dist.any_rank(self.stop_training)
                         if self.stop_training:
                             break
+                    if not seen and getattr(batches, "exhausted", False):
+                        break                 # a generator with no batch left: training ends
                     if sync is not None:
                         sync.epoch_metrics()
                     epoch_logs = self._logs(total / seen) if seen else dict(logs)
@@ -653,7 +655,9 @@ class Sequential:
         lo, hi = _dist.share(n)
         if (lo, hi) != (0, n):
             arrays = [None if a is None else a[lo:hi] for a in arrays]
-        return _data.batches(arrays, batch_size, self._dtype)
+        batches = _data.batches(arrays, batch_size, self._dtype)
+        batches.total = n            # the rows of all the shares
+        return batches
 
     # ------------------------------------------------------------------ evaluate / predict
     def _evaluate_batches(self, batches, cbs=None):
