@@ -477,34 +477,39 @@ def _model_from_bytes(blob):
         from nncore import saving
         if len(_dask_models) >= 4:
             _dask_models.clear()
-        model = _dask_models[key] = saving.model_from_bytes(blob)
+        model = _dask_models[key] = saving.model_from_bytes(blob, compile=False)
     return model
 
 
-def _predict_block(block, blob, batch_size):
+def _predict_block(block, blob, batch_size, input_tail):
+    """predict on one row chunk, flattened to 2-D on both sides (the graph is always 2-D)."""
     model = _model_from_bytes(blob)
-    return model.predict(block, batch_size=batch_size, verbose=0)
+    out = model.predict(block.reshape((len(block),) + input_tail), batch_size=batch_size, verbose=0)
+    return out.reshape(len(out), -1)
 
 
 def predict_dask(model, x, batch_size=None):
     """Predict over a dask array's row chunks, lazily; returns a dask array.
 
-    The model travels to the workers in nncore's own file format (architecture, weights;
-    no pickle of its internals), as one bytes object in the graph; each worker process
-    rebuilds it once and reuses it for every chunk it computes.
+    The model travels to the workers in nncore's own file format (architecture and weights,
+    `nncore.saving.model_to_bytes`; no pickle of its internals), as ONE bytes object in the
+    graph that each worker fetches once; each worker process rebuilds the model once (cached
+    by the bytes' SHA-256) and reuses it for every chunk it computes.
 
     Parameters
     ----------
     model : built nncore model
-    x : dask.array.Array of shape (n_samples, ...)
-        Chunked along the rows only (other axes are rechunked to one chunk).
+    x : dask.array.Array of shape (n_samples,) + the model's input shape
+        Chunked along the rows (the other axes are rechunked to one chunk each).
     batch_size : int, optional
         The batch size of each chunk's ``predict`` (default 32).
 
     Returns
     -------
-    dask.array.Array of shape (n_samples,) + the model's output shape, in the model's dtype.
+    dask.array.Array of shape (n_samples,) + the model's output shape, in the model's dtype,
+    with the row chunks of x.
     """
+    import dask
     import dask.array as da
     from nncore import saving
 
@@ -513,17 +518,15 @@ def predict_dask(model, x, batch_size=None):
     if not getattr(model, "built", False):
         raise ValueError(f"predict_dask: the model {getattr(model, 'name', '')!r} is not built; "
                          "build it (or fit it) first")
-    want = tuple(model.input_shape[1:])
-    if tuple(x.shape[1:]) != want:
+    tail_in = tuple(model.input_shape[1:])
+    if tuple(x.shape[1:]) != tail_in:
         raise ValueError(f"predict_dask: model {model.name!r} expects inputs of shape (n_samples, "
-                         f"{', '.join(map(str, want))}), got a dask array of shape {x.shape}")
-    if any(len(c) > 1 for c in x.chunks[1:]):
-        x = x.rechunk({i: -1 for i in range(1, x.ndim)})
-    blob = saving.model_to_bytes(model, include_optimizer=False)
-    out_tail = tuple(model.output_shape[1:])
-    chunks = (x.chunks[0],) + tuple((d,) for d in out_tail)
-    drop = tuple(range(1, x.ndim)) if x.ndim - 1 > len(out_tail) else ()
-    new = tuple(range(x.ndim, 1 + len(out_tail))) if len(out_tail) + 1 > x.ndim else ()
-    return da.map_blocks(_predict_block, x, blob, batch_size, dtype=model._dtype, chunks=chunks,
-                         drop_axis=drop or None, new_axis=new or None, meta=np.empty((0,) * (1 + len(out_tail)),
-                                                                                     model._dtype))
+                         f"{', '.join(map(str, tail_in))}), got a dask array of shape {x.shape}")
+    tail_out = tuple(model.output_shape[1:])
+    width = int(np.prod(tail_out, dtype=np.int64))
+    flat = x.rechunk({i: -1 for i in range(1, x.ndim)}).reshape(x.shape[0], -1) if x.ndim != 2 else \
+        x.rechunk({1: -1})
+    blob = dask.delayed(saving.model_to_bytes(model, include_optimizer=False), pure=True)
+    out = flat.map_blocks(_predict_block, blob, batch_size, tail_in, dtype=model._dtype,
+                          chunks=(flat.chunks[0], (width,)), meta=np.empty((0, 0), model._dtype))
+    return out.reshape((x.shape[0],) + tail_out) if tail_out != (width,) else out
