@@ -88,7 +88,7 @@ class Batches:
     def _bind(self, arrays):
         self.arrays = arrays
         # float rows gather through take_rows on a 2-D view of each array
-        self._rows = [None if a is None or a.ndim == 1 or a.dtype.kind != "f" else _rows2d(a)
+        self._rows = [None if a is None or a.ndim == 1 or a.dtype not in (np.float32, np.float64) else _rows2d(a)
                       for a in arrays]
         self._srcs = [r if r is not None else a for a, r in zip(arrays, self._rows)]
 
@@ -585,7 +585,7 @@ class Stream:
 def _warn(message):
     from nncore import distributed
     if distributed.rank() == 0:
-        warnings.warn(message, stacklevel=4)
+        warnings.warn(message, stacklevel=3)
 
 
 # ---------------------------------------------------------------- memmaps
