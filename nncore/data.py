@@ -16,11 +16,10 @@ this process gets its share; ``rows`` is the size of the whole global batch.
 Data larger than memory (`Stream`, one interface for all of them: ``steps``,
 iteration over one epoch's prepared batches, ``rows``, ``release``):
 
-- a NumPy memmap (`is_memmap`): rows are gathered from the mapping into a small
-  ring of batch buffers by a background thread, converted to the model's dtype
-  and checked there, and the mapping's pages are handed back to the page cache
-  every few tens of MiB (``madvise(MADV_DONTNEED)``), so the resident memory
-  stays bounded whatever the file size;
+- a NumPy memmap (`is_memmap`): a background thread reads each batch's rows
+  from the memmap's file (``pread``, not through the mapping) into a small ring
+  of batch buffers, converts them to the model's dtype and checks them there, so
+  the resident memory stays bounded whatever the file size;
 - a sequence of batches (``__len__``, ``__getitem__(i) -> (x, y[, w])``,
   optional ``on_epoch_begin``/``on_epoch_end``: Keras's ``PyDataset`` protocol,
   see `PyDataset`), shuffled by batch each epoch;
@@ -36,13 +35,13 @@ start of an epoch ends the training.
 import concurrent.futures
 import collections
 import itertools
-import mmap
 import multiprocessing
+import os
 import warnings
 
 import numpy as np
 
-from nncore._kernels.elementwise import take_rows
+from nncore._kernels.elementwise import read_rows, take_rows
 
 __all__ = ["Batches", "PyDataset", "Sequence", "Stream", "split_validation", "is_memmap", "is_stream"]
 
@@ -589,24 +588,54 @@ def _warn(message):
 
 
 # ---------------------------------------------------------------- memmaps
-_RELEASE_BYTES = 32 << 20    # hand a mapping's pages back after this many bytes were read from it
+class _FileRows:
+    """The rows of a C-contiguous array over a file-backed numpy.memmap, read from the file with
+    ``pread`` into the caller's buffer (`read_rows`, one call per batch without the GIL): nothing is mapped, so however many rows are read the
+    resident memory does not grow (the page cache keeps the file). Reading through the mapping
+    instead would map every page it faults in plus its neighbours (the kernel's fault-around),
+    the whole file after an epoch of random rows."""
+
+    def __init__(self, a, shuffle):
+        root = memmap_of(a)
+        while isinstance(root.base, np.memmap):
+            root = root.base
+        # np.memmap's data start at file position `offset`; a view starts that many bytes later
+        start = a.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+        self.pos = root.offset + start
+        self.row = int(np.prod(a.shape[1:], dtype=np.int64)) * a.itemsize
+        self.fd = os.open(root.filename, os.O_RDONLY)
+        if shuffle and hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)   # no read-ahead for random rows
+
+    @staticmethod
+    def usable(a):
+        m = memmap_of(a)
+        return os.name == "posix" and m is not None and isinstance(getattr(m, "filename", None), (str, os.PathLike))
+
+    def read(self, dst, rows=None, first=0):
+        """dst[k] = row rows[k] (rows None: row first + k) of the array: one nogil call per batch."""
+        read_rows(self.fd, self.pos, rows, dst, first)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 class MemmapBatches(Batches):
-    """`Batches` over arrays of which some are memmaps: each batch is gathered by a background
-    thread into a ring of buffers (allocated once per batch size), converted to `dtype`, and
-    the first array (the inputs) is checked to be finite there. The mappings' pages are
-    released (``madvise(MADV_DONTNEED)``: the data stays in the page cache) every
-    ``_RELEASE_BYTES`` read, so the resident memory stays bounded for any file size.
+    """`Batches` over arrays of which some are memmaps: each batch is produced by a background
+    thread into a ring of buffers (allocated once per batch size): a memmap's rows are read from
+    its file (`_FileRows`, so the resident memory stays bounded for any file size), converted to
+    `dtype`, and the inputs (the first array) are checked to be finite there.
 
     Parameters
     ----------
     arrays, batch_size, shuffle, rng, shard
         As for `Batches` (the arrays must be C-contiguous).
     dtype : numpy dtype
-        Every batch array is delivered in this dtype.
+        The memmaps' batches are delivered in this dtype (the other arrays are already prepared).
     depth : int, default=2
-        Batches gathered ahead of the consumer.
+        Batches produced ahead of the consumer.
     """
 
     def __init__(self, arrays, batch_size, dtype, shuffle=False, rng=None, shard=None, depth=2):
@@ -614,13 +643,7 @@ class MemmapBatches(Batches):
         self.dtype = np.dtype(dtype)
         self.depth = int(depth)
         self._ring = {}
-        self._maps = []
-        for a in arrays:
-            m = memmap_of(a)
-            if m is not None and m.mode != "c" and isinstance(m.base, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
-                if all(m.base is not other for other in self._maps):
-                    self._maps.append(m.base)
-        self._read = 0
+        self._files = [_FileRows(a, shuffle) if a is not None and _FileRows.usable(a) else None for a in arrays]
 
     def _slot(self, slot, size):
         """Buffers of ring slot `slot` for batches of `size` rows: per array (raw, delivered)."""
@@ -633,7 +656,8 @@ class MemmapBatches(Batches):
                     bufs.append(None)
                     continue
                 raw = np.empty((size,) + a.shape[1:], a.dtype)
-                out = raw if a.dtype == self.dtype else np.empty(raw.shape, self.dtype)
+                convert = a.dtype != self.dtype and memmap_of(a) is not None   # the others are prepared
+                out = np.empty(raw.shape, self.dtype) if convert else raw
                 bufs.append((raw, out))
             self._ring[key] = bufs
         return bufs
@@ -644,12 +668,14 @@ class MemmapBatches(Batches):
         bufs = self._slot(k % (self.depth + 1), hi - lo)
         part = self._idx[start + lo:start + hi]
         out = []
-        for a, rows2d, buf in zip(self.arrays, self._rows, bufs):
+        for a, rows2d, file, buf in zip(self.arrays, self._rows, self._files, bufs):
             if a is None:
                 out.append(None)
                 continue
             raw, dst = buf
-            if not self.shuffle:
+            if file is not None:
+                file.read(raw, part if self.shuffle else None, start + lo)
+            elif not self.shuffle:
                 raw[...] = a[start + lo:start + hi]
             elif rows2d is not None:
                 take_rows(rows2d, part, _rows2d(raw))
@@ -657,15 +683,10 @@ class MemmapBatches(Batches):
                 a.take(part, 0, raw)
             if dst is not raw:
                 np.copyto(dst, raw)
-            self._read += raw.nbytes
             out.append(dst)
         x = out[0]
         if x is not None and x.size and not all_finite(x.reshape(-1), 1):
             raise ValueError(f"x: the inputs of batch {k} (rows of the memmap) contain NaN or infinity")
-        if self._read >= _RELEASE_BYTES:
-            for mm in self._maps:
-                mm.madvise(mmap.MADV_DONTNEED)
-            self._read = 0
         return tuple(out), m
 
     def __iter__(self):
@@ -680,6 +701,14 @@ class MemmapBatches(Batches):
                     yield batch
         finally:
             self._iterating -= 1
+
+    def release(self):
+        """Close the files and drop the references to the arrays."""
+        for f in self._files or ():
+            if f is not None:
+                f.close()
+        self._files = None
+        super().release()
 
 
 def batches(arrays, batch_size, dtype, shuffle=False, rng=None, shard=None):

@@ -300,3 +300,32 @@ def test_memmap_batches_use_a_fixed_ring_of_buffers(tmp_path):
             rows = [int(np.flatnonzero((x == r).all(axis=1))[0]) for r in xb]
             np.testing.assert_array_equal(y[rows], yb)
     assert len(ids) == b.depth + 1
+
+
+@pytest.mark.skipif(os.name != "posix", reason="pread")
+@pytest.mark.parametrize("dtype, shape", [(np.float32, (13, 7)), (np.float64, (1, 1)), (np.uint8, (29, 3, 5)),
+                                          (np.int64, (17,))])
+def test_read_rows_matches_numpy_indexing(tmp_path, dtype, shape):
+    from nncore._kernels.elementwise import read_rows
+    a = (np.arange(np.prod(shape)) % 251).astype(dtype).reshape(shape)
+    np.save(tmp_path / "a.npy", a)
+    m = np.load(tmp_path / "a.npy", mmap_mode="r")
+    fd = os.open(tmp_path / "a.npy", os.O_RDONLY)
+    try:
+        idx = np.random.default_rng(0).integers(0, shape[0], size=11).astype(np.int64)
+        got = np.empty((11,) + shape[1:], dtype)
+        np.testing.assert_array_equal(read_rows(fd, m.offset, idx, got), a[idx])
+        part = np.empty((shape[0] - 1,) + shape[1:], dtype)
+        np.testing.assert_array_equal(read_rows(fd, m.offset, None, part, 1), a[1:])
+        with pytest.raises(OSError, match="the file ended before the rows"):
+            read_rows(fd, m.offset, np.array([shape[0] + 5], np.int64), got[:1])
+        with pytest.raises(ValueError, match="3 indices for 11 rows"):
+            read_rows(fd, m.offset, idx[:3], got)
+        with pytest.raises(TypeError, match="idx must be a contiguous 1-D int64 array"):
+            read_rows(fd, m.offset, idx.astype(np.int32), got)
+        with pytest.raises(ValueError, match="output array is read-only"):
+            read_rows(fd, m.offset, idx, np.asarray(m)[:11])
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        read_rows(fd, 0, None, got)
