@@ -198,3 +198,31 @@ def test_tally_round_trip_keeps_types():
     before = [x.result() for x in m]
     dist._unpack(m, dist._pack(m))
     assert [x.result() for x in m] == before and isinstance(m[0]._one, list)
+
+
+# ---------------------------------------------------------------- the example
+EXAMPLE = os.path.join(os.path.dirname(HERE), "examples", "distributed_mnist.py")
+
+
+def test_distributed_example_runs_in_one_process():
+    pytest.importorskip("sklearn")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("distributed_mnist", EXAMPLE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.main(epochs=4, verbose=0)
+    assert res["ranks"] == 1 and res["accuracy"] > 0.9
+
+
+@needs_mpi
+def test_distributed_example_runs_under_mpiexec(tmp_path):
+    pytest.importorskip("sklearn")
+    ckpt = tmp_path / "best.nnc"
+    e = dict(os.environ, OMP_NUM_THREADS="1", VERBOSE="0")
+    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, EXAMPLE, "6", str(ckpt)], capture_output=True,
+                          text=True, env=e, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    line = [ln for ln in proc.stdout.splitlines() if "test accuracy" in ln]
+    assert len(line) == 1 and line[0].startswith("2 rank(s) x 1 thread(s)")    # rank 0 alone prints
+    assert float(line[0].split("test accuracy ")[1].split(",")[0]) > 0.9
+    assert nncore.load_model(ckpt).count_params() == 784 * 128 + 128 + 1290
