@@ -382,7 +382,7 @@ class Sequential:
             w = self._class_weights(class_weight, y_raw)
         return x, y, self._prepare_weights(w, len(x), f"sample_weight of {where}"), y_metric
 
-    def _prepare_inputs(self, batch, index):
+    def _prepare_input_batch(self, batch, index):
         return (self._prepare_x(_data.unpack_batch(batch, index)[0], f"x of batch {index}"),)
 
     def _setup(self):
@@ -734,7 +734,7 @@ class Sequential:
         batch_size = 32 if batch_size is None else _int_arg(batch_size, "batch_size", 1)
         verbose = _verbose(verbose)
         if _data.is_stream(x):
-            batches = Stream(x, self._prepare_inputs, steps, shard=_dist.shard())
+            batches = Stream(x, self._prepare_input_batch, steps, shard=_dist.shard())
             if not self.built:
                 batches.first()
             result, parts = None, []
@@ -848,6 +848,28 @@ class Sequential:
     def load_weights(self, filepath):
         from nncore import saving
         return saving.load_weights(self, filepath)
+
+    def export(self, filepath, format="onnx", verbose=None, opset_version=None):
+        """Export for inference as Keras 3 does: ``model.export(path, format="onnx")`` (nncore.onnx.export).
+
+        `verbose` (default True, as Keras) prints where the file went; `opset_version` is the ONNX opset
+        (default nncore.onnx.DEFAULT_OPSET). ONNX is the only format.
+        """
+        if format != "onnx":
+            raise ValueError(f"{self.name}.export: format must be 'onnx' (the only export format of nncore), "
+                             f"got {format!r}")
+        from nncore import onnx
+
+        onnx.export(self, filepath, opset=opset_version)
+        if verbose is None or verbose:
+            print(f"Saved artifact at '{filepath}'.")
+
+    def __reduce__(self):
+        """pickle and copy.deepcopy go through nncore's own model format (saving.model_to_bytes:
+        architecture, weights, compile settings, optimizer state; nothing pickled inside), so a
+        model travels to joblib/Dask workers and sklearn.clone copies it."""
+        from nncore import saving
+        return saving.model_from_bytes, (saving.model_to_bytes(self, allow_nonfinite=True),)
 
     def __repr__(self):
         return f"<Sequential name={self.name!r} layers={len(self._layers)}>"

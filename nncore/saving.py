@@ -35,18 +35,22 @@ import tempfile
 
 import numpy as np
 
+from nncore._config import floatx, using_floatx
+
 __all__ = [
     "save_model",
     "load_model",
-    "model_to_bytes",
-    "model_from_bytes",
     "save_weights",
     "load_weights",
+    "model_to_bytes",
+    "model_from_bytes",
     "register_serializable",
     "get_registered_object",
     "atomic_write",
     "write_file",
     "read_file",
+    "write_bytes",
+    "read_bytes",
     "FORMAT_VERSION",
 ]
 
@@ -217,17 +221,8 @@ def _decode(obj, arrays, bad, depth=0):
 
 
 # ---- the container: header + arrays ------------------------------------------------------------
-def write_file(path, header):
-    """Atomically write a model file holding `header`: JSON values and numpy arrays, nested freely.
-    In an MPI job (nncore.distributed) only rank 0 writes; the other ranks return at once."""
-    from nncore import distributed
-    if distributed.rank() != 0:
-        return
-    atomic_write(path, _file_chunks(header))
-
-
-def _file_chunks(header):
-    """The byte strings of a model file holding `header` (see the module docstring)."""
+def _pack(header):
+    """The byte strings of a model file holding `header` (JSON values and numpy arrays, nested freely)."""
     arrays = []
     header = _encode(header, arrays)
     if not isinstance(header, dict):
@@ -260,6 +255,20 @@ def _file_chunks(header):
     return [prefix, text] + blobs + [TRAILER_TAG + h.digest()]
 
 
+def write_file(path, header):
+    """Atomically write a model file holding `header`: JSON values and numpy arrays, nested freely.
+    In an MPI job (nncore.distributed) only rank 0 writes; the other ranks return at once."""
+    from nncore import distributed
+    if distributed.rank() != 0:
+        return
+    atomic_write(path, _pack(header))
+
+
+def write_bytes(header):
+    """The bytes of the model file `write_file` would write for `header`."""
+    return b"".join(_pack(header))
+
+
 def read_file(path):
     """Read and verify a model file; return its header with the arrays in place. ValueError on any problem."""
     path = os.fspath(path)
@@ -269,19 +278,34 @@ def read_file(path):
 
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
+        if size < _PREFIX + _TRAILER:
+            bad(f"it is {size} bytes long, shorter than the smallest valid file ({_PREFIX + _TRAILER} bytes)")
         prefix = f.read(_PREFIX)
-        hlen = _check_prefix(prefix, size, bad)
+        _check_prefix(prefix, size, bad)
         # The size was checked against the real file length: reading it allocates at most `size`.
         data = prefix + f.read(size - _PREFIX)
     if len(data) != size:
         bad("the file changed size while being read")
-    return _parse(data, bad, hlen)
+    return _unpack(data, bad)
+
+
+def read_bytes(data):
+    """Verify and decode the bytes of a model file (as `write_bytes` gives them), with every check
+    `read_file` makes; return the header with the arrays in place. ValueError on any problem."""
+    def bad(reason):
+        raise ValueError(f"the bytes are not a valid nncore model file: {reason}")
+
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"read_bytes: expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < _PREFIX + _TRAILER:
+        bad(f"they are {len(data)} bytes long, shorter than the smallest valid file "
+            f"({_PREFIX + _TRAILER} bytes)")
+    _check_prefix(data[:_PREFIX], len(data), bad)
+    return _unpack(data, bad)
 
 
 def _check_prefix(prefix, size, bad):
-    """The header length from the first 16 bytes, checked against the total size."""
-    if size < _PREFIX + _TRAILER:
-        bad(f"it is {size} bytes long, shorter than the smallest valid file ({_PREFIX + _TRAILER} bytes)")
     if prefix[:6] != MAGIC[:6]:
         bad("wrong magic bytes (not written by nncore, or the start of the file is damaged)")
     if prefix[6:8] != MAGIC[6:8]:
@@ -289,12 +313,12 @@ def _check_prefix(prefix, size, bad):
     (hlen,) = struct.unpack("<Q", prefix[8:16])
     if hlen > min(_MAX_HEADER, size - _PREFIX - _TRAILER):
         bad(f"the header claims {hlen} bytes but the file is {size} bytes long (truncated or damaged)")
-    return hlen
 
 
-def _parse(data, bad, hlen):
-    """Verify the bytes of a whole model file and decode its header with the arrays in place."""
+def _unpack(data, bad):
+    """Checksum, header and array table of a whole file held in `data` (its prefix already checked)."""
     size = len(data)
+    (hlen,) = struct.unpack("<Q", data[8:16])
     body, trailer = memoryview(data)[: size - _TRAILER], data[size - _TRAILER:]
     if trailer[: len(TRAILER_TAG)] != TRAILER_TAG:
         bad("the checksum trailer is missing (truncated, or bytes were appended)")
@@ -395,20 +419,18 @@ def save_model(model, path, include_optimizer=True, allow_nonfinite=False):
     allow_nonfinite : bool, default=False
         By default weights holding NaN/inf are refused with a ValueError.
     """
-    write_file(path, _saved_model(model, include_optimizer, allow_nonfinite))
+    write_file(path, _model_file_header(model, include_optimizer, allow_nonfinite))
 
 
 def model_to_bytes(model, include_optimizer=True, allow_nonfinite=False):
-    """The bytes of the file `save_model` would write (nncore's safe format), in memory.
+    """The bytes of the file `save_model` would write (same format, same checks), in memory.
 
-    `model_from_bytes` reads them back; this is how a model travels to other processes
-    (nncore.distributed.predict_dask) without pickling its internals.
+    `model_from_bytes` reads them back; a model pickles (and deep-copies) through this pair.
     """
-    return b"".join(_file_chunks(_saved_model(model, include_optimizer, allow_nonfinite)))
+    return write_bytes(_model_file_header(model, include_optimizer, allow_nonfinite))
 
 
-def _saved_model(model, include_optimizer, allow_nonfinite):
-    """The header of a saved model (architecture, weights, compile settings, optimizer state)."""
+def _model_file_header(model, include_optimizer, allow_nonfinite):
     weights = [np.asarray(w) for w in model.get_weights()]
     if not allow_nonfinite:
         _check_finite_weights(weights, "weight")
@@ -416,7 +438,9 @@ def _saved_model(model, include_optimizer, allow_nonfinite):
     compile_config = getattr(model, "_compile_config", None)
     header["weights"] = weights
     header["compile"] = compile_config or None
-    state = _optimizer_state(model) if include_optimizer and compile_config else None
+    # an unbuilt model has no optimizer state yet (its slots are laid over the built buffer)
+    built = getattr(model, "built", True)
+    state = _optimizer_state(model) if include_optimizer and compile_config and built else None
     if state is not None and not allow_nonfinite:
         for key, value in state.items():
             if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
@@ -581,31 +605,27 @@ def load_model(path, custom_objects=None, compile=True):
     Only nncore's own classes, classes registered with `register_serializable`
     and those in `custom_objects` ({name: class}) can be named by the file.
     Raises ValueError for damaged files, unknown versions and unknown classes.
+    The model is rebuilt in the float dtype of its stored weights.
     """
-    header = read_file(path)
-
-    def bad(reason):
-        raise ValueError(f"{os.fspath(path)!r}: {reason}")
-
-    return _load_saved_model(header, custom_objects, compile, bad)
+    return _model_from_header(read_file(path), repr(os.fspath(path)), custom_objects, compile)
 
 
 def model_from_bytes(data, custom_objects=None, compile=True):
-    """Rebuild a model from `model_to_bytes` output, with every check of `load_model`."""
-    data = bytes(data)
+    """`load_model` for the bytes `model_to_bytes` gave (every check of `load_model` holds)."""
+    return _model_from_header(read_bytes(data), "model bytes", custom_objects, compile)
 
+
+def _model_from_header(header, where, custom_objects, compile):
     def bad(reason):
-        raise ValueError(f"the bytes are not a valid nncore model: {reason}")
+        raise ValueError(f"{where}: {reason}")
 
-    header = _parse(data, bad, _check_prefix(data[:_PREFIX], len(data), bad))
-    return _load_saved_model(header, custom_objects, compile, bad)
-
-
-def _load_saved_model(header, custom_objects, compile, bad):
     if header.get("kind") != "model":
         bad(f"expected a saved model, got a file of kind {header.get('kind')!r} (use load_weights)")
-    model = _build_model(header, custom_objects, bad)
-    _set_weights(model, header.get("weights"), bad)
+    weights = header.get("weights")
+    floats = [w.dtype.name for w in weights or () if isinstance(w, np.ndarray) and w.dtype.kind == "f"]
+    with using_floatx(floats[0] if floats and floats[0] in ("float32", "float64") else floatx()):
+        model = _build_model(header, custom_objects, bad)
+    _set_weights(model, weights, bad)
     compile_config = header.get("compile")
     if compile and compile_config:
         try:
