@@ -247,7 +247,7 @@ def is_memmap(x):
 def is_stream(x):
     """Whether x is a sequence of batches (``__len__`` + ``__getitem__``) or an iterable of
     batches, rather than array-like data (ndarray, list, tuple, or anything with __array__)."""
-    if x is None or isinstance(x, (np.ndarray, list, tuple, dict, str, bytes)) or hasattr(x, "__array__"):
+    if x is None or isinstance(x, (np.ndarray, list, tuple, dict, str, bytes, range)) or hasattr(x, "__array__"):
         return False
     return hasattr(x, "__iter__") or hasattr(x, "__next__") or (hasattr(x, "__getitem__")
                                                                  and hasattr(x, "__len__"))

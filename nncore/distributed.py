@@ -42,6 +42,8 @@ import traceback
 
 import numpy as np
 
+from nncore.data import share_of
+
 __all__ = ["init", "rank", "size", "is_initialized", "barrier", "shutdown", "check_in_sync",
            "predict_dask"]
 
@@ -188,16 +190,9 @@ def collective(method):
 
 
 # ---------------------------------------------------------------- shares of the data
-def _split(m, r, n):
-    """Rows [lo, hi) of m that rank r of n takes: m // n each, one more for r < m % n."""
-    q, extra = divmod(m, n)
-    lo = r * q + min(r, extra)
-    return lo, lo + q + (r < extra)
-
-
 def share(n):
     """This rank's contiguous share [lo, hi) of n rows (evaluate, predict, validation)."""
-    return _split(n, _rank, _size)
+    return share_of(n, _rank, _size)
 
 
 def shard():
@@ -209,7 +204,7 @@ def gather_rows(local, n):
     """Every rank's share of rows (from :func:`share`), concatenated in rank order, on every rank."""
     if _comm is None:
         return local
-    counts = [_split(n, r, _size) for r in range(_size)]
+    counts = [share_of(n, r, _size) for r in range(_size)]
     row = int(np.prod(local.shape[1:], dtype=np.int64))
     out = np.empty((n,) + local.shape[1:], local.dtype)
     sizes = [(hi - lo) * row for lo, hi in counts]
@@ -282,9 +277,9 @@ def reduce_pass(metrics, *scalars):
     the scalars' global sums (one process: the scalars unchanged)."""
     if _comm is None:
         return list(scalars)
-    tally = Tally(metrics)
-    tally.base = np.zeros_like(_pack(metrics, scalars))
-    return tally.sync(*scalars)
+    sums = _pack(metrics, scalars)
+    _comm.Allreduce(_MPI.IN_PLACE, sums, op=_MPI.SUM)
+    return _unpack(metrics, sums)
 
 
 def sum_over_ranks(n):
