@@ -705,6 +705,8 @@ class Sequential:
         if _data.is_stream(x):
             self._no_arrays_with_stream("evaluate", y, sample_weight)
             batches = self._prepare_validation(x, batch_size, steps)
+            if not self.built:
+                batches.first()
         else:
             x = self._prepare_x(x)
             y, y_metric = self._prepare_y(y, len(x))
