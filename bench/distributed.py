@@ -13,7 +13,9 @@ interleaving the configurations over the repeats, and reports medians of:
   loss sum and the wait for the buckets started during backward), against a raw mpi4py in-place
   ``Allreduce`` of the same buffer (blocking, after a barrier), and its share of the step;
 - ``--buckets`` KiB: the bucket size of the non-blocking allreduces started during backward
-  (0: one allreduce after backward, no overlap), to measure whether overlap pays.
+  (0: one allreduce after backward, no overlap), to measure whether overlap pays; -1 is the
+  control: N independent single-process trainings at once (what sharing the machine costs
+  without any communication), their samples/s summed.
 
 Print the load (``uptime``) with the figures: the ranks share the machine's cores with everything else.
 """
@@ -38,8 +40,9 @@ def worker(name, steps, bucket_kib):
     from bench.workloads import get_workload, make_data
     from nncore.layers import Dense, Input
 
-    dist.init()
-    r, n = dist.rank(), dist.size()
+    if bucket_kib >= 0:
+        dist.init()
+    r, n = dist.rank(), dist.size()     # bucket -1: every process alone (the control: no communication)
     dist._BUCKET_BYTES = bucket_kib * 1024 if bucket_kib > 0 else 1 << 62
     wl = get_workload(name)
     rows = steps * wl.batch * n
@@ -76,7 +79,7 @@ def worker(name, steps, bucket_kib):
             t = time.perf_counter()
             comm.Allreduce(MPI.IN_PLACE, g, op=MPI.SUM)
             raw.append(time.perf_counter() - t)
-    if r == 0:
+    if r == 0:                          # (in the control every process is rank 0 of its own world)
         print(json.dumps({"samples_per_s": rows / epoch, "step_ms": 1e3 * epoch / steps,
                           "wait_ms": 1e3 * statistics.median(waits) if waits else 0.0,
                           "raw_ms": 1e3 * statistics.median(raw) if raw else 0.0,
@@ -87,8 +90,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workloads", nargs="+", default=["medium", "large"])
     p.add_argument("--ranks", nargs="+", type=int, default=[1, 2])
-    p.add_argument("--buckets", nargs="+", type=int, default=[1024, 0],
-                   help="bucket sizes in KiB for the multi-rank runs (0: one allreduce after backward)")
+    p.add_argument("--buckets", nargs="+", type=int, default=[1024, 0, -1],
+                   help="bucket sizes in KiB for the multi-rank runs (0: one allreduce after backward; -1: the "
+                        "control, N independent processes without MPI, samples/s summed over them)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--steps", type=int, default=60, help="timed steps per rank")
     p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
@@ -111,7 +115,10 @@ def main(argv=None):
                                   str(a.steps), str(b)], capture_output=True, text=True, env=env, timeout=600)
             if out.returncode:
                 raise RuntimeError(out.stderr)
-            results[c].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            lines = [json.loads(ln) for ln in out.stdout.strip().splitlines()]
+            if b < 0:       # independent processes: their samples/s add up
+                lines[-1]["samples_per_s"] = sum(ln["samples_per_s"] for ln in lines)
+            results[c].append(lines[-1])
     print(f"load after: {os.getloadavg()[0]:.2f}; medians of {a.repeats}, 1 thread per rank, float32, Adam")
     print(f"{'workload':8} {'ranks':>5} {'bucket':>8} {'samples/s':>10} {'vs 1':>6} {'step ms':>8} "
           f"{'allreduce wait ms':>17} {'raw Allreduce ms':>16} {'wait/step':>9}")
@@ -122,7 +129,7 @@ def main(argv=None):
         if n == 1:
             base[wl] = med["samples_per_s"]
         speed = med["samples_per_s"] / base[wl] if wl in base else float("nan")
-        bucket = "-" if n == 1 else ("none" if b == 0 else f"{b} KiB")
+        bucket = "-" if n == 1 else ("none" if b == 0 else "no MPI" if b < 0 else f"{b} KiB")
         print(f"{wl:8} {n:5d} {bucket:>8} {med['samples_per_s']:10.0f} {speed:6.2f} {med['step_ms']:8.2f} "
               f"{med['wait_ms']:17.3f} {med['raw_ms']:16.3f} {med['wait_ms'] / med['step_ms']:9.1%}")
     return 0
