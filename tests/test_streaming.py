@@ -329,3 +329,30 @@ def test_read_rows_matches_numpy_indexing(tmp_path, dtype, shape):
         os.close(fd)
     with pytest.raises(OSError, match="Bad file descriptor"):
         read_rows(fd, 0, None, got)
+
+
+def test_a_keras_pydataset_is_a_sequence(monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    x, y = _data()
+
+    class KerasRows(keras.utils.PyDataset):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.ends = 0
+
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            return x[i * 18:(i + 1) * 18], y[i * 18:(i + 1) * 18]
+
+        def on_epoch_end(self):
+            self.ends += 1
+
+    a, b = _model(), _model()
+    a.fit(x, y, batch_size=18, epochs=2, shuffle=False, verbose=0)
+    seq = KerasRows(workers=2, max_queue_size=4)
+    b.fit(seq, epochs=2, shuffle=False, verbose=0)
+    _same_weights(a, b)
+    assert seq.ends == 2
