@@ -626,7 +626,7 @@ class MemmapBatches(Batches):
     """`Batches` over arrays of which some are memmaps: each batch is produced by a background
     thread into a ring of buffers (allocated once per batch size): a memmap's rows are read from
     its file (`_FileRows`, so the resident memory stays bounded for any file size), converted to
-    `dtype`, and the inputs (the first array) are checked to be finite there.
+    `dtype`, and the inputs (the first `inputs` arrays) are checked to be finite there.
 
     Parameters
     ----------
@@ -634,13 +634,16 @@ class MemmapBatches(Batches):
         As for `Batches` (the arrays must be C-contiguous).
     dtype : numpy dtype
         The memmaps' batches are delivered in this dtype (the other arrays are already prepared).
+    inputs : int, default=1
+        The number of leading arrays that are model inputs.
     depth : int, default=2
         Batches produced ahead of the consumer.
     """
 
-    def __init__(self, arrays, batch_size, dtype, shuffle=False, rng=None, shard=None, depth=2):
+    def __init__(self, arrays, batch_size, dtype, inputs=1, shuffle=False, rng=None, shard=None, depth=2):
         super().__init__(arrays, batch_size, shuffle=shuffle, rng=rng, shard=shard)
         self.dtype = np.dtype(dtype)
+        self.inputs = int(inputs)
         self.depth = int(depth)
         self._ring = {}
         self._files = [_FileRows(a, shuffle) if a is not None and _FileRows.usable(a) else None for a in arrays]
@@ -684,9 +687,9 @@ class MemmapBatches(Batches):
             if dst is not raw:
                 np.copyto(dst, raw)
             out.append(dst)
-        x = out[0]
-        if x is not None and x.size and not all_finite(x.reshape(-1), 1):
-            raise ValueError(f"x: the inputs of batch {k} (rows of the memmap) contain NaN or infinity")
+        for x in out[:self.inputs]:
+            if x is not None and x.size and not all_finite(x.reshape(-1), 1):
+                raise ValueError(f"x: the inputs of batch {k} (rows of the memmap) contain NaN or infinity")
         return tuple(out), m
 
     def __iter__(self):
@@ -711,8 +714,8 @@ class MemmapBatches(Batches):
         super().release()
 
 
-def batches(arrays, batch_size, dtype, shuffle=False, rng=None, shard=None):
-    """`MemmapBatches` when the first array (the inputs) is a memmap, else `Batches`."""
-    if arrays[0] is not None and is_memmap(arrays[0]):
-        return MemmapBatches(arrays, batch_size, dtype, shuffle=shuffle, rng=rng, shard=shard)
+def batches(arrays, batch_size, dtype, inputs=1, shuffle=False, rng=None, shard=None):
+    """`MemmapBatches` when one of the first `inputs` arrays (the model's inputs) is a memmap, else `Batches`."""
+    if any(is_memmap(a) for a in arrays[:inputs]):
+        return MemmapBatches(arrays, batch_size, dtype, inputs, shuffle=shuffle, rng=rng, shard=shard)
     return Batches(arrays, batch_size, shuffle=shuffle, rng=rng, shard=shard)

@@ -309,24 +309,22 @@ class FitSync:
     """What one fit over N ranks shares: agreement at the start, rank 0's weights, optimizer
     state and shuffling generator, the gradient allreduce per step, metric sums, stop flags.
 
-    The model calls: :meth:`agree` and :meth:`broadcast` once, :meth:`epoch_begin` each epoch,
-    :meth:`hook_backward` when it builds its backward list, :meth:`reduce` after each
-    backward (or :meth:`skip` when its share of a global batch is empty).
+    The model calls: :meth:`agree` and :meth:`broadcast` once, :meth:`attach` to its plan,
+    :meth:`epoch_begin` each epoch, :meth:`reduce` after each backward (or :meth:`skip` when
+    its share of a global batch is empty), :meth:`detach` at the end.
     """
 
     def __init__(self, model, metrics, per_step_metrics):
         self.model = model
         self.tally = Tally(metrics)
         self.per_step_metrics = per_step_metrics
-        self._scal = np.zeros(1)
+        self._scal = np.zeros(1 + len(model.outputs))    # the loss sum, then each output's
         self._reqs = []
         self._starts = []
-        self._bind(model._grads)
-
-    def _bind(self, grads):
-        self.grads = grads
-        self._top = grads.size
-        self._bucket = max(1, _BUCKET_BYTES // max(grads.itemsize, 1))
+        self._plan = None
+        self.grads = model._grads
+        self._top = self.grads.size
+        self._bucket = max(1, _BUCKET_BYTES // max(self.grads.itemsize, 1))
 
     # -- agreement and state at the start
     def agree(self, **fields):
@@ -360,24 +358,33 @@ class FitSync:
         self.tally.mark()
 
     # -- the gradient allreduce, in buckets as backward produces the segments
-    def hook_backward(self, backward, layers):
-        """Wrap the backward functions (in backward order, with their layers): after each,
-        the gradient from that layer's first element to the end of the buffer is final."""
-        if self.grads is not self.model._grads:
-            self._bind(self.model._grads)
-        base = self.grads.__array_interface__["data"][0]
-        hooked, self._starts = [], []
-        for b, layer in zip(backward, layers):
-            views = list(getattr(layer, "_grad_of", {}).values())
-            if not views:
-                hooked.append(b)
-                continue
-            start = min((v.__array_interface__["data"][0] - base) // v.itemsize for v in views)
-            self._starts.append(start)
-            hooked.append(self._hooked(b, start))
-        return hooked
+    def attach(self, plan):
+        """Wrap the plan's backward calls: after a layer's backward, the gradient from that layer's
+        first element to the end of the flat buffer is final (the parameters are laid out in the
+        order of the nodes, backward runs them in reverse), and a bucket of it can be reduced.
+        A model with shared layers (whose gradients are completed after the pass) or an order
+        that does not hold is reduced in one piece after backward."""
+        self._starts = []
+        if plan.shared:
+            return
+        plan.hook_backward(self._wrap)
+        self._plan = plan
+        if any(a <= b for a, b in zip(self._starts, self._starts[1:])):
+            self.detach()
 
-    def _hooked(self, b, start):
+    def detach(self):
+        """The plan's plain backward calls again."""
+        if self._plan is not None:
+            self._plan.hook_backward(None)
+            self._plan = None
+        self._starts = []
+
+    def _wrap(self, b, layer):
+        region = self.model._regions.get(id(layer))
+        if region is None or region[0] == region[1]:
+            return b
+        start = region[0]
+        self._starts.append(start)
         ready = self._ready
 
         def backward_then_reduce(dy):
@@ -395,25 +402,32 @@ class FitSync:
         elif self._reqs:
             _MPI.Request.Testall(self._reqs)     # lets MPI progress the buckets already started
 
-    def reduce(self, loss_sum):
-        """After backward: the rest of the gradient and this rank's loss sum; waits for every
-        bucket. Returns the global loss sum; the gradient buffer holds the global sum."""
+    def reduce(self, loss_sum, head_sums):
+        """After backward: the rest of the gradient, this rank's loss sum and per-output loss sums
+        (`head_sums`, a list, set to the global sums in place); waits for every bucket. Returns the
+        global loss sum; the gradient buffer holds the global sum."""
+        scal = self._scal
         if self._top:
             self._reqs.append(_comm.Iallreduce(_MPI.IN_PLACE, self.grads[:self._top], op=_MPI.SUM))
-        self._scal[0] = loss_sum
-        self._reqs.append(_comm.Iallreduce(_MPI.IN_PLACE, self._scal, op=_MPI.SUM))
+        scal[0] = loss_sum
+        scal[1:] = head_sums
+        self._reqs.append(_comm.Iallreduce(_MPI.IN_PLACE, scal, op=_MPI.SUM))
         _MPI.Request.Waitall(self._reqs)
         self._reqs.clear()
         self._top = self.grads.size
-        return float(self._scal[0])
+        for k in range(len(head_sums)):
+            head_sums[k] = float(scal[1 + k])
+        return float(scal[0])
 
-    def skip(self):
+    def skip(self, head_sums):
         """A step in which this rank holds no rows: a zero gradient joins the same collectives
         in the same order as the other ranks' backward. Returns the global loss sum."""
         self.grads.fill(0)
         for start in self._starts:
             self._ready(start)
-        return self.reduce(0.0)
+        for k in range(len(head_sums)):
+            head_sums[k] = 0.0
+        return self.reduce(0.0, head_sums)
 
     def batch_metrics(self):
         """Per step, when batch logs are wanted: the metric sums so far, over the ranks."""

@@ -378,6 +378,11 @@ def _model_proto(model, opset, dtype):
     if not getattr(model, "built", False):
         raise ValueError(f"export: model {getattr(model, 'name', model)!r} is not built yet; call it on data, "
                          "fit it or give it an input shape first")
+    from nncore.models import Sequential
+
+    if not isinstance(model, Sequential):   # the layer chain below is a Sequential's; a graph needs more
+        raise ValueError(f"export: model {model.name!r} is a functional Model; ONNX export handles Sequential "
+                         "models only for now")
     g = _Graph(onnx, _dtype_of(model, dtype), _opset_of(onnx, opset))
     helper = onnx.helper
     x_name = g.name("input")

@@ -482,17 +482,16 @@ def _restore_extra(model, extra, bad):
 
 
 def _resolve_model_class(name, custom_objects, bad):
-    cls = get_registered_object(name, custom_objects)
-    if cls is not None:
-        return cls
-    from nncore import models
+    """A model class by name: registered by the user (or in custom_objects), else one of nncore's own
+    (nncore._registry.MODEL_CLASSES, filled by nncore.models)."""
+    from nncore._registry import MODEL_CLASSES
 
-    own = {"Sequential": models.Sequential}
-    if name not in own:
+    cls = get_registered_object(name, custom_objects) or MODEL_CLASSES.get(name)
+    if cls is None:
         from nncore.validation import unknown_name
 
-        bad(str(unknown_name("model class", name, list(own) + list(_REGISTERED))))
-    return own[name]
+        bad(str(unknown_name("model class", name, list(MODEL_CLASSES) + list(_REGISTERED))))
+    return cls
 
 
 def _check_layer_classes(config, custom_objects, bad):
@@ -512,38 +511,21 @@ def _check_layer_classes(config, custom_objects, bad):
                 "nncore.saving.register_serializable or pass custom_objects")
 
 
-def _check_parameter_count(config, weights, bad):
-    """Declare the architecture's parameters WITHOUT allocating them and compare their number
-    with the weights the file really holds: a hostile config (Dense(units=10**12)) must not
-    make load_model allocate more than the file's own size."""
-    from nncore import layers
-
+def _check_parameter_count(cls, config, weights, bad):
+    """Declare the architecture's parameters WITHOUT allocating them (the model class's
+    ``_config_param_count``) and compare their number with the weights the file really holds: a
+    hostile config (Dense(units=10**12)) must not make load_model allocate more than the file's own size."""
     if not isinstance(weights, list) or not all(isinstance(w, np.ndarray) for w in weights):
         bad("the weights entry is malformed")
+    count = getattr(cls, "_config_param_count", None)
+    if count is None:
+        return
     stored = sum(w.size for w in weights)
-    specs = config.get("layers")
-    if not isinstance(specs, list):
-        bad("the architecture has no 'layers' list")
-    shape, declared = None, 0
     try:
-        for spec in specs:
-            cls = layers.get_layer_class(spec["class_name"])
-            cfg = dict(spec.get("config") or {})
-            if cls is layers.InputLayer:
-                shape = (None,) + tuple(cls.from_config(cfg)._batch_input_shape[1:])
-                continue
-            layer = cls.from_config(cfg)
-            if shape is None:
-                shape = layer._batch_input_shape
-            if shape is None:  # an unbuilt model: nothing is allocated before fit/predict
-                return
-            shape = layer._build(shape)  # declares the parameter shapes, allocates nothing
-            declared += layer.count_params()
-            if declared > stored:
-                break
+        declared = count(config, limit=stored)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
         bad(f"cannot rebuild the architecture: {type(exc).__name__}: {exc}")
-    if declared != stored:
+    if declared is not None and declared != stored:   # None: an unbuilt model (nothing allocated yet)
         bad(f"the architecture declares {'at least ' if declared > stored else ''}{declared} parameters, "
             f"the file holds {stored}")
 
@@ -557,7 +539,7 @@ def _build_model(header, custom_objects, bad):
     cls = _resolve_model_class(spec["class_name"], custom_objects, bad)
     _check_layer_classes(spec["config"], custom_objects, bad)
     with _custom_scope(custom_objects):
-        _check_parameter_count(spec["config"], header.get("weights"), bad)
+        _check_parameter_count(cls, spec["config"], header.get("weights"), bad)
     try:
         with _custom_scope(custom_objects):
             return cls.from_config(spec["config"])

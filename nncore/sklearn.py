@@ -356,7 +356,7 @@ class _NNBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
         model = self.model_
         with model._lock:     # the layers' work buffers belong to one call at a time
-            x = model._prepare_x(X)
+            x = model._prepare_inputs(X)[0]
             model._setup()
             out = np.empty((len(x), self._n_features_out), x.dtype)
             for start in range(0, len(x), 1024):

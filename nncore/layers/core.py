@@ -145,7 +145,7 @@ class Dense(Layer):
         z, y, delta, _ = self._cur
         return self.backward_logits(_act_delta(self, dy, z, y, delta))
 
-    def forward_logits(self, x):
+    def forward_logits(self, x, training=True):
         """Training forward that stops at z = x W + b; returns (z, y buffer for the probabilities)."""
         if x.shape[1:] != self.kernel.shape[:1]:
             self._check_features(x)
@@ -210,7 +210,7 @@ class Activation(Layer):
                           self._n_threads)
         return dx
 
-    def forward_logits(self, x):
+    def forward_logits(self, x, training=True):
         """Training forward for the fused loss: z is the input itself; returns (z, y buffer)."""
         self._dtype = x.dtype
         bufs = self._bufs.get(x.shape)
