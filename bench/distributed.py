@@ -56,9 +56,9 @@ def worker(name, steps, bucket_kib):
     waits = []
     reduce = dist.FitSync.reduce
 
-    def timed_reduce(self, s):
+    def timed_reduce(self, *args):
         t = time.perf_counter()
-        out = reduce(self, s)
+        out = reduce(self, *args)
         waits.append(time.perf_counter() - t)
         return out
 

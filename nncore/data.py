@@ -483,6 +483,9 @@ class Stream:
     shard : (rank, size), optional
         Data-parallel training: a global step is N consecutive batches, rank r trains on the
         r-th; ``rows`` is the global step's row count (one small allreduce per step).
+    training : bool, default=True
+        The batches of fit: an iterable with no batch left at the start of an epoch warns that
+        training is interrupted (Keras); for evaluate / predict the caller reports it.
 
     Attributes
     ----------
@@ -492,8 +495,9 @@ class Stream:
         The iterable had no batch left at the start of an epoch: training should stop.
     """
 
-    def __init__(self, x, prepare, steps=None, shuffle=False, rng=None, shard=None):
+    def __init__(self, x, prepare, steps=None, shuffle=False, rng=None, shard=None, training=True):
         shard = (0, 1) if shard is None else tuple(shard)
+        self.training = training
         if hasattr(x, "__getitem__") and hasattr(x, "__len__"):
             self.source = _SequenceSource(x, shuffle, rng, shard)
         else:
@@ -551,8 +555,9 @@ class Stream:
                         continue
                     if k == 0:
                         self.exhausted = True
-                        _warn("Your input ran out of data; interrupting training. Make sure that your "
-                              "dataset or generator can generate at least `steps_per_epoch * epochs` batches.")
+                        if self.training:
+                            _warn("Your input ran out of data; interrupting training. Make sure that your "
+                                  "dataset or generator can generate at least `steps_per_epoch * epochs` batches.")
                     elif self.steps_per_epoch is not None:
                         _warn(f"Your input ran out of data after {k} of steps_per_epoch={self.steps_per_epoch} "
                               "batches; the epoch ends here. Make sure that your dataset or generator can "

@@ -951,7 +951,7 @@ class Model:
     def _prepare_validation(self, data, batch_size, steps=None):
         """validation_data as batches: a tuple of arrays, or a sequence / generator of batches."""
         if _data.is_stream(data):
-            return Stream(data, self._prepare_batch, steps, shard=_dist.shard())
+            return Stream(data, self._prepare_batch, steps, shard=_dist.shard(), training=False)
         if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
             raise ValueError("validation_data: expected a tuple (x_val, y_val) or (x_val, y_val, sample_weight_val)")
         arrays = self._prepare_data(data[0], data[1], data[2] if len(data) == 3 else None, "validation_data ")
@@ -989,6 +989,10 @@ class Model:
             if cbs is not None:
                 cbs.on_test_batch_end(i, self._logs(total / seen + pen, head_totals, seen))
         total, seen, *head_totals = _dist.reduce_pass(self.compiled_metrics, total, seen, *head_totals)
+        if not seen:
+            raise ValueError(f"{self.name}: the data to evaluate (x of evaluate, or validation_data) yielded no "
+                             "batch; a generator is used up after one pass: give a sequence or an iterable that "
+                             "restarts, or validation_steps")
         total += pen * seen
         logs = self._logs(total / seen, head_totals, seen)
         if cbs is not None:
@@ -1048,7 +1052,7 @@ class Model:
         batch_size = 32 if batch_size is None else _int_arg(batch_size, "batch_size", 1)
         verbose = _verbose(verbose)
         if _data.is_stream(x):
-            batches = Stream(x, self._prepare_input_batch, steps, shard=_dist.shard())
+            batches = Stream(x, self._prepare_input_batch, steps, shard=_dist.shard(), training=False)
             if not self.built:
                 batches.first()
             results, parts = None, []
@@ -1086,6 +1090,8 @@ class Model:
             batches.release()
         if results is None:               # the batches of all ranks, in the stream's order
             parts = [outs for _, outs in _dist.gather_items(parts)]
+            if not parts:
+                raise ValueError(f"{self.name}.predict: x (a sequence or generator of batches) yielded no batch")
             results = [np.concatenate([outs[k] for outs in parts]) for k in range(len(self.outputs))]
         else:
             results = [_dist.gather_rows(r, batches.total) for r in results]

@@ -16,7 +16,7 @@ import nncore
 from nncore import callbacks as C
 from nncore import distributed as dist
 from nncore.data import PyDataset
-from nncore.layers import Dense, Dropout
+from nncore.layers import Add, Concatenate, Dense, Dropout, Input, Multiply
 
 
 def data(n=61, d=5, k=3, seed=0):
@@ -152,6 +152,87 @@ def memmap(rank, size, b):
     h = model.fit(xm, y, batch_size=b, epochs=3, validation_split=0.25, verbose=0)
     out = _fit_result(model, h)
     out["p"] = model.predict(xm, batch_size=b, verbose=0)
+    return out
+
+
+def functional(rank, size, b):
+    """A functional model with two inputs and two outputs, data as dicts: loss weights, per-output
+    sample weights and metrics, validation_data, L2; small buckets, so that each layer's gradient
+    allreduce starts during backward (counted: more than one bucket per step)."""
+    x, y, _, w = data(n=57)
+    xb = np.random.default_rng(5).normal(size=(57, 3))
+    target = x[:, :2] * 2.0 - xb[:, 1:]
+    nncore.set_floatx("float64")
+    nncore.set_seed(1100 + rank)
+    a, c = Input((5,), name="a"), Input((3,), name="c")
+    h = Dense(6, activation="tanh", kernel_regularizer="l2", name="h")(a)
+    g = Dense(4, activation="relu", name="g")(c)
+    z = Concatenate(name="cat")([h, g])
+    cls = Dense(3, activation="softmax", name="cls")(z)
+    reg = Dense(2, name="reg")(Add(name="add")([Dense(4, name="hh")(h), g]))
+    model = nncore.Model({"a": a, "c": c}, {"cls": cls, "reg": reg})
+    model.compile("adam", loss={"cls": "categorical_crossentropy", "reg": "mse"}, loss_weights={"cls": 1.0, "reg": 0.5},
+                  metrics={"cls": ["accuracy"], "reg": ["mae"]})
+    old_bucket, reduce, buckets = dist._BUCKET_BYTES, dist.FitSync.reduce, []
+
+    def counting_reduce(self, *args):
+        buckets.append(len(self._reqs))        # the buckets started during backward
+        return reduce(self, *args)
+
+    dist._BUCKET_BYTES, dist.FitSync.reduce = 8, counting_reduce
+    try:
+        hist = model.fit({"a": x[:45], "c": xb[:45]}, {"cls": y[:45], "reg": target[:45]},
+                         sample_weight={"reg": w[:45]}, batch_size=b, epochs=3, verbose=0,
+                         validation_data=({"a": x[45:], "c": xb[45:]}, {"cls": y[45:], "reg": target[45:]}))
+    finally:
+        dist._BUCKET_BYTES, dist.FitSync.reduce = old_bucket, reduce
+    out = _fit_result(model, hist)
+    p = model.predict({"a": x, "c": xb}, batch_size=b, verbose=0)
+    out["p_cls"], out["p_reg"] = p["cls"], p["reg"]
+    out["eval"] = np.asarray(model.evaluate({"a": x, "c": xb}, {"cls": y, "reg": target}, batch_size=b, verbose=0))
+    out["overlapped"] = np.array(size == 1 or (min(buckets) == 5 and dist.check_in_sync(model)))
+    return out
+
+
+class TwoInputBatches(PyDataset):
+    """A sequence of ([x_a, x_c], [labels, target]) batches of b rows."""
+
+    def __init__(self, xa, xc, labels, target, b):
+        super().__init__()
+        self.parts, self.b = (xa, xc, labels, target), b
+
+    def __len__(self):
+        return -(-len(self.parts[0]) // self.b)
+
+    def __getitem__(self, i):
+        xa, xc, labels, target = (p[i * self.b:(i + 1) * self.b] for p in self.parts)
+        return [xa, xc], [labels, target]
+
+
+def functional_shared(rank, size, b):
+    """A functional model with a layer used twice (its gradients are completed after backward: one
+    allreduce after the pass) and a tensor feeding three layers, trained from a sequence of list
+    batches; predict from the sequence."""
+    x, _, labels, _ = data(n=52)
+    xc = np.random.default_rng(6).normal(size=(52, 3))
+    target = np.tanh(x[:, 1:3] + xc[:, :2])
+    nncore.set_floatx("float64")
+    nncore.set_seed(1200 + rank)
+    a, c = Input((5,), name="a"), Input((3,), name="c")
+    h = Dense(6, activation="tanh", name="h")(a)
+    shared = Dense(6, activation="elu", name="shared")
+    s = Add(name="skip")([h, shared(h)])
+    t = shared(s)
+    z = Concatenate(name="cat")([t, c])
+    cls = Dense(3, activation="softmax", name="cls")(z)
+    reg = Dense(2, name="reg")(Multiply(name="gate")([Dense(2, name="lin")(z), Dense(2, name="g2")(s)]))
+    model = nncore.Model([a, c], [cls, reg])
+    model.compile(nncore.optimizers.SGD(0.05, momentum=0.5), loss=["sparse_categorical_crossentropy", "mse"],
+                  loss_weights=[0.7, 1.9], metrics=[["accuracy"], []])
+    hist = model.fit(TwoInputBatches(x, xc, labels, target, b), epochs=3, shuffle=False, verbose=0)
+    out = _fit_result(model, hist)
+    p = model.predict(TwoInputBatches(x, xc, labels, target, 7), verbose=0)
+    out["p_cls"], out["p_reg"] = p
     return out
 
 

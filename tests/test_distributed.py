@@ -24,7 +24,7 @@ B = 4          # rows per rank and step
 TIMEOUT = 180
 
 EQUIVALENT = ["arrays", "class_weights", "binary_float32", "evaluate_predict", "sequence", "generator", "memmap",
-              "stop_on_one_rank"]
+              "stop_on_one_rank", "functional", "functional_shared"]
 
 
 def _mpiexec():
@@ -88,7 +88,7 @@ def compare(name, ranks, tmp_path, rtol=1e-10, atol=1e-12):
 
 
 @pytest.mark.parametrize("name", ["arrays", "class_weights", "evaluate_predict", "memmap", "sequence", "generator",
-                                  "stop_on_one_rank"])
+                                  "stop_on_one_rank", "functional", "functional_shared"])
 def test_n_ranks_match_one_process_with_the_global_batch(name, ranks, tmp_path):
     # weights, every History entry (loss, metrics, val_*), predictions: to float64 round-off
     got, _ = compare(name, ranks, tmp_path)
@@ -99,6 +99,8 @@ def test_n_ranks_match_one_process_with_the_global_batch(name, ranks, tmp_path):
         assert got["warned"] and len(got["h_loss"]) == -(-steps // 5) < 7
     if name == "stop_on_one_rank":
         assert got["epochs1"] == 2 and got["epochs2"] == 1
+    if name == "functional":
+        assert got["overlapped"]          # one bucket per layer (h, g, hh, cls, reg) started during backward
 
 
 def test_float32_and_batch_listeners_match(ranks, tmp_path):

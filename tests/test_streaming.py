@@ -228,6 +228,15 @@ def test_stream_arguments_are_checked():
         m.fit(Rows(x, y, 10, max_queue_size=0))
     with pytest.raises(ValueError, match="steps_per_epoch: expected an int >= 1"):
         m.fit(iter([]), steps_per_epoch=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                   # not training: no "interrupting training" warning
+        with pytest.raises(ValueError, match=r"predict: x \(a sequence or generator of batches\) yielded no batch"):
+            m.predict(iter([]))
+        with pytest.raises(ValueError, match=r"the data to evaluate .* yielded no batch; a generator is used up"):
+            m.evaluate(iter([]))
+    once = ((x[i:i + 30], y[i:i + 30]) for i in range(0, 90, 30))       # used up by the first validation pass
+    with pytest.raises(ValueError, match="yielded no batch; a generator is used up after one pass"):
+        m.fit(x, y, epochs=2, verbose=0, validation_data=once)
 
 
 def test_stream_interface_is_shared():
@@ -257,6 +266,59 @@ def test_memmap_trains_like_the_array_and_converts_batch_by_batch(tmp_path):
     bad.flush()
     with pytest.raises(ValueError, match=r"x: the inputs of batch 3 \(rows of the memmap\) contain NaN or infinity"):
         _model().fit(np.load(tmp_path / "bad.npy", mmap_mode="r"), y, batch_size=16, shuffle=False, verbose=0)
+
+
+def _two_inputs(seed=2):
+    from nncore.layers import Concatenate, Input
+    nncore.set_seed(seed)
+    a, c = Input((4,), name="a"), Input((2,), name="c")
+    z = Concatenate()([Dense(5, activation="tanh")(a), c])
+    m = nncore.Model([a, c], {"p": Dense(1, activation="sigmoid", name="p")(z), "r": Dense(2, name="r")(z)})
+    m.compile("adam", {"p": "binary_crossentropy", "r": "mse"}, metrics={"p": ["accuracy"]})
+    return m
+
+
+class DictRows(PyDataset):
+    """Batch i of a two-input, two-output model: ({"a": ..., "c": ...}, {"p": ..., "r": ...})."""
+
+    def __init__(self, x, y, r, b):
+        super().__init__()
+        self.x, self.y, self.r, self.b = x, y, r, b
+
+    def __len__(self):
+        return -(-len(self.x) // self.b)
+
+    def __getitem__(self, i):
+        s = slice(i * self.b, (i + 1) * self.b)
+        return {"a": self.x[s, :4], "c": self.x[s, 4:]}, {"p": self.y[s], "r": self.r[s]}
+
+
+def test_a_functional_model_trains_from_memmaps_and_sequences_like_from_arrays(tmp_path):
+    x, y = _data(n=77)
+    r = np.stack([x[:, 0] - x[:, 5], x[:, 2]], axis=1)
+    np.save(tmp_path / "a.npy", x[:, :4])
+    np.save(tmp_path / "c.npy", x[:, 4:].astype(np.float64))     # converted to float32 batch by batch
+    am, cm = np.load(tmp_path / "a.npy", mmap_mode="r"), np.load(tmp_path / "c.npy", mmap_mode="r")
+    want = _two_inputs()                      # seeds nncore's generator: the same shuffles
+    hw = want.fit([x[:, :4], x[:, 4:]], {"p": y, "r": r}, batch_size=16, epochs=3, verbose=0, validation_split=0.25)
+    got = _two_inputs()
+    hg = got.fit([am, cm], {"p": y, "r": r}, batch_size=16, epochs=3, verbose=0, validation_split=0.25)
+    assert hw.history == hg.history and "val_p_accuracy" in hg.history
+    _same_weights(want, got)
+    pw, pg = want.predict([x[:, :4], x[:, 4:]], verbose=0), got.predict([am, cm], verbose=0)
+    np.testing.assert_array_equal(pw["r"], pg["r"])
+    want, got = _two_inputs(), _two_inputs()
+    hw = want.fit({"a": x[:, :4], "c": x[:, 4:]}, {"p": y, "r": r}, batch_size=16, epochs=2, shuffle=False,
+                  verbose=0)
+    hg = got.fit(DictRows(x, y, r, 16), epochs=2, shuffle=False, verbose=0)
+    assert hw.history == hg.history
+    _same_weights(want, got)
+    assert want.evaluate([x[:, :4], x[:, 4:]], {"p": y, "r": r}, batch_size=16, verbose=0) == \
+        got.evaluate(DictRows(x, y, r, 16), verbose=0)
+    np.testing.assert_array_equal(want.predict([x[:, :4], x[:, 4:]], batch_size=16, verbose=0)["p"],
+                                  got.predict(DictRows(x, y, r, 16), verbose=0)["p"])
+    with pytest.raises(ValueError, match=r"x of batch 0: model '\w+' has no input named 'b'"):
+        got.fit(iter([({"a": x[:3, :4], "b": x[:3, 4:]}, {"p": y[:3], "r": r[:3]})]), verbose=0)
 
 
 def _rss_bytes():
