@@ -593,6 +593,14 @@ def _warn(message):
 
 
 # ---------------------------------------------------------------- memmaps
+def _root_memmap(a):
+    """The numpy.memmap that owns the mapping a is a view of (a slice of a memmap is a memmap too)."""
+    root = memmap_of(a)
+    while isinstance(root.base, np.memmap):
+        root = root.base
+    return root
+
+
 class _FileRows:
     """The rows of a C-contiguous array over a file-backed numpy.memmap, read from the file with
     ``pread`` into the caller's buffer (`read_rows`, one call per batch without the GIL): nothing is mapped, so however many rows are read the
@@ -601,9 +609,7 @@ class _FileRows:
     the whole file after an epoch of random rows."""
 
     def __init__(self, a, shuffle):
-        root = memmap_of(a)
-        while isinstance(root.base, np.memmap):
-            root = root.base
+        root = _root_memmap(a)
         # np.memmap's data start at file position `offset`; a view starts that many bytes later
         start = a.__array_interface__["data"][0] - root.__array_interface__["data"][0]
         self.pos = root.offset + start
@@ -614,8 +620,12 @@ class _FileRows:
 
     @staticmethod
     def usable(a):
-        m = memmap_of(a)
-        return os.name == "posix" and m is not None and isinstance(getattr(m, "filename", None), (str, os.PathLike))
+        """Whether the file holds a's values: a file-backed memmap on POSIX, not copy-on-write (mode 'c':
+        its changes live in the mapping only; such a memmap is read through the mapping)."""
+        if os.name != "posix" or memmap_of(a) is None:
+            return False
+        root = _root_memmap(a)
+        return isinstance(getattr(root, "filename", None), (str, os.PathLike)) and getattr(root, "mode", "c") != "c"
 
     def read(self, dst, rows=None, first=0):
         """dst[k] = row rows[k] (rows None: row first + k) of the array: one nogil call per batch."""

@@ -321,6 +321,19 @@ def test_a_functional_model_trains_from_memmaps_and_sequences_like_from_arrays(t
         got.fit(iter([({"a": x[:3, :4], "b": x[:3, 4:]}, {"p": y[:3], "r": r[:3]})]), verbose=0)
 
 
+@pytest.mark.parametrize("mode", ["c", "r+"])
+def test_memmap_changes_not_yet_in_the_file_are_seen(tmp_path, mode):
+    # copy-on-write ('c'): the changes live in the mapping only, so its rows are read through it;
+    # 'r+' without flush: the file's pages are the mapping's (one page cache), pread sees them
+    x, y = _data(n=40)
+    np.save(tmp_path / "x.npy", x)
+    xm = np.load(tmp_path / "x.npy", mmap_mode=mode)
+    xm[5:] = -x[5:]
+    m = _model()
+    np.testing.assert_array_equal(m.predict(xm, batch_size=8, verbose=0), m.predict(np.array(xm), batch_size=8,
+                                                                                      verbose=0))
+
+
 def _rss_bytes():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
