@@ -6,7 +6,6 @@ scenario run here in one process. Without mpi4py or mpiexec (the ``mpi`` extra) 
 """
 import os
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -19,6 +18,7 @@ from nncore import distributed as dist
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import mpi_scenarios as S  # noqa: E402
+from subprocess_common import run_isolated  # noqa: E402
 
 B = 4          # rows per rank and step
 TIMEOUT = 180
@@ -39,20 +39,12 @@ MPIEXEC = _mpiexec()
 needs_mpi = pytest.mark.skipif(MPIEXEC is None, reason="mpi4py and mpiexec are not installed (pip install -e '.[mpi]')")
 
 
-def mpirun(n, outdir, *scenarios, env=None):
-    """Run scenarios on n ranks; returns the CompletedProcess (a timeout kills the whole job)."""
+def mpirun(n, outdir, *scenarios):
+    """Run scenarios on n ranks; returns (return code, stdout and stderr). A hang fails the test
+    (the whole job is killed after TIMEOUT s)."""
     e = dict(os.environ, OMP_NUM_THREADS="1", NNCORE_TEST_BATCH=str(B))
-    e.update(env or {})
     cmd = [MPIEXEC, "-n", str(n), sys.executable, os.path.join(HERE, "mpi_scenarios.py"), str(outdir), *scenarios]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"mpiexec -n {n} {' '.join(scenarios)} hung (killed after {TIMEOUT} s)\n{out}\n{err}")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    return run_isolated(cmd, HERE, e, TIMEOUT)
 
 
 @pytest.fixture(scope="module", params=[2, 3])
@@ -62,8 +54,8 @@ def ranks(request, tmp_path_factory):
         pytest.skip("mpi4py and mpiexec are not installed (pip install -e '.[mpi]')")
     n = request.param
     outdir = tmp_path_factory.mktemp(f"mpi{n}")
-    proc = mpirun(n, outdir, *EQUIVALENT)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rc, out = mpirun(n, outdir, *EQUIVALENT)
+    assert rc == 0, out
     return n, outdir
 
 
@@ -119,9 +111,9 @@ def test_uneven_last_batches_are_what_the_scenarios_exercise():
 
 @needs_mpi
 def test_only_rank_0_prints_and_writes(tmp_path):
-    proc = mpirun(2, tmp_path, "files_and_output")
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("Epoch 1/2") == 1 and proc.stdout.count("Epoch 2/2") == 1
+    rc, out = mpirun(2, tmp_path, "files_and_output")
+    assert rc == 0, out
+    assert out.count("Epoch 1/2") == 1 and out.count("Epoch 2/2") == 1
     assert sorted(f for f in os.listdir(tmp_path) if not f.endswith(".npz")) == \
         ["ckpt_rank0.nnc", "log_rank0.csv", "model_rank0.nnc"]
     nncore.load_model(os.path.join(tmp_path, "model_rank0.nnc"))
@@ -134,8 +126,8 @@ def test_only_rank_0_prints_and_writes(tmp_path):
 
 @needs_mpi
 def test_check_in_sync_names_the_rank_that_differs(tmp_path):
-    proc = mpirun(3, tmp_path, "in_sync_check")
-    assert proc.returncode == 0, proc.stderr
+    rc, out = mpirun(3, tmp_path, "in_sync_check")
+    assert rc == 0, out
     r = np.load(os.path.join(tmp_path, "in_sync_check.npz"))
     assert r["ok"] and "rank(s) [2] differ from rank 0's" in str(r["message"])
 
@@ -150,10 +142,10 @@ def test_check_in_sync_names_the_rank_that_differs(tmp_path):
                         "(n_samples, 5), got (4, 4)"),
 ])
 def test_a_failing_rank_ends_the_job_with_its_message(scenario, message, tmp_path):
-    proc = mpirun(2, tmp_path, scenario)
-    assert proc.returncode != 0
-    assert message in proc.stderr, proc.stderr
-    assert "aborting the MPI job" in proc.stderr
+    rc, out = mpirun(2, tmp_path, scenario)
+    assert rc != 0
+    assert message in out, out
+    assert "aborting the MPI job" in out
 
 
 # ---------------------------------------------------------------- one process, no launcher
