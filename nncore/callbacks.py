@@ -658,9 +658,10 @@ class ProgbarLogger(Callback):
 
     def _listens(self, hook):
         # only the in-place bar needs per-batch logs; verbose 2 and 0 print at most per epoch, so
-        # the model can skip computing batch logs for them
+        # the model can skip computing batch logs for them (verbose 2 still counts the steps of a
+        # pass of unknown length: its line shows them)
         if hook in self._BATCH_END:
-            return self.verbose == 1
+            return self.verbose == 1 or (self.verbose == 2 and self.target is None)
         return None
 
     def set_params(self, params):

@@ -166,6 +166,22 @@ def test_generator_running_out_warns_ends_the_epoch_then_training():
     assert m2.optimizer.iterations == 6 and len(h2.history["loss"]) == 1
 
 
+def test_one_line_per_epoch_counts_the_steps_of_an_iterable_of_unknown_length(capsys):
+    x, y = _data()
+    m = _model()
+    batches = [(x[i:i + 20], y[i:i + 20]) for i in range(0, len(x), 20)]
+
+    class Again:
+        def __iter__(self):
+            return iter(batches)
+
+    m.fit(Again(), epochs=2, verbose=2, validation_data=Again())
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split(" - ")[0] for ln in lines] == ["Epoch 1/2", "5/5", "Epoch 2/2", "5/5"] and "val_loss" in lines[1]
+    m.evaluate(Again(), verbose=2)
+    assert capsys.readouterr().out.startswith("5/5 - ")
+
+
 def test_reiterable_restarts_each_epoch():
     x, y = _data()
     batches = [(x[i:i + 30], y[i:i + 30]) for i in range(0, 90, 30)]
