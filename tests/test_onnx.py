@@ -204,9 +204,52 @@ def test_recurrent_activation_onnx_lacks_is_a_clear_error(cls, act):
         nx.export(model)
 
 
+@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM, L.GRU])
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "ave", "mul"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_bidirectional(cls, merge_mode, return_sequences):
+    model = _model([L.Bidirectional(cls(4, return_sequences=return_sequences, dropout=0.2), merge_mode=merge_mode)],
+                   (6, 3))
+    assert_exports(model)
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_gru_reset_before(return_sequences):
+    assert_exports(_model(L.GRU(5, reset_after=False, return_sequences=return_sequences, recurrent_dropout=0.3),
+                          (6, 4)))
+
+
+def test_masks_and_states_are_clear_errors():
+    for layers, shape, match in (([L.Masking(), L.LSTM(3)], (4, 2), "Masking.*mask"),
+                                 ([L.Embedding(5, 2, mask_zero=True), L.LSTM(3)], (4,), "Embedding.*mask"),
+                                 ([L.LSTM(3, stateful=True)], (4, 2), "stateful"),
+                                 ([L.Bidirectional(L.LSTM(3), backward_layer=L.GRU(3, go_backwards=True))], (4, 2),
+                                  "Bidirectional")):
+        with pytest.raises(ValueError, match=match):
+            nx.export(_model(layers, shape))
+
+
 def test_embedding():
     model = _model([L.Embedding(11, 4), L.Flatten(), L.Dense(3)], (6,))
     assert_exports(model, make_x=lambda n, rng: rng.integers(0, 11, (n, 6)).astype(np.float32))
+
+
+@pytest.mark.parametrize("layers,shape", [
+    ([L.BatchNormalization()], (6,)), ([L.Conv2D(3, 2), L.BatchNormalization(center=False)], (5, 4, 2)),
+    ([L.BatchNormalization(scale=False)], (4, 3)), ([L.LayerNormalization()], (7,)),
+    ([L.LayerNormalization(axis=[1, 2], center=False)], (3, 4)), ([L.LayerNormalization(scale=False)], (2, 3, 5)),
+    ([L.Reshape((3, -1))], (4, 3)), ([L.Permute((3, 1, 2))], (2, 3, 4)), ([L.RepeatVector(3)], (5,)),
+    ([L.ZeroPadding1D((1, 2))], (4, 3)), ([L.ZeroPadding2D(((1, 0), (2, 1)))], (3, 4, 2)),
+    ([L.Cropping1D((1, 2))], (6, 3)), ([L.Cropping2D(((1, 0), (0, 2)))], (4, 5, 2)),
+    ([L.UpSampling1D(3)], (4, 2)), ([L.UpSampling2D((2, 3))], (3, 2, 2)),
+    ([L.SpatialDropout1D(0.5), L.GaussianNoise(1.0)], (4, 3)),
+    ([L.SpatialDropout2D(0.5), L.GaussianDropout(0.5)], (3, 3, 2))], ids=lambda v: str(v))
+def test_normalization_reshaping_and_noise_layers(layers, shape):
+    model = _model(layers, shape)
+    for layer in model.layers:            # moving statistics other than the initial ones, variances > 0
+        if isinstance(layer, L.BatchNormalization):
+            layer.moving_variance[...] = np.abs(layer.moving_variance) + 0.5
+    assert_exports(model)
 
 
 def test_every_layer_class_has_a_converter():
