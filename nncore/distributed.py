@@ -322,8 +322,12 @@ class FitSync:
         self._reqs = []
         self._starts = []
         self._plan = None
-        self.grads = model._grads
+        self.grads = model._train_grads   # the trained range: frozen and non-trainable weights get no gradient
         self._top = self.grads.size
+        layout = model._layout
+        self._trained, self._regions = layout.trained, layout.grad_region
+        # the non-trainable weights (BatchNormalization's moving statistics) follow the trained and frozen ones
+        self._state = model._params[max((stop for _, stop in self._regions.values()), default=0):]
         self._bucket = max(1, _BUCKET_BYTES // max(self.grads.itemsize, 1))
 
     # -- agreement and state at the start
@@ -380,8 +384,8 @@ class FitSync:
         self._starts = []
 
     def _wrap(self, b, layer):
-        region = self.model._regions.get(id(layer))
-        if region is None or region[0] == region[1]:
+        region = self._regions.get(id(layer))
+        if id(layer) not in self._trained or region is None or region[0] == region[1]:
             return b
         start = region[0]
         self._starts.append(start)
@@ -435,9 +439,14 @@ class FitSync:
             self.tally.sync()
 
     def epoch_metrics(self):
-        """At the end of an epoch: the metric sums over the ranks (unless synced every step)."""
+        """At the end of an epoch: the metric sums over the ranks (unless synced every step), and the
+        non-trainable weights (moving statistics, which each rank updates from its share of the batch)
+        averaged over the ranks, so that validation, callbacks and saves see the same model everywhere."""
         if not self.per_step_metrics:
             self.tally.sync()
+        if self._state.size:
+            _comm.Allreduce(_MPI.IN_PLACE, self._state, op=_MPI.SUM)
+            self._state /= _comm.Get_size()
 
 
 def fit_sync(model, batch_listeners):

@@ -16,7 +16,7 @@ import nncore
 from nncore import callbacks as C
 from nncore import distributed as dist
 from nncore.data import PyDataset
-from nncore.layers import Add, Concatenate, Dense, Dropout, Input, Multiply
+from nncore.layers import Add, BatchNormalization, Concatenate, Dense, Dropout, Input, Multiply
 
 
 def data(n=61, d=5, k=3, seed=0):
@@ -234,6 +234,52 @@ def functional_shared(rank, size, b):
     p = model.predict(TwoInputBatches(x, xc, labels, target, 7), verbose=0)
     out["p_cls"], out["p_reg"] = p
     return out
+
+
+def batchnorm_frozen(rank, size, b):
+    """BatchNormalization (each rank normalizes by its share's statistics, as PyTorch DDP without
+    SyncBatchNorm and Keras do; the moving statistics are averaged over the ranks at each epoch's
+    end) and a frozen Dense layer (no gradient, no allreduce of it, unchanged): the ranks end with
+    the same weights, moving statistics included."""
+    x, y, _, _ = data(n=40)
+    nncore.set_floatx("float64")
+    nncore.set_seed(1300 + rank)
+    frozen = Dense(6, activation="relu", name="frozen")
+    model = nncore.Sequential([Input((5,)), Dense(8, name="d1"), BatchNormalization(name="bn"), frozen,
+                               Dense(3, activation="softmax", name="out")])
+    frozen.trainable = False
+    model.compile("sgd", loss="categorical_crossentropy", metrics=["accuracy"])
+    attach, started = dist.FitSync.attach, []
+
+    def recording_attach(self, plan):
+        attach(self, plan)
+        started.append(self._plan is not None)        # the per-layer buckets were kept
+
+    dist.FitSync.attach = recording_attach
+    try:
+        before = [w.copy() for w in model.get_weights()]
+        hist = model.fit(x, y, batch_size=b, epochs=2, verbose=0)
+    finally:
+        dist.FitSync.attach = attach
+    bn = model.get_layer("bn")
+    out = _fit_result(model, hist)
+    out["in_sync"] = np.array(dist.check_in_sync(model))
+    after = model.get_weights()
+    out["frozen_same"] = np.array(all(np.array_equal(before[i], after[i]) for i in _frozen_index(model, "frozen")))
+    out["moved"] = np.array(not np.allclose(bn.moving_mean, 0.0))
+    out["bucketed"] = np.array(size == 1 or all(started))
+    return out
+
+
+def _frozen_index(model, name):
+    """The positions of a layer's weights in model.get_weights()."""
+    k, where = 0, []
+    for layer in model.layers:
+        n = len(layer.get_weights())
+        if layer.name == name:
+            where = list(range(k, k + n))
+        k += n
+    return where
 
 
 def stop_on_one_rank(rank, size, b):

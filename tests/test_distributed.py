@@ -110,6 +110,17 @@ def test_uneven_last_batches_are_what_the_scenarios_exercise():
 
 
 @needs_mpi
+def test_batchnorm_and_frozen_layers_stay_in_sync(tmp_path):
+    # each rank normalizes by its share (no SyncBatchNorm); the moving statistics are averaged at each
+    # epoch's end, so the ranks agree; a frozen layer is neither updated nor reduced
+    rc, out = mpirun(2, tmp_path, "batchnorm_frozen")
+    assert rc == 0, out
+    got = np.load(os.path.join(tmp_path, "batchnorm_frozen.npz"))
+    assert got["in_sync"] and got["frozen_same"] and got["moved"] and got["bucketed"]
+    assert np.all(np.isfinite(got["h_loss"])) and len(got["h_loss"]) == 2
+
+
+@needs_mpi
 def test_only_rank_0_prints_and_writes(tmp_path):
     rc, out = mpirun(2, tmp_path, "files_and_output")
     assert rc == 0, out
