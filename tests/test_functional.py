@@ -462,15 +462,6 @@ def test_data_and_compile_errors_name_what_is_wrong():
         m.fit([xa, xb], [labels, target], class_weight={0: 2.0}, verbose=0)
 
 
-def test_onnx_export_refuses_a_functional_model_by_name():
-    pytest.importorskip("onnx")
-    import nncore.onnx
-    a = Input(shape=(3,))
-    m = Model(a, L.Dense(2)(a), name="graph")
-    with pytest.raises(ValueError, match="'graph' is a functional Model; ONNX export handles Sequential"):
-        nncore.onnx.export(m)
-
-
 def test_hostile_functional_configs_are_refused(tmp_path):
     m = _two_by_two()
     m.compile("adam", loss=["sparse_categorical_crossentropy", "mse"])
