@@ -20,6 +20,7 @@ import nncore  # noqa: E402
 from nncore import activations  # noqa: E402
 from nncore import layers as L  # noqa: E402
 from nncore import onnx as nx  # noqa: E402
+from graph_layers_common import Shift, Split  # noqa: E402
 
 BATCHES = (1, 7, 64)
 RTOL = 1e-5
@@ -436,29 +437,6 @@ def test_model_of_its_input_only():
     assert_exports(nncore.Model(x, x))
 
 
-class _Split(L.Layer):
-    """Two outputs: the first k features and the rest."""
-
-    def __init__(self, k, **kw):
-        super().__init__(**kw)
-        self.k = k
-
-    def compute_output_shape(self, input_shape):
-        return [input_shape[:-1] + (self.k,), input_shape[:-1] + (input_shape[-1] - self.k,)]
-
-    def forward(self, x, training=False):
-        return [np.ascontiguousarray(x[:, :self.k]), np.ascontiguousarray(x[:, self.k:])]
-
-
-class _Shift(L.Layer):
-    """y = x + shift, the shift a tensor given as a keyword argument."""
-    _tensor_kwargs = ("shift",)
-
-    def forward(self, x, training=False):
-        (j,) = self._call_kwargs["shift"]
-        return x[0] + x[j]
-
-
 def test_layers_with_several_outputs_and_keyword_tensors(monkeypatch):
     def split(g, layer, x):
         n = layer.input_shape[-1]
@@ -469,16 +447,16 @@ def test_layers_with_several_outputs_and_keyword_tensors(monkeypatch):
         (s,) = shift
         return g.op("Add", [x, s])
 
-    monkeypatch.setitem(nx._CONVERTERS, _Split, split)
-    monkeypatch.setitem(nx._CONVERTERS, _Shift, shift)
+    monkeypatch.setitem(nx._CONVERTERS, Split, split)
+    monkeypatch.setitem(nx._CONVERTERS, Shift, shift)
     x, s = nncore.Input((5,)), nncore.Input((3,))
-    first, rest = _Split(2, name="split")(x)
-    out = _Shift(name="shift")(L.Dense(3)(rest), shift=s)
+    first, rest = Split(2, name="split")(x)
+    out = Shift(name="shift")(L.Dense(3)(rest), shift=s)
     model = _randomized(nncore.Model([x, s], [first, out, rest]))
     assert model.output_names == ["split", "shift", "split_1"]
     assert_exports(model)
-    monkeypatch.setitem(nx._CONVERTERS, _Split, lambda g, layer, x: split(g, layer, x)[0])
-    with pytest.raises(ValueError, match=r"layer 'split' \(_Split\).*expected a list of 2 tensor name"):
+    monkeypatch.setitem(nx._CONVERTERS, Split, lambda g, layer, x: split(g, layer, x)[0])
+    with pytest.raises(ValueError, match=r"layer 'split' \(Split\).*expected a list of 2 tensor name"):
         nx.export(model)
 
 
