@@ -361,6 +361,59 @@ void nc_optim_seg_sumsq_f32(const float *x /* in */, const int64_t *seg_start /*
 void nc_optim_seg_sumsq_f64(const double *x /* in */, const int64_t *seg_start /* in */, ptrdiff_t nseg,
                             double *out /* out */, int nthreads);
 
+/* ------------------------------------------------------------------ */
+/* Batch and layer normalization over (rows, C) (csrc/norm.c)         */
+/* ------------------------------------------------------------------ */
+/* Rows are every leading axis (batch, steps, height, width), C the last.
+ * Statistics are summed in double, over row chunks fixed by the shape and
+ * added in chunk order: bit-identical for any nthreads. `work` holds
+ * nc_norm_work_size(rows, C) doubles; gamma and beta are required (pass
+ * ones / zeros for scale=False / center=False). */
+ptrdiff_t nc_norm_chunk_rows(ptrdiff_t rows, ptrdiff_t cols);   /* rows per chunk */
+ptrdiff_t nc_norm_work_size(ptrdiff_t rows, ptrdiff_t cols);    /* doubles of workspace */
+
+/* training: mean_c, var_c = the batch mean and biased variance over the rows; moving (when
+ * moving_mean is not NULL) := moving momentum + batch (1 - momentum); inference: mean, var =
+ * moving_mean, moving_var. Then inv = 1 / sqrt(var + eps), y = (x - mean) gamma inv + beta;
+ * stats (2, C) gets mean and inv for the backward pass. */
+void nc_batchnorm_forward_f32(const float *x /* in */, const float *gamma /* in */, const float *beta /* in */,
+                              float *moving_mean /* inout, nullable */, float *moving_var /* inout */,
+                              float *y /* out */, double *stats /* out */, double *work, ptrdiff_t rows,
+                              ptrdiff_t C, double momentum, double eps, int training, int nthreads);
+void nc_batchnorm_forward_f64(const double *x /* in */, const double *gamma /* in */, const double *beta /* in */,
+                              double *moving_mean /* inout, nullable */, double *moving_var /* inout */,
+                              double *y /* out */, double *stats /* out */, double *work, ptrdiff_t rows,
+                              ptrdiff_t C, double momentum, double eps, int training, int nthreads);
+/* With xhat = (x - mean) inv (stats from the forward pass): dbeta = sum_rows dy, dgamma = sum_rows
+ * dy xhat (each when not NULL); training: dx = gamma inv (dy - dbeta/rows - xhat dgamma/rows);
+ * inference: dx = gamma inv dy (dx nullable). */
+void nc_batchnorm_backward_f32(const float *x /* in */, const float *dy /* in */, const float *gamma /* in */,
+                               const double *stats /* in */, float *dx /* out, nullable */,
+                               float *dgamma /* out, nullable */, float *dbeta /* out, nullable */, double *work,
+                               ptrdiff_t rows, ptrdiff_t C, int training, int nthreads);
+void nc_batchnorm_backward_f64(const double *x /* in */, const double *dy /* in */, const double *gamma /* in */,
+                               const double *stats /* in */, double *dx /* out, nullable */,
+                               double *dgamma /* out, nullable */, double *dbeta /* out, nullable */,
+                               double *work, ptrdiff_t rows, ptrdiff_t C, int training, int nthreads);
+/* per row r: mean_r, var_r over its C values; inv_r = 1 / sqrt(var_r + eps);
+ * y = (x - mean_r) inv_r gamma + beta; stats (2, rows) gets mean_r and inv_r. */
+void nc_layernorm_forward_f32(const float *x /* in */, const float *gamma /* in */, const float *beta /* in */,
+                              float *y /* out */, double *stats /* out */, ptrdiff_t rows, ptrdiff_t C, double eps,
+                              int nthreads);
+void nc_layernorm_forward_f64(const double *x /* in */, const double *gamma /* in */, const double *beta /* in */,
+                              double *y /* out */, double *stats /* out */, ptrdiff_t rows, ptrdiff_t C,
+                              double eps, int nthreads);
+/* xhat = (x - mean_r) inv_r, g = dy gamma: dx = inv_r (g - mean_c g - xhat mean_c(g xhat));
+ * dgamma = sum_rows dy xhat, dbeta = sum_rows dy (each nullable). */
+void nc_layernorm_backward_f32(const float *x /* in */, const float *dy /* in */, const float *gamma /* in */,
+                               const double *stats /* in */, float *dx /* out, nullable */,
+                               float *dgamma /* out, nullable */, float *dbeta /* out, nullable */, double *work,
+                               ptrdiff_t rows, ptrdiff_t C, int nthreads);
+void nc_layernorm_backward_f64(const double *x /* in */, const double *dy /* in */, const double *gamma /* in */,
+                               const double *stats /* in */, double *dx /* out, nullable */,
+                               double *dgamma /* out, nullable */, double *dbeta /* out, nullable */,
+                               double *work, ptrdiff_t rows, ptrdiff_t C, int nthreads);
+
 #ifdef __cplusplus
 }
 #endif

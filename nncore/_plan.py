@@ -31,10 +31,6 @@ from nncore.layers.base import MAX_CACHED_SHAPES
 __all__ = ["Plan"]
 
 
-def _trainable(layer):
-    return bool(layer._specs) and getattr(layer, "trainable", True)
-
-
 def _none(dy):
     return None
 
@@ -68,10 +64,13 @@ class Plan:
         The model's inputs and outputs, in order.
     dtype : numpy dtype
         Of every tensor (the model's).
+    trained : set of int
+        id(layer) of the layers with weights the optimizer updates (the model's `_params.Layout`):
+        gradients start at them, frozen layers and parameter-free ones only pass dx on.
     """
 
-    def __init__(self, nodes, inputs, outputs, dtype):
-        self.nodes, self._dtype = nodes, dtype
+    def __init__(self, nodes, inputs, outputs, dtype, trained):
+        self.nodes, self._dtype, self._trained = nodes, dtype, trained
         tensors = list(inputs) + [t for node in nodes for t in node.outputs]
         self.tensors = tensors
         self.slot = {id(t): i for i, t in enumerate(tensors)}
@@ -84,7 +83,7 @@ class Plan:
                 self.consumers[self.slot[id(t)]].append((j, p))
         needs = [False] * len(tensors)                   # does a trainable parameter lie upstream?
         for node in nodes:
-            g = _trainable(node.layer) or any(needs[self.slot[id(t)]] for t in node.inputs)
+            g = id(node.layer) in trained or any(needs[self.slot[id(t)]] for t in node.inputs)
             for t in node.outputs:
                 needs[self.slot[id(t)]] = g
         self.needs_grad = needs
@@ -176,12 +175,11 @@ class Plan:
             v[last] = x
         return run if feed else run_chain
 
-    def set_heads(self, heads, main_grads, shadow_grads):
+    def set_heads(self, heads, layout):
         """The loss-dependent part: which nodes run backward, where gradients go, the chains.
 
         heads : list of (has_loss, fused) per model output.
-        main_grads : layer -> flat view of its gradient region in the flat gradient buffer.
-        shadow_grads : (layer, k) -> (flat view, {attr: view}) of the layer's k-th shadow region (k >= 1).
+        layout : the model's `_params.Layout` (gradient regions, shadows, `bind_node`).
         """
         nodes, slot = self.nodes, self.slot
         gets = [False] * len(self.tensors)
@@ -191,7 +189,7 @@ class Plan:
         for j in range(len(nodes) - 1, -1, -1):
             node = nodes[j]
             if any(gets[slot[id(t)]] for t in node.outputs) and (
-                    _trainable(node.layer) or any(self._need_dx_of[j])):
+                    id(node.layer) in self._trained or any(self._need_dx_of[j])):
                 runs[j] = True
                 for t in node.inputs:
                     if self.needs_grad[slot[id(t)]]:
@@ -220,17 +218,16 @@ class Plan:
         # gradient views, the others write shadow regions that are added in after backward
         self.shared, uses = [], {}
         for j, node in enumerate(nodes):
-            if not runs[j] or not node.layer._specs:
+            layer = node.layer
+            if not runs[j] or id(layer) not in self._trained:
                 continue
-            k = uses.get(id(node.layer), 0)
-            uses[id(node.layer)] = k + 1
+            k = uses.get(id(layer), 0)
+            uses[id(layer)] = k + 1
             impl = self.executors[j]
-            if k == 0:
-                impl._grad_of = node.layer._grad_of
-            else:
-                flat, views = shadow_grads(node.layer, k)
-                impl._grad_of = views
-                self.shared.append((main_grads(node.layer), flat))
+            if impl is not layer or k:               # the layer itself is bound to its own views already
+                shadow = layout.bind_node(impl, layer, k)
+                if shadow is not None:
+                    self.shared.append((layout.grads[slice(*layout.grad_region[id(layer)])], shadow))
         fused = {j for j, node in enumerate(nodes) for s, (has_loss, f) in zip(self.out_slots, heads)
                  if f and has_loss and slot[id(node.outputs[0])] == s}
         self.train = self._forward_program(self._forward_chains(fused))

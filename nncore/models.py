@@ -6,9 +6,11 @@ on tensors; several inputs and outputs, as lists or dicts). ``Sequential`` is th
 graph: it calls its layers one after the other on its input when the input shape is known. There is one
 fit/evaluate/predict for both.
 
-All trainable parameters live in ONE contiguous buffer (`model._params`) and their gradients in another
-(`model._grads`); each layer's kernel and bias are views into them, so an optimizer step is one fused
-kernel call over the whole model. A layer used at several nodes is stored once. The execution plan
+All weights live in ONE contiguous buffer (`model._params`) and their gradients in another
+(`model._grads`); each layer's kernel and bias are views into them. The trained weights come first
+(nncore/_params.py: [trained | frozen layers | non-trainable weights]), so an optimizer step is one fused
+kernel call over `model._train_params`, whatever is frozen or non-trainable. A layer used at several nodes
+is stored once. The execution plan
 (nncore/_plan.py) is computed when the model is built: the nodes in topological order, run in chains,
 each tensor's buffer allocated once per batch size by the layer writing it, gradients summed where a
 tensor feeds several layers.
@@ -23,6 +25,7 @@ import functools
 import math
 import signal
 import threading
+import warnings
 
 try:  # the C module under `signal`: the same functions without the enum wrapping, which costs
     import _signal as _sig   # ~25 us per fit (a ValueError raised and caught for a function handler)
@@ -31,7 +34,7 @@ except ImportError:  # pragma: no cover - other Pythons
 
 import numpy as np
 
-from nncore import _random
+from nncore import _params, _random
 from nncore import callbacks as _callbacks
 from nncore import losses as _losses
 from nncore import metrics as _metrics
@@ -249,68 +252,39 @@ class Model:
             while nm in self.output_names:
                 nm, k = f"{base}_{k}", k + 1
             self.output_names.append(nm)
-        self._build_params()
-        self._plan = None
-        self._heads = None
+        self._param_layers = [layer for layer in layers if layer._specs]
+        self._lay_out(np.dtype(floatx()))
         self.built = True
-        if self.optimizer is not None and self._params.size:
-            self.optimizer.build_flat(self._params, self._segments)
 
-    def _build_params(self):
-        """Lay every parameter out in one flat buffer, its gradient in another (with shadow regions for
-        the extra nodes of shared layers). A layer that already holds values (it was bound to another
-        model, or used on its own) keeps them; the others are initialized, in layer order."""
-        dtype = np.dtype(floatx())
-        self._param_layers = [layer for layer in self._all_layers if layer._specs]
+    def _lay_out(self, dtype):
+        """(Re)make the flat buffers from the layers' `trainable` flags (nncore._params: the trained
+        weights first, then frozen layers, then non-trainable weights; shadow gradient regions for the
+        further nodes of shared trained layers), give the optimizer its slots over the trained range and
+        drop the plan (its executors hold the old views). A layer that already holds values (it was
+        bound to another model, or used on its own) keeps them; the others are initialized, in layer
+        order."""
         uses = {}
         for node in self._nodes:
             uses[id(node.layer)] = uses.get(id(node.layer), 0) + 1
-        total = sum(layer.count_params() for layer in self._param_layers)
-        extra = sum((uses[id(layer)] - 1) * layer.count_params() for layer in self._param_layers)
-        self._params = np.zeros(total, dtype)
-        self._grads_all = np.zeros(total + extra, dtype)
-        self._grads = self._grads_all[:total]
-        self._segments, self._regs, self._regions, self._shadows = [], [], {}, {}
-        rng = _random.get_rng()
-        offset, shadow = 0, total
+        layout = self._layout = _params.lay_out(self._param_layers, dtype, _random.get_rng(), uses)
         for layer in self._param_layers:
-            start = offset
-            old = layer.weights
-            offset = layer._bind(self._params, self._grads_all, offset)
-            if old:
-                for new, value in zip(layer.weights, old):
-                    new[...] = value
-            else:
-                layer._initialize(rng)
             layer._owner = self
-            self._regions[id(layer)] = (start, offset)
-            pos = start
-            for attr, wshape, _, reg in layer._specs:
-                size = math.prod(wshape)
-                self._segments.append((pos, pos + size))
-                if reg is not None:
-                    self._regs.append((getattr(layer, attr), layer._grad_of[attr], reg))
-                pos += size
-            for k in range(1, uses[id(layer)]):
-                views, pos = {}, shadow
-                for attr, wshape, _, _ in layer._specs:
-                    size = math.prod(wshape)
-                    views[attr] = self._grads_all[pos:pos + size].reshape(wshape)
-                    pos += size
-                self._shadows[(id(layer), k)] = (self._grads_all[shadow:pos], views)
-                shadow = pos
+        self._params, self._grads, self._grads_all = layout.params, layout.grads, layout.grads_all
+        self._train_params, self._train_grads = layout.train_params, layout.train_grads
+        self._segments, self._regs = layout.segments, layout.regs
         self._dtype = dtype
         self._dbufs = {}
+        self._plan = None
+        self._heads = None
+        if self.optimizer is not None and layout.n_train:
+            self.optimizer.build_flat(self._train_params, self._segments)
 
     def _claim_layers(self):
         """Layers shared with another model follow the model that ran last: take back the ones bound
         to another model's buffer, copying their current values into this model's buffer."""
         for layer in self._param_layers:
             if getattr(layer, "_owner", None) is not self:
-                old = layer.weights
-                layer._bind(self._params, self._grads_all, self._regions[id(layer)][0])
-                for new, value in zip(layer.weights, old):
-                    new[...] = value
+                _params.rebind(self._layout, layer)
                 layer._owner = self
                 self._plan = None         # the executors hold the old views: plan again
 
@@ -341,7 +315,31 @@ class Model:
     # ------------------------------------------------------------------ weights
     @property
     def weights(self):
+        """All weights, layer by layer (each layer's trainable-declared ones first, as Keras)."""
         return [w for layer in self.layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self):
+        """The weights the optimizer updates (as of the last compile; see `trainable`)."""
+        return [w for layer in self.layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        """Non-trainable weights (moving statistics) and the weights of frozen layers."""
+        return [w for layer in self.layers for w in layer.non_trainable_weights]
+
+    @property
+    def trainable(self):
+        """False when every layer is frozen; setting it sets every layer (applied at the next
+        compile, as in Keras)."""
+        layers = [layer for layer in self.layers if not isinstance(layer, InputLayer)]
+        return any(layer.trainable for layer in layers) if layers else True
+
+    @trainable.setter
+    def trainable(self, value):
+        for layer in self.layers:
+            if not isinstance(layer, InputLayer):
+                layer.trainable = value
 
     def get_weights(self):
         """Copies of all parameters, layer by layer (kernel, bias, ...)."""
@@ -360,7 +358,7 @@ class Model:
             w[...] = v
 
     def count_params(self):
-        """Total number of parameters (requires a built model)."""
+        """Total number of weights, non-trainable ones included, as Keras (requires a built model)."""
         if not self.built:
             raise ValueError(f"{self.name}: the model is not built yet; call it on data or give an input shape")
         return int(self._params.size)
@@ -448,14 +446,25 @@ class Model:
             self._compile_config["loss_weights"] = dict(zip(names, self._loss_weights))
         self._compile_config["optimizer"] = _optimizers.serialize(self.optimizer)
         self._heads = None
-        if self.built and self._params.size:
-            self.optimizer.build_flat(self._params, self._segments)
+        if self.built:
+            if self._layout.state != _params.trainable_state(self._param_layers):
+                self._lay_out(self._dtype)      # a layer was frozen or unfrozen: the trained range moves
+            elif self._layout.n_train:
+                self.optimizer.build_flat(self._train_params, self._segments)
+        self._warned_state = None
 
     def _require(self, what):
         if self._losses is None or all(loss is None for loss in self._losses) or (
                 what == "fit" and self.optimizer is None):
             raise ValueError(f"{self.name}.{what}: compile the model with a loss first "
                              "(model.compile(optimizer=..., loss=...))")
+        state = _params.trainable_state(self._param_layers) if self.built else None
+        if state is not None and state != self._layout.state and state != getattr(self, "_warned_state", None):
+            self._warned_state = state      # warn once per change, as Keras
+            changed = [layer.name for layer, a, b in zip(self._param_layers, state, self._layout.state) if a != b]
+            warnings.warn(f"{self.name}: a layer's `trainable` changed since the model was compiled "
+                          f"(layers {changed}); the change takes effect at the next compile(), as in Keras",
+                          stacklevel=4)
 
     @property
     def _fused(self):
@@ -617,12 +626,12 @@ class Model:
         if any(getattr(layer, "_owner", None) is not self for layer in self._param_layers):
             self._claim_layers()
         if self._plan is None:
-            self._plan = Plan(self._nodes, self.inputs, self.outputs, self._dtype)
+            self._plan = Plan(self._nodes, self.inputs, self.outputs, self._dtype, self._layout.trained)
             self._heads = None
         if self._heads is None and self._losses is not None:
             self._make_heads()
         self._plan.prepare(nt)
-        self._opt_step = self.optimizer.step_flat if self.optimizer is not None and self._params.size \
+        self._opt_step = self.optimizer.step_flat if self.optimizer is not None and self._train_params.size \
             else _no_step
 
     def _make_heads(self):
@@ -645,9 +654,7 @@ class Model:
             heads.append(h)
         self._heads = heads
         self._grads_all[...] = 0.0
-        plan.set_heads([(h.loss is not None, h.fused) for h in heads],
-                       lambda layer: self._grads[slice(*self._regions[id(layer)])],
-                       lambda layer, k: self._shadows[(id(layer), k)])
+        plan.set_heads([(h.loss is not None, h.fused) for h in heads], self._layout)
         self._batch_sums = [0.0] * n_out
         self._head_steps = [self._head_step(h) for h in heads if h.loss is not None]
         self._multi = n_out > 1
@@ -710,7 +717,7 @@ class Model:
         for wv, gv, reg in self._regs:
             pen += reg(wv)
             reg.add_gradient(wv, gv)
-        self._opt_step(self._params, self._grads)   # the whole gradient is in self._grads here
+        self._opt_step(self._train_params, self._train_grads)   # one kernel call over the trained range
         return s / n + pen
 
     def _test_step(self, batch):
@@ -988,20 +995,21 @@ class Model:
         return logs if return_dict else self._flat_logs(logs)
 
     # ------------------------------------------------------------------ description
-    @staticmethod
-    def _table(print_fn, title, heads, rows, total):
+    def _table(self, print_fn, heads, rows):
         widths = [max([len(h)] + [len(r[i]) for r in rows]) + 2 for i, h in enumerate(heads)]
         line = "-" * sum(widths)
-        print_fn(f'Model: "{title}"')
+        print_fn(f'Model: "{self.name}"')
         print_fn(line)
         print_fn("".join(h.ljust(wd) for h, wd in zip(heads, widths)))
         print_fn("=" * sum(widths))
         for r in rows:
             print_fn("".join(c.ljust(wd) for c, wd in zip(r, widths)))
         print_fn(line)
-        print_fn(f"Total params: {total}")
-        print_fn(f"Trainable params: {total}")
-        print_fn("Non-trainable params: 0")
+        if not self.built:
+            print_fn("Total params: ?")
+            return
+        for text in _params.count_lines(self._param_layers, self._dtype, self.optimizer):
+            print_fn(text)
 
     def _ref(self):
         """tensor -> [layer name, node index among the model's nodes of that layer, output index]."""
@@ -1020,8 +1028,7 @@ class Model:
             shape = layer.output_shape
             inbound = ", ".join(f"{r[0]}[{r[1]}][{r[2]}]" for n in nodes for r in map(ref, n.inputs)) or "-"
             rows.append((f"{layer.name} ({type(layer).__name__})", str(shape), str(layer.count_params()), inbound))
-        self._table(print_fn or print, self.name, ("Layer (type)", "Output Shape", "Param #", "Connected to"),
-                    rows, self.count_params())
+        self._table(print_fn or print, ("Layer (type)", "Output Shape", "Param #", "Connected to"), rows)
 
     def get_config(self):
         """The graph as JSON: each layer with its config and inbound nodes (``{"args": [inputs],
@@ -1063,7 +1070,8 @@ class Model:
         """Give the optimizer its slots over the flat buffer (before restoring a saved state)."""
         if not self.built:
             raise ValueError(f"{self.name}: cannot restore an optimizer state into an unbuilt model")
-        self.optimizer.build_flat(self._params, self._segments)
+        if self._train_params.size:
+            self.optimizer.build_flat(self._train_params, self._segments)
 
     def save(self, filepath):
         """Save architecture, weights, compile settings and optimizer state (see nncore.saving)."""
@@ -1162,7 +1170,7 @@ class Sequential(Model):
 
     def _build(self, input_shape):
         """Call the layers in turn on an input of `input_shape` and take that graph. Layers appended to
-        a built model keep their values (the layout grows at the end); only new ones are initialized."""
+        a built model keep their values; only new ones are initialized."""
         if not self._layers:
             raise ValueError(f"{self.name}: the model has no layers; add some first")
         shape = (None,) + tuple(input_shape[1:])
@@ -1210,8 +1218,7 @@ class Sequential(Model):
         rows = [(f"{layer.name} ({type(layer).__name__})",
                  str(layer.output_shape) if layer.built else "?",
                  str(layer.count_params()) if layer.built else "?") for layer in self._layers]
-        self._table(print_fn or print, self.name, ("Layer (type)", "Output Shape", "Param #"), rows,
-                    self.count_params() if self.built else "?")
+        self._table(print_fn or print, ("Layer (type)", "Output Shape", "Param #"), rows)
 
     def get_config(self):
         """{'name': ..., 'layers': [{'class_name': ..., 'config': {...}}, ...]} (JSON-able)."""

@@ -31,6 +31,11 @@ Layers and their ONNX ops:
   ``linear_before_reset=1``), ``direction="reverse"`` for go_backwards (the returned sequence flipped
   back into Keras's processing order), Squeeze and Transpose back.
 - Embedding: Cast to int64 (truncation, as the layer casts), Gather.
+- BatchNormalization (inference): Mul and Add by the per-channel a = gamma / sqrt(moving_variance + eps),
+  b = beta - moving_mean a. LayerNormalization: ReduceMean, Sub, Mul, ReduceMean, Add, Sqrt, Div, then
+  gamma and beta (no LayerNormalization op, so every opset). Reshape: Reshape; Permute: Transpose;
+  RepeatVector: Unsqueeze, Tile; ZeroPadding1D/2D: Pad; Cropping1D/2D: Slice; UpSampling1D/2D: Reshape,
+  Expand, Reshape; SpatialDropout1D/2D, GaussianNoise, GaussianDropout: nothing (inference).
 - Add: Sum; Subtract: Sub; Multiply: Mul, folded; Average: Sum, then Mul by 1 / N; Maximum: Max;
   Minimum: Min (inputs of lower rank get Keras's axes of size 1 after the batch axis by Unsqueeze,
   ONNX broadcasts the rest); Concatenate: Concat; Dot: Transpose and Reshape of each input to
@@ -278,6 +283,86 @@ def _embedding(g, layer, x):
     # y[p] = E[int(x[p])]
     return g.op("Gather", [g.weight(layer.embeddings, "embeddings"), g.op("Cast", [x], to=g.onnx.TensorProto.INT64)],
                 axis=0)
+
+
+# ------------------------------------------------------------------------ normalization, reshaping
+@register_converter(L.BatchNormalization)
+def _batchnorm(g, layer, x):
+    # inference: y = x a + b per channel (the last axis), a = gamma / sqrt(moving_variance + eps),
+    # b = beta - moving_mean a
+    gamma = layer.gamma if layer.scale else 1.0
+    beta = layer.beta if layer.center else 0.0
+    a = gamma / np.sqrt(np.asarray(layer.moving_variance, np.float64) + layer.epsilon)
+    b = beta - np.asarray(layer.moving_mean, np.float64) * a
+    return g.op("Add", [g.op("Mul", [x, g.weight(a, "scale")]), g.weight(b, "offset")])
+
+
+@register_converter(L.LayerNormalization)
+def _layernorm(g, layer, x):
+    # y = (x - mean) / sqrt(var + eps) gamma + beta over the trailing axes (any opset: no LayerNormalization op)
+    n = len(layer.input_shape)
+    axes = list(range(n - _norm_axes(layer), n))
+    d = g.op("Sub", [x, g.reduce("ReduceMean", x, axes, True)])
+    var = g.reduce("ReduceMean", g.op("Mul", [d, d]), axes, True)
+    y = g.op("Div", [d, g.op("Sqrt", [g.op("Add", [var, g.weight(layer.epsilon, "epsilon")])])])
+    if layer.scale:
+        y = g.op("Mul", [y, g.weight(layer.gamma, "gamma")])
+    if layer.center:
+        y = g.op("Add", [y, g.weight(layer.beta, "beta")])
+    return y
+
+
+def _norm_axes(layer):
+    """How many trailing axes a LayerNormalization normalizes over."""
+    return 1 if isinstance(layer.axis, int) else len(layer.axis)
+
+
+@register_converter(L.Reshape)
+def _reshape(g, layer, x):
+    return g.op("Reshape", [x, g.ints([0] + list(layer.output_shape[1:]), "shape")])   # 0: keep the batch
+
+
+@register_converter(L.Permute)
+def _permute(g, layer, x):
+    return g.transpose(x, (0,) + tuple(layer.dims))
+
+
+@register_converter(L.RepeatVector)
+def _repeat_vector(g, layer, x):
+    # (batch, f) -> (batch, 1, f) -> n copies along axis 1
+    return g.op("Tile", [g.op("Unsqueeze", [x, g.ints([1], "axes")]), g.ints([1, layer.n, 1], "repeats")])
+
+
+def _border(g, layer, x):
+    # ZeroPadding: Pad with zeros; Cropping: Slice of the interior
+    r = len(layer.pads)
+    if layer.grow:
+        begin, end = [a for a, _ in layer.pads], [b for _, b in layer.pads]
+        return g.op("Pad", [x, g.ints([0] + begin + [0, 0] + end + [0], "pads")])
+    sizes = layer.input_shape[1:1 + r]
+    return g.op("Slice", [x, g.ints([a for a, _ in layer.pads], "starts"),
+                          g.ints([n - b for (_, b), n in zip(layer.pads, sizes)], "ends"),
+                          g.ints(list(range(1, r + 1)), "axes")])
+
+
+def _upsampling(g, layer, x):
+    # nearest: each value repeated size times per spatial axis, as (batch, n1, 1, [n2, 1,] c) broadcast
+    # to (batch, n1, s1, [n2, s2,] c) and reshaped
+    spatial, c = layer.input_shape[1:-1], layer.input_shape[-1]
+    split, ones = [0], [1]
+    for n, s in zip(spatial, layer.size):
+        split += [n, 1]
+        ones += [1, s]
+    y = g.op("Expand", [g.op("Reshape", [x, g.ints(split + [c], "split")]), g.ints(ones + [1], "size")])
+    return g.op("Reshape", [y, g.ints([0] + list(layer.output_shape[1:]), "shape")])
+
+
+for _cls in (L.ZeroPadding1D, L.ZeroPadding2D, L.Cropping1D, L.Cropping2D):
+    register_converter(_cls)(_border)
+for _cls in (L.UpSampling1D, L.UpSampling2D):
+    register_converter(_cls)(_upsampling)
+for _cls in (L.SpatialDropout1D, L.SpatialDropout2D, L.GaussianNoise, L.GaussianDropout):
+    register_converter(_cls)(_identity)      # inference: the identity
 
 
 # ------------------------------------------------------------------------------------ recurrent

@@ -59,6 +59,26 @@ def numeric_grad(f, a, h=1e-6):
     return g
 
 
+def check_layer_gradients(layer, x, rng, params=("kernel", "bias"), training=True, rtol=1e-6, atol=1e-8):
+    """L = sum(y * r): backward(r) must give dL/dx and dL/dparam (float64 central differences)."""
+    layer(x)                                                 # build and bind
+    for p in params:
+        w = getattr(layer, p)
+        w[...] = rng.standard_normal(w.shape) * 0.5
+    r = rng.standard_normal(layer.forward(x, training).shape)
+
+    def loss():
+        return float(np.sum(layer.forward(x, training) * r))
+
+    layer.forward(x, training)
+    dx = layer.backward(r).copy()
+    grads = {p: layer._grad_of[p].copy() for p in params}
+    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=rtol, atol=atol)
+    for p in params:
+        np.testing.assert_allclose(grads[p], numeric_grad(loss, getattr(layer, p)), rtol=rtol, atol=atol,
+                                   err_msg=p)
+
+
 # ---- losses: per-sample values (Keras 3 definitions), float64 -----------------
 def mse(y, p):
     return np.mean((y - p) ** 2, axis=-1)
@@ -103,3 +123,48 @@ def hinge(y, p):
 def reduce(per, w=None):
     """sum_over_batch_size: sum(w l) / N."""
     return np.sum(per if w is None else per * w) / per.size
+
+
+# ---- normalization, float64 ----------------------------------------------------
+def batchnorm_forward(x, gamma, beta, mean, var, eps):
+    """y = gamma (x - mean) / sqrt(var + eps) + beta over the last axis."""
+    return gamma * (x - mean) / np.sqrt(var + eps) + beta
+
+
+def batchnorm_train(x, gamma, beta, moving_mean, moving_var, momentum, eps):
+    """Training batch norm over every axis but the last: (y, new moving mean, new moving var), Keras's rule
+    (biased batch variance; moving = moving momentum + batch (1 - momentum))."""
+    axes = tuple(range(x.ndim - 1))
+    mean, var = x.mean(axis=axes), x.var(axis=axes)
+    return (batchnorm_forward(x, gamma, beta, mean, var, eps), moving_mean * momentum + mean * (1 - momentum),
+            moving_var * momentum + var * (1 - momentum))
+
+
+def _norm_backward(x, dy, gamma, eps, axes):
+    """(dx, dgamma, dbeta) of y = gamma (x - mean) / sqrt(var + eps) + beta with mean and var over `axes`
+    (batch norm: every axis but the last; layer norm: the last), by the textbook chain rule."""
+    n = math.prod(x.shape[a] for a in axes)
+    mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+    std = np.sqrt(var + eps)
+    dxhat = dy * gamma
+    dvar = np.sum(dxhat * (x - mean), axis=axes, keepdims=True) * -0.5 * std ** -3
+    dmean = -np.sum(dxhat, axis=axes, keepdims=True) / std + dvar * np.sum(-2 * (x - mean), axis=axes,
+                                                                           keepdims=True) / n
+    dx = dxhat / std + dvar * 2 * (x - mean) / n + dmean / n
+    rows = tuple(range(x.ndim - 1))
+    return dx, np.sum(dy * (x - mean) / std, axis=rows), np.sum(dy, axis=rows)
+
+
+def batchnorm_train_backward(x, dy, gamma, eps):
+    return _norm_backward(x, dy, gamma, eps, tuple(range(x.ndim - 1)))
+
+
+def layernorm_forward(x, gamma, beta, eps, naxes=1):
+    """Layer norm of each sample over its last `naxes` axes."""
+    axes = tuple(range(x.ndim - naxes, x.ndim))
+    mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+    return gamma * (x - mean) / np.sqrt(var + eps) + beta
+
+
+def layernorm_backward(x, dy, gamma, eps):
+    return _norm_backward(x, dy, gamma, eps, (x.ndim - 1,))

@@ -231,6 +231,24 @@ def test_embedding():
     assert_exports(model, make_x=lambda n, rng: rng.integers(0, 11, (n, 6)).astype(np.float32))
 
 
+@pytest.mark.parametrize("layers,shape", [
+    ([L.BatchNormalization()], (6,)), ([L.Conv2D(3, 2), L.BatchNormalization(center=False)], (5, 4, 2)),
+    ([L.BatchNormalization(scale=False)], (4, 3)), ([L.LayerNormalization()], (7,)),
+    ([L.LayerNormalization(axis=[1, 2], center=False)], (3, 4)), ([L.LayerNormalization(scale=False)], (2, 3, 5)),
+    ([L.Reshape((3, -1))], (4, 3)), ([L.Permute((3, 1, 2))], (2, 3, 4)), ([L.RepeatVector(3)], (5,)),
+    ([L.ZeroPadding1D((1, 2))], (4, 3)), ([L.ZeroPadding2D(((1, 0), (2, 1)))], (3, 4, 2)),
+    ([L.Cropping1D((1, 2))], (6, 3)), ([L.Cropping2D(((1, 0), (0, 2)))], (4, 5, 2)),
+    ([L.UpSampling1D(3)], (4, 2)), ([L.UpSampling2D((2, 3))], (3, 2, 2)),
+    ([L.SpatialDropout1D(0.5), L.GaussianNoise(1.0)], (4, 3)),
+    ([L.SpatialDropout2D(0.5), L.GaussianDropout(0.5)], (3, 3, 2))], ids=lambda v: str(v))
+def test_normalization_reshaping_and_noise_layers(layers, shape):
+    model = _model(layers, shape)
+    for layer in model.layers:            # moving statistics other than the initial ones, variances > 0
+        if isinstance(layer, L.BatchNormalization):
+            layer.moving_variance[...] = np.abs(layer.moving_variance) + 0.5
+    assert_exports(model)
+
+
 def test_every_layer_class_has_a_converter():
     # a layer class added to nncore.layers needs its converter in nncore/onnx.py (register_converter)
     # (nncore's own classes: tests elsewhere register classes of their own)
@@ -321,6 +339,43 @@ def test_residual_block():
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(rng.standard_normal((32, 8, 8, 3)), rng.integers(0, 3, 32), epochs=1, batch_size=16, verbose=0)
     assert_exports(model)
+
+
+def test_resnet_block_with_batch_normalization_after_a_fit():
+    # conv -> BN -> relu -> conv -> BN, + the shortcut, relu; the moving statistics come from the fit
+    nncore.set_seed(8)
+    rng = np.random.default_rng(8)
+    x = nncore.Input((6, 6, 3))
+    h = L.Activation("relu")(L.BatchNormalization()(L.Conv2D(4, 3, padding="same", use_bias=False)(x)))
+    h = L.BatchNormalization()(L.Conv2D(4, 3, padding="same", use_bias=False)(h))
+    y = L.Activation("relu")(L.Add()([L.Conv2D(4, 1)(x), h]))
+    z = L.Dense(2, activation="softmax")(L.LayerNormalization()(L.GlobalAveragePooling2D()(y)))
+    model = nncore.Model(x, z)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(rng.standard_normal((48, 6, 6, 3)) + 1.0, rng.integers(0, 2, 48), epochs=2, batch_size=16,
+              verbose=0)
+    bn = [layer for layer in model.layers if isinstance(layer, L.BatchNormalization)]
+    assert all(np.abs(layer.moving_mean).max() > 0 for layer in bn)         # statistics the export must use
+    assert_exports(model)
+
+
+def test_shared_normalization_and_reshaping_layers():
+    # a shared BatchNormalization and LayerNormalization (one set of initializers for two nodes); the
+    # reshaping layers, without weights, also at another shape (each node's own geometry)
+    a, a2, b = nncore.Input((4, 5, 2)), nncore.Input((4, 5, 2)), nncore.Input((3, 3, 2))
+    bn, ln = L.BatchNormalization(name="bn"), L.LayerNormalization(name="ln")
+    pad, up, crop = L.ZeroPadding2D(((1, 0), (0, 2))), L.UpSampling2D((2, 1)), L.Cropping2D(((0, 1), (1, 0)))
+    perm, flat = L.Permute((2, 1, 3)), L.Flatten()
+
+    def reshaped(x):
+        return perm(crop(up(pad(x))))
+    fa, fa2, fb = flat(ln(reshaped(bn(a)))), flat(ln(reshaped(bn(a2)))), flat(reshaped(b))
+    out = L.Reshape((-1, 2))(L.Concatenate()([fa, fa2, fb]))
+    model = _randomized(nncore.Model([a, a2, b], [out, L.RepeatVector(2)(fb)]))
+    bn.moving_variance[...] = np.abs(bn.moving_variance) + 0.5
+    proto = assert_exports(model)
+    assert sorted(i.name for i in proto.graph.initializer if i.name.split("/")[0] in ("bn", "ln")) == \
+        ["bn/offset", "bn/scale", "ln/axes", "ln/beta", "ln/epsilon", "ln/gamma"]
 
 
 def test_shared_layer_has_one_set_of_initializers_used_by_both_nodes():

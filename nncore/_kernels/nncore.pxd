@@ -150,3 +150,29 @@ cdef extern from "nncore.h" nogil:
                                 int nthreads)
     void nc_optim_seg_sumsq_f64(const double *x, const int64_t *seg_start, ptrdiff_t nseg, double *out,
                                 int nthreads)
+
+    # batch and layer normalization
+    ptrdiff_t nc_norm_chunk_rows(ptrdiff_t rows, ptrdiff_t cols)
+    ptrdiff_t nc_norm_work_size(ptrdiff_t rows, ptrdiff_t cols)
+    void nc_batchnorm_forward_f32(const float *x, const float *gamma, const float *beta, float *moving_mean,
+                                  float *moving_var, float *y, double *stats, double *work, ptrdiff_t rows,
+                                  ptrdiff_t C, double momentum, double eps, int training, int nthreads)
+    void nc_batchnorm_forward_f64(const double *x, const double *gamma, const double *beta, double *moving_mean,
+                                  double *moving_var, double *y, double *stats, double *work, ptrdiff_t rows,
+                                  ptrdiff_t C, double momentum, double eps, int training, int nthreads)
+    void nc_batchnorm_backward_f32(const float *x, const float *dy, const float *gamma, const double *stats,
+                                   float *dx, float *dgamma, float *dbeta, double *work, ptrdiff_t rows,
+                                   ptrdiff_t C, int training, int nthreads)
+    void nc_batchnorm_backward_f64(const double *x, const double *dy, const double *gamma, const double *stats,
+                                   double *dx, double *dgamma, double *dbeta, double *work, ptrdiff_t rows,
+                                   ptrdiff_t C, int training, int nthreads)
+    void nc_layernorm_forward_f32(const float *x, const float *gamma, const float *beta, float *y, double *stats,
+                                  ptrdiff_t rows, ptrdiff_t C, double eps, int nthreads)
+    void nc_layernorm_forward_f64(const double *x, const double *gamma, const double *beta, double *y,
+                                  double *stats, ptrdiff_t rows, ptrdiff_t C, double eps, int nthreads)
+    void nc_layernorm_backward_f32(const float *x, const float *dy, const float *gamma, const double *stats,
+                                   float *dx, float *dgamma, float *dbeta, double *work, ptrdiff_t rows,
+                                   ptrdiff_t C, int nthreads)
+    void nc_layernorm_backward_f64(const double *x, const double *dy, const double *gamma, const double *stats,
+                                   double *dx, double *dgamma, double *dbeta, double *work, ptrdiff_t rows,
+                                   ptrdiff_t C, int nthreads)

@@ -16,14 +16,6 @@ cdef int _act_code(int act, str name) except -1:
     return 0
 
 
-cdef int _block(object a, str name, int code, Py_ssize_t B, Py_ssize_t w, bint out) except -1:
-    _same_real(a, name, code)
-    _shape2(a, name, B, w)
-    if out:
-        _writable(a, name)
-    return 0
-
-
 def lstm_cell_forward(int act, double alpha, int ract, double ralpha, z, c_prev, c, tc, h, int n_threads=1):
     """One LSTM step: z (B, 4u) pre-activations in, gates (i, f, g, o) out; writes c, tc = a(c), h = o tc."""
     _act_code(act, "lstm_cell_forward: act")

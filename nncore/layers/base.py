@@ -1,10 +1,17 @@
 """Layer base class and the Input placeholder.
 
-A layer declares its parameters in `build(input_shape)` with `add_weight`
-(shape, initializer, regularizer) without allocating them. The model then
-lays all parameters of all layers out in ONE flat buffer and their gradients
-in another, and `_bind` makes each parameter and its gradient a view into
-them. A layer used on its own (``layer(x)``) binds to buffers of its own.
+A layer declares its weights in `build(input_shape)` with `add_weight`
+(shape, initializer, regularizer, trainable) without allocating them. The
+model then lays all weights of all layers out in ONE flat buffer and their
+gradients in another (`nncore._params`: the trained weights first, so the
+optimizer steps one contiguous range), and `_bind` makes each weight and its
+gradient a view into them. A layer used on its own (``layer(x)``) binds to
+buffers of its own.
+
+Weights declared with ``trainable=False`` (BatchNormalization's moving
+statistics) are never given to the optimizer; ``layer.trainable = False``
+freezes all of a layer's weights (applied by the model's next `compile`, as
+in Keras).
 
 Per-batch work buffers (outputs, deltas) are allocated once per batch shape
 and reused: `forward`/`backward` return views of them, valid until the next
@@ -15,7 +22,7 @@ import re
 
 import numpy as np
 
-from nncore import _random, initializers, regularizers
+from nncore import _params, _random, initializers, regularizers
 from nncore._config import floatx
 from nncore._graph import Node, SymbolicTensor, call_symbolic, is_symbolic
 
@@ -64,7 +71,7 @@ class Layer:
     _counters = {}
     _tensor_kwargs = ()   # keyword arguments of a call that may carry symbolic tensors (e.g. initial_state)
 
-    def __init__(self, name=None, input_shape=None, batch_input_shape=None):
+    def __init__(self, name=None, input_shape=None, batch_input_shape=None, trainable=True):
         if name is None:
             base = _snake_case(type(self).__name__)
             k = Layer._counters.get(base, 0)
@@ -74,7 +81,9 @@ class Layer:
             raise TypeError(f"{type(self).__name__}: name must be a non-empty str, got {name!r}")
         self.name = name
         self.built = False
-        self._specs = []           # (attr, shape, initializer, regularizer)
+        self._specs = []           # (attr, shape, initializer, regularizer), in declaration order
+        self._non_trainable = set()  # attrs declared with trainable=False
+        self.trainable = trainable
         self._batch_input_shape = None
         if batch_input_shape is not None:
             self._batch_input_shape = (None,) + _shape_tuple(batch_input_shape, "batch_input_shape")[1:]
@@ -87,11 +96,17 @@ class Layer:
         self._bufs = {}
 
     # ---- parameters ------------------------------------------------------------
-    def add_weight(self, name, shape, initializer="zeros", regularizer=None):
-        """Declare a parameter; it becomes `self.<name>` (a view) once the model binds it."""
+    def add_weight(self, name, shape, initializer="zeros", regularizer=None, trainable=True):
+        """Declare a weight; it becomes `self.<name>` (a view) once the model binds it.
+
+        ``trainable=False`` declares state the optimizer never updates (the layer updates it
+        itself, as BatchNormalization its moving statistics); it has no gradient.
+        """
         self._specs.append((name, tuple(int(s) for s in shape),
                             initializers.get(initializer),
                             regularizers.get(regularizer)))
+        if not trainable:
+            self._non_trainable.add(name)
 
     def build(self, input_shape):
         """Declare parameters from the input shape (batch dimension first, may be None)."""
@@ -107,6 +122,7 @@ class Layer:
                                  f"{self.input_shape}, got {input_shape}")
             return self.output_shape
         self._specs = []
+        self._non_trainable = set()
         self.build(input_shape)
         self.built = True
         self.input_shape = _batch_free(input_shape)
@@ -117,16 +133,12 @@ class Layer:
     def count_params(self):
         return sum(math.prod(s) for _, s, _, _ in self._specs)
 
-    def _bind(self, params, grads, offset):
-        """Make each parameter and gradient a view into the flat buffers; return the next offset."""
-        self._grad_of = {}
-        for attr, shape, _, _ in self._specs:
-            stop = offset + math.prod(shape)
-            setattr(self, attr, params[offset:stop].reshape(shape))
-            self._grad_of[attr] = grads[offset:stop].reshape(shape)
-            offset = stop
+    def _bind(self, params_of, grads_of):
+        """Take the views the layout made: {attr: weight view} and {attr: gradient view}."""
+        for attr, view in params_of.items():
+            setattr(self, attr, view)
+        self._grad_of = dict(grads_of)
         self._bufs = {}
-        return offset
 
     def _initialize(self, rng):
         for attr, shape, init, _ in self._specs:
@@ -137,10 +149,45 @@ class Layer:
                                  f"expected {shape}")
             view[...] = value
 
+    # ---- trainable and non-trainable weights ----------------------------------------
+    @property
+    def trainable(self):
+        """Whether the optimizer updates this layer's weights (settable; a model applies a change
+        at its next `compile`, as Keras does). A frozen BatchNormalization also runs in inference
+        mode."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"layer {self.name!r}: trainable must be a bool, got {value!r}")
+        self._trainable = bool(value)
+
+    def _weight_attrs(self):
+        """Weight names in Keras's order: the trainable-declared ones, then the others (each in
+        declaration order); BatchNormalization: gamma, beta, moving_mean, moving_variance."""
+        attrs = [attr for attr, *_ in self._specs]
+        return ([a for a in attrs if a not in self._non_trainable]
+                + [a for a in attrs if a in self._non_trainable])
+
     @property
     def weights(self):
-        """The parameters (views into the model's flat buffer), in declaration order."""
-        return [getattr(self, attr) for attr, *_ in self._specs] if self._bound else []
+        """All weights (views into the model's flat buffer), trainable-declared ones first."""
+        return [getattr(self, attr) for attr in self._weight_attrs()] if self._bound else []
+
+    @property
+    def trainable_weights(self):
+        """The weights the optimizer updates: none when the layer is frozen."""
+        if not self._trainable or not self._bound:
+            return []
+        return [getattr(self, a) for a in self._weight_attrs() if a not in self._non_trainable]
+
+    @property
+    def non_trainable_weights(self):
+        """The weights the optimizer leaves alone: all of them when the layer is frozen."""
+        if not self._trainable:
+            return self.weights
+        return [getattr(self, a) for a in self._weight_attrs() if a in self._non_trainable] if self._bound else []
 
     @property
     def _bound(self):
@@ -199,10 +246,7 @@ class Layer:
         if not self.built or (self._specs and not self._bound):
             self._build(x.shape)
             if self._specs:
-                dtype = np.dtype(floatx())
-                n = self.count_params()
-                self._bind(np.zeros(n, dtype), np.zeros(n, dtype), 0)
-                self._initialize(_random.get_rng())
+                _params.lay_out([self], floatx(), _random.get_rng())
         if self._bound:
             dtype = self.weights[0].dtype           # inputs follow the parameters
         elif x.dtype in (np.float32, np.float64):
@@ -228,14 +272,18 @@ class Layer:
 
     # ---- config ----------------------------------------------------------------
     def get_config(self):
-        cfg = {"name": self.name}
+        cfg = {"name": self.name, "trainable": self._trainable}
         if self._batch_input_shape is not None:
             cfg["batch_input_shape"] = list(self._batch_input_shape)
         return cfg
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        config = dict(config)
+        trainable = config.pop("trainable", True)   # every layer takes it, through the base class
+        layer = cls(**config)
+        layer.trainable = trainable
+        return layer
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"

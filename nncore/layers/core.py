@@ -103,10 +103,11 @@ class Dense(Layer):
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, input_dim=None,
-                 input_shape=None, name=None, batch_input_shape=None):
+                 input_shape=None, name=None, batch_input_shape=None, trainable=True):
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
-        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         trainable=trainable)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Dense: units must be a positive int, got {units!r}")
         self.units = int(units)
@@ -176,8 +177,9 @@ class Activation(Layer):
     Forward y = f(x); backward dx = dy * f'(x) (softmax: dx = y (dy - sum(dy y))).
     """
 
-    def __init__(self, activation, name=None, input_shape=None, batch_input_shape=None):
-        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+    def __init__(self, activation, name=None, input_shape=None, batch_input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         trainable=trainable)
         self.activation = _activations.get(activation)
         self._act_name, self._code, self._alpha = _activations.kernel_spec(self.activation)
         self._keep_x = self._code is not None and _ew.needs_input(self._code)
@@ -235,22 +237,39 @@ class Dropout(Layer):
     ----------
     rate : float in [0, 1)
         Fraction of the inputs to drop.
+    noise_shape : tuple of int or None, optional
+        The shape of the mask, broadcast over the input (None entries: the input's size), e.g.
+        ``(None, 1, features)`` drops the same features at every step (Keras's argument).
     seed : int, optional
         Seed of the layer's own generator; by default it is drawn from the
         global one (`nncore.set_seed`) when the layer is created.
     """
 
-    def __init__(self, rate, seed=None, name=None, input_shape=None, batch_input_shape=None):
-        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+    def __init__(self, rate, noise_shape=None, seed=None, name=None, input_shape=None, batch_input_shape=None,
+                 trainable=True):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         trainable=trainable)
         rate = float(rate)
         if not 0.0 <= rate < 1.0:
-            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate}")
+            raise ValueError(f"{type(self).__name__}: rate must be in [0, 1), got {rate}")
         self.rate = rate
+        if noise_shape is not None:
+            noise_shape = tuple(None if s is None else int(s) for s in noise_shape)
+        self.noise_shape = noise_shape
         self.seed = seed
         self._rng = _random.make_rng(seed)
 
+    def _mask_shape(self, shape):
+        if self.noise_shape is None:
+            return shape
+        if len(self.noise_shape) != len(shape) or any(
+                m is not None and m not in (1, s) for m, s in zip(self.noise_shape, shape)):
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}): noise_shape {self.noise_shape} does not "
+                             f"broadcast over inputs of shape {shape}")
+        return tuple(s if m is None else m for m, s in zip(self.noise_shape, shape))
+
     def _buffers(self, shape, dtype):
-        return self._keep(shape, [np.empty(shape, dtype), np.empty(shape, dtype)])  # [mask, y]
+        return self._keep(shape, [np.empty(self._mask_shape(shape), dtype), np.empty(shape, dtype)])  # [mask, y]
 
     def forward(self, x, training=False):
         self._training = training and self.rate > 0
@@ -279,6 +298,8 @@ class Dropout(Layer):
     def get_config(self):
         cfg = super().get_config()
         cfg.update(rate=self.rate, seed=self.seed)
+        if self.noise_shape is not None:
+            cfg["noise_shape"] = list(self.noise_shape)
         return cfg
 
 

@@ -28,6 +28,8 @@ class Embedding(Layer):
         Size of each vector.
     embeddings_initializer : name or initializer, default='uniform' (U(-0.05, 0.05), as Keras)
     embeddings_regularizer : name, regularizer or None
+    trainable : bool, default=True
+        False keeps the vectors fixed (pretrained embeddings); applied at the model's next compile.
 
     Notes
     -----
@@ -37,8 +39,9 @@ class Embedding(Layer):
     """
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
-                 name=None, input_shape=None, batch_input_shape=None):
-        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+                 name=None, input_shape=None, batch_input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         trainable=trainable)
         for arg, v in (("input_dim", input_dim), ("output_dim", output_dim)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
                 raise ValueError(f"Embedding: {arg} must be a positive int, got {v!r}")
