@@ -49,7 +49,8 @@ the recurrent ops ONNX has no Selu and no step: such a recurrent layer raises a 
 dtype: the graph has the model's dtype unless ``dtype=`` says otherwise. ONNX Runtime (1.18-1.32) runs
 in float64 only Gemm, MatMul, Relu, Sigmoid, Tanh, Softmax, Exp, MaxPool, the Reduce ops, Transpose,
 Flatten, Gather and the ops of the merge layers: a float64 model with other layers exports a valid ONNX
-file that ONNX Runtime refuses (NOT_IMPLEMENTED). Export such a model with ``dtype="float32"`` (weights rounded to float32).
+file that ONNX Runtime refuses (NOT_IMPLEMENTED). Export such a model with ``dtype="float32"``
+(weights rounded to float32).
 """
 import math
 import os
