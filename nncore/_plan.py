@@ -101,6 +101,9 @@ class Plan:
             self.executors.append(impl)
         self._need_dx_of = [tuple(needs[self.slot[id(t)]] for t in node.inputs) for node in nodes]
         self._call_kwargs = [node.kwargs for node in nodes]
+        # masks (Masking, Embedding(mask_zero=True)): each tensor's mask in a list beside `values`
+        self.masked = any(impl._makes_mask for impl in self.executors)
+        self.masks = [None] * len(tensors)
         self.prepare(1)
         chains = self._forward_chains(set())
         # the first chain reads the batch itself (its inputs are model inputs: batch[i] is slot i); the
@@ -124,7 +127,8 @@ class Plan:
             start, fs = j, []
             while True:
                 impl = self.executors[j]
-                fs.append(impl.forward_logits if j in logits else impl.forward)
+                f = impl.forward_logits if j in logits else impl.forward
+                fs.append(self._masked_call(j, f) if self.masked else f)
                 if not (j + 1 < len(nodes) and self._feeds_only_next(j)):
                     break
                 j += 1
@@ -134,6 +138,25 @@ class Plan:
                            self.slot[id(last.outputs[0])], many))
             j += 1
         return chains
+
+    def _masked_call(self, j, f):
+        """Node j's forward with masks: the mask of its (first) input goes to a layer that uses masks,
+        and the layer's compute_mask gives those of its outputs (Keras's mask propagation)."""
+        impl, node, masks = self.executors[j], self.nodes[j], self.masks
+        src, outs = self.slot[id(node.inputs[0])], self._slots(node.outputs)
+        uses, makes = impl._uses_mask, impl._makes_mask
+
+        def call(x, training):
+            m = masks[src]
+            y = f(x, training, mask=m) if uses and m is not None else f(x, training)
+            om = impl.compute_mask(x, m) if m is not None or makes else None
+            if len(outs) == 1:
+                masks[outs[0]] = om
+            else:
+                for s, mo in zip(outs, om if isinstance(om, list) else [om] * len(outs)):
+                    masks[s] = mo
+            return y
+        return call
 
     def _feeds_only_next(self, j):
         node, nxt = self.nodes[j], self.nodes[j + 1]

@@ -217,7 +217,8 @@ class Mean(Metric):
             raise ValueError(f"{self.name}: sample_weight of shape {np.shape(sample_weight)} does "
                              f"not match values of shape {np.shape(values)}") from None
         vw = np.multiply(v, w, dtype=np.float64)
-        if w.ndim > 1:
+        if w.ndim > 1:  # per sample: the means over the trailing axes of v w and of w (Keras)
+            vw = vw.mean(axis=tuple(range(1, w.ndim)))
             w = w.mean(axis=tuple(range(1, w.ndim)), dtype=np.float64)
         self.total += float(np.sum(vw))
         self.count += float(np.sum(w, dtype=np.float64))
@@ -240,6 +241,8 @@ class MeanMetricWrapper(Mean):
     name : str, default=None
         Defaults to ``fn.__name__``.
     """
+
+    _takes_mask = True     # in a model, a mask of the output (masked time steps) becomes its sample weight
 
     def __init__(self, fn, name=None, dtype=None, **kwargs):
         if not callable(fn):

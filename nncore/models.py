@@ -143,8 +143,8 @@ def _describe(value):
 
 class _Head:
     """One model output in training: its tensor slot, loss, loss weight, metrics and where its targets,
-    sample weights and metric targets sit in a batch tuple."""
-    __slots__ = ("k", "name", "slot", "loss", "fn", "fused", "weight", "metrics", "iy", "iw", "im")
+    sample weights and metric targets sit in a batch tuple; `mask` gives its mask (masked models)."""
+    __slots__ = ("k", "name", "slot", "loss", "fn", "fused", "weight", "metrics", "iy", "iw", "im", "mask")
 
 
 class Model:
@@ -292,6 +292,14 @@ class Model:
     def layers(self):
         """The layers, each once, in topological order (Input layers included)."""
         return list(self._all_layers)
+
+    def reset_states(self):
+        """Set the states of the stateful layers (``stateful=True`` recurrent layers) to zero."""
+        for layer in self.layers:
+            if getattr(layer, "stateful", False):
+                layer.reset_states()
+
+    reset_state = reset_states
 
     def get_layer(self, name=None, index=None):
         """The layer called `name` (or at position `index` of `layers`)."""
@@ -651,6 +659,9 @@ class Model:
                        and not t.node.many and getattr(impl, "_act_name", None) == h.loss.fused_activation
                        and hasattr(impl, "forward_logits") and not plan.consumers[h.slot])
             h.fn = None if h.loss is None else (h.loss._logits_grad if h.fused else h.loss._grad)
+            h.mask = (lambda s=h.slot: plan.masks[s]) if plan.masked else None
+            if h.fn is not None and len(t.shape) > 2:
+                h.fn = _losses._PerStep(h.fn, h.mask)      # one loss per time step, masked steps left out
             heads.append(h)
         self._heads = heads
         self._grads_all[...] = 0.0
@@ -672,6 +683,7 @@ class Model:
         v, slot, k, fused, fn, weight = self._plan.values, h.slot, h.k, h.fused, h.fn, h.weight
         iy, iw, im, metrics, place, sums, model = h.iy, h.iw, h.im, h.metrics, self._plan.contrib[h.slot], \
             self._batch_sums, self
+        mask_of = h.mask
 
         def step(batch, n, ds):
             out, y = v[slot], batch[iy]
@@ -687,8 +699,12 @@ class Model:
             sums[k] = s
             if metrics:
                 ym = batch[im]
-                for m in metrics:
-                    m.update_state(y if ym is None else ym, out)
+                mask = None if mask_of is None else mask_of()
+                for m in metrics:        # the mean metrics leave masked steps out (the mask is their weight)
+                    if mask is not None and getattr(m, "_takes_mask", False) and mask.shape == out.shape[:-1]:
+                        m.update_state(y if ym is None else ym, out, sample_weight=mask)
+                    else:
+                        m.update_state(y if ym is None else ym, out)
             return weight * s
         return step
 
@@ -1181,6 +1197,10 @@ class Sequential(Model):
         x = self._input_layer.output
         for layer in self._layers:
             x = layer(x)
+            if isinstance(x, list):
+                raise ValueError(f"{self.name}: layer {layer.name!r} ({type(layer).__name__}) has several outputs "
+                                 "(e.g. return_state=True); a Sequential model's layers have one each: use the "
+                                 "functional Model")
         self._set_graph(self._input_layer.output, x)
         self._output_shape = x.shape
 

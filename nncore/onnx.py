@@ -29,7 +29,10 @@ Layers and their ONNX ops:
 - SimpleRNN, LSTM, GRU: Transpose to time-major, the RNN / LSTM / GRU op (Keras's LSTM gate blocks
   i, f, c, o reordered to ONNX's i, o, f, c; GRU's z, r, h are ONNX's order; reset_after=True is
   ``linear_before_reset=1``), ``direction="reverse"`` for go_backwards (the returned sequence flipped
-  back into Keras's processing order), Squeeze and Transpose back.
+  back into Keras's processing order), Squeeze and Transpose back. Bidirectional: one such op with
+  ``direction="bidirectional"`` and its merge (Reshape for concat, ReduceSum / ReduceMean / ReduceProd
+  over the direction axis). Stateful layers, and the masks of Masking and Embedding(mask_zero=True),
+  have no ONNX form: a clear ValueError.
 - Embedding: Cast to int64 (truncation, as the layer casts), Gather.
 - BatchNormalization (inference): Mul and Add by the per-channel a = gamma / sqrt(moving_variance + eps),
   b = beta - moving_mean a. LayerNormalization: ReduceMean, Sub, Mul, ReduceMean, Add, Sqrt, Div, then
@@ -282,6 +285,8 @@ for _cls in (L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalAveragePooling1
 @register_converter(L.Embedding)
 def _embedding(g, layer, x):
     # y[p] = E[int(x[p])]
+    if layer.mask_zero:
+        _refuse_mask(g, layer, x)
     return g.op("Gather", [g.weight(layer.embeddings, "embeddings"), g.op("Cast", [x], to=g.onnx.TensorProto.INT64)],
                 axis=0)
 
@@ -396,17 +401,49 @@ def _gate_blocks(w, order, units):
     return np.concatenate([w[..., k * units:(k + 1) * units] for k in order], axis=-1)
 
 
-def _recurrent(g, layer, x, op_type, order, acts, bias, **attrs):
-    # x (n, T, d) -> time-major (T, n, d) -> op -> Y (T, 1, n, u), Y_h (1, n, u)
-    u = layer.units
-    W = _gate_blocks(layer.kernel, order, u).T[None]             # (1, gates u, d)
-    R = _gate_blocks(layer.recurrent_kernel, order, u).T[None]   # (1, gates u, u)
+def _rnn_spec(layer):
+    """What the ONNX op of a recurrent layer needs: (op type, Keras gate blocks in ONNX's order,
+    [(activation, alpha), ...] in ONNX's order, [input bias, recurrent bias] or None, attributes)."""
+    if layer.stateful:
+        raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) cannot be exported to ONNX: stateful=True "
+                         "carries states between calls, which an ONNX graph cannot")
+    zeros = np.zeros_like
+    if isinstance(layer, L.LSTM):
+        # Keras's blocks i, f, c, o -> ONNX's i, o, f, c; activations f (gates), g (cell), h (output)
+        bias = [layer.bias, zeros(layer.bias)] if layer.use_bias else None
+        acts = [(layer._ract_name, layer._ralpha), (layer._act_name, layer._alpha), (layer._act_name, layer._alpha)]
+        return "LSTM", [0, 3, 1, 2], acts, bias, {}
+    if isinstance(layer, L.GRU):
+        # Keras's blocks z, r, h are ONNX's; reset_after: r multiplies (h U_h + b_rec_h), linear_before_reset=1
+        bias = None
+        if layer.use_bias:
+            b = np.asarray(layer.bias)
+            bias = [b[0], b[1]] if b.ndim == 2 else [b, zeros(b)]
+        acts = [(layer._ract_name, layer._ralpha), (layer._act_name, layer._alpha)]
+        return "GRU", [0, 1, 2], acts, bias, {"linear_before_reset": int(layer.reset_after)}
+    bias = [layer.bias, zeros(layer.bias)] if layer.use_bias else None
+    return "RNN", [0], [(layer._act_name, layer._alpha)], bias, {}
+
+
+def _recurrent(g, layers, x, direction):
+    """The RNN / LSTM / GRU op over x (n, T, d) for one layer, or two (forward, backward) with
+    direction="bidirectional": returns Y (T, directions, n, u) and Y_h (directions, n, u)."""
+    specs = [_rnn_spec(layer) for layer in layers]
+    op_type, order, _, bias, attrs = specs[0]
+    u = layers[0].units
+    W = np.stack([_gate_blocks(layer.kernel, order, u).T for layer in layers])            # (dirs, gates u, d)
+    R = np.stack([_gate_blocks(layer.recurrent_kernel, order, u).T for layer in layers])  # (dirs, gates u, u)
     inputs = [g.transpose(x, [1, 0, 2]), g.weight(W, "W"), g.weight(R, "R")]
-    if bias is not None:                                          # (1, 2 gates u): [input bias, recurrent bias]
-        inputs.append(g.weight(np.concatenate([_gate_blocks(b, order, u) for b in bias])[None], "B"))
-    Y, Y_h = g.op(op_type, inputs, n_out=2, hidden_size=u,
-                  direction="reverse" if layer.go_backwards else "forward", **_rnn_activations(layer, acts),
-                  **attrs)
+    if bias is not None:                                   # (dirs, 2 gates u): [input bias, recurrent bias]
+        inputs.append(g.weight(np.stack([np.concatenate([_gate_blocks(b, order, u) for b in spec[3]])
+                                         for spec in specs]), "B"))
+    acts = _rnn_activations(layers[0], [a for spec in specs for a in spec[2]])
+    return g.op(op_type, inputs, n_out=2, hidden_size=u, direction=direction, **acts, **attrs)
+
+
+def _convert_recurrent(g, layer, x):
+    # x (n, T, d) -> time-major (T, n, d) -> op -> Y (T, 1, n, u), Y_h (1, n, u)
+    Y, Y_h = _recurrent(g, [layer], x, "reverse" if layer.go_backwards else "forward")
     if not layer.return_sequences:
         return g.op("Squeeze", [Y_h, g.ints([0], "axes")])      # (n, u)
     if layer.go_backwards:   # ONNX's Y is in input order; Keras returns the processing order
@@ -415,30 +452,39 @@ def _recurrent(g, layer, x, op_type, order, acts, bias, **attrs):
     return g.transpose(g.op("Squeeze", [Y, g.ints([1], "axes")]), [1, 0, 2])   # (n, T, u)
 
 
-@register_converter(L.SimpleRNN)
-def _simple_rnn(g, layer, x):
-    bias = [layer.bias, np.zeros_like(layer.bias)] if layer.use_bias else None
-    return _recurrent(g, layer, x, "RNN", [0], [(layer._act_name, layer._alpha)], bias)
+for _cls in (L.SimpleRNN, L.LSTM, L.GRU):
+    register_converter(_cls)(_convert_recurrent)
 
 
-@register_converter(L.LSTM)
-def _lstm(g, layer, x):
-    # Keras's blocks i, f, c, o -> ONNX's i, o, f, c; activations f (gates), g (cell), h (output)
-    bias = [layer.bias, np.zeros_like(layer.bias)] if layer.use_bias else None
-    acts = [(layer._ract_name, layer._ralpha), (layer._act_name, layer._alpha), (layer._act_name, layer._alpha)]
-    return _recurrent(g, layer, x, "LSTM", [0, 3, 1, 2], acts, bias)
+@register_converter(L.Bidirectional)
+def _bidirectional(g, layer, x):
+    # one op with direction="bidirectional": its reverse half's Y is in input (time) order, which is
+    # Keras's backward sequence reversed back; the merge is a Reshape (concat) or a Reduce over the
+    # direction axis (sum, mean, product)
+    f, b = layer.forward_layer, layer.backward_layer
+    if type(f) is not type(b) or f.units != b.units or f.go_backwards or layer.merge_mode is None \
+            or layer.return_state or (isinstance(f, L.GRU) and f.reset_after != b.reset_after) \
+            or f.use_bias != b.use_bias:
+        raise ValueError(f"layer {layer.name!r} (Bidirectional) cannot be exported to ONNX: only a merged output "
+                         "of two directions of one kind and size (the forward one not go_backwards) maps to the "
+                         "ONNX op")
+    Y, Y_h = _recurrent(g, [f, b], x, "bidirectional")
+    if layer.return_sequences:
+        y, axis, shape = g.transpose(Y, [2, 0, 1, 3]), 2, [0, 0, -1]    # (n, T, 2, u)
+    else:
+        y, axis, shape = g.transpose(Y_h, [1, 0, 2]), 1, [0, -1]        # (n, 2, u)
+    if layer.merge_mode == "concat":
+        return g.op("Reshape", [y, g.ints(shape, "shape")])
+    op = {"sum": "ReduceSum", "ave": "ReduceMean", "mul": "ReduceProd"}[layer.merge_mode]
+    return g.reduce(op, y, [axis], keepdims=0)
 
 
-@register_converter(L.GRU)
-def _gru(g, layer, x):
-    # Keras's blocks z, r, h are ONNX's; reset_after: r multiplies (h U_h + b_rec_h), linear_before_reset=1
-    reset_after = getattr(layer, "reset_after", True)
-    bias = None
-    if layer.use_bias:
-        b = np.asarray(layer.bias)
-        bias = [b[0], b[1]] if b.ndim == 2 else [b, np.zeros_like(b)]
-    acts = [(layer._ract_name, layer._ralpha), (layer._act_name, layer._alpha)]
-    return _recurrent(g, layer, x, "GRU", [0, 1, 2], acts, bias, linear_before_reset=int(reset_after))
+def _refuse_mask(g, layer, x):
+    raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) cannot be exported to ONNX: its mask would "
+                     "not reach the layers after it (the ONNX graph has no masks)")
+
+
+register_converter(L.Masking)(_refuse_mask)
 
 
 # ------------------------------------------------------------------------------------------ merge

@@ -226,6 +226,31 @@ def test_recurrent_activation_onnx_lacks_is_a_clear_error(cls, act):
         nx.export(model)
 
 
+@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM, L.GRU])
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "ave", "mul"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_bidirectional(cls, merge_mode, return_sequences):
+    model = _model([L.Bidirectional(cls(4, return_sequences=return_sequences, dropout=0.2), merge_mode=merge_mode)],
+                   (6, 3))
+    assert_exports(model)
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_gru_reset_before(return_sequences):
+    assert_exports(_model(L.GRU(5, reset_after=False, return_sequences=return_sequences, recurrent_dropout=0.3),
+                          (6, 4)))
+
+
+def test_masks_and_states_are_clear_errors():
+    for layers, shape, match in (([L.Masking(), L.LSTM(3)], (4, 2), "Masking.*mask"),
+                                 ([L.Embedding(5, 2, mask_zero=True), L.LSTM(3)], (4,), "Embedding.*mask"),
+                                 ([L.LSTM(3, stateful=True)], (4, 2), "stateful"),
+                                 ([L.Bidirectional(L.LSTM(3), backward_layer=L.GRU(3, go_backwards=True))], (4, 2),
+                                  "Bidirectional")):
+        with pytest.raises(ValueError, match=match):
+            nx.export(_model(layers, shape))
+
+
 def test_embedding():
     model = _model([L.Embedding(11, 4), L.Flatten(), L.Dense(3)], (6,))
     assert_exports(model, make_x=lambda n, rng: rng.integers(0, 11, (n, 6)).astype(np.float32))

@@ -69,6 +69,9 @@ class Layer:
     functional model; calling it on arrays runs it at once.
     """
     _counters = {}
+    supports_masking = False   # passes a (batch, timesteps) mask on to the next layer (Keras's flag)
+    _uses_mask = False         # forward takes mask=... (the recurrent layers)
+    _makes_mask = False        # makes a mask of its own (Masking, Embedding(mask_zero=True))
     _tensor_kwargs = ()   # keyword arguments of a call that may carry symbolic tensors (e.g. initial_state)
 
     def __init__(self, name=None, input_shape=None, batch_input_shape=None, trainable=True):
@@ -117,10 +120,14 @@ class Layer:
         output shape (a tuple; a list of tuples for several outputs)."""
         input_shape = list(map(tuple, input_shape)) if isinstance(input_shape, list) else tuple(input_shape)
         if self.built:
-            if self._specs and _batch_free(input_shape) != _batch_free(self.input_shape):
+            shape = _batch_free(input_shape)
+            if shape == _batch_free(self.input_shape):
+                return self.output_shape
+            if self._specs and not self._takes_shape(shape):
                 raise ValueError(f"layer {self.name!r} ({type(self).__name__}) was built for inputs of shape "
                                  f"{self.input_shape}, got {input_shape}")
-            return self.output_shape
+            out = self.compute_output_shape(shape)      # another input shape its weights fit (e.g. timesteps)
+            return list(map(tuple, out)) if isinstance(out, list) else tuple(out)
         self._specs = []
         self._non_trainable = set()
         self.build(input_shape)
@@ -129,6 +136,12 @@ class Layer:
         out = self.compute_output_shape(self.input_shape)
         self.output_shape = list(map(tuple, out)) if isinstance(out, list) else tuple(out)
         return self.output_shape
+
+    def _takes_shape(self, input_shape):
+        """Whether the built weights also serve inputs of this (batch-free) shape: by default only the
+        shape they were built for; layers that read only the last axis (Dense, the recurrent layers)
+        take any other lengths."""
+        return False
 
     def count_params(self):
         return sum(math.prod(s) for _, s, _, _ in self._specs)
@@ -219,6 +232,11 @@ class Layer:
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
+    def compute_mask(self, x, mask=None):
+        """The mask of this layer's output for input x with mask `mask` (Keras's compute_mask): the
+        input's when the layer supports masking, else None (the mask stops here)."""
+        return mask if self.supports_masking else None
+
     def forward(self, x, training=False):
         raise NotImplementedError
 
@@ -235,11 +253,12 @@ class Layer:
             return call_symbolic(self, inputs, kwargs)
         return self._call_eager(inputs, *args, **kwargs)
 
-    def _call_eager(self, x, training=False):
+    def _call_eager(self, x, training=False, **kwargs):
         """Run the layer on its own: builds (with parameters of its own) on first use; returns new array(s).
-        `x` is an array, or a list of arrays for a layer taking several inputs."""
+        `x` is an array, or a list of arrays for a layer taking several inputs. Keyword arguments
+        (``mask``, ``initial_state``) go to `forward`."""
         if isinstance(x, (list, tuple)):
-            return self._call_eager_list([np.asarray(a) for a in x], training)
+            return self._call_eager_list([np.asarray(a) for a in x], training, **kwargs)
         x = np.asarray(x)
         if x.ndim < 2:
             raise ValueError(f"layer {self.name!r}: expected a batch of inputs (at least 2-D), got shape {x.shape}")
@@ -254,16 +273,16 @@ class Layer:
         else:
             dtype = np.dtype(floatx())
         x = np.ascontiguousarray(x, dtype=dtype)
-        return _copies(self.forward(x, training))
+        return _copies(self.forward(x, training, **kwargs))
 
-    def _call_eager_list(self, xs, training):
+    def _call_eager_list(self, xs, training, **kwargs):
         if not xs or any(a.ndim < 2 for a in xs):
             raise ValueError(f"layer {self.name!r}: expected a list of batches of inputs (each at least 2-D), "
                              f"got shapes {[a.shape for a in xs]}")
         if not self.built:
             self._build([a.shape for a in xs])
         dtype = next((a.dtype for a in xs if a.dtype in (np.float32, np.float64)), np.dtype(floatx()))
-        return _copies(self.forward([np.ascontiguousarray(a, dtype=dtype) for a in xs], training))
+        return _copies(self.forward([np.ascontiguousarray(a, dtype=dtype) for a in xs], training, **kwargs))
 
     def _check_features(self, x):
         if x.shape[1:] != self.input_shape[1:]:
