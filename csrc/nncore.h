@@ -31,8 +31,11 @@ extern "C" {
 enum nc_simd { NC_SIMD_GENERIC = 0, NC_SIMD_AVX2 = 1, NC_SIMD_AVX512 = 2 };
 
 int nc_simd_level(void);            /* best level this CPU supports and this build compiled */
-const char *nc_simd_name(int level);
-void nc_set_simd_level(int level);  /* force a lower level (testing); clamped to nc_simd_level() */
+int nc_simd_cpu_level(void);        /* best level this CPU (and its OS) supports */
+int nc_simd_compiled_level(void);   /* best level this build compiled (NC_SIMD_GENERIC: generic C only) */
+const char *nc_simd_name(int level); /* "generic", "avx2", "avx512" */
+void nc_set_simd_level(int level);  /* every kernel uses this level from now on; -1 or above
+                                       nc_simd_level(): the best */
 int nc_active_simd_level(void);     /* the level kernels use now */
 int nc_has_openmp(void);            /* 1 if compiled with OpenMP */
 int nc_omp_max_threads(void);       /* omp_get_max_threads(), 1 without OpenMP */

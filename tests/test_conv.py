@@ -14,6 +14,9 @@ from nncore.layers import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, D
 from reference_layers import ACTIVATIONS, check_layer_gradients as _check_layer_gradients
 from steady_state import peak_above_start
 
+# every test here runs at each SIMD level this machine runs (conftest.simd_level)
+pytestmark = pytest.mark.usefixtures("simd_level")
+
 
 # ------------------------------------------------------------------------------------- references
 def ref_out(size, k, s, d, padding):

@@ -4,6 +4,8 @@ from libc.stdint cimport int32_t, int64_t
 cdef extern from "nncore.h" nogil:
     # runtime
     int nc_simd_level()
+    int nc_simd_cpu_level()
+    int nc_simd_compiled_level()
     const char *nc_simd_name(int level)
     void nc_set_simd_level(int level)
     int nc_active_simd_level()
