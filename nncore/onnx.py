@@ -19,8 +19,8 @@ side, which ONNX Runtime cancels between consecutive such layers.
 
 Layers and their ONNX ops:
 
-- Dense: Gemm, then its activation; Activation: the activation; Dropout: nothing (inference);
-  Flatten: Flatten(axis=1).
+- Dense: Gemm (MatMul and Add on inputs of rank > 2), then its activation; Activation: the
+  activation; Dropout: nothing (inference); Flatten: Flatten(axis=1).
 - Conv1D, Conv2D: Transpose, Conv (kernel (k..., c, f) stored as (f, c, k...); padding 'same' and
   'causal' as explicit pads, computed as Keras does), the activation (softmax over the channels),
   Transpose. Max/AveragePooling1D/2D: Transpose, MaxPool / AveragePool (count_include_pad=0: the
@@ -29,10 +29,15 @@ Layers and their ONNX ops:
 - SimpleRNN, LSTM, GRU: Transpose to time-major, the RNN / LSTM / GRU op (Keras's LSTM gate blocks
   i, f, c, o reordered to ONNX's i, o, f, c; GRU's z, r, h are ONNX's order; reset_after=True is
   ``linear_before_reset=1``), ``direction="reverse"`` for go_backwards (the returned sequence flipped
-  back into Keras's processing order), Squeeze and Transpose back. Bidirectional: one such op with
+  back into Keras's processing order), Squeeze and Transpose back; return_state: the op's Y_h (and
+  Y_c) outputs; initial_state: its initial_h (and initial_c) inputs. Bidirectional: one such op with
   ``direction="bidirectional"`` and its merge (Reshape for concat, ReduceSum / ReduceMean / ReduceProd
-  over the direction axis). Stateful layers, and the masks of Masking and Embedding(mask_zero=True),
-  have no ONNX form: a clear ValueError.
+  over the direction axis, Split for merge_mode=None), states split by direction. Stateful layers have
+  no ONNX form: a clear ValueError.
+- Masking: x times Cast(Not(Equal(x, mask_value))) reduced by ReduceMax over the last axis. The masks
+  of Masking and Embedding(mask_zero=True) are followed through the graph as the model passes them on;
+  a recurrent layer that would skip masked steps is a clear ValueError (ONNX's ops take no per-step
+  mask); where a mask reaches no such layer the export is exact.
 - Embedding: Cast to int64 (truncation, as the layer casts), Gather.
 - BatchNormalization (inference): Mul and Add by the per-channel a = gamma / sqrt(moving_variance + eps),
   b = beta - moving_mean a. LayerNormalization: ReduceMean, Sub, Mul, ReduceMean, Add, Sqrt, Div, then
@@ -199,11 +204,15 @@ _ELEMENTWISE = {
 # ------------------------------------------------------------------------------------------ layers
 @register_converter(L.Dense)
 def _dense(g, layer, x):
-    # y = f(x W + b)
-    inputs = [x, g.weight(layer.kernel, "kernel")]
-    if layer.use_bias:
-        inputs.append(g.weight(layer.bias, "bias"))
-    return g.activation(layer._act_name, layer._alpha, g.op("Gemm", inputs))
+    # y = f(x W + b): Gemm for (batch, features); MatMul and Add over the last axis of (batch, ..., features)
+    W = g.weight(layer.kernel, "kernel")
+    b = [g.weight(layer.bias, "bias")] if layer.use_bias else []
+    if len(layer.input_shape) == 2:
+        z = g.op("Gemm", [x, W] + b)
+    else:
+        z = g.op("MatMul", [x, W])
+        z = g.op("Add", [z] + b) if b else z
+    return g.activation(layer._act_name, layer._alpha, z)
 
 
 @register_converter(L.Activation)
@@ -285,8 +294,6 @@ for _cls in (L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalAveragePooling1
 @register_converter(L.Embedding)
 def _embedding(g, layer, x):
     # y[p] = E[int(x[p])]
-    if layer.mask_zero:
-        _refuse_mask(g, layer, x)
     return g.op("Gather", [g.weight(layer.embeddings, "embeddings"), g.op("Cast", [x], to=g.onnx.TensorProto.INT64)],
                 axis=0)
 
@@ -425,31 +432,50 @@ def _rnn_spec(layer):
     return "RNN", [0], [(layer._act_name, layer._alpha)], bias, {}
 
 
-def _recurrent(g, layers, x, direction):
+def _recurrent(g, layers, x, direction, initial_state):
     """The RNN / LSTM / GRU op over x (n, T, d) for one layer, or two (forward, backward) with
-    direction="bidirectional": returns Y (T, directions, n, u) and Y_h (directions, n, u)."""
+    direction="bidirectional", from the states `initial_state` (names: each layer's [h] or [h, c], the
+    forward layer's first; None: zeros): returns Y (T, directions, n, u), Y_h (directions, n, u) and,
+    for the LSTM, Y_c (directions, n, u)."""
     specs = [_rnn_spec(layer) for layer in layers]
     op_type, order, _, bias, attrs = specs[0]
     u = layers[0].units
     W = np.stack([_gate_blocks(layer.kernel, order, u).T for layer in layers])            # (dirs, gates u, d)
     R = np.stack([_gate_blocks(layer.recurrent_kernel, order, u).T for layer in layers])  # (dirs, gates u, u)
-    inputs = [g.transpose(x, [1, 0, 2]), g.weight(W, "W"), g.weight(R, "R")]
+    inputs = [g.transpose(x, [1, 0, 2]), g.weight(W, "W"), g.weight(R, "R"), ""]
     if bias is not None:                                   # (dirs, 2 gates u): [input bias, recurrent bias]
-        inputs.append(g.weight(np.stack([np.concatenate([_gate_blocks(b, order, u) for b in spec[3]])
-                                         for spec in specs]), "B"))
+        inputs[3] = g.weight(np.stack([np.concatenate([_gate_blocks(b, order, u) for b in spec[3]])
+                                       for spec in specs]), "B")
+    n_states = layers[0]._n_states
+    if initial_state:                  # ONNX's initial_h (and initial_c): (dirs, n, u), after sequence_lens
+        axis0 = g.ints([0], "axes")
+        inputs.append("")
+        for k in range(n_states):
+            per_dir = [g.op("Unsqueeze", [initial_state[d * n_states + k], axis0]) for d in range(len(layers))]
+            inputs.append(per_dir[0] if len(per_dir) == 1 else g.op("Concat", per_dir, axis=0))
+    while inputs[-1] == "":
+        inputs.pop()
     acts = _rnn_activations(layers[0], [a for spec in specs for a in spec[2]])
-    return g.op(op_type, inputs, n_out=2, hidden_size=u, direction=direction, **acts, **attrs)
+    return g.op(op_type, inputs, n_out=2 + (op_type == "LSTM"), hidden_size=u, direction=direction, **acts,
+                **attrs)
 
 
-def _convert_recurrent(g, layer, x):
-    # x (n, T, d) -> time-major (T, n, d) -> op -> Y (T, 1, n, u), Y_h (1, n, u)
-    Y, Y_h = _recurrent(g, [layer], x, "reverse" if layer.go_backwards else "forward")
+def _squeeze0(g, y):
+    return g.op("Squeeze", [y, g.ints([0], "axes")])
+
+
+def _convert_recurrent(g, layer, x, initial_state=None):
+    # x (n, T, d) -> time-major (T, n, d) -> op -> Y (T, 1, n, u), Y_h (1, n, u) [, Y_c (1, n, u)]
+    Y, *states = _recurrent(g, [layer], x, "reverse" if layer.go_backwards else "forward", initial_state)
     if not layer.return_sequences:
-        return g.op("Squeeze", [Y_h, g.ints([0], "axes")])      # (n, u)
-    if layer.go_backwards:   # ONNX's Y is in input order; Keras returns the processing order
-        Y = g.op("Slice", [Y, g.ints([-1], "starts"), g.ints([-(2 ** 62)], "ends"), g.ints([0], "axes"),
-                           g.ints([-1], "steps")])
-    return g.transpose(g.op("Squeeze", [Y, g.ints([1], "axes")]), [1, 0, 2])   # (n, T, u)
+        y = _squeeze0(g, states[0])                              # (n, u)
+    else:
+        if layer.go_backwards:   # ONNX's Y is in input order; Keras returns the processing order
+            Y = g.op("Slice", [Y, g.ints([-1], "starts"), g.ints([-(2 ** 62)], "ends"), g.ints([0], "axes"),
+                               g.ints([-1], "steps")])
+        y = g.transpose(g.op("Squeeze", [Y, g.ints([1], "axes")]), [1, 0, 2])   # (n, T, u)
+    # return_state: [y, h_T] or [y, h_T, c_T]
+    return [y] + [_squeeze0(g, s) for s in states] if layer.return_state else y
 
 
 for _cls in (L.SimpleRNN, L.LSTM, L.GRU):
@@ -457,34 +483,40 @@ for _cls in (L.SimpleRNN, L.LSTM, L.GRU):
 
 
 @register_converter(L.Bidirectional)
-def _bidirectional(g, layer, x):
+def _bidirectional(g, layer, x, initial_state=None):
     # one op with direction="bidirectional": its reverse half's Y is in input (time) order, which is
     # Keras's backward sequence reversed back; the merge is a Reshape (concat) or a Reduce over the
-    # direction axis (sum, mean, product)
+    # direction axis (sum, mean, product); merge_mode=None gives both directions' outputs
     f, b = layer.forward_layer, layer.backward_layer
-    if type(f) is not type(b) or f.units != b.units or f.go_backwards or layer.merge_mode is None \
-            or layer.return_state or (isinstance(f, L.GRU) and f.reset_after != b.reset_after) \
-            or f.use_bias != b.use_bias:
-        raise ValueError(f"layer {layer.name!r} (Bidirectional) cannot be exported to ONNX: only a merged output "
-                         "of two directions of one kind and size (the forward one not go_backwards) maps to the "
-                         "ONNX op")
-    Y, Y_h = _recurrent(g, [f, b], x, "bidirectional")
+    if type(f) is not type(b) or f.units != b.units or f.go_backwards \
+            or (isinstance(f, L.GRU) and f.reset_after != b.reset_after) or f.use_bias != b.use_bias:
+        raise ValueError(f"layer {layer.name!r} (Bidirectional) cannot be exported to ONNX: only two directions "
+                         "of one kind and size (the forward one not go_backwards) map to the ONNX op")
+    Y, *states = _recurrent(g, [f, b], x, "bidirectional", initial_state)
     if layer.return_sequences:
         y, axis, shape = g.transpose(Y, [2, 0, 1, 3]), 2, [0, 0, -1]    # (n, T, 2, u)
     else:
-        y, axis, shape = g.transpose(Y_h, [1, 0, 2]), 1, [0, -1]        # (n, 2, u)
-    if layer.merge_mode == "concat":
-        return g.op("Reshape", [y, g.ints(shape, "shape")])
-    op = {"sum": "ReduceSum", "ave": "ReduceMean", "mul": "ReduceProd"}[layer.merge_mode]
-    return g.reduce(op, y, [axis], keepdims=0)
+        y, axis, shape = g.transpose(states[0], [1, 0, 2]), 1, [0, -1]  # (n, 2, u)
+    if layer.merge_mode is None:
+        ys = g.op("Split", [y, g.ints([1, 1], "split")], n_out=2, axis=axis)
+        ys = [g.op("Squeeze", [v, g.ints([axis], "axes")]) for v in ys]
+    elif layer.merge_mode == "concat":
+        ys = [g.op("Reshape", [y, g.ints(shape, "shape")])]
+    else:
+        op = {"sum": "ReduceSum", "ave": "ReduceMean", "mul": "ReduceProd"}[layer.merge_mode]
+        ys = [g.reduce(op, y, [axis], keepdims=0)]
+    if layer.return_state:   # the forward layer's final states, then the backward one's
+        per_dir = [g.op("Split", [s, g.ints([1, 1], "split")], n_out=2, axis=0) for s in states]
+        ys += [_squeeze0(g, s[d]) for d in range(2) for s in per_dir]
+    return ys if len(ys) > 1 else ys[0]
 
 
-def _refuse_mask(g, layer, x):
-    raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) cannot be exported to ONNX: its mask would "
-                     "not reach the layers after it (the ONNX graph has no masks)")
-
-
-register_converter(L.Masking)(_refuse_mask)
+@register_converter(L.Masking)
+def _masking(g, layer, x):
+    # y = x mask, mask = any over the last axis of (x != mask_value); the mask itself goes nowhere:
+    # the export refuses a layer that would use it (see _masks)
+    keep = g.op("Cast", [g.op("Not", [g.op("Equal", [x, g.weight(layer.mask_value, "mask_value")])])], to=g.elem)
+    return g.op("Mul", [x, g.reduce("ReduceMax", keep, [len(layer.input_shape) - 1], keepdims=True)])
 
 
 # ------------------------------------------------------------------------------------------ merge
@@ -583,6 +615,26 @@ def _convert_node(g, node, names):
     return outs
 
 
+def _follow_masks(node, mask_of):
+    """Follow the masks of Masking and Embedding(mask_zero=True) as the plan does (the first input's mask
+    goes to the layer, its compute_mask gives the outputs'); `mask_of` maps a tensor to the layer whose
+    mask it carries. The values export exactly; the masks have no ONNX form, so a layer that would use
+    one (a recurrent layer skipping masked steps) is refused."""
+    layer = node.impl or node.layer
+    src = mask_of.get(id(node.inputs[0]))
+    if src is not None and layer._uses_mask:
+        raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) cannot be exported to ONNX: it would skip "
+                         f"the time steps masked by layer {src!r}, and ONNX's recurrent ops take no per-step mask")
+    if layer._makes_mask:
+        carried = [layer.name] * len(node.outputs)
+    elif src is not None:
+        m = layer.compute_mask(None, True)      # which outputs the mask reaches (no values needed)
+        carried = [src if mi is not None else None for mi in (m if node.many else [m])]
+    else:
+        return
+    mask_of.update((id(t), c) for t, c in zip(node.outputs, carried) if c is not None)
+
+
 def _io_names(model):
     """The ONNX names of the model's inputs and outputs: a Sequential's one input and output are "input"
     and "output"; a functional model's are its input_names and output_names."""
@@ -655,7 +707,9 @@ def _model_proto(model, opset, dtype):
     in_names, out_names = _io_names(model)
     g._used.update(in_names + out_names)        # reserved: no node output takes these names
     name_of = {id(t): name for t, name in zip(model.inputs, in_names)}   # symbolic tensor -> ONNX name
+    mask_of = {}
     for node in model._nodes:
+        _follow_masks(node, mask_of)
         outs = _convert_node(g, node, [name_of[id(t)] for t in node.inputs])
         name_of.update((id(t), y) for t, y in zip(node.outputs, outs))
     _name_outputs(g, [name_of[id(t)] for t in model.outputs], out_names)

@@ -241,14 +241,74 @@ def test_gru_reset_before(return_sequences):
                           (6, 4)))
 
 
-def test_masks_and_states_are_clear_errors():
-    for layers, shape, match in (([L.Masking(), L.LSTM(3)], (4, 2), "Masking.*mask"),
-                                 ([L.Embedding(5, 2, mask_zero=True), L.LSTM(3)], (4,), "Embedding.*mask"),
+def test_masks_reaching_a_recurrent_layer_and_states_are_clear_errors():
+    # the mask passes through Dense to the LSTM, which would skip the masked steps
+    for layers, shape, match in (([L.Masking(), L.Dense(3), L.LSTM(3)], (4, 2), r"\(LSTM\).*masked by layer 'masking"),
+                                 ([L.Embedding(5, 2, mask_zero=True, name="emb"), L.Bidirectional(L.GRU(3))], (4,),
+                                  r"\(Bidirectional\).*masked by layer 'emb'"),
                                  ([L.LSTM(3, stateful=True)], (4, 2), "stateful"),
                                  ([L.Bidirectional(L.LSTM(3), backward_layer=L.GRU(3, go_backwards=True))], (4, 2),
                                   "Bidirectional")):
         with pytest.raises(ValueError, match=match):
             nx.export(_model(layers, shape))
+
+
+def test_masks_that_reach_no_recurrent_layer_export_their_values():
+    # Masking's values (x times its mask); a mask that a layer drops (return_sequences=False, the
+    # pooling) or that only reaches layers without use for it changes nothing downstream
+    def padded(n, rng):
+        x = rng.standard_normal((n, 6, 3)).astype(np.float32)
+        x[:, 4:] = 0.0
+        x[0, 1] = 0.0
+        x[-1, 2, 1] = 0.0                                  # one zero feature: not a masked step
+        return x
+    assert_exports(_model([L.Masking(), L.Dense(4, activation="tanh")], (6, 3)), make_x=padded)
+    assert_exports(_model([L.Masking(mask_value=0.5), L.Flatten()], (6, 3)),
+                   make_x=lambda n, rng: np.where(rng.random((n, 6, 1)) < 0.4, 0.5,
+                                                  rng.standard_normal((n, 6, 3))).astype(np.float32))
+    x = nncore.Input((6,))
+    e = L.Embedding(9, 4, mask_zero=True)(x)
+    model = _randomized(nncore.Model(x, [L.Dense(2)(L.GlobalAveragePooling1D()(e)), e]))
+    assert_exports(model, make_x=lambda n, rng: rng.integers(0, 9, (n, 6)).astype(np.float32))
+
+
+def test_dense_on_sequences():
+    # Dense over the last axis of (batch, T, features): MatMul and Add, the activation over the last axis
+    assert_exports(_model([L.LSTM(5, return_sequences=True), L.Dense(3, activation="softmax"),
+                           L.Dense(2, use_bias=False)], (6, 4)))
+    assert_exports(_model([L.Dense(3, activation="relu")], (2, 3, 4)))
+
+
+@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM, L.GRU])
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_return_state_and_initial_state(cls, return_sequences, go_backwards):
+    # an encoder's final states start a decoder (Keras's encoder-decoder): the ONNX op's Y_h (Y_c) and
+    # its initial_h (initial_c)
+    enc_in, dec_in = nncore.Input((5, 3)), nncore.Input((4, 2))
+    encoder = cls(6, return_state=True, go_backwards=go_backwards, name="encoder")
+    _, *states = encoder(enc_in)
+    decoder = cls(6, return_sequences=return_sequences, return_state=True, name="decoder")
+    y, *final = decoder(dec_in, initial_state=states)
+    model = _randomized(nncore.Model([enc_in, dec_in], [L.Dense(2, name="head")(y)] + final), scale=0.4)
+    assert len(model.outputs) == 1 + (2 if cls is L.LSTM else 1)
+    assert_exports(model)
+
+
+@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM, L.GRU])
+@pytest.mark.parametrize("merge_mode", ["concat", None])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_bidirectional_states_and_both_outputs(cls, merge_mode, return_sequences):
+    # merge_mode=None: both directions' outputs; return_state: the forward states, then the backward ones;
+    # initial_state in the same order
+    x = nncore.Input((5, 3))
+    k = 2 if cls is L.LSTM else 1
+    starts = [nncore.Input((4,)) for _ in range(2 * k)]
+    bi = L.Bidirectional(cls(4, return_sequences=return_sequences, return_state=True), merge_mode=merge_mode)
+    outs = bi(x, initial_state=starts)
+    model = _randomized(nncore.Model([x] + starts, outs), scale=0.4)
+    assert len(model.outputs) == (2 if merge_mode is None else 1) + 2 * k
+    assert_exports(model)
 
 
 def test_embedding():
