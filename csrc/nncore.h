@@ -148,6 +148,10 @@ void nc_take_rows_f32(const float *src /* in */, ptrdiff_t cols, const int64_t *
                       float *dst /* out */);
 void nc_take_rows_f64(const double *src /* in */, ptrdiff_t cols, const int64_t *idx /* in */, ptrdiff_t nidx,
                       double *dst /* out */);
+/* dst[r] = the rowbytes bytes at position base + idx[r] * rowbytes of the open file fd, r < n (idx NULL:
+ * the n rows from base, one read). Returns 0, an errno of a failed read, or -1 if the file ends first. */
+int nc_read_rows(int fd, int64_t base, int64_t rowbytes, const int64_t *idx /* in */, ptrdiff_t n,
+                 char *dst /* out */);
 /* dst[idx[r], :] += src[r, :] for r < nidx, in the order of r (the embedding gradient; idx checked
  * by caller). Columns are split across threads: the same result for any nthreads. */
 void nc_scatter_add_rows_f32(const float *src /* in */, ptrdiff_t cols, const int64_t *idx /* in */, ptrdiff_t nidx,

@@ -256,7 +256,11 @@ def _pack(header):
 
 
 def write_file(path, header):
-    """Atomically write a model file holding `header`: JSON values and numpy arrays, nested freely."""
+    """Atomically write a model file holding `header`: JSON values and numpy arrays, nested freely.
+    In an MPI job (nncore.distributed) only rank 0 writes; the other ranks return at once."""
+    from nncore import distributed
+    if distributed.rank() != 0:
+        return
     atomic_write(path, _pack(header))
 
 

@@ -55,6 +55,7 @@ cdef extern from "nncore.h" nogil:
     int nc_all_finite_f64(const double *x, ptrdiff_t n, int nthreads)
     void nc_take_rows_f32(const float *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, float *dst)
     void nc_take_rows_f64(const double *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, double *dst)
+    int nc_read_rows(int fd, int64_t base, int64_t rowbytes, const int64_t *idx, ptrdiff_t n, char *dst)
     void nc_scatter_add_rows_f32(const float *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, float *dst,
                                  int nthreads)
     void nc_scatter_add_rows_f64(const double *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx,
