@@ -60,6 +60,11 @@ def test_cnn_digits():
     assert res["accuracy"] > 0.93
 
 
+def test_resnet_digits():
+    res = _load("resnet_digits").main(epochs=6)
+    assert res["accuracy"] > 0.95
+
+
 def test_lstm_digits():
     res = _load("lstm_digits").main(epochs=15)
     assert res["accuracy"] > 0.92
