@@ -441,6 +441,81 @@ UK_INLINE void UK_NAME(gemm_t8x16)(const float *src, ptrdiff_t lda, float *dst, 
 #define UK_PACK_A_T8X16 0
 #endif
 
+/* AVX2: a block of `rows` rows (rows <= VL, a constant after inlining) and VL
+ * columns of a row-major source transposed in registers into dst[p ds + i]
+ * (float: 8 x 8 by unpacks of row pairs, then of pair pairs, then 128-bit
+ * lane swaps; double: 4 x 4 the same way). Rows past `rows` are not read. */
+#if UK_LEVEL == 1
+#define UK_PACK_TBLOCK 1
+#if defined(NC_F32)
+UK_INLINE void UK_NAME(gemm_tblock)(const float *src, ptrdiff_t ld, const int rows, float *dst, const int ds)
+{
+    __m256 r[8], t[8], s[8], c[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) r[i] = i < rows ? _mm256_loadu_ps(src + i * ld) : _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);     /* r_i[0] r_i+1[0] r_i[1] r_i+1[1] | the same for 4, 5 */
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]); /* ... for 2, 3 | 6, 7 */
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) { /* rows 0-3 (h = 0), 4-7 (h = 1): s[4h + q] holds column q | q + 4 */
+        s[4 * h + 0] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+        s[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+        s[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+        s[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+    }
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+        c[q] = _mm256_permute2f128_ps(s[q], s[4 + q], 0x20);
+        c[q + 4] = _mm256_permute2f128_ps(s[q], s[4 + q], 0x31);
+    }
+#pragma GCC unroll 8
+    for (int p = 0; p < 8; p++) {
+        float *d = dst + (ptrdiff_t)p * ds;
+        if (rows == 8) {
+            _mm256_storeu_ps(d, c[p]);
+        } else if (rows == 6) {
+            _mm_storeu_ps(d, _mm256_castps256_ps128(c[p]));
+            _mm_storel_pi((__m64 *)(d + 4), _mm256_extractf128_ps(c[p], 1));
+        } else {
+            _mm256_maskstore_ps(d, UK_MASK(rows), c[p]);
+        }
+    }
+}
+#else
+UK_INLINE void UK_NAME(gemm_tblock)(const double *src, ptrdiff_t ld, const int rows, double *dst, const int ds)
+{
+    __m256d r[4], t[4], c[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) r[i] = i < rows ? _mm256_loadu_pd(src + i * ld) : _mm256_setzero_pd();
+    t[0] = _mm256_unpacklo_pd(r[0], r[1]); /* r0[0] r1[0] | r0[2] r1[2] */
+    t[1] = _mm256_unpackhi_pd(r[0], r[1]); /* r0[1] r1[1] | r0[3] r1[3] */
+    t[2] = _mm256_unpacklo_pd(r[2], r[3]);
+    t[3] = _mm256_unpackhi_pd(r[2], r[3]);
+    if (rows <= 2) { /* columns are the 128-bit halves of t[0], t[1] */
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            __m256d x = t[p & 1];
+            _mm_storeu_pd(dst + (ptrdiff_t)p * ds, p < 2 ? _mm256_castpd256_pd128(x) : _mm256_extractf128_pd(x, 1));
+        }
+        return;
+    }
+    c[0] = _mm256_permute2f128_pd(t[0], t[2], 0x20);
+    c[1] = _mm256_permute2f128_pd(t[1], t[3], 0x20);
+    c[2] = _mm256_permute2f128_pd(t[0], t[2], 0x31);
+    c[3] = _mm256_permute2f128_pd(t[1], t[3], 0x31);
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; p++) {
+        if (rows == 4) _mm256_storeu_pd(dst + (ptrdiff_t)p * ds, c[p]);
+        else _mm256_maskstore_pd(dst + (ptrdiff_t)p * ds, UK_MASK(rows), c[p]);
+    }
+}
+#endif
+#else
+#define UK_PACK_TBLOCK 0
+#endif
+
 /* Pack the mc x kc block op(A) (A points at its element (0, 0)) into MR-row
  * micro-panels: panel q holds a[p MR + i] = op(A)(q MR + i, p), zero rows past mc. */
 static UK_ATTR void UK_NAME(gemm_pack_a)(int trans, const REAL *A, ptrdiff_t lda, ptrdiff_t mc, ptrdiff_t kc,
@@ -470,6 +545,12 @@ static UK_ATTR void UK_NAME(gemm_pack_a)(int trans, const REAL *A, ptrdiff_t lda
             if (mr == MR && pl == PL) {
 #if UK_PACK_A_T8X16
                 UK_NAME(gemm_t8x16)(src + p0, lda, dst, MR);
+#elif UK_PACK_TBLOCK
+#pragma GCC unroll 4
+                for (int p = 0; p < PL; p += VL)
+#pragma GCC unroll 4
+                    for (int i = 0; i < MR; i += VL)
+                        UK_NAME(gemm_tblock)(src + i * lda + p0 + p, lda, MR - i < VL ? MR - i : VL, dst + p * MR + i, MR);
 #else
 #pragma GCC unroll 16
                 for (int i = 0; i < MR; i++)
@@ -514,6 +595,12 @@ static UK_ATTR void UK_NAME(gemm_pack_b)(int trans, const REAL *B, ptrdiff_t ldb
 #if UK_PACK_A_T8X16
 #pragma GCC unroll 4
                 for (int j = 0; j < NR; j += 8) UK_NAME(gemm_t8x16)(src + j * ldb + p0, ldb, dst + j, NR);
+#elif UK_PACK_TBLOCK
+#pragma GCC unroll 4
+                for (int p = 0; p < PL; p += VL)
+#pragma GCC unroll 4
+                    for (int j = 0; j < NR; j += VL)
+                        UK_NAME(gemm_tblock)(src + j * ldb + p0 + p, ldb, VL, dst + p * NR + j, NR);
 #else
                 for (int j = 0; j < NR; j++)
 #pragma GCC unroll 16
@@ -728,3 +815,4 @@ static UK_ATTR void UK_NAME(gemm_serial)(int trans_a, int trans_b, ptrdiff_t m, 
 #undef UK_INLINE
 #undef PL
 #undef UK_PACK_A_T8X16
+#undef UK_PACK_TBLOCK
