@@ -456,3 +456,22 @@ def test_few_rows_threads_bit_identical(dtype, ta, tb):
         gemm(a, b, c2, trans_a=ta, trans_b=tb, n_threads=2)
         _check(c1, _ref(a, b, ta, tb), dtype, k)
         np.testing.assert_array_equal(c1, c2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("ta", [False, True])
+def test_direct_path_threads_bit_identical(dtype, level, ta):
+    """The direct path (a few row panels, or a narrow B over a long k) blocks k by the operands' shape,
+    not by a thread's part of C: 1 and 2 threads agree bit for bit (a split of n = 100 into 48 + 52
+    columns used to change the blocking, and the sums)."""
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(12)
+    for m, n, k in [(16, 100, 5000), (24, 72, 4000), (9, 32, 3001), (7, 33, 700)]:
+        a, b = _operands(rng, m, n, k, ta, False, dtype)
+        c1 = np.empty((m, n), dtype)
+        c2 = np.empty((m, n), dtype)
+        gemm(a, b, c1, trans_a=ta, n_threads=1)
+        gemm(a, b, c2, trans_a=ta, n_threads=2)
+        _check(c1, _ref(a, b, ta, False), dtype, k)
+        np.testing.assert_array_equal(c1, c2)
