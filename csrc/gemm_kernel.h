@@ -679,7 +679,34 @@ static UK_ATTR void UK_NAME(gemm_pack_b)(int trans, const REAL *B, ptrdiff_t ldb
     }
 }
 
-/* Elements of workspace gemm_serial needs for an m x n x k product. */
+/* The depth of the k blocks of the packed path: k in blocks of equal depth
+ * (at most KC, a multiple of 8 but the last): 784 = 4 x 196, not 3 x 256 +
+ * 16, whose last block would pass C through memory once more for 2% of the
+ * work, in micro-kernel calls too short to reach speed. */
+static ptrdiff_t UK_NAME(gemm_kstep)(ptrdiff_t k)
+{
+    ptrdiff_t kb = (k + KC - 1) / KC, kstep = ((k + kb - 1) / kb + 7) / 8 * 8;
+    return kstep > KC ? KC : kstep;
+}
+
+/* A whole op(B) (k x n) packed once for many products (nc_gemm_pack_b):
+ * the k blocks of the packed path one after the other, each holding every
+ * NR-column micro-panel of its rows: block pc starts at dst + pc ntot, where
+ * ntot = n rounded up to NR. */
+static UK_ATTR void UK_NAME(gemm_pack_whole)(int trans_b, ptrdiff_t k, ptrdiff_t n, const REAL *B, ptrdiff_t ldb,
+                                             REAL *dst)
+{
+    ptrdiff_t kstep = UK_NAME(gemm_kstep)(k), ntot = (n + NR - 1) / NR * NR;
+    for (ptrdiff_t pc = 0; pc < k; pc += kstep) {
+        ptrdiff_t kc = k - pc < kstep ? k - pc : kstep;
+        UK_NAME(gemm_pack_b)(trans_b, trans_b ? B + pc : B + pc * ldb, ldb, kc, n, dst + pc * ntot);
+    }
+}
+
+static int UK_NAME(gemm_nr)(void) { return NR; }
+
+/* Elements of workspace gemm_serial needs for an m x n x k product (n = 0:
+ * op(B) comes packed already). */
 static ptrdiff_t UK_NAME(gemm_work)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k)
 {
     ptrdiff_t mc = m < MC ? m : MC, nc = n < NCB ? n : NCB, kc = k < KC ? k : KC;
@@ -769,11 +796,15 @@ static UK_ATTR ptrdiff_t UK_NAME(gemm_rows)(int trans_a, ptrdiff_t m, ptrdiff_t 
 #undef ROW_W
 
 /* C := act(alpha op(A) op(B) + beta C + bias) on one thread, k >= 1.
- * work: gemm_work(m, n, k) elements (unused by the direct path unless trans_b). */
+ * work: gemm_work(m, n, k) elements (unused by the direct path unless trans_b).
+ * bpack (else NULL): op(B) packed whole by gemm_pack_whole with ntot columns,
+ * this part of C starting at its micro-panel bq0 (then B and the direct
+ * paths are unused, and work needs gemm_work(m, 0, k)). */
 static UK_ATTR void UK_NAME(gemm_serial)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                                          REAL alpha, const REAL *A, ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,
                                          REAL beta, REAL *C, ptrdiff_t ldc, const REAL *bias, int act,
-                                         REAL act_alpha, int direct, REAL *work)
+                                         REAL act_alpha, int direct, REAL *work, const REAL *bpack,
+                                         ptrdiff_t ntot, ptrdiff_t bq0)
 {
     int relu = act == NC_ACT_RELU, other = act != NC_ACT_LINEAR && !relu;
     /* op(A)(i, p) = A[i rsa + p csa]; op(B)(p, j) = B[p rsb + j csb] */
@@ -829,21 +860,26 @@ static UK_ATTR void UK_NAME(gemm_serial)(int trans_a, int trans_b, ptrdiff_t m, 
     }
     uintptr_t al = ((uintptr_t)work + 63) & ~(uintptr_t)63;
     REAL *bbuf = (REAL *)al;
-    ptrdiff_t kcmax = k < KC ? k : KC, ncmax = n < NCB ? n : NCB;
-    REAL *abuf = bbuf + kcmax * ((ncmax + NR - 1) / NR * NR);
-    for (ptrdiff_t jc = 0; jc < n; jc += NCB) {
-        ptrdiff_t nc = n - jc < NCB ? n - jc : NCB;
-        for (ptrdiff_t pc = 0; pc < k; pc += KC) {
-            ptrdiff_t kc = k - pc < KC ? k - pc : KC;
+    ptrdiff_t kcmax = k < KC ? k : KC, ncb = bpack ? n : NCB, ncmax = n < ncb ? n : ncb;
+    REAL *abuf = bpack ? bbuf : bbuf + kcmax * ((ncmax + NR - 1) / NR * NR);
+    ptrdiff_t kstep = UK_NAME(gemm_kstep)(k);
+    for (ptrdiff_t jc = 0; jc < n; jc += ncb) {
+        ptrdiff_t nc = n - jc < ncb ? n - jc : ncb;
+        for (ptrdiff_t pc = 0; pc < k; pc += kstep) {
+            ptrdiff_t kc = k - pc < kstep ? k - pc : kstep;
             int last = pc + kc == k;
             REAL beta1 = pc == 0 ? beta : (REAL)1;
-            UK_NAME(gemm_pack_b)(trans_b, B + pc * rsb + jc * csb, ldb, kc, nc, bbuf);
+            const REAL *bb = bbuf;
+            if (bpack)
+                bb = bpack + pc * ntot + bq0 * NR * kc;
+            else
+                UK_NAME(gemm_pack_b)(trans_b, B + pc * rsb + jc * csb, ldb, kc, nc, bbuf);
             for (ptrdiff_t ic = 0; ic < m; ic += MC) {
                 ptrdiff_t mc = m - ic < MC ? m - ic : MC;
                 UK_NAME(gemm_pack_a)(trans_a, A + ic * rsa + pc * csa, lda, mc, kc, abuf);
                 for (ptrdiff_t jr = 0; jr < nc; jr += NR) {
                     int nr = (int)(nc - jr < NR ? nc - jr : NR);
-                    const REAL *bp = bbuf + jr * kc;
+                    const REAL *bp = bb + jr * kc;
                     const REAL *bias1 = last && bias ? bias + jc + jr : NULL;
                     for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
                         int mr = (int)(mc - ir < MR ? mc - ir : MR);

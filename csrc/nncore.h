@@ -116,6 +116,28 @@ void nc_gemm_f64(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k
                  double beta, double *C /* inout */, ptrdiff_t ldc,
                  const double *bias /* in, nullable */, int act, double act_alpha, int nthreads);
 
+/* op(B) packed once for many products with it (a recurrent kernel at every
+ * time step): nc_gemm_pack_size elements hold op(B) (k x n; B stored n x k
+ * when trans_b) in the micro-panels of the SIMD level in use, behind a
+ * 64-byte head naming the level and the shape. nc_gemm_packed is nc_gemm
+ * with that op(B): C := act(alpha op(A) op(B) + beta C + bias), on the packed
+ * path (its result equals nc_gemm's wherever nc_gemm takes that path).
+ * Returns 0; -2 if `packed` holds another shape or was packed for another
+ * SIMD level (pack again); -1 if a thread's workspace could not be allocated. */
+ptrdiff_t nc_gemm_pack_size_f32(ptrdiff_t k, ptrdiff_t n);
+ptrdiff_t nc_gemm_pack_size_f64(ptrdiff_t k, ptrdiff_t n);
+void nc_gemm_pack_b_f32(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *B /* in */, ptrdiff_t ldb,
+                        float *packed /* out */);
+void nc_gemm_pack_b_f64(int trans_b, ptrdiff_t k, ptrdiff_t n, const double *B /* in */, ptrdiff_t ldb,
+                        double *packed /* out */);
+int nc_gemm_packed_f32(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *A /* in */,
+                       ptrdiff_t lda, const float *packed /* in */, float beta, float *C /* inout */, ptrdiff_t ldc,
+                       const float *bias /* in, nullable */, int act, float act_alpha, int nthreads);
+int nc_gemm_packed_f64(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha, const double *A /* in */,
+                       ptrdiff_t lda, const double *packed /* in */, double beta, double *C /* inout */,
+                       ptrdiff_t ldc, const double *bias /* in, nullable */, int act, double act_alpha,
+                       int nthreads);
+
 /* The oracle: a plain triple loop with the same contract (no epilogue). */
 void nc_gemm_ref_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                      float alpha, const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,

@@ -48,6 +48,82 @@ def gemm(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0, doub
     return c
 
 
+def pack_b(b, bint trans_b=False, out=None):
+    """op(b) packed once for many `gemm_packed` products with it (op(b) is b.T when trans_b).
+
+    The layout is that of the SIMD level in use. Returns `out` refilled when it is a 1-D array of b's
+    dtype and the size this needs, else a new array (so a caller keeping the result allocates once).
+    """
+    cdef int code = _real(b, "b")
+    _ndim(b, "b", 2)
+    cdef Py_ssize_t k = b.shape[1] if trans_b else b.shape[0]
+    cdef Py_ssize_t n = b.shape[0] if trans_b else b.shape[1]
+    cdef Py_ssize_t size = nc_gemm_pack_size_f32(k, n) if code == 0 else nc_gemm_pack_size_f64(k, n)
+    if (out is None or not isinstance(out, np.ndarray) or out.dtype != b.dtype or out.ndim != 1
+            or out.shape[0] != size or not out.flags.c_contiguous or not out.flags.writeable):
+        out = np.empty(size, b.dtype)
+    cdef Py_ssize_t ldb = b.shape[1]
+    cdef void *pb = _ptr(b)
+    cdef void *pp = _ptr(out)
+    if code == 0:
+        with nogil:
+            nc_gemm_pack_b_f32(trans_b, k, n, <float*>pb, ldb, <float*>pp)
+    else:
+        with nogil:
+            nc_gemm_pack_b_f64(trans_b, k, n, <double*>pb, ldb, <double*>pp)
+    return out
+
+
+def gemm_packed(a, packed, c, bint trans_a=False, double alpha=1.0, double beta=0.0, bias=None, int act=0,
+                double act_alpha=0.0, int n_threads=1):
+    """C := act(alpha * op(a) @ B + beta * c + bias), in place in `c`, with B from `pack_b`; returns `c`.
+
+    Same contract as `gemm`; raises ValueError when `packed` holds another shape than (k, n) = (op(a)
+    columns, c columns) or was packed for another SIMD level.
+    """
+    cdef int code = _real(a, "a")
+    _same_real(packed, "packed", code)
+    _same_real(c, "c", code)
+    _ndim(a, "a", 2)
+    _ndim(packed, "packed", 1)
+    _ndim(c, "c", 2)
+    _writable(c, "c")
+    cdef Py_ssize_t m = a.shape[1] if trans_a else a.shape[0]
+    cdef Py_ssize_t k = a.shape[0] if trans_a else a.shape[1]
+    cdef Py_ssize_t n = c.shape[1]
+    _shape2(c, "c", m, n)
+    cdef Py_ssize_t need = nc_gemm_pack_size_f32(k, n) if code == 0 else nc_gemm_pack_size_f64(k, n)
+    if packed.shape[0] != need:
+        raise ValueError(f"gemm_packed: packed holds {packed.shape[0]} elements, op(b) of shape ({k}, {n}) "
+                         f"needs {need} at this SIMD level; pack it again")
+    if act < 0 or act >= NC_ACT_COUNT:
+        raise ValueError(f"gemm_packed: unknown activation code {act}")
+    cdef void *pbias = NULL
+    if bias is not None:
+        _same_real(bias, "bias", code)
+        _shape1(bias, "bias", n)
+        pbias = _ptr(bias)
+    cdef Py_ssize_t lda = a.shape[1], ldc = n
+    cdef void *pa = _ptr(a)
+    cdef void *pp = _ptr(packed)
+    cdef void *pc = _ptr(c)
+    cdef int rc
+    if code == 0:
+        with nogil:
+            rc = nc_gemm_packed_f32(trans_a, m, n, k, <float>alpha, <float*>pa, lda, <float*>pp, <float>beta,
+                                    <float*>pc, ldc, <float*>pbias, act, <float>act_alpha, n_threads)
+    else:
+        with nogil:
+            rc = nc_gemm_packed_f64(trans_a, m, n, k, alpha, <double*>pa, lda, <double*>pp, beta,
+                                    <double*>pc, ldc, <double*>pbias, act, act_alpha, n_threads)
+    if rc == -2:
+        raise ValueError(f"gemm_packed: packed does not hold op(b) of shape ({k}, {n}) packed at this SIMD "
+                         "level; pack it again")
+    if rc != 0:
+        raise MemoryError("gemm_packed: no memory for the packing workspace")
+    return c
+
+
 def gemm_ref(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0):
     """The C-side oracle (triple loop), same contract as gemm without the epilogue."""
     cdef int code = _real(a, "a")
