@@ -43,6 +43,24 @@ static void NC_NAME(gemm_tile)(int level, int *mr, int *nr)
 #undef NC_GEMM_ROW_
 }
 
+/* MC of the level in use. */
+static ptrdiff_t NC_NAME(gemm_mc)(int level)
+{
+#if defined(NC_F32)
+#define NC_GEMM_ROW_(lvl) NC_GEMM_F32_##lvl
+#else
+#define NC_GEMM_ROW_(lvl) NC_GEMM_F64_##lvl
+#endif
+    switch (level) {
+#if NC_GEMM_X86
+    case NC_SIMD_AVX512: return NC_GEMM_MC(NC_GEMM_ROW_(AVX512));
+    case NC_SIMD_AVX2: return NC_GEMM_MC(NC_GEMM_ROW_(AVX2));
+#endif
+    default: return NC_GEMM_MC(NC_GEMM_ROW_(GENERIC));
+    }
+#undef NC_GEMM_ROW_
+}
+
 /* One thread's block of C on the direct or packed path: get the workspace
  * (per call, per thread: no shared state), run the level's kernel. With
  * bpack (op(B) packed whole, ntot columns, this block from micro-panel bq0;
@@ -290,6 +308,118 @@ int NC_NAME(gemm_packed)(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REA
     NC_NAME(gemm_tile)(level, &mr, &nr);
     return NC_NAME(gemm_team)(level, 0, mr, nr, nthreads, trans_a, 0, m, n, k, alpha, A, lda, NULL, 0, beta, C, ldc,
                               bias, act, act_alpha, packed + NC_GEMM_PACK_HEAD, (n + nr - 1) / nr * nr);
+}
+
+/* ---- a chain of dense layers over row blocks -------------------------------- */
+
+static int NC_NAME(gemm_packed_ok)(const REAL *packed, int level, ptrdiff_t k, ptrdiff_t n)
+{
+    int64_t head[4];
+    memcpy(head, packed, sizeof head);
+    return head[0] == NC_GEMM_PACK_TAG && head[1] == level && head[2] == k && head[3] == n;
+}
+
+static void NC_NAME(gemm_serial_at)(int level, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
+                                    REAL *C, ptrdiff_t ldc, const REAL *bias, int act, REAL act_alpha, REAL *work,
+                                    const REAL *bpack, ptrdiff_t ntot)
+{
+    switch (level) {
+#if NC_GEMM_X86
+    case NC_SIMD_AVX512:
+        NC_NAME(gemm_serial_avx512)(0, 0, m, n, k, 1, A, lda, NULL, 0, 0, C, ldc, bias, act, act_alpha, 0, work,
+                                    bpack, ntot, 0);
+        break;
+    case NC_SIMD_AVX2:
+        NC_NAME(gemm_serial_avx2)(0, 0, m, n, k, 1, A, lda, NULL, 0, 0, C, ldc, bias, act, act_alpha, 0, work,
+                                  bpack, ntot, 0);
+        break;
+#endif
+    default:
+        NC_NAME(gemm_serial_generic)(0, 0, m, n, k, 1, A, lda, NULL, 0, 0, C, ldc, bias, act, act_alpha, 0, work,
+                                     bpack, ntot, 0);
+    }
+}
+
+/* One thread's rows [i0, i1) of the chain, rb rows at a time through
+ * every layer (the block's activations stay in L2 from layer to layer). */
+static int NC_NAME(dense_chain_rows)(int level, ptrdiff_t i0, ptrdiff_t i1, int L, const ptrdiff_t *dims,
+                                     const REAL *const *packed, const REAL *const *bias, const int *act,
+                                     const REAL *act_alpha, int check, const REAL *x, REAL *y, ptrdiff_t rb,
+                                     ptrdiff_t wmax, ptrdiff_t kmax)
+{
+    int mr, nr;
+    NC_NAME(gemm_tile)(level, &mr, &nr);
+    ptrdiff_t nw;
+    switch (level) {
+#if NC_GEMM_X86
+    case NC_SIMD_AVX512: nw = NC_NAME(gemm_work_avx512)(rb, 0, kmax); break;
+    case NC_SIMD_AVX2: nw = NC_NAME(gemm_work_avx2)(rb, 0, kmax); break;
+#endif
+    default: nw = NC_NAME(gemm_work_generic)(rb, 0, kmax);
+    }
+    REAL *work = (REAL *)malloc((size_t)(nw + 2 * rb * wmax) * sizeof(REAL));
+    if (!work) return -1;
+    REAL *act_buf[2] = {work + nw, work + nw + rb * wmax};
+    int rc = 0;
+    for (ptrdiff_t r0 = i0; r0 < i1 && rc == 0; r0 += rb) {
+        ptrdiff_t rows = i1 - r0 < rb ? i1 - r0 : rb;
+        const REAL *in = x + r0 * dims[0];
+        /* the input block is checked as it arrives (it is then in cache for the first product) */
+        if (check && !NC_NAME(all_finite)(in, rows * dims[0], 1)) {
+            rc = 1;
+            break;
+        }
+        ptrdiff_t ld_in = dims[0];
+        for (int l = 0; l < L; l++) {
+            ptrdiff_t n = dims[l + 1], ntot = (n + nr - 1) / nr * nr;
+            REAL *out = l == L - 1 ? y + r0 * n : act_buf[l % 2];
+            int code = act[l] < 0 ? NC_ACT_LINEAR : act[l];
+            NC_NAME(gemm_serial_at)(level, rows, n, dims[l], in, ld_in, out, n, bias[l], code, act_alpha[l], work,
+                                    packed[l] + NC_GEMM_PACK_HEAD, ntot);
+            if (act[l] < 0) NC_NAME(softmax_forward)(out, out, rows, n);
+            in = out, ld_in = n;
+        }
+    }
+    free(work);
+    return rc;
+}
+
+int NC_NAME(dense_chain)(ptrdiff_t m, int L, const ptrdiff_t *dims, const REAL *const *packed,
+                         const REAL *const *bias, const int *act, const REAL *act_alpha, int check_finite,
+                         const REAL *x, REAL *y, int nthreads)
+{
+    int level = nc_active_simd_level();
+    ptrdiff_t wmax = 1, kmax = 1;
+    double flops = 0;
+    for (int l = 0; l < L; l++) {
+        if (!NC_NAME(gemm_packed_ok)(packed[l], level, dims[l], dims[l + 1])) return -2;
+        if (l > 0 && dims[l] > wmax) wmax = dims[l];
+        if (dims[l] > kmax) kmax = dims[l];
+        flops += 2.0 * (double)dims[l] * (double)dims[l + 1];
+    }
+    if (m <= 0) return 0;
+    int mr, nr;
+    NC_NAME(gemm_tile)(level, &mr, &nr);
+    /* rows per block: two of the level's MC blocks, a multiple of MR */
+    ptrdiff_t rb = 2 * NC_NAME(gemm_mc)(level);
+    double panels = (double)((m + mr - 1) / mr);
+    int nt = flops * (double)m < NC_GEMM_TEAM_WORK * 2.0 ? 1 : nc_team_size(nthreads, flops * (double)m);
+    if (nt > panels) nt = (int)panels;
+    if (nt <= 1)
+        return NC_NAME(dense_chain_rows)(level, 0, m, L, dims, packed, bias, act, act_alpha, check_finite, x, y, rb,
+                                         wmax, kmax);
+    int failed = 0, nonfinite = 0;
+#pragma omp parallel num_threads(nt) reduction(| : failed, nonfinite)
+    {
+        int T = omp_get_num_threads(), t = omp_get_thread_num();
+        /* rows cut at multiples of MR: each row's sums do not depend on the cut */
+        ptrdiff_t i0 = NC_NAME(gemm_cut)(m, T, t, mr), i1 = NC_NAME(gemm_cut)(m, T, t + 1, mr);
+        int r = i1 > i0 ? NC_NAME(dense_chain_rows)(level, i0, i1, L, dims, packed, bias, act, act_alpha,
+                                                    check_finite, x, y, rb, wmax, kmax) : 0;
+        failed |= r < 0;
+        nonfinite |= r > 0;
+    }
+    return failed ? -1 : nonfinite;
 }
 
 #undef NC_GEMM_PACK_HEAD

@@ -138,6 +138,22 @@ int nc_gemm_packed_f64(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, doubl
                        ptrdiff_t ldc, const double *bias /* in, nullable */, int act, double act_alpha,
                        int nthreads);
 
+/* A chain of L dense layers, y = f_L(... f_1(x W_1 + b_1) ... W_L + b_L), over
+ * the m rows of x (m x dims[0], contiguous) into y (m x dims[L]), in blocks
+ * of rows that go through every layer while their activations are in cache
+ * (inference: nothing is kept for backward). Layer l: W_l packed by
+ * nc_gemm_pack_b (k = dims[l], n = dims[l + 1]), bias[l] (nullable),
+ * act[l] an nc_act fused into the product, or -1 for a softmax over each row.
+ * check_finite: each block of x is first checked for NaN/inf. Returns 0; 1 if
+ * x holds a non-finite value (y is then incomplete); -2 if a W_l was packed
+ * for another shape or SIMD level; -1 if out of memory. */
+int nc_dense_chain_f32(ptrdiff_t m, int L, const ptrdiff_t *dims, const float *const *packed,
+                       const float *const *bias, const int *act, const float *act_alpha, int check_finite,
+                       const float *x /* in */, float *y /* out */, int nthreads);
+int nc_dense_chain_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double *const *packed,
+                       const double *const *bias, const int *act, const double *act_alpha, int check_finite,
+                       const double *x /* in */, double *y /* out */, int nthreads);
+
 /* The oracle: a plain triple loop with the same contract (no epilogue). */
 void nc_gemm_ref_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                      float alpha, const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,

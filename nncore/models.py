@@ -37,6 +37,7 @@ from nncore._threads import effective_n_threads
 from nncore.data import Batches, split_validation
 from nncore.layers import InputLayer, Layer, get_layer_class
 from nncore.layers.base import MAX_CACHED_SHAPES
+from nncore.layers.core import DenseChain
 
 __all__ = ["Sequential"]
 
@@ -294,7 +295,7 @@ class Sequential:
                              "(model.compile(optimizer=..., loss=...))")
 
     # ------------------------------------------------------------------ inputs
-    def _prepare_x(self, x, arg="x"):
+    def _prepare_x(self, x, arg="x", check_finite=True):
         if x is None:
             raise ValueError(f"{arg}: expected an array of inputs, got None")
         x = np.asarray(x)
@@ -316,7 +317,7 @@ class Sequential:
                              f"expects input of shape (n_samples, {', '.join(map(str, self._input_shape[1:]))}), "
                              f"got {x.shape}")
         x = np.ascontiguousarray(x, dtype=self._dtype)
-        if not all_finite(x, effective_n_threads(self._n_threads_req)):
+        if check_finite and not all_finite(x, effective_n_threads(self._n_threads_req)):
             raise ValueError(f"{arg}: inputs contain NaN or infinity")
         return x
 
@@ -609,7 +610,12 @@ class Sequential:
         """Outputs for the inputs x, in batches, forward only (training=False)."""
         batch_size = 32 if batch_size is None else _int_arg(batch_size, "batch_size", 1)
         verbose = _verbose(verbose)
-        x = self._prepare_x(x)
+        x = self._prepare_x(x, check_finite=False)
+        # a model of Dense layers runs each batch as one chain (the chain checks each block of x as it
+        # reads it, so x is not read once more for that); others layer by layer
+        chain = DenseChain.of(self._layers, x.ndim)
+        if chain is None:
+            self._prepare_x(x)
         cbs = None
         if verbose or callbacks:
             cbs = _callbacks.CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
@@ -618,13 +624,18 @@ class Sequential:
             cbs.on_predict_begin()
         self._setup()
         result = np.empty((len(x),) + tuple(self._output_shape[1:]), self._dtype)
+        if chain is not None:
+            chain.prepare()
         start = 0
         for i, (xb,) in enumerate(Batches([x], batch_size)):
             if cbs is not None:
                 cbs.on_predict_batch_begin(i)
-            for layer in self._layers:
-                xb = layer.forward(xb, False)
-            result[start:start + len(xb)] = xb
+            if chain is not None:
+                xb = chain(xb, result[start:start + len(xb)], check_finite=True, n_threads=self._nt)
+            else:
+                for layer in self._layers:
+                    xb = layer.forward(xb, False)
+                result[start:start + len(xb)] = xb
             start += len(xb)
             if cbs is not None:
                 cbs.on_predict_batch_end(i, {"outputs": result[start - len(xb):start]})

@@ -2,6 +2,8 @@
 # The wrapper checks everything, then releases the GIL for one C call; the
 # C side does the blocking, packing and OpenMP.
 from nncore._kernels.nncore cimport *
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.stddef cimport ptrdiff_t
 include "_check.pxi"
 
 
@@ -122,6 +124,83 @@ def gemm_packed(a, packed, c, bint trans_a=False, double alpha=1.0, double beta=
     if rc != 0:
         raise MemoryError("gemm_packed: no memory for the packing workspace")
     return c
+
+
+def dense_chain(x, packed, biases, acts, alphas, y, bint check_finite=False, int n_threads=1):
+    """y := f_L(... f_1(x W_1 + b_1) ...) through L dense layers, a block of rows at a time; returns y.
+
+    packed[l] is W_l from `pack_b`, biases[l] a 1-D array or None, acts[l] an activation code fused into
+    the product or -1 for a softmax over each row, alphas[l] its parameter. x (m, d_0) and y (m, d_L)
+    are C-contiguous. With check_finite, raises ValueError when x holds NaN or infinity.
+    """
+    cdef int code = _real(x, "x")
+    _same_real(y, "y", code)
+    _ndim(x, "x", 2)
+    _writable(y, "y")
+    cdef int L = len(packed)
+    if L < 1 or len(biases) != L or len(acts) != L or len(alphas) != L:
+        raise ValueError(f"dense_chain: expected as many biases, acts and alphas as packed kernels ({L} >= 1)")
+    dims = [x.shape[1]]
+    for l in range(L):
+        _same_real(packed[l], f"packed[{l}]", code)
+        _ndim(packed[l], f"packed[{l}]", 1)
+        if packed[l].shape[0] < 64 // packed[l].itemsize:
+            raise ValueError(f"dense_chain: packed[{l}] is not a packed kernel (shorter than its head)")
+        head = packed[l][:64 // packed[l].itemsize].view(np.int64)             # tag, level, k, n
+        if head[2] != dims[l]:
+            raise ValueError(f"dense_chain: packed[{l}] holds a kernel of {head[2]} rows, its input has "
+                             f"{dims[l]} features; pack it again")
+        dims.append(int(head[3]))
+        if biases[l] is not None:
+            _same_real(biases[l], f"biases[{l}]", code)
+            _shape1(biases[l], f"biases[{l}]", dims[l + 1])
+        if acts[l] < -1 or acts[l] >= NC_ACT_COUNT:
+            raise ValueError(f"dense_chain: unknown activation code {acts[l]}")
+    _shape2(y, "y", x.shape[0], dims[L])
+    cdef Py_ssize_t m = x.shape[0]
+    cdef ptrdiff_t *cdims = <ptrdiff_t *>PyMem_Malloc((L + 1) * sizeof(ptrdiff_t))
+    cdef void **cpacked = <void **>PyMem_Malloc(L * sizeof(void *))
+    cdef void **cbias = <void **>PyMem_Malloc(L * sizeof(void *))
+    cdef int *cact = <int *>PyMem_Malloc(L * sizeof(int))
+    cdef void *calpha = PyMem_Malloc(L * sizeof(double))
+    cdef int rc
+    cdef void *px = _ptr(x)
+    cdef void *py = _ptr(y)
+    try:
+        if not cdims or not cpacked or not cbias or not cact or not calpha:
+            raise MemoryError("dense_chain")
+        for l in range(L + 1):
+            cdims[l] = dims[l]
+        for l in range(L):
+            cpacked[l] = _ptr(packed[l])
+            cbias[l] = NULL if biases[l] is None else _ptr(biases[l])
+            cact[l] = acts[l]
+            if code == 0:
+                (<float *>calpha)[l] = alphas[l]
+            else:
+                (<double *>calpha)[l] = alphas[l]
+        if code == 0:
+            with nogil:
+                rc = nc_dense_chain_f32(m, L, cdims, <const float *const *>cpacked, <const float *const *>cbias,
+                                        cact, <float *>calpha, check_finite, <float *>px, <float *>py, n_threads)
+        else:
+            with nogil:
+                rc = nc_dense_chain_f64(m, L, cdims, <const double *const *>cpacked, <const double *const *>cbias,
+                                        cact, <double *>calpha, check_finite, <double *>px, <double *>py, n_threads)
+    finally:
+        PyMem_Free(cdims)
+        PyMem_Free(cpacked)
+        PyMem_Free(cbias)
+        PyMem_Free(cact)
+        PyMem_Free(calpha)
+    if rc == 1:
+        raise ValueError("x: inputs contain NaN or infinity")
+    if rc == -2:
+        raise ValueError("dense_chain: a packed kernel does not match its layer's shape or this SIMD level; "
+                         "pack it again")
+    if rc != 0:
+        raise MemoryError("dense_chain: no memory for the row blocks")
+    return y
 
 
 def gemm_ref(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0):

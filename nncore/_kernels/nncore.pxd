@@ -47,6 +47,12 @@ cdef extern from "nncore.h" nogil:
     int nc_gemm_packed_f64(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha, const double *A,
                            ptrdiff_t lda, const double *packed, double beta, double *C, ptrdiff_t ldc,
                            const double *bias, int act, double act_alpha, int nthreads)
+    int nc_dense_chain_f32(ptrdiff_t m, int L, const ptrdiff_t *dims, const float *const *packed,
+                           const float *const *bias, const int *act, const float *act_alpha, int check_finite,
+                           const float *x, float *y, int nthreads)
+    int nc_dense_chain_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double *const *packed,
+                           const double *const *bias, const int *act, const double *act_alpha, int check_finite,
+                           const double *x, double *y, int nthreads)
     void nc_gemm_ref_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                          float alpha, const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
                          float beta, float *C, ptrdiff_t ldc)
