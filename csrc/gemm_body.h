@@ -20,45 +20,38 @@ void NC_NAME(gemm_ref)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdi
 #undef A_
 #undef B_
 
-/* Blocking of the level in use, for the thread split. */
-static void NC_NAME(gemm_tile)(int level, int *mr, int *nr)
+/* Blocking of the level in use: the micro-tile, and MC when mc is not NULL. */
+static void NC_NAME(gemm_blocks)(int level, int *mr, int *nr, ptrdiff_t *mc)
 {
 #if defined(NC_F32)
 #define NC_GEMM_ROW_(lvl) NC_GEMM_F32_##lvl
 #else
 #define NC_GEMM_ROW_(lvl) NC_GEMM_F64_##lvl
 #endif
+    ptrdiff_t c;
     switch (level) {
 #if NC_GEMM_X86
     case NC_SIMD_AVX512:
         *mr = NC_GEMM_MR(NC_GEMM_ROW_(AVX512)), *nr = NC_GEMM_NV(NC_GEMM_ROW_(AVX512)) * 64 / (int)sizeof(REAL);
-        return;
+        c = NC_GEMM_MC(NC_GEMM_ROW_(AVX512));
+        break;
     case NC_SIMD_AVX2:
         *mr = NC_GEMM_MR(NC_GEMM_ROW_(AVX2)), *nr = NC_GEMM_NV(NC_GEMM_ROW_(AVX2)) * 32 / (int)sizeof(REAL);
-        return;
+        c = NC_GEMM_MC(NC_GEMM_ROW_(AVX2));
+        break;
 #endif
     default:
         *mr = NC_GEMM_MR(NC_GEMM_ROW_(GENERIC)), *nr = NC_GEMM_NV(NC_GEMM_ROW_(GENERIC));
+        c = NC_GEMM_MC(NC_GEMM_ROW_(GENERIC));
     }
+    if (mc) *mc = c;
 #undef NC_GEMM_ROW_
 }
 
-/* MC of the level in use. */
-static ptrdiff_t NC_NAME(gemm_mc)(int level)
+/* The micro-tile of the level in use, for the thread split. */
+static void NC_NAME(gemm_tile)(int level, int *mr, int *nr)
 {
-#if defined(NC_F32)
-#define NC_GEMM_ROW_(lvl) NC_GEMM_F32_##lvl
-#else
-#define NC_GEMM_ROW_(lvl) NC_GEMM_F64_##lvl
-#endif
-    switch (level) {
-#if NC_GEMM_X86
-    case NC_SIMD_AVX512: return NC_GEMM_MC(NC_GEMM_ROW_(AVX512));
-    case NC_SIMD_AVX2: return NC_GEMM_MC(NC_GEMM_ROW_(AVX2));
-#endif
-    default: return NC_GEMM_MC(NC_GEMM_ROW_(GENERIC));
-    }
-#undef NC_GEMM_ROW_
+    NC_NAME(gemm_blocks)(level, mr, nr, NULL);
 }
 
 /* One thread's block of C on the direct or packed path: get the workspace
@@ -399,9 +392,9 @@ int NC_NAME(dense_chain)(ptrdiff_t m, int L, const ptrdiff_t *dims, const REAL *
     }
     if (m <= 0) return 0;
     int mr, nr;
-    NC_NAME(gemm_tile)(level, &mr, &nr);
-    /* rows per block: two of the level's MC blocks, a multiple of MR */
-    ptrdiff_t rb = 2 * NC_NAME(gemm_mc)(level);
+    ptrdiff_t mc;
+    NC_NAME(gemm_blocks)(level, &mr, &nr, &mc);
+    ptrdiff_t rb = 2 * mc; /* rows per block: two of the level's MC blocks, a multiple of MR */
     double panels = (double)((m + mr - 1) / mr);
     int nt = flops * (double)m < NC_GEMM_TEAM_WORK * 2.0 ? 1 : nc_team_size(nthreads, flops * (double)m);
     if (nt > panels) nt = (int)panels;

@@ -180,6 +180,56 @@ UK_INLINE void UK_NAME(gemm_kloop)(const int rows, const int nvec, const int mas
             for (int v = 0; v < nvec; v++) acc[i][v] = ADD(acc[i][v], part[t][i][v]);
 }
 
+/* The end of the micro-kernel: C[0:m, 0:NR] := alpha acc + beta C (+ bias,
+ * then relu), vector v holding cnt[v] columns. beta == 0 never reads C. The
+ * three flags are constants in each of gemm_store's cases: no test per vector. */
+UK_INLINE void UK_NAME(gemm_store_as)(const int with_beta, const int with_bias, const int relu, int m,
+                                      VEC (*acc)[NV], REAL alpha, REAL beta, REAL *c, ptrdiff_t ldc,
+                                      const int *cnt, const REAL *bias)
+{
+    VEC va = BCAST(alpha), vb = BCAST(beta);
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; i++) {
+        if (i >= m) break;
+        REAL *cr = c + (ptrdiff_t)i * ldc;
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) {
+            int cv = cnt[v];
+            REAL *cp = cr + v * VL;
+            VEC r = MUL(acc[i][v], va);
+            if (cv == VL) {
+                if (with_beta) r = FMA(vb, LOADU(cp), r);
+                if (with_bias) r = ADD(r, LOADU(bias + v * VL));
+                if (relu) r = MAX0(r);
+                STOREU(cp, r);
+            } else if (cv > 0) {
+                if (with_beta) r = FMA(vb, MLOAD(cp, cv), r);
+                if (with_bias) r = ADD(r, MLOAD(bias + v * VL, cv));
+                if (relu) r = MAX0(r);
+                MSTORE(cp, r, cv);
+            }
+        }
+    }
+}
+
+UK_INLINE void UK_NAME(gemm_store)(int m, VEC (*acc)[NV], REAL alpha, REAL beta, REAL *c, ptrdiff_t ldc,
+                                   const int *cnt, const REAL *bias, int relu)
+{
+#define UK_STORE_CASE(f) \
+    case f: UK_NAME(gemm_store_as)((f) & 1, ((f) >> 1) & 1, (f) >> 2, m, acc, alpha, beta, c, ldc, cnt, bias); break;
+    switch ((beta != 0) | (bias != NULL) << 1 | (relu != 0) << 2) {
+        UK_STORE_CASE(0)
+        UK_STORE_CASE(1)
+        UK_STORE_CASE(2)
+        UK_STORE_CASE(3)
+        UK_STORE_CASE(4)
+        UK_STORE_CASE(5)
+        UK_STORE_CASE(6)
+        UK_STORE_CASE(7)
+    }
+#undef UK_STORE_CASE
+}
+
 /* AVX2: the full MR x NR tile in a function of its own. Inlined into the
  * loops above, with the edge cases' masks and offsets live around it, the
  * tile's MR NV accumulators, NV vectors of B and the broadcast did not fit
@@ -195,6 +245,7 @@ static __attribute__((noinline)) UK_ATTR void UK_NAME(gemm_ukr_full)(ptrdiff_t k
                                                                      ptrdiff_t ldc, const REAL *bias, int relu)
 {
     VEC acc[MR][NV];
+    int cnt[NV];
 #pragma GCC unroll 32
     for (int i = 0; i < MR; i++) {
         /* the tile of C is needed at the end: start its lines on their way */
@@ -203,31 +254,10 @@ static __attribute__((noinline)) UK_ATTR void UK_NAME(gemm_ukr_full)(ptrdiff_t k
 #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) acc[i][v] = VZERO();
     }
-    for (ptrdiff_t p = 0; p < k; p++) {
-        VEC bv[NV];
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) bv[v] = LOADU(b + v * VL);
-#pragma GCC unroll 32
-        for (int i = 0; i < MR; i++) {
-            VEC ai = BCAST(a[i * rsa]);
-#pragma GCC unroll 8
-            for (int v = 0; v < NV; v++) acc[i][v] = FMA(ai, bv[v], acc[i][v]);
-        }
-        a += csa;
-        b += rsb;
-    }
-    VEC va = BCAST(alpha), vb = BCAST(beta);
-#pragma GCC unroll 32
-    for (int i = 0; i < MR; i++)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) {
-            REAL *cp = c + (ptrdiff_t)i * ldc + v * VL;
-            VEC r = MUL(acc[i][v], va);
-            if (beta != 0) r = FMA(vb, LOADU(cp), r);
-            if (bias) r = ADD(r, LOADU(bias + v * VL));
-            if (relu) r = MAX0(r);
-            STOREU(cp, r);
-        }
+    for (int v = 0; v < NV; v++) cnt[v] = VL;
+    UK_NAME(gemm_kloop)(MR, NV, 0, k, a, rsa, csa, b, rsb, cnt, acc);
+    UK_NAME(gemm_store)(MR, acc, alpha, beta, c, ldc, cnt, bias, relu);
 }
 #else
 #define UK_FULL_TILE 0
@@ -320,29 +350,7 @@ UK_INLINE void UK_NAME(gemm_ukr)(ptrdiff_t k, REAL alpha, const REAL *a, ptrdiff
     }
 #undef UK_CASE
 #undef UK_KLOOP
-    VEC va = BCAST(alpha), vb = BCAST(beta);
-#pragma GCC unroll 32
-    for (int i = 0; i < MR; i++) {
-        if (i >= m) break;
-        REAL *cr = c + (ptrdiff_t)i * ldc;
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) {
-            int cv = cnt[v];
-            REAL *cp = cr + v * VL;
-            VEC r = MUL(acc[i][v], va);
-            if (cv == VL) {
-                if (beta != 0) r = FMA(vb, LOADU(cp), r);
-                if (bias) r = ADD(r, LOADU(bias + v * VL));
-                if (relu) r = MAX0(r);
-                STOREU(cp, r);
-            } else if (cv > 0) {
-                if (beta != 0) r = FMA(vb, MLOAD(cp, cv), r);
-                if (bias) r = ADD(r, MLOAD(bias + v * VL, cv));
-                if (relu) r = MAX0(r);
-                MSTORE(cp, r, cv);
-            }
-        }
-    }
+    UK_NAME(gemm_store)(m, acc, alpha, beta, c, ldc, cnt, bias, relu);
 }
 
 /* The dot path: C := act(alpha op(A) B^T + beta C + bias) for a few rows of

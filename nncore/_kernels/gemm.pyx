@@ -7,6 +7,17 @@ from libc.stddef cimport ptrdiff_t
 include "_check.pxi"
 
 
+cdef void *_epilogue(str fn, bias, int act, Py_ssize_t n, int code) except? NULL:
+    """Check the epilogue's activation code and bias (None or 1-D of length n); the bias pointer or NULL."""
+    if act < 0 or act >= NC_ACT_COUNT:
+        raise ValueError(f"{fn}: unknown activation code {act}")
+    if bias is None:
+        return NULL
+    _same_real(bias, "bias", code)
+    _shape1(bias, "bias", n)
+    return _ptr(bias)
+
+
 def gemm(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0,
          bias=None, int act=0, double act_alpha=0.0, int n_threads=1):
     """C := act(alpha * op(a) @ op(b) + beta * c + bias), in place in `c`; returns `c`.
@@ -28,13 +39,7 @@ def gemm(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0, doub
     if kb != k:
         raise ValueError(f"gemm: inner dimensions differ: op(a) is ({m}, {k}), op(b) is ({kb}, {n})")
     _shape2(c, "c", m, n)
-    if act < 0 or act >= NC_ACT_COUNT:
-        raise ValueError(f"gemm: unknown activation code {act}")
-    cdef void *pbias = NULL
-    if bias is not None:
-        _same_real(bias, "bias", code)
-        _shape1(bias, "bias", n)
-        pbias = _ptr(bias)
+    cdef void *pbias = _epilogue("gemm", bias, act, n, code)
     cdef Py_ssize_t lda = a.shape[1], ldb = b.shape[1], ldc = n
     cdef void *pa = _ptr(a)
     cdef void *pb = _ptr(b)
@@ -98,13 +103,7 @@ def gemm_packed(a, packed, c, bint trans_a=False, double alpha=1.0, double beta=
     if packed.shape[0] != need:
         raise ValueError(f"gemm_packed: packed holds {packed.shape[0]} elements, op(b) of shape ({k}, {n}) "
                          f"needs {need} at this SIMD level; pack it again")
-    if act < 0 or act >= NC_ACT_COUNT:
-        raise ValueError(f"gemm_packed: unknown activation code {act}")
-    cdef void *pbias = NULL
-    if bias is not None:
-        _same_real(bias, "bias", code)
-        _shape1(bias, "bias", n)
-        pbias = _ptr(bias)
+    cdef void *pbias = _epilogue("gemm_packed", bias, act, n, code)
     cdef Py_ssize_t lda = a.shape[1], ldc = n
     cdef void *pa = _ptr(a)
     cdef void *pp = _ptr(packed)
