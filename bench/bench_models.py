@@ -3,7 +3,7 @@ and the 64-128-64-10 digits MLP at batch 32, float32, Adam.
 
 Reports the median and the minimum over many short repeats (the machine may be shared: the minimum is
 the better estimate of the cost on an idle core), for
-  - one training step (model._train_step: forward, fused loss, backward, optimizer),
+  - one training step (model._train_step(batch, n): forward, fused loss, backward, optimizer),
   - its parts (forward + loss, backward, optimizer step),
   - a whole fit(epochs=1) per step (batching, callbacks, metrics included),
   - the same step written in PyTorch (nn.Sequential, CrossEntropyLoss, Adam) for scale.
@@ -46,21 +46,22 @@ def bench(sizes, batch, n_samples, threads, metrics):
     model.fit(x, y, batch_size=batch, epochs=1, verbose=0)          # warm: buffers allocated
     xb, yb = x[:batch], model.loss._prepare(y[:batch], (batch, sizes[-1]), np.float32)
     model._setup()
-    d = model._dbufs[batch]
+    one = (xb, yb, None, None)                    # a batch: inputs, targets, sample weights, metric targets
+    ds = model._dbufs[batch]
+    plan = model._plan
     p0 = model._params.copy()
 
     def reset():  # thousands of steps on one batch would drive the softmax into denormals
         model._params[...] = p0
     out = {}
-    out["train step"] = timeit(lambda: model._train_step(xb, yb, None, None), 100, repeat=100, reset=reset)
+    out["train step"] = timeit(lambda: model._train_step(one, batch), 100, repeat=100, reset=reset)
     reset()
-    out["  forward + loss"] = timeit(lambda: model._forward_loss(xb, yb, None, d, True), 100, repeat=100)
 
-    def backward():
-        dy = d
-        for b in model._bwd:
-            dy = b(dy)
-    out["  backward"] = timeit(backward, 100, repeat=100)
+    def forward_loss():
+        plan.train(one, True)
+        return [head(one, batch, ds) for head in model._head_steps]
+    out["  forward + loss"] = timeit(forward_loss, 100, repeat=100)
+    out["  backward"] = timeit(lambda: plan.backward(batch), 100, repeat=100)
     out["  optimizer.step_flat"] = timeit(lambda: model.optimizer.step_flat(model._params, model._grads), 100,
                                           repeat=100, reset=reset)
     steps = -(-n_samples // batch)

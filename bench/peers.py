@@ -28,7 +28,8 @@ import os
 
 import numpy as np
 
-__all__ = ["PEERS", "PEER_ORDER", "BLAS_PEERS", "get_peer_class", "available_peers", "supports", "cnn_shapes"]
+__all__ = ["PEERS", "PEER_ORDER", "BLAS_PEERS", "NNCORE_VARIANTS", "get_peer_class", "available_peers", "supports",
+           "cnn_shapes"]
 
 LR = 1e-3
 
@@ -578,12 +579,118 @@ class NncorePeer(KerasLayerBuilders, Peer):
         if history.get("loss"):
             self.last_loss = float(history["loss"][-1])
 
+    def infer(self, xb):
+        """The outputs of one batch, as a user serving requests calls it."""
+        return self.model.predict(xb, batch_size=len(xb), verbose=0)
+
     def predict_all(self):
-        return self.model.predict(self.x, batch_size=self.wl.batch, verbose=0)
+        # one call per batch (a serving loop): the per-call cost counts, at batch 1 as at 1024
+        bs = self.wl.batch
+        out = np.empty((len(self.x), self.wl.n_classes), dtype=self.x.dtype)
+        for start in range(0, len(self.x), bs):
+            out[start:start + bs] = self.infer(self.x[start:start + bs])
+        return out
 
 
-PEERS = {cls.name: cls for cls in (NncorePeer, TorchPeer, TorchFusedPeer, SklearnPeer, NumpyPeer, KerasPeer)}
-PEER_ORDER = ("nncore", "torch", "torch_fused", "sklearn", "numpy", "keras")
+class _NncoreInference(NncorePeer):
+    """An inference-only contender on the nncore peer's network and weights, one call per batch
+    (`infer`); it runs the "predict" rows only. `method`: what nncore's Sequential must have."""
+
+    method = None
+
+    @classmethod
+    def supports(cls, wl):
+        if wl.task != "predict":
+            return False, f"{cls.label} runs inference only"
+        ok, why = super().supports(wl)
+        if ok and not hasattr(_nncore_model_class(), cls.method):
+            return False, f"nncore's Sequential has no {cls.method} yet"
+        return ok, why
+
+
+def _nncore_model_class():
+    import nncore
+
+    return nncore.Sequential
+
+
+class NncoreCallPeer(_NncoreInference):
+    """``model(x)`` per batch. Its ratio against nncore's `predict` is what the shorter call saves; as
+    nncore itself it never counts as the fastest peer."""
+
+    name = "nncore_call"
+    label = "nncore model(x)"
+    method = "__call__"
+
+    def infer(self, xb):
+        return self.model(xb)
+
+
+class NncorePredictOnBatchPeer(NncoreCallPeer):
+    """``model.predict_on_batch(x)`` per batch (once nncore has it)."""
+
+    name = "nncore_pob"
+    label = "nncore predict_on_batch"
+    method = "predict_on_batch"
+
+    def infer(self, xb):
+        return self.model.predict_on_batch(xb)
+
+
+class OnnxRuntimePeer(_NncoreInference):
+    """ONNX Runtime on the nncore peer's model exported by nncore.onnx (the same network and weights):
+    ``session.run`` per batch, intra-op threads = the thread count, sequential execution, ONNX
+    Runtime's defaults otherwise (every graph optimization; its pool spins a while after a call)."""
+
+    name = "onnxruntime"
+    label = "ONNX Runtime"
+    module = "onnxruntime"
+    method = "export"
+
+    @classmethod
+    def available(cls):
+        try:
+            importlib.import_module("onnx")
+        except Exception as exc:
+            return False, f"onnx not importable ({type(exc).__name__}: {exc})"
+        return super().available()
+
+    def __init__(self, wl, x, y, seed=0, one_call=False):
+        super().__init__(wl, x, y, seed, one_call)
+        import onnxruntime
+
+        self.ort, self.threads = onnxruntime, 1
+        self._session()
+
+    def _session(self):
+        from nncore import onnx as nncore_onnx
+
+        opts = self.ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = self.ort.ExecutionMode.ORT_SEQUENTIAL
+        proto = nncore_onnx.export(self.model)
+        self.sess = self.ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.sess.get_inputs()[0].name
+
+    def set_threads(self, n):
+        if int(n) != self.threads:   # fixed when the session is made
+            self.threads = int(n)
+            self._session()
+
+    def set_weights(self, weights):
+        super().set_weights(weights)
+        self._session()
+
+    def infer(self, xb):
+        return self.sess.run(None, {self.input_name: xb})[0]
+
+
+PEERS = {cls.name: cls for cls in (NncorePeer, TorchPeer, TorchFusedPeer, SklearnPeer, NumpyPeer, KerasPeer,
+                                   OnnxRuntimePeer, NncoreCallPeer, NncorePredictOnBatchPeer)}
+PEER_ORDER = ("nncore", "torch", "torch_fused", "sklearn", "numpy", "keras", "onnxruntime", "nncore_call",
+              "nncore_pob")
+NNCORE_VARIANTS = ("nncore_call", "nncore_pob")  # nncore itself: ratios shown, never the "fastest peer"
 BLAS_PEERS = ("sklearn", "numpy")  # the ones on OpenBLAS, also run with OPENBLAS_* unset
 
 

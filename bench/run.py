@@ -41,14 +41,14 @@ if __package__ in (None, ""):  # run as a script: python bench/run.py
     __package__ = "bench"
 
 from bench import ORIGINAL_ENV  # noqa: E402
-from bench.peers import BLAS_PEERS, PEER_ORDER, get_peer_class  # noqa: E402
+from bench.peers import BLAS_PEERS, NNCORE_VARIANTS, PEER_ORDER, get_peer_class  # noqa: E402
 from bench.workloads import TRAIN_WORKLOADS, WORKLOADS, get_workload, make_data  # noqa: E402
 
 __all__ = ["main", "parse_args", "summarize", "format_tables"]
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLAS_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-DEFAULT_WORKLOADS = TRAIN_WORKLOADS + ("predict",)
+DEFAULT_WORKLOADS = TRAIN_WORKLOADS + ("predict", "predict1")
 MAX_K = 2000
 
 
@@ -199,7 +199,8 @@ def machine_info(peer_status):
         info["memory_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
     except Exception:
         pass
-    info["versions"] = {name: get_peer_class(name).version() for name, (ok, _) in peer_status.items() if ok}
+    info["versions"] = {name: get_peer_class(name).version() for name, (ok, _) in peer_status.items()
+                        if ok and name not in NNCORE_VARIANTS}
     import numpy
 
     info["versions"]["numpy"] = numpy.__version__
@@ -418,7 +419,7 @@ def summarize(row):
         for peer, key in best.items():
             if peer != "nncore":
                 ratios[peer] = row["entries"][key]["us_per_step_stats"]["median"] / ours
-        others = [p for p in best if p != "nncore"]
+        others = [p for p in best if p != "nncore" and p not in NNCORE_VARIANTS]
         if others:
             fastest = min(others, key=lambda p: row["entries"][best[p]]["us_per_step_stats"]["median"])
             ratios["fastest"] = {"peer": fastest, "ratio": ratios[fastest]}
@@ -428,7 +429,8 @@ def summarize(row):
 
 # ---------------------------------------------------------------------------------------- tables
 LABELS = {"nncore": "nncore", "torch": "PyTorch", "torch_fused": "PyTorch fused", "sklearn": "sklearn",
-          "numpy": "NumPy", "keras": "Keras 3"}
+          "numpy": "NumPy", "keras": "Keras 3", "onnxruntime": "ONNX Runtime", "nncore_call": "nncore model(x)",
+          "nncore_pob": "nncore predict_on_batch"}
 
 
 def _fmt(x):
@@ -521,9 +523,8 @@ def floor_table(result, targets=TARGETS, title="The targets against the FMA floo
 def format_tables(result):
     """The markdown tables of a results dict (as written to the JSON file)."""
     rows = result["results"]
-    peers = [p for p in PEER_ORDER if any(p in r["best_variant"] for r in rows)]
-    others = [p for p in peers if p != "nncore"]
-    has_nncore = "nncore" in peers
+    all_peers = [p for p in PEER_ORDER if any(p in r["best_variant"] for r in rows)]
+    has_nncore = "nncore" in all_peers
     out = []
     for threads in sorted({r["threads"] for r in rows}):
         trs = [r for r in rows if r["threads"] == threads]
@@ -531,6 +532,8 @@ def format_tables(result):
             sub = [r for r in trs if r["task"] == task]
             if not sub:
                 continue
+            peers = [p for p in all_peers if any(p in r["best_variant"] for r in sub)]  # this table's columns
+            others = [p for p in peers if p != "nncore"]
             title = "Training" if task == "train" else "Inference (predict)"
             out.append(f"### {title}, {threads} thread{'s' if threads > 1 else ''}: {unit}, "
                        "median (min-max)\n")
@@ -589,9 +592,14 @@ def format_tables(result):
     for p, why in skipped.items():
         if p != "nncore":
             out.append(f"- {LABELS.get(p, p)} skipped: {why}")
-    unsupported = {(r["workload"], p): why for r in rows for p, why in r.get("unsupported", {}).items()}
-    for (w, p), why in unsupported.items():
-        out.append(f"- {LABELS.get(p, p)} on {w}: n/a ({why})")
+    unsupported = {}  # (peer, reason) -> the workloads it did not run
+    for r in rows:
+        for p, why in r.get("unsupported", {}).items():
+            ws = unsupported.setdefault((p, why), [])
+            if r["workload"] not in ws:
+                ws.append(r["workload"])
+    for (p, why), ws in unsupported.items():
+        out.append(f"- {LABELS.get(p, p)} on {', '.join(ws)}: n/a ({why})")
     errors = [(r["workload"], r["threads"], k, e) for r in rows for k, e in r.get("errors", {}).items()]
     for w, t, k, e in errors:
         out.append(f"- error in {w} ({t} threads), {k}: {e}")

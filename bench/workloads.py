@@ -76,6 +76,8 @@ WORKLOADS = {
     "large": Workload("large", (784, 1024, 1024, 10), 256, 20000),
     "predict": Workload("predict", (784, 256, 128, 10), 1024, 60000, task="predict",
                         note="inference of the medium model"),
+    "predict1": Workload("predict1", (784, 256, 128, 10), 1, 2000, task="predict",
+                         note="inference of the medium model, one sample per call (serving)"),
     "cnn": Workload("cnn", (784, 32, 64, 10), 128, 6400, arch="cnn", input_shape=(28, 28, 1),
                     note="MNIST-shaped: Conv2D(32, 3, relu), MaxPooling2D(2), Conv2D(64, 3, relu), "
                          "MaxPooling2D(2), Flatten, Dense(10, softmax)"),

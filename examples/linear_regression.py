@@ -5,7 +5,8 @@
     w <- w - lr dL/dw ;  b <- b - lr dL/db
 
 The products use nncore.ops.matmul; the answer is checked against the
-least-squares solution.
+least-squares solution. nncore.plot draws the data with the fitted line and the
+loss per step.
 
     python examples/linear_regression.py [out.png]
 """
@@ -35,6 +36,8 @@ def main(out="linear_regression.png", verbose=True):
     matplotlib.use("Agg")                             # no display needed
     import matplotlib.pyplot as plt
 
+    from nncore import plot
+
     rng = np.random.default_rng(0)
     x = rng.uniform(-3, 3, size=(100, 1))
     y = 1.5 * x - 0.7 + rng.normal(scale=0.5, size=(100, 1))
@@ -45,13 +48,10 @@ def main(out="linear_regression.png", verbose=True):
         print(f"gradient descent: w = {w[0, 0]:.4f}, b = {b:.4f}; least squares: w = {w_ls:.4f}, b = {b_ls:.4f}")
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.scatter(x[:, 0], y[:, 0], s=10, label="data")
-    grid = np.linspace(-3, 3, 2)
-    ax1.plot(grid, w[0, 0] * grid + b, color="C1", label=f"fit: y = {w[0, 0]:.2f} x {b:+.2f}")
-    ax1.set_xlabel("x")
-    ax1.set_ylabel("y")
-    ax1.legend()
-    ax2.semilogy(losses)
+    plot.regression_line(lambda X: ops.matmul(X, w) + b, x, y, ax=ax1)   # the data and the fitted line
+    ax1.set_title(f"fit: y = {w[0, 0]:.2f} x {b:+.2f}")
+    plot.history({"loss": losses}, ax=ax2)            # one gradient step per "epoch" here
+    ax2.set_yscale("log")
     ax2.set_xlabel("step")
     ax2.set_ylabel("mean squared error")
     fig.tight_layout()

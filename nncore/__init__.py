@@ -21,8 +21,10 @@ from nncore import activations, layers, losses, models, optimizers  # noqa: E402
 from nncore import callbacks, initializers, metrics, regularizers, saving  # noqa: E402
 from nncore.models import Sequential  # noqa: E402
 from nncore.saving import load_model  # noqa: E402
+from nncore.layers import Input  # noqa: E402
+from nncore.models import Model  # noqa: E402
 
 __all__ += [
-    "Sequential", "load_model", "activations", "callbacks", "initializers", "layers", "losses",
+    "Input", "Model", "Sequential", "load_model", "activations", "callbacks", "initializers", "layers", "losses",
     "metrics", "models", "optimizers", "regularizers", "saving",
 ]

@@ -33,3 +33,14 @@ class Registry:
         if cls is None:
             raise self.unknown(config["class_name"])
         return cls.from_config(dict(config.get("config") or {}))
+
+
+# Model classes by name, for nncore.saving (which so needs no import of nncore.models): nncore.models
+# registers Model and Sequential when it is imported.
+MODEL_CLASSES = {}
+
+
+def register_model_class(cls):
+    """Let saved models name `cls` (a model class with get_config / from_config); usable as a decorator."""
+    MODEL_CLASSES[cls.__name__] = cls
+    return cls

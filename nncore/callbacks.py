@@ -49,8 +49,14 @@ _HOOKS_SET = frozenset(_HOOKS)
 
 
 def _print(msg, file=None):
-    f = sys.stdout if file is None else file
-    f.write(msg + "\n")
+    _write(sys.stdout if file is None else file, msg + "\n")
+
+
+def _write(f, text):
+    try:
+        f.write(text)
+    except UnicodeEncodeError:       # a stream that cannot encode the bar: "=" instead (as Keras)
+        f.write(text.replace("━", "=").replace("─", "."))
     f.flush()
 
 
@@ -384,18 +390,42 @@ class History(Callback):
         if self.model is not None:
             self.model.history = self
 
+    def plot(self, metrics=None, ax=None, path=None):
+        """Plot the loss and each metric per epoch, training and validation on the same axes;
+        returns the Axes (see :func:`nncore.plot.history`; needs matplotlib)."""
+        from nncore import plot
+        return plot.history(self, metrics=metrics, ax=ax, path=path)
+
     def __repr__(self):
         return f"<History epochs={len(self.epoch)} keys={list(self.history)}>"
 
 
 # ---------------------------------------------------------------- progress display
+#
+# Keras 3's format (keras/src/utils/progbar.py), for the same calls:
+#   verbose=1, a terminal: each redraw is "\r" + line; the last one of a pass ends in "\n"
+#     known total:  "\x1b[1m 5/12\x1b[0m \x1b[32m━━━━━━━━\x1b[0m\x1b[37m━━━━━━━━━━━━\x1b[0m \x1b[1m0s\x1b[0m 15ms/step - loss: 0.8951"
+#                   (step counter in bold, 20-character bar green/grey, the ETA while running and
+#                   the elapsed time on the final line, both bold, then the time per step)
+#     unknown total: "      5/Unknown \x1b[1m0s\x1b[0m 18ms/step - loss: 0.8238"
+#   verbose=2: one line per pass, "16/16 - 0s - 15ms/step - loss: 0.8244"
+#   values: "%.4f" when |v| > 1e-3, else "%.4e" (verbose=2: v > 1e-3, Keras's test without abs)
+# The time per step leaves out the first step once there are more (it holds the warm-up).
+# Where nncore differs on purpose: Keras redraws with backspaces before the "\r" and treats every
+# POSIX process as a terminal, so its logs in a pipe or file fill with redraws; nncore redraws
+# only on a terminal (file.isatty() or IPython), and elsewhere writes each pass's final line in
+# the same format without the color codes, plus a progress line at most every `log_interval`
+# seconds (whose bar shows the part still to go as "─", the grey of the terminal).
 
-def _format_duration(seconds):
-    if seconds >= 3600:
-        return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
-    if seconds >= 60:
-        return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
-    return f"{seconds:.0f}s"
+_BOLD, _GREEN, _GREY, _RESET = "\x1b[1m", "\x1b[32m", "\x1b[37m", "\x1b[0m"
+
+
+def _format_eta(seconds):
+    if seconds > 3600:
+        return "%d:%02d:%02d" % (seconds // 3600, (seconds % 3600) // 60, seconds % 60)
+    if seconds > 60:
+        return "%d:%02d" % (seconds // 60, seconds % 60)
+    return "%ds" % seconds
 
 
 def _format_per_unit(seconds, unit):
@@ -406,21 +436,23 @@ def _format_per_unit(seconds, unit):
     return f"{seconds * 1e6:.0f}us/{unit}"
 
 
-def _format_value(v):
+def _format_value(v, signed=True):
+    """Keras's number format: 4 decimals, scientific at or below 1e-3 (in absolute value when
+    `signed`; Keras's one-line-per-epoch form compares v itself)."""
     if isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, bool):
         v = float(v)
-        return f"{v:.4f}" if abs(v) > 1e-3 or v == 0 else f"{v:.4e}"
+        return f"{v:.4f}" if (abs(v) if signed else v) > 1e-3 else f"{v:.4e}"
     return str(v)
 
 
 class Progbar:
-    """A progress bar that redraws in place on a terminal and stays quiet in logs.
+    """A progress bar in Keras 3's format that redraws in place on a terminal and stays quiet in logs.
 
     Parameters
     ----------
     target : int or None
-        Total number of steps (None when unknown).
-    width : int, default=30
+        Total number of steps (None when unknown: the counter reads ``n/Unknown``).
+    width : int, default=20
         Characters of the bar.
     verbose : {0, 1, 2}, default=1
         0 silent; 1 a bar (redrawn in place on a terminal); 2 one line when finalized.
@@ -438,11 +470,12 @@ class Progbar:
 
     Notes
     -----
-    A terminal is recognised by ``file.isatty()`` (or a running IPython kernel). The final line
-    shows ``steps, elapsed time, time per step`` and the values; intermediate lines add the ETA.
+    The lines are Keras 3's (see the comment above this class). A terminal is recognised by
+    ``file.isatty()`` (or a running IPython kernel); only there are lines redrawn ("\\r") and
+    colored.
     """
 
-    def __init__(self, target, width=30, verbose=1, interval=0.05, stateful_metrics=None,
+    def __init__(self, target, width=20, verbose=1, interval=0.05, stateful_metrics=None,
                  unit_name="step", file=None, log_interval=30.0):
         if target is not None and (isinstance(target, bool) or not isinstance(target, (int, np.integer))
                                    or target < 0):
@@ -460,9 +493,10 @@ class Progbar:
         self._values = {}
         self._seen_so_far = 0
         self._start = time.monotonic()
+        self._after_first_step = None
         self._last_draw = -math.inf
         self._last_log = self._start
-        self._prev_len = 0
+        self._prev_width = 0
         self._finalized = False
         self._dynamic = None
 
@@ -498,78 +532,90 @@ class Progbar:
                     acc[0] += v * n
                     acc[1] += n
         self._seen_so_far = current
+        now = time.monotonic()
+        per_step = self._per_step(current, now)
         if self.verbose == 0 or self._finalized:
             return
-        now = time.monotonic()
         if finalize:
             self._finalized = True
-            self._write_final(current, now)
+            self._write_final(current, now, per_step)
             return
         if self.verbose != 1:
             return
         if self._is_dynamic():
             if now - self._last_draw >= self.interval:
                 self._last_draw = now
-                line = self._bar_line(current, now, final=False)
-                pad = " " * max(self._prev_len - len(line), 0)
-                self._prev_len = len(line)
-                self.file.write("\r" + line + pad)
-                self.file.flush()
+                self._redraw(self._bar_line(current, now, per_step, False, True), "")
         elif now - self._last_log >= self.log_interval:
             self._last_log = now
-            _print(self._bar_line(current, now, final=False), self.file)
+            _print(self._bar_line(current, now, per_step, False, False)[0], self.file)
 
     def add(self, n, values=None):
         """Advance by n steps."""
         self.update(self._seen_so_far + n, values)
 
-    def _values_text(self):
+    def _per_step(self, current, now):
+        """Seconds per step: from the end of step 1 on once there are more steps (Keras's rule)."""
+        if not current:
+            return 0.0
+        if self._after_first_step is not None and current > 1:
+            per = (now - self._after_first_step) / (current - 1)
+        else:
+            per = (now - self._start) / current
+        if current == 1:
+            self._after_first_step = now
+        return per
+
+    def _values_text(self, signed=True):
         parts = []
         for k, (total, count) in self._values.items():
             v = total if isinstance(total, str) else total / max(count, 1)
-            parts.append(f" - {k}: {_format_value(v)}")
+            parts.append(f" - {k}: {_format_value(v, signed)}")
         return "".join(parts)
 
-    def _counter(self, current):
-        if self.target is None:
-            return f"{current}/Unknown"
-        digits = len(str(self.target))
-        return f"{current:>{digits}}/{self.target}"
+    def _bar_line(self, current, now, per_step, final, color):
+        """(line, its visible width): counter, bar, ETA (or elapsed time), time per step, values."""
+        def bold(text):
+            return f"{_BOLD}{text}{_RESET}" if color else text
 
-    def _bar_line(self, current, now, final):
-        elapsed = now - self._start
-        per_step = elapsed / current if current else 0.0
-        text = self._counter(current)
-        if self.target is not None and self.target > 0:
-            frac = min(current / self.target, 1.0)
-            done = int(self.width * frac)
-            bar = "=" * done
-            if done < self.width:
-                bar += (">" if current > 0 else ".") + "." * (self.width - done - 1)
-            text += f" [{bar}]"
-        if final or self.target is None:
-            text += f" - {_format_duration(elapsed)} {_format_per_unit(per_step, self.unit_name)}"
+        known = self.target is not None and self.target > 0
+        if known:
+            done = int(self.width * current / self.target)
+            counter = f"{current:>{len(str(self.target))}}/{self.target}"
+            bar = "━" * done, "━" * (self.width - done)
+            if color:
+                bar = (f"{_GREEN}{bar[0]}{_RESET}" if done > 0 else "") + f"{_GREY}{bar[1]}{_RESET}"
+            else:                    # no colors: the rest of the bar in a lighter line
+                bar = bar[0] + "─" * (self.width - done)
+            text = f"{bold(counter)} {bar}"
+            width = len(counter) + 1 + self.width
         else:
-            eta = per_step * (self.target - current)
-            text += (f" - {_format_duration(elapsed)} elapsed - ETA: {_format_duration(eta)} - "
-                     f"{_format_per_unit(per_step, self.unit_name)}")
-        return text + self._values_text()
+            text = "%7d/Unknown" % current
+            width = len(text)
+        clock = _format_eta(per_step * (self.target - current)) if known and not final \
+            else f"{now - self._start:.0f}s"
+        info = f" {bold(clock)} {_format_per_unit(per_step, self.unit_name)}{self._values_text()}"
+        width += len(info) - (len(bold(clock)) - len(clock))
+        return text + info, width
 
-    def _write_final(self, current, now):
+    def _redraw(self, line_width, end):
+        line, width = line_width
+        pad = " " * max(self._prev_width - width, 0)
+        self._prev_width = width
+        _write(self.file, "\r" + line + pad + end)
+
+    def _write_final(self, current, now, per_step):
         if self.verbose == 2:
-            elapsed = now - self._start
-            per_step = elapsed / current if current else 0.0
-            line = (f"{self._counter(current)} - {_format_duration(elapsed)} - "
-                    f"{_format_per_unit(per_step, self.unit_name)}{self._values_text()}")
-            _print(line, self.file)
+            if self.target is None or self.target <= 0:
+                return
+            counter = f"{current:>{len(str(self.target))}}/{self.target}"
+            _print(f"{counter} - {now - self._start:.0f}s - {_format_per_unit(per_step, self.unit_name)}"
+                   f"{self._values_text(signed=False)}", self.file)
             return
-        line = self._bar_line(current, now, final=True)
         if self._is_dynamic():
-            pad = " " * max(self._prev_len - len(line), 0)
-            self.file.write("\r" + line + pad + "\n")
-            self.file.flush()
+            self._redraw(self._bar_line(current, now, per_step, True, True), "\n")
         else:
-            _print(line, self.file)
+            _print(self._bar_line(current, now, per_step, True, False)[0], self.file)
 
 
 class ProgbarLogger(Callback):
@@ -587,8 +633,11 @@ class ProgbarLogger(Callback):
 
     Notes
     -----
-    The model's logs already hold running means (loss and metrics over the epoch so far), so
-    every value is shown as given.
+    Keras 3's rules: the step total is ``params["steps"]``; when it is None (input of unknown
+    length) the bar counts ``n/Unknown`` until the first pass ends, whose step count becomes the
+    total of the later epochs. The final line of a pass shows the whole pass (total/total). The
+    model's logs already hold running means (loss and metrics over the epoch so far), so every
+    value is shown as given.
     """
 
     def __init__(self, verbose=None, file=None):
@@ -631,11 +680,11 @@ class ProgbarLogger(Callback):
                                    file=self.file)
         return self.progbar
 
-    def _update(self, batch, logs, finalize=False):
+    def _update(self, batch, logs):
         bar = self._bar()
         bar.stateful_metrics.update(logs or {})
-        self.seen = batch + 1 if not finalize else self.seen
-        bar.update(self.seen, logs, finalize=finalize)
+        self.seen = batch + 1
+        bar.update(self.seen, logs, finalize=False)
 
     def on_train_begin(self, logs=None):
         self._in_fit = True
@@ -645,7 +694,6 @@ class ProgbarLogger(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._reset()
-        self.target = self.params.get("steps", self.target)
         if self.verbose and self.epochs > 1:
             _print(f"Epoch {epoch + 1}/{self.epochs}", self.file)
         if self.verbose:
@@ -659,15 +707,11 @@ class ProgbarLogger(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.verbose:
-            if self.target is None:
-                self.target = self.seen
-                self._bar().target = self.seen
             self._finish_pass(logs)
 
     def on_test_begin(self, logs=None):
         if not self._in_fit:
             self._reset()
-            self.target = self.params.get("steps")
             if self.verbose:
                 self._bar()
 
@@ -679,10 +723,13 @@ class ProgbarLogger(Callback):
                 self.seen = batch + 1
 
     def _finish_pass(self, logs):
-        # a pass that reported no batches still completed: show it as done
-        if self.seen == 0 and self.target:
-            self.seen = self.target
-        self._update(self.seen - 1, logs, finalize=True)
+        # Keras: the final line shows the whole pass (target/target); a total unknown until now
+        # becomes the steps seen, and stays the total of the later epochs
+        bar = self._bar()
+        if self.target is None:
+            self.target = bar.target = self.seen
+        bar.stateful_metrics.update(logs or {})
+        bar.update(self.target, logs, finalize=True)
 
     def on_test_end(self, logs=None):
         if not self._in_fit and self.verbose:
@@ -691,7 +738,6 @@ class ProgbarLogger(Callback):
     def on_predict_begin(self, logs=None):
         if not self._in_fit:
             self._reset()
-            self.target = self.params.get("steps")
             if self.verbose:
                 self._bar()
 

@@ -1,18 +1,23 @@
-"""Sequential: a stack of layers trained with compile / fit / evaluate / predict (Keras 3 semantics).
+"""Model (a graph of layers) and Sequential (a stack of them): compile / fit / evaluate / predict, Keras 3
+semantics.
 
-All trainable parameters live in ONE contiguous buffer (`model._params`) and
-their gradients in another (`model._grads`); each layer's kernel and bias are
-views into them, so an optimizer step is one fused kernel call over the whole
-model. The model builds when the input shape is known (an `Input` layer or
-`input_shape`/`input_dim` on the first layer, else the first call/fit).
+``Model(inputs, outputs)`` takes the symbolic tensors of a functional graph (``nncore.Input``, layers called
+on tensors; several inputs and outputs, as lists or dicts). ``Sequential`` is the same engine on a linear
+graph: it calls its layers one after the other on its input when the input shape is known. There is one
+fit/evaluate/predict for both.
 
-One training step is: forward through the layers (each writing into buffers
-allocated once per batch size), the loss kernel writing d loss / d output,
-backward through the layers (each writing its parameter gradients into the
-flat gradient buffer), regularizer gradients, then `optimizer.step_flat`.
-When the last activation is sigmoid/softmax and the loss the matching
-cross-entropy, the last layer stops at its logits z and one fused kernel
-gives the loss and the gradient p - y.
+All trainable parameters live in ONE contiguous buffer (`model._params`) and their gradients in another
+(`model._grads`); each layer's kernel and bias are views into them, so an optimizer step is one fused
+kernel call over the whole model. A layer used at several nodes is stored once. The execution plan
+(nncore/_plan.py) is computed when the model is built: the nodes in topological order, run in chains,
+each tensor's buffer allocated once per batch size by the layer writing it, gradients summed where a
+tensor feeds several layers.
+
+One training step is: forward through the nodes, per output the loss kernel writing d loss / d output
+(scaled by the output's loss weight), backward through the nodes that lead from a parameter to a loss
+(each writing its parameter gradients into the flat gradient buffer), regularizer gradients, then
+`optimizer.step_flat`. When an output's activation is sigmoid/softmax and its loss the matching
+cross-entropy, its layer stops at the logits z and one fused kernel gives the loss and the gradient p - y.
 """
 import functools
 import math
@@ -32,14 +37,17 @@ from nncore import losses as _losses
 from nncore import metrics as _metrics
 from nncore import optimizers as _optimizers
 from nncore._config import floatx
+from nncore._graph import SymbolicTensor, graph_from_config, node_config, topological_nodes
 from nncore._kernels.elementwise import all_finite
+from nncore._plan import Plan
+from nncore._registry import register_model_class
 from nncore._threads import effective_n_threads
 from nncore.data import Batches, split_validation
 from nncore.layers import InputLayer, Layer, get_layer_class
 from nncore.layers.base import MAX_CACHED_SHAPES
 from nncore.layers.core import DenseChain
 
-__all__ = ["Sequential"]
+__all__ = ["Model", "Sequential"]
 
 
 def _int_arg(value, arg, minimum):
@@ -105,135 +113,236 @@ class _DeferredInterrupt:
         return False
 
 
-class Sequential:
-    """A linear stack of layers.
+def _structure(value, what):
+    """('one' | 'list' | 'dict', keys, flat list of tensors) of a model's inputs or outputs; a list of one
+    tensor counts as one tensor (Keras)."""
+    if isinstance(value, dict):
+        if not value:
+            raise ValueError(f"Model: {what} is an empty dict")
+        return "dict", list(value), list(value.values())
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"Model: {what} is an empty list")
+        if len(value) > 1:
+            return "list", None, list(value)
+        value = value[0]
+    return "one", None, [value]
+
+
+def _describe(value):
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape}"
+    if isinstance(value, dict):
+        return f"a dict with keys {sorted(map(str, value))}"
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} of {len(value)} entries"
+    return f"a {type(value).__name__}"
+
+
+class _Head:
+    """One model output in training: its tensor slot, loss, loss weight, metrics and where its targets,
+    sample weights and metric targets sit in a batch tuple."""
+    __slots__ = ("k", "name", "slot", "loss", "fn", "fused", "weight", "metrics", "iy", "iw", "im")
+
+
+class Model:
+    """A model defined by a graph of layers from symbolic inputs to outputs (Keras's functional API).
 
     Parameters
     ----------
-    layers : list of Layer, optional
+    inputs : SymbolicTensor, list or dict of them
+        Tensors made by ``nncore.Input``.
+    outputs : SymbolicTensor, list or dict of them
+        Tensors computed from the inputs by calling layers on them.
     name : str, optional
 
     Notes
     -----
-    Loss reduction is Keras's `sum_over_batch_size`: sum_i w_i l_i / N per
-    batch. History ``loss`` is the batch-size-weighted running mean of the
-    batch losses (each including the regularization penalties).
+    Data for several inputs (outputs) is a list in the model's order or a dict keyed by input names
+    (output names): an input's name is its Input's name, an output's the name of the layer producing
+    it (or the key, when the model was given a dict). `predict` returns outputs in the same
+    structure. Loss reduction is Keras's `sum_over_batch_size`: sum_i w_i l_i / N per batch and
+    output; the model's loss is sum_k loss_weight_k loss_k plus the regularization penalties.
+    History has ``loss`` and, for several outputs, ``<output>_loss`` and ``<output>_<metric>``.
     """
-    _count = 0
+    _counts = {}
+    _default_name = "functional"
 
-    def __init__(self, layers=None, name=None):
+    def __init__(self, inputs=None, outputs=None, name=None):
+        self._init_state(name)
+        if inputs is None or outputs is None:
+            raise TypeError("Model: expected Model(inputs, outputs) with symbolic tensors (nncore.Input and "
+                            "layers called on it)")
+        self._set_graph(inputs, outputs)
+
+    def _init_state(self, name):
         if name is None:
-            name = "sequential" if Sequential._count == 0 else f"sequential_{Sequential._count}"
-            Sequential._count += 1
+            base = self._default_name
+            k = Model._counts.get(base, 0)
+            Model._counts[base] = k + 1
+            name = base if k == 0 else f"{base}_{k}"
         self.name = name
-        self._layers = []
-        self._input_shape = None
-        self._input_layer = None
         self.built = False
         self.optimizer = None
         self.loss = None
         self.compiled_metrics = []
+        self._losses = None
         self._compile_config = None
         self._n_threads_req = None
         self.stop_training = False
         self.history = None
         self._dtype = None
+        self._plan = None
+        self._heads = None
         self._lock = threading.RLock()
         self._train_batches = None    # the last fit's Batches (buffers and schedule), see Batches.rebind
-        for layer in layers or []:
-            self.add(layer)
 
     # ------------------------------------------------------------------ structure
-    @property
-    def layers(self):
-        """The layers (without the Input placeholder), in order."""
-        return list(self._layers)
-
-    def add(self, layer):
-        """Append a layer (or set the input with an `Input`); builds at once when the input shape is known."""
-        if isinstance(layer, InputLayer):
-            if self._layers or self._input_layer is not None:
-                raise ValueError(f"{self.name}: an Input must come first and only once")
-            self._input_layer = layer
-            self._input_shape = layer._batch_input_shape
-            return
-        if not isinstance(layer, Layer):
-            raise TypeError(f"{self.name}.add: expected an nncore Layer, got {type(layer).__name__}")
-        if any(layer.name == other.name for other in self._layers):
-            raise ValueError(f"{self.name}.add: a layer named {layer.name!r} is already in the model; "
-                             "layer names must be unique")
-        if not self._layers and self._input_shape is None and layer._batch_input_shape is not None:
-            self._input_shape = layer._batch_input_shape
-        kept = (self._params, len(self._layers)) if self.built else None
-        self._layers.append(layer)
-        self.built = False
-        if self._input_shape is not None:
-            self._build(self._input_shape, kept)
-
-    def _build(self, input_shape, kept=None):
-        """Build every layer, lay all parameters out in one flat buffer, initialize them.
-
-        `kept` = (old flat buffer, number of layers it covers) when layers were
-        appended to a built model: those layers keep their values (the layout
-        only grows at the end) and only the new ones are initialized.
-        """
-        if not self._layers:
-            raise ValueError(f"{self.name}: the model has no layers; add some first")
-        shape = (None,) + tuple(input_shape[1:])
-        self._input_shape = shape
-        for layer in self._layers:
-            shape = layer._build(shape)
-        self._output_shape = shape
-        dtype = np.dtype(floatx())
-        total = sum(layer.count_params() for layer in self._layers)
-        self._params = np.zeros(total, dtype)
-        self._grads = np.zeros(total, dtype)
-        offset = 0
-        self._segments, self._regs = [], []
-        for layer in self._layers:
-            start = offset
-            offset = layer._bind(self._params, self._grads, offset)
-            pos = start
-            for attr, wshape, _, reg in layer._specs:
-                size = int(np.prod(wshape))
-                self._segments.append((pos, pos + size))
-                if reg is not None:
-                    self._regs.append((getattr(layer, attr), layer._grad_of[attr], reg))
-                pos += size
-        rng = _random.get_rng()
-        n_kept = 0
-        if kept is not None:
-            self._params[:kept[0].size] = kept[0]
-            n_kept = kept[1]
-        for layer in self._layers[n_kept:]:
-            layer._initialize(rng)
-        # layers before the first one with parameters need no backward; that one needs no dx
-        first = next((i for i, layer in enumerate(self._layers) if layer.count_params()), len(self._layers))
-        for i, layer in enumerate(self._layers):
-            layer._need_dx = i > first
-        self._first_trainable = first
-        self._dtype = dtype
-        self._dbufs = {}
+    def _set_graph(self, inputs, outputs):
+        """Take the graph from `inputs` to `outputs`: check it, lay the parameters out, make the plan."""
+        self._input_kind, input_keys, inputs = _structure(inputs, "inputs")
+        self._output_kind, output_keys, outputs = _structure(outputs, "outputs")
+        for t in inputs:
+            if not isinstance(t, SymbolicTensor) or not isinstance(t.node.layer, InputLayer):
+                made = f"the output of layer {t.node.layer.name!r}" if isinstance(t, SymbolicTensor) else _describe(t)
+                raise ValueError(f"{self.name}: every input must be a tensor made by nncore.Input, got {made}")
+        for t in outputs:
+            if not isinstance(t, SymbolicTensor):
+                raise ValueError(f"{self.name}: every output must be a symbolic tensor (a layer called on "
+                                 f"nncore.Input tensors), got {_describe(t)}")
+        if len({id(t) for t in inputs}) != len(inputs):
+            raise ValueError(f"{self.name}: an input tensor is listed twice")
+        if len({id(t) for t in outputs}) != len(outputs):
+            raise ValueError(f"{self.name}: an output tensor is listed twice")
+        nodes = topological_nodes(outputs)
+        given = {id(t.node) for t in inputs}
+        reached = {id(n) for n in nodes if isinstance(n.layer, InputLayer)}
+        for t in outputs:
+            missing = [n.layer.name for n in topological_nodes([t])
+                       if isinstance(n.layer, InputLayer) and id(n) not in given]
+            if missing:
+                raise ValueError(f"{self.name}: output {t.name!r} is not connected to the inputs: it depends on "
+                                 f"Input {missing[0]!r}, which is not one of the model's inputs "
+                                 f"{[i.node.layer.name for i in inputs]}")
+        for t in inputs:
+            if id(t.node) not in reached:
+                raise ValueError(f"{self.name}: input {t.node.layer.name!r} is not connected to any output")
+        layers, seen, names = [], set(), {}
+        for node in nodes:
+            layer = node.layer
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            if layer.name in names:
+                raise ValueError(f"{self.name}: two different layers are named {layer.name!r}; layer names "
+                                 "must be unique in a model")
+            names[layer.name] = layer
+            layers.append(layer)
+        self.inputs, self.outputs = inputs, outputs
+        self._all_layers = layers
+        self._nodes = [n for n in nodes if not isinstance(n.layer, InputLayer)]
+        self._n_in = len(inputs)
+        self.input_names = input_keys or [t.node.layer.name for t in inputs]
+        out_names = output_keys or [t.node.layer.name for t in outputs]
+        self.output_names = []
+        for nm in out_names:                    # a layer giving several outputs: name_1, name_2, ...
+            base, k = nm, 1
+            while nm in self.output_names:
+                nm, k = f"{base}_{k}", k + 1
+            self.output_names.append(nm)
+        self._build_params()
+        self._plan = None
+        self._heads = None
         self.built = True
         if self.optimizer is not None and self._params.size:
             self.optimizer.build_flat(self._params, self._segments)
 
-    def build(self, input_shape):
-        """Build for inputs of shape (batch, ...) (batch may be None)."""
-        self._build(tuple(input_shape))
+    def _build_params(self):
+        """Lay every parameter out in one flat buffer, its gradient in another (with shadow regions for
+        the extra nodes of shared layers). A layer that already holds values (it was bound to another
+        model, or used on its own) keeps them; the others are initialized, in layer order."""
+        dtype = np.dtype(floatx())
+        self._param_layers = [layer for layer in self._all_layers if layer._specs]
+        uses = {}
+        for node in self._nodes:
+            uses[id(node.layer)] = uses.get(id(node.layer), 0) + 1
+        total = sum(layer.count_params() for layer in self._param_layers)
+        extra = sum((uses[id(layer)] - 1) * layer.count_params() for layer in self._param_layers)
+        self._params = np.zeros(total, dtype)
+        self._grads_all = np.zeros(total + extra, dtype)
+        self._grads = self._grads_all[:total]
+        self._segments, self._regs, self._regions, self._shadows = [], [], {}, {}
+        rng = _random.get_rng()
+        offset, shadow = 0, total
+        for layer in self._param_layers:
+            start = offset
+            old = layer.weights
+            offset = layer._bind(self._params, self._grads_all, offset)
+            if old:
+                for new, value in zip(layer.weights, old):
+                    new[...] = value
+            else:
+                layer._initialize(rng)
+            layer._owner = self
+            self._regions[id(layer)] = (start, offset)
+            pos = start
+            for attr, wshape, _, reg in layer._specs:
+                size = math.prod(wshape)
+                self._segments.append((pos, pos + size))
+                if reg is not None:
+                    self._regs.append((getattr(layer, attr), layer._grad_of[attr], reg))
+                pos += size
+            for k in range(1, uses[id(layer)]):
+                views, pos = {}, shadow
+                for attr, wshape, _, _ in layer._specs:
+                    size = math.prod(wshape)
+                    views[attr] = self._grads_all[pos:pos + size].reshape(wshape)
+                    pos += size
+                self._shadows[(id(layer), k)] = (self._grads_all[shadow:pos], views)
+                shadow = pos
+        self._dtype = dtype
+        self._dbufs = {}
+
+    def _claim_layers(self):
+        """Layers shared with another model follow the model that ran last: take back the ones bound
+        to another model's buffer, copying their current values into this model's buffer."""
+        for layer in self._param_layers:
+            if getattr(layer, "_owner", None) is not self:
+                old = layer.weights
+                layer._bind(self._params, self._grads_all, self._regions[id(layer)][0])
+                for new, value in zip(layer.weights, old):
+                    new[...] = value
+                layer._owner = self
+                self._plan = None         # the executors hold the old views: plan again
+
+    @property
+    def layers(self):
+        """The layers, each once, in topological order (Input layers included)."""
+        return list(self._all_layers)
+
+    def get_layer(self, name=None, index=None):
+        """The layer called `name` (or at position `index` of `layers`)."""
+        if index is not None:
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"{self.name}: no layer named {name!r}; layers: {[layer.name for layer in self.layers]}")
 
     @property
     def input_shape(self):
-        return self._input_shape
+        shapes = [t.shape for t in self.inputs]
+        return shapes[0] if len(shapes) == 1 else shapes
 
     @property
     def output_shape(self):
-        return self._output_shape if self.built else None
+        shapes = [t.shape for t in self.outputs]
+        return shapes[0] if len(shapes) == 1 else shapes
 
     # ------------------------------------------------------------------ weights
     @property
     def weights(self):
-        return [w for layer in self._layers for w in layer.weights]
+        return [w for layer in self.layers for w in layer.weights]
 
     def get_weights(self):
         """Copies of all parameters, layer by layer (kernel, bias, ...)."""
@@ -258,44 +367,157 @@ class Sequential:
         return int(self._params.size)
 
     # ------------------------------------------------------------------ compile
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, n_threads=None):
-        """Set the optimizer, the loss and the metrics.
+    def _output_names_for_compile(self):
+        return self.output_names
+
+    def _per_output(self, value, what, default):
+        """One entry per output from a single value (used for every output), a list in output order or a
+        dict keyed by output name (missing names get `default`)."""
+        names = self._output_names_for_compile()
+        if isinstance(value, dict) and not ("class_name" in value and "class_name" not in names):
+            unknown = [k for k in value if k not in names]
+            if unknown:
+                raise ValueError(f"{self.name}.compile: {what} names output {unknown[0]!r}, which the model does "
+                                 f"not have; its outputs are {names}")
+            return [value.get(nm, default) for nm in names]
+        if isinstance(value, (list, tuple)):
+            if len(value) != len(names):
+                raise ValueError(f"{self.name}.compile: {what} has {len(value)} entries, expected {len(names)} "
+                                 f"(one per output: {names})")
+            return list(value)
+        return [default if value is None else value] * len(names)
+
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, n_threads=None):
+        """Set the optimizer, the loss(es), their weights and the metrics.
 
         Parameters
         ----------
         optimizer : str, dict or Optimizer, default='rmsprop'
-        loss : str, Loss or nncore.losses function
-        metrics : list of str or Metric, optional
+        loss : str, Loss, nncore.losses function, or a list / dict of them (one per output)
+            A single loss applies to every output. None (or a missing dict entry) leaves an output
+            without loss: it then needs no targets.
+        loss_weights : float, list or dict of floats, optional
+            The model's loss is sum_k loss_weights[k] loss_k (default weights 1).
+        metrics : list of str or Metric; for several outputs a list of such lists (or single metrics),
+            one per output, or a dict keyed by output name.
         n_threads : int, optional
             Threads for the kernels (None: nncore.get_num_threads(), -1: all).
         """
         effective_n_threads(n_threads)  # validates
         self.optimizer = _optimizers.get(optimizer)
-        self.loss = _losses.get(loss) if loss is not None else None
-        if metrics is None:
-            metrics = []
-        elif isinstance(metrics, (str, dict)) or not isinstance(metrics, (list, tuple)):
-            metrics = [metrics]
-        self._metric_ids = list(metrics)
-        self.compiled_metrics = [_metrics.get(m, loss=self.loss) for m in metrics]
+        names = self._output_names_for_compile()
+        if isinstance(loss, (list, tuple)) and len(names) == 1 and len(loss) == 1:
+            loss = loss[0]
+        self._losses = [None if spec is None else _losses.get(spec) for spec in self._per_output(loss, "loss", None)]
+        weights = self._per_output(loss_weights, "loss_weights", 1.0)
+        for nm, w in zip(names, weights):
+            if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) or not math.isfinite(w):
+                raise ValueError(f"{self.name}.compile: loss_weights for output {nm!r} must be a finite number, "
+                                 f"got {w!r}")
+        self._loss_weights = [float(w) for w in weights]
+        if len(names) == 1:
+            if metrics is None:
+                per = [[]]
+            elif isinstance(metrics, dict) and set(metrics) <= set(names):
+                per = self._per_output(metrics, "metrics", [])
+            elif isinstance(metrics, (str, dict)) or not isinstance(metrics, (list, tuple)):
+                per = [[metrics]]
+            else:
+                per = [list(metrics)]
+        else:
+            per = self._per_output(metrics, "metrics", [])
+        per = [[] if m is None else ([m] if isinstance(m, str) or not isinstance(m, (list, tuple)) else list(m))
+               for m in per]
+        for nm, loss_k, ids in zip(names, self._losses, per):
+            if ids and loss_k is None:
+                raise ValueError(f"{self.name}.compile: output {nm!r} has metrics but no loss (and so no targets)")
+        self._head_metrics = [[_metrics.get(m, loss=loss_k) for m in ids] for ids, loss_k in zip(per, self._losses)]
+        self.compiled_metrics = [m for ms in self._head_metrics for m in ms]
+        self.loss = self._losses[0] if len(names) == 1 else list(self._losses)
         self._n_threads_req = n_threads
         if n_threads is not None and getattr(self.optimizer, "n_threads", 0) is None:
             self.optimizer.n_threads = n_threads   # the optimizer's kernel follows compile's request
-        self._compile_config = {
-            "optimizer": _optimizers.serialize(self.optimizer),
-            "loss": None if self.loss is None else _losses.serialize(self.loss),
-            "metrics": [m if isinstance(m, str) else getattr(m, "name", str(m)) for m in metrics],
-        }
+
+        # what load_model passes back to compile: one entry per output, by name (one output: as given)
+        losses = [None if loss_k is None else _losses.serialize(loss_k) for loss_k in self._losses]
+        ids = [[m if isinstance(m, str) else getattr(m, "name", str(m)) for m in ms] for ms in per]
+        if len(names) == 1:
+            self._compile_config = {"loss": losses[0], "metrics": ids[0]}
+        else:
+            self._compile_config = {"loss": dict(zip(names, losses)), "metrics": dict(zip(names, ids))}
+        if loss_weights is not None:
+            self._compile_config["loss_weights"] = dict(zip(names, self._loss_weights))
+        self._compile_config["optimizer"] = _optimizers.serialize(self.optimizer)
+        self._heads = None
         if self.built and self._params.size:
             self.optimizer.build_flat(self._params, self._segments)
 
     def _require(self, what):
-        if self.loss is None or (what == "fit" and self.optimizer is None):
+        if self._losses is None or all(loss is None for loss in self._losses) or (
+                what == "fit" and self.optimizer is None):
             raise ValueError(f"{self.name}.{what}: compile the model with a loss first "
                              "(model.compile(optimizer=..., loss=...))")
 
-    # ------------------------------------------------------------------ inputs
-    def _prepare_x(self, x, arg="x", check_finite=True):
+    @property
+    def _fused(self):
+        """Whether every output with a loss takes the fused logits path (after a call to fit/evaluate)."""
+        return all(h.fused for h in self._heads if h.loss is not None)
+
+    # ------------------------------------------------------------------ data
+    def _by_name(self, value, names, arg, what, required=None):
+        """A list with one entry per name from one value, a list in order, or a dict keyed by name."""
+        if isinstance(value, dict):
+            unknown = [k for k in value if k not in names]
+            if unknown:
+                raise ValueError(f"{arg}: model {self.name!r} has no {what} named {unknown[0]!r}; its {what}s are "
+                                 f"{names}")
+            for nm, req in zip(names, required or [True] * len(names)):
+                if req and nm not in value:
+                    raise ValueError(f"{arg}: missing data for {what} {nm!r} (a dict with keys {sorted(value)} was "
+                                     f"given; expected {names})")
+            return [value.get(nm) for nm in names]
+        if len(names) == 1:
+            if isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], np.ndarray):
+                return [value[0]]
+            return [value]
+        if isinstance(value, (list, tuple)) and len(value) == len(names) and not all(
+                np.isscalar(v) for v in value):
+            return list(value)
+        raise ValueError(f"{arg}: model {self.name!r} has {len(names)} {what}s {names}: expected a list of "
+                         f"{len(names)} arrays or a dict keyed by {what} name, got {_describe(value)}")
+
+    def _input_owner(self, k):
+        return f"input {self.input_names[k]!r}"
+
+    def _prepare_inputs(self, x, arg="x", check_finite=True):
+        """The input arrays, in input order, checked and converted to the model's dtype (C-contiguous);
+        with check_finite=False the caller checks them for NaN/inf itself (`_check_finite`)."""
+        if x is None:
+            raise ValueError(f"{arg}: expected an array of inputs, got None")
+        xs = self._by_name(x, self.input_names, arg, "input")
+        out, n = [], None
+        for k, (xk, t) in enumerate(zip(xs, self.inputs)):
+            where = arg if len(xs) == 1 else f"{arg}[{self.input_names[k]!r}]"
+            xk = self._check_input_array(xk, where, t.shape)
+            if xk.shape[1:] != tuple(t.shape[1:]):
+                raise ValueError(f"{where}: {self._input_owner(k)} of model {self.name!r} expects input of shape "
+                                 f"(n_samples, {', '.join(map(str, t.shape[1:]))}), got {xk.shape}")
+            if n is not None and len(xk) != n:
+                raise ValueError(f"{where}: {len(xk)} samples, but the first input has {n}")
+            n = len(xk)
+            out.append(np.ascontiguousarray(xk, dtype=self._dtype))
+        if check_finite:
+            self._check_finite(out, arg)
+        return out
+
+    def _check_finite(self, xs, arg="x"):
+        for k, xk in enumerate(xs):
+            if not all_finite(xk, effective_n_threads(self._n_threads_req)):
+                where = arg if len(xs) == 1 else f"{arg}[{self.input_names[k]!r}]"
+                raise ValueError(f"{where}: inputs contain NaN or infinity")
+
+    @staticmethod
+    def _check_input_array(x, arg, shape):
         if x is None:
             raise ValueError(f"{arg}: expected an array of inputs, got None")
         x = np.asarray(x)
@@ -305,36 +527,49 @@ class Sequential:
             raise ValueError(f"{arg}: expected an array of shape (n_samples, ...), got a scalar")
         if x.shape[0] == 0:
             raise ValueError(f"{arg}: empty input (0 samples), shape {x.shape}")
-        if x.ndim == 1 and self._input_shape is not None and tuple(self._input_shape[1:]) == (1,):
+        if x.ndim == 1 and shape is not None and tuple(shape[1:]) == (1,):
             x = x.reshape(-1, 1)
-        if not self.built:
-            if x.ndim < 2:
-                raise ValueError(f"{arg}: expected inputs of shape (n_samples, n_features), got {x.shape}")
-            self._build(x.shape)
-        if x.shape[1:] != tuple(self._input_shape[1:]):
-            first = self._layers[0]
-            raise ValueError(f"{arg}: layer {first.name!r} ({type(first).__name__}) of model {self.name!r} "
-                             f"expects input of shape (n_samples, {', '.join(map(str, self._input_shape[1:]))}), "
-                             f"got {x.shape}")
-        x = np.ascontiguousarray(x, dtype=self._dtype)
-        if check_finite and not all_finite(x, effective_n_threads(self._n_threads_req)):
-            raise ValueError(f"{arg}: inputs contain NaN or infinity")
         return x
 
-    def _prepare_y(self, y, n, arg="y"):
+    def _prepare_targets(self, y, n, arg="y"):
+        """Per output: (targets prepared for its loss, targets as given for its metrics or None)."""
         if y is None:
             raise ValueError(f"{arg}: expected targets, got None")
-        y_raw = np.asarray(y)
-        if y_raw.ndim == 0 or len(y_raw) != n:
-            raise ValueError(f"{arg}: expected {n} targets to match the {n} input samples, got shape {y_raw.shape}")
-        y = self.loss._prepare(y_raw, (n,) + tuple(self._output_shape[1:]), self._dtype, arg)
-        # metrics see the targets as given (no smoothing / relabelling)
-        y_metric = None
-        if not self.loss.sparse and self.compiled_metrics and not np.array_equal(y, y_raw.reshape(y.shape)):
-            y_metric = np.ascontiguousarray(y_raw.reshape(y.shape), dtype=self._dtype)
-        return y, y_metric
+        ys = self._by_name(y, self.output_names, arg, "output", [loss is not None for loss in self._losses])
+        out = []
+        for k, (yk, loss, t) in enumerate(zip(ys, self._losses, self.outputs)):
+            where = arg if len(ys) == 1 else f"{arg}[{self.output_names[k]!r}]"
+            if loss is None:
+                out.append((None, None))
+                continue
+            if yk is None:
+                raise ValueError(f"{where}: expected targets, got None")
+            y_raw = np.asarray(yk)
+            if y_raw.ndim == 0 or len(y_raw) != n:
+                raise ValueError(f"{where}: expected {n} targets to match the {n} input samples, got shape "
+                                 f"{y_raw.shape}")
+            yp = loss._prepare(y_raw, (n,) + tuple(t.shape[1:]), self._dtype, where)
+            # metrics see the targets as given (no smoothing / relabelling)
+            y_metric = None
+            if not loss.sparse and self._head_metrics[k] and not np.array_equal(yp, y_raw.reshape(yp.shape)):
+                y_metric = np.ascontiguousarray(y_raw.reshape(yp.shape), dtype=self._dtype)
+            out.append((yp, y_metric))
+        return out
 
     def _prepare_weights(self, sample_weight, n, arg="sample_weight"):
+        """Per output: sample weights (one array for every output, or a list / dict by output name)."""
+        names = self.output_names
+        if sample_weight is None:
+            return [None] * len(names)
+        if isinstance(sample_weight, dict) or (len(names) > 1 and isinstance(sample_weight, (list, tuple))
+                                               and len(sample_weight) == len(names)
+                                               and not all(np.isscalar(v) for v in sample_weight)):
+            ws = self._by_name(sample_weight, names, arg, "output", [False] * len(names))
+            return [self._weights_array(w, n, arg if len(names) == 1 else f"{arg}[{nm!r}]")
+                    for w, nm in zip(ws, names)]
+        return [self._weights_array(sample_weight, n, arg)] * len(names)
+
+    def _weights_array(self, sample_weight, n, arg):
         if sample_weight is None:
             return None
         w = np.asarray(sample_weight)
@@ -348,6 +583,14 @@ class Sequential:
         if not np.all(np.isfinite(w)):
             raise ValueError(f"{arg}: weights contain NaN or infinity")
         return w
+
+    def _prepare_data(self, x, y, sample_weight, prefix=""):
+        """The flat batch layout [x_1..x_I, y_1..y_O, sw_1..sw_O, ym_1..ym_O] and the raw targets."""
+        xs = self._prepare_inputs(x, prefix + "x")
+        n = len(xs[0])
+        targets = self._prepare_targets(y, n, prefix + "y")
+        ws = self._prepare_weights(sample_weight, n, prefix + "sample_weight")
+        return xs + [t[0] for t in targets] + ws + [t[1] for t in targets]
 
     @staticmethod
     def _class_weights(class_weight, y_raw):
@@ -363,77 +606,146 @@ class Sequential:
         table = {int(k): float(v) for k, v in class_weight.items()}
         return np.array([table.get(int(c), 1.0) for c in labels])
 
+    def _raw_targets(self, y):
+        """The targets of the first output as given (class_weight reads them)."""
+        return np.asarray(self._by_name(y, self.output_names, "y", "output", [False] * len(self.outputs))[0])
+
+    def _apply_class_weight(self, arrays, class_weight, y_raw):
+        if len(self.outputs) != 1:
+            raise ValueError(f"{self.name}: class_weight is only supported for models with one output "
+                             "(give per-output sample_weight instead)")
+        arrays[self._n_in + 1] = np.ascontiguousarray(self._class_weights(class_weight, y_raw), dtype=self._dtype)
+
+    # ------------------------------------------------------------------ plan
     def _setup(self):
-        """Per call to fit/evaluate/predict: threads, the fused-loss decision, bound methods."""
+        """Per call to fit/evaluate/predict: threads, the layers' ownership, the plan and its loss heads."""
         nt = effective_n_threads(self._n_threads_req)
         self._nt = nt
-        for layer in self._layers:
-            layer._n_threads = nt
-        last = self._layers[-1]
-        fused = (self.loss is not None and self.loss.fused_activation is not None
-                 and getattr(last, "_act_name", None) == self.loss.fused_activation
-                 and hasattr(last, "forward_logits"))
-        self._fused = fused
+        if any(getattr(layer, "_owner", None) is not self for layer in self._param_layers):
+            self._claim_layers()
+        if self._plan is None:
+            self._plan = Plan(self._nodes, self.inputs, self.outputs, self._dtype)
+            self._heads = None
+        if self._heads is None and self._losses is not None:
+            self._make_heads()
+        self._plan.prepare(nt)
         self._opt_step = self.optimizer.step_flat if self.optimizer is not None and self._params.size \
             else _no_step
-        body = self._layers[:-1] if fused else self._layers
-        self._fwd = [layer.forward for layer in body]
-        self._bwd = [layer.backward for layer in reversed(self._layers[self._first_trainable:])]
-        if fused:
-            if self._bwd:              # the last layer's backward starts from delta = dL/dz
-                self._bwd[0] = last.backward_logits
-            self._last_logits = last.forward_logits
-            self._loss_fn = self.loss._logits_grad
-        else:
-            self._loss_fn = self.loss._grad if self.loss is not None else None
+
+    def _dense_chain(self):
+        """The plan's DenseChain when the model is one chain of Dense layers, else None (kept with the
+        plan: its packed kernels are refilled, not reallocated, by each predict)."""
+        if getattr(self, "_chain_plan", None) is not self._plan:
+            self._chain, self._chain_plan = DenseChain.of(self._plan), self._plan
+        return self._chain
+
+    def _make_heads(self):
+        """The loss side of the plan: per output its loss function (fused with the output layer's
+        sigmoid/softmax when it can be), then the backward chains."""
+        plan, index = self._plan, {id(node): j for j, node in enumerate(self._nodes)}
+        n_in, n_out = self._n_in, len(self.outputs)
+        heads = []
+        for k, t in enumerate(self.outputs):
+            h = _Head()
+            h.k, h.name, h.slot = k, self.output_names[k], plan.out_slots[k]
+            h.loss, h.weight, h.metrics = self._losses[k], self._loss_weights[k], self._head_metrics[k]
+            h.iy, h.iw, h.im = n_in + k, n_in + n_out + k, n_in + 2 * n_out + k
+            j = index.get(id(t.node))
+            impl = plan.executors[j] if j is not None else None
+            h.fused = (h.loss is not None and h.loss.fused_activation is not None and impl is not None
+                       and not t.node.many and getattr(impl, "_act_name", None) == h.loss.fused_activation
+                       and hasattr(impl, "forward_logits") and not plan.consumers[h.slot])
+            h.fn = None if h.loss is None else (h.loss._logits_grad if h.fused else h.loss._grad)
+            heads.append(h)
+        self._heads = heads
+        self._grads_all[...] = 0.0
+        plan.set_heads([(h.loss is not None, h.fused) for h in heads],
+                       lambda layer: self._grads[slice(*self._regions[id(layer)])],
+                       lambda layer, k: self._shadows[(id(layer), k)])
+        self._batch_sums = [0.0] * n_out
+        self._head_steps = [self._head_step(h) for h in heads if h.loss is not None]
+        self._multi = n_out > 1
+        self._log_order = sorted(((f"{h.name}_{m.name}", m) for h in heads for m in h.metrics),
+                                 key=lambda item: item[0]) if self._multi \
+            else [(m.name, m) for m in self.compiled_metrics]
+        self._dbufs = {}
 
     # ------------------------------------------------------------------ steps
-    def _forward_loss(self, x, y, w, d, training):
-        """Forward pass and loss: returns (output, weighted loss sum); writes d loss/d output into d."""
-        for f in self._fwd:
-            x = f(x, training)
-        n = x.shape[0]
-        if self._fused:
-            z, prob = self._last_logits(x)
-            return prob, self._loss_fn(z, y, w, prob, d, 1.0 / n, self._nt)
-        return x, self._loss_fn(x, y, w, d, 1.0 / n, self._nt)
+    def _head_step(self, h):
+        """The loss of output h as one call (batch, n, ds) -> weight sum_i w_i l_i: the loss kernel on the
+        output (after the fused layer, on its logits z and probabilities), then its metrics. Training
+        (`ds`, the per-output gradient buffers of this batch size): the kernel writes weight d loss / d
+        output into ds[k], which becomes that output's gradient (its first contribution place)."""
+        v, slot, k, fused, fn, weight = self._plan.values, h.slot, h.k, h.fused, h.fn, h.weight
+        iy, iw, im, metrics, place, sums, model = h.iy, h.iw, h.im, h.metrics, self._plan.contrib[h.slot], \
+            self._batch_sums, self
+
+        def step(batch, n, ds):
+            out, y = v[slot], batch[iy]
+            if ds is None:
+                d = None
+            else:
+                d = place[0] = ds[k]
+            if fused:
+                z, out = out
+                s = fn(z, y, batch[iw], out, d, weight / n, model._nt)
+            else:
+                s = fn(out, y, batch[iw], d, weight / n, model._nt)
+            sums[k] = s
+            if metrics:
+                ym = batch[im]
+                for m in metrics:
+                    m.update_state(y if ym is None else ym, out)
+            return weight * s
+        return step
+
+    def _loss_buffers(self, n):
+        if len(self._dbufs) >= MAX_CACHED_SHAPES:
+            self._dbufs.clear()
+        d = self._dbufs[n] = [np.empty((n,) + tuple(t.shape[1:]), self._dtype) for t in self.outputs]
+        return d
 
     def _penalty(self):
         return sum(reg(wv) for wv, _, reg in self._regs) if self._regs else 0.0
 
-    def _train_step(self, x, y, w, y_metric):
-        """One step on a batch; returns the batch loss sum(w l)/N + penalties."""
-        n = x.shape[0]
-        d = self._dbufs.get(n)
-        if d is None:
-            if len(self._dbufs) >= MAX_CACHED_SHAPES:
-                self._dbufs.clear()
-            d = self._dbufs[n] = np.empty((n,) + tuple(self._output_shape[1:]), self._dtype)
-        # the forward pass and loss of _forward_loss, inlined (one call frame less per step)
-        out = x
-        for f in self._fwd:
-            out = f(out, True)
-        if self._fused:
-            z, out = self._last_logits(out)
-            s = self._loss_fn(z, y, w, out, d, 1.0 / n, self._nt)
-        else:
-            s = self._loss_fn(out, y, w, d, 1.0 / n, self._nt)
-        for m in self.compiled_metrics:
-            m.update_state(y if y_metric is None else y_metric, out)
-        dy = d
-        for b in self._bwd:        # backward: each layer writes its dW, db into the flat gradient buffer
-            dy = b(dy)
+    def _train_step(self, batch, n):
+        """One step on a batch (x_1..x_I, y_1..y_O, sw_1..sw_O, ym_1..ym_O) of n samples; returns the batch
+        loss sum_k weight_k sum(w l_k)/N + penalties."""
+        ds = self._dbufs.get(n)
+        if ds is None:
+            ds = self._loss_buffers(n)
+        plan = self._plan
+        plan.train(batch, True)          # forward: each layer writes into buffers allocated once per batch size
+        s = 0.0
+        for head in self._head_steps:    # per output: the loss kernel writes d loss / d output
+            s += head(batch, n, ds)
+        plan.backward(n)                 # each layer writes its dW, db into the flat gradient buffer
         pen = 0.0
         for wv, gv, reg in self._regs:
             pen += reg(wv)
             reg.add_gradient(wv, gv)
-        self._opt_step(self._params, self._grads)
+        self._opt_step(self._params, self._grads)   # the whole gradient is in self._grads here
         return s / n + pen
 
-    def _logs(self, loss):
+    def _test_step(self, batch):
+        """Forward and losses of a batch without training; returns sum_k weight_k sum(w l_k)."""
+        plan = self._plan
+        plan.train(batch, False)
+        s, n = 0.0, batch[0].shape[0]
+        for head in self._head_steps:
+            s += head(batch, n, None)
+        return s
+
+    def _logs(self, loss, head_sums=None, n=1):
+        """{"loss", then for several outputs "<output>_loss" (head_sums / n), then the metrics}: Keras's order
+        (its evaluate list puts the metrics of several outputs in key order)."""
         logs = {"loss": loss}
-        for m in self.compiled_metrics:
-            logs[m.name] = float(m.result())
+        if self._multi:
+            for h, value in zip(self._heads, head_sums):
+                if h.loss is not None:
+                    logs[f"{h.name}_loss"] = value / n
+        for key, m in self._log_order:
+            logs[key] = float(m.result())
         return logs
 
     # ------------------------------------------------------------------ fit
@@ -448,9 +760,11 @@ class Sequential:
         the training samples are reshuffled every epoch (shuffle=True); the
         last partial batch is kept; ``class_weight`` becomes per-sample
         weights of the training data (it cannot be combined with
-        ``sample_weight``); History ``loss`` is the batch-size-weighted
-        running mean of the batch losses including regularization, and
-        ``val_*`` come from a pass over the validation data after each epoch.
+        ``sample_weight``; one output only); History ``loss`` is the
+        batch-size-weighted running mean of the batch losses including
+        regularization (per output ``<name>_loss`` without it), and ``val_*``
+        come from a pass over the validation data after each epoch.
+        x, y and sample_weight take lists or dicts for several inputs/outputs.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch ('auto' = 1).
         A KeyboardInterrupt propagates after the current step; the model
         stays usable (its parameters are those after the last complete step).
@@ -462,24 +776,22 @@ class Sequential:
         verbose = _verbose(verbose)
         if class_weight is not None and sample_weight is not None:
             raise ValueError("fit: give class_weight or sample_weight, not both (Keras rule)")
-        x = self._prepare_x(x)
-        n = len(x)
-        y_raw = np.asarray(y) if y is not None else None
-        y, y_metric = self._prepare_y(y, n)
-        w = self._prepare_weights(sample_weight, n)
+        arrays = self._prepare_data(x, y, sample_weight)
+        y_raw = self._raw_targets(y) if class_weight is not None else None
         val = None
         if validation_data is not None:
             val = self._prepare_validation(validation_data)
         elif validation_split:
-            (x, y, w, y_metric, y_raw), (xv, yv, wv, ymv, _) = split_validation(
-                [x, y, w, y_metric, y_raw], validation_split)
-            val = (xv, yv, wv, ymv)
+            arrays, val = split_validation(arrays + [y_raw], validation_split)
+            y_raw = arrays.pop()
+            val.pop()
         if class_weight is not None:
-            w = np.ascontiguousarray(self._class_weights(class_weight, y_raw), dtype=self._dtype)
+            self._apply_class_weight(arrays, class_weight, y_raw)
 
         self._setup()
-        # the batch buffers and schedule of the last fit are reused for arrays of the same layout
-        arrays, rng = [x, y, w, y_metric], _random.get_rng()
+        # the batch source: each batch is one tuple in the layout above; the batch buffers and schedule
+        # of the last fit are reused for arrays of the same layout
+        rng = _random.get_rng()
         batches = getattr(self, "_train_batches", None)
         if batches is None or not batches.rebind(arrays, batch_size, shuffle, rng):
             batches = self._train_batches = Batches(arrays, batch_size, shuffle=shuffle, rng=rng)
@@ -493,6 +805,7 @@ class Sequential:
         by_hook = getattr(cbs, "_by_hook", None)
         batch_begin = cbs.on_train_batch_begin if by_hook is None or "on_train_batch_begin" in by_hook \
             else None
+        multi, sums = self._multi, self._batch_sums
         logs, training_logs = {}, None
         try:
             with _DeferredInterrupt() as ctrl_c:
@@ -501,28 +814,31 @@ class Sequential:
                     for m in self.compiled_metrics:
                         m.reset_state()
                     cbs.on_epoch_begin(epoch)
-                    total, seen = 0.0, 0
-                    for i, (xb, yb, wb, ymb) in enumerate(batches):
+                    total, seen, head_totals = 0.0, 0, [0.0] * len(sums)
+                    for i, batch in enumerate(batches):        # batch = (x..., y..., sw..., y_metric...)
                         if batch_begin is not None:
                             batch_begin(i)
-                        nb = xb.shape[0]
-                        batch_loss = step(xb, yb, wb, ymb)
+                        nb = batch[0].shape[0]
+                        batch_loss = step(batch, nb)
                         # end of batch: the loss and the updated parameters must be finite (one pass
                         # over the flat parameter buffer, small next to the batch's forward/backward)
                         if not (math.isfinite(batch_loss) and all_finite(self._params, 1)):
                             batch_loss = self._nonfinite(batch_loss, epoch, i, steps, nonfinite_handled)
                         total += batch_loss * nb
                         seen += nb
+                        if multi:
+                            for k, s in enumerate(sums):
+                                head_totals[k] += s
                         if batch_logs:
-                            logs = self._logs(total / seen)
+                            logs = self._logs(total / seen, head_totals, seen)
                             cbs.on_train_batch_end(i, logs)
                         if ctrl_c.pending:    # Ctrl-C takes effect here, between complete steps
                             ctrl_c.check()
                         if self.stop_training:
                             break
-                    epoch_logs = self._logs(total / seen) if seen else dict(logs)
+                    epoch_logs = self._logs(total / seen, head_totals, seen) if seen else dict(logs)
                     if val is not None:
-                        val_logs = self._evaluate_arrays(*val, batch_size, cbs)
+                        val_logs = self._evaluate_arrays(val, batch_size, cbs)
                         epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
                     cbs.on_epoch_end(epoch, epoch_logs)
                     training_logs = epoch_logs
@@ -550,129 +866,376 @@ class Sequential:
     def _prepare_validation(self, data):
         if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
             raise ValueError("validation_data: expected a tuple (x_val, y_val) or (x_val, y_val, sample_weight_val)")
-        xv = self._prepare_x(data[0], "validation_data x")
-        yv, ymv = self._prepare_y(data[1], len(xv), "validation_data y")
-        wv = self._prepare_weights(data[2] if len(data) == 3 else None, len(xv), "validation_data sample_weight")
-        return xv, yv, wv, ymv
+        return self._prepare_data(data[0], data[1], data[2] if len(data) == 3 else None, "validation_data ")
 
     # ------------------------------------------------------------------ evaluate / predict
-    def _evaluate_arrays(self, x, y, w, y_metric, batch_size, cbs=None):
+    def _evaluate_arrays(self, arrays, batch_size, cbs=None):
         self._setup()
         if cbs is not None:
             cbs.on_test_begin()
         for m in self.compiled_metrics:
             m.reset_state()
         pen = self._penalty()             # every batch loss carries the same penalty
-        total, seen = 0.0, 0
-        for i, (xb, yb, wb, ymb) in enumerate(Batches([x, y, w, y_metric], batch_size)):
+        total, seen, head_totals = 0.0, 0, [0.0] * len(self.outputs)
+        n = len(arrays[0])
+        for i, batch in enumerate(Batches(arrays, batch_size)):
             if cbs is not None:
                 cbs.on_test_batch_begin(i)
-            out, s = self._forward_loss(xb, yb, wb, None, False)
-            total += s
-            seen += xb.shape[0]
-            for m in self.compiled_metrics:
-                m.update_state(yb if ymb is None else ymb, out)
+            total += self._test_step(batch)
+            seen += batch[0].shape[0]
+            for k, s in enumerate(self._batch_sums):
+                head_totals[k] += s
             if cbs is not None:
-                cbs.on_test_batch_end(i, self._logs(total / seen + pen))
-        total += pen * len(x)
-        logs = self._logs(total / len(x))
+                cbs.on_test_batch_end(i, self._logs(total / seen + pen, head_totals, seen))
+        total += pen * n
+        logs = self._logs(total / n, head_totals, n)
         if cbs is not None:
             cbs.on_test_end(logs)
         return logs
+
+    def _flat_logs(self, logs):
+        """evaluate's list: the loss alone when nothing else is logged, else every value in log order."""
+        return logs["loss"] if len(logs) == 1 else list(logs.values())
 
     @_exclusive
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, return_dict=False,
                  callbacks=None):
         """Loss (and metrics) on the given data, in batches, without training.
 
-        Returns the loss alone when no metrics were compiled, else [loss, metric, ...]
-        (a dict {name: value} with return_dict=True). The loss is sum_i w_i l_i / N
+        Returns the loss alone when nothing else is logged, else [loss, per-output losses..., metrics...]
+        (a dict {name: value} with return_dict=True). The loss is sum_k weight_k sum_i w_i l_ik / N
         plus the regularization penalties.
         """
         self._require("evaluate")
         batch_size = 32 if batch_size is None else _int_arg(batch_size, "batch_size", 1)
         verbose = _verbose(verbose)
-        x = self._prepare_x(x)
-        y, y_metric = self._prepare_y(y, len(x))
-        w = self._prepare_weights(sample_weight, len(x))
+        arrays = self._prepare_data(x, y, sample_weight)
         cbs = _callbacks.CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
                                                 model=self, verbose=verbose, epochs=1,
-                                                steps=-(-len(x) // batch_size))
-        logs = self._evaluate_arrays(x, y, w, y_metric, batch_size, cbs)
-        if return_dict:
-            return logs
-        if not self.compiled_metrics:
-            return logs["loss"]
-        return list(logs.values())
+                                                steps=-(-len(arrays[0]) // batch_size))
+        logs = self._evaluate_arrays(arrays, batch_size, cbs)
+        return logs if return_dict else self._flat_logs(logs)
+
+    def _structured(self, values):
+        """Outputs in the structure the model was given them: one array, a list, or a dict."""
+        if self._output_kind == "dict":
+            return dict(zip(self.output_names, values))
+        return values[0] if self._output_kind == "one" else list(values)
 
     @_exclusive
     def predict(self, x, batch_size=None, verbose="auto", callbacks=None):
-        """Outputs for the inputs x, in batches, forward only (training=False)."""
+        """Outputs for the inputs x, in batches, forward only (training=False): one array, or a list /
+        dict of arrays for several outputs."""
         batch_size = 32 if batch_size is None else _int_arg(batch_size, "batch_size", 1)
         verbose = _verbose(verbose)
-        x = self._prepare_x(x, check_finite=False)
-        # a model of Dense layers runs each batch as one chain (the chain checks each block of x as it
-        # reads it, so x is not read once more for that); others layer by layer
-        chain = DenseChain.of(self._layers, x.ndim)
+        xs = self._prepare_inputs(x, check_finite=False)
+        n = len(xs[0])
+        self._setup()
+        plan = self._plan
+        # a chain of Dense layers runs each batch as one kernel call (DenseChain), which checks each block
+        # of x for NaN/inf as it reads it; other models are checked here first
+        chain = self._dense_chain()
         if chain is None:
-            self._prepare_x(x)
+            self._check_finite(xs)
+        else:
+            chain.prepare()
         cbs = None
         if verbose or callbacks:
             cbs = _callbacks.CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
                                                     model=self, verbose=verbose, epochs=1,
-                                                    steps=-(-len(x) // batch_size))
+                                                    steps=-(-n // batch_size))
             cbs.on_predict_begin()
-        self._setup()
-        result = np.empty((len(x),) + tuple(self._output_shape[1:]), self._dtype)
-        if chain is not None:
-            chain.prepare()
+        results = [np.empty((n,) + tuple(t.shape[1:]), self._dtype) for t in self.outputs]
         start = 0
-        for i, (xb,) in enumerate(Batches([x], batch_size)):
+        for i, batch in enumerate(Batches(xs, batch_size)):
             if cbs is not None:
                 cbs.on_predict_batch_begin(i)
+            stop = start + batch[0].shape[0]
             if chain is not None:
-                xb = chain(xb, result[start:start + len(xb)], check_finite=True, n_threads=self._nt)
+                chain(batch[0], results[0][start:stop], check_finite=True, n_threads=self._nt)
             else:
-                for layer in self._layers:
-                    xb = layer.forward(xb, False)
-                result[start:start + len(xb)] = xb
-            start += len(xb)
+                plan.infer(batch, False)
+                for r, s in zip(results, plan.out_slots):
+                    r[start:stop] = plan.values[s]
             if cbs is not None:
-                cbs.on_predict_batch_end(i, {"outputs": result[start - len(xb):start]})
+                cbs.on_predict_batch_end(i, {"outputs": self._structured([r[start:stop] for r in results])})
+            start = stop
         if cbs is not None:
             cbs.on_predict_end()
-        return result
+        return self._structured(results)
+
+    def _forward_copies(self, xs, training):
+        self._setup()
+        plan = self._plan
+        plan.infer(xs, training)
+        return self._structured([plan.values[s].copy() for s in plan.out_slots])
 
     @_exclusive
     def __call__(self, x, training=False):
-        """Forward pass on a batch (no progress bar, no batching); returns a new array."""
-        x = self._prepare_x(x)
+        """Forward pass on a batch (no progress bar, no batching); returns new array(s)."""
+        return self._forward_copies(self._prepare_inputs(x), training)
+
+    @_exclusive
+    def predict_on_batch(self, x):
+        """Outputs for one batch (no batching, training=False)."""
+        return self._forward_copies(self._prepare_inputs(x), False)
+
+    @_exclusive
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """One training step on the given batch; returns what `evaluate` would log for it (Keras: the
+        metrics are reset first, so they cover this batch only)."""
+        self._require("fit")
+        if class_weight is not None and sample_weight is not None:
+            raise ValueError("train_on_batch: give class_weight or sample_weight, not both (Keras rule)")
+        arrays = self._prepare_data(x, y, sample_weight)
+        if class_weight is not None:
+            self._apply_class_weight(arrays, class_weight, self._raw_targets(y))
         self._setup()
-        for layer in self._layers:
-            x = layer.forward(x, training)
-        return x.copy()
+        for m in self.compiled_metrics:
+            m.reset_state()
+        n = len(arrays[0])
+        loss = self._train_step(tuple(arrays), n)
+        logs = self._logs(loss, self._batch_sums, n)
+        return logs if return_dict else self._flat_logs(logs)
+
+    @_exclusive
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """Loss and metrics of one batch without training (metrics reset first, as Keras)."""
+        self._require("evaluate")
+        arrays = self._prepare_data(x, y, sample_weight)
+        self._setup()
+        for m in self.compiled_metrics:
+            m.reset_state()
+        n = len(arrays[0])
+        loss = self._test_step(tuple(arrays)) / n + self._penalty()
+        logs = self._logs(loss, self._batch_sums, n)
+        return logs if return_dict else self._flat_logs(logs)
 
     # ------------------------------------------------------------------ description
-    def summary(self, print_fn=None):
-        """Print the layers, their output shapes and parameter counts."""
-        print_fn = print_fn or print
-        rows = [(f"{layer.name} ({type(layer).__name__})",
-                 str(layer.output_shape) if layer.built else "?",
-                 str(layer.count_params()) if layer.built else "?") for layer in self._layers]
-        heads = ("Layer (type)", "Output Shape", "Param #")
+    @staticmethod
+    def _table(print_fn, title, heads, rows, total):
         widths = [max([len(h)] + [len(r[i]) for r in rows]) + 2 for i, h in enumerate(heads)]
         line = "-" * sum(widths)
-        print_fn(f'Model: "{self.name}"')
+        print_fn(f'Model: "{title}"')
         print_fn(line)
         print_fn("".join(h.ljust(wd) for h, wd in zip(heads, widths)))
         print_fn("=" * sum(widths))
         for r in rows:
             print_fn("".join(c.ljust(wd) for c, wd in zip(r, widths)))
         print_fn(line)
-        total = self.count_params() if self.built else "?"
         print_fn(f"Total params: {total}")
         print_fn(f"Trainable params: {total}")
         print_fn("Non-trainable params: 0")
+
+    def _ref(self):
+        """tensor -> [layer name, node index among the model's nodes of that layer, output index]."""
+        index, count = {}, {}
+        for node in self._nodes:
+            index[id(node)] = count.get(id(node.layer), 0)
+            count[id(node.layer)] = index[id(node)] + 1
+        return lambda t: [t.node.layer.name, index.get(id(t.node), 0), t.index]
+
+    def summary(self, print_fn=None):
+        """Print the layers, their output shapes, parameter counts and the tensors each is called on."""
+        ref = self._ref()
+        rows = []
+        for layer in self.layers:
+            nodes = [n for n in self._nodes if n.layer is layer]
+            shape = layer.output_shape
+            inbound = ", ".join(f"{r[0]}[{r[1]}][{r[2]}]" for n in nodes for r in map(ref, n.inputs)) or "-"
+            rows.append((f"{layer.name} ({type(layer).__name__})", str(shape), str(layer.count_params()), inbound))
+        self._table(print_fn or print, self.name, ("Layer (type)", "Output Shape", "Param #", "Connected to"),
+                    rows, self.count_params())
+
+    def get_config(self):
+        """The graph as JSON: each layer with its config and inbound nodes (``{"args": [inputs],
+        "kwargs": {}}``, inputs as [layer_name, node_index, tensor_index] references or lists of them),
+        and the model's input and output references (one, a list or a dict, as given)."""
+        ref = self._ref()
+        layers = []
+        for layer in self.layers:
+            nodes = [node_config(n, ref) for n in self._nodes if n.layer is layer]
+            layers.append({"class_name": type(layer).__name__, "config": layer.get_config(), "name": layer.name,
+                           "inbound_nodes": nodes})
+
+        def refs(kind, names, tensors):
+            if kind == "dict":
+                return {k: ref(t) for k, t in zip(names, tensors)}
+            return ref(tensors[0]) if kind == "one" else [ref(t) for t in tensors]
+
+        return {"name": self.name, "layers": layers,
+                "input_layers": refs(self._input_kind, self.input_names, self.inputs),
+                "output_layers": refs(self._output_kind, self.output_names, self.outputs)}
+
+    @classmethod
+    def from_config(cls, config):
+        """A new (uncompiled) model from `get_config()` output (Keras 3's tensor references are read too)."""
+        if not isinstance(config, dict):
+            raise ValueError(f"{cls.__name__}.from_config: expected a dict, got {type(config).__name__}")
+        inputs, outputs, _ = graph_from_config(config, get_layer_class, InputLayer)
+        return cls(inputs, outputs, name=config.get("name"))
+
+    @classmethod
+    def _config_param_count(cls, config, limit=None):
+        """The number of parameters the config declares, found without allocating them (saving checks
+        it against the file before building; it may stop counting once past `limit`)."""
+        _, _, layers = graph_from_config(config, get_layer_class, InputLayer)
+        return sum(layer.count_params() for layer in layers)
+
+    # ------------------------------------------------------------------ saving (nncore.saving)
+    def _prepare_optimizer(self):
+        """Give the optimizer its slots over the flat buffer (before restoring a saved state)."""
+        if not self.built:
+            raise ValueError(f"{self.name}: cannot restore an optimizer state into an unbuilt model")
+        self.optimizer.build_flat(self._params, self._segments)
+
+    def save(self, filepath):
+        """Save architecture, weights, compile settings and optimizer state (see nncore.saving)."""
+        from nncore import saving
+        return saving.save_model(self, filepath)
+
+    def save_weights(self, filepath):
+        from nncore import saving
+        return saving.save_weights(self, filepath)
+
+    def load_weights(self, filepath):
+        from nncore import saving
+        return saving.load_weights(self, filepath)
+
+    def export(self, filepath, format="onnx", verbose=None, opset_version=None):
+        """Export for inference as Keras 3 does: ``model.export(path, format="onnx")`` (nncore.onnx.export).
+
+        `verbose` (default True, as Keras) prints where the file went; `opset_version` is the ONNX opset
+        (default nncore.onnx.DEFAULT_OPSET). ONNX is the only format.
+        """
+        if format != "onnx":
+            raise ValueError(f"{self.name}.export: format must be 'onnx' (the only export format of nncore), "
+                             f"got {format!r}")
+        from nncore import onnx
+
+        onnx.export(self, filepath, opset=opset_version)
+        if verbose is None or verbose:
+            print(f"Saved artifact at '{filepath}'.")
+
+    def __reduce__(self):
+        """pickle and copy.deepcopy go through nncore's own model format (saving.model_to_bytes:
+        architecture, weights, compile settings, optimizer state; nothing pickled inside), so a
+        model travels to joblib/Dask workers and sklearn.clone copies it."""
+        from nncore import saving
+        return saving.model_from_bytes, (saving.model_to_bytes(self, allow_nonfinite=True),)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r} layers={len(self.layers)}>"
+
+
+class Sequential(Model):
+    """A linear stack of layers: the graph Input -> layer 1 -> layer 2 -> ... of a Model.
+
+    Parameters
+    ----------
+    layers : list of Layer, optional
+        May start with ``nncore.Input(shape)``; else the first layer's ``input_shape`` or the first
+        data the model sees gives the input shape.
+    name : str, optional
+
+    Notes
+    -----
+    Loss reduction is Keras's `sum_over_batch_size`: sum_i w_i l_i / N per
+    batch. History ``loss`` is the batch-size-weighted running mean of the
+    batch losses (each including the regularization penalties).
+    """
+    _default_name = "sequential"
+
+    def __init__(self, layers=None, name=None):
+        self._init_state(name)
+        self._layers = []
+        self._input_shape = None
+        self._input_layer = None
+        for layer in layers or []:
+            self.add(layer)
+
+    @property
+    def layers(self):
+        """The layers (without the Input placeholder), in order."""
+        return list(self._layers)
+
+    def add(self, layer):
+        """Append a layer (or set the input with an `Input`); builds at once when the input shape is known."""
+        if isinstance(layer, SymbolicTensor):
+            if not isinstance(layer.node.layer, InputLayer):
+                raise TypeError(f"{self.name}.add: expected a Layer or an nncore.Input tensor, got the output of "
+                                f"layer {layer.node.layer.name!r}")
+            layer = layer.node.layer
+        if isinstance(layer, InputLayer):
+            if self._layers or self._input_layer is not None:
+                raise ValueError(f"{self.name}: an Input must come first and only once")
+            self._input_layer = layer
+            self._input_shape = layer._batch_input_shape
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{self.name}.add: expected an nncore Layer, got {type(layer).__name__}")
+        if any(layer.name == other.name for other in self._layers):
+            raise ValueError(f"{self.name}.add: a layer named {layer.name!r} is already in the model; "
+                             "layer names must be unique")
+        if not self._layers and self._input_shape is None and layer._batch_input_shape is not None:
+            self._input_shape = layer._batch_input_shape
+        self._layers.append(layer)
+        self.built = False
+        if self._input_shape is not None:
+            self._build(self._input_shape)
+
+    def _build(self, input_shape):
+        """Call the layers in turn on an input of `input_shape` and take that graph. Layers appended to
+        a built model keep their values (the layout grows at the end); only new ones are initialized."""
+        if not self._layers:
+            raise ValueError(f"{self.name}: the model has no layers; add some first")
+        shape = (None,) + tuple(input_shape[1:])
+        self._input_shape = shape
+        if self._input_layer is None or self._input_layer._batch_input_shape != shape:
+            self._input_layer = InputLayer(batch_shape=shape, name="input_layer") if self._input_layer is None \
+                else InputLayer(batch_shape=shape, name=self._input_layer.name)
+        x = self._input_layer.output
+        for layer in self._layers:
+            x = layer(x)
+        self._set_graph(self._input_layer.output, x)
+        self._output_shape = x.shape
+
+    def build(self, input_shape):
+        """Build for inputs of shape (batch, ...) (batch may be None)."""
+        self._build(tuple(input_shape))
+
+    @property
+    def input_shape(self):
+        return self._input_shape
+
+    @property
+    def output_shape(self):
+        return self._output_shape if self.built else None
+
+    def _output_names_for_compile(self):
+        return self.output_names if self.built else [self._layers[-1].name if self._layers else "output"]
+
+    def _input_owner(self, k):
+        first = self._layers[0]
+        return f"layer {first.name!r} ({type(first).__name__})"
+
+    def _prepare_inputs(self, x, arg="x", check_finite=True):
+        if not self.built:
+            if not self._layers:
+                raise ValueError(f"{self.name}: the model has no layers; add some first")
+            x0 = self._check_input_array(x[0] if isinstance(x, (list, tuple)) and len(x) == 1 else x, arg, None)
+            if x0.ndim < 2:
+                raise ValueError(f"{arg}: expected inputs of shape (n_samples, n_features), got {x0.shape}")
+            self._build(x0.shape)
+        return super()._prepare_inputs(x, arg, check_finite)
+
+    def summary(self, print_fn=None):
+        """Print the layers, their output shapes and parameter counts."""
+        rows = [(f"{layer.name} ({type(layer).__name__})",
+                 str(layer.output_shape) if layer.built else "?",
+                 str(layer.count_params()) if layer.built else "?") for layer in self._layers]
+        self._table(print_fn or print, self.name, ("Layer (type)", "Output Shape", "Param #"), rows,
+                    self.count_params() if self.built else "?")
 
     def get_config(self):
         """{'name': ..., 'layers': [{'class_name': ..., 'config': {...}}, ...]} (JSON-able)."""
@@ -696,26 +1259,31 @@ class Sequential:
             model.add(layer_cls.from_config(dict(entry.get("config", {}))))
         return model
 
-    # ------------------------------------------------------------------ saving (nncore.saving)
-    def _prepare_optimizer(self):
-        """Give the optimizer its slots over the flat buffer (before restoring a saved state)."""
-        if not self.built:
-            raise ValueError(f"{self.name}: cannot restore an optimizer state into an unbuilt model")
-        self.optimizer.build_flat(self._params, self._segments)
+    @classmethod
+    def _config_param_count(cls, config, limit=None):
+        """The parameters the layers declare for the config's input shape, without allocating them (up
+        to the first layer past `limit`); None for an unbuilt model (nothing is allocated before
+        fit/predict)."""
+        specs = config.get("layers")
+        if not isinstance(specs, list):
+            raise ValueError("the architecture has no 'layers' list")
+        shape, declared = None, 0
+        for spec in specs:
+            layer_cls = get_layer_class(spec["class_name"])
+            layer = layer_cls.from_config(dict(spec.get("config") or {}))
+            if isinstance(layer, InputLayer):
+                shape = layer._batch_input_shape
+                continue
+            if shape is None:
+                shape = layer._batch_input_shape
+            if shape is None:
+                return None
+            shape = layer._build(shape)  # declares the parameter shapes, allocates nothing
+            declared += layer.count_params()
+            if limit is not None and declared > limit:
+                break
+        return declared
 
-    def save(self, filepath):
-        """Save architecture, weights, compile settings and optimizer state (see nncore.saving)."""
-        from nncore import saving
-        return saving.save_model(self, filepath)
 
-    def save_weights(self, filepath):
-        from nncore import saving
-        return saving.save_weights(self, filepath)
-
-    def load_weights(self, filepath):
-        from nncore import saving
-        return saving.load_weights(self, filepath)
-
-    def __repr__(self):
-        return f"<Sequential name={self.name!r} layers={len(self._layers)}>"
-
+register_model_class(Model)
+register_model_class(Sequential)

@@ -35,16 +35,22 @@ import tempfile
 
 import numpy as np
 
+from nncore._config import floatx, using_floatx
+
 __all__ = [
     "save_model",
     "load_model",
     "save_weights",
     "load_weights",
+    "model_to_bytes",
+    "model_from_bytes",
     "register_serializable",
     "get_registered_object",
     "atomic_write",
     "write_file",
     "read_file",
+    "write_bytes",
+    "read_bytes",
     "FORMAT_VERSION",
 ]
 
@@ -215,8 +221,8 @@ def _decode(obj, arrays, bad, depth=0):
 
 
 # ---- the container: header + arrays ------------------------------------------------------------
-def write_file(path, header):
-    """Atomically write a model file holding `header`: JSON values and numpy arrays, nested freely."""
+def _pack(header):
+    """The byte strings of a model file holding `header` (JSON values and numpy arrays, nested freely)."""
     arrays = []
     header = _encode(header, arrays)
     if not isinstance(header, dict):
@@ -246,7 +252,17 @@ def write_file(path, header):
     h = hashlib.sha256()
     for part in [prefix, text] + blobs:
         h.update(part)
-    atomic_write(path, [prefix, text] + blobs + [TRAILER_TAG + h.digest()])
+    return [prefix, text] + blobs + [TRAILER_TAG + h.digest()]
+
+
+def write_file(path, header):
+    """Atomically write a model file holding `header`: JSON values and numpy arrays, nested freely."""
+    atomic_write(path, _pack(header))
+
+
+def write_bytes(header):
+    """The bytes of the model file `write_file` would write for `header`."""
+    return b"".join(_pack(header))
 
 
 def read_file(path):
@@ -261,17 +277,44 @@ def read_file(path):
         if size < _PREFIX + _TRAILER:
             bad(f"it is {size} bytes long, shorter than the smallest valid file ({_PREFIX + _TRAILER} bytes)")
         prefix = f.read(_PREFIX)
-        if prefix[:6] != MAGIC[:6]:
-            bad("wrong magic bytes (not written by nncore, or the start of the file is damaged)")
-        if prefix[6:8] != MAGIC[6:8]:
-            bad(f"unknown container version {prefix[6:8]!r} (written by a newer nncore?)")
-        (hlen,) = struct.unpack("<Q", prefix[8:16])
-        if hlen > min(_MAX_HEADER, size - _PREFIX - _TRAILER):
-            bad(f"the header claims {hlen} bytes but the file is {size} bytes long (truncated or damaged)")
+        _check_prefix(prefix, size, bad)
         # The size was checked against the real file length: reading it allocates at most `size`.
         data = prefix + f.read(size - _PREFIX)
     if len(data) != size:
         bad("the file changed size while being read")
+    return _unpack(data, bad)
+
+
+def read_bytes(data):
+    """Verify and decode the bytes of a model file (as `write_bytes` gives them), with every check
+    `read_file` makes; return the header with the arrays in place. ValueError on any problem."""
+    def bad(reason):
+        raise ValueError(f"the bytes are not a valid nncore model file: {reason}")
+
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"read_bytes: expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < _PREFIX + _TRAILER:
+        bad(f"they are {len(data)} bytes long, shorter than the smallest valid file "
+            f"({_PREFIX + _TRAILER} bytes)")
+    _check_prefix(data[:_PREFIX], len(data), bad)
+    return _unpack(data, bad)
+
+
+def _check_prefix(prefix, size, bad):
+    if prefix[:6] != MAGIC[:6]:
+        bad("wrong magic bytes (not written by nncore, or the start of the file is damaged)")
+    if prefix[6:8] != MAGIC[6:8]:
+        bad(f"unknown container version {prefix[6:8]!r} (written by a newer nncore?)")
+    (hlen,) = struct.unpack("<Q", prefix[8:16])
+    if hlen > min(_MAX_HEADER, size - _PREFIX - _TRAILER):
+        bad(f"the header claims {hlen} bytes but the file is {size} bytes long (truncated or damaged)")
+
+
+def _unpack(data, bad):
+    """Checksum, header and array table of a whole file held in `data` (its prefix already checked)."""
+    size = len(data)
+    (hlen,) = struct.unpack("<Q", data[8:16])
     body, trailer = memoryview(data)[: size - _TRAILER], data[size - _TRAILER:]
     if trailer[: len(TRAILER_TAG)] != TRAILER_TAG:
         bad("the checksum trailer is missing (truncated, or bytes were appended)")
@@ -372,6 +415,18 @@ def save_model(model, path, include_optimizer=True, allow_nonfinite=False):
     allow_nonfinite : bool, default=False
         By default weights holding NaN/inf are refused with a ValueError.
     """
+    write_file(path, _model_file_header(model, include_optimizer, allow_nonfinite))
+
+
+def model_to_bytes(model, include_optimizer=True, allow_nonfinite=False):
+    """The bytes of the file `save_model` would write (same format, same checks), in memory.
+
+    `model_from_bytes` reads them back; a model pickles (and deep-copies) through this pair.
+    """
+    return write_bytes(_model_file_header(model, include_optimizer, allow_nonfinite))
+
+
+def _model_file_header(model, include_optimizer, allow_nonfinite):
     weights = [np.asarray(w) for w in model.get_weights()]
     if not allow_nonfinite:
         _check_finite_weights(weights, "weight")
@@ -379,7 +434,9 @@ def save_model(model, path, include_optimizer=True, allow_nonfinite=False):
     compile_config = getattr(model, "_compile_config", None)
     header["weights"] = weights
     header["compile"] = compile_config or None
-    state = _optimizer_state(model) if include_optimizer and compile_config else None
+    # an unbuilt model has no optimizer state yet (its slots are laid over the built buffer)
+    built = getattr(model, "built", True)
+    state = _optimizer_state(model) if include_optimizer and compile_config and built else None
     if state is not None and not allow_nonfinite:
         for key, value in state.items():
             if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
@@ -389,7 +446,7 @@ def save_model(model, path, include_optimizer=True, allow_nonfinite=False):
                 )
     header["optimizer_state"] = state
     header["extra"] = _model_extra(model)
-    write_file(path, header)
+    return header
 
 
 def _model_extra(model):
@@ -421,17 +478,16 @@ def _restore_extra(model, extra, bad):
 
 
 def _resolve_model_class(name, custom_objects, bad):
-    cls = get_registered_object(name, custom_objects)
-    if cls is not None:
-        return cls
-    from nncore import models
+    """A model class by name: registered by the user (or in custom_objects), else one of nncore's own
+    (nncore._registry.MODEL_CLASSES, filled by nncore.models)."""
+    from nncore._registry import MODEL_CLASSES
 
-    own = {"Sequential": models.Sequential}
-    if name not in own:
+    cls = get_registered_object(name, custom_objects) or MODEL_CLASSES.get(name)
+    if cls is None:
         from nncore.validation import unknown_name
 
-        bad(str(unknown_name("model class", name, list(own) + list(_REGISTERED))))
-    return own[name]
+        bad(str(unknown_name("model class", name, list(MODEL_CLASSES) + list(_REGISTERED))))
+    return cls
 
 
 def _check_layer_classes(config, custom_objects, bad):
@@ -451,38 +507,21 @@ def _check_layer_classes(config, custom_objects, bad):
                 "nncore.saving.register_serializable or pass custom_objects")
 
 
-def _check_parameter_count(config, weights, bad):
-    """Declare the architecture's parameters WITHOUT allocating them and compare their number
-    with the weights the file really holds: a hostile config (Dense(units=10**12)) must not
-    make load_model allocate more than the file's own size."""
-    from nncore import layers
-
+def _check_parameter_count(cls, config, weights, bad):
+    """Declare the architecture's parameters WITHOUT allocating them (the model class's
+    ``_config_param_count``) and compare their number with the weights the file really holds: a
+    hostile config (Dense(units=10**12)) must not make load_model allocate more than the file's own size."""
     if not isinstance(weights, list) or not all(isinstance(w, np.ndarray) for w in weights):
         bad("the weights entry is malformed")
+    count = getattr(cls, "_config_param_count", None)
+    if count is None:
+        return
     stored = sum(w.size for w in weights)
-    specs = config.get("layers")
-    if not isinstance(specs, list):
-        bad("the architecture has no 'layers' list")
-    shape, declared = None, 0
     try:
-        for spec in specs:
-            cls = layers.get_layer_class(spec["class_name"])
-            cfg = dict(spec.get("config") or {})
-            if cls is layers.InputLayer:
-                shape = (None,) + tuple(cls.from_config(cfg)._batch_input_shape[1:])
-                continue
-            layer = cls.from_config(cfg)
-            if shape is None:
-                shape = layer._batch_input_shape
-            if shape is None:  # an unbuilt model: nothing is allocated before fit/predict
-                return
-            shape = layer._build(shape)  # declares the parameter shapes, allocates nothing
-            declared += layer.count_params()
-            if declared > stored:
-                break
+        declared = count(config, limit=stored)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
         bad(f"cannot rebuild the architecture: {type(exc).__name__}: {exc}")
-    if declared != stored:
+    if declared is not None and declared != stored:   # None: an unbuilt model (nothing allocated yet)
         bad(f"the architecture declares {'at least ' if declared > stored else ''}{declared} parameters, "
             f"the file holds {stored}")
 
@@ -496,7 +535,7 @@ def _build_model(header, custom_objects, bad):
     cls = _resolve_model_class(spec["class_name"], custom_objects, bad)
     _check_layer_classes(spec["config"], custom_objects, bad)
     with _custom_scope(custom_objects):
-        _check_parameter_count(spec["config"], header.get("weights"), bad)
+        _check_parameter_count(cls, spec["config"], header.get("weights"), bad)
     try:
         with _custom_scope(custom_objects):
             return cls.from_config(spec["config"])
@@ -544,16 +583,27 @@ def load_model(path, custom_objects=None, compile=True):
     Only nncore's own classes, classes registered with `register_serializable`
     and those in `custom_objects` ({name: class}) can be named by the file.
     Raises ValueError for damaged files, unknown versions and unknown classes.
+    The model is rebuilt in the float dtype of its stored weights.
     """
-    header = read_file(path)
+    return _model_from_header(read_file(path), repr(os.fspath(path)), custom_objects, compile)
 
+
+def model_from_bytes(data, custom_objects=None, compile=True):
+    """`load_model` for the bytes `model_to_bytes` gave (every check of `load_model` holds)."""
+    return _model_from_header(read_bytes(data), "model bytes", custom_objects, compile)
+
+
+def _model_from_header(header, where, custom_objects, compile):
     def bad(reason):
-        raise ValueError(f"{os.fspath(path)!r}: {reason}")
+        raise ValueError(f"{where}: {reason}")
 
     if header.get("kind") != "model":
         bad(f"expected a saved model, got a file of kind {header.get('kind')!r} (use load_weights)")
-    model = _build_model(header, custom_objects, bad)
-    _set_weights(model, header.get("weights"), bad)
+    weights = header.get("weights")
+    floats = [w.dtype.name for w in weights or () if isinstance(w, np.ndarray) and w.dtype.kind == "f"]
+    with using_floatx(floats[0] if floats and floats[0] in ("float32", "float64") else floatx()):
+        model = _build_model(header, custom_objects, bad)
+    _set_weights(model, weights, bad)
     compile_config = header.get("compile")
     if compile and compile_config:
         try:

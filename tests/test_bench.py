@@ -114,6 +114,41 @@ def test_nncore_peer_matches_numpy_peer():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_inference_peers_match_the_nncore_peer():
+    # ONNX Runtime on the exported model and nncore's model(x) per batch: nncore's predict on the same
+    # weights, at batch 1 and at a batch that leaves a partial last one
+    ok, why = P.NncorePeer.available()
+    if not ok:
+        pytest.skip(why)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((11, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 11)
+    weights = [rng.normal(scale=0.5, size=s).astype(np.float32) for s in ((4, 6), (6,), (6, 5), (5,), (5, 3), (3,))]
+    for batch in (1, 4):
+        wl = Workload("p", (4, 6, 5, 3), batch, 11, task="predict")
+        ref = P.NncorePeer(wl, x, y)
+        ref.set_weights(weights)
+        p = ref.predict_all()
+        np.testing.assert_allclose(p, ref.model.predict(x, verbose=0), rtol=1e-6)
+        for cls in (P.OnnxRuntimePeer, P.NncoreCallPeer, P.NncorePredictOnBatchPeer):
+            if not cls.available()[0] or not cls.supports(wl)[0]:
+                continue
+            peer = cls(wl, x, y)
+            peer.set_weights(weights)
+            for threads in (2, 1):
+                peer.set_threads(threads)
+                np.testing.assert_allclose(peer.predict_all(), p, rtol=1e-5, atol=1e-6, err_msg=cls.name)
+                if cls is P.OnnxRuntimePeer:   # a new session for each thread count
+                    assert peer.sess.get_session_options().intra_op_num_threads == threads
+
+
+def test_inference_peers_do_not_train():
+    wl = get_workload("tiny")
+    for name in ("onnxruntime", "nncore_call", "nncore_pob"):
+        ok, why = P.supports(name, wl)
+        assert not ok and "inference only" in why
+
+
 def test_sklearn_peer_learns_iris():
     pytest.importorskip("sklearn")
     wl = get_workload("tiny")
@@ -158,6 +193,20 @@ def test_summarize_ratios_and_best_variant():
     line = next(t for t in table.splitlines() if t.startswith("| tiny | 16 | 10 | ? |"))
     assert "40.0 (36.0-52.0) ᵘ" in line and "20.00x" in line and "4.00x (NumPy)" in line
     assert "| tiny | 2 | NumPy | 60.0 | 40.0 | 1.50 |" in table
+
+
+def test_nncore_variants_have_ratios_but_are_never_the_fastest_peer():
+    raw = _row({"nncore": 10.0, "nncore_call": 5.0, "onnxruntime": 8.0, "torch": 30.0})
+    raw["task"] = "predict"
+    row = summarize(raw)
+    assert row["ratios"]["nncore_call"] == pytest.approx(0.5)
+    assert row["ratios"]["fastest"] == {"peer": "onnxruntime", "ratio": pytest.approx(0.8)}
+    train = summarize(_row({"nncore": 10.0, "torch": 30.0}))
+    train["unsupported"] = {"onnxruntime": "ONNX Runtime runs inference only"}
+    table = format_tables({"results": [train, row], "peers": {}, "memory": []})
+    train_table, predict_table = table.split("### Inference")[:2]
+    assert "ONNX Runtime" not in train_table.split("- ")[0] and "| nncore / ONNX Runtime |" in predict_table
+    assert "0.80x (ONNX Runtime)" in predict_table and "- ONNX Runtime on tiny: n/a (ONNX Runtime runs" in table
 
 
 def test_summarize_without_nncore_has_no_ratios():

@@ -435,7 +435,7 @@ def test_progbar_pipe_does_not_redraw():
     assert "\r" not in out and "\b" not in out
     lines = out.splitlines()
     assert lines[0] == "Epoch 1/2" and lines[2] == "Epoch 2/2" and len(lines) == 4
-    assert lines[1].startswith("50/50 [==============================]")
+    assert lines[1].startswith("50/50 " + "━" * 20 + " 0s ")     # Keras 3's line, without colors
     assert "step" in lines[1] and "val_loss: 0.7500" in lines[1] and "loss: 0.5000" in lines[1]
 
 
@@ -454,10 +454,12 @@ def test_progbar_terminal_redraws_in_place():
     out = stream.getvalue()
     frames = out.split("\r")[1:]
     assert len(frames) == 5  # one frame per batch, then the final frame with val_*
-    assert frames[0].startswith("1/4 [=======>......................] - 0s elapsed - ETA: 0s - ")
+    # Keras 3's frame: bold counter, 20-character bar (5 green, 15 grey), bold ETA, time per step
+    assert frames[0].startswith("\x1b[1m1/4\x1b[0m \x1b[32m" + "━" * 5 + "\x1b[0m\x1b[37m" + "━" * 15
+                                + "\x1b[0m \x1b[1m0s\x1b[0m ")
     assert frames[0].endswith("/step - loss: 1.0000")
     assert out.endswith("\n") and out.count("\n") == 1
-    assert frames[-1].startswith("4/4 [==============================] - ")
+    assert frames[-1].startswith("\x1b[1m4/4\x1b[0m \x1b[32m" + "━" * 20 + "\x1b[0m\x1b[37m\x1b[0m ")
     assert "val_loss: 0.5000" in frames[-1]
 
 
@@ -477,13 +479,13 @@ def test_progbar_evaluate_alone_and_silent_inside_fit():
     for b in range(5):
         cbs.on_test_batch_end(b, {"loss": 0.5})
     cbs.on_test_end({"loss": 0.5, "accuracy": 1.0})
-    assert stream.getvalue().splitlines()[-1].startswith("5/5 [")
+    assert stream.getvalue().splitlines()[-1].startswith("5/5 ━")
     # a pass whose batches were not reported still ends as complete
     stream = io.StringIO()
     cbs = C.CallbackList([C.ProgbarLogger(file=stream)], add_history=False, steps=3, verbose=1)
     cbs.on_predict_begin()
     cbs.on_predict_end()
-    assert stream.getvalue().startswith("3/3 [==============================]")
+    assert stream.getvalue().startswith("3/3 " + "━" * 20)
     # validation inside fit draws nothing of its own
     stream = io.StringIO()
     bar = C.ProgbarLogger(file=stream)
@@ -505,10 +507,10 @@ def test_progbar_standalone_average_unknown_target_and_coarse_log():
     bar = C.Progbar(None, file=stream, log_interval=0.0)
     bar.update(2, [("loss", 1.0)])
     bar.update(4, [("loss", 3.0)])  # non-stateful: averaged over steps (1*2 + 3*2) / 4
-    assert stream.getvalue().splitlines()[-1].startswith("4/Unknown")
+    assert stream.getvalue().splitlines()[-1].startswith("      4/Unknown 0s ")
     assert "loss: 2.0000" in stream.getvalue().splitlines()[-1]
     bar.update(5, [("loss", 0.5)], finalize=True)
-    assert stream.getvalue().splitlines()[-1].startswith("5/Unknown")
+    assert stream.getvalue().splitlines()[-1].startswith("      5/Unknown 0s ")
     assert "loss: 0.5000" in stream.getvalue().splitlines()[-1]
     with pytest.raises(ValueError, match="verbose"):
         C.Progbar(10, verbose=3)
@@ -601,12 +603,12 @@ def test_real_progress_output_to_a_pipe(capsys):
     assert "\r" not in out
     lines = out.splitlines()
     assert [ln for ln in lines if ln.startswith("Epoch")] == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
-    assert len(lines) == 6 and all("15/15 [" in ln for ln in lines[1::2])
+    assert len(lines) == 6 and all(ln.startswith("15/15 ━") for ln in lines[1::2])
     model.fit(x, y, epochs=2, batch_size=8, verbose=2)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4 and lines[1].startswith("15/15 - ") and "loss: " in lines[1]
     model.evaluate(x, y, verbose=1)
-    assert capsys.readouterr().out.startswith("4/4 [")
+    assert capsys.readouterr().out.startswith("4/4 ━")
 
 
 def test_real_early_stopping_restores_best_weights():

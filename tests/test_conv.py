@@ -1,6 +1,5 @@
 """Convolution and pooling: kernels against plain NumPy float64 references, layers against a direct
 convolution and central differences, a model on sklearn's digits, saving, errors."""
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from nncore.layers import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, D
                            GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Input,
                            MaxPooling1D, MaxPooling2D, get_layer_class)
 from reference_layers import ACTIVATIONS, numeric_grad
+from steady_state import peak_above_start
 
 
 # ------------------------------------------------------------------------------------- references
@@ -553,18 +553,12 @@ def test_steady_state_steps_allocate_no_work_buffers():
     model = _cnn()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(x, y, epochs=2, batch_size=64, verbose=0)          # buffers for the batch size exist now
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        model.fit(x, y, epochs=2, batch_size=64, verbose=0)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    above = peak_above_start(lambda: model.fit(x, y, epochs=2, batch_size=64, verbose=0))
     # the smallest per-batch work buffer (the last pool's 64 x 4 x 4 x 16 float32 output) is 64 KiB:
     # a fit of 8 steps that allocated any per-step buffer would peak above this
     smallest = 64 * 4 * 4 * 16 * 4
-    print("peak above the steady state during 2 epochs:", peak - base, "bytes")
-    assert peak - base < smallest, peak - base
+    print("peak above the steady state during 2 epochs:", above, "bytes")
+    assert above < smallest, above
 
 
 # ------------------------------------------------------------------------------------- errors

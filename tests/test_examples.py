@@ -60,3 +60,24 @@ def test_cnn_digits():
 def test_lstm_digits():
     res = _load("lstm_digits").main(epochs=15)
     assert res["accuracy"] > 0.92
+
+
+def test_export_onnx(tmp_path):
+    import pytest
+
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    res = _load("export_onnx").main(str(tmp_path / "digits.onnx"))
+    assert res["accuracy"] > 0.9 and res["max_diff"] < 1e-5
+
+def test_sklearn_pipeline():
+    res = _load("sklearn_pipeline").main(n_jobs=1, epochs=30, verbose=False)
+    assert res["accuracy"] > 0.93 and res["cv_accuracy"] > 0.93 and res["same_after_pickle"]
+
+
+def test_two_moons(tmp_path):
+    res = _load("two_moons").main(epochs=30, out=str(tmp_path / "moons"))
+    assert res["accuracy"] > 0.9
+    for path in res["paths"]:
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -8,12 +8,11 @@ group, under a timeout, with OMP_NUM_THREADS=2 so that the parent really
 uses a team of two before forking.
 """
 import os
-import signal
-import subprocess
 import sys
 import textwrap
 
 import pytest
+from subprocess_common import run_isolated
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 60
@@ -53,18 +52,8 @@ def run_script(tmp_path, body, timeout=TIMEOUT, env_extra=None):
     env["OMP_NUM_THREADS"] = "2"
     env.pop("KMP_DUPLICATE_LIB_OK", None)
     env.update(env_extra or {})
-    proc = subprocess.Popen(
-        [sys.executable, str(path)], cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"scenario hung (killed after {timeout} s); output:\n{out.decode(errors='replace')}")
-    text = out.decode(errors="replace")
-    assert proc.returncode == 0, text
+    returncode, text = run_isolated([sys.executable, str(path)], str(tmp_path), env, timeout)
+    assert returncode == 0, text
     assert "OMP: Error" not in text, text
     return text
 

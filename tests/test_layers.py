@@ -163,7 +163,8 @@ def test_dense_config_and_registry():
     assert get_layer_class("Twice") is Twice
     with pytest.raises(TypeError):
         register_layer(int)
-    assert Input(shape=(3,))._batch_input_shape == (None, 3)
+    assert Input(shape=(3,)).shape == (None, 3)                        # a symbolic tensor (Keras 3)
+    assert Input(shape=(3,)).node.layer._batch_input_shape == (None, 3)
     with pytest.raises(ValueError, match="shape"):
         Input()
 

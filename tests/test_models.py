@@ -1,6 +1,5 @@
 """Sequential: a network worked by hand, whole-model gradients, Keras fit/evaluate semantics,
 determinism, memory, callbacks and bad inputs."""
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from nncore.layers import Dense, Dropout, Flatten, Input
 from nncore.models import Sequential
 import reference_layers as ref
 from reference_layers import numeric_grad
+from steady_state import growth_between_epochs
 
 
 def sgd(lr):
@@ -158,24 +158,7 @@ def test_steady_state_epochs_allocate_nothing_that_persists():
     model = Sequential([Dense(16, activation="relu", input_dim=4, kernel_regularizer="l2"), Dropout(0.2),
                         Dense(3, "softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    snaps = {}
-
-    class Snap(nncore.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch in (1, 5):
-                snaps[epoch] = tracemalloc.take_snapshot()
-
-    tracemalloc.start()
-    try:
-        model.fit(x, labels, epochs=6, batch_size=16, verbose=0, validation_split=0.2,
-                  callbacks=[Snap()])                                             # 10 batches per epoch
-    finally:
-        tracemalloc.stop()
-    # only what nncore's own lines allocate (numpy arrays count at the nncore line that made them);
-    # the interpreter's lazy caches elsewhere would make the figure flaky
-    own = [tracemalloc.Filter(True, "*/nncore/*")]
-    later, first = snaps[5].filter_traces(own), snaps[1].filter_traces(own)
-    growth = sum(s.size_diff for s in later.compare_to(first, "filename") if s.size_diff > 0)
+    growth = growth_between_epochs(model, x, labels, batch_size=16, verbose=0, validation_split=0.2)  # 10 batches
     # 4 epochs x 10 steps: even one leaked 64-byte object per step would exceed this;
     # what remains is History's per-epoch entries
     print("persistent growth over 4 epochs:", growth, "bytes")

@@ -409,28 +409,14 @@ def test_default_names():
 
 
 def test_steady_state_batches_allocate_nothing_that_persists():
-    import tracemalloc
+    from steady_state import growth_between_epochs
     rng = np.random.default_rng(5)
     x = rng.standard_normal((160, 6, 3)).astype(np.float32)
     y = rng.integers(0, 2, 160)
     m = Sequential([LSTM(8, input_shape=(6, 3), return_sequences=True), GRU(6, return_sequences=True),
                     SimpleRNN(5), Dense(2, "softmax")])
     m.compile("adam", "sparse_categorical_crossentropy")
-    snaps = {}
-
-    class Snap(nncore.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch in (1, 5):
-                snaps[epoch] = tracemalloc.take_snapshot()
-
-    tracemalloc.start()
-    try:
-        m.fit(x, y, epochs=6, batch_size=16, verbose=0, callbacks=[Snap()])
-    finally:
-        tracemalloc.stop()
-    own = [tracemalloc.Filter(True, "*/nncore/*")]
-    later, first = snaps[5].filter_traces(own), snaps[1].filter_traces(own)
-    growth = sum(s.size_diff for s in later.compare_to(first, "filename") if s.size_diff > 0)
+    growth = growth_between_epochs(m, x, y, batch_size=16, verbose=0)
     assert growth < 3000, growth
 
 

@@ -596,3 +596,68 @@ def test_sigkill_during_model_save_leaves_a_loadable_model(tmp_path):
         ws = m.get_weights()
         i = ws[0].flat[0]
         assert i >= 1 and all(np.all(w == i) for w in ws)
+
+
+# ---- the in-memory form: bytes, pickle, deepcopy ----------------------------------------------------
+def test_bytes_form_equals_the_file_and_keeps_every_check(tmp_path):
+    rng = np.random.default_rng(7)
+    header = _sample_header(rng)
+    data = saving.write_bytes(header)
+    saving.write_file(tmp_path / "f", header)
+    assert (tmp_path / "f").read_bytes() == data
+    assert _equal(header, {k: v for k, v in saving.read_bytes(data).items()})
+    for trial in range(300):
+        damaged, what = _corrupt(data, rng)
+        if damaged == data:
+            continue
+        with pytest.raises(ValueError, match="not a valid nncore model file"):
+            saving.read_bytes(damaged)
+            pytest.fail(f"trial {trial}: {what} was not detected")
+    with pytest.raises(TypeError, match="expected bytes"):
+        saving.read_bytes("NNCORE")
+    with pytest.raises(ValueError, match="shorter than the smallest"):
+        saving.read_bytes(b"")
+
+
+def test_model_bytes_pickle_and_deepcopy_continue_bit_identically():
+    import copy
+    import pickle
+
+    x, _, y = _clf_data()
+    m = _model()                      # with Dropout: its generator state travels too
+    m.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    m.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    twins = [saving.model_from_bytes(saving.model_to_bytes(m)), pickle.loads(pickle.dumps(m)),
+             copy.deepcopy(m)]
+    assert b"nncore" in pickle.dumps(m) and b"numpy" not in pickle.dumps(m)   # no pickled arrays inside
+    runs = []
+    for model in [m] + twins:
+        nncore.set_seed(3)
+        runs.append((model.fit(x, y, epochs=2, batch_size=16, verbose=0).history["loss"],
+                     model.get_weights()))
+    for losses, weights in runs[1:]:
+        assert losses == runs[0][0]
+        for a, b in zip(weights, runs[0][1]):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="model bytes: expected a saved model"):
+        saving.model_from_bytes(saving.write_bytes({"kind": "weights"}))
+
+
+def test_a_model_loads_in_the_dtype_it_was_saved_in(tmp_path):
+    from nncore._config import using_floatx
+
+    with using_floatx("float64"):
+        m = nncore.Sequential([Input(shape=(3,)), Dense(2)])
+    assert nncore.floatx() == "float32" and m.weights[0].dtype == np.float64
+    m.save(tmp_path / "m")
+    for back in (nncore.load_model(tmp_path / "m"), saving.model_from_bytes(saving.model_to_bytes(m))):
+        assert all(w.dtype == np.float64 for w in back.weights)
+
+
+def test_unbuilt_compiled_model_round_trip(tmp_path):
+    m = nncore.Sequential([Dense(4, activation="relu"), Dense(1)])
+    m.compile(optimizer="adam", loss="mse")
+    m.save(tmp_path / "m")
+    back = nncore.load_model(tmp_path / "m")
+    assert not back.built and type(back.optimizer) is type(m.optimizer)
+    back.fit(np.ones((4, 3)), np.ones(4), verbose=0)

@@ -3,23 +3,27 @@
 Layer classes resolve by name only through `get_layer_class` (nncore's own
 plus those added with `register_layer`).
 """
+from nncore._graph import SymbolicTensor
 from nncore.layers.base import Input, InputLayer, Layer
 from nncore.layers.conv import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, GlobalAveragePooling1D,
                                  GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D,
                                  MaxPooling2D)
 from nncore.layers.core import Activation, Dense, Dropout, Flatten
 from nncore.layers.embedding import Embedding
+from nncore.layers.merge import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
 from nncore.layers.recurrent import GRU, LSTM, SimpleRNN
 
 __all__ = ["Layer", "Input", "InputLayer", "Dense", "Activation", "Dropout", "Flatten",
            "Conv1D", "Conv2D", "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
            "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
-           "SimpleRNN", "LSTM", "GRU", "Embedding", "get_layer_class", "register_layer"]
+           "SimpleRNN", "LSTM", "GRU", "Embedding", "get_layer_class", "register_layer",
+           "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot", "SymbolicTensor"]
 
 _REGISTRY = {cls.__name__: cls for cls in (InputLayer, Dense, Activation, Dropout, Flatten, Conv1D, Conv2D,
                                            MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
                                            GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalAveragePooling1D,
-                                           GlobalAveragePooling2D, SimpleRNN, LSTM, GRU, Embedding)}
+                                           GlobalAveragePooling2D, SimpleRNN, LSTM, GRU, Embedding,
+                                           Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, Dot)}
 
 
 def get_layer_class(name):

@@ -17,6 +17,7 @@ import numpy as np
 
 from nncore import _random, initializers, regularizers
 from nncore._config import floatx
+from nncore._graph import Node, SymbolicTensor, call_symbolic, is_symbolic
 
 MAX_CACHED_SHAPES = 8   # work-buffer sets kept per layer (one per batch shape)
 
@@ -25,6 +26,13 @@ def _snake_case(name):
     """Keras's default layer name of a class: Dense -> dense, Conv2D -> conv2d, MaxPooling2D -> max_pooling2d."""
     name = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _batch_free(shape):
+    """(None,) + the feature dimensions, for one shape (a tuple) or several (a list of tuples)."""
+    if isinstance(shape, list):
+        return [(None,) + tuple(s[1:]) for s in shape]
+    return (None,) + tuple(shape[1:])
 
 
 def _shape_tuple(shape, arg):
@@ -44,9 +52,17 @@ class Layer:
 
     Subclasses implement `build` (calling `add_weight`), `compute_output_shape`,
     `forward(x, training)` and `backward(dy)` (returning dx, or None when the
-    model says no earlier layer needs it).
+    model says no earlier layer needs it). A layer taking several inputs gets
+    a list of shapes in `build`/`compute_output_shape` and a list of arrays in
+    `forward`, and returns a list of dx from `backward`; one with several
+    outputs returns a list of shapes from `compute_output_shape` (see
+    nncore/_graph.py for the whole protocol).
+
+    Calling a layer on symbolic tensors (``nncore.Input``) records a node of a
+    functional model; calling it on arrays runs it at once.
     """
     _counters = {}
+    _tensor_kwargs = ()   # keyword arguments of a call that may carry symbolic tensors (e.g. initial_state)
 
     def __init__(self, name=None, input_shape=None, batch_input_shape=None):
         if name is None:
@@ -82,17 +98,20 @@ class Layer:
         self.built = True
 
     def _build(self, input_shape):
-        input_shape = tuple(input_shape)
+        """Build for `input_shape` (a tuple; a list of tuples for several inputs) once; returns the
+        output shape (a tuple; a list of tuples for several outputs)."""
+        input_shape = list(map(tuple, input_shape)) if isinstance(input_shape, list) else tuple(input_shape)
         if self.built:
-            if self._specs and tuple(input_shape[1:]) != tuple(self.input_shape[1:]):
+            if self._specs and _batch_free(input_shape) != _batch_free(self.input_shape):
                 raise ValueError(f"layer {self.name!r} ({type(self).__name__}) was built for inputs of shape "
                                  f"{self.input_shape}, got {input_shape}")
             return self.output_shape
         self._specs = []
         self.build(input_shape)
         self.built = True
-        self.input_shape = (None,) + input_shape[1:]
-        self.output_shape = tuple(self.compute_output_shape(self.input_shape))
+        self.input_shape = _batch_free(input_shape)
+        out = self.compute_output_shape(self.input_shape)
+        self.output_shape = list(map(tuple, out)) if isinstance(out, list) else tuple(out)
         return self.output_shape
 
     def count_params(self):
@@ -159,8 +178,21 @@ class Layer:
     def backward(self, dy):
         raise NotImplementedError
 
-    def __call__(self, x, training=False):
-        """Run the layer on its own: builds (with parameters of its own) on first use; returns a new array."""
+    def __call__(self, inputs, *args, **kwargs):
+        """On symbolic tensors: record a node of a functional model and return its output tensor(s).
+        On arrays: run the layer on its own (``layer(x, training=False)``), see `_call_eager`."""
+        if is_symbolic(inputs) or any(is_symbolic(v) for v in kwargs.values()):
+            if args:
+                raise TypeError(f"layer {self.name!r} ({type(self).__name__}): a call on symbolic tensors takes "
+                                "the inputs and keyword arguments only")
+            return call_symbolic(self, inputs, kwargs)
+        return self._call_eager(inputs, *args, **kwargs)
+
+    def _call_eager(self, x, training=False):
+        """Run the layer on its own: builds (with parameters of its own) on first use; returns new array(s).
+        `x` is an array, or a list of arrays for a layer taking several inputs."""
+        if isinstance(x, (list, tuple)):
+            return self._call_eager_list([np.asarray(a) for a in x], training)
         x = np.asarray(x)
         if x.ndim < 2:
             raise ValueError(f"layer {self.name!r}: expected a batch of inputs (at least 2-D), got shape {x.shape}")
@@ -178,7 +210,16 @@ class Layer:
         else:
             dtype = np.dtype(floatx())
         x = np.ascontiguousarray(x, dtype=dtype)
-        return self.forward(x, training).copy()
+        return _copies(self.forward(x, training))
+
+    def _call_eager_list(self, xs, training):
+        if not xs or any(a.ndim < 2 for a in xs):
+            raise ValueError(f"layer {self.name!r}: expected a list of batches of inputs (each at least 2-D), "
+                             f"got shapes {[a.shape for a in xs]}")
+        if not self.built:
+            self._build([a.shape for a in xs])
+        dtype = next((a.dtype for a in xs if a.dtype in (np.float32, np.float64)), np.dtype(floatx()))
+        return _copies(self.forward([np.ascontiguousarray(a, dtype=dtype) for a in xs], training))
 
     def _check_features(self, x):
         if x.shape[1:] != self.input_shape[1:]:
@@ -200,8 +241,16 @@ class Layer:
         return f"<{type(self).__name__} name={self.name!r}>"
 
 
+def _copies(y):
+    return [a.copy() for a in y] if isinstance(y, (list, tuple)) else y.copy()
+
+
 class InputLayer(Layer):
-    """The model input: fixes the input shape (without the batch dimension)."""
+    """The model input: fixes the input shape (without the batch dimension).
+
+    Its output, ``layer.output`` (what ``nncore.Input`` returns), is the symbolic tensor a
+    functional model starts from.
+    """
 
     def __init__(self, shape=None, batch_size=None, name=None, batch_shape=None):
         if batch_shape is not None:
@@ -214,6 +263,16 @@ class InputLayer(Layer):
         super().__init__(name=name)
         self.batch_size = batch_size
         self._batch_input_shape = (None,) + shape
+        self.built = True
+        self.input_shape = self.output_shape = self._batch_input_shape
+        node = Node(self, ())
+        node.outputs = (SymbolicTensor(self._batch_input_shape, node, 0),)
+        self._tensor = node.outputs[0]
+
+    @property
+    def output(self):
+        """The symbolic tensor of this input."""
+        return self._tensor
 
     def forward(self, x, training=False):
         return x
@@ -225,6 +284,23 @@ class InputLayer(Layer):
         return {"name": self.name, "batch_shape": list(self._batch_input_shape)}
 
 
-def Input(shape=None, batch_size=None, name=None):
-    """The input of a Sequential model: ``Input(shape=(n_features,))``."""
-    return InputLayer(shape=shape, batch_size=batch_size, name=name)
+def Input(shape=None, batch_size=None, name=None, batch_shape=None):
+    """A symbolic input tensor: where a functional model starts, or the first entry of a Sequential.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The shape of one sample (without the batch dimension), e.g. ``(8,)`` or ``(28, 28, 1)``.
+    batch_size : int, optional
+        Recorded only (nncore models take any batch size).
+    name : str, optional
+        The input's name: the key of this input when arrays are given as a dict.
+    batch_shape : tuple, optional
+        ``(batch, ...)`` instead of `shape`.
+
+    Returns
+    -------
+    SymbolicTensor
+        Call layers on it, then ``nncore.models.Model(inputs, outputs)``.
+    """
+    return InputLayer(shape=shape, batch_size=batch_size, name=name, batch_shape=batch_shape).output

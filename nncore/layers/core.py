@@ -145,7 +145,7 @@ class Dense(Layer):
         z, y, delta, _ = self._cur
         return self.backward_logits(_act_delta(self, dy, z, y, delta))
 
-    def forward_logits(self, x):
+    def forward_logits(self, x, training=True):
         """Training forward that stops at z = x W + b; returns (z, y buffer for the probabilities)."""
         if x.shape[1:] != self.kernel.shape[:1]:
             self._check_features(x)
@@ -210,7 +210,7 @@ class Activation(Layer):
                           self._n_threads)
         return dx
 
-    def forward_logits(self, x):
+    def forward_logits(self, x, training=True):
         """Training forward for the fused loss: z is the input itself; returns (z, y buffer)."""
         self._dtype = x.dtype
         bufs = self._bufs.get(x.shape)
@@ -323,9 +323,19 @@ class DenseChain:
         self._packed = [None] * len(self.layers)
 
     @classmethod
-    def of(cls, layers, input_ndim):
-        """A chain over `layers` when they are all Dense over 2-D inputs, else None."""
-        if input_ndim != 2 or not layers or not all(type(layer) is Dense and layer.built for layer in layers):
+    def of(cls, plan):
+        """A chain over the plan's layers when the model is one chain of built Dense layers over 2-D
+        inputs (one input, one output, each layer reading the one before), else None."""
+        nodes, layers = plan.nodes, plan.executors
+        if (plan.n_inputs != 1 or len(plan.out_slots) != 1 or not nodes or len(plan.tensors[0].shape) != 2
+                or not all(type(layer) is Dense and layer.built for layer in layers)):
+            return None
+        prev = plan.tensors[0]
+        for node in nodes:
+            if node.many or node.kwargs or len(node.inputs) != 1 or node.inputs[0] is not prev:
+                return None
+            prev = node.outputs[0]
+        if plan.slot[id(prev)] != plan.out_slots[0]:
             return None
         return cls(layers)
 
