@@ -108,3 +108,20 @@ def test_predict_of_a_dense_model_equals_the_layer_by_layer_forward(dtype):
             m.predict(x, batch_size=256, verbose=0)
     finally:
         nncore.set_floatx("float32")
+
+
+def test_predict_takes_the_chain_only_for_a_chain_of_dense_layers():
+    from nncore.layers import Dropout
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((50, 6)).astype(np.float32)
+    dense = Sequential([Dense(7, activation="relu", input_dim=6), Dense(3, activation="softmax")])
+    other = Sequential([Dense(7, activation="relu", input_dim=6), Dropout(0.5), Dense(3, activation="softmax")])
+    for m in (dense, other):
+        m.compile("adam", "sparse_categorical_crossentropy")
+        m.predict(x, verbose=0)
+    assert dense._dense_chain() is not None
+    assert other._dense_chain() is None
+    h = x
+    for layer in other._layers:
+        h = layer.forward(h, False)
+    np.testing.assert_allclose(other.predict(x, verbose=0), h, rtol=1e-6)
