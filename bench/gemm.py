@@ -100,33 +100,28 @@ def interleaved(fns, now, rounds):
 
 
 def peer_calls(a, b, c, ta, tb, nt):
-    """name -> callable for every peer available, each computing C = op(A) op(B) on nt threads."""
-    from threadpoolctl import threadpool_limits
-
+    """name -> callable for every peer available, each computing C = op(A) op(B) on nt threads (the
+    caller holds the BLAS thread limit and has set PyTorch's thread count)."""
     from nncore._kernels.gemm import gemm
 
     A, B = (a.T if ta else a), (b.T if tb else b)
-
-    def with_blas(fn):
-        def run():
-            with threadpool_limits(limits=nt, user_api="blas"):
-                fn()
-        return run
-
-    fns = {"nncore": lambda: gemm(a, b, c, ta, tb, n_threads=nt),
-           "numpy": with_blas(lambda: np.matmul(A, B, out=c))}
+    fns = {"nncore": lambda: gemm(a, b, c, ta, tb, n_threads=nt), "numpy": lambda: np.matmul(A, B, out=c)}
     try:
         import torch
     except ImportError:
         return fns
     ta_, tb_, tc = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(c)
     At, Bt = (ta_.T if ta else ta_), (tb_.T if tb else tb_)
-
-    def run_torch():
-        torch.set_num_threads(nt)
-        torch.matmul(At, Bt, out=tc)
-    fns["torch"] = run_torch
+    fns["torch"] = lambda: torch.matmul(At, Bt, out=tc)
     return fns
+
+
+def torch_threads(nt):
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(nt)
 
 
 def time_numpy_only(shapes, dtypes, threads, clock_name, rounds):
@@ -200,6 +195,8 @@ def main():
         print(json.dumps(time_numpy_only(shapes, dtypes, threads, args.clock, args.rounds)))
         return
     sys.path.insert(0, ROOT)
+    from threadpoolctl import threadpool_limits
+
     from nncore._kernels import runtime
 
     if args.simd:
@@ -214,7 +211,9 @@ def main():
             a, b, c = operands(m, n, k, ta, tb, dtype)
             for nt in threads:
                 now = CLOCK[args.clock] if nt == 1 else time.perf_counter
-                res[f"{dtype}|{label}|{nt}"] = interleaved(peer_calls(a, b, c, ta, tb, nt), now, args.rounds)
+                torch_threads(nt)
+                with threadpool_limits(limits=nt, user_api="blas"):
+                    res[f"{dtype}|{label}|{nt}"] = interleaved(peer_calls(a, b, c, ta, tb, nt), now, args.rounds)
                 print(f"{dtype} {label} {nt}: " + ", ".join(
                     f"{p} {2 * m * n * k / t / 1e9:.1f}" for p, t in res[f'{dtype}|{label}|{nt}'].items()),
                     file=sys.stderr)
