@@ -59,6 +59,8 @@ def main(argv=None):
     rec_mod._rnn = Cells
     for mod, name, label in ((rec_mod, "gemm", _gemm_role), (rec_mod, "gemm_packed", _packed_role),
                              (rec_mod, "pack_b", "pack U and U^T (once per batch)"),
+                             (rec_mod, "lstm_seq_forward", "LSTM steps forward: z_t += h U, cell (one call)"),
+                             (rec_mod, "lstm_seq_backward", "LSTM steps backward: cell, dh += delta U^T (one call)"),
                              (rec_mod, "_colsum", "colsum (LSTM bias)"),
                              (core_mod, "gemm", "Dense gemms"), (core_mod, "_colsum", "colsum (Dense bias)")):
         saved[(mod, name)] = getattr(mod, name)

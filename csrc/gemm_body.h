@@ -312,23 +312,24 @@ static int NC_NAME(gemm_packed_ok)(const REAL *packed, int level, ptrdiff_t k, p
     return head[0] == NC_GEMM_PACK_TAG && head[1] == level && head[2] == k && head[3] == n;
 }
 
+/* C := act(A B + beta C + bias) on this thread, B packed whole (gemm_pack_whole). */
 static void NC_NAME(gemm_serial_at)(int level, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
-                                    REAL *C, ptrdiff_t ldc, const REAL *bias, int act, REAL act_alpha, REAL *work,
-                                    const REAL *bpack, ptrdiff_t ntot)
+                                    REAL beta, REAL *C, ptrdiff_t ldc, const REAL *bias, int act, REAL act_alpha,
+                                    REAL *work, const REAL *bpack, ptrdiff_t ntot)
 {
     switch (level) {
 #if NC_GEMM_X86
     case NC_SIMD_AVX512:
-        NC_NAME(gemm_serial_avx512)(0, 0, m, n, k, 1, A, lda, NULL, 0, 0, C, ldc, bias, act, act_alpha, 0, work,
+        NC_NAME(gemm_serial_avx512)(0, 0, m, n, k, 1, A, lda, NULL, 0, beta, C, ldc, bias, act, act_alpha, 0, work,
                                     bpack, ntot, 0);
         break;
     case NC_SIMD_AVX2:
-        NC_NAME(gemm_serial_avx2)(0, 0, m, n, k, 1, A, lda, NULL, 0, 0, C, ldc, bias, act, act_alpha, 0, work,
+        NC_NAME(gemm_serial_avx2)(0, 0, m, n, k, 1, A, lda, NULL, 0, beta, C, ldc, bias, act, act_alpha, 0, work,
                                   bpack, ntot, 0);
         break;
 #endif
     default:
-        NC_NAME(gemm_serial_generic)(0, 0, m, n, k, 1, A, lda, NULL, 0, 0, C, ldc, bias, act, act_alpha, 0, work,
+        NC_NAME(gemm_serial_generic)(0, 0, m, n, k, 1, A, lda, NULL, 0, beta, C, ldc, bias, act, act_alpha, 0, work,
                                      bpack, ntot, 0);
     }
 }
@@ -367,8 +368,8 @@ static int NC_NAME(dense_chain_rows)(int level, ptrdiff_t i0, ptrdiff_t i1, int 
             ptrdiff_t n = dims[l + 1], ntot = (n + nr - 1) / nr * nr;
             REAL *out = l == L - 1 ? y + r0 * n : act_buf[l % 2];
             int code = act[l] < 0 ? NC_ACT_LINEAR : act[l];
-            NC_NAME(gemm_serial_at)(level, rows, n, dims[l], in, ld_in, out, n, bias[l], code, act_alpha[l], work,
-                                    packed[l] + NC_GEMM_PACK_HEAD, ntot);
+            NC_NAME(gemm_serial_at)(level, rows, n, dims[l], in, ld_in, 0, out, n, bias[l], code, act_alpha[l],
+                                    work, packed[l] + NC_GEMM_PACK_HEAD, ntot);
             if (act[l] < 0) NC_NAME(softmax_forward)(out, out, rows, n);
             in = out, ld_in = n;
         }
@@ -414,6 +415,9 @@ int NC_NAME(dense_chain)(ptrdiff_t m, int L, const ptrdiff_t *dims, const REAL *
     }
     return failed ? -1 : nonfinite;
 }
+
+/* ---- the step loop of an LSTM over a whole sequence --------------------------- */
+#include "gemm_rnn_body.h"
 
 #undef NC_GEMM_PACK_HEAD
 #undef NC_GEMM_PACK_TAG

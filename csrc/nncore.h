@@ -154,6 +154,35 @@ int nc_dense_chain_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double *
                        const double *const *bias, const int *act, const double *act_alpha, int check_finite,
                        const double *x /* in */, double *y /* out */, int nthreads);
 
+/* The step loop of an LSTM over a whole sequence of T steps of B rows, in
+ * one call (rows are independent through time: each thread takes a block of
+ * rows through every step, the product of a step then its cell while the
+ * rows are in cache). Time-major, u units, G = 4u, cells as
+ * nc_lstm_cell_forward/backward. Forward: z (T, B, G) holds x W + b on entry
+ * and the gates on exit; h (T+1, B, u) with h[0] the initial state, h[t+1] =
+ * h_t; c (T+1, B, u) likewise; tc (T, B, u); `packed` is U (u x G) from
+ * nc_gemm_pack_b; z_t += h_{t-1} U runs from t = 1, or from t = 0 when
+ * with_h0. Backward: packed_t is U^T (G x u) packed; dh (T+1, B, u) holds
+ * dL/dh_t from the outputs at [t+1] on entry, and gets dh_{t-1} += delta_t
+ * U^T at [t] (for t = 0 too when with_h0: dh[0] is then the initial
+ * state's, else untouched); dc (B, u) holds dL/dc_{T-1} on entry and dL/dc_{-1} on exit;
+ * delta (T, B, G) = dL/dz. Returns 0; -2 if the packed kernel holds another
+ * shape or SIMD level; -1 if out of memory. */
+int nc_lstm_seq_forward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract, float ralpha,
+                            const float *packed, int with_h0, float *z /* inout */, float *c /* inout */,
+                            float *tc /* out */, float *h /* inout */, int nthreads);
+int nc_lstm_seq_forward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, double alpha, int ract, double ralpha,
+                            const double *packed, int with_h0, double *z /* inout */, double *c /* inout */,
+                            double *tc /* out */, double *h /* inout */, int nthreads);
+int nc_lstm_seq_backward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract, float ralpha,
+                             const float *packed_t, int with_h0, const float *gates, const float *c,
+                             const float *tc, float *dh /* inout */, float *dc /* inout */, float *delta /* out */,
+                             int nthreads);
+int nc_lstm_seq_backward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, double alpha, int ract, double ralpha,
+                             const double *packed_t, int with_h0, const double *gates, const double *c,
+                             const double *tc, double *dh /* inout */, double *dc /* inout */,
+                             double *delta /* out */, int nthreads);
+
 /* The oracle: a plain triple loop with the same contract (no epilogue). */
 void nc_gemm_ref_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                      float alpha, const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,

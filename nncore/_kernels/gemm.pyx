@@ -230,3 +230,126 @@ def gemm_ref(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0, 
             nc_gemm_ref_f64(trans_a, trans_b, m, n, k, alpha, <double*>pa, lda,
                             <double*>pb, ldb, beta, <double*>pc, n)
     return c
+
+
+cdef int _cell_act(str fn, int act, str name) except -1:
+    if act < 0 or act >= NC_ACT_COUNT or nc_act_needs_input(act):
+        raise ValueError(f"{fn}: {name} {act} is not an activation code whose derivative follows from its "
+                         "output")
+    return 0
+
+
+cdef int _seq(str fn, object a, str name, int code, Py_ssize_t T, Py_ssize_t B, Py_ssize_t w, bint out) except -1:
+    """a is a C-contiguous (T, B, w) array of the dtype `code`."""
+    _same_real(a, name, code)
+    _ndim(a, name, 3)
+    if a.shape[0] != T or a.shape[1] != B or a.shape[2] != w:
+        raise ValueError(f"{fn}: {name}: expected shape ({T}, {B}, {w}), got {a.shape}")
+    if out:
+        _writable(a, name)
+    return 0
+
+
+cdef int _packed_for(str fn, object packed, int code, Py_ssize_t k, Py_ssize_t n) except -1:
+    _same_real(packed, "packed", code)
+    _ndim(packed, "packed", 1)
+    cdef Py_ssize_t need = nc_gemm_pack_size_f32(k, n) if code == 0 else nc_gemm_pack_size_f64(k, n)
+    if packed.shape[0] != need:
+        raise ValueError(f"{fn}: packed holds {packed.shape[0]} elements, a kernel of shape ({k}, {n}) needs "
+                         f"{need} at this SIMD level; pack it again")
+    return 0
+
+
+def lstm_seq_forward(int act, double alpha, int ract, double ralpha, packed, z, c, tc, h, bint with_h0=False,
+                     int n_threads=1):
+    """The LSTM's step loop over a whole time-major sequence in one call; returns h.
+
+    For each step t: z_t += h_{t-1} U (from t = 1, or from t = 0 when with_h0), then the cell
+    (`nncore._kernels.rnn.lstm_cell_forward`), a block of rows through every step. z (T, B, 4u): x W + b
+    in, the gates out; c and h (T + 1, B, u), the initial state at [0], c_t and h_t written at [t + 1];
+    tc (T, B, u) = a(c_t); packed: U (u, 4u) from `pack_b`.
+    """
+    _cell_act("lstm_seq_forward", act, "act")
+    _cell_act("lstm_seq_forward", ract, "ract")
+    cdef int code = _real(z, "z")
+    _ndim(z, "z", 3)
+    cdef Py_ssize_t T = z.shape[0], B = z.shape[1], G = z.shape[2], u = G // 4
+    if G % 4 or u == 0:
+        raise ValueError(f"lstm_seq_forward: z must have 4 * units columns, got shape {z.shape}")
+    _seq("lstm_seq_forward", z, "z", code, T, B, G, True)
+    _seq("lstm_seq_forward", c, "c", code, T + 1, B, u, True)
+    _seq("lstm_seq_forward", h, "h", code, T + 1, B, u, True)
+    _seq("lstm_seq_forward", tc, "tc", code, T, B, u, True)
+    _packed_for("lstm_seq_forward", packed, code, u, G)
+    cdef void *pp = _ptr(packed)
+    cdef void *pz = _ptr(z)
+    cdef void *pc = _ptr(c)
+    cdef void *ptc = _ptr(tc)
+    cdef void *ph = _ptr(h)
+    cdef int rc
+    if code == 0:
+        with nogil:
+            rc = nc_lstm_seq_forward_f32(T, B, u, act, <float>alpha, ract, <float>ralpha, <float*>pp, with_h0,
+                                         <float*>pz, <float*>pc, <float*>ptc, <float*>ph, n_threads)
+    else:
+        with nogil:
+            rc = nc_lstm_seq_forward_f64(T, B, u, act, alpha, ract, ralpha, <double*>pp, with_h0,
+                                         <double*>pz, <double*>pc, <double*>ptc, <double*>ph, n_threads)
+    _seq_rc("lstm_seq_forward", rc)
+    return h
+
+
+def lstm_seq_backward(int act, double alpha, int ract, double ralpha, packed_t, gates, c, tc, dh, dc, delta,
+                      bint with_h0=False, int n_threads=1):
+    """The LSTM's backward step loop over a whole time-major sequence in one call; returns delta.
+
+    For t = T-1 .. 0: the cell backward (`nncore._kernels.rnn.lstm_cell_backward`: delta_t, and dc from
+    dL/dc_t to dL/dc_{t-1}), then dh_{t-1} += delta_t U^T for t >= 1. gates (T, B, 4u) and c (T + 1, B, u),
+    tc (T, B, u) from `lstm_seq_forward`; dh (T + 1, B, u): dL/dh_t from the outputs at [t + 1],
+    updated in place (dh[t] += delta_t U^T; dh[0], the initial state's, only when with_h0); dc (B, u):
+    dL/dc_{T-1} in, dL/dc_{-1} out; delta (T, B, 4u) out; packed_t: U^T from ``pack_b(U, trans_b=True)``.
+    """
+    _cell_act("lstm_seq_backward", act, "act")
+    _cell_act("lstm_seq_backward", ract, "ract")
+    cdef int code = _real(gates, "gates")
+    _ndim(gates, "gates", 3)
+    cdef Py_ssize_t T = gates.shape[0], B = gates.shape[1], G = gates.shape[2], u = G // 4
+    if G % 4 or u == 0:
+        raise ValueError(f"lstm_seq_backward: gates must have 4 * units columns, got shape {gates.shape}")
+    _seq("lstm_seq_backward", c, "c", code, T + 1, B, u, False)
+    _seq("lstm_seq_backward", tc, "tc", code, T, B, u, False)
+    _seq("lstm_seq_backward", dh, "dh", code, T + 1, B, u, True)
+    _seq("lstm_seq_backward", delta, "delta", code, T, B, G, True)
+    _same_real(dc, "dc", code)
+    _shape2(dc, "dc", B, u)
+    _writable(dc, "dc")
+    _packed_for("lstm_seq_backward", packed_t, code, G, u)
+    cdef void *pp = _ptr(packed_t)
+    cdef void *pg = _ptr(gates)
+    cdef void *pc = _ptr(c)
+    cdef void *ptc = _ptr(tc)
+    cdef void *pdh = _ptr(dh)
+    cdef void *pdc = _ptr(dc)
+    cdef void *pd = _ptr(delta)
+    cdef int rc
+    if code == 0:
+        with nogil:
+            rc = nc_lstm_seq_backward_f32(T, B, u, act, <float>alpha, ract, <float>ralpha, <float*>pp, with_h0,
+                                          <float*>pg, <float*>pc, <float*>ptc, <float*>pdh, <float*>pdc,
+                                          <float*>pd, n_threads)
+    else:
+        with nogil:
+            rc = nc_lstm_seq_backward_f64(T, B, u, act, alpha, ract, ralpha, <double*>pp, with_h0,
+                                          <double*>pg, <double*>pc, <double*>ptc, <double*>pdh, <double*>pdc,
+                                          <double*>pd, n_threads)
+    _seq_rc("lstm_seq_backward", rc)
+    return delta
+
+
+cdef int _seq_rc(str fn, int rc) except -1:
+    if rc == -2:
+        raise ValueError(f"{fn}: the packed kernel holds another shape or was packed for another SIMD level; "
+                         "pack it again")
+    if rc != 0:
+        raise MemoryError(f"{fn}: no memory for the workspace")
+    return 0

@@ -26,7 +26,7 @@ from nncore import activations as _activations
 from nncore import initializers, regularizers
 from nncore._kernels import elementwise as _ew
 from nncore._kernels import rnn as _rnn
-from nncore._kernels.gemm import gemm, gemm_packed, pack_b
+from nncore._kernels.gemm import gemm, gemm_packed, lstm_seq_backward, lstm_seq_forward, pack_b
 from nncore.layers.base import Layer
 from nncore.layers.core import _serialize
 
@@ -132,7 +132,8 @@ class _Recurrent(Layer):
         b.h = np.zeros((T + 1, n, u), dt)             # h[0] = 0 (initial state), h[t + 1] = h_t
         # x W + b, then the gates (SimpleRNN: written into h[1:], which the steps activate in place)
         b.z = np.empty((T, n, G), dt) if self._gates > 1 else b.h[1:]
-        b.dh = np.empty((T, n, u), dt)                # dL/dh_t
+        b.dh_all = np.empty((T + 1, n, u), dt)        # [0]: dL/dh of the initial state (unused here)
+        b.dh = b.dh_all[1:]                           # dL/dh_t
         b.d = np.empty((T, n, G), dt)                 # delta_t = dL/dz_t
         b.y = np.empty((n, T, u), dt) if self.return_sequences else b.h[T]
         b.dxt = np.empty((T, n, D), dt) if self._need_dx else None
@@ -315,21 +316,15 @@ class LSTM(_Recurrent):
         b.dc = np.empty((n, u), dt)                   # dL/dc carried backwards
 
     def _forward_steps(self, b):
-        z, h, c, tc, U, nt = b.z, b.h, b.c, b.tc, self._packed_U(b), self._n_threads
-        a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
-        for t in range(z.shape[0]):
-            if t:
-                gemm_packed(h[t], U, z[t], beta=1.0, n_threads=nt)              # z_t += h_{t-1} U
-            _rnn.lstm_cell_forward(a, al, ra, ral, z[t], c[t], c[t + 1], tc[t], h[t + 1], nt)
+        # per step: z_t += h_{t-1} U, then the cell; the whole loop is one kernel call
+        lstm_seq_forward(self._code, self._alpha, self._rcode, self._ralpha, self._packed_U(b), b.z, b.c, b.tc,
+                         b.h, n_threads=self._n_threads)
 
     def _backward_steps(self, b):
-        z, c, tc, dh, d, Ut, nt = b.z, b.c, b.tc, b.dh, b.d, self._packed_U(b, trans=True), self._n_threads
-        a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
+        # per step, reversed: the cell's delta_t, then dh_{t-1} += delta_t U^T; one kernel call
         b.dc.fill(0)
-        for t in range(z.shape[0] - 1, -1, -1):
-            _rnn.lstm_cell_backward(a, al, ra, ral, z[t], c[t], tc[t], dh[t], b.dc, d[t], nt)
-            if t:
-                gemm_packed(d[t], Ut, dh[t - 1], beta=1.0, n_threads=nt)            # dh_{t-1} += delta U^T
+        lstm_seq_backward(self._code, self._alpha, self._rcode, self._ralpha, self._packed_U(b, trans=True), b.z,
+                          b.c, b.tc, b.dh_all, b.dc, b.d, n_threads=self._n_threads)
 
     def get_config(self):
         cfg = super().get_config()
