@@ -40,7 +40,7 @@ if __package__ in (None, ""):  # run as a script: python bench/run.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     __package__ = "bench"
 
-from bench import ORIGINAL_ENV  # noqa: E402
+from bench import CHILD_CWD, ORIGINAL_ENV, child_env  # noqa: E402
 from bench.peers import BLAS_PEERS, NNCORE_VARIANTS, PEER_ORDER, get_peer_class  # noqa: E402
 from bench.workloads import TRAIN_WORKLOADS, WORKLOADS, get_workload, make_data  # noqa: E402
 
@@ -117,6 +117,9 @@ def parse_args(argv=None):
     p.add_argument("--render", metavar="JSON", default=None,
                    help="measure nothing: print (and with --markdown write) the tables of an earlier JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--simd", choices=("generic", "avx2", "avx512"), default=None,
+                   help="run every nncore kernel at this SIMD level (nncore.set_simd_level; default: the best "
+                        "this CPU runs); the level is in the tables' machine line")
     args = p.parse_args(argv)
     if args.quick:
         given = set(argv if argv is not None else sys.argv[1:])
@@ -273,9 +276,8 @@ class Worker:
     """The subprocess of bench/worker.py, environment without the OPENBLAS variables."""
 
     def __init__(self):
-        env = {k: v for k, v in ORIGINAL_ENV.items() if k not in BLAS_ENV_VARS}
-        env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.worker"], cwd=REPO_ROOT, env=env,
+        env = child_env({k: v for k, v in ORIGINAL_ENV.items() if k not in BLAS_ENV_VARS})
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.worker"], cwd=CHILD_CWD, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
 
     def call(self, **req):
@@ -653,11 +655,10 @@ def measure_memory(args):
     threads = max(args.threads)
     for w in args.memory:
         for p in args.memory_peers:
-            env = dict(ORIGINAL_ENV)
-            env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+            env = child_env(ORIGINAL_ENV)
             cmd = [sys.executable, "-m", "bench.memory", p, w, str(threads), str(args.max_samples)]
             _log(args, f"memory: {p} on {w}")
-            proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+            proc = subprocess.run(cmd, cwd=CHILD_CWD, env=env, capture_output=True, text=True)
             if proc.returncode != 0:
                 out.append({"peer": p, "workload": w, "error": proc.stderr.strip().splitlines()[-1:]})
                 continue
@@ -710,6 +711,14 @@ def main(argv=None):
     if not live:
         print("no peer is available", file=sys.stderr)
         return 1
+    if args.simd is not None and "nncore" in live:
+        import nncore
+
+        try:
+            nncore.set_simd_level(args.simd)  # before machine_info, which records the level in use
+        except ValueError as exc:
+            print(f"--simd: {exc}", file=sys.stderr)
+            return 2
     blas_set = any(v in ORIGINAL_ENV for v in BLAS_ENV_VARS)
     unset_variants = [p for p in live if p in BLAS_PEERS
                       and (args.blas_env == "both" or (args.blas_env == "auto" and blas_set))]

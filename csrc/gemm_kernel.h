@@ -21,7 +21,7 @@
 
 #if UK_LEVEL == 2 /* NC_SIMD_AVX512 */
 #define UK_SUF avx512
-#define UK_ATTR __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+#define UK_ATTR NC_TARGET_AVX512
 #if defined(NC_F32)
 #define UK_ROW NC_GEMM_F32_AVX512
 #define VEC __m512
@@ -56,7 +56,7 @@
 
 #elif UK_LEVEL == 1 /* NC_SIMD_AVX2 */
 #define UK_SUF avx2
-#define UK_ATTR __attribute__((target("avx2,fma")))
+#define UK_ATTR NC_TARGET_AVX2
 #if defined(NC_F32)
 #define UK_ROW NC_GEMM_F32_AVX2
 #define VEC __m256
@@ -123,7 +123,7 @@
 #define MC NC_GEMM_MC(UK_ROW)
 #define KC NC_GEMM_KC(UK_ROW)
 #define NCB NC_GEMM_NC(UK_ROW)
-#define UK_INLINE static inline __attribute__((always_inline)) UK_ATTR
+#define UK_INLINE NC_ALWAYS_INLINE UK_ATTR
 
 /* The k loop of the micro-kernel for `rows` rows and `nvec` vectors of
  * columns (constants after inlining, so each edge tile gets its own register
@@ -442,7 +442,7 @@ static UK_ATTR void UK_NAME(gemm_dot)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REA
         }
         if (act != NC_ACT_LINEAR && act != NC_ACT_RELU)
             for (int i = 0; i < mi; i++)
-                NC_NAME(act_forward)(act, act_alpha, C + (i0 + i) * ldc, C + (i0 + i) * ldc, n);
+                UK_NAME(act_forward)(act, act_alpha, C + (i0 + i) * ldc, C + (i0 + i) * ldc, n);
     }
 }
 #undef DOT_I
@@ -726,7 +726,7 @@ static ptrdiff_t UK_NAME(gemm_work)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k)
 /* Apply a non-relu activation to the finished m x n tile of C (still in L1). */
 static void UK_NAME(gemm_tile_act)(REAL *c, ptrdiff_t ldc, int m, int n, int act, REAL act_alpha)
 {
-    for (int i = 0; i < m; i++) NC_NAME(act_forward)(act, act_alpha, c + (ptrdiff_t)i * ldc, c + (ptrdiff_t)i * ldc, n);
+    for (int i = 0; i < m; i++) UK_NAME(act_forward)(act, act_alpha, c + (ptrdiff_t)i * ldc, c + (ptrdiff_t)i * ldc, n);
 }
 
 /* The row path: C := act(alpha op(A) B + beta C + bias) for one or two rows

@@ -31,8 +31,11 @@ extern "C" {
 enum nc_simd { NC_SIMD_GENERIC = 0, NC_SIMD_AVX2 = 1, NC_SIMD_AVX512 = 2 };
 
 int nc_simd_level(void);            /* best level this CPU supports and this build compiled */
-const char *nc_simd_name(int level);
-void nc_set_simd_level(int level);  /* force a lower level (testing); clamped to nc_simd_level() */
+int nc_simd_cpu_level(void);        /* best level this CPU (and its OS) supports */
+int nc_simd_compiled_level(void);   /* best level this build compiled (NC_SIMD_GENERIC: generic C only) */
+const char *nc_simd_name(int level); /* "generic", "avx2", "avx512" */
+void nc_set_simd_level(int level);  /* every kernel uses this level from now on; -1 or above
+                                       nc_simd_level(): the best */
 int nc_active_simd_level(void);     /* the level kernels use now */
 int nc_has_openmp(void);            /* 1 if compiled with OpenMP */
 int nc_omp_max_threads(void);       /* omp_get_max_threads(), 1 without OpenMP */
@@ -212,6 +215,10 @@ void nc_take_rows_f32(const float *src /* in */, ptrdiff_t cols, const int64_t *
                       float *dst /* out */);
 void nc_take_rows_f64(const double *src /* in */, ptrdiff_t cols, const int64_t *idx /* in */, ptrdiff_t nidx,
                       double *dst /* out */);
+/* dst[r] = the rowbytes bytes at position base + idx[r] * rowbytes of the open file fd, r < n (idx NULL:
+ * the n rows from base, one read). Returns 0, an errno of a failed read, or -1 if the file ends first. */
+int nc_read_rows(int fd, int64_t base, int64_t rowbytes, const int64_t *idx /* in */, ptrdiff_t n,
+                 char *dst /* out */);
 /* dst[idx[r], :] += src[r, :] for r < nidx, in the order of r (the embedding gradient; idx checked
  * by caller). Columns are split across threads: the same result for any nthreads. */
 void nc_scatter_add_rows_f32(const float *src /* in */, ptrdiff_t cols, const int64_t *idx /* in */, ptrdiff_t nidx,
@@ -227,50 +234,113 @@ void nc_scatter_add_rows_f64(const double *src /* in */, ptrdiff_t cols, const i
 /* act, ra = ract. The caller adds h_{t-1} U before the forward cell   */
 /* and dh_{t-1} += delta U^T after the backward cell. Rows are         */
 /* independent: the result is the same for any nthreads.              */
+/* mask (B bytes, NULL: all valid) marks the rows of a masked step    */
+/* with 0: forward they carry the state (h = h_prev, c = c_prev) and   */
+/* leave the gates alone; backward their delta is 0, dc passes         */
+/* unchanged and dh_prev += dh (when dh_prev is not NULL).             */
 /* ------------------------------------------------------------------ */
 
 /* LSTM, gate order i, f, g (Keras "c"), o. z (B, 4u) holds x W + h_{t-1} U + b
  * on entry and the gates on exit: i = ra(z_i), f = ra(z_f), g = a(z_g), o = ra(z_o);
- * c = f c_prev + i g; tc = a(c); h = o tc. */
+ * c = f c_prev + i g; tc = a(c); h = o tc. h_prev is read for masked rows only
+ * (may be NULL without a mask). */
 void nc_lstm_cell_forward_f32(int act, float alpha, int ract, float ralpha, float *z /* inout */,
-                              const float *c_prev /* in */, float *c /* out */, float *tc /* out */,
+                              const float *c_prev /* in */, const float *h_prev /* in */,
+                              const unsigned char *mask /* in, nullable */, float *c /* out */, float *tc /* out */,
                               float *h /* out */, ptrdiff_t B, ptrdiff_t u, int nthreads);
 void nc_lstm_cell_forward_f64(int act, double alpha, int ract, double ralpha, double *z /* inout */,
-                              const double *c_prev /* in */, double *c /* out */, double *tc /* out */,
-                              double *h /* out */, ptrdiff_t B, ptrdiff_t u, int nthreads);
+                              const double *c_prev /* in */, const double *h_prev /* in */,
+                              const unsigned char *mask /* in, nullable */, double *c /* out */,
+                              double *tc /* out */, double *h /* out */, ptrdiff_t B, ptrdiff_t u, int nthreads);
 /* From the gates (B, 4u), c_prev, tc and dh = dL/dh_t, with dc = dL/dc_t from step t+1 on entry:
  * dc_t = dc + dh o a'(tc); delta = [dc_t g ra'(i), dc_t c_prev ra'(f), dc_t i a'(g), dh tc ra'(o)]
- * (dL/dz, B x 4u); dc := dc_t f (= dL/dc_{t-1} on exit). */
+ * (dL/dz, B x 4u); dc := dc_t f (= dL/dc_{t-1} on exit). dh_prev is touched for masked rows only. */
 void nc_lstm_cell_backward_f32(int act, float alpha, int ract, float ralpha, const float *gates /* in */,
                                const float *c_prev /* in */, const float *tc /* in */, const float *dh /* in */,
-                               float *dc /* inout */, float *delta /* out */, ptrdiff_t B, ptrdiff_t u,
-                               int nthreads);
+                               const unsigned char *mask /* in, nullable */, float *dc /* inout */,
+                               float *delta /* out */, float *dh_prev /* inout, nullable */, ptrdiff_t B,
+                               ptrdiff_t u, int nthreads);
 void nc_lstm_cell_backward_f64(int act, double alpha, int ract, double ralpha, const double *gates /* in */,
                                const double *c_prev /* in */, const double *tc /* in */, const double *dh /* in */,
-                               double *dc /* inout */, double *delta /* out */, ptrdiff_t B, ptrdiff_t u,
-                               int nthreads);
+                               const unsigned char *mask /* in, nullable */, double *dc /* inout */,
+                               double *delta /* out */, double *dh_prev /* inout, nullable */, ptrdiff_t B,
+                               ptrdiff_t u, int nthreads);
 
 /* GRU with reset_after (Keras 3 default), gate order z, r, h. z (B, 3u) holds
  * x W + b_in on entry, rec (B, 3u) holds h_{t-1} U + b_rec: z = ra(x_z + rec_z),
  * r = ra(x_r + rec_r), hh = a(x_h + r rec_h); h = z h_prev + (1 - z) hh. z holds
  * (z, r, hh) on exit. */
 void nc_gru_cell_forward_f32(int act, float alpha, int ract, float ralpha, float *z /* inout */,
-                             const float *rec /* in */, const float *h_prev /* in */, float *h /* out */,
+                             const float *rec /* in */, const float *h_prev /* in */,
+                             const unsigned char *mask /* in, nullable */, float *h /* out */,
                              ptrdiff_t B, ptrdiff_t u, int nthreads);
 void nc_gru_cell_forward_f64(int act, double alpha, int ract, double ralpha, double *z /* inout */,
-                             const double *rec /* in */, const double *h_prev /* in */, double *h /* out */,
+                             const double *rec /* in */, const double *h_prev /* in */,
+                             const unsigned char *mask /* in, nullable */, double *h /* out */,
                              ptrdiff_t B, ptrdiff_t u, int nthreads);
 /* From the gates (z, r, hh), rec, h_prev and dh: delta_h = dh (1 - z) a'(hh),
  * dx = [dh (h_prev - hh) ra'(z), delta_h rec_h ra'(r), delta_h] (dL/d(x W + b_in)),
  * drec = [dx_z, dx_r, delta_h r] (dL/d rec); dh_prev += dh z when dh_prev is not NULL. */
 void nc_gru_cell_backward_f32(int act, float alpha, int ract, float ralpha, const float *gates /* in */,
                               const float *rec /* in */, const float *h_prev /* in */, const float *dh /* in */,
-                              float *dx /* out */, float *drec /* out */, float *dh_prev /* inout, nullable */,
+                              const unsigned char *mask /* in, nullable */, float *dx /* out */,
+                              float *drec /* out */, float *dh_prev /* inout, nullable */,
                               ptrdiff_t B, ptrdiff_t u, int nthreads);
 void nc_gru_cell_backward_f64(int act, double alpha, int ract, double ralpha, const double *gates /* in */,
                               const double *rec /* in */, const double *h_prev /* in */, const double *dh /* in */,
-                              double *dx /* out */, double *drec /* out */, double *dh_prev /* inout, nullable */,
+                              const unsigned char *mask /* in, nullable */, double *dx /* out */,
+                              double *drec /* out */, double *dh_prev /* inout, nullable */,
                               ptrdiff_t B, ptrdiff_t u, int nthreads);
+
+/* GRU with reset_after=False (Keras 2's form): z = ra(x_z + h_prev U_z), r = ra(x_r + h_prev U_r),
+ * q = r (h_prev rm), hh = a(x_h + q U_h), h = z h_prev + (1 - z) hh, where rm (B, u) is the
+ * recurrent-dropout mask of the h gate (NULL: none). One step is two gemms and two cells:
+ * z[:, :2u] += h_prev U_zr; gates_forward (z, r in place, q); z[:, 2u:] += q U_h; state_forward
+ * (hh in place, h). */
+void nc_gru_rb_gates_forward_f32(int ract, float ralpha, float *z /* inout */, const float *h_prev /* in */,
+                                 const float *rm /* in, nullable */, float *q /* out */, ptrdiff_t B, ptrdiff_t u,
+                                 int nthreads);
+void nc_gru_rb_gates_forward_f64(int ract, double ralpha, double *z /* inout */, const double *h_prev /* in */,
+                                 const double *rm /* in, nullable */, double *q /* out */, ptrdiff_t B,
+                                 ptrdiff_t u, int nthreads);
+void nc_gru_rb_state_forward_f32(int act, float alpha, float *z /* inout */, const float *h_prev /* in */,
+                                 const unsigned char *mask /* in, nullable */, float *h /* out */, ptrdiff_t B,
+                                 ptrdiff_t u, int nthreads);
+void nc_gru_rb_state_forward_f64(int act, double alpha, double *z /* inout */, const double *h_prev /* in */,
+                                 const unsigned char *mask /* in, nullable */, double *h /* out */, ptrdiff_t B,
+                                 ptrdiff_t u, int nthreads);
+/* Backward, in two halves around dq = delta_h U_h^T (gemm): state_backward writes delta =
+ * [dh (h_prev - hh) ra'(z), 0, dh (1 - z) a'(hh)] and dh_prev += dh z; reset_backward writes
+ * delta_r = dq (h_prev rm) ra'(r) and dh_prev += dq r rm. Then dh_prev += delta_zr U_zr^T (gemm). */
+void nc_gru_rb_state_backward_f32(int act, float alpha, int ract, float ralpha, const float *gates /* in */,
+                                  const float *h_prev /* in */, const float *dh /* in */,
+                                  const unsigned char *mask /* in, nullable */, float *delta /* out */,
+                                  float *dh_prev /* inout, nullable */, ptrdiff_t B, ptrdiff_t u, int nthreads);
+void nc_gru_rb_state_backward_f64(int act, double alpha, int ract, double ralpha, const double *gates /* in */,
+                                  const double *h_prev /* in */, const double *dh /* in */,
+                                  const unsigned char *mask /* in, nullable */, double *delta /* out */,
+                                  double *dh_prev /* inout, nullable */, ptrdiff_t B, ptrdiff_t u, int nthreads);
+void nc_gru_rb_reset_backward_f32(int ract, float ralpha, const float *gates /* in */, const float *h_prev /* in */,
+                                  const float *rm /* in, nullable */, const float *dq /* in */,
+                                  float *delta /* inout */, float *dh_prev /* inout, nullable */, ptrdiff_t B,
+                                  ptrdiff_t u, int nthreads);
+void nc_gru_rb_reset_backward_f64(int ract, double ralpha, const double *gates /* in */,
+                                  const double *h_prev /* in */, const double *rm /* in, nullable */,
+                                  const double *dq /* in */, double *delta /* inout */,
+                                  double *dh_prev /* inout, nullable */, ptrdiff_t B, ptrdiff_t u, int nthreads);
+
+/* SimpleRNN's cell is the gemm epilogue h = a(z + h_prev U); with a mask, rnn_carry_masked then
+ * sets h = h_prev on the masked rows. simple_rnn_cell_backward: delta = dh a'(h) (valid rows). */
+void nc_rnn_carry_masked_f32(const float *h_prev /* in */, const unsigned char *mask /* in */, float *h /* inout */,
+                             ptrdiff_t B, ptrdiff_t u);
+void nc_rnn_carry_masked_f64(const double *h_prev /* in */, const unsigned char *mask /* in */,
+                             double *h /* inout */, ptrdiff_t B, ptrdiff_t u);
+void nc_simple_rnn_cell_backward_f32(int act, float alpha, const float *h /* in */, const float *dh /* in */,
+                                     const unsigned char *mask /* in, nullable */, float *delta /* out */,
+                                     float *dh_prev /* inout, nullable */, ptrdiff_t B, ptrdiff_t u, int nthreads);
+void nc_simple_rnn_cell_backward_f64(int act, double alpha, const double *h /* in */, const double *dh /* in */,
+                                     const unsigned char *mask /* in, nullable */, double *delta /* out */,
+                                     double *dh_prev /* inout, nullable */, ptrdiff_t B, ptrdiff_t u, int nthreads);
 
 /* ------------------------------------------------------------------ */
 /* Convolution and pooling, channels_last (csrc/conv.c)                */
@@ -427,6 +497,59 @@ void nc_optim_seg_sumsq_f32(const float *x /* in */, const int64_t *seg_start /*
                             double *out /* out */, int nthreads);
 void nc_optim_seg_sumsq_f64(const double *x /* in */, const int64_t *seg_start /* in */, ptrdiff_t nseg,
                             double *out /* out */, int nthreads);
+
+/* ------------------------------------------------------------------ */
+/* Batch and layer normalization over (rows, C) (csrc/norm.c)         */
+/* ------------------------------------------------------------------ */
+/* Rows are every leading axis (batch, steps, height, width), C the last.
+ * Statistics are summed in double, over row chunks fixed by the shape and
+ * added in chunk order: bit-identical for any nthreads. `work` holds
+ * nc_norm_work_size(rows, C) doubles; gamma and beta are required (pass
+ * ones / zeros for scale=False / center=False). */
+ptrdiff_t nc_norm_chunk_rows(ptrdiff_t rows, ptrdiff_t cols);   /* rows per chunk */
+ptrdiff_t nc_norm_work_size(ptrdiff_t rows, ptrdiff_t cols);    /* doubles of workspace */
+
+/* training: mean_c, var_c = the batch mean and biased variance over the rows; moving (when
+ * moving_mean is not NULL) := moving momentum + batch (1 - momentum); inference: mean, var =
+ * moving_mean, moving_var. Then inv = 1 / sqrt(var + eps), y = (x - mean) gamma inv + beta;
+ * stats (2, C) gets mean and inv for the backward pass. */
+void nc_batchnorm_forward_f32(const float *x /* in */, const float *gamma /* in */, const float *beta /* in */,
+                              float *moving_mean /* inout, nullable */, float *moving_var /* inout */,
+                              float *y /* out */, double *stats /* out */, double *work, ptrdiff_t rows,
+                              ptrdiff_t C, double momentum, double eps, int training, int nthreads);
+void nc_batchnorm_forward_f64(const double *x /* in */, const double *gamma /* in */, const double *beta /* in */,
+                              double *moving_mean /* inout, nullable */, double *moving_var /* inout */,
+                              double *y /* out */, double *stats /* out */, double *work, ptrdiff_t rows,
+                              ptrdiff_t C, double momentum, double eps, int training, int nthreads);
+/* With xhat = (x - mean) inv (stats from the forward pass): dbeta = sum_rows dy, dgamma = sum_rows
+ * dy xhat (each when not NULL); training: dx = gamma inv (dy - dbeta/rows - xhat dgamma/rows);
+ * inference: dx = gamma inv dy (dx nullable). */
+void nc_batchnorm_backward_f32(const float *x /* in */, const float *dy /* in */, const float *gamma /* in */,
+                               const double *stats /* in */, float *dx /* out, nullable */,
+                               float *dgamma /* out, nullable */, float *dbeta /* out, nullable */, double *work,
+                               ptrdiff_t rows, ptrdiff_t C, int training, int nthreads);
+void nc_batchnorm_backward_f64(const double *x /* in */, const double *dy /* in */, const double *gamma /* in */,
+                               const double *stats /* in */, double *dx /* out, nullable */,
+                               double *dgamma /* out, nullable */, double *dbeta /* out, nullable */,
+                               double *work, ptrdiff_t rows, ptrdiff_t C, int training, int nthreads);
+/* per row r: mean_r, var_r over its C values; inv_r = 1 / sqrt(var_r + eps);
+ * y = (x - mean_r) inv_r gamma + beta; stats (2, rows) gets mean_r and inv_r. */
+void nc_layernorm_forward_f32(const float *x /* in */, const float *gamma /* in */, const float *beta /* in */,
+                              float *y /* out */, double *stats /* out */, ptrdiff_t rows, ptrdiff_t C, double eps,
+                              int nthreads);
+void nc_layernorm_forward_f64(const double *x /* in */, const double *gamma /* in */, const double *beta /* in */,
+                              double *y /* out */, double *stats /* out */, ptrdiff_t rows, ptrdiff_t C,
+                              double eps, int nthreads);
+/* xhat = (x - mean_r) inv_r, g = dy gamma: dx = inv_r (g - mean_c g - xhat mean_c(g xhat));
+ * dgamma = sum_rows dy xhat, dbeta = sum_rows dy (each nullable). */
+void nc_layernorm_backward_f32(const float *x /* in */, const float *dy /* in */, const float *gamma /* in */,
+                               const double *stats /* in */, float *dx /* out, nullable */,
+                               float *dgamma /* out, nullable */, float *dbeta /* out, nullable */, double *work,
+                               ptrdiff_t rows, ptrdiff_t C, int nthreads);
+void nc_layernorm_backward_f64(const double *x /* in */, const double *dy /* in */, const double *gamma /* in */,
+                               const double *stats /* in */, double *dx /* out, nullable */,
+                               double *dgamma /* out, nullable */, double *dbeta /* out, nullable */,
+                               double *work, ptrdiff_t rows, ptrdiff_t C, int nthreads);
 
 #ifdef __cplusplus
 }

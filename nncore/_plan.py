@@ -31,10 +31,6 @@ from nncore.layers.base import MAX_CACHED_SHAPES
 __all__ = ["Plan"]
 
 
-def _trainable(layer):
-    return bool(layer._specs) and getattr(layer, "trainable", True)
-
-
 def _none(dy):
     return None
 
@@ -68,10 +64,13 @@ class Plan:
         The model's inputs and outputs, in order.
     dtype : numpy dtype
         Of every tensor (the model's).
+    trained : set of int
+        id(layer) of the layers with weights the optimizer updates (the model's `_params.Layout`):
+        gradients start at them, frozen layers and parameter-free ones only pass dx on.
     """
 
-    def __init__(self, nodes, inputs, outputs, dtype):
-        self.nodes, self._dtype = nodes, dtype
+    def __init__(self, nodes, inputs, outputs, dtype, trained):
+        self.nodes, self._dtype, self._trained = nodes, dtype, trained
         tensors = list(inputs) + [t for node in nodes for t in node.outputs]
         self.tensors = tensors
         self.slot = {id(t): i for i, t in enumerate(tensors)}
@@ -84,7 +83,7 @@ class Plan:
                 self.consumers[self.slot[id(t)]].append((j, p))
         needs = [False] * len(tensors)                   # does a trainable parameter lie upstream?
         for node in nodes:
-            g = _trainable(node.layer) or any(needs[self.slot[id(t)]] for t in node.inputs)
+            g = id(node.layer) in trained or any(needs[self.slot[id(t)]] for t in node.inputs)
             for t in node.outputs:
                 needs[self.slot[id(t)]] = g
         self.needs_grad = needs
@@ -102,6 +101,9 @@ class Plan:
             self.executors.append(impl)
         self._need_dx_of = [tuple(needs[self.slot[id(t)]] for t in node.inputs) for node in nodes]
         self._call_kwargs = [node.kwargs for node in nodes]
+        # masks (Masking, Embedding(mask_zero=True)): each tensor's mask in a list beside `values`
+        self.masked = any(impl._makes_mask for impl in self.executors)
+        self.masks = [None] * len(tensors)
         self.prepare(1)
         chains = self._forward_chains(set())
         # the first chain reads the batch itself (its inputs are model inputs: batch[i] is slot i); the
@@ -111,6 +113,7 @@ class Plan:
                           or any(j >= first for j, _ in self.consumers[s]))
         self.infer = self._forward_program(chains)
         self.train, self.backward, self.shared = self.infer, _none, []
+        self.runs, self._hook = None, None
         self.n = 0
         self._bufs = {}
 
@@ -125,7 +128,8 @@ class Plan:
             start, fs = j, []
             while True:
                 impl = self.executors[j]
-                fs.append(impl.forward_logits if j in logits else impl.forward)
+                f = impl.forward_logits if j in logits else impl.forward
+                fs.append(self._masked_call(j, f) if self.masked else f)
                 if not (j + 1 < len(nodes) and self._feeds_only_next(j)):
                     break
                 j += 1
@@ -135,6 +139,25 @@ class Plan:
                            self.slot[id(last.outputs[0])], many))
             j += 1
         return chains
+
+    def _masked_call(self, j, f):
+        """Node j's forward with masks: the mask of its (first) input goes to a layer that uses masks,
+        and the layer's compute_mask gives those of its outputs (Keras's mask propagation)."""
+        impl, node, masks = self.executors[j], self.nodes[j], self.masks
+        src, outs = self.slot[id(node.inputs[0])], self._slots(node.outputs)
+        uses, makes = impl._uses_mask, impl._makes_mask
+
+        def call(x, training):
+            m = masks[src]
+            y = f(x, training, mask=m) if uses and m is not None else f(x, training)
+            om = impl.compute_mask(x, m) if m is not None or makes else None
+            if len(outs) == 1:
+                masks[outs[0]] = om
+            else:
+                for s, mo in zip(outs, om if isinstance(om, list) else [om] * len(outs)):
+                    masks[s] = mo
+            return y
+        return call
 
     def _feeds_only_next(self, j):
         node, nxt = self.nodes[j], self.nodes[j + 1]
@@ -176,12 +199,11 @@ class Plan:
             v[last] = x
         return run if feed else run_chain
 
-    def set_heads(self, heads, main_grads, shadow_grads):
+    def set_heads(self, heads, layout):
         """The loss-dependent part: which nodes run backward, where gradients go, the chains.
 
         heads : list of (has_loss, fused) per model output.
-        main_grads : layer -> flat view of its gradient region in the flat gradient buffer.
-        shadow_grads : (layer, k) -> (flat view, {attr: view}) of the layer's k-th shadow region (k >= 1).
+        layout : the model's `_params.Layout` (gradient regions, shadows, `bind_node`).
         """
         nodes, slot = self.nodes, self.slot
         gets = [False] * len(self.tensors)
@@ -191,7 +213,7 @@ class Plan:
         for j in range(len(nodes) - 1, -1, -1):
             node = nodes[j]
             if any(gets[slot[id(t)]] for t in node.outputs) and (
-                    _trainable(node.layer) or any(self._need_dx_of[j])):
+                    id(node.layer) in self._trained or any(self._need_dx_of[j])):
                 runs[j] = True
                 for t in node.inputs:
                     if self.needs_grad[slot[id(t)]]:
@@ -220,21 +242,20 @@ class Plan:
         # gradient views, the others write shadow regions that are added in after backward
         self.shared, uses = [], {}
         for j, node in enumerate(nodes):
-            if not runs[j] or not node.layer._specs:
+            layer = node.layer
+            if not runs[j] or id(layer) not in self._trained:
                 continue
-            k = uses.get(id(node.layer), 0)
-            uses[id(node.layer)] = k + 1
+            k = uses.get(id(layer), 0)
+            uses[id(layer)] = k + 1
             impl = self.executors[j]
-            if k == 0:
-                impl._grad_of = node.layer._grad_of
-            else:
-                flat, views = shadow_grads(node.layer, k)
-                impl._grad_of = views
-                self.shared.append((main_grads(node.layer), flat))
+            if impl is not layer or k:               # the layer itself is bound to its own views already
+                shadow = layout.bind_node(impl, layer, k)
+                if shadow is not None:
+                    self.shared.append((layout.grads[slice(*layout.grad_region[id(layer)])], shadow))
         fused = {j for j, node in enumerate(nodes) for s, (has_loss, f) in zip(self.out_slots, heads)
                  if f and has_loss and slot[id(node.outputs[0])] == s}
         self.train = self._forward_program(self._forward_chains(fused))
-        self.runs = runs
+        self.runs, self._sinks, self._fused = runs, sinks, fused
         self.backward = self._backward_program(self._backward_chains(runs, sinks, fused))
         self._bufs = {}
 
@@ -248,6 +269,8 @@ class Plan:
                 i += 1
             js = order[start:i + 1]
             bs = tuple(self.executors[j].backward_logits if j in fused else self.executors[j].backward for j in js)
+            if self._hook is not None:
+                bs = tuple(self._hook(b, nodes[j].layer) for b, j in zip(bs, js))
             head = nodes[js[0]]
             src = tuple(self._slots(head.outputs)) if head.many else slot[id(head.outputs[0])]
             last = nodes[js[-1]]
@@ -256,6 +279,14 @@ class Plan:
             chains.append((bs, src, ends if any(e is not None for e in ends) else (), single))
             i += 1
         return chains
+
+    def hook_backward(self, hook):
+        """Rebuild the backward program with every node's backward call wrapped as hook(call, layer) -> call,
+        in backward order (None: the plain calls again). nncore.distributed starts the allreduce of a
+        layer's gradient right after its backward this way."""
+        self._hook = hook
+        if self.runs is not None:
+            self.backward = self._backward_program(self._backward_chains(self.runs, self._sinks, self._fused))
 
     def _grad_feeds_only(self, j, k):
         """Node j's dx is the whole gradient of node k's only output (k runs right before j, backward)."""

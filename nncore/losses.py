@@ -334,9 +334,13 @@ class SparseCategoricalCrossentropy(Loss):
         y = np.asarray(y)
         if y.dtype.kind not in "biuf":
             raise TypeError(f"{arg}: expected integer class labels, got dtype {y.dtype}")
-        if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
-            raise ValueError(f"{arg}: sparse_categorical_crossentropy expects labels of shape (n_samples,) "
-                             f"or (n_samples, 1), got {y.shape}")
+        steps = tuple(out_shape[1:-1])            # outputs with time steps: one label per step
+        if y.ndim == 2 + len(steps) and y.shape[-1] == 1:
+            y = y.reshape(y.shape[:-1])
+        if y.ndim != 1 + len(steps) or y.shape[1:] != steps:
+            want = f"(n_samples, {', '.join(map(str, steps))})" if steps else "(n_samples,) or (n_samples, 1)"
+            raise ValueError(f"{arg}: sparse_categorical_crossentropy expects labels of shape {want} for "
+                             f"outputs of shape {tuple(out_shape)}, got {y.shape}")
         return np.ascontiguousarray(_sparse_labels(y, out_shape[-1], arg))
 
     def _logits_grad(self, z, labels, w, prob, d, grad_scale, n_threads):
@@ -382,6 +386,45 @@ class Hinge(Loss):
         m = 1.0 - y * y_pred
         per = np.mean(np.maximum(m, 0.0), axis=-1)
         return _weighted_finish(per, -y * (m > 0) / y.shape[-1], w, d, grad_scale)
+
+
+class _PerStep:
+    """A model's loss gradient (``_grad`` or ``_logits_grad``) for outputs with time steps,
+    (batch, T, ..., k), as Keras reduces them: one loss per step, batch loss = sum_{b,t} w_b m_bt l_bt /
+    sum_{b,t} m_bt, where m is the output's mask (``get_mask()``: masked steps count for nothing) or 1
+    (the divisor is then B T). The kernels see the steps as rows, (B T ..., k), with row weights w_b m_bt.
+    Called as the model calls a loss (grad_scale = weight / B, the sum returned per sample), it returns
+    B sum(w m l) / sum m and writes weight d(sum(w m l) / sum m) / d out."""
+
+    def __init__(self, fn, get_mask=None):
+        self.fn, self.get_mask = fn, get_mask
+        self._weights = {}
+
+    def __call__(self, out, y, w, *rest):
+        # rest: (d, grad_scale, n_threads) for _grad, (prob, d, grad_scale, n_threads) for _logits_grad
+        n, k = out.shape[0], out.shape[-1]
+        rows = out.size // k
+        mask = None if self.get_mask is None else self.get_mask()
+        if mask is not None and mask.shape != out.shape[:-1]:
+            mask = None
+        wr, count = None, rows
+        if w is not None or mask is not None:
+            wr = self._weights.get(rows)
+            if wr is None or wr.dtype != out.dtype:
+                wr = self._weights[rows] = np.empty(rows, out.dtype)
+            wr2 = wr.reshape(n, -1)
+            if mask is None:
+                wr2.fill(1)
+            else:
+                np.copyto(wr2, mask.reshape(n, -1))
+                count = int(np.count_nonzero(mask))
+            if w is not None:
+                wr2 *= w[:, None]
+        per_row = n / count if count else 0.0              # from the per-sample convention to per step
+        y2 = y.reshape(rows) if y.ndim == out.ndim - 1 else y.reshape(rows, k)      # sparse labels: one per row
+        arrays = [None if a is None else a.reshape(rows, k) for a in rest[:-2]]
+        s = self.fn(out.reshape(rows, k), y2, wr, *arrays, rest[-2] * per_row, rest[-1])
+        return s * per_row
 
 
 def _categorical_prob_grad(p, y, w, d, grad_scale):

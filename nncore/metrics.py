@@ -135,6 +135,9 @@ class Metric:
     """
 
     _direction = None
+    # names of the attributes holding the state, each a sum over samples (float, list of
+    # floats or float array): nncore.distributed combines a metric across ranks by summing them
+    sum_state = None
 
     def __init__(self, name=None, dtype=None):
         if name is None:
@@ -190,6 +193,8 @@ class Mean(Metric):
     ``reduce_to_samplewise_values``).
     """
 
+    sum_state = ("total", "count")
+
     def __init__(self, name="mean", dtype=None):
         super().__init__(name=name, dtype=dtype)
         self.total = 0.0
@@ -217,7 +222,8 @@ class Mean(Metric):
             raise ValueError(f"{self.name}: sample_weight of shape {np.shape(sample_weight)} does "
                              f"not match values of shape {np.shape(values)}") from None
         vw = np.multiply(v, w, dtype=np.float64)
-        if w.ndim > 1:
+        if w.ndim > 1:  # per sample: the means over the trailing axes of v w and of w (Keras)
+            vw = vw.mean(axis=tuple(range(1, w.ndim)))
             w = w.mean(axis=tuple(range(1, w.ndim)), dtype=np.float64)
         self.total += float(np.sum(vw))
         self.count += float(np.sum(w, dtype=np.float64))
@@ -240,6 +246,8 @@ class MeanMetricWrapper(Mean):
     name : str, default=None
         Defaults to ``fn.__name__``.
     """
+
+    _takes_mask = True     # in a model, a mask of the output (masked time steps) becomes its sample weight
 
     def __init__(self, fn, name=None, dtype=None, **kwargs):
         if not callable(fn):
@@ -495,6 +503,7 @@ class _Thresholded(Metric):
     strictly above the threshold (Keras)."""
 
     _direction = "up"
+    sum_state = ("_counts", "_one")
 
     def __init__(self, thresholds=None, class_id=None, name=None, dtype=None, top_k=None):
         super().__init__(name=name, dtype=dtype)
@@ -658,6 +667,7 @@ class AUC(Metric):
     """
 
     _direction = "up"
+    sum_state = ("_pos_hist", "_all_hist")
 
     def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
                  name="auc", dtype=None, from_logits=False):

@@ -6,9 +6,11 @@ on tensors; several inputs and outputs, as lists or dicts). ``Sequential`` is th
 graph: it calls its layers one after the other on its input when the input shape is known. There is one
 fit/evaluate/predict for both.
 
-All trainable parameters live in ONE contiguous buffer (`model._params`) and their gradients in another
-(`model._grads`); each layer's kernel and bias are views into them, so an optimizer step is one fused
-kernel call over the whole model. A layer used at several nodes is stored once. The execution plan
+All weights live in ONE contiguous buffer (`model._params`) and their gradients in another
+(`model._grads`); each layer's kernel and bias are views into them. The trained weights come first
+(nncore/_params.py: [trained | frozen layers | non-trainable weights]), so an optimizer step is one fused
+kernel call over `model._train_params`, whatever is frozen or non-trainable. A layer used at several nodes
+is stored once. The execution plan
 (nncore/_plan.py) is computed when the model is built: the nodes in topological order, run in chains,
 each tensor's buffer allocated once per batch size by the layer writing it, gradients summed where a
 tensor feeds several layers.
@@ -23,6 +25,7 @@ import functools
 import math
 import signal
 import threading
+import warnings
 
 try:  # the C module under `signal`: the same functions without the enum wrapping, which costs
     import _signal as _sig   # ~25 us per fit (a ValueError raised and caught for a function handler)
@@ -31,8 +34,10 @@ except ImportError:  # pragma: no cover - other Pythons
 
 import numpy as np
 
-from nncore import _random
+from nncore import _params, _random
 from nncore import callbacks as _callbacks
+from nncore import data as _data
+from nncore import distributed as _dist
 from nncore import losses as _losses
 from nncore import metrics as _metrics
 from nncore import optimizers as _optimizers
@@ -42,7 +47,7 @@ from nncore._kernels.elementwise import all_finite
 from nncore._plan import Plan
 from nncore._registry import register_model_class
 from nncore._threads import effective_n_threads
-from nncore.data import Batches, split_validation
+from nncore.data import Batches, Stream, split_validation
 from nncore.layers import InputLayer, Layer, get_layer_class
 from nncore.layers.base import MAX_CACHED_SHAPES
 from nncore.layers.core import DenseChain
@@ -58,10 +63,10 @@ def _int_arg(value, arg, minimum):
 
 def _verbose(verbose):
     if verbose == "auto":
-        return 1
+        verbose = 1
     if verbose not in (0, 1, 2):
         raise ValueError(f"verbose: expected 0, 1, 2 or 'auto', got {verbose!r}")
-    return int(verbose)
+    return int(verbose) if _dist.rank() == 0 else 0     # in an MPI job only rank 0 prints
 
 
 def _exclusive(method):
@@ -141,8 +146,8 @@ def _describe(value):
 
 class _Head:
     """One model output in training: its tensor slot, loss, loss weight, metrics and where its targets,
-    sample weights and metric targets sit in a batch tuple."""
-    __slots__ = ("k", "name", "slot", "loss", "fn", "fused", "weight", "metrics", "iy", "iw", "im")
+    sample weights and metric targets sit in a batch tuple; `mask` gives its mask (masked models)."""
+    __slots__ = ("k", "name", "slot", "loss", "fn", "fused", "weight", "metrics", "iy", "iw", "im", "mask")
 
 
 class Model:
@@ -196,6 +201,7 @@ class Model:
         self._heads = None
         self._lock = threading.RLock()
         self._train_batches = None    # the last fit's Batches (buffers and schedule), see Batches.rebind
+        self._sync = None             # the nncore.distributed.FitSync of a fit over several MPI ranks
 
     # ------------------------------------------------------------------ structure
     def _set_graph(self, inputs, outputs):
@@ -250,68 +256,39 @@ class Model:
             while nm in self.output_names:
                 nm, k = f"{base}_{k}", k + 1
             self.output_names.append(nm)
-        self._build_params()
-        self._plan = None
-        self._heads = None
+        self._param_layers = [layer for layer in layers if layer._specs]
+        self._lay_out(np.dtype(floatx()))
         self.built = True
-        if self.optimizer is not None and self._params.size:
-            self.optimizer.build_flat(self._params, self._segments)
 
-    def _build_params(self):
-        """Lay every parameter out in one flat buffer, its gradient in another (with shadow regions for
-        the extra nodes of shared layers). A layer that already holds values (it was bound to another
-        model, or used on its own) keeps them; the others are initialized, in layer order."""
-        dtype = np.dtype(floatx())
-        self._param_layers = [layer for layer in self._all_layers if layer._specs]
+    def _lay_out(self, dtype):
+        """(Re)make the flat buffers from the layers' `trainable` flags (nncore._params: the trained
+        weights first, then frozen layers, then non-trainable weights; shadow gradient regions for the
+        further nodes of shared trained layers), give the optimizer its slots over the trained range and
+        drop the plan (its executors hold the old views). A layer that already holds values (it was
+        bound to another model, or used on its own) keeps them; the others are initialized, in layer
+        order."""
         uses = {}
         for node in self._nodes:
             uses[id(node.layer)] = uses.get(id(node.layer), 0) + 1
-        total = sum(layer.count_params() for layer in self._param_layers)
-        extra = sum((uses[id(layer)] - 1) * layer.count_params() for layer in self._param_layers)
-        self._params = np.zeros(total, dtype)
-        self._grads_all = np.zeros(total + extra, dtype)
-        self._grads = self._grads_all[:total]
-        self._segments, self._regs, self._regions, self._shadows = [], [], {}, {}
-        rng = _random.get_rng()
-        offset, shadow = 0, total
+        layout = self._layout = _params.lay_out(self._param_layers, dtype, _random.get_rng(), uses)
         for layer in self._param_layers:
-            start = offset
-            old = layer.weights
-            offset = layer._bind(self._params, self._grads_all, offset)
-            if old:
-                for new, value in zip(layer.weights, old):
-                    new[...] = value
-            else:
-                layer._initialize(rng)
             layer._owner = self
-            self._regions[id(layer)] = (start, offset)
-            pos = start
-            for attr, wshape, _, reg in layer._specs:
-                size = math.prod(wshape)
-                self._segments.append((pos, pos + size))
-                if reg is not None:
-                    self._regs.append((getattr(layer, attr), layer._grad_of[attr], reg))
-                pos += size
-            for k in range(1, uses[id(layer)]):
-                views, pos = {}, shadow
-                for attr, wshape, _, _ in layer._specs:
-                    size = math.prod(wshape)
-                    views[attr] = self._grads_all[pos:pos + size].reshape(wshape)
-                    pos += size
-                self._shadows[(id(layer), k)] = (self._grads_all[shadow:pos], views)
-                shadow = pos
+        self._params, self._grads, self._grads_all = layout.params, layout.grads, layout.grads_all
+        self._train_params, self._train_grads = layout.train_params, layout.train_grads
+        self._segments, self._regs = layout.segments, layout.regs
         self._dtype = dtype
         self._dbufs = {}
+        self._plan = None
+        self._heads = None
+        if self.optimizer is not None and layout.n_train:
+            self.optimizer.build_flat(self._train_params, self._segments)
 
     def _claim_layers(self):
         """Layers shared with another model follow the model that ran last: take back the ones bound
         to another model's buffer, copying their current values into this model's buffer."""
         for layer in self._param_layers:
             if getattr(layer, "_owner", None) is not self:
-                old = layer.weights
-                layer._bind(self._params, self._grads_all, self._regions[id(layer)][0])
-                for new, value in zip(layer.weights, old):
-                    new[...] = value
+                _params.rebind(self._layout, layer)
                 layer._owner = self
                 self._plan = None         # the executors hold the old views: plan again
 
@@ -319,6 +296,14 @@ class Model:
     def layers(self):
         """The layers, each once, in topological order (Input layers included)."""
         return list(self._all_layers)
+
+    def reset_states(self):
+        """Set the states of the stateful layers (``stateful=True`` recurrent layers) to zero."""
+        for layer in self.layers:
+            if getattr(layer, "stateful", False):
+                layer.reset_states()
+
+    reset_state = reset_states
 
     def get_layer(self, name=None, index=None):
         """The layer called `name` (or at position `index` of `layers`)."""
@@ -342,7 +327,31 @@ class Model:
     # ------------------------------------------------------------------ weights
     @property
     def weights(self):
+        """All weights, layer by layer (each layer's trainable-declared ones first, as Keras)."""
         return [w for layer in self.layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self):
+        """The weights the optimizer updates (as of the last compile; see `trainable`)."""
+        return [w for layer in self.layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        """Non-trainable weights (moving statistics) and the weights of frozen layers."""
+        return [w for layer in self.layers for w in layer.non_trainable_weights]
+
+    @property
+    def trainable(self):
+        """False when every layer is frozen; setting it sets every layer (applied at the next
+        compile, as in Keras)."""
+        layers = [layer for layer in self.layers if not isinstance(layer, InputLayer)]
+        return any(layer.trainable for layer in layers) if layers else True
+
+    @trainable.setter
+    def trainable(self, value):
+        for layer in self.layers:
+            if not isinstance(layer, InputLayer):
+                layer.trainable = value
 
     def get_weights(self):
         """Copies of all parameters, layer by layer (kernel, bias, ...)."""
@@ -361,7 +370,7 @@ class Model:
             w[...] = v
 
     def count_params(self):
-        """Total number of parameters (requires a built model)."""
+        """Total number of weights, non-trainable ones included, as Keras (requires a built model)."""
         if not self.built:
             raise ValueError(f"{self.name}: the model is not built yet; call it on data or give an input shape")
         return int(self._params.size)
@@ -449,14 +458,25 @@ class Model:
             self._compile_config["loss_weights"] = dict(zip(names, self._loss_weights))
         self._compile_config["optimizer"] = _optimizers.serialize(self.optimizer)
         self._heads = None
-        if self.built and self._params.size:
-            self.optimizer.build_flat(self._params, self._segments)
+        if self.built:
+            if self._layout.state != _params.trainable_state(self._param_layers):
+                self._lay_out(self._dtype)      # a layer was frozen or unfrozen: the trained range moves
+            elif self._layout.n_train:
+                self.optimizer.build_flat(self._train_params, self._segments)
+        self._warned_state = None
 
     def _require(self, what):
         if self._losses is None or all(loss is None for loss in self._losses) or (
                 what == "fit" and self.optimizer is None):
             raise ValueError(f"{self.name}.{what}: compile the model with a loss first "
                              "(model.compile(optimizer=..., loss=...))")
+        state = _params.trainable_state(self._param_layers) if self.built else None
+        if state is not None and state != self._layout.state and state != getattr(self, "_warned_state", None):
+            self._warned_state = state      # warn once per change, as Keras
+            changed = [layer.name for layer, a, b in zip(self._param_layers, state, self._layout.state) if a != b]
+            warnings.warn(f"{self.name}: a layer's `trainable` changed since the model was compiled "
+                          f"(layers {changed}); the change takes effect at the next compile(), as in Keras",
+                          stacklevel=4)
 
     @property
     def _fused(self):
@@ -505,6 +525,9 @@ class Model:
             if n is not None and len(xk) != n:
                 raise ValueError(f"{where}: {len(xk)} samples, but the first input has {n}")
             n = len(xk)
+            if _data.is_memmap(xk):   # larger than memory: converted and checked batch by batch (data.MemmapBatches)
+                out.append(xk)
+                continue
             out.append(np.ascontiguousarray(xk, dtype=self._dtype))
         if check_finite:
             self._check_finite(out, arg)
@@ -512,6 +535,8 @@ class Model:
 
     def _check_finite(self, xs, arg="x"):
         for k, xk in enumerate(xs):
+            if _data.is_memmap(xk):   # checked batch by batch as it is read
+                continue
             if not all_finite(xk, effective_n_threads(self._n_threads_req)):
                 where = arg if len(xs) == 1 else f"{arg}[{self.input_names[k]!r}]"
                 raise ValueError(f"{where}: inputs contain NaN or infinity")
@@ -584,12 +609,13 @@ class Model:
             raise ValueError(f"{arg}: weights contain NaN or infinity")
         return w
 
-    def _prepare_data(self, x, y, sample_weight, prefix=""):
-        """The flat batch layout [x_1..x_I, y_1..y_O, sw_1..sw_O, ym_1..ym_O] and the raw targets."""
-        xs = self._prepare_inputs(x, prefix + "x")
+    def _prepare_data(self, x, y, sample_weight, prefix="", suffix=""):
+        """The flat batch layout [x_1..x_I, y_1..y_O, sw_1..sw_O, ym_1..ym_O] and the raw targets (errors name
+        the arguments as prefix + "x" + suffix, ...)."""
+        xs = self._prepare_inputs(x, prefix + "x" + suffix)
         n = len(xs[0])
-        targets = self._prepare_targets(y, n, prefix + "y")
-        ws = self._prepare_weights(sample_weight, n, prefix + "sample_weight")
+        targets = self._prepare_targets(y, n, prefix + "y" + suffix)
+        ws = self._prepare_weights(sample_weight, n, prefix + "sample_weight" + suffix)
         return xs + [t[0] for t in targets] + ws + [t[1] for t in targets]
 
     @staticmethod
@@ -616,6 +642,30 @@ class Model:
                              "(give per-output sample_weight instead)")
         arrays[self._n_in + 1] = np.ascontiguousarray(self._class_weights(class_weight, y_raw), dtype=self._dtype)
 
+    def _prepare_batch(self, batch, index, class_weight=None):
+        """One batch of a sequence or generator, checked and converted to the batch layout of `_prepare_data`."""
+        x, y, w = _data.unpack_batch(batch, index)
+        if y is None:
+            raise ValueError(f"batch {index}: expected (x, y) or (x, y, sample_weight), got inputs without targets")
+        if class_weight is not None and w is not None:
+            raise ValueError(f"batch {index}: give class_weight or sample_weight, not both (Keras rule)")
+        arrays = self._prepare_data(x, y, w, suffix=f" of batch {index}")
+        if class_weight is not None:
+            self._apply_class_weight(arrays, class_weight, self._raw_targets(y))
+        return arrays
+
+    def _prepare_input_batch(self, batch, index):
+        """The inputs of one batch of a sequence or generator (predict)."""
+        return self._prepare_inputs(_data.unpack_batch(batch, index)[0], f"x of batch {index}")
+
+    def _no_arrays_with_stream(self, what, y, sample_weight, validation_split=0.0):
+        if y is not None or sample_weight is not None:
+            raise ValueError(f"{self.name}.{what}: x is a sequence or generator of batches, which carry the "
+                             "targets and sample weights; do not pass y or sample_weight")
+        if validation_split:
+            raise ValueError(f"{self.name}.{what}: validation_split needs arrays; give validation_data for a "
+                             "sequence or generator")
+
     # ------------------------------------------------------------------ plan
     def _setup(self):
         """Per call to fit/evaluate/predict: threads, the layers' ownership, the plan and its loss heads."""
@@ -624,12 +674,12 @@ class Model:
         if any(getattr(layer, "_owner", None) is not self for layer in self._param_layers):
             self._claim_layers()
         if self._plan is None:
-            self._plan = Plan(self._nodes, self.inputs, self.outputs, self._dtype)
+            self._plan = Plan(self._nodes, self.inputs, self.outputs, self._dtype, self._layout.trained)
             self._heads = None
         if self._heads is None and self._losses is not None:
             self._make_heads()
         self._plan.prepare(nt)
-        self._opt_step = self.optimizer.step_flat if self.optimizer is not None and self._params.size \
+        self._opt_step = self.optimizer.step_flat if self.optimizer is not None and self._train_params.size \
             else _no_step
 
     def _dense_chain(self):
@@ -656,12 +706,13 @@ class Model:
                        and not t.node.many and getattr(impl, "_act_name", None) == h.loss.fused_activation
                        and hasattr(impl, "forward_logits") and not plan.consumers[h.slot])
             h.fn = None if h.loss is None else (h.loss._logits_grad if h.fused else h.loss._grad)
+            h.mask = (lambda s=h.slot: plan.masks[s]) if plan.masked else None
+            if h.fn is not None and len(t.shape) > 2:
+                h.fn = _losses._PerStep(h.fn, h.mask)      # one loss per time step, masked steps left out
             heads.append(h)
         self._heads = heads
         self._grads_all[...] = 0.0
-        plan.set_heads([(h.loss is not None, h.fused) for h in heads],
-                       lambda layer: self._grads[slice(*self._regions[id(layer)])],
-                       lambda layer, k: self._shadows[(id(layer), k)])
+        plan.set_heads([(h.loss is not None, h.fused) for h in heads], self._layout)
         self._batch_sums = [0.0] * n_out
         self._head_steps = [self._head_step(h) for h in heads if h.loss is not None]
         self._multi = n_out > 1
@@ -679,6 +730,7 @@ class Model:
         v, slot, k, fused, fn, weight = self._plan.values, h.slot, h.k, h.fused, h.fn, h.weight
         iy, iw, im, metrics, place, sums, model = h.iy, h.iw, h.im, h.metrics, self._plan.contrib[h.slot], \
             self._batch_sums, self
+        mask_of = h.mask
 
         def step(batch, n, ds):
             out, y = v[slot], batch[iy]
@@ -694,8 +746,12 @@ class Model:
             sums[k] = s
             if metrics:
                 ym = batch[im]
-                for m in metrics:
-                    m.update_state(y if ym is None else ym, out)
+                mask = None if mask_of is None else mask_of()
+                for m in metrics:        # the mean metrics leave masked steps out (the mask is their weight)
+                    if mask is not None and getattr(m, "_takes_mask", False) and mask.shape == out.shape[:-1]:
+                        m.update_state(y if ym is None else ym, out, sample_weight=mask)
+                    else:
+                        m.update_state(y if ym is None else ym, out)
             return weight * s
         return step
 
@@ -710,22 +766,37 @@ class Model:
 
     def _train_step(self, batch, n):
         """One step on a batch (x_1..x_I, y_1..y_O, sw_1..sw_O, ym_1..ym_O) of n samples; returns the batch
-        loss sum_k weight_k sum(w l_k)/N + penalties."""
-        ds = self._dbufs.get(n)
+        loss sum_k weight_k sum(w l_k)/N + penalties.
+
+        In an MPI job (nncore.distributed) the batch is this process's share of a global batch of n
+        rows: the loss gradient is scaled by 1/n, so the ranks' gradients sum to the whole batch's, and
+        the gradient and loss sums are summed over the ranks before the update.
+        """
+        m = batch[0].shape[0]
+        sync = self._sync
+        if sync is not None and not m:   # an empty share of a short last global batch
+            return sync.skip(self._batch_sums) / n + self._update()
+        ds = self._dbufs.get(m)
         if ds is None:
-            ds = self._loss_buffers(n)
+            ds = self._loss_buffers(m)
         plan = self._plan
         plan.train(batch, True)          # forward: each layer writes into buffers allocated once per batch size
         s = 0.0
         for head in self._head_steps:    # per output: the loss kernel writes d loss / d output
             s += head(batch, n, ds)
-        plan.backward(n)                 # each layer writes its dW, db into the flat gradient buffer
+        plan.backward(m)                 # each layer writes its dW, db into the flat gradient buffer
+        if sync is not None:             # the ranks' gradients and loss sums, summed
+            s = sync.reduce(s, self._batch_sums)
+        return s / n + self._update()
+
+    def _update(self):
+        """Regularizer gradients (once, after any sum over ranks), then the optimizer step; returns the penalty."""
         pen = 0.0
         for wv, gv, reg in self._regs:
             pen += reg(wv)
             reg.add_gradient(wv, gv)
-        self._opt_step(self._params, self._grads)   # the whole gradient is in self._grads here
-        return s / n + pen
+        self._opt_step(self._train_params, self._train_grads)   # one kernel call over the trained range
+        return pen
 
     def _test_step(self, batch):
         """Forward and losses of a batch without training; returns sum_k weight_k sum(w l_k)."""
@@ -750,9 +821,10 @@ class Model:
 
     # ------------------------------------------------------------------ fit
     @_exclusive
+    @_dist.collective
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
-            initial_epoch=0):
+            initial_epoch=0, steps_per_epoch=None, validation_steps=None):
         """Train for `epochs` epochs; returns the History callback.
 
         Keras 3 semantics: validation_split takes the last samples (the
@@ -768,6 +840,17 @@ class Model:
         verbose: 0 silent, 1 progress bar, 2 one line per epoch ('auto' = 1).
         A KeyboardInterrupt propagates after the current step; the model
         stays usable (its parameters are those after the last complete step).
+
+        x may also be a memmap (read batch by batch), a sequence of batches
+        (``__len__`` and ``__getitem__(i) -> (x, y[, sample_weight])``, Keras's
+        PyDataset protocol, reshuffled by batch each epoch) or a generator /
+        iterable of batches, with ``steps_per_epoch`` batches per epoch (without
+        it an epoch is a full pass); y and sample_weight are then not given.
+        validation_data may be any of these (``validation_steps`` batches).
+        See nncore.data. In an MPI job (nncore.distributed) every rank calls
+        fit with the same data; batch_size is per rank, the global batch is
+        size() * batch_size rows, and the result is that of one process with
+        the global batch.
         """
         self._require("fit")
         batch_size = 32 if batch_size is None else _int_arg(batch_size, "batch_size", 1)
@@ -776,26 +859,31 @@ class Model:
         verbose = _verbose(verbose)
         if class_weight is not None and sample_weight is not None:
             raise ValueError("fit: give class_weight or sample_weight, not both (Keras rule)")
-        arrays = self._prepare_data(x, y, sample_weight)
-        y_raw = self._raw_targets(y) if class_weight is not None else None
-        val = None
+        if steps_per_epoch is not None:
+            steps_per_epoch = _int_arg(steps_per_epoch, "steps_per_epoch", 1)
+        rng, shard, val, n = _random.get_rng(), _dist.shard(), None, None
+        if _data.is_stream(x):
+            self._no_arrays_with_stream("fit", y, sample_weight, validation_split)
+            batches = Stream(x, lambda b, i: self._prepare_batch(b, i, class_weight), steps_per_epoch,
+                             shuffle=shuffle, rng=rng, shard=shard)
+            if not self.built:
+                batches.first()                  # builds the model from the first batch
+        else:
+            arrays = self._prepare_data(x, y, sample_weight)
+            y_raw = self._raw_targets(y) if class_weight is not None else None
+            if validation_data is None and validation_split:
+                arrays, val = split_validation(arrays + [y_raw], validation_split)
+                y_raw = arrays.pop()
+                val = self._eval_batches(val[:-1], batch_size)
+            if class_weight is not None:
+                self._apply_class_weight(arrays, class_weight, y_raw)
+            n = len(arrays[0])
+            batches = self._batches(arrays, batch_size, shuffle, rng, shard)
         if validation_data is not None:
-            val = self._prepare_validation(validation_data)
-        elif validation_split:
-            arrays, val = split_validation(arrays + [y_raw], validation_split)
-            y_raw = arrays.pop()
-            val.pop()
-        if class_weight is not None:
-            self._apply_class_weight(arrays, class_weight, y_raw)
+            val = self._prepare_validation(validation_data, batch_size, validation_steps)
 
         self._setup()
-        # the batch source: each batch is one tuple in the layout above; the batch buffers and schedule
-        # of the last fit are reused for arrays of the same layout
-        rng = _random.get_rng()
-        batches = getattr(self, "_train_batches", None)
-        if batches is None or not batches.rebind(arrays, batch_size, shuffle, rng):
-            batches = self._train_batches = Batches(arrays, batch_size, shuffle=shuffle, rng=rng)
-        steps = len(batches)
+        steps = batches.steps
         cbs = _callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                                                 verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
@@ -805,6 +893,14 @@ class Model:
         by_hook = getattr(cbs, "_by_hook", None)
         batch_begin = cbs.on_train_batch_begin if by_hook is None or "on_train_batch_begin" in by_hook \
             else None
+        sync = self._sync = _dist.fit_sync(self, batch_logs)   # None for one process
+        if sync is not None:
+            sync.agree(model=_dist.model_signature(self), compile=self._compile_config, batch_size=batch_size,
+                       epochs=[initial_epoch, epochs], shuffle=bool(shuffle), samples=n, steps=steps,
+                       validation=None if val is None else getattr(val, "total", val.steps))
+            sync.broadcast()
+            sync.attach(self._plan)      # each layer's gradient allreduce starts right after its backward
+            batch_logs = batch_logs or sync.per_step_metrics
         multi, sums = self._multi, self._batch_sums
         logs, training_logs = {}, None
         try:
@@ -813,12 +909,14 @@ class Model:
                 for epoch in range(initial_epoch, epochs):
                     for m in self.compiled_metrics:
                         m.reset_state()
+                    if sync is not None:
+                        sync.epoch_begin(rng)
                     cbs.on_epoch_begin(epoch)
                     total, seen, head_totals = 0.0, 0, [0.0] * len(sums)
                     for i, batch in enumerate(batches):        # batch = (x..., y..., sw..., y_metric...)
                         if batch_begin is not None:
                             batch_begin(i)
-                        nb = batch[0].shape[0]
+                        nb = batches.rows                      # the rows of the (global) batch
                         batch_loss = step(batch, nb)
                         # end of batch: the loss and the updated parameters must be finite (one pass
                         # over the flat parameter buffer, small next to the batch's forward/backward)
@@ -830,24 +928,50 @@ class Model:
                             for k, s in enumerate(sums):
                                 head_totals[k] += s
                         if batch_logs:
+                            if sync is not None:
+                                sync.batch_metrics()
                             logs = self._logs(total / seen, head_totals, seen)
                             cbs.on_train_batch_end(i, logs)
                         if ctrl_c.pending:    # Ctrl-C takes effect here, between complete steps
                             ctrl_c.check()
+                        if sync is not None and sync.per_step_metrics:
+                            self.stop_training = _dist.any_rank(self.stop_training)
                         if self.stop_training:
                             break
+                    if not seen and getattr(batches, "exhausted", False):
+                        break                 # a generator with no batch left: training ends
+                    if sync is not None:
+                        sync.epoch_metrics()
                     epoch_logs = self._logs(total / seen, head_totals, seen) if seen else dict(logs)
                     if val is not None:
-                        val_logs = self._evaluate_arrays(val, batch_size, cbs)
+                        val_logs = self._evaluate_batches(val, cbs)
                         epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
                     cbs.on_epoch_end(epoch, epoch_logs)
                     training_logs = epoch_logs
+                    self.stop_training = _dist.any_rank(self.stop_training or getattr(batches, "exhausted", False))
                     if self.stop_training:
                         break
                 cbs.on_train_end(training_logs)
         finally:
             batches.release()     # the model keeps no reference to the training data
+            if val is not None:
+                val.release()
+            if sync is not None:
+                sync.detach()
+            self._sync = None
         return self.history
+
+    def _batches(self, arrays, batch_size, shuffle, rng, shard):
+        """The training batches of prepared arrays: a memmap's rows are read batch by batch
+        (data.MemmapBatches); otherwise the Batches (buffers and schedule) of the last fit are reused
+        for arrays of the same layout."""
+        if any(_data.is_memmap(a) for a in arrays[:self._n_in]):
+            return _data.MemmapBatches(arrays, batch_size, self._dtype, self._n_in, shuffle=shuffle, rng=rng,
+                                       shard=shard)
+        batches = self._train_batches
+        if batches is None or not batches.rebind(arrays, batch_size, shuffle, rng, shard):
+            batches = self._train_batches = Batches(arrays, batch_size, shuffle=shuffle, rng=rng, shard=shard)
+        return batches
 
     def _nonfinite(self, loss, epoch, batch, steps, handled):
         """A batch gave a NaN/inf loss or parameters. With a callback that handles it
@@ -863,13 +987,27 @@ class Model:
             "lower the learning rate or clip gradients, or pass callbacks=[TerminateOnNaN()] to "
             "stop with the last finite weights instead")
 
-    def _prepare_validation(self, data):
+    def _prepare_validation(self, data, batch_size, steps=None):
+        """validation_data as batches: a tuple of arrays, or a sequence / generator of batches."""
+        if _data.is_stream(data):
+            return Stream(data, self._prepare_batch, steps, shard=_dist.shard(), training=False)
         if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
             raise ValueError("validation_data: expected a tuple (x_val, y_val) or (x_val, y_val, sample_weight_val)")
-        return self._prepare_data(data[0], data[1], data[2] if len(data) == 3 else None, "validation_data ")
+        arrays = self._prepare_data(data[0], data[1], data[2] if len(data) == 3 else None, "validation_data ")
+        return self._eval_batches(arrays, batch_size)
+
+    def _eval_batches(self, arrays, batch_size):
+        """Batches of prepared arrays for evaluate / predict (in an MPI job, of this rank's contiguous share)."""
+        n = len(arrays[0])
+        lo, hi = _dist.share(n)
+        if (lo, hi) != (0, n):
+            arrays = [None if a is None else a[lo:hi] for a in arrays]
+        batches = _data.batches(arrays, batch_size, self._dtype, self._n_in)
+        batches.total = n            # the rows of all the shares
+        return batches
 
     # ------------------------------------------------------------------ evaluate / predict
-    def _evaluate_arrays(self, arrays, batch_size, cbs=None):
+    def _evaluate_batches(self, batches, cbs=None):
         self._setup()
         if cbs is not None:
             cbs.on_test_begin()
@@ -877,18 +1015,25 @@ class Model:
             m.reset_state()
         pen = self._penalty()             # every batch loss carries the same penalty
         total, seen, head_totals = 0.0, 0, [0.0] * len(self.outputs)
-        n = len(arrays[0])
-        for i, batch in enumerate(Batches(arrays, batch_size)):
+        for i, batch in enumerate(batches):
+            nb = batch[0].shape[0]
+            if not nb:                    # an empty share of a global step (nncore.distributed)
+                continue
             if cbs is not None:
                 cbs.on_test_batch_begin(i)
             total += self._test_step(batch)
-            seen += batch[0].shape[0]
+            seen += nb
             for k, s in enumerate(self._batch_sums):
                 head_totals[k] += s
             if cbs is not None:
                 cbs.on_test_batch_end(i, self._logs(total / seen + pen, head_totals, seen))
-        total += pen * n
-        logs = self._logs(total / n, head_totals, n)
+        total, seen, *head_totals = _dist.reduce_pass(self.compiled_metrics, total, seen, *head_totals)
+        if not seen:
+            raise ValueError(f"{self.name}: the data to evaluate (x of evaluate, or validation_data) yielded no "
+                             "batch; a generator is used up after one pass: give a sequence or an iterable that "
+                             "restarts, or validation_steps")
+        total += pen * seen
+        logs = self._logs(total / seen, head_totals, seen)
         if cbs is not None:
             cbs.on_test_end(logs)
         return logs
@@ -898,22 +1043,33 @@ class Model:
         return logs["loss"] if len(logs) == 1 else list(logs.values())
 
     @_exclusive
+    @_dist.collective
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, return_dict=False,
-                 callbacks=None):
+                 callbacks=None, steps=None):
         """Loss (and metrics) on the given data, in batches, without training.
 
         Returns the loss alone when nothing else is logged, else [loss, per-output losses..., metrics...]
         (a dict {name: value} with return_dict=True). The loss is sum_k weight_k sum_i w_i l_ik / N
-        plus the regularization penalties.
+        plus the regularization penalties. x may be an array, a memmap, a sequence or an iterable of
+        batches (``steps`` of them at most); in an MPI job each rank evaluates its share and every rank
+        gets the result over all the data.
         """
         self._require("evaluate")
         batch_size = 32 if batch_size is None else _int_arg(batch_size, "batch_size", 1)
         verbose = _verbose(verbose)
-        arrays = self._prepare_data(x, y, sample_weight)
+        if _data.is_stream(x):
+            self._no_arrays_with_stream("evaluate", y, sample_weight)
+            batches = self._prepare_validation(x, batch_size, steps)
+            if not self.built:
+                batches.first()
+        else:
+            batches = self._eval_batches(self._prepare_data(x, y, sample_weight), batch_size)
         cbs = _callbacks.CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
-                                                model=self, verbose=verbose, epochs=1,
-                                                steps=-(-len(arrays[0]) // batch_size))
-        logs = self._evaluate_arrays(arrays, batch_size, cbs)
+                                                model=self, verbose=verbose, epochs=1, steps=batches.steps)
+        try:
+            logs = self._evaluate_batches(batches, cbs)
+        finally:
+            batches.release()
         return logs if return_dict else self._flat_logs(logs)
 
     def _structured(self, values):
@@ -923,43 +1079,74 @@ class Model:
         return values[0] if self._output_kind == "one" else list(values)
 
     @_exclusive
-    def predict(self, x, batch_size=None, verbose="auto", callbacks=None):
+    @_dist.collective
+    def predict(self, x, batch_size=None, verbose="auto", callbacks=None, steps=None):
         """Outputs for the inputs x, in batches, forward only (training=False): one array, or a list /
-        dict of arrays for several outputs."""
+        dict of arrays for several outputs.
+
+        x may be an array, a memmap, a sequence or an iterable of batches (their inputs are used;
+        ``steps`` batches at most). In an MPI job each rank predicts its share and every rank gets all
+        the outputs.
+        """
         batch_size = 32 if batch_size is None else _int_arg(batch_size, "batch_size", 1)
         verbose = _verbose(verbose)
-        xs = self._prepare_inputs(x, check_finite=False)
-        n = len(xs[0])
-        self._setup()
-        plan = self._plan
-        # a chain of Dense layers runs each batch as one kernel call (DenseChain), which checks each block
-        # of x for NaN/inf as it reads it; other models are checked here first
-        chain = self._dense_chain()
-        if chain is None:
-            self._check_finite(xs)
+        chain = None
+        if _data.is_stream(x):
+            batches = Stream(x, self._prepare_input_batch, steps, shard=_dist.shard(), training=False)
+            if not self.built:
+                batches.first()
+            results, parts = None, []
+            self._setup()
         else:
-            chain.prepare()
+            xs = self._prepare_inputs(x, check_finite=False)
+            self._setup()
+            # a chain of Dense layers runs each batch as one kernel call (DenseChain), which checks each block
+            # of x for NaN/inf as it reads it; other models are checked here first
+            chain = self._dense_chain()
+            if chain is None:
+                self._check_finite(xs)
+            else:
+                chain.prepare()
+            batches = self._eval_batches(xs, batch_size)
+            results = [np.empty((batches.n,) + tuple(t.shape[1:]), self._dtype) for t in self.outputs]
         cbs = None
         if verbose or callbacks:
             cbs = _callbacks.CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
-                                                    model=self, verbose=verbose, epochs=1,
-                                                    steps=-(-n // batch_size))
+                                                    model=self, verbose=verbose, epochs=1, steps=batches.steps)
             cbs.on_predict_begin()
-        results = [np.empty((n,) + tuple(t.shape[1:]), self._dtype) for t in self.outputs]
+        plan = self._plan
         start = 0
-        for i, batch in enumerate(Batches(xs, batch_size)):
-            if cbs is not None:
-                cbs.on_predict_batch_begin(i)
-            stop = start + batch[0].shape[0]
-            if chain is not None:
-                chain(batch[0], results[0][start:stop], check_finite=True, n_threads=self._nt)
-            else:
-                plan.infer(batch, False)
-                for r, s in zip(results, plan.out_slots):
-                    r[start:stop] = plan.values[s]
-            if cbs is not None:
-                cbs.on_predict_batch_end(i, {"outputs": self._structured([r[start:stop] for r in results])})
-            start = stop
+        try:
+            for i, batch in enumerate(batches):
+                m = batch[0].shape[0]
+                if not m:                 # an empty share of a global step (nncore.distributed)
+                    continue
+                if cbs is not None:
+                    cbs.on_predict_batch_begin(i)
+                if results is None:       # a stream: this batch's outputs, kept by its index
+                    plan.infer(batch, False)
+                    outs = [plan.values[s].copy() for s in plan.out_slots]
+                    parts.append((batches.index, outs))
+                else:
+                    outs = [r[start:start + m] for r in results]
+                    if chain is not None:     # written in place, one kernel call
+                        chain(batch[0], outs[0], check_finite=True, n_threads=self._nt)
+                    else:
+                        plan.infer(batch, False)
+                        for r, s in zip(outs, plan.out_slots):
+                            r[...] = plan.values[s]
+                    start += m
+                if cbs is not None:
+                    cbs.on_predict_batch_end(i, {"outputs": self._structured(outs)})
+        finally:
+            batches.release()
+        if results is None:               # the batches of all ranks, in the stream's order
+            parts = [outs for _, outs in _dist.gather_items(parts)]
+            if not parts:
+                raise ValueError(f"{self.name}.predict: x (a sequence or generator of batches) yielded no batch")
+            results = [np.concatenate([outs[k] for outs in parts]) for k in range(len(self.outputs))]
+        else:
+            results = [_dist.gather_rows(r, batches.total) for r in results]
         if cbs is not None:
             cbs.on_predict_end()
         return self._structured(results)
@@ -1012,20 +1199,21 @@ class Model:
         return logs if return_dict else self._flat_logs(logs)
 
     # ------------------------------------------------------------------ description
-    @staticmethod
-    def _table(print_fn, title, heads, rows, total):
+    def _table(self, print_fn, heads, rows):
         widths = [max([len(h)] + [len(r[i]) for r in rows]) + 2 for i, h in enumerate(heads)]
         line = "-" * sum(widths)
-        print_fn(f'Model: "{title}"')
+        print_fn(f'Model: "{self.name}"')
         print_fn(line)
         print_fn("".join(h.ljust(wd) for h, wd in zip(heads, widths)))
         print_fn("=" * sum(widths))
         for r in rows:
             print_fn("".join(c.ljust(wd) for c, wd in zip(r, widths)))
         print_fn(line)
-        print_fn(f"Total params: {total}")
-        print_fn(f"Trainable params: {total}")
-        print_fn("Non-trainable params: 0")
+        if not self.built:
+            print_fn("Total params: ?")
+            return
+        for text in _params.count_lines(self._param_layers, self._dtype, self.optimizer):
+            print_fn(text)
 
     def _ref(self):
         """tensor -> [layer name, node index among the model's nodes of that layer, output index]."""
@@ -1044,8 +1232,7 @@ class Model:
             shape = layer.output_shape
             inbound = ", ".join(f"{r[0]}[{r[1]}][{r[2]}]" for n in nodes for r in map(ref, n.inputs)) or "-"
             rows.append((f"{layer.name} ({type(layer).__name__})", str(shape), str(layer.count_params()), inbound))
-        self._table(print_fn or print, self.name, ("Layer (type)", "Output Shape", "Param #", "Connected to"),
-                    rows, self.count_params())
+        self._table(print_fn or print, ("Layer (type)", "Output Shape", "Param #", "Connected to"), rows)
 
     def get_config(self):
         """The graph as JSON: each layer with its config and inbound nodes (``{"args": [inputs],
@@ -1087,7 +1274,8 @@ class Model:
         """Give the optimizer its slots over the flat buffer (before restoring a saved state)."""
         if not self.built:
             raise ValueError(f"{self.name}: cannot restore an optimizer state into an unbuilt model")
-        self.optimizer.build_flat(self._params, self._segments)
+        if self._train_params.size:
+            self.optimizer.build_flat(self._train_params, self._segments)
 
     def save(self, filepath):
         """Save architecture, weights, compile settings and optimizer state (see nncore.saving)."""
@@ -1186,7 +1374,7 @@ class Sequential(Model):
 
     def _build(self, input_shape):
         """Call the layers in turn on an input of `input_shape` and take that graph. Layers appended to
-        a built model keep their values (the layout grows at the end); only new ones are initialized."""
+        a built model keep their values; only new ones are initialized."""
         if not self._layers:
             raise ValueError(f"{self.name}: the model has no layers; add some first")
         shape = (None,) + tuple(input_shape[1:])
@@ -1197,6 +1385,10 @@ class Sequential(Model):
         x = self._input_layer.output
         for layer in self._layers:
             x = layer(x)
+            if isinstance(x, list):
+                raise ValueError(f"{self.name}: layer {layer.name!r} ({type(layer).__name__}) has several outputs "
+                                 "(e.g. return_state=True); a Sequential model's layers have one each: use the "
+                                 "functional Model")
         self._set_graph(self._input_layer.output, x)
         self._output_shape = x.shape
 
@@ -1234,8 +1426,7 @@ class Sequential(Model):
         rows = [(f"{layer.name} ({type(layer).__name__})",
                  str(layer.output_shape) if layer.built else "?",
                  str(layer.count_params()) if layer.built else "?") for layer in self._layers]
-        self._table(print_fn or print, self.name, ("Layer (type)", "Output Shape", "Param #"), rows,
-                    self.count_params() if self.built else "?")
+        self._table(print_fn or print, ("Layer (type)", "Output Shape", "Param #"), rows)
 
     def get_config(self):
         """{'name': ..., 'layers': [{'class_name': ..., 'config': {...}}, ...]} (JSON-able)."""

@@ -256,7 +256,11 @@ def _pack(header):
 
 
 def write_file(path, header):
-    """Atomically write a model file holding `header`: JSON values and numpy arrays, nested freely."""
+    """Atomically write a model file holding `header`: JSON values and numpy arrays, nested freely.
+    In an MPI job (nncore.distributed) only rank 0 writes; the other ranks return at once."""
+    from nncore import distributed
+    if distributed.rank() != 0:
+        return
     atomic_write(path, _pack(header))
 
 
@@ -449,32 +453,57 @@ def _model_file_header(model, include_optimizer, allow_nonfinite):
     return header
 
 
+def _all_layers(model):
+    """(path, layer) for every layer of the model, nested ones (a Bidirectional's two) as 'outer/inner'."""
+    todo = [(layer.name, layer) for layer in getattr(model, "layers", [])]
+    while todo:
+        path, layer = todo.pop(0)
+        yield path, layer
+        todo[:0] = [(f"{path}/{sub.name}", sub) for sub in getattr(layer, "_sublayers", ())]
+
+
 def _model_extra(model):
     """Training state beyond weights and optimizer that a resumed fit needs to be bit-identical:
-    the state of each layer's own random generator (Dropout draws its masks from one)."""
-    states = {}
-    for layer in getattr(model, "layers", []):
+    the state of each layer's own random generator (Dropout and the recurrent layers' dropout draw
+    their masks from one) and the states a stateful recurrent layer carries between batches."""
+    rngs, carried = {}, {}
+    for path, layer in _all_layers(model):
         rng = getattr(layer, "_rng", None)
         if isinstance(rng, np.random.Generator):
-            states[layer.name] = rng.bit_generator.state
-    return {"rng_states": states}
+            rngs[path] = rng.bit_generator.state
+        if getattr(layer, "stateful", False) and getattr(layer, "_states", None) is not None:
+            carried[path] = [np.ascontiguousarray(v) for v in layer._states]
+    extra = {"rng_states": rngs}
+    if carried:
+        extra["rnn_states"] = carried
+    return extra
 
 
 def _restore_extra(model, extra, bad):
     if not isinstance(extra, dict):
         bad("the model state entry is malformed")
     states = extra.get("rng_states", {})
-    if not isinstance(states, dict):
-        bad("rng_states is malformed")
-    by_name = {layer.name: layer for layer in getattr(model, "layers", [])}
+    carried = extra.get("rnn_states", {})
+    if not isinstance(states, dict) or not isinstance(carried, dict):
+        bad("rng_states or rnn_states is malformed")
+    by_path = dict(_all_layers(model))
     for name, state in states.items():
-        rng = getattr(by_name.get(name), "_rng", None)
+        rng = getattr(by_path.get(name), "_rng", None)
         if not isinstance(rng, np.random.Generator):
             bad(f"rng_states names layer {name!r}, which has no random generator")
         try:
             rng.bit_generator.state = state
         except (TypeError, ValueError, KeyError, OverflowError) as exc:
             bad(f"layer {name!r}: bad random generator state ({exc})")
+    for name, values in carried.items():
+        layer = by_path.get(name)
+        if not getattr(layer, "stateful", False) or not isinstance(values, list) \
+                or not all(isinstance(v, np.ndarray) for v in values):
+            bad(f"rnn_states names layer {name!r}, which is not a stateful recurrent layer, or is malformed")
+        try:
+            layer._set_states(values)
+        except (TypeError, ValueError, IndexError) as exc:
+            bad(f"layer {name!r}: bad carried states ({exc})")
 
 
 def _resolve_model_class(name, custom_objects, bad):

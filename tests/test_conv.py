@@ -11,8 +11,11 @@ from nncore._kernels import conv as K
 from nncore.layers import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, Dense, Flatten,
                            GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Input,
                            MaxPooling1D, MaxPooling2D, get_layer_class)
-from reference_layers import ACTIVATIONS, numeric_grad
+from reference_layers import ACTIVATIONS, check_layer_gradients as _check_layer_gradients
 from steady_state import peak_above_start
+
+# every test here runs at each SIMD level this machine runs (conftest.simd_level)
+pytestmark = pytest.mark.usefixtures("simd_level")
 
 
 # ------------------------------------------------------------------------------------- references
@@ -325,26 +328,6 @@ def test_conv2d_forward_matches_direct_convolution(dtype, case, act):
     assert y.dtype == dtype and y.shape == ref.shape == layer.output_shape[:0] + (xshape[0],) + layer.output_shape[1:]
     tol = 2e-5 if dtype == "float32" else 1e-12
     np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
-
-
-def _check_layer_gradients(layer, x, rng, params=("kernel", "bias")):
-    """L = sum(y * r): backward(r) must give dL/dx and dL/dparam (float64 central differences)."""
-    layer(x)                                                 # build and bind
-    for p in params:
-        w = getattr(layer, p)
-        w[...] = rng.standard_normal(w.shape) * 0.5
-    r = rng.standard_normal(layer.forward(x, True).shape)
-
-    def loss():
-        return float(np.sum(layer.forward(x, True) * r))
-
-    layer.forward(x, True)
-    dx = layer.backward(r).copy()
-    grads = {p: layer._grad_of[p].copy() for p in params}
-    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
-    for p in params:
-        np.testing.assert_allclose(grads[p], numeric_grad(loss, getattr(layer, p)), rtol=1e-6, atol=1e-8,
-                                   err_msg=p)
 
 
 @pytest.mark.parametrize("case", CONV_CASES)

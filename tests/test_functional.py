@@ -10,6 +10,7 @@ import nncore
 from nncore import layers as L
 from nncore.layers import Input
 from nncore.models import Model, Sequential
+from graph_layers_common import Shift, Split
 from reference_layers import numeric_grad
 from steady_state import growth_between_epochs, peak_above_start
 
@@ -139,28 +140,11 @@ def test_whole_model_gradient_with_shared_layers_and_loss_weights(float64):
     np.testing.assert_allclose(grads, numeric_grad(f, m._params), rtol=1e-5, atol=1e-9)
 
 
-class _Split(L.Layer):
-    """A test layer with two outputs: the first k features and the rest (the multi-output protocol)."""
-
-    def __init__(self, k, **kw):
-        super().__init__(**kw)
-        self.k = k
-
-    def compute_output_shape(self, input_shape):
-        return [input_shape[:-1] + (self.k,), input_shape[:-1] + (input_shape[-1] - self.k,)]
-
-    def forward(self, x, training=False):
-        return [np.ascontiguousarray(x[:, :self.k]), np.ascontiguousarray(x[:, self.k:])]
-
-    def backward(self, dy):
-        return np.concatenate(dy, axis=1) if self._need_dx else None
-
-
 def test_multi_output_layer_an_output_feeding_on_and_an_output_without_loss(float64):
     nncore.set_seed(1)
     x = Input(shape=(4,))
     h = L.Dense(5, activation="tanh", name="h")(x)
-    first, rest = _Split(2, name="split")(h)                      # rest gets no gradient from anywhere
+    first, rest = Split(2, name="split")(h)                      # rest gets no gradient from anywhere
     out1 = L.Dense(2, activation="sigmoid", name="o1")(first)
     out2 = L.Dense(1, name="o2")(out1)                             # out1 is an output and feeds o2
     spare = L.Dense(2, name="spare")(rest)
@@ -171,7 +155,7 @@ def test_multi_output_layer_an_output_feeding_on_and_an_output_without_loss(floa
     m.fit(xs, [y1, y2, None], batch_size=7, shuffle=False, verbose=0)
     assert not m._heads[0].fused                                   # out1 also feeds o2: no fused path
     grads = m._grads.copy()
-    spare_region = slice(*m._regions[id(m.get_layer("spare"))])
+    spare_region = slice(*m._layout.grad_region[id(m.get_layer("spare"))])
     assert np.all(grads[spare_region] == 0)                        # no loss reaches it
 
     def f():
@@ -182,25 +166,10 @@ def test_multi_output_layer_an_output_feeding_on_and_an_output_without_loss(floa
     assert [a.shape for a in p] == [(7, 2), (7, 1), (7, 2)]
 
 
-@L.register_layer
-class _Shift(L.Layer):
-    """A test layer taking a tensor through a keyword argument: y = x + shift (the tensor-kwargs protocol)."""
-    _tensor_kwargs = ("shift",)
-
-    def forward(self, x, training=False):
-        if not self._call_kwargs:
-            return x
-        (j,) = self._call_kwargs["shift"]
-        return x[0] + x[j]
-
-    def backward(self, dy):
-        return [dy, dy] if self._call_kwargs else dy
-
-
 def test_tensor_keyword_arguments_reach_the_layer_and_the_config(float64):
     nncore.set_seed(3)
     x, s = Input(shape=(3,), name="x"), Input(shape=(3,), name="s")
-    shift = _Shift(name="shift")
+    shift = Shift(name="shift")
     y = L.Dense(2, name="out")(shift(L.Dense(3, name="d")(x), shift=L.Dense(3, name="e")(s)))
     m = Model([x, s], y)
     rng = np.random.default_rng(4)
@@ -391,6 +360,186 @@ def test_thread_counts_give_the_same_bits():
         np.testing.assert_array_equal(a, b)
 
 
+# ----------------------------------------------------------- non-trainable weights and frozen layers in graphs
+def _bn_residual(seed=0, shape=(5, 4, 2)):
+    """A residual block of convolutions with BatchNormalization (one BN used at two nodes, so its gamma and
+    beta get a shadow gradient region and its moving statistics two updates a step), then a head."""
+    nncore.set_seed(seed)
+    x = Input(shape=shape, name="x")
+    h = L.Activation("relu", name="relu1")(L.BatchNormalization(name="bn1")(
+        L.Conv2D(3, 3, padding="same", use_bias=False, name="c1")(x)))
+    r = L.BatchNormalization(momentum=0.9, name="bn2")(L.Conv2D(3, 3, padding="same", use_bias=False, name="c2")(h))
+    s = L.Activation("tanh", name="act")(L.Add(name="skip")([h, r]))
+    g = L.GlobalAveragePooling2D(name="gap")(s)
+    bn = L.BatchNormalization(name="bn_shared")
+    u = bn(L.Dense(3, name="d1")(g))
+    v = bn(L.Dense(3, activation="tanh", name="d2")(u))
+    out = L.LayerNormalization(name="ln")(L.Add(name="skip2")([u, v]))
+    return Model(x, L.Dense(2, name="out")(out), name="bn_res")
+
+
+def test_batchnorm_in_a_residual_block_gradient_in_training_mode(float64):
+    # one SGD step of lr 0 leaves the flat gradient of the training-mode loss: it must equal central
+    # differences of mean((model(x, training=True) - t)^2), which the moving statistics do not enter
+    rng = np.random.default_rng(3)
+    x, t = rng.normal(size=(6, 5, 4, 2)), rng.normal(size=(6, 2))
+    m = _bn_residual()
+    bn = m.get_layer("bn_shared")
+    for layer in m.layers:                                  # gamma and beta away from 1 and 0
+        for name in ("gamma", "beta"):
+            if hasattr(layer, name):
+                getattr(layer, name)[...] = rng.normal(scale=0.5, size=getattr(layer, name).shape) + (name == "gamma")
+    m.compile(optimizer=sgd(0.0), loss="mse")
+    assert m._grads_all.size == m._params.size + 3 + 3       # bn_shared's second node: gamma and beta shadows
+    m.train_on_batch(x, t)
+    grads = m._grads.copy()
+    assert np.all(grads[m._train_params.size:] == 0)         # frozen part and moving statistics: no gradient
+    assert np.abs(m._layout.shadows[(id(bn), 1)][0]).max() > 0   # the second node wrote its own region
+
+    def f():
+        return float(np.mean((m(x, training=True) - t) ** 2))
+
+    np.testing.assert_allclose(grads, numeric_grad(f, m._params), rtol=1e-5, atol=1e-8)
+
+
+def test_a_shared_convolution_sums_the_gradients_of_its_nodes(float64):
+    # Conv2D keeps (kh kw c, filters) views of its kernel gradient: a further node must get its own
+    rng = np.random.default_rng(8)
+    x, t = rng.normal(size=(3, 4, 4, 2)), rng.normal(size=(3, 2))
+    nncore.set_seed(3)
+    inp = Input(shape=(4, 4, 2))
+    conv = L.Conv2D(2, 3, padding="same", activation="tanh", name="conv")
+    y = L.Dense(2, name="out")(L.Flatten()(conv(conv(inp))))
+    m = Model(inp, y)
+    m.compile(optimizer=sgd(0.0), loss="mse")
+    m.train_on_batch(x, t)
+    grads = m._grads.copy()
+    np.testing.assert_allclose(grads, numeric_grad(lambda: m.evaluate(x, t, verbose=0), m._params),
+                               rtol=1e-5, atol=1e-9)
+
+
+def test_batchnorm_in_a_residual_block_moving_statistics_and_a_short_fit():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(64, 5, 4, 2)) * 2 + 1
+    labels = (x[..., 0].sum(axis=(1, 2)) > x[..., 1].sum(axis=(1, 2))).astype(int)
+    m = _bn_residual(seed=1)
+    m.compile(optimizer=nncore.optimizers.Adam(learning_rate=0.01),
+              loss=nncore.losses.SparseCategoricalCrossentropy(from_logits=True))
+    bn1, shared = m.get_layer("bn1"), m.get_layer("bn_shared")
+    # one forward in training mode: bn1's moving statistics take one step of Keras's rule (biased variance)
+    c1 = m.get_layer("c1")(x[:16].astype(np.float32))
+    mean, var = c1.reshape(-1, 3).mean(0), c1.reshape(-1, 3).var(0)
+    m.train_on_batch(x[:16], labels[:16])
+    np.testing.assert_allclose(bn1.moving_mean, 0.01 * mean, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(bn1.moving_variance, 0.99 + 0.01 * var, rtol=1e-5)
+    moved = shared.moving_mean.copy()
+    h = m.fit(x, labels, epochs=10, batch_size=16, verbose=0).history["loss"]
+    assert h[-1] < 0.5 * h[0]
+    assert not np.array_equal(shared.moving_mean, moved)     # both nodes of the shared BN update it
+    before = [w.copy() for w in m.weights]
+    p = m.predict(x, verbose=0)                              # inference: the moving statistics, unchanged
+    for a, b in zip(before, m.weights):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(p, m(x, training=True), atol=1e-3)
+
+
+def _frozen_shared(seed=0):
+    nncore.set_seed(seed)
+    x = Input(shape=(4,), name="x")
+    shared = L.Dense(4, activation="tanh", name="shared")
+    h = L.Dense(4, activation="relu", name="h")(x)
+    t = shared(L.Add(name="skip")([h, shared(h)]))          # used twice, its input has a trained layer upstream
+    return Model(x, L.Dense(3, activation="softmax", name="out")(t))
+
+
+def test_a_frozen_shared_layer_gets_no_update_no_shadow_and_passes_its_gradient_on(float64, monkeypatch):
+    from test_trainable import _count_step_calls
+    rng = np.random.default_rng(5)
+    x, labels = rng.normal(size=(10, 4)), rng.integers(0, 3, 10)
+    m = _frozen_shared()
+    shared = m.get_layer("shared")
+    shared.trainable = False
+    m.compile(optimizer=sgd(0.0), loss="sparse_categorical_crossentropy")
+    n_train = (4 * 4 + 4) + (4 * 3 + 3)
+    assert m._train_params.size == n_train and m._grads_all.size == m._params.size == n_train + 20
+    m.fit(x, labels, batch_size=10, shuffle=False, verbose=0)
+    grads = m._train_grads.copy()
+
+    def f():
+        return m.evaluate(x, labels, batch_size=10, verbose=0)
+
+    np.testing.assert_allclose(grads, numeric_grad(f, m._train_params), rtol=1e-5, atol=1e-9)
+    assert np.abs(grads[:20]).max() > 0                      # h's gradient came through both frozen nodes
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    w0 = [w.copy() for w in shared.weights]
+    calls = _count_step_calls(monkeypatch)
+    m.fit(x, labels, epochs=2, batch_size=5, verbose=0)
+    assert calls == [n_train] * 4 and all(s.size == n_train for s in m.optimizer._flat["slots"])
+    for a, b in zip(w0, shared.weights):
+        np.testing.assert_array_equal(a, b)
+    # unfrozen at the next compile: the layer joins the trained range, its second node gets a shadow
+    p0 = m.predict(x, verbose=0)
+    shared.trainable = True
+    m.compile(optimizer=sgd(0.0), loss="sparse_categorical_crossentropy")
+    np.testing.assert_array_equal(m.predict(x, verbose=0), p0)  # the new layout keeps every value
+    assert m._train_params.size == n_train + 20 and m._grads_all.size == m._params.size + 20
+    m.fit(x, labels, batch_size=10, shuffle=False, verbose=0)
+    np.testing.assert_allclose(m._grads.copy(), numeric_grad(f, m._params), rtol=1e-5, atol=1e-9)
+
+
+def test_functional_summary_counts_and_trainable_flags():
+    m = _bn_residual()
+    m.get_layer("d2").trainable = False
+    lines = []
+    m.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    fixed = 2 * (3 + 3 + 3) + (3 * 3 + 3)                   # three BNs' moving statistics, the frozen d2
+    trained = m.count_params() - fixed
+    assert trained == sum(w.size for w in m.trainable_weights)
+    assert fixed == sum(w.size for w in m.non_trainable_weights)
+    assert f"Total params: {trained + fixed:,} ({(trained + fixed) * 4:.2f} B)" in text
+    assert f"Trainable params: {trained:,}" in text and f"Non-trainable params: {fixed:,}" in text
+    assert "bn_shared (BatchNormalization)" in text and "d1[0][0], d2[0][0]" in text
+    m.trainable = False
+    assert not m.trainable and m.trainable_weights == [] and len(m.non_trainable_weights) == len(m.weights)
+
+
+def test_batchnorm_and_frozen_layers_save_load_resume_bit_identically(tmp_path):
+    rng = np.random.default_rng(6)
+    x, labels = rng.normal(size=(32, 5, 4, 2)), rng.integers(0, 2, 32)
+    m = _bn_residual(seed=2)
+    m.get_layer("c2").trainable = False
+    loss = nncore.losses.SparseCategoricalCrossentropy(from_logits=True)
+    m.compile(optimizer="adam", loss=loss)
+    m.fit(x, labels, epochs=2, batch_size=8, verbose=0)
+    path = tmp_path / "bn.nncore"
+    m.save(path)
+    again = nncore.load_model(path)
+    assert not again.get_layer("c2").trainable and again._train_params.size == m._train_params.size
+    for a, b in zip(m.get_weights(), again.get_weights()):    # moving statistics included
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(again.get_layer("bn_shared").moving_variance,
+                                  m.get_layer("bn_shared").moving_variance)
+    np.testing.assert_array_equal(again.predict(x, verbose=0), m.predict(x, verbose=0))
+    hists = []
+    for model in (m, again):
+        nncore.set_seed(9)
+        hists.append(model.fit(x, labels, epochs=2, batch_size=8, verbose=0).history)
+    assert hists[0] == hists[1]
+    for a, b in zip(m.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_batchnorm_residual_steps_allocate_no_work_buffers():
+    rng = np.random.default_rng(7)
+    xs, ys = rng.normal(size=(128, 8, 8, 2)).astype(np.float32), rng.integers(0, 2, 128)
+    m = _bn_residual(shape=(8, 8, 2))
+    m.compile(optimizer="adam", loss=nncore.losses.SparseCategoricalCrossentropy(from_logits=True))
+    m.fit(xs, ys, epochs=1, batch_size=64, verbose=0)
+    peak = peak_above_start(lambda: m.fit(xs, ys, epochs=2, batch_size=64, verbose=0))
+    assert peak < 64 * 8 * 8 * 3 * 4, peak                  # below one (64, 8, 8, 3) float32 buffer
+
+
 # ------------------------------------------------------------------------------------- errors
 def test_graph_errors_name_the_tensor_or_layer():
     a, b, c = Input(shape=(3,), name="a"), Input(shape=(2,), name="b"), Input(shape=(3,), name="c")
@@ -460,15 +609,6 @@ def test_data_and_compile_errors_name_what_is_wrong():
         m.fit([xa, xb], [labels, np.zeros((12, 3))], verbose=0)
     with pytest.raises(ValueError, match="class_weight is only supported for models with one output"):
         m.fit([xa, xb], [labels, target], class_weight={0: 2.0}, verbose=0)
-
-
-def test_onnx_export_refuses_a_functional_model_by_name():
-    pytest.importorskip("onnx")
-    import nncore.onnx
-    a = Input(shape=(3,))
-    m = Model(a, L.Dense(2)(a), name="graph")
-    with pytest.raises(ValueError, match="'graph' is a functional Model; ONNX export handles Sequential"):
-        nncore.onnx.export(m)
 
 
 def test_hostile_functional_configs_are_refused(tmp_path):

@@ -378,6 +378,37 @@ def test_dtype_mismatch_raises():
         gemm(a, b, c, bias=np.zeros(5))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("ta,tb", TRANS)
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (2, 5, 3), (17, 13, 9), (128, 64, 128), (300, 33, 70)])
+def test_column_blocks_in_place(dtype, level, ta, tb, m, n, k):
+    """a, b, c given as column blocks x[:, i:j] of wider matrices (the recurrent layers' gate blocks):
+    the gemm reads and writes them in place through their row stride; the columns around c stay."""
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(m + 7 * n + 31 * k)
+    a, b = _operands(rng, m, n, k, ta, tb, dtype)
+    wa = rng.standard_normal((a.shape[0], a.shape[1] + 5)).astype(dtype)
+    wb = rng.standard_normal((b.shape[0], b.shape[1] + 3)).astype(dtype)
+    wa[:, 2:2 + a.shape[1]], wb[:, 1:1 + b.shape[1]] = a, b
+    wc = rng.standard_normal((m, n + 7)).astype(dtype)
+    c0 = wc.copy()
+    bias = rng.standard_normal(n).astype(dtype)
+    for nt in (1, 2):
+        wc[...] = c0
+        gemm(wa[:, 2:2 + a.shape[1]], wb[:, 1:1 + b.shape[1]], wc[:, 4:4 + n], trans_a=ta, trans_b=tb,
+             beta=1.0, bias=bias, n_threads=nt)
+        _check(wc[:, 4:4 + n], _ref(a, b, ta, tb, beta=1.0, c0=c0[:, 4:4 + n], bias=bias), dtype, k)
+        np.testing.assert_array_equal(wc[:, :4], c0[:, :4])
+        np.testing.assert_array_equal(wc[:, 4 + n:], c0[:, 4 + n:])
+        if nt == 1:
+            first = wc.copy()
+    np.testing.assert_array_equal(wc, first)                  # 1 and 2 threads: bit-identical
+    if m > 1:                                                 # rows in reverse: not a row-strided block
+        with pytest.raises(ValueError, match="c: expected a C-contiguous array or a column block"):
+            gemm(a, b, wc[::-1, 4:4 + n], trans_a=ta, trans_b=tb)
+
+
 def test_non_contiguous_and_read_only_raise():
     a, b, c = _ok()
     with pytest.raises(ValueError, match="a: expected a C-contiguous array"):

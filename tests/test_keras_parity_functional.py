@@ -1,5 +1,6 @@
-"""Parity of functional models (several inputs and outputs, residual and shared layers, merge layers) with
-the real Keras 3 (torch backend), in float64.
+"""Parity of functional models (several inputs and outputs, residual and shared layers, merge layers,
+BatchNormalization in a residual block, a frozen shared layer) with the real Keras 3 (torch backend), in
+float64.
 
 The same graph is built in both libraries by one function of the layers module; weights go across layer
 by layer, by name (the two order `model.weights` differently). Compared: outputs, gradients (one SGD step
@@ -25,7 +26,8 @@ def _twins(build, seed=0):
     rng = np.random.default_rng(seed)
     assert sorted(layer.name for layer in nm.layers) == sorted(layer.name for layer in km.layers)
     for layer in km.layers:
-        w = [rng.normal(scale=0.5, size=v.shape) for v in layer.get_weights()]
+        w = [rng.uniform(0.5, 2, size=v.shape) if v.path.endswith("moving_variance") else
+             rng.normal(scale=0.5, size=v.shape) for v in layer.weights]
         layer.set_weights(w)
         nm.get_layer(layer.name).set_weights(w)
     assert nm.count_params() == km.count_params()
@@ -138,6 +140,93 @@ def test_residual_block_with_a_shared_layer_matches_keras():
                metrics=["accuracy"])
     fit = dict(batch_size=7, epochs=3, shuffle=False, verbose=0, validation_split=0.2)
     _assert_history(km.fit(x, labels, **fit).history, nm.fit(x, labels, **fit).history)
+
+
+def _bn_residual(L, Input, Model):
+    # ResNet's block: conv - BN - relu - conv - BN, added to its input, relu; no bias in front of a BN (its
+    # gradient is zero, and Keras's float32 normalization would give it rounding noise instead)
+    x = Input(shape=(6, 5, 3), name="x")
+    h = L.Activation("relu", name="relu0")(L.BatchNormalization(name="bn0")(
+        L.Conv2D(4, 3, padding="same", use_bias=False, name="c0")(x)))
+    r = L.Activation("relu", name="relu1")(L.BatchNormalization(momentum=0.9, name="bn1")(
+        L.Conv2D(4, 3, padding="same", use_bias=False, name="c1")(h)))
+    r = L.BatchNormalization(epsilon=1e-2, name="bn2")(L.Conv2D(4, 3, padding="same", use_bias=False, name="c2")(r))
+    s = L.Activation("relu", name="relu2")(L.Add(name="skip")([h, r]))
+    return Model(x, L.Dense(3, activation="softmax", name="out")(L.GlobalAveragePooling2D(name="gap")(s)),
+                 name="block")
+
+
+F32 = dict(rtol=2e-6, atol=2e-6)  # Keras's BatchNormalization computes in float32 (test_keras_parity_norm.py)
+
+
+def test_batchnorm_residual_block_outputs_and_moving_statistics_match_keras():
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(8, 6, 5, 3)) * 2 + 1
+    km, nm = _twins(_bn_residual, seed=11)
+    np.testing.assert_allclose(nm.predict(x, verbose=0), km.predict(x, verbose=0), **F32)       # inference
+    np.testing.assert_allclose(nm(x, training=True), keras.ops.convert_to_numpy(km(x, training=True)), **F32)
+    for name in ("bn0", "bn1", "bn2"):                      # one training call moved the statistics alike
+        kl, nl = km.get_layer(name), nm.get_layer(name)
+        for k, n in zip(kl.get_weights()[2:], nl.get_weights()[2:]):
+            np.testing.assert_allclose(n, k, **F32, err_msg=name)
+    assert [len(nm.get_layer(name).non_trainable_weights) for name in ("bn0", "bn1", "bn2")] == [2, 2, 2]
+    assert len(nm.trainable_weights) == len(km.trainable_weights) and \
+        len(nm.non_trainable_weights) == len(km.non_trainable_weights)
+
+
+def test_batchnorm_residual_block_gradients_and_fit_match_keras():
+    rng = np.random.default_rng(12)
+    x, labels = rng.normal(size=(32, 6, 5, 3)), rng.integers(0, 3, 32)
+    km, nm = _twins(_bn_residual, seed=13)
+    # one SGD step of lr 1 over one batch: gamma, beta, kernels change by their gradients, the moving
+    # statistics by one momentum step
+    w0 = {layer.name: layer.get_weights() for layer in km.layers}
+    for model, opt in ((km, keras.optimizers.SGD(learning_rate=1.0)), (nm, nncore.optimizers.SGD(learning_rate=1.0))):
+        model.compile(optimizer=opt, loss="sparse_categorical_crossentropy")
+        model.fit(x[:16], labels[:16], batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for name, ws in w0.items():
+        for a, k, n in zip(ws, km.get_layer(name).get_weights(), nm.get_layer(name).get_weights()):
+            gk, gn = a - k, a - n
+            assert np.abs(gk).max() > 1e-6, name
+            # the normalization's backward (sums over the batch) grows Keras's float32 roundings to ~1e-5
+            np.testing.assert_allclose(gn, gk, rtol=1e-5, atol=1e-5 * np.abs(gk).max(), err_msg=name)
+    km, nm = _twins(_bn_residual, seed=14)
+    for model, opt in ((km, keras.optimizers.SGD(learning_rate=0.05, momentum=0.9)),
+                       (nm, nncore.optimizers.SGD(learning_rate=0.05, momentum=0.9))):
+        model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    fit = dict(batch_size=8, epochs=3, shuffle=False, verbose=0, validation_split=0.25)
+    _assert_history(km.fit(x, labels, **fit).history, nm.fit(x, labels, **fit).history)
+    for layer in km.layers:                                  # moving statistics included
+        for a, b in zip(layer.get_weights(), nm.get_layer(layer.name).get_weights()):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7, err_msg=layer.name)
+
+
+def test_frozen_shared_layer_matches_keras():
+    def build(L, Input, Model):
+        x = Input(shape=(7,), name="x")
+        shared = L.Dense(7, activation="tanh", name="shared")
+        h = L.Dense(7, activation="relu", name="h")(x)
+        t = shared(L.Add(name="skip")([h, shared(h)]))
+        return Model(x, L.Dense(3, activation="softmax", name="out")(t), name="frozen")
+
+    *_, labels, _, x = _data(n=30, seed=15)
+    km, nm = _twins(build, seed=16)
+    for model in (km, nm):
+        model.get_layer("shared").trainable = False
+    frozen = nm.get_layer("shared").get_weights()
+    kw = dict(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    km.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), **kw)
+    nm.compile(optimizer=nncore.optimizers.Adam(learning_rate=0.01), **kw)
+    fit = dict(batch_size=7, epochs=3, shuffle=False, verbose=0, validation_split=0.2)
+    _assert_history(km.fit(x, labels, **fit).history, nm.fit(x, labels, **fit).history)
+    for a, b in zip(frozen, nm.get_layer("shared").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for layer in km.layers:
+        for a, b in zip(layer.get_weights(), nm.get_layer(layer.name).get_weights()):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7, err_msg=layer.name)
+    lines = []
+    nm.summary(print_fn=lines.append)
+    assert f"Non-trainable params: {7 * 7 + 7:,}" in "\n".join(lines)
 
 
 MERGES = {  # name: (input shapes, layer kwargs); each input passes a Dense (or its own Input) first

@@ -1,18 +1,22 @@
 """Recurrent layers (SimpleRNN, LSTM, GRU) and their cell kernels.
 
-- the cell kernels against plain-NumPy float64 oracles written from the formulas, float32 and
-  float64, awkward sizes, 1 and 2 threads (bit-identical: rows are independent);
+- the cell kernels (with and without a mask, GRU in both reset forms) against the plain-NumPy
+  float64 oracles of tests/reference_layers.py, float32 and float64, awkward sizes, 1 and 2
+  threads (bit-identical: rows are independent), every SIMD level;
 - every layer against a NumPy forward of the Keras 3 equations, and a central-difference
   gradient check (input and every parameter) over return_sequences, go_backwards, T = 1,
   batch 1, odd units, no bias, other activations;
 - models that learn small sequence tasks, saving round trips with a bit-identical resume,
   summary, clear errors;
 - Embedding (row gather forward, scatter-add backward) and a text-like model.
+The options (dropout, masks, initial/final/carried states, GRU reset_after=False) are tested in
+tests/test_recurrent_options.py.
 """
 import numpy as np
 import pytest
 
 import nncore
+import reference_layers as ref
 from nncore._kernels import ACT_CODES
 from nncore._kernels import rnn as krnn
 from nncore._kernels import elementwise as kew
@@ -21,113 +25,93 @@ from nncore.models import Sequential
 
 TANH, SIG = ACT_CODES["tanh"], ACT_CODES["sigmoid"]
 
-_F = {"tanh": np.tanh, "sigmoid": lambda x: 1 / (1 + np.exp(-x)), "relu": lambda x: np.maximum(x, 0),
-      "linear": lambda x: x, "hard_sigmoid": lambda x: np.clip(x / 6 + 0.5, 0, 1)}
-# derivatives in terms of the output y
-_DF = {"tanh": lambda y: 1 - y * y, "sigmoid": lambda y: y * (1 - y), "relu": lambda y: (y > 0) * 1.0,
-       "linear": lambda y: np.ones_like(y), "hard_sigmoid": lambda y: ((y > 0) & (y < 1)) / 6.0}
-
-
-# --------------------------------------------------------------------------- NumPy oracles
-def ref_lstm_cell(z, cp, a="tanh", ra="sigmoid"):
-    u = cp.shape[1]
-    i, f, g, o = _F[ra](z[:, :u]), _F[ra](z[:, u:2 * u]), _F[a](z[:, 2 * u:3 * u]), _F[ra](z[:, 3 * u:])
-    c = f * cp + i * g
-    tc = _F[a](c)
-    return np.concatenate([i, f, g, o], 1), c, tc, o * tc
-
-
-def ref_lstm_cell_backward(gates, cp, tc, dh, dc, a="tanh", ra="sigmoid"):
-    u = cp.shape[1]
-    i, f, g, o = (gates[:, k * u:(k + 1) * u] for k in range(4))
-    dct = dc + dh * o * _DF[a](tc)
-    delta = np.concatenate([dct * g * _DF[ra](i), dct * cp * _DF[ra](f), dct * i * _DF[a](g),
-                            dh * tc * _DF[ra](o)], 1)
-    return delta, dct * f
-
-
-def ref_gru_cell(x, rec, hp, a="tanh", ra="sigmoid"):
-    u = hp.shape[1]
-    z = _F[ra](x[:, :u] + rec[:, :u])
-    r = _F[ra](x[:, u:2 * u] + rec[:, u:2 * u])
-    hh = _F[a](x[:, 2 * u:] + r * rec[:, 2 * u:])
-    return np.concatenate([z, r, hh], 1), z * hp + (1 - z) * hh
-
-
-def ref_gru_cell_backward(gates, rec, hp, dh, a="tanh", ra="sigmoid"):
-    u = hp.shape[1]
-    z, r, hh = gates[:, :u], gates[:, u:2 * u], gates[:, 2 * u:]
-    dhh = dh * (1 - z) * _DF[a](hh)
-    dz = dh * (hp - hh) * _DF[ra](z)
-    dr = dhh * rec[:, 2 * u:] * _DF[ra](r)
-    return np.concatenate([dz, dr, dhh], 1), np.concatenate([dz, dr, dhh * r], 1), dh * z
-
 
 def ref_layer(kind, x, weights, return_sequences=False, go_backwards=False, a="tanh", ra="sigmoid"):
     """The Keras 3 equations, one step at a time, float64."""
-    W, U = weights[0], weights[1]
-    b = weights[2] if len(weights) > 2 else np.zeros((2, W.shape[1]) if kind == "GRU" else W.shape[1])
-    u = U.shape[0]
-    xs = x[:, ::-1] if go_backwards else x
-    h, c, out = np.zeros((x.shape[0], u)), np.zeros((x.shape[0], u)), []
-    for t in range(x.shape[1]):
-        if kind == "SimpleRNN":
-            h = _F[a](xs[:, t] @ W + h @ U + b)
-        elif kind == "LSTM":
-            _, c, _, h = ref_lstm_cell(xs[:, t] @ W + h @ U + b, c, a, ra)
-        else:
-            _, h = ref_gru_cell(xs[:, t] @ W + b[0], h @ U + b[1], h, a, ra)
-        out.append(h)
-    return np.stack(out, 1) if return_sequences else h
+    return ref.rnn_layer(kind, x, weights, return_sequences, go_backwards, a=a, ra=ra)[0]
+
+
+def _tol(dtype):
+    return dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-14)
+
+
+def _mask(rng, B, with_mask):
+    """None, or a (B,) bool mask with both kinds of rows (row 0 valid)."""
+    if not with_mask:
+        return None
+    m = rng.random(B) < 0.6
+    m[0] = True
+    if B > 1:
+        m[-1] = False
+    return m
 
 
 # --------------------------------------------------------------------------- cell kernels
 SIZES = [(1, 1), (3, 7), (5, 33), (17, 9)]
 
 
+@pytest.mark.usefixtures("simd_level")  # at every SIMD level (conftest)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("B,u", SIZES)
 @pytest.mark.parametrize("acts", [("tanh", "sigmoid"), ("relu", "hard_sigmoid"), ("linear", "tanh")])
-def test_lstm_cell_matches_numpy(dtype, B, u, acts):
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+def test_lstm_cell_matches_numpy(dtype, B, u, acts, masked):
     rng = np.random.default_rng(B * 100 + u)
     a, ra = acts
     z0 = rng.standard_normal((B, 4 * u)) * 2
-    cp = rng.standard_normal((B, u))
-    rg, rc, rtc, rh = ref_lstm_cell(z0, cp, a, ra)
-    tol = dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-14)
+    cp, hp = rng.standard_normal((B, u)), rng.standard_normal((B, u))
+    m = _mask(rng, B, masked)
+    rg, rc, rtc, rh = ref.lstm_cell(z0, cp, a, ra)
+    if m is not None:                                 # masked rows carry the state
+        rc, rh = np.where(m[:, None], rc, cp), np.where(m[:, None], rh, hp)
+    tol = _tol(dtype)
     z = z0.astype(dtype)
     c, tc, h = (np.empty((B, u), dtype) for _ in range(3))
-    krnn.lstm_cell_forward(ACT_CODES[a], 0.0, ACT_CODES[ra], 0.0, z, cp.astype(dtype), c, tc, h, 1)
-    for got, want in ((z, rg), (c, rc), (tc, rtc), (h, rh)):
+    krnn.lstm_cell_forward(ACT_CODES[a], 0.0, ACT_CODES[ra], 0.0, z, cp.astype(dtype), hp.astype(dtype), m,
+                           c, tc, h, 1)
+    valid = slice(None) if m is None else m
+    for got, want in ((z[valid], rg[valid]), (c, rc), (tc[valid], rtc[valid]), (h, rh)):
         np.testing.assert_allclose(got, want, **tol)
     # backward from the reference's own gates (float64 oracle)
-    dh, dc0 = rng.standard_normal((B, u)), rng.standard_normal((B, u))
-    rdelta, rdc = ref_lstm_cell_backward(rg, cp, rtc, dh, dc0, a, ra)
-    delta, dc = np.empty((B, 4 * u), dtype), dc0.astype(dtype)
+    dh, dc0, dhp0 = (rng.standard_normal((B, u)) for _ in range(3))
+    rdelta, rdc = ref.lstm_cell_backward(rg, cp, rtc, dh, dc0, a, ra)
+    rdhp = dhp0.copy()
+    if m is not None:                                 # masked rows: no delta, dc passes, dh goes back
+        rdelta[~m], rdc[~m], rdhp[~m] = 0, dc0[~m], dhp0[~m] + dh[~m]
+    delta, dc, dhp = np.full((B, 4 * u), np.nan, dtype), dc0.astype(dtype), dhp0.astype(dtype)
     krnn.lstm_cell_backward(ACT_CODES[a], 0.0, ACT_CODES[ra], 0.0, rg.astype(dtype), cp.astype(dtype),
-                            rtc.astype(dtype), dh.astype(dtype), dc, delta, 1)
+                            rtc.astype(dtype), dh.astype(dtype), m, dc, delta, dhp, 1)
     np.testing.assert_allclose(delta, rdelta, **tol)
     np.testing.assert_allclose(dc, rdc, **tol)
+    np.testing.assert_allclose(dhp, rdhp, **tol)
 
 
+@pytest.mark.usefixtures("simd_level")  # at every SIMD level (conftest)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("B,u", SIZES)
 @pytest.mark.parametrize("acts", [("tanh", "sigmoid"), ("relu", "hard_sigmoid")])
-def test_gru_cell_matches_numpy(dtype, B, u, acts):
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+def test_gru_cell_matches_numpy(dtype, B, u, acts, masked):
     rng = np.random.default_rng(B * 100 + u + 1)
     a, ra = acts
     x0, rec, hp = rng.standard_normal((B, 3 * u)) * 2, rng.standard_normal((B, 3 * u)), rng.standard_normal((B, u))
-    rg, rh = ref_gru_cell(x0, rec, hp, a, ra)
-    tol = dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-14)
+    m = _mask(rng, B, masked)
+    rg, rh = ref.gru_cell(x0, rec, hp, a, ra)
+    if m is not None:
+        rh = np.where(m[:, None], rh, hp)
+    tol = _tol(dtype)
     z, h = x0.astype(dtype), np.empty((B, u), dtype)
-    krnn.gru_cell_forward(ACT_CODES[a], 0.0, ACT_CODES[ra], 0.0, z, rec.astype(dtype), hp.astype(dtype), h, 1)
-    np.testing.assert_allclose(z, rg, **tol)
+    krnn.gru_cell_forward(ACT_CODES[a], 0.0, ACT_CODES[ra], 0.0, z, rec.astype(dtype), hp.astype(dtype), m, h, 1)
+    valid = slice(None) if m is None else m
+    np.testing.assert_allclose(z[valid], rg[valid], **tol)
     np.testing.assert_allclose(h, rh, **tol)
     dh, dhp0 = rng.standard_normal((B, u)), rng.standard_normal((B, u))
-    rdx, rdrec, rdhp = ref_gru_cell_backward(rg, rec, hp, dh, a, ra)
+    rdx, rdrec, rdhp = ref.gru_cell_backward(rg, rec, hp, dh, a, ra)
+    if m is not None:
+        rdx[~m], rdrec[~m], rdhp[~m] = 0, 0, dh[~m]
     dx, drec, dhp = np.empty((B, 3 * u), dtype), np.empty((B, 3 * u), dtype), dhp0.astype(dtype)
     args = (ACT_CODES[a], 0.0, ACT_CODES[ra], 0.0, rg.astype(dtype), rec.astype(dtype), hp.astype(dtype),
-            dh.astype(dtype), dx, drec)
+            dh.astype(dtype), m, dx, drec)
     krnn.gru_cell_backward(*args, dhp, 1)
     np.testing.assert_allclose(dx, rdx, **tol)
     np.testing.assert_allclose(drec, rdrec, **tol)
@@ -136,23 +120,100 @@ def test_gru_cell_matches_numpy(dtype, B, u, acts):
     np.testing.assert_allclose(dx, rdx, **tol)
 
 
+def _gru_rb_step(dtype, a, ra, x0, hp, U, m, rm, dh, dhp0, nt):
+    """One reset_after=False step through the kernels and gemms the layer calls; returns every result."""
+    from nncore._kernels.gemm import gemm
+    B, u = hp.shape
+    A, RA = ACT_CODES[a], ACT_CODES[ra]
+    z, hpd, Ud = x0.astype(dtype), hp.astype(dtype), U.astype(dtype)
+    rmd = None if rm is None else rm.astype(dtype)
+    q, h = np.empty((B, u), dtype), np.empty((B, u), dtype)
+    gemm(hpd, Ud[:, :2 * u], z[:, :2 * u], beta=1.0, n_threads=nt)          # column blocks: views
+    krnn.gru_rb_gates_forward(RA, 0.0, z, hpd, rmd, q, nt)
+    gemm(q, Ud[:, 2 * u:], z[:, 2 * u:], beta=1.0, n_threads=nt)
+    krnn.gru_rb_state_forward(A, 0.0, z, hpd, m, h, nt)
+    delta, dq, dhp = np.full((B, 3 * u), np.nan, dtype), np.empty((B, u), dtype), dhp0.astype(dtype)
+    krnn.gru_rb_state_backward(A, 0.0, RA, 0.0, z, hpd, dh.astype(dtype), m, delta, dhp, nt)
+    gemm(delta[:, 2 * u:], Ud[:, 2 * u:], dq, trans_b=True, n_threads=nt)
+    krnn.gru_rb_reset_backward(RA, 0.0, z, hpd, rmd, dq, delta, dhp, nt)
+    gemm(delta[:, :2 * u], Ud[:, :2 * u], dhp, trans_b=True, beta=1.0, n_threads=nt)
+    return z, q, h, delta, dhp
+
+
+@pytest.mark.usefixtures("simd_level")  # at every SIMD level (conftest)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_cells_identical_for_1_and_2_threads(dtype):
+@pytest.mark.parametrize("B,u", SIZES)
+@pytest.mark.parametrize("acts", [("tanh", "sigmoid"), ("relu", "hard_sigmoid")])
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+@pytest.mark.parametrize("dropped", [False, True], ids=["", "rdrop"])
+def test_gru_reset_before_cells_match_numpy(dtype, B, u, acts, masked, dropped):
+    rng = np.random.default_rng(B * 100 + u + 2)
+    a, ra = acts
+    x0, hp = rng.standard_normal((B, 3 * u)) * 2, rng.standard_normal((B, u))
+    U = rng.standard_normal((u, 3 * u)) * 0.5
+    m = _mask(rng, B, masked)
+    rm = ref.rnn_dropout_mask(rng, (B, u), 0.3) if dropped else None
+    rg, rq, rh = ref.gru_rb_cell(x0, hp, U, a, ra, rm)
+    dh, dhp0 = rng.standard_normal((B, u)), rng.standard_normal((B, u))
+    rdelta, rdhp = ref.gru_rb_cell_backward(rg, hp, dh, U, a, ra, rm)
+    if m is not None:
+        rh = np.where(m[:, None], rh, hp)
+        rdelta[~m], rdhp[~m] = 0, dh[~m]
+    z, q, h, delta, dhp = _gru_rb_step(dtype, a, ra, x0, hp, U, m, rm, dh, dhp0, 1)
+    tol = _tol(dtype) if dtype == np.float64 else dict(rtol=1e-4, atol=2e-5)
+    valid = slice(None) if m is None else m
+    np.testing.assert_allclose(z[valid], rg[valid], **tol)
+    np.testing.assert_allclose(q, rq, **tol)
+    np.testing.assert_allclose(h, rh, **tol)
+    np.testing.assert_allclose(delta, rdelta, **tol)
+    np.testing.assert_allclose(dhp, dhp0 + rdhp, **tol)
+
+
+@pytest.mark.usefixtures("simd_level")  # at every SIMD level (conftest)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("B,u", SIZES)
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+def test_simple_rnn_mask_kernels_match_numpy(dtype, B, u, masked):
+    rng = np.random.default_rng(B * 100 + u + 3)
+    h0, hp, dh, dhp0 = (rng.standard_normal((B, u)) for _ in range(4))
+    y = np.tanh(h0)
+    m = _mask(rng, B, masked)
+    delta, dhp = np.empty((B, u), dtype), dhp0.astype(dtype)
+    krnn.simple_rnn_cell_backward(TANH, 0.0, y.astype(dtype), dh.astype(dtype), m, delta, dhp, 2)
+    want, wdhp = dh * (1 - y * y), dhp0.copy()
+    if m is not None:
+        want[~m], wdhp[~m] = 0, dhp0[~m] + dh[~m]
+        h = y.astype(dtype)
+        krnn.rnn_carry_masked(hp.astype(dtype), m, h)
+        np.testing.assert_allclose(h, np.where(m[:, None], y, hp), **_tol(dtype))
+    np.testing.assert_allclose(delta, want, **_tol(dtype))
+    np.testing.assert_allclose(dhp, wdhp, **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+def test_cells_identical_for_1_and_2_threads(dtype, masked):
     rng = np.random.default_rng(5)
     B, u = 300, 70                                            # enough work for a team of two
     z0, cp = rng.standard_normal((B, 4 * u)).astype(dtype), rng.standard_normal((B, u)).astype(dtype)
+    m = _mask(rng, B, masked)
+    U = (rng.standard_normal((u, 3 * u)) * 0.3).astype(dtype)
+    rm = ref.rnn_dropout_mask(rng, (B, u), 0.2).astype(dtype)
     outs = []
     for nt in (1, 2):
         z = z0.copy()
-        c, tc, h = (np.empty((B, u), dtype) for _ in range(3))
-        krnn.lstm_cell_forward(TANH, 0.0, SIG, 0.0, z, cp, c, tc, h, nt)
-        dc, delta = cp.copy(), np.empty_like(z)
-        krnn.lstm_cell_backward(TANH, 0.0, SIG, 0.0, z, cp, tc, h, dc, delta, nt)
+        c, tc, h = (np.zeros((B, u), dtype) for _ in range(3))   # masked rows leave tc alone
+        krnn.lstm_cell_forward(TANH, 0.0, SIG, 0.0, z, cp, cp, m, c, tc, h, nt)
+        dc, delta, dhl = cp.copy(), np.zeros_like(z), cp.copy()
+        krnn.lstm_cell_backward(TANH, 0.0, SIG, 0.0, z, cp, tc, h, m, dc, delta, dhl, nt)
         g, hg = z0[:, :3 * u].copy(), np.empty((B, u), dtype)
-        krnn.gru_cell_forward(TANH, 0.0, SIG, 0.0, g, z0[:, u:].copy(), cp, hg, nt)
+        krnn.gru_cell_forward(TANH, 0.0, SIG, 0.0, g, z0[:, u:].copy(), cp, m, hg, nt)
         dx, drec, dhp = np.empty_like(g), np.empty_like(g), cp.copy()
-        krnn.gru_cell_backward(TANH, 0.0, SIG, 0.0, g, z0[:, u:].copy(), cp, h, dx, drec, dhp, nt)
-        outs.append([z, c, tc, h, dc, delta, g, hg, dx, drec, dhp])
+        krnn.gru_cell_backward(TANH, 0.0, SIG, 0.0, g, z0[:, u:].copy(), cp, h, m, dx, drec, dhp, nt)
+        rb = _gru_rb_step(dtype, "tanh", "sigmoid", z0[:, :3 * u], cp, U, m, rm, h, cp, nt)
+        ds, dsp = np.empty((B, u), dtype), cp.copy()
+        krnn.simple_rnn_cell_backward(TANH, 0.0, hg, h, m, ds, dsp, nt)
+        outs.append([z, c, tc, h, dc, delta, dhl, g, hg, dx, drec, dhp, ds, dsp, *rb])
     for a, b in zip(*outs):
         np.testing.assert_array_equal(a, b)
 
@@ -161,22 +222,36 @@ def test_cell_kernel_errors():
     z, cp = np.zeros((2, 8)), np.zeros((2, 2))
     out = [np.zeros((2, 2)) for _ in range(3)]
     with pytest.raises(ValueError, match="c_prev: expected shape \\(2, 2\\), got \\(2, 3\\)"):
-        krnn.lstm_cell_forward(TANH, 0.0, SIG, 0.0, z, np.zeros((2, 3)), *out)
+        krnn.lstm_cell_forward(TANH, 0.0, SIG, 0.0, z, np.zeros((2, 3)), None, None, *out)
     with pytest.raises(TypeError, match="c: expected dtype float64, got float32"):
-        krnn.lstm_cell_forward(TANH, 0.0, SIG, 0.0, z, cp, np.zeros((2, 2), np.float32), *out[1:])
+        krnn.lstm_cell_forward(TANH, 0.0, SIG, 0.0, z, cp, None, None, np.zeros((2, 2), np.float32), *out[1:])
     with pytest.raises(ValueError, match="4 \\* units"):
-        krnn.lstm_cell_forward(TANH, 0.0, SIG, 0.0, np.zeros((2, 7)), cp, *out)
+        krnn.lstm_cell_forward(TANH, 0.0, SIG, 0.0, np.zeros((2, 7)), cp, None, None, *out)
     with pytest.raises(ValueError, match="needs its input"):
-        krnn.lstm_cell_forward(ACT_CODES["gelu"], 0.0, SIG, 0.0, z, cp, *out)
+        krnn.lstm_cell_forward(ACT_CODES["gelu"], 0.0, SIG, 0.0, z, cp, None, None, *out)
+    with pytest.raises(TypeError, match="h_prev: expected a numpy.ndarray, got NoneType"):
+        krnn.lstm_cell_forward(TANH, 0.0, SIG, 0.0, z, cp, None, np.ones(2, bool), *out)   # a mask needs h_prev
+    with pytest.raises(ValueError, match="mask: expected shape \\(2,\\), got \\(3,\\)"):
+        krnn.lstm_cell_forward(TANH, 0.0, SIG, 0.0, z, cp, cp, np.ones(3, bool), *out)
+    with pytest.raises(TypeError, match="mask: expected dtype bool or uint8, got float64"):
+        krnn.gru_cell_forward(TANH, 0.0, SIG, 0.0, np.zeros((2, 6)), np.zeros((2, 6)), cp, np.ones(2), out[0])
     with pytest.raises(ValueError, match="unknown activation code"):
-        krnn.gru_cell_forward(TANH, 0.0, 99, 0.0, np.zeros((2, 6)), np.zeros((2, 6)), cp, out[0])
+        krnn.gru_cell_forward(TANH, 0.0, 99, 0.0, np.zeros((2, 6)), np.zeros((2, 6)), cp, None, out[0])
     with pytest.raises(ValueError, match="read-only"):
         ro = np.zeros((2, 2))
         ro.flags.writeable = False
-        krnn.gru_cell_forward(TANH, 0.0, SIG, 0.0, np.zeros((2, 6)), np.zeros((2, 6)), cp, ro)
+        krnn.gru_cell_forward(TANH, 0.0, SIG, 0.0, np.zeros((2, 6)), np.zeros((2, 6)), cp, None, ro)
     with pytest.raises(ValueError, match="C-contiguous"):
         krnn.gru_cell_backward(TANH, 0.0, SIG, 0.0, np.zeros((2, 6)), np.zeros((2, 6)), cp,
-                               np.zeros((2, 4))[:, ::2], np.zeros((2, 6)), np.zeros((2, 6)), None)
+                               np.zeros((2, 4))[:, ::2], None, np.zeros((2, 6)), np.zeros((2, 6)), None)
+    with pytest.raises(ValueError, match="rm: expected shape \\(2, 2\\)"):
+        krnn.gru_rb_gates_forward(SIG, 0.0, np.zeros((2, 6)), cp, np.zeros((2, 3)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="3 \\* units"):
+        krnn.gru_rb_state_forward(TANH, 0.0, np.zeros((2, 5)), cp, None, np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="dq: expected shape \\(2, 2\\)"):
+        krnn.gru_rb_reset_backward(SIG, 0.0, np.zeros((2, 6)), cp, None, np.zeros((2, 1)), np.zeros((2, 6)), None)
+    with pytest.raises(TypeError, match="mask must be an array"):
+        krnn.rnn_carry_masked(cp, None, np.zeros((2, 2)))
 
 
 # --------------------------------------------------------------------------- layers
@@ -424,8 +499,6 @@ def test_steady_state_batches_allocate_nothing_that_persists():
 def test_errors():
     with pytest.raises(ValueError, match="LSTM: units must be a positive int, got 0"):
         LSTM(0)
-    with pytest.raises(ValueError, match="GRU: only reset_after=True"):
-        GRU(3, reset_after=False)
     with pytest.raises(ValueError, match="SimpleRNN: activation 'softmax' is not supported"):
         SimpleRNN(3, activation="softmax")
     with pytest.raises(ValueError, match="LSTM: recurrent_activation 'gelu' is not supported"):
@@ -437,8 +510,8 @@ def test_errors():
         layer(np.zeros((4, 5), np.float32))
     layer(np.zeros((2, 5, 4), np.float32))
     with pytest.raises(ValueError, match="layer 'enc' \\(LSTM\\): expected input of shape "
-                                         "\\(batch, 5, 4\\), got \\(2, 6, 4\\)"):
-        layer.forward(np.zeros((2, 6, 4), np.float32))
+                                         "\\(batch, timesteps, 4\\), got \\(2, 6, 3\\)"):
+        layer.forward(np.zeros((2, 6, 3), np.float32))
     with pytest.raises(TypeError, match="layer 'enc' \\(LSTM\\): expected input of dtype float32, got float64"):
         layer.forward(np.zeros((2, 5, 4)))
     m = Sequential([GRU(3, input_shape=(5, 4)), Dense(1)])
@@ -450,6 +523,7 @@ def test_errors():
 
 
 # --------------------------------------------------------------------------- Embedding
+@pytest.mark.usefixtures("simd_level")  # at every SIMD level (conftest)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n,rows,cols", [(1, 1, 1), (7, 3, 5), (200, 13, 33), (4000, 50, 64)])
 def test_scatter_add_rows_matches_numpy(dtype, n, rows, cols):

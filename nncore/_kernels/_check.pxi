@@ -51,6 +51,14 @@ cdef inline int _shape1(object a, str name, Py_ssize_t n) except -1:
         raise ValueError(f"{name}: expected shape ({n},), got {a.shape}")
     return 0
 
+cdef inline int _block(object a, str name, int code, Py_ssize_t rows, Py_ssize_t cols, bint out) except -1:
+    """A (rows, cols) array of the dtype `code`; writable when `out`."""
+    _same_real(a, name, code)
+    _shape2(a, name, rows, cols)
+    if out:
+        _writable(a, name)
+    return 0
+
 cdef inline void *_ptr(object a):
     return cnp.PyArray_DATA(<cnp.ndarray>a)
 
@@ -62,6 +70,10 @@ cdef inline Py_ssize_t _size(object a):
 # nncore._kernels.runtime.set_simd_level calls this in each of them.
 def _set_simd_level_here(int level):
     nc_set_simd_level(level)
+    return nc_active_simd_level()
+
+
+def _active_simd_level_here():
     return nc_active_simd_level()
 
 

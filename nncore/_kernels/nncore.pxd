@@ -4,6 +4,8 @@ from libc.stdint cimport int32_t, int64_t
 cdef extern from "nncore.h" nogil:
     # runtime
     int nc_simd_level()
+    int nc_simd_cpu_level()
+    int nc_simd_compiled_level()
     const char *nc_simd_name(int level)
     void nc_set_simd_level(int level)
     int nc_active_simd_level()
@@ -82,33 +84,68 @@ cdef extern from "nncore.h" nogil:
     int nc_all_finite_f64(const double *x, ptrdiff_t n, int nthreads)
     void nc_take_rows_f32(const float *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, float *dst)
     void nc_take_rows_f64(const double *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, double *dst)
+    int nc_read_rows(int fd, int64_t base, int64_t rowbytes, const int64_t *idx, ptrdiff_t n, char *dst)
     void nc_scatter_add_rows_f32(const float *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, float *dst,
                                  int nthreads)
     void nc_scatter_add_rows_f64(const double *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx,
                                  double *dst, int nthreads)
 
-    # recurrent cells
+    # recurrent cells (mask: B bytes or NULL)
     void nc_lstm_cell_forward_f32(int act, float alpha, int ract, float ralpha, float *z, const float *c_prev,
-                                  float *c, float *tc, float *h, ptrdiff_t B, ptrdiff_t u, int nthreads)
+                                  const float *h_prev, const unsigned char *mask, float *c, float *tc, float *h,
+                                  ptrdiff_t B, ptrdiff_t u, int nthreads)
     void nc_lstm_cell_forward_f64(int act, double alpha, int ract, double ralpha, double *z,
-                                  const double *c_prev, double *c, double *tc, double *h, ptrdiff_t B,
-                                  ptrdiff_t u, int nthreads)
+                                  const double *c_prev, const double *h_prev, const unsigned char *mask, double *c,
+                                  double *tc, double *h, ptrdiff_t B, ptrdiff_t u, int nthreads)
     void nc_lstm_cell_backward_f32(int act, float alpha, int ract, float ralpha, const float *gates,
-                                   const float *c_prev, const float *tc, const float *dh, float *dc,
-                                   float *delta, ptrdiff_t B, ptrdiff_t u, int nthreads)
+                                   const float *c_prev, const float *tc, const float *dh, const unsigned char *mask,
+                                   float *dc, float *delta, float *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
     void nc_lstm_cell_backward_f64(int act, double alpha, int ract, double ralpha, const double *gates,
-                                   const double *c_prev, const double *tc, const double *dh, double *dc,
-                                   double *delta, ptrdiff_t B, ptrdiff_t u, int nthreads)
+                                   const double *c_prev, const double *tc, const double *dh,
+                                   const unsigned char *mask, double *dc, double *delta, double *dh_prev,
+                                   ptrdiff_t B, ptrdiff_t u, int nthreads)
     void nc_gru_cell_forward_f32(int act, float alpha, int ract, float ralpha, float *z, const float *rec,
-                                 const float *h_prev, float *h, ptrdiff_t B, ptrdiff_t u, int nthreads)
+                                 const float *h_prev, const unsigned char *mask, float *h, ptrdiff_t B, ptrdiff_t u,
+                                 int nthreads)
     void nc_gru_cell_forward_f64(int act, double alpha, int ract, double ralpha, double *z, const double *rec,
-                                 const double *h_prev, double *h, ptrdiff_t B, ptrdiff_t u, int nthreads)
+                                 const double *h_prev, const unsigned char *mask, double *h, ptrdiff_t B,
+                                 ptrdiff_t u, int nthreads)
     void nc_gru_cell_backward_f32(int act, float alpha, int ract, float ralpha, const float *gates,
-                                  const float *rec, const float *h_prev, const float *dh, float *dx,
-                                  float *drec, float *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
+                                  const float *rec, const float *h_prev, const float *dh, const unsigned char *mask,
+                                  float *dx, float *drec, float *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
     void nc_gru_cell_backward_f64(int act, double alpha, int ract, double ralpha, const double *gates,
-                                  const double *rec, const double *h_prev, const double *dh, double *dx,
-                                  double *drec, double *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
+                                  const double *rec, const double *h_prev, const double *dh,
+                                  const unsigned char *mask, double *dx, double *drec, double *dh_prev,
+                                  ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_gru_rb_gates_forward_f32(int ract, float ralpha, float *z, const float *h_prev, const float *rm,
+                                     float *q, ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_gru_rb_gates_forward_f64(int ract, double ralpha, double *z, const double *h_prev, const double *rm,
+                                     double *q, ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_gru_rb_state_forward_f32(int act, float alpha, float *z, const float *h_prev,
+                                     const unsigned char *mask, float *h, ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_gru_rb_state_forward_f64(int act, double alpha, double *z, const double *h_prev,
+                                     const unsigned char *mask, double *h, ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_gru_rb_state_backward_f32(int act, float alpha, int ract, float ralpha, const float *gates,
+                                      const float *h_prev, const float *dh, const unsigned char *mask, float *delta,
+                                      float *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_gru_rb_state_backward_f64(int act, double alpha, int ract, double ralpha, const double *gates,
+                                      const double *h_prev, const double *dh, const unsigned char *mask,
+                                      double *delta, double *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_gru_rb_reset_backward_f32(int ract, float ralpha, const float *gates, const float *h_prev,
+                                      const float *rm, const float *dq, float *delta, float *dh_prev, ptrdiff_t B,
+                                      ptrdiff_t u, int nthreads)
+    void nc_gru_rb_reset_backward_f64(int ract, double ralpha, const double *gates, const double *h_prev,
+                                      const double *rm, const double *dq, double *delta, double *dh_prev,
+                                      ptrdiff_t B, ptrdiff_t u, int nthreads)
+    void nc_rnn_carry_masked_f32(const float *h_prev, const unsigned char *mask, float *h, ptrdiff_t B, ptrdiff_t u)
+    void nc_rnn_carry_masked_f64(const double *h_prev, const unsigned char *mask, double *h, ptrdiff_t B,
+                                 ptrdiff_t u)
+    void nc_simple_rnn_cell_backward_f32(int act, float alpha, const float *h, const float *dh,
+                                         const unsigned char *mask, float *delta, float *dh_prev, ptrdiff_t B,
+                                         ptrdiff_t u, int nthreads)
+    void nc_simple_rnn_cell_backward_f64(int act, double alpha, const double *h, const double *dh,
+                                         const unsigned char *mask, double *delta, double *dh_prev, ptrdiff_t B,
+                                         ptrdiff_t u, int nthreads)
 
     # convolution and pooling (channels_last)
     ctypedef struct nc_conv_geom:
@@ -179,3 +216,29 @@ cdef extern from "nncore.h" nogil:
                                 int nthreads)
     void nc_optim_seg_sumsq_f64(const double *x, const int64_t *seg_start, ptrdiff_t nseg, double *out,
                                 int nthreads)
+
+    # batch and layer normalization
+    ptrdiff_t nc_norm_chunk_rows(ptrdiff_t rows, ptrdiff_t cols)
+    ptrdiff_t nc_norm_work_size(ptrdiff_t rows, ptrdiff_t cols)
+    void nc_batchnorm_forward_f32(const float *x, const float *gamma, const float *beta, float *moving_mean,
+                                  float *moving_var, float *y, double *stats, double *work, ptrdiff_t rows,
+                                  ptrdiff_t C, double momentum, double eps, int training, int nthreads)
+    void nc_batchnorm_forward_f64(const double *x, const double *gamma, const double *beta, double *moving_mean,
+                                  double *moving_var, double *y, double *stats, double *work, ptrdiff_t rows,
+                                  ptrdiff_t C, double momentum, double eps, int training, int nthreads)
+    void nc_batchnorm_backward_f32(const float *x, const float *dy, const float *gamma, const double *stats,
+                                   float *dx, float *dgamma, float *dbeta, double *work, ptrdiff_t rows,
+                                   ptrdiff_t C, int training, int nthreads)
+    void nc_batchnorm_backward_f64(const double *x, const double *dy, const double *gamma, const double *stats,
+                                   double *dx, double *dgamma, double *dbeta, double *work, ptrdiff_t rows,
+                                   ptrdiff_t C, int training, int nthreads)
+    void nc_layernorm_forward_f32(const float *x, const float *gamma, const float *beta, float *y, double *stats,
+                                  ptrdiff_t rows, ptrdiff_t C, double eps, int nthreads)
+    void nc_layernorm_forward_f64(const double *x, const double *gamma, const double *beta, double *y,
+                                  double *stats, ptrdiff_t rows, ptrdiff_t C, double eps, int nthreads)
+    void nc_layernorm_backward_f32(const float *x, const float *dy, const float *gamma, const double *stats,
+                                   float *dx, float *dgamma, float *dbeta, double *work, ptrdiff_t rows,
+                                   ptrdiff_t C, int nthreads)
+    void nc_layernorm_backward_f64(const double *x, const double *dy, const double *gamma, const double *stats,
+                                   double *dx, double *dgamma, double *dbeta, double *work, ptrdiff_t rows,
+                                   ptrdiff_t C, int nthreads)

@@ -1,10 +1,17 @@
 """Layer base class and the Input placeholder.
 
-A layer declares its parameters in `build(input_shape)` with `add_weight`
-(shape, initializer, regularizer) without allocating them. The model then
-lays all parameters of all layers out in ONE flat buffer and their gradients
-in another, and `_bind` makes each parameter and its gradient a view into
-them. A layer used on its own (``layer(x)``) binds to buffers of its own.
+A layer declares its weights in `build(input_shape)` with `add_weight`
+(shape, initializer, regularizer, trainable) without allocating them. The
+model then lays all weights of all layers out in ONE flat buffer and their
+gradients in another (`nncore._params`: the trained weights first, so the
+optimizer steps one contiguous range), and `_bind` makes each weight and its
+gradient a view into them. A layer used on its own (``layer(x)``) binds to
+buffers of its own.
+
+Weights declared with ``trainable=False`` (BatchNormalization's moving
+statistics) are never given to the optimizer; ``layer.trainable = False``
+freezes all of a layer's weights (applied by the model's next `compile`, as
+in Keras).
 
 Per-batch work buffers (outputs, deltas) are allocated once per batch shape
 and reused: `forward`/`backward` return views of them, valid until the next
@@ -15,7 +22,7 @@ import re
 
 import numpy as np
 
-from nncore import _random, initializers, regularizers
+from nncore import _params, _random, initializers, regularizers
 from nncore._config import floatx
 from nncore._graph import Node, SymbolicTensor, call_symbolic, is_symbolic
 
@@ -62,9 +69,12 @@ class Layer:
     functional model; calling it on arrays runs it at once.
     """
     _counters = {}
+    supports_masking = False   # passes a (batch, timesteps) mask on to the next layer (Keras's flag)
+    _uses_mask = False         # forward takes mask=... (the recurrent layers)
+    _makes_mask = False        # makes a mask of its own (Masking, Embedding(mask_zero=True))
     _tensor_kwargs = ()   # keyword arguments of a call that may carry symbolic tensors (e.g. initial_state)
 
-    def __init__(self, name=None, input_shape=None, batch_input_shape=None):
+    def __init__(self, name=None, input_shape=None, batch_input_shape=None, trainable=True):
         if name is None:
             base = _snake_case(type(self).__name__)
             k = Layer._counters.get(base, 0)
@@ -74,7 +84,9 @@ class Layer:
             raise TypeError(f"{type(self).__name__}: name must be a non-empty str, got {name!r}")
         self.name = name
         self.built = False
-        self._specs = []           # (attr, shape, initializer, regularizer)
+        self._specs = []           # (attr, shape, initializer, regularizer), in declaration order
+        self._non_trainable = set()  # attrs declared with trainable=False
+        self.trainable = trainable
         self._batch_input_shape = None
         if batch_input_shape is not None:
             self._batch_input_shape = (None,) + _shape_tuple(batch_input_shape, "batch_input_shape")[1:]
@@ -87,11 +99,17 @@ class Layer:
         self._bufs = {}
 
     # ---- parameters ------------------------------------------------------------
-    def add_weight(self, name, shape, initializer="zeros", regularizer=None):
-        """Declare a parameter; it becomes `self.<name>` (a view) once the model binds it."""
+    def add_weight(self, name, shape, initializer="zeros", regularizer=None, trainable=True):
+        """Declare a weight; it becomes `self.<name>` (a view) once the model binds it.
+
+        ``trainable=False`` declares state the optimizer never updates (the layer updates it
+        itself, as BatchNormalization its moving statistics); it has no gradient.
+        """
         self._specs.append((name, tuple(int(s) for s in shape),
                             initializers.get(initializer),
                             regularizers.get(regularizer)))
+        if not trainable:
+            self._non_trainable.add(name)
 
     def build(self, input_shape):
         """Declare parameters from the input shape (batch dimension first, may be None)."""
@@ -102,11 +120,16 @@ class Layer:
         output shape (a tuple; a list of tuples for several outputs)."""
         input_shape = list(map(tuple, input_shape)) if isinstance(input_shape, list) else tuple(input_shape)
         if self.built:
-            if self._specs and _batch_free(input_shape) != _batch_free(self.input_shape):
+            shape = _batch_free(input_shape)
+            if shape == _batch_free(self.input_shape):
+                return self.output_shape
+            if self._specs and not self._takes_shape(shape):
                 raise ValueError(f"layer {self.name!r} ({type(self).__name__}) was built for inputs of shape "
                                  f"{self.input_shape}, got {input_shape}")
-            return self.output_shape
+            out = self.compute_output_shape(shape)      # another input shape its weights fit (e.g. timesteps)
+            return list(map(tuple, out)) if isinstance(out, list) else tuple(out)
         self._specs = []
+        self._non_trainable = set()
         self.build(input_shape)
         self.built = True
         self.input_shape = _batch_free(input_shape)
@@ -114,19 +137,21 @@ class Layer:
         self.output_shape = list(map(tuple, out)) if isinstance(out, list) else tuple(out)
         return self.output_shape
 
+    def _takes_shape(self, input_shape):
+        """Whether the built weights also serve inputs of this (batch-free) shape: by default only the
+        shape they were built for; layers that read only the last axis (Dense, the recurrent layers)
+        take any other lengths."""
+        return False
+
     def count_params(self):
         return sum(math.prod(s) for _, s, _, _ in self._specs)
 
-    def _bind(self, params, grads, offset):
-        """Make each parameter and gradient a view into the flat buffers; return the next offset."""
-        self._grad_of = {}
-        for attr, shape, _, _ in self._specs:
-            stop = offset + math.prod(shape)
-            setattr(self, attr, params[offset:stop].reshape(shape))
-            self._grad_of[attr] = grads[offset:stop].reshape(shape)
-            offset = stop
+    def _bind(self, params_of, grads_of):
+        """Take the views the layout made: {attr: weight view} and {attr: gradient view}."""
+        for attr, view in params_of.items():
+            setattr(self, attr, view)
+        self._grad_of = dict(grads_of)
         self._bufs = {}
-        return offset
 
     def _initialize(self, rng):
         for attr, shape, init, _ in self._specs:
@@ -137,10 +162,45 @@ class Layer:
                                  f"expected {shape}")
             view[...] = value
 
+    # ---- trainable and non-trainable weights ----------------------------------------
+    @property
+    def trainable(self):
+        """Whether the optimizer updates this layer's weights (settable; a model applies a change
+        at its next `compile`, as Keras does). A frozen BatchNormalization also runs in inference
+        mode."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"layer {self.name!r}: trainable must be a bool, got {value!r}")
+        self._trainable = bool(value)
+
+    def _weight_attrs(self):
+        """Weight names in Keras's order: the trainable-declared ones, then the others (each in
+        declaration order); BatchNormalization: gamma, beta, moving_mean, moving_variance."""
+        attrs = [attr for attr, *_ in self._specs]
+        return ([a for a in attrs if a not in self._non_trainable]
+                + [a for a in attrs if a in self._non_trainable])
+
     @property
     def weights(self):
-        """The parameters (views into the model's flat buffer), in declaration order."""
-        return [getattr(self, attr) for attr, *_ in self._specs] if self._bound else []
+        """All weights (views into the model's flat buffer), trainable-declared ones first."""
+        return [getattr(self, attr) for attr in self._weight_attrs()] if self._bound else []
+
+    @property
+    def trainable_weights(self):
+        """The weights the optimizer updates: none when the layer is frozen."""
+        if not self._trainable or not self._bound:
+            return []
+        return [getattr(self, a) for a in self._weight_attrs() if a not in self._non_trainable]
+
+    @property
+    def non_trainable_weights(self):
+        """The weights the optimizer leaves alone: all of them when the layer is frozen."""
+        if not self._trainable:
+            return self.weights
+        return [getattr(self, a) for a in self._weight_attrs() if a in self._non_trainable] if self._bound else []
 
     @property
     def _bound(self):
@@ -172,6 +232,11 @@ class Layer:
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
+    def compute_mask(self, x, mask=None):
+        """The mask of this layer's output for input x with mask `mask` (Keras's compute_mask): the
+        input's when the layer supports masking, else None (the mask stops here)."""
+        return mask if self.supports_masking else None
+
     def forward(self, x, training=False):
         raise NotImplementedError
 
@@ -188,21 +253,19 @@ class Layer:
             return call_symbolic(self, inputs, kwargs)
         return self._call_eager(inputs, *args, **kwargs)
 
-    def _call_eager(self, x, training=False):
+    def _call_eager(self, x, training=False, **kwargs):
         """Run the layer on its own: builds (with parameters of its own) on first use; returns new array(s).
-        `x` is an array, or a list of arrays for a layer taking several inputs."""
+        `x` is an array, or a list of arrays for a layer taking several inputs. Keyword arguments
+        (``mask``, ``initial_state``) go to `forward`."""
         if isinstance(x, (list, tuple)):
-            return self._call_eager_list([np.asarray(a) for a in x], training)
+            return self._call_eager_list([np.asarray(a) for a in x], training, **kwargs)
         x = np.asarray(x)
         if x.ndim < 2:
             raise ValueError(f"layer {self.name!r}: expected a batch of inputs (at least 2-D), got shape {x.shape}")
         if not self.built or (self._specs and not self._bound):
             self._build(x.shape)
             if self._specs:
-                dtype = np.dtype(floatx())
-                n = self.count_params()
-                self._bind(np.zeros(n, dtype), np.zeros(n, dtype), 0)
-                self._initialize(_random.get_rng())
+                _params.lay_out([self], floatx(), _random.get_rng())
         if self._bound:
             dtype = self.weights[0].dtype           # inputs follow the parameters
         elif x.dtype in (np.float32, np.float64):
@@ -210,16 +273,16 @@ class Layer:
         else:
             dtype = np.dtype(floatx())
         x = np.ascontiguousarray(x, dtype=dtype)
-        return _copies(self.forward(x, training))
+        return _copies(self.forward(x, training, **kwargs))
 
-    def _call_eager_list(self, xs, training):
+    def _call_eager_list(self, xs, training, **kwargs):
         if not xs or any(a.ndim < 2 for a in xs):
             raise ValueError(f"layer {self.name!r}: expected a list of batches of inputs (each at least 2-D), "
                              f"got shapes {[a.shape for a in xs]}")
         if not self.built:
             self._build([a.shape for a in xs])
         dtype = next((a.dtype for a in xs if a.dtype in (np.float32, np.float64)), np.dtype(floatx()))
-        return _copies(self.forward([np.ascontiguousarray(a, dtype=dtype) for a in xs], training))
+        return _copies(self.forward([np.ascontiguousarray(a, dtype=dtype) for a in xs], training, **kwargs))
 
     def _check_features(self, x):
         if x.shape[1:] != self.input_shape[1:]:
@@ -228,14 +291,18 @@ class Layer:
 
     # ---- config ----------------------------------------------------------------
     def get_config(self):
-        cfg = {"name": self.name}
+        cfg = {"name": self.name, "trainable": self._trainable}
         if self._batch_input_shape is not None:
             cfg["batch_input_shape"] = list(self._batch_input_shape)
         return cfg
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        config = dict(config)
+        trainable = config.pop("trainable", True)   # every layer takes it, through the base class
+        layer = cls(**config)
+        layer.trainable = trainable
+        return layer
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"

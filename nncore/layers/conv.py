@@ -31,8 +31,8 @@ from nncore.layers.core import _act_delta, _affine_act, _affine_config, _init_af
 _colsum = _ew.colsum
 
 
-def _tuple(value, n, arg, cls):
-    """An int or a sequence of n ints, each >= 1, as a tuple of n ints."""
+def _tuple(value, n, arg, cls, minimum=1):
+    """An int or a sequence of n ints, each >= minimum, as a tuple of n ints."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         value = (int(value),) * n
     try:
@@ -41,8 +41,9 @@ def _tuple(value, n, arg, cls):
         raise TypeError(f"{cls}: {arg} must be an int or a tuple of {n} ints, got {value!r}") from None
     if len(out) != n or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in out):
         raise ValueError(f"{cls}: {arg} must be an int or a tuple of {n} ints, got {value!r}")
-    if any(v < 1 for v in out):
-        raise ValueError(f"{cls}: {arg} must be positive, got {value!r}")
+    if any(v < minimum for v in out):
+        raise ValueError(f"{cls}: {arg} must be " + ("positive" if minimum == 1 else f">= {minimum}")
+                         + f", got {value!r}")
     return tuple(int(v) for v in out)
 
 
@@ -113,8 +114,9 @@ class _Conv(_Window):
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
                  activation=None, use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, input_shape=None, name=None,
-                 batch_input_shape=None):
-        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+                 batch_input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         trainable=trainable)
         cls = type(self).__name__
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
             raise ValueError(f"{cls}: filters must be a positive int, got {filters!r}")
@@ -143,12 +145,11 @@ class _Conv(_Window):
     def compute_output_shape(self, input_shape):
         return (input_shape[0],) + tuple(self._out[2 - self.rank:]) + (self.filters,)
 
-    def _bind(self, params, grads, offset):
-        offset = super()._bind(params, grads, offset)
+    def _bind(self, params_of, grads_of):
+        super()._bind(params_of, grads_of)
         k = math.prod(self.kernel.shape[:-1])
         self._k2 = self.kernel.reshape(k, self.filters)          # (kh kw c, filters) views, made once
         self._dk2 = self._grad_of["kernel"].reshape(k, self.filters)
-        return offset
 
     def _buffers(self, n):
         # [cols, z, y, delta, dx, y as returned] for a batch of n, allocated once per batch size
@@ -257,8 +258,9 @@ class _Pool(_Window):
     _max = True
 
     def __init__(self, pool_size=None, strides=None, padding="valid", data_format=None, name=None,
-                 input_shape=None, batch_input_shape=None):
-        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+                 input_shape=None, batch_input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         trainable=trainable)
         cls = type(self).__name__
         self.pool_size = _tuple(2 if pool_size is None else pool_size, self.rank, "pool_size", cls)
         self.strides = self.pool_size if strides is None else _tuple(strides, self.rank, "strides", cls)
@@ -362,8 +364,10 @@ class _GlobalPool(_Window):
 
     _max = True
 
-    def __init__(self, data_format=None, keepdims=False, name=None, input_shape=None, batch_input_shape=None):
-        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+    def __init__(self, data_format=None, keepdims=False, name=None, input_shape=None, batch_input_shape=None,
+                 trainable=True):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         trainable=trainable)
         _data_format(data_format, type(self).__name__)
         self.keepdims = bool(keepdims)
 

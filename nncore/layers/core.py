@@ -98,15 +98,19 @@ class Dense(Layer):
     -----
     Forward: z = x W + b ; y = f(z) (one GEMM call with the bias and f in its epilogue).
     Backward: delta = dy * f'(z) ; dW = x^T delta ; db = sum_rows delta ; dx = delta W^T.
-    Inputs are 2-D (batch, features): put a Flatten in front of higher-rank inputs.
+    Inputs of more dimensions, (batch, ..., features), are taken as rows of their last axis (as
+    Keras: the same W at every position, e.g. every time step of a sequence); the masks of
+    sequences pass through.
     """
+    supports_masking = True
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, input_dim=None,
-                 input_shape=None, name=None, batch_input_shape=None):
+                 input_shape=None, name=None, batch_input_shape=None, trainable=True):
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
-        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         trainable=trainable)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Dense: units must be a positive int, got {units!r}")
         self.units = int(units)
@@ -114,9 +118,9 @@ class Dense(Layer):
                      bias_regularizer)
 
     def build(self, input_shape):
-        if len(input_shape) != 2:
-            raise ValueError(f"layer {self.name!r} (Dense): expected 2-D inputs (batch, features), got shape "
-                             f"{tuple(input_shape)}; add a Flatten layer first")
+        if len(input_shape) < 2:
+            raise ValueError(f"layer {self.name!r} (Dense): expected inputs (batch, ..., features), got shape "
+                             f"{tuple(input_shape)}")
         self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer, self.kernel_regularizer)
         if self.use_bias:
             self.add_weight("bias", (self.units,), self.bias_initializer, self.bias_regularizer)
@@ -132,36 +136,48 @@ class Dense(Layer):
              np.empty((n, self.kernel.shape[0]), dt)]
         return self._keep(n, b)
 
+    def _takes_shape(self, input_shape):
+        return not isinstance(input_shape, list) and input_shape[-1] == self.input_shape[-1]
+
+    def _rows(self, x):
+        """x as rows (a view): (batch, ..., features) -> (rows, features); the buffers of that many rows.
+        Only the last axis must match the kernel (as Keras: any number of steps)."""
+        if x.ndim < 2 or x.shape[-1] != self.kernel.shape[0]:
+            self._check_features(x)
+        self._shape = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1]) if x.ndim > 2 else x
+        bufs = self._bufs.get(x2.shape[0]) or self._buffers(x2.shape[0])
+        self._x, self._cur = x2, bufs
+        return x2, bufs
+
+    def _nd(self, a):
+        return a if len(self._shape) == 1 else a.reshape(self._shape + a.shape[-1:])
+
     def forward(self, x, training=False):
         # z = x W + b ; y = f(z)
-        if x.shape[1:] != self.kernel.shape[:1]:
-            self._check_features(x)
-        bufs = self._bufs.get(x.shape[0]) or self._buffers(x.shape[0])
-        self._x, self._cur = x, bufs
-        return _affine_act(self, x, self.kernel, bufs[0], bufs[1])
+        x2, bufs = self._rows(x)
+        return self._nd(_affine_act(self, x2, self.kernel, bufs[0], bufs[1]))
 
     def backward(self, dy):
         # delta = dy * f'(z)
         z, y, delta, _ = self._cur
-        return self.backward_logits(_act_delta(self, dy, z, y, delta))
+        return self.backward_logits(_act_delta(self, dy.reshape(z.shape), z, y, delta))
 
     def forward_logits(self, x, training=True):
         """Training forward that stops at z = x W + b; returns (z, y buffer for the probabilities)."""
-        if x.shape[1:] != self.kernel.shape[:1]:
-            self._check_features(x)
-        bufs = self._bufs.get(x.shape[0]) or self._buffers(x.shape[0])
-        self._x, self._cur = x, bufs
-        gemm(x, self.kernel, bufs[0], bias=self.bias if self.use_bias else None, n_threads=self._n_threads)
-        return bufs[0], bufs[1]
+        x2, bufs = self._rows(x)
+        gemm(x2, self.kernel, bufs[0], bias=self.bias if self.use_bias else None, n_threads=self._n_threads)
+        return self._nd(bufs[0]), self._nd(bufs[1])
 
     def backward_logits(self, delta):
         # dW = x^T delta ; db = sum_rows delta ; dx = delta W^T
         g = self._grad_of
+        delta = delta.reshape(self._cur[0].shape)
         gemm(self._x, delta, g["kernel"], trans_a=True, n_threads=self._n_threads)
         if self.use_bias:
             _colsum(delta, g["bias"], self._n_threads)
         if self._need_dx:
-            return gemm(delta, self.kernel, self._cur[3], trans_b=True, n_threads=self._n_threads)
+            return self._nd(gemm(delta, self.kernel, self._cur[3], trans_b=True, n_threads=self._n_threads))
         return None
 
     def get_config(self):
@@ -175,9 +191,11 @@ class Activation(Layer):
 
     Forward y = f(x); backward dx = dy * f'(x) (softmax: dx = y (dy - sum(dy y))).
     """
+    supports_masking = True
 
-    def __init__(self, activation, name=None, input_shape=None, batch_input_shape=None):
-        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+    def __init__(self, activation, name=None, input_shape=None, batch_input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         trainable=trainable)
         self.activation = _activations.get(activation)
         self._act_name, self._code, self._alpha = _activations.kernel_spec(self.activation)
         self._keep_x = self._code is not None and _ew.needs_input(self._code)
@@ -235,22 +253,40 @@ class Dropout(Layer):
     ----------
     rate : float in [0, 1)
         Fraction of the inputs to drop.
+    noise_shape : tuple of int or None, optional
+        The shape of the mask, broadcast over the input (None entries: the input's size), e.g.
+        ``(None, 1, features)`` drops the same features at every step (Keras's argument).
     seed : int, optional
         Seed of the layer's own generator; by default it is drawn from the
         global one (`nncore.set_seed`) when the layer is created.
     """
+    supports_masking = True
 
-    def __init__(self, rate, seed=None, name=None, input_shape=None, batch_input_shape=None):
-        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+    def __init__(self, rate, noise_shape=None, seed=None, name=None, input_shape=None, batch_input_shape=None,
+                 trainable=True):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         trainable=trainable)
         rate = float(rate)
         if not 0.0 <= rate < 1.0:
-            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate}")
+            raise ValueError(f"{type(self).__name__}: rate must be in [0, 1), got {rate}")
         self.rate = rate
+        if noise_shape is not None:
+            noise_shape = tuple(None if s is None else int(s) for s in noise_shape)
+        self.noise_shape = noise_shape
         self.seed = seed
         self._rng = _random.make_rng(seed)
 
+    def _mask_shape(self, shape):
+        if self.noise_shape is None:
+            return shape
+        if len(self.noise_shape) != len(shape) or any(
+                m is not None and m not in (1, s) for m, s in zip(self.noise_shape, shape)):
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}): noise_shape {self.noise_shape} does not "
+                             f"broadcast over inputs of shape {shape}")
+        return tuple(s if m is None else m for m, s in zip(self.noise_shape, shape))
+
     def _buffers(self, shape, dtype):
-        return self._keep(shape, [np.empty(shape, dtype), np.empty(shape, dtype)])  # [mask, y]
+        return self._keep(shape, [np.empty(self._mask_shape(shape), dtype), np.empty(shape, dtype)])  # [mask, y]
 
     def forward(self, x, training=False):
         self._training = training and self.rate > 0
@@ -279,6 +315,8 @@ class Dropout(Layer):
     def get_config(self):
         cfg = super().get_config()
         cfg.update(rate=self.rate, seed=self.seed)
+        if self.noise_shape is not None:
+            cfg["noise_shape"] = list(self.noise_shape)
         return cfg
 
 

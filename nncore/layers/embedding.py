@@ -28,6 +28,12 @@ class Embedding(Layer):
         Size of each vector.
     embeddings_initializer : name or initializer, default='uniform' (U(-0.05, 0.05), as Keras)
     embeddings_regularizer : name, regularizer or None
+    mask_zero : bool, default=False
+        Index 0 is padding: the layer passes the mask ``x != 0`` (batch, ...) on to the next layers
+        (recurrent layers skip the padded steps, the loss and the mean metrics leave them out).
+        Row 0 of ``embeddings`` still exists (input_dim counts it), as in Keras.
+    trainable : bool, default=True
+        False keeps the vectors fixed (pretrained embeddings); applied at the model's next compile.
 
     Notes
     -----
@@ -37,8 +43,9 @@ class Embedding(Layer):
     """
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
-                 name=None, input_shape=None, batch_input_shape=None):
-        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape)
+                 mask_zero=False, name=None, input_shape=None, batch_input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
+                         trainable=trainable)
         for arg, v in (("input_dim", input_dim), ("output_dim", output_dim)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
                 raise ValueError(f"Embedding: {arg} must be a positive int, got {v!r}")
@@ -47,6 +54,23 @@ class Embedding(Layer):
         self.embeddings_regularizer = embeddings_regularizer
         initializers.get(embeddings_initializer)
         regularizers.get(embeddings_regularizer)
+        self.mask_zero = bool(mask_zero)
+
+    @property
+    def _makes_mask(self):
+        return self.mask_zero
+
+    @property
+    def supports_masking(self):
+        return self.mask_zero
+
+    def compute_mask(self, x, mask=None):
+        """``x != 0`` with mask_zero (the indices of the last forward when x is its input), else None."""
+        if not self.mask_zero:
+            return None
+        if x is getattr(self, "_x", None):
+            return self._cur[5]
+        return np.not_equal(np.asarray(x).astype(np.int64), 0)
 
     def build(self, input_shape):
         self.add_weight("embeddings", (self.input_dim, self.output_dim), self.embeddings_initializer,
@@ -60,7 +84,8 @@ class Embedding(Layer):
         idx = np.empty(n, np.int64)
         y = np.empty(tuple(shape) + (self.output_dim,), dt)
         dx = np.zeros(shape, dt) if self._need_dx else None
-        return self._keep(shape, (idx, idx.reshape(shape), y, y.reshape(n, self.output_dim), dx))
+        mask = np.empty(shape, np.bool_) if self.mask_zero else None
+        return self._keep(shape, (idx, idx.reshape(shape), y, y.reshape(n, self.output_dim), dx, mask))
 
     def forward(self, x, training=False):
         # y[p] = E[x[p]]
@@ -72,7 +97,7 @@ class Embedding(Layer):
         bufs = self._bufs.get(x.shape)
         if bufs is None or (bufs[4] is None) == self._need_dx:
             bufs = self._buffers(x.shape)
-        idx, idx_nd, y, y2, _ = bufs
+        idx, idx_nd, y, y2, _, mask = bufs
         np.copyto(idx_nd, x, casting="unsafe")          # as Keras: cast to int (truncation)
         try:
             _ew.take_rows(self.embeddings, idx, y2)
@@ -80,12 +105,14 @@ class Embedding(Layer):
             bad = idx[(idx < 0) | (idx >= self.input_dim)][0]
             raise ValueError(f"layer {self.name!r} (Embedding): index {bad} out of range "
                              f"[0, {self.input_dim})") from None
-        self._cur = bufs
+        if mask is not None:
+            np.not_equal(idx_nd, 0, out=mask)
+        self._x, self._cur = x, bufs
         return y
 
     def backward(self, dy):
         # dE = 0 ; dE[x[p]] += dy[p]
-        idx, _, _, y2, dx = self._cur
+        idx, _, _, y2, dx, _ = self._cur
         dE = self._grad_of["embeddings"]
         dE.fill(0)
         _ew.scatter_add_rows(dy.reshape(y2.shape), idx, dE, self._n_threads)
@@ -95,5 +122,5 @@ class Embedding(Layer):
         cfg = super().get_config()
         cfg.update(input_dim=self.input_dim, output_dim=self.output_dim,
                    embeddings_initializer=_serialize(self.embeddings_initializer),
-                   embeddings_regularizer=_serialize(self.embeddings_regularizer))
+                   embeddings_regularizer=_serialize(self.embeddings_regularizer), mask_zero=self.mask_zero)
         return cfg

@@ -1,13 +1,14 @@
 """Recurrent layers: SimpleRNN, LSTM and GRU with Keras 3 semantics (weights, gate order, outputs).
 
-Inputs are (batch, timesteps, features); the state starts at zero. The output
-is the last state h_T, shape (batch, units), or every state, shape
-(batch, timesteps, units), with ``return_sequences=True``. With
-``go_backwards=True`` the sequence is read from its end, and the returned
-sequence is in that (processing) order, as in Keras.
+Inputs are (batch, timesteps, features). The output is the last state h_T, shape (batch, units), or
+every state, shape (batch, timesteps, units), with ``return_sequences=True``; ``return_state=True``
+adds the final states ([h] or [h, c] for the LSTM). The state starts at zero, at ``initial_state``
+(a call argument) or, for ``stateful=True``, where the previous batch left it. With
+``go_backwards=True`` the sequence is read from its end, and the returned sequence is in that
+(processing) order, as in Keras.
 
-Mechanism (the same for the three layers). Sequences are kept time-major,
-(T, B, width), so that the block of one step is contiguous:
+Mechanism (the same for the three layers). Sequences are kept time-major, (T, B, width), so that
+the block of one step is contiguous:
 
 forward   Z = X W + b            ONE gemm over all T*B rows, bias fused
           per step t:            z_t += h_{t-1} U (one gemm, beta = 1), then ONE fused cell
@@ -17,11 +18,25 @@ backward  per step t (reversed): ONE fused cell kernel: delta_t = dL/dz_t (and t
           after the loop:        dW = X^T delta, dU = H_prev^T delta, db = colsum delta,
                                  dX = delta W^T: single gemms over all steps
 
-SimpleRNN needs no cell kernel of its own: h_t = a(z_t + h_{t-1} U) is the gemm with the
-activation in its epilogue, and delta_t = dh_t a'(h_t) is `act_backward`.
+SimpleRNN needs no forward cell kernel of its own: h_t = a(z_t + h_{t-1} U) is the gemm with the
+activation in its epilogue.
+
+Masks (Keras's): a (batch, timesteps) mask from `Masking` or `Embedding(mask_zero=True)` goes to the
+cell kernels one step at a time; on a masked step a row keeps its state (h_t = h_{t-1}, c_t =
+c_{t-1}) and gets no gradient, and the output there repeats the last output (zeros before the
+first valid step; zeros at every masked step with ``zero_output_for_mask=True``).
+
+Dropout (Keras 3's): in training, masks m = [u >= rate] / (1 - rate) drawn once per batch from the
+layer's own generator and fixed over the time steps multiply the inputs x_t (``dropout``) and the
+previous state h_{t-1} (``recurrent_dropout``) before their products with W and U. Keras draws one
+input mask for all gates, but one mask per gate block (4 for the LSTM, 3 for the GRU) for both when
+``recurrent_dropout`` is set (its "implementation 1"); nncore does the same. A gate block k then
+has its own products: Z[:, k] = (X m_k) W[:, k] and z_t[:, k] += (h_{t-1} r_k) U[:, k], as gemms
+on column blocks of the weights (views, no copies).
 """
 import numpy as np
 
+from nncore import _random
 from nncore import activations as _activations
 from nncore import initializers, regularizers
 from nncore._kernels import elementwise as _ew
@@ -31,7 +46,6 @@ from nncore.layers.base import Layer
 from nncore.layers.core import _serialize
 
 _act_forward = _ew.act_forward
-_act_backward = _ew.act_backward
 _colsum = _ew.colsum
 
 
@@ -39,6 +53,16 @@ def _default_name(kind):
     k = Layer._counters.get(kind, 0)
     Layer._counters[kind] = k + 1
     return kind if k == 0 else f"{kind}_{k}"
+
+
+def _rate(value, arg, cls):
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{cls}: {arg} must be a float in [0, 1), got {value!r}") from None
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"{cls}: {arg} must be in [0, 1), got {value!r}")
+    return rate
 
 
 class _UnitForgetBias(initializers.Initializer):
@@ -57,19 +81,38 @@ class _Buffers:
     """Work buffers of one batch size (time-major) and the 2-D views the big gemms use."""
 
 
+def _blocks(a, k):
+    """The k equal column blocks of a 2-D array (views)."""
+    w = a.shape[-1] // k
+    return [a[..., i * w:(i + 1) * w] for i in range(k)]
+
+
 class _Recurrent(Layer):
-    """Shared parts of the recurrent layers; subclasses set `_gates` and write the step loops."""
+    """Shared parts of the recurrent layers; subclasses set `_gates`, `_n_states` and write the step loops.
+
+    Call protocol (a layer of a Sequential or of a functional model, or on its own):
+    ``forward(x, training, mask=None, initial_state=None)`` where x is the (batch, T, D) sequence, or
+    a list [sequence, *initial states] (the functional API's form: the states follow the sequence);
+    it returns the output, or [output, *final states] with return_state. ``backward(dy)`` takes
+    the output's gradient, or a list [dy, *d final states] (None or zeros where none flows), and
+    returns dx, or [dx, *d initial states] when initial states were given.
+    """
     _gates = 1
+    _n_states = 1
     _kind = "rnn"
+    supports_masking = True
+    _uses_mask = True
+    _tensor_kwargs = ("initial_state",)
 
     def __init__(self, units, activation="tanh", recurrent_activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
                  bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
-                 bias_regularizer=None, return_sequences=False, go_backwards=False, name=None,
-                 input_shape=None, batch_input_shape=None):
+                 bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, seed=None, return_sequences=False,
+                 return_state=False, go_backwards=False, stateful=False, zero_output_for_mask=False, name=None,
+                 input_shape=None, batch_input_shape=None, trainable=True):
         cls = type(self).__name__
         super().__init__(name=name if name is not None else _default_name(self._kind),
-                         input_shape=input_shape, batch_input_shape=batch_input_shape)
+                         input_shape=input_shape, batch_input_shape=batch_input_shape, trainable=trainable)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"{cls}: units must be a positive int, got {units!r}")
         self.units = int(units)
@@ -88,8 +131,22 @@ class _Recurrent(Layer):
             initializers.get(init)              # unknown names fail at construction
         for reg in (kernel_regularizer, recurrent_regularizer, bias_regularizer):
             regularizers.get(reg)
+        self.dropout = _rate(dropout, "dropout", cls)
+        self.recurrent_dropout = _rate(recurrent_dropout, "recurrent_dropout", cls)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(f"{cls}: seed must be an int or None, got {seed!r}")
+        self.seed = seed
+        # the dropout masks' own generator (saved with the model: a resumed fit draws the same masks)
+        self._rng = _random.make_rng(seed) if self.dropout or self.recurrent_dropout else None
         self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
+        self.stateful = bool(stateful)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self._batch_size = None            # a stateful layer's fixed batch size
+        if batch_input_shape is not None and batch_input_shape[0] is not None:
+            self._batch_size = int(batch_input_shape[0])
+        self._states = None                # a stateful layer's states, [h] or [h, c], (batch, units) each
 
     def _resolve(self, identifier, arg):
         fn = _activations.get(identifier)
@@ -100,17 +157,28 @@ class _Recurrent(Layer):
                              "hard_sigmoid, linear")
         return fn, name, code, alpha
 
+    def _where(self):
+        return f"layer {self.name!r} ({type(self).__name__})"
+
     # ---- parameters ------------------------------------------------------------
     def build(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"layer {self.name!r} ({type(self).__name__}): expected 3-D inputs "
-                             f"(batch, timesteps, features), got shape {tuple(input_shape)}")
+        seq = input_shape[0] if isinstance(input_shape, list) else input_shape
+        if len(seq) != 3:
+            raise ValueError(f"{self._where()}: expected 3-D inputs (batch, timesteps, features), got shape "
+                             f"{tuple(seq)}")
+        if isinstance(input_shape, list):                    # [sequence, *initial states] (functional API)
+            self._check_state_shapes([tuple(s) for s in input_shape[1:]], None, "initial_state shapes")
+        self._D = int(seq[2])
         G = self._gates * self.units
-        self.add_weight("kernel", (input_shape[-1], G), self.kernel_initializer, self.kernel_regularizer)
+        self.add_weight("kernel", (self._D, G), self.kernel_initializer, self.kernel_regularizer)
         self.add_weight("recurrent_kernel", (self.units, G), self.recurrent_initializer,
                         self.recurrent_regularizer)
         if self.use_bias:
             self.add_weight("bias", self._bias_shape(), self._bias_init(), self.bias_regularizer)
+
+    def _takes_shape(self, input_shape):
+        seq = input_shape[0] if isinstance(input_shape, list) else input_shape
+        return len(seq) == 3 and seq[2] == self._D         # any number of timesteps
 
     def _bias_shape(self):
         return (self._gates * self.units,)
@@ -119,76 +187,338 @@ class _Recurrent(Layer):
         return self.bias_initializer
 
     def compute_output_shape(self, input_shape):
-        if self.return_sequences:
-            return (input_shape[0], input_shape[1], self.units)
-        return (input_shape[0], self.units)
+        seq = input_shape[0] if isinstance(input_shape, list) else input_shape
+        out = (seq[0], seq[1], self.units) if self.return_sequences else (seq[0], self.units)
+        if self.return_state:
+            return [tuple(out)] + [(seq[0], self.units)] * self._n_states
+        return tuple(out)
+
+    def compute_mask(self, x, mask=None):
+        """The output's mask: the input's with return_sequences (as Keras: not reversed for
+        go_backwards), else None; with return_state, [that, None, ...]."""
+        out = mask if self.return_sequences else None
+        return [out] + [None] * self._n_states if self.return_state else out
+
+    def _check_state_shapes(self, shapes, n, what):
+        if len(shapes) != self._n_states:
+            names = "[h, c]" if self._n_states == 2 else "[h]"
+            raise ValueError(f"{self._where()}: expected {self._n_states} {what} ({names}), got {len(shapes)}")
+        for s in shapes:
+            if tuple(s)[1:] != (self.units,) or (n is not None and s[0] != n):
+                raise ValueError(f"{self._where()}: expected {what} of shape ({'batch' if n is None else n}, "
+                                 f"{self.units}), got {tuple(s)}")
+
+    # ---- states (stateful=True) ----------------------------------------------------
+    @property
+    def states(self):
+        """A stateful layer's current states ([h] or [h, c], copies), or None before the first batch."""
+        return None if self._states is None else [s.copy() for s in self._states]
+
+    def reset_states(self):
+        """Set a stateful layer's states to zero (Keras's reset_states / reset_state)."""
+        if not self.stateful:
+            raise AttributeError(f"{self._where()}: reset_states needs a stateful layer (stateful=True)")
+        if self._states is not None:
+            for s in self._states:
+                s.fill(0)
+
+    reset_state = reset_states
+
+    def _set_states(self, states):
+        """Restore a stateful layer's states (saving.py): a list of (batch, units) arrays."""
+        self._check_state_shapes([np.shape(s) for s in states], None, "states")
+        self._batch_size = int(np.shape(states[0])[0])
+        self._states = [np.array(s, dtype=self.kernel.dtype) for s in states]
 
     # ---- buffers -----------------------------------------------------------------
-    def _buffers(self, n):
-        T, D = self.input_shape[1], self.input_shape[2]
+    def _buffers(self, n, T):
+        D = self._D
         u, G, dt = self.units, self._gates * self.units, self.kernel.dtype
         b = _Buffers()
+        b.n, b.T = n, T
         b.xt = np.empty((T, n, D), dt)                # inputs, time-major (reversed for go_backwards)
-        b.h = np.zeros((T + 1, n, u), dt)             # h[0] = 0 (initial state), h[t + 1] = h_t
+        b.h = np.zeros((T + 1, n, u), dt)             # h[0] = initial state, h[t + 1] = h_t
         # x W + b, then the gates (SimpleRNN: written into h[1:], which the steps activate in place)
         b.z = np.empty((T, n, G), dt) if self._gates > 1 else b.h[1:]
-        b.dh_all = np.empty((T + 1, n, u), dt)        # [0]: dL/dh of the initial state (unused here)
-        b.dh = b.dh_all[1:]                           # dL/dh_t
+        b.dh = np.zeros((T + 1, n, u), dt)            # dh[t + 1] = dL/dh_t, dh[0] = dL/d(initial h)
         b.d = np.empty((T, n, G), dt)                 # delta_t = dL/dz_t
         b.y = np.empty((n, T, u), dt) if self.return_sequences else b.h[T]
         b.dxt = np.empty((T, n, D), dt) if self._need_dx else None
         b.dx = np.empty((n, T, D), dt) if self._need_dx else None
         b.xt2, b.z2, b.d2 = b.xt.reshape(T * n, D), b.z.reshape(T * n, G), b.d.reshape(T * n, G)
-        # the previous states h[1..T-1] of steps 1..T-1 (step 0's is the zero initial state: adds nothing to dU)
-        b.hprev2 = b.h[1:T].reshape((T - 1) * n, u)
         b.dxt2 = b.dxt.reshape(T * n, D) if self._need_dx else None
+        b.h0 = False                                  # h[0] (and c[0]) may be non-zero
+        b.mt = None                                   # this call's mask, time-major (T, n) bool
+        b.mask_bufs = None                            # (mask, output factor) buffers, made on first use
+        b.f = None                                    # this call's output factor (T, n, 1), or None
+        b.mi = b.mr = None                            # this call's dropout masks (per gate block)
+        b.drop_bufs = None
+        b.y_last = None
+        b.init = False
         self._more_buffers(b, T, n)
-        return self._keep(n, b)
+        return self._keep((n, T), b)
 
     def _more_buffers(self, b, T, n):
         b.drec = b.d                                  # dL/d(h_{t-1} U): the same as delta here
-        b.drec_p2 = b.d[1:].reshape((T - 1) * n, b.d.shape[2])
+        b.dstate = [b.dh[0]]
+
+    def _state_views(self, b, t):
+        """The state arrays of step t ([h] or [h, c]) in the buffers."""
+        return [b.h[t]]
+
+    def _dropout_buffers(self, b):
+        # masked copies of the inputs (T, n, blocks * D) and of the previous states (T, n, blocks * u)
+        T, n, D, u, dt = b.T, b.n, self._D, self.units, self.kernel.dtype
+        k = self._gates if self.recurrent_dropout else 1
+        db = _Buffers()
+        db.mi = np.empty((k, n, D), dt) if self.dropout else None
+        db.mr = np.empty((self._gates if self._gates > 1 else 1, n, u), dt) if self.recurrent_dropout else None
+        db.xd = np.empty((T, n, k * D), dt) if self.dropout else None
+        db.xtmp = np.empty((T * n, D), dt) if self.dropout and self._need_dx else None
+        nr = db.mr.shape[0] if db.mr is not None else 0
+        db.hd = np.empty((T, n, nr * u), dt) if nr else None
+        db.htmp = np.empty((n, u), dt) if nr else None
+        b.drop_bufs = db
+        return db
 
     # ---- computation ---------------------------------------------------------------
-    def forward(self, x, training=False):
+    def _split_inputs(self, x, initial_state):
+        if isinstance(x, (list, tuple)):
+            pos = getattr(self, "_call_kwargs", {}).get("initial_state")
+            init = [x[i] for i in pos] if pos is not None else list(x[1:])
+            if init and initial_state is not None:
+                raise ValueError(f"{self._where()}: initial states given twice (in the input list and as "
+                                 "initial_state)")
+            return x[0], (init or initial_state), True
+        return x, initial_state, False
+
+    def forward(self, x, training=False, mask=None, initial_state=None):
         # Z = X W + b (all steps) ; per step: z_t += h_{t-1} U ; cell
-        if x.ndim != 3 or x.shape[1:] != self.input_shape[1:]:
-            raise ValueError(f"layer {self.name!r} ({type(self).__name__}): expected input of shape "
-                             f"(batch, {self.input_shape[1]}, {self.input_shape[2]}), got {x.shape}")
+        x, init, self._got_list = self._split_inputs(x, initial_state)
+        if not isinstance(x, np.ndarray) or x.ndim != 3 or x.shape[2] != self._D or x.shape[1] < 1:
+            raise ValueError(f"{self._where()}: expected input of shape (batch, timesteps, {self._D}), got "
+                             f"{np.shape(x)}")
         if x.dtype != self.kernel.dtype:
-            raise TypeError(f"layer {self.name!r} ({type(self).__name__}): expected input of dtype "
-                            f"{self.kernel.dtype}, got {x.dtype}")
-        b = self._bufs.get(x.shape[0])
+            raise TypeError(f"{self._where()}: expected input of dtype {self.kernel.dtype}, got {x.dtype}")
+        n, T = x.shape[:2]
+        b = self._bufs.get((n, T))
         if b is None or (b.dx is None) == self._need_dx:
-            b = self._buffers(x.shape[0])
+            b = self._buffers(n, T)
         self._cur = b
         np.copyto(b.xt, (x[:, ::-1] if self.go_backwards else x).transpose(1, 0, 2))
+        self._set_mask(b, mask)
+        self._set_initial(b, init)
+        self._set_dropout(b, training)
         self._project(b)
         self._forward_steps(b)
-        if self.return_sequences:
-            np.copyto(b.y, b.h[1:].transpose(1, 0, 2))
-        return b.y
+        y = self._outputs(b)
+        if self.stateful:
+            for s, v in zip(self._states, self._state_views(b, b.T)):
+                np.copyto(s, v)
+        if self.return_state:
+            return [y] + self._state_views(b, b.T)
+        return y
+
+    def _set_mask(self, b, mask):
+        if mask is None:
+            b.mt = b.f = None
+            return
+        mask = np.asarray(mask)
+        if mask.shape != (b.n, b.T):
+            raise ValueError(f"{self._where()}: expected a mask of shape ({b.n}, {b.T}), got {mask.shape}")
+        if b.mask_bufs is None:
+            T, n = b.T, b.n
+            b.mask_bufs = (np.empty((T, n), np.bool_), np.empty((T, n, 1), self.kernel.dtype),
+                           np.empty((T, n), np.bool_))
+        b.mt, f, _ = b.mask_bufs
+        np.copyto(b.mt, (mask[:, ::-1] if self.go_backwards else mask).T, casting="unsafe")   # nonzero = valid
+        # the outputs at masked steps: zeros with zero_output_for_mask, else the last output, which is
+        # h_{t-1} (the carried state) except before the first valid step, where Keras gives zeros even
+        # from a non-zero initial state (set in _set_initial)
+        b.f = None
+        if self.zero_output_for_mask:
+            b.f = f
+            np.copyto(f[..., 0], b.mt)
+
+    def _set_initial(self, b, init):
+        views = self._state_views(b, 0)
+        b.init = init is not None
+        if init is not None:
+            states = list(init) if isinstance(init, (list, tuple)) else [init]
+            self._check_state_shapes([np.shape(s) for s in states], b.n, "initial states")
+            for v, s in zip(views, states):
+                np.copyto(v, s, casting="same_kind")
+            b.h0 = True
+        elif self.stateful:
+            if self._batch_size is None:
+                self._batch_size = b.n                  # no batch size declared: the first batch fixes it
+            if b.n != self._batch_size:
+                raise ValueError(f"{self._where()}: a stateful layer takes batches of exactly {self._batch_size} "
+                                 f"samples (its state carries from one batch to the next), got {b.n}; make "
+                                 "the number of samples a multiple of the batch size")
+            if self._states is None:
+                self._states = [np.zeros((b.n, self.units), self.kernel.dtype) for _ in views]
+            for v, s in zip(views, self._states):
+                np.copyto(v, s)
+            b.h0 = True
+        elif b.h0:                                      # an earlier call left a non-zero initial state
+            for v in views:
+                v.fill(0)
+            b.h0 = False
+        if b.mt is not None and b.h0 and not self.zero_output_for_mask:
+            b.f = b.mask_bufs[1]                        # 1 from the first valid step of each row on
+            np.logical_or.accumulate(b.mt, axis=0, out=b.mask_bufs[2])
+            np.copyto(b.f[..., 0], b.mask_bufs[2])
+
+    def _set_dropout(self, b, training):
+        b.mi = b.mr = None
+        if not training or not (self.dropout or self.recurrent_dropout):
+            return
+        db = b.drop_bufs or self._dropout_buffers(b)
+        for m, rate in ((db.mi, self.dropout), (db.mr, self.recurrent_dropout)):
+            if m is not None:                           # m = [u >= rate] / (1 - rate), u ~ U[0, 1)
+                self._rng.random(out=m, dtype=m.dtype)
+                np.greater_equal(m, rate, out=m)
+                m *= 1.0 / (1.0 - rate)
+        b.mi, b.mr = db.mi, db.mr
+
+    def _input_bias(self):
+        return self.bias if self.use_bias else None
 
     def _project(self, b):
-        gemm(b.xt2, self.kernel, b.z2, bias=self.bias if self.use_bias else None, n_threads=self._n_threads)
+        # Z[:, k] = (X m_k) W[:, k] + b[:, k] for the gate blocks k (one block without dropout)
+        W, bias, nt = self.kernel, self._input_bias(), self._n_threads
+        if b.mi is None:
+            gemm(b.xt2, W, b.z2, bias=bias, n_threads=nt)
+            return
+        xd, k = b.drop_bufs.xd, len(b.mi)
+        xd2 = xd.reshape(-1, xd.shape[2])
+        for xk, xk2, m, Wk, zk, bk in zip(_blocks(xd, k), _blocks(xd2, k), b.mi, _blocks(W, k), _blocks(b.z2, k),
+                                          _blocks(bias, k) if bias is not None else [None] * k):
+            np.multiply(b.xt, m, out=xk)
+            gemm(xk2, Wk, zk, bias=bk, n_threads=nt)
+
+    def _recur(self, b, t, U, out, beta=1.0, bias=None, act=0, masks=None):
+        """out (+)= h_{t-1} U (+ bias) [act in the epilogue]; with recurrent dropout, per gate block k:
+        out[:, k] (+)= (h_{t-1} r_k) U[:, k]. h_{t-1} is b.h[t]."""
+        nt = self._n_threads
+        if masks is None:
+            gemm(b.h[t], U, out, beta=beta, bias=bias, act=act, act_alpha=self._alpha, n_threads=nt)
+            return
+        k = len(masks)
+        hd = _blocks(b.drop_bufs.hd[t], b.drop_bufs.hd.shape[2] // self.units)
+        for hk, m, Uk, ok, bk in zip(hd, masks, _blocks(U, k), _blocks(out, k),
+                                     _blocks(bias, k) if bias is not None else [None] * k):
+            np.multiply(b.h[t], m, out=hk)
+            gemm(hk, Uk, ok, beta=beta, bias=bk, act=act, act_alpha=self._alpha, n_threads=nt)
+
+    def _recur_back(self, b, d, U, dprev, masks=None):
+        """dprev += d U^T; with recurrent dropout: dprev += sum_k (d[:, k] U[:, k]^T) r_k."""
+        nt = self._n_threads
+        if masks is None:
+            gemm(d, U, dprev, trans_b=True, beta=1.0, n_threads=nt)
+            return
+        tmp, k = b.drop_bufs.htmp, len(masks)
+        for dk, Uk, m in zip(_blocks(d, k), _blocks(U, k), masks):
+            gemm(dk, Uk, tmp, trans_b=True, n_threads=nt)
+            np.multiply(tmp, m, out=tmp)
+            np.add(dprev, tmp, out=dprev)
+
+    def _outputs(self, b):
+        T = b.T
+        if self.return_sequences:
+            hs = b.h[1:] if b.f is None else np.multiply(b.h[1:], b.f, out=b.dh[1:])   # dh: free until backward
+            np.copyto(b.y, hs.transpose(1, 0, 2))
+            return b.y
+        if b.f is None:
+            return b.h[T]
+        if b.y_last is None:
+            b.y_last = np.empty((b.n, self.units), self.kernel.dtype)
+        return np.multiply(b.h[T], b.f[T - 1], out=b.y_last)
+
+    def _split_grads(self, dy):
+        if not self.return_state:
+            return dy, [None] * self._n_states
+        if not isinstance(dy, (list, tuple)) or len(dy) != 1 + self._n_states:
+            raise ValueError(f"{self._where()}: return_state: backward expects [d output, "
+                             f"{', '.join(['d h', 'd c'][:self._n_states])}], got {type(dy).__name__}")
+        return dy[0], list(dy[1:])
 
     def backward(self, dy):
         # per step (reversed): cell backward -> delta_t ; dh_{t-1} += delta_t U^T
         # then dW = X^T delta ; dU = H_prev^T delta ; db = colsum delta ; dX = delta W^T
         b, g, nt = self._cur, self._grad_of, self._n_threads
+        T = b.T
+        dy, dfinal = self._split_grads(dy)
         if self.return_sequences:
-            np.copyto(b.dh, dy.transpose(1, 0, 2))
+            np.copyto(b.dh[1:], dy.transpose(1, 0, 2))
+            if b.f is not None:
+                b.dh[1:] *= b.f
         else:
-            b.dh[:-1].fill(0)
-            np.copyto(b.dh[-1], dy)
-        self._backward_steps(b)
-        gemm(b.xt2, b.d2, g["kernel"], trans_a=True, n_threads=nt)
-        gemm(b.hprev2, b.drec_p2, g["recurrent_kernel"], trans_a=True, n_threads=nt)
+            b.dh[1:T].fill(0)
+            if b.f is not None:
+                np.multiply(dy, b.f[T - 1], out=b.dh[T])
+            else:
+                np.copyto(b.dh[T], dy)
+        if dfinal[0] is not None:
+            b.dh[T] += dfinal[0]
+        if b.init:
+            b.dh[0].fill(0)
+        self._backward_steps(b, dfinal)
+        first = 0 if b.h0 else 1                     # steps whose h_{t-1} may be non-zero
+        self._input_grads(b, g["kernel"])
+        self._recurrent_grads(b, g["recurrent_kernel"], first)
         if self.use_bias:
             self._bias_grad(b, g["bias"])
-        if not self._need_dx:
-            return None
-        gemm(b.d2, self.kernel, b.dxt2, trans_b=True, n_threads=nt)
+        dx = self._input_dx(b) if self._need_dx else None
+        if b.init:
+            return [dx] + b.dstate
+        return [dx] if self._got_list else dx
+
+    def _prev(self, b, t):
+        """dL/dh_{t-1} of step t, or None where nothing needs it (t = 0 from a zero initial state)."""
+        return b.dh[t] if t or b.init else None
+
+    def _input_grads(self, b, dW):
+        # dW[:, k] = (X m_k)^T delta[:, k]
+        nt = self._n_threads
+        if b.mi is None:
+            gemm(b.xt2, b.d2, dW, trans_a=True, n_threads=nt)
+            return
+        xd, k = b.drop_bufs.xd, len(b.mi)
+        for xk2, dk, gk in zip(_blocks(xd.reshape(-1, xd.shape[2]), k), _blocks(b.d2, k), _blocks(dW, k)):
+            gemm(xk2, dk, gk, trans_a=True, n_threads=nt)
+
+    def _recurrent_grads(self, b, dU, first):
+        # dU[:, k] = (H_prev r_k)^T drec[:, k] over the steps from `first`
+        self._state_grad(b, b.drec.reshape(-1, b.drec.shape[2]), dU, first, b.mr)
+
+    def _state_grad(self, b, d2, dU, first, masks):
+        """dU (+ its blocks) = H_prev^T d2 over the steps from `first`; d2 is (T n, width), dU (u, width)."""
+        T, n, u, nt = b.T, b.n, self.units, self._n_threads
+        d2 = d2[first * n:]
+        if masks is None:
+            gemm(b.h[first:T].reshape((T - first) * n, u), d2, dU, trans_a=True, n_threads=nt)
+            return
+        k = len(masks)
+        hd2 = b.drop_bufs.hd[first:].reshape((T - first) * n, -1)
+        for hk, dk, gk in zip(_blocks(hd2, hd2.shape[1] // u), _blocks(d2, k), _blocks(dU, k)):
+            gemm(hk, dk, gk, trans_a=True, n_threads=nt)
+
+    def _input_dx(self, b):
+        # dX = sum_k (delta[:, k] W[:, k]^T) m_k
+        W, nt = self.kernel, self._n_threads
+        if b.mi is None:
+            gemm(b.d2, W, b.dxt2, trans_b=True, n_threads=nt)
+        else:
+            k, tmp = len(b.mi), b.drop_bufs.xtmp
+            for i, (dk, Wk, m) in enumerate(zip(_blocks(b.d2, k), _blocks(W, k), b.mi)):
+                out = b.dxt2 if i == 0 else tmp
+                gemm(dk, Wk, out, trans_b=True, n_threads=nt)
+                out3 = out.reshape(b.dxt.shape)
+                np.multiply(out3, m, out=out3)
+                if i:
+                    np.add(b.dxt2, tmp, out=b.dxt2)
         np.copyto(b.dx, (b.dxt[::-1] if self.go_backwards else b.dxt).transpose(1, 0, 2))
         return b.dx
 
@@ -213,14 +543,21 @@ class _Recurrent(Layer):
                    kernel_regularizer=_serialize(self.kernel_regularizer),
                    recurrent_regularizer=_serialize(self.recurrent_regularizer),
                    bias_regularizer=_serialize(self.bias_regularizer),
-                   return_sequences=self.return_sequences, go_backwards=self.go_backwards)
+                   dropout=self.dropout, recurrent_dropout=self.recurrent_dropout, seed=self.seed,
+                   return_sequences=self.return_sequences, return_state=self.return_state,
+                   go_backwards=self.go_backwards, stateful=self.stateful,
+                   zero_output_for_mask=self.zero_output_for_mask)
         if hasattr(self, "_ract_name"):
             cfg["recurrent_activation"] = self._ract_name
+        if self.stateful and self._batch_size is not None:
+            shape = cfg.get("batch_input_shape")
+            if shape is not None:
+                cfg["batch_input_shape"] = [self._batch_size] + list(shape[1:])
         return cfg
 
 
 class SimpleRNN(_Recurrent):
-    """Fully connected recurrence: h_t = a(x_t W + h_{t-1} U + b), h_0 = 0.
+    """Fully connected recurrence: h_t = a(x_t W + h_{t-1} U + b), as Keras 3's SimpleRNN.
 
     Parameters
     ----------
@@ -230,39 +567,63 @@ class SimpleRNN(_Recurrent):
     use_bias : bool, default=True
     kernel_initializer, recurrent_initializer, bias_initializer : default='glorot_uniform', 'orthogonal', 'zeros'
     kernel_regularizer, recurrent_regularizer, bias_regularizer : name, regularizer or None
+    dropout, recurrent_dropout : float in [0, 1), default=0
+        Fraction of the inputs x_t / of the previous state h_{t-1} dropped in training (one mask per
+        batch, the same for every step; inverted scaling 1 / (1 - rate)).
+    seed : int, optional
+        Seed of the layer's dropout generator (default: drawn from nncore's global generator).
     return_sequences : bool, default=False
         Return every h_t, shape (batch, timesteps, units), instead of the last.
+    return_state : bool, default=False
+        Return [output, h_T] (a layer with two outputs: the functional API).
     go_backwards : bool, default=False
         Read the sequence from its end (the returned sequence is in that order).
+    stateful : bool, default=False
+        Start each batch from the states the previous one ended with (sample i from sample i);
+        batches must all have one size (``batch_input_shape`` or the first batch fixes it).
+        ``reset_states()`` sets them to zero.
+    zero_output_for_mask : bool, default=False
+        With a mask: zeros at the masked steps of the output (else the last output repeats).
 
     Notes
     -----
     Weights as Keras: kernel (features, units), recurrent_kernel (units, units), bias (units,).
     Forward per step: one gemm h_t = a(z_t + h_{t-1} U) with a in its epilogue (z_t = x_t W + b
     from one gemm over all steps). Backward: delta_t = dh_t a'(h_t) ; dh_{t-1} += delta_t U^T.
+    Call arguments: ``mask`` (batch, timesteps) and ``initial_state`` (the first h).
     """
     _kind = "simple_rnn"
 
     def __init__(self, units, activation="tanh", use_bias=True, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros", kernel_regularizer=None,
-                 recurrent_regularizer=None, bias_regularizer=None, return_sequences=False,
-                 go_backwards=False, name=None, input_shape=None, batch_input_shape=None):
+                 recurrent_regularizer=None, bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
+                 return_sequences=False, return_state=False, go_backwards=False, stateful=False,
+                 zero_output_for_mask=False, name=None, input_shape=None, batch_input_shape=None,
+                 trainable=True):
         super().__init__(units, activation, None, use_bias, kernel_initializer, recurrent_initializer,
-                         bias_initializer, kernel_regularizer, recurrent_regularizer, bias_regularizer,
-                         return_sequences, go_backwards, name, input_shape, batch_input_shape)
+                         bias_initializer, kernel_regularizer, recurrent_regularizer, bias_regularizer, dropout,
+                         recurrent_dropout, seed, return_sequences, return_state, go_backwards, stateful,
+                         zero_output_for_mask, name, input_shape, batch_input_shape,
+                         trainable)
 
     def _forward_steps(self, b):
-        h, U, nt = b.h, self._packed_U(b), self._n_threads
-        _act_forward(self._code, self._alpha, h[1], h[1], nt)                 # h_1 = a(x_1 W + b)
-        for t in range(2, h.shape[0]):
-            gemm_packed(h[t - 1], U, h[t], beta=1.0, act=self._code, act_alpha=self._alpha, n_threads=nt)
+        h, U, mt, nt = b.h, self.recurrent_kernel, b.mt, self._n_threads
+        for t in range(b.T):
+            if t or b.h0:
+                self._recur(b, t, U, h[t + 1], act=self._code, masks=b.mr)   # h_t = a(z_t + h_{t-1} U)
+            else:
+                _act_forward(self._code, self._alpha, h[1], h[1], nt)         # h_1 = a(x_1 W + b)
+            if mt is not None:
+                _rnn.rnn_carry_masked(h[t], mt[t], h[t + 1])                  # masked rows keep h_{t-1}
 
-    def _backward_steps(self, b):
-        h, dh, d, Ut, nt = b.h, b.dh, b.d, self._packed_U(b, trans=True), self._n_threads
-        for t in range(dh.shape[0] - 1, -1, -1):
-            _act_backward(self._code, self._alpha, None, h[t + 1], dh[t], d[t], nt)   # delta = dh a'(h)
-            if t:
-                gemm_packed(d[t], Ut, dh[t - 1], beta=1.0, n_threads=nt)            # dh_{t-1} += delta U^T
+    def _backward_steps(self, b, dfinal):
+        h, dh, d, U, mt, nt = b.h, b.dh, b.d, self.recurrent_kernel, b.mt, self._n_threads
+        for t in range(b.T - 1, -1, -1):
+            prev = self._prev(b, t)
+            _rnn.simple_rnn_cell_backward(self._code, self._alpha, h[t + 1], dh[t + 1],     # delta = dh a'(h)
+                                          None if mt is None else mt[t], d[t], prev, nt)
+            if prev is not None:
+                self._recur_back(b, d[t], U, prev, b.mr)                       # dh_{t-1} += delta U^T
 
 
 class LSTM(_Recurrent):
@@ -280,8 +641,10 @@ class LSTM(_Recurrent):
     unit_forget_bias : bool, default=True
         Initialize the forget-gate bias to 1 (the others with bias_initializer), as Keras.
     kernel_regularizer, recurrent_regularizer, bias_regularizer : name, regularizer or None
-    return_sequences, go_backwards : bool, default=False
-        As in SimpleRNN.
+    dropout, recurrent_dropout, seed : as in SimpleRNN
+        With recurrent_dropout, each gate block gets its own masks (Keras's implementation 1).
+    return_sequences, return_state, go_backwards, stateful, zero_output_for_mask : as in SimpleRNN
+        return_state returns [output, h_T, c_T]; the states are [h, c].
 
     Notes
     -----
@@ -292,16 +655,21 @@ class LSTM(_Recurrent):
     dc_t c_{t-1} ra'(f), dc_t i a'(g), dh a(c_t) ra'(o)]; dc_{t-1} = dc_t f.
     """
     _gates = 4
+    _n_states = 2
     _kind = "lstm"
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
                  bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None,
-                 recurrent_regularizer=None, bias_regularizer=None, return_sequences=False,
-                 go_backwards=False, name=None, input_shape=None, batch_input_shape=None):
+                 recurrent_regularizer=None, bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
+                 return_sequences=False, return_state=False, go_backwards=False, stateful=False,
+                 zero_output_for_mask=False, name=None, input_shape=None, batch_input_shape=None,
+                 trainable=True):
         super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
                          recurrent_initializer, bias_initializer, kernel_regularizer, recurrent_regularizer,
-                         bias_regularizer, return_sequences, go_backwards, name, input_shape, batch_input_shape)
+                         bias_regularizer, dropout, recurrent_dropout, seed, return_sequences, return_state,
+                         go_backwards, stateful, zero_output_for_mask, name, input_shape, batch_input_shape,
+                         trainable)
         self.unit_forget_bias = bool(unit_forget_bias)
 
     def _bias_init(self):
@@ -311,20 +679,45 @@ class LSTM(_Recurrent):
     def _more_buffers(self, b, T, n):
         super()._more_buffers(b, T, n)
         u, dt = self.units, self.kernel.dtype
-        b.c = np.zeros((T + 1, n, u), dt)             # c[0] = 0, c[t + 1] = c_t
+        b.c = np.zeros((T + 1, n, u), dt)             # c[0] = initial carry, c[t + 1] = c_t
         b.tc = np.empty((T, n, u), dt)                # a(c_t)
-        b.dc = np.empty((n, u), dt)                   # dL/dc carried backwards
+        b.dc = np.empty((n, u), dt)                   # dL/dc carried backwards (dL/dc_0 at the end)
+        b.dstate = [b.dh[0], b.dc]
+
+    def _state_views(self, b, t):
+        return [b.h[t], b.c[t]]
 
     def _forward_steps(self, b):
-        # per step: z_t += h_{t-1} U, then the cell; the whole loop is one kernel call
-        lstm_seq_forward(self._code, self._alpha, self._rcode, self._ralpha, self._packed_U(b), b.z, b.c, b.tc,
-                         b.h, n_threads=self._n_threads)
+        z, h, c, tc, U, mt, nt = b.z, b.h, b.c, b.tc, self.recurrent_kernel, b.mt, self._n_threads
+        a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
+        if mt is None and b.mr is None:
+            # no mask, no recurrent dropout: per step z_t += h_{t-1} U, then the cell; one kernel call
+            lstm_seq_forward(a, al, ra, ral, self._packed_U(b), z, c, tc, h, with_h0=b.h0, n_threads=nt)
+            return
+        for t in range(b.T):
+            if t or b.h0:
+                self._recur(b, t, U, z[t], masks=b.mr)                          # z_t += h_{t-1} U
+            _rnn.lstm_cell_forward(a, al, ra, ral, z[t], c[t], h[t], None if mt is None else mt[t], c[t + 1],
+                                   tc[t], h[t + 1], nt)
 
-    def _backward_steps(self, b):
-        # per step, reversed: the cell's delta_t, then dh_{t-1} += delta_t U^T; one kernel call
-        b.dc.fill(0)
-        lstm_seq_backward(self._code, self._alpha, self._rcode, self._ralpha, self._packed_U(b, trans=True), b.z,
-                          b.c, b.tc, b.dh_all, b.dc, b.d, n_threads=self._n_threads)
+    def _backward_steps(self, b, dfinal):
+        z, c, tc, dh, d, U, mt, nt = b.z, b.c, b.tc, b.dh, b.d, self.recurrent_kernel, b.mt, self._n_threads
+        a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
+        if dfinal[1] is not None:
+            np.copyto(b.dc, dfinal[1])
+        else:
+            b.dc.fill(0)
+        if mt is None and b.mr is None:
+            # per step, reversed: the cell's delta_t, then dh_{t-1} += delta_t U^T; one kernel call
+            lstm_seq_backward(a, al, ra, ral, self._packed_U(b, trans=True), z, c, tc, dh, b.dc, d,
+                              with_h0=b.init, n_threads=nt)
+            return
+        for t in range(b.T - 1, -1, -1):
+            prev = self._prev(b, t)
+            _rnn.lstm_cell_backward(a, al, ra, ral, z[t], c[t], tc[t], dh[t + 1], None if mt is None else mt[t],
+                                    b.dc, d[t], prev, nt)
+            if prev is not None:
+                self._recur_back(b, d[t], U, prev, b.mr)                        # dh_{t-1} += delta U^T
 
     def get_config(self):
         cfg = super().get_config()
@@ -333,7 +726,7 @@ class LSTM(_Recurrent):
 
 
 class GRU(_Recurrent):
-    """Gated recurrent unit (Cho et al., 2014), as Keras 3's GRU with reset_after=True.
+    """Gated recurrent unit (Cho et al., 2014), as Keras 3's GRU.
 
     Parameters
     ----------
@@ -343,18 +736,25 @@ class GRU(_Recurrent):
     use_bias : bool, default=True
     kernel_initializer, recurrent_initializer, bias_initializer : default='glorot_uniform', 'orthogonal', 'zeros'
     kernel_regularizer, recurrent_regularizer, bias_regularizer : name, regularizer or None
-    return_sequences, go_backwards : bool, default=False
+    dropout, recurrent_dropout, seed : as in SimpleRNN
+        With recurrent_dropout, each gate block gets its own masks (Keras's implementation 1).
+    return_sequences, return_state, go_backwards, stateful, zero_output_for_mask : as in SimpleRNN
     reset_after : bool, default=True
-        Only True (the Keras 3 default, also cuDNN's form) is implemented.
+        True (Keras 3's default, cuDNN's form): the reset gate multiplies h_{t-1} U_h + b_rec_h.
+        False (Keras 2's form): it multiplies h_{t-1} before U_h, and the bias is one vector.
 
     Notes
     -----
-    Weights as Keras: kernel (features, 3 units), recurrent_kernel (units, 3 units), bias (2, 3 units)
-    = [input bias, recurrent bias], gate blocks z, r, h. With x = x_t W + b_in and
-    rec = h_{t-1} U + b_rec: z = ra(x_z + rec_z), r = ra(x_r + rec_r), hh = a(x_h + r rec_h),
-    h_t = z h_{t-1} + (1 - z) hh. Backward: delta_h = dh (1 - z) a'(hh),
-    dx = [dh (h_{t-1} - hh) ra'(z), delta_h rec_h ra'(r), delta_h], drec = [dx_z, dx_r, delta_h r],
-    dh_{t-1} = dh z + drec U^T; dU = H_prev^T drec, db = [colsum dx, colsum drec].
+    Weights as Keras: kernel (features, 3 units), recurrent_kernel (units, 3 units), gate blocks
+    z, r, h. reset_after=True: bias (2, 3 units) = [input bias, recurrent bias]; with
+    x = x_t W + b_in and rec = h_{t-1} U + b_rec: z = ra(x_z + rec_z), r = ra(x_r + rec_r),
+    hh = a(x_h + r rec_h). reset_after=False: bias (3 units,), x = x_t W + b; z = ra(x_z + h_{t-1} U_z),
+    r = ra(x_r + h_{t-1} U_r), hh = a(x_h + (r h_{t-1}) U_h). Both: h_t = z h_{t-1} + (1 - z) hh.
+    Backward (reset_after): delta_h = dh (1 - z) a'(hh), dx = [dh (h_{t-1} - hh) ra'(z),
+    delta_h rec_h ra'(r), delta_h], drec = [dx_z, dx_r, delta_h r], dh_{t-1} = dh z + drec U^T;
+    dU = H_prev^T drec, db = [colsum dx, colsum drec]. reset_after=False: delta_z and delta_h as
+    above, dq = delta_h U_h^T, delta_r = dq h_{t-1} ra'(r), dh_{t-1} = dh z + dq r + delta_zr U_zr^T;
+    dU_zr = H_prev^T delta_zr, dU_h = Q^T delta_h with q = r h_{t-1}.
     """
     _gates = 3
     _kind = "gru"
@@ -362,56 +762,114 @@ class GRU(_Recurrent):
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
                  bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
-                 bias_regularizer=None, return_sequences=False, go_backwards=False, reset_after=True,
-                 name=None, input_shape=None, batch_input_shape=None):
-        if not reset_after:
-            raise ValueError("GRU: only reset_after=True (the Keras 3 default) is implemented")
+                 bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, seed=None, return_sequences=False,
+                 return_state=False, go_backwards=False, stateful=False, zero_output_for_mask=False,
+                 reset_after=True, name=None, input_shape=None, batch_input_shape=None,
+                 trainable=True):
         super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
                          recurrent_initializer, bias_initializer, kernel_regularizer, recurrent_regularizer,
-                         bias_regularizer, return_sequences, go_backwards, name, input_shape, batch_input_shape)
-        self.reset_after = True
+                         bias_regularizer, dropout, recurrent_dropout, seed, return_sequences, return_state,
+                         go_backwards, stateful, zero_output_for_mask, name, input_shape, batch_input_shape,
+                         trainable)
+        self.reset_after = bool(reset_after)
 
     def _bias_shape(self):
-        return (2, 3 * self.units)
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
 
-    def _project(self, b):
-        gemm(b.xt2, self.kernel, b.z2, bias=self.bias[0] if self.use_bias else None, n_threads=self._n_threads)
+    def _input_bias(self):
+        if not self.use_bias:
+            return None
+        return self.bias[0] if self.reset_after else self.bias
 
     def _more_buffers(self, b, T, n):
-        G, dt = 3 * self.units, self.kernel.dtype
-        b.rec = np.empty((T, n, G), dt)               # h_{t-1} U + b_rec
-        b.drec = np.empty((T, n, G), dt)              # dL/d rec
-        b.drec2 = b.drec.reshape(T * n, G)
-        b.drec_p2 = b.drec[1:].reshape((T - 1) * n, G)
+        G, u, dt = 3 * self.units, self.units, self.kernel.dtype
+        if self.reset_after:
+            b.rec = np.empty((T, n, G), dt)           # h_{t-1} U + b_rec
+            b.drec = np.empty((T, n, G), dt)          # dL/d rec
+        else:
+            b.q = np.empty((T, n, u), dt)             # q = r h_{t-1}, the input of U_h
+            b.dq = np.empty((n, u), dt)               # dL/dq of one step
+            b.drec = b.d
+        b.dstate = [b.dh[0]]
 
     def _forward_steps(self, b):
-        z, rec, h, U, nt = b.z, b.rec, b.h, self._packed_U(b), self._n_threads
+        (self._forward_reset_after if self.reset_after else self._forward_reset_before)(b)
+
+    def _backward_steps(self, b, dfinal):
+        (self._backward_reset_after if self.reset_after else self._backward_reset_before)(b)
+
+    def _forward_reset_after(self, b):
+        z, rec, h, U, mt, nt = b.z, b.rec, b.h, self.recurrent_kernel, b.mt, self._n_threads
         a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
         brec = self.bias[1] if self.use_bias else None
-        for t in range(z.shape[0]):
-            if t:
-                gemm_packed(h[t], U, rec[t], bias=brec, n_threads=nt)           # rec = h_{t-1} U + b_rec
+        for t in range(b.T):
+            if t or b.h0:
+                self._recur(b, t, U, rec[t], beta=0.0, bias=brec, masks=b.mr)   # rec = h_{t-1} U + b_rec
             elif brec is not None:
                 np.copyto(rec[0], brec)                                          # h_{-1} = 0
             else:
                 rec[0].fill(0)
-            _rnn.gru_cell_forward(a, al, ra, ral, z[t], rec[t], h[t], h[t + 1], nt)
+            _rnn.gru_cell_forward(a, al, ra, ral, z[t], rec[t], h[t], None if mt is None else mt[t], h[t + 1], nt)
 
-    def _backward_steps(self, b):
-        z, rec, h, dh, d, drec = b.z, b.rec, b.h, b.dh, b.d, b.drec
-        Ut, nt = self._packed_U(b, trans=True), self._n_threads
+    def _backward_reset_after(self, b):
+        z, rec, h, dh, d, drec, mt = b.z, b.rec, b.h, b.dh, b.d, b.drec, b.mt
+        U, nt = self.recurrent_kernel, self._n_threads
         a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
-        for t in range(z.shape[0] - 1, -1, -1):
-            _rnn.gru_cell_backward(a, al, ra, ral, z[t], rec[t], h[t], dh[t], d[t], drec[t],
-                                   dh[t - 1] if t else None, nt)                # dh_{t-1} += dh z
-            if t:
-                gemm_packed(drec[t], Ut, dh[t - 1], beta=1.0, n_threads=nt)         # dh_{t-1} += drec U^T
+        for t in range(b.T - 1, -1, -1):
+            prev = self._prev(b, t)
+            _rnn.gru_cell_backward(a, al, ra, ral, z[t], rec[t], h[t], dh[t + 1], None if mt is None else mt[t],
+                                   d[t], drec[t], prev, nt)                      # dh_{t-1} += dh z
+            if prev is not None:
+                self._recur_back(b, drec[t], U, prev, b.mr)                      # dh_{t-1} += drec U^T
+
+    def _forward_reset_before(self, b):
+        z, q, h, mt, nt, u = b.z, b.q, b.h, b.mt, self._n_threads, self.units
+        a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
+        U = self.recurrent_kernel
+        Uzr, Uh = U[:, :2 * u], U[:, 2 * u:]
+        mzr, mh = (None, None) if b.mr is None else (b.mr[:2], b.mr[2])
+        for t in range(b.T):
+            zt = z[t]
+            if t or b.h0:
+                self._recur(b, t, Uzr, zt[:, :2 * u], masks=mzr)                  # x_zr += h_{t-1} U_zr
+            _rnn.gru_rb_gates_forward(ra, ral, zt, h[t], mh, q[t], nt)           # z, r; q = r h_{t-1}
+            if t or b.h0:
+                gemm(q[t], Uh, zt[:, 2 * u:], beta=1.0, n_threads=nt)            # x_h += q U_h
+            _rnn.gru_rb_state_forward(a, al, zt, h[t], None if mt is None else mt[t], h[t + 1], nt)
+
+    def _backward_reset_before(self, b):
+        z, h, dh, d, dq, mt, nt, u = b.z, b.h, b.dh, b.d, b.dq, b.mt, self._n_threads, self.units
+        a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
+        U = self.recurrent_kernel
+        Uzr, Uh = U[:, :2 * u], U[:, 2 * u:]
+        mzr, mh = (None, None) if b.mr is None else (b.mr[:2], b.mr[2])
+        for t in range(b.T - 1, -1, -1):
+            prev = self._prev(b, t)
+            _rnn.gru_rb_state_backward(a, al, ra, ral, z[t], h[t], dh[t + 1], None if mt is None else mt[t],
+                                       d[t], prev, nt)                           # delta_z, delta_h; dh z
+            if t or b.h0:                                                        # r meets a non-zero h_{t-1}
+                gemm(d[t][:, 2 * u:], Uh, dq, trans_b=True, n_threads=nt)        # dq = delta_h U_h^T
+                _rnn.gru_rb_reset_backward(ra, ral, z[t], h[t], mh, dq, d[t], prev, nt)   # delta_r; dq r
+            if prev is not None:
+                self._recur_back(b, d[t][:, :2 * u], Uzr, prev, mzr)             # dh_{t-1} += delta_zr U_zr^T
+
+    def _recurrent_grads(self, b, dU, first):
+        if self.reset_after:
+            super()._recurrent_grads(b, dU, first)
+            return
+        T, n, u = b.T, b.n, self.units
+        self._state_grad(b, b.d2[:, :2 * u], dU[:, :2 * u], first, None if b.mr is None else b.mr[:2])
+        gemm(b.q[first:].reshape((T - first) * n, u), b.d2[first * n:, 2 * u:], dU[:, 2 * u:], trans_a=True,
+             n_threads=self._n_threads)                                          # dU_h = Q^T delta_h
 
     def _bias_grad(self, b, db):
+        if not self.reset_after:
+            _colsum(b.d2, db, self._n_threads)
+            return
         _colsum(b.d2, db[0], self._n_threads)
-        _colsum(b.drec2, db[1], self._n_threads)
+        _colsum(b.drec.reshape(-1, b.drec.shape[2]), db[1], self._n_threads)
 
     def get_config(self):
         cfg = super().get_config()
-        cfg["reset_after"] = True
+        cfg["reset_after"] = self.reset_after
         return cfg
