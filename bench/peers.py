@@ -637,6 +637,31 @@ class NncorePredictOnBatchPeer(NncoreCallPeer):
         return self.model.predict_on_batch(xb)
 
 
+class NncoreIm2colPeer(NncorePeer):
+    """The nncore peer with every convolution on im2col + GEMM (Winograd off: the reference path, what
+    nncore ran before csrc/winograd.c), to set the layers' own choice against it in the same run. As
+    nncore itself it never counts as the fastest peer."""
+
+    name = "nncore_im2col"
+    label = "nncore im2col"
+
+    @classmethod
+    def supports(cls, wl):
+        if wl.arch != "cnn":
+            return False, "nncore im2col differs from nncore on convolutions only"
+        return super().supports(wl)
+
+    def run(self, k=1):
+        # the rule is read when a layer sizes its buffers for a batch size, inside this peer's own runs
+        import nncore.layers.conv as conv
+
+        rule, conv.winograd_tile = conv.winograd_tile, lambda *a: 0
+        try:
+            super().run(k)
+        finally:
+            conv.winograd_tile = rule
+
+
 class OnnxRuntimePeer(_NncoreInference):
     """ONNX Runtime on the nncore peer's model exported by nncore.onnx (the same network and weights):
     ``session.run`` per batch, intra-op threads = the thread count, sequential execution, ONNX
@@ -687,10 +712,10 @@ class OnnxRuntimePeer(_NncoreInference):
 
 
 PEERS = {cls.name: cls for cls in (NncorePeer, TorchPeer, TorchFusedPeer, SklearnPeer, NumpyPeer, KerasPeer,
-                                   OnnxRuntimePeer, NncoreCallPeer, NncorePredictOnBatchPeer)}
+                                   OnnxRuntimePeer, NncoreCallPeer, NncorePredictOnBatchPeer, NncoreIm2colPeer)}
 PEER_ORDER = ("nncore", "torch", "torch_fused", "sklearn", "numpy", "keras", "onnxruntime", "nncore_call",
-              "nncore_pob")
-NNCORE_VARIANTS = ("nncore_call", "nncore_pob")  # nncore itself: ratios shown, never the "fastest peer"
+              "nncore_pob", "nncore_im2col")
+NNCORE_VARIANTS = ("nncore_call", "nncore_pob", "nncore_im2col")  # nncore itself: ratios shown, never the "fastest peer"
 BLAS_PEERS = ("sklearn", "numpy")  # the ones on OpenBLAS, also run with OPENBLAS_* unset
 
 

@@ -432,7 +432,7 @@ def summarize(row):
 # ---------------------------------------------------------------------------------------- tables
 LABELS = {"nncore": "nncore", "torch": "PyTorch", "torch_fused": "PyTorch fused", "sklearn": "sklearn",
           "numpy": "NumPy", "keras": "Keras 3", "onnxruntime": "ONNX Runtime", "nncore_call": "nncore model(x)",
-          "nncore_pob": "nncore predict_on_batch"}
+          "nncore_pob": "nncore predict_on_batch", "nncore_im2col": "nncore im2col"}
 
 
 def _fmt(x):

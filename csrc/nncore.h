@@ -386,6 +386,31 @@ void nc_avgpool_forward_f64(const nc_conv_geom *g, const double *x /* in */, dou
 void nc_avgpool_backward_f32(const nc_conv_geom *g, const float *dy /* in */, float *dx /* out */, int nthreads);
 void nc_avgpool_backward_f64(const nc_conv_geom *g, const double *dy /* in */, double *dx /* out */, int nthreads);
 
+/* Winograd F(m x m, 3 x 3), m = 2 or 4 (csrc/winograd.c): the convolution z = conv(x, kernel) + bias
+ * of a 3 x 3 kernel (kh = kw = 3) or a 1 x 3 one (kh = 1: F(m, 3) along the width only), stride 1,
+ * dilation 1, any padding pt, pl and output size oh, ow (g->kh, g->kw = 3, g->sh ... as for im2col).
+ * Output tiles are mh x m pixels (mh = m, or 1 when kh = 1), a2 = (mh + kh - 1)(m + 2) transformed
+ * positions each; T = nc_wino_tiles(g, m) = n ceil(oh / mh) ceil(ow / m) tiles cover the output
+ * (partial ones at the edges). Work arrays: U (a2, c, f), V (a2, T, c), M (a2, T, f), dU (a2, c, f).
+ * Forward: U[xi] = (G g G^T)[xi]; V[t] = B^T d_t B (d_t the tile's input patch, 0 outside x);
+ * M[:, xi] = V[:, xi] U[xi]; y = act(A^T M_t A + bias) (n, oh, ow, f); bias nullable. */
+ptrdiff_t nc_wino_tiles(const nc_conv_geom *g, int m);
+void nc_wino_forward_f32(const nc_conv_geom *g, int m, ptrdiff_t f, const float *x /* in */,
+                         const float *kernel /* in, (kh, 3, c, f) */, const float *bias /* in, nullable */, int act,
+                         float act_alpha, float *U /* out */, float *V /* out */, float *M /* work */,
+                         float *y /* out */, int nthreads);
+void nc_wino_forward_f64(const nc_conv_geom *g, int m, ptrdiff_t f, const double *x, const double *kernel,
+                         const double *bias, int act, double act_alpha, double *U, double *V, double *M, double *y,
+                         int nthreads);
+/* Backward from delta = dL/dz (n, oh, ow, f) and the forward's U and V: dM = A delta_t A^T (into M);
+ * dU[xi] = V[:, xi]^T dM[:, xi]; dkernel = G^T dU G (overwritten); when dx is not NULL, dV[:, xi] =
+ * dM[:, xi] U[xi]^T (into V) and dx (n, h, w, c) = the sum of the patches B dV_t B^T where they lie. */
+void nc_wino_backward_f32(const nc_conv_geom *g, int m, ptrdiff_t f, const float *delta /* in */,
+                          const float *U /* in */, float *V /* inout */, float *M /* work */, float *dU /* work */,
+                          float *dkernel /* out */, float *dx /* out, nullable */, int nthreads);
+void nc_wino_backward_f64(const nc_conv_geom *g, int m, ptrdiff_t f, const double *delta, const double *U, double *V,
+                          double *M, double *dU, double *dkernel, double *dx, int nthreads);
+
 /* ------------------------------------------------------------------ */
 /* Fused losses                                                        */
 /* Each returns sum_i w_i * loss_i over the n rows (w = sample weights, */

@@ -52,19 +52,26 @@ def _affine_config(layer):
                 bias_regularizer=_serialize(layer.bias_regularizer))
 
 
-def _affine_act(layer, x, kernel, z, y):
+def _gemm_product(x, kernel, out, b, act, alpha, nt):
+    """out := act(x K + b): one GEMM with the bias and the activation in its epilogue."""
+    gemm(x, kernel, out, bias=b, act=act, act_alpha=alpha, n_threads=nt)
+
+
+def _affine_act(layer, x, kernel, z, y, product=_gemm_product):
     """z = x K + b ; y = f(z), for a layer with ``_code``/``_alpha``/``_keep_z`` (Dense, the convolutions):
     one GEMM with the bias and f in its epilogue, or f in a pass of its own when f' needs z or f is softmax.
+    ``product`` computes ``out := act(x K + b)`` (the GEMM, or a convolution's other route to it).
     Returns y (z's buffer itself when f is linear)."""
     b = layer.bias if layer.use_bias else None
     nt = layer._n_threads
     if layer._code is None:                   # softmax: separate row-wise pass
-        _softmax_forward(gemm(x, kernel, z, bias=b, n_threads=nt), y)
+        product(x, kernel, z, b, 0, 0.0, nt)
+        _softmax_forward(z, y)
     elif layer._keep_z:                       # f' needs z (gelu, swish)
-        gemm(x, kernel, z, bias=b, n_threads=nt)
+        product(x, kernel, z, b, 0, 0.0, nt)
         _act_forward(layer._code, layer._alpha, z, y, nt)
     else:                                     # bias and f fused into the GEMM epilogue
-        gemm(x, kernel, y, bias=b, act=layer._code, act_alpha=layer._alpha, n_threads=nt)
+        product(x, kernel, y, b, layer._code, layer._alpha, nt)
     return y
 
 
