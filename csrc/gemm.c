@@ -5,6 +5,7 @@
  * AVX-512) with per-function target attributes (the build has no -march);
  * gemm_body.h picks a level at run time and splits C among OpenMP threads. */
 #include <stdlib.h>
+#include <string.h>
 #include "nncore.h"
 #include "gemm_config.h"
 #include "simd.h"

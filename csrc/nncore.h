@@ -119,6 +119,73 @@ void nc_gemm_f64(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k
                  double beta, double *C /* inout */, ptrdiff_t ldc,
                  const double *bias /* in, nullable */, int act, double act_alpha, int nthreads);
 
+/* op(B) packed once for many products with it (a recurrent kernel at every
+ * time step): nc_gemm_pack_size elements hold op(B) (k x n; B stored n x k
+ * when trans_b) in the micro-panels of the SIMD level in use, behind a
+ * 64-byte head naming the level and the shape. nc_gemm_packed is nc_gemm
+ * with that op(B): C := act(alpha op(A) op(B) + beta C + bias), on the packed
+ * path (its result equals nc_gemm's wherever nc_gemm takes that path).
+ * Returns 0; -2 if `packed` holds another shape or was packed for another
+ * SIMD level (pack again); -1 if a thread's workspace could not be allocated. */
+ptrdiff_t nc_gemm_pack_size_f32(ptrdiff_t k, ptrdiff_t n);
+ptrdiff_t nc_gemm_pack_size_f64(ptrdiff_t k, ptrdiff_t n);
+void nc_gemm_pack_b_f32(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *B /* in */, ptrdiff_t ldb,
+                        float *packed /* out */);
+void nc_gemm_pack_b_f64(int trans_b, ptrdiff_t k, ptrdiff_t n, const double *B /* in */, ptrdiff_t ldb,
+                        double *packed /* out */);
+int nc_gemm_packed_f32(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *A /* in */,
+                       ptrdiff_t lda, const float *packed /* in */, float beta, float *C /* inout */, ptrdiff_t ldc,
+                       const float *bias /* in, nullable */, int act, float act_alpha, int nthreads);
+int nc_gemm_packed_f64(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha, const double *A /* in */,
+                       ptrdiff_t lda, const double *packed /* in */, double beta, double *C /* inout */,
+                       ptrdiff_t ldc, const double *bias /* in, nullable */, int act, double act_alpha,
+                       int nthreads);
+
+/* A chain of L dense layers, y = f_L(... f_1(x W_1 + b_1) ... W_L + b_L), over
+ * the m rows of x (m x dims[0], contiguous) into y (m x dims[L]), in blocks
+ * of rows that go through every layer while their activations are in cache
+ * (inference: nothing is kept for backward). Layer l: W_l packed by
+ * nc_gemm_pack_b (k = dims[l], n = dims[l + 1]), bias[l] (nullable),
+ * act[l] an nc_act fused into the product, or -1 for a softmax over each row.
+ * check_finite: each block of x is first checked for NaN/inf. Returns 0; 1 if
+ * x holds a non-finite value (y is then incomplete); -2 if a W_l was packed
+ * for another shape or SIMD level; -1 if out of memory. */
+int nc_dense_chain_f32(ptrdiff_t m, int L, const ptrdiff_t *dims, const float *const *packed,
+                       const float *const *bias, const int *act, const float *act_alpha, int check_finite,
+                       const float *x /* in */, float *y /* out */, int nthreads);
+int nc_dense_chain_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double *const *packed,
+                       const double *const *bias, const int *act, const double *act_alpha, int check_finite,
+                       const double *x /* in */, double *y /* out */, int nthreads);
+
+/* The step loop of an LSTM over a whole sequence of T steps of B rows, in
+ * one call (rows are independent through time: each thread takes a block of
+ * rows through every step, the product of a step then its cell while the
+ * rows are in cache). Time-major, u units, G = 4u, cells as
+ * nc_lstm_cell_forward/backward. Forward: z (T, B, G) holds x W + b on entry
+ * and the gates on exit; h (T+1, B, u) with h[0] the initial state, h[t+1] =
+ * h_t; c (T+1, B, u) likewise; tc (T, B, u); `packed` is U (u x G) from
+ * nc_gemm_pack_b; z_t += h_{t-1} U runs from t = 1, or from t = 0 when
+ * with_h0. Backward: packed_t is U^T (G x u) packed; dh (T+1, B, u) holds
+ * dL/dh_t from the outputs at [t+1] on entry, and gets dh_{t-1} += delta_t
+ * U^T at [t] (for t = 0 too when with_h0: dh[0] is then the initial
+ * state's, else untouched); dc (B, u) holds dL/dc_{T-1} on entry and dL/dc_{-1} on exit;
+ * delta (T, B, G) = dL/dz. Returns 0; -2 if the packed kernel holds another
+ * shape or SIMD level; -1 if out of memory. */
+int nc_lstm_seq_forward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract, float ralpha,
+                            const float *packed, int with_h0, float *z /* inout */, float *c /* inout */,
+                            float *tc /* out */, float *h /* inout */, int nthreads);
+int nc_lstm_seq_forward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, double alpha, int ract, double ralpha,
+                            const double *packed, int with_h0, double *z /* inout */, double *c /* inout */,
+                            double *tc /* out */, double *h /* inout */, int nthreads);
+int nc_lstm_seq_backward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract, float ralpha,
+                             const float *packed_t, int with_h0, const float *gates, const float *c,
+                             const float *tc, float *dh /* inout */, float *dc /* inout */, float *delta /* out */,
+                             int nthreads);
+int nc_lstm_seq_backward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, double alpha, int ract, double ralpha,
+                             const double *packed_t, int with_h0, const double *gates, const double *c,
+                             const double *tc, double *dh /* inout */, double *dc /* inout */,
+                             double *delta /* out */, int nthreads);
+
 /* The oracle: a plain triple loop with the same contract (no epilogue). */
 void nc_gemm_ref_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                      float alpha, const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,

@@ -50,6 +50,7 @@ from nncore._threads import effective_n_threads
 from nncore.data import Batches, Stream, split_validation
 from nncore.layers import InputLayer, Layer, get_layer_class
 from nncore.layers.base import MAX_CACHED_SHAPES
+from nncore.layers.core import DenseChain
 
 __all__ = ["Model", "Sequential"]
 
@@ -508,8 +509,9 @@ class Model:
     def _input_owner(self, k):
         return f"input {self.input_names[k]!r}"
 
-    def _prepare_inputs(self, x, arg="x"):
-        """The input arrays, in input order, checked and converted to the model's dtype (C-contiguous)."""
+    def _prepare_inputs(self, x, arg="x", check_finite=True):
+        """The input arrays, in input order, checked and converted to the model's dtype (C-contiguous);
+        with check_finite=False the caller checks them for NaN/inf itself (`_check_finite`)."""
         if x is None:
             raise ValueError(f"{arg}: expected an array of inputs, got None")
         xs = self._by_name(x, self.input_names, arg, "input")
@@ -526,11 +528,18 @@ class Model:
             if _data.is_memmap(xk):   # larger than memory: converted and checked batch by batch (data.MemmapBatches)
                 out.append(xk)
                 continue
-            xk = np.ascontiguousarray(xk, dtype=self._dtype)
-            if not all_finite(xk, effective_n_threads(self._n_threads_req)):
-                raise ValueError(f"{where}: inputs contain NaN or infinity")
-            out.append(xk)
+            out.append(np.ascontiguousarray(xk, dtype=self._dtype))
+        if check_finite:
+            self._check_finite(out, arg)
         return out
+
+    def _check_finite(self, xs, arg="x"):
+        for k, xk in enumerate(xs):
+            if _data.is_memmap(xk):   # checked batch by batch as it is read
+                continue
+            if not all_finite(xk, effective_n_threads(self._n_threads_req)):
+                where = arg if len(xs) == 1 else f"{arg}[{self.input_names[k]!r}]"
+                raise ValueError(f"{where}: inputs contain NaN or infinity")
 
     @staticmethod
     def _check_input_array(x, arg, shape):
@@ -672,6 +681,13 @@ class Model:
         self._plan.prepare(nt)
         self._opt_step = self.optimizer.step_flat if self.optimizer is not None and self._train_params.size \
             else _no_step
+
+    def _dense_chain(self):
+        """The plan's DenseChain when the model is one chain of Dense layers, else None (kept with the
+        plan: its packed kernels are refilled, not reallocated, by each predict)."""
+        if getattr(self, "_chain_plan", None) is not self._plan:
+            self._chain, self._chain_plan = DenseChain.of(self._plan), self._plan
+        return self._chain
 
     def _make_heads(self):
         """The loss side of the plan: per output its loss function (fused with the output layer's
@@ -1074,13 +1090,23 @@ class Model:
         """
         batch_size = 32 if batch_size is None else _int_arg(batch_size, "batch_size", 1)
         verbose = _verbose(verbose)
+        chain = None
         if _data.is_stream(x):
             batches = Stream(x, self._prepare_input_batch, steps, shard=_dist.shard(), training=False)
             if not self.built:
                 batches.first()
             results, parts = None, []
+            self._setup()
         else:
-            xs = self._prepare_inputs(x)
+            xs = self._prepare_inputs(x, check_finite=False)
+            self._setup()
+            # a chain of Dense layers runs each batch as one kernel call (DenseChain), which checks each block
+            # of x for NaN/inf as it reads it; other models are checked here first
+            chain = self._dense_chain()
+            if chain is None:
+                self._check_finite(xs)
+            else:
+                chain.prepare()
             batches = self._eval_batches(xs, batch_size)
             results = [np.empty((batches.n,) + tuple(t.shape[1:]), self._dtype) for t in self.outputs]
         cbs = None
@@ -1088,7 +1114,6 @@ class Model:
             cbs = _callbacks.CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
                                                     model=self, verbose=verbose, epochs=1, steps=batches.steps)
             cbs.on_predict_begin()
-        self._setup()
         plan = self._plan
         start = 0
         try:
@@ -1098,14 +1123,18 @@ class Model:
                     continue
                 if cbs is not None:
                     cbs.on_predict_batch_begin(i)
-                plan.infer(batch, False)
                 if results is None:       # a stream: this batch's outputs, kept by its index
+                    plan.infer(batch, False)
                     outs = [plan.values[s].copy() for s in plan.out_slots]
                     parts.append((batches.index, outs))
                 else:
                     outs = [r[start:start + m] for r in results]
-                    for r, s in zip(outs, plan.out_slots):
-                        r[...] = plan.values[s]
+                    if chain is not None:     # written in place, one kernel call
+                        chain(batch[0], outs[0], check_finite=True, n_threads=self._nt)
+                    else:
+                        plan.infer(batch, False)
+                        for r, s in zip(outs, plan.out_slots):
+                            r[...] = plan.values[s]
                     start += m
                 if cbs is not None:
                     cbs.on_predict_batch_end(i, {"outputs": self._structured(outs)})
@@ -1382,7 +1411,7 @@ class Sequential(Model):
         first = self._layers[0]
         return f"layer {first.name!r} ({type(first).__name__})"
 
-    def _prepare_inputs(self, x, arg="x"):
+    def _prepare_inputs(self, x, arg="x", check_finite=True):
         if not self.built:
             if not self._layers:
                 raise ValueError(f"{self.name}: the model has no layers; add some first")
@@ -1390,7 +1419,7 @@ class Sequential(Model):
             if x0.ndim < 2:
                 raise ValueError(f"{arg}: expected inputs of shape (n_samples, n_features), got {x0.shape}")
             self._build(x0.shape)
-        return super()._prepare_inputs(x, arg)
+        return super()._prepare_inputs(x, arg, check_finite)
 
     def summary(self, print_fn=None):
         """Print the layers, their output shapes and parameter counts."""

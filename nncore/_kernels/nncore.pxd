@@ -39,6 +39,35 @@ cdef extern from "nncore.h" nogil:
                      double alpha, const double *A, ptrdiff_t lda, const double *B, ptrdiff_t ldb,
                      double beta, double *C, ptrdiff_t ldc, const double *bias, int act, double act_alpha,
                      int nthreads)
+    ptrdiff_t nc_gemm_pack_size_f32(ptrdiff_t k, ptrdiff_t n)
+    ptrdiff_t nc_gemm_pack_size_f64(ptrdiff_t k, ptrdiff_t n)
+    void nc_gemm_pack_b_f32(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *B, ptrdiff_t ldb, float *packed)
+    void nc_gemm_pack_b_f64(int trans_b, ptrdiff_t k, ptrdiff_t n, const double *B, ptrdiff_t ldb, double *packed)
+    int nc_gemm_packed_f32(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *A,
+                           ptrdiff_t lda, const float *packed, float beta, float *C, ptrdiff_t ldc,
+                           const float *bias, int act, float act_alpha, int nthreads)
+    int nc_gemm_packed_f64(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha, const double *A,
+                           ptrdiff_t lda, const double *packed, double beta, double *C, ptrdiff_t ldc,
+                           const double *bias, int act, double act_alpha, int nthreads)
+    int nc_dense_chain_f32(ptrdiff_t m, int L, const ptrdiff_t *dims, const float *const *packed,
+                           const float *const *bias, const int *act, const float *act_alpha, int check_finite,
+                           const float *x, float *y, int nthreads)
+    int nc_dense_chain_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double *const *packed,
+                           const double *const *bias, const int *act, const double *act_alpha, int check_finite,
+                           const double *x, double *y, int nthreads)
+    int nc_lstm_seq_forward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract,
+                                float ralpha, const float *packed, int with_h0, float *z, float *c, float *tc,
+                                float *h, int nthreads)
+    int nc_lstm_seq_forward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, double alpha, int ract,
+                                double ralpha, const double *packed, int with_h0, double *z, double *c,
+                                double *tc, double *h, int nthreads)
+    int nc_lstm_seq_backward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract,
+                                 float ralpha, const float *packed_t, int with_h0, const float *gates,
+                                 const float *c, const float *tc, float *dh, float *dc, float *delta, int nthreads)
+    int nc_lstm_seq_backward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, double alpha, int ract,
+                                 double ralpha, const double *packed_t, int with_h0, const double *gates,
+                                 const double *c, const double *tc, double *dh, double *dc, double *delta,
+                                 int nthreads)
     void nc_gemm_ref_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                          float alpha, const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
                          float beta, float *C, ptrdiff_t ldc)
