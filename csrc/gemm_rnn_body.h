@@ -39,15 +39,15 @@ static int NC_NAME(lstm_seq_rows)(int level, int dir, ptrdiff_t i0, ptrdiff_t i1
             if (t > 0 || with_h0) /* z_t += h_{t-1} U (h[t] holds h_{t-1}) */
                 NC_NAME(gemm_serial_at)(level, rows, G, u, h + at * u, u, 1, zt, G, NULL, NC_ACT_LINEAR, 0, work,
                                         bp, ntot);
-            NC_NAME(lstm_cell_forward)(act, alpha, ract, ralpha, zt, c + at * u, c + next * u, tc + at * u,
-                                       h + next * u, rows, u, 1);
+            NC_NAME(lstm_cell_forward)(act, alpha, ract, ralpha, zt, c + at * u, h + at * u, NULL, c + next * u,
+                                       tc + at * u, h + next * u, rows, u, 1);   /* no mask */
         }
     } else {
         for (ptrdiff_t t = T - 1; t >= 0; t--) {
             ptrdiff_t at = t * B + i0;
             REAL *dt = delta + at * G;
             NC_NAME(lstm_cell_backward)(act, alpha, ract, ralpha, z + at * G, c + at * u, tc + at * u,
-                                        dh + (at + B) * u, dc + i0 * u, dt, rows, u, 1);
+                                        dh + (at + B) * u, NULL, dc + i0 * u, dt, NULL, rows, u, 1);
             if (t > 0 || with_h0) /* dh_{t-1} += delta_t U^T (dh[t] holds dL/dh_{t-1}) */
                 NC_NAME(gemm_serial_at)(level, rows, u, G, dt, G, 1, dh + at * u, u, NULL, NC_ACT_LINEAR, 0, work,
                                         bp, ntot);
