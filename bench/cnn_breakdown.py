@@ -36,8 +36,10 @@ def main(argv=None):
         pass
 
     real_conv = conv_mod._conv
-    for name in ("im2col", "col2im", "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward"):
+    for name in ("im2col", "col2im", "maxpool_forward", "maxpool_backward", "avgpool_forward", "avgpool_backward",
+                 "wino_forward", "wino_backward"):
         setattr(Kernels, name, staticmethod(timed(name, getattr(real_conv, name))))
+    Kernels.wino_sizes = staticmethod(real_conv.wino_sizes)
     saved = {(conv_mod, "_conv"): real_conv}
     for mod in (conv_mod, core_mod):
         for name in ("gemm", "_act_backward", "_colsum", "_act_forward", "_softmax_forward"):
@@ -57,6 +59,7 @@ def main(argv=None):
                     finally:
                         current[0] = prev
                 setattr(layer, meth, run)
+    model._plan = None   # the execution plan holds the layers' methods it was made with: plan again
     model.optimizer.step_flat = timed("optimizer step", model.optimizer.step_flat)
     wrapped = wrapped_epoch(model, x, y, wl, saved)
     steps = wl.steps()

@@ -1,17 +1,26 @@
-"""GFLOP/s of nncore's GEMM against NumPy (OpenBLAS) and PyTorch CPU.
+"""GFLOP/s of nncore's GEMM against NumPy (OpenBLAS) and PyTorch CPU, interleaved.
 
-    python bench/gemm.py [--quick] [--clock wall|thread] [--out bench/RESULTS_gemm.md]
+    python bench/gemm.py [--quick] [--shapes SUBSTR,...] [--dtypes float32,float64] [--threads 1,2]
+                         [--rounds 5] [--clock wall|thread] [--simd avx2] [--out bench/RESULTS_gemm.md]
 
-Square sizes 64..2048 and the MLP shapes (128x784 @ 784x512 and its two
-backward products), float32 and float64, on 1 and 2 threads. NumPy is timed
-as-is and, in a subprocess, with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset
-(OpenBLAS reads them when it loads); ratios use the faster of the two. The
-FMA peak of one core is measured with bench/fma_peak.c (compiled here with
-gcc, timed in thread CPU time). Each figure is the best of several runs: the
-machine is shared. `--clock thread` times single-thread runs in thread CPU
-time instead of wall time, which leaves out the time other processes hold the
-core (it still counts their cache pollution); 2-thread runs stay wall time.
-Prints markdown tables and writes them to bench/RESULTS_gemm.md.
+Square sizes 64..2048, the MLP shapes (128x784 @ 784x512 and its two backward
+products), the products of the bench rows (predict, large, lstm: the per-step
+h U and delta U^T, dU over all steps) and of the cnn row's convolutions
+(im2col: conv1 86528 x 9 x 32, conv2 15488 x 288 x 64, forward and both
+backward products); float32 and float64; 1 and 2 threads.
+
+For each shape, dtype and thread count the peers are timed in turns, `--rounds`
+rounds in rotating order (nncore, NumPy, PyTorch; then NumPy, PyTorch, nncore;
+...), each turn the best of a short burst of calls; the figure is the median
+over the rounds and the ratios are ratios of those medians, so a change of
+load hits every peer alike. `--clock thread` times 1-thread runs in thread CPU
+time (it leaves out the time other processes hold the core, not their cache
+pollution or the clock they cost); 2-thread runs are wall time. When
+OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set, NumPy is also timed in a
+subprocess without them and the faster NumPy counts. `--simd` runs nncore's
+kernels at a lower SIMD level (avx2 or generic) than the CPU's best. The FMA
+peak of one core comes from bench/fma_peak.c (gcc, thread CPU time). Prints
+markdown tables and writes them to `--out`.
 """
 import argparse
 import json
@@ -37,6 +46,22 @@ def cases(quick):
         ("mlp dW x^T delta 784x128 @ 128x512", 784, 512, 128, True, False),
         ("mlp dx delta W^T 128x512 @ 512x784", 128, 784, 512, False, True),
     ]
+    if quick:
+        return out
+    out += [
+        ("predict layer 1 1024x784 @ 784x256", 1024, 256, 784, False, False),
+        ("large fwd 256x1024 @ 1024x1024", 256, 1024, 1024, False, False),
+        ("large dW 1024x256 @ 256x1024 (x^T delta)", 1024, 1024, 256, True, False),
+        ("large dx 256x1024 @ 1024x1024 (delta W^T)", 256, 1024, 1024, False, True),
+        ("lstm step h U 128x128 @ 128x512", 128, 512, 128, False, False),
+        ("lstm step delta U^T 128x512 @ 512x128", 128, 128, 512, False, True),
+        ("lstm dU H^T delta 128x3456 @ 3456x512", 128, 512, 3456, True, False),
+        ("conv1 fwd cols K 86528x9 @ 9x32", 86528, 32, 9, False, False),
+        ("conv1 dK cols^T delta 9x86528 @ 86528x32", 9, 32, 86528, True, False),
+        ("conv2 fwd cols K 15488x288 @ 288x64", 15488, 64, 288, False, False),
+        ("conv2 dK cols^T delta 288x15488 @ 15488x64", 288, 64, 15488, True, False),
+        ("conv2 dcols delta K^T 15488x64 @ 64x288", 15488, 288, 64, False, True),
+    ]
     return out
 
 
@@ -48,18 +73,12 @@ def operands(m, n, k, ta, tb, dtype, seed=0):
 
 
 CLOCK = {"wall": time.perf_counter, "thread": time.thread_time}
-clock = time.perf_counter
 
 
-def best_time(fn, flops, nt=1):
-    """Best time of a call, repeating for at least ~0.25 s (at least 3 calls)."""
-    now = clock if nt == 1 else time.perf_counter
-    fn()
-    reps = 3 if flops > 2e9 else 7
-    t_end = time.perf_counter() + 0.25
-    best = float("inf")
-    i = 0
-    while i < reps or (time.perf_counter() < t_end and i < 200):
+def burst(fn, now, seconds=0.08):
+    """Best time of a short burst of calls (at least 3, about `seconds` long)."""
+    best, i, t_end = float("inf"), 0, time.perf_counter() + seconds
+    while i < 3 or (time.perf_counter() < t_end and i < 200):
         t0 = now()
         fn()
         best = min(best, now() - t0)
@@ -67,143 +86,175 @@ def best_time(fn, flops, nt=1):
     return best
 
 
-def time_numpy(quick, threads):
-    from threadpoolctl import threadpool_limits
-
-    res = {}
-    for dtype in ("float32", "float64"):
-        for label, m, n, k, ta, tb in cases(quick):
-            a, b, c = operands(m, n, k, ta, tb, dtype)
-            A, B = (a.T if ta else a), (b.T if tb else b)
-            for nt in threads:
-                with threadpool_limits(limits=nt, user_api="blas"):
-                    t = best_time(lambda: np.matmul(A, B, out=c), 2 * m * n * k, nt)
-                res[f"{dtype}|{label}|{nt}"] = t
-    return res
+def interleaved(fns, now, rounds):
+    """Median over `rounds` of each callable's burst best, the callables taking turns in rotating order."""
+    names = list(fns)
+    for f in fns.values():
+        f()                                  # warm up: caches, packing buffers, thread pools
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            time.sleep(0.02)                 # let the previous library's spinning threads go idle
+            times[name].append(burst(fns[name], now))
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def time_torch(quick, threads):
+def peer_calls(a, b, c, ta, tb, nt):
+    """name -> callable for every peer available, each computing C = op(A) op(B) on nt threads (the
+    caller holds the BLAS thread limit and has set PyTorch's thread count)."""
+    from nncore._kernels.gemm import gemm
+
+    A, B = (a.T if ta else a), (b.T if tb else b)
+    fns = {"nncore": lambda: gemm(a, b, c, ta, tb, n_threads=nt), "numpy": lambda: np.matmul(A, B, out=c)}
     try:
         import torch
     except ImportError:
-        return None
+        return fns
+    ta_, tb_, tc = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(c)
+    At, Bt = (ta_.T if ta else ta_), (tb_.T if tb else tb_)
+    fns["torch"] = lambda: torch.matmul(At, Bt, out=tc)
+    return fns
+
+
+def torch_threads(nt):
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(nt)
+
+
+def time_numpy_only(shapes, dtypes, threads, clock_name, rounds):
+    """NumPy alone (the subprocess without the OpenBLAS variables)."""
     from threadpoolctl import threadpool_limits
 
     res = {}
-    old = torch.get_num_threads()
-    for dtype in ("float32", "float64"):
-        for label, m, n, k, ta, tb in cases(quick):
+    for dtype in dtypes:
+        for label, m, n, k, ta, tb in shapes:
             a, b, c = operands(m, n, k, ta, tb, dtype)
-            ta_, tb_, tc = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(c)
-            A, B = (ta_.T if ta else ta_), (tb_.T if tb else tb_)
+            A, B = (a.T if ta else a), (b.T if tb else b)
             for nt in threads:
-                torch.set_num_threads(nt)
+                now = CLOCK[clock_name] if nt == 1 else time.perf_counter
                 with threadpool_limits(limits=nt, user_api="blas"):
-                    t = best_time(lambda: torch.matmul(A, B, out=tc), 2 * m * n * k, nt)
-                res[f"{dtype}|{label}|{nt}"] = t
-    torch.set_num_threads(old)
+                    res[f"{dtype}|{label}|{nt}"] = interleaved({"np": lambda: np.matmul(A, B, out=c)}, now,
+                                                               rounds)["np"]
     return res
 
 
-def time_nncore(quick, threads):
-    sys.path.insert(0, ROOT)
-    from nncore._kernels.gemm import gemm
-
-    res = {}
-    for dtype in ("float32", "float64"):
-        for label, m, n, k, ta, tb in cases(quick):
-            a, b, c = operands(m, n, k, ta, tb, dtype)
-            for nt in threads:
-                t = best_time(lambda: gemm(a, b, c, ta, tb, n_threads=nt), 2 * m * n * k, nt)
-                res[f"{dtype}|{label}|{nt}"] = t
-    return res
+def numpy_unset_env(args):
+    """Time NumPy in a child process without the OpenBLAS variables."""
+    env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARS}
+    argv = [sys.executable, os.path.abspath(__file__), "--numpy-only", "--threads", args.threads, "--clock",
+            args.clock, "--rounds", str(args.rounds), "--dtypes", args.dtypes]
+    if args.quick:
+        argv.append("--quick")
+    if args.shapes:
+        argv += ["--shapes", args.shapes]
+    out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def fma_peak():
-    """GFLOP/s of one core: (float32 zmm, float32 ymm, float64 zmm), or None."""
+    """GFLOP/s of one core: (float32, float64) at the widest vectors this CPU has, or None."""
     src = os.path.join(HERE, "fma_peak.c")
     with tempfile.TemporaryDirectory() as tmp:
         exe = os.path.join(tmp, "fma_peak")
         try:
-            subprocess.run(["gcc", "-O3", "-mavx512f", "-mfma", src, "-o", exe], check=True, capture_output=True)
+            subprocess.run(["gcc", "-O3", src, "-o", exe], check=True, capture_output=True)
             out = subprocess.run([exe], check=True, capture_output=True, text=True, timeout=120).stdout
         except (OSError, subprocess.SubprocessError):
             return None
-    return tuple(float(x) for x in out.split())
+    v = [float(x) if x != "-" else 0.0 for x in out.split()]   # f32 zmm, f32 ymm, f64 zmm, f64 ymm
+    return (max(v[0], v[1]), max(v[2], v[3])) if len(v) == 4 and v[1] else None
 
 
-def numpy_unset_env(quick, threads, clock_name):
-    """Time NumPy in a child process without the OpenBLAS variables."""
-    env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARS}
-    args = [sys.executable, os.path.abspath(__file__), "--numpy-only", "--threads", ",".join(map(str, threads)),
-            "--clock", clock_name]
-    if quick:
-        args.append("--quick")
-    out = subprocess.run(args, env=env, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+def select(shapes, spec):
+    if not spec:
+        return shapes
+    keys = [s.strip() for s in spec.split(",") if s.strip()]
+    return [c for c in shapes if any(key in c[0] for key in keys)]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="sizes up to 1024 only")
+    ap.add_argument("--quick", action="store_true", help="squares up to 1024 and the MLP shapes only")
+    ap.add_argument("--shapes", default="", help="comma-separated substrings of the shape labels to run")
+    ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per figure (median)")
+    ap.add_argument("--simd", choices=("avx512", "avx2", "generic"), default=None,
+                    help="run nncore's kernels at this SIMD level (at most the CPU's best)")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS_gemm.md"))
     ap.add_argument("--clock", choices=sorted(CLOCK), default="wall", help="clock for 1-thread runs")
     ap.add_argument("--numpy-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    global clock
-    clock = CLOCK[args.clock]
     threads = [int(t) for t in args.threads.split(",")]
+    dtypes = [d.strip() for d in args.dtypes.split(",")]
+    shapes = select(cases(args.quick), args.shapes)
     if args.numpy_only:
-        print(json.dumps(time_numpy(args.quick, threads)))
+        print(json.dumps(time_numpy_only(shapes, dtypes, threads, args.clock, args.rounds)))
         return
+    sys.path.insert(0, ROOT)
+    from threadpoolctl import threadpool_limits
 
+    from nncore._kernels import runtime
+
+    if args.simd:
+        runtime.set_simd_level({"generic": 0, "avx2": 1, "avx512": 2}[args.simd])
+    level = runtime.simd_name(runtime.active_simd_level())
     load = os.getloadavg()
     env_note = ", ".join(f"{v}={os.environ[v]}" for v in OPENBLAS_VARS if v in os.environ) or "neither set"
     peak = fma_peak()
-    nn = time_nncore(args.quick, threads)
-    np_asis = time_numpy(args.quick, threads)
-    np_unset = numpy_unset_env(args.quick, threads, args.clock)
-    th = time_torch(args.quick, threads)
+    res = {}
+    for dtype in dtypes:
+        for label, m, n, k, ta, tb in shapes:
+            a, b, c = operands(m, n, k, ta, tb, dtype)
+            for nt in threads:
+                now = CLOCK[args.clock] if nt == 1 else time.perf_counter
+                torch_threads(nt)
+                with threadpool_limits(limits=nt, user_api="blas"):
+                    res[f"{dtype}|{label}|{nt}"] = interleaved(peer_calls(a, b, c, ta, tb, nt), now, args.rounds)
+                print(f"{dtype} {label} {nt}: " + ", ".join(
+                    f"{p} {2 * m * n * k / t / 1e9:.1f}" for p, t in res[f'{dtype}|{label}|{nt}'].items()),
+                    file=sys.stderr)
+    unset = numpy_unset_env(args) if any(v in os.environ for v in OPENBLAS_VARS) else None
 
+    command = " ".join(["python bench/gemm.py"] + sys.argv[1:])
     lines = [
         "# GEMM benchmark",
         "",
-        f"Command: `python bench/gemm.py{' --quick' if args.quick else ''}"
-        f"{' --clock thread' if args.clock == 'thread' else ''}` "
-        f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
+        f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
         "",
-        f"CPU: {cpu_name()}, {os.cpu_count()} CPUs; numpy {np.__version__}; OpenBLAS env: {env_note}; "
-        f"load average at start {load[0]:.1f} (other jobs share the cores: 2-thread figures suffer most).",
+        f"CPU: {cpu_name()}, {os.cpu_count()} CPUs; nncore SIMD level: {level}; numpy {np.__version__}; "
+        f"OpenBLAS env: {env_note}; load average at start {load[0]:.1f}, at the end {os.getloadavg()[0]:.1f} "
+        "(other jobs share the cores: 2-thread figures suffer most).",
     ]
     if peak:
-        lines.append(
-            f"Measured FMA peak of one core: float32 {peak[0]:.1f} GFLOP/s (zmm), {peak[1]:.1f} (ymm); "
-            f"float64 {peak[2]:.1f} GFLOP/s. `%pk` = nncore GFLOP/s / (threads x one-core peak)."
-        )
+        lines.append(f"Measured FMA peak of one core: float32 {peak[0]:.1f} GFLOP/s, float64 {peak[1]:.1f}. "
+                     "`%pk` = nncore GFLOP/s / (threads x one-core peak).")
     lines += [
-        f"GFLOP/s, best of several runs, 1-thread runs timed in {args.clock} time, 2-thread runs in wall time. "
-        "`np` = NumPy as-is, `np-unset` = NumPy with the OpenBLAS variables "
-        "unset, `x np` = nncore / the faster NumPy, `x torch` = nncore / PyTorch.",
+        f"GFLOP/s, the median of {args.rounds} interleaved rounds (each the best of a short burst), 1-thread "
+        f"runs timed in {args.clock} time, 2-thread runs in wall time. `x np` = nncore / NumPy (the faster of "
+        "as-is and OpenBLAS variables unset when they are set), `x torch` = nncore / PyTorch.",
         "",
     ]
-    for dtype in ("float32", "float64"):
-        pk = None if not peak else (peak[0] if dtype == "float32" else peak[2])
+    for dtype in dtypes:
+        pk = None if not peak else peak[0 if dtype == "float32" else 1]
         for nt in threads:
             lines.append(f"## {dtype}, {nt} thread{'s' if nt > 1 else ''}")
             lines.append("")
-            head = "| shape | nncore | np | np-unset | torch | x np | x torch | %pk |"
+            head = "| shape | nncore | NumPy | PyTorch | x np | x torch | %pk |"
             lines += [head, "|" + "---|" * (head.count("|") - 1)]
-            for label, m, n, k, ta, tb in cases(args.quick):
+            for label, m, n, k, ta, tb in shapes:
                 key = f"{dtype}|{label}|{nt}"
                 gf = 2.0 * m * n * k / 1e9
-                g_nn, g_np, g_np2 = gf / nn[key], gf / np_asis[key], gf / np_unset[key]
-                g_th = gf / th[key] if th else float("nan")
+                t = res[key]
+                t_np = min(t["numpy"], unset[key]) if unset else t["numpy"]
+                g_nn, g_np = gf / t["nncore"], gf / t_np
+                g_th = gf / t["torch"] if "torch" in t else float("nan")
                 pct = f"{100 * g_nn / (pk * nt):.0f}" if pk else "-"
-                lines.append(
-                    f"| {label} | {g_nn:.1f} | {g_np:.1f} | {g_np2:.1f} | {g_th:.1f} | "
-                    f"{g_nn / max(g_np, g_np2):.2f} | {g_nn / g_th:.2f} | {pct} |"
-                )
+                lines.append(f"| {label} | {g_nn:.1f} | {g_np:.1f} | {g_th:.1f} | {g_nn / g_np:.2f} | "
+                             f"{g_nn / g_th:.2f} | {pct} |")
             lines.append("")
     text = "\n".join(lines)
     print(text)

@@ -25,6 +25,13 @@ def _gemm_role(a, b, c, trans_a=False, trans_b=False, beta=0.0, **_):
     return "gemm X W + b (all time steps)"
 
 
+def _packed_role(a, packed, c, **_):
+    # the per-step products on a packed recurrent kernel: forward c = z_t (4u wide), backward c = dh (u)
+    if c.shape[1] > a.shape[1]:
+        return "gemm z += h U (per time step)"
+    return "gemm dh += delta U^T (per time step)"
+
+
 def main(argv=None):
     args, wl, x, y, model, plain = prepare("lstm", "python -m bench.lstm_breakdown",
                                            __doc__.split("\n\n")[0], argv)
@@ -50,7 +57,11 @@ def main(argv=None):
     for name in ("lstm_cell_forward", "lstm_cell_backward"):
         setattr(Cells, name, staticmethod(timed(name.replace("_", " "), getattr(rec_mod._rnn, name))))
     rec_mod._rnn = Cells
-    for mod, name, label in ((rec_mod, "gemm", _gemm_role), (rec_mod, "_colsum", "colsum (LSTM bias)"),
+    for mod, name, label in ((rec_mod, "gemm", _gemm_role), (rec_mod, "gemm_packed", _packed_role),
+                             (rec_mod, "pack_b", "pack U and U^T (once per batch)"),
+                             (rec_mod, "lstm_seq_forward", "LSTM steps forward: z_t += h U, cell (one call)"),
+                             (rec_mod, "lstm_seq_backward", "LSTM steps backward: cell, dh += delta U^T (one call)"),
+                             (rec_mod, "_colsum", "colsum (LSTM bias)"),
                              (core_mod, "gemm", "Dense gemms"), (core_mod, "_colsum", "colsum (Dense bias)")):
         saved[(mod, name)] = getattr(mod, name)
         setattr(mod, name, timed(label, getattr(mod, name)))

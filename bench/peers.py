@@ -301,6 +301,29 @@ class TorchPeer(Peer):
         return nn.Sequential(LastStep(nn.LSTM(features, units, batch_first=True)),
                              nn.Linear(units, self.wl.n_classes))
 
+    def build_resnet(self):
+        """The residual CNN of KerasLayerBuilders.build_resnet in NCHW; BatchNorm2d with Keras's
+        epsilon 1e-3 and momentum 0.1 (PyTorch's weight of the new batch: Keras's 0.9)."""
+        nn, f, c_in = self.nn, self.wl.hidden[0], self.wl.input_shape[-1]
+
+        def conv_bn(cin, cout, stride=1, relu=True):
+            mods = [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+                    nn.BatchNorm2d(cout, eps=1e-3, momentum=0.1)]
+            return nn.Sequential(*mods, nn.ReLU()) if relu else nn.Sequential(*mods)
+
+        class Block(nn.Module):
+            """relu(x + BN(Conv(relu(BN(Conv(x))))))"""
+
+            def __init__(self, filters):
+                super().__init__()
+                self.body = nn.Sequential(conv_bn(filters, filters), conv_bn(filters, filters, relu=False))
+
+            def forward(self, x):
+                return nn.functional.relu(x + self.body(x))
+
+        return nn.Sequential(conv_bn(c_in, f), Block(f), conv_bn(f, 2 * f, stride=2), Block(2 * f),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * f, self.wl.n_classes))
+
     def set_threads(self, n):
         self.torch.set_num_threads(int(n))
 
@@ -493,6 +516,33 @@ class KerasLayerBuilders:
         L = self.layer_api
         return [L.LSTM(self.wl.hidden[0]), L.Dense(self.wl.n_classes, activation="softmax")]
 
+    def build_resnet(self):
+        """examples/resnet_digits.py's network as a function of the input tensor (functional API)."""
+        L, f, k = self.layer_api, self.wl.hidden[0], self.wl.n_classes
+
+        def conv_bn(x, filters, strides=1, relu=True):
+            h = L.BatchNormalization(momentum=0.9)(L.Conv2D(filters, 3, strides=strides, padding="same",
+                                                            use_bias=False)(x))
+            return L.Activation("relu")(h) if relu else h
+
+        def block(x, filters):
+            return L.Activation("relu")(L.Add()([x, conv_bn(conv_bn(x, filters), filters, relu=False)]))
+
+        def network(x):
+            h = block(conv_bn(x, f), f)
+            h = block(conv_bn(h, 2 * f, strides=2), 2 * f)
+            return L.Dense(k, activation="softmax")(L.GlobalAveragePooling2D()(h))
+
+        return network
+
+    def assemble(self, api, input_layer):
+        """A Sequential of the built layer list, or a functional Model of a built network function."""
+        built = self.build()
+        if callable(built):
+            x = input_layer(shape=self.wl.input_shape)
+            return api.Model(x, built(x))
+        return api.Sequential([input_layer(shape=self.wl.input_shape)] + built)
+
 
 class KerasPeer(KerasLayerBuilders, Peer):
     """Keras 3 on the torch backend: Sequential, compile, fit(epochs=1), predict."""
@@ -523,7 +573,7 @@ class KerasPeer(KerasLayerBuilders, Peer):
 
         self.torch, self.keras, self.layer_api = torch, keras, keras.layers
         keras.utils.set_random_seed(seed)
-        self.model = keras.Sequential([keras.Input(shape=wl.input_shape)] + self.build())
+        self.model = self.assemble(keras, keras.Input)
         self.model.compile(optimizer=keras.optimizers.Adam(learning_rate=LR),
                            loss="sparse_categorical_crossentropy")
 
@@ -573,7 +623,8 @@ class NncorePeer(KerasLayerBuilders, Peer):
             return False, "nncore has no " + ", ".join(missing) + " yet (model layer not merged)"
         return True, ""
 
-    ARCH_LAYERS = {"cnn": ("Conv2D", "MaxPooling2D"), "lstm": ("LSTM",)}  # layers beyond Dense
+    ARCH_LAYERS = {"cnn": ("Conv2D", "MaxPooling2D"), "lstm": ("LSTM",),  # layers beyond Dense
+                   "resnet": ("Conv2D", "BatchNormalization", "Add", "GlobalAveragePooling2D")}
 
     @classmethod
     def supports(cls, wl):
@@ -592,7 +643,7 @@ class NncorePeer(KerasLayerBuilders, Peer):
 
         self.nncore, self.layer_api = nncore, nncore.layers
         nncore.set_seed(seed)
-        self.model = nncore.Sequential([nncore.layers.Input(shape=wl.input_shape)] + self.build())
+        self.model = self.assemble(nncore, nncore.layers.Input)
         self.model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
 
     def set_threads(self, n):
@@ -695,6 +746,31 @@ class NncorePredictOnBatchPeer(NncoreCallPeer):
         return self.model.predict_on_batch(xb)
 
 
+class NncoreIm2colPeer(NncorePeer):
+    """The nncore peer with every convolution on im2col + GEMM (Winograd off: the reference path, what
+    nncore ran before csrc/winograd.c), to set the layers' own choice against it in the same run. As
+    nncore itself it never counts as the fastest peer."""
+
+    name = "nncore_im2col"
+    label = "nncore im2col"
+
+    @classmethod
+    def supports(cls, wl):
+        if wl.arch != "cnn":
+            return False, "nncore im2col differs from nncore on convolutions only"
+        return super().supports(wl)
+
+    def run(self, k=1):
+        # the rule is read when a layer sizes its buffers for a batch size, inside this peer's own runs
+        import nncore.layers.conv as conv
+
+        rule, conv.winograd_tile = conv.winograd_tile, lambda *a: 0
+        try:
+            super().run(k)
+        finally:
+            conv.winograd_tile = rule
+
+
 class OnnxRuntimePeer(_NncoreInference):
     """ONNX Runtime on the nncore peer's model exported by nncore.onnx (the same network and weights):
     ``session.run`` per batch, intra-op threads = the thread count, sequential execution, ONNX
@@ -745,11 +821,11 @@ class OnnxRuntimePeer(_NncoreInference):
 
 
 PEERS = {cls.name: cls for cls in (NncorePeer, TorchPeer, TorchFusedPeer, SklearnPeer, NumpyPeer, KerasPeer,
-                                   OnnxRuntimePeer, NncoreCallPeer, NncorePredictOnBatchPeer, NncoreInt8Peer,
-                                   TorchInt8Peer)}
+                                   OnnxRuntimePeer, NncoreCallPeer, NncorePredictOnBatchPeer, NncoreIm2colPeer,
+                                   NncoreInt8Peer, TorchInt8Peer)}
 PEER_ORDER = ("nncore", "torch", "torch_fused", "sklearn", "numpy", "keras", "onnxruntime", "nncore_call",
-              "nncore_pob", "nncore_int8", "torch_int8")
-NNCORE_VARIANTS = ("nncore_call", "nncore_pob", "nncore_int8")  # nncore itself: ratios shown, never the "fastest peer"
+              "nncore_pob", "nncore_im2col", "nncore_int8", "torch_int8")
+NNCORE_VARIANTS = ("nncore_call", "nncore_pob", "nncore_im2col", "nncore_int8")  # nncore itself: ratios shown, never the "fastest peer"
 INT8_PEERS = ("nncore_int8", "torch_int8")  # int8 inference (python -m bench --precision int8): their own table
 BLAS_PEERS = ("sklearn", "numpy")  # the ones on OpenBLAS, also run with OPENBLAS_* unset
 

@@ -45,7 +45,7 @@ if __package__ in (None, ""):  # run as a script: python bench/run.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     __package__ = "bench"
 
-from bench import ORIGINAL_ENV  # noqa: E402
+from bench import CHILD_CWD, ORIGINAL_ENV, child_env  # noqa: E402
 from bench.peers import BLAS_PEERS, INT8_PEERS, NNCORE_VARIANTS, PEER_ORDER, get_peer_class  # noqa: E402
 from bench.workloads import TRAIN_WORKLOADS, WORKLOADS, get_workload, make_data  # noqa: E402
 
@@ -125,6 +125,9 @@ def parse_args(argv=None):
     p.add_argument("--render", metavar="JSON", default=None,
                    help="measure nothing: print (and with --markdown write) the tables of an earlier JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--simd", choices=("generic", "avx2", "avx512"), default=None,
+                   help="run every nncore kernel at this SIMD level (nncore.set_simd_level; default: the best "
+                        "this CPU runs); the level is in the tables' machine line")
     args = p.parse_args(argv)
     if args.quick:
         given = set(argv if argv is not None else sys.argv[1:])
@@ -170,7 +173,7 @@ def _cpu_model():
 
 
 def fma_peak():
-    """Single-core FMA peak in GFLOP/s from bench/fma_peak.c, or None (no compiler, no AVX-512, ...)."""
+    """Single-core FMA peak in GFLOP/s from bench/fma_peak.c per dtype and vector width, or None (no compiler, ...)."""
     import shutil
     import tempfile
 
@@ -181,12 +184,12 @@ def fma_peak():
     with tempfile.TemporaryDirectory() as tmp:
         exe = os.path.join(tmp, "fma_peak")
         try:
-            subprocess.run([cc, "-O3", "-mavx512f", "-mfma", src, "-o", exe], check=True, capture_output=True,
-                           timeout=60)
+            subprocess.run([cc, "-O3", src, "-o", exe], check=True, capture_output=True, timeout=60)
             out = subprocess.run([exe], check=True, capture_output=True, text=True, timeout=60).stdout.split()
         except (subprocess.SubprocessError, OSError):
             return None
-    return dict(zip(("f32_zmm", "f32_ymm", "f64_zmm"), map(float, out)))
+    # "-" where this CPU lacks the instructions (no zmm on an AVX2 machine)
+    return {k: float(v) for k, v in zip(("f32_zmm", "f32_ymm", "f64_zmm", "f64_ymm"), out) if v != "-"} or None
 
 
 def machine_info(peer_status):
@@ -283,9 +286,8 @@ class Worker:
     """The subprocess of bench/worker.py, environment without the OPENBLAS variables."""
 
     def __init__(self):
-        env = {k: v for k, v in ORIGINAL_ENV.items() if k not in BLAS_ENV_VARS}
-        env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.worker"], cwd=REPO_ROOT, env=env,
+        env = child_env({k: v for k, v in ORIGINAL_ENV.items() if k not in BLAS_ENV_VARS})
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.worker"], cwd=CHILD_CWD, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
 
     def call(self, **req):
@@ -440,7 +442,7 @@ def summarize(row):
 # ---------------------------------------------------------------------------------------- tables
 LABELS = {"nncore": "nncore", "torch": "PyTorch", "torch_fused": "PyTorch fused", "sklearn": "sklearn",
           "numpy": "NumPy", "keras": "Keras 3", "onnxruntime": "ONNX Runtime", "nncore_call": "nncore model(x)",
-          "nncore_pob": "nncore predict_on_batch", "nncore_int8": "nncore int8",
+          "nncore_pob": "nncore predict_on_batch", "nncore_im2col": "nncore im2col", "nncore_int8": "nncore int8",
           "torch_int8": "PyTorch int8 quantize_dynamic"}
 
 
@@ -459,14 +461,25 @@ def _cell(entry, marker=""):
     return f"{_fmt(s['median'])} ({_fmt(s['min'])}-{_fmt(s['max'])}){marker}"
 
 
-# The issue's targets: (times the fastest peer, times PyTorch with its default Adam) per workload.
-TARGETS = {"tiny": (3.0, 10.0), "small": (3.0, 10.0), "medium": (1.5, 2.0), "large": (1.5, 2.0),
-           "predict": (None, 2.0)}
+# Targets per workload: (peer, times) pairs, "fastest" meaning the fastest peer. The first set (the first
+# speed issue: times the fastest peer and times PyTorch with its default Adam), and issue 14's for the
+# AVX2 path (predict and lstm against PyTorch, large against PyTorch's fused Adam).
+TARGETS = {"tiny": (("fastest", 3.0), ("torch", 10.0)), "small": (("fastest", 3.0), ("torch", 10.0)),
+           "medium": (("fastest", 1.5), ("torch", 2.0)), "large": (("fastest", 1.5), ("torch", 2.0)),
+           "predict": (("torch", 2.0),)}
+TARGETS_ISSUE14 = {"predict": (("torch", 1.2),), "large": (("torch_fused", 1.25),), "lstm": (("torch", 1.6),)}
 
 
 def gemm_flops(wl):
-    """FLOPs of one step's GEMMs for an MLP workload: forward z = a W (2 m k n per layer), and in
-    training dW = a^T delta and dx = delta W^T (no dx for the first layer). None for other architectures."""
+    """FLOPs of one step's GEMMs: forward z = a W (2 m k n per layer), and in training dW = a^T delta
+    and dx = delta W^T (no dx for the first layer). For "lstm" (one LSTM, then the softmax Dense): the
+    input projection X W and dW over all T steps, h_{t-1} U, delta_t U^T and dU over the T - 1 steps with
+    a previous state. None for other architectures."""
+    if wl.arch == "lstm":
+        (T, D), u, C, B = wl.input_shape, wl.hidden[0], wl.n_classes, wl.batch
+        G = 4 * u
+        lstm = 2 * B * (2 * T * D * G + 3 * (T - 1) * u * G)
+        return lstm + 2 * B * u * C * (1 if wl.task == "predict" else 3)
     if wl.arch != "mlp":
         return None
     pairs = list(zip(wl.layers[:-1], wl.layers[1:]))
@@ -474,22 +487,23 @@ def gemm_flops(wl):
     return sum(2 * wl.batch * k * n * (per or (3 if i else 2)) for i, (k, n) in enumerate(pairs))
 
 
-def floor_table(result):
+def floor_table(result, targets=TARGETS, title="The targets against the FMA floor"):
     """Each target as a time per step, next to the time the step's GEMMs alone take at the measured
     FMA peak (the floor no implementation can beat without doing fewer flops)."""
     peak = (result.get("machine") or {}).get("fma_peak_gflops_1core") or {}
     peak = max((v for k, v in peak.items() if k.startswith("f32")), default=None)
     if not peak:
         return []
-    out = ["### The targets against the FMA floor\n",
+    names = "; ".join(f"{w}: " + ", ".join(f"{x:g}x {p}" for p, x in t) for w, t in targets.items())
+    out = [f"### {title}\n",
            f"floor = the step's GEMM FLOPs at the measured float32 FMA peak ({peak:.0f} GFLOP/s per core) times "
            "the thread count: no implementation doing the same arithmetic gets below it. 'needed' is the "
-           "largest time per step that meets both targets of the row.\n",
+           f"largest time per step that meets every target of the row ({names}).\n",
            "| workload | threads | GEMM MFLOP/step | floor (us) | needed (us) | needed / floor | nncore (us) | "
            "nncore / floor | reachable? |",
            "|---|---|---|---|---|---|---|---|---|"]
     for r in result["results"]:
-        if r["workload"] not in TARGETS or "nncore" not in r["best_variant"]:
+        if r["workload"] not in targets or "nncore" not in r["best_variant"]:
             continue
         try:
             wl = get_workload(r["workload"])
@@ -501,13 +515,14 @@ def floor_table(result):
             continue
         floor = flops / (peak * 1e9 * r["threads"]) * 1e6
         med = lambda p: r["entries"][r["best_variant"][p]]["us_per_step_stats"]["median"]  # noqa: E731
-        x_fast, x_torch = TARGETS[r["workload"]]
         needs = []
-        f = r["ratios"].get("fastest")
-        if x_fast and f:
-            needs.append(med(f["peer"]) / x_fast)
-        if x_torch and "torch" in r["best_variant"]:
-            needs.append(med("torch") / x_torch)
+        for peer, x in targets[r["workload"]]:
+            if peer == "fastest":
+                f = r["ratios"].get("fastest")
+                if f:
+                    needs.append(med(f["peer"]) / x)
+            elif peer in r["best_variant"]:
+                needs.append(med(peer) / x)
         if not needs:
             continue
         need, ours = min(needs), med("nncore")
@@ -594,6 +609,7 @@ def format_tables(result):
             out.append("")
     out += int8_table(result)
     out += floor_table(result)
+    out += floor_table(result, TARGETS_ISSUE14, "Issue 14's targets (AVX2 path) against the FMA floor")
     variants = [(r, p) for r in rows for p in BLAS_PEERS
                 if p in r["entries"] and f"{p}[unset]" in r["entries"]]
     if variants:
@@ -674,11 +690,10 @@ def measure_memory(args):
     threads = max(args.threads)
     for w in args.memory:
         for p in args.memory_peers:
-            env = dict(ORIGINAL_ENV)
-            env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+            env = child_env(ORIGINAL_ENV)
             cmd = [sys.executable, "-m", "bench.memory", p, w, str(threads), str(args.max_samples)]
             _log(args, f"memory: {p} on {w}")
-            proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+            proc = subprocess.run(cmd, cwd=CHILD_CWD, env=env, capture_output=True, text=True)
             if proc.returncode != 0:
                 out.append({"peer": p, "workload": w, "error": proc.stderr.strip().splitlines()[-1:]})
                 continue
@@ -731,6 +746,14 @@ def main(argv=None):
     if not live:
         print("no peer is available", file=sys.stderr)
         return 1
+    if args.simd is not None and "nncore" in live:
+        import nncore
+
+        try:
+            nncore.set_simd_level(args.simd)  # before machine_info, which records the level in use
+        except ValueError as exc:
+            print(f"--simd: {exc}", file=sys.stderr)
+            return 2
     blas_set = any(v in ORIGINAL_ENV for v in BLAS_ENV_VARS)
     unset_variants = [p for p in live if p in BLAS_PEERS
                       and (args.blas_env == "both" or (args.blas_env == "auto" and blas_set))]

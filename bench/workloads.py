@@ -84,7 +84,11 @@ WORKLOADS = {
     "lstm": Workload("lstm", (784, 128, 10), 128, 6400, arch="lstm", input_shape=(28, 28),
                      note="MNIST rows as timesteps: LSTM(128) over (28 steps, 28 features), Dense(10, softmax)"),
 }
-TRAIN_WORKLOADS = ("tiny", "small", "medium", "large", "cnn", "lstm")
+WORKLOADS["resnet"] = Workload("resnet", (64, 16, 10), 64, 1797, dataset="digits", arch="resnet", input_shape=(8, 8, 1),
+                               note="examples/resnet_digits.py's model on the 8x8 digits: a stem Conv2D(16)+BN+ReLU, a "
+                                    "residual block (two Conv2D+BN), a stride-2 Conv2D(32)+BN, a second block, "
+                                    "GlobalAveragePooling2D, Dense(10, softmax); functional API")
+TRAIN_WORKLOADS = ("tiny", "small", "medium", "large", "cnn", "lstm", "resnet")
 
 
 def get_workload(name, max_samples=None):

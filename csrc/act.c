@@ -24,12 +24,13 @@ static double nc_act_cost(int act, int backward)
     }
 }
 
+#define NC_LEVELS_BODY "act_body.h" /* compiled once per SIMD level */
 #define NC_F32
 #include "real.h"
-#include "act_body.h"
+#include "simd_levels.h"
 #include "real_undef.h"
 
 #define NC_F64
 #include "real.h"
-#include "act_body.h"
+#include "simd_levels.h"
 #include "real_undef.h"

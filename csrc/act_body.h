@@ -1,8 +1,10 @@
 /* act_body.h -- elementwise activations, written once for REAL = float/double.
  * Included by act.c with REAL, NC_NAME(op) and the math names (EXP, LOG, ...)
- * defined. Derivatives are written in terms of the output y where possible. */
+ * defined, once per SIMD level (simd_levels.h) and once for the entry points.
+ * Derivatives are written in terms of the output y where possible. */
+#ifdef NC_LEVEL
 
-static inline __attribute__((always_inline)) REAL NC_NAME(sigmoid1)(REAL x)
+NC_ALWAYS_INLINE REAL NC_NAME(sigmoid1)(REAL x)
 {
     /* 1/(1+e^-x) without overflow: e^-|x| never overflows */
     REAL e = VEXP(-FABS(x));
@@ -10,7 +12,7 @@ static inline __attribute__((always_inline)) REAL NC_NAME(sigmoid1)(REAL x)
     return x >= 0 ? s : e * s;
 }
 
-static inline __attribute__((always_inline)) REAL NC_NAME(softplus1)(REAL x)
+NC_ALWAYS_INLINE REAL NC_NAME(softplus1)(REAL x)
 {
     /* log(1+e^x) = max(x,0) + log1p(e^-|x|) */
     return (x > 0 ? x : (REAL)0) + VLOG1P(VEXP(-FABS(x)));
@@ -19,7 +21,7 @@ static inline __attribute__((always_inline)) REAL NC_NAME(softplus1)(REAL x)
 #define SELU_ALPHA ((REAL)1.6732632423543772848170429916717)
 #define SELU_SCALE ((REAL)1.0507009873554804934193349852946)
 
-NC_CLONES void NC_NAME(act_forward)(int act, REAL alpha, const REAL *x, REAL *y, ptrdiff_t n)
+void NC_NAME(act_forward)(int act, REAL alpha, const REAL *x, REAL *y, ptrdiff_t n)
 {
     ptrdiff_t i;
     switch (act) {
@@ -88,7 +90,7 @@ NC_CLONES void NC_NAME(act_forward)(int act, REAL alpha, const REAL *x, REAL *y,
     }
 }
 
-NC_CLONES void NC_NAME(act_backward)(int act, REAL alpha, const REAL *x, const REAL *y, const REAL *dy, REAL *dx,
+void NC_NAME(act_backward)(int act, REAL alpha, const REAL *x, const REAL *y, const REAL *dy, REAL *dx,
                            ptrdiff_t n)
 {
     ptrdiff_t i;
@@ -166,7 +168,7 @@ NC_CLONES void NC_NAME(act_backward)(int act, REAL alpha, const REAL *x, const R
     }
 }
 
-NC_CLONES void NC_NAME(softmax_forward)(const REAL *x, REAL *y, ptrdiff_t rows, ptrdiff_t cols)
+void NC_NAME(softmax_forward)(const REAL *x, REAL *y, ptrdiff_t rows, ptrdiff_t cols)
 {
     for (ptrdiff_t r = 0; r < rows; r++) {
         const REAL *xr = x + r * cols;
@@ -181,7 +183,7 @@ NC_CLONES void NC_NAME(softmax_forward)(const REAL *x, REAL *y, ptrdiff_t rows, 
     }
 }
 
-NC_CLONES void NC_NAME(softmax_backward)(const REAL *y, const REAL *dy, REAL *dx, ptrdiff_t rows, ptrdiff_t cols)
+void NC_NAME(softmax_backward)(const REAL *y, const REAL *dy, REAL *dx, ptrdiff_t rows, ptrdiff_t cols)
 {
     for (ptrdiff_t r = 0; r < rows; r++) {
         const REAL *yr = y + r * cols, *gr = dy + r * cols;
@@ -222,3 +224,39 @@ void NC_NAME(act_backward_par)(int act, REAL alpha, const REAL *x, const REAL *y
         NC_NAME(act_backward)(act, alpha, x ? x + lo : NULL, y + lo, dy + lo, dx + lo, len);
     }
 }
+
+#else /* the entry points: the copies of the level in use */
+
+void NC_NAME(act_forward)(int act, REAL alpha, const REAL *x, REAL *y, ptrdiff_t n)
+{
+    NC_PICK(act_forward)(act, alpha, x, y, n);
+}
+
+void NC_NAME(act_backward)(int act, REAL alpha, const REAL *x, const REAL *y, const REAL *dy, REAL *dx,
+                           ptrdiff_t n)
+{
+    NC_PICK(act_backward)(act, alpha, x, y, dy, dx, n);
+}
+
+void NC_NAME(softmax_forward)(const REAL *x, REAL *y, ptrdiff_t rows, ptrdiff_t cols)
+{
+    NC_PICK(softmax_forward)(x, y, rows, cols);
+}
+
+void NC_NAME(softmax_backward)(const REAL *y, const REAL *dy, REAL *dx, ptrdiff_t rows, ptrdiff_t cols)
+{
+    NC_PICK(softmax_backward)(y, dy, dx, rows, cols);
+}
+
+void NC_NAME(act_forward_par)(int act, REAL alpha, const REAL *x, REAL *y, ptrdiff_t n, int nthreads)
+{
+    NC_PICK(act_forward_par)(act, alpha, x, y, n, nthreads);
+}
+
+void NC_NAME(act_backward_par)(int act, REAL alpha, const REAL *x, const REAL *y, const REAL *dy, REAL *dx,
+                               ptrdiff_t n, int nthreads)
+{
+    NC_PICK(act_backward_par)(act, alpha, x, y, dy, dx, n, nthreads);
+}
+
+#endif /* NC_LEVEL */

@@ -13,17 +13,17 @@
  * results are bit-identical for any thread count. */
 #include <string.h>
 #include "nncore.h"
-#include "vmath.h" /* NC_CLONES */
 
 static inline ptrdiff_t nc_imax(ptrdiff_t a, ptrdiff_t b) { return a > b ? a : b; }
 static inline ptrdiff_t nc_imin(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
 
+#define NC_LEVELS_BODY "conv_body.h" /* compiled once per SIMD level */
 #define NC_F32
 #include "real.h"
-#include "conv_body.h"
+#include "simd_levels.h"
 #include "real_undef.h"
 
 #define NC_F64
 #include "real.h"
-#include "conv_body.h"
+#include "simd_levels.h"
 #include "real_undef.h"

@@ -1,8 +1,10 @@
 /* conv_body.h -- im2col, col2im, max and average pooling, written once for REAL = float/double.
- * Included by conv.c; see there for the layout and the threading rules. */
+ * Included by conv.c once per SIMD level (simd_levels.h) and once for the entry points;
+ * see conv.c for the layout and the threading rules. */
+#ifdef NC_LEVEL
 
 /* One output row (image b, output row oh) of the cols matrix: Wo rows of K = kh kw c. */
-NC_CLONES static void NC_NAME(im2col_row)(const nc_conv_geom *g, const REAL *x, REAL *cols, ptrdiff_t b, ptrdiff_t oh)
+static void NC_NAME(im2col_row)(const nc_conv_geom *g, const REAL *x, REAL *cols, ptrdiff_t b, ptrdiff_t oh)
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c, K = g->kh * g->kw * C;
     const REAL *xb = x + b * H * W * C;
@@ -43,7 +45,7 @@ void NC_NAME(im2col)(const nc_conv_geom *g, const REAL *x, REAL *cols, int nthre
 }
 
 /* dx of image b := sum over the windows of its cols rows (scatter-add, in output order). */
-NC_CLONES static void NC_NAME(col2im_image)(const nc_conv_geom *g, const REAL *cols, REAL *x, ptrdiff_t b)
+static void NC_NAME(col2im_image)(const nc_conv_geom *g, const REAL *cols, REAL *x, ptrdiff_t b)
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c, K = g->kh * g->kw * C;
     REAL *xb = x + b * H * W * C;
@@ -90,7 +92,7 @@ void NC_NAME(col2im)(const nc_conv_geom *g, const REAL *cols, REAL *x, int nthre
 }
 
 /* ---- pooling: one output row (b, oh) ---- */
-NC_CLONES static void NC_NAME(pool_row)(const nc_conv_geom *g, int is_max, const REAL *x, REAL *y, int32_t *idx,
+static void NC_NAME(pool_row)(const nc_conv_geom *g, int is_max, const REAL *x, REAL *y, int32_t *idx,
                               ptrdiff_t b, ptrdiff_t oh)
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c;
@@ -171,7 +173,7 @@ void NC_NAME(avgpool_forward)(const nc_conv_geom *g, const REAL *x, REAL *y, int
 }
 
 /* dx of image b := 0, then each dy is added to the input it came from (max) or spread over its window (avg). */
-NC_CLONES static void NC_NAME(pool_back_image)(const nc_conv_geom *g, int is_max, const int32_t *idx, const REAL *dy,
+static void NC_NAME(pool_back_image)(const nc_conv_geom *g, int is_max, const int32_t *idx, const REAL *dy,
                                      REAL *dx, ptrdiff_t b)
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c;
@@ -229,3 +231,37 @@ void NC_NAME(avgpool_backward)(const nc_conv_geom *g, const REAL *dy, REAL *dx, 
 {
     NC_NAME(pool_backward)(g, 0, NULL, dy, dx, nthreads);
 }
+
+#else /* the entry points: the copies of the level in use */
+
+void NC_NAME(im2col)(const nc_conv_geom *g, const REAL *x, REAL *cols, int nthreads)
+{
+    NC_PICK(im2col)(g, x, cols, nthreads);
+}
+
+void NC_NAME(col2im)(const nc_conv_geom *g, const REAL *cols, REAL *x, int nthreads)
+{
+    NC_PICK(col2im)(g, cols, x, nthreads);
+}
+
+void NC_NAME(maxpool_forward)(const nc_conv_geom *g, const REAL *x, REAL *y, int32_t *idx, int nthreads)
+{
+    NC_PICK(maxpool_forward)(g, x, y, idx, nthreads);
+}
+
+void NC_NAME(avgpool_forward)(const nc_conv_geom *g, const REAL *x, REAL *y, int nthreads)
+{
+    NC_PICK(avgpool_forward)(g, x, y, nthreads);
+}
+
+void NC_NAME(maxpool_backward)(const nc_conv_geom *g, const int32_t *idx, const REAL *dy, REAL *dx, int nthreads)
+{
+    NC_PICK(maxpool_backward)(g, idx, dy, dx, nthreads);
+}
+
+void NC_NAME(avgpool_backward)(const nc_conv_geom *g, const REAL *dy, REAL *dx, int nthreads)
+{
+    NC_PICK(avgpool_backward)(g, dy, dx, nthreads);
+}
+
+#endif /* NC_LEVEL */

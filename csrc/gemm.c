@@ -5,15 +5,17 @@
  * AVX-512) with per-function target attributes (the build has no -march);
  * gemm_body.h picks a level at run time and splits C among OpenMP threads. */
 #include <stdlib.h>
+#include <string.h>
 #include "nncore.h"
 #include "gemm_config.h"
+#include "simd.h"
 #ifdef _OPENMP
 #include <omp.h>
 #else
 static inline int omp_get_thread_num(void) { return 0; }
 static inline int omp_get_num_threads(void) { return 1; }
 #endif
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#if NC_SIMD_X86
 #define NC_GEMM_X86 1
 #include <immintrin.h>
 /* horizontal sums for the AVX2 level of the dot path (AVX-512 has its own) */

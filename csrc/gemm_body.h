@@ -20,38 +20,53 @@ void NC_NAME(gemm_ref)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdi
 #undef A_
 #undef B_
 
-/* Blocking of the level in use, for the thread split. */
-static void NC_NAME(gemm_tile)(int level, int *mr, int *nr)
+/* Blocking of the level in use: the micro-tile, and MC when mc is not NULL. */
+static void NC_NAME(gemm_blocks)(int level, int *mr, int *nr, ptrdiff_t *mc)
 {
 #if defined(NC_F32)
 #define NC_GEMM_ROW_(lvl) NC_GEMM_F32_##lvl
 #else
 #define NC_GEMM_ROW_(lvl) NC_GEMM_F64_##lvl
 #endif
+    ptrdiff_t c;
     switch (level) {
 #if NC_GEMM_X86
     case NC_SIMD_AVX512:
         *mr = NC_GEMM_MR(NC_GEMM_ROW_(AVX512)), *nr = NC_GEMM_NV(NC_GEMM_ROW_(AVX512)) * 64 / (int)sizeof(REAL);
-        return;
+        c = NC_GEMM_MC(NC_GEMM_ROW_(AVX512));
+        break;
     case NC_SIMD_AVX2:
         *mr = NC_GEMM_MR(NC_GEMM_ROW_(AVX2)), *nr = NC_GEMM_NV(NC_GEMM_ROW_(AVX2)) * 32 / (int)sizeof(REAL);
-        return;
+        c = NC_GEMM_MC(NC_GEMM_ROW_(AVX2));
+        break;
 #endif
     default:
         *mr = NC_GEMM_MR(NC_GEMM_ROW_(GENERIC)), *nr = NC_GEMM_NV(NC_GEMM_ROW_(GENERIC));
+        c = NC_GEMM_MC(NC_GEMM_ROW_(GENERIC));
     }
+    if (mc) *mc = c;
 #undef NC_GEMM_ROW_
 }
 
+/* The micro-tile of the level in use, for the thread split. */
+static void NC_NAME(gemm_tile)(int level, int *mr, int *nr)
+{
+    NC_NAME(gemm_blocks)(level, mr, nr, NULL);
+}
+
 /* One thread's block of C on the direct or packed path: get the workspace
- * (per call, per thread: no shared state), run the level's kernel. */
-static void NC_NAME(gemm_region)(int level, int direct, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
-                                 REAL alpha, const REAL *A, ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,
-                                 REAL beta, REAL *C, ptrdiff_t ldc, const REAL *bias, int act, REAL act_alpha)
+ * (per call, per thread: no shared state), run the level's kernel. With
+ * bpack (op(B) packed whole, ntot columns, this block from micro-panel bq0;
+ * see gemm_pack_whole) B is unused; returns -1 if its workspace could not be
+ * had (without bpack the plain loops then do the work), else 0. */
+static int NC_NAME(gemm_region)(int level, int direct, int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                                REAL alpha, const REAL *A, ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,
+                                REAL beta, REAL *C, ptrdiff_t ldc, const REAL *bias, int act, REAL act_alpha,
+                                const REAL *bpack, ptrdiff_t ntot, ptrdiff_t bq0)
 {
     int mr, nr;
     NC_NAME(gemm_tile)(level, &mr, &nr);
-    ptrdiff_t nw;
+    ptrdiff_t nw, nb = bpack ? 0 : n;
     if (direct == NC_GEMM_PATH_DOT)
         nw = trans_a ? m * k : 0;
     else if (direct)
@@ -59,22 +74,23 @@ static void NC_NAME(gemm_region)(int level, int direct, int trans_a, int trans_b
     else
         switch (level) {
 #if NC_GEMM_X86
-        case NC_SIMD_AVX512: nw = NC_NAME(gemm_work_avx512)(m, n, k); break;
-        case NC_SIMD_AVX2: nw = NC_NAME(gemm_work_avx2)(m, n, k); break;
+        case NC_SIMD_AVX512: nw = NC_NAME(gemm_work_avx512)(m, nb, k); break;
+        case NC_SIMD_AVX2: nw = NC_NAME(gemm_work_avx2)(m, nb, k); break;
 #endif
-        default: nw = NC_NAME(gemm_work_generic)(m, n, k);
+        default: nw = NC_NAME(gemm_work_generic)(m, nb, k);
         }
     REAL *work = NULL;
     if (nw > 0) {
         work = (REAL *)malloc((size_t)nw * sizeof(REAL));
         if (!work) { /* out of memory: the plain loops need no workspace */
+            if (bpack) return -1;
             NC_NAME(gemm_ref)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
             for (ptrdiff_t i = 0; i < m; i++) {
                 REAL *c = C + i * ldc;
                 if (bias) for (ptrdiff_t j = 0; j < n; j++) c[j] += bias[j];
                 if (act != NC_ACT_LINEAR) NC_NAME(act_forward)(act, act_alpha, c, c, n);
             }
-            return;
+            return 0;
         }
     }
     if (direct == NC_GEMM_PATH_DOT) {
@@ -99,24 +115,25 @@ static void NC_NAME(gemm_region)(int level, int direct, int trans_a, int trans_b
             NC_NAME(gemm_dot_generic)(m, n, k, alpha, a, rsa, B, ldb, beta, C, ldc, bias, act, act_alpha);
         }
         free(work);
-        return;
+        return 0;
     }
     switch (level) {
 #if NC_GEMM_X86
     case NC_SIMD_AVX512:
         NC_NAME(gemm_serial_avx512)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias, act,
-                                    act_alpha, direct, work);
+                                    act_alpha, direct, work, bpack, ntot, bq0);
         break;
     case NC_SIMD_AVX2:
         NC_NAME(gemm_serial_avx2)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias, act,
-                                  act_alpha, direct, work);
+                                  act_alpha, direct, work, bpack, ntot, bq0);
         break;
 #endif
     default:
         NC_NAME(gemm_serial_generic)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias, act,
-                                     act_alpha, direct, work);
+                                     act_alpha, direct, work, bpack, ntot, bq0);
     }
     free(work);
+    return 0;
 }
 
 /* Columns of C per block of the row path at this level. */
@@ -133,8 +150,9 @@ static int NC_NAME(gemm_row_width)(int level)
 
 /* Split C into a tm x tn grid for T threads, choosing the factorisation that
  * packs least twice: a column split repacks op(A) (m k) per part, a row
- * split repacks op(B) (k n). Parts are multiples of the micro-tile. */
-static void NC_NAME(gemm_grid)(int T, ptrdiff_t m, ptrdiff_t n, int mr, int nr, int *tm, int *tn)
+ * split repacks op(B) (k n), unless B came packed. Parts are multiples of
+ * the micro-tile. */
+static void NC_NAME(gemm_grid)(int T, ptrdiff_t m, ptrdiff_t n, int mr, int nr, int bpacked, int *tm, int *tn)
 {
     double best = -1;
     *tm = 1, *tn = T;
@@ -142,7 +160,7 @@ static void NC_NAME(gemm_grid)(int T, ptrdiff_t m, ptrdiff_t n, int mr, int nr, 
         if (T % a) continue;
         int b = T / a;
         if ((a > 1 && (m + mr - 1) / mr < a) || (b > 1 && (n + nr - 1) / nr < b)) continue;
-        double cost = (double)b * (double)m + (double)a * (double)n;
+        double cost = (double)b * (double)m + (bpacked ? 0.0 : (double)a * (double)n);
         if (best < 0 || cost < best) best = cost, *tm = a, *tn = b;
     }
 }
@@ -153,6 +171,11 @@ static ptrdiff_t NC_NAME(gemm_cut)(ptrdiff_t len, int parts, int part, int unit)
     ptrdiff_t at = units * part / parts * unit;
     return at < len ? at : len;
 }
+
+static int NC_NAME(gemm_team)(int level, int direct, int mr, int nr, int nthreads, int trans_a, int trans_b,
+                              ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *A, ptrdiff_t lda,
+                              const REAL *B, ptrdiff_t ldb, REAL beta, REAL *C, ptrdiff_t ldc, const REAL *bias,
+                              int act, REAL act_alpha, const REAL *bpack, ptrdiff_t ntot);
 
 void NC_NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                    REAL alpha, const REAL *A, ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,
@@ -187,27 +210,214 @@ void NC_NAME(gemm)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t
         direct = NC_GEMM_PATH_ROWS;
         nr = NC_NAME(gemm_row_width)(level);
     }
-    int nt = mnk < NC_GEMM_TEAM_WORK
-                 ? 1 : nc_team_size(nthreads, 2.0 * (double)m * (double)n * (double)k);
+    NC_NAME(gemm_team)(level, direct, mr, nr, nthreads, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C,
+                       ldc, bias, act, act_alpha, NULL, 0);
+}
+
+/* Cut C among the threads (along the chosen path's blocks, so that every
+ * element is summed in the same order whatever the thread count) and run
+ * each part; returns -1 if a part could not be done (gemm_region). */
+static int NC_NAME(gemm_team)(int level, int direct, int mr, int nr, int nthreads, int trans_a, int trans_b,
+                              ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *A, ptrdiff_t lda,
+                              const REAL *B, ptrdiff_t ldb, REAL beta, REAL *C, ptrdiff_t ldc, const REAL *bias,
+                              int act, REAL act_alpha, const REAL *bpack, ptrdiff_t ntot)
+{
+    double mnk = (double)m * (double)n * (double)k;
+    int nt = mnk < NC_GEMM_TEAM_WORK ? 1 : nc_team_size(nthreads, 2.0 * mnk);
     double tiles = (double)((m + mr - 1) / mr) * (double)((n + nr - 1) / nr);
     if (nt > tiles) nt = (int)tiles;
-    if (nt <= 1) {
-        NC_NAME(gemm_region)(level, direct, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias, act,
-                             act_alpha);
-        return;
-    }
-#pragma omp parallel num_threads(nt)
+    if (nt <= 1)
+        return NC_NAME(gemm_region)(level, direct, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
+                                    bias, act, act_alpha, bpack, ntot, 0);
+    int failed = 0;
+#pragma omp parallel num_threads(nt) reduction(| : failed)
     {
         int T = omp_get_num_threads(), t = omp_get_thread_num(), tm, tn;
-        NC_NAME(gemm_grid)(T, m, n, mr, nr, &tm, &tn);
+        NC_NAME(gemm_grid)(T, m, n, mr, nr, bpack != NULL, &tm, &tn);
         int ti = t / tn, tj = t % tn;
         ptrdiff_t i0 = NC_NAME(gemm_cut)(m, tm, ti, mr), i1 = NC_NAME(gemm_cut)(m, tm, ti + 1, mr);
         ptrdiff_t j0 = NC_NAME(gemm_cut)(n, tn, tj, nr), j1 = NC_NAME(gemm_cut)(n, tn, tj + 1, nr);
         if (i1 > i0 && j1 > j0) {
             const REAL *a = trans_a ? A + i0 : A + i0 * lda;
-            const REAL *b = trans_b ? B + j0 * ldb : B + j0;
-            NC_NAME(gemm_region)(level, direct, trans_a, trans_b, i1 - i0, j1 - j0, k, alpha, a, lda, b, ldb, beta,
-                                 C + i0 * ldc + j0, ldc, bias ? bias + j0 : NULL, act, act_alpha);
+            const REAL *b = bpack ? NULL : trans_b ? B + j0 * ldb : B + j0;
+            failed |= NC_NAME(gemm_region)(level, direct, trans_a, trans_b, i1 - i0, j1 - j0, k, alpha, a, lda, b,
+                                           ldb, beta, C + i0 * ldc + j0, ldc, bias ? bias + j0 : NULL, act,
+                                           act_alpha, bpack, ntot, j0 / nr) != 0;
         }
     }
+    return failed ? -1 : 0;
 }
+
+/* ---- op(B) packed once for many products ---------------------------------- */
+
+/* The packed buffer opens with a head of 64 bytes: a tag, the SIMD level it
+ * was packed for, k and n (int64 each); the micro-panels follow. */
+#define NC_GEMM_PACK_HEAD (64 / (ptrdiff_t)sizeof(REAL))
+#define NC_GEMM_PACK_TAG 0x6e63706bLL /* "ncpk" */
+
+static int NC_NAME(gemm_nr_of)(int level)
+{
+    int mr, nr;
+    NC_NAME(gemm_tile)(level, &mr, &nr);
+    return nr;
+}
+
+ptrdiff_t NC_NAME(gemm_pack_size)(ptrdiff_t k, ptrdiff_t n)
+{
+    ptrdiff_t nr = NC_NAME(gemm_nr_of)(nc_active_simd_level());
+    return NC_GEMM_PACK_HEAD + (k > 0 ? k : 0) * ((n > 0 ? n : 0) + nr - 1) / nr * nr;
+}
+
+void NC_NAME(gemm_pack_b)(int trans_b, ptrdiff_t k, ptrdiff_t n, const REAL *B, ptrdiff_t ldb, REAL *packed)
+{
+    int level = nc_active_simd_level();
+    int64_t head[4] = {NC_GEMM_PACK_TAG, level, k, n};
+    memcpy(packed, head, sizeof head);
+    if (k <= 0 || n <= 0) return;
+    REAL *dst = packed + NC_GEMM_PACK_HEAD;
+    switch (level) {
+#if NC_GEMM_X86
+    case NC_SIMD_AVX512: NC_NAME(gemm_pack_whole_avx512)(trans_b, k, n, B, ldb, dst); break;
+    case NC_SIMD_AVX2: NC_NAME(gemm_pack_whole_avx2)(trans_b, k, n, B, ldb, dst); break;
+#endif
+    default: NC_NAME(gemm_pack_whole_generic)(trans_b, k, n, B, ldb, dst);
+    }
+}
+
+int NC_NAME(gemm_packed)(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REAL alpha, const REAL *A,
+                         ptrdiff_t lda, const REAL *packed, REAL beta, REAL *C, ptrdiff_t ldc, const REAL *bias,
+                         int act, REAL act_alpha, int nthreads)
+{
+    int level = nc_active_simd_level();
+    int64_t head[4];
+    memcpy(head, packed, sizeof head);
+    if (head[0] != NC_GEMM_PACK_TAG || head[1] != level || head[2] != k || head[3] != n) return -2;
+    if (m <= 0 || n <= 0) return 0;
+    if (k <= 0 || alpha == 0) {
+        NC_NAME(gemm)(0, 0, m, n, 0, alpha, A, lda, NULL, n, beta, C, ldc, bias, act, act_alpha, 1);
+        return 0;
+    }
+    int mr, nr;
+    NC_NAME(gemm_tile)(level, &mr, &nr);
+    return NC_NAME(gemm_team)(level, 0, mr, nr, nthreads, trans_a, 0, m, n, k, alpha, A, lda, NULL, 0, beta, C, ldc,
+                              bias, act, act_alpha, packed + NC_GEMM_PACK_HEAD, (n + nr - 1) / nr * nr);
+}
+
+/* ---- a chain of dense layers over row blocks -------------------------------- */
+
+static int NC_NAME(gemm_packed_ok)(const REAL *packed, int level, ptrdiff_t k, ptrdiff_t n)
+{
+    int64_t head[4];
+    memcpy(head, packed, sizeof head);
+    return head[0] == NC_GEMM_PACK_TAG && head[1] == level && head[2] == k && head[3] == n;
+}
+
+/* C := act(A B + beta C + bias) on this thread, B packed whole (gemm_pack_whole). */
+static void NC_NAME(gemm_serial_at)(int level, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
+                                    REAL beta, REAL *C, ptrdiff_t ldc, const REAL *bias, int act, REAL act_alpha,
+                                    REAL *work, const REAL *bpack, ptrdiff_t ntot)
+{
+    switch (level) {
+#if NC_GEMM_X86
+    case NC_SIMD_AVX512:
+        NC_NAME(gemm_serial_avx512)(0, 0, m, n, k, 1, A, lda, NULL, 0, beta, C, ldc, bias, act, act_alpha, 0, work,
+                                    bpack, ntot, 0);
+        break;
+    case NC_SIMD_AVX2:
+        NC_NAME(gemm_serial_avx2)(0, 0, m, n, k, 1, A, lda, NULL, 0, beta, C, ldc, bias, act, act_alpha, 0, work,
+                                  bpack, ntot, 0);
+        break;
+#endif
+    default:
+        NC_NAME(gemm_serial_generic)(0, 0, m, n, k, 1, A, lda, NULL, 0, beta, C, ldc, bias, act, act_alpha, 0, work,
+                                     bpack, ntot, 0);
+    }
+}
+
+/* One thread's rows [i0, i1) of the chain, rb rows at a time through
+ * every layer (the block's activations stay in L2 from layer to layer). */
+static int NC_NAME(dense_chain_rows)(int level, ptrdiff_t i0, ptrdiff_t i1, int L, const ptrdiff_t *dims,
+                                     const REAL *const *packed, const REAL *const *bias, const int *act,
+                                     const REAL *act_alpha, int check, const REAL *x, REAL *y, ptrdiff_t rb,
+                                     ptrdiff_t wmax, ptrdiff_t kmax)
+{
+    int mr, nr;
+    NC_NAME(gemm_tile)(level, &mr, &nr);
+    ptrdiff_t nw;
+    switch (level) {
+#if NC_GEMM_X86
+    case NC_SIMD_AVX512: nw = NC_NAME(gemm_work_avx512)(rb, 0, kmax); break;
+    case NC_SIMD_AVX2: nw = NC_NAME(gemm_work_avx2)(rb, 0, kmax); break;
+#endif
+    default: nw = NC_NAME(gemm_work_generic)(rb, 0, kmax);
+    }
+    REAL *work = (REAL *)malloc((size_t)(nw + 2 * rb * wmax) * sizeof(REAL));
+    if (!work) return -1;
+    REAL *act_buf[2] = {work + nw, work + nw + rb * wmax};
+    int rc = 0;
+    for (ptrdiff_t r0 = i0; r0 < i1 && rc == 0; r0 += rb) {
+        ptrdiff_t rows = i1 - r0 < rb ? i1 - r0 : rb;
+        const REAL *in = x + r0 * dims[0];
+        /* the input block is checked as it arrives (it is then in cache for the first product) */
+        if (check && !NC_NAME(all_finite)(in, rows * dims[0], 1)) {
+            rc = 1;
+            break;
+        }
+        ptrdiff_t ld_in = dims[0];
+        for (int l = 0; l < L; l++) {
+            ptrdiff_t n = dims[l + 1], ntot = (n + nr - 1) / nr * nr;
+            REAL *out = l == L - 1 ? y + r0 * n : act_buf[l % 2];
+            int code = act[l] < 0 ? NC_ACT_LINEAR : act[l];
+            NC_NAME(gemm_serial_at)(level, rows, n, dims[l], in, ld_in, 0, out, n, bias[l], code, act_alpha[l],
+                                    work, packed[l] + NC_GEMM_PACK_HEAD, ntot);
+            if (act[l] < 0) NC_NAME(softmax_forward)(out, out, rows, n);
+            in = out, ld_in = n;
+        }
+    }
+    free(work);
+    return rc;
+}
+
+int NC_NAME(dense_chain)(ptrdiff_t m, int L, const ptrdiff_t *dims, const REAL *const *packed,
+                         const REAL *const *bias, const int *act, const REAL *act_alpha, int check_finite,
+                         const REAL *x, REAL *y, int nthreads)
+{
+    int level = nc_active_simd_level();
+    ptrdiff_t wmax = 1, kmax = 1;
+    double flops = 0;
+    for (int l = 0; l < L; l++) {
+        if (!NC_NAME(gemm_packed_ok)(packed[l], level, dims[l], dims[l + 1])) return -2;
+        if (l > 0 && dims[l] > wmax) wmax = dims[l];
+        if (dims[l] > kmax) kmax = dims[l];
+        flops += 2.0 * (double)dims[l] * (double)dims[l + 1];
+    }
+    if (m <= 0) return 0;
+    int mr, nr;
+    ptrdiff_t mc;
+    NC_NAME(gemm_blocks)(level, &mr, &nr, &mc);
+    ptrdiff_t rb = 2 * mc; /* rows per block: two of the level's MC blocks, a multiple of MR */
+    double panels = (double)((m + mr - 1) / mr);
+    int nt = flops * (double)m < NC_GEMM_TEAM_WORK * 2.0 ? 1 : nc_team_size(nthreads, flops * (double)m);
+    if (nt > panels) nt = (int)panels;
+    if (nt <= 1)
+        return NC_NAME(dense_chain_rows)(level, 0, m, L, dims, packed, bias, act, act_alpha, check_finite, x, y, rb,
+                                         wmax, kmax);
+    int failed = 0, nonfinite = 0;
+#pragma omp parallel num_threads(nt) reduction(| : failed, nonfinite)
+    {
+        int T = omp_get_num_threads(), t = omp_get_thread_num();
+        /* rows cut at multiples of MR: each row's sums do not depend on the cut */
+        ptrdiff_t i0 = NC_NAME(gemm_cut)(m, T, t, mr), i1 = NC_NAME(gemm_cut)(m, T, t + 1, mr);
+        int r = i1 > i0 ? NC_NAME(dense_chain_rows)(level, i0, i1, L, dims, packed, bias, act, act_alpha,
+                                                    check_finite, x, y, rb, wmax, kmax) : 0;
+        failed |= r < 0;
+        nonfinite |= r > 0;
+    }
+    return failed ? -1 : nonfinite;
+}
+
+/* ---- the step loop of an LSTM over a whole sequence --------------------------- */
+#include "gemm_rnn_body.h"
+
+#undef NC_GEMM_PACK_HEAD
+#undef NC_GEMM_PACK_TAG

@@ -21,7 +21,7 @@
 
 #if UK_LEVEL == 2 /* NC_SIMD_AVX512 */
 #define UK_SUF avx512
-#define UK_ATTR __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+#define UK_ATTR NC_TARGET_AVX512
 #if defined(NC_F32)
 #define UK_ROW NC_GEMM_F32_AVX512
 #define VEC __m512
@@ -56,7 +56,7 @@
 
 #elif UK_LEVEL == 1 /* NC_SIMD_AVX2 */
 #define UK_SUF avx2
-#define UK_ATTR __attribute__((target("avx2,fma")))
+#define UK_ATTR NC_TARGET_AVX2
 #if defined(NC_F32)
 #define UK_ROW NC_GEMM_F32_AVX2
 #define VEC __m256
@@ -123,7 +123,7 @@
 #define MC NC_GEMM_MC(UK_ROW)
 #define KC NC_GEMM_KC(UK_ROW)
 #define NCB NC_GEMM_NC(UK_ROW)
-#define UK_INLINE static inline __attribute__((always_inline)) UK_ATTR
+#define UK_INLINE NC_ALWAYS_INLINE UK_ATTR
 
 /* The k loop of the micro-kernel for `rows` rows and `nvec` vectors of
  * columns (constants after inlining, so each edge tile gets its own register
@@ -180,6 +180,89 @@ UK_INLINE void UK_NAME(gemm_kloop)(const int rows, const int nvec, const int mas
             for (int v = 0; v < nvec; v++) acc[i][v] = ADD(acc[i][v], part[t][i][v]);
 }
 
+/* The end of the micro-kernel: C[0:m, 0:NR] := alpha acc + beta C (+ bias,
+ * then relu), vector v holding cnt[v] columns. beta == 0 never reads C. The
+ * three flags are constants in each of gemm_store's cases: no test per vector. */
+UK_INLINE void UK_NAME(gemm_store_as)(const int with_beta, const int with_bias, const int relu, int m,
+                                      VEC (*acc)[NV], REAL alpha, REAL beta, REAL *c, ptrdiff_t ldc,
+                                      const int *cnt, const REAL *bias)
+{
+    VEC va = BCAST(alpha), vb = BCAST(beta);
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; i++) {
+        if (i >= m) break;
+        REAL *cr = c + (ptrdiff_t)i * ldc;
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) {
+            int cv = cnt[v];
+            REAL *cp = cr + v * VL;
+            VEC r = MUL(acc[i][v], va);
+            if (cv == VL) {
+                if (with_beta) r = FMA(vb, LOADU(cp), r);
+                if (with_bias) r = ADD(r, LOADU(bias + v * VL));
+                if (relu) r = MAX0(r);
+                STOREU(cp, r);
+            } else if (cv > 0) {
+                if (with_beta) r = FMA(vb, MLOAD(cp, cv), r);
+                if (with_bias) r = ADD(r, MLOAD(bias + v * VL, cv));
+                if (relu) r = MAX0(r);
+                MSTORE(cp, r, cv);
+            }
+        }
+    }
+}
+
+UK_INLINE void UK_NAME(gemm_store)(int m, VEC (*acc)[NV], REAL alpha, REAL beta, REAL *c, ptrdiff_t ldc,
+                                   const int *cnt, const REAL *bias, int relu)
+{
+#define UK_STORE_CASE(f) \
+    case f: UK_NAME(gemm_store_as)((f) & 1, ((f) >> 1) & 1, (f) >> 2, m, acc, alpha, beta, c, ldc, cnt, bias); break;
+    switch ((beta != 0) | (bias != NULL) << 1 | (relu != 0) << 2) {
+        UK_STORE_CASE(0)
+        UK_STORE_CASE(1)
+        UK_STORE_CASE(2)
+        UK_STORE_CASE(3)
+        UK_STORE_CASE(4)
+        UK_STORE_CASE(5)
+        UK_STORE_CASE(6)
+        UK_STORE_CASE(7)
+    }
+#undef UK_STORE_CASE
+}
+
+/* AVX2: the full MR x NR tile in a function of its own. Inlined into the
+ * loops above, with the edge cases' masks and offsets live around it, the
+ * tile's MR NV accumulators, NV vectors of B and the broadcast did not fit
+ * the 16 ymm registers any more: GCC kept an accumulator on the stack (the
+ * direct path ran at half speed, 38 GFLOP/s at 128^3). Alone it keeps all in
+ * registers; the arithmetic is that of gemm_ukr below, operation for
+ * operation, so a tile's result does not depend on which one ran it. */
+#if UK_LEVEL == 1
+#define UK_FULL_TILE 1
+static __attribute__((noinline)) UK_ATTR void UK_NAME(gemm_ukr_full)(ptrdiff_t k, REAL alpha, const REAL *a,
+                                                                     ptrdiff_t rsa, ptrdiff_t csa, const REAL *b,
+                                                                     ptrdiff_t rsb, REAL beta, REAL *c,
+                                                                     ptrdiff_t ldc, const REAL *bias, int relu)
+{
+    VEC acc[MR][NV];
+    int cnt[NV];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; i++) {
+        /* the tile of C is needed at the end: start its lines on their way */
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + NR - 1), _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) acc[i][v] = VZERO();
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) cnt[v] = VL;
+    UK_NAME(gemm_kloop)(MR, NV, 0, k, a, rsa, csa, b, rsb, cnt, acc);
+    UK_NAME(gemm_store)(MR, acc, alpha, beta, c, ldc, cnt, bias, relu);
+}
+#else
+#define UK_FULL_TILE 0
+#endif
+
 /* The micro-kernel: C[0:m, 0:n] := alpha A B + beta C (+ bias, then relu),
  * m <= MR, n <= NR, where A(i, p) = a[i rsa + p csa] and B(p, j) = b[p rsb + j].
  * Rows i >= m of A are never read; columns j >= n of B only when `bpad` says
@@ -188,6 +271,12 @@ UK_INLINE void UK_NAME(gemm_ukr)(ptrdiff_t k, REAL alpha, const REAL *a, ptrdiff
                                  const REAL *b, ptrdiff_t rsb, int bpad, REAL beta, REAL *c, ptrdiff_t ldc,
                                  int m, int n, const REAL *bias, int relu)
 {
+#if UK_FULL_TILE
+    if (m == MR && n == NR) {
+        UK_NAME(gemm_ukr_full)(k, alpha, a, rsa, csa, b, rsb, beta, c, ldc, bias, relu);
+        return;
+    }
+#endif
     VEC acc[MR][NV];
     int cnt[NV];
 #pragma GCC unroll 32
@@ -261,29 +350,7 @@ UK_INLINE void UK_NAME(gemm_ukr)(ptrdiff_t k, REAL alpha, const REAL *a, ptrdiff
     }
 #undef UK_CASE
 #undef UK_KLOOP
-    VEC va = BCAST(alpha), vb = BCAST(beta);
-#pragma GCC unroll 32
-    for (int i = 0; i < MR; i++) {
-        if (i >= m) break;
-        REAL *cr = c + (ptrdiff_t)i * ldc;
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) {
-            int cv = cnt[v];
-            REAL *cp = cr + v * VL;
-            VEC r = MUL(acc[i][v], va);
-            if (cv == VL) {
-                if (beta != 0) r = FMA(vb, LOADU(cp), r);
-                if (bias) r = ADD(r, LOADU(bias + v * VL));
-                if (relu) r = MAX0(r);
-                STOREU(cp, r);
-            } else if (cv > 0) {
-                if (beta != 0) r = FMA(vb, MLOAD(cp, cv), r);
-                if (bias) r = ADD(r, MLOAD(bias + v * VL, cv));
-                if (relu) r = MAX0(r);
-                MSTORE(cp, r, cv);
-            }
-        }
-    }
+    UK_NAME(gemm_store)(m, acc, alpha, beta, c, ldc, cnt, bias, relu);
 }
 
 /* The dot path: C := act(alpha op(A) B^T + beta C + bias) for a few rows of
@@ -375,7 +442,7 @@ static UK_ATTR void UK_NAME(gemm_dot)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REA
         }
         if (act != NC_ACT_LINEAR && act != NC_ACT_RELU)
             for (int i = 0; i < mi; i++)
-                NC_NAME(act_forward)(act, act_alpha, C + (i0 + i) * ldc, C + (i0 + i) * ldc, n);
+                UK_NAME(act_forward)(act, act_alpha, C + (i0 + i) * ldc, C + (i0 + i) * ldc, n);
     }
 }
 #undef DOT_I
@@ -441,23 +508,114 @@ UK_INLINE void UK_NAME(gemm_t8x16)(const float *src, ptrdiff_t lda, float *dst, 
 #define UK_PACK_A_T8X16 0
 #endif
 
+/* AVX2: a block of `rows` rows (rows <= VL, a constant after inlining) and VL
+ * columns of a row-major source transposed in registers into dst[p ds + i]
+ * (float: 8 x 8 by unpacks of row pairs, then of pair pairs, then 128-bit
+ * lane swaps; double: 4 x 4 the same way). Rows past `rows` are not read. */
+#if UK_LEVEL == 1
+#define UK_PACK_TBLOCK 1
+#if defined(NC_F32)
+UK_INLINE void UK_NAME(gemm_tblock)(const float *src, ptrdiff_t ld, const int rows, float *dst, const int ds)
+{
+    __m256 r[8], t[8], s[8], c[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) r[i] = i < rows ? _mm256_loadu_ps(src + i * ld) : _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);     /* r_i[0] r_i+1[0] r_i[1] r_i+1[1] | the same for 4, 5 */
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]); /* ... for 2, 3 | 6, 7 */
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) { /* rows 0-3 (h = 0), 4-7 (h = 1): s[4h + q] holds column q | q + 4 */
+        s[4 * h + 0] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+        s[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+        s[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+        s[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+    }
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+        c[q] = _mm256_permute2f128_ps(s[q], s[4 + q], 0x20);
+        c[q + 4] = _mm256_permute2f128_ps(s[q], s[4 + q], 0x31);
+    }
+#pragma GCC unroll 8
+    for (int p = 0; p < 8; p++) {
+        float *d = dst + (ptrdiff_t)p * ds;
+        if (rows == 8) {
+            _mm256_storeu_ps(d, c[p]);
+        } else if (rows == 6) {
+            _mm_storeu_ps(d, _mm256_castps256_ps128(c[p]));
+            _mm_storel_pi((__m64 *)(d + 4), _mm256_extractf128_ps(c[p], 1));
+        } else {
+            _mm256_maskstore_ps(d, UK_MASK(rows), c[p]);
+        }
+    }
+}
+#else
+UK_INLINE void UK_NAME(gemm_tblock)(const double *src, ptrdiff_t ld, const int rows, double *dst, const int ds)
+{
+    __m256d r[4], t[4], c[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) r[i] = i < rows ? _mm256_loadu_pd(src + i * ld) : _mm256_setzero_pd();
+    t[0] = _mm256_unpacklo_pd(r[0], r[1]); /* r0[0] r1[0] | r0[2] r1[2] */
+    t[1] = _mm256_unpackhi_pd(r[0], r[1]); /* r0[1] r1[1] | r0[3] r1[3] */
+    t[2] = _mm256_unpacklo_pd(r[2], r[3]);
+    t[3] = _mm256_unpackhi_pd(r[2], r[3]);
+    if (rows <= 2) { /* columns are the 128-bit halves of t[0], t[1] */
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            __m256d x = t[p & 1];
+            _mm_storeu_pd(dst + (ptrdiff_t)p * ds, p < 2 ? _mm256_castpd256_pd128(x) : _mm256_extractf128_pd(x, 1));
+        }
+        return;
+    }
+    c[0] = _mm256_permute2f128_pd(t[0], t[2], 0x20);
+    c[1] = _mm256_permute2f128_pd(t[1], t[3], 0x20);
+    c[2] = _mm256_permute2f128_pd(t[0], t[2], 0x31);
+    c[3] = _mm256_permute2f128_pd(t[1], t[3], 0x31);
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; p++) {
+        if (rows == 4) _mm256_storeu_pd(dst + (ptrdiff_t)p * ds, c[p]);
+        else _mm256_maskstore_pd(dst + (ptrdiff_t)p * ds, UK_MASK(rows), c[p]);
+    }
+}
+#endif
+#else
+#define UK_PACK_TBLOCK 0
+#endif
+
+/* Rows p < kc of a row-major source (len values each) into panels of w
+ * values (a constant after inlining): buf[q w kc + p w + j] = src[p ld + q w + j],
+ * zeros past len. Eight rows go to one panel before the next: walking a whole
+ * row across the panels instead stores at a stride of w kc elements, a
+ * multiple of 4 KiB for kc = 256, which the loads of src then wait behind
+ * (4 KiB aliasing: 256 x 256 float copies 0.17 -> 0.10 ns an element). */
+#define UK_PACK_ROWS 8
+UK_INLINE void UK_NAME(gemm_pack_rows)(const REAL *src, ptrdiff_t ld, ptrdiff_t kc, ptrdiff_t len, const int w,
+                                       REAL *restrict buf)
+{
+    for (ptrdiff_t p0 = 0; p0 < kc; p0 += UK_PACK_ROWS) {
+        int rows = (int)(kc - p0 < UK_PACK_ROWS ? kc - p0 : UK_PACK_ROWS);
+        const REAL *s0 = src + p0 * ld;
+        REAL *d0 = buf + p0 * w;
+        ptrdiff_t j0 = 0;
+        for (; j0 + w <= len; j0 += w, d0 += w * kc)
+            for (int p = 0; p < rows; p++)
+#pragma GCC unroll 64
+                for (int j = 0; j < w; j++) d0[p * w + j] = s0[p * ld + j0 + j];
+        if (j0 < len)
+            for (int p = 0; p < rows; p++)
+                for (int j = 0; j < w; j++) d0[p * w + j] = j0 + j < len ? s0[p * ld + j0 + j] : (REAL)0;
+    }
+}
+#undef UK_PACK_ROWS
+
 /* Pack the mc x kc block op(A) (A points at its element (0, 0)) into MR-row
  * micro-panels: panel q holds a[p MR + i] = op(A)(q MR + i, p), zero rows past mc. */
 static UK_ATTR void UK_NAME(gemm_pack_a)(int trans, const REAL *A, ptrdiff_t lda, ptrdiff_t mc, ptrdiff_t kc,
                                          REAL *restrict buf)
 {
     if (trans) { /* op(A)(i, p) = A[p lda + i]: row p of A gives MR values to each panel */
-        for (ptrdiff_t p = 0; p < kc; p++) {
-            const REAL *src = A + p * lda;
-            REAL *dst = buf + p * MR;
-            ptrdiff_t i0 = 0;
-            for (; i0 + MR <= mc; i0 += MR, dst += MR * kc) {
-#pragma GCC unroll 16
-                for (int i = 0; i < MR; i++) dst[i] = src[i0 + i];
-            }
-            if (i0 < mc)
-                for (int i = 0; i < MR; i++) dst[i] = i0 + i < mc ? src[i0 + i] : (REAL)0;
-        }
+        UK_NAME(gemm_pack_rows)(A, lda, kc, mc, MR, buf);
         return;
     }
     /* op(A)(i, p) = A[i lda + p]: transpose MR rows, a line of each at a time */
@@ -470,6 +628,12 @@ static UK_ATTR void UK_NAME(gemm_pack_a)(int trans, const REAL *A, ptrdiff_t lda
             if (mr == MR && pl == PL) {
 #if UK_PACK_A_T8X16
                 UK_NAME(gemm_t8x16)(src + p0, lda, dst, MR);
+#elif UK_PACK_TBLOCK
+#pragma GCC unroll 4
+                for (int p = 0; p < PL; p += VL)
+#pragma GCC unroll 4
+                    for (int i = 0; i < MR; i += VL)
+                        UK_NAME(gemm_tblock)(src + i * lda + p0 + p, lda, MR - i < VL ? MR - i : VL, dst + p * MR + i, MR);
 #else
 #pragma GCC unroll 16
                 for (int i = 0; i < MR; i++)
@@ -490,17 +654,7 @@ static UK_ATTR void UK_NAME(gemm_pack_b)(int trans, const REAL *B, ptrdiff_t ldb
                                          REAL *restrict buf)
 {
     if (!trans) { /* op(B)(p, j) = B[p ldb + j]: row p of B gives NR values to each panel */
-        for (ptrdiff_t p = 0; p < kc; p++) {
-            const REAL *src = B + p * ldb;
-            REAL *dst = buf + p * NR;
-            ptrdiff_t j0 = 0;
-            for (; j0 + NR <= nc; j0 += NR, dst += NR * kc) {
-#pragma GCC unroll 64
-                for (int j = 0; j < NR; j++) dst[j] = src[j0 + j];
-            }
-            if (j0 < nc)
-                for (int j = 0; j < NR; j++) dst[j] = j0 + j < nc ? src[j0 + j] : (REAL)0;
-        }
+        UK_NAME(gemm_pack_rows)(B, ldb, kc, nc, NR, buf);
         return;
     }
     /* op(B)(p, j) = B[j ldb + p]: transpose NR rows of B, a line of each at a time */
@@ -514,6 +668,12 @@ static UK_ATTR void UK_NAME(gemm_pack_b)(int trans, const REAL *B, ptrdiff_t ldb
 #if UK_PACK_A_T8X16
 #pragma GCC unroll 4
                 for (int j = 0; j < NR; j += 8) UK_NAME(gemm_t8x16)(src + j * ldb + p0, ldb, dst + j, NR);
+#elif UK_PACK_TBLOCK
+#pragma GCC unroll 4
+                for (int p = 0; p < PL; p += VL)
+#pragma GCC unroll 4
+                    for (int j = 0; j < NR; j += VL)
+                        UK_NAME(gemm_tblock)(src + j * ldb + p0 + p, ldb, VL, dst + p * NR + j, NR);
 #else
                 for (int j = 0; j < NR; j++)
 #pragma GCC unroll 16
@@ -527,7 +687,34 @@ static UK_ATTR void UK_NAME(gemm_pack_b)(int trans, const REAL *B, ptrdiff_t ldb
     }
 }
 
-/* Elements of workspace gemm_serial needs for an m x n x k product. */
+/* The depth of the k blocks of the packed path: k in blocks of equal depth
+ * (at most KC, a multiple of 8 but the last): 784 = 4 x 196, not 3 x 256 +
+ * 16, whose last block would pass C through memory once more for 2% of the
+ * work, in micro-kernel calls too short to reach speed. */
+static ptrdiff_t UK_NAME(gemm_kstep)(ptrdiff_t k)
+{
+    ptrdiff_t kb = (k + KC - 1) / KC, kstep = ((k + kb - 1) / kb + 7) / 8 * 8;
+    return kstep > KC ? KC : kstep;
+}
+
+/* A whole op(B) (k x n) packed once for many products (nc_gemm_pack_b):
+ * the k blocks of the packed path one after the other, each holding every
+ * NR-column micro-panel of its rows: block pc starts at dst + pc ntot, where
+ * ntot = n rounded up to NR. */
+static UK_ATTR void UK_NAME(gemm_pack_whole)(int trans_b, ptrdiff_t k, ptrdiff_t n, const REAL *B, ptrdiff_t ldb,
+                                             REAL *dst)
+{
+    ptrdiff_t kstep = UK_NAME(gemm_kstep)(k), ntot = (n + NR - 1) / NR * NR;
+    for (ptrdiff_t pc = 0; pc < k; pc += kstep) {
+        ptrdiff_t kc = k - pc < kstep ? k - pc : kstep;
+        UK_NAME(gemm_pack_b)(trans_b, trans_b ? B + pc : B + pc * ldb, ldb, kc, n, dst + pc * ntot);
+    }
+}
+
+static int UK_NAME(gemm_nr)(void) { return NR; }
+
+/* Elements of workspace gemm_serial needs for an m x n x k product (n = 0:
+ * op(B) comes packed already). */
 static ptrdiff_t UK_NAME(gemm_work)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k)
 {
     ptrdiff_t mc = m < MC ? m : MC, nc = n < NCB ? n : NCB, kc = k < KC ? k : KC;
@@ -539,7 +726,7 @@ static ptrdiff_t UK_NAME(gemm_work)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k)
 /* Apply a non-relu activation to the finished m x n tile of C (still in L1). */
 static void UK_NAME(gemm_tile_act)(REAL *c, ptrdiff_t ldc, int m, int n, int act, REAL act_alpha)
 {
-    for (int i = 0; i < m; i++) NC_NAME(act_forward)(act, act_alpha, c + (ptrdiff_t)i * ldc, c + (ptrdiff_t)i * ldc, n);
+    for (int i = 0; i < m; i++) UK_NAME(act_forward)(act, act_alpha, c + (ptrdiff_t)i * ldc, c + (ptrdiff_t)i * ldc, n);
 }
 
 /* The row path: C := act(alpha op(A) B + beta C + bias) for one or two rows
@@ -617,11 +804,15 @@ static UK_ATTR ptrdiff_t UK_NAME(gemm_rows)(int trans_a, ptrdiff_t m, ptrdiff_t 
 #undef ROW_W
 
 /* C := act(alpha op(A) op(B) + beta C + bias) on one thread, k >= 1.
- * work: gemm_work(m, n, k) elements (unused by the direct path unless trans_b). */
+ * work: gemm_work(m, n, k) elements (unused by the direct path unless trans_b).
+ * bpack (else NULL): op(B) packed whole by gemm_pack_whole with ntot columns,
+ * this part of C starting at its micro-panel bq0 (then B and the direct
+ * paths are unused, and work needs gemm_work(m, 0, k)). */
 static UK_ATTR void UK_NAME(gemm_serial)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                                          REAL alpha, const REAL *A, ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,
                                          REAL beta, REAL *C, ptrdiff_t ldc, const REAL *bias, int act,
-                                         REAL act_alpha, int direct, REAL *work)
+                                         REAL act_alpha, int direct, REAL *work, const REAL *bpack,
+                                         ptrdiff_t ntot, ptrdiff_t bq0)
 {
     int relu = act == NC_ACT_RELU, other = act != NC_ACT_LINEAR && !relu;
     /* op(A)(i, p) = A[i rsa + p csa]; op(B)(p, j) = B[p rsb + j csb] */
@@ -644,49 +835,59 @@ static UK_ATTR void UK_NAME(gemm_serial)(int trans_a, int trans_b, ptrdiff_t m, 
             UK_NAME(gemm_pack_b)(1, B, ldb, k, n, work);
             b = work, bstep = NR, bpanel = NR * k, padded = 1;
         }
-        /* a few row panels over a wide B: walk B in blocks of dk rows, all
-         * panels of a block before the next (C stays in cache, the dk x NR
-         * piece of B in L1 for every row panel). A leading dimension of a
-         * multiple of 4 KiB maps every row of a piece to the same cache
-         * sets, so then the blocks are short. */
+        /* B is walked in blocks of dk rows, all tiles of a block before the
+         * next (C stays in cache, so do the pieces of A and B): for a wide B
+         * (the few row panels of A this path gets then reuse each dk x NR
+         * piece of B from L1) and for a long k. A leading dimension of a
+         * multiple of 4 KiB maps every row of a piece to the same cache sets,
+         * so then the blocks are short. dk depends on the operands only, not
+         * on this thread's part of C: every element is summed in the same
+         * order whatever the thread count. */
         ptrdiff_t dk = k;
-        if (!trans_b && n > 4 * NR) dk = (ldb * (ptrdiff_t)sizeof(REAL)) % 4096 == 0 ? 8 : 128;
+        if (!trans_b && (ldb > 4 * NR || k > 2 * KC)) dk = (ldb * (ptrdiff_t)sizeof(REAL)) % 4096 == 0 ? 8 : 128;
+        /* more row panels than column panels (a narrow B, as the im2col
+         * product of a convolution): each piece of A stays in L1 while it
+         * serves every column panel; else each piece of B serves every row panel */
+        ptrdiff_t ni = (m + MR - 1) / MR, nj = (n + NR - 1) / NR;
+        int rows_outer = ni > nj;
         for (ptrdiff_t pc = 0; pc < k; pc += dk) {
             ptrdiff_t kc = k - pc < dk ? k - pc : dk;
             int last = pc + kc == k;
             REAL beta1 = pc == 0 ? beta : (REAL)1;
-            for (ptrdiff_t j0 = 0; j0 < n; j0 += NR) {
-                int nr = (int)(n - j0 < NR ? n - j0 : NR);
+            for (ptrdiff_t t = 0; t < ni * nj; t++) {
+                ptrdiff_t i0 = (rows_outer ? t / nj : t % ni) * MR, j0 = (rows_outer ? t % nj : t / ni) * NR;
+                int mr = (int)(m - i0 < MR ? m - i0 : MR), nr = (int)(n - j0 < NR ? n - j0 : NR);
                 const REAL *bj = trans_b ? b + (j0 / NR) * bpanel : b + pc * ldb + j0;
-                ptrdiff_t rs = trans_b ? bstep : ldb;
-                for (ptrdiff_t i0 = 0; i0 < m; i0 += MR) {
-                    int mr = (int)(m - i0 < MR ? m - i0 : MR);
-                    REAL *c = C + i0 * ldc + j0;
-                    UK_NAME(gemm_ukr)(kc, alpha, A + i0 * rsa + pc * csa, rsa, csa, bj, rs, padded, beta1, c, ldc,
-                                      mr, nr, last && bias ? bias + j0 : NULL, last && relu);
-                    if (last && other) UK_NAME(gemm_tile_act)(c, ldc, mr, nr, act, act_alpha);
-                }
+                REAL *c = C + i0 * ldc + j0;
+                UK_NAME(gemm_ukr)(kc, alpha, A + i0 * rsa + pc * csa, rsa, csa, bj, trans_b ? bstep : ldb, padded,
+                                  beta1, c, ldc, mr, nr, last && bias ? bias + j0 : NULL, last && relu);
+                if (last && other) UK_NAME(gemm_tile_act)(c, ldc, mr, nr, act, act_alpha);
             }
         }
         return;
     }
     uintptr_t al = ((uintptr_t)work + 63) & ~(uintptr_t)63;
     REAL *bbuf = (REAL *)al;
-    ptrdiff_t kcmax = k < KC ? k : KC, ncmax = n < NCB ? n : NCB;
-    REAL *abuf = bbuf + kcmax * ((ncmax + NR - 1) / NR * NR);
-    for (ptrdiff_t jc = 0; jc < n; jc += NCB) {
-        ptrdiff_t nc = n - jc < NCB ? n - jc : NCB;
-        for (ptrdiff_t pc = 0; pc < k; pc += KC) {
-            ptrdiff_t kc = k - pc < KC ? k - pc : KC;
+    ptrdiff_t kcmax = k < KC ? k : KC, ncb = bpack ? n : NCB, ncmax = n < ncb ? n : ncb;
+    REAL *abuf = bpack ? bbuf : bbuf + kcmax * ((ncmax + NR - 1) / NR * NR);
+    ptrdiff_t kstep = UK_NAME(gemm_kstep)(k);
+    for (ptrdiff_t jc = 0; jc < n; jc += ncb) {
+        ptrdiff_t nc = n - jc < ncb ? n - jc : ncb;
+        for (ptrdiff_t pc = 0; pc < k; pc += kstep) {
+            ptrdiff_t kc = k - pc < kstep ? k - pc : kstep;
             int last = pc + kc == k;
             REAL beta1 = pc == 0 ? beta : (REAL)1;
-            UK_NAME(gemm_pack_b)(trans_b, B + pc * rsb + jc * csb, ldb, kc, nc, bbuf);
+            const REAL *bb = bbuf;
+            if (bpack)
+                bb = bpack + pc * ntot + bq0 * NR * kc;
+            else
+                UK_NAME(gemm_pack_b)(trans_b, B + pc * rsb + jc * csb, ldb, kc, nc, bbuf);
             for (ptrdiff_t ic = 0; ic < m; ic += MC) {
                 ptrdiff_t mc = m - ic < MC ? m - ic : MC;
                 UK_NAME(gemm_pack_a)(trans_a, A + ic * rsa + pc * csa, lda, mc, kc, abuf);
                 for (ptrdiff_t jr = 0; jr < nc; jr += NR) {
                     int nr = (int)(nc - jr < NR ? nc - jr : NR);
-                    const REAL *bp = bbuf + jr * kc;
+                    const REAL *bp = bb + jr * kc;
                     const REAL *bias1 = last && bias ? bias + jc + jr : NULL;
                     for (ptrdiff_t ir = 0; ir < mc; ir += MR) {
                         int mr = (int)(mc - ir < MR ? mc - ir : MR);
@@ -728,3 +929,5 @@ static UK_ATTR void UK_NAME(gemm_serial)(int trans_a, int trans_b, ptrdiff_t m, 
 #undef UK_INLINE
 #undef PL
 #undef UK_PACK_A_T8X16
+#undef UK_PACK_TBLOCK
+#undef UK_FULL_TILE

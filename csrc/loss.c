@@ -10,12 +10,13 @@
 #define NC_LOSS_BATCH 256
 enum { NC_LOSS_SXENT, NC_LOSS_SSXENT, NC_LOSS_BCE, NC_LOSS_MSE, NC_LOSS_MAE };
 
+#define NC_LEVELS_BODY "loss_body.h" /* compiled once per SIMD level */
 #define NC_F32
 #include "real.h"
-#include "loss_body.h"
+#include "simd_levels.h"
 #include "real_undef.h"
 
 #define NC_F64
 #include "real.h"
-#include "loss_body.h"
+#include "simd_levels.h"
 #include "real_undef.h"

@@ -1,12 +1,13 @@
 /* loss_body.h -- fused losses (value + gradient in one pass), written once for
- * REAL = float/double and included twice by loss.c.
+ * REAL = float/double and included by loss.c once per SIMD level
+ * (simd_levels.h) and once for the entry points.
  *
  * Design
  *   - One row (sample) at a time: the row helpers return loss_i in double and
  *     write prob / d for that row. Scalars per row (the gradient coefficient
  *     c = grad_scale * w_i [/ k]) are computed in double and rounded once.
  *   - Inner loops are `omp simd` reductions: their order depends on the vector
- *     width of the variant the CPU selected (NC_CLONES), never on threads.
+ *     width of the SIMD level in use, never on threads.
  *   - Rows are grouped into chunks whose size depends only on k (never on the
  *     thread count). Each chunk's sum_i w_i loss_i is formed in row order and
  *     the chunk sums are added in chunk order, so the returned value is
@@ -17,6 +18,7 @@
  *     loss value; here that is the same clip applied to log p. The gradient is
  *     that of the unclipped loss (p - y), as Keras's fused gradient is.
  */
+#ifdef NC_LEVEL
 
 /* max of z over k into *mx; returns sum_j exp(z_j - max) in double and, when e
  * is not NULL, writes exp(z_j - max) into it. Shared by both softmax losses. */
@@ -155,7 +157,7 @@ NC_VINLINE double NC_NAME(mae_row)(const REAL *yhat, const REAL *y, REAL *d, ptr
 /* The driver shared by the five losses: `kind` picks the row helper. It runs
  * row chunks serially (team of 1) or over an OpenMP team, and always adds the
  * chunk sums in chunk order. */
-NC_CLONES static double NC_NAME(loss_chunk)(int kind, const REAL *z, const REAL *y, const int64_t *label, const REAL *w,
+static double NC_NAME(loss_chunk)(int kind, const REAL *z, const REAL *y, const int64_t *label, const REAL *w,
                                   REAL *prob, REAL *d, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t k,
                                   double grad_scale)
 {
@@ -240,3 +242,37 @@ double NC_NAME(mae)(const REAL *yhat, const REAL *y, const REAL *w, REAL *d,
 {
     return NC_NAME(loss_driver)(NC_LOSS_MAE, yhat, y, NULL, w, NULL, d, n, k, grad_scale, nthreads, 2.0);
 }
+
+#else /* the entry points: the copies of the level in use */
+
+double NC_NAME(softmax_xent)(const REAL *z, const REAL *y, const REAL *w, REAL *prob, REAL *d,
+                             ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads)
+{
+    return NC_PICK(softmax_xent)(z, y, w, prob, d, n, k, grad_scale, nthreads);
+}
+
+double NC_NAME(sparse_softmax_xent)(const REAL *z, const int64_t *label, const REAL *w, REAL *prob, REAL *d,
+                                    ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads)
+{
+    return NC_PICK(sparse_softmax_xent)(z, label, w, prob, d, n, k, grad_scale, nthreads);
+}
+
+double NC_NAME(sigmoid_bce)(const REAL *z, const REAL *y, const REAL *w, REAL *prob, REAL *d,
+                            ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads)
+{
+    return NC_PICK(sigmoid_bce)(z, y, w, prob, d, n, k, grad_scale, nthreads);
+}
+
+double NC_NAME(mse)(const REAL *yhat, const REAL *y, const REAL *w, REAL *d,
+                    ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads)
+{
+    return NC_PICK(mse)(yhat, y, w, d, n, k, grad_scale, nthreads);
+}
+
+double NC_NAME(mae)(const REAL *yhat, const REAL *y, const REAL *w, REAL *d,
+                    ptrdiff_t n, ptrdiff_t k, double grad_scale, int nthreads)
+{
+    return NC_PICK(mae)(yhat, y, w, d, n, k, grad_scale, nthreads);
+}
+
+#endif /* NC_LEVEL */

@@ -31,8 +31,11 @@ extern "C" {
 enum nc_simd { NC_SIMD_GENERIC = 0, NC_SIMD_AVX2 = 1, NC_SIMD_AVX512 = 2 };
 
 int nc_simd_level(void);            /* best level this CPU supports and this build compiled */
-const char *nc_simd_name(int level);
-void nc_set_simd_level(int level);  /* force a lower level (testing); clamped to nc_simd_level() */
+int nc_simd_cpu_level(void);        /* best level this CPU (and its OS) supports */
+int nc_simd_compiled_level(void);   /* best level this build compiled (NC_SIMD_GENERIC: generic C only) */
+const char *nc_simd_name(int level); /* "generic", "avx2", "avx512" */
+void nc_set_simd_level(int level);  /* every kernel uses this level from now on; -1 or above
+                                       nc_simd_level(): the best */
 int nc_active_simd_level(void);     /* the level kernels use now */
 int nc_has_openmp(void);            /* 1 if compiled with OpenMP */
 int nc_omp_max_threads(void);       /* omp_get_max_threads(), 1 without OpenMP */
@@ -116,6 +119,73 @@ void nc_gemm_f64(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k
                  double beta, double *C /* inout */, ptrdiff_t ldc,
                  const double *bias /* in, nullable */, int act, double act_alpha, int nthreads);
 
+/* op(B) packed once for many products with it (a recurrent kernel at every
+ * time step): nc_gemm_pack_size elements hold op(B) (k x n; B stored n x k
+ * when trans_b) in the micro-panels of the SIMD level in use, behind a
+ * 64-byte head naming the level and the shape. nc_gemm_packed is nc_gemm
+ * with that op(B): C := act(alpha op(A) op(B) + beta C + bias), on the packed
+ * path (its result equals nc_gemm's wherever nc_gemm takes that path).
+ * Returns 0; -2 if `packed` holds another shape or was packed for another
+ * SIMD level (pack again); -1 if a thread's workspace could not be allocated. */
+ptrdiff_t nc_gemm_pack_size_f32(ptrdiff_t k, ptrdiff_t n);
+ptrdiff_t nc_gemm_pack_size_f64(ptrdiff_t k, ptrdiff_t n);
+void nc_gemm_pack_b_f32(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *B /* in */, ptrdiff_t ldb,
+                        float *packed /* out */);
+void nc_gemm_pack_b_f64(int trans_b, ptrdiff_t k, ptrdiff_t n, const double *B /* in */, ptrdiff_t ldb,
+                        double *packed /* out */);
+int nc_gemm_packed_f32(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *A /* in */,
+                       ptrdiff_t lda, const float *packed /* in */, float beta, float *C /* inout */, ptrdiff_t ldc,
+                       const float *bias /* in, nullable */, int act, float act_alpha, int nthreads);
+int nc_gemm_packed_f64(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha, const double *A /* in */,
+                       ptrdiff_t lda, const double *packed /* in */, double beta, double *C /* inout */,
+                       ptrdiff_t ldc, const double *bias /* in, nullable */, int act, double act_alpha,
+                       int nthreads);
+
+/* A chain of L dense layers, y = f_L(... f_1(x W_1 + b_1) ... W_L + b_L), over
+ * the m rows of x (m x dims[0], contiguous) into y (m x dims[L]), in blocks
+ * of rows that go through every layer while their activations are in cache
+ * (inference: nothing is kept for backward). Layer l: W_l packed by
+ * nc_gemm_pack_b (k = dims[l], n = dims[l + 1]), bias[l] (nullable),
+ * act[l] an nc_act fused into the product, or -1 for a softmax over each row.
+ * check_finite: each block of x is first checked for NaN/inf. Returns 0; 1 if
+ * x holds a non-finite value (y is then incomplete); -2 if a W_l was packed
+ * for another shape or SIMD level; -1 if out of memory. */
+int nc_dense_chain_f32(ptrdiff_t m, int L, const ptrdiff_t *dims, const float *const *packed,
+                       const float *const *bias, const int *act, const float *act_alpha, int check_finite,
+                       const float *x /* in */, float *y /* out */, int nthreads);
+int nc_dense_chain_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double *const *packed,
+                       const double *const *bias, const int *act, const double *act_alpha, int check_finite,
+                       const double *x /* in */, double *y /* out */, int nthreads);
+
+/* The step loop of an LSTM over a whole sequence of T steps of B rows, in
+ * one call (rows are independent through time: each thread takes a block of
+ * rows through every step, the product of a step then its cell while the
+ * rows are in cache). Time-major, u units, G = 4u, cells as
+ * nc_lstm_cell_forward/backward. Forward: z (T, B, G) holds x W + b on entry
+ * and the gates on exit; h (T+1, B, u) with h[0] the initial state, h[t+1] =
+ * h_t; c (T+1, B, u) likewise; tc (T, B, u); `packed` is U (u x G) from
+ * nc_gemm_pack_b; z_t += h_{t-1} U runs from t = 1, or from t = 0 when
+ * with_h0. Backward: packed_t is U^T (G x u) packed; dh (T+1, B, u) holds
+ * dL/dh_t from the outputs at [t+1] on entry, and gets dh_{t-1} += delta_t
+ * U^T at [t] (for t = 0 too when with_h0: dh[0] is then the initial
+ * state's, else untouched); dc (B, u) holds dL/dc_{T-1} on entry and dL/dc_{-1} on exit;
+ * delta (T, B, G) = dL/dz. Returns 0; -2 if the packed kernel holds another
+ * shape or SIMD level; -1 if out of memory. */
+int nc_lstm_seq_forward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract, float ralpha,
+                            const float *packed, int with_h0, float *z /* inout */, float *c /* inout */,
+                            float *tc /* out */, float *h /* inout */, int nthreads);
+int nc_lstm_seq_forward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, double alpha, int ract, double ralpha,
+                            const double *packed, int with_h0, double *z /* inout */, double *c /* inout */,
+                            double *tc /* out */, double *h /* inout */, int nthreads);
+int nc_lstm_seq_backward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract, float ralpha,
+                             const float *packed_t, int with_h0, const float *gates, const float *c,
+                             const float *tc, float *dh /* inout */, float *dc /* inout */, float *delta /* out */,
+                             int nthreads);
+int nc_lstm_seq_backward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, double alpha, int ract, double ralpha,
+                             const double *packed_t, int with_h0, const double *gates, const double *c,
+                             const double *tc, double *dh /* inout */, double *dc /* inout */,
+                             double *delta /* out */, int nthreads);
+
 /* The oracle: a plain triple loop with the same contract (no epilogue). */
 void nc_gemm_ref_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                      float alpha, const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
@@ -145,6 +215,10 @@ void nc_take_rows_f32(const float *src /* in */, ptrdiff_t cols, const int64_t *
                       float *dst /* out */);
 void nc_take_rows_f64(const double *src /* in */, ptrdiff_t cols, const int64_t *idx /* in */, ptrdiff_t nidx,
                       double *dst /* out */);
+/* dst[r] = the rowbytes bytes at position base + idx[r] * rowbytes of the open file fd, r < n (idx NULL:
+ * the n rows from base, one read). Returns 0, an errno of a failed read, or -1 if the file ends first. */
+int nc_read_rows(int fd, int64_t base, int64_t rowbytes, const int64_t *idx /* in */, ptrdiff_t n,
+                 char *dst /* out */);
 /* dst[idx[r], :] += src[r, :] for r < nidx, in the order of r (the embedding gradient; idx checked
  * by caller). Columns are split across threads: the same result for any nthreads. */
 void nc_scatter_add_rows_f32(const float *src /* in */, ptrdiff_t cols, const int64_t *idx /* in */, ptrdiff_t nidx,
@@ -311,6 +385,31 @@ void nc_avgpool_forward_f64(const nc_conv_geom *g, const double *x /* in */, dou
 /* dx := 0; dx[tap] += dy / (number of taps inside) for every tap inside each window. */
 void nc_avgpool_backward_f32(const nc_conv_geom *g, const float *dy /* in */, float *dx /* out */, int nthreads);
 void nc_avgpool_backward_f64(const nc_conv_geom *g, const double *dy /* in */, double *dx /* out */, int nthreads);
+
+/* Winograd F(m x m, 3 x 3), m = 2 or 4 (csrc/winograd.c): the convolution z = conv(x, kernel) + bias
+ * of a 3 x 3 kernel (kh = kw = 3) or a 1 x 3 one (kh = 1: F(m, 3) along the width only), stride 1,
+ * dilation 1, any padding pt, pl and output size oh, ow (g->kh, g->kw = 3, g->sh ... as for im2col).
+ * Output tiles are mh x m pixels (mh = m, or 1 when kh = 1), a2 = (mh + kh - 1)(m + 2) transformed
+ * positions each; T = nc_wino_tiles(g, m) = n ceil(oh / mh) ceil(ow / m) tiles cover the output
+ * (partial ones at the edges). Work arrays: U (a2, c, f), V (a2, T, c), M (a2, T, f), dU (a2, c, f).
+ * Forward: U[xi] = (G g G^T)[xi]; V[t] = B^T d_t B (d_t the tile's input patch, 0 outside x);
+ * M[:, xi] = V[:, xi] U[xi]; y = act(A^T M_t A + bias) (n, oh, ow, f); bias nullable. */
+ptrdiff_t nc_wino_tiles(const nc_conv_geom *g, int m);
+void nc_wino_forward_f32(const nc_conv_geom *g, int m, ptrdiff_t f, const float *x /* in */,
+                         const float *kernel /* in, (kh, 3, c, f) */, const float *bias /* in, nullable */, int act,
+                         float act_alpha, float *U /* out */, float *V /* out */, float *M /* work */,
+                         float *y /* out */, int nthreads);
+void nc_wino_forward_f64(const nc_conv_geom *g, int m, ptrdiff_t f, const double *x, const double *kernel,
+                         const double *bias, int act, double act_alpha, double *U, double *V, double *M, double *y,
+                         int nthreads);
+/* Backward from delta = dL/dz (n, oh, ow, f) and the forward's U and V: dM = A delta_t A^T (into M);
+ * dU[xi] = V[:, xi]^T dM[:, xi]; dkernel = G^T dU G (overwritten); when dx is not NULL, dV[:, xi] =
+ * dM[:, xi] U[xi]^T (into V) and dx (n, h, w, c) = the sum of the patches B dV_t B^T where they lie. */
+void nc_wino_backward_f32(const nc_conv_geom *g, int m, ptrdiff_t f, const float *delta /* in */,
+                          const float *U /* in */, float *V /* inout */, float *M /* work */, float *dU /* work */,
+                          float *dkernel /* out */, float *dx /* out, nullable */, int nthreads);
+void nc_wino_backward_f64(const nc_conv_geom *g, int m, ptrdiff_t f, const double *delta, const double *U, double *V,
+                          double *M, double *dU, double *dkernel, double *dx, int nthreads);
 
 /* ------------------------------------------------------------------ */
 /* Fused losses                                                        */

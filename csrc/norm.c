@@ -6,11 +6,8 @@
  * the rows among OpenMP threads in chunks fixed by the shape. */
 #include <math.h>
 #include "nncore.h"
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-#define NC_NORM_X86 1
-#else
-#define NC_NORM_X86 0
-#endif
+#include "simd.h"
+#define NC_NORM_X86 NC_SIMD_X86 /* the x86 levels, where this build compiles them (simd.h) */
 
 #define NC_NORM_CHUNK 16384     /* elements a chunk aims at */
 #define NC_NORM_MAX_CHUNKS 256  /* at most this many chunks (bounds the workspace) */

@@ -2,12 +2,12 @@
  *
  * Design: each rule (optim_body.h) is one loop that reads w, g and the slots
  * once and writes w and the slots once; the per-step scalars arrive computed
- * in double (nc_optim_step). The body is compiled for the baseline and, on
- * x86-64 with GCC/Clang, for AVX2 and AVX-512 (chosen at run time through
- * nc_active_simd_level). Floating-point contraction is off in this file: no
- * FMA is formed, so every instruction set, every thread count and every
- * split of the buffer gives the same bits (the vector loop and its scalar
- * tail round alike), and per-variable apply_gradients equals the flat step. */
+ * in double (nc_optim_step). The body is compiled once per SIMD level
+ * (simd_levels.h) and the level in use is picked on each call.
+ * Floating-point contraction is off in this file: no FMA is formed, so every
+ * SIMD level, every thread count and every split of the buffer gives the
+ * same bits (the vector loop and its scalar tail round alike), and
+ * per-variable apply_gradients equals the flat step. */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #elif defined(__GNUC__)
@@ -28,12 +28,6 @@
 #define NC_OPT_RED_CHUNK 32768  /* elements per partial sum */
 #define NC_OPT_RED_BATCH 256    /* partial sums kept on the stack per parallel round */
 
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-#define NC_OPT_MULTI_ISA 1
-#else
-#define NC_OPT_MULTI_ISA 0
-#endif
-
 int nc_optim_nslots(int kind, int flags, const double *c)
 {
     switch (kind) {
@@ -49,71 +43,15 @@ int nc_optim_nslots(int kind, int flags, const double *c)
     }
 }
 
-#define NC_CAT_(a, b) a##b
-#define NC_CAT(a, b) NC_CAT_(a, b)
-#define KN(op) NC_CAT(NC_NAME(op), OPT_ISA)
-
-/* ---- the rules, per REAL and instruction set ---- */
-#define OPT_ISA _generic
+/* ---- the rules, per REAL and SIMD level; then the public entry points ---- */
+#define NC_LEVELS_BODY "optim_body.h"
 #define NC_F32
 #include "real.h"
-#include "optim_body.h"
-#include "real_undef.h"
-#define NC_F64
-#include "real.h"
-#include "optim_body.h"
-#include "real_undef.h"
-#undef OPT_ISA
-
-#if NC_OPT_MULTI_ISA
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2")
-#endif
-#define OPT_ISA _avx2
-#define NC_F32
-#include "real.h"
-#include "optim_body.h"
-#include "real_undef.h"
-#define NC_F64
-#include "real.h"
-#include "optim_body.h"
-#include "real_undef.h"
-#undef OPT_ISA
-#if defined(__clang__)
-#pragma clang attribute pop
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq"))), \
-                             apply_to = function)
-#else
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=512")
-#endif
-#define OPT_ISA _avx512
-#define NC_F32
-#include "real.h"
-#include "optim_body.h"
-#include "real_undef.h"
-#define NC_F64
-#include "real.h"
-#include "optim_body.h"
-#include "real_undef.h"
-#undef OPT_ISA
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
-#endif /* NC_OPT_MULTI_ISA */
-
-/* ---- the public entry points ---- */
-#define NC_F32
-#include "real.h"
+#include "simd_levels.h"
 #include "optim_driver.h"
 #include "real_undef.h"
 #define NC_F64
 #include "real.h"
+#include "simd_levels.h"
 #include "optim_driver.h"
 #include "real_undef.h"

@@ -1,7 +1,7 @@
 /* optim_body.h -- the element rules of the optimizers, written once.
- * Included by optim.c for REAL = float/double and for each instruction set
- * (OPT_ISA = _generic, _avx2, _avx512; the target pragma is set around the
- * include). KN(op) names a function of this instance.
+ * Included by optim.c for REAL = float/double, once per SIMD level
+ * (simd_levels.h: NC_NAME(op) names the level's copy); the entry points are
+ * in optim_driver.h.
  *
  * Every rule is one loop over a contiguous range: read w, g and the slots,
  * write w and the slots. The gradient transform (clipvalue, scale) and the
@@ -9,8 +9,10 @@
  * optim.c), so the vector loop and its scalar tail round identically and a
  * result never depends on where a range starts or how a buffer is split. */
 
+#ifdef NC_LEVEL /* (the entry pass of simd_levels.h has nothing here) */
+
 /* g := clip(g, -cv, cv) * sc (cv = +inf, sc = 1: unchanged) */
-static inline REAL KN(grad)(REAL g, REAL cv, REAL sc)
+static inline REAL NC_NAME(grad)(REAL g, REAL cv, REAL sc)
 {
     g = g > -cv ? g : -cv;
     g = g < cv ? g : cv;
@@ -19,11 +21,11 @@ static inline REAL KN(grad)(REAL g, REAL cv, REAL sc)
 
 /* the common head of every rule: gi the transformed gradient, wi the decayed weight */
 #define NC_OPT_HEAD                                      \
-    REAL gi = KN(grad)(g[i], cv, sc);                    \
+    REAL gi = NC_NAME(grad)(g[i], cv, sc);                    \
     REAL wi = w[i];                                      \
     wi = wi - wi * wd;
 
-static void KN(sgd)(const nc_optim_step *s, REAL sc, REAL *restrict w, const REAL *restrict g,
+static void NC_NAME(sgd)(const nc_optim_step *s, REAL sc, REAL *restrict w, const REAL *restrict g,
                     REAL *const *slot, ptrdiff_t n)
 {
     const REAL cv = (REAL)s->clipvalue, wd = (REAL)s->wd;
@@ -56,7 +58,7 @@ static void KN(sgd)(const nc_optim_step *s, REAL sc, REAL *restrict w, const REA
     }
 }
 
-static void KN(adagrad)(const nc_optim_step *s, REAL sc, REAL *restrict w, const REAL *restrict g,
+static void NC_NAME(adagrad)(const nc_optim_step *s, REAL sc, REAL *restrict w, const REAL *restrict g,
                         REAL *const *slot, ptrdiff_t n)
 {
     const REAL cv = (REAL)s->clipvalue, wd = (REAL)s->wd;
@@ -71,7 +73,7 @@ static void KN(adagrad)(const nc_optim_step *s, REAL sc, REAL *restrict w, const
     }
 }
 
-static void KN(rmsprop)(const nc_optim_step *s, REAL sc, REAL *restrict w, const REAL *restrict g,
+static void NC_NAME(rmsprop)(const nc_optim_step *s, REAL sc, REAL *restrict w, const REAL *restrict g,
                         REAL *const *slot, ptrdiff_t n)
 {
     const REAL cv = (REAL)s->clipvalue, wd = (REAL)s->wd;
@@ -119,7 +121,7 @@ static void KN(rmsprop)(const nc_optim_step *s, REAL sc, REAL *restrict w, const
     }
 }
 
-static void KN(adam)(const nc_optim_step *s, REAL sc, REAL *restrict w, const REAL *restrict g,
+static void NC_NAME(adam)(const nc_optim_step *s, REAL sc, REAL *restrict w, const REAL *restrict g,
                      REAL *const *slot, ptrdiff_t n)
 {
     const REAL cv = (REAL)s->clipvalue, wd = (REAL)s->wd;
@@ -152,7 +154,7 @@ static void KN(adam)(const nc_optim_step *s, REAL sc, REAL *restrict w, const RE
     }
 }
 
-static void KN(adadelta)(const nc_optim_step *s, REAL sc, REAL *restrict w, const REAL *restrict g,
+static void NC_NAME(adadelta)(const nc_optim_step *s, REAL sc, REAL *restrict w, const REAL *restrict g,
                          REAL *const *slot, ptrdiff_t n)
 {
     const REAL cv = (REAL)s->clipvalue, wd = (REAL)s->wd;
@@ -171,7 +173,7 @@ static void KN(adadelta)(const nc_optim_step *s, REAL sc, REAL *restrict w, cons
     }
 }
 
-static void KN(adamax)(const nc_optim_step *s, REAL sc, REAL *restrict w, const REAL *restrict g,
+static void NC_NAME(adamax)(const nc_optim_step *s, REAL sc, REAL *restrict w, const REAL *restrict g,
                        REAL *const *slot, ptrdiff_t n)
 {
     const REAL cv = (REAL)s->clipvalue, wd = (REAL)s->wd;
@@ -192,7 +194,7 @@ static void KN(adamax)(const nc_optim_step *s, REAL sc, REAL *restrict w, const 
     }
 }
 
-static void KN(nadam)(const nc_optim_step *s, REAL sc, REAL *restrict w, const REAL *restrict g,
+static void NC_NAME(nadam)(const nc_optim_step *s, REAL sc, REAL *restrict w, const REAL *restrict g,
                       REAL *const *slot, ptrdiff_t n)
 {
     const REAL cv = (REAL)s->clipvalue, wd = (REAL)s->wd;
@@ -212,7 +214,7 @@ static void KN(nadam)(const nc_optim_step *s, REAL sc, REAL *restrict w, const R
     }
 }
 
-static void KN(ftrl)(const nc_optim_step *s, REAL sc, REAL *restrict w, const REAL *restrict g,
+static void NC_NAME(ftrl)(const nc_optim_step *s, REAL sc, REAL *restrict w, const REAL *restrict g,
                      REAL *const *slot, ptrdiff_t n)
 {
     const REAL cv = (REAL)s->clipvalue, wd = (REAL)s->wd;
@@ -250,25 +252,25 @@ static void KN(ftrl)(const nc_optim_step *s, REAL sc, REAL *restrict w, const RE
 #undef NC_OPT_HEAD
 
 /* one range [0, n) of a step, the rule picked by s->kind */
-static void KN(range)(const nc_optim_step *s, REAL sc, REAL *w, const REAL *g, REAL *const *slot,
+static void NC_NAME(range)(const nc_optim_step *s, REAL sc, REAL *w, const REAL *g, REAL *const *slot,
                       ptrdiff_t n)
 {
     switch (s->kind) {
-    case NC_OPT_SGD: KN(sgd)(s, sc, w, g, slot, n); break;
-    case NC_OPT_ADAGRAD: KN(adagrad)(s, sc, w, g, slot, n); break;
-    case NC_OPT_RMSPROP: KN(rmsprop)(s, sc, w, g, slot, n); break;
-    case NC_OPT_ADAM: KN(adam)(s, sc, w, g, slot, n); break;
-    case NC_OPT_ADADELTA: KN(adadelta)(s, sc, w, g, slot, n); break;
-    case NC_OPT_ADAMAX: KN(adamax)(s, sc, w, g, slot, n); break;
-    case NC_OPT_NADAM: KN(nadam)(s, sc, w, g, slot, n); break;
-    case NC_OPT_FTRL: KN(ftrl)(s, sc, w, g, slot, n); break;
+    case NC_OPT_SGD: NC_NAME(sgd)(s, sc, w, g, slot, n); break;
+    case NC_OPT_ADAGRAD: NC_NAME(adagrad)(s, sc, w, g, slot, n); break;
+    case NC_OPT_RMSPROP: NC_NAME(rmsprop)(s, sc, w, g, slot, n); break;
+    case NC_OPT_ADAM: NC_NAME(adam)(s, sc, w, g, slot, n); break;
+    case NC_OPT_ADADELTA: NC_NAME(adadelta)(s, sc, w, g, slot, n); break;
+    case NC_OPT_ADAMAX: NC_NAME(adamax)(s, sc, w, g, slot, n); break;
+    case NC_OPT_NADAM: NC_NAME(nadam)(s, sc, w, g, slot, n); break;
+    case NC_OPT_FTRL: NC_NAME(ftrl)(s, sc, w, g, slot, n); break;
     default: break;
     }
 }
 
 /* sum of x[i]^2 over [0, n) in double, in NC_OPT_LANES fixed lanes (lane = i mod LANES
  * from the range start), lanes added in order: independent of alignment */
-static double KN(sumsq)(const REAL *x, ptrdiff_t n)
+static double NC_NAME(lane_sumsq)(const REAL *x, ptrdiff_t n)
 {
     double acc[NC_OPT_LANES] = {0};
     ptrdiff_t nb = n / NC_OPT_LANES * NC_OPT_LANES;
@@ -279,3 +281,5 @@ static double KN(sumsq)(const REAL *x, ptrdiff_t n)
     for (int j = 0; j < NC_OPT_LANES; j++) t += acc[j];
     return t;
 }
+
+#endif /* NC_LEVEL */

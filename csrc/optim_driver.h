@@ -1,35 +1,11 @@
 /* optim_driver.h -- the public optimizer entry points for one REAL (included
- * twice by optim.c). Picks the instruction set once per call, splits the
+ * twice by optim.c). Picks the SIMD level once per call, splits the
  * buffer into fixed chunks of NC_OPT_CHUNK elements (OpenMP over chunks) and
  * each chunk at segment boundaries (each segment has its own clip scale). */
 
 typedef void (*NC_NAME(optim_range_fn))(const nc_optim_step *, REAL, REAL *, const REAL *, REAL *const *,
                                         ptrdiff_t);
 typedef double (*NC_NAME(optim_sumsq_fn))(const REAL *, ptrdiff_t);
-
-static NC_NAME(optim_range_fn) NC_NAME(optim_pick_range)(void)
-{
-#if NC_OPT_MULTI_ISA
-    switch (nc_active_simd_level()) {
-    case NC_SIMD_AVX512: return NC_CAT(NC_NAME(range), _avx512);
-    case NC_SIMD_AVX2: return NC_CAT(NC_NAME(range), _avx2);
-    default: break;
-    }
-#endif
-    return NC_CAT(NC_NAME(range), _generic);
-}
-
-static NC_NAME(optim_sumsq_fn) NC_NAME(optim_pick_sumsq)(void)
-{
-#if NC_OPT_MULTI_ISA
-    switch (nc_active_simd_level()) {
-    case NC_SIMD_AVX512: return NC_CAT(NC_NAME(sumsq), _avx512);
-    case NC_SIMD_AVX2: return NC_CAT(NC_NAME(sumsq), _avx2);
-    default: break;
-    }
-#endif
-    return NC_CAT(NC_NAME(sumsq), _generic);
-}
 
 /* chunk c of the buffer: [lo, hi), cut at segment boundaries */
 static void NC_NAME(optim_chunk)(NC_NAME(optim_range_fn) fn, const nc_optim_step *s, REAL *w, const REAL *g,
@@ -61,7 +37,7 @@ void NC_NAME(optim_step)(const nc_optim_step *s, REAL *w, const REAL *g, REAL *c
 {
     int nslots = nc_optim_nslots(s->kind, s->flags, s->c);
     if (nslots < 0 || n <= 0) return;
-    NC_NAME(optim_range_fn) fn = NC_NAME(optim_pick_range)();
+    NC_NAME(optim_range_fn) fn = NC_PICK(range);
     ptrdiff_t nchunks = (n + NC_OPT_CHUNK - 1) / NC_OPT_CHUNK;
     int nt = nc_team_size(nthreads, (double)n * NC_OPT_WORK);
     if (nt > nchunks) nt = (int)nchunks;
@@ -83,7 +59,7 @@ void NC_NAME(optim_step)(const nc_optim_step *s, REAL *w, const REAL *g, REAL *c
 
 void NC_NAME(optim_seg_sumsq)(const REAL *x, const int64_t *seg_start, ptrdiff_t nseg, double *out, int nthreads)
 {
-    NC_NAME(optim_sumsq_fn) fn = NC_NAME(optim_pick_sumsq)();
+    NC_NAME(optim_sumsq_fn) fn = NC_PICK(lane_sumsq);
     for (ptrdiff_t sgi = 0; sgi < nseg; sgi++) {
         const REAL *xs = x + seg_start[sgi];
         ptrdiff_t n = (ptrdiff_t)(seg_start[sgi + 1] - seg_start[sgi]);

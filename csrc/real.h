@@ -6,9 +6,11 @@
  *     #include "real_undef.h"
  * and the same with NC_F64. */
 #include <math.h>
+#include "simd.h"
 #include "vmath.h"
 #if defined(NC_F32)
 #define REAL float
+#define NC_DT f32 /* the dtype suffix (simd.h) */
 #define NC_NAME(op) nc_##op##_f32
 #define EXP expf
 #define EXPM1 expm1f
@@ -27,6 +29,7 @@
 #define VERFC nc_verfcf
 #elif defined(NC_F64)
 #define REAL double
+#define NC_DT f64
 #define NC_NAME(op) nc_##op##_f64
 #define EXP exp
 #define EXPM1 expm1

@@ -1,5 +1,6 @@
 #undef REAL
 #undef NC_NAME
+#undef NC_DT
 #undef EXP
 #undef EXPM1
 #undef LOG

@@ -1,6 +1,8 @@
 /* reduce_body.h -- column sums, sum of squares, finiteness, row gather.
  * Reductions add fixed-size chunks in a fixed order: the result does not
- * depend on the thread count. */
+ * depend on the thread count. Included by reduce.c once per SIMD level
+ * (simd_levels.h) and once for the entry points. */
+#ifdef NC_LEVEL
 
 #define NC_RED_CHUNK 4096
 
@@ -81,7 +83,7 @@ double NC_NAME(sumsq)(const REAL *x, ptrdiff_t n, int nthreads)
     return total;
 }
 
-NC_CLONES int NC_NAME(all_finite)(const REAL *x, ptrdiff_t n, int nthreads)
+int NC_NAME(all_finite)(const REAL *x, ptrdiff_t n, int nthreads)
 {
     (void)nthreads;
     /* x - x is 0 for finite x and NaN for inf/NaN, and NaN != 0. An OR reduction of the
@@ -129,3 +131,33 @@ void NC_NAME(scatter_add_rows)(const REAL *src, ptrdiff_t cols, const int64_t *i
         for (ptrdiff_t j = 0; j < cols; j++) d[j] += s[j];
     }
 }
+
+#else /* the entry points: the copies of the level in use */
+
+void NC_NAME(colsum)(const REAL *x, REAL *out, ptrdiff_t rows, ptrdiff_t cols, int nthreads)
+{
+    NC_PICK(colsum)(x, out, rows, cols, nthreads);
+}
+
+double NC_NAME(sumsq)(const REAL *x, ptrdiff_t n, int nthreads)
+{
+    return NC_PICK(sumsq)(x, n, nthreads);
+}
+
+int NC_NAME(all_finite)(const REAL *x, ptrdiff_t n, int nthreads)
+{
+    return NC_PICK(all_finite)(x, n, nthreads);
+}
+
+void NC_NAME(take_rows)(const REAL *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, REAL *dst)
+{
+    NC_PICK(take_rows)(src, cols, idx, nidx, dst);
+}
+
+void NC_NAME(scatter_add_rows)(const REAL *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, REAL *dst,
+                               int nthreads)
+{
+    NC_PICK(scatter_add_rows)(src, cols, idx, nidx, dst, nthreads);
+}
+
+#endif /* NC_LEVEL */

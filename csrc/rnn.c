@@ -1,6 +1,8 @@
 /* rnn.c -- recurrent cells, one time step forward and backward, float and double. */
 #include "nncore.h"
 
+#define NC_LEVELS_BODY "rnn_body.h" /* compiled once per SIMD level */
+
 /* Run the block given as the last argument (it uses the row index b) for b = 0 .. B-1: on a team
  * when the work is large enough to amortise one (nc_team_size; dynamic chunks, so a busy core's
  * share moves), else serially without any OpenMP region. Rows are independent, so the result is
@@ -18,10 +20,10 @@
 
 #define NC_F32
 #include "real.h"
-#include "rnn_body.h"
+#include "simd_levels.h"
 #include "real_undef.h"
 
 #define NC_F64
 #include "real.h"
-#include "rnn_body.h"
+#include "simd_levels.h"
 #include "real_undef.h"

@@ -14,7 +14,9 @@
  * masked time step (Keras's mask). Forward it carries the state through
  * (h = h_prev, c = c_prev) and leaves the gates alone; backward its delta is 0
  * (no gradient to the weights or the input), dc passes unchanged and dh_prev
- * += dh. */
+ * += dh. Included by rnn.c once per SIMD level (simd_levels.h) and once for
+ * the entry points. */
+#ifdef NC_LEVEL
 
 /* ---- LSTM ---------------------------------------------------------------- */
 
@@ -48,9 +50,9 @@ static inline void NC_NAME(zero_row)(REAL *dst, ptrdiff_t n)
     for (ptrdiff_t j = 0; j < n; j++) dst[j] = (REAL)0;
 }
 
-NC_CLONES void NC_NAME(lstm_cell_forward)(int act, REAL alpha, int ract, REAL ralpha, REAL *z, const REAL *c_prev,
-                                          const REAL *h_prev, const unsigned char *mask, REAL *c, REAL *tc, REAL *h,
-                                          ptrdiff_t B, ptrdiff_t u, int nthreads)
+void NC_NAME(lstm_cell_forward)(int act, REAL alpha, int ract, REAL ralpha, REAL *z, const REAL *c_prev,
+                                const REAL *h_prev, const unsigned char *mask, REAL *c, REAL *tc, REAL *h,
+                                ptrdiff_t B, ptrdiff_t u, int nthreads)
 {
     NC_FOR_ROWS(B, nthreads, (double)B * (double)u * 40.0, {
         if (mask && !mask[b]) {                                /* masked step: the state carries through */
@@ -85,10 +87,10 @@ static inline void NC_NAME(lstm_bwd_row)(int act, REAL alpha, int ract, REAL ral
     NC_NAME(act_backward)(ract, ralpha, NULL, o, dout, dout, u);    /* delta_o */
 }
 
-NC_CLONES void NC_NAME(lstm_cell_backward)(int act, REAL alpha, int ract, REAL ralpha, const REAL *gates,
-                                           const REAL *c_prev, const REAL *tc, const REAL *dh,
-                                           const unsigned char *mask, REAL *dc, REAL *delta, REAL *dh_prev,
-                                           ptrdiff_t B, ptrdiff_t u, int nthreads)
+void NC_NAME(lstm_cell_backward)(int act, REAL alpha, int ract, REAL ralpha, const REAL *gates,
+                                 const REAL *c_prev, const REAL *tc, const REAL *dh,
+                                 const unsigned char *mask, REAL *dc, REAL *delta, REAL *dh_prev,
+                                 ptrdiff_t B, ptrdiff_t u, int nthreads)
 {
     NC_FOR_ROWS(B, nthreads, (double)B * (double)u * 24.0, {
         if (mask && !mask[b]) {                                /* masked: dc passes, dh goes to h_prev */
@@ -118,9 +120,9 @@ static inline void NC_NAME(gru_fwd_row)(int act, REAL alpha, int ract, REAL ralp
     for (ptrdiff_t j = 0; j < u; j++) h[j] = zz[j] * hp[j] + ((REAL)1 - zz[j]) * hh[j];
 }
 
-NC_CLONES void NC_NAME(gru_cell_forward)(int act, REAL alpha, int ract, REAL ralpha, REAL *z, const REAL *rec,
-                                         const REAL *h_prev, const unsigned char *mask, REAL *h, ptrdiff_t B,
-                                         ptrdiff_t u, int nthreads)
+void NC_NAME(gru_cell_forward)(int act, REAL alpha, int ract, REAL ralpha, REAL *z, const REAL *rec,
+                               const REAL *h_prev, const unsigned char *mask, REAL *h, ptrdiff_t B,
+                               ptrdiff_t u, int nthreads)
 {
     NC_FOR_ROWS(B, nthreads, (double)B * (double)u * 30.0, {
         if (mask && !mask[b])
@@ -155,10 +157,10 @@ static inline void NC_NAME(gru_bwd_row)(int act, REAL alpha, int ract, REAL ralp
     }
 }
 
-NC_CLONES void NC_NAME(gru_cell_backward)(int act, REAL alpha, int ract, REAL ralpha, const REAL *gates,
-                                          const REAL *rec, const REAL *h_prev, const REAL *dh,
-                                          const unsigned char *mask, REAL *dx, REAL *drec, REAL *dh_prev,
-                                          ptrdiff_t B, ptrdiff_t u, int nthreads)
+void NC_NAME(gru_cell_backward)(int act, REAL alpha, int ract, REAL ralpha, const REAL *gates,
+                                const REAL *rec, const REAL *h_prev, const REAL *dh,
+                                const unsigned char *mask, REAL *dx, REAL *drec, REAL *dh_prev,
+                                ptrdiff_t B, ptrdiff_t u, int nthreads)
 {
     NC_FOR_ROWS(B, nthreads, (double)B * (double)u * 24.0, {
         if (mask && !mask[b]) {
@@ -193,8 +195,8 @@ static inline void NC_NAME(gru_rb_gates_row)(int ract, REAL ralpha, REAL *z, con
     }
 }
 
-NC_CLONES void NC_NAME(gru_rb_gates_forward)(int ract, REAL ralpha, REAL *z, const REAL *h_prev, const REAL *rm,
-                                             REAL *q, ptrdiff_t B, ptrdiff_t u, int nthreads)
+void NC_NAME(gru_rb_gates_forward)(int ract, REAL ralpha, REAL *z, const REAL *h_prev, const REAL *rm,
+                                   REAL *q, ptrdiff_t B, ptrdiff_t u, int nthreads)
 {
     NC_FOR_ROWS(B, nthreads, (double)B * (double)u * 20.0, {
         NC_NAME(gru_rb_gates_row)(ract, ralpha, z + b * 3 * u, h_prev + b * u, rm ? rm + b * u : NULL, q + b * u, u);
@@ -209,9 +211,9 @@ static inline void NC_NAME(gru_rb_state_row)(int act, REAL alpha, REAL *z, const
     for (ptrdiff_t j = 0; j < u; j++) h[j] = zz[j] * hp[j] + ((REAL)1 - zz[j]) * hh[j];
 }
 
-NC_CLONES void NC_NAME(gru_rb_state_forward)(int act, REAL alpha, REAL *z, const REAL *h_prev,
-                                             const unsigned char *mask, REAL *h, ptrdiff_t B, ptrdiff_t u,
-                                             int nthreads)
+void NC_NAME(gru_rb_state_forward)(int act, REAL alpha, REAL *z, const REAL *h_prev,
+                                   const unsigned char *mask, REAL *h, ptrdiff_t B, ptrdiff_t u,
+                                   int nthreads)
 {
     NC_FOR_ROWS(B, nthreads, (double)B * (double)u * 20.0, {
         if (mask && !mask[b])
@@ -239,9 +241,9 @@ static inline void NC_NAME(gru_rb_state_bwd_row)(int act, REAL alpha, int ract, 
     }
 }
 
-NC_CLONES void NC_NAME(gru_rb_state_backward)(int act, REAL alpha, int ract, REAL ralpha, const REAL *gates,
-                                              const REAL *h_prev, const REAL *dh, const unsigned char *mask,
-                                              REAL *delta, REAL *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
+void NC_NAME(gru_rb_state_backward)(int act, REAL alpha, int ract, REAL ralpha, const REAL *gates,
+                                    const REAL *h_prev, const REAL *dh, const unsigned char *mask,
+                                    REAL *delta, REAL *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
 {
     NC_FOR_ROWS(B, nthreads, (double)B * (double)u * 16.0, {
         if (mask && !mask[b]) {
@@ -277,9 +279,9 @@ static inline void NC_NAME(gru_rb_reset_bwd_row)(int ract, REAL ralpha, const RE
     }
 }
 
-NC_CLONES void NC_NAME(gru_rb_reset_backward)(int ract, REAL ralpha, const REAL *gates, const REAL *h_prev,
-                                              const REAL *rm, const REAL *dq, REAL *delta, REAL *dh_prev,
-                                              ptrdiff_t B, ptrdiff_t u, int nthreads)
+void NC_NAME(gru_rb_reset_backward)(int ract, REAL ralpha, const REAL *gates, const REAL *h_prev,
+                                    const REAL *rm, const REAL *dq, REAL *delta, REAL *dh_prev,
+                                    ptrdiff_t B, ptrdiff_t u, int nthreads)
 {
     NC_FOR_ROWS(B, nthreads, (double)B * (double)u * 12.0, {
         NC_NAME(gru_rb_reset_bwd_row)(ract, ralpha, gates + b * 3 * u, h_prev + b * u, rm ? rm + b * u : NULL,
@@ -289,16 +291,16 @@ NC_CLONES void NC_NAME(gru_rb_reset_backward)(int ract, REAL ralpha, const REAL 
 
 /* ---- SimpleRNN: the cell is the gemm's epilogue; these handle the mask ---- */
 
-NC_CLONES void NC_NAME(rnn_carry_masked)(const REAL *h_prev, const unsigned char *mask, REAL *h, ptrdiff_t B,
-                                         ptrdiff_t u)
+void NC_NAME(rnn_carry_masked)(const REAL *h_prev, const unsigned char *mask, REAL *h, ptrdiff_t B,
+                               ptrdiff_t u)
 {
     for (ptrdiff_t b = 0; b < B; b++)
         if (!mask[b]) NC_NAME(carry_row)(h_prev + b * u, h + b * u, u);
 }
 
-NC_CLONES void NC_NAME(simple_rnn_cell_backward)(int act, REAL alpha, const REAL *h, const REAL *dh,
-                                                 const unsigned char *mask, REAL *delta, REAL *dh_prev,
-                                                 ptrdiff_t B, ptrdiff_t u, int nthreads)
+void NC_NAME(simple_rnn_cell_backward)(int act, REAL alpha, const REAL *h, const REAL *dh,
+                                       const unsigned char *mask, REAL *delta, REAL *dh_prev,
+                                       ptrdiff_t B, ptrdiff_t u, int nthreads)
 {
     if (!mask) {                                                     /* delta = dh a'(h), all rows */
         NC_NAME(act_backward_par)(act, alpha, NULL, h, dh, delta, B * u, nthreads);
@@ -313,3 +315,75 @@ NC_CLONES void NC_NAME(simple_rnn_cell_backward)(int act, REAL alpha, const REAL
         }
     });
 }
+
+#else /* the entry points: the copies of the level in use */
+
+void NC_NAME(lstm_cell_forward)(int act, REAL alpha, int ract, REAL ralpha, REAL *z, const REAL *c_prev,
+                                const REAL *h_prev, const unsigned char *mask, REAL *c, REAL *tc, REAL *h,
+                                ptrdiff_t B, ptrdiff_t u, int nthreads)
+{
+    NC_PICK(lstm_cell_forward)(act, alpha, ract, ralpha, z, c_prev, h_prev, mask, c, tc, h, B, u, nthreads);
+}
+
+void NC_NAME(lstm_cell_backward)(int act, REAL alpha, int ract, REAL ralpha, const REAL *gates, const REAL *c_prev,
+                                 const REAL *tc, const REAL *dh, const unsigned char *mask, REAL *dc, REAL *delta,
+                                 REAL *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
+{
+    NC_PICK(lstm_cell_backward)(act, alpha, ract, ralpha, gates, c_prev, tc, dh, mask, dc, delta, dh_prev, B, u,
+                                nthreads);
+}
+
+void NC_NAME(gru_cell_forward)(int act, REAL alpha, int ract, REAL ralpha, REAL *z, const REAL *rec,
+                               const REAL *h_prev, const unsigned char *mask, REAL *h, ptrdiff_t B, ptrdiff_t u,
+                               int nthreads)
+{
+    NC_PICK(gru_cell_forward)(act, alpha, ract, ralpha, z, rec, h_prev, mask, h, B, u, nthreads);
+}
+
+void NC_NAME(gru_cell_backward)(int act, REAL alpha, int ract, REAL ralpha, const REAL *gates, const REAL *rec,
+                                const REAL *h_prev, const REAL *dh, const unsigned char *mask, REAL *dx, REAL *drec,
+                                REAL *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
+{
+    NC_PICK(gru_cell_backward)(act, alpha, ract, ralpha, gates, rec, h_prev, dh, mask, dx, drec, dh_prev, B, u,
+                               nthreads);
+}
+
+void NC_NAME(gru_rb_gates_forward)(int ract, REAL ralpha, REAL *z, const REAL *h_prev, const REAL *rm, REAL *q,
+                                   ptrdiff_t B, ptrdiff_t u, int nthreads)
+{
+    NC_PICK(gru_rb_gates_forward)(ract, ralpha, z, h_prev, rm, q, B, u, nthreads);
+}
+
+void NC_NAME(gru_rb_state_forward)(int act, REAL alpha, REAL *z, const REAL *h_prev, const unsigned char *mask,
+                                   REAL *h, ptrdiff_t B, ptrdiff_t u, int nthreads)
+{
+    NC_PICK(gru_rb_state_forward)(act, alpha, z, h_prev, mask, h, B, u, nthreads);
+}
+
+void NC_NAME(gru_rb_state_backward)(int act, REAL alpha, int ract, REAL ralpha, const REAL *gates,
+                                    const REAL *h_prev, const REAL *dh, const unsigned char *mask, REAL *delta,
+                                    REAL *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
+{
+    NC_PICK(gru_rb_state_backward)(act, alpha, ract, ralpha, gates, h_prev, dh, mask, delta, dh_prev, B, u,
+                                   nthreads);
+}
+
+void NC_NAME(gru_rb_reset_backward)(int ract, REAL ralpha, const REAL *gates, const REAL *h_prev, const REAL *rm,
+                                    const REAL *dq, REAL *delta, REAL *dh_prev, ptrdiff_t B, ptrdiff_t u,
+                                    int nthreads)
+{
+    NC_PICK(gru_rb_reset_backward)(ract, ralpha, gates, h_prev, rm, dq, delta, dh_prev, B, u, nthreads);
+}
+
+void NC_NAME(rnn_carry_masked)(const REAL *h_prev, const unsigned char *mask, REAL *h, ptrdiff_t B, ptrdiff_t u)
+{
+    NC_PICK(rnn_carry_masked)(h_prev, mask, h, B, u);
+}
+
+void NC_NAME(simple_rnn_cell_backward)(int act, REAL alpha, const REAL *h, const REAL *dh, const unsigned char *mask,
+                                       REAL *delta, REAL *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
+{
+    NC_PICK(simple_rnn_cell_backward)(act, alpha, h, dh, mask, delta, dh_prev, B, u, nthreads);
+}
+
+#endif /* NC_LEVEL */

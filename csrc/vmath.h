@@ -3,9 +3,8 @@
  * them vectorize under `#pragma omp simd`. Used by the float32 kernels only;
  * float64 keeps libm. Accuracy: a few ulp (tests compare against float64).
  *
- * Kernels built on these are compiled for several instruction sets at once
- * (NC_CLONES: GCC target_clones, resolved once at load time from what the
- * CPU reports, like nc_simd_level()); a plain x86-64 version always exists.
+ * Kernels built on these are compiled once per SIMD level (simd_levels.h) and
+ * the level in use is picked at run time; the generic copy always exists.
  *
  * exp:   x = n ln2 + r, |r| <= ln2/2 (Cody-Waite split of ln2), e^r by its
  *        Taylor series to r^7 (truncation < 1e-8 relative), times 2^n built
@@ -28,14 +27,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#define NC_VINLINE static inline __attribute__((always_inline))
+#include "simd.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && defined(__linux__)
-/* x86-64-v4: AVX-512 F/BW/CD/DQ/VL; x86-64-v3: AVX2, FMA, BMI... */
-#define NC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define NC_CLONES
-#endif
+#define NC_VINLINE NC_ALWAYS_INLINE
 
 NC_VINLINE float nc_bits_to_f32(int32_t i) { float f; memcpy(&f, &i, 4); return f; }
 NC_VINLINE int32_t nc_f32_to_bits(float f) { int32_t i; memcpy(&i, &f, 4); return i; }

@@ -9,12 +9,14 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from nncore._threads import get_num_threads, set_num_threads  # noqa: E402
 from nncore._config import floatx, set_floatx, show_config  # noqa: E402
+from nncore._config import get_simd_level, set_simd_level  # noqa: E402
 from nncore._random import set_seed  # noqa: E402
 from nncore import ops  # noqa: E402  (loads every kernel extension in this process: see csrc/runtime.c)
 
-__version__ = "0.1.0"
+from nncore._version import __version__  # noqa: E402  (the one place the version is written)
 
 __all__ = ["get_num_threads", "set_num_threads", "show_config", "floatx", "set_floatx", "set_seed", "ops", "__version__"]
+__all__ += ["set_simd_level", "get_simd_level"]
 
 # --- public names added by the model, optimizer and saving work go below ---
 from nncore import activations, layers, losses, models, optimizers  # noqa: E402

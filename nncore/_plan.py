@@ -113,6 +113,7 @@ class Plan:
                           or any(j >= first for j, _ in self.consumers[s]))
         self.infer = self._forward_program(chains)
         self.train, self.backward, self.shared = self.infer, _none, []
+        self.runs, self._hook = None, None
         self.n = 0
         self._bufs = {}
 
@@ -254,7 +255,7 @@ class Plan:
         fused = {j for j, node in enumerate(nodes) for s, (has_loss, f) in zip(self.out_slots, heads)
                  if f and has_loss and slot[id(node.outputs[0])] == s}
         self.train = self._forward_program(self._forward_chains(fused))
-        self.runs = runs
+        self.runs, self._sinks, self._fused = runs, sinks, fused
         self.backward = self._backward_program(self._backward_chains(runs, sinks, fused))
         self._bufs = {}
 
@@ -268,6 +269,8 @@ class Plan:
                 i += 1
             js = order[start:i + 1]
             bs = tuple(self.executors[j].backward_logits if j in fused else self.executors[j].backward for j in js)
+            if self._hook is not None:
+                bs = tuple(self._hook(b, nodes[j].layer) for b, j in zip(bs, js))
             head = nodes[js[0]]
             src = tuple(self._slots(head.outputs)) if head.many else slot[id(head.outputs[0])]
             last = nodes[js[-1]]
@@ -276,6 +279,14 @@ class Plan:
             chains.append((bs, src, ends if any(e is not None for e in ends) else (), single))
             i += 1
         return chains
+
+    def hook_backward(self, hook):
+        """Rebuild the backward program with every node's backward call wrapped as hook(call, layer) -> call,
+        in backward order (None: the plain calls again). nncore.distributed starts the allreduce of a
+        layer's gradient right after its backward this way."""
+        self._hook = hook
+        if self.runs is not None:
+            self.backward = self._backward_program(self._backward_chains(self.runs, self._sinks, self._fused))
 
     def _grad_feeds_only(self, j, k):
         """Node j's dx is the whole gradient of node k's only output (k runs right before j, backward)."""

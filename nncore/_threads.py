@@ -45,6 +45,7 @@ def _as_count(n, what):
 
 
 _n_threads = _default_threads()
+_explicit = False    # set_num_threads was called (nncore.distributed then keeps the choice)
 
 
 def get_num_threads():
@@ -67,11 +68,12 @@ def set_num_threads(n):
     n : int
         A positive number of threads. 0 and negative values raise ValueError.
     """
-    global _n_threads
+    global _n_threads, _explicit
     n = _as_count(n, "set_num_threads")
     if n <= 0:
         raise ValueError(f"set_num_threads: expected a positive int, got {n}")
     _n_threads = n
+    _explicit = True
 
 
 def effective_n_threads(n_threads=None):

@@ -33,6 +33,8 @@ import warnings
 
 import numpy as np
 
+from nncore import distributed as _dist
+
 __all__ = [
     "Callback", "CallbackList", "History", "Progbar", "ProgbarLogger", "EarlyStopping",
     "ReduceLROnPlateau", "LearningRateScheduler", "TerminateOnNaN", "ModelCheckpoint",
@@ -49,6 +51,8 @@ _HOOKS_SET = frozenset(_HOOKS)
 
 
 def _print(msg, file=None):
+    if _dist.rank() != 0:      # in an MPI job only rank 0 prints
+        return
     _write(sys.stdout if file is None else file, msg + "\n")
 
 
@@ -654,9 +658,10 @@ class ProgbarLogger(Callback):
 
     def _listens(self, hook):
         # only the in-place bar needs per-batch logs; verbose 2 and 0 print at most per epoch, so
-        # the model can skip computing batch logs for them
+        # the model can skip computing batch logs for them (verbose 2 still counts the steps of a
+        # pass of unknown length: its line shows them)
         if hook in self._BATCH_END:
-            return self.verbose == 1
+            return self.verbose == 1 or (self.verbose == 2 and self.target is None)
         return None
 
     def set_params(self, params):
@@ -1285,7 +1290,7 @@ class ModelCheckpoint(Callback):
             raise IsADirectoryError(f"ModelCheckpoint: filepath {path!r} is an existing "
                                     "directory; give a file path")
         dirname = os.path.dirname(path)
-        if dirname:
+        if dirname and _dist.rank() == 0:     # only rank 0 writes (nncore.distributed)
             os.makedirs(dirname, exist_ok=True)
         if self.save_weights_only:
             self.model.save_weights(path)
@@ -1319,6 +1324,8 @@ class CSVLogger(Callback):
 
     def on_train_begin(self, logs=None):
         self.append_header = True
+        if _dist.rank() != 0:      # in an MPI job only rank 0 writes the file
+            return
         if self.append and os.path.exists(self.filename):
             with open(self.filename, "r", newline="") as f:
                 self.append_header = not bool(f.readline())
@@ -1329,6 +1336,8 @@ class CSVLogger(Callback):
         self.keys = None
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.csv_file is None or self.csv_file.closed:
+            return
         logs = logs or {}
 
         def cell(v):

@@ -135,6 +135,9 @@ class Metric:
     """
 
     _direction = None
+    # names of the attributes holding the state, each a sum over samples (float, list of
+    # floats or float array): nncore.distributed combines a metric across ranks by summing them
+    sum_state = None
 
     def __init__(self, name=None, dtype=None):
         if name is None:
@@ -189,6 +192,8 @@ class Mean(Metric):
     higher rank are averaged over their trailing axes for the count (Keras's
     ``reduce_to_samplewise_values``).
     """
+
+    sum_state = ("total", "count")
 
     def __init__(self, name="mean", dtype=None):
         super().__init__(name=name, dtype=dtype)
@@ -498,6 +503,7 @@ class _Thresholded(Metric):
     strictly above the threshold (Keras)."""
 
     _direction = "up"
+    sum_state = ("_counts", "_one")
 
     def __init__(self, thresholds=None, class_id=None, name=None, dtype=None, top_k=None):
         super().__init__(name=name, dtype=dtype)
@@ -661,6 +667,7 @@ class AUC(Metric):
     """
 
     _direction = "up"
+    sum_state = ("_pos_hist", "_all_hist")
 
     def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
                  name="auc", dtype=None, from_logits=False):

@@ -36,6 +36,8 @@ import numpy as np
 
 from nncore import _params, _random
 from nncore import callbacks as _callbacks
+from nncore import data as _data
+from nncore import distributed as _dist
 from nncore import losses as _losses
 from nncore import metrics as _metrics
 from nncore import optimizers as _optimizers
@@ -45,9 +47,10 @@ from nncore._kernels.elementwise import all_finite
 from nncore._plan import Plan
 from nncore._registry import register_model_class
 from nncore._threads import effective_n_threads
-from nncore.data import Batches, split_validation
+from nncore.data import Batches, Stream, split_validation
 from nncore.layers import InputLayer, Layer, get_layer_class
 from nncore.layers.base import MAX_CACHED_SHAPES, _check_cast
+from nncore.layers.core import DenseChain
 
 __all__ = ["Model", "Sequential"]
 
@@ -60,10 +63,10 @@ def _int_arg(value, arg, minimum):
 
 def _verbose(verbose):
     if verbose == "auto":
-        return 1
+        verbose = 1
     if verbose not in (0, 1, 2):
         raise ValueError(f"verbose: expected 0, 1, 2 or 'auto', got {verbose!r}")
-    return int(verbose)
+    return int(verbose) if _dist.rank() == 0 else 0     # in an MPI job only rank 0 prints
 
 
 def _exclusive(method):
@@ -198,6 +201,7 @@ class Model:
         self._heads = None
         self._lock = threading.RLock()
         self._train_batches = None    # the last fit's Batches (buffers and schedule), see Batches.rebind
+        self._sync = None             # the nncore.distributed.FitSync of a fit over several MPI ranks
 
     # ------------------------------------------------------------------ structure
     def _set_graph(self, inputs, outputs):
@@ -544,8 +548,9 @@ class Model:
     def _input_owner(self, k):
         return f"input {self.input_names[k]!r}"
 
-    def _prepare_inputs(self, x, arg="x"):
-        """The input arrays, in input order, checked and converted to the model's dtype (C-contiguous)."""
+    def _prepare_inputs(self, x, arg="x", check_finite=True):
+        """The input arrays, in input order, checked and converted to the model's dtype (C-contiguous);
+        with check_finite=False the caller checks them for NaN/inf itself (`_check_finite`)."""
         if x is None:
             raise ValueError(f"{arg}: expected an array of inputs, got None")
         xs = self._by_name(x, self.input_names, arg, "input")
@@ -559,11 +564,21 @@ class Model:
             if n is not None and len(xk) != n:
                 raise ValueError(f"{where}: {len(xk)} samples, but the first input has {n}")
             n = len(xk)
-            xk = np.ascontiguousarray(xk, dtype=self._dtype)
-            if not all_finite(xk, effective_n_threads(self._n_threads_req)):
-                raise ValueError(f"{where}: inputs contain NaN or infinity")
-            out.append(xk)
+            if _data.is_memmap(xk):   # larger than memory: converted and checked batch by batch (data.MemmapBatches)
+                out.append(xk)
+                continue
+            out.append(np.ascontiguousarray(xk, dtype=self._dtype))
+        if check_finite:
+            self._check_finite(out, arg)
         return out
+
+    def _check_finite(self, xs, arg="x"):
+        for k, xk in enumerate(xs):
+            if _data.is_memmap(xk):   # checked batch by batch as it is read
+                continue
+            if not all_finite(xk, effective_n_threads(self._n_threads_req)):
+                where = arg if len(xs) == 1 else f"{arg}[{self.input_names[k]!r}]"
+                raise ValueError(f"{where}: inputs contain NaN or infinity")
 
     @staticmethod
     def _check_input_array(x, arg, shape):
@@ -633,12 +648,13 @@ class Model:
             raise ValueError(f"{arg}: weights contain NaN or infinity")
         return w
 
-    def _prepare_data(self, x, y, sample_weight, prefix=""):
-        """The flat batch layout [x_1..x_I, y_1..y_O, sw_1..sw_O, ym_1..ym_O] and the raw targets."""
-        xs = self._prepare_inputs(x, prefix + "x")
+    def _prepare_data(self, x, y, sample_weight, prefix="", suffix=""):
+        """The flat batch layout [x_1..x_I, y_1..y_O, sw_1..sw_O, ym_1..ym_O] and the raw targets (errors name
+        the arguments as prefix + "x" + suffix, ...)."""
+        xs = self._prepare_inputs(x, prefix + "x" + suffix)
         n = len(xs[0])
-        targets = self._prepare_targets(y, n, prefix + "y")
-        ws = self._prepare_weights(sample_weight, n, prefix + "sample_weight")
+        targets = self._prepare_targets(y, n, prefix + "y" + suffix)
+        ws = self._prepare_weights(sample_weight, n, prefix + "sample_weight" + suffix)
         return xs + [t[0] for t in targets] + ws + [t[1] for t in targets]
 
     @staticmethod
@@ -665,6 +681,30 @@ class Model:
                              "(give per-output sample_weight instead)")
         arrays[self._n_in + 1] = np.ascontiguousarray(self._class_weights(class_weight, y_raw), dtype=self._dtype)
 
+    def _prepare_batch(self, batch, index, class_weight=None):
+        """One batch of a sequence or generator, checked and converted to the batch layout of `_prepare_data`."""
+        x, y, w = _data.unpack_batch(batch, index)
+        if y is None:
+            raise ValueError(f"batch {index}: expected (x, y) or (x, y, sample_weight), got inputs without targets")
+        if class_weight is not None and w is not None:
+            raise ValueError(f"batch {index}: give class_weight or sample_weight, not both (Keras rule)")
+        arrays = self._prepare_data(x, y, w, suffix=f" of batch {index}")
+        if class_weight is not None:
+            self._apply_class_weight(arrays, class_weight, self._raw_targets(y))
+        return arrays
+
+    def _prepare_input_batch(self, batch, index):
+        """The inputs of one batch of a sequence or generator (predict)."""
+        return self._prepare_inputs(_data.unpack_batch(batch, index)[0], f"x of batch {index}")
+
+    def _no_arrays_with_stream(self, what, y, sample_weight, validation_split=0.0):
+        if y is not None or sample_weight is not None:
+            raise ValueError(f"{self.name}.{what}: x is a sequence or generator of batches, which carry the "
+                             "targets and sample weights; do not pass y or sample_weight")
+        if validation_split:
+            raise ValueError(f"{self.name}.{what}: validation_split needs arrays; give validation_data for a "
+                             "sequence or generator")
+
     # ------------------------------------------------------------------ plan
     def _setup(self):
         """Per call to fit/evaluate/predict: threads, the layers' ownership, the plan and its loss heads."""
@@ -680,6 +720,13 @@ class Model:
         self._plan.prepare(nt)
         self._opt_step = self.optimizer.step_flat if self.optimizer is not None and self._train_params.size \
             else _no_step
+
+    def _dense_chain(self):
+        """The plan's DenseChain when the model is one chain of Dense layers, else None (kept with the
+        plan: its packed kernels are refilled, not reallocated, by each predict)."""
+        if getattr(self, "_chain_plan", None) is not self._plan:
+            self._chain, self._chain_plan = DenseChain.of(self._plan), self._plan
+        return self._chain
 
     def _make_heads(self):
         """The loss side of the plan: per output its loss function (fused with the output layer's
@@ -758,22 +805,37 @@ class Model:
 
     def _train_step(self, batch, n):
         """One step on a batch (x_1..x_I, y_1..y_O, sw_1..sw_O, ym_1..ym_O) of n samples; returns the batch
-        loss sum_k weight_k sum(w l_k)/N + penalties."""
-        ds = self._dbufs.get(n)
+        loss sum_k weight_k sum(w l_k)/N + penalties.
+
+        In an MPI job (nncore.distributed) the batch is this process's share of a global batch of n
+        rows: the loss gradient is scaled by 1/n, so the ranks' gradients sum to the whole batch's, and
+        the gradient and loss sums are summed over the ranks before the update.
+        """
+        m = batch[0].shape[0]
+        sync = self._sync
+        if sync is not None and not m:   # an empty share of a short last global batch
+            return sync.skip(self._batch_sums) / n + self._update()
+        ds = self._dbufs.get(m)
         if ds is None:
-            ds = self._loss_buffers(n)
+            ds = self._loss_buffers(m)
         plan = self._plan
         plan.train(batch, True)          # forward: each layer writes into buffers allocated once per batch size
         s = 0.0
         for head in self._head_steps:    # per output: the loss kernel writes d loss / d output
             s += head(batch, n, ds)
-        plan.backward(n)                 # each layer writes its dW, db into the flat gradient buffer
+        plan.backward(m)                 # each layer writes its dW, db into the flat gradient buffer
+        if sync is not None:             # the ranks' gradients and loss sums, summed
+            s = sync.reduce(s, self._batch_sums)
+        return s / n + self._update()
+
+    def _update(self):
+        """Regularizer gradients (once, after any sum over ranks), then the optimizer step; returns the penalty."""
         pen = 0.0
         for wv, gv, reg in self._regs:
             pen += reg(wv)
             reg.add_gradient(wv, gv)
         self._opt_step(self._train_params, self._train_grads)   # one kernel call over the trained range
-        return s / n + pen
+        return pen
 
     def _test_step(self, batch):
         """Forward and losses of a batch without training; returns sum_k weight_k sum(w l_k)."""
@@ -798,9 +860,10 @@ class Model:
 
     # ------------------------------------------------------------------ fit
     @_exclusive
+    @_dist.collective
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None,
-            initial_epoch=0):
+            initial_epoch=0, steps_per_epoch=None, validation_steps=None):
         """Train for `epochs` epochs; returns the History callback.
 
         Keras 3 semantics: validation_split takes the last samples (the
@@ -816,6 +879,17 @@ class Model:
         verbose: 0 silent, 1 progress bar, 2 one line per epoch ('auto' = 1).
         A KeyboardInterrupt propagates after the current step; the model
         stays usable (its parameters are those after the last complete step).
+
+        x may also be a memmap (read batch by batch), a sequence of batches
+        (``__len__`` and ``__getitem__(i) -> (x, y[, sample_weight])``, Keras's
+        PyDataset protocol, reshuffled by batch each epoch) or a generator /
+        iterable of batches, with ``steps_per_epoch`` batches per epoch (without
+        it an epoch is a full pass); y and sample_weight are then not given.
+        validation_data may be any of these (``validation_steps`` batches).
+        See nncore.data. In an MPI job (nncore.distributed) every rank calls
+        fit with the same data; batch_size is per rank, the global batch is
+        size() * batch_size rows, and the result is that of one process with
+        the global batch.
         """
         self._require("fit")
         batch_size = 32 if batch_size is None else _int_arg(batch_size, "batch_size", 1)
@@ -824,26 +898,31 @@ class Model:
         verbose = _verbose(verbose)
         if class_weight is not None and sample_weight is not None:
             raise ValueError("fit: give class_weight or sample_weight, not both (Keras rule)")
-        arrays = self._prepare_data(x, y, sample_weight)
-        y_raw = self._raw_targets(y) if class_weight is not None else None
-        val = None
+        if steps_per_epoch is not None:
+            steps_per_epoch = _int_arg(steps_per_epoch, "steps_per_epoch", 1)
+        rng, shard, val, n = _random.get_rng(), _dist.shard(), None, None
+        if _data.is_stream(x):
+            self._no_arrays_with_stream("fit", y, sample_weight, validation_split)
+            batches = Stream(x, lambda b, i: self._prepare_batch(b, i, class_weight), steps_per_epoch,
+                             shuffle=shuffle, rng=rng, shard=shard)
+            if not self.built:
+                batches.first()                  # builds the model from the first batch
+        else:
+            arrays = self._prepare_data(x, y, sample_weight)
+            y_raw = self._raw_targets(y) if class_weight is not None else None
+            if validation_data is None and validation_split:
+                arrays, val = split_validation(arrays + [y_raw], validation_split)
+                y_raw = arrays.pop()
+                val = self._eval_batches(val[:-1], batch_size)
+            if class_weight is not None:
+                self._apply_class_weight(arrays, class_weight, y_raw)
+            n = len(arrays[0])
+            batches = self._batches(arrays, batch_size, shuffle, rng, shard)
         if validation_data is not None:
-            val = self._prepare_validation(validation_data)
-        elif validation_split:
-            arrays, val = split_validation(arrays + [y_raw], validation_split)
-            y_raw = arrays.pop()
-            val.pop()
-        if class_weight is not None:
-            self._apply_class_weight(arrays, class_weight, y_raw)
+            val = self._prepare_validation(validation_data, batch_size, validation_steps)
 
         self._setup()
-        # the batch source: each batch is one tuple in the layout above; the batch buffers and schedule
-        # of the last fit are reused for arrays of the same layout
-        rng = _random.get_rng()
-        batches = getattr(self, "_train_batches", None)
-        if batches is None or not batches.rebind(arrays, batch_size, shuffle, rng):
-            batches = self._train_batches = Batches(arrays, batch_size, shuffle=shuffle, rng=rng)
-        steps = len(batches)
+        steps = batches.steps
         cbs = _callbacks.CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                                                 verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
@@ -853,6 +932,14 @@ class Model:
         by_hook = getattr(cbs, "_by_hook", None)
         batch_begin = cbs.on_train_batch_begin if by_hook is None or "on_train_batch_begin" in by_hook \
             else None
+        sync = self._sync = _dist.fit_sync(self, batch_logs)   # None for one process
+        if sync is not None:
+            sync.agree(model=_dist.model_signature(self), compile=self._compile_config, batch_size=batch_size,
+                       epochs=[initial_epoch, epochs], shuffle=bool(shuffle), samples=n, steps=steps,
+                       validation=None if val is None else getattr(val, "total", val.steps))
+            sync.broadcast()
+            sync.attach(self._plan)      # each layer's gradient allreduce starts right after its backward
+            batch_logs = batch_logs or sync.per_step_metrics
         multi, sums = self._multi, self._batch_sums
         logs, training_logs = {}, None
         try:
@@ -861,12 +948,14 @@ class Model:
                 for epoch in range(initial_epoch, epochs):
                     for m in self.compiled_metrics:
                         m.reset_state()
+                    if sync is not None:
+                        sync.epoch_begin(rng)
                     cbs.on_epoch_begin(epoch)
                     total, seen, head_totals = 0.0, 0, [0.0] * len(sums)
                     for i, batch in enumerate(batches):        # batch = (x..., y..., sw..., y_metric...)
                         if batch_begin is not None:
                             batch_begin(i)
-                        nb = batch[0].shape[0]
+                        nb = batches.rows                      # the rows of the (global) batch
                         batch_loss = step(batch, nb)
                         # end of batch: the loss and the updated parameters must be finite (one pass
                         # over the flat parameter buffer, small next to the batch's forward/backward)
@@ -878,24 +967,50 @@ class Model:
                             for k, s in enumerate(sums):
                                 head_totals[k] += s
                         if batch_logs:
+                            if sync is not None:
+                                sync.batch_metrics()
                             logs = self._logs(total / seen, head_totals, seen)
                             cbs.on_train_batch_end(i, logs)
                         if ctrl_c.pending:    # Ctrl-C takes effect here, between complete steps
                             ctrl_c.check()
+                        if sync is not None and sync.per_step_metrics:
+                            self.stop_training = _dist.any_rank(self.stop_training)
                         if self.stop_training:
                             break
+                    if not seen and getattr(batches, "exhausted", False):
+                        break                 # a generator with no batch left: training ends
+                    if sync is not None:
+                        sync.epoch_metrics()
                     epoch_logs = self._logs(total / seen, head_totals, seen) if seen else dict(logs)
                     if val is not None:
-                        val_logs = self._evaluate_arrays(val, batch_size, cbs)
+                        val_logs = self._evaluate_batches(val, cbs)
                         epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
                     cbs.on_epoch_end(epoch, epoch_logs)
                     training_logs = epoch_logs
+                    self.stop_training = _dist.any_rank(self.stop_training or getattr(batches, "exhausted", False))
                     if self.stop_training:
                         break
                 cbs.on_train_end(training_logs)
         finally:
             batches.release()     # the model keeps no reference to the training data
+            if val is not None:
+                val.release()
+            if sync is not None:
+                sync.detach()
+            self._sync = None
         return self.history
+
+    def _batches(self, arrays, batch_size, shuffle, rng, shard):
+        """The training batches of prepared arrays: a memmap's rows are read batch by batch
+        (data.MemmapBatches); otherwise the Batches (buffers and schedule) of the last fit are reused
+        for arrays of the same layout."""
+        if any(_data.is_memmap(a) for a in arrays[:self._n_in]):
+            return _data.MemmapBatches(arrays, batch_size, self._dtype, self._n_in, shuffle=shuffle, rng=rng,
+                                       shard=shard)
+        batches = self._train_batches
+        if batches is None or not batches.rebind(arrays, batch_size, shuffle, rng, shard):
+            batches = self._train_batches = Batches(arrays, batch_size, shuffle=shuffle, rng=rng, shard=shard)
+        return batches
 
     def _nonfinite(self, loss, epoch, batch, steps, handled):
         """A batch gave a NaN/inf loss or parameters. With a callback that handles it
@@ -911,13 +1026,27 @@ class Model:
             "lower the learning rate or clip gradients, or pass callbacks=[TerminateOnNaN()] to "
             "stop with the last finite weights instead")
 
-    def _prepare_validation(self, data):
+    def _prepare_validation(self, data, batch_size, steps=None):
+        """validation_data as batches: a tuple of arrays, or a sequence / generator of batches."""
+        if _data.is_stream(data):
+            return Stream(data, self._prepare_batch, steps, shard=_dist.shard(), training=False)
         if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
             raise ValueError("validation_data: expected a tuple (x_val, y_val) or (x_val, y_val, sample_weight_val)")
-        return self._prepare_data(data[0], data[1], data[2] if len(data) == 3 else None, "validation_data ")
+        arrays = self._prepare_data(data[0], data[1], data[2] if len(data) == 3 else None, "validation_data ")
+        return self._eval_batches(arrays, batch_size)
+
+    def _eval_batches(self, arrays, batch_size):
+        """Batches of prepared arrays for evaluate / predict (in an MPI job, of this rank's contiguous share)."""
+        n = len(arrays[0])
+        lo, hi = _dist.share(n)
+        if (lo, hi) != (0, n):
+            arrays = [None if a is None else a[lo:hi] for a in arrays]
+        batches = _data.batches(arrays, batch_size, self._dtype, self._n_in)
+        batches.total = n            # the rows of all the shares
+        return batches
 
     # ------------------------------------------------------------------ evaluate / predict
-    def _evaluate_arrays(self, arrays, batch_size, cbs=None):
+    def _evaluate_batches(self, batches, cbs=None):
         self._setup()
         if cbs is not None:
             cbs.on_test_begin()
@@ -925,18 +1054,25 @@ class Model:
             m.reset_state()
         pen = self._penalty()             # every batch loss carries the same penalty
         total, seen, head_totals = 0.0, 0, [0.0] * len(self.outputs)
-        n = len(arrays[0])
-        for i, batch in enumerate(Batches(arrays, batch_size)):
+        for i, batch in enumerate(batches):
+            nb = batch[0].shape[0]
+            if not nb:                    # an empty share of a global step (nncore.distributed)
+                continue
             if cbs is not None:
                 cbs.on_test_batch_begin(i)
             total += self._test_step(batch)
-            seen += batch[0].shape[0]
+            seen += nb
             for k, s in enumerate(self._batch_sums):
                 head_totals[k] += s
             if cbs is not None:
                 cbs.on_test_batch_end(i, self._logs(total / seen + pen, head_totals, seen))
-        total += pen * n
-        logs = self._logs(total / n, head_totals, n)
+        total, seen, *head_totals = _dist.reduce_pass(self.compiled_metrics, total, seen, *head_totals)
+        if not seen:
+            raise ValueError(f"{self.name}: the data to evaluate (x of evaluate, or validation_data) yielded no "
+                             "batch; a generator is used up after one pass: give a sequence or an iterable that "
+                             "restarts, or validation_steps")
+        total += pen * seen
+        logs = self._logs(total / seen, head_totals, seen)
         if cbs is not None:
             cbs.on_test_end(logs)
         return logs
@@ -946,22 +1082,33 @@ class Model:
         return logs["loss"] if len(logs) == 1 else list(logs.values())
 
     @_exclusive
+    @_dist.collective
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, return_dict=False,
-                 callbacks=None):
+                 callbacks=None, steps=None):
         """Loss (and metrics) on the given data, in batches, without training.
 
         Returns the loss alone when nothing else is logged, else [loss, per-output losses..., metrics...]
         (a dict {name: value} with return_dict=True). The loss is sum_k weight_k sum_i w_i l_ik / N
-        plus the regularization penalties.
+        plus the regularization penalties. x may be an array, a memmap, a sequence or an iterable of
+        batches (``steps`` of them at most); in an MPI job each rank evaluates its share and every rank
+        gets the result over all the data.
         """
         self._require("evaluate")
         batch_size = 32 if batch_size is None else _int_arg(batch_size, "batch_size", 1)
         verbose = _verbose(verbose)
-        arrays = self._prepare_data(x, y, sample_weight)
+        if _data.is_stream(x):
+            self._no_arrays_with_stream("evaluate", y, sample_weight)
+            batches = self._prepare_validation(x, batch_size, steps)
+            if not self.built:
+                batches.first()
+        else:
+            batches = self._eval_batches(self._prepare_data(x, y, sample_weight), batch_size)
         cbs = _callbacks.CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
-                                                model=self, verbose=verbose, epochs=1,
-                                                steps=-(-len(arrays[0]) // batch_size))
-        logs = self._evaluate_arrays(arrays, batch_size, cbs)
+                                                model=self, verbose=verbose, epochs=1, steps=batches.steps)
+        try:
+            logs = self._evaluate_batches(batches, cbs)
+        finally:
+            batches.release()
         return logs if return_dict else self._flat_logs(logs)
 
     def _structured(self, values):
@@ -971,33 +1118,74 @@ class Model:
         return values[0] if self._output_kind == "one" else list(values)
 
     @_exclusive
-    def predict(self, x, batch_size=None, verbose="auto", callbacks=None):
+    @_dist.collective
+    def predict(self, x, batch_size=None, verbose="auto", callbacks=None, steps=None):
         """Outputs for the inputs x, in batches, forward only (training=False): one array, or a list /
-        dict of arrays for several outputs."""
+        dict of arrays for several outputs.
+
+        x may be an array, a memmap, a sequence or an iterable of batches (their inputs are used;
+        ``steps`` batches at most). In an MPI job each rank predicts its share and every rank gets all
+        the outputs.
+        """
         batch_size = 32 if batch_size is None else _int_arg(batch_size, "batch_size", 1)
         verbose = _verbose(verbose)
-        xs = self._prepare_inputs(x)
-        n = len(xs[0])
+        chain = None
+        if _data.is_stream(x):
+            batches = Stream(x, self._prepare_input_batch, steps, shard=_dist.shard(), training=False)
+            if not self.built:
+                batches.first()
+            results, parts = None, []
+            self._setup()
+        else:
+            xs = self._prepare_inputs(x, check_finite=False)
+            self._setup()
+            # a chain of Dense layers runs each batch as one kernel call (DenseChain), which checks each block
+            # of x for NaN/inf as it reads it; other models are checked here first
+            chain = self._dense_chain()
+            if chain is None:
+                self._check_finite(xs)
+            else:
+                chain.prepare()
+            batches = self._eval_batches(xs, batch_size)
+            results = [np.empty((batches.n,) + tuple(t.shape[1:]), self._dtype) for t in self.outputs]
         cbs = None
         if verbose or callbacks:
             cbs = _callbacks.CallbackList(callbacks, add_history=False, add_progbar=verbose != 0,
-                                                    model=self, verbose=verbose, epochs=1,
-                                                    steps=-(-n // batch_size))
+                                                    model=self, verbose=verbose, epochs=1, steps=batches.steps)
             cbs.on_predict_begin()
-        self._setup()
         plan = self._plan
-        results = [np.empty((n,) + tuple(t.shape[1:]), self._dtype) for t in self.outputs]
         start = 0
-        for i, batch in enumerate(Batches(xs, batch_size)):
-            if cbs is not None:
-                cbs.on_predict_batch_begin(i)
-            plan.infer(batch, False)
-            stop = start + batch[0].shape[0]
-            for r, s in zip(results, plan.out_slots):
-                r[start:stop] = plan.values[s]
-            if cbs is not None:
-                cbs.on_predict_batch_end(i, {"outputs": self._structured([r[start:stop] for r in results])})
-            start = stop
+        try:
+            for i, batch in enumerate(batches):
+                m = batch[0].shape[0]
+                if not m:                 # an empty share of a global step (nncore.distributed)
+                    continue
+                if cbs is not None:
+                    cbs.on_predict_batch_begin(i)
+                if results is None:       # a stream: this batch's outputs, kept by its index
+                    plan.infer(batch, False)
+                    outs = [plan.values[s].copy() for s in plan.out_slots]
+                    parts.append((batches.index, outs))
+                else:
+                    outs = [r[start:start + m] for r in results]
+                    if chain is not None:     # written in place, one kernel call
+                        chain(batch[0], outs[0], check_finite=True, n_threads=self._nt)
+                    else:
+                        plan.infer(batch, False)
+                        for r, s in zip(outs, plan.out_slots):
+                            r[...] = plan.values[s]
+                    start += m
+                if cbs is not None:
+                    cbs.on_predict_batch_end(i, {"outputs": self._structured(outs)})
+        finally:
+            batches.release()
+        if results is None:               # the batches of all ranks, in the stream's order
+            parts = [outs for _, outs in _dist.gather_items(parts)]
+            if not parts:
+                raise ValueError(f"{self.name}.predict: x (a sequence or generator of batches) yielded no batch")
+            results = [np.concatenate([outs[k] for outs in parts]) for k in range(len(self.outputs))]
+        else:
+            results = [_dist.gather_rows(r, batches.total) for r in results]
         if cbs is not None:
             cbs.on_predict_end()
         return self._structured(results)
@@ -1262,7 +1450,7 @@ class Sequential(Model):
         first = self._layers[0]
         return f"layer {first.name!r} ({type(first).__name__})"
 
-    def _prepare_inputs(self, x, arg="x"):
+    def _prepare_inputs(self, x, arg="x", check_finite=True):
         if not self.built:
             if not self._layers:
                 raise ValueError(f"{self.name}: the model has no layers; add some first")
@@ -1270,7 +1458,7 @@ class Sequential(Model):
             if x0.ndim < 2:
                 raise ValueError(f"{arg}: expected inputs of shape (n_samples, n_features), got {x0.shape}")
             self._build(x0.shape)
-        return super()._prepare_inputs(x, arg)
+        return super()._prepare_inputs(x, arg, check_finite)
 
     def summary(self, print_fn=None):
         """Print the layers, their output shapes and parameter counts."""

@@ -5,17 +5,22 @@ spelling). Needs the ``onnx`` package (``pip install "nncore[onnx]"``, which als
 it is imported here only, when a model is exported, never by ``import nncore``.
 
 Mechanism: one converter per layer class in a table (`register_converter`). A converter gets the graph
-builder, the layer and the names of its input tensors; it adds the layer's nodes and its weights (as
-initializers, converted to ONNX's layouts once, here) and returns the name of its output tensor. The
-model's converter chains them from the graph input ``"input"`` (batch axis named ``"batch"``, dynamic)
-to the output ``"output"``. Tensors between layers keep nncore's channels-last layout; the ops that
-ONNX defines channels-first (Conv, MaxPool, AveragePool) get a Transpose on each side, which ONNX
-Runtime cancels between consecutive such layers.
+builder, the layer and the names of its input tensors (one, or several for a layer called on a list;
+tensors of keyword arguments as keyword lists); it adds the layer's nodes and its weights (as
+initializers, converted to ONNX's layouts once, here) and returns the name of its output tensor (a
+list of names for a layer with several outputs). The export walks the model's graph in its
+topological order (the execution plan's), one converter call per node, Sequential and functional
+models alike. A shared layer's nodes use one set of initializers (the builder keeps one initializer
+per layer, name and value). The graph's inputs and outputs are the model's, named as the model names
+them (``model.input_names``, ``model.output_names``; a Sequential's are ``"input"`` and ``"output"``),
+each with a dynamic batch axis named ``"batch"``. Tensors between layers keep nncore's channels-last
+layout; the ops that ONNX defines channels-first (Conv, MaxPool, AveragePool) get a Transpose on each
+side, which ONNX Runtime cancels between consecutive such layers.
 
 Layers and their ONNX ops:
 
-- Dense: Gemm, then its activation; Activation: the activation; Dropout: nothing (inference);
-  Flatten: Flatten(axis=1).
+- Dense: Gemm (MatMul and Add on inputs of rank > 2), then its activation; Activation: the
+  activation; Dropout: nothing (inference); Flatten: Flatten(axis=1).
 - Conv1D, Conv2D: Transpose, Conv (kernel (k..., c, f) stored as (f, c, k...); padding 'same' and
   'causal' as explicit pads, computed as Keras does), the activation (softmax over the channels),
   Transpose. Max/AveragePooling1D/2D: Transpose, MaxPool / AveragePool (count_include_pad=0: the
@@ -24,16 +29,25 @@ Layers and their ONNX ops:
 - SimpleRNN, LSTM, GRU: Transpose to time-major, the RNN / LSTM / GRU op (Keras's LSTM gate blocks
   i, f, c, o reordered to ONNX's i, o, f, c; GRU's z, r, h are ONNX's order; reset_after=True is
   ``linear_before_reset=1``), ``direction="reverse"`` for go_backwards (the returned sequence flipped
-  back into Keras's processing order), Squeeze and Transpose back. Bidirectional: one such op with
+  back into Keras's processing order), Squeeze and Transpose back; return_state: the op's Y_h (and
+  Y_c) outputs; initial_state: its initial_h (and initial_c) inputs. Bidirectional: one such op with
   ``direction="bidirectional"`` and its merge (Reshape for concat, ReduceSum / ReduceMean / ReduceProd
-  over the direction axis). Stateful layers, and the masks of Masking and Embedding(mask_zero=True),
-  have no ONNX form: a clear ValueError.
+  over the direction axis, Split for merge_mode=None), states split by direction. Stateful layers have
+  no ONNX form: a clear ValueError.
+- Masking: x times Cast(Not(Equal(x, mask_value))) reduced by ReduceMax over the last axis. The masks
+  of Masking and Embedding(mask_zero=True) are followed through the graph as the model passes them on;
+  a recurrent layer that would skip masked steps is a clear ValueError (ONNX's ops take no per-step
+  mask); where a mask reaches no such layer the export is exact.
 - Embedding: Cast to int64 (truncation, as the layer casts), Gather.
 - BatchNormalization (inference): Mul and Add by the per-channel a = gamma / sqrt(moving_variance + eps),
   b = beta - moving_mean a. LayerNormalization: ReduceMean, Sub, Mul, ReduceMean, Add, Sqrt, Div, then
   gamma and beta (no LayerNormalization op, so every opset). Reshape: Reshape; Permute: Transpose;
   RepeatVector: Unsqueeze, Tile; ZeroPadding1D/2D: Pad; Cropping1D/2D: Slice; UpSampling1D/2D: Reshape,
   Expand, Reshape; SpatialDropout1D/2D, GaussianNoise, GaussianDropout: nothing (inference).
+- Add: Sum; Subtract: Sub; Multiply: Mul, folded; Average: Sum, then Mul by 1 / N; Maximum: Max;
+  Minimum: Min (inputs of lower rank get Keras's axes of size 1 after the batch axis by Unsqueeze,
+  ONNX broadcasts the rest); Concatenate: Concat; Dot: Transpose and Reshape of each input to
+  (n, M, k) and (n, k, N), MatMul, Reshape (normalize: each input times min(1 / ReduceL2, 1 / eps)).
 
 - The int8 forms (``model.quantize("int8")``, nncore.quantizers), nncore's numbers to the bit: each
   input row quantized by ReduceMax(Abs) / Div / Mul / Round (half to even, as the kernel) / Clip /
@@ -50,8 +64,9 @@ the recurrent ops ONNX has no Selu and no step: such a recurrent layer raises a 
 
 dtype: the graph has the model's dtype unless ``dtype=`` says otherwise. ONNX Runtime (1.18-1.32) runs
 in float64 only Gemm, MatMul, Relu, Sigmoid, Tanh, Softmax, Exp, MaxPool, the Reduce ops, Transpose,
-Flatten and Gather: a float64 model with other layers exports a valid ONNX file that ONNX Runtime
-refuses (NOT_IMPLEMENTED). Export such a model with ``dtype="float32"`` (weights rounded to float32).
+Flatten, Gather and the ops of the merge layers: a float64 model with other layers exports a valid ONNX
+file that ONNX Runtime refuses (NOT_IMPLEMENTED). Export such a model with ``dtype="float32"``
+(weights rounded to float32).
 """
 import math
 import os
@@ -59,6 +74,7 @@ import os
 import numpy as np
 
 from nncore import layers as L
+from nncore.layers import merge as _merge
 
 __all__ = ["export", "register_converter", "DEFAULT_OPSET", "MIN_OPSET"]
 
@@ -102,7 +118,7 @@ class _Graph:
         self.onnx, self.helper = onnx, onnx.helper
         self.dtype, self.opset = np.dtype(dtype), opset
         self.elem = onnx.helper.np_dtype_to_tensor_dtype(self.dtype)
-        self.nodes, self.initializers, self._used = [], [], {"output"}   # "output": the graph's, at the end
+        self.nodes, self.initializers, self._used, self._constants = [], [], set(), {}
         self.scope = ""                     # the layer being converted: prefixes names
 
     def name(self, hint):
@@ -113,12 +129,18 @@ class _Graph:
         self._used.add(name)
         return name
 
+    def _constant(self, data, hint):
+        # one initializer per (layer, hint, value): a shared layer's second node reuses the first's weights
+        key = (self.scope, hint, data.dtype.str, data.shape, data.tobytes())
+        name = self._constants.get(key)
+        if name is None:
+            name = self._constants[key] = self.name(hint)
+            self.initializers.append(self.onnx.numpy_helper.from_array(data, name))
+        return name
+
     def weight(self, array, hint):
         """A float initializer in the graph's dtype; returns its name."""
-        name = self.name(hint)
-        data = np.ascontiguousarray(np.asarray(array, dtype=self.dtype))
-        self.initializers.append(self.onnx.numpy_helper.from_array(data, name))
-        return name
+        return self._constant(np.ascontiguousarray(np.asarray(array, dtype=self.dtype)), hint)
 
     def raw(self, array, hint):
         """An initializer in the array's own dtype (an int8 kernel); returns its name."""
@@ -128,9 +150,7 @@ class _Graph:
 
     def ints(self, values, hint):
         """An int64 initializer (axes, shapes, slice bounds); returns its name."""
-        name = self.name(hint)
-        self.initializers.append(self.onnx.numpy_helper.from_array(np.asarray(values, np.int64), name))
-        return name
+        return self._constant(np.ascontiguousarray(np.asarray(values, np.int64)), hint)
 
     def op(self, op_type, inputs, n_out=1, **attrs):
         """Add one node; returns its output name (a list of names when n_out > 1)."""
@@ -140,6 +160,8 @@ class _Graph:
         return outs[0] if n_out == 1 else outs
 
     def transpose(self, x, perm):
+        if list(perm) == list(range(len(perm))):      # the identity: nothing to add
+            return x
         return self.op("Transpose", [x], perm=list(perm))
 
     def reduce(self, op_type, x, axes, keepdims):
@@ -208,13 +230,17 @@ def _int8_affine(g, layer, x, kernel, scale):
 
 @register_converter(L.Dense)
 def _dense(g, layer, x):
-    # y = f(x W + b)
+    # y = f(x W + b): Gemm for (batch, features); MatMul and Add over the last axis of (batch, ..., features)
     if layer.quantization_mode is not None:
         return g.activation(layer._act_name, layer._alpha, _int8_affine(g, layer, x, layer.kernel, layer.kernel_scale))
-    inputs = [x, g.weight(layer.kernel, "kernel")]
-    if layer.use_bias:
-        inputs.append(g.weight(layer.bias, "bias"))
-    return g.activation(layer._act_name, layer._alpha, g.op("Gemm", inputs))
+    W = g.weight(layer.kernel, "kernel")
+    b = [g.weight(layer.bias, "bias")] if layer.use_bias else []
+    if len(layer.input_shape) == 2:
+        z = g.op("Gemm", [x, W] + b)
+    else:
+        z = g.op("MatMul", [x, W])
+        z = g.op("Add", [z] + b) if b else z
+    return g.activation(layer._act_name, layer._alpha, z)
 
 
 @register_converter(L.Activation)
@@ -324,8 +350,6 @@ for _cls in (L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalAveragePooling1
 @register_converter(L.Embedding)
 def _embedding(g, layer, x):
     # y[p] = E[int(x[p])]; int8: Eq[int(x[p])] / scale[int(x[p])]
-    if layer.mask_zero:
-        _refuse_mask(g, layer, x)
     if layer.quantization_mode is not None:
         idx = g.op("Cast", [x], to=g.onnx.TensorProto.INT64)
         rows = g.op("Cast", [g.op("Gather", [g.raw(layer.embeddings, "embeddings"), idx], axis=0)], to=g.elem)
@@ -469,31 +493,50 @@ def _rnn_spec(layer):
     return "RNN", [0], [(layer._act_name, layer._alpha)], bias, {}
 
 
-def _recurrent(g, layers, x, direction):
+def _recurrent(g, layers, x, direction, initial_state):
     """The RNN / LSTM / GRU op over x (n, T, d) for one layer, or two (forward, backward) with
-    direction="bidirectional": returns Y (T, directions, n, u) and Y_h (directions, n, u)."""
+    direction="bidirectional", from the states `initial_state` (names: each layer's [h] or [h, c], the
+    forward layer's first; None: zeros): returns Y (T, directions, n, u), Y_h (directions, n, u) and,
+    for the LSTM, Y_c (directions, n, u)."""
     specs = [_rnn_spec(layer) for layer in layers]
     op_type, order, _, bias, attrs = specs[0]
     u = layers[0].units
     W = np.stack([_gate_blocks(layer.kernel, order, u).T for layer in layers])            # (dirs, gates u, d)
     R = np.stack([_gate_blocks(layer.recurrent_kernel, order, u).T for layer in layers])  # (dirs, gates u, u)
-    inputs = [g.transpose(x, [1, 0, 2]), g.weight(W, "W"), g.weight(R, "R")]
+    inputs = [g.transpose(x, [1, 0, 2]), g.weight(W, "W"), g.weight(R, "R"), ""]
     if bias is not None:                                   # (dirs, 2 gates u): [input bias, recurrent bias]
-        inputs.append(g.weight(np.stack([np.concatenate([_gate_blocks(b, order, u) for b in spec[3]])
-                                         for spec in specs]), "B"))
+        inputs[3] = g.weight(np.stack([np.concatenate([_gate_blocks(b, order, u) for b in spec[3]])
+                                       for spec in specs]), "B")
+    n_states = layers[0]._n_states
+    if initial_state:                  # ONNX's initial_h (and initial_c): (dirs, n, u), after sequence_lens
+        axis0 = g.ints([0], "axes")
+        inputs.append("")
+        for k in range(n_states):
+            per_dir = [g.op("Unsqueeze", [initial_state[d * n_states + k], axis0]) for d in range(len(layers))]
+            inputs.append(per_dir[0] if len(per_dir) == 1 else g.op("Concat", per_dir, axis=0))
+    while inputs[-1] == "":
+        inputs.pop()
     acts = _rnn_activations(layers[0], [a for spec in specs for a in spec[2]])
-    return g.op(op_type, inputs, n_out=2, hidden_size=u, direction=direction, **acts, **attrs)
+    return g.op(op_type, inputs, n_out=2 + (op_type == "LSTM"), hidden_size=u, direction=direction, **acts,
+                **attrs)
 
 
-def _convert_recurrent(g, layer, x):
-    # x (n, T, d) -> time-major (T, n, d) -> op -> Y (T, 1, n, u), Y_h (1, n, u)
-    Y, Y_h = _recurrent(g, [layer], x, "reverse" if layer.go_backwards else "forward")
+def _squeeze0(g, y):
+    return g.op("Squeeze", [y, g.ints([0], "axes")])
+
+
+def _convert_recurrent(g, layer, x, initial_state=None):
+    # x (n, T, d) -> time-major (T, n, d) -> op -> Y (T, 1, n, u), Y_h (1, n, u) [, Y_c (1, n, u)]
+    Y, *states = _recurrent(g, [layer], x, "reverse" if layer.go_backwards else "forward", initial_state)
     if not layer.return_sequences:
-        return g.op("Squeeze", [Y_h, g.ints([0], "axes")])      # (n, u)
-    if layer.go_backwards:   # ONNX's Y is in input order; Keras returns the processing order
-        Y = g.op("Slice", [Y, g.ints([-1], "starts"), g.ints([-(2 ** 62)], "ends"), g.ints([0], "axes"),
-                           g.ints([-1], "steps")])
-    return g.transpose(g.op("Squeeze", [Y, g.ints([1], "axes")]), [1, 0, 2])   # (n, T, u)
+        y = _squeeze0(g, states[0])                              # (n, u)
+    else:
+        if layer.go_backwards:   # ONNX's Y is in input order; Keras returns the processing order
+            Y = g.op("Slice", [Y, g.ints([-1], "starts"), g.ints([-(2 ** 62)], "ends"), g.ints([0], "axes"),
+                               g.ints([-1], "steps")])
+        y = g.transpose(g.op("Squeeze", [Y, g.ints([1], "axes")]), [1, 0, 2])   # (n, T, u)
+    # return_state: [y, h_T] or [y, h_T, c_T]
+    return [y] + [_squeeze0(g, s) for s in states] if layer.return_state else y
 
 
 for _cls in (L.SimpleRNN, L.LSTM, L.GRU):
@@ -501,47 +544,197 @@ for _cls in (L.SimpleRNN, L.LSTM, L.GRU):
 
 
 @register_converter(L.Bidirectional)
-def _bidirectional(g, layer, x):
+def _bidirectional(g, layer, x, initial_state=None):
     # one op with direction="bidirectional": its reverse half's Y is in input (time) order, which is
     # Keras's backward sequence reversed back; the merge is a Reshape (concat) or a Reduce over the
-    # direction axis (sum, mean, product)
+    # direction axis (sum, mean, product); merge_mode=None gives both directions' outputs
     f, b = layer.forward_layer, layer.backward_layer
-    if type(f) is not type(b) or f.units != b.units or f.go_backwards or layer.merge_mode is None \
-            or layer.return_state or (isinstance(f, L.GRU) and f.reset_after != b.reset_after) \
-            or f.use_bias != b.use_bias:
-        raise ValueError(f"layer {layer.name!r} (Bidirectional) cannot be exported to ONNX: only a merged output "
-                         "of two directions of one kind and size (the forward one not go_backwards) maps to the "
-                         "ONNX op")
-    Y, Y_h = _recurrent(g, [f, b], x, "bidirectional")
+    if type(f) is not type(b) or f.units != b.units or f.go_backwards \
+            or (isinstance(f, L.GRU) and f.reset_after != b.reset_after) or f.use_bias != b.use_bias:
+        raise ValueError(f"layer {layer.name!r} (Bidirectional) cannot be exported to ONNX: only two directions "
+                         "of one kind and size (the forward one not go_backwards) map to the ONNX op")
+    Y, *states = _recurrent(g, [f, b], x, "bidirectional", initial_state)
     if layer.return_sequences:
         y, axis, shape = g.transpose(Y, [2, 0, 1, 3]), 2, [0, 0, -1]    # (n, T, 2, u)
     else:
-        y, axis, shape = g.transpose(Y_h, [1, 0, 2]), 1, [0, -1]        # (n, 2, u)
-    if layer.merge_mode == "concat":
-        return g.op("Reshape", [y, g.ints(shape, "shape")])
-    op = {"sum": "ReduceSum", "ave": "ReduceMean", "mul": "ReduceProd"}[layer.merge_mode]
-    return g.reduce(op, y, [axis], keepdims=0)
+        y, axis, shape = g.transpose(states[0], [1, 0, 2]), 1, [0, -1]  # (n, 2, u)
+    if layer.merge_mode is None:
+        ys = g.op("Split", [y, g.ints([1, 1], "split")], n_out=2, axis=axis)
+        ys = [g.op("Squeeze", [v, g.ints([axis], "axes")]) for v in ys]
+    elif layer.merge_mode == "concat":
+        ys = [g.op("Reshape", [y, g.ints(shape, "shape")])]
+    else:
+        op = {"sum": "ReduceSum", "ave": "ReduceMean", "mul": "ReduceProd"}[layer.merge_mode]
+        ys = [g.reduce(op, y, [axis], keepdims=0)]
+    if layer.return_state:   # the forward layer's final states, then the backward one's
+        per_dir = [g.op("Split", [s, g.ints([1, 1], "split")], n_out=2, axis=0) for s in states]
+        ys += [_squeeze0(g, s[d]) for d in range(2) for s in per_dir]
+    return ys if len(ys) > 1 else ys[0]
 
 
-def _refuse_mask(g, layer, x):
-    raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) cannot be exported to ONNX: its mask would "
-                     "not reach the layers after it (the ONNX graph has no masks)")
+@register_converter(L.Masking)
+def _masking(g, layer, x):
+    # y = x mask, mask = any over the last axis of (x != mask_value); the mask itself goes nowhere:
+    # the export refuses a layer that would use it (see _masks)
+    keep = g.op("Cast", [g.op("Not", [g.op("Equal", [x, g.weight(layer.mask_value, "mask_value")])])], to=g.elem)
+    return g.op("Mul", [x, g.reduce("ReduceMax", keep, [len(layer.input_shape) - 1], keepdims=True)])
 
 
-register_converter(L.Masking)(_refuse_mask)
+# ------------------------------------------------------------------------------------------ merge
+def _keras_broadcast(g, layer, xs):
+    """The inputs with Keras's broadcast of lower ranks done: axes of size 1 inserted after the batch axis
+    (ONNX's broadcast aligns the trailing axes, which then does the rest)."""
+    ranks = [len(s) for s in layer.input_shape]
+    top = max(ranks)
+    return [x if r == top else g.op("Unsqueeze", [x, g.ints(list(range(1, 1 + top - r)), "axes")])
+            for x, r in zip(xs, ranks)]
+
+
+def _variadic(op_type):
+    def convert(g, layer, *xs):
+        return g.op(op_type, _keras_broadcast(g, layer, xs))
+    return convert
+
+
+# Sum, Max and Min take any number of inputs; Mul and Sub take two
+for _cls, _op in ((L.Add, "Sum"), (L.Maximum, "Max"), (L.Minimum, "Min")):
+    register_converter(_cls)(_variadic(_op))
+
+
+@register_converter(L.Average)
+def _average(g, layer, *xs):
+    # y = (x_0 + ... + x_{N-1}) (1 / N), as the layer computes it (ONNX Runtime has no float64 Mean)
+    return g.op("Mul", [g.op("Sum", _keras_broadcast(g, layer, xs)), g.weight(1.0 / len(xs), "inv_n")])
+
+
+@register_converter(L.Subtract)
+def _subtract(g, layer, x0, x1):
+    return g.op("Sub", _keras_broadcast(g, layer, [x0, x1]))
+
+
+@register_converter(L.Multiply)
+def _multiply(g, layer, *xs):
+    # y = x_0 * x_1 * ..., folded left as the layer does
+    xs = _keras_broadcast(g, layer, xs)
+    y = xs[0]
+    for x in xs[1:]:
+        y = g.op("Mul", [y, x])
+    return y
+
+
+@register_converter(L.Concatenate)
+def _concatenate(g, layer, *xs):
+    return g.op("Concat", list(xs), axis=layer._axis(len(layer.input_shape[0])))
+
+
+@register_converter(L.Dot)
+def _dot(g, layer, x0, x1):
+    # Keras's batch_dot: x0 with its axis last and its other axes flattened, (n, M, k), times x1 with its
+    # axis first, (n, k, N); the product (n, M, N) reshaped to x0's other axes followed by x1's
+    s0, s1 = layer.input_shape
+    a0, a1 = layer._axes([s0, s1])
+    if layer.normalize:
+        x0, x1 = _l2_normalized(g, x0, a0), _l2_normalized(g, x1, a1)
+    rest0 = [i for i in range(1, len(s0)) if i != a0]
+    rest1 = [i for i in range(1, len(s1)) if i != a1]
+    A = g.op("Reshape", [g.transpose(x0, [0] + rest0 + [a0]), g.ints([0, -1, s0[a0]], "shape")])
+    B = g.op("Reshape", [g.transpose(x1, [0, a1] + rest1), g.ints([0, s1[a1], -1], "shape")])
+    z = g.op("MatMul", [A, B])
+    return g.op("Reshape", [z, g.ints([0] + list(layer.output_shape[1:]), "shape")])
+
+
+def _l2_normalized(g, x, axis):
+    # xh = x r, r = min(1 / ||x||, 1 / eps) along the axis (as the layer: a zero vector stays zero)
+    r = g.op("Reciprocal", [g.reduce("ReduceL2", x, [axis], keepdims=True)])
+    return g.op("Mul", [x, g.op("Min", [r, g.weight(1.0 / _merge.EPSILON, "inv_epsilon")])])
 
 
 # ------------------------------------------------------------------------------------------ model
-def _convert_layer(g, layer, *inputs):
+def _convert_layer(g, layer, *inputs, **tensor_kwargs):
     fn = _CONVERTERS.get(type(layer))
     if fn is None:
         raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) cannot be exported to ONNX: no converter "
                          f"for {type(layer).__name__} (register one with nncore.onnx.register_converter)")
     g.scope = layer.name
     try:
-        return fn(g, layer, *inputs)
+        return fn(g, layer, *inputs, **tensor_kwargs)
     finally:
         g.scope = ""
+
+
+def _convert_node(g, node, names):
+    """Convert one layer call: the converter gets the node's input names as the layer got its inputs
+    (one, or several for a call on a list; keyword tensors as keyword lists); returns its output names."""
+    layer = node.impl or node.layer          # impl: the copy built for this node's shapes
+    positional = len(names) - sum(len(p) for p in node.kwargs.values())
+    kwargs = {key: [names[i] for i in p] for key, p in node.kwargs.items()}
+    out = _convert_layer(g, layer, *names[:positional], **kwargs)
+    outs = list(out) if node.many else [out]
+    if len(outs) != len(node.outputs) or not all(isinstance(y, str) for y in outs):
+        raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}): its ONNX converter returned {out!r}, "
+                         f"expected {'a list of ' if node.many else ''}{len(node.outputs)} tensor name(s)")
+    return outs
+
+
+def _follow_masks(node, mask_of):
+    """Follow the masks of Masking and Embedding(mask_zero=True) as the plan does (the first input's mask
+    goes to the layer, its compute_mask gives the outputs'); `mask_of` maps a tensor to the layer whose
+    mask it carries. The values export exactly; the masks have no ONNX form, so a layer that would use
+    one (a recurrent layer skipping masked steps) is refused."""
+    layer = node.impl or node.layer
+    src = mask_of.get(id(node.inputs[0]))
+    if src is not None and layer._uses_mask:
+        raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) cannot be exported to ONNX: it would skip "
+                         f"the time steps masked by layer {src!r}, and ONNX's recurrent ops take no per-step mask")
+    if layer._makes_mask:
+        carried = [layer.name] * len(node.outputs)
+    elif src is not None:
+        m = layer.compute_mask(None, True)      # which outputs the mask reaches (no values needed)
+        carried = [src if mi is not None else None for mi in (m if node.many else [m])]
+    else:
+        return
+    mask_of.update((id(t), c) for t, c in zip(node.outputs, carried) if c is not None)
+
+
+def _io_names(model):
+    """The ONNX names of the model's inputs and outputs: a Sequential's one input and output are "input"
+    and "output"; a functional model's are its input_names and output_names."""
+    from nncore.models import Sequential
+
+    if isinstance(model, Sequential):
+        return ["input"], ["output"]
+    ins, outs = list(model.input_names), list(model.output_names)
+    for t, name in zip(model.outputs, outs):
+        if name in ins and model.inputs[ins.index(name)] is not t:
+            raise ValueError(f"export: model {model.name!r} has an input and an output both named {name!r}; ONNX "
+                             "tensor names must be unique (give the model its inputs or outputs as a dict with "
+                             "other keys)")
+    return ins, outs
+
+
+def _name_outputs(g, ys, out_names):
+    """Give the graph outputs their names: the tensor a node makes is renamed (in every node that uses it);
+    a model input, or a tensor already named as another output, gets an Identity."""
+    produced = {y for node in g.nodes for y in node.output}
+    rename, copies = {}, []
+    for y, name in zip(ys, out_names):
+        if y == name:
+            continue
+        if y in produced and y not in rename:
+            rename[y] = name
+        else:
+            copies.append((y, name))
+    for node in g.nodes:
+        for names in (node.input, node.output):
+            for i, y in enumerate(names):
+                names[i] = rename.get(y, y)
+    for y, name in copies:
+        g.nodes.append(g.helper.make_node("Identity", [rename.get(y, y)], [name], name=g.name(f"{name}_node")))
+
+
+def _value_info(g, name, shape):
+    # the batch axis is dynamic ("batch", one size for every input and output)
+    return g.helper.make_tensor_value_info(name, g.elem, ["batch"] + list(shape[1:]))
 
 
 def _dtype_of(model, dtype):
@@ -563,34 +756,28 @@ def _opset_of(onnx, opset):
 
 
 def _model_proto(model, opset, dtype):
-    """The checked ONNX ModelProto of a built Sequential model."""
+    """The checked ONNX ModelProto of a built model: its graph's nodes converted in topological order."""
     onnx = _onnx()
     from nncore import __version__
 
     if not getattr(model, "built", False):
         raise ValueError(f"export: model {getattr(model, 'name', model)!r} is not built yet; call it on data, "
                          "fit it or give it an input shape first")
-    from nncore.models import Sequential
-
-    if not isinstance(model, Sequential):   # the layer chain below is a Sequential's; a graph needs more
-        raise ValueError(f"export: model {model.name!r} is a functional Model; ONNX export handles Sequential "
-                         "models only for now")
     g = _Graph(onnx, _dtype_of(model, dtype), _opset_of(onnx, opset))
     helper = onnx.helper
-    x_name = g.name("input")
-    y = x_name
-    for layer in model.layers:
-        y = _convert_layer(g, layer, y)
-    # the graph's output is called "output": the last node's output is renamed, else an Identity
-    last = g.nodes[-1] if g.nodes else None
-    if last is not None and last.output[0] == y and not any(y in n.input for n in g.nodes):
-        last.output[0] = "output"
-    else:
-        g.nodes.append(helper.make_node("Identity", [y], ["output"], name="output_node"))
-    shape_in = ["batch"] + list(model.input_shape[1:])
-    shape_out = ["batch"] + list(model.output_shape[1:])
-    graph = helper.make_graph(g.nodes, model.name, [helper.make_tensor_value_info(x_name, g.elem, shape_in)],
-                              [helper.make_tensor_value_info("output", g.elem, shape_out)], g.initializers)
+    in_names, out_names = _io_names(model)
+    g._used.update(in_names + out_names)        # reserved: no node output takes these names
+    name_of = {id(t): name for t, name in zip(model.inputs, in_names)}   # symbolic tensor -> ONNX name
+    mask_of = {}
+    for node in model._nodes:
+        _follow_masks(node, mask_of)
+        outs = _convert_node(g, node, [name_of[id(t)] for t in node.inputs])
+        name_of.update((id(t), y) for t, y in zip(node.outputs, outs))
+    _name_outputs(g, [name_of[id(t)] for t in model.outputs], out_names)
+    graph = helper.make_graph(g.nodes, model.name,
+                              [_value_info(g, n, t.shape) for n, t in zip(in_names, model.inputs)],
+                              [_value_info(g, n, t.shape) for n, t in zip(out_names, model.outputs)],
+                              g.initializers)
     opsets = [helper.make_opsetid("", g.opset)]
     proto = helper.make_model(graph, opset_imports=opsets, producer_name="nncore", producer_version=__version__,
                               doc_string=f"nncore model {model.name!r}, exported at opset {g.opset}",
@@ -605,8 +792,8 @@ def export(model, path=None, opset=None, dtype=None):
 
     Parameters
     ----------
-    model : Sequential
-        A built model (fitted, called on data, or given an input shape).
+    model : Sequential or Model
+        A built model (a functional Model; a Sequential fitted, called on data, or given an input shape).
     path : str or os.PathLike, optional
         Where to write the ``.onnx`` file (atomically: a crash leaves the old file or the new one).
         None: only return the model proto.
@@ -620,15 +807,18 @@ def export(model, path=None, opset=None, dtype=None):
     Returns
     -------
     onnx.ModelProto
-        Checked with ``onnx.checker.check_model(full_check=True)``. Its input is ``"input"`` of shape
-        (batch, ...) with a dynamic batch axis, in the graph's dtype (for an Embedding first, the indices
+        Checked with ``onnx.checker.check_model(full_check=True)``. A Sequential's input is ``"input"``
+        and its output ``"output"``; a functional model's inputs and outputs are named as
+        ``model.input_names`` and ``model.output_names`` say, in the model's order. Each has the shape
+        (batch, ...) with a dynamic batch axis and the graph's dtype (for an Embedding first, the indices
         as floats, as `predict` takes them; ONNX's Gather takes a negative index from the end where the
-        layer raises); its output is ``"output"``.
+        layer raises).
 
     Raises
     ------
     ValueError
-        For a model that is not built, or a layer that cannot be exported (naming it).
+        For a model that is not built, a layer that cannot be exported (naming it), or a functional
+        model with an input and an output of the same name.
     ImportError
         When the onnx package is not installed.
     """

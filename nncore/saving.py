@@ -44,6 +44,7 @@ __all__ = [
     "load_weights",
     "model_to_bytes",
     "model_from_bytes",
+    "load_keras",
     "register_serializable",
     "get_registered_object",
     "atomic_write",
@@ -257,7 +258,11 @@ def _pack(header):
 
 
 def write_file(path, header):
-    """Atomically write a model file holding `header`: JSON values and numpy arrays, nested freely."""
+    """Atomically write a model file holding `header`: JSON values and numpy arrays, nested freely.
+    In an MPI job (nncore.distributed) only rank 0 writes; the other ranks return at once."""
+    from nncore import distributed
+    if distributed.rank() != 0:
+        return
     atomic_write(path, _pack(header))
 
 
@@ -617,6 +622,15 @@ def load_model(path, custom_objects=None, compile=True):
 def model_from_bytes(data, custom_objects=None, compile=True):
     """`load_model` for the bytes `model_to_bytes` gave (every check of `load_model` holds)."""
     return _model_from_header(read_bytes(data), "model bytes", custom_objects, compile)
+
+
+def load_keras(path, compile=True):
+    """Read a Keras 3 ``.keras`` file (config.json and model.weights.h5, through h5py) into the
+    equivalent nncore Sequential or functional Model, compiled with its settings when it has them.
+    A layer class or an option nncore lacks is refused by name. See nncore._keras_file.load_keras."""
+    from nncore._keras_file import load_keras as _load_keras
+
+    return _load_keras(path, compile)
 
 
 def _model_from_header(header, where, custom_objects, compile):

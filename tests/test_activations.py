@@ -8,6 +8,9 @@ from nncore._kernels import runtime as rt
 
 import reference as ref
 
+# every test here runs at each SIMD level this machine runs (conftest.simd_level)
+pytestmark = pytest.mark.usefixtures("simd_level")
+
 NAMES = sorted(ACT_CODES)
 # 1, primes, the parallel chunk (8192) +- 1, and a size large enough for a team of 2
 SIZES = [1, 7, 13, 127, 257, 8191, 8192, 8193, 40961]

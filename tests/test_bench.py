@@ -15,7 +15,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+    sys.path.append(ROOT)  # for `bench`; after site-packages, where an installed nncore must win (and child
+    #                        processes that inherit sys.path, such as joblib's workers, with it)
 
 from bench import peers as P  # noqa: E402
 from bench.run import bench_workload, format_tables, main, parse_args, summarize  # noqa: E402

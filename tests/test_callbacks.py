@@ -121,10 +121,12 @@ def test_callbacklist_defaults_and_dispatch():
     cbs = C.CallbackList([h, [C.Callback()]], add_history=True, model=FakeModel())
     assert sum(isinstance(c, C.History) for c in cbs) == 1 and cbs.callbacks[0] is h
     assert not cbs.has_train_batch_hooks  # History listens to epochs only
-    cbs = C.CallbackList([], add_history=False, add_progbar=True, verbose=2)
+    cbs = C.CallbackList([], add_history=False, add_progbar=True, verbose=2, steps=10)
     assert isinstance(cbs.callbacks[-1], C.ProgbarLogger) and cbs.callbacks[-1].verbose == 2
     # only the in-place bar wants per-batch logs: the model can skip them otherwise
     assert not cbs.has_train_batch_hooks
+    # ... and the one line per epoch of a pass of unknown length, which counts its steps
+    assert C.CallbackList([], add_progbar=True, verbose=2, steps=None).has_train_batch_hooks
     assert C.CallbackList([], add_progbar=True, verbose=1).has_train_batch_hooks
     seen = []
     old = C.Callback()

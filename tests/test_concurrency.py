@@ -23,6 +23,7 @@ from nncore._kernels import gemm as _g
 from nncore._kernels import runtime as _rt
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from subprocess_common import CHILD_CWD, HOME  # noqa: E402  (the nncore under test, for child processes)
 
 
 def _work(seed, n_threads):
@@ -40,7 +41,7 @@ def _work(seed, n_threads):
 SCENARIO = textwrap.dedent(
     """
     import os, sys
-    sys.path.insert(0, {root!r})
+    sys.path.insert(0, {home!r})
     order = {order!r}
     for name in order:
         if name == "nncore":
@@ -90,7 +91,7 @@ def test_import_orders_with_torch_and_sklearn(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="2")
     env.pop("KMP_DUPLICATE_LIB_OK", None)
     procs = [
-        subprocess.Popen([sys.executable, "-c", SCENARIO.format(root=ROOT, order=order)], env=env,
+        subprocess.Popen([sys.executable, "-c", SCENARIO.format(home=HOME, order=order)], env=env,
                          cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          start_new_session=True)
         for order in ORDERS
@@ -111,12 +112,13 @@ def test_import_orders_with_torch_and_sklearn(tmp_path):
 
 
 def test_nncore_never_sets_kmp_duplicate_lib_ok(tmp_path):
-    code = (f"import os, sys; sys.path.insert(0, {ROOT!r}); import nncore, numpy as np; "
+    code = (f"import os, sys; sys.path.insert(0, {HOME!r}); import nncore, numpy as np; "
             "from nncore._kernels import gemm; a = np.ones((300, 300)); gemm.gemm(a, a, a.copy(), n_threads=2); "
             "print(os.environ.get('KMP_DUPLICATE_LIB_OK'))")
     env = dict(os.environ)
     env.pop("KMP_DUPLICATE_LIB_OK", None)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=CHILD_CWD, capture_output=True, text=True,
+                         timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "None", out
     for dirpath, _, files in os.walk(os.path.join(ROOT, "nncore")):
         for f in files:
@@ -200,7 +202,7 @@ def test_joblib_workers_do_not_oversubscribe():
     joblib = pytest.importorskip("joblib")
     n_cpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     env_root = os.environ.get("PYTHONPATH", "")
-    os.environ["PYTHONPATH"] = ROOT + (os.pathsep + env_root if env_root else "")
+    os.environ["PYTHONPATH"] = HOME + (os.pathsep + env_root if env_root else "")
     try:
         res = joblib.Parallel(n_jobs=2, backend="loky")(joblib.delayed(_worker_threads)(i) for i in range(4))
     finally:
@@ -299,7 +301,7 @@ def test_threads_training_separate_models_match_serial():
 DETERMINISM = textwrap.dedent(
     """
     import sys, hashlib
-    sys.path.insert(0, {root!r})
+    sys.path.insert(0, {home!r})
     import numpy as np, nncore
     from nncore.layers import Dense, Dropout, Input
     rng = np.random.default_rng(0)
@@ -322,7 +324,7 @@ def test_same_seed_same_bits_across_runs_and_thread_counts():
     env = dict(os.environ, OMP_NUM_THREADS="3")
     runs = []
     for _ in range(2):
-        out = subprocess.run([sys.executable, "-c", DETERMINISM.format(root=ROOT)], env=env,
+        out = subprocess.run([sys.executable, "-c", DETERMINISM.format(home=HOME)], env=env, cwd=CHILD_CWD,
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         runs.append(dict(line.split() for line in out.stdout.strip().splitlines()))

@@ -4,7 +4,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from subprocess_common import CHILD_CWD, child_env  # noqa: E402  (the nncore under test, for child processes)
 
 
 def _load(name):
@@ -34,6 +37,7 @@ def test_custom_mlp():
 
 
 def test_linear_regression(tmp_path):
+    pytest.importorskip("matplotlib")                 # the example draws its fit
     out = str(tmp_path / "fit.png")
     res = _load("linear_regression").main(out, verbose=False)
     assert abs(res["w"] - res["w_ls"]) < 1e-3 and abs(res["b"] - res["b_ls"]) < 1e-3
@@ -42,9 +46,8 @@ def test_linear_regression(tmp_path):
 
 
 def test_demo_command():
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-m", "nncore", "demo", "--epochs", "3", "--verbose", "1"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+                          cwd=CHILD_CWD, env=child_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "test accuracy:" in proc.stdout and "samples/s" in proc.stdout
     assert "Epoch 3/3" in proc.stdout
@@ -56,6 +59,11 @@ def test_cnn_digits():
     res = _load("cnn_digits").main(epochs=5)
     assert res["accuracy"] > 0.93
     assert res["accuracy"] - res["int8_accuracy"] <= 0.005     # model.quantize("int8") keeps it
+
+
+def test_resnet_digits():
+    res = _load("resnet_digits").main(epochs=6)
+    assert res["accuracy"] > 0.95
 
 
 def test_lstm_digits():
@@ -77,6 +85,7 @@ def test_sklearn_pipeline():
 
 
 def test_two_moons(tmp_path):
+    pytest.importorskip("matplotlib")                 # the example draws its decision boundary
     res = _load("two_moons").main(epochs=30, out=str(tmp_path / "moons"))
     assert res["accuracy"] > 0.9
     for path in res["paths"]:

@@ -129,7 +129,7 @@ def test_schedule_is_reused_and_batches_stay_exact_over_epochs():
         if sched is None:
             sched = b._sched
         assert b._sched is sched                # built once, not per epoch
-    assert [len(p) for p, _, _ in sched] == [4, 4, 3]
+    assert [len(p) for p, *_ in sched] == [4, 4, 3]
 
 
 def test_rebind_reuses_buffers_and_gives_a_fresh_batches_order():
@@ -139,7 +139,7 @@ def test_rebind_reuses_buffers_and_gives_a_fresh_batches_order():
     b = Batches([x, y, None], 5, shuffle=True, rng=np.random.default_rng(0))
     for _ in b:
         pass
-    bufs = [id(out[0]) for _, _, out in b._sched]
+    bufs = [id(out[0]) for _, _, out, _ in b._sched]
     x2, y2 = x + 100, y[::-1].copy()
     assert b.rebind([x2, y2, None], 5, True, np.random.default_rng(7))
     got = [(xb.copy(), yb.copy()) for xb, yb, _ in b]
@@ -148,7 +148,7 @@ def test_rebind_reuses_buffers_and_gives_a_fresh_batches_order():
     for (xa, ya), (xf, yf) in zip(got, fresh, strict=True):
         np.testing.assert_array_equal(xa, xf)
         np.testing.assert_array_equal(ya, yf)
-    assert [id(out[0]) for _, _, out in b._sched] == bufs
+    assert [id(out[0]) for _, _, out, _ in b._sched] == bufs
     # another layout, batch size or shuffle flag is refused and changes nothing
     assert not b.rebind([x2.astype(np.float64), y2, None], 5, True, np.random.default_rng(0))
     assert not b.rebind([x2, y2, y2.astype(np.float32)], 5, True, np.random.default_rng(0))

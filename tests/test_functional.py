@@ -10,6 +10,7 @@ import nncore
 from nncore import layers as L
 from nncore.layers import Input
 from nncore.models import Model, Sequential
+from graph_layers_common import Shift, Split
 from reference_layers import numeric_grad
 from steady_state import growth_between_epochs, peak_above_start
 
@@ -139,28 +140,11 @@ def test_whole_model_gradient_with_shared_layers_and_loss_weights(float64):
     np.testing.assert_allclose(grads, numeric_grad(f, m._params), rtol=1e-5, atol=1e-9)
 
 
-class _Split(L.Layer):
-    """A test layer with two outputs: the first k features and the rest (the multi-output protocol)."""
-
-    def __init__(self, k, **kw):
-        super().__init__(**kw)
-        self.k = k
-
-    def compute_output_shape(self, input_shape):
-        return [input_shape[:-1] + (self.k,), input_shape[:-1] + (input_shape[-1] - self.k,)]
-
-    def forward(self, x, training=False):
-        return [np.ascontiguousarray(x[:, :self.k]), np.ascontiguousarray(x[:, self.k:])]
-
-    def backward(self, dy):
-        return np.concatenate(dy, axis=1) if self._need_dx else None
-
-
 def test_multi_output_layer_an_output_feeding_on_and_an_output_without_loss(float64):
     nncore.set_seed(1)
     x = Input(shape=(4,))
     h = L.Dense(5, activation="tanh", name="h")(x)
-    first, rest = _Split(2, name="split")(h)                      # rest gets no gradient from anywhere
+    first, rest = Split(2, name="split")(h)                      # rest gets no gradient from anywhere
     out1 = L.Dense(2, activation="sigmoid", name="o1")(first)
     out2 = L.Dense(1, name="o2")(out1)                             # out1 is an output and feeds o2
     spare = L.Dense(2, name="spare")(rest)
@@ -182,25 +166,10 @@ def test_multi_output_layer_an_output_feeding_on_and_an_output_without_loss(floa
     assert [a.shape for a in p] == [(7, 2), (7, 1), (7, 2)]
 
 
-@L.register_layer
-class _Shift(L.Layer):
-    """A test layer taking a tensor through a keyword argument: y = x + shift (the tensor-kwargs protocol)."""
-    _tensor_kwargs = ("shift",)
-
-    def forward(self, x, training=False):
-        if not self._call_kwargs:
-            return x
-        (j,) = self._call_kwargs["shift"]
-        return x[0] + x[j]
-
-    def backward(self, dy):
-        return [dy, dy] if self._call_kwargs else dy
-
-
 def test_tensor_keyword_arguments_reach_the_layer_and_the_config(float64):
     nncore.set_seed(3)
     x, s = Input(shape=(3,), name="x"), Input(shape=(3,), name="s")
-    shift = _Shift(name="shift")
+    shift = Shift(name="shift")
     y = L.Dense(2, name="out")(shift(L.Dense(3, name="d")(x), shift=L.Dense(3, name="e")(s)))
     m = Model([x, s], y)
     rng = np.random.default_rng(4)
@@ -640,15 +609,6 @@ def test_data_and_compile_errors_name_what_is_wrong():
         m.fit([xa, xb], [labels, np.zeros((12, 3))], verbose=0)
     with pytest.raises(ValueError, match="class_weight is only supported for models with one output"):
         m.fit([xa, xb], [labels, target], class_weight={0: 2.0}, verbose=0)
-
-
-def test_onnx_export_refuses_a_functional_model_by_name():
-    pytest.importorskip("onnx")
-    import nncore.onnx
-    a = Input(shape=(3,))
-    m = Model(a, L.Dense(2)(a), name="graph")
-    with pytest.raises(ValueError, match="'graph' is a functional Model; ONNX export handles Sequential"):
-        nncore.onnx.export(m)
 
 
 def test_hostile_functional_configs_are_refused(tmp_path):

@@ -10,7 +10,7 @@ from scipy.special import erf
 
 from nncore._kernels import ACT_CODES, ACT_DEFAULT_ALPHA, runtime
 from nncore._kernels import gemm as gemm_module
-from nncore._kernels.gemm import gemm, gemm_ref
+from nncore._kernels.gemm import gemm, gemm_packed, gemm_ref, pack_b
 
 DTYPES = [np.float32, np.float64]
 TRANS = list(itertools.product([False, True], repeat=2))
@@ -487,3 +487,93 @@ def test_few_rows_threads_bit_identical(dtype, ta, tb):
         gemm(a, b, c2, trans_a=ta, trans_b=tb, n_threads=2)
         _check(c1, _ref(a, b, ta, tb), dtype, k)
         np.testing.assert_array_equal(c1, c2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("ta", [False, True])
+def test_direct_path_threads_bit_identical(dtype, level, ta):
+    """The direct path (a few row panels, or a narrow B over a long k) blocks k by the operands' shape,
+    not by a thread's part of C: 1 and 2 threads agree bit for bit (a split of n = 100 into 48 + 52
+    columns used to change the blocking, and the sums)."""
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(12)
+    for m, n, k in [(16, 100, 5000), (24, 72, 4000), (9, 32, 3001), (7, 33, 700)]:
+        a, b = _operands(rng, m, n, k, ta, False, dtype)
+        c1 = np.empty((m, n), dtype)
+        c2 = np.empty((m, n), dtype)
+        gemm(a, b, c1, trans_a=ta, n_threads=1)
+        gemm(a, b, c2, trans_a=ta, n_threads=2)
+        _check(c1, _ref(a, b, ta, False), dtype, k)
+        np.testing.assert_array_equal(c1, c2)
+
+
+# ---------------------------------------------------------------- op(B) packed once
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("ta,tb", TRANS)
+def test_packed_b_every_level(dtype, level, ta, tb):
+    """pack_b + gemm_packed against the float64 reference, with alpha, beta, bias and an activation, on
+    awkward shapes (1, primes, around MR/NR/KC), and 1 vs 2 threads bit for bit."""
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(level * 10 + 2 * ta + tb)
+    for m, n, k in [(1, 1, 1), (7, 13, 5), (97, 33, 255), (130, 17, 257), (61, 129, 600), (200, 300, 3)]:
+        a, b = _operands(rng, m, n, k, ta, tb, dtype)
+        bias = rng.standard_normal(n).astype(dtype)
+        c0 = rng.standard_normal((m, n)).astype(dtype)
+        packed = pack_b(b, trans_b=tb)
+        assert packed.ndim == 1 and packed.dtype == dtype
+        c1, c2 = c0.copy(), c0.copy()
+        gemm_packed(a, packed, c1, trans_a=ta, alpha=-1.5, beta=0.5, bias=bias, act=ACT_CODES["tanh"],
+                    n_threads=1)
+        gemm_packed(a, packed, c2, trans_a=ta, alpha=-1.5, beta=0.5, bias=bias, act=ACT_CODES["tanh"],
+                    n_threads=2)
+        _check(c1, np.tanh(_ref(a, b, ta, tb, -1.5, 0.5, c0, bias)), dtype, k, scale=2.0)
+        np.testing.assert_array_equal(c1, c2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tb", [False, True])
+def test_packed_b_equals_gemm_on_the_packed_path(dtype, tb):
+    """Where gemm packs op(B) itself (enough rows, enough work) the packed product is bit for bit gemm's,
+    the relu epilogue and beta = 1 included (the recurrent step z_t += h_{t-1} U)."""
+    rng = np.random.default_rng(5)
+    for m, n, k in [(128, 512, 128), (128, 128, 512), (100, 70, 1000)]:
+        a, b = _operands(rng, m, n, k, False, tb, dtype)
+        c0 = rng.standard_normal((m, n)).astype(dtype)
+        c1, c2 = c0.copy(), c0.copy()
+        gemm(a, b, c1, trans_b=tb, beta=1.0, act=ACT_CODES["relu"], n_threads=2)
+        gemm_packed(a, pack_b(b, trans_b=tb), c2, beta=1.0, act=ACT_CODES["relu"], n_threads=2)
+        np.testing.assert_array_equal(c1, c2)
+
+
+def test_pack_b_reuses_its_buffer():
+    rng = np.random.default_rng(6)
+    b = rng.standard_normal((40, 50)).astype(np.float32)
+    p = pack_b(b)
+    assert pack_b(b * 2, out=p) is p                       # refilled in place
+    assert pack_b(b.astype(np.float64), out=p) is not p   # another dtype: a new buffer
+    assert pack_b(b[:30].copy(), out=p) is not p           # another size: a new buffer
+
+
+def test_gemm_packed_refuses_a_stale_or_foreign_buffer():
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((20, 40)).astype(np.float32)
+    b = rng.standard_normal((40, 50)).astype(np.float32)
+    c = np.empty((20, 50), np.float32)
+    p = pack_b(b)
+    with pytest.raises(ValueError, match="pack it again"):
+        gemm_packed(a[:, :39].copy(), p, c)                            # another k
+    with pytest.raises(ValueError, match="pack it again"):
+        gemm_packed(a, p[:-1].copy(), c)                            # a cut buffer
+    q = p.copy()
+    q[:16] = 0                                                         # the head wiped
+    with pytest.raises(ValueError, match="pack it again"):
+        gemm_packed(a, q, c)
+    with pytest.raises(TypeError, match="packed"):
+        gemm_packed(a, p.astype(np.float64), c)
+    if runtime.simd_level() > 0:
+        runtime.set_simd_level(runtime.simd_level() - 1)
+        with pytest.raises(ValueError, match="pack it again"):        # packed for another SIMD level
+            gemm_packed(a, p, c)

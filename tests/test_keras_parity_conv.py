@@ -129,12 +129,16 @@ def test_gradients_match_keras_via_one_sgd_step():
     rng = np.random.default_rng(5)
     x = rng.normal(size=(6, 9, 7, 2))
     y = rng.integers(0, 3, 6)
-    km, nm = _twins(_cnn_layers(KL), _cnn_layers(NL), x.shape[1:], seed=6)
+    _sgd_step_matches_keras(*_twins(_cnn_layers(KL), _cnn_layers(NL), x.shape[1:], seed=6), x, y)
+
+
+def _sgd_step_matches_keras(km, nm, x, y):
+    """One SGD step of lr 1 over the whole batch in both: w0 - w1 = the gradient, for every variable."""
     w0 = nm.get_weights()
     km.compile(optimizer=keras.optimizers.SGD(learning_rate=1.0), loss="sparse_categorical_crossentropy")
     nm.compile(optimizer=nncore.optimizers.SGD(learning_rate=1.0), loss="sparse_categorical_crossentropy")
-    km.fit(x, y, batch_size=6, epochs=1, shuffle=False, verbose=0)
-    nm.fit(x, y, batch_size=6, epochs=1, shuffle=False, verbose=0)
+    km.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+    nm.fit(x, y, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
     for a, k, n in zip(w0, km.get_weights(), nm.get_weights()):
         gk, gn = a - k, a - n
         assert np.abs(gk).max() > 1e-4                        # every layer receives a gradient
@@ -181,3 +185,27 @@ def test_configs_name_the_same_arguments_as_keras():
             if key.endswith(("initializer", "regularizer")) and isinstance(kv, dict):
                 continue                                      # Keras serializes these as objects
             assert nv == kv, (kcls.__name__, key, nv, kv)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_winograd_path_matches_keras(monkeypatch, m):
+    # the 3x3 (and Conv1D kernel-3) stride-1 layers on Winograd F(m x m, 3 x 3): forced here, the rule of
+    # nncore.layers.conv.winograd_tile takes it on larger shapes (tests/test_winograd.py)
+    import nncore.layers.conv as conv_mod
+
+    monkeypatch.setattr(conv_mod, "winograd_tile", lambda *a: m)
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(3, 9, 11, 5))
+    kw = dict(filters=4, kernel_size=3, padding="same", activation="relu")
+    yk, yn = _forward_both([KL.Conv2D(**kw)], [NL.Conv2D(**kw)], x)
+    np.testing.assert_allclose(yn, yk, rtol=1e-10, atol=1e-12)
+    xs = rng.normal(size=(2, 13, 3))
+    for kw in (dict(filters=3, kernel_size=3), dict(filters=2, kernel_size=3, padding="causal", activation="tanh")):
+        yk, yn = _forward_both([KL.Conv1D(**kw)], [NL.Conv1D(**kw)], xs)
+        np.testing.assert_allclose(yn, yk, rtol=1e-10, atol=1e-12)
+    layers = lambda lib: [lib.Conv2D(4, 3, padding="same", activation="relu"), lib.Conv2D(3, 3, activation="tanh"),
+                          lib.Flatten(), lib.Dense(3, activation="softmax")]
+    y = rng.integers(0, 3, 3)
+    km, nm = _twins(layers(KL), layers(NL), x.shape[1:], seed=11)
+    _sgd_step_matches_keras(km, nm, x, y)
+    assert [layer._bufs[3][6][0] for layer in nm.layers[:2]] == [m, m]

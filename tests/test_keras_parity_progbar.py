@@ -25,7 +25,7 @@ from keras_parity_common import keras  # noqa: F401  (skips the module without K
 from nncore import callbacks as C
 
 kprogbar = pytest.importorskip("keras.src.utils.progbar")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from subprocess_common import HOME  # noqa: E402  (the nncore under test, for the child process)
 
 
 class _Clock:
@@ -177,7 +177,7 @@ def test_not_a_terminal_writes_keras_final_lines_only(name, clock):
 CHILD = r"""
 import os, sys, time
 os.environ["KERAS_BACKEND"] = "torch"
-sys.path.insert(0, {root!r})
+sys.path.insert(0, {home!r})
 import numpy as np, keras, nncore
 from nncore.layers import Dense, Input
 rng = np.random.default_rng(0)
@@ -219,7 +219,7 @@ def test_real_fits_on_a_terminal_draw_the_same_frames(tmp_path):
     pid, fd = pty.fork()
     if pid == 0:                                  # the child: both fits, stdout a terminal
         try:
-            os.execv(sys.executable, [sys.executable, "-W", "ignore", "-c", CHILD.format(root=ROOT)])
+            os.execv(sys.executable, [sys.executable, "-W", "ignore", "-c", CHILD.format(home=HOME)])
         finally:
             os._exit(1)
     out = b""

@@ -7,6 +7,9 @@ from nncore._kernels import runtime as rt
 
 import reference as ref
 
+# every test here runs at each SIMD level this machine runs (conftest.simd_level)
+pytestmark = pytest.mark.usefixtures("simd_level")
+
 # (n, k): 1x1, 1xN, Nx1, primes, the row-chunk size (4096 elements) +- 1 both ways
 SHAPES = [(1, 1), (1, 13), (7, 1), (13, 7), (127, 3), (4095, 1), (4096, 1), (4097, 1), (3, 4095), (2, 4097),
           (257, 33)]

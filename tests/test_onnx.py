@@ -20,6 +20,7 @@ import nncore  # noqa: E402
 from nncore import activations  # noqa: E402
 from nncore import layers as L  # noqa: E402
 from nncore import onnx as nx  # noqa: E402
+from graph_layers_common import Shift, Split  # noqa: E402
 
 BATCHES = (1, 7, 64)
 RTOL = 1e-5
@@ -45,18 +46,39 @@ def _inputs(model, n, rng, scale=2.0):
     return (rng.standard_normal((n,) + tuple(model.input_shape[1:])) * scale).astype(model._dtype)
 
 
+def _io_names(model):
+    """The ONNX names of the model's inputs and outputs (a Sequential's: "input" and "output")."""
+    if isinstance(model, nncore.Sequential):
+        return ["input"], ["output"]
+    return model.input_names, model.output_names
+
+
+def _as_list(value):
+    if isinstance(value, dict):
+        return list(value.values())
+    return list(value) if isinstance(value, list) else [value]
+
+
 def assert_exports(model, batches=BATCHES, opset=None, rtol=RTOL, make_x=None):
-    """Export `model`, run the file with ONNX Runtime at each batch size, compare with predict."""
+    """Export `model`, run the file with ONNX Runtime at each batch size, compare each output with predict.
+    make_x(n, rng) gives the input array (a list of them for several inputs); default: normal random."""
     proto = nx.export(model, opset=opset)
     sess = _session(proto)
+    in_names, out_names = _io_names(model)
+    assert [i.name for i in sess.get_inputs()] == in_names
+    assert [o.name for o in sess.get_outputs()] == out_names
     rng = np.random.default_rng(1)
     for n in batches:
-        x = make_x(n, rng) if make_x else _inputs(model, n, rng)
-        ref = model.predict(x, verbose=0)
-        out = sess.run(None, {"input": x})[0]
-        assert out.dtype == ref.dtype and out.shape == ref.shape
-        np.testing.assert_allclose(out, ref, rtol=rtol, atol=rtol * float(np.abs(ref).max()),
-                                   err_msg=f"batch {n}")
+        if make_x:
+            xs = _as_list(make_x(n, rng))
+        else:
+            xs = [(rng.standard_normal((n,) + t.shape[1:]) * 2.0).astype(model._dtype) for t in model.inputs]
+        refs = _as_list(model.predict(xs[0] if len(xs) == 1 else xs, verbose=0))
+        outs = sess.run(out_names, dict(zip(in_names, xs)))
+        for name, out, ref in zip(out_names, outs, refs):
+            assert out.dtype == ref.dtype and out.shape == ref.shape, name
+            np.testing.assert_allclose(out, ref, rtol=rtol, atol=rtol * float(np.abs(ref).max()),
+                                       err_msg=f"output {name!r}, batch {n}")
     return proto
 
 
@@ -219,14 +241,74 @@ def test_gru_reset_before(return_sequences):
                           (6, 4)))
 
 
-def test_masks_and_states_are_clear_errors():
-    for layers, shape, match in (([L.Masking(), L.LSTM(3)], (4, 2), "Masking.*mask"),
-                                 ([L.Embedding(5, 2, mask_zero=True), L.LSTM(3)], (4,), "Embedding.*mask"),
+def test_masks_reaching_a_recurrent_layer_and_states_are_clear_errors():
+    # the mask passes through Dense to the LSTM, which would skip the masked steps
+    for layers, shape, match in (([L.Masking(), L.Dense(3), L.LSTM(3)], (4, 2), r"\(LSTM\).*masked by layer 'masking"),
+                                 ([L.Embedding(5, 2, mask_zero=True, name="emb"), L.Bidirectional(L.GRU(3))], (4,),
+                                  r"\(Bidirectional\).*masked by layer 'emb'"),
                                  ([L.LSTM(3, stateful=True)], (4, 2), "stateful"),
                                  ([L.Bidirectional(L.LSTM(3), backward_layer=L.GRU(3, go_backwards=True))], (4, 2),
                                   "Bidirectional")):
         with pytest.raises(ValueError, match=match):
             nx.export(_model(layers, shape))
+
+
+def test_masks_that_reach_no_recurrent_layer_export_their_values():
+    # Masking's values (x times its mask); a mask that a layer drops (return_sequences=False, the
+    # pooling) or that only reaches layers without use for it changes nothing downstream
+    def padded(n, rng):
+        x = rng.standard_normal((n, 6, 3)).astype(np.float32)
+        x[:, 4:] = 0.0
+        x[0, 1] = 0.0
+        x[-1, 2, 1] = 0.0                                  # one zero feature: not a masked step
+        return x
+    assert_exports(_model([L.Masking(), L.Dense(4, activation="tanh")], (6, 3)), make_x=padded)
+    assert_exports(_model([L.Masking(mask_value=0.5), L.Flatten()], (6, 3)),
+                   make_x=lambda n, rng: np.where(rng.random((n, 6, 1)) < 0.4, 0.5,
+                                                  rng.standard_normal((n, 6, 3))).astype(np.float32))
+    x = nncore.Input((6,))
+    e = L.Embedding(9, 4, mask_zero=True)(x)
+    model = _randomized(nncore.Model(x, [L.Dense(2)(L.GlobalAveragePooling1D()(e)), e]))
+    assert_exports(model, make_x=lambda n, rng: rng.integers(0, 9, (n, 6)).astype(np.float32))
+
+
+def test_dense_on_sequences():
+    # Dense over the last axis of (batch, T, features): MatMul and Add, the activation over the last axis
+    assert_exports(_model([L.LSTM(5, return_sequences=True), L.Dense(3, activation="softmax"),
+                           L.Dense(2, use_bias=False)], (6, 4)))
+    assert_exports(_model([L.Dense(3, activation="relu")], (2, 3, 4)))
+
+
+@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM, L.GRU])
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_return_state_and_initial_state(cls, return_sequences, go_backwards):
+    # an encoder's final states start a decoder (Keras's encoder-decoder): the ONNX op's Y_h (Y_c) and
+    # its initial_h (initial_c)
+    enc_in, dec_in = nncore.Input((5, 3)), nncore.Input((4, 2))
+    encoder = cls(6, return_state=True, go_backwards=go_backwards, name="encoder")
+    _, *states = encoder(enc_in)
+    decoder = cls(6, return_sequences=return_sequences, return_state=True, name="decoder")
+    y, *final = decoder(dec_in, initial_state=states)
+    model = _randomized(nncore.Model([enc_in, dec_in], [L.Dense(2, name="head")(y)] + final), scale=0.4)
+    assert len(model.outputs) == 1 + (2 if cls is L.LSTM else 1)
+    assert_exports(model)
+
+
+@pytest.mark.parametrize("cls", [L.SimpleRNN, L.LSTM, L.GRU])
+@pytest.mark.parametrize("merge_mode", ["concat", None])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_bidirectional_states_and_both_outputs(cls, merge_mode, return_sequences):
+    # merge_mode=None: both directions' outputs; return_state: the forward states, then the backward ones;
+    # initial_state in the same order
+    x = nncore.Input((5, 3))
+    k = 2 if cls is L.LSTM else 1
+    starts = [nncore.Input((4,)) for _ in range(2 * k)]
+    bi = L.Bidirectional(cls(4, return_sequences=return_sequences, return_state=True), merge_mode=merge_mode)
+    outs = bi(x, initial_state=starts)
+    model = _randomized(nncore.Model([x] + starts, outs), scale=0.4)
+    assert len(model.outputs) == (2 if merge_mode is None else 1) + 2 * k
+    assert_exports(model)
 
 
 def test_embedding():
@@ -254,11 +336,9 @@ def test_normalization_reshaping_and_noise_layers(layers, shape):
 
 def test_every_layer_class_has_a_converter():
     # a layer class added to nncore.layers needs its converter in nncore/onnx.py (register_converter)
-    # (nncore's own classes: tests elsewhere register classes of their own). The merge layers wait for
-    # the export of functional graphs (export takes Sequential models only, for now).
-    from nncore.layers.merge import _Merge
+    # (nncore's own classes: tests elsewhere register classes of their own)
     missing = sorted(name for name, cls in L._REGISTRY.items() if cls.__module__.startswith("nncore.")
-                     and cls is not L.InputLayer and not issubclass(cls, _Merge) and cls not in nx._CONVERTERS)
+                     and cls is not L.InputLayer and cls not in nx._CONVERTERS)
     assert not missing, f"no ONNX converter for {missing}: add one in nncore/onnx.py"
 
 
@@ -302,6 +382,248 @@ def test_text_model():
     model = _model([L.Embedding(50, 8), L.Conv1D(6, 3, activation="relu"), L.GlobalMaxPooling1D(),
                     L.Dense(1, activation="sigmoid")], (12,))
     assert_exports(model, make_x=lambda n, rng: rng.integers(0, 50, (n, 12)).astype(np.float32))
+
+
+# ------------------------------------------------------------------------------------------ functional models
+def _randomized(model, seed=0, scale=0.5):
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(scale=scale, size=w.shape) for w in model.get_weights()])
+    return model
+
+
+def test_two_inputs_two_outputs_named_as_the_model():
+    a, b = nncore.Input((6,), name="features"), nncore.Input((4,), name="extra")
+    h = L.Concatenate()([L.Dense(5, activation="relu")(a), b])
+    cls = L.Dense(3, activation="softmax", name="cls")(h)
+    reg = L.Dense(1, name="reg")(h)
+    proto = assert_exports(_randomized(nncore.Model([a, b], [cls, reg])))
+    for value_info in list(proto.graph.input) + list(proto.graph.output):      # a dynamic batch axis each
+        assert value_info.type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert [i.name for i in proto.graph.input] == ["features", "extra"]
+    assert [o.name for o in proto.graph.output] == ["cls", "reg"]
+
+
+def test_dict_inputs_and_outputs_take_their_keys():
+    a, b = nncore.Input((3,)), nncore.Input((3,))
+    d = L.Dense(2)
+    model = _randomized(nncore.Model({"left": a, "right": b}, {"diff": L.Subtract()([d(a), d(b)]),
+                                                               "both": L.Concatenate()([a, b])}))
+    proto = assert_exports(model)
+    assert [o.name for o in proto.graph.output] == ["diff", "both"]
+
+
+def test_residual_block():
+    nncore.set_seed(7)
+    rng = np.random.default_rng(7)
+    x = nncore.Input((8, 8, 3))
+    h = L.Conv2D(4, 3, padding="same", activation="relu")(x)
+    y = L.Conv2D(4, 3, padding="same")(h)
+    y = L.Activation("relu")(L.Add()([h, y]))                                 # h + F(h)
+    z = L.Dense(3, activation="softmax")(L.GlobalAveragePooling2D()(L.MaxPooling2D()(y)))
+    model = nncore.Model(x, z)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(rng.standard_normal((32, 8, 8, 3)), rng.integers(0, 3, 32), epochs=1, batch_size=16, verbose=0)
+    assert_exports(model)
+
+
+def test_resnet_block_with_batch_normalization_after_a_fit():
+    # conv -> BN -> relu -> conv -> BN, + the shortcut, relu; the moving statistics come from the fit
+    nncore.set_seed(8)
+    rng = np.random.default_rng(8)
+    x = nncore.Input((6, 6, 3))
+    h = L.Activation("relu")(L.BatchNormalization()(L.Conv2D(4, 3, padding="same", use_bias=False)(x)))
+    h = L.BatchNormalization()(L.Conv2D(4, 3, padding="same", use_bias=False)(h))
+    y = L.Activation("relu")(L.Add()([L.Conv2D(4, 1)(x), h]))
+    z = L.Dense(2, activation="softmax")(L.LayerNormalization()(L.GlobalAveragePooling2D()(y)))
+    model = nncore.Model(x, z)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(rng.standard_normal((48, 6, 6, 3)) + 1.0, rng.integers(0, 2, 48), epochs=2, batch_size=16,
+              verbose=0)
+    bn = [layer for layer in model.layers if isinstance(layer, L.BatchNormalization)]
+    assert all(np.abs(layer.moving_mean).max() > 0 for layer in bn)         # statistics the export must use
+    assert_exports(model)
+
+
+def test_shared_normalization_and_reshaping_layers():
+    # a shared BatchNormalization and LayerNormalization (one set of initializers for two nodes); the
+    # reshaping layers, without weights, also at another shape (each node's own geometry)
+    a, a2, b = nncore.Input((4, 5, 2)), nncore.Input((4, 5, 2)), nncore.Input((3, 3, 2))
+    bn, ln = L.BatchNormalization(name="bn"), L.LayerNormalization(name="ln")
+    pad, up, crop = L.ZeroPadding2D(((1, 0), (0, 2))), L.UpSampling2D((2, 1)), L.Cropping2D(((0, 1), (1, 0)))
+    perm, flat = L.Permute((2, 1, 3)), L.Flatten()
+
+    def reshaped(x):
+        return perm(crop(up(pad(x))))
+    fa, fa2, fb = flat(ln(reshaped(bn(a)))), flat(ln(reshaped(bn(a2)))), flat(reshaped(b))
+    out = L.Reshape((-1, 2))(L.Concatenate()([fa, fa2, fb]))
+    model = _randomized(nncore.Model([a, a2, b], [out, L.RepeatVector(2)(fb)]))
+    bn.moving_variance[...] = np.abs(bn.moving_variance) + 0.5
+    proto = assert_exports(model)
+    assert sorted(i.name for i in proto.graph.initializer if i.name.split("/")[0] in ("bn", "ln")) == \
+        ["bn/offset", "bn/scale", "ln/axes", "ln/beta", "ln/epsilon", "ln/gamma"]
+
+
+def test_shared_layer_has_one_set_of_initializers_used_by_both_nodes():
+    a, b = nncore.Input((5,)), nncore.Input((5,))
+    shared = L.Dense(4, activation="tanh", name="shared")
+    out = L.Dense(1, name="head")(L.Multiply()([shared(a), shared(b)]))
+    proto = assert_exports(_randomized(nncore.Model([a, b], out)))
+    assert sorted(i.name for i in proto.graph.initializer) == ["head/bias", "head/kernel", "shared/bias",
+                                                               "shared/kernel"]
+    gemms = [n for n in proto.graph.node if n.op_type == "Gemm" and n.input[1] == "shared/kernel"]
+    assert len(gemms) == 2 and gemms[0].input[0] != gemms[1].input[0]
+
+
+def test_shared_layers_on_inputs_of_other_shapes():
+    # a layer without weights at a second shape runs as a copy built for that node (its own pads and
+    # sizes): the pooling and the Flatten here; the Conv2D is shared by two inputs of one shape
+    a, b, c = nncore.Input((7, 7, 2)), nncore.Input((4, 6, 2)), nncore.Input((4, 6, 2))
+    conv = L.Conv2D(3, 2, padding="same", activation="relu")
+    pool, flat = L.MaxPooling2D(3, strides=2, padding="same"), L.Flatten()
+    out = L.Concatenate()([flat(pool(a)), flat(pool(conv(b))), flat(pool(conv(c)))])
+    proto = assert_exports(_randomized(nncore.Model([a, b, c], out)))
+    assert sum(n.op_type == "Conv" for n in proto.graph.node) == 2
+    assert len([i for i in proto.graph.initializer if i.name.startswith(conv.name + "/")]) == 2
+
+
+# (class, kwargs, input feature shapes): every merge layer, with 1, 2 and 3 inputs where it takes them
+MERGES = [(L.Add, {}, [(4,), (4,)]), (L.Add, {}, [(2, 3)] * 3), (L.Add, {}, [(5,)]),
+          (L.Subtract, {}, [(3, 4), (3, 4)]),
+          (L.Multiply, {}, [(4,), (4,)]), (L.Multiply, {}, [(2, 3)] * 3), (L.Multiply, {}, [(5,)]),
+          (L.Average, {}, [(4,), (4,)]), (L.Average, {}, [(2, 3)] * 3),
+          (L.Maximum, {}, [(4,), (4,)]), (L.Maximum, {}, [(2, 3)] * 3),
+          (L.Minimum, {}, [(4,), (4,)]), (L.Minimum, {}, [(2, 3)] * 3),
+          (L.Concatenate, {}, [(3,), (2,)]), (L.Concatenate, dict(axis=1), [(2, 3), (4, 3), (1, 3)]),
+          (L.Concatenate, dict(axis=-2), [(2, 3, 2), (2, 1, 2)]), (L.Concatenate, dict(axis=3), [(2, 1, 1), (2, 1, 3)]),
+          (L.Dot, dict(axes=1), [(5,), (5,)]), (L.Dot, dict(axes=1, normalize=True), [(5,), (5,)]),
+          (L.Dot, dict(axes=2), [(3, 4), (2, 4)]), (L.Dot, dict(axes=(1, 2)), [(3, 4), (2, 3)]),
+          (L.Dot, dict(axes=(2, 1)), [(3, 4), (4,)]), (L.Dot, dict(axes=(-1, 1), normalize=True), [(3, 4), (4, 2)]),
+          (L.Dot, dict(axes=(1, 3)), [(3, 2, 2), (2, 1, 3)]), (L.Dot, dict(axes=1, normalize=True), [(3, 2), (3, 4)])]
+
+
+def _merge_model(cls, kw, shapes):
+    inputs = [nncore.Input(s) for s in shapes]
+    y = cls(**kw)(inputs)
+    return nncore.Model(inputs, y)
+
+
+@pytest.mark.parametrize("cls,kw,shapes", MERGES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_merge_layers(cls, kw, shapes):
+    assert_exports(_merge_model(cls, kw, shapes))
+
+
+# Keras's broadcast: a lower-rank input gets axes of size 1 after the batch axis, then sizes equal or 1
+BROADCASTS = [[(4,), (3, 4)], [(3, 4), (4,)], [(1, 4), (3, 4)], [(3, 1), (1, 4)], [(3, 4), (1,)],
+              [(2, 3, 4), (4,), (3, 1)], [(2, 1, 4), (1, 3, 1), (2, 3, 4)], [(1,), (2, 3, 5)]]
+
+
+@pytest.mark.parametrize("cls,shapes", [(cls, shapes) for cls in (L.Add, L.Multiply, L.Subtract, L.Average,
+                                                                     L.Maximum, L.Minimum)
+                                         for shapes in BROADCASTS if cls is not L.Subtract or len(shapes) == 2],
+                         ids=lambda v: getattr(v, "__name__", str(v)))
+def test_elementwise_merges_broadcast_as_keras(cls, shapes):
+    assert_exports(_merge_model(cls, {}, shapes))
+
+
+def test_dot_normalize_of_a_zero_vector():
+    # ||x|| = 0: x r with r capped at 1 / eps gives 0, as the layer
+    model = _merge_model(L.Dot, dict(axes=1, normalize=True), [(4,), (4,)])
+
+    def make_x(n, rng):
+        xs = [rng.standard_normal((n, 4)).astype(np.float32) for _ in range(2)]
+        xs[0][0] = 0.0
+        xs[1][-1] = 1e-9
+        return xs
+    assert_exports(model, make_x=make_x)
+
+
+@pytest.mark.parametrize("i", range(len(MERGES)))
+def test_merge_layers_in_float64(float64, i):
+    # ONNX Runtime has double kernels for every op of the merge converters
+    cls, kw, shapes = MERGES[i]
+    proto = assert_exports(_merge_model(cls, kw, shapes), rtol=1e-12)
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+
+
+@pytest.mark.parametrize("opset", [13, 17, 18, 21])     # Unsqueeze's axes an input from 13, the Reduce ops' from 18
+def test_functional_model_at_each_opset(opset):
+    a, b = nncore.Input((3, 4)), nncore.Input((4,))
+    y = L.Dot(axes=(2, 1), normalize=True)([a, b])
+    out = L.Add()([L.Multiply()([a, b]), L.Average()([a, L.Maximum()([a, b])])])
+    proto = assert_exports(_randomized(nncore.Model([a, b], [y, L.Flatten()(out)])), opset=opset)
+    assert proto.opset_import[0].version == opset
+
+
+def test_an_output_that_feeds_other_layers_and_an_output_that_is_an_input():
+    x = nncore.Input((4,), name="x")
+    h = L.Dense(3, activation="relu", name="h")(x)
+    out = L.Dense(2, name="out")(h)                                # h is an output and feeds out
+    proto = assert_exports(_randomized(nncore.Model(x, [h, out, x])))
+    assert [o.name for o in proto.graph.output] == ["h", "out", "x"]
+    assert any(n.op_type == "Gemm" and n.input[0] == "h" for n in proto.graph.node)
+
+
+def test_two_outputs_on_one_onnx_tensor():
+    # Dropout is the identity in ONNX: both outputs are the Dense's tensor, the second through an Identity
+    x = nncore.Input((4,))
+    h = L.Dense(3, name="h")(x)
+    proto = assert_exports(_randomized(nncore.Model(x, [h, L.Dropout(0.5, name="drop")(h)])))
+    assert [o.name for o in proto.graph.output] == ["h", "drop"]
+    assert [n.op_type for n in proto.graph.node] == ["Gemm", "Identity"]
+
+
+def test_model_of_its_input_only():
+    x = nncore.Input((3,))
+    assert_exports(nncore.Model(x, x))
+
+
+def test_layers_with_several_outputs_and_keyword_tensors(monkeypatch):
+    def split(g, layer, x):
+        n = layer.input_shape[-1]
+        return [g.op("Slice", [x, g.ints([0], "starts"), g.ints([layer.k], "ends"), g.ints([1], "axes")]),
+                g.op("Slice", [x, g.ints([layer.k], "starts"), g.ints([n], "ends"), g.ints([1], "axes")])]
+
+    def shift(g, layer, x, shift):
+        (s,) = shift
+        return g.op("Add", [x, s])
+
+    monkeypatch.setitem(nx._CONVERTERS, Split, split)
+    monkeypatch.setitem(nx._CONVERTERS, Shift, shift)
+    x, s = nncore.Input((5,)), nncore.Input((3,))
+    first, rest = Split(2, name="split")(x)
+    out = Shift(name="shift")(L.Dense(3)(rest), shift=s)
+    model = _randomized(nncore.Model([x, s], [first, out, rest]))
+    assert model.output_names == ["split", "shift", "split_1"]
+    assert_exports(model)
+    monkeypatch.setitem(nx._CONVERTERS, Split, lambda g, layer, x: split(g, layer, x)[0])
+    with pytest.raises(ValueError, match=r"layer 'split' \(Split\).*expected a list of 2 tensor name"):
+        nx.export(model)
+
+
+def test_functional_errors_name_the_layer():
+    class Doubler(L.Layer):
+        def forward(self, x, training=False):
+            return 2 * x
+
+    a, b = nncore.Input((3,)), nncore.Input((3,))
+    model = nncore.Model([a, b], L.Add(name="sum")([Doubler(name="twice")(a), b]))
+    with pytest.raises(ValueError, match=r"layer 'twice' \(Doubler\) cannot be exported"):
+        nx.export(model)
+    x = nncore.Input((3,))
+    clash = nncore.Model({"y": x}, {"y": L.Dense(2)(x)})
+    with pytest.raises(ValueError, match="input and an output both named 'y'"):
+        nx.export(clash)
+
+
+def test_functional_model_export_keras_spelling(tmp_path):
+    a, b = nncore.Input((3,)), nncore.Input((3,))
+    model = _randomized(nncore.Model([a, b], L.Maximum()([L.Dense(2)(a), L.Dense(2)(b)])))
+    path = str(tmp_path / "f.onnx")
+    model.export(path, format="onnx", verbose=False)
+    x = [np.ones((2, 3), np.float32), -np.ones((2, 3), np.float32)]
+    sess = _session(onnx.load(path))
+    np.testing.assert_allclose(sess.run(None, dict(zip(model.input_names, x)))[0], model.predict(x, verbose=0),
+                               rtol=RTOL)
 
 
 # ------------------------------------------------------------------------------------------ float64

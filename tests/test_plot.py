@@ -1,5 +1,4 @@
 """nncore.plot: the figures hold the data they claim to show (rendered with the Agg backend)."""
-import os
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ from nncore import plot  # noqa: E402
 from nncore.layers import Dense, Input  # noqa: E402
 from nncore.models import Sequential  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from subprocess_common import CHILD_CWD, child_env  # noqa: E402  (the nncore under test, for child processes)
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -131,8 +130,7 @@ def test_regression_line_draws_the_models_prediction(tmp_path):
 
 
 def _python(code):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-c", code], cwd=CHILD_CWD, env=child_env(), capture_output=True,
                           text=True, timeout=120)
 
 

@@ -17,26 +17,18 @@ import pytest
 
 import nncore
 import reference_layers as ref
-from nncore._kernels import ACT_CODES, runtime
+from nncore._kernels import ACT_CODES
 from nncore._kernels import rnn as krnn
 from nncore._kernels import elementwise as kew
 from nncore.layers import GRU, LSTM, Dense, Embedding, SimpleRNN
 from nncore.models import Sequential
 
 TANH, SIG = ACT_CODES["tanh"], ACT_CODES["sigmoid"]
-LEVELS = list(range(runtime.simd_level() + 1))  # 0 generic, 1 avx2+fma, 2 avx512
 
 
 def ref_layer(kind, x, weights, return_sequences=False, go_backwards=False, a="tanh", ra="sigmoid"):
     """The Keras 3 equations, one step at a time, float64."""
     return ref.rnn_layer(kind, x, weights, return_sequences, go_backwards, a=a, ra=ra)[0]
-
-
-@pytest.fixture
-def simd_level(request):
-    runtime.set_simd_level(request.param)
-    yield request.param
-    runtime.set_simd_level(-1)
 
 
 def _tol(dtype):
@@ -58,12 +50,12 @@ def _mask(rng, B, with_mask):
 SIZES = [(1, 1), (3, 7), (5, 33), (17, 9)]
 
 
-@pytest.mark.parametrize("simd_level", LEVELS, indirect=True)
+@pytest.mark.usefixtures("simd_level")  # at every SIMD level (conftest)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("B,u", SIZES)
 @pytest.mark.parametrize("acts", [("tanh", "sigmoid"), ("relu", "hard_sigmoid"), ("linear", "tanh")])
 @pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
-def test_lstm_cell_matches_numpy(simd_level, dtype, B, u, acts, masked):
+def test_lstm_cell_matches_numpy(dtype, B, u, acts, masked):
     rng = np.random.default_rng(B * 100 + u)
     a, ra = acts
     z0 = rng.standard_normal((B, 4 * u)) * 2
@@ -94,12 +86,12 @@ def test_lstm_cell_matches_numpy(simd_level, dtype, B, u, acts, masked):
     np.testing.assert_allclose(dhp, rdhp, **tol)
 
 
-@pytest.mark.parametrize("simd_level", LEVELS, indirect=True)
+@pytest.mark.usefixtures("simd_level")  # at every SIMD level (conftest)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("B,u", SIZES)
 @pytest.mark.parametrize("acts", [("tanh", "sigmoid"), ("relu", "hard_sigmoid")])
 @pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
-def test_gru_cell_matches_numpy(simd_level, dtype, B, u, acts, masked):
+def test_gru_cell_matches_numpy(dtype, B, u, acts, masked):
     rng = np.random.default_rng(B * 100 + u + 1)
     a, ra = acts
     x0, rec, hp = rng.standard_normal((B, 3 * u)) * 2, rng.standard_normal((B, 3 * u)), rng.standard_normal((B, u))
@@ -148,13 +140,13 @@ def _gru_rb_step(dtype, a, ra, x0, hp, U, m, rm, dh, dhp0, nt):
     return z, q, h, delta, dhp
 
 
-@pytest.mark.parametrize("simd_level", LEVELS, indirect=True)
+@pytest.mark.usefixtures("simd_level")  # at every SIMD level (conftest)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("B,u", SIZES)
 @pytest.mark.parametrize("acts", [("tanh", "sigmoid"), ("relu", "hard_sigmoid")])
 @pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
 @pytest.mark.parametrize("dropped", [False, True], ids=["", "rdrop"])
-def test_gru_reset_before_cells_match_numpy(simd_level, dtype, B, u, acts, masked, dropped):
+def test_gru_reset_before_cells_match_numpy(dtype, B, u, acts, masked, dropped):
     rng = np.random.default_rng(B * 100 + u + 2)
     a, ra = acts
     x0, hp = rng.standard_normal((B, 3 * u)) * 2, rng.standard_normal((B, u))
@@ -177,11 +169,11 @@ def test_gru_reset_before_cells_match_numpy(simd_level, dtype, B, u, acts, maske
     np.testing.assert_allclose(dhp, dhp0 + rdhp, **tol)
 
 
-@pytest.mark.parametrize("simd_level", LEVELS, indirect=True)
+@pytest.mark.usefixtures("simd_level")  # at every SIMD level (conftest)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("B,u", SIZES)
 @pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
-def test_simple_rnn_mask_kernels_match_numpy(simd_level, dtype, B, u, masked):
+def test_simple_rnn_mask_kernels_match_numpy(dtype, B, u, masked):
     rng = np.random.default_rng(B * 100 + u + 3)
     h0, hp, dh, dhp0 = (rng.standard_normal((B, u)) for _ in range(4))
     y = np.tanh(h0)
@@ -531,6 +523,7 @@ def test_errors():
 
 
 # --------------------------------------------------------------------------- Embedding
+@pytest.mark.usefixtures("simd_level")  # at every SIMD level (conftest)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n,rows,cols", [(1, 1, 1), (7, 3, 5), (200, 13, 33), (4000, 50, 64)])
 def test_scatter_add_rows_matches_numpy(dtype, n, rows, cols):

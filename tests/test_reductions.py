@@ -5,6 +5,9 @@ import pytest
 from nncore._kernels import elementwise as ew
 from nncore._kernels import runtime as rt
 
+# every test here runs at each SIMD level this machine runs (conftest.simd_level)
+pytestmark = pytest.mark.usefixtures("simd_level")
+
 SHAPES = [(1, 1), (1, 13), (13, 1), (7, 127), (4095, 3), (4097, 2), (257, 257), (3000, 41), (50, 4097), (300, 9000)]
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from nncore import saving
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from subprocess_common import CHILD_CWD, HOME  # noqa: E402  (the nncore under test, for child processes)
 
 
 def _sample_header(rng):
@@ -285,7 +285,7 @@ def test_sigkill_during_save_leaves_a_loadable_file(tmp_path):
     p = tmp_path / "m.nncore"
     rng = np.random.default_rng(7)
     for trial in range(3):
-        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(p), ROOT], stdout=subprocess.PIPE)
+        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(p), HOME], cwd=CHILD_CWD, stdout=subprocess.PIPE)
         try:
             assert proc.stdout.readline().strip() == b"first"
             time.sleep(rng.uniform(0.0, 0.25))
@@ -584,7 +584,8 @@ def test_sigkill_during_model_save_leaves_a_loadable_model(tmp_path):
     p = tmp_path / "m.nncore"
     rng = np.random.default_rng(11)
     for trial in range(3):
-        proc = subprocess.Popen([sys.executable, "-c", MODEL_SAVER, str(p), ROOT], stdout=subprocess.PIPE)
+        proc = subprocess.Popen([sys.executable, "-c", MODEL_SAVER, str(p), HOME], cwd=CHILD_CWD,
+                                stdout=subprocess.PIPE)
         try:
             assert proc.stdout.readline().strip() == b"first"
             time.sleep(rng.uniform(0.0, 0.3))

@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 import pytest
-from subprocess_common import run_isolated
+from subprocess_common import CHILD_CWD, child_env, run_isolated
 
 sklearn = pytest.importorskip("sklearn")
 
@@ -35,7 +35,6 @@ from nncore.models import Sequential  # noqa: E402
 from nncore.sklearn import NNClassifier, NNRegressor  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPECTED_FAILED_CHECKS = {}    # check name -> reason; empty: every check passes
 
 
@@ -47,9 +46,8 @@ def test_sklearn_estimator_checks(estimator, check):
 
 def _run(code, env_extra=None, timeout=240):
     """Run a script in a fresh interpreter (killed with its workers past the timeout)."""
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.update(env_extra or {})
-    returncode, text = run_isolated([sys.executable, "-c", textwrap.dedent(code)], ROOT, env, timeout)
+    env = child_env(**(env_extra or {}))
+    returncode, text = run_isolated([sys.executable, "-c", textwrap.dedent(code)], CHILD_CWD, env, timeout)
     assert returncode == 0, text
     return text
 
@@ -439,10 +437,10 @@ def test_grid_search_in_multiprocessing_workers_does_not_hang(method):
 
 
 def test_without_scikit_learn_the_error_names_the_extra():
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = child_env()
     code = "import sys\nsys.modules['sklearn'] = None\nimport nncore\nimport nncore.sklearn\n"
-    returncode, text = run_isolated([sys.executable, "-c", code], ROOT, env, 120)
+    returncode, text = run_isolated([sys.executable, "-c", code], CHILD_CWD, env, 120)
     assert returncode != 0 and "ImportError" in text and "nncore[sklearn]" in text
     returncode, text = run_isolated([sys.executable, "-c", "import sys, nncore\nprint('sklearn' in sys.modules)"],
-                                    ROOT, env, 120)
+                                    CHILD_CWD, env, 120)
     assert returncode == 0 and text.strip() == "False"

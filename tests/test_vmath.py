@@ -1,9 +1,10 @@
 """The float32 vector math (csrc/vmath.h) is accurate in every ISA variant.
 
-NC_CLONES compiles the float32 kernels for x86-64 (SSE2), x86-64-v3 (AVX2+FMA)
-and x86-64-v4 (AVX-512) and the loader picks one, so the Python-level tests only
-exercise one of them. Here a small C program (tests/vmath_check.c) is built for
-each level this CPU can run and compared against double-precision libm.
+The float32 kernels are compiled once per SIMD level (csrc/simd_levels.h: generic
+x86-64, AVX2+FMA, AVX-512); the kernel tests run the activations at every level
+against float64 references. Here the math itself, over dense ranges of inputs:
+a small C program (tests/vmath_check.c) is built for each level this CPU can run
+and compared against double-precision libm.
 """
 import os
 import shutil

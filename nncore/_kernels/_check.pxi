@@ -86,5 +86,9 @@ def _set_simd_level_here(int level):
     return nc_active_simd_level()
 
 
+def _active_simd_level_here():
+    return nc_active_simd_level()
+
+
 def _mark_forked_here():
     nc_mark_forked()

@@ -187,3 +187,135 @@ def avgpool_backward(dy, dx, pool=(2, 2), strides=None, pad=(0, 0), int n_thread
         else:
             nc_avgpool_backward_f64(&g, <double*>pdy, <double*>pdx, n_threads)
     return dx
+
+
+# ---- Winograd F(m x m, 3 x 3) (csrc/winograd.c) ----------------------------------------------------
+cdef int _wino_geom(nc_conv_geom *g, object in_hw, tuple kshape, tuple yshape, str yname, int m, object pad,
+                    Py_ssize_t sizes[3]) except -1:
+    """Fill g for a stride-1 convolution of a (kh, 3, c, f) kernel (kh 1 or 3) whose output has
+    shape yshape (n, oh, ow, f); sizes = the lengths of the work arrays U (= dU), V and M."""
+    if m != 2 and m != 4:
+        raise ValueError(f"m: expected 2 or 4 (the output tile of F(m x m, 3 x 3)), got {m}")
+    if len(kshape) != 4 or kshape[0] not in (1, 3) or kshape[1] != 3:
+        raise ValueError(f"kernel: expected shape (3, 3, c, f) or (1, 3, c, f), got {kshape}")
+    if len(yshape) != 4 or yshape[3] != kshape[3] or yshape[1] < 1 or yshape[2] < 1:
+        raise ValueError(f"{yname}: expected shape (n, oh, ow, {kshape[3]}) with oh, ow >= 1, got {yshape}")
+    cdef Py_ssize_t p[2]
+    _pair(in_hw, "in_hw", 1, p)
+    g.n, g.h, g.w, g.c = yshape[0], p[0], p[1], kshape[2]
+    g.kh, g.kw, g.sh, g.sw, g.dh, g.dw = kshape[0], 3, 1, 1, 1, 1
+    _pair(pad, "pad", 0, p)
+    g.pt, g.pl = p[0], p[1]
+    g.oh, g.ow = yshape[1], yshape[2]
+    cdef Py_ssize_t T = nc_wino_tiles(g, m), mh = m if g.kh == 3 else 1
+    cdef Py_ssize_t a2 = (mh + g.kh - 1) * (m + 2)
+    sizes[0], sizes[1], sizes[2] = a2 * g.c * kshape[3], a2 * T * g.c, a2 * T * kshape[3]
+    return 0
+
+
+cdef int _work(object a, str name, int code, Py_ssize_t size) except -1:
+    _same_real(a, name, code)
+    _shape1(a, name, size)
+    _writable(a, name)
+    return 0
+
+
+def wino_sizes(x_shape, kernel_shape, int m, out_hw):
+    """(len U, len V, len M) of the work arrays of wino_forward/wino_backward (len dU = len U) for
+    inputs x_shape (n, h, w, c), a kernel (kh, 3, c, f) and the output size out_hw (oh, ow)."""
+    cdef nc_conv_geom g
+    cdef Py_ssize_t sizes[3]
+    n, h, w, c = x_shape
+    kshape = tuple(int(v) for v in kernel_shape)
+    if len(kshape) != 4 or kshape[2] != c:
+        raise ValueError(f"kernel_shape: expected (kh, 3, {c}, f), got {kshape}")
+    oh, ow = out_hw
+    _wino_geom(&g, (h, w), kshape, (int(n), int(oh), int(ow), kshape[3]), "out", m, (0, 0), sizes)
+    return sizes[0], sizes[1], sizes[2]
+
+
+def wino_forward(x, kernel, bias, U, V, M, y, int m, pad=(0, 0), int act=0, double act_alpha=0.0,
+                 int n_threads=1):
+    """y = act(conv(x, kernel) + bias) by Winograd F(m x m, 3 x 3), stride 1; returns y.
+
+    x: (n, h, w, c); kernel: (3, 3, c, f) or (1, 3, c, f) (F(m, 3) along the width); bias: (f,) or
+    None; y (n, oh, ow, f) gives the output size, pad = (pt, pl) the padding before the first row
+    and column. U, V, M: 1-D work arrays of the lengths wino_sizes gives; U (the transformed
+    kernel) and V (the transformed input) are what wino_backward needs.
+    """
+    cdef nc_conv_geom g
+    cdef Py_ssize_t sizes[3]
+    cdef int code = _real(x, "x")
+    _ndim(x, "x", 4)
+    _same_real(kernel, "kernel", code)
+    _same_real(y, "y", code)
+    _wino_geom(&g, x.shape[1:3], kernel.shape, y.shape, "y", m, pad, sizes)
+    if x.shape[0] != g.n or x.shape[3] != g.c:
+        raise ValueError(f"x: expected shape ({g.n}, h, w, {g.c}) for kernel {kernel.shape} and y {y.shape}, "
+                         f"got {x.shape}")
+    _writable(y, "y")
+    _work(U, "U", code, sizes[0])
+    _work(V, "V", code, sizes[1])
+    _work(M, "M", code, sizes[2])
+    if act < 0 or act >= NC_ACT_COUNT:
+        raise ValueError(f"wino_forward: unknown activation code {act}")
+    cdef Py_ssize_t f = kernel.shape[3]
+    cdef void *pbias = NULL
+    if bias is not None:
+        _same_real(bias, "bias", code)
+        _shape1(bias, "bias", f)
+        pbias = _ptr(bias)
+    cdef void *px = _ptr(x)
+    cdef void *pk = _ptr(kernel)
+    cdef void *pu = _ptr(U)
+    cdef void *pv = _ptr(V)
+    cdef void *pm = _ptr(M)
+    cdef void *py = _ptr(y)
+    with nogil:
+        if code == 0:
+            nc_wino_forward_f32(&g, m, f, <float*>px, <float*>pk, <float*>pbias, act, <float>act_alpha,
+                                <float*>pu, <float*>pv, <float*>pm, <float*>py, n_threads)
+        else:
+            nc_wino_forward_f64(&g, m, f, <double*>px, <double*>pk, <double*>pbias, act, act_alpha,
+                                <double*>pu, <double*>pv, <double*>pm, <double*>py, n_threads)
+    return y
+
+
+def wino_backward(delta, U, V, M, dU, dkernel, dx, in_hw, int m, pad=(0, 0), int n_threads=1):
+    """The adjoint of wino_forward from delta = dL/dz (n, oh, ow, f); returns dx.
+
+    U and V as wino_forward left them (V is overwritten); M and dU are work arrays; dkernel
+    (kh, 3, c, f) is overwritten with dL/dkernel, and dx (n, h, w, c) with dL/dx unless it is None
+    (not computed). in_hw = (h, w), the input's size.
+    """
+    cdef nc_conv_geom g
+    cdef Py_ssize_t sizes[3]
+    cdef int code = _real(delta, "delta")
+    _same_real(dkernel, "dkernel", code)
+    _wino_geom(&g, in_hw, dkernel.shape, delta.shape, "delta", m, pad, sizes)
+    _writable(dkernel, "dkernel")
+    _same_real(U, "U", code)
+    _shape1(U, "U", sizes[0])
+    _work(V, "V", code, sizes[1])
+    _work(M, "M", code, sizes[2])
+    _work(dU, "dU", code, sizes[0])
+    cdef void *pdx = NULL
+    if dx is not None:
+        _image(dx, "dx", code, g.n, g.h, g.w, g.c)
+        _writable(dx, "dx")
+        pdx = _ptr(dx)
+    cdef Py_ssize_t f = dkernel.shape[3]
+    cdef void *pd = _ptr(delta)
+    cdef void *pu = _ptr(U)
+    cdef void *pv = _ptr(V)
+    cdef void *pm = _ptr(M)
+    cdef void *pdu = _ptr(dU)
+    cdef void *pk = _ptr(dkernel)
+    with nogil:
+        if code == 0:
+            nc_wino_backward_f32(&g, m, f, <float*>pd, <float*>pu, <float*>pv, <float*>pm, <float*>pdu,
+                                 <float*>pk, <float*>pdx, n_threads)
+        else:
+            nc_wino_backward_f64(&g, m, f, <double*>pd, <double*>pu, <double*>pv, <double*>pm, <double*>pdu,
+                                 <double*>pk, <double*>pdx, n_threads)
+    return dx

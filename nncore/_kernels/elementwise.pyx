@@ -1,5 +1,7 @@
 # elementwise.pyx -- activations, softmax, reductions and row gathers.
 # Thin: check shapes/dtypes once, release the GIL, one C call.
+import os
+
 from libc.stdint cimport int64_t
 from nncore._kernels.nncore cimport *
 include "_check.pxi"
@@ -173,6 +175,32 @@ def take_rows(src, idx, dst):
     else:
         with nogil:
             nc_take_rows_f64(<double*>ps, cols, pi, nidx, <double*>pd)
+    return dst
+
+
+def read_rows(int fd, long long base, idx, dst, long long first=0):
+    """dst[r] = row idx[r] (idx None: row first + r) of a C-contiguous array stored in the open file fd
+    from byte `base` on, one row of dst.nbytes / len(dst) bytes (pread: nothing is mapped). The
+    caller checks the rows exist in the file; OSError on a failed or short read."""
+    if not isinstance(dst, cnp.ndarray) or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>dst) \
+            or cnp.PyArray_NDIM(<cnp.ndarray>dst) < 1:
+        raise TypeError("read_rows: dst must be a C-contiguous ndarray with a row axis")
+    _writable(dst, "dst")
+    cdef Py_ssize_t n = dst.shape[0]
+    cdef long long rowbytes = dst.nbytes // n if n else 0
+    cdef const int64_t *pi = NULL
+    if idx is not None:
+        if _row_index(idx, 1 << 62, "read_rows") != n:
+            raise ValueError(f"read_rows: {len(idx)} indices for {n} rows of dst")
+        pi = <const int64_t*>_ptr(idx)
+    cdef char *pd = <char*>_ptr(dst)
+    cdef int err
+    with nogil:
+        err = nc_read_rows(fd, base + (first * rowbytes if pi == NULL else 0), rowbytes, pi, n, pd)
+    if err == -1:
+        raise OSError("read_rows: the file ended before the rows asked for (was it truncated?)")
+    if err:
+        raise OSError(err, "read_rows: " + os.strerror(err))
     return dst
 
 

@@ -2,7 +2,20 @@
 # The wrapper checks everything, then releases the GIL for one C call; the
 # C side does the blocking, packing and OpenMP.
 from nncore._kernels.nncore cimport *
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.stddef cimport ptrdiff_t
 include "_check.pxi"
+
+
+cdef void *_epilogue(str fn, bias, int act, Py_ssize_t n, int code) except? NULL:
+    """Check the epilogue's activation code and bias (None or 1-D of length n); the bias pointer or NULL."""
+    if act < 0 or act >= NC_ACT_COUNT:
+        raise ValueError(f"{fn}: unknown activation code {act}")
+    if bias is None:
+        return NULL
+    _same_real(bias, "bias", code)
+    _shape1(bias, "bias", n)
+    return _ptr(bias)
 
 
 cdef Py_ssize_t _rows(object a, str name, int *code) except -1:
@@ -56,13 +69,7 @@ def gemm(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0, doub
     if kb != k:
         raise ValueError(f"gemm: inner dimensions differ: op(a) is ({m}, {k}), op(b) is ({kb}, {n})")
     _shape2(c, "c", m, n)
-    if act < 0 or act >= NC_ACT_COUNT:
-        raise ValueError(f"gemm: unknown activation code {act}")
-    cdef void *pbias = NULL
-    if bias is not None:
-        _same_real(bias, "bias", code)
-        _shape1(bias, "bias", n)
-        pbias = _ptr(bias)
+    cdef void *pbias = _epilogue("gemm", bias, act, n, code)
     cdef void *pa = _ptr(a)
     cdef void *pb = _ptr(b)
     cdef void *pc = _ptr(c)
@@ -75,6 +82,153 @@ def gemm(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0, doub
             nc_gemm_f64(trans_a, trans_b, m, n, k, alpha, <double*>pa, lda, <double*>pb, ldb,
                         beta, <double*>pc, ldc, <double*>pbias, act, act_alpha, n_threads)
     return c
+
+
+def pack_b(b, bint trans_b=False, out=None):
+    """op(b) packed once for many `gemm_packed` products with it (op(b) is b.T when trans_b).
+
+    The layout is that of the SIMD level in use. Returns `out` refilled when it is a 1-D array of b's
+    dtype and the size this needs, else a new array (so a caller keeping the result allocates once).
+    """
+    cdef int code = _real(b, "b")
+    _ndim(b, "b", 2)
+    cdef Py_ssize_t k = b.shape[1] if trans_b else b.shape[0]
+    cdef Py_ssize_t n = b.shape[0] if trans_b else b.shape[1]
+    cdef Py_ssize_t size = nc_gemm_pack_size_f32(k, n) if code == 0 else nc_gemm_pack_size_f64(k, n)
+    if (out is None or not isinstance(out, np.ndarray) or out.dtype != b.dtype or out.ndim != 1
+            or out.shape[0] != size or not out.flags.c_contiguous or not out.flags.writeable):
+        out = np.empty(size, b.dtype)
+    cdef Py_ssize_t ldb = b.shape[1]
+    cdef void *pb = _ptr(b)
+    cdef void *pp = _ptr(out)
+    if code == 0:
+        with nogil:
+            nc_gemm_pack_b_f32(trans_b, k, n, <float*>pb, ldb, <float*>pp)
+    else:
+        with nogil:
+            nc_gemm_pack_b_f64(trans_b, k, n, <double*>pb, ldb, <double*>pp)
+    return out
+
+
+def gemm_packed(a, packed, c, bint trans_a=False, double alpha=1.0, double beta=0.0, bias=None, int act=0,
+                double act_alpha=0.0, int n_threads=1):
+    """C := act(alpha * op(a) @ B + beta * c + bias), in place in `c`, with B from `pack_b`; returns `c`.
+
+    Same contract as `gemm`; raises ValueError when `packed` holds another shape than (k, n) = (op(a)
+    columns, c columns) or was packed for another SIMD level.
+    """
+    cdef int code = _real(a, "a")
+    _same_real(packed, "packed", code)
+    _same_real(c, "c", code)
+    _ndim(a, "a", 2)
+    _ndim(packed, "packed", 1)
+    _ndim(c, "c", 2)
+    _writable(c, "c")
+    cdef Py_ssize_t m = a.shape[1] if trans_a else a.shape[0]
+    cdef Py_ssize_t k = a.shape[0] if trans_a else a.shape[1]
+    cdef Py_ssize_t n = c.shape[1]
+    _shape2(c, "c", m, n)
+    cdef Py_ssize_t need = nc_gemm_pack_size_f32(k, n) if code == 0 else nc_gemm_pack_size_f64(k, n)
+    if packed.shape[0] != need:
+        raise ValueError(f"gemm_packed: packed holds {packed.shape[0]} elements, op(b) of shape ({k}, {n}) "
+                         f"needs {need} at this SIMD level; pack it again")
+    cdef void *pbias = _epilogue("gemm_packed", bias, act, n, code)
+    cdef Py_ssize_t lda = a.shape[1], ldc = n
+    cdef void *pa = _ptr(a)
+    cdef void *pp = _ptr(packed)
+    cdef void *pc = _ptr(c)
+    cdef int rc
+    if code == 0:
+        with nogil:
+            rc = nc_gemm_packed_f32(trans_a, m, n, k, <float>alpha, <float*>pa, lda, <float*>pp, <float>beta,
+                                    <float*>pc, ldc, <float*>pbias, act, <float>act_alpha, n_threads)
+    else:
+        with nogil:
+            rc = nc_gemm_packed_f64(trans_a, m, n, k, alpha, <double*>pa, lda, <double*>pp, beta,
+                                    <double*>pc, ldc, <double*>pbias, act, act_alpha, n_threads)
+    if rc == -2:
+        raise ValueError(f"gemm_packed: packed does not hold op(b) of shape ({k}, {n}) packed at this SIMD "
+                         "level; pack it again")
+    if rc != 0:
+        raise MemoryError("gemm_packed: no memory for the packing workspace")
+    return c
+
+
+def dense_chain(x, packed, biases, acts, alphas, y, bint check_finite=False, int n_threads=1):
+    """y := f_L(... f_1(x W_1 + b_1) ...) through L dense layers, a block of rows at a time; returns y.
+
+    packed[l] is W_l from `pack_b`, biases[l] a 1-D array or None, acts[l] an activation code fused into
+    the product or -1 for a softmax over each row, alphas[l] its parameter. x (m, d_0) and y (m, d_L)
+    are C-contiguous. With check_finite, raises ValueError when x holds NaN or infinity.
+    """
+    cdef int code = _real(x, "x")
+    _same_real(y, "y", code)
+    _ndim(x, "x", 2)
+    _writable(y, "y")
+    cdef int L = len(packed)
+    if L < 1 or len(biases) != L or len(acts) != L or len(alphas) != L:
+        raise ValueError(f"dense_chain: expected as many biases, acts and alphas as packed kernels ({L} >= 1)")
+    dims = [x.shape[1]]
+    for l in range(L):
+        _same_real(packed[l], f"packed[{l}]", code)
+        _ndim(packed[l], f"packed[{l}]", 1)
+        if packed[l].shape[0] < 64 // packed[l].itemsize:
+            raise ValueError(f"dense_chain: packed[{l}] is not a packed kernel (shorter than its head)")
+        head = packed[l][:64 // packed[l].itemsize].view(np.int64)             # tag, level, k, n
+        if head[2] != dims[l]:
+            raise ValueError(f"dense_chain: packed[{l}] holds a kernel of {head[2]} rows, its input has "
+                             f"{dims[l]} features; pack it again")
+        dims.append(int(head[3]))
+        if biases[l] is not None:
+            _same_real(biases[l], f"biases[{l}]", code)
+            _shape1(biases[l], f"biases[{l}]", dims[l + 1])
+        if acts[l] < -1 or acts[l] >= NC_ACT_COUNT:
+            raise ValueError(f"dense_chain: unknown activation code {acts[l]}")
+    _shape2(y, "y", x.shape[0], dims[L])
+    cdef Py_ssize_t m = x.shape[0]
+    cdef ptrdiff_t *cdims = <ptrdiff_t *>PyMem_Malloc((L + 1) * sizeof(ptrdiff_t))
+    cdef void **cpacked = <void **>PyMem_Malloc(L * sizeof(void *))
+    cdef void **cbias = <void **>PyMem_Malloc(L * sizeof(void *))
+    cdef int *cact = <int *>PyMem_Malloc(L * sizeof(int))
+    cdef void *calpha = PyMem_Malloc(L * sizeof(double))
+    cdef int rc
+    cdef void *px = _ptr(x)
+    cdef void *py = _ptr(y)
+    try:
+        if not cdims or not cpacked or not cbias or not cact or not calpha:
+            raise MemoryError("dense_chain")
+        for l in range(L + 1):
+            cdims[l] = dims[l]
+        for l in range(L):
+            cpacked[l] = _ptr(packed[l])
+            cbias[l] = NULL if biases[l] is None else _ptr(biases[l])
+            cact[l] = acts[l]
+            if code == 0:
+                (<float *>calpha)[l] = alphas[l]
+            else:
+                (<double *>calpha)[l] = alphas[l]
+        if code == 0:
+            with nogil:
+                rc = nc_dense_chain_f32(m, L, cdims, <const float *const *>cpacked, <const float *const *>cbias,
+                                        cact, <float *>calpha, check_finite, <float *>px, <float *>py, n_threads)
+        else:
+            with nogil:
+                rc = nc_dense_chain_f64(m, L, cdims, <const double *const *>cpacked, <const double *const *>cbias,
+                                        cact, <double *>calpha, check_finite, <double *>px, <double *>py, n_threads)
+    finally:
+        PyMem_Free(cdims)
+        PyMem_Free(cpacked)
+        PyMem_Free(cbias)
+        PyMem_Free(cact)
+        PyMem_Free(calpha)
+    if rc == 1:
+        raise ValueError("x: inputs contain NaN or infinity")
+    if rc == -2:
+        raise ValueError("dense_chain: a packed kernel does not match its layer's shape or this SIMD level; "
+                         "pack it again")
+    if rc != 0:
+        raise MemoryError("dense_chain: no memory for the row blocks")
+    return y
 
 
 def gemm_ref(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0):
@@ -105,3 +259,126 @@ def gemm_ref(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0, 
             nc_gemm_ref_f64(trans_a, trans_b, m, n, k, alpha, <double*>pa, lda,
                             <double*>pb, ldb, beta, <double*>pc, n)
     return c
+
+
+cdef int _cell_act(str fn, int act, str name) except -1:
+    if act < 0 or act >= NC_ACT_COUNT or nc_act_needs_input(act):
+        raise ValueError(f"{fn}: {name} {act} is not an activation code whose derivative follows from its "
+                         "output")
+    return 0
+
+
+cdef int _seq(str fn, object a, str name, int code, Py_ssize_t T, Py_ssize_t B, Py_ssize_t w, bint out) except -1:
+    """a is a C-contiguous (T, B, w) array of the dtype `code`."""
+    _same_real(a, name, code)
+    _ndim(a, name, 3)
+    if a.shape[0] != T or a.shape[1] != B or a.shape[2] != w:
+        raise ValueError(f"{fn}: {name}: expected shape ({T}, {B}, {w}), got {a.shape}")
+    if out:
+        _writable(a, name)
+    return 0
+
+
+cdef int _packed_for(str fn, object packed, int code, Py_ssize_t k, Py_ssize_t n) except -1:
+    _same_real(packed, "packed", code)
+    _ndim(packed, "packed", 1)
+    cdef Py_ssize_t need = nc_gemm_pack_size_f32(k, n) if code == 0 else nc_gemm_pack_size_f64(k, n)
+    if packed.shape[0] != need:
+        raise ValueError(f"{fn}: packed holds {packed.shape[0]} elements, a kernel of shape ({k}, {n}) needs "
+                         f"{need} at this SIMD level; pack it again")
+    return 0
+
+
+def lstm_seq_forward(int act, double alpha, int ract, double ralpha, packed, z, c, tc, h, bint with_h0=False,
+                     int n_threads=1):
+    """The LSTM's step loop over a whole time-major sequence in one call; returns h.
+
+    For each step t: z_t += h_{t-1} U (from t = 1, or from t = 0 when with_h0), then the cell
+    (`nncore._kernels.rnn.lstm_cell_forward`), a block of rows through every step. z (T, B, 4u): x W + b
+    in, the gates out; c and h (T + 1, B, u), the initial state at [0], c_t and h_t written at [t + 1];
+    tc (T, B, u) = a(c_t); packed: U (u, 4u) from `pack_b`.
+    """
+    _cell_act("lstm_seq_forward", act, "act")
+    _cell_act("lstm_seq_forward", ract, "ract")
+    cdef int code = _real(z, "z")
+    _ndim(z, "z", 3)
+    cdef Py_ssize_t T = z.shape[0], B = z.shape[1], G = z.shape[2], u = G // 4
+    if G % 4 or u == 0:
+        raise ValueError(f"lstm_seq_forward: z must have 4 * units columns, got shape {z.shape}")
+    _seq("lstm_seq_forward", z, "z", code, T, B, G, True)
+    _seq("lstm_seq_forward", c, "c", code, T + 1, B, u, True)
+    _seq("lstm_seq_forward", h, "h", code, T + 1, B, u, True)
+    _seq("lstm_seq_forward", tc, "tc", code, T, B, u, True)
+    _packed_for("lstm_seq_forward", packed, code, u, G)
+    cdef void *pp = _ptr(packed)
+    cdef void *pz = _ptr(z)
+    cdef void *pc = _ptr(c)
+    cdef void *ptc = _ptr(tc)
+    cdef void *ph = _ptr(h)
+    cdef int rc
+    if code == 0:
+        with nogil:
+            rc = nc_lstm_seq_forward_f32(T, B, u, act, <float>alpha, ract, <float>ralpha, <float*>pp, with_h0,
+                                         <float*>pz, <float*>pc, <float*>ptc, <float*>ph, n_threads)
+    else:
+        with nogil:
+            rc = nc_lstm_seq_forward_f64(T, B, u, act, alpha, ract, ralpha, <double*>pp, with_h0,
+                                         <double*>pz, <double*>pc, <double*>ptc, <double*>ph, n_threads)
+    _seq_rc("lstm_seq_forward", rc)
+    return h
+
+
+def lstm_seq_backward(int act, double alpha, int ract, double ralpha, packed_t, gates, c, tc, dh, dc, delta,
+                      bint with_h0=False, int n_threads=1):
+    """The LSTM's backward step loop over a whole time-major sequence in one call; returns delta.
+
+    For t = T-1 .. 0: the cell backward (`nncore._kernels.rnn.lstm_cell_backward`: delta_t, and dc from
+    dL/dc_t to dL/dc_{t-1}), then dh_{t-1} += delta_t U^T for t >= 1. gates (T, B, 4u) and c (T + 1, B, u),
+    tc (T, B, u) from `lstm_seq_forward`; dh (T + 1, B, u): dL/dh_t from the outputs at [t + 1],
+    updated in place (dh[t] += delta_t U^T; dh[0], the initial state's, only when with_h0); dc (B, u):
+    dL/dc_{T-1} in, dL/dc_{-1} out; delta (T, B, 4u) out; packed_t: U^T from ``pack_b(U, trans_b=True)``.
+    """
+    _cell_act("lstm_seq_backward", act, "act")
+    _cell_act("lstm_seq_backward", ract, "ract")
+    cdef int code = _real(gates, "gates")
+    _ndim(gates, "gates", 3)
+    cdef Py_ssize_t T = gates.shape[0], B = gates.shape[1], G = gates.shape[2], u = G // 4
+    if G % 4 or u == 0:
+        raise ValueError(f"lstm_seq_backward: gates must have 4 * units columns, got shape {gates.shape}")
+    _seq("lstm_seq_backward", c, "c", code, T + 1, B, u, False)
+    _seq("lstm_seq_backward", tc, "tc", code, T, B, u, False)
+    _seq("lstm_seq_backward", dh, "dh", code, T + 1, B, u, True)
+    _seq("lstm_seq_backward", delta, "delta", code, T, B, G, True)
+    _same_real(dc, "dc", code)
+    _shape2(dc, "dc", B, u)
+    _writable(dc, "dc")
+    _packed_for("lstm_seq_backward", packed_t, code, G, u)
+    cdef void *pp = _ptr(packed_t)
+    cdef void *pg = _ptr(gates)
+    cdef void *pc = _ptr(c)
+    cdef void *ptc = _ptr(tc)
+    cdef void *pdh = _ptr(dh)
+    cdef void *pdc = _ptr(dc)
+    cdef void *pd = _ptr(delta)
+    cdef int rc
+    if code == 0:
+        with nogil:
+            rc = nc_lstm_seq_backward_f32(T, B, u, act, <float>alpha, ract, <float>ralpha, <float*>pp, with_h0,
+                                          <float*>pg, <float*>pc, <float*>ptc, <float*>pdh, <float*>pdc,
+                                          <float*>pd, n_threads)
+    else:
+        with nogil:
+            rc = nc_lstm_seq_backward_f64(T, B, u, act, alpha, ract, ralpha, <double*>pp, with_h0,
+                                          <double*>pg, <double*>pc, <double*>ptc, <double*>pdh, <double*>pdc,
+                                          <double*>pd, n_threads)
+    _seq_rc("lstm_seq_backward", rc)
+    return delta
+
+
+cdef int _seq_rc(str fn, int rc) except -1:
+    if rc == -2:
+        raise ValueError(f"{fn}: the packed kernel holds another shape or was packed for another SIMD level; "
+                         "pack it again")
+    if rc != 0:
+        raise MemoryError(f"{fn}: no memory for the workspace")
+    return 0

@@ -4,6 +4,8 @@ from libc.stdint cimport int8_t, int32_t, int64_t
 cdef extern from "nncore.h" nogil:
     # runtime
     int nc_simd_level()
+    int nc_simd_cpu_level()
+    int nc_simd_compiled_level()
     const char *nc_simd_name(int level)
     void nc_set_simd_level(int level)
     int nc_active_simd_level()
@@ -37,6 +39,35 @@ cdef extern from "nncore.h" nogil:
                      double alpha, const double *A, ptrdiff_t lda, const double *B, ptrdiff_t ldb,
                      double beta, double *C, ptrdiff_t ldc, const double *bias, int act, double act_alpha,
                      int nthreads)
+    ptrdiff_t nc_gemm_pack_size_f32(ptrdiff_t k, ptrdiff_t n)
+    ptrdiff_t nc_gemm_pack_size_f64(ptrdiff_t k, ptrdiff_t n)
+    void nc_gemm_pack_b_f32(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *B, ptrdiff_t ldb, float *packed)
+    void nc_gemm_pack_b_f64(int trans_b, ptrdiff_t k, ptrdiff_t n, const double *B, ptrdiff_t ldb, double *packed)
+    int nc_gemm_packed_f32(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *A,
+                           ptrdiff_t lda, const float *packed, float beta, float *C, ptrdiff_t ldc,
+                           const float *bias, int act, float act_alpha, int nthreads)
+    int nc_gemm_packed_f64(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha, const double *A,
+                           ptrdiff_t lda, const double *packed, double beta, double *C, ptrdiff_t ldc,
+                           const double *bias, int act, double act_alpha, int nthreads)
+    int nc_dense_chain_f32(ptrdiff_t m, int L, const ptrdiff_t *dims, const float *const *packed,
+                           const float *const *bias, const int *act, const float *act_alpha, int check_finite,
+                           const float *x, float *y, int nthreads)
+    int nc_dense_chain_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double *const *packed,
+                           const double *const *bias, const int *act, const double *act_alpha, int check_finite,
+                           const double *x, double *y, int nthreads)
+    int nc_lstm_seq_forward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract,
+                                float ralpha, const float *packed, int with_h0, float *z, float *c, float *tc,
+                                float *h, int nthreads)
+    int nc_lstm_seq_forward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, double alpha, int ract,
+                                double ralpha, const double *packed, int with_h0, double *z, double *c,
+                                double *tc, double *h, int nthreads)
+    int nc_lstm_seq_backward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract,
+                                 float ralpha, const float *packed_t, int with_h0, const float *gates,
+                                 const float *c, const float *tc, float *dh, float *dc, float *delta, int nthreads)
+    int nc_lstm_seq_backward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, double alpha, int ract,
+                                 double ralpha, const double *packed_t, int with_h0, const double *gates,
+                                 const double *c, const double *tc, double *dh, double *dc, double *delta,
+                                 int nthreads)
     void nc_gemm_ref_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                          float alpha, const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
                          float beta, float *C, ptrdiff_t ldc)
@@ -53,6 +84,7 @@ cdef extern from "nncore.h" nogil:
     int nc_all_finite_f64(const double *x, ptrdiff_t n, int nthreads)
     void nc_take_rows_f32(const float *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, float *dst)
     void nc_take_rows_f64(const double *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, double *dst)
+    int nc_read_rows(int fd, int64_t base, int64_t rowbytes, const int64_t *idx, ptrdiff_t n, char *dst)
     void nc_scatter_add_rows_f32(const float *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx, float *dst,
                                  int nthreads)
     void nc_scatter_add_rows_f64(const double *src, ptrdiff_t cols, const int64_t *idx, ptrdiff_t nidx,
@@ -137,6 +169,17 @@ cdef extern from "nncore.h" nogil:
     void nc_avgpool_forward_f64(const nc_conv_geom *g, const double *x, double *y, int nthreads)
     void nc_avgpool_backward_f32(const nc_conv_geom *g, const float *dy, float *dx, int nthreads)
     void nc_avgpool_backward_f64(const nc_conv_geom *g, const double *dy, double *dx, int nthreads)
+    ptrdiff_t nc_wino_tiles(const nc_conv_geom *g, int m)
+    void nc_wino_forward_f32(const nc_conv_geom *g, int m, ptrdiff_t f, const float *x, const float *kernel,
+                             const float *bias, int act, float act_alpha, float *U, float *V, float *M, float *y,
+                             int nthreads)
+    void nc_wino_forward_f64(const nc_conv_geom *g, int m, ptrdiff_t f, const double *x, const double *kernel,
+                             const double *bias, int act, double act_alpha, double *U, double *V, double *M,
+                             double *y, int nthreads)
+    void nc_wino_backward_f32(const nc_conv_geom *g, int m, ptrdiff_t f, const float *delta, const float *U,
+                              float *V, float *M, float *dU, float *dkernel, float *dx, int nthreads)
+    void nc_wino_backward_f64(const nc_conv_geom *g, int m, ptrdiff_t f, const double *delta, const double *U,
+                              double *V, double *M, double *dU, double *dkernel, double *dx, int nthreads)
 
     # fused losses
     double nc_softmax_xent_f32(const float *z, const float *y, const float *w, float *prob, float *d,

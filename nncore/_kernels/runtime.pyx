@@ -3,8 +3,18 @@ from nncore._kernels.nncore cimport *
 
 
 def simd_level():
-    """Best SIMD level: 0 generic, 1 AVX2+FMA, 2 AVX-512."""
+    """Best SIMD level this CPU runs and this build compiled: 0 generic, 1 AVX2+FMA, 2 AVX-512."""
     return nc_simd_level()
+
+
+def simd_cpu_level():
+    """Best SIMD level this CPU (and its OS) supports, whatever the build compiled."""
+    return nc_simd_cpu_level()
+
+
+def simd_compiled_level():
+    """Best SIMD level this build compiled (0: the generic C kernels only)."""
+    return nc_simd_compiled_level()
 
 
 def active_simd_level():
@@ -25,7 +35,7 @@ def _kernel_modules():
 
 
 def set_simd_level(int level):
-    """Force a lower SIMD level in every kernel module (for tests); -1 restores the best.
+    """Use this SIMD level in every kernel module; -1 (or a level above simd_level()) is the best.
 
     Each extension links its own copy of the C runtime state, so the level is
     set in each of them.

@@ -5,13 +5,18 @@ Inputs are (batch, height, width, channels) for the 2-D layers and
 is (kh, kw, in_channels, filters) exactly as in Keras, so weights move between
 the two unchanged.
 
-Mechanism (one, for every convolution): im2col copies each output pixel's
-receptive field into one row of a work matrix, cols (batch oh ow, kh kw c),
-and ONE GEMM ``cols @ kernel.reshape(kh kw c, filters)`` with the bias and the
-activation in its epilogue writes the (batch, oh, ow, filters) output directly
-(channels_last needs no transpose). Backward is the same GEMMs transposed plus
-col2im, the adjoint of im2col. A 1x1 kernel with stride 1 and no padding skips
-im2col: the input already is the cols matrix.
+Mechanism (the reference, for every convolution): im2col copies each output
+pixel's receptive field into one row of a work matrix, cols (batch oh ow,
+kh kw c), and ONE GEMM ``cols @ kernel.reshape(kh kw c, filters)`` with the
+bias and the activation in its epilogue writes the (batch, oh, ow, filters)
+output directly (channels_last needs no transpose). Backward is the same GEMMs
+transposed plus col2im, the adjoint of im2col. A 1x1 kernel with stride 1 and
+no padding skips im2col: the input already is the cols matrix.
+
+3x3 (Conv1D: 3) stride-1 undilated convolutions may run by Winograd
+F(m x m, 3 x 3) instead (csrc/winograd.c: 2.25 or 4 multiplies per output and
+channel pair instead of 9), forward and both backward products; the tile m or
+im2col is chosen per batch size by `winograd_tile`, from the shapes alone.
 
 Padding (Keras): 'valid': out = floor((in - (k - 1) d - 1) / s) + 1;
 'same': out = ceil(in / s), pad_total = max((out - 1) s + (k - 1) d + 1 - in, 0),
@@ -69,6 +74,32 @@ def _out_size(size, k, s, d, padding):
         return (size - 1) // s + 1, span - 1
     out = -(-size // s)                          # 'same': ceil(size / s)
     return out, max((out - 1) * s + span - size, 0) // 2
+
+
+# Winograd's speed-up over im2col + GEMM for a training step, per tile m: r E c / (c + C0) T / (T + T0), where
+# r = im2col's multiplies per Winograd multiply (9 oh ow / (36 tiles) for m = 4 on whole tiles: 4; less
+# with partial tiles), c the channels (the GEMMs' k: short ones pay more for the transforms) and T the
+# tiles (small problems pay the passes' fixed costs). (E, C0, T0) fitted to `python bench/winograd.py`
+# on AVX2 (Zen 4), float32, 1 thread; the timings are in bench/RESULTS.md, the rule in docs/models.md.
+_WINO_FIT = {2: (1.15, 34.0, 45.0), 4: (0.89, 26.0, 30.0)}
+_WINO_MARGIN = 1.1   # Winograd only where it is predicted at least 10% faster
+
+
+def winograd_tile(n, out_hw, c, kh):
+    """The output tile m of Winograd F(m x m, 3 x 3) for a 3x3 (kh = 3) or 1x3 (kh = 1: Conv1D) stride-1
+    convolution of n images of c channels to an output of size out_hw, or 0 for im2col + GEMM: the m of
+    the larger predicted speed-up, where that is above the margin. A rule of the shapes alone, so a layer
+    takes the same path on every machine, thread count and run."""
+    oh, ow = out_hw
+    best, gain = 0, _WINO_MARGIN
+    for m, (e, c0, t0) in _WINO_FIT.items():
+        mh = m if kh == 3 else 1
+        tiles = n * -(-oh // mh) * -(-ow // m)
+        r = 3 * kh * n * oh * ow / ((mh + kh - 1) * (m + 2) * tiles)
+        g = r * e * c / (c + c0) * tiles / (tiles + t0)
+        if g > gain:
+            best, gain = m, g
+    return best
 
 
 class _Window(Layer):
@@ -144,6 +175,8 @@ class _Conv(Int8Quantizable, _Window):
             self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer)
         # 1x1, stride 1, no padding: x itself is the (batch h w, c) cols matrix
         self._direct = (math.prod(self._win) == 1 and math.prod(self._str) == 1 and not any(self._pad))
+        # 3x3 (Conv1D: 3), stride 1, no dilation: Winograd may take it (the tile is chosen per batch size)
+        self._wino_ok = self._win in ((3, 3), (1, 3)) and self._str == (1, 1) and self._dil == (1, 1)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0],) + tuple(self._out[2 - self.rank:]) + (self.filters,)
@@ -157,17 +190,33 @@ class _Conv(Int8Quantizable, _Window):
         self._k2 = self.kernel.reshape(k, self.filters)          # (kh kw c, filters) views, made once
         dk = self._grad_of.get("kernel")                         # none in the int8 form
         self._dk2 = None if dk is None else dk.reshape(k, self.filters)
+        shape4 = self._win + (self._hwc[2], self.filters)               # (kh, kw, c, f), Conv1D too
+        self._k4 = self.kernel.reshape(shape4)
+        self._dk4 = None if dk is None else dk.reshape(shape4)
 
     def _buffers(self, n):
-        # [cols, z, y, delta, dx, y as returned] for a batch of n, allocated once per batch size
+        # [cols, z, y, delta, dx, y as returned, Winograd (m, U, V, M, dU) or None] for a batch of n,
+        # allocated once per batch size (the int8 form: im2col and the int8 GEMM, no Winograd)
         dt = self._float_dtype
         m = n * self._out[0] * self._out[1]
-        cols = None if self._direct else np.empty((m, self._k2.shape[0]), dt)
+        tile = self._wino_ok and self.quantization_mode is None and winograd_tile(n, self._out, self._hwc[2],
+                                                                                    self._win[0])
+        wino = None
+        if tile:
+            sizes = _conv.wino_sizes((n,) + self._hwc, self._k4.shape, tile, self._out)
+            wino = (tile,) + tuple(np.empty(size, dt) for size in sizes + sizes[:1])
+        cols = None if self._direct or wino else np.empty((m, self._k2.shape[0]), dt)
         z = np.empty((m, self.filters), dt)
         y = z if self._code == 0 else np.empty((m, self.filters), dt)
         b = [cols, z, y, np.empty((m, self.filters), dt), None,
-             y.reshape((n,) + self.output_shape[1:])]
+             y.reshape((n,) + self.output_shape[1:]), wino]
         return self._keep(n, b)
+
+    def _winograd(self, x, kernel, out, b, act, alpha, nt):
+        # out := act(conv(x, kernel) + b) by Winograd F(m x m, 3 x 3) (stands for the GEMM in _affine_act)
+        tile, U, V, M, _ = self._cur[6]
+        _conv.wino_forward(x, self._k4, b, U, V, M, out.reshape((x.shape[0],) + self._out + (self.filters,)),
+                           tile, self._pad, act, alpha, nt)
 
     def forward(self, x, training=False):
         # cols = im2col(x) ; z = cols K + b ; y = f(z)
@@ -177,6 +226,10 @@ class _Conv(Int8Quantizable, _Window):
         bufs = self._bufs.get(n) or self._buffers(n)
         self._x, self._cur = x, bufs
         h, w, c = self._hwc
+        if bufs[6]:                               # Winograd: V (what backward needs) replaces cols
+            self._cols = None
+            _affine_act(self, self._as4(x, n, h, w, c), None, bufs[1], bufs[2], self._winograd)
+            return bufs[5]
         if self._direct:
             cols = x.reshape(n * h * w, c)
         else:
@@ -190,17 +243,23 @@ class _Conv(Int8Quantizable, _Window):
         # delta = dy * f'(z) ; dK = cols^T delta ; db = sum_rows delta ; dx = col2im(delta K^T)
         if self.quantization_mode is not None:
             self._refuse_training()
-        cols, z, y, delta, dx, _ = self._cur
+        cols, z, y, delta, dx, _, wino = self._cur
         delta = _act_delta(self, dy.reshape(y.shape), z, y, delta)
-        gemm(self._cols, delta, self._dk2, trans_a=True, n_threads=self._n_threads)
         if self.use_bias:
             _colsum(delta, self._grad_of["bias"], self._n_threads)
+        if self._need_dx and dx is None:          # once per batch size, only where dx is needed
+            dx = self._cur[4] = np.empty(self._x.shape, self._x.dtype)
+        n = self._x.shape[0]
+        h, w, c = self._hwc
+        if wino:                                  # dK and dx by the transposed Winograd transforms
+            tile, U, V, M, dU = wino
+            _conv.wino_backward(delta.reshape((n,) + self._out + (self.filters,)), U, V, M, dU, self._dk4,
+                                self._as4(dx, n, h, w, c) if self._need_dx else None, (h, w), tile, self._pad,
+                                self._n_threads)
+            return dx if self._need_dx else None
+        gemm(self._cols, delta, self._dk2, trans_a=True, n_threads=self._n_threads)
         if not self._need_dx:
             return None
-        if dx is None:                            # once per batch size, only where dx is needed
-            dx = self._cur[4] = np.empty(self._x.shape, self._x.dtype)
-        n = dx.shape[0]
-        h, w, c = self._hwc
         if self._direct:                          # dx = delta K^T, straight into dx
             gemm(delta, self._k2, dx.reshape(n * h * w, c), trans_b=True, n_threads=self._n_threads)
             return dx
@@ -244,6 +303,10 @@ class Conv2D(_Conv):
     K = kernel.reshape(kh kw c, filters), one GEMM with the bias and f fused.
     Backward: delta = dy * f'(z); dK = cols^T delta; db = sum_rows delta;
     dx = col2im(delta K^T).
+    A 3x3 stride-1 undilated kernel may take Winograd F(2x2, 3x3) or
+    F(4x4, 3x3) instead (the same z, rounded differently; docs/models.md):
+    z = A^T [(G g G^T) .* (B^T d B)] A per output tile, dK and dx by the
+    transposed transforms; `winograd_tile` chooses from the shapes.
     """
 
     rank = 2

@@ -7,7 +7,7 @@ import numpy as np
 from nncore import _random
 from nncore import activations as _activations
 from nncore._kernels import elementwise as _ew
-from nncore._kernels.gemm import gemm
+from nncore._kernels.gemm import dense_chain, gemm, pack_b
 from nncore._kernels.int8 import gemm_int8
 from nncore import initializers, regularizers
 from nncore.layers.base import Layer
@@ -54,21 +54,28 @@ def _affine_config(layer):
                 bias_regularizer=_serialize(layer.bias_regularizer))
 
 
-def _affine_act(layer, x, kernel, z, y):
+def _gemm_product(x, kernel, out, b, act, alpha, nt):
+    """out := act(x K + b): one GEMM with the bias and the activation in its epilogue."""
+    gemm(x, kernel, out, bias=b, act=act, act_alpha=alpha, n_threads=nt)
+
+
+def _affine_act(layer, x, kernel, z, y, product=_gemm_product):
     """z = x K + b ; y = f(z), for a layer with ``_code``/``_alpha``/``_keep_z`` (Dense, the convolutions):
     one GEMM with the bias and f in its epilogue, or f in a pass of its own when f' needs z or f is softmax.
+    ``product`` computes ``out := act(x K + b)`` (the GEMM, or a convolution's other route to it).
     Returns y (z's buffer itself when f is linear)."""
     if layer.quantization_mode is not None:
         return _affine_act_int8(layer, x, kernel, z, y)
     b = layer.bias if layer.use_bias else None
     nt = layer._n_threads
     if layer._code is None:                   # softmax: separate row-wise pass
-        _softmax_forward(gemm(x, kernel, z, bias=b, n_threads=nt), y)
+        product(x, kernel, z, b, 0, 0.0, nt)
+        _softmax_forward(z, y)
     elif layer._keep_z:                       # f' needs z (gelu, swish)
-        gemm(x, kernel, z, bias=b, n_threads=nt)
+        product(x, kernel, z, b, 0, 0.0, nt)
         _act_forward(layer._code, layer._alpha, z, y, nt)
     else:                                     # bias and f fused into the GEMM epilogue
-        gemm(x, kernel, y, bias=b, act=layer._code, act_alpha=layer._alpha, n_threads=nt)
+        product(x, kernel, y, b, layer._code, layer._alpha, nt)
     return y
 
 
@@ -370,3 +377,57 @@ class Flatten(Layer):
 
     def backward(self, dy):
         return dy.reshape(self._in_shape)
+
+
+class DenseChain:
+    """Inference through consecutive Dense layers in one kernel call per batch.
+
+    The batch goes through every layer a block of rows at a time (`nncore._kernels.gemm.dense_chain`),
+    so each block's activations stay in cache from one layer to the next, with one thread team for the
+    whole chain and the kernels packed once per `prepare` (per predict call) instead of once per product.
+
+    Parameters
+    ----------
+    layers : list of Dense
+        Built, consecutive (each one's units are the next one's inputs).
+
+    Notes
+    -----
+    Every activation with a kernel code is fused into its product (inference keeps no z); softmax runs
+    over each row of the block. The result equals the layer-by-layer forward to rounding (the products
+    take the packed path throughout).
+    """
+
+    def __init__(self, layers):
+        self.layers = list(layers)
+        self._packed = [None] * len(self.layers)
+
+    @classmethod
+    def of(cls, plan):
+        """A chain over the plan's layers when the model is one chain of built Dense layers over 2-D
+        inputs (one input, one output, each layer reading the one before), else None."""
+        nodes, layers = plan.nodes, plan.executors
+        if (plan.n_inputs != 1 or len(plan.out_slots) != 1 or not nodes or len(plan.tensors[0].shape) != 2
+                or not all(type(layer) is Dense and layer.built and layer.quantization_mode is None
+                           for layer in layers)):
+            return None
+        prev = plan.tensors[0]
+        for node in nodes:
+            if node.many or node.kwargs or len(node.inputs) != 1 or node.inputs[0] is not prev:
+                return None
+            prev = node.outputs[0]
+        if plan.slot[id(prev)] != plan.out_slots[0]:
+            return None
+        return cls(layers)
+
+    def prepare(self):
+        """Pack the kernels (once per call of predict: they change only between calls)."""
+        self._packed = [pack_b(layer.kernel, out=p) for layer, p in zip(self.layers, self._packed)]
+        self._biases = [layer.bias if layer.use_bias else None for layer in self.layers]
+        self._acts = [-1 if layer._code is None else layer._code for layer in self.layers]
+        self._alphas = [layer._alpha if layer._code is not None else 0.0 for layer in self.layers]
+        return self
+
+    def __call__(self, x, y, check_finite=False, n_threads=1):
+        """y = the chain's output for x (both C-contiguous 2-D); returns y."""
+        return dense_chain(x, self._packed, self._biases, self._acts, self._alphas, y, check_finite, n_threads)

@@ -41,7 +41,7 @@ from nncore import activations as _activations
 from nncore import initializers, regularizers
 from nncore._kernels import elementwise as _ew
 from nncore._kernels import rnn as _rnn
-from nncore._kernels.gemm import gemm
+from nncore._kernels.gemm import gemm, gemm_packed, lstm_seq_backward, lstm_seq_forward, pack_b
 from nncore.layers.base import Layer
 from nncore.layers.core import _serialize
 
@@ -525,6 +525,14 @@ class _Recurrent(Layer):
     def _bias_grad(self, b, db):
         _colsum(b.d2, db, self._n_threads)
 
+    def _packed_U(self, b, trans=False):
+        """U (trans: U^T) packed once per batch for the per-step gemms, in b's buffer: U changes only
+        between batches, and packing it at every step cost 4-10% of those gemms."""
+        key = "Ut_packed" if trans else "U_packed"
+        packed = pack_b(self.recurrent_kernel, trans_b=trans, out=getattr(b, key, None))
+        setattr(b, key, packed)
+        return packed
+
     # ---- config ----------------------------------------------------------------
     def get_config(self):
         cfg = super().get_config()
@@ -682,6 +690,10 @@ class LSTM(_Recurrent):
     def _forward_steps(self, b):
         z, h, c, tc, U, mt, nt = b.z, b.h, b.c, b.tc, self.recurrent_kernel, b.mt, self._n_threads
         a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
+        if mt is None and b.mr is None:
+            # no mask, no recurrent dropout: per step z_t += h_{t-1} U, then the cell; one kernel call
+            lstm_seq_forward(a, al, ra, ral, self._packed_U(b), z, c, tc, h, with_h0=b.h0, n_threads=nt)
+            return
         for t in range(b.T):
             if t or b.h0:
                 self._recur(b, t, U, z[t], masks=b.mr)                          # z_t += h_{t-1} U
@@ -695,6 +707,11 @@ class LSTM(_Recurrent):
             np.copyto(b.dc, dfinal[1])
         else:
             b.dc.fill(0)
+        if mt is None and b.mr is None:
+            # per step, reversed: the cell's delta_t, then dh_{t-1} += delta_t U^T; one kernel call
+            lstm_seq_backward(a, al, ra, ral, self._packed_U(b, trans=True), z, c, tc, dh, b.dc, d,
+                              with_h0=b.init, n_threads=nt)
+            return
         for t in range(b.T - 1, -1, -1):
             prev = self._prev(b, t)
             _rnn.lstm_cell_backward(a, al, ra, ral, z[t], c[t], tc[t], dh[t + 1], None if mt is None else mt[t],

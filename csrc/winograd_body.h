@@ -1,0 +1,437 @@
+/* winograd_body.h -- Winograd convolution, written once for REAL = float/double.
+ * Included by winograd.c once per SIMD level (simd_levels.h) and once for the entry points; see
+ * winograd.c for the formulas, the layout and the threads.
+ *
+ * Layout: U is (a2, c, f), V is (a2, T, c) and M is (a2, T, f): for each
+ * position xi, U[xi], V[xi] and M[xi] are plain row-major matrices, which the
+ * GEMM's packed path takes at its best (strided rows of a tile-major layout
+ * ran 20% slower, and the direct path half as fast, on 1152 x 32 x 64).
+ * Tile t = (b th + ti) tw + tj covers the output rows ti mh .. ti mh + mh - 1
+ * and columns tj mw ..; its patch starts at input row ti mh - pt, column
+ * tj mw - pl. Transformed position xi = i aw + j. */
+
+#ifdef NC_LEVEL
+
+/* out[i] = sum_j S(i, j) in[j] for i < P, j < Q, S(i, j) = S[i Q + j] (S[j P + i] when tr: S^T); in[j]
+ * is the vector of len values at in + j is, out[i] the one at out + i os. P, Q, S and tr are constants
+ * once inlined: the zero terms vanish and the +-1 ones become additions. */
+NC_VINLINE void NC_NAME(wino_apply)(const int P, const int Q, const double *S, const int tr, const REAL *in,
+                                    ptrdiff_t is, REAL *out, ptrdiff_t os, ptrdiff_t len)
+{
+#pragma GCC unroll 8
+    for (int i = 0; i < P; i++) {
+        REAL *o = out + i * os;
+#pragma omp simd
+        for (ptrdiff_t e = 0; e < len; e++) {
+            REAL acc = 0;
+            int first = 1;
+#pragma GCC unroll 8
+            for (int j = 0; j < Q; j++) {
+                const double sij = tr ? S[j * P + i] : S[i * Q + j];
+                if (sij != 0) {
+                    const REAL t = (REAL)sij * in[j * is + e];
+                    acc = first ? t : acc + t;
+                    first = 0;
+                }
+            }
+            o[e] = acc;
+        }
+    }
+}
+
+#define LM NC_WINO_LEN
+#define AH(mh) ((mh) == 1 ? 1 : (mh) + 2)
+
+/* out[i][j] = sum_{p, q} S(i, p) T(j, q) in[p][q] for i < P1, p < Q1 (along the height) and j < P2,
+ * q < Q2 (along the width), S and T as in wino_apply (tr: both transposed); in[p][q] at
+ * in + p irs + q ics, out[i][j] at out + i ors + j ocs. A height of 1 (P1 = Q1 = 1, S = 1) is the
+ * width's transform alone. tmp: P1 Q2 vectors of LM. */
+NC_VINLINE void NC_NAME(wino_2d)(const int P1, const int Q1, const double *S, const int P2, const int Q2,
+                                 const double *T, const int tr, const REAL *in, ptrdiff_t irs, ptrdiff_t ics,
+                                 REAL *out, ptrdiff_t ors, ptrdiff_t ocs, ptrdiff_t len, REAL *tmp)
+{
+    if (P1 == 1 && Q1 == 1) {
+        NC_NAME(wino_apply)(P2, Q2, T, tr, in, ics, out, ocs, len);
+        return;
+    }
+    for (int q = 0; q < Q2; q++)   /* tmp[i][q] = sum_p S(i, p) in[p][q] */
+        NC_NAME(wino_apply)(P1, Q1, S, tr, in + q * ics, irs, tmp + q * LM, Q2 * LM, len);
+    for (int i = 0; i < P1; i++)   /* out[i][j] = sum_q T(j, q) tmp[i][q] */
+        NC_NAME(wino_apply)(P2, Q2, T, tr, tmp + i * Q2 * LM, LM, out + i * ors, ocs, len);
+}
+
+/* v[i aw + j] = (B^T d B)[i][j], d[p][q] at d + p rs + q cs, v[xi] at v + xi vs. */
+NC_VINLINE void NC_NAME(wino_in_tile)(const int mh, const int mw, const REAL *d, ptrdiff_t rs, ptrdiff_t cs, REAL *v,
+                                      ptrdiff_t vs, ptrdiff_t len, REAL *tmp)
+{
+    const int ah = AH(mh), aw = mw + 2;
+    NC_NAME(wino_2d)(ah, ah, nc_wino_bt(mh), aw, aw, nc_wino_bt(mw), 0, d, rs, cs, v, aw * vs, vs, len, tmp);
+}
+
+/* The adjoint: out[p aw + q] = (B dV B^T)[p][q], dV[xi] at v + xi vs, out[xi] at out + xi os. */
+NC_VINLINE void NC_NAME(wino_in_tile_t)(const int mh, const int mw, const REAL *v, ptrdiff_t vs, REAL *out,
+                                        ptrdiff_t os, ptrdiff_t len, REAL *tmp)
+{
+    const int ah = AH(mh), aw = mw + 2;
+    NC_NAME(wino_2d)(ah, ah, nc_wino_bt(mh), aw, aw, nc_wino_bt(mw), 1, v, aw * vs, vs, out, aw * os, os, len, tmp);
+}
+
+/* Y[i][j] = (A^T M A)[i][j] (i < mh, j < mw, at Y + (i mw + j) LM), M[xi] at M + xi ms. */
+NC_VINLINE void NC_NAME(wino_out_tile)(const int mh, const int mw, const REAL *M, ptrdiff_t ms, REAL *Y, ptrdiff_t len,
+                                       REAL *tmp)
+{
+    const int ah = AH(mh), aw = mw + 2;
+    NC_NAME(wino_2d)(mh, ah, nc_wino_at(mh), mw, aw, nc_wino_at(mw), 0, M, aw * ms, ms, Y, mw * LM, LM, len, tmp);
+}
+
+/* The adjoint: dm[p aw + q] = (A dY A^T)[p][q], dY[i][j] at dY + (i mw + j) LM, dm[xi] at dm + xi ms. */
+NC_VINLINE void NC_NAME(wino_out_tile_t)(const int mh, const int mw, const REAL *dY, REAL *dm, ptrdiff_t ms,
+                                         ptrdiff_t len, REAL *tmp)
+{
+    const int ah = AH(mh), aw = mw + 2;
+    NC_NAME(wino_2d)(ah, mh, nc_wino_at(mh), aw, mw, nc_wino_at(mw), 1, dY, mw * LM, LM, dm, aw * ms, ms, len, tmp);
+}
+
+/* ---- the phases, each over a range of tiles (or rows of dx) ---- */
+
+/* Fetch the a2 vectors of len values at p + xi ps ahead of use (rw: to be written). A tile reads or
+ * writes one vector in each of the a2 planes of V or M: more streams than the hardware prefetchers
+ * follow (without this the transforms stalled on memory, measured at 3-4 GB/s). */
+NC_VINLINE void NC_NAME(wino_prefetch)(const int a2, const REAL *p, ptrdiff_t ps, ptrdiff_t len)
+{
+    for (int xi = 0; xi < a2; xi++) {
+        const REAL *q = p + xi * ps;
+        for (ptrdiff_t e = 0; e < len; e += 64 / (ptrdiff_t)sizeof(REAL)) NC_WINO_PREFETCH(q + e);
+        NC_WINO_PREFETCH(q + len - 1);
+    }
+}
+#ifndef NC_WINO_AHEAD
+#define NC_WINO_AHEAD 2   /* tiles */
+#endif
+
+/* The workers below run over chunks of consecutive tiles: the transforms are elementwise across
+ * (tile, channel), and in each plane of V or M the channels of consecutive tiles are contiguous, so
+ * a chunk is one vector of up to LM values per plane (whole tiles when c <= LM, else one tile and
+ * a block of its channels). Tile t of a chunk holds positions it len .. of each vector. */
+#define NC_WINO_CHUNK(K, tb, kl) const ptrdiff_t kl = (K) <= LM ? (K) : LM, tb = (K) <= LM ? LM / (K) : 1
+
+/* V for the tiles t0 <= t < t1 */
+NC_VINLINE void NC_NAME(wino_input_k)(const int mh, const int mw, const nc_wino *s, const nc_conv_geom *g,
+                                      const REAL *x, REAL *V, ptrdiff_t t0, ptrdiff_t t1)
+{
+    const int ah = AH(mh), aw = mw + 2;
+    const ptrdiff_t H = g->h, W = g->w, C = s->c;
+    NC_WINO_CHUNK(C, tb, kl);
+    REAL d[36 * LM], tmp[36 * LM];
+    for (ptrdiff_t tt = t0; tt < t1; tt += tb) {
+        const ptrdiff_t nt = t1 - tt < tb ? t1 - tt : tb;
+        for (ptrdiff_t k0 = 0; k0 < C; k0 += kl) {
+            const ptrdiff_t len = C - k0 < kl ? C - k0 : kl;
+            REAL *v = V + tt * s->vts + k0;
+            if (tt + nt < s->T) NC_NAME(wino_prefetch)(ah * aw, v + nt * s->vts, s->vps, nt * len);
+            for (ptrdiff_t it = 0; it < nt; it++) {   /* the patches, zero outside the image */
+                const ptrdiff_t t = tt + it, b = t / (s->th * s->tw), ti = t / s->tw % s->th, tj = t % s->tw;
+                const ptrdiff_t r0 = ti * mh - g->pt, c0 = tj * mw - g->pl;
+                const REAL *xb = x + b * H * W * C + k0;
+                for (int p = 0; p < ah; p++)
+                    for (int q = 0; q < aw; q++) {
+                        const ptrdiff_t ih = r0 + p, iw = c0 + q;
+                        REAL *dp = d + (p * aw + q) * LM + it * len;
+                        if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                            memcpy(dp, xb + (ih * W + iw) * C, (size_t)len * sizeof(REAL));
+                        else
+                            memset(dp, 0, (size_t)len * sizeof(REAL));
+                    }
+            }
+            NC_NAME(wino_in_tile)(mh, mw, d, aw * LM, LM, v, s->vps, nt * len, tmp);
+        }
+    }
+}
+
+/* y = act(A^T M A + bias) for the tiles t0 <= t < t1, the pixels inside the output */
+NC_VINLINE void NC_NAME(wino_output_k)(const int mh, const int mw, const nc_wino *s, const nc_conv_geom *g,
+                                       const REAL *M, const REAL *bias, int act, REAL alpha, REAL *y, ptrdiff_t t0,
+                                       ptrdiff_t t1)
+{
+    const ptrdiff_t F = s->f, OH = g->oh, OW = g->ow;
+    NC_WINO_CHUNK(F, tb, kl);
+    REAL Y[16 * LM], tmp[24 * LM];
+    for (ptrdiff_t tt = t0; tt < t1; tt += tb) {
+        const ptrdiff_t nt = t1 - tt < tb ? t1 - tt : tb;
+        for (ptrdiff_t k0 = 0; k0 < F; k0 += kl) {
+            const ptrdiff_t len = F - k0 < kl ? F - k0 : kl;
+            const REAL *mt = M + tt * s->mts + k0;
+            if (tt + nt < s->T) NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), mt + nt * s->mts, s->mps, nt * len);
+            NC_NAME(wino_out_tile)(mh, mw, mt, s->mps, Y, nt * len, tmp);
+            for (ptrdiff_t it = 0; it < nt; it++) {
+                const ptrdiff_t t = tt + it, b = t / (s->th * s->tw), ti = t / s->tw % s->th, tj = t % s->tw;
+                const ptrdiff_t ni = OH - ti * mh < mh ? OH - ti * mh : mh, nj = OW - tj * mw < mw ? OW - tj * mw : mw;
+                for (ptrdiff_t i = 0; i < ni; i++)
+                    for (ptrdiff_t j = 0; j < nj; j++) {
+                        REAL *yp = y + ((b * OH + ti * mh + i) * OW + tj * mw + j) * F + k0;
+                        const REAL *src = Y + (i * mw + j) * LM + it * len;
+                        const REAL *bb = bias ? bias + k0 : NULL;
+                        if (act == NC_ACT_RELU) {
+#pragma omp simd
+                            for (ptrdiff_t e = 0; e < len; e++) {
+                                const REAL z = src[e] + (bb ? bb[e] : (REAL)0);
+                                yp[e] = z > 0 ? z : (REAL)0;   /* NaN -> 0, as nc_act_forward's relu */
+                            }
+                        } else {
+#pragma omp simd
+                            for (ptrdiff_t e = 0; e < len; e++) yp[e] = src[e] + (bb ? bb[e] : (REAL)0);
+                            if (act != NC_ACT_LINEAR) NC_NAME(act_forward)(act, alpha, yp, yp, len);
+                        }
+                    }
+            }
+        }
+    }
+}
+
+/* dM = A delta A^T for the tiles t0 <= t < t1 (delta is 0 outside the output) */
+NC_VINLINE void NC_NAME(wino_output_grad_k)(const int mh, const int mw, const nc_wino *s, const nc_conv_geom *g,
+                                            const REAL *delta, REAL *M, ptrdiff_t t0, ptrdiff_t t1)
+{
+    const ptrdiff_t F = s->f, OH = g->oh, OW = g->ow;
+    NC_WINO_CHUNK(F, tb, kl);
+    REAL dY[16 * LM], tmp[24 * LM];
+    for (ptrdiff_t tt = t0; tt < t1; tt += tb) {
+        const ptrdiff_t nt = t1 - tt < tb ? t1 - tt : tb;
+        for (ptrdiff_t k0 = 0; k0 < F; k0 += kl) {
+            const ptrdiff_t len = F - k0 < kl ? F - k0 : kl;
+            REAL *mt = M + tt * s->mts + k0;
+            if (tt + nt < s->T) NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), mt + nt * s->mts, s->mps, nt * len);
+            for (ptrdiff_t it = 0; it < nt; it++) {
+                const ptrdiff_t t = tt + it, b = t / (s->th * s->tw), ti = t / s->tw % s->th, tj = t % s->tw;
+                const ptrdiff_t ni = OH - ti * mh < mh ? OH - ti * mh : mh, nj = OW - tj * mw < mw ? OW - tj * mw : mw;
+                for (ptrdiff_t i = 0; i < mh; i++)
+                    for (ptrdiff_t j = 0; j < mw; j++) {
+                        REAL *dp = dY + (i * mw + j) * LM + it * len;
+                        if (i < ni && j < nj)
+                            memcpy(dp, delta + ((b * OH + ti * mh + i) * OW + tj * mw + j) * F + k0,
+                                   (size_t)len * sizeof(REAL));
+                        else
+                            memset(dp, 0, (size_t)len * sizeof(REAL));
+                    }
+            }
+            NC_NAME(wino_out_tile_t)(mh, mw, dY, mt, s->mps, nt * len, tmp);
+        }
+    }
+}
+
+/* dx of the images b0 <= b < b1: the patch gradient B dV_t B^T of each of their tiles added where the
+ * patch lies inside the image, tiles in order (a pixel sums its terms, from at most 2 x 2 tiles, in
+ * one fixed order; images are disjoint, so threads never share a pixel) */
+NC_VINLINE void NC_NAME(wino_input_grad_k)(const int mh, const int mw, const nc_wino *s, const nc_conv_geom *g,
+                                           const REAL *V, REAL *dx, ptrdiff_t b0, ptrdiff_t b1)
+{
+    const int ah = AH(mh), aw = mw + 2;
+    const ptrdiff_t H = g->h, W = g->w, C = s->c, per = s->th * s->tw;
+    NC_WINO_CHUNK(C, tb, kl);
+    REAL dd[36 * LM], tmp[36 * LM];
+    for (ptrdiff_t b = b0; b < b1; b++) {
+        REAL *xb = dx + b * H * W * C;
+        memset(xb, 0, (size_t)(H * W * C) * sizeof(REAL));
+        for (ptrdiff_t tt = b * per; tt < (b + 1) * per; tt += tb) {
+            const ptrdiff_t nt = (b + 1) * per - tt < tb ? (b + 1) * per - tt : tb;
+            for (ptrdiff_t k0 = 0; k0 < C; k0 += kl) {
+                const ptrdiff_t len = C - k0 < kl ? C - k0 : kl;
+                const REAL *v = V + tt * s->vts + k0;
+                if (tt + nt < s->T) NC_NAME(wino_prefetch)(ah * aw, v + nt * s->vts, s->vps, nt * len);
+                NC_NAME(wino_in_tile_t)(mh, mw, v, s->vps, dd, LM, nt * len, tmp);
+                for (ptrdiff_t it = 0; it < nt; it++) {
+                    const ptrdiff_t t = tt + it, ti = t / s->tw % s->th, tj = t % s->tw;
+                    const ptrdiff_t r0 = ti * mh - g->pt, c0 = tj * mw - g->pl;
+                    for (int p = 0; p < ah; p++) {
+                        if (r0 + p < 0 || r0 + p >= H) continue;
+                        for (int q = 0; q < aw; q++) {
+                            if (c0 + q < 0 || c0 + q >= W) continue;
+                            REAL *d = xb + ((r0 + p) * W + c0 + q) * C + k0;
+                            const REAL *src = dd + (p * aw + q) * LM + it * len;
+#pragma omp simd
+                            for (ptrdiff_t e = 0; e < len; e++) d[e] += src[e];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#define NC_WINO_SWITCH(s, CALL)                        \
+    switch ((int)((s)->mh * 8 + (s)->mw)) {            \
+    case 2 * 8 + 2: CALL(2, 2); break;                 \
+    case 4 * 8 + 4: CALL(4, 4); break;                 \
+    case 1 * 8 + 2: CALL(1, 2); break;                 \
+    case 1 * 8 + 4: CALL(1, 4); break;                 \
+    default: break;                                    \
+    }
+
+static void NC_NAME(wino_input)(const nc_wino *s, const nc_conv_geom *g, const REAL *x, REAL *V,
+                                          ptrdiff_t t0, ptrdiff_t t1)
+{
+#define CALL(mh, mw) NC_NAME(wino_input_k)(mh, mw, s, g, x, V, t0, t1)
+    NC_WINO_SWITCH(s, CALL)
+#undef CALL
+}
+
+static void NC_NAME(wino_output)(const nc_wino *s, const nc_conv_geom *g, const REAL *M, const REAL *bias,
+                                           int act, REAL alpha, REAL *y, ptrdiff_t t0, ptrdiff_t t1)
+{
+#define CALL(mh, mw) NC_NAME(wino_output_k)(mh, mw, s, g, M, bias, act, alpha, y, t0, t1)
+    NC_WINO_SWITCH(s, CALL)
+#undef CALL
+}
+
+static void NC_NAME(wino_output_grad)(const nc_wino *s, const nc_conv_geom *g, const REAL *delta, REAL *M,
+                                                ptrdiff_t t0, ptrdiff_t t1)
+{
+#define CALL(mh, mw) NC_NAME(wino_output_grad_k)(mh, mw, s, g, delta, M, t0, t1)
+    NC_WINO_SWITCH(s, CALL)
+#undef CALL
+}
+
+static void NC_NAME(wino_input_grad)(const nc_wino *s, const nc_conv_geom *g, const REAL *V, REAL *dx,
+                                               ptrdiff_t b0, ptrdiff_t b1)
+{
+#define CALL(mh, mw) NC_NAME(wino_input_grad_k)(mh, mw, s, g, V, dx, b0, b1)
+    NC_WINO_SWITCH(s, CALL)
+#undef CALL
+}
+
+/* out[a][b] = sum_{p, q} S(a, p) T(b, q) in[p][q] for channel c and every filter, in double and rounded
+ * once: the filter transform U = G g G^T (S = G of the height, T = G of the width) and, with tr, its
+ * adjoint dK = G^T dU G (S(a, p) = G[p][a], T(b, q) = G[q][b]). in[p][q] (p < P, q < Q) of channel c
+ * at in + ((p Q + q) C + c) F, out[a][b] at out + ((a B + b) C + c) F. */
+static void NC_NAME(wino_filter_chan)(int tr, const double *S, const double *Tm, ptrdiff_t A, ptrdiff_t P,
+                                      ptrdiff_t B, ptrdiff_t Q, const REAL *in, REAL *out, ptrdiff_t C, ptrdiff_t F,
+                                      ptrdiff_t c)
+{
+    enum { FB = 64 };
+    double tmp[6][6][FB];
+    for (ptrdiff_t k0 = 0; k0 < F; k0 += FB) {
+        const ptrdiff_t len = F - k0 < FB ? F - k0 : FB;
+        for (ptrdiff_t a = 0; a < A; a++)   /* tmp[a][q] = sum_p S(a, p) in[p][q] */
+            for (ptrdiff_t q = 0; q < Q; q++)
+                for (ptrdiff_t e = 0; e < len; e++) {
+                    double acc = 0;
+                    for (ptrdiff_t p = 0; p < P; p++)
+                        acc += (tr ? S[p * A + a] : S[a * P + p]) * (double)in[((p * Q + q) * C + c) * F + k0 + e];
+                    tmp[a][q][e] = acc;
+                }
+        for (ptrdiff_t a = 0; a < A; a++)   /* out[a][b] = sum_q T(b, q) tmp[a][q] */
+            for (ptrdiff_t b = 0; b < B; b++) {
+                REAL *o = out + ((a * B + b) * C + c) * F + k0;
+                for (ptrdiff_t e = 0; e < len; e++) {
+                    double acc = 0;
+                    for (ptrdiff_t q = 0; q < Q; q++) acc += (tr ? Tm[q * B + b] : Tm[b * Q + q]) * tmp[a][q][e];
+                    o[e] = (REAL)acc;
+                }
+            }
+    }
+}
+
+#undef NC_WINO_SWITCH
+#undef AH
+#undef LM
+#undef NC_WINO_CHUNK
+
+/* ---- the passes: every phase over fixed items, by the team or serially ---- */
+
+static void NC_NAME(wino_forward_team)(const nc_wino *s, const nc_conv_geom *g, const REAL *x, const REAL *kernel,
+                                       const REAL *bias, int act, REAL alpha, REAL *U, REAL *V, REAL *M, REAL *y,
+                                       int nt)
+{
+    const ptrdiff_t a2 = s->a2, C = s->c, F = s->f, T = s->T;
+    const ptrdiff_t ntb = (T + NC_WINO_TILES - 1) / NC_WINO_TILES, nrb = (T + NC_WINO_ROWS - 1) / NC_WINO_ROWS;
+    const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
+    NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_chan)(0, gh, gw, s->ah, g->kh, s->aw, 3, kernel, U, C, F, c));
+    NC_WINO_FOR(nt, i, ntb, {
+        const ptrdiff_t t0 = i * NC_WINO_TILES;
+        NC_NAME(wino_input)(s, g, x, V, t0, T - t0 < NC_WINO_TILES ? T : t0 + NC_WINO_TILES);
+    });
+    NC_WINO_FOR(nt, i, a2 * nrb, {   /* M[r0 .., xi] = V[r0 .., xi] U[xi] */
+        const ptrdiff_t xi = i % a2, r0 = i / a2 * NC_WINO_ROWS;
+        const ptrdiff_t rows = T - r0 < NC_WINO_ROWS ? T - r0 : NC_WINO_ROWS;
+        NC_PUBNAME(gemm)(0, 0, rows, F, C, 1, V + xi * s->vps + r0 * s->vts, s->vts, U + xi * C * F, F, 0,
+                      M + xi * s->mps + r0 * s->mts, s->mts, NULL, NC_ACT_LINEAR, 0, 1);
+    });
+    NC_WINO_FOR(nt, i, ntb, {
+        const ptrdiff_t t0 = i * NC_WINO_TILES;
+        NC_NAME(wino_output)(s, g, M, bias, act, alpha, y, t0, T - t0 < NC_WINO_TILES ? T : t0 + NC_WINO_TILES);
+    });
+}
+
+static void NC_NAME(wino_backward_team)(const nc_wino *s, const nc_conv_geom *g, const REAL *delta, const REAL *U,
+                                        REAL *V, REAL *M, REAL *dU, REAL *dkernel, REAL *dx, int nt)
+{
+    const ptrdiff_t a2 = s->a2, C = s->c, F = s->f, T = s->T;
+    const ptrdiff_t ntb = (T + NC_WINO_TILES - 1) / NC_WINO_TILES, nrb = (T + NC_WINO_ROWS - 1) / NC_WINO_ROWS;
+    const ptrdiff_t ncb = (C + NC_WINO_CHANS - 1) / NC_WINO_CHANS;
+    NC_WINO_FOR(nt, i, ntb, {
+        const ptrdiff_t t0 = i * NC_WINO_TILES;
+        NC_NAME(wino_output_grad)(s, g, delta, M, t0, T - t0 < NC_WINO_TILES ? T : t0 + NC_WINO_TILES);
+    });
+    NC_WINO_FOR(nt, i, a2 * ncb, {   /* dU[xi][c0 ..] = V[:, xi, c0 ..]^T dM[:, xi] */
+        const ptrdiff_t xi = i % a2, c0 = i / a2 * NC_WINO_CHANS;
+        const ptrdiff_t cn = C - c0 < NC_WINO_CHANS ? C - c0 : NC_WINO_CHANS;
+        NC_PUBNAME(gemm)(1, 0, cn, F, T, 1, V + xi * s->vps + c0, s->vts, M + xi * s->mps, s->mts, 0,
+                      dU + (xi * C + c0) * F, F, NULL, NC_ACT_LINEAR, 0, 1);
+    });
+    const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
+    NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_chan)(1, gh, gw, g->kh, s->ah, 3, s->aw, dU, dkernel, C, F, c));
+    if (!dx) return;
+    NC_WINO_FOR(nt, i, a2 * nrb, {   /* dV[r0 .., xi] = dM[r0 .., xi] U[xi]^T, over V */
+        const ptrdiff_t xi = i % a2, r0 = i / a2 * NC_WINO_ROWS;
+        const ptrdiff_t n = T - r0 < NC_WINO_ROWS ? T - r0 : NC_WINO_ROWS;
+        NC_PUBNAME(gemm)(0, 1, n, C, F, 1, M + xi * s->mps + r0 * s->mts, s->mts, U + xi * C * F, F, 0,
+                      V + xi * s->vps + r0 * s->vts, s->vts, NULL, NC_ACT_LINEAR, 0, 1);
+    });
+    NC_WINO_FOR(nt, b, g->n, NC_NAME(wino_input_grad)(s, g, V, dx, b, b + 1));
+}
+
+void NC_NAME(wino_forward)(const nc_conv_geom *g, int m, ptrdiff_t f, const REAL *x, const REAL *kernel,
+                           const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V, REAL *M, REAL *y,
+                           int nthreads)
+{
+    nc_wino s;
+    nc_wino_init(&s, g, m, f);
+    int nt = nc_team_size(nthreads, 2.0 * (double)s.T * (double)(s.a2 * s.c) * (double)f);
+    if (nt <= 1) {
+        NC_NAME(wino_forward_team)(&s, g, x, kernel, bias, act, act_alpha, U, V, M, y, 1);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    NC_NAME(wino_forward_team)(&s, g, x, kernel, bias, act, act_alpha, U, V, M, y, nt);
+}
+
+void NC_NAME(wino_backward)(const nc_conv_geom *g, int m, ptrdiff_t f, const REAL *delta, const REAL *U, REAL *V,
+                            REAL *M, REAL *dU, REAL *dkernel, REAL *dx, int nthreads)
+{
+    nc_wino s;
+    nc_wino_init(&s, g, m, f);
+    int nt = nc_team_size(nthreads, 4.0 * (double)s.T * (double)(s.a2 * s.c) * (double)f);
+    if (nt <= 1) {
+        NC_NAME(wino_backward_team)(&s, g, delta, U, V, M, dU, dkernel, dx, 1);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    NC_NAME(wino_backward_team)(&s, g, delta, U, V, M, dU, dkernel, dx, nt);
+}
+
+#else /* the entry points: the copies of the level in use */
+
+void NC_NAME(wino_forward)(const nc_conv_geom *g, int m, ptrdiff_t f, const REAL *x, const REAL *kernel,
+                           const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V, REAL *M, REAL *y,
+                           int nthreads)
+{
+    NC_PICK(wino_forward)(g, m, f, x, kernel, bias, act, act_alpha, U, V, M, y, nthreads);
+}
+
+void NC_NAME(wino_backward)(const nc_conv_geom *g, int m, ptrdiff_t f, const REAL *delta, const REAL *U, REAL *V,
+                            REAL *M, REAL *dU, REAL *dkernel, REAL *dx, int nthreads)
+{
+    NC_PICK(wino_backward)(g, m, f, delta, U, V, M, dU, dkernel, dx, nthreads);
+}
+
+#endif /* NC_LEVEL */

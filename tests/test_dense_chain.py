@@ -1,0 +1,127 @@
+"""The dense chain (inference through consecutive Dense layers a block of rows at a time): the kernel
+against a float64 reference on every SIMD level, awkward shapes, 1 vs 2 threads bit for bit, the NaN
+check, stale packed kernels; Sequential.predict on it equals the layer-by-layer forward."""
+import numpy as np
+import pytest
+
+import nncore
+from nncore._kernels import ACT_CODES, runtime
+from nncore._kernels.gemm import dense_chain, pack_b
+from nncore.layers import Dense
+from nncore.models import Sequential
+
+LEVELS = list(range(runtime.simd_level() + 1))
+
+
+@pytest.fixture(autouse=True)
+def _restore_simd_level():
+    yield
+    runtime.set_simd_level(-1)
+
+
+def _ref(x, Ws, bs, acts):
+    h = x.astype(np.float64)
+    for W, b, a in zip(Ws, bs, acts):
+        h = h @ W.astype(np.float64) + (0.0 if b is None else b.astype(np.float64))
+        if a == "relu":
+            h = np.maximum(h, 0.0)
+        elif a == "tanh":
+            h = np.tanh(h)
+        elif a == "softmax":
+            h = np.exp(h - h.max(axis=1, keepdims=True))
+            h /= h.sum(axis=1, keepdims=True)
+    return h
+
+
+def _chain(rng, widths, acts, dtype, bias_every=True):
+    Ws = [(rng.standard_normal((a, b)) / np.sqrt(a)).astype(dtype) for a, b in zip(widths, widths[1:])]
+    bs = [rng.standard_normal(b).astype(dtype) if (bias_every or i % 2 == 0) else None
+          for i, b in enumerate(widths[1:])]
+    codes = [-1 if a == "softmax" else ACT_CODES[a] for a in acts]
+    return Ws, bs, codes
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("level", LEVELS)
+def test_kernel_against_reference(dtype, level):
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(level)
+    for m, widths, acts in [(1, [3, 5, 2], ["relu", "softmax"]),
+                            (7, [13, 1, 17], ["tanh", "linear"]),
+                            (397, [29, 37, 13, 5], ["relu", "tanh", "softmax"]),
+                            (1025, [64, 97, 10], ["relu", "linear"])]:
+        Ws, bs, codes = _chain(rng, widths, acts, dtype, bias_every=m != 397)
+        x = rng.standard_normal((m, widths[0])).astype(dtype)
+        packed = [pack_b(W) for W in Ws]
+        y1 = np.empty((m, widths[-1]), dtype)
+        y2 = np.full((m, widths[-1]), np.nan, dtype)
+        dense_chain(x, packed, bs, codes, [0.0] * len(Ws), y1, n_threads=1)
+        dense_chain(x, packed, bs, codes, [0.0] * len(Ws), y2, check_finite=True, n_threads=2)
+        tol = 1e-4 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(y1, _ref(x, Ws, bs, acts), rtol=tol, atol=tol)
+        np.testing.assert_array_equal(y1, y2)
+
+
+def test_kernel_finds_a_nan_in_any_block_and_refuses_stale_kernels():
+    rng = np.random.default_rng(1)
+    Ws, bs, codes = _chain(rng, [20, 30, 4], ["relu", "softmax"], np.float32)
+    packed = [pack_b(W) for W in Ws]
+    y = np.empty((600, 4), np.float32)
+    for row in (0, 311, 599):
+        x = rng.standard_normal((600, 20)).astype(np.float32)
+        x[row, 7] = np.inf if row % 2 else np.nan
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            dense_chain(x, packed, bs, codes, [0.0, 0.0], y, check_finite=True, n_threads=2)
+        dense_chain(x, packed, bs, codes, [0.0, 0.0], y)            # unchecked: runs (NaN flows through)
+    x = rng.standard_normal((600, 20)).astype(np.float32)
+    with pytest.raises(ValueError, match="pack it again"):
+        dense_chain(x, [packed[1], packed[0]], bs, codes, [0.0, 0.0], y)
+    with pytest.raises(ValueError, match="as many"):
+        dense_chain(x, packed, bs[:1], codes, [0.0, 0.0], y)
+    with pytest.raises(ValueError, match="expected shape"):
+        dense_chain(x, packed, bs, codes, [0.0, 0.0], np.empty((600, 5), np.float32))
+    with pytest.raises(TypeError):
+        dense_chain(x.astype(np.float64), packed, bs, codes, [0.0, 0.0], y)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_predict_of_a_dense_model_equals_the_layer_by_layer_forward(dtype):
+    nncore.set_floatx(dtype)
+    try:
+        rng = np.random.default_rng(2)
+        m = Sequential([Dense(37, activation="relu", input_dim=29), Dense(13, activation="gelu", use_bias=False),
+                        Dense(5, activation="softmax")])
+        m.compile("adam", "sparse_categorical_crossentropy")
+        x = rng.standard_normal((1001, 29)).astype(dtype)
+        h = x
+        for layer in m._layers:
+            h = layer.forward(h, False)
+        for bs in (1, 300, 1001, 4096):
+            np.testing.assert_allclose(m.predict(x, batch_size=bs, verbose=0), h, rtol=1e-5, atol=1e-6)
+        m.fit(x, rng.integers(0, 5, 1001), epochs=1, verbose=0)   # new weights: predict packs them again
+        h = x
+        for layer in m._layers:
+            h = layer.forward(h, False)
+        np.testing.assert_allclose(m.predict(x, batch_size=256, verbose=0), h, rtol=1e-5, atol=1e-6)
+        x[500, 3] = np.nan
+        with pytest.raises(ValueError, match="x.*NaN"):
+            m.predict(x, batch_size=256, verbose=0)
+    finally:
+        nncore.set_floatx("float32")
+
+
+def test_predict_takes_the_chain_only_for_a_chain_of_dense_layers():
+    from nncore.layers import Dropout
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((50, 6)).astype(np.float32)
+    dense = Sequential([Dense(7, activation="relu", input_dim=6), Dense(3, activation="softmax")])
+    other = Sequential([Dense(7, activation="relu", input_dim=6), Dropout(0.5), Dense(3, activation="softmax")])
+    for m in (dense, other):
+        m.compile("adam", "sparse_categorical_crossentropy")
+        m.predict(x, verbose=0)
+    assert dense._dense_chain() is not None
+    assert other._dense_chain() is None
+    h = x
+    for layer in other._layers:
+        h = layer.forward(h, False)
+    np.testing.assert_allclose(other.predict(x, verbose=0), h, rtol=1e-6)

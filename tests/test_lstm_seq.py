@@ -1,0 +1,117 @@
+"""The LSTM's step loop in one kernel call (lstm_seq_forward / lstm_seq_backward): against a float64 NumPy
+reference of the whole sequence on every SIMD level, awkward shapes (one row, one unit, primes, rows past
+a multiple of the micro-tile and of the row blocks), float32 and float64, 1 vs 2 threads bit for bit, the
+initial state and its gradient, stale packed kernels and bad shapes."""
+import numpy as np
+import pytest
+
+from nncore._kernels import ACT_CODES, runtime
+from nncore._kernels.gemm import lstm_seq_backward, lstm_seq_forward, pack_b
+
+LEVELS = list(range(runtime.simd_level() + 1))
+SIG, TANH = ACT_CODES["sigmoid"], ACT_CODES["tanh"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_simd_level():
+    yield
+    runtime.set_simd_level(-1)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _reference(zx, U, h0, c0, dh_out, dc_last, with_h0):
+    """Forward and backward of the sequence in float64: gates, c, h; delta, dh (with the recurrent
+    contributions) and dc of the initial state."""
+    T, B, G = zx.shape
+    u = G // 4
+    h, c = np.zeros((T + 1, B, u)), np.zeros((T + 1, B, u))
+    h[0], c[0] = h0, c0
+    gates, tc = np.zeros((T, B, G)), np.zeros((T, B, u))
+    for t in range(T):
+        z = zx[t] + h[t] @ U
+        i, f, g, o = _sigmoid(z[:, :u]), _sigmoid(z[:, u:2 * u]), np.tanh(z[:, 2 * u:3 * u]), _sigmoid(z[:, 3 * u:])
+        c[t + 1] = f * c[t] + i * g
+        tc[t] = np.tanh(c[t + 1])
+        h[t + 1] = o * tc[t]
+        gates[t] = np.concatenate([i, f, g, o], axis=1)
+    dh, dc, delta = dh_out.astype(np.float64).copy(), dc_last.astype(np.float64).copy(), np.zeros((T, B, G))
+    for t in range(T - 1, -1, -1):
+        i, f, g, o = (gates[t][:, k * u:(k + 1) * u] for k in range(4))
+        dct = dc + dh[t + 1] * o * (1 - tc[t] ** 2)
+        delta[t] = np.concatenate([dct * g * i * (1 - i), dct * c[t] * f * (1 - f), dct * i * (1 - g ** 2),
+                                   dh[t + 1] * tc[t] * o * (1 - o)], axis=1)
+        dc = dct * f
+        if t or with_h0:
+            dh[t] += delta[t] @ U.T
+    return gates, c, h, tc, delta, dh, dc
+
+
+def _run(zx, U, h0, c0, dh_out, dc_last, with_h0, n_threads):
+    T, B, G = zx.shape
+    u = G // 4
+    z, dt = zx.copy(), zx.dtype
+    h, c = np.zeros((T + 1, B, u), dt), np.zeros((T + 1, B, u), dt)
+    h[0], c[0] = h0, c0
+    tc = np.empty((T, B, u), dt)
+    lstm_seq_forward(TANH, 0.0, SIG, 0.0, pack_b(U), z, c, tc, h, with_h0, n_threads)
+    dh, dc, delta = dh_out.copy(), dc_last.copy(), np.empty((T, B, G), dt)
+    lstm_seq_backward(TANH, 0.0, SIG, 0.0, pack_b(U, trans_b=True), z, c, tc, dh, dc, delta, with_h0, n_threads)
+    return z, c, h, tc, delta, dh, dc
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("level", LEVELS)
+def test_against_reference_and_threads(dtype, level):
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(level)
+    for T, B, u, with_h0 in [(1, 1, 1, False), (3, 7, 5, True), (5, 29, 13, False), (4, 131, 37, True),
+                             (2, 256, 64, False)]:
+        G = 4 * u
+        zx = rng.standard_normal((T, B, G)).astype(dtype)
+        U = (rng.standard_normal((u, G)) / np.sqrt(u)).astype(dtype)
+        h0 = (rng.standard_normal((B, u)) if with_h0 else np.zeros((B, u))).astype(dtype)
+        c0 = (rng.standard_normal((B, u)) if with_h0 else np.zeros((B, u))).astype(dtype)
+        dh_out = rng.standard_normal((T + 1, B, u)).astype(dtype)
+        dh_out[0] = 0
+        dc_last = rng.standard_normal((B, u)).astype(dtype)
+        ref = _reference(zx.astype(np.float64), U.astype(np.float64), h0, c0, dh_out, dc_last, with_h0)
+        one = _run(zx, U, h0, c0, dh_out, dc_last, with_h0, 1)
+        two = _run(zx, U, h0, c0, dh_out, dc_last, with_h0, 2)
+        tol = 2e-4 if dtype == np.float32 else 1e-11
+        for name, r, a, b in zip(("gates", "c", "h", "tc", "delta", "dh", "dc"), ref, one, two):
+            np.testing.assert_allclose(a, r, rtol=tol, atol=tol, err_msg=f"{name} T={T} B={B} u={u}")
+            np.testing.assert_array_equal(a, b, err_msg=f"{name}: 1 vs 2 threads")
+        if not with_h0:
+            assert not one[5][0].any()       # dh[0] untouched without an initial state
+
+
+def test_errors():
+    rng = np.random.default_rng(1)
+    T, B, u = 3, 5, 4
+    U = rng.standard_normal((u, 4 * u)).astype(np.float32)
+    z = np.zeros((T, B, 4 * u), np.float32)
+    c, h, tc = (np.zeros((T + 1, B, u), np.float32), np.zeros((T + 1, B, u), np.float32),
+                np.zeros((T, B, u), np.float32))
+    with pytest.raises(ValueError, match="pack it again"):
+        lstm_seq_forward(TANH, 0.0, SIG, 0.0, pack_b(U, trans_b=True), z, c, tc, h)   # U^T: (16, 4) not (4, 16)
+    with pytest.raises(ValueError, match="pack it again"):
+        lstm_seq_forward(TANH, 0.0, SIG, 0.0, pack_b(np.ascontiguousarray(U[:, :12])), z, c, tc, h)
+    with pytest.raises(ValueError, match=r"h: expected shape \(4, 5, 4\)"):
+        lstm_seq_forward(TANH, 0.0, SIG, 0.0, pack_b(U), z, c, tc, h[1:])
+    with pytest.raises(ValueError, match="4 \\* units"):
+        lstm_seq_forward(TANH, 0.0, SIG, 0.0, pack_b(U), np.zeros((T, B, 15), np.float32), c, tc, h)
+    with pytest.raises(TypeError, match="float32"):
+        lstm_seq_forward(TANH, 0.0, SIG, 0.0, pack_b(U), z, c.astype(np.float64), tc, h)
+    with pytest.raises(ValueError, match="activation"):
+        lstm_seq_forward(ACT_CODES["gelu"], 0.0, SIG, 0.0, pack_b(U), z, c, tc, h)
+    dh, dc, d = np.zeros((T + 1, B, u), np.float32), np.zeros((B, u), np.float32), np.zeros_like(z)
+    with pytest.raises(ValueError, match=r"dh: expected shape \(4, 5, 4\)"):
+        lstm_seq_backward(TANH, 0.0, SIG, 0.0, pack_b(U, trans_b=True), z, c, tc, dh[1:], dc, d)
+    with pytest.raises(ValueError, match="pack it again"):
+        lstm_seq_backward(TANH, 0.0, SIG, 0.0, pack_b(U), z, c, tc, dh, dc, d)
+    with pytest.raises(ValueError, match="read-only"):
+        d.flags.writeable = False
+        lstm_seq_backward(TANH, 0.0, SIG, 0.0, pack_b(U, trans_b=True), z, c, tc, dh, dc, d)
