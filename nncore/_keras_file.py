@@ -17,9 +17,10 @@ archive's members are size-checked before they are read, every weight's shape is
 nncore layer's before it is read, and a malformed file raises ValueError naming the file and the reason.
 """
 import inspect
-import io
 import json
 import os
+import shutil
+import tempfile
 import zipfile
 
 import numpy as np
@@ -78,35 +79,54 @@ def load_keras(path, compile=True):
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         bad(f"not a .keras archive (a zip file): {exc}")
-    with archive:
+    with archive, tempfile.TemporaryDirectory() as tmp:
         config = json.loads(_member(archive, "config.json", _MAX_CONFIG, bad))
         if not isinstance(config, dict):
             bad("config.json does not hold an object")
-        weights = io.BytesIO(_member(archive, "model.weights.h5", _MAX_WEIGHTS, bad))
-    model_cfg, dtype = _model_config(config, bad)
-    with using_floatx(dtype):
-        model = _build(config.get("class_name"), model_cfg, bad)
-    try:
-        h5 = h5py.File(weights, "r")
-    except OSError as exc:
-        bad(f"model.weights.h5 is not an HDF5 file: {exc}")
-    with h5:
-        _place_weights(model, h5, bad)
+        model_cfg, dtype = _model_config(config, bad)
+        with using_floatx(dtype):
+            model = _build(config.get("class_name"), model_cfg, bad)
+        # the weights streamed to a file of their own (never the whole archive member in memory), then
+        # read dataset by dataset, each after its shape is checked
+        weights = os.path.join(tmp, "model.weights.h5")
+        _extract(archive, "model.weights.h5", _MAX_WEIGHTS, weights, bad)
+        try:
+            h5 = h5py.File(weights, "r")
+        except OSError as exc:
+            bad(f"model.weights.h5 is not an HDF5 file: {exc}")
+        with h5:
+            _place_weights(model, h5, bad)
     if compile and config.get("compile_config"):
         _compile(model, config["compile_config"], bad)
     return model
 
 
-def _member(archive, name, limit, bad):
-    """The bytes of one archive member, its declared size checked before anything is read."""
+def _info(archive, name, limit, bad):
+    """An archive member's entry, its declared size checked before anything is read."""
     try:
         info = archive.getinfo(name)
     except KeyError:
         bad(f"the archive has no {name} (members: {archive.namelist()[:8]})")
     if info.file_size > limit:
         bad(f"{name} declares {info.file_size} bytes, more than the {limit} accepted")
+    return info
+
+
+def _member(archive, name, limit, bad):
+    """The bytes of one (small) archive member."""
+    info = _info(archive, name, limit, bad)
     try:
         return archive.read(info)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        bad(f"{name} cannot be read: {exc}")
+
+
+def _extract(archive, name, limit, path, bad):
+    """Copy one archive member to `path` in 1 MiB pieces (zipfile checks its size and CRC as it reads)."""
+    info = _info(archive, name, limit, bad)
+    try:
+        with archive.open(info) as src, open(path, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         bad(f"{name} cannot be read: {exc}")
 

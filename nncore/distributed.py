@@ -310,7 +310,7 @@ class FitSync:
     state and shuffling generator, the gradient allreduce per step, metric sums, stop flags.
 
     The model calls: :meth:`agree` and :meth:`broadcast` once, :meth:`attach` to its plan,
-    :meth:`epoch_begin` each epoch, :meth:`reduce` after each backward (or :meth:`skip` when
+    :meth:`epoch_begin` and :meth:`epoch_end` each epoch, :meth:`reduce` after each backward (or :meth:`skip` when
     its share of a global batch is empty), :meth:`detach` at the end.
     """
 
@@ -438,7 +438,7 @@ class FitSync:
         if self.per_step_metrics:
             self.tally.sync()
 
-    def epoch_metrics(self):
+    def epoch_end(self):
         """At the end of an epoch: the metric sums over the ranks (unless synced every step), and the
         non-trainable weights (moving statistics, which each rank updates from its share of the batch)
         averaged over the ranks, so that validation, callbacks and saves see the same model everywhere."""

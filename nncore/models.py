@@ -980,7 +980,7 @@ class Model:
                     if not seen and getattr(batches, "exhausted", False):
                         break                 # a generator with no batch left: training ends
                     if sync is not None:
-                        sync.epoch_metrics()
+                        sync.epoch_end()
                     epoch_logs = self._logs(total / seen, head_totals, seen) if seen else dict(logs)
                     if val is not None:
                         val_logs = self._evaluate_batches(val, cbs)
