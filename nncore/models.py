@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover - other Pythons
 import numpy as np
 
 from nncore import _params, _random
+from nncore import _threads
 from nncore import callbacks as _callbacks
 from nncore import data as _data
 from nncore import distributed as _dist
@@ -83,6 +84,19 @@ def _exclusive(method):
             return method(self, *args, **kwargs)
 
     return locked
+
+
+_CONVERT_KEPT = 1 << 20   # inputs converted into a buffer kept per signature up to this many bytes
+
+
+def _convert(x, shape, into):
+    """x (numeric) as a C-contiguous array of `shape` (its own or a column) in the model's dtype: copied
+    into the buffer `into`, or `into` is the dtype (a view when x is one already, else a fresh copy)."""
+    x = x.reshape(shape)
+    if isinstance(into, np.ndarray):
+        np.copyto(into, x, casting="unsafe")
+        return into
+    return np.ascontiguousarray(x, dtype=into)
 
 
 def _no_step(params, grads):
@@ -201,6 +215,9 @@ class Model:
         self._heads = None
         self._lock = threading.RLock()
         self._train_batches = None    # the last fit's Batches (buffers and schedule), see Batches.rebind
+        self._signatures = {}         # checked input signatures -> conversions (`_inputs`)
+        self._ready_key = None        # thread settings of the last `_setup` (`_set_up`)
+        self._nt = 1
         self._sync = None             # the nncore.distributed.FitSync of a fit over several MPI ranks
 
     # ------------------------------------------------------------------ structure
@@ -280,6 +297,8 @@ class Model:
         self._dbufs = {}
         self._plan = None
         self._heads = None
+        self._signatures = {}
+        Plan.last = None              # layers may now hold views into this buffer: every model sets up again
         if self.optimizer is not None and layout.n_train:
             self.optimizer.build_flat(self._train_params, self._segments)
 
@@ -574,11 +593,53 @@ class Model:
 
     def _check_finite(self, xs, arg="x"):
         for k, xk in enumerate(xs):
-            if _data.is_memmap(xk):   # checked batch by batch as it is read
+            if type(xk) is not np.ndarray and _data.is_memmap(xk):   # checked batch by batch as it is read
                 continue
             if not all_finite(xk, effective_n_threads(self._n_threads_req)):
                 where = arg if len(xs) == 1 else f"{arg}[{self.input_names[k]!r}]"
                 raise ValueError(f"{where}: inputs contain NaN or infinity")
+
+    def _plain_inputs(self, x):
+        """x as a tuple of ndarrays in input order when it is plain arrays (one array, a list or tuple of
+        them, a dict by input name; not memmaps), else None."""
+        t = type(x)
+        if t is np.ndarray:
+            return (x,)
+        if t is list or t is tuple:
+            xs = tuple(x)
+        elif t is dict:
+            xs = tuple(x.get(nm) for nm in self.input_names)
+        else:
+            return None
+        if len(x) != self._n_in or not all(type(a) is np.ndarray for a in xs):
+            return None
+        return xs
+
+    def _inputs(self, x, arg="x", check_finite=True):
+        """`_prepare_inputs` with its checks made once per input signature (shapes, dtypes, memory
+        layouts), which are all they depend on: a signature seen before only gets its conversion (into
+        a buffer kept with it when small, so a call allocates nothing) and, unless check_finite is
+        False, the NaN/inf check, the one check that depends on the values."""
+        xs = self._plain_inputs(x)
+        if xs is None:
+            return self._prepare_inputs(x, arg, check_finite)
+        key = tuple([(a.shape, a.dtype, a.flags.c_contiguous) for a in xs])
+        conv = self._signatures.get(key)
+        if conv is None:
+            out = self._prepare_inputs(x, arg, check_finite)
+            if len(self._signatures) >= MAX_CACHED_SHAPES:
+                self._signatures.clear()
+            self._signatures[key] = tuple(None if o is a else (o.shape, o.dtype) if np.may_share_memory(o, a)
+                                          else (o.shape, np.empty_like(o) if o.nbytes <= _CONVERT_KEPT else o.dtype)
+                                          for o, a in zip(out, xs))
+            return out
+        out = [a if c is None else _convert(a, *c) for a, c in zip(xs, conv)]
+        if check_finite:
+            nt = self._nt
+            for xk in out:
+                if not all_finite(xk, nt):
+                    self._check_finite(out, arg)          # raises, naming the input
+        return out
 
     @staticmethod
     def _check_input_array(x, arg, shape):
@@ -718,8 +779,18 @@ class Model:
         if self._heads is None and self._losses is not None:
             self._make_heads()
         self._plan.prepare(nt)
+        self._ready_key = (self._n_threads_req, _threads.get_num_threads())
         self._opt_step = self.optimizer.step_flat if self.optimizer is not None and self._train_params.size \
             else _no_step
+
+    def _set_up(self):
+        """`_setup` for inference calls, skipped while the last one holds: this model's plan is the one
+        prepared last in the process (no other model ran since, none laid its weights out, no layer
+        changed hands) and the thread settings are those it resolved."""
+        plan = self._plan
+        if plan is None or Plan.last is not plan or self._ready_key != (self._n_threads_req,
+                                                                         _threads.get_num_threads()):
+            self._setup()
 
     def _dense_chain(self):
         """The plan's DenseChain when the model is one chain of Dense layers, else None (kept with the
@@ -1137,15 +1208,22 @@ class Model:
             results, parts = None, []
             self._setup()
         else:
-            xs = self._prepare_inputs(x, check_finite=False)
-            self._setup()
+            xs = self._inputs(x, check_finite=False)
+            self._set_up()
+            n = len(xs[0])
             # a chain of Dense layers runs each batch as one kernel call (DenseChain), which checks each block
             # of x for NaN/inf as it reads it; other models are checked here first
-            chain = self._dense_chain()
+            chain = self._dense_chain() if n >= DenseChain.MIN_ROWS else None
             if chain is None:
                 self._check_finite(xs)
             else:
                 chain.prepare()
+            if n <= batch_size and not verbose and not callbacks and _dist.size() == 1:
+                # one batch and nothing to report: the loop's work below without its machinery
+                if chain is None:
+                    return self._forward_copies(xs, False)
+                y = np.empty((n,) + tuple(self.outputs[0].shape[1:]), self._dtype)
+                return self._structured([chain(xs[0], y, check_finite=True, n_threads=self._nt)])
             batches = self._eval_batches(xs, batch_size)
             results = [np.empty((batches.n,) + tuple(t.shape[1:]), self._dtype) for t in self.outputs]
         cbs = None
@@ -1191,20 +1269,27 @@ class Model:
         return self._structured(results)
 
     def _forward_copies(self, xs, training):
-        self._setup()
+        """The outputs for the prepared inputs xs, as fresh arrays: the layers' buffers are reused by the
+        next call, so the outputs are copied out of them, the last step of a call."""
+        self._set_up()
         plan = self._plan
         plan.infer(xs, training)
         return self._structured([plan.values[s].copy() for s in plan.out_slots])
 
     @_exclusive
     def __call__(self, x, training=False):
-        """Forward pass on a batch (no progress bar, no batching); returns new array(s)."""
-        return self._forward_copies(self._prepare_inputs(x), training)
+        """Forward pass on a batch (no progress bar, no batching).
+
+        Returns new array(s), never overwritten by later calls. The checks of x are made once per input
+        signature (shapes, dtypes, layouts; NaN/inf every call), and in steady state a call allocates
+        nothing but the returned arrays.
+        """
+        return self._forward_copies(self._inputs(x), training)
 
     @_exclusive
     def predict_on_batch(self, x):
-        """Outputs for one batch (no batching, training=False)."""
-        return self._forward_copies(self._prepare_inputs(x), False)
+        """Outputs for one batch (no batching, training=False); as `__call__`, new array(s)."""
+        return self._forward_copies(self._inputs(x), False)
 
     @_exclusive
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):

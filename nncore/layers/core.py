@@ -398,6 +398,11 @@ class DenseChain:
     take the packed path throughout).
     """
 
+    # Below this many rows predict runs the layers one by one: packing the kernels (once per predict
+    # call) would then cost more than the row blocks save, and the layers' row path streams each
+    # kernel once for one or two rows where the packed path computes MR rows.
+    MIN_ROWS = 32
+
     def __init__(self, layers):
         self.layers = list(layers)
         self._packed = [None] * len(self.layers)
