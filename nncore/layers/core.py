@@ -7,7 +7,7 @@ import numpy as np
 from nncore import _random
 from nncore import activations as _activations
 from nncore._kernels import elementwise as _ew
-from nncore._kernels.gemm import dense_chain, gemm, pack_b
+from nncore._kernels.gemm import DenseLayers, dense_chain, gemm, pack_b
 from nncore._kernels.int8 import gemm_int8
 from nncore import initializers, regularizers
 from nncore.layers.base import Layer
@@ -395,7 +395,8 @@ class DenseChain:
     -----
     Every activation with a kernel code is fused into its product (inference keeps no z); softmax runs
     over each row of the block. The result equals the layer-by-layer forward to rounding (the products
-    take the packed path throughout).
+    take the packed path throughout). `by_layers` is the layer-by-layer forward itself in one kernel
+    call (`model(x)`, `predict_on_batch`, and `predict` below MIN_ROWS rows).
     """
 
     # Below this many rows predict runs the layers one by one: packing the kernels (once per predict
@@ -406,6 +407,12 @@ class DenseChain:
     def __init__(self, layers):
         self.layers = list(layers)
         self._packed = [None] * len(self.layers)
+        codes = [-1 if layer._code is None else layer._code for layer in self.layers]
+        self._by_layers = DenseLayers([layer.kernel for layer in self.layers],
+                                      [layer.bias if layer.use_bias else None for layer in self.layers], codes,
+                                      [layer._keep_z for layer in self.layers],
+                                      [0.0 if layer._code is None else layer._alpha for layer in self.layers])
+        self._work = None
 
     @classmethod
     def of(cls, plan):
@@ -436,3 +443,11 @@ class DenseChain:
     def __call__(self, x, y, check_finite=False, n_threads=1):
         """y = the chain's output for x (both C-contiguous 2-D); returns y."""
         return dense_chain(x, self._packed, self._biases, self._acts, self._alphas, y, check_finite, n_threads)
+
+    def by_layers(self, x, y, check_finite=False, n_threads=1):
+        """y = the layers' own forward for x, layer after layer in one kernel call (bit-identical to
+        calling them; nothing packed, the kernels read as they are now); returns y."""
+        need = self._by_layers.work_size(x.shape[0])
+        if self._work is None or self._work.size < need:     # kept: the largest batch so far
+            self._work = np.empty(need, x.dtype)
+        return self._by_layers(x, y, self._work, check_finite, n_threads)
