@@ -197,19 +197,20 @@ def _peak_per_call(call, x, calls=20):
 def test_a_call_allocates_nothing_but_its_outputs_in_steady_state(make):
     rng = np.random.default_rng(5)
     model = make()
-    x = _data(model, 48, rng)
+    x = _data(model, 256, rng)
     out = model(x)
     out_bytes = sum(a.nbytes for a in out) if isinstance(out, list) else out.nbytes
-    calls = [model, model.predict_on_batch, lambda v: model.predict(v, batch_size=64, verbose=0)]
+    calls = [model, model.predict_on_batch, lambda v: model.predict(v, batch_size=256, verbose=0)]
     for call in calls:
         peak, grown = _peak_per_call(call, x)
-        # a layer's buffer for 48 rows is >= 48 * 3 * 4 bytes: none is made again, and nothing is kept
-        assert peak <= out_bytes + 2048, (call, peak, out_bytes)
+        # every layer buffer for 256 rows is >= 8 KB (a converted input 29 KB): none is made again (the
+        # allowance is the interpreter's frames), and nothing is kept
+        assert peak <= out_bytes + 4096, (call, peak, out_bytes)
         assert grown <= 1024, (call, grown)
     if make is _mlp:                                          # converted inputs: into a kept buffer
         x64 = x.astype(np.float64)
         peak, grown = _peak_per_call(model, x64)
-        assert peak <= out_bytes + 2048 and grown <= 1024, (peak, grown)
+        assert peak <= out_bytes + 4096 and grown <= 1024, (peak, grown)
 
 
 def test_the_cache_follows_weights_threads_layouts_and_shared_layers():
