@@ -591,11 +591,12 @@ class Model:
             self._check_finite(out, arg)
         return out
 
-    def _check_finite(self, xs, arg="x"):
+    def _check_finite(self, xs, arg="x", n_threads=None):
+        nt = effective_n_threads(self._n_threads_req) if n_threads is None else n_threads
         for k, xk in enumerate(xs):
             if type(xk) is not np.ndarray and _data.is_memmap(xk):   # checked batch by batch as it is read
                 continue
-            if not all_finite(xk, effective_n_threads(self._n_threads_req)):
+            if not all_finite(xk, nt):
                 where = arg if len(xs) == 1 else f"{arg}[{self.input_names[k]!r}]"
                 raise ValueError(f"{where}: inputs contain NaN or infinity")
 
@@ -620,10 +621,18 @@ class Model:
         layouts), which are all they depend on: a signature seen before only gets its conversion (into
         a buffer kept with it when small, so a call allocates nothing) and, unless check_finite is
         False, the NaN/inf check, the one check that depends on the values."""
+        if type(x) is np.ndarray and self._n_in == 1:     # the common case, without the lists
+            conv = self._signatures.get((x.shape, x.dtype, x.flags.c_contiguous))
+            if conv is not None:
+                out = [x if conv[0] is None else _convert(x, *conv[0])]
+                if check_finite and not all_finite(out[0], self._nt):
+                    self._check_finite(out, arg)          # raises
+                return out
         xs = self._plain_inputs(x)
         if xs is None:
             return self._prepare_inputs(x, arg, check_finite)
-        key = tuple([(a.shape, a.dtype, a.flags.c_contiguous) for a in xs])
+        sigs = [(a.shape, a.dtype, a.flags.c_contiguous) for a in xs]
+        key = sigs[0] if len(sigs) == 1 else tuple(sigs)
         conv = self._signatures.get(key)
         if conv is None:
             out = self._prepare_inputs(x, arg, check_finite)
@@ -635,10 +644,7 @@ class Model:
             return out
         out = [a if c is None else _convert(a, *c) for a, c in zip(xs, conv)]
         if check_finite:
-            nt = self._nt
-            for xk in out:
-                if not all_finite(xk, nt):
-                    self._check_finite(out, arg)          # raises, naming the input
+            self._check_finite(out, arg, self._nt)
         return out
 
     @staticmethod
@@ -1215,7 +1221,7 @@ class Model:
             # of x for NaN/inf as it reads it; other models are checked here first
             chain = self._dense_chain() if n >= DenseChain.MIN_ROWS else None
             if chain is None:
-                self._check_finite(xs)
+                self._check_finite(xs, n_threads=self._nt)
             else:
                 chain.prepare()
             if n <= batch_size and not verbose and not callbacks and _dist.size() == 1:
@@ -1274,14 +1280,13 @@ class Model:
         self._set_up()
         chain = None if training else self._dense_chain()
         if chain is not None:            # Dense layers only: their forward in one kernel call, into a new array
-            x = xs[0]
-            return self._structured([chain.by_layers(x, np.empty((len(x), chain._by_layers.n_out), self._dtype),
-                                                     n_threads=self._nt)])
+            return self._structured([chain.by_layers(xs[0], n_threads=self._nt)])
         plan = self._plan
         plan.infer(xs, training)
         return self._structured([plan.values[s].copy() for s in plan.out_slots])
 
-    @_exclusive
+    # __call__ and predict_on_batch take the lock themselves (as `_exclusive` does): one call less per
+    # sample served
     def __call__(self, x, training=False):
         """Forward pass on a batch (no progress bar, no batching).
 
@@ -1289,12 +1294,13 @@ class Model:
         signature (shapes, dtypes, layouts; NaN/inf every call), and in steady state a call allocates
         nothing but the returned arrays.
         """
-        return self._forward_copies(self._inputs(x), training)
+        with self._lock:
+            return self._forward_copies(self._inputs(x), training)
 
-    @_exclusive
     def predict_on_batch(self, x):
         """Outputs for one batch (no batching, training=False); as `__call__`, new array(s)."""
-        return self._forward_copies(self._inputs(x), False)
+        with self._lock:
+            return self._forward_copies(self._inputs(x), False)
 
     @_exclusive
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):

@@ -161,11 +161,10 @@ def test_dense_layers_kernel_against_reference_and_the_layer_calls(dtype, level)
         Ws, bs, codes = _chain(rng, widths, acts, dtype, bias_every=m != 31)
         x = rng.standard_normal((m, widths[0])).astype(dtype)
         run = DenseLayers(Ws, bs, codes, sep, [0.0] * len(Ws))
-        work = np.full(run.work_size(m) + 3, np.nan, dtype)
         y1 = np.full((m, widths[-1]), np.nan, dtype)
-        y2 = np.full((m, widths[-1]), np.nan, dtype)
-        run(x, y1, work, n_threads=1)
-        run(x, y2, work, check_finite=True, n_threads=2)
+        run(x[:1], n_threads=1)                                   # a smaller work buffer first: grown
+        run(x, y1, n_threads=1)
+        y2 = run(x, check_finite=True, n_threads=2)
         tol = 1e-4 if dtype == np.float32 else 1e-12
         if "gelu" not in acts and "swish" not in acts:
             np.testing.assert_allclose(y1, _ref(x, Ws, bs, acts), rtol=tol, atol=tol)
@@ -179,19 +178,21 @@ def test_dense_layers_checks_its_arguments_and_finds_a_nan():
     Ws, bs, codes = _chain(rng, [20, 30, 4], ["relu", "softmax"], np.float32)
     run = DenseLayers(Ws, bs, codes, [False, False], [0.0, 0.0])
     x = rng.standard_normal((5, 20)).astype(np.float32)
-    y, work = np.zeros((5, 4), np.float32), np.empty(run.work_size(5), np.float32)
+    y = np.zeros((5, 4), np.float32)
     x[4, 19] = np.nan
     with pytest.raises(ValueError, match="NaN or infinity"):
-        run(x, y, work, check_finite=True)
+        run(x, y, check_finite=True)
     assert not y.any()                                             # untouched
     with pytest.raises(ValueError, match="features"):
-        run(x[:, :19].copy(), y, work)
+        run(x[:, :19].copy(), y)
     with pytest.raises(ValueError, match=r"y: expected shape \(5, 4\)"):
-        run(x, np.zeros((4, 4), np.float32), work)
-    with pytest.raises(ValueError, match="work holds"):
-        run(x, y, work[:10])
+        run(x, np.zeros((4, 4), np.float32))
+    frozen = np.zeros((5, 4), np.float32)
+    frozen.setflags(write=False)
+    with pytest.raises(ValueError, match="y: output array is read-only"):
+        run(x, frozen)
     with pytest.raises(TypeError, match="x: expected dtype float32"):
-        run(x.astype(np.float64), y, work)
+        run(x.astype(np.float64), y)
     with pytest.raises(ValueError, match="kernels\\[1\\] has 20 rows, the layer before gives 30"):
         DenseLayers([Ws[0], Ws[0]], bs, codes, [False, False], [0.0, 0.0])
     with pytest.raises(ValueError, match="as many"):

@@ -257,7 +257,7 @@ cdef class DenseLayers:
     cdef int *act
     cdef int *sep
     cdef void *alpha
-    cdef object arrays
+    cdef object arrays, work
     cdef readonly Py_ssize_t n_in, n_out, width
 
     def __cinit__(self, kernels, biases, acts, separate, alphas):
@@ -301,6 +301,7 @@ cdef class DenseLayers:
                 (<double *>self.alpha)[l] = alphas[l]
         self.n_in, self.n_out = self.dims[0], self.dims[L]
         self.arrays = (list(kernels), list(biases))          # the memory the pointers point into
+        self.work = None
 
     def __dealloc__(self):
         PyMem_Free(self.dims)
@@ -310,23 +311,25 @@ cdef class DenseLayers:
         PyMem_Free(self.sep)
         PyMem_Free(self.alpha)
 
-    def work_size(self, Py_ssize_t m):
-        """Elements of the work buffer a call on m rows needs."""
-        return 2 * m * self.width
-
-    def __call__(self, x, y, work, bint check_finite=False, int n_threads=1):
-        """y := the layers' output for x (m, d_0), into y (m, d_L); work: work_size(m) elements or more.
-        With check_finite, raises ValueError when x holds NaN or infinity. Returns y."""
+    def __call__(self, x, y=None, bint check_finite=False, int n_threads=1):
+        """y := the layers' output for x (m, d_0), into y (m, d_L) or a new array when y is None; returns y.
+        With check_finite, raises ValueError when x holds NaN or infinity (y is then untouched). The
+        activations between layers go to a work buffer kept for the next call (the largest batch's)."""
         _same_real(x, "x", self.code)
         _ndim(x, "x", 2)
         cdef Py_ssize_t m = x.shape[0]
         if x.shape[1] != self.n_in:
             raise ValueError(f"DenseLayers: x has {x.shape[1]} features, the first kernel takes {self.n_in}")
-        _block(y, "y", self.code, m, self.n_out, True)
-        _same_real(work, "work", self.code)
-        _writable(work, "work")
-        if _size(work) < 2 * m * self.width:
-            raise ValueError(f"DenseLayers: work holds {_size(work)} elements, {2 * m * self.width} needed")
+        cdef cnp.npy_intp shape[2]
+        shape[0], shape[1] = m, self.n_out
+        if y is None:
+            y = cnp.PyArray_EMPTY(2, shape, cnp.NPY_FLOAT32 if self.code == 0 else cnp.NPY_FLOAT64, 0)
+        else:
+            _block(y, "y", self.code, m, self.n_out, True)
+        if self.work is None or _size(self.work) < 2 * m * self.width:
+            shape[0] = 2 * m * self.width
+            self.work = cnp.PyArray_EMPTY(1, shape, cnp.NPY_FLOAT32 if self.code == 0 else cnp.NPY_FLOAT64, 0)
+        work = self.work
         cdef int rc
         cdef void *px = _ptr(x)
         cdef void *py = _ptr(y)

@@ -412,7 +412,6 @@ class DenseChain:
                                       [layer.bias if layer.use_bias else None for layer in self.layers], codes,
                                       [layer._keep_z for layer in self.layers],
                                       [0.0 if layer._code is None else layer._alpha for layer in self.layers])
-        self._work = None
 
     @classmethod
     def of(cls, plan):
@@ -444,10 +443,8 @@ class DenseChain:
         """y = the chain's output for x (both C-contiguous 2-D); returns y."""
         return dense_chain(x, self._packed, self._biases, self._acts, self._alphas, y, check_finite, n_threads)
 
-    def by_layers(self, x, y, check_finite=False, n_threads=1):
-        """y = the layers' own forward for x, layer after layer in one kernel call (bit-identical to
-        calling them; nothing packed, the kernels read as they are now); returns y."""
-        need = self._by_layers.work_size(x.shape[0])
-        if self._work is None or self._work.size < need:     # kept: the largest batch so far
-            self._work = np.empty(need, x.dtype)
-        return self._by_layers(x, y, self._work, check_finite, n_threads)
+    def by_layers(self, x, y=None, check_finite=False, n_threads=1):
+        """y = the layers' own forward for x (into a new array when y is None), layer after layer in one
+        kernel call: bit-identical to calling them, nothing packed, the kernels read as they are now;
+        returns y."""
+        return self._by_layers(x, y, check_finite, n_threads)
