@@ -594,7 +594,7 @@ class Model:
     def _check_finite(self, xs, arg="x", n_threads=None):
         nt = effective_n_threads(self._n_threads_req) if n_threads is None else n_threads
         for k, xk in enumerate(xs):
-            if type(xk) is not np.ndarray and _data.is_memmap(xk):   # checked batch by batch as it is read
+            if _data.is_memmap(xk):   # checked batch by batch as it is read
                 continue
             if not all_finite(xk, nt):
                 where = arg if len(xs) == 1 else f"{arg}[{self.input_names[k]!r}]"
@@ -621,7 +621,7 @@ class Model:
         layouts), which are all they depend on: a signature seen before only gets its conversion (into
         a buffer kept with it when small, so a call allocates nothing) and, unless check_finite is
         False, the NaN/inf check, the one check that depends on the values."""
-        if type(x) is np.ndarray and self._n_in == 1:     # the common case, without the lists
+        if type(x) is np.ndarray:     # the common case, without the lists (stored for one-input models only)
             conv = self._signatures.get((x.shape, x.dtype, x.flags.c_contiguous))
             if conv is not None:
                 out = [x if conv[0] is None else _convert(x, *conv[0])]
@@ -1224,7 +1224,8 @@ class Model:
                 self._check_finite(xs, n_threads=self._nt)
             else:
                 chain.prepare()
-            if n <= batch_size and not verbose and not callbacks and _dist.size() == 1:
+            if n <= batch_size and not verbose and not callbacks and _dist.size() == 1 and not any(
+                    _data.is_memmap(a) for a in xs):      # (memmaps are read batch by batch)
                 # one batch and nothing to report: the loop's work below without its machinery
                 if chain is None:
                     return self._forward_copies(xs, False)
