@@ -1194,16 +1194,20 @@ class Model:
             return dict(zip(self.output_names, values))
         return values[0] if self._output_kind == "one" else list(values)
 
-    @_exclusive
-    @_dist.collective
     def predict(self, x, batch_size=None, verbose="auto", callbacks=None, steps=None):
         """Outputs for the inputs x, in batches, forward only (training=False): one array, or a list /
         dict of arrays for several outputs.
 
         x may be an array, a memmap, a sequence or an iterable of batches (their inputs are used;
         ``steps`` batches at most). In an MPI job each rank predicts its share and every rank gets all
-        the outputs.
+        the outputs. Inputs that fit one batch, with verbose=0 and no callbacks, take `model(x)`'s
+        path (its checks once per input signature) without the batch loop.
         """
+        with self._lock:                  # as `_exclusive`, one call less per sample served
+            return self._predict(x, batch_size, verbose, callbacks, steps)
+
+    @_dist.collective
+    def _predict(self, x, batch_size, verbose, callbacks, steps):
         batch_size = 32 if batch_size is None else _int_arg(batch_size, "batch_size", 1)
         verbose = _verbose(verbose)
         chain = None
@@ -1220,17 +1224,13 @@ class Model:
             # a chain of Dense layers runs each batch as one kernel call (DenseChain), which checks each block
             # of x for NaN/inf as it reads it; other models are checked here first
             chain = self._dense_chain() if n >= DenseChain.MIN_ROWS else None
+            if n <= batch_size and not verbose and not callbacks and _dist.size() == 1 and not any(
+                    _data.is_memmap(a) for a in xs):      # (memmaps are read batch by batch)
+                return self._predict_one_batch(xs, chain)
             if chain is None:
                 self._check_finite(xs, n_threads=self._nt)
             else:
                 chain.prepare()
-            if n <= batch_size and not verbose and not callbacks and _dist.size() == 1 and not any(
-                    _data.is_memmap(a) for a in xs):      # (memmaps are read batch by batch)
-                # one batch and nothing to report: the loop's work below without its machinery
-                if chain is None:
-                    return self._forward_copies(xs, False)
-                y = np.empty((n,) + tuple(self.outputs[0].shape[1:]), self._dtype)
-                return self._structured([chain(xs[0], y, check_finite=True, n_threads=self._nt)])
             batches = self._eval_batches(xs, batch_size)
             results = [np.empty((batches.n,) + tuple(t.shape[1:]), self._dtype) for t in self.outputs]
         cbs = None
@@ -1274,6 +1274,18 @@ class Model:
         if cbs is not None:
             cbs.on_predict_end()
         return self._structured(results)
+
+    def _predict_one_batch(self, xs, chain):
+        """`predict` of inputs that fit one batch, with nothing to report: the work of its batch loop
+        without the loop's machinery (the same kernels on the same rows: the same results)."""
+        if chain is not None:
+            chain.prepare()
+            y = np.empty((len(xs[0]),) + tuple(self.outputs[0].shape[1:]), self._dtype)
+            return self._structured([chain(xs[0], y, check_finite=True, n_threads=self._nt)])
+        for xk in xs:
+            if not all_finite(xk, self._nt):
+                self._check_finite(xs)            # raises, naming the input
+        return self._forward_copies(xs, False)
 
     def _forward_copies(self, xs, training):
         """The outputs for the prepared inputs xs, as fresh arrays: the layers' buffers are reused by the
