@@ -310,6 +310,7 @@ class Model:
                 _params.rebind(self._layout, layer)
                 layer._owner = self
                 self._plan = None         # the executors hold the old views: plan again
+                Plan.last = None          # and the other model sets up again too
 
     @property
     def layers(self):
