@@ -51,8 +51,8 @@ def load_keras(path, compile=True):
         A file written by Keras 3's ``model.save("name.keras")`` (a Sequential or functional model).
     compile : bool, default=True
         Compile the model with the file's optimizer (with its config), loss(es), loss weights and
-        metrics when the file has compile settings. The optimizer's state is not read: training
-        resumes from fresh moments.
+        metrics when the file has compile settings, and restore the optimizer's variables (iterations
+        and slots) when the file holds them, so that training resumes where Keras stopped.
 
     Returns
     -------
@@ -98,8 +98,11 @@ def load_keras(path, compile=True):
             bad(f"model.weights.h5 is not an HDF5 file: {exc}")
         with h5:
             _place_weights(model, h5, bad)
+            opt_vars = _read_optimizer(h5, bad) if compile and config.get("compile_config") else None
     if compile and config.get("compile_config"):
         _compile(model, config["compile_config"], bad)
+        if opt_vars:
+            _restore_optimizer(model, opt_vars, bad)
     return model
 
 
@@ -364,8 +367,8 @@ def save_keras(model, path):
     The archive holds ``config.json`` (the architecture in Keras's layout, with the dtype policy of
     the model's float type and the compile settings), ``metadata.json`` and ``model.weights.h5``, its
     groups named as Keras names them when it loads the file (the snake-case class name, ``_1``,
-    ``_2``... in Keras's layer order). The optimizer's moments are not written (Keras restarts them,
-    as `load_keras` does); nncore's own format (``model.save("m.nncore")``) keeps them.
+    ``_2``... in Keras's layer order) and the optimizer's variables (iterations, learning rate, its
+    slots in Keras's order) for the optimizers Keras has, so that Keras trains on where nncore stopped.
 
     Raises
     ------
@@ -398,6 +401,7 @@ def save_keras(model, path):
         weights = os.path.join(tmp, "model.weights.h5")
         with h5py.File(weights, "w") as h5:
             _write_weights(model, h5)
+            _write_optimizer(model, h5)
         archive = os.path.join(tmp, "model.keras")
         with zipfile.ZipFile(archive, "w") as z:
             z.writestr("metadata.json", json.dumps(metadata))
@@ -583,3 +587,112 @@ def _snake(name):
     name = re.sub(r"\W+", "", name)
     name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+# ---------------------------------------------------------------------------------- optimizer state
+# Keras 3's optimizer variables after ``iteration`` (and ``learning_rate`` unless it is a schedule): per
+# group, for each trainable variable in the model's order, the group's slots (nncore's names) in turn;
+# groups one after the other (Adam's velocity_hat, RMSprop's momentum and average_gradient come as
+# blocks of their own). Nadam adds its u_product last. A slot the configuration lacks is skipped.
+_KERAS_SLOTS = {"SGD": [("momentum",)], "Adam": [("m", "v"), ("vhat",)], "AdamW": [("m", "v"), ("vhat",)],
+                "Adamax": [("m", "u")], "Nadam": [("m", "v")],
+                "RMSprop": [("velocity",), ("momentum",), ("average_gradient",)], "Adagrad": [("accumulator",)],
+                "Adadelta": [("accumulated_grad", "accumulated_delta_var")], "Ftrl": [("accumulator", "linear")]}
+
+
+def _keras_variable_order(model):
+    """(nncore segment index, shape) of each trained weight, in the order of the Keras model's
+    ``trainable_variables`` (layers in Keras's order, each layer's trainable weights in declaration order)."""
+    layout = model._layout
+    base, size = layout.params.__array_interface__["data"][0], layout.params.itemsize
+    segment = {start: i for i, (start, _) in enumerate(layout.segments)}
+    order = []
+    for layer in _keras_layer_order(model):
+        views = layout.views.get(id(layer), ({}, {}))[0]
+        for attr, shape, *_ in layer._specs:
+            if attr in layer._non_trainable or attr not in views:
+                continue
+            start = (views[attr].__array_interface__["data"][0] - base) // size
+            if start in segment:             # a trained weight (a frozen layer's are no segment)
+                order.append((segment[start], tuple(shape)))
+    return order
+
+
+def _keras_optimizer_slots(opt, n_vars):
+    """[(nncore slot name, variable position)] in Keras's order, or None for an optimizer Keras lacks."""
+    groups = _KERAS_SLOTS.get(type(opt).__name__)
+    if groups is None:
+        return None
+    have = set(opt._slot_names())
+    return [(name, i) for group in groups for i in range(n_vars) for name in group if name in have]
+
+
+def _write_optimizer(model, h5):
+    """``optimizer/vars``: iteration, learning_rate, the slots in Keras's order (nothing when the model is
+    not compiled, or the optimizer has no Keras equivalent)."""
+    from nncore.optimizers import schedules
+
+    opt = getattr(model, "optimizer", None)
+    if opt is None or not getattr(model, "_compile_config", None) or not model._layout.segments:
+        return
+    order = _keras_variable_order(model)
+    slots = _keras_optimizer_slots(opt, len(order))
+    if slots is None or len(order) != len(model._layout.segments):
+        return
+    state = opt.get_state()
+    if slots and f"0/{slots[0][0]}" not in state:
+        return                                # the optimizer has not laid its slots over the buffer
+    values = [np.asarray(min(int(state["iterations"]), 2**31 - 1), np.int32)]
+    if not isinstance(opt.learning_rate, schedules.LearningRateSchedule):
+        values.append(np.asarray(opt.learning_rate, np.float32))
+    values += [state[f"{order[i][0]}/{name}"].reshape(order[i][1]) for name, i in slots]
+    if "u_product" in state:
+        values.append(np.asarray(state["u_product"], np.float32))
+    v = h5.create_group("optimizer").create_group("vars")
+    v.attrs["name"] = opt.name
+    for i, a in enumerate(values):
+        v.create_dataset(str(i), data=a)
+
+
+def _read_optimizer(h5, bad):
+    """The arrays of ``optimizer/vars`` (None without them), each size-checked by h5py's header."""
+    if "optimizer" not in h5 or "vars" not in h5["optimizer"]:
+        return None
+    group = h5["optimizer"]["vars"]
+    try:
+        return [np.asarray(group[str(i)][()]) for i in range(len(group))]
+    except KeyError as exc:
+        bad(f"the optimizer's variables are not numbered 0..{len(group) - 1}: {exc}")
+
+
+def _restore_optimizer(model, values, bad):
+    """Keras's optimizer variables into the compiled nncore optimizer (see _write_optimizer for the order)."""
+    from nncore.optimizers import schedules
+
+    opt = model.optimizer
+    if not model.built or not model._layout.segments:
+        return
+    order = _keras_variable_order(model)
+    slots = _keras_optimizer_slots(opt, len(order))
+    if slots is None:
+        return
+    lr = not isinstance(opt.learning_rate, schedules.LearningRateSchedule)
+    extra = list(opt._extra_state())
+    want = 1 + lr + len(slots) + len(extra)
+    if len(values) == 1 + lr:
+        return               # an optimizer Keras never built (compiled, not trained): nothing to restore
+    if len(values) != want:
+        bad(f"the file's {type(opt).__name__} has {len(values)} variables; nncore's with this configuration "
+            f"and model has {want} (iteration{', learning_rate' if lr else ''}, {len(slots)} slots"
+            f"{', ' + ', '.join(extra) if extra else ''})")
+    state = {"iterations": int(values[0])}
+    dtype = model._layout.params.dtype
+    for value, (name, i) in zip(values[1 + lr:], slots):
+        seg, shape = order[i]
+        if tuple(value.shape) != shape or value.dtype.kind != "f":
+            bad(f"optimizer slot {name} of trained weight {i}: the file holds shape {value.shape} dtype "
+                f"{value.dtype}, nncore expects {shape}")
+        state[f"{seg}/{name}"] = value.astype(dtype).ravel()
+    for name, value in zip(extra, values[1 + lr + len(slots):]):
+        state[name] = float(value)
+    opt.set_state(state)

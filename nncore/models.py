@@ -1321,7 +1321,7 @@ class Model:
         """Save architecture, weights, compile settings and optimizer state (see nncore.saving).
 
         A path ending in ``.keras`` is written in Keras 3's format (`nncore.saving.save_keras`: Keras
-        loads it; the optimizer's moments are not kept); any other path in nncore's own format."""
+        loads it and trains on); any other path in nncore's own format (bit-identical resume)."""
         from nncore import saving
         if os.fspath(filepath).endswith(".keras"):
             return saving.save_keras(self, filepath)

@@ -638,8 +638,8 @@ def model_from_bytes(data, custom_objects=None, compile=True):
 
 def load_keras(path, compile=True):
     """Read a Keras 3 ``.keras`` file (config.json and model.weights.h5, through h5py) into the
-    equivalent nncore Sequential or functional Model, compiled with its settings when it has them.
-    A layer class or an option nncore lacks is refused by name. See nncore._keras_file.load_keras."""
+    equivalent nncore Sequential or functional Model, compiled with its settings (and the optimizer's
+    variables) when it has them. A layer class or an option nncore lacks is refused by name. See nncore._keras_file.load_keras."""
     from nncore._keras_file import load_keras as _load_keras
 
     return _load_keras(path, compile)
@@ -647,8 +647,8 @@ def load_keras(path, compile=True):
 
 def save_keras(model, path):
     """Write `model` as a Keras 3 ``.keras`` file (config.json, model.weights.h5 through h5py) that
-    ``keras.saving.load_model`` reads, atomically. The optimizer's moments are not written. See
-    nncore._keras_file.save_keras."""
+    ``keras.saving.load_model`` reads and trains on (the optimizer's variables included), atomically.
+    See nncore._keras_file.save_keras."""
     from nncore._keras_file import save_keras as _save_keras
 
     return _save_keras(model, path)

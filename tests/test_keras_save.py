@@ -192,3 +192,79 @@ def test_save_is_atomic_over_an_old_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         second.save(path)
     np.testing.assert_array_equal(load_keras(path).get_weights()[0], first.get_weights()[0])
+
+
+OPTIMIZERS = {
+    "sgd_momentum": ("SGD", dict(learning_rate=0.05, momentum=0.9)),
+    "adam_amsgrad": ("Adam", dict(amsgrad=True)),
+    "adamw": ("AdamW", {}),
+    "adamax": ("Adamax", {}),
+    "nadam": ("Nadam", {}),
+    "rmsprop_centered_momentum": ("RMSprop", dict(momentum=0.5, centered=True)),
+    "adagrad": ("Adagrad", {}),
+    "adadelta": ("Adadelta", dict(learning_rate=1.0)),
+    "ftrl": ("Ftrl", dict(learning_rate=0.1)),
+}
+
+
+def _mlp(api):
+    return api.Sequential([api.Input((4,)), api.layers.Dense(3, activation="tanh"), api.layers.BatchNormalization(),
+                           api.layers.Dense(2)])
+
+
+@pytest.mark.parametrize("which", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("direction", ["nncore_to_keras", "keras_to_nncore"])
+def test_training_resumes_across_libraries(which, direction, tmp_path):
+    """Train 8 steps in one library, save, load in the other: the 9th step of both gives the same weights
+    (the optimizer's iterations and slots travel in the file; with fresh slots they would differ by about
+    the learning rate)."""
+    name, kwargs = OPTIMIZERS[which]
+    x, y = data(32, 4), data(32, 2)
+    first, second = (nncore, keras) if direction == "nncore_to_keras" else (keras, nncore)
+    model = _mlp(first)
+    model.compile(optimizer=getattr(first.optimizers, name)(**kwargs), loss="mse")
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    model.save(tmp_path / "m.keras")
+    other = keras.saving.load_model(tmp_path / "m.keras") if second is keras else load_keras(tmp_path / "m.keras")
+    assert int(other.optimizer.iterations) == 8
+    model.train_on_batch(x[:8], y[:8])
+    other.train_on_batch(x[:8], y[:8])
+    for a, b in zip(model.get_weights(), other.get_weights()):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=2e-7)
+
+
+def test_a_mismatched_optimizer_state_is_refused(tmp_path):
+    model = _mlp(keras)
+    model.compile(optimizer=keras.optimizers.RMSprop(momentum=0.5), loss="mse")
+    model.fit(data(8, 4), data(8, 2), verbose=0)
+    model.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+        z.extractall(tmp_path / "x")
+    with h5py.File(tmp_path / "x" / "model.weights.h5", "a") as h5:
+        del h5["optimizer/vars"][str(len(h5["optimizer/vars"]) - 1)]
+    with zipfile.ZipFile(tmp_path / "bad.keras", "w") as z:
+        for member in ("config.json", "metadata.json", "model.weights.h5"):
+            z.write(tmp_path / "x" / member, member)
+    with pytest.raises(ValueError, match="RMSprop has .* variables"):
+        load_keras(tmp_path / "bad.keras")
+
+
+def test_frozen_layer_and_functional_order_of_the_optimizer_slots(tmp_path):
+    # Keras's trainable_variables skip the frozen layer and follow Keras's layer order of the graph
+    a = L.Input((4,), name="a")
+    frozen = L.Dense(4, activation="tanh", name="frozen")
+    left = L.Dense(4, activation="tanh", name="left2")(L.Dense(4, activation="tanh", name="left1")(a))
+    right = L.Dense(4, activation="tanh", name="right")(frozen(a))
+    model = nncore.Model(a, L.Dense(2, name="out")(L.Add()([left, right])))
+    frozen.trainable = False
+    model.compile(optimizer="adam", loss="mse")
+    x, y = data(16, 4), data(16, 2)
+    model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    model.save(tmp_path / "m.keras")
+    theirs = keras.saving.load_model(tmp_path / "m.keras")
+    assert not theirs.get_layer("frozen").trainable
+    model.train_on_batch(x[:4], y[:4])
+    theirs.train_on_batch(x[:4], y[:4])
+    for layer in model.layers:                 # get_weights follows each library's own layer order
+        for w_ours, w_theirs in zip(layer.get_weights(), theirs.get_layer(layer.name).get_weights()):
+            np.testing.assert_allclose(w_ours, np.asarray(w_theirs), rtol=1e-5, atol=2e-7)
