@@ -56,7 +56,7 @@ def both_read(model, tmp_path, xs, rtol=1e-5, atol=1e-6):
 
 def test_mlp_compile_settings_reach_keras(tmp_path):
     model = nncore.Sequential([L.Input((6,)), L.Dense(5, activation="relu", kernel_regularizer="l2", name="hidden"),
-                               L.Dropout(0.3), L.Dense(3, activation="softmax", name="out")], name="mlp")
+                               L.Dropout(0.3, name="drop"), L.Dense(3, activation="softmax", name="out")], name="mlp")
     model.compile(optimizer=nncore.optimizers.Adam(learning_rate=3e-3, beta_1=0.8),
                   loss="categorical_crossentropy", metrics=["accuracy"])
     model.fit(data(32, 6), np.eye(3, dtype="float32")[RNG.integers(0, 3, 32)], epochs=1, verbose=0)
@@ -64,7 +64,7 @@ def test_mlp_compile_settings_reach_keras(tmp_path):
     assert type(theirs.optimizer).__name__ == "Adam"
     assert np.isclose(float(theirs.optimizer.learning_rate), 3e-3) and theirs.optimizer.beta_1 == 0.8
     assert type(theirs.loss).__name__ in ("CategoricalCrossentropy", "LossFunctionWrapper")
-    assert [layer.name for layer in theirs.layers] == ["hidden", "dropout", "out"]
+    assert [layer.name for layer in theirs.layers] == ["hidden", "drop", "out"]
     assert theirs.name == "mlp" and ours.name == "mlp"
     assert type(ours.optimizer).__name__ == "Adam" and np.isclose(ours.optimizer.learning_rate, 3e-3)
     # Keras trains on from the file: its regularizer is the L2 nncore had
