@@ -1524,6 +1524,7 @@ class Sequential(Model):
             self._input_shape = layer._batch_input_shape
         self._layers.append(layer)
         self.built = False
+        self._signatures = {}     # checked against the old graph
         if self._input_shape is not None:
             self._build(self._input_shape)
 

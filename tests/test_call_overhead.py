@@ -255,3 +255,19 @@ def test_training_flag_goes_through_the_cached_path():
     dropout._rng = nncore._random.make_rng(11)
     _same(a, _uncached(m, x, training=True))
     assert not np.array_equal(a, m(x))                         # dropout acts in training only
+
+
+def test_a_layer_added_after_calls_takes_part_in_the_next_call():
+    rng = np.random.default_rng(8)
+    m = Sequential([Dense(6, input_dim=5, activation="relu")])
+    x = rng.standard_normal((2, 5)).astype(np.float32)
+    m(x), m(x)
+    m.add(Dense(3, activation="softmax"))
+    y = m(x)
+    assert y.shape == (2, 3)
+    _same(y, _uncached(m, x))
+    late = Sequential()
+    late.add(Dense(4))
+    late(x), late(x)
+    late.add(Dense(2))
+    assert late(x).shape == (2, 2)
