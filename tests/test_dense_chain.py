@@ -114,13 +114,23 @@ def test_predict_takes_the_chain_only_for_a_chain_of_dense_layers():
     from nncore.layers import Dropout
     rng = np.random.default_rng(3)
     x = rng.standard_normal((50, 6)).astype(np.float32)
+    from nncore.layers import Activation
     dense = Sequential([Dense(7, activation="relu", input_dim=6), Dense(3, activation="softmax")])
-    other = Sequential([Dense(7, activation="relu", input_dim=6), Dropout(0.5), Dense(3, activation="softmax")])
-    for m in (dense, other):
+    dropped = Sequential([Dense(7, activation="relu", input_dim=6), Dropout(0.5), Dense(3, activation="softmax")])
+    other = Sequential([Dense(7, activation="relu", input_dim=6), Activation("tanh"), Dense(3, activation="softmax")])
+    for m in (dense, dropped, other):
         m.compile("adam", "sparse_categorical_crossentropy")
         m.predict(x, verbose=0)
     assert dense._dense_chain() is not None
+    assert len(dropped._dense_chain().layers) == 2           # Dropout: the identity in inference
     assert other._dense_chain() is None
+    h = x
+    for layer in dropped._layers:
+        h = layer.forward(h, False)
+    h = h.copy()                                               # (out of the layer's buffer)
+    np.testing.assert_array_equal(dropped(x), h)               # the layers' own products, bit for bit
+    np.testing.assert_allclose(dropped.predict(x, verbose=0), h, rtol=1e-6)
+    assert not np.array_equal(dropped(x, training=True), h)    # training: the layers, dropout on
     h = x
     for layer in other._layers:
         h = layer.forward(h, False)

@@ -416,20 +416,22 @@ class DenseChain:
     @classmethod
     def of(cls, plan):
         """A chain over the plan's layers when the model is one chain of built Dense layers over 2-D
-        inputs (one input, one output, each layer reading the one before), else None."""
+        inputs (one input, one output, each layer reading the one before; Dropout layers between them,
+        the identity in inference, are left out), else None."""
         nodes, layers = plan.nodes, plan.executors
         if (plan.n_inputs != 1 or len(plan.out_slots) != 1 or not nodes or len(plan.tensors[0].shape) != 2
-                or not all(type(layer) is Dense and layer.built and layer.quantization_mode is None
-                           for layer in layers)):
+                or not all(type(layer) is Dropout or (type(layer) is Dense and layer.built
+                                                      and layer.quantization_mode is None) for layer in layers)):
             return None
         prev = plan.tensors[0]
         for node in nodes:
             if node.many or node.kwargs or len(node.inputs) != 1 or node.inputs[0] is not prev:
                 return None
             prev = node.outputs[0]
-        if plan.slot[id(prev)] != plan.out_slots[0]:
+        dense = [layer for layer in layers if type(layer) is Dense]
+        if plan.slot[id(prev)] != plan.out_slots[0] or not dense:
             return None
-        return cls(layers)
+        return cls(dense)
 
     def prepare(self):
         """Pack the kernels (once per call of predict: they change only between calls)."""
