@@ -157,6 +157,21 @@ int nc_dense_chain_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double *
                        const double *const *bias, const int *act, const double *act_alpha, int check_finite,
                        const double *x /* in */, double *y /* out */, int nthreads);
 
+/* The same chain layer after layer, y = f_L(... f_1(x W_1 + b_1) ... W_L + b_L): each layer one
+ * nc_gemm on all m rows with W_l as it is (k = dims[l], n = dims[l + 1], row-major), f fused into
+ * its epilogue, or, when separate[l] or act[l] == -1 (softmax over each row), in a pass of its own:
+ * bit-identical to the layers' own forward calls, with no packing (dense_layers.c). work holds
+ * 2 m max(dims[1..L-1]) elements (the activations between layers). check_finite: x is first
+ * checked for NaN/inf. Returns 0, or 1 if x holds a non-finite value (y is then untouched). */
+int nc_dense_layers_f32(ptrdiff_t m, int L, const ptrdiff_t *dims, const float *const *W /* in */,
+                        const float *const *bias /* in, entries nullable */, const int *act, const int *separate,
+                        const float *act_alpha, int check_finite, const float *x /* in */, float *y /* out */,
+                        float *work, int nthreads);
+int nc_dense_layers_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double *const *W /* in */,
+                        const double *const *bias /* in, entries nullable */, const int *act, const int *separate,
+                        const double *act_alpha, int check_finite, const double *x /* in */, double *y /* out */,
+                        double *work, int nthreads);
+
 /* The step loop of an LSTM over a whole sequence of T steps of B rows, in
  * one call (rows are independent through time: each thread takes a block of
  * rows through every step, the product of a step then its cell while the

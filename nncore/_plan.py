@@ -67,7 +67,15 @@ class Plan:
     trained : set of int
         id(layer) of the layers with weights the optimizer updates (the model's `_params.Layout`):
         gradients start at them, frozen layers and parameter-free ones only pass dx on.
+
+    Attributes
+    ----------
+    last : Plan or None (class attribute)
+        The plan prepared last in the process: while it is a model's own, that model's executors still
+        hold its thread count and input places (a layer shared with another model may since have been
+        prepared there); ``Model._lay_out`` resets it.
     """
+    last = None
 
     def __init__(self, nodes, inputs, outputs, dtype, trained):
         self.nodes, self._dtype, self._trained = nodes, dtype, trained
@@ -407,3 +415,4 @@ class Plan:
             impl._need_dx_of = need
             impl._need_dx = any(need)
             impl._call_kwargs = kwargs
+        Plan.last = self

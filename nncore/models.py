@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover - other Pythons
 import numpy as np
 
 from nncore import _params, _random
+from nncore import _threads
 from nncore import callbacks as _callbacks
 from nncore import data as _data
 from nncore import distributed as _dist
@@ -84,6 +85,19 @@ def _exclusive(method):
             return method(self, *args, **kwargs)
 
     return locked
+
+
+_CONVERT_KEPT = 1 << 20   # inputs converted into a buffer kept per signature up to this many bytes
+
+
+def _convert(x, shape, into):
+    """x (numeric) as a C-contiguous array of `shape` (its own or a column) in the model's dtype: copied
+    into the buffer `into`, or `into` is the dtype (a view when x is one already, else a fresh copy)."""
+    x = x.reshape(shape)
+    if isinstance(into, np.ndarray):
+        np.copyto(into, x, casting="unsafe")
+        return into
+    return np.ascontiguousarray(x, dtype=into)
 
 
 def _no_step(params, grads):
@@ -202,6 +216,9 @@ class Model:
         self._heads = None
         self._lock = threading.RLock()
         self._train_batches = None    # the last fit's Batches (buffers and schedule), see Batches.rebind
+        self._signatures = {}         # checked input signatures -> conversions (`_inputs`)
+        self._ready_key = None        # thread settings of the last `_setup` (`_set_up`)
+        self._nt = 1
         self._sync = None             # the nncore.distributed.FitSync of a fit over several MPI ranks
 
     # ------------------------------------------------------------------ structure
@@ -281,6 +298,8 @@ class Model:
         self._dbufs = {}
         self._plan = None
         self._heads = None
+        self._signatures = {}
+        Plan.last = None              # layers may now hold views into this buffer: every model sets up again
         if self.optimizer is not None and layout.n_train:
             self.optimizer.build_flat(self._train_params, self._segments)
 
@@ -292,6 +311,7 @@ class Model:
                 _params.rebind(self._layout, layer)
                 layer._owner = self
                 self._plan = None         # the executors hold the old views: plan again
+                Plan.last = None          # and the other model sets up again too
 
     @property
     def layers(self):
@@ -573,13 +593,61 @@ class Model:
             self._check_finite(out, arg)
         return out
 
-    def _check_finite(self, xs, arg="x"):
+    def _check_finite(self, xs, arg="x", n_threads=None):
+        nt = effective_n_threads(self._n_threads_req) if n_threads is None else n_threads
         for k, xk in enumerate(xs):
             if _data.is_memmap(xk):   # checked batch by batch as it is read
                 continue
-            if not all_finite(xk, effective_n_threads(self._n_threads_req)):
+            if not all_finite(xk, nt):
                 where = arg if len(xs) == 1 else f"{arg}[{self.input_names[k]!r}]"
                 raise ValueError(f"{where}: inputs contain NaN or infinity")
+
+    def _plain_inputs(self, x):
+        """x as a tuple of ndarrays in input order when it is plain arrays (one array, a list or tuple of
+        them, a dict by input name; not memmaps), else None."""
+        t = type(x)
+        if t is np.ndarray:
+            return (x,)
+        if t is list or t is tuple:
+            xs = tuple(x)
+        elif t is dict:
+            xs = tuple(x.get(nm) for nm in self.input_names)
+        else:
+            return None
+        if len(x) != self._n_in or not all(type(a) is np.ndarray for a in xs):
+            return None
+        return xs
+
+    def _inputs(self, x, arg="x", check_finite=True):
+        """`_prepare_inputs` with its checks made once per input signature (shapes, dtypes, memory
+        layouts), which are all they depend on: a signature seen before only gets its conversion (into
+        a buffer kept with it when small, so a call allocates nothing) and, unless check_finite is
+        False, the NaN/inf check, the one check that depends on the values."""
+        if type(x) is np.ndarray:     # the common case, without the lists (stored for one-input models only)
+            conv = self._signatures.get((x.shape, x.dtype, x.flags.c_contiguous))
+            if conv is not None:
+                out = [x if conv[0] is None else _convert(x, *conv[0])]
+                if check_finite and not all_finite(out[0], self._nt):
+                    self._check_finite(out, arg)          # raises
+                return out
+        xs = self._plain_inputs(x)
+        if xs is None:
+            return self._prepare_inputs(x, arg, check_finite)
+        sigs = [(a.shape, a.dtype, a.flags.c_contiguous) for a in xs]
+        key = sigs[0] if len(sigs) == 1 else tuple(sigs)
+        conv = self._signatures.get(key)
+        if conv is None:
+            out = self._prepare_inputs(x, arg, check_finite)
+            if len(self._signatures) >= MAX_CACHED_SHAPES:
+                self._signatures.clear()
+            self._signatures[key] = tuple(None if o is a else (o.shape, o.dtype) if np.may_share_memory(o, a)
+                                          else (o.shape, np.empty_like(o) if o.nbytes <= _CONVERT_KEPT else o.dtype)
+                                          for o, a in zip(out, xs))
+            return out
+        out = [a if c is None else _convert(a, *c) for a, c in zip(xs, conv)]
+        if check_finite:
+            self._check_finite(out, arg, self._nt)
+        return out
 
     @staticmethod
     def _check_input_array(x, arg, shape):
@@ -719,8 +787,18 @@ class Model:
         if self._heads is None and self._losses is not None:
             self._make_heads()
         self._plan.prepare(nt)
+        self._ready_key = (self._n_threads_req, _threads.get_num_threads())
         self._opt_step = self.optimizer.step_flat if self.optimizer is not None and self._train_params.size \
             else _no_step
+
+    def _set_up(self):
+        """`_setup` for inference calls, skipped while the last one holds: this model's plan is the one
+        prepared last in the process (no other model ran since, none laid its weights out, no layer
+        changed hands) and the thread settings are those it resolved."""
+        plan = self._plan
+        if plan is None or Plan.last is not plan or self._ready_key != (self._n_threads_req,
+                                                                         _threads.get_num_threads()):
+            self._setup()
 
     def _dense_chain(self):
         """The plan's DenseChain when the model is one chain of Dense layers, else None (kept with the
@@ -1118,16 +1196,20 @@ class Model:
             return dict(zip(self.output_names, values))
         return values[0] if self._output_kind == "one" else list(values)
 
-    @_exclusive
-    @_dist.collective
     def predict(self, x, batch_size=None, verbose="auto", callbacks=None, steps=None):
         """Outputs for the inputs x, in batches, forward only (training=False): one array, or a list /
         dict of arrays for several outputs.
 
         x may be an array, a memmap, a sequence or an iterable of batches (their inputs are used;
         ``steps`` batches at most). In an MPI job each rank predicts its share and every rank gets all
-        the outputs.
+        the outputs. Inputs that fit one batch, with verbose=0 and no callbacks, take `model(x)`'s
+        path (its checks once per input signature) without the batch loop.
         """
+        with self._lock:                  # as `_exclusive`, one call less per sample served
+            return self._predict(x, batch_size, verbose, callbacks, steps)
+
+    @_dist.collective
+    def _predict(self, x, batch_size, verbose, callbacks, steps):
         batch_size = 32 if batch_size is None else _int_arg(batch_size, "batch_size", 1)
         verbose = _verbose(verbose)
         chain = None
@@ -1138,13 +1220,17 @@ class Model:
             results, parts = None, []
             self._setup()
         else:
-            xs = self._prepare_inputs(x, check_finite=False)
-            self._setup()
+            xs = self._inputs(x, check_finite=False)
+            self._set_up()
+            n = len(xs[0])
             # a chain of Dense layers runs each batch as one kernel call (DenseChain), which checks each block
             # of x for NaN/inf as it reads it; other models are checked here first
-            chain = self._dense_chain()
+            chain = self._dense_chain() if n >= DenseChain.MIN_ROWS else None
+            if n <= batch_size and not verbose and not callbacks and _dist.size() == 1 and not any(
+                    _data.is_memmap(a) for a in xs):      # (memmaps are read batch by batch)
+                return self._predict_one_batch(xs, chain)
             if chain is None:
-                self._check_finite(xs)
+                self._check_finite(xs, n_threads=self._nt)
             else:
                 chain.prepare()
             batches = self._eval_batches(xs, batch_size)
@@ -1191,21 +1277,45 @@ class Model:
             cbs.on_predict_end()
         return self._structured(results)
 
+    def _predict_one_batch(self, xs, chain):
+        """`predict` of inputs that fit one batch, with nothing to report: the work of its batch loop
+        without the loop's machinery (the same kernels on the same rows: the same results)."""
+        if chain is not None:
+            chain.prepare()
+            y = np.empty((len(xs[0]),) + tuple(self.outputs[0].shape[1:]), self._dtype)
+            return self._structured([chain(xs[0], y, check_finite=True, n_threads=self._nt)])
+        for xk in xs:
+            if not all_finite(xk, self._nt):
+                self._check_finite(xs)            # raises, naming the input
+        return self._forward_copies(xs, False)
+
     def _forward_copies(self, xs, training):
-        self._setup()
+        """The outputs for the prepared inputs xs, as fresh arrays: the layers' buffers are reused by the
+        next call, so the outputs are copied out of them, the last step of a call."""
+        self._set_up()
+        chain = None if training else self._dense_chain()
+        if chain is not None:            # Dense layers only: their forward in one kernel call, into a new array
+            return self._structured([chain.by_layers(xs[0], n_threads=self._nt)])
         plan = self._plan
         plan.infer(xs, training)
         return self._structured([plan.values[s].copy() for s in plan.out_slots])
 
-    @_exclusive
+    # __call__ and predict_on_batch take the lock themselves (as `_exclusive` does): one call less per
+    # sample served
     def __call__(self, x, training=False):
-        """Forward pass on a batch (no progress bar, no batching); returns new array(s)."""
-        return self._forward_copies(self._prepare_inputs(x), training)
+        """Forward pass on a batch (no progress bar, no batching).
 
-    @_exclusive
+        Returns new array(s), never overwritten by later calls. The checks of x are made once per input
+        signature (shapes, dtypes, layouts; NaN/inf every call), and in steady state a call allocates
+        nothing but the returned arrays.
+        """
+        with self._lock:
+            return self._forward_copies(self._inputs(x), training)
+
     def predict_on_batch(self, x):
-        """Outputs for one batch (no batching, training=False)."""
-        return self._forward_copies(self._prepare_inputs(x), False)
+        """Outputs for one batch (no batching, training=False); as `__call__`, new array(s)."""
+        with self._lock:
+            return self._forward_copies(self._inputs(x), False)
 
     @_exclusive
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
@@ -1414,6 +1524,7 @@ class Sequential(Model):
             self._input_shape = layer._batch_input_shape
         self._layers.append(layer)
         self.built = False
+        self._signatures = {}     # checked against the old graph
         if self._input_shape is not None:
             self._build(self._input_shape)
 

@@ -500,3 +500,15 @@ def test_lstm_peers_compute_the_same_forward_gradient_and_first_step():
         for i, (a, w0, g) in enumerate(zip(peer.get_weights(), weights, grads)):
             lr = 2 * P.LR if torch_form and i == 2 else P.LR
             np.testing.assert_allclose(a, w0 - lr * g / (np.abs(g) + e), rtol=0, atol=0.02 * P.LR, err_msg=name)
+
+
+def test_overhead_script_checks_agreement_and_prints_its_table(capsys):
+    from bench import overhead
+    for cls in (P.OnnxRuntimePeer, P.TorchPeer):
+        ok, why = cls.available()
+        if not ok:
+            pytest.skip(why)
+    assert overhead.main(["--threads", "1", "--batches", "1,3", "--repeats", "1", "--calls", "20"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| 1 |") or line.startswith("| 3 |")]
+    assert len(rows) == 2 and all(line.count("x |") == 4 for line in rows), out

@@ -114,14 +114,96 @@ def test_predict_takes_the_chain_only_for_a_chain_of_dense_layers():
     from nncore.layers import Dropout
     rng = np.random.default_rng(3)
     x = rng.standard_normal((50, 6)).astype(np.float32)
+    from nncore.layers import Activation
     dense = Sequential([Dense(7, activation="relu", input_dim=6), Dense(3, activation="softmax")])
-    other = Sequential([Dense(7, activation="relu", input_dim=6), Dropout(0.5), Dense(3, activation="softmax")])
-    for m in (dense, other):
+    dropped = Sequential([Dense(7, activation="relu", input_dim=6), Dropout(0.5), Dense(3, activation="softmax")])
+    other = Sequential([Dense(7, activation="relu", input_dim=6), Activation("tanh"), Dense(3, activation="softmax")])
+    for m in (dense, dropped, other):
         m.compile("adam", "sparse_categorical_crossentropy")
         m.predict(x, verbose=0)
     assert dense._dense_chain() is not None
+    assert len(dropped._dense_chain().layers) == 2           # Dropout: the identity in inference
     assert other._dense_chain() is None
+    h = x
+    for layer in dropped._layers:
+        h = layer.forward(h, False)
+    h = h.copy()                                               # (out of the layer's buffer)
+    np.testing.assert_array_equal(dropped(x), h)               # the layers' own products, bit for bit
+    np.testing.assert_allclose(dropped.predict(x, verbose=0), h, rtol=1e-6)
+    assert not np.array_equal(dropped(x, training=True), h)    # training: the layers, dropout on
     h = x
     for layer in other._layers:
         h = layer.forward(h, False)
     np.testing.assert_allclose(other.predict(x, verbose=0), h, rtol=1e-6)
+
+
+def _layer_by_layer(x, Ws, bs, codes, separate, nt):
+    """The calls a Dense layer's own forward makes, one kernel call each."""
+    from nncore._kernels.elementwise import act_forward, softmax_forward
+    from nncore._kernels.gemm import gemm
+    h = x
+    for W, b, code, sep in zip(Ws, bs, codes, separate):
+        z = np.empty((len(x), W.shape[1]), x.dtype)
+        gemm(h, W, z, bias=b, act=0 if code < 0 or sep else code, n_threads=nt)
+        if code < 0:
+            y = np.empty_like(z)
+            softmax_forward(z, y)
+            z = y
+        elif sep:
+            y = np.empty_like(z)
+            act_forward(code, 0.0, z, y, nt)
+            z = y
+        h = z
+    return h
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("level", LEVELS)
+def test_dense_layers_kernel_against_reference_and_the_layer_calls(dtype, level):
+    from nncore._kernels.gemm import DenseLayers
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(10 + level)
+    for m, widths, acts, sep in [(1, [3, 5, 2], ["relu", "softmax"], [False, False]),
+                                 (2, [13, 1, 17], ["tanh", "linear"], [False, False]),
+                                 (3, [784, 256, 128, 10], ["relu", "relu", "softmax"], [False, False, False]),
+                                 (31, [29, 37, 13, 5], ["relu", "gelu", "softmax"], [False, True, False]),
+                                 (397, [64, 97, 10], ["swish", "linear"], [True, False])]:
+        Ws, bs, codes = _chain(rng, widths, acts, dtype, bias_every=m != 31)
+        x = rng.standard_normal((m, widths[0])).astype(dtype)
+        run = DenseLayers(Ws, bs, codes, sep, [0.0] * len(Ws))
+        y1 = np.full((m, widths[-1]), np.nan, dtype)
+        run(x[:1], n_threads=1)                                   # a smaller work buffer first: grown
+        run(x, y1, n_threads=1)
+        y2 = run(x, check_finite=True, n_threads=2)
+        tol = 1e-4 if dtype == np.float32 else 1e-12
+        if "gelu" not in acts and "swish" not in acts:
+            np.testing.assert_allclose(y1, _ref(x, Ws, bs, acts), rtol=tol, atol=tol)
+        np.testing.assert_array_equal(y1, y2)                     # 1 vs 2 threads, bit for bit
+        np.testing.assert_array_equal(y1, _layer_by_layer(x, Ws, bs, codes, sep, 2))
+
+
+def test_dense_layers_checks_its_arguments_and_finds_a_nan():
+    from nncore._kernels.gemm import DenseLayers
+    rng = np.random.default_rng(4)
+    Ws, bs, codes = _chain(rng, [20, 30, 4], ["relu", "softmax"], np.float32)
+    run = DenseLayers(Ws, bs, codes, [False, False], [0.0, 0.0])
+    x = rng.standard_normal((5, 20)).astype(np.float32)
+    y = np.zeros((5, 4), np.float32)
+    x[4, 19] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        run(x, y, check_finite=True)
+    assert not y.any()                                             # untouched
+    with pytest.raises(ValueError, match="features"):
+        run(x[:, :19].copy(), y)
+    with pytest.raises(ValueError, match=r"y: expected shape \(5, 4\)"):
+        run(x, np.zeros((4, 4), np.float32))
+    frozen = np.zeros((5, 4), np.float32)
+    frozen.setflags(write=False)
+    with pytest.raises(ValueError, match="y: output array is read-only"):
+        run(x, frozen)
+    with pytest.raises(TypeError, match="x: expected dtype float32"):
+        run(x.astype(np.float64), y)
+    with pytest.raises(ValueError, match="kernels\\[1\\] has 20 rows, the layer before gives 30"):
+        DenseLayers([Ws[0], Ws[0]], bs, codes, [False, False], [0.0, 0.0])
+    with pytest.raises(ValueError, match="as many"):
+        DenseLayers(Ws, bs[:1], codes, [False, False], [0.0, 0.0])

@@ -231,6 +231,124 @@ def dense_chain(x, packed, biases, acts, alphas, y, bint check_finite=False, int
     return y
 
 
+cdef class DenseLayers:
+    """Consecutive dense layers run one after the other in one C call (nc_dense_layers): the products
+    the layers' own forward makes, bit-identical to them, without crossing into C once per layer.
+
+    Checked once here; a call checks x, y and the work buffer only. The kernels are read as they are
+    at each call (views into a model's weights stay current; nothing is packed).
+
+    Parameters
+    ----------
+    kernels : list of ndarray of shape (d_l, d_{l+1})
+        C-contiguous, one float dtype, consecutive.
+    biases : list of (ndarray of shape (d_{l+1},) or None)
+    acts : list of int
+        An activation code, or -1 for a softmax over each row.
+    separate : list of bool
+        The activation in a pass of its own after the product (as the layer runs it) rather than in
+        the product's epilogue.
+    alphas : list of float
+    """
+    cdef int L, code
+    cdef ptrdiff_t *dims
+    cdef void **W
+    cdef void **bias
+    cdef int *act
+    cdef int *sep
+    cdef void *alpha
+    cdef object arrays, work
+    cdef readonly Py_ssize_t n_in, n_out, width
+
+    def __cinit__(self, kernels, biases, acts, separate, alphas):
+        cdef int L = len(kernels)
+        if L < 1 or len(biases) != L or len(acts) != L or len(separate) != L or len(alphas) != L:
+            raise ValueError(f"DenseLayers: expected as many biases, acts, separate and alphas as kernels ({L} >= 1)")
+        self.L = L
+        self.code = _real(kernels[0], "kernels[0]")
+        self.dims = <ptrdiff_t *>PyMem_Malloc((L + 1) * sizeof(ptrdiff_t))
+        self.W = <void **>PyMem_Malloc(L * sizeof(void *))
+        self.bias = <void **>PyMem_Malloc(L * sizeof(void *))
+        self.act = <int *>PyMem_Malloc(L * sizeof(int))
+        self.sep = <int *>PyMem_Malloc(L * sizeof(int))
+        self.alpha = PyMem_Malloc(L * sizeof(double))
+        if not self.dims or not self.W or not self.bias or not self.act or not self.sep or not self.alpha:
+            raise MemoryError("DenseLayers")
+        self.dims[0] = kernels[0].shape[0] if kernels[0].ndim == 2 else 0
+        self.width = 0
+        for l in range(L):
+            _same_real(kernels[l], f"kernels[{l}]", self.code)
+            _ndim(kernels[l], f"kernels[{l}]", 2)
+            if kernels[l].shape[0] != self.dims[l]:
+                raise ValueError(f"DenseLayers: kernels[{l}] has {kernels[l].shape[0]} rows, the layer before gives "
+                                 f"{self.dims[l]} features")
+            self.dims[l + 1] = kernels[l].shape[1]
+            if l + 1 < L and self.dims[l + 1] > self.width:
+                self.width = self.dims[l + 1]
+            self.W[l] = _ptr(kernels[l])
+            self.bias[l] = NULL
+            if biases[l] is not None:
+                _same_real(biases[l], f"biases[{l}]", self.code)
+                _shape1(biases[l], f"biases[{l}]", self.dims[l + 1])
+                self.bias[l] = _ptr(biases[l])
+            if acts[l] < -1 or acts[l] >= NC_ACT_COUNT:
+                raise ValueError(f"DenseLayers: unknown activation code {acts[l]}")
+            self.act[l] = acts[l]
+            self.sep[l] = bool(separate[l])
+            if self.code == 0:
+                (<float *>self.alpha)[l] = alphas[l]
+            else:
+                (<double *>self.alpha)[l] = alphas[l]
+        self.n_in, self.n_out = self.dims[0], self.dims[L]
+        self.arrays = (list(kernels), list(biases))          # the memory the pointers point into
+        self.work = None
+
+    def __dealloc__(self):
+        PyMem_Free(self.dims)
+        PyMem_Free(self.W)
+        PyMem_Free(self.bias)
+        PyMem_Free(self.act)
+        PyMem_Free(self.sep)
+        PyMem_Free(self.alpha)
+
+    def __call__(self, x, y=None, bint check_finite=False, int n_threads=1):
+        """y := the layers' output for x (m, d_0), into y (m, d_L) or a new array when y is None; returns y.
+        With check_finite, raises ValueError when x holds NaN or infinity (y is then untouched). The
+        activations between layers go to a work buffer kept for the next call (the largest batch's)."""
+        _same_real(x, "x", self.code)
+        _ndim(x, "x", 2)
+        cdef Py_ssize_t m = x.shape[0]
+        if x.shape[1] != self.n_in:
+            raise ValueError(f"DenseLayers: x has {x.shape[1]} features, the first kernel takes {self.n_in}")
+        cdef cnp.npy_intp shape[2]
+        shape[0], shape[1] = m, self.n_out
+        if y is None:
+            y = cnp.PyArray_EMPTY(2, shape, cnp.NPY_FLOAT32 if self.code == 0 else cnp.NPY_FLOAT64, 0)
+        else:
+            _block(y, "y", self.code, m, self.n_out, True)
+        if self.work is None or _size(self.work) < 2 * m * self.width:
+            shape[0] = 2 * m * self.width
+            self.work = cnp.PyArray_EMPTY(1, shape, cnp.NPY_FLOAT32 if self.code == 0 else cnp.NPY_FLOAT64, 0)
+        work = self.work
+        cdef int rc
+        cdef void *px = _ptr(x)
+        cdef void *py = _ptr(y)
+        cdef void *pw = _ptr(work)
+        if self.code == 0:
+            with nogil:
+                rc = nc_dense_layers_f32(m, self.L, self.dims, <const float *const *>self.W,
+                                         <const float *const *>self.bias, self.act, self.sep, <float *>self.alpha,
+                                         check_finite, <float *>px, <float *>py, <float *>pw, n_threads)
+        else:
+            with nogil:
+                rc = nc_dense_layers_f64(m, self.L, self.dims, <const double *const *>self.W,
+                                         <const double *const *>self.bias, self.act, self.sep, <double *>self.alpha,
+                                         check_finite, <double *>px, <double *>py, <double *>pw, n_threads)
+        if rc == 1:
+            raise ValueError("x: inputs contain NaN or infinity")
+        return y
+
+
 def gemm_ref(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0):
     """The C-side oracle (triple loop), same contract as gemm without the epilogue."""
     cdef int code = _real(a, "a")

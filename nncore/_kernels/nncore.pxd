@@ -55,6 +55,12 @@ cdef extern from "nncore.h" nogil:
     int nc_dense_chain_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double *const *packed,
                            const double *const *bias, const int *act, const double *act_alpha, int check_finite,
                            const double *x, double *y, int nthreads)
+    int nc_dense_layers_f32(ptrdiff_t m, int L, const ptrdiff_t *dims, const float *const *W,
+                            const float *const *bias, const int *act, const int *separate, const float *act_alpha,
+                            int check_finite, const float *x, float *y, float *work, int nthreads)
+    int nc_dense_layers_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double *const *W,
+                            const double *const *bias, const int *act, const int *separate, const double *act_alpha,
+                            int check_finite, const double *x, double *y, double *work, int nthreads)
     int nc_lstm_seq_forward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract,
                                 float ralpha, const float *packed, int with_h0, float *z, float *c, float *tc,
                                 float *h, int nthreads)

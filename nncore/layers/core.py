@@ -7,7 +7,7 @@ import numpy as np
 from nncore import _random
 from nncore import activations as _activations
 from nncore._kernels import elementwise as _ew
-from nncore._kernels.gemm import dense_chain, gemm, pack_b
+from nncore._kernels.gemm import DenseLayers, dense_chain, gemm, pack_b
 from nncore._kernels.int8 import gemm_int8
 from nncore import initializers, regularizers
 from nncore.layers.base import Layer
@@ -395,30 +395,43 @@ class DenseChain:
     -----
     Every activation with a kernel code is fused into its product (inference keeps no z); softmax runs
     over each row of the block. The result equals the layer-by-layer forward to rounding (the products
-    take the packed path throughout).
+    take the packed path throughout). `by_layers` is the layer-by-layer forward itself in one kernel
+    call (`model(x)`, `predict_on_batch`, and `predict` below MIN_ROWS rows).
     """
+
+    # Below this many rows predict runs the layers one by one: packing the kernels (once per predict
+    # call) would then cost more than the row blocks save, and the layers' row path streams each
+    # kernel once for one or two rows where the packed path computes MR rows.
+    MIN_ROWS = 32
 
     def __init__(self, layers):
         self.layers = list(layers)
         self._packed = [None] * len(self.layers)
+        codes = [-1 if layer._code is None else layer._code for layer in self.layers]
+        self._by_layers = DenseLayers([layer.kernel for layer in self.layers],
+                                      [layer.bias if layer.use_bias else None for layer in self.layers], codes,
+                                      [layer._keep_z for layer in self.layers],
+                                      [0.0 if layer._code is None else layer._alpha for layer in self.layers])
 
     @classmethod
     def of(cls, plan):
         """A chain over the plan's layers when the model is one chain of built Dense layers over 2-D
-        inputs (one input, one output, each layer reading the one before), else None."""
+        inputs (one input, one output, each layer reading the one before; Dropout layers between them,
+        the identity in inference, are left out), else None."""
         nodes, layers = plan.nodes, plan.executors
         if (plan.n_inputs != 1 or len(plan.out_slots) != 1 or not nodes or len(plan.tensors[0].shape) != 2
-                or not all(type(layer) is Dense and layer.built and layer.quantization_mode is None
-                           for layer in layers)):
+                or not all(type(layer) is Dropout or (type(layer) is Dense and layer.built
+                                                      and layer.quantization_mode is None) for layer in layers)):
             return None
         prev = plan.tensors[0]
         for node in nodes:
             if node.many or node.kwargs or len(node.inputs) != 1 or node.inputs[0] is not prev:
                 return None
             prev = node.outputs[0]
-        if plan.slot[id(prev)] != plan.out_slots[0]:
+        dense = [layer for layer in layers if type(layer) is Dense]
+        if plan.slot[id(prev)] != plan.out_slots[0] or not dense:
             return None
-        return cls(layers)
+        return cls(dense)
 
     def prepare(self):
         """Pack the kernels (once per call of predict: they change only between calls)."""
@@ -431,3 +444,9 @@ class DenseChain:
     def __call__(self, x, y, check_finite=False, n_threads=1):
         """y = the chain's output for x (both C-contiguous 2-D); returns y."""
         return dense_chain(x, self._packed, self._biases, self._acts, self._alphas, y, check_finite, n_threads)
+
+    def by_layers(self, x, y=None, check_finite=False, n_threads=1):
+        """y = the layers' own forward for x (into a new array when y is None), layer after layer in one
+        kernel call: bit-identical to calling them, nothing packed, the kernels read as they are now;
+        returns y."""
+        return self._by_layers(x, y, check_finite, n_threads)
