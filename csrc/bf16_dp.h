@@ -1,0 +1,56 @@
+/* bf16_dp.h -- the micro-kernel of the bf16 GEMM, written once over a small
+ * vocabulary and included by bf16.c for the real vdpbf16ps (AVX512_BF16) and
+ * for its emulation (AVX2 + FMA, and generic C), so the tests of the
+ * emulation on a CPU without AVX512_BF16 run this very loop:
+ *
+ *     acc[i][v] = dpbf16(acc[i][v], bcast(the pair word q of row i), b vector v)   q = 0 .. kq-1
+ *     t = acc                                                                        at the end
+ *
+ * Vocabulary: BF_ACC (an accumulator vector of BF_LANES floats), BF_A / BF_B
+ * (a broadcast pair word of A, a vector of pair words of B, in the form the
+ * instruction or its emulation wants), BF_ZERO(), BF_LOADB(p), BF_BCAST(p),
+ * BF_DP(acc, a, b), BF_STORE(p, acc), BF_KEEP(acc), BF_ATTR, BF_MR, BF_NV. */
+#define BF_NR (BF_NV * BF_LANES)
+
+static BF_ATTR void BF_NAME(ptrdiff_t kq, const uint32_t *a, const uint32_t *b, float *t)
+{
+    BF_ACC acc[BF_MR][BF_NV];
+#pragma GCC unroll 16
+    for (int i = 0; i < BF_MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < BF_NV; v++) acc[i][v] = BF_ZERO();
+    for (ptrdiff_t q = 0; q < kq; q++, a += BF_MR, b += BF_NR) {
+        BF_B bv[BF_NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < BF_NV; v++) bv[v] = BF_LOADB(b + BF_LANES * v);
+#pragma GCC unroll 16
+        for (int i = 0; i < BF_MR; i++) {
+            BF_A x = BF_BCAST(a + i);
+#pragma GCC unroll 4
+            for (int v = 0; v < BF_NV; v++) {
+                acc[i][v] = BF_DP(acc[i][v], x, bv[v]);
+                BF_KEEP(acc[i][v]);
+            }
+        }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < BF_MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < BF_NV; v++) BF_STORE(t + i * BF_NR + v * BF_LANES, acc[i][v]);
+}
+
+#undef BF_NR
+#undef BF_NAME
+#undef BF_ATTR
+#undef BF_ACC
+#undef BF_A
+#undef BF_B
+#undef BF_LANES
+#undef BF_MR
+#undef BF_NV
+#undef BF_ZERO
+#undef BF_LOADB
+#undef BF_BCAST
+#undef BF_DP
+#undef BF_STORE
+#undef BF_KEEP
