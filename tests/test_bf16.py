@@ -5,11 +5,15 @@ sum, on awkward shapes, transposes, alpha/beta/bias/activation epilogues, every 
 (generic C and AVX2 emulate vdpbf16ps; the real one where the CPU has AVX512_BF16), every SIMD
 level, 1 and 2 threads; the denormal flushes; bad input."""
 import itertools
+import platform
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
 
 import reference_bf16 as ref
+from cpu_flags import cpu_flags
 from nncore._kernels import ACT_CODES, gemm as G, runtime
 
 LEVELS = list(range(runtime.simd_level() + 1))
@@ -175,9 +179,28 @@ def test_bad_input():
             G.bf16_set_kernel("avx512bf16")
 
 
-def test_the_avx512bf16_kernel_is_compiled():
-    """The vdpbf16ps kernel is in the build on x86-64 (run only where the CPU has AVX512_BF16)."""
-    import platform
-    if platform.machine() not in ("x86_64", "AMD64") or runtime.simd_compiled_level() < 2:
-        pytest.skip("an x86-64 build with the AVX-512 level")
-    assert "avx512bf16" in G.BF16_KERNELS
+def test_the_vdpbf16ps_kernel_is_guarded():
+    # offered exactly when the CPU has AVX512_BF16 and the SIMD level in use is AVX-512
+    assert "avx512bf16" in KERNELS
+    flags = cpu_flags()
+    if flags is None or "avx2" not in flags:
+        pytest.skip("needs an x86-64 Linux CPU with AVX2 and /proc/cpuinfo")
+    assert G.cpu_has_avx512bf16() == ("avx512_bf16" in flags)
+    assert G.bf16_available("avx512bf16") == ("avx512_bf16" in flags and runtime.simd_level() >= 2)
+    assert G.bf16_kernel() == ("avx512bf16" if G.bf16_available("avx512bf16") else "avx2-emulated")
+    runtime.set_simd_level(1)
+    assert not G.bf16_available("avx512bf16") and G.bf16_kernel() == "avx2-emulated"
+    runtime.set_simd_level(0)
+    assert G.bf16_kernel() == "generic-emulated"
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or shutil.which("objdump") is None,
+                    reason="needs x86-64 and objdump")
+def test_the_vdpbf16ps_instruction_is_compiled():
+    # the AVX512_BF16 kernel is in the extension as real vdpbf16ps on zmm, even on a CPU that cannot run
+    # it (its arithmetic is tested through the emulations above, bit for bit)
+    if not G.bf16_available("avx2-emulated"):
+        pytest.skip("a build without the x86 kernels (NNCORE_GENERIC_ONLY) or a CPU without AVX2")
+    asm = subprocess.run(["objdump", "-d", "--no-show-raw-insn", G.__file__], capture_output=True, text=True,
+                         check=True).stdout
+    assert any("vdpbf16ps" in line and "%zmm" in line for line in asm.splitlines())

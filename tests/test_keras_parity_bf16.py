@@ -9,7 +9,7 @@ two differ by a few bfloat16 roundings (2^-8 relative each). On the MLP the floa
 three times further from Keras's than nncore's bfloat16 ones (checked); on the CNN Keras's extra
 roundings make both distances alike. Skipped without keras.
 """
-from keras_parity_common import keras, pytestmark  # noqa: F401 (skips without keras)
+from keras_parity_common import keras, pytestmark as _common_marks  # noqa: F401 (skips without keras)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -19,6 +19,7 @@ from nncore import layers as NL  # noqa: E402
 from nncore import mixed_precision  # noqa: E402
 
 KL = keras.layers
+pytestmark = [_common_marks, pytest.mark.filterwarnings("ignore:mixed_bfloat16:RuntimeWarning")]
 
 
 @pytest.fixture(scope="module", autouse=True)
