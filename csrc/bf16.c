@@ -119,9 +119,9 @@ static inline nc_bf_b8 nc_bf_loadb8(const uint32_t *p)
     for (int i = 0; i < 8; i++) v.o[i] = nc_bf_f32(p[i] & 0xffff0000u), v.e[i] = nc_bf_f32(p[i] << 16);
     return v;
 }
-static inline nc_bf_a1 nc_bf_bcast1(const uint32_t *p)
+static inline nc_bf_a1 nc_bf_bcast1(const uint32_t *a, int i, int mr) /* a widened group */
 {
-    nc_bf_a1 v = {nc_bf_f32(*p & 0xffff0000u), nc_bf_f32(*p << 16)};
+    nc_bf_a1 v = {nc_bf_f32(a[i]), nc_bf_f32(a[mr + i])};
     return v;
 }
 static inline nc_bf_acc8 nc_bf_dp8(nc_bf_acc8 acc, nc_bf_a1 a, nc_bf_b8 b)
@@ -142,7 +142,8 @@ static inline nc_bf_acc8 nc_bf_dp8(nc_bf_acc8 acc, nc_bf_a1 a, nc_bf_b8 b)
 #define BF_NV 1
 #define BF_ZERO() nc_bf_zero8()
 #define BF_LOADB(p) nc_bf_loadb8(p)
-#define BF_BCAST(p) nc_bf_bcast1(p)
+#define BF_BCAST(a, i) nc_bf_bcast1((a), (i), BF_MR)
+#define BF_ASTEP (2 * BF_MR)
 #define BF_DP(acc, x, y) nc_bf_dp8((acc), (x), (y))
 #define BF_STORE(p, x) memcpy((p), (x).l, sizeof (x).l)
 #define BF_KEEP(x) (void)0
@@ -161,6 +162,14 @@ static inline NC_BF_AVX2_ATTR nc_bf_m256x2 nc_bf_split256(__m256i w)
     return v;
 }
 
+/* a widened group of A: its two floats broadcast straight from memory */
+static inline NC_BF_AVX2_ATTR nc_bf_m256x2 nc_bf_bcast256(const uint32_t *a, int i, int mr)
+{
+    nc_bf_m256x2 v = {_mm256_broadcast_ss((const float *)(const void *)(a + i)),
+                      _mm256_broadcast_ss((const float *)(const void *)(a + mr + i))};
+    return v;
+}
+
 #define NC_BF_AVX2_MR 4
 #define NC_BF_AVX2_NR 16
 #define BF_NAME nc_bf_kernel_avx2
@@ -173,7 +182,8 @@ static inline NC_BF_AVX2_ATTR nc_bf_m256x2 nc_bf_split256(__m256i w)
 #define BF_NV (NC_BF_AVX2_NR / 8)
 #define BF_ZERO() _mm256_setzero_ps()
 #define BF_LOADB(p) nc_bf_split256(_mm256_loadu_si256((const __m256i *)(const void *)(p)))
-#define BF_BCAST(p) nc_bf_split256(_mm256_set1_epi32((int)*(p)))
+#define BF_BCAST(a, i) nc_bf_bcast256((a), (i), BF_MR)
+#define BF_ASTEP (2 * BF_MR)
 #define BF_DP(acc, x, y) _mm256_fmadd_ps((x).e, (y).e, _mm256_fmadd_ps((x).o, (y).o, (acc)))
 #define BF_STORE(p, x) _mm256_storeu_ps((p), (x))
 #define BF_KEEP(x) __asm__("" : "+x"(x)) /* all accumulators in registers (see int8_kernel.h) */
@@ -192,7 +202,8 @@ static inline NC_BF_AVX2_ATTR nc_bf_m256x2 nc_bf_split256(__m256i w)
 #define BF_NV (NC_BF_AVX512_NR / 16)
 #define BF_ZERO() _mm512_setzero_ps()
 #define BF_LOADB(p) ((__m512bh)_mm512_loadu_si512((const void *)(p)))
-#define BF_BCAST(p) ((__m512bh)_mm512_set1_epi32((int)*(p)))
+#define BF_BCAST(a, i) ((__m512bh)_mm512_set1_epi32((int)(a)[i]))
+#define BF_ASTEP BF_MR
 #define BF_DP(acc, x, y) _mm512_dpbf16_ps((acc), (x), (y))
 #define BF_STORE(p, x) _mm512_storeu_ps((p), (x))
 #define BF_KEEP(x) __asm__("" : "+v"(x))
@@ -203,7 +214,8 @@ static inline NC_BF_AVX2_ATTR nc_bf_m256x2 nc_bf_split256(__m256i w)
 typedef struct {
     const char *name;
     int mr, nr;
-    int emulated; /* runs vdpbf16ps's arithmetic with FMAs: MXCSR FTZ + DAZ around it */
+    int emulated; /* runs vdpbf16ps's arithmetic with FMAs: MXCSR FTZ + DAZ around it, and takes A
+                     widened (each group: the odd elements' float32 bits, then the even ones') */
     int needs;    /* 0 any CPU; 1 the AVX2 level; 2 the AVX-512 level + AVX512_BF16 */
     nc_bf_kernel_fn kernel;
 } nc_bf_variant;
@@ -306,37 +318,86 @@ typedef struct {
     int round_out;
 } nc_bf_job;
 
-/* Rows [i0, i0 + rows) of op(A) into a panel of kq groups of mr pair words (zero past the edges). */
-static void nc_bf_pack_a(const nc_bf_job *J, ptrdiff_t i0, int rows, int mr, ptrdiff_t kq, uint32_t *panel)
+/* Packing reads each operand along its contiguous axis, converting whole lines to pair words
+ * (long loops the compiler vectorizes), then scatters the words into the micro-panels. */
+
+/* w[j] = bf(x0[j]) | bf(x1[j]) << 16 for j < n (x1 NULL: zero high halves): two rows of pairs */
+static void nc_bf_pairs_rows(const float *x0, const float *x1, ptrdiff_t n, uint32_t *w)
 {
-    const float *a = J->A + i0 * J->sai;
-    ptrdiff_t k = J->k;
-    for (ptrdiff_t q = 0; q < kq; q++, panel += mr) {
-        ptrdiff_t p = 2 * q;
-        for (int r = 0; r < mr; r++) {
-            uint32_t lo = 0, hi = 0;
-            if (r < rows) {
-                lo = nc_bf_bits(a[r * J->sai + p * J->sap]);
-                if (p + 1 < k) hi = nc_bf_bits(a[r * J->sai + (p + 1) * J->sap]);
-            }
-            panel[r] = lo | hi << 16;
+    if (!x1) {
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++) w[j] = nc_bf_bits(x0[j]);
+        return;
+    }
+#pragma omp simd
+    for (ptrdiff_t j = 0; j < n; j++) w[j] = nc_bf_bits(x0[j]) | nc_bf_bits(x1[j]) << 16;
+}
+
+/* w[q] = bf(x[2q]) | bf(x[2q + 1]) << 16 for q < (k + 1) / 2 (x[k] taken as zero): a line of pairs */
+static void nc_bf_pairs_line(const float *x, ptrdiff_t k, uint32_t *w)
+{
+    ptrdiff_t kh = k / 2;
+#pragma omp simd
+    for (ptrdiff_t q = 0; q < kh; q++) w[q] = nc_bf_bits(x[2 * q]) | nc_bf_bits(x[2 * q + 1]) << 16;
+    if (k & 1) w[kh] = nc_bf_bits(x[k - 1]);
+}
+
+/* Pair word w of row r of the A panel at `panel`, group q: as is, or widened (odd, then even floats). */
+static inline void nc_bf_put_a(uint32_t *panel, ptrdiff_t q, int r, int mr, int widened, uint32_t w)
+{
+    if (widened)
+        panel[q * 2 * mr + r] = w & 0xffff0000u, panel[q * 2 * mr + mr + r] = w << 16;
+    else
+        panel[q * mr + r] = w;
+}
+
+/* Rows [i0, i0 + rows) of op(A) into panels of mr rows, each kq groups of mr pair words (the even
+ * element low) or, widened, 2 mr words: bf(odd) << 16 of the mr rows, then bf(even) << 16 (the
+ * emulations broadcast each as a float32 straight from memory); rows past `rows` zero. `ap` holds
+ * astep = kq or 2 kq words a row; tmp max(rows, kq) words. */
+static void nc_bf_pack_a(const nc_bf_job *J, ptrdiff_t i0, ptrdiff_t rows, int mr, int widened, ptrdiff_t kq,
+                         uint32_t *ap, uint32_t *tmp)
+{
+    ptrdiff_t k = J->k, astep = widened ? 2 * kq : kq, padded = (rows + mr - 1) / mr * mr;
+    memset(ap + rows / mr * mr * astep, 0, (size_t)((padded - rows / mr * mr) * astep) * sizeof(uint32_t));
+    if (J->sap == 1) {                 /* rows of A contiguous along k */
+        for (ptrdiff_t i = 0; i < rows; i++) {
+            nc_bf_pairs_line(J->A + (i0 + i) * J->sai, k, tmp);
+            uint32_t *panel = ap + i / mr * mr * astep;
+            for (ptrdiff_t q = 0; q < kq; q++) nc_bf_put_a(panel, q, (int)(i % mr), mr, widened, tmp[q]);
         }
+        return;
+    }
+    for (ptrdiff_t q = 0; q < kq; q++) { /* op(A) = A^T: the pair rows 2q, 2q + 1 contiguous along m */
+        const float *a0 = J->A + 2 * q * J->sap + i0;
+        nc_bf_pairs_rows(a0, 2 * q + 1 < k ? a0 + J->sap : NULL, rows, tmp);
+        for (ptrdiff_t i = 0; i < rows; i++)
+            nc_bf_put_a(ap + i / mr * mr * astep, q, (int)(i % mr), mr, widened, tmp[i]);
     }
 }
 
-/* Columns [j0, j0 + cols) of op(B) into NR-column panels of kq groups of nr pair words. */
-static void nc_bf_pack_b(const nc_bf_job *J, ptrdiff_t j0, ptrdiff_t cols, int nr, ptrdiff_t kq, uint32_t *dst)
+/* Columns [j0, j0 + cols) of op(B) into NR-column panels of kq groups of nr pair words (columns past
+ * `cols` zero); tmp max(cols, kq) words. */
+static void nc_bf_pack_b(const nc_bf_job *J, ptrdiff_t j0, ptrdiff_t cols, int nr, ptrdiff_t kq, uint32_t *dst,
+                         uint32_t *tmp)
 {
-    ptrdiff_t k = J->k;
-    for (ptrdiff_t jp = 0; jp < cols; jp += nr) {
-        const float *b = J->B + (j0 + jp) * J->sbj;
-        int w = (int)(cols - jp < nr ? cols - jp : nr);
-        for (ptrdiff_t q = 0; q < kq; q++, dst += nr) {
-            const float *b0 = b + 2 * q * J->sbp, *b1 = b0 + J->sbp;
-            int two = 2 * q + 1 < k;
-            for (int j = 0; j < nr; j++)
-                dst[j] = j < w ? nc_bf_bits(b0[j * J->sbj]) | (two ? nc_bf_bits(b1[j * J->sbj]) << 16 : 0u) : 0u;
+    ptrdiff_t k = J->k, npan = (cols + nr - 1) / nr, last = (npan - 1) * nr;
+    if (npan == 0) return;
+    memset(dst + (npan - 1) * kq * nr, 0, (size_t)(kq * nr) * sizeof(uint32_t));
+    if (J->sbj == 1) {                 /* rows of B contiguous along n */
+        for (ptrdiff_t q = 0; q < kq; q++) {
+            const float *b0 = J->B + 2 * q * J->sbp + j0;
+            nc_bf_pairs_rows(b0, 2 * q + 1 < k ? b0 + J->sbp : NULL, cols, tmp);
+            for (ptrdiff_t jp = 0; jp < npan; jp++)
+                memcpy(dst + jp * kq * nr + q * nr, tmp + jp * nr,
+                       (size_t)(jp * nr == last ? cols - last : nr) * sizeof(uint32_t));
         }
+        return;
+    }
+    for (ptrdiff_t j = 0; j < cols; j++) { /* op(B) = B^T: column j of op(B) contiguous along k */
+        nc_bf_pairs_line(J->B + (j0 + j) * J->sbj, k, tmp);
+        uint32_t *d = dst + j / nr * kq * nr + j % nr;
+        for (ptrdiff_t q = 0; q < kq; q++) d[q * nr] = tmp[q];
     }
 }
 
@@ -371,24 +432,26 @@ static int nc_bf_region(const nc_bf_job *J, const nc_bf_variant *V, ptrdiff_t r0
     const int mr = V->mr, nr = V->nr;
     ptrdiff_t kq = (J->k + 1) / 2, ncol = c1 - c0, npan = (ncol + nr - 1) / nr;
     ptrdiff_t rows = (r1 - r0 + mr - 1) / mr * mr;
-    ptrdiff_t mc = NC_BF_A_BYTES / (4 * kq + 4) / mr * mr;
+    ptrdiff_t mc = NC_BF_A_BYTES / (8 * kq + 4) / mr * mr;
     if (mc < mr) mc = mr;
     if (mc > rows) mc = rows;
-    size_t bwords = (size_t)(npan * nr * kq), awords = (size_t)(mc * kq);
-    uint32_t *mem = (uint32_t *)malloc((bwords + awords + 16) * sizeof(uint32_t));
+    ptrdiff_t astep = V->emulated ? 2 * kq : kq; /* words of A per row */
+    ptrdiff_t twords = ncol > kq ? ncol : kq;
+    if (twords < mc) twords = mc;
+    size_t bwords = (size_t)(npan * nr * kq), awords = (size_t)(mc * astep);
+    uint32_t *mem = (uint32_t *)malloc((bwords + awords + (size_t)twords + 16) * sizeof(uint32_t));
     if (!mem) return -1;
-    uint32_t *bp = (uint32_t *)(((uintptr_t)mem + 63) / 64 * 64), *ap = bp + bwords;
+    uint32_t *bp = (uint32_t *)(((uintptr_t)mem + 63) / 64 * 64), *ap = bp + bwords, *tmp = ap + awords;
     float tile[NC_BF_TILE_MAX];
-    nc_bf_pack_b(J, c0, ncol, nr, kq, bp);
+    nc_bf_pack_b(J, c0, ncol, nr, kq, bp, tmp);
     for (ptrdiff_t ic = r0; ic < r1; ic += mc) {
         ptrdiff_t mci = r1 - ic < mc ? r1 - ic : mc;
-        for (ptrdiff_t ir = 0; ir < mci; ir += mr)
-            nc_bf_pack_a(J, ic + ir, (int)(mci - ir < mr ? mci - ir : mr), mr, kq, ap + ir * kq);
+        nc_bf_pack_a(J, ic, mci, mr, V->emulated, kq, ap, tmp);
         for (ptrdiff_t jp = 0; jp < npan; jp++) {
             int nj = (int)(ncol - jp * nr < nr ? ncol - jp * nr : nr);
             for (ptrdiff_t ir = 0; ir < mci; ir += mr) {
                 unsigned csr = nc_bf_csr_enter(V->emulated);
-                V->kernel(kq, ap + ir * kq, bp + jp * kq * nr, tile);
+                V->kernel(kq, ap + ir * astep, bp + jp * kq * nr, tile);
                 nc_bf_csr_leave(V->emulated, csr);
                 nc_bf_store(J, tile, nr, ic + ir, c0 + jp * nr, (int)(mci - ir < mr ? mci - ir : mr), nj);
             }

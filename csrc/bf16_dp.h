@@ -3,12 +3,14 @@
  * for its emulation (AVX2 + FMA, and generic C), so the tests of the
  * emulation on a CPU without AVX512_BF16 run this very loop:
  *
- *     acc[i][v] = dpbf16(acc[i][v], bcast(the pair word q of row i), b vector v)   q = 0 .. kq-1
- *     t = acc                                                                        at the end
+ *     acc[i][v] = dpbf16(acc[i][v], bcast(pair q of row i), b vector v)   q = 0 .. kq-1
+ *     t = acc                                                            at the end
  *
  * Vocabulary: BF_ACC (an accumulator vector of BF_LANES floats), BF_A / BF_B
- * (a broadcast pair word of A, a vector of pair words of B, in the form the
- * instruction or its emulation wants), BF_ZERO(), BF_LOADB(p), BF_BCAST(p),
+ * (pair q of a row of A broadcast, a vector of pair words of B, in the form
+ * the instruction or its emulation wants), BF_ZERO(), BF_LOADB(p),
+ * BF_BCAST(a, i) (row i of the group of A at a), BF_ASTEP (32-bit words of A
+ * per group: MR pair words, or 2 MR widened floats, see bf16.c),
  * BF_DP(acc, a, b), BF_STORE(p, acc), BF_KEEP(acc), BF_ATTR, BF_MR, BF_NV. */
 #define BF_NR (BF_NV * BF_LANES)
 
@@ -19,13 +21,13 @@ static BF_ATTR void BF_NAME(ptrdiff_t kq, const uint32_t *a, const uint32_t *b, 
     for (int i = 0; i < BF_MR; i++)
 #pragma GCC unroll 4
         for (int v = 0; v < BF_NV; v++) acc[i][v] = BF_ZERO();
-    for (ptrdiff_t q = 0; q < kq; q++, a += BF_MR, b += BF_NR) {
+    for (ptrdiff_t q = 0; q < kq; q++, a += BF_ASTEP, b += BF_NR) {
         BF_B bv[BF_NV];
 #pragma GCC unroll 4
         for (int v = 0; v < BF_NV; v++) bv[v] = BF_LOADB(b + BF_LANES * v);
 #pragma GCC unroll 16
         for (int i = 0; i < BF_MR; i++) {
-            BF_A x = BF_BCAST(a + i);
+            BF_A x = BF_BCAST(a, i);
 #pragma GCC unroll 4
             for (int v = 0; v < BF_NV; v++) {
                 acc[i][v] = BF_DP(acc[i][v], x, bv[v]);
@@ -51,6 +53,7 @@ static BF_ATTR void BF_NAME(ptrdiff_t kq, const uint32_t *a, const uint32_t *b, 
 #undef BF_ZERO
 #undef BF_LOADB
 #undef BF_BCAST
+#undef BF_ASTEP
 #undef BF_DP
 #undef BF_STORE
 #undef BF_KEEP
