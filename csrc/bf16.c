@@ -101,32 +101,28 @@ void nc_bf16_round_f32(const float *x, float *y, ptrdiff_t n)
 /* ---- the micro-kernels ------------------------------------------------------------------------- */
 typedef void (*nc_bf_kernel_fn)(ptrdiff_t kq, const uint32_t *a, const uint32_t *b, float *t);
 
-/* generic C: lanes of plain floats, two fmaf per pair, flushed */
-typedef struct { float l[8]; } nc_bf_acc8;
-typedef struct { float o[8], e[8]; } nc_bf_b8;
-typedef struct { float o, e; } nc_bf_a1;
+/* The half h of pair words (0: the odd elements, the high halves; 1: the even ones) as float32 bits */
+static inline uint32_t nc_bf_half(uint32_t w, int h) { return h ? w << 16 : w & 0xffff0000u; }
+
+/* generic C: lanes of plain floats, one fmaf per half pair, flushed */
+typedef struct { float l[8]; } nc_bf_v8;
 
 static inline float nc_bf_ftz(float r) { return fabsf(r) < FLT_MIN ? copysignf(0.0f, r) : r; }
-static inline nc_bf_acc8 nc_bf_zero8(void)
+static inline nc_bf_v8 nc_bf_zero8(void)
 {
-    nc_bf_acc8 v;
+    nc_bf_v8 v;
     for (int i = 0; i < 8; i++) v.l[i] = 0.0f;
     return v;
 }
-static inline nc_bf_b8 nc_bf_loadb8(const uint32_t *p)
+static inline nc_bf_v8 nc_bf_loadb8(const uint32_t *p, int h)
 {
-    nc_bf_b8 v;
-    for (int i = 0; i < 8; i++) v.o[i] = nc_bf_f32(p[i] & 0xffff0000u), v.e[i] = nc_bf_f32(p[i] << 16);
+    nc_bf_v8 v;
+    for (int i = 0; i < 8; i++) v.l[i] = nc_bf_f32(nc_bf_half(p[i], h));
     return v;
 }
-static inline nc_bf_a1 nc_bf_bcast1(const uint32_t *a, int i, int mr) /* a widened group */
+static inline nc_bf_v8 nc_bf_fma8(nc_bf_v8 acc, float a, nc_bf_v8 b)
 {
-    nc_bf_a1 v = {nc_bf_f32(a[i]), nc_bf_f32(a[mr + i])};
-    return v;
-}
-static inline nc_bf_acc8 nc_bf_dp8(nc_bf_acc8 acc, nc_bf_a1 a, nc_bf_b8 b)
-{
-    for (int i = 0; i < 8; i++) acc.l[i] = nc_bf_ftz(fmaf(a.e, b.e[i], nc_bf_ftz(fmaf(a.o, b.o[i], acc.l[i]))));
+    for (int i = 0; i < 8; i++) acc.l[i] = nc_bf_ftz(fmaf(a, b.l[i], acc.l[i]));
     return acc;
 }
 
@@ -134,62 +130,54 @@ static inline nc_bf_acc8 nc_bf_dp8(nc_bf_acc8 acc, nc_bf_a1 a, nc_bf_b8 b)
 #define NC_BF_GENERIC_NR 8
 #define BF_NAME nc_bf_kernel_generic
 #define BF_ATTR
-#define BF_ACC nc_bf_acc8
-#define BF_A nc_bf_a1
-#define BF_B nc_bf_b8
+#define BF_ACC nc_bf_v8
+#define BF_A float
+#define BF_B nc_bf_v8
 #define BF_LANES 8
 #define BF_MR NC_BF_GENERIC_MR
 #define BF_NV 1
+#define BF_HALVES 2
 #define BF_ZERO() nc_bf_zero8()
-#define BF_LOADB(p) nc_bf_loadb8(p)
-#define BF_BCAST(a, i) nc_bf_bcast1((a), (i), BF_MR)
+#define BF_LOADB(p, h) nc_bf_loadb8((p), (h))
+#define BF_BCAST(a, i, h) nc_bf_f32((a)[(h) * BF_MR + (i)])
 #define BF_ASTEP (2 * BF_MR)
-#define BF_DP(acc, x, y) nc_bf_dp8((acc), (x), (y))
+#define BF_DP(acc, x, y) nc_bf_fma8((acc), (x), (y))
 #define BF_STORE(p, x) memcpy((p), (x).l, sizeof (x).l)
 #define BF_KEEP(x) (void)0
 #include "bf16_dp.h"
 
 #if NC_BF_X86
-/* AVX2 + FMA: a pair word's halves widened to float32 (the odd element is the
- * high half as it is, the even one shifted up), two FMAs per pair. */
-typedef struct { __m256 o, e; } nc_bf_m256x2;
+/* AVX2 + FMA: a half of B's pair words widened to float32 (the odd elements are the high halves as
+ * they are, the even ones shifted up), A widened in packing and broadcast from memory, one FMA per
+ * half pair; 6 x 16 tiles (12 accumulators, 2 of B, 1 broadcast). */
 #define NC_BF_AVX2_ATTR __attribute__((target("avx2,fma")))
 
-static inline NC_BF_AVX2_ATTR nc_bf_m256x2 nc_bf_split256(__m256i w)
+static inline NC_BF_AVX2_ATTR __m256 nc_bf_half256(__m256i w, int h)
 {
-    nc_bf_m256x2 v = {_mm256_castsi256_ps(_mm256_and_si256(w, _mm256_set1_epi32((int)0xffff0000u))),
-                      _mm256_castsi256_ps(_mm256_slli_epi32(w, 16))};
-    return v;
+    return _mm256_castsi256_ps(h ? _mm256_slli_epi32(w, 16) : _mm256_and_si256(w, _mm256_set1_epi32((int)0xffff0000u)));
 }
 
-/* a widened group of A: its two floats broadcast straight from memory */
-static inline NC_BF_AVX2_ATTR nc_bf_m256x2 nc_bf_bcast256(const uint32_t *a, int i, int mr)
-{
-    nc_bf_m256x2 v = {_mm256_broadcast_ss((const float *)(const void *)(a + i)),
-                      _mm256_broadcast_ss((const float *)(const void *)(a + mr + i))};
-    return v;
-}
-
-#define NC_BF_AVX2_MR 4
+#define NC_BF_AVX2_MR 6
 #define NC_BF_AVX2_NR 16
 #define BF_NAME nc_bf_kernel_avx2
 #define BF_ATTR NC_BF_AVX2_ATTR
 #define BF_ACC __m256
-#define BF_A nc_bf_m256x2
-#define BF_B nc_bf_m256x2
+#define BF_A __m256
+#define BF_B __m256
 #define BF_LANES 8
 #define BF_MR NC_BF_AVX2_MR
 #define BF_NV (NC_BF_AVX2_NR / 8)
+#define BF_HALVES 2
 #define BF_ZERO() _mm256_setzero_ps()
-#define BF_LOADB(p) nc_bf_split256(_mm256_loadu_si256((const __m256i *)(const void *)(p)))
-#define BF_BCAST(a, i) nc_bf_bcast256((a), (i), BF_MR)
+#define BF_LOADB(p, h) nc_bf_half256(_mm256_loadu_si256((const __m256i *)(const void *)(p)), (h))
+#define BF_BCAST(a, i, h) _mm256_broadcast_ss((const float *)(const void *)((a) + (h) * BF_MR + (i)))
 #define BF_ASTEP (2 * BF_MR)
-#define BF_DP(acc, x, y) _mm256_fmadd_ps((x).e, (y).e, _mm256_fmadd_ps((x).o, (y).o, (acc)))
+#define BF_DP(acc, x, y) _mm256_fmadd_ps((x), (y), (acc))
 #define BF_STORE(p, x) _mm256_storeu_ps((p), (x))
 #define BF_KEEP(x) __asm__("" : "+x"(x)) /* all accumulators in registers (see int8_kernel.h) */
 #include "bf16_dp.h"
 
-/* AVX512_BF16: vdpbf16ps on zmm, 8 x 32 tiles */
+/* AVX512_BF16: vdpbf16ps on whole pairs, zmm, 8 x 32 tiles */
 #define NC_BF_AVX512_MR 8
 #define NC_BF_AVX512_NR 32
 #define BF_NAME nc_bf_kernel_avx512bf16
@@ -200,9 +188,10 @@ static inline NC_BF_AVX2_ATTR nc_bf_m256x2 nc_bf_bcast256(const uint32_t *a, int
 #define BF_LANES 16
 #define BF_MR NC_BF_AVX512_MR
 #define BF_NV (NC_BF_AVX512_NR / 16)
+#define BF_HALVES 1
 #define BF_ZERO() _mm512_setzero_ps()
-#define BF_LOADB(p) ((__m512bh)_mm512_loadu_si512((const void *)(p)))
-#define BF_BCAST(a, i) ((__m512bh)_mm512_set1_epi32((int)(a)[i]))
+#define BF_LOADB(p, h) ((__m512bh)_mm512_loadu_si512((const void *)(p)))
+#define BF_BCAST(a, i, h) ((__m512bh)_mm512_set1_epi32((int)(a)[i]))
 #define BF_ASTEP BF_MR
 #define BF_DP(acc, x, y) _mm512_dpbf16_ps((acc), (x), (y))
 #define BF_STORE(p, x) _mm512_storeu_ps((p), (x))
