@@ -660,10 +660,10 @@ void nc_bf16_round_f32(const float *x /* in */, float *y /* out */, ptrdiff_t n)
  * vdpbf16ps chains it (pairs of k in order, the odd element first, FMAs with denormals flushed);
  * r = bf when round_out, else the float32 itself; act any nc_act but softmax; bias may be NULL.
  * Returns 0, or -1 when out of memory. */
-int nc_gemm_bf16(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
-                 const float *A /* in */, ptrdiff_t lda, const float *B /* in */, ptrdiff_t ldb, float beta,
-                 float *C /* inout */, ptrdiff_t ldc, const float *bias /* in */, int act, float act_alpha,
-                 int round_out, int nthreads);
+int nc_gemm_bf16_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
+                     const float *A /* in */, ptrdiff_t lda, const float *B /* in */, ptrdiff_t ldb, float beta,
+                     float *C /* inout */, ptrdiff_t ldc, const float *bias /* in */, int act, float act_alpha,
+                     int round_out, int nthreads);
 
 #ifdef __cplusplus
 }

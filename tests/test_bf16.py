@@ -204,3 +204,22 @@ def test_the_vdpbf16ps_instruction_is_compiled():
     asm = subprocess.run(["objdump", "-d", "--no-show-raw-insn", G.__file__], capture_output=True, text=True,
                          check=True).stdout
     assert any("vdpbf16ps" in line and "%zmm" in line for line in asm.splitlines())
+
+
+@pytest.mark.parametrize("act", ["linear", "relu", "leaky_relu", "sigmoid", "tanh"])
+def test_the_same_bits_at_every_level(act):
+    # the drivers of every SIMD level (packing, epilogue) and every kernel give the same bits
+    rng = np.random.default_rng(20)
+    a = rng.standard_normal((61, 150)).astype(np.float32)
+    b = rng.standard_normal((150, 45)).astype(np.float32)
+    c0 = rng.standard_normal((61, 45)).astype(np.float32)
+    bias = rng.standard_normal(45).astype(np.float32)
+    outs = []
+    for level in LEVELS:
+        for kernel in _runs(level):
+            G.bf16_set_kernel(kernel)
+            c = c0.copy()
+            G.gemm_bf16(a, b, c, alpha=0.75, beta=0.5, bias=bias, act=ACT_CODES[act], act_alpha=0.2)
+            outs.append(c)
+    for c in outs[1:]:
+        assert np.array_equal(_bits(c), _bits(outs[0]))

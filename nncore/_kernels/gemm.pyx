@@ -117,7 +117,7 @@ def gemm_bf16(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0,
     cdef float *pc = <float*>_ptr(c)
     cdef int err
     with nogil:
-        err = nc_gemm_bf16(trans_a, trans_b, m, n, k, <float>alpha, pa, lda, pb, ldb, <float>beta, pc, ldc,
+        err = nc_gemm_bf16_f32(trans_a, trans_b, m, n, k, <float>alpha, pa, lda, pb, ldb, <float>beta, pc, ldc,
                            <float*>pbias, act, <float>act_alpha, round_out, n_threads)
     if err:
         raise MemoryError("gemm_bf16: out of memory for the packed operands")
