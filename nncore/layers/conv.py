@@ -293,6 +293,9 @@ class Conv2D(_Conv):
     use_bias : bool, default=True
     kernel_initializer, bias_initializer : name or initializer, default='glorot_uniform', 'zeros'
     kernel_regularizer, bias_regularizer : name, regularizer or None
+    dtype : None, str or nncore.mixed_precision.Policy
+        The dtype policy (None: the global one); 'mixed_bfloat16' runs the three products on the
+        bf16 GEMM with float32 weights (im2col, never Winograd); or the int8 form set by `quantize`.
 
     Notes
     -----
