@@ -454,19 +454,23 @@ class TorchInt8Peer(TorchPeer):
         return [m for m in self.float_model.modules() if isinstance(m, self.torch.nn.Linear)]
 
 
-class TorchBf16Peer(TorchPeer):
-    """PyTorch's mixed precision on the CPU: the same loop with the forward and the loss under
-    ``torch.autocast("cpu", dtype=torch.bfloat16)`` (float32 parameters and Adam state, bfloat16
-    matmuls and convolutions through oneDNN), the training rows."""
-
-    name = "torch_bf16"
-    label = "PyTorch autocast bf16"
+class TrainingRowsOnly:
+    """Mixin of a contender that runs the training rows only (the bf16 mixed-precision peers)."""
 
     @classmethod
     def supports(cls, wl):
         if wl.task != "train":
             return False, f"{cls.label} runs the training rows only"
         return super().supports(wl)
+
+
+class TorchBf16Peer(TrainingRowsOnly, TorchPeer):
+    """PyTorch's mixed precision on the CPU: the same loop with the forward and the loss under
+    ``torch.autocast("cpu", dtype=torch.bfloat16)`` (float32 parameters and Adam state, bfloat16
+    matmuls and convolutions through oneDNN), the training rows."""
+
+    name = "torch_bf16"
+    label = "PyTorch autocast bf16"
 
     def loss_of(self, xb, yb):
         with self.torch.autocast("cpu", dtype=self.torch.bfloat16):
@@ -740,19 +744,13 @@ class NncoreInt8Peer(_NncoreInference):
         self.model = float_model
 
 
-class NncoreBf16Peer(NncorePeer):
+class NncoreBf16Peer(TrainingRowsOnly, NncorePeer):
     """nncore under ``nncore.mixed_precision.set_global_policy("mixed_bfloat16")`` while the model is
     built: float32 weights and Adam state, Dense/Conv2D products on the bf16 GEMM (vdpbf16ps, or its
     emulation on CPUs without AVX512_BF16), the training rows."""
 
     name = "nncore_bf16"
     label = "nncore mixed_bfloat16"
-
-    @classmethod
-    def supports(cls, wl):
-        if wl.task != "train":
-            return False, f"{cls.label} runs the training rows only"
-        return super().supports(wl)
 
     def __init__(self, wl, x, y, seed=0, one_call=False):
         import warnings

@@ -35,12 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "nncore.h"
-#ifdef _OPENMP
-#include <omp.h>
-#else
-static inline int omp_get_thread_num(void) { return 0; }
-static inline int omp_get_num_threads(void) { return 1; }
-#endif
+#include "tiles.h"
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(NNCORE_GENERIC_ONLY)
 #define NC_BF_X86 1
 #include <cpuid.h>
@@ -84,12 +79,6 @@ void nc_bf16_from_f32(const float *x, uint16_t *y, ptrdiff_t n)
 {
 #pragma omp simd
     for (ptrdiff_t i = 0; i < n; i++) y[i] = (uint16_t)nc_bf_bits(x[i]);
-}
-
-void nc_bf16_to_f32(const uint16_t *x, float *y, ptrdiff_t n)
-{
-#pragma omp simd
-    for (ptrdiff_t i = 0; i < n; i++) y[i] = nc_bf_f32((uint32_t)x[i] << 16);
 }
 
 void nc_bf16_round_f32(const float *x, float *y, ptrdiff_t n)
@@ -306,12 +295,6 @@ typedef struct {
     float act_alpha;
     int round_out;
 } nc_bf_job;
-
-static ptrdiff_t nc_bf_cut(ptrdiff_t len, int parts, int part, int unit)
-{
-    ptrdiff_t units = (len + unit - 1) / unit, at = units * part / parts * unit;
-    return at < len ? at : len;
-}
 
 /* The epilogue's float32 operations are the same bits at every level: no FMA contraction there. */
 #if defined(__clang__)

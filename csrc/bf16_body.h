@@ -171,12 +171,8 @@ int NC_NAME(gemm_bf16)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdi
     int err = 0;
 #pragma omp parallel num_threads(nt) reduction(| : err)
     {
-        int T = omp_get_num_threads(), t = omp_get_thread_num();
-        ptrdiff_t r0 = 0, r1 = m, c0 = 0, c1 = n;
-        if (mt >= T)
-            r0 = nc_bf_cut(m, T, t, V->mr), r1 = nc_bf_cut(m, T, t + 1, V->mr);
-        else
-            c0 = nc_bf_cut(n, T, t, V->nr), c1 = nc_bf_cut(n, T, t + 1, V->nr);
+        ptrdiff_t r0, r1, c0, c1;
+        nc_tile_block(m, n, V->mr, V->nr, omp_get_num_threads(), omp_get_thread_num(), &r0, &r1, &c0, &c1);
         if (r1 > r0 && c1 > c0) err |= NC_NAME(bf_region)(&J, V, r0, r1, c0, c1);
     }
     return err;

@@ -651,9 +651,8 @@ const char *nc_bf16_kernel_name(int kernel);
 int nc_bf16_cpu_has_avx512bf16(void);      /* cpuid leaf 7.1 eax bit 5 */
 
 /* bf(x): the SDM's convert_fp32_to_bfloat16 (round to nearest even, denormals to signed zero, NaN quiet).
- * y = bf(x) as bits; y = x's bits << 16; y = bf(x) as a float32 (in place allowed). */
+ * y = bf(x) as bits; y = bf(x) as a float32 (in place allowed). */
 void nc_bf16_from_f32(const float *x /* in */, uint16_t *y /* out */, ptrdiff_t n);
-void nc_bf16_to_f32(const uint16_t *x /* in */, float *y /* out */, ptrdiff_t n);
 void nc_bf16_round_f32(const float *x /* in */, float *y /* out */, ptrdiff_t n);
 
 /* C := r(act(alpha sum_p bf(op(A)[i, p]) bf(op(B)[p, j]) + beta C + bias)), the sum in float32 as

@@ -153,19 +153,6 @@ def bf16_bits(x):
     return out
 
 
-def bf16_to_float32(bits):
-    """float32 values of bfloat16 bits (a C-contiguous uint16 array)."""
-    if not isinstance(bits, np.ndarray) or bits.dtype != np.uint16 or not bits.flags.c_contiguous:
-        raise TypeError("bits: expected a C-contiguous numpy.ndarray of dtype uint16")
-    out = np.empty(bits.shape, np.float32)
-    cdef uint16_t *pb = <uint16_t*>_ptr(bits)
-    cdef float *po = <float*>_ptr(out)
-    cdef Py_ssize_t n = _size(bits)
-    with nogil:
-        nc_bf16_to_f32(pb, po, n)
-    return out
-
-
 def bf16_kernel():
     """Name of the bf16 GEMM micro-kernel that runs now ('avx512bf16', 'avx2-emulated', 'generic-emulated')."""
     return nc_bf16_kernel_name(nc_bf16_kernel()).decode()

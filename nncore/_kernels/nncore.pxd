@@ -286,7 +286,6 @@ cdef extern from "nncore.h" nogil:
     const char *nc_bf16_kernel_name(int kernel)
     int nc_bf16_cpu_has_avx512bf16()
     void nc_bf16_from_f32(const float *x, uint16_t *y, ptrdiff_t n)
-    void nc_bf16_to_f32(const uint16_t *x, float *y, ptrdiff_t n)
     void nc_bf16_round_f32(const float *x, float *y, ptrdiff_t n)
     int nc_gemm_bf16_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *A,
                      ptrdiff_t lda, const float *B, ptrdiff_t ldb, float beta, float *C, ptrdiff_t ldc,
