@@ -23,6 +23,7 @@ cross-entropy, its layer stops at the logits z and one fused kernel gives the lo
 """
 import functools
 import math
+import os
 import signal
 import threading
 import warnings
@@ -1317,8 +1318,13 @@ class Model:
             self.optimizer.build_flat(self._train_params, self._segments)
 
     def save(self, filepath):
-        """Save architecture, weights, compile settings and optimizer state (see nncore.saving)."""
+        """Save architecture, weights, compile settings and optimizer state (see nncore.saving).
+
+        A path ending in ``.keras`` is written in Keras 3's format (`nncore.saving.save_keras`: Keras
+        loads it and trains on); any other path in nncore's own format (bit-identical resume)."""
         from nncore import saving
+        if os.fspath(filepath).endswith(".keras"):
+            return saving.save_keras(self, filepath)
         return saving.save_model(self, filepath)
 
     def save_weights(self, filepath):

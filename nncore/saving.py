@@ -45,6 +45,7 @@ __all__ = [
     "model_to_bytes",
     "model_from_bytes",
     "load_keras",
+    "save_keras",
     "register_serializable",
     "get_registered_object",
     "atomic_write",
@@ -614,9 +615,20 @@ def load_model(path, custom_objects=None, compile=True):
     Only nncore's own classes, classes registered with `register_serializable`
     and those in `custom_objects` ({name: class}) can be named by the file.
     Raises ValueError for damaged files, unknown versions and unknown classes.
-    The model is rebuilt in the float dtype of its stored weights.
+    The model is rebuilt in the float dtype of its stored weights. A Keras 3 ``.keras`` archive (a zip
+    file, as `save_keras` or Keras writes) is read by `load_keras`.
     """
+    if _is_zip(path):                     # a Keras 3 .keras archive
+        return load_keras(path, compile)
     return _model_from_header(read_file(path), repr(os.fspath(path)), custom_objects, compile)
+
+
+def _is_zip(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
 
 
 def model_from_bytes(data, custom_objects=None, compile=True):
@@ -626,11 +638,20 @@ def model_from_bytes(data, custom_objects=None, compile=True):
 
 def load_keras(path, compile=True):
     """Read a Keras 3 ``.keras`` file (config.json and model.weights.h5, through h5py) into the
-    equivalent nncore Sequential or functional Model, compiled with its settings when it has them.
-    A layer class or an option nncore lacks is refused by name. See nncore._keras_file.load_keras."""
+    equivalent nncore Sequential or functional Model, compiled with its settings (and the optimizer's
+    variables) when it has them. A layer class or an option nncore lacks is refused by name. See nncore._keras_file.load_keras."""
     from nncore._keras_file import load_keras as _load_keras
 
     return _load_keras(path, compile)
+
+
+def save_keras(model, path):
+    """Write `model` as a Keras 3 ``.keras`` file (config.json, model.weights.h5 through h5py) that
+    ``keras.saving.load_model`` reads and trains on (the optimizer's variables included), atomically.
+    See nncore._keras_file.save_keras."""
+    from nncore._keras_file import save_keras as _save_keras
+
+    return _save_keras(model, path)
 
 
 def _model_from_header(header, where, custom_objects, compile):
