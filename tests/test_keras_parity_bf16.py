@@ -89,3 +89,23 @@ def test_cnn_one_step_matches_keras_mixed_bfloat16():
              lambda: [NL.Conv2D(6, 3, activation="relu"), NL.MaxPooling2D(2), NL.Conv2D(5, 3, padding="same"),
                       NL.Flatten(), NL.Dense(4, activation="softmax")],
              (10, 10, 2), x, y, closer_than_float32=False)   # here Keras's extra roundings are as large
+
+
+def test_keras_files_keep_the_policy(tmp_path):
+    """A mixed_bfloat16 model saved as .keras by nncore is a mixed_bfloat16 model in Keras, and a Keras
+    mixed_bfloat16 model loads into nncore with its Dense layers computing in bfloat16."""
+    from nncore.saving import load_keras, save_keras
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(8, 6)).astype(np.float32)
+    mixed_precision.set_global_policy("mixed_bfloat16")
+    nm = nncore.Sequential([NL.Input(shape=(6,)), NL.Dense(7, activation="relu"), NL.Dense(3)])
+    mixed_precision.set_global_policy(None)
+    save_keras(nm, tmp_path / "n.keras")
+    km = keras.saving.load_model(tmp_path / "n.keras")
+    assert [layer.dtype_policy.name for layer in km.layers] == ["mixed_bfloat16"] * 2
+    np.testing.assert_allclose(np.asarray(km.predict(x, verbose=0), np.float32), nm.predict(x, verbose=0),
+                               atol=3e-2)
+    back = load_keras(tmp_path / "n.keras")
+    assert [layer.compute_dtype for layer in back.layers] == ["bfloat16"] * 2
+    assert np.array_equal(back.predict(x, verbose=0), nm.predict(x, verbose=0))
