@@ -16,6 +16,8 @@ from nncore._kernels import conv as _conv
 from nncore.layers import Conv2D, Dense, Flatten, MaxPooling2D
 from nncore.models import Sequential
 
+pytestmark = pytest.mark.filterwarnings("ignore:mixed_bfloat16:RuntimeWarning")   # the emulation's (tested once)
+
 
 @pytest.fixture(autouse=True)
 def _default_policy():
@@ -193,3 +195,16 @@ def test_digits_mlp_reaches_the_float32_accuracy():
         acc[policy] = m.evaluate(Xte, yte, verbose=0)[1]
     assert acc["float32"] > 0.95
     assert acc["mixed_bfloat16"] >= acc["float32"] - 0.005, acc
+
+
+def test_no_allocation_in_steady_state():
+    from steady_state import growth_between_epochs
+
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((160, 8, 8, 1)).astype(np.float32), rng.integers(0, 3, 160)
+    mp.set_global_policy("mixed_bfloat16")
+    m = Sequential([nncore.Input(shape=(8, 8, 1)), Conv2D(4, 3, activation="relu"), MaxPooling2D(2), Flatten(),
+                    Dense(3, activation="softmax")])
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    growth = growth_between_epochs(m, x, y, batch_size=16, verbose=0)   # 4 epochs x 10 steps
+    assert growth < 3000, growth
