@@ -28,7 +28,8 @@ import os
 
 import numpy as np
 
-__all__ = ["PEERS", "PEER_ORDER", "BLAS_PEERS", "NNCORE_VARIANTS", "INT8_PEERS", "get_peer_class", "available_peers",
+__all__ = ["PEERS", "PEER_ORDER", "BLAS_PEERS", "NNCORE_VARIANTS", "INT8_PEERS", "BF16_PEERS", "PRECISION_PEERS",
+           "LOW_PRECISION_PEERS", "get_peer_class", "available_peers",
            "supports", "cnn_shapes"]
 
 LR = 1e-3
@@ -385,6 +386,9 @@ class TorchPeer(Peer):
             first = first and not isinstance(m, self.torch.nn.Linear)
         return out
 
+    def loss_of(self, xb, yb):
+        return self.loss_fn(self.model(xb), yb)
+
     def train_epoch(self):
         torch = self.torch
         n, bs = len(self.ty), self.wl.batch
@@ -395,7 +399,7 @@ class TorchPeer(Peer):
             idx = perm[start:start + bs]
             xb, yb = self.tx[idx], self.ty[idx]
             self.opt.zero_grad()
-            loss = self.loss_fn(self.model(xb), yb)
+            loss = self.loss_of(xb, yb)
             loss.backward()
             self.opt.step()
             total += loss.item() * len(idx)
@@ -448,6 +452,29 @@ class TorchInt8Peer(TorchPeer):
 
     def linears(self):
         return [m for m in self.float_model.modules() if isinstance(m, self.torch.nn.Linear)]
+
+
+class TrainingRowsOnly:
+    """Mixin of a contender that runs the training rows only (the bf16 mixed-precision peers)."""
+
+    @classmethod
+    def supports(cls, wl):
+        if wl.task != "train":
+            return False, f"{cls.label} runs the training rows only"
+        return super().supports(wl)
+
+
+class TorchBf16Peer(TrainingRowsOnly, TorchPeer):
+    """PyTorch's mixed precision on the CPU: the same loop with the forward and the loss under
+    ``torch.autocast("cpu", dtype=torch.bfloat16)`` (float32 parameters and Adam state, bfloat16
+    matmuls and convolutions through oneDNN), the training rows."""
+
+    name = "torch_bf16"
+    label = "PyTorch autocast bf16"
+
+    def loss_of(self, xb, yb):
+        with self.torch.autocast("cpu", dtype=self.torch.bfloat16):
+            return self.loss_fn(self.model(xb).float(), yb)
 
 
 class TorchFusedPeer(TorchPeer):
@@ -717,6 +744,28 @@ class NncoreInt8Peer(_NncoreInference):
         self.model = float_model
 
 
+class NncoreBf16Peer(TrainingRowsOnly, NncorePeer):
+    """nncore under ``nncore.mixed_precision.set_global_policy("mixed_bfloat16")`` while the model is
+    built: float32 weights and Adam state, Dense/Conv2D products on the bf16 GEMM (vdpbf16ps, or its
+    emulation on CPUs without AVX512_BF16), the training rows."""
+
+    name = "nncore_bf16"
+    label = "nncore mixed_bfloat16"
+
+    def __init__(self, wl, x, y, seed=0, one_call=False):
+        import warnings
+
+        import nncore
+
+        with warnings.catch_warnings():   # the no-speed-up warning of an emulated vdpbf16ps: the bench says it
+            warnings.simplefilter("ignore", RuntimeWarning)
+            nncore.mixed_precision.set_global_policy("mixed_bfloat16")
+        try:
+            super().__init__(wl, x, y, seed, one_call)
+        finally:
+            nncore.mixed_precision.set_global_policy(None)
+
+
 def _nncore_model_class():
     import nncore
 
@@ -822,11 +871,14 @@ class OnnxRuntimePeer(_NncoreInference):
 
 PEERS = {cls.name: cls for cls in (NncorePeer, TorchPeer, TorchFusedPeer, SklearnPeer, NumpyPeer, KerasPeer,
                                    OnnxRuntimePeer, NncoreCallPeer, NncorePredictOnBatchPeer, NncoreIm2colPeer,
-                                   NncoreInt8Peer, TorchInt8Peer)}
+                                   NncoreInt8Peer, TorchInt8Peer, NncoreBf16Peer, TorchBf16Peer)}
 PEER_ORDER = ("nncore", "torch", "torch_fused", "sklearn", "numpy", "keras", "onnxruntime", "nncore_call",
-              "nncore_pob", "nncore_im2col", "nncore_int8", "torch_int8")
+              "nncore_pob", "nncore_im2col", "nncore_int8", "torch_int8", "nncore_bf16", "torch_bf16")
 NNCORE_VARIANTS = ("nncore_call", "nncore_pob", "nncore_im2col", "nncore_int8")  # nncore itself: ratios shown, never the "fastest peer"
 INT8_PEERS = ("nncore_int8", "torch_int8")  # int8 inference (python -m bench --precision int8): their own table
+BF16_PEERS = ("nncore_bf16", "torch_bf16")  # bf16 training (python -m bench --precision bf16): their own table
+PRECISION_PEERS = {"int8": INT8_PEERS, "bf16": BF16_PEERS}   # never the "fastest peer" of a float32 row
+LOW_PRECISION_PEERS = INT8_PEERS + BF16_PEERS
 BLAS_PEERS = ("sklearn", "numpy")  # the ones on OpenBLAS, also run with OPENBLAS_* unset
 
 

@@ -25,6 +25,12 @@ the MLP (nncore after ``model.quantize("int8")``, PyTorch's
 ``quantize_dynamic``), in the same run as the float32 ones; their table gives
 every peer's time over nncore int8's.
 
+``--precision bf16`` adds the mixed-precision training contenders to the
+training rows (nncore under ``mixed_precision.set_global_policy("mixed_bfloat16")``,
+PyTorch under ``torch.autocast("cpu", dtype=torch.bfloat16)``), in the same run
+as float32 nncore and PyTorch; their table gives every peer's time over nncore
+bf16's. Both precisions: ``--precision int8,bf16``.
+
 Peak resident memory during fit is measured in a fresh subprocess per peer
 (bench/memory.py), after the timing.
 """
@@ -46,7 +52,8 @@ if __package__ in (None, ""):  # run as a script: python bench/run.py
     __package__ = "bench"
 
 from bench import CHILD_CWD, ORIGINAL_ENV, child_env  # noqa: E402
-from bench.peers import BLAS_PEERS, INT8_PEERS, NNCORE_VARIANTS, PEER_ORDER, get_peer_class  # noqa: E402
+from bench.peers import (BLAS_PEERS, INT8_PEERS, LOW_PRECISION_PEERS, NNCORE_VARIANTS, PEER_ORDER,  # noqa: E402
+                         PRECISION_PEERS, get_peer_class)
 from bench.workloads import TRAIN_WORKLOADS, WORKLOADS, get_workload, make_data  # noqa: E402
 
 __all__ = ["main", "parse_args", "summarize", "format_tables"]
@@ -85,9 +92,10 @@ def parse_args(argv=None):
                    help="comma-separated, from %s (default: all)" % ",".join(WORKLOADS))
     p.add_argument("--peers", type=_csv("peers", PEER_ORDER), default=list(PEER_ORDER),
                    help="comma-separated, from %s (default: all installed)" % ",".join(PEER_ORDER))
-    p.add_argument("--precision", type=_csv("precision", ("float32", "int8")), default=["float32"],
-                   help="float32 (default), or int8 (also float32 and the int8 inference peers, "
-                        "%s, on the predict rows)" % ",".join(INT8_PEERS))
+    p.add_argument("--precision", type=_csv("precision", ("float32", "int8", "bf16")), default=["float32"],
+                   help="float32 (default), int8 (also float32 and the int8 inference peers, %s, on the "
+                        "predict rows) and/or bf16 (also float32 and the mixed-precision training peers, %s, "
+                        "on the training rows)" % (",".join(INT8_PEERS), ",".join(PRECISION_PEERS["bf16"])))
     p.add_argument("--threads", type=_csv("threads", convert=int), default=[1, 2],
                    help="comma-separated thread counts (default: 1,2)")
     p.add_argument("--repeats", type=_positive_int, default=7, help="timed repeats per slot (default 7, use >= 5)")
@@ -149,8 +157,9 @@ def parse_args(argv=None):
         p.error(f"--min-time: expected >= 0, got {args.min_time}")
     if args.memory is None:
         args.memory = [w for w in args.workloads if w in ("medium", "large")]
-    if "int8" not in args.precision:
-        args.peers = [p for p in args.peers if p not in INT8_PEERS]
+    for precision, peers in PRECISION_PEERS.items():
+        if precision not in args.precision:
+            args.peers = [p for p in args.peers if p not in peers]
     return args
 
 
@@ -213,7 +222,7 @@ def machine_info(peer_status):
     except Exception:
         pass
     info["versions"] = {name: get_peer_class(name).version() for name, (ok, _) in peer_status.items()
-                        if ok and name not in NNCORE_VARIANTS and name not in INT8_PEERS}
+                        if ok and name not in NNCORE_VARIANTS and name not in LOW_PRECISION_PEERS}
     import numpy
 
     info["versions"]["numpy"] = numpy.__version__
@@ -431,7 +440,7 @@ def summarize(row):
         for peer, key in best.items():
             if peer != "nncore":
                 ratios[peer] = row["entries"][key]["us_per_step_stats"]["median"] / ours
-        others = [p for p in best if p != "nncore" and p not in NNCORE_VARIANTS and p not in INT8_PEERS]
+        others = [p for p in best if p != "nncore" and p not in NNCORE_VARIANTS and p not in LOW_PRECISION_PEERS]
         if others:
             fastest = min(others, key=lambda p: row["entries"][best[p]]["us_per_step_stats"]["median"])
             ratios["fastest"] = {"peer": fastest, "ratio": ratios[fastest]}
@@ -443,7 +452,8 @@ def summarize(row):
 LABELS = {"nncore": "nncore", "torch": "PyTorch", "torch_fused": "PyTorch fused", "sklearn": "sklearn",
           "numpy": "NumPy", "keras": "Keras 3", "onnxruntime": "ONNX Runtime", "nncore_call": "nncore model(x)",
           "nncore_pob": "nncore predict_on_batch", "nncore_im2col": "nncore im2col", "nncore_int8": "nncore int8",
-          "torch_int8": "PyTorch int8 quantize_dynamic"}
+          "torch_int8": "PyTorch int8 quantize_dynamic", "nncore_bf16": "nncore mixed_bfloat16",
+          "torch_bf16": "PyTorch autocast bf16"}
 
 
 def _fmt(x):
@@ -533,24 +543,25 @@ def floor_table(result, targets=TARGETS, title="The targets against the FMA floo
     return out
 
 
-def int8_table(result):
-    """int8 inference: every peer of the rows where nncore int8 ran, and each one's time over nncore int8's
-    (nncore's own float32 / int8 ratio is its int8 speed-up)."""
-    rows = [r for r in result["results"] if "nncore_int8" in r["best_variant"]]
+def precision_table(result, ours, title):
+    """A narrower precision's table (int8 inference, bf16 training): every peer of the rows where `ours`
+    ran, and each one's time over ours (nncore's own float32 time over ours is its speed-up)."""
+    rows = [r for r in result["results"] if ours in r["best_variant"]]
     if not rows:
         return []
     peers = [p for p in PEER_ORDER if any(p in r["best_variant"] for r in rows)]
-    others = [p for p in peers if p != "nncore_int8"]
-    out = ["### int8 inference: microseconds per batch, median (min-max), and peer time / nncore int8 time\n",
+    others = [p for p in peers if p != ours]
+    unit = "microseconds per batch" if rows[0]["task"] == "predict" else "microseconds per training step"
+    out = [f"### {title}: {unit}, median (min-max), and peer time / {LABELS[ours]} time\n",
            "| workload | threads | batch | load | " + " | ".join(LABELS[p] for p in peers) + " | "
-           + " | ".join(f"{LABELS[p]} / nncore int8" for p in others) + " |",
+           + " | ".join(f"{LABELS[p]} / {LABELS[ours]}" for p in others) + " |",
            "|" + "---|" * (4 + len(peers) + len(others))]
     for r in rows:
         med = lambda p: r["entries"][r["best_variant"][p]]["us_per_step_stats"]["median"]  # noqa: E731
         load = r.get("loadavg_1min_before")
         cells = [r["workload"], str(r["threads"]), str(r["batch"]), "?" if load is None else f"{load:.1f}"]
         cells += [_cell(r["entries"][r["best_variant"][p]]) if p in r["best_variant"] else "n/a" for p in peers]
-        cells += [f"{med(p) / med('nncore_int8'):.2f}x" if p in r["best_variant"] else "n/a" for p in others]
+        cells += [f"{med(p) / med(ours):.2f}x" if p in r["best_variant"] else "n/a" for p in others]
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
     return out
@@ -559,7 +570,7 @@ def int8_table(result):
 def format_tables(result):
     """The markdown tables of a results dict (as written to the JSON file)."""
     rows = result["results"]
-    all_peers = [p for p in PEER_ORDER if p not in INT8_PEERS and any(p in r["best_variant"] for r in rows)]
+    all_peers = [p for p in PEER_ORDER if p not in LOW_PRECISION_PEERS and any(p in r["best_variant"] for r in rows)]
     has_nncore = "nncore" in all_peers
     out = []
     for threads in sorted({r["threads"] for r in rows}):
@@ -607,7 +618,8 @@ def format_tables(result):
                     cells.append("n/a" if key is None else f"{r['entries'][key]['samples_per_s_median']:,.0f}")
                 out.append("| " + " | ".join(cells) + " |")
             out.append("")
-    out += int8_table(result)
+    out += precision_table(result, "nncore_int8", "int8 inference")
+    out += precision_table(result, "nncore_bf16", "bf16 mixed-precision training")
     out += floor_table(result)
     out += floor_table(result, TARGETS_ISSUE14, "Issue 14's targets (AVX2 path) against the FMA floor")
     variants = [(r, p) for r in rows for p in BLAS_PEERS

@@ -33,12 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "nncore.h"
-#ifdef _OPENMP
-#include <omp.h>
-#else
-static inline int omp_get_thread_num(void) { return 0; }
-static inline int omp_get_num_threads(void) { return 1; }
-#endif
+#include "tiles.h"
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(NNCORE_GENERIC_ONLY)
 #define NC_I8_X86 1
 #include <cpuid.h>
@@ -174,12 +169,6 @@ struct nc_i8_job {
     double act_alpha;
 };
 
-static ptrdiff_t nc_i8_cut(ptrdiff_t len, int parts, int part, int unit)
-{
-    ptrdiff_t units = (len + unit - 1) / unit, at = units * part / parts * unit;
-    return at < len ? at : len;
-}
-
 /* One thread's block C[r0:r1, c0:c1]: its workspace (per call, per thread),
  * B packed once, then A block by block. 0, or -1 when out of memory. */
 static int nc_i8_region(const nc_i8_job *job, const nc_i8_variant *V, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0,
@@ -308,12 +297,8 @@ static int nc_i8_run(const nc_i8_job *job, int nthreads)
     int err = 0;
 #pragma omp parallel num_threads(nt) reduction(| : err)
     {
-        int T = omp_get_num_threads(), t = omp_get_thread_num();
-        ptrdiff_t r0 = 0, r1 = m, c0 = 0, c1 = n;
-        if (mt >= T)
-            r0 = nc_i8_cut(m, T, t, V->mr), r1 = nc_i8_cut(m, T, t + 1, V->mr);
-        else
-            c0 = nc_i8_cut(n, T, t, V->nr), c1 = nc_i8_cut(n, T, t + 1, V->nr);
+        ptrdiff_t r0, r1, c0, c1;
+        nc_tile_block(m, n, V->mr, V->nr, omp_get_num_threads(), omp_get_thread_num(), &r0, &r1, &c0, &c1);
         if (r1 > r0 && c1 > c0) err |= nc_i8_region(job, V, r0, r1, c0, c1);
     }
     return err;

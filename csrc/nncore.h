@@ -647,6 +647,38 @@ void nc_take_rows_int8_f32(const int8_t *E /* in */, ptrdiff_t cols, const float
 void nc_take_rows_int8_f64(const int8_t *E /* in */, ptrdiff_t cols, const double *scale /* in */,
                            const int64_t *idx /* in */, ptrdiff_t nidx, double *y /* out */);
 
+/* ------------------------------------------------------------------ */
+/* bfloat16 mixed precision (Keras 3's "mixed_bfloat16", csrc/bf16.c)  */
+/* ------------------------------------------------------------------ */
+
+/* The micro-kernels of the bf16 GEMM. All give the same bits: the emulated
+ * ones compute vdpbf16ps's chain of FMAs exactly (see bf16.c). */
+enum nc_bf16_kernel {
+    NC_BF16_GENERIC_EMU = 0,   /* plain C, two fmaf per pair */
+    NC_BF16_AVX2_EMU = 1,      /* AVX2 + FMA, two FMAs per pair */
+    NC_BF16_AVX512BF16 = 2,    /* vdpbf16ps zmm (AVX512_BF16) */
+    NC_BF16_COUNT
+};
+int nc_bf16_kernel(void);                  /* the kernel bf16 GEMMs use now */
+int nc_bf16_kernel_available(int kernel);  /* at the SIMD level in use, on this CPU */
+void nc_bf16_set_kernel(int kernel);       /* use this kernel when available (testing); -1: the best */
+const char *nc_bf16_kernel_name(int kernel);
+int nc_bf16_cpu_has_avx512bf16(void);      /* cpuid leaf 7.1 eax bit 5 */
+
+/* bf(x): the SDM's convert_fp32_to_bfloat16 (round to nearest even, denormals to signed zero, NaN quiet).
+ * y = bf(x) as bits; y = bf(x) as a float32 (in place allowed). */
+void nc_bf16_from_f32(const float *x /* in */, uint16_t *y /* out */, ptrdiff_t n);
+void nc_bf16_round_f32(const float *x /* in */, float *y /* out */, ptrdiff_t n);
+
+/* C := r(act(alpha sum_p bf(op(A)[i, p]) bf(op(B)[p, j]) + beta C + bias)), the sum in float32 as
+ * vdpbf16ps chains it (pairs of k in order, the odd element first, FMAs with denormals flushed);
+ * r = bf when round_out, else the float32 itself; act any nc_act but softmax; bias may be NULL.
+ * Returns 0, or -1 when out of memory. */
+int nc_gemm_bf16_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
+                     const float *A /* in */, ptrdiff_t lda, const float *B /* in */, ptrdiff_t ldb, float beta,
+                     float *C /* inout */, ptrdiff_t ldc, const float *bias /* in */, int act, float act_alpha,
+                     int round_out, int nthreads);
+
 #ifdef __cplusplus
 }
 #endif

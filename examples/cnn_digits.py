@@ -5,8 +5,10 @@ scaled up to 28 x 28 with bilinear interpolation and given a channel axis:
 (n, 28, 28, 1), channels last as in Keras. Two Conv2D + MaxPooling2D stages
 extract features, a Dense softmax classifies them. Then the trained model is
 quantized to int8 for inference (``model.quantize("int8")``) and evaluated again.
+With the policy "mixed_bfloat16" the convolutions and the Dense layer train in bfloat16
+(float32 weights; nncore.mixed_precision).
 
-    python examples/cnn_digits.py [epochs]
+    python examples/cnn_digits.py [epochs] [float32|mixed_bfloat16]
 """
 import sys
 import time
@@ -27,7 +29,15 @@ def load_images():
     return images[..., None].astype(np.float32), digits.target           # (n, 28, 28, 1)
 
 
-def main(epochs=5, verbose=0):
+def main(epochs=5, verbose=0, policy="float32"):
+    nncore.mixed_precision.set_global_policy(policy)      # the layers below take it
+    try:
+        return train(epochs, verbose)
+    finally:
+        nncore.mixed_precision.set_global_policy(None)
+
+
+def train(epochs, verbose):
     nncore.set_seed(0)
     images, labels = load_images()
     x_train, x_test, y_train, y_test = train_test_split(images, labels, test_size=0.25, random_state=0,
@@ -49,7 +59,7 @@ def main(epochs=5, verbose=0):
     model.fit(x_train, y_train, epochs=epochs, batch_size=32, validation_split=0.1, verbose=verbose)
     seconds = time.perf_counter() - t0
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
-    print(f"CNN on 28x28 digits: test accuracy {accuracy:.4f}, "
+    print(f"CNN on 28x28 digits ({nncore.mixed_precision.global_policy().name}): test accuracy {accuracy:.4f}, "
           f"{epochs * len(x_train) * 0.9 / seconds:,.0f} training samples/s")
     model.quantize("int8")                         # int8 weights, inputs quantized per row at run time
     _, int8_accuracy = model.evaluate(x_test, y_test, verbose=0)
@@ -58,4 +68,5 @@ def main(epochs=5, verbose=0):
 
 
 if __name__ == "__main__":
-    main(epochs=int(sys.argv[1]) if len(sys.argv) > 1 else 5, verbose=1)
+    main(epochs=int(sys.argv[1]) if len(sys.argv) > 1 else 5, verbose=1,
+         policy=sys.argv[2] if len(sys.argv) > 2 else "float32")

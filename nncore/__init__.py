@@ -25,8 +25,10 @@ from nncore.models import Sequential  # noqa: E402
 from nncore.saving import load_model  # noqa: E402
 from nncore.layers import Input  # noqa: E402
 from nncore.models import Model  # noqa: E402
+from nncore import mixed_precision  # noqa: E402
 
 __all__ += [
     "Input", "Model", "Sequential", "load_model", "activations", "callbacks", "initializers", "layers", "losses",
     "metrics", "models", "optimizers", "regularizers", "saving",
 ]
+__all__ += ["mixed_precision"]

@@ -111,6 +111,8 @@ def config():
         "omp_max_threads": _rt.omp_max_threads(),
         "dtypes": ["float32", "float64"],
         "int8_kernel": _int8_kernels(),
+        "bf16_kernel": _bf16_kernel(),
+        "dtype_policy": __import__("nncore.mixed_precision", fromlist=["x"]).global_policy().name,
         "numpy": np.__version__,
     }
 
@@ -121,6 +123,17 @@ def _int8_kernels():
     from nncore.quantizers import DEFAULT_ACTIVATION_RANGE as q
 
     return f"{int8.kernel(q)} (|x| <= {q}), {int8.kernel(127)} (|x| <= 127)"
+
+
+def _bf16_kernel():
+    """The bf16 GEMM's micro-kernel (mixed_bfloat16) and whether it speeds anything up here."""
+    from nncore._kernels import gemm
+
+    kernel = gemm.bf16_kernel()
+    if kernel == "avx512bf16":
+        return "avx512bf16 (vdpbf16ps)"
+    return (f"{kernel} (vdpbf16ps emulated on float32 FMAs: same bits, no speed-up; CPU AVX512_BF16: "
+            f"{'yes' if gemm.cpu_has_avx512bf16() else 'no'})")
 
 
 def show_config():

@@ -64,7 +64,8 @@ def load_keras(path, compile=True):
     ------
     ValueError
         For a file that is not a Keras 3 archive, a layer class nncore lacks or a Keras option without an
-        nncore equivalent (named), weights that do not fit, a mixed-precision policy.
+        nncore equivalent (named), weights that do not fit, a policy other than float32, float64 and
+        mixed_bfloat16.
     ImportError
         Without h5py (``pip install "nncore[keras]"``).
     """
@@ -158,8 +159,7 @@ def _model_config(config, bad):
         bad(f"the layers compute in several dtypes {sorted(dtypes)}; nncore models have one")
     dtype = dtypes.pop() if dtypes else "float32"
     if dtype not in _FLOATS:
-        bad(f"the model's dtype policy is {dtype!r}: nncore reads float32 and float64 models (a mixed-precision "
-            "model would need its float32 variables to be read the same way: save it from a float32 policy)")
+        bad(f"the model's dtype policy is {dtype!r}: nncore reads float32, float64 and mixed_bfloat16 models")
     return out, dtype
 
 
@@ -181,9 +181,11 @@ def _layer(spec, dtypes, bad):
         if isinstance(policy, dict):
             policy = (policy.get("config") or {}).get("name")
         if isinstance(policy, str):
-            dtypes.add(policy)
+            dtypes.add("float32" if policy == "mixed_bfloat16" else policy)   # the variables' dtype
     accepted = _init_params(cls)
     out = {}
+    if cls_name != "InputLayer" and policy == "mixed_bfloat16" and "dtype" in accepted:
+        out["dtype"] = policy      # Dense, Conv: bfloat16 compute (the other layers compute in float32)
     for key, value in cfg.items():
         if key in _BOOKKEEPING:
             continue
@@ -449,7 +451,7 @@ def _keras_layer_config(class_name, cfg, dtype):
         elif key.endswith("_regularizer"):
             value = _keras_object("keras.regularizers", value)
         out[key] = value
-    out["dtype"] = _policy(dtype)
+    out["dtype"] = _policy("mixed_bfloat16" if cfg.get("dtype") == "mixed_bfloat16" else dtype)
     return out
 
 

@@ -157,6 +157,8 @@ def lay_out(layers, dtype, rng, uses=None):
     regions. Returns the `Layout`.
     """
     old = [_current_values(layer) for layer in layers]
+    for layer in layers:
+        layer._check_policy(dtype)
     layout = Layout(layers, np.dtype(dtype), uses)
     for layer, values in zip(layers, old):
         params_of, grads_of = layout.views[id(layer)]

@@ -512,3 +512,39 @@ def test_overhead_script_checks_agreement_and_prints_its_table(capsys):
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| 1 |") or line.startswith("| 3 |")]
     assert len(rows) == 2 and all(line.count("x |") == 4 for line in rows), out
+
+
+def test_bf16_peers_train_in_bfloat16_and_their_table():
+    # nncore under mixed_bfloat16 and PyTorch under autocast train the rows' model from the same weights;
+    # one epoch lowers the loss as the float32 peers' does; --precision bf16 adds them, their own table
+    ok, why = P.NncorePeer.available()
+    if not ok:
+        pytest.skip(why)
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0, 1, (64, 20)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    wl = Workload("t", (20, 16, 3), 16, 64)
+    peer = P.NncoreBf16Peer(wl, x, y)
+    assert [layer.compute_dtype for layer in peer.model.layers] == ["bfloat16"] * 2
+    import nncore
+    assert nncore.mixed_precision.global_policy().name == "float32"      # the policy set for the build only
+    weights = P.NncorePeer(wl, x, y).get_weights()
+    for cls, float_cls in ((P.NncoreBf16Peer, P.NncorePeer), (P.TorchBf16Peer, P.TorchPeer)):
+        if not cls.available()[0]:
+            continue
+        losses = []
+        for c in (cls, float_cls):
+            peer = c(wl, x, y)
+            peer.set_weights(weights)
+            peer.train_epoch()
+            losses.append(peer.last_loss)
+        assert abs(losses[0] - losses[1]) < 0.05, (cls.name, losses)   # the float32 epoch to bfloat16 rounding
+        assert not P.supports(cls.name, get_workload("predict"))[0]
+    assert not set(P.BF16_PEERS) & set(parse_args([]).peers)
+    assert set(P.BF16_PEERS) <= set(parse_args(["--precision", "bf16"]).peers)
+    row = summarize(_row({"nncore": 10.0, "torch": 30.0, "nncore_bf16": 20.0, "torch_bf16": 40.0}))
+    assert row["ratios"]["fastest"]["peer"] == "torch"      # never a bf16 contender: another precision
+    head, bf16_part = format_tables({"results": [row], "peers": {}, "memory": []}).split("### bf16 mixed")
+    assert "nncore mixed_bfloat16" not in head
+    line = next(t for t in bf16_part.splitlines() if t.startswith("| tiny | 2 |"))
+    assert line.endswith("| 0.50x | 1.50x | 2.00x |")        # nncore float32, PyTorch, PyTorch autocast over it

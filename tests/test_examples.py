@@ -1,10 +1,13 @@
 """The examples run (shortened) and reach sensible answers; `python -m nncore demo` too."""
+import contextlib
 import importlib.util
 import os
 import subprocess
 import sys
 
 import pytest
+
+import nncore
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from subprocess_common import CHILD_CWD, child_env  # noqa: E402  (the nncore under test, for child processes)
@@ -59,6 +62,20 @@ def test_cnn_digits():
     res = _load("cnn_digits").main(epochs=5)
     assert res["accuracy"] > 0.93
     assert res["accuracy"] - res["int8_accuracy"] <= 0.005     # model.quantize("int8") keeps it
+
+
+def test_cnn_digits_mixed_bfloat16():
+    module = _load("cnn_digits")
+    f32 = module.main(epochs=5)
+    with pytest.warns(RuntimeWarning, match="no speed-up") if not _bf16_native() else contextlib.nullcontext():
+        nncore.mixed_precision._warned = False
+        bf16 = module.main(epochs=5, policy="mixed_bfloat16")
+    assert bf16["accuracy"] >= f32["accuracy"] - 0.005, (f32, bf16)   # the float32 accuracy within 0.5 points
+    assert nncore.mixed_precision.global_policy().name == "float32"
+
+
+def _bf16_native():
+    return nncore.mixed_precision.bf16_kernel() == "avx512bf16"
 
 
 def test_resnet_digits():

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import reference_int8 as ref
+from cpu_flags import cpu_flags
 from nncore._kernels import ACT_CODES, int8, runtime
 
 LEVELS = list(range(runtime.simd_level() + 1))
@@ -248,19 +249,11 @@ def test_bad_input():
                 int8.set_kernel(k)
 
 
-def _cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
-    except OSError:
-        return None
-
-
 def test_real_vnni_kernels_are_built_and_guarded():
     # the real vpdpbusd kernels are compiled in on x86-64 (their C emulations run everywhere); they are
     # offered exactly when the CPU has the instruction and the SIMD level in use allows it
     assert {"avxvnni", "avx512vnni"} <= set(KERNELS)
-    flags = _cpu_flags()
+    flags = cpu_flags()
     if flags is None or "avx2" not in flags:
         pytest.skip("needs an x86-64 Linux CPU with AVX2 and /proc/cpuinfo")
     top = runtime.simd_level()

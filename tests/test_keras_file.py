@@ -138,10 +138,13 @@ def test_refusals_name_the_layer_and_option(tmp_path):
     keras.Sequential([keras.Input((3,)), L.UnitNormalization(name="unit")]).save(path)
     with pytest.raises(ValueError, match=r"layer 'unit' is a Keras UnitNormalization"):
         load_keras(path)
-    keras.config.set_dtype_policy("mixed_bfloat16")
+    keras.config.set_dtype_policy("mixed_float16")
     keras.Sequential([keras.Input((3,)), L.Dense(2)]).save(path)
-    with pytest.raises(ValueError, match="mixed_bfloat16"):
+    with pytest.raises(ValueError, match="mixed_float16"):
         load_keras(path)
+    keras.config.set_dtype_policy("mixed_bfloat16")          # read, the Dense computing in bfloat16
+    keras.Sequential([keras.Input((3,)), L.Dense(2)]).save(path)
+    assert load_keras(path).layers[0].compute_dtype == "bfloat16"
 
 
 def test_malformed_files_are_clear_errors(tmp_path):

@@ -4,6 +4,7 @@
 from nncore._kernels.nncore cimport *
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stddef cimport ptrdiff_t
+from libc.stdint cimport uint16_t
 include "_check.pxi"
 
 
@@ -48,6 +49,24 @@ cdef Py_ssize_t _rows(object a, str name, int *code) except -1:
     return s0 // item
 
 
+cdef int _product(a, b, c, bint trans_a, bint trans_b, Py_ssize_t *d) except -1:
+    """Check the operands of c := op(a) op(b) (as `gemm` takes them); d := m, n, k, lda, ldb, ldc.
+    Returns the dtype code (0 float32, 1 float64)."""
+    cdef int code = -1
+    d[3] = _rows(a, "a", &code)
+    d[4] = _rows(b, "b", &code)
+    d[5] = _rows(c, "c", &code)
+    _writable(c, "c")
+    d[0] = a.shape[1] if trans_a else a.shape[0]
+    d[2] = a.shape[0] if trans_a else a.shape[1]
+    cdef Py_ssize_t kb = b.shape[1] if trans_b else b.shape[0]
+    d[1] = b.shape[0] if trans_b else b.shape[1]
+    if kb != d[2]:
+        raise ValueError(f"gemm: inner dimensions differ: op(a) is ({d[0]}, {d[2]}), op(b) is ({kb}, {d[1]})")
+    _shape2(c, "c", d[0], d[1])
+    return code
+
+
 def gemm(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0,
          bias=None, int act=0, double act_alpha=0.0, int n_threads=1):
     """C := act(alpha * op(a) @ op(b) + beta * c + bias), in place in `c`; returns `c`.
@@ -57,18 +76,9 @@ def gemm(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0, doub
     place). bias is None or a contiguous 1-D array of length n. op(a) is (m, k), op(b) is
     (k, n), c is (m, n).
     """
-    cdef int code = -1
-    cdef Py_ssize_t lda = _rows(a, "a", &code)
-    cdef Py_ssize_t ldb = _rows(b, "b", &code)
-    cdef Py_ssize_t ldc = _rows(c, "c", &code)
-    _writable(c, "c")
-    cdef Py_ssize_t m = a.shape[1] if trans_a else a.shape[0]
-    cdef Py_ssize_t k = a.shape[0] if trans_a else a.shape[1]
-    cdef Py_ssize_t kb = b.shape[1] if trans_b else b.shape[0]
-    cdef Py_ssize_t n = b.shape[0] if trans_b else b.shape[1]
-    if kb != k:
-        raise ValueError(f"gemm: inner dimensions differ: op(a) is ({m}, {k}), op(b) is ({kb}, {n})")
-    _shape2(c, "c", m, n)
+    cdef Py_ssize_t d[6]
+    cdef int code = _product(a, b, c, trans_a, trans_b, d)
+    cdef Py_ssize_t m = d[0], n = d[1], k = d[2], lda = d[3], ldb = d[4], ldc = d[5]
     cdef void *pbias = _epilogue("gemm", bias, act, n, code)
     cdef void *pa = _ptr(a)
     cdef void *pb = _ptr(b)
@@ -82,6 +92,92 @@ def gemm(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0, doub
             nc_gemm_f64(trans_a, trans_b, m, n, k, alpha, <double*>pa, lda, <double*>pb, ldb,
                         beta, <double*>pc, ldc, <double*>pbias, act, act_alpha, n_threads)
     return c
+
+
+# bfloat16 micro-kernel name -> code (enum nc_bf16_kernel)
+BF16_KERNELS = {nc_bf16_kernel_name(i).decode(): i for i in range(NC_BF16_COUNT)}
+
+
+def gemm_bf16(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0,
+              bias=None, int act=0, double act_alpha=0.0, bint round_out=True, int n_threads=1):
+    """C := r(act(alpha * bf(op(a)) @ bf(op(b)) + beta * c + bias)) with float32 sums; returns `c`.
+
+    The operands as `gemm` takes them, float32 only. bf rounds to bfloat16 (nearest even, denormals
+    to zero), the products are summed in float32 as vdpbf16ps does (csrc/bf16.c), r is bf when
+    `round_out` (c then holds bfloat16 values), else nothing.
+    """
+    cdef Py_ssize_t d[6]
+    cdef int code = _product(a, b, c, trans_a, trans_b, d)
+    if code != 0:
+        raise TypeError(f"gemm_bf16: expected float32 operands (the variables of mixed_bfloat16), got {a.dtype}")
+    cdef Py_ssize_t m = d[0], n = d[1], k = d[2], lda = d[3], ldb = d[4], ldc = d[5]
+    cdef void *pbias = _epilogue("gemm_bf16", bias, act, n, code)
+    cdef float *pa = <float*>_ptr(a)
+    cdef float *pb = <float*>_ptr(b)
+    cdef float *pc = <float*>_ptr(c)
+    cdef int err
+    with nogil:
+        err = nc_gemm_bf16_f32(trans_a, trans_b, m, n, k, <float>alpha, pa, lda, pb, ldb, <float>beta, pc, ldc,
+                           <float*>pbias, act, <float>act_alpha, round_out, n_threads)
+    if err:
+        raise MemoryError("gemm_bf16: out of memory for the packed operands")
+    return c
+
+
+def bf16_round(x, out):
+    """out := bf(x): float32 x rounded to the nearest bfloat16 (even on ties, denormals to signed zero,
+    NaN quiet), stored as float32; `out` may be `x`. Returns out."""
+    _real(x, "x")
+    _same_real(x, "x", 0)
+    _same_real(out, "out", 0)
+    _writable(out, "out")
+    if out.shape != x.shape:
+        raise ValueError(f"out: expected shape {x.shape}, got {out.shape}")
+    cdef float *px = <float*>_ptr(x)
+    cdef float *po = <float*>_ptr(out)
+    cdef Py_ssize_t n = _size(x)
+    with nogil:
+        nc_bf16_round_f32(px, po, n)
+    return out
+
+
+def bf16_bits(x):
+    """The bfloat16 bits (uint16 array of x's shape) of float32 x, rounded as `bf16_round`."""
+    _same_real(x, "x", 0)
+    out = np.empty(x.shape, np.uint16)
+    cdef float *px = <float*>_ptr(x)
+    cdef uint16_t *po = <uint16_t*>_ptr(out)
+    cdef Py_ssize_t n = _size(x)
+    with nogil:
+        nc_bf16_from_f32(px, po, n)
+    return out
+
+
+def bf16_kernel():
+    """Name of the bf16 GEMM micro-kernel that runs now ('avx512bf16', 'avx2-emulated', 'generic-emulated')."""
+    return nc_bf16_kernel_name(nc_bf16_kernel()).decode()
+
+
+def bf16_available(str name):
+    """Whether the bf16 micro-kernel `name` runs here (this CPU, the SIMD level in use)."""
+    if name not in BF16_KERNELS:
+        raise ValueError(f"unknown bf16 kernel {name!r}; known: {sorted(BF16_KERNELS)}")
+    return bool(nc_bf16_kernel_available(BF16_KERNELS[name]))
+
+
+def bf16_set_kernel(name):
+    """Prefer the bf16 micro-kernel `name` from now on (tests); None: the best available."""
+    if name is None:
+        nc_bf16_set_kernel(-1)
+        return
+    if not bf16_available(name):
+        raise ValueError(f"bf16 kernel {name!r} does not run on this CPU at the SIMD level in use")
+    nc_bf16_set_kernel(BF16_KERNELS[name])
+
+
+def cpu_has_avx512bf16():
+    """Whether the CPU reports AVX512_BF16 (vdpbf16ps)."""
+    return bool(nc_bf16_cpu_has_avx512bf16())
 
 
 def pack_b(b, bint trans_b=False, out=None):

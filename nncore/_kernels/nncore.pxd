@@ -1,5 +1,5 @@
 # Declarations of csrc/nncore.h for Cython. Keep in the same order as the header.
-from libc.stdint cimport int8_t, int32_t, int64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint16_t
 
 cdef extern from "nncore.h" nogil:
     # runtime
@@ -283,3 +283,16 @@ cdef extern from "nncore.h" nogil:
                                ptrdiff_t nidx, float *y)
     void nc_take_rows_int8_f64(const int8_t *E, ptrdiff_t cols, const double *scale, const int64_t *idx,
                                ptrdiff_t nidx, double *y)
+
+    # bfloat16 mixed precision (csrc/bf16.c)
+    int NC_BF16_GENERIC_EMU, NC_BF16_AVX2_EMU, NC_BF16_AVX512BF16, NC_BF16_COUNT
+    int nc_bf16_kernel()
+    int nc_bf16_kernel_available(int kernel)
+    void nc_bf16_set_kernel(int kernel)
+    const char *nc_bf16_kernel_name(int kernel)
+    int nc_bf16_cpu_has_avx512bf16()
+    void nc_bf16_from_f32(const float *x, uint16_t *y, ptrdiff_t n)
+    void nc_bf16_round_f32(const float *x, float *y, ptrdiff_t n)
+    int nc_gemm_bf16_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *A,
+                     ptrdiff_t lda, const float *B, ptrdiff_t ldb, float beta, float *C, ptrdiff_t ldc,
+                     const float *bias, int act, float act_alpha, int round_out, int nthreads)

@@ -22,8 +22,9 @@ import re
 
 import numpy as np
 
-from nncore import _params, _random, initializers, regularizers
+from nncore import _params, _random, initializers, mixed_precision, regularizers
 from nncore._config import floatx
+from nncore._kernels.gemm import gemm, gemm_bf16
 from nncore._graph import Node, SymbolicTensor, call_symbolic, is_symbolic
 
 MAX_CACHED_SHAPES = 8   # work-buffer sets kept per layer (one per batch shape)
@@ -82,6 +83,7 @@ class Layer:
     _uses_mask = False         # forward takes mask=... (the recurrent layers)
     _makes_mask = False        # makes a mask of its own (Masking, Embedding(mask_zero=True))
     _tensor_kwargs = ()   # keyword arguments of a call that may carry symbolic tensors (e.g. initial_state)
+    _policy_computes = False   # computes in its policy's compute dtype (Dense, Conv: bf16 GEMMs); else float
 
     def __init__(self, name=None, input_shape=None, batch_input_shape=None, trainable=True):
         if name is None:
@@ -107,6 +109,37 @@ class Layer:
         self._n_threads = 1
         self._need_dx = True       # False for the first layers of a model: skip dx = delta W^T
         self._bufs = {}
+        self._policy = mixed_precision._global   # None: the model's own float dtype (floatx)
+
+    # ---- dtype policy (nncore.mixed_precision) -----------------------------------------
+    @property
+    def dtype_policy(self):
+        """The layer's `nncore.mixed_precision.Policy` (the global one when it was created)."""
+        return self._policy if self._policy is not None else mixed_precision.Policy(floatx())
+
+    @property
+    def variable_dtype(self):
+        return self.dtype_policy.variable_dtype
+
+    @property
+    def compute_dtype(self):
+        """What the layer computes in: the policy's compute dtype for the layers that have a bfloat16 form
+        (Dense, Conv1D, Conv2D), the variable dtype for the others."""
+        policy = self.dtype_policy
+        return policy.compute_dtype if self._policy_computes else policy.variable_dtype
+
+    @property
+    def _gemm(self):
+        """The GEMM of the compute dtype: `gemm` (float32/64) or `gemm_bf16` (bfloat16 operands, float32
+        sums, output rounded to bfloat16), the same arguments."""
+        return gemm_bf16 if self.compute_dtype == "bfloat16" else gemm
+
+    def _check_policy(self, dtype):
+        """The model lays its weights out in one buffer of `dtype`: a policy with other variables is refused."""
+        if self._policy is not None and self._policy.variable_dtype != np.dtype(dtype).name:
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) has dtype policy {self._policy.name!r} "
+                             f"({self._policy.variable_dtype} variables) but the model's parameters are "
+                             f"{np.dtype(dtype).name} (nncore.floatx()); one flat buffer holds one dtype")
 
     # ---- parameters ------------------------------------------------------------
     def add_weight(self, name, shape, initializer="zeros", regularizer=None, trainable=True):

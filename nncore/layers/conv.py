@@ -29,9 +29,8 @@ import numpy as np
 
 from nncore._kernels import conv as _conv
 from nncore._kernels import elementwise as _ew
-from nncore._kernels.gemm import gemm
 from nncore.layers.base import Layer
-from nncore.layers.core import _act_delta, _affine_act, _affine_config, _init_affine
+from nncore.layers.core import _act_delta, _affine_act, _affine_config, _bias_grad, _init_affine
 from nncore.layers.quantized import Int8Quantizable
 
 _colsum = _ew.colsum
@@ -143,6 +142,7 @@ class _Conv(Int8Quantizable, _Window):
     form: the int8 GEMM, each patch row of cols quantized as one input row)."""
 
     _paddings = ("valid", "same")
+    _policy_computes = True
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
                  activation=None, use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
@@ -199,8 +199,8 @@ class _Conv(Int8Quantizable, _Window):
         # allocated once per batch size (the int8 form: im2col and the int8 GEMM, no Winograd)
         dt = self._float_dtype
         m = n * self._out[0] * self._out[1]
-        tile = self._wino_ok and self.quantization_mode is None and winograd_tile(n, self._out, self._hwc[2],
-                                                                                    self._win[0])
+        float_gemm = self.quantization_mode is None and self.compute_dtype != "bfloat16"   # Winograd is float
+        tile = self._wino_ok and float_gemm and winograd_tile(n, self._out, self._hwc[2], self._win[0])
         wino = None
         if tile:
             sizes = _conv.wino_sizes((n,) + self._hwc, self._k4.shape, tile, self._out)
@@ -246,7 +246,7 @@ class _Conv(Int8Quantizable, _Window):
         cols, z, y, delta, dx, _, wino = self._cur
         delta = _act_delta(self, dy.reshape(y.shape), z, y, delta)
         if self.use_bias:
-            _colsum(delta, self._grad_of["bias"], self._n_threads)
+            _bias_grad(self, delta, self._grad_of["bias"])
         if self._need_dx and dx is None:          # once per batch size, only where dx is needed
             dx = self._cur[4] = np.empty(self._x.shape, self._x.dtype)
         n = self._x.shape[0]
@@ -257,13 +257,14 @@ class _Conv(Int8Quantizable, _Window):
                                 self._as4(dx, n, h, w, c) if self._need_dx else None, (h, w), tile, self._pad,
                                 self._n_threads)
             return dx if self._need_dx else None
-        gemm(self._cols, delta, self._dk2, trans_a=True, n_threads=self._n_threads)
+        mm = self._gemm
+        mm(self._cols, delta, self._dk2, trans_a=True, n_threads=self._n_threads)
         if not self._need_dx:
             return None
         if self._direct:                          # dx = delta K^T, straight into dx
-            gemm(delta, self._k2, dx.reshape(n * h * w, c), trans_b=True, n_threads=self._n_threads)
+            mm(delta, self._k2, dx.reshape(n * h * w, c), trans_b=True, n_threads=self._n_threads)
             return dx
-        gemm(delta, self._k2, cols, trans_b=True, n_threads=self._n_threads)   # dcols reuses the cols buffer
+        mm(delta, self._k2, cols, trans_b=True, n_threads=self._n_threads)   # dcols reuses the cols buffer
         _conv.col2im(cols, self._as4(dx, n, h, w, c), self._win, self._str, self._dil, self._pad, self._out,
                      self._n_threads)
         return dx
@@ -292,6 +293,9 @@ class Conv2D(_Conv):
     use_bias : bool, default=True
     kernel_initializer, bias_initializer : name or initializer, default='glorot_uniform', 'zeros'
     kernel_regularizer, bias_regularizer : name, regularizer or None
+    dtype : None, str or nncore.mixed_precision.Policy
+        The dtype policy (None: the global one); 'mixed_bfloat16' runs the three products on the
+        bf16 GEMM with float32 weights (im2col, never Winograd); or the int8 form set by `quantize`.
 
     Notes
     -----

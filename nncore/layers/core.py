@@ -2,12 +2,14 @@
 
 Rows are samples: Y = f(X W + b) with W of shape (n_in, n_out) (Keras `kernel`).
 """
+import functools
+
 import numpy as np
 
 from nncore import _random
 from nncore import activations as _activations
 from nncore._kernels import elementwise as _ew
-from nncore._kernels.gemm import DenseLayers, dense_chain, gemm, pack_b
+from nncore._kernels.gemm import DenseLayers, bf16_round, dense_chain, gemm, pack_b
 from nncore._kernels.int8 import gemm_int8
 from nncore import initializers, regularizers
 from nncore.layers.base import Layer
@@ -54,20 +56,24 @@ def _affine_config(layer):
                 bias_regularizer=_serialize(layer.bias_regularizer))
 
 
-def _gemm_product(x, kernel, out, b, act, alpha, nt):
-    """out := act(x K + b): one GEMM with the bias and the activation in its epilogue."""
-    gemm(x, kernel, out, bias=b, act=act, act_alpha=alpha, n_threads=nt)
+def _gemm_product(x, kernel, out, b, act, alpha, nt, mm=gemm):
+    """out := act(x K + b): one GEMM `mm` (the layer's compute dtype's) with the bias and the activation
+    in its epilogue."""
+    mm(x, kernel, out, bias=b, act=act, act_alpha=alpha, n_threads=nt)
 
 
-def _affine_act(layer, x, kernel, z, y, product=_gemm_product):
+def _affine_act(layer, x, kernel, z, y, product=None):
     """z = x K + b ; y = f(z), for a layer with ``_code``/``_alpha``/``_keep_z`` (Dense, the convolutions):
     one GEMM with the bias and f in its epilogue, or f in a pass of its own when f' needs z or f is softmax.
-    ``product`` computes ``out := act(x K + b)`` (the GEMM, or a convolution's other route to it).
+    ``product`` computes ``out := act(x K + b)`` (default: the GEMM of the layer's compute dtype, whose
+    output is rounded to bfloat16 under mixed_bfloat16; or a convolution's other route to it).
     Returns y (z's buffer itself when f is linear)."""
     if layer.quantization_mode is not None:
         return _affine_act_int8(layer, x, kernel, z, y)
     b = layer.bias if layer.use_bias else None
     nt = layer._n_threads
+    if product is None:
+        product = functools.partial(_gemm_product, mm=layer._gemm)
     if layer._code is None:                   # softmax: separate row-wise pass
         product(x, kernel, z, b, 0, 0.0, nt)
         _softmax_forward(z, y)
@@ -97,6 +103,13 @@ def _affine_act_int8(layer, x, kernel, z, y):
     return y
 
 
+def _bias_grad(layer, delta, db):
+    """db = sum_rows delta (a bfloat16 value under mixed_bfloat16, as autocast's bias gradient)."""
+    _colsum(delta, db, layer._n_threads)
+    if layer.compute_dtype == "bfloat16":
+        bf16_round(db, db)
+
+
 def _act_delta(layer, dy, z, y, delta):
     """delta = dy * f'(z) for a layer that ran `_affine_act` (softmax: y (dy - sum(dy y))); returns delta
     (dy itself when f is linear)."""
@@ -122,8 +135,10 @@ class Dense(Int8Quantizable, Layer):
     kernel_regularizer, bias_regularizer : name, regularizer or None
     input_dim : int, optional
         Shorthand for ``input_shape=(input_dim,)`` on a model's first layer.
-    dtype : None or 'int8_from_float32' / 'int8_from_float64'
-        The int8 form (what `quantize` makes and configs record); None: float.
+    dtype : None, str or nncore.mixed_precision.Policy
+        The dtype policy: None (the global one), 'float32', 'float64', 'mixed_bfloat16' (float32
+        weights, the three products on the bf16 GEMM: nncore.mixed_precision); or the int8 form
+        'int8_from_float32' / 'int8_from_float64' (what `quantize` makes and configs record).
     quantization_config : dict, optional
         The int8 form's input quantizer, as its config records it.
 
@@ -138,6 +153,7 @@ class Dense(Int8Quantizable, Layer):
     (nncore.quantizers): inference only.
     """
     supports_masking = True
+    _policy_computes = True
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, input_dim=None,
@@ -206,20 +222,20 @@ class Dense(Int8Quantizable, Layer):
         if self.quantization_mode is not None:
             _int8_matmul(self, x2, self.kernel, bufs[0])
         else:
-            gemm(x2, self.kernel, bufs[0], bias=self.bias if self.use_bias else None, n_threads=self._n_threads)
+            self._gemm(x2, self.kernel, bufs[0], bias=self.bias if self.use_bias else None, n_threads=self._n_threads)
         return self._nd(bufs[0]), self._nd(bufs[1])
 
     def backward_logits(self, delta):
         # dW = x^T delta ; db = sum_rows delta ; dx = delta W^T
         if self.quantization_mode is not None:
             self._refuse_training()
-        g = self._grad_of
+        g, mm = self._grad_of, self._gemm
         delta = delta.reshape(self._cur[0].shape)
-        gemm(self._x, delta, g["kernel"], trans_a=True, n_threads=self._n_threads)
+        mm(self._x, delta, g["kernel"], trans_a=True, n_threads=self._n_threads)
         if self.use_bias:
-            _colsum(delta, g["bias"], self._n_threads)
+            _bias_grad(self, delta, g["bias"])
         if self._need_dx:
-            return self._nd(gemm(delta, self.kernel, self._cur[3], trans_b=True, n_threads=self._n_threads))
+            return self._nd(mm(delta, self.kernel, self._cur[3], trans_b=True, n_threads=self._n_threads))
         return None
 
     def get_config(self):
@@ -421,7 +437,9 @@ class DenseChain:
         nodes, layers = plan.nodes, plan.executors
         if (plan.n_inputs != 1 or len(plan.out_slots) != 1 or not nodes or len(plan.tensors[0].shape) != 2
                 or not all(type(layer) is Dropout or (type(layer) is Dense and layer.built
-                                                      and layer.quantization_mode is None) for layer in layers)):
+                                                      and layer.quantization_mode is None
+                                                      and layer.compute_dtype == layer.variable_dtype)
+                           for layer in layers)):
             return None
         prev = plan.tensors[0]
         for node in nodes:

@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from nncore import quantizers
+from nncore import mixed_precision, quantizers
 from nncore._kernels.int8 import MAX_K
 
 _POLICY = re.compile(r"int8_from_(float32|float64)")
@@ -30,13 +30,17 @@ class Int8Quantizable:
         self.quantization_mode = None
         self._dtype_policy = None
         self._act_qmax = quantizers.DEFAULT_ACTIVATION_RANGE
-        if dtype is None:
+        if not isinstance(dtype, str) or not _POLICY.fullmatch(dtype):   # a float policy (None: the global one)
             if quantization_config is not None:
                 raise ValueError(f"{type(self).__name__}: quantization_config is given without an int8 dtype")
+            if dtype is not None:
+                try:
+                    self._policy = mixed_precision.get(dtype)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"{type(self).__name__}: dtype must be None, a dtype policy ('float32', "
+                                     f"'float64', 'mixed_bfloat16') or an int8 policy 'int8_from_float32' / "
+                                     f"'int8_from_float64' (set by quantize), got {dtype!r}: {exc}") from None
             return
-        if not isinstance(dtype, str) or not _POLICY.fullmatch(dtype):
-            raise ValueError(f"{type(self).__name__}: dtype must be None or an int8 policy 'int8_from_float32' / "
-                             f"'int8_from_float64' (set by quantize), got {dtype!r}")
         self.quantization_mode, self._dtype_policy = "int8", dtype
         if quantization_config is not None:
             try:
@@ -110,7 +114,9 @@ class Int8Quantizable:
         """Views of the weights a class keeps (a convolution's 2-D kernel); made again after quantize."""
 
     def _int8_config(self, cfg):
-        """Add the int8 entries to a config."""
+        """Add the dtype policy (when one was set) or the int8 entries to a config."""
+        if self.quantization_mode is None and self._policy is not None:
+            cfg["dtype"] = self._policy.name
         if self.quantization_mode is not None:
             cfg["dtype"] = self._dtype_policy
             if not self._int8_per_row:

@@ -1,0 +1,188 @@
+/* bf16_body.h -- the driver of the bf16 GEMM (packing, the blocks and threads, the epilogue),
+ * compiled once per SIMD level (simd_levels.h; float only) so that the packing's conversions and
+ * the epilogue run vectorized for the level in use. The micro-kernel is chosen apart, from what the
+ * CPU has (nc_bf16_kernel, bf16.c); every level's driver gives the same bits (integer conversions
+ * and IEEE float32 operations, the same order). Included by bf16.c. */
+#ifdef NC_LEVEL
+/* Packing reads each operand along its contiguous axis, converting whole lines to pair words
+ * (long loops the compiler vectorizes), then scatters the words into the micro-panels. */
+
+/* w[j] = bf(x0[j]) | bf(x1[j]) << 16 for j < n (x1 NULL: zero high halves): two rows of pairs */
+static void NC_NAME(bf_pairs_rows)(const float *x0, const float *x1, ptrdiff_t n, uint32_t *w)
+{
+    if (!x1) {
+#pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++) w[j] = nc_bf_bits(x0[j]);
+        return;
+    }
+#pragma omp simd
+    for (ptrdiff_t j = 0; j < n; j++) w[j] = nc_bf_bits(x0[j]) | nc_bf_bits(x1[j]) << 16;
+}
+
+/* w[q] = bf(x[2q]) | bf(x[2q + 1]) << 16 for q < (k + 1) / 2 (x[k] taken as zero): a line of pairs */
+static void NC_NAME(bf_pairs_line)(const float *x, ptrdiff_t k, uint32_t *w)
+{
+    ptrdiff_t kh = k / 2;
+#pragma omp simd
+    for (ptrdiff_t q = 0; q < kh; q++) w[q] = nc_bf_bits(x[2 * q]) | nc_bf_bits(x[2 * q + 1]) << 16;
+    if (k & 1) w[kh] = nc_bf_bits(x[k - 1]);
+}
+
+/* Pair word w of row r of the A panel at `panel`, group q: as is, or widened (odd, then even floats). */
+static inline void NC_NAME(bf_put_a)(uint32_t *panel, ptrdiff_t q, int r, int mr, int widened, uint32_t w)
+{
+    if (widened)
+        panel[q * 2 * mr + r] = w & 0xffff0000u, panel[q * 2 * mr + mr + r] = w << 16;
+    else
+        panel[q * mr + r] = w;
+}
+
+/* Rows [i0, i0 + rows) of op(A) into panels of mr rows, each kq groups of mr pair words (the even
+ * element low) or, widened, 2 mr words: bf(odd) << 16 of the mr rows, then bf(even) << 16 (the
+ * emulations broadcast each as a float32 straight from memory); rows past `rows` zero. `ap` holds
+ * astep = kq or 2 kq words a row; tmp max(rows, kq) words. */
+static void NC_NAME(bf_pack_a)(const nc_bf_job *J, ptrdiff_t i0, ptrdiff_t rows, int mr, int widened, ptrdiff_t kq,
+                         uint32_t *ap, uint32_t *tmp)
+{
+    ptrdiff_t k = J->k, astep = widened ? 2 * kq : kq, padded = (rows + mr - 1) / mr * mr;
+    memset(ap + rows / mr * mr * astep, 0, (size_t)((padded - rows / mr * mr) * astep) * sizeof(uint32_t));
+    if (J->sap == 1) {                 /* rows of A contiguous along k */
+        for (ptrdiff_t i = 0; i < rows; i++) {
+            NC_NAME(bf_pairs_line)(J->A + (i0 + i) * J->sai, k, tmp);
+            uint32_t *panel = ap + i / mr * mr * astep;
+            for (ptrdiff_t q = 0; q < kq; q++) NC_NAME(bf_put_a)(panel, q, (int)(i % mr), mr, widened, tmp[q]);
+        }
+        return;
+    }
+    for (ptrdiff_t q = 0; q < kq; q++) { /* op(A) = A^T: the pair rows 2q, 2q + 1 contiguous along m */
+        const float *a0 = J->A + 2 * q * J->sap + i0;
+        NC_NAME(bf_pairs_rows)(a0, 2 * q + 1 < k ? a0 + J->sap : NULL, rows, tmp);
+        for (ptrdiff_t i = 0; i < rows; i++)
+            NC_NAME(bf_put_a)(ap + i / mr * mr * astep, q, (int)(i % mr), mr, widened, tmp[i]);
+    }
+}
+
+/* Columns [j0, j0 + cols) of op(B) into NR-column panels of kq groups of nr pair words (columns past
+ * `cols` zero); tmp max(cols, kq) words. */
+static void NC_NAME(bf_pack_b)(const nc_bf_job *J, ptrdiff_t j0, ptrdiff_t cols, int nr, ptrdiff_t kq, uint32_t *dst,
+                         uint32_t *tmp)
+{
+    ptrdiff_t k = J->k, npan = (cols + nr - 1) / nr, last = (npan - 1) * nr;
+    if (npan == 0) return;
+    memset(dst + (npan - 1) * kq * nr, 0, (size_t)(kq * nr) * sizeof(uint32_t));
+    if (J->sbj == 1) {                 /* rows of B contiguous along n */
+        for (ptrdiff_t q = 0; q < kq; q++) {
+            const float *b0 = J->B + 2 * q * J->sbp + j0;
+            NC_NAME(bf_pairs_rows)(b0, 2 * q + 1 < k ? b0 + J->sbp : NULL, cols, tmp);
+            for (ptrdiff_t jp = 0; jp < npan; jp++)
+                memcpy(dst + jp * kq * nr + q * nr, tmp + jp * nr,
+                       (size_t)(jp * nr == last ? cols - last : nr) * sizeof(uint32_t));
+        }
+        return;
+    }
+    for (ptrdiff_t j = 0; j < cols; j++) { /* op(B) = B^T: column j of op(B) contiguous along k */
+        NC_NAME(bf_pairs_line)(J->B + (j0 + j) * J->sbj, k, tmp);
+        uint32_t *d = dst + j / nr * kq * nr + j % nr;
+        for (ptrdiff_t q = 0; q < kq; q++) d[q * nr] = tmp[q];
+    }
+}
+
+/* C(i0 + i, j0 + j) from the finished tile t (row stride ldt): the epilogue, one pass over each row
+ * for the linear and relu activations (the others: the level's activation kernel, then the rounding). */
+static void NC_NAME(bf_store)(const nc_bf_job *J, const float *t, int ldt, ptrdiff_t i0, ptrdiff_t j0, int mi, int nj)
+{
+    const float alpha = J->alpha, beta = J->beta, *bias = J->bias ? J->bias + j0 : NULL;
+    const int relu = J->act == NC_ACT_RELU, fused = J->act == NC_ACT_LINEAR || relu;
+    const int round_here = J->round_out && fused;
+    for (int i = 0; i < mi; i++) {
+        float *c = J->C + (i0 + i) * J->ldc + j0;
+        const float *ti = t + i * ldt;
+#pragma omp simd
+        for (int j = 0; j < nj; j++) {
+            float v = alpha * ti[j];
+            if (beta != 0.0f) v += beta * c[j];
+            if (bias) v += bias[j];
+            if (relu) v = v > 0 ? v : 0.0f; /* as nc_act_forward's relu */
+            c[j] = round_here ? nc_bf_f32(nc_bf_bits(v) << 16) : v;
+        }
+        if (fused) continue;
+        NC_NAME(act_forward)(J->act, J->act_alpha, c, c, nj);
+        if (J->round_out) {
+#pragma omp simd
+            for (int j = 0; j < nj; j++) c[j] = nc_bf_f32(nc_bf_bits(c[j]) << 16);
+        }
+    }
+}
+
+/* One thread's block C[r0:r1, c0:c1]: B packed once (all of k), then A block by block.
+ * 0, or -1 when out of memory. */
+static int NC_NAME(bf_region)(const nc_bf_job *J, const nc_bf_variant *V, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0,
+                        ptrdiff_t c1)
+{
+    const int mr = V->mr, nr = V->nr;
+    ptrdiff_t kq = (J->k + 1) / 2, ncol = c1 - c0, npan = (ncol + nr - 1) / nr;
+    ptrdiff_t rows = (r1 - r0 + mr - 1) / mr * mr;
+    ptrdiff_t mc = NC_BF_A_BYTES / (8 * kq + 4) / mr * mr;
+    if (mc < mr) mc = mr;
+    if (mc > rows) mc = rows;
+    ptrdiff_t astep = V->emulated ? 2 * kq : kq; /* words of A per row */
+    ptrdiff_t twords = ncol > kq ? ncol : kq;
+    if (twords < mc) twords = mc;
+    size_t bwords = (size_t)(npan * nr * kq), awords = (size_t)(mc * astep);
+    uint32_t *mem = (uint32_t *)malloc((bwords + awords + (size_t)twords + 16) * sizeof(uint32_t));
+    if (!mem) return -1;
+    uint32_t *bp = (uint32_t *)(((uintptr_t)mem + 63) / 64 * 64), *ap = bp + bwords, *tmp = ap + awords;
+    float tile[NC_BF_TILE_MAX];
+    NC_NAME(bf_pack_b)(J, c0, ncol, nr, kq, bp, tmp);
+    for (ptrdiff_t ic = r0; ic < r1; ic += mc) {
+        ptrdiff_t mci = r1 - ic < mc ? r1 - ic : mc;
+        NC_NAME(bf_pack_a)(J, ic, mci, mr, V->emulated, kq, ap, tmp);
+        for (ptrdiff_t jp = 0; jp < npan; jp++) {
+            int nj = (int)(ncol - jp * nr < nr ? ncol - jp * nr : nr);
+            for (ptrdiff_t ir = 0; ir < mci; ir += mr) {
+                unsigned csr = nc_bf_csr_enter(V->emulated);
+                V->kernel(kq, ap + ir * astep, bp + jp * kq * nr, tile);
+                nc_bf_csr_leave(V->emulated, csr);
+                NC_NAME(bf_store)(J, tile, nr, ic + ir, c0 + jp * nr, (int)(mci - ir < mr ? mci - ir : mr), nj);
+            }
+        }
+    }
+    free(mem);
+    return 0;
+}
+
+int NC_NAME(gemm_bf16)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *A,
+                 ptrdiff_t lda, const float *B, ptrdiff_t ldb, float beta, float *C, ptrdiff_t ldc,
+                 const float *bias, int act, float act_alpha, int round_out, int nthreads)
+{
+    nc_bf_job J;
+    J.m = m, J.n = n, J.k = k, J.A = A, J.B = B;
+    J.sai = trans_a ? 1 : lda, J.sap = trans_a ? lda : 1;
+    J.sbp = trans_b ? 1 : ldb, J.sbj = trans_b ? ldb : 1;
+    J.alpha = alpha, J.beta = beta, J.C = C, J.ldc = ldc, J.bias = bias, J.act = act, J.act_alpha = act_alpha;
+    J.round_out = round_out;
+    const nc_bf_variant *V = &nc_bf_variants[nc_bf16_kernel()];
+    if (m <= 0 || n <= 0) return 0;
+    double work = (double)m * (double)n * (double)(k > 0 ? k : 1);
+    int nt = work < NC_BF_TEAM_WORK ? 1 : nc_team_size(nthreads, 2.0 * work);
+    ptrdiff_t mt = (m + V->mr - 1) / V->mr, ntiles = mt * ((n + V->nr - 1) / V->nr);
+    if (nt > ntiles) nt = (int)ntiles;
+    if (nt <= 1) return NC_NAME(bf_region)(&J, V, 0, m, 0, n);
+    int err = 0;
+#pragma omp parallel num_threads(nt) reduction(| : err)
+    {
+        ptrdiff_t r0, r1, c0, c1;
+        nc_tile_block(m, n, V->mr, V->nr, omp_get_num_threads(), omp_get_thread_num(), &r0, &r1, &c0, &c1);
+        if (r1 > r0 && c1 > c0) err |= NC_NAME(bf_region)(&J, V, r0, r1, c0, c1);
+    }
+    return err;
+}
+#else
+int NC_NAME(gemm_bf16)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *A,
+                       ptrdiff_t lda, const float *B, ptrdiff_t ldb, float beta, float *C, ptrdiff_t ldc,
+                       const float *bias, int act, float act_alpha, int round_out, int nthreads)
+{
+    return NC_PICK(gemm_bf16)(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, bias, act, act_alpha,
+                              round_out, nthreads);
+}
+#endif

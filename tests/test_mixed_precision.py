@@ -1,0 +1,238 @@
+"""mixed_bfloat16 (nncore.mixed_precision): the policies and their refusals as Keras 3 names them;
+a layer's dtype argument, config, save/load; Dense and Conv2D under the policy to the bit against
+the NumPy oracle (tests/reference_bf16.py: operands rounded to bfloat16, vdpbf16ps's float32 chain,
+the float32 epilogue, outputs and gradients rounded to bfloat16); float32 variables and optimizer
+state; the float paths it must keep off (DenseChain, Winograd); thread counts give the same bits;
+the digits MLP trains to the float32 accuracy within 0.5 points (the cnn example: test_examples)."""
+import warnings
+
+import numpy as np
+import pytest
+
+import nncore
+import reference_bf16 as ref
+from nncore import mixed_precision as mp
+from nncore._kernels import conv as _conv
+from nncore.layers import Conv2D, Dense, Flatten, MaxPooling2D
+from nncore.models import Sequential
+
+pytestmark = pytest.mark.filterwarnings("ignore:mixed_bfloat16:RuntimeWarning")   # the emulation's (tested once)
+
+
+@pytest.fixture(autouse=True)
+def _default_policy():
+    yield
+    mp.set_global_policy(None)
+
+
+def _bits(x):
+    return np.ascontiguousarray(x, np.float32).view(np.uint32)
+
+
+def _is_bf16(x):
+    return np.array_equal(_bits(x), _bits(ref.bf16(x)))
+
+
+def test_policies_and_refusals():
+    p = mp.Policy("mixed_bfloat16")
+    assert (p.name, p.compute_dtype, p.variable_dtype) == ("mixed_bfloat16", "bfloat16", "float32")
+    assert repr(p) == '<DTypePolicy "mixed_bfloat16">' and mp.DTypePolicy is mp.Policy
+    assert mp.Policy("float64").compute_dtype == "float64"
+    assert mp.global_policy().name == "float32"
+    with nncore._config.using_floatx("float64"):
+        assert mp.global_policy().name == "float64"
+    with pytest.raises(ValueError, match="mixed_float16.*use 'mixed_bfloat16'"):
+        mp.set_global_policy("mixed_float16")
+    with pytest.raises(ValueError, match="float32"):
+        mp.Policy("bfloat16")
+    with pytest.raises(ValueError, match="valid policies"):
+        mp.Policy("int4")
+    with pytest.raises(TypeError, match="string"):
+        mp.Policy(32)
+    with pytest.raises(ValueError, match="mixed_float16"):
+        Dense(3, dtype="mixed_float16")
+    assert mp.get({"class_name": "DTypePolicy", "config": {"name": "mixed_bfloat16"}}) == p
+
+
+def test_global_and_per_layer_policy():
+    before = Dense(4)
+    with pytest.warns(RuntimeWarning, match="no speed-up") if mp.bf16_kernel() != "avx512bf16" else warnings.catch_warnings():
+        mp._warned = False
+        mp.set_global_policy("mixed_bfloat16")
+    assert mp.global_policy().name == "mixed_bfloat16"
+    d, c, pool = Dense(4), Conv2D(2, 3), MaxPooling2D(2)
+    assert d.dtype_policy.name == "mixed_bfloat16" and d.compute_dtype == "bfloat16" and d.variable_dtype == "float32"
+    assert c.compute_dtype == "bfloat16"
+    assert pool.dtype_policy.name == "mixed_bfloat16" and pool.compute_dtype == "float32"   # computes in float32
+    assert before.compute_dtype == "float32"                  # taken when created, as in Keras
+    assert Dense(4, dtype="float32").compute_dtype == "float32"
+    mp.set_global_policy(None)
+    assert Dense(4, dtype=mp.Policy("mixed_bfloat16")).compute_dtype == "bfloat16"
+    cfg = Dense(4, dtype="mixed_bfloat16").get_config()
+    assert cfg["dtype"] == "mixed_bfloat16"
+    assert Dense.from_config(cfg).compute_dtype == "bfloat16"
+    assert "dtype" not in Dense(4).get_config()               # no policy set: the float configs are unchanged
+
+
+def _model(policy, seed=0):
+    nncore.set_seed(seed)
+    m = Sequential([Dense(32, input_dim=12, activation="relu", dtype=policy), Dense(5, activation="softmax",
+                                                                                   dtype=policy)])
+    m.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+    return m
+
+
+def test_variables_and_optimizer_state_stay_float32_and_save_load(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 12)).astype(np.float32), rng.integers(0, 5, 40)
+    m = _model("mixed_bfloat16")
+    m.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    assert all(w.dtype == np.float32 for w in m.get_weights())
+    assert not _is_bf16(m.layers[0].kernel)                   # float32 updates of float32 variables
+    state = m.optimizer.get_state()
+    assert all(a.dtype == np.float32 for a in state.values() if isinstance(a, np.ndarray))
+    m.save(tmp_path / "m.nncore")
+    m2 = nncore.load_model(tmp_path / "m.nncore")
+    assert [layer.compute_dtype for layer in m2.layers] == ["bfloat16", "bfloat16"]
+    assert np.array_equal(m.predict(x, verbose=0), m2.predict(x, verbose=0))
+    with nncore._config.using_floatx("float64"):
+        with pytest.raises(ValueError, match="mixed_bfloat16.*float64"):
+            Sequential([Dense(3, input_dim=2, dtype="mixed_bfloat16")])
+
+
+def test_dense_to_the_bit():
+    rng = np.random.default_rng(1)
+    n, k, u = 37, 19, 23
+    layer = Dense(u, activation="relu", dtype="mixed_bfloat16")
+    x = rng.standard_normal((n, k)).astype(np.float32)
+    layer(x)
+    layer.kernel[...] = rng.standard_normal(layer.kernel.shape)
+    layer.bias[...] = rng.standard_normal(u)
+    W, b = layer.kernel, layer.bias
+    y = layer.forward(x, True).copy()
+    want = ref.bf16(np.maximum(ref.gemm_chain(x, W) + b, 0))
+    assert np.array_equal(_bits(y), _bits(want))
+    dy = rng.standard_normal((n, u)).astype(np.float32)
+    dx = layer.backward(dy).copy()
+    delta = np.where(want > 0, dy, np.float32(0))
+    assert np.array_equal(_bits(layer._grad_of["kernel"]), _bits(ref.bf16(ref.gemm_chain(x.T, delta))))
+    assert np.array_equal(_bits(dx), _bits(ref.bf16(ref.gemm_chain(delta, W.T))))
+    db = layer._grad_of["bias"]
+    assert _is_bf16(db) and np.allclose(db, delta.sum(0), rtol=2 ** -8, atol=1e-6)
+
+
+def test_softmax_and_loss_in_float32():
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((16, 12)).astype(np.float32), rng.integers(0, 5, 16)
+    m = _model("mixed_bfloat16")
+    p = m.predict(x, verbose=0)
+    probs = m.layers[1].forward(m.layers[0].forward(x))
+    assert _is_bf16(m.layers[1]._cur[0])                      # the logits z: bfloat16 values ...
+    logits = ref.bf16(ref.gemm_chain(m.layers[0].forward(x), m.layers[1].kernel) + m.layers[1].bias)
+    want = np.exp(logits - logits.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    assert not _is_bf16(p)                                    # ... the probabilities float32
+    np.testing.assert_allclose(p, want, rtol=1e-5, atol=1e-7)
+    assert np.array_equal(probs, p)
+    loss = m.evaluate(x, y, verbose=0)
+    assert np.isclose(loss, -np.mean(np.log(want[np.arange(16), y])), rtol=1e-5)
+
+
+def test_conv2d_to_the_bit_and_no_winograd():
+    rng = np.random.default_rng(3)
+    layer = Conv2D(5, 3, activation="relu", dtype="mixed_bfloat16")
+    x = rng.standard_normal((3, 9, 8, 2)).astype(np.float32)
+    layer(x)
+    layer.kernel[...] = rng.standard_normal(layer.kernel.shape)
+    layer.bias[...] = rng.standard_normal(5)
+    y = layer.forward(x, True).copy()
+    assert layer._cur[6] is None                              # im2col + the bf16 GEMM, not Winograd
+    cols = np.empty((3 * 7 * 6, 18), np.float32)
+    _conv.im2col(x, cols, (3, 3), (1, 1), (1, 1), (0, 0), (7, 6), 1)
+    K = layer.kernel.reshape(18, 5)
+    z = ref.bf16(np.maximum(ref.gemm_chain(cols, K) + layer.bias, 0))
+    assert np.array_equal(_bits(y), _bits(z.reshape(y.shape)))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    layer.backward(dy)
+    delta = np.where(z > 0, dy.reshape(z.shape), np.float32(0))
+    assert np.array_equal(_bits(layer._grad_of["kernel"].reshape(18, 5)), _bits(ref.bf16(ref.gemm_chain(cols.T, delta))))
+
+
+def test_fit_same_bits_for_1_and_2_threads_and_predict_off_the_dense_chain():
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((300, 12)).astype(np.float32), rng.integers(0, 5, 300)
+    runs = []
+    for nt in (1, 2):
+        m = _model("mixed_bfloat16")
+        m.compile(loss="sparse_categorical_crossentropy", optimizer="adam", n_threads=nt)
+        m.fit(x, y, epochs=2, batch_size=150, verbose=0)
+        runs.append(m.get_weights())
+        p = m.predict(x, verbose=0)
+        h = ref.bf16(np.maximum(ref.gemm_chain(x, m.layers[0].kernel) + m.layers[0].bias, 0))
+        assert np.array_equal(_bits(m.layers[0].forward(x)), _bits(h))
+        assert np.allclose(p, m.layers[1].forward(h), rtol=1e-6)
+    for a, b in zip(*runs):
+        assert np.array_equal(a, b)
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    return train_test_split((X / 16).astype(np.float32), y, test_size=0.25, random_state=0, stratify=y)
+
+
+def test_digits_mlp_reaches_the_float32_accuracy():
+    Xtr, Xte, ytr, yte = _digits()
+    acc = {}
+    for policy in ("float32", "mixed_bfloat16"):
+        mp.set_global_policy(policy)
+        nncore.set_seed(0)
+        m = Sequential([Dense(128, input_dim=64, activation="relu"), Dense(10, activation="softmax")])
+        m.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+        m.fit(Xtr, ytr, epochs=15, batch_size=32, verbose=0)
+        acc[policy] = m.evaluate(Xte, yte, verbose=0)[1]
+    assert acc["float32"] > 0.95
+    assert acc["mixed_bfloat16"] >= acc["float32"] - 0.005, acc
+
+
+def test_no_allocation_in_steady_state():
+    from steady_state import growth_between_epochs
+
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((160, 8, 8, 1)).astype(np.float32), rng.integers(0, 3, 160)
+    mp.set_global_policy("mixed_bfloat16")
+    m = Sequential([nncore.Input(shape=(8, 8, 1)), Conv2D(4, 3, activation="relu"), MaxPooling2D(2), Flatten(),
+                    Dense(3, activation="softmax")])
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    growth = growth_between_epochs(m, x, y, batch_size=16, verbose=0)   # 4 epochs x 10 steps
+    assert growth < 3000, growth
+
+
+@pytest.mark.parametrize("rows", [1, 64])
+def test_inference_fast_paths_keep_the_policy(rows):
+    # model(x), predict_on_batch and predict of a Dense(+Dropout) model take one-call float32 paths
+    # (DenseLayers, DenseChain) under the float32 policy; under mixed_bfloat16 they must not
+    from nncore.layers import Dropout, Input
+
+    rng = np.random.default_rng(rows)
+    x = rng.standard_normal((rows, 40)).astype(np.float32)
+
+    def build(policy):
+        mp.set_global_policy(policy)
+        try:
+            return Sequential([Input((40,)), Dense(24, activation="relu"), Dropout(0.2), Dense(5)])
+        finally:
+            mp.set_global_policy("float32")
+
+    bf, fl = build("mixed_bfloat16"), build("float32")
+    fl.set_weights(bf.get_weights())
+    want = x
+    for layer in (bf.layers[0], bf.layers[2]):   # the bf16 oracle: operands rounded, float32 sums, bf16 outputs
+        W, b = layer.get_weights()
+        z = ref.bf16(want).astype(np.float64) @ ref.bf16(W).astype(np.float64) + b
+        want = ref.bf16((np.maximum(z, 0) if layer is bf.layers[0] else z).astype(np.float32))
+    for y in (np.asarray(bf(x)), bf.predict_on_batch(x), bf.predict(x, verbose=0)):
+        np.testing.assert_allclose(y, want, rtol=8e-3, atol=1e-5)      # one bf16 ulp: rounding ties
+        assert np.abs(y - np.asarray(fl(x))).max() > 1e-4              # not the float32 numbers
