@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 
-from nncore._kernels import elementwise as ew
 from nncore._kernels import rnn as rnn
 from nncore._kernels.gemm import gemm, lstm_seq_backward, lstm_seq_forward, pack_b
 
@@ -34,27 +33,27 @@ def build(T=28, B=128, D=28, u=128, dtype=np.float32, seed=0):
     s.d = (rng.standard_normal((T, B, G)) * 0.1).astype(dtype)
     s.dh = rng.standard_normal((T + 1, B, u)).astype(dtype)
     s.dc = np.zeros((B, u), dtype)
-    s.dW, s.dU, s.db = np.empty((D, G), dtype), np.empty((u, G), dtype), np.empty(G, dtype)
-    s.Up, s.Utp = pack_b(s.U), pack_b(s.U, trans_b=True)
+    s.P = np.vstack([s.W, s.U, s.bias[None]])
+    s.Pp, s.Utp = pack_b(s.P), pack_b(s.U, trans_b=True)
+    s.xh, s.dP = np.empty((T, B, D + u + 1), dtype), np.empty_like(s.P)
     return s
 
 
 def kernels(s, nt):
-    """(label, multiply-adds, function) of each kernel of one training step."""
+    """(label, multiply-adds, function) of each kernel of one training step, as the LSTM layer calls them
+    without a mask or dropout: z_t = [x_t | h_{t-1} | 1] [W; U; b] in the step loop, [dW; dU; db] = xh^T
+    delta after it."""
     T, B, D, u, G = s.T, s.B, s.D, s.u, s.G
-    d2, z2 = s.d.reshape(-1, G), s.z.reshape(-1, G)
+    K = D + u + 1
+    x = s.xt.reshape(T, B, D)
     return [
-        ("gemm z = X W + b (all steps)", T * B * D * G,
-         lambda: gemm(s.xt, s.W, z2, bias=s.bias, n_threads=nt)),
-        ("lstm_seq_forward (z_t += h U, cell)", (T - 1) * B * u * G,
-         lambda: lstm_seq_forward(TANH, 0, SIG, 0, s.Up, s.z, s.c, s.tc, s.h, n_threads=nt)),
+        ("lstm_seq_forward (z_t = [x_t, h_t-1, 1] [W; U; b], cell)", T * B * K * G,
+         lambda: lstm_seq_forward(TANH, 0, SIG, 0, s.Pp, s.z, s.c, s.tc, s.h, n_threads=nt, x=x, xh=s.xh)),
         ("lstm_seq_backward (cell, dh += delta U^T)", (T - 1) * B * u * G,
          lambda: lstm_seq_backward(TANH, 0, SIG, 0, s.Utp, s.z, s.c, s.tc, s.dh, s.dc, s.d, n_threads=nt)),
-        ("gemm dW = X^T delta", T * B * D * G, lambda: gemm(s.xt, d2, s.dW, trans_a=True, n_threads=nt)),
-        ("gemm dU = H^T delta", (T - 1) * B * u * G,
-         lambda: gemm(s.h[1:T].reshape(-1, u), s.d[1:].reshape(-1, G), s.dU, trans_a=True, n_threads=nt)),
-        ("colsum db", 0, lambda: ew.colsum(d2, s.db, nt)),
-        ("pack U, U^T", 0, lambda: (pack_b(s.U, out=s.Up), pack_b(s.U, trans_b=True, out=s.Utp))),
+        ("gemm [dW; dU; db] = xh^T delta", T * B * K * G,
+         lambda: gemm(s.xh.reshape(-1, K), s.d.reshape(-1, G), s.dP, trans_a=True, n_threads=nt)),
+        ("pack [W; U; b] and U^T", 0, lambda: (pack_b(s.P, out=s.Pp), pack_b(s.U, trans_b=True, out=s.Utp))),
     ]
 
 
