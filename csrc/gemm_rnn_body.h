@@ -81,16 +81,21 @@ static int NC_NAME(lstm_seq)(int dir, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptr
     /* the products' multiply-adds plus the cells' (about 40 a unit) */
     double work = (double)T * (double)B * (double)u * (2.0 * (double)G + 40.0) + (double)T * B * D * 2.0 * G;
     int nt = work < NC_GEMM_TEAM_WORK * 2.0 ? 1 : nc_team_size(nthreads, work);
-    /* blocks of four micro-tiles of rows taken by the threads in turn (a thread whose core is
-     * busy with something else takes fewer of them); rows past the last full block form one more.
-     * Blocks of 12 to 128 rows ran alike at 1 thread (128 x 128 units, AVX2) */
-    ptrdiff_t rb = 4 * mr;
-    ptrdiff_t nb = (B + rb - 1) / rb;
+    /* blocks of about four micro-tiles of rows taken by the threads in turn (a thread whose core
+     * is busy with something else takes fewer of them), as many blocks as a multiple of the team
+     * and the micro-tiles spread evenly over them: 128 rows on 2 threads are 11 + 11 tiles of 6,
+     * not 72 + 56 rows as blocks of 24 gave. Blocks of 12 to 128 rows ran alike at 1 thread
+     * (128 x 128 units, AVX2) */
+    ptrdiff_t tiles = (B + mr - 1) / mr;
+    ptrdiff_t nb = (tiles + 3) / 4;
+    if (nt > 1) nb = (nb + nt - 1) / nt * nt;
+    if (nb > tiles) nb = tiles;
     if (nt > nb) nt = (int)nb;
     int failed = 0;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) reduction(| : failed) if (nt > 1)
     for (ptrdiff_t q = 0; q < nb; q++) {
-        ptrdiff_t i0 = q * rb, i1 = i0 + rb < B ? i0 + rb : B;
+        ptrdiff_t i0 = q * tiles / nb * mr, i1 = (q + 1) * tiles / nb * mr;
+        if (i1 > B) i1 = B;
         failed |= NC_NAME(lstm_seq_rows)(level, dir, i0, i1, T, B, D, u, K, act, alpha, ract, ralpha, packed,
                                          with_h0, x, xh, z, c, tc, h, dh, dc, delta) != 0;
     }
