@@ -17,12 +17,12 @@ from bench.breakdown_common import prepare, print_header, wrapped_epoch
 
 def _gemm_role(a, b, c, trans_a=False, trans_b=False, beta=0.0, **_):
     if trans_a:
-        return "gemm dW = X^T delta, dU = H^T delta"
+        return "gemm [dW; dU; db] = xh^T delta (or dW, dU apart with a mask or dropout)"
     if trans_b:
         return "gemm dh += delta U^T (per time step)" if beta else "gemm dx = delta W^T"
     if beta:
         return "gemm z += h U (per time step)"
-    return "gemm X W + b (all time steps)"
+    return "gemm X W + b (all time steps; with a mask or dropout)"
 
 
 def _packed_role(a, packed, c, **_):
@@ -58,8 +58,8 @@ def main(argv=None):
         setattr(Cells, name, staticmethod(timed(name.replace("_", " "), getattr(rec_mod._rnn, name))))
     rec_mod._rnn = Cells
     for mod, name, label in ((rec_mod, "gemm", _gemm_role), (rec_mod, "gemm_packed", _packed_role),
-                             (rec_mod, "pack_b", "pack U and U^T (once per batch)"),
-                             (rec_mod, "lstm_seq_forward", "LSTM steps forward: z_t += h U, cell (one call)"),
+                             (rec_mod, "pack_b", "pack [W; U; b] and U^T (once per batch)"),
+                             (rec_mod, "lstm_seq_forward", "LSTM steps forward: z_t = [x_t, h_t-1, 1] [W; U; b], cell (one call)"),
                              (rec_mod, "lstm_seq_backward", "LSTM steps backward: cell, dh += delta U^T (one call)"),
                              (rec_mod, "_colsum", "colsum (LSTM bias)"),
                              (core_mod, "gemm", "Dense gemms"), (core_mod, "_colsum", "colsum (Dense bias)")):

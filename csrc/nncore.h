@@ -176,21 +176,26 @@ int nc_dense_layers_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double 
  * one call (rows are independent through time: each thread takes a block of
  * rows through every step, the product of a step then its cell while the
  * rows are in cache). Time-major, u units, G = 4u, cells as
- * nc_lstm_cell_forward/backward. Forward: z (T, B, G) holds x W + b on entry
- * and the gates on exit; h (T+1, B, u) with h[0] the initial state, h[t+1] =
- * h_t; c (T+1, B, u) likewise; tc (T, B, u); `packed` is U (u x G) from
- * nc_gemm_pack_b; z_t += h_{t-1} U runs from t = 1, or from t = 0 when
- * with_h0. Backward: packed_t is U^T (G x u) packed; dh (T+1, B, u) holds
+ * nc_lstm_cell_forward/backward. Forward: z (T, B, G) gets the gates; h
+ * (T+1, B, u) with h[0] the initial state, h[t+1] = h_t; c (T+1, B, u)
+ * likewise; tc (T, B, u). With D > 0 inputs x (T, B, D), K = D + u + 1:
+ * `packed` is [W; U; b] (K x G) from nc_gemm_pack_b, xh (T, B, K) gets the
+ * rows [x_t | h_{t-1} | 1] and z_t = xh_t [W; U; b] (one product a step; xh
+ * then serves dW, dU and db as one product xh^T delta). With D = 0 (x, xh
+ * NULL): z holds x W + b on entry, `packed` is U (u x G), and z_t += h_{t-1} U
+ * runs from t = 1, or from t = 0 when with_h0. Backward: packed_t is U^T (G x u) packed; dh (T+1, B, u) holds
  * dL/dh_t from the outputs at [t+1] on entry, and gets dh_{t-1} += delta_t
  * U^T at [t] (for t = 0 too when with_h0: dh[0] is then the initial
  * state's, else untouched); dc (B, u) holds dL/dc_{T-1} on entry and dL/dc_{-1} on exit;
  * delta (T, B, G) = dL/dz. Returns 0; -2 if the packed kernel holds another
  * shape or SIMD level; -1 if out of memory. */
-int nc_lstm_seq_forward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract, float ralpha,
-                            const float *packed, int with_h0, float *z /* inout */, float *c /* inout */,
+int nc_lstm_seq_forward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, float alpha, int ract,
+                            float ralpha, const float *packed, int with_h0, const float *x /* in */,
+                            float *xh /* out */, float *z /* inout */, float *c /* inout */,
                             float *tc /* out */, float *h /* inout */, int nthreads);
-int nc_lstm_seq_forward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, double alpha, int ract, double ralpha,
-                            const double *packed, int with_h0, double *z /* inout */, double *c /* inout */,
+int nc_lstm_seq_forward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, double alpha, int ract,
+                            double ralpha, const double *packed, int with_h0, const double *x /* in */,
+                            double *xh /* out */, double *z /* inout */, double *c /* inout */,
                             double *tc /* out */, double *h /* inout */, int nthreads);
 int nc_lstm_seq_backward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract, float ralpha,
                              const float *packed_t, int with_h0, const float *gates, const float *c,

@@ -88,6 +88,49 @@ def test_against_reference_and_threads(dtype, level):
             assert not one[5][0].any()       # dh[0] untouched without an initial state
 
 
+def _run_xh(x, W, U, bias, h0, c0, n_threads):
+    """The one-product form: z_t = [x_t | h_{t-1} | 1] [W; U; b] inside the kernel."""
+    T, B, D = x.shape
+    u, dt = U.shape[0], x.dtype
+    h, c = np.zeros((T + 1, B, u), dt), np.zeros((T + 1, B, u), dt)
+    h[0], c[0] = h0, c0
+    z, tc, xh = np.empty((T, B, 4 * u), dt), np.empty((T, B, u), dt), np.empty((T, B, D + u + 1), dt)
+    lstm_seq_forward(TANH, 0.0, SIG, 0.0, pack_b(np.vstack([W, U, bias[None]])), z, c, tc, h, n_threads=n_threads,
+                     x=x, xh=xh)
+    return z, c, h, tc, xh
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("level", LEVELS)
+def test_one_product_against_reference_and_threads(dtype, level):
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(10 + level)
+    for T, B, D, u, with_h0 in [(1, 1, 1, 1, False), (3, 7, 2, 5, True), (5, 29, 11, 13, False),
+                                (4, 131, 28, 37, True), (2, 256, 3, 64, False)]:
+        G = 4 * u
+        x = rng.standard_normal((T, B, D)).astype(dtype)
+        W = (rng.standard_normal((D, G)) / np.sqrt(D)).astype(dtype)
+        U = (rng.standard_normal((u, G)) / np.sqrt(u)).astype(dtype)
+        bias = rng.standard_normal(G).astype(dtype)
+        h0 = (rng.standard_normal((B, u)) if with_h0 else np.zeros((B, u))).astype(dtype)
+        c0 = (rng.standard_normal((B, u)) if with_h0 else np.zeros((B, u))).astype(dtype)
+        x64 = x.astype(np.float64)
+        zx = x64 @ W.astype(np.float64) + bias.astype(np.float64)
+        zero = np.zeros((T + 1, B, u))
+        gates, c, h, tc = _reference(zx, U.astype(np.float64), h0, c0, zero, np.zeros((B, u)), with_h0)[:4]
+        one = _run_xh(x, W, U, bias, h0, c0, 1)
+        two = _run_xh(x, W, U, bias, h0, c0, 2)
+        tol = 2e-4 if dtype == np.float32 else 1e-11
+        for name, r, a in zip(("gates", "c", "h", "tc"), (gates, c, h, tc), one):
+            np.testing.assert_allclose(a, r, rtol=tol, atol=tol, err_msg=f"{name} T={T} B={B} D={D} u={u}")
+        for name, a, b in zip(("gates", "c", "h", "tc", "xh"), one, two):
+            np.testing.assert_array_equal(a, b, err_msg=f"{name}: 1 vs 2 threads")
+        xh = one[4]   # the rows [x_t | h_{t-1} | 1], to the bit
+        np.testing.assert_array_equal(xh[:, :, :D], x)
+        np.testing.assert_array_equal(xh[:, :, D:D + u], one[2][:T])
+        np.testing.assert_array_equal(xh[:, :, D + u], 1)
+
+
 def test_errors():
     rng = np.random.default_rng(1)
     T, B, u = 3, 5, 4
@@ -115,3 +158,13 @@ def test_errors():
     with pytest.raises(ValueError, match="read-only"):
         d.flags.writeable = False
         lstm_seq_backward(TANH, 0.0, SIG, 0.0, pack_b(U, trans_b=True), z, c, tc, dh, dc, d)
+    xs, xh = np.zeros((T, B, 2), np.float32), np.zeros((T, B, 2 + u + 1), np.float32)
+    P = pack_b(rng.standard_normal((2 + u + 1, 4 * u)).astype(np.float32))
+    with pytest.raises(ValueError, match="go together"):
+        lstm_seq_forward(TANH, 0.0, SIG, 0.0, P, z, c, tc, h, x=xs)
+    with pytest.raises(ValueError, match=r"xh: expected shape \(3, 5, 7\)"):
+        lstm_seq_forward(TANH, 0.0, SIG, 0.0, P, z, c, tc, h, x=xs, xh=np.zeros((T, B, 2 + u), np.float32))
+    with pytest.raises(ValueError, match="pack it again"):
+        lstm_seq_forward(TANH, 0.0, SIG, 0.0, pack_b(U), z, c, tc, h, x=xs, xh=xh)   # U alone, not [W; U; b]
+    with pytest.raises(TypeError, match="float32"):
+        lstm_seq_forward(TANH, 0.0, SIG, 0.0, P, z, c, tc, h, x=xs.astype(np.float64), xh=xh)

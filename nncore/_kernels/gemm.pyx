@@ -504,26 +504,44 @@ cdef int _packed_for(str fn, object packed, int code, Py_ssize_t k, Py_ssize_t n
 
 
 def lstm_seq_forward(int act, double alpha, int ract, double ralpha, packed, z, c, tc, h, bint with_h0=False,
-                     int n_threads=1):
+                     int n_threads=1, x=None, xh=None):
     """The LSTM's step loop over a whole time-major sequence in one call; returns h.
 
-    For each step t: z_t += h_{t-1} U (from t = 1, or from t = 0 when with_h0), then the cell
-    (`nncore._kernels.rnn.lstm_cell_forward`), a block of rows through every step. z (T, B, 4u): x W + b
-    in, the gates out; c and h (T + 1, B, u), the initial state at [0], c_t and h_t written at [t + 1];
-    tc (T, B, u) = a(c_t); packed: U (u, 4u) from `pack_b`.
+    c and h (T + 1, B, u): the initial state at [0], c_t and h_t written at [t + 1]; tc (T, B, u) = a(c_t);
+    z (T, B, 4u) gets the gates; each step's product, then the cell
+    (`nncore._kernels.rnn.lstm_cell_forward`), a block of rows through every step.
+
+    With x (T, B, D): packed is [W; U; b] (D + u + 1, 4u) from `pack_b`, xh (T, B, D + u + 1) gets the rows
+    [x_t | h_{t-1} | 1] and z_t = xh_t [W; U; b] (then ``xh^T delta`` is [dW; dU; db] in one product).
+    Without x (xh None): z holds x W + b on entry, packed is U (u, 4u), and z_t += h_{t-1} U from t = 1, or
+    from t = 0 when with_h0.
     """
     _cell_act("lstm_seq_forward", act, "act")
     _cell_act("lstm_seq_forward", ract, "ract")
     cdef int code = _real(z, "z")
     _ndim(z, "z", 3)
-    cdef Py_ssize_t T = z.shape[0], B = z.shape[1], G = z.shape[2], u = G // 4
+    cdef Py_ssize_t T = z.shape[0], B = z.shape[1], G = z.shape[2], u = G // 4, D = 0
     if G % 4 or u == 0:
         raise ValueError(f"lstm_seq_forward: z must have 4 * units columns, got shape {z.shape}")
     _seq("lstm_seq_forward", z, "z", code, T, B, G, True)
     _seq("lstm_seq_forward", c, "c", code, T + 1, B, u, True)
     _seq("lstm_seq_forward", h, "h", code, T + 1, B, u, True)
     _seq("lstm_seq_forward", tc, "tc", code, T, B, u, True)
-    _packed_for("lstm_seq_forward", packed, code, u, G)
+    if (x is None) != (xh is None):
+        raise ValueError("lstm_seq_forward: x and xh go together (both arrays, or both None)")
+    cdef void *px = NULL
+    cdef void *pxh = NULL
+    if x is not None:
+        _ndim(x, "x", 3)
+        D = x.shape[2]
+        if D < 1:
+            raise ValueError(f"lstm_seq_forward: x must have at least one feature, got shape {x.shape}")
+        _seq("lstm_seq_forward", x, "x", code, T, B, D, False)
+        _seq("lstm_seq_forward", xh, "xh", code, T, B, D + u + 1, True)
+        _packed_for("lstm_seq_forward", packed, code, D + u + 1, G)
+        px, pxh = _ptr(x), _ptr(xh)
+    else:
+        _packed_for("lstm_seq_forward", packed, code, u, G)
     cdef void *pp = _ptr(packed)
     cdef void *pz = _ptr(z)
     cdef void *pc = _ptr(c)
@@ -532,12 +550,14 @@ def lstm_seq_forward(int act, double alpha, int ract, double ralpha, packed, z, 
     cdef int rc
     if code == 0:
         with nogil:
-            rc = nc_lstm_seq_forward_f32(T, B, u, act, <float>alpha, ract, <float>ralpha, <float*>pp, with_h0,
-                                         <float*>pz, <float*>pc, <float*>ptc, <float*>ph, n_threads)
+            rc = nc_lstm_seq_forward_f32(T, B, D, u, act, <float>alpha, ract, <float>ralpha, <float*>pp, with_h0,
+                                         <float*>px, <float*>pxh, <float*>pz, <float*>pc, <float*>ptc, <float*>ph,
+                                         n_threads)
     else:
         with nogil:
-            rc = nc_lstm_seq_forward_f64(T, B, u, act, alpha, ract, ralpha, <double*>pp, with_h0,
-                                         <double*>pz, <double*>pc, <double*>ptc, <double*>ph, n_threads)
+            rc = nc_lstm_seq_forward_f64(T, B, D, u, act, alpha, ract, ralpha, <double*>pp, with_h0,
+                                         <double*>px, <double*>pxh, <double*>pz, <double*>pc, <double*>ptc,
+                                         <double*>ph, n_threads)
     _seq_rc("lstm_seq_forward", rc)
     return h
 

@@ -61,12 +61,12 @@ cdef extern from "nncore.h" nogil:
     int nc_dense_layers_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double *const *W,
                             const double *const *bias, const int *act, const int *separate, const double *act_alpha,
                             int check_finite, const double *x, double *y, double *work, int nthreads)
-    int nc_lstm_seq_forward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract,
-                                float ralpha, const float *packed, int with_h0, float *z, float *c, float *tc,
-                                float *h, int nthreads)
-    int nc_lstm_seq_forward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, double alpha, int ract,
-                                double ralpha, const double *packed, int with_h0, double *z, double *c,
-                                double *tc, double *h, int nthreads)
+    int nc_lstm_seq_forward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, float alpha,
+                                int ract, float ralpha, const float *packed, int with_h0, const float *x,
+                                float *xh, float *z, float *c, float *tc, float *h, int nthreads)
+    int nc_lstm_seq_forward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, double alpha,
+                                int ract, double ralpha, const double *packed, int with_h0, const double *x,
+                                double *xh, double *z, double *c, double *tc, double *h, int nthreads)
     int nc_lstm_seq_backward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract,
                                  float ralpha, const float *packed_t, int with_h0, const float *gates,
                                  const float *c, const float *tc, float *dh, float *dc, float *delta, int nthreads)

@@ -255,6 +255,7 @@ class _Recurrent(Layer):
         b.drop_bufs = None
         b.y_last = None
         b.init = False
+        b.xh = None                                   # LSTM: the rows [x_t | h_{t-1} | 1], made on first use
         self._more_buffers(b, T, n)
         return self._keep((n, T), b)
 
@@ -465,15 +466,19 @@ class _Recurrent(Layer):
         if b.init:
             b.dh[0].fill(0)
         self._backward_steps(b, dfinal)
+        self._weight_grads(b, g)
+        dx = self._input_dx(b) if self._need_dx else None
+        if b.init:
+            return [dx] + b.dstate
+        return [dx] if self._got_list else dx
+
+    def _weight_grads(self, b, g):
+        # dW = X^T delta ; dU = H_prev^T delta ; db = colsum delta
         first = 0 if b.h0 else 1                     # steps whose h_{t-1} may be non-zero
         self._input_grads(b, g["kernel"])
         self._recurrent_grads(b, g["recurrent_kernel"], first)
         if self.use_bias:
             self._bias_grad(b, g["bias"])
-        dx = self._input_dx(b) if self._need_dx else None
-        if b.init:
-            return [dx] + b.dstate
-        return [dx] if self._got_list else dx
 
     def _prev(self, b, t):
         """dL/dh_{t-1} of step t, or None where nothing needs it (t = 0 from a zero initial state)."""
@@ -687,9 +692,31 @@ class LSTM(_Recurrent):
     def _state_views(self, b, t):
         return [b.h[t], b.c[t]]
 
+    def _one_product(self, b):
+        """Whether this call's steps take z_t = [x_t | h_{t-1} | 1] [W; U; b] as one product (no mask, no
+        dropout): the sequence kernel then also keeps those rows (b.xh) for [dW; dU; db] = xh^T delta."""
+        return b.mt is None and b.mr is None and b.mi is None
+
+    def _project(self, b):
+        if not self._one_product(b):                 # else the step loop multiplies x_t W with h_{t-1} U
+            super()._project(b)
+
     def _forward_steps(self, b):
         z, h, c, tc, U, mt, nt = b.z, b.h, b.c, b.tc, self.recurrent_kernel, b.mt, self._n_threads
         a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
+        if self._one_product(b):
+            D, u = self._D, self.units
+            if b.xh is None:
+                b.xh = np.empty((b.T, b.n, D + u + 1), z.dtype)
+                b.P = np.zeros((D + u + 1, z.shape[2]), z.dtype)     # [W; U; b] (b = 0 without a bias)
+                b.dP = np.empty_like(b.P)
+            np.copyto(b.P[:D], self.kernel)
+            np.copyto(b.P[D:D + u], U)
+            if self.use_bias:
+                np.copyto(b.P[D + u], self.bias)
+            b.P_packed = pack_b(b.P, out=getattr(b, "P_packed", None))
+            lstm_seq_forward(a, al, ra, ral, b.P_packed, z, c, tc, h, n_threads=nt, x=b.xt, xh=b.xh)
+            return
         if mt is None and b.mr is None:
             # no mask, no recurrent dropout: per step z_t += h_{t-1} U, then the cell; one kernel call
             lstm_seq_forward(a, al, ra, ral, self._packed_U(b), z, c, tc, h, with_h0=b.h0, n_threads=nt)
@@ -718,6 +745,18 @@ class LSTM(_Recurrent):
                                     b.dc, d[t], prev, nt)
             if prev is not None:
                 self._recur_back(b, d[t], U, prev, b.mr)                        # dh_{t-1} += delta U^T
+
+    def _weight_grads(self, b, g):
+        if not self._one_product(b):
+            super()._weight_grads(b, g)
+            return
+        # [dW; dU; db] = xh^T delta, xh_t = [x_t | h_{t-1} | 1] (h_{-1} = 0 without an initial state)
+        D, u = self._D, self.units
+        gemm(b.xh.reshape(-1, b.xh.shape[2]), b.d2, b.dP, trans_a=True, n_threads=self._n_threads)
+        np.copyto(g["kernel"], b.dP[:D])
+        np.copyto(g["recurrent_kernel"], b.dP[D:D + u])
+        if self.use_bias:
+            np.copyto(g["bias"], b.dP[D + u])
 
     def get_config(self):
         cfg = super().get_config()

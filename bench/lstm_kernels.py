@@ -1,0 +1,114 @@
+"""The kernels of an LSTM training step on their own, against the FMA floor of their arithmetic.
+
+``python -m bench.lstm_kernels [--threads 1] [--repeats 7]`` runs each kernel the LSTM layer calls on
+the lstm row's shapes (batch 128, 28 steps, 28 features, 128 units; bench/workloads.py) on fixed
+random data, interleaved, and prints the median time per step (thread CPU time at 1 thread: the
+machine is shared), its GFLOP/s and its share of the floor (the kernel's multiply-adds at the FMA
+peak of bench/fma_peak.c). The cell kernels are timed alone too (28 calls on one step's rows).
+"""
+import argparse
+import time
+
+import numpy as np
+
+from nncore._kernels import rnn as rnn
+from nncore._kernels.gemm import gemm, lstm_seq_backward, lstm_seq_forward, pack_b
+
+TANH, SIG = 1, 2
+
+
+def build(T=28, B=128, D=28, u=128, dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    G = 4 * u
+    s = type("S", (), {})()
+    s.T, s.B, s.D, s.u, s.G = T, B, D, u, G
+    s.xt = rng.standard_normal((T * B, D)).astype(dtype)
+    s.W = (rng.standard_normal((D, G)) * 0.1).astype(dtype)
+    s.U = (rng.standard_normal((u, G)) * 0.1).astype(dtype)
+    s.bias = (rng.standard_normal(G) * 0.1).astype(dtype)
+    s.z = np.empty((T, B, G), dtype)
+    s.h = np.zeros((T + 1, B, u), dtype)
+    s.c = np.zeros((T + 1, B, u), dtype)
+    s.tc = np.empty((T, B, u), dtype)
+    s.d = (rng.standard_normal((T, B, G)) * 0.1).astype(dtype)
+    s.dh = rng.standard_normal((T + 1, B, u)).astype(dtype)
+    s.dc = np.zeros((B, u), dtype)
+    s.P = np.vstack([s.W, s.U, s.bias[None]])
+    s.Pp, s.Utp = pack_b(s.P), pack_b(s.U, trans_b=True)
+    s.xh, s.dP = np.empty((T, B, D + u + 1), dtype), np.empty_like(s.P)
+    return s
+
+
+def kernels(s, nt):
+    """(label, multiply-adds, function) of each kernel of one training step, as the LSTM layer calls them
+    without a mask or dropout: z_t = [x_t | h_{t-1} | 1] [W; U; b] in the step loop, [dW; dU; db] = xh^T
+    delta after it."""
+    T, B, D, u, G = s.T, s.B, s.D, s.u, s.G
+    K = D + u + 1
+    x = s.xt.reshape(T, B, D)
+    return [
+        ("lstm_seq_forward (z_t = [x_t, h_t-1, 1] [W; U; b], cell)", T * B * K * G,
+         lambda: lstm_seq_forward(TANH, 0, SIG, 0, s.Pp, s.z, s.c, s.tc, s.h, n_threads=nt, x=x, xh=s.xh)),
+        ("lstm_seq_backward (cell, dh += delta U^T)", (T - 1) * B * u * G,
+         lambda: lstm_seq_backward(TANH, 0, SIG, 0, s.Utp, s.z, s.c, s.tc, s.dh, s.dc, s.d, n_threads=nt)),
+        ("gemm [dW; dU; db] = xh^T delta", T * B * K * G,
+         lambda: gemm(s.xh.reshape(-1, K), s.d.reshape(-1, G), s.dP, trans_a=True, n_threads=nt)),
+        ("pack [W; U; b] and U^T", 0, lambda: (pack_b(s.P, out=s.Pp), pack_b(s.U, trans_b=True, out=s.Utp))),
+    ]
+
+
+def cells(s):
+    zs, cs, hs = s.z[1].copy(), s.c[1].copy(), s.h[1].copy()
+    c2, t2, h2, ds, dhs = np.empty_like(cs), np.empty_like(cs), np.empty_like(hs), s.d[1].copy(), s.dh[1].copy()
+    dcs = np.zeros_like(cs)
+
+    def fwd():
+        for _ in range(s.T):
+            rnn.lstm_cell_forward(TANH, 0, SIG, 0, zs, cs, hs, None, c2, t2, h2, 1)
+
+    def bwd():
+        for _ in range(s.T):
+            rnn.lstm_cell_backward(TANH, 0, SIG, 0, zs, cs, t2, dhs, None, dcs, ds, None, 1)
+    return [("  of which the cells forward (alone, in cache)", 0, fwd),
+            ("  of which the cells backward (alone, in cache)", 0, bwd)]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m bench.lstm_kernels", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--peak", type=float, default=None, help="FMA peak GFLOP/s of one core (default: measured)")
+    args = ap.parse_args(argv)
+    from bench.gemm import fma_peak
+    peak = args.peak or (fma_peak() or (117.0, 58.0))[0]
+    s = build()
+    rows = kernels(s, args.threads) + cells(s)
+    clock = time.thread_time if args.threads == 1 else time.perf_counter
+    times = {label: [] for label, _, _ in rows}
+    for _ in range(args.repeats):
+        for label, _, fn in rows:
+            fn()
+            t0 = clock()
+            fn()
+            times[label].append(clock() - t0)
+    floor_peak = peak * 1e9 * args.threads
+    print(f"# lstm row kernels, {args.threads} thread(s), FMA peak {peak:.1f} GFLOP/s a core, "
+          f"median of {args.repeats}")
+    print("| kernel | ms per step | GFLOP/s | floor (ms) | time / floor |")
+    print("|---|---|---|---|---|")
+    total = floor_total = 0.0
+    for label, macs, _ in rows:
+        t = float(np.median(times[label]))
+        floor = 2 * macs / floor_peak
+        if not label.startswith("  "):
+            total += t
+            floor_total += floor
+        rate = f"{2 * macs / t / 1e9:.1f}" if macs else ""
+        ratio = f"{t / floor:.2f}" if macs else ""
+        print(f"| {label} | {t * 1e3:.3f} | {rate} | {floor * 1e3:.3f} | {ratio} |")
+    print(f"| all of the above | {total * 1e3:.3f} | | {floor_total * 1e3:.3f} | {total / floor_total:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
