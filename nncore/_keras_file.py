@@ -69,15 +69,7 @@ def load_keras(path, compile=True):
     ImportError
         Without h5py (``pip install "nncore[keras]"``).
     """
-    where = repr(os.fspath(path))
-
-    def bad(reason):
-        raise ValueError(f"load_keras({where}): {reason}")
-
-    try:
-        import h5py
-    except ImportError as exc:
-        raise ImportError('nncore.saving.load_keras needs h5py: pip install "nncore[keras]"') from exc
+    h5py, bad = _h5py_and_bad("load_keras", path)
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -105,6 +97,20 @@ def load_keras(path, compile=True):
         if opt_vars:
             _restore_optimizer(model, opt_vars, bad)
     return model
+
+
+def _h5py_and_bad(fn, path):
+    """h5py (an ImportError naming the extra without it) and the ValueError raiser of `fn` on `path`."""
+    where = repr(os.fspath(path))
+
+    def bad(reason):
+        raise ValueError(f"{fn}({where}): {reason}")
+
+    try:
+        import h5py
+    except ImportError as exc:
+        raise ImportError(f'nncore.saving.{fn} needs h5py: pip install "nncore[keras]"') from exc
+    return h5py, bad
 
 
 def _info(archive, name, limit, bad):
@@ -381,15 +387,7 @@ def save_keras(model, path):
     """
     from nncore import saving
 
-    where = repr(os.fspath(path))
-
-    def bad(reason):
-        raise ValueError(f"save_keras({where}): {reason}")
-
-    try:
-        import h5py
-    except ImportError as exc:
-        raise ImportError('nncore.saving.save_keras needs h5py: pip install "nncore[keras]"') from exc
+    h5py, bad = _h5py_and_bad("save_keras", path)
     if not getattr(model, "built", False):
         bad(f"model {model.name!r} is not built: Keras files need the input shape (call the model, fit it, "
             "or start it with an Input)")

@@ -5,6 +5,7 @@ not installed or was imported earlier with another backend. `float64_both` (auto
 runs Keras and nncore in float64 for the module; `pytestmark` silences the NumPy 2 warning Keras's
 torch backend raises on every np.array(tensor).
 """
+import contextlib
 import os
 
 os.environ["KERAS_BACKEND"] = "torch"   # before keras is imported
@@ -20,13 +21,22 @@ import nncore  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 
 
+@contextlib.contextmanager
+def floatx_both(dtype):
+    """Keras's floatx and dtype policy and nncore's floatx set to `dtype`, restored afterwards."""
+    old_k, old_p, old_n = keras.config.floatx(), keras.config.dtype_policy(), nncore.floatx()
+    keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
+    nncore.set_floatx(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(old_k)
+        keras.config.set_dtype_policy(old_p)
+        nncore.set_floatx(old_n)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def float64_both():
-    old_k, old_p, old_n = keras.config.floatx(), keras.config.dtype_policy(), nncore.floatx()
-    keras.config.set_floatx("float64")
-    keras.config.set_dtype_policy("float64")
-    nncore.set_floatx("float64")
-    yield
-    keras.config.set_floatx(old_k)
-    keras.config.set_dtype_policy(old_p)
-    nncore.set_floatx(old_n)
+    with floatx_both("float64"):
+        yield

@@ -16,6 +16,7 @@ if keras.backend.backend() != "torch":
     pytest.skip("these tests need KERAS_BACKEND=torch", allow_module_level=True)
 
 import nncore  # noqa: E402
+from keras_parity_common import floatx_both  # noqa: E402
 from nncore.saving import load_keras  # noqa: E402
 
 L = keras.layers
@@ -24,15 +25,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't
 
 @pytest.fixture(autouse=True)
 def float32_both():
-    old_k, old_p, old_n = keras.config.floatx(), keras.config.dtype_policy(), nncore.floatx()
-    keras.config.set_floatx("float32")
-    keras.config.set_dtype_policy("float32")
-    nncore.set_floatx("float32")
-    keras.utils.set_random_seed(3)
-    yield
-    keras.config.set_floatx(old_k)
-    keras.config.set_dtype_policy(old_p)
-    nncore.set_floatx(old_n)
+    with floatx_both("float32"):
+        keras.utils.set_random_seed(3)
+        yield
 
 
 def round_trip(model, tmp_path, *xs, rtol=1e-5, atol=1e-6, **kwargs):
