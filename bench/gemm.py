@@ -50,6 +50,8 @@ def cases(quick):
         return out
     out += [
         ("predict layer 1 1024x784 @ 784x256", 1024, 256, 784, False, False),
+        ("predict layer 2 1024x256 @ 256x128", 1024, 128, 256, False, False),
+        ("predict layer 3 1024x128 @ 128x10", 1024, 10, 128, False, False),
         ("large fwd 256x1024 @ 1024x1024", 256, 1024, 1024, False, False),
         ("large dW 1024x256 @ 256x1024 (x^T delta)", 1024, 1024, 256, True, False),
         ("large dx 256x1024 @ 1024x1024 (delta W^T)", 256, 1024, 1024, False, True),
