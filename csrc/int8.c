@@ -148,11 +148,11 @@ struct nc_i8_job {
     ptrdiff_t m, n, k;
     const int8_t *B;
     ptrdiff_t ldb;
-    /* Pack rows [i0, i0 + rows) of A (rows <= mr) into a panel of kg groups of mr
-     * words (plus the offset o), zero rows past `rows`; put each row's scale in
-     * info (info_size bytes a row). scratch holds 4 kg bytes. */
-    void (*pack_a)(const nc_i8_job *job, ptrdiff_t i0, int rows, int mr, uint8_t o, uint8_t *panel,
-                   int8_t *scratch, void *info);
+    /* Rows [i0, i0 + rows) of A in the kernels' form: row r at dst + r ldd, its k
+     * bytes plus the offset o each (mod 256), then o up to 4 kg; each row's scale in
+     * info (info_size bytes a row). */
+    void (*pack_a)(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows, uint8_t o, uint8_t *dst, ptrdiff_t ldd,
+                   void *info);
     /* C(i0 + i, j0 + j) from the finished tile t(i, j) (row stride ldt), i < mi, j < nj */
     void (*store)(const nc_i8_job *job, const int32_t *t, int ldt, ptrdiff_t i0, ptrdiff_t j0, int mi, int nj,
                   const void *info);
@@ -175,23 +175,22 @@ static int nc_i8_region(const nc_i8_job *job, const nc_i8_variant *V, ptrdiff_t 
                         ptrdiff_t c1)
 {
     const int mr = V->mr, nr = V->nr;
-    ptrdiff_t kg = (job->k + 3) / 4, ncol = c1 - c0, npan = (ncol + nr - 1) / nr;
+    ptrdiff_t kg = (job->k + 3) / 4, kp = 4 * kg, ncol = c1 - c0, npan = (ncol + nr - 1) / nr;
     ptrdiff_t rows = (r1 - r0 + mr - 1) / mr * mr;
-    ptrdiff_t mc = NC_I8_A_BYTES / (4 * kg + 1) / mr * mr;
+    ptrdiff_t mc = NC_I8_A_BYTES / (kp + 1) / mr * mr;
     if (mc < mr) mc = mr;
     if (mc > rows) mc = rows;
     size_t bbytes = (size_t)(npan * kg * nr * 4), cbytes = (size_t)(npan * nr) * sizeof(uint32_t);
-    size_t abytes = (size_t)(mc * kg * 4), ibytes = (size_t)(mc * job->info_size), sbytes = (size_t)(4 * kg + 64);
+    size_t abytes = (size_t)(mc * kp), ibytes = (size_t)(mc * job->info_size);
     /* pieces 64-byte aligned within one block */
 #define NC_I8_UP(x) (((x) + 63) / 64 * 64)
-    char *mem = (char *)malloc(NC_I8_UP(bbytes) + NC_I8_UP(cbytes) + NC_I8_UP(abytes) + NC_I8_UP(ibytes) + sbytes + 64);
+    char *mem = (char *)malloc(NC_I8_UP(bbytes) + NC_I8_UP(cbytes) + NC_I8_UP(abytes) + ibytes + 64);
     if (!mem) return -1;
     char *base = (char *)(((uintptr_t)mem + 63) / 64 * 64);
     uint8_t *bp = (uint8_t *)base;
     uint32_t *corr = (uint32_t *)(base + NC_I8_UP(bbytes));
     uint8_t *ap = (uint8_t *)corr + NC_I8_UP(cbytes);
     char *info = (char *)ap + NC_I8_UP(abytes);
-    int8_t *scratch = (int8_t *)(info + NC_I8_UP(ibytes));
 #undef NC_I8_UP
     const int8_t *B = job->B + c0;
 #if NC_I8_X86
@@ -204,22 +203,21 @@ static int nc_i8_region(const nc_i8_job *job, const nc_i8_variant *V, ptrdiff_t 
     uint8_t o = (uint8_t)V->offset;
     int32_t tile[256]; /* the largest MR x NR: 8 x 32 */
     for (ptrdiff_t ic = r0; ic < r1; ic += mc) {
-        ptrdiff_t mci = r1 - ic < mc ? r1 - ic : mc;
-        for (ptrdiff_t ir = 0; ir < mci; ir += mr)
-            job->pack_a(job, ic + ir, (int)(mci - ir < mr ? mci - ir : mr), mr, o, ap + ir * kg * 4, scratch,
-                        info + ir * job->info_size);
+        ptrdiff_t mci = r1 - ic < mc ? r1 - ic : mc, mpad = (mci + mr - 1) / mr * mr;
+        job->pack_a(job, ic, mci, o, ap, kp, info);
+        memset(ap + mci * kp, o, (size_t)((mpad - mci) * kp)); /* the rows of the last tile past m */
         /* while the tiles of this block run (compute-bound), the rows of A the next block quantizes
          * come into L2 (that pass is bound by memory otherwise): a few lines per micro-kernel call */
         ptrdiff_t next = ic + mci < r1 ? ic + mci : r1, nrows = r1 - next < mc ? r1 - next : mc;
         const char *pf = (const char *)job->a + next * job->lda * job->a_size;
         const char *pf_end = pf + nrows * job->lda * job->a_size;
-        ptrdiff_t calls = npan * ((mci + mr - 1) / mr), step = ((pf_end - pf) / calls + 63) / 64 * 64;
+        ptrdiff_t calls = npan * (mpad / mr), step = ((pf_end - pf) / calls + 63) / 64 * 64;
         for (ptrdiff_t jp = 0; jp < npan; jp++) {
             int nj = (int)(ncol - jp * nr < nr ? ncol - jp * nr : nr);
             for (ptrdiff_t ir = 0; ir < mci; ir += mr) {
                 for (const char *e = pf + step < pf_end ? pf + step : pf_end; pf < e; pf += 64)
                     NC_I8_PREFETCH(pf);
-                V->kernel(kg, ap + ir * kg * 4, bp + jp * kg * nr * 4, corr + jp * nr, tile);
+                V->kernel(kg, ap + ir * kp, kp, bp + jp * kg * nr * 4, corr + jp * nr, tile);
                 job->store(job, tile, nr, ic + ir, c0 + jp * nr, (int)(mci - ir < mr ? mci - ir : mr), nj,
                            info + ir * job->info_size);
             }
@@ -263,13 +261,12 @@ static int nc_i8_run_direct(const nc_i8_job *job)
 {
     ptrdiff_t m = job->m, n = job->n, k = job->k, kp = (k + 3) / 4 * 4;
     size_t qbytes = (size_t)(m * kp), ibytes = (size_t)(m * job->info_size) + 8, cbytes = (size_t)(m * n) * 4;
-    char *mem = (char *)malloc(qbytes + (size_t)kp + ibytes + cbytes + 64);
+    char *mem = (char *)malloc(qbytes + ibytes + cbytes + 64);
     if (!mem) return -1;
     int32_t *c32 = (int32_t *)(((uintptr_t)mem + 63) / 64 * 64);
-    int8_t *q = (int8_t *)(c32 + m * n), *scratch = q + qbytes;
-    char *info = (char *)(scratch + kp);
-    for (ptrdiff_t i = 0; i < m; i++) /* a panel of one row is the row itself, padded */
-        job->pack_a(job, i, 1, 1, 0, (uint8_t *)q + i * kp, scratch, info + i * job->info_size);
+    int8_t *q = (int8_t *)(c32 + m * n);
+    char *info = (char *)(q + qbytes);
+    job->pack_a(job, 0, m, 0, (uint8_t *)q, kp, info);
 #if NC_I8_X86
     if (job->level) nc_i8_direct_avx2(m, n, k, q, kp, job->B, job->ldb, c32);
     else
@@ -305,19 +302,17 @@ static int nc_i8_run(const nc_i8_job *job, int nthreads)
 }
 
 /* ---- C = A B in int32 for int8 A (the test face of the kernels) ---------------------------------- */
-static void nc_i8_pack_s8(const nc_i8_job *job, ptrdiff_t i0, int rows, int mr, uint8_t o, uint8_t *panel,
-                          int8_t *scratch, void *info)
+static void nc_i8_pack_s8(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows, uint8_t o, uint8_t *dst, ptrdiff_t ldd,
+                          void *info)
 {
-    ptrdiff_t k = job->k, kg = (k + 3) / 4;
+    ptrdiff_t k = job->k;
     (void)info;
-    for (int r = 0; r < mr; r++) {
-        if (r < rows) {
-            memcpy(scratch, (const int8_t *)job->a + (i0 + r) * job->lda, (size_t)k);
-            memset(scratch + k, 0, (size_t)(4 * kg - k));
-        } else {
-            memset(scratch, 0, (size_t)(4 * kg));
-        }
-        nc_i8_scatter_row(scratch, kg, r, mr, o, panel);
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const uint8_t *a = (const uint8_t *)job->a + (i0 + r) * job->lda;
+        uint8_t *d = dst + r * ldd;
+#pragma omp simd
+        for (ptrdiff_t p = 0; p < k; p++) d[p] = (uint8_t)(a[p] + o);
+        memset(d + k, o, (size_t)(ldd - k));
     }
 }
 

@@ -30,22 +30,17 @@
 #define I8_PICK(level, op) NC_NAME(op##_generic)
 #endif
 
-/* Quantize rows [i0, i0 + rows) of x into an A panel; their scales into info. */
-static void NC_NAME(i8_pack_x)(const nc_i8_job *job, ptrdiff_t i0, int rows, int mr, uint8_t o, uint8_t *panel,
-                               int8_t *scratch, void *info)
+/* Quantize rows [i0, i0 + rows) of x into the kernels' A rows; their scales into info. */
+static void NC_NAME(i8_pack_x)(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows, uint8_t o, uint8_t *dst,
+                               ptrdiff_t ldd, void *info)
 {
-    ptrdiff_t k = job->k, kg = (k + 3) / 4;
+    ptrdiff_t k = job->k;
     REAL *xs = (REAL *)info;
-    for (int r = 0; r < mr; r++) {
-        if (r < rows) {
-            const REAL *x = (const REAL *)job->a + (i0 + r) * job->lda;
-            xs[r] = I8_PICK(job->level, i8_row_scale)(x, k, (REAL)job->qmax);
-            I8_PICK(job->level, i8_quant_row)(x, k, xs[r], (REAL)job->qmax, scratch);
-            memset(scratch + k, 0, (size_t)(4 * kg - k));
-        } else {
-            memset(scratch, 0, (size_t)(4 * kg));
-        }
-        nc_i8_scatter_row(scratch, kg, r, mr, o, panel);
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const REAL *x = (const REAL *)job->a + (i0 + r) * job->lda;
+        xs[r] = I8_PICK(job->level, i8_row_scale)(x, k, (REAL)job->qmax);
+        I8_PICK(job->level, i8_quant_row)(x, k, xs[r], (REAL)job->qmax, o, dst + r * ldd);
+        memset(dst + r * ldd + k, o, (size_t)(ldd - k));
     }
 }
 
@@ -75,7 +70,7 @@ int NC_NAME(gemm_int8)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *x, ptr
 static void NC_NAME(i8_quantize_row)(int level, const REAL *x, ptrdiff_t k, REAL qmax, int8_t *q, REAL *scale)
 {
     *scale = I8_PICK(level, i8_row_scale)(x, k, qmax);
-    I8_PICK(level, i8_quant_row)(x, k, *scale, qmax, q);
+    I8_PICK(level, i8_quant_row)(x, k, *scale, qmax, 0, (uint8_t *)q);
 }
 
 void NC_NAME(quantize_rows)(const REAL *x, ptrdiff_t m, ptrdiff_t k, ptrdiff_t ldx, int qmax, int8_t *q,
