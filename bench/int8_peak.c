@@ -1,7 +1,7 @@
 /* int8_peak.c -- the int8 multiply-add peak of one core, against the float32
  * FMA peak: independent chains of vpdpbusd (AVX512-VNNI, zmm and ymm), of the
  * AVX2 u8 x s8 sequence (vpmaddubsw + vpmaddwd + vpaddd, ymm) and of vfmadd
- * (float32, zmm and ymm). Built and run by bench/int8_gemm.py (gcc -O2; each
+ * (float32, zmm and ymm). Built and run by bench/int8_gemm.py (gcc -O3; each
  * kernel carries its own target attribute and runs only where the CPU has it).
  * Prints one line per kernel: name, G multiply-adds per second ("-" where the
  * CPU lacks it). */

@@ -52,6 +52,8 @@
 
 /* At most this many rows of A take the direct path (B read in place, not packed). */
 #define NC_I8_DIRECT_ROWS 2
+/* The largest MR x NR of the kernels (the tile buffer) */
+#define NC_I8_TILE_MAX 512
 /* Bytes of packed A per block of rows (lives in L2 while the B panels pass). */
 #define NC_I8_A_BYTES (128 * 1024)
 /* Below this many multiply-adds one thread does it all (as NC_GEMM_TEAM_WORK). */
@@ -169,48 +171,29 @@ struct nc_i8_job {
     double act_alpha;
 };
 
-/* One thread's block C[r0:r1, c0:c1]: its workspace (per call, per thread),
- * B packed once, then A block by block. 0, or -1 when out of memory. */
-static int nc_i8_region(const nc_i8_job *job, const nc_i8_variant *V, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0,
-                        ptrdiff_t c1)
+/* Rows [r0, r1) of C's columns [c0, c0 + ncol) on this thread, B packed (bp, corr: the kernel's
+ * panels of those columns), mc rows of A at a time in ap (mc kp bytes, mc a multiple of MR; their
+ * scales in info). While one block's tiles run (compute-bound), the next block's rows of A come into
+ * L2 (that pass is bound by memory otherwise), a few lines per micro-kernel call: after the last
+ * block, the bytes [pf, pf_end) (the caller's next rows; may be empty). */
+static void nc_i8_rows(const nc_i8_job *job, const nc_i8_variant *V, const uint8_t *bp, const uint32_t *corr,
+                       ptrdiff_t c0, ptrdiff_t ncol, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t mc, uint8_t *ap,
+                       char *info, const char *pf_last, const char *pf_last_end)
 {
     const int mr = V->mr, nr = V->nr;
-    ptrdiff_t kg = (job->k + 3) / 4, kp = 4 * kg, ncol = c1 - c0, npan = (ncol + nr - 1) / nr;
-    ptrdiff_t rows = (r1 - r0 + mr - 1) / mr * mr;
-    ptrdiff_t mc = NC_I8_A_BYTES / (kp + 1) / mr * mr;
-    if (mc < mr) mc = mr;
-    if (mc > rows) mc = rows;
-    size_t bbytes = (size_t)(npan * kg * nr * 4), cbytes = (size_t)(npan * nr) * sizeof(uint32_t);
-    size_t abytes = (size_t)(mc * kp), ibytes = (size_t)(mc * job->info_size);
-    /* pieces 64-byte aligned within one block */
-#define NC_I8_UP(x) (((x) + 63) / 64 * 64)
-    char *mem = (char *)malloc(NC_I8_UP(bbytes) + NC_I8_UP(cbytes) + NC_I8_UP(abytes) + ibytes + 64);
-    if (!mem) return -1;
-    char *base = (char *)(((uintptr_t)mem + 63) / 64 * 64);
-    uint8_t *bp = (uint8_t *)base;
-    uint32_t *corr = (uint32_t *)(base + NC_I8_UP(bbytes));
-    uint8_t *ap = (uint8_t *)corr + NC_I8_UP(cbytes);
-    char *info = (char *)ap + NC_I8_UP(abytes);
-#undef NC_I8_UP
-    const int8_t *B = job->B + c0;
-#if NC_I8_X86
-    if (V->needs) nc_i8_pack_b_x86(B, job->ldb, job->k, ncol, nr, bp);
-    else
-#endif
-        nc_i8_pack_b_c(B, job->ldb, job->k, ncol, nr, bp);
-    if (V->offset) nc_i8_corr(B, job->ldb, job->k, ncol, npan * nr, (uint32_t)V->offset, corr);
-    else memset(corr, 0, cbytes);
+    ptrdiff_t kg = (job->k + 3) / 4, kp = 4 * kg, npan = (ncol + nr - 1) / nr;
     uint8_t o = (uint8_t)V->offset;
-    int32_t tile[256]; /* the largest MR x NR: 8 x 32 */
+    int32_t tile[NC_I8_TILE_MAX];
     for (ptrdiff_t ic = r0; ic < r1; ic += mc) {
         ptrdiff_t mci = r1 - ic < mc ? r1 - ic : mc, mpad = (mci + mr - 1) / mr * mr;
         job->pack_a(job, ic, mci, o, ap, kp, info);
         memset(ap + mci * kp, o, (size_t)((mpad - mci) * kp)); /* the rows of the last tile past m */
-        /* while the tiles of this block run (compute-bound), the rows of A the next block quantizes
-         * come into L2 (that pass is bound by memory otherwise): a few lines per micro-kernel call */
-        ptrdiff_t next = ic + mci < r1 ? ic + mci : r1, nrows = r1 - next < mc ? r1 - next : mc;
-        const char *pf = (const char *)job->a + next * job->lda * job->a_size;
-        const char *pf_end = pf + nrows * job->lda * job->a_size;
+        const char *pf = pf_last, *pf_end = pf_last_end;
+        if (ic + mci < r1) {
+            ptrdiff_t next = ic + mci, nrows = r1 - next < mc ? r1 - next : mc;
+            pf = (const char *)job->a + next * job->lda * job->a_size;
+            pf_end = pf + nrows * job->lda * job->a_size;
+        }
         ptrdiff_t calls = npan * (mpad / mr), step = ((pf_end - pf) / calls + 63) / 64 * 64;
         for (ptrdiff_t jp = 0; jp < npan; jp++) {
             int nj = (int)(ncol - jp * nr < nr ? ncol - jp * nr : nr);
@@ -223,6 +206,54 @@ static int nc_i8_region(const nc_i8_job *job, const nc_i8_variant *V, ptrdiff_t 
             }
         }
     }
+}
+
+#define NC_I8_UP(x) (((x) + 63) / 64 * 64)
+
+/* B's columns [c0, c0 + ncol) in the kernel's panels: corr (a whole number of panels) at out, the
+ * panels at out + nc_i8_corr_bytes. */
+static size_t nc_i8_corr_bytes(const nc_i8_variant *V, ptrdiff_t ncol)
+{
+    return NC_I8_UP((size_t)((ncol + V->nr - 1) / V->nr * V->nr) * sizeof(uint32_t));
+}
+
+static void nc_i8_pack(const nc_i8_variant *V, const int8_t *B, ptrdiff_t ldb, ptrdiff_t k, ptrdiff_t ncol,
+                       uint8_t *out)
+{
+    size_t cb = nc_i8_corr_bytes(V, ncol);
+    uint32_t *corr = (uint32_t *)out;
+#if NC_I8_X86
+    if (V->needs) nc_i8_pack_b_x86(B, ldb, k, ncol, V->nr, out + cb);
+    else
+#endif
+        nc_i8_pack_b_c(B, ldb, k, ncol, V->nr, out + cb);
+    if (V->offset) nc_i8_corr(B, ldb, k, ncol, (ptrdiff_t)(cb / 4), (uint32_t)V->offset, corr);
+    else memset(corr, 0, cb);
+}
+
+static size_t nc_i8_pack_bytes(const nc_i8_variant *V, ptrdiff_t k, ptrdiff_t ncol)
+{
+    return nc_i8_corr_bytes(V, ncol) + (size_t)((ncol + V->nr - 1) / V->nr * ((k + 3) / 4) * V->nr * 4);
+}
+
+/* One thread's block C[r0:r1, c0:c1]: B's columns packed once, then A block by block (workspace per
+ * call, per thread). 0, or -1 when out of memory. */
+static int nc_i8_region(const nc_i8_job *job, const nc_i8_variant *V, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0,
+                        ptrdiff_t c1)
+{
+    const int mr = V->mr;
+    ptrdiff_t kp = (job->k + 3) / 4 * 4, rows = (r1 - r0 + mr - 1) / mr * mr;
+    ptrdiff_t mc = NC_I8_A_BYTES / (kp + 1) / mr * mr;
+    if (mc < mr) mc = mr;
+    if (mc > rows) mc = rows;
+    size_t bbytes = nc_i8_pack_bytes(V, job->k, c1 - c0), abytes = (size_t)(mc * kp);
+    char *mem = (char *)malloc(NC_I8_UP(bbytes) + NC_I8_UP(abytes) + (size_t)(mc * job->info_size) + 64);
+    if (!mem) return -1;
+    uint8_t *bp = (uint8_t *)(((uintptr_t)mem + 63) / 64 * 64), *ap = bp + NC_I8_UP(bbytes);
+    char *info = (char *)ap + NC_I8_UP(abytes);
+    nc_i8_pack(V, job->B + c0, job->ldb, job->k, c1 - c0, bp);
+    size_t cb = nc_i8_corr_bytes(V, c1 - c0);
+    nc_i8_rows(job, V, bp + cb, (const uint32_t *)bp, c0, c1 - c0, r0, r1, mc, ap, info, NULL, NULL);
     free(mem);
     return 0;
 }
@@ -300,6 +331,39 @@ static int nc_i8_run(const nc_i8_job *job, int nthreads)
     }
     return err;
 }
+
+/* ---- the weights packed once, for a chain of layers ----------------------------------------------
+ * A head of 64 bytes (int64 tag, kernel, k, n), then corr and the panels of nc_i8_pack. */
+#define NC_I8_PACK_HEAD 64
+#define NC_I8_PACK_TAG 0x6b63617038746e69LL /* "int8pack" */
+
+size_t nc_int8_packed_size(int kernel, ptrdiff_t k, ptrdiff_t n)
+{
+    if (kernel < 0 || kernel >= NC_INT8_COUNT || !nc_i8_variants[kernel].kernel) return 0;
+    return NC_I8_PACK_HEAD + nc_i8_pack_bytes(&nc_i8_variants[kernel], k, n);
+}
+
+int nc_int8_pack(int kernel, const int8_t *W, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, void *out)
+{
+    if (!nc_int8_packed_size(kernel, k, n)) return -1;
+    int64_t head[8] = {NC_I8_PACK_TAG, kernel, k, n};
+    memcpy(out, head, sizeof head);
+    nc_i8_pack(&nc_i8_variants[kernel], W, ldw, k, n, (uint8_t *)out + NC_I8_PACK_HEAD);
+    return 0;
+}
+
+/* The kernel of a packed W when it is a k x n one for inputs in [-qmax, qmax] on the kernel in use
+ * now, else -1. */
+static int nc_i8_packed_kernel(const void *packed, ptrdiff_t k, ptrdiff_t n, int qmax)
+{
+    int64_t head[4];
+    memcpy(head, packed, sizeof head);
+    if (head[0] != NC_I8_PACK_TAG || head[2] != k || head[3] != n || head[1] != nc_int8_kernel(qmax)) return -1;
+    return (int)head[1];
+}
+
+/* Rows of a chain's block (a multiple of 8, the MR of every kernel but avx-vnni's 6) */
+#define NC_I8_CHAIN_ROWS 128
 
 /* ---- C = A B in int32 for int8 A (the test face of the kernels) ---------------------------------- */
 static void nc_i8_pack_s8(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows, uint8_t o, uint8_t *dst, ptrdiff_t ldd,
