@@ -52,6 +52,8 @@
 
 /* At most this many rows of A take the direct path (B read in place, not packed). */
 #define NC_I8_DIRECT_ROWS 2
+/* The largest MR x NR of the kernels (the tile buffer) */
+#define NC_I8_TILE_MAX 512
 /* Bytes of packed A per block of rows (lives in L2 while the B panels pass). */
 #define NC_I8_A_BYTES (128 * 1024)
 /* Below this many multiply-adds one thread does it all (as NC_GEMM_TEAM_WORK). */
@@ -148,11 +150,11 @@ struct nc_i8_job {
     ptrdiff_t m, n, k;
     const int8_t *B;
     ptrdiff_t ldb;
-    /* Pack rows [i0, i0 + rows) of A (rows <= mr) into a panel of kg groups of mr
-     * words (plus the offset o), zero rows past `rows`; put each row's scale in
-     * info (info_size bytes a row). scratch holds 4 kg bytes. */
-    void (*pack_a)(const nc_i8_job *job, ptrdiff_t i0, int rows, int mr, uint8_t o, uint8_t *panel,
-                   int8_t *scratch, void *info);
+    /* Rows [i0, i0 + rows) of A in the kernels' form: row r at dst + r ldd, its k
+     * bytes plus the offset o each (mod 256), then o up to 4 kg; each row's scale in
+     * info (info_size bytes a row). */
+    void (*pack_a)(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows, uint8_t o, uint8_t *dst, ptrdiff_t ldd,
+                   void *info);
     /* C(i0 + i, j0 + j) from the finished tile t(i, j) (row stride ldt), i < mi, j < nj */
     void (*store)(const nc_i8_job *job, const int32_t *t, int ldt, ptrdiff_t i0, ptrdiff_t j0, int mi, int nj,
                   const void *info);
@@ -169,62 +171,89 @@ struct nc_i8_job {
     double act_alpha;
 };
 
-/* One thread's block C[r0:r1, c0:c1]: its workspace (per call, per thread),
- * B packed once, then A block by block. 0, or -1 when out of memory. */
-static int nc_i8_region(const nc_i8_job *job, const nc_i8_variant *V, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0,
-                        ptrdiff_t c1)
+/* Rows [r0, r1) of C's columns [c0, c0 + ncol) on this thread, B packed (bp, corr: the kernel's
+ * panels of those columns), mc rows of A at a time in ap (mc kp bytes, mc a multiple of MR; their
+ * scales in info). While one block's tiles run (compute-bound), the next block's rows of A come into
+ * L2 (that pass is bound by memory otherwise), a few lines per micro-kernel call: after the last
+ * block, the bytes [pf, pf_end) (the caller's next rows; may be empty). */
+static void nc_i8_rows(const nc_i8_job *job, const nc_i8_variant *V, const uint8_t *bp, const uint32_t *corr,
+                       ptrdiff_t c0, ptrdiff_t ncol, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t mc, uint8_t *ap,
+                       char *info, const char *pf_last, const char *pf_last_end)
 {
     const int mr = V->mr, nr = V->nr;
-    ptrdiff_t kg = (job->k + 3) / 4, ncol = c1 - c0, npan = (ncol + nr - 1) / nr;
-    ptrdiff_t rows = (r1 - r0 + mr - 1) / mr * mr;
-    ptrdiff_t mc = NC_I8_A_BYTES / (4 * kg + 1) / mr * mr;
-    if (mc < mr) mc = mr;
-    if (mc > rows) mc = rows;
-    size_t bbytes = (size_t)(npan * kg * nr * 4), cbytes = (size_t)(npan * nr) * sizeof(uint32_t);
-    size_t abytes = (size_t)(mc * kg * 4), ibytes = (size_t)(mc * job->info_size), sbytes = (size_t)(4 * kg + 64);
-    /* pieces 64-byte aligned within one block */
-#define NC_I8_UP(x) (((x) + 63) / 64 * 64)
-    char *mem = (char *)malloc(NC_I8_UP(bbytes) + NC_I8_UP(cbytes) + NC_I8_UP(abytes) + NC_I8_UP(ibytes) + sbytes + 64);
-    if (!mem) return -1;
-    char *base = (char *)(((uintptr_t)mem + 63) / 64 * 64);
-    uint8_t *bp = (uint8_t *)base;
-    uint32_t *corr = (uint32_t *)(base + NC_I8_UP(bbytes));
-    uint8_t *ap = (uint8_t *)corr + NC_I8_UP(cbytes);
-    char *info = (char *)ap + NC_I8_UP(abytes);
-    int8_t *scratch = (int8_t *)(info + NC_I8_UP(ibytes));
-#undef NC_I8_UP
-    const int8_t *B = job->B + c0;
-#if NC_I8_X86
-    if (V->needs) nc_i8_pack_b_x86(B, job->ldb, job->k, ncol, nr, bp);
-    else
-#endif
-        nc_i8_pack_b_c(B, job->ldb, job->k, ncol, nr, bp);
-    if (V->offset) nc_i8_corr(B, job->ldb, job->k, ncol, npan * nr, (uint32_t)V->offset, corr);
-    else memset(corr, 0, cbytes);
+    ptrdiff_t kg = (job->k + 3) / 4, kp = 4 * kg, npan = (ncol + nr - 1) / nr;
     uint8_t o = (uint8_t)V->offset;
-    int32_t tile[256]; /* the largest MR x NR: 8 x 32 */
+    int32_t tile[NC_I8_TILE_MAX];
     for (ptrdiff_t ic = r0; ic < r1; ic += mc) {
-        ptrdiff_t mci = r1 - ic < mc ? r1 - ic : mc;
-        for (ptrdiff_t ir = 0; ir < mci; ir += mr)
-            job->pack_a(job, ic + ir, (int)(mci - ir < mr ? mci - ir : mr), mr, o, ap + ir * kg * 4, scratch,
-                        info + ir * job->info_size);
-        /* while the tiles of this block run (compute-bound), the rows of A the next block quantizes
-         * come into L2 (that pass is bound by memory otherwise): a few lines per micro-kernel call */
-        ptrdiff_t next = ic + mci < r1 ? ic + mci : r1, nrows = r1 - next < mc ? r1 - next : mc;
-        const char *pf = (const char *)job->a + next * job->lda * job->a_size;
-        const char *pf_end = pf + nrows * job->lda * job->a_size;
-        ptrdiff_t calls = npan * ((mci + mr - 1) / mr), step = ((pf_end - pf) / calls + 63) / 64 * 64;
+        ptrdiff_t mci = r1 - ic < mc ? r1 - ic : mc, mpad = (mci + mr - 1) / mr * mr;
+        job->pack_a(job, ic, mci, o, ap, kp, info);
+        memset(ap + mci * kp, o, (size_t)((mpad - mci) * kp)); /* the rows of the last tile past m */
+        const char *pf = pf_last, *pf_end = pf_last_end;
+        if (ic + mci < r1) {
+            ptrdiff_t next = ic + mci, nrows = r1 - next < mc ? r1 - next : mc;
+            pf = (const char *)job->a + next * job->lda * job->a_size;
+            pf_end = pf + nrows * job->lda * job->a_size;
+        }
+        ptrdiff_t calls = npan * (mpad / mr), step = ((pf_end - pf) / calls + 63) / 64 * 64;
         for (ptrdiff_t jp = 0; jp < npan; jp++) {
             int nj = (int)(ncol - jp * nr < nr ? ncol - jp * nr : nr);
             for (ptrdiff_t ir = 0; ir < mci; ir += mr) {
                 for (const char *e = pf + step < pf_end ? pf + step : pf_end; pf < e; pf += 64)
                     NC_I8_PREFETCH(pf);
-                V->kernel(kg, ap + ir * kg * 4, bp + jp * kg * nr * 4, corr + jp * nr, tile);
+                V->kernel(kg, ap + ir * kp, kp, bp + jp * kg * nr * 4, corr + jp * nr, tile);
                 job->store(job, tile, nr, ic + ir, c0 + jp * nr, (int)(mci - ir < mr ? mci - ir : mr), nj,
                            info + ir * job->info_size);
             }
         }
     }
+}
+
+#define NC_I8_UP(x) (((x) + 63) / 64 * 64)
+
+/* B's columns [c0, c0 + ncol) in the kernel's panels: corr (a whole number of panels) at out, the
+ * panels at out + nc_i8_corr_bytes. */
+static size_t nc_i8_corr_bytes(const nc_i8_variant *V, ptrdiff_t ncol)
+{
+    return NC_I8_UP((size_t)((ncol + V->nr - 1) / V->nr * V->nr) * sizeof(uint32_t));
+}
+
+static void nc_i8_pack(const nc_i8_variant *V, const int8_t *B, ptrdiff_t ldb, ptrdiff_t k, ptrdiff_t ncol,
+                       uint8_t *out)
+{
+    size_t cb = nc_i8_corr_bytes(V, ncol);
+    uint32_t *corr = (uint32_t *)out;
+#if NC_I8_X86
+    if (V->needs) nc_i8_pack_b_x86(B, ldb, k, ncol, V->nr, out + cb);
+    else
+#endif
+        nc_i8_pack_b_c(B, ldb, k, ncol, V->nr, out + cb);
+    if (V->offset) nc_i8_corr(B, ldb, k, ncol, (ptrdiff_t)(cb / 4), (uint32_t)V->offset, corr);
+    else memset(corr, 0, cb);
+}
+
+static size_t nc_i8_pack_bytes(const nc_i8_variant *V, ptrdiff_t k, ptrdiff_t ncol)
+{
+    return nc_i8_corr_bytes(V, ncol) + (size_t)((ncol + V->nr - 1) / V->nr * ((k + 3) / 4) * V->nr * 4);
+}
+
+/* One thread's block C[r0:r1, c0:c1]: B's columns packed once, then A block by block (workspace per
+ * call, per thread). 0, or -1 when out of memory. */
+static int nc_i8_region(const nc_i8_job *job, const nc_i8_variant *V, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0,
+                        ptrdiff_t c1)
+{
+    const int mr = V->mr;
+    ptrdiff_t kp = (job->k + 3) / 4 * 4, rows = (r1 - r0 + mr - 1) / mr * mr;
+    ptrdiff_t mc = NC_I8_A_BYTES / (kp + 1) / mr * mr;
+    if (mc < mr) mc = mr;
+    if (mc > rows) mc = rows;
+    size_t bbytes = nc_i8_pack_bytes(V, job->k, c1 - c0), abytes = (size_t)(mc * kp);
+    char *mem = (char *)malloc(NC_I8_UP(bbytes) + NC_I8_UP(abytes) + (size_t)(mc * job->info_size) + 64);
+    if (!mem) return -1;
+    uint8_t *bp = (uint8_t *)(((uintptr_t)mem + 63) / 64 * 64), *ap = bp + NC_I8_UP(bbytes);
+    char *info = (char *)ap + NC_I8_UP(abytes);
+    nc_i8_pack(V, job->B + c0, job->ldb, job->k, c1 - c0, bp);
+    size_t cb = nc_i8_corr_bytes(V, c1 - c0);
+    nc_i8_rows(job, V, bp + cb, (const uint32_t *)bp, c0, c1 - c0, r0, r1, mc, ap, info, NULL, NULL);
     free(mem);
     return 0;
 }
@@ -263,13 +292,12 @@ static int nc_i8_run_direct(const nc_i8_job *job)
 {
     ptrdiff_t m = job->m, n = job->n, k = job->k, kp = (k + 3) / 4 * 4;
     size_t qbytes = (size_t)(m * kp), ibytes = (size_t)(m * job->info_size) + 8, cbytes = (size_t)(m * n) * 4;
-    char *mem = (char *)malloc(qbytes + (size_t)kp + ibytes + cbytes + 64);
+    char *mem = (char *)malloc(qbytes + ibytes + cbytes + 64);
     if (!mem) return -1;
     int32_t *c32 = (int32_t *)(((uintptr_t)mem + 63) / 64 * 64);
-    int8_t *q = (int8_t *)(c32 + m * n), *scratch = q + qbytes;
-    char *info = (char *)(scratch + kp);
-    for (ptrdiff_t i = 0; i < m; i++) /* a panel of one row is the row itself, padded */
-        job->pack_a(job, i, 1, 1, 0, (uint8_t *)q + i * kp, scratch, info + i * job->info_size);
+    int8_t *q = (int8_t *)(c32 + m * n);
+    char *info = (char *)(q + qbytes);
+    job->pack_a(job, 0, m, 0, (uint8_t *)q, kp, info);
 #if NC_I8_X86
     if (job->level) nc_i8_direct_avx2(m, n, k, q, kp, job->B, job->ldb, c32);
     else
@@ -304,20 +332,51 @@ static int nc_i8_run(const nc_i8_job *job, int nthreads)
     return err;
 }
 
-/* ---- C = A B in int32 for int8 A (the test face of the kernels) ---------------------------------- */
-static void nc_i8_pack_s8(const nc_i8_job *job, ptrdiff_t i0, int rows, int mr, uint8_t o, uint8_t *panel,
-                          int8_t *scratch, void *info)
+/* ---- the weights packed once, for a chain of layers ----------------------------------------------
+ * A head of 64 bytes (int64 tag, kernel, k, n), then corr and the panels of nc_i8_pack. */
+#define NC_I8_PACK_HEAD 64
+#define NC_I8_PACK_TAG 0x6b63617038746e69LL /* "int8pack" */
+
+size_t nc_int8_packed_size(int kernel, ptrdiff_t k, ptrdiff_t n)
 {
-    ptrdiff_t k = job->k, kg = (k + 3) / 4;
+    if (kernel < 0 || kernel >= NC_INT8_COUNT || !nc_i8_variants[kernel].kernel) return 0;
+    return NC_I8_PACK_HEAD + nc_i8_pack_bytes(&nc_i8_variants[kernel], k, n);
+}
+
+int nc_int8_pack(int kernel, const int8_t *W, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, void *out)
+{
+    if (!nc_int8_packed_size(kernel, k, n)) return -1;
+    int64_t head[8] = {NC_I8_PACK_TAG, kernel, k, n};
+    memcpy(out, head, sizeof head);
+    nc_i8_pack(&nc_i8_variants[kernel], W, ldw, k, n, (uint8_t *)out + NC_I8_PACK_HEAD);
+    return 0;
+}
+
+/* The kernel of a packed W when it is a k x n one for inputs in [-qmax, qmax] on the kernel in use
+ * now, else -1. */
+static int nc_i8_packed_kernel(const void *packed, ptrdiff_t k, ptrdiff_t n, int qmax)
+{
+    int64_t head[4];
+    memcpy(head, packed, sizeof head);
+    if (head[0] != NC_I8_PACK_TAG || head[2] != k || head[3] != n || head[1] != nc_int8_kernel(qmax)) return -1;
+    return (int)head[1];
+}
+
+/* Rows of a chain's block (a multiple of 8, the MR of every kernel but avx-vnni's 6) */
+#define NC_I8_CHAIN_ROWS 128
+
+/* ---- C = A B in int32 for int8 A (the test face of the kernels) ---------------------------------- */
+static void nc_i8_pack_s8(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows, uint8_t o, uint8_t *dst, ptrdiff_t ldd,
+                          void *info)
+{
+    ptrdiff_t k = job->k;
     (void)info;
-    for (int r = 0; r < mr; r++) {
-        if (r < rows) {
-            memcpy(scratch, (const int8_t *)job->a + (i0 + r) * job->lda, (size_t)k);
-            memset(scratch + k, 0, (size_t)(4 * kg - k));
-        } else {
-            memset(scratch, 0, (size_t)(4 * kg));
-        }
-        nc_i8_scatter_row(scratch, kg, r, mr, o, panel);
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const uint8_t *a = (const uint8_t *)job->a + (i0 + r) * job->lda;
+        uint8_t *d = dst + r * ldd;
+#pragma omp simd
+        for (ptrdiff_t p = 0; p < k; p++) d[p] = (uint8_t)(a[p] + o);
+        memset(d + k, o, (size_t)(ldd - k));
     }
 }
 

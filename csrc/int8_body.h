@@ -30,22 +30,17 @@
 #define I8_PICK(level, op) NC_NAME(op##_generic)
 #endif
 
-/* Quantize rows [i0, i0 + rows) of x into an A panel; their scales into info. */
-static void NC_NAME(i8_pack_x)(const nc_i8_job *job, ptrdiff_t i0, int rows, int mr, uint8_t o, uint8_t *panel,
-                               int8_t *scratch, void *info)
+/* Quantize rows [i0, i0 + rows) of x into the kernels' A rows; their scales into info. */
+static void NC_NAME(i8_pack_x)(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows, uint8_t o, uint8_t *dst,
+                               ptrdiff_t ldd, void *info)
 {
-    ptrdiff_t k = job->k, kg = (k + 3) / 4;
+    ptrdiff_t k = job->k;
     REAL *xs = (REAL *)info;
-    for (int r = 0; r < mr; r++) {
-        if (r < rows) {
-            const REAL *x = (const REAL *)job->a + (i0 + r) * job->lda;
-            xs[r] = I8_PICK(job->level, i8_row_scale)(x, k, (REAL)job->qmax);
-            I8_PICK(job->level, i8_quant_row)(x, k, xs[r], (REAL)job->qmax, scratch);
-            memset(scratch + k, 0, (size_t)(4 * kg - k));
-        } else {
-            memset(scratch, 0, (size_t)(4 * kg));
-        }
-        nc_i8_scatter_row(scratch, kg, r, mr, o, panel);
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const REAL *x = (const REAL *)job->a + (i0 + r) * job->lda;
+        xs[r] = I8_PICK(job->level, i8_row_scale)(x, k, (REAL)job->qmax);
+        I8_PICK(job->level, i8_quant_row)(x, k, xs[r], (REAL)job->qmax, o, dst + r * ldd);
+        memset(dst + r * ldd + k, o, (size_t)(ldd - k));
     }
 }
 
@@ -72,10 +67,94 @@ int NC_NAME(gemm_int8)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *x, ptr
     return nc_i8_run(&job, nthreads);
 }
 
+/* One thread's rows [i0, i1) of the chain, rb rows at a time through every layer: a block's
+ * activations stay in L2 from layer to layer and each layer's weights are read packed. */
+static int NC_NAME(i8_chain_rows)(ptrdiff_t i0, ptrdiff_t i1, int L, const ptrdiff_t *dims,
+                                  const void *const *packed, const REAL *const *wscale, const REAL *const *bias,
+                                  const int *act, const REAL *act_alpha, const int *qmax, int check, const REAL *x,
+                                  REAL *y, ptrdiff_t rb, ptrdiff_t wmax, ptrdiff_t kpmax)
+{
+    size_t abytes = NC_I8_UP((size_t)((rb + 8) * kpmax)), ibytes = NC_I8_UP((size_t)(rb + 8) * sizeof(REAL));
+    char *mem = (char *)malloc(abytes + ibytes + 2 * (size_t)(rb * wmax) * sizeof(REAL) + 64);
+    if (!mem) return -1;
+    uint8_t *ap = (uint8_t *)(((uintptr_t)mem + 63) / 64 * 64);
+    char *info = (char *)ap + abytes;
+    REAL *buf[2] = {(REAL *)(info + ibytes), (REAL *)(info + ibytes) + rb * wmax};
+    int level = NC_I8_X86 && nc_active_simd_level() >= NC_SIMD_AVX2, rc = 0;
+    for (ptrdiff_t r0 = i0; r0 < i1; r0 += rb) {
+        ptrdiff_t rows = i1 - r0 < rb ? i1 - r0 : rb;
+        const REAL *in = x + r0 * dims[0];
+        if (check && !NC_NAME(all_finite)(in, rows * dims[0], 1)) { /* then in cache for the first layer */
+            rc = 1;
+            break;
+        }
+        for (int l = 0; l < L; l++) {
+            int64_t head[2];
+            memcpy(head, packed[l], sizeof head);
+            const nc_i8_variant *V = &nc_i8_variants[head[1]];
+            const uint8_t *pk = (const uint8_t *)packed[l] + NC_I8_PACK_HEAD;
+            ptrdiff_t n = dims[l + 1], mc = (rows + V->mr - 1) / V->mr * V->mr;
+            REAL *out = l == L - 1 ? y + r0 * n : buf[l % 2];
+            nc_i8_job job = {0};
+            job.m = rows, job.n = n, job.k = dims[l], job.qmax = qmax[l], job.level = level;
+            job.pack_a = NC_NAME(i8_pack_x), job.store = NC_NAME(i8_store), job.info_size = (int)sizeof(REAL);
+            job.a_size = (int)sizeof(REAL), job.a = in, job.lda = dims[l], job.c = out, job.ldc = n;
+            job.wscale = wscale[l], job.bias = bias[l], job.act = act[l] < 0 ? NC_ACT_LINEAR : act[l];
+            job.act_alpha = act_alpha[l];
+            /* the first layer brings the next block of x into L2 */
+            const char *pf = NULL, *pf_end = NULL;
+            if (l == 0 && r0 + rows < i1) {
+                pf = (const char *)(x + (r0 + rows) * dims[0]);
+                pf_end = (const char *)(x + (i1 - r0 - rows < rb ? i1 : r0 + rows + rb) * dims[0]);
+            }
+            nc_i8_rows(&job, V, pk + nc_i8_corr_bytes(V, n), (const uint32_t *)pk, 0, n, 0, rows, mc, ap, info, pf,
+                       pf_end);
+            if (act[l] < 0) NC_NAME(softmax_forward)(out, out, rows, n);
+            in = out;
+        }
+    }
+    free(mem);
+    return rc;
+}
+
+int NC_NAME(int8_chain)(ptrdiff_t m, int L, const ptrdiff_t *dims, const void *const *packed,
+                        const REAL *const *wscale, const REAL *const *bias, const int *act, const REAL *act_alpha,
+                        const int *qmax, int check_finite, const REAL *x, REAL *y, int nthreads)
+{
+    ptrdiff_t wmax = 1, kpmax = 4;
+    double macs = 0;
+    for (int l = 0; l < L; l++) {
+        if (nc_i8_packed_kernel(packed[l], dims[l], dims[l + 1], qmax[l]) < 0) return -2;
+        if (l > 0 && dims[l] > wmax) wmax = dims[l];
+        if ((dims[l] + 3) / 4 * 4 > kpmax) kpmax = (dims[l] + 3) / 4 * 4;
+        macs += (double)dims[l] * (double)dims[l + 1];
+    }
+    if (m <= 0) return 0;
+    ptrdiff_t rb = NC_I8_CHAIN_ROWS, blocks = (m + 7) / 8;
+    int nt = macs * (double)m < NC_I8_TEAM_WORK ? 1 : nc_team_size(nthreads, 2.0 * macs * (double)m);
+    if (nt > blocks) nt = (int)blocks;
+    if (nt <= 1)
+        return NC_NAME(i8_chain_rows)(0, m, L, dims, packed, wscale, bias, act, act_alpha, qmax, check_finite, x, y,
+                                      rb, wmax, kpmax);
+    int failed = 0, nonfinite = 0;
+#pragma omp parallel num_threads(nt) reduction(| : failed, nonfinite)
+    {
+        int T = omp_get_num_threads(), t = omp_get_thread_num();
+        /* rows cut at multiples of 8 (a row's results do not depend on the cut) */
+        ptrdiff_t i0 = blocks * t / T * 8, i1 = blocks * (t + 1) / T * 8;
+        if (i1 > m) i1 = m;
+        int r = i1 > i0 ? NC_NAME(i8_chain_rows)(i0, i1, L, dims, packed, wscale, bias, act, act_alpha, qmax,
+                                                 check_finite, x, y, rb, wmax, kpmax) : 0;
+        failed |= r < 0;
+        nonfinite |= r > 0;
+    }
+    return failed ? -1 : nonfinite;
+}
+
 static void NC_NAME(i8_quantize_row)(int level, const REAL *x, ptrdiff_t k, REAL qmax, int8_t *q, REAL *scale)
 {
     *scale = I8_PICK(level, i8_row_scale)(x, k, qmax);
-    I8_PICK(level, i8_quant_row)(x, k, *scale, qmax, q);
+    I8_PICK(level, i8_quant_row)(x, k, *scale, qmax, 0, (uint8_t *)q);
 }
 
 void NC_NAME(quantize_rows)(const REAL *x, ptrdiff_t m, ptrdiff_t k, ptrdiff_t ldx, int qmax, int8_t *q,

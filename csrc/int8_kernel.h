@@ -2,11 +2,12 @@
  * one micro-kernel per variant of enum nc_int8_kernel. Integer-only (no REAL);
  * included once by int8.c.
  *
- * Packed operands, k padded with zeros to 4 kg (kg groups of 4):
- *   A  micro-panels of MR rows; group g of a panel holds MR words of 4 bytes,
- *      row i's A(i, 4g .. 4g + 3) in one word (the word a micro-kernel
- *      broadcasts). Rows past m are zero. The kernels with an unsigned A
- *      operand store A + o (o = 64 or 128, the variant's offset) as bytes.
+ * Operands, k padded to 4 kg (kg groups of 4):
+ *   A  rows of bytes, row i at a + i lda: A(i, 4g .. 4g + 3) is the word at
+ *      a + i lda + 4g (the word a micro-kernel broadcasts), so the quantizer
+ *      writes A straight in the kernel's form and nothing is packed. The
+ *      kernels with an unsigned A operand read A + o (o = 64 or 128, the
+ *      variant's offset) as bytes; the padding past k holds any byte (B's is zero).
  *   B  micro-panels of NR columns; group g holds NR words, column j's
  *      B(4g .. 4g + 3, j) in one word: the 4 products one 32-bit lane of
  *      vpmaddubsw + vpmaddwd or of vpdpbusd sums. Columns past n are zero.
@@ -17,8 +18,8 @@
  * part inside C). The sums are exact (see int8.c for the bounds), so every
  * variant gives the same int32 tile, whatever its order of additions. */
 
-typedef void (*nc_i8_kernel_fn)(ptrdiff_t kg, const uint8_t *a, const uint8_t *b, const uint32_t *corr,
-                                int32_t *t);
+typedef void (*nc_i8_kernel_fn)(ptrdiff_t kg, const uint8_t *a, ptrdiff_t lda, const uint8_t *b,
+                                const uint32_t *corr, int32_t *t);
 
 /* uint32 -> int32 two's complement (the value mod 2^32 in [-2^31, 2^31)) */
 static inline int32_t nc_i8_s32(uint32_t u)
@@ -32,21 +33,6 @@ static inline uint32_t nc_i8_word(const uint8_t *p) /* 4 bytes, little-endian */
 }
 
 /* ---- packing -------------------------------------------------------------------------------- */
-
-/* Row r of an A panel from the k + padding bytes q (4 kg of them), plus the
- * offset o in every byte (mod 256, no carry between bytes: the high bits are
- * added apart). */
-static void nc_i8_scatter_row(const int8_t *q, ptrdiff_t kg, int r, int mr, uint8_t o, uint8_t *panel)
-{
-    const uint32_t lo = 0x7f7f7f7fu, hi = 0x80808080u, oo = 0x01010101u * o;
-    uint8_t *dst = panel + 4 * r;
-    for (ptrdiff_t g = 0; g < kg; g++, dst += 4 * mr) {
-        uint32_t w;
-        memcpy(&w, q + 4 * g, 4);
-        w = ((w & lo) + (oo & lo)) ^ ((w ^ oo) & hi);
-        memcpy(dst, &w, 4);
-    }
-}
 
 /* corr[j] = o sum_p B(p, j) mod 2^32 for the n columns, zero up to a whole panel. */
 static void nc_i8_corr(const int8_t *B, ptrdiff_t ldb, ptrdiff_t k, ptrdiff_t n, ptrdiff_t npad, uint32_t o,
@@ -118,16 +104,17 @@ static void nc_i8_pack_b_x86(const int8_t *B, ptrdiff_t ldb, ptrdiff_t k, ptrdif
 #define NC_I8_GENERIC_MR 4
 #define NC_I8_GENERIC_NR 8
 
-static void nc_i8_kernel_generic(ptrdiff_t kg, const uint8_t *a, const uint8_t *b, const uint32_t *corr,
-                                 int32_t *t)
+static void nc_i8_kernel_generic(ptrdiff_t kg, const uint8_t *a, ptrdiff_t lda, const uint8_t *b,
+                                 const uint32_t *corr, int32_t *t)
 {
     enum { MR = NC_I8_GENERIC_MR, NR = NC_I8_GENERIC_NR };
     int32_t acc[MR][NR] = {{0}};
     (void)corr;
-    for (ptrdiff_t g = 0; g < kg; g++, a += 4 * MR, b += 4 * NR)
+    for (ptrdiff_t g = 0; g < kg; g++, a += 4, b += 4 * NR)
         for (int i = 0; i < MR; i++)
             for (int j = 0; j < NR; j++)
-                for (int q = 0; q < 4; q++) acc[i][j] += (int32_t)(int8_t)a[4 * i + q] * (int32_t)(int8_t)b[4 * j + q];
+                for (int q = 0; q < 4; q++)
+                    acc[i][j] += (int32_t)(int8_t)a[i * lda + q] * (int32_t)(int8_t)b[4 * j + q];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) t[i * NR + j] = acc[i][j];
 }
@@ -167,23 +154,23 @@ static void nc_i8_kernel_generic(ptrdiff_t kg, const uint8_t *a, const uint8_t *
     c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(_mm256_maddubs_epi16(u1, _mm256_sign_epi8(x, b1)), ones));
 
 #define NC_I8_AVX2_KERNEL(name, ROW, ABS)                                                               \
-    static NC_I8_AVX2_ATTR void name(ptrdiff_t kg, const uint8_t *a, const uint8_t *b, const uint32_t *corr, \
-                                     int32_t *t)                                                        \
+    static NC_I8_AVX2_ATTR void name(ptrdiff_t kg, const uint8_t *a, ptrdiff_t lda, const uint8_t *b,    \
+                                     const uint32_t *corr, int32_t *t)                                  \
     {                                                                                                   \
         const __m256i ones = _mm256_set1_epi16(1);                                                      \
         __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,    \
                 c30 = c00, c31 = c00;                                                                   \
-        for (ptrdiff_t g = 0; g < kg; g++, a += 16, b += 64) {                                          \
+        for (ptrdiff_t g = 0; g < kg; g++, a += 4, b += 64) {                                           \
             __m256i b0 = _mm256_loadu_si256((const __m256i *)b);                                        \
             __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + 32));                                 \
             ABS                                                                                         \
             __m256i x = _mm256_set1_epi32((int32_t)nc_i8_word(a));                                      \
             ROW(c00, c01) NC_I8_KEEP(c00, c01)                                                           \
-            x = _mm256_set1_epi32((int32_t)nc_i8_word(a + 4));                                          \
+            x = _mm256_set1_epi32((int32_t)nc_i8_word(a + lda));                                        \
             ROW(c10, c11) NC_I8_KEEP(c10, c11)                                                           \
-            x = _mm256_set1_epi32((int32_t)nc_i8_word(a + 8));                                          \
+            x = _mm256_set1_epi32((int32_t)nc_i8_word(a + 2 * lda));                                    \
             ROW(c20, c21) NC_I8_KEEP(c20, c21)                                                           \
-            x = _mm256_set1_epi32((int32_t)nc_i8_word(a + 12));                                         \
+            x = _mm256_set1_epi32((int32_t)nc_i8_word(a + 3 * lda));                                    \
             ROW(c30, c31) NC_I8_KEEP(c30, c31)                                                           \
         }                                                                                               \
         __m256i k0 = _mm256_loadu_si256((const __m256i *)corr);                                         \

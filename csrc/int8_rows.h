@@ -27,12 +27,12 @@ static I8L_ATTR REAL I8L_NAME(i8_row_scale)(const REAL *x, ptrdiff_t k, REAL Q)
     return Q / (m + (REAL)1e-7);
 }
 
-/* q_p = clip(round(x_p s), -Q, Q), rounding half to even (the default
- * rounding mode, as Keras's round); all zero when s is NaN. */
-static I8L_ATTR void I8L_NAME(i8_quant_row)(const REAL *x, ptrdiff_t k, REAL s, REAL Q, int8_t *q)
+/* q_p = clip(round(x_p s), -Q, Q) + o as a byte (mod 256: o = 0 gives the int8 q_p), rounding half
+ * to even (the default rounding mode, as Keras's round); q_p = 0 when s is NaN. */
+static I8L_ATTR void I8L_NAME(i8_quant_row)(const REAL *x, ptrdiff_t k, REAL s, REAL Q, uint8_t o, uint8_t *q)
 {
     if (s != s) {
-        memset(q, 0, (size_t)k);
+        memset(q, o, (size_t)k);
         return;
     }
 #pragma omp simd
@@ -40,7 +40,7 @@ static I8L_ATTR void I8L_NAME(i8_quant_row)(const REAL *x, ptrdiff_t k, REAL s, 
         REAL v = x[p] * s;
         v = v < -Q ? -Q : v;
         v = v > Q ? Q : v;
-        q[p] = (int8_t)(int32_t)I8_LRINT(v); /* exact: an integer in [-Q, Q] */
+        q[p] = (uint8_t)((int32_t)I8_LRINT(v) + o); /* exact: an integer in [-Q, Q] */
     }
 }
 

@@ -13,20 +13,21 @@
  * NC_INT8_MAX_K): the AVX2 and generic kernels' numbers, to the bit. */
 #define VN_NR (VN_NV * VN_LANES)
 
-static VN_ATTR void VN_NAME(ptrdiff_t kg, const uint8_t *a, const uint8_t *b, const uint32_t *corr, int32_t *t)
+static VN_ATTR void VN_NAME(ptrdiff_t kg, const uint8_t *a, ptrdiff_t lda, const uint8_t *b, const uint32_t *corr,
+                            int32_t *t)
 {
     VN_VEC acc[VN_MR][VN_NV];
 #pragma GCC unroll 16
     for (int i = 0; i < VN_MR; i++)
 #pragma GCC unroll 4
         for (int v = 0; v < VN_NV; v++) acc[i][v] = VN_ZERO();
-    for (ptrdiff_t g = 0; g < kg; g++, a += 4 * VN_MR, b += 4 * VN_NR) {
+    for (ptrdiff_t g = 0; g < kg; g++, a += 4, b += 4 * VN_NR) {
         VN_VEC bv[VN_NV];
 #pragma GCC unroll 4
         for (int v = 0; v < VN_NV; v++) bv[v] = VN_LOADB(b + 4 * VN_LANES * v);
 #pragma GCC unroll 16
         for (int i = 0; i < VN_MR; i++) {
-            VN_VEC x = VN_BCAST(a + 4 * i);
+            VN_VEC x = VN_BCAST(a + i * lda);
 #pragma GCC unroll 4
             for (int v = 0; v < VN_NV; v++) {
                 acc[i][v] = VN_DPBUSD(acc[i][v], x, bv[v]);

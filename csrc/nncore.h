@@ -640,6 +640,24 @@ int nc_gemm_int8_f64(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double *x /* i
                      const double *bias /* in */, int act, double act_alpha, double *y /* out */, ptrdiff_t ldy,
                      int nthreads);
 
+/* W (k x n, row stride ldw) in the panels of int8 kernel `kernel`, packed once for nc_int8_chain:
+ * nc_int8_packed_size bytes (0: no such kernel here) written by nc_int8_pack (0, or -1). */
+size_t nc_int8_packed_size(int kernel, ptrdiff_t k, ptrdiff_t n);
+int nc_int8_pack(int kernel, const int8_t *W /* in */, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, void *out /* out */);
+/* y = f_L(... f_1(x W_1 + b_1) ...) through L int8 dense layers (each one nc_gemm_int8 with W_l packed
+ * by nc_int8_pack for the kernel nc_int8_kernel(qmax[l]) picks now, wscale[l], bias[l] or NULL, act[l]
+ * a code, or -1 for a softmax over each row), a block of rows at a time through every layer; the same
+ * bits as the layers one by one. x (m x dims[0]), y (m x dims[L]) contiguous. 0; 1 when check_finite
+ * and x holds NaN/inf; -2 when a packed W is not for its layer or the kernel in use; -1 no memory. */
+int nc_int8_chain_f32(ptrdiff_t m, int L, const ptrdiff_t *dims, const void *const *packed /* in */,
+                      const float *const *wscale /* in */, const float *const *bias /* in */, const int *act,
+                      const float *act_alpha, const int *qmax, int check_finite, const float *x /* in */,
+                      float *y /* out */, int nthreads);
+int nc_int8_chain_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const void *const *packed /* in */,
+                      const double *const *wscale /* in */, const double *const *bias /* in */, const int *act,
+                      const double *act_alpha, const int *qmax, int check_finite, const double *x /* in */,
+                      double *y /* out */, int nthreads);
+
 /* The quantizer of nc_gemm_int8 alone: q[i, :] = clip(round(x[i, :] s_i), -Q, Q), scale[i] = s_i. */
 void nc_quantize_rows_f32(const float *x /* in */, ptrdiff_t m, ptrdiff_t k, ptrdiff_t ldx, int qmax,
                           int8_t *q /* out */, ptrdiff_t ldq, float *scale /* out */, int nthreads);

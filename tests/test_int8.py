@@ -172,6 +172,64 @@ def test_gemm_int8_is_keras_int8_dense_to_the_bit(dtype, level):
                         np.testing.assert_array_equal(y, want, err_msg=f"{kernel} {act} {m}x{n}x{k}")
 
 
+def _chain_ref(x, ws, scales, biases, acts, qmaxs):
+    """The layers one by one: NumPy's int8 Dense, relu by NumPy, other codes and softmax by nncore's own
+    kernels on the NumPy z (the chain must give these bits)."""
+    from nncore._kernels import elementwise
+
+    h = x
+    for w, s, b, act, q in zip(ws, scales, biases, acts, qmaxs):
+        z = ref.int8_dense(h, w, s, b, q)
+        if act == -1:
+            elementwise.softmax_forward(z, z)
+        elif act == ACT_CODES["relu"]:
+            z = np.maximum(z, 0)
+        elif act != ACT_CODES["linear"]:
+            elementwise.act_forward(act, 0.0, z, z)
+        h = z
+    return h
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("level", LEVELS)
+def test_chain_is_the_layers_one_by_one_to_the_bit(dtype, level):
+    rng = np.random.default_rng(11)
+    relu, gelu = ACT_CODES["relu"], ACT_CODES["gelu"]
+    cases = [(1, (5, 3), [relu]), (7, (13, 7, 5), [relu, -1]), (129, (65, 33, 17, 3), [relu, gelu, -1]),
+             (300, (784, 40, 10), [relu, -1]), (1030, (30, 70, 2), [ACT_CODES["linear"], relu])]
+    for m, dims, acts in cases:
+        L = len(dims) - 1
+        ws = [rng.integers(-127, 128, (dims[i], dims[i + 1])).astype(np.int8) for i in range(L)]
+        scales = [rng.uniform(20, 400, d).astype(dtype) for d in dims[1:]]
+        biases = [rng.standard_normal(d).astype(dtype) if i % 2 == 0 else None for i, d in enumerate(dims[1:])]
+        qmaxs = [63, 127, 63][:L]
+        x = rng.standard_normal((m, dims[0])).astype(dtype)
+        want = _chain_ref(x, ws, scales, biases, acts, qmaxs)
+        for kernel in _runs(level, 127):
+            _use(kernel, 127)
+            packed = [int8.pack(w, q) for w, q in zip(ws, qmaxs)]
+            for nt in (1, 2):
+                y = np.full((m, dims[-1]), np.nan, dtype)
+                int8.chain(x, packed, scales, biases, acts, [0.0] * L, qmaxs, y, True, nt)
+                np.testing.assert_array_equal(y, want, err_msg=f"{kernel} {m} {dims} {nt} threads")
+
+
+def test_chain_refuses_nonfinite_input_and_stale_packs():
+    rng = np.random.default_rng(12)
+    w = rng.integers(-127, 128, (9, 4)).astype(np.int8)
+    s, y = np.full(4, 100.0, np.float32), np.empty((40, 4), np.float32)
+    x = rng.standard_normal((40, 9)).astype(np.float32)
+    packed = [int8.pack(w, 127)]
+    int8.chain(x, packed, [s], [None], [0], [0.0], [127], y, True)
+    int8.set_kernel("generic")                       # another kernel in use now: pack again
+    with pytest.raises(ValueError, match="pack it again"):
+        int8.chain(x, packed, [s], [None], [0], [0.0], [127], y)
+    int8.set_kernel(None)
+    x[33, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        int8.chain(x, packed, [s], [None], [0], [0.0], [127], y, True)
+
+
 @pytest.mark.parametrize("act", ["sigmoid", "tanh", "elu", "leaky_relu", "gelu", "swish", "softplus"])
 def test_gemm_int8_epilogue_activations(act):
     import reference

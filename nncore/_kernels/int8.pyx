@@ -3,6 +3,7 @@
 # epilogue, the int32 product of int8 matrices (the kernels' test face), the
 # row quantizer, the dequantizing row gather, and the choice of micro-kernel.
 from nncore._kernels.nncore cimport *
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 include "_check.pxi"
 
 # micro-kernel name -> code (enum nc_int8_kernel)
@@ -130,6 +131,108 @@ def gemm_int8(x, w, w_scale, y, bias=None, int act=0, double act_alpha=0.0, *, i
                                    <double*>py, n, n_threads)
     if err:
         raise MemoryError("gemm_int8: out of memory for the packed operands")
+    return y
+
+
+def pack(w, int qmax):
+    """W (k, n) int8 packed for the kernel that runs inputs in [-qmax, qmax] now (`chain`'s operand): a
+    new 1-D uint8 array, valid while that kernel stays the one in use (a SIMD level change: pack again)."""
+    _int_array(w, "w", cnp.NPY_INT8, "int8")
+    _ndim(w, "w", 2)
+    _qmax(qmax, "pack")
+    cdef int kern = nc_int8_kernel(qmax)
+    cdef Py_ssize_t k = w.shape[0], n = w.shape[1]
+    _max_k(k, "pack")
+    out = np.empty(nc_int8_packed_size(kern, k, n), np.uint8)
+    if nc_int8_pack(kern, <const int8_t*>_ptr(w), n, k, n, _ptr(out)):
+        raise ValueError(f"pack: no int8 kernel {kern} here")
+    return out
+
+
+def chain(x, packed, w_scales, biases, acts, alphas, qmaxs, y, bint check_finite=False, int n_threads=1):
+    """y := f_L(... f_1(x W_1 + b_1) ...) through L int8 dense layers, a block of rows at a time; returns y.
+
+    Each layer is `gemm_int8(h, W_l, w_scales[l], out, biases[l], acts[l], alphas[l], qmax=qmaxs[l])` (the
+    same bits), with packed[l] = pack(W_l, qmaxs[l]) and acts[l] = -1 for a softmax over each row. x (m,
+    d_0) and y (m, d_L) C-contiguous. With check_finite, raises ValueError when x holds NaN or infinity.
+    """
+    cdef int code = _real(x, "x")
+    _same_real(y, "y", code)
+    _ndim(x, "x", 2)
+    _writable(y, "y")
+    cdef int L = len(packed)
+    if L < 1 or not len(w_scales) == len(biases) == len(acts) == len(alphas) == len(qmaxs) == L:
+        raise ValueError(f"chain: expected as many scales, biases, acts, alphas and qmaxs as packed kernels ({L} >= 1)")
+    dims = [x.shape[1]]
+    for l in range(L):
+        _int_array(packed[l], f"packed[{l}]", cnp.NPY_UINT8, "uint8")
+        if packed[l].shape[0] < 64:
+            raise ValueError(f"chain: packed[{l}] is not a packed kernel (shorter than its head)")
+        head = packed[l][:32].view(np.int64)             # tag, kernel, k, n
+        if head[2] != dims[l]:
+            raise ValueError(f"chain: packed[{l}] holds a kernel of {head[2]} rows, its input has {dims[l]} "
+                             "features; pack it again")
+        dims.append(int(head[3]))
+        _qmax(qmaxs[l], "chain")
+        _same_real(w_scales[l], f"w_scales[{l}]", code)
+        _shape1(w_scales[l], f"w_scales[{l}]", dims[l + 1])
+        if biases[l] is not None:
+            _same_real(biases[l], f"biases[{l}]", code)
+            _shape1(biases[l], f"biases[{l}]", dims[l + 1])
+        if acts[l] < -1 or acts[l] >= NC_ACT_COUNT:
+            raise ValueError(f"chain: unknown activation code {acts[l]}")
+    _shape2(y, "y", x.shape[0], dims[L])
+    cdef Py_ssize_t m = x.shape[0]
+    cdef ptrdiff_t *cdims = <ptrdiff_t *>PyMem_Malloc((L + 1) * sizeof(ptrdiff_t))
+    cdef void **cpacked = <void **>PyMem_Malloc(L * sizeof(void *))
+    cdef void **cscale = <void **>PyMem_Malloc(L * sizeof(void *))
+    cdef void **cbias = <void **>PyMem_Malloc(L * sizeof(void *))
+    cdef int *cact = <int *>PyMem_Malloc(L * sizeof(int))
+    cdef int *cq = <int *>PyMem_Malloc(L * sizeof(int))
+    cdef void *calpha = PyMem_Malloc(L * sizeof(double))
+    cdef int rc
+    cdef void *px = _ptr(x)
+    cdef void *py = _ptr(y)
+    try:
+        if not cdims or not cpacked or not cscale or not cbias or not cact or not cq or not calpha:
+            raise MemoryError("chain")
+        for l in range(L + 1):
+            cdims[l] = dims[l]
+        for l in range(L):
+            cpacked[l] = _ptr(packed[l])
+            cscale[l] = _ptr(w_scales[l])
+            cbias[l] = NULL if biases[l] is None else _ptr(biases[l])
+            cact[l] = acts[l]
+            cq[l] = qmaxs[l]
+            if code == 0:
+                (<float *>calpha)[l] = alphas[l]
+            else:
+                (<double *>calpha)[l] = alphas[l]
+        if code == 0:
+            with nogil:
+                rc = nc_int8_chain_f32(m, L, cdims, <const void *const *>cpacked, <const float *const *>cscale,
+                                       <const float *const *>cbias, cact, <float *>calpha, cq, check_finite,
+                                       <float *>px, <float *>py, n_threads)
+        else:
+            with nogil:
+                rc = nc_int8_chain_f64(m, L, cdims, <const void *const *>cpacked, <const double *const *>cscale,
+                                       <const double *const *>cbias, cact, <double *>calpha, cq, check_finite,
+                                       <double *>px, <double *>py, n_threads)
+    finally:
+        PyMem_Free(cdims)
+        PyMem_Free(cpacked)
+        PyMem_Free(cscale)
+        PyMem_Free(cbias)
+        PyMem_Free(cact)
+        PyMem_Free(cq)
+        PyMem_Free(calpha)
+    if rc == 1:
+        raise ValueError("x: inputs contain NaN or infinity")
+    if rc == -2:
+        raise ValueError("chain: a packed kernel does not match its layer's shape or the int8 kernel in use; "
+                         "pack it again")
+    if rc != 0:
+        raise MemoryError("chain: no memory for the row blocks")
     return y
 
 

@@ -275,6 +275,16 @@ cdef extern from "nncore.h" nogil:
     int nc_gemm_int8_f64(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double *x, ptrdiff_t ldx, int qmax, const int8_t *W,
                          ptrdiff_t ldw, const double *wscale, const double *bias, int act, double act_alpha,
                          double *y, ptrdiff_t ldy, int nthreads)
+    size_t nc_int8_packed_size(int kernel, ptrdiff_t k, ptrdiff_t n)
+    int nc_int8_pack(int kernel, const int8_t *W, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n, void *out)
+    int nc_int8_chain_f32(ptrdiff_t m, int L, const ptrdiff_t *dims, const void *const *packed,
+                          const float *const *wscale, const float *const *bias, const int *act,
+                          const float *act_alpha, const int *qmax, int check_finite, const float *x, float *y,
+                          int nthreads)
+    int nc_int8_chain_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const void *const *packed,
+                          const double *const *wscale, const double *const *bias, const int *act,
+                          const double *act_alpha, const int *qmax, int check_finite, const double *x, double *y,
+                          int nthreads)
     void nc_quantize_rows_f32(const float *x, ptrdiff_t m, ptrdiff_t k, ptrdiff_t ldx, int qmax, int8_t *q,
                               ptrdiff_t ldq, float *scale, int nthreads)
     void nc_quantize_rows_f64(const double *x, ptrdiff_t m, ptrdiff_t k, ptrdiff_t ldx, int qmax, int8_t *q,

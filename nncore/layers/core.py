@@ -10,6 +10,7 @@ from nncore import _random
 from nncore import activations as _activations
 from nncore._kernels import elementwise as _ew
 from nncore._kernels.gemm import DenseLayers, bf16_round, dense_chain, gemm, pack_b
+from nncore._kernels import int8 as _int8
 from nncore._kernels.int8 import gemm_int8
 from nncore import initializers, regularizers
 from nncore.layers.base import Layer
@@ -435,10 +436,13 @@ class DenseChain:
         inputs (one input, one output, each layer reading the one before; Dropout layers between them,
         the identity in inference, are left out), else None."""
         nodes, layers = plan.nodes, plan.executors
+        dense = [layer for layer in layers if type(layer) is Dense]
+        modes = {layer.quantization_mode for layer in dense}
         if (plan.n_inputs != 1 or len(plan.out_slots) != 1 or not nodes or len(plan.tensors[0].shape) != 2
+                or len(modes) != 1
                 or not all(type(layer) is Dropout or (type(layer) is Dense and layer.built
-                                                      and layer.quantization_mode is None
-                                                      and layer.compute_dtype == layer.variable_dtype)
+                                                      and (layer.quantization_mode is not None
+                                                           or layer.compute_dtype == layer.variable_dtype))
                            for layer in layers)):
             return None
         prev = plan.tensors[0]
@@ -446,10 +450,9 @@ class DenseChain:
             if node.many or node.kwargs or len(node.inputs) != 1 or node.inputs[0] is not prev:
                 return None
             prev = node.outputs[0]
-        dense = [layer for layer in layers if type(layer) is Dense]
-        if plan.slot[id(prev)] != plan.out_slots[0] or not dense:
+        if plan.slot[id(prev)] != plan.out_slots[0]:
             return None
-        return cls(dense)
+        return (Int8DenseChain if modes == {"int8"} else cls)(dense)
 
     def prepare(self):
         """Pack the kernels (once per call of predict: they change only between calls)."""
@@ -468,3 +471,38 @@ class DenseChain:
         kernel call: bit-identical to calling them, nothing packed, the kernels read as they are now;
         returns y."""
         return self._by_layers(x, y, check_finite, n_threads)
+
+
+class Int8DenseChain(DenseChain):
+    """DenseChain of quantized Dense layers (``quantize("int8")``): each batch through the int8 chain
+    kernel (`nncore._kernels.int8.chain`: per row block, every layer's input quantized per row as it
+    is read from cache, its int8 product on the packed kernel, the dequantize + bias + activation
+    epilogue), the same bits as the layers one by one."""
+
+    def __init__(self, layers):
+        self.layers = list(layers)
+
+    def prepare(self):
+        """Pack the int8 kernels for the int8 GEMM kernel in use (once per call of predict)."""
+        layers = self.layers
+        self._packed = [_int8.pack(layer.kernel, layer._act_qmax) for layer in layers]
+        self._args = ([layer.kernel_scale for layer in layers], [layer.bias if layer.use_bias else None
+                                                               for layer in layers],
+                      [-1 if layer._code is None else layer._code for layer in layers],
+                      [layer._alpha if layer._code is not None else 0.0 for layer in layers],
+                      [layer._act_qmax for layer in layers])
+        return self
+
+    def __call__(self, x, y, check_finite=False, n_threads=1):
+        return _int8.chain(x, self._packed, *self._args, y, check_finite, n_threads)
+
+    def by_layers(self, x, y=None, check_finite=False, n_threads=1):
+        """y = the layers' own forward for x, one after the other (nothing packed); returns y."""
+        if check_finite and not _ew.all_finite(x, n_threads):
+            raise ValueError("x: inputs contain NaN or infinity")
+        for layer in self.layers:
+            x = layer.forward(x)
+        if y is None:
+            return x.copy()
+        y[...] = x
+        return y
