@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from bench.peers import NncorePeer
+from bench.peers import NncoreBf16Peer, NncorePeer
 from bench.workloads import get_workload, make_data
 
 
@@ -17,10 +17,16 @@ def prepare(workload, prog, description, argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--repeats", type=int, default=5, help="untimed-kernel epochs for the plain step time")
+    p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
+                   help="bf16: the model built under the mixed_bfloat16 policy (bench's nncore_bf16 peer)")
+    p.add_argument("--simd", default="", help="nncore's SIMD level (default: the CPU's best)")
     args = p.parse_args(argv)
+    if args.simd:
+        import nncore
+        nncore.set_simd_level(args.simd)
     wl = get_workload(workload, args.steps * 128)
     x, y = make_data(wl)
-    peer = NncorePeer(wl, x, y)
+    peer = (NncoreBf16Peer if args.precision == "bf16" else NncorePeer)(wl, x, y)
     peer.set_threads(args.threads)
     model = peer.model
     model.fit(x, y, batch_size=wl.batch, epochs=1, verbose=0)
@@ -45,6 +51,6 @@ def wrapped_epoch(model, x, y, wl, saved):
 
 
 def print_header(workload, wl, args, plain, wrapped):
-    print(f"# nncore on the {workload} workload: batch {wl.batch}, {args.threads} thread(s), {wl.steps()} steps; "
+    print(f"# nncore ({args.precision}) on the {workload} workload: batch {wl.batch}, {args.threads} thread(s), {wl.steps()} steps; "
           f"plain step {np.median(plain) * 1e3:.2f} ms (median of {args.repeats} epochs), "
           f"with timers {wrapped * 1e3:.2f} ms")

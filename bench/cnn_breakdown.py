@@ -17,6 +17,7 @@ from bench.breakdown_common import prepare, print_header, wrapped_epoch
 def main(argv=None):
     args, wl, x, y, model, plain = prepare("cnn", "python -m bench.cnn_breakdown",
                                            __doc__.split("\n\n")[0], argv)
+    import nncore.layers.base as base_mod
     import nncore.layers.conv as conv_mod
     import nncore.layers.core as core_mod
     import nncore.models as models_mod
@@ -41,8 +42,9 @@ def main(argv=None):
         setattr(Kernels, name, staticmethod(timed(name, getattr(real_conv, name))))
     Kernels.wino_sizes = staticmethod(real_conv.wino_sizes)
     saved = {(conv_mod, "_conv"): real_conv}
-    for mod in (conv_mod, core_mod):
-        for name in ("gemm", "_act_backward", "_colsum", "_act_forward", "_softmax_forward"):
+    for mod in (conv_mod, core_mod, base_mod):
+        for name in ("gemm", "gemm_bf16", "bf16_round", "_act_backward", "_colsum", "_act_forward",
+                     "_softmax_forward"):
             if hasattr(mod, name):
                 saved[(mod, name)] = getattr(mod, name)
                 setattr(mod, name, timed(name.lstrip("_"), getattr(mod, name)))

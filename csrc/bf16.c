@@ -45,7 +45,9 @@
 #endif
 
 /* Bytes of packed A per block of rows (in L2 while the B panels pass). */
-#define NC_BF_A_BYTES (96 * 1024)
+#define NC_BF_A_BYTES (256 * 1024)
+/* Pair groups of k per block: a B micro-panel (NC_BF_KQ x 32 words, 20 KiB) stays in L1. */
+#define NC_BF_KQ 160
 /* The largest MR x NR of the kernels (8 x 32). */
 #define NC_BF_TILE_MAX 256
 /* Below this many multiply-adds one thread does it all. */
@@ -88,7 +90,8 @@ void nc_bf16_round_f32(const float *x, float *y, ptrdiff_t n)
 }
 
 /* ---- the micro-kernels ------------------------------------------------------------------------- */
-typedef void (*nc_bf_kernel_fn)(ptrdiff_t kq, const uint32_t *a, const uint32_t *b, float *t);
+/* t (MR x NR, row stride NR) := (init ? t : 0) + the sum over kq pair groups */
+typedef void (*nc_bf_kernel_fn)(ptrdiff_t kq, const uint32_t *a, const uint32_t *b, float *t, int init);
 
 /* The half h of pair words (0: the odd elements, the high halves; 1: the even ones) as float32 bits */
 static inline uint32_t nc_bf_half(uint32_t w, int h) { return h ? w << 16 : w & 0xffff0000u; }
@@ -101,6 +104,12 @@ static inline nc_bf_v8 nc_bf_zero8(void)
 {
     nc_bf_v8 v;
     for (int i = 0; i < 8; i++) v.l[i] = 0.0f;
+    return v;
+}
+static inline nc_bf_v8 nc_bf_load8(const float *p)
+{
+    nc_bf_v8 v;
+    memcpy(v.l, p, sizeof v.l);
     return v;
 }
 static inline nc_bf_v8 nc_bf_loadb8(const uint32_t *p, int h)
@@ -131,6 +140,7 @@ static inline nc_bf_v8 nc_bf_fma8(nc_bf_v8 acc, float a, nc_bf_v8 b)
 #define BF_BCAST(a, i, h) nc_bf_f32((a)[(h) * BF_MR + (i)])
 #define BF_ASTEP (2 * BF_MR)
 #define BF_DP(acc, x, y) nc_bf_fma8((acc), (x), (y))
+#define BF_LOAD(p) nc_bf_load8(p)
 #define BF_STORE(p, x) memcpy((p), (x).l, sizeof (x).l)
 #define BF_KEEP(x) (void)0
 #include "bf16_dp.h"
@@ -162,6 +172,7 @@ static inline NC_BF_AVX2_ATTR __m256 nc_bf_half256(__m256i w, int h)
 #define BF_BCAST(a, i, h) _mm256_broadcast_ss((const float *)(const void *)((a) + (h) * BF_MR + (i)))
 #define BF_ASTEP (2 * BF_MR)
 #define BF_DP(acc, x, y) _mm256_fmadd_ps((x), (y), (acc))
+#define BF_LOAD(p) _mm256_loadu_ps(p)
 #define BF_STORE(p, x) _mm256_storeu_ps((p), (x))
 #define BF_KEEP(x) __asm__("" : "+x"(x)) /* all accumulators in registers (see int8_kernel.h) */
 #include "bf16_dp.h"
@@ -183,6 +194,7 @@ static inline NC_BF_AVX2_ATTR __m256 nc_bf_half256(__m256i w, int h)
 #define BF_BCAST(a, i, h) ((__m512bh)_mm512_set1_epi32((int)(a)[i]))
 #define BF_ASTEP BF_MR
 #define BF_DP(acc, x, y) _mm512_dpbf16_ps((acc), (x), (y))
+#define BF_LOAD(p) _mm512_loadu_ps(p)
 #define BF_STORE(p, x) _mm512_storeu_ps((p), (x))
 #define BF_KEEP(x) __asm__("" : "+v"(x))
 #include "bf16_dp.h"

@@ -28,62 +28,68 @@ static void NC_NAME(bf_pairs_line)(const float *x, ptrdiff_t k, uint32_t *w)
     if (k & 1) w[kh] = nc_bf_bits(x[k - 1]);
 }
 
-/* Pair word w of row r of the A panel at `panel`, group q: as is, or widened (odd, then even floats). */
-static inline void NC_NAME(bf_put_a)(uint32_t *panel, ptrdiff_t q, int r, int mr, int widened, uint32_t w)
+/* Rows [i0, i0 + rows) of op(A), pair groups [q0, q0 + qn) (the block of k 2 q0 .. 2 (q0 + qn)), into
+ * panels of mr rows, each qn groups of mr pair words (the even element low) or, widened, 2 mr words:
+ * bf(odd) << 16 of the mr rows, then bf(even) << 16 (the emulations broadcast each as a float32 straight
+ * from memory); rows past `rows` zero. `ap` holds qn or 2 qn words a row; tmp max(rows, qn) words. */
+static void NC_NAME(bf_pack_a)(const nc_bf_job *J, ptrdiff_t i0, ptrdiff_t rows, int mr, int widened, ptrdiff_t q0,
+                               ptrdiff_t qn, uint32_t *ap, uint32_t *tmp)
 {
-    if (widened)
-        panel[q * 2 * mr + r] = w & 0xffff0000u, panel[q * 2 * mr + mr + r] = w << 16;
-    else
-        panel[q * mr + r] = w;
-}
-
-/* Rows [i0, i0 + rows) of op(A) into panels of mr rows, each kq groups of mr pair words (the even
- * element low) or, widened, 2 mr words: bf(odd) << 16 of the mr rows, then bf(even) << 16 (the
- * emulations broadcast each as a float32 straight from memory); rows past `rows` zero. `ap` holds
- * astep = kq or 2 kq words a row; tmp max(rows, kq) words. */
-static void NC_NAME(bf_pack_a)(const nc_bf_job *J, ptrdiff_t i0, ptrdiff_t rows, int mr, int widened, ptrdiff_t kq,
-                         uint32_t *ap, uint32_t *tmp)
-{
-    ptrdiff_t k = J->k, astep = widened ? 2 * kq : kq, padded = (rows + mr - 1) / mr * mr;
-    memset(ap + rows / mr * mr * astep, 0, (size_t)((padded - rows / mr * mr) * astep) * sizeof(uint32_t));
-    if (J->sap == 1) {                 /* rows of A contiguous along k */
+    ptrdiff_t k = J->k, step = widened ? 2 * mr : mr, astep = step * qn / mr;
+    ptrdiff_t full = rows / mr * mr, padded = (rows + mr - 1) / mr * mr;
+    memset(ap + full * astep, 0, (size_t)((padded - full) * astep) * sizeof(uint32_t));
+    if (J->sap == 1) {                 /* rows of A contiguous along k: a line of pairs, then down a column */
+        ptrdiff_t kk = k - 2 * q0 < 2 * qn ? k - 2 * q0 : 2 * qn;
         for (ptrdiff_t i = 0; i < rows; i++) {
-            NC_NAME(bf_pairs_line)(J->A + (i0 + i) * J->sai, k, tmp);
-            uint32_t *panel = ap + i / mr * mr * astep;
-            for (ptrdiff_t q = 0; q < kq; q++) NC_NAME(bf_put_a)(panel, q, (int)(i % mr), mr, widened, tmp[q]);
+            NC_NAME(bf_pairs_line)(J->A + (i0 + i) * J->sai + 2 * q0, kk, tmp);
+            uint32_t *d = ap + i / mr * mr * astep + i % mr;
+            if (widened)
+                for (ptrdiff_t q = 0; q < qn; q++) d[q * step] = tmp[q] & 0xffff0000u, d[q * step + mr] = tmp[q] << 16;
+            else
+                for (ptrdiff_t q = 0; q < qn; q++) d[q * step] = tmp[q];
         }
         return;
     }
-    for (ptrdiff_t q = 0; q < kq; q++) { /* op(A) = A^T: the pair rows 2q, 2q + 1 contiguous along m */
-        const float *a0 = J->A + 2 * q * J->sap + i0;
-        NC_NAME(bf_pairs_rows)(a0, 2 * q + 1 < k ? a0 + J->sap : NULL, rows, tmp);
-        for (ptrdiff_t i = 0; i < rows; i++)
-            NC_NAME(bf_put_a)(ap + i / mr * mr * astep, q, (int)(i % mr), mr, widened, tmp[i]);
+    for (ptrdiff_t q = 0; q < qn; q++) { /* op(A) = A^T: the pair rows 2q, 2q + 1 contiguous along m */
+        const float *a0 = J->A + 2 * (q0 + q) * J->sap + i0;
+        NC_NAME(bf_pairs_rows)(a0, 2 * (q0 + q) + 1 < k ? a0 + J->sap : NULL, rows, tmp);
+        for (ptrdiff_t p = 0; p < rows; p += mr) {  /* each panel's group q: mr words in a row */
+            uint32_t *d = ap + p * astep + q * step;
+            const uint32_t *w = tmp + p;
+            int mi = (int)(rows - p < mr ? rows - p : mr);
+            if (widened) {
+                for (int r = 0; r < mi; r++) d[r] = w[r] & 0xffff0000u;
+                for (int r = 0; r < mi; r++) d[mr + r] = w[r] << 16;
+            } else {
+                memcpy(d, w, (size_t)mi * sizeof(uint32_t));
+            }
+        }
     }
 }
 
-/* Columns [j0, j0 + cols) of op(B) into NR-column panels of kq groups of nr pair words (columns past
- * `cols` zero); tmp max(cols, kq) words. */
-static void NC_NAME(bf_pack_b)(const nc_bf_job *J, ptrdiff_t j0, ptrdiff_t cols, int nr, ptrdiff_t kq, uint32_t *dst,
-                         uint32_t *tmp)
+/* Columns [j0, j0 + cols) of op(B), pair groups [q0, q0 + qn), into NR-column panels of qn groups of nr
+ * pair words (columns past `cols` zero); tmp max(cols, qn) words. */
+static void NC_NAME(bf_pack_b)(const nc_bf_job *J, ptrdiff_t j0, ptrdiff_t cols, int nr, ptrdiff_t q0, ptrdiff_t qn,
+                               uint32_t *dst, uint32_t *tmp)
 {
     ptrdiff_t k = J->k, npan = (cols + nr - 1) / nr, last = (npan - 1) * nr;
     if (npan == 0) return;
-    memset(dst + (npan - 1) * kq * nr, 0, (size_t)(kq * nr) * sizeof(uint32_t));
+    memset(dst + (npan - 1) * qn * nr, 0, (size_t)(qn * nr) * sizeof(uint32_t));
     if (J->sbj == 1) {                 /* rows of B contiguous along n */
-        for (ptrdiff_t q = 0; q < kq; q++) {
-            const float *b0 = J->B + 2 * q * J->sbp + j0;
-            NC_NAME(bf_pairs_rows)(b0, 2 * q + 1 < k ? b0 + J->sbp : NULL, cols, tmp);
+        for (ptrdiff_t q = 0; q < qn; q++) {
+            const float *b0 = J->B + 2 * (q0 + q) * J->sbp + j0;
+            NC_NAME(bf_pairs_rows)(b0, 2 * (q0 + q) + 1 < k ? b0 + J->sbp : NULL, cols, tmp);
             for (ptrdiff_t jp = 0; jp < npan; jp++)
-                memcpy(dst + jp * kq * nr + q * nr, tmp + jp * nr,
+                memcpy(dst + jp * qn * nr + q * nr, tmp + jp * nr,
                        (size_t)(jp * nr == last ? cols - last : nr) * sizeof(uint32_t));
         }
         return;
     }
+    ptrdiff_t kk = k - 2 * q0 < 2 * qn ? k - 2 * q0 : 2 * qn;
     for (ptrdiff_t j = 0; j < cols; j++) { /* op(B) = B^T: column j of op(B) contiguous along k */
-        NC_NAME(bf_pairs_line)(J->B + (j0 + j) * J->sbj, k, tmp);
-        uint32_t *d = dst + j / nr * kq * nr + j % nr;
-        for (ptrdiff_t q = 0; q < kq; q++) d[q * nr] = tmp[q];
+        NC_NAME(bf_pairs_line)(J->B + (j0 + j) * J->sbj + 2 * q0, kk, tmp);
+        uint32_t *d = dst + j / nr * qn * nr + j % nr;
+        for (ptrdiff_t q = 0; q < qn; q++) d[q * nr] = tmp[q];
     }
 }
 
@@ -114,36 +120,60 @@ static void NC_NAME(bf_store)(const nc_bf_job *J, const float *t, int ldt, ptrdi
     }
 }
 
-/* One thread's block C[r0:r1, c0:c1]: B packed once (all of k), then A block by block.
- * 0, or -1 when out of memory. */
-static int NC_NAME(bf_region)(const nc_bf_job *J, const nc_bf_variant *V, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0,
-                        ptrdiff_t c1)
+/* The mi x nj corner of a tile (row stride ldt) to and from the sums S (row stride lds). */
+static void NC_NAME(bf_tile_move)(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds, int mi, int nj)
 {
-    const int mr = V->mr, nr = V->nr;
+    for (int i = 0; i < mi; i++) memcpy(dst + i * ldd, src + i * lds, (size_t)nj * sizeof(float));
+}
+
+/* One thread's block C[r0:r1, c0:c1], BLIS-style: k in blocks of at most NC_BF_KQ pair groups (a B
+ * micro-panel in L1); for each, op(B)'s block packed for all the columns, then op(A)'s in blocks of mc rows
+ * (in L2), the micro-kernel over each tile. Between blocks of k a tile's float32 sums wait in S: C itself,
+ * or (beta != 0: the epilogue reads C) a block of their own; the next block goes on from them (the same
+ * chain of FMAs: no sum is split), the last block's tile goes through the epilogue. 0, or -1 when out of
+ * memory. */
+static int NC_NAME(bf_region)(const nc_bf_job *J, const nc_bf_variant *V, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0,
+                              ptrdiff_t c1)
+{
+    const int mr = V->mr, nr = V->nr, wide = V->emulated ? 2 : 1;
     ptrdiff_t kq = (J->k + 1) / 2, ncol = c1 - c0, npan = (ncol + nr - 1) / nr;
+    ptrdiff_t kb = kq > NC_BF_KQ ? (kq + NC_BF_KQ - 1) / NC_BF_KQ : 1, kqb = (kq + kb - 1) / kb;
     ptrdiff_t rows = (r1 - r0 + mr - 1) / mr * mr;
-    ptrdiff_t mc = NC_BF_A_BYTES / (8 * kq + 4) / mr * mr;
+    ptrdiff_t mc = NC_BF_A_BYTES / (4 * wide * kqb + 4) / mr * mr;
     if (mc < mr) mc = mr;
     if (mc > rows) mc = rows;
-    ptrdiff_t astep = V->emulated ? 2 * kq : kq; /* words of A per row */
-    ptrdiff_t twords = ncol > kq ? ncol : kq;
+    ptrdiff_t twords = ncol > kqb ? ncol : kqb;
     if (twords < mc) twords = mc;
-    size_t bwords = (size_t)(npan * nr * kq), awords = (size_t)(mc * astep);
-    uint32_t *mem = (uint32_t *)malloc((bwords + awords + (size_t)twords + 16) * sizeof(uint32_t));
+    size_t bwords = (size_t)(npan * nr * kqb), awords = (size_t)(mc * wide * kqb);
+    size_t swords = kb > 1 && J->beta != 0.0f ? (size_t)((r1 - r0) * ncol) : 0;
+    uint32_t *mem = (uint32_t *)malloc((bwords + awords + (size_t)twords + swords + 16) * sizeof(uint32_t));
     if (!mem) return -1;
     uint32_t *bp = (uint32_t *)(((uintptr_t)mem + 63) / 64 * 64), *ap = bp + bwords, *tmp = ap + awords;
-    float tile[NC_BF_TILE_MAX];
-    NC_NAME(bf_pack_b)(J, c0, ncol, nr, kq, bp, tmp);
-    for (ptrdiff_t ic = r0; ic < r1; ic += mc) {
-        ptrdiff_t mci = r1 - ic < mc ? r1 - ic : mc;
-        NC_NAME(bf_pack_a)(J, ic, mci, mr, V->emulated, kq, ap, tmp);
-        for (ptrdiff_t jp = 0; jp < npan; jp++) {
-            int nj = (int)(ncol - jp * nr < nr ? ncol - jp * nr : nr);
-            for (ptrdiff_t ir = 0; ir < mci; ir += mr) {
-                unsigned csr = nc_bf_csr_enter(V->emulated);
-                V->kernel(kq, ap + ir * astep, bp + jp * kq * nr, tile);
-                nc_bf_csr_leave(V->emulated, csr);
-                NC_NAME(bf_store)(J, tile, nr, ic + ir, c0 + jp * nr, (int)(mci - ir < mr ? mci - ir : mr), nj);
+    float *S = J->C + r0 * J->ldc + c0;
+    ptrdiff_t lds = J->ldc;
+    if (swords) S = (float *)(void *)(tmp + twords), lds = ncol;
+    float tile[NC_BF_TILE_MAX] = {0.0f};
+    for (ptrdiff_t pb = 0; pb < kb; pb++) {
+        ptrdiff_t q0 = pb * kqb, qn = kq - q0 < kqb ? kq - q0 : kqb;
+        int more = pb > 0, last = pb == kb - 1;
+        NC_NAME(bf_pack_b)(J, c0, ncol, nr, q0, qn, bp, tmp);
+        for (ptrdiff_t ic = r0; ic < r1; ic += mc) {
+            ptrdiff_t mci = r1 - ic < mc ? r1 - ic : mc;
+            NC_NAME(bf_pack_a)(J, ic, mci, mr, V->emulated, q0, qn, ap, tmp);
+            for (ptrdiff_t jp = 0; jp < npan; jp++) {
+                int nj = (int)(ncol - jp * nr < nr ? ncol - jp * nr : nr);
+                for (ptrdiff_t ir = 0; ir < mci; ir += mr) {
+                    int mi = (int)(mci - ir < mr ? mci - ir : mr);
+                    float *s = S + (ic - r0 + ir) * lds + jp * nr;
+                    if (more) NC_NAME(bf_tile_move)(tile, nr, s, lds, mi, nj);
+                    unsigned csr = nc_bf_csr_enter(V->emulated);
+                    V->kernel(qn, ap + ir * wide * qn, bp + jp * qn * nr, tile, more);
+                    nc_bf_csr_leave(V->emulated, csr);
+                    if (last)
+                        NC_NAME(bf_store)(J, tile, nr, ic + ir, c0 + jp * nr, mi, nj);
+                    else
+                        NC_NAME(bf_tile_move)(s, lds, tile, nr, mi, nj);
+                }
             }
         }
     }

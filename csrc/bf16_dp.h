@@ -3,8 +3,11 @@
  * for its emulation (AVX2 + FMA, and generic C), so the tests of the
  * emulation on a CPU without AVX512_BF16 run this very loop:
  *
+ *     acc = init ? t : 0                                                 at the start
  *     acc[i][v] = dpbf16(acc[i][v], bcast(pair q of row i), b vector v)   q = 0 .. kq-1
  *     t = acc                                                            at the end
+ *
+ * so a sum cut into blocks of k (init set from the second on) is the same chain, bit for bit.
  *
  * The emulations take each pair in two halves, h = 0 (the odd elements) then
  * h = 1 (the even ones), one FMA each, so each accumulator sees vdpbf16ps's
@@ -14,17 +17,17 @@
  * emulation wants them), BF_HALVES (1: vdpbf16ps on whole pairs; 2: the
  * halves), BF_ZERO(), BF_LOADB(p, h), BF_BCAST(a, i, h) (row i of the group
  * of A at a), BF_ASTEP (32-bit words of A per group: MR pair words, or 2 MR
- * widened floats, see bf16.c), BF_DP(acc, a, b), BF_STORE(p, acc),
+ * widened floats, see bf16.c), BF_DP(acc, a, b), BF_LOAD(p), BF_STORE(p, acc),
  * BF_KEEP(acc), BF_ATTR, BF_MR, BF_NV. */
 #define BF_NR (BF_NV * BF_LANES)
 
-static BF_ATTR void BF_NAME(ptrdiff_t kq, const uint32_t *a, const uint32_t *b, float *t)
+static BF_ATTR void BF_NAME(ptrdiff_t kq, const uint32_t *a, const uint32_t *b, float *t, int init)
 {
     BF_ACC acc[BF_MR][BF_NV];
 #pragma GCC unroll 16
     for (int i = 0; i < BF_MR; i++)
 #pragma GCC unroll 4
-        for (int v = 0; v < BF_NV; v++) acc[i][v] = BF_ZERO();
+        for (int v = 0; v < BF_NV; v++) acc[i][v] = init ? BF_LOAD(t + i * BF_NR + v * BF_LANES) : BF_ZERO();
     for (ptrdiff_t q = 0; q < kq; q++, a += BF_ASTEP, b += BF_NR) {
 #pragma GCC unroll 2
         for (int h = 0; h < BF_HALVES; h++) {
@@ -63,5 +66,6 @@ static BF_ATTR void BF_NAME(ptrdiff_t kq, const uint32_t *a, const uint32_t *b, 
 #undef BF_ASTEP
 #undef BF_HALVES
 #undef BF_DP
+#undef BF_LOAD
 #undef BF_STORE
 #undef BF_KEEP

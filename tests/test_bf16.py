@@ -147,6 +147,30 @@ def test_epilogue_transposes_threads(level):
             assert np.array_equal(_bits(outs[0]), _bits(ref.bf16(outs[0])))    # bfloat16 values
 
 
+@pytest.mark.parametrize("level", LEVELS)
+def test_k_in_blocks_continues_the_chain(level):
+    # k past one block of NC_BF_KQ = 160 pairs (2, 3 and 49 blocks, odd k: a half pair in the last block):
+    # the sums wait in C (beta 0) or in a block of their own (beta != 0, the epilogue reads C), and the
+    # chain goes on from them: the same bits as one chain, on every kernel, transpose and thread count
+    rng = np.random.default_rng(30 + level)
+    kernels = _runs(level)
+    for (m, n, k), ta, tb in [((37, 45, 641), False, False), ((19, 70, 961), True, False),
+                              ((41, 33, 321), False, True), ((9, 32, 15681), True, False)]:
+        a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+        b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+        c0 = rng.standard_normal((m, n)).astype(np.float32)
+        bias = rng.standard_normal(n).astype(np.float32)
+        chain = ref.gemm_chain(a.T if ta else a, b.T if tb else b)
+        for beta in (0.0, 0.5):
+            want = ref.bf16(np.maximum(np.float32(0.75) * chain + np.float32(beta) * c0 + bias, 0))
+            for kernel, nt in itertools.product(kernels if k < 10000 else kernels[-1:], (1, 2)):
+                G.bf16_set_kernel(kernel)
+                c = c0.copy()
+                G.gemm_bf16(a, b, c, trans_a=ta, trans_b=tb, alpha=0.75, beta=beta, bias=bias,
+                            act=ACT_CODES["relu"], n_threads=nt)
+                assert np.array_equal(_bits(c), _bits(want)), (kernel, nt, beta, m, n, k, ta, tb)
+
+
 def test_large_threads_and_column_blocks():
     rng = np.random.default_rng(3)
     a = rng.standard_normal((256, 784)).astype(np.float32)
