@@ -95,8 +95,8 @@ def main():
                 a8 = rng.integers(-63, 64, (m, k)).astype(np.int8)
                 c32 = np.empty((m, n), np.int32)
                 fns = {
-                    "f32": lambda: gemm(x, w, y, bias=b, act=1, n_threads=nt),
-                    "int8": lambda: k8.gemm_int8(x, wq, ws, y, b, 1, qmax=63, n_threads=nt),
+                    "f32": lambda: gemm(x, w, y, bias=b, act=4, n_threads=nt),
+                    "int8": lambda: k8.gemm_int8(x, wq, ws, y, b, 4, qmax=63, n_threads=nt),
                     "s8s32": lambda: k8.gemm_s8s32(a8, wq, c32, qmax=63, n_threads=nt),
                 }
                 t = interleaved(fns, args.rounds)

@@ -52,13 +52,17 @@ __attribute__((target("avx512f,avx512vl,avx512vnni"))) static double dpbusd_ymm(
 
 __attribute__((target("avx2"))) static double maddubs_ymm(void)
 {
-    __m256i acc[CHAINS], x = _mm256_set1_epi32(0x01020304), y = _mm256_set1_epi32(0x01ff01ff);
+    /* x made opaque each iteration and a B operand of its own per chain (from L1, as in a kernel):
+     * nothing is loop-invariant, and only the vpaddd is on a chain */
+    __m256i acc[CHAINS], yv[CHAINS], x = _mm256_set1_epi32(0x01020304);
     const __m256i ones = _mm256_set1_epi16(1);
-    for (int c = 0; c < CHAINS; c++) acc[c] = _mm256_set1_epi32(c);
+    for (int c = 0; c < CHAINS; c++) acc[c] = _mm256_set1_epi32(c), yv[c] = _mm256_set1_epi32(0x01ff01ff + c);
     double t = now();
-    for (long i = 0; i < ITERS; i++)
+    for (long i = 0; i < ITERS; i++) {
+        __asm__("" : "+x"(x));
         for (int c = 0; c < CHAINS; c++)
-            acc[c] = _mm256_add_epi32(acc[c], _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), ones));
+            acc[c] = _mm256_add_epi32(acc[c], _mm256_madd_epi16(_mm256_maddubs_epi16(x, yv[c]), ones));
+    }
     t = now() - t;
     int s[8], tot = 0;
     for (int c = 0; c < CHAINS; c++) {

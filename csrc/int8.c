@@ -144,6 +144,9 @@ const char *nc_int8_kernel_name(int kernel)
     return kernel >= 0 && kernel < NC_INT8_COUNT ? nc_i8_variants[kernel].name : "unknown";
 }
 
+/* The SIMD level the REAL helpers (quantizer, epilogue) run at: the level in use on x86, else generic. */
+static int nc_i8_level(void) { return NC_I8_X86 ? nc_active_simd_level() : NC_SIMD_GENERIC; }
+
 /* ---- the driver -------------------------------------------------------------------------------- */
 typedef struct nc_i8_job nc_i8_job;
 struct nc_i8_job {
@@ -161,7 +164,7 @@ struct nc_i8_job {
     int info_size;
     int a_size;           /* bytes of an element of A (prefetching the next block's rows) */
     int qmax;             /* A in [-qmax, qmax] */
-    int level;            /* the SIMD level of the REAL helpers: 0 generic, 1 AVX2 */
+    int level;            /* the SIMD level of the REAL helpers (nc_i8_level) */
     const void *a;        /* int8 A or REAL x, row stride lda */
     ptrdiff_t lda;
     void *c;
@@ -391,7 +394,7 @@ int nc_gemm_s8s32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const int8_t *A, ptrdif
                   ptrdiff_t ldb, int32_t *C, ptrdiff_t ldc, int nthreads)
 {
     nc_i8_job job = {0};
-    job.qmax = qmax, job.level = NC_I8_X86 && nc_active_simd_level() >= NC_SIMD_AVX2;
+    job.qmax = qmax, job.level = nc_i8_level();
     job.m = m, job.n = n, job.k = k, job.B = B, job.ldb = ldb;
     job.pack_a = nc_i8_pack_s8, job.store = nc_i8_store_s32, job.info_size = 0, job.a_size = 1;
     job.a = A, job.lda = lda, job.c = C, job.ldc = ldc;

@@ -25,7 +25,17 @@
 #include "int8_rows.h"
 #undef I8L_SUF
 #undef I8L_ATTR
-#define I8_PICK(level, op) ((level) ? NC_NAME(op##_avx2) : NC_NAME(op##_generic))
+#if defined(__clang__)
+#define I8L_ATTR __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+#else
+#define I8L_ATTR __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512")))
+#endif
+#define I8L_SUF avx512
+#include "int8_rows.h"
+#undef I8L_SUF
+#undef I8L_ATTR
+#define I8_PICK(level, op) \
+    ((level) == NC_SIMD_AVX512 ? NC_NAME(op##_avx512) : (level) ? NC_NAME(op##_avx2) : NC_NAME(op##_generic))
 #else
 #define I8_PICK(level, op) NC_NAME(op##_generic)
 #endif
@@ -61,7 +71,7 @@ int NC_NAME(gemm_int8)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *x, ptr
     job.m = m, job.n = n, job.k = k, job.B = W, job.ldb = ldw, job.qmax = qmax;
     job.pack_a = NC_NAME(i8_pack_x), job.store = NC_NAME(i8_store), job.info_size = (int)sizeof(REAL);
     job.a_size = (int)sizeof(REAL);
-    job.level = NC_I8_X86 && nc_active_simd_level() >= NC_SIMD_AVX2;
+    job.level = nc_i8_level();
     job.a = x, job.lda = ldx, job.c = y, job.ldc = ldy;
     job.wscale = wscale, job.bias = bias, job.act = act, job.act_alpha = act_alpha;
     return nc_i8_run(&job, nthreads);
@@ -80,7 +90,7 @@ static int NC_NAME(i8_chain_rows)(ptrdiff_t i0, ptrdiff_t i1, int L, const ptrdi
     uint8_t *ap = (uint8_t *)(((uintptr_t)mem + 63) / 64 * 64);
     char *info = (char *)ap + abytes;
     REAL *buf[2] = {(REAL *)(info + ibytes), (REAL *)(info + ibytes) + rb * wmax};
-    int level = NC_I8_X86 && nc_active_simd_level() >= NC_SIMD_AVX2, rc = 0;
+    int level = nc_i8_level(), rc = 0;
     for (ptrdiff_t r0 = i0; r0 < i1; r0 += rb) {
         ptrdiff_t rows = i1 - r0 < rb ? i1 - r0 : rb;
         const REAL *in = x + r0 * dims[0];
@@ -160,7 +170,7 @@ static void NC_NAME(i8_quantize_row)(int level, const REAL *x, ptrdiff_t k, REAL
 void NC_NAME(quantize_rows)(const REAL *x, ptrdiff_t m, ptrdiff_t k, ptrdiff_t ldx, int qmax, int8_t *q,
                             ptrdiff_t ldq, REAL *scale, int nthreads)
 {
-    int level = NC_I8_X86 && nc_active_simd_level() >= NC_SIMD_AVX2;
+    int level = nc_i8_level();
     int nt = nc_team_size(nthreads, 4.0 * (double)m * (double)k);
     if (nt > m) nt = (int)m;
     if (nt <= 1) {

@@ -72,6 +72,8 @@ static I8L_ATTR void I8L_NAME(i8_store)(const int32_t *t, int ldt, int mi, int n
         REAL *c = C + i * ldc;
         if (nj == 16) /* the AVX2 and VNNI-256 kernels' full width */
             I8L_NAME(i8_row_out)(t + i * ldt, 16, xs[i], ws, bias, relu, c);
+        else if (nj == 32) /* VNNI-512's */
+            I8L_NAME(i8_row_out)(t + i * ldt, 32, xs[i], ws, bias, relu, c);
         else
             I8L_NAME(i8_row_out)(t + i * ldt, nj, xs[i], ws, bias, relu, c);
         if (!relu && act != NC_ACT_LINEAR) NC_NAME(act_forward)(act, alpha, c, c, nj);
