@@ -17,7 +17,12 @@ def prepare(workload, prog, description, argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--repeats", type=int, default=5, help="untimed-kernel epochs for the plain step time")
+    p.add_argument("--simd", choices=("generic", "avx2", "avx512"), default=None,
+                   help="run nncore's kernels at this SIMD level (default: the best this CPU has)")
     args = p.parse_args(argv)
+    if args.simd:
+        import nncore
+        nncore.set_simd_level(args.simd)
     wl = get_workload(workload, args.steps * 128)
     x, y = make_data(wl)
     peer = NncorePeer(wl, x, y)
@@ -45,6 +50,8 @@ def wrapped_epoch(model, x, y, wl, saved):
 
 
 def print_header(workload, wl, args, plain, wrapped):
-    print(f"# nncore on the {workload} workload: batch {wl.batch}, {args.threads} thread(s), {wl.steps()} steps; "
+    import nncore
+    print(f"# nncore on the {workload} workload: batch {wl.batch}, SIMD {nncore.get_simd_level()}, "
+          f"{args.threads} thread(s), {wl.steps()} steps; "
           f"plain step {np.median(plain) * 1e3:.2f} ms (median of {args.repeats} epochs), "
           f"with timers {wrapped * 1e3:.2f} ms")
