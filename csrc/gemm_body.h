@@ -265,7 +265,7 @@ static int NC_NAME(gemm_nr_of)(int level)
 ptrdiff_t NC_NAME(gemm_pack_size)(ptrdiff_t k, ptrdiff_t n)
 {
     ptrdiff_t nr = NC_NAME(gemm_nr_of)(nc_active_simd_level());
-    return NC_GEMM_PACK_HEAD + (k > 0 ? k : 0) * ((n > 0 ? n : 0) + nr - 1) / nr * nr;
+    return NC_GEMM_PACK_HEAD + (k > 0 ? k : 0) * (((n > 0 ? n : 0) + nr - 1) / nr * nr);
 }
 
 void NC_NAME(gemm_pack_b)(int trans_b, ptrdiff_t k, ptrdiff_t n, const REAL *B, ptrdiff_t ldb, REAL *packed)
@@ -301,6 +301,35 @@ int NC_NAME(gemm_packed)(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, REA
     NC_NAME(gemm_tile)(level, &mr, &nr);
     return NC_NAME(gemm_team)(level, 0, mr, nr, nthreads, trans_a, 0, m, n, k, alpha, A, lda, NULL, 0, beta, C, ldc,
                               bias, act, act_alpha, packed + NC_GEMM_PACK_HEAD, (n + nr - 1) / nr * nr);
+}
+
+/* ---- A in place over a packed B, whole-k register tiles ----------------------- */
+
+void NC_NAME(gemm_panels)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda, const REAL *bpack,
+                          ptrdiff_t ntot, REAL beta, REAL *C, ptrdiff_t ldc, const REAL *bias, int act,
+                          REAL act_alpha)
+{
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        NC_NAME(gemm)(0, 0, m, n, 0, 1, A, lda, NULL, n, beta, C, ldc, bias, act, act_alpha, 1);
+        return;
+    }
+    switch (nc_active_simd_level()) {
+#if NC_GEMM_X86
+    case NC_SIMD_AVX512:
+        NC_NAME(gemm_panels_avx512)(m, n, k, A, lda, bpack, ntot, beta, C, ldc, bias, act, act_alpha);
+        break;
+    case NC_SIMD_AVX2:
+        NC_NAME(gemm_panels_avx2)(m, n, k, A, lda, bpack, ntot, beta, C, ldc, bias, act, act_alpha);
+        break;
+#endif
+    default: NC_NAME(gemm_panels_generic)(m, n, k, A, lda, bpack, ntot, beta, C, ldc, bias, act, act_alpha);
+    }
+}
+
+void NC_NAME(gemm_micro_tile)(int *mr, int *nr)
+{
+    NC_NAME(gemm_tile)(nc_active_simd_level(), mr, nr);
 }
 
 /* ---- a chain of dense layers over row blocks -------------------------------- */

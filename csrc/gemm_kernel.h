@@ -902,6 +902,123 @@ static UK_ATTR void UK_NAME(gemm_serial)(int trans_a, int trans_b, ptrdiff_t m, 
     }
 }
 
+/* ---- gemm_panels: A in place, the packed B, whole-k register tiles ---------
+ * C[0:m, 0:n] := act(A B + beta C + bias) on this thread, where A is m x k
+ * row-major (row i at A + i lda, read in place: nothing of A is packed) and B
+ * comes packed whole by gemm_pack_whole (bpack: its first micro-panel, past
+ * nc_gemm_pack_b's head; ntot: its width, n rounded up to NR or more, so C may
+ * take the first n columns of a wider B). Each MR x NR tile of C is summed
+ * over the whole k in registers, the packed k blocks one after the other (no
+ * pass of C through memory per k block), then beta C, the bias and the
+ * activation in the tile's epilogue, while the tile is in L1. The tiles walk
+ * a row panel at a time (its MR rows of A stay in L1 while every column
+ * panel of B streams past). Every element's sum runs over p in the same
+ * order for a given tile shape, and the tiles follow the grid of MR rows
+ * from row 0: a caller that cuts the rows at multiples of MR gets the same
+ * bits whatever the cut. beta == 0 never reads C. */
+UK_INLINE void UK_NAME(panels_kloop)(const int rows, const int nvec, ptrdiff_t k, const REAL *a, ptrdiff_t lda,
+                                     const REAL *bq, ptrdiff_t ntot, ptrdiff_t q, VEC (*acc)[NV])
+{
+    ptrdiff_t kstep = UK_NAME(gemm_kstep)(k);
+    int cnt[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) cnt[v] = VL;
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) acc[i][v] = VZERO();
+    for (ptrdiff_t pc = 0; pc < k; pc += kstep) {
+        ptrdiff_t kc = k - pc < kstep ? k - pc : kstep;
+        UK_NAME(gemm_kloop)(rows, nvec, 0, kc, a + pc, lda, 1, bq + pc * ntot + q * NR * kc, NR, cnt, acc);
+    }
+}
+
+/* The full MR x NR tile in a function of its own (the accumulators stay in
+ * registers; see gemm_ukr_full). */
+static __attribute__((noinline)) UK_ATTR void UK_NAME(panels_full)(ptrdiff_t k, const REAL *a, ptrdiff_t lda,
+                                                                   const REAL *bq, ptrdiff_t ntot, ptrdiff_t q,
+                                                                   REAL beta, REAL *c, ptrdiff_t ldc,
+                                                                   const REAL *bias, int relu)
+{
+    VEC acc[MR][NV];
+    int cnt[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) cnt[v] = VL;
+    UK_NAME(panels_kloop)(MR, NV, k, a, lda, bq, ntot, q, acc);
+    UK_NAME(gemm_store)(MR, acc, 1, beta, c, ldc, cnt, bias, relu);
+}
+
+/* A tile of mr < MR rows or nr < NR columns. */
+static UK_ATTR void UK_NAME(panels_edge)(int mr, int nr, ptrdiff_t k, const REAL *a, ptrdiff_t lda, const REAL *bq,
+                                         ptrdiff_t ntot, ptrdiff_t q, REAL beta, REAL *c, ptrdiff_t ldc,
+                                         const REAL *bias, int relu)
+{
+    VEC acc[MR][NV];
+    int cnt[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) {
+        int r = nr - v * VL;
+        cnt[v] = r < 0 ? 0 : r > VL ? VL : r;
+    }
+    int half = NV > 1 && nr <= NV / 2 * VL; /* the packed panel's zero columns past nr are summed, not stored */
+#define PANELS_CASE(r)                                                                       \
+    case r:                                                                                  \
+        if (half) UK_NAME(panels_kloop)(r, NV > 1 ? NV / 2 : 1, k, a, lda, bq, ntot, q, acc); \
+        else UK_NAME(panels_kloop)(r, NV, k, a, lda, bq, ntot, q, acc);                     \
+        break;
+    switch (mr) {
+        PANELS_CASE(1)
+#if MR >= 2
+        PANELS_CASE(2)
+#endif
+#if MR >= 3
+        PANELS_CASE(3)
+#endif
+#if MR >= 4
+        PANELS_CASE(4)
+#endif
+#if MR >= 5
+        PANELS_CASE(5)
+#endif
+#if MR >= 6
+        PANELS_CASE(6)
+#endif
+#if MR >= 7
+        PANELS_CASE(7)
+#endif
+#if MR >= 8
+        PANELS_CASE(8)
+#endif
+#if MR > 8
+#error "gemm_kernel.h: gemm_panels takes MR <= 8"
+#endif
+    default: return;
+    }
+#undef PANELS_CASE
+    UK_NAME(gemm_store)(mr, acc, 1, beta, c, ldc, cnt, bias, relu);
+}
+
+static UK_ATTR void UK_NAME(gemm_panels)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
+                                         const REAL *bpack, ptrdiff_t ntot, REAL beta, REAL *C, ptrdiff_t ldc,
+                                         const REAL *bias, int act, REAL act_alpha)
+{
+    int relu = act == NC_ACT_RELU, other = act != NC_ACT_LINEAR && !relu;
+    for (ptrdiff_t i0 = 0; i0 < m; i0 += MR) {
+        int mr = (int)(m - i0 < MR ? m - i0 : MR);
+        const REAL *a = A + i0 * lda;
+        for (ptrdiff_t j0 = 0; j0 < n; j0 += NR) {
+            int nr = (int)(n - j0 < NR ? n - j0 : NR);
+            REAL *c = C + i0 * ldc + j0;
+            const REAL *bias1 = bias ? bias + j0 : NULL;
+            if (mr == MR && nr == NR)
+                UK_NAME(panels_full)(k, a, lda, bpack, ntot, j0 / NR, beta, c, ldc, bias1, relu);
+            else
+                UK_NAME(panels_edge)(mr, nr, k, a, lda, bpack, ntot, j0 / NR, beta, c, ldc, bias1, relu);
+            if (other) UK_NAME(gemm_tile_act)(c, ldc, mr, nr, act, act_alpha);
+        }
+    }
+}
+
 #undef UK_SUF
 #undef UK_ATTR
 #undef UK_ROW

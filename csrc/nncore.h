@@ -141,6 +141,25 @@ int nc_gemm_packed_f64(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, doubl
                        ptrdiff_t ldc, const double *bias /* in, nullable */, int act, double act_alpha,
                        int nthreads);
 
+/* C[0:m, 0:n] := act(A B + beta C + bias) on the calling thread, A (m x k)
+ * row-major with row stride lda, read in place; B packed by nc_gemm_pack_b
+ * at the SIMD level in use (bpack = packed + the 64-byte head, i.e. its first
+ * micro-panel; ntot = its width rounded up to the level's NR, ntot >= n: C
+ * takes op(B)'s first n columns). Nothing is checked or allocated: the
+ * caller knows the packing matches. Each register tile of C is summed over
+ * the whole k (no pass of C per k block) and finished in its epilogue (beta
+ * C, bias, act); beta == 0 never reads C. Row blocks cut at multiples of the
+ * level's MR give the same bits as one call (gemm_kernel.h, gemm_panels). */
+void nc_gemm_panels_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *A /* in */, ptrdiff_t lda,
+                        const float *bpack /* in */, ptrdiff_t ntot, float beta, float *C /* inout */,
+                        ptrdiff_t ldc, const float *bias /* in, nullable */, int act, float act_alpha);
+void nc_gemm_panels_f64(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double *A /* in */, ptrdiff_t lda,
+                        const double *bpack /* in */, ptrdiff_t ntot, double beta, double *C /* inout */,
+                        ptrdiff_t ldc, const double *bias /* in, nullable */, int act, double act_alpha);
+/* The MR x NR register tile of the SIMD level in use (gemm_panels' row grid, the packing's NR). */
+void nc_gemm_micro_tile_f32(int *mr, int *nr);
+void nc_gemm_micro_tile_f64(int *mr, int *nr);
+
 /* A chain of L dense layers, y = f_L(... f_1(x W_1 + b_1) ... W_L + b_L), over
  * the m rows of x (m x dims[0], contiguous) into y (m x dims[L]), in blocks
  * of rows that go through every layer while their activations are in cache

@@ -250,6 +250,57 @@ def gemm_packed(a, packed, c, bint trans_a=False, double alpha=1.0, double beta=
     return c
 
 
+def gemm_tile(dtype=np.float32):
+    """(MR, NR): the register tile of the SIMD level in use for dtype (float32 or float64)."""
+    cdef int mr = 0, nr = 0
+    if np.dtype(dtype) == np.float32:
+        nc_gemm_micro_tile_f32(&mr, &nr)
+    else:
+        nc_gemm_micro_tile_f64(&mr, &nr)
+    return mr, nr
+
+
+def gemm_panels(a, packed, c, double beta=0.0, bias=None, int act=0, double act_alpha=0.0):
+    """c := act(a @ B + beta * c + bias) in place on this thread, B from `pack_b` (of k = a's columns
+    rows and at least c's columns: c takes B's first columns); returns c. a's rows are read in place
+    (rows contiguous, any row stride); each register tile of c is summed over the whole k."""
+    cdef int code = -1
+    cdef Py_ssize_t lda = _rows(a, "a", &code)
+    cdef Py_ssize_t ldc = _rows(c, "c", &code)
+    _same_real(packed, "packed", code)
+    _ndim(packed, "packed", 1)
+    _writable(c, "c")
+    cdef Py_ssize_t m = a.shape[0], k = a.shape[1], n = c.shape[1]
+    _shape2(c, "c", m, n)
+    cdef Py_ssize_t hl = 64 // packed.itemsize
+    if packed.shape[0] < hl:
+        raise ValueError("gemm_panels: packed is not a packed kernel (shorter than its head)")
+    head = packed[:hl].view(np.int64)                                           # tag, level, k, n
+    cdef Py_ssize_t need = nc_gemm_pack_size_f32(k, head[3]) if code == 0 else nc_gemm_pack_size_f64(k, head[3])
+    if head[2] != k or head[3] < n or packed.shape[0] != need or head[1] != nc_active_simd_level():
+        raise ValueError(f"gemm_panels: packed does not hold a kernel of {k} rows and >= {n} columns packed at "
+                         "this SIMD level; pack it again")
+    cdef int mr = 0, nr = 1
+    if code == 0:
+        nc_gemm_micro_tile_f32(&mr, &nr)
+    else:
+        nc_gemm_micro_tile_f64(&mr, &nr)
+    cdef Py_ssize_t ntot = (head[3] + nr - 1) // nr * nr
+    cdef void *pbias = _epilogue("gemm_panels", bias, act, n, code)
+    cdef void *pa = _ptr(a)
+    cdef void *pp = _ptr(packed)
+    cdef void *pc = _ptr(c)
+    if code == 0:
+        with nogil:
+            nc_gemm_panels_f32(m, n, k, <float*>pa, lda, <float*>pp + hl, ntot, <float>beta, <float*>pc, ldc,
+                               <float*>pbias, act, <float>act_alpha)
+    else:
+        with nogil:
+            nc_gemm_panels_f64(m, n, k, <double*>pa, lda, <double*>pp + hl, ntot, beta, <double*>pc, ldc,
+                               <double*>pbias, act, act_alpha)
+    return c
+
+
 def dense_chain(x, packed, biases, acts, alphas, y, bint check_finite=False, int n_threads=1):
     """y := f_L(... f_1(x W_1 + b_1) ...) through L dense layers, a block of rows at a time; returns y.
 

@@ -49,6 +49,14 @@ cdef extern from "nncore.h" nogil:
     int nc_gemm_packed_f64(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha, const double *A,
                            ptrdiff_t lda, const double *packed, double beta, double *C, ptrdiff_t ldc,
                            const double *bias, int act, double act_alpha, int nthreads)
+    void nc_gemm_panels_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *A, ptrdiff_t lda,
+                            const float *bpack, ptrdiff_t ntot, float beta, float *C, ptrdiff_t ldc,
+                            const float *bias, int act, float act_alpha)
+    void nc_gemm_panels_f64(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double *A, ptrdiff_t lda,
+                            const double *bpack, ptrdiff_t ntot, double beta, double *C, ptrdiff_t ldc,
+                            const double *bias, int act, double act_alpha)
+    void nc_gemm_micro_tile_f32(int *mr, int *nr)
+    void nc_gemm_micro_tile_f64(int *mr, int *nr)
     int nc_dense_chain_f32(ptrdiff_t m, int L, const ptrdiff_t *dims, const float *const *packed,
                            const float *const *bias, const int *act, const float *act_alpha, int check_finite,
                            const float *x, float *y, int nthreads)
