@@ -19,7 +19,8 @@ def prepare(workload, prog, description, argv=None):
     p.add_argument("--repeats", type=int, default=5, help="untimed-kernel epochs for the plain step time")
     p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
                    help="bf16: the model built under the mixed_bfloat16 policy (bench's nncore_bf16 peer)")
-    p.add_argument("--simd", default="", help="nncore's SIMD level (default: the CPU's best)")
+    p.add_argument("--simd", choices=("generic", "avx2", "avx512"), default=None,
+                   help="run nncore's kernels at this SIMD level (default: the best this CPU has)")
     args = p.parse_args(argv)
     if args.simd:
         import nncore
@@ -51,6 +52,8 @@ def wrapped_epoch(model, x, y, wl, saved):
 
 
 def print_header(workload, wl, args, plain, wrapped):
-    print(f"# nncore ({args.precision}) on the {workload} workload: batch {wl.batch}, {args.threads} thread(s), {wl.steps()} steps; "
+    import nncore
+    print(f"# nncore ({args.precision}) on the {workload} workload: batch {wl.batch}, SIMD {nncore.get_simd_level()}, "
+          f"{args.threads} thread(s), {wl.steps()} steps; "
           f"plain step {np.median(plain) * 1e3:.2f} ms (median of {args.repeats} epochs), "
           f"with timers {wrapped * 1e3:.2f} ms")

@@ -78,7 +78,12 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--peak", type=float, default=None, help="FMA peak GFLOP/s of one core (default: measured)")
+    ap.add_argument("--simd", choices=("generic", "avx2", "avx512"), default=None,
+                    help="run the kernels at this SIMD level (default: the best this CPU has)")
     args = ap.parse_args(argv)
+    if args.simd:
+        import nncore
+        nncore.set_simd_level(args.simd)
     from bench.gemm import fma_peak
     peak = args.peak or (fma_peak() or (117.0, 58.0))[0]
     s = build()
@@ -92,7 +97,8 @@ def main(argv=None):
             fn()
             times[label].append(clock() - t0)
     floor_peak = peak * 1e9 * args.threads
-    print(f"# lstm row kernels, {args.threads} thread(s), FMA peak {peak:.1f} GFLOP/s a core, "
+    import nncore
+    print(f"# lstm row kernels, SIMD {nncore.get_simd_level()}, {args.threads} thread(s), FMA peak {peak:.1f} GFLOP/s a core, "
           f"median of {args.repeats}")
     print("| kernel | ms per step | GFLOP/s | floor (ms) | time / floor |")
     print("|---|---|---|---|---|")
