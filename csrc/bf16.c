@@ -308,6 +308,16 @@ typedef struct {
     int round_out;
 } nc_bf_job;
 
+/* How a product is cut (bf16_body.h, bf_region) */
+typedef struct {
+    ptrdiff_t kb, kqb, mc, lds; /* blocks of k, pair groups per block, rows per block of A, S's row stride */
+    ptrdiff_t npan;             /* NR-column panels of op(B) */
+    uint32_t *bp;               /* op(B) packed, the team's: block of k at pair group q0 from bp + q0 npan NR,
+                                   its panels of qn groups one after the other */
+    float *S;                   /* the sums between blocks of k, S(i, j) = S[i lds + j] (C or a matrix) */
+    int team;                   /* more than one thread: barriers around the packing of B */
+} nc_bf_plan;
+
 /* The epilogue's float32 operations are the same bits at every level: no FMA contraction there. */
 #if defined(__clang__)
 #pragma clang fp contract(off)

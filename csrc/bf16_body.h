@@ -68,7 +68,7 @@ static void NC_NAME(bf_pack_a)(const nc_bf_job *J, ptrdiff_t i0, ptrdiff_t rows,
 }
 
 /* Columns [j0, j0 + cols) of op(B), pair groups [q0, q0 + qn), into NR-column panels of qn groups of nr
- * pair words (columns past `cols` zero); tmp max(cols, qn) words. */
+ * pair words (columns past `cols` zero); tmp qn words. */
 static void NC_NAME(bf_pack_b)(const nc_bf_job *J, ptrdiff_t j0, ptrdiff_t cols, int nr, ptrdiff_t q0, ptrdiff_t qn,
                                uint32_t *dst, uint32_t *tmp)
 {
@@ -76,12 +76,11 @@ static void NC_NAME(bf_pack_b)(const nc_bf_job *J, ptrdiff_t j0, ptrdiff_t cols,
     if (npan == 0) return;
     memset(dst + (npan - 1) * qn * nr, 0, (size_t)(qn * nr) * sizeof(uint32_t));
     if (J->sbj == 1) {                 /* rows of B contiguous along n */
-        for (ptrdiff_t q = 0; q < qn; q++) {
-            const float *b0 = J->B + 2 * (q0 + q) * J->sbp + j0;
-            NC_NAME(bf_pairs_rows)(b0, 2 * (q0 + q) + 1 < k ? b0 + J->sbp : NULL, cols, tmp);
+        for (ptrdiff_t q = 0; q < qn; q++) { /* straight into each panel's group q */
+            const float *b0 = J->B + 2 * (q0 + q) * J->sbp + j0, *b1 = 2 * (q0 + q) + 1 < k ? b0 + J->sbp : NULL;
             for (ptrdiff_t jp = 0; jp < npan; jp++)
-                memcpy(dst + jp * qn * nr + q * nr, tmp + jp * nr,
-                       (size_t)(jp * nr == last ? cols - last : nr) * sizeof(uint32_t));
+                NC_NAME(bf_pairs_rows)(b0 + jp * nr, b1 ? b1 + jp * nr : NULL, jp * nr == last ? cols - last : nr,
+                                       dst + jp * qn * nr + q * nr);
         }
         return;
     }
@@ -126,37 +125,37 @@ static void NC_NAME(bf_tile_move)(float *dst, ptrdiff_t ldd, const float *src, p
     for (int i = 0; i < mi; i++) memcpy(dst + i * ldd, src + i * lds, (size_t)nj * sizeof(float));
 }
 
-/* One thread's block C[r0:r1, c0:c1], BLIS-style: k in blocks of at most NC_BF_KQ pair groups (a B
- * micro-panel in L1); for each, op(B)'s block packed for all the columns, then op(A)'s in blocks of mc rows
- * (in L2), the micro-kernel over each tile. Between blocks of k a tile's float32 sums wait in S: C itself,
- * or (beta != 0: the epilogue reads C) a block of their own; the next block goes on from them (the same
- * chain of FMAs: no sum is split), the last block's tile goes through the epilogue. 0, or -1 when out of
- * memory. */
-static int NC_NAME(bf_region)(const nc_bf_job *J, const nc_bf_variant *V, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t c0,
-                              ptrdiff_t c1)
+/* One thread's block C[r0:r1, c0:c1], BLIS-style: op(B) packed first, all of it, the team sharing the
+ * work (this thread packs panels [p0, p1) of every block of k into the team's buffer, then waits for the
+ * others); then k in blocks of kqb <= NC_BF_KQ pair groups (a B micro-panel in L1), for each op(A)'s
+ * block in blocks of mc rows (in L2), the micro-kernel over each tile of the thread's block. Between blocks of k a tile's
+ * float32 sums wait in S: C itself, or (beta != 0: the epilogue reads C) a matrix of their own; the next
+ * block goes on from them (the same chain of FMAs: no sum is split), the last block's tile goes through
+ * the epilogue. */
+static void NC_NAME(bf_region)(const nc_bf_job *J, const nc_bf_variant *V, const nc_bf_plan *P, ptrdiff_t r0,
+                               ptrdiff_t r1, ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t p0, ptrdiff_t p1, uint32_t *ap,
+                               uint32_t *tmp)
 {
     const int mr = V->mr, nr = V->nr, wide = V->emulated ? 2 : 1;
-    ptrdiff_t kq = (J->k + 1) / 2, ncol = c1 - c0, npan = (ncol + nr - 1) / nr;
-    ptrdiff_t kb = kq > NC_BF_KQ ? (kq + NC_BF_KQ - 1) / NC_BF_KQ : 1, kqb = (kq + kb - 1) / kb;
-    ptrdiff_t rows = (r1 - r0 + mr - 1) / mr * mr;
-    ptrdiff_t mc = NC_BF_A_BYTES / (4 * wide * kqb + 4) / mr * mr;
-    if (mc < mr) mc = mr;
+    ptrdiff_t kq = (J->k + 1) / 2, kqb = P->kqb, lds = P->lds, ncol = c1 - c0, npan = (ncol + nr - 1) / nr;
+    ptrdiff_t mc = P->mc, rows = (r1 - r0 + mr - 1) / mr * mr;
     if (mc > rows) mc = rows;
-    ptrdiff_t twords = ncol > kqb ? ncol : kqb;
-    if (twords < mc) twords = mc;
-    size_t bwords = (size_t)(npan * nr * kqb), awords = (size_t)(mc * wide * kqb);
-    size_t swords = kb > 1 && J->beta != 0.0f ? (size_t)((r1 - r0) * ncol) : 0;
-    uint32_t *mem = (uint32_t *)malloc((bwords + awords + (size_t)twords + swords + 16) * sizeof(uint32_t));
-    if (!mem) return -1;
-    uint32_t *bp = (uint32_t *)(((uintptr_t)mem + 63) / 64 * 64), *ap = bp + bwords, *tmp = ap + awords;
-    float *S = J->C + r0 * J->ldc + c0;
-    ptrdiff_t lds = J->ldc;
-    if (swords) S = (float *)(void *)(tmp + twords), lds = ncol;
     float tile[NC_BF_TILE_MAX] = {0.0f};
-    for (ptrdiff_t pb = 0; pb < kb; pb++) {
+    if (p1 > p0) {                     /* this thread's share of B's panels, every block of k */
+        ptrdiff_t j1 = p1 * nr < J->n ? p1 * nr : J->n;
+        for (ptrdiff_t pb = 0; pb < P->kb; pb++) {
+            ptrdiff_t q0 = pb * kqb, qn = kq - q0 < kqb ? kq - q0 : kqb;
+            NC_NAME(bf_pack_b)(J, p0 * nr, j1 - p0 * nr, nr, q0, qn, P->bp + q0 * P->npan * nr + p0 * qn * nr, tmp);
+        }
+    }
+    if (P->team) {
+#pragma omp barrier
+    }                                  /* all of B packed */
+    for (ptrdiff_t pb = 0; pb < P->kb; pb++) {
         ptrdiff_t q0 = pb * kqb, qn = kq - q0 < kqb ? kq - q0 : kqb;
-        int more = pb > 0, last = pb == kb - 1;
-        NC_NAME(bf_pack_b)(J, c0, ncol, nr, q0, qn, bp, tmp);
+        int more = pb > 0, last = pb == P->kb - 1;
+        /* block pb of B: its panels of qn groups; this thread's columns start at a panel */
+        const uint32_t *bp = P->bp + q0 * P->npan * nr + c0 / nr * qn * nr;
         for (ptrdiff_t ic = r0; ic < r1; ic += mc) {
             ptrdiff_t mci = r1 - ic < mc ? r1 - ic : mc;
             NC_NAME(bf_pack_a)(J, ic, mci, mr, V->emulated, q0, qn, ap, tmp);
@@ -164,7 +163,7 @@ static int NC_NAME(bf_region)(const nc_bf_job *J, const nc_bf_variant *V, ptrdif
                 int nj = (int)(ncol - jp * nr < nr ? ncol - jp * nr : nr);
                 for (ptrdiff_t ir = 0; ir < mci; ir += mr) {
                     int mi = (int)(mci - ir < mr ? mci - ir : mr);
-                    float *s = S + (ic - r0 + ir) * lds + jp * nr;
+                    float *s = P->S + (ic + ir) * lds + c0 + jp * nr;
                     if (more) NC_NAME(bf_tile_move)(tile, nr, s, lds, mi, nj);
                     unsigned csr = nc_bf_csr_enter(V->emulated);
                     V->kernel(qn, ap + ir * wide * qn, bp + jp * qn * nr, tile, more);
@@ -177,8 +176,6 @@ static int NC_NAME(bf_region)(const nc_bf_job *J, const nc_bf_variant *V, ptrdif
             }
         }
     }
-    free(mem);
-    return 0;
 }
 
 int NC_NAME(gemm_bf16)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *A,
@@ -193,19 +190,48 @@ int NC_NAME(gemm_bf16)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdi
     J.round_out = round_out;
     const nc_bf_variant *V = &nc_bf_variants[nc_bf16_kernel()];
     if (m <= 0 || n <= 0) return 0;
+    const int mr = V->mr, nr = V->nr, wide = V->emulated ? 2 : 1;
     double work = (double)m * (double)n * (double)(k > 0 ? k : 1);
     int nt = work < NC_BF_TEAM_WORK ? 1 : nc_team_size(nthreads, 2.0 * work);
-    ptrdiff_t mt = (m + V->mr - 1) / V->mr, ntiles = mt * ((n + V->nr - 1) / V->nr);
-    if (nt > ntiles) nt = (int)ntiles;
-    if (nt <= 1) return NC_NAME(bf_region)(&J, V, 0, m, 0, n);
-    int err = 0;
-#pragma omp parallel num_threads(nt) reduction(| : err)
-    {
-        ptrdiff_t r0, r1, c0, c1;
-        nc_tile_block(m, n, V->mr, V->nr, omp_get_num_threads(), omp_get_thread_num(), &r0, &r1, &c0, &c1);
-        if (r1 > r0 && c1 > c0) err |= NC_NAME(bf_region)(&J, V, r0, r1, c0, c1);
+    ptrdiff_t mt = (m + mr - 1) / mr, npan = (n + nr - 1) / nr;
+    if (nt > mt * npan) nt = (int)(mt * npan);
+    if (nt < 1) nt = 1;
+    /* the plan, and one allocation for it all: B's block (the team's), then each thread's A block and
+     * scratch line, then S when it is not C */
+    nc_bf_plan P;
+    ptrdiff_t kq = (k + 1) / 2;
+    P.kb = kq > NC_BF_KQ ? (kq + NC_BF_KQ - 1) / NC_BF_KQ : 1, P.kqb = (kq + P.kb - 1) / P.kb;
+    P.mc = NC_BF_A_BYTES / (4 * wide * P.kqb + 4) / mr * mr;
+    if (P.mc < mr) P.mc = mr;
+    if (P.mc > mt * mr) P.mc = mt * mr;
+    ptrdiff_t twords = P.kqb > P.mc ? P.kqb : P.mc;
+    P.npan = npan;
+    size_t bwords = (size_t)(npan * nr * kq + 16), own = (size_t)(P.mc * wide * P.kqb + twords + 16);
+    size_t swords = P.kb > 1 && beta != 0.0f ? (size_t)(m * n) : 0;
+    uint32_t *mem = (uint32_t *)malloc((bwords + (size_t)nt * own + swords + 16) * sizeof(uint32_t));
+    if (!mem) return -1;
+    P.bp = (uint32_t *)(((uintptr_t)mem + 63) / 64 * 64);
+    uint32_t *owned = P.bp + bwords;
+    P.S = C, P.lds = ldc, P.team = nt > 1;
+    if (swords) P.S = (float *)(void *)(owned + (size_t)nt * own), P.lds = n;
+    if (nt <= 1) {
+        NC_NAME(bf_region)(&J, V, &P, 0, m, 0, n, 0, npan, owned, owned + P.mc * wide * P.kqb);
+    } else {
+#pragma omp parallel num_threads(nt)
+        {
+            int T = omp_get_num_threads(), t = omp_get_thread_num();
+            ptrdiff_t r0, r1, c0, c1, p0, p1;
+            nc_tile_block(m, n, mr, nr, T, t, &r0, &r1, &c0, &c1);
+            if (c0 == 0 && c1 == n) /* cut by rows: the threads share B's panels */
+                p0 = npan * t / T, p1 = npan * (t + 1) / T;
+            else                    /* by columns: each its own */
+                p0 = c0 / nr, p1 = (c1 + nr - 1) / nr;
+            uint32_t *mine = owned + (size_t)t * own;
+            NC_NAME(bf_region)(&J, V, &P, r0, r1, c0, c1, p0, p1, mine, mine + P.mc * wide * P.kqb);
+        }
     }
-    return err;
+    free(mem);
+    return 0;
 }
 #else
 int NC_NAME(gemm_bf16)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *A,
