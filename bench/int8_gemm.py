@@ -11,7 +11,7 @@ each turn the best of a short burst, the figure the median over the rounds):
   s8s32   `gemm_s8s32`: the int8 product alone, int8 A in, int32 C out
 and, under nncore's default int8 kernel for the level (avx512: avx512vnni; avx2: the u8 x s8 kernel),
 GMAC/s and the share of that kernel's peak (bench/int8_peak.c: vpdpbusd zmm, or vpmaddubsw +
-vpmaddwd ymm, on one core; times the thread count). Wall time (2 threads share the machine's 2 cores).
+vpmaddwd ymm, on one core; times the thread count) and float32's of the FMA peak (bench/fma_peak.c). Wall time (2 threads share the machine's 2 cores).
 """
 import argparse
 import os
@@ -23,6 +23,8 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from gemm import fma_peak  # noqa: E402  (bench/gemm.py: bench/fma_peak.c)
 
 SHAPES = ((784, 256), (256, 128), (128, 10))   # (k, n) of the three layers
 
@@ -74,6 +76,8 @@ def main():
     from nncore._kernels.gemm import gemm
 
     pk = peaks()
+    fma = fma_peak()                     # GFLOP/s: float32, float64
+    pk["fma_f32"] = fma[0] / 2 if fma else float("nan")
     print("peaks of one core, G multiply-adds/s:", ", ".join(f"{k} {v}" for k, v in pk.items()))
     print(f"load before: {os.getloadavg()}")
     rng = np.random.default_rng(0)
@@ -83,7 +87,7 @@ def main():
         nncore.set_simd_level(level)
         kern = k8.kernel(63)
         peak1 = pk["vpdpbusd_zmm"] if "vnni" in kern else pk["vpmaddubsw_ymm"]
-        fpeak1 = pk["fma_f32_zmm"] if level == "avx512" else pk["fma_f32_ymm"]
+        fpeak1 = pk["fma_f32"]
         for nt in map(int, args.threads.split(",")):
             for k, n in SHAPES:
                 x = np.maximum(rng.standard_normal((m, k)), 0).astype(np.float32)

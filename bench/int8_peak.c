@@ -1,7 +1,7 @@
-/* int8_peak.c -- the int8 multiply-add peak of one core, against the float32
- * FMA peak: independent chains of vpdpbusd (AVX512-VNNI, zmm and ymm), of the
- * AVX2 u8 x s8 sequence (vpmaddubsw + vpmaddwd + vpaddd, ymm) and of vfmadd
- * (float32, zmm and ymm). Built and run by bench/int8_gemm.py (gcc -O3; each
+/* int8_peak.c -- the int8 multiply-add peak of one core: independent chains
+ * of vpdpbusd (AVX512-VNNI, zmm and ymm) and of the AVX2 u8 x s8 sequence
+ * (vpmaddubsw + vpmaddwd + vpaddd, ymm); the float32 FMA peak to set them
+ * against is bench/fma_peak.c's. Built and run by bench/int8_gemm.py (gcc -O3; each
  * kernel carries its own target attribute and runs only where the CPU has it).
  * Prints one line per kernel: name, G multiply-adds per second ("-" where the
  * CPU lacks it). */
@@ -73,37 +73,6 @@ __attribute__((target("avx2"))) static double maddubs_ymm(void)
     return 32.0 * CHAINS * (double)ITERS / t / 1e9;
 }
 
-__attribute__((target("avx512f"))) static double fma_zmm(void)
-{
-    __m512 acc[CHAINS], x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
-    for (int c = 0; c < CHAINS; c++) acc[c] = _mm512_set1_ps((float)c);
-    double t = now();
-    for (long i = 0; i < ITERS; i++)
-        for (int c = 0; c < CHAINS; c++) acc[c] = _mm512_fmadd_ps(acc[c], x, y);
-    t = now() - t;
-    float s = 0;
-    for (int c = 0; c < CHAINS; c++) s += _mm512_reduce_add_ps(acc[c]);
-    if (s == 12345.0f) printf("#");
-    return 16.0 * CHAINS * (double)ITERS / t / 1e9;
-}
-
-__attribute__((target("avx2,fma"))) static double fma_ymm(void)
-{
-    __m256 acc[CHAINS], x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
-    for (int c = 0; c < CHAINS; c++) acc[c] = _mm256_set1_ps((float)c);
-    double t = now();
-    for (long i = 0; i < ITERS; i++)
-        for (int c = 0; c < CHAINS; c++) acc[c] = _mm256_fmadd_ps(acc[c], x, y);
-    t = now() - t;
-    float s[8], tot = 0;
-    for (int c = 0; c < CHAINS; c++) {
-        _mm256_storeu_ps(s, acc[c]);
-        for (int j = 0; j < 8; j++) tot += s[j];
-    }
-    if (tot == 12345.0f) printf("#");
-    return 8.0 * CHAINS * (double)ITERS / t / 1e9;
-}
-
 static void row(const char *name, int ok, double (*fn)(void))
 {
     if (ok) printf("%s %.2f\n", name, fn());
@@ -118,7 +87,5 @@ int main(void)
     row("vpdpbusd_zmm", vnni, dpbusd_zmm);
     row("vpdpbusd_ymm", vnni && vl, dpbusd_ymm);
     row("vpmaddubsw_ymm", __builtin_cpu_supports("avx2"), maddubs_ymm);
-    row("fma_f32_zmm", avx512, fma_zmm);
-    row("fma_f32_ymm", __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"), fma_ymm);
     return 0;
 }

@@ -84,21 +84,17 @@ static int NC_NAME(i8_chain_rows)(ptrdiff_t i0, ptrdiff_t i1, int L, const ptrdi
                                   const int *act, const REAL *act_alpha, const int *qmax, int check, const REAL *x,
                                   REAL *y, ptrdiff_t rb, ptrdiff_t wmax, ptrdiff_t kpmax)
 {
-    size_t abytes = NC_I8_UP((size_t)((rb + 8) * kpmax)), ibytes = NC_I8_UP((size_t)(rb + 8) * sizeof(REAL));
+    size_t abytes = NC_I8_UP((size_t)((rb + 16) * kpmax)), ibytes = NC_I8_UP((size_t)(rb + 16) * sizeof(REAL));
     char *mem = (char *)malloc(abytes + ibytes + 2 * (size_t)(rb * wmax) * sizeof(REAL) + 64);
     if (!mem) return -1;
     uint8_t *ap = (uint8_t *)(((uintptr_t)mem + 63) / 64 * 64);
     char *info = (char *)ap + abytes;
     REAL *buf[2] = {(REAL *)(info + ibytes), (REAL *)(info + ibytes) + rb * wmax};
     int level = nc_i8_level(), rc = 0;
-    for (ptrdiff_t r0 = i0; r0 < i1; r0 += rb) {
+    for (ptrdiff_t r0 = i0; r0 < i1 && rc == 0; r0 += rb) {
         ptrdiff_t rows = i1 - r0 < rb ? i1 - r0 : rb;
         const REAL *in = x + r0 * dims[0];
-        if (check && !NC_NAME(all_finite)(in, rows * dims[0], 1)) { /* then in cache for the first layer */
-            rc = 1;
-            break;
-        }
-        for (int l = 0; l < L; l++) {
+        for (int l = 0; l < L && rc == 0; l++) {
             int64_t head[2];
             memcpy(head, packed[l], sizeof head);
             const nc_i8_variant *V = &nc_i8_variants[head[1]];
@@ -120,6 +116,9 @@ static int NC_NAME(i8_chain_rows)(ptrdiff_t i0, ptrdiff_t i1, int L, const ptrdi
             nc_i8_rows(&job, V, pk + nc_i8_corr_bytes(V, n), (const uint32_t *)pk, 0, n, 0, rows, mc, ap, info, pf,
                        pf_end);
             if (act[l] < 0) NC_NAME(softmax_forward)(out, out, rows, n);
+            /* x is checked by its rows' scales: NaN where a row holds NaN or an infinity */
+            for (ptrdiff_t i = 0; check && l == 0 && i < rows; i++)
+                if (((REAL *)info)[i] != ((REAL *)info)[i]) rc = 1;
             in = out;
         }
     }

@@ -92,3 +92,15 @@ def _active_simd_level_here():
 
 def _mark_forked_here():
     nc_mark_forked()
+
+
+cdef inline int _chain_status(int rc, str fn, str packed_for) except -1:
+    """Raise for the status of a chain of layers' kernel (0 ok; 1 x not finite; -2 a packed kernel
+    not for its layer or for `packed_for`; -1 no memory)."""
+    if rc == 1:
+        raise ValueError("x: inputs contain NaN or infinity")
+    if rc == -2:
+        raise ValueError(f"{fn}: a packed kernel does not match its layer's shape or {packed_for}; pack it again")
+    if rc != 0:
+        raise MemoryError(f"{fn}: no memory for the row blocks")
+    return 0

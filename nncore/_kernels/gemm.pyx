@@ -368,13 +368,7 @@ def dense_chain(x, packed, biases, acts, alphas, y, bint check_finite=False, int
         PyMem_Free(cbias)
         PyMem_Free(cact)
         PyMem_Free(calpha)
-    if rc == 1:
-        raise ValueError("x: inputs contain NaN or infinity")
-    if rc == -2:
-        raise ValueError("dense_chain: a packed kernel does not match its layer's shape or this SIMD level; "
-                         "pack it again")
-    if rc != 0:
-        raise MemoryError("dense_chain: no memory for the row blocks")
+    _chain_status(rc, "dense_chain", "this SIMD level")
     return y
 
 

@@ -183,19 +183,22 @@ def chain(x, packed, w_scales, biases, acts, alphas, qmaxs, y, bint check_finite
             raise ValueError(f"chain: unknown activation code {acts[l]}")
     _shape2(y, "y", x.shape[0], dims[L])
     cdef Py_ssize_t m = x.shape[0]
-    cdef ptrdiff_t *cdims = <ptrdiff_t *>PyMem_Malloc((L + 1) * sizeof(ptrdiff_t))
-    cdef void **cpacked = <void **>PyMem_Malloc(L * sizeof(void *))
-    cdef void **cscale = <void **>PyMem_Malloc(L * sizeof(void *))
-    cdef void **cbias = <void **>PyMem_Malloc(L * sizeof(void *))
-    cdef int *cact = <int *>PyMem_Malloc(L * sizeof(int))
-    cdef int *cq = <int *>PyMem_Malloc(L * sizeof(int))
-    cdef void *calpha = PyMem_Malloc(L * sizeof(double))
+    # the C arrays in one block: dims, then packed, scale and bias pointers, act and qmax codes, alphas
+    cdef char *mem = <char *>PyMem_Malloc((L + 1) * sizeof(ptrdiff_t) + 3 * L * sizeof(void *)
+                                          + 2 * L * sizeof(int) + L * sizeof(double))
+    if not mem:
+        raise MemoryError("chain")
+    cdef ptrdiff_t *cdims = <ptrdiff_t *>mem
+    cdef void **cpacked = <void **>(cdims + L + 1)
+    cdef void **cscale = cpacked + L
+    cdef void **cbias = cscale + L
+    cdef double *calpha = <double *>(cbias + L)
+    cdef int *cact = <int *>(calpha + L)
+    cdef int *cq = cact + L
     cdef int rc
     cdef void *px = _ptr(x)
     cdef void *py = _ptr(y)
     try:
-        if not cdims or not cpacked or not cscale or not cbias or not cact or not cq or not calpha:
-            raise MemoryError("chain")
         for l in range(L + 1):
             cdims[l] = dims[l]
         for l in range(L):
@@ -207,7 +210,7 @@ def chain(x, packed, w_scales, biases, acts, alphas, qmaxs, y, bint check_finite
             if code == 0:
                 (<float *>calpha)[l] = alphas[l]
             else:
-                (<double *>calpha)[l] = alphas[l]
+                calpha[l] = alphas[l]
         if code == 0:
             with nogil:
                 rc = nc_int8_chain_f32(m, L, cdims, <const void *const *>cpacked, <const float *const *>cscale,
@@ -216,23 +219,11 @@ def chain(x, packed, w_scales, biases, acts, alphas, qmaxs, y, bint check_finite
         else:
             with nogil:
                 rc = nc_int8_chain_f64(m, L, cdims, <const void *const *>cpacked, <const double *const *>cscale,
-                                       <const double *const *>cbias, cact, <double *>calpha, cq, check_finite,
+                                       <const double *const *>cbias, cact, calpha, cq, check_finite,
                                        <double *>px, <double *>py, n_threads)
     finally:
-        PyMem_Free(cdims)
-        PyMem_Free(cpacked)
-        PyMem_Free(cscale)
-        PyMem_Free(cbias)
-        PyMem_Free(cact)
-        PyMem_Free(cq)
-        PyMem_Free(calpha)
-    if rc == 1:
-        raise ValueError("x: inputs contain NaN or infinity")
-    if rc == -2:
-        raise ValueError("chain: a packed kernel does not match its layer's shape or the int8 kernel in use; "
-                         "pack it again")
-    if rc != 0:
-        raise MemoryError("chain: no memory for the row blocks")
+        PyMem_Free(mem)
+    _chain_status(rc, "chain", "the int8 kernel in use")
     return y
 
 
