@@ -41,17 +41,21 @@ def build(T=28, B=128, D=28, u=128, dtype=np.float32, seed=0):
 
 def kernels(s, nt):
     """(label, multiply-adds, function) of each kernel of one training step, as the LSTM layer calls them
-    without a mask or dropout: z_t = [x_t | h_{t-1} | 1] [W; U; b] in the step loop, [dW; dU; db] = xh^T
-    delta after it."""
+    without a mask or dropout: z_t = [x_t | h_{t-1} | 1] [W; U; b] in the forward step loop, [dW; dU; db] =
+    xh^T delta summed in the backward one (and, apart, the backward loop and that GEMM on their own)."""
     T, B, D, u, G = s.T, s.B, s.D, s.u, s.G
     K = D + u + 1
     x = s.xt.reshape(T, B, D)
     return [
         ("lstm_seq_forward (z_t = [x_t, h_t-1, 1] [W; U; b], cell)", T * B * K * G,
          lambda: lstm_seq_forward(TANH, 0, SIG, 0, s.Pp, s.z, s.c, s.tc, s.h, n_threads=nt, x=x, xh=s.xh)),
-        ("lstm_seq_backward (cell, dh += delta U^T)", (T - 1) * B * u * G,
+        ("lstm_seq_backward with [dW; dU; db] += xh_t^T delta_t (delta not kept; the layer's call)",
+         (T - 1) * B * u * G + T * B * K * G,
+         lambda: lstm_seq_backward(TANH, 0, SIG, 0, s.Utp, s.z, s.c, s.tc, s.dh, s.dc, None, n_threads=nt,
+                                   xh=s.xh, dP=s.dP)),
+        ("  apart: lstm_seq_backward (cell, dh += delta U^T)", (T - 1) * B * u * G,
          lambda: lstm_seq_backward(TANH, 0, SIG, 0, s.Utp, s.z, s.c, s.tc, s.dh, s.dc, s.d, n_threads=nt)),
-        ("gemm [dW; dU; db] = xh^T delta", T * B * K * G,
+        ("  apart: gemm [dW; dU; db] = xh^T delta", T * B * K * G,
          lambda: gemm(s.xh.reshape(-1, K), s.d.reshape(-1, G), s.dP, trans_a=True, n_threads=nt)),
         ("pack [W; U; b] and U^T", 0, lambda: (pack_b(s.P, out=s.Pp), pack_b(s.U, trans_b=True, out=s.Utp))),
     ]

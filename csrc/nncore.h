@@ -206,8 +206,12 @@ int nc_dense_layers_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double 
  * dL/dh_t from the outputs at [t+1] on entry, and gets dh_{t-1} += delta_t
  * U^T at [t] (for t = 0 too when with_h0: dh[0] is then the initial
  * state's, else untouched); dc (B, u) holds dL/dc_{T-1} on entry and dL/dc_{-1} on exit;
- * delta (T, B, G) = dL/dz. Returns 0; -2 if the packed kernel holds another
- * shape or SIMD level; -1 if out of memory. */
+ * delta (T, B, G) = dL/dz. With xh (T, B, K) from the forward and dP (K x G):
+ * also dP = xh^T delta ([dW; dU; db]), summed a step at a time while delta_t
+ * is in cache (each block of rows sums a part, the parts are added in block
+ * order: the same bits for any thread count); delta may then be NULL (it is
+ * not kept). Returns 0; -2 if the packed kernel holds another shape or SIMD
+ * level; -3 if delta and dP are both NULL; -1 if out of memory. */
 int nc_lstm_seq_forward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, float alpha, int ract,
                             float ralpha, const float *packed, int with_h0, const float *x /* in */,
                             float *xh /* out */, float *z /* inout */, float *c /* inout */,
@@ -218,12 +222,14 @@ int nc_lstm_seq_forward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, 
                             double *tc /* out */, double *h /* inout */, int nthreads);
 int nc_lstm_seq_backward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract, float ralpha,
                              const float *packed_t, int with_h0, const float *gates, const float *c,
-                             const float *tc, float *dh /* inout */, float *dc /* inout */, float *delta /* out */,
-                             int nthreads);
+                             const float *tc, float *dh /* inout */, float *dc /* inout */,
+                             float *delta /* out, nullable with dP */, ptrdiff_t K, const float *xh /* in, nullable */,
+                             float *dP /* out, nullable */, int nthreads);
 int nc_lstm_seq_backward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, double alpha, int ract, double ralpha,
                              const double *packed_t, int with_h0, const double *gates, const double *c,
                              const double *tc, double *dh /* inout */, double *dc /* inout */,
-                             double *delta /* out */, int nthreads);
+                             double *delta /* out, nullable with dP */, ptrdiff_t K,
+                             const double *xh /* in, nullable */, double *dP /* out, nullable */, int nthreads);
 
 /* The oracle: a plain triple loop with the same contract (no epilogue). */
 void nc_gemm_ref_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,

@@ -131,6 +131,59 @@ def test_one_product_against_reference_and_threads(dtype, level):
         np.testing.assert_array_equal(xh[:, :, D + u], 1)
 
 
+def _run_fused(x, W, U, bias, h0, c0, dh_out, dc_last, with_h0, keep_delta, n_threads):
+    """Forward in the one-product form, then the backward loop that also sums [dW; dU; db] = xh^T delta."""
+    z, c, h, tc, xh = _run_xh(x, W, U, bias, h0, c0, n_threads)
+    T, B, G = z.shape
+    dh, dc = dh_out.copy(), dc_last.copy()
+    delta = np.empty((T, B, G), x.dtype) if keep_delta else None
+    dP = np.full((xh.shape[2], G), np.nan, x.dtype)     # overwritten, never read
+    lstm_seq_backward(TANH, 0.0, SIG, 0.0, pack_b(U, trans_b=True), z, c, tc, dh, dc, delta, with_h0, n_threads,
+                      xh=xh, dP=dP)
+    return dP, dh, dc, delta
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("level", LEVELS)
+def test_fused_weight_gradient(dtype, level):
+    """dP = xh^T delta summed inside the backward loop, with and without keeping delta: against the float64
+    reference, the same bits for 1 and 2 threads and with or without delta, awkward batches (one row, rows
+    past a multiple of the micro-tile and of the row blocks, an odd count of blocks made even)."""
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(20 + level)
+    for T, B, D, u, with_h0 in [(1, 1, 1, 1, False), (3, 7, 2, 5, True), (5, 29, 11, 13, False),
+                                (4, 131, 28, 37, True), (2, 200, 3, 16, False), (3, 72, 4, 8, True),
+                                (6, 100, 5, 64, False)]:   # the last one large enough for a team of two
+        G = 4 * u
+        x = rng.standard_normal((T, B, D)).astype(dtype)
+        W = (rng.standard_normal((D, G)) / np.sqrt(D)).astype(dtype)
+        U = (rng.standard_normal((u, G)) / np.sqrt(u)).astype(dtype)
+        bias = rng.standard_normal(G).astype(dtype)
+        h0 = (rng.standard_normal((B, u)) if with_h0 else np.zeros((B, u))).astype(dtype)
+        c0 = (rng.standard_normal((B, u)) if with_h0 else np.zeros((B, u))).astype(dtype)
+        dh_out = rng.standard_normal((T + 1, B, u)).astype(dtype)
+        dh_out[0] = 0
+        dc_last = rng.standard_normal((B, u)).astype(dtype)
+        zx = x.astype(np.float64) @ W.astype(np.float64) + bias.astype(np.float64)
+        ref = _reference(zx, U.astype(np.float64), h0, c0, dh_out, dc_last, with_h0)
+        hr, dr = ref[2], ref[4]
+        xh_ref = np.concatenate([x.astype(np.float64), hr[:T], np.ones((T, B, 1))], axis=2)
+        dP_ref = xh_ref.reshape(T * B, -1).T @ dr.reshape(T * B, G)
+        runs = {(keep, nt): _run_fused(x, W, U, bias, h0, c0, dh_out, dc_last, with_h0, keep, nt)
+                for keep in (True, False) for nt in (1, 2)}
+        tol = 5e-4 if dtype == np.float32 else 1e-10
+        dP, dh, dc, delta = runs[True, 1]
+        np.testing.assert_allclose(dP, dP_ref, rtol=tol, atol=tol * np.abs(dP_ref).max(),
+                                   err_msg=f"dP T={T} B={B} D={D} u={u}")
+        np.testing.assert_allclose(delta, dr, rtol=2e-4 if dtype == np.float32 else 1e-11,
+                                   atol=2e-4 if dtype == np.float32 else 1e-11)
+        for key, (dP2, dh2, dc2, _) in runs.items():
+            np.testing.assert_array_equal(dP2, dP, err_msg=f"dP {key} vs (keep delta, 1 thread)")
+            np.testing.assert_array_equal(dh2, dh, err_msg=f"dh {key}")
+            np.testing.assert_array_equal(dc2, dc, err_msg=f"dc {key}")
+        np.testing.assert_array_equal(runs[True, 2][3], delta)
+
+
 def test_errors():
     rng = np.random.default_rng(1)
     T, B, u = 3, 5, 4
@@ -155,6 +208,14 @@ def test_errors():
         lstm_seq_backward(TANH, 0.0, SIG, 0.0, pack_b(U, trans_b=True), z, c, tc, dh[1:], dc, d)
     with pytest.raises(ValueError, match="pack it again"):
         lstm_seq_backward(TANH, 0.0, SIG, 0.0, pack_b(U), z, c, tc, dh, dc, d)
+    with pytest.raises(ValueError, match="delta may be None only"):
+        lstm_seq_backward(TANH, 0.0, SIG, 0.0, pack_b(U, trans_b=True), z, c, tc, dh, dc, None)
+    xk = np.zeros((T, B, u + 3), np.float32)
+    with pytest.raises(ValueError, match="go together"):
+        lstm_seq_backward(TANH, 0.0, SIG, 0.0, pack_b(U, trans_b=True), z, c, tc, dh, dc, d, xh=xk)
+    with pytest.raises(ValueError, match="dP"):
+        lstm_seq_backward(TANH, 0.0, SIG, 0.0, pack_b(U, trans_b=True), z, c, tc, dh, dc, d, xh=xk,
+                          dP=np.zeros((u + 2, 4 * u), np.float32))
     with pytest.raises(ValueError, match="read-only"):
         d.flags.writeable = False
         lstm_seq_backward(TANH, 0.0, SIG, 0.0, pack_b(U, trans_b=True), z, c, tc, dh, dc, d)

@@ -608,7 +608,7 @@ def lstm_seq_forward(int act, double alpha, int ract, double ralpha, packed, z, 
 
 
 def lstm_seq_backward(int act, double alpha, int ract, double ralpha, packed_t, gates, c, tc, dh, dc, delta,
-                      bint with_h0=False, int n_threads=1):
+                      bint with_h0=False, int n_threads=1, xh=None, dP=None):
     """The LSTM's backward step loop over a whole time-major sequence in one call; returns delta.
 
     For t = T-1 .. 0: the cell backward (`nncore._kernels.rnn.lstm_cell_backward`: delta_t, and dc from
@@ -616,6 +616,10 @@ def lstm_seq_backward(int act, double alpha, int ract, double ralpha, packed_t, 
     tc (T, B, u) from `lstm_seq_forward`; dh (T + 1, B, u): dL/dh_t from the outputs at [t + 1],
     updated in place (dh[t] += delta_t U^T; dh[0], the initial state's, only when with_h0); dc (B, u):
     dL/dc_{T-1} in, dL/dc_{-1} out; delta (T, B, 4u) out; packed_t: U^T from ``pack_b(U, trans_b=True)``.
+
+    With xh (T, B, K), the rows [x_t | h_{t-1} | 1] of `lstm_seq_forward`, and dP (K, 4u): also
+    dP = xh^T delta, i.e. [dW; dU; db], summed step by step while each delta_t is in cache; delta may then
+    be None (nothing of it is kept: it never goes to memory).
     """
     _cell_act("lstm_seq_backward", act, "act")
     _cell_act("lstm_seq_backward", ract, "ract")
@@ -627,7 +631,25 @@ def lstm_seq_backward(int act, double alpha, int ract, double ralpha, packed_t, 
     _seq("lstm_seq_backward", c, "c", code, T + 1, B, u, False)
     _seq("lstm_seq_backward", tc, "tc", code, T, B, u, False)
     _seq("lstm_seq_backward", dh, "dh", code, T + 1, B, u, True)
-    _seq("lstm_seq_backward", delta, "delta", code, T, B, G, True)
+    if (xh is None) != (dP is None):
+        raise ValueError("lstm_seq_backward: xh and dP go together (both arrays, or both None)")
+    if delta is None and xh is None:
+        raise ValueError("lstm_seq_backward: delta may be None only with xh and dP")
+    cdef Py_ssize_t K = 0
+    cdef void *pxh = NULL
+    cdef void *pdP = NULL
+    cdef void *pd = NULL
+    if xh is not None:
+        _ndim(xh, "xh", 3)
+        K = xh.shape[2]
+        _seq("lstm_seq_backward", xh, "xh", code, T, B, K, False)
+        _same_real(dP, "dP", code)
+        _shape2(dP, "dP", K, G)
+        _writable(dP, "dP")
+        pxh, pdP = _ptr(xh), _ptr(dP)
+    if delta is not None:
+        _seq("lstm_seq_backward", delta, "delta", code, T, B, G, True)
+        pd = _ptr(delta)
     _same_real(dc, "dc", code)
     _shape2(dc, "dc", B, u)
     _writable(dc, "dc")
@@ -638,18 +660,17 @@ def lstm_seq_backward(int act, double alpha, int ract, double ralpha, packed_t, 
     cdef void *ptc = _ptr(tc)
     cdef void *pdh = _ptr(dh)
     cdef void *pdc = _ptr(dc)
-    cdef void *pd = _ptr(delta)
     cdef int rc
     if code == 0:
         with nogil:
             rc = nc_lstm_seq_backward_f32(T, B, u, act, <float>alpha, ract, <float>ralpha, <float*>pp, with_h0,
                                           <float*>pg, <float*>pc, <float*>ptc, <float*>pdh, <float*>pdc,
-                                          <float*>pd, n_threads)
+                                          <float*>pd, K, <float*>pxh, <float*>pdP, n_threads)
     else:
         with nogil:
             rc = nc_lstm_seq_backward_f64(T, B, u, act, alpha, ract, ralpha, <double*>pp, with_h0,
                                           <double*>pg, <double*>pc, <double*>ptc, <double*>pdh, <double*>pdc,
-                                          <double*>pd, n_threads)
+                                          <double*>pd, K, <double*>pxh, <double*>pdP, n_threads)
     _seq_rc("lstm_seq_backward", rc)
     return delta
 
@@ -658,6 +679,8 @@ cdef int _seq_rc(str fn, int rc) except -1:
     if rc == -2:
         raise ValueError(f"{fn}: the packed kernel holds another shape or was packed for another SIMD level; "
                          "pack it again")
+    if rc == -3:
+        raise ValueError(f"{fn}: delta and dP are both None")
     if rc != 0:
         raise MemoryError(f"{fn}: no memory for the workspace")
     return 0

@@ -734,6 +734,13 @@ class LSTM(_Recurrent):
             np.copyto(b.dc, dfinal[1])
         else:
             b.dc.fill(0)
+        if self._one_product(b):
+            # per step, reversed: the cell's delta_t, then dh_{t-1} += delta_t U^T and
+            # [dW; dU; db] += xh_t^T delta_t while delta_t is in cache; one kernel call. delta is
+            # kept only where dx = delta W^T needs it.
+            lstm_seq_backward(a, al, ra, ral, self._packed_U(b, trans=True), z, c, tc, dh, b.dc,
+                              d if self._need_dx else None, with_h0=b.init, n_threads=nt, xh=b.xh, dP=b.dP)
+            return
         if mt is None and b.mr is None:
             # per step, reversed: the cell's delta_t, then dh_{t-1} += delta_t U^T; one kernel call
             lstm_seq_backward(a, al, ra, ral, self._packed_U(b, trans=True), z, c, tc, dh, b.dc, d,
@@ -750,9 +757,9 @@ class LSTM(_Recurrent):
         if not self._one_product(b):
             super()._weight_grads(b, g)
             return
-        # [dW; dU; db] = xh^T delta, xh_t = [x_t | h_{t-1} | 1] (h_{-1} = 0 without an initial state)
+        # [dW; dU; db] = xh^T delta (xh_t = [x_t | h_{t-1} | 1], h_{-1} = 0 without an initial state),
+        # summed by the backward step loop
         D, u = self._D, self.units
-        gemm(b.xh.reshape(-1, b.xh.shape[2]), b.d2, b.dP, trans_a=True, n_threads=self._n_threads)
         np.copyto(g["kernel"], b.dP[:D])
         np.copyto(g["recurrent_kernel"], b.dP[D:D + u])
         if self.use_bias:
