@@ -48,6 +48,8 @@
 #define NC_BF_A_BYTES (256 * 1024)
 /* Pair groups of k per block: a B micro-panel (NC_BF_KQ x 32 words, 20 KiB) stays in L1. */
 #define NC_BF_KQ 160
+/* Pair rows of a row-major op(B) converted at a time while packing it (whole rows: long, in-order reads) */
+#define NC_BF_QCHUNK 8
 /* The largest MR x NR of the kernels (8 x 32). */
 #define NC_BF_TILE_MAX 256
 /* Below this many multiply-adds one thread does it all. */

@@ -4,91 +4,109 @@
  * CPU has (nc_bf16_kernel, bf16.c); every level's driver gives the same bits (integer conversions
  * and IEEE float32 operations, the same order). Included by bf16.c. */
 #ifdef NC_LEVEL
-/* Packing reads each operand along its contiguous axis, converting whole lines to pair words
- * (long loops the compiler vectorizes), then scatters the words into the micro-panels. */
+/* Packing converts a block of an operand to bfloat16 first, line by line along its contiguous axis (one
+ * long loop when the lines follow each other in memory), then puts the pair words together into the
+ * micro-panels: a pair word is two bfloat16, the even element of k low. */
 
-/* w[j] = bf(x0[j]) | bf(x1[j]) << 16 for j < n (x1 NULL: zero high halves): two rows of pairs */
-static void NC_NAME(bf_pairs_rows)(const float *x0, const float *x1, ptrdiff_t n, uint32_t *w)
+/* t[l len + j] = bf(x[l ld + j]) for l < lines, j < len */
+static void NC_NAME(bf_lines)(const float *x, ptrdiff_t ld, ptrdiff_t lines, ptrdiff_t len, uint16_t *t)
 {
-    if (!x1) {
+    if (ld == len) len *= lines, lines = 1;
+    for (ptrdiff_t l = 0; l < lines; l++) {
+        const float *xl = x + l * ld;
+        uint16_t *tl = t + l * len;
 #pragma omp simd
-        for (ptrdiff_t j = 0; j < n; j++) w[j] = nc_bf_bits(x0[j]);
-        return;
+        for (ptrdiff_t j = 0; j < len; j++) tl[j] = (uint16_t)nc_bf_bits(xl[j]);
     }
-#pragma omp simd
-    for (ptrdiff_t j = 0; j < n; j++) w[j] = nc_bf_bits(x0[j]) | nc_bf_bits(x1[j]) << 16;
-}
-
-/* w[q] = bf(x[2q]) | bf(x[2q + 1]) << 16 for q < (k + 1) / 2 (x[k] taken as zero): a line of pairs */
-static void NC_NAME(bf_pairs_line)(const float *x, ptrdiff_t k, uint32_t *w)
-{
-    ptrdiff_t kh = k / 2;
-#pragma omp simd
-    for (ptrdiff_t q = 0; q < kh; q++) w[q] = nc_bf_bits(x[2 * q]) | nc_bf_bits(x[2 * q + 1]) << 16;
-    if (k & 1) w[kh] = nc_bf_bits(x[k - 1]);
 }
 
 /* Rows [i0, i0 + rows) of op(A), pair groups [q0, q0 + qn) (the block of k 2 q0 .. 2 (q0 + qn)), into
- * panels of mr rows, each qn groups of mr pair words (the even element low) or, widened, 2 mr words:
- * bf(odd) << 16 of the mr rows, then bf(even) << 16 (the emulations broadcast each as a float32 straight
- * from memory); rows past `rows` zero. `ap` holds qn or 2 qn words a row; tmp max(rows, qn) words. */
+ * panels of mr rows, each qn groups of mr pair words or, widened, 2 mr words: bf(odd) << 16 of the mr
+ * rows, then bf(even) << 16 (the emulations broadcast each as a float32 straight from memory); rows past
+ * `rows` zero. `ap` holds qn or 2 qn words a row; tmp rows qn words. */
 static void NC_NAME(bf_pack_a)(const nc_bf_job *J, ptrdiff_t i0, ptrdiff_t rows, int mr, int widened, ptrdiff_t q0,
                                ptrdiff_t qn, uint32_t *ap, uint32_t *tmp)
 {
     ptrdiff_t k = J->k, step = widened ? 2 * mr : mr, astep = step * qn / mr;
     ptrdiff_t full = rows / mr * mr, padded = (rows + mr - 1) / mr * mr;
+    ptrdiff_t kk = k - 2 * q0 < 2 * qn ? k - 2 * q0 : 2 * qn, kh = kk / 2;
+    uint16_t *t = (uint16_t *)(void *)tmp;
     memset(ap + full * astep, 0, (size_t)((padded - full) * astep) * sizeof(uint32_t));
-    if (J->sap == 1) {                 /* rows of A contiguous along k: a line of pairs, then down a column */
-        ptrdiff_t kk = k - 2 * q0 < 2 * qn ? k - 2 * q0 : 2 * qn;
-        for (ptrdiff_t i = 0; i < rows; i++) {
-            NC_NAME(bf_pairs_line)(J->A + (i0 + i) * J->sai + 2 * q0, kk, tmp);
-            uint32_t *d = ap + i / mr * mr * astep + i % mr;
-            if (widened)
-                for (ptrdiff_t q = 0; q < qn; q++) d[q * step] = tmp[q] & 0xffff0000u, d[q * step + mr] = tmp[q] << 16;
-            else
-                for (ptrdiff_t q = 0; q < qn; q++) d[q * step] = tmp[q];
+    if (J->sap == 1) {                 /* rows of A contiguous along k: t is rows x kk */
+        NC_NAME(bf_lines)(J->A + i0 * J->sai + 2 * q0, J->sai, rows, kk, t);
+        for (ptrdiff_t i = 0, r = 0; i < rows; i++, r = r + 1 == mr ? 0 : r + 1) {
+            const uint16_t *ti = t + i * kk;
+            uint32_t *d = ap + (i - r) * astep + r;   /* row r of its panel */
+            if (widened) {
+                for (ptrdiff_t q = 0; q < kh; q++)
+                    d[q * step] = (uint32_t)ti[2 * q + 1] << 16, d[q * step + mr] = (uint32_t)ti[2 * q] << 16;
+                if (kk & 1) d[kh * step] = 0, d[kh * step + mr] = (uint32_t)ti[kk - 1] << 16;
+            } else {
+                for (ptrdiff_t q = 0; q < kh; q++) d[q * step] = ti[2 * q] | (uint32_t)ti[2 * q + 1] << 16;
+                if (kk & 1) d[kh * step] = ti[kk - 1];
+            }
         }
         return;
     }
-    for (ptrdiff_t q = 0; q < qn; q++) { /* op(A) = A^T: the pair rows 2q, 2q + 1 contiguous along m */
-        const float *a0 = J->A + 2 * (q0 + q) * J->sap + i0;
-        NC_NAME(bf_pairs_rows)(a0, 2 * (q0 + q) + 1 < k ? a0 + J->sap : NULL, rows, tmp);
+    /* op(A) = A^T: t is kk x rows, lines 2q and 2q + 1 the pair (x[kk] zero) */
+    NC_NAME(bf_lines)(J->A + 2 * q0 * J->sap + i0, J->sap, kk, rows, t);
+    for (ptrdiff_t q = 0; q < qn; q++) {
+        const uint16_t *lo = t + 2 * q * rows, *hi = 2 * q + 1 < kk ? lo + rows : NULL;
         for (ptrdiff_t p = 0; p < rows; p += mr) {  /* each panel's group q: mr words in a row */
             uint32_t *d = ap + p * astep + q * step;
-            const uint32_t *w = tmp + p;
             int mi = (int)(rows - p < mr ? rows - p : mr);
             if (widened) {
-                for (int r = 0; r < mi; r++) d[r] = w[r] & 0xffff0000u;
-                for (int r = 0; r < mi; r++) d[mr + r] = w[r] << 16;
+                for (int r = 0; r < mi; r++) d[r] = hi ? (uint32_t)hi[p + r] << 16 : 0;
+                for (int r = 0; r < mi; r++) d[mr + r] = (uint32_t)lo[p + r] << 16;
+            } else if (hi) {
+                for (int r = 0; r < mi; r++) d[r] = lo[p + r] | (uint32_t)hi[p + r] << 16;
             } else {
-                memcpy(d, w, (size_t)mi * sizeof(uint32_t));
+                for (int r = 0; r < mi; r++) d[r] = lo[p + r];
             }
         }
     }
 }
 
 /* Columns [j0, j0 + cols) of op(B), pair groups [q0, q0 + qn), into NR-column panels of qn groups of nr
- * pair words (columns past `cols` zero); tmp qn words. */
+ * pair words (columns past `cols` zero); tmp max(NC_BF_QCHUNK cols, qn nr) words. */
 static void NC_NAME(bf_pack_b)(const nc_bf_job *J, ptrdiff_t j0, ptrdiff_t cols, int nr, ptrdiff_t q0, ptrdiff_t qn,
                                uint32_t *dst, uint32_t *tmp)
 {
-    ptrdiff_t k = J->k, npan = (cols + nr - 1) / nr, last = (npan - 1) * nr;
+    ptrdiff_t k = J->k, npan = (cols + nr - 1) / nr;
+    ptrdiff_t kk = k - 2 * q0 < 2 * qn ? k - 2 * q0 : 2 * qn, kh = kk / 2;
+    uint16_t *t = (uint16_t *)(void *)tmp;
     if (npan == 0) return;
     memset(dst + (npan - 1) * qn * nr, 0, (size_t)(qn * nr) * sizeof(uint32_t));
-    if (J->sbj == 1) {                 /* rows of B contiguous along n */
-        for (ptrdiff_t q = 0; q < qn; q++) { /* straight into each panel's group q */
-            const float *b0 = J->B + 2 * (q0 + q) * J->sbp + j0, *b1 = 2 * (q0 + q) + 1 < k ? b0 + J->sbp : NULL;
-            for (ptrdiff_t jp = 0; jp < npan; jp++)
-                NC_NAME(bf_pairs_rows)(b0 + jp * nr, b1 ? b1 + jp * nr : NULL, jp * nr == last ? cols - last : nr,
-                                       dst + jp * qn * nr + q * nr);
+    if (J->sbj == 1) {                 /* rows of B contiguous along n: a few pair rows at a time, t lines x cols */
+        for (ptrdiff_t qc = 0; qc < qn; qc += NC_BF_QCHUNK) {
+            ptrdiff_t qm = qn - qc < NC_BF_QCHUNK ? qn - qc : NC_BF_QCHUNK;
+            ptrdiff_t lines = kk - 2 * qc < 2 * qm ? kk - 2 * qc : 2 * qm;
+            NC_NAME(bf_lines)(J->B + 2 * (q0 + qc) * J->sbp + j0, J->sbp, lines, cols, t);
+            for (ptrdiff_t jp = 0; jp < npan; jp++) {
+                ptrdiff_t nj = cols - jp * nr < nr ? cols - jp * nr : nr;
+                uint32_t *d = dst + jp * qn * nr + qc * nr;
+                for (ptrdiff_t q = 0; q < qm; q++) {
+                    const uint16_t *lo = t + 2 * q * cols + jp * nr, *hi = lo + cols;
+                    if (2 * q + 1 < lines) {
+#pragma omp simd
+                        for (ptrdiff_t j = 0; j < nj; j++) d[q * nr + j] = lo[j] | (uint32_t)hi[j] << 16;
+                    } else {
+                        for (ptrdiff_t j = 0; j < nj; j++) d[q * nr + j] = lo[j];
+                    }
+                }
+            }
         }
         return;
     }
-    ptrdiff_t kk = k - 2 * q0 < 2 * qn ? k - 2 * q0 : 2 * qn;
-    for (ptrdiff_t j = 0; j < cols; j++) { /* op(B) = B^T: column j of op(B) contiguous along k */
-        NC_NAME(bf_pairs_line)(J->B + (j0 + j) * J->sbj + 2 * q0, kk, tmp);
-        uint32_t *d = dst + j / nr * qn * nr + j % nr;
-        for (ptrdiff_t q = 0; q < qn; q++) d[q * nr] = tmp[q];
+    for (ptrdiff_t jp = 0; jp < npan; jp++) { /* op(B) = B^T: column j of op(B) contiguous along k: t nj x kk */
+        ptrdiff_t nj = cols - jp * nr < nr ? cols - jp * nr : nr;
+        uint32_t *d = dst + jp * qn * nr;
+        NC_NAME(bf_lines)(J->B + (j0 + jp * nr) * J->sbj + 2 * q0, J->sbj, nj, kk, t);
+        for (ptrdiff_t j = 0; j < nj; j++) {
+            const uint16_t *tj = t + j * kk;
+            for (ptrdiff_t q = 0; q < kh; q++) d[q * nr + j] = tj[2 * q] | (uint32_t)tj[2 * q + 1] << 16;
+            if (kk & 1) d[kh * nr + j] = tj[kk - 1];
+        }
     }
 }
 
@@ -204,7 +222,9 @@ int NC_NAME(gemm_bf16)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdi
     P.mc = NC_BF_A_BYTES / (4 * wide * P.kqb + 4) / mr * mr;
     if (P.mc < mr) P.mc = mr;
     if (P.mc > mt * mr) P.mc = mt * mr;
-    ptrdiff_t twords = P.kqb > P.mc ? P.kqb : P.mc;
+    ptrdiff_t twords = (P.mc > nr ? P.mc : nr) * P.kqb;  /* the packings' bfloat16 blocks */
+    if (twords < NC_BF_QCHUNK * n) twords = NC_BF_QCHUNK * n;
+    twords += 16;
     P.npan = npan;
     size_t bwords = (size_t)(npan * nr * kq + 16), own = (size_t)(P.mc * wide * P.kqb + twords + 16);
     size_t swords = P.kb > 1 && beta != 0.0f ? (size_t)(m * n) : 0;
