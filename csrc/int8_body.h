@@ -107,14 +107,9 @@ static int NC_NAME(i8_chain_rows)(ptrdiff_t i0, ptrdiff_t i1, int L, const ptrdi
             job.a_size = (int)sizeof(REAL), job.a = in, job.lda = dims[l], job.c = out, job.ldc = n;
             job.wscale = wscale[l], job.bias = bias[l], job.act = act[l] < 0 ? NC_ACT_LINEAR : act[l];
             job.act_alpha = act_alpha[l];
-            /* the first layer brings the next block of x into L2 */
-            const char *pf = NULL, *pf_end = NULL;
-            if (l == 0 && r0 + rows < i1) {
-                pf = (const char *)(x + (r0 + rows) * dims[0]);
-                pf_end = (const char *)(x + (i1 - r0 - rows < rb ? i1 : r0 + rows + rb) * dims[0]);
-            }
-            nc_i8_rows(&job, V, pk + nc_i8_corr_bytes(V, n), (const uint32_t *)pk, 0, n, 0, rows, mc, ap, info, pf,
-                       pf_end);
+            /* (no prefetch of the next block of x: on Zen 4 it gained nothing over the hardware's) */
+            nc_i8_rows(&job, V, pk + nc_i8_corr_bytes(V, n), (const uint32_t *)pk, 0, n, 0, rows, mc, ap, info, NULL,
+                       NULL);
             if (act[l] < 0) NC_NAME(softmax_forward)(out, out, rows, n);
             /* x is checked by its rows' scales: NaN where a row holds NaN or an infinity */
             for (ptrdiff_t i = 0; check && l == 0 && i < rows; i++)
