@@ -31,10 +31,14 @@ static void NC_NAME(lstm_panels)(int level, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
     }
 }
 
-/* Ask for the cache lines of p[0:n] to come to L2. */
+/* Ask for the cache lines of p[0:n] to come to L2 (a hint: nothing on a compiler without GNU C's builtin). */
 static inline void NC_NAME(lstm_prefetch)(const REAL *p, ptrdiff_t n)
 {
+#ifdef __GNUC__
     for (const char *b = (const char *)p, *e = (const char *)(p + n); b < e; b += 64) __builtin_prefetch(b, 0, 2);
+#else
+    (void)p, (void)n;
+#endif
 }
 
 /* Steps of delta summed into the weight gradient by one product (k = that many times a block's rows). */
