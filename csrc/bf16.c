@@ -45,9 +45,9 @@
 #endif
 
 /* Bytes of packed A per block of rows (in L2 while the B panels pass). */
-#define NC_BF_A_BYTES (256 * 1024)
-/* Pair groups of k per block: a B micro-panel (NC_BF_KQ x 32 words, 20 KiB) stays in L1. */
-#define NC_BF_KQ 160
+#define NC_BF_A_BYTES (128 * 1024)
+/* Pair groups of k per block: a B micro-panel (NC_BF_KQ x 32 words, 24 KiB) stays in L1. */
+#define NC_BF_KQ 192
 /* Pair rows of a row-major op(B) converted at a time while packing it (whole rows: long, in-order reads) */
 #define NC_BF_QCHUNK 8
 /* The largest MR x NR of the kernels (8 x 32). */

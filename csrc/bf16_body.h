@@ -76,7 +76,7 @@ static void NC_NAME(bf_pack_b)(const nc_bf_job *J, ptrdiff_t j0, ptrdiff_t cols,
     ptrdiff_t kk = k - 2 * q0 < 2 * qn ? k - 2 * q0 : 2 * qn, kh = kk / 2;
     uint16_t *t = (uint16_t *)(void *)tmp;
     if (npan == 0) return;
-    memset(dst + (npan - 1) * qn * nr, 0, (size_t)(qn * nr) * sizeof(uint32_t));
+    if (cols % nr) memset(dst + (npan - 1) * qn * nr, 0, (size_t)(qn * nr) * sizeof(uint32_t));
     if (J->sbj == 1) {                 /* rows of B contiguous along n: a few pair rows at a time, t lines x cols */
         for (ptrdiff_t qc = 0; qc < qn; qc += NC_BF_QCHUNK) {
             ptrdiff_t qm = qn - qc < NC_BF_QCHUNK ? qn - qc : NC_BF_QCHUNK;

@@ -149,13 +149,14 @@ def test_epilogue_transposes_threads(level):
 
 @pytest.mark.parametrize("level", LEVELS)
 def test_k_in_blocks_continues_the_chain(level):
-    # k past one block of NC_BF_KQ = 160 pairs (2, 3 and 49 blocks, odd k: a half pair in the last block):
+    # k past one block of NC_BF_KQ = 192 pairs (2 to 41 blocks, odd k: a half pair in the last block):
     # the sums wait in C (beta 0) or in a block of their own (beta != 0, the epilogue reads C), and the
     # chain goes on from them: the same bits as one chain, on every kernel, transpose and thread count
     rng = np.random.default_rng(30 + level)
     kernels = _runs(level)
     for (m, n, k), ta, tb in [((37, 45, 641), False, False), ((19, 70, 961), True, False),
-                              ((41, 33, 321), False, True), ((9, 32, 15681), True, False)]:
+                              ((41, 33, 321), False, True), ((9, 32, 15681), True, False),
+                              ((5, 300, 1501), False, True)]:   # one row panel: 2 threads cut the columns
         a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
         b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
         c0 = rng.standard_normal((m, n)).astype(np.float32)
