@@ -88,6 +88,18 @@ def test_against_reference_and_threads(dtype, level):
             assert not one[5][0].any()       # dh[0] untouched without an initial state
 
 
+def _inputs(rng, T, B, D, u, with_h0, dtype):
+    """x, W, U, bias and the initial state (zeros unless with_h0) of a one-product sequence."""
+    G = 4 * u
+    x = rng.standard_normal((T, B, D)).astype(dtype)
+    W = (rng.standard_normal((D, G)) / np.sqrt(D)).astype(dtype)
+    U = (rng.standard_normal((u, G)) / np.sqrt(u)).astype(dtype)
+    bias = rng.standard_normal(G).astype(dtype)
+    h0 = (rng.standard_normal((B, u)) if with_h0 else np.zeros((B, u))).astype(dtype)
+    c0 = (rng.standard_normal((B, u)) if with_h0 else np.zeros((B, u))).astype(dtype)
+    return x, W, U, bias, h0, c0
+
+
 def _run_xh(x, W, U, bias, h0, c0, n_threads):
     """The one-product form: z_t = [x_t | h_{t-1} | 1] [W; U; b] inside the kernel."""
     T, B, D = x.shape
@@ -108,12 +120,7 @@ def test_one_product_against_reference_and_threads(dtype, level):
     for T, B, D, u, with_h0 in [(1, 1, 1, 1, False), (3, 7, 2, 5, True), (5, 29, 11, 13, False),
                                 (4, 131, 28, 37, True), (2, 256, 3, 64, False)]:
         G = 4 * u
-        x = rng.standard_normal((T, B, D)).astype(dtype)
-        W = (rng.standard_normal((D, G)) / np.sqrt(D)).astype(dtype)
-        U = (rng.standard_normal((u, G)) / np.sqrt(u)).astype(dtype)
-        bias = rng.standard_normal(G).astype(dtype)
-        h0 = (rng.standard_normal((B, u)) if with_h0 else np.zeros((B, u))).astype(dtype)
-        c0 = (rng.standard_normal((B, u)) if with_h0 else np.zeros((B, u))).astype(dtype)
+        x, W, U, bias, h0, c0 = _inputs(rng, T, B, D, u, with_h0, dtype)
         x64 = x.astype(np.float64)
         zx = x64 @ W.astype(np.float64) + bias.astype(np.float64)
         zero = np.zeros((T + 1, B, u))
@@ -155,12 +162,7 @@ def test_fused_weight_gradient(dtype, level):
                                 (4, 131, 28, 37, True), (2, 200, 3, 16, False), (3, 72, 4, 8, True),
                                 (6, 100, 5, 64, False)]:   # the last one large enough for a team of two
         G = 4 * u
-        x = rng.standard_normal((T, B, D)).astype(dtype)
-        W = (rng.standard_normal((D, G)) / np.sqrt(D)).astype(dtype)
-        U = (rng.standard_normal((u, G)) / np.sqrt(u)).astype(dtype)
-        bias = rng.standard_normal(G).astype(dtype)
-        h0 = (rng.standard_normal((B, u)) if with_h0 else np.zeros((B, u))).astype(dtype)
-        c0 = (rng.standard_normal((B, u)) if with_h0 else np.zeros((B, u))).astype(dtype)
+        x, W, U, bias, h0, c0 = _inputs(rng, T, B, D, u, with_h0, dtype)
         dh_out = rng.standard_normal((T + 1, B, u)).astype(dtype)
         dh_out[0] = 0
         dc_last = rng.standard_normal((B, u)).astype(dtype)
