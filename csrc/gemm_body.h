@@ -364,27 +364,19 @@ static void NC_NAME(gemm_serial_at)(int level, ptrdiff_t m, ptrdiff_t n, ptrdiff
 }
 
 /* One thread's rows [i0, i1) of the chain, rb rows at a time through
- * every layer (the block's activations stay in L2 from layer to layer). */
-static int NC_NAME(dense_chain_rows)(int level, ptrdiff_t i0, ptrdiff_t i1, int L, const ptrdiff_t *dims,
+ * every layer (the block's activations stay in L2 from layer to layer),
+ * each product by gemm_panels: the block and its activations are read in
+ * place, the weights come packed. */
+static int NC_NAME(dense_chain_rows)(ptrdiff_t i0, ptrdiff_t i1, int L, const ptrdiff_t *dims,
                                      const REAL *const *packed, const REAL *const *bias, const int *act,
                                      const REAL *act_alpha, int check, const REAL *x, REAL *y, ptrdiff_t rb,
-                                     ptrdiff_t wmax, ptrdiff_t kmax)
+                                     ptrdiff_t wmax, int nr)
 {
-    int mr, nr;
-    NC_NAME(gemm_tile)(level, &mr, &nr);
-    ptrdiff_t nw;
-    switch (level) {
-#if NC_GEMM_X86
-    case NC_SIMD_AVX512: nw = NC_NAME(gemm_work_avx512)(rb, 0, kmax); break;
-    case NC_SIMD_AVX2: nw = NC_NAME(gemm_work_avx2)(rb, 0, kmax); break;
-#endif
-    default: nw = NC_NAME(gemm_work_generic)(rb, 0, kmax);
-    }
-    REAL *work = (REAL *)malloc((size_t)(nw + 2 * rb * wmax) * sizeof(REAL));
-    if (!work) return -1;
-    REAL *act_buf[2] = {work + nw, work + nw + rb * wmax};
+    REAL *work = L > 1 ? (REAL *)malloc((size_t)(2 * rb * wmax) * sizeof(REAL)) : NULL;
+    if (L > 1 && !work) return -1;
+    REAL *act_buf[2] = {work, work ? work + rb * wmax : NULL};
     int rc = 0;
-    for (ptrdiff_t r0 = i0; r0 < i1 && rc == 0; r0 += rb) {
+    for (ptrdiff_t r0 = i0; r0 < i1; r0 += rb) {
         ptrdiff_t rows = i1 - r0 < rb ? i1 - r0 : rb;
         const REAL *in = x + r0 * dims[0];
         /* the input block is checked as it arrives (it is then in cache for the first product) */
@@ -392,15 +384,13 @@ static int NC_NAME(dense_chain_rows)(int level, ptrdiff_t i0, ptrdiff_t i1, int 
             rc = 1;
             break;
         }
-        ptrdiff_t ld_in = dims[0];
         for (int l = 0; l < L; l++) {
-            ptrdiff_t n = dims[l + 1], ntot = (n + nr - 1) / nr * nr;
+            ptrdiff_t n = dims[l + 1];
             REAL *out = l == L - 1 ? y + r0 * n : act_buf[l % 2];
-            int code = act[l] < 0 ? NC_ACT_LINEAR : act[l];
-            NC_NAME(gemm_serial_at)(level, rows, n, dims[l], in, ld_in, 0, out, n, bias[l], code, act_alpha[l],
-                                    work, packed[l] + NC_GEMM_PACK_HEAD, ntot);
+            NC_NAME(gemm_panels)(rows, n, dims[l], in, dims[l], packed[l] + NC_GEMM_PACK_HEAD, (n + nr - 1) / nr * nr,
+                                 0, out, n, bias[l], act[l] < 0 ? NC_ACT_LINEAR : act[l], act_alpha[l]);
             if (act[l] < 0) NC_NAME(softmax_forward)(out, out, rows, n);
-            in = out, ld_in = n;
+            in = out;
         }
     }
     free(work);
@@ -412,33 +402,32 @@ int NC_NAME(dense_chain)(ptrdiff_t m, int L, const ptrdiff_t *dims, const REAL *
                          const REAL *x, REAL *y, int nthreads)
 {
     int level = nc_active_simd_level();
-    ptrdiff_t wmax = 1, kmax = 1;
+    ptrdiff_t wmax = 1;
     double flops = 0;
     for (int l = 0; l < L; l++) {
         if (!NC_NAME(gemm_packed_ok)(packed[l], level, dims[l], dims[l + 1])) return -2;
         if (l > 0 && dims[l] > wmax) wmax = dims[l];
-        if (dims[l] > kmax) kmax = dims[l];
         flops += 2.0 * (double)dims[l] * (double)dims[l + 1];
     }
     if (m <= 0) return 0;
     int mr, nr;
-    ptrdiff_t mc;
-    NC_NAME(gemm_blocks)(level, &mr, &nr, &mc);
-    ptrdiff_t rb = 2 * mc; /* rows per block: two of the level's MC blocks, a multiple of MR */
+    NC_NAME(gemm_tile)(level, &mr, &nr);
+    /* rows per block: a few row panels (a multiple of MR) */
+    ptrdiff_t rb = NC_DENSE_CHAIN_PANELS * mr;
     double panels = (double)((m + mr - 1) / mr);
     int nt = flops * (double)m < NC_GEMM_TEAM_WORK * 2.0 ? 1 : nc_team_size(nthreads, flops * (double)m);
     if (nt > panels) nt = (int)panels;
     if (nt <= 1)
-        return NC_NAME(dense_chain_rows)(level, 0, m, L, dims, packed, bias, act, act_alpha, check_finite, x, y, rb,
-                                         wmax, kmax);
+        return NC_NAME(dense_chain_rows)(0, m, L, dims, packed, bias, act, act_alpha, check_finite, x, y, rb, wmax,
+                                         nr);
     int failed = 0, nonfinite = 0;
 #pragma omp parallel num_threads(nt) reduction(| : failed, nonfinite)
     {
         int T = omp_get_num_threads(), t = omp_get_thread_num();
         /* rows cut at multiples of MR: each row's sums do not depend on the cut */
         ptrdiff_t i0 = NC_NAME(gemm_cut)(m, T, t, mr), i1 = NC_NAME(gemm_cut)(m, T, t + 1, mr);
-        int r = i1 > i0 ? NC_NAME(dense_chain_rows)(level, i0, i1, L, dims, packed, bias, act, act_alpha,
-                                                    check_finite, x, y, rb, wmax, kmax) : 0;
+        int r = i1 > i0 ? NC_NAME(dense_chain_rows)(i0, i1, L, dims, packed, bias, act, act_alpha, check_finite, x,
+                                                    y, rb, wmax, nr) : 0;
         failed |= r < 0;
         nonfinite |= r > 0;
     }

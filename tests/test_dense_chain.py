@@ -207,3 +207,20 @@ def test_dense_layers_checks_its_arguments_and_finds_a_nan():
         DenseLayers([Ws[0], Ws[0]], bs, codes, [False, False], [0.0, 0.0])
     with pytest.raises(ValueError, match="as many"):
         DenseLayers(Ws, bs[:1], codes, [False, False], [0.0, 0.0])
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_the_predict_mlp_at_awkward_batches(level):
+    """784-256-128-10 (relu, relu, softmax) at batches 1, 5, 1023, 1025: the reference, and 1 vs 2
+    threads bit for bit (rows are cut at multiples of MR, each tile sums over the whole k)."""
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(40 + level)
+    Ws, bs, codes = _chain(rng, [784, 256, 128, 10], ["relu", "relu", "softmax"], np.float32)
+    packed = [pack_b(W) for W in Ws]
+    for m in (1, 5, 1023, 1025):
+        x = rng.standard_normal((m, 784)).astype(np.float32)
+        y1, y2 = np.empty((m, 10), np.float32), np.empty((m, 10), np.float32)
+        dense_chain(x, packed, bs, codes, [0.0] * 3, y1, n_threads=1)
+        dense_chain(x, packed, bs, codes, [0.0] * 3, y2, n_threads=2)
+        np.testing.assert_allclose(y1, _ref(x, Ws, bs, ["relu", "relu", "softmax"]), rtol=1e-4, atol=1e-6)
+        np.testing.assert_array_equal(y1, y2)
