@@ -341,28 +341,6 @@ static int NC_NAME(gemm_packed_ok)(const REAL *packed, int level, ptrdiff_t k, p
     return head[0] == NC_GEMM_PACK_TAG && head[1] == level && head[2] == k && head[3] == n;
 }
 
-/* C := act(A B + beta C + bias) on this thread, B packed whole (gemm_pack_whole). */
-static void NC_NAME(gemm_serial_at)(int level, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
-                                    REAL beta, REAL *C, ptrdiff_t ldc, const REAL *bias, int act, REAL act_alpha,
-                                    REAL *work, const REAL *bpack, ptrdiff_t ntot)
-{
-    switch (level) {
-#if NC_GEMM_X86
-    case NC_SIMD_AVX512:
-        NC_NAME(gemm_serial_avx512)(0, 0, m, n, k, 1, A, lda, NULL, 0, beta, C, ldc, bias, act, act_alpha, 0, work,
-                                    bpack, ntot, 0);
-        break;
-    case NC_SIMD_AVX2:
-        NC_NAME(gemm_serial_avx2)(0, 0, m, n, k, 1, A, lda, NULL, 0, beta, C, ldc, bias, act, act_alpha, 0, work,
-                                  bpack, ntot, 0);
-        break;
-#endif
-    default:
-        NC_NAME(gemm_serial_generic)(0, 0, m, n, k, 1, A, lda, NULL, 0, beta, C, ldc, bias, act, act_alpha, 0, work,
-                                     bpack, ntot, 0);
-    }
-}
-
 /* One thread's rows [i0, i1) of the chain, rb rows at a time through
  * every layer (the block's activations stay in L2 from layer to layer),
  * each product by gemm_panels: the block and its activations are read in

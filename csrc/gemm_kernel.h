@@ -711,8 +711,6 @@ static UK_ATTR void UK_NAME(gemm_pack_whole)(int trans_b, ptrdiff_t k, ptrdiff_t
     }
 }
 
-static int UK_NAME(gemm_nr)(void) { return NR; }
-
 /* Elements of workspace gemm_serial needs for an m x n x k product (n = 0:
  * op(B) comes packed already). */
 static ptrdiff_t UK_NAME(gemm_work)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k)

@@ -104,3 +104,18 @@ cdef inline int _chain_status(int rc, str fn, str packed_for) except -1:
     if rc != 0:
         raise MemoryError(f"{fn}: no memory for the row blocks")
     return 0
+
+
+cdef inline int _chain_layer(str fn, int l, head, list dims, biases, acts, int code) except -1:
+    """Layer l of a chain of layers' kernel: its packed kernel's head (tag, kernel or level, k, n) must
+    take dims[l] inputs; appends its width n to dims and checks its bias and activation code."""
+    if head[2] != dims[l]:
+        raise ValueError(f"{fn}: packed[{l}] holds a kernel of {head[2]} rows, its input has {dims[l]} "
+                         "features; pack it again")
+    dims.append(int(head[3]))
+    if biases[l] is not None:
+        _same_real(biases[l], f"biases[{l}]", code)
+        _shape1(biases[l], f"biases[{l}]", dims[l + 1])
+    if acts[l] < -1 or acts[l] >= NC_ACT_COUNT:
+        raise ValueError(f"{fn}: unknown activation code {acts[l]}")
+    return 0

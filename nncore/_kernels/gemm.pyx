@@ -321,16 +321,8 @@ def dense_chain(x, packed, biases, acts, alphas, y, bint check_finite=False, int
         _ndim(packed[l], f"packed[{l}]", 1)
         if packed[l].shape[0] < 64 // packed[l].itemsize:
             raise ValueError(f"dense_chain: packed[{l}] is not a packed kernel (shorter than its head)")
-        head = packed[l][:64 // packed[l].itemsize].view(np.int64)             # tag, level, k, n
-        if head[2] != dims[l]:
-            raise ValueError(f"dense_chain: packed[{l}] holds a kernel of {head[2]} rows, its input has "
-                             f"{dims[l]} features; pack it again")
-        dims.append(int(head[3]))
-        if biases[l] is not None:
-            _same_real(biases[l], f"biases[{l}]", code)
-            _shape1(biases[l], f"biases[{l}]", dims[l + 1])
-        if acts[l] < -1 or acts[l] >= NC_ACT_COUNT:
-            raise ValueError(f"dense_chain: unknown activation code {acts[l]}")
+        _chain_layer("dense_chain", l, packed[l][:64 // packed[l].itemsize].view(np.int64), dims, biases, acts,
+                     code)
     _shape2(y, "y", x.shape[0], dims[L])
     cdef Py_ssize_t m = x.shape[0]
     cdef ptrdiff_t *cdims = <ptrdiff_t *>PyMem_Malloc((L + 1) * sizeof(ptrdiff_t))

@@ -168,19 +168,10 @@ def chain(x, packed, w_scales, biases, acts, alphas, qmaxs, y, bint check_finite
         _int_array(packed[l], f"packed[{l}]", cnp.NPY_UINT8, "uint8")
         if packed[l].shape[0] < 64:
             raise ValueError(f"chain: packed[{l}] is not a packed kernel (shorter than its head)")
-        head = packed[l][:32].view(np.int64)             # tag, kernel, k, n
-        if head[2] != dims[l]:
-            raise ValueError(f"chain: packed[{l}] holds a kernel of {head[2]} rows, its input has {dims[l]} "
-                             "features; pack it again")
-        dims.append(int(head[3]))
+        _chain_layer("chain", l, packed[l][:32].view(np.int64), dims, biases, acts, code)
         _qmax(qmaxs[l], "chain")
         _same_real(w_scales[l], f"w_scales[{l}]", code)
         _shape1(w_scales[l], f"w_scales[{l}]", dims[l + 1])
-        if biases[l] is not None:
-            _same_real(biases[l], f"biases[{l}]", code)
-            _shape1(biases[l], f"biases[{l}]", dims[l + 1])
-        if acts[l] < -1 or acts[l] >= NC_ACT_COUNT:
-            raise ValueError(f"chain: unknown activation code {acts[l]}")
     _shape2(y, "y", x.shape[0], dims[L])
     cdef Py_ssize_t m = x.shape[0]
     # the C arrays in one block: dims, then packed, scale and bias pointers, act and qmax codes, alphas
