@@ -36,6 +36,7 @@
 #include <string.h>
 #include "nncore.h"
 #include "tiles.h"
+#include "bf16_round.h"
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(NNCORE_GENERIC_ONLY)
 #define NC_BF_X86 1
 #include <cpuid.h>
@@ -55,30 +56,7 @@
 /* Below this many multiply-adds one thread does it all. */
 #define NC_BF_TEAM_WORK (128.0 * 128.0 * 128.0)
 
-/* ---- float32 <-> bfloat16 ----------------------------------------------------------------------- */
-static inline uint32_t nc_bf_u32(float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    return u;
-}
-
-static inline float nc_bf_f32(uint32_t u)
-{
-    float x;
-    memcpy(&x, &u, 4);
-    return x;
-}
-
-/* convert_fp32_to_bfloat16 of the SDM (VCVTNEPS2BF16), branch-free */
-static inline uint32_t nc_bf_bits(float x)
-{
-    uint32_t u = nc_bf_u32(x), e = u & 0x7f800000u;
-    uint32_t normal = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;       /* round to nearest even */
-    uint32_t special = (u >> 16) | ((u & 0x007fffffu) ? 0x40u : 0u); /* inf as is, NaN made quiet */
-    return e == 0 ? (u >> 16) & 0x8000u : e == 0x7f800000u ? special : normal;
-}
-
+/* ---- float32 <-> bfloat16 (nc_bf_bits, nc_bf_round: bf16_round.h) ---------------------------- */
 void nc_bf16_from_f32(const float *x, uint16_t *y, ptrdiff_t n)
 {
 #pragma omp simd

@@ -438,22 +438,24 @@ void nc_avgpool_backward_f64(const nc_conv_geom *g, const double *dy /* in */, d
  * positions each; T = nc_wino_tiles(g, m) = n ceil(oh / mh) ceil(ow / m) tiles cover the output
  * (partial ones at the edges). Work arrays: U (a2, c, f), V (a2, T, c), M (a2, T, f), dU (a2, c, f).
  * Forward: U[xi] = (G g G^T)[xi]; V[t] = B^T d_t B (d_t the tile's input patch, 0 outside x);
- * M[:, xi] = V[:, xi] U[xi]; y = act(A^T M_t A + bias) (n, oh, ow, f); bias nullable. */
+ * M[:, xi] = V[:, xi] U[xi]; y = act(A^T M_t A + bias) (n, oh, ow, f); bias nullable.
+ * bf16 (float only, 0 for double): the mixed_bfloat16 form, x, kernel and delta rounded to bfloat16
+ * as they are read, y and dkernel as they are written (winograd.c). */
 ptrdiff_t nc_wino_tiles(const nc_conv_geom *g, int m);
-void nc_wino_forward_f32(const nc_conv_geom *g, int m, ptrdiff_t f, const float *x /* in */,
+void nc_wino_forward_f32(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const float *x /* in */,
                          const float *kernel /* in, (kh, 3, c, f) */, const float *bias /* in, nullable */, int act,
                          float act_alpha, float *U /* out */, float *V /* out */, float *M /* work */,
                          float *y /* out */, int nthreads);
-void nc_wino_forward_f64(const nc_conv_geom *g, int m, ptrdiff_t f, const double *x, const double *kernel,
+void nc_wino_forward_f64(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const double *x, const double *kernel,
                          const double *bias, int act, double act_alpha, double *U, double *V, double *M, double *y,
                          int nthreads);
 /* Backward from delta = dL/dz (n, oh, ow, f) and the forward's U and V: dM = A delta_t A^T (into M);
  * dU[xi] = V[:, xi]^T dM[:, xi]; dkernel = G^T dU G (overwritten); when dx is not NULL, dV[:, xi] =
  * dM[:, xi] U[xi]^T (into V) and dx (n, h, w, c) = the sum of the patches B dV_t B^T where they lie. */
-void nc_wino_backward_f32(const nc_conv_geom *g, int m, ptrdiff_t f, const float *delta /* in */,
+void nc_wino_backward_f32(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const float *delta /* in */,
                           const float *U /* in */, float *V /* inout */, float *M /* work */, float *dU /* work */,
                           float *dkernel /* out */, float *dx /* out, nullable */, int nthreads);
-void nc_wino_backward_f64(const nc_conv_geom *g, int m, ptrdiff_t f, const double *delta, const double *U, double *V,
+void nc_wino_backward_f64(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const double *delta, const double *U, double *V,
                           double *M, double *dU, double *dkernel, double *dx, int nthreads);
 
 /* ------------------------------------------------------------------ */

@@ -21,6 +21,17 @@
  * layers, run as 2-D ones of height 1) transforms along the width only:
  * F(m, 3), m + 2 positions.
  *
+ * bfloat16 (the mixed_bfloat16 policy, float only; the `bf` flag): the
+ * products of Keras's bf16 convolution, operands rounded to bfloat16 and the
+ * products summed in float32 (a product of two bfloat16 values is exact in
+ * float32). x and the kernel are rounded as the input and filter transforms
+ * read them, delta as the output-gradient transform reads it; y (after the
+ * bias and the activation) and dkernel are rounded as they are written, as
+ * the bf16 GEMM rounds its results; dx stays the float32 sum (as col2im's).
+ * Everything in between (the transforms, the tuple GEMMs) is float32, so the
+ * result is the bf16 convolution up to Winograd's float32 rounding (F(4x4):
+ * about a digit more than a plain float32 sum), far below a bfloat16 ulp.
+ *
  * Tiles cover the output in row-major order, partial ones at the bottom and
  * right edges (their extra outputs are computed and dropped; the input they
  * read outside the image is zero, like the padding). Threads: every phase
@@ -32,6 +43,7 @@
 #include <string.h>
 #include "nncore.h"
 #include "vmath.h" /* NC_VINLINE */
+#include "bf16_round.h"
 
 /* F(2, 3) */
 static const double nc_wino_bt2[16] = {1, 0, -1, 0, 0, 1, 1, 0, 0, -1, 1, 0, 0, 1, 0, -1};
@@ -79,10 +91,13 @@ typedef struct nc_wino {
     ptrdiff_t c, f;     /* channels, filters */
     ptrdiff_t vps, vts; /* V[xi, t, c] at V + xi vps + t vts + c */
     ptrdiff_t mps, mts; /* M[xi, t, f] at M + xi mps + t mts + f */
+    int bf;             /* mixed_bfloat16 (float only): x, kernel and delta rounded to bfloat16 as they are
+                           read, y and dkernel as they are written (see the top of this file) */
 } nc_wino;
 
-static void nc_wino_init(nc_wino *s, const nc_conv_geom *g, int m, ptrdiff_t f)
+static void nc_wino_init(nc_wino *s, const nc_conv_geom *g, int m, int bf, ptrdiff_t f)
 {
+    s->bf = bf;
     s->mw = m;
     s->mh = g->kh == 3 ? m : 1;
     s->aw = m + 2;
@@ -99,7 +114,7 @@ static void nc_wino_init(nc_wino *s, const nc_conv_geom *g, int m, ptrdiff_t f)
 ptrdiff_t nc_wino_tiles(const nc_conv_geom *g, int m)
 {
     nc_wino s;
-    nc_wino_init(&s, g, m, 1);
+    nc_wino_init(&s, g, m, 0, 1);
     return s.T;
 }
 

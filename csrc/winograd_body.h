@@ -12,6 +12,24 @@
 
 #ifdef NC_LEVEL
 
+/* v rounded to bfloat16 when bf (float; double never runs the bf16 form) */
+#ifdef NC_F32
+#define NC_WINO_BF(bf, v) ((bf) ? nc_bf_round(v) : (v))
+#else
+#define NC_WINO_BF(bf, v) (v)
+#endif
+
+/* dst[e] = bf(src[e]) (a plain copy unless bf) */
+NC_VINLINE void NC_NAME(wino_copy)(int bf, REAL *dst, const REAL *src, ptrdiff_t len)
+{
+    if (!bf) {
+        memcpy(dst, src, (size_t)len * sizeof(REAL));
+        return;
+    }
+#pragma omp simd
+    for (ptrdiff_t e = 0; e < len; e++) dst[e] = NC_WINO_BF(1, src[e]);
+}
+
 /* out[i] = sum_j S(i, j) in[j] for i < P, j < Q, S(i, j) = S[i Q + j] (S[j P + i] when tr: S^T); in[j]
  * is the vector of len values at in + j is, out[i] the one at out + i os. P, Q, S and tr are constants
  * once inlined: the zero terms vanish and the +-1 ones become additions. */
@@ -138,7 +156,7 @@ NC_VINLINE void NC_NAME(wino_input_k)(const int mh, const int mw, const nc_wino 
                         const ptrdiff_t ih = r0 + p, iw = c0 + q;
                         REAL *dp = d + (p * aw + q) * LM + it * len;
                         if (ih >= 0 && ih < H && iw >= 0 && iw < W)
-                            memcpy(dp, xb + (ih * W + iw) * C, (size_t)len * sizeof(REAL));
+                            NC_NAME(wino_copy)(s->bf, dp, xb + (ih * W + iw) * C, len);
                         else
                             memset(dp, 0, (size_t)len * sizeof(REAL));
                     }
@@ -154,6 +172,7 @@ NC_VINLINE void NC_NAME(wino_output_k)(const int mh, const int mw, const nc_wino
                                        ptrdiff_t t1)
 {
     const ptrdiff_t F = s->f, OH = g->oh, OW = g->ow;
+    const int bf = s->bf;
     NC_WINO_CHUNK(F, tb, kl);
     REAL Y[16 * LM], tmp[24 * LM];
     for (ptrdiff_t tt = t0; tt < t1; tt += tb) {
@@ -175,12 +194,13 @@ NC_VINLINE void NC_NAME(wino_output_k)(const int mh, const int mw, const nc_wino
 #pragma omp simd
                             for (ptrdiff_t e = 0; e < len; e++) {
                                 const REAL z = src[e] + (bb ? bb[e] : (REAL)0);
-                                yp[e] = z > 0 ? z : (REAL)0;   /* NaN -> 0, as nc_act_forward's relu */
+                                yp[e] = NC_WINO_BF(bf, z > 0 ? z : (REAL)0);   /* NaN -> 0, as nc_act_forward's relu */
                             }
                         } else {
 #pragma omp simd
                             for (ptrdiff_t e = 0; e < len; e++) yp[e] = src[e] + (bb ? bb[e] : (REAL)0);
                             if (act != NC_ACT_LINEAR) NC_NAME(act_forward)(act, alpha, yp, yp, len);
+                            if (bf) NC_NAME(wino_copy)(bf, yp, yp, len);
                         }
                     }
             }
@@ -208,8 +228,8 @@ NC_VINLINE void NC_NAME(wino_output_grad_k)(const int mh, const int mw, const nc
                     for (ptrdiff_t j = 0; j < mw; j++) {
                         REAL *dp = dY + (i * mw + j) * LM + it * len;
                         if (i < ni && j < nj)
-                            memcpy(dp, delta + ((b * OH + ti * mh + i) * OW + tj * mw + j) * F + k0,
-                                   (size_t)len * sizeof(REAL));
+                            NC_NAME(wino_copy)(s->bf, dp, delta + ((b * OH + ti * mh + i) * OW + tj * mw + j) * F + k0,
+                                               len);
                         else
                             memset(dp, 0, (size_t)len * sizeof(REAL));
                     }
@@ -302,11 +322,14 @@ static void NC_NAME(wino_input_grad)(const nc_wino *s, const nc_conv_geom *g, co
 /* out[a][b] = sum_{p, q} S(a, p) T(b, q) in[p][q] for channel c and every filter, in double and rounded
  * once: the filter transform U = G g G^T (S = G of the height, T = G of the width) and, with tr, its
  * adjoint dK = G^T dU G (S(a, p) = G[p][a], T(b, q) = G[q][b]). in[p][q] (p < P, q < Q) of channel c
- * at in + ((p Q + q) C + c) F, out[a][b] at out + ((a B + b) C + c) F. */
-static void NC_NAME(wino_filter_chan)(int tr, const double *S, const double *Tm, ptrdiff_t A, ptrdiff_t P,
+ * at in + ((p Q + q) C + c) F, out[a][b] at out + ((a B + b) C + c) F. bf (the bfloat16 form): the
+ * kernel read rounded to bfloat16 (forward, !tr), dK written rounded (tr). */
+static void NC_NAME(wino_filter_chan)(int tr, int bf, const double *S, const double *Tm, ptrdiff_t A, ptrdiff_t P,
                                       ptrdiff_t B, ptrdiff_t Q, const REAL *in, REAL *out, ptrdiff_t C, ptrdiff_t F,
                                       ptrdiff_t c)
 {
+    const int bf_in = bf && !tr, bf_out = bf && tr;
+    (void)bf_in, (void)bf_out;   /* double: never rounded */
     enum { FB = 64 };
     double tmp[6][6][FB];
     for (ptrdiff_t k0 = 0; k0 < F; k0 += FB) {
@@ -316,7 +339,7 @@ static void NC_NAME(wino_filter_chan)(int tr, const double *S, const double *Tm,
                 for (ptrdiff_t e = 0; e < len; e++) {
                     double acc = 0;
                     for (ptrdiff_t p = 0; p < P; p++)
-                        acc += (tr ? S[p * A + a] : S[a * P + p]) * (double)in[((p * Q + q) * C + c) * F + k0 + e];
+                        acc += (tr ? S[p * A + a] : S[a * P + p]) * (double)NC_WINO_BF(bf_in, in[((p * Q + q) * C + c) * F + k0 + e]);
                     tmp[a][q][e] = acc;
                 }
         for (ptrdiff_t a = 0; a < A; a++)   /* out[a][b] = sum_q T(b, q) tmp[a][q] */
@@ -325,13 +348,14 @@ static void NC_NAME(wino_filter_chan)(int tr, const double *S, const double *Tm,
                 for (ptrdiff_t e = 0; e < len; e++) {
                     double acc = 0;
                     for (ptrdiff_t q = 0; q < Q; q++) acc += (tr ? Tm[q * B + b] : Tm[b * Q + q]) * tmp[a][q][e];
-                    o[e] = (REAL)acc;
+                    o[e] = NC_WINO_BF(bf_out, (REAL)acc);
                 }
             }
     }
 }
 
 #undef NC_WINO_SWITCH
+#undef NC_WINO_BF
 #undef AH
 #undef LM
 #undef NC_WINO_CHUNK
@@ -345,7 +369,7 @@ static void NC_NAME(wino_forward_team)(const nc_wino *s, const nc_conv_geom *g, 
     const ptrdiff_t a2 = s->a2, C = s->c, F = s->f, T = s->T;
     const ptrdiff_t ntb = (T + NC_WINO_TILES - 1) / NC_WINO_TILES, nrb = (T + NC_WINO_ROWS - 1) / NC_WINO_ROWS;
     const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
-    NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_chan)(0, gh, gw, s->ah, g->kh, s->aw, 3, kernel, U, C, F, c));
+    NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_chan)(0, s->bf, gh, gw, s->ah, g->kh, s->aw, 3, kernel, U, C, F, c));
     NC_WINO_FOR(nt, i, ntb, {
         const ptrdiff_t t0 = i * NC_WINO_TILES;
         NC_NAME(wino_input)(s, g, x, V, t0, T - t0 < NC_WINO_TILES ? T : t0 + NC_WINO_TILES);
@@ -379,7 +403,7 @@ static void NC_NAME(wino_backward_team)(const nc_wino *s, const nc_conv_geom *g,
                       dU + (xi * C + c0) * F, F, NULL, NC_ACT_LINEAR, 0, 1);
     });
     const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
-    NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_chan)(1, gh, gw, g->kh, s->ah, 3, s->aw, dU, dkernel, C, F, c));
+    NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_chan)(1, s->bf, gh, gw, g->kh, s->ah, 3, s->aw, dU, dkernel, C, F, c));
     if (!dx) return;
     NC_WINO_FOR(nt, i, a2 * nrb, {   /* dV[r0 .., xi] = dM[r0 .., xi] U[xi]^T, over V */
         const ptrdiff_t xi = i % a2, r0 = i / a2 * NC_WINO_ROWS;
@@ -390,12 +414,12 @@ static void NC_NAME(wino_backward_team)(const nc_wino *s, const nc_conv_geom *g,
     NC_WINO_FOR(nt, b, g->n, NC_NAME(wino_input_grad)(s, g, V, dx, b, b + 1));
 }
 
-void NC_NAME(wino_forward)(const nc_conv_geom *g, int m, ptrdiff_t f, const REAL *x, const REAL *kernel,
+void NC_NAME(wino_forward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *x, const REAL *kernel,
                            const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V, REAL *M, REAL *y,
                            int nthreads)
 {
     nc_wino s;
-    nc_wino_init(&s, g, m, f);
+    nc_wino_init(&s, g, m, bf16, f);
     int nt = nc_team_size(nthreads, 2.0 * (double)s.T * (double)(s.a2 * s.c) * (double)f);
     if (nt <= 1) {
         NC_NAME(wino_forward_team)(&s, g, x, kernel, bias, act, act_alpha, U, V, M, y, 1);
@@ -405,11 +429,11 @@ void NC_NAME(wino_forward)(const nc_conv_geom *g, int m, ptrdiff_t f, const REAL
     NC_NAME(wino_forward_team)(&s, g, x, kernel, bias, act, act_alpha, U, V, M, y, nt);
 }
 
-void NC_NAME(wino_backward)(const nc_conv_geom *g, int m, ptrdiff_t f, const REAL *delta, const REAL *U, REAL *V,
+void NC_NAME(wino_backward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *delta, const REAL *U, REAL *V,
                             REAL *M, REAL *dU, REAL *dkernel, REAL *dx, int nthreads)
 {
     nc_wino s;
-    nc_wino_init(&s, g, m, f);
+    nc_wino_init(&s, g, m, bf16, f);
     int nt = nc_team_size(nthreads, 4.0 * (double)s.T * (double)(s.a2 * s.c) * (double)f);
     if (nt <= 1) {
         NC_NAME(wino_backward_team)(&s, g, delta, U, V, M, dU, dkernel, dx, 1);
@@ -421,17 +445,17 @@ void NC_NAME(wino_backward)(const nc_conv_geom *g, int m, ptrdiff_t f, const REA
 
 #else /* the entry points: the copies of the level in use */
 
-void NC_NAME(wino_forward)(const nc_conv_geom *g, int m, ptrdiff_t f, const REAL *x, const REAL *kernel,
+void NC_NAME(wino_forward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *x, const REAL *kernel,
                            const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V, REAL *M, REAL *y,
                            int nthreads)
 {
-    NC_PICK(wino_forward)(g, m, f, x, kernel, bias, act, act_alpha, U, V, M, y, nthreads);
+    NC_PICK(wino_forward)(g, m, bf16, f, x, kernel, bias, act, act_alpha, U, V, M, y, nthreads);
 }
 
-void NC_NAME(wino_backward)(const nc_conv_geom *g, int m, ptrdiff_t f, const REAL *delta, const REAL *U, REAL *V,
+void NC_NAME(wino_backward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *delta, const REAL *U, REAL *V,
                             REAL *M, REAL *dU, REAL *dkernel, REAL *dx, int nthreads)
 {
-    NC_PICK(wino_backward)(g, m, f, delta, U, V, M, dU, dkernel, dx, nthreads);
+    NC_PICK(wino_backward)(g, m, bf16, f, delta, U, V, M, dU, dkernel, dx, nthreads);
 }
 
 #endif /* NC_LEVEL */

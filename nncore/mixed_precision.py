@@ -7,7 +7,9 @@ its outputs hold). nncore has three:
 - ``"float32"``, ``"float64"``: both dtypes that float (the model's dtype, `nncore.floatx`).
 - ``"mixed_bfloat16"``: float32 variables and optimizer state, bfloat16 compute. Dense, Conv1D
   and Conv2D run their three products (``z = x W + b``, ``dW = x^T delta``, ``dx = delta W^T``)
-  on the bf16 GEMM (csrc/bf16.c): operands rounded to bfloat16 (nearest even), products summed in
+  on the bf16 GEMM (csrc/bf16.c; a 3x3 stride-1 convolution where the shapes pick Winograd: its bf16
+  form, csrc/winograd.c, the same numbers up to float32 summation order, docs/models.md):
+  operands rounded to bfloat16 (nearest even), products summed in
   float32 as ``vdpbf16ps`` sums them, the bias and the activation added in float32 and the
   result rounded to bfloat16 once, as PyTorch's ``torch.autocast`` bfloat16 ``addmm`` does
   (Keras rounds the product before the bias add too; the difference is within one bfloat16

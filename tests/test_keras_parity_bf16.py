@@ -80,7 +80,12 @@ def test_mlp_one_step_matches_keras_mixed_bfloat16():
              (20,), x, y)
 
 
-def test_cnn_one_step_matches_keras_mixed_bfloat16():
+@pytest.mark.parametrize("tile", [None, 2, 4], ids=["rule", "winograd2", "winograd4"])
+def test_cnn_one_step_matches_keras_mixed_bfloat16(monkeypatch, tile):
+    # the rule (im2col + the bf16 GEMM here), or both convolutions forced onto Winograd's bf16 form
+    if tile is not None:
+        import nncore.layers.conv as conv_mod
+        monkeypatch.setattr(conv_mod, "winograd_tile", lambda *a: tile)
     rng = np.random.default_rng(2)
     x = rng.normal(size=(16, 10, 10, 2)).astype(np.float32)
     y = rng.integers(0, 4, 16)

@@ -138,7 +138,7 @@ def test_softmax_and_loss_in_float32():
     assert np.isclose(loss, -np.mean(np.log(want[np.arange(16), y])), rtol=1e-5)
 
 
-def test_conv2d_to_the_bit_and_no_winograd():
+def test_conv2d_on_im2col_to_the_bit():
     rng = np.random.default_rng(3)
     layer = Conv2D(5, 3, activation="relu", dtype="mixed_bfloat16")
     x = rng.standard_normal((3, 9, 8, 2)).astype(np.float32)
@@ -146,7 +146,7 @@ def test_conv2d_to_the_bit_and_no_winograd():
     layer.kernel[...] = rng.standard_normal(layer.kernel.shape)
     layer.bias[...] = rng.standard_normal(5)
     y = layer.forward(x, True).copy()
-    assert layer._cur[6] is None                              # im2col + the bf16 GEMM, not Winograd
+    assert layer._cur[6] is None                              # im2col + the bf16 GEMM (2 channels: the rule)
     cols = np.empty((3 * 7 * 6, 18), np.float32)
     _conv.im2col(x, cols, (3, 3), (1, 1), (1, 1), (0, 0), (7, 6), 1)
     K = layer.kernel.reshape(18, 5)
@@ -156,6 +156,54 @@ def test_conv2d_to_the_bit_and_no_winograd():
     layer.backward(dy)
     delta = np.where(z > 0, dy.reshape(z.shape), np.float32(0))
     assert np.array_equal(_bits(layer._grad_of["kernel"].reshape(18, 5)), _bits(ref.bf16(ref.gemm_chain(cols.T, delta))))
+
+
+@pytest.mark.parametrize("tile", [None, 2, 4])
+def test_conv2d_on_the_winograd_path_is_the_bf16_convolution(monkeypatch, tile):
+    # where the rule (None) or a forced tile takes Winograd: the bf16 form of csrc/winograd.c, the operands
+    # rounded to bfloat16 and float32 sums; against the same layer on im2col + the bf16 GEMM (the reference
+    # route) within a bfloat16 rounding of y and dK (Winograd's float32 error flips a few ties), dx close
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((16, 13, 13, 32)).astype(np.float32)
+    dy = rng.standard_normal((16, 11, 11, 8)).astype(np.float32)
+    import nncore.layers.conv as conv_mod
+    outs = []
+    for force in (tile, 0):
+        with monkeypatch.context() as m:
+            if force is not None:
+                m.setattr(conv_mod, "winograd_tile", lambda *a, _t=force: _t)
+            layer = Conv2D(8, 3, activation="relu", dtype="mixed_bfloat16")
+            layer(x[:1])
+            layer.kernel[...] = rng.standard_normal(layer.kernel.shape) * 0.2 if not outs else outs[0][3]
+            layer.bias[...] = 0.1
+            y = layer.forward(x, True).copy()
+            dx = layer.backward(dy).copy()
+            outs.append((y, layer._grad_of["kernel"].copy(), dx, layer.kernel.copy(),
+                         layer._cur[6][0] if layer._cur[6] else 0))
+    (yw, dkw, dxw, _, path), (yi, dki, dxi, _, ipath) = outs
+    assert path == (tile or 4) and ipath == 0
+    assert _is_bf16(yw) and _is_bf16(dkw)
+    for a, b in ((yw, yi), (dkw, dki)):
+        assert np.all(np.abs(a - b) <= 2.0 ** -7 * np.abs(b) + 1e-5 * np.abs(b).max())
+        assert np.mean(a != b) < 0.05                        # most values the same bfloat16
+    assert np.abs(dxw - dxi).max() <= 2e-2 * np.abs(dxi).max()
+
+
+def test_digits_cnn_on_winograd_reaches_the_float32_accuracy(monkeypatch):
+    # the cnn example with every 3x3 convolution on Winograd F(4x4) (the rule leaves its 16-channel layer on
+    # im2col): mixed_bfloat16 within 0.5 points of float32
+    import importlib.util
+    import os
+    import nncore.layers.conv as conv_mod
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "cnn_digits.py")
+    spec = importlib.util.spec_from_file_location("cnn_digits_wino", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(conv_mod, "winograd_tile", lambda *a: 4)
+    f32 = module.main(epochs=5)
+    bf16 = module.main(epochs=5, policy="mixed_bfloat16")
+    assert f32["accuracy"] > 0.95
+    assert bf16["accuracy"] >= f32["accuracy"] - 0.005, (f32, bf16)
 
 
 def test_fit_same_bits_for_1_and_2_threads_and_predict_off_the_dense_chain():

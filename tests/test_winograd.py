@@ -9,6 +9,7 @@ import nncore.layers.conv as conv_mod
 from nncore._kernels import conv as K
 from nncore._kernels import runtime
 from nncore.layers import Conv1D, Conv2D, Dense, Flatten, Input, MaxPooling2D
+import reference_bf16 as ref_bf16
 from reference_layers import ACTIVATIONS
 from test_conv import _check_layer_gradients, one_epoch_weights, ref_col2im, ref_im2col, ref_out
 
@@ -37,15 +38,16 @@ class Conv:
         sizes = K.wino_sizes(xshape, self.k.shape, m, (oh, ow))
         self.work = [np.full(s, np.nan, dtype) for s in sizes + sizes[:1]]   # NaN: every value is written
 
-    def run(self, n_threads=1, bias=True, dx=True):
+    def run(self, n_threads=1, bias=True, dx=True, bf16=False):
         U, V, M, dU = self.work
         code = nncore._kernels.ACT_CODES[self.act]
         y = np.full(self.delta.shape, np.nan, self.x.dtype)
         K.wino_forward(self.x, self.k, self.b if bias else None, U, V, M, y, self.m, self.pad, code,
-                       nncore._kernels.ACT_DEFAULT_ALPHA.get(self.act, 0.0), n_threads)
+                       nncore._kernels.ACT_DEFAULT_ALPHA.get(self.act, 0.0), n_threads, bf16)
         dk = np.full(self.k.shape, np.nan, self.x.dtype)
         dxa = np.full(self.x.shape, np.nan, self.x.dtype) if dx else None
-        out = K.wino_backward(self.delta, U, V, M, dU, dk, dxa, self.x.shape[1:3], self.m, self.pad, n_threads)
+        out = K.wino_backward(self.delta, U, V, M, dU, dk, dxa, self.x.shape[1:3], self.m, self.pad, n_threads,
+                              bf16)
         assert out is dxa
         return y, dk, dxa
 
@@ -131,6 +133,53 @@ def test_levels_agree():
     for other in outs[1:]:
         for a, b in zip(outs[0], other):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(a).max())
+
+
+# ---------------------------------------------------------------- the bf16 form (mixed_bfloat16)
+def _bf16_valued(a):
+    return not np.any(a.view(np.uint32) & 0xFFFF)
+
+
+@pytest.mark.parametrize("act", ["relu", "linear", "tanh"])
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("shape", SHAPES[1:6] + SHAPES[8:10], ids=str)
+def test_bf16_form_is_the_float32_path_on_rounded_operands(level, m, shape, act):
+    # bf16=True rounds x, the kernel and delta as they are read and y, dK as they are written: the same
+    # bits as the float32 path on pre-rounded operands with its y and dK rounded after; dx unrounded
+    xshape, f, kh, padding = shape
+    case = Conv(xshape, f, kh, padding, m, np.float32, seed=sum(xshape) + f, act=act)
+    y, dk, dx = case.run(bf16=True)
+    rounded = Conv(xshape, f, kh, padding, m, np.float32, seed=sum(xshape) + f, act=act)
+    rounded.x, rounded.k, rounded.delta = ref_bf16.bf16(case.x), ref_bf16.bf16(case.k), ref_bf16.bf16(case.delta)
+    y32, dk32, dx32 = rounded.run()
+    assert _bf16_valued(y) and _bf16_valued(dk)
+    np.testing.assert_array_equal(y.view(np.uint32), ref_bf16.bf16(y32).view(np.uint32))
+    np.testing.assert_array_equal(dk.view(np.uint32), ref_bf16.bf16(dk32).view(np.uint32))
+    np.testing.assert_array_equal(dx.view(np.uint32), dx32.view(np.uint32))
+    # against the NumPy bf16 reference (operands rounded, float64 sums): within one bfloat16 rounding of
+    # the result plus Winograd's float32 error (TOL) before it
+    ry, rdk, rdx = rounded.reference()
+    tol = TOL[(np.float32, m)]
+    for a, r in ((y, ry), (dk, rdk)):
+        assert np.all(np.abs(a - r) <= 2.0 ** -8 * np.abs(r) + tol * np.abs(r).max()), _rel(a, r)
+    assert _rel(dx, rdx) < tol
+
+
+def test_bf16_form_one_and_two_threads_give_the_same_bits(level):
+    for m, shape in ((2, (8, 15, 14, 40)), (4, (8, 15, 14, 40)), (4, (16, 1, 50, 24))):
+        outs = [Conv(shape, 20, 3 if shape[1] > 1 else 1, "same", m, np.float32, seed=7, act="relu").run(
+            n_threads=t, bf16=True) for t in (1, 2)]
+        for a, b in zip(*outs):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_bf16_form_needs_float32():
+    case = Conv((2, 6, 6, 3), 4, 3, "same", 2, np.float64)
+    U, V, M, dU = case.work
+    with pytest.raises(TypeError, match="bf16=True needs float32"):
+        K.wino_forward(case.x, case.k, case.b, U, V, M, np.empty(case.delta.shape), 2, case.pad, bf16=True)
+    with pytest.raises(TypeError, match="bf16=True needs float32"):
+        K.wino_backward(case.delta, U, V, M, dU, np.empty_like(case.k), None, (6, 6), 2, case.pad, bf16=True)
 
 
 def test_wrappers_refuse_bad_arguments():

@@ -213,6 +213,12 @@ cdef int _wino_geom(nc_conv_geom *g, object in_hw, tuple kshape, tuple yshape, s
     return 0
 
 
+cdef int _bf16_real(bint bf16, int code, str fn) except -1:
+    if bf16 and code != 0:
+        raise TypeError(f"{fn}: bf16=True needs float32 arrays (the variables of mixed_bfloat16)")
+    return 0
+
+
 cdef int _work(object a, str name, int code, Py_ssize_t size) except -1:
     _same_real(a, name, code)
     _shape1(a, name, size)
@@ -235,17 +241,20 @@ def wino_sizes(x_shape, kernel_shape, int m, out_hw):
 
 
 def wino_forward(x, kernel, bias, U, V, M, y, int m, pad=(0, 0), int act=0, double act_alpha=0.0,
-                 int n_threads=1):
+                 int n_threads=1, bint bf16=False):
     """y = act(conv(x, kernel) + bias) by Winograd F(m x m, 3 x 3), stride 1; returns y.
 
     x: (n, h, w, c); kernel: (3, 3, c, f) or (1, 3, c, f) (F(m, 3) along the width); bias: (f,) or
     None; y (n, oh, ow, f) gives the output size, pad = (pt, pl) the padding before the first row
     and column. U, V, M: 1-D work arrays of the lengths wino_sizes gives; U (the transformed
     kernel) and V (the transformed input) are what wino_backward needs.
+    bf16 (float32 only): the mixed_bfloat16 convolution, y = bf(act(conv(bf(x), bf(kernel)) + bias))
+    with float32 sums (bf: rounded to bfloat16; csrc/winograd.c).
     """
     cdef nc_conv_geom g
     cdef Py_ssize_t sizes[3]
     cdef int code = _real(x, "x")
+    _bf16_real(bf16, code, "wino_forward")
     _ndim(x, "x", 4)
     _same_real(kernel, "kernel", code)
     _same_real(y, "y", code)
@@ -273,24 +282,27 @@ def wino_forward(x, kernel, bias, U, V, M, y, int m, pad=(0, 0), int act=0, doub
     cdef void *py = _ptr(y)
     with nogil:
         if code == 0:
-            nc_wino_forward_f32(&g, m, f, <float*>px, <float*>pk, <float*>pbias, act, <float>act_alpha,
+            nc_wino_forward_f32(&g, m, bf16, f, <float*>px, <float*>pk, <float*>pbias, act, <float>act_alpha,
                                 <float*>pu, <float*>pv, <float*>pm, <float*>py, n_threads)
         else:
-            nc_wino_forward_f64(&g, m, f, <double*>px, <double*>pk, <double*>pbias, act, act_alpha,
+            nc_wino_forward_f64(&g, m, 0, f, <double*>px, <double*>pk, <double*>pbias, act, act_alpha,
                                 <double*>pu, <double*>pv, <double*>pm, <double*>py, n_threads)
     return y
 
 
-def wino_backward(delta, U, V, M, dU, dkernel, dx, in_hw, int m, pad=(0, 0), int n_threads=1):
+def wino_backward(delta, U, V, M, dU, dkernel, dx, in_hw, int m, pad=(0, 0), int n_threads=1, bint bf16=False):
     """The adjoint of wino_forward from delta = dL/dz (n, oh, ow, f); returns dx.
 
     U and V as wino_forward left them (V is overwritten); M and dU are work arrays; dkernel
     (kh, 3, c, f) is overwritten with dL/dkernel, and dx (n, h, w, c) with dL/dx unless it is None
-    (not computed). in_hw = (h, w), the input's size.
+    (not computed). in_hw = (h, w), the input's size. bf16 (float32 only; U and V from a bf16
+    forward): delta rounded to bfloat16 as it is read, dkernel rounded as it is written, dx the
+    float32 sum.
     """
     cdef nc_conv_geom g
     cdef Py_ssize_t sizes[3]
     cdef int code = _real(delta, "delta")
+    _bf16_real(bf16, code, "wino_backward")
     _same_real(dkernel, "dkernel", code)
     _wino_geom(&g, in_hw, dkernel.shape, delta.shape, "delta", m, pad, sizes)
     _writable(dkernel, "dkernel")
@@ -313,9 +325,9 @@ def wino_backward(delta, U, V, M, dU, dkernel, dx, in_hw, int m, pad=(0, 0), int
     cdef void *pk = _ptr(dkernel)
     with nogil:
         if code == 0:
-            nc_wino_backward_f32(&g, m, f, <float*>pd, <float*>pu, <float*>pv, <float*>pm, <float*>pdu,
+            nc_wino_backward_f32(&g, m, bf16, f, <float*>pd, <float*>pu, <float*>pv, <float*>pm, <float*>pdu,
                                  <float*>pk, <float*>pdx, n_threads)
         else:
-            nc_wino_backward_f64(&g, m, f, <double*>pd, <double*>pu, <double*>pv, <double*>pm, <double*>pdu,
+            nc_wino_backward_f64(&g, m, 0, f, <double*>pd, <double*>pu, <double*>pv, <double*>pm, <double*>pdu,
                                  <double*>pk, <double*>pdx, n_threads)
     return dx

@@ -199,8 +199,8 @@ class _Conv(Int8Quantizable, _Window):
         # allocated once per batch size (the int8 form: im2col and the int8 GEMM, no Winograd)
         dt = self._float_dtype
         m = n * self._out[0] * self._out[1]
-        float_gemm = self.quantization_mode is None and self.compute_dtype != "bfloat16"   # Winograd is float
-        tile = self._wino_ok and float_gemm and winograd_tile(n, self._out, self._hwc[2], self._win[0])
+        tile = (self._wino_ok and self.quantization_mode is None   # Winograd: float32/64 or the bf16 form
+                and winograd_tile(n, self._out, self._hwc[2], self._win[0]))
         wino = None
         if tile:
             sizes = _conv.wino_sizes((n,) + self._hwc, self._k4.shape, tile, self._out)
@@ -216,7 +216,7 @@ class _Conv(Int8Quantizable, _Window):
         # out := act(conv(x, kernel) + b) by Winograd F(m x m, 3 x 3) (stands for the GEMM in _affine_act)
         tile, U, V, M, _ = self._cur[6]
         _conv.wino_forward(x, self._k4, b, U, V, M, out.reshape((x.shape[0],) + self._out + (self.filters,)),
-                           tile, self._pad, act, alpha, nt)
+                           tile, self._pad, act, alpha, nt, self.compute_dtype == "bfloat16")
 
     def forward(self, x, training=False):
         # cols = im2col(x) ; z = cols K + b ; y = f(z)
@@ -255,7 +255,7 @@ class _Conv(Int8Quantizable, _Window):
             tile, U, V, M, dU = wino
             _conv.wino_backward(delta.reshape((n,) + self._out + (self.filters,)), U, V, M, dU, self._dk4,
                                 self._as4(dx, n, h, w, c) if self._need_dx else None, (h, w), tile, self._pad,
-                                self._n_threads)
+                                self._n_threads, self.compute_dtype == "bfloat16")
             return dx if self._need_dx else None
         mm = self._gemm
         mm(self._cols, delta, self._dk2, trans_a=True, n_threads=self._n_threads)
@@ -294,8 +294,9 @@ class Conv2D(_Conv):
     kernel_initializer, bias_initializer : name or initializer, default='glorot_uniform', 'zeros'
     kernel_regularizer, bias_regularizer : name, regularizer or None
     dtype : None, str or nncore.mixed_precision.Policy
-        The dtype policy (None: the global one); 'mixed_bfloat16' runs the three products on the
-        bf16 GEMM with float32 weights (im2col, never Winograd); or the int8 form set by `quantize`.
+        The dtype policy (None: the global one); 'mixed_bfloat16' runs the three products with
+        bfloat16 operands and float32 sums, float32 weights: on the bf16 GEMM (im2col), or by
+        Winograd's bf16 form where `winograd_tile` picks Winograd; or the int8 form set by `quantize`.
 
     Notes
     -----
