@@ -56,18 +56,7 @@
 /* Below this many multiply-adds one thread does it all. */
 #define NC_BF_TEAM_WORK (128.0 * 128.0 * 128.0)
 
-/* ---- float32 <-> bfloat16 (nc_bf_bits, nc_bf_round: bf16_round.h) ---------------------------- */
-void nc_bf16_from_f32(const float *x, uint16_t *y, ptrdiff_t n)
-{
-#pragma omp simd
-    for (ptrdiff_t i = 0; i < n; i++) y[i] = (uint16_t)nc_bf_bits(x[i]);
-}
-
-void nc_bf16_round_f32(const float *x, float *y, ptrdiff_t n)
-{
-#pragma omp simd
-    for (ptrdiff_t i = 0; i < n; i++) y[i] = nc_bf_f32(nc_bf_bits(x[i]) << 16);
-}
+/* ---- float32 <-> bfloat16: nc_bf_bits, nc_bf_round (bf16_round.h) ------------------------------ */
 
 /* ---- the micro-kernels ------------------------------------------------------------------------- */
 /* t (MR x NR, row stride NR) := (init ? t : 0) + the sum over kq pair groups */
@@ -178,6 +167,35 @@ static inline NC_BF_AVX2_ATTR __m256 nc_bf_half256(__m256i w, int h)
 #define BF_STORE(p, x) _mm512_storeu_ps((p), (x))
 #define BF_KEEP(x) __asm__("" : "+v"(x))
 #include "bf16_dp.h"
+
+/* vcvtneps2bf16 is the SDM's convert_fp32_to_bfloat16 itself (nc_bf_bits' function: the same bits), 16
+ * floats an instruction: the conversions of the packing and the epilogue's rounding where it runs. */
+#define NC_BF_HW_ATTR __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,avx2,fma")))
+
+static inline NC_BF_HW_ATTR __m256i nc_bf_cvt16(__m512 x) { return (__m256i)_mm512_cvtneps_pbh(x); }
+
+static NC_BF_HW_ATTR void nc_bf_from_hw(const float *x, uint16_t *y, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i a = nc_bf_cvt16(_mm512_loadu_ps(x + i)), b = nc_bf_cvt16(_mm512_loadu_ps(x + i + 16));
+        _mm256_storeu_si256((__m256i *)(void *)(y + i), a);
+        _mm256_storeu_si256((__m256i *)(void *)(y + i + 16), b);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        _mm256_mask_storeu_epi16(y + i, m, nc_bf_cvt16(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+static NC_BF_HW_ATTR void nc_bf_round_hw(const float *x, float *y, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512i w = _mm512_slli_epi32(_mm512_cvtepu16_epi32(nc_bf_cvt16(_mm512_maskz_loadu_ps(m, x + i))), 16);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_castsi512_ps(w));
+    }
+}
 #endif /* NC_BF_X86 */
 
 /* ---- which kernel runs ------------------------------------------------------------------------- */
@@ -188,16 +206,19 @@ typedef struct {
                      widened (each group: the odd elements' float32 bits, then the even ones') */
     int needs;    /* 0 any CPU; 1 the AVX2 level; 2 the AVX-512 level + AVX512_BF16 */
     nc_bf_kernel_fn kernel;
+    /* the conversions on the kernel's instruction set (NULL: the SIMD level's loops of nc_bf_bits) */
+    void (*from)(const float *x, uint16_t *y, ptrdiff_t n);   /* y = bf(x) as bits */
+    void (*round)(const float *x, float *y, ptrdiff_t n);     /* y = bf(x) as float32, in place allowed */
 } nc_bf_variant;
 
 static const nc_bf_variant nc_bf_variants[NC_BF16_COUNT] = {
-    {"generic-emulated", NC_BF_GENERIC_MR, NC_BF_GENERIC_NR, 1, 0, nc_bf_kernel_generic},
+    {"generic-emulated", NC_BF_GENERIC_MR, NC_BF_GENERIC_NR, 1, 0, nc_bf_kernel_generic, NULL, NULL},
 #if NC_BF_X86
-    {"avx2-emulated", NC_BF_AVX2_MR, NC_BF_AVX2_NR, 1, 1, nc_bf_kernel_avx2},
-    {"avx512bf16", NC_BF_AVX512_MR, NC_BF_AVX512_NR, 0, 2, nc_bf_kernel_avx512bf16},
+    {"avx2-emulated", NC_BF_AVX2_MR, NC_BF_AVX2_NR, 1, 1, nc_bf_kernel_avx2, NULL, NULL},
+    {"avx512bf16", NC_BF_AVX512_MR, NC_BF_AVX512_NR, 0, 2, nc_bf_kernel_avx512bf16, nc_bf_from_hw, nc_bf_round_hw},
 #else
-    {"avx2-emulated", 0, 0, 0, 3, NULL},
-    {"avx512bf16", 0, 0, 0, 3, NULL},
+    {"avx2-emulated", 0, 0, 0, 3, NULL, NULL, NULL},
+    {"avx512bf16", 0, 0, 0, 3, NULL, NULL, NULL},
 #endif
 };
 
@@ -252,12 +273,36 @@ const char *nc_bf16_kernel_name(int kernel)
     return kernel >= 0 && kernel < NC_BF16_COUNT ? nc_bf_variants[kernel].name : "unknown";
 }
 
+/* The public conversions, on the conversions of the kernel in use (the same bits on every one) */
+void nc_bf16_from_f32(const float *x, uint16_t *y, ptrdiff_t n)
+{
+    const nc_bf_variant *V = &nc_bf_variants[nc_bf16_kernel()];
+    if (V->from) {
+        V->from(x, y, n);
+        return;
+    }
+#pragma omp simd
+    for (ptrdiff_t i = 0; i < n; i++) y[i] = (uint16_t)nc_bf_bits(x[i]);
+}
+
+void nc_bf16_round_f32(const float *x, float *y, ptrdiff_t n)
+{
+    const nc_bf_variant *V = &nc_bf_variants[nc_bf16_kernel()];
+    if (V->round) {
+        V->round(x, y, n);
+        return;
+    }
+#pragma omp simd
+    for (ptrdiff_t i = 0; i < n; i++) y[i] = nc_bf_f32(nc_bf_bits(x[i]) << 16);
+}
+
 /* MXCSR with FTZ (bit 15) and DAZ (bit 6) for an emulated kernel; returns the old value */
 static inline unsigned nc_bf_csr_enter(int emulated)
 {
 #if NC_BF_X86
+    if (!emulated) return 0;
     unsigned old = _mm_getcsr();
-    if (emulated) _mm_setcsr(old | 0x8040u);
+    _mm_setcsr(old | 0x8040u);
     return old;
 #else
     (void)emulated;
@@ -276,6 +321,7 @@ static inline void nc_bf_csr_leave(int emulated, unsigned old)
 
 /* ---- the driver -------------------------------------------------------------------------------- */
 typedef struct {
+    const nc_bf_variant *V; /* the micro-kernel and its conversions */
     ptrdiff_t m, n, k;
     const float *A, *B; /* op(A)(i, p) = A[i sai + p sap], op(B)(p, j) = B[p sbp + j sbj] */
     ptrdiff_t sai, sap, sbp, sbj;

@@ -8,13 +8,18 @@
  * long loop when the lines follow each other in memory), then puts the pair words together into the
  * micro-panels: a pair word is two bfloat16, the even element of k low. */
 
-/* t[l len + j] = bf(x[l ld + j]) for l < lines, j < len */
-static void NC_NAME(bf_lines)(const float *x, ptrdiff_t ld, ptrdiff_t lines, ptrdiff_t len, uint16_t *t)
+/* t[l len + j] = bf(x[l ld + j]) for l < lines, j < len (on the kernel's conversion, if it has one) */
+static void NC_NAME(bf_lines)(const nc_bf_job *J, const float *x, ptrdiff_t ld, ptrdiff_t lines, ptrdiff_t len,
+                              uint16_t *t)
 {
     if (ld == len) len *= lines, lines = 1;
     for (ptrdiff_t l = 0; l < lines; l++) {
         const float *xl = x + l * ld;
         uint16_t *tl = t + l * len;
+        if (J->V->from) {
+            J->V->from(xl, tl, len);
+            continue;
+        }
 #pragma omp simd
         for (ptrdiff_t j = 0; j < len; j++) tl[j] = (uint16_t)nc_bf_bits(xl[j]);
     }
@@ -33,7 +38,7 @@ static void NC_NAME(bf_pack_a)(const nc_bf_job *J, ptrdiff_t i0, ptrdiff_t rows,
     uint16_t *t = (uint16_t *)(void *)tmp;
     memset(ap + full * astep, 0, (size_t)((padded - full) * astep) * sizeof(uint32_t));
     if (J->sap == 1) {                 /* rows of A contiguous along k: t is rows x kk */
-        NC_NAME(bf_lines)(J->A + i0 * J->sai + 2 * q0, J->sai, rows, kk, t);
+        NC_NAME(bf_lines)(J, J->A + i0 * J->sai + 2 * q0, J->sai, rows, kk, t);
         for (ptrdiff_t i = 0, r = 0; i < rows; i++, r = r + 1 == mr ? 0 : r + 1) {
             const uint16_t *ti = t + i * kk;
             uint32_t *d = ap + (i - r) * astep + r;   /* row r of its panel */
@@ -49,7 +54,7 @@ static void NC_NAME(bf_pack_a)(const nc_bf_job *J, ptrdiff_t i0, ptrdiff_t rows,
         return;
     }
     /* op(A) = A^T: t is kk x rows, lines 2q and 2q + 1 the pair (x[kk] zero) */
-    NC_NAME(bf_lines)(J->A + 2 * q0 * J->sap + i0, J->sap, kk, rows, t);
+    NC_NAME(bf_lines)(J, J->A + 2 * q0 * J->sap + i0, J->sap, kk, rows, t);
     for (ptrdiff_t q = 0; q < qn; q++) {
         const uint16_t *lo = t + 2 * q * rows, *hi = 2 * q + 1 < kk ? lo + rows : NULL;
         for (ptrdiff_t p = 0; p < rows; p += mr) {  /* each panel's group q: mr words in a row */
@@ -81,7 +86,7 @@ static void NC_NAME(bf_pack_b)(const nc_bf_job *J, ptrdiff_t j0, ptrdiff_t cols,
         for (ptrdiff_t qc = 0; qc < qn; qc += NC_BF_QCHUNK) {
             ptrdiff_t qm = qn - qc < NC_BF_QCHUNK ? qn - qc : NC_BF_QCHUNK;
             ptrdiff_t lines = kk - 2 * qc < 2 * qm ? kk - 2 * qc : 2 * qm;
-            NC_NAME(bf_lines)(J->B + 2 * (q0 + qc) * J->sbp + j0, J->sbp, lines, cols, t);
+            NC_NAME(bf_lines)(J, J->B + 2 * (q0 + qc) * J->sbp + j0, J->sbp, lines, cols, t);
             for (ptrdiff_t jp = 0; jp < npan; jp++) {
                 ptrdiff_t nj = cols - jp * nr < nr ? cols - jp * nr : nr;
                 uint32_t *d = dst + jp * qn * nr + qc * nr;
@@ -101,7 +106,7 @@ static void NC_NAME(bf_pack_b)(const nc_bf_job *J, ptrdiff_t j0, ptrdiff_t cols,
     for (ptrdiff_t jp = 0; jp < npan; jp++) { /* op(B) = B^T: column j of op(B) contiguous along k: t nj x kk */
         ptrdiff_t nj = cols - jp * nr < nr ? cols - jp * nr : nr;
         uint32_t *d = dst + jp * qn * nr;
-        NC_NAME(bf_lines)(J->B + (j0 + jp * nr) * J->sbj + 2 * q0, J->sbj, nj, kk, t);
+        NC_NAME(bf_lines)(J, J->B + (j0 + jp * nr) * J->sbj + 2 * q0, J->sbj, nj, kk, t);
         for (ptrdiff_t j = 0; j < nj; j++) {
             const uint16_t *tj = t + j * kk;
             for (ptrdiff_t q = 0; q < kh; q++) d[q * nr + j] = tj[2 * q] | (uint32_t)tj[2 * q + 1] << 16;
@@ -111,26 +116,28 @@ static void NC_NAME(bf_pack_b)(const nc_bf_job *J, ptrdiff_t j0, ptrdiff_t cols,
 }
 
 /* C(i0 + i, j0 + j) from the finished tile t (row stride ldt): the epilogue, one pass over each row
- * for the linear and relu activations (the others: the level's activation kernel, then the rounding). */
-static void NC_NAME(bf_store)(const nc_bf_job *J, const float *t, int ldt, ptrdiff_t i0, ptrdiff_t j0, int mi, int nj)
+ * for the linear and relu activations (the others: the level's activation kernel, then the rounding).
+ * A kernel with a conversion of its own takes the row through the tile (in L1) and rounds it from
+ * there into C, so that no row of C is read back while its lines are on their way. */
+static void NC_NAME(bf_store)(const nc_bf_job *J, float *t, int ldt, ptrdiff_t i0, ptrdiff_t j0, int mi, int nj)
 {
     const float alpha = J->alpha, beta = J->beta, *bias = J->bias ? J->bias + j0 : NULL;
     const int relu = J->act == NC_ACT_RELU, fused = J->act == NC_ACT_LINEAR || relu;
-    const int round_here = J->round_out && fused;
+    const int staged = J->round_out && J->V->round, round_here = J->round_out && fused && !staged;
     for (int i = 0; i < mi; i++) {
-        float *c = J->C + (i0 + i) * J->ldc + j0;
-        const float *ti = t + i * ldt;
+        float *c = J->C + (i0 + i) * J->ldc + j0, *ti = t + i * ldt, *v = staged ? ti : c;
 #pragma omp simd
         for (int j = 0; j < nj; j++) {
-            float v = alpha * ti[j];
-            if (beta != 0.0f) v += beta * c[j];
-            if (bias) v += bias[j];
-            if (relu) v = v > 0 ? v : 0.0f; /* as nc_act_forward's relu */
-            c[j] = round_here ? nc_bf_f32(nc_bf_bits(v) << 16) : v;
+            float x = alpha * ti[j];
+            if (beta != 0.0f) x += beta * c[j];
+            if (bias) x += bias[j];
+            if (relu) x = x > 0 ? x : 0.0f; /* as nc_act_forward's relu */
+            v[j] = round_here ? nc_bf_f32(nc_bf_bits(x) << 16) : x;
         }
-        if (fused) continue;
-        NC_NAME(act_forward)(J->act, J->act_alpha, c, c, nj);
-        if (J->round_out) {
+        if (!fused) NC_NAME(act_forward)(J->act, J->act_alpha, v, v, nj);
+        if (staged) {
+            J->V->round(ti, c, nj);
+        } else if (J->round_out && !fused) {
 #pragma omp simd
             for (int j = 0; j < nj; j++) c[j] = nc_bf_f32(nc_bf_bits(c[j]) << 16);
         }
@@ -145,8 +152,11 @@ static void NC_NAME(bf_tile_move)(float *dst, ptrdiff_t ldd, const float *src, p
 
 /* One thread's block C[r0:r1, c0:c1], BLIS-style: op(B) packed first, all of it, the team sharing the
  * work (this thread packs panels [p0, p1) of every block of k into the team's buffer, then waits for the
- * others); then k in blocks of kqb <= NC_BF_KQ pair groups (a B micro-panel in L1), for each op(A)'s
- * block in blocks of mc rows (in L2), the micro-kernel over each tile of the thread's block. Between blocks of k a tile's
+ * others); then k in blocks of kqb <= NC_BF_KQ pair groups, for each op(A)'s block in blocks of mc
+ * rows, the micro-kernel over each tile of the thread's block, a row of tiles at a time: one A
+ * micro-panel in L1 meets every B micro-panel of the block (in L2), and C is written along its rows
+ * (a few long streams: going down the columns instead made the large row's products 10% slower in
+ * the training step, where C and the operands come cold from memory). Between blocks of k a tile's
  * float32 sums wait in S: C itself, or (beta != 0: the epilogue reads C) a matrix of their own; the next
  * block goes on from them (the same chain of FMAs: no sum is split), the last block's tile goes through
  * the epilogue. */
@@ -177,10 +187,10 @@ static void NC_NAME(bf_region)(const nc_bf_job *J, const nc_bf_variant *V, const
         for (ptrdiff_t ic = r0; ic < r1; ic += mc) {
             ptrdiff_t mci = r1 - ic < mc ? r1 - ic : mc;
             NC_NAME(bf_pack_a)(J, ic, mci, mr, V->emulated, q0, qn, ap, tmp);
-            for (ptrdiff_t jp = 0; jp < npan; jp++) {
-                int nj = (int)(ncol - jp * nr < nr ? ncol - jp * nr : nr);
-                for (ptrdiff_t ir = 0; ir < mci; ir += mr) {
-                    int mi = (int)(mci - ir < mr ? mci - ir : mr);
+            for (ptrdiff_t ir = 0; ir < mci; ir += mr) {
+                int mi = (int)(mci - ir < mr ? mci - ir : mr);
+                for (ptrdiff_t jp = 0; jp < npan; jp++) {
+                    int nj = (int)(ncol - jp * nr < nr ? ncol - jp * nr : nr);
                     float *s = P->S + (ic + ir) * lds + c0 + jp * nr;
                     if (more) NC_NAME(bf_tile_move)(tile, nr, s, lds, mi, nj);
                     unsigned csr = nc_bf_csr_enter(V->emulated);
@@ -206,7 +216,7 @@ int NC_NAME(gemm_bf16)(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdi
     J.sbp = trans_b ? 1 : ldb, J.sbj = trans_b ? ldb : 1;
     J.alpha = alpha, J.beta = beta, J.C = C, J.ldc = ldc, J.bias = bias, J.act = act, J.act_alpha = act_alpha;
     J.round_out = round_out;
-    const nc_bf_variant *V = &nc_bf_variants[nc_bf16_kernel()];
+    const nc_bf_variant *V = J.V = &nc_bf_variants[nc_bf16_kernel()];
     if (m <= 0 || n <= 0) return 0;
     const int mr = V->mr, nr = V->nr, wide = V->emulated ? 2 : 1;
     double work = (double)m * (double)n * (double)(k > 0 ? k : 1);

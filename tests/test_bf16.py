@@ -44,7 +44,12 @@ def _gemm(a, b, n_threads=1, **kw):
     return G.gemm_bf16(a, b, c, n_threads=n_threads, **kw)
 
 
-def test_rounding_to_the_bit():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_rounding_to_the_bit(kernel):
+    # on each kernel's conversions (avx512bf16: vcvtneps2bf16), every length's tail
+    if kernel not in _runs(runtime.simd_level()):
+        pytest.skip(f"{kernel} does not run here")
+    G.bf16_set_kernel(kernel)
     rng = np.random.default_rng(0)
     specials = np.array([0.0, -0.0, 1.0, np.inf, -np.inf, np.nan, -np.nan, 1e-40, -1e-40, 1.17549435e-38,
                          3.4028235e38, 3.3961776e38, 1.0 + 2.0 ** -8, 1.0 + 3 * 2.0 ** -8, 1.0 + 2.0 ** -9],
@@ -66,6 +71,9 @@ def test_rounding_to_the_bit():
     y = x.copy()
     G.bf16_round(y, y)                                                      # in place
     assert np.array_equal(_bits(y), _bits(ref.bf16(x)))
+    for n in range(1, 70):
+        assert np.array_equal(G.bf16_bits(x[-n:]), ref.bf16_bits(x[-n:])), n
+        assert np.array_equal(_bits(G.bf16_round(x[-n:], np.empty(n, np.float32))), _bits(ref.bf16(x[-n:]))), n
 
 
 @pytest.mark.parametrize("level", LEVELS)
