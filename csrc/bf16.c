@@ -59,8 +59,9 @@
 /* ---- float32 <-> bfloat16: nc_bf_bits, nc_bf_round (bf16_round.h) ------------------------------ */
 
 /* ---- the micro-kernels ------------------------------------------------------------------------- */
-/* t (MR x NR, row stride NR) := (init ? t : 0) + the sum over kq pair groups */
-typedef void (*nc_bf_kernel_fn)(ptrdiff_t kq, const uint32_t *a, const uint32_t *b, float *t, int init);
+/* t (MR x NR, row stride ldt) := (init ? t : 0) + the sum over kq pair groups */
+typedef void (*nc_bf_kernel_fn)(ptrdiff_t kq, const uint32_t *a, const uint32_t *b, float *t, ptrdiff_t ldt,
+                                int init);
 
 /* The half h of pair words (0: the odd elements, the high halves; 1: the even ones) as float32 bits */
 static inline uint32_t nc_bf_half(uint32_t w, int h) { return h ? w << 16 : w & 0xffff0000u; }

@@ -192,13 +192,16 @@ static void NC_NAME(bf_region)(const nc_bf_job *J, const nc_bf_variant *V, const
                 for (ptrdiff_t jp = 0; jp < npan; jp++) {
                     int nj = (int)(ncol - jp * nr < nr ? ncol - jp * nr : nr);
                     float *s = P->S + (ic + ir) * lds + c0 + jp * nr;
-                    if (more) NC_NAME(bf_tile_move)(tile, nr, s, lds, mi, nj);
+                    /* a whole tile's sums go on in S itself until the last block, which ends in the
+                       tile (in L1) for the epilogue; the corners of C go through the tile throughout */
+                    int direct = !last && mi == mr && nj == nr;
+                    if (more && !direct) NC_NAME(bf_tile_move)(tile, nr, s, lds, mi, nj);
                     unsigned csr = nc_bf_csr_enter(V->emulated);
-                    V->kernel(qn, ap + ir * wide * qn, bp + jp * qn * nr, tile, more);
+                    V->kernel(qn, ap + ir * wide * qn, bp + jp * qn * nr, direct ? s : tile, direct ? lds : nr, more);
                     nc_bf_csr_leave(V->emulated, csr);
                     if (last)
                         NC_NAME(bf_store)(J, tile, nr, ic + ir, c0 + jp * nr, mi, nj);
-                    else
+                    else if (!direct)
                         NC_NAME(bf_tile_move)(s, lds, tile, nr, mi, nj);
                 }
             }

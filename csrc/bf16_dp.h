@@ -3,7 +3,7 @@
  * for its emulation (AVX2 + FMA, and generic C), so the tests of the
  * emulation on a CPU without AVX512_BF16 run this very loop:
  *
- *     acc = init ? t : 0                                                 at the start
+ *     acc = init ? t : 0      (t: MR rows of NR floats, ldt apart)       at the start
  *     acc[i][v] = dpbf16(acc[i][v], bcast(pair q of row i), b vector v)   q = 0 .. kq-1
  *     t = acc                                                            at the end
  *
@@ -21,13 +21,13 @@
  * BF_KEEP(acc), BF_ATTR, BF_MR, BF_NV. */
 #define BF_NR (BF_NV * BF_LANES)
 
-static BF_ATTR void BF_NAME(ptrdiff_t kq, const uint32_t *a, const uint32_t *b, float *t, int init)
+static BF_ATTR void BF_NAME(ptrdiff_t kq, const uint32_t *a, const uint32_t *b, float *t, ptrdiff_t ldt, int init)
 {
     BF_ACC acc[BF_MR][BF_NV];
 #pragma GCC unroll 16
     for (int i = 0; i < BF_MR; i++)
 #pragma GCC unroll 4
-        for (int v = 0; v < BF_NV; v++) acc[i][v] = init ? BF_LOAD(t + i * BF_NR + v * BF_LANES) : BF_ZERO();
+        for (int v = 0; v < BF_NV; v++) acc[i][v] = init ? BF_LOAD(t + i * ldt + v * BF_LANES) : BF_ZERO();
     for (ptrdiff_t q = 0; q < kq; q++, a += BF_ASTEP, b += BF_NR) {
 #pragma GCC unroll 2
         for (int h = 0; h < BF_HALVES; h++) {
@@ -48,7 +48,7 @@ static BF_ATTR void BF_NAME(ptrdiff_t kq, const uint32_t *a, const uint32_t *b, 
 #pragma GCC unroll 16
     for (int i = 0; i < BF_MR; i++)
 #pragma GCC unroll 4
-        for (int v = 0; v < BF_NV; v++) BF_STORE(t + i * BF_NR + v * BF_LANES, acc[i][v]);
+        for (int v = 0; v < BF_NV; v++) BF_STORE(t + i * ldt + v * BF_LANES, acc[i][v]);
 }
 
 #undef BF_NR
