@@ -331,3 +331,40 @@ def test_inference_fast_paths_keep_the_policy(rows):
     for y in (np.asarray(bf(x)), bf.predict_on_batch(x), bf.predict(x, verbose=0)):
         np.testing.assert_allclose(y, want, rtol=8e-3, atol=1e-5)      # one bf16 ulp: rounding ties
         assert np.abs(y - np.asarray(fl(x))).max() > 1e-4              # not the float32 numbers
+
+
+@pytest.mark.parametrize("shape,route", [((4, 12, 11, 2), "short k"), ((16, 13, 13, 32), "winograd")])
+def test_conv_routes_are_the_same_bits_on_every_bf16_kernel(shape, route):
+    # neither route runs the bf16 GEMM, so the bf16 kernel in use (avx512bf16, the emulations) cannot change
+    # a bit; the short-k route (exact products summed in order p = 0 .. k-1 by every float32 GEMM kernel) is
+    # also the same bits at every SIMD level, Winograd's float32 transforms are not (FMA contraction)
+    from nncore._kernels import gemm as G
+    from nncore._kernels import runtime
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(shape).astype(np.float32)
+    layer = Conv2D(8, 3, activation="relu", dtype="mixed_bfloat16")
+    layer(x[:1])
+    layer.kernel[...] = rng.standard_normal(layer.kernel.shape) * 0.3
+    dy = rng.standard_normal((shape[0], shape[1] - 2, shape[2] - 2, 8)).astype(np.float32)
+
+    def run():
+        y = layer.forward(x, True).copy()
+        dx = layer.backward(dy).copy()
+        assert (layer._cur[7] is not None) == (route == "short k") and bool(layer._cur[6]) == (route == "winograd")
+        return y, layer._grad_of["kernel"].copy(), dx
+
+    runs = []
+    levels = range(runtime.simd_level() + 1) if route == "short k" else [runtime.simd_level()]
+    try:
+        for lv in levels:
+            runtime.set_simd_level(lv)
+            for kernel in ("avx512bf16", "avx2-emulated", "generic-emulated"):
+                if G.bf16_available(kernel):
+                    G.bf16_set_kernel(kernel)
+                    runs.append(run())
+    finally:
+        G.bf16_set_kernel(None)
+        runtime.set_simd_level(-1)
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert np.array_equal(_bits(a), _bits(b))
