@@ -1,8 +1,10 @@
 /* act.c -- activations forward/backward and softmax, float and double. */
 #include "nncore.h"
+#include "bf16_round.h"
 
 int nc_act_needs_input(int act)
 {
+    act &= ~NC_ACT_BF16;
     return act == NC_ACT_GELU || act == NC_ACT_GELU_TANH || act == NC_ACT_SWISH;
 }
 
@@ -12,7 +14,7 @@ int nc_act_needs_input(int act)
  * exp-based forward. */
 static double nc_act_cost(int act, int backward)
 {
-    switch (act) {
+    switch (act & ~NC_ACT_BF16) {
     case NC_ACT_SIGMOID: case NC_ACT_TANH: case NC_ACT_ELU: case NC_ACT_SELU:
         return backward ? 1.0 : 8.0;       /* backward is a polynomial in y */
     case NC_ACT_SOFTPLUS: case NC_ACT_SWISH: case NC_ACT_GELU_TANH:

@@ -21,9 +21,25 @@ NC_ALWAYS_INLINE REAL NC_NAME(softplus1)(REAL x)
 #define SELU_ALPHA ((REAL)1.6732632423543772848170429916717)
 #define SELU_SCALE ((REAL)1.0507009873554804934193349852946)
 
+/* y = bf(y) under NC_ACT_BF16 (float; double never takes the modifier) */
+static void NC_NAME(act_bf16)(REAL *y, ptrdiff_t n)
+{
+#ifdef NC_F32
+#pragma omp simd
+    for (ptrdiff_t i = 0; i < n; i++) y[i] = nc_bf_round(y[i]);
+#else
+    (void)y, (void)n;
+#endif
+}
+
 void NC_NAME(act_forward)(int act, REAL alpha, const REAL *x, REAL *y, ptrdiff_t n)
 {
     ptrdiff_t i;
+    if (act & NC_ACT_BF16) {
+        NC_NAME(act_forward)(act & ~NC_ACT_BF16, alpha, x, y, n);
+        NC_NAME(act_bf16)(y, n);
+        return;
+    }
     switch (act) {
     case NC_ACT_LINEAR:
         if (x != y) for (i = 0; i < n; i++) y[i] = x[i];
@@ -94,6 +110,11 @@ void NC_NAME(act_backward)(int act, REAL alpha, const REAL *x, const REAL *y, co
                            ptrdiff_t n)
 {
     ptrdiff_t i;
+    if (act & NC_ACT_BF16) {
+        NC_NAME(act_backward)(act & ~NC_ACT_BF16, alpha, x, y, dy, dx, n);
+        NC_NAME(act_bf16)(dx, n);
+        return;
+    }
     switch (act) {
     case NC_ACT_LINEAR:
         if (dx != dy) for (i = 0; i < n; i++) dx[i] = dy[i];

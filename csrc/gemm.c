@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "nncore.h"
+#include "bf16_round.h"
 #include "gemm_config.h"
 #include "simd.h"
 #ifdef _OPENMP

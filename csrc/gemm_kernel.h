@@ -721,11 +721,28 @@ static ptrdiff_t UK_NAME(gemm_work)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k)
     return mc * kc + kc * nc + 64 / sizeof(REAL);
 }
 
-/* Apply a non-relu activation to the finished m x n tile of C (still in L1). */
-static void UK_NAME(gemm_tile_act)(REAL *c, ptrdiff_t ldc, int m, int n, int act, REAL act_alpha)
+/* The finished m x n tile of C (still in L1): the activation where the micro-kernel did not apply it
+ * (not linear or relu), then the rounding to bfloat16 of the NC_ACT_BF16 modifier (float only), here
+ * in one loop over the tile rather than a call per row. */
+static UK_ATTR void UK_NAME(gemm_tile_act)(REAL *c, ptrdiff_t ldc, int m, int n, int act, REAL act_alpha)
 {
-    for (int i = 0; i < m; i++) UK_NAME(act_forward)(act, act_alpha, c + (ptrdiff_t)i * ldc, c + (ptrdiff_t)i * ldc, n);
+    const int base = act & ~NC_ACT_BF16;
+    if (base != NC_ACT_LINEAR && base != NC_ACT_RELU)
+        for (int i = 0; i < m; i++)
+            UK_NAME(act_forward)(base, act_alpha, c + (ptrdiff_t)i * ldc, c + (ptrdiff_t)i * ldc, n);
+#if defined(NC_F32)
+    if (act & NC_ACT_BF16)
+        for (int i = 0; i < m; i++) {
+            REAL *ci = c + (ptrdiff_t)i * ldc;
+#pragma omp simd
+            for (int j = 0; j < n; j++) ci[j] = nc_bf_round(ci[j]);
+        }
+#endif
 }
+
+/* relu in the micro-kernel's store (also under NC_ACT_BF16); the tile pass for everything else */
+#define UK_RELU(act) (((act) & ~NC_ACT_BF16) == NC_ACT_RELU)
+#define UK_OTHER(act) ((act) != NC_ACT_LINEAR && (act) != NC_ACT_RELU)
 
 /* The row path: C := act(alpha op(A) B + beta C + bias) for one or two rows
  * of op(A) and B not transposed. Each element of B serves only those rows,
@@ -783,7 +800,7 @@ static UK_ATTR ptrdiff_t UK_NAME(gemm_rows)(int trans_a, ptrdiff_t m, ptrdiff_t 
                                            REAL *C, ptrdiff_t ldc, const REAL *bias, int act, REAL act_alpha)
 {
     ptrdiff_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1, j0 = 0;
-    int relu = act == NC_ACT_RELU;
+    int relu = UK_RELU(act);
     for (; j0 + ROW_W <= n; j0 += ROW_W) {
         const REAL *bias1 = bias ? bias + j0 : NULL;
         if (m == 1)
@@ -794,7 +811,7 @@ static UK_ATTR ptrdiff_t UK_NAME(gemm_rows)(int trans_a, ptrdiff_t m, ptrdiff_t 
         if (m == 2) /* the second half of the block: the other ROW_NV / 2 vectors */
             UK_NAME(gemm_row_block)(2, ROW_NV / 2, k, alpha, A, rsa, csa, B + j0 + ROW_W / 2, ldb, beta,
                                     C + j0 + ROW_W / 2, ldc, bias1 ? bias1 + ROW_W / 2 : NULL, relu);
-        if (act != NC_ACT_LINEAR && !relu) UK_NAME(gemm_tile_act)(C + j0, ldc, (int)m, ROW_W, act, act_alpha);
+        if (UK_OTHER(act)) UK_NAME(gemm_tile_act)(C + j0, ldc, (int)m, ROW_W, act, act_alpha);
     }
     return j0;
 }
@@ -812,7 +829,7 @@ static UK_ATTR void UK_NAME(gemm_serial)(int trans_a, int trans_b, ptrdiff_t m, 
                                          REAL act_alpha, int direct, REAL *work, const REAL *bpack,
                                          ptrdiff_t ntot, ptrdiff_t bq0)
 {
-    int relu = act == NC_ACT_RELU, other = act != NC_ACT_LINEAR && !relu;
+    int relu = UK_RELU(act), other = UK_OTHER(act);
     /* op(A)(i, p) = A[i rsa + p csa]; op(B)(p, j) = B[p rsb + j csb] */
     ptrdiff_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
     ptrdiff_t rsb = trans_b ? 1 : ldb, csb = trans_b ? ldb : 1;
@@ -1000,7 +1017,7 @@ static UK_ATTR void UK_NAME(gemm_panels)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, 
                                          const REAL *bpack, ptrdiff_t ntot, REAL beta, REAL *C, ptrdiff_t ldc,
                                          const REAL *bias, int act, REAL act_alpha)
 {
-    int relu = act == NC_ACT_RELU, other = act != NC_ACT_LINEAR && !relu;
+    int relu = UK_RELU(act), other = UK_OTHER(act);
     for (ptrdiff_t i0 = 0; i0 < m; i0 += MR) {
         int mr = (int)(m - i0 < MR ? m - i0 : MR);
         const REAL *a = A + i0 * lda;
@@ -1046,3 +1063,5 @@ static UK_ATTR void UK_NAME(gemm_panels)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, 
 #undef UK_PACK_A_T8X16
 #undef UK_PACK_TBLOCK
 #undef UK_FULL_TILE
+#undef UK_RELU
+#undef UK_OTHER

@@ -64,7 +64,11 @@ enum nc_act {
     NC_ACT_SOFTPLUS = 10,   /* y = log(1 + exp(x)), stable; dy/dx = 1 - exp(-y) */
     NC_ACT_HARD_SIGMOID = 11, /* y = clip(x / 6 + 1/2, 0, 1) (Keras 3) */
     NC_ACT_SWISH = 12,      /* y = x sigmoid(x) -- backward needs x */
-    NC_ACT_COUNT = 13
+    NC_ACT_COUNT = 13,
+    /* A modifier of any code above (float only, mixed_bfloat16): the result rounded to bfloat16 (nearest
+     * even, denormals to zero, as the bf16 GEMM rounds) after the activation, by nc_act_forward/backward
+     * and every epilogue that runs its activation through them (nc_gemm's: the tile while in L1). */
+    NC_ACT_BF16 = 0x100
 };
 
 /* 1 if backward of `act` needs the pre-activation x, 0 if y suffices. */

@@ -138,24 +138,71 @@ def test_softmax_and_loss_in_float32():
     assert np.isclose(loss, -np.mean(np.log(want[np.arange(16), y])), rtol=1e-5)
 
 
-def test_conv2d_on_im2col_to_the_bit():
+def test_conv2d_on_the_bf16_gemm_to_the_bit():
     rng = np.random.default_rng(3)
     layer = Conv2D(5, 3, activation="relu", dtype="mixed_bfloat16")
-    x = rng.standard_normal((3, 9, 8, 2)).astype(np.float32)
+    x = rng.standard_normal((3, 9, 8, 8)).astype(np.float32)
     layer(x)
     layer.kernel[...] = rng.standard_normal(layer.kernel.shape)
     layer.bias[...] = rng.standard_normal(5)
     y = layer.forward(x, True).copy()
-    assert layer._cur[6] is None                              # im2col + the bf16 GEMM (2 channels: the rule)
-    cols = np.empty((3 * 7 * 6, 18), np.float32)
+    assert layer._cur[6] is None and layer._cur[7] is None    # im2col + the bf16 GEMM (k = 72: the rule)
+    cols = np.empty((3 * 7 * 6, 72), np.float32)
     _conv.im2col(x, cols, (3, 3), (1, 1), (1, 1), (0, 0), (7, 6), 1)
-    K = layer.kernel.reshape(18, 5)
+    K = layer.kernel.reshape(72, 5)
     z = ref.bf16(np.maximum(ref.gemm_chain(cols, K) + layer.bias, 0))
     assert np.array_equal(_bits(y), _bits(z.reshape(y.shape)))
     dy = rng.standard_normal(y.shape).astype(np.float32)
     layer.backward(dy)
     delta = np.where(z > 0, dy.reshape(z.shape), np.float32(0))
-    assert np.array_equal(_bits(layer._grad_of["kernel"].reshape(18, 5)), _bits(ref.bf16(ref.gemm_chain(cols.T, delta))))
+    assert np.array_equal(_bits(layer._grad_of["kernel"].reshape(72, 5)), _bits(ref.bf16(ref.gemm_chain(cols.T, delta))))
+
+
+@pytest.mark.parametrize("act", ["relu", "linear", "tanh"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_conv2d_short_k_on_the_float32_gemm(act, n_threads):
+    # k = 3 3 2 = 18 < _BF16_SHORT_K: the float32 GEMM on operands rounded to bfloat16 (x before im2col, the
+    # kernel, delta), y and dK rounded after: the same bits as that product made by hand with nncore's gemm,
+    # and within float32 summation order (one bfloat16 rounding of y, dK) of the vdpbf16ps chain oracle
+    from nncore._kernels.gemm import gemm
+    rng = np.random.default_rng(7)
+    layer = Conv2D(5, 3, activation=act, dtype="mixed_bfloat16")
+    x = rng.standard_normal((3, 9, 8, 2)).astype(np.float32)
+    layer(x)
+    layer._n_threads = n_threads
+    layer.kernel[...] = rng.standard_normal(layer.kernel.shape)
+    layer.bias[...] = rng.standard_normal(5)
+    y = layer.forward(x, True).copy()
+    assert layer._cur[6] is None and layer._cur[7] is not None
+    assert _is_bf16(y)
+    cols = np.empty((3 * 7 * 6, 18), np.float32)
+    _conv.im2col(ref.bf16(x), cols, (3, 3), (1, 1), (1, 1), (0, 0), (7, 6), 1)
+    Kb = ref.bf16(layer.kernel.reshape(18, 5))
+    z = np.empty((126, 5), np.float32)
+    gemm(cols, Kb, z, bias=layer.bias, n_threads=n_threads)
+    f = {"relu": lambda v: np.maximum(v, 0), "linear": lambda v: v, "tanh": np.tanh}[act]
+    want = ref.bf16(f(z))
+    if act != "tanh":                                         # tanh: nncore's own tanh, not NumPy's
+        assert np.array_equal(_bits(y), _bits(want.reshape(y.shape)))
+    chain = ref.bf16(f(ref.gemm_chain(cols, Kb) + layer.bias))
+    np.testing.assert_allclose(y.reshape(chain.shape), chain, rtol=2.0 ** -7, atol=1e-6)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = layer.backward(dy).copy()
+    fy = y.reshape(z.shape)
+    dz = {"relu": lambda: np.where(fy > 0, dy.reshape(z.shape), 0), "linear": lambda: dy.reshape(z.shape),
+          "tanh": lambda: dy.reshape(z.shape) * (1 - fy * fy)}[act]()
+    delta = ref.bf16(dz.astype(np.float32))
+    dk = layer._grad_of["kernel"].reshape(18, 5)
+    assert _is_bf16(dk)
+    want_dk = np.empty((18, 5), np.float32)
+    gemm(cols, delta, want_dk, trans_a=True, n_threads=n_threads)
+    if act != "tanh":
+        assert np.array_equal(_bits(dk), _bits(ref.bf16(want_dk)))
+    np.testing.assert_allclose(dk, ref.bf16(ref.gemm_chain(cols.T, delta)), rtol=2.0 ** -7, atol=1e-5)
+    dcols = (delta.astype(np.float64) @ Kb.T.astype(np.float64)).astype(np.float32)
+    want_dx = np.zeros(x.shape, np.float32)
+    _conv.col2im(dcols, want_dx, (3, 3), (1, 1), (1, 1), (0, 0), (7, 6), 1)
+    np.testing.assert_allclose(dx, want_dx, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("tile", [None, 2, 4])
@@ -284,3 +331,40 @@ def test_inference_fast_paths_keep_the_policy(rows):
     for y in (np.asarray(bf(x)), bf.predict_on_batch(x), bf.predict(x, verbose=0)):
         np.testing.assert_allclose(y, want, rtol=8e-3, atol=1e-5)      # one bf16 ulp: rounding ties
         assert np.abs(y - np.asarray(fl(x))).max() > 1e-4              # not the float32 numbers
+
+
+@pytest.mark.parametrize("shape,route", [((4, 12, 11, 2), "short k"), ((16, 13, 13, 32), "winograd")])
+def test_conv_routes_are_the_same_bits_on_every_bf16_kernel(shape, route):
+    # neither route runs the bf16 GEMM, so the bf16 kernel in use (avx512bf16, the emulations) cannot change
+    # a bit; the short-k route (exact products summed in order p = 0 .. k-1 by every float32 GEMM kernel) is
+    # also the same bits at every SIMD level, Winograd's float32 transforms are not (FMA contraction)
+    from nncore._kernels import gemm as G
+    from nncore._kernels import runtime
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal(shape).astype(np.float32)
+    layer = Conv2D(8, 3, activation="relu", dtype="mixed_bfloat16")
+    layer(x[:1])
+    layer.kernel[...] = rng.standard_normal(layer.kernel.shape) * 0.3
+    dy = rng.standard_normal((shape[0], shape[1] - 2, shape[2] - 2, 8)).astype(np.float32)
+
+    def run():
+        y = layer.forward(x, True).copy()
+        dx = layer.backward(dy).copy()
+        assert (layer._cur[7] is not None) == (route == "short k") and bool(layer._cur[6]) == (route == "winograd")
+        return y, layer._grad_of["kernel"].copy(), dx
+
+    runs = []
+    levels = range(runtime.simd_level() + 1) if route == "short k" else [runtime.simd_level()]
+    try:
+        for lv in levels:
+            runtime.set_simd_level(lv)
+            for kernel in ("avx512bf16", "avx2-emulated", "generic-emulated"):
+                if G.bf16_available(kernel):
+                    G.bf16_set_kernel(kernel)
+                    runs.append(run())
+    finally:
+        G.bf16_set_kernel(None)
+        runtime.set_simd_level(-1)
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert np.array_equal(_bits(a), _bits(b))

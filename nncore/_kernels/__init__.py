@@ -18,6 +18,8 @@ ACT_CODES = {
     "swish": 12,
 }
 ACT_CODES["silu"] = ACT_CODES["swish"]
+# a modifier of any code (float32, mixed_bfloat16): the result rounded to bfloat16 after the activation
+ACT_BF16 = 0x100
 
 # default `alpha` parameter of the activations that have one (Keras 3)
 ACT_DEFAULT_ALPHA = {"leaky_relu": 0.2, "elu": 1.0}

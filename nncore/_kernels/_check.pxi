@@ -119,3 +119,12 @@ cdef inline int _chain_layer(str fn, int l, head, list dims, biases, acts, int c
     if acts[l] < -1 or acts[l] >= NC_ACT_COUNT:
         raise ValueError(f"{fn}: unknown activation code {acts[l]}")
     return 0
+
+
+cdef inline int _act(str fn, int act, int code) except -1:
+    """An activation code, with the NC_ACT_BF16 modifier (the result rounded to bfloat16) on float32 only."""
+    if act < 0 or (act & ~NC_ACT_BF16) >= NC_ACT_COUNT:
+        raise ValueError(f"{fn}: unknown activation code {act}")
+    if act & NC_ACT_BF16 and code != 0:
+        raise TypeError(f"{fn}: the bfloat16 rounding (ACT_BF16) needs float32 arrays")
+    return 0

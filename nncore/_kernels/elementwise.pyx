@@ -8,14 +8,13 @@ include "_check.pxi"
 
 
 def act_forward(int act, double alpha, x, y, int n_threads=1):
-    """y = f(x) elementwise (y may be x). Returns y."""
+    """y = f(x) elementwise (y may be x). Returns y. act | ACT_BF16 (float32): y rounded to bfloat16."""
     cdef int code = _real(x, "x")
     _same_real(y, "y", code)
     _writable(y, "y")
     if x.shape != y.shape:
         raise ValueError(f"act_forward: x has shape {x.shape}, y has shape {y.shape}")
-    if act < 0 or act >= NC_ACT_COUNT:
-        raise ValueError(f"act_forward: unknown activation code {act}")
+    _act("act_forward", act, code)
     cdef Py_ssize_t n = _size(x)
     cdef void *px = _ptr(x)
     cdef void *py = _ptr(y)
@@ -29,13 +28,13 @@ def act_forward(int act, double alpha, x, y, int n_threads=1):
 
 
 def act_backward(int act, double alpha, x, y, dy, dx, int n_threads=1):
-    """dx = dy * f'(x), computed from y (and x when the activation needs it; x may be None otherwise)."""
+    """dx = dy * f'(x), computed from y (and x when the activation needs it; x may be None otherwise).
+    act | ACT_BF16 (float32): dx rounded to bfloat16."""
     cdef int code = _real(y, "y")
     _same_real(dy, "dy", code)
     _same_real(dx, "dx", code)
     _writable(dx, "dx")
-    if act < 0 or act >= NC_ACT_COUNT:
-        raise ValueError(f"act_backward: unknown activation code {act}")
+    _act("act_backward", act, code)
     if dy.shape != y.shape or dx.shape != y.shape:
         raise ValueError(f"act_backward: y {y.shape}, dy {dy.shape} and dx {dx.shape} must match")
     cdef void *px = NULL

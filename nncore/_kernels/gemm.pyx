@@ -10,8 +10,7 @@ include "_check.pxi"
 
 cdef void *_epilogue(str fn, bias, int act, Py_ssize_t n, int code) except? NULL:
     """Check the epilogue's activation code and bias (None or 1-D of length n); the bias pointer or NULL."""
-    if act < 0 or act >= NC_ACT_COUNT:
-        raise ValueError(f"{fn}: unknown activation code {act}")
+    _act(fn, act, code)
     if bias is None:
         return NULL
     _same_real(bias, "bias", code)

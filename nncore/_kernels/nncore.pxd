@@ -17,7 +17,7 @@ cdef extern from "nncore.h" nogil:
     # activations
     int NC_ACT_LINEAR, NC_ACT_STEP, NC_ACT_SIGMOID, NC_ACT_TANH, NC_ACT_RELU, NC_ACT_LEAKY_RELU
     int NC_ACT_ELU, NC_ACT_SELU, NC_ACT_GELU, NC_ACT_GELU_TANH, NC_ACT_SOFTPLUS, NC_ACT_HARD_SIGMOID
-    int NC_ACT_SWISH, NC_ACT_COUNT
+    int NC_ACT_SWISH, NC_ACT_COUNT, NC_ACT_BF16
     int nc_act_needs_input(int act)
     void nc_act_forward_par_f32(int act, float alpha, const float *x, float *y, ptrdiff_t n, int nthreads)
     void nc_act_forward_par_f64(int act, double alpha, const double *x, double *y, ptrdiff_t n, int nthreads)

@@ -1,0 +1,68 @@
+"""The ACT_BF16 modifier of the activation codes (csrc/act_body.h): the result of any activation rounded to
+bfloat16 after it, in nc_act_forward/backward and so in every float32 GEMM epilogue that runs its activation
+through them (mixed_bfloat16's short-k convolutions). Bit for bit against the unmodified kernel followed by
+the NumPy rounding oracle (tests/reference_bf16.py), every activation, every SIMD level, the GEMM's paths
+(dot, rows, packed tiles), 1 and 2 threads; float64 refuses it."""
+import numpy as np
+import pytest
+
+from nncore._kernels import ACT_BF16, ACT_CODES, ACT_DEFAULT_ALPHA, runtime
+from nncore._kernels import elementwise as ew
+from nncore._kernels.gemm import gemm
+import reference_bf16 as ref
+
+LEVELS = list(range(runtime.simd_level() + 1))
+CODES = sorted(set(ACT_CODES) - {"silu"})
+
+
+@pytest.fixture(params=LEVELS, ids=lambda v: runtime.simd_name(v))
+def level(request):
+    runtime.set_simd_level(request.param)
+    yield request.param
+    runtime.set_simd_level(-1)
+
+
+def _bits(a):
+    return np.ascontiguousarray(a, np.float32).view(np.uint32)
+
+
+@pytest.mark.parametrize("name", CODES)
+def test_activation_then_rounding(level, name):
+    rng = np.random.default_rng(ACT_CODES[name])
+    x = (rng.standard_normal(1037) * 3).astype(np.float32)
+    x[:4] = [0.0, -0.0, 1e-40, -3e-39]                       # zeros and denormals (rounded to signed zero)
+    code, alpha = ACT_CODES[name], ACT_DEFAULT_ALPHA.get(name, 0.0)
+    y, yb = np.empty_like(x), np.empty_like(x)
+    ew.act_forward(code, alpha, x, y)
+    ew.act_forward(code | ACT_BF16, alpha, x, yb, 2)
+    np.testing.assert_array_equal(_bits(yb), _bits(ref.bf16(y)))
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    d, db = np.empty_like(x), np.empty_like(x)
+    ew.act_backward(code, alpha, x, y, dy, d)
+    ew.act_backward(code | ACT_BF16, alpha, x, y, dy, db, 2)
+    np.testing.assert_array_equal(_bits(db), _bits(ref.bf16(d)))
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("shape", [(1, 37, 9), (2, 64, 5), (7, 33, 18), (300, 32, 9), (129, 70, 40)], ids=str)
+@pytest.mark.parametrize("name", ["linear", "relu", "tanh"])
+def test_gemm_epilogue(level, shape, name, n_threads):
+    m, n, k = shape
+    rng = np.random.default_rng(m + n + k)
+    a = ref.bf16(rng.standard_normal((m, k)).astype(np.float32))
+    b = ref.bf16(rng.standard_normal((k, n)).astype(np.float32))
+    bias = rng.standard_normal(n).astype(np.float32)
+    c, cb = np.empty((m, n), np.float32), np.empty((m, n), np.float32)
+    gemm(a, b, c, bias=bias, act=ACT_CODES[name], n_threads=n_threads)
+    gemm(a, b, cb, bias=bias, act=ACT_CODES[name] | ACT_BF16, n_threads=n_threads)
+    np.testing.assert_array_equal(_bits(cb), _bits(ref.bf16(c)))
+
+
+def test_float64_and_unknown_codes_refused():
+    x = np.zeros(4)
+    with pytest.raises(TypeError, match="ACT_BF16"):
+        ew.act_forward(ACT_CODES["relu"] | ACT_BF16, 0.0, x, x)
+    with pytest.raises(TypeError, match="ACT_BF16"):
+        gemm(np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 2)), act=ACT_BF16)
+    with pytest.raises(ValueError, match="unknown activation code"):
+        ew.act_forward(99 | ACT_BF16, 0.0, x.astype(np.float32), x.astype(np.float32))
