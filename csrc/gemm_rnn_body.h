@@ -88,12 +88,13 @@ static ptrdiff_t NC_NAME(lstm_wgrad_work)(int level, ptrdiff_t K, ptrdiff_t G, p
  * block's rows while their delta is in cache, every NC_LSTM_WGRAD_STEPS steps
  * (dP = the block's part of [dW; dU; db], its first product overwrites it).
  * delta_t then goes to a scratch of the block's rows (reused: the delta of
- * the sequence goes to memory only when the caller keeps it).
+ * the sequence goes to memory only when the caller keeps it). dh_beta 1
+ * adds delta_t U^T to dh_{t-1}, 0 writes it there (dh_{t-1} is not read).
  * Returns -1 if its workspace could not be had, else 0. */
 static int NC_NAME(lstm_seq_rows)(int level, int dir, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t T, ptrdiff_t B,
                                   ptrdiff_t D, ptrdiff_t u, ptrdiff_t K, int act, REAL alpha, int ract, REAL ralpha,
-                                  const REAL *packed, int with_h0, const REAL *x, REAL *xh, REAL *z, REAL *c,
-                                  REAL *tc, REAL *h, REAL *dh, REAL *dc, REAL *delta, REAL *dP)
+                                  const REAL *packed, int with_h0, REAL dh_beta, const REAL *x, REAL *xh, REAL *z,
+                                  REAL *c, REAL *tc, REAL *h, REAL *dh, REAL *dc, REAL *delta, REAL *dP)
 {
     int mr, nr;
     NC_NAME(gemm_tile)(level, &mr, &nr);
@@ -150,8 +151,8 @@ static int NC_NAME(lstm_seq_rows)(int level, int dir, ptrdiff_t i0, ptrdiff_t i1
                 NC_NAME(lstm_prefetch)(c + nat * u, nrows * u);
                 NC_NAME(lstm_prefetch)(tc + nat * u, nrows * u);
             }
-            if (t > 0 || with_h0) /* dh_{t-1} += delta_t U^T (dh[t] holds dL/dh_{t-1}) */
-                NC_NAME(lstm_panels)(level, rows, u, G, dt, G, bp, ntot, 1, dh + at * u, u);
+            if (t > 0 || with_h0) /* dh_{t-1} := delta_t U^T + dh_beta dh_{t-1} (dh[t] holds dL/dh_{t-1}) */
+                NC_NAME(lstm_panels)(level, rows, u, G, dt, G, bp, ntot, dh_beta, dh + at * u, u);
         }
         if (!dP) continue;
         if (delta) memcpy(delta + (t * B + i0) * G, dblk, (size_t)(nrow * G) * sizeof(REAL));
@@ -181,9 +182,9 @@ static ptrdiff_t NC_NAME(lstm_nblocks)(ptrdiff_t B, int mr)
 }
 
 static int NC_NAME(lstm_seq)(int dir, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, ptrdiff_t K, int act,
-                             REAL alpha, int ract, REAL ralpha, const REAL *packed, int with_h0, const REAL *x,
-                             REAL *xh, REAL *z, REAL *c, REAL *tc, REAL *h, REAL *dh, REAL *dc, REAL *delta,
-                             REAL *dP, int nthreads)
+                             REAL alpha, int ract, REAL ralpha, const REAL *packed, int with_h0, REAL dh_beta,
+                             const REAL *x, REAL *xh, REAL *z, REAL *c, REAL *tc, REAL *h, REAL *dh, REAL *dc,
+                             REAL *delta, REAL *dP, int nthreads)
 {
     int level = nc_active_simd_level();
     ptrdiff_t G = 4 * u;
@@ -215,7 +216,7 @@ static int NC_NAME(lstm_seq)(int dir, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptr
         if (i1 > B) i1 = B;
         REAL *part = !dP ? NULL : q == 0 ? dP : parts + (q - 1) * K * G;
         failed |= NC_NAME(lstm_seq_rows)(level, dir, i0, i1, T, B, D, u, K, act, alpha, ract, ralpha, packed,
-                                         with_h0, x, xh, z, c, tc, h, dh, dc, delta, part) != 0;
+                                         with_h0, dh_beta, x, xh, z, c, tc, h, dh, dc, delta, part) != 0;
     }
     if (parts) {
         if (!failed) /* the blocks' parts in block order */
@@ -234,16 +235,17 @@ int NC_NAME(lstm_seq_forward)(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u
                               REAL *c, REAL *tc, REAL *h, int nthreads)
 {
     ptrdiff_t K = D > 0 ? D + u + 1 : u; /* the layer passes [W; U; b]; without a bias, a zero row b */
-    return NC_NAME(lstm_seq)(0, T, B, D, u, K, act, alpha, ract, ralpha, packed, with_h0, x, xh, z, c, tc, h, NULL,
-                             NULL, NULL, NULL, nthreads);
+    return NC_NAME(lstm_seq)(0, T, B, D, u, K, act, alpha, ract, ralpha, packed, with_h0, 1, x, xh, z, c, tc, h,
+                             NULL, NULL, NULL, NULL, nthreads);
 }
 
 int NC_NAME(lstm_seq_backward)(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, REAL alpha, int ract, REAL ralpha,
-                               const REAL *packed_t, int with_h0, const REAL *gates, const REAL *c, const REAL *tc,
-                               REAL *dh, REAL *dc, REAL *delta, ptrdiff_t K, const REAL *xh, REAL *dP, int nthreads)
+                               const REAL *packed_t, int with_h0, int add_dh, const REAL *gates, const REAL *c,
+                               const REAL *tc, REAL *dh, REAL *dc, REAL *delta, ptrdiff_t K, const REAL *xh, REAL *dP,
+                               int nthreads)
 {
     if (!dP) xh = NULL, K = u;
     if (!delta && !dP) return -3;
-    return NC_NAME(lstm_seq)(1, T, B, 0, u, K, act, alpha, ract, ralpha, packed_t, with_h0, NULL, (REAL *)xh,
-                             (REAL *)gates, (REAL *)c, (REAL *)tc, NULL, dh, dc, delta, dP, nthreads);
+    return NC_NAME(lstm_seq)(1, T, B, 0, u, K, act, alpha, ract, ralpha, packed_t, with_h0, add_dh ? 1 : 0, NULL,
+                             (REAL *)xh, (REAL *)gates, (REAL *)c, (REAL *)tc, NULL, dh, dc, delta, dP, nthreads);
 }

@@ -209,7 +209,9 @@ int nc_dense_layers_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double 
  * runs from t = 1, or from t = 0 when with_h0. Backward: packed_t is U^T (G x u) packed; dh (T+1, B, u) holds
  * dL/dh_t from the outputs at [t+1] on entry, and gets dh_{t-1} += delta_t
  * U^T at [t] (for t = 0 too when with_h0: dh[0] is then the initial
- * state's, else untouched); dc (B, u) holds dL/dc_{T-1} on entry and dL/dc_{-1} on exit;
+ * state's, else untouched); with add_dh = 0 only dh[T] is read (the outputs
+ * before the last have no gradient) and dh[t] = delta_t U^T is written;
+ * dc (B, u) holds dL/dc_{T-1} on entry and dL/dc_{-1} on exit;
  * delta (T, B, G) = dL/dz. With xh (T, B, K) from the forward and dP (K x G):
  * also dP = xh^T delta ([dW; dU; db]), summed a step at a time while delta_t
  * is in cache (each block of rows sums a part, the parts are added in block
@@ -225,12 +227,12 @@ int nc_lstm_seq_forward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, 
                             double *xh /* out */, double *z /* inout */, double *c /* inout */,
                             double *tc /* out */, double *h /* inout */, int nthreads);
 int nc_lstm_seq_backward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract, float ralpha,
-                             const float *packed_t, int with_h0, const float *gates, const float *c,
+                             const float *packed_t, int with_h0, int add_dh, const float *gates, const float *c,
                              const float *tc, float *dh /* inout */, float *dc /* inout */,
                              float *delta /* out, nullable with dP */, ptrdiff_t K, const float *xh /* in, nullable */,
                              float *dP /* out, nullable */, int nthreads);
 int nc_lstm_seq_backward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, double alpha, int ract, double ralpha,
-                             const double *packed_t, int with_h0, const double *gates, const double *c,
+                             const double *packed_t, int with_h0, int add_dh, const double *gates, const double *c,
                              const double *tc, double *dh /* inout */, double *dc /* inout */,
                              double *delta /* out, nullable with dP */, ptrdiff_t K,
                              const double *xh /* in, nullable */, double *dP /* out, nullable */, int nthreads);

@@ -186,6 +186,40 @@ def test_fused_weight_gradient(dtype, level):
         np.testing.assert_array_equal(runs[True, 2][3], delta)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("level", LEVELS)
+def test_add_dh_false(dtype, level):
+    """add_dh=False (only the last output has a gradient): dh[0:T] are written, never read (NaN there on
+    entry), and everything equals add_dh=True on zeros there, bit for bit, with and without dP, 1 and 2
+    threads."""
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(30 + level)
+    for T, B, D, u, with_h0 in [(1, 1, 1, 1, True), (3, 7, 2, 5, False), (4, 131, 28, 37, True),
+                                (6, 100, 5, 64, False)]:
+        G = 4 * u
+        x, W, U, bias, h0, c0 = _inputs(rng, T, B, D, u, with_h0, dtype)
+        z, c, h, tc, xh = _run_xh(x, W, U, bias, h0, c0, 1)
+        Ut = pack_b(U, trans_b=True)
+        dh_out = np.zeros((T + 1, B, u), dtype)
+        dh_out[T] = rng.standard_normal((B, u))
+        dc_last = rng.standard_normal((B, u)).astype(dtype)
+        first = 0 if with_h0 else 1                 # dh[0] is written only with an initial state
+        for fused in (False, True):
+            got = {}
+            for add, nt in ((True, 1), (False, 1), (False, 2)):
+                dh = dh_out.copy()
+                if not add:
+                    dh[:T] = np.nan
+                dc, delta = dc_last.copy(), np.empty((T, B, G), dtype)
+                dP = np.empty((xh.shape[2], G), dtype) if fused else None
+                lstm_seq_backward(TANH, 0.0, SIG, 0.0, Ut, z, c, tc, dh, dc, delta, with_h0, nt,
+                                  xh=xh if fused else None, dP=dP, add_dh=add)
+                got[add, nt] = (dh[first:], dc, delta) + ((dP,) if fused else ())
+            for key in ((False, 1), (False, 2)):
+                for a, b in zip(got[True, 1], got[key]):
+                    np.testing.assert_array_equal(b, a, err_msg=f"add_dh {key} T={T} B={B} u={u} fused={fused}")
+
+
 def test_errors():
     rng = np.random.default_rng(1)
     T, B, u = 3, 5, 4

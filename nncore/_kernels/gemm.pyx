@@ -599,13 +599,14 @@ def lstm_seq_forward(int act, double alpha, int ract, double ralpha, packed, z, 
 
 
 def lstm_seq_backward(int act, double alpha, int ract, double ralpha, packed_t, gates, c, tc, dh, dc, delta,
-                      bint with_h0=False, int n_threads=1, xh=None, dP=None):
+                      bint with_h0=False, int n_threads=1, xh=None, dP=None, bint add_dh=True):
     """The LSTM's backward step loop over a whole time-major sequence in one call; returns delta.
 
     For t = T-1 .. 0: the cell backward (`nncore._kernels.rnn.lstm_cell_backward`: delta_t, and dc from
     dL/dc_t to dL/dc_{t-1}), then dh_{t-1} += delta_t U^T for t >= 1. gates (T, B, 4u) and c (T + 1, B, u),
     tc (T, B, u) from `lstm_seq_forward`; dh (T + 1, B, u): dL/dh_t from the outputs at [t + 1],
-    updated in place (dh[t] += delta_t U^T; dh[0], the initial state's, only when with_h0); dc (B, u):
+    updated in place (dh[t] += delta_t U^T; dh[0], the initial state's, only when with_h0; with add_dh False
+    only dh[T] is read, the outputs before the last having no gradient, and dh[t] = delta_t U^T); dc (B, u):
     dL/dc_{T-1} in, dL/dc_{-1} out; delta (T, B, 4u) out; packed_t: U^T from ``pack_b(U, trans_b=True)``.
 
     With xh (T, B, K), the rows [x_t | h_{t-1} | 1] of `lstm_seq_forward`, and dP (K, 4u): also
@@ -655,11 +656,11 @@ def lstm_seq_backward(int act, double alpha, int ract, double ralpha, packed_t, 
     if code == 0:
         with nogil:
             rc = nc_lstm_seq_backward_f32(T, B, u, act, <float>alpha, ract, <float>ralpha, <float*>pp, with_h0,
-                                          <float*>pg, <float*>pc, <float*>ptc, <float*>pdh, <float*>pdc,
+                                          add_dh, <float*>pg, <float*>pc, <float*>ptc, <float*>pdh, <float*>pdc,
                                           <float*>pd, K, <float*>pxh, <float*>pdP, n_threads)
     else:
         with nogil:
-            rc = nc_lstm_seq_backward_f64(T, B, u, act, alpha, ract, ralpha, <double*>pp, with_h0,
+            rc = nc_lstm_seq_backward_f64(T, B, u, act, alpha, ract, ralpha, <double*>pp, with_h0, add_dh,
                                           <double*>pg, <double*>pc, <double*>ptc, <double*>pdh, <double*>pdc,
                                           <double*>pd, K, <double*>pxh, <double*>pdP, n_threads)
     _seq_rc("lstm_seq_backward", rc)

@@ -76,11 +76,11 @@ cdef extern from "nncore.h" nogil:
                                 int ract, double ralpha, const double *packed, int with_h0, const double *x,
                                 double *xh, double *z, double *c, double *tc, double *h, int nthreads)
     int nc_lstm_seq_backward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract,
-                                 float ralpha, const float *packed_t, int with_h0, const float *gates,
+                                 float ralpha, const float *packed_t, int with_h0, int add_dh, const float *gates,
                                  const float *c, const float *tc, float *dh, float *dc, float *delta, ptrdiff_t K,
                                  const float *xh, float *dP, int nthreads)
     int nc_lstm_seq_backward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, double alpha, int ract,
-                                 double ralpha, const double *packed_t, int with_h0, const double *gates,
+                                 double ralpha, const double *packed_t, int with_h0, int add_dh, const double *gates,
                                  const double *c, const double *tc, double *dh, double *dc, double *delta,
                                  ptrdiff_t K, const double *xh, double *dP, int nthreads)
     void nc_gemm_ref_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,

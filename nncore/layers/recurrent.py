@@ -451,19 +451,21 @@ class _Recurrent(Layer):
         b, g, nt = self._cur, self._grad_of, self._n_threads
         T = b.T
         dy, dfinal = self._split_grads(dy)
+        sets = self._steps_set_dh(b)
         if self.return_sequences:
             np.copyto(b.dh[1:], dy.transpose(1, 0, 2))
             if b.f is not None:
                 b.dh[1:] *= b.f
         else:
-            b.dh[1:T].fill(0)
+            if not sets:
+                b.dh[1:T].fill(0)
             if b.f is not None:
                 np.multiply(dy, b.f[T - 1], out=b.dh[T])
             else:
                 np.copyto(b.dh[T], dy)
         if dfinal[0] is not None:
             b.dh[T] += dfinal[0]
-        if b.init:
+        if b.init and not sets:
             b.dh[0].fill(0)
         self._backward_steps(b, dfinal)
         self._weight_grads(b, g)
@@ -471,6 +473,11 @@ class _Recurrent(Layer):
         if b.init:
             return [dx] + b.dstate
         return [dx] if self._got_list else dx
+
+    def _steps_set_dh(self, b):
+        """Whether _backward_steps writes dL/dh_{t-1} = delta_t U^T into dh[t] (t < T) rather than adding to
+        it: then only the last output's gradient, dh[T], need be there (nothing is zeroed)."""
+        return False
 
     def _weight_grads(self, b, g):
         # dW = X^T delta ; dU = H_prev^T delta ; db = colsum delta
@@ -727,6 +734,11 @@ class LSTM(_Recurrent):
             _rnn.lstm_cell_forward(a, al, ra, ral, z[t], c[t], h[t], None if mt is None else mt[t], c[t + 1],
                                    tc[t], h[t + 1], nt)
 
+    def _steps_set_dh(self, b):
+        # the step loop in one kernel call (no mask, no recurrent dropout) writes dh[t] when the earlier
+        # outputs have no gradient
+        return not self.return_sequences and b.mt is None and b.mr is None
+
     def _backward_steps(self, b, dfinal):
         z, c, tc, dh, d, U, mt, nt = b.z, b.c, b.tc, b.dh, b.d, self.recurrent_kernel, b.mt, self._n_threads
         a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
@@ -739,12 +751,13 @@ class LSTM(_Recurrent):
             # [dW; dU; db] += xh_t^T delta_t while delta_t is in cache; one kernel call. delta is
             # kept only where dx = delta W^T needs it.
             lstm_seq_backward(a, al, ra, ral, self._packed_U(b, trans=True), z, c, tc, dh, b.dc,
-                              d if self._need_dx else None, with_h0=b.init, n_threads=nt, xh=b.xh, dP=b.dP)
+                              d if self._need_dx else None, with_h0=b.init, n_threads=nt, xh=b.xh, dP=b.dP,
+                              add_dh=not self._steps_set_dh(b))
             return
         if mt is None and b.mr is None:
             # per step, reversed: the cell's delta_t, then dh_{t-1} += delta_t U^T; one kernel call
             lstm_seq_backward(a, al, ra, ral, self._packed_U(b, trans=True), z, c, tc, dh, b.dc, d,
-                              with_h0=b.init, n_threads=nt)
+                              with_h0=b.init, n_threads=nt, add_dh=not self._steps_set_dh(b))
             return
         for t in range(b.T - 1, -1, -1):
             prev = self._prev(b, t)
