@@ -1,7 +1,7 @@
 """Winograd F(2x2, 3x3) and F(4x4, 3x3) against im2col + GEMM, the measurements behind the rule of
 ``nncore.layers.conv.winograd_tile``, and the numerical error of each path.
 
-    python bench/winograd.py [--threads 1] [--clock wall|thread] [--repeats 7] [--quick]
+    python bench/winograd.py [--threads 1] [--clock wall|thread] [--repeats 7] [--quick] [--precision bf16]
     python bench/winograd.py --error
     python bench/winograd.py --im2col
 
@@ -29,9 +29,10 @@ import time
 
 import numpy as np
 
+from nncore._kernels import ACT_BF16
 from nncore._kernels import conv as K
-from nncore._kernels.gemm import gemm
-from nncore.layers.conv import _out_size, winograd_tile
+from nncore._kernels.gemm import bf16_round, gemm, gemm_bf16
+from nncore.layers.conv import _BF16_SHORT_K, _out_size, winograd_tile
 
 CLOCK = {"wall": time.perf_counter, "thread": time.thread_time}
 
@@ -57,8 +58,9 @@ def shapes(quick):
 class Case:
     """Arrays and work buffers of one convolution, for every path."""
 
-    def __init__(self, xshape, f, kh, padding, dtype=np.float32, seed=0):
+    def __init__(self, xshape, f, kh, padding, dtype=np.float32, seed=0, bf16=False):
         rng = np.random.default_rng(seed)
+        self.bf16 = bf16
         n, h, w, c = xshape
         self.kshape = (kh, 3, c, f)
         (oh, pt), (ow, pl) = _out_size(h, kh, 1, 1, padding), _out_size(w, 3, 1, 1, padding)
@@ -77,19 +79,27 @@ class Case:
             self.work[m] = [np.empty(s, dtype) for s in sizes + sizes[:1]]
 
     def im2col_step(self, nt):
+        # float32; bf16 (mixed_bfloat16): the layer's route, the bf16 GEMM or, for a short k, the float32
+        # GEMM on operands rounded first (x, K, delta) with y rounded in its epilogue (nncore/layers/conv.py)
         f = self.kshape[3]
         win = self.kshape[:2]
-        K.im2col(self.x, self.cols, win, (1, 1), (1, 1), self.pad, self.out, nt)
-        gemm(self.cols, self.k.reshape(-1, f), self.y.reshape(-1, f), bias=self.b, act=4, n_threads=nt)
-        d2 = self.delta.reshape(-1, f)
-        gemm(self.cols, d2, self.dk.reshape(-1, f), trans_a=True, n_threads=nt)
-        gemm(d2, self.k.reshape(-1, f), self.cols, trans_b=True, n_threads=nt)
+        short = self.bf16 and self.cols.shape[1] < _BF16_SHORT_K
+        mm, act, x, k2, d2 = gemm, 4, self.x, self.k.reshape(-1, f), self.delta.reshape(-1, f)
+        if self.bf16 and not short:
+            mm = gemm_bf16
+        elif short:
+            act, x = 4 | ACT_BF16, bf16_round(self.x, self.dx)
+            k2, d2 = bf16_round(k2, self.dk.reshape(-1, f)).copy(), bf16_round(d2, self.y.reshape(-1, f)).copy()
+        K.im2col(x, self.cols, win, (1, 1), (1, 1), self.pad, self.out, nt)
+        mm(self.cols, k2, self.y.reshape(-1, f), bias=self.b, act=act, n_threads=nt)
+        mm(self.cols, d2, self.dk.reshape(-1, f), trans_a=True, n_threads=nt)
+        mm(d2, k2, self.cols, trans_b=True, n_threads=nt)
         K.col2im(self.cols, self.dx, win, (1, 1), (1, 1), self.pad, self.out, nt)
 
     def wino_step(self, m, nt):
         U, V, M, dU = self.work[m]
-        K.wino_forward(self.x, self.k, self.b, U, V, M, self.y, m, self.pad, 4, 0.0, nt)
-        K.wino_backward(self.delta, U, V, M, dU, self.dk, self.dx, self.x.shape[1:3], m, self.pad, nt)
+        K.wino_forward(self.x, self.k, self.b, U, V, M, self.y, m, self.pad, 4, 0.0, nt, self.bf16)
+        K.wino_backward(self.delta, U, V, M, dU, self.dk, self.dx, self.x.shape[1:3], m, self.pad, nt, self.bf16)
 
     def wino_out(self, m):
         U, V, M, dU = self.work[m]
@@ -125,14 +135,14 @@ def interleaved(runs, repeats, clock):
 
 def timing(args):
     clock = CLOCK[args.clock]
-    print(f"# Winograd vs im2col + GEMM, one Conv2D training step's products (relu), float32, "
+    print(f"# Winograd vs im2col + GEMM, one Conv2D training step's products (relu), {args.precision}, "
           f"{args.threads} thread(s), clock {args.clock}, median of {args.repeats}; load "
           f"{os.getloadavg()[0]:.1f}; SIMD {_simd()}\n")
     print("| sweep | x (n, h, w, c) | f | kernel | padding | im2col ms | F(2x2) ms | F(4x4) ms | "
           "F(2x2) speed-up | F(4x4) speed-up | rule | best |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for label, xshape, f, kh, padding in shapes(args.quick):
-        case = Case(xshape, f, kh, padding)
+        case = Case(xshape, f, kh, padding, bf16=args.precision == "bf16")
         runs = {"im2col": lambda: case.im2col_step(args.threads),
                 2: lambda: case.wino_step(2, args.threads), 4: lambda: case.wino_step(4, args.threads)}
         med = interleaved(runs, args.repeats, clock)
@@ -252,6 +262,9 @@ def main(argv=None):
     p.add_argument("--clock", choices=sorted(CLOCK), default="wall")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--precision", choices=("float32", "bf16"), default="float32",
+                   help="timing: bf16 times the mixed_bfloat16 routes (Winograd's bf16 form; im2col on the bf16 "
+                        "GEMM, or the float32 GEMM on rounded operands for a short k)")
     p.add_argument("--error", action="store_true", help="numerical error of each path instead of timings")
     p.add_argument("--im2col", action="store_true", help="the im2col buffer's share where im2col stays")
     args = p.parse_args(argv)

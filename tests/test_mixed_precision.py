@@ -368,3 +368,22 @@ def test_conv_routes_are_the_same_bits_on_every_bf16_kernel(shape, route):
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             assert np.array_equal(_bits(a), _bits(b))
+
+
+def test_cnn_fit_same_bits_for_1_and_2_threads():
+    # conv1 on the short-k route, conv2 on Winograd's bf16 form, the Dense on the bf16 GEMM
+    rng = np.random.default_rng(10)
+    x, y = rng.standard_normal((96, 12, 12, 1)).astype(np.float32), rng.integers(0, 4, 96)
+    runs = []
+    for nt in (1, 2):
+        mp.set_global_policy("mixed_bfloat16")
+        nncore.set_seed(3)
+        m = Sequential([nncore.Input(shape=(12, 12, 1)), Conv2D(32, 3, activation="relu"),
+                        Conv2D(16, 3, activation="relu"), MaxPooling2D(2), Flatten(), Dense(4, activation="softmax")])
+        mp.set_global_policy(None)
+        m.compile(loss="sparse_categorical_crossentropy", optimizer="adam", n_threads=nt)
+        m.fit(x, y, epochs=2, batch_size=48, verbose=0)
+        assert m.layers[0]._cur[7] is not None and m.layers[1]._cur[6][0] == 4
+        runs.append(m.get_weights())
+    for a, b in zip(*runs):
+        assert np.array_equal(_bits(a), _bits(b))
