@@ -397,6 +397,33 @@ def test_model_threads_bit_identical(kind):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_lstm_stacked_weights_in_place_or_copied(use_bias):
+    """The one-product step loop packs [W; U; b] straight from the model's flat buffer and writes
+    [dW; dU; db] into the flat gradient buffer, where the three lie one after another there; the same
+    bits as through copies (the layer's weights and gradients held apart)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((9, 4, 3)).astype(np.float32)
+    m = Sequential([LSTM(5, use_bias=use_bias, input_shape=(4, 3)), Dense(2)])
+    m.compile("sgd", "mse")
+    layer = m.layers[0]
+    dy = rng.standard_normal((9, 5)).astype(np.float32)
+    outs = []
+    for apart in (False, True):
+        if apart:   # the weights and gradients as arrays of their own: nothing stacked in place
+            for name in list(layer._grad_of):
+                setattr(layer, name, getattr(layer, name).copy())
+                layer._grad_of[name] = layer._grad_of[name].copy()
+        y = layer.forward(x, True).copy()
+        layer.backward(dy)
+        b = layer._cur
+        assert (b.dP_in is b.dP) == (apart or not use_bias)
+        assert (b.P is None) == (use_bias and not apart)
+        outs.append([y] + [layer._grad_of[name].copy() for name in sorted(layer._grad_of)])
+    for a, c in zip(*outs):
+        np.testing.assert_array_equal(a, c)
+
+
 # --------------------------------------------------------------------------- models
 def test_lstm_learns_sum_sign():
     # label = [sum of the sequence > 0]: needs the whole sequence

@@ -81,6 +81,20 @@ class _Buffers:
     """Work buffers of one batch size (time-major) and the 2-D views the big gemms use."""
 
 
+def _stacked(arrays):
+    """The arrays (C-contiguous, one width) as one stacked 2-D view where they lie one after another in one
+    1-D buffer (a bound layer's weights in the model's flat buffer, and their gradients), else None."""
+    base, end = arrays[0].base, arrays[0].ctypes.data
+    if base is None or base.ndim != 1 or not base.flags.c_contiguous:
+        return None
+    for a in arrays:
+        if a.base is not base or not a.flags.c_contiguous or a.ctypes.data != end:
+            return None
+        end += a.nbytes
+    start = (arrays[0].ctypes.data - base.ctypes.data) // base.itemsize
+    return base[start:start + (end - arrays[0].ctypes.data) // base.itemsize].reshape(-1, arrays[0].shape[-1])
+
+
 def _blocks(a, k):
     """The k equal column blocks of a 2-D array (views)."""
     w = a.shape[-1] // k
@@ -256,6 +270,7 @@ class _Recurrent(Layer):
         b.y_last = None
         b.init = False
         b.xh = None                                   # LSTM: the rows [x_t | h_{t-1} | 1], made on first use
+        b.P = b.dP = b.dP_in = None                   # LSTM: [W; U; b] and [dW; dU; db] where copies are needed
         self._more_buffers(b, T, n)
         return self._keep((n, T), b)
 
@@ -715,13 +730,13 @@ class LSTM(_Recurrent):
             D, u = self._D, self.units
             if b.xh is None:
                 b.xh = np.empty((b.T, b.n, D + u + 1), z.dtype)
-                b.P = np.zeros((D + u + 1, z.shape[2]), z.dtype)     # [W; U; b] (b = 0 without a bias)
-                b.dP = np.empty_like(b.P)
-            np.copyto(b.P[:D], self.kernel)
-            np.copyto(b.P[D:D + u], U)
-            if self.use_bias:
-                np.copyto(b.P[D + u], self.bias)
-            b.P_packed = pack_b(b.P, out=getattr(b, "P_packed", None))
+            P = self._stacked(b, [self.kernel, U, getattr(self, "bias", None)], "P")
+            if P is b.P:                             # a copy: [W; U; b] (b = 0 without a bias)
+                np.copyto(P[:D], self.kernel)
+                np.copyto(P[D:D + u], U)
+                if self.use_bias:
+                    np.copyto(P[D + u], self.bias)
+            b.P_packed = pack_b(P, out=getattr(b, "P_packed", None))
             lstm_seq_forward(a, al, ra, ral, b.P_packed, z, c, tc, h, n_threads=nt, x=b.xt, xh=b.xh)
             return
         if mt is None and b.mr is None:
@@ -733,6 +748,16 @@ class LSTM(_Recurrent):
                 self._recur(b, t, U, z[t], masks=b.mr)                          # z_t += h_{t-1} U
             _rnn.lstm_cell_forward(a, al, ra, ral, z[t], c[t], h[t], None if mt is None else mt[t], c[t + 1],
                                    tc[t], h[t + 1], nt)
+
+    def _stacked(self, b, arrays, key):
+        """[W; U; b] or [dW; dU; db] (arrays) as one (D + u + 1, 4u) array: a view of the model's flat
+        buffer where the three lie there one after another, else b's buffer `key` (for copies)."""
+        view = _stacked(arrays) if self.use_bias and all(a is not None for a in arrays) else None
+        if view is not None:
+            return view
+        if getattr(b, key, None) is None:
+            setattr(b, key, np.zeros((self._D + self.units + 1, arrays[1].shape[1]), arrays[1].dtype))
+        return getattr(b, key)
 
     def _steps_set_dh(self, b):
         # the step loop in one kernel call (no mask, no recurrent dropout) writes dh[t] when the earlier
@@ -750,8 +775,10 @@ class LSTM(_Recurrent):
             # per step, reversed: the cell's delta_t, then dh_{t-1} += delta_t U^T and
             # [dW; dU; db] += xh_t^T delta_t while delta_t is in cache; one kernel call. delta is
             # kept only where dx = delta W^T needs it.
+            g = self._grad_of
+            b.dP_in = self._stacked(b, [g.get("kernel"), g.get("recurrent_kernel"), g.get("bias")], "dP")
             lstm_seq_backward(a, al, ra, ral, self._packed_U(b, trans=True), z, c, tc, dh, b.dc,
-                              d if self._need_dx else None, with_h0=b.init, n_threads=nt, xh=b.xh, dP=b.dP,
+                              d if self._need_dx else None, with_h0=b.init, n_threads=nt, xh=b.xh, dP=b.dP_in,
                               add_dh=not self._steps_set_dh(b))
             return
         if mt is None and b.mr is None:
@@ -771,8 +798,10 @@ class LSTM(_Recurrent):
             super()._weight_grads(b, g)
             return
         # [dW; dU; db] = xh^T delta (xh_t = [x_t | h_{t-1} | 1], h_{-1} = 0 without an initial state),
-        # summed by the backward step loop
+        # summed by the backward step loop, in place where the gradients are one block of the flat buffer
         D, u = self._D, self.units
+        if b.dP_in is not b.dP:
+            return
         np.copyto(g["kernel"], b.dP[:D])
         np.copyto(g["recurrent_kernel"], b.dP[D:D + u])
         if self.use_bias:
