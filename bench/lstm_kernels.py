@@ -49,10 +49,10 @@ def kernels(s, nt):
     return [
         ("lstm_seq_forward (z_t = [x_t, h_t-1, 1] [W; U; b], cell)", T * B * K * G,
          lambda: lstm_seq_forward(TANH, 0, SIG, 0, s.Pp, s.z, s.c, s.tc, s.h, n_threads=nt, x=x, xh=s.xh)),
-        ("lstm_seq_backward with [dW; dU; db] += xh_t^T delta_t (delta not kept; the layer's call)",
+        ("lstm_seq_backward with [dW; dU; db] += xh_t^T delta_t (delta not kept, dh[t] written; the layer's call)",
          (T - 1) * B * u * G + T * B * K * G,
          lambda: lstm_seq_backward(TANH, 0, SIG, 0, s.Utp, s.z, s.c, s.tc, s.dh, s.dc, None, n_threads=nt,
-                                   xh=s.xh, dP=s.dP)),
+                                   xh=s.xh, dP=s.dP, add_dh=False)),
         ("  apart: lstm_seq_backward (cell, dh += delta U^T)", (T - 1) * B * u * G,
          lambda: lstm_seq_backward(TANH, 0, SIG, 0, s.Utp, s.z, s.c, s.tc, s.dh, s.dc, s.d, n_threads=nt)),
         ("  apart: gemm [dW; dU; db] = xh^T delta", T * B * K * G,
