@@ -6,6 +6,7 @@
  * made quiet. nc_bf_round(x) is that bfloat16 value as a float32 (its low 16 bits zero). */
 #ifndef NC_BF16_ROUND_H
 #define NC_BF16_ROUND_H
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -40,4 +41,24 @@ static inline float nc_bf_round(float x)
     uint32_t r = a > 0x7f800000u ? (u | 0x00400000u) & 0xffff0000u : normal; /* NaN made quiet */
     return nc_bf_f32(a < 0x00800000u ? u & 0x80000000u : r);                /* zero, denormals: signed zero */
 }
+
+/* The same rounding by the instruction itself on CPUs with AVX512_BF16 (VCVTNEPS2BF16 is the SDM's
+ * convert_fp32_to_bfloat16: the same bits as nc_bf_round), 16 values an instruction; y may be x. For the
+ * AVX-512 copies of the kernels, where nc_bf16_cpu_has_avx512bf16() says the CPU has it. */
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(NNCORE_GENERIC_ONLY)
+#include <immintrin.h>
+#define NC_BF_HW 1
+int nc_bf16_cpu_has_avx512bf16(void);
+static __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16"), unused)) void
+nc_bf_round_hw(const float *x, float *y, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        const __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i));
+        _mm512_mask_storeu_ps(y + i, m, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+    }
+}
+#else
+#define NC_BF_HW 0
+#endif
 #endif

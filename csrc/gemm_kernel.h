@@ -731,12 +731,18 @@ static UK_ATTR void UK_NAME(gemm_tile_act)(REAL *c, ptrdiff_t ldc, int m, int n,
         for (int i = 0; i < m; i++)
             UK_NAME(act_forward)(base, act_alpha, c + (ptrdiff_t)i * ldc, c + (ptrdiff_t)i * ldc, n);
 #if defined(NC_F32)
-    if (act & NC_ACT_BF16)
-        for (int i = 0; i < m; i++) {
-            REAL *ci = c + (ptrdiff_t)i * ldc;
+    if (!(act & NC_ACT_BF16)) return;
+#if UK_LEVEL == 2 && NC_BF_HW
+    if (nc_bf16_cpu_has_avx512bf16()) {
+        for (int i = 0; i < m; i++) nc_bf_round_hw(c + (ptrdiff_t)i * ldc, c + (ptrdiff_t)i * ldc, n);
+        return;
+    }
+#endif
+    for (int i = 0; i < m; i++) {
+        REAL *ci = c + (ptrdiff_t)i * ldc;
 #pragma omp simd
-            for (int j = 0; j < n; j++) ci[j] = nc_bf_round(ci[j]);
-        }
+        for (int j = 0; j < n; j++) ci[j] = nc_bf_round(ci[j]);
+    }
 #endif
 }
 

@@ -26,6 +26,12 @@ NC_VINLINE void NC_NAME(wino_copy)(int bf, REAL *dst, const REAL *src, ptrdiff_t
         memcpy(dst, src, (size_t)len * sizeof(REAL));
         return;
     }
+#if defined(NC_F32) && NC_LEVEL == NC_SIMD_AVX512 && NC_BF_HW
+    if (nc_bf16_cpu_has_avx512bf16()) {
+        nc_bf_round_hw(src, dst, len);
+        return;
+    }
+#endif
 #pragma omp simd
     for (ptrdiff_t e = 0; e < len; e++) dst[e] = NC_WINO_BF(1, src[e]);
 }

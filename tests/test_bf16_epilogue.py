@@ -31,6 +31,8 @@ def test_activation_then_rounding(level, name):
     rng = np.random.default_rng(ACT_CODES[name])
     x = (rng.standard_normal(1037) * 3).astype(np.float32)
     x[:4] = [0.0, -0.0, 1e-40, -3e-39]                       # zeros and denormals (rounded to signed zero)
+    x[4:8] = [np.inf, -np.inf, np.nan, 3.3895314e38]         # and the values that stay or become special
+    x[8:9].view(np.uint32)[:] = 0x7F800001                   # a signalling NaN: made quiet
     code, alpha = ACT_CODES[name], ACT_DEFAULT_ALPHA.get(name, 0.0)
     y, yb = np.empty_like(x), np.empty_like(x)
     ew.act_forward(code, alpha, x, y)
@@ -56,6 +58,18 @@ def test_gemm_epilogue(level, shape, name, n_threads):
     gemm(a, b, c, bias=bias, act=ACT_CODES[name], n_threads=n_threads)
     gemm(a, b, cb, bias=bias, act=ACT_CODES[name] | ACT_BF16, n_threads=n_threads)
     np.testing.assert_array_equal(_bits(cb), _bits(ref.bf16(c)))
+
+
+def test_rounding_of_every_exponent_and_tie(level):
+    # ties to even, the carries into the exponent and to infinity, every exponent incl. denormals and NaN,
+    # through the paths that round a whole buffer (act_forward's; the hardware conversion where it runs)
+    e = np.arange(256, dtype=np.uint32) << 23
+    low = np.array([0, 1, 0x7FFF, 0x8000, 0x8001, 0x17FFF, 0x18000, 0x7FFFFF, 0x3F8000, 0x7F8000], np.uint32)
+    u = (e[:, None] | low[None, :]).ravel()
+    x = np.concatenate([u, u | 0x80000000]).view(np.float32)
+    y = np.empty_like(x)
+    ew.act_forward(ACT_BF16, 0.0, x, y)
+    np.testing.assert_array_equal(_bits(y), _bits(ref.bf16(x)))
 
 
 def test_float64_and_unknown_codes_refused():

@@ -36,6 +36,7 @@ from nncore.layers.core import _act_delta, _affine_act, _affine_config, _bias_gr
 from nncore.layers.quantized import Int8Quantizable
 
 _colsum = _ew.colsum
+_act_backward = _ew.act_backward
 
 
 def _tuple(value, n, arg, cls, minimum=1):
@@ -121,8 +122,8 @@ def _rounded_delta(layer, dy, z, y, delta):
     """delta = bf(dy * f'(z)): `_act_delta` with the result rounded to bfloat16 (relu's in its own pass)."""
     if layer._code is None or layer._code == 0:
         return bf16_round(_act_delta(layer, dy, z, y, delta), delta)
-    _ew.act_backward(layer._code | ACT_BF16, layer._alpha, z if layer._keep_z else None, y, dy, delta,
-                     layer._n_threads)
+    _act_backward(layer._code | ACT_BF16, layer._alpha, z if layer._keep_z else None, y, dy, delta,
+                  layer._n_threads)
     return delta
 
 
