@@ -173,10 +173,12 @@ static int NC_NAME(lstm_seq_rows)(int level, int dir, ptrdiff_t i0, ptrdiff_t i1
  * 12.7 on blocks of 11 tiles, 12.3 with two steps a product, against 12.8
  * for the loop and a separate dP GEMM). Fixed by B and the tile alone, not by the thread
  * count: the parts are added in block order, so the result does not depend
- * on the thread count. */
+ * on the thread count. The count comes from B itself: from the rows rounded
+ * up to whole tiles, AVX2's 128 rows (22 tiles, 132 rows) made 3, then 4
+ * blocks of 5-6 tiles. */
 static ptrdiff_t NC_NAME(lstm_nblocks)(ptrdiff_t B, int mr)
 {
-    ptrdiff_t tiles = (B + mr - 1) / mr, nb = (tiles * mr + 63) / 64;
+    ptrdiff_t tiles = (B + mr - 1) / mr, nb = (B + 63) / 64;
     if (nb > 1 && nb % 2) nb++;
     return nb < tiles ? nb : tiles;
 }
