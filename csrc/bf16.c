@@ -189,14 +189,7 @@ static NC_BF_HW_ATTR void nc_bf_from_hw(const float *x, uint16_t *y, ptrdiff_t n
     }
 }
 
-static NC_BF_HW_ATTR void nc_bf_round_hw(const float *x, float *y, ptrdiff_t n)
-{
-    for (ptrdiff_t i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-        __m512i w = _mm512_slli_epi32(_mm512_cvtepu16_epi32(nc_bf_cvt16(_mm512_maskz_loadu_ps(m, x + i))), 16);
-        _mm512_mask_storeu_ps(y + i, m, _mm512_castsi512_ps(w));
-    }
-}
+/* nc_bf_round_hw (the rounding as float32 values by the same instruction): bf16_round.h */
 #endif /* NC_BF_X86 */
 
 /* ---- which kernel runs ------------------------------------------------------------------------- */
