@@ -45,9 +45,10 @@
 #define NC_BF_X86 0
 #endif
 
-/* Bytes of packed A per block of rows (in L2 while the B panels pass). */
+/* Bytes of packed A per block of rows (its micro-panels go to L1 one at a time). */
 #define NC_BF_A_BYTES (128 * 1024)
-/* Pair groups of k per block: a B micro-panel (NC_BF_KQ x 32 words, 24 KiB) stays in L1. */
+/* Pair groups of k per block: the block of op(B) stays in L2 while a row of tiles passes (NC_BF_KQ x n
+ * words: 768 KiB at n = 1024; 128 and 256 were no better on the large row's products). */
 #define NC_BF_KQ 192
 /* Pair rows of a row-major op(B) converted at a time while packing it (whole rows: long, in-order reads) */
 #define NC_BF_QCHUNK 8
