@@ -271,6 +271,7 @@ class _Recurrent(Layer):
         b.init = False
         b.xh = None                                   # LSTM: the rows [x_t | h_{t-1} | 1], made on first use
         b.P = b.dP = b.dP_in = None                   # LSTM: [W; U; b] and [dW; dU; db] where copies are needed
+        b.stacked_of = {}                             # LSTM: key -> (the arrays, their stacked array)
         self._more_buffers(b, T, n)
         return self._keep((n, T), b)
 
@@ -751,13 +752,18 @@ class LSTM(_Recurrent):
 
     def _stacked(self, b, arrays, key):
         """[W; U; b] or [dW; dU; db] (arrays) as one (D + u + 1, 4u) array: a view of the model's flat
-        buffer where the three lie there one after another, else b's buffer `key` (for copies)."""
+        buffer where the three lie there one after another, else b's buffer `key` (for copies). Kept with
+        the arrays it was made for, so a batch in steady state makes nothing (no view, no ctypes object)."""
+        made = b.stacked_of.get(key)
+        if made is not None and all(x is y for x, y in zip(made[0], arrays)):
+            return made[1]
         view = _stacked(arrays) if self.use_bias and all(a is not None for a in arrays) else None
-        if view is not None:
-            return view
-        if getattr(b, key, None) is None:
-            setattr(b, key, np.zeros((self._D + self.units + 1, arrays[1].shape[1]), arrays[1].dtype))
-        return getattr(b, key)
+        if view is None:
+            if getattr(b, key, None) is None:
+                setattr(b, key, np.zeros((self._D + self.units + 1, arrays[1].shape[1]), arrays[1].dtype))
+            view = getattr(b, key)
+        b.stacked_of[key] = (tuple(arrays), view)
+        return view
 
     def _steps_set_dh(self, b):
         # the step loop in one kernel call (no mask, no recurrent dropout) writes dh[t] when the earlier
