@@ -25,14 +25,7 @@ NC_ALWAYS_INLINE REAL NC_NAME(softplus1)(REAL x)
 static void NC_NAME(act_bf16)(REAL *y, ptrdiff_t n)
 {
 #ifdef NC_F32
-#if NC_LEVEL == NC_SIMD_AVX512 && NC_BF_HW
-    if (nc_bf16_cpu_has_avx512bf16()) {
-        nc_bf_round_hw(y, y, n);
-        return;
-    }
-#endif
-#pragma omp simd
-    for (ptrdiff_t i = 0; i < n; i++) y[i] = nc_bf_round(y[i]);
+    nc_bf_round_n(y, y, n, NC_LEVEL == NC_SIMD_AVX512);
 #else
     (void)y, (void)n;
 #endif

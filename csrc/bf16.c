@@ -288,7 +288,7 @@ void nc_bf16_round_f32(const float *x, float *y, ptrdiff_t n)
         return;
     }
 #pragma omp simd
-    for (ptrdiff_t i = 0; i < n; i++) y[i] = nc_bf_f32(nc_bf_bits(x[i]) << 16);
+    for (ptrdiff_t i = 0; i < n; i++) y[i] = nc_bf_round(x[i]);
 }
 
 /* MXCSR with FTZ (bit 15) and DAZ (bit 6) for an emulated kernel; returns the old value */

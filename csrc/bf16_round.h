@@ -61,4 +61,26 @@ nc_bf_round_hw(const float *x, float *y, ptrdiff_t n)
 #else
 #define NC_BF_HW 0
 #endif
+
+/* y = nc_bf_round(x) over n floats (y may be x), for the kernels that round their own operands or results
+ * (nc_act_* under NC_ACT_BF16, the GEMM's tile epilogue, Winograd's bf16 form): by the instruction when hw
+ * (a constant of the caller: its AVX-512 copy) and the CPU has AVX512_BF16, else a loop that vectorizes on
+ * the caller's level (always inlined into it). The same bits either way. */
+#if defined(__GNUC__) || defined(__clang__)
+static inline __attribute__((always_inline)) void nc_bf_round_n(const float *x, float *y, ptrdiff_t n, int hw)
+#else
+static inline void nc_bf_round_n(const float *x, float *y, ptrdiff_t n, int hw)
+#endif
+{
+#if NC_BF_HW
+    if (hw && nc_bf16_cpu_has_avx512bf16()) {
+        nc_bf_round_hw(x, y, n);
+        return;
+    }
+#else
+    (void)hw;
+#endif
+#pragma omp simd
+    for (ptrdiff_t i = 0; i < n; i++) y[i] = nc_bf_round(x[i]);
+}
 #endif

@@ -722,8 +722,8 @@ static ptrdiff_t UK_NAME(gemm_work)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k)
 }
 
 /* The finished m x n tile of C (still in L1): the activation where the micro-kernel did not apply it
- * (not linear or relu), then the rounding to bfloat16 of the NC_ACT_BF16 modifier (float only), here
- * in one loop over the tile rather than a call per row. */
+ * (not linear or relu), then the rounding to bfloat16 of the NC_ACT_BF16 modifier (float only), a row
+ * at a time. */
 static UK_ATTR void UK_NAME(gemm_tile_act)(REAL *c, ptrdiff_t ldc, int m, int n, int act, REAL act_alpha)
 {
     const int base = act & ~NC_ACT_BF16;
@@ -731,18 +731,8 @@ static UK_ATTR void UK_NAME(gemm_tile_act)(REAL *c, ptrdiff_t ldc, int m, int n,
         for (int i = 0; i < m; i++)
             UK_NAME(act_forward)(base, act_alpha, c + (ptrdiff_t)i * ldc, c + (ptrdiff_t)i * ldc, n);
 #if defined(NC_F32)
-    if (!(act & NC_ACT_BF16)) return;
-#if UK_LEVEL == 2 && NC_BF_HW
-    if (nc_bf16_cpu_has_avx512bf16()) {
-        for (int i = 0; i < m; i++) nc_bf_round_hw(c + (ptrdiff_t)i * ldc, c + (ptrdiff_t)i * ldc, n);
-        return;
-    }
-#endif
-    for (int i = 0; i < m; i++) {
-        REAL *ci = c + (ptrdiff_t)i * ldc;
-#pragma omp simd
-        for (int j = 0; j < n; j++) ci[j] = nc_bf_round(ci[j]);
-    }
+    if (act & NC_ACT_BF16)
+        for (int i = 0; i < m; i++) nc_bf_round_n(c + (ptrdiff_t)i * ldc, c + (ptrdiff_t)i * ldc, n, UK_LEVEL == 2);
 #endif
 }
 

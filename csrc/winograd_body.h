@@ -19,21 +19,18 @@
 #define NC_WINO_BF(bf, v) (v)
 #endif
 
-/* dst[e] = bf(src[e]) (a plain copy unless bf) */
+/* dst[e] = bf(src[e]) (a plain copy unless bf; double is never rounded) */
 NC_VINLINE void NC_NAME(wino_copy)(int bf, REAL *dst, const REAL *src, ptrdiff_t len)
 {
-    if (!bf) {
-        memcpy(dst, src, (size_t)len * sizeof(REAL));
+#ifdef NC_F32
+    if (bf) {
+        nc_bf_round_n(src, dst, len, NC_LEVEL == NC_SIMD_AVX512);
         return;
     }
-#if defined(NC_F32) && NC_LEVEL == NC_SIMD_AVX512 && NC_BF_HW
-    if (nc_bf16_cpu_has_avx512bf16()) {
-        nc_bf_round_hw(src, dst, len);
-        return;
-    }
+#else
+    (void)bf;
 #endif
-#pragma omp simd
-    for (ptrdiff_t e = 0; e < len; e++) dst[e] = NC_WINO_BF(1, src[e]);
+    if (dst != src) memcpy(dst, src, (size_t)len * sizeof(REAL));
 }
 
 /* out[i] = sum_j S(i, j) in[j] for i < P, j < Q, S(i, j) = S[i Q + j] (S[j P + i] when tr: S^T); in[j]
