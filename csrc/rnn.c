@@ -1,5 +1,6 @@
 /* rnn.c -- recurrent cells, one time step forward and backward, float and double. */
 #include "nncore.h"
+#include "bf16_round.h"
 
 #define NC_LEVELS_BODY "rnn_body.h" /* compiled once per SIMD level */
 

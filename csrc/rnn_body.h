@@ -14,9 +14,33 @@
  * masked time step (Keras's mask). Forward it carries the state through
  * (h = h_prev, c = c_prev) and leaves the gates alone; backward its delta is 0
  * (no gradient to the weights or the input), dc passes unchanged and dh_prev
- * += dh. Included by rnn.c once per SIMD level (simd_levels.h) and once for
- * the entry points. */
+ * += dh.
+ *
+ * mixed_bfloat16: the NC_ACT_BF16 modifier on a cell's activation codes (float
+ * only) rounds to bfloat16 what the cell writes for a product: h_t forward (the
+ * operand of h_t U and the layer's output; the GRU's q = r h_{t-1} too) and
+ * delta_t backward (the operand of delta U^T, X^T delta, H^T delta). The gates,
+ * c_t, dc and dh stay float32. With x, W and U rounded by the layer, every
+ * product of the step loop then has bfloat16 operands, exact in float32, and the
+ * float32 GEMM is the bfloat16 product (docs/models.md). Included by rnn.c once
+ * per SIMD level (simd_levels.h) and once for the entry points. */
 #ifdef NC_LEVEL
+
+/* y := bf(y) over a row where bf (float only; double never takes the modifier) */
+static inline void NC_NAME(bf_row)(int bf, REAL *y, ptrdiff_t n)
+{
+#ifdef NC_F32
+    if (bf) nc_bf_round_n(y, y, n, NC_LEVEL == NC_SIMD_AVX512);
+#else
+    (void)bf, (void)y, (void)n;
+#endif
+}
+
+/* The modifier off both codes; whether either had it */
+#define NC_CELL_BF16(act, ract) \
+    const int bf = ((act) | (ract)) & NC_ACT_BF16; \
+    (act) &= ~NC_ACT_BF16; \
+    (ract) &= ~NC_ACT_BF16
 
 /* ---- LSTM ---------------------------------------------------------------- */
 
@@ -54,6 +78,7 @@ void NC_NAME(lstm_cell_forward)(int act, REAL alpha, int ract, REAL ralpha, REAL
                                 const REAL *h_prev, const unsigned char *mask, REAL *c, REAL *tc, REAL *h,
                                 ptrdiff_t B, ptrdiff_t u, int nthreads)
 {
+    NC_CELL_BF16(act, ract);
     NC_FOR_ROWS(B, nthreads, (double)B * (double)u * 40.0, {
         if (mask && !mask[b]) {                                /* masked step: the state carries through */
             NC_NAME(carry_row)(c_prev + b * u, c + b * u, u);
@@ -61,6 +86,7 @@ void NC_NAME(lstm_cell_forward)(int act, REAL alpha, int ract, REAL ralpha, REAL
         } else {
             NC_NAME(lstm_fwd_row)(act, alpha, ract, ralpha, z + b * 4 * u, c_prev + b * u, c + b * u,
                                   tc + b * u, h + b * u, u);
+            NC_NAME(bf_row)(bf, h + b * u, u);
         }
     });
 }
@@ -92,6 +118,7 @@ void NC_NAME(lstm_cell_backward)(int act, REAL alpha, int ract, REAL ralpha, con
                                  const unsigned char *mask, REAL *dc, REAL *delta, REAL *dh_prev,
                                  ptrdiff_t B, ptrdiff_t u, int nthreads)
 {
+    NC_CELL_BF16(act, ract);
     NC_FOR_ROWS(B, nthreads, (double)B * (double)u * 24.0, {
         if (mask && !mask[b]) {                                /* masked: dc passes, dh goes to h_prev */
             NC_NAME(zero_row)(delta + b * 4 * u, 4 * u);
@@ -99,6 +126,7 @@ void NC_NAME(lstm_cell_backward)(int act, REAL alpha, int ract, REAL ralpha, con
         } else {
             NC_NAME(lstm_bwd_row)(act, alpha, ract, ralpha, gates + b * 4 * u, c_prev + b * u, tc + b * u,
                                   dh + b * u, dc + b * u, delta + b * 4 * u, u);
+            NC_NAME(bf_row)(bf, delta + b * 4 * u, 4 * u);
         }
     });
 }
@@ -124,12 +152,15 @@ void NC_NAME(gru_cell_forward)(int act, REAL alpha, int ract, REAL ralpha, REAL 
                                const REAL *h_prev, const unsigned char *mask, REAL *h, ptrdiff_t B,
                                ptrdiff_t u, int nthreads)
 {
+    NC_CELL_BF16(act, ract);
     NC_FOR_ROWS(B, nthreads, (double)B * (double)u * 30.0, {
-        if (mask && !mask[b])
+        if (mask && !mask[b]) {
             NC_NAME(carry_row)(h_prev + b * u, h + b * u, u);
-        else
+        } else {
             NC_NAME(gru_fwd_row)(act, alpha, ract, ralpha, z + b * 3 * u, rec + b * 3 * u, h_prev + b * u,
                                  h + b * u, u);
+            NC_NAME(bf_row)(bf, h + b * u, u);
+        }
     });
 }
 
@@ -162,6 +193,7 @@ void NC_NAME(gru_cell_backward)(int act, REAL alpha, int ract, REAL ralpha, cons
                                 const unsigned char *mask, REAL *dx, REAL *drec, REAL *dh_prev,
                                 ptrdiff_t B, ptrdiff_t u, int nthreads)
 {
+    NC_CELL_BF16(act, ract);
     NC_FOR_ROWS(B, nthreads, (double)B * (double)u * 24.0, {
         if (mask && !mask[b]) {
             NC_NAME(zero_row)(dx + b * 3 * u, 3 * u);
@@ -170,6 +202,8 @@ void NC_NAME(gru_cell_backward)(int act, REAL alpha, int ract, REAL ralpha, cons
         } else {
             NC_NAME(gru_bwd_row)(act, alpha, ract, ralpha, gates + b * 3 * u, rec + b * 3 * u, h_prev + b * u,
                                  dh + b * u, dx + b * 3 * u, drec + b * 3 * u, dh_prev ? dh_prev + b * u : NULL, u);
+            NC_NAME(bf_row)(bf, dx + b * 3 * u, 3 * u);
+            NC_NAME(bf_row)(bf, drec + b * 3 * u, 3 * u);
         }
     });
 }
@@ -198,8 +232,11 @@ static inline void NC_NAME(gru_rb_gates_row)(int ract, REAL ralpha, REAL *z, con
 void NC_NAME(gru_rb_gates_forward)(int ract, REAL ralpha, REAL *z, const REAL *h_prev, const REAL *rm,
                                    REAL *q, ptrdiff_t B, ptrdiff_t u, int nthreads)
 {
+    int act = 0;
+    NC_CELL_BF16(act, ract);
     NC_FOR_ROWS(B, nthreads, (double)B * (double)u * 20.0, {
         NC_NAME(gru_rb_gates_row)(ract, ralpha, z + b * 3 * u, h_prev + b * u, rm ? rm + b * u : NULL, q + b * u, u);
+        NC_NAME(bf_row)(bf, q + b * u, u);                             /* q: the operand of q U_h */
     });
 }
 
@@ -215,11 +252,15 @@ void NC_NAME(gru_rb_state_forward)(int act, REAL alpha, REAL *z, const REAL *h_p
                                    const unsigned char *mask, REAL *h, ptrdiff_t B, ptrdiff_t u,
                                    int nthreads)
 {
+    int ract = 0;
+    NC_CELL_BF16(act, ract);
     NC_FOR_ROWS(B, nthreads, (double)B * (double)u * 20.0, {
-        if (mask && !mask[b])
+        if (mask && !mask[b]) {
             NC_NAME(carry_row)(h_prev + b * u, h + b * u, u);
-        else
+        } else {
             NC_NAME(gru_rb_state_row)(act, alpha, z + b * 3 * u, h_prev + b * u, h + b * u, u);
+            NC_NAME(bf_row)(bf, h + b * u, u);
+        }
     });
 }
 
@@ -245,6 +286,7 @@ void NC_NAME(gru_rb_state_backward)(int act, REAL alpha, int ract, REAL ralpha, 
                                     const REAL *h_prev, const REAL *dh, const unsigned char *mask,
                                     REAL *delta, REAL *dh_prev, ptrdiff_t B, ptrdiff_t u, int nthreads)
 {
+    NC_CELL_BF16(act, ract);
     NC_FOR_ROWS(B, nthreads, (double)B * (double)u * 16.0, {
         if (mask && !mask[b]) {
             NC_NAME(zero_row)(delta + b * 3 * u, 3 * u);
@@ -252,6 +294,7 @@ void NC_NAME(gru_rb_state_backward)(int act, REAL alpha, int ract, REAL ralpha, 
         } else {
             NC_NAME(gru_rb_state_bwd_row)(act, alpha, ract, ralpha, gates + b * 3 * u, h_prev + b * u, dh + b * u,
                                           delta + b * 3 * u, dh_prev ? dh_prev + b * u : NULL, u);
+            NC_NAME(bf_row)(bf, delta + b * 3 * u, 3 * u);             /* delta_z, delta_h (delta_r: 0 here) */
         }
     });
 }
@@ -283,9 +326,12 @@ void NC_NAME(gru_rb_reset_backward)(int ract, REAL ralpha, const REAL *gates, co
                                     const REAL *rm, const REAL *dq, REAL *delta, REAL *dh_prev,
                                     ptrdiff_t B, ptrdiff_t u, int nthreads)
 {
+    int act = 0;
+    NC_CELL_BF16(act, ract);
     NC_FOR_ROWS(B, nthreads, (double)B * (double)u * 12.0, {
         NC_NAME(gru_rb_reset_bwd_row)(ract, ralpha, gates + b * 3 * u, h_prev + b * u, rm ? rm + b * u : NULL,
                                       dq + b * u, delta + b * 3 * u, dh_prev ? dh_prev + b * u : NULL, u);
+        NC_NAME(bf_row)(bf, delta + b * 3 * u + u, u);                 /* delta_r */
     });
 }
 

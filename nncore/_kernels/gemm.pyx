@@ -512,7 +512,7 @@ def gemm_ref(a, b, c, bint trans_a=False, bint trans_b=False, double alpha=1.0, 
 
 
 cdef int _cell_act(str fn, int act, str name) except -1:
-    if act < 0 or act >= NC_ACT_COUNT or nc_act_needs_input(act):
+    if act < 0 or (act & ~NC_ACT_BF16) >= NC_ACT_COUNT or nc_act_needs_input(act):
         raise ValueError(f"{fn}: {name} {act} is not an activation code whose derivative follows from its "
                          "output")
     return 0

@@ -5,13 +5,15 @@
 # "or None" may be left out. The wrapper checks them all, then releases the GIL
 # for one C call. The recurrent layers (nncore/layers/recurrent.py) call these
 # once per step, between the gemm calls that add h_{t-1} U (forward) and
-# delta U^T (backward).
+# delta U^T (backward). ACT_BF16 on a cell's codes (mixed_bfloat16, float32) rounds what the cell
+# writes for a product to bfloat16: h (and the GRU's q) forward, delta backward (csrc/rnn_body.h); the
+# float64 cells ignore it.
 from nncore._kernels.nncore cimport *
 include "_check.pxi"
 
 
 cdef int _act_code(int act, str name) except -1:
-    if act < 0 or act >= NC_ACT_COUNT:
+    if act < 0 or (act & ~NC_ACT_BF16) >= NC_ACT_COUNT:
         raise ValueError(f"{name}: unknown activation code {act}")
     if nc_act_needs_input(act):
         raise ValueError(f"{name}: activation code {act} needs its input for the derivative; "

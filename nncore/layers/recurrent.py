@@ -38,10 +38,11 @@ import numpy as np
 
 from nncore import _random
 from nncore import activations as _activations
-from nncore import initializers, regularizers
+from nncore import initializers, mixed_precision, regularizers
+from nncore._kernels import ACT_BF16
 from nncore._kernels import elementwise as _ew
 from nncore._kernels import rnn as _rnn
-from nncore._kernels.gemm import gemm, gemm_packed, lstm_seq_backward, lstm_seq_forward, pack_b
+from nncore._kernels.gemm import bf16_round, gemm, gemm_packed, lstm_seq_backward, lstm_seq_forward, pack_b
 from nncore.layers.base import Layer
 from nncore.layers.core import _serialize
 
@@ -114,6 +115,7 @@ class _Recurrent(Layer):
     _gates = 1
     _n_states = 1
     _kind = "rnn"
+    _policy_computes = True    # mixed_bfloat16: bfloat16 products, float32 cells (`_operands`)
     supports_masking = True
     _uses_mask = True
     _tensor_kwargs = ("initial_state",)
@@ -123,10 +125,12 @@ class _Recurrent(Layer):
                  bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
                  bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, seed=None, return_sequences=False,
                  return_state=False, go_backwards=False, stateful=False, zero_output_for_mask=False, name=None,
-                 input_shape=None, batch_input_shape=None, trainable=True):
+                 input_shape=None, batch_input_shape=None, trainable=True, dtype=None):
         cls = type(self).__name__
         super().__init__(name=name if name is not None else _default_name(self._kind),
                          input_shape=input_shape, batch_input_shape=batch_input_shape, trainable=trainable)
+        if dtype is not None:
+            self._policy = mixed_precision.get(dtype)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"{cls}: units must be a positive int, got {units!r}")
         self.units = int(units)
@@ -173,6 +177,11 @@ class _Recurrent(Layer):
 
     def _where(self):
         return f"layer {self.name!r} ({type(self).__name__})"
+
+    def _codes(self, b):
+        """The cells' activation codes (a, alpha, ra, ralpha) for this call: with ACT_BF16 under
+        mixed_bfloat16, where the cells round what they write for a product (h, delta) to bfloat16."""
+        return (self._code | b.bf, self._alpha, getattr(self, "_rcode", 0) | b.bf, getattr(self, "_ralpha", 0.0))
 
     # ---- parameters ------------------------------------------------------------
     def build(self, input_shape):
@@ -272,6 +281,9 @@ class _Recurrent(Layer):
         b.xh = None                                   # LSTM: the rows [x_t | h_{t-1} | 1], made on first use
         b.P = b.dP = b.dP_in = None                   # LSTM: [W; U; b] and [dW; dU; db] where copies are needed
         b.stacked_of = {}                             # LSTM: key -> (the arrays, their stacked array)
+        b.bf = 0                                      # ACT_BF16 under mixed_bfloat16 (this call's), else 0
+        b.W = b.U = b.b = None                        # the weights as the products take them (`_operands`)
+        b.rounded = None                              # mixed_bfloat16: [bf(W); bf(U); b] as (W, U, b) views
         self._more_buffers(b, T, n)
         return self._keep((n, T), b)
 
@@ -322,10 +334,12 @@ class _Recurrent(Layer):
         if b is None or (b.dx is None) == self._need_dx:
             b = self._buffers(n, T)
         self._cur = b
+        b.bf = ACT_BF16 if self.compute_dtype == "bfloat16" else 0
         np.copyto(b.xt, (x[:, ::-1] if self.go_backwards else x).transpose(1, 0, 2))
         self._set_mask(b, mask)
         self._set_initial(b, init)
         self._set_dropout(b, training)
+        self._operands(b)
         self._project(b)
         self._forward_steps(b)
         y = self._outputs(b)
@@ -335,6 +349,29 @@ class _Recurrent(Layer):
         if self.return_state:
             return [y] + self._state_views(b, b.T)
         return y
+
+    def _operands(self, b):
+        """Set b.W, b.U, b.b: the kernels and the bias as this call's products take them. float32/64: the
+        weights themselves. mixed_bfloat16: bf(W), bf(U) (rounded once per batch into one buffer of b,
+        with the bias after them where it is one vector: the LSTM's [W; U; b] in place), and x, the
+        initial h and the dropped-out copies rounded too; the cells round h_t and delta_t (ACT_BF16 on
+        their codes). Every product then has bfloat16 operands, whose products are exact in float32, so
+        the float32 GEMM is the bfloat16 product with float32 sums (docs/models.md)."""
+        if not b.bf:
+            b.W, b.U, b.b = self.kernel, self.recurrent_kernel, getattr(self, "bias", None)
+            return
+        if b.rounded is None:
+            D, u, G = self._D, self.units, self._gates * self.units
+            flat = np.zeros((D + u + 1) * G, self.kernel.dtype)
+            b.rounded = (flat[:D * G].reshape(D, G), flat[D * G:(D + u) * G].reshape(u, G), flat[(D + u) * G:])
+        b.W, b.U, b.b = b.rounded
+        bf16_round(self.kernel, b.W)
+        bf16_round(self.recurrent_kernel, b.U)
+        if self.use_bias and self.bias.shape == b.b.shape:
+            np.copyto(b.b, self.bias)
+        bf16_round(b.xt, b.xt)
+        if b.h0:
+            bf16_round(b.h[0], b.h[0])
 
     def _set_mask(self, b, mask):
         if mask is None:
@@ -404,15 +441,18 @@ class _Recurrent(Layer):
 
     def _project(self, b):
         # Z[:, k] = (X m_k) W[:, k] + b[:, k] for the gate blocks k (one block without dropout)
-        W, bias, nt = self.kernel, self._input_bias(), self._n_threads
+        W, bias, nt = b.W, self._input_bias(), self._n_threads
         if b.mi is None:
             gemm(b.xt2, W, b.z2, bias=bias, n_threads=nt)
             return
         xd, k = b.drop_bufs.xd, len(b.mi)
-        xd2 = xd.reshape(-1, xd.shape[2])
-        for xk, xk2, m, Wk, zk, bk in zip(_blocks(xd, k), _blocks(xd2, k), b.mi, _blocks(W, k), _blocks(b.z2, k),
-                                          _blocks(bias, k) if bias is not None else [None] * k):
+        for xk, m in zip(_blocks(xd, k), b.mi):
             np.multiply(b.xt, m, out=xk)
+        if b.bf:
+            bf16_round(xd, xd)
+        xd2 = xd.reshape(-1, xd.shape[2])
+        for xk2, Wk, zk, bk in zip(_blocks(xd2, k), _blocks(W, k), _blocks(b.z2, k),
+                                   _blocks(bias, k) if bias is not None else [None] * k):
             gemm(xk2, Wk, zk, bias=bk, n_threads=nt)
 
     def _recur(self, b, t, U, out, beta=1.0, bias=None, act=0, masks=None):
@@ -422,11 +462,14 @@ class _Recurrent(Layer):
         if masks is None:
             gemm(b.h[t], U, out, beta=beta, bias=bias, act=act, act_alpha=self._alpha, n_threads=nt)
             return
-        k = len(masks)
-        hd = _blocks(b.drop_bufs.hd[t], b.drop_bufs.hd.shape[2] // self.units)
-        for hk, m, Uk, ok, bk in zip(hd, masks, _blocks(U, k), _blocks(out, k),
-                                     _blocks(bias, k) if bias is not None else [None] * k):
+        k, hdt = len(masks), b.drop_bufs.hd[t]
+        hd = _blocks(hdt, b.drop_bufs.hd.shape[2] // self.units)
+        for hk, m in zip(hd, masks):
             np.multiply(b.h[t], m, out=hk)
+        if b.bf:
+            bf16_round(hdt, hdt)
+        for hk, Uk, ok, bk in zip(hd, _blocks(U, k), _blocks(out, k),
+                                  _blocks(bias, k) if bias is not None else [None] * k):
             gemm(hk, Uk, ok, beta=beta, bias=bk, act=act, act_alpha=self._alpha, n_threads=nt)
 
     def _recur_back(self, b, d, U, dprev, masks=None):
@@ -485,6 +528,10 @@ class _Recurrent(Layer):
             b.dh[0].fill(0)
         self._backward_steps(b, dfinal)
         self._weight_grads(b, g)
+        if b.bf:                                     # dW, dU, db bfloat16 values, as the bf16 GEMM gives them
+            for key in ("kernel", "recurrent_kernel", "bias"):
+                if g.get(key) is not None:
+                    bf16_round(g[key], g[key])
         dx = self._input_dx(b) if self._need_dx else None
         if b.init:
             return [dx] + b.dstate
@@ -535,7 +582,7 @@ class _Recurrent(Layer):
 
     def _input_dx(self, b):
         # dX = sum_k (delta[:, k] W[:, k]^T) m_k
-        W, nt = self.kernel, self._n_threads
+        W, nt = b.W, self._n_threads
         if b.mi is None:
             gemm(b.d2, W, b.dxt2, trans_b=True, n_threads=nt)
         else:
@@ -548,6 +595,8 @@ class _Recurrent(Layer):
                 if i:
                     np.add(b.dxt2, tmp, out=b.dxt2)
         np.copyto(b.dx, (b.dxt[::-1] if self.go_backwards else b.dxt).transpose(1, 0, 2))
+        if b.bf:
+            bf16_round(b.dx, b.dx)
         return b.dx
 
     def _bias_grad(self, b, db):
@@ -557,7 +606,7 @@ class _Recurrent(Layer):
         """U (trans: U^T) packed once per batch for the per-step gemms, in b's buffer: U changes only
         between batches, and packing it at every step cost 4-10% of those gemms."""
         key = "Ut_packed" if trans else "U_packed"
-        packed = pack_b(self.recurrent_kernel, trans_b=trans, out=getattr(b, key, None))
+        packed = pack_b(b.U, trans_b=trans, out=getattr(b, key, None))
         setattr(b, key, packed)
         return packed
 
@@ -575,6 +624,8 @@ class _Recurrent(Layer):
                    return_sequences=self.return_sequences, return_state=self.return_state,
                    go_backwards=self.go_backwards, stateful=self.stateful,
                    zero_output_for_mask=self.zero_output_for_mask)
+        if self._policy is not None:
+            cfg["dtype"] = self._policy.name
         if hasattr(self, "_ract_name"):
             cfg["recurrent_activation"] = self._ract_name
         if self.stateful and self._batch_size is not None:
@@ -627,28 +678,28 @@ class SimpleRNN(_Recurrent):
                  recurrent_regularizer=None, bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
                  return_sequences=False, return_state=False, go_backwards=False, stateful=False,
                  zero_output_for_mask=False, name=None, input_shape=None, batch_input_shape=None,
-                 trainable=True):
+                 trainable=True, dtype=None):
         super().__init__(units, activation, None, use_bias, kernel_initializer, recurrent_initializer,
                          bias_initializer, kernel_regularizer, recurrent_regularizer, bias_regularizer, dropout,
                          recurrent_dropout, seed, return_sequences, return_state, go_backwards, stateful,
                          zero_output_for_mask, name, input_shape, batch_input_shape,
-                         trainable)
+                         trainable, dtype)
 
     def _forward_steps(self, b):
-        h, U, mt, nt = b.h, self.recurrent_kernel, b.mt, self._n_threads
+        h, U, mt, nt, a = b.h, b.U, b.mt, self._n_threads, self._codes(b)[0]
         for t in range(b.T):
             if t or b.h0:
-                self._recur(b, t, U, h[t + 1], act=self._code, masks=b.mr)   # h_t = a(z_t + h_{t-1} U)
+                self._recur(b, t, U, h[t + 1], act=a, masks=b.mr)            # h_t = a(z_t + h_{t-1} U)
             else:
-                _act_forward(self._code, self._alpha, h[1], h[1], nt)         # h_1 = a(x_1 W + b)
+                _act_forward(a, self._alpha, h[1], h[1], nt)                  # h_1 = a(x_1 W + b)
             if mt is not None:
                 _rnn.rnn_carry_masked(h[t], mt[t], h[t + 1])                  # masked rows keep h_{t-1}
 
     def _backward_steps(self, b, dfinal):
-        h, dh, d, U, mt, nt = b.h, b.dh, b.d, self.recurrent_kernel, b.mt, self._n_threads
+        h, dh, d, U, mt, nt, a = b.h, b.dh, b.d, b.U, b.mt, self._n_threads, self._codes(b)[0]
         for t in range(b.T - 1, -1, -1):
             prev = self._prev(b, t)
-            _rnn.simple_rnn_cell_backward(self._code, self._alpha, h[t + 1], dh[t + 1],     # delta = dh a'(h)
+            _rnn.simple_rnn_cell_backward(a, self._alpha, h[t + 1], dh[t + 1],              # delta = dh a'(h)
                                           None if mt is None else mt[t], d[t], prev, nt)
             if prev is not None:
                 self._recur_back(b, d[t], U, prev, b.mr)                       # dh_{t-1} += delta U^T
@@ -692,12 +743,12 @@ class LSTM(_Recurrent):
                  recurrent_regularizer=None, bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, seed=None,
                  return_sequences=False, return_state=False, go_backwards=False, stateful=False,
                  zero_output_for_mask=False, name=None, input_shape=None, batch_input_shape=None,
-                 trainable=True):
+                 trainable=True, dtype=None):
         super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
                          recurrent_initializer, bias_initializer, kernel_regularizer, recurrent_regularizer,
                          bias_regularizer, dropout, recurrent_dropout, seed, return_sequences, return_state,
                          go_backwards, stateful, zero_output_for_mask, name, input_shape, batch_input_shape,
-                         trainable)
+                         trainable, dtype)
         self.unit_forget_bias = bool(unit_forget_bias)
 
     def _bias_init(self):
@@ -725,18 +776,18 @@ class LSTM(_Recurrent):
             super()._project(b)
 
     def _forward_steps(self, b):
-        z, h, c, tc, U, mt, nt = b.z, b.h, b.c, b.tc, self.recurrent_kernel, b.mt, self._n_threads
-        a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
+        z, h, c, tc, U, mt, nt = b.z, b.h, b.c, b.tc, b.U, b.mt, self._n_threads
+        a, al, ra, ral = self._codes(b)
         if self._one_product(b):
             D, u = self._D, self.units
             if b.xh is None:
                 b.xh = np.empty((b.T, b.n, D + u + 1), z.dtype)
-            P = self._stacked(b, [self.kernel, U, getattr(self, "bias", None)], "P")
+            P = self._stacked(b, [b.W, U, b.b], "P")
             if P is b.P:                             # a copy: [W; U; b] (b = 0 without a bias)
-                np.copyto(P[:D], self.kernel)
+                np.copyto(P[:D], b.W)
                 np.copyto(P[D:D + u], U)
-                if self.use_bias:
-                    np.copyto(P[D + u], self.bias)
+                if b.b is not None:
+                    np.copyto(P[D + u], b.b)
             b.P_packed = pack_b(P, out=getattr(b, "P_packed", None))
             lstm_seq_forward(a, al, ra, ral, b.P_packed, z, c, tc, h, n_threads=nt, x=b.xt, xh=b.xh)
             return
@@ -757,7 +808,7 @@ class LSTM(_Recurrent):
         made = b.stacked_of.get(key)
         if made is not None and all(x is y for x, y in zip(made[0], arrays)):
             return made[1]
-        view = _stacked(arrays) if self.use_bias and all(a is not None for a in arrays) else None
+        view = _stacked(arrays) if all(a is not None for a in arrays) else None
         if view is None:
             if getattr(b, key, None) is None:
                 setattr(b, key, np.zeros((self._D + self.units + 1, arrays[1].shape[1]), arrays[1].dtype))
@@ -771,8 +822,8 @@ class LSTM(_Recurrent):
         return not self.return_sequences and b.mt is None and b.mr is None
 
     def _backward_steps(self, b, dfinal):
-        z, c, tc, dh, d, U, mt, nt = b.z, b.c, b.tc, b.dh, b.d, self.recurrent_kernel, b.mt, self._n_threads
-        a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
+        z, c, tc, dh, d, U, mt, nt = b.z, b.c, b.tc, b.dh, b.d, b.U, b.mt, self._n_threads
+        a, al, ra, ral = self._codes(b)
         if dfinal[1] is not None:
             np.copyto(b.dc, dfinal[1])
         else:
@@ -859,12 +910,12 @@ class GRU(_Recurrent):
                  bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, seed=None, return_sequences=False,
                  return_state=False, go_backwards=False, stateful=False, zero_output_for_mask=False,
                  reset_after=True, name=None, input_shape=None, batch_input_shape=None,
-                 trainable=True):
+                 trainable=True, dtype=None):
         super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
                          recurrent_initializer, bias_initializer, kernel_regularizer, recurrent_regularizer,
                          bias_regularizer, dropout, recurrent_dropout, seed, return_sequences, return_state,
                          go_backwards, stateful, zero_output_for_mask, name, input_shape, batch_input_shape,
-                         trainable)
+                         trainable, dtype)
         self.reset_after = bool(reset_after)
 
     def _bias_shape(self):
@@ -893,8 +944,8 @@ class GRU(_Recurrent):
         (self._backward_reset_after if self.reset_after else self._backward_reset_before)(b)
 
     def _forward_reset_after(self, b):
-        z, rec, h, U, mt, nt = b.z, b.rec, b.h, self.recurrent_kernel, b.mt, self._n_threads
-        a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
+        z, rec, h, U, mt, nt = b.z, b.rec, b.h, b.U, b.mt, self._n_threads
+        a, al, ra, ral = self._codes(b)
         brec = self.bias[1] if self.use_bias else None
         for t in range(b.T):
             if t or b.h0:
@@ -907,8 +958,8 @@ class GRU(_Recurrent):
 
     def _backward_reset_after(self, b):
         z, rec, h, dh, d, drec, mt = b.z, b.rec, b.h, b.dh, b.d, b.drec, b.mt
-        U, nt = self.recurrent_kernel, self._n_threads
-        a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
+        U, nt = b.U, self._n_threads
+        a, al, ra, ral = self._codes(b)
         for t in range(b.T - 1, -1, -1):
             prev = self._prev(b, t)
             _rnn.gru_cell_backward(a, al, ra, ral, z[t], rec[t], h[t], dh[t + 1], None if mt is None else mt[t],
@@ -918,8 +969,8 @@ class GRU(_Recurrent):
 
     def _forward_reset_before(self, b):
         z, q, h, mt, nt, u = b.z, b.q, b.h, b.mt, self._n_threads, self.units
-        a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
-        U = self.recurrent_kernel
+        a, al, ra, ral = self._codes(b)
+        U = b.U
         Uzr, Uh = U[:, :2 * u], U[:, 2 * u:]
         mzr, mh = (None, None) if b.mr is None else (b.mr[:2], b.mr[2])
         for t in range(b.T):
@@ -933,8 +984,8 @@ class GRU(_Recurrent):
 
     def _backward_reset_before(self, b):
         z, h, dh, d, dq, mt, nt, u = b.z, b.h, b.dh, b.d, b.dq, b.mt, self._n_threads, self.units
-        a, al, ra, ral = self._code, self._alpha, self._rcode, self._ralpha
-        U = self.recurrent_kernel
+        a, al, ra, ral = self._codes(b)
+        U = b.U
         Uzr, Uh = U[:, :2 * u], U[:, 2 * u:]
         mzr, mh = (None, None) if b.mr is None else (b.mr[:2], b.mr[2])
         for t in range(b.T - 1, -1, -1):
