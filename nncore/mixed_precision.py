@@ -15,8 +15,11 @@ its outputs hold). nncore has three:
   (Keras rounds the product before the bias add too; the difference is within one bfloat16
   rounding). The gradients dW and db are bfloat16 values too (autocast casts the bfloat16
   gradient of the cast weight back to float32) before they reach the float32 optimizer.
-  Losses, softmax and every other layer (pooling, normalization, recurrent layers, merges,
-  activations) compute in float32 on those values.
+  SimpleRNN, LSTM and GRU: x W and h U with bfloat16 operands and float32 sums (on the float32
+  GEMM: a product of two bfloat16 values is exact in float32), the gates and the cell state in
+  float32, h (the output) and delta rounded as the cells write them (docs/models.md).
+  Losses, softmax and every other layer (pooling, normalization, merges, activations) compute in
+  float32 on those values.
 
 Activations between layers are float32 arrays holding bfloat16 values, not uint16 buffers:
 NumPy has no bfloat16; every other kernel of nncore (activations, losses, pooling,
