@@ -350,3 +350,114 @@ typedef struct {
 #include "real.h"
 #include "simd_levels.h"
 #include "real_undef.h"
+
+/* ---- op(B) packed once, A read in place a micro-panel at a time: the fused recurrent step loops -------
+ * (csrc/gemm_rnn_body.h under mixed_bfloat16). The packed buffer (float32 words holding pair words) opens
+ * with a head of 64 bytes: a tag, the kernel it was packed for, k and n; then the NR-column panels of
+ * op(B), each (k + 1) / 2 groups of NR pair words (the even element of k low; columns past n and the
+ * pair element past k zero), as the GEMM's packing lays them. nc_bf16_panels runs on the calling thread
+ * (the step loops run their row blocks on a team of their own): each micro-panel of A's rows is converted
+ * to pair words (widened for the emulations) and multiplied by every panel of B, the whole k in registers,
+ * C := (accumulate ? C : 0) + the chain: the same bits on every kernel and for any rows a call takes. */
+#define NC_BF_PACK_HEAD 16
+#define NC_BF_PACK_TAG 0x6e636270LL /* "ncbp" */
+
+ptrdiff_t nc_bf16_pack_size(ptrdiff_t k, ptrdiff_t n)
+{
+    const nc_bf_variant *V = &nc_bf_variants[nc_bf16_kernel()];
+    ptrdiff_t kq = (k > 0 ? k + 1 : 0) / 2, npan = ((n > 0 ? n : 0) + V->nr - 1) / V->nr;
+    return NC_BF_PACK_HEAD + kq * npan * V->nr;
+}
+
+void nc_bf16_pack(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *B, ptrdiff_t ldb, float *packed)
+{
+    int kernel = nc_bf16_kernel();
+    const nc_bf_variant *V = &nc_bf_variants[kernel];
+    int64_t head[4] = {NC_BF_PACK_TAG, kernel, k, n};
+    memcpy(packed, head, sizeof head);
+    ptrdiff_t nr = V->nr, kq = (k > 0 ? k + 1 : 0) / 2, npan = ((n > 0 ? n : 0) + nr - 1) / nr;
+    uint32_t *dst = (uint32_t *)(void *)(packed + NC_BF_PACK_HEAD);
+    for (ptrdiff_t p = 0; p < npan; p++)
+        for (ptrdiff_t q = 0; q < kq; q++)
+            for (ptrdiff_t c = 0; c < nr; c++) {
+                ptrdiff_t j = p * nr + c, k0 = 2 * q;
+                uint32_t lo = 0, hi = 0;
+                if (j < n) {
+                    lo = nc_bf_bits(trans_b ? B[j * ldb + k0] : B[k0 * ldb + j]);
+                    if (k0 + 1 < k) hi = nc_bf_bits(trans_b ? B[j * ldb + k0 + 1] : B[(k0 + 1) * ldb + j]);
+                }
+                dst[(p * kq + q) * nr + c] = lo | hi << 16;
+            }
+}
+
+int nc_bf16_packed_ok(const float *packed, ptrdiff_t k, ptrdiff_t n)
+{
+    int64_t head[4];
+    memcpy(head, packed, sizeof head);
+    return head[0] == NC_BF_PACK_TAG && head[1] == nc_bf16_kernel() && head[2] == k && head[3] == n;
+}
+
+void nc_bf16_tile(int *mr, int *nr)
+{
+    const nc_bf_variant *V = &nc_bf_variants[nc_bf16_kernel()];
+    *mr = V->mr, *nr = V->nr;
+}
+
+ptrdiff_t nc_bf16_panels_work(ptrdiff_t k)
+{
+    ptrdiff_t kq = (k > 0 ? k + 1 : 0) / 2;
+    return kq * 2 * nc_bf_variants[nc_bf16_kernel()].mr + kq + 1;   /* the A panel, a row's pairs */
+}
+
+void nc_bf16_panels(ptrdiff_t rows, ptrdiff_t n, ptrdiff_t k, const float *A, ptrdiff_t lda, const float *packed,
+                    int accumulate, float *C, ptrdiff_t ldc, uint32_t *ap)
+{
+    const nc_bf_variant *V = &nc_bf_variants[nc_bf16_kernel()];
+    if (rows <= 0 || n <= 0) return;
+    ptrdiff_t mr = V->mr, nr = V->nr, kq = (k > 0 ? k + 1 : 0) / 2, npan = (n + nr - 1) / nr;
+    ptrdiff_t step = V->emulated ? 2 * mr : mr;
+    float t[NC_BF_TILE_MAX];
+    const uint32_t *bp = (const uint32_t *)(const void *)(packed + NC_BF_PACK_HEAD);
+    uint32_t *row = ap + kq * 2 * mr;           /* a row of A as bfloat16, read as kq pair words */
+    uint16_t *row16 = (uint16_t *)(void *)row;
+    unsigned csr = nc_bf_csr_enter(V->emulated);
+    for (ptrdiff_t r0 = 0; r0 < rows; r0 += mr) {
+        ptrdiff_t mi = rows - r0 < mr ? rows - r0 : mr;
+        /* the panel's rows as pair words: group q at ap + q step, row r at r (widened: the odd element's
+         * float32 bits at r, the even one's at mr + r); rows past mi zero */
+        for (ptrdiff_t r = 0; r < mr; r++) {
+            if (r < mi) {
+                const float *a = A + (r0 + r) * lda;
+                if (V->from) {
+                    V->from(a, row16, k);
+                } else {
+#pragma omp simd
+                    for (ptrdiff_t j = 0; j < k; j++) row16[j] = (uint16_t)nc_bf_bits(a[j]);
+                }
+                row16[k] = 0;                    /* the pair element past an odd k */
+            } else {
+                memset(row, 0, (size_t)kq * sizeof(uint32_t));
+            }
+            if (V->emulated) {
+                for (ptrdiff_t q = 0; q < kq; q++)
+                    ap[q * step + r] = row[q] & 0xffff0000u, ap[q * step + mr + r] = row[q] << 16;
+            } else {
+                for (ptrdiff_t q = 0; q < kq; q++) ap[q * step + r] = row[q];
+            }
+        }
+        for (ptrdiff_t p = 0; p < npan; p++) {
+            ptrdiff_t ni = n - p * nr < nr ? n - p * nr : nr;
+            float *c = C + r0 * ldc + p * nr;
+            if (mi == mr && ni == nr) {
+                V->kernel(kq, ap, bp + p * kq * nr, c, ldc, accumulate);
+                continue;
+            }
+            for (ptrdiff_t r = 0; r < mr; r++)          /* an edge tile: through t */
+                for (ptrdiff_t j = 0; j < nr; j++) t[r * nr + j] = accumulate && r < mi && j < ni ? c[r * ldc + j] : 0;
+            V->kernel(kq, ap, bp + p * kq * nr, t, nr, accumulate);
+            for (ptrdiff_t r = 0; r < mi; r++)
+                for (ptrdiff_t j = 0; j < ni; j++) c[r * ldc + j] = t[r * nr + j];
+        }
+    }
+    nc_bf_csr_leave(V->emulated, csr);
+}

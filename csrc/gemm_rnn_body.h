@@ -31,6 +31,39 @@ static void NC_NAME(lstm_panels)(int level, ptrdiff_t m, ptrdiff_t n, ptrdiff_t 
     }
 }
 
+/* The micro-tile the step loop's products run on: the float32 GEMM's at `level`, or (bf, float only) the
+ * bf16 micro-kernel's in use. */
+static void NC_NAME(lstm_tile)(int level, int bf, int *mr, int *nr)
+{
+#ifdef NC_F32
+    if (bf) {
+        nc_bf16_tile(mr, nr);
+        return;
+    }
+#else
+    (void)bf;
+#endif
+    NC_NAME(gemm_tile)(level, mr, nr);
+}
+
+/* C (rows x n) := A B + beta C on this thread (beta 0 or 1), A's rows in place: B packed whole for the
+ * float32 panels (ntot its padded width), or (bf) packed by nc_bf16_pack for the bf16 micro-kernel (bf(A)
+ * B as vdpbf16ps chains it; bw its A-panel work) */
+static inline void NC_NAME(lstm_product)(int level, int bf, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t k, const REAL *A,
+                                         ptrdiff_t lda, const REAL *packed, ptrdiff_t ntot, REAL beta, REAL *C,
+                                         ptrdiff_t ldc, uint32_t *bw)
+{
+#ifdef NC_F32
+    if (bf) {
+        nc_bf16_panels(rows, n, k, A, lda, packed, beta != 0, C, ldc, bw);
+        return;
+    }
+#else
+    (void)bf, (void)bw;
+#endif
+    NC_NAME(lstm_panels)(level, rows, n, k, A, lda, packed + NC_GEMM_PACK_HEAD, ntot, beta, C, ldc);
+}
+
 /* Ask for the cache lines of p[0:n] to come to L2 (a hint: nothing on a compiler without GNU C's builtin). */
 static inline void NC_NAME(lstm_prefetch)(const REAL *p, ptrdiff_t n)
 {
@@ -91,15 +124,19 @@ static ptrdiff_t NC_NAME(lstm_wgrad_work)(int level, ptrdiff_t K, ptrdiff_t G, p
  * the sequence goes to memory only when the caller keeps it). dh_beta 1
  * adds delta_t U^T to dh_{t-1}, 0 writes it there (dh_{t-1} is not read).
  * Returns -1 if its workspace could not be had, else 0. */
-static int NC_NAME(lstm_seq_rows)(int level, int dir, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t T, ptrdiff_t B,
+static int NC_NAME(lstm_seq_rows)(int level, int bf, int dir, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t T, ptrdiff_t B,
                                   ptrdiff_t D, ptrdiff_t u, ptrdiff_t K, int act, REAL alpha, int ract, REAL ralpha,
-                                  const REAL *packed, int with_h0, REAL dh_beta, const REAL *x, REAL *xh, REAL *z,
-                                  REAL *c, REAL *tc, REAL *h, REAL *dh, REAL *dc, REAL *delta, REAL *dP)
+                                  const REAL *packed, const REAL *bias, int with_h0, REAL dh_beta, const REAL *x,
+                                  REAL *xh, REAL *z, REAL *c, REAL *tc, REAL *h, REAL *dh, REAL *dc, REAL *delta,
+                                  REAL *dP)
 {
     int mr, nr;
-    NC_NAME(gemm_tile)(level, &mr, &nr);
+    NC_NAME(lstm_tile)(level, bf, &mr, &nr);
     ptrdiff_t G = 4 * u, ntot = ((dir ? u : G) + nr - 1) / nr * nr, nrow = i1 - i0;
-    const REAL *bp = packed + NC_GEMM_PACK_HEAD;
+    uint32_t *bw = NULL;
+#ifdef NC_F32
+    if (bf && !(bw = (uint32_t *)malloc((size_t)nc_bf16_panels_work(dir ? G : K) * sizeof(uint32_t)))) return -1;
+#endif
     if (dir == 0) {
         for (ptrdiff_t t = 0; t < T; t++)
             for (ptrdiff_t r0 = i0; r0 < i1; r0 += mr) {
@@ -112,13 +149,20 @@ static int NC_NAME(lstm_seq_rows)(int level, int dir, ptrdiff_t i0, ptrdiff_t i1
                         memcpy(a + r * K + D, h + (at + r) * u, (size_t)u * sizeof(REAL));
                         if (K > D + u) a[r * K + D + u] = 1;
                     }
-                    NC_NAME(lstm_panels)(level, rows, G, K, a, K, bp, ntot, 0, zt, G);
+                    if (bf) { /* the float32 bias, then the chain of bf(x_t | h_{t-1}) [W; U] from it */
+                        for (ptrdiff_t r = 0; r < rows; r++)
+                            if (bias) memcpy(zt + r * G, bias, (size_t)G * sizeof(REAL));
+                        NC_NAME(lstm_product)(level, bf, rows, G, D + u, a, K, packed, ntot, bias ? 1 : 0, zt, G, bw);
+                    } else {
+                        NC_NAME(lstm_product)(level, bf, rows, G, K, a, K, packed, ntot, 0, zt, G, bw);
+                    }
                 } else if (t > 0 || with_h0) { /* z_t += h_{t-1} U (h[t] holds h_{t-1}) */
-                    NC_NAME(lstm_panels)(level, rows, G, u, h + at * u, u, bp, ntot, 1, zt, G);
+                    NC_NAME(lstm_product)(level, bf, rows, G, u, h + at * u, u, packed, ntot, 1, zt, G, bw);
                 }
                 NC_NAME(lstm_cell_forward)(act, alpha, ract, ralpha, zt, c + at * u, h + at * u, NULL, c + next * u,
                                            tc + at * u, h + next * u, rows, u, 1);   /* no mask */
             }
+        free(bw);
         return 0;
     }
     /* with dP: delta_t and xh_t of the block's rows go to scratch slots, S steps of them, and each S
@@ -129,7 +173,10 @@ static int NC_NAME(lstm_seq_rows)(int level, int dir, ptrdiff_t i0, ptrdiff_t i1
     if (dP) {
         ptrdiff_t nw = NC_NAME(lstm_wgrad_work)(level, K, G, S * nrow);
         work = (REAL *)malloc((size_t)(nw + S * nrow * (G + K)) * sizeof(REAL));
-        if (!work) return -1;
+        if (!work) {
+            free(bw);
+            return -1;
+        }
         dsc = work + nw, xsc = dsc + S * nrow * G;
     }
     for (ptrdiff_t t = T - 1; t >= 0; t--) {
@@ -152,15 +199,28 @@ static int NC_NAME(lstm_seq_rows)(int level, int dir, ptrdiff_t i0, ptrdiff_t i1
                 NC_NAME(lstm_prefetch)(tc + nat * u, nrows * u);
             }
             if (t > 0 || with_h0) /* dh_{t-1} := delta_t U^T + dh_beta dh_{t-1} (dh[t] holds dL/dh_{t-1}) */
-                NC_NAME(lstm_panels)(level, rows, u, G, dt, G, bp, ntot, dh_beta, dh + at * u, u);
+                NC_NAME(lstm_product)(level, bf, rows, u, G, dt, G, packed, ntot, dh_beta, dh + at * u, u, bw);
         }
         if (!dP) continue;
         if (delta) memcpy(delta + (t * B + i0) * G, dblk, (size_t)(nrow * G) * sizeof(REAL));
         memcpy(xsc + slot * nrow * K, xh + (t * B + i0) * K, (size_t)(nrow * K) * sizeof(REAL));
-        if (slot == S - 1 || t == 0) /* [dW; dU; db] += xh^T delta over the slots' rows */
+        if (slot == S - 1 || t == 0) { /* [dW; dU; db] += xh^T delta over the slots' rows */
+#ifdef NC_F32
+            if (bf) { /* on the bf16 GEMM, this thread alone */
+                if (nc_gemm_bf16_f32(1, 0, K, G, (slot + 1) * nrow, 1, xsc, K, dsc, G, t + slot == T - 1 ? 0 : 1, dP, G,
+                                     NULL, NC_ACT_LINEAR, 0, 0, 1) != 0) {
+                    free(work);
+                    free(bw);
+                    return -1;
+                }
+                continue;
+            }
+#endif
             NC_NAME(lstm_wgrad)(level, K, G, (slot + 1) * nrow, xsc, dsc, t + slot == T - 1 ? 0 : 1, dP, work);
+        }
     }
     free(work);
+    free(bw);
     return 0;
 }
 
@@ -183,13 +243,18 @@ static ptrdiff_t NC_NAME(lstm_nblocks)(ptrdiff_t B, int mr)
     return nb < tiles ? nb : tiles;
 }
 
-static int NC_NAME(lstm_seq)(int dir, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, ptrdiff_t K, int act,
-                             REAL alpha, int ract, REAL ralpha, const REAL *packed, int with_h0, REAL dh_beta,
-                             const REAL *x, REAL *xh, REAL *z, REAL *c, REAL *tc, REAL *h, REAL *dh, REAL *dc,
-                             REAL *delta, REAL *dP, int nthreads)
+static int NC_NAME(lstm_seq)(int bf, int dir, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, ptrdiff_t K,
+                             int act, REAL alpha, int ract, REAL ralpha, const REAL *packed, const REAL *bias,
+                             int with_h0, REAL dh_beta, const REAL *x, REAL *xh, REAL *z, REAL *c, REAL *tc, REAL *h,
+                             REAL *dh, REAL *dc, REAL *delta, REAL *dP, int nthreads)
 {
     int level = nc_active_simd_level();
     ptrdiff_t G = 4 * u;
+#ifdef NC_F32
+    if (bf) {
+        if (!(dir ? nc_bf16_packed_ok(packed, G, u) : nc_bf16_packed_ok(packed, D > 0 ? D + u : u, G))) return -2;
+    } else
+#endif
     if (!(dir ? NC_NAME(gemm_packed_ok)(packed, level, G, u) : NC_NAME(gemm_packed_ok)(packed, level, K, G)))
         return -2;
     if (B <= 0 || u <= 0) return 0;
@@ -198,12 +263,14 @@ static int NC_NAME(lstm_seq)(int dir, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptr
         return 0;
     }
     int mr, nr;
-    NC_NAME(gemm_tile)(level, &mr, &nr);
+    NC_NAME(lstm_tile)(level, bf, &mr, &nr);
     /* the products' multiply-adds plus the cells' (about 40 a unit) */
     double work = (double)T * (double)B * (double)u * (2.0 * (double)G + 40.0) + (double)T * B * D * 2.0 * G;
     if (dP) work += (double)T * B * K * 2.0 * G;
     int nt = work < NC_GEMM_TEAM_WORK * 2.0 ? 1 : nc_team_size(nthreads, work);
-    ptrdiff_t tiles = (B + mr - 1) / mr, nb = NC_NAME(lstm_nblocks)(B, mr);
+    /* bf16: blocks of whole 24-row quanta (8, 6 and 4, the bf16 kernels' tile rows, divide 24), so that the
+     * parts of dP, and with them its bits, are the same on every bf16 kernel */
+    ptrdiff_t bq = bf ? 24 : mr, tiles = (B + bq - 1) / bq, nb = NC_NAME(lstm_nblocks)(B, (int)bq);
     if (nt > nb) nt = (int)nb;
     /* block 0 sums its part of the weight gradient in dP, the others in parts of their own */
     REAL *parts = NULL;
@@ -214,11 +281,11 @@ static int NC_NAME(lstm_seq)(int dir, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptr
     int failed = 0;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) reduction(| : failed) if (nt > 1)
     for (ptrdiff_t q = 0; q < nb; q++) {
-        ptrdiff_t i0 = q * tiles / nb * mr, i1 = (q + 1) * tiles / nb * mr;
+        ptrdiff_t i0 = q * tiles / nb * bq, i1 = (q + 1) * tiles / nb * bq;
         if (i1 > B) i1 = B;
         REAL *part = !dP ? NULL : q == 0 ? dP : parts + (q - 1) * K * G;
-        failed |= NC_NAME(lstm_seq_rows)(level, dir, i0, i1, T, B, D, u, K, act, alpha, ract, ralpha, packed,
-                                         with_h0, dh_beta, x, xh, z, c, tc, h, dh, dc, delta, part) != 0;
+        failed |= NC_NAME(lstm_seq_rows)(level, bf, dir, i0, i1, T, B, D, u, K, act, alpha, ract, ralpha, packed,
+                                         bias, with_h0, dh_beta, x, xh, z, c, tc, h, dh, dc, delta, part) != 0;
     }
     if (parts) {
         if (!failed) /* the blocks' parts in block order */
@@ -237,8 +304,8 @@ int NC_NAME(lstm_seq_forward)(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u
                               REAL *c, REAL *tc, REAL *h, int nthreads)
 {
     ptrdiff_t K = D > 0 ? D + u + 1 : u; /* the layer passes [W; U; b]; without a bias, a zero row b */
-    return NC_NAME(lstm_seq)(0, T, B, D, u, K, act, alpha, ract, ralpha, packed, with_h0, 1, x, xh, z, c, tc, h,
-                             NULL, NULL, NULL, NULL, nthreads);
+    return NC_NAME(lstm_seq)(0, 0, T, B, D, u, K, act, alpha, ract, ralpha, packed, NULL, with_h0, 1, x, xh, z, c,
+                             tc, h, NULL, NULL, NULL, NULL, nthreads);
 }
 
 int NC_NAME(lstm_seq_backward)(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, REAL alpha, int ract, REAL ralpha,
@@ -248,6 +315,30 @@ int NC_NAME(lstm_seq_backward)(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, R
 {
     if (!dP) xh = NULL, K = u;
     if (!delta && !dP) return -3;
-    return NC_NAME(lstm_seq)(1, T, B, 0, u, K, act, alpha, ract, ralpha, packed_t, with_h0, add_dh ? 1 : 0, NULL,
-                             (REAL *)xh, (REAL *)gates, (REAL *)c, (REAL *)tc, NULL, dh, dc, delta, dP, nthreads);
+    return NC_NAME(lstm_seq)(0, 1, T, B, 0, u, K, act, alpha, ract, ralpha, packed_t, NULL, with_h0, add_dh ? 1 : 0,
+                             NULL, (REAL *)xh, (REAL *)gates, (REAL *)c, (REAL *)tc, NULL, dh, dc, delta, dP,
+                             nthreads);
 }
+
+#ifdef NC_F32
+int nc_lstm_seq_forward_bf16(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, float alpha, int ract,
+                             float ralpha, const float *packed, const float *bias, int with_h0, const float *x,
+                             float *xh, float *z, float *c, float *tc, float *h, int nthreads)
+{
+    ptrdiff_t K = D > 0 ? D + u + 1 : u;
+    return NC_NAME(lstm_seq)(1, 0, T, B, D, u, K, act, alpha, ract, ralpha, packed, D > 0 ? bias : NULL, with_h0, 1,
+                             x, xh, z, c, tc, h, NULL, NULL, NULL, NULL, nthreads);
+}
+
+int nc_lstm_seq_backward_bf16(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract, float ralpha,
+                              const float *packed_t, int with_h0, int add_dh, const float *gates, const float *c,
+                              const float *tc, float *dh, float *dc, float *delta, ptrdiff_t K, const float *xh,
+                              float *dP, int nthreads)
+{
+    if (!dP) xh = NULL, K = u;
+    if (!delta && !dP) return -3;
+    return NC_NAME(lstm_seq)(1, 1, T, B, 0, u, K, act, alpha, ract, ralpha, packed_t, NULL, with_h0, add_dh ? 1 : 0,
+                             NULL, (float *)xh, (float *)gates, (float *)c, (float *)tc, NULL, dh, dc, delta, dP,
+                             nthreads);
+}
+#endif

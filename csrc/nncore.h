@@ -222,6 +222,20 @@ int nc_lstm_seq_forward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, 
                             float ralpha, const float *packed, int with_h0, const float *x /* in */,
                             float *xh /* out */, float *z /* inout */, float *c /* inout */,
                             float *tc /* out */, float *h /* inout */, int nthreads);
+/* mixed_bfloat16 (float only): the same step loops with their products on the bf16 GEMM's micro-kernel
+ * (vdpbf16ps, or its emulation: the same bits), `packed` / `packed_t` from nc_bf16_pack ([W; U] without
+ * the bias row, or U, U^T); the forward with x adds the float32 bias (NULL: none) before the product's
+ * chain; the cells take the codes with NC_ACT_BF16 from the caller. The weight gradient dP stays on the
+ * float32 GEMM (bfloat16 operands: exact products, float32 sums). */
+int nc_lstm_seq_forward_bf16(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, float alpha, int ract,
+                             float ralpha, const float *packed, const float *bias, int with_h0,
+                             const float *x /* in */, float *xh /* out */, float *z /* inout */,
+                             float *c /* inout */, float *tc /* out */, float *h /* inout */, int nthreads);
+int nc_lstm_seq_backward_bf16(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract, float ralpha,
+                              const float *packed_t, int with_h0, int add_dh, const float *gates, const float *c,
+                              const float *tc, float *dh /* inout */, float *dc /* inout */,
+                              float *delta /* out, nullable with dP */, ptrdiff_t K,
+                              const float *xh /* in, nullable */, float *dP /* out, nullable */, int nthreads);
 int nc_lstm_seq_forward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, double alpha, int ract,
                             double ralpha, const double *packed, int with_h0, const double *x /* in */,
                             double *xh /* out */, double *z /* inout */, double *c /* inout */,
@@ -720,6 +734,16 @@ int nc_bf16_kernel_available(int kernel);  /* at the SIMD level in use, on this 
 void nc_bf16_set_kernel(int kernel);       /* use this kernel when available (testing); -1: the best */
 const char *nc_bf16_kernel_name(int kernel);
 int nc_bf16_cpu_has_avx512bf16(void);      /* cpuid leaf 7.1 eax bit 5 */
+/* op(B) (k x n) packed once as the kernel in use takes it (a 64-byte head, then NR-column panels of pair
+ * words), for nc_bf16_panels: C (rows x n) := (accumulate ? C : 0) + bf(A) op(B) as vdpbf16ps chains it,
+ * A's rows read in place (lda), on the calling thread; `work` holds nc_bf16_panels_work(k) words. */
+ptrdiff_t nc_bf16_pack_size(ptrdiff_t k, ptrdiff_t n);   /* in floats */
+void nc_bf16_pack(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *B, ptrdiff_t ldb, float *packed /* out */);
+int nc_bf16_packed_ok(const float *packed, ptrdiff_t k, ptrdiff_t n);   /* this shape, the kernel in use */
+void nc_bf16_tile(int *mr, int *nr);
+ptrdiff_t nc_bf16_panels_work(ptrdiff_t k);
+void nc_bf16_panels(ptrdiff_t rows, ptrdiff_t n, ptrdiff_t k, const float *A, ptrdiff_t lda, const float *packed,
+                    int accumulate, float *C /* inout */, ptrdiff_t ldc, uint32_t *work);
 
 /* bf(x): the SDM's convert_fp32_to_bfloat16 (round to nearest even, denormals to signed zero, NaN quiet).
  * y = bf(x) as bits; y = bf(x) as a float32 (in place allowed). */

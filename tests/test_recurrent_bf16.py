@@ -415,3 +415,24 @@ def test_digits_lstm_reaches_the_float32_accuracy():
         acc[policy] = m.evaluate(Xte, yte, verbose=0)[1]
     assert acc["float32"] > 0.9, acc
     assert acc["mixed_bfloat16"] >= acc["float32"] - 0.005, acc
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[2], CASES[6]], ids=_case_id)
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_bf16_kernel_gives_the_same_bits(kind, case):
+    # the LSTM's fused step loops run their products on the bf16 micro-kernel in use (vdpbf16ps or its
+    # emulations: one chain), the other paths on the float32 GEMM: either way the same bits on every kernel
+    from nncore._kernels import gemm as G
+
+    kernels = [k for k in ("avx512bf16", "avx2-emulated", "generic-emulated") if G.bf16_available(k)]
+    runs = []
+    try:
+        for k in kernels:
+            G.bf16_set_kernel(k)
+            runs.append(_run(kind, case, n=70, T=5, D=9, u=19, seed=5))
+    finally:
+        G.bf16_set_kernel(None)
+    for r in runs[1:]:
+        for i in (5, 7):
+            assert all(_same(a, b) for a, b in zip(r[i], runs[0][i])), (kernels, i)
+        assert _same(r[8], runs[0][8])

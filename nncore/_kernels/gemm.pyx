@@ -205,6 +205,27 @@ def pack_b(b, bint trans_b=False, out=None):
     return out
 
 
+def pack_b_bf16(b, bint trans_b=False, out=None):
+    """op(b) (float32) packed once as bfloat16 pairs for the bf16 micro-kernel in use (`bf16_kernel`): the
+    B of the LSTM step loops under mixed_bfloat16 (`lstm_seq_forward` / `lstm_seq_backward` with ACT_BF16 on
+    their codes). A float32 array of 32-bit words; `out` refilled when it fits, as `pack_b`."""
+    _real(b, "b")
+    _same_real(b, "b", 0)
+    _ndim(b, "b", 2)
+    cdef Py_ssize_t k = b.shape[1] if trans_b else b.shape[0]
+    cdef Py_ssize_t n = b.shape[0] if trans_b else b.shape[1]
+    cdef Py_ssize_t size = nc_bf16_pack_size(k, n)
+    if (out is None or not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.ndim != 1
+            or out.shape[0] != size or not out.flags.c_contiguous or not out.flags.writeable):
+        out = np.empty(size, np.float32)
+    cdef Py_ssize_t ldb = b.shape[1]
+    cdef float *pb = <float*>_ptr(b)
+    cdef float *pp = <float*>_ptr(out)
+    with nogil:
+        nc_bf16_pack(trans_b, k, n, pb, ldb, pp)
+    return out
+
+
 def gemm_packed(a, packed, c, bint trans_a=False, double alpha=1.0, double beta=0.0, bias=None, int act=0,
                 double act_alpha=0.0, int n_threads=1):
     """C := act(alpha * op(a) @ B + beta * c + bias), in place in `c`, with B from `pack_b`; returns `c`.
@@ -529,10 +550,14 @@ cdef int _seq(str fn, object a, str name, int code, Py_ssize_t T, Py_ssize_t B, 
     return 0
 
 
-cdef int _packed_for(str fn, object packed, int code, Py_ssize_t k, Py_ssize_t n) except -1:
+cdef int _packed_for(str fn, object packed, int code, Py_ssize_t k, Py_ssize_t n, bint bf=False) except -1:
+    """packed is `pack_b`'s (k, n) at this SIMD level, or (bf) `pack_b_bf16`'s for the bf16 kernel in use."""
     _same_real(packed, "packed", code)
     _ndim(packed, "packed", 1)
-    cdef Py_ssize_t need = nc_gemm_pack_size_f32(k, n) if code == 0 else nc_gemm_pack_size_f64(k, n)
+    cdef Py_ssize_t need = (nc_bf16_pack_size(k, n) if bf else
+                            nc_gemm_pack_size_f32(k, n) if code == 0 else nc_gemm_pack_size_f64(k, n))
+    if bf and code != 0:
+        raise TypeError(f"{fn}: the bfloat16 step loop (ACT_BF16) needs float32 arrays")
     if packed.shape[0] != need:
         raise ValueError(f"{fn}: packed holds {packed.shape[0]} elements, a kernel of shape ({k}, {n}) needs "
                          f"{need} at this SIMD level; pack it again")
@@ -540,7 +565,7 @@ cdef int _packed_for(str fn, object packed, int code, Py_ssize_t k, Py_ssize_t n
 
 
 def lstm_seq_forward(int act, double alpha, int ract, double ralpha, packed, z, c, tc, h, bint with_h0=False,
-                     int n_threads=1, x=None, xh=None):
+                     int n_threads=1, x=None, xh=None, bias=None):
     """The LSTM's step loop over a whole time-major sequence in one call; returns h.
 
     c and h (T + 1, B, u): the initial state at [0], c_t and h_t written at [t + 1]; tc (T, B, u) = a(c_t);
@@ -551,7 +576,12 @@ def lstm_seq_forward(int act, double alpha, int ract, double ralpha, packed, z, 
     [x_t | h_{t-1} | 1] and z_t = xh_t [W; U; b] (then ``xh^T delta`` is [dW; dU; db] in one product).
     Without x (xh None): z holds x W + b on entry, packed is U (u, 4u), and z_t += h_{t-1} U from t = 1, or
     from t = 0 when with_h0.
+
+    mixed_bfloat16 (ACT_BF16 on act): the products on the bf16 micro-kernel (`bf16_kernel`), packed from
+    `pack_b_bf16`: [W; U] without the bias row (with x; `bias` (4u,) float32 then starts each chain), or U;
+    the cells round h_t (xh keeps its column of ones for the weight gradient).
     """
+    cdef bint bf = (act & NC_ACT_BF16) != 0
     _cell_act("lstm_seq_forward", act, "act")
     _cell_act("lstm_seq_forward", ract, "ract")
     cdef int code = _real(z, "z")
@@ -574,17 +604,29 @@ def lstm_seq_forward(int act, double alpha, int ract, double ralpha, packed, z, 
             raise ValueError(f"lstm_seq_forward: x must have at least one feature, got shape {x.shape}")
         _seq("lstm_seq_forward", x, "x", code, T, B, D, False)
         _seq("lstm_seq_forward", xh, "xh", code, T, B, D + u + 1, True)
-        _packed_for("lstm_seq_forward", packed, code, D + u + 1, G)
+        _packed_for("lstm_seq_forward", packed, code, D + u if bf else D + u + 1, G, bf)
         px, pxh = _ptr(x), _ptr(xh)
     else:
-        _packed_for("lstm_seq_forward", packed, code, u, G)
+        _packed_for("lstm_seq_forward", packed, code, u, G, bf)
+    cdef float *pbias = NULL
+    if bias is not None:
+        if not bf or x is None:
+            raise ValueError("lstm_seq_forward: bias goes with x under ACT_BF16 only (else it is [W; U; b]'s row)")
+        _same_real(bias, "bias", 0)
+        _shape1(bias, "bias", G)
+        pbias = <float*>_ptr(bias)
     cdef void *pp = _ptr(packed)
     cdef void *pz = _ptr(z)
     cdef void *pc = _ptr(c)
     cdef void *ptc = _ptr(tc)
     cdef void *ph = _ptr(h)
     cdef int rc
-    if code == 0:
+    if bf:
+        with nogil:
+            rc = nc_lstm_seq_forward_bf16(T, B, D, u, act, <float>alpha, ract, <float>ralpha, <float*>pp, pbias,
+                                          with_h0, <float*>px, <float*>pxh, <float*>pz, <float*>pc, <float*>ptc,
+                                          <float*>ph, n_threads)
+    elif code == 0:
         with nogil:
             rc = nc_lstm_seq_forward_f32(T, B, D, u, act, <float>alpha, ract, <float>ralpha, <float*>pp, with_h0,
                                          <float*>px, <float*>pxh, <float*>pz, <float*>pc, <float*>ptc, <float*>ph,
@@ -612,7 +654,11 @@ def lstm_seq_backward(int act, double alpha, int ract, double ralpha, packed_t, 
     With xh (T, B, K), the rows [x_t | h_{t-1} | 1] of `lstm_seq_forward`, and dP (K, 4u): also
     dP = xh^T delta, i.e. [dW; dU; db], summed step by step while each delta_t is in cache; delta may then
     be None (nothing of it is kept: it never goes to memory).
+
+    mixed_bfloat16 (ACT_BF16 on act): dh_{t-1} += delta_t U^T on the bf16 micro-kernel, packed_t from
+    ``pack_b_bf16(U, trans_b=True)``; the cells round delta_t; dP stays on the float32 GEMM (exact products).
     """
+    cdef bint bf = (act & NC_ACT_BF16) != 0
     _cell_act("lstm_seq_backward", act, "act")
     _cell_act("lstm_seq_backward", ract, "ract")
     cdef int code = _real(gates, "gates")
@@ -645,7 +691,7 @@ def lstm_seq_backward(int act, double alpha, int ract, double ralpha, packed_t, 
     _same_real(dc, "dc", code)
     _shape2(dc, "dc", B, u)
     _writable(dc, "dc")
-    _packed_for("lstm_seq_backward", packed_t, code, G, u)
+    _packed_for("lstm_seq_backward", packed_t, code, G, u, bf)
     cdef void *pp = _ptr(packed_t)
     cdef void *pg = _ptr(gates)
     cdef void *pc = _ptr(c)
@@ -653,7 +699,12 @@ def lstm_seq_backward(int act, double alpha, int ract, double ralpha, packed_t, 
     cdef void *pdh = _ptr(dh)
     cdef void *pdc = _ptr(dc)
     cdef int rc
-    if code == 0:
+    if bf:
+        with nogil:
+            rc = nc_lstm_seq_backward_bf16(T, B, u, act, <float>alpha, ract, <float>ralpha, <float*>pp, with_h0,
+                                           add_dh, <float*>pg, <float*>pc, <float*>ptc, <float*>pdh, <float*>pdc,
+                                           <float*>pd, K, <float*>pxh, <float*>pdP, n_threads)
+    elif code == 0:
         with nogil:
             rc = nc_lstm_seq_backward_f32(T, B, u, act, <float>alpha, ract, <float>ralpha, <float*>pp, with_h0,
                                           add_dh, <float*>pg, <float*>pc, <float*>ptc, <float*>pdh, <float*>pdc,

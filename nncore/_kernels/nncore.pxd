@@ -83,6 +83,13 @@ cdef extern from "nncore.h" nogil:
                                  double ralpha, const double *packed_t, int with_h0, int add_dh, const double *gates,
                                  const double *c, const double *tc, double *dh, double *dc, double *delta,
                                  ptrdiff_t K, const double *xh, double *dP, int nthreads)
+    int nc_lstm_seq_forward_bf16(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, float alpha,
+                                 int ract, float ralpha, const float *packed, const float *bias, int with_h0,
+                                 const float *x, float *xh, float *z, float *c, float *tc, float *h, int nthreads)
+    int nc_lstm_seq_backward_bf16(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract,
+                                  float ralpha, const float *packed_t, int with_h0, int add_dh, const float *gates,
+                                  const float *c, const float *tc, float *dh, float *dc, float *delta, ptrdiff_t K,
+                                  const float *xh, float *dP, int nthreads)
     void nc_gemm_ref_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                          float alpha, const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
                          float beta, float *C, ptrdiff_t ldc)
@@ -312,6 +319,9 @@ cdef extern from "nncore.h" nogil:
     int nc_bf16_cpu_has_avx512bf16()
     void nc_bf16_from_f32(const float *x, uint16_t *y, ptrdiff_t n)
     void nc_bf16_round_f32(const float *x, float *y, ptrdiff_t n)
+    ptrdiff_t nc_bf16_pack_size(ptrdiff_t k, ptrdiff_t n)
+    void nc_bf16_pack(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *B, ptrdiff_t ldb, float *packed)
+    int nc_bf16_packed_ok(const float *packed, ptrdiff_t k, ptrdiff_t n)
     int nc_gemm_bf16_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *A,
                      ptrdiff_t lda, const float *B, ptrdiff_t ldb, float beta, float *C, ptrdiff_t ldc,
                      const float *bias, int act, float act_alpha, int round_out, int nthreads)

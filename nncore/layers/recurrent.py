@@ -42,7 +42,8 @@ from nncore import initializers, mixed_precision, regularizers
 from nncore._kernels import ACT_BF16
 from nncore._kernels import elementwise as _ew
 from nncore._kernels import rnn as _rnn
-from nncore._kernels.gemm import bf16_round, gemm, gemm_packed, lstm_seq_backward, lstm_seq_forward, pack_b
+from nncore._kernels.gemm import (bf16_round, gemm, gemm_packed, lstm_seq_backward, lstm_seq_forward, pack_b,
+                                  pack_b_bf16)
 from nncore.layers.base import Layer
 from nncore.layers.core import _serialize
 
@@ -606,7 +607,7 @@ class _Recurrent(Layer):
         """U (trans: U^T) packed once per batch for the per-step gemms, in b's buffer: U changes only
         between batches, and packing it at every step cost 4-10% of those gemms."""
         key = "Ut_packed" if trans else "U_packed"
-        packed = pack_b(b.U, trans_b=trans, out=getattr(b, key, None))
+        packed = (pack_b_bf16 if b.bf else pack_b)(b.U, trans_b=trans, out=getattr(b, key, None))
         setattr(b, key, packed)
         return packed
 
@@ -788,8 +789,12 @@ class LSTM(_Recurrent):
                 np.copyto(P[D:D + u], U)
                 if b.b is not None:
                     np.copyto(P[D + u], b.b)
-            b.P_packed = pack_b(P, out=getattr(b, "P_packed", None))
-            lstm_seq_forward(a, al, ra, ral, b.P_packed, z, c, tc, h, n_threads=nt, x=b.xt, xh=b.xh)
+            if b.bf:                                 # the bf16 kernel: [W; U], the bias in float32 apart
+                b.P_packed = pack_b_bf16(P[:D + u], out=getattr(b, "P_packed", None))
+                lstm_seq_forward(a, al, ra, ral, b.P_packed, z, c, tc, h, n_threads=nt, x=b.xt, xh=b.xh, bias=P[D + u])
+            else:
+                b.P_packed = pack_b(P, out=getattr(b, "P_packed", None))
+                lstm_seq_forward(a, al, ra, ral, b.P_packed, z, c, tc, h, n_threads=nt, x=b.xt, xh=b.xh)
             return
         if mt is None and b.mr is None:
             # no mask, no recurrent dropout: per step z_t += h_{t-1} U, then the cell; one kernel call
