@@ -35,6 +35,7 @@ def _packed_role(a, packed, c, **_):
 def main(argv=None):
     args, wl, x, y, model, plain = prepare("lstm", "python -m bench.lstm_breakdown",
                                            __doc__.split("\n\n")[0], argv)
+    import nncore.layers.base as base_mod
     import nncore.layers.core as core_mod
     import nncore.layers.recurrent as rec_mod
 
@@ -59,6 +60,9 @@ def main(argv=None):
     rec_mod._rnn = Cells
     for mod, name, label in ((rec_mod, "gemm", _gemm_role), (rec_mod, "gemm_packed", _packed_role),
                              (rec_mod, "pack_b", "pack [W; U; b] and U^T (once per batch)"),
+                             (rec_mod, "pack_b_bf16", "pack [W; U] and U^T as bf16 pairs (once per batch)"),
+                             (rec_mod, "bf16_round", "bf16 round (x, W, U, the gradients)"),
+                             (base_mod, "gemm_bf16", "Dense gemms (bf16)"), (core_mod, "bf16_round", "bf16 round (Dense db)"),
                              (rec_mod, "lstm_seq_forward", "LSTM steps forward: z_t = [x_t, h_t-1, 1] [W; U; b], cell (one call)"),
                              (rec_mod, "lstm_seq_backward", "LSTM steps backward: cell, dh += delta U^T (one call)"),
                              (rec_mod, "_colsum", "colsum (LSTM bias)"),

@@ -377,6 +377,25 @@ void nc_bf16_pack(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *B, ptrdiff
     memcpy(packed, head, sizeof head);
     ptrdiff_t nr = V->nr, kq = (k > 0 ? k + 1 : 0) / 2, npan = ((n > 0 ? n : 0) + nr - 1) / nr;
     uint32_t *dst = (uint32_t *)(void *)(packed + NC_BF_PACK_HEAD);
+    uint32_t *row = trans_b ? (uint32_t *)malloc((size_t)(kq + 1) * sizeof(uint32_t)) : NULL;
+    if (row) { /* op(B) = B^T: column j of op(B) is row j of B, converted at once; its words are the pairs */
+        uint16_t *row16 = (uint16_t *)(void *)row;
+        for (ptrdiff_t j = 0; j < npan * nr; j++) {
+            ptrdiff_t p = j / nr, c = j % nr;
+            if (j < n) {
+                if (V->from) {
+                    V->from(B + j * ldb, row16, k);
+                } else {
+#pragma omp simd
+                    for (ptrdiff_t e = 0; e < k; e++) row16[e] = (uint16_t)nc_bf_bits(B[j * ldb + e]);
+                }
+                row16[k] = 0;
+            }
+            for (ptrdiff_t q = 0; q < kq; q++) dst[(p * kq + q) * nr + c] = j < n ? row[q] : 0;
+        }
+        free(row);
+        return;
+    }
     for (ptrdiff_t p = 0; p < npan; p++)
         for (ptrdiff_t q = 0; q < kq; q++)
             for (ptrdiff_t c = 0; c < nr; c++) {
