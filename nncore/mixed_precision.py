@@ -15,9 +15,10 @@ its outputs hold). nncore has three:
   (Keras rounds the product before the bias add too; the difference is within one bfloat16
   rounding). The gradients dW and db are bfloat16 values too (autocast casts the bfloat16
   gradient of the cast weight back to float32) before they reach the float32 optimizer.
-  SimpleRNN, LSTM and GRU: x W and h U with bfloat16 operands and float32 sums (on the float32
-  GEMM: a product of two bfloat16 values is exact in float32), the gates and the cell state in
-  float32, h (the output) and delta rounded as the cells write them (docs/models.md).
+  SimpleRNN, LSTM and GRU: x W and h U with bfloat16 operands and float32 sums (the LSTM's fused
+  step loops on the bf16 micro-kernel, the rest on the float32 GEMM: a product of two bfloat16
+  values is exact in float32), the gates and the cell state in float32, h (the output) and delta
+  rounded as the cells write them (docs/models.md).
   Losses, softmax and every other layer (pooling, normalization, merges, activations) compute in
   float32 on those values.
 

@@ -357,7 +357,8 @@ class _Recurrent(Layer):
         with the bias after them where it is one vector: the LSTM's [W; U; b] in place), and x, the
         initial h and the dropped-out copies rounded too; the cells round h_t and delta_t (ACT_BF16 on
         their codes). Every product then has bfloat16 operands, whose products are exact in float32, so
-        the float32 GEMM is the bfloat16 product with float32 sums (docs/models.md)."""
+        the float32 GEMM is the bfloat16 product with float32 sums; the LSTM's fused step loops take the
+        bf16 micro-kernel instead (`pack_b_bf16`; docs/models.md)."""
         if not b.bf:
             b.W, b.U, b.b = self.kernel, self.recurrent_kernel, getattr(self, "bias", None)
             return
