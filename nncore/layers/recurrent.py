@@ -42,8 +42,8 @@ from nncore import initializers, mixed_precision, regularizers
 from nncore._kernels import ACT_BF16
 from nncore._kernels import elementwise as _ew
 from nncore._kernels import rnn as _rnn
-from nncore._kernels.gemm import (bf16_round, gemm, gemm_packed, lstm_seq_backward, lstm_seq_forward, pack_b,
-                                  pack_b_bf16)
+from nncore._kernels.gemm import (bf16_round, gemm, gemm_bf16, gemm_packed, lstm_seq_backward, lstm_seq_forward,
+                                  pack_b, pack_b_bf16)
 from nncore.layers.base import Layer
 from nncore.layers.core import _serialize
 
@@ -441,11 +441,18 @@ class _Recurrent(Layer):
     def _input_bias(self):
         return self.bias if self.use_bias else None
 
+    def _mm(self, b, x, w, out, round_out=True, **kw):
+        """out := x w (+ ...): a product over all steps (Z = X W + b, dW, dU, dX), on the bf16 GEMM under
+        mixed_bfloat16 (as a Dense's; the result rounded unless round_out is False), else the float GEMM."""
+        if b.bf:
+            return gemm_bf16(x, w, out, round_out=round_out, **kw)
+        return gemm(x, w, out, **kw)
+
     def _project(self, b):
-        # Z[:, k] = (X m_k) W[:, k] + b[:, k] for the gate blocks k (one block without dropout)
+        # Z[:, k] = (X m_k) W[:, k] + b[:, k] for the gate blocks k (one block without dropout); Z float32
         W, bias, nt = b.W, self._input_bias(), self._n_threads
         if b.mi is None:
-            gemm(b.xt2, W, b.z2, bias=bias, n_threads=nt)
+            self._mm(b, b.xt2, W, b.z2, round_out=False, bias=bias, n_threads=nt)
             return
         xd, k = b.drop_bufs.xd, len(b.mi)
         for xk, m in zip(_blocks(xd, k), b.mi):
@@ -455,7 +462,7 @@ class _Recurrent(Layer):
         xd2 = xd.reshape(-1, xd.shape[2])
         for xk2, Wk, zk, bk in zip(_blocks(xd2, k), _blocks(W, k), _blocks(b.z2, k),
                                    _blocks(bias, k) if bias is not None else [None] * k):
-            gemm(xk2, Wk, zk, bias=bk, n_threads=nt)
+            self._mm(b, xk2, Wk, zk, round_out=False, bias=bk, n_threads=nt)
 
     def _recur(self, b, t, U, out, beta=1.0, bias=None, act=0, masks=None):
         """out (+)= h_{t-1} U (+ bias) [act in the epilogue]; with recurrent dropout, per gate block k:
@@ -560,11 +567,11 @@ class _Recurrent(Layer):
         # dW[:, k] = (X m_k)^T delta[:, k]
         nt = self._n_threads
         if b.mi is None:
-            gemm(b.xt2, b.d2, dW, trans_a=True, n_threads=nt)
+            self._mm(b, b.xt2, b.d2, dW, trans_a=True, n_threads=nt)
             return
         xd, k = b.drop_bufs.xd, len(b.mi)
         for xk2, dk, gk in zip(_blocks(xd.reshape(-1, xd.shape[2]), k), _blocks(b.d2, k), _blocks(dW, k)):
-            gemm(xk2, dk, gk, trans_a=True, n_threads=nt)
+            self._mm(b, xk2, dk, gk, trans_a=True, n_threads=nt)
 
     def _recurrent_grads(self, b, dU, first):
         # dU[:, k] = (H_prev r_k)^T drec[:, k] over the steps from `first`
@@ -575,23 +582,23 @@ class _Recurrent(Layer):
         T, n, u, nt = b.T, b.n, self.units, self._n_threads
         d2 = d2[first * n:]
         if masks is None:
-            gemm(b.h[first:T].reshape((T - first) * n, u), d2, dU, trans_a=True, n_threads=nt)
+            self._mm(b, b.h[first:T].reshape((T - first) * n, u), d2, dU, trans_a=True, n_threads=nt)
             return
         k = len(masks)
         hd2 = b.drop_bufs.hd[first:].reshape((T - first) * n, -1)
         for hk, dk, gk in zip(_blocks(hd2, hd2.shape[1] // u), _blocks(d2, k), _blocks(dU, k)):
-            gemm(hk, dk, gk, trans_a=True, n_threads=nt)
+            self._mm(b, hk, dk, gk, trans_a=True, n_threads=nt)
 
     def _input_dx(self, b):
         # dX = sum_k (delta[:, k] W[:, k]^T) m_k
         W, nt = b.W, self._n_threads
         if b.mi is None:
-            gemm(b.d2, W, b.dxt2, trans_b=True, n_threads=nt)
+            self._mm(b, b.d2, W, b.dxt2, trans_b=True, n_threads=nt)
         else:
             k, tmp = len(b.mi), b.drop_bufs.xtmp
             for i, (dk, Wk, m) in enumerate(zip(_blocks(b.d2, k), _blocks(W, k), b.mi)):
                 out = b.dxt2 if i == 0 else tmp
-                gemm(dk, Wk, out, trans_b=True, n_threads=nt)
+                self._mm(b, dk, Wk, out, round_out=False, trans_b=True, n_threads=nt)
                 out3 = out.reshape(b.dxt.shape)
                 np.multiply(out3, m, out=out3)
                 if i:
@@ -1010,8 +1017,8 @@ class GRU(_Recurrent):
             return
         T, n, u = b.T, b.n, self.units
         self._state_grad(b, b.d2[:, :2 * u], dU[:, :2 * u], first, None if b.mr is None else b.mr[:2])
-        gemm(b.q[first:].reshape((T - first) * n, u), b.d2[first * n:, 2 * u:], dU[:, 2 * u:], trans_a=True,
-             n_threads=self._n_threads)                                          # dU_h = Q^T delta_h
+        self._mm(b, b.q[first:].reshape((T - first) * n, u), b.d2[first * n:, 2 * u:], dU[:, 2 * u:], trans_a=True,
+                 n_threads=self._n_threads)                                      # dU_h = Q^T delta_h
 
     def _bias_grad(self, b, db):
         if not self.reset_after:
