@@ -268,10 +268,9 @@ const char *nc_bf16_kernel_name(int kernel)
     return kernel >= 0 && kernel < NC_BF16_COUNT ? nc_bf_variants[kernel].name : "unknown";
 }
 
-/* The public conversions, on the conversions of the kernel in use (the same bits on every one) */
-void nc_bf16_from_f32(const float *x, uint16_t *y, ptrdiff_t n)
+/* y = bf(x) as bits on V's conversion (the same bits on every one) */
+static void nc_bf_from(const nc_bf_variant *V, const float *x, uint16_t *y, ptrdiff_t n)
 {
-    const nc_bf_variant *V = &nc_bf_variants[nc_bf16_kernel()];
     if (V->from) {
         V->from(x, y, n);
         return;
@@ -279,6 +278,9 @@ void nc_bf16_from_f32(const float *x, uint16_t *y, ptrdiff_t n)
 #pragma omp simd
     for (ptrdiff_t i = 0; i < n; i++) y[i] = (uint16_t)nc_bf_bits(x[i]);
 }
+
+/* The public conversions, on the conversions of the kernel in use */
+void nc_bf16_from_f32(const float *x, uint16_t *y, ptrdiff_t n) { nc_bf_from(&nc_bf_variants[nc_bf16_kernel()], x, y, n); }
 
 void nc_bf16_round_f32(const float *x, float *y, ptrdiff_t n)
 {
@@ -383,12 +385,7 @@ void nc_bf16_pack(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *B, ptrdiff
         for (ptrdiff_t j = 0; j < npan * nr; j++) {
             ptrdiff_t p = j / nr, c = j % nr;
             if (j < n) {
-                if (V->from) {
-                    V->from(B + j * ldb, row16, k);
-                } else {
-#pragma omp simd
-                    for (ptrdiff_t e = 0; e < k; e++) row16[e] = (uint16_t)nc_bf_bits(B[j * ldb + e]);
-                }
+                nc_bf_from(V, B + j * ldb, row16, k);
                 row16[k] = 0;
             }
             for (ptrdiff_t q = 0; q < kq; q++) dst[(p * kq + q) * nr + c] = j < n ? row[q] : 0;
@@ -446,13 +443,7 @@ void nc_bf16_panels(ptrdiff_t rows, ptrdiff_t n, ptrdiff_t k, const float *A, pt
          * float32 bits at r, the even one's at mr + r); rows past mi zero */
         for (ptrdiff_t r = 0; r < mr; r++) {
             if (r < mi) {
-                const float *a = A + (r0 + r) * lda;
-                if (V->from) {
-                    V->from(a, row16, k);
-                } else {
-#pragma omp simd
-                    for (ptrdiff_t j = 0; j < k; j++) row16[j] = (uint16_t)nc_bf_bits(a[j]);
-                }
+                nc_bf_from(V, A + (r0 + r) * lda, row16, k);
                 row16[k] = 0;                    /* the pair element past an odd k */
             } else {
                 memset(row, 0, (size_t)kq * sizeof(uint32_t));
