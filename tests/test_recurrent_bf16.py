@@ -447,3 +447,36 @@ def test_fused_lstm_same_bits_at_avx2_and_avx512(case):
     for i in (5, 7):
         assert all(_same(x, y) for x, y in zip(a[i], b[i])), i
     assert _same(a[8], b[8])
+
+
+@pytest.mark.parametrize("shape", [(1, 5, 3, 7), (13, 70, 10, 9), (2, 16, 8, 8)])
+def test_step_loop_product_is_the_vdpbf16ps_chain_on_every_kernel(shape):
+    # with linear gates a step's gates are z_t itself: z_0 = b + [x_0 | h_0] [W; U] summed as vdpbf16ps
+    # chains it from the float32 bias (pairs of k in order, the odd element first), bit for bit
+    from nncore._kernels import gemm as G
+
+    T, B, D, u = shape
+    rng = np.random.default_rng(sum(shape))
+    x = rb.bf16(rng.standard_normal((T, B, D)))
+    P = rb.bf16(rng.standard_normal((D + u, 4 * u)))
+    bias = rng.standard_normal(4 * u).astype(np.float32)
+    h0 = rb.bf16(rng.standard_normal((B, u)))
+    a = np.concatenate([x[0], h0], 1)
+    want = np.broadcast_to(bias, (B, 4 * u)).astype(np.float32)
+    for p in [p for q in range(0, D + u, 2) for p in (q + 1, q) if p < D + u]:
+        want = want + np.multiply.outer(a[:, p], P[p])
+    lin = ACT_CODES["linear"] | ACT_BF16
+    try:
+        for k in ("avx512bf16", "avx2-emulated", "generic-emulated"):
+            if not G.bf16_available(k):
+                continue
+            G.bf16_set_kernel(k)
+            z, c, tc = np.empty((T, B, 4 * u), np.float32), np.zeros((T + 1, B, u), np.float32), np.empty((T, B, u), np.float32)
+            h = np.zeros((T + 1, B, u), np.float32)
+            h[0] = h0
+            xh = np.empty((T, B, D + u + 1), np.float32)
+            G.lstm_seq_forward(lin, 0, lin, 0, G.pack_b_bf16(P), z, c, tc, h, with_h0=True, x=x, xh=xh, bias=bias)
+            assert _same(z[0], want), k
+            assert _is_bf16(h[1:])
+    finally:
+        G.bf16_set_kernel(None)
