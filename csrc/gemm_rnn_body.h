@@ -12,7 +12,11 @@
  * those rows while their z_t is in L1. Backward is the same in reverse: the
  * cell's delta_t of the panel, then dh_{t-1} += delta_t U^T of the same rows.
  * The blocks and panels are multiples of the micro-tile's rows, so every
- * element is summed in the same order whatever the thread count. */
+ * element is summed in the same order whatever the thread count.
+ * mixed_bfloat16 (bf, float only; nc_lstm_seq_*_bf16): the products on the
+ * bf16 micro-kernel (nc_bf16_panels; B from nc_bf16_pack), the forward's
+ * chain started from the float32 bias, dP on the bf16 GEMM; the cells get
+ * NC_ACT_BF16 on their codes from the caller (h_t and delta_t rounded). */
 
 /* gemm_panels at the level in use: C := A B + beta C on this thread, A in place, B packed whole. */
 static void NC_NAME(lstm_panels)(int level, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,

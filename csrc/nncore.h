@@ -225,8 +225,9 @@ int nc_lstm_seq_forward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, 
 /* mixed_bfloat16 (float only): the same step loops with their products on the bf16 GEMM's micro-kernel
  * (vdpbf16ps, or its emulation: the same bits), `packed` / `packed_t` from nc_bf16_pack ([W; U] without
  * the bias row, or U, U^T); the forward with x adds the float32 bias (NULL: none) before the product's
- * chain; the cells take the codes with NC_ACT_BF16 from the caller. The weight gradient dP stays on the
- * float32 GEMM (bfloat16 operands: exact products, float32 sums). */
+ * chain; the cells take the codes with NC_ACT_BF16 from the caller. The weight gradient dP runs on the
+ * bf16 GEMM (nc_gemm_bf16_f32, one thread a block of rows); the row blocks are whole 24-row quanta, so
+ * every bf16 kernel gives the same bits. */
 int nc_lstm_seq_forward_bf16(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, float alpha, int ract,
                              float ralpha, const float *packed, const float *bias, int with_h0,
                              const float *x /* in */, float *xh /* out */, float *z /* inout */,

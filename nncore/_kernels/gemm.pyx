@@ -656,7 +656,7 @@ def lstm_seq_backward(int act, double alpha, int ract, double ralpha, packed_t, 
     be None (nothing of it is kept: it never goes to memory).
 
     mixed_bfloat16 (ACT_BF16 on act): dh_{t-1} += delta_t U^T on the bf16 micro-kernel, packed_t from
-    ``pack_b_bf16(U, trans_b=True)``; the cells round delta_t; dP stays on the float32 GEMM (exact products).
+    ``pack_b_bf16(U, trans_b=True)``; the cells round delta_t; dP on the bf16 GEMM.
     """
     cdef bint bf = (act & NC_ACT_BF16) != 0
     _cell_act("lstm_seq_backward", act, "act")
