@@ -510,13 +510,24 @@ def test_default_names():
     assert [n.rsplit("_", 1)[0] if n[-1].isdigit() else n for n in names] == ["simple_rnn", "lstm", "gru"]
 
 
-def test_steady_state_batches_allocate_nothing_that_persists():
+@pytest.mark.parametrize("policy", [None, "mixed_bfloat16"])
+def test_steady_state_batches_allocate_nothing_that_persists(policy):
+    import warnings
+
+    from nncore import mixed_precision
     from steady_state import growth_between_epochs
     rng = np.random.default_rng(5)
     x = rng.standard_normal((160, 6, 3)).astype(np.float32)
     y = rng.integers(0, 2, 160)
-    m = Sequential([LSTM(8, input_shape=(6, 3), return_sequences=True), GRU(6, return_sequences=True),
-                    SimpleRNN(5), Dense(2, "softmax")])
+    with warnings.catch_warnings():                 # the emulated-vdpbf16ps warning, where it applies
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mixed_precision.set_global_policy(policy)
+    try:
+        m = Sequential([LSTM(8, input_shape=(6, 3), return_sequences=True), GRU(6, return_sequences=True),
+                        SimpleRNN(5), Dense(2, "softmax")])
+    finally:
+        mixed_precision.set_global_policy(None)
+    assert m.layers[0].compute_dtype == ("bfloat16" if policy else "float32")
     m.compile("adam", "sparse_categorical_crossentropy")
     growth = growth_between_epochs(m, x, y, batch_size=16, verbose=0)
     assert growth < 3000, growth
