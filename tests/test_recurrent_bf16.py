@@ -27,6 +27,7 @@ from nncore import mixed_precision as mp
 from nncore._kernels import ACT_BF16, ACT_CODES, runtime
 from nncore._kernels import rnn as _rnn
 
+pytestmark = pytest.mark.filterwarnings("ignore:mixed_bfloat16:RuntimeWarning")   # the emulation's, at level 0
 LEVELS = list(range(runtime.simd_level() + 1))
 KINDS = ["SimpleRNN", "LSTM", "GRU", "GRU_rb"]
 
