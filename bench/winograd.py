@@ -32,7 +32,8 @@ import numpy as np
 from nncore._kernels import ACT_BF16
 from nncore._kernels import conv as K
 from nncore._kernels.gemm import bf16_round, gemm, gemm_bf16
-from nncore.layers.conv import _BF16_SHORT_K, _out_size, winograd_tile
+from nncore.layers.conv import _out_size, winograd_tile
+from nncore.layers.core import _BF16_SHORT_K
 
 CLOCK = {"wall": time.perf_counter, "thread": time.thread_time}
 

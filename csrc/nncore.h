@@ -576,11 +576,12 @@ typedef struct nc_optim_step {
 /* Number of slots kind/flags/c need (-1 for an unknown kind). */
 int nc_optim_nslots(int kind, int flags, const double *c);
 
-/* The step described above. slots[k] has n elements each. */
-void nc_optim_step_f32(const nc_optim_step *s, float *w /* inout */, const float *g /* in */,
-                       float *const *slots /* inout */, ptrdiff_t n, int nthreads);
-void nc_optim_step_f64(const nc_optim_step *s, double *w /* inout */, const double *g /* in */,
-                       double *const *slots /* inout */, ptrdiff_t n, int nthreads);
+/* The step described above. slots[k] has n elements each. Returns 1 when every w[i] is finite after the
+ * step (each chunk read back as it is written, in cache), 0 when one is not, -1 for an unknown kind. */
+int nc_optim_step_f32(const nc_optim_step *s, float *w /* inout */, const float *g /* in */,
+                      float *const *slots /* inout */, ptrdiff_t n, int nthreads);
+int nc_optim_step_f64(const nc_optim_step *s, double *w /* inout */, const double *g /* in */,
+                      double *const *slots /* inout */, ptrdiff_t n, int nthreads);
 
 /* out[s] = sum_{i in segment s} x[i]^2 (nseg segments given by seg_start, as
  * above), in double, over fixed-size chunks from each segment's start with

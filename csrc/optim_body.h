@@ -268,6 +268,16 @@ static void NC_NAME(range)(const nc_optim_step *s, REAL sc, REAL *w, const REAL 
     }
 }
 
+/* 1 when every x[i], i < n, is finite (x - x is 0 for a finite x, NaN for inf/NaN): the optimizer's check of
+ * a chunk it has just written, while the chunk is in cache (as nc_all_finite, an OR of the comparisons) */
+static int NC_NAME(finite)(const REAL *x, ptrdiff_t n)
+{
+    int bad = 0;
+#pragma omp simd reduction(| : bad)
+    for (ptrdiff_t i = 0; i < n; i++) bad |= (x[i] - x[i]) != 0;
+    return !bad;
+}
+
 /* sum of x[i]^2 over [0, n) in double, in NC_OPT_LANES fixed lanes (lane = i mod LANES
  * from the range start), lanes added in order: independent of alignment */
 static double NC_NAME(lane_sumsq)(const REAL *x, ptrdiff_t n)

@@ -7,15 +7,19 @@ typedef void (*NC_NAME(optim_range_fn))(const nc_optim_step *, REAL, REAL *, con
                                         ptrdiff_t);
 typedef double (*NC_NAME(optim_sumsq_fn))(const REAL *, ptrdiff_t);
 
-/* chunk c of the buffer: [lo, hi), cut at segment boundaries */
-static void NC_NAME(optim_chunk)(NC_NAME(optim_range_fn) fn, const nc_optim_step *s, REAL *w, const REAL *g,
-                                 REAL *const *slots, int nslots, ptrdiff_t lo, ptrdiff_t hi)
+typedef int (*NC_NAME(optim_finite_fn))(const REAL *, ptrdiff_t);
+
+/* chunk c of the buffer: [lo, hi), cut at segment boundaries; then whether the chunk's w are all finite
+ * (read back while they are in cache: fit's per-step parameter check needs no pass of its own) */
+static int NC_NAME(optim_chunk)(NC_NAME(optim_range_fn) fn, NC_NAME(optim_finite_fn) finite, const nc_optim_step *s,
+                                REAL *w, const REAL *g, REAL *const *slots, int nslots, ptrdiff_t lo, ptrdiff_t hi)
 {
     REAL *sl[NC_OPT_MAX_SLOTS];
+    ptrdiff_t start = lo;
     if (s->seg_scale == NULL) {
         for (int k = 0; k < nslots; k++) sl[k] = slots[k] + lo;
         fn(s, (REAL)s->scale, w + lo, g + lo, sl, hi - lo);
-        return;
+        return finite(w + start, hi - start);
     }
     /* the last segment starting at or before lo (binary search; empty segments skipped) */
     ptrdiff_t a = 0, b = s->nseg - 1;
@@ -30,31 +34,35 @@ static void NC_NAME(optim_chunk)(NC_NAME(optim_range_fn) fn, const nc_optim_step
         fn(s, (REAL)s->seg_scale[seg], w + lo, g + lo, sl, end - lo);
         lo = end;
     }
+    return finite(w + start, hi - start);
 }
 
-void NC_NAME(optim_step)(const nc_optim_step *s, REAL *w, const REAL *g, REAL *const *slots, ptrdiff_t n,
-                         int nthreads)
+int NC_NAME(optim_step)(const nc_optim_step *s, REAL *w, const REAL *g, REAL *const *slots, ptrdiff_t n,
+                        int nthreads)
 {
     int nslots = nc_optim_nslots(s->kind, s->flags, s->c);
-    if (nslots < 0 || n <= 0) return;
+    if (nslots < 0) return -1;
+    if (n <= 0) return 1;
     NC_NAME(optim_range_fn) fn = NC_PICK(range);
+    NC_NAME(optim_finite_fn) finite = NC_PICK(finite);
     ptrdiff_t nchunks = (n + NC_OPT_CHUNK - 1) / NC_OPT_CHUNK;
-    int nt = nc_team_size(nthreads, (double)n * NC_OPT_WORK);
+    int nt = nc_team_size(nthreads, (double)n * NC_OPT_WORK), ok = 1;
     if (nt > nchunks) nt = (int)nchunks;
     if (nt <= 1) {
         for (ptrdiff_t c = 0; c < nchunks; c++) {
             ptrdiff_t lo = c * NC_OPT_CHUNK, hi = lo + NC_OPT_CHUNK < n ? lo + NC_OPT_CHUNK : n;
-            NC_NAME(optim_chunk)(fn, s, w, g, slots, nslots, lo, hi);
+            ok &= NC_NAME(optim_chunk)(fn, finite, s, w, g, slots, nslots, lo, hi);
         }
-        return;
+        return ok;
     }
     /* dynamic schedule: on a shared machine a thread that starts late (or is
      * preempted) leaves its chunks to the others instead of holding up the step */
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) reduction(& : ok)
     for (ptrdiff_t c = 0; c < nchunks; c++) {
         ptrdiff_t lo = c * NC_OPT_CHUNK, hi = lo + NC_OPT_CHUNK < n ? lo + NC_OPT_CHUNK : n;
-        NC_NAME(optim_chunk)(fn, s, w, g, slots, nslots, lo, hi);
+        ok &= NC_NAME(optim_chunk)(fn, finite, s, w, g, slots, nslots, lo, hi);
     }
+    return ok;
 }
 
 void NC_NAME(optim_seg_sumsq)(const REAL *x, const int64_t *seg_start, ptrdiff_t nseg, double *out, int nthreads)

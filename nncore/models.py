@@ -913,8 +913,19 @@ class Model:
         for wv, gv, reg in self._regs:
             pen += reg(wv)
             reg.add_gradient(wv, gv)
+        if self.optimizer is not None:
+            self.optimizer._finite = None                       # set by step_flat's kernel
         self._opt_step(self._train_params, self._train_grads)   # one kernel call over the trained range
         return pen
+
+    def _params_finite(self):
+        """After a step: whether every parameter is finite. The trained range as the optimizer's kernel
+        wrote it (step_flat reads each chunk back while it is in cache), the rest (frozen, non-trainable
+        weights) in one pass; without that word from the kernel, all of them in one pass."""
+        n = self._train_params.size
+        if n and self.optimizer is not None and self.optimizer._finite is not None:
+            return self.optimizer._finite and (n == self._params.size or all_finite(self._params[n:], 1))
+        return all_finite(self._params, 1)
 
     def _test_step(self, batch):
         """Forward and losses of a batch without training; returns sum_k weight_k sum(w l_k)."""
@@ -1036,9 +1047,9 @@ class Model:
                             batch_begin(i)
                         nb = batches.rows                      # the rows of the (global) batch
                         batch_loss = step(batch, nb)
-                        # end of batch: the loss and the updated parameters must be finite (one pass
-                        # over the flat parameter buffer, small next to the batch's forward/backward)
-                        if not (math.isfinite(batch_loss) and all_finite(self._params, 1)):
+                        # end of batch: the loss and the updated parameters must be finite (the
+                        # optimizer's kernel checks what it writes; `_params_finite`)
+                        if not (math.isfinite(batch_loss) and self._params_finite()):
                             batch_loss = self._nonfinite(batch_loss, epoch, i, steps, nonfinite_handled)
                         total += batch_loss * nb
                         seen += nb

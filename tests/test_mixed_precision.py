@@ -101,8 +101,9 @@ def test_variables_and_optimizer_state_stay_float32_and_save_load(tmp_path):
 
 
 def test_dense_to_the_bit():
+    # k >= _BF16_SHORT_K and u >= _BF16_NARROW_N: the bf16 GEMM
     rng = np.random.default_rng(1)
-    n, k, u = 37, 19, 23
+    n, k, u = 37, 67, 29
     layer = Dense(u, activation="relu", dtype="mixed_bfloat16")
     x = rng.standard_normal((n, k)).astype(np.float32)
     layer(x)
@@ -119,6 +120,61 @@ def test_dense_to_the_bit():
     assert np.array_equal(_bits(dx), _bits(ref.bf16(ref.gemm_chain(delta, W.T))))
     db = layer._grad_of["bias"]
     assert _is_bf16(db) and np.allclose(db, delta.sum(0), rtol=2 ** -8, atol=1e-6)
+
+
+@pytest.mark.parametrize("k,u", [(19, 29), (67, 10), (5, 3), (130, 23), (63, 1)])
+@pytest.mark.parametrize("act", ["relu", "linear", "softmax"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_dense_short_or_narrow_on_the_float32_gemm(k, u, act, n_threads):
+    # k < _BF16_SHORT_K or u < _BF16_NARROW_N: the float32 GEMM on x and W rounded to bfloat16, z, dW, dx
+    # rounded in its epilogue, delta rounded before: the same bits as those products made by hand with
+    # nncore's gemm, within float32 summation order of the vdpbf16ps chain oracle; the fused loss's route too
+    from nncore._kernels import ACT_BF16
+    from nncore._kernels.gemm import gemm
+    rng = np.random.default_rng(11)
+    n = 41
+    layer = Dense(u, activation=act, dtype="mixed_bfloat16")
+    x = rng.standard_normal((n, k)).astype(np.float32)
+    layer(x)
+    layer._n_threads = n_threads
+    layer.kernel[...] = rng.standard_normal(layer.kernel.shape)
+    layer.bias[...] = rng.standard_normal(u)
+    xb, Wb = ref.bf16(x), ref.bf16(layer.kernel)
+    y = layer.forward(x, True).copy()
+    assert layer._cur[4] is not None
+    z = np.empty((n, u), np.float32)
+    gemm(xb, Wb, z, bias=layer.bias, act=ACT_BF16, n_threads=n_threads)
+    if act == "softmax":
+        want = np.exp(z - z.max(1, keepdims=True))
+        want /= want.sum(1, keepdims=True)
+        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-7)
+    else:
+        want = np.maximum(z, 0) if act == "relu" else z
+        assert _is_bf16(y) and np.array_equal(_bits(y), _bits(want))
+    np.testing.assert_allclose(z, ref.bf16(ref.gemm_chain(x, layer.kernel) + layer.bias), rtol=2.0 ** -7, atol=1e-5)
+    dy = rng.standard_normal((n, u)).astype(np.float32)
+    if act == "softmax":
+        delta = ref.bf16(y * (dy - (dy * y).sum(1, keepdims=True)))
+        dx = layer.backward(dy).copy()
+        np.testing.assert_allclose(layer._cur[2], delta, rtol=2.0 ** -7, atol=1e-6)
+        delta = layer._cur[2].copy()
+    else:
+        delta = ref.bf16(np.where(want > 0, dy, np.float32(0)) if act == "relu" else dy)
+        dx = layer.backward(dy).copy()
+    dW, want_dx = np.empty((k, u), np.float32), np.empty((n, k), np.float32)
+    gemm(xb, delta, dW, trans_a=True, act=ACT_BF16, n_threads=n_threads)
+    gemm(delta, Wb, want_dx, trans_b=True, act=ACT_BF16, n_threads=n_threads)
+    assert _is_bf16(layer._grad_of["kernel"]) and _is_bf16(dx)
+    assert np.array_equal(_bits(layer._grad_of["kernel"]), _bits(dW))
+    assert np.array_equal(_bits(dx), _bits(want_dx))
+    np.testing.assert_allclose(dW, ref.bf16(ref.gemm_chain(xb.T, delta)), rtol=2.0 ** -7, atol=1e-5)
+    # the fused loss's route: z from forward_logits, the loss's delta rounded by the layer
+    zl, _ = layer.forward_logits(x)
+    assert np.array_equal(_bits(zl), _bits(z))
+    g = rng.standard_normal((n, u)).astype(np.float32)
+    dx2 = layer.backward_logits(g.copy())
+    gemm(ref.bf16(g), Wb, want_dx, trans_b=True, act=ACT_BF16, n_threads=n_threads)
+    assert np.array_equal(_bits(dx2), _bits(want_dx))
 
 
 def test_softmax_and_loss_in_float32():
@@ -140,30 +196,31 @@ def test_softmax_and_loss_in_float32():
 
 def test_conv2d_on_the_bf16_gemm_to_the_bit():
     rng = np.random.default_rng(3)
-    layer = Conv2D(5, 3, activation="relu", dtype="mixed_bfloat16")
+    layer = Conv2D(29, 3, activation="relu", dtype="mixed_bfloat16")
     x = rng.standard_normal((3, 9, 8, 8)).astype(np.float32)
     layer(x)
     layer.kernel[...] = rng.standard_normal(layer.kernel.shape)
-    layer.bias[...] = rng.standard_normal(5)
+    layer.bias[...] = rng.standard_normal(29)
     y = layer.forward(x, True).copy()
-    assert layer._cur[6] is None and layer._cur[7] is None    # im2col + the bf16 GEMM (k = 72: the rule)
+    assert layer._cur[6] is None and layer._cur[7] is None    # im2col + the bf16 GEMM (k = 72, 29 filters: the rule)
     cols = np.empty((3 * 7 * 6, 72), np.float32)
     _conv.im2col(x, cols, (3, 3), (1, 1), (1, 1), (0, 0), (7, 6), 1)
-    K = layer.kernel.reshape(72, 5)
+    K = layer.kernel.reshape(72, 29)
     z = ref.bf16(np.maximum(ref.gemm_chain(cols, K) + layer.bias, 0))
     assert np.array_equal(_bits(y), _bits(z.reshape(y.shape)))
     dy = rng.standard_normal(y.shape).astype(np.float32)
     layer.backward(dy)
     delta = np.where(z > 0, dy.reshape(z.shape), np.float32(0))
-    assert np.array_equal(_bits(layer._grad_of["kernel"].reshape(72, 5)), _bits(ref.bf16(ref.gemm_chain(cols.T, delta))))
+    assert np.array_equal(_bits(layer._grad_of["kernel"].reshape(72, 29)), _bits(ref.bf16(ref.gemm_chain(cols.T, delta))))
 
 
 @pytest.mark.parametrize("act", ["relu", "linear", "tanh"])
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_conv2d_short_k_on_the_float32_gemm(act, n_threads):
     # k = 3 3 2 = 18 < _BF16_SHORT_K: the float32 GEMM on operands rounded to bfloat16 (x before im2col, the
-    # kernel, delta), y and dK rounded after: the same bits as that product made by hand with nncore's gemm,
-    # and within float32 summation order (one bfloat16 rounding of y, dK) of the vdpbf16ps chain oracle
+    # kernel, delta), y, dK and dcols rounded after: the same bits as that product made by hand with nncore's
+    # gemm, and within float32 summation order (one bfloat16 rounding of y, dK) of the vdpbf16ps chain oracle
+    from nncore._kernels import ACT_BF16
     from nncore._kernels.gemm import gemm
     rng = np.random.default_rng(7)
     layer = Conv2D(5, 3, activation=act, dtype="mixed_bfloat16")
@@ -199,9 +256,12 @@ def test_conv2d_short_k_on_the_float32_gemm(act, n_threads):
     if act != "tanh":
         assert np.array_equal(_bits(dk), _bits(ref.bf16(want_dk)))
     np.testing.assert_allclose(dk, ref.bf16(ref.gemm_chain(cols.T, delta)), rtol=2.0 ** -7, atol=1e-5)
-    dcols = (delta.astype(np.float64) @ Kb.T.astype(np.float64)).astype(np.float32)
+    dcols = np.empty((126, 18), np.float32)                  # dcols rounded, as the bf16 GEMM gives it
+    gemm(delta, Kb, dcols, trans_b=True, act=ACT_BF16, n_threads=n_threads)
     want_dx = np.zeros(x.shape, np.float32)
     _conv.col2im(dcols, want_dx, (3, 3), (1, 1), (1, 1), (0, 0), (7, 6), 1)
+    if act != "tanh":
+        assert np.array_equal(_bits(dx), _bits(want_dx))
     np.testing.assert_allclose(dx, want_dx, rtol=1e-5, atol=1e-5)
 
 

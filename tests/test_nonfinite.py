@@ -71,6 +71,37 @@ def test_nan_gradient_raises_with_epoch_and_batch(tmp_path):
     assert not (tmp_path / "m.nncore").exists()
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_nan_gradient_deep_in_a_large_buffer_raises(n_threads):
+    # the optimizer's kernel checks each chunk it writes (fit's parameter check): a NaN past the first
+    # chunks of a buffer of several, at 1 and 2 threads
+    x, y = _data()
+    nncore.set_seed(0)
+    m = nncore.Sequential([Input(shape=(4,)), Dense(200, activation="tanh"), Dense(100), Dense(1)])
+    m.compile(optimizer=nncore.optimizers.Adam(1e-3), loss="mse", n_threads=n_threads)
+    _poison_gradient_at(m, call=4, index=2 * 8192 + 11)
+    with pytest.raises(FloatingPointError, match=r"non-finite parameters .* at epoch 1, batch 4 of 8"):
+        m.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False)
+
+
+def test_nan_in_a_frozen_weight_raises():
+    # a weight outside the optimizer's range (a frozen layer's) is checked by a pass of its own
+    x, y = _data()
+    nncore.set_seed(0)
+    frozen = Dense(8, activation="tanh")
+    m = nncore.Sequential([Input(shape=(4,)), Dense(8, activation="tanh"), frozen, Dense(1)])
+    frozen.trainable = False
+    m.compile(optimizer=nncore.optimizers.SGD(learning_rate=0.01), loss="mse")
+
+    class Poison(nncore.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 2:
+                frozen.bias[3] = np.nan
+
+    with pytest.raises(FloatingPointError, match=r"non-finite .* at epoch 1, batch 3 of 8"):
+        m.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False, callbacks=[Poison()])
+
+
 def test_terminate_on_nan_keeps_the_last_finite_weights(tmp_path):
     x, y = _data()
     m = _model()

@@ -487,6 +487,28 @@ def test_kernel_wrapper_checks():
         _k.step(_k.KINDS["sgd"], 0, (0.1, 0.0), w, g, [], clipvalue=-1.0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("segmented", [False, True])
+def test_kernel_step_says_whether_what_it_wrote_is_finite(dtype, n_threads, segmented):
+    # the step reads each chunk back as it writes it: True iff every w is finite afterwards, wherever the
+    # bad value lies (first chunk, a later one, the tail past the last full chunk), for any thread count
+    n = 3 * 8192 + 77
+    rng = np.random.default_rng(5)
+    adam = _k.KINDS["adam"]
+    seg = dict(seg_start=np.array([0, 100, 9000, n], np.int64), seg_scale=np.ones(3)) if segmented else {}
+    for bad, value in [(None, 0), (0, np.nan), (8192 * 2 + 5, np.inf), (n - 1, -np.inf), (9000, np.nan)]:
+        w, g = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+        if bad is not None:
+            g[bad] = value
+        ok = _k.step(adam, 0, (0.01, 0.1, 0.1, 1e-7), w, g, [np.zeros(n, dtype), np.zeros(n, dtype)],
+                     n_threads=n_threads, **seg)
+        assert ok is bool(np.isfinite(w).all()) and ok is (bad is None)
+    w = np.full(10, np.nan, dtype)                  # a non-finite w the step leaves as it is: still reported
+    assert _k.step(_k.KINDS["sgd"], 0, (0.1, 0.0), w, np.zeros(10, dtype), []) is False
+    assert _k.step(_k.KINDS["sgd"], 0, (0.1, 0.0), np.zeros(0, dtype), np.zeros(0, dtype), []) is True
+
+
 # ---- PyTorch, where its rule and Keras's coincide ----
 try:
     import torch

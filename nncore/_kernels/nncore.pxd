@@ -241,10 +241,10 @@ cdef extern from "nncore.h" nogil:
         const double *seg_scale
         ptrdiff_t nseg
     int nc_optim_nslots(int kind, int flags, const double *c)
-    void nc_optim_step_f32(const nc_optim_step *s, float *w, const float *g, float *const *slots, ptrdiff_t n,
-                           int nthreads)
-    void nc_optim_step_f64(const nc_optim_step *s, double *w, const double *g, double *const *slots,
-                           ptrdiff_t n, int nthreads)
+    int nc_optim_step_f32(const nc_optim_step *s, float *w, const float *g, float *const *slots, ptrdiff_t n,
+                          int nthreads)
+    int nc_optim_step_f64(const nc_optim_step *s, double *w, const double *g, double *const *slots,
+                          ptrdiff_t n, int nthreads)
     void nc_optim_seg_sumsq_f32(const float *x, const int64_t *seg_start, ptrdiff_t nseg, double *out,
                                 int nthreads)
     void nc_optim_seg_sumsq_f64(const double *x, const int64_t *seg_start, ptrdiff_t nseg, double *out,

@@ -71,6 +71,8 @@ def step(int kind, int flags, coef, w, g, slots, double wd=0.0, double clipvalue
     w, g and every slot are C-contiguous arrays of one dtype and size (any shape).
     With seg_scale (float64, one per segment of seg_start) each segment uses its
     own gradient scale (per-variable clipnorm); otherwise `scale` applies to all.
+    Returns whether every element of w is finite after the step (the kernel reads each chunk back
+    while it is in cache: fit's per-step parameter check).
     """
     cdef nc_optim_step s
     if kind < 0 or kind >= NC_OPT_COUNT:
@@ -122,13 +124,14 @@ def step(int kind, int flags, coef, w, g, slots, double wd=0.0, double clipvalue
         s.nseg = seg_start.shape[0] - 1
     cdef void *pw = _ptr(w)
     cdef void *pg = _ptr(g)
+    cdef int ok
     if code == 0:
         with nogil:
-            nc_optim_step_f32(&s, <float *>pw, <const float *>pg, <float *const *>sp, n, n_threads)
+            ok = nc_optim_step_f32(&s, <float *>pw, <const float *>pg, <float *const *>sp, n, n_threads)
     else:
         with nogil:
-            nc_optim_step_f64(&s, <double *>pw, <const double *>pg, <double *const *>sp, n, n_threads)
-    return w
+            ok = nc_optim_step_f64(&s, <double *>pw, <const double *>pg, <double *const *>sp, n, n_threads)
+    return ok == 1
 
 
 def seg_sumsq(x, seg_start, out, int n_threads=1):

@@ -32,7 +32,8 @@ from nncore._kernels import conv as _conv
 from nncore._kernels import elementwise as _ew
 from nncore._kernels.gemm import bf16_round, gemm
 from nncore.layers.base import Layer
-from nncore.layers.core import _act_delta, _affine_act, _affine_config, _bias_grad, _init_affine
+from nncore.layers.core import (_act_delta, _affine_act, _affine_config, _bf16_on_float32, _bias_grad, _init_affine,
+                                _rounded_delta, _rounded_product)
 from nncore.layers.quantized import Int8Quantizable
 
 _colsum = _ew.colsum
@@ -102,29 +103,6 @@ def winograd_tile(n, out_hw, c, kh):
         if g > gain:
             best, gain = m, g
     return best
-
-
-# mixed_bfloat16 products of a short k (kh kw c < _BF16_SHORT_K: e.g. 3x3 on 1-7 channels) run on the float32
-# GEMM with operands rounded to bfloat16 beforehand (x before im2col, the kernel, delta in relu's backward pass):
-# a product of two bfloat16 values is exact in float32, so this is the bf16 product summed in the float32
-# GEMM's order; y and dK are rounded as the bf16 GEMM rounds them (ACT_BF16: y in the GEMM's epilogue while
-# the tile is in L1). There the bf16 GEMM's packing and per-tile costs outweigh vdpbf16ps's rate: conv1 of
-# the cnn row (k = 9) ran 3-5x slower on it than on the float32 GEMM (bench/RESULTS.md, session 10).
-_BF16_SHORT_K = 64
-
-
-def _rounded_product(x, kernel, out, b, act, alpha, nt):
-    """out := bf(act(x K + b)) on the float32 GEMM, for x and K holding bfloat16 values (exact products)."""
-    gemm(x, kernel, out, bias=b, act=act | ACT_BF16, act_alpha=alpha, n_threads=nt)
-
-
-def _rounded_delta(layer, dy, z, y, delta):
-    """delta = bf(dy * f'(z)): `_act_delta` with the result rounded to bfloat16 (relu's in its own pass)."""
-    if layer._code is None or layer._code == 0:
-        return bf16_round(_act_delta(layer, dy, z, y, delta), delta)
-    _act_backward(layer._code | ACT_BF16, layer._alpha, z if layer._keep_z else None, y, dy, delta,
-                  layer._n_threads)
-    return delta
 
 
 class _Window(Layer):
@@ -232,8 +210,7 @@ class _Conv(Int8Quantizable, _Window):
         if tile:
             sizes = _conv.wino_sizes((n,) + self._hwc, self._k4.shape, tile, self._out)
             wino = (tile,) + tuple(np.empty(size, dt) for size in sizes + sizes[:1])
-        elif (self.compute_dtype == "bfloat16" and self.quantization_mode is None
-              and self._k2.shape[0] < _BF16_SHORT_K):
+        elif _bf16_on_float32(self, *self._k2.shape):
             rounded = (np.empty((n,) + self._hwc, dt), np.empty(self._k2.shape, dt))
         cols = None if self._direct or wino else np.empty((m, self._k2.shape[0]), dt)
         z = np.empty((m, self.filters), dt)
@@ -261,7 +238,7 @@ class _Conv(Int8Quantizable, _Window):
             _affine_act(self, self._as4(x, n, h, w, c), None, bufs[1], bufs[2], self._winograd)
             return bufs[5]
         x4, kernel, product = self._as4(x, n, h, w, c), self._k2, None
-        if bufs[7]:                               # short k under mixed_bfloat16: rounded operands, float32 GEMM
+        if bufs[7]:                               # short k or narrow under mixed_bfloat16: float32 GEMM
             x4, kernel = bf16_round(x4, bufs[7][0]), bf16_round(self._k2, bufs[7][1])
             product = _rounded_product
         if self._direct:
@@ -290,16 +267,15 @@ class _Conv(Int8Quantizable, _Window):
                                 self._as4(dx, n, h, w, c) if self._need_dx else None, (h, w), tile, self._pad,
                                 self._n_threads, self.compute_dtype == "bfloat16")
             return dx if self._need_dx else None
-        mm, kernel = (gemm, rounded[1]) if rounded else (self._gemm, self._k2)   # rounded: bf16 operands
-        mm(self._cols, delta, self._dk2, trans_a=True, n_threads=self._n_threads)
-        if rounded:                               # dK a bfloat16 value, as the bf16 GEMM gives it
-            bf16_round(self._dk2, self._dk2)
+        # rounded: bf16 operands, dK and dcols bfloat16 values as the bf16 GEMM gives them (its epilogue)
+        mm, kernel, act = (gemm, rounded[1], ACT_BF16) if rounded else (self._gemm, self._k2, 0)
+        mm(self._cols, delta, self._dk2, trans_a=True, act=act, n_threads=self._n_threads)
         if not self._need_dx:
             return None
         if self._direct:                          # dx = delta K^T, straight into dx
-            mm(delta, kernel, dx.reshape(n * h * w, c), trans_b=True, n_threads=self._n_threads)
+            mm(delta, kernel, dx.reshape(n * h * w, c), trans_b=True, act=act, n_threads=self._n_threads)
             return dx
-        mm(delta, kernel, cols, trans_b=True, n_threads=self._n_threads)   # dcols reuses the cols buffer
+        mm(delta, kernel, cols, trans_b=True, act=act, n_threads=self._n_threads)   # dcols reuses cols
         _conv.col2im(cols, self._as4(dx, n, h, w, c), self._win, self._str, self._dil, self._pad, self._out,
                      self._n_threads)
         return dx

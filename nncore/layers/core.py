@@ -8,6 +8,7 @@ import numpy as np
 
 from nncore import _random
 from nncore import activations as _activations
+from nncore._kernels import ACT_BF16
 from nncore._kernels import elementwise as _ew
 from nncore._kernels.gemm import DenseLayers, bf16_round, dense_chain, gemm, pack_b
 from nncore._kernels import int8 as _int8
@@ -61,6 +62,40 @@ def _gemm_product(x, kernel, out, b, act, alpha, nt, mm=gemm):
     """out := act(x K + b): one GEMM `mm` (the layer's compute dtype's) with the bias and the activation
     in its epilogue."""
     mm(x, kernel, out, bias=b, act=act, act_alpha=alpha, n_threads=nt)
+
+
+# mixed_bfloat16 products of a layer whose kernel matrix (k x n: Dense's W, a convolution's kh kw c x filters)
+# is short (k < _BF16_SHORT_K, e.g. 3x3 on 1-7 channels) or narrow (n < _BF16_NARROW_N, e.g. a 10-class head)
+# run on the float32 GEMM with operands rounded to bfloat16 beforehand (x, the kernel, delta): a product of
+# two bfloat16 values is exact in float32, so this is the bf16 product summed in the float32 GEMM's order;
+# y, dW and dx are rounded as the bf16 GEMM rounds them (ACT_BF16 in the float32 GEMM's epilogue while the
+# tile is in L1). There the bf16 GEMM's packing and per-tile costs outweigh vdpbf16ps's rate (its tile is 32
+# columns wide: n <= 16 fills half of it, and dx's k is n): conv1 of the cnn row (k = 9) ran 3-5x slower on it
+# than on the float32 GEMM, its Dense(10) head's three products 0.54 ms against 0.32 with the roundings
+# (bench/RESULTS.md, sessions 10 and 11). One rule for every layer: `_bf16_on_float32`.
+_BF16_SHORT_K = 64
+_BF16_NARROW_N = 24
+
+
+def _bf16_on_float32(layer, k, n):
+    """Whether `layer` (compute dtype bfloat16) runs the products of its k x n kernel matrix on the float32
+    GEMM with rounded operands."""
+    return (layer.compute_dtype == "bfloat16" and layer.quantization_mode is None
+            and (k < _BF16_SHORT_K or n < _BF16_NARROW_N))
+
+
+def _rounded_product(x, kernel, out, b, act, alpha, nt):
+    """out := bf(act(x K + b)) on the float32 GEMM, for x and K holding bfloat16 values (exact products)."""
+    gemm(x, kernel, out, bias=b, act=act | ACT_BF16, act_alpha=alpha, n_threads=nt)
+
+
+def _rounded_delta(layer, dy, z, y, delta):
+    """delta = bf(dy * f'(z)): `_act_delta` with the result rounded to bfloat16 (relu's in its own pass)."""
+    if layer._code is None or layer._code == 0:
+        return bf16_round(_act_delta(layer, dy, z, y, delta), delta)
+    _act_backward(layer._code | ACT_BF16, layer._alpha, z if layer._keep_z else None, y, dy, delta,
+                  layer._n_threads)
+    return delta
 
 
 def _affine_act(layer, x, kernel, z, y, product=None):
@@ -183,11 +218,15 @@ class Dense(Int8Quantizable, Layer):
         return tuple(input_shape[:-1]) + (self.units,)
 
     def _buffers(self, n):
-        # [z, y, delta, dx] for a batch of n rows, allocated once per batch size
+        # [z, y, delta, dx, (x, W) rounded to bfloat16 for the float32 GEMM or None] for a batch of n rows,
+        # allocated once per batch size
         dt = self._float_dtype
         z = np.empty((n, self.units), dt)
+        k = self.kernel.shape[0]
+        rounded = ((np.empty((n, k), dt), np.empty(self.kernel.shape, dt))
+                   if _bf16_on_float32(self, k, self.units) else None)
         b = [z, z if self._code == 0 else np.empty((n, self.units), dt), np.empty((n, self.units), dt),
-             np.empty((n, self.kernel.shape[0]), dt)]
+             np.empty((n, k), dt), rounded]
         return self._keep(n, b)
 
     def _takes_shape(self, input_shape):
@@ -207,36 +246,56 @@ class Dense(Int8Quantizable, Layer):
     def _nd(self, a):
         return a if len(self._shape) == 1 else a.reshape(self._shape + a.shape[-1:])
 
+    def _operands(self, x2, bufs):
+        """(x, W, the product) of the forward: x2 and the kernel on the layer's GEMM, or both rounded to
+        bfloat16 on the float32 GEMM (`_bf16_on_float32`)."""
+        rounded = bufs[4]
+        if rounded is None:
+            return x2, self.kernel, None
+        return bf16_round(x2, rounded[0]), bf16_round(self.kernel, rounded[1]), _rounded_product
+
     def forward(self, x, training=False):
         # z = x W + b ; y = f(z)
         x2, bufs = self._rows(x)
-        return self._nd(_affine_act(self, x2, self.kernel, bufs[0], bufs[1]))
+        x2, kernel, product = self._operands(x2, bufs)
+        return self._nd(_affine_act(self, x2, kernel, bufs[0], bufs[1], product))
 
     def backward(self, dy):
-        # delta = dy * f'(z)
-        z, y, delta, _ = self._cur
-        return self.backward_logits(_act_delta(self, dy.reshape(z.shape), z, y, delta))
+        # delta = dy * f'(z) (rounded to bfloat16 where the products take the float32 GEMM)
+        z, y, delta, _, rounded = self._cur
+        return self._grads((_rounded_delta if rounded else _act_delta)(self, dy.reshape(z.shape), z, y, delta))
 
     def forward_logits(self, x, training=True):
         """Training forward that stops at z = x W + b; returns (z, y buffer for the probabilities)."""
         x2, bufs = self._rows(x)
+        b = self.bias if self.use_bias else None
         if self.quantization_mode is not None:
             _int8_matmul(self, x2, self.kernel, bufs[0])
+        elif bufs[4]:
+            _rounded_product(*self._operands(x2, bufs)[:2], bufs[0], b, 0, 0.0, self._n_threads)
         else:
-            self._gemm(x2, self.kernel, bufs[0], bias=self.bias if self.use_bias else None, n_threads=self._n_threads)
+            self._gemm(x2, self.kernel, bufs[0], bias=b, n_threads=self._n_threads)
         return self._nd(bufs[0]), self._nd(bufs[1])
 
     def backward_logits(self, delta):
-        # dW = x^T delta ; db = sum_rows delta ; dx = delta W^T
+        delta = delta.reshape(self._cur[0].shape)
+        if self._cur[4]:                       # the loss's delta, rounded as the bf16 GEMM would take it
+            delta = bf16_round(delta, self._cur[2])
+        return self._grads(delta)
+
+    def _grads(self, delta):
+        # dW = x^T delta ; db = sum_rows delta ; dx = delta W^T (the rounded route: bfloat16 operands, dW and
+        # dx rounded in the float32 GEMM's epilogue)
         if self.quantization_mode is not None:
             self._refuse_training()
-        g, mm = self._grad_of, self._gemm
-        delta = delta.reshape(self._cur[0].shape)
-        mm(self._x, delta, g["kernel"], trans_a=True, n_threads=self._n_threads)
+        g, nt, rounded = self._grad_of, self._n_threads, self._cur[4]
+        mm, x, kernel, act = ((gemm, rounded[0], rounded[1], ACT_BF16) if rounded
+                              else (self._gemm, self._x, self.kernel, 0))
+        mm(x, delta, g["kernel"], trans_a=True, act=act, n_threads=nt)
         if self.use_bias:
             _bias_grad(self, delta, g["bias"])
         if self._need_dx:
-            return self._nd(mm(delta, self.kernel, self._cur[3], trans_b=True, n_threads=self._n_threads))
+            return self._nd(mm(delta, kernel, self._cur[3], trans_b=True, act=act, n_threads=nt))
         return None
 
     def get_config(self):

@@ -102,6 +102,7 @@ class Optimizer:
         self._vars = []        # per variable, in order of first use: {"var", "slots", "seg"}
         self._index = {}       # (data pointer, shape, dtype) -> index in _vars
         self._flat = None      # the model's buffer: {"params", "seg_start", "slots", "sums"}
+        self._finite = None    # step_flat: whether every parameter of the buffer came out finite
         self._pending = None   # state set before the slots existed
 
     # ---- what a subclass provides -------------------------------------
@@ -338,8 +339,8 @@ class Optimizer:
             else:
                 seg_scale = f["scales"]
                 seg_scale[:] = [self._norm_scale(s, self.clipnorm) for s in sums.tolist()]
-        _k.step(kind, flags, coef, params_flat, grads_flat, f["slots"], wd, clipvalue, scale,
-                f["seg_start"] if seg_scale is not None else None, seg_scale, nt)
+        self._finite = _k.step(kind, flags, coef, params_flat, grads_flat, f["slots"], wd, clipvalue, scale,
+                               f["seg_start"] if seg_scale is not None else None, seg_scale, nt)
         self._iterations += 1
         return self._iterations
 
