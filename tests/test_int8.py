@@ -85,6 +85,27 @@ def test_extremes_that_would_saturate(qmax):
             np.testing.assert_array_equal(_s32(a, b, qmax), want, err_msg=kernel)
 
 
+@pytest.mark.parametrize("qmax", [63, 127])
+def test_direct_rows_exact_on_awkward_shapes(qmax):
+    # batch 1..7 (the first rows take the direct path, B unpacked: the row kernels of int8_gemv.h);
+    # n around their 32- and 64-column blocks, k around the groups of 4; the extremes included
+    rng = np.random.default_rng(qmax)
+    shapes = [(m, n, k) for m in range(1, 8) for n in (1, 10, 31, 32, 33, 63, 64, 65, 130)
+              for k in (1, 2, 3, 5, 7, 129, 784) if (m + n + k) % 3 == 0 or m <= 2]
+    for level in LEVELS:
+        kernels = _runs(level, qmax)
+        for m, n, k in shapes:
+            a = rng.integers(-qmax, qmax + 1, (m, k)).astype(np.int8)
+            b = rng.integers(-128, 128, (k, n)).astype(np.int8)
+            if m <= 2 and n == 65:                            # the largest products, both signs
+                a[0], b[:, 0], b[:, 1] = qmax, -128, np.resize([-128, 127], k)
+            want = ref.matmul_s32(a, b)
+            for kernel in kernels:
+                _use(kernel, qmax)
+                np.testing.assert_array_equal(_s32(a, b, qmax), want, err_msg=f"{level} {kernel} {m}x{n}x{k}")
+                np.testing.assert_array_equal(_s32(a, b, qmax, 2), want, err_msg=f"{level} {kernel} 2 threads")
+
+
 def test_largest_k_stays_exact():
     k = int8.MAX_K
     a = np.full((2, k), 127, np.int8)
