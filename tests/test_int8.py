@@ -235,6 +235,34 @@ def test_chain_is_the_layers_one_by_one_to_the_bit(dtype, level):
                 np.testing.assert_array_equal(y, want, err_msg=f"{kernel} {m} {dims} {nt} threads")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("level", LEVELS)
+def test_int8_layers_are_the_layers_one_by_one_to_the_bit(dtype, level):
+    # Int8Layers (model(x), predict_on_batch, predict of a few rows): the layers' own products in one call,
+    # batch 1..7 (1 and 2 rows on the direct path's row kernels), 1 and 2 threads
+    rng = np.random.default_rng(13)
+    relu, gelu = ACT_CODES["relu"], ACT_CODES["gelu"]
+    cases = [(m, (784, 256, 128, 10), [relu, relu, -1]) for m in range(1, 8)]
+    cases += [(1, (5, 3), [relu]), (2, (13, 7, 5), [gelu, -1]), (3, (65, 33, 17, 3), [relu, gelu, -1]),
+              (40, (30, 70, 2), [ACT_CODES["linear"], relu])]
+    for m, dims, acts in cases:
+        L = len(dims) - 1
+        ws = [rng.integers(-127, 128, (dims[i], dims[i + 1])).astype(np.int8) for i in range(L)]
+        scales = [rng.uniform(20, 400, d).astype(dtype) for d in dims[1:]]
+        biases = [rng.standard_normal(d).astype(dtype) if i % 2 == 0 else None for i, d in enumerate(dims[1:])]
+        qmaxs = [63, 127, 63][:L]
+        x = rng.standard_normal((m, dims[0])).astype(dtype)
+        want = _chain_ref(x, ws, scales, biases, acts, qmaxs)
+        run = int8.Int8Layers(ws, scales, biases, acts, [a == gelu for a in acts], [0.0] * L, qmaxs)
+        for kernel in _runs(level, 127):
+            _use(kernel, 127)
+            for nt in (1, 2):
+                np.testing.assert_array_equal(run(x, None, True, nt), want, err_msg=f"{kernel} {m} {dims} {nt}")
+    x[0, 1] = np.inf
+    with pytest.raises(ValueError, match="NaN"):
+        run(x, None, True)
+
+
 def test_chain_refuses_nonfinite_input_and_stale_packs():
     rng = np.random.default_rng(12)
     w = rng.integers(-127, 128, (9, 4)).astype(np.int8)
