@@ -51,7 +51,7 @@
 #endif
 
 /* At most this many rows of A take the direct path (B read in place, not packed). */
-#define NC_I8_DIRECT_ROWS 2
+#define NC_I8_DIRECT_ROWS 8
 /* The largest MR x NR of the kernels (the tile buffer) */
 #define NC_I8_TILE_MAX 512
 /* Bytes of packed A per block of rows (lives in L2 while the B panels pass). */
@@ -263,16 +263,16 @@ static int nc_i8_region(const nc_i8_job *job, const nc_i8_variant *V, ptrdiff_t 
 
 /* The direct path: C = A B for a few rows, B (k x n, row stride ldb) read in
  * place (int8_gemv.h: each element of B serves only m rows, so packing it
- * would cost as much as using it: predict of one sample). Row by row: the
- * row quantized (or copied) into q, its int32 row on the row kernel of the
- * kernel in use's family (AVX512-VNNI, AVX2, generic C), the epilogue. The
+ * would cost as much as using it: predict of one sample). The rows quantized
+ * (or copied) into q, their int32 rows on the row kernels of the kernel in
+ * use's family (AVX512-VNNI, AVX2, generic C), the epilogue. The
  * work space is on the stack up to NC_I8_DIRECT_STACK bytes (no allocation
  * for the layers one sample goes through), else allocated. */
 #include "int8_gemv.h"
 #define NC_I8_DIRECT_STACK 16384
 
-typedef void (*nc_i8_gemv_fn)(ptrdiff_t n, ptrdiff_t k, const int8_t *a, const int8_t *B, ptrdiff_t ldb, int qmax,
-                              int32_t *c);
+typedef void (*nc_i8_gemv_fn)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const int8_t *a, ptrdiff_t lda, const int8_t *B,
+                              ptrdiff_t ldb, int qmax, int32_t *c, ptrdiff_t ldc);
 
 static nc_i8_gemv_fn nc_i8_gemv_of(const nc_i8_variant *V)
 {
@@ -287,19 +287,16 @@ static nc_i8_gemv_fn nc_i8_gemv_of(const nc_i8_variant *V)
 static int nc_i8_run_direct(const nc_i8_job *job, const nc_i8_variant *V)
 {
     ptrdiff_t m = job->m, n = job->n, k = job->k, kp = (k + 3) / 4 * 4;
-    size_t cbytes = (size_t)n * 4, need = cbytes + (size_t)kp + 64;
+    size_t cbytes = (size_t)(m * n) * 4, need = cbytes + (size_t)(m * kp) + 64;
     _Alignas(64) char stack[NC_I8_DIRECT_STACK];
     char *mem = need <= sizeof stack ? stack : (char *)malloc(need);
     if (!mem) return -1;
     int32_t *c32 = (int32_t *)(void *)mem;
     int8_t *q = (int8_t *)(mem + cbytes);
-    _Alignas(16) char info[16];
-    nc_i8_gemv_fn gemv = nc_i8_gemv_of(V);
-    for (ptrdiff_t i = 0; i < m; i++) {
-        job->pack_a(job, i, 1, 0, (uint8_t *)q, kp, info);
-        gemv(n, k, q, job->B, job->ldb, job->qmax, c32);
-        job->store(job, c32, (int)n, i, 0, 1, (int)n, info);
-    }
+    _Alignas(16) char info[NC_I8_DIRECT_ROWS * sizeof(double)];
+    job->pack_a(job, 0, m, 0, (uint8_t *)q, kp, info);
+    nc_i8_gemv_of(V)(m, n, k, q, kp, job->B, job->ldb, job->qmax, c32, n);
+    job->store(job, c32, (int)n, 0, 0, (int)m, (int)n, info);
     if (mem != stack) free(mem);
     return 0;
 }
