@@ -51,7 +51,7 @@
 #endif
 
 /* At most this many rows of A take the direct path (B read in place, not packed). */
-#define NC_I8_DIRECT_ROWS 2
+#define NC_I8_DIRECT_ROWS 8
 /* The largest MR x NR of the kernels (the tile buffer) */
 #define NC_I8_TILE_MAX 512
 /* Bytes of packed A per block of rows (lives in L2 while the B panels pass). */
@@ -262,52 +262,42 @@ static int nc_i8_region(const nc_i8_job *job, const nc_i8_variant *V, ptrdiff_t 
 }
 
 /* The direct path: C = A B for a few rows, B (k x n, row stride ldb) read in
- * place. Each element of B serves only m rows, so packing it would cost as
- * much as using it (predict of one sample). Plain int32 multiply-adds (they
- * cannot overflow, k <= NC_INT8_MAX_K), compiled for the generic and the
- * AVX2 level; blocks of DIRECT_W columns of C stay in one accumulator row. */
-#define NC_I8_DIRECT_W 256
-#define NC_I8_DIRECT(suffix, attr)                                                                    \
-    static attr void nc_i8_direct_##suffix(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const int8_t *A,        \
-                                           ptrdiff_t lda, const int8_t *B, ptrdiff_t ldb, int32_t *C)     \
-    {                                                                                                 \
-        int32_t acc[NC_I8_DIRECT_W];                                                                  \
-        for (ptrdiff_t i = 0; i < m; i++)                                                             \
-            for (ptrdiff_t j0 = 0; j0 < n; j0 += NC_I8_DIRECT_W) {                                    \
-                int w = (int)(n - j0 < NC_I8_DIRECT_W ? n - j0 : NC_I8_DIRECT_W);                     \
-                for (int j = 0; j < w; j++) acc[j] = 0;                                               \
-                for (ptrdiff_t p = 0; p < k; p++) {                                                   \
-                    const int8_t *b = B + p * ldb + j0;                                               \
-                    int32_t a = A[i * lda + p];                                                       \
-                    _Pragma("omp simd") for (int j = 0; j < w; j++) acc[j] += a * (int32_t)b[j];      \
-                }                                                                                     \
-                memcpy(C + i * n + j0, acc, (size_t)w * sizeof(int32_t));                             \
-            }                                                                                         \
-    }
-NC_I8_DIRECT(generic, )
-#if NC_I8_X86
-NC_I8_DIRECT(avx2, NC_I8_AVX2_ATTR)
-#endif
-#undef NC_I8_DIRECT
+ * place (int8_gemv.h: each element of B serves only m rows, so packing it
+ * would cost as much as using it: predict of one sample). The rows quantized
+ * (or copied) into q, their int32 rows on the row kernels of the kernel in
+ * use's family (AVX512-VNNI, AVX2, generic C), the epilogue. The
+ * work space is on the stack up to NC_I8_DIRECT_STACK bytes (no allocation
+ * for the layers one sample goes through), else allocated. */
+#include "int8_gemv.h"
+#define NC_I8_DIRECT_STACK 16384
 
-/* Quantize (or copy) the m rows of A, the direct product, the epilogue over all of C. */
-static int nc_i8_run_direct(const nc_i8_job *job)
+typedef void (*nc_i8_gemv_fn)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const int8_t *a, ptrdiff_t lda, const int8_t *B,
+                              ptrdiff_t ldb, int qmax, int32_t *c, ptrdiff_t ldc);
+
+static nc_i8_gemv_fn nc_i8_gemv_of(const nc_i8_variant *V)
+{
+#if NC_I8_X86
+    if (V->kernel == nc_i8_kernel_avx512vnni) return nc_i8_gemv_avx512vnni;
+    if (V->needs) return nc_i8_gemv_avx2;
+#endif
+    (void)V;
+    return nc_i8_gemv_generic;
+}
+
+static int nc_i8_run_direct(const nc_i8_job *job, const nc_i8_variant *V)
 {
     ptrdiff_t m = job->m, n = job->n, k = job->k, kp = (k + 3) / 4 * 4;
-    size_t qbytes = (size_t)(m * kp), ibytes = (size_t)(m * job->info_size) + 8, cbytes = (size_t)(m * n) * 4;
-    char *mem = (char *)malloc(qbytes + ibytes + cbytes + 64);
+    size_t cbytes = (size_t)(m * n) * 4, need = cbytes + (size_t)(m * kp) + 64;
+    _Alignas(64) char stack[NC_I8_DIRECT_STACK];
+    char *mem = need <= sizeof stack ? stack : (char *)malloc(need);
     if (!mem) return -1;
-    int32_t *c32 = (int32_t *)(((uintptr_t)mem + 63) / 64 * 64);
-    int8_t *q = (int8_t *)(c32 + m * n);
-    char *info = (char *)(q + qbytes);
+    int32_t *c32 = (int32_t *)(void *)mem;
+    int8_t *q = (int8_t *)(mem + cbytes);
+    _Alignas(16) char info[NC_I8_DIRECT_ROWS * sizeof(double)];
     job->pack_a(job, 0, m, 0, (uint8_t *)q, kp, info);
-#if NC_I8_X86
-    if (job->level) nc_i8_direct_avx2(m, n, k, q, kp, job->B, job->ldb, c32);
-    else
-#endif
-        nc_i8_direct_generic(m, n, k, q, kp, job->B, job->ldb, c32);
+    nc_i8_gemv_of(V)(m, n, k, q, kp, job->B, job->ldb, job->qmax, c32, n);
     job->store(job, c32, (int)n, 0, 0, (int)m, (int)n, info);
-    free(mem);
+    if (mem != stack) free(mem);
     return 0;
 }
 
@@ -319,7 +309,7 @@ static int nc_i8_run(const nc_i8_job *job, int nthreads)
     const nc_i8_variant *V = &nc_i8_variants[nc_int8_kernel(job->qmax)];
     ptrdiff_t m = job->m, n = job->n;
     if (m <= 0 || n <= 0) return 0;
-    if (m <= NC_I8_DIRECT_ROWS && n <= INT_MAX) return nc_i8_run_direct(job);
+    if (m <= NC_I8_DIRECT_ROWS && n <= INT_MAX) return nc_i8_run_direct(job, V);
     double work = (double)m * (double)n * (double)(job->k > 0 ? job->k : 1);
     int nt = work < NC_I8_TEAM_WORK ? 1 : nc_team_size(nthreads, 2.0 * work);
     ptrdiff_t mt = (m + V->mr - 1) / V->mr, ntiles = mt * ((n + V->nr - 1) / V->nr);

@@ -707,6 +707,19 @@ int nc_int8_chain_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const void *con
                       const double *act_alpha, const int *qmax, int check_finite, const double *x /* in */,
                       double *y /* out */, int nthreads);
 
+/* y = the L int8 dense layers one after the other (W[l] k x n as stored, no packing), each one
+ * nc_gemm_int8 on the whole batch then, where separate[l], its activation in a pass of its own (act -1:
+ * a softmax over each row): the bits of the layers' own forward calls. work holds 2 m max(dims[1..L-1])
+ * REALs. 0; 1 when check_finite and x holds NaN/inf; -1 no memory. */
+int nc_int8_layers_f32(ptrdiff_t m, int L, const ptrdiff_t *dims, const int8_t *const *W /* in */,
+                       const float *const *wscale /* in */, const float *const *bias /* in */, const int *act,
+                       const int *separate, const float *act_alpha, const int *qmax, int check_finite,
+                       const float *x /* in */, float *y /* out */, float *work, int nthreads);
+int nc_int8_layers_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const int8_t *const *W /* in */,
+                       const double *const *wscale /* in */, const double *const *bias /* in */, const int *act,
+                       const int *separate, const double *act_alpha, const int *qmax, int check_finite,
+                       const double *x /* in */, double *y /* out */, double *work, int nthreads);
+
 /* The quantizer of nc_gemm_int8 alone: q[i, :] = clip(round(x[i, :] s_i), -Q, Q), scale[i] = s_i. */
 void nc_quantize_rows_f32(const float *x /* in */, ptrdiff_t m, ptrdiff_t k, ptrdiff_t ldx, int qmax,
                           int8_t *q /* out */, ptrdiff_t ldq, float *scale /* out */, int nthreads);

@@ -85,6 +85,27 @@ def test_extremes_that_would_saturate(qmax):
             np.testing.assert_array_equal(_s32(a, b, qmax), want, err_msg=kernel)
 
 
+@pytest.mark.parametrize("qmax", [63, 127])
+def test_direct_rows_exact_on_awkward_shapes(qmax):
+    # batch 1..7 (the first rows take the direct path, B unpacked: the row kernels of int8_gemv.h);
+    # n around their 32- and 64-column blocks, k around the groups of 4; the extremes included
+    rng = np.random.default_rng(qmax)
+    shapes = [(m, n, k) for m in range(1, 8) for n in (1, 10, 31, 32, 33, 63, 64, 65, 130)
+              for k in (1, 2, 3, 5, 7, 129, 784) if (m + n + k) % 3 == 0 or m <= 2]
+    for level in LEVELS:
+        kernels = _runs(level, qmax)
+        for m, n, k in shapes:
+            a = rng.integers(-qmax, qmax + 1, (m, k)).astype(np.int8)
+            b = rng.integers(-128, 128, (k, n)).astype(np.int8)
+            if m <= 2 and n == 65:                            # the largest products, both signs
+                a[0], b[:, 0], b[:, 1] = qmax, -128, np.resize([-128, 127], k)
+            want = ref.matmul_s32(a, b)
+            for kernel in kernels:
+                _use(kernel, qmax)
+                np.testing.assert_array_equal(_s32(a, b, qmax), want, err_msg=f"{level} {kernel} {m}x{n}x{k}")
+                np.testing.assert_array_equal(_s32(a, b, qmax, 2), want, err_msg=f"{level} {kernel} 2 threads")
+
+
 def test_largest_k_stays_exact():
     k = int8.MAX_K
     a = np.full((2, k), 127, np.int8)
@@ -212,6 +233,34 @@ def test_chain_is_the_layers_one_by_one_to_the_bit(dtype, level):
                 y = np.full((m, dims[-1]), np.nan, dtype)
                 int8.chain(x, packed, scales, biases, acts, [0.0] * L, qmaxs, y, True, nt)
                 np.testing.assert_array_equal(y, want, err_msg=f"{kernel} {m} {dims} {nt} threads")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("level", LEVELS)
+def test_int8_layers_are_the_layers_one_by_one_to_the_bit(dtype, level):
+    # Int8Layers (model(x), predict_on_batch, predict of a few rows): the layers' own products in one call,
+    # batch 1..7 (1 and 2 rows on the direct path's row kernels), 1 and 2 threads
+    rng = np.random.default_rng(13)
+    relu, gelu = ACT_CODES["relu"], ACT_CODES["gelu"]
+    cases = [(m, (784, 256, 128, 10), [relu, relu, -1]) for m in range(1, 8)]
+    cases += [(1, (5, 3), [relu]), (2, (13, 7, 5), [gelu, -1]), (3, (65, 33, 17, 3), [relu, gelu, -1]),
+              (40, (30, 70, 2), [ACT_CODES["linear"], relu])]
+    for m, dims, acts in cases:
+        L = len(dims) - 1
+        ws = [rng.integers(-127, 128, (dims[i], dims[i + 1])).astype(np.int8) for i in range(L)]
+        scales = [rng.uniform(20, 400, d).astype(dtype) for d in dims[1:]]
+        biases = [rng.standard_normal(d).astype(dtype) if i % 2 == 0 else None for i, d in enumerate(dims[1:])]
+        qmaxs = [63, 127, 63][:L]
+        x = rng.standard_normal((m, dims[0])).astype(dtype)
+        want = _chain_ref(x, ws, scales, biases, acts, qmaxs)
+        run = int8.Int8Layers(ws, scales, biases, acts, [a == gelu for a in acts], [0.0] * L, qmaxs)
+        for kernel in _runs(level, 127):
+            _use(kernel, 127)
+            for nt in (1, 2):
+                np.testing.assert_array_equal(run(x, None, True, nt), want, err_msg=f"{kernel} {m} {dims} {nt}")
+    x[0, 1] = np.inf
+    with pytest.raises(ValueError, match="NaN"):
+        run(x, None, True)
 
 
 def test_chain_refuses_nonfinite_input_and_stale_packs():

@@ -63,6 +63,31 @@ def test_quantized_mlp_is_the_integer_reference(dtype):
     np.testing.assert_allclose(y, h, rtol=1e-6 if dtype == "float32" else 1e-14, atol=1e-7)
 
 
+def test_quantized_mlp_small_batches_every_call_path_same_bits():
+    # model(x) and predict_on_batch (one Int8Layers call), predict of a few rows and of a batch (the
+    # packed chain): the same bits as the layers one by one; weights set in place are used next call
+    model = _mlp()
+    model.quantize("int8")
+    rng = np.random.default_rng(3)
+    for m in (1, 2, 3, 7, 40):
+        x = rng.standard_normal((m, 30)).astype(np.float32)
+        h = x
+        for layer in model.layers:
+            h = layer(h)
+        for y in (model(x), model.predict_on_batch(x), model.predict(x, verbose=0),
+                  model.predict(x, batch_size=3, verbose=0)):
+            np.testing.assert_array_equal(y, h, err_msg=f"batch {m}")
+    x = rng.standard_normal((1, 30)).astype(np.float32)
+    before = model(x)
+    weights = model.get_weights()
+    model.set_weights([w[::-1].copy() if w.dtype == np.int8 else w for w in weights])
+    h = x
+    for layer in model.layers:
+        h = layer(h)
+    np.testing.assert_array_equal(model(x), h)
+    assert not np.array_equal(h, before)
+
+
 def test_quantized_convolutions_are_the_integer_reference():
     nncore.set_seed(2)
     rng = np.random.default_rng(1)

@@ -218,6 +218,136 @@ def chain(x, packed, w_scales, biases, acts, alphas, qmaxs, y, bint check_finite
     return y
 
 
+cdef class Int8Layers:
+    """Consecutive int8 dense layers run one after the other in one C call (nc_int8_layers): each layer's
+    own `gemm_int8` on the whole batch (the kernels as stored, nothing packed) and its own separate
+    activation or softmax pass, bit-identical to calling the layers, without crossing into C once per
+    layer (`model(x)` of one sample). Checked once here; a call checks x and y only. `arrays` are the
+    arrays the pointers point into (a caller compares them to see whether they still stand).
+
+    Parameters
+    ----------
+    kernels : list of int8 ndarray of shape (d_l, d_{l+1}), C-contiguous, consecutive
+    w_scales : list of ndarray of shape (d_{l+1},), one float dtype
+    biases : list of (ndarray of shape (d_{l+1},) or None)
+    acts : list of int (an activation code, or -1 for a softmax over each row)
+    separate : list of bool (the activation in a pass of its own, as the layer runs it)
+    alphas : list of float
+    qmaxs : list of int
+    """
+    cdef int L, code
+    cdef char *mem
+    cdef ptrdiff_t *dims
+    cdef void **W
+    cdef void **scale
+    cdef void **bias
+    cdef int *act
+    cdef int *sep
+    cdef int *qmax
+    cdef void *alpha
+    cdef object work
+    cdef readonly object arrays
+    cdef readonly Py_ssize_t n_in, n_out, width
+
+    def __cinit__(self, kernels, w_scales, biases, acts, separate, alphas, qmaxs):
+        cdef int L = len(kernels)
+        if L < 1 or not len(w_scales) == len(biases) == len(acts) == len(separate) == len(alphas) == len(qmaxs) == L:
+            raise ValueError(f"Int8Layers: expected as many scales, biases, acts, separate, alphas and qmaxs as "
+                             f"kernels ({L} >= 1)")
+        self.L = L
+        self.code = _real(w_scales[0], "w_scales[0]")
+        self.mem = <char *>PyMem_Malloc((L + 1) * sizeof(ptrdiff_t) + 3 * L * sizeof(void *) + L * sizeof(double)
+                                        + 3 * L * sizeof(int))
+        if not self.mem:
+            raise MemoryError("Int8Layers")
+        self.dims = <ptrdiff_t *>self.mem
+        self.W = <void **>(self.dims + L + 1)
+        self.scale = self.W + L
+        self.bias = self.scale + L
+        self.alpha = <void *>(self.bias + L)
+        self.act = <int *>(<double *>self.alpha + L)
+        self.sep = self.act + L
+        self.qmax = self.sep + L
+        _int_array(kernels[0], "kernels[0]", cnp.NPY_INT8, "int8")
+        _ndim(kernels[0], "kernels[0]", 2)
+        self.dims[0] = kernels[0].shape[0]
+        self.width = 0
+        for l in range(L):
+            _int_array(kernels[l], f"kernels[{l}]", cnp.NPY_INT8, "int8")
+            _ndim(kernels[l], f"kernels[{l}]", 2)
+            if kernels[l].shape[0] != self.dims[l]:
+                raise ValueError(f"Int8Layers: kernels[{l}] has {kernels[l].shape[0]} rows, the layer before gives "
+                                 f"{self.dims[l]} features")
+            _max_k(self.dims[l], "Int8Layers")
+            self.dims[l + 1] = kernels[l].shape[1]
+            if l + 1 < L and self.dims[l + 1] > self.width:
+                self.width = self.dims[l + 1]
+            self.W[l] = _ptr(kernels[l])
+            _same_real(w_scales[l], f"w_scales[{l}]", self.code)
+            _shape1(w_scales[l], f"w_scales[{l}]", self.dims[l + 1])
+            self.scale[l] = _ptr(w_scales[l])
+            self.bias[l] = NULL
+            if biases[l] is not None:
+                _same_real(biases[l], f"biases[{l}]", self.code)
+                _shape1(biases[l], f"biases[{l}]", self.dims[l + 1])
+                self.bias[l] = _ptr(biases[l])
+            if acts[l] < -1 or acts[l] >= NC_ACT_COUNT:
+                raise ValueError(f"Int8Layers: unknown activation code {acts[l]}")
+            _qmax(qmaxs[l], "Int8Layers")
+            self.act[l], self.sep[l], self.qmax[l] = acts[l], bool(separate[l]), qmaxs[l]
+            if self.code == 0:
+                (<float *>self.alpha)[l] = alphas[l]
+            else:
+                (<double *>self.alpha)[l] = alphas[l]
+        self.n_in, self.n_out = self.dims[0], self.dims[L]
+        self.arrays = (list(kernels), list(w_scales), list(biases))
+        self.work = None
+
+    def __dealloc__(self):
+        PyMem_Free(self.mem)
+
+    def __call__(self, x, y=None, bint check_finite=False, int n_threads=1):
+        """y := the layers' output for x (m, d_0), into y (m, d_L) or a new array when y is None; returns y.
+        With check_finite, raises ValueError when x holds NaN or infinity. The activations between
+        layers go to a work buffer kept for the next call (the largest batch's)."""
+        _same_real(x, "x", self.code)
+        _ndim(x, "x", 2)
+        cdef Py_ssize_t m = x.shape[0]
+        if x.shape[1] != self.n_in:
+            raise ValueError(f"Int8Layers: x has {x.shape[1]} features, the first kernel takes {self.n_in}")
+        cdef cnp.npy_intp shape[2]
+        shape[0], shape[1] = m, self.n_out
+        if y is None:
+            y = cnp.PyArray_EMPTY(2, shape, cnp.NPY_FLOAT32 if self.code == 0 else cnp.NPY_FLOAT64, 0)
+        else:
+            _block(y, "y", self.code, m, self.n_out, True)
+        if self.work is None or _size(self.work) < 2 * m * self.width:
+            shape[0] = 2 * m * self.width
+            self.work = cnp.PyArray_EMPTY(1, shape, cnp.NPY_FLOAT32 if self.code == 0 else cnp.NPY_FLOAT64, 0)
+        work = self.work
+        cdef int rc
+        cdef void *px = _ptr(x)
+        cdef void *py = _ptr(y)
+        cdef void *pw = _ptr(work)
+        if self.code == 0:
+            with nogil:
+                rc = nc_int8_layers_f32(m, self.L, self.dims, <const int8_t *const *>self.W,
+                                        <const float *const *>self.scale, <const float *const *>self.bias, self.act,
+                                        self.sep, <float *>self.alpha, self.qmax, check_finite, <float *>px,
+                                        <float *>py, <float *>pw, n_threads)
+        else:
+            with nogil:
+                rc = nc_int8_layers_f64(m, self.L, self.dims, <const int8_t *const *>self.W,
+                                        <const double *const *>self.scale, <const double *const *>self.bias,
+                                        self.act, self.sep, <double *>self.alpha, self.qmax, check_finite,
+                                        <double *>px, <double *>py, <double *>pw, n_threads)
+        if rc == 1:
+            raise ValueError("x: inputs contain NaN or infinity")
+        if rc:
+            raise MemoryError("Int8Layers")
+        return y
+
+
 def quantize_rows(x, q, scale, *, int qmax, int n_threads=1):
     """q[i] = clip(round(x[i] s_i), -qmax, qmax), scale[i] = s_i = qmax / (max |x[i]| + 1e-7); returns (q, scale).
 

@@ -301,6 +301,14 @@ cdef extern from "nncore.h" nogil:
                           const double *const *wscale, const double *const *bias, const int *act,
                           const double *act_alpha, const int *qmax, int check_finite, const double *x, double *y,
                           int nthreads)
+    int nc_int8_layers_f32(ptrdiff_t m, int L, const ptrdiff_t *dims, const int8_t *const *W,
+                           const float *const *wscale, const float *const *bias, const int *act, const int *separate,
+                           const float *act_alpha, const int *qmax, int check_finite, const float *x, float *y,
+                           float *work, int nthreads)
+    int nc_int8_layers_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const int8_t *const *W,
+                           const double *const *wscale, const double *const *bias, const int *act,
+                           const int *separate, const double *act_alpha, const int *qmax, int check_finite,
+                           const double *x, double *y, double *work, int nthreads)
     void nc_quantize_rows_f32(const float *x, ptrdiff_t m, ptrdiff_t k, ptrdiff_t ldx, int qmax, int8_t *q,
                               ptrdiff_t ldq, float *scale, int nthreads)
     void nc_quantize_rows_f64(const double *x, ptrdiff_t m, ptrdiff_t k, ptrdiff_t ldx, int qmax, int8_t *q,

@@ -540,6 +540,7 @@ class Int8DenseChain(DenseChain):
 
     def __init__(self, layers):
         self.layers = list(layers)
+        self._by_layers = None
 
     def prepare(self):
         """Pack the int8 kernels for the int8 GEMM kernel in use (once per call of predict)."""
@@ -556,12 +557,16 @@ class Int8DenseChain(DenseChain):
         return _int8.chain(x, self._packed, *self._args, y, check_finite, n_threads)
 
     def by_layers(self, x, y=None, check_finite=False, n_threads=1):
-        """y = the layers' own forward for x, one after the other (nothing packed); returns y."""
-        if check_finite and not _ew.all_finite(x, n_threads):
-            raise ValueError("x: inputs contain NaN or infinity")
-        for layer in self.layers:
-            x = layer.forward(x)
-        if y is None:
-            return x.copy()
-        y[...] = x
-        return y
+        """y = the layers' own forward for x, one after the other in one kernel call (`_int8.Int8Layers`:
+        nothing packed, the layers' own products and passes, the same bits); returns y."""
+        layers, run = self.layers, self._by_layers
+        if run is None or any(a is not layer.kernel or s is not layer.kernel_scale
+                              for a, s, layer in zip(run.arrays[0], run.arrays[1], layers)):
+            run = self._by_layers = _int8.Int8Layers(
+                [layer.kernel for layer in layers], [layer.kernel_scale for layer in layers],
+                [layer.bias if layer.use_bias else None for layer in layers],
+                [-1 if layer._code is None else layer._code for layer in layers],
+                [layer._keep_z for layer in layers],
+                [layer._alpha if layer._code is not None else 0.0 for layer in layers],
+                [layer._act_qmax for layer in layers])
+        return run(x, y, check_finite, n_threads)
