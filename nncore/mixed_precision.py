@@ -35,8 +35,8 @@ scaling); use ``"mixed_bfloat16"``.
 Speed: bfloat16 pays only on CPUs with AVX512_BF16 (``vdpbf16ps``: AMD Zen 4 and later, Intel
 Cooper Lake, Sapphire Rapids and later). Elsewhere the same bits come from an emulation on float32
 FMAs, slower than float32 (`nncore.show_config` names the kernel; a warning says so once). The
-convolutions that take Winograd, and the Dense layers and convolutions of a short or narrow kernel matrix
-(k < 64, e.g. kh kw c of a first convolution, or n < 24 units/filters, e.g. a 10-class head), run their bf16
+convolutions that take Winograd, and the Dense layers and convolutions of a short kernel matrix (k < 64,
+e.g. kh kw c of a first convolution, or a Dense on a few features), run their bf16
 products on float32 kernels (operands rounded to bfloat16 first: exact products, float32 sums) on every
 CPU: there the policy costs about what float32 costs (nncore/layers/conv.py, docs/models.md).
 """

@@ -101,9 +101,9 @@ def test_variables_and_optimizer_state_stay_float32_and_save_load(tmp_path):
 
 
 def test_dense_to_the_bit():
-    # k >= _BF16_SHORT_K and u >= _BF16_NARROW_N: the bf16 GEMM
+    # k >= _BF16_SHORT_K: the bf16 GEMM (a narrow u too: the rule looks at k only)
     rng = np.random.default_rng(1)
-    n, k, u = 37, 67, 29
+    n, k, u = 37, 67, 10
     layer = Dense(u, activation="relu", dtype="mixed_bfloat16")
     x = rng.standard_normal((n, k)).astype(np.float32)
     layer(x)
@@ -122,11 +122,11 @@ def test_dense_to_the_bit():
     assert _is_bf16(db) and np.allclose(db, delta.sum(0), rtol=2 ** -8, atol=1e-6)
 
 
-@pytest.mark.parametrize("k,u", [(19, 29), (67, 10), (5, 3), (130, 23), (63, 1)])
+@pytest.mark.parametrize("k,u", [(19, 29), (5, 3), (63, 1), (40, 100)])
 @pytest.mark.parametrize("act", ["relu", "linear", "softmax"])
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_dense_short_or_narrow_on_the_float32_gemm(k, u, act, n_threads):
-    # k < _BF16_SHORT_K or u < _BF16_NARROW_N: the float32 GEMM on x and W rounded to bfloat16, z, dW, dx
+    # k < _BF16_SHORT_K: the float32 GEMM on x and W rounded to bfloat16, z, dW, dx
     # rounded in its epilogue, delta rounded before: the same bits as those products made by hand with
     # nncore's gemm, within float32 summation order of the vdpbf16ps chain oracle; the fused loss's route too
     from nncore._kernels import ACT_BF16
