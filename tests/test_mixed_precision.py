@@ -122,6 +122,36 @@ def test_dense_to_the_bit():
     assert _is_bf16(db) and np.allclose(db, delta.sum(0), rtol=2 ** -8, atol=1e-6)
 
 
+def test_dense_short_k_same_bits_on_every_simd_level_and_bf16_kernel():
+    # the float32 route of a short k: exact products summed in order p = 0 .. k-1 by every float32 GEMM
+    # kernel, so y, dW and dx are the same bits at every SIMD level and with every bf16 kernel set
+    from nncore._kernels import gemm as G
+    from nncore._kernels import runtime
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((53, 19)).astype(np.float32)
+    dy = rng.standard_normal((53, 29)).astype(np.float32)
+    layer = Dense(29, activation="relu", dtype="mixed_bfloat16")
+    layer(x)
+    layer.kernel[...] = rng.standard_normal(layer.kernel.shape)
+    runs = []
+    try:
+        for lv in range(runtime.simd_level() + 1):
+            runtime.set_simd_level(lv)
+            for kernel in ("avx512bf16", "avx2-emulated", "generic-emulated"):
+                if G.bf16_available(kernel):
+                    G.bf16_set_kernel(kernel)
+                    y = layer.forward(x, True).copy()
+                    assert layer._cur[4] is not None
+                    runs.append((y, layer.backward(dy).copy(), layer._grad_of["kernel"].copy()))
+    finally:
+        G.bf16_set_kernel(None)
+        runtime.set_simd_level(-1)
+    assert len(runs) > 1
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert np.array_equal(_bits(a), _bits(b))
+
+
 @pytest.mark.parametrize("k,u", [(19, 29), (5, 3), (63, 1), (40, 100)])
 @pytest.mark.parametrize("act", ["relu", "linear", "softmax"])
 @pytest.mark.parametrize("n_threads", [1, 2])
