@@ -1,6 +1,6 @@
 """Per-call cost of inference: nncore's call paths against ONNX Runtime and PyTorch, and its own floor.
 
-    python bench/overhead.py [--threads 1,2] [--repeats 7] [--batches 1,1024] [--simd avx2] [--out FILE]
+    python bench/overhead.py [--threads 1,2] [--repeats 7] [--batches 1,1024] [--simd avx2] [--int8] [--out FILE]
     python bench/overhead.py --ab OTHER_CHECKOUT [--rounds 3]
 
 The medium MLP 784-256-128-10 (ReLU, softmax), float32, the same weights everywhere (ONNX Runtime runs
@@ -17,6 +17,10 @@ Contenders are timed in turns, ``--repeats`` rounds in rotating order, each turn
 ratios of medians (> 1: nncore faster), so a change of load hits every contender alike. 1-thread
 figures are thread CPU time (they leave out the time other processes hold the core, not their cache
 pollution), 2-thread ones wall time. The load average and SIMD level are printed with the table.
+
+``--int8`` times the int8 forms instead: a copy of the model quantized by ``model.quantize("int8")``
+(``model(x)``, ``predict``) beside nncore float32's and ONNX Runtime's float32, and PyTorch's
+``quantize_dynamic`` of its nn.Linear layers.
 
 ``--ab`` compares two builds of nncore (this checkout and another, each built in place): child processes
 alternate between them, each timing ``model(x)``, ``predict_on_batch`` and ``predict(verbose=0)`` of
@@ -62,6 +66,32 @@ def contenders(threads, ours, ort, torch_peer):
         "ONNX Runtime": ort.infer,
         "PyTorch": torch_call,
     }
+
+
+INT8_NAMES = ("nncore model(x)", "nncore predict", "nncore int8 model(x)", "nncore int8 predict", "ONNX Runtime",
+              "PyTorch int8 quantize_dynamic")
+
+
+def contenders_int8(threads, ours, ort, torch_peer):
+    """name -> f(xb) for --int8: the int8 forms beside the float32 ones (a copy of the model quantized
+    by model.quantize("int8"); PyTorch's quantize_dynamic of its nn.Linear layers)."""
+    import torch
+
+    from nncore.saving import model_from_bytes, model_to_bytes
+
+    fs = contenders(threads, ours, ort, torch_peer)
+    q = model_from_bytes(model_to_bytes(ours.model))
+    q.quantize("int8")
+    q(np.zeros((1, 784), np.float32))
+    qnet = torch.ao.quantization.quantize_dynamic(torch_peer.model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
+
+    def torch_int8(xb):
+        with torch.inference_mode():
+            return torch.softmax(qnet(torch.from_numpy(xb)), dim=1).numpy()
+
+    return {"nncore model(x)": fs["nncore model(x)"], "nncore predict": fs["nncore predict"],
+            "nncore int8 model(x)": q, "nncore int8 predict": lambda xb: q.predict(xb, batch_size=len(xb), verbose=0),
+            "ONNX Runtime": fs["ONNX Runtime"], "PyTorch int8 quantize_dynamic": torch_int8}
 
 
 def time_round(fs, names, xb, calls, clock):
@@ -150,6 +180,7 @@ def main(argv=None):
     ap.add_argument("--calls", type=int, default=2000, help="calls per turn at batch 1 (2000 / batch above)")
     ap.add_argument("--simd", choices=["generic", "avx2", "avx512"])
     ap.add_argument("--out", help="also append the markdown table to this file")
+    ap.add_argument("--int8", action="store_true", help="the int8 forms (model.quantize, quantize_dynamic) instead")
     args = ap.parse_args(argv)
     if args.ab:
         text = ab(args.ab, args.rounds)
@@ -180,8 +211,12 @@ def main(argv=None):
              "| ONNX Runtime | PyTorch | ORT / model(x) | ORT / predict_on_batch | ORT / predict | PyTorch / model(x) "
              "| call path (model(x) - kernels) |",
              "|" + "---|" * 14]
+    if args.int8:
+        lines[2:] = ["| batch | threads | load | " + " | ".join(INT8_NAMES) + " | f32 model(x) / int8 model(x) "
+                     "| f32 predict / int8 predict | ORT / int8 model(x) | PyTorch int8 / int8 model(x) |",
+                     "|" + "---|" * (3 + len(INT8_NAMES) + 4)]
     for threads in [int(t) for t in args.threads.split(",")]:
-        fs = contenders(threads, ours, ort, torch_peer)
+        fs = (contenders_int8 if args.int8 else contenders)(threads, ours, ort, torch_peer)
         clock = time.thread_time if threads == 1 else time.perf_counter
         names = list(fs)
         for batch in [int(b) for b in args.batches.split(",")]:
@@ -196,6 +231,14 @@ def main(argv=None):
             span = {n: (min(rd[n] for rd in rounds), max(rd[n] for rd in rounds)) for n in names}
             cell = [f"{med[n]:,.1f} ({span[n][0]:,.1f}-{span[n][1]:,.1f})" if batch == 1 else
                     f"{med[n]:,.0f} ({span[n][0]:,.0f}-{span[n][1]:,.0f})" for n in names]
+            if args.int8:
+                m8 = med["nncore int8 model(x)"]
+                ratios = [med["nncore model(x)"] / m8, med["nncore predict"] / med["nncore int8 predict"],
+                          med["ONNX Runtime"] / m8, med["PyTorch int8 quantize_dynamic"] / m8]
+                lines.append(f"| {batch} | {threads} | {load:.1f} | " + " | ".join(cell) + " | "
+                             + " | ".join(f"{r:.2f}x" for r in ratios) + " |")
+                print(lines[-1], file=sys.stderr)
+                continue
             ratios = [med["ONNX Runtime"] / med[n] for n in ("nncore model(x)", "nncore predict_on_batch",
                                                               "nncore predict")]
             ratios.append(med["PyTorch"] / med["nncore model(x)"])

@@ -155,36 +155,34 @@ int NC_NAME(int8_chain)(ptrdiff_t m, int L, const ptrdiff_t *dims, const void *c
     return failed ? -1 : nonfinite;
 }
 
-/* The layers one after the other in one call, each its own nc_gemm_int8 on the whole batch (W as
- * stored, nothing packed: one or two rows take the direct path) and the same separate activation
- * or softmax pass as the layer makes: the bits of calling them one by one, without crossing into C
- * once per layer (model(x) of one sample). */
+/* The layers one after the other in one call (layers_walk.h), each its own nc_gemm_int8 on the whole
+ * batch (W as stored, nothing packed: up to 8 rows take the direct path) and the same separate
+ * activation or softmax pass as the layer makes: the bits of calling them one by one, without
+ * crossing into C once per layer (model(x) of one sample). */
+#include "layers_walk.h"
+
+typedef struct {
+    const int8_t *const *W;
+    const REAL *const *wscale, *const *bias;
+    const int *qmax;
+} NC_NAME(i8_layers_ctx);
+
+static int NC_NAME(i8_product)(const void *ctx, int l, ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, const REAL *in,
+                               REAL *out, int act, REAL act_alpha, int nthreads)
+{
+    const NC_NAME(i8_layers_ctx) *c = (const NC_NAME(i8_layers_ctx) *)ctx;
+    return NC_NAME(gemm_int8)(m, n, k, in, k, c->qmax[l], c->W[l], n, c->wscale[l], c->bias[l], act, act_alpha, out,
+                              n, nthreads);
+}
+
 int NC_NAME(int8_layers)(ptrdiff_t m, int L, const ptrdiff_t *dims, const int8_t *const *W,
                          const REAL *const *wscale, const REAL *const *bias, const int *act, const int *separate,
                          const REAL *act_alpha, const int *qmax, int check_finite, const REAL *x, REAL *y,
                          REAL *work, int nthreads)
 {
-    if (m <= 0) return 0;
-    if (check_finite && !NC_NAME(all_finite)(x, m * dims[0], nthreads)) return 1;
-    ptrdiff_t wmax = 0;
-    for (int l = 1; l < L; l++)
-        if (dims[l] > wmax) wmax = dims[l];
-    REAL *buf[2] = {work, work + m * wmax};
-    const REAL *in = x;
-    for (int l = 0; l < L; l++) {
-        ptrdiff_t k = dims[l], n = dims[l + 1];
-        REAL *out = l == L - 1 ? y : buf[l % 2];
-        int fused = act[l] >= 0 && !separate[l];
-        if (NC_NAME(gemm_int8)(m, n, k, in, k, qmax[l], W[l], n, wscale[l], bias[l], fused ? act[l] : NC_ACT_LINEAR,
-                               act_alpha[l], out, n, nthreads))
-            return -1;
-        if (act[l] < 0)
-            NC_NAME(softmax_forward)(out, out, m, n);
-        else if (!fused)
-            NC_NAME(act_forward_par)(act[l], act_alpha[l], out, out, m * n, nthreads);
-        in = out;
-    }
-    return 0;
+    NC_NAME(i8_layers_ctx) ctx = {W, wscale, bias, qmax};
+    return NC_NAME(layers_walk)(m, L, dims, act, separate, act_alpha, check_finite, x, y, work, nthreads,
+                                NC_NAME(i8_product), &ctx);
 }
 
 static void NC_NAME(i8_quantize_row)(int level, const REAL *x, ptrdiff_t k, REAL qmax, int8_t *q, REAL *scale)

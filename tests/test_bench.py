@@ -512,6 +512,10 @@ def test_overhead_script_checks_agreement_and_prints_its_table(capsys):
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| 1 |") or line.startswith("| 3 |")]
     assert len(rows) == 2 and all(line.count("x |") == 4 for line in rows), out
+    assert overhead.main(["--int8", "--threads", "1", "--batches", "1", "--repeats", "1", "--calls", "20"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| 1 |")]
+    assert len(rows) == 1 and rows[0].count("x |") == 4 and "int8 model(x)" in out, out
 
 
 def test_bf16_peers_train_in_bfloat16_and_their_table():

@@ -1,7 +1,7 @@
 """The int8 kernels against NumPy integer references (tests/reference_int8.py): the int32 product on
 every micro-kernel (generic C, AVX2 u8 x s8, AVX2 sign trick, the VNNI kernels through their C
-emulation of vpdpbusd, the real VNNI ones where the CPU has them; one or two rows take the direct
-path, B unpacked) bit for bit, on awkward shapes,
+emulation of vpdpbusd, the real VNNI ones where the CPU has them; up to 8 rows take the direct
+path's row kernels, B unpacked) bit for bit, on awkward shapes,
 the extremes that would saturate vpmaddubsw, 1 and 2 threads, every SIMD level; the row quantizer
 and the fused int8 GEMM (quantize, int32 sums, dequantizing epilogue) to the bit; the row gather;
 bad input."""
@@ -211,6 +211,18 @@ def _chain_ref(x, ws, scales, biases, acts, qmaxs):
     return h
 
 
+def _layers_case(rng, m, dims, acts, dtype):
+    """Random int8 layers of these dims (a bias on every other one, qmax 63 / 127 / 63), an input of m
+    rows and the layers' output by `_chain_ref`: (x, kernels, scales, biases, qmaxs, want)."""
+    L = len(dims) - 1
+    ws = [rng.integers(-127, 128, (dims[i], dims[i + 1])).astype(np.int8) for i in range(L)]
+    scales = [rng.uniform(20, 400, d).astype(dtype) for d in dims[1:]]
+    biases = [rng.standard_normal(d).astype(dtype) if i % 2 == 0 else None for i, d in enumerate(dims[1:])]
+    qmaxs = [63, 127, 63][:L]
+    x = rng.standard_normal((m, dims[0])).astype(dtype)
+    return x, ws, scales, biases, qmaxs, _chain_ref(x, ws, scales, biases, acts, qmaxs)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("level", LEVELS)
 def test_chain_is_the_layers_one_by_one_to_the_bit(dtype, level):
@@ -220,12 +232,7 @@ def test_chain_is_the_layers_one_by_one_to_the_bit(dtype, level):
              (300, (784, 40, 10), [relu, -1]), (1030, (30, 70, 2), [ACT_CODES["linear"], relu])]
     for m, dims, acts in cases:
         L = len(dims) - 1
-        ws = [rng.integers(-127, 128, (dims[i], dims[i + 1])).astype(np.int8) for i in range(L)]
-        scales = [rng.uniform(20, 400, d).astype(dtype) for d in dims[1:]]
-        biases = [rng.standard_normal(d).astype(dtype) if i % 2 == 0 else None for i, d in enumerate(dims[1:])]
-        qmaxs = [63, 127, 63][:L]
-        x = rng.standard_normal((m, dims[0])).astype(dtype)
-        want = _chain_ref(x, ws, scales, biases, acts, qmaxs)
+        x, ws, scales, biases, qmaxs, want = _layers_case(rng, m, dims, acts, dtype)
         for kernel in _runs(level, 127):
             _use(kernel, 127)
             packed = [int8.pack(w, q) for w, q in zip(ws, qmaxs)]
@@ -247,12 +254,7 @@ def test_int8_layers_are_the_layers_one_by_one_to_the_bit(dtype, level):
               (40, (30, 70, 2), [ACT_CODES["linear"], relu])]
     for m, dims, acts in cases:
         L = len(dims) - 1
-        ws = [rng.integers(-127, 128, (dims[i], dims[i + 1])).astype(np.int8) for i in range(L)]
-        scales = [rng.uniform(20, 400, d).astype(dtype) for d in dims[1:]]
-        biases = [rng.standard_normal(d).astype(dtype) if i % 2 == 0 else None for i, d in enumerate(dims[1:])]
-        qmaxs = [63, 127, 63][:L]
-        x = rng.standard_normal((m, dims[0])).astype(dtype)
-        want = _chain_ref(x, ws, scales, biases, acts, qmaxs)
+        x, ws, scales, biases, qmaxs, want = _layers_case(rng, m, dims, acts, dtype)
         run = int8.Int8Layers(ws, scales, biases, acts, [a == gelu for a in acts], [0.0] * L, qmaxs)
         for kernel in _runs(level, 127):
             _use(kernel, 127)

@@ -67,6 +67,26 @@ cdef inline Py_ssize_t _size(object a):
     return cnp.PyArray_SIZE(<cnp.ndarray>a)
 
 
+cdef inline tuple _layers_out(object x, object y, object work, int code, Py_ssize_t n_in, Py_ssize_t n_out,
+                              Py_ssize_t width, str fn):
+    """(y, work) for a call of consecutive layers on x (m, n_in): y (m, n_out) checked, or new when None;
+    the work buffer of the activations between layers (2 m width), the one given when large enough."""
+    _same_real(x, "x", code)
+    _ndim(x, "x", 2)
+    cdef Py_ssize_t m = x.shape[0]
+    if x.shape[1] != n_in:
+        raise ValueError(f"{fn}: x has {x.shape[1]} features, the first kernel takes {n_in}")
+    cdef cnp.npy_intp shape[2]
+    shape[0], shape[1] = m, n_out
+    if y is None:
+        y = cnp.PyArray_EMPTY(2, shape, cnp.NPY_FLOAT32 if code == 0 else cnp.NPY_FLOAT64, 0)
+    else:
+        _block(y, "y", code, m, n_out, True)
+    if work is None or _size(work) < 2 * m * width:
+        shape[0] = 2 * m * width
+        work = cnp.PyArray_EMPTY(1, shape, cnp.NPY_FLOAT32 if code == 0 else cnp.NPY_FLOAT64, 0)
+    return y, work
+
 cdef inline Py_ssize_t _row_index(object idx, Py_ssize_t rows, str fn) except -1:
     """Check idx: a contiguous 1-D int64 array of row numbers in [0, rows); return its length."""
     if not isinstance(idx, cnp.ndarray) or cnp.PyArray_TYPE(<cnp.ndarray>idx) != cnp.NPY_INT64 \

@@ -468,21 +468,9 @@ cdef class DenseLayers:
         """y := the layers' output for x (m, d_0), into y (m, d_L) or a new array when y is None; returns y.
         With check_finite, raises ValueError when x holds NaN or infinity (y is then untouched). The
         activations between layers go to a work buffer kept for the next call (the largest batch's)."""
-        _same_real(x, "x", self.code)
-        _ndim(x, "x", 2)
+        y, work = _layers_out(x, y, self.work, self.code, self.n_in, self.n_out, self.width, "DenseLayers")
+        self.work = work
         cdef Py_ssize_t m = x.shape[0]
-        if x.shape[1] != self.n_in:
-            raise ValueError(f"DenseLayers: x has {x.shape[1]} features, the first kernel takes {self.n_in}")
-        cdef cnp.npy_intp shape[2]
-        shape[0], shape[1] = m, self.n_out
-        if y is None:
-            y = cnp.PyArray_EMPTY(2, shape, cnp.NPY_FLOAT32 if self.code == 0 else cnp.NPY_FLOAT64, 0)
-        else:
-            _block(y, "y", self.code, m, self.n_out, True)
-        if self.work is None or _size(self.work) < 2 * m * self.width:
-            shape[0] = 2 * m * self.width
-            self.work = cnp.PyArray_EMPTY(1, shape, cnp.NPY_FLOAT32 if self.code == 0 else cnp.NPY_FLOAT64, 0)
-        work = self.work
         cdef int rc
         cdef void *px = _ptr(x)
         cdef void *py = _ptr(y)
