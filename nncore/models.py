@@ -388,8 +388,11 @@ class Model:
             if v.shape != w.shape:
                 raise ValueError(f"{self.name}.set_weights: array {i} has shape {v.shape}, expected {w.shape}")
             _check_cast(v, w, f"{self.name}.set_weights: array {i}")
-        for w, v in zip(mine, weights):
-            w[...] = v
+        start = 0
+        for layer in self.layers:
+            count = len(layer.weights)
+            layer._assign_weights(weights[start:start + count])
+            start += count
 
     def count_params(self):
         """Total number of weights, non-trainable and int8 ones included, as Keras (requires a built model)."""

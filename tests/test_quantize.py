@@ -11,6 +11,8 @@ import pytest
 import nncore
 import reference_int8 as ref
 from nncore import quantizers
+from nncore._config import SIMD_LEVELS
+from nncore._kernels import runtime as _rt
 from nncore._kernels import conv as _conv
 from nncore._kernels import int8
 from nncore.layers import (LSTM, Conv1D, Conv2D, Dense, Dropout, Embedding, Flatten, Input, MaxPooling2D,
@@ -86,6 +88,66 @@ def test_quantized_mlp_small_batches_every_call_path_same_bits():
         h = layer(h)
     np.testing.assert_array_equal(model(x), h)
     assert not np.array_equal(h, before)
+
+
+def _layers_ref(model, x):
+    h = x
+    for layer in model.layers:
+        h = layer(h)
+    return h
+
+
+def test_quantized_weights_are_read_only_and_packed_once_per_setting():
+    # predict (the packed chain) packs nothing in steady state: each Dense keeps its packed kernel
+    # from one setting of its weights to the next; a write that bypasses set_weights is refused or,
+    # when it went to a writeable array put in the layer's place, seen by the next predict
+    model = _mlp()
+    model.quantize("int8")
+    x = np.random.default_rng(4).standard_normal((64, 30)).astype(np.float32)
+    dense = model.layers[0]
+    for w in model.get_weights():
+        assert w.flags.writeable                         # copies, the user's
+    for layer in model.layers:                           # the bias (flat buffer) writeable, the held weights not
+        held = {id(layer.kernel), id(layer.kernel_scale)}
+        assert all(w.flags.writeable != (id(w) in held) for w in layer.weights)
+    with pytest.raises(ValueError, match="read-only"):
+        dense.kernel[0, 0] = 1
+    with pytest.raises(ValueError, match="read-only"):
+        dense.kernel_scale[0] = 1
+    np.testing.assert_array_equal(model.predict(x, verbose=0), _layers_ref(model, x))
+    packs = [dict(layer._int8_packs) for layer in model.layers]
+    model.predict(x, verbose=0)
+    assert all(layer._int8_packs.keys() == p.keys() and all(layer._int8_packs[k] is p[k] for k in p)
+               for layer, p in zip(model.layers, packs))
+    before = model.predict(x, verbose=0)
+    weights = model.get_weights()
+    model.set_weights([w[::-1].copy() if w.dtype == np.int8 else w for w in weights])    # Model.set_weights
+    assert not dense.kernel.flags.writeable
+    y = model.predict(x, verbose=0)
+    np.testing.assert_array_equal(y, _layers_ref(model, x))
+    assert not np.array_equal(y, before)
+    dense.set_weights([w[:, ::-1].copy() if w.dtype == np.int8 else w for w in dense.get_weights()])   # the layer's
+    np.testing.assert_array_equal(model.predict(x, verbose=0), _layers_ref(model, x))
+    dense.kernel = dense.kernel.copy()                   # writeable, put in by hand, then written in place
+    dense.kernel[:5] = -dense.kernel[:5]
+    np.testing.assert_array_equal(model.predict(x, verbose=0), _layers_ref(model, x))
+    assert not dense.kernel.flags.writeable
+    model.set_weights(weights)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), before)
+    kernels = set()
+    try:
+        for level in SIMD_LEVELS[:_rt.simd_level() + 1]:  # another kernel: packed for it (the softmax's
+            nncore.set_simd_level(level)                 # bits are the level's)
+            kernels.add(int8.kernel(dense._act_qmax))
+            np.testing.assert_array_equal(model.predict(x, verbose=0), _layers_ref(model, x))
+    finally:
+        nncore.set_simd_level(None)
+    assert set(dense._int8_packs) == kernels
+    clone = copy.deepcopy(model)
+    np.testing.assert_array_equal(clone.predict(x, verbose=0), before)
+    loaded = model_from_bytes(model_to_bytes(model))
+    assert not loaded.layers[0].kernel.flags.writeable
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), before)
 
 
 def test_quantized_convolutions_are_the_integer_reference():

@@ -157,15 +157,29 @@ class Layer:
     def _hold_weight(self, name, shape, dtype=None, fill=0):
         """Declare a weight the layer holds itself, outside the model's flat buffers, never trained: an
         int8 kernel and its scale (`quantize`). dtype None: the model's float dtype. It becomes
-        `self.<name>` (filled with `fill`) when the layer is laid out, and keeps a value set before."""
+        `self.<name>` (filled with `fill`) when the layer is laid out, and keeps a value set before.
+
+        Held weights are read-only arrays: they change through `set_weights` (a model's, a load's) or
+        `quantize` only, each of which then calls `_held_changed`, so what a layer derives from them
+        once (an int8 kernel's packed form) is never stale."""
         self._held.append((name, tuple(int(s) for s in shape), dtype, fill))
 
     def _allocate_held(self, float_dtype):
+        new = False
         for attr, shape, dtype, fill in self._held:
             dt = np.dtype(float_dtype if dtype is None else dtype)
             a = self.__dict__.get(attr)
             if not (isinstance(a, np.ndarray) and a.shape == shape and a.dtype == dt):
-                setattr(self, attr, np.full(shape, fill, dt))
+                a = np.full(shape, fill, dt)
+                setattr(self, attr, a)
+                new = True
+            new |= a.flags.writeable
+            a.flags.writeable = False
+        if new:
+            self._held_changed()
+
+    def _held_changed(self):
+        """A held weight was set (`set_weights`, `quantize`, a new layout): drop what was derived from it."""
 
     def _held_weights(self):
         return [self.__dict__[attr] for attr, *_ in self._held if attr in self.__dict__]
@@ -281,7 +295,24 @@ class Layer:
             if v.shape != w.shape:
                 raise ValueError(f"layer {self.name!r}: expected weight of shape {w.shape}, got {v.shape}")
             _check_cast(v, w, f"layer {self.name!r}")
-            w[...] = v
+        self._assign_weights(weights)
+
+    def _assign_weights(self, values):
+        """Write `values` (checked: shapes and casts as `weights`) into the weights, the held (read-only)
+        ones too, then `_held_changed` when a held one was written."""
+        held = False
+        for w, v in zip(self.weights, values):
+            if w.flags.writeable:
+                w[...] = v
+                continue
+            w.flags.writeable = True       # a held weight (the layer owns it; no view of it is writeable)
+            try:
+                w[...] = v
+            finally:
+                w.flags.writeable = False
+            held = True
+        if held:
+            self._held_changed()
 
     # ---- computation --------------------------------------------------------------
     def _keep(self, key, bufs):

@@ -264,6 +264,10 @@ class Dense(Int8Quantizable, Layer):
         z, y, delta, _, rounded = self._cur
         return self._grads((_rounded_delta if rounded else _act_delta)(self, dy.reshape(z.shape), z, y, delta))
 
+    def _held_changed(self):
+        super()._held_changed()
+        self._int8_packed()                    # packed now: a predict through DenseChain packs nothing
+
     def forward_logits(self, x, training=True):
         """Training forward that stops at z = x W + b; returns (z, y buffer for the probabilities)."""
         x2, bufs = self._rows(x)
@@ -542,9 +546,10 @@ class Int8DenseChain(DenseChain):
         self._by_layers = None
 
     def prepare(self):
-        """Pack the int8 kernels for the int8 GEMM kernel in use (once per call of predict)."""
+        """The layers' int8 kernels packed for the int8 GEMM kernel in use (each layer keeps them from
+        one setting of its weights to the next: nothing is packed here in steady state)."""
         layers = self.layers
-        self._packed = [_int8.pack(layer.kernel, layer._act_qmax) for layer in layers]
+        self._packed = [layer._int8_packed() for layer in layers]
         self._args = ([layer.kernel_scale for layer in layers], [layer.bias if layer.use_bias else None
                                                                for layer in layers],
                       [-1 if layer._code is None else layer._code for layer in layers],

@@ -12,6 +12,7 @@ import re
 import numpy as np
 
 from nncore import mixed_precision, quantizers
+from nncore._kernels import int8 as _int8
 from nncore._kernels.int8 import MAX_K
 
 _POLICY = re.compile(r"int8_from_(float32|float64)")
@@ -105,10 +106,33 @@ class Int8Quantizable:
         self._act_qmax = config.activation_range
         self._specs, self._held = [], []
         self.build(self.input_shape)            # the int8 declarations; the bias view keeps its value
-        setattr(self, name, q.reshape(w.shape))
-        setattr(self, name + "_scale", scale.reshape(-1).astype(w.dtype))
+        for attr, value in ((name, q.reshape(w.shape)), (name + "_scale", scale.reshape(-1).astype(w.dtype))):
+            value.flags.writeable = False       # held weights are read-only (`Layer._hold_weight`)
+            setattr(self, attr, value)
         self._bufs = {}
         self._int8_views()
+        self._held_changed()
+
+    def _held_changed(self):
+        """The int8 weight was set: its packed forms are dropped (`_int8_packed` makes them again)."""
+        self._int8_packs = {}
+
+    def _int8_packed(self):
+        """The int8 weight as a (k, n) matrix packed for the int8 GEMM kernel that runs this layer's
+        inputs now (`nncore._kernels.int8.pack`), made once per value of the weight and kernel in use.
+        The weight is read-only and changes through set_weights / quantize only, which call
+        `_held_changed`; one found writeable (its flag set by hand, a copy put in its place) is taken
+        as changed and made read-only again."""
+        w = getattr(self, self._int8_weight)
+        packs = self.__dict__.get("_int8_packs")
+        if packs is None or w.flags.writeable:
+            w.flags.writeable = False
+            packs = self._int8_packs = {}
+        kernel = _int8.kernel(self._act_qmax)
+        packed = packs.get(kernel)
+        if packed is None:
+            packed = packs[kernel] = _int8.pack(w.reshape(-1, w.shape[-1]), self._act_qmax)
+        return packed
 
     def _int8_views(self):
         """Views of the weights a class keeps (a convolution's 2-D kernel); made again after quantize."""
