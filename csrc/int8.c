@@ -44,6 +44,16 @@
 
 #include "int8_kernel.h"
 
+/* round to nearest even (the rounding mode in use) to an int: GCC vectorizes __builtin_irint* to one
+ * conversion (vcvtps2dq), where (int)rint* takes a rounding and a truncating conversion */
+#if defined(__GNUC__) && !defined(__clang__)
+#define I8_IRINT_F(v) __builtin_irintf(v)
+#define I8_IRINT_D(v) __builtin_irint(v)
+#else
+#define I8_IRINT_F(v) ((int32_t)rintf(v))
+#define I8_IRINT_D(v) ((int32_t)rint(v))
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 #define NC_I8_PREFETCH(p) __builtin_prefetch((p), 0, 1) /* into L2 */
 #else

@@ -3,12 +3,12 @@
  * point, the row quantizer and the dequantizing row gather. Included by
  * int8.c after real.h. */
 #if defined(NC_F32)
-#define I8_LRINT rintf
+#define I8_IRINT I8_IRINT_F
 #define I8_UINT uint32_t
 #define I8_ABS_MASK 0x7fffffffu
 #define I8_INF_BITS 0x7f800000u
 #else
-#define I8_LRINT rint
+#define I8_IRINT I8_IRINT_D
 #define I8_UINT uint64_t
 #define I8_ABS_MASK 0x7fffffffffffffffull
 #define I8_INF_BITS 0x7ff0000000000000ull
@@ -49,7 +49,7 @@ static void NC_NAME(i8_pack_x)(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t row
     for (ptrdiff_t r = 0; r < rows; r++) {
         const REAL *x = (const REAL *)job->a + (i0 + r) * job->lda;
         xs[r] = I8_PICK(job->level, i8_row_scale)(x, k, (REAL)job->qmax);
-        I8_PICK(job->level, i8_quant_row)(x, k, xs[r], (REAL)job->qmax, o, dst + r * ldd);
+        I8_PICK(job->level, i8_quant_row)(x, k, xs[r], o, dst + r * ldd);
         memset(dst + r * ldd + k, o, (size_t)(ldd - k));
     }
 }
@@ -188,7 +188,7 @@ int NC_NAME(int8_layers)(ptrdiff_t m, int L, const ptrdiff_t *dims, const int8_t
 static void NC_NAME(i8_quantize_row)(int level, const REAL *x, ptrdiff_t k, REAL qmax, int8_t *q, REAL *scale)
 {
     *scale = I8_PICK(level, i8_row_scale)(x, k, qmax);
-    I8_PICK(level, i8_quant_row)(x, k, *scale, qmax, 0, (uint8_t *)q);
+    I8_PICK(level, i8_quant_row)(x, k, *scale, 0, (uint8_t *)q);
 }
 
 void NC_NAME(quantize_rows)(const REAL *x, ptrdiff_t m, ptrdiff_t k, ptrdiff_t ldx, int qmax, int8_t *q,
@@ -217,7 +217,7 @@ void NC_NAME(take_rows_int8)(const int8_t *E, ptrdiff_t cols, const REAL *scale,
 }
 
 #undef I8_PICK
-#undef I8_LRINT
+#undef I8_IRINT
 #undef I8_UINT
 #undef I8_ABS_MASK
 #undef I8_INF_BITS

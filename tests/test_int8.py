@@ -174,6 +174,34 @@ def test_quantize_rows_is_keras_abs_max(dtype, level):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("level", LEVELS)
+def test_quantize_rows_clip_never_acts_at_the_row_scale(dtype, level):
+    # the kernels leave Keras's clip out (it cannot act at the row's own scale): rows whose elements
+    # sit at and just below +-max|x|, at every magnitude (subnormal, below and above the epsilon, where
+    # max + 1e-7 rounds to max, near the largest float), are Keras's q to the bit
+    runtime.set_simd_level(level)
+    info = np.finfo(dtype)
+    rng = np.random.default_rng(5)
+    amaxes = [info.smallest_subnormal, info.tiny, 1e-9, 1e-7, 3e-7, 1e-3, 0.7, 1.0, 1.5, 100.0, 3e5, 1e30,
+              info.max / 4, info.max]
+    amaxes += list(rng.uniform(0.5, 2, 200) * 10.0 ** rng.integers(-12, 12, 200))
+    for qmax in (1, 63, 127):
+        for amax in amaxes:
+            a = dtype(amax)
+            row = np.array([a, -a, np.nextafter(a, dtype(0)), -np.nextafter(a, dtype(0)), a / 2, -a / 3,
+                            a * dtype(0.999), a * dtype(0.501), a * dtype(0.499)] + list(a * rng.uniform(-1, 1, 23)),
+                           dtype)
+            x = row[None, :]
+            q, s = np.empty(x.shape, np.int8), np.empty(1, dtype)
+            int8.quantize_rows(x, q, s, qmax=qmax)
+            q0, s0 = ref.quantize_rows(x, qmax)
+            np.testing.assert_array_equal(s, s0, err_msg=f"amax {amax} qmax {qmax}")
+            np.testing.assert_array_equal(q, q0, err_msg=f"amax {amax} qmax {qmax}")
+            if amax > 1e-4:                               # (below: q 0, the epsilon dominates)
+                assert q[0, 0] == qmax and q[0, 1] == -qmax
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("level", LEVELS)
 def test_gemm_int8_is_keras_int8_dense_to_the_bit(dtype, level):
     rng = np.random.default_rng(3)
     for qmax in (63, 127):
