@@ -77,48 +77,51 @@ int NC_NAME(gemm_int8)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *x, ptr
     return nc_i8_run(&job, nthreads);
 }
 
-/* One thread's rows [i0, i1) of the chain, rb rows at a time through every layer: a block's
- * activations stay in L2 from layer to layer and each layer's weights are read packed. */
-static int NC_NAME(i8_chain_rows)(ptrdiff_t i0, ptrdiff_t i1, int L, const ptrdiff_t *dims,
-                                  const void *const *packed, const REAL *const *wscale, const REAL *const *bias,
-                                  const int *act, const REAL *act_alpha, const int *qmax, int check, const REAL *x,
-                                  REAL *y, ptrdiff_t rb, ptrdiff_t wmax, ptrdiff_t kpmax)
+/* A thread's work space for the chain's row blocks of rb rows: packed A (kpmax bytes a row), the rows'
+ * scales, two activation buffers of wmax columns. NULL when out of memory; free() it. */
+static char *NC_NAME(i8_chain_space)(ptrdiff_t rb, ptrdiff_t wmax, ptrdiff_t kpmax)
 {
     size_t abytes = NC_I8_UP((size_t)((rb + 16) * kpmax)), ibytes = NC_I8_UP((size_t)(rb + 16) * sizeof(REAL));
-    char *mem = (char *)malloc(abytes + ibytes + 2 * (size_t)(rb * wmax) * sizeof(REAL) + 64);
-    if (!mem) return -1;
+    return (char *)malloc(abytes + ibytes + 2 * (size_t)(rb * wmax) * sizeof(REAL) + 64);
+}
+
+/* Rows [r0, r0 + rows) (rows <= rb) through every layer of the chain in mem (i8_chain_space): the
+ * block's activations stay in L2 from layer to layer and each layer's weights are read packed. 1 when
+ * check is set and a row of x holds NaN or an infinity, else 0. */
+static int NC_NAME(i8_chain_block)(ptrdiff_t r0, ptrdiff_t rows, int L, const ptrdiff_t *dims,
+                                   const void *const *packed, const REAL *const *wscale, const REAL *const *bias,
+                                   const int *act, const REAL *act_alpha, const int *qmax, int check, const REAL *x,
+                                   REAL *y, char *mem, ptrdiff_t rb, ptrdiff_t wmax, ptrdiff_t kpmax)
+{
+    size_t abytes = NC_I8_UP((size_t)((rb + 16) * kpmax)), ibytes = NC_I8_UP((size_t)(rb + 16) * sizeof(REAL));
     uint8_t *ap = (uint8_t *)(((uintptr_t)mem + 63) / 64 * 64);
     char *info = (char *)ap + abytes;
     REAL *buf[2] = {(REAL *)(info + ibytes), (REAL *)(info + ibytes) + rb * wmax};
-    int level = nc_i8_level(), rc = 0;
-    for (ptrdiff_t r0 = i0; r0 < i1 && rc == 0; r0 += rb) {
-        ptrdiff_t rows = i1 - r0 < rb ? i1 - r0 : rb;
-        const REAL *in = x + r0 * dims[0];
-        for (int l = 0; l < L && rc == 0; l++) {
-            int64_t head[2];
-            memcpy(head, packed[l], sizeof head);
-            const nc_i8_variant *V = &nc_i8_variants[head[1]];
-            const uint8_t *pk = (const uint8_t *)packed[l] + NC_I8_PACK_HEAD;
-            ptrdiff_t n = dims[l + 1], mc = (rows + V->mr - 1) / V->mr * V->mr;
-            REAL *out = l == L - 1 ? y + r0 * n : buf[l % 2];
-            nc_i8_job job = {0};
-            job.m = rows, job.n = n, job.k = dims[l], job.qmax = qmax[l], job.level = level;
-            job.pack_a = NC_NAME(i8_pack_x), job.store = NC_NAME(i8_store), job.info_size = (int)sizeof(REAL);
-            job.a_size = (int)sizeof(REAL), job.a = in, job.lda = dims[l], job.c = out, job.ldc = n;
-            job.wscale = wscale[l], job.bias = bias[l], job.act = act[l] < 0 ? NC_ACT_LINEAR : act[l];
-            job.act_alpha = act_alpha[l];
-            /* (no prefetch of the next block of x: on Zen 4 it gained nothing over the hardware's) */
-            nc_i8_rows(&job, V, pk + nc_i8_corr_bytes(V, n), (const uint32_t *)pk, 0, n, 0, rows, mc, ap, info, NULL,
-                       NULL);
-            if (act[l] < 0) NC_NAME(softmax_forward)(out, out, rows, n);
-            /* x is checked by its rows' scales: NaN where a row holds NaN or an infinity */
-            for (ptrdiff_t i = 0; check && l == 0 && i < rows; i++)
-                if (((REAL *)info)[i] != ((REAL *)info)[i]) rc = 1;
-            in = out;
-        }
+    int level = nc_i8_level();
+    const REAL *in = x + r0 * dims[0];
+    for (int l = 0; l < L; l++) {
+        int64_t head[2];
+        memcpy(head, packed[l], sizeof head);
+        const nc_i8_variant *V = &nc_i8_variants[head[1]];
+        const uint8_t *pk = (const uint8_t *)packed[l] + NC_I8_PACK_HEAD;
+        ptrdiff_t n = dims[l + 1], mc = (rows + V->mr - 1) / V->mr * V->mr;
+        REAL *out = l == L - 1 ? y + r0 * n : buf[l % 2];
+        nc_i8_job job = {0};
+        job.m = rows, job.n = n, job.k = dims[l], job.qmax = qmax[l], job.level = level;
+        job.pack_a = NC_NAME(i8_pack_x), job.store = NC_NAME(i8_store), job.info_size = (int)sizeof(REAL);
+        job.a_size = (int)sizeof(REAL), job.a = in, job.lda = dims[l], job.c = out, job.ldc = n;
+        job.wscale = wscale[l], job.bias = bias[l], job.act = act[l] < 0 ? NC_ACT_LINEAR : act[l];
+        job.act_alpha = act_alpha[l];
+        /* (no prefetch of the next block of x: on Zen 4 it gained nothing over the hardware's) */
+        nc_i8_rows(&job, V, pk + nc_i8_corr_bytes(V, n), (const uint32_t *)pk, 0, n, 0, rows, mc, ap, info, NULL,
+                   NULL);
+        if (act[l] < 0) NC_NAME(softmax_forward)(out, out, rows, n);
+        /* x is checked by its rows' scales: NaN where a row holds NaN or an infinity */
+        for (ptrdiff_t i = 0; check && l == 0 && i < rows; i++)
+            if (((REAL *)info)[i] != ((REAL *)info)[i]) return 1;
+        in = out;
     }
-    free(mem);
-    return rc;
+    return 0;
 }
 
 int NC_NAME(int8_chain)(ptrdiff_t m, int L, const ptrdiff_t *dims, const void *const *packed,
@@ -134,23 +137,32 @@ int NC_NAME(int8_chain)(ptrdiff_t m, int L, const ptrdiff_t *dims, const void *c
         macs += (double)dims[l] * (double)dims[l + 1];
     }
     if (m <= 0) return 0;
-    ptrdiff_t rb = NC_I8_CHAIN_ROWS, blocks = (m + 7) / 8;
     int nt = macs * (double)m < NC_I8_TEAM_WORK ? 1 : nc_team_size(nthreads, 2.0 * macs * (double)m);
+    ptrdiff_t rb = nt > 1 ? NC_I8_CHAIN_ROWS_TEAM : NC_I8_CHAIN_ROWS, blocks = (m + rb - 1) / rb;
     if (nt > blocks) nt = (int)blocks;
-    if (nt <= 1)
-        return NC_NAME(i8_chain_rows)(0, m, L, dims, packed, wscale, bias, act, act_alpha, qmax, check_finite, x, y,
-                                      rb, wmax, kpmax);
     int failed = 0, nonfinite = 0;
+    if (nt <= 1) {
+        char *mem = NC_NAME(i8_chain_space)(rb, wmax, kpmax);
+        if (!mem) return -1;
+        for (ptrdiff_t b = 0; b < blocks && !nonfinite; b++)
+            nonfinite = NC_NAME(i8_chain_block)(b * rb, m - b * rb < rb ? m - b * rb : rb, L, dims, packed, wscale,
+                                                bias, act, act_alpha, qmax, check_finite, x, y, mem, rb, wmax, kpmax);
+        free(mem);
+        return nonfinite;
+    }
+    /* Blocks handed out one at a time: a thread that starts late (woken from sleep) or whose core is
+     * busy with other work takes fewer. A row's result does not depend on its block or thread. */
 #pragma omp parallel num_threads(nt) reduction(| : failed, nonfinite)
     {
-        int T = omp_get_num_threads(), t = omp_get_thread_num();
-        /* rows cut at multiples of 8 (a row's results do not depend on the cut) */
-        ptrdiff_t i0 = blocks * t / T * 8, i1 = blocks * (t + 1) / T * 8;
-        if (i1 > m) i1 = m;
-        int r = i1 > i0 ? NC_NAME(i8_chain_rows)(i0, i1, L, dims, packed, wscale, bias, act, act_alpha, qmax,
-                                                 check_finite, x, y, rb, wmax, kpmax) : 0;
-        failed |= r < 0;
-        nonfinite |= r > 0;
+        char *mem = NC_NAME(i8_chain_space)(rb, wmax, kpmax);
+        failed |= !mem;
+#pragma omp for schedule(dynamic, 1)
+        for (ptrdiff_t b = 0; b < blocks; b++)
+            if (mem && !nonfinite)
+                nonfinite |= NC_NAME(i8_chain_block)(b * rb, m - b * rb < rb ? m - b * rb : rb, L, dims, packed,
+                                                     wscale, bias, act, act_alpha, qmax, check_finite, x, y, mem, rb,
+                                                     wmax, kpmax);
+        free(mem);
     }
     return failed ? -1 : nonfinite;
 }

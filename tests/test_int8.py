@@ -257,7 +257,8 @@ def test_chain_is_the_layers_one_by_one_to_the_bit(dtype, level):
     rng = np.random.default_rng(11)
     relu, gelu = ACT_CODES["relu"], ACT_CODES["gelu"]
     cases = [(1, (5, 3), [relu]), (7, (13, 7, 5), [relu, -1]), (129, (65, 33, 17, 3), [relu, gelu, -1]),
-             (300, (784, 40, 10), [relu, -1]), (1030, (30, 70, 2), [ACT_CODES["linear"], relu])]
+             (300, (784, 40, 10), [relu, -1]), (1030, (30, 70, 2), [ACT_CODES["linear"], relu]),
+             (1001, (200, 64, 10), [relu, -1])]      # a team's row blocks taken one at a time, a tail of 41
     for m, dims, acts in cases:
         L = len(dims) - 1
         x, ws, scales, biases, qmaxs, want = _layers_case(rng, m, dims, acts, dtype)
@@ -307,6 +308,13 @@ def test_chain_refuses_nonfinite_input_and_stale_packs():
     x[33, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         int8.chain(x, packed, [s], [None], [0], [0.0], [127], y, True)
+    w = rng.integers(-127, 128, (300, 64)).astype(np.int8)    # a team: the NaN in a late block, or the first
+    s, packed = np.full(64, 100.0, np.float32), [int8.pack(w, 127)]
+    for row in (0, 999, 1000):
+        x = rng.standard_normal((1001, 300)).astype(np.float32)
+        x[row, 7] = np.inf
+        with pytest.raises(ValueError, match="NaN"):
+            int8.chain(x, packed, [s], [None], [0], [0.0], [127], np.empty((1001, 64), np.float32), True, 2)
 
 
 @pytest.mark.parametrize("act", ["sigmoid", "tanh", "elu", "leaky_relu", "gelu", "swish", "softplus"])
