@@ -21,6 +21,12 @@ backward  per step t (reversed): ONE fused cell kernel: delta_t = dL/dz_t (and t
 SimpleRNN needs no forward cell kernel of its own: h_t = a(z_t + h_{t-1} U) is the gemm with the
 activation in its epilogue.
 
+Without a mask and without recurrent dropout each step loop is ONE kernel call for the whole sequence
+(`_seq_forward` / `_seq_backward`: nncore._kernels.gemm.rnn_seq_forward / rnn_seq_backward, one loop for
+every cell, each thread a block of rows through all steps); the LSTM and SimpleRNN without input dropout
+then take z_t = [x_t | h_{t-1} | 1] [W; U; b] as one product a step and sum [dW; dU; db] = xh^T delta in
+the backward loop (`_one_product`). The per-step loops below stay for masks and recurrent dropout.
+
 Masks (Keras's): a (batch, timesteps) mask from `Masking` or `Embedding(mask_zero=True)` goes to the
 cell kernels one step at a time; on a masked step a row keeps its state (h_t = h_{t-1}, c_t =
 c_{t-1}) and gets no gradient, and the output there repeats the last output (zeros before the
