@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import nncore
+from reference_layers import numeric_grad
 from nncore._kernels import ACT_CODES
 from nncore._kernels.gemm import (RNN_GRU, RNN_GRU_RB, RNN_SIMPLE, pack_b, rnn_seq_backward, rnn_seq_forward)
 from nncore.layers import GRU, LSTM, SimpleRNN
@@ -42,6 +43,17 @@ def _layer(kind, u, x, rng, **kw):
         w[...] = rng.standard_normal(w.shape) * 0.5
     layer._need_dx = True
     return layer
+
+
+def _case(kind, opts, B, T, D, u, dtype, rng, **kw):
+    """(layer, x, initial states or None, dy) of one case; opts: layer options, "init" for initial states."""
+    opts = dict(opts)
+    init = opts.pop("init", False)
+    x = rng.standard_normal((B, T, D)).astype(dtype)
+    layer = _layer(kind, u, x, rng, **kw, **opts)
+    h0 = [rng.standard_normal((B, u)).astype(dtype) for _ in range(2 if kind == "LSTM" else 1)] if init else None
+    dy = rng.standard_normal((B, T, u) if layer.return_sequences else (B, u)).astype(dtype)
+    return layer, x, h0, dy
 
 
 class _NoCells:
@@ -73,15 +85,8 @@ OPTS = [{}, {"return_sequences": True}, {"go_backwards": True, "return_sequences
 @pytest.mark.parametrize("opts", OPTS, ids=lambda o: "-".join(o) or "plain")
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_fused_matches_the_per_step_path(kind, opts, floatx, monkeypatch):
-    rng = np.random.default_rng(7)
-    B, T, D, u = 37, 6, 5, 19
-    opts = dict(opts)
-    init = opts.pop("init", False)
-    x = rng.standard_normal((B, T, D)).astype(floatx)
-    layer = _layer(kind, u, x, rng, seed=1, **opts)
-    n_states = 2 if kind == "LSTM" else 1
-    h0 = [rng.standard_normal((B, u)).astype(floatx) for _ in range(n_states)] if init else None
-    dy = rng.standard_normal((B, T, u) if layer.return_sequences else (B, u)).astype(floatx)
+    B, T = 37, 6
+    layer, x, h0, dy = _case(kind, opts, B, T, 5, 19, floatx, np.random.default_rng(7), seed=1)
     fused = _run(layer, x, dy, init=h0, fused=True, monkeypatch=monkeypatch, seed=5)
     step = _run(layer, x, dy, mask=np.ones((B, T), bool), init=h0, seed=5)
     assert len(fused) == len(step)
@@ -95,39 +100,19 @@ def test_fused_matches_the_per_step_path(kind, opts, floatx, monkeypatch):
             np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11, err_msg=f"output {i}")
 
 
-def _numeric(f, a, eps=1e-6):
-    g = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + eps
-        fp = f()
-        a[idx] = old - eps
-        fm = f()
-        a[idx] = old
-        g[idx] = (fp - fm) / (2 * eps)
-    return g
-
-
 @pytest.mark.parametrize("opts", [{}, {"return_sequences": True, "go_backwards": True}, {"init": True},
                                   {"init": True, "return_sequences": True, "use_bias": False}],
                          ids=lambda o: "-".join(o) or "plain")
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_fused_gradients_finite_differences(kind, opts, float64, monkeypatch):
-    rng = np.random.default_rng(11)
-    B, T, D, u = 3, 4, 2, 3
-    opts = dict(opts)
-    init = opts.pop("init", False)
-    x = rng.standard_normal((B, T, D))
-    layer = _layer(kind, u, x, rng, **opts)
-    h0 = [rng.standard_normal((B, u)) for _ in range(2 if kind == "LSTM" else 1)] if init else None
-    dy = rng.standard_normal((B, T, u) if layer.return_sequences else (B, u))
+    layer, x, h0, dy = _case(kind, opts, 3, 4, 2, 3, np.float64, np.random.default_rng(11))
     got = _run(layer, x, dy, init=h0, fused=True, monkeypatch=monkeypatch)
 
     def f():
         return float(np.sum(layer.forward(x, True, initial_state=h0) * dy))
 
-    want = [_numeric(f, x)] + [_numeric(f, s) for s in (h0 or [])]
-    want += [_numeric(f, getattr(layer, name)) for name in layer._grad_of]
+    want = [numeric_grad(f, x)] + [numeric_grad(f, s) for s in (h0 or [])]
+    want += [numeric_grad(f, getattr(layer, name)) for name in layer._grad_of]
     for i, (a, b) in enumerate(zip(got[1:], want)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8, err_msg=f"gradient {i}")
 

@@ -575,6 +575,16 @@ cdef void *_opt_seq(str fn, object a, str name, int code, Py_ssize_t T, Py_ssize
     return _ptr(a)
 
 
+cdef void *_packed2(str fn, object packed2, str what, int code, Py_ssize_t u, bint bf, bint rb) except? NULL:
+    """The GRU's (reset before) second kernel, U_h or U_h^T (u, u); NULL for the other cells."""
+    if not rb:
+        return NULL
+    if packed2 is None:
+        raise ValueError(f"{fn}: the GRU (reset before) takes {what}")
+    _packed_for(fn, packed2, code, u, u, bf)
+    return _ptr(packed2)
+
+
 def rnn_seq_forward(int cell, int act, double alpha, int ract, double ralpha, packed, z, h, s1=None, s2=None,
                     bint with_h0=False, int n_threads=1, x=None, xh=None, bias=None, packed2=None):
     """A recurrent layer's step loop over a whole time-major sequence in one call; returns h.
@@ -631,12 +641,7 @@ def rnn_seq_forward(int cell, int act, double alpha, int ract, double ralpha, pa
         px, pxh = _ptr(x), _ptr(xh)
     else:
         _packed_for(fn, packed, code, u, 2 * u if rb else G, bf)
-    cdef void *pp2 = NULL
-    if rb:
-        if packed2 is None:
-            raise ValueError(f"{fn}: the GRU (reset before) takes packed2 = U_h")
-        _packed_for(fn, packed2, code, u, u, bf)
-        pp2 = _ptr(packed2)
+    cdef void *pp2 = _packed2(fn, packed2, "packed2 = U_h", code, u, bf, rb)
     cdef void *pbias = NULL
     if bias is not None:
         if not (gru or (bf and x is not None)):
@@ -738,12 +743,7 @@ def rnn_seq_backward(int cell, int act, double alpha, int ract, double ralpha, p
         _writable(dc, "dc")
         pdc = _ptr(dc)
     _packed_for(fn, packed_t, code, 2 * u if rb else G, u, bf)
-    cdef void *pp2 = NULL
-    if rb:
-        if packed2_t is None:
-            raise ValueError(f"{fn}: the GRU (reset before) takes packed2_t = U_h^T")
-        _packed_for(fn, packed2_t, code, u, u, bf)
-        pp2 = _ptr(packed2_t)
+    cdef void *pp2 = _packed2(fn, packed2_t, "packed2_t = U_h^T", code, u, bf, rb)
     cdef void *pp = _ptr(packed_t)
     cdef void *ph = _ptr(h)
     cdef void *pdh = _ptr(dh)
@@ -770,17 +770,23 @@ def rnn_seq_backward(int cell, int act, double alpha, int ract, double ralpha, p
     return delta
 
 
+cdef int _lstm_shapes(str fn, object z, str zname, object h, str hname) except -1:
+    """z (T, B, 4u) and h (T + 1, B, u): the LSTM's units from z's columns, h's shape from them."""
+    _real(z, zname)
+    _ndim(z, zname, 3)
+    cdef Py_ssize_t T = z.shape[0], B = z.shape[1], G = z.shape[2], u = G // 4
+    if G % 4 or u == 0:
+        raise ValueError(f"{fn}: {zname} must have 4 * units columns, got shape {z.shape}")
+    _ndim(h, hname, 3)
+    if h.shape[0] != T + 1 or h.shape[1] != B or h.shape[2] != u:
+        raise ValueError(f"{fn}: {hname}: expected shape ({T + 1}, {B}, {u}), got {h.shape}")
+    return 0
+
+
 def lstm_seq_forward(int act, double alpha, int ract, double ralpha, packed, z, c, tc, h, bint with_h0=False,
                      int n_threads=1, x=None, xh=None, bias=None):
     """The LSTM's step loop: `rnn_seq_forward` with RNN_LSTM (c and tc its s1 and s2); returns h."""
-    _real(z, "z")
-    _ndim(z, "z", 3)
-    cdef Py_ssize_t T = z.shape[0], B = z.shape[1], G = z.shape[2], u = G // 4
-    if G % 4 or u == 0:
-        raise ValueError(f"lstm_seq_forward: z must have 4 * units columns, got shape {z.shape}")
-    _ndim(h, "h", 3)
-    if h.shape[0] != T + 1 or h.shape[1] != B or h.shape[2] != u:
-        raise ValueError(f"lstm_seq_forward: h: expected shape ({T + 1}, {B}, {u}), got {h.shape}")
+    _lstm_shapes("lstm_seq_forward", z, "z", h, "h")
     return rnn_seq_forward(NC_RNN_LSTM, act, alpha, ract, ralpha, packed, z, h, c, tc, with_h0, n_threads, x, xh,
                            bias)
 
@@ -789,14 +795,7 @@ def lstm_seq_backward(int act, double alpha, int ract, double ralpha, packed_t, 
                       bint with_h0=False, int n_threads=1, xh=None, dP=None, bint add_dh=True):
     """The LSTM's backward step loop: `rnn_seq_backward` with RNN_LSTM (c and tc its s1 and s2; h is not
     read: dh stands in for its shape); returns delta."""
-    _real(gates, "gates")
-    _ndim(gates, "gates", 3)
-    cdef Py_ssize_t T = gates.shape[0], B = gates.shape[1], G = gates.shape[2], u = G // 4
-    if G % 4 or u == 0:
-        raise ValueError(f"lstm_seq_backward: gates must have 4 * units columns, got shape {gates.shape}")
-    _ndim(dh, "dh", 3)
-    if dh.shape[0] != T + 1 or dh.shape[1] != B or dh.shape[2] != u:
-        raise ValueError(f"lstm_seq_backward: dh: expected shape ({T + 1}, {B}, {u}), got {dh.shape}")
+    _lstm_shapes("lstm_seq_backward", gates, "gates", dh, "dh")
     return rnn_seq_backward(NC_RNN_LSTM, act, alpha, ract, ralpha, packed_t, gates, dh, dh, delta, c, tc, dc,
                             None, with_h0, False, n_threads, xh, dP, add_dh)
 
