@@ -299,8 +299,10 @@ class TorchPeer(Peer):
 
         _, features = self.wl.input_shape           # (timesteps, features)
         units = self.wl.hidden[0]
-        return nn.Sequential(LastStep(nn.LSTM(features, units, batch_first=True)),
-                             nn.Linear(units, self.wl.n_classes))
+        rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[self.wl.arch]
+        return nn.Sequential(LastStep(rnn(features, units, batch_first=True)), nn.Linear(units, self.wl.n_classes))
+
+    build_gru = build_rnn = build_lstm     # nn.GRU (PyTorch's form is Keras's reset_after), nn.RNN (tanh)
 
     def build_resnet(self):
         """The residual CNN of KerasLayerBuilders.build_resnet in NCHW; BatchNorm2d with Keras's
@@ -331,7 +333,15 @@ class TorchPeer(Peer):
     def linears(self):
         """The modules with parameters, in order (Linear, Conv2d and LSTM)."""
         nn = self.torch.nn
-        return [m for m in self.model.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.LSTM))]
+        return [m for m in self.model.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.LSTM, nn.GRU, nn.RNN))]
+
+    def _gates(self, m, a):
+        """Keras's gate blocks along a's first axis in PyTorch's order and back (an involution): the GRU's
+        z, r, h are PyTorch's r, z, n; the LSTM's i, f, c, o and the RNN's one block are the same."""
+        if not isinstance(m, self.torch.nn.GRU):
+            return a
+        z, r, h = np.split(a, 3, axis=0)
+        return np.concatenate([r, z, h], axis=0)
 
     def _torch_layout(self, m, W, first_linear):
         """Keras kernel -> PyTorch weight: Conv (kh, kw, in, out) -> (out, in, kh, kw); Dense W^T, its
@@ -350,13 +360,13 @@ class TorchPeer(Peer):
         with t.no_grad():
             first = True
             for m in self.linears():
-                if isinstance(m, t.nn.LSTM):
+                if isinstance(m, (t.nn.LSTM, t.nn.GRU, t.nn.RNN)):   # the GRU's bias: [b_in, b_rec]
                     W, U, b = ws[:3]
                     ws = ws[3:]
-                    m.weight_ih_l0.copy_(t.from_numpy(np.ascontiguousarray(W.T)))
-                    m.weight_hh_l0.copy_(t.from_numpy(np.ascontiguousarray(U.T)))
-                    m.bias_ih_l0.copy_(t.from_numpy(b))
-                    m.bias_hh_l0.zero_()
+                    bi, bh = (b[0], b[1]) if b.ndim == 2 else (b, np.zeros_like(b))
+                    for p_, v in ((m.weight_ih_l0, W.T), (m.weight_hh_l0, U.T), (m.bias_ih_l0, bi),
+                                  (m.bias_hh_l0, bh)):
+                        p_.copy_(t.from_numpy(np.ascontiguousarray(self._gates(m, v))))
                     continue
                 W, b = ws[:2]
                 ws = ws[2:]
@@ -376,7 +386,12 @@ class TorchPeer(Peer):
         """Keras order and layouts; with grads=True the parameters' .grad instead."""
         out, first = [], True
         for m in self.linears():
-            if isinstance(m, self.torch.nn.LSTM):  # d/d(bias) = d/d(b_ih) = d/d(b_hh)
+            if isinstance(m, self.torch.nn.GRU):   # Keras's bias (2, 3u): [b_in, b_rec]
+                ps = (m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0)
+                wi, wh, bi, bh = (self._gates(m, (q.grad if grads else q).detach().numpy()) for q in ps)
+                out += [wi.T.copy(), wh.T.copy(), np.stack([bi, bh])]
+                continue
+            if isinstance(m, (self.torch.nn.LSTM, self.torch.nn.RNN)):  # d/d(bias) = d/d(b_ih) = d/d(b_hh)
                 wi, wh, b = ((m.weight_ih_l0.grad, m.weight_hh_l0.grad, m.bias_ih_l0.grad) if grads else
                              (m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0 + m.bias_hh_l0))
                 out += [w.detach().numpy().T.copy() for w in (wi, wh)] + [b.detach().numpy().copy()]
@@ -541,7 +556,10 @@ class KerasLayerBuilders:
 
     def build_lstm(self):
         L = self.layer_api
-        return [L.LSTM(self.wl.hidden[0]), L.Dense(self.wl.n_classes, activation="softmax")]
+        rnn = {"lstm": L.LSTM, "gru": L.GRU, "rnn": L.SimpleRNN}[self.wl.arch]
+        return [rnn(self.wl.hidden[0]), L.Dense(self.wl.n_classes, activation="softmax")]
+
+    build_gru = build_rnn = build_lstm
 
     def build_resnet(self):
         """examples/resnet_digits.py's network as a function of the input tensor (functional API)."""
@@ -650,7 +668,8 @@ class NncorePeer(KerasLayerBuilders, Peer):
             return False, "nncore has no " + ", ".join(missing) + " yet (model layer not merged)"
         return True, ""
 
-    ARCH_LAYERS = {"cnn": ("Conv2D", "MaxPooling2D"), "lstm": ("LSTM",),  # layers beyond Dense
+    ARCH_LAYERS = {"cnn": ("Conv2D", "MaxPooling2D"), "lstm": ("LSTM",), "gru": ("GRU",),  # beyond Dense
+                   "rnn": ("SimpleRNN",),
                    "resnet": ("Conv2D", "BatchNormalization", "Add", "GlobalAveragePooling2D")}
 
     @classmethod

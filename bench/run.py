@@ -482,12 +482,13 @@ TARGETS_ISSUE14 = {"predict": (("torch", 1.2),), "large": (("torch_fused", 1.25)
 
 def gemm_flops(wl):
     """FLOPs of one step's GEMMs: forward z = a W (2 m k n per layer), and in training dW = a^T delta
-    and dx = delta W^T (no dx for the first layer). For "lstm" (one LSTM, then the softmax Dense): the
+    and dx = delta W^T (no dx for the first layer). For "lstm" (one LSTM, then the softmax Dense; "gru",
+    "rnn" likewise, G = 3u, u gate columns in place of 4u): the
     input projection X W and dW over all T steps, h_{t-1} U, delta_t U^T and dU over the T - 1 steps with
     a previous state. None for other architectures."""
-    if wl.arch == "lstm":
+    if wl.arch in ("lstm", "gru", "rnn"):
         (T, D), u, C, B = wl.input_shape, wl.hidden[0], wl.n_classes, wl.batch
-        G = 4 * u
+        G = {"lstm": 4, "gru": 3, "rnn": 1}[wl.arch] * u
         lstm = 2 * B * (2 * T * D * G + 3 * (T - 1) * u * G)
         return lstm + 2 * B * u * C * (1 if wl.task == "predict" else 3)
     if wl.arch != "mlp":

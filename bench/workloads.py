@@ -5,7 +5,8 @@ Every workload is a classifier with a softmax output, trained with Adam (lr
 ``"mlp"`` (ReLU Dense layers), ``"cnn"`` (Conv2D 3x3 + ReLU + MaxPooling2D 2
 per entry of ``hidden``, then Flatten and a softmax Dense) or ``"lstm"`` (one
 LSTM of ``hidden[0]`` units over (timesteps, features) = ``input_shape``, its
-last state into a softmax Dense). Each peer builds an
+last state into a softmax Dense; ``"gru"`` and ``"rnn"`` the same with a GRU or
+a SimpleRNN). Each peer builds an
 architecture with a method ``build_<arch>`` (bench/peers.py): a new row such as
 an LSTM is a new ``arch`` value plus one builder per peer that supports it;
 peers without the builder show "n/a". Data are made deterministically from a
@@ -83,12 +84,16 @@ WORKLOADS = {
                          "MaxPooling2D(2), Flatten, Dense(10, softmax)"),
     "lstm": Workload("lstm", (784, 128, 10), 128, 6400, arch="lstm", input_shape=(28, 28),
                      note="MNIST rows as timesteps: LSTM(128) over (28 steps, 28 features), Dense(10, softmax)"),
+    "gru": Workload("gru", (784, 128, 10), 128, 6400, arch="gru", input_shape=(28, 28),
+                    note="the lstm row with GRU(128) (reset_after, PyTorch's form) in place of the LSTM"),
+    "rnn": Workload("rnn", (784, 128, 10), 128, 6400, arch="rnn", input_shape=(28, 28),
+                    note="the lstm row with SimpleRNN(128) (tanh) in place of the LSTM"),
 }
 WORKLOADS["resnet"] = Workload("resnet", (64, 16, 10), 64, 1797, dataset="digits", arch="resnet", input_shape=(8, 8, 1),
                                note="examples/resnet_digits.py's model on the 8x8 digits: a stem Conv2D(16)+BN+ReLU, a "
                                     "residual block (two Conv2D+BN), a stride-2 Conv2D(32)+BN, a second block, "
                                     "GlobalAveragePooling2D, Dense(10, softmax); functional API")
-TRAIN_WORKLOADS = ("tiny", "small", "medium", "large", "cnn", "lstm", "resnet")
+TRAIN_WORKLOADS = ("tiny", "small", "medium", "large", "cnn", "lstm", "gru", "rnn", "resnet")
 
 
 def get_workload(name, max_samples=None):

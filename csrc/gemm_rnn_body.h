@@ -1,6 +1,10 @@
-/* gemm_rnn_body.h -- the step loop of an LSTM over a whole sequence in one
- * call, on the packed recurrent kernel (REAL = float/double; included by
- * gemm_inst.h after gemm_body.h, whose static helpers it uses).
+/* gemm_rnn_body.h -- the step loop of a recurrent layer (LSTM, GRU in both
+ * forms, SimpleRNN) over a whole sequence in one call, on the packed
+ * recurrent kernels (REAL = float/double; included by gemm_inst.h after
+ * gemm_body.h, whose static helpers it uses). One loop for every cell: what
+ * varies is the step of a panel of rows (rnn_fwd_panel / rnn_bwd_panel),
+ * which issues the cell's products on the panel and calls its cells
+ * (rnn_body.h) between them.
  *
  * Row b of step t depends only on row b of step t - 1 (h_{t-1}, c_{t-1}),
  * so the rows of the batch are independent through the whole sequence:
@@ -13,31 +17,32 @@
  * cell's delta_t of the panel, then dh_{t-1} += delta_t U^T of the same rows.
  * The blocks and panels are multiples of the micro-tile's rows, so every
  * element is summed in the same order whatever the thread count.
- * mixed_bfloat16 (bf, float only; nc_lstm_seq_*_bf16): the products on the
+ * mixed_bfloat16 (bf, float only; nc_rnn_seq_*_bf16): the products on the
  * bf16 micro-kernel (nc_bf16_panels; B from nc_bf16_pack), the forward's
  * chain started from the float32 bias, dP on the bf16 GEMM; the cells get
  * NC_ACT_BF16 on their codes from the caller (h_t and delta_t rounded). */
 
-/* gemm_panels at the level in use: C := A B + beta C on this thread, A in place, B packed whole. */
-static void NC_NAME(lstm_panels)(int level, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
-                                 const REAL *bp, ptrdiff_t ntot, REAL beta, REAL *C, ptrdiff_t ldc)
+/* gemm_panels at the level in use: C := act(A B + beta C + bias) on this thread, A in place, B packed whole. */
+static void NC_NAME(rnn_panels)(int level, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
+                                 const REAL *bp, ptrdiff_t ntot, REAL beta, REAL *C, ptrdiff_t ldc, const REAL *bias,
+                                 int act, REAL alpha)
 {
     switch (level) {
 #if NC_GEMM_X86
     case NC_SIMD_AVX512:
-        NC_NAME(gemm_panels_avx512)(m, n, k, A, lda, bp, ntot, beta, C, ldc, NULL, NC_ACT_LINEAR, 0);
+        NC_NAME(gemm_panels_avx512)(m, n, k, A, lda, bp, ntot, beta, C, ldc, bias, act, alpha);
         break;
     case NC_SIMD_AVX2:
-        NC_NAME(gemm_panels_avx2)(m, n, k, A, lda, bp, ntot, beta, C, ldc, NULL, NC_ACT_LINEAR, 0);
+        NC_NAME(gemm_panels_avx2)(m, n, k, A, lda, bp, ntot, beta, C, ldc, bias, act, alpha);
         break;
 #endif
-    default: NC_NAME(gemm_panels_generic)(m, n, k, A, lda, bp, ntot, beta, C, ldc, NULL, NC_ACT_LINEAR, 0);
+    default: NC_NAME(gemm_panels_generic)(m, n, k, A, lda, bp, ntot, beta, C, ldc, bias, act, alpha);
     }
 }
 
 /* The micro-tile the step loop's products run on: the float32 GEMM's at `level`, or (bf, float only) the
  * bf16 micro-kernel's in use. */
-static void NC_NAME(lstm_tile)(int level, int bf, int *mr, int *nr)
+static void NC_NAME(rnn_tile)(int level, int bf, int *mr, int *nr)
 {
 #ifdef NC_F32
     if (bf) {
@@ -50,26 +55,34 @@ static void NC_NAME(lstm_tile)(int level, int bf, int *mr, int *nr)
     NC_NAME(gemm_tile)(level, mr, nr);
 }
 
-/* C (rows x n) := A B + beta C on this thread (beta 0 or 1), A's rows in place: B packed whole for the
- * float32 panels (ntot its padded width), or (bf) packed by nc_bf16_pack for the bf16 micro-kernel (bf(A)
- * B as vdpbf16ps chains it; bw its A-panel work) */
-static inline void NC_NAME(lstm_product)(int level, int bf, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t k, const REAL *A,
-                                         ptrdiff_t lda, const REAL *packed, ptrdiff_t ntot, REAL beta, REAL *C,
-                                         ptrdiff_t ldc, uint32_t *bw)
+/* C (rows x n) := act(A B + beta C + bias) on this thread (beta 0 or 1), A's rows in place: B (k x n)
+ * packed whole for the float32 panels (bias and act in the tiles' epilogue), or (bf) packed by nc_bf16_pack
+ * for the bf16 micro-kernel: bf(A) B as vdpbf16ps chains it, from the float32 bias where there is one
+ * (beta then 0), then act on the rows (bw: its A-panel work). */
+static inline void NC_NAME(rnn_product)(int level, int bf, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t k, const REAL *A,
+                                         ptrdiff_t lda, const REAL *packed, REAL beta, REAL *C, ptrdiff_t ldc,
+                                         const REAL *bias, int act, REAL alpha, uint32_t *bw)
 {
 #ifdef NC_F32
     if (bf) {
-        nc_bf16_panels(rows, n, k, A, lda, packed, beta != 0, C, ldc, bw);
+        if (bias)
+            for (ptrdiff_t r = 0; r < rows; r++) memcpy(C + r * ldc, bias, (size_t)n * sizeof(REAL));
+        nc_bf16_panels(rows, n, k, A, lda, packed, bias || beta != 0, C, ldc, bw);
+        if (act != NC_ACT_LINEAR)
+            for (ptrdiff_t r = 0; r < rows; r++) NC_NAME(act_forward)(act, alpha, C + r * ldc, C + r * ldc, n);
         return;
     }
 #else
     (void)bf, (void)bw;
 #endif
-    NC_NAME(lstm_panels)(level, rows, n, k, A, lda, packed + NC_GEMM_PACK_HEAD, ntot, beta, C, ldc);
+    int mr, nr;
+    NC_NAME(gemm_tile)(level, &mr, &nr);
+    NC_NAME(rnn_panels)(level, rows, n, k, A, lda, packed + NC_GEMM_PACK_HEAD, (n + nr - 1) / nr * nr, beta, C,
+                         ldc, bias, act, alpha);
 }
 
 /* Ask for the cache lines of p[0:n] to come to L2 (a hint: nothing on a compiler without GNU C's builtin). */
-static inline void NC_NAME(lstm_prefetch)(const REAL *p, ptrdiff_t n)
+static inline void NC_NAME(rnn_prefetch)(const REAL *p, ptrdiff_t n)
 {
 #ifdef __GNUC__
     for (const char *b = (const char *)p, *e = (const char *)(p + n); b < e; b += 64) __builtin_prefetch(b, 0, 2);
@@ -79,12 +92,12 @@ static inline void NC_NAME(lstm_prefetch)(const REAL *p, ptrdiff_t n)
 }
 
 /* Steps of delta summed into the weight gradient by one product (k = that many times a block's rows). */
-#ifndef NC_LSTM_WGRAD_STEPS
-#define NC_LSTM_WGRAD_STEPS 2
+#ifndef NC_RNN_WGRAD_STEPS
+#define NC_RNN_WGRAD_STEPS 2
 #endif
 
 /* A thread's share of the weight gradient: C := xh_t^T delta_t + beta C over `rows` rows (K x G, k = rows). */
-static void NC_NAME(lstm_wgrad)(int level, ptrdiff_t K, ptrdiff_t G, ptrdiff_t rows, const REAL *xh, const REAL *d,
+static void NC_NAME(rnn_wgrad)(int level, ptrdiff_t K, ptrdiff_t G, ptrdiff_t rows, const REAL *xh, const REAL *d,
                                 REAL beta, REAL *C, REAL *work)
 {
     switch (level) {
@@ -104,7 +117,7 @@ static void NC_NAME(lstm_wgrad)(int level, ptrdiff_t K, ptrdiff_t G, ptrdiff_t r
     }
 }
 
-static ptrdiff_t NC_NAME(lstm_wgrad_work)(int level, ptrdiff_t K, ptrdiff_t G, ptrdiff_t rows)
+static ptrdiff_t NC_NAME(rnn_wgrad_work)(int level, ptrdiff_t K, ptrdiff_t G, ptrdiff_t rows)
 {
     switch (level) {
 #if NC_GEMM_X86
@@ -115,99 +128,206 @@ static ptrdiff_t NC_NAME(lstm_wgrad_work)(int level, ptrdiff_t K, ptrdiff_t G, p
     }
 }
 
+/* One sequence as the step loop takes it: the cell (NC_RNN_*), the products' kernels and the arrays,
+ * time-major; which arrays a cell uses is in nncore.h (nc_rnn_seq_forward / backward). */
+typedef struct {
+    int cell, bf, act, ract;
+    REAL alpha, ralpha;
+    ptrdiff_t T, B, D, u, K, G;
+    const REAL *packed, *packed2, *bias;
+    int h0;      /* forward: h[0] may be non-zero; backward: dL/dh[0] wanted */
+    int h0r;     /* backward: h[0] may be non-zero (the GRU's reset gate then meets it at t = 0) */
+    REAL dh_beta;
+    const REAL *x;
+    REAL *xh, *z, *s1, *s2, *h, *dh, *dc, *delta, *drec;
+} NC_NAME(rnn_seq_t);
+
+/* The gate columns of a cell for u units. */
+static ptrdiff_t NC_NAME(rnn_gates)(int cell, ptrdiff_t u)
+{
+    return cell == NC_RNN_LSTM ? 4 * u : cell == NC_RNN_SIMPLE ? u : 3 * u;
+}
+
+/* Step t of the rows [r0, r0 + rows) forward: the cell's products, each on the panel's rows while they are
+ * in L1, and its cell (rnn_body.h) between them. h[t] holds h_{t-1}, h[t + 1] gets h_t. */
+static void NC_NAME(rnn_fwd_panel)(const NC_NAME(rnn_seq_t) *s, int level, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t rows,
+                                   uint32_t *bw)
+{
+    const int bf = s->bf, act = s->act, ract = s->ract;
+    const REAL alpha = s->alpha, ralpha = s->ralpha;
+    const ptrdiff_t B = s->B, D = s->D, u = s->u, K = s->K, G = s->G, at = t * B + r0;
+    REAL *zt = s->z + at * G, *hp = s->h + at * u, *ht = s->h + (at + B) * u;
+    const int rec = t > 0 || s->h0; /* h_{t-1} may be non-zero */
+    switch (s->cell) {
+    case NC_RNN_LSTM:
+    case NC_RNN_SIMPLE: { /* one product a step; SimpleRNN's cell is its epilogue, h_t = a(z_t), in z = h[1:] */
+        const int pact = s->cell == NC_RNN_SIMPLE ? act : NC_ACT_LINEAR;
+        if (D > 0) { /* z_t = [x_t | h_{t-1} | 1] [W; U; b]: the panel's rows of xh_t, then one product */
+            REAL *a = s->xh + at * K;
+            for (ptrdiff_t r = 0; r < rows; r++) {
+                memcpy(a + r * K, s->x + (at + r) * D, (size_t)D * sizeof(REAL));
+                memcpy(a + r * K + D, hp + r * u, (size_t)u * sizeof(REAL));
+                if (K > D + u) a[r * K + D + u] = 1;
+            }
+            /* bf: the chain of bf(x_t | h_{t-1}) [W; U] from the float32 bias (the kernel lacks the row b) */
+            NC_NAME(rnn_product)(level, bf, rows, G, bf ? D + u : K, a, K, s->packed, 0, zt, G, bf ? s->bias : NULL,
+                                  pact, alpha, bw);
+        } else if (rec) { /* z_t += h_{t-1} U */
+            NC_NAME(rnn_product)(level, bf, rows, G, u, hp, u, s->packed, 1, zt, G, NULL, pact, alpha, bw);
+        } else if (pact != NC_ACT_LINEAR) { /* h_0 = a(x_0 W + b) */
+            for (ptrdiff_t r = 0; r < rows; r++) NC_NAME(act_forward)(pact, alpha, zt + r * G, zt + r * G, G);
+        }
+        if (s->cell == NC_RNN_LSTM)
+            NC_NAME(lstm_cell_forward)(act, alpha, ract, ralpha, zt, s->s1 + at * u, hp, NULL, s->s1 + (at + B) * u,
+                                       s->s2 + at * u, ht, rows, u, 1);
+        break;
+    }
+    case NC_RNN_GRU: { /* rec_t = h_{t-1} U + b_rec, then the cell on z_t = x_t W + b_in and rec_t */
+        REAL *rt = s->s1 + at * G;
+        if (rec) {
+            NC_NAME(rnn_product)(level, bf, rows, G, u, hp, u, s->packed, 0, rt, G, s->bias, NC_ACT_LINEAR, 0, bw);
+        } else {
+            for (ptrdiff_t r = 0; r < rows; r++)
+                if (s->bias) memcpy(rt + r * G, s->bias, (size_t)G * sizeof(REAL));
+                else memset(rt + r * G, 0, (size_t)G * sizeof(REAL));
+        }
+        NC_NAME(gru_cell_forward)(act, alpha, ract, ralpha, zt, rt, hp, NULL, ht, rows, u, 1);
+        break;
+    }
+    case NC_RNN_GRU_RB: { /* z_zr += h_{t-1} U_zr; z, r, q = r h_{t-1}; z_h += q U_h; h_t */
+        REAL *qt = s->s1 + at * u;
+        if (rec) NC_NAME(rnn_product)(level, bf, rows, 2 * u, u, hp, u, s->packed, 1, zt, G, NULL, NC_ACT_LINEAR, 0, bw);
+        NC_NAME(gru_rb_gates_forward)(ract, ralpha, zt, hp, NULL, qt, rows, u, 1);
+        if (rec)
+            NC_NAME(rnn_product)(level, bf, rows, u, u, qt, u, s->packed2, 1, zt + 2 * u, G, NULL, NC_ACT_LINEAR, 0,
+                                  bw);
+        NC_NAME(gru_rb_state_forward)(act, alpha, zt, hp, NULL, ht, rows, u, 1);
+        break;
+    }
+    }
+}
+
+/* Step t of the rows [r0, r0 + rows) backward: the cell's delta_t into dt (the panel's rows of delta, G
+ * apart), then dh_{t-1} (+)= the products of the cell's deltas with U^T. dh[t + 1] holds dL/dh_t, dh[t]
+ * gets dL/dh_{t-1} (when t > 0 or h0). dq: rows x u scratch (the GRU's reset-before form). */
+static void NC_NAME(rnn_bwd_panel)(const NC_NAME(rnn_seq_t) *s, int level, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t rows,
+                                   REAL *dt, REAL *dq, uint32_t *bw)
+{
+    const int bf = s->bf, act = s->act, ract = s->ract;
+    const REAL alpha = s->alpha, ralpha = s->ralpha;
+    const ptrdiff_t B = s->B, u = s->u, G = s->G, at = t * B + r0;
+    REAL *zt = s->z + at * G, *hp = s->h ? s->h + at * u : NULL, *dht = s->dh + (at + B) * u;
+    REAL *dhp = t > 0 || s->h0 ? s->dh + at * u : NULL;
+    if (dhp && s->dh_beta == 0 && (s->cell == NC_RNN_GRU || s->cell == NC_RNN_GRU_RB))
+        memset(dhp, 0, (size_t)(rows * u) * sizeof(REAL)); /* their cells add dh z to it */
+    switch (s->cell) {
+    case NC_RNN_LSTM:
+        NC_NAME(lstm_cell_backward)(act, alpha, ract, ralpha, zt, s->s1 + at * u, s->s2 + at * u, dht, NULL,
+                                    s->dc + r0 * u, dt, NULL, rows, u, 1);
+        break;
+    case NC_RNN_SIMPLE: /* delta_t = dh_t a'(h_t), h_t in z = h[1:] */
+        NC_NAME(simple_rnn_cell_backward)(act, alpha, zt, dht, NULL, dt, NULL, rows, u, 1);
+        break;
+    case NC_RNN_GRU: /* dx_t = delta_t, drec_t; dh_{t-1} += dh z, then += drec_t U^T */
+        NC_NAME(gru_cell_backward)(act, alpha, ract, ralpha, zt, s->s1 + at * G, hp, dht, NULL, dt, s->drec + at * G,
+                                   dhp, rows, u, 1);
+        if (dhp) NC_NAME(rnn_product)(level, bf, rows, u, G, s->drec + at * G, G, s->packed, 1, dhp, u, NULL,
+                                       NC_ACT_LINEAR, 0, bw);
+        return;
+    case NC_RNN_GRU_RB: /* delta_z, delta_h; dq = delta_h U_h^T, delta_r; dh_{t-1} += delta_zr U_zr^T */
+        NC_NAME(gru_rb_state_backward)(act, alpha, ract, ralpha, zt, hp, dht, NULL, dt, dhp, rows, u, 1);
+        if (t > 0 || s->h0r) { /* r meets a non-zero h_{t-1} */
+            NC_NAME(rnn_product)(level, bf, rows, u, u, dt + 2 * u, G, s->packed2, 0, dq, u, NULL, NC_ACT_LINEAR, 0,
+                                  bw);
+            NC_NAME(gru_rb_reset_backward)(ract, ralpha, zt, hp, NULL, dq, dt, dhp, rows, u, 1);
+        }
+        if (dhp) NC_NAME(rnn_product)(level, bf, rows, u, 2 * u, dt, G, s->packed, 1, dhp, u, NULL, NC_ACT_LINEAR,
+                                       0, bw);
+        return;
+    }
+    if (dhp) /* dh_{t-1} := delta_t U^T + dh_beta dh_{t-1} */
+        NC_NAME(rnn_product)(level, bf, rows, u, G, dt, G, s->packed, s->dh_beta, dhp, u, NULL, NC_ACT_LINEAR, 0, bw);
+}
+
+/* Ask for the lines of the next panel (row nr0 of step nt0, nrows rows) that its backward cell reads: a
+ * step written long ago, out of cache (the cells ran at the speed of memory), so that they arrive while this
+ * panel's products run. */
+static void NC_NAME(rnn_bwd_prefetch)(const NC_NAME(rnn_seq_t) *s, ptrdiff_t nt0, ptrdiff_t nr0, ptrdiff_t nrows)
+{
+    const ptrdiff_t B = s->B, u = s->u, G = s->G, nat = nt0 * B + nr0;
+    NC_NAME(rnn_prefetch)(s->z + nat * G, nrows * G);
+    switch (s->cell) {
+    case NC_RNN_LSTM:
+        NC_NAME(rnn_prefetch)(s->s1 + nat * u, nrows * u);
+        NC_NAME(rnn_prefetch)(s->s2 + nat * u, nrows * u);
+        break;
+    case NC_RNN_GRU:
+        NC_NAME(rnn_prefetch)(s->s1 + nat * G, nrows * G);
+        NC_NAME(rnn_prefetch)(s->h + nat * u, nrows * u);
+        break;
+    case NC_RNN_GRU_RB: NC_NAME(rnn_prefetch)(s->h + nat * u, nrows * u); break;
+    default: break;
+    }
+}
+
 /* Rows [i0, i1) through every step: forward (dir 0) or backward (dir 1). Each
- * step takes the rows a micro-panel (MR rows) at a time: the panel's product,
- * its rows of A read in place and every tile summed over the whole k in
- * registers (gemm_panels), then its cell while the panel's z_t (forward) is
- * in L1; backward the cell first, then the product on the delta_t rows it
- * just wrote.
- * Backward with dP (K x G, else NULL): dP := xh^T delta + dP over the
- * block's rows while their delta is in cache, every NC_LSTM_WGRAD_STEPS steps
+ * step takes the rows a micro-panel (MR rows) at a time: the panel's
+ * products, their rows of A read in place and every tile summed over the whole
+ * k in registers (gemm_panels), and its cell while the panel's rows are in
+ * L1 (rnn_fwd_panel / rnn_bwd_panel: the cell is the variable part).
+ * Backward with dP (K x G, else NULL; LSTM and SimpleRNN): dP := xh^T delta + dP over the
+ * block's rows while their delta is in cache, every NC_RNN_WGRAD_STEPS steps
  * (dP = the block's part of [dW; dU; db], its first product overwrites it).
  * delta_t then goes to a scratch of the block's rows (reused: the delta of
- * the sequence goes to memory only when the caller keeps it). dh_beta 1
- * adds delta_t U^T to dh_{t-1}, 0 writes it there (dh_{t-1} is not read).
+ * the sequence goes to memory only when the caller keeps it).
  * Returns -1 if its workspace could not be had, else 0. */
-static int NC_NAME(lstm_seq_rows)(int level, int bf, int dir, ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t T, ptrdiff_t B,
-                                  ptrdiff_t D, ptrdiff_t u, ptrdiff_t K, int act, REAL alpha, int ract, REAL ralpha,
-                                  const REAL *packed, const REAL *bias, int with_h0, REAL dh_beta, const REAL *x,
-                                  REAL *xh, REAL *z, REAL *c, REAL *tc, REAL *h, REAL *dh, REAL *dc, REAL *delta,
+static int NC_NAME(rnn_seq_rows)(const NC_NAME(rnn_seq_t) *s, int level, int dir, ptrdiff_t i0, ptrdiff_t i1,
                                   REAL *dP)
 {
     int mr, nr;
-    NC_NAME(lstm_tile)(level, bf, &mr, &nr);
-    ptrdiff_t G = 4 * u, ntot = ((dir ? u : G) + nr - 1) / nr * nr, nrow = i1 - i0;
+    const int bf = s->bf;
+    NC_NAME(rnn_tile)(level, bf, &mr, &nr);
+    const ptrdiff_t T = s->T, B = s->B, u = s->u, K = s->K, G = s->G, nrow = i1 - i0;
     uint32_t *bw = NULL;
+    (void)nr;
 #ifdef NC_F32
-    if (bf && !(bw = (uint32_t *)malloc((size_t)nc_bf16_panels_work(dir ? G : K) * sizeof(uint32_t)))) return -1;
+    if (bf && !(bw = (uint32_t *)malloc((size_t)nc_bf16_panels_work(K > G ? K : G) * sizeof(uint32_t)))) return -1;
 #endif
     if (dir == 0) {
         for (ptrdiff_t t = 0; t < T; t++)
-            for (ptrdiff_t r0 = i0; r0 < i1; r0 += mr) {
-                ptrdiff_t rows = i1 - r0 < mr ? i1 - r0 : mr, at = t * B + r0, next = (t + 1) * B + r0;
-                REAL *zt = z + at * G;
-                if (D > 0) { /* z_t = [x_t | h_{t-1} | 1] [W; U; b]: the panel's rows of xh_t, then one product */
-                    REAL *a = xh + at * K;
-                    for (ptrdiff_t r = 0; r < rows; r++) {
-                        memcpy(a + r * K, x + (at + r) * D, (size_t)D * sizeof(REAL));
-                        memcpy(a + r * K + D, h + (at + r) * u, (size_t)u * sizeof(REAL));
-                        if (K > D + u) a[r * K + D + u] = 1;
-                    }
-                    if (bf) { /* the float32 bias, then the chain of bf(x_t | h_{t-1}) [W; U] from it */
-                        for (ptrdiff_t r = 0; r < rows; r++)
-                            if (bias) memcpy(zt + r * G, bias, (size_t)G * sizeof(REAL));
-                        NC_NAME(lstm_product)(level, bf, rows, G, D + u, a, K, packed, ntot, bias ? 1 : 0, zt, G, bw);
-                    } else {
-                        NC_NAME(lstm_product)(level, bf, rows, G, K, a, K, packed, ntot, 0, zt, G, bw);
-                    }
-                } else if (t > 0 || with_h0) { /* z_t += h_{t-1} U (h[t] holds h_{t-1}) */
-                    NC_NAME(lstm_product)(level, bf, rows, G, u, h + at * u, u, packed, ntot, 1, zt, G, bw);
-                }
-                NC_NAME(lstm_cell_forward)(act, alpha, ract, ralpha, zt, c + at * u, h + at * u, NULL, c + next * u,
-                                           tc + at * u, h + next * u, rows, u, 1);   /* no mask */
-            }
+            for (ptrdiff_t r0 = i0; r0 < i1; r0 += mr)
+                NC_NAME(rnn_fwd_panel)(s, level, t, r0, i1 - r0 < mr ? i1 - r0 : mr, bw);
         free(bw);
         return 0;
     }
     /* with dP: delta_t and xh_t of the block's rows go to scratch slots, S steps of them, and each S
      * steps dP += (their xh)^T (their delta), k = S rows a step: the products are S times as deep as
      * one step's rows would give (a tile's C passes through memory once per S steps) */
-    enum { S = NC_LSTM_WGRAD_STEPS };
-    REAL *work = NULL, *dsc = NULL, *xsc = NULL;
-    if (dP) {
-        ptrdiff_t nw = NC_NAME(lstm_wgrad_work)(level, K, G, S * nrow);
-        work = (REAL *)malloc((size_t)(nw + S * nrow * (G + K)) * sizeof(REAL));
+    enum { S = NC_RNN_WGRAD_STEPS };
+    REAL *work = NULL, *dsc = NULL, *xsc = NULL, *dq = NULL;
+    ptrdiff_t nw = dP ? NC_NAME(rnn_wgrad_work)(level, K, G, S * nrow) : 0;
+    ptrdiff_t nq = s->cell == NC_RNN_GRU_RB ? mr * u : 0;
+    if (dP || nq) {
+        work = (REAL *)malloc((size_t)(nw + (dP ? S * nrow * (G + K) : 0) + nq) * sizeof(REAL));
         if (!work) {
             free(bw);
             return -1;
         }
         dsc = work + nw, xsc = dsc + S * nrow * G;
+        dq = work + nw + (dP ? S * nrow * (G + K) : 0);
     }
     for (ptrdiff_t t = T - 1; t >= 0; t--) {
         /* this step's delta rows: row r0 of the block at dblk + (r0 - i0) G */
         ptrdiff_t slot = (T - 1 - t) % S;
-        REAL *dblk = dP ? dsc + slot * nrow * G : delta + (t * B + i0) * G;
+        REAL *dblk = dP ? dsc + slot * nrow * G : s->delta + (t * B + i0) * G;
         for (ptrdiff_t r0 = i0; r0 < i1; r0 += mr) {
-            ptrdiff_t rows = i1 - r0 < mr ? i1 - r0 : mr, at = t * B + r0;
-            REAL *dt = dblk + (r0 - i0) * G;
-            NC_NAME(lstm_cell_backward)(act, alpha, ract, ralpha, z + at * G, c + at * u, tc + at * u,
-                                        dh + (at + B) * u, NULL, dc + r0 * u, dt, NULL, rows, u, 1);
-            /* the next panel's cell reads its gates, c and a(c) of a step written long ago (out of
-             * cache: the cells ran at the speed of memory): ask for those lines now, so that they
-             * arrive while this panel's product runs */
             ptrdiff_t nt0 = r0 + mr < i1 ? t : t - 1, nr0 = r0 + mr < i1 ? r0 + mr : i0;
-            if (nt0 >= 0) {
-                ptrdiff_t nat = nt0 * B + nr0, nrows = i1 - nr0 < mr ? i1 - nr0 : mr;
-                NC_NAME(lstm_prefetch)(z + nat * G, nrows * G);
-                NC_NAME(lstm_prefetch)(c + nat * u, nrows * u);
-                NC_NAME(lstm_prefetch)(tc + nat * u, nrows * u);
-            }
-            if (t > 0 || with_h0) /* dh_{t-1} := delta_t U^T + dh_beta dh_{t-1} (dh[t] holds dL/dh_{t-1}) */
-                NC_NAME(lstm_product)(level, bf, rows, u, G, dt, G, packed, ntot, dh_beta, dh + at * u, u, bw);
+            if (nt0 >= 0) NC_NAME(rnn_bwd_prefetch)(s, nt0, nr0, i1 - nr0 < mr ? i1 - nr0 : mr);
+            NC_NAME(rnn_bwd_panel)(s, level, t, r0, i1 - r0 < mr ? i1 - r0 : mr, dblk + (r0 - i0) * G, dq, bw);
         }
         if (!dP) continue;
-        if (delta) memcpy(delta + (t * B + i0) * G, dblk, (size_t)(nrow * G) * sizeof(REAL));
-        memcpy(xsc + slot * nrow * K, xh + (t * B + i0) * K, (size_t)(nrow * K) * sizeof(REAL));
+        if (s->delta) memcpy(s->delta + (t * B + i0) * G, dblk, (size_t)(nrow * G) * sizeof(REAL));
+        memcpy(xsc + slot * nrow * K, s->xh + (t * B + i0) * K, (size_t)(nrow * K) * sizeof(REAL));
         if (slot == S - 1 || t == 0) { /* [dW; dU; db] += xh^T delta over the slots' rows */
 #ifdef NC_F32
             if (bf) { /* on the bf16 GEMM, this thread alone */
@@ -220,7 +340,7 @@ static int NC_NAME(lstm_seq_rows)(int level, int bf, int dir, ptrdiff_t i0, ptrd
                 continue;
             }
 #endif
-            NC_NAME(lstm_wgrad)(level, K, G, (slot + 1) * nrow, xsc, dsc, t + slot == T - 1 ? 0 : 1, dP, work);
+            NC_NAME(rnn_wgrad)(level, K, G, (slot + 1) * nrow, xsc, dsc, t + slot == T - 1 ? 0 : 1, dP, work);
         }
     }
     free(work);
@@ -232,7 +352,7 @@ static int NC_NAME(lstm_seq_rows)(int level, int bf, int dir, ptrdiff_t i0, ptrd
  * count (two threads get equal shares), the micro-tiles spread evenly: 128
  * rows are 8 + 8 tiles of 8 (AVX-512) or 11 + 11 tiles of 6 (AVX2). Each
  * block sums its own part of the weight gradient, k = its rows times
- * NC_LSTM_WGRAD_STEPS a product (the lstm row's backward loop with dP, AVX2,
+ * NC_RNN_WGRAD_STEPS a product (the lstm row's backward loop with dP, AVX2,
  * 1 thread: 13.0 ms on blocks of 4 to 6 tiles of 6 and one step a product,
  * 12.7 on blocks of 11 tiles, 12.3 with two steps a product, against 12.8
  * for the loop and a separate dP GEMM). Fixed by B and the tile alone, not by the thread
@@ -240,41 +360,51 @@ static int NC_NAME(lstm_seq_rows)(int level, int bf, int dir, ptrdiff_t i0, ptrd
  * on the thread count. The count comes from B itself: from the rows rounded
  * up to whole tiles, AVX2's 128 rows (22 tiles, 132 rows) made 3, then 4
  * blocks of 5-6 tiles. */
-static ptrdiff_t NC_NAME(lstm_nblocks)(ptrdiff_t B, int mr)
+static ptrdiff_t NC_NAME(rnn_nblocks)(ptrdiff_t B, int mr)
 {
     ptrdiff_t tiles = (B + mr - 1) / mr, nb = (B + 63) / 64;
     if (nb > 1 && nb % 2) nb++;
     return nb < tiles ? nb : tiles;
 }
 
-static int NC_NAME(lstm_seq)(int bf, int dir, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, ptrdiff_t K,
-                             int act, REAL alpha, int ract, REAL ralpha, const REAL *packed, const REAL *bias,
-                             int with_h0, REAL dh_beta, const REAL *x, REAL *xh, REAL *z, REAL *c, REAL *tc, REAL *h,
-                             REAL *dh, REAL *dc, REAL *delta, REAL *dP, int nthreads)
+/* The packed kernels' shapes a cell's products take (k x n, one or two). */
+static int NC_NAME(rnn_packed_ok)(const NC_NAME(rnn_seq_t) *s, int level, int dir)
+{
+    const ptrdiff_t u = s->u, G = s->G;
+    ptrdiff_t k1, n1, k2 = 0, n2 = 0;
+    if (s->cell == NC_RNN_GRU_RB) /* U_zr and U_h forward, U_zr^T and U_h^T backward */
+        k1 = dir ? 2 * u : u, n1 = dir ? u : 2 * u, k2 = u, n2 = u;
+    else if (dir)
+        k1 = G, n1 = u;
+    else
+        k1 = s->D > 0 ? (s->bf ? s->D + u : s->K) : u, n1 = G;
+#ifdef NC_F32
+    if (s->bf) return nc_bf16_packed_ok(s->packed, k1, n1) && (!k2 || nc_bf16_packed_ok(s->packed2, k2, n2));
+#endif
+    return NC_NAME(gemm_packed_ok)(s->packed, level, k1, n1) &&
+           (!k2 || NC_NAME(gemm_packed_ok)(s->packed2, level, k2, n2));
+}
+
+static int NC_NAME(rnn_seq)(const NC_NAME(rnn_seq_t) *s, int dir, REAL *dP, int nthreads)
 {
     int level = nc_active_simd_level();
-    ptrdiff_t G = 4 * u;
-#ifdef NC_F32
-    if (bf) {
-        if (!(dir ? nc_bf16_packed_ok(packed, G, u) : nc_bf16_packed_ok(packed, D > 0 ? D + u : u, G))) return -2;
-    } else
-#endif
-    if (!(dir ? NC_NAME(gemm_packed_ok)(packed, level, G, u) : NC_NAME(gemm_packed_ok)(packed, level, K, G)))
-        return -2;
+    const ptrdiff_t T = s->T, B = s->B, D = s->D, u = s->u, K = s->K, G = s->G;
+    if (s->cell < NC_RNN_LSTM || s->cell > NC_RNN_SIMPLE) return -3;
+    if (!NC_NAME(rnn_packed_ok)(s, level, dir)) return -2;
     if (B <= 0 || u <= 0) return 0;
     if (T <= 0) {
         if (dP) memset(dP, 0, (size_t)(K * G) * sizeof(REAL));
         return 0;
     }
     int mr, nr;
-    NC_NAME(lstm_tile)(level, bf, &mr, &nr);
+    NC_NAME(rnn_tile)(level, s->bf, &mr, &nr);
     /* the products' multiply-adds plus the cells' (about 40 a unit) */
     double work = (double)T * (double)B * (double)u * (2.0 * (double)G + 40.0) + (double)T * B * D * 2.0 * G;
     if (dP) work += (double)T * B * K * 2.0 * G;
     int nt = work < NC_GEMM_TEAM_WORK * 2.0 ? 1 : nc_team_size(nthreads, work);
     /* bf16: blocks of whole 24-row quanta (8, 6 and 4, the bf16 kernels' tile rows, divide 24), so that the
      * parts of dP, and with them its bits, are the same on every bf16 kernel */
-    ptrdiff_t bq = bf ? 24 : mr, tiles = (B + bq - 1) / bq, nb = NC_NAME(lstm_nblocks)(B, (int)bq);
+    ptrdiff_t bq = s->bf ? 24 : mr, tiles = (B + bq - 1) / bq, nb = NC_NAME(rnn_nblocks)(B, (int)bq);
     if (nt > nb) nt = (int)nb;
     /* block 0 sums its part of the weight gradient in dP, the others in parts of their own */
     REAL *parts = NULL;
@@ -288,8 +418,7 @@ static int NC_NAME(lstm_seq)(int bf, int dir, ptrdiff_t T, ptrdiff_t B, ptrdiff_
         ptrdiff_t i0 = q * tiles / nb * bq, i1 = (q + 1) * tiles / nb * bq;
         if (i1 > B) i1 = B;
         REAL *part = !dP ? NULL : q == 0 ? dP : parts + (q - 1) * K * G;
-        failed |= NC_NAME(lstm_seq_rows)(level, bf, dir, i0, i1, T, B, D, u, K, act, alpha, ract, ralpha, packed,
-                                         bias, with_h0, dh_beta, x, xh, z, c, tc, h, dh, dc, delta, part) != 0;
+        failed |= NC_NAME(rnn_seq_rows)(s, level, dir, i0, i1, part) != 0;
     }
     if (parts) {
         if (!failed) /* the blocks' parts in block order */
@@ -303,46 +432,75 @@ static int NC_NAME(lstm_seq)(int bf, int dir, ptrdiff_t T, ptrdiff_t B, ptrdiff_
     return failed ? -1 : 0;
 }
 
-int NC_NAME(lstm_seq_forward)(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, REAL alpha, int ract,
-                              REAL ralpha, const REAL *packed, int with_h0, const REAL *x, REAL *xh, REAL *z,
-                              REAL *c, REAL *tc, REAL *h, int nthreads)
+static int NC_NAME(rnn_seq_fwd)(int bf, int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act,
+                                REAL alpha, int ract, REAL ralpha, const REAL *packed, const REAL *packed2,
+                                const REAL *bias, int with_h0, const REAL *x, REAL *xh, REAL *z, REAL *s1, REAL *s2,
+                                REAL *h, int nthreads)
 {
-    ptrdiff_t K = D > 0 ? D + u + 1 : u; /* the layer passes [W; U; b]; without a bias, a zero row b */
-    return NC_NAME(lstm_seq)(0, 0, T, B, D, u, K, act, alpha, ract, ralpha, packed, NULL, with_h0, 1, x, xh, z, c,
-                             tc, h, NULL, NULL, NULL, NULL, nthreads);
+    if ((D > 0) && cell != NC_RNN_LSTM && cell != NC_RNN_SIMPLE) return -3;
+    NC_NAME(rnn_seq_t) s = {0};
+    s.cell = cell, s.bf = bf, s.act = act, s.ract = ract, s.alpha = alpha, s.ralpha = ralpha;
+    s.T = T, s.B = B, s.D = D, s.u = u, s.G = NC_NAME(rnn_gates)(cell, u);
+    s.K = D > 0 ? D + u + 1 : u; /* the layer passes [W; U; b]; without a bias, a zero row b */
+    s.packed = packed, s.packed2 = packed2, s.bias = bias, s.h0 = with_h0, s.dh_beta = 1;
+    s.x = x, s.xh = xh, s.s1 = s1, s.s2 = s2, s.h = h;
+    s.z = cell == NC_RNN_SIMPLE ? h + B * u : z; /* SimpleRNN: z_t and h_t in h[t + 1] */
+    return NC_NAME(rnn_seq)(&s, 0, NULL, nthreads);
 }
 
-int NC_NAME(lstm_seq_backward)(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, REAL alpha, int ract, REAL ralpha,
-                               const REAL *packed_t, int with_h0, int add_dh, const REAL *gates, const REAL *c,
-                               const REAL *tc, REAL *dh, REAL *dc, REAL *delta, ptrdiff_t K, const REAL *xh, REAL *dP,
-                               int nthreads)
+static int NC_NAME(rnn_seq_bwd)(int bf, int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, REAL alpha,
+                                int ract, REAL ralpha, const REAL *packed_t, const REAL *packed2_t, int with_h0,
+                                int h0, int add_dh, const REAL *gates, const REAL *s1, const REAL *s2, const REAL *h,
+                                REAL *dh, REAL *dc, REAL *delta, REAL *drec, ptrdiff_t K, const REAL *xh, REAL *dP,
+                                int nthreads)
 {
+    if (dP && cell != NC_RNN_LSTM && cell != NC_RNN_SIMPLE) return -3;
     if (!dP) xh = NULL, K = u;
     if (!delta && !dP) return -3;
-    return NC_NAME(lstm_seq)(0, 1, T, B, 0, u, K, act, alpha, ract, ralpha, packed_t, NULL, with_h0, add_dh ? 1 : 0,
-                             NULL, (REAL *)xh, (REAL *)gates, (REAL *)c, (REAL *)tc, NULL, dh, dc, delta, dP,
-                             nthreads);
+    NC_NAME(rnn_seq_t) s = {0};
+    s.cell = cell, s.bf = bf, s.act = act, s.ract = ract, s.alpha = alpha, s.ralpha = ralpha;
+    s.T = T, s.B = B, s.D = 0, s.u = u, s.K = K, s.G = NC_NAME(rnn_gates)(cell, u);
+    s.packed = packed_t, s.packed2 = packed2_t, s.h0 = with_h0, s.h0r = h0 || with_h0, s.dh_beta = add_dh ? 1 : 0;
+    s.xh = (REAL *)xh, s.z = (REAL *)(cell == NC_RNN_SIMPLE ? h + B * u : gates), s.s1 = (REAL *)s1;
+    s.s2 = (REAL *)s2, s.h = (REAL *)h, s.dh = dh, s.dc = dc, s.delta = delta, s.drec = drec;
+    return NC_NAME(rnn_seq)(&s, 1, dP, nthreads);
+}
+
+int NC_NAME(rnn_seq_forward)(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, REAL alpha,
+                             int ract, REAL ralpha, const REAL *packed, const REAL *packed2, const REAL *bias,
+                             int with_h0, const REAL *x, REAL *xh, REAL *z, REAL *s1, REAL *s2, REAL *h, int nthreads)
+{
+    if (D > 0 && bias) return -3; /* [W; U; b] holds it */
+    return NC_NAME(rnn_seq_fwd)(0, cell, T, B, D, u, act, alpha, ract, ralpha, packed, packed2, bias, with_h0, x, xh,
+                                z, s1, s2, h, nthreads);
+}
+
+int NC_NAME(rnn_seq_backward)(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, REAL alpha, int ract,
+                              REAL ralpha, const REAL *packed_t, const REAL *packed2_t, int with_h0, int h0,
+                              int add_dh, const REAL *gates, const REAL *s1, const REAL *s2, const REAL *h, REAL *dh,
+                              REAL *dc, REAL *delta, REAL *drec, ptrdiff_t K, const REAL *xh, REAL *dP, int nthreads)
+{
+    return NC_NAME(rnn_seq_bwd)(0, cell, T, B, u, act, alpha, ract, ralpha, packed_t, packed2_t, with_h0, h0, add_dh,
+                                gates, s1, s2, h, dh, dc, delta, drec, K, xh, dP, nthreads);
 }
 
 #ifdef NC_F32
-int nc_lstm_seq_forward_bf16(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, float alpha, int ract,
-                             float ralpha, const float *packed, const float *bias, int with_h0, const float *x,
-                             float *xh, float *z, float *c, float *tc, float *h, int nthreads)
+int nc_rnn_seq_forward_bf16(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, float alpha,
+                            int ract, float ralpha, const float *packed, const float *packed2, const float *bias,
+                            int with_h0, const float *x, float *xh, float *z, float *s1, float *s2, float *h,
+                            int nthreads)
 {
-    ptrdiff_t K = D > 0 ? D + u + 1 : u;
-    return NC_NAME(lstm_seq)(1, 0, T, B, D, u, K, act, alpha, ract, ralpha, packed, D > 0 ? bias : NULL, with_h0, 1,
-                             x, xh, z, c, tc, h, NULL, NULL, NULL, NULL, nthreads);
+    return NC_NAME(rnn_seq_fwd)(1, cell, T, B, D, u, act, alpha, ract, ralpha, packed, packed2, bias, with_h0, x, xh,
+                                z, s1, s2, h, nthreads);
 }
 
-int nc_lstm_seq_backward_bf16(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract, float ralpha,
-                              const float *packed_t, int with_h0, int add_dh, const float *gates, const float *c,
-                              const float *tc, float *dh, float *dc, float *delta, ptrdiff_t K, const float *xh,
-                              float *dP, int nthreads)
+int nc_rnn_seq_backward_bf16(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract,
+                             float ralpha, const float *packed_t, const float *packed2_t, int with_h0, int h0,
+                             int add_dh, const float *gates, const float *s1, const float *s2, const float *h,
+                             float *dh, float *dc, float *delta, float *drec, ptrdiff_t K, const float *xh, float *dP,
+                             int nthreads)
 {
-    if (!dP) xh = NULL, K = u;
-    if (!delta && !dP) return -3;
-    return NC_NAME(lstm_seq)(1, 1, T, B, 0, u, K, act, alpha, ract, ralpha, packed_t, NULL, with_h0, add_dh ? 1 : 0,
-                             NULL, (float *)xh, (float *)gates, (float *)c, (float *)tc, NULL, dh, dc, delta, dP,
-                             nthreads);
+    return NC_NAME(rnn_seq_bwd)(1, cell, T, B, u, act, alpha, ract, ralpha, packed_t, packed2_t, with_h0, h0, add_dh,
+                                gates, s1, s2, h, dh, dc, delta, drec, K, xh, dP, nthreads);
 }
 #endif

@@ -195,62 +195,78 @@ int nc_dense_layers_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double 
                         const double *act_alpha, int check_finite, const double *x /* in */, double *y /* out */,
                         double *work, int nthreads);
 
-/* The step loop of an LSTM over a whole sequence of T steps of B rows, in
- * one call (rows are independent through time: each thread takes a block of
- * rows through every step, the product of a step then its cell while the
- * rows are in cache). Time-major, u units, G = 4u, cells as
- * nc_lstm_cell_forward/backward. Forward: z (T, B, G) gets the gates; h
- * (T+1, B, u) with h[0] the initial state, h[t+1] = h_t; c (T+1, B, u)
- * likewise; tc (T, B, u). With D > 0 inputs x (T, B, D), K = D + u + 1:
- * `packed` is [W; U; b] (K x G) from nc_gemm_pack_b, xh (T, B, K) gets the
- * rows [x_t | h_{t-1} | 1] and z_t = xh_t [W; U; b] (one product a step; xh
- * then serves dW, dU and db as one product xh^T delta). With D = 0 (x, xh
- * NULL): z holds x W + b on entry, `packed` is U (u x G), and z_t += h_{t-1} U
- * runs from t = 1, or from t = 0 when with_h0. Backward: packed_t is U^T (G x u) packed; dh (T+1, B, u) holds
- * dL/dh_t from the outputs at [t+1] on entry, and gets dh_{t-1} += delta_t
- * U^T at [t] (for t = 0 too when with_h0: dh[0] is then the initial
- * state's, else untouched); with add_dh = 0 only dh[T] is read (the outputs
- * before the last have no gradient) and dh[t] = delta_t U^T is written;
- * dc (B, u) holds dL/dc_{T-1} on entry and dL/dc_{-1} on exit;
- * delta (T, B, G) = dL/dz. With xh (T, B, K) from the forward and dP (K x G):
- * also dP = xh^T delta ([dW; dU; db]), summed a step at a time while delta_t
- * is in cache (each block of rows sums a part, the parts are added in block
- * order: the same bits for any thread count); delta may then be NULL (it is
- * not kept). Returns 0; -2 if the packed kernel holds another shape or SIMD
- * level; -3 if delta and dP are both NULL; -1 if out of memory. */
-int nc_lstm_seq_forward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, float alpha, int ract,
-                            float ralpha, const float *packed, int with_h0, const float *x /* in */,
-                            float *xh /* out */, float *z /* inout */, float *c /* inout */,
-                            float *tc /* out */, float *h /* inout */, int nthreads);
+/* The step loop of a recurrent layer over a whole sequence of T steps of B
+ * rows, in one call (rows are independent through time: each thread takes a
+ * block of rows through every step, the products of a step then its cell
+ * while the rows are in cache). Time-major, u units; the cell (NC_RNN_*)
+ * fixes the gate columns G and what each array is:
+ *   NC_RNN_LSTM    G = 4u: z the gates, s1 = c (T+1, B, u), s2 = tc (T, B, u) = a(c_t); cells as
+ *                  nc_lstm_cell_forward/backward; backward dc (B, u): dL/dc_{T-1} in, dL/dc_{-1} out.
+ *   NC_RNN_SIMPLE  G = u: h_t = a(z_t + h_{t-1} U), z_t in h[t+1] (z is not read: h + B u; the backward's
+ *                  gates likewise); the activation in the product's epilogue.
+ *   NC_RNN_GRU     G = 3u, reset_after: s1 = rec (T, B, G) gets h_{t-1} U + bias (bias = b_rec, or NULL);
+ *                  cells as nc_gru_cell_forward/backward; backward: delta = dx, drec (T, B, G).
+ *   NC_RNN_GRU_RB  G = 3u, reset before: packed = U_zr (u x 2u), packed2 = U_h (u x u); s1 = q (T, B, u)
+ *                  = r h_{t-1}; cells as nc_gru_rb_*; backward packed_t = U_zr^T (2u x u), packed2_t =
+ *                  U_h^T (u x u), and h0 says h[0] may be non-zero (the reset gate's gradient at t = 0).
+ * Forward: z (T, B, G) gets the gates; h (T+1, B, u) with h[0] the initial
+ * state, h[t+1] = h_t. LSTM and SimpleRNN with D > 0 inputs x (T, B, D), K =
+ * D + u + 1: `packed` is [W; U; b] (K x G) from nc_gemm_pack_b, xh (T, B, K)
+ * gets the rows [x_t | h_{t-1} | 1] and z_t = xh_t [W; U; b] (one product a
+ * step; xh then serves dW, dU and db as one product xh^T delta). With D = 0
+ * (x, xh NULL): z holds x W + b on entry, `packed` is U (u x G), and z_t +=
+ * h_{t-1} U runs from t = 1, or from t = 0 when with_h0. Backward: packed_t
+ * is U^T (G x u) packed; gates, s1, s2, h as the forward left them; dh
+ * (T+1, B, u) holds dL/dh_t from the outputs at [t+1] on entry, and gets
+ * dh_{t-1} += dL/dh_{t-1} at [t] (for t = 0 too when with_h0: dh[0] is then
+ * the initial state's, else untouched); with add_dh = 0 only dh[T] is read
+ * (the outputs before the last have no gradient) and dh[t] is written;
+ * delta (T, B, G) = dL/dz. LSTM and SimpleRNN with xh (T, B, K) from the
+ * forward and dP (K x G): also dP = xh^T delta ([dW; dU; db]), summed a step
+ * at a time while delta_t is in cache (each block of rows sums a part, the
+ * parts are added in block order: the same bits for any thread count);
+ * delta may then be NULL (it is not kept). Returns 0; -2 if a packed kernel
+ * holds another shape or SIMD level; -3 for arguments the cell does not take
+ * (delta and dP both NULL, x or dP with a GRU, bias with x); -1 if out of
+ * memory. */
+enum { NC_RNN_LSTM = 0, NC_RNN_GRU = 1, NC_RNN_GRU_RB = 2, NC_RNN_SIMPLE = 3 };
+int nc_rnn_seq_forward_f32(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, float alpha,
+                           int ract, float ralpha, const float *packed, const float *packed2 /* nullable */,
+                           const float *bias /* nullable */, int with_h0, const float *x /* in, nullable */,
+                           float *xh /* out, nullable */, float *z /* inout */, float *s1 /* inout */,
+                           float *s2 /* out */, float *h /* inout */, int nthreads);
+int nc_rnn_seq_forward_f64(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, double alpha,
+                           int ract, double ralpha, const double *packed, const double *packed2 /* nullable */,
+                           const double *bias /* nullable */, int with_h0, const double *x /* in, nullable */,
+                           double *xh /* out, nullable */, double *z /* inout */, double *s1 /* inout */,
+                           double *s2 /* out */, double *h /* inout */, int nthreads);
+int nc_rnn_seq_backward_f32(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract,
+                            float ralpha, const float *packed_t, const float *packed2_t /* nullable */, int with_h0,
+                            int h0, int add_dh, const float *gates, const float *s1, const float *s2, const float *h,
+                            float *dh /* inout */, float *dc /* inout, LSTM */, float *delta /* out, nullable with dP */,
+                            float *drec /* out, GRU */, ptrdiff_t K, const float *xh /* in, nullable */,
+                            float *dP /* out, nullable */, int nthreads);
+int nc_rnn_seq_backward_f64(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, double alpha, int ract,
+                            double ralpha, const double *packed_t, const double *packed2_t /* nullable */,
+                            int with_h0, int h0, int add_dh, const double *gates, const double *s1, const double *s2,
+                            const double *h, double *dh /* inout */, double *dc /* inout, LSTM */,
+                            double *delta /* out, nullable with dP */, double *drec /* out, GRU */, ptrdiff_t K,
+                            const double *xh /* in, nullable */, double *dP /* out, nullable */, int nthreads);
 /* mixed_bfloat16 (float only): the same step loops with their products on the bf16 GEMM's micro-kernel
- * (vdpbf16ps, or its emulation: the same bits), `packed` / `packed_t` from nc_bf16_pack ([W; U] without
- * the bias row, or U, U^T); the forward with x adds the float32 bias (NULL: none) before the product's
- * chain; the cells take the codes with NC_ACT_BF16 from the caller. The weight gradient dP runs on the
- * bf16 GEMM (nc_gemm_bf16_f32, one thread a block of rows); the row blocks are whole 24-row quanta, so
+ * (vdpbf16ps, or its emulation: the same bits), the packed kernels from nc_bf16_pack ([W; U] without the
+ * bias row, or U, U^T, ...); a product with a bias (the forward with x: b; the GRU: b_rec) chains from the
+ * float32 bias; the cells take the codes with NC_ACT_BF16 from the caller. The weight gradient dP runs on
+ * the bf16 GEMM (nc_gemm_bf16_f32, one thread a block of rows); the row blocks are whole 24-row quanta, so
  * every bf16 kernel gives the same bits. */
-int nc_lstm_seq_forward_bf16(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, float alpha, int ract,
-                             float ralpha, const float *packed, const float *bias, int with_h0,
-                             const float *x /* in */, float *xh /* out */, float *z /* inout */,
-                             float *c /* inout */, float *tc /* out */, float *h /* inout */, int nthreads);
-int nc_lstm_seq_backward_bf16(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract, float ralpha,
-                              const float *packed_t, int with_h0, int add_dh, const float *gates, const float *c,
-                              const float *tc, float *dh /* inout */, float *dc /* inout */,
-                              float *delta /* out, nullable with dP */, ptrdiff_t K,
-                              const float *xh /* in, nullable */, float *dP /* out, nullable */, int nthreads);
-int nc_lstm_seq_forward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, double alpha, int ract,
-                            double ralpha, const double *packed, int with_h0, const double *x /* in */,
-                            double *xh /* out */, double *z /* inout */, double *c /* inout */,
-                            double *tc /* out */, double *h /* inout */, int nthreads);
-int nc_lstm_seq_backward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract, float ralpha,
-                             const float *packed_t, int with_h0, int add_dh, const float *gates, const float *c,
-                             const float *tc, float *dh /* inout */, float *dc /* inout */,
-                             float *delta /* out, nullable with dP */, ptrdiff_t K, const float *xh /* in, nullable */,
-                             float *dP /* out, nullable */, int nthreads);
-int nc_lstm_seq_backward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, double alpha, int ract, double ralpha,
-                             const double *packed_t, int with_h0, int add_dh, const double *gates, const double *c,
-                             const double *tc, double *dh /* inout */, double *dc /* inout */,
-                             double *delta /* out, nullable with dP */, ptrdiff_t K,
-                             const double *xh /* in, nullable */, double *dP /* out, nullable */, int nthreads);
+int nc_rnn_seq_forward_bf16(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, float alpha,
+                            int ract, float ralpha, const float *packed, const float *packed2, const float *bias,
+                            int with_h0, const float *x, float *xh, float *z, float *s1, float *s2, float *h,
+                            int nthreads);
+int nc_rnn_seq_backward_bf16(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract,
+                             float ralpha, const float *packed_t, const float *packed2_t, int with_h0, int h0,
+                             int add_dh, const float *gates, const float *s1, const float *s2, const float *h,
+                             float *dh, float *dc, float *delta, float *drec, ptrdiff_t K, const float *xh,
+                             float *dP, int nthreads);
 
 /* The oracle: a plain triple loop with the same contract (no epilogue). */
 void nc_gemm_ref_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,

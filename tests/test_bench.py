@@ -502,6 +502,36 @@ def test_lstm_peers_compute_the_same_forward_gradient_and_first_step():
             np.testing.assert_allclose(a, w0 - lr * g / (np.abs(g) + e), rtol=0, atol=0.02 * P.LR, err_msg=name)
 
 
+@pytest.mark.parametrize("arch", ["gru", "rnn"])
+def test_gru_and_rnn_rows_peers_compute_the_same_forward_and_gradient(arch):
+    # the gru and rnn rows: PyTorch's nn.GRU / nn.RNN from Keras-layout weights (the layout round-trips),
+    # then every peer's predictions and nncore's gradients against PyTorch's
+    pytest.importorskip("torch")
+    wl = get_workload(arch, 300)
+    assert wl.arch == arch and wl.hidden == (128,) and wl.input_shape == (28, 28)
+    for name in ("torch", "nncore"):
+        assert P.supports(name, wl) == (True, "")
+    rng = np.random.default_rng(3)
+    n, u, k = 6, 4, 3
+    wl = Workload("g", (15, u, k), n, n, arch=arch, input_shape=(5, 3))
+    x = rng.standard_normal((n, 5, 3)).astype(np.float32)
+    y = rng.integers(0, k, size=n).astype(np.int64)
+    G = 3 * u if arch == "gru" else u
+    shapes = ((3, G), (u, G), (2, G) if arch == "gru" else (G,), (u, k), (k,))
+    weights = [rng.uniform(-0.5, 0.5, s).astype(np.float32) for s in shapes]
+    tp = P.TorchPeer(wl, x, y)
+    tp.set_weights(weights)
+    for a, b in zip(tp.get_weights(), weights):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-7 if arch == "rnn" else 0)   # rnn: b_ih + 0
+    logits = tp.model(tp.tx)
+    loss = tp.loss_fn(logits, tp.ty)
+    loss.backward()
+    import torch
+    p = torch.softmax(logits, 1).detach().numpy()
+    grads = tp.get_weights(grads=True)
+    _step_peers(wl, x, y, weights, p, grads, rtol=1e-5)
+
+
 def test_overhead_script_checks_agreement_and_prints_its_table(capsys):
     from bench import overhead
     for cls in (P.OnnxRuntimePeer, P.TorchPeer):

@@ -443,10 +443,11 @@ def test_every_bf16_kernel_gives_the_same_bits(kind, case):
 
 @pytest.mark.skipif(runtime.simd_level() < 2, reason="needs the AVX2 and AVX-512 levels")
 @pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[6]], ids=_case_id)
-def test_fused_lstm_same_bits_at_avx2_and_avx512(case):
+@pytest.mark.parametrize("kind", KINDS)
+def test_fused_step_loops_same_bits_at_avx2_and_avx512(kind, case):
     # the fused step loops' products on the bf16 kernel, the cells' vector math alike on both levels, dx
-    # on the bf16 GEMM: the lstm row's layer gives the same bits at --simd avx2 and avx512
-    a, b = (_run("LSTM", case, level, n=70, T=5, D=9, u=19, seed=6) for level in (1, 2))
+    # on the bf16 GEMM: the lstm, gru and rnn rows' layers give the same bits at --simd avx2 and avx512
+    a, b = (_run(kind, case, level, n=70, T=5, D=9, u=19, seed=6) for level in (1, 2))
     for i in (5, 7):
         assert all(_same(x, y) for x, y in zip(a[i], b[i])), i
     assert _same(a[8], b[8])

@@ -552,158 +552,252 @@ cdef int _packed_for(str fn, object packed, int code, Py_ssize_t k, Py_ssize_t n
     return 0
 
 
-def lstm_seq_forward(int act, double alpha, int ract, double ralpha, packed, z, c, tc, h, bint with_h0=False,
-                     int n_threads=1, x=None, xh=None, bias=None):
-    """The LSTM's step loop over a whole time-major sequence in one call; returns h.
+RNN_LSTM, RNN_GRU, RNN_GRU_RB, RNN_SIMPLE = NC_RNN_LSTM, NC_RNN_GRU, NC_RNN_GRU_RB, NC_RNN_SIMPLE
+_CELL_NAMES = {NC_RNN_LSTM: "LSTM", NC_RNN_GRU: "GRU", NC_RNN_GRU_RB: "GRU (reset before)",
+               NC_RNN_SIMPLE: "SimpleRNN"}
 
-    c and h (T + 1, B, u): the initial state at [0], c_t and h_t written at [t + 1]; tc (T, B, u) = a(c_t);
-    z (T, B, 4u) gets the gates; each step's product, then the cell
-    (`nncore._kernels.rnn.lstm_cell_forward`), a block of rows through every step.
 
-    With x (T, B, D): packed is [W; U; b] (D + u + 1, 4u) from `pack_b`, xh (T, B, D + u + 1) gets the rows
-    [x_t | h_{t-1} | 1] and z_t = xh_t [W; U; b] (then ``xh^T delta`` is [dW; dU; db] in one product).
-    Without x (xh None): z holds x W + b on entry, packed is U (u, 4u), and z_t += h_{t-1} U from t = 1, or
-    from t = 0 when with_h0.
+cdef Py_ssize_t _cell_gates(str fn, int cell, Py_ssize_t u) except -1:
+    if cell not in _CELL_NAMES:
+        raise ValueError(f"{fn}: cell {cell} is not one of RNN_LSTM, RNN_GRU, RNN_GRU_RB, RNN_SIMPLE")
+    return 4 * u if cell == NC_RNN_LSTM else u if cell == NC_RNN_SIMPLE else 3 * u
+
+
+cdef void *_opt_seq(str fn, object a, str name, int code, Py_ssize_t T, Py_ssize_t B, Py_ssize_t w, bint out,
+                    bint need) except? NULL:
+    """a's pointer where the cell takes it (need), after `_seq`'s checks; NULL where it does not (a is then
+    ignored)."""
+    if not need:
+        return NULL
+    if a is None:
+        raise ValueError(f"{fn}: {name} is needed by this cell")
+    _seq(fn, a, name, code, T, B, w, out)
+    return _ptr(a)
+
+
+cdef void *_packed2(str fn, object packed2, str what, int code, Py_ssize_t u, bint bf, bint rb) except? NULL:
+    """The GRU's (reset before) second kernel, U_h or U_h^T (u, u); NULL for the other cells."""
+    if not rb:
+        return NULL
+    if packed2 is None:
+        raise ValueError(f"{fn}: the GRU (reset before) takes {what}")
+    _packed_for(fn, packed2, code, u, u, bf)
+    return _ptr(packed2)
+
+
+def rnn_seq_forward(int cell, int act, double alpha, int ract, double ralpha, packed, z, h, s1=None, s2=None,
+                    bint with_h0=False, int n_threads=1, x=None, xh=None, bias=None, packed2=None):
+    """A recurrent layer's step loop over a whole time-major sequence in one call; returns h.
+
+    h (T + 1, B, u): the initial state at [0], h_t written at [t + 1]. The cell (RNN_LSTM, RNN_GRU,
+    RNN_GRU_RB, RNN_SIMPLE) fixes G (4u, 3u, 3u, u) and the arrays (csrc/nncore.h, nc_rnn_seq_forward):
+    z (T, B, G) gets the gates (SimpleRNN: not taken, z_t is h[t + 1]); LSTM: s1 = c (T + 1, B, u) likewise,
+    s2 = tc (T, B, u); GRU: s1 = rec (T, B, G) = h_{t-1} U + bias (bias the recurrent bias b_rec, or None);
+    GRU_RB: s1 = q (T, B, u) = r h_{t-1}, packed U_zr (u, 2u), packed2 U_h (u, u). Each step's products,
+    then the cell (`nncore._kernels.rnn`), a block of rows through every step.
+
+    LSTM and SimpleRNN with x (T, B, D): packed is [W; U; b] (D + u + 1, G) from `pack_b`, xh (T, B,
+    D + u + 1) gets the rows [x_t | h_{t-1} | 1] and z_t = xh_t [W; U; b] (then ``xh^T delta`` is
+    [dW; dU; db] in one product). Without x (xh None): z holds x W + b on entry, packed is U (u, G), and
+    z_t += h_{t-1} U from t = 1, or from t = 0 when with_h0.
 
     mixed_bfloat16 (ACT_BF16 on act): the products on the bf16 micro-kernel (`bf16_kernel`), packed from
-    `pack_b_bf16`: [W; U] without the bias row (with x; `bias` (4u,) float32 then starts each chain), or U;
+    `pack_b_bf16`: [W; U] without the bias row (with x; `bias` (G,) float32 then starts each chain), or U;
     the cells round h_t (xh keeps its column of ones for the weight gradient).
     """
+    cdef str fn = "rnn_seq_forward"
     cdef bint bf = (act & NC_ACT_BF16) != 0
-    _cell_act("lstm_seq_forward", act, "act")
-    _cell_act("lstm_seq_forward", ract, "ract")
-    cdef int code = _real(z, "z")
-    _ndim(z, "z", 3)
-    cdef Py_ssize_t T = z.shape[0], B = z.shape[1], G = z.shape[2], u = G // 4, D = 0
-    if G % 4 or u == 0:
-        raise ValueError(f"lstm_seq_forward: z must have 4 * units columns, got shape {z.shape}")
-    _seq("lstm_seq_forward", z, "z", code, T, B, G, True)
-    _seq("lstm_seq_forward", c, "c", code, T + 1, B, u, True)
-    _seq("lstm_seq_forward", h, "h", code, T + 1, B, u, True)
-    _seq("lstm_seq_forward", tc, "tc", code, T, B, u, True)
+    _cell_act(fn, act, "act")
+    _cell_act(fn, ract, "ract")
+    cdef int code = _real(h, "h")
+    _ndim(h, "h", 3)
+    cdef Py_ssize_t T = h.shape[0] - 1, B = h.shape[1], u = h.shape[2], D = 0
+    cdef Py_ssize_t G = _cell_gates(fn, cell, u)
+    if T < 0 or u == 0:
+        raise ValueError(f"{fn}: h must have shape (T + 1, B, units), got {h.shape}")
+    _writable(h, "h")
+    cdef bint lstm = cell == NC_RNN_LSTM, gru = cell == NC_RNN_GRU, rb = cell == NC_RNN_GRU_RB
+    cdef void *pz = _opt_seq(fn, z, "z", code, T, B, G, True, cell != NC_RNN_SIMPLE)
+    cdef void *ps1 = NULL
+    if lstm:
+        ps1 = _opt_seq(fn, s1, "c", code, T + 1, B, u, True, True)
+    elif gru or rb:
+        ps1 = _opt_seq(fn, s1, "rec" if gru else "q", code, T, B, G if gru else u, True, True)
+    cdef void *ps2 = _opt_seq(fn, s2, "tc", code, T, B, u, True, lstm)
     if (x is None) != (xh is None):
-        raise ValueError("lstm_seq_forward: x and xh go together (both arrays, or both None)")
+        raise ValueError(f"{fn}: x and xh go together (both arrays, or both None)")
     cdef void *px = NULL
     cdef void *pxh = NULL
     if x is not None:
+        if gru or rb:
+            raise ValueError(f"{fn}: the GRU takes z = x W + b on entry (no x)")
         _ndim(x, "x", 3)
         D = x.shape[2]
         if D < 1:
-            raise ValueError(f"lstm_seq_forward: x must have at least one feature, got shape {x.shape}")
-        _seq("lstm_seq_forward", x, "x", code, T, B, D, False)
-        _seq("lstm_seq_forward", xh, "xh", code, T, B, D + u + 1, True)
-        _packed_for("lstm_seq_forward", packed, code, D + u if bf else D + u + 1, G, bf)
+            raise ValueError(f"{fn}: x must have at least one feature, got shape {x.shape}")
+        _seq(fn, x, "x", code, T, B, D, False)
+        _seq(fn, xh, "xh", code, T, B, D + u + 1, True)
+        _packed_for(fn, packed, code, D + u if bf else D + u + 1, G, bf)
         px, pxh = _ptr(x), _ptr(xh)
     else:
-        _packed_for("lstm_seq_forward", packed, code, u, G, bf)
-    cdef float *pbias = NULL
+        _packed_for(fn, packed, code, u, 2 * u if rb else G, bf)
+    cdef void *pp2 = _packed2(fn, packed2, "packed2 = U_h", code, u, bf, rb)
+    cdef void *pbias = NULL
     if bias is not None:
-        if not bf or x is None:
-            raise ValueError("lstm_seq_forward: bias goes with x under ACT_BF16 only (else it is [W; U; b]'s row)")
-        _same_real(bias, "bias", 0)
+        if not (gru or (bf and x is not None)):
+            raise ValueError(f"{fn}: bias goes with the GRU (b_rec), or with x under ACT_BF16 (else it is "
+                             "[W; U; b]'s row)")
+        _same_real(bias, "bias", code)
         _shape1(bias, "bias", G)
-        pbias = <float*>_ptr(bias)
+        pbias = _ptr(bias)
     cdef void *pp = _ptr(packed)
-    cdef void *pz = _ptr(z)
-    cdef void *pc = _ptr(c)
-    cdef void *ptc = _ptr(tc)
     cdef void *ph = _ptr(h)
     cdef int rc
     if bf:
         with nogil:
-            rc = nc_lstm_seq_forward_bf16(T, B, D, u, act, <float>alpha, ract, <float>ralpha, <float*>pp, pbias,
-                                          with_h0, <float*>px, <float*>pxh, <float*>pz, <float*>pc, <float*>ptc,
-                                          <float*>ph, n_threads)
+            rc = nc_rnn_seq_forward_bf16(cell, T, B, D, u, act, <float>alpha, ract, <float>ralpha, <float*>pp,
+                                         <float*>pp2, <float*>pbias, with_h0, <float*>px, <float*>pxh, <float*>pz,
+                                         <float*>ps1, <float*>ps2, <float*>ph, n_threads)
     elif code == 0:
         with nogil:
-            rc = nc_lstm_seq_forward_f32(T, B, D, u, act, <float>alpha, ract, <float>ralpha, <float*>pp, with_h0,
-                                         <float*>px, <float*>pxh, <float*>pz, <float*>pc, <float*>ptc, <float*>ph,
-                                         n_threads)
+            rc = nc_rnn_seq_forward_f32(cell, T, B, D, u, act, <float>alpha, ract, <float>ralpha, <float*>pp,
+                                        <float*>pp2, <float*>pbias, with_h0, <float*>px, <float*>pxh, <float*>pz,
+                                        <float*>ps1, <float*>ps2, <float*>ph, n_threads)
     else:
         with nogil:
-            rc = nc_lstm_seq_forward_f64(T, B, D, u, act, alpha, ract, ralpha, <double*>pp, with_h0,
-                                         <double*>px, <double*>pxh, <double*>pz, <double*>pc, <double*>ptc,
-                                         <double*>ph, n_threads)
-    _seq_rc("lstm_seq_forward", rc)
+            rc = nc_rnn_seq_forward_f64(cell, T, B, D, u, act, alpha, ract, ralpha, <double*>pp, <double*>pp2,
+                                        <double*>pbias, with_h0, <double*>px, <double*>pxh, <double*>pz,
+                                        <double*>ps1, <double*>ps2, <double*>ph, n_threads)
+    _seq_rc(fn, rc)
     return h
 
 
-def lstm_seq_backward(int act, double alpha, int ract, double ralpha, packed_t, gates, c, tc, dh, dc, delta,
-                      bint with_h0=False, int n_threads=1, xh=None, dP=None, bint add_dh=True):
-    """The LSTM's backward step loop over a whole time-major sequence in one call; returns delta.
+def rnn_seq_backward(int cell, int act, double alpha, int ract, double ralpha, packed_t, gates, h, dh, delta,
+                     s1=None, s2=None, dc=None, drec=None, bint with_h0=False, bint h0=False, int n_threads=1,
+                     xh=None, dP=None, bint add_dh=True, packed2_t=None):
+    """A recurrent layer's backward step loop over a whole time-major sequence in one call; returns delta.
 
-    For t = T-1 .. 0: the cell backward (`nncore._kernels.rnn.lstm_cell_backward`: delta_t, and dc from
-    dL/dc_t to dL/dc_{t-1}), then dh_{t-1} += delta_t U^T for t >= 1. gates (T, B, 4u) and c (T + 1, B, u),
-    tc (T, B, u) from `lstm_seq_forward`; dh (T + 1, B, u): dL/dh_t from the outputs at [t + 1],
-    updated in place (dh[t] += delta_t U^T; dh[0], the initial state's, only when with_h0; with add_dh False
-    only dh[T] is read, the outputs before the last having no gradient, and dh[t] = delta_t U^T); dc (B, u):
-    dL/dc_{T-1} in, dL/dc_{-1} out; delta (T, B, 4u) out; packed_t: U^T from ``pack_b(U, trans_b=True)``.
+    For t = T-1 .. 0: the cell backward (`nncore._kernels.rnn`), then dh_{t-1} += its products with U^T
+    (for t >= 1, or t = 0 too when with_h0). gates (T, B, G) (SimpleRNN: not taken), h (T + 1, B, u), s1
+    and s2 as `rnn_seq_forward` left them; dh (T + 1, B, u): dL/dh_t from the outputs at [t + 1], updated
+    in place (dh[t] += dL/dh_{t-1}; dh[0], the initial state's, only when with_h0; with add_dh False only
+    dh[T] is read, the outputs before the last having no gradient, and dh[t] is written); delta (T, B, G)
+    out: dL/dz (the GRU's dL/d(x W + b_in)); LSTM: dc (B, u) dL/dc_{T-1} in, dL/dc_{-1} out; GRU: drec (T,
+    B, G) out, dL/d(h_{t-1} U + b_rec); GRU_RB: h0 when h[0] may be non-zero (its reset gate's gradient at
+    t = 0). packed_t: U^T from ``pack_b(U, trans_b=True)``; GRU_RB: U_zr^T, and packed2_t U_h^T.
 
-    With xh (T, B, K), the rows [x_t | h_{t-1} | 1] of `lstm_seq_forward`, and dP (K, 4u): also
-    dP = xh^T delta, i.e. [dW; dU; db], summed step by step while each delta_t is in cache; delta may then
-    be None (nothing of it is kept: it never goes to memory).
+    LSTM and SimpleRNN with xh (T, B, K), the rows [x_t | h_{t-1} | 1] of `rnn_seq_forward`, and dP (K, G):
+    also dP = xh^T delta, i.e. [dW; dU; db], summed step by step while each delta_t is in cache; delta may
+    then be None (nothing of it is kept: it never goes to memory).
 
-    mixed_bfloat16 (ACT_BF16 on act): dh_{t-1} += delta_t U^T on the bf16 micro-kernel, packed_t from
-    ``pack_b_bf16(U, trans_b=True)``; the cells round delta_t; dP on the bf16 GEMM.
+    mixed_bfloat16 (ACT_BF16 on act): the products on the bf16 micro-kernel, the kernels from
+    ``pack_b_bf16(., trans_b=True)``; the cells round delta_t; dP on the bf16 GEMM.
     """
+    cdef str fn = "rnn_seq_backward"
     cdef bint bf = (act & NC_ACT_BF16) != 0
-    _cell_act("lstm_seq_backward", act, "act")
-    _cell_act("lstm_seq_backward", ract, "ract")
-    cdef int code = _real(gates, "gates")
-    _ndim(gates, "gates", 3)
-    cdef Py_ssize_t T = gates.shape[0], B = gates.shape[1], G = gates.shape[2], u = G // 4
-    if G % 4 or u == 0:
-        raise ValueError(f"lstm_seq_backward: gates must have 4 * units columns, got shape {gates.shape}")
-    _seq("lstm_seq_backward", c, "c", code, T + 1, B, u, False)
-    _seq("lstm_seq_backward", tc, "tc", code, T, B, u, False)
-    _seq("lstm_seq_backward", dh, "dh", code, T + 1, B, u, True)
+    _cell_act(fn, act, "act")
+    _cell_act(fn, ract, "ract")
+    cdef int code = _real(h, "h")
+    _ndim(h, "h", 3)
+    cdef Py_ssize_t T = h.shape[0] - 1, B = h.shape[1], u = h.shape[2]
+    cdef Py_ssize_t G = _cell_gates(fn, cell, u)
+    if T < 0 or u == 0:
+        raise ValueError(f"{fn}: h must have shape (T + 1, B, units), got {h.shape}")
+    cdef bint lstm = cell == NC_RNN_LSTM, gru = cell == NC_RNN_GRU, rb = cell == NC_RNN_GRU_RB
+    cdef void *pg = _opt_seq(fn, gates, "gates", code, T, B, G, False, cell != NC_RNN_SIMPLE)
+    cdef void *ps1 = NULL
+    if lstm:
+        ps1 = _opt_seq(fn, s1, "c", code, T + 1, B, u, False, True)
+    elif gru:
+        ps1 = _opt_seq(fn, s1, "rec", code, T, B, G, False, True)
+    cdef void *ps2 = _opt_seq(fn, s2, "tc", code, T, B, u, False, lstm)
+    cdef void *pdrec = _opt_seq(fn, drec, "drec", code, T, B, G, True, gru)
+    _seq(fn, dh, "dh", code, T + 1, B, u, True)
     if (xh is None) != (dP is None):
-        raise ValueError("lstm_seq_backward: xh and dP go together (both arrays, or both None)")
+        raise ValueError(f"{fn}: xh and dP go together (both arrays, or both None)")
     if delta is None and xh is None:
-        raise ValueError("lstm_seq_backward: delta may be None only with xh and dP")
+        raise ValueError(f"{fn}: delta may be None only with xh and dP")
     cdef Py_ssize_t K = 0
     cdef void *pxh = NULL
     cdef void *pdP = NULL
     cdef void *pd = NULL
     if xh is not None:
+        if gru or rb:
+            raise ValueError(f"{fn}: the GRU's weight gradients are products after the loop (no xh, dP)")
         _ndim(xh, "xh", 3)
         K = xh.shape[2]
-        _seq("lstm_seq_backward", xh, "xh", code, T, B, K, False)
+        _seq(fn, xh, "xh", code, T, B, K, False)
         _same_real(dP, "dP", code)
         _shape2(dP, "dP", K, G)
         _writable(dP, "dP")
         pxh, pdP = _ptr(xh), _ptr(dP)
     if delta is not None:
-        _seq("lstm_seq_backward", delta, "delta", code, T, B, G, True)
+        _seq(fn, delta, "delta", code, T, B, G, True)
         pd = _ptr(delta)
-    _same_real(dc, "dc", code)
-    _shape2(dc, "dc", B, u)
-    _writable(dc, "dc")
-    _packed_for("lstm_seq_backward", packed_t, code, G, u, bf)
+    cdef void *pdc = NULL
+    if lstm:
+        if dc is None:
+            raise ValueError(f"{fn}: dc is needed by this cell")
+        _same_real(dc, "dc", code)
+        _shape2(dc, "dc", B, u)
+        _writable(dc, "dc")
+        pdc = _ptr(dc)
+    _packed_for(fn, packed_t, code, 2 * u if rb else G, u, bf)
+    cdef void *pp2 = _packed2(fn, packed2_t, "packed2_t = U_h^T", code, u, bf, rb)
     cdef void *pp = _ptr(packed_t)
-    cdef void *pg = _ptr(gates)
-    cdef void *pc = _ptr(c)
-    cdef void *ptc = _ptr(tc)
+    cdef void *ph = _ptr(h)
     cdef void *pdh = _ptr(dh)
-    cdef void *pdc = _ptr(dc)
     cdef int rc
     if bf:
         with nogil:
-            rc = nc_lstm_seq_backward_bf16(T, B, u, act, <float>alpha, ract, <float>ralpha, <float*>pp, with_h0,
-                                           add_dh, <float*>pg, <float*>pc, <float*>ptc, <float*>pdh, <float*>pdc,
-                                           <float*>pd, K, <float*>pxh, <float*>pdP, n_threads)
+            rc = nc_rnn_seq_backward_bf16(cell, T, B, u, act, <float>alpha, ract, <float>ralpha, <float*>pp,
+                                          <float*>pp2, with_h0, h0, add_dh, <float*>pg, <float*>ps1, <float*>ps2,
+                                          <float*>ph, <float*>pdh, <float*>pdc, <float*>pd, <float*>pdrec, K,
+                                          <float*>pxh, <float*>pdP, n_threads)
     elif code == 0:
         with nogil:
-            rc = nc_lstm_seq_backward_f32(T, B, u, act, <float>alpha, ract, <float>ralpha, <float*>pp, with_h0,
-                                          add_dh, <float*>pg, <float*>pc, <float*>ptc, <float*>pdh, <float*>pdc,
-                                          <float*>pd, K, <float*>pxh, <float*>pdP, n_threads)
+            rc = nc_rnn_seq_backward_f32(cell, T, B, u, act, <float>alpha, ract, <float>ralpha, <float*>pp,
+                                         <float*>pp2, with_h0, h0, add_dh, <float*>pg, <float*>ps1, <float*>ps2,
+                                         <float*>ph, <float*>pdh, <float*>pdc, <float*>pd, <float*>pdrec, K,
+                                         <float*>pxh, <float*>pdP, n_threads)
     else:
         with nogil:
-            rc = nc_lstm_seq_backward_f64(T, B, u, act, alpha, ract, ralpha, <double*>pp, with_h0, add_dh,
-                                          <double*>pg, <double*>pc, <double*>ptc, <double*>pdh, <double*>pdc,
-                                          <double*>pd, K, <double*>pxh, <double*>pdP, n_threads)
-    _seq_rc("lstm_seq_backward", rc)
+            rc = nc_rnn_seq_backward_f64(cell, T, B, u, act, alpha, ract, ralpha, <double*>pp, <double*>pp2,
+                                         with_h0, h0, add_dh, <double*>pg, <double*>ps1, <double*>ps2,
+                                         <double*>ph, <double*>pdh, <double*>pdc, <double*>pd, <double*>pdrec, K,
+                                         <double*>pxh, <double*>pdP, n_threads)
+    _seq_rc(fn, rc)
     return delta
+
+
+cdef int _lstm_shapes(str fn, object z, str zname, object h, str hname) except -1:
+    """z (T, B, 4u) and h (T + 1, B, u): the LSTM's units from z's columns, h's shape from them."""
+    _real(z, zname)
+    _ndim(z, zname, 3)
+    cdef Py_ssize_t T = z.shape[0], B = z.shape[1], G = z.shape[2], u = G // 4
+    if G % 4 or u == 0:
+        raise ValueError(f"{fn}: {zname} must have 4 * units columns, got shape {z.shape}")
+    _ndim(h, hname, 3)
+    if h.shape[0] != T + 1 or h.shape[1] != B or h.shape[2] != u:
+        raise ValueError(f"{fn}: {hname}: expected shape ({T + 1}, {B}, {u}), got {h.shape}")
+    return 0
+
+
+def lstm_seq_forward(int act, double alpha, int ract, double ralpha, packed, z, c, tc, h, bint with_h0=False,
+                     int n_threads=1, x=None, xh=None, bias=None):
+    """The LSTM's step loop: `rnn_seq_forward` with RNN_LSTM (c and tc its s1 and s2); returns h."""
+    _lstm_shapes("lstm_seq_forward", z, "z", h, "h")
+    return rnn_seq_forward(NC_RNN_LSTM, act, alpha, ract, ralpha, packed, z, h, c, tc, with_h0, n_threads, x, xh,
+                           bias)
+
+
+def lstm_seq_backward(int act, double alpha, int ract, double ralpha, packed_t, gates, c, tc, dh, dc, delta,
+                      bint with_h0=False, int n_threads=1, xh=None, dP=None, bint add_dh=True):
+    """The LSTM's backward step loop: `rnn_seq_backward` with RNN_LSTM (c and tc its s1 and s2; h is not
+    read: dh stands in for its shape); returns delta."""
+    _lstm_shapes("lstm_seq_backward", gates, "gates", dh, "dh")
+    return rnn_seq_backward(NC_RNN_LSTM, act, alpha, ract, ralpha, packed_t, gates, dh, dh, delta, c, tc, dc,
+                            None, with_h0, False, n_threads, xh, dP, add_dh)
 
 
 cdef int _seq_rc(str fn, int rc) except -1:

@@ -69,27 +69,38 @@ cdef extern from "nncore.h" nogil:
     int nc_dense_layers_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double *const *W,
                             const double *const *bias, const int *act, const int *separate, const double *act_alpha,
                             int check_finite, const double *x, double *y, double *work, int nthreads)
-    int nc_lstm_seq_forward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, float alpha,
-                                int ract, float ralpha, const float *packed, int with_h0, const float *x,
-                                float *xh, float *z, float *c, float *tc, float *h, int nthreads)
-    int nc_lstm_seq_forward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, double alpha,
-                                int ract, double ralpha, const double *packed, int with_h0, const double *x,
-                                double *xh, double *z, double *c, double *tc, double *h, int nthreads)
-    int nc_lstm_seq_backward_f32(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract,
-                                 float ralpha, const float *packed_t, int with_h0, int add_dh, const float *gates,
-                                 const float *c, const float *tc, float *dh, float *dc, float *delta, ptrdiff_t K,
-                                 const float *xh, float *dP, int nthreads)
-    int nc_lstm_seq_backward_f64(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, double alpha, int ract,
-                                 double ralpha, const double *packed_t, int with_h0, int add_dh, const double *gates,
-                                 const double *c, const double *tc, double *dh, double *dc, double *delta,
-                                 ptrdiff_t K, const double *xh, double *dP, int nthreads)
-    int nc_lstm_seq_forward_bf16(ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, float alpha,
-                                 int ract, float ralpha, const float *packed, const float *bias, int with_h0,
-                                 const float *x, float *xh, float *z, float *c, float *tc, float *h, int nthreads)
-    int nc_lstm_seq_backward_bf16(ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract,
-                                  float ralpha, const float *packed_t, int with_h0, int add_dh, const float *gates,
-                                  const float *c, const float *tc, float *dh, float *dc, float *delta, ptrdiff_t K,
-                                  const float *xh, float *dP, int nthreads)
+    enum:
+        NC_RNN_LSTM
+        NC_RNN_GRU
+        NC_RNN_GRU_RB
+        NC_RNN_SIMPLE
+    int nc_rnn_seq_forward_f32(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, float alpha,
+                               int ract, float ralpha, const float *packed, const float *packed2, const float *bias,
+                               int with_h0, const float *x, float *xh, float *z, float *s1, float *s2, float *h,
+                               int nthreads)
+    int nc_rnn_seq_forward_f64(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, double alpha,
+                               int ract, double ralpha, const double *packed, const double *packed2,
+                               const double *bias, int with_h0, const double *x, double *xh, double *z, double *s1,
+                               double *s2, double *h, int nthreads)
+    int nc_rnn_seq_forward_bf16(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, float alpha,
+                                int ract, float ralpha, const float *packed, const float *packed2, const float *bias,
+                                int with_h0, const float *x, float *xh, float *z, float *s1, float *s2, float *h,
+                                int nthreads)
+    int nc_rnn_seq_backward_f32(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract,
+                                float ralpha, const float *packed_t, const float *packed2_t, int with_h0, int h0,
+                                int add_dh, const float *gates, const float *s1, const float *s2, const float *h,
+                                float *dh, float *dc, float *delta, float *drec, ptrdiff_t K, const float *xh,
+                                float *dP, int nthreads)
+    int nc_rnn_seq_backward_f64(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, double alpha, int ract,
+                                double ralpha, const double *packed_t, const double *packed2_t, int with_h0, int h0,
+                                int add_dh, const double *gates, const double *s1, const double *s2, const double *h,
+                                double *dh, double *dc, double *delta, double *drec, ptrdiff_t K, const double *xh,
+                                double *dP, int nthreads)
+    int nc_rnn_seq_backward_bf16(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t u, int act, float alpha, int ract,
+                                 float ralpha, const float *packed_t, const float *packed2_t, int with_h0, int h0,
+                                 int add_dh, const float *gates, const float *s1, const float *s2, const float *h,
+                                 float *dh, float *dc, float *delta, float *drec, ptrdiff_t K, const float *xh,
+                                 float *dP, int nthreads)
     void nc_gemm_ref_f32(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                          float alpha, const float *A, ptrdiff_t lda, const float *B, ptrdiff_t ldb,
                          float beta, float *C, ptrdiff_t ldc)

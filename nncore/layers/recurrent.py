@@ -21,6 +21,12 @@ backward  per step t (reversed): ONE fused cell kernel: delta_t = dL/dz_t (and t
 SimpleRNN needs no forward cell kernel of its own: h_t = a(z_t + h_{t-1} U) is the gemm with the
 activation in its epilogue.
 
+Without a mask and without recurrent dropout each step loop is ONE kernel call for the whole sequence
+(`_seq_forward` / `_seq_backward`: nncore._kernels.gemm.rnn_seq_forward / rnn_seq_backward, one loop for
+every cell, each thread a block of rows through all steps); the LSTM and SimpleRNN without input dropout
+then take z_t = [x_t | h_{t-1} | 1] [W; U; b] as one product a step and sum [dW; dU; db] = xh^T delta in
+the backward loop (`_one_product`). The per-step loops below stay for masks and recurrent dropout.
+
 Masks (Keras's): a (batch, timesteps) mask from `Masking` or `Embedding(mask_zero=True)` goes to the
 cell kernels one step at a time; on a masked step a row keeps its state (h_t = h_{t-1}, c_t =
 c_{t-1}) and gets no gradient, and the output there repeats the last output (zeros before the
@@ -42,8 +48,8 @@ from nncore import initializers, mixed_precision, regularizers
 from nncore._kernels import ACT_BF16
 from nncore._kernels import elementwise as _ew
 from nncore._kernels import rnn as _rnn
-from nncore._kernels.gemm import (bf16_round, gemm, gemm_bf16, gemm_packed, lstm_seq_backward, lstm_seq_forward,
-                                  pack_b, pack_b_bf16)
+from nncore._kernels.gemm import (RNN_GRU, RNN_GRU_RB, RNN_LSTM, RNN_SIMPLE, bf16_round, gemm, gemm_bf16,
+                                  pack_b, pack_b_bf16, rnn_seq_backward, rnn_seq_forward)
 from nncore.layers.base import Layer
 from nncore.layers.core import _serialize
 
@@ -116,6 +122,8 @@ class _Recurrent(Layer):
     _gates = 1
     _n_states = 1
     _kind = "rnn"
+    _cell = RNN_SIMPLE         # the step loops' cell (nncore._kernels.gemm.rnn_seq_forward)
+    _xh_form = True            # one product a step, z_t = [x_t | h_{t-1} | 1] [W; U; b] (`_one_product`)
     _policy_computes = True    # mixed_bfloat16: bfloat16 products, float32 cells (`_operands`)
     supports_masking = True
     _uses_mask = True
@@ -448,8 +456,21 @@ class _Recurrent(Layer):
             return gemm_bf16(x, w, out, round_out=round_out, **kw)
         return gemm(x, w, out, **kw)
 
+    def _fused(self, b):
+        """Whether this call's step loops run in one kernel call each (`_seq_forward`, `_seq_backward`): no
+        mask, no recurrent dropout (those take the loop of per-step products and cells)."""
+        return b.mt is None and b.mr is None
+
+    def _one_product(self, b):
+        """Whether this call's steps take z_t = [x_t | h_{t-1} | 1] [W; U; b] as one product (the LSTM and
+        SimpleRNN, fused, no input dropout): the step loop then also keeps those rows (b.xh) for
+        [dW; dU; db] = xh^T delta, summed by the backward loop."""
+        return self._xh_form and self._fused(b) and b.mi is None
+
     def _project(self, b):
         # Z[:, k] = (X m_k) W[:, k] + b[:, k] for the gate blocks k (one block without dropout); Z float32
+        if self._one_product(b):                     # the step loop multiplies x_t W with h_{t-1} U
+            return
         W, bias, nt = b.W, self._input_bias(), self._n_threads
         if b.mi is None:
             self._mm(b, b.xt2, W, b.z2, round_out=False, bias=bias, n_threads=nt)
@@ -547,12 +568,23 @@ class _Recurrent(Layer):
         return [dx] if self._got_list else dx
 
     def _steps_set_dh(self, b):
-        """Whether _backward_steps writes dL/dh_{t-1} = delta_t U^T into dh[t] (t < T) rather than adding to
-        it: then only the last output's gradient, dh[T], need be there (nothing is zeroed)."""
-        return False
+        """Whether _backward_steps writes dL/dh_{t-1} into dh[t] (t < T) rather than adding to it: then only
+        the last output's gradient, dh[T], need be there (nothing is zeroed). The fused step loop does
+        where the earlier outputs have no gradient."""
+        return not self.return_sequences and self._fused(b)
 
     def _weight_grads(self, b, g):
         # dW = X^T delta ; dU = H_prev^T delta ; db = colsum delta
+        if self._one_product(b):
+            # [dW; dU; db] = xh^T delta (xh_t = [x_t | h_{t-1} | 1], h_{-1} = 0 without an initial state),
+            # summed by the backward step loop, in place where the gradients are one block of the flat buffer
+            D, u = self._D, self.units
+            if b.dP_in is b.dP:
+                np.copyto(g["kernel"], b.dP[:D])
+                np.copyto(g["recurrent_kernel"], b.dP[D:D + u])
+                if self.use_bias:
+                    np.copyto(g["bias"], b.dP[D + u])
+            return
         first = 0 if b.h0 else 1                     # steps whose h_{t-1} may be non-zero
         self._input_grads(b, g["kernel"])
         self._recurrent_grads(b, g["recurrent_kernel"], first)
@@ -611,13 +643,85 @@ class _Recurrent(Layer):
     def _bias_grad(self, b, db):
         _colsum(b.d2, db, self._n_threads)
 
-    def _packed_U(self, b, trans=False):
-        """U (trans: U^T) packed once per batch for the per-step gemms, in b's buffer: U changes only
-        between batches, and packing it at every step cost 4-10% of those gemms."""
-        key = "Ut_packed" if trans else "U_packed"
-        packed = (pack_b_bf16 if b.bf else pack_b)(b.U, trans_b=trans, out=getattr(b, key, None))
+    def _packed(self, b, key, M, trans=False):
+        """M (trans: M^T) packed for the step loop's products (bf16 pairs under mixed_bfloat16) in b's
+        buffer `key`: the weights change only between batches."""
+        packed = (pack_b_bf16 if b.bf else pack_b)(M, trans_b=trans, out=getattr(b, key, None))
         setattr(b, key, packed)
         return packed
+
+    def _seq_kernels(self, b, trans=False):
+        """The step loop's packed recurrent kernels (packed, packed2): U (trans: U^T), None."""
+        return self._packed(b, "Ut_packed" if trans else "U_packed", b.U, trans), None
+
+    def _seq_states(self, b):
+        """The cell's own arrays of the step loop (s1, s2 of rnn_seq_forward)."""
+        return None, None
+
+    def _rec_bias(self):
+        """The bias of the step's recurrent product (the GRU's b_rec), or None."""
+        return None
+
+    def _seq_forward(self, b):
+        """The forward step loop in one kernel call: per step the cell's products on a block of rows, then
+        its cell, each thread a block of rows through every step (`rnn_seq_forward`)."""
+        a, al, ra, ral = self._codes(b)
+        s1, s2 = self._seq_states(b)
+        nt = self._n_threads
+        if not self._one_product(b):                 # z = x W + b from _project; z_t += h_{t-1} U, ...
+            packed, packed2 = self._seq_kernels(b)
+            rnn_seq_forward(self._cell, a, al, ra, ral, packed, b.z, b.h, s1, s2, with_h0=b.h0, n_threads=nt,
+                            bias=self._rec_bias(), packed2=packed2)
+            return
+        D, u = self._D, self.units
+        if b.xh is None:
+            b.xh = np.empty((b.T, b.n, D + u + 1), b.h.dtype)
+        P = self._stacked(b, [b.W, b.U, b.b], "P")
+        if P is b.P:                                 # a copy: [W; U; b] (b = 0 without a bias)
+            np.copyto(P[:D], b.W)
+            np.copyto(P[D:D + u], b.U)
+            if b.b is not None:
+                np.copyto(P[D + u], b.b)
+        if b.bf:                                     # the bf16 kernel: [W; U], the bias in float32 apart
+            b.P_packed = pack_b_bf16(P[:D + u], out=getattr(b, "P_packed", None))
+            rnn_seq_forward(self._cell, a, al, ra, ral, b.P_packed, b.z, b.h, s1, s2, n_threads=nt, x=b.xt,
+                            xh=b.xh, bias=P[D + u])
+        else:
+            b.P_packed = pack_b(P, out=getattr(b, "P_packed", None))
+            rnn_seq_forward(self._cell, a, al, ra, ral, b.P_packed, b.z, b.h, s1, s2, n_threads=nt, x=b.xt, xh=b.xh)
+
+    def _seq_backward(self, b):
+        """The backward step loop in one kernel call (`rnn_seq_backward`): per step, reversed, the cell's
+        delta_t, then dh_{t-1} += its products with U^T; in the one-product form also [dW; dU; db] +=
+        xh_t^T delta_t while delta_t is in cache, delta kept only where dx = delta W^T needs it."""
+        a, al, ra, ral = self._codes(b)
+        s1, s2 = self._seq_states(b)
+        nt, add, dc = self._n_threads, not self._steps_set_dh(b), getattr(b, "dc", None)
+        if self._one_product(b):
+            g = self._grad_of
+            b.dP_in = self._stacked(b, [g.get("kernel"), g.get("recurrent_kernel"), g.get("bias")], "dP")
+            rnn_seq_backward(self._cell, a, al, ra, ral, self._seq_kernels(b, trans=True)[0], b.z, b.h, b.dh,
+                             b.d if self._need_dx else None, s1, s2, dc, with_h0=b.init, n_threads=nt, xh=b.xh,
+                             dP=b.dP_in, add_dh=add)
+            return
+        packed, packed2 = self._seq_kernels(b, trans=True)
+        rnn_seq_backward(self._cell, a, al, ra, ral, packed, b.z, b.h, b.dh, b.d, s1, s2, dc, b.drec,
+                         with_h0=b.init, h0=b.h0, n_threads=nt, add_dh=add, packed2_t=packed2)
+
+    def _stacked(self, b, arrays, key):
+        """[W; U; b] or [dW; dU; db] (arrays) as one (D + u + 1, G) array: a view of the model's flat
+        buffer where the three lie there one after another, else b's buffer `key` (for copies). Kept with
+        the arrays it was made for, so a batch in steady state makes nothing (no view, no ctypes object)."""
+        made = b.stacked_of.get(key)
+        if made is not None and all(x is y for x, y in zip(made[0], arrays)):
+            return made[1]
+        view = _stacked(arrays) if all(a is not None for a in arrays) else None
+        if view is None:
+            if getattr(b, key, None) is None:
+                setattr(b, key, np.zeros((self._D + self.units + 1, arrays[1].shape[1]), arrays[1].dtype))
+            view = getattr(b, key)
+        b.stacked_of[key] = (tuple(arrays), view)
+        return view
 
     # ---- config ----------------------------------------------------------------
     def get_config(self):
@@ -695,6 +799,9 @@ class SimpleRNN(_Recurrent):
                          trainable, dtype)
 
     def _forward_steps(self, b):
+        if self._fused(b):
+            self._seq_forward(b)
+            return
         h, U, mt, nt, a = b.h, b.U, b.mt, self._n_threads, self._codes(b)[0]
         for t in range(b.T):
             if t or b.h0:
@@ -705,6 +812,9 @@ class SimpleRNN(_Recurrent):
                 _rnn.rnn_carry_masked(h[t], mt[t], h[t + 1])                  # masked rows keep h_{t-1}
 
     def _backward_steps(self, b, dfinal):
+        if self._fused(b):
+            self._seq_backward(b)
+            return
         h, dh, d, U, mt, nt, a = b.h, b.dh, b.d, b.U, b.mt, self._n_threads, self._codes(b)[0]
         for t in range(b.T - 1, -1, -1):
             prev = self._prev(b, t)
@@ -745,6 +855,7 @@ class LSTM(_Recurrent):
     _gates = 4
     _n_states = 2
     _kind = "lstm"
+    _cell = RNN_LSTM
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -775,64 +886,20 @@ class LSTM(_Recurrent):
     def _state_views(self, b, t):
         return [b.h[t], b.c[t]]
 
-    def _one_product(self, b):
-        """Whether this call's steps take z_t = [x_t | h_{t-1} | 1] [W; U; b] as one product (no mask, no
-        dropout): the sequence kernel then also keeps those rows (b.xh) for [dW; dU; db] = xh^T delta."""
-        return b.mt is None and b.mr is None and b.mi is None
-
-    def _project(self, b):
-        if not self._one_product(b):                 # else the step loop multiplies x_t W with h_{t-1} U
-            super()._project(b)
+    def _seq_states(self, b):
+        return b.c, b.tc
 
     def _forward_steps(self, b):
+        if self._fused(b):
+            self._seq_forward(b)
+            return
         z, h, c, tc, U, mt, nt = b.z, b.h, b.c, b.tc, b.U, b.mt, self._n_threads
         a, al, ra, ral = self._codes(b)
-        if self._one_product(b):
-            D, u = self._D, self.units
-            if b.xh is None:
-                b.xh = np.empty((b.T, b.n, D + u + 1), z.dtype)
-            P = self._stacked(b, [b.W, U, b.b], "P")
-            if P is b.P:                             # a copy: [W; U; b] (b = 0 without a bias)
-                np.copyto(P[:D], b.W)
-                np.copyto(P[D:D + u], U)
-                if b.b is not None:
-                    np.copyto(P[D + u], b.b)
-            if b.bf:                                 # the bf16 kernel: [W; U], the bias in float32 apart
-                b.P_packed = pack_b_bf16(P[:D + u], out=getattr(b, "P_packed", None))
-                lstm_seq_forward(a, al, ra, ral, b.P_packed, z, c, tc, h, n_threads=nt, x=b.xt, xh=b.xh, bias=P[D + u])
-            else:
-                b.P_packed = pack_b(P, out=getattr(b, "P_packed", None))
-                lstm_seq_forward(a, al, ra, ral, b.P_packed, z, c, tc, h, n_threads=nt, x=b.xt, xh=b.xh)
-            return
-        if mt is None and b.mr is None:
-            # no mask, no recurrent dropout: per step z_t += h_{t-1} U, then the cell; one kernel call
-            lstm_seq_forward(a, al, ra, ral, self._packed_U(b), z, c, tc, h, with_h0=b.h0, n_threads=nt)
-            return
         for t in range(b.T):
             if t or b.h0:
                 self._recur(b, t, U, z[t], masks=b.mr)                          # z_t += h_{t-1} U
             _rnn.lstm_cell_forward(a, al, ra, ral, z[t], c[t], h[t], None if mt is None else mt[t], c[t + 1],
                                    tc[t], h[t + 1], nt)
-
-    def _stacked(self, b, arrays, key):
-        """[W; U; b] or [dW; dU; db] (arrays) as one (D + u + 1, 4u) array: a view of the model's flat
-        buffer where the three lie there one after another, else b's buffer `key` (for copies). Kept with
-        the arrays it was made for, so a batch in steady state makes nothing (no view, no ctypes object)."""
-        made = b.stacked_of.get(key)
-        if made is not None and all(x is y for x, y in zip(made[0], arrays)):
-            return made[1]
-        view = _stacked(arrays) if all(a is not None for a in arrays) else None
-        if view is None:
-            if getattr(b, key, None) is None:
-                setattr(b, key, np.zeros((self._D + self.units + 1, arrays[1].shape[1]), arrays[1].dtype))
-            view = getattr(b, key)
-        b.stacked_of[key] = (tuple(arrays), view)
-        return view
-
-    def _steps_set_dh(self, b):
-        # the step loop in one kernel call (no mask, no recurrent dropout) writes dh[t] when the earlier
-        # outputs have no gradient
-        return not self.return_sequences and b.mt is None and b.mr is None
 
     def _backward_steps(self, b, dfinal):
         z, c, tc, dh, d, U, mt, nt = b.z, b.c, b.tc, b.dh, b.d, b.U, b.mt, self._n_threads
@@ -841,20 +908,8 @@ class LSTM(_Recurrent):
             np.copyto(b.dc, dfinal[1])
         else:
             b.dc.fill(0)
-        if self._one_product(b):
-            # per step, reversed: the cell's delta_t, then dh_{t-1} += delta_t U^T and
-            # [dW; dU; db] += xh_t^T delta_t while delta_t is in cache; one kernel call. delta is
-            # kept only where dx = delta W^T needs it.
-            g = self._grad_of
-            b.dP_in = self._stacked(b, [g.get("kernel"), g.get("recurrent_kernel"), g.get("bias")], "dP")
-            lstm_seq_backward(a, al, ra, ral, self._packed_U(b, trans=True), z, c, tc, dh, b.dc,
-                              d if self._need_dx else None, with_h0=b.init, n_threads=nt, xh=b.xh, dP=b.dP_in,
-                              add_dh=not self._steps_set_dh(b))
-            return
-        if mt is None and b.mr is None:
-            # per step, reversed: the cell's delta_t, then dh_{t-1} += delta_t U^T; one kernel call
-            lstm_seq_backward(a, al, ra, ral, self._packed_U(b, trans=True), z, c, tc, dh, b.dc, d,
-                              with_h0=b.init, n_threads=nt, add_dh=not self._steps_set_dh(b))
+        if self._fused(b):
+            self._seq_backward(b)
             return
         for t in range(b.T - 1, -1, -1):
             prev = self._prev(b, t)
@@ -862,20 +917,6 @@ class LSTM(_Recurrent):
                                     b.dc, d[t], prev, nt)
             if prev is not None:
                 self._recur_back(b, d[t], U, prev, b.mr)                        # dh_{t-1} += delta U^T
-
-    def _weight_grads(self, b, g):
-        if not self._one_product(b):
-            super()._weight_grads(b, g)
-            return
-        # [dW; dU; db] = xh^T delta (xh_t = [x_t | h_{t-1} | 1], h_{-1} = 0 without an initial state),
-        # summed by the backward step loop, in place where the gradients are one block of the flat buffer
-        D, u = self._D, self.units
-        if b.dP_in is not b.dP:
-            return
-        np.copyto(g["kernel"], b.dP[:D])
-        np.copyto(g["recurrent_kernel"], b.dP[D:D + u])
-        if self.use_bias:
-            np.copyto(g["bias"], b.dP[D + u])
 
     def get_config(self):
         cfg = super().get_config()
@@ -916,6 +957,7 @@ class GRU(_Recurrent):
     """
     _gates = 3
     _kind = "gru"
+    _xh_form = False           # x W + b_in apart from the recurrent product (r multiplies only the latter)
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -950,10 +992,38 @@ class GRU(_Recurrent):
             b.drec = b.d
         b.dstate = [b.dh[0]]
 
+    @property
+    def _cell(self):
+        return RNN_GRU if self.reset_after else RNN_GRU_RB
+
+    def _seq_states(self, b):
+        return (b.rec if self.reset_after else b.q), None
+
+    def _rec_bias(self):
+        return self.bias[1] if self.reset_after and self.use_bias else None
+
+    def _seq_kernels(self, b, trans=False):
+        if self.reset_after:
+            return super()._seq_kernels(b, trans)
+        # U_zr and U_h (trans: their transposes), from contiguous copies made once per batch
+        u, t = self.units, "t" if trans else ""
+        if not trans:
+            if getattr(b, "Uzr", None) is None:
+                b.Uzr, b.Uh = np.empty((u, 2 * u), b.U.dtype), np.empty((u, u), b.U.dtype)
+            np.copyto(b.Uzr, b.U[:, :2 * u])
+            np.copyto(b.Uh, b.U[:, 2 * u:])
+        return self._packed(b, "Uzr_packed" + t, b.Uzr, trans), self._packed(b, "Uh_packed" + t, b.Uh, trans)
+
     def _forward_steps(self, b):
+        if self._fused(b):
+            self._seq_forward(b)
+            return
         (self._forward_reset_after if self.reset_after else self._forward_reset_before)(b)
 
     def _backward_steps(self, b, dfinal):
+        if self._fused(b):
+            self._seq_backward(b)
+            return
         (self._backward_reset_after if self.reset_after else self._backward_reset_before)(b)
 
     def _forward_reset_after(self, b):
