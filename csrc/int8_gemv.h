@@ -63,6 +63,7 @@ static uint32_t nc_i8_gemv_corr(const int8_t *a, ptrdiff_t k)
 static inline void nc_i8_gemv_unshuffle(const int32_t *t, int lanes, int w, uint32_t corr, int32_t *c)
 {
     for (int L = 0; L < lanes; L++)
+#pragma GCC unroll 4
         for (int v = 0; v < 4; v++)
             for (int i = 0; i < 4; i++) {
                 int j = 16 * L + 4 * v + i;
@@ -81,54 +82,75 @@ static NC_I8_AVX2_ATTR inline __m256i nc_i8_gemv_row32(const int8_t *B, ptrdiff_
     return _mm256_loadu_si256((const __m256i *)(const void *)tmp);
 }
 
+/* Columns [0, w) of R rows' c from B's (both at the block's first column); w a constant 32 in the
+ * full blocks' copy, so that no call (the tail's memcpy) is in its loop and the accumulators stay in
+ * registers */
 static NC_I8_AVX2_ATTR inline __attribute__((always_inline)) void
-nc_i8_gemv_avx2_r(const int R, ptrdiff_t n, ptrdiff_t k, const int8_t *a, ptrdiff_t lda, const int8_t *B,
-                  ptrdiff_t ldb, int qmax, int32_t *c, ptrdiff_t ldc)
+nc_i8_gemv_avx2_cols(const int R, const int sign, const int w, ptrdiff_t k, const int8_t *a, ptrdiff_t lda,
+                     const int8_t *B, ptrdiff_t ldb, const uint32_t *corr, int32_t *c, ptrdiff_t ldc)
 {
     const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80);
-    const int sign = qmax > 63;
-    uint32_t corr[2];
-    for (int r = 0; r < R; r++) corr[r] = sign ? 0 : nc_i8_gemv_corr(a + r * lda, k);
     ptrdiff_t kg = (k + 3) / 4;
-    for (ptrdiff_t j0 = 0; j0 < n; j0 += 32) {
-        int w = (int)(n - j0 < 32 ? n - j0 : 32);
-        __m256i acc[2][4];
-        for (int r = 0; r < R; r++)
-            for (int v = 0; v < 4; v++) acc[r][v] = _mm256_setzero_si256();
-        for (ptrdiff_t g = 0; g < kg; g++) {
-            ptrdiff_t p = 4 * g;
-            __m256i gv[4];
-            __m256i r0 = nc_i8_gemv_row32(B, ldb, p, k, j0, w), r1 = nc_i8_gemv_row32(B, ldb, p + 1, k, j0, w);
-            __m256i r2 = nc_i8_gemv_row32(B, ldb, p + 2, k, j0, w), r3 = nc_i8_gemv_row32(B, ldb, p + 3, k, j0, w);
-            NC_I8_GROUPS(_mm256_unpacklo_epi8, _mm256_unpackhi_epi8, _mm256_unpacklo_epi16, _mm256_unpackhi_epi16,
-                         r0, r1, r2, r3, gv);
-            if (!sign)
-                for (int v = 0; v < 4; v++) gv[v] = _mm256_xor_si256(gv[v], flip);
-            for (int r = 0; r < R; r++) {
-                int32_t word;
-                memcpy(&word, a + r * lda + p, 4); /* (a zero-padded to whole groups) */
-                __m256i x = _mm256_set1_epi32(word);
-                for (int v = 0; v < 4; v++) {
-                    __m256i prod = sign ? _mm256_maddubs_epi16(_mm256_abs_epi8(gv[v]), _mm256_sign_epi8(x, gv[v]))
-                                        : _mm256_maddubs_epi16(gv[v], x);
-                    acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(prod, ones));
-                }
+    __m256i acc[2][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) acc[r][v] = _mm256_setzero_si256();
+    for (ptrdiff_t g = 0; g < kg; g++) {
+        ptrdiff_t p = 4 * g;
+        __m256i gv[4];
+        __m256i r0 = nc_i8_gemv_row32(B, ldb, p, k, 0, w), r1 = nc_i8_gemv_row32(B, ldb, p + 1, k, 0, w);
+        __m256i r2 = nc_i8_gemv_row32(B, ldb, p + 2, k, 0, w), r3 = nc_i8_gemv_row32(B, ldb, p + 3, k, 0, w);
+        NC_I8_GROUPS(_mm256_unpacklo_epi8, _mm256_unpackhi_epi8, _mm256_unpacklo_epi16, _mm256_unpackhi_epi16, r0,
+                     r1, r2, r3, gv);
+        if (!sign)
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) gv[v] = _mm256_xor_si256(gv[v], flip);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            int32_t word;
+            memcpy(&word, a + r * lda + p, 4); /* (a zero-padded to whole groups) */
+            __m256i x = _mm256_set1_epi32(word);
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) {
+                __m256i prod = sign ? _mm256_maddubs_epi16(_mm256_abs_epi8(gv[v]), _mm256_sign_epi8(x, gv[v]))
+                                    : _mm256_maddubs_epi16(gv[v], x);
+                acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(prod, ones));
             }
         }
-        for (int r = 0; r < R; r++) {
-            int32_t tt[32];
-            for (int v = 0; v < 4; v++) _mm256_storeu_si256((__m256i *)(void *)(tt + 8 * v), acc[r][v]);
-            nc_i8_gemv_unshuffle(tt, 2, w, corr[r], c + r * ldc + j0);
-        }
     }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        int32_t tt[32];
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) _mm256_storeu_si256((__m256i *)(void *)(tt + 8 * v), acc[r][v]);
+        nc_i8_gemv_unshuffle(tt, 2, w, corr[r], c + r * ldc);
+    }
+}
+
+static NC_I8_AVX2_ATTR inline __attribute__((always_inline)) void
+nc_i8_gemv_avx2_r(const int R, const int sign, ptrdiff_t n, ptrdiff_t k, const int8_t *a, ptrdiff_t lda,
+                  const int8_t *B, ptrdiff_t ldb, int32_t *c, ptrdiff_t ldc)
+{
+    uint32_t corr[2];
+    for (int r = 0; r < R; r++) corr[r] = sign ? 0 : nc_i8_gemv_corr(a + r * lda, k);
+    ptrdiff_t j0 = 0;
+    for (; j0 + 32 <= n; j0 += 32) nc_i8_gemv_avx2_cols(R, sign, 32, k, a, lda, B + j0, ldb, corr, c + j0, ldc);
+    if (j0 < n) nc_i8_gemv_avx2_cols(R, sign, (int)(n - j0), k, a, lda, B + j0, ldb, corr, c + j0, ldc);
 }
 
 static NC_I8_AVX2_ATTR void nc_i8_gemv_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const int8_t *a, ptrdiff_t lda,
                                             const int8_t *B, ptrdiff_t ldb, int qmax, int32_t *c, ptrdiff_t ldc)
 {
+    /* (R and the sign trick constants of each copy: GCC then keeps the accumulators in registers) */
     ptrdiff_t i = 0;
-    for (; i + 2 <= m; i += 2) nc_i8_gemv_avx2_r(2, n, k, a + i * lda, lda, B, ldb, qmax, c + i * ldc, ldc);
-    if (i < m) nc_i8_gemv_avx2_r(1, n, k, a + i * lda, lda, B, ldb, qmax, c + i * ldc, ldc);
+    if (qmax > 63) {
+        for (; i + 2 <= m; i += 2) nc_i8_gemv_avx2_r(2, 1, n, k, a + i * lda, lda, B, ldb, c + i * ldc, ldc);
+        if (i < m) nc_i8_gemv_avx2_r(1, 1, n, k, a + i * lda, lda, B, ldb, c + i * ldc, ldc);
+    } else {
+        for (; i + 2 <= m; i += 2) nc_i8_gemv_avx2_r(2, 0, n, k, a + i * lda, lda, B, ldb, c + i * ldc, ldc);
+        if (i < m) nc_i8_gemv_avx2_r(1, 0, n, k, a + i * lda, lda, B, ldb, c + i * ldc, ldc);
+    }
 }
 
 /* ---- AVX512-VNNI: 64 columns a block, the column tail by masked loads, R <= 4 rows a pass ---- */
@@ -139,6 +161,7 @@ nc_i8_gemv_avx512vnni_r(const int R, ptrdiff_t n, ptrdiff_t k, const int8_t *a, 
 {
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     uint32_t corr[4];
+#pragma GCC unroll 4
     for (int r = 0; r < R; r++) corr[r] = nc_i8_gemv_corr(a + r * lda, k);
     ptrdiff_t kg = (k + 3) / 4;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += 64) {
@@ -146,7 +169,9 @@ nc_i8_gemv_avx512vnni_r(const int R, ptrdiff_t n, ptrdiff_t k, const int8_t *a, 
         __mmask64 mask = w == 64 ? ~(__mmask64)0 : (((__mmask64)1 << w) - 1);
         const int8_t *b = B + j0;
         __m512i acc[4][4];
+#pragma GCC unroll 4
         for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
             for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_si512();
         for (ptrdiff_t g = 0; g < kg; g++) {
             ptrdiff_t p = 4 * g;
@@ -158,16 +183,21 @@ nc_i8_gemv_avx512vnni_r(const int R, ptrdiff_t n, ptrdiff_t k, const int8_t *a, 
             __m512i r3 = p + 3 < k ? _mm512_maskz_loadu_epi8(mask, b + (p + 3) * ldb) : _mm512_setzero_si512();
             NC_I8_GROUPS(_mm512_unpacklo_epi8, _mm512_unpackhi_epi8, _mm512_unpacklo_epi16, _mm512_unpackhi_epi16,
                          r0, r1, r2, r3, gv);
+#pragma GCC unroll 4
             for (int v = 0; v < 4; v++) gv[v] = _mm512_xor_si512(gv[v], flip);
+#pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 int32_t word;
                 memcpy(&word, a + r * lda + p, 4); /* (a zero-padded to whole groups) */
                 __m512i x = _mm512_set1_epi32(word);
+#pragma GCC unroll 4
                 for (int v = 0; v < 4; v++) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], gv[v], x);
             }
         }
+#pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             int32_t tt[64];
+#pragma GCC unroll 4
             for (int v = 0; v < 4; v++) _mm512_storeu_si512((void *)(tt + 16 * v), acc[r][v]);
             nc_i8_gemv_unshuffle(tt, 4, w, corr[r], c + r * ldc + j0);
         }

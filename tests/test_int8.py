@@ -87,10 +87,10 @@ def test_extremes_that_would_saturate(qmax):
 
 @pytest.mark.parametrize("qmax", [63, 127])
 def test_direct_rows_exact_on_awkward_shapes(qmax):
-    # batch 1..7 (the first rows take the direct path, B unpacked: the row kernels of int8_gemv.h);
+    # batch 1..8 (the direct path, B unpacked: the row kernels of int8_gemv.h);
     # n around their 32- and 64-column blocks, k around the groups of 4; the extremes included
     rng = np.random.default_rng(qmax)
-    shapes = [(m, n, k) for m in range(1, 8) for n in (1, 10, 31, 32, 33, 63, 64, 65, 130)
+    shapes = [(m, n, k) for m in range(1, 9) for n in (1, 10, 31, 32, 33, 63, 64, 65, 130)
               for k in (1, 2, 3, 5, 7, 129, 784) if (m + n + k) % 3 == 0 or m <= 2]
     for level in LEVELS:
         kernels = _runs(level, qmax)
