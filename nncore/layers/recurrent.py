@@ -1014,6 +1014,33 @@ class GRU(_Recurrent):
             np.copyto(b.Uh, b.U[:, 2 * u:])
         return self._packed(b, "Uzr_packed" + t, b.Uzr, trans), self._packed(b, "Uh_packed" + t, b.Uh, trans)
 
+    def _in_loop_grads(self, b):
+        """Whether the backward step loop sums the weight gradients (reset_after, fused): dP = [dW; db_in;
+        dU; db_rec] = [x_t | 1]^T dx_t and [h_{t-1} | 1]^T drec_t while the deltas are in cache."""
+        return self.reset_after and self._fused(b)
+
+    def _seq_backward(self, b):
+        if not self._in_loop_grads(b):
+            super()._seq_backward(b)
+            return
+        a, al, ra, ral = self._codes(b)
+        if getattr(b, "dPg", None) is None:
+            b.dPg = np.empty((self._D + self.units + 2, 3 * self.units), b.h.dtype)
+        x = b.xt if b.mi is None else b.drop_bufs.xd            # (X m) with input dropout (one mask block)
+        rnn_seq_backward(RNN_GRU, a, al, ra, ral, self._seq_kernels(b, trans=True)[0], b.z, b.h, b.dh,
+                         b.d if self._need_dx else None, b.rec, with_h0=b.init, h0=b.h0, n_threads=self._n_threads,
+                         xh=x, dP=b.dPg, add_dh=not self._steps_set_dh(b))
+
+    def _weight_grads(self, b, g):
+        if not self._in_loop_grads(b):
+            super()._weight_grads(b, g)
+            return
+        D, u, P = self._D, self.units, b.dPg                   # [dW; db_in; dU; db_rec]
+        np.copyto(g["kernel"], P[:D])
+        np.copyto(g["recurrent_kernel"], P[D + 1:D + 1 + u])
+        if self.use_bias:
+            np.copyto(g["bias"], P[[D, D + 1 + u]])
+
     def _forward_steps(self, b):
         if self._fused(b):
             self._seq_forward(b)
