@@ -193,13 +193,17 @@ static void NC_NAME(rnn_fwd_panel)(const NC_NAME(rnn_seq_t) *s, int level, ptrdi
                                        s->s2 + at * u, ht, rows, u, 1);
         break;
     }
-    case NC_RNN_GRU: { /* rec_t = h_{t-1} U + b_rec, then the cell on z_t = x_t W + b_in and rec_t */
+    case NC_RNN_GRU: { /* z_t = x_t W + b_in, rec_t = h_{t-1} U + b_rec, then the cell on both */
         REAL *rt = s->s1 + at * G;
+        const REAL *b_in = s->bias, *b_rec = s->bias ? s->bias + G : NULL;
+        if (D > 0) /* x_t's rows read in place, W in packed2 */
+            NC_NAME(rnn_product)(level, bf, rows, G, D, s->x + at * D, D, s->packed2, 0, zt, G, b_in, NC_ACT_LINEAR, 0,
+                                 bw);
         if (rec) {
-            NC_NAME(rnn_product)(level, bf, rows, G, u, hp, u, s->packed, 0, rt, G, s->bias, NC_ACT_LINEAR, 0, bw);
+            NC_NAME(rnn_product)(level, bf, rows, G, u, hp, u, s->packed, 0, rt, G, b_rec, NC_ACT_LINEAR, 0, bw);
         } else {
             for (ptrdiff_t r = 0; r < rows; r++)
-                if (s->bias) memcpy(rt + r * G, s->bias, (size_t)G * sizeof(REAL));
+                if (b_rec) memcpy(rt + r * G, b_rec, (size_t)G * sizeof(REAL));
                 else memset(rt + r * G, 0, (size_t)G * sizeof(REAL));
         }
         NC_NAME(gru_cell_forward)(act, alpha, ract, ralpha, zt, rt, hp, NULL, ht, rows, u, 1);
@@ -396,6 +400,8 @@ static int NC_NAME(rnn_packed_ok)(const NC_NAME(rnn_seq_t) *s, int level, int di
     ptrdiff_t k1, n1, k2 = 0, n2 = 0;
     if (s->cell == NC_RNN_GRU_RB) /* U_zr and U_h forward, U_zr^T and U_h^T backward */
         k1 = dir ? 2 * u : u, n1 = dir ? u : 2 * u, k2 = u, n2 = u;
+    else if (s->cell == NC_RNN_GRU && !dir) /* U, and W with x */
+        k1 = u, n1 = G, k2 = s->D, n2 = G;
     else if (dir)
         k1 = G, n1 = u;
     else
@@ -459,11 +465,11 @@ static int NC_NAME(rnn_seq_fwd)(int bf, int cell, ptrdiff_t T, ptrdiff_t B, ptrd
                                 const REAL *bias, int with_h0, const REAL *x, REAL *xh, REAL *z, REAL *s1, REAL *s2,
                                 REAL *h, int nthreads)
 {
-    if ((D > 0) && cell != NC_RNN_LSTM && cell != NC_RNN_SIMPLE) return -3;
+    if (D > 0 && cell == NC_RNN_GRU_RB) return -3;
     NC_NAME(rnn_seq_t) s = {0};
     s.cell = cell, s.bf = bf, s.act = act, s.ract = ract, s.alpha = alpha, s.ralpha = ralpha;
     s.T = T, s.B = B, s.D = D, s.u = u, s.G = NC_NAME(rnn_gates)(cell, u);
-    s.K = D > 0 ? D + u + 1 : u; /* the layer passes [W; U; b]; without a bias, a zero row b */
+    s.K = D > 0 && cell != NC_RNN_GRU ? D + u + 1 : u; /* the layer passes [W; U; b]; without a bias, a zero row b */
     s.packed = packed, s.packed2 = packed2, s.bias = bias, s.h0 = with_h0, s.dh_beta = 1;
     s.x = x, s.xh = xh, s.s1 = s1, s.s2 = s2, s.h = h;
     s.z = cell == NC_RNN_SIMPLE ? h + B * u : z; /* SimpleRNN: z_t and h_t in h[t + 1] */
@@ -497,7 +503,7 @@ int NC_NAME(rnn_seq_forward)(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, pt
                              int ract, REAL ralpha, const REAL *packed, const REAL *packed2, const REAL *bias,
                              int with_h0, const REAL *x, REAL *xh, REAL *z, REAL *s1, REAL *s2, REAL *h, int nthreads)
 {
-    if (D > 0 && bias) return -3; /* [W; U; b] holds it */
+    if (D > 0 && bias && cell != NC_RNN_GRU) return -3; /* [W; U; b] holds it */
     return NC_NAME(rnn_seq_fwd)(0, cell, T, B, D, u, act, alpha, ract, ralpha, packed, packed2, bias, with_h0, x, xh,
                                 z, s1, s2, h, nthreads);
 }

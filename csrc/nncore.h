@@ -204,8 +204,10 @@ int nc_dense_layers_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double 
  *                  nc_lstm_cell_forward/backward; backward dc (B, u): dL/dc_{T-1} in, dL/dc_{-1} out.
  *   NC_RNN_SIMPLE  G = u: h_t = a(z_t + h_{t-1} U), z_t in h[t+1] (z is not read: h + B u; the backward's
  *                  gates likewise); the activation in the product's epilogue.
- *   NC_RNN_GRU     G = 3u, reset_after: s1 = rec (T, B, G) gets h_{t-1} U + bias (bias = b_rec, or NULL);
- *                  cells as nc_gru_cell_forward/backward; backward: delta = dx, drec (T, B, G).
+ *   NC_RNN_GRU     G = 3u, reset_after: bias (2, G) = [b_in; b_rec], or NULL; s1 = rec (T, B, G) gets
+ *                  h_{t-1} U + b_rec; z_t = x_t W + b_in in the loop with x (D > 0: packed2 = W, D x G;
+ *                  xh not taken), else z holds it on entry; cells as nc_gru_cell_forward/backward;
+ *                  backward: delta = dx, drec (T, B, G).
  *   NC_RNN_GRU_RB  G = 3u, reset before: packed = U_zr (u x 2u), packed2 = U_h (u x u); s1 = q (T, B, u)
  *                  = r h_{t-1}; cells as nc_gru_rb_*; backward packed_t = U_zr^T (2u x u), packed2_t =
  *                  U_h^T (u x u), and h0 says h[0] may be non-zero (the reset gate's gradient at t = 0).
