@@ -64,23 +64,26 @@ def kernels(s, nt):
 
 
 def kernels_gru(s, nt):
-    """The GRU's (reset_after) kernels on the same shapes: Z = X W + b_in over all steps, the forward step
-    loop (rec_t = h_{t-1} U + b_rec, cell), the backward one with [dW; db_in; dU; db_rec] summed in it (the
-    layer's call), and apart the loop keeping dx and drec with the GEMMs and column sums after it."""
+    """The GRU's (reset_after) kernels on the same shapes: the forward step loop (z_t = x_t W + b_in, rec_t =
+    h_{t-1} U + b_rec, cell), the backward one with [dW; db_in; dU; db_rec] summed in it (the layer's calls),
+    and apart the forms before: Z = X W + b_in over all steps and the loop on it, the loop keeping dx and
+    drec with the GEMMs and column sums after it."""
     T, B, D, u = s.T, s.B, s.D, s.u
     G = 3 * u
     rng = np.random.default_rng(1)
     W, U = s.W[:, :G].copy(), s.U[:, :G].copy()
-    brec = (rng.standard_normal(G) * 0.1).astype(W.dtype)
+    bias = (rng.standard_normal((2, G)) * 0.1).astype(W.dtype)
     z, rec, d, drec = (np.empty((T, B, G), W.dtype) for _ in range(4))
     dW, dU, db, dP = np.empty_like(W), np.empty_like(U), np.empty((2, G), W.dtype), np.empty((D + u + 2, G), W.dtype)
-    Up, Utp, x = pack_b(U), pack_b(U, trans_b=True), s.xt.reshape(T, B, D)
+    Up, Utp, Wp, x = pack_b(U), pack_b(U, trans_b=True), pack_b(W), s.xt.reshape(T, B, D)
     h = s.h
     return [
-        ("gemm Z = X W + b_in (all steps)", T * B * D * G,
-         lambda: gemm(s.xt, W, z.reshape(-1, G), bias=s.bias[:G], n_threads=nt)),
-        ("rnn_seq_forward GRU (rec_t = h_t-1 U + b_rec, cell)", (T - 1) * B * u * G,
-         lambda: rnn_seq_forward(RNN_GRU, TANH, 0, SIG, 0, Up, z, h, rec, n_threads=nt, bias=brec)),
+        ("rnn_seq_forward GRU (z_t = x_t W + b_in, rec_t = h_t-1 U + b_rec, cell)", T * B * D * G + (T - 1) * B * u * G,
+         lambda: rnn_seq_forward(RNN_GRU, TANH, 0, SIG, 0, Up, z, h, rec, n_threads=nt, x=x, bias=bias, packed2=Wp)),
+        ("  apart: gemm Z = X W + b_in (all steps)", T * B * D * G,
+         lambda: gemm(s.xt, W, z.reshape(-1, G), bias=bias[0], n_threads=nt)),
+        ("  apart: rnn_seq_forward GRU on Z (rec_t = h_t-1 U + b_rec, cell)", (T - 1) * B * u * G,
+         lambda: rnn_seq_forward(RNN_GRU, TANH, 0, SIG, 0, Up, z, h, rec, n_threads=nt, bias=bias)),
         ("rnn_seq_backward GRU with [dW; db_in; dU; db_rec] summed in the loop (the layer's call)",
          (T - 1) * B * u * G + T * B * (D + u + 2) * G,
          lambda: rnn_seq_backward(RNN_GRU, TANH, 0, SIG, 0, Utp, z, h, s.dh, None, rec, n_threads=nt, xh=x, dP=dP,
