@@ -1,6 +1,6 @@
-"""The kernels of an LSTM training step on their own, against the FMA floor of their arithmetic.
+"""The kernels of an LSTM (or GRU) training step on their own, against the FMA floor of their arithmetic.
 
-``python -m bench.lstm_kernels [--threads 1] [--repeats 7]`` runs each kernel the LSTM layer calls on
+``python -m bench.lstm_kernels [--cell gru] [--threads 1] [--repeats 7]`` runs each kernel the layer calls on
 the lstm row's shapes (batch 128, 28 steps, 28 features, 128 units; bench/workloads.py) on fixed
 random data, interleaved, and prints the median time per step (thread CPU time at 1 thread: the
 machine is shared), its GFLOP/s and its share of the floor (the kernel's multiply-adds at the FMA
@@ -12,7 +12,9 @@ import time
 import numpy as np
 
 from nncore._kernels import rnn as rnn
-from nncore._kernels.gemm import gemm, lstm_seq_backward, lstm_seq_forward, pack_b
+from nncore._kernels.elementwise import colsum
+from nncore._kernels.gemm import RNN_GRU, gemm, lstm_seq_backward, lstm_seq_forward, pack_b, rnn_seq_backward, \
+    rnn_seq_forward
 
 TANH, SIG = 1, 2
 
@@ -61,6 +63,41 @@ def kernels(s, nt):
     ]
 
 
+def kernels_gru(s, nt):
+    """The GRU's (reset_after) kernels on the same shapes: the forward step loop (z_t = x_t W + b_in, rec_t =
+    h_{t-1} U + b_rec, cell), the backward one with [dW; db_in; dU; db_rec] summed in it (the layer's calls),
+    and apart the forms before: Z = X W + b_in over all steps and the loop on it, the loop keeping dx and
+    drec with the GEMMs and column sums after it."""
+    T, B, D, u = s.T, s.B, s.D, s.u
+    G = 3 * u
+    rng = np.random.default_rng(1)
+    W, U = s.W[:, :G].copy(), s.U[:, :G].copy()
+    bias = (rng.standard_normal((2, G)) * 0.1).astype(W.dtype)
+    z, rec, d, drec = (np.empty((T, B, G), W.dtype) for _ in range(4))
+    dW, dU, db, dP = np.empty_like(W), np.empty_like(U), np.empty((2, G), W.dtype), np.empty((D + u + 2, G), W.dtype)
+    Up, Utp, Wp, x = pack_b(U), pack_b(U, trans_b=True), pack_b(W), s.xt.reshape(T, B, D)
+    h = s.h
+    return [
+        ("rnn_seq_forward GRU (z_t = x_t W + b_in, rec_t = h_t-1 U + b_rec, cell)", T * B * D * G + (T - 1) * B * u * G,
+         lambda: rnn_seq_forward(RNN_GRU, TANH, 0, SIG, 0, Up, z, h, rec, n_threads=nt, x=x, bias=bias, packed2=Wp)),
+        ("  apart: gemm Z = X W + b_in (all steps)", T * B * D * G,
+         lambda: gemm(s.xt, W, z.reshape(-1, G), bias=bias[0], n_threads=nt)),
+        ("  apart: rnn_seq_forward GRU on Z (rec_t = h_t-1 U + b_rec, cell)", (T - 1) * B * u * G,
+         lambda: rnn_seq_forward(RNN_GRU, TANH, 0, SIG, 0, Up, z, h, rec, n_threads=nt, bias=bias)),
+        ("rnn_seq_backward GRU with [dW; db_in; dU; db_rec] summed in the loop (the layer's call)",
+         (T - 1) * B * u * G + T * B * (D + u + 2) * G,
+         lambda: rnn_seq_backward(RNN_GRU, TANH, 0, SIG, 0, Utp, z, h, s.dh, None, rec, n_threads=nt, xh=x, dP=dP,
+                                  add_dh=False)),
+        ("  apart: rnn_seq_backward GRU (cell, dh += drec U^T; dx, drec kept)", (T - 1) * B * u * G,
+         lambda: rnn_seq_backward(RNN_GRU, TANH, 0, SIG, 0, Utp, z, h, s.dh, d, rec, drec=drec, n_threads=nt,
+                                  add_dh=False)),
+        ("  apart: gemm dW = X^T dx, dU = H^T drec, colsums", T * B * (D + u) * G,
+         lambda: (gemm(s.xt, d.reshape(-1, G), dW, trans_a=True, n_threads=nt),
+                  gemm(h[:T].reshape(-1, u), drec.reshape(-1, G), dU, trans_a=True, n_threads=nt),
+                  colsum(d.reshape(-1, G), db[0], nt), colsum(drec.reshape(-1, G), db[1], nt))),
+    ]
+
+
 def cells(s):
     zs, cs, hs = s.z[1].copy(), s.c[1].copy(), s.h[1].copy()
     c2, t2, h2, ds, dhs = np.empty_like(cs), np.empty_like(cs), np.empty_like(hs), s.d[1].copy(), s.dh[1].copy()
@@ -79,6 +116,7 @@ def cells(s):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.lstm_kernels", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--peak", type=float, default=None, help="FMA peak GFLOP/s of one core (default: measured)")
@@ -91,7 +129,7 @@ def main(argv=None):
     from bench.gemm import fma_peak
     peak = args.peak or (fma_peak() or (117.0, 58.0))[0]
     s = build()
-    rows = kernels(s, args.threads) + cells(s)
+    rows = kernels_gru(s, args.threads) if args.cell == "gru" else kernels(s, args.threads) + cells(s)
     clock = time.thread_time if args.threads == 1 else time.perf_counter
     times = {label: [] for label, _, _ in rows}
     for _ in range(args.repeats):
@@ -102,7 +140,7 @@ def main(argv=None):
             times[label].append(clock() - t0)
     floor_peak = peak * 1e9 * args.threads
     import nncore
-    print(f"# lstm row kernels, SIMD {nncore.get_simd_level()}, {args.threads} thread(s), FMA peak {peak:.1f} GFLOP/s a core, "
+    print(f"# {args.cell} row kernels, SIMD {nncore.get_simd_level()}, {args.threads} thread(s), FMA peak {peak:.1f} GFLOP/s a core, "
           f"median of {args.repeats}")
     print("| kernel | ms per step | GFLOP/s | floor (ms) | time / floor |")
     print("|---|---|---|---|---|")

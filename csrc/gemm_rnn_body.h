@@ -96,25 +96,36 @@ static inline void NC_NAME(rnn_prefetch)(const REAL *p, ptrdiff_t n)
 #define NC_RNN_WGRAD_STEPS 2
 #endif
 
-/* A thread's share of the weight gradient: C := xh_t^T delta_t + beta C over `rows` rows (K x G, k = rows). */
-static void NC_NAME(rnn_wgrad)(int level, ptrdiff_t K, ptrdiff_t G, ptrdiff_t rows, const REAL *xh, const REAL *d,
-                                REAL beta, REAL *C, REAL *work)
+/* A thread's share of the weight gradient: C := A^T d + beta C over `rows` rows (m x G, k = rows; A's rows
+ * lda apart), on the float32 GEMM at `level`, or (bf) on the bf16 GEMM, this thread alone. -1 if out of
+ * memory. */
+static int NC_NAME(rnn_wgrad)(int level, int bf, ptrdiff_t m, ptrdiff_t G, ptrdiff_t rows, const REAL *A,
+                              ptrdiff_t lda, const REAL *d, REAL beta, REAL *C, REAL *work)
 {
+#ifdef NC_F32
+    if (bf)
+        return nc_gemm_bf16_f32(1, 0, m, G, rows, 1, A, lda, d, G, beta, C, G, NULL, NC_ACT_LINEAR, 0, 0, 1) != 0
+                   ? -1
+                   : 0;
+#else
+    (void)bf;
+#endif
     switch (level) {
 #if NC_GEMM_X86
     case NC_SIMD_AVX512:
-        NC_NAME(gemm_serial_avx512)(1, 0, K, G, rows, 1, xh, K, d, G, beta, C, G, NULL, NC_ACT_LINEAR, 0, 0, work,
+        NC_NAME(gemm_serial_avx512)(1, 0, m, G, rows, 1, A, lda, d, G, beta, C, G, NULL, NC_ACT_LINEAR, 0, 0, work,
                                     NULL, 0, 0);
         break;
     case NC_SIMD_AVX2:
-        NC_NAME(gemm_serial_avx2)(1, 0, K, G, rows, 1, xh, K, d, G, beta, C, G, NULL, NC_ACT_LINEAR, 0, 0, work,
+        NC_NAME(gemm_serial_avx2)(1, 0, m, G, rows, 1, A, lda, d, G, beta, C, G, NULL, NC_ACT_LINEAR, 0, 0, work,
                                   NULL, 0, 0);
         break;
 #endif
     default:
-        NC_NAME(gemm_serial_generic)(1, 0, K, G, rows, 1, xh, K, d, G, beta, C, G, NULL, NC_ACT_LINEAR, 0, 0, work,
+        NC_NAME(gemm_serial_generic)(1, 0, m, G, rows, 1, A, lda, d, G, beta, C, G, NULL, NC_ACT_LINEAR, 0, 0, work,
                                      NULL, 0, 0);
     }
+    return 0;
 }
 
 static ptrdiff_t NC_NAME(rnn_wgrad_work)(int level, ptrdiff_t K, ptrdiff_t G, ptrdiff_t rows)
@@ -182,13 +193,17 @@ static void NC_NAME(rnn_fwd_panel)(const NC_NAME(rnn_seq_t) *s, int level, ptrdi
                                        s->s2 + at * u, ht, rows, u, 1);
         break;
     }
-    case NC_RNN_GRU: { /* rec_t = h_{t-1} U + b_rec, then the cell on z_t = x_t W + b_in and rec_t */
+    case NC_RNN_GRU: { /* z_t = x_t W + b_in, rec_t = h_{t-1} U + b_rec, then the cell on both */
         REAL *rt = s->s1 + at * G;
+        const REAL *b_in = s->bias, *b_rec = s->bias ? s->bias + G : NULL;
+        if (D > 0) /* x_t's rows read in place, W in packed2 */
+            NC_NAME(rnn_product)(level, bf, rows, G, D, s->x + at * D, D, s->packed2, 0, zt, G, b_in, NC_ACT_LINEAR, 0,
+                                 bw);
         if (rec) {
-            NC_NAME(rnn_product)(level, bf, rows, G, u, hp, u, s->packed, 0, rt, G, s->bias, NC_ACT_LINEAR, 0, bw);
+            NC_NAME(rnn_product)(level, bf, rows, G, u, hp, u, s->packed, 0, rt, G, b_rec, NC_ACT_LINEAR, 0, bw);
         } else {
             for (ptrdiff_t r = 0; r < rows; r++)
-                if (s->bias) memcpy(rt + r * G, s->bias, (size_t)G * sizeof(REAL));
+                if (b_rec) memcpy(rt + r * G, b_rec, (size_t)G * sizeof(REAL));
                 else memset(rt + r * G, 0, (size_t)G * sizeof(REAL));
         }
         NC_NAME(gru_cell_forward)(act, alpha, ract, ralpha, zt, rt, hp, NULL, ht, rows, u, 1);
@@ -208,10 +223,11 @@ static void NC_NAME(rnn_fwd_panel)(const NC_NAME(rnn_seq_t) *s, int level, ptrdi
 }
 
 /* Step t of the rows [r0, r0 + rows) backward: the cell's delta_t into dt (the panel's rows of delta, G
- * apart), then dh_{t-1} (+)= the products of the cell's deltas with U^T. dh[t + 1] holds dL/dh_t, dh[t]
- * gets dL/dh_{t-1} (when t > 0 or h0). dq: rows x u scratch (the GRU's reset-before form). */
+ * apart; the GRU's drec_t into drt likewise), then dh_{t-1} (+)= the products of the cell's deltas with
+ * U^T. dh[t + 1] holds dL/dh_t, dh[t] gets dL/dh_{t-1} (when t > 0 or h0). dq: rows x u scratch (the GRU's
+ * reset-before form). */
 static void NC_NAME(rnn_bwd_panel)(const NC_NAME(rnn_seq_t) *s, int level, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t rows,
-                                   REAL *dt, REAL *dq, uint32_t *bw)
+                                   REAL *dt, REAL *drt, REAL *dq, uint32_t *bw)
 {
     const int bf = s->bf, act = s->act, ract = s->ract;
     const REAL alpha = s->alpha, ralpha = s->ralpha;
@@ -229,10 +245,9 @@ static void NC_NAME(rnn_bwd_panel)(const NC_NAME(rnn_seq_t) *s, int level, ptrdi
         NC_NAME(simple_rnn_cell_backward)(act, alpha, zt, dht, NULL, dt, NULL, rows, u, 1);
         break;
     case NC_RNN_GRU: /* dx_t = delta_t, drec_t; dh_{t-1} += dh z, then += drec_t U^T */
-        NC_NAME(gru_cell_backward)(act, alpha, ract, ralpha, zt, s->s1 + at * G, hp, dht, NULL, dt, s->drec + at * G,
-                                   dhp, rows, u, 1);
-        if (dhp) NC_NAME(rnn_product)(level, bf, rows, u, G, s->drec + at * G, G, s->packed, 1, dhp, u, NULL,
-                                       NC_ACT_LINEAR, 0, bw);
+        NC_NAME(gru_cell_backward)(act, alpha, ract, ralpha, zt, s->s1 + at * G, hp, dht, NULL, dt, drt, dhp, rows, u,
+                                   1);
+        if (dhp) NC_NAME(rnn_product)(level, bf, rows, u, G, drt, G, s->packed, 1, dhp, u, NULL, NC_ACT_LINEAR, 0, bw);
         return;
     case NC_RNN_GRU_RB: /* delta_z, delta_h; dq = delta_h U_h^T, delta_r; dh_{t-1} += delta_zr U_zr^T */
         NC_NAME(gru_rb_state_backward)(act, alpha, ract, ralpha, zt, hp, dht, NULL, dt, dhp, rows, u, 1);
@@ -275,19 +290,22 @@ static void NC_NAME(rnn_bwd_prefetch)(const NC_NAME(rnn_seq_t) *s, ptrdiff_t nt0
  * products, their rows of A read in place and every tile summed over the whole
  * k in registers (gemm_panels), and its cell while the panel's rows are in
  * L1 (rnn_fwd_panel / rnn_bwd_panel: the cell is the variable part).
- * Backward with dP (K x G, else NULL; LSTM and SimpleRNN): dP := xh^T delta + dP over the
- * block's rows while their delta is in cache, every NC_RNN_WGRAD_STEPS steps
- * (dP = the block's part of [dW; dU; db], its first product overwrites it).
- * delta_t then goes to a scratch of the block's rows (reused: the delta of
- * the sequence goes to memory only when the caller keeps it).
+ * Backward with dP (K x G, else NULL): the weight gradient summed over the
+ * block's rows while their deltas are in cache, every NC_RNN_WGRAD_STEPS steps
+ * (dP = the block's part, its first product overwrites it): LSTM and SimpleRNN
+ * dP = [dW; dU; db] += xh^T delta; the GRU (reset_after) from the rows
+ * [x_t | 1 | h_{t-1} | 1] (K = D + u + 2), dP = [dW; db_in; dU; db_rec]:
+ * [dW; db_in] += [x_t | 1]^T dx_t and [dU; db_rec] += [h_{t-1} | 1]^T drec_t.
+ * The deltas then go to scratch slots of the block's rows (reused: they go to
+ * memory only when the caller keeps them).
  * Returns -1 if its workspace could not be had, else 0. */
 static int NC_NAME(rnn_seq_rows)(const NC_NAME(rnn_seq_t) *s, int level, int dir, ptrdiff_t i0, ptrdiff_t i1,
                                   REAL *dP)
 {
     int mr, nr;
-    const int bf = s->bf;
+    const int bf = s->bf, gru = s->cell == NC_RNN_GRU;
     NC_NAME(rnn_tile)(level, bf, &mr, &nr);
-    const ptrdiff_t T = s->T, B = s->B, u = s->u, K = s->K, G = s->G, nrow = i1 - i0;
+    const ptrdiff_t T = s->T, B = s->B, D = s->D, u = s->u, K = s->K, G = s->G, nrow = i1 - i0;
     uint32_t *bw = NULL;
     (void)nr;
 #ifdef NC_F32
@@ -300,52 +318,60 @@ static int NC_NAME(rnn_seq_rows)(const NC_NAME(rnn_seq_t) *s, int level, int dir
         free(bw);
         return 0;
     }
-    /* with dP: delta_t and xh_t of the block's rows go to scratch slots, S steps of them, and each S
-     * steps dP += (their xh)^T (their delta), k = S rows a step: the products are S times as deep as
+    /* with dP: the deltas and the A rows of the block go to scratch slots, S steps of them, and each S
+     * steps dP += (their A)^T (their deltas), k = S rows a step: the products are S times as deep as
      * one step's rows would give (a tile's C passes through memory once per S steps) */
     enum { S = NC_RNN_WGRAD_STEPS };
-    REAL *work = NULL, *dsc = NULL, *xsc = NULL, *dq = NULL;
-    ptrdiff_t nw = dP ? NC_NAME(rnn_wgrad_work)(level, K, G, S * nrow) : 0;
-    ptrdiff_t nq = s->cell == NC_RNN_GRU_RB ? mr * u : 0;
-    if (dP || nq) {
-        work = (REAL *)malloc((size_t)(nw + (dP ? S * nrow * (G + K) : 0) + nq) * sizeof(REAL));
-        if (!work) {
+    const ptrdiff_t nd = dP ? S * nrow * G * (gru ? 2 : 1) : 0, na = dP ? S * nrow * K : 0;
+    const ptrdiff_t nw = dP ? NC_NAME(rnn_wgrad_work)(level, K, G, S * nrow) : 0;
+    const ptrdiff_t nq = s->cell == NC_RNN_GRU_RB ? mr * u : 0;
+    REAL *work = NULL, *dsc = NULL, *rsc = NULL, *xsc = NULL, *dq = NULL;
+    if (nw + nd + na + nq) {
+        if (!(work = (REAL *)malloc((size_t)(nw + nd + na + nq) * sizeof(REAL)))) {
             free(bw);
             return -1;
         }
-        dsc = work + nw, xsc = dsc + S * nrow * G;
-        dq = work + nw + (dP ? S * nrow * (G + K) : 0);
+        dsc = work + nw, rsc = dsc + S * nrow * G, xsc = work + nw + nd, dq = xsc + na;
     }
-    for (ptrdiff_t t = T - 1; t >= 0; t--) {
-        /* this step's delta rows: row r0 of the block at dblk + (r0 - i0) G */
-        ptrdiff_t slot = (T - 1 - t) % S;
-        REAL *dblk = dP ? dsc + slot * nrow * G : s->delta + (t * B + i0) * G;
+    int failed = 0;
+    for (ptrdiff_t t = T - 1; t >= 0 && !failed; t--) {
+        /* this step's delta rows: row r0 of the block at dblk + (r0 - i0) G (the GRU's drec at rblk) */
+        ptrdiff_t slot = (T - 1 - t) % S, at0 = t * B + i0;
+        REAL *dblk = dP ? dsc + slot * nrow * G : s->delta + at0 * G;
+        REAL *rblk = !gru ? NULL : dP ? rsc + slot * nrow * G : s->drec + at0 * G;
         for (ptrdiff_t r0 = i0; r0 < i1; r0 += mr) {
             ptrdiff_t nt0 = r0 + mr < i1 ? t : t - 1, nr0 = r0 + mr < i1 ? r0 + mr : i0;
             if (nt0 >= 0) NC_NAME(rnn_bwd_prefetch)(s, nt0, nr0, i1 - nr0 < mr ? i1 - nr0 : mr);
-            NC_NAME(rnn_bwd_panel)(s, level, t, r0, i1 - r0 < mr ? i1 - r0 : mr, dblk + (r0 - i0) * G, dq, bw);
+            NC_NAME(rnn_bwd_panel)(s, level, t, r0, i1 - r0 < mr ? i1 - r0 : mr, dblk + (r0 - i0) * G,
+                                   rblk ? rblk + (r0 - i0) * G : NULL, dq, bw);
         }
         if (!dP) continue;
-        if (s->delta) memcpy(s->delta + (t * B + i0) * G, dblk, (size_t)(nrow * G) * sizeof(REAL));
-        memcpy(xsc + slot * nrow * K, s->xh + (t * B + i0) * K, (size_t)(nrow * K) * sizeof(REAL));
-        if (slot == S - 1 || t == 0) { /* [dW; dU; db] += xh^T delta over the slots' rows */
-#ifdef NC_F32
-            if (bf) { /* on the bf16 GEMM, this thread alone */
-                if (nc_gemm_bf16_f32(1, 0, K, G, (slot + 1) * nrow, 1, xsc, K, dsc, G, t + slot == T - 1 ? 0 : 1, dP, G,
-                                     NULL, NC_ACT_LINEAR, 0, 0, 1) != 0) {
-                    free(work);
-                    free(bw);
-                    return -1;
-                }
-                continue;
+        if (s->delta) memcpy(s->delta + at0 * G, dblk, (size_t)(nrow * G) * sizeof(REAL));
+        if (gru && s->drec) memcpy(s->drec + at0 * G, rblk, (size_t)(nrow * G) * sizeof(REAL));
+        REAL *a = xsc + slot * nrow * K;
+        if (gru) { /* [x_t | 1 | h_{t-1} | 1] */
+            for (ptrdiff_t r = 0; r < nrow; r++, a += K) {
+                memcpy(a, s->x + (at0 + r) * D, (size_t)D * sizeof(REAL));
+                a[D] = 1;
+                memcpy(a + D + 1, s->h + (at0 + r) * u, (size_t)u * sizeof(REAL));
+                a[D + u + 1] = 1;
             }
-#endif
-            NC_NAME(rnn_wgrad)(level, K, G, (slot + 1) * nrow, xsc, dsc, t + slot == T - 1 ? 0 : 1, dP, work);
+        } else {
+            memcpy(a, s->xh + at0 * K, (size_t)(nrow * K) * sizeof(REAL));
+        }
+        if (slot == S - 1 || t == 0) { /* dP += A^T delta over the slots' rows */
+            ptrdiff_t k = (slot + 1) * nrow;
+            REAL beta = t + slot == T - 1 ? 0 : 1;
+            if (gru)
+                failed = NC_NAME(rnn_wgrad)(level, bf, D + 1, G, k, xsc, K, dsc, beta, dP, work) ||
+                         NC_NAME(rnn_wgrad)(level, bf, u + 1, G, k, xsc + D + 1, K, rsc, beta, dP + (D + 1) * G, work);
+            else
+                failed = NC_NAME(rnn_wgrad)(level, bf, K, G, k, xsc, K, dsc, beta, dP, work);
         }
     }
     free(work);
     free(bw);
-    return 0;
+    return failed ? -1 : 0;
 }
 
 /* The blocks of rows the threads take in turn: about 64 rows each, an even
@@ -374,6 +400,8 @@ static int NC_NAME(rnn_packed_ok)(const NC_NAME(rnn_seq_t) *s, int level, int di
     ptrdiff_t k1, n1, k2 = 0, n2 = 0;
     if (s->cell == NC_RNN_GRU_RB) /* U_zr and U_h forward, U_zr^T and U_h^T backward */
         k1 = dir ? 2 * u : u, n1 = dir ? u : 2 * u, k2 = u, n2 = u;
+    else if (s->cell == NC_RNN_GRU && !dir) /* U, and W with x */
+        k1 = u, n1 = G, k2 = s->D, n2 = G;
     else if (dir)
         k1 = G, n1 = u;
     else
@@ -437,11 +465,11 @@ static int NC_NAME(rnn_seq_fwd)(int bf, int cell, ptrdiff_t T, ptrdiff_t B, ptrd
                                 const REAL *bias, int with_h0, const REAL *x, REAL *xh, REAL *z, REAL *s1, REAL *s2,
                                 REAL *h, int nthreads)
 {
-    if ((D > 0) && cell != NC_RNN_LSTM && cell != NC_RNN_SIMPLE) return -3;
+    if (D > 0 && cell == NC_RNN_GRU_RB) return -3;
     NC_NAME(rnn_seq_t) s = {0};
     s.cell = cell, s.bf = bf, s.act = act, s.ract = ract, s.alpha = alpha, s.ralpha = ralpha;
     s.T = T, s.B = B, s.D = D, s.u = u, s.G = NC_NAME(rnn_gates)(cell, u);
-    s.K = D > 0 ? D + u + 1 : u; /* the layer passes [W; U; b]; without a bias, a zero row b */
+    s.K = D > 0 && cell != NC_RNN_GRU ? D + u + 1 : u; /* the layer passes [W; U; b]; without a bias, a zero row b */
     s.packed = packed, s.packed2 = packed2, s.bias = bias, s.h0 = with_h0, s.dh_beta = 1;
     s.x = x, s.xh = xh, s.s1 = s1, s.s2 = s2, s.h = h;
     s.z = cell == NC_RNN_SIMPLE ? h + B * u : z; /* SimpleRNN: z_t and h_t in h[t + 1] */
@@ -454,12 +482,17 @@ static int NC_NAME(rnn_seq_bwd)(int bf, int cell, ptrdiff_t T, ptrdiff_t B, ptrd
                                 REAL *dh, REAL *dc, REAL *delta, REAL *drec, ptrdiff_t K, const REAL *xh, REAL *dP,
                                 int nthreads)
 {
-    if (dP && cell != NC_RNN_LSTM && cell != NC_RNN_SIMPLE) return -3;
+    if (dP && cell == NC_RNN_GRU_RB) return -3;
     if (!dP) xh = NULL, K = u;
     if (!delta && !dP) return -3;
+    if (cell == NC_RNN_GRU && !drec && !dP) return -3;
     NC_NAME(rnn_seq_t) s = {0};
     s.cell = cell, s.bf = bf, s.act = act, s.ract = ract, s.alpha = alpha, s.ralpha = ralpha;
-    s.T = T, s.B = B, s.D = 0, s.u = u, s.K = K, s.G = NC_NAME(rnn_gates)(cell, u);
+    s.T = T, s.B = B, s.u = u, s.K = K, s.G = NC_NAME(rnn_gates)(cell, u);
+    if (cell == NC_RNN_GRU && dP) { /* xh is x (T, B, D), K = D + u + 2 */
+        if (K < u + 3) return -3;
+        s.D = K - u - 2, s.x = xh, xh = NULL;
+    }
     s.packed = packed_t, s.packed2 = packed2_t, s.h0 = with_h0, s.h0r = h0 || with_h0, s.dh_beta = add_dh ? 1 : 0;
     s.xh = (REAL *)xh, s.z = (REAL *)(cell == NC_RNN_SIMPLE ? h + B * u : gates), s.s1 = (REAL *)s1;
     s.s2 = (REAL *)s2, s.h = (REAL *)h, s.dh = dh, s.dc = dc, s.delta = delta, s.drec = drec;
@@ -470,7 +503,7 @@ int NC_NAME(rnn_seq_forward)(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, pt
                              int ract, REAL ralpha, const REAL *packed, const REAL *packed2, const REAL *bias,
                              int with_h0, const REAL *x, REAL *xh, REAL *z, REAL *s1, REAL *s2, REAL *h, int nthreads)
 {
-    if (D > 0 && bias) return -3; /* [W; U; b] holds it */
+    if (D > 0 && bias && cell != NC_RNN_GRU) return -3; /* [W; U; b] holds it */
     return NC_NAME(rnn_seq_fwd)(0, cell, T, B, D, u, act, alpha, ract, ralpha, packed, packed2, bias, with_h0, x, xh,
                                 z, s1, s2, h, nthreads);
 }

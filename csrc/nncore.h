@@ -204,8 +204,10 @@ int nc_dense_layers_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double 
  *                  nc_lstm_cell_forward/backward; backward dc (B, u): dL/dc_{T-1} in, dL/dc_{-1} out.
  *   NC_RNN_SIMPLE  G = u: h_t = a(z_t + h_{t-1} U), z_t in h[t+1] (z is not read: h + B u; the backward's
  *                  gates likewise); the activation in the product's epilogue.
- *   NC_RNN_GRU     G = 3u, reset_after: s1 = rec (T, B, G) gets h_{t-1} U + bias (bias = b_rec, or NULL);
- *                  cells as nc_gru_cell_forward/backward; backward: delta = dx, drec (T, B, G).
+ *   NC_RNN_GRU     G = 3u, reset_after: bias (2, G) = [b_in; b_rec], or NULL; s1 = rec (T, B, G) gets
+ *                  h_{t-1} U + b_rec; z_t = x_t W + b_in in the loop with x (D > 0: packed2 = W, D x G;
+ *                  xh not taken), else z holds it on entry; cells as nc_gru_cell_forward/backward;
+ *                  backward: delta = dx, drec (T, B, G).
  *   NC_RNN_GRU_RB  G = 3u, reset before: packed = U_zr (u x 2u), packed2 = U_h (u x u); s1 = q (T, B, u)
  *                  = r h_{t-1}; cells as nc_gru_rb_*; backward packed_t = U_zr^T (2u x u), packed2_t =
  *                  U_h^T (u x u), and h0 says h[0] may be non-zero (the reset gate's gradient at t = 0).
@@ -225,10 +227,13 @@ int nc_dense_layers_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double 
  * forward and dP (K x G): also dP = xh^T delta ([dW; dU; db]), summed a step
  * at a time while delta_t is in cache (each block of rows sums a part, the
  * parts are added in block order: the same bits for any thread count);
- * delta may then be NULL (it is not kept). Returns 0; -2 if a packed kernel
- * holds another shape or SIMD level; -3 for arguments the cell does not take
- * (delta and dP both NULL, x or dP with a GRU, bias with x); -1 if out of
- * memory. */
+ * delta may then be NULL (it is not kept). The GRU (reset_after) with xh = x
+ * (T, B, D), the layer's input, and K = D + u + 2: dP = [dW; db_in; dU;
+ * db_rec], [x_t | 1]^T dx_t and [h_{t-1} | 1]^T drec_t summed alike; delta
+ * and drec may then be NULL. Returns 0; -2 if a packed kernel holds another
+ * shape or SIMD level; -3 for arguments the cell does not take (delta and dP
+ * both NULL, x with a GRU or dP with its reset-before form, bias with x); -1
+ * if out of memory. */
 enum { NC_RNN_LSTM = 0, NC_RNN_GRU = 1, NC_RNN_GRU_RB = 2, NC_RNN_SIMPLE = 3 };
 int nc_rnn_seq_forward_f32(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, float alpha,
                            int ract, float ralpha, const float *packed, const float *packed2 /* nullable */,

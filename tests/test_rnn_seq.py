@@ -2,10 +2,12 @@
 SimpleRNN, LSTM), through the layers, at every SIMD level (the simd_level fixture), float32 and float64:
 
 - the fused path against the per-step path it replaces (a mask of all ones takes the per-step loop):
-  bit for bit where the products are summed alike (the GRU, and every cell whose z = x W + b comes from
-  _project: input dropout), within float32 rounding for the one-product form of the LSTM and SimpleRNN
-  (z_t = [x_t | h_{t-1} | 1] [W; U; b] sums x_t W, h_{t-1} U and b in one chain, the per-step path
-  x_t W + b first, then h_{t-1} U);
+  bit for bit where the products are summed alike (the GRU's reset-before form, and the LSTM and SimpleRNN
+  with input dropout, whose z = x W + b comes from _project), within rounding elsewhere: the one-product
+  form of the LSTM and SimpleRNN (z_t = [x_t | h_{t-1} | 1] [W; U; b] sums x_t W, h_{t-1} U and b in one
+  chain, the per-step path x_t W + b first, then h_{t-1} U), the GRU (reset_after: x_t W on the step's rows
+  in the loop, which one GEMM over all steps sums alike at AVX-512 only), and the weight gradients the loops
+  sum (two steps of rows a product, the blocks' parts added in block order, against one GEMM);
 - float64 central-difference gradient checks of the fused paths (input, every weight, the initial state);
 - 1 vs 2 threads bit for bit on sizes that run a team;
 - the new kernel entry points' argument errors.
@@ -75,7 +77,7 @@ def _run(layer, x, dy, mask=None, init=None, fused=False, monkeypatch=None, seed
         if fused:
             monkeypatch.undo()
     back = back if isinstance(back, list) else [back]
-    return [y.copy()] + [b.copy() for b in back] + [g.copy() for g in layer._grad_of.values()]
+    return [y.copy()] + [b.copy() for b in back], [g.copy() for g in layer._grad_of.values()]
 
 
 OPTS = [{}, {"return_sequences": True}, {"go_backwards": True, "return_sequences": True}, {"init": True},
@@ -87,12 +89,14 @@ OPTS = [{}, {"return_sequences": True}, {"go_backwards": True, "return_sequences
 def test_fused_matches_the_per_step_path(kind, opts, floatx, monkeypatch):
     B, T = 37, 6
     layer, x, h0, dy = _case(kind, opts, B, T, 5, 19, floatx, np.random.default_rng(7), seed=1)
-    fused = _run(layer, x, dy, init=h0, fused=True, monkeypatch=monkeypatch, seed=5)
-    step = _run(layer, x, dy, mask=np.ones((B, T), bool), init=h0, seed=5)
-    assert len(fused) == len(step)
-    one_product = kind in ("LSTM", "SimpleRNN") and not opts.get("dropout")
-    for i, (a, b) in enumerate(zip(fused, step)):
-        if not one_product:
+    fused, fused_g = _run(layer, x, dy, init=h0, fused=True, monkeypatch=monkeypatch, seed=5)
+    step, step_g = _run(layer, x, dy, mask=np.ones((B, T), bool), init=h0, seed=5)
+    assert len(fused) == len(step) and len(fused_g) == len(step_g)
+    # the one-product form and the GRU (x_t W on the step's rows: one GEMM over all steps sums alike at
+    # AVX-512 only) within rounding; the GRU (reset before) and the input-dropout forms bit for bit
+    rounded = kind == "GRU" or kind in ("LSTM", "SimpleRNN") and not opts.get("dropout")
+    for i, (a, b) in enumerate(zip(fused + fused_g, step + step_g)):
+        if not rounded:
             np.testing.assert_array_equal(a, b, err_msg=f"output {i}")
         elif floatx == np.float32:
             np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4, err_msg=f"output {i}")
@@ -106,14 +110,14 @@ def test_fused_matches_the_per_step_path(kind, opts, floatx, monkeypatch):
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_fused_gradients_finite_differences(kind, opts, float64, monkeypatch):
     layer, x, h0, dy = _case(kind, opts, 3, 4, 2, 3, np.float64, np.random.default_rng(11))
-    got = _run(layer, x, dy, init=h0, fused=True, monkeypatch=monkeypatch)
+    outs, grads = _run(layer, x, dy, init=h0, fused=True, monkeypatch=monkeypatch)
 
     def f():
         return float(np.sum(layer.forward(x, True, initial_state=h0) * dy))
 
     want = [numeric_grad(f, x)] + [numeric_grad(f, s) for s in (h0 or [])]
     want += [numeric_grad(f, getattr(layer, name)) for name in layer._grad_of]
-    for i, (a, b) in enumerate(zip(got[1:], want)):
+    for i, (a, b) in enumerate(zip(outs[1:] + grads, want)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8, err_msg=f"gradient {i}")
 
 
@@ -128,7 +132,7 @@ def test_fused_one_and_two_threads_same_bits(kind, floatx, monkeypatch):
     runs = []
     for nt in (1, 2):
         layer._n_threads = nt
-        runs.append(_run(layer, x, dy, fused=True, monkeypatch=monkeypatch))
+        runs.append(sum(_run(layer, x, dy, fused=True, monkeypatch=monkeypatch), []))
     for i, (a, b) in enumerate(zip(*runs)):
         np.testing.assert_array_equal(a, b, err_msg=f"output {i}")
 
@@ -158,7 +162,10 @@ def test_rnn_seq_errors():
         rnn_seq_forward(RNN_SIMPLE, TANH, 0, 0, 0, pack_b(U[:, :u].copy()), None, h, bias=np.zeros(u, np.float32))
     with pytest.raises(ValueError, match="drec is needed"):
         rnn_seq_backward(RNN_GRU, TANH, 0, SIG, 0, pack_b(U, trans_b=True), z, h, h.copy(), z.copy(), rec)
+    x, dP = np.zeros((T, B, 2), np.float32), np.zeros((2 + u + 2, 3 * u), np.float32)
+    with pytest.raises(ValueError, match=r"dP: expected shape \(8, 12\)"):   # [dW; db_in; dU; db_rec]
+        rnn_seq_backward(RNN_GRU, TANH, 0, SIG, 0, pack_b(U, trans_b=True), z, h, h.copy(), z.copy(), rec, xh=x,
+                         dP=dP[1:])
+    Uzr_t, Uh_t = pack_b(np.ascontiguousarray(U[:, :2 * u]), trans_b=True), pack_b(U[:, 2 * u:].copy(), trans_b=True)
     with pytest.raises(ValueError, match="no xh, dP"):
-        rnn_seq_backward(RNN_GRU, TANH, 0, SIG, 0, pack_b(U, trans_b=True), z, h, h.copy(), z.copy(), rec,
-                         drec=rec.copy(), xh=np.zeros((T, B, u + 3), np.float32),
-                         dP=np.zeros((u + 3, 3 * u), np.float32))
+        rnn_seq_backward(RNN_GRU_RB, TANH, 0, SIG, 0, Uzr_t, z, h, h.copy(), z.copy(), packed2_t=Uh_t, xh=x, dP=dP)

@@ -575,13 +575,15 @@ cdef void *_opt_seq(str fn, object a, str name, int code, Py_ssize_t T, Py_ssize
     return _ptr(a)
 
 
-cdef void *_packed2(str fn, object packed2, str what, int code, Py_ssize_t u, bint bf, bint rb) except? NULL:
-    """The GRU's (reset before) second kernel, U_h or U_h^T (u, u); NULL for the other cells."""
-    if not rb:
+cdef void *_packed2(str fn, object packed2, str what, int code, Py_ssize_t k, Py_ssize_t n, bint bf,
+                    bint need) except? NULL:
+    """The GRU's second kernel (k, n) where the cell takes one (need): U_h or U_h^T (reset before), W (with
+    x); else NULL."""
+    if not need:
         return NULL
     if packed2 is None:
-        raise ValueError(f"{fn}: the GRU (reset before) takes {what}")
-    _packed_for(fn, packed2, code, u, u, bf)
+        raise ValueError(f"{fn}: the GRU takes {what}")
+    _packed_for(fn, packed2, code, k, n, bf)
     return _ptr(packed2)
 
 
@@ -592,7 +594,8 @@ def rnn_seq_forward(int cell, int act, double alpha, int ract, double ralpha, pa
     h (T + 1, B, u): the initial state at [0], h_t written at [t + 1]. The cell (RNN_LSTM, RNN_GRU,
     RNN_GRU_RB, RNN_SIMPLE) fixes G (4u, 3u, 3u, u) and the arrays (csrc/nncore.h, nc_rnn_seq_forward):
     z (T, B, G) gets the gates (SimpleRNN: not taken, z_t is h[t + 1]); LSTM: s1 = c (T + 1, B, u) likewise,
-    s2 = tc (T, B, u); GRU: s1 = rec (T, B, G) = h_{t-1} U + bias (bias the recurrent bias b_rec, or None);
+    s2 = tc (T, B, u); GRU: s1 = rec (T, B, G) = h_{t-1} U + b_rec, bias (2, G) = [b_in; b_rec] or None, and
+    with x (T, B, D) (no xh) z_t = x_t W + b_in in the loop, packed2 = W (D, G), else z holds it on entry;
     GRU_RB: s1 = q (T, B, u) = r h_{t-1}, packed U_zr (u, 2u), packed2 U_h (u, u). Each step's products,
     then the cell (`nncore._kernels.rnn`), a block of rows through every step.
 
@@ -624,31 +627,39 @@ def rnn_seq_forward(int cell, int act, double alpha, int ract, double ralpha, pa
     elif gru or rb:
         ps1 = _opt_seq(fn, s1, "rec" if gru else "q", code, T, B, G if gru else u, True, True)
     cdef void *ps2 = _opt_seq(fn, s2, "tc", code, T, B, u, True, lstm)
-    if (x is None) != (xh is None):
+    if gru and xh is not None:
+        raise ValueError(f"{fn}: the GRU takes x alone (no xh)")
+    if not gru and (x is None) != (xh is None):
         raise ValueError(f"{fn}: x and xh go together (both arrays, or both None)")
     cdef void *px = NULL
     cdef void *pxh = NULL
     if x is not None:
-        if gru or rb:
-            raise ValueError(f"{fn}: the GRU takes z = x W + b on entry (no x)")
+        if rb:
+            raise ValueError(f"{fn}: the GRU (reset before) takes z = x W + b on entry (no x)")
         _ndim(x, "x", 3)
         D = x.shape[2]
         if D < 1:
             raise ValueError(f"{fn}: x must have at least one feature, got shape {x.shape}")
         _seq(fn, x, "x", code, T, B, D, False)
-        _seq(fn, xh, "xh", code, T, B, D + u + 1, True)
-        _packed_for(fn, packed, code, D + u if bf else D + u + 1, G, bf)
-        px, pxh = _ptr(x), _ptr(xh)
-    else:
+        px = _ptr(x)
+        if not gru:
+            _seq(fn, xh, "xh", code, T, B, D + u + 1, True)
+            _packed_for(fn, packed, code, D + u if bf else D + u + 1, G, bf)
+            pxh = _ptr(xh)
+    if x is None or gru:
         _packed_for(fn, packed, code, u, 2 * u if rb else G, bf)
-    cdef void *pp2 = _packed2(fn, packed2, "packed2 = U_h", code, u, bf, rb)
+    cdef void *pp2 = (_packed2(fn, packed2, "packed2 = U_h", code, u, u, bf, True) if rb else
+                      _packed2(fn, packed2, "packed2 = W", code, D, G, bf, True) if gru and D else NULL)
     cdef void *pbias = NULL
     if bias is not None:
         if not (gru or (bf and x is not None)):
-            raise ValueError(f"{fn}: bias goes with the GRU (b_rec), or with x under ACT_BF16 (else it is "
+            raise ValueError(f"{fn}: bias goes with the GRU ([b_in; b_rec]), or with x under ACT_BF16 (else it is "
                              "[W; U; b]'s row)")
         _same_real(bias, "bias", code)
-        _shape1(bias, "bias", G)
+        if gru:
+            _shape2(bias, "bias", 2, G)
+        else:
+            _shape1(bias, "bias", G)
         pbias = _ptr(bias)
     cdef void *pp = _ptr(packed)
     cdef void *ph = _ptr(h)
@@ -688,7 +699,9 @@ def rnn_seq_backward(int cell, int act, double alpha, int ract, double ralpha, p
 
     LSTM and SimpleRNN with xh (T, B, K), the rows [x_t | h_{t-1} | 1] of `rnn_seq_forward`, and dP (K, G):
     also dP = xh^T delta, i.e. [dW; dU; db], summed step by step while each delta_t is in cache; delta may
-    then be None (nothing of it is kept: it never goes to memory).
+    then be None (nothing of it is kept: it never goes to memory). The GRU (reset_after) with xh = x (T, B,
+    D), the layer's input, and dP (D + u + 2, G): dP = [dW; db_in; dU; db_rec], [dW; db_in] = [x | 1]^T dx and
+    [dU; db_rec] = [h_{t-1} | 1]^T drec summed likewise; delta and drec may then be None.
 
     mixed_bfloat16 (ACT_BF16 on act): the products on the bf16 micro-kernel, the kernels from
     ``pack_b_bf16(., trans_b=True)``; the cells round delta_t; dP on the bf16 GEMM.
@@ -711,7 +724,7 @@ def rnn_seq_backward(int cell, int act, double alpha, int ract, double ralpha, p
     elif gru:
         ps1 = _opt_seq(fn, s1, "rec", code, T, B, G, False, True)
     cdef void *ps2 = _opt_seq(fn, s2, "tc", code, T, B, u, False, lstm)
-    cdef void *pdrec = _opt_seq(fn, drec, "drec", code, T, B, G, True, gru)
+    cdef void *pdrec = _opt_seq(fn, drec, "drec", code, T, B, G, True, gru and (drec is not None or dP is None))
     _seq(fn, dh, "dh", code, T + 1, B, u, True)
     if (xh is None) != (dP is None):
         raise ValueError(f"{fn}: xh and dP go together (both arrays, or both None)")
@@ -722,11 +735,14 @@ def rnn_seq_backward(int cell, int act, double alpha, int ract, double ralpha, p
     cdef void *pdP = NULL
     cdef void *pd = NULL
     if xh is not None:
-        if gru or rb:
-            raise ValueError(f"{fn}: the GRU's weight gradients are products after the loop (no xh, dP)")
+        if rb:
+            raise ValueError(f"{fn}: the GRU's (reset before) weight gradients are products after the loop (no xh, "
+                             "dP)")
         _ndim(xh, "xh", 3)
         K = xh.shape[2]
         _seq(fn, xh, "xh", code, T, B, K, False)
+        if gru:                                     # xh is x: dP holds [dW; db_in; dU; db_rec]
+            K += u + 2
         _same_real(dP, "dP", code)
         _shape2(dP, "dP", K, G)
         _writable(dP, "dP")
@@ -743,7 +759,7 @@ def rnn_seq_backward(int cell, int act, double alpha, int ract, double ralpha, p
         _writable(dc, "dc")
         pdc = _ptr(dc)
     _packed_for(fn, packed_t, code, 2 * u if rb else G, u, bf)
-    cdef void *pp2 = _packed2(fn, packed2_t, "packed2_t = U_h^T", code, u, bf, rb)
+    cdef void *pp2 = _packed2(fn, packed2_t, "packed2_t = U_h^T", code, u, u, bf, rb)
     cdef void *pp = _ptr(packed_t)
     cdef void *ph = _ptr(h)
     cdef void *pdh = _ptr(dh)

@@ -467,19 +467,31 @@ class _Recurrent(Layer):
         [dW; dU; db] = xh^T delta, summed by the backward loop."""
         return self._xh_form and self._fused(b) and b.mi is None
 
+    def _x_in_loop(self, b):
+        """Whether the forward step loop multiplies x_t W itself (the GRU's, fused): _project then makes only
+        the dropped-out copy x m."""
+        return False
+
+    def _x_seq(self, b):
+        """The inputs the fused step loops take: x, or its dropped-out copy x m (one mask block there)."""
+        return b.xt if b.mi is None else b.drop_bufs.xd
+
     def _project(self, b):
         # Z[:, k] = (X m_k) W[:, k] + b[:, k] for the gate blocks k (one block without dropout); Z float32
         if self._one_product(b):                     # the step loop multiplies x_t W with h_{t-1} U
             return
         W, bias, nt = b.W, self._input_bias(), self._n_threads
         if b.mi is None:
-            self._mm(b, b.xt2, W, b.z2, round_out=False, bias=bias, n_threads=nt)
+            if not self._x_in_loop(b):
+                self._mm(b, b.xt2, W, b.z2, round_out=False, bias=bias, n_threads=nt)
             return
         xd, k = b.drop_bufs.xd, len(b.mi)
         for xk, m in zip(_blocks(xd, k), b.mi):
             np.multiply(b.xt, m, out=xk)
         if b.bf:
             bf16_round(xd, xd)
+        if self._x_in_loop(b):
+            return
         xd2 = xd.reshape(-1, xd.shape[2])
         for xk2, Wk, zk, bk in zip(_blocks(xd2, k), _blocks(W, k), _blocks(b.z2, k),
                                    _blocks(bias, k) if bias is not None else [None] * k):
@@ -658,10 +670,6 @@ class _Recurrent(Layer):
         """The cell's own arrays of the step loop (s1, s2 of rnn_seq_forward)."""
         return None, None
 
-    def _rec_bias(self):
-        """The bias of the step's recurrent product (the GRU's b_rec), or None."""
-        return None
-
     def _seq_forward(self, b):
         """The forward step loop in one kernel call: per step the cell's products on a block of rows, then
         its cell, each thread a block of rows through every step (`rnn_seq_forward`)."""
@@ -671,7 +679,7 @@ class _Recurrent(Layer):
         if not self._one_product(b):                 # z = x W + b from _project; z_t += h_{t-1} U, ...
             packed, packed2 = self._seq_kernels(b)
             rnn_seq_forward(self._cell, a, al, ra, ral, packed, b.z, b.h, s1, s2, with_h0=b.h0, n_threads=nt,
-                            bias=self._rec_bias(), packed2=packed2)
+                            packed2=packed2)
             return
         D, u = self._D, self.units
         if b.xh is None:
@@ -999,9 +1007,6 @@ class GRU(_Recurrent):
     def _seq_states(self, b):
         return (b.rec if self.reset_after else b.q), None
 
-    def _rec_bias(self):
-        return self.bias[1] if self.reset_after and self.use_bias else None
-
     def _seq_kernels(self, b, trans=False):
         if self.reset_after:
             return super()._seq_kernels(b, trans)
@@ -1013,6 +1018,42 @@ class GRU(_Recurrent):
             np.copyto(b.Uzr, b.U[:, :2 * u])
             np.copyto(b.Uh, b.U[:, 2 * u:])
         return self._packed(b, "Uzr_packed" + t, b.Uzr, trans), self._packed(b, "Uh_packed" + t, b.Uh, trans)
+
+    def _x_in_loop(self, b):
+        """reset_after, fused: the step loops take x_t themselves, forward z_t = x_t W + b_in on the step's
+        rows, backward dP = [dW; db_in; dU; db_rec] = [x_t | 1]^T dx_t and [h_{t-1} | 1]^T drec_t summed while
+        the deltas are in cache."""
+        return self.reset_after and self._fused(b)
+
+    def _seq_forward(self, b):
+        if not self._x_in_loop(b):
+            super()._seq_forward(b)
+            return
+        a, al, ra, ral = self._codes(b)
+        rnn_seq_forward(RNN_GRU, a, al, ra, ral, self._seq_kernels(b)[0], b.z, b.h, b.rec, with_h0=b.h0,
+                        n_threads=self._n_threads, x=self._x_seq(b), bias=self.bias if self.use_bias else None,
+                        packed2=self._packed(b, "W_packed", b.W))
+
+    def _seq_backward(self, b):
+        if not self._x_in_loop(b):
+            super()._seq_backward(b)
+            return
+        a, al, ra, ral = self._codes(b)
+        if getattr(b, "dPg", None) is None:
+            b.dPg = np.empty((self._D + self.units + 2, 3 * self.units), b.h.dtype)
+        rnn_seq_backward(RNN_GRU, a, al, ra, ral, self._seq_kernels(b, trans=True)[0], b.z, b.h, b.dh,
+                         b.d if self._need_dx else None, b.rec, with_h0=b.init, h0=b.h0, n_threads=self._n_threads,
+                         xh=self._x_seq(b), dP=b.dPg, add_dh=not self._steps_set_dh(b))
+
+    def _weight_grads(self, b, g):
+        if not self._x_in_loop(b):
+            super()._weight_grads(b, g)
+            return
+        D, u, P = self._D, self.units, b.dPg                   # [dW; db_in; dU; db_rec]
+        np.copyto(g["kernel"], P[:D])
+        np.copyto(g["recurrent_kernel"], P[D + 1:D + 1 + u])
+        if self.use_bias:
+            np.copyto(g["bias"], P[[D, D + 1 + u]])
 
     def _forward_steps(self, b):
         if self._fused(b):
