@@ -39,10 +39,16 @@ static void NC_NAME(im2col_row)(const nc_conv_geom *g, const REAL *x, REAL *cols
 /* Rows [r0, r0 + rows) of the cols matrix (r = (b oh + i) ow + j) into dst, row stride K. */
 void NC_NAME(im2col_pixels)(const nc_conv_geom *g, const REAL *x, ptrdiff_t r0, ptrdiff_t rows, REAL *dst)
 {
-    const ptrdiff_t K = g->kh * g->kw * g->c, per_image = g->oh * g->ow;
-    for (ptrdiff_t r = r0; r < r0 + rows; r++, dst += K) {
-        ptrdiff_t b = r / per_image, q = r % per_image;
-        NC_NAME(im2col_pixel)(g, x + b * g->h * g->w * g->c, q / g->ow, q % g->ow, dst);
+    const ptrdiff_t K = g->kh * g->kw * g->c, per_image = g->oh * g->ow, hwc = g->h * g->w * g->c;
+    if (rows <= 0) return;
+    ptrdiff_t q = r0 % per_image, oh = q / g->ow, ow = q % g->ow;
+    const REAL *xb = x + r0 / per_image * hwc;
+    for (ptrdiff_t r = 0; r < rows; r++, dst += K) {   /* (b, oh, ow) stepped, no division per pixel */
+        NC_NAME(im2col_pixel)(g, xb, oh, ow, dst);
+        if (++ow == g->ow) {
+            ow = 0;
+            if (++oh == g->oh) oh = 0, xb += hwc;
+        }
     }
 }
 

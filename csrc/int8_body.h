@@ -49,7 +49,7 @@ static void NC_NAME(i8_quant_rows)(const nc_i8_job *job, const REAL *x, ptrdiff_
     for (ptrdiff_t r = 0; r < rows; r++, x += ldx, dst += ldd) {
         xs[r] = I8_PICK(job->level, i8_row_scale)(x, k, (REAL)job->qmax);
         I8_PICK(job->level, i8_quant_row)(x, k, xs[r], (REAL)job->qmax, o, dst);
-        memset(dst + k, o, (size_t)(ldd - k));
+        for (ptrdiff_t p = k; p < ldd; p++) dst[p] = o;   /* up to 4 kg: a few bytes, no memset call */
     }
 }
 
