@@ -155,9 +155,11 @@ def _config(mode, config, where):
 
 
 def _selected(layer, filters):
-    """Keras's ``should_quantize_layer``: a regex (searched in the name), a list of them, or a callable."""
+    """Keras's ``should_quantize_layer``: a regex (searched in the name), a list of them, or a callable;
+    without filters, every layer whose int8 form pays (``_int8_pays``: a convolution of patch rows shorter
+    than ``nncore.layers.conv.INT8_MIN_K`` stays float, Keras would quantize it)."""
     if filters is None:
-        return True
+        return getattr(layer, "_int8_pays", True)
     if isinstance(filters, str):
         return bool(re.search(filters, layer.name))
     if isinstance(filters, (list, tuple)):

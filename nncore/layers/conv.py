@@ -141,6 +141,15 @@ class _Window(Layer):
         return a if self.rank == 2 else a.reshape(n, h, w, c)
 
 
+# The shortest patch row (k = kh kw c) whose int8 form model.quantize takes by default. A convolution
+# quantizes one patch row per output pixel: for short rows that per-row work (the scale, the rounding, the
+# dequantizing store) costs more than the int8 product saves. Measured (Zen 4, AVX512-VNNI, 1 thread,
+# 3x3 kernels, float32 im2col + GEMM or Winograd against the int8 form, bench/RESULTS.md "Session 13,
+# engineer qcnn"): int8 0.4-0.65x float32 at k = 9-54 (n = 32-128 filters; a tie at k = 54, n = 64),
+# 1.5-1.9x at k = 72, 2x at k = 144, 1.5x at k = 288.
+INT8_MIN_K = 64
+
+
 class _Conv(Int8Quantizable, _Window):
     """Convolution of rank 1 or 2: y = f(conv(x, kernel) + b), one im2col and one GEMM (in the int8
     form: the int8 GEMM of the cols matrix, each patch row quantized as one input row, made and quantized
@@ -185,6 +194,11 @@ class _Conv(Int8Quantizable, _Window):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0],) + tuple(self._out[2 - self.rank:]) + (self.filters,)
+
+    @property
+    def _int8_pays(self):
+        """Whether model.quantize takes this layer by default: patch rows of at least INT8_MIN_K values."""
+        return math.prod(self.kernel_size) * self._hwc[2] >= INT8_MIN_K
 
     def _bind(self, params_of, grads_of):
         super()._bind(params_of, grads_of)
