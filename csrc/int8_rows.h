@@ -22,20 +22,13 @@
 static I8L_ATTR REAL I8L_NAME(i8_row_scale)(const REAL *x, ptrdiff_t k, REAL Q)
 {
     const I8_UINT *u = (const I8_UINT *)(const void *)x;
-    const ptrdiff_t kw = k / I8L_W * I8L_W, kf = k / I8L_V * I8L_V;
+    const ptrdiff_t kf = k / I8L_V * I8L_V;     /* (a reduction of I8L_V-wide vectors: no blocks needed) */
     const int rem = (int)(k - kf);
     I8_UINT amax = 0;
 #pragma omp simd reduction(max : amax)
-    for (ptrdiff_t p = 0; p < kw; p++) {
+    for (ptrdiff_t p = 0; p < kf; p++) {
         I8_UINT v = u[p] & I8_ABS_MASK;
         amax = v > amax ? v : amax;
-    }
-    for (ptrdiff_t p = kw; p < kf; p += I8L_V) {
-#pragma omp simd reduction(max : amax)
-        for (int t = 0; t < I8L_V; t++) {
-            I8_UINT v = u[p + t] & I8_ABS_MASK;
-            amax = v > amax ? v : amax;
-        }
     }
     if (rem) {
         u += kf;
