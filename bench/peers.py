@@ -434,15 +434,16 @@ class TorchPeer(Peer):
 class TorchInt8Peer(TorchPeer):
     """PyTorch's int8 inference for CPUs: ``torch.ao.quantization.quantize_dynamic(model, {nn.Linear},
     dtype=torch.qint8)`` (int8 weights per tensor, inputs quantized per batch at run time, FBGEMM's
-    kernels with 7-bit activations on x86), the predict rows of the MLPs."""
+    kernels with 7-bit activations on x86), the predict rows. It quantizes nn.Linear only (PyTorch has
+    no dynamic int8 convolution): on the cnn row the convolutions stay float32, the Dense head is int8."""
 
     name = "torch_int8"
-    label = "PyTorch int8 quantize_dynamic"
+    label = "PyTorch int8 quantize_dynamic (Linear only)"
 
     @classmethod
     def supports(cls, wl):
-        if wl.task != "predict" or wl.arch != "mlp":
-            return False, f"{cls.label} runs the MLP inference rows only"
+        if wl.task != "predict":
+            return False, f"{cls.label} runs the inference rows only"
         return super().supports(wl)
 
     def __init__(self, wl, x, y, seed=0, one_call=False):
@@ -457,8 +458,11 @@ class TorchInt8Peer(TorchPeer):
         with warnings.catch_warnings():   # torch 2.13 deprecates torch.ao.quantization, still its CPU int8 way
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.filterwarnings("ignore", "torch.quantize_per_tensor", UserWarning)
-            self.model = torch.ao.quantization.quantize_dynamic(self.float_model.eval(), {torch.nn.Linear},
-                                                                dtype=torch.qint8)
+            warnings.filterwarnings("ignore", "Please use quant_min", UserWarning)   # the x86 qconfig's observers
+            self.model = self.quantized(self.float_model.eval())
+
+    def quantized(self, model):
+        return self.torch.ao.quantization.quantize_dynamic(model, {self.torch.nn.Linear}, dtype=self.torch.qint8)
 
     def set_weights(self, weights):
         self.model = self.float_model
@@ -466,7 +470,39 @@ class TorchInt8Peer(TorchPeer):
         self._quantize()
 
     def linears(self):
-        return [m for m in self.float_model.modules() if isinstance(m, self.torch.nn.Linear)]
+        nn = self.torch.nn   # the float model's (the quantized modules are other classes)
+        return [m for m in self.float_model.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.LSTM))]
+
+
+class TorchInt8StaticPeer(TorchInt8Peer):
+    """PyTorch's static int8 quantization, eager mode, as its tutorial writes it: QuantStub in front,
+    DeQuantStub behind, each Conv2d/Linear fused with its ReLU (``fuse_modules``), the ``"x86"`` qconfig
+    (int8 weights per output channel, uint8 activations per tensor with scales fixed by calibration on
+    the first 512 samples), ``prepare`` / calibrate / ``convert``: every layer, the convolutions
+    included, on FBGEMM/oneDNN int8 kernels, uint8 tensors between them (the scale of every activation
+    is fixed ahead, nothing measured at run time). The predict rows."""
+
+    name = "torch_int8_static"
+    label = "PyTorch int8 static"
+    calibration = 512
+
+    def quantized(self, model):
+        import copy
+
+        torch = self.torch
+        nn, tq = torch.nn, torch.ao.quantization
+        mods = list(copy.deepcopy(model).children())
+        # [conv/linear, relu] pairs fused (positions within the new Sequential: QuantStub is 0)
+        pairs = [[str(i + 1), str(i + 2)] for i, m in enumerate(mods[:-1])
+                 if isinstance(m, (nn.Conv2d, nn.Linear)) and isinstance(mods[i + 1], nn.ReLU)]
+        net = nn.Sequential(tq.QuantStub(), *mods, tq.DeQuantStub()).eval()
+        net = tq.fuse_modules(net, pairs)
+        torch.backends.quantized.engine = "x86"
+        net.qconfig = tq.get_default_qconfig("x86")
+        tq.prepare(net, inplace=True)
+        with torch.inference_mode():
+            net(self.tx[:self.calibration])
+        return tq.convert(net, inplace=True)
 
 
 class TrainingRowsOnly:
@@ -890,11 +926,11 @@ class OnnxRuntimePeer(_NncoreInference):
 
 PEERS = {cls.name: cls for cls in (NncorePeer, TorchPeer, TorchFusedPeer, SklearnPeer, NumpyPeer, KerasPeer,
                                    OnnxRuntimePeer, NncoreCallPeer, NncorePredictOnBatchPeer, NncoreIm2colPeer,
-                                   NncoreInt8Peer, TorchInt8Peer, NncoreBf16Peer, TorchBf16Peer)}
+                                   NncoreInt8Peer, TorchInt8Peer, TorchInt8StaticPeer, NncoreBf16Peer, TorchBf16Peer)}
 PEER_ORDER = ("nncore", "torch", "torch_fused", "sklearn", "numpy", "keras", "onnxruntime", "nncore_call",
-              "nncore_pob", "nncore_im2col", "nncore_int8", "torch_int8", "nncore_bf16", "torch_bf16")
+              "nncore_pob", "nncore_im2col", "nncore_int8", "torch_int8", "torch_int8_static", "nncore_bf16", "torch_bf16")
 NNCORE_VARIANTS = ("nncore_call", "nncore_pob", "nncore_im2col", "nncore_int8")  # nncore itself: ratios shown, never the "fastest peer"
-INT8_PEERS = ("nncore_int8", "torch_int8")  # int8 inference (python -m bench --precision int8): their own table
+INT8_PEERS = ("nncore_int8", "torch_int8", "torch_int8_static")  # int8 inference (python -m bench --precision int8): their own table
 BF16_PEERS = ("nncore_bf16", "torch_bf16")  # bf16 training (python -m bench --precision bf16): their own table
 PRECISION_PEERS = {"int8": INT8_PEERS, "bf16": BF16_PEERS}   # never the "fastest peer" of a float32 row
 LOW_PRECISION_PEERS = INT8_PEERS + BF16_PEERS

@@ -20,10 +20,13 @@ and the faster variant stands for the peer in the ratio columns.
 
 Ratios are peer time / nncore time: > 1 means nncore is faster.
 
-``--precision int8`` adds the int8 inference contenders to the predict rows of
-the MLP (nncore after ``model.quantize("int8")``, PyTorch's
-``quantize_dynamic``), in the same run as the float32 ones; their table gives
-every peer's time over nncore int8's.
+``--precision int8`` adds the int8 inference contenders to the predict rows
+(the MLP's ``predict``/``predict1``, the cnn's ``cnn_predict``): nncore after
+``model.quantize("int8")``, PyTorch's ``quantize_dynamic`` (nn.Linear only: on
+the cnn its convolutions stay float32) and PyTorch's static eager-mode
+quantization (every layer int8, activation scales calibrated ahead), in the
+same run as the float32 ones; their table gives every peer's time over nncore
+int8's.
 
 ``--precision bf16`` adds the mixed-precision training contenders to the
 training rows (nncore under ``mixed_precision.set_global_policy("mixed_bfloat16")``,
@@ -452,7 +455,8 @@ def summarize(row):
 LABELS = {"nncore": "nncore", "torch": "PyTorch", "torch_fused": "PyTorch fused", "sklearn": "sklearn",
           "numpy": "NumPy", "keras": "Keras 3", "onnxruntime": "ONNX Runtime", "nncore_call": "nncore model(x)",
           "nncore_pob": "nncore predict_on_batch", "nncore_im2col": "nncore im2col", "nncore_int8": "nncore int8",
-          "torch_int8": "PyTorch int8 quantize_dynamic", "nncore_bf16": "nncore mixed_bfloat16",
+          "torch_int8": "PyTorch quantize_dynamic (Linear only)",
+          "torch_int8_static": "PyTorch int8 static", "nncore_bf16": "nncore mixed_bfloat16",
           "torch_bf16": "PyTorch autocast bf16"}
 
 

@@ -82,6 +82,8 @@ WORKLOADS = {
     "cnn": Workload("cnn", (784, 32, 64, 10), 128, 6400, arch="cnn", input_shape=(28, 28, 1),
                     note="MNIST-shaped: Conv2D(32, 3, relu), MaxPooling2D(2), Conv2D(64, 3, relu), "
                          "MaxPooling2D(2), Flatten, Dense(10, softmax)"),
+    "cnn_predict": Workload("cnn_predict", (784, 32, 64, 10), 1024, 4096, task="predict", arch="cnn",
+                            input_shape=(28, 28, 1), note="inference of the cnn model"),
     "lstm": Workload("lstm", (784, 128, 10), 128, 6400, arch="lstm", input_shape=(28, 28),
                      note="MNIST rows as timesteps: LSTM(128) over (28 steps, 28 features), Dense(10, softmax)"),
     "gru": Workload("gru", (784, 128, 10), 128, 6400, arch="gru", input_shape=(28, 28),

@@ -3,31 +3,51 @@
  * see conv.c for the layout and the threading rules. */
 #ifdef NC_LEVEL
 
+/* The cols row of output pixel (oh, ow) of image xb: K = kh kw c values at d. */
+static inline void NC_NAME(im2col_pixel)(const nc_conv_geom *g, const REAL *xb, ptrdiff_t oh, ptrdiff_t ow, REAL *d)
+{
+    const ptrdiff_t H = g->h, W = g->w, C = g->c;
+    const ptrdiff_t w0 = ow * g->sw - g->pl;
+    for (ptrdiff_t i = 0; i < g->kh; i++, d += g->kw * C) {
+        const ptrdiff_t ih = oh * g->sh - g->pt + i * g->dh;
+        if (ih < 0 || ih >= H) {                         /* a padding row of the window */
+            memset(d, 0, (size_t)(g->kw * C) * sizeof(REAL));
+            continue;
+        }
+        const REAL *xr = xb + ih * W * C;
+        if (g->dw == 1 && w0 >= 0 && w0 + g->kw <= W) {  /* the window row is kw c contiguous values */
+            memcpy(d, xr + w0 * C, (size_t)(g->kw * C) * sizeof(REAL));
+            continue;
+        }
+        for (ptrdiff_t j = 0; j < g->kw; j++) {
+            const ptrdiff_t iw = w0 + j * g->dw;
+            if (iw < 0 || iw >= W) memset(d + j * C, 0, (size_t)C * sizeof(REAL));
+            else memcpy(d + j * C, xr + iw * C, (size_t)C * sizeof(REAL));
+        }
+    }
+}
+
 /* One output row (image b, output row oh) of the cols matrix: Wo rows of K = kh kw c. */
 static void NC_NAME(im2col_row)(const nc_conv_geom *g, const REAL *x, REAL *cols, ptrdiff_t b, ptrdiff_t oh)
 {
-    const ptrdiff_t H = g->h, W = g->w, C = g->c, K = g->kh * g->kw * C;
-    const REAL *xb = x + b * H * W * C;
+    const ptrdiff_t K = g->kh * g->kw * g->c;
+    const REAL *xb = x + b * g->h * g->w * g->c;
     REAL *dst = cols + (b * g->oh + oh) * g->ow * K;
-    for (ptrdiff_t ow = 0; ow < g->ow; ow++, dst += K) {
-        const ptrdiff_t w0 = ow * g->sw - g->pl;
-        REAL *d = dst;
-        for (ptrdiff_t i = 0; i < g->kh; i++, d += g->kw * C) {
-            const ptrdiff_t ih = oh * g->sh - g->pt + i * g->dh;
-            if (ih < 0 || ih >= H) {                         /* a padding row of the window */
-                memset(d, 0, (size_t)(g->kw * C) * sizeof(REAL));
-                continue;
-            }
-            const REAL *xr = xb + ih * W * C;
-            if (g->dw == 1 && w0 >= 0 && w0 + g->kw <= W) {  /* the window row is kw c contiguous values */
-                memcpy(d, xr + w0 * C, (size_t)(g->kw * C) * sizeof(REAL));
-                continue;
-            }
-            for (ptrdiff_t j = 0; j < g->kw; j++) {
-                const ptrdiff_t iw = w0 + j * g->dw;
-                if (iw < 0 || iw >= W) memset(d + j * C, 0, (size_t)C * sizeof(REAL));
-                else memcpy(d + j * C, xr + iw * C, (size_t)C * sizeof(REAL));
-            }
+    for (ptrdiff_t ow = 0; ow < g->ow; ow++, dst += K) NC_NAME(im2col_pixel)(g, xb, oh, ow, dst);
+}
+
+/* Rows [r0, r0 + rows) of the cols matrix (r = (b oh + i) ow + j) into dst, row stride K. */
+void NC_NAME(im2col_pixels)(const nc_conv_geom *g, const REAL *x, ptrdiff_t r0, ptrdiff_t rows, REAL *dst)
+{
+    const ptrdiff_t K = g->kh * g->kw * g->c, per_image = g->oh * g->ow, hwc = g->h * g->w * g->c;
+    if (rows <= 0) return;
+    ptrdiff_t q = r0 % per_image, oh = q / g->ow, ow = q % g->ow;
+    const REAL *xb = x + r0 / per_image * hwc;
+    for (ptrdiff_t r = 0; r < rows; r++, dst += K) {   /* (b, oh, ow) stepped, no division per pixel */
+        NC_NAME(im2col_pixel)(g, xb, oh, ow, dst);
+        if (++ow == g->ow) {
+            ow = 0;
+            if (++oh == g->oh) oh = 0, xb += hwc;
         }
     }
 }
@@ -237,6 +257,11 @@ void NC_NAME(avgpool_backward)(const nc_conv_geom *g, const REAL *dy, REAL *dx, 
 void NC_NAME(im2col)(const nc_conv_geom *g, const REAL *x, REAL *cols, int nthreads)
 {
     NC_PICK(im2col)(g, x, cols, nthreads);
+}
+
+void NC_NAME(im2col_pixels)(const nc_conv_geom *g, const REAL *x, ptrdiff_t r0, ptrdiff_t rows, REAL *dst)
+{
+    NC_PICK(im2col_pixels)(g, x, r0, rows, dst);
 }
 
 void NC_NAME(col2im)(const nc_conv_geom *g, const REAL *cols, REAL *x, int nthreads)

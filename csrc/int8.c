@@ -165,8 +165,8 @@ struct nc_i8_job {
     ptrdiff_t ldb;
     /* Rows [i0, i0 + rows) of A in the kernels' form: row r at dst + r ldd, its k
      * bytes plus the offset o each (mod 256), then o up to 4 kg; each row's scale in
-     * info (info_size bytes a row). */
-    void (*pack_a)(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows, uint8_t o, uint8_t *dst, ptrdiff_t ldd,
+     * info (info_size bytes a row); 0, or -1 when out of memory. */
+    int (*pack_a)(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows, uint8_t o, uint8_t *dst, ptrdiff_t ldd,
                    void *info);
     /* C(i0 + i, j0 + j) from the finished tile t(i, j) (row stride ldt), i < mi, j < nj */
     void (*store)(const nc_i8_job *job, const int32_t *t, int ldt, ptrdiff_t i0, ptrdiff_t j0, int mi, int nj,
@@ -175,8 +175,9 @@ struct nc_i8_job {
     int a_size;           /* bytes of an element of A (prefetching the next block's rows) */
     int qmax;             /* A in [-qmax, qmax] */
     int level;            /* the SIMD level of the REAL helpers (nc_i8_level) */
-    const void *a;        /* int8 A or REAL x, row stride lda */
+    const void *a;        /* int8 A or REAL x, row stride lda; a convolution's input image */
     ptrdiff_t lda;
+    const nc_conv_geom *geom; /* a convolution: A is the cols matrix of x (im2col), never stored */
     void *c;
     ptrdiff_t ldc;
     const void *wscale, *bias;
@@ -189,7 +190,7 @@ struct nc_i8_job {
  * scales in info). While one block's tiles run (compute-bound), the next block's rows of A come into
  * L2 (that pass is bound by memory otherwise), a few lines per micro-kernel call: after the last
  * block, the bytes [pf, pf_end) (the caller's next rows; may be empty). */
-static void nc_i8_rows(const nc_i8_job *job, const nc_i8_variant *V, const uint8_t *bp, const uint32_t *corr,
+static int nc_i8_rows(const nc_i8_job *job, const nc_i8_variant *V, const uint8_t *bp, const uint32_t *corr,
                        ptrdiff_t c0, ptrdiff_t ncol, ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t mc, uint8_t *ap,
                        char *info, const char *pf_last, const char *pf_last_end)
 {
@@ -199,10 +200,10 @@ static void nc_i8_rows(const nc_i8_job *job, const nc_i8_variant *V, const uint8
     int32_t tile[NC_I8_TILE_MAX];
     for (ptrdiff_t ic = r0; ic < r1; ic += mc) {
         ptrdiff_t mci = r1 - ic < mc ? r1 - ic : mc, mpad = (mci + mr - 1) / mr * mr;
-        job->pack_a(job, ic, mci, o, ap, kp, info);
+        if (job->pack_a(job, ic, mci, o, ap, kp, info)) return -1;
         memset(ap + mci * kp, o, (size_t)((mpad - mci) * kp)); /* the rows of the last tile past m */
         const char *pf = pf_last, *pf_end = pf_last_end;
-        if (ic + mci < r1) {
+        if (ic + mci < r1 && !job->geom) {
             ptrdiff_t next = ic + mci, nrows = r1 - next < mc ? r1 - next : mc;
             pf = (const char *)job->a + next * job->lda * job->a_size;
             pf_end = pf + nrows * job->lda * job->a_size;
@@ -219,6 +220,7 @@ static void nc_i8_rows(const nc_i8_job *job, const nc_i8_variant *V, const uint8
             }
         }
     }
+    return 0;
 }
 
 #define NC_I8_UP(x) (((x) + 63) / 64 * 64)
@@ -266,9 +268,9 @@ static int nc_i8_region(const nc_i8_job *job, const nc_i8_variant *V, ptrdiff_t 
     char *info = (char *)ap + NC_I8_UP(abytes);
     nc_i8_pack(V, job->B + c0, job->ldb, job->k, c1 - c0, bp);
     size_t cb = nc_i8_corr_bytes(V, c1 - c0);
-    nc_i8_rows(job, V, bp + cb, (const uint32_t *)bp, c0, c1 - c0, r0, r1, mc, ap, info, NULL, NULL);
+    int rc = nc_i8_rows(job, V, bp + cb, (const uint32_t *)bp, c0, c1 - c0, r0, r1, mc, ap, info, NULL, NULL);
     free(mem);
-    return 0;
+    return rc;
 }
 
 /* The direct path: C = A B for a few rows, B (k x n, row stride ldb) read in
@@ -304,7 +306,10 @@ static int nc_i8_run_direct(const nc_i8_job *job, const nc_i8_variant *V)
     int32_t *c32 = (int32_t *)(void *)mem;
     int8_t *q = (int8_t *)(mem + cbytes);
     _Alignas(16) char info[NC_I8_DIRECT_ROWS * sizeof(double)];
-    job->pack_a(job, 0, m, 0, (uint8_t *)q, kp, info);
+    if (job->pack_a(job, 0, m, 0, (uint8_t *)q, kp, info)) {
+        if (mem != stack) free(mem);
+        return -1;
+    }
     nc_i8_gemv_of(V)(m, n, k, q, kp, job->B, job->ldb, job->qmax, c32, n);
     job->store(job, c32, (int)n, 0, 0, (int)m, (int)n, info);
     if (mem != stack) free(mem);
@@ -373,7 +378,7 @@ static int nc_i8_packed_kernel(const void *packed, ptrdiff_t k, ptrdiff_t n, int
 #define NC_I8_CHAIN_ROWS_TEAM 64
 
 /* ---- C = A B in int32 for int8 A (the test face of the kernels) ---------------------------------- */
-static void nc_i8_pack_s8(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows, uint8_t o, uint8_t *dst, ptrdiff_t ldd,
+static int nc_i8_pack_s8(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows, uint8_t o, uint8_t *dst, ptrdiff_t ldd,
                           void *info)
 {
     ptrdiff_t k = job->k;
@@ -385,6 +390,7 @@ static void nc_i8_pack_s8(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows, ui
         for (ptrdiff_t p = 0; p < k; p++) d[p] = (uint8_t)(a[p] + o);
         memset(d + k, o, (size_t)(ldd - k));
     }
+    return 0;
 }
 
 static void nc_i8_store_s32(const nc_i8_job *job, const int32_t *t, int ldt, ptrdiff_t i0, ptrdiff_t j0, int mi,

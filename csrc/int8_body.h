@@ -40,18 +40,47 @@
 #define I8_PICK(level, op) NC_NAME(op##_generic)
 #endif
 
-/* Quantize rows [i0, i0 + rows) of x into the kernels' A rows; their scales into info. */
-static void NC_NAME(i8_pack_x)(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows, uint8_t o, uint8_t *dst,
-                               ptrdiff_t ldd, void *info)
+/* Quantize `rows` rows of k values (row stride ldx) into the kernels' A rows at dst (stride ldd), their
+ * scales into xs. */
+static void NC_NAME(i8_quant_rows)(const nc_i8_job *job, const REAL *x, ptrdiff_t ldx, ptrdiff_t rows, uint8_t o,
+                                   uint8_t *dst, ptrdiff_t ldd, REAL *xs)
 {
     ptrdiff_t k = job->k;
-    REAL *xs = (REAL *)info;
-    for (ptrdiff_t r = 0; r < rows; r++) {
-        const REAL *x = (const REAL *)job->a + (i0 + r) * job->lda;
+    for (ptrdiff_t r = 0; r < rows; r++, x += ldx, dst += ldd) {
         xs[r] = I8_PICK(job->level, i8_row_scale)(x, k, (REAL)job->qmax);
-        I8_PICK(job->level, i8_quant_row)(x, k, xs[r], o, dst + r * ldd);
-        memset(dst + r * ldd + k, o, (size_t)(ldd - k));
+        I8_PICK(job->level, i8_quant_row)(x, k, xs[r], o, dst);
+        for (ptrdiff_t p = k; p < ldd; p++) dst[p] = o;   /* up to 4 kg: a few bytes, no memset call */
     }
+}
+
+/* Quantize rows [i0, i0 + rows) of x into the kernels' A rows; their scales into info. */
+static int NC_NAME(i8_pack_x)(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows, uint8_t o, uint8_t *dst,
+                              ptrdiff_t ldd, void *info)
+{
+    NC_NAME(i8_quant_rows)(job, (const REAL *)job->a + i0 * job->lda, job->lda, rows, o, dst, ldd, (REAL *)info);
+    return 0;
+}
+
+/* Bytes of the float cols rows a convolution's A block is gathered through (in L1 while quantized). */
+#define I8_CONV_CHUNK_BYTES 16384
+
+/* A convolution's A rows [i0, i0 + rows): the cols rows of x (im2col), a chunk at a time into an L1
+ * buffer, then quantized as x's rows are: the float cols matrix is never written to memory. */
+static int NC_NAME(i8_pack_conv)(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows, uint8_t o, uint8_t *dst,
+                                 ptrdiff_t ldd, void *info)
+{
+    ptrdiff_t k = job->k, chunk = I8_CONV_CHUNK_BYTES / (k * (ptrdiff_t)sizeof(REAL));
+    if (chunk < 1) chunk = 1;
+    if (chunk > rows) chunk = rows;
+    REAL *buf = (REAL *)malloc((size_t)(chunk * k) * sizeof(REAL));
+    if (!buf) return -1;
+    for (ptrdiff_t r = 0; r < rows; r += chunk) {
+        ptrdiff_t cnt = rows - r < chunk ? rows - r : chunk;
+        NC_NAME(im2col_pixels)(job->geom, (const REAL *)job->a, i0 + r, cnt, buf);
+        NC_NAME(i8_quant_rows)(job, buf, k, cnt, o, dst + r * ldd, ldd, (REAL *)info + r);
+    }
+    free(buf);
+    return 0;
 }
 
 static void NC_NAME(i8_store)(const nc_i8_job *job, const int32_t *t, int ldt, ptrdiff_t i0, ptrdiff_t j0, int mi,
@@ -73,6 +102,18 @@ int NC_NAME(gemm_int8)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *x, ptr
     job.a_size = (int)sizeof(REAL);
     job.level = nc_i8_level();
     job.a = x, job.lda = ldx, job.c = y, job.ldc = ldy;
+    job.wscale = wscale, job.bias = bias, job.act = act, job.act_alpha = act_alpha;
+    return nc_i8_run(&job, nthreads);
+}
+
+int NC_NAME(conv_int8)(const nc_conv_geom *g, const REAL *x, int qmax, const int8_t *W, ptrdiff_t n,
+                       const REAL *wscale, const REAL *bias, int act, REAL act_alpha, REAL *y, int nthreads)
+{
+    nc_i8_job job = {0};
+    job.m = g->n * g->oh * g->ow, job.n = n, job.k = g->kh * g->kw * g->c, job.B = W, job.ldb = n;
+    job.qmax = qmax, job.pack_a = NC_NAME(i8_pack_conv), job.store = NC_NAME(i8_store);
+    job.info_size = (int)sizeof(REAL), job.a_size = (int)sizeof(REAL), job.level = nc_i8_level();
+    job.a = x, job.lda = job.k, job.geom = g, job.c = y, job.ldc = n;
     job.wscale = wscale, job.bias = bias, job.act = act, job.act_alpha = act_alpha;
     return nc_i8_run(&job, nthreads);
 }
@@ -113,8 +154,9 @@ static int NC_NAME(i8_chain_block)(ptrdiff_t r0, ptrdiff_t rows, int L, const pt
         job.wscale = wscale[l], job.bias = bias[l], job.act = act[l] < 0 ? NC_ACT_LINEAR : act[l];
         job.act_alpha = act_alpha[l];
         /* (no prefetch of the next block of x: on Zen 4 it gained nothing over the hardware's) */
-        nc_i8_rows(&job, V, pk + nc_i8_corr_bytes(V, n), (const uint32_t *)pk, 0, n, 0, rows, mc, ap, info, NULL,
-                   NULL);
+        if (nc_i8_rows(&job, V, pk + nc_i8_corr_bytes(V, n), (const uint32_t *)pk, 0, n, 0, rows, mc, ap, info,
+                       NULL, NULL))
+            return -1;
         if (act[l] < 0) NC_NAME(softmax_forward)(out, out, rows, n);
         /* x is checked by its rows' scales: NaN where a row holds NaN or an infinity */
         for (ptrdiff_t i = 0; check && l == 0 && i < rows; i++)
@@ -144,11 +186,12 @@ int NC_NAME(int8_chain)(ptrdiff_t m, int L, const ptrdiff_t *dims, const void *c
     if (nt <= 1) {
         char *mem = NC_NAME(i8_chain_space)(rb, wmax, kpmax);
         if (!mem) return -1;
-        for (ptrdiff_t b = 0; b < blocks && !nonfinite; b++)
-            nonfinite = NC_NAME(i8_chain_block)(b * rb, m - b * rb < rb ? m - b * rb : rb, L, dims, packed, wscale,
-                                                bias, act, act_alpha, qmax, check_finite, x, y, mem, rb, wmax, kpmax);
+        int rc = 0;
+        for (ptrdiff_t b = 0; b < blocks && !rc; b++)
+            rc = NC_NAME(i8_chain_block)(b * rb, m - b * rb < rb ? m - b * rb : rb, L, dims, packed, wscale, bias, act,
+                                         act_alpha, qmax, check_finite, x, y, mem, rb, wmax, kpmax);
         free(mem);
-        return nonfinite;
+        return rc;
     }
     /* Blocks handed out one at a time: a thread that starts late (woken from sleep) or whose core is
      * busy with other work takes fewer. A row's result does not depend on its block or thread. */
@@ -158,10 +201,12 @@ int NC_NAME(int8_chain)(ptrdiff_t m, int L, const ptrdiff_t *dims, const void *c
         failed |= !mem;
 #pragma omp for schedule(dynamic, 1)
         for (ptrdiff_t b = 0; b < blocks; b++)
-            if (mem && !nonfinite)
-                nonfinite |= NC_NAME(i8_chain_block)(b * rb, m - b * rb < rb ? m - b * rb : rb, L, dims, packed,
-                                                     wscale, bias, act, act_alpha, qmax, check_finite, x, y, mem, rb,
-                                                     wmax, kpmax);
+            if (mem && !nonfinite && !failed) {
+                int r = NC_NAME(i8_chain_block)(b * rb, m - b * rb < rb ? m - b * rb : rb, L, dims, packed, wscale,
+                                                bias, act, act_alpha, qmax, check_finite, x, y, mem, rb, wmax, kpmax);
+                failed |= r < 0;
+                nonfinite |= r > 0;
+            }
         free(mem);
     }
     return failed ? -1 : nonfinite;

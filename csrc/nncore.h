@@ -450,6 +450,11 @@ typedef struct nc_conv_geom {
  * cols is (n oh ow) x (kh kw c): cols @ kernel.reshape(kh kw c, filters) is the convolution. */
 void nc_im2col_f32(const nc_conv_geom *g, const float *x /* in */, float *cols /* out */, int nthreads);
 void nc_im2col_f64(const nc_conv_geom *g, const double *x /* in */, double *cols /* out */, int nthreads);
+/* Rows [r0, r0 + rows) of that cols matrix (r = (b oh + i) ow + j) into dst, row stride kh kw c (one thread). */
+void nc_im2col_pixels_f32(const nc_conv_geom *g, const float *x /* in */, ptrdiff_t r0, ptrdiff_t rows,
+                          float *dst /* out */);
+void nc_im2col_pixels_f64(const nc_conv_geom *g, const double *x /* in */, ptrdiff_t r0, ptrdiff_t rows,
+                          double *dst /* out */);
 /* x := the adjoint of im2col: x[b, ih, iw, c] = sum of the cols entries that im2col copies from there. */
 void nc_col2im_f32(const nc_conv_geom *g, const float *cols /* in */, float *x /* out */, int nthreads);
 void nc_col2im_f64(const nc_conv_geom *g, const double *cols /* in */, double *x /* out */, int nthreads);
@@ -709,6 +714,17 @@ int nc_gemm_int8_f64(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double *x /* i
                      const int8_t *W /* in */, ptrdiff_t ldw, const double *wscale /* in */,
                      const double *bias /* in */, int act, double act_alpha, double *y /* out */, ptrdiff_t ldy,
                      int nthreads);
+
+/* The int8 form of a convolution, Keras's int8 Conv: nc_gemm_int8 of its cols matrix (geometry g, as
+ * nc_im2col; k = kh kw c) and W (k x n, contiguous) into y (n oh ow pixels x n, contiguous), each cols row
+ * quantized as a row of x, the same bits; the cols rows are made and quantized a block at a time, never
+ * stored. Returns 0, or -1 when out of memory. */
+int nc_conv_int8_f32(const nc_conv_geom *g, const float *x /* in */, int qmax, const int8_t *W /* in */,
+                     ptrdiff_t n, const float *wscale /* in */, const float *bias /* in */, int act, float act_alpha,
+                     float *y /* out */, int nthreads);
+int nc_conv_int8_f64(const nc_conv_geom *g, const double *x /* in */, int qmax, const int8_t *W /* in */,
+                     ptrdiff_t n, const double *wscale /* in */, const double *bias /* in */, int act,
+                     double act_alpha, double *y /* out */, int nthreads);
 
 /* W (k x n, row stride ldw) in the panels of int8 kernel `kernel`, packed once for nc_int8_chain:
  * nc_int8_packed_size bytes (0: no such kernel here) written by nc_int8_pack (0, or -1). */

@@ -416,7 +416,10 @@ class Model:
         config : nncore.quantizers.Int8QuantizationConfig, optional
         filters : str, list of str or callable, optional
             Only the layers whose name matches the regex (one of them), or for which the callable
-            returns True, are quantized.
+            returns True, are quantized. Without filters, every layer with an int8 form except the
+            convolutions whose patch rows are short (kh kw in_channels < 64, e.g. a 3x3 on up to 7
+            channels: their int8 form is slower than float32; Keras quantizes them too):
+            ``filters=lambda layer: True`` quantizes those as well.
         """
         from nncore import quantizers
 

@@ -31,7 +31,10 @@ Where nncore differs, and why:
   ``value_range=(-63, 63)`` (tests/test_keras_parity_int8.py compares both, to the bit).
 - Convolutions are quantized too (Keras 3.15 leaves them in float): a convolution is a Dense
   over its im2col patch rows, so each patch row is one quantized input row. ``filters`` keeps
-  any layer in float, as in Keras.
+  any layer in float, as in Keras. Without filters, a convolution of short patch rows
+  (kh kw c < ``nncore.layers.conv.INT8_MIN_K`` = 64, e.g. a 3x3 on one channel) stays float:
+  quantizing a row per output pixel costs more there than the int8 product saves (its int8 form
+  measured 0.4-0.65x float32); ``filters=lambda layer: True`` takes it too.
 - A row holding NaN or infinity gives NaN outputs (its scale is NaN), never a silent number.
 - Training a quantized model is refused (``fit``): Keras trains only the float bias through a
   custom gradient; quantize the trained float model instead.
@@ -155,9 +158,11 @@ def _config(mode, config, where):
 
 
 def _selected(layer, filters):
-    """Keras's ``should_quantize_layer``: a regex (searched in the name), a list of them, or a callable."""
+    """Keras's ``should_quantize_layer``: a regex (searched in the name), a list of them, or a callable;
+    without filters, every layer whose int8 form pays (``_int8_pays``: a convolution of patch rows shorter
+    than ``nncore.layers.conv.INT8_MIN_K`` stays float, Keras would quantize it)."""
     if filters is None:
-        return True
+        return getattr(layer, "_int8_pays", True)
     if isinstance(filters, str):
         return bool(re.search(filters, layer.name))
     if isinstance(filters, (list, tuple)):

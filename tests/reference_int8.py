@@ -32,3 +32,19 @@ def int8_dense(x, w, w_scale, bias, qmax):
     with np.errstate(invalid="ignore"):
         z = acc / (w_scale[None, :] * s[:, None])
     return z + bias if bias is not None else z
+
+
+def im2col(x, window, strides, dilation, pad, out_hw):
+    """The cols matrix of a convolution, channels_last (nncore.layers.conv's geometry): row (b, i, j) holds
+    x[b, i sh - pt + p dh, j sw - pl + q dw, :] for the taps (p, q) in row-major order, 0 outside x."""
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (dh, dw), (pt, pl), (oh, ow) = window, strides, dilation, pad, out_hw
+    big = np.zeros((n, h + 2 * (pt + kh * dh + oh * sh), w + 2 * (pl + kw * dw + ow * sw), c), x.dtype)
+    ot, ol = pt + kh * dh + oh * sh, pl + kw * dw + ow * sw   # x's corner inside the zero frame
+    big[:, ot:ot + h, ol:ol + w] = x
+    cols = np.empty((n, oh, ow, kh, kw, c), x.dtype)
+    for p in range(kh):
+        for q in range(kw):
+            r0, c0 = ot - pt + p * dh, ol - pl + q * dw
+            cols[:, :, :, p, q] = big[:, r0:r0 + oh * sh:sh, c0:c0 + ow * sw:sw][:, :oh, :ow]
+    return cols.reshape(n * oh * ow, kh * kw * c)

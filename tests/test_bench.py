@@ -157,7 +157,7 @@ def test_int8_peers_predict_what_the_float_model_does():
     weights = ref.get_weights()
     ref.set_weights(weights)
     p = ref.predict_all()
-    for cls in (P.NncoreInt8Peer, P.TorchInt8Peer):
+    for cls in (P.NncoreInt8Peer, P.TorchInt8Peer, P.TorchInt8StaticPeer):
         if not cls.available()[0]:
             continue
         peer = cls(wl, x, y)
@@ -167,10 +167,58 @@ def test_int8_peers_predict_what_the_float_model_does():
     int8_peer = P.NncoreInt8Peer(wl, x, y)
     int8_peer.set_weights(weights)
     assert int8_peer.model.quantized == [layer.name for layer in int8_peer.model.layers]
-    for name in ("nncore_int8", "torch_int8"):
-        ok, why = P.supports(name, get_workload("medium"))
-        assert not ok and "inference" in why
-    assert not P.supports("torch_int8", get_workload("cnn"))[0]
+    for name in P.INT8_PEERS:
+        for train_row in ("medium", "cnn"):
+            ok, why = P.supports(name, get_workload(train_row))
+            assert not ok and "inference" in why
+
+
+def test_int8_peers_predict_what_the_float_cnn_does():
+    # the cnn_predict row's contenders on the same float weights: nncore int8 (every Conv2D and the Dense
+    # int8), PyTorch quantize_dynamic (its Linear int8, the convolutions float32) and PyTorch static int8
+    # (every layer int8, activation scales calibrated): the float model's probabilities up to int8 rounding
+    torch = pytest.importorskip("torch")
+    wl, x, y = _cnn_problem(n=32)
+    wl = Workload("c", wl.layers, 16, 32, task="predict", arch="cnn", input_shape=wl.input_shape)
+    weights = _cnn_weights(wl)
+    ref = P.NncorePeer(wl, x, y)
+    ref.set_weights(weights)
+    p = ref.predict_all()
+    for cls in (P.TorchPeer, P.NncoreInt8Peer, P.TorchInt8Peer, P.TorchInt8StaticPeer):
+        peer = cls(wl, x, y)
+        peer.set_weights(weights)
+        q = peer.predict_all()
+        assert np.abs(q - p).max() < 0.05 and (q.argmax(1) == p.argmax(1)).mean() >= 0.9, cls.name
+        if cls is P.TorchInt8Peer:      # only the head is quantized
+            kinds = {type(m).__name__ for m in peer.model.modules()}
+            assert "Conv2d" in kinds and "Linear" in kinds, kinds
+        if cls is P.TorchInt8StaticPeer:
+            kinds = {type(m).__module__ for m in peer.model.modules() if "Conv" in type(m).__name__}
+            assert kinds and all("quantized" in k for k in kinds), kinds
+    assert peer.get_weights()[0].shape == weights[0].shape
+
+
+def test_cnn_predict_int8_row_runs_on_a_tiny_budget(tmp_path, capsys):
+    # `python -m bench --workloads cnn_predict --precision int8`: float32 nncore and PyTorch, and the int8
+    # contenders, one table row per thread count
+    pytest.importorskip("torch")
+    out = tmp_path / "r.json"
+    rc = main(["--workloads", "cnn_predict", "--precision", "int8", "--peers",
+               "nncore,torch,nncore_int8,torch_int8,torch_int8_static", "--threads", "1,2", "--repeats", "2",
+               "--min-time", "0", "--pause", "0", "--max-samples", "64", "--no-memory", "--json", str(out),
+               "--no-fma-peak", "--quiet"])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert [(r["workload"], r["threads"], r["task"]) for r in res["results"]] == [("cnn_predict", 1, "predict"),
+                                                                              ("cnn_predict", 2, "predict")]
+    for row in res["results"]:
+        assert row["errors"] == {} and row["samples"] == 64
+        assert set(row["best_variant"]) == {"nncore", "torch", "nncore_int8", "torch_int8", "torch_int8_static"}
+    printed = capsys.readouterr().out
+    int8_part = printed.split("### int8 inference")[1]
+    assert "PyTorch quantize_dynamic (Linear only)" in int8_part and "PyTorch int8 static" in int8_part
+    lines = [t for t in int8_part.splitlines() if t.startswith("| cnn_predict |")]
+    assert [t.split(" | ")[1] for t in lines] == ["1", "2"] and all(t.count("x |") == 4 for t in lines)
 
 
 def test_int8_precision_option_and_table():

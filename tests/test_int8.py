@@ -15,7 +15,7 @@ import pytest
 
 import reference_int8 as ref
 from cpu_flags import cpu_flags
-from nncore._kernels import ACT_CODES, int8, runtime
+from nncore._kernels import ACT_CODES, conv, int8, runtime
 
 LEVELS = list(range(runtime.simd_level() + 1))
 KERNELS = list(int8.KERNELS)
@@ -146,7 +146,7 @@ def test_quantize_rows_is_keras_abs_max(dtype, level):
     runtime.set_simd_level(level)
     rng = np.random.default_rng(2)
     for qmax in (63, 127, 1):
-        for m, k in [(1, 1), (5, 7), (33, 300), (4, 0)]:
+        for m, k in [(1, 1), (5, 7), (33, 300), (4, 0), (4, 9), (4, 15), (4, 16), (4, 17), (4, 33), (5, 288)]:
             x = (rng.standard_normal((m, k)) * rng.uniform(1e-3, 1e3, (m, 1))).astype(dtype)
             if m > 3 and k > 3:
                 x[1] = 0                     # all zero: scale qmax / 1e-7, q 0
@@ -206,7 +206,7 @@ def test_gemm_int8_is_keras_int8_dense_to_the_bit(dtype, level):
     rng = np.random.default_rng(3)
     for qmax in (63, 127):
         kernels = _runs(level, qmax)
-        for m, n, k in [(1, 1, 1), (7, 13, 29), (64, 100, 784), (17, 33, 5)]:
+        for m, n, k in [(1, 1, 1), (7, 13, 29), (64, 100, 784), (17, 33, 5), (40, 32, 9), (21, 7, 16), (19, 5, 47)]:
             x = rng.standard_normal((m, k)).astype(dtype)
             w = rng.integers(-127, 128, (k, n)).astype(np.int8)
             ws = rng.uniform(20, 400, n).astype(dtype)
@@ -219,6 +219,71 @@ def test_gemm_int8_is_keras_int8_dense_to_the_bit(dtype, level):
                         y = np.full((m, n), np.nan, dtype)
                         int8.gemm_int8(x, w, ws, y, bias, ACT_CODES[act], qmax=qmax)
                         np.testing.assert_array_equal(y, want, err_msg=f"{kernel} {act} {m}x{n}x{k}")
+
+
+# (batch, h, w, c, window, strides, dilation, pad, filters): a 3x3 on one channel (k = 9, the cnn's first
+# layer), its second (k = 288), strides, dilations, padding on both sides, 1-D (h = 1), a k past the gathering
+# chunk (16 KiB of float32: k = 4608), few output rows (the direct path), n = 1 and n past a panel
+CONV_CASES = [(3, 10, 9, 1, (3, 3), (1, 1), (1, 1), (0, 0), 32), (2, 7, 6, 32, (3, 3), (1, 1), (1, 1), (0, 0), 64),
+              (2, 9, 7, 3, (3, 2), (2, 1), (1, 1), (1, 1), 5), (1, 8, 8, 5, (3, 3), (1, 1), (2, 2), (2, 1), 1),
+              (2, 1, 17, 4, (1, 3), (1, 2), (1, 1), (0, 1), 33), (1, 5, 5, 512, (3, 3), (1, 1), (1, 1), (0, 0), 3),
+              (1, 4, 4, 2, (3, 3), (1, 1), (1, 1), (0, 0), 9), (5, 6, 6, 1, (2, 2), (2, 2), (1, 1), (0, 0), 17)]
+
+
+def _conv_case(rng, case, dtype):
+    n, h, w, c, (kh, kw), (sh, sw), (dh, dw), (pt, pl), f = case
+    oh = (h + 2 * pt - (kh - 1) * dh - 1) // sh + 1
+    ow = (w + 2 * pl - (kw - 1) * dw - 1) // sw + 1
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    x[0, 0, 0, 0] = 5.0                                   # one large value: patch rows differ in scale
+    wk = rng.integers(-127, 128, (kh * kw * c, f)).astype(np.int8)
+    ws = rng.uniform(20, 400, f).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    geom = ((kh, kw), (sh, sw), (dh, dw), (pt, pl), (oh, ow))
+    return x, wk, ws, b, geom
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("level", LEVELS)
+def test_conv_int8_is_keras_int8_conv_to_the_bit(dtype, level):
+    # the int8 convolution (cols rows made and quantized inside the GEMM) against NumPy: im2col, each patch
+    # row quantized as one input row, the int32 product, the dequantizing epilogue; every kernel, 1 and 2
+    # threads the same bits
+    rng = np.random.default_rng(4)
+    for qmax in (63, 127):
+        kernels = _runs(level, qmax)
+        for case in CONV_CASES:
+            x, wk, ws, b, geom = _conv_case(rng, case, dtype)
+            cols = ref.im2col(x, *geom)
+            for bias in (b, None):
+                z = ref.int8_dense(cols, wk, ws, bias, qmax)
+                for kernel in kernels:
+                    _use(kernel, qmax)
+                    for act, want in (("linear", z), ("relu", np.maximum(z, 0))):
+                        for nt in (1, 2):
+                            y = np.full(z.shape, np.nan, dtype)
+                            conv.conv_int8(x, wk, ws, y, bias, ACT_CODES[act], 0.0, *geom, qmax=qmax, n_threads=nt)
+                            np.testing.assert_array_equal(y, want, err_msg=f"{kernel} {act} {case} {nt} threads")
+
+
+def test_conv_int8_nonfinite_patch_and_bad_input():
+    rng = np.random.default_rng(5)
+    x, wk, ws, b, geom = _conv_case(rng, CONV_CASES[0], np.float32)
+    x[1, 4, 4, 0] = np.nan                                # every patch row holding it: scale NaN, a NaN row
+    y = conv.conv_int8(x, wk, ws, np.empty((3 * 8 * 7, 32), np.float32), b, 0, 0.0, *geom, qmax=63)
+    bad = np.isnan(ref.im2col(x, *geom)).any(axis=1)
+    assert bad.sum() == 9 and np.isnan(y[bad]).all() and np.isfinite(y[~bad]).all()
+    y = np.empty((3 * 8 * 7, 32), np.float32)
+    with pytest.raises(ValueError, match="rows"):
+        conv.conv_int8(x, wk[:8], ws, y, b, 0, 0.0, *geom, qmax=63)
+    with pytest.raises(ValueError, match="qmax"):
+        conv.conv_int8(x, wk, ws, y, b, 0, 0.0, *geom, qmax=128)
+    with pytest.raises(ValueError, match="shape"):
+        conv.conv_int8(x, wk, ws, y[:-1], b, 0, 0.0, *geom, qmax=63)
+    with pytest.raises(TypeError, match="float64"):
+        conv.conv_int8(x.astype(np.float64), wk, ws, y, b, 0, 0.0, *geom, qmax=63)
+    with pytest.raises(TypeError, match="int8"):
+        conv.conv_int8(x, wk.astype(np.int16), ws, y, b, 0, 0.0, *geom, qmax=63)
 
 
 def _chain_ref(x, ws, scales, biases, acts, qmaxs):

@@ -177,6 +177,39 @@ def test_quantized_convolutions_are_the_integer_reference():
         np.testing.assert_array_equal(layer(x).reshape(z.shape), z)
 
 
+def test_model_quantize_leaves_short_convolutions_float():
+    # without filters, a convolution of patch rows shorter than INT8_MIN_K (its int8 form is slower than
+    # float32) stays float, its weights and outputs untouched; the rest is int8; filters take every layer
+    from nncore.layers.conv import INT8_MIN_K
+
+    assert INT8_MIN_K == 64
+    nncore.set_seed(3)
+    x = np.random.default_rng(3).uniform(0, 1, (5, 12, 12, 1)).astype(np.float32)
+
+    def build():
+        nncore.set_seed(3)
+        return Sequential([Input((12, 12, 1)), Conv2D(7, 3, activation="relu"),      # k = 9
+                           Conv2D(4, (3, 3), activation="relu"),                     # k = 63
+                           Conv2D(6, (4, 4), activation="relu"),                     # k = 64
+                           Flatten(), Dense(3, activation="softmax")])
+
+    model, every = build(), build()
+    float_model = build()
+    model.quantize("int8")
+    assert model.quantized == [model.layers[2].name, model.layers[4].name]
+    assert model.layers[0].kernel.dtype == np.float32 and model.layers[1].kernel.dtype == np.float32
+    assert [layer._int8_pays for layer in float_model.layers if hasattr(layer, "_int8_pays")] == [False, False,
+                                                                                                  True, True]
+    h = float_model.layers[1](float_model.layers[0](x))          # the float layers' outputs, the same bits
+    np.testing.assert_array_equal(model.layers[1](model.layers[0](x)), h)
+    assert np.abs(model.predict(x, verbose=0) - float_model.predict(x, verbose=0)).max() < 0.02
+    every.quantize("int8", filters=lambda layer: True)
+    assert every.quantized == [every.layers[i].name for i in (0, 1, 2, 4)]
+    seq = Sequential([Input((20, 8)), Conv1D(5, 8), Conv1D(4, 3)])    # k = 64 and 15
+    seq.quantize("int8")
+    assert seq.quantized == [seq.layers[0].name]
+
+
 def test_quantized_embedding_is_keras():
     nncore.set_seed(3)
     layer = Embedding(40, 6)

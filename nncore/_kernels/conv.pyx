@@ -70,6 +70,55 @@ def im2col(x, cols, window, strides=(1, 1), dilation=(1, 1), pad=(0, 0), out_hw=
     return cols
 
 
+def conv_int8(x, w, w_scale, y, bias=None, int act=0, double act_alpha=0.0, window=(1, 1), strides=(1, 1),
+              dilation=(1, 1), pad=(0, 0), out_hw=None, *, int qmax, int n_threads=1):
+    """y := act(dequantize(quantize_rows(im2col(x)) @ w) + bias): `gemm_int8` (nncore._kernels.int8) of the
+    cols matrix `im2col` makes, the same bits, without storing it (its rows gathered and quantized a block at
+    a time). x (n, h, w, c); w (kh kw c, filters) int8; w_scale (filters,), bias (filters,) or None of x's
+    dtype; y (n oh ow, filters), written; returns y. act: any activation code but softmax.
+    """
+    cdef nc_conv_geom g
+    cdef int code = _real(x, "x")
+    _geom(&g, x, "x", window, strides, dilation, pad, out_hw)
+    if not isinstance(w, np.ndarray) or w.dtype != np.int8 or not w.flags.c_contiguous:
+        raise TypeError("w: expected a C-contiguous int8 numpy.ndarray")
+    cdef Py_ssize_t k = g.kh * g.kw * g.c
+    _ndim(w, "w", 2)
+    if w.shape[0] != k:
+        raise ValueError(f"conv_int8: w has {w.shape[0]} rows, the window takes kh kw c = {k}")
+    if k > NC_INT8_MAX_K:
+        raise ValueError(f"conv_int8: k = {k} exceeds {NC_INT8_MAX_K}, beyond which an int32 sum of int8 "
+                         "products may overflow")
+    if not 1 <= qmax <= 127:
+        raise ValueError(f"conv_int8: qmax must be in [1, 127], got {qmax}")
+    if act < 0 or act >= NC_ACT_COUNT:
+        raise ValueError(f"conv_int8: unknown activation code {act}")
+    cdef Py_ssize_t f = w.shape[1]
+    _same_real(w_scale, "w_scale", code)
+    _shape1(w_scale, "w_scale", f)
+    _block(y, "y", code, g.n * g.oh * g.ow, f, True)
+    cdef void *pbias = NULL
+    if bias is not None:
+        _same_real(bias, "bias", code)
+        _shape1(bias, "bias", f)
+        pbias = _ptr(bias)
+    cdef void *px = _ptr(x)
+    cdef const int8_t *pw = <const int8_t*>_ptr(w)
+    cdef void *ps = _ptr(w_scale)
+    cdef void *py = _ptr(y)
+    cdef int err
+    with nogil:
+        if code == 0:
+            err = nc_conv_int8_f32(&g, <float*>px, qmax, pw, f, <float*>ps, <float*>pbias, act, <float>act_alpha,
+                                   <float*>py, n_threads)
+        else:
+            err = nc_conv_int8_f64(&g, <double*>px, qmax, pw, f, <double*>ps, <double*>pbias, act, act_alpha,
+                                   <double*>py, n_threads)
+    if err:
+        raise MemoryError("conv_int8: out of memory for the packed operands")
+    return y
+
+
 def col2im(cols, x, window, strides=(1, 1), dilation=(1, 1), pad=(0, 0), out_hw=None, int n_threads=1):
     """The adjoint of im2col: x[b, ih, iw, c] := sum of the cols entries im2col copies from there.
 

@@ -141,9 +141,19 @@ class _Window(Layer):
         return a if self.rank == 2 else a.reshape(n, h, w, c)
 
 
+# The shortest patch row (k = kh kw c) whose int8 form model.quantize takes by default. A convolution
+# quantizes one patch row per output pixel: for short rows that per-row work (the scale, the rounding, the
+# dequantizing store) costs more than the int8 product saves. Measured (Zen 4, AVX512-VNNI, 1 thread,
+# 3x3 kernels, float32 im2col + GEMM or Winograd against the int8 form, bench/RESULTS.md "Session 13,
+# engineer qcnn"): int8 0.4-0.65x float32 at k = 9-54 (n = 32-128 filters; a tie at k = 54, n = 64),
+# 1.5-1.9x at k = 72, 2x at k = 144, 1.5x at k = 288.
+INT8_MIN_K = 64
+
+
 class _Conv(Int8Quantizable, _Window):
     """Convolution of rank 1 or 2: y = f(conv(x, kernel) + b), one im2col and one GEMM (in the int8
-    form: the int8 GEMM, each patch row of cols quantized as one input row)."""
+    form: the int8 GEMM of the cols matrix, each patch row quantized as one input row, made and quantized
+    a block at a time inside the GEMM: `_conv.conv_int8`)."""
 
     _paddings = ("valid", "same")
     _policy_computes = True
@@ -185,6 +195,11 @@ class _Conv(Int8Quantizable, _Window):
     def compute_output_shape(self, input_shape):
         return (input_shape[0],) + tuple(self._out[2 - self.rank:]) + (self.filters,)
 
+    @property
+    def _int8_pays(self):
+        """Whether model.quantize takes this layer by default: patch rows of at least INT8_MIN_K values."""
+        return math.prod(self.kernel_size) * self._hwc[2] >= INT8_MIN_K
+
     def _bind(self, params_of, grads_of):
         super()._bind(params_of, grads_of)
         self._int8_views()
@@ -201,7 +216,7 @@ class _Conv(Int8Quantizable, _Window):
     def _buffers(self, n):
         # [cols, z, y, delta, dx, y as returned, Winograd (m, U, V, M, dU) or None, (x, K) rounded to bfloat16
         # for the float32 GEMM or None] for a batch of n, allocated once per batch size (the int8 form:
-        # im2col and the int8 GEMM, no Winograd)
+        # no cols (conv_int8 makes its rows inside), no Winograd)
         dt = self._float_dtype
         m = n * self._out[0] * self._out[1]
         tile = (self._wino_ok and self.quantization_mode is None   # Winograd: float32/64 or the bf16 form
@@ -212,7 +227,8 @@ class _Conv(Int8Quantizable, _Window):
             wino = (tile,) + tuple(np.empty(size, dt) for size in sizes + sizes[:1])
         elif _bf16_on_float32(self, *self._k2.shape):
             rounded = (np.empty((n,) + self._hwc, dt), np.empty(self._k2.shape, dt))
-        cols = None if self._direct or wino else np.empty((m, self._k2.shape[0]), dt)
+        int8 = self.quantization_mode is not None
+        cols = None if self._direct or wino or int8 else np.empty((m, self._k2.shape[0]), dt)
         z = np.empty((m, self.filters), dt)
         y = z if self._code == 0 else np.empty((m, self.filters), dt)
         b = [cols, z, y, np.empty((m, self.filters), dt), None,
@@ -224,6 +240,12 @@ class _Conv(Int8Quantizable, _Window):
         tile, U, V, M, _ = self._cur[6]
         _conv.wino_forward(x, self._k4, b, U, V, M, out.reshape((x.shape[0],) + self._out + (self.filters,)),
                            tile, self._pad, act, alpha, nt, self.compute_dtype == "bfloat16")
+
+    def _int8_conv(self, layer, x4, kernel, out, act, alpha):
+        # out := act(quantize_rows(im2col(x)) K + b) dequantized (stands for the int8 GEMM in _affine_act)
+        return _conv.conv_int8(x4, kernel, self.kernel_scale, out, self.bias if self.use_bias else None, act, alpha,
+                               self._win, self._str, self._dil, self._pad, self._out, qmax=self._act_qmax,
+                               n_threads=self._n_threads)
 
     def forward(self, x, training=False):
         # cols = im2col(x) ; z = cols K + b ; y = f(z)
@@ -238,6 +260,10 @@ class _Conv(Int8Quantizable, _Window):
             _affine_act(self, self._as4(x, n, h, w, c), None, bufs[1], bufs[2], self._winograd)
             return bufs[5]
         x4, kernel, product = self._as4(x, n, h, w, c), self._k2, None
+        if self.quantization_mode is not None and not self._direct:   # int8: the cols rows made in the GEMM
+            self._cols = None
+            _affine_act(self, x4, kernel, bufs[1], bufs[2], self._int8_conv)
+            return bufs[5]
         if bufs[7]:                               # short k or narrow under mixed_bfloat16: float32 GEMM
             x4, kernel = bf16_round(x4, bufs[7][0]), bf16_round(self._k2, bufs[7][1])
             product = _rounded_product

@@ -104,7 +104,7 @@ def _affine_act(layer, x, kernel, z, y, product=None):
     output is rounded to bfloat16 under mixed_bfloat16; or a convolution's other route to it).
     Returns y (z's buffer itself when f is linear)."""
     if layer.quantization_mode is not None:
-        return _affine_act_int8(layer, x, kernel, z, y)
+        return _affine_act_int8(layer, x, kernel, z, y, product)
     b = layer.bias if layer.use_bias else None
     nt = layer._n_threads
     if product is None:
@@ -127,14 +127,16 @@ def _int8_matmul(layer, x, kernel, out, act=0, alpha=0.0):
                      qmax=layer._act_qmax, n_threads=layer._n_threads)
 
 
-def _affine_act_int8(layer, x, kernel, z, y):
-    """`_affine_act` on the int8 GEMM."""
+def _affine_act_int8(layer, x, kernel, z, y, product=None):
+    """`_affine_act` on the int8 GEMM; ``product(layer, x, kernel, out, act, alpha)`` computes
+    ``out := act(x K + b)`` (default `_int8_matmul`; a convolution's cols matrix of x, made inside)."""
+    mm = product or _int8_matmul
     if layer._code is None:
-        _softmax_forward(_int8_matmul(layer, x, kernel, z), y)
+        _softmax_forward(mm(layer, x, kernel, z, 0, 0.0), y)
     elif layer._keep_z:
-        _act_forward(layer._code, layer._alpha, _int8_matmul(layer, x, kernel, z), y, layer._n_threads)
+        _act_forward(layer._code, layer._alpha, mm(layer, x, kernel, z, 0, 0.0), y, layer._n_threads)
     else:
-        _int8_matmul(layer, x, kernel, y, layer._code, layer._alpha)
+        mm(layer, x, kernel, y, layer._code, layer._alpha)
     return y
 
 

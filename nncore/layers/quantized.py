@@ -25,6 +25,8 @@ class Int8Quantizable:
 
     _int8_weight = "kernel"
     _int8_per_row = False
+    # whether model.quantize's default selection (no filters) takes the layer: its int8 form pays
+    _int8_pays = True
 
     def _init_quantization(self, dtype, quantization_config):
         """Read the constructor's ``dtype`` (None, or an int8 policy name) and ``quantization_config``."""
