@@ -517,8 +517,11 @@ class DenseChain:
         return (Int8DenseChain if modes == {"int8"} else cls)(dense)
 
     def prepare(self):
-        """Pack the kernels (once per call of predict: they change only between calls)."""
-        self._packed = [pack_b(layer.kernel, out=p) for layer, p in zip(self.layers, self._packed)]
+        """Pack the kernels (once per call of predict: they change only between calls). The packed
+        copies are kept and refreshed: compared with the kernels as they are now and written only where
+        they differ, so they are exact whatever wrote the kernels (the optimizer, a user in place) and
+        stay clean in both cores' caches while the kernels stay the same."""
+        self._packed = [pack_b(layer.kernel, out=p, refresh=True) for layer, p in zip(self.layers, self._packed)]
         self._biases = [layer.bias if layer.use_bias else None for layer in self.layers]
         self._acts = [-1 if layer._code is None else layer._code for layer in self.layers]
         self._alphas = [layer._alpha if layer._code is not None else 0.0 for layer in self.layers]
