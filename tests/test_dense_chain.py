@@ -256,10 +256,13 @@ def test_pack_b_refresh_stores_exactly_the_packing(dtype, level):
     assert _packed_equal(pack_b(b, out=np.resize(other, pack_b(b).shape), refresh=True), pack_b(b))
 
 
-def test_predict_keeps_no_stale_packed_kernel():
+@pytest.mark.parametrize("level", LEVELS)
+def test_predict_keeps_no_stale_packed_kernel(level):
     """predict's packed kernels are kept across calls: every way the kernels change between two calls
     (the optimizer writing the flat buffer in place, a user writing layer.kernel in place, a bias,
-    set_weights) shows in the next predict, which equals the layers' own forward each time."""
+    set_weights, another SIMD level) shows in the next predict, which equals the layers' own forward
+    each time, at 1 and 2 threads."""
+    runtime.set_simd_level(level)
     rng = np.random.default_rng(5)
     m = Sequential([Dense(40, activation="relu", input_dim=30), Dense(20, activation="relu"),
                     Dense(6, activation="softmax")])
@@ -285,6 +288,8 @@ def test_predict_keeps_no_stale_packed_kernel():
         last.bias[2] = 4.0
         check()
         m.set_weights([w * 0.5 for w in m.get_weights()])
+        check()
+        runtime.set_simd_level(0 if level else -1)                      # another layout of the packing
         check()
     finally:
         nncore.set_num_threads(old)

@@ -463,7 +463,9 @@ class DenseChain:
 
     The batch goes through every layer a block of rows at a time (`nncore._kernels.gemm.dense_chain`),
     so each block's activations stay in cache from one layer to the next, with one thread team for the
-    whole chain and the kernels packed once per `prepare` (per predict call) instead of once per product.
+    whole chain and the kernels packed once per `prepare` (per predict call) instead of once per product;
+    the packed copies are kept from call to call and refreshed (compared, rewritten only where a kernel
+    changed), so an unchanged model's predict reads them without writing them.
 
     Parameters
     ----------
