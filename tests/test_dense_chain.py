@@ -293,3 +293,41 @@ def test_predict_keeps_no_stale_packed_kernel(level):
         check()
     finally:
         nncore.set_num_threads(old)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_the_medium_mlp_through_every_call_path_at_awkward_batches(level):
+    """784-256-128-10 at batches 1..9, 31, 32, 1023, 1025: model(x) and predict_on_batch the same bits
+    (the layers' own kernels); predict equal to them (the packed chain from 32 rows, the layers below),
+    the same bits as model(x) below 32 rows; each path the same bits at 1 and 2 threads; NaN refused by
+    every path."""
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(60 + level)
+    m = Sequential([Dense(256, activation="relu", input_dim=784), Dense(128, activation="relu"),
+                    Dense(10, activation="softmax")])
+    old = nncore.get_num_threads()
+    try:
+        for n in list(range(1, 10)) + [31, 32, 1023, 1025]:
+            x = rng.standard_normal((n, 784)).astype(np.float32)
+            out = {}
+            for nt in (1, 2):
+                nncore.set_num_threads(nt)
+                out[nt] = (m(x), m.predict_on_batch(x), m.predict(x, batch_size=n, verbose=0),
+                           m.predict(x, batch_size=500, verbose=0))
+            for a, b in zip(out[1], out[2]):
+                np.testing.assert_array_equal(a, b)
+            call, on_batch, predict, batched = out[1]
+            np.testing.assert_array_equal(call, on_batch)
+            if n < 32:
+                np.testing.assert_array_equal(predict, call)
+            np.testing.assert_allclose(predict, call, rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(batched, call, rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(call, _ref(x, [la.kernel for la in m._layers], [la.bias for la in m._layers],
+                                                  ["relu", "relu", "softmax"]), rtol=1e-4, atol=1e-6)
+        x[n // 2, 100] = np.nan
+        for xs in (x, x[n // 2 - 2:n // 2 + 1]):             # the chain, the layers
+            for f in (m, m.predict_on_batch, lambda a: m.predict(a, verbose=0)):
+                with pytest.raises(ValueError, match="NaN"):
+                    f(xs)
+    finally:
+        nncore.set_num_threads(old)
