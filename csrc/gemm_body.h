@@ -268,19 +268,24 @@ ptrdiff_t NC_NAME(gemm_pack_size)(ptrdiff_t k, ptrdiff_t n)
     return NC_GEMM_PACK_HEAD + (k > 0 ? k : 0) * (((n > 0 ? n : 0) + nr - 1) / nr * nr);
 }
 
-void NC_NAME(gemm_pack_b)(int trans_b, ptrdiff_t k, ptrdiff_t n, const REAL *B, ptrdiff_t ldb, REAL *packed)
+int NC_NAME(gemm_pack_b)(int trans_b, ptrdiff_t k, ptrdiff_t n, const REAL *B, ptrdiff_t ldb, REAL *packed,
+                         int refresh)
 {
     int level = nc_active_simd_level();
-    int64_t head[4] = {NC_GEMM_PACK_TAG, level, k, n};
-    memcpy(packed, head, sizeof head);
-    if (k <= 0 || n <= 0) return;
+    int64_t head[4] = {NC_GEMM_PACK_TAG, level, k, n}, old[4];
+    memcpy(old, packed, sizeof old);
+    if (memcmp(old, head, sizeof head)) { /* not a packing of this shape at this level: all of it anew */
+        memcpy(packed, head, sizeof head);
+        refresh = 0;
+    }
+    if (k <= 0 || n <= 0) return !refresh;
     REAL *dst = packed + NC_GEMM_PACK_HEAD;
     switch (level) {
 #if NC_GEMM_X86
-    case NC_SIMD_AVX512: NC_NAME(gemm_pack_whole_avx512)(trans_b, k, n, B, ldb, dst); break;
-    case NC_SIMD_AVX2: NC_NAME(gemm_pack_whole_avx2)(trans_b, k, n, B, ldb, dst); break;
+    case NC_SIMD_AVX512: return NC_NAME(gemm_pack_whole_avx512)(trans_b, k, n, B, ldb, dst, refresh);
+    case NC_SIMD_AVX2: return NC_NAME(gemm_pack_whole_avx2)(trans_b, k, n, B, ldb, dst, refresh);
 #endif
-    default: NC_NAME(gemm_pack_whole_generic)(trans_b, k, n, B, ldb, dst);
+    default: return NC_NAME(gemm_pack_whole_generic)(trans_b, k, n, B, ldb, dst, refresh);
     }
 }
 

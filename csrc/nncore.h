@@ -130,13 +130,17 @@ void nc_gemm_f64(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k
  * with that op(B): C := act(alpha op(A) op(B) + beta C + bias), on the packed
  * path (its result equals nc_gemm's wherever nc_gemm takes that path).
  * Returns 0; -2 if `packed` holds another shape or was packed for another
- * SIMD level (pack again); -1 if a thread's workspace could not be allocated. */
+ * SIMD level (pack again); -1 if a thread's workspace could not be allocated.
+ * nc_gemm_pack_b with refresh, over a `packed` that holds this shape at this
+ * level, stores only what differs bitwise from the packing of B (a copy kept
+ * across calls is then only read while B stays the same); it returns whether
+ * anything was stored (1 without refresh). */
 ptrdiff_t nc_gemm_pack_size_f32(ptrdiff_t k, ptrdiff_t n);
 ptrdiff_t nc_gemm_pack_size_f64(ptrdiff_t k, ptrdiff_t n);
-void nc_gemm_pack_b_f32(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *B /* in */, ptrdiff_t ldb,
-                        float *packed /* out */);
-void nc_gemm_pack_b_f64(int trans_b, ptrdiff_t k, ptrdiff_t n, const double *B /* in */, ptrdiff_t ldb,
-                        double *packed /* out */);
+int nc_gemm_pack_b_f32(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *B /* in */, ptrdiff_t ldb,
+                       float *packed /* inout */, int refresh);
+int nc_gemm_pack_b_f64(int trans_b, ptrdiff_t k, ptrdiff_t n, const double *B /* in */, ptrdiff_t ldb,
+                       double *packed /* inout */, int refresh);
 int nc_gemm_packed_f32(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *A /* in */,
                        ptrdiff_t lda, const float *packed /* in */, float beta, float *C /* inout */, ptrdiff_t ldc,
                        const float *bias /* in, nullable */, int act, float act_alpha, int nthreads);

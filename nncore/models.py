@@ -218,6 +218,7 @@ class Model:
         self._train_batches = None    # the last fit's Batches (buffers and schedule), see Batches.rebind
         self._signatures = {}         # checked input signatures -> conversions (`_inputs`)
         self._ready_key = None        # thread settings of the last `_setup` (`_set_up`)
+        self._chain = self._chain_plan = None   # the DenseChain of the plan _chain_plan (`_dense_chain`)
         self._nt = 1
         self._sync = None             # the nncore.distributed.FitSync of a fit over several MPI ranks
 
@@ -802,14 +803,13 @@ class Model:
         prepared last in the process (no other model ran since, none laid its weights out, no layer
         changed hands) and the thread settings are those it resolved."""
         plan = self._plan
-        if plan is None or Plan.last is not plan or self._ready_key != (self._n_threads_req,
-                                                                         _threads.get_num_threads()):
+        if plan is None or Plan.last is not plan or self._ready_key != (self._n_threads_req, _threads._n_threads):
             self._setup()
 
     def _dense_chain(self):
         """The plan's DenseChain when the model is one chain of Dense layers, else None (kept with the
         plan: its packed kernels are refilled, not reallocated, by each predict)."""
-        if getattr(self, "_chain_plan", None) is not self._plan:
+        if self._chain_plan is not self._plan:
             self._chain, self._chain_plan = DenseChain.of(self._plan), self._plan
         return self._chain
 
@@ -1301,18 +1301,18 @@ class Model:
             chain.prepare()
             y = np.empty((len(xs[0]),) + tuple(self.outputs[0].shape[1:]), self._dtype)
             return self._structured([chain(xs[0], y, check_finite=True, n_threads=self._nt)])
-        for xk in xs:
-            if not all_finite(xk, self._nt):
-                self._check_finite(xs)            # raises, naming the input
         return self._forward_copies(xs, False)
 
     def _forward_copies(self, xs, training):
-        """The outputs for the prepared inputs xs, as fresh arrays: the layers' buffers are reused by the
-        next call, so the outputs are copied out of them, the last step of a call."""
+        """The outputs for the prepared inputs xs (`_inputs` without its NaN/inf check: made here), as fresh
+        arrays: the layers' buffers are reused by the next call, so the outputs are copied out of them, the
+        last step of a call."""
         self._set_up()
-        chain = None if training else self._dense_chain()
-        if chain is not None:            # Dense layers only: their forward in one kernel call, into a new array
-            return self._structured([chain.by_layers(xs[0], n_threads=self._nt)])
+        chain = None if training else self._chain if self._chain_plan is self._plan else self._dense_chain()
+        if chain is not None:            # Dense layers only: their forward in one kernel call, into a new array,
+            y = chain.by_layers(xs[0], None, True, self._nt)      # x checked for NaN/inf as it is read
+            return y if self._output_kind == "one" else self._structured([y])
+        self._check_finite(xs, "x", self._nt)
         plan = self._plan
         plan.infer(xs, training)
         return self._structured([plan.values[s].copy() for s in plan.out_slots])
@@ -1327,12 +1327,12 @@ class Model:
         nothing but the returned arrays.
         """
         with self._lock:
-            return self._forward_copies(self._inputs(x), training)
+            return self._forward_copies(self._inputs(x, check_finite=False), training)
 
     def predict_on_batch(self, x):
         """Outputs for one batch (no batching, training=False); as `__call__`, new array(s)."""
         with self._lock:
-            return self._forward_copies(self._inputs(x), False)
+            return self._forward_copies(self._inputs(x, check_finite=False), False)
 
     @_exclusive
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):

@@ -224,3 +224,110 @@ def test_the_predict_mlp_at_awkward_batches(level):
         dense_chain(x, packed, bs, codes, [0.0] * 3, y2, n_threads=2)
         np.testing.assert_allclose(y1, _ref(x, Ws, bs, ["relu", "relu", "softmax"]), rtol=1e-4, atol=1e-6)
         np.testing.assert_array_equal(y1, y2)
+
+
+def _packed_equal(a, b):
+    """Two pack_b results hold the same packing (the head's shape words and every micro-panel; the head's
+    last 32 bytes are unused)."""
+    h = 64 // a.itemsize
+    return a[:h // 2].tobytes() == b[:h // 2].tobytes() and a[h:].tobytes() == b[h:].tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("level", LEVELS)
+def test_pack_b_refresh_stores_exactly_the_packing(dtype, level):
+    """pack_b(refresh=True) over a kept copy gives the bits of a fresh packing: from garbage, after one
+    element changed (to -0.0 too: bitwise, not ==), after a NaN, for a copy of another shape or level."""
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(50 + level)
+    for k, n in [(784, 256), (1, 1), (7, 3), (100, 33), (513, 10), (31, 129)]:
+        for trans in (False, True):
+            b = rng.standard_normal((n, k) if trans else (k, n)).astype(dtype)
+            ref = pack_b(b, trans_b=trans)
+            kept = pack_b(b, trans_b=trans, out=np.full_like(ref, np.nan), refresh=True)
+            assert _packed_equal(kept, ref)
+            for value in (-0.0, np.nan, 3.5):
+                b.flat[rng.integers(b.size)] = value
+                b.flat[-1] = -b.flat[-1]
+                assert pack_b(b, trans_b=trans, out=kept, refresh=True) is kept
+                assert _packed_equal(kept, pack_b(b, trans_b=trans)), (k, n, trans, value)
+    other = pack_b(rng.standard_normal((5, 8)).astype(dtype))
+    b = rng.standard_normal((8, 5)).astype(dtype)
+    assert _packed_equal(pack_b(b, out=np.resize(other, pack_b(b).shape), refresh=True), pack_b(b))
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_predict_keeps_no_stale_packed_kernel(level):
+    """predict's packed kernels are kept across calls: every way the kernels change between two calls
+    (the optimizer writing the flat buffer in place, a user writing layer.kernel in place, a bias,
+    set_weights, another SIMD level) shows in the next predict, which equals the layers' own forward
+    each time, at 1 and 2 threads."""
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(5)
+    m = Sequential([Dense(40, activation="relu", input_dim=30), Dense(20, activation="relu"),
+                    Dense(6, activation="softmax")])
+    m.compile("adam", "sparse_categorical_crossentropy")
+    x = rng.standard_normal((257, 30)).astype(np.float32)
+
+    def check():
+        for nt in (1, 2):
+            nncore.set_num_threads(nt)
+            np.testing.assert_allclose(m.predict(x, batch_size=257, verbose=0), m(x), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(m.predict(x, batch_size=100, verbose=0), m(x), rtol=1e-5, atol=1e-6)
+
+    old = nncore.get_num_threads()
+    try:
+        check()
+        m.fit(x, rng.integers(0, 6, 257), epochs=1, verbose=0)          # the optimizer, in place
+        check()
+        first, last = m._layers[0], m._layers[-1]
+        first.kernel[3, 7] += 1.0                                         # a user, in place
+        check()
+        first.kernel[...] = -first.kernel                                 # all of it
+        check()
+        last.bias[2] = 4.0
+        check()
+        m.set_weights([w * 0.5 for w in m.get_weights()])
+        check()
+        runtime.set_simd_level(0 if level else -1)                      # another layout of the packing
+        check()
+    finally:
+        nncore.set_num_threads(old)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_the_medium_mlp_through_every_call_path_at_awkward_batches(level):
+    """784-256-128-10 at batches 1..9, 31, 32, 1023, 1025: model(x) and predict_on_batch the same bits
+    (the layers' own kernels); predict equal to them (the packed chain from 32 rows, the layers below),
+    the same bits as model(x) below 32 rows; each path the same bits at 1 and 2 threads; NaN refused by
+    every path."""
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(60 + level)
+    m = Sequential([Dense(256, activation="relu", input_dim=784), Dense(128, activation="relu"),
+                    Dense(10, activation="softmax")])
+    old = nncore.get_num_threads()
+    try:
+        for n in list(range(1, 10)) + [31, 32, 1023, 1025]:
+            x = rng.standard_normal((n, 784)).astype(np.float32)
+            out = {}
+            for nt in (1, 2):
+                nncore.set_num_threads(nt)
+                out[nt] = (m(x), m.predict_on_batch(x), m.predict(x, batch_size=n, verbose=0),
+                           m.predict(x, batch_size=500, verbose=0))
+            for a, b in zip(out[1], out[2]):
+                np.testing.assert_array_equal(a, b)
+            call, on_batch, predict, batched = out[1]
+            np.testing.assert_array_equal(call, on_batch)
+            if n < 32:
+                np.testing.assert_array_equal(predict, call)
+            np.testing.assert_allclose(predict, call, rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(batched, call, rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(call, _ref(x, [la.kernel for la in m._layers], [la.bias for la in m._layers],
+                                                  ["relu", "relu", "softmax"]), rtol=1e-4, atol=1e-6)
+        x[n // 2, 100] = np.nan
+        for xs in (x, x[n // 2 - 2:n // 2 + 1]):             # the chain, the layers
+            for f in (m, m.predict_on_batch, lambda a: m.predict(a, verbose=0)):
+                with pytest.raises(ValueError, match="NaN"):
+                    f(xs)
+    finally:
+        nncore.set_num_threads(old)

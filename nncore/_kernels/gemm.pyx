@@ -179,11 +179,14 @@ def cpu_has_avx512bf16():
     return bool(nc_bf16_cpu_has_avx512bf16())
 
 
-def pack_b(b, bint trans_b=False, out=None):
+def pack_b(b, bint trans_b=False, out=None, bint refresh=False):
     """op(b) packed once for many `gemm_packed` products with it (op(b) is b.T when trans_b).
 
     The layout is that of the SIMD level in use. Returns `out` refilled when it is a 1-D array of b's
     dtype and the size this needs, else a new array (so a caller keeping the result allocates once).
+    With refresh, an `out` that holds a packing of this shape at this level is compared with the
+    packing of b and written only where it differs (bitwise): a packed copy kept across calls is then
+    read, not written, while b stays the same, and is exact whatever wrote b in between.
     """
     cdef int code = _real(b, "b")
     _ndim(b, "b", 2)
@@ -198,10 +201,10 @@ def pack_b(b, bint trans_b=False, out=None):
     cdef void *pp = _ptr(out)
     if code == 0:
         with nogil:
-            nc_gemm_pack_b_f32(trans_b, k, n, <float*>pb, ldb, <float*>pp)
+            nc_gemm_pack_b_f32(trans_b, k, n, <float*>pb, ldb, <float*>pp, refresh)
     else:
         with nogil:
-            nc_gemm_pack_b_f64(trans_b, k, n, <double*>pb, ldb, <double*>pp)
+            nc_gemm_pack_b_f64(trans_b, k, n, <double*>pb, ldb, <double*>pp, refresh)
     return out
 
 

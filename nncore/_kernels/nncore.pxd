@@ -41,8 +41,10 @@ cdef extern from "nncore.h" nogil:
                      int nthreads)
     ptrdiff_t nc_gemm_pack_size_f32(ptrdiff_t k, ptrdiff_t n)
     ptrdiff_t nc_gemm_pack_size_f64(ptrdiff_t k, ptrdiff_t n)
-    void nc_gemm_pack_b_f32(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *B, ptrdiff_t ldb, float *packed)
-    void nc_gemm_pack_b_f64(int trans_b, ptrdiff_t k, ptrdiff_t n, const double *B, ptrdiff_t ldb, double *packed)
+    int nc_gemm_pack_b_f32(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *B, ptrdiff_t ldb, float *packed,
+                           int refresh)
+    int nc_gemm_pack_b_f64(int trans_b, ptrdiff_t k, ptrdiff_t n, const double *B, ptrdiff_t ldb, double *packed,
+                           int refresh)
     int nc_gemm_packed_f32(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *A,
                            ptrdiff_t lda, const float *packed, float beta, float *C, ptrdiff_t ldc,
                            const float *bias, int act, float act_alpha, int nthreads)

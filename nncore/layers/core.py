@@ -465,7 +465,9 @@ class DenseChain:
 
     The batch goes through every layer a block of rows at a time (`nncore._kernels.gemm.dense_chain`),
     so each block's activations stay in cache from one layer to the next, with one thread team for the
-    whole chain and the kernels packed once per `prepare` (per predict call) instead of once per product.
+    whole chain and the kernels packed once per `prepare` (per predict call) instead of once per product;
+    the packed copies are kept from call to call and refreshed (compared, rewritten only where a kernel
+    changed), so an unchanged model's predict reads them without writing them.
 
     Parameters
     ----------
@@ -519,8 +521,11 @@ class DenseChain:
         return (Int8DenseChain if modes == {"int8"} else cls)(dense)
 
     def prepare(self):
-        """Pack the kernels (once per call of predict: they change only between calls)."""
-        self._packed = [pack_b(layer.kernel, out=p) for layer, p in zip(self.layers, self._packed)]
+        """Pack the kernels (once per call of predict: they change only between calls). The packed
+        copies are kept and refreshed: compared with the kernels as they are now and written only where
+        they differ, so they are exact whatever wrote the kernels (the optimizer, a user in place) and
+        stay clean in both cores' caches while the kernels stay the same."""
+        self._packed = [pack_b(layer.kernel, out=p, refresh=True) for layer, p in zip(self.layers, self._packed)]
         self._biases = [layer.bias if layer.use_bias else None for layer in self.layers]
         self._acts = [-1 if layer._code is None else layer._code for layer in self.layers]
         self._alphas = [layer._alpha if layer._code is not None else 0.0 for layer in self.layers]
