@@ -419,7 +419,7 @@ class Model:
             Only the layers whose name matches the regex (one of them), or for which the callable
             returns True, are quantized. Without filters, every layer with an int8 form except the
             convolutions whose patch rows are short (kh kw in_channels < 64, e.g. a 3x3 on up to 7
-            channels: their int8 form is slower than float32; Keras quantizes them too):
+            channels: their int8 form is slower than float32; Keras 3.15 keeps every convolution float):
             ``filters=lambda layer: True`` quantizes those as well.
         """
         from nncore import quantizers
