@@ -380,7 +380,13 @@ static int NC_NAME(dense_chain_rows)(ptrdiff_t i0, ptrdiff_t i1, int L, const pt
     return rc;
 }
 
-int NC_NAME(dense_chain)(ptrdiff_t m, int L, const ptrdiff_t *dims, const REAL *const *packed,
+/* The kept packed kernels brought up to date with W (nc_gemm_pack_b with refresh, layer after layer). */
+static void NC_NAME(dense_chain_refresh)(int L, const ptrdiff_t *dims, const REAL *const *W, REAL *const *packed)
+{
+    for (int l = 0; l < L; l++) NC_NAME(gemm_pack_b)(0, dims[l], dims[l + 1], W[l], dims[l + 1], packed[l], 1);
+}
+
+int NC_NAME(dense_chain)(ptrdiff_t m, int L, const ptrdiff_t *dims, const REAL *const *W, REAL *const *packed,
                          const REAL *const *bias, const int *act, const REAL *act_alpha, int check_finite,
                          const REAL *x, REAL *y, int nthreads)
 {
@@ -388,7 +394,7 @@ int NC_NAME(dense_chain)(ptrdiff_t m, int L, const ptrdiff_t *dims, const REAL *
     ptrdiff_t wmax = 1;
     double flops = 0;
     for (int l = 0; l < L; l++) {
-        if (!NC_NAME(gemm_packed_ok)(packed[l], level, dims[l], dims[l + 1])) return -2;
+        if (!W && !NC_NAME(gemm_packed_ok)(packed[l], level, dims[l], dims[l + 1])) return -2;
         if (l > 0 && dims[l] > wmax) wmax = dims[l];
         flops += 2.0 * (double)dims[l] * (double)dims[l + 1];
     }
@@ -400,17 +406,25 @@ int NC_NAME(dense_chain)(ptrdiff_t m, int L, const ptrdiff_t *dims, const REAL *
     double panels = (double)((m + mr - 1) / mr);
     int nt = flops * (double)m < NC_GEMM_TEAM_WORK * 2.0 ? 1 : nc_team_size(nthreads, flops * (double)m);
     if (nt > panels) nt = (int)panels;
-    if (nt <= 1)
-        return NC_NAME(dense_chain_rows)(0, m, L, dims, packed, bias, act, act_alpha, check_finite, x, y, rb, wmax,
-                                         nr);
+    if (nt <= 1) {
+        if (W) NC_NAME(dense_chain_refresh)(L, dims, W, packed);
+        return NC_NAME(dense_chain_rows)(0, m, L, dims, (const REAL *const *)packed, bias, act, act_alpha,
+                                         check_finite, x, y, rb, wmax, nr);
+    }
     int failed = 0, nonfinite = 0;
 #pragma omp parallel num_threads(nt) reduction(| : failed, nonfinite)
     {
+        /* the first thread to arrive (the caller's: the others are waking up meanwhile) refreshes the
+         * kernels; every thread starts its rows after it */
+        if (W) {
+#pragma omp single
+            NC_NAME(dense_chain_refresh)(L, dims, W, packed);
+        }
         int T = omp_get_num_threads(), t = omp_get_thread_num();
         /* rows cut at multiples of MR: each row's sums do not depend on the cut */
         ptrdiff_t i0 = NC_NAME(gemm_cut)(m, T, t, mr), i1 = NC_NAME(gemm_cut)(m, T, t + 1, mr);
-        int r = i1 > i0 ? NC_NAME(dense_chain_rows)(i0, i1, L, dims, packed, bias, act, act_alpha, check_finite, x,
-                                                    y, rb, wmax, nr) : 0;
+        int r = i1 > i0 ? NC_NAME(dense_chain_rows)(i0, i1, L, dims, (const REAL *const *)packed, bias, act,
+                                                    act_alpha, check_finite, x, y, rb, wmax, nr) : 0;
         failed |= r < 0;
         nonfinite |= r > 0;
     }

@@ -174,15 +174,21 @@ void nc_gemm_micro_tile_f64(int *mr, int *nr);
  * (inference: nothing is kept for backward). Layer l: W_l packed by
  * nc_gemm_pack_b (k = dims[l], n = dims[l + 1]), bias[l] (nullable),
  * act[l] an nc_act fused into the product, or -1 for a softmax over each row.
- * check_finite: each block of x is first checked for NaN/inf. Returns 0; 1 if
- * x holds a non-finite value (y is then incomplete); -2 if a W_l was packed
- * for another shape or SIMD level; -1 if out of memory. */
-int nc_dense_chain_f32(ptrdiff_t m, int L, const ptrdiff_t *dims, const float *const *packed,
-                       const float *const *bias, const int *act, const float *act_alpha, int check_finite,
-                       const float *x /* in */, float *y /* out */, int nthreads);
-int nc_dense_chain_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double *const *packed,
-                       const double *const *bias, const int *act, const double *act_alpha, int check_finite,
-                       const double *x /* in */, double *y /* out */, int nthreads);
+ * check_finite: each block of x is first checked for NaN/inf. W (nullable):
+ * the kernels themselves (W_l row-major k x n), from which the kept packed[l]
+ * (nc_gemm_pack_size elements) are first refreshed (nc_gemm_pack_b with
+ * refresh) by the first thread of the team while the others wake up; without
+ * W, packed is used as it is. Returns 0; 1 if x holds a non-finite value (y is
+ * then incomplete); -2 if (without W) a packed[l] was packed for another shape
+ * or SIMD level; -1 if out of memory. */
+int nc_dense_chain_f32(ptrdiff_t m, int L, const ptrdiff_t *dims, const float *const *W /* in, nullable */,
+                       float *const *packed /* inout */, const float *const *bias, const int *act,
+                       const float *act_alpha, int check_finite, const float *x /* in */, float *y /* out */,
+                       int nthreads);
+int nc_dense_chain_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double *const *W /* in, nullable */,
+                       double *const *packed /* inout */, const double *const *bias, const int *act,
+                       const double *act_alpha, int check_finite, const double *x /* in */, double *y /* out */,
+                       int nthreads);
 
 /* The same chain layer after layer, y = f_L(... f_1(x W_1 + b_1) ... W_L + b_L): each layer one
  * nc_gemm on all m rows with W_l as it is (k = dims[l], n = dims[l + 1], row-major), f fused into

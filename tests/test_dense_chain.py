@@ -331,3 +331,31 @@ def test_the_medium_mlp_through_every_call_path_at_awkward_batches(level):
                     f(xs)
     finally:
         nncore.set_num_threads(old)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_kernel_refreshes_kept_packed_copies_from_the_kernels(level):
+    """dense_chain(kernels=...): entries of `packed` that are None or of the wrong size are replaced, all
+    are refreshed from the kernels in the call (a stale one, one packed at another level), and the
+    result is the bits of packing them anew, at 1 and 2 threads."""
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(70 + level)
+    Ws, bs, codes = _chain(rng, [784, 256, 128, 10], ["relu", "relu", "softmax"], np.float32)
+    x = rng.standard_normal((300, 784)).astype(np.float32)
+    want = np.empty((300, 10), np.float32)
+    dense_chain(x, [pack_b(W) for W in Ws], bs, codes, [0.0] * 3, want, n_threads=1)
+    stale = pack_b(Ws[1] + 1.0)
+    for nt in (1, 2):
+        kept = [None, stale.copy(), np.zeros(3, np.float32)]
+        y = np.full((300, 10), np.nan, np.float32)
+        dense_chain(x, kept, bs, codes, [0.0] * 3, y, n_threads=nt, kernels=Ws)
+        np.testing.assert_array_equal(y, want)
+        assert all(_packed_equal(p, pack_b(W)) for p, W in zip(kept, Ws))
+        other = 0 if level else runtime.simd_level()
+        runtime.set_simd_level(other)                      # the kept copies are of another level now
+        dense_chain(x, kept, bs, codes, [0.0] * 3, y, n_threads=nt, kernels=Ws)
+        runtime.set_simd_level(level)
+        dense_chain(x, kept, bs, codes, [0.0] * 3, y, n_threads=nt, kernels=Ws)
+        np.testing.assert_array_equal(y, want)
+    with pytest.raises(ValueError, match="kernels"):
+        dense_chain(x, [None] * 3, bs, codes, [0.0] * 3, y, kernels=Ws[:2])

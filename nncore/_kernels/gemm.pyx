@@ -324,22 +324,42 @@ def gemm_panels(a, packed, c, double beta=0.0, bias=None, int act=0, double act_
     return c
 
 
-def dense_chain(x, packed, biases, acts, alphas, y, bint check_finite=False, int n_threads=1):
+def dense_chain(x, packed, biases, acts, alphas, y, bint check_finite=False, int n_threads=1, kernels=None):
     """y := f_L(... f_1(x W_1 + b_1) ...) through L dense layers, a block of rows at a time; returns y.
 
     packed[l] is W_l from `pack_b`, biases[l] a 1-D array or None, acts[l] an activation code fused into
     the product or -1 for a softmax over each row, alphas[l] its parameter. x (m, d_0) and y (m, d_L)
     are C-contiguous. With check_finite, raises ValueError when x holds NaN or infinity.
+
+    With kernels (the W_l themselves, C-contiguous), `packed` is a list of packed copies kept from call
+    to call and brought up to date in it: an entry of the wrong size for this SIMD level (None at
+    first) is replaced by a new array, then every entry is refreshed from its kernel (as
+    `pack_b(refresh=True)`: compared, written only where it differs) by the first thread of the call's
+    team, while the others wake up.
     """
     cdef int code = _real(x, "x")
     _same_real(y, "y", code)
     _ndim(x, "x", 2)
     _writable(y, "y")
     cdef int L = len(packed)
-    if L < 1 or len(biases) != L or len(acts) != L or len(alphas) != L:
-        raise ValueError(f"dense_chain: expected as many biases, acts and alphas as packed kernels ({L} >= 1)")
+    if L < 1 or len(biases) != L or len(acts) != L or len(alphas) != L or (kernels is not None
+                                                                          and len(kernels) != L):
+        raise ValueError(f"dense_chain: expected as many biases, acts, alphas (and kernels) as packed kernels "
+                         f"({L} >= 1)")
     dims = [x.shape[1]]
+    cdef Py_ssize_t size
     for l in range(L):
+        if kernels is not None:
+            _same_real(kernels[l], f"kernels[{l}]", code)
+            _ndim(kernels[l], f"kernels[{l}]", 2)
+            k, n = kernels[l].shape
+            size = nc_gemm_pack_size_f32(k, n) if code == 0 else nc_gemm_pack_size_f64(k, n)
+            p = packed[l]
+            if (not isinstance(p, np.ndarray) or p.dtype != kernels[l].dtype or p.ndim != 1 or p.shape[0] != size
+                    or not p.flags.c_contiguous or not p.flags.writeable):
+                packed[l] = np.empty(size, kernels[l].dtype)
+            _chain_layer("dense_chain", l, (0, 0, k, n), dims, biases, acts, code)
+            continue
         _same_real(packed[l], f"packed[{l}]", code)
         _ndim(packed[l], f"packed[{l}]", 1)
         if packed[l].shape[0] < 64 // packed[l].itemsize:
@@ -349,6 +369,7 @@ def dense_chain(x, packed, biases, acts, alphas, y, bint check_finite=False, int
     _shape2(y, "y", x.shape[0], dims[L])
     cdef Py_ssize_t m = x.shape[0]
     cdef ptrdiff_t *cdims = <ptrdiff_t *>PyMem_Malloc((L + 1) * sizeof(ptrdiff_t))
+    cdef void **cW = <void **>PyMem_Malloc(L * sizeof(void *)) if kernels is not None else NULL
     cdef void **cpacked = <void **>PyMem_Malloc(L * sizeof(void *))
     cdef void **cbias = <void **>PyMem_Malloc(L * sizeof(void *))
     cdef int *cact = <int *>PyMem_Malloc(L * sizeof(int))
@@ -357,12 +378,14 @@ def dense_chain(x, packed, biases, acts, alphas, y, bint check_finite=False, int
     cdef void *px = _ptr(x)
     cdef void *py = _ptr(y)
     try:
-        if not cdims or not cpacked or not cbias or not cact or not calpha:
+        if not cdims or not cpacked or not cbias or not cact or not calpha or (kernels is not None and not cW):
             raise MemoryError("dense_chain")
         for l in range(L + 1):
             cdims[l] = dims[l]
         for l in range(L):
             cpacked[l] = _ptr(packed[l])
+            if cW:
+                cW[l] = _ptr(kernels[l])
             cbias[l] = NULL if biases[l] is None else _ptr(biases[l])
             cact[l] = acts[l]
             if code == 0:
@@ -371,13 +394,16 @@ def dense_chain(x, packed, biases, acts, alphas, y, bint check_finite=False, int
                 (<double *>calpha)[l] = alphas[l]
         if code == 0:
             with nogil:
-                rc = nc_dense_chain_f32(m, L, cdims, <const float *const *>cpacked, <const float *const *>cbias,
-                                        cact, <float *>calpha, check_finite, <float *>px, <float *>py, n_threads)
+                rc = nc_dense_chain_f32(m, L, cdims, <const float *const *>cW, <float *const *>cpacked,
+                                        <const float *const *>cbias, cact, <float *>calpha, check_finite,
+                                        <float *>px, <float *>py, n_threads)
         else:
             with nogil:
-                rc = nc_dense_chain_f64(m, L, cdims, <const double *const *>cpacked, <const double *const *>cbias,
-                                        cact, <double *>calpha, check_finite, <double *>px, <double *>py, n_threads)
+                rc = nc_dense_chain_f64(m, L, cdims, <const double *const *>cW, <double *const *>cpacked,
+                                        <const double *const *>cbias, cact, <double *>calpha, check_finite,
+                                        <double *>px, <double *>py, n_threads)
     finally:
+        PyMem_Free(cW)
         PyMem_Free(cdims)
         PyMem_Free(cpacked)
         PyMem_Free(cbias)

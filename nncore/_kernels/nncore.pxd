@@ -59,12 +59,12 @@ cdef extern from "nncore.h" nogil:
                             const double *bias, int act, double act_alpha)
     void nc_gemm_micro_tile_f32(int *mr, int *nr)
     void nc_gemm_micro_tile_f64(int *mr, int *nr)
-    int nc_dense_chain_f32(ptrdiff_t m, int L, const ptrdiff_t *dims, const float *const *packed,
+    int nc_dense_chain_f32(ptrdiff_t m, int L, const ptrdiff_t *dims, const float *const *W, float *const *packed,
                            const float *const *bias, const int *act, const float *act_alpha, int check_finite,
                            const float *x, float *y, int nthreads)
-    int nc_dense_chain_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double *const *packed,
-                           const double *const *bias, const int *act, const double *act_alpha, int check_finite,
-                           const double *x, double *y, int nthreads)
+    int nc_dense_chain_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double *const *W,
+                           double *const *packed, const double *const *bias, const int *act,
+                           const double *act_alpha, int check_finite, const double *x, double *y, int nthreads)
     int nc_dense_layers_f32(ptrdiff_t m, int L, const ptrdiff_t *dims, const float *const *W,
                             const float *const *bias, const int *act, const int *separate, const float *act_alpha,
                             int check_finite, const float *x, float *y, float *work, int nthreads)

@@ -10,7 +10,7 @@ from nncore import _random
 from nncore import activations as _activations
 from nncore._kernels import ACT_BF16
 from nncore._kernels import elementwise as _ew
-from nncore._kernels.gemm import DenseLayers, bf16_round, dense_chain, gemm, pack_b
+from nncore._kernels.gemm import DenseLayers, bf16_round, dense_chain, gemm
 from nncore._kernels import int8 as _int8
 from nncore._kernels.int8 import gemm_int8
 from nncore import initializers, regularizers
@@ -465,9 +465,10 @@ class DenseChain:
 
     The batch goes through every layer a block of rows at a time (`nncore._kernels.gemm.dense_chain`),
     so each block's activations stay in cache from one layer to the next, with one thread team for the
-    whole chain and the kernels packed once per `prepare` (per predict call) instead of once per product;
-    the packed copies are kept from call to call and refreshed (compared, rewritten only where a kernel
-    changed), so an unchanged model's predict reads them without writing them.
+    whole chain and the kernels packed once per `prepare` (per predict call) instead of once per product:
+    the packed copies are kept from call to call and refreshed by the first batch after `prepare`
+    (compared, rewritten only where a kernel changed), so an unchanged model's predict reads them without
+    writing them.
 
     Parameters
     ----------
@@ -489,7 +490,7 @@ class DenseChain:
 
     def __init__(self, layers):
         self.layers = list(layers)
-        self._packed = [None] * len(self.layers)
+        self._packed, self._refresh = [None] * len(self.layers), True
         codes = [-1 if layer._code is None else layer._code for layer in self.layers]
         self._by_layers = DenseLayers([layer.kernel for layer in self.layers],
                                       [layer.bias if layer.use_bias else None for layer in self.layers], codes,
@@ -521,19 +522,24 @@ class DenseChain:
         return (Int8DenseChain if modes == {"int8"} else cls)(dense)
 
     def prepare(self):
-        """Pack the kernels (once per call of predict: they change only between calls). The packed
-        copies are kept and refreshed: compared with the kernels as they are now and written only where
-        they differ, so they are exact whatever wrote the kernels (the optimizer, a user in place) and
-        stay clean in both cores' caches while the kernels stay the same."""
-        self._packed = [pack_b(layer.kernel, out=p, refresh=True) for layer, p in zip(self.layers, self._packed)]
+        """The arguments of the chain's kernel for this call of predict (the kernels change only between
+        calls: the first batch after `prepare` refreshes the packed copies)."""
+        self._kernels = [layer.kernel for layer in self.layers]
+        self._refresh = True
         self._biases = [layer.bias if layer.use_bias else None for layer in self.layers]
         self._acts = [-1 if layer._code is None else layer._code for layer in self.layers]
         self._alphas = [layer._alpha if layer._code is not None else 0.0 for layer in self.layers]
         return self
 
     def __call__(self, x, y, check_finite=False, n_threads=1):
-        """y = the chain's output for x (both C-contiguous 2-D); returns y."""
-        return dense_chain(x, self._packed, self._biases, self._acts, self._alphas, y, check_finite, n_threads)
+        """y = the chain's output for x (both C-contiguous 2-D); returns y. The packed kernels are kept
+        from call to call; the first call after `prepare` refreshes them in its kernel call (compared
+        with the kernels as they are now, written only where they differ): exact whatever wrote the
+        kernels (the optimizer, a user in place), and read, not written, while they stay the same."""
+        dense_chain(x, self._packed, self._biases, self._acts, self._alphas, y, check_finite, n_threads,
+                    self._kernels if self._refresh else None)
+        self._refresh = False
+        return y
 
     def by_layers(self, x, y=None, check_finite=False, n_threads=1):
         """y = the layers' own forward for x (into a new array when y is None), layer after layer in one
