@@ -370,12 +370,12 @@ static int nc_i8_packed_kernel(const void *packed, ptrdiff_t k, ptrdiff_t n, int
     return (int)head[1];
 }
 
-/* Rows of a chain's block (a multiple of 8, the MR of every kernel but avx-vnni's 6), on one thread
- * and in a team (threads take blocks one at a time: finer blocks even out a late or slowed thread;
- * medium MLP predict 1024 on Zen 4: 64 rows 787-791 us at 2 threads against 128's 819-913, 128
- * rows 1,396-1,399 at 1 thread against 64's 1,418-1,479) */
+/* Rows of a chain's block (a multiple of 8, the MR of every kernel but avx-vnni's 6), and the fewest
+ * 8-row units a thread takes at a time (int8_body.h; medium MLP predict 1024 at 2 threads on a shared
+ * Zen 4: chunks of 1 / (2 nt) of the rows left 830-883 us against 862-945 for 64-row blocks one at a
+ * time, and 128-row halves 819-913) */
 #define NC_I8_CHAIN_ROWS 128
-#define NC_I8_CHAIN_ROWS_TEAM 64
+#define NC_I8_CHAIN_MIN_UNITS 2
 
 /* ---- C = A B in int32 for int8 A (the test face of the kernels) ---------------------------------- */
 static int nc_i8_pack_s8(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows, uint8_t o, uint8_t *dst, ptrdiff_t ldd,

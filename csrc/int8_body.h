@@ -180,33 +180,35 @@ int NC_NAME(int8_chain)(ptrdiff_t m, int L, const ptrdiff_t *dims, const void *c
     }
     if (m <= 0) return 0;
     int nt = macs * (double)m < NC_I8_TEAM_WORK ? 1 : nc_team_size(nthreads, 2.0 * macs * (double)m);
-    ptrdiff_t rb = nt > 1 ? NC_I8_CHAIN_ROWS_TEAM : NC_I8_CHAIN_ROWS, blocks = (m + rb - 1) / rb;
-    if (nt > blocks) nt = (int)blocks;
+    ptrdiff_t units = (m + 7) / 8, rb = NC_I8_CHAIN_ROWS, taken = 0;
+    if (nt > units) nt = (int)units;
     int failed = 0, nonfinite = 0;
-    if (nt <= 1) {
-        char *mem = NC_NAME(i8_chain_space)(rb, wmax, kpmax);
-        if (!mem) return -1;
-        int rc = 0;
-        for (ptrdiff_t b = 0; b < blocks && !rc; b++)
-            rc = NC_NAME(i8_chain_block)(b * rb, m - b * rb < rb ? m - b * rb : rb, L, dims, packed, wscale, bias, act,
-                                         act_alpha, qmax, check_finite, x, y, mem, rb, wmax, kpmax);
-        free(mem);
-        return rc;
-    }
-    /* Blocks handed out one at a time: a thread that starts late (woken from sleep) or whose core is
-     * busy with other work takes fewer. A row's result does not depend on its block or thread. */
-#pragma omp parallel num_threads(nt) reduction(| : failed, nonfinite)
+    /* Chunks of rows taken one at a time, each a 1 / (2 nt) share of the rows left (at least 16; one
+     * thread: all of them; cut in blocks of rb rows): large ones first, small ones at the end, so a thread that starts late (woken
+     * from sleep) or whose core is busy with other work takes less, and the threads finish together.
+     * A row's result does not depend on its chunk, block or thread. */
+#pragma omp parallel num_threads(nt) reduction(| : failed, nonfinite) if (nt > 1)
     {
         char *mem = NC_NAME(i8_chain_space)(rb, wmax, kpmax);
         failed |= !mem;
-#pragma omp for schedule(dynamic, 1)
-        for (ptrdiff_t b = 0; b < blocks; b++)
-            if (mem && !nonfinite && !failed) {
-                int r = NC_NAME(i8_chain_block)(b * rb, m - b * rb < rb ? m - b * rb : rb, L, dims, packed, wscale,
-                                                bias, act, act_alpha, qmax, check_finite, x, y, mem, rb, wmax, kpmax);
-                failed |= r < 0;
+        while (mem && !nonfinite && !failed) {
+            ptrdiff_t u0, c;
+#pragma omp critical(nc_i8_chain_chunk)
+            {
+                u0 = taken;
+                c = nt > 1 ? (units - u0) / (2 * nt) : units;
+                c = c < NC_I8_CHAIN_MIN_UNITS ? NC_I8_CHAIN_MIN_UNITS : c;
+                taken = u0 + c;
+            }
+            if (u0 >= units) break;
+            ptrdiff_t r1 = (u0 + c) * 8 < m ? (u0 + c) * 8 : m;
+            for (ptrdiff_t r0 = u0 * 8; r0 < r1 && !nonfinite && !failed; r0 += rb) {
+                int r = NC_NAME(i8_chain_block)(r0, r1 - r0 < rb ? r1 - r0 : rb, L, dims, packed, wscale, bias, act,
+                                                act_alpha, qmax, check_finite, x, y, mem, rb, wmax, kpmax);
+                failed |= r < 0; /* (nc_i8_rows out of memory) */
                 nonfinite |= r > 0;
             }
+        }
         free(mem);
     }
     return failed ? -1 : nonfinite;
