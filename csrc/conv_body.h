@@ -3,21 +3,6 @@
  * see conv.c for the layout and the threading rules. */
 #ifdef NC_LEVEL
 
-/* d[0, n) = s[0, n): a short run (a window row of one or a few channels) in one loop of fixed length with
- * the lanes past n masked off, not a memcpy call per run (which dominated im2col at c = 1). */
-#define NC_SHORT_RUN 16
-static inline void NC_NAME(copy_run)(REAL *d, const REAL *s, ptrdiff_t n)
-{
-    if (n > NC_SHORT_RUN) {
-        memcpy(d, s, (size_t)n * sizeof(REAL));
-        return;
-    }
-    const int m = (int)n;
-#pragma omp simd
-    for (int t = 0; t < NC_SHORT_RUN; t++)
-        if (t < m) d[t] = s[t];
-}
-
 /* The cols row of output pixel (oh, ow) of image xb: K = kh kw c values at d. */
 static inline void NC_NAME(im2col_pixel)(const nc_conv_geom *g, const REAL *xb, ptrdiff_t oh, ptrdiff_t ow, REAL *d)
 {
@@ -31,13 +16,13 @@ static inline void NC_NAME(im2col_pixel)(const nc_conv_geom *g, const REAL *xb, 
         }
         const REAL *xr = xb + ih * W * C;
         if (g->dw == 1 && w0 >= 0 && w0 + g->kw <= W) {  /* the window row is kw c contiguous values */
-            NC_NAME(copy_run)(d, xr + w0 * C, g->kw * C);
+            memcpy(d, xr + w0 * C, (size_t)(g->kw * C) * sizeof(REAL));
             continue;
         }
         for (ptrdiff_t j = 0; j < g->kw; j++) {
             const ptrdiff_t iw = w0 + j * g->dw;
             if (iw < 0 || iw >= W) memset(d + j * C, 0, (size_t)C * sizeof(REAL));
-            else NC_NAME(copy_run)(d + j * C, xr + iw * C, C);
+            else memcpy(d + j * C, xr + iw * C, (size_t)C * sizeof(REAL));
         }
     }
 }
