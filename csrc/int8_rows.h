@@ -7,39 +7,19 @@
 #define I8L_CAT(op, suf) I8L_CAT2(op, suf)
 #define I8L_NAME(op) I8L_CAT(op, I8L_SUF)
 
-/* The row helpers run over a row in three parts: its first multiple of I8L_W values in one loop the
- * compiler vectorizes at full width, then blocks of I8L_V values (loops of fixed length), then the last
- * partial block in one such loop whose lanes past the row's end are masked off (masked loads and stores
- * where the level has them): a short row (a 3x3 convolution of one channel: k = 9) costs one masked block,
- * never a vector loop's scalar epilogue. */
-#define I8L_V 16
-#define I8L_W 64
-
 /* s = Q / (max_p |x_p| + 1e-7) (Keras's AbsMaxQuantizer: epsilon 1e-7 added
  * in REAL); NaN when the row holds a NaN or an infinity. One pass over the
  * bits: |x| as an unsigned integer orders like |x|, and a NaN or an infinity
- * is at least the bits of infinity (a masked lane is |0|: no change). */
+ * is at least the bits of infinity. */
 static I8L_ATTR REAL I8L_NAME(i8_row_scale)(const REAL *x, ptrdiff_t k, REAL Q)
 {
-    const ptrdiff_t kf = k / I8L_V * I8L_V;     /* (a reduction of I8L_V-wide vectors: no blocks needed) */
-    const int rem = (int)(k - kf);
     I8_UINT amax = 0;
 #pragma omp simd reduction(max : amax)
-    for (ptrdiff_t p = 0; p < kf; p++) {
-        I8_UINT v; /* the bits through memcpy (no type-punned pointer: strict aliasing is on) */
-        memcpy(&v, x + p, sizeof v);
-        v &= I8_ABS_MASK;
-        amax = v > amax ? v : amax;
-    }
-    if (rem) {
-        x += kf;
-#pragma omp simd reduction(max : amax)
-        for (int t = 0; t < I8L_V; t++) {
-            I8_UINT v = 0;
-            if (t < rem) memcpy(&v, x + t, sizeof v);
-            v &= I8_ABS_MASK;
-            amax = v > amax ? v : amax;
-        }
+    for (ptrdiff_t p = 0; p < k; p++) {
+        I8_UINT u;
+        memcpy(&u, x + p, sizeof u);
+        u &= I8_ABS_MASK;
+        amax = u > amax ? u : amax;
     }
     if (amax >= I8_INF_BITS) return (REAL)NAN;
     REAL m;
@@ -59,20 +39,8 @@ static I8L_ATTR void I8L_NAME(i8_quant_row)(const REAL *x, ptrdiff_t k, REAL s, 
         memset(q, o, (size_t)k);
         return;
     }
-    const ptrdiff_t kw = k / I8L_W * I8L_W, kf = k / I8L_V * I8L_V;
-    const int rem = (int)(k - kf);
 #pragma omp simd
-    for (ptrdiff_t p = 0; p < kw; p++) q[p] = (uint8_t)(I8_IRINT(x[p] * s) + o); /* an integer in [-Q, Q] */
-    for (ptrdiff_t p = kw; p < kf; p += I8L_V) {
-#pragma omp simd
-        for (int t = 0; t < I8L_V; t++) q[p + t] = (uint8_t)(I8_IRINT(x[p + t] * s) + o);
-    }
-    if (rem) {
-        x += kf, q += kf;
-#pragma omp simd
-        for (int t = 0; t < I8L_V; t++)
-            if (t < rem) q[t] = (uint8_t)(I8_IRINT(x[t] * s) + o);
-    }
+    for (ptrdiff_t p = 0; p < k; p++) q[p] = (uint8_t)(I8_IRINT(x[p] * s) + o); /* an integer in [-Q, Q] */
 }
 
 /* c_j = t_j / (ws_j sx) + b_j, relu'd when asked, for one row of n (a constant for a full tile:
@@ -117,5 +85,3 @@ static I8L_ATTR void I8L_NAME(i8_store)(const int32_t *t, int ldt, int mi, int n
 #undef I8L_CAT2
 #undef I8L_CAT
 #undef I8L_NAME
-#undef I8L_V
-#undef I8L_W
