@@ -813,6 +813,21 @@ def test_int8_conv1d(kw):
     _int8_exports(_model(L.Conv1D(**kw), (11, 3)), exact=kw.get("activation") in (None, "relu"))
 
 
+def test_int8_default_selection_cnn_exports():
+    # model.quantize's default leaves the short-patch first conv float (Conv; k = 9), the second (k = 144) and
+    # the Dense int8 (MatMulInteger): ONNX Runtime gives predict's numbers (the float conv to rounding)
+    model = _model([L.Conv2D(16, 3, activation="relu"), L.MaxPooling2D(2), L.Conv2D(8, 3, activation="relu"),
+                    L.Flatten(), L.Dense(4)], (12, 12, 1))
+    model.quantize("int8")
+    assert model.quantized == [model.layers[2].name, model.layers[4].name]
+    assert model.layers[0].quantization_mode is None
+    proto = nx.export(model)
+    assert {"Conv", "MatMulInteger"} <= {n.op_type for n in proto.graph.node}
+    x = _inputs(model, 5, np.random.default_rng(3))
+    np.testing.assert_allclose(_session(proto).run(None, {"input": x})[0], model.predict(x, verbose=0), rtol=RTOL,
+                               atol=1e-4)
+
+
 def test_int8_embedding_and_cnn(float64):
     nncore.set_floatx("float32")
     _int8_exports(_model([L.Embedding(11, 4), L.Flatten(), L.Dense(3)], (6,)),
