@@ -27,7 +27,9 @@
  * packing: a row is read once from memory) and runs the MR x NR tiles over the
  * whole k; each finished int32 tile goes through the epilogue while it is in
  * L1. The REAL parts (quantize + pack A, the epilogue) are the callbacks of a
- * job, defined in int8_body.h for float and double. */
+ * job, defined in int8_body.h for float and double. A convolution's job
+ * (nc_conv_int8) packs A from its input image: each block's cols rows are
+ * gathered (im2col) into an L1 buffer and quantized from there, never stored. */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>

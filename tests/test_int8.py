@@ -1,7 +1,8 @@
 """The int8 kernels against NumPy integer references (tests/reference_int8.py): the int32 product on
 every micro-kernel (generic C, AVX2 u8 x s8, AVX2 sign trick, the VNNI kernels through their C
 emulation of vpdpbusd, the real VNNI ones where the CPU has them; up to 8 rows take the direct
-path's row kernels, B unpacked) bit for bit, on awkward shapes,
+path's row kernels, B unpacked) bit for bit, on awkward shapes, the int8 convolution (its cols rows made
+inside the GEMM) against NumPy's im2col + int8 Dense,
 the extremes that would saturate vpmaddubsw, 1 and 2 threads, every SIMD level; the row quantizer
 and the fused int8 GEMM (quantize, int32 sums, dequantizing epilogue) to the bit; the row gather;
 bad input."""
