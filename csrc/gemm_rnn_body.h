@@ -309,7 +309,10 @@ static int NC_NAME(rnn_seq_rows)(const NC_NAME(rnn_seq_t) *s, int level, int dir
     uint32_t *bw = NULL;
     (void)nr;
 #ifdef NC_F32
-    if (bf && !(bw = (uint32_t *)malloc((size_t)nc_bf16_panels_work(K > G ? K : G) * sizeof(uint32_t)))) return -1;
+    /* the deepest product a step runs: K, G (dh_{t-1} from the deltas) or D (the GRU's x_t W on the step's rows) */
+    ptrdiff_t kb = K > G ? K : G;
+    kb = D > kb ? D : kb;
+    if (bf && !(bw = (uint32_t *)malloc((size_t)nc_bf16_panels_work(kb) * sizeof(uint32_t)))) return -1;
 #endif
     if (dir == 0) {
         for (ptrdiff_t t = 0; t < T; t++)

@@ -14,6 +14,8 @@ as the cell writes it, dh and dc float32, and dW, dU, db, dx rounded once at the
 - Variables stay float32; the policy travels with get_config; digits-as-sequences training under the
   policy reaches the float32 accuracy within 0.5 points (steady-state batches: test_recurrent.py).
 """
+import os
+import sys
 import warnings
 
 import numpy as np
@@ -26,6 +28,7 @@ from nncore import layers as L
 from nncore import mixed_precision as mp
 from nncore._kernels import ACT_BF16, ACT_CODES, runtime
 from nncore._kernels import rnn as _rnn
+from subprocess_common import CHILD_CWD, child_env, run_isolated
 
 pytestmark = pytest.mark.filterwarnings("ignore:mixed_bfloat16:RuntimeWarning")   # the emulation's, at level 0
 LEVELS = list(range(runtime.simd_level() + 1))
@@ -484,3 +487,35 @@ def test_step_loop_product_is_the_vdpbf16ps_chain_on_every_kernel(shape):
             assert _is_bf16(h[1:])
     finally:
         G.bf16_set_kernel(None)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_inputs_wider_than_the_gates(kind):
+    """Inputs with many more features than the gates' columns (D = 300, 3 u = 12): the GRU's x_t W on a
+    step's rows is then the deepest product of the fused loop, and its bf16 work space must be sized for it."""
+    layer, x, mask, init, drawn, outs, seeds, grads, dx, dinit = _run(kind, CASES[1], n=9, T=4, D=300, u=4)
+    y_ref, g_ref, dx_ref, _ = _oracle(kind, layer, x, seeds, mask, init, drawn)
+    _close(outs[0], y_ref[0], "output")
+    for name, a, b in zip(("kernel", "recurrent_kernel", "bias"), grads, g_ref):
+        _close(a, b, name)
+    _close(dx, dx_ref, "dx")
+
+
+MALLOC_DEBUG = "/lib/x86_64-linux-gnu/libc_malloc_debug.so.0"
+
+
+@pytest.mark.skipif(not os.path.exists(MALLOC_DEBUG), reason="glibc's malloc debugging library is not here")
+def test_wide_inputs_stay_inside_their_buffers():
+    """The same wide GRU predict in a child under glibc's checking malloc (MALLOC_CHECK_=3): a write past
+    the end of a heap block aborts it at the block's free."""
+    code = ("import numpy as np, nncore, nncore.layers as L, nncore.mixed_precision as mp\n"
+            "mp.set_global_policy('mixed_bfloat16')\n"
+            "for reset_after in (True, False):\n"
+            "    m = nncore.Sequential([L.Input(shape=(3, 512)), L.GRU(8, reset_after=reset_after)])\n"
+            "    x = np.random.default_rng(0).standard_normal((64, 3, 512)).astype(np.float32)\n"
+            "    for _ in range(3):\n"
+            "        m.predict(x, verbose=0)\n"
+            "print('ok')\n")
+    env = child_env(LD_PRELOAD=MALLOC_DEBUG, MALLOC_CHECK_="3")
+    rc, out = run_isolated([sys.executable, "-c", code], CHILD_CWD, env, timeout=120)
+    assert rc == 0 and out.strip().endswith("ok"), out
