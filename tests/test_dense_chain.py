@@ -8,6 +8,7 @@ import nncore
 from nncore._kernels import ACT_CODES, runtime
 from nncore._kernels.gemm import dense_chain, pack_b
 from nncore.layers import Dense
+from nncore.layers.core import DenseChain
 from nncore.models import Sequential
 
 LEVELS = list(range(runtime.simd_level() + 1))
@@ -359,3 +360,19 @@ def test_kernel_refreshes_kept_packed_copies_from_the_kernels(level):
         np.testing.assert_array_equal(y, want)
     with pytest.raises(ValueError, match="kernels"):
         dense_chain(x, [None] * 3, bs, codes, [0.0] * 3, y, kernels=Ws[:2])
+
+
+def test_an_empty_batch_does_not_use_up_the_refresh():
+    """The refresh of the kept packed kernels belongs to the first batch with rows after `prepare`: a
+    0-row batch first (the direct API allows it) leaves it to the next one."""
+    rng = np.random.default_rng(8)
+    m = Sequential([Dense(24, activation="relu", input_dim=12), Dense(5, activation="softmax")])
+    x = rng.standard_normal((64, 12)).astype(np.float32)
+    chain = DenseChain([m._layers[0], m._layers[1]])
+    chain.prepare()(x, np.empty((64, 5), np.float32))                 # packed copies kept
+    m._layers[0].kernel[...] = -m._layers[0].kernel
+    chain.prepare()
+    for rows in (0, 64):
+        y = np.empty((rows, 5), np.float32)
+        chain(np.ascontiguousarray(x[:rows]), y)
+    np.testing.assert_allclose(y, m(x), rtol=1e-5, atol=1e-6)

@@ -447,3 +447,19 @@ def test_functional_model_quantize():
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
     with pytest.raises(ValueError, match=r"quantized \(int8 layers .*inference only"):
         model.fit([xa, xb], y, epochs=1, verbose=0)
+
+
+def test_a_read_only_array_put_in_a_quantized_layers_place_is_packed():
+    """The packed int8 kernel belongs to the array it was made from: another array put in the layer's
+    place, read-only already (another layer's kernel), is packed again at the next predict."""
+    model = _mlp()
+    model.quantize("int8")
+    x = np.random.default_rng(9).standard_normal((64, 30)).astype(np.float32)
+    first = model.layers[0]
+    before = model.predict(x, verbose=0)
+    other = first.kernel[::-1].copy()
+    other.flags.writeable = False
+    first.kernel = other
+    y = model.predict(x, verbose=0)
+    np.testing.assert_array_equal(y, _layers_ref(model, x))
+    assert not np.array_equal(y, before)

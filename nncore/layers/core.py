@@ -538,7 +538,7 @@ class DenseChain:
         kernels (the optimizer, a user in place), and read, not written, while they stay the same."""
         dense_chain(x, self._packed, self._biases, self._acts, self._alphas, y, check_finite, n_threads,
                     self._kernels if self._refresh else None)
-        self._refresh = False
+        self._refresh = self._refresh and len(x) == 0     # an empty batch refreshes nothing
         return y
 
     def by_layers(self, x, y=None, check_finite=False, n_threads=1):

@@ -123,13 +123,13 @@ class Int8Quantizable:
         """The int8 weight as a (k, n) matrix packed for the int8 GEMM kernel that runs this layer's
         inputs now (`nncore._kernels.int8.pack`), made once per value of the weight and kernel in use.
         The weight is read-only and changes through set_weights / quantize only, which call
-        `_held_changed`; one found writeable (its flag set by hand, a copy put in its place) is taken
-        as changed and made read-only again."""
+        `_held_changed`; one found writeable (its flag set by hand, a copy put in its place) or not the
+        array packed (another one put in its place) is taken as changed and made read-only."""
         w = getattr(self, self._int8_weight)
         packs = self.__dict__.get("_int8_packs")
-        if packs is None or w.flags.writeable:
+        if packs is None or w.flags.writeable or packs.get("of") is not w:   # another array put in its place
             w.flags.writeable = False
-            packs = self._int8_packs = {}
+            packs = self._int8_packs = {"of": w}
         kernel = _int8.kernel(self._act_qmax)
         packed = packs.get(kernel)
         if packed is None:
