@@ -63,6 +63,21 @@ cdef inline int _block(object a, str name, int code, Py_ssize_t rows, Py_ssize_t
 cdef inline void *_ptr(object a):
     return cnp.PyArray_DATA(<cnp.ndarray>a)
 
+cdef inline int _vec(object a, str name, int code, Py_ssize_t n, bint out) except -1:
+    """An (n,) array of the dtype `code`; writable when `out`."""
+    _same_real(a, name, code)
+    _shape1(a, name, n)
+    if out:
+        _writable(a, name)
+    return 0
+
+cdef inline void *_opt_vec(object a, str name, int code, Py_ssize_t n, bint out=False) except? NULL:
+    """NULL for None, else the data of a, checked by `_vec` (a bias; a statistic written when `out`)."""
+    if a is None:
+        return NULL
+    _vec(a, name, code, n, out)
+    return _ptr(a)
+
 cdef inline Py_ssize_t _size(object a):
     return cnp.PyArray_SIZE(<cnp.ndarray>a)
 

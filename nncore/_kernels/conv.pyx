@@ -97,11 +97,7 @@ def conv_int8(x, w, w_scale, y, bias=None, int act=0, double act_alpha=0.0, wind
     _same_real(w_scale, "w_scale", code)
     _shape1(w_scale, "w_scale", f)
     _block(y, "y", code, g.n * g.oh * g.ow, f, True)
-    cdef void *pbias = NULL
-    if bias is not None:
-        _same_real(bias, "bias", code)
-        _shape1(bias, "bias", f)
-        pbias = _ptr(bias)
+    cdef void *pbias = _opt_vec(bias, "bias", code, f)
     cdef void *px = _ptr(x)
     cdef const int8_t *pw = <const int8_t*>_ptr(w)
     cdef void *ps = _ptr(w_scale)
@@ -318,11 +314,7 @@ def wino_forward(x, kernel, bias, U, V, M, y, int m, pad=(0, 0), int act=0, doub
     if act < 0 or act >= NC_ACT_COUNT:
         raise ValueError(f"wino_forward: unknown activation code {act}")
     cdef Py_ssize_t f = kernel.shape[3]
-    cdef void *pbias = NULL
-    if bias is not None:
-        _same_real(bias, "bias", code)
-        _shape1(bias, "bias", f)
-        pbias = _ptr(bias)
+    cdef void *pbias = _opt_vec(bias, "bias", code, f)
     cdef void *px = _ptr(x)
     cdef void *pk = _ptr(kernel)
     cdef void *pu = _ptr(U)

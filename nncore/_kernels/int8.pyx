@@ -111,11 +111,7 @@ def gemm_int8(x, w, w_scale, y, bias=None, int act=0, double act_alpha=0.0, *, i
     _qmax(qmax, "gemm_int8")
     if act < 0 or act >= NC_ACT_COUNT:
         raise ValueError(f"gemm_int8: unknown activation code {act}")
-    cdef void *pbias = NULL
-    if bias is not None:
-        _same_real(bias, "bias", code)
-        _shape1(bias, "bias", n)
-        pbias = _ptr(bias)
+    cdef void *pbias = _opt_vec(bias, "bias", code, n)
     cdef void *px = _ptr(x)
     cdef const int8_t *pw = <const int8_t*>_ptr(w)
     cdef void *ps = _ptr(w_scale)

@@ -16,22 +16,6 @@ def work_size(Py_ssize_t rows, Py_ssize_t cols):
     return nc_norm_work_size(rows, cols)
 
 
-cdef int _vec(object a, str name, int code, Py_ssize_t n, bint out) except -1:
-    _same_real(a, name, code)
-    _shape1(a, name, n)
-    if out:
-        _writable(a, name)
-    return 0
-
-
-cdef void *_opt_vec(object a, str name, int code, Py_ssize_t n) except? NULL:
-    """The data pointer of an optional writable (n,) vector, NULL for None."""
-    if a is None:
-        return NULL
-    _vec(a, name, code, n, True)
-    return _ptr(a)
-
-
 cdef double *_doubles(object a, str name, Py_ssize_t n) except NULL:
     """A writable C-contiguous float64 buffer of at least n elements."""
     if not isinstance(a, cnp.ndarray) or cnp.PyArray_TYPE(<cnp.ndarray>a) != cnp.NPY_FLOAT64 \
@@ -66,10 +50,10 @@ def batchnorm_forward(x, gamma, beta, moving_mean, moving_var, y, stats, work, d
     _vec(beta, "beta", code, C, False)
     if moving_mean is None and not training:
         raise ValueError("batchnorm_forward: inference needs moving_mean and moving_var")
-    cdef void *pmm = _opt_vec(moving_mean, "moving_mean", code, C)
+    cdef void *pmm = _opt_vec(moving_mean, "moving_mean", code, C, True)
     cdef void *pmv = NULL
     if moving_mean is not None:
-        pmv = _opt_vec(moving_var, "moving_var", code, C)
+        pmv = _opt_vec(moving_var, "moving_var", code, C, True)
         if pmv == NULL:
             raise ValueError("batchnorm_forward: moving_var is needed with moving_mean")
     _block(y, "y", code, rows, C, True)
@@ -119,8 +103,8 @@ cdef _Grads _grad_args(x, dy, gamma, stats, dx, dgamma, dbeta, work, bint per_ro
     if dx is not None:
         _block(dx, "dx", a.code, a.rows, a.C, True)
         a.dx = _ptr(dx)
-    a.dgamma = _opt_vec(dgamma, "dgamma", a.code, a.C)
-    a.dbeta = _opt_vec(dbeta, "dbeta", a.code, a.C)
+    a.dgamma = _opt_vec(dgamma, "dgamma", a.code, a.C, True)
+    a.dbeta = _opt_vec(dbeta, "dbeta", a.code, a.C, True)
     a.work = _doubles(work, "work", nc_norm_work_size(a.rows, a.C))
     a.x, a.dy, a.gamma = _ptr(x), _ptr(dy), _ptr(gamma)
     return a

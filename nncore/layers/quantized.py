@@ -127,9 +127,10 @@ class Int8Quantizable:
         array packed (another one put in its place) is taken as changed and made read-only."""
         w = getattr(self, self._int8_weight)
         packs = self.__dict__.get("_int8_packs")
-        if packs is None or w.flags.writeable or packs.get("of") is not w:   # another array put in its place
-            w.flags.writeable = False
-            packs = self._int8_packs = {"of": w}
+        if packs is None or w.flags.writeable or self.__dict__.get("_int8_packed_of") is not w:
+            w.flags.writeable = False            # (the last test: another array put in the weight's place)
+            packs = self._int8_packs = {}
+            self._int8_packed_of = w
         kernel = _int8.kernel(self._act_qmax)
         packed = packs.get(kernel)
         if packed is None:
