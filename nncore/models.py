@@ -1308,7 +1308,7 @@ class Model:
         arrays: the layers' buffers are reused by the next call, so the outputs are copied out of them, the
         last step of a call."""
         self._set_up()
-        chain = None if training else self._chain if self._chain_plan is self._plan else self._dense_chain()
+        chain = None if training else self._dense_chain()
         if chain is not None:            # Dense layers only: their forward in one kernel call, into a new array,
             y = chain.by_layers(xs[0], None, True, self._nt)      # x checked for NaN/inf as it is read
             return y if self._output_kind == "one" else self._structured([y])
