@@ -100,7 +100,7 @@ def _layers_ref(model, x):
 def test_quantized_weights_are_read_only_and_packed_once_per_setting():
     # predict (the packed chain) packs nothing in steady state: each Dense keeps its packed kernel
     # from one setting of its weights to the next; a write that bypasses set_weights is refused or,
-    # when it went to a writeable array put in the layer's place, seen by the next predict
+    # when the user made the array writeable by hand, seen by the next predict
     model = _mlp()
     model.quantize("int8")
     x = np.random.default_rng(4).standard_normal((64, 30)).astype(np.float32)
@@ -128,7 +128,9 @@ def test_quantized_weights_are_read_only_and_packed_once_per_setting():
     assert not np.array_equal(y, before)
     dense.set_weights([w[:, ::-1].copy() if w.dtype == np.int8 else w for w in dense.get_weights()])   # the layer's
     np.testing.assert_array_equal(model.predict(x, verbose=0), _layers_ref(model, x))
-    dense.kernel = dense.kernel.copy()                   # writeable, put in by hand, then written in place
+    with pytest.raises(AttributeError, match="'kernel' cannot be replaced after build.*read-only.*set_weights"):
+        dense.kernel = dense.kernel.copy()               # no array is put in a weight's place
+    dense.kernel.flags.writeable = True                  # made writeable by hand, then written in place
     dense.kernel[:5] = -dense.kernel[:5]
     np.testing.assert_array_equal(model.predict(x, verbose=0), _layers_ref(model, x))
     assert not dense.kernel.flags.writeable
@@ -449,9 +451,9 @@ def test_functional_model_quantize():
         model.fit([xa, xb], y, epochs=1, verbose=0)
 
 
-def test_a_read_only_array_put_in_a_quantized_layers_place_is_packed():
-    """The packed int8 kernel belongs to the array it was made from: another array put in the layer's
-    place, read-only already (another layer's kernel), is packed again at the next predict."""
+def test_no_array_is_put_in_a_quantized_layers_place():
+    """The held int8 weights are not replaced (`_Weight`): an array put in a quantized layer's place
+    (read-only already, as another layer's kernel) is refused, and predict is unchanged."""
     model = _mlp()
     model.quantize("int8")
     x = np.random.default_rng(9).standard_normal((64, 30)).astype(np.float32)
@@ -459,7 +461,9 @@ def test_a_read_only_array_put_in_a_quantized_layers_place_is_packed():
     before = model.predict(x, verbose=0)
     other = first.kernel[::-1].copy()
     other.flags.writeable = False
-    first.kernel = other
-    y = model.predict(x, verbose=0)
-    np.testing.assert_array_equal(y, _layers_ref(model, x))
-    assert not np.array_equal(y, before)
+    for attr, value in (("kernel", other), ("kernel_scale", first.kernel_scale * 2), ("bias", first.bias + 1)):
+        with pytest.raises(AttributeError, match=f"layer '{first.name}' \\(Dense\\): its weight '{attr}' cannot be "
+                                                 "replaced after build"):
+            setattr(first, attr, value)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), before)
+    np.testing.assert_array_equal(model(x), _layers_ref(model, x))

@@ -411,9 +411,8 @@ def test_lstm_stacked_weights_in_place_or_copied(use_bias):
     outs = []
     for apart in (False, True):
         if apart:   # the weights and gradients as arrays of their own: nothing stacked in place
-            for name in list(layer._grad_of):
-                setattr(layer, name, getattr(layer, name).copy())
-                layer._grad_of[name] = layer._grad_of[name].copy()
+            layer._bind({name: getattr(layer, name).copy() for name in layer._grad_of},
+                        {name: g.copy() for name, g in layer._grad_of.items()})
         y = layer.forward(x, True).copy()
         layer.backward(dy)
         b = layer._cur

@@ -18,6 +18,7 @@ and reused: `forward`/`backward` return views of them, valid until the next
 call with the same shape.
 """
 import math
+import operator
 import re
 
 import numpy as np
@@ -28,6 +29,40 @@ from nncore._kernels.gemm import gemm, gemm_bf16
 from nncore._graph import Node, SymbolicTensor, call_symbolic, is_symbolic
 
 MAX_CACHED_SHAPES = 8   # work-buffer sets kept per layer (one per batch shape)
+
+
+class _Weight(property):
+    """A layer's weight attribute (``layer.kernel``): read as any attribute is (a C getter), but not
+    replaced once the layer holds it. The weights are views into the model's flat buffers, which the
+    optimizer, the model's kernels (a Dense chain's, a packed copy's refresh) and the layer's own
+    derived views (a convolution's 2-D kernel) read: an array put in a view's place would be seen by
+    some of them and not by the others, so ``layer.kernel = w`` after build refuses (as Keras 3, whose
+    ``Dense.kernel`` has no setter) and the values change in place (``layer.kernel[...] = w``) or by
+    ``set_weights``. The layer's own code binds its arrays with `Layer._put_weight`. Installed on a
+    layer's class when a layer of it first holds a weight of that name (`_weight_attr`)."""
+
+    def __init__(self, attr):
+        self.attr, self.slot = attr, "_w_" + attr
+        super().__init__(operator.attrgetter(self.slot), self._assign, None, f"The layer's weight {attr!r}.")
+
+    def _assign(self, layer, value):
+        held = layer.__dict__.get(self.slot)
+        if not isinstance(held, np.ndarray):          # not holding it yet (before build): an ordinary attribute
+            layer.__dict__[self.slot] = value
+            return
+        how = (f"write into it, `layer.{self.attr}[...] = value`, or call `layer.set_weights(...)`"
+               if held.flags.writeable else "it is read-only (an int8 weight): call `layer.set_weights(...)`")
+        raise AttributeError(f"layer {layer.name!r} ({type(layer).__name__}): its weight {self.attr!r} cannot be "
+                             f"replaced after build (it is a view of the model's weights, which every path reads); {how}")
+
+
+def _weight_attr(cls, attr):
+    """Make `attr` a `_Weight` of `cls` (once per class and name)."""
+    found = getattr(cls, attr, None)
+    if type(found) is not _Weight:
+        if found is not None:
+            raise TypeError(f"{cls.__name__}: a weight named {attr!r} would hide the class attribute {attr!r}")
+        setattr(cls, attr, _Weight(attr))
 
 
 def _snake_case(name):
@@ -168,10 +203,10 @@ class Layer:
         new = False
         for attr, shape, dtype, fill in self._held:
             dt = np.dtype(float_dtype if dtype is None else dtype)
-            a = self.__dict__.get(attr)
+            a = getattr(self, attr, None)
             if not (isinstance(a, np.ndarray) and a.shape == shape and a.dtype == dt):
                 a = np.full(shape, fill, dt)
-                setattr(self, attr, a)
+                self._put_weight(attr, a)
                 new = True
             new |= a.flags.writeable
             a.flags.writeable = False
@@ -182,7 +217,7 @@ class Layer:
         """A held weight was set (`set_weights`, `quantize`, a new layout): drop what was derived from it."""
 
     def _held_weights(self):
-        return [self.__dict__[attr] for attr, *_ in self._held if attr in self.__dict__]
+        return [w for w in (getattr(self, attr, None) for attr, *_ in self._held) if w is not None]
 
     def build(self, input_shape):
         """Declare parameters from the input shape (batch dimension first, may be None)."""
@@ -223,9 +258,22 @@ class Layer:
     def _bind(self, params_of, grads_of):
         """Take the views the layout made: {attr: weight view} and {attr: gradient view}."""
         for attr, view in params_of.items():
-            setattr(self, attr, view)
+            self._put_weight(attr, view)
         self._grad_of = dict(grads_of)
         self._bufs = {}
+
+    def _put_weight(self, attr, array):
+        """Bind the weight `attr` to `array` (the layer's own code only: `_Weight` refuses a user's
+        assignment once the layer holds the weight)."""
+        _weight_attr(type(self), attr)
+        self.__dict__["_w_" + attr] = array
+
+    def __setstate__(self, state):
+        """An unpickled layer's weights keep their `_Weight` attributes (its class may have none yet)."""
+        self.__dict__.update(state)
+        for key in state:
+            if key.startswith("_w_"):
+                _weight_attr(type(self), key[3:])
 
     def _initialize(self, rng):
         for attr, shape, init, _ in self._specs:
@@ -361,7 +409,7 @@ class Layer:
             self._build(x.shape)
             if self._specs:
                 _params.lay_out([self], floatx(), _random.get_rng())
-        if any(attr not in self.__dict__ for attr, *_ in self._held):   # held weights only (int8 Embedding)
+        if any(not hasattr(self, attr) for attr, *_ in self._held):   # held weights only (int8 Embedding)
             self._allocate_held(floatx())
         floats = [w.dtype for w in self.weights if w.dtype.kind == "f"]
         if floats:

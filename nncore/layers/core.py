@@ -491,11 +491,14 @@ class DenseChain:
     def __init__(self, layers):
         self.layers = list(layers)
         self._packed, self._refresh = [None] * len(self.layers), True
-        codes = [-1 if layer._code is None else layer._code for layer in self.layers]
-        self._by_layers = DenseLayers([layer.kernel for layer in self.layers],
-                                      [layer.bias if layer.use_bias else None for layer in self.layers], codes,
-                                      [layer._keep_z for layer in self.layers],
-                                      [0.0 if layer._code is None else layer._alpha for layer in self.layers])
+        # the layers' weights are theirs for the chain's life (a layer's weight is never replaced, `_Weight`;
+        # a new layout makes a new plan, so a new chain): only their values change, in place
+        self._kernels = [layer.kernel for layer in self.layers]
+        self._biases = [layer.bias if layer.use_bias else None for layer in self.layers]
+        self._acts = [-1 if layer._code is None else layer._code for layer in self.layers]
+        self._alphas = [0.0 if layer._code is None else layer._alpha for layer in self.layers]
+        self._by_layers = DenseLayers(self._kernels, self._biases, self._acts,
+                                      [layer._keep_z for layer in self.layers], self._alphas)
 
     @classmethod
     def of(cls, plan):
@@ -522,13 +525,9 @@ class DenseChain:
         return (Int8DenseChain if modes == {"int8"} else cls)(dense)
 
     def prepare(self):
-        """The arguments of the chain's kernel for this call of predict (the kernels change only between
-        calls: the first batch after `prepare` refreshes the packed copies)."""
-        self._kernels = [layer.kernel for layer in self.layers]
+        """Start a call of predict: the kernels' values change only between calls, so the first batch
+        after `prepare` refreshes the packed copies."""
         self._refresh = True
-        self._biases = [layer.bias if layer.use_bias else None for layer in self.layers]
-        self._acts = [-1 if layer._code is None else layer._code for layer in self.layers]
-        self._alphas = [layer._alpha if layer._code is not None else 0.0 for layer in self.layers]
         return self
 
     def __call__(self, x, y, check_finite=False, n_threads=1):

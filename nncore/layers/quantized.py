@@ -110,7 +110,7 @@ class Int8Quantizable:
         self.build(self.input_shape)            # the int8 declarations; the bias view keeps its value
         for attr, value in ((name, q.reshape(w.shape)), (name + "_scale", scale.reshape(-1).astype(w.dtype))):
             value.flags.writeable = False       # held weights are read-only (`Layer._hold_weight`)
-            setattr(self, attr, value)
+            self._put_weight(attr, value)
         self._bufs = {}
         self._int8_views()
         self._held_changed()

@@ -1,0 +1,152 @@
+"""A layer's weights are views of the model's flat buffers, never replaced after build (`_Weight`):
+``layer.kernel = w`` refuses with a message naming the layer and pointing to set_weights or an
+in-place write, for every layer with weights (Dense, the convolutions, the recurrent layers,
+Bidirectional, the normalizations, Embedding, the int8 forms, a user's own layer); writes in place
+are seen by every call path (model(x), predict_on_batch, predict on one batch and in batches)."""
+import pickle
+
+import numpy as np
+import pytest
+
+import nncore
+from nncore._kernels import runtime
+from nncore.layers import (GRU, LSTM, BatchNormalization, Bidirectional, Conv1D, Conv2D, Dense, Embedding, Flatten,
+                           Layer, LayerNormalization, SimpleRNN)
+from nncore.models import Sequential
+from nncore.saving import model_from_bytes, model_to_bytes
+
+LEVELS = list(range(runtime.simd_level() + 1))
+
+
+@pytest.fixture(autouse=True)
+def _restore():
+    old = nncore.get_num_threads()
+    yield
+    runtime.set_simd_level(-1)
+    nncore.set_num_threads(old)
+
+
+class _Scale(Layer):
+    """A user's layer with a weight of its own: y = x * w."""
+
+    def build(self, input_shape):
+        self.add_weight("w", (input_shape[-1],), "ones")
+
+    def forward(self, x, training=False):
+        return x * self.w
+
+
+def _models():
+    """(name, model, input) for every layer with weights, float and int8."""
+    rng = np.random.default_rng(3)
+    seq = rng.standard_normal((5, 6, 4)).astype(np.float32)
+    img = rng.standard_normal((5, 7, 7, 8)).astype(np.float32)
+    flat = rng.standard_normal((5, 12)).astype(np.float32)
+    ids = rng.integers(0, 9, (5, 6)).astype(np.float32)
+    out = [("dense", Sequential([Dense(8, activation="relu", input_dim=12), Dense(3, activation="softmax")]), flat),
+           ("conv2d", Sequential([Conv2D(4, 3, activation="relu", input_shape=(7, 7, 8)), Flatten(), Dense(2)]), img),
+           ("conv1d", Sequential([Conv1D(3, 2, input_shape=(6, 4)), Flatten(), Dense(2)]), seq),
+           ("simple_rnn", Sequential([SimpleRNN(5, input_shape=(6, 4)), Dense(2)]), seq),
+           ("lstm", Sequential([LSTM(5, input_shape=(6, 4)), Dense(2)]), seq),
+           ("gru", Sequential([GRU(5, input_shape=(6, 4)), Dense(2)]), seq),
+           ("bidirectional", Sequential([Bidirectional(LSTM(3), input_shape=(6, 4)), Dense(2)]), seq),
+           ("batch_norm", Sequential([Dense(6, input_dim=12), BatchNormalization(), Dense(2)]), flat),
+           ("layer_norm", Sequential([Dense(6, input_dim=12), LayerNormalization(), Dense(2)]), flat),
+           ("embedding", Sequential([Embedding(9, 4, input_shape=(6,)), Flatten(), Dense(2)]), ids),
+           ("user", Sequential([_Scale(input_shape=(12,)), Dense(2)]), flat)]
+    for name, build, x in (("dense_int8", out[0][1], flat), ("conv2d_int8", out[1][1], img),
+                           ("embedding_int8", out[9][1], ids)):
+        m = model_from_bytes(model_to_bytes(build))
+        m.quantize("int8", filters=lambda layer: True)
+        out.append((name, m, x))
+    return out
+
+
+def _weight_layers(model):
+    return [layer for layer in model.layers if layer._specs or layer._held]
+
+
+def _paths(model, x):
+    """Every call path's output for x: model(x), predict_on_batch, predict in one batch and in batches."""
+    return [model(x), model.predict_on_batch(x), model.predict(x, verbose=0),
+            model.predict(x, batch_size=2, verbose=0)]
+
+
+@pytest.mark.parametrize("name,model,x", _models(), ids=lambda v: v if isinstance(v, str) else "")
+def test_a_weight_is_not_replaced_after_build(name, model, x):
+    before = _paths(model, x)
+    for layer in _weight_layers(model):
+        for attr in [a for a, *_ in layer._specs] + [a for a, *_ in layer._held]:
+            w = getattr(layer, attr)
+            how = "set_weights" if not w.flags.writeable else f"layer.{attr}\\[...\\] = value.*set_weights"
+            with pytest.raises(AttributeError, match=f"layer '{layer.name}' \\({type(layer).__name__}\\): its weight "
+                                                     f"'{attr}' cannot be replaced after build.*{how}"):
+                setattr(layer, attr, np.zeros_like(w))
+            with pytest.raises(AttributeError):
+                delattr(layer, attr)
+            assert getattr(layer, attr) is w
+    for a, b in zip(before, _paths(model, x)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name,model,x", _models(), ids=lambda v: v if isinstance(v, str) else "")
+def test_writes_in_place_are_seen_by_every_call_path(name, model, x):
+    """Each float weight written in place (int8 ones through set_weights): every path then gives what a
+    fresh model with those values gives."""
+    rng = np.random.default_rng(8)
+    _paths(model, x)                             # every path's caches made
+    for layer in _weight_layers(model):
+        for w in layer.weights:
+            if w.flags.writeable:
+                w[...] = w + rng.uniform(0.05, 0.2, w.shape).astype(w.dtype)
+            else:                                # a held int8 weight: through set_weights
+                layer.set_weights([u[::-1].copy() if u.dtype == np.int8 else u for u in layer.get_weights()])
+                break
+    fresh = model_from_bytes(model_to_bytes(model), custom_objects={"_Scale": _Scale})
+    want = fresh.predict_on_batch(x)
+    for y in _paths(model, x):
+        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_the_dense_chain_sees_writes_in_place_at_awkward_batches(level):
+    """784-256-128-10 (the bench's predict model): a kernel and a bias written in place between calls;
+    model(x), predict_on_batch and predict equal (model(x) and predict_on_batch the same bits, and
+    predict below 32 rows), 1 vs 2 threads the same bits, at batches 1..9, 1023, 1025."""
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(40 + level)
+    m = Sequential([Dense(256, activation="relu", input_dim=784), Dense(128, activation="relu"),
+                    Dense(10, activation="softmax")])
+    first, last = m.layers[0], m.layers[-1]
+    for n in list(range(1, 10)) + [1023, 1025]:
+        x = rng.standard_normal((n, 784)).astype(np.float32)
+        _paths(m, x)
+        first.kernel[n % 784] += 0.5                      # in place, between calls
+        last.bias[n % 10] -= 0.25
+        out = {}
+        for nt in (1, 2):
+            nncore.set_num_threads(nt)
+            out[nt] = _paths(m, x)
+        for a, b in zip(out[1], out[2]):
+            np.testing.assert_array_equal(a, b)
+        call, on_batch, predict, batched = out[1]
+        np.testing.assert_array_equal(call, on_batch)
+        if n < 32:
+            np.testing.assert_array_equal(predict, call)
+        want = model_from_bytes(model_to_bytes(m)).predict_on_batch(x)
+        for y in (call, predict, batched):
+            np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-7)
+
+
+def test_before_build_a_weight_is_an_ordinary_attribute_and_a_layer_pickles():
+    layer = Dense(3)
+    with pytest.raises(AttributeError):
+        layer.kernel
+    m = Sequential([Dense(3, input_dim=2)])
+    built = m.layers[0]
+    state = pickle.loads(pickle.dumps(built))
+    np.testing.assert_array_equal(state.kernel, built.kernel)
+    with pytest.raises(AttributeError, match="cannot be replaced"):
+        state.kernel = state.kernel.copy()
+    built.set_weights([w + 1 for w in built.get_weights()])          # set_weights writes in place
+    np.testing.assert_array_equal(m.get_weights()[0], built.kernel)
