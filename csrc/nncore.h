@@ -465,6 +465,16 @@ void nc_im2col_pixels_f32(const nc_conv_geom *g, const float *x /* in */, ptrdif
                           float *dst /* out */);
 void nc_im2col_pixels_f64(const nc_conv_geom *g, const double *x /* in */, ptrdiff_t r0, ptrdiff_t rows,
                           double *dst /* out */);
+/* y := act(im2col(x) kernel + bias): y (n oh ow) x f, kernel (kh kw c) x f row-major, bias nullable, act an
+ * nc_act (not softmax); the cols rows made and multiplied a block at a time while in cache (into cols,
+ * (n oh ow) x (kh kw c), when not NULL: what backward needs; else never stored). The same bits for any
+ * nthreads. Returns 0, or -1 when out of memory. */
+int nc_conv_forward_f32(const nc_conv_geom *g, const float *x /* in */, const float *kernel /* in */, ptrdiff_t f,
+                        const float *bias /* in, nullable */, int act, float act_alpha, float *y /* out */,
+                        float *cols /* out, nullable */, int nthreads);
+int nc_conv_forward_f64(const nc_conv_geom *g, const double *x /* in */, const double *kernel /* in */, ptrdiff_t f,
+                        const double *bias /* in, nullable */, int act, double act_alpha, double *y /* out */,
+                        double *cols /* out, nullable */, int nthreads);
 /* x := the adjoint of im2col: x[b, ih, iw, c] = sum of the cols entries that im2col copies from there. */
 void nc_col2im_f32(const nc_conv_geom *g, const float *cols /* in */, float *x /* out */, int nthreads);
 void nc_col2im_f64(const nc_conv_geom *g, const double *cols /* in */, double *x /* out */, int nthreads);
