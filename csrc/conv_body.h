@@ -27,29 +27,61 @@ static inline void NC_NAME(im2col_pixel)(const nc_conv_geom *g, const REAL *xb, 
     }
 }
 
-/* One output row (image b, output row oh) of the cols matrix: Wo rows of K = kh kw c. */
-static void NC_NAME(im2col_row)(const nc_conv_geom *g, const REAL *x, REAL *cols, ptrdiff_t b, ptrdiff_t oh)
+/* Pixels ow0 .. ow0 + cnt - 1 of output row oh of image xb into d (cols rows of K). Where the window lies
+ * inside the image and its runs (kw c values a window row, or c a tap when dilated) are at most
+ * NC_COL_RUN long, each run is one fixed-size copy of NC_COL_RUN values (a vector load and store, no
+ * memcpy call: a 3x3 kernel on one channel copies runs of 3), which writes past the run's end: the
+ * later runs, written after it, cover that. Only the first `fast` pixels may do so (the caller keeps the
+ * writes inside its rows) and only where the read stays inside x (xend). The rest: exact copies. */
+static void NC_NAME(im2col_segment)(const nc_conv_geom *g, const REAL *xb, const REAL *xend, ptrdiff_t oh,
+                                    ptrdiff_t ow0, ptrdiff_t cnt, ptrdiff_t fast, REAL *d)
 {
-    const ptrdiff_t K = g->kh * g->kw * g->c;
-    const REAL *xb = x + b * g->h * g->w * g->c;
-    REAL *dst = cols + (b * g->oh + oh) * g->ow * K;
-    for (ptrdiff_t ow = 0; ow < g->ow; ow++, dst += K) NC_NAME(im2col_pixel)(g, xb, oh, ow, dst);
+    const ptrdiff_t H = g->h, W = g->w, C = g->c, K = g->kh * g->kw * C;
+    const ptrdiff_t h0 = oh * g->sh - g->pt;
+    const ptrdiff_t run = g->dw == 1 ? g->kw * C : C, nrun = g->dw == 1 ? 1 : g->kw;
+    ptrdiff_t lo = ow0, hi = ow0;                          /* [lo, hi): the pixels copied a run at a time */
+    if (h0 >= 0 && h0 + (g->kh - 1) * g->dh < H && run <= NC_COL_RUN) {
+        lo = nc_imax(ow0, (g->pl + g->sw - 1) / g->sw);
+        hi = nc_imin(ow0 + nc_imin(cnt, fast), (W - 1 - (g->kw - 1) * g->dw + g->pl) / g->sw + 1);
+        /* the last run's start in the window's last row, at pixel 0: NC_COL_RUN values are read from it */
+        const REAL *xl = xb + (h0 + (g->kh - 1) * g->dh) * W * C + ((g->kw - 1) * g->dw - g->pl) * C;
+        while (hi > lo && xend - (xl + (hi - 1) * g->sw * C) < NC_COL_RUN) hi--;
+        if (hi < lo) hi = lo;
+    }
+    ptrdiff_t ow = ow0;
+    for (; ow < lo; ow++, d += K) NC_NAME(im2col_pixel)(g, xb, oh, ow, d);
+    const REAL *x0 = xb + (h0 * W - g->pl) * C;
+    const ptrdiff_t rstride = g->dh * W * C, pstride = g->sw * C, jstride = g->dw * C, kh = g->kh;
+    for (; ow < hi; ow++, d += K) {
+        const REAL *s = x0 + ow * pstride;
+        REAL *dd = d;
+        for (ptrdiff_t i = 0; i < kh; i++, s += rstride)
+            for (ptrdiff_t j = 0; j < nrun; j++, dd += run) memcpy(dd, s + j * jstride, NC_COL_RUN * sizeof(REAL));
+    }
+    for (; ow < ow0 + cnt; ow++, d += K) NC_NAME(im2col_pixel)(g, xb, oh, ow, d);
 }
 
-/* Rows [r0, r0 + rows) of the cols matrix (r = (b oh + i) ow + j) into dst, row stride K. */
+/* Rows [r0, r0 + rows) of the cols matrix (r = (b oh + i) ow + j) into dst, row stride K; nothing is
+ * written outside them (the last pixels, whose fixed-size copies would reach past, copy exactly). */
 void NC_NAME(im2col_pixels)(const nc_conv_geom *g, const REAL *x, ptrdiff_t r0, ptrdiff_t rows, REAL *dst)
 {
     const ptrdiff_t K = g->kh * g->kw * g->c, per_image = g->oh * g->ow, hwc = g->h * g->w * g->c;
     if (rows <= 0) return;
+    const ptrdiff_t tail = (NC_COL_RUN - 1) / K + 1;       /* pixels that a run's overshoot can reach */
     ptrdiff_t q = r0 % per_image, oh = q / g->ow, ow = q % g->ow;
-    const REAL *xb = x + r0 / per_image * hwc;
-    for (ptrdiff_t r = 0; r < rows; r++, dst += K) {   /* (b, oh, ow) stepped, no division per pixel */
-        NC_NAME(im2col_pixel)(g, xb, oh, ow, dst);
-        if (++ow == g->ow) {
-            ow = 0;
-            if (++oh == g->oh) oh = 0, xb += hwc;
-        }
+    const REAL *xb = x + r0 / per_image * hwc, *xend = x + g->n * hwc;
+    for (ptrdiff_t r = 0; r < rows;) {                    /* a segment of one output row at a time */
+        const ptrdiff_t cnt = nc_imin(g->ow - ow, rows - r);
+        NC_NAME(im2col_segment)(g, xb, xend, oh, ow, cnt, rows - tail - r, dst + r * K);
+        r += cnt, ow = 0;
+        if (++oh == g->oh) oh = 0, xb += hwc;
     }
+}
+
+/* One output row (image b, output row oh) of the cols matrix: Wo rows of K = kh kw c. */
+static void NC_NAME(im2col_row)(const nc_conv_geom *g, const REAL *x, REAL *cols, ptrdiff_t b, ptrdiff_t oh)
+{
+    NC_NAME(im2col_pixels)(g, x, (b * g->oh + oh) * g->ow, g->ow, cols + (b * g->oh + oh) * g->ow * g->kh * g->kw * g->c);
 }
 
 void NC_NAME(im2col)(const nc_conv_geom *g, const REAL *x, REAL *cols, int nthreads)
@@ -299,6 +331,54 @@ void NC_NAME(avgpool_backward)(const nc_conv_geom *g, const REAL *dy, REAL *dx, 
 }
 
 #else /* the entry points: the copies of the level in use */
+
+/* y := act(im2col(x) K + bias), a block of rows at a time: the block's cols rows are made (into cols, when
+ * given: backward reads them; else into the thread's L1 buffer) and multiplied by the packed K at once,
+ * while in cache (gemm_panels: whole-k register tiles, the bias and act in their epilogue). Blocks start
+ * at multiples of the micro-tile's MR rows: the same bits for any thread count. */
+static void NC_NAME(conv_block)(const nc_conv_geom *g, const REAL *x, const REAL *bpack, ptrdiff_t ntot, ptrdiff_t f,
+                                const REAL *bias, int act, REAL act_alpha, REAL *y, REAL *a, ptrdiff_t r0,
+                                ptrdiff_t rows)
+{
+    const ptrdiff_t k = g->kh * g->kw * g->c;
+    NC_NAME(im2col_pixels)(g, x, r0, rows, a);
+    NC_NAME(gemm_panels)(rows, f, k, a, k, bpack, ntot, 0, y + r0 * f, f, bias, act, act_alpha);
+}
+
+int NC_NAME(conv_forward)(const nc_conv_geom *g, const REAL *x, const REAL *kernel, ptrdiff_t f, const REAL *bias,
+                          int act, REAL act_alpha, REAL *y, REAL *cols, int nthreads)
+{
+    const ptrdiff_t k = g->kh * g->kw * g->c, m = g->n * g->oh * g->ow;
+    if (m <= 0 || f <= 0) return 0;
+    int mr, nr;
+    NC_NAME(gemm_micro_tile)(&mr, &nr);
+    REAL *packed = (REAL *)malloc((size_t)NC_NAME(gemm_pack_size)(k, f) * sizeof(REAL));
+    if (!packed) return -1;
+    memset(packed, 0, 64);
+    NC_NAME(gemm_pack_b)(0, k, f, kernel, f, packed, 0);
+    const REAL *bpack = packed + 64 / (ptrdiff_t)sizeof(REAL);
+    const ptrdiff_t ntot = (f + nr - 1) / nr * nr;
+    ptrdiff_t rb = NC_CONV_BLOCK_BYTES / (k * (ptrdiff_t)sizeof(REAL)) / mr * mr;  /* rows a block */
+    if (rb < mr) rb = mr;
+    const ptrdiff_t blocks = (m + rb - 1) / rb;
+    int nt = nc_team_size(nthreads, (double)m * (double)k * (double)f);
+    if (nt > blocks) nt = (int)blocks;
+    int err = 0;
+#pragma omp parallel num_threads(nt > 1 ? nt : 1) if (nt > 1) reduction(| : err)
+    {
+        REAL *a = cols ? NULL : (REAL *)malloc((size_t)(rb * k) * sizeof(REAL));
+        if (!cols && !a) err = 1;
+#pragma omp for schedule(dynamic, 1)   /* a busy core's share moves */
+        for (ptrdiff_t q = 0; q < blocks; q++) {
+            if (!cols && !a) continue;
+            const ptrdiff_t r0 = q * rb, rows = m - r0 < rb ? m - r0 : rb;
+            NC_NAME(conv_block)(g, x, bpack, ntot, f, bias, act, act_alpha, y, cols ? cols + r0 * k : a, r0, rows);
+        }
+        free(a);
+    }
+    free(packed);
+    return err ? -1 : 0;
+}
 
 void NC_NAME(im2col)(const nc_conv_geom *g, const REAL *x, REAL *cols, int nthreads)
 {

@@ -70,6 +70,46 @@ def im2col(x, cols, window, strides=(1, 1), dilation=(1, 1), pad=(0, 0), out_hw=
     return cols
 
 
+def conv_forward(x, kernel, y, bias=None, int act=0, double act_alpha=0.0, window=(1, 1), strides=(1, 1),
+                 dilation=(1, 1), pad=(0, 0), out_hw=None, cols=None, int n_threads=1):
+    """y := act(im2col(x) @ kernel + bias), the cols rows made and multiplied a block at a time while in
+    cache; also written to cols when given (what backward needs), else never stored. x (n, h, w, c);
+    kernel (kh kw c, filters) and bias (filters,) or None of x's dtype; y (n oh ow, filters), written;
+    cols None or (n oh ow, kh kw c); act: any activation code but softmax. Returns y.
+    """
+    cdef nc_conv_geom g
+    cdef int code = _real(x, "x")
+    _geom(&g, x, "x", window, strides, dilation, pad, out_hw)
+    cdef Py_ssize_t k = g.kh * g.kw * g.c
+    _same_real(kernel, "kernel", code)
+    _ndim(kernel, "kernel", 2)
+    if kernel.shape[0] != k:
+        raise ValueError(f"conv_forward: kernel has {kernel.shape[0]} rows, the window takes kh kw c = {k}")
+    if act < 0 or act >= NC_ACT_COUNT:
+        raise ValueError(f"conv_forward: unknown activation code {act}")
+    cdef Py_ssize_t f = kernel.shape[1]
+    _block(y, "y", code, g.n * g.oh * g.ow, f, True)
+    cdef void *pbias = _opt_vec(bias, "bias", code, f)
+    cdef void *pc = NULL
+    if cols is not None:
+        _block(cols, "cols", code, g.n * g.oh * g.ow, k, True)
+        pc = _ptr(cols)
+    cdef void *px = _ptr(x)
+    cdef void *pk = _ptr(kernel)
+    cdef void *py = _ptr(y)
+    cdef int err
+    with nogil:
+        if code == 0:
+            err = nc_conv_forward_f32(&g, <float*>px, <float*>pk, f, <float*>pbias, act, <float>act_alpha,
+                                      <float*>py, <float*>pc, n_threads)
+        else:
+            err = nc_conv_forward_f64(&g, <double*>px, <double*>pk, f, <double*>pbias, act, act_alpha,
+                                      <double*>py, <double*>pc, n_threads)
+    if err:
+        raise MemoryError("conv_forward: out of memory for the packed kernel or a thread's block")
+    return y
+
+
 def conv_int8(x, w, w_scale, y, bias=None, int act=0, double act_alpha=0.0, window=(1, 1), strides=(1, 1),
               dilation=(1, 1), pad=(0, 0), out_hw=None, *, int qmax, int n_threads=1):
     """y := act(dequantize(quantize_rows(im2col(x)) @ w) + bias): `gemm_int8` (nncore._kernels.int8) of the

@@ -197,6 +197,10 @@ cdef extern from "nncore.h" nogil:
     int nc_conv_int8_f64(const nc_conv_geom *g, const double *x, int qmax, const int8_t *W, ptrdiff_t n,
                          const double *wscale, const double *bias, int act, double act_alpha, double *y,
                          int nthreads)
+    int nc_conv_forward_f32(const nc_conv_geom *g, const float *x, const float *kernel, ptrdiff_t f, const float *bias,
+                            int act, float act_alpha, float *y, float *cols, int nthreads)
+    int nc_conv_forward_f64(const nc_conv_geom *g, const double *x, const double *kernel, ptrdiff_t f,
+                            const double *bias, int act, double act_alpha, double *y, double *cols, int nthreads)
     void nc_col2im_f32(const nc_conv_geom *g, const float *cols, float *x, int nthreads)
     void nc_col2im_f64(const nc_conv_geom *g, const double *cols, double *x, int nthreads)
     void nc_maxpool_forward_f32(const nc_conv_geom *g, const float *x, float *y, int32_t *idx, int nthreads)
