@@ -59,7 +59,7 @@ def contenders(threads, ours, ort, torch_peer):
             return torch.softmax(net(torch.from_numpy(xb)), dim=1).numpy()
 
     return {
-        "nncore kernels": lambda xb: chain._by_layers(xb, None, True, threads),
+        "nncore kernels": lambda xb: chain.by_layers(xb, None, True, threads),
         "nncore model(x)": model,
         "nncore predict_on_batch": model.predict_on_batch,
         "nncore predict": lambda xb: model.predict(xb, batch_size=len(xb), verbose=0),

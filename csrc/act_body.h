@@ -188,18 +188,40 @@ void NC_NAME(act_backward)(int act, REAL alpha, const REAL *x, const REAL *y, co
     }
 }
 
+/* Rows of the softmax taken together (about this many elements, in L1), so that the exponentials of
+ * narrow rows (a 10-class output) fill the vector lanes: one loop over the block's elements. */
+#define NC_SOFTMAX_BLOCK 2048
+
 void NC_NAME(softmax_forward)(const REAL *x, REAL *y, ptrdiff_t rows, ptrdiff_t cols)
 {
-    for (ptrdiff_t r = 0; r < rows; r++) {
-        const REAL *xr = x + r * cols;
-        REAL *yr = y + r * cols;
-        REAL mx = xr[0];
-        for (ptrdiff_t j = 1; j < cols; j++) mx = xr[j] > mx ? xr[j] : mx;
-        REAL s = 0;
-#pragma omp simd reduction(+ : s)
-        for (ptrdiff_t j = 0; j < cols; j++) { yr[j] = VEXP(xr[j] - mx); s += yr[j]; }
-        REAL inv = (REAL)1 / s;
-        for (ptrdiff_t j = 0; j < cols; j++) yr[j] *= inv;
+    if (cols <= 0) return;
+    ptrdiff_t rb = cols < NC_SOFTMAX_BLOCK ? NC_SOFTMAX_BLOCK / cols : 1;
+    for (ptrdiff_t r0 = 0; r0 < rows; r0 += rb) {
+        ptrdiff_t nr = rows - r0 < rb ? rows - r0 : rb, n = nr * cols;
+        const REAL *xb = x + r0 * cols;
+        REAL *yb = y + r0 * cols;
+        /* y = x - max of its row (x may be y). The row passes take 8 lanes at most (a 10-wide row is then
+         * one vector and two lanes at every level, not 10 scalar steps beside an unused 16-lane one) */
+        for (ptrdiff_t r = 0; r < nr; r++) {
+            const REAL *xr = xb + r * cols;
+            REAL *yr = yb + r * cols;
+            REAL mx = xr[0];
+            for (ptrdiff_t j = 1; j < cols; j++) mx = xr[j] > mx ? xr[j] : mx;
+#pragma omp simd simdlen(8)
+            for (ptrdiff_t j = 0; j < cols; j++) yr[j] = xr[j] - mx;
+        }
+        /* y = e^y over the block: each element's value does not depend on where it falls in the block */
+#pragma omp simd
+        for (ptrdiff_t i = 0; i < n; i++) yb[i] = VEXP(yb[i]);
+        /* y /= the sum of its row */
+        for (ptrdiff_t r = 0; r < nr; r++) {
+            REAL *yr = yb + r * cols, s = 0;
+#pragma omp simd simdlen(8) reduction(+ : s)
+            for (ptrdiff_t j = 0; j < cols; j++) s += yr[j];
+            REAL inv = (REAL)1 / s;
+#pragma omp simd simdlen(8)
+            for (ptrdiff_t j = 0; j < cols; j++) yr[j] *= inv;
+        }
     }
 }
 

@@ -40,9 +40,10 @@ static void NC_NAME(im2col_segment)(const nc_conv_geom *g, const REAL *xb, const
     const ptrdiff_t h0 = oh * g->sh - g->pt;
     const ptrdiff_t run = g->dw == 1 ? g->kw * C : C, nrun = g->dw == 1 ? 1 : g->kw;
     ptrdiff_t lo = ow0, hi = ow0;                          /* [lo, hi): the pixels copied a run at a time */
-    if (h0 >= 0 && h0 + (g->kh - 1) * g->dh < H && run <= NC_COL_RUN) {
-        lo = nc_imax(ow0, (g->pl + g->sw - 1) / g->sw);
-        hi = nc_imin(ow0 + nc_imin(cnt, fast), (W - 1 - (g->kw - 1) * g->dw + g->pl) / g->sw + 1);
+    const ptrdiff_t right = W - 1 - (g->kw - 1) * g->dw + g->pl;   /* the window inside: ow sw <= right */
+    if (h0 >= 0 && h0 + (g->kh - 1) * g->dh < H && run <= NC_COL_RUN && right >= 0) {
+        lo = nc_imin(nc_imax(ow0, (g->pl + g->sw - 1) / g->sw), ow0 + cnt);
+        hi = nc_imin(ow0 + nc_imin(cnt, fast), right / g->sw + 1);
         /* the last run's start in the window's last row, at pixel 0: NC_COL_RUN values are read from it */
         const REAL *xl = xb + (h0 + (g->kh - 1) * g->dh) * W * C + ((g->kw - 1) * g->dw - g->pl) * C;
         while (hi > lo && xend - (xl + (hi - 1) * g->sw * C) < NC_COL_RUN) hi--;

@@ -136,11 +136,11 @@ static void nc_i8_kernel_generic(ptrdiff_t kg, const uint8_t *a, ptrdiff_t lda, 
  *   multiply-pipe slot too: 1.2x the float32 FMA rate against avx2's 1.9x
  *   (Zen 4, measured), hence the 7-bit default.
  *
- * The bound of the multiply pipes (bench/int8_peak.c on Zen 4, one core: the 3-instruction
- * sequence 30-31 multiply-adds a cycle, 1.9-2.0x the float32 FMA's 16; vpmaddubsw alone with
- * vpaddw 50): vpmaddubsw and vpmaddwd share the two pipes, so 32 multiply-adds cost 2 slots.
- * Summing two vpmaddubsw results in int16 before one vpmaddwd (3 slots per 64, 37 a cycle
- * measured) would need every sum of 4 products u s to fit an int16, which no exact form of
+ * The bound of the multiply pipes (bench/int8_peak.c's mixes on Zen 4, one core at 3.7 GHz: the
+ * 3-instruction sequence 117 GMAC/s, 32 multiply-adds a cycle, 2x the float32 FMA's 16;
+ * vpmaddubsw alone with vpaddw 51 a cycle): vpmaddubsw and vpmaddwd share two pipes, so 32
+ * multiply-adds cost 2 slots. Summing two vpmaddubsw results in int16 before one vpmaddwd
+ * (3 slots per 64: 141 GMAC/s, 38 a cycle) would need every sum of 4 products u s to fit an int16, which no exact form of
  * 7-bit activations times 8-bit weights allows: a form without a per-pair instruction maps x
  * (127 values) and W (255 values, Keras's [-127, 127]) each to one operand, the unsigned one
  * u >= 0 and the signed one s in [-128, 127] (a map into each operand must be one-to-one for

@@ -147,6 +147,31 @@ def test_softmax_forward_backward(shape, dtype):
                                else 1e-12, atol=1e-6 if dtype == np.float32 else 1e-14)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cols", [1, 3, 8, 10, 17, 100, 2047, 2049])
+def test_softmax_of_a_row_does_not_depend_on_the_rows_around_it(cols, dtype):
+    """Rows are taken together (a block of about 2048 elements: the exponentials of narrow rows fill the
+    vector lanes): each row's result is the same bits alone, at any offset in a block, in place or
+    not; equal to the float64 oracle; large and tiny logits neither overflow nor lose the row."""
+    rng = np.random.default_rng(cols)
+    rows = 3 * 2048 // cols + 5
+    x = (rng.normal(size=(rows, cols)) * 5).astype(dtype)
+    x[rows // 2] += 80.0                      # e^80 would overflow float32 without the row's max
+    x[rows // 3] -= 120.0                     # and e^-120 underflow without it
+    y = np.empty_like(x)
+    ew.softmax_forward(x, y)
+    np.testing.assert_allclose(y, ref.softmax(x), **TOL[dtype])
+    np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5 if dtype == np.float32 else 1e-13)
+    for r in sorted({0, 1, rows // 3, rows // 2, rows - 1}):
+        for lo in (r, max(r - 7, 0)):            # the row alone, and a few rows before it
+            part = np.empty_like(x[lo:r + 1])
+            ew.softmax_forward(np.ascontiguousarray(x[lo:r + 1]), part)
+            np.testing.assert_array_equal(part[-1], y[r])
+    z = x.copy()
+    ew.softmax_forward(z, z)                  # in place: the same bits
+    np.testing.assert_array_equal(z, y)
+
+
 def test_softmax_large_logits_and_gradient():
     x = np.array([[1e4, 0.0, -1e4], [1000.0, 1000.0, 999.0]])
     y = np.empty_like(x)

@@ -271,3 +271,29 @@ def test_a_layer_added_after_calls_takes_part_in_the_next_call():
     late(x), late(x)
     late.add(Dense(2))
     assert late(x).shape == (2, 2)
+
+
+def test_a_dense_chain_takes_x_as_is_and_the_checked_path_takes_the_rest():
+    """model(x) of a Dense chain hands x to its kernel when x is as the kernel reads it (`DenseChain.take`);
+    any other x (another dtype or layout, a list, 0 rows, other features, a subclass) goes through the
+    model's checks and conversion: the same bits, the model's own errors. The int8 chain the same."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((3, 29)).astype(np.float32)
+    m = _mlp()
+    for step in range(2):                                     # float32, then quantized to int8
+        want = _uncached(m, x)
+        chain = m._dense_chain()
+        assert chain.take(x, 1) is not None
+        for other in (x.astype(np.float64), np.asfortranarray(x), x[::2], [x], x.view(np.memmap),
+                      x[:0], x[:, :28], x.reshape(-1)):
+            assert chain.take(other, 1) is None
+        for call in (m, m.predict_on_batch):
+            _same(call(x), want)
+            _same(call(x.astype(np.float64)), want)
+            _same(call(np.asfortranarray(x)), want)
+            with pytest.raises(ValueError, match=r"empty input \(0 samples\)"):
+                call(x[:0])
+            with pytest.raises(ValueError, match=r"expects input of shape \(n_samples, 29\), got \(3, 28\)"):
+                call(x[:, :28])
+        if step == 0:
+            m.quantize("int8")

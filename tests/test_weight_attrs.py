@@ -150,3 +150,27 @@ def test_before_build_a_weight_is_an_ordinary_attribute_and_a_layer_pickles():
         state.kernel = state.kernel.copy()
     built.set_weights([w + 1 for w in built.get_weights()])          # set_weights writes in place
     np.testing.assert_array_equal(m.get_weights()[0], built.kernel)
+
+
+def test_a_large_flat_buffer_starts_a_huge_page():
+    """The flat weights of a model of at least 512 KB start at a 2 MiB boundary (where the platform has
+    MADV_HUGEPAGE), zeroed before the layout writes them; smaller ones are ordinary arrays. Either way
+    an ordinary writeable C-contiguous array that saves, loads and pickles."""
+    import mmap
+
+    from nncore._params import HUGE_PAGE, weight_buffer
+    for n, dtype in ((HUGE_PAGE // 16 - 1, np.float32), (HUGE_PAGE // 16, np.float32), (300_000, np.float64),
+                     (HUGE_PAGE, np.float32)):
+        a = weight_buffer(n, dtype)
+        assert a.shape == (n,) and a.dtype == dtype and a.flags.writeable and a.flags.c_contiguous
+        assert not a.any()
+        huge = a.nbytes >= HUGE_PAGE // 4 and hasattr(mmap, "MADV_HUGEPAGE")
+        assert (a.ctypes.data % HUGE_PAGE == 0) == huge or not huge and a.ctypes.data % HUGE_PAGE == 0
+        a[...] = 1
+        assert a.sum() == n
+    m = Sequential([Dense(256, activation="relu", input_dim=784), Dense(10)])
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        assert m._params.ctypes.data % HUGE_PAGE == 0
+    x = np.random.default_rng(2).standard_normal((3, 784)).astype(np.float32)
+    for again in (model_from_bytes(model_to_bytes(m)), pickle.loads(pickle.dumps(m))):
+        np.testing.assert_array_equal(again(x), m(x))

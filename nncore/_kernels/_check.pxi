@@ -88,8 +88,8 @@ cdef inline tuple _layers_out(object x, object y, object work, int code, Py_ssiz
     the work buffer of the activations between layers (2 m width), the one given when large enough."""
     _same_real(x, "x", code)
     _ndim(x, "x", 2)
-    cdef Py_ssize_t m = x.shape[0]
-    if x.shape[1] != n_in:
+    cdef Py_ssize_t m = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
+    if cnp.PyArray_DIMS(<cnp.ndarray>x)[1] != n_in:
         raise ValueError(f"{fn}: x has {x.shape[1]} features, the first kernel takes {n_in}")
     cdef cnp.npy_intp shape[2]
     shape[0], shape[1] = m, n_out
@@ -101,6 +101,17 @@ cdef inline tuple _layers_out(object x, object y, object work, int code, Py_ssiz
         shape[0] = 2 * m * width
         work = cnp.PyArray_EMPTY(1, shape, cnp.NPY_FLOAT32 if code == 0 else cnp.NPY_FLOAT64, 0)
     return y, work
+
+cdef inline bint _as_is(object x, int code, Py_ssize_t n_in):
+    """Whether x is as consecutive layers read it, nothing to convert or check but its values: an ndarray
+    itself (not a subclass: a memmap is read in batches), C-contiguous, of the dtype `code`, of shape
+    (m >= 1, n_in)."""
+    if type(x) is not np.ndarray:
+        return False
+    cdef cnp.ndarray a = <cnp.ndarray>x
+    cdef int t = cnp.PyArray_TYPE(a)
+    return (cnp.PyArray_IS_C_CONTIGUOUS(a) and (t == cnp.NPY_FLOAT32 if code == 0 else t == cnp.NPY_FLOAT64)
+            and cnp.PyArray_NDIM(a) == 2 and cnp.PyArray_DIMS(a)[0] >= 1 and cnp.PyArray_DIMS(a)[1] == n_in)
 
 cdef inline Py_ssize_t _row_index(object idx, Py_ssize_t rows, str fn) except -1:
     """Check idx: a contiguous 1-D int64 array of row numbers in [0, rows); return its length."""

@@ -497,9 +497,20 @@ cdef class DenseLayers:
         """y := the layers' output for x (m, d_0), into y (m, d_L) or a new array when y is None; returns y.
         With check_finite, raises ValueError when x holds NaN or infinity (y is then untouched). The
         activations between layers go to a work buffer kept for the next call (the largest batch's)."""
+        return self._run(x, y, check_finite, n_threads)
+
+    def take(self, x, int n_threads=1):
+        """The layers' output for x in a new array, x checked for NaN or infinity (ValueError), when x is as
+        they read it (one C-contiguous array of their dtype, (m >= 1, d_0)); else None: the caller
+        converts x and calls again. (model(x) of a Dense chain: nothing in Python looks at x.)"""
+        if not _as_is(x, self.code, self.n_in):
+            return None
+        return self._run(x, None, True, n_threads)
+
+    cdef object _run(self, x, y, bint check_finite, int n_threads):
         y, work = _layers_out(x, y, self.work, self.code, self.n_in, self.n_out, self.width, "DenseLayers")
         self.work = work
-        cdef Py_ssize_t m = x.shape[0]
+        cdef Py_ssize_t m = cnp.PyArray_DIMS(<cnp.ndarray>x)[0]
         cdef int rc
         cdef void *px = _ptr(x)
         cdef void *py = _ptr(y)

@@ -23,6 +23,7 @@ Padding (Keras): 'valid': out = floor((in - (k - 1) d - 1) / s) + 1;
 pad_before = pad_total // 2 (the extra one goes after). Conv1D also has
 'causal': pad_before = (k - 1) d, out = in.
 """
+import functools
 import math
 
 import numpy as np
@@ -228,7 +229,9 @@ class _Conv(Int8Quantizable, _Window):
         elif _bf16_on_float32(self, *self._k2.shape):
             rounded = (np.empty((n,) + self._hwc, dt), np.empty(self._k2.shape, dt))
         int8 = self.quantization_mode is not None
-        cols = None if self._direct or wino or int8 else np.empty((m, self._k2.shape[0]), dt)
+        # the cols matrix: for the bf16 GEMM's im2col, else made when a training forward keeps it (`_cols_buf`)
+        cols = np.empty((m, self._k2.shape[0]), dt) if rounded or (self.compute_dtype == "bfloat16"
+                                                                    and not (self._direct or wino or int8)) else None
         z = np.empty((m, self.filters), dt)
         y = z if self._code == 0 else np.empty((m, self.filters), dt)
         b = [cols, z, y, np.empty((m, self.filters), dt), None,
@@ -240,6 +243,19 @@ class _Conv(Int8Quantizable, _Window):
         tile, U, V, M, _ = self._cur[6]
         _conv.wino_forward(x, self._k4, b, U, V, M, out.reshape((x.shape[0],) + self._out + (self.filters,)),
                            tile, self._pad, act, alpha, nt, self.compute_dtype == "bfloat16")
+
+    def _cols_buf(self):
+        """The cols matrix of this batch size (made once, by the first forward that keeps it)."""
+        bufs = self._cur
+        if bufs[0] is None:
+            bufs[0] = np.empty((bufs[1].shape[0], self._k2.shape[0]), bufs[1].dtype)
+        return bufs[0]
+
+    def _im2col_product(self, x4, kernel, out, b, act, alpha, nt, cols=None):
+        # out := act(im2col(x) kernel + b), the cols rows made and multiplied a row block at a time (in
+        # cache; stored into cols, for backward, when given)
+        _conv.conv_forward(x4, kernel, out, b, act, alpha, self._win, self._str, self._dil, self._pad, self._out,
+                           cols=cols, n_threads=nt)
 
     def _int8_conv(self, layer, x4, kernel, out, act, alpha):
         # out := act(quantize_rows(im2col(x)) K + b) dequantized (stands for the int8 GEMM in _affine_act)
@@ -269,6 +285,11 @@ class _Conv(Int8Quantizable, _Window):
             product = _rounded_product
         if self._direct:
             cols = x4.reshape(n * h * w, c)
+        elif product is None and self.compute_dtype != "bfloat16":   # float32/64: im2col inside the product
+            self._cols = self._cols_buf() if training else None        # backward's cols (see backward)
+            _affine_act(self, x4, kernel, bufs[1], bufs[2],
+                        functools.partial(self._im2col_product, cols=self._cols))
+            return bufs[5]
         else:
             cols = _conv.im2col(x4, bufs[0], self._win, self._str, self._dil, self._pad, self._out, self._n_threads)
         self._cols = cols
@@ -293,6 +314,9 @@ class _Conv(Int8Quantizable, _Window):
                                 self._as4(dx, n, h, w, c) if self._need_dx else None, (h, w), tile, self._pad,
                                 self._n_threads, self.compute_dtype == "bfloat16")
             return dx if self._need_dx else None
+        if self._cols is None:                    # a forward outside training kept no cols: make them
+            self._cols = _conv.im2col(self._as4(self._x, n, h, w, c), self._cols_buf(), self._win, self._str,
+                                      self._dil, self._pad, self._out, self._n_threads)
         # rounded: bf16 operands, dK and dcols bfloat16 values as the bf16 GEMM gives them (its epilogue)
         mm, kernel, act = (gemm, rounded[1], ACT_BF16) if rounded else (self._gemm, self._k2, 0)
         mm(self._cols, delta, self._dk2, trans_a=True, act=act, n_threads=self._n_threads)
@@ -301,6 +325,7 @@ class _Conv(Int8Quantizable, _Window):
         if self._direct:                          # dx = delta K^T, straight into dx
             mm(delta, kernel, dx.reshape(n * h * w, c), trans_b=True, act=act, n_threads=self._n_threads)
             return dx
+        cols = self._cols
         mm(delta, kernel, cols, trans_b=True, act=act, n_threads=self._n_threads)   # dcols reuses cols
         _conv.col2im(cols, self._as4(dx, n, h, w, c), self._win, self._str, self._dil, self._pad, self._out,
                      self._n_threads)

@@ -497,8 +497,14 @@ class DenseChain:
         self._biases = [layer.bias if layer.use_bias else None for layer in self.layers]
         self._acts = [-1 if layer._code is None else layer._code for layer in self.layers]
         self._alphas = [0.0 if layer._code is None else layer._alpha for layer in self.layers]
-        self._by_layers = DenseLayers(self._kernels, self._biases, self._acts,
-                                      [layer._keep_z for layer in self.layers], self._alphas)
+        # by_layers(x, y=None, check_finite=False, n_threads=1): y = the layers' own forward for x (into a new
+        # array when y is None), layer after layer in one kernel call: bit-identical to calling them, nothing
+        # packed, the kernels read as they are now; returns y. The kernel object itself: no Python call on the way
+        self.by_layers = DenseLayers(self._kernels, self._biases, self._acts,
+                                     [layer._keep_z for layer in self.layers], self._alphas)
+        # take(x, n_threads=1): by_layers(x, None, True, n_threads) when x is as the kernel reads it (one
+        # C-contiguous array of the layers' dtype, (n >= 1, features)), else None (`Model._call`)
+        self.take = self.by_layers.take
 
     @classmethod
     def of(cls, plan):
@@ -540,12 +546,6 @@ class DenseChain:
         self._refresh = self._refresh and len(x) == 0     # an empty batch refreshes nothing
         return y
 
-    def by_layers(self, x, y=None, check_finite=False, n_threads=1):
-        """y = the layers' own forward for x (into a new array when y is None), layer after layer in one
-        kernel call: bit-identical to calling them, nothing packed, the kernels read as they are now;
-        returns y."""
-        return self._by_layers(x, y, check_finite, n_threads)
-
 
 class Int8DenseChain(DenseChain):
     """DenseChain of quantized Dense layers (``quantize("int8")``): each batch through the int8 chain
@@ -575,6 +575,13 @@ class Int8DenseChain(DenseChain):
     def by_layers(self, x, y=None, check_finite=False, n_threads=1):
         """y = the layers' own forward for x, one after the other in one kernel call (`_int8.Int8Layers`:
         nothing packed, the layers' own products and passes, the same bits); returns y."""
+        return self._layers()(x, y, check_finite, n_threads)
+
+    def take(self, x, n_threads=1):
+        """by_layers(x, None, True, n_threads) when x is as the kernel reads it, else None (`Model._call`)."""
+        return self._layers().take(x, n_threads)
+
+    def _layers(self):
         layers, run = self.layers, self._by_layers
         if run is None or any(a is not layer.kernel or s is not layer.kernel_scale
                               for a, s, layer in zip(run.arrays[0], run.arrays[1], layers)):
@@ -585,4 +592,4 @@ class Int8DenseChain(DenseChain):
                 [layer._keep_z for layer in layers],
                 [layer._alpha if layer._code is not None else 0.0 for layer in layers],
                 [layer._act_qmax for layer in layers])
-        return run(x, y, check_finite, n_threads)
+        return run
