@@ -91,6 +91,12 @@ static inline void NC_NAME(rnn_prefetch)(const REAL *p, ptrdiff_t n)
 #endif
 }
 
+/* The micro-tiles of rows a thread takes through the whole sequence at a time where nothing is summed
+ * across rows (the forward, the backward without dP): any cut at whole tiles gives the same bits. */
+#ifndef NC_RNN_CHUNK_TILES
+#define NC_RNN_CHUNK_TILES 2
+#endif
+
 /* Steps of delta summed into the weight gradient by one product (k = that many times a block's rows). */
 #ifndef NC_RNN_WGRAD_STEPS
 #define NC_RNN_WGRAD_STEPS 2
@@ -445,9 +451,13 @@ static int NC_NAME(rnn_seq)(const NC_NAME(rnn_seq_t) *s, int dir, REAL *dP, int 
     double work = (double)T * (double)B * (double)u * (2.0 * (double)G + 40.0) + (double)T * B * D * 2.0 * G;
     if (dP) work += (double)T * B * K * 2.0 * G;
     int nt = work < NC_GEMM_TEAM_WORK * 2.0 ? 1 : nc_team_size(nthreads, work);
-    /* bf16: blocks of whole 24-row quanta (8, 6 and 4, the bf16 kernels' tile rows, divide 24), so that the
-     * parts of dP, and with them its bits, are the same on every bf16 kernel */
-    ptrdiff_t bq = s->bf ? 24 : mr, tiles = (B + bq - 1) / bq, nb = NC_NAME(rnn_nblocks)(B, (int)bq);
+    /* bf16 with dP: blocks of whole 24-row quanta (8, 6 and 4, the bf16 kernels' tile rows, divide 24), so
+     * that the parts of dP, and with them its bits, are the same on every bf16 kernel */
+    ptrdiff_t bq = s->bf && dP ? 24 : mr, tiles = (B + bq - 1) / bq;
+    /* the blocks the threads take in turn: with dP about 64 rows each (rnn_nblocks), each summing its part
+     * of dP; else, with nothing summed across rows, NC_RNN_CHUNK_TILES tiles each, so that a thread that
+     * starts late (a sleeping thread wakes in 10-100 us) or runs on a busier core takes fewer */
+    ptrdiff_t nb = dP ? NC_NAME(rnn_nblocks)(B, (int)bq) : (tiles + NC_RNN_CHUNK_TILES - 1) / NC_RNN_CHUNK_TILES;
     if (nt > nb) nt = (int)nb;
     /* block 0 sums its part of the weight gradient in dP, the others in parts of their own */
     REAL *parts = NULL;

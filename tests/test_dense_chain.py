@@ -298,10 +298,10 @@ def test_predict_keeps_no_stale_packed_kernel(level):
 
 @pytest.mark.parametrize("level", LEVELS)
 def test_the_medium_mlp_through_every_call_path_at_awkward_batches(level):
-    """784-256-128-10 at batches 1..9, 31, 32, 1023, 1025: model(x) and predict_on_batch the same bits
-    (the layers' own kernels); predict equal to them (the packed chain from 32 rows, the layers below),
-    the same bits as model(x) below 32 rows; each path the same bits at 1 and 2 threads; NaN refused by
-    every path."""
+    """784-256-128-10 at batches 1..9, 31, 32, 1023, 1025, a kernel and a bias written in place after each
+    batch's first calls: model(x) and predict_on_batch the same bits (the layers' own kernels); predict
+    equal to them (the packed chain from 32 rows, the layers below), the same bits as model(x) below 32
+    rows; each path the same bits at 1 and 2 threads, and seeing the writes; NaN refused by every path."""
     runtime.set_simd_level(level)
     rng = np.random.default_rng(60 + level)
     m = Sequential([Dense(256, activation="relu", input_dim=784), Dense(128, activation="relu"),
@@ -310,6 +310,9 @@ def test_the_medium_mlp_through_every_call_path_at_awkward_batches(level):
     try:
         for n in list(range(1, 10)) + [31, 32, 1023, 1025]:
             x = rng.standard_normal((n, 784)).astype(np.float32)
+            m(x), m.predict(x, verbose=0)
+            m._layers[0].kernel[n % 784] *= -1.0               # in place, after calls: seen by the next
+            m._layers[-1].bias[n % 10] += 0.125
             out = {}
             for nt in (1, 2):
                 nncore.set_num_threads(nt)

@@ -223,9 +223,9 @@ class _Conv(Int8Quantizable, _Window):
         tile = (self._wino_ok and self.quantization_mode is None   # Winograd: float32/64 or the bf16 form
                 and winograd_tile(n, self._out, self._hwc[2], self._win[0]))
         wino = rounded = None
-        if tile:
+        if tile:   # [m, U, V, M, dU, the sizes of V, M, dU]: V, M and dU made by the first training forward
             sizes = _conv.wino_sizes((n,) + self._hwc, self._k4.shape, tile, self._out)
-            wino = (tile,) + tuple(np.empty(size, dt) for size in sizes + sizes[:1])
+            wino = [tile, np.empty(sizes[0], dt), None, None, None, sizes[1:] + sizes[:1]]
         elif _bf16_on_float32(self, *self._k2.shape):
             rounded = (np.empty((n,) + self._hwc, dt), np.empty(self._k2.shape, dt))
         int8 = self.quantization_mode is not None
@@ -238,9 +238,15 @@ class _Conv(Int8Quantizable, _Window):
              y.reshape((n,) + self.output_shape[1:]), wino, rounded]
         return self._keep(n, b)
 
-    def _winograd(self, x, kernel, out, b, act, alpha, nt):
-        # out := act(conv(x, kernel) + b) by Winograd F(m x m, 3 x 3) (stands for the GEMM in _affine_act)
-        tile, U, V, M, _ = self._cur[6]
+    def _winograd(self, x, kernel, out, b, act, alpha, nt, keep=False):
+        # out := act(conv(x, kernel) + b) by Winograd F(m x m, 3 x 3) (stands for the GEMM in _affine_act);
+        # keep: V (and M) kept for backward, else the tiles run a block at a time with nothing kept
+        wino = self._cur[6]
+        if keep and wino[2] is None:
+            wino[2:5] = [np.empty(size, wino[1].dtype) for size in wino[5]]
+        tile, U, V, M, _ = wino[:5]
+        if not keep:
+            V = M = None
         _conv.wino_forward(x, self._k4, b, U, V, M, out.reshape((x.shape[0],) + self._out + (self.filters,)),
                            tile, self._pad, act, alpha, nt, self.compute_dtype == "bfloat16")
 
@@ -273,7 +279,9 @@ class _Conv(Int8Quantizable, _Window):
         h, w, c = self._hwc
         if bufs[6]:                               # Winograd: V (what backward needs) replaces cols
             self._cols = None
-            _affine_act(self, self._as4(x, n, h, w, c), None, bufs[1], bufs[2], self._winograd)
+            self._wino_kept = training
+            _affine_act(self, self._as4(x, n, h, w, c), None, bufs[1], bufs[2],
+                        functools.partial(self._winograd, keep=training))
             return bufs[5]
         x4, kernel, product = self._as4(x, n, h, w, c), self._k2, None
         if self.quantization_mode is not None and not self._direct:   # int8: the cols rows made in the GEMM
@@ -309,7 +317,11 @@ class _Conv(Int8Quantizable, _Window):
         n = self._x.shape[0]
         h, w, c = self._hwc
         if wino:                                  # dK and dx by the transposed Winograd transforms
-            tile, U, V, M, dU = wino
+            if not self._wino_kept:               # a forward outside training kept no V: run it again
+                self._winograd(self._as4(self._x, n, h, w, c), None, np.empty_like(z), None, 0, 0.0,
+                               self._n_threads, keep=True)
+                self._wino_kept = True
+            tile, U, V, M, dU = wino[:5]
             _conv.wino_backward(delta.reshape((n,) + self._out + (self.filters,)), U, V, M, dU, self._dk4,
                                 self._as4(dx, n, h, w, c) if self._need_dx else None, (h, w), tile, self._pad,
                                 self._n_threads, self.compute_dtype == "bfloat16")
