@@ -120,7 +120,7 @@ nc_i8_gemv_avx2_cols(const int R, const int H, const int sign, const int w, ptrd
                      const int8_t *a, ptrdiff_t lda, const int8_t *B, ptrdiff_t ldb, const uint32_t *corr, int32_t *c,
                      ptrdiff_t ldc)
 {
-    ptrdiff_t kg = (k + 3) / 4, kg_in = in_place / 4; /* groups [0, kg_in): 4 rows read in place */
+    ptrdiff_t kg = (k + 3) / 4; /* groups whose 4 rows lie before the half's in-place bound read in place */
     const __m256i ones_r = nc_i8_ones16, flip_r = nc_i8_flip8;
     __m256i acc[2][4];
 #pragma GCC unroll 4
@@ -131,18 +131,20 @@ nc_i8_gemv_avx2_cols(const int R, const int H, const int sign, const int w, ptrd
 #pragma GCC unroll 2
         for (int h = 0; h < H; h++) {
             const int8_t *b = B + 4 * g * ldb + 32 * h;
+            /* a half before the last lies inside B's row width: its rows [0, k) read in place */
+            const ptrdiff_t ip = h < H - 1 ? k : in_place;
             __m256i gv[4], r0, r1, r2, r3;
-            if (h < H - 1 || g < kg_in) {
+            if (4 * g + 4 <= ip) {
                 r0 = _mm256_loadu_si256((const __m256i *)(const void *)b);
                 r1 = _mm256_loadu_si256((const __m256i *)(const void *)(b + ldb));
                 r2 = _mm256_loadu_si256((const __m256i *)(const void *)(b + 2 * ldb));
                 r3 = _mm256_loadu_si256((const __m256i *)(const void *)(b + 3 * ldb));
             } else {
                 ptrdiff_t p = 4 * g;
-                int wh = w - 32 * h;
+                int wh = w - 32 * h < 32 ? w - 32 * h : 32;
                 const int8_t *bh = B + 32 * h;
-                r0 = nc_i8_gemv_row32(bh, ldb, p, k, in_place, wh), r1 = nc_i8_gemv_row32(bh, ldb, p + 1, k, in_place, wh);
-                r2 = nc_i8_gemv_row32(bh, ldb, p + 2, k, in_place, wh), r3 = nc_i8_gemv_row32(bh, ldb, p + 3, k, in_place, wh);
+                r0 = nc_i8_gemv_row32(bh, ldb, p, k, ip, wh), r1 = nc_i8_gemv_row32(bh, ldb, p + 1, k, ip, wh);
+                r2 = nc_i8_gemv_row32(bh, ldb, p + 2, k, ip, wh), r3 = nc_i8_gemv_row32(bh, ldb, p + 3, k, ip, wh);
             }
             NC_I8_GROUPS(_mm256_unpacklo_epi8, _mm256_unpackhi_epi8, _mm256_unpacklo_epi16, _mm256_unpackhi_epi16, r0,
                          r1, r2, r3, gv);
