@@ -15,7 +15,7 @@ import numpy as np
 from bench.peers import NncorePeer
 from bench.workloads import get_workload, make_data
 
-CONV_KERNELS = ("im2col", "wino_forward", "conv_int8", "maxpool_forward")
+CONV_KERNELS = ("im2col", "conv_forward", "wino_forward", "conv_int8", "maxpool_forward")
 CORE_KERNELS = ("gemm_int8", "_softmax_forward")
 
 

@@ -10,7 +10,7 @@ each turn the best of a short burst, the figure the median over the rounds):
           quantized Dense runs)
   s8s32   `gemm_s8s32`: the int8 product alone, int8 A in, int32 C out
 and, under nncore's default int8 kernel for the level (avx512: avx512vnni; avx2: the u8 x s8 kernel),
-GMAC/s and the share of that kernel's peak (bench/int8_peak.c: vpdpbusd zmm, or vpmaddubsw +
+GMAC/s and the share of that kernel's peak (bench/int8_peak.c: vpdpbusd zmm, or avx2_ones_mem: vpmaddubsw +
 vpmaddwd ymm, on one core; times the thread count) and float32's of the FMA peak (bench/fma_peak.c). Wall time (2 threads share the machine's 2 cores).
 """
 import argparse
@@ -86,7 +86,7 @@ def main():
     for level in args.simd.split(","):
         nncore.set_simd_level(level)
         kern = k8.kernel(63)
-        peak1 = pk["vpdpbusd_zmm"] if "vnni" in kern else pk["vpmaddubsw_ymm"]
+        peak1 = pk["vpdpbusd_zmm"] if "vnni" in kern else pk["avx2_ones_mem"]
         fpeak1 = pk["fma_f32"]
         for nt in map(int, args.threads.split(",")):
             for k, n in SHAPES:

@@ -8,14 +8,26 @@
  * c contiguous values (or kw c of them when a window row lies inside).
  *
  * Threads: gathers (im2col, pooling forward) split the n oh output rows;
- * scatter-adds (col2im, pooling backward) split the n images, so no two
- * threads write one pixel and every pixel sums its terms in one fixed order:
- * results are bit-identical for any thread count. */
+ * col2im (a scatter-add) splits the n images and pooling backward (which
+ * gathers each dx row's terms) the n h input rows, so no two threads write
+ * one pixel and every pixel sums its terms in one fixed order: results are
+ * bit-identical for any thread count. */
+#include <stdlib.h>
 #include <string.h>
 #include "nncore.h"
 
 static inline ptrdiff_t nc_imax(ptrdiff_t a, ptrdiff_t b) { return a > b ? a : b; }
 static inline ptrdiff_t nc_imin(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
+
+/* max pooling: the new tap v replaces the running max m when larger, or a NaN (which then stays: NaN > v is
+ * false), so the first maximum in window order wins and a NaN propagates (as in PyTorch) */
+/* im2col copies the runs of a window of at most this many values with one fixed-size copy (64 bytes) */
+#define NC_COL_RUN (64 / (ptrdiff_t)sizeof(REAL))
+
+/* conv_forward's row blocks: this many bytes of cols rows (in L1 while multiplied) */
+#define NC_CONV_BLOCK_BYTES 16384
+
+#define NC_POOL_TAKE(v, m) ((v) > (m) || (v) != (v))
 
 #define NC_LEVELS_BODY "conv_body.h" /* compiled once per SIMD level */
 #define NC_F32

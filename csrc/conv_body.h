@@ -27,29 +27,62 @@ static inline void NC_NAME(im2col_pixel)(const nc_conv_geom *g, const REAL *xb, 
     }
 }
 
-/* One output row (image b, output row oh) of the cols matrix: Wo rows of K = kh kw c. */
-static void NC_NAME(im2col_row)(const nc_conv_geom *g, const REAL *x, REAL *cols, ptrdiff_t b, ptrdiff_t oh)
+/* Pixels ow0 .. ow0 + cnt - 1 of output row oh of image xb into d (cols rows of K). Where the window lies
+ * inside the image and its runs (kw c values a window row, or c a tap when dilated) are at most
+ * NC_COL_RUN long, each run is one fixed-size copy of NC_COL_RUN values (a vector load and store, no
+ * memcpy call: a 3x3 kernel on one channel copies runs of 3), which writes past the run's end: the
+ * later runs, written after it, cover that. Only the first `fast` pixels may do so (the caller keeps the
+ * writes inside its rows) and only where the read stays inside x (xend). The rest: exact copies. */
+static void NC_NAME(im2col_segment)(const nc_conv_geom *g, const REAL *xb, const REAL *xend, ptrdiff_t oh,
+                                    ptrdiff_t ow0, ptrdiff_t cnt, ptrdiff_t fast, REAL *d)
 {
-    const ptrdiff_t K = g->kh * g->kw * g->c;
-    const REAL *xb = x + b * g->h * g->w * g->c;
-    REAL *dst = cols + (b * g->oh + oh) * g->ow * K;
-    for (ptrdiff_t ow = 0; ow < g->ow; ow++, dst += K) NC_NAME(im2col_pixel)(g, xb, oh, ow, dst);
+    const ptrdiff_t H = g->h, W = g->w, C = g->c, K = g->kh * g->kw * C;
+    const ptrdiff_t h0 = oh * g->sh - g->pt;
+    const ptrdiff_t run = g->dw == 1 ? g->kw * C : C, nrun = g->dw == 1 ? 1 : g->kw;
+    ptrdiff_t lo = ow0, hi = ow0;                          /* [lo, hi): the pixels copied a run at a time */
+    const ptrdiff_t right = W - 1 - (g->kw - 1) * g->dw + g->pl;   /* the window inside: ow sw <= right */
+    if (h0 >= 0 && h0 + (g->kh - 1) * g->dh < H && run <= NC_COL_RUN && right >= 0) {
+        lo = nc_imin(nc_imax(ow0, (g->pl + g->sw - 1) / g->sw), ow0 + cnt);
+        hi = nc_imin(ow0 + nc_imin(cnt, fast), right / g->sw + 1);
+        /* the last run's start in the window's last row, at pixel 0: NC_COL_RUN values are read from it */
+        const REAL *xl = xb + (h0 + (g->kh - 1) * g->dh) * W * C + ((g->kw - 1) * g->dw - g->pl) * C;
+        while (hi > lo && xend - (xl + (hi - 1) * g->sw * C) < NC_COL_RUN) hi--;
+        if (hi < lo) hi = lo;
+    }
+    ptrdiff_t ow = ow0;
+    for (; ow < lo; ow++, d += K) NC_NAME(im2col_pixel)(g, xb, oh, ow, d);
+    const REAL *x0 = xb + (h0 * W - g->pl) * C;
+    const ptrdiff_t rstride = g->dh * W * C, pstride = g->sw * C, jstride = g->dw * C, kh = g->kh;
+    for (; ow < hi; ow++, d += K) {
+        const REAL *s = x0 + ow * pstride;
+        REAL *dd = d;
+        for (ptrdiff_t i = 0; i < kh; i++, s += rstride)
+            for (ptrdiff_t j = 0; j < nrun; j++, dd += run) memcpy(dd, s + j * jstride, NC_COL_RUN * sizeof(REAL));
+    }
+    for (; ow < ow0 + cnt; ow++, d += K) NC_NAME(im2col_pixel)(g, xb, oh, ow, d);
 }
 
-/* Rows [r0, r0 + rows) of the cols matrix (r = (b oh + i) ow + j) into dst, row stride K. */
+/* Rows [r0, r0 + rows) of the cols matrix (r = (b oh + i) ow + j) into dst, row stride K; nothing is
+ * written outside them (the last pixels, whose fixed-size copies would reach past, copy exactly). */
 void NC_NAME(im2col_pixels)(const nc_conv_geom *g, const REAL *x, ptrdiff_t r0, ptrdiff_t rows, REAL *dst)
 {
     const ptrdiff_t K = g->kh * g->kw * g->c, per_image = g->oh * g->ow, hwc = g->h * g->w * g->c;
     if (rows <= 0) return;
+    const ptrdiff_t tail = (NC_COL_RUN - 1) / K + 1;       /* pixels that a run's overshoot can reach */
     ptrdiff_t q = r0 % per_image, oh = q / g->ow, ow = q % g->ow;
-    const REAL *xb = x + r0 / per_image * hwc;
-    for (ptrdiff_t r = 0; r < rows; r++, dst += K) {   /* (b, oh, ow) stepped, no division per pixel */
-        NC_NAME(im2col_pixel)(g, xb, oh, ow, dst);
-        if (++ow == g->ow) {
-            ow = 0;
-            if (++oh == g->oh) oh = 0, xb += hwc;
-        }
+    const REAL *xb = x + r0 / per_image * hwc, *xend = x + g->n * hwc;
+    for (ptrdiff_t r = 0; r < rows;) {                    /* a segment of one output row at a time */
+        const ptrdiff_t cnt = nc_imin(g->ow - ow, rows - r);
+        NC_NAME(im2col_segment)(g, xb, xend, oh, ow, cnt, rows - tail - r, dst + r * K);
+        r += cnt, ow = 0;
+        if (++oh == g->oh) oh = 0, xb += hwc;
     }
+}
+
+/* One output row (image b, output row oh) of the cols matrix: Wo rows of K = kh kw c. */
+static void NC_NAME(im2col_row)(const nc_conv_geom *g, const REAL *x, REAL *cols, ptrdiff_t b, ptrdiff_t oh)
+{
+    NC_NAME(im2col_pixels)(g, x, (b * g->oh + oh) * g->ow, g->ow, cols + (b * g->oh + oh) * g->ow * g->kh * g->kw * g->c);
 }
 
 void NC_NAME(im2col)(const nc_conv_geom *g, const REAL *x, REAL *cols, int nthreads)
@@ -111,60 +144,99 @@ void NC_NAME(col2im)(const nc_conv_geom *g, const REAL *cols, REAL *x, int nthre
     for (ptrdiff_t b = 0; b < g->n; b++) NC_NAME(col2im_image)(g, cols, x, b);
 }
 
-/* ---- pooling: one output row (b, oh) ---- */
+/* ---- pooling: one output row (b, oh), built one input row of the window at a time ----
+ * The window's rows ih = i0 .. i1 - 1 are read in turn, each in one left-to-right pass, the output row
+ * (in L1) taking the running max or sum: one stream from memory per output row (reading the window's rows
+ * side by side, pixel by pixel, ran ~2.5x slower than this from DRAM). Within a row the taps keep their
+ * row-major window order, so the first maximum still wins. */
+
+/* yr (c values) := the max of itself (or, first, of nothing) and the nt taps xp[t c + e]; ie (nullable)
+ * the pixel of the winner (pix: the first tap's). nt = 2 (a 2-wide window inside) is the common case. */
+static inline void NC_NAME(pool_max_taps)(const REAL *restrict xp, ptrdiff_t C, ptrdiff_t nt, int first,
+                                          int32_t pix, REAL *restrict yr, int32_t *restrict ie)
+{
+    if (!ie && nt == 2) {
+        const REAL *restrict xq = xp + C;
+        if (first) {
+#pragma omp simd
+            for (ptrdiff_t e = 0; e < C; e++) yr[e] = NC_POOL_TAKE(xq[e], xp[e]) ? xq[e] : xp[e];
+        } else {
+#pragma omp simd
+            for (ptrdiff_t e = 0; e < C; e++) {
+                const REAL m = NC_POOL_TAKE(xp[e], yr[e]) ? xp[e] : yr[e];
+                yr[e] = NC_POOL_TAKE(xq[e], m) ? xq[e] : m;
+            }
+        }
+        return;
+    }
+    ptrdiff_t t = 0;
+    if (first) {
+        for (ptrdiff_t e = 0; e < C; e++) yr[e] = xp[e];
+        if (ie) for (ptrdiff_t e = 0; e < C; e++) ie[e] = pix;
+        t = 1;
+    }
+    for (; t < nt; t++) {
+        const REAL *restrict xq = xp + t * C;
+        if (ie) {
+            const int32_t p = pix + (int32_t)t;
+#pragma omp simd
+            for (ptrdiff_t e = 0; e < C; e++) {
+                const int take = NC_POOL_TAKE(xq[e], yr[e]);
+                yr[e] = take ? xq[e] : yr[e];
+                ie[e] = take ? p : ie[e];
+            }
+        } else {
+#pragma omp simd
+            for (ptrdiff_t e = 0; e < C; e++) yr[e] = NC_POOL_TAKE(xq[e], yr[e]) ? xq[e] : yr[e];
+        }
+    }
+}
+
 static void NC_NAME(pool_row)(const nc_conv_geom *g, int is_max, const REAL *x, REAL *y, int32_t *idx,
                               ptrdiff_t b, ptrdiff_t oh)
 {
-    const ptrdiff_t H = g->h, W = g->w, C = g->c;
+    const ptrdiff_t H = g->h, W = g->w, C = g->c, OW = g->ow;
     const REAL *xb = x + b * H * W * C;
     const ptrdiff_t h0 = oh * g->sh - g->pt;
     const ptrdiff_t i0 = nc_imax(h0, 0), i1 = nc_imin(h0 + g->kh, H);  /* rows of the window inside */
-    REAL *yr = y + (b * g->oh + oh) * g->ow * C;
-    int32_t *ir = idx ? idx + (b * g->oh + oh) * g->ow * C : NULL;
-    for (ptrdiff_t ow = 0; ow < g->ow; ow++, yr += C) {
+    REAL *yrow = y + (b * g->oh + oh) * OW * C;
+    int32_t *irow = idx ? idx + (b * g->oh + oh) * OW * C : NULL;
+    for (ptrdiff_t ow = 0; ow < OW; ow++) {              /* empty windows: nothing to pool */
         const ptrdiff_t w0 = ow * g->sw - g->pl;
-        const ptrdiff_t j0 = nc_imax(w0, 0), j1 = nc_imin(w0 + g->kw, W);
-        if (i1 <= i0 || j1 <= j0) {                     /* an empty window: nothing to pool */
-            for (ptrdiff_t e = 0; e < C; e++) yr[e] = 0;
-            if (ir) for (ptrdiff_t e = 0; e < C; e++) ir[ow * C + e] = -1;
-            continue;
-        }
-        if (is_max) {
-            /* the first maximum in row-major window order wins (a NaN wins and propagates, as in PyTorch) */
-            const REAL *first = xb + (i0 * W + j0) * C;
-            for (ptrdiff_t e = 0; e < C; e++) yr[e] = first[e];
-            if (ir) for (ptrdiff_t e = 0; e < C; e++) ir[ow * C + e] = (int32_t)(i0 * W + j0);
-            for (ptrdiff_t ih = i0; ih < i1; ih++) {
-                for (ptrdiff_t iw = (ih == i0 ? j0 + 1 : j0); iw < j1; iw++) {
-                    const REAL *xp = xb + (ih * W + iw) * C;
-                    const int32_t pix = (int32_t)(ih * W + iw);
-                    if (ir) {
-                        int32_t *ie = ir + ow * C;
-#pragma omp simd
-                        for (ptrdiff_t e = 0; e < C; e++) {
-                            const int take = xp[e] > yr[e] || xp[e] != xp[e];
-                            yr[e] = take ? xp[e] : yr[e];
-                            ie[e] = take ? pix : ie[e];
-                        }
-                    } else {
-#pragma omp simd
-                        for (ptrdiff_t e = 0; e < C; e++)
-                            yr[e] = (xp[e] > yr[e] || xp[e] != xp[e]) ? xp[e] : yr[e];
-                    }
-                }
+        if (i1 > i0 && nc_imax(w0, 0) < nc_imin(w0 + g->kw, W)) continue;
+        for (ptrdiff_t e = 0; e < C; e++) yrow[ow * C + e] = 0;
+        if (irow) for (ptrdiff_t e = 0; e < C; e++) irow[ow * C + e] = -1;
+    }
+    for (ptrdiff_t ih = i0; ih < i1; ih++) {
+        const REAL *xr = xb + ih * W * C;
+        const int first = ih == i0, last = ih == i1 - 1;
+        for (ptrdiff_t ow = 0; ow < OW; ow++) {
+            const ptrdiff_t w0 = ow * g->sw - g->pl;
+            const ptrdiff_t j0 = nc_imax(w0, 0), j1 = nc_imin(w0 + g->kw, W);
+            if (j1 <= j0) continue;
+            const REAL *restrict xp = xr + j0 * C;
+            REAL *restrict yr = yrow + ow * C;
+            if (is_max) {
+                NC_NAME(pool_max_taps)(xp, C, j1 - j0, first, (int32_t)(ih * W + j0), yr,
+                                       irow ? irow + ow * C : NULL);
+                continue;
             }
-        } else {
             /* mean over the taps inside the image (Keras 'same' leaves the padding out of the count) */
-            for (ptrdiff_t e = 0; e < C; e++) yr[e] = 0;
-            for (ptrdiff_t ih = i0; ih < i1; ih++)
-                for (ptrdiff_t iw = j0; iw < j1; iw++) {
-                    const REAL *xp = xb + (ih * W + iw) * C;
+            ptrdiff_t t = 0;
+            if (first) {
+                for (ptrdiff_t e = 0; e < C; e++) yr[e] = xp[e];
+                t = 1;
+            }
+            for (; t < j1 - j0; t++) {
+                const REAL *restrict xq = xp + t * C;
 #pragma omp simd
-                    for (ptrdiff_t e = 0; e < C; e++) yr[e] += xp[e];
-                }
-            const REAL inv = (REAL)1 / (REAL)((i1 - i0) * (j1 - j0));
+                for (ptrdiff_t e = 0; e < C; e++) yr[e] += xq[e];
+            }
+            if (last) {
+                const REAL inv = (REAL)1 / (REAL)((i1 - i0) * (j1 - j0));
 #pragma omp simd
-            for (ptrdiff_t e = 0; e < C; e++) yr[e] *= inv;
+                for (ptrdiff_t e = 0; e < C; e++) yr[e] *= inv;
+            }
         }
     }
 }
@@ -192,37 +264,45 @@ void NC_NAME(avgpool_forward)(const nc_conv_geom *g, const REAL *x, REAL *y, int
     NC_NAME(pool_forward)(g, 0, x, y, NULL, nthreads);
 }
 
-/* dx of image b := 0, then each dy is added to the input it came from (max) or spread over its window (avg). */
-static void NC_NAME(pool_back_image)(const nc_conv_geom *g, int is_max, const int32_t *idx, const REAL *dy,
-                                     REAL *dx, ptrdiff_t b)
+/* Row ih of image b's dx: 0, then the dy of every window that holds a pixel of it, window by window in
+ * (oh, ow) order (the order of a one-thread scatter): max adds dy where the index names the tap (0
+ * elsewhere: exact), vectorised over the channels; an index that is no tap of its window (none that
+ * maxpool_forward writes) adds nothing. Avg spreads dy / (the window's taps inside the image). One dx
+ * row (in L1) is made at a time: dx is written once, as one stream. */
+static void NC_NAME(pool_back_row)(const nc_conv_geom *g, int is_max, const int32_t *idx, const REAL *dy,
+                                   REAL *dx, ptrdiff_t b, ptrdiff_t ih)
 {
-    const ptrdiff_t H = g->h, W = g->w, C = g->c;
-    REAL *xb = dx + b * H * W * C;
-    memset(xb, 0, (size_t)(H * W * C) * sizeof(REAL));
-    const ptrdiff_t off = b * g->oh * g->ow * C;
-    if (is_max) {
-        const REAL *d = dy + off;
-        const int32_t *ix = idx + off;
-        for (ptrdiff_t o = 0; o < g->oh * g->ow; o++, d += C, ix += C)
-            for (ptrdiff_t e = 0; e < C; e++)
-                if (ix[e] >= 0 && ix[e] < H * W) xb[(ptrdiff_t)ix[e] * C + e] += d[e];  /* others: ignored */
-        return;
-    }
-    for (ptrdiff_t oh = 0; oh < g->oh; oh++) {
+    const ptrdiff_t H = g->h, W = g->w, C = g->c, OW = g->ow;
+    REAL *restrict xr = dx + ((b * H + ih) * W) * C;
+    for (ptrdiff_t e = 0; e < W * C; e++) xr[e] = 0;
+    /* the output rows whose window holds row ih: oh sh - pt <= ih < oh sh - pt + kh */
+    const ptrdiff_t lo = ih + g->pt - g->kh + 1;
+    const ptrdiff_t oh0 = nc_imax(lo <= 0 ? 0 : (lo + g->sh - 1) / g->sh, 0);
+    const ptrdiff_t oh1 = nc_imin((ih + g->pt) / g->sh + 1, g->oh);
+    for (ptrdiff_t oh = oh0; oh < oh1; oh++) {
         const ptrdiff_t h0 = oh * g->sh - g->pt;
         const ptrdiff_t i0 = nc_imax(h0, 0), i1 = nc_imin(h0 + g->kh, H);
-        for (ptrdiff_t ow = 0; ow < g->ow; ow++) {
+        const ptrdiff_t off = (b * g->oh + oh) * OW * C;
+        for (ptrdiff_t ow = 0; ow < OW; ow++) {
             const ptrdiff_t w0 = ow * g->sw - g->pl;
             const ptrdiff_t j0 = nc_imax(w0, 0), j1 = nc_imin(w0 + g->kw, W);
-            if (i1 <= i0 || j1 <= j0) continue;
-            const REAL *d = dy + off + (oh * g->ow + ow) * C;
-            const REAL inv = (REAL)1 / (REAL)((i1 - i0) * (j1 - j0));
-            for (ptrdiff_t ih = i0; ih < i1; ih++)
+            const REAL *restrict d = dy + off + ow * C;
+            if (is_max) {
+                const int32_t *restrict ix = idx + off + ow * C;
                 for (ptrdiff_t iw = j0; iw < j1; iw++) {
-                    REAL *xp = xb + (ih * W + iw) * C;
+                    REAL *restrict xp = xr + iw * C;
+                    const int32_t pix = (int32_t)(ih * W + iw);
 #pragma omp simd
-                    for (ptrdiff_t e = 0; e < C; e++) xp[e] += d[e] * inv;
+                    for (ptrdiff_t e = 0; e < C; e++) xp[e] += ix[e] == pix ? d[e] : (REAL)0;
                 }
+                continue;
+            }
+            const REAL inv = (REAL)1 / (REAL)((i1 - i0) * (j1 - j0));
+            for (ptrdiff_t iw = j0; iw < j1; iw++) {
+                REAL *restrict xp = xr + iw * C;
+#pragma omp simd
+                for (ptrdiff_t e = 0; e < C; e++) xp[e] += d[e] * inv;
+            }
         }
     }
 }
@@ -230,16 +310,15 @@ static void NC_NAME(pool_back_image)(const nc_conv_geom *g, int is_max, const in
 static void NC_NAME(pool_backward)(const nc_conv_geom *g, int is_max, const int32_t *idx, const REAL *dy,
                                    REAL *dx, int nthreads)
 {
-    double work = (double)(g->n * g->oh * g->ow * g->c) * (is_max ? 1.0 : (double)(g->kh * g->kw))
-                  + (double)(g->n * g->h * g->w * g->c);
+    const ptrdiff_t rows = g->n * g->h;
+    double work = (double)(g->n * g->oh * g->ow * g->c) * (double)(g->kh * g->kw) + (double)(g->n * g->h * g->w * g->c);
     int nt = nc_team_size(nthreads, work);
-    if (nt > g->n) nt = (int)g->n;
     if (nt <= 1) {
-        for (ptrdiff_t b = 0; b < g->n; b++) NC_NAME(pool_back_image)(g, is_max, idx, dy, dx, b);
+        for (ptrdiff_t r = 0; r < rows; r++) NC_NAME(pool_back_row)(g, is_max, idx, dy, dx, r / g->h, r % g->h);
         return;
     }
 #pragma omp parallel for schedule(dynamic, 4) num_threads(nt) /* a busy core's share moves */
-    for (ptrdiff_t b = 0; b < g->n; b++) NC_NAME(pool_back_image)(g, is_max, idx, dy, dx, b);
+    for (ptrdiff_t r = 0; r < rows; r++) NC_NAME(pool_back_row)(g, is_max, idx, dy, dx, r / g->h, r % g->h);
 }
 
 void NC_NAME(maxpool_backward)(const nc_conv_geom *g, const int32_t *idx, const REAL *dy, REAL *dx, int nthreads)
@@ -253,6 +332,54 @@ void NC_NAME(avgpool_backward)(const nc_conv_geom *g, const REAL *dy, REAL *dx, 
 }
 
 #else /* the entry points: the copies of the level in use */
+
+/* y := act(im2col(x) K + bias), a block of rows at a time: the block's cols rows are made (into cols, when
+ * given: backward reads them; else into the thread's L1 buffer) and multiplied by the packed K at once,
+ * while in cache (gemm_panels: whole-k register tiles, the bias and act in their epilogue). Blocks start
+ * at multiples of the micro-tile's MR rows: the same bits for any thread count. */
+static void NC_NAME(conv_block)(const nc_conv_geom *g, const REAL *x, const REAL *bpack, ptrdiff_t ntot, ptrdiff_t f,
+                                const REAL *bias, int act, REAL act_alpha, REAL *y, REAL *a, ptrdiff_t r0,
+                                ptrdiff_t rows)
+{
+    const ptrdiff_t k = g->kh * g->kw * g->c;
+    NC_NAME(im2col_pixels)(g, x, r0, rows, a);
+    NC_NAME(gemm_panels)(rows, f, k, a, k, bpack, ntot, 0, y + r0 * f, f, bias, act, act_alpha);
+}
+
+int NC_NAME(conv_forward)(const nc_conv_geom *g, const REAL *x, const REAL *kernel, ptrdiff_t f, const REAL *bias,
+                          int act, REAL act_alpha, REAL *y, REAL *cols, int nthreads)
+{
+    const ptrdiff_t k = g->kh * g->kw * g->c, m = g->n * g->oh * g->ow;
+    if (m <= 0 || f <= 0) return 0;
+    int mr, nr;
+    NC_NAME(gemm_micro_tile)(&mr, &nr);
+    REAL *packed = (REAL *)malloc((size_t)NC_NAME(gemm_pack_size)(k, f) * sizeof(REAL));
+    if (!packed) return -1;
+    memset(packed, 0, 64);
+    NC_NAME(gemm_pack_b)(0, k, f, kernel, f, packed, 0);
+    const REAL *bpack = packed + 64 / (ptrdiff_t)sizeof(REAL);
+    const ptrdiff_t ntot = (f + nr - 1) / nr * nr;
+    ptrdiff_t rb = NC_CONV_BLOCK_BYTES / (k * (ptrdiff_t)sizeof(REAL)) / mr * mr;  /* rows a block */
+    if (rb < mr) rb = mr;
+    const ptrdiff_t blocks = (m + rb - 1) / rb;
+    int nt = nc_team_size(nthreads, (double)m * (double)k * (double)f);
+    if (nt > blocks) nt = (int)blocks;
+    int err = 0;
+#pragma omp parallel num_threads(nt > 1 ? nt : 1) if (nt > 1) reduction(| : err)
+    {
+        REAL *a = cols ? NULL : (REAL *)malloc((size_t)(rb * k) * sizeof(REAL));
+        if (!cols && !a) err = 1;
+#pragma omp for schedule(dynamic, 1)   /* a busy core's share moves */
+        for (ptrdiff_t q = 0; q < blocks; q++) {
+            if (!cols && !a) continue;
+            const ptrdiff_t r0 = q * rb, rows = m - r0 < rb ? m - r0 : rb;
+            NC_NAME(conv_block)(g, x, bpack, ntot, f, bias, act, act_alpha, y, cols ? cols + r0 * k : a, r0, rows);
+        }
+        free(a);
+    }
+    free(packed);
+    return err ? -1 : 0;
+}
 
 void NC_NAME(im2col)(const nc_conv_geom *g, const REAL *x, REAL *cols, int nthreads)
 {

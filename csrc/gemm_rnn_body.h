@@ -91,20 +91,27 @@ static inline void NC_NAME(rnn_prefetch)(const REAL *p, ptrdiff_t n)
 #endif
 }
 
+/* The micro-tiles of rows a thread takes through the whole sequence at a time where nothing is summed
+ * across rows (the forward, the backward without dP): any cut at whole tiles gives the same bits. */
+#ifndef NC_RNN_CHUNK_TILES
+#define NC_RNN_CHUNK_TILES 2
+#endif
+
 /* Steps of delta summed into the weight gradient by one product (k = that many times a block's rows). */
 #ifndef NC_RNN_WGRAD_STEPS
 #define NC_RNN_WGRAD_STEPS 2
 #endif
 
-/* A thread's share of the weight gradient: C := A^T d + beta C over `rows` rows (m x G, k = rows; A's rows
- * lda apart), on the float32 GEMM at `level`, or (bf) on the bf16 GEMM, this thread alone. -1 if out of
- * memory. */
-static int NC_NAME(rnn_wgrad)(int level, int bf, ptrdiff_t m, ptrdiff_t G, ptrdiff_t rows, const REAL *A,
-                              ptrdiff_t lda, const REAL *d, REAL beta, REAL *C, REAL *work)
+/* A thread's share of the weight gradient: C := A^T d + beta C over `rows` rows (C m x n, ldc apart; k =
+ * rows; A's rows lda apart, d's ldd), on the float32 GEMM at `level`, or (bf) on the bf16 GEMM, this thread
+ * alone. -1 if out of memory. */
+static int NC_NAME(rnn_wgrad)(int level, int bf, ptrdiff_t m, ptrdiff_t n, ptrdiff_t rows, const REAL *A,
+                              ptrdiff_t lda, const REAL *d, ptrdiff_t ldd, REAL beta, REAL *C, ptrdiff_t ldc,
+                              REAL *work)
 {
 #ifdef NC_F32
     if (bf)
-        return nc_gemm_bf16_f32(1, 0, m, G, rows, 1, A, lda, d, G, beta, C, G, NULL, NC_ACT_LINEAR, 0, 0, 1) != 0
+        return nc_gemm_bf16_f32(1, 0, m, n, rows, 1, A, lda, d, ldd, beta, C, ldc, NULL, NC_ACT_LINEAR, 0, 0, 1) != 0
                    ? -1
                    : 0;
 #else
@@ -113,17 +120,17 @@ static int NC_NAME(rnn_wgrad)(int level, int bf, ptrdiff_t m, ptrdiff_t G, ptrdi
     switch (level) {
 #if NC_GEMM_X86
     case NC_SIMD_AVX512:
-        NC_NAME(gemm_serial_avx512)(1, 0, m, G, rows, 1, A, lda, d, G, beta, C, G, NULL, NC_ACT_LINEAR, 0, 0, work,
-                                    NULL, 0, 0);
+        NC_NAME(gemm_serial_avx512)(1, 0, m, n, rows, 1, A, lda, d, ldd, beta, C, ldc, NULL, NC_ACT_LINEAR, 0, 0,
+                                    work, NULL, 0, 0);
         break;
     case NC_SIMD_AVX2:
-        NC_NAME(gemm_serial_avx2)(1, 0, m, G, rows, 1, A, lda, d, G, beta, C, G, NULL, NC_ACT_LINEAR, 0, 0, work,
+        NC_NAME(gemm_serial_avx2)(1, 0, m, n, rows, 1, A, lda, d, ldd, beta, C, ldc, NULL, NC_ACT_LINEAR, 0, 0, work,
                                   NULL, 0, 0);
         break;
 #endif
     default:
-        NC_NAME(gemm_serial_generic)(1, 0, m, G, rows, 1, A, lda, d, G, beta, C, G, NULL, NC_ACT_LINEAR, 0, 0, work,
-                                     NULL, 0, 0);
+        NC_NAME(gemm_serial_generic)(1, 0, m, n, rows, 1, A, lda, d, ldd, beta, C, ldc, NULL, NC_ACT_LINEAR, 0, 0,
+                                     work, NULL, 0, 0);
     }
     return 0;
 }
@@ -295,7 +302,10 @@ static void NC_NAME(rnn_bwd_prefetch)(const NC_NAME(rnn_seq_t) *s, ptrdiff_t nt0
  * (dP = the block's part, its first product overwrites it): LSTM and SimpleRNN
  * dP = [dW; dU; db] += xh^T delta; the GRU (reset_after) from the rows
  * [x_t | 1 | h_{t-1} | 1] (K = D + u + 2), dP = [dW; db_in; dU; db_rec]:
- * [dW; db_in] += [x_t | 1]^T dx_t and [dU; db_rec] += [h_{t-1} | 1]^T drec_t.
+ * [dW; db_in] += [x_t | 1]^T dx_t and [dU; db_rec] += [h_{t-1} | 1]^T drec_t;
+ * the GRU (reset before) from [x_t | 1 | h_{t-1} | q_t] (K = D + u + 1, q_t =
+ * r_t h_{t-1} from s1), dP = [dW; db; dU]: [dW; db] += [x_t | 1]^T delta_t,
+ * dU_zr += h_{t-1}^T delta_zr and dU_h += q_t^T delta_h (three products).
  * The deltas then go to scratch slots of the block's rows (reused: they go to
  * memory only when the caller keeps them).
  * Returns -1 if its workspace could not be had, else 0. */
@@ -303,9 +313,10 @@ static int NC_NAME(rnn_seq_rows)(const NC_NAME(rnn_seq_t) *s, int level, int dir
                                   REAL *dP)
 {
     int mr, nr;
-    const int bf = s->bf, gru = s->cell == NC_RNN_GRU;
+    const int bf = s->bf, gru = s->cell == NC_RNN_GRU, rb = s->cell == NC_RNN_GRU_RB;
     NC_NAME(rnn_tile)(level, bf, &mr, &nr);
     const ptrdiff_t T = s->T, B = s->B, D = s->D, u = s->u, K = s->K, G = s->G, nrow = i1 - i0;
+    const ptrdiff_t ka = rb ? K + u : K; /* the A rows of the weight gradient: the reset-before form's q_t too */
     uint32_t *bw = NULL;
     (void)nr;
 #ifdef NC_F32
@@ -325,8 +336,8 @@ static int NC_NAME(rnn_seq_rows)(const NC_NAME(rnn_seq_t) *s, int level, int dir
      * steps dP += (their A)^T (their deltas), k = S rows a step: the products are S times as deep as
      * one step's rows would give (a tile's C passes through memory once per S steps) */
     enum { S = NC_RNN_WGRAD_STEPS };
-    const ptrdiff_t nd = dP ? S * nrow * G * (gru ? 2 : 1) : 0, na = dP ? S * nrow * K : 0;
-    const ptrdiff_t nw = dP ? NC_NAME(rnn_wgrad_work)(level, K, G, S * nrow) : 0;
+    const ptrdiff_t nd = dP ? S * nrow * G * (gru ? 2 : 1) : 0, na = dP ? S * nrow * ka : 0;
+    const ptrdiff_t nw = dP ? NC_NAME(rnn_wgrad_work)(level, ka, G, S * nrow) : 0;
     const ptrdiff_t nq = s->cell == NC_RNN_GRU_RB ? mr * u : 0;
     REAL *work = NULL, *dsc = NULL, *rsc = NULL, *xsc = NULL, *dq = NULL;
     if (nw + nd + na + nq) {
@@ -351,13 +362,14 @@ static int NC_NAME(rnn_seq_rows)(const NC_NAME(rnn_seq_t) *s, int level, int dir
         if (!dP) continue;
         if (s->delta) memcpy(s->delta + at0 * G, dblk, (size_t)(nrow * G) * sizeof(REAL));
         if (gru && s->drec) memcpy(s->drec + at0 * G, rblk, (size_t)(nrow * G) * sizeof(REAL));
-        REAL *a = xsc + slot * nrow * K;
-        if (gru) { /* [x_t | 1 | h_{t-1} | 1] */
-            for (ptrdiff_t r = 0; r < nrow; r++, a += K) {
+        REAL *a = xsc + slot * nrow * ka;
+        if (gru || rb) { /* [x_t | 1 | h_{t-1} | 1], reset before [x_t | 1 | h_{t-1} | q_t] */
+            for (ptrdiff_t r = 0; r < nrow; r++, a += ka) {
                 memcpy(a, s->x + (at0 + r) * D, (size_t)D * sizeof(REAL));
                 a[D] = 1;
                 memcpy(a + D + 1, s->h + (at0 + r) * u, (size_t)u * sizeof(REAL));
-                a[D + u + 1] = 1;
+                if (rb) memcpy(a + D + 1 + u, s->s1 + (at0 + r) * u, (size_t)u * sizeof(REAL));
+                else a[D + u + 1] = 1;
             }
         } else {
             memcpy(a, s->xh + at0 * K, (size_t)(nrow * K) * sizeof(REAL));
@@ -365,11 +377,17 @@ static int NC_NAME(rnn_seq_rows)(const NC_NAME(rnn_seq_t) *s, int level, int dir
         if (slot == S - 1 || t == 0) { /* dP += A^T delta over the slots' rows */
             ptrdiff_t k = (slot + 1) * nrow;
             REAL beta = t + slot == T - 1 ? 0 : 1;
+            REAL *dU = dP + (D + 1) * G;
             if (gru)
-                failed = NC_NAME(rnn_wgrad)(level, bf, D + 1, G, k, xsc, K, dsc, beta, dP, work) ||
-                         NC_NAME(rnn_wgrad)(level, bf, u + 1, G, k, xsc + D + 1, K, rsc, beta, dP + (D + 1) * G, work);
+                failed = NC_NAME(rnn_wgrad)(level, bf, D + 1, G, k, xsc, K, dsc, G, beta, dP, G, work) ||
+                         NC_NAME(rnn_wgrad)(level, bf, u + 1, G, k, xsc + D + 1, K, rsc, G, beta, dU, G, work);
+            else if (rb) /* [dW; db] += [x_t | 1]^T delta_t, dU_zr += h_{t-1}^T delta_zr, dU_h += q_t^T delta_h */
+                failed = NC_NAME(rnn_wgrad)(level, bf, D + 1, G, k, xsc, ka, dsc, G, beta, dP, G, work) ||
+                         NC_NAME(rnn_wgrad)(level, bf, u, 2 * u, k, xsc + D + 1, ka, dsc, G, beta, dU, G, work) ||
+                         NC_NAME(rnn_wgrad)(level, bf, u, u, k, xsc + D + 1 + u, ka, dsc + 2 * u, G, beta, dU + 2 * u,
+                                            G, work);
             else
-                failed = NC_NAME(rnn_wgrad)(level, bf, K, G, k, xsc, K, dsc, beta, dP, work);
+                failed = NC_NAME(rnn_wgrad)(level, bf, K, G, k, xsc, K, dsc, G, beta, dP, G, work);
         }
     }
     free(work);
@@ -433,9 +451,13 @@ static int NC_NAME(rnn_seq)(const NC_NAME(rnn_seq_t) *s, int dir, REAL *dP, int 
     double work = (double)T * (double)B * (double)u * (2.0 * (double)G + 40.0) + (double)T * B * D * 2.0 * G;
     if (dP) work += (double)T * B * K * 2.0 * G;
     int nt = work < NC_GEMM_TEAM_WORK * 2.0 ? 1 : nc_team_size(nthreads, work);
-    /* bf16: blocks of whole 24-row quanta (8, 6 and 4, the bf16 kernels' tile rows, divide 24), so that the
-     * parts of dP, and with them its bits, are the same on every bf16 kernel */
-    ptrdiff_t bq = s->bf ? 24 : mr, tiles = (B + bq - 1) / bq, nb = NC_NAME(rnn_nblocks)(B, (int)bq);
+    /* bf16 with dP: blocks of whole 24-row quanta (8, 6 and 4, the bf16 kernels' tile rows, divide 24), so
+     * that the parts of dP, and with them its bits, are the same on every bf16 kernel */
+    ptrdiff_t bq = s->bf && dP ? 24 : mr, tiles = (B + bq - 1) / bq;
+    /* the blocks the threads take in turn: with dP about 64 rows each (rnn_nblocks), each summing its part
+     * of dP; else, with nothing summed across rows, NC_RNN_CHUNK_TILES tiles each, so that a thread that
+     * starts late (a sleeping thread wakes in 10-100 us) or runs on a busier core takes fewer */
+    ptrdiff_t nb = dP ? NC_NAME(rnn_nblocks)(B, (int)bq) : (tiles + NC_RNN_CHUNK_TILES - 1) / NC_RNN_CHUNK_TILES;
     if (nt > nb) nt = (int)nb;
     /* block 0 sums its part of the weight gradient in dP, the others in parts of their own */
     REAL *parts = NULL;
@@ -485,7 +507,6 @@ static int NC_NAME(rnn_seq_bwd)(int bf, int cell, ptrdiff_t T, ptrdiff_t B, ptrd
                                 REAL *dh, REAL *dc, REAL *delta, REAL *drec, ptrdiff_t K, const REAL *xh, REAL *dP,
                                 int nthreads)
 {
-    if (dP && cell == NC_RNN_GRU_RB) return -3;
     if (!dP) xh = NULL, K = u;
     if (!delta && !dP) return -3;
     if (cell == NC_RNN_GRU && !drec && !dP) return -3;
@@ -495,6 +516,10 @@ static int NC_NAME(rnn_seq_bwd)(int bf, int cell, ptrdiff_t T, ptrdiff_t B, ptrd
     if (cell == NC_RNN_GRU && dP) { /* xh is x (T, B, D), K = D + u + 2 */
         if (K < u + 3) return -3;
         s.D = K - u - 2, s.x = xh, xh = NULL;
+    }
+    if (cell == NC_RNN_GRU_RB && dP) { /* xh is x (T, B, D), K = D + u + 1; s1 = q */
+        if (K < u + 2 || !s1) return -3;
+        s.D = K - u - 1, s.x = xh, xh = NULL;
     }
     s.packed = packed_t, s.packed2 = packed2_t, s.h0 = with_h0, s.h0r = h0 || with_h0, s.dh_beta = add_dh ? 1 : 0;
     s.xh = (REAL *)xh, s.z = (REAL *)(cell == NC_RNN_SIMPLE ? h + B * u : gates), s.s1 = (REAL *)s1;

@@ -28,8 +28,8 @@
  * whole k; each finished int32 tile goes through the epilogue while it is in
  * L1. The REAL parts (quantize + pack A, the epilogue) are the callbacks of a
  * job, defined in int8_body.h for float and double. A convolution's job
- * (nc_conv_int8) packs A from its input image: each block's cols rows are
- * gathered (im2col) into an L1 buffer and quantized from there, never stored. */
+ * (nc_conv_int8) packs A from its input image: each cols row (im2col's) is
+ * quantized straight from the window's runs in x, never gathered or stored. */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>

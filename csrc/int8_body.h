@@ -61,25 +61,25 @@ static int NC_NAME(i8_pack_x)(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows
     return 0;
 }
 
-/* Bytes of the float cols rows a convolution's A block is gathered through (in L1 while quantized). */
-#define I8_CONV_CHUNK_BYTES 16384
-
-/* A convolution's A rows [i0, i0 + rows): the cols rows of x (im2col), a chunk at a time into an L1
- * buffer, then quantized as x's rows are: the float cols matrix is never written to memory. */
+/* A convolution's A rows [i0, i0 + rows): the cols rows of x (im2col), each quantized straight from x
+ * (i8_conv_row: its window's runs read in place): the float cols matrix is never made. */
 static int NC_NAME(i8_pack_conv)(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows, uint8_t o, uint8_t *dst,
                                  ptrdiff_t ldd, void *info)
 {
-    ptrdiff_t k = job->k, chunk = I8_CONV_CHUNK_BYTES / (k * (ptrdiff_t)sizeof(REAL));
-    if (chunk < 1) chunk = 1;
-    if (chunk > rows) chunk = rows;
-    REAL *buf = (REAL *)malloc((size_t)(chunk * k) * sizeof(REAL));
-    if (!buf) return -1;
-    for (ptrdiff_t r = 0; r < rows; r += chunk) {
-        ptrdiff_t cnt = rows - r < chunk ? rows - r : chunk;
-        NC_NAME(im2col_pixels)(job->geom, (const REAL *)job->a, i0 + r, cnt, buf);
-        NC_NAME(i8_quant_rows)(job, buf, k, cnt, o, dst + r * ldd, ldd, (REAL *)info + r);
+    const nc_conv_geom *g = job->geom;
+    const ptrdiff_t k = job->k, per_image = g->oh * g->ow, hwc = g->h * g->w * g->c;
+    const REAL Q = (REAL)job->qmax;
+    REAL *xs = (REAL *)info;
+    ptrdiff_t q = i0 % per_image, oh = q / g->ow, ow = q % g->ow;
+    const REAL *xb = (const REAL *)job->a + i0 / per_image * hwc;
+    for (ptrdiff_t r = 0; r < rows; r++, dst += ldd) {   /* (b, oh, ow) stepped, no division per pixel */
+        xs[r] = I8_PICK(job->level, i8_conv_row)(g, xb, oh, ow, Q, o, dst);
+        for (ptrdiff_t p = k; p < ldd; p++) dst[p] = o;  /* up to 4 kg: a few bytes, no memset call */
+        if (++ow == g->ow) {
+            ow = 0;
+            if (++oh == g->oh) oh = 0, xb += hwc;
+        }
     }
-    free(buf);
     return 0;
 }
 

@@ -134,44 +134,72 @@ static void nc_i8_kernel_generic(ptrdiff_t kg, const uint8_t *a, ptrdiff_t lda, 
  *   |B| (0..128) and the signed one x sign(B) (vpsignb), whose product is x B;
  *   a product is at most 128 * 127, a pair 32512. Exact, but vpsignb takes a
  *   multiply-pipe slot too: 1.2x the float32 FMA rate against avx2's 1.9x
- *   (Zen 4, measured), hence the 7-bit default. */
+ *   (Zen 4, measured), hence the 7-bit default.
+ *
+ * The bound of the multiply pipes (bench/int8_peak.c's mixes on Zen 4, one core at 3.7 GHz: the
+ * 3-instruction sequence 117 GMAC/s, 32 multiply-adds a cycle, 2x the float32 FMA's 16;
+ * vpmaddubsw alone with vpaddw 51 a cycle): vpmaddubsw and vpmaddwd share two pipes, so 32
+ * multiply-adds cost 2 slots. Summing two vpmaddubsw results in int16 before one vpmaddwd
+ * (3 slots per 64: 141 GMAC/s, 38 a cycle) would need every sum of 4 products u s to fit an int16, which no exact form of
+ * 7-bit activations times 8-bit weights allows: a form without a per-pair instruction maps x
+ * (127 values) and W (255 values, Keras's [-127, 127]) each to one operand, the unsigned one
+ * u >= 0 and the signed one s in [-128, 127] (a map into each operand must be one-to-one for
+ * x W to be recovered; per-row and per-column corrections as corr are free). If x gives u: 127
+ * distinct u >= 0 reach 126, and 255 distinct s reach 127 in magnitude (s = W +- c), so 4 u s
+ * reach 4 * 126 * 127 = 64008 > 32767. If W gives u: 255 distinct u >= 0 reach 254, 127
+ * distinct s reach 63: 4 * 254 * 63 = 64008 again. A wrapping int16 sum (vpaddw) does not help:
+ * the 4-sum spans 2 * 64008 > 2^16 values. Only a per-pair vpsignb (avx2-sign's form: u = |W|
+ * <= 127, s = x sign(W) with |x| <= 63 gives 4 * 127 * 63 = 32004) fits, and it costs the slot
+ * it saves; 6-bit activations (u = x + 32 <= 63: 4 * 63 * 128 = 32256) would fit, a coarser
+ * quantization than Keras's and not offered.
+ *
+ * Each row's step is one asm statement (the broadcast, the two products, the two sums into the
+ * accumulators in place), with `ones` as vpmaddwd's memory operand: GCC's own code of the
+ * intrinsics kept each sum in a new register and moved it back (8 register moves a group;
+ * 111 against 114 GMAC/s on Zen 4 at k = 784, the peak's 31 a cycle), and with `ones` in a
+ * register an accumulator went through the stack. */
 #define NC_I8_AVX2_MR 4
 #define NC_I8_AVX2_NR 16
 #define NC_I8_AVX2_ATTR __attribute__((target("avx2,fma")))
 
-/* GCC's register allocation of this loop spills an accumulator through the
- * stack, a store-to-load chain that costs a third of the speed (57 against
- * 88 GMAC/s on Zen 4): an empty asm that takes the two accumulators of a row
- * in registers after each row keeps all eight there. No instruction. */
-#define NC_I8_KEEP(c0, c1) __asm__("" : "+x"(c0), "+x"(c1));
+/* c0, c1 += the int32 sums of the 4-byte groups of the word at p (broadcast) times b0, b1 */
+#define NC_I8_ROW_U8(c0, c1, p)                                                                            \
+    {                                                                                                      \
+        __m256i x_, t_;                                                                                    \
+        __asm__("vpbroadcastd %[w], %[x]\n\t"                                                              \
+                "vpmaddubsw %[b0], %[x], %[t]\n\tvpmaddwd %[o], %[t], %[t]\n\tvpaddd %[t], %[s0], %[s0]\n\t" \
+                "vpmaddubsw %[b1], %[x], %[t]\n\tvpmaddwd %[o], %[t], %[t]\n\tvpaddd %[t], %[s1], %[s1]"     \
+                : [s0] "+x"(c0), [s1] "+x"(c1), [x] "=&x"(x_), [t] "=&x"(t_)                               \
+                : [w] "m"(*(const uint32_t *)(const void *)(p)), [b0] "x"(b0), [b1] "x"(b1), [o] "m"(nc_i8_ones16)); \
+    }
+/* the same with |b| unsigned and the word's bytes signed by b (vpsignb) */
+#define NC_I8_ROW_SIGN(c0, c1, p)                                                                          \
+    {                                                                                                      \
+        __m256i x_, t_;                                                                                    \
+        __asm__("vpbroadcastd %[w], %[x]\n\t"                                                              \
+                "vpsignb %[b0], %[x], %[t]\n\tvpmaddubsw %[t], %[u0], %[t]\n\t"                            \
+                "vpmaddwd %[o], %[t], %[t]\n\tvpaddd %[t], %[s0], %[s0]\n\t"                               \
+                "vpsignb %[b1], %[x], %[t]\n\tvpmaddubsw %[t], %[u1], %[t]\n\t"                            \
+                "vpmaddwd %[o], %[t], %[t]\n\tvpaddd %[t], %[s1], %[s1]"                                   \
+                : [s0] "+x"(c0), [s1] "+x"(c1), [x] "=&x"(x_), [t] "=&x"(t_)                               \
+                : [w] "m"(*(const uint32_t *)(const void *)(p)), [b0] "x"(b0), [b1] "x"(b1), [u0] "x"(u0), \
+                  [u1] "x"(u1), [o] "m"(nc_i8_ones16));                                                            \
+    }
 
-/* c0, c1 += the int32 sums of the 4-byte groups of x (broadcast) times b0, b1 */
-#define NC_I8_ROW_U8(c0, c1)                                                                            \
-    c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(_mm256_maddubs_epi16(x, b0), ones));                  \
-    c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(_mm256_maddubs_epi16(x, b1), ones));
-#define NC_I8_ROW_SIGN(c0, c1)                                                                          \
-    c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(_mm256_maddubs_epi16(u0, _mm256_sign_epi8(x, b0)), ones)); \
-    c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(_mm256_maddubs_epi16(u1, _mm256_sign_epi8(x, b1)), ones));
+static const __m256i nc_i8_ones16 = {0x0001000100010001LL, 0x0001000100010001LL, 0x0001000100010001LL,
+                                     0x0001000100010001LL};
 
 #define NC_I8_AVX2_KERNEL(name, ROW, ABS)                                                               \
     static NC_I8_AVX2_ATTR void name(ptrdiff_t kg, const uint8_t *a, ptrdiff_t lda, const uint8_t *b,    \
                                      const uint32_t *corr, int32_t *t)                                  \
     {                                                                                                   \
-        const __m256i ones = _mm256_set1_epi16(1);                                                      \
         __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,    \
                 c30 = c00, c31 = c00;                                                                   \
         for (ptrdiff_t g = 0; g < kg; g++, a += 4, b += 64) {                                           \
             __m256i b0 = _mm256_loadu_si256((const __m256i *)b);                                        \
             __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + 32));                                 \
             ABS                                                                                         \
-            __m256i x = _mm256_set1_epi32((int32_t)nc_i8_word(a));                                      \
-            ROW(c00, c01) NC_I8_KEEP(c00, c01)                                                           \
-            x = _mm256_set1_epi32((int32_t)nc_i8_word(a + lda));                                        \
-            ROW(c10, c11) NC_I8_KEEP(c10, c11)                                                           \
-            x = _mm256_set1_epi32((int32_t)nc_i8_word(a + 2 * lda));                                    \
-            ROW(c20, c21) NC_I8_KEEP(c20, c21)                                                           \
-            x = _mm256_set1_epi32((int32_t)nc_i8_word(a + 3 * lda));                                    \
-            ROW(c30, c31) NC_I8_KEEP(c30, c31)                                                           \
+            ROW(c00, c01, a) ROW(c10, c11, a + lda) ROW(c20, c21, a + 2 * lda) ROW(c30, c31, a + 3 * lda) \
         }                                                                                               \
         __m256i k0 = _mm256_loadu_si256((const __m256i *)corr);                                         \
         __m256i k1 = _mm256_loadu_si256((const __m256i *)(corr + 8));                                   \
@@ -188,7 +216,6 @@ NC_I8_AVX2_KERNEL(nc_i8_kernel_avx2, NC_I8_ROW_U8, )
 NC_I8_AVX2_KERNEL(nc_i8_kernel_avx2_sign, NC_I8_ROW_SIGN,
                   __m256i u0 = _mm256_abs_epi8(b0); __m256i u1 = _mm256_abs_epi8(b1);)
 #undef NC_I8_AVX2_KERNEL
-#undef NC_I8_KEEP
 #undef NC_I8_ROW_U8
 #undef NC_I8_ROW_SIGN
 

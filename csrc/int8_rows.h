@@ -7,13 +7,10 @@
 #define I8L_CAT(op, suf) I8L_CAT2(op, suf)
 #define I8L_NAME(op) I8L_CAT(op, I8L_SUF)
 
-/* s = Q / (max_p |x_p| + 1e-7) (Keras's AbsMaxQuantizer: epsilon 1e-7 added
- * in REAL); NaN when the row holds a NaN or an infinity. One pass over the
- * bits: |x| as an unsigned integer orders like |x|, and a NaN or an infinity
- * is at least the bits of infinity. */
-static I8L_ATTR REAL I8L_NAME(i8_row_scale)(const REAL *x, ptrdiff_t k, REAL Q)
+/* max_p |x_p| over k values as the bits of |x| (an unsigned integer orders like |x|; a NaN or an infinity
+ * is at least the bits of infinity), at least `amax`: one pass over the bits, of a row or of a run of it. */
+static I8L_ATTR I8_UINT I8L_NAME(i8_amax_bits)(const REAL *x, ptrdiff_t k, I8_UINT amax)
 {
-    I8_UINT amax = 0;
 #pragma omp simd reduction(max : amax)
     for (ptrdiff_t p = 0; p < k; p++) {
         I8_UINT u;
@@ -21,10 +18,23 @@ static I8L_ATTR REAL I8L_NAME(i8_row_scale)(const REAL *x, ptrdiff_t k, REAL Q)
         u &= I8_ABS_MASK;
         amax = u > amax ? u : amax;
     }
+    return amax;
+}
+
+/* s = Q / (max_p |x_p| + 1e-7) from those bits (Keras's AbsMaxQuantizer: epsilon 1e-7 added in REAL);
+ * NaN when the row holds a NaN or an infinity. */
+static inline I8L_ATTR REAL I8L_NAME(i8_scale_of)(I8_UINT amax, REAL Q)
+{
     if (amax >= I8_INF_BITS) return (REAL)NAN;
     REAL m;
     memcpy(&m, &amax, sizeof m);
     return Q / (m + (REAL)1e-7);
+}
+
+/* The scale of one row of k values. */
+static I8L_ATTR REAL I8L_NAME(i8_row_scale)(const REAL *x, ptrdiff_t k, REAL Q)
+{
+    return I8L_NAME(i8_scale_of)(I8L_NAME(i8_amax_bits)(x, k, 0), Q);
 }
 
 /* q_p = clip(round(x_p s), -Q, Q) + o as a byte (mod 256: o = 0 gives the int8 q_p), rounding half
@@ -80,6 +90,56 @@ static I8L_ATTR void I8L_NAME(i8_store)(const int32_t *t, int ldt, int mi, int n
             I8L_NAME(i8_row_out)(t + i * ldt, nj, xs[i], ws, bias, relu, c);
         if (!relu && act != NC_ACT_LINEAR) NC_NAME(act_forward)(act, alpha, c, c, nj);
     }
+}
+
+/* A convolution's cols row of output pixel (oh, ow) of image xb (im2col's, K = kh kw c values, 0 in the
+ * padding) quantized straight from x into q: the scale from its window's runs (kw c values a window
+ * row inside the image, else c a tap), then each run quantized to its place; padding: q = 0 (+ o).
+ * The same bits as i8_row_scale and i8_quant_row over the gathered row (a max and an elementwise
+ * map: neither depends on where the values lie). Returns the row's scale. */
+static I8L_ATTR REAL I8L_NAME(i8_conv_row)(const nc_conv_geom *g, const REAL *xb, ptrdiff_t oh, ptrdiff_t ow, REAL Q,
+                                           uint8_t o, uint8_t *q)
+{
+    const ptrdiff_t H = g->h, W = g->w, C = g->c, L = g->kw * C, K = g->kh * L;
+    const ptrdiff_t w0 = ow * g->sw - g->pl;
+    const int whole = g->dw == 1 && w0 >= 0 && w0 + g->kw <= W;     /* each window row one run */
+    I8_UINT amax = 0;
+    for (ptrdiff_t i = 0; i < g->kh; i++) {
+        const ptrdiff_t ih = oh * g->sh - g->pt + i * g->dh;
+        if (ih < 0 || ih >= H) continue;
+        const REAL *xr = xb + ih * W * C;
+        if (whole) {
+            amax = I8L_NAME(i8_amax_bits)(xr + w0 * C, L, amax);
+            continue;
+        }
+        for (ptrdiff_t j = 0; j < g->kw; j++) {
+            const ptrdiff_t iw = w0 + j * g->dw;
+            if (iw >= 0 && iw < W) amax = I8L_NAME(i8_amax_bits)(xr + iw * C, C, amax);
+        }
+    }
+    const REAL s = I8L_NAME(i8_scale_of)(amax, Q);
+    if (s != s) {
+        memset(q, o, (size_t)K);
+        return s;
+    }
+    for (ptrdiff_t i = 0; i < g->kh; i++, q += L) {
+        const ptrdiff_t ih = oh * g->sh - g->pt + i * g->dh;
+        if (ih < 0 || ih >= H) {
+            memset(q, o, (size_t)L);
+            continue;
+        }
+        const REAL *xr = xb + ih * W * C;
+        if (whole) {
+            I8L_NAME(i8_quant_row)(xr + w0 * C, L, s, o, q);
+            continue;
+        }
+        for (ptrdiff_t j = 0; j < g->kw; j++) {
+            const ptrdiff_t iw = w0 + j * g->dw;
+            if (iw < 0 || iw >= W) memset(q + j * C, o, (size_t)C);
+            else I8L_NAME(i8_quant_row)(xr + iw * C, C, s, o, q + j * C);
+        }
+    }
+    return s;
 }
 
 #undef I8L_CAT2

@@ -240,10 +240,13 @@ int nc_dense_layers_f64(ptrdiff_t m, int L, const ptrdiff_t *dims, const double 
  * delta may then be NULL (it is not kept). The GRU (reset_after) with xh = x
  * (T, B, D), the layer's input, and K = D + u + 2: dP = [dW; db_in; dU;
  * db_rec], [x_t | 1]^T dx_t and [h_{t-1} | 1]^T drec_t summed alike; delta
- * and drec may then be NULL. Returns 0; -2 if a packed kernel holds another
- * shape or SIMD level; -3 for arguments the cell does not take (delta and dP
- * both NULL, x with a GRU or dP with its reset-before form, bias with x); -1
- * if out of memory. */
+ * and drec may then be NULL. The GRU's reset-before form likewise with xh = x,
+ * s1 = q from the forward and K = D + u + 1: dP = [dW; db; dU], [dW; db] =
+ * [x_t | 1]^T delta_t, dU_zr = h_{t-1}^T delta_zr, dU_h = q_t^T delta_h.
+ * Returns 0; -2 if a packed kernel holds another shape or SIMD level; -3 for
+ * arguments the cell does not take (delta and dP both NULL, x with the GRU's
+ * reset-before form forward, bias with x, dP there without s1); -1 if out of
+ * memory. */
 enum { NC_RNN_LSTM = 0, NC_RNN_GRU = 1, NC_RNN_GRU_RB = 2, NC_RNN_SIMPLE = 3 };
 int nc_rnn_seq_forward_f32(int cell, ptrdiff_t T, ptrdiff_t B, ptrdiff_t D, ptrdiff_t u, int act, float alpha,
                            int ract, float ralpha, const float *packed, const float *packed2 /* nullable */,
@@ -465,6 +468,16 @@ void nc_im2col_pixels_f32(const nc_conv_geom *g, const float *x /* in */, ptrdif
                           float *dst /* out */);
 void nc_im2col_pixels_f64(const nc_conv_geom *g, const double *x /* in */, ptrdiff_t r0, ptrdiff_t rows,
                           double *dst /* out */);
+/* y := act(im2col(x) kernel + bias): y (n oh ow) x f, kernel (kh kw c) x f row-major, bias nullable, act an
+ * nc_act (not softmax); the cols rows made and multiplied a block at a time while in cache (into cols,
+ * (n oh ow) x (kh kw c), when not NULL: what backward needs; else never stored). The same bits for any
+ * nthreads. Returns 0, or -1 when out of memory. */
+int nc_conv_forward_f32(const nc_conv_geom *g, const float *x /* in */, const float *kernel /* in */, ptrdiff_t f,
+                        const float *bias /* in, nullable */, int act, float act_alpha, float *y /* out */,
+                        float *cols /* out, nullable */, int nthreads);
+int nc_conv_forward_f64(const nc_conv_geom *g, const double *x /* in */, const double *kernel /* in */, ptrdiff_t f,
+                        const double *bias /* in, nullable */, int act, double act_alpha, double *y /* out */,
+                        double *cols /* out, nullable */, int nthreads);
 /* x := the adjoint of im2col: x[b, ih, iw, c] = sum of the cols entries that im2col copies from there. */
 void nc_col2im_f32(const nc_conv_geom *g, const float *cols /* in */, float *x /* out */, int nthreads);
 void nc_col2im_f64(const nc_conv_geom *g, const double *cols /* in */, double *x /* out */, int nthreads);
@@ -499,13 +512,16 @@ void nc_avgpool_backward_f64(const nc_conv_geom *g, const double *dy /* in */, d
  * bf16 (float only, 0 for double): the mixed_bfloat16 form, x, kernel and delta rounded to bfloat16
  * as they are read, y and dkernel as they are written (winograd.c). */
 ptrdiff_t nc_wino_tiles(const nc_conv_geom *g, int m);
-void nc_wino_forward_f32(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const float *x /* in */,
-                         const float *kernel /* in, (kh, 3, c, f) */, const float *bias /* in, nullable */, int act,
-                         float act_alpha, float *U /* out */, float *V /* out */, float *M /* work */,
-                         float *y /* out */, int nthreads);
-void nc_wino_forward_f64(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const double *x, const double *kernel,
-                         const double *bias, int act, double act_alpha, double *U, double *V, double *M, double *y,
-                         int nthreads);
+/* V and M NULL (inference: nothing kept for backward): the tiles go through the three steps a block at
+ * a time, V and M of a block in the thread's work block (in L2), never in memory; U is still written.
+ * Returns 0, or -1 when out of memory (that path's packed U and work blocks). */
+int nc_wino_forward_f32(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const float *x /* in */,
+                        const float *kernel /* in, (kh, 3, c, f) */, const float *bias /* in, nullable */, int act,
+                        float act_alpha, float *U /* out */, float *V /* out, nullable */, float *M /* work, nullable */,
+                        float *y /* out */, int nthreads);
+int nc_wino_forward_f64(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const double *x, const double *kernel,
+                        const double *bias, int act, double act_alpha, double *U, double *V, double *M, double *y,
+                        int nthreads);
 /* Backward from delta = dL/dz (n, oh, ow, f) and the forward's U and V: dM = A delta_t A^T (into M);
  * dU[xi] = V[:, xi]^T dM[:, xi]; dkernel = G^T dU G (overwritten); when dx is not NULL, dV[:, xi] =
  * dM[:, xi] U[xi]^T (into V) and dx (n, h, w, c) = the sum of the patches B dV_t B^T where they lie. */

@@ -72,6 +72,10 @@ NC_VINLINE const double *nc_wino_g(int m) { return m == 4 ? nc_wino_g4 : m == 2 
  * per dU item (multiples of every MR): fixed, so the split is the shape's. */
 #define NC_WINO_TILES 8
 #define NC_WINO_ROWS 2048
+/* inference: tiles a block (V and M of a block in L2: a2 16 (c + f) values, 221 KiB for 36 x (32 + 64)) */
+#define NC_WINO_BLOCK 16
+/* nc_gemm_pack_b's head, before the packed panels */
+#define NC_WINO_PACK_HEAD (64 / (ptrdiff_t)sizeof(REAL))
 #define NC_WINO_CHANS 96
 
 /* a cache line about to be written, towards L1 */

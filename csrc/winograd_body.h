@@ -389,6 +389,32 @@ static void NC_NAME(wino_forward_team)(const nc_wino *s, const nc_conv_geom *g, 
     });
 }
 
+/* Inference (nothing kept for backward): the tiles a block of NC_WINO_BLOCK at a time, each block
+ * transformed (V), multiplied (M, by gemm_panels over the U[xi] packed once) and finished into y while
+ * V and M are in L2, in the thread's work block vm (a2 NC_WINO_BLOCK (c + f) values): V and M never
+ * pass through memory. The same sums in the same order as the three passes over all tiles. */
+static void NC_NAME(wino_infer_team)(const nc_wino *s, const nc_conv_geom *g, const REAL *x, const REAL *kernel,
+                                     const REAL *bias, int act, REAL alpha, REAL *U, const REAL *Upack,
+                                     ptrdiff_t upsz, ptrdiff_t ntot, REAL *vm, REAL *y, int nt)
+{
+    const ptrdiff_t a2 = s->a2, C = s->c, F = s->f, T = s->T, TB = NC_WINO_BLOCK;
+    const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
+    NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_chan)(0, s->bf, gh, gw, s->ah, g->kh, s->aw, 3, kernel, U, C, F, c));
+    NC_WINO_FOR(nt, xi, a2, NC_PUBNAME(gemm_pack_b)(0, C, F, U + xi * C * F, F, (REAL *)Upack + xi * upsz, 0));
+    nc_wino sb = *s;                       /* the block's layout: V[xi, t, c], M[xi, t, f] within vm */
+    sb.vps = TB * C, sb.mps = TB * F;
+    REAL *Vb = vm, *Mb = vm + a2 * TB * C;
+    NC_WINO_FOR(nt, i, (T + TB - 1) / TB, {
+        const ptrdiff_t t0 = i * TB, t1 = T - t0 < TB ? T : t0 + TB;
+        /* tile t's rows at Vb + (t - t0) vts: the kernels index by t */
+        NC_NAME(wino_input)(&sb, g, x, Vb - t0 * sb.vts, t0, t1);
+        for (ptrdiff_t xi = 0; xi < a2; xi++)
+            NC_PUBNAME(gemm_panels)(t1 - t0, F, C, Vb + xi * sb.vps, sb.vts, Upack + xi * upsz + NC_WINO_PACK_HEAD,
+                                    ntot, 0, Mb + xi * sb.mps, sb.mts, NULL, NC_ACT_LINEAR, 0);
+        NC_NAME(wino_output)(&sb, g, Mb - t0 * sb.mts, bias, act, alpha, y, t0, t1);
+    });
+}
+
 static void NC_NAME(wino_backward_team)(const nc_wino *s, const nc_conv_geom *g, const REAL *delta, const REAL *U,
                                         REAL *V, REAL *M, REAL *dU, REAL *dkernel, REAL *dx, int nt)
 {
@@ -417,19 +443,50 @@ static void NC_NAME(wino_backward_team)(const nc_wino *s, const nc_conv_geom *g,
     NC_WINO_FOR(nt, b, g->n, NC_NAME(wino_input_grad)(s, g, V, dx, b, b + 1));
 }
 
-void NC_NAME(wino_forward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *x, const REAL *kernel,
-                           const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V, REAL *M, REAL *y,
-                           int nthreads)
+int NC_NAME(wino_forward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *x, const REAL *kernel,
+                          const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V, REAL *M, REAL *y,
+                          int nthreads)
 {
     nc_wino s;
     nc_wino_init(&s, g, m, bf16, f);
     int nt = nc_team_size(nthreads, 2.0 * (double)s.T * (double)(s.a2 * s.c) * (double)f);
-    if (nt <= 1) {
-        NC_NAME(wino_forward_team)(&s, g, x, kernel, bias, act, act_alpha, U, V, M, y, 1);
-        return;
-    }
+    if (V && M) {
+        if (nt <= 1) {
+            NC_NAME(wino_forward_team)(&s, g, x, kernel, bias, act, act_alpha, U, V, M, y, 1);
+            return 0;
+        }
 #pragma omp parallel num_threads(nt)
-    NC_NAME(wino_forward_team)(&s, g, x, kernel, bias, act, act_alpha, U, V, M, y, nt);
+        NC_NAME(wino_forward_team)(&s, g, x, kernel, bias, act, act_alpha, U, V, M, y, nt);
+        return 0;
+    }
+    int mr, nr;                             /* inference: U packed per position, a work block per thread */
+    NC_PUBNAME(gemm_micro_tile)(&mr, &nr);
+    const ptrdiff_t upsz = NC_PUBNAME(gemm_pack_size)(s.c, f), ntot = (f + nr - 1) / nr * nr;
+    REAL *Upack = (REAL *)calloc((size_t)(s.a2 * upsz), sizeof(REAL));
+    if (!Upack) return -1;
+    const size_t vmsz = (size_t)(s.a2 * NC_WINO_BLOCK * (s.c + f)) * sizeof(REAL);
+    int failed = 0;
+    if (nt <= 1) {
+        REAL *vm = (REAL *)malloc(vmsz);
+        if (vm) NC_NAME(wino_infer_team)(&s, g, x, kernel, bias, act, act_alpha, U, Upack, upsz, ntot, vm, y, 1);
+        failed = !vm;
+        free(vm);
+    } else {
+#pragma omp parallel num_threads(nt)
+        {
+            REAL *vm = (REAL *)malloc(vmsz);
+            int bad = !vm;
+#pragma omp barrier
+#pragma omp atomic update
+            failed |= bad;   /* every thread sees whether any failed, then all skip or all run the team */
+#pragma omp barrier
+            if (!failed) NC_NAME(wino_infer_team)(&s, g, x, kernel, bias, act, act_alpha, U, Upack, upsz, ntot, vm, y,
+                                                  nt);
+            free(vm);
+        }
+    }
+    free(Upack);
+    return failed ? -1 : 0;
 }
 
 void NC_NAME(wino_backward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *delta, const REAL *U, REAL *V,
@@ -448,11 +505,11 @@ void NC_NAME(wino_backward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f,
 
 #else /* the entry points: the copies of the level in use */
 
-void NC_NAME(wino_forward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *x, const REAL *kernel,
-                           const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V, REAL *M, REAL *y,
-                           int nthreads)
+int NC_NAME(wino_forward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *x, const REAL *kernel,
+                          const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V, REAL *M, REAL *y,
+                          int nthreads)
 {
-    NC_PICK(wino_forward)(g, m, bf16, f, x, kernel, bias, act, act_alpha, U, V, M, y, nthreads);
+    return NC_PICK(wino_forward)(g, m, bf16, f, x, kernel, bias, act, act_alpha, U, V, M, y, nthreads);
 }
 
 void NC_NAME(wino_backward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *delta, const REAL *U, REAL *V,

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nncore
+from nncore._kernels import ACT_CODES
 from nncore._kernels import conv as K
 from nncore.layers import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, Dense, Flatten,
                            GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Input,
@@ -145,6 +146,51 @@ def test_im2col_col2im_match_references(dtype, geom):
     tol = 1e-6 if dtype == np.float32 else 1e-13
     np.testing.assert_allclose(dx, ref_col2im(g.astype(np.float64), xshape, win, st, dil, pad, out),
                                rtol=tol, atol=tol)
+
+
+# Short window runs (kw c values, or c a tap when dilated, at most 64 bytes: one fixed-size copy each, the
+# copy reaching past the run) over many row blocks of conv_forward, odd sizes, batch 1 and 1023
+FAST_GEOMS = [
+    ((5, 29, 31, 1), (3, 3), (1, 1), (1, 1), "valid"),
+    ((3, 28, 27, 3), (3, 3), (1, 1), (1, 1), "same"),
+    ((1, 33, 30, 2), (5, 5), (2, 2), (1, 1), "same"),
+    ((4, 25, 23, 1), (3, 3), (1, 1), (2, 2), "same"),
+    ((2, 17, 19, 5), (3, 3), (2, 1), (1, 1), "valid"),
+    ((2, 15, 13, 16), (1, 2), (1, 1), (1, 1), "valid"),
+    ((1023, 6, 7, 1), (3, 3), (1, 1), (1, 1), "same"),
+    ((1, 4, 3, 1), (3, 3), (1, 1), (1, 1), "valid"),
+    ((3, 8, 6, 4), (1, 4), (1, 1), (3, 3), "same"),      # 'same' padding wider than the image's inside
+    ((2, 3, 11, 2), (2, 3), (1, 3), (1, 1), "same"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geom", FAST_GEOMS + GEOMS)
+def test_conv_forward_matches_im2col_and_gemm_references(dtype, geom):
+    # y = relu(im2col(x) W + b) made a row block at a time; cols (when given) the im2col reference
+    xshape, win, st, dil, padding = geom
+    pad, out = _geom(xshape, win, st, dil, padding)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(xshape).astype(dtype)
+    m, k, f = xshape[0] * out[0] * out[1], win[0] * win[1] * xshape[3], 37
+    w, b = rng.standard_normal((k, f)).astype(dtype), rng.standard_normal(f).astype(dtype)
+    ref_cols = ref_im2col(x, win, st, dil, pad, out)
+    cols = np.full((m, k), np.nan, dtype)
+    K.im2col(x, cols, win, st, dil, pad, out, n_threads=2)
+    np.testing.assert_array_equal(cols, ref_cols.astype(dtype))
+    ref = np.maximum(ref_cols @ w.astype(np.float64) + b, 0)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    ys = []
+    for nt, keep in ((1, False), (2, False), (2, True)):
+        y = np.full((m, f), np.nan, dtype)
+        cols = np.full((m, k), np.nan, dtype) if keep else None
+        K.conv_forward(x, w, y, b, ACT_CODES["relu"], 0.0, win, st, dil, pad, out, cols=cols, n_threads=nt)
+        np.testing.assert_allclose(y, ref, rtol=tol, atol=tol * np.sqrt(k))
+        if keep:
+            np.testing.assert_array_equal(cols, ref_cols.astype(dtype))
+        ys.append(y)
+    np.testing.assert_array_equal(ys[0], ys[1])           # any thread count: the same bits
+    np.testing.assert_array_equal(ys[0], ys[2])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -42,8 +42,20 @@ class Conv:
         U, V, M, dU = self.work
         code = nncore._kernels.ACT_CODES[self.act]
         y = np.full(self.delta.shape, np.nan, self.x.dtype)
-        K.wino_forward(self.x, self.k, self.b if bias else None, U, V, M, y, self.m, self.pad, code,
-                       nncore._kernels.ACT_DEFAULT_ALPHA.get(self.act, 0.0), n_threads, bf16)
+        alpha = nncore._kernels.ACT_DEFAULT_ALPHA.get(self.act, 0.0)
+        K.wino_forward(self.x, self.k, self.b if bias else None, U, V, M, y, self.m, self.pad, code, alpha,
+                       n_threads, bf16)
+        # inference (V, M None: a block of tiles at a time, nothing kept): the same sums, up to the GEMM's
+        # k blocks (c past its KC) adding partial sums; the same bits for any thread count
+        yi = np.full(y.shape, np.nan, self.x.dtype)
+        for nt in (1, 2):
+            K.wino_forward(self.x, self.k, self.b if bias else None, np.full(U.shape, np.nan, U.dtype), None, None,
+                           yi, self.m, self.pad, code, alpha, nt, bf16)
+            if nt == 1:
+                y1 = yi.copy()
+            tol = 1e-5 if self.x.dtype == np.float32 else 1e-12
+            np.testing.assert_allclose(yi, y, rtol=tol, atol=tol * np.abs(y).max())
+        np.testing.assert_array_equal(yi, y1)
         dk = np.full(self.k.shape, np.nan, self.x.dtype)
         dxa = np.full(self.x.shape, np.nan, self.x.dtype) if dx else None
         out = K.wino_backward(self.delta, U, V, M, dU, dk, dxa, self.x.shape[1:3], self.m, self.pad, n_threads,

@@ -9,7 +9,8 @@ import numpy as np
 cnp.import_array()
 
 cdef inline int _real(object a, str name) except -1:
-    """Return 0 for float32, 1 for float64 after checking `a` is a C-contiguous ndarray."""
+    """Return 0 for float32, 1 for float64 after checking `a` is a C-contiguous ndarray in the machine's
+    byte order (a '>f4' array has the NPY_FLOAT32 type too: read as native floats it is garbage)."""
     cdef cnp.ndarray arr
     if not isinstance(a, cnp.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(a).__name__}")
@@ -17,6 +18,9 @@ cdef inline int _real(object a, str name) except -1:
     if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
         raise ValueError(f"{name}: expected a C-contiguous array")
     cdef int t = cnp.PyArray_TYPE(arr)
+    if (t == cnp.NPY_FLOAT32 or t == cnp.NPY_FLOAT64) and not cnp.PyArray_ISNOTSWAPPED(arr):
+        raise TypeError(f"{name}: expected the machine's byte order, got dtype {arr.dtype.str!r} "
+                        f"(convert with a.astype(a.dtype.newbyteorder('='))")
     if t == cnp.NPY_FLOAT32:
         return 0
     if t == cnp.NPY_FLOAT64:
@@ -104,13 +108,14 @@ cdef inline tuple _layers_out(object x, object y, object work, int code, Py_ssiz
 
 cdef inline bint _as_is(object x, int code, Py_ssize_t n_in):
     """Whether x is as consecutive layers read it, nothing to convert or check but its values: an ndarray
-    itself (not a subclass: a memmap is read in batches), C-contiguous, of the dtype `code`, of shape
-    (m >= 1, n_in)."""
+    itself (not a subclass: a memmap is read in batches), C-contiguous, aligned, in the machine's byte
+    order (a '>f4' array has the NPY_FLOAT32 type too), of the dtype `code`, of shape (m >= 1, n_in)."""
     if type(x) is not np.ndarray:
         return False
     cdef cnp.ndarray a = <cnp.ndarray>x
     cdef int t = cnp.PyArray_TYPE(a)
-    return (cnp.PyArray_IS_C_CONTIGUOUS(a) and (t == cnp.NPY_FLOAT32 if code == 0 else t == cnp.NPY_FLOAT64)
+    return (cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISNOTSWAPPED(a) and cnp.PyArray_ISALIGNED(a)
+            and (t == cnp.NPY_FLOAT32 if code == 0 else t == cnp.NPY_FLOAT64)
             and cnp.PyArray_NDIM(a) == 2 and cnp.PyArray_DIMS(a)[0] >= 1 and cnp.PyArray_DIMS(a)[1] == n_in)
 
 cdef inline Py_ssize_t _row_index(object idx, Py_ssize_t rows, str fn) except -1:

@@ -70,6 +70,46 @@ def im2col(x, cols, window, strides=(1, 1), dilation=(1, 1), pad=(0, 0), out_hw=
     return cols
 
 
+def conv_forward(x, kernel, y, bias=None, int act=0, double act_alpha=0.0, window=(1, 1), strides=(1, 1),
+                 dilation=(1, 1), pad=(0, 0), out_hw=None, cols=None, int n_threads=1):
+    """y := act(im2col(x) @ kernel + bias), the cols rows made and multiplied a block at a time while in
+    cache; also written to cols when given (what backward needs), else never stored. x (n, h, w, c);
+    kernel (kh kw c, filters) and bias (filters,) or None of x's dtype; y (n oh ow, filters), written;
+    cols None or (n oh ow, kh kw c); act: any activation code but softmax. Returns y.
+    """
+    cdef nc_conv_geom g
+    cdef int code = _real(x, "x")
+    _geom(&g, x, "x", window, strides, dilation, pad, out_hw)
+    cdef Py_ssize_t k = g.kh * g.kw * g.c
+    _same_real(kernel, "kernel", code)
+    _ndim(kernel, "kernel", 2)
+    if kernel.shape[0] != k:
+        raise ValueError(f"conv_forward: kernel has {kernel.shape[0]} rows, the window takes kh kw c = {k}")
+    if act < 0 or act >= NC_ACT_COUNT:
+        raise ValueError(f"conv_forward: unknown activation code {act}")
+    cdef Py_ssize_t f = kernel.shape[1]
+    _block(y, "y", code, g.n * g.oh * g.ow, f, True)
+    cdef void *pbias = _opt_vec(bias, "bias", code, f)
+    cdef void *pc = NULL
+    if cols is not None:
+        _block(cols, "cols", code, g.n * g.oh * g.ow, k, True)
+        pc = _ptr(cols)
+    cdef void *px = _ptr(x)
+    cdef void *pk = _ptr(kernel)
+    cdef void *py = _ptr(y)
+    cdef int err
+    with nogil:
+        if code == 0:
+            err = nc_conv_forward_f32(&g, <float*>px, <float*>pk, f, <float*>pbias, act, <float>act_alpha,
+                                      <float*>py, <float*>pc, n_threads)
+        else:
+            err = nc_conv_forward_f64(&g, <double*>px, <double*>pk, f, <double*>pbias, act, act_alpha,
+                                      <double*>py, <double*>pc, n_threads)
+    if err:
+        raise MemoryError("conv_forward: out of memory for the packed kernel or a thread's block")
+    return y
+
+
 def conv_int8(x, w, w_scale, y, bias=None, int act=0, double act_alpha=0.0, window=(1, 1), strides=(1, 1),
               dilation=(1, 1), pad=(0, 0), out_hw=None, *, int qmax, int n_threads=1):
     """y := act(dequantize(quantize_rows(im2col(x)) @ w) + bias): `gemm_int8` (nncore._kernels.int8) of the
@@ -292,7 +332,8 @@ def wino_forward(x, kernel, bias, U, V, M, y, int m, pad=(0, 0), int act=0, doub
     x: (n, h, w, c); kernel: (3, 3, c, f) or (1, 3, c, f) (F(m, 3) along the width); bias: (f,) or
     None; y (n, oh, ow, f) gives the output size, pad = (pt, pl) the padding before the first row
     and column. U, V, M: 1-D work arrays of the lengths wino_sizes gives; U (the transformed
-    kernel) and V (the transformed input) are what wino_backward needs.
+    kernel) and V (the transformed input) are what wino_backward needs. V and M None (inference):
+    the tiles are transformed, multiplied and finished a block at a time, V and M never stored.
     bf16 (float32 only): the mixed_bfloat16 convolution, y = bf(act(conv(bf(x), bf(kernel)) + bias))
     with float32 sums (bf: rounded to bfloat16; csrc/winograd.c).
     """
@@ -309,8 +350,14 @@ def wino_forward(x, kernel, bias, U, V, M, y, int m, pad=(0, 0), int act=0, doub
                          f"got {x.shape}")
     _writable(y, "y")
     _work(U, "U", code, sizes[0])
-    _work(V, "V", code, sizes[1])
-    _work(M, "M", code, sizes[2])
+    if (V is None) != (M is None):
+        raise ValueError("wino_forward: V and M are both arrays (kept for backward) or both None (inference)")
+    cdef void *pv = NULL
+    cdef void *pm = NULL
+    if V is not None:
+        _work(V, "V", code, sizes[1])
+        _work(M, "M", code, sizes[2])
+        pv, pm = _ptr(V), _ptr(M)
     if act < 0 or act >= NC_ACT_COUNT:
         raise ValueError(f"wino_forward: unknown activation code {act}")
     cdef Py_ssize_t f = kernel.shape[3]
@@ -318,16 +365,17 @@ def wino_forward(x, kernel, bias, U, V, M, y, int m, pad=(0, 0), int act=0, doub
     cdef void *px = _ptr(x)
     cdef void *pk = _ptr(kernel)
     cdef void *pu = _ptr(U)
-    cdef void *pv = _ptr(V)
-    cdef void *pm = _ptr(M)
     cdef void *py = _ptr(y)
+    cdef int err
     with nogil:
         if code == 0:
-            nc_wino_forward_f32(&g, m, bf16, f, <float*>px, <float*>pk, <float*>pbias, act, <float>act_alpha,
-                                <float*>pu, <float*>pv, <float*>pm, <float*>py, n_threads)
+            err = nc_wino_forward_f32(&g, m, bf16, f, <float*>px, <float*>pk, <float*>pbias, act, <float>act_alpha,
+                                      <float*>pu, <float*>pv, <float*>pm, <float*>py, n_threads)
         else:
-            nc_wino_forward_f64(&g, m, 0, f, <double*>px, <double*>pk, <double*>pbias, act, act_alpha,
-                                <double*>pu, <double*>pv, <double*>pm, <double*>py, n_threads)
+            err = nc_wino_forward_f64(&g, m, 0, f, <double*>px, <double*>pk, <double*>pbias, act, act_alpha,
+                                      <double*>pu, <double*>pv, <double*>pm, <double*>py, n_threads)
+    if err:
+        raise MemoryError("wino_forward: out of memory for the packed U or a thread's work block")
     return y
 
 

@@ -741,7 +741,9 @@ def rnn_seq_backward(int cell, int act, double alpha, int ract, double ralpha, p
     also dP = xh^T delta, i.e. [dW; dU; db], summed step by step while each delta_t is in cache; delta may
     then be None (nothing of it is kept: it never goes to memory). The GRU (reset_after) with xh = x (T, B,
     D), the layer's input, and dP (D + u + 2, G): dP = [dW; db_in; dU; db_rec], [dW; db_in] = [x | 1]^T dx and
-    [dU; db_rec] = [h_{t-1} | 1]^T drec summed likewise; delta and drec may then be None.
+    [dU; db_rec] = [h_{t-1} | 1]^T drec summed likewise; delta and drec may then be None. The GRU (reset
+    before) likewise with xh = x, s1 = q of `rnn_seq_forward` and dP (D + u + 1, G): dP = [dW; db; dU],
+    [dW; db] = [x | 1]^T delta, dU_zr = H_prev^T delta_zr, dU_h = Q^T delta_h.
 
     mixed_bfloat16 (ACT_BF16 on act): the products on the bf16 micro-kernel, the kernels from
     ``pack_b_bf16(., trans_b=True)``; the cells round delta_t; dP on the bf16 GEMM.
@@ -763,6 +765,8 @@ def rnn_seq_backward(int cell, int act, double alpha, int ract, double ralpha, p
         ps1 = _opt_seq(fn, s1, "c", code, T + 1, B, u, False, True)
     elif gru:
         ps1 = _opt_seq(fn, s1, "rec", code, T, B, G, False, True)
+    elif rb and dP is not None:                     # q = r h_{t-1}: the rows of dU_h = q^T delta_h
+        ps1 = _opt_seq(fn, s1, "q", code, T, B, u, False, True)
     cdef void *ps2 = _opt_seq(fn, s2, "tc", code, T, B, u, False, lstm)
     cdef void *pdrec = _opt_seq(fn, drec, "drec", code, T, B, G, True, gru and (drec is not None or dP is None))
     _seq(fn, dh, "dh", code, T + 1, B, u, True)
@@ -775,14 +779,13 @@ def rnn_seq_backward(int cell, int act, double alpha, int ract, double ralpha, p
     cdef void *pdP = NULL
     cdef void *pd = NULL
     if xh is not None:
-        if rb:
-            raise ValueError(f"{fn}: the GRU's (reset before) weight gradients are products after the loop (no xh, "
-                             "dP)")
         _ndim(xh, "xh", 3)
         K = xh.shape[2]
         _seq(fn, xh, "xh", code, T, B, K, False)
         if gru:                                     # xh is x: dP holds [dW; db_in; dU; db_rec]
             K += u + 2
+        elif rb:                                    # xh is x: dP holds [dW; db; dU]
+            K += u + 1
         _same_real(dP, "dP", code)
         _shape2(dP, "dP", K, G)
         _writable(dP, "dP")

@@ -197,6 +197,10 @@ cdef extern from "nncore.h" nogil:
     int nc_conv_int8_f64(const nc_conv_geom *g, const double *x, int qmax, const int8_t *W, ptrdiff_t n,
                          const double *wscale, const double *bias, int act, double act_alpha, double *y,
                          int nthreads)
+    int nc_conv_forward_f32(const nc_conv_geom *g, const float *x, const float *kernel, ptrdiff_t f, const float *bias,
+                            int act, float act_alpha, float *y, float *cols, int nthreads)
+    int nc_conv_forward_f64(const nc_conv_geom *g, const double *x, const double *kernel, ptrdiff_t f,
+                            const double *bias, int act, double act_alpha, double *y, double *cols, int nthreads)
     void nc_col2im_f32(const nc_conv_geom *g, const float *cols, float *x, int nthreads)
     void nc_col2im_f64(const nc_conv_geom *g, const double *cols, double *x, int nthreads)
     void nc_maxpool_forward_f32(const nc_conv_geom *g, const float *x, float *y, int32_t *idx, int nthreads)
@@ -210,10 +214,10 @@ cdef extern from "nncore.h" nogil:
     void nc_avgpool_backward_f32(const nc_conv_geom *g, const float *dy, float *dx, int nthreads)
     void nc_avgpool_backward_f64(const nc_conv_geom *g, const double *dy, double *dx, int nthreads)
     ptrdiff_t nc_wino_tiles(const nc_conv_geom *g, int m)
-    void nc_wino_forward_f32(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const float *x, const float *kernel,
+    int nc_wino_forward_f32(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const float *x, const float *kernel,
                              const float *bias, int act, float act_alpha, float *U, float *V, float *M, float *y,
                              int nthreads)
-    void nc_wino_forward_f64(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const double *x, const double *kernel,
+    int nc_wino_forward_f64(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const double *x, const double *kernel,
                              const double *bias, int act, double act_alpha, double *U, double *V, double *M,
                              double *y, int nthreads)
     void nc_wino_backward_f32(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const float *delta, const float *U,

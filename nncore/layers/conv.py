@@ -23,6 +23,7 @@ Padding (Keras): 'valid': out = floor((in - (k - 1) d - 1) / s) + 1;
 pad_before = pad_total // 2 (the extra one goes after). Conv1D also has
 'causal': pad_before = (k - 1) d, out = in.
 """
+import functools
 import math
 
 import numpy as np
@@ -222,24 +223,45 @@ class _Conv(Int8Quantizable, _Window):
         tile = (self._wino_ok and self.quantization_mode is None   # Winograd: float32/64 or the bf16 form
                 and winograd_tile(n, self._out, self._hwc[2], self._win[0]))
         wino = rounded = None
-        if tile:
+        if tile:   # [m, U, V, M, dU, the sizes of V, M, dU]: V, M and dU made by the first training forward
             sizes = _conv.wino_sizes((n,) + self._hwc, self._k4.shape, tile, self._out)
-            wino = (tile,) + tuple(np.empty(size, dt) for size in sizes + sizes[:1])
+            wino = [tile, np.empty(sizes[0], dt), None, None, None, sizes[1:] + sizes[:1]]
         elif _bf16_on_float32(self, *self._k2.shape):
             rounded = (np.empty((n,) + self._hwc, dt), np.empty(self._k2.shape, dt))
         int8 = self.quantization_mode is not None
-        cols = None if self._direct or wino or int8 else np.empty((m, self._k2.shape[0]), dt)
+        # the cols matrix: for the bf16 GEMM's im2col, else made when a training forward keeps it (`_cols_buf`)
+        cols = np.empty((m, self._k2.shape[0]), dt) if rounded or (self.compute_dtype == "bfloat16"
+                                                                    and not (self._direct or wino or int8)) else None
         z = np.empty((m, self.filters), dt)
         y = z if self._code == 0 else np.empty((m, self.filters), dt)
         b = [cols, z, y, np.empty((m, self.filters), dt), None,
              y.reshape((n,) + self.output_shape[1:]), wino, rounded]
         return self._keep(n, b)
 
-    def _winograd(self, x, kernel, out, b, act, alpha, nt):
-        # out := act(conv(x, kernel) + b) by Winograd F(m x m, 3 x 3) (stands for the GEMM in _affine_act)
-        tile, U, V, M, _ = self._cur[6]
+    def _winograd(self, x, kernel, out, b, act, alpha, nt, keep=False):
+        # out := act(conv(x, kernel) + b) by Winograd F(m x m, 3 x 3) (stands for the GEMM in _affine_act);
+        # keep: V (and M) kept for backward, else the tiles run a block at a time with nothing kept
+        wino = self._cur[6]
+        if keep and wino[2] is None:
+            wino[2:5] = [np.empty(size, wino[1].dtype) for size in wino[5]]
+        tile, U, V, M, _ = wino[:5]
+        if not keep:
+            V = M = None
         _conv.wino_forward(x, self._k4, b, U, V, M, out.reshape((x.shape[0],) + self._out + (self.filters,)),
                            tile, self._pad, act, alpha, nt, self.compute_dtype == "bfloat16")
+
+    def _cols_buf(self):
+        """The cols matrix of this batch size (made once, by the first forward that keeps it)."""
+        bufs = self._cur
+        if bufs[0] is None:
+            bufs[0] = np.empty((bufs[1].shape[0], self._k2.shape[0]), bufs[1].dtype)
+        return bufs[0]
+
+    def _im2col_product(self, x4, kernel, out, b, act, alpha, nt, cols=None):
+        # out := act(im2col(x) kernel + b), the cols rows made and multiplied a row block at a time (in
+        # cache; stored into cols, for backward, when given)
+        _conv.conv_forward(x4, kernel, out, b, act, alpha, self._win, self._str, self._dil, self._pad, self._out,
+                           cols=cols, n_threads=nt)
 
     def _int8_conv(self, layer, x4, kernel, out, act, alpha):
         # out := act(quantize_rows(im2col(x)) K + b) dequantized (stands for the int8 GEMM in _affine_act)
@@ -257,7 +279,9 @@ class _Conv(Int8Quantizable, _Window):
         h, w, c = self._hwc
         if bufs[6]:                               # Winograd: V (what backward needs) replaces cols
             self._cols = None
-            _affine_act(self, self._as4(x, n, h, w, c), None, bufs[1], bufs[2], self._winograd)
+            self._wino_kept = training
+            _affine_act(self, self._as4(x, n, h, w, c), None, bufs[1], bufs[2],
+                        functools.partial(self._winograd, keep=training))
             return bufs[5]
         x4, kernel, product = self._as4(x, n, h, w, c), self._k2, None
         if self.quantization_mode is not None and not self._direct:   # int8: the cols rows made in the GEMM
@@ -269,6 +293,11 @@ class _Conv(Int8Quantizable, _Window):
             product = _rounded_product
         if self._direct:
             cols = x4.reshape(n * h * w, c)
+        elif product is None and self.compute_dtype != "bfloat16":   # float32/64: im2col inside the product
+            self._cols = self._cols_buf() if training else None        # backward's cols (see backward)
+            _affine_act(self, x4, kernel, bufs[1], bufs[2],
+                        functools.partial(self._im2col_product, cols=self._cols))
+            return bufs[5]
         else:
             cols = _conv.im2col(x4, bufs[0], self._win, self._str, self._dil, self._pad, self._out, self._n_threads)
         self._cols = cols
@@ -288,11 +317,18 @@ class _Conv(Int8Quantizable, _Window):
         n = self._x.shape[0]
         h, w, c = self._hwc
         if wino:                                  # dK and dx by the transposed Winograd transforms
-            tile, U, V, M, dU = wino
+            if not self._wino_kept:               # a forward outside training kept no V: run it again
+                self._winograd(self._as4(self._x, n, h, w, c), None, np.empty_like(z), None, 0, 0.0,
+                               self._n_threads, keep=True)
+                self._wino_kept = True
+            tile, U, V, M, dU = wino[:5]
             _conv.wino_backward(delta.reshape((n,) + self._out + (self.filters,)), U, V, M, dU, self._dk4,
                                 self._as4(dx, n, h, w, c) if self._need_dx else None, (h, w), tile, self._pad,
                                 self._n_threads, self.compute_dtype == "bfloat16")
             return dx if self._need_dx else None
+        if self._cols is None:                    # a forward outside training kept no cols: make them
+            self._cols = _conv.im2col(self._as4(self._x, n, h, w, c), self._cols_buf(), self._win, self._str,
+                                      self._dil, self._pad, self._out, self._n_threads)
         # rounded: bf16 operands, dK and dcols bfloat16 values as the bf16 GEMM gives them (its epilogue)
         mm, kernel, act = (gemm, rounded[1], ACT_BF16) if rounded else (self._gemm, self._k2, 0)
         mm(self._cols, delta, self._dk2, trans_a=True, act=act, n_threads=self._n_threads)
@@ -301,6 +337,7 @@ class _Conv(Int8Quantizable, _Window):
         if self._direct:                          # dx = delta K^T, straight into dx
             mm(delta, kernel, dx.reshape(n * h * w, c), trans_b=True, act=act, n_threads=self._n_threads)
             return dx
+        cols = self._cols
         mm(delta, kernel, cols, trans_b=True, act=act, n_threads=self._n_threads)   # dcols reuses cols
         _conv.col2im(cols, self._as4(dx, n, h, w, c), self._win, self._str, self._dil, self._pad, self._out,
                      self._n_threads)

@@ -1034,26 +1034,33 @@ class GRU(_Recurrent):
                         n_threads=self._n_threads, x=self._x_seq(b), bias=self.bias if self.use_bias else None,
                         packed2=self._packed(b, "W_packed", b.W))
 
+    def _wgrad_in_loop(self, b):
+        """Whether the fused backward step loop sums the weight gradients while the deltas are in cache:
+        reset_after [dW; db_in; dU; db_rec] = [x_t | 1]^T dx_t, [h_{t-1} | 1]^T drec_t; reset before (no input
+        dropout) [dW; db; dU] = [x_t | 1]^T delta_t, dU_zr = h_{t-1}^T delta_zr, dU_h = q_t^T delta_h."""
+        return self._x_in_loop(b) or (not self.reset_after and self._fused(b) and b.mi is None)
+
     def _seq_backward(self, b):
-        if not self._x_in_loop(b):
+        if not self._wgrad_in_loop(b):
             super()._seq_backward(b)
             return
         a, al, ra, ral = self._codes(b)
         if getattr(b, "dPg", None) is None:
-            b.dPg = np.empty((self._D + self.units + 2, 3 * self.units), b.h.dtype)
-        rnn_seq_backward(RNN_GRU, a, al, ra, ral, self._seq_kernels(b, trans=True)[0], b.z, b.h, b.dh,
-                         b.d if self._need_dx else None, b.rec, with_h0=b.init, h0=b.h0, n_threads=self._n_threads,
-                         xh=self._x_seq(b), dP=b.dPg, add_dh=not self._steps_set_dh(b))
+            b.dPg = np.empty((self._D + self.units + (2 if self.reset_after else 1), 3 * self.units), b.h.dtype)
+        packed, packed2 = self._seq_kernels(b, trans=True)
+        rnn_seq_backward(self._cell, a, al, ra, ral, packed, b.z, b.h, b.dh, b.d if self._need_dx else None,
+                         self._seq_states(b)[0], with_h0=b.init, h0=b.h0, n_threads=self._n_threads,
+                         xh=self._x_seq(b), dP=b.dPg, add_dh=not self._steps_set_dh(b), packed2_t=packed2)
 
     def _weight_grads(self, b, g):
-        if not self._x_in_loop(b):
+        if not self._wgrad_in_loop(b):
             super()._weight_grads(b, g)
             return
-        D, u, P = self._D, self.units, b.dPg                   # [dW; db_in; dU; db_rec]
+        D, u, P = self._D, self.units, b.dPg       # [dW; db_in; dU; db_rec], reset before [dW; db; dU]
         np.copyto(g["kernel"], P[:D])
         np.copyto(g["recurrent_kernel"], P[D + 1:D + 1 + u])
         if self.use_bias:
-            np.copyto(g["bias"], P[[D, D + 1 + u]])
+            np.copyto(g["bias"], P[[D, D + 1 + u]] if self.reset_after else P[D])
 
     def _forward_steps(self, b):
         if self._fused(b):
