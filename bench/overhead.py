@@ -24,8 +24,10 @@ pollution), 2-thread ones wall time. The load average and SIMD level are printed
 
 ``--ab`` compares two builds of nncore (this checkout and another, each built in place): child processes
 alternate between them, each timing ``model(x)``, ``predict_on_batch`` and ``predict(verbose=0)`` of
-one sample on a tiny 4-4-4-4 MLP (the call path alone) and on the medium one, 1 thread, thread CPU
-time, the best of 7 bursts.
+one sample on a tiny 4-4-4-4 MLP (the call path alone) and on the medium one, the medium one's three
+layers in their one kernel call (``DenseChain.by_layers``) and its ``predict`` of 1024 rows (float32, and
+int8 after ``quantize``), 1 thread, thread CPU time, the best of 7 bursts; at the SIMD level of
+``--simd``.
 """
 import argparse
 import os
@@ -127,8 +129,11 @@ import numpy as np
 import nncore
 from nncore.layers import Dense
 from nncore.models import Sequential
+from nncore.saving import model_from_bytes, model_to_bytes
 assert nncore.__file__.startswith(sys.argv[1]), nncore.__file__
 nncore.set_num_threads(1)
+if sys.argv[2] != "-":
+    nncore.set_simd_level(sys.argv[2])
 
 def best(f, k):
     times = []
@@ -147,24 +152,33 @@ for d, k in (((4, 4, 4, 4), 20000), ((784, 256, 128, 10), 3000)):
     x = np.random.default_rng(0).standard_normal((1, d[0])).astype(np.float32)
     for f in (lambda: m(x), lambda: m.predict_on_batch(x), lambda: m.predict(x, verbose=0)):
         print(best(f, k))
+chain = m._dense_chain()
+print(best(lambda: chain.by_layers(x, None, True, 1), 3000))
+xb = np.random.default_rng(1).standard_normal((1024, 784)).astype(np.float32)
+q = model_from_bytes(model_to_bytes(m))
+q.quantize("int8")
+for f in (m, q):
+    print(best(lambda: f.predict(xb, batch_size=1024, verbose=0), 15))
 """
 
 
-def ab(other, rounds):
+def ab(other, rounds, simd=None):
     """Per-call times of this checkout's nncore and another's, in alternating child processes."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     trees = {"this": here, "other": os.path.abspath(other)}
     got = {name: [] for name in trees}
     for _ in range(rounds):
         for name, tree in trees.items():
-            out = subprocess.run([sys.executable, "-c", AB_CHILD, tree], capture_output=True, text=True,
-                                 check=True, cwd=tree).stdout.split()
+            out = subprocess.run([sys.executable, "-c", AB_CHILD, tree, simd or "-"], capture_output=True,
+                                 text=True, check=True, cwd=tree).stdout.split()
             got[name].append([float(v) for v in out])
-    lines = [f"load {os.getloadavg()[0]:.1f}; per call, microseconds, 1 thread, thread CPU time, best of 7 "
-             f"bursts; the range over {rounds} alternating processes per build", "",
-             "| model, batch 1 | call | other checkout | this checkout |", "|---|---|---|---|"]
+    lines = [f"load {os.getloadavg()[0]:.1f}; SIMD level {simd or 'the best'}; per call, microseconds, 1 thread, "
+             f"thread CPU time, best of 7 bursts; the range over {rounds} alternating processes per build", "",
+             "| model, batch | call | other checkout | this checkout |", "|---|---|---|---|"]
     calls = ("model(x)", "predict_on_batch", "predict(verbose=0)")
-    for i, (model, call) in enumerate((m, c) for m in ("tiny 4-4-4-4", "medium 784-256-128-10") for c in calls):
+    rows = [(f"{m}, 1", c) for m in ("tiny 4-4-4-4", "medium 784-256-128-10") for c in calls]
+    rows += [("medium, 1", "kernel alone (by_layers)"), ("medium, 1024", "predict"), ("medium int8, 1024", "predict")]
+    for i, (model, call) in enumerate(rows):
         cells = [f"{min(r[i] for r in got[n]):.1f}-{max(r[i] for r in got[n]):.1f}" for n in ("other", "this")]
         lines.append(f"| {model} | {call} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -183,7 +197,7 @@ def main(argv=None):
     ap.add_argument("--int8", action="store_true", help="the int8 forms (model.quantize, quantize_dynamic) instead")
     args = ap.parse_args(argv)
     if args.ab:
-        text = ab(args.ab, args.rounds)
+        text = ab(args.ab, args.rounds, args.simd)
         print(text)
         if args.out:
             with open(args.out, "a") as f:

@@ -555,7 +555,17 @@ class Int8DenseChain(DenseChain):
 
     def __init__(self, layers):
         self.layers = list(layers)
-        self._by_layers = None
+        # by_layers(x, y=None, check_finite=False, n_threads=1): y = the layers' own forward for x, one after
+        # the other in one kernel call (`_int8.Int8Layers`: nothing packed, the layers' own products and
+        # passes, the same bits); take: as DenseChain's. The layers' int8 weights are theirs for the chain's
+        # life (never replaced, `_Weight`; set_weights writes them in place)
+        self.by_layers = _int8.Int8Layers(
+            [layer.kernel for layer in layers], [layer.kernel_scale for layer in layers],
+            [layer.bias if layer.use_bias else None for layer in layers],
+            [-1 if layer._code is None else layer._code for layer in layers], [layer._keep_z for layer in layers],
+            [layer._alpha if layer._code is not None else 0.0 for layer in layers],
+            [layer._act_qmax for layer in layers])
+        self.take = self.by_layers.take
 
     def prepare(self):
         """The layers' int8 kernels packed for the int8 GEMM kernel in use (each layer keeps them from
@@ -571,25 +581,3 @@ class Int8DenseChain(DenseChain):
 
     def __call__(self, x, y, check_finite=False, n_threads=1):
         return _int8.chain(x, self._packed, *self._args, y, check_finite, n_threads)
-
-    def by_layers(self, x, y=None, check_finite=False, n_threads=1):
-        """y = the layers' own forward for x, one after the other in one kernel call (`_int8.Int8Layers`:
-        nothing packed, the layers' own products and passes, the same bits); returns y."""
-        return self._layers()(x, y, check_finite, n_threads)
-
-    def take(self, x, n_threads=1):
-        """by_layers(x, None, True, n_threads) when x is as the kernel reads it, else None (`Model._call`)."""
-        return self._layers().take(x, n_threads)
-
-    def _layers(self):
-        layers, run = self.layers, self._by_layers
-        if run is None or any(a is not layer.kernel or s is not layer.kernel_scale
-                              for a, s, layer in zip(run.arrays[0], run.arrays[1], layers)):
-            run = self._by_layers = _int8.Int8Layers(
-                [layer.kernel for layer in layers], [layer.kernel_scale for layer in layers],
-                [layer.bias if layer.use_bias else None for layer in layers],
-                [-1 if layer._code is None else layer._code for layer in layers],
-                [layer._keep_z for layer in layers],
-                [layer._alpha if layer._code is not None else 0.0 for layer in layers],
-                [layer._act_qmax for layer in layers])
-        return run
