@@ -120,21 +120,24 @@ nc_i8_gemv_avx2_cols(const int R, const int H, const int sign, const int w, ptrd
                      const int8_t *a, ptrdiff_t lda, const int8_t *B, ptrdiff_t ldb, const uint32_t *corr, int32_t *c,
                      ptrdiff_t ldc)
 {
-    ptrdiff_t kg = (k + 3) / 4; /* groups whose 4 rows lie before the half's in-place bound read in place */
+    ptrdiff_t kg = (k + 3) / 4;
     const __m256i ones_r = nc_i8_ones16, flip_r = nc_i8_flip8;
     __m256i acc[2][4];
 #pragma GCC unroll 4
     for (int q = 0; q < R * H; q++)
 #pragma GCC unroll 4
         for (int v = 0; v < 4; v++) acc[q][v] = _mm256_setzero_si256();
-    for (ptrdiff_t g = 0; g < kg; g++) {
+    /* phase 0: the groups whose 4 rows every half reads in place (in_place <= k); phase 1: the rest,
+     * each half's rows in place below its own bound (the last half's in_place, the others' k) */
+#pragma GCC unroll 2
+    for (int phase = 0; phase < 2; phase++)
+    for (ptrdiff_t g = phase ? in_place / 4 : 0; g < (phase ? kg : in_place / 4); g++) {
 #pragma GCC unroll 2
         for (int h = 0; h < H; h++) {
             const int8_t *b = B + 4 * g * ldb + 32 * h;
-            /* a half before the last lies inside B's row width: its rows [0, k) read in place */
-            const ptrdiff_t ip = h < H - 1 ? k : in_place;
+            ptrdiff_t inp = h < H - 1 ? k : in_place; /* this half's rows read in place: groups below inp / 4 */
             __m256i gv[4], r0, r1, r2, r3;
-            if (4 * g + 4 <= ip) {
+            if (!phase || g < inp / 4) {
                 r0 = _mm256_loadu_si256((const __m256i *)(const void *)b);
                 r1 = _mm256_loadu_si256((const __m256i *)(const void *)(b + ldb));
                 r2 = _mm256_loadu_si256((const __m256i *)(const void *)(b + 2 * ldb));
@@ -143,8 +146,8 @@ nc_i8_gemv_avx2_cols(const int R, const int H, const int sign, const int w, ptrd
                 ptrdiff_t p = 4 * g;
                 int wh = w - 32 * h < 32 ? w - 32 * h : 32;
                 const int8_t *bh = B + 32 * h;
-                r0 = nc_i8_gemv_row32(bh, ldb, p, k, ip, wh), r1 = nc_i8_gemv_row32(bh, ldb, p + 1, k, ip, wh);
-                r2 = nc_i8_gemv_row32(bh, ldb, p + 2, k, ip, wh), r3 = nc_i8_gemv_row32(bh, ldb, p + 3, k, ip, wh);
+                r0 = nc_i8_gemv_row32(bh, ldb, p, k, inp, wh), r1 = nc_i8_gemv_row32(bh, ldb, p + 1, k, inp, wh);
+                r2 = nc_i8_gemv_row32(bh, ldb, p + 2, k, inp, wh), r3 = nc_i8_gemv_row32(bh, ldb, p + 3, k, inp, wh);
             }
             NC_I8_GROUPS(_mm256_unpacklo_epi8, _mm256_unpackhi_epi8, _mm256_unpacklo_epi16, _mm256_unpackhi_epi16, r0,
                          r1, r2, r3, gv);
