@@ -40,6 +40,7 @@
  * the result is bit-identical for any thread count. SIMD: the transforms and
  * passes are compiled once per level (simd_levels.h) and the level in use is
  * picked per call; the GEMMs inside are the public nc_gemm, which picks its own. */
+#include <stdlib.h>
 #include <string.h>
 #include "nncore.h"
 #include "vmath.h" /* NC_VINLINE */

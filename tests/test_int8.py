@@ -107,42 +107,6 @@ def test_direct_rows_exact_on_awkward_shapes(qmax):
                 np.testing.assert_array_equal(_s32(a, b, qmax, 2), want, err_msg=f"{level} {kernel} 2 threads")
 
 
-def _before_guard_page(k, n):
-    """An int8 (k, n) array whose last byte is the last before a page no access is allowed to (a read past
-    B's extent faults), with the mapping that keeps it alive."""
-    import ctypes
-    import mmap
-    page = mmap.PAGESIZE
-    size = (k * n + page - 1) // page * page
-    mm = mmap.mmap(-1, size + page)
-    base = ctypes.addressof(ctypes.c_char.from_buffer(mm))
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    if libc.mprotect(base + size, page, 0) != 0:                  # PROT_NONE
-        pytest.skip("mprotect refused")
-    b = np.frombuffer(mm, np.int8, count=k * n, offset=size - k * n).reshape(k, n)
-    return b, mm
-
-
-@pytest.mark.skipif(platform.system() != "Linux", reason="mprotect through ctypes")
-def test_direct_rows_read_inside_b():
-    # the AVX2 row kernels read the last column block's rows 32 bytes at a time in place while those bytes
-    # lie inside B: B ends where an inaccessible page begins, so a read past it would fault
-    rng = np.random.default_rng(5)
-    for level in LEVELS:
-        kernels = _runs(level, 63)
-        for m, n, k in itertools.product((1, 2, 3), (1, 10, 31, 33, 63, 65), (1, 3, 5, 128)):
-            b, keep = _before_guard_page(k, n)
-            b[...] = rng.integers(-128, 128, (k, n))
-            a = rng.integers(-63, 64, (m, k)).astype(np.int8)
-            want = ref.matmul_s32(a, b)
-            for kernel in kernels:
-                _use(kernel, 63)
-                np.testing.assert_array_equal(_s32(a, b, 63), want, err_msg=f"{level} {kernel} {m}x{n}x{k}")
-            del b
-            keep.close()
-
-
 def test_largest_k_stays_exact():
     k = int8.MAX_K
     a = np.full((2, k), 127, np.int8)
