@@ -460,6 +460,14 @@ class Flatten(Layer):
         return dy.reshape(self._in_shape)
 
 
+def _epilogues(layers):
+    """The Dense layers' arguments of the chain kernels' epilogues: their biases (None without), activation
+    codes (-1: none) and the activations' alphas."""
+    return ([layer.bias if layer.use_bias else None for layer in layers],
+            [-1 if layer._code is None else layer._code for layer in layers],
+            [0.0 if layer._code is None else layer._alpha for layer in layers])
+
+
 class DenseChain:
     """Inference through consecutive Dense layers in one kernel call per batch.
 
@@ -494,9 +502,7 @@ class DenseChain:
         # the layers' weights are theirs for the chain's life (a layer's weight is never replaced, `_Weight`;
         # a new layout makes a new plan, so a new chain): only their values change, in place
         self._kernels = [layer.kernel for layer in self.layers]
-        self._biases = [layer.bias if layer.use_bias else None for layer in self.layers]
-        self._acts = [-1 if layer._code is None else layer._code for layer in self.layers]
-        self._alphas = [0.0 if layer._code is None else layer._alpha for layer in self.layers]
+        self._biases, self._acts, self._alphas = _epilogues(self.layers)
         # by_layers(x, y=None, check_finite=False, n_threads=1): y = the layers' own forward for x (into a new
         # array when y is None), layer after layer in one kernel call: bit-identical to calling them, nothing
         # packed, the kernels read as they are now; returns y. The kernel object itself: no Python call on the way
@@ -559,12 +565,10 @@ class Int8DenseChain(DenseChain):
         # the other in one kernel call (`_int8.Int8Layers`: nothing packed, the layers' own products and
         # passes, the same bits); take: as DenseChain's. The layers' int8 weights are theirs for the chain's
         # life (never replaced, `_Weight`; set_weights writes them in place)
+        biases, acts, alphas = _epilogues(layers)
         self.by_layers = _int8.Int8Layers(
-            [layer.kernel for layer in layers], [layer.kernel_scale for layer in layers],
-            [layer.bias if layer.use_bias else None for layer in layers],
-            [-1 if layer._code is None else layer._code for layer in layers], [layer._keep_z for layer in layers],
-            [layer._alpha if layer._code is not None else 0.0 for layer in layers],
-            [layer._act_qmax for layer in layers])
+            [layer.kernel for layer in layers], [layer.kernel_scale for layer in layers], biases, acts,
+            [layer._keep_z for layer in layers], alphas, [layer._act_qmax for layer in layers])
         self.take = self.by_layers.take
 
     def prepare(self):
@@ -572,10 +576,8 @@ class Int8DenseChain(DenseChain):
         one setting of its weights to the next: nothing is packed here in steady state)."""
         layers = self.layers
         self._packed = [layer._int8_packed() for layer in layers]
-        self._args = ([layer.kernel_scale for layer in layers], [layer.bias if layer.use_bias else None
-                                                               for layer in layers],
-                      [-1 if layer._code is None else layer._code for layer in layers],
-                      [layer._alpha if layer._code is not None else 0.0 for layer in layers],
+        biases, acts, alphas = _epilogues(layers)
+        self._args = ([layer.kernel_scale for layer in layers], biases, acts, alphas,
                       [layer._act_qmax for layer in layers])
         return self
 
