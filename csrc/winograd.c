@@ -35,8 +35,8 @@
  * Tiles cover the output in row-major order, partial ones at the bottom and
  * right edges (their extra outputs are computed and dropped; the input they
  * read outside the image is zero, like the padding). Threads: every phase
- * splits fixed items (blocks of tiles, GEMMs over fixed blocks of rows,
- * rows of dx) and nothing is summed across items except in a fixed order, so
+ * splits fixed items (blocks of tiles, GEMMs per position, groups of whole
+ * images for dx) and nothing is summed across items except in a fixed order, so
  * the result is bit-identical for any thread count. SIMD: the transforms and
  * passes are compiled once per level (simd_levels.h) and the level in use is
  * picked per call; the GEMMs inside are the public nc_gemm, which picks its own. */
@@ -69,12 +69,13 @@ NC_VINLINE const double *nc_wino_g(int m) { return m == 4 ? nc_wino_g4 : m == 2 
 #define NC_WINO_BYTES 512
 #endif
 #define NC_WINO_LEN (NC_WINO_BYTES / (ptrdiff_t)sizeof(REAL))
-/* Tiles per work item of the transforms, rows of V per GEMM item, channels
- * per dU item (multiples of every MR): fixed, so the split is the shape's. */
+/* Tiles per work item of backward's dM transform, channels per dU item
+ * (multiples of every MR): fixed, so the split is the shape's. */
 #define NC_WINO_TILES 8
-#define NC_WINO_ROWS 2048
-/* inference: tiles a block (V and M of a block in L2: a2 16 (c + f) values, 221 KiB for 36 x (32 + 64)) */
+/* the forward's tiles a block (V and M of a block in L2: a2 16 (c + f) values, 221 KiB for 36 x (32 + 64)) */
 #define NC_WINO_BLOCK 16
+/* backward's dx items: whole images of at least this many tiles (their dM and dV in L2) */
+#define NC_WINO_BACK 32
 /* nc_gemm_pack_b's head, before the packed panels */
 #define NC_WINO_PACK_HEAD (64 / (ptrdiff_t)sizeof(REAL))
 #define NC_WINO_CHANS 96

@@ -113,7 +113,7 @@ NC_VINLINE void NC_NAME(wino_out_tile_t)(const int mh, const int mw, const REAL 
     NC_NAME(wino_2d)(ah, mh, nc_wino_at(mh), aw, mw, nc_wino_at(mw), 1, dY, mw * LM, LM, dm, aw * ms, ms, len, tmp);
 }
 
-/* ---- the phases, each over a range of tiles (or rows of dx) ---- */
+/* ---- the phases, each over a range of tiles (or images of dx) ---- */
 
 /* Fetch the a2 vectors of len values at p + xi ps ahead of use (rw: to be written). A tile reads or
  * writes one vector in each of the a2 planes of V or M: more streams than the hardware prefetchers
@@ -365,61 +365,45 @@ static void NC_NAME(wino_filter_chan)(int tr, int bf, const double *S, const dou
 
 /* ---- the passes: every phase over fixed items, by the team or serially ---- */
 
+/* The forward, the tiles a block of NC_WINO_BLOCK at a time: each block transformed (V: into the kept V
+ * when V is given, which backward reads; else into the thread's work block), multiplied (M, by
+ * gemm_panels over the U[xi] packed once) and finished into y while the block's V and M are in L2: M
+ * never passes through memory, nor V at inference. vm: the thread's work block, a2 NC_WINO_BLOCK
+ * (f + (V ? 0 : c)) values. The same sums in the same order for any thread count. */
 static void NC_NAME(wino_forward_team)(const nc_wino *s, const nc_conv_geom *g, const REAL *x, const REAL *kernel,
-                                       const REAL *bias, int act, REAL alpha, REAL *U, REAL *V, REAL *M, REAL *y,
-                                       int nt)
-{
-    const ptrdiff_t a2 = s->a2, C = s->c, F = s->f, T = s->T;
-    const ptrdiff_t ntb = (T + NC_WINO_TILES - 1) / NC_WINO_TILES, nrb = (T + NC_WINO_ROWS - 1) / NC_WINO_ROWS;
-    const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
-    NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_chan)(0, s->bf, gh, gw, s->ah, g->kh, s->aw, 3, kernel, U, C, F, c));
-    NC_WINO_FOR(nt, i, ntb, {
-        const ptrdiff_t t0 = i * NC_WINO_TILES;
-        NC_NAME(wino_input)(s, g, x, V, t0, T - t0 < NC_WINO_TILES ? T : t0 + NC_WINO_TILES);
-    });
-    NC_WINO_FOR(nt, i, a2 * nrb, {   /* M[r0 .., xi] = V[r0 .., xi] U[xi] */
-        const ptrdiff_t xi = i % a2, r0 = i / a2 * NC_WINO_ROWS;
-        const ptrdiff_t rows = T - r0 < NC_WINO_ROWS ? T - r0 : NC_WINO_ROWS;
-        NC_PUBNAME(gemm)(0, 0, rows, F, C, 1, V + xi * s->vps + r0 * s->vts, s->vts, U + xi * C * F, F, 0,
-                      M + xi * s->mps + r0 * s->mts, s->mts, NULL, NC_ACT_LINEAR, 0, 1);
-    });
-    NC_WINO_FOR(nt, i, ntb, {
-        const ptrdiff_t t0 = i * NC_WINO_TILES;
-        NC_NAME(wino_output)(s, g, M, bias, act, alpha, y, t0, T - t0 < NC_WINO_TILES ? T : t0 + NC_WINO_TILES);
-    });
-}
-
-/* Inference (nothing kept for backward): the tiles a block of NC_WINO_BLOCK at a time, each block
- * transformed (V), multiplied (M, by gemm_panels over the U[xi] packed once) and finished into y while
- * V and M are in L2, in the thread's work block vm (a2 NC_WINO_BLOCK (c + f) values): V and M never
- * pass through memory. The same sums in the same order as the three passes over all tiles. */
-static void NC_NAME(wino_infer_team)(const nc_wino *s, const nc_conv_geom *g, const REAL *x, const REAL *kernel,
-                                     const REAL *bias, int act, REAL alpha, REAL *U, const REAL *Upack,
-                                     ptrdiff_t upsz, ptrdiff_t ntot, REAL *vm, REAL *y, int nt)
+                                       const REAL *bias, int act, REAL alpha, REAL *U, const REAL *Upack,
+                                       ptrdiff_t upsz, ptrdiff_t ntot, REAL *V, REAL *vm, REAL *y, int nt)
 {
     const ptrdiff_t a2 = s->a2, C = s->c, F = s->f, T = s->T, TB = NC_WINO_BLOCK;
     const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
     NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_chan)(0, s->bf, gh, gw, s->ah, g->kh, s->aw, 3, kernel, U, C, F, c));
     NC_WINO_FOR(nt, xi, a2, NC_PUBNAME(gemm_pack_b)(0, C, F, U + xi * C * F, F, (REAL *)Upack + xi * upsz, 0));
-    nc_wino sb = *s;                       /* the block's layout: V[xi, t, c], M[xi, t, f] within vm */
+    nc_wino sb = *s;                       /* a block's layout: V[xi, t, c], M[xi, t, f] within vm */
     sb.vps = TB * C, sb.mps = TB * F;
-    REAL *Vb = vm, *Mb = vm + a2 * TB * C;
+    const nc_wino *sv = V ? s : &sb;       /* where V lies: the kept array, or vm */
+    REAL *Mb = V ? vm : vm + a2 * TB * C;
     NC_WINO_FOR(nt, i, (T + TB - 1) / TB, {
         const ptrdiff_t t0 = i * TB, t1 = T - t0 < TB ? T : t0 + TB;
-        /* tile t's rows at Vb + (t - t0) vts: the kernels index by t */
-        NC_NAME(wino_input)(&sb, g, x, Vb - t0 * sb.vts, t0, t1);
+        REAL *Vt = V ? V : vm - t0 * sb.vts;   /* tile t's rows at Vt + t vts: the kernels index by t */
+        NC_NAME(wino_input)(sv, g, x, Vt, t0, t1);
         for (ptrdiff_t xi = 0; xi < a2; xi++)
-            NC_PUBNAME(gemm_panels)(t1 - t0, F, C, Vb + xi * sb.vps, sb.vts, Upack + xi * upsz + NC_WINO_PACK_HEAD,
-                                    ntot, 0, Mb + xi * sb.mps, sb.mts, NULL, NC_ACT_LINEAR, 0);
+            NC_PUBNAME(gemm_panels)(t1 - t0, F, C, Vt + xi * sv->vps + t0 * sv->vts, sv->vts,
+                                    Upack + xi * upsz + NC_WINO_PACK_HEAD, ntot, 0, Mb + xi * sb.mps, sb.mts, NULL,
+                                    NC_ACT_LINEAR, 0);
         NC_NAME(wino_output)(&sb, g, Mb - t0 * sb.mts, bias, act, alpha, y, t0, t1);
     });
 }
 
+/* Backward: dM (into M) a block of tiles at a time; dU = V^T dM per position (GEMMs over all tiles) and
+ * dkernel; then, for dx, a few whole images at a time (NC_WINO_BACK tiles or more): dV = dM U^T (by
+ * gemm_panels over the U[xi]^T packed once, dM read in place) into V, and the patches of those images
+ * summed into dx while their dV is in L2. Images are disjoint items: the same bits for any thread count. */
 static void NC_NAME(wino_backward_team)(const nc_wino *s, const nc_conv_geom *g, const REAL *delta, const REAL *U,
-                                        REAL *V, REAL *M, REAL *dU, REAL *dkernel, REAL *dx, int nt)
+                                        const REAL *UTpack, ptrdiff_t upsz, ptrdiff_t ntot, REAL *V, REAL *M,
+                                        REAL *dU, REAL *dkernel, REAL *dx, int nt)
 {
     const ptrdiff_t a2 = s->a2, C = s->c, F = s->f, T = s->T;
-    const ptrdiff_t ntb = (T + NC_WINO_TILES - 1) / NC_WINO_TILES, nrb = (T + NC_WINO_ROWS - 1) / NC_WINO_ROWS;
+    const ptrdiff_t ntb = (T + NC_WINO_TILES - 1) / NC_WINO_TILES;
     const ptrdiff_t ncb = (C + NC_WINO_CHANS - 1) / NC_WINO_CHANS;
     NC_WINO_FOR(nt, i, ntb, {
         const ptrdiff_t t0 = i * NC_WINO_TILES;
@@ -434,41 +418,43 @@ static void NC_NAME(wino_backward_team)(const nc_wino *s, const nc_conv_geom *g,
     const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
     NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_chan)(1, s->bf, gh, gw, g->kh, s->ah, 3, s->aw, dU, dkernel, C, F, c));
     if (!dx) return;
-    NC_WINO_FOR(nt, i, a2 * nrb, {   /* dV[r0 .., xi] = dM[r0 .., xi] U[xi]^T, over V */
-        const ptrdiff_t xi = i % a2, r0 = i / a2 * NC_WINO_ROWS;
-        const ptrdiff_t n = T - r0 < NC_WINO_ROWS ? T - r0 : NC_WINO_ROWS;
-        NC_PUBNAME(gemm)(0, 1, n, C, F, 1, M + xi * s->mps + r0 * s->mts, s->mts, U + xi * C * F, F, 0,
-                      V + xi * s->vps + r0 * s->vts, s->vts, NULL, NC_ACT_LINEAR, 0, 1);
+    NC_WINO_FOR(nt, xi, a2, NC_PUBNAME(gemm_pack_b)(1, F, C, U + xi * C * F, F, (REAL *)UTpack + xi * upsz, 0));
+    const ptrdiff_t per = s->th * s->tw, ib = (NC_WINO_BACK + per - 1) / per;   /* images an item */
+    NC_WINO_FOR(nt, i, (g->n + ib - 1) / ib, {
+        const ptrdiff_t b0 = i * ib, b1 = g->n - b0 < ib ? g->n : b0 + ib, t0 = b0 * per;
+        for (ptrdiff_t xi = 0; xi < a2; xi++)   /* dV[t0 .., xi] = dM[t0 .., xi] U[xi]^T, over V */
+            NC_PUBNAME(gemm_panels)((b1 - b0) * per, C, F, M + xi * s->mps + t0 * s->mts, s->mts,
+                                    UTpack + xi * upsz + NC_WINO_PACK_HEAD, ntot, 0, V + xi * s->vps + t0 * s->vts,
+                                    s->vts, NULL, NC_ACT_LINEAR, 0);
+        NC_NAME(wino_input_grad)(s, g, V, dx, b0, b1);
     });
-    NC_WINO_FOR(nt, b, g->n, NC_NAME(wino_input_grad)(s, g, V, dx, b, b + 1));
+}
+
+/* packed: a2 packings of pack_size(k, n) values, zeroed (gemm_pack_b reads their heads) */
+static REAL *NC_NAME(wino_packs)(ptrdiff_t a2, ptrdiff_t k, ptrdiff_t n, ptrdiff_t *upsz, ptrdiff_t *ntot)
+{
+    int mr, nr;
+    NC_PUBNAME(gemm_micro_tile)(&mr, &nr);
+    *upsz = NC_PUBNAME(gemm_pack_size)(k, n), *ntot = (n + nr - 1) / nr * nr;
+    return (REAL *)calloc((size_t)(a2 * *upsz), sizeof(REAL));
 }
 
 int NC_NAME(wino_forward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *x, const REAL *kernel,
                           const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V, REAL *M, REAL *y,
                           int nthreads)
 {
+    (void)M;                                /* backward's work array: the forward keeps no M */
     nc_wino s;
     nc_wino_init(&s, g, m, bf16, f);
     int nt = nc_team_size(nthreads, 2.0 * (double)s.T * (double)(s.a2 * s.c) * (double)f);
-    if (V && M) {
-        if (nt <= 1) {
-            NC_NAME(wino_forward_team)(&s, g, x, kernel, bias, act, act_alpha, U, V, M, y, 1);
-            return 0;
-        }
-#pragma omp parallel num_threads(nt)
-        NC_NAME(wino_forward_team)(&s, g, x, kernel, bias, act, act_alpha, U, V, M, y, nt);
-        return 0;
-    }
-    int mr, nr;                             /* inference: U packed per position, a work block per thread */
-    NC_PUBNAME(gemm_micro_tile)(&mr, &nr);
-    const ptrdiff_t upsz = NC_PUBNAME(gemm_pack_size)(s.c, f), ntot = (f + nr - 1) / nr * nr;
-    REAL *Upack = (REAL *)calloc((size_t)(s.a2 * upsz), sizeof(REAL));
+    ptrdiff_t upsz, ntot;                   /* U packed per position, a work block per thread */
+    REAL *Upack = NC_NAME(wino_packs)(s.a2, s.c, f, &upsz, &ntot);
     if (!Upack) return -1;
-    const size_t vmsz = (size_t)(s.a2 * NC_WINO_BLOCK * (s.c + f)) * sizeof(REAL);
+    const size_t vmsz = (size_t)(s.a2 * NC_WINO_BLOCK * (f + (V ? 0 : s.c))) * sizeof(REAL);
     int failed = 0;
     if (nt <= 1) {
         REAL *vm = (REAL *)malloc(vmsz);
-        if (vm) NC_NAME(wino_infer_team)(&s, g, x, kernel, bias, act, act_alpha, U, Upack, upsz, ntot, vm, y, 1);
+        if (vm) NC_NAME(wino_forward_team)(&s, g, x, kernel, bias, act, act_alpha, U, Upack, upsz, ntot, V, vm, y, 1);
         failed = !vm;
         free(vm);
     } else {
@@ -480,8 +466,8 @@ int NC_NAME(wino_forward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, c
 #pragma omp atomic update
             failed |= bad;   /* every thread sees whether any failed, then all skip or all run the team */
 #pragma omp barrier
-            if (!failed) NC_NAME(wino_infer_team)(&s, g, x, kernel, bias, act, act_alpha, U, Upack, upsz, ntot, vm, y,
-                                                  nt);
+            if (!failed) NC_NAME(wino_forward_team)(&s, g, x, kernel, bias, act, act_alpha, U, Upack, upsz, ntot, V,
+                                                    vm, y, nt);
             free(vm);
         }
     }
@@ -489,18 +475,23 @@ int NC_NAME(wino_forward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, c
     return failed ? -1 : 0;
 }
 
-void NC_NAME(wino_backward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *delta, const REAL *U, REAL *V,
-                            REAL *M, REAL *dU, REAL *dkernel, REAL *dx, int nthreads)
+int NC_NAME(wino_backward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *delta, const REAL *U,
+                           REAL *V, REAL *M, REAL *dU, REAL *dkernel, REAL *dx, int nthreads)
 {
     nc_wino s;
     nc_wino_init(&s, g, m, bf16, f);
     int nt = nc_team_size(nthreads, 4.0 * (double)s.T * (double)(s.a2 * s.c) * (double)f);
-    if (nt <= 1) {
-        NC_NAME(wino_backward_team)(&s, g, delta, U, V, M, dU, dkernel, dx, 1);
-        return;
-    }
+    ptrdiff_t upsz = 0, ntot = 0;           /* U[xi]^T packed per position, for dV */
+    REAL *UTpack = dx ? NC_NAME(wino_packs)(s.a2, f, s.c, &upsz, &ntot) : NULL;
+    if (dx && !UTpack) return -1;
+    if (nt <= 1)
+        NC_NAME(wino_backward_team)(&s, g, delta, U, UTpack, upsz, ntot, V, M, dU, dkernel, dx, 1);
+    else {
 #pragma omp parallel num_threads(nt)
-    NC_NAME(wino_backward_team)(&s, g, delta, U, V, M, dU, dkernel, dx, nt);
+        NC_NAME(wino_backward_team)(&s, g, delta, U, UTpack, upsz, ntot, V, M, dU, dkernel, dx, nt);
+    }
+    free(UTpack);
+    return 0;
 }
 
 #else /* the entry points: the copies of the level in use */
@@ -512,10 +503,10 @@ int NC_NAME(wino_forward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, c
     return NC_PICK(wino_forward)(g, m, bf16, f, x, kernel, bias, act, act_alpha, U, V, M, y, nthreads);
 }
 
-void NC_NAME(wino_backward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *delta, const REAL *U, REAL *V,
-                            REAL *M, REAL *dU, REAL *dkernel, REAL *dx, int nthreads)
+int NC_NAME(wino_backward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *delta, const REAL *U,
+                           REAL *V, REAL *M, REAL *dU, REAL *dkernel, REAL *dx, int nthreads)
 {
-    NC_PICK(wino_backward)(g, m, bf16, f, delta, U, V, M, dU, dkernel, dx, nthreads);
+    return NC_PICK(wino_backward)(g, m, bf16, f, delta, U, V, M, dU, dkernel, dx, nthreads);
 }
 
 #endif /* NC_LEVEL */

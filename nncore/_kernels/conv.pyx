@@ -332,8 +332,9 @@ def wino_forward(x, kernel, bias, U, V, M, y, int m, pad=(0, 0), int act=0, doub
     x: (n, h, w, c); kernel: (3, 3, c, f) or (1, 3, c, f) (F(m, 3) along the width); bias: (f,) or
     None; y (n, oh, ow, f) gives the output size, pad = (pt, pl) the padding before the first row
     and column. U, V, M: 1-D work arrays of the lengths wino_sizes gives; U (the transformed
-    kernel) and V (the transformed input) are what wino_backward needs. V and M None (inference):
-    the tiles are transformed, multiplied and finished a block at a time, V and M never stored.
+    kernel) and V (the transformed input) are what wino_backward needs; M is backward's work array
+    (the tiles are transformed, multiplied and finished a block at a time, M never stored). V and M
+    None (inference): V not stored either.
     bf16 (float32 only): the mixed_bfloat16 convolution, y = bf(act(conv(bf(x), bf(kernel)) + bias))
     with float32 sums (bf: rounded to bfloat16; csrc/winograd.c).
     """
@@ -412,11 +413,14 @@ def wino_backward(delta, U, V, M, dU, dkernel, dx, in_hw, int m, pad=(0, 0), int
     cdef void *pm = _ptr(M)
     cdef void *pdu = _ptr(dU)
     cdef void *pk = _ptr(dkernel)
+    cdef int err
     with nogil:
         if code == 0:
-            nc_wino_backward_f32(&g, m, bf16, f, <float*>pd, <float*>pu, <float*>pv, <float*>pm, <float*>pdu,
-                                 <float*>pk, <float*>pdx, n_threads)
+            err = nc_wino_backward_f32(&g, m, bf16, f, <float*>pd, <float*>pu, <float*>pv, <float*>pm, <float*>pdu,
+                                       <float*>pk, <float*>pdx, n_threads)
         else:
-            nc_wino_backward_f64(&g, m, 0, f, <double*>pd, <double*>pu, <double*>pv, <double*>pm, <double*>pdu,
-                                 <double*>pk, <double*>pdx, n_threads)
+            err = nc_wino_backward_f64(&g, m, 0, f, <double*>pd, <double*>pu, <double*>pv, <double*>pm,
+                                       <double*>pdu, <double*>pk, <double*>pdx, n_threads)
+    if err:
+        raise MemoryError("wino_backward: out of memory for the packed U^T")
     return dx

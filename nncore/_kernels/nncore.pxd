@@ -220,10 +220,10 @@ cdef extern from "nncore.h" nogil:
     int nc_wino_forward_f64(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const double *x, const double *kernel,
                              const double *bias, int act, double act_alpha, double *U, double *V, double *M,
                              double *y, int nthreads)
-    void nc_wino_backward_f32(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const float *delta, const float *U,
-                              float *V, float *M, float *dU, float *dkernel, float *dx, int nthreads)
-    void nc_wino_backward_f64(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const double *delta, const double *U,
-                              double *V, double *M, double *dU, double *dkernel, double *dx, int nthreads)
+    int nc_wino_backward_f32(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const float *delta, const float *U,
+                             float *V, float *M, float *dU, float *dkernel, float *dx, int nthreads)
+    int nc_wino_backward_f64(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const double *delta, const double *U,
+                             double *V, double *M, double *dU, double *dkernel, double *dx, int nthreads)
 
     # fused losses
     double nc_softmax_xent_f32(const float *z, const float *y, const float *w, float *prob, float *d,
