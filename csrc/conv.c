@@ -27,6 +27,13 @@ static inline ptrdiff_t nc_imin(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b
 /* conv_forward's row blocks: this many bytes of cols rows (in L1 while multiplied) */
 #define NC_CONV_BLOCK_BYTES 16384
 
+/* conv_backward_weights: row blocks of this many bytes of cols and delta rows (in L2 while used), at least
+ * NC_CONV_BACK_MIN_ROWS rows; the blocks fall into NC_CONV_PARTS fixed parts, each summed on its own, the
+ * parts then added in order (the work items of the threads) */
+#define NC_CONV_BACK_BYTES 65536
+#define NC_CONV_BACK_MIN_ROWS 16
+#define NC_CONV_PARTS 8
+
 #define NC_POOL_TAKE(v, m) ((v) > (m) || (v) != (v))
 
 #define NC_LEVELS_BODY "conv_body.h" /* compiled once per SIMD level */

@@ -97,6 +97,79 @@ void NC_NAME(im2col)(const nc_conv_geom *g, const REAL *x, REAL *cols, int nthre
     for (ptrdiff_t r = 0; r < rows; r++) NC_NAME(im2col_row)(g, x, cols, r / g->oh, r % g->oh);
 }
 
+/* Part of conv_backward_weights: the row blocks q0 <= q < q1 (rb rows each), in order. Each block's
+ * delta = dy f'(z) (into delta when given, else into the thread's buffer d; dy itself when f is linear)
+ * has its column sums added to db (nullable) and im2col(x)^T delta to dk, the block's cols rows made
+ * in the thread's buffer a: delta and the cols rows are used while in cache. */
+static void NC_NAME(conv_wgrad_part)(const nc_conv_geom *g, const REAL *x, ptrdiff_t f, int act, REAL alpha,
+                                     const REAL *z, const REAL *y, const REAL *dy, REAL *delta, REAL *dk, REAL *db,
+                                     ptrdiff_t rb, ptrdiff_t q0, ptrdiff_t q1, REAL *a, REAL *d)
+{
+    const ptrdiff_t k = g->kh * g->kw * g->c, m = g->n * g->oh * g->ow;
+    for (ptrdiff_t q = q0; q < q1; q++) {
+        const ptrdiff_t r0 = q * rb, rows = m - r0 < rb ? m - r0 : rb, off = r0 * f;
+        const REAL *dl = dy + off;
+        if (act != NC_ACT_LINEAR) {
+            REAL *dd = delta ? delta + off : d;
+            NC_NAME(act_backward)(act, alpha, z ? z + off : NULL, y + off, dy + off, dd, rows * f);
+            dl = dd;
+        }
+        if (db)
+            for (ptrdiff_t r = 0; r < rows; r++) {
+                const REAL *restrict dr = dl + r * f;
+#pragma omp simd
+                for (ptrdiff_t j = 0; j < f; j++) db[j] += dr[j];
+            }
+        NC_NAME(im2col_pixels)(g, x, r0, rows, a);
+        NC_PUBNAME(gemm)(1, 0, k, f, rows, 1, a, k, dl, f, 1, dk, f, NULL, NC_ACT_LINEAR, 0, 1);
+    }
+}
+
+int NC_NAME(conv_backward_weights)(const nc_conv_geom *g, const REAL *x, ptrdiff_t f, int act, REAL alpha,
+                                   const REAL *z, const REAL *y, const REAL *dy, REAL *delta, REAL *dk, REAL *db,
+                                   int nthreads)
+{
+    const ptrdiff_t k = g->kh * g->kw * g->c, m = g->n * g->oh * g->ow, kf = k * f;
+    ptrdiff_t rb = NC_CONV_BACK_BYTES / ((k + f) * (ptrdiff_t)sizeof(REAL));   /* rows a block */
+    if (rb < NC_CONV_BACK_MIN_ROWS) rb = NC_CONV_BACK_MIN_ROWS;
+    const ptrdiff_t blocks = (m + rb - 1) / rb, parts = blocks < NC_CONV_PARTS ? blocks : NC_CONV_PARTS;
+    REAL *acc = (REAL *)calloc((size_t)((parts > 0 ? parts : 1) * (kf + f)), sizeof(REAL));   /* part p's dk, db */
+    if (!acc) return -1;
+    int nt = nc_team_size(nthreads, (double)m * (double)(k + 4) * (double)f);
+    if (nt > parts) nt = (int)parts;
+    int err = 0;
+#pragma omp parallel num_threads(nt > 1 ? nt : 1) if (nt > 1) reduction(| : err)
+    {
+        REAL *a = (REAL *)malloc((size_t)(rb * k) * sizeof(REAL));
+        REAL *d = delta || act == NC_ACT_LINEAR ? NULL : (REAL *)malloc((size_t)(rb * f) * sizeof(REAL));
+        const int bad = !a || (!delta && act != NC_ACT_LINEAR && !d);
+        if (bad) err = 1;
+#pragma omp for schedule(dynamic, 1)   /* a busy core's share moves */
+        for (ptrdiff_t p = 0; p < parts; p++) {
+            if (bad) continue;
+            REAL *ap = acc + p * (kf + f);
+            NC_NAME(conv_wgrad_part)(g, x, f, act, alpha, z, y, dy, delta, ap, db ? ap + kf : NULL, rb,
+                                     p * blocks / parts, (p + 1) * blocks / parts, a, d);
+        }
+        free(a);
+        free(d);
+    }
+    if (!err) {   /* the parts added in order: the same bits for any nthreads */
+        for (ptrdiff_t e = 0; e < kf; e++) dk[e] = 0;
+        if (db) for (ptrdiff_t j = 0; j < f; j++) db[j] = 0;
+        for (ptrdiff_t p = 0; p < parts; p++) {
+            const REAL *ap = acc + p * (kf + f);
+#pragma omp simd
+            for (ptrdiff_t e = 0; e < kf; e++) dk[e] += ap[e];
+            if (db)
+#pragma omp simd
+                for (ptrdiff_t j = 0; j < f; j++) db[j] += ap[kf + j];
+        }
+    }
+    free(acc);
+    return err ? -1 : 0;
+}
+
 /* dx of image b := sum over the windows of its cols rows (scatter-add, in output order). */
 static void NC_NAME(col2im_image)(const nc_conv_geom *g, const REAL *cols, REAL *x, ptrdiff_t b)
 {
@@ -379,6 +452,13 @@ int NC_NAME(conv_forward)(const nc_conv_geom *g, const REAL *x, const REAL *kern
     }
     free(packed);
     return err ? -1 : 0;
+}
+
+int NC_NAME(conv_backward_weights)(const nc_conv_geom *g, const REAL *x, ptrdiff_t f, int act, REAL alpha,
+                                   const REAL *z, const REAL *y, const REAL *dy, REAL *delta, REAL *dk, REAL *db,
+                                   int nthreads)
+{
+    return NC_PICK(conv_backward_weights)(g, x, f, act, alpha, z, y, dy, delta, dk, db, nthreads);
 }
 
 void NC_NAME(im2col)(const nc_conv_geom *g, const REAL *x, REAL *cols, int nthreads)

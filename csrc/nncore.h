@@ -478,6 +478,19 @@ int nc_conv_forward_f32(const nc_conv_geom *g, const float *x /* in */, const fl
 int nc_conv_forward_f64(const nc_conv_geom *g, const double *x /* in */, const double *kernel /* in */, ptrdiff_t f,
                         const double *bias /* in, nullable */, int act, double act_alpha, double *y /* out */,
                         double *cols /* out, nullable */, int nthreads);
+/* The weight gradients of y = act(im2col(x) kernel + bias) from dy = dL/dy (n oh ow) x f: delta = dy f'(z)
+ * (z nullable where f' needs y alone; written to delta when not NULL, else only used; dy itself when
+ * act is linear); dk (kh kw c) x f := im2col(x)^T delta; db (nullable) := the column sums of delta.
+ * One pass over row blocks, each block's delta and cols rows made and used while in cache (cols never
+ * stored); the blocks' sums fall into fixed parts added in order: the same bits for any nthreads.
+ * Returns 0, or -1 when out of memory (dk and db then unwritten). */
+int nc_conv_backward_weights_f32(const nc_conv_geom *g, const float *x /* in */, ptrdiff_t f, int act,
+                                 float alpha, const float *z /* in, nullable */, const float *y /* in */,
+                                 const float *dy /* in */, float *delta /* out, nullable */, float *dk /* out */,
+                                 float *db /* out, nullable */, int nthreads);
+int nc_conv_backward_weights_f64(const nc_conv_geom *g, const double *x, ptrdiff_t f, int act, double alpha,
+                                 const double *z, const double *y, const double *dy, double *delta, double *dk,
+                                 double *db, int nthreads);
 /* x := the adjoint of im2col: x[b, ih, iw, c] = sum of the cols entries that im2col copies from there. */
 void nc_col2im_f32(const nc_conv_geom *g, const float *cols /* in */, float *x /* out */, int nthreads);
 void nc_col2im_f64(const nc_conv_geom *g, const double *cols /* in */, double *x /* out */, int nthreads);

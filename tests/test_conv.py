@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 import nncore
 from nncore._kernels import ACT_CODES
 from nncore._kernels import conv as K
+from nncore._kernels import elementwise as E
 from nncore.layers import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, Dense, Flatten,
                            GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, Input,
                            MaxPooling1D, MaxPooling2D, get_layer_class)
@@ -191,6 +192,54 @@ def test_conv_forward_matches_im2col_and_gemm_references(dtype, geom):
         ys.append(y)
     np.testing.assert_array_equal(ys[0], ys[1])           # any thread count: the same bits
     np.testing.assert_array_equal(ys[0], ys[2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("act", ["relu", "linear", "tanh", "gelu"])
+@pytest.mark.parametrize("geom", FAST_GEOMS + GEOMS)
+def test_conv_backward_weights_matches_the_references(dtype, act, geom):
+    # delta = dy f'(z), dK = im2col(x)^T delta, db = sum_rows delta, a row block at a time in fixed parts:
+    # against float64 NumPy, the same bits for 1 and 2 threads, delta written only when asked for
+    xshape, win, st, dil, padding = geom
+    pad, out = _geom(xshape, win, st, dil, padding)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(xshape).astype(dtype)
+    m, k, f = xshape[0] * out[0] * out[1], win[0] * win[1] * xshape[3], 19
+    z = rng.standard_normal((m, f)).astype(dtype)
+    y = ACTIVATIONS[act](z.astype(np.float64)).astype(dtype)
+    dy = rng.standard_normal((m, f)).astype(dtype)
+    zd, yd = z.astype(np.float64), y.astype(np.float64)
+    if act == "gelu":                                   # f' needs z: the activation kernel's own derivative
+        ref_delta = np.empty((m, f))
+        E.act_backward(ACT_CODES[act], 0.0, zd, yd, dy.astype(np.float64), ref_delta)
+    else:
+        deriv = {"relu": yd > 0, "linear": np.ones_like(yd), "tanh": 1 - yd * yd}[act]
+        ref_delta = dy * deriv
+    cols = ref_im2col(x.astype(np.float64), win, st, dil, pad, out)
+    ref_dk, ref_db = cols.T @ ref_delta, ref_delta.sum(axis=0)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    outs = []
+    for nt, bias, keep in ((1, True, True), (2, True, True), (2, False, False)):
+        dk = np.full((k, f), np.nan, dtype)
+        db = np.full(f, np.nan, dtype) if bias else None
+        delta = np.full((m, f), np.nan, dtype) if keep else None
+        ret = K.conv_backward_weights(x, dy, y, dk, db, ACT_CODES[act], 0.0, z if act == "gelu" else None, delta,
+                                      win, st, dil, pad, out, n_threads=nt)
+        if act == "linear":
+            assert ret is dy
+        elif keep:
+            assert ret is delta
+            np.testing.assert_allclose(delta, ref_delta, rtol=tol, atol=tol)
+        else:
+            assert ret is None
+        scale = np.sqrt(m) * tol
+        np.testing.assert_allclose(dk, ref_dk, rtol=tol, atol=scale * max(np.abs(ref_dk).max(), 1))
+        if bias:
+            np.testing.assert_allclose(db, ref_db, rtol=tol, atol=scale * max(np.abs(ref_db).max(), 1))
+        outs.append((dk, db))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])   # any thread count: the same bits
+    np.testing.assert_array_equal(outs[0][0], outs[2][0])
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

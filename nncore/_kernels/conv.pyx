@@ -110,6 +110,54 @@ def conv_forward(x, kernel, y, bias=None, int act=0, double act_alpha=0.0, windo
     return y
 
 
+def conv_backward_weights(x, dy, y, dkernel, dbias=None, int act=0, double act_alpha=0.0, z=None, delta=None,
+                          window=(1, 1), strides=(1, 1), dilation=(1, 1), pad=(0, 0), out_hw=None, int n_threads=1):
+    """The weight gradients of y = act(im2col(x) @ kernel + bias) from dy = dL/dy, in one pass over row
+    blocks (cols never stored): delta = dy * act'(z) (z, the pre-activation, only where act' needs it;
+    written to delta when given), dkernel := im2col(x)^T delta, dbias (or None) := the column sums of
+    delta. x (n, h, w, c); dy, y, z, delta (n oh ow, filters); dkernel (kh kw c, filters); act: any
+    activation code but softmax. Returns delta, or dy when act is linear, or None."""
+    cdef nc_conv_geom g
+    cdef int code = _real(x, "x")
+    _geom(&g, x, "x", window, strides, dilation, pad, out_hw)
+    cdef Py_ssize_t k = g.kh * g.kw * g.c, m = g.n * g.oh * g.ow
+    _same_real(dkernel, "dkernel", code)
+    _ndim(dkernel, "dkernel", 2)
+    if dkernel.shape[0] != k:
+        raise ValueError(f"conv_backward_weights: dkernel has {dkernel.shape[0]} rows, the window takes kh kw c = "
+                         f"{k}")
+    _writable(dkernel, "dkernel")
+    if act < 0 or act >= NC_ACT_COUNT:
+        raise ValueError(f"conv_backward_weights: unknown activation code {act}")
+    cdef Py_ssize_t f = dkernel.shape[1]
+    _block(dy, "dy", code, m, f, False)
+    _block(y, "y", code, m, f, False)
+    cdef void *pz = NULL
+    if z is not None:
+        _block(z, "z", code, m, f, False)
+        pz = _ptr(z)
+    cdef void *pdelta = NULL
+    if delta is not None:
+        _block(delta, "delta", code, m, f, True)
+        pdelta = _ptr(delta)
+    cdef void *pdb = _opt_vec(dbias, "dbias", code, f, True)
+    cdef void *px = _ptr(x)
+    cdef void *pdy = _ptr(dy)
+    cdef void *py = _ptr(y)
+    cdef void *pdk = _ptr(dkernel)
+    cdef int err
+    with nogil:
+        if code == 0:
+            err = nc_conv_backward_weights_f32(&g, <float*>px, f, act, <float>act_alpha, <float*>pz, <float*>py,
+                                               <float*>pdy, <float*>pdelta, <float*>pdk, <float*>pdb, n_threads)
+        else:
+            err = nc_conv_backward_weights_f64(&g, <double*>px, f, act, act_alpha, <double*>pz, <double*>py,
+                                               <double*>pdy, <double*>pdelta, <double*>pdk, <double*>pdb, n_threads)
+    if err:
+        raise MemoryError("conv_backward_weights: out of memory for a thread's block or the parts' sums")
+    return dy if act == 0 else delta
+
+
 def conv_int8(x, w, w_scale, y, bias=None, int act=0, double act_alpha=0.0, window=(1, 1), strides=(1, 1),
               dilation=(1, 1), pad=(0, 0), out_hw=None, *, int qmax, int n_threads=1):
     """y := act(dequantize(quantize_rows(im2col(x)) @ w) + bias): `gemm_int8` (nncore._kernels.int8) of the

@@ -201,6 +201,12 @@ cdef extern from "nncore.h" nogil:
                             int act, float act_alpha, float *y, float *cols, int nthreads)
     int nc_conv_forward_f64(const nc_conv_geom *g, const double *x, const double *kernel, ptrdiff_t f,
                             const double *bias, int act, double act_alpha, double *y, double *cols, int nthreads)
+    int nc_conv_backward_weights_f32(const nc_conv_geom *g, const float *x, ptrdiff_t f, int act, float alpha,
+                                     const float *z, const float *y, const float *dy, float *delta, float *dk,
+                                     float *db, int nthreads)
+    int nc_conv_backward_weights_f64(const nc_conv_geom *g, const double *x, ptrdiff_t f, int act, double alpha,
+                                     const double *z, const double *y, const double *dy, double *delta,
+                                     double *dk, double *db, int nthreads)
     void nc_col2im_f32(const nc_conv_geom *g, const float *cols, float *x, int nthreads)
     void nc_col2im_f64(const nc_conv_geom *g, const double *cols, double *x, int nthreads)
     void nc_maxpool_forward_f32(const nc_conv_geom *g, const float *x, float *y, int32_t *idx, int nthreads)

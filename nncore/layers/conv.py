@@ -257,11 +257,11 @@ class _Conv(Int8Quantizable, _Window):
             bufs[0] = np.empty((bufs[1].shape[0], self._k2.shape[0]), bufs[1].dtype)
         return bufs[0]
 
-    def _im2col_product(self, x4, kernel, out, b, act, alpha, nt, cols=None):
+    def _im2col_product(self, x4, kernel, out, b, act, alpha, nt):
         # out := act(im2col(x) kernel + b), the cols rows made and multiplied a row block at a time (in
-        # cache; stored into cols, for backward, when given)
+        # cache, never stored: backward makes them again, a block at a time, `conv_backward_weights`)
         _conv.conv_forward(x4, kernel, out, b, act, alpha, self._win, self._str, self._dil, self._pad, self._out,
-                           cols=cols, n_threads=nt)
+                           n_threads=nt)
 
     def _int8_conv(self, layer, x4, kernel, out, act, alpha):
         # out := act(quantize_rows(im2col(x)) K + b) dequantized (stands for the int8 GEMM in _affine_act)
@@ -294,9 +294,8 @@ class _Conv(Int8Quantizable, _Window):
         if self._direct:
             cols = x4.reshape(n * h * w, c)
         elif product is None and self.compute_dtype != "bfloat16":   # float32/64: im2col inside the product
-            self._cols = self._cols_buf() if training else None        # backward's cols (see backward)
-            _affine_act(self, x4, kernel, bufs[1], bufs[2],
-                        functools.partial(self._im2col_product, cols=self._cols))
+            self._cols = None                                          # backward makes its rows again
+            _affine_act(self, x4, kernel, bufs[1], bufs[2], self._im2col_product)
             return bufs[5]
         else:
             cols = _conv.im2col(x4, bufs[0], self._win, self._str, self._dil, self._pad, self._out, self._n_threads)
@@ -309,13 +308,22 @@ class _Conv(Int8Quantizable, _Window):
         if self.quantization_mode is not None:
             self._refuse_training()
         cols, z, y, delta, dx, _, wino, rounded = self._cur
-        delta = (_rounded_delta if rounded else _act_delta)(self, dy.reshape(y.shape), z, y, delta)
-        if self.use_bias:
-            _bias_grad(self, delta, self._grad_of["bias"])
-        if self._need_dx and dx is None:          # once per batch size, only where dx is needed
-            dx = self._cur[4] = np.empty(self._x.shape, self._x.dtype)
         n = self._x.shape[0]
         h, w, c = self._hwc
+        db = self._grad_of["bias"] if self.use_bias else None
+        # float32/64 on im2col: delta, db and dK in one pass over row blocks, the cols rows made in cache
+        fused = not (wino or rounded or self._code is None or self.compute_dtype == "bfloat16")
+        if fused:
+            delta = _conv.conv_backward_weights(
+                self._as4(self._x, n, h, w, c), dy.reshape(y.shape), y, self._dk2, db, self._code, self._alpha,
+                z if self._keep_z else None, delta if self._need_dx else None, self._win, self._str, self._dil,
+                self._pad, self._out, self._n_threads)
+        else:
+            delta = (_rounded_delta if rounded else _act_delta)(self, dy.reshape(y.shape), z, y, delta)
+            if self.use_bias:
+                _bias_grad(self, delta, db)
+        if self._need_dx and dx is None:          # once per batch size, only where dx is needed
+            dx = self._cur[4] = np.empty(self._x.shape, self._x.dtype)
         if wino:                                  # dK and dx by the transposed Winograd transforms
             if not self._wino_kept:               # a forward outside training kept no V: run it again
                 self._winograd(self._as4(self._x, n, h, w, c), None, np.empty_like(z), None, 0, 0.0,
@@ -326,19 +334,20 @@ class _Conv(Int8Quantizable, _Window):
                                 self._as4(dx, n, h, w, c) if self._need_dx else None, (h, w), tile, self._pad,
                                 self._n_threads, self.compute_dtype == "bfloat16")
             return dx if self._need_dx else None
-        if self._cols is None:                    # a forward outside training kept no cols: make them
-            self._cols = _conv.im2col(self._as4(self._x, n, h, w, c), self._cols_buf(), self._win, self._str,
-                                      self._dil, self._pad, self._out, self._n_threads)
         # rounded: bf16 operands, dK and dcols bfloat16 values as the bf16 GEMM gives them (its epilogue)
         mm, kernel, act = (gemm, rounded[1], ACT_BF16) if rounded else (self._gemm, self._k2, 0)
-        mm(self._cols, delta, self._dk2, trans_a=True, act=act, n_threads=self._n_threads)
+        if not fused:
+            if self._cols is None:                # a forward outside training kept no cols: make them
+                self._cols = _conv.im2col(self._as4(self._x, n, h, w, c), self._cols_buf(), self._win, self._str,
+                                          self._dil, self._pad, self._out, self._n_threads)
+            mm(self._cols, delta, self._dk2, trans_a=True, act=act, n_threads=self._n_threads)
         if not self._need_dx:
             return None
         if self._direct:                          # dx = delta K^T, straight into dx
             mm(delta, kernel, dx.reshape(n * h * w, c), trans_b=True, act=act, n_threads=self._n_threads)
             return dx
-        cols = self._cols
-        mm(delta, kernel, cols, trans_b=True, act=act, n_threads=self._n_threads)   # dcols reuses cols
+        cols = self._cols_buf()
+        mm(delta, kernel, cols, trans_b=True, act=act, n_threads=self._n_threads)   # dcols, in cols' buffer
         _conv.col2im(cols, self._as4(dx, n, h, w, c), self._win, self._str, self._dil, self._pad, self._out,
                      self._n_threads)
         return dx
