@@ -37,10 +37,10 @@ def main(argv=None):
         pass
 
     real_conv = conv_mod._conv
-    for name in ("im2col", "conv_forward", "col2im", "maxpool_forward", "maxpool_backward", "avgpool_forward",
-                 "avgpool_backward", "wino_forward", "wino_backward"):
-        setattr(Kernels, name, staticmethod(timed(name, getattr(real_conv, name))))
-    Kernels.wino_sizes = staticmethod(real_conv.wino_sizes)
+    for name in dir(real_conv):   # every kernel of the extension (wino_sizes only sizes buffers)
+        fn = getattr(real_conv, name)
+        if callable(fn) and not name.startswith("_") and name != "np":
+            setattr(Kernels, name, staticmethod(fn if name == "wino_sizes" else timed(name, fn)))
     saved = {(conv_mod, "_conv"): real_conv}
     for mod in (conv_mod, core_mod, base_mod):
         for name in ("gemm", "gemm_bf16", "bf16_round", "_act_backward", "_colsum", "_act_forward",

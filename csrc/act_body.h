@@ -21,7 +21,11 @@ NC_ALWAYS_INLINE REAL NC_NAME(softplus1)(REAL x)
 #define SELU_ALPHA ((REAL)1.6732632423543772848170429916717)
 #define SELU_SCALE ((REAL)1.0507009873554804934193349852946)
 
-/* y = bf(y) under NC_ACT_BF16 (float; double never takes the modifier) */
+/* y = bf(y) under NC_ACT_BF16 (float; double never takes the modifier). act_forward/act_backward round
+ * a block of NC_ACT_BF16_BLOCK values at a time, just after computing it (in L1): one pass over memory. */
+#ifndef NC_ACT_BF16_BLOCK
+#define NC_ACT_BF16_BLOCK 2048
+#endif
 static void NC_NAME(act_bf16)(REAL *y, ptrdiff_t n)
 {
 #ifdef NC_F32
@@ -35,8 +39,11 @@ void NC_NAME(act_forward)(int act, REAL alpha, const REAL *x, REAL *y, ptrdiff_t
 {
     ptrdiff_t i;
     if (act & NC_ACT_BF16) {
-        NC_NAME(act_forward)(act & ~NC_ACT_BF16, alpha, x, y, n);
-        NC_NAME(act_bf16)(y, n);
+        for (ptrdiff_t i0 = 0; i0 < n; i0 += NC_ACT_BF16_BLOCK) {
+            const ptrdiff_t len = n - i0 < NC_ACT_BF16_BLOCK ? n - i0 : NC_ACT_BF16_BLOCK;
+            NC_NAME(act_forward)(act & ~NC_ACT_BF16, alpha, x + i0, y + i0, len);
+            NC_NAME(act_bf16)(y + i0, len);
+        }
         return;
     }
     switch (act) {
@@ -110,8 +117,12 @@ void NC_NAME(act_backward)(int act, REAL alpha, const REAL *x, const REAL *y, co
 {
     ptrdiff_t i;
     if (act & NC_ACT_BF16) {
-        NC_NAME(act_backward)(act & ~NC_ACT_BF16, alpha, x, y, dy, dx, n);
-        NC_NAME(act_bf16)(dx, n);
+        for (ptrdiff_t i0 = 0; i0 < n; i0 += NC_ACT_BF16_BLOCK) {   /* x or y may be NULL (not needed) */
+            const ptrdiff_t len = n - i0 < NC_ACT_BF16_BLOCK ? n - i0 : NC_ACT_BF16_BLOCK;
+            NC_NAME(act_backward)(act & ~NC_ACT_BF16, alpha, x ? x + i0 : NULL, y ? y + i0 : NULL, dy + i0,
+                                  dx + i0, len);
+            NC_NAME(act_bf16)(dx + i0, len);
+        }
         return;
     }
     switch (act) {

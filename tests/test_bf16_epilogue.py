@@ -2,11 +2,13 @@
 bfloat16 after it, in nc_act_forward/backward and so in every float32 GEMM epilogue that runs its activation
 through them (mixed_bfloat16's short-k convolutions). Bit for bit against the unmodified kernel followed by
 the NumPy rounding oracle (tests/reference_bf16.py), every activation, every SIMD level, the GEMM's paths
-(dot, rows, packed tiles), 1 and 2 threads; float64 refuses it."""
+(dot, rows, packed tiles), conv_forward's (im2col a block of rows at a time), 1 and 2 threads; float64
+refuses it."""
 import numpy as np
 import pytest
 
 from nncore._kernels import ACT_BF16, ACT_CODES, ACT_DEFAULT_ALPHA, runtime
+from nncore._kernels import conv as K
 from nncore._kernels import elementwise as ew
 from nncore._kernels.gemm import gemm
 import reference_bf16 as ref
@@ -26,10 +28,11 @@ def _bits(a):
     return np.ascontiguousarray(a, np.float32).view(np.uint32)
 
 
+@pytest.mark.parametrize("size", [1037, 2 * 2048 + 517])   # under and over act_body.h's rounding block
 @pytest.mark.parametrize("name", CODES)
-def test_activation_then_rounding(level, name):
+def test_activation_then_rounding(level, name, size):
     rng = np.random.default_rng(ACT_CODES[name])
-    x = (rng.standard_normal(1037) * 3).astype(np.float32)
+    x = (rng.standard_normal(size) * 3).astype(np.float32)
     x[:4] = [0.0, -0.0, 1e-40, -3e-39]                       # zeros and denormals (rounded to signed zero)
     x[4:8] = [np.inf, -np.inf, np.nan, 3.3895314e38]         # and the values that stay or become special
     x[8:9].view(np.uint32)[:] = 0x7F800001                   # a signalling NaN: made quiet
@@ -58,6 +61,32 @@ def test_gemm_epilogue(level, shape, name, n_threads):
     gemm(a, b, c, bias=bias, act=ACT_CODES[name], n_threads=n_threads)
     gemm(a, b, cb, bias=bias, act=ACT_CODES[name] | ACT_BF16, n_threads=n_threads)
     np.testing.assert_array_equal(_bits(cb), _bits(ref.bf16(c)))
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("xshape, window", [((3, 9, 11, 1), (3, 3)), ((5, 28, 28, 1), (3, 3)),
+                                            ((2, 7, 6, 3), (2, 3)), ((1, 4, 40, 7), (1, 5))], ids=str)
+@pytest.mark.parametrize("name", ["linear", "relu", "tanh"])
+def test_conv_forward_epilogue(level, xshape, window, name, n_threads):
+    # mixed_bfloat16's short-k Conv2D route: conv_forward on rounded x and kernel, y rounded in the epilogue
+    n, h, w, c = xshape
+    rng = np.random.default_rng(h + w + c)
+    x = ref.bf16(rng.standard_normal(xshape).astype(np.float32))
+    k = ref.bf16(rng.standard_normal((window[0] * window[1] * c, 13)).astype(np.float32))
+    bias = rng.standard_normal(13).astype(np.float32)
+    out = (h - window[0] + 1, w - window[1] + 1)
+    y, yb = (np.empty((n * out[0] * out[1], 13), np.float32) for _ in range(2))
+    cols = np.empty((y.shape[0], k.shape[0]), np.float32)
+    K.conv_forward(x, k, y, bias, ACT_CODES[name], 0.0, window, out_hw=out, n_threads=n_threads)
+    K.conv_forward(x, k, yb, bias, ACT_CODES[name] | ACT_BF16, 0.0, window, out_hw=out, cols=cols,
+                   n_threads=n_threads)
+    np.testing.assert_array_equal(_bits(yb), _bits(ref.bf16(y)))
+    c2 = np.empty_like(y)                      # the same bits as the GEMM's epilogue on the cols matrix
+    gemm(cols, k, c2, bias=bias, act=ACT_CODES[name] | ACT_BF16)
+    np.testing.assert_array_equal(_bits(yb), _bits(c2))
+    with pytest.raises(TypeError, match="ACT_BF16"):
+        K.conv_forward(x.astype(np.float64), k.astype(np.float64), y.astype(np.float64), None, ACT_BF16, 0.0,
+                       window, out_hw=out)
 
 
 def test_rounding_of_every_exponent_and_tie(level):

@@ -85,8 +85,7 @@ def conv_forward(x, kernel, y, bias=None, int act=0, double act_alpha=0.0, windo
     _ndim(kernel, "kernel", 2)
     if kernel.shape[0] != k:
         raise ValueError(f"conv_forward: kernel has {kernel.shape[0]} rows, the window takes kh kw c = {k}")
-    if act < 0 or act >= NC_ACT_COUNT:
-        raise ValueError(f"conv_forward: unknown activation code {act}")
+    _act("conv_forward", act, code)
     cdef Py_ssize_t f = kernel.shape[1]
     _block(y, "y", code, g.n * g.oh * g.ow, f, True)
     cdef void *pbias = _opt_vec(bias, "bias", code, f)

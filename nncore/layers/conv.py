@@ -230,8 +230,8 @@ class _Conv(Int8Quantizable, _Window):
             rounded = (np.empty((n,) + self._hwc, dt), np.empty(self._k2.shape, dt))
         int8 = self.quantization_mode is not None
         # the cols matrix: for the bf16 GEMM's im2col, else made when a training forward keeps it (`_cols_buf`)
-        cols = np.empty((m, self._k2.shape[0]), dt) if rounded or (self.compute_dtype == "bfloat16"
-                                                                    and not (self._direct or wino or int8)) else None
+        cols = np.empty((m, self._k2.shape[0]), dt) if (self.compute_dtype == "bfloat16" and not (
+            rounded or self._direct or wino or int8)) else None
         z = np.empty((m, self.filters), dt)
         y = z if self._code == 0 else np.empty((m, self.filters), dt)
         b = [cols, z, y, np.empty((m, self.filters), dt), None,
@@ -257,11 +257,13 @@ class _Conv(Int8Quantizable, _Window):
             bufs[0] = np.empty((bufs[1].shape[0], self._k2.shape[0]), bufs[1].dtype)
         return bufs[0]
 
-    def _im2col_product(self, x4, kernel, out, b, act, alpha, nt):
+    def _im2col_product(self, x4, kernel, out, b, act, alpha, nt, cols=None, rounded=False):
         # out := act(im2col(x) kernel + b), the cols rows made and multiplied a row block at a time (in
-        # cache, never stored: backward makes them again, a block at a time, `conv_backward_weights`)
-        _conv.conv_forward(x4, kernel, out, b, act, alpha, self._win, self._str, self._dil, self._pad, self._out,
-                           n_threads=nt)
+        # cache; stored into cols when given, else never stored: float32/64 backward makes them again, a block
+        # at a time, `conv_backward_weights`); rounded: x and kernel hold bfloat16 values (mixed_bfloat16's
+        # short k), out rounded as the bf16 GEMM rounds it (as `_rounded_product`)
+        _conv.conv_forward(x4, kernel, out, b, act | ACT_BF16 if rounded else act, alpha, self._win, self._str,
+                           self._dil, self._pad, self._out, cols=cols, n_threads=nt)
 
     def _int8_conv(self, layer, x4, kernel, out, act, alpha):
         # out := act(quantize_rows(im2col(x)) K + b) dequantized (stands for the int8 GEMM in _affine_act)
@@ -283,24 +285,28 @@ class _Conv(Int8Quantizable, _Window):
             _affine_act(self, self._as4(x, n, h, w, c), None, bufs[1], bufs[2],
                         functools.partial(self._winograd, keep=training))
             return bufs[5]
-        x4, kernel, product = self._as4(x, n, h, w, c), self._k2, None
+        x4, kernel = self._as4(x, n, h, w, c), self._k2
         if self.quantization_mode is not None and not self._direct:   # int8: the cols rows made in the GEMM
             self._cols = None
             _affine_act(self, x4, kernel, bufs[1], bufs[2], self._int8_conv)
             return bufs[5]
-        if bufs[7]:                               # short k or narrow under mixed_bfloat16: float32 GEMM
+        rounded = bufs[7] is not None             # short k under mixed_bfloat16: float32 GEMM, rounded operands
+        if rounded:
             x4, kernel = bf16_round(x4, bufs[7][0]), bf16_round(self._k2, bufs[7][1])
-            product = _rounded_product
         if self._direct:
             cols = x4.reshape(n * h * w, c)
-        elif product is None and self.compute_dtype != "bfloat16":   # float32/64: im2col inside the product
-            self._cols = None                                          # backward makes its rows again
-            _affine_act(self, x4, kernel, bufs[1], bufs[2], self._im2col_product)
+        elif rounded or self.compute_dtype != "bfloat16":   # float32/64 or rounded: im2col inside the product
+            # float32/64: no cols (backward makes its rows again); rounded: the rounded x's cols, always
+            # (backward's own im2col would read the unrounded x)
+            self._cols = self._cols_buf() if rounded else None
+            _affine_act(self, x4, kernel, bufs[1], bufs[2],
+                        functools.partial(self._im2col_product, cols=self._cols, rounded=rounded))
             return bufs[5]
         else:
             cols = _conv.im2col(x4, bufs[0], self._win, self._str, self._dil, self._pad, self._out, self._n_threads)
         self._cols = cols
-        _affine_act(self, cols, kernel, bufs[1], bufs[2], product)   # softmax: over the filters
+        # softmax: over the filters
+        _affine_act(self, cols, kernel, bufs[1], bufs[2], _rounded_product if rounded else None)
         return bufs[5]
 
     def backward(self, dy):
