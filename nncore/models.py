@@ -417,10 +417,13 @@ class Model:
         config : nncore.quantizers.Int8QuantizationConfig, optional
         filters : str, list of str or callable, optional
             Only the layers whose name matches the regex (one of them), or for which the callable
-            returns True, are quantized. Without filters, every layer with an int8 form except the
-            convolutions whose patch rows are short (kh kw in_channels < 64, e.g. a 3x3 on up to 7
-            channels: their int8 form is slower than float32; Keras 3.15 keeps every convolution float):
-            ``filters=lambda layer: True`` quantizes those as well.
+            returns True, are quantized. Without filters: every Dense and Embedding layer, and each
+            convolution whose int8 form is predicted at least 15% faster than the float32 path it takes
+            (Winograd or im2col) on the int8 kernel this CPU runs at the SIMD level in use
+            (``nncore.layers.conv.conv_costs``; e.g. a 3x3 on few channels stays float everywhere, a
+            3x3 Winograd conv on 32 channels to 64 is int8 with VNNI and float at AVX2). Keras 3.15
+            keeps every convolution float. The choice is kept by save/load;
+            ``filters=lambda layer: True`` quantizes every layer.
         """
         from nncore import quantizers
 

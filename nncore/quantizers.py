@@ -31,10 +31,12 @@ Where nncore differs, and why:
   ``value_range=(-63, 63)`` (tests/test_keras_parity_int8.py compares both, to the bit).
 - Convolutions are quantized too (Keras 3.15 leaves them in float): a convolution is a Dense
   over its im2col patch rows, so each patch row is one quantized input row. ``filters`` keeps
-  any layer in float, as in Keras. Without filters, a convolution of short patch rows
-  (kh kw c < ``nncore.layers.conv.INT8_MIN_K`` = 64, e.g. a 3x3 on one channel) stays float:
-  quantizing a row per output pixel costs more there than the int8 product saves (its int8 form
-  measured 0.4-0.65x float32); ``filters=lambda layer: True`` takes it too.
+  any layer in float, as in Keras. Without filters, a convolution is quantized only where its
+  int8 form is predicted faster (by 15%) than the float32 path it takes (Winograd or im2col) on the
+  int8 kernel this CPU runs at the SIMD level in use (``nncore.layers.conv.conv_costs``: fitted
+  per-pixel costs; short patch rows pay more for quantizing a row per pixel than the int8 product
+  saves, and Winograd does 4x fewer multiplies): the choice is the running machine's, made once,
+  and kept by save/load. ``filters=lambda layer: True`` takes every layer.
 - A row holding NaN or infinity gives NaN outputs (its scale is NaN), never a silent number.
 - Training a quantized model is refused (``fit``): Keras trains only the float bias through a
   custom gradient; quantize the trained float model instead.
@@ -157,12 +159,12 @@ def _config(mode, config, where):
     return config
 
 
-def _selected(layer, filters):
+def _selected(layer, filters, qmax):
     """Keras's ``should_quantize_layer``: a regex (searched in the name), a list of them, or a callable;
-    without filters, every layer whose int8 form pays (``_int8_pays``: a convolution of patch rows shorter
-    than ``nncore.layers.conv.INT8_MIN_K`` stays float, Keras would quantize it)."""
+    without filters, every layer whose int8 form pays on this CPU (``_int8_pays``: a convolution predicted
+    slower in int8 than in float32 stays float, Keras would quantize it)."""
     if filters is None:
-        return getattr(layer, "_int8_pays", True)
+        return not hasattr(layer, "_int8_pays") or layer._int8_pays(qmax)
     if isinstance(filters, str):
         return bool(re.search(filters, layer.name))
     if isinstance(filters, (list, tuple)):
@@ -180,7 +182,7 @@ def quantize_layers(layers, mode=None, config=None, filters=None, where="quantiz
                          f"got {type(filters).__name__}")
     done = []
     for layer in layers:
-        if not _selected(layer, filters):
+        if not _selected(layer, filters, config.activation_range):
             continue
         if hasattr(layer, "quantize"):
             try:

@@ -179,37 +179,91 @@ def test_quantized_convolutions_are_the_integer_reference():
         np.testing.assert_array_equal(layer(x).reshape(z.shape), z)
 
 
-def test_model_quantize_leaves_short_convolutions_float():
-    # without filters, a convolution of patch rows shorter than INT8_MIN_K (its int8 form is slower than
-    # float32) stays float, its weights and outputs untouched; the rest is int8; filters take every layer
-    from nncore.layers.conv import INT8_MIN_K
-
-    assert INT8_MIN_K == 64
+def _cnn(c2=32):
     nncore.set_seed(3)
-    x = np.random.default_rng(3).uniform(0, 1, (5, 12, 12, 1)).astype(np.float32)
+    return Sequential([Input((28, 28, 1)), Conv2D(c2, 3, activation="relu"),          # k = 9: the cnn row's
+                       MaxPooling2D(2), Conv2D(64, 3, activation="relu"),             # k = 288, Winograd
+                       Conv2D(64, 5, strides=2, activation="relu"),                   # k = 1600, im2col
+                       Flatten(), Dense(10, activation="softmax")])
 
-    def build():
-        nncore.set_seed(3)
-        return Sequential([Input((12, 12, 1)), Conv2D(7, 3, activation="relu"),      # k = 9
-                           Conv2D(4, (3, 3), activation="relu"),                     # k = 63
-                           Conv2D(6, (4, 4), activation="relu"),                     # k = 64
-                           Flatten(), Dense(3, activation="softmax")])
 
-    model, every = build(), build()
-    float_model = build()
-    model.quantize("int8")
-    assert model.quantized == [model.layers[2].name, model.layers[4].name]
-    assert model.layers[0].kernel.dtype == np.float32 and model.layers[1].kernel.dtype == np.float32
-    assert [layer._int8_pays for layer in float_model.layers if hasattr(layer, "_int8_pays")] == [False, False,
-                                                                                                  True, True]
-    h = float_model.layers[1](float_model.layers[0](x))          # the float layers' outputs, the same bits
-    np.testing.assert_array_equal(model.layers[1](model.layers[0](x)), h)
-    assert np.abs(model.predict(x, verbose=0) - float_model.predict(x, verbose=0)).max() < 0.02
-    every.quantize("int8", filters=lambda layer: True)
-    assert every.quantized == [every.layers[i].name for i in (0, 1, 2, 4)]
-    seq = Sequential([Input((20, 8)), Conv1D(5, 8), Conv1D(4, 3)])    # k = 64 and 15
+@pytest.fixture
+def each_level():
+    """Yields a function running a body at every SIMD level this CPU runs; the best level restored."""
+    def run(body):
+        for level in SIMD_LEVELS[:_rt.simd_level() + 1]:
+            nncore.set_simd_level(level)
+            body(level)
+    yield run
+    nncore.set_simd_level(None)
+
+
+def test_model_quantize_picks_convolutions_by_their_cost_here(each_level):
+    # without filters, a convolution is made int8 where its int8 form, on the int8 kernel of the SIMD level
+    # in use, is predicted >= _INT8_MARGIN faster than the float32 path it takes (Winograd or im2col); Dense
+    # always; the float layers keep their weights and outputs; filters take every layer
+    from nncore.layers import conv
+
+    x = np.random.default_rng(3).uniform(0, 1, (5, 28, 28, 1)).astype(np.float32)
+    expect = {"generic": [0], "avx2": [3], "avx512": [2, 3]}   # the conv layers made int8 (and the Dense, 5)
+
+    def body(level):
+        model, float_model = _cnn(), _cnn()
+        model.quantize("int8")
+        convs = [i for i, layer in enumerate(float_model.layers) if isinstance(layer, Conv2D)]
+        pays = [i for i in convs if conv.int8_gain(float_model.layers[i], 63) >= conv._INT8_MARGIN]
+        assert pays == [i for i in convs if float_model.layers[i]._int8_pays(63)]
+        assert model.quantized == [model.layers[i].name for i in pays + [5]]
+        if int8.kernel(63) in ("avx2", "avx512vnni", "generic"):        # the kernels the table was fitted on
+            assert pays == expect[level]
+        for i in convs:
+            if i not in pays:
+                assert model.layers[i].kernel.dtype == np.float32
+                np.testing.assert_array_equal(model.layers[i].kernel, float_model.layers[i].kernel)
+        assert np.abs(model.predict(x, verbose=0) - float_model.predict(x, verbose=0)).max() < 0.02
+        every = _cnn()
+        every.quantize("int8", filters=lambda layer: True)
+        assert every.quantized == [every.layers[i].name for i in convs + [5]]
+
+    each_level(body)
+
+
+def test_the_int8_rule_follows_the_kernel_and_the_float_path(each_level):
+    # the 8-bit inputs' kernel at AVX2 (avx2-sign) is slower: the second conv's gain falls; Winograd's
+    # float path is faster than im2col's: the same layer forced to im2col gains more from int8
+    from nncore.layers import conv
+
+    def body(level):
+        layer = _cnn().layers[2]
+        f32, i8 = conv.conv_costs(layer, 63)
+        assert conv.int8_gain(layer, 63) == pytest.approx(f32 / i8)
+        if level == "avx2":
+            assert conv.int8_gain(layer, 127) < conv.int8_gain(layer, 63)
+        layer._wino_ok = False
+        assert conv.conv_costs(layer, 63)[0] > f32 and conv.conv_costs(layer, 63)[1] == i8
+
+    each_level(body)
+    seq = Sequential([Input((20, 8)), Conv1D(64, 8), Conv1D(4, 3)])    # k = 64 (n = 64) and 192 (n = 4)
     seq.quantize("int8")
     assert seq.quantized == [seq.layers[0].name]
+
+
+def test_saved_model_keeps_the_convolutions_chosen(tmp_path, each_level):
+    # what quantize chose at one level is what a loaded model runs at another
+    path = str(tmp_path / "q.nnc")
+    levels = SIMD_LEVELS[:_rt.simd_level() + 1]
+    nncore.set_simd_level(levels[-1] if "avx2" not in levels else "avx2")
+    model = _cnn()
+    model.quantize("int8")
+    model.save(path)
+    x = np.random.default_rng(4).uniform(0, 1, (3, 28, 28, 1)).astype(np.float32)
+
+    def body(level):
+        other = nncore.load_model(path)
+        assert other.quantized == model.quantized
+        np.testing.assert_array_equal(other.predict(x, verbose=0), model.predict(x, verbose=0))
+
+    each_level(body)
 
 
 def test_quantized_embedding_is_keras():

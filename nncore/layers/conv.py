@@ -31,6 +31,7 @@ import numpy as np
 from nncore._kernels import ACT_BF16
 from nncore._kernels import conv as _conv
 from nncore._kernels import elementwise as _ew
+from nncore._kernels import int8 as _int8
 from nncore._kernels.gemm import bf16_round, gemm
 from nncore.layers.base import Layer
 from nncore.layers.core import (_act_delta, _affine_act, _affine_config, _bf16_on_float32, _bias_grad, _init_affine,
@@ -94,6 +95,11 @@ def winograd_tile(n, out_hw, c, kh):
     convolution of n images of c channels to an output of size out_hw, or 0 for im2col + GEMM: the m of
     the larger predicted speed-up, where that is above the margin. A rule of the shapes alone, so a layer
     takes the same path on every machine, thread count and run."""
+    return _winograd_choice(n, out_hw, c, kh)[0]
+
+
+def _winograd_choice(n, out_hw, c, kh):
+    """(tile m or 0, its predicted speed-up over im2col + GEMM; 1.0 for im2col): `winograd_tile`'s rule."""
     oh, ow = out_hw
     best, gain = 0, _WINO_MARGIN
     for m, (e, c0, t0) in _WINO_FIT.items():
@@ -103,7 +109,7 @@ def winograd_tile(n, out_hw, c, kh):
         g = r * e * c / (c + c0) * tiles / (tiles + t0)
         if g > gain:
             best, gain = m, g
-    return best
+    return best, (gain if best else 1.0)
 
 
 class _Window(Layer):
@@ -142,13 +148,64 @@ class _Window(Layer):
         return a if self.rank == 2 else a.reshape(n, h, w, c)
 
 
-# The shortest patch row (k = kh kw c) whose int8 form model.quantize takes by default. A convolution
-# quantizes one patch row per output pixel: for short rows that per-row work (the scale, the rounding, the
-# dequantizing store) costs more than the int8 product saves. Measured (Zen 4, AVX512-VNNI, 1 thread,
-# 3x3 kernels, float32 im2col + GEMM or Winograd against the int8 form, bench/RESULTS.md "Session 13,
-# engineer qcnn"): int8 0.4-0.65x float32 at k = 9-54 (n = 32-128 filters; a tie at k = 54, n = 64),
-# 1.5-1.9x at k = 72, 2x at k = 144, 1.5x at k = 288.
-INT8_MIN_K = 64
+# Which convolutions model.quantize makes int8 by default (`_Conv._int8_pays`): those whose int8 form is
+# predicted faster than the float32 path the layer takes (Winograd or im2col: `winograd_tile` at predict's
+# default batch of 32), on the int8 micro-kernel this CPU runs now at the SIMD level in use. Each form's time
+# per output pixel (ns) is linear in what it does there, with a patch row of k = kh kw c values read in kh
+# window runs and n filters:
+#     im2col + float32 GEMM, int8 (quantize the row, int8 GEMM, dequantize):  x0 + x1 k + x2 kh + x3 n + x4 k n
+#     Winograd F(m x m, 3 x 3): per tile of t = (m + 2)^2 values, over the m^2 (or fewer) pixels it makes:
+#                                                                   x0 + x1 t c + x2 t n + x3 t c n
+# (A short row's int8 form pays per row, for its scale, rounding and dequantizing store, more than its
+# product saves.) Coefficients fitted by `python bench/conv_int8_rule.py --fit` (Zen 4, 1 thread, predict;
+# bench/RESULTS.md "Session 15, engineer qrule"). Another kernel (the emulated VNNI ones of the tests) takes
+# generic's.
+_CONV_COST = {
+    "im2col": {"generic": (0, 0.262, 0.244, 6.84, 0.275), "avx2": (0, 0.143, 1.16, 0.770, 0.0195),
+               "avx512": (0, 0.123, 1.93, 0.613, 0.0187)},
+    "winograd": {"generic": (0, 1.23, 2.20, 0.251), "avx2": (441, 0.393, 0.629, 0.0233),
+                 "avx512": (439, 0.419, 0.552, 0.0193)},
+    "int8": {"generic": (0, 0.310, 16.5, 3.12, 0.330), "avx2": (0, 0.0779, 17.6, 1.17, 0.00940),
+             "avx2-sign": (0, 0.0646, 16.8, 1.31, 0.0153), "avx512vnni": (0, 0.132, 22.4, 1.02, 0.00312)},
+}
+_CONV_COST["int8"]["avxvnni"] = _CONV_COST["int8"]["avx2"]   # not on Zen 4: AVX2's (predicts less gain)
+_INT8_REF_BATCH = 32
+# int8 only where predicted at least 15% faster: the fit's error is 10-25% on a layer; at 1.15 no layer of
+# the fit's 300 measured (shape, level) pairs that the rule takes was slower in int8 (at 1.1: two, 0.92x)
+_INT8_MARGIN = 1.15
+
+
+def conv_costs(layer, qmax, level=None, kernel=None):
+    """Predicted ns per output pixel of `layer`'s float32 path (Winograd or im2col) and of its int8 form on
+    inputs in [-qmax, qmax] (`_CONV_COST`), at the SIMD level and int8 kernel in use (or those given)."""
+    from nncore._config import get_simd_level
+
+    level = level or get_simd_level()
+    kernel = kernel or _int8.kernel(qmax)
+    kh, c, n = layer._win[0], layer._hwc[2], layer.filters
+    k = math.prod(layer._win) * c
+    rows = (1, k, kh, n, k * n)
+    tile = layer._wino_ok and winograd_tile(_INT8_REF_BATCH, layer._out, c, kh)
+    if tile:
+        oh, ow = layer._out
+        mh = tile if kh == 3 else 1
+        t = (tile + 2) * (mh + kh - 1)
+        per = -(-oh // mh) * -(-ow // tile) / (oh * ow)          # tiles per output pixel
+        f32 = per * _dot(_CONV_COST["winograd"][level], (1, t * c, t * n, t * c * n))
+    else:
+        f32 = _dot(_CONV_COST["im2col"][level], rows)
+    int8 = _CONV_COST["int8"]
+    return f32, _dot(int8.get(kernel, int8["generic"]), rows)
+
+
+def _dot(coef, features):
+    return sum(a * b for a, b in zip(coef, features))
+
+
+def int8_gain(layer, qmax):
+    """The predicted time of `layer`'s float32 path over its int8 form's (> 1: int8 is faster) here."""
+    f32, int8 = conv_costs(layer, qmax)
+    return f32 / int8
 
 
 class _Conv(Int8Quantizable, _Window):
@@ -196,10 +253,9 @@ class _Conv(Int8Quantizable, _Window):
     def compute_output_shape(self, input_shape):
         return (input_shape[0],) + tuple(self._out[2 - self.rank:]) + (self.filters,)
 
-    @property
-    def _int8_pays(self):
-        """Whether model.quantize takes this layer by default: patch rows of at least INT8_MIN_K values."""
-        return math.prod(self.kernel_size) * self._hwc[2] >= INT8_MIN_K
+    def _int8_pays(self, qmax):
+        """Whether model.quantize takes this layer by default: its int8 form is predicted faster (`int8_gain`)."""
+        return int8_gain(self, qmax) >= _INT8_MARGIN
 
     def _bind(self, params_of, grads_of):
         super()._bind(params_of, grads_of)

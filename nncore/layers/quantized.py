@@ -25,8 +25,11 @@ class Int8Quantizable:
 
     _int8_weight = "kernel"
     _int8_per_row = False
-    # whether model.quantize's default selection (no filters) takes the layer: its int8 form pays
-    _int8_pays = True
+    def _int8_pays(self, qmax):
+        """Whether model.quantize's default selection (no filters) takes the layer: its int8 form, on inputs
+        in [-qmax, qmax], is faster than its float form here (Dense, Embedding: always; convolutions: by
+        their cost, `nncore.layers.conv.int8_gain`)."""
+        return True
 
     def _init_quantization(self, dtype, quantization_config):
         """Read the constructor's ``dtype`` (None, or an int8 policy name) and ``quantization_config``."""
