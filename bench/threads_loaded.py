@@ -6,7 +6,7 @@ a busy-looping process competing for a core, under OMP_WAIT_POLICY=PASSIVE
 (nncore's default) and ACTIVE (the runtime spins while waiting). Each policy
 runs in its own interpreter: libgomp reads the policy once, at start-up.
 
-    python bench/threads_loaded.py [--repeats 15]
+    python bench/threads_loaded.py [--repeats 15] [--simd avx2]
 """
 import argparse
 import json
@@ -22,6 +22,8 @@ import json, sys, time
 import numpy as np
 import nncore
 from nncore import ops
+if sys.argv[2] != "-":
+    nncore.set_simd_level(sys.argv[2])
 rng = np.random.default_rng(0)
 x = rng.normal(size=1 << 20).astype(np.float32)
 z = rng.normal(size=(8192, 100)).astype(np.float32)
@@ -69,7 +71,7 @@ print(json.dumps(res))
 """
 
 
-def run(policy, repeats):
+def run(policy, repeats, simd=None):
     """policy: an OMP_WAIT_POLICY, or "SPIN=<n>": libgomp's GOMP_SPINCOUNT=n (spin n rounds, then sleep)."""
     env = dict(os.environ, PYTHONPATH=ROOT)
     env.pop("OMP_NUM_THREADS", None)
@@ -79,8 +81,8 @@ def run(policy, repeats):
         env["GOMP_SPINCOUNT"] = policy[5:]
     else:
         env["OMP_WAIT_POLICY"] = policy
-    out = subprocess.run([sys.executable, "-c", WORKER, str(repeats)], env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", WORKER, str(repeats), simd or "-"], env=env, capture_output=True,
+                         text=True, check=True)
     return json.loads(out.stdout)
 
 
@@ -89,6 +91,8 @@ def main():
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--policies", default="PASSIVE,ACTIVE",
                    help="comma-separated: OMP_WAIT_POLICY values and SPIN=<GOMP_SPINCOUNT> (e.g. SPIN=10000)")
+    p.add_argument("--simd", choices=("generic", "avx2", "avx512"), default=None,
+                   help="run nncore's kernels at this SIMD level (default: the best this CPU has)")
     args = p.parse_args()
     print(f"cpus available: {len(os.sched_getaffinity(0))}  load average: {os.getloadavg()}")
     rows = []
@@ -99,7 +103,7 @@ def main():
             time.sleep(0.5)
         try:
             for policy in args.policies.split(","):
-                for name, (t1, t2) in run(policy, args.repeats).items():
+                for name, (t1, t2) in run(policy, args.repeats, args.simd).items():
                     rows.append((("busy" if load else "idle"), policy, name, t1, t2))
         finally:
             if spinner is not None:

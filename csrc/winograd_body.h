@@ -30,7 +30,16 @@ NC_VINLINE void NC_NAME(wino_copy)(int bf, REAL *dst, const REAL *src, ptrdiff_t
 #else
     (void)bf;
 #endif
-    if (dst != src) memcpy(dst, src, (size_t)len * sizeof(REAL));
+    if (dst != src)   /* short runs (a tile's channels): a vector loop, no call */
+#pragma omp simd
+        for (ptrdiff_t e = 0; e < len; e++) dst[e] = src[e];
+}
+
+/* dst[0 .. len) = 0 */
+NC_VINLINE void NC_NAME(wino_zero)(REAL *dst, ptrdiff_t len)
+{
+#pragma omp simd
+    for (ptrdiff_t e = 0; e < len; e++) dst[e] = 0;
 }
 
 /* out[i] = sum_j S(i, j) in[j] for i < P, j < Q, S(i, j) = S[i Q + j] (S[j P + i] when tr: S^T); in[j]
@@ -161,7 +170,7 @@ NC_VINLINE void NC_NAME(wino_input_k)(const int mh, const int mw, const nc_wino 
                         if (ih >= 0 && ih < H && iw >= 0 && iw < W)
                             NC_NAME(wino_copy)(s->bf, dp, xb + (ih * W + iw) * C, len);
                         else
-                            memset(dp, 0, (size_t)len * sizeof(REAL));
+                            NC_NAME(wino_zero)(dp, len);
                     }
             }
             NC_NAME(wino_in_tile)(mh, mw, d, aw * LM, LM, v, s->vps, nt * len, tmp);
@@ -234,7 +243,7 @@ NC_VINLINE void NC_NAME(wino_output_grad_k)(const int mh, const int mw, const nc
                             NC_NAME(wino_copy)(s->bf, dp, delta + ((b * OH + ti * mh + i) * OW + tj * mw + j) * F + k0,
                                                len);
                         else
-                            memset(dp, 0, (size_t)len * sizeof(REAL));
+                            NC_NAME(wino_zero)(dp, len);
                     }
             }
             NC_NAME(wino_out_tile_t)(mh, mw, dY, mt, s->mps, nt * len, tmp);
@@ -365,16 +374,24 @@ static void NC_NAME(wino_filter_chan)(int tr, int bf, const double *S, const dou
 
 /* ---- the passes: every phase over fixed items, by the team or serially ---- */
 
-/* The forward, the tiles a block of NC_WINO_BLOCK at a time: each block transformed (V: into the kept V
+/* The forward's tiles a block: NC_WINO_BLOCK rounded up to whole register tiles (MR rows) of the GEMM */
+static ptrdiff_t NC_NAME(wino_block)(void)
+{
+    int mr, nr;
+    NC_PUBNAME(gemm_micro_tile)(&mr, &nr);
+    return (NC_WINO_BLOCK + mr - 1) / mr * mr;
+}
+
+/* The forward, the tiles a block of wino_block() at a time: each block transformed (V: into the kept V
  * when V is given, which backward reads; else into the thread's work block), multiplied (M, by
  * gemm_panels over the U[xi] packed once) and finished into y while the block's V and M are in L2: M
- * never passes through memory, nor V at inference. vm: the thread's work block, a2 NC_WINO_BLOCK
+ * never passes through memory, nor V at inference. vm: the thread's work block, a2 wino_block()
  * (f + (V ? 0 : c)) values. The same sums in the same order for any thread count. */
 static void NC_NAME(wino_forward_team)(const nc_wino *s, const nc_conv_geom *g, const REAL *x, const REAL *kernel,
                                        const REAL *bias, int act, REAL alpha, REAL *U, const REAL *Upack,
                                        ptrdiff_t upsz, ptrdiff_t ntot, REAL *V, REAL *vm, REAL *y, int nt)
 {
-    const ptrdiff_t a2 = s->a2, C = s->c, F = s->f, T = s->T, TB = NC_WINO_BLOCK;
+    const ptrdiff_t a2 = s->a2, C = s->c, F = s->f, T = s->T, TB = NC_NAME(wino_block)();
     const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
     NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_chan)(0, s->bf, gh, gw, s->ah, g->kh, s->aw, 3, kernel, U, C, F, c));
     NC_WINO_FOR(nt, xi, a2, NC_PUBNAME(gemm_pack_b)(0, C, F, U + xi * C * F, F, (REAL *)Upack + xi * upsz, 0));
@@ -450,7 +467,7 @@ int NC_NAME(wino_forward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, c
     ptrdiff_t upsz, ntot;                   /* U packed per position, a work block per thread */
     REAL *Upack = NC_NAME(wino_packs)(s.a2, s.c, f, &upsz, &ntot);
     if (!Upack) return -1;
-    const size_t vmsz = (size_t)(s.a2 * NC_WINO_BLOCK * (f + (V ? 0 : s.c))) * sizeof(REAL);
+    const size_t vmsz = (size_t)(s.a2 * NC_NAME(wino_block)() * (f + (V ? 0 : s.c))) * sizeof(REAL);
     int failed = 0;
     if (nt <= 1) {
         REAL *vm = (REAL *)malloc(vmsz);
