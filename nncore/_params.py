@@ -24,6 +24,8 @@ buffer.
 """
 import math
 import mmap
+import threading
+import weakref
 
 import numpy as np
 
@@ -132,28 +134,56 @@ class Layout:
 
 
 HUGE_PAGE = 2 << 20      # a transparent huge page of x86-64 Linux
+_ALIGN = 64              # each buffer starts a cache line
+
+
+class _HugePageArena:
+    """Where the flat weight buffers live: carved one after another (64-byte aligned) from chunks of memory
+    that start at a 2 MiB boundary and that the kernel is asked to back with transparent huge pages
+    (madvise MADV_HUGEPAGE), so that small models share huge pages (fifty 600 KB models take 15 of them,
+    not 50). A chunk is one anonymous mapping: 2 MiB, or a buffer larger than that rounded up to whole
+    huge pages, whose tail the next buffers take. The arena keeps only a weak reference to the chunk it
+    carves from; every buffer holds its chunk, which is unmapped when its last buffer is gone. Space is
+    never reused inside a chunk (a buffer is zeroed memory, never written before)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._chunk, self._next, self._end = None, 0, 0      # weakref to the mmap, free byte range in it
+
+    def take(self, n, dtype):
+        """A zeroed array of n (> 0) values of dtype, 64-byte aligned, inside a huge-page chunk; it is its
+        views' base (the flat buffer: `recurrent._stacked` finds a layer's weights as adjacent views of it)."""
+        nbytes = n * dtype.itemsize
+        with self._lock:
+            region = self._chunk() if self._chunk is not None else None
+            start = -(-self._next // _ALIGN) * _ALIGN
+            if region is None or start + nbytes > self._end:     # a new chunk
+                span = -(-nbytes // HUGE_PAGE) * HUGE_PAGE
+                fresh = mmap.mmap(-1, span + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)   # zeroed
+                base = -np.frombuffer(fresh, np.uint8, 1).ctypes.data % HUGE_PAGE
+                fresh.madvise(mmap.MADV_HUGEPAGE, base, span)                               # before any touch
+                if region is None or span - nbytes > self._end - start:   # its tail: the next buffers'
+                    self._chunk, self._next, self._end = weakref.ref(fresh), base + nbytes, base + span
+                return np.frombuffer(fresh, dtype, n, base)
+            self._next = start + nbytes
+            return np.frombuffer(region, dtype, n, start)
+
+
+_ARENA = _HugePageArena()
 
 
 def weight_buffer(n, dtype):
-    """np.zeros(n, dtype) for the flat weights; from a quarter of a huge page up, on memory starting at a
-    2 MiB boundary that the kernel is asked to back with transparent huge pages (madvise MADV_HUGEPAGE).
+    """np.zeros(n, dtype) for the flat weights, from the huge-page arena (`_HugePageArena`).
 
     Every forward streams the whole buffer (one sample through the medium MLP reads its 939 KB from L2
     each call). On 4 KiB pages the buffer's physical pages fall on the L2's sets unevenly (some sets get
-    more lines than ways: misses each call) and take a TLB entry each; one huge page is physically
-    contiguous and one entry. The rest of the last huge page is unused (less than 2 MiB a model). Where
-    the platform has no MADV_HUGEPAGE (not Linux) or the kernel's THP setting is "never", it is ordinary
-    zeroed memory."""
+    more lines than ways: misses each call) and take a TLB entry each; a huge page is physically
+    contiguous and one entry; small buffers share them. Where the platform has no MADV_HUGEPAGE (not
+    Linux) it is np.zeros; where the kernel's THP setting is "never", ordinary zeroed memory."""
     dtype = np.dtype(dtype)
-    nbytes = n * dtype.itemsize
-    if nbytes < HUGE_PAGE // 4 or not hasattr(mmap, "MADV_HUGEPAGE"):
+    if not n or not hasattr(mmap, "MADV_HUGEPAGE"):
         return np.zeros(n, dtype)
-    span = -(-nbytes // HUGE_PAGE) * HUGE_PAGE
-    region = mmap.mmap(-1, span + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)   # zeroed
-    raw = np.frombuffer(region, np.uint8)
-    start = -raw.ctypes.data % HUGE_PAGE
-    region.madvise(mmap.MADV_HUGEPAGE, start, span)                                       # before any touch
-    return raw[start:start + nbytes].view(dtype)
+    return _ARENA.take(n, dtype)
 
 
 def rebind(layout, layer):

@@ -122,25 +122,54 @@ def test_before_build_a_weight_is_an_ordinary_attribute_and_a_layer_pickles():
     np.testing.assert_array_equal(m.get_weights()[0], built.kernel)
 
 
-def test_a_large_flat_buffer_starts_a_huge_page():
-    """The flat weights of a model of at least 512 KB start at a 2 MiB boundary (where the platform has
-    MADV_HUGEPAGE), zeroed before the layout writes them; smaller ones are ordinary arrays. Either way
+def test_flat_buffers_share_huge_pages():
+    """The flat weights come from the huge-page arena (where the platform has MADV_HUGEPAGE): zeroed,
+    64-byte aligned, never overlapping; small buffers share 2 MiB chunks (fifty of 600 KB take ~15), a
+    buffer larger than a chunk starts one, a chunk is unmapped when its last buffer is gone. Either way
     an ordinary writeable C-contiguous array that saves, loads and pickles."""
+    import gc
     import mmap
 
-    from nncore._params import HUGE_PAGE, weight_buffer
+    from nncore._params import _ARENA, HUGE_PAGE, weight_buffer
+    huge = hasattr(mmap, "MADV_HUGEPAGE")
+    bufs = []
     for n, dtype in ((HUGE_PAGE // 16 - 1, np.float32), (HUGE_PAGE // 16, np.float32), (300_000, np.float64),
-                     (HUGE_PAGE, np.float32)):
+                     (HUGE_PAGE, np.float32), (1, np.float64), (0, np.float32), (37, np.float32)):
         a = weight_buffer(n, dtype)
         assert a.shape == (n,) and a.dtype == dtype and a.flags.writeable and a.flags.c_contiguous
         assert not a.any()
-        if a.nbytes >= HUGE_PAGE // 4 and hasattr(mmap, "MADV_HUGEPAGE"):
-            assert a.ctypes.data % HUGE_PAGE == 0
+        if huge and n:
+            assert a.ctypes.data % 64 == 0
+            if a.nbytes > HUGE_PAGE:
+                assert a.ctypes.data % HUGE_PAGE == 0
         a[...] = 1
         assert a.sum() == n
+        bufs.append(a)
+    small = [weight_buffer(150_000, np.float32) for _ in range(50)]         # 600 KB each
+    for a in small:
+        a[...] = 2
+    spans = sorted((a.ctypes.data, a.ctypes.data + a.nbytes) for a in bufs + small if a.size)
+    assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))        # no two overlap
+    assert all(a.sum() == a.size for a in bufs) and all((a == 2).all() for a in small)
+    if huge:
+        assert len({a.ctypes.data // HUGE_PAGE for a in small}) <= 18            # not 50 huge pages
+        chunk = _ARENA._chunk
+        assert chunk() is not None
+        del a, bufs, small, spans
+        gc.collect()
+        assert chunk() is None                  # every buffer of the arena's chunk gone: unmapped
     m = Sequential([Dense(256, activation="relu", input_dim=784), Dense(10)])
-    if hasattr(mmap, "MADV_HUGEPAGE"):
-        assert m._params.ctypes.data % HUGE_PAGE == 0
     x = np.random.default_rng(2).standard_normal((3, 784)).astype(np.float32)
     for again in (model_from_bytes(model_to_bytes(m)), pickle.loads(pickle.dumps(m))):
         np.testing.assert_array_equal(again(x), m(x))
+
+
+def test_a_recurrent_layer_on_a_large_flat_buffer_runs():
+    # its [W; U; b] is one view of the flat buffer (recurrent._stacked takes the views' base): the buffer is
+    # its views' base in the weights' dtype wherever it lies (a 1.3 MB model: a huge-page chunk of its own)
+    from nncore.layers import LSTM
+
+    m = Sequential([LSTM(256, input_shape=(5, 200)), Dense(3)])
+    assert m._params.nbytes > 1 << 20 and m.layers[0].weights[0].base is m._params
+    x = np.random.default_rng(0).standard_normal((4, 5, 200)).astype(np.float32)
+    assert m.predict(x, verbose=0).shape == (4, 3)
