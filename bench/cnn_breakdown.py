@@ -37,8 +37,8 @@ def main(argv=None):
         pass
 
     real_conv = conv_mod._conv
-    for name in ("im2col", "conv_forward", "col2im", "maxpool_forward", "maxpool_backward", "avgpool_forward",
-                 "avgpool_backward", "wino_forward", "wino_backward"):
+    for name in ("im2col", "conv_forward", "conv_backward_weights", "col2im", "maxpool_forward", "maxpool_backward",
+                 "avgpool_forward", "avgpool_backward", "wino_forward", "wino_backward"):
         setattr(Kernels, name, staticmethod(timed(name, getattr(real_conv, name))))
     Kernels.wino_sizes = staticmethod(real_conv.wino_sizes)
     saved = {(conv_mod, "_conv"): real_conv}
