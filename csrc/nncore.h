@@ -538,10 +538,11 @@ int nc_wino_forward_f64(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, con
                         int nthreads);
 /* Backward from delta = dL/dz (n, oh, ow, f) and the forward's U and V: dM = A delta_t A^T (into M);
  * dU[xi] = V[:, xi]^T dM[:, xi]; dkernel = G^T dU G (overwritten); when dx is not NULL, dV[:, xi] =
- * dM[:, xi] U[xi]^T (into V) and dx (n, h, w, c) = the sum of the patches B dV_t B^T where they lie.
- * Returns 0, or -1 when out of memory (the packed U^T: nothing written). */
+ * dM[:, xi] U[xi]^T (a few images at a time, in a work block: V is only read) and dx (n, h, w, c) = the
+ * sum of the patches B dV_t B^T where they lie. Returns 0, or -1 when out of memory (the packed U^T and
+ * the dV blocks: nothing written). */
 int nc_wino_backward_f32(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const float *delta /* in */,
-                         const float *U /* in */, float *V /* inout */, float *M /* work */, float *dU /* work */,
+                         const float *U /* in */, float *V /* in */, float *M /* work */, float *dU /* work */,
                          float *dkernel /* out */, float *dx /* out, nullable */, int nthreads);
 int nc_wino_backward_f64(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const double *delta, const double *U,
                          double *V, double *M, double *dU, double *dkernel, double *dx, int nthreads);

@@ -69,12 +69,10 @@ NC_VINLINE const double *nc_wino_g(int m) { return m == 4 ? nc_wino_g4 : m == 2 
 #define NC_WINO_BYTES 512
 #endif
 #define NC_WINO_LEN (NC_WINO_BYTES / (ptrdiff_t)sizeof(REAL))
-/* Tiles per work item of backward's dM transform, channels per dU item
- * (multiples of every MR): fixed, so the split is the shape's. */
-#define NC_WINO_TILES 8
+/* Channels per dU item (a multiple of every MR): fixed, so the split is the shape's. */
 /* the forward's tiles a block (V and M of a block in L2: a2 16 (c + f) values, 221 KiB for 36 x (32 + 64)) */
 #define NC_WINO_BLOCK 16
-/* backward's dx items: whole images of at least this many tiles (their dM and dV in L2) */
+/* backward's items: whole images of at least this many tiles (their dM and dV in L2) */
 #define NC_WINO_BACK 32
 /* nc_gemm_pack_b's head, before the packed panels */
 #define NC_WINO_PACK_HEAD (64 / (ptrdiff_t)sizeof(REAL))

@@ -411,20 +411,31 @@ static void NC_NAME(wino_forward_team)(const nc_wino *s, const nc_conv_geom *g, 
     });
 }
 
-/* Backward: dM (into M) a block of tiles at a time; dU = V^T dM per position (GEMMs over all tiles) and
- * dkernel; then, for dx, a few whole images at a time (NC_WINO_BACK tiles or more): dV = dM U^T (by
- * gemm_panels over the U[xi]^T packed once, dM read in place) into V, and the patches of those images
- * summed into dx while their dV is in L2. Images are disjoint items: the same bits for any thread count. */
+/* Backward, a few whole images at a time (NC_WINO_BACK tiles or more): their dM (into M) and, for dx,
+ * dV = dM U^T (by gemm_panels over the U[xi]^T packed once, dM read in place while in L2) into the
+ * thread's block dvb (a2 wino_back_tiles(s) c values), then their patches summed into dx; after all
+ * images dU = V^T dM per position (GEMMs over all tiles) and dkernel. Images are disjoint items: the
+ * same bits for any thread count. */
 static void NC_NAME(wino_backward_team)(const nc_wino *s, const nc_conv_geom *g, const REAL *delta, const REAL *U,
-                                        const REAL *UTpack, ptrdiff_t upsz, ptrdiff_t ntot, REAL *V, REAL *M,
-                                        REAL *dU, REAL *dkernel, REAL *dx, int nt)
+                                        const REAL *UTpack, ptrdiff_t upsz, ptrdiff_t ntot, const REAL *V, REAL *M,
+                                        REAL *dU, REAL *dkernel, REAL *dx, REAL *dvb, int nt)
 {
     const ptrdiff_t a2 = s->a2, C = s->c, F = s->f, T = s->T;
-    const ptrdiff_t ntb = (T + NC_WINO_TILES - 1) / NC_WINO_TILES;
     const ptrdiff_t ncb = (C + NC_WINO_CHANS - 1) / NC_WINO_CHANS;
-    NC_WINO_FOR(nt, i, ntb, {
-        const ptrdiff_t t0 = i * NC_WINO_TILES;
-        NC_NAME(wino_output_grad)(s, g, delta, M, t0, T - t0 < NC_WINO_TILES ? T : t0 + NC_WINO_TILES);
+    const ptrdiff_t per = s->th * s->tw, ib = (NC_WINO_BACK + per - 1) / per;   /* images an item */
+    if (dx) NC_WINO_FOR(nt, xi, a2, NC_PUBNAME(gemm_pack_b)(1, F, C, U + xi * C * F, F, (REAL *)UTpack + xi * upsz, 0));
+    nc_wino sb = *s;                       /* dV of an item's tiles: dV[xi, t, c] within dvb */
+    sb.vps = ib * per * C;
+    NC_WINO_FOR(nt, i, (g->n + ib - 1) / ib, {
+        const ptrdiff_t b0 = i * ib, b1 = g->n - b0 < ib ? g->n : b0 + ib, t0 = b0 * per, t1 = b1 * per;
+        NC_NAME(wino_output_grad)(s, g, delta, M, t0, t1);
+        if (dx) {
+            for (ptrdiff_t xi = 0; xi < a2; xi++)   /* dV[t0 .., xi] = dM[t0 .., xi] U[xi]^T */
+                NC_PUBNAME(gemm_panels)(t1 - t0, C, F, M + xi * s->mps + t0 * s->mts, s->mts,
+                                        UTpack + xi * upsz + NC_WINO_PACK_HEAD, ntot, 0, dvb + xi * sb.vps, sb.vts,
+                                        NULL, NC_ACT_LINEAR, 0);
+            NC_NAME(wino_input_grad)(&sb, g, dvb - t0 * sb.vts, dx, b0, b1);   /* the kernel indexes by t */
+        }
     });
     NC_WINO_FOR(nt, i, a2 * ncb, {   /* dU[xi][c0 ..] = V[:, xi, c0 ..]^T dM[:, xi] */
         const ptrdiff_t xi = i % a2, c0 = i / a2 * NC_WINO_CHANS;
@@ -434,17 +445,6 @@ static void NC_NAME(wino_backward_team)(const nc_wino *s, const nc_conv_geom *g,
     });
     const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
     NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_chan)(1, s->bf, gh, gw, g->kh, s->ah, 3, s->aw, dU, dkernel, C, F, c));
-    if (!dx) return;
-    NC_WINO_FOR(nt, xi, a2, NC_PUBNAME(gemm_pack_b)(1, F, C, U + xi * C * F, F, (REAL *)UTpack + xi * upsz, 0));
-    const ptrdiff_t per = s->th * s->tw, ib = (NC_WINO_BACK + per - 1) / per;   /* images an item */
-    NC_WINO_FOR(nt, i, (g->n + ib - 1) / ib, {
-        const ptrdiff_t b0 = i * ib, b1 = g->n - b0 < ib ? g->n : b0 + ib, t0 = b0 * per;
-        for (ptrdiff_t xi = 0; xi < a2; xi++)   /* dV[t0 .., xi] = dM[t0 .., xi] U[xi]^T, over V */
-            NC_PUBNAME(gemm_panels)((b1 - b0) * per, C, F, M + xi * s->mps + t0 * s->mts, s->mts,
-                                    UTpack + xi * upsz + NC_WINO_PACK_HEAD, ntot, 0, V + xi * s->vps + t0 * s->vts,
-                                    s->vts, NULL, NC_ACT_LINEAR, 0);
-        NC_NAME(wino_input_grad)(s, g, V, dx, b0, b1);
-    });
 }
 
 /* packed: a2 packings of pack_size(k, n) values, zeroed (gemm_pack_b reads their heads) */
@@ -498,17 +498,33 @@ int NC_NAME(wino_backward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, 
     nc_wino s;
     nc_wino_init(&s, g, m, bf16, f);
     int nt = nc_team_size(nthreads, 4.0 * (double)s.T * (double)(s.a2 * s.c) * (double)f);
-    ptrdiff_t upsz = 0, ntot = 0;           /* U[xi]^T packed per position, for dV */
+    ptrdiff_t upsz = 0, ntot = 0;           /* for dx: U[xi]^T packed per position, a dV block per thread */
     REAL *UTpack = dx ? NC_NAME(wino_packs)(s.a2, f, s.c, &upsz, &ntot) : NULL;
     if (dx && !UTpack) return -1;
-    if (nt <= 1)
-        NC_NAME(wino_backward_team)(&s, g, delta, U, UTpack, upsz, ntot, V, M, dU, dkernel, dx, 1);
-    else {
+    const ptrdiff_t per = s.th * s.tw, ib = (NC_WINO_BACK + per - 1) / per;
+    const size_t dvsz = dx ? (size_t)(s.a2 * ib * per * s.c) * sizeof(REAL) : 0;
+    int failed = 0;
+    if (nt <= 1) {
+        REAL *dvb = dx ? (REAL *)malloc(dvsz) : NULL;
+        failed = dx && !dvb;
+        if (!failed) NC_NAME(wino_backward_team)(&s, g, delta, U, UTpack, upsz, ntot, V, M, dU, dkernel, dx, dvb, 1);
+        free(dvb);
+    } else {
 #pragma omp parallel num_threads(nt)
-        NC_NAME(wino_backward_team)(&s, g, delta, U, UTpack, upsz, ntot, V, M, dU, dkernel, dx, nt);
+        {
+            REAL *dvb = dx ? (REAL *)malloc(dvsz) : NULL;
+            int bad = dx && !dvb;
+#pragma omp barrier
+#pragma omp atomic update
+            failed |= bad;   /* every thread sees whether any failed, then all skip or all run the team */
+#pragma omp barrier
+            if (!failed) NC_NAME(wino_backward_team)(&s, g, delta, U, UTpack, upsz, ntot, V, M, dU, dkernel, dx, dvb,
+                                                     nt);
+            free(dvb);
+        }
     }
     free(UTpack);
-    return 0;
+    return failed ? -1 : 0;
 }
 
 #else /* the entry points: the copies of the level in use */

@@ -430,7 +430,7 @@ def wino_forward(x, kernel, bias, U, V, M, y, int m, pad=(0, 0), int act=0, doub
 def wino_backward(delta, U, V, M, dU, dkernel, dx, in_hw, int m, pad=(0, 0), int n_threads=1, bint bf16=False):
     """The adjoint of wino_forward from delta = dL/dz (n, oh, ow, f); returns dx.
 
-    U and V as wino_forward left them (V is overwritten); M and dU are work arrays; dkernel
+    U and V as wino_forward left them (both only read); M and dU are work arrays; dkernel
     (kh, 3, c, f) is overwritten with dL/dkernel, and dx (n, h, w, c) with dL/dx unless it is None
     (not computed). in_hw = (h, w), the input's size. bf16 (float32 only; U and V from a bf16
     forward): delta rounded to bfloat16 as it is read, dkernel rounded as it is written, dx the
@@ -469,5 +469,5 @@ def wino_backward(delta, U, V, M, dU, dkernel, dx, in_hw, int m, pad=(0, 0), int
             err = nc_wino_backward_f64(&g, m, 0, f, <double*>pd, <double*>pu, <double*>pv, <double*>pm,
                                        <double*>pdu, <double*>pk, <double*>pdx, n_threads)
     if err:
-        raise MemoryError("wino_backward: out of memory for the packed U^T")
+        raise MemoryError("wino_backward: out of memory for the packed U^T or a thread's dV block")
     return dx
