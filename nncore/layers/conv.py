@@ -10,7 +10,9 @@ pixel's receptive field into one row of a work matrix, cols (batch oh ow,
 kh kw c), and ONE GEMM ``cols @ kernel.reshape(kh kw c, filters)`` with the
 bias and the activation in its epilogue writes the (batch, oh, ow, filters)
 output directly (channels_last needs no transpose). Backward is the same GEMMs
-transposed plus col2im, the adjoint of im2col. A 1x1 kernel with stride 1 and
+transposed plus col2im, the adjoint of im2col; in float32/64 delta, db and dK
+come from one pass over row blocks that makes the cols rows again in cache
+(`conv_backward_weights`: no cols matrix is stored). A 1x1 kernel with stride 1 and
 no padding skips im2col: the input already is the cols matrix.
 
 3x3 (Conv1D: 3) stride-1 undilated convolutions may run by Winograd
