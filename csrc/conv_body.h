@@ -165,6 +165,9 @@ int NC_NAME(conv_backward_weights)(const nc_conv_geom *g, const REAL *x, ptrdiff
 #pragma omp simd
                 for (ptrdiff_t j = 0; j < f; j++) db[j] += ap[kf + j];
         }
+        /* NC_ACT_BF16 (mixed_bfloat16's short k: x holds bfloat16 values): delta rounded above, block by
+         * block (act_backward), dk here, as the bf16 GEMM rounds its result; db stays the float32 sum */
+        if (act & NC_ACT_BF16) NC_NAME(act_forward)(NC_ACT_LINEAR | NC_ACT_BF16, 0, dk, dk, kf);
     }
     free(acc);
     return err ? -1 : 0;

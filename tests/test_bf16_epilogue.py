@@ -2,8 +2,8 @@
 bfloat16 after it, in nc_act_forward/backward and so in every float32 GEMM epilogue that runs its activation
 through them (mixed_bfloat16's short-k convolutions). Bit for bit against the unmodified kernel followed by
 the NumPy rounding oracle (tests/reference_bf16.py), every activation, every SIMD level, the GEMM's paths
-(dot, rows, packed tiles), conv_forward's (im2col a block of rows at a time), 1 and 2 threads; float64
-refuses it."""
+(dot, rows, packed tiles), conv_forward's (im2col a block of rows at a time) and conv_backward_weights'
+(delta and dK rounded), 1 and 2 threads; float64 refuses it."""
 import numpy as np
 import pytest
 
@@ -87,6 +87,39 @@ def test_conv_forward_epilogue(level, xshape, window, name, n_threads):
     with pytest.raises(TypeError, match="ACT_BF16"):
         K.conv_forward(x.astype(np.float64), k.astype(np.float64), y.astype(np.float64), None, ACT_BF16, 0.0,
                        window, out_hw=out)
+
+
+@pytest.mark.parametrize("xshape, window", [((3, 9, 11, 1), (3, 3)), ((40, 28, 28, 1), (3, 3)),
+                                            ((2, 7, 6, 3), (2, 3)), ((1, 4, 40, 7), (1, 5))], ids=str)
+@pytest.mark.parametrize("name", ["linear", "relu", "tanh"])
+def test_conv_backward_weights_rounded(level, xshape, window, name):
+    # mixed_bfloat16's short-k Conv2D backward: delta = bf(dy f'(z)) block by block, dK = bf(cols^T delta) of
+    # the rounded x, db the float32 sum of the rounded delta: the same bits as the float32 kernel on the
+    # rounded delta (linear) with dK rounded after, for 1 and 2 threads
+    n, h, w, c = xshape
+    rng = np.random.default_rng(h + w + c)
+    out = (h - window[0] + 1, w - window[1] + 1)
+    m, k, f = n * out[0] * out[1], window[0] * window[1] * c, 13
+    x = ref.bf16(rng.standard_normal(xshape).astype(np.float32))
+    y = ew.act_forward(ACT_CODES[name], 0.0, rng.standard_normal((m, f)).astype(np.float32),
+                       np.empty((m, f), np.float32))
+    dy = rng.standard_normal((m, f)).astype(np.float32)
+    d32 = np.empty_like(dy)
+    ew.act_backward(ACT_CODES[name], 0.0, None, y, dy, d32)
+    delta_r = ref.bf16(d32)
+    dk32, db32 = np.empty((k, f), np.float32), np.empty(f, np.float32)
+    K.conv_backward_weights(x, delta_r, y, dk32, db32, 0, 0.0, None, None, window, out_hw=out)
+    for nt in (1, 2):
+        dk, db, delta = np.empty_like(dk32), np.empty_like(db32), np.full_like(dy, np.nan)
+        ret = K.conv_backward_weights(x, dy, y, dk, db, ACT_CODES[name] | ACT_BF16, 0.0, None, delta, window,
+                                      out_hw=out, n_threads=nt)
+        assert ret is delta
+        np.testing.assert_array_equal(_bits(delta), _bits(delta_r))
+        np.testing.assert_array_equal(_bits(dk), _bits(ref.bf16(dk32)))
+        np.testing.assert_array_equal(_bits(db), _bits(db32))
+    with pytest.raises(TypeError, match="ACT_BF16"):
+        K.conv_backward_weights(x.astype(np.float64), dy.astype(np.float64), y.astype(np.float64),
+                                dk32.astype(np.float64), None, ACT_BF16, 0.0, None, None, window, out_hw=out)
 
 
 def test_rounding_of_every_exponent_and_tie(level):

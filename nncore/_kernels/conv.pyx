@@ -115,7 +115,9 @@ def conv_backward_weights(x, dy, y, dkernel, dbias=None, int act=0, double act_a
     blocks (cols never stored): delta = dy * act'(z) (z, the pre-activation, only where act' needs it;
     written to delta when given), dkernel := im2col(x)^T delta, dbias (or None) := the column sums of
     delta. x (n, h, w, c); dy, y, z, delta (n oh ow, filters); dkernel (kh kw c, filters); act: any
-    activation code but softmax. Returns delta, or dy when act is linear, or None."""
+    activation code but softmax, with ACT_BF16 on float32 (x holding bfloat16 values: delta and dkernel
+    rounded to bfloat16, dbias the float32 sum of the rounded delta; mixed_bfloat16's short-k route).
+    Returns delta, or dy when act is linear, or None."""
     cdef nc_conv_geom g
     cdef int code = _real(x, "x")
     _geom(&g, x, "x", window, strides, dilation, pad, out_hw)
@@ -126,8 +128,7 @@ def conv_backward_weights(x, dy, y, dkernel, dbias=None, int act=0, double act_a
         raise ValueError(f"conv_backward_weights: dkernel has {dkernel.shape[0]} rows, the window takes kh kw c = "
                          f"{k}")
     _writable(dkernel, "dkernel")
-    if act < 0 or act >= NC_ACT_COUNT:
-        raise ValueError(f"conv_backward_weights: unknown activation code {act}")
+    _act("conv_backward_weights", act, code)
     cdef Py_ssize_t f = dkernel.shape[1]
     _block(dy, "dy", code, m, f, False)
     _block(y, "y", code, m, f, False)

@@ -354,11 +354,9 @@ class _Conv(Int8Quantizable, _Window):
         if self._direct:
             cols = x4.reshape(n * h * w, c)
         elif rounded or self.compute_dtype != "bfloat16":   # float32/64 or rounded: im2col inside the product
-            # float32/64: no cols (backward makes its rows again); rounded: the rounded x's cols, always
-            # (backward's own im2col would read the unrounded x)
-            self._cols = self._cols_buf() if rounded else None
-            _affine_act(self, x4, kernel, bufs[1], bufs[2],
-                        functools.partial(self._im2col_product, cols=self._cols, rounded=rounded))
+            # no cols: backward makes their rows again (from the rounded x, bufs[7][0], when rounded)
+            self._cols = None
+            _affine_act(self, x4, kernel, bufs[1], bufs[2], functools.partial(self._im2col_product, rounded=rounded))
             return bufs[5]
         else:
             cols = _conv.im2col(x4, bufs[0], self._win, self._str, self._dil, self._pad, self._out, self._n_threads)
@@ -375,13 +373,15 @@ class _Conv(Int8Quantizable, _Window):
         n = self._x.shape[0]
         h, w, c = self._hwc
         db = self._grad_of["bias"] if self.use_bias else None
-        # float32/64 on im2col: delta, db and dK in one pass over row blocks, the cols rows made in cache
-        fused = not (wino or rounded or self._code is None or self.compute_dtype == "bfloat16")
+        # float32/64 or rounded (ACT_BF16: delta and dK rounded) on im2col: delta, db and dK in one pass over
+        # row blocks, the cols rows made in cache
+        x4 = rounded[0] if rounded else self._as4(self._x, n, h, w, c)
+        fused = not (wino or self._code is None or (self.compute_dtype == "bfloat16" and not rounded))
         if fused:
             delta = _conv.conv_backward_weights(
-                self._as4(self._x, n, h, w, c), dy.reshape(y.shape), y, self._dk2, db, self._code, self._alpha,
-                z if self._keep_z else None, delta if self._need_dx else None, self._win, self._str, self._dil,
-                self._pad, self._out, self._n_threads)
+                x4, dy.reshape(y.shape), y, self._dk2, db, self._code | ACT_BF16 if rounded else self._code,
+                self._alpha, z if self._keep_z else None, delta if self._need_dx else None, self._win, self._str,
+                self._dil, self._pad, self._out, self._n_threads)
         else:
             delta = (_rounded_delta if rounded else _act_delta)(self, dy.reshape(y.shape), z, y, delta)
             if self.use_bias:
@@ -401,9 +401,9 @@ class _Conv(Int8Quantizable, _Window):
         # rounded: bf16 operands, dK and dcols bfloat16 values as the bf16 GEMM gives them (its epilogue)
         mm, kernel, act = (gemm, rounded[1], ACT_BF16) if rounded else (self._gemm, self._k2, 0)
         if not fused:
-            if self._cols is None:                # a forward outside training kept no cols: make them
-                self._cols = _conv.im2col(self._as4(self._x, n, h, w, c), self._cols_buf(), self._win, self._str,
-                                          self._dil, self._pad, self._out, self._n_threads)
+            if self._cols is None:                # no cols kept (a softmax on im2col): make them
+                self._cols = _conv.im2col(x4, self._cols_buf(), self._win, self._str, self._dil, self._pad,
+                                          self._out, self._n_threads)
             mm(self._cols, delta, self._dk2, trans_a=True, act=act, n_threads=self._n_threads)
         if not self._need_dx:
             return None
