@@ -24,6 +24,7 @@ buffer.
 """
 import math
 import mmap
+import os
 import threading
 import weakref
 
@@ -141,10 +142,11 @@ class _HugePageArena:
     """Where the flat weight buffers live: carved one after another (64-byte aligned) from chunks of memory
     that start at a 2 MiB boundary and that the kernel is asked to back with transparent huge pages
     (madvise MADV_HUGEPAGE), so that small models share huge pages (fifty 600 KB models take 15 of them,
-    not 50). A chunk is one anonymous mapping: 2 MiB, or a buffer larger than that rounded up to whole
-    huge pages, whose tail the next buffers take. The arena keeps only a weak reference to the chunk it
-    carves from; every buffer holds its chunk, which is unmapped when its last buffer is gone. Space is
-    never reused inside a chunk (a buffer is zeroed memory, never written before)."""
+    not 50). A chunk is one anonymous mapping: 2 MiB, whose tail the next buffers take, or a buffer larger
+    than that rounded up to whole huge pages, which is that buffer's alone (a small buffer in its tail would
+    keep the whole mapping alive). The arena keeps only a weak reference to the chunk it carves from; every
+    buffer holds its chunk, which is unmapped when its last buffer is gone. Space is never reused inside a
+    chunk (a buffer is zeroed memory, never written before). A forked child starts with a fresh arena."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -162,7 +164,9 @@ class _HugePageArena:
                 fresh = mmap.mmap(-1, span + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)   # zeroed
                 base = -np.frombuffer(fresh, np.uint8, 1).ctypes.data % HUGE_PAGE
                 fresh.madvise(mmap.MADV_HUGEPAGE, base, span)                               # before any touch
-                if region is None or span - nbytes > self._end - start:   # its tail: the next buffers'
+                # its tail: the next buffers', from a 2 MiB chunk only (a small buffer carved from the tail
+                # of a larger one would keep all of that mapping alive after the large one is gone)
+                if span == HUGE_PAGE and (region is None or span - nbytes > self._end - start):
                     self._chunk, self._next, self._end = weakref.ref(fresh), base + nbytes, base + span
                 return np.frombuffer(fresh, dtype, n, base)
             self._next = start + nbytes
@@ -170,6 +174,8 @@ class _HugePageArena:
 
 
 _ARENA = _HugePageArena()
+if hasattr(os, "register_at_fork"):   # a fork while another thread held the lock: the child starts afresh
+    os.register_at_fork(after_in_child=_ARENA.__init__)
 
 
 def weight_buffer(n, dtype):

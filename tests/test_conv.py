@@ -242,6 +242,18 @@ def test_conv_backward_weights_matches_the_references(dtype, act, geom):
     np.testing.assert_array_equal(outs[0][1], outs[1][1])
 
 
+@pytest.mark.parametrize("act", ["gelu", "gelu_tanh", "swish"])
+def test_conv_backward_weights_refuses_a_missing_z_where_the_derivative_needs_it(act):
+    # these activations' derivatives read z: z=None is a ValueError, never a NULL read in C
+    x = np.ones((1, 4, 4, 1), np.float32)
+    y = np.ones((4, 3), np.float32)
+    dk = np.empty((9, 3), np.float32)
+    with pytest.raises(ValueError, match="needs its pre-activation z"):
+        K.conv_backward_weights(x, y.copy(), y, dk, None, ACT_CODES[act], 0.0, None, None, (3, 3), (1, 1), (1, 1),
+                                (0, 0), (2, 2))
+
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("geom", [((2, 5, 7, 3), (2, 2), (2, 2), "valid"), ((1, 5, 7, 3), (2, 2), (2, 2), "same"),

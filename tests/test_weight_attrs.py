@@ -164,6 +164,33 @@ def test_flat_buffers_share_huge_pages():
         np.testing.assert_array_equal(again(x), m(x))
 
 
+def test_a_large_buffers_chunk_is_its_own_and_a_forked_child_gets_a_fresh_arena():
+    # a small buffer after one larger than a chunk never lands in the large one's tail (it would keep all of
+    # that mapping alive); a fork while the arena's lock is held (another thread inside take) cannot hang
+    # the child
+    import mmap
+    import os
+    import signal
+
+    from nncore._params import _ARENA, HUGE_PAGE, weight_buffer
+    if not hasattr(mmap, "MADV_HUGEPAGE"):
+        pytest.skip("no MADV_HUGEPAGE: no arena")
+    _ARENA.__init__()                    # no current chunk (buffers already carved keep theirs)
+    big = weight_buffer(HUGE_PAGE // 4 + 25_000, np.float32)
+    small = weight_buffer(10, np.float32)
+    assert big.nbytes > HUGE_PAGE and small.base.obj is not big.base.obj     # memoryviews of their mappings
+    with _ARENA._lock:
+        pid = os.fork()
+        if pid == 0:                                                      # the child
+            signal.alarm(10)
+            try:
+                ok = weight_buffer(1000, np.float32).sum() == 0
+            finally:
+                os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+
 def test_a_recurrent_layer_on_a_large_flat_buffer_runs():
     # its [W; U; b] is one view of the flat buffer (recurrent._stacked takes the views' base): the buffer is
     # its views' base in the weights' dtype wherever it lies (a 1.3 MB model: a huge-page chunk of its own)

@@ -136,6 +136,8 @@ def conv_backward_weights(x, dy, y, dkernel, dbias=None, int act=0, double act_a
     if z is not None:
         _block(z, "z", code, m, f, False)
         pz = _ptr(z)
+    elif nc_act_needs_input(act):
+        raise ValueError(f"conv_backward_weights: activation code {act} needs its pre-activation z; got z=None")
     cdef void *pdelta = NULL
     if delta is not None:
         _block(delta, "delta", code, m, f, True)
