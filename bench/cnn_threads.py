@@ -57,7 +57,7 @@ def kernels(n=128):
         C.maxpool_forward(y1, p1, i1, (2, 2), (2, 2), (0, 0), nt)
 
     def wino_f(nt):
-        C.wino_forward(p1, k2, b2, U, V, M, y2, m, (0, 0), RELU, 0.0, nt)
+        C.wino_forward(p1, k2, b2, U, V, y2, m, (0, 0), RELU, 0.0, nt)
 
     def pool2(nt):
         C.maxpool_forward(y2, p2, i2, (2, 2), (2, 2), (0, 0), nt)

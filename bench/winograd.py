@@ -99,13 +99,13 @@ class Case:
 
     def wino_step(self, m, nt):
         U, V, M, dU = self.work[m]
-        K.wino_forward(self.x, self.k, self.b, U, V, M, self.y, m, self.pad, 4, 0.0, nt, self.bf16)
+        K.wino_forward(self.x, self.k, self.b, U, V, self.y, m, self.pad, 4, 0.0, nt, self.bf16)
         K.wino_backward(self.delta, U, V, M, dU, self.dk, self.dx, self.x.shape[1:3], m, self.pad, nt, self.bf16)
 
     def wino_out(self, m):
         U, V, M, dU = self.work[m]
         y, dk, dx = np.empty_like(self.y), np.empty_like(self.k), np.empty_like(self.x)
-        K.wino_forward(self.x, self.k, self.b, U, V, M, y, m, self.pad, 0)
+        K.wino_forward(self.x, self.k, self.b, U, V, y, m, self.pad, 0)
         K.wino_backward(self.delta, U, V, M, dU, dk, dx, self.x.shape[1:3], m, self.pad)
         return y, dk, dx
 

@@ -525,16 +525,16 @@ void nc_avgpool_backward_f64(const nc_conv_geom *g, const double *dy /* in */, d
  * bf16 (float only, 0 for double): the mixed_bfloat16 form, x, kernel and delta rounded to bfloat16
  * as they are read, y and dkernel as they are written (winograd.c). */
 ptrdiff_t nc_wino_tiles(const nc_conv_geom *g, int m);
-/* The forward runs the tiles through the three steps a block at a time (V and M of a block in L2; M, a
- * work array of backward, is never written): V, when not NULL, kept for backward; V and M NULL
- * (inference): the block's V in the thread's work block, never in memory; U is written either way.
+/* The forward runs the tiles through the three steps a block at a time (V and M of a block in L2, M in
+ * the thread's work block, never in memory): V, when not NULL, kept for backward; V NULL (inference):
+ * the block's V in the thread's work block too; U is written either way.
  * Returns 0, or -1 when out of memory (the packed U and the work blocks). */
 int nc_wino_forward_f32(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const float *x /* in */,
                         const float *kernel /* in, (kh, 3, c, f) */, const float *bias /* in, nullable */, int act,
-                        float act_alpha, float *U /* out */, float *V /* out, nullable */, float *M /* work, nullable */,
+                        float act_alpha, float *U /* out */, float *V /* out, nullable */,
                         float *y /* out */, int nthreads);
 int nc_wino_forward_f64(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const double *x, const double *kernel,
-                        const double *bias, int act, double act_alpha, double *U, double *V, double *M, double *y,
+                        const double *bias, int act, double act_alpha, double *U, double *V, double *y,
                         int nthreads);
 /* Backward from delta = dL/dz (n, oh, ow, f) and the forward's U and V: dM = A delta_t A^T (into M);
  * dU[xi] = V[:, xi]^T dM[:, xi]; dkernel = G^T dU G (overwritten); when dx is not NULL, dV[:, xi] =

@@ -457,10 +457,8 @@ static REAL *NC_NAME(wino_packs)(ptrdiff_t a2, ptrdiff_t k, ptrdiff_t n, ptrdiff
 }
 
 int NC_NAME(wino_forward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *x, const REAL *kernel,
-                          const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V, REAL *M, REAL *y,
-                          int nthreads)
+                          const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V, REAL *y, int nthreads)
 {
-    (void)M;                                /* backward's work array: the forward keeps no M */
     nc_wino s;
     nc_wino_init(&s, g, m, bf16, f);
     int nt = nc_team_size(nthreads, 2.0 * (double)s.T * (double)(s.a2 * s.c) * (double)f);
@@ -530,10 +528,9 @@ int NC_NAME(wino_backward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, 
 #else /* the entry points: the copies of the level in use */
 
 int NC_NAME(wino_forward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *x, const REAL *kernel,
-                          const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V, REAL *M, REAL *y,
-                          int nthreads)
+                          const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V, REAL *y, int nthreads)
 {
-    return NC_PICK(wino_forward)(g, m, bf16, f, x, kernel, bias, act, act_alpha, U, V, M, y, nthreads);
+    return NC_PICK(wino_forward)(g, m, bf16, f, x, kernel, bias, act, act_alpha, U, V, y, nthreads);
 }
 
 int NC_NAME(wino_backward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *delta, const REAL *U,

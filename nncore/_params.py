@@ -141,7 +141,7 @@ _ALIGN = 64              # each buffer starts a cache line
 class _HugePageArena:
     """Where the flat weight buffers live: carved one after another (64-byte aligned) from chunks of memory
     that start at a 2 MiB boundary and that the kernel is asked to back with transparent huge pages
-    (madvise MADV_HUGEPAGE), so that small models share huge pages (fifty 600 KB models take 15 of them,
+    (madvise MADV_HUGEPAGE), so that small models share huge pages (fifty 600 KB models take 17 of them,
     not 50). A chunk is one anonymous mapping: 2 MiB, whose tail the next buffers take, or a buffer larger
     than that rounded up to whole huge pages, which is that buffer's alone (a small buffer in its tail would
     keep the whole mapping alive). The arena keeps only a weak reference to the chunk it carves from; every

@@ -162,7 +162,7 @@ def _config(mode, config, where):
 def _selected(layer, filters, qmax):
     """Keras's ``should_quantize_layer``: a regex (searched in the name), a list of them, or a callable;
     without filters, every layer whose int8 form pays on this CPU (``_int8_pays``: a convolution predicted
-    slower in int8 than in float32 stays float, Keras would quantize it)."""
+    slower in int8 than in float32 stays float; Keras 3.15 quantizes no convolution)."""
     if filters is None:
         return not hasattr(layer, "_int8_pays") or layer._int8_pays(qmax)
     if isinstance(filters, str):

@@ -43,13 +43,13 @@ class Conv:
         code = nncore._kernels.ACT_CODES[self.act]
         y = np.full(self.delta.shape, np.nan, self.x.dtype)
         alpha = nncore._kernels.ACT_DEFAULT_ALPHA.get(self.act, 0.0)
-        K.wino_forward(self.x, self.k, self.b if bias else None, U, V, M, y, self.m, self.pad, code, alpha,
+        K.wino_forward(self.x, self.k, self.b if bias else None, U, V, y, self.m, self.pad, code, alpha,
                        n_threads, bf16)
         # inference (V, M None: a block of tiles at a time, nothing kept): the same sums, up to the GEMM's
         # k blocks (c past its KC) adding partial sums; the same bits for any thread count
         yi = np.full(y.shape, np.nan, self.x.dtype)
         for nt in (1, 2):
-            K.wino_forward(self.x, self.k, self.b if bias else None, np.full(U.shape, np.nan, U.dtype), None, None,
+            K.wino_forward(self.x, self.k, self.b if bias else None, np.full(U.shape, np.nan, U.dtype), None,
                            yi, self.m, self.pad, code, alpha, nt, bf16)
             if nt == 1:
                 y1 = yi.copy()
@@ -189,7 +189,7 @@ def test_bf16_form_needs_float32():
     case = Conv((2, 6, 6, 3), 4, 3, "same", 2, np.float64)
     U, V, M, dU = case.work
     with pytest.raises(TypeError, match="bf16=True needs float32"):
-        K.wino_forward(case.x, case.k, case.b, U, V, M, np.empty(case.delta.shape), 2, case.pad, bf16=True)
+        K.wino_forward(case.x, case.k, case.b, U, V, np.empty(case.delta.shape), 2, case.pad, bf16=True)
     with pytest.raises(TypeError, match="bf16=True needs float32"):
         K.wino_backward(case.delta, U, V, M, dU, np.empty_like(case.k), None, (6, 6), 2, case.pad, bf16=True)
 
@@ -199,26 +199,28 @@ def test_wrappers_refuse_bad_arguments():
     U, V, M, dU = case.work
     y = np.empty(case.delta.shape, np.float32)
     with pytest.raises(ValueError, match="m: expected 2 or 4"):
-        K.wino_forward(case.x, case.k, case.b, U, V, M, y, 3, case.pad)
+        K.wino_forward(case.x, case.k, case.b, U, V, y, 3, case.pad)
     with pytest.raises(ValueError, match="kernel: expected shape"):
-        K.wino_forward(case.x, np.zeros((2, 3, 3, 4), np.float32), case.b, U, V, M, y, 2, case.pad)
+        K.wino_forward(case.x, np.zeros((2, 3, 3, 4), np.float32), case.b, U, V, y, 2, case.pad)
     with pytest.raises(ValueError, match="V: expected shape"):
-        K.wino_forward(case.x, case.k, case.b, U, V[:-1], M, y, 2, case.pad)
-    with pytest.raises(TypeError, match="M: expected dtype float32"):
-        K.wino_forward(case.x, case.k, case.b, U, V, M.astype(np.float64), y, 2, case.pad)
+        K.wino_forward(case.x, case.k, case.b, U, V[:-1], y, 2, case.pad)
+    with pytest.raises(TypeError, match="V: expected dtype float32"):
+        K.wino_forward(case.x, case.k, case.b, U, V.astype(np.float64), y, 2, case.pad)
     with pytest.raises(ValueError, match="x: expected shape"):
-        K.wino_forward(np.ascontiguousarray(case.x[:, :, :, :2]), case.k, case.b, U, V, M, y, 2, case.pad)
+        K.wino_forward(np.ascontiguousarray(case.x[:, :, :, :2]), case.k, case.b, U, V, y, 2, case.pad)
     with pytest.raises(ValueError, match="y: expected shape"):
-        K.wino_forward(case.x, case.k, case.b, U, V, M, np.empty((2, 6, 6, 3), np.float32), 2, case.pad)
+        K.wino_forward(case.x, case.k, case.b, U, V, np.empty((2, 6, 6, 3), np.float32), 2, case.pad)
     with pytest.raises(ValueError, match="bias: expected shape"):
-        K.wino_forward(case.x, case.k, case.b[:3], U, V, M, y, 2, case.pad)
+        K.wino_forward(case.x, case.k, case.b[:3], U, V, y, 2, case.pad)
     with pytest.raises(ValueError, match="read-only"):
-        K.wino_forward(case.x, case.k, case.b, U, V, M, np.broadcast_to(y, y.shape), 2, case.pad)
+        K.wino_forward(case.x, case.k, case.b, U, V, np.broadcast_to(y, y.shape), 2, case.pad)
     dk = np.empty_like(case.k)
     with pytest.raises(ValueError, match="dx: expected shape"):
         K.wino_backward(case.delta, U, V, M, dU, dk, np.empty((2, 6, 5, 3), np.float32), (6, 6), 2, case.pad)
     with pytest.raises(ValueError, match="dU: expected shape"):
         K.wino_backward(case.delta, U, V, M, dU[:1], dk, None, (6, 6), 2, case.pad)
+    with pytest.raises(TypeError, match="M: expected dtype float32"):
+        K.wino_backward(case.delta, U, V, M.astype(np.float64), dU, dk, None, (6, 6), 2, case.pad)
 
 
 # ------------------------------------------------------------------------------------- the layers

@@ -375,16 +375,16 @@ def wino_sizes(x_shape, kernel_shape, int m, out_hw):
     return sizes[0], sizes[1], sizes[2]
 
 
-def wino_forward(x, kernel, bias, U, V, M, y, int m, pad=(0, 0), int act=0, double act_alpha=0.0,
+def wino_forward(x, kernel, bias, U, V, y, int m, pad=(0, 0), int act=0, double act_alpha=0.0,
                  int n_threads=1, bint bf16=False):
     """y = act(conv(x, kernel) + bias) by Winograd F(m x m, 3 x 3), stride 1; returns y.
 
     x: (n, h, w, c); kernel: (3, 3, c, f) or (1, 3, c, f) (F(m, 3) along the width); bias: (f,) or
     None; y (n, oh, ow, f) gives the output size, pad = (pt, pl) the padding before the first row
-    and column. U, V, M: 1-D work arrays of the lengths wino_sizes gives; U (the transformed
-    kernel) and V (the transformed input) are what wino_backward needs; M is backward's work array
-    (the tiles are transformed, multiplied and finished a block at a time, M never stored). V and M
-    None (inference): V not stored either.
+    and column. U, V: 1-D work arrays of the lengths wino_sizes gives; U (the transformed kernel) and
+    V (the transformed input) are what wino_backward needs (the tiles are transformed, multiplied and
+    finished a block at a time: their products, backward's M, never stored). V None (inference): V
+    not stored either.
     bf16 (float32 only): the mixed_bfloat16 convolution, y = bf(act(conv(bf(x), bf(kernel)) + bias))
     with float32 sums (bf: rounded to bfloat16; csrc/winograd.c).
     """
@@ -401,14 +401,10 @@ def wino_forward(x, kernel, bias, U, V, M, y, int m, pad=(0, 0), int act=0, doub
                          f"got {x.shape}")
     _writable(y, "y")
     _work(U, "U", code, sizes[0])
-    if (V is None) != (M is None):
-        raise ValueError("wino_forward: V and M are both arrays (kept for backward) or both None (inference)")
     cdef void *pv = NULL
-    cdef void *pm = NULL
     if V is not None:
         _work(V, "V", code, sizes[1])
-        _work(M, "M", code, sizes[2])
-        pv, pm = _ptr(V), _ptr(M)
+        pv = _ptr(V)
     if act < 0 or act >= NC_ACT_COUNT:
         raise ValueError(f"wino_forward: unknown activation code {act}")
     cdef Py_ssize_t f = kernel.shape[3]
@@ -421,10 +417,10 @@ def wino_forward(x, kernel, bias, U, V, M, y, int m, pad=(0, 0), int act=0, doub
     with nogil:
         if code == 0:
             err = nc_wino_forward_f32(&g, m, bf16, f, <float*>px, <float*>pk, <float*>pbias, act, <float>act_alpha,
-                                      <float*>pu, <float*>pv, <float*>pm, <float*>py, n_threads)
+                                      <float*>pu, <float*>pv, <float*>py, n_threads)
         else:
             err = nc_wino_forward_f64(&g, m, 0, f, <double*>px, <double*>pk, <double*>pbias, act, act_alpha,
-                                      <double*>pu, <double*>pv, <double*>pm, <double*>py, n_threads)
+                                      <double*>pu, <double*>pv, <double*>py, n_threads)
     if err:
         raise MemoryError("wino_forward: out of memory for the packed U or a thread's work block")
     return y

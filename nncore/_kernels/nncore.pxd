@@ -221,10 +221,10 @@ cdef extern from "nncore.h" nogil:
     void nc_avgpool_backward_f64(const nc_conv_geom *g, const double *dy, double *dx, int nthreads)
     ptrdiff_t nc_wino_tiles(const nc_conv_geom *g, int m)
     int nc_wino_forward_f32(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const float *x, const float *kernel,
-                             const float *bias, int act, float act_alpha, float *U, float *V, float *M, float *y,
+                             const float *bias, int act, float act_alpha, float *U, float *V, float *y,
                              int nthreads)
     int nc_wino_forward_f64(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const double *x, const double *kernel,
-                             const double *bias, int act, double act_alpha, double *U, double *V, double *M,
+                             const double *bias, int act, double act_alpha, double *U, double *V,
                              double *y, int nthreads)
     int nc_wino_backward_f32(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const float *delta, const float *U,
                              float *V, float *M, float *dU, float *dkernel, float *dx, int nthreads)

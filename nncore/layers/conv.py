@@ -287,7 +287,8 @@ class _Conv(Int8Quantizable, _Window):
         elif _bf16_on_float32(self, *self._k2.shape):
             rounded = (np.empty((n,) + self._hwc, dt), np.empty(self._k2.shape, dt))
         int8 = self.quantization_mode is not None
-        # the cols matrix: for the bf16 GEMM's im2col, else made when a training forward keeps it (`_cols_buf`)
+        # the cols matrix: for the bf16 GEMM's im2col, else made by the first backward that needs it (`_cols_buf`:
+        # dcols, or the cols of a forward that kept none)
         cols = np.empty((m, self._k2.shape[0]), dt) if (self.compute_dtype == "bfloat16" and not (
             rounded or self._direct or wino or int8)) else None
         z = np.empty((m, self.filters), dt)
@@ -298,18 +299,17 @@ class _Conv(Int8Quantizable, _Window):
 
     def _winograd(self, x, kernel, out, b, act, alpha, nt, keep=False):
         # out := act(conv(x, kernel) + b) by Winograd F(m x m, 3 x 3) (stands for the GEMM in _affine_act);
-        # keep: V (and M) kept for backward, else the tiles run a block at a time with nothing kept
+        # keep: V kept for backward (V, and backward's M and dU, made by the first such forward), else the
+        # tiles run a block at a time with nothing kept
         wino = self._cur[6]
         if keep and wino[2] is None:
             wino[2:5] = [np.empty(size, wino[1].dtype) for size in wino[5]]
-        tile, U, V, M, _ = wino[:5]
-        if not keep:
-            V = M = None
-        _conv.wino_forward(x, self._k4, b, U, V, M, out.reshape((x.shape[0],) + self._out + (self.filters,)),
+        tile, U, V = wino[:3]
+        _conv.wino_forward(x, self._k4, b, U, V if keep else None, out.reshape((x.shape[0],) + self._out + (self.filters,)),
                            tile, self._pad, act, alpha, nt, self.compute_dtype == "bfloat16")
 
     def _cols_buf(self):
-        """The cols matrix of this batch size (made once, by the first forward that keeps it)."""
+        """The cols matrix of this batch size (made once, by the first call: backward's dcols, or cols to keep)."""
         bufs = self._cur
         if bufs[0] is None:
             bufs[0] = np.empty((bufs[1].shape[0], self._k2.shape[0]), bufs[1].dtype)
