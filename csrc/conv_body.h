@@ -97,19 +97,135 @@ void NC_NAME(im2col)(const nc_conv_geom *g, const REAL *x, REAL *cols, int nthre
     for (ptrdiff_t r = 0; r < rows; r++) NC_NAME(im2col_row)(g, x, cols, r / g->oh, r % g->oh);
 }
 
+/* ---- Conv2D + relu (or linear) + MaxPooling2D(2x2, stride 2, 'valid') fused ----
+ * The conv output (n, oh, ow, f) is pooled to (n, oh / 2, ow / 2, f) (an odd last row or column is
+ * dropped, as a 'valid' pool drops it); ix (uint8, the pooled shape) names the window's winner,
+ * 2 di + dj, under maxpool_forward's rule (the taps in row-major order, the first maximum wins, a NaN
+ * wins): the same y and the same argmax as the unfused pair. relu(max z) = max relu(z), so the pooled
+ * y also says relu' at the winner: backward needs yp, ix and the pooled gradient alone. */
+
+/* prows pooled rows (pw pixels of f) from t: the 2 prows conv output rows (ow pixels of f) under them. */
+static void NC_NAME(pool2_rows)(const REAL *t, ptrdiff_t ow, ptrdiff_t f, ptrdiff_t prows, ptrdiff_t pw,
+                                REAL *yp, uint8_t *ix)
+{
+    for (ptrdiff_t p = 0; p < prows; p++) {
+        const REAL *r0 = t + 2 * p * ow * f, *r1 = r0 + ow * f;
+        for (ptrdiff_t q = 0; q < pw; q++) {
+            const REAL *restrict a = r0 + 2 * q * f, *restrict b = a + f;
+            const REAL *restrict c = r1 + 2 * q * f, *restrict d = c + f;
+            REAL *restrict o = yp + (p * pw + q) * f;
+            if (ix) {
+                uint8_t *restrict io = ix + (p * pw + q) * f;
+#pragma omp simd
+                for (ptrdiff_t e = 0; e < f; e++) {
+                    REAL m = a[e];
+                    int w = 0;
+                    if (NC_POOL_TAKE(b[e], m)) m = b[e], w = 1;
+                    if (NC_POOL_TAKE(c[e], m)) m = c[e], w = 2;
+                    if (NC_POOL_TAKE(d[e], m)) m = d[e], w = 3;
+                    o[e] = m;
+                    io[e] = (uint8_t)w;
+                }
+            } else {
+#pragma omp simd
+                for (ptrdiff_t e = 0; e < f; e++) {
+                    REAL m = NC_POOL_TAKE(b[e], a[e]) ? b[e] : a[e];
+                    m = NC_POOL_TAKE(c[e], m) ? c[e] : m;
+                    o[e] = NC_POOL_TAKE(d[e], m) ? d[e] : m;
+                }
+            }
+        }
+    }
+}
+
+/* yp, ix := the 2x2 pool of the whole conv output y (n, oh, ow, f): the pair's other routes (Winograd,
+ * the bf16 GEMM), whose conv writes y. */
+void NC_NAME(maxpool2_index)(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, const REAL *y, REAL *yp,
+                             uint8_t *ix, int nthreads)
+{
+    const ptrdiff_t ph = oh / 2, pw = ow / 2, rows = n * ph;
+    int nt = nc_team_size(nthreads, (double)rows * (double)(4 * pw * f));
+    if (nt <= 1) {
+        for (ptrdiff_t r = 0; r < rows; r++)
+            NC_NAME(pool2_rows)(y + ((r / ph) * oh + 2 * (r % ph)) * ow * f, ow, f, 1, pw, yp + r * pw * f,
+                                ix ? ix + r * pw * f : NULL);
+        return;
+    }
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) /* a busy core's share moves */
+    for (ptrdiff_t r = 0; r < rows; r++)
+        NC_NAME(pool2_rows)(y + ((r / ph) * oh + 2 * (r % ph)) * ow * f, ow, f, 1, pw, yp + r * pw * f,
+                            ix ? ix + r * pw * f : NULL);
+}
+
+/* Rows [r0, r0 + rows) of the conv's delta (r = (b oh + i) ow + j, f values each) into d, from the pooled
+ * yp, ix and gradient dyp: the unfused pair's bits, 0 + dyp at the winner (maxpool_backward's dx) where
+ * relu' (yp > 0) lets it through, 0 elsewhere and in a dropped row or column; rounded to bfloat16 under
+ * NC_ACT_BF16 (as act_backward rounds delta). act: NC_ACT_LINEAR or NC_ACT_RELU, | NC_ACT_BF16. */
+static void NC_NAME(unpool2_rows)(ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const REAL *yp,
+                                  const uint8_t *ix, const REAL *dyp, ptrdiff_t r0, ptrdiff_t rows, REAL *d)
+{
+    const ptrdiff_t ph = oh / 2, pw = ow / 2, per = oh * ow;
+    const int relu = (act & ~NC_ACT_BF16) == NC_ACT_RELU;
+    ptrdiff_t b = r0 / per, i = r0 % per / ow, j = r0 % ow;
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        REAL *restrict o = d + r * f;
+        if (i >= 2 * ph || j >= 2 * pw) {
+            for (ptrdiff_t e = 0; e < f; e++) o[e] = 0;
+        } else {
+            const ptrdiff_t off = ((b * ph + i / 2) * pw + j / 2) * f;
+            const REAL *restrict dv = dyp + off, *restrict yv = yp + off;
+            const uint8_t *restrict iv = ix + off;
+            const uint8_t w = (uint8_t)((i & 1) * 2 + (j & 1));
+            if (relu) {
+#pragma omp simd
+                for (ptrdiff_t e = 0; e < f; e++) o[e] = iv[e] == w && yv[e] > 0 ? (REAL)0 + dv[e] : (REAL)0;
+            } else {
+#pragma omp simd
+                for (ptrdiff_t e = 0; e < f; e++) o[e] = iv[e] == w ? (REAL)0 + dv[e] : (REAL)0;
+            }
+        }
+        if (++j == ow) {
+            j = 0;
+            if (++i == oh) i = 0, b++;
+        }
+    }
+    if (act & NC_ACT_BF16) NC_NAME(act_forward)(NC_ACT_LINEAR | NC_ACT_BF16, 0, d, d, rows * f);
+}
+
+/* delta (n oh ow, f) := the conv's delta from the pooled yp, ix, dyp (`unpool2_rows`), for the routes whose
+ * backward takes a whole delta (Winograd's). */
+void NC_NAME(unpool2_delta)(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const REAL *yp,
+                            const uint8_t *ix, const REAL *dyp, REAL *delta, int nthreads)
+{
+    const ptrdiff_t rows = n * oh;
+    int nt = nc_team_size(nthreads, (double)rows * (double)(ow * f));
+    if (nt <= 1) {
+        NC_NAME(unpool2_rows)(oh, ow, f, act, yp, ix, dyp, 0, rows * ow, delta);
+        return;
+    }
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) /* a busy core's share moves */
+    for (ptrdiff_t r = 0; r < rows; r++) NC_NAME(unpool2_rows)(oh, ow, f, act, yp, ix, dyp, r * ow, ow, delta + r * ow * f);
+}
+
 /* Part of conv_backward_weights: the row blocks q0 <= q < q1 (rb rows each), in order. Each block's
  * delta = dy f'(z) (into delta when given, else into the thread's buffer d; dy itself when f is linear)
  * has its column sums added to db (nullable) and im2col(x)^T delta to dk, the block's cols rows made
- * in the thread's buffer a: delta and the cols rows are used while in cache. */
+ * in the thread's buffer a: delta and the cols rows are used while in cache. ix (the pooled pair,
+ * conv_pool_backward_weights): y, dy and ix are the pool's (n, oh / 2, ow / 2, f) y, gradient and
+ * argmax, the block's delta made from them (`unpool2_rows`). */
 static void NC_NAME(conv_wgrad_part)(const nc_conv_geom *g, const REAL *x, ptrdiff_t f, int act, REAL alpha,
-                                     const REAL *z, const REAL *y, const REAL *dy, REAL *delta, REAL *dk, REAL *db,
-                                     ptrdiff_t rb, ptrdiff_t q0, ptrdiff_t q1, REAL *a, REAL *d)
+                                     const REAL *z, const REAL *y, const REAL *dy, const uint8_t *ix, REAL *delta,
+                                     REAL *dk, REAL *db, ptrdiff_t rb, ptrdiff_t q0, ptrdiff_t q1, REAL *a, REAL *d)
 {
     const ptrdiff_t k = g->kh * g->kw * g->c, m = g->n * g->oh * g->ow;
     for (ptrdiff_t q = q0; q < q1; q++) {
         const ptrdiff_t r0 = q * rb, rows = m - r0 < rb ? m - r0 : rb, off = r0 * f;
         const REAL *dl = dy + off;
-        if (act != NC_ACT_LINEAR) {
+        if (ix) {
+            REAL *dd = delta ? delta + off : d;
+            NC_NAME(unpool2_rows)(g->oh, g->ow, f, act, y, ix, dy, r0, rows, dd);
+            dl = dd;
+        } else if (act != NC_ACT_LINEAR) {
             REAL *dd = delta ? delta + off : d;
             NC_NAME(act_backward)(act, alpha, z ? z + off : NULL, y + off, dy + off, dd, rows * f);
             dl = dd;
@@ -125,9 +241,9 @@ static void NC_NAME(conv_wgrad_part)(const nc_conv_geom *g, const REAL *x, ptrdi
     }
 }
 
-int NC_NAME(conv_backward_weights)(const nc_conv_geom *g, const REAL *x, ptrdiff_t f, int act, REAL alpha,
-                                   const REAL *z, const REAL *y, const REAL *dy, REAL *delta, REAL *dk, REAL *db,
-                                   int nthreads)
+static int NC_NAME(conv_wgrad)(const nc_conv_geom *g, const REAL *x, ptrdiff_t f, int act, REAL alpha,
+                               const REAL *z, const REAL *y, const REAL *dy, const uint8_t *ix, REAL *delta,
+                               REAL *dk, REAL *db, int nthreads)
 {
     const ptrdiff_t k = g->kh * g->kw * g->c, m = g->n * g->oh * g->ow, kf = k * f;
     ptrdiff_t rb = NC_CONV_BACK_BYTES / ((k + f) * (ptrdiff_t)sizeof(REAL));   /* rows a block */
@@ -137,18 +253,19 @@ int NC_NAME(conv_backward_weights)(const nc_conv_geom *g, const REAL *x, ptrdiff
     if (!acc) return -1;
     int nt = nc_team_size(nthreads, (double)m * (double)(k + 4) * (double)f);
     if (nt > parts) nt = (int)parts;
+    const int own_d = !delta && (ix || act != NC_ACT_LINEAR);   /* a thread's delta block */
     int err = 0;
 #pragma omp parallel num_threads(nt > 1 ? nt : 1) if (nt > 1) reduction(| : err)
     {
         REAL *a = (REAL *)malloc((size_t)(rb * k) * sizeof(REAL));
-        REAL *d = delta || act == NC_ACT_LINEAR ? NULL : (REAL *)malloc((size_t)(rb * f) * sizeof(REAL));
-        const int bad = !a || (!delta && act != NC_ACT_LINEAR && !d);
+        REAL *d = own_d ? (REAL *)malloc((size_t)(rb * f) * sizeof(REAL)) : NULL;
+        const int bad = !a || (own_d && !d);
         if (bad) err = 1;
 #pragma omp for schedule(dynamic, 1)   /* a busy core's share moves */
         for (ptrdiff_t p = 0; p < parts; p++) {
             if (bad) continue;
             REAL *ap = acc + p * (kf + f);
-            NC_NAME(conv_wgrad_part)(g, x, f, act, alpha, z, y, dy, delta, ap, db ? ap + kf : NULL, rb,
+            NC_NAME(conv_wgrad_part)(g, x, f, act, alpha, z, y, dy, ix, delta, ap, db ? ap + kf : NULL, rb,
                                      p * blocks / parts, (p + 1) * blocks / parts, a, d);
         }
         free(a);
@@ -171,6 +288,20 @@ int NC_NAME(conv_backward_weights)(const nc_conv_geom *g, const REAL *x, ptrdiff
     }
     free(acc);
     return err ? -1 : 0;
+}
+
+int NC_NAME(conv_backward_weights)(const nc_conv_geom *g, const REAL *x, ptrdiff_t f, int act, REAL alpha,
+                                   const REAL *z, const REAL *y, const REAL *dy, REAL *delta, REAL *dk, REAL *db,
+                                   int nthreads)
+{
+    return NC_NAME(conv_wgrad)(g, x, f, act, alpha, z, y, dy, NULL, delta, dk, db, nthreads);
+}
+
+int NC_NAME(conv_pool_backward_weights)(const nc_conv_geom *g, const REAL *x, ptrdiff_t f, int act,
+                                        const REAL *yp, const uint8_t *ix, const REAL *dyp, REAL *delta, REAL *dk,
+                                        REAL *db, int nthreads)
+{
+    return NC_NAME(conv_wgrad)(g, x, f, act, 0, NULL, yp, dyp, ix, delta, dk, db, nthreads);
 }
 
 /* dx of image b := sum over the windows of its cols rows (scatter-add, in output order). */
@@ -462,6 +593,84 @@ int NC_NAME(conv_backward_weights)(const nc_conv_geom *g, const REAL *x, ptrdiff
                                    int nthreads)
 {
     return NC_PICK(conv_backward_weights)(g, x, f, act, alpha, z, y, dy, delta, dk, db, nthreads);
+}
+
+int NC_NAME(conv_pool_backward_weights)(const nc_conv_geom *g, const REAL *x, ptrdiff_t f, int act,
+                                        const REAL *yp, const uint8_t *ix, const REAL *dyp, REAL *delta, REAL *dk,
+                                        REAL *db, int nthreads)
+{
+    return NC_PICK(conv_pool_backward_weights)(g, x, f, act, yp, ix, dyp, delta, dk, db, nthreads);
+}
+
+void NC_NAME(maxpool2_index)(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, const REAL *y, REAL *yp,
+                             uint8_t *ix, int nthreads)
+{
+    NC_PICK(maxpool2_index)(n, oh, ow, f, y, yp, ix, nthreads);
+}
+
+void NC_NAME(unpool2_delta)(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const REAL *yp,
+                            const uint8_t *ix, const REAL *dyp, REAL *delta, int nthreads)
+{
+    NC_PICK(unpool2_delta)(n, oh, ow, f, act, yp, ix, dyp, delta, nthreads);
+}
+
+/* The pooled rows [p0, p1) of image b, one thread: their conv rows (b, 2 p0 .. 2 p1 - 1) made and multiplied
+ * as conv_block does (cols rows into a, the product into t: both in cache), on the rows of the MR grid
+ * from row 0 that hold them (a few rows of the grid's partial tiles at both ends made twice), so every
+ * conv output has conv_forward's bits; then pooled into yp, ix (`pool2_rows`). */
+static void NC_NAME(conv_pool_block)(const nc_conv_geom *g, const REAL *x, const REAL *bpack, ptrdiff_t ntot,
+                                     ptrdiff_t f, const REAL *bias, int act, REAL act_alpha, REAL *yp, uint8_t *ix,
+                                     ptrdiff_t mr, ptrdiff_t b, ptrdiff_t p0, ptrdiff_t p1, REAL *a, REAL *t)
+{
+    const ptrdiff_t k = g->kh * g->kw * g->c, m = g->n * g->oh * g->ow, ph = g->oh / 2, pw = g->ow / 2;
+    const ptrdiff_t r0 = (b * g->oh + 2 * p0) * g->ow, r1 = (b * g->oh + 2 * p1) * g->ow;
+    const ptrdiff_t a0 = r0 / mr * mr, a1 = nc_imin((r1 + mr - 1) / mr * mr, m);
+    NC_NAME(im2col_pixels)(g, x, a0, a1 - a0, a);
+    NC_NAME(gemm_panels)(a1 - a0, f, k, a, k, bpack, ntot, 0, t, f, bias, act, act_alpha);
+    const ptrdiff_t off = (b * ph + p0) * pw * f;
+    NC_PICK(pool2_rows)(t + (r0 - a0) * f, g->ow, f, p1 - p0, pw, yp + off, ix ? ix + off : NULL);
+}
+
+int NC_NAME(conv_pool_forward)(const nc_conv_geom *g, const REAL *x, const REAL *kernel, ptrdiff_t f,
+                               const REAL *bias, int act, REAL act_alpha, REAL *yp, uint8_t *ix, int nthreads)
+{
+    const ptrdiff_t k = g->kh * g->kw * g->c, ph = g->oh / 2, pw = g->ow / 2, ow = g->ow;
+    if (g->n * ph * pw <= 0 || f <= 0) return 0;
+    int mr, nr;
+    NC_NAME(gemm_micro_tile)(&mr, &nr);
+    REAL *packed = (REAL *)malloc((size_t)NC_NAME(gemm_pack_size)(k, f) * sizeof(REAL));
+    if (!packed) return -1;
+    memset(packed, 0, 64);
+    NC_NAME(gemm_pack_b)(0, k, f, kernel, f, packed, 0);
+    const REAL *bpack = packed + 64 / (ptrdiff_t)sizeof(REAL);
+    const ptrdiff_t ntot = (f + nr - 1) / nr * nr;
+    /* work items: groups of pooled rows of one image, about conv_forward's block of cols rows each */
+    ptrdiff_t gp = NC_CONV_BLOCK_BYTES / (k * (ptrdiff_t)sizeof(REAL)) / (2 * ow);
+    if (gp < 1) gp = 1;
+    const ptrdiff_t groups = (ph + gp - 1) / gp, items = g->n * groups;
+    gp = (ph + groups - 1) / groups;                       /* the largest group */
+    const ptrdiff_t brows = 2 * gp * ow + 2 * mr;           /* its rows, and the grid's partial tiles */
+    int nt = nc_team_size(nthreads, (double)(g->n * 2 * ph * ow) * (double)k * (double)f);
+    if (nt > items) nt = (int)items;
+    int err = 0;
+#pragma omp parallel num_threads(nt > 1 ? nt : 1) if (nt > 1) reduction(| : err)
+    {
+        REAL *a = (REAL *)malloc((size_t)(brows * k) * sizeof(REAL));
+        REAL *t = (REAL *)malloc((size_t)(brows * f) * sizeof(REAL));
+        const int bad = !a || !t;
+        if (bad) err = 1;
+#pragma omp for schedule(dynamic, 1)   /* a busy core's share moves */
+        for (ptrdiff_t q = 0; q < items; q++) {
+            if (bad) continue;
+            const ptrdiff_t b = q / groups, s = q % groups;
+            NC_NAME(conv_pool_block)(g, x, bpack, ntot, f, bias, act, act_alpha, yp, ix, mr, b, s * ph / groups,
+                                     (s + 1) * ph / groups, a, t);
+        }
+        free(a);
+        free(t);
+    }
+    free(packed);
+    return err ? -1 : 0;
 }
 
 void NC_NAME(im2col)(const nc_conv_geom *g, const REAL *x, REAL *cols, int nthreads)

@@ -491,6 +491,41 @@ int nc_conv_backward_weights_f32(const nc_conv_geom *g, const float *x /* in */,
 int nc_conv_backward_weights_f64(const nc_conv_geom *g, const double *x, ptrdiff_t f, int act, double alpha,
                                  const double *z, const double *y, const double *dy, double *delta, double *dk,
                                  double *db, int nthreads);
+/* Conv2D + relu (act NC_ACT_RELU, or NC_ACT_LINEAR; | NC_ACT_BF16 on float32 as for nc_conv_forward) +
+ * MaxPooling2D(2x2, stride 2, 'valid') as one step: yp (n, oh / 2, ow / 2, f) := the 2x2 max pool of
+ * act(im2col(x) kernel + bias) (the conv output y (n, oh, ow, f) of g; an odd last row or column dropped),
+ * a block of pooled rows at a time while the block's conv output is in cache: y is never written. ix
+ * (uint8, yp's shape; nullable) gets the window's winner 2 di + dj under nc_maxpool_forward's rule (row-major
+ * taps, the first maximum wins, a NaN wins). The same bits as nc_conv_forward then nc_maxpool_forward, for
+ * any nthreads. Returns 0, or -1 when out of memory. */
+int nc_conv_pool_forward_f32(const nc_conv_geom *g, const float *x /* in */, const float *kernel /* in */,
+                             ptrdiff_t f, const float *bias /* in, nullable */, int act, float act_alpha,
+                             float *yp /* out */, uint8_t *ix /* out, nullable */, int nthreads);
+int nc_conv_pool_forward_f64(const nc_conv_geom *g, const double *x /* in */, const double *kernel /* in */,
+                             ptrdiff_t f, const double *bias /* in, nullable */, int act, double act_alpha,
+                             double *yp /* out */, uint8_t *ix /* out, nullable */, int nthreads);
+/* nc_conv_backward_weights of that pair from the pooled yp, ix and gradient dyp (yp's shape): each row
+ * block's delta (the gradient the pool's backward and act' would give: dyp at the winner where yp > 0 for
+ * relu, 0 elsewhere and in a dropped row or column; rounded under NC_ACT_BF16) made in cache, written to
+ * delta (n oh ow, f) only when not NULL; dk, db as there. The same bits as the unfused pair. */
+int nc_conv_pool_backward_weights_f32(const nc_conv_geom *g, const float *x /* in */, ptrdiff_t f, int act,
+                                      const float *yp /* in */, const uint8_t *ix /* in */,
+                                      const float *dyp /* in */, float *delta /* out, nullable */,
+                                      float *dk /* out */, float *db /* out, nullable */, int nthreads);
+int nc_conv_pool_backward_weights_f64(const nc_conv_geom *g, const double *x, ptrdiff_t f, int act,
+                                      const double *yp, const uint8_t *ix, const double *dyp, double *delta,
+                                      double *dk, double *db, int nthreads);
+/* The pair's pieces for the conv routes that write y / read a whole delta: yp, ix (nullable) := the 2x2 pool
+ * of y (n, oh, ow, f) as above; delta (n oh ow, f) := the conv's delta from yp, ix, dyp as above. */
+void nc_maxpool2_index_f32(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, const float *y /* in */,
+                           float *yp /* out */, uint8_t *ix /* out, nullable */, int nthreads);
+void nc_maxpool2_index_f64(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, const double *y /* in */,
+                           double *yp /* out */, uint8_t *ix /* out, nullable */, int nthreads);
+void nc_unpool2_delta_f32(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const float *yp /* in */,
+                          const uint8_t *ix /* in */, const float *dyp /* in */, float *delta /* out */,
+                          int nthreads);
+void nc_unpool2_delta_f64(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const double *yp,
+                          const uint8_t *ix, const double *dyp, double *delta, int nthreads);
 /* x := the adjoint of im2col: x[b, ih, iw, c] = sum of the cols entries that im2col copies from there. */
 void nc_col2im_f32(const nc_conv_geom *g, const float *cols /* in */, float *x /* out */, int nthreads);
 void nc_col2im_f64(const nc_conv_geom *g, const double *cols /* in */, double *x /* out */, int nthreads);

@@ -23,12 +23,17 @@ the shadows are added in after the pass, so the optimizer still sees one flat gr
 """
 import copy
 import operator
+import os
 
 import numpy as np
 
 from nncore.layers.base import MAX_CACHED_SHAPES
 
 __all__ = ["Plan"]
+
+# Whether plans pair a Conv2D with the MaxPooling2D that alone reads it (`Plan.pairs`); a private switch for the
+# tests and benchmarks that compare the pair against the two layers (read when a plan is made)
+FUSE_CONV_POOL = os.environ.get("NNCORE_FUSE_CONV_POOL", "1") != "0"
 
 
 def _none(dy):
@@ -112,6 +117,16 @@ class Plan:
         # masks (Masking, Embedding(mask_zero=True)): each tensor's mask in a list beside `values`
         self.masked = any(impl._makes_mask for impl in self.executors)
         self.masks = [None] * len(tensors)
+        # pairs run as one step: node j (a convolution) whose output only node j + 1 reads (a max pool),
+        # j -> (forward, backward) of the pair from the conv's `_pool_pair` (it says which pairs qualify)
+        self.pairs = {}
+        if FUSE_CONV_POOL and not self.masked:
+            for j in range(len(nodes) - 1):
+                pair = getattr(self.executors[j], "_pool_pair", None)
+                if pair is not None and self._feeds_only_next(j) and not self.nodes[j + 1].kwargs:
+                    fb = pair(self.executors[j + 1])
+                    if fb is not None:
+                        self.pairs[j] = fb
         self.prepare(1)
         chains = self._forward_chains(set())
         # the first chain reads the batch itself (its inputs are model inputs: batch[i] is slot i); the
@@ -136,8 +151,12 @@ class Plan:
             start, fs = j, []
             while True:
                 impl = self.executors[j]
-                f = impl.forward_logits if j in logits else impl.forward
-                fs.append(self._masked_call(j, f) if self.masked else f)
+                if j in self.pairs:                  # the pair's step, then on from the pool's node
+                    fs.append(self.pairs[j][0])
+                    j += 1
+                else:
+                    f = impl.forward_logits if j in logits else impl.forward
+                    fs.append(self._masked_call(j, f) if self.masked else f)
                 if not (j + 1 < len(nodes) and self._feeds_only_next(j)):
                     break
                 j += 1
@@ -276,9 +295,12 @@ class Plan:
             while i + 1 < len(order) and self._grad_feeds_only(order[i], order[i + 1]):
                 i += 1
             js = order[start:i + 1]
-            bs = tuple(self.executors[j].backward_logits if j in fused else self.executors[j].backward for j in js)
+            # a pair's pool (followed by its conv in this chain) runs inside the conv's backward step
+            js_run = [j for p, j in enumerate(js) if not (j - 1 in self.pairs and p + 1 < len(js) and js[p + 1] == j - 1)]
+            bs = tuple(self.pairs[j][1] if j in self.pairs and j + 1 in js else
+                       self.executors[j].backward_logits if j in fused else self.executors[j].backward for j in js_run)
             if self._hook is not None:
-                bs = tuple(self._hook(b, nodes[j].layer) for b, j in zip(bs, js))
+                bs = tuple(self._hook(b, nodes[j].layer) for b, j in zip(bs, js_run))
             head = nodes[js[0]]
             src = tuple(self._slots(head.outputs)) if head.many else slot[id(head.outputs[0])]
             last = nodes[js[-1]]

@@ -78,3 +78,36 @@ def test_foreign_byte_order_is_converted_on_the_model_paths_and_refused_by_the_k
     with pytest.raises(TypeError, match="byte order"):
         int8.gemm_int8(swapped, np.ones((5, 3), np.int8), np.ones(3, np.float32), np.empty((4, 3), np.float32),
                        qmax=127)
+
+
+@pytest.mark.skipif(not LINUX, reason="mprotect through ctypes")
+@pytest.mark.parametrize("level", range(runtime.simd_level() + 1))
+def test_conv_pool_pair_kernels_read_only_inside_their_arrays(level):
+    from nncore._kernels import ACT_CODES
+    from nncore._kernels import conv
+
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(level)
+    relu = ACT_CODES["relu"]
+    # odd conv outputs (the dropped row and column), c = 1 (3-value runs of im2col), a padded case
+    for n, h, w, c, f, pad, out in ((3, 9, 7, 1, 5, (0, 0), (7, 5)), (2, 6, 8, 3, 17, (1, 1), (6, 8)),
+                                    (1, 4, 4, 2, 1, (0, 0), (2, 2))):
+        x = guarded((n, h, w, c), np.float32)
+        x[...] = rng.standard_normal(x.shape)
+        kern = guarded((9 * c, f), np.float32)
+        kern[...] = rng.standard_normal(kern.shape)
+        bias = guarded((f,), np.float32)
+        bias[...] = 0.1
+        ps = (n, out[0] // 2, out[1] // 2, f)
+        yp, ix, dyp = guarded(ps, np.float32), guarded(ps, np.uint8), guarded(ps, np.float32)
+        dyp[...] = rng.standard_normal(ps)
+        geo = ((3, 3), (1, 1), (1, 1), pad, out)
+        conv.conv_pool_forward(x, kern, yp, bias, relu, 0.0, *geo, idx=ix)
+        dk, db = guarded(kern.shape, np.float32), guarded((f,), np.float32)
+        delta = guarded((n * out[0] * out[1], f), np.float32)
+        conv.conv_pool_backward_weights(x, dyp, yp, ix, dk, db, relu, delta, *geo)
+        conv.conv_pool_backward_weights(x, dyp, yp, ix, dk, None, relu, None, *geo)
+        whole = guarded((n,) + out + (f,), np.float32)
+        conv.unpool2_delta(yp, ix, dyp, whole, relu)
+        conv.maxpool2_index(whole, yp, ix, 2)
+        np.testing.assert_array_equal(delta.reshape(whole.shape), whole)

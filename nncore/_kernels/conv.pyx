@@ -160,6 +160,156 @@ def conv_backward_weights(x, dy, y, dkernel, dbias=None, int act=0, double act_a
     return dy if act == 0 else delta
 
 
+cdef int _pair_act(str fn, int act, int code) except -1:
+    _act(fn, act, code)
+    if (act & ~NC_ACT_BF16) != NC_ACT_LINEAR and (act & ~NC_ACT_BF16) != NC_ACT_RELU:
+        raise ValueError(f"{fn}: the conv + max pool pair takes relu ({NC_ACT_RELU}) or linear (0), got activation "
+                         f"code {act}")
+    return 0
+
+
+cdef int _u8_index(object idx, str name, tuple shape, bint out) except -1:
+    if not isinstance(idx, np.ndarray) or idx.dtype != np.uint8 or not idx.flags.c_contiguous:
+        raise TypeError(f"{name}: expected a C-contiguous uint8 ndarray, got "
+                        f"{getattr(idx, 'dtype', type(idx).__name__)}")
+    if idx.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {idx.shape}")
+    if out:
+        _writable(idx, name)
+    return 0
+
+
+def conv_pool_forward(x, kernel, yp, bias=None, int act=0, double act_alpha=0.0, window=(1, 1), strides=(1, 1),
+                      dilation=(1, 1), pad=(0, 0), out_hw=None, idx=None, int n_threads=1):
+    """yp := MaxPooling2D(2x2, stride 2, 'valid') of act(im2col(x) @ kernel + bias), the conv output made and
+    pooled a block of pooled rows at a time while in cache (never stored): `conv_forward` then
+    `maxpool_forward`'s bits. x (n, h, w, c); kernel (kh kw c, filters); yp (n, oh // 2, ow // 2, filters),
+    written; idx None or uint8 of yp's shape, written: the window's winner 2 di + dj (what backward needs);
+    act: relu or linear, | ACT_BF16 on float32 (the conv output rounded to bfloat16 before the pool).
+    Returns yp."""
+    cdef nc_conv_geom g
+    cdef int code = _real(x, "x")
+    _geom(&g, x, "x", window, strides, dilation, pad, out_hw)
+    cdef Py_ssize_t k = g.kh * g.kw * g.c
+    _same_real(kernel, "kernel", code)
+    _ndim(kernel, "kernel", 2)
+    if kernel.shape[0] != k:
+        raise ValueError(f"conv_pool_forward: kernel has {kernel.shape[0]} rows, the window takes kh kw c = {k}")
+    _pair_act("conv_pool_forward", act, code)
+    cdef Py_ssize_t f = kernel.shape[1]
+    _image(yp, "yp", code, g.n, g.oh // 2, g.ow // 2, f)
+    _writable(yp, "yp")
+    cdef void *pbias = _opt_vec(bias, "bias", code, f)
+    cdef uint8_t *pi = NULL
+    if idx is not None:
+        _u8_index(idx, "idx", yp.shape, True)
+        pi = <uint8_t*>_ptr(idx)
+    cdef void *px = _ptr(x)
+    cdef void *pk = _ptr(kernel)
+    cdef void *py = _ptr(yp)
+    cdef int err
+    with nogil:
+        if code == 0:
+            err = nc_conv_pool_forward_f32(&g, <float*>px, <float*>pk, f, <float*>pbias, act, <float>act_alpha,
+                                           <float*>py, pi, n_threads)
+        else:
+            err = nc_conv_pool_forward_f64(&g, <double*>px, <double*>pk, f, <double*>pbias, act, act_alpha,
+                                           <double*>py, pi, n_threads)
+    if err:
+        raise MemoryError("conv_pool_forward: out of memory for the packed kernel or a thread's block")
+    return yp
+
+
+def conv_pool_backward_weights(x, dyp, yp, idx, dkernel, dbias=None, int act=0, delta=None, window=(1, 1),
+                               strides=(1, 1), dilation=(1, 1), pad=(0, 0), out_hw=None, int n_threads=1):
+    """`conv_backward_weights` of the `conv_pool_forward` pair from the pool's gradient dyp, yp and idx
+    (n, oh // 2, ow // 2, filters): each row block's delta (dyp at the winner where relu lets it through, 0
+    elsewhere and in a dropped odd row or column; bfloat16-rounded under ACT_BF16) made in cache, written
+    to delta ((n oh ow, filters) or None) when given; dkernel (kh kw c, filters), dbias (or None) as there.
+    The same bits as maxpool_backward, then conv_backward_weights. Returns delta."""
+    cdef nc_conv_geom g
+    cdef int code = _real(x, "x")
+    _geom(&g, x, "x", window, strides, dilation, pad, out_hw)
+    cdef Py_ssize_t k = g.kh * g.kw * g.c, m = g.n * g.oh * g.ow
+    _same_real(dkernel, "dkernel", code)
+    _ndim(dkernel, "dkernel", 2)
+    if dkernel.shape[0] != k:
+        raise ValueError(f"conv_pool_backward_weights: dkernel has {dkernel.shape[0]} rows, the window takes kh kw "
+                         f"c = {k}")
+    _writable(dkernel, "dkernel")
+    _pair_act("conv_pool_backward_weights", act, code)
+    cdef Py_ssize_t f = dkernel.shape[1]
+    _image(yp, "yp", code, g.n, g.oh // 2, g.ow // 2, f)
+    _image(dyp, "dyp", code, g.n, g.oh // 2, g.ow // 2, f)
+    _u8_index(idx, "idx", yp.shape, False)
+    cdef void *pdelta = NULL
+    if delta is not None:
+        _block(delta, "delta", code, m, f, True)
+        pdelta = _ptr(delta)
+    cdef void *pdb = _opt_vec(dbias, "dbias", code, f, True)
+    cdef void *px = _ptr(x)
+    cdef void *pdy = _ptr(dyp)
+    cdef void *py = _ptr(yp)
+    cdef uint8_t *pi = <uint8_t*>_ptr(idx)
+    cdef void *pdk = _ptr(dkernel)
+    cdef int err
+    with nogil:
+        if code == 0:
+            err = nc_conv_pool_backward_weights_f32(&g, <float*>px, f, act, <float*>py, pi, <float*>pdy,
+                                                    <float*>pdelta, <float*>pdk, <float*>pdb, n_threads)
+        else:
+            err = nc_conv_pool_backward_weights_f64(&g, <double*>px, f, act, <double*>py, pi, <double*>pdy,
+                                                    <double*>pdelta, <double*>pdk, <double*>pdb, n_threads)
+    if err:
+        raise MemoryError("conv_pool_backward_weights: out of memory for a thread's block or the parts' sums")
+    return delta
+
+
+def maxpool2_index(y, yp, idx=None, int n_threads=1):
+    """yp := the 2x2, stride 2, 'valid' max pool of y (n, oh, ow, f); idx (uint8 of yp's shape, or None)
+    := the winner 2 di + dj (`conv_pool_forward`'s pool, for a conv output already written). Returns yp."""
+    cdef int code = _real(y, "y")
+    _ndim(y, "y", 4)
+    cdef Py_ssize_t n = y.shape[0], oh = y.shape[1], ow = y.shape[2], f = y.shape[3]
+    _image(yp, "yp", code, n, oh // 2, ow // 2, f)
+    _writable(yp, "yp")
+    cdef uint8_t *pi = NULL
+    if idx is not None:
+        _u8_index(idx, "idx", yp.shape, True)
+        pi = <uint8_t*>_ptr(idx)
+    cdef void *py = _ptr(y)
+    cdef void *pp = _ptr(yp)
+    with nogil:
+        if code == 0:
+            nc_maxpool2_index_f32(n, oh, ow, f, <float*>py, <float*>pp, pi, n_threads)
+        else:
+            nc_maxpool2_index_f64(n, oh, ow, f, <double*>py, <double*>pp, pi, n_threads)
+    return yp
+
+
+def unpool2_delta(yp, idx, dyp, delta, int act=0, int n_threads=1):
+    """delta (n, oh, ow, f) := the conv's delta of the pair from the pooled yp, idx, dyp (n, oh // 2, ow // 2,
+    f): `conv_pool_backward_weights`'s delta, whole. act: relu or linear, | ACT_BF16. Returns delta."""
+    cdef int code = _real(delta, "delta")
+    _ndim(delta, "delta", 4)
+    _writable(delta, "delta")
+    _pair_act("unpool2_delta", act, code)
+    cdef Py_ssize_t n = delta.shape[0], oh = delta.shape[1], ow = delta.shape[2], f = delta.shape[3]
+    _image(yp, "yp", code, n, oh // 2, ow // 2, f)
+    _image(dyp, "dyp", code, n, oh // 2, ow // 2, f)
+    _u8_index(idx, "idx", yp.shape, False)
+    cdef void *py = _ptr(yp)
+    cdef void *pdy = _ptr(dyp)
+    cdef void *pd = _ptr(delta)
+    cdef uint8_t *pi = <uint8_t*>_ptr(idx)
+    with nogil:
+        if code == 0:
+            nc_unpool2_delta_f32(n, oh, ow, f, act, <float*>py, pi, <float*>pdy, <float*>pd, n_threads)
+        else:
+            nc_unpool2_delta_f64(n, oh, ow, f, act, <double*>py, pi, <double*>pdy, <double*>pd, n_threads)
+    return delta
+
+
 def conv_int8(x, w, w_scale, y, bias=None, int act=0, double act_alpha=0.0, window=(1, 1), strides=(1, 1),
               dilation=(1, 1), pad=(0, 0), out_hw=None, *, int qmax, int n_threads=1):
     """y := act(dequantize(quantize_rows(im2col(x)) @ w) + bias): `gemm_int8` (nncore._kernels.int8) of the

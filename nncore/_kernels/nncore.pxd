@@ -1,5 +1,5 @@
 # Declarations of csrc/nncore.h for Cython. Keep in the same order as the header.
-from libc.stdint cimport int8_t, int32_t, int64_t, uint16_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 
 cdef extern from "nncore.h" nogil:
     # runtime
@@ -207,6 +207,25 @@ cdef extern from "nncore.h" nogil:
     int nc_conv_backward_weights_f64(const nc_conv_geom *g, const double *x, ptrdiff_t f, int act, double alpha,
                                      const double *z, const double *y, const double *dy, double *delta,
                                      double *dk, double *db, int nthreads)
+    int nc_conv_pool_forward_f32(const nc_conv_geom *g, const float *x, const float *kernel, ptrdiff_t f,
+                                 const float *bias, int act, float act_alpha, float *yp, uint8_t *ix, int nthreads)
+    int nc_conv_pool_forward_f64(const nc_conv_geom *g, const double *x, const double *kernel, ptrdiff_t f,
+                                 const double *bias, int act, double act_alpha, double *yp, uint8_t *ix,
+                                 int nthreads)
+    int nc_conv_pool_backward_weights_f32(const nc_conv_geom *g, const float *x, ptrdiff_t f, int act,
+                                          const float *yp, const uint8_t *ix, const float *dyp, float *delta,
+                                          float *dk, float *db, int nthreads)
+    int nc_conv_pool_backward_weights_f64(const nc_conv_geom *g, const double *x, ptrdiff_t f, int act,
+                                          const double *yp, const uint8_t *ix, const double *dyp, double *delta,
+                                          double *dk, double *db, int nthreads)
+    void nc_maxpool2_index_f32(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, const float *y, float *yp,
+                               uint8_t *ix, int nthreads)
+    void nc_maxpool2_index_f64(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, const double *y, double *yp,
+                               uint8_t *ix, int nthreads)
+    void nc_unpool2_delta_f32(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const float *yp,
+                              const uint8_t *ix, const float *dyp, float *delta, int nthreads)
+    void nc_unpool2_delta_f64(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const double *yp,
+                              const uint8_t *ix, const double *dyp, double *delta, int nthreads)
     void nc_col2im_f32(const nc_conv_geom *g, const float *cols, float *x, int nthreads)
     void nc_col2im_f64(const nc_conv_geom *g, const double *cols, double *x, int nthreads)
     void nc_maxpool_forward_f32(const nc_conv_geom *g, const float *x, float *y, int32_t *idx, int nthreads)

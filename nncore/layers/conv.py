@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from nncore._kernels import ACT_BF16
+from nncore._kernels import ACT_BF16, ACT_CODES
 from nncore._kernels import conv as _conv
 from nncore._kernels import elementwise as _ew
 from nncore._kernels import int8 as _int8
@@ -41,6 +41,7 @@ from nncore.layers.core import (_act_delta, _affine_act, _affine_config, _bf16_o
 from nncore.layers.quantized import Int8Quantizable
 
 _colsum = _ew.colsum
+_RELU = ACT_CODES["relu"]
 _act_backward = _ew.act_backward
 
 
@@ -294,7 +295,7 @@ class _Conv(Int8Quantizable, _Window):
         z = np.empty((m, self.filters), dt)
         y = z if self._code == 0 else np.empty((m, self.filters), dt)
         b = [cols, z, y, np.empty((m, self.filters), dt), None,
-             y.reshape((n,) + self.output_shape[1:]), wino, rounded]
+             y.reshape((n,) + self.output_shape[1:]), wino, rounded, None]   # [8]: `_pair_forward`'s
         return self._keep(n, b)
 
     def _winograd(self, x, kernel, out, b, act, alpha, nt, keep=False):
@@ -369,7 +370,7 @@ class _Conv(Int8Quantizable, _Window):
         # delta = dy * f'(z) ; dK = cols^T delta ; db = sum_rows delta ; dx = col2im(delta K^T)
         if self.quantization_mode is not None:
             self._refuse_training()
-        cols, z, y, delta, dx, _, wino, rounded = self._cur
+        cols, z, y, delta, dx, _, wino, rounded = self._cur[:8]
         n = self._x.shape[0]
         h, w, c = self._hwc
         db = self._grad_of["bias"] if self.use_bias else None
@@ -398,15 +399,26 @@ class _Conv(Int8Quantizable, _Window):
                                 self._as4(dx, n, h, w, c) if self._need_dx else None, (h, w), tile, self._pad,
                                 self._n_threads, self.compute_dtype == "bfloat16")
             return dx if self._need_dx else None
-        # rounded: bf16 operands, dK and dcols bfloat16 values as the bf16 GEMM gives them (its epilogue)
-        mm, kernel, act = (gemm, rounded[1], ACT_BF16) if rounded else (self._gemm, self._k2, 0)
         if not fused:
+            # rounded: bf16 operands, dK a bfloat16 value as the bf16 GEMM gives it (its epilogue)
+            mm, act = (gemm, ACT_BF16) if rounded else (self._gemm, 0)
             if self._cols is None:                # no cols kept (a softmax on im2col): make them
                 self._cols = _conv.im2col(x4, self._cols_buf(), self._win, self._str, self._dil, self._pad,
                                           self._out, self._n_threads)
             mm(self._cols, delta, self._dk2, trans_a=True, act=act, n_threads=self._n_threads)
+        return self._im2col_dx(delta, rounded)
+
+    def _im2col_dx(self, delta, rounded):
+        """dx = col2im(delta K^T) (direct: delta K^T) into the batch's dx buffer, or None where no dx is needed;
+        rounded: bf16 operands, dcols bfloat16 values as the bf16 GEMM gives them (its epilogue)."""
         if not self._need_dx:
             return None
+        n = self._x.shape[0]
+        h, w, c = self._hwc
+        dx = self._cur[4]
+        if dx is None:
+            dx = self._cur[4] = np.empty(self._x.shape, self._x.dtype)
+        mm, kernel, act = (gemm, rounded[1], ACT_BF16) if rounded else (self._gemm, self._k2, 0)
         if self._direct:                          # dx = delta K^T, straight into dx
             mm(delta, kernel, dx.reshape(n * h * w, c), trans_b=True, act=act, n_threads=self._n_threads)
             return dx
@@ -415,6 +427,63 @@ class _Conv(Int8Quantizable, _Window):
         _conv.col2im(cols, self._as4(dx, n, h, w, c), self._win, self._str, self._dil, self._pad, self._out,
                      self._n_threads)
         return dx
+
+    # ---- Conv2D (relu or linear) -> MaxPooling2D(2x2, stride 2, 'valid'), run as one step by the plan ----
+    def _pool_pair(self, pool):
+        """(forward, backward) of this convolution and the MaxPooling2D `pool` that alone reads its output,
+        run as one step (nncore/_plan.py pairs them), or None where the pair does not qualify. On the
+        float32/64 im2col route (mixed_bfloat16's short k too) the conv output is relu'd and pooled a block
+        at a time in cache (`conv_pool_forward`: never written), backward makes delta from the pooled y, the
+        uint8 argmax and the pooled gradient inside the weight-gradient pass (`conv_pool_backward_weights`);
+        other routes (Winograd, the bf16 GEMM, 1x1, int8) run the two layers as they are. The same bits as
+        the two layers one after the other."""
+        if not (self.rank == 2 and type(pool) is MaxPooling2D and pool.pool_size == (2, 2)
+                and pool.strides == (2, 2) and pool.padding == "valid" and self._code in (0, _RELU)):
+            return None
+        return functools.partial(self._pair_forward, pool), functools.partial(self._pair_backward, pool)
+
+    def _pair_route(self, bufs):
+        """Whether this batch's pair runs fused: the float32/64 (or rounded) im2col route."""
+        return (bufs[6] is None and self.quantization_mode is None and not self._direct
+                and (bufs[7] is not None or self.compute_dtype != "bfloat16"))
+
+    def _pair_forward(self, pool, x, training=False):
+        if x.shape[1:] != self.input_shape[1:]:
+            self._check_features(x)
+        n = x.shape[0]
+        bufs = self._bufs.get(n) or self._buffers(n)
+        self._paired = None
+        if not self._pair_route(bufs):
+            return pool.forward(self.forward(x, training), training)
+        self._x, self._cur, self._cols = x, bufs, None
+        if bufs[8] is None:                       # the pooled y and (training) argmax, once per batch size
+            yp = np.empty((n,) + pool.output_shape[1:], bufs[1].dtype)
+            bufs[8] = (yp, np.empty(yp.shape, np.uint8))
+        yp, ix = bufs[8]
+        x4, kernel, rounded = self._as4(x, n, *self._hwc), self._k2, bufs[7]
+        if rounded:
+            x4, kernel = bf16_round(x4, rounded[0]), bf16_round(self._k2, rounded[1])
+        _conv.conv_pool_forward(x4, kernel, yp, self.bias if self.use_bias else None,
+                                self._code | ACT_BF16 if rounded else self._code, self._alpha, self._win, self._str,
+                                self._dil, self._pad, self._out, idx=ix if training else None,
+                                n_threads=self._n_threads)
+        if training:
+            self._paired = bufs[8]
+        return yp
+
+    def _pair_backward(self, pool, dy):
+        if getattr(self, "_paired", None) is None:   # the unfused route ran
+            return self.backward(pool.backward(dy))
+        if self.quantization_mode is not None:
+            self._refuse_training()
+        yp, ix = self._paired
+        rounded = self._cur[7]
+        x4 = rounded[0] if rounded else self._as4(self._x, self._x.shape[0], *self._hwc)
+        delta = _conv.conv_pool_backward_weights(
+            x4, dy.reshape(yp.shape), yp, ix, self._dk2, self._grad_of["bias"] if self.use_bias else None,
+            self._code | ACT_BF16 if rounded else self._code, self._cur[3] if self._need_dx else None, self._win,
+            self._str, self._dil, self._pad, self._out, self._n_threads)
+        return self._im2col_dx(delta, rounded)
 
     def get_config(self):
         cfg = super().get_config()

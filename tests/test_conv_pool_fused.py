@@ -1,0 +1,262 @@
+"""Conv2D (relu or linear) -> MaxPooling2D(2x2, stride 2, 'valid') run as one step (nncore/_plan.py pairs them;
+`_Conv._pool_pair`): the kernels against the unfused ones bit for bit (conv_forward + maxpool_forward,
+maxpool_backward + conv_backward_weights), on every SIMD level, odd sizes, 1 and 2 threads, float32 /
+float64 / ACT_BF16; models with the pair against the same models with the pairing off (forward outputs,
+fit steps), a float64 finite-difference check of the pair, and the wrappers' bad input."""
+import numpy as np
+import pytest
+
+import nncore
+import nncore._plan as plan_mod
+from nncore._kernels import ACT_BF16, ACT_CODES
+from nncore._kernels import conv as K
+from nncore.layers import Conv2D, Dense, Flatten, MaxPooling2D
+from nncore.models import Model, Sequential
+
+from reference_layers import numeric_grad
+
+pytestmark = pytest.mark.usefixtures("simd_level")
+RELU = ACT_CODES["relu"]
+
+# (n, h, w, c, f, window, strides, pad, out_hw): odd and even conv outputs, a padded one, a strided one,
+# c = 1 (the cnn's first layer), wide f (several column panels)
+GEOMS = [
+    (3, 11, 9, 2, 5, (3, 3), (1, 1), (0, 0), (9, 7)),
+    (2, 8, 8, 1, 32, (3, 3), (1, 1), (0, 0), (6, 6)),
+    (2, 7, 10, 3, 17, (3, 3), (1, 1), (1, 1), (7, 10)),
+    (1, 13, 13, 4, 40, (2, 3), (2, 1), (0, 0), (6, 11)),
+    (5, 5, 5, 2, 3, (3, 3), (1, 1), (0, 0), (3, 3)),
+]
+
+
+def _data(geom, dtype, seed=0):
+    n, h, w, c, f, win, st, pad, out = geom
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    x[0, 0, :, 0] = 0.0                      # ties in the conv output (zeros after relu, equal values)
+    kernel = (rng.standard_normal((win[0] * win[1] * c, f)) * 0.5).astype(dtype)
+    bias = rng.standard_normal(f).astype(dtype)
+    return x, kernel, bias
+
+
+def _unfused_forward(x, kernel, bias, act, geom, nt=1):
+    n, h, w, c, f, win, st, pad, out = geom
+    y = np.empty((n * out[0] * out[1], f), x.dtype)
+    K.conv_forward(x, kernel, y, bias, act, 0.0, win, st, (1, 1), pad, out, n_threads=nt)
+    y4 = y.reshape(n, out[0], out[1], f)
+    yp = np.empty((n, out[0] // 2, out[1] // 2, f), x.dtype)
+    idx = np.empty(yp.shape, np.int32)
+    K.maxpool_forward(y4[:, :out[0] // 2 * 2, :out[1] // 2 * 2].copy(), yp, idx, (2, 2), (2, 2), (0, 0), nt)
+    return y4, yp, idx
+
+
+def _code_of(idx, pw2):
+    """maxpool_forward's pixel index (of the cropped conv output, width pw2) as the pair's 2 di + dj."""
+    i, j = idx // pw2, idx % pw2
+    return ((i % 2) * 2 + j % 2).astype(np.uint8)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("act", [0, RELU, RELU | ACT_BF16, ACT_BF16])
+@pytest.mark.parametrize("geom", GEOMS)
+def test_conv_pool_forward_gives_conv_forward_then_maxpool_bits(dtype, act, geom):
+    if act & ACT_BF16 and dtype == "float64":
+        pytest.skip("ACT_BF16 is float32's")
+    n, h, w, c, f, win, st, pad, out = geom
+    x, kernel, bias = _data(geom, dtype)
+    _, yp_ref, idx_ref = _unfused_forward(x, kernel, bias, act, geom)
+    code_ref = _code_of(idx_ref, out[1] // 2 * 2)
+    for nt in (1, 2):
+        yp = np.full(yp_ref.shape, np.nan, dtype)
+        ix = np.full(yp_ref.shape, 9, np.uint8)
+        K.conv_pool_forward(x, kernel, yp, bias, act, 0.0, win, st, (1, 1), pad, out, idx=ix, n_threads=nt)
+        np.testing.assert_array_equal(yp.view(np.uint8), yp_ref.view(np.uint8))
+        np.testing.assert_array_equal(ix, code_ref)
+        yp2 = np.full(yp_ref.shape, np.nan, dtype)          # inference: no index
+        K.conv_pool_forward(x, kernel, yp2, None if nt == 2 else bias, act, 0.0, win, st, (1, 1), pad, out,
+                            n_threads=nt)
+        if nt == 1:
+            np.testing.assert_array_equal(yp2.view(np.uint8), yp_ref.view(np.uint8))
+    y4, _, _ = _unfused_forward(x, kernel, bias, act, geom)
+    yp3, ix3 = np.empty_like(yp_ref), np.empty(yp_ref.shape, np.uint8)
+    K.maxpool2_index(np.ascontiguousarray(y4), yp3, ix3, n_threads=2)
+    np.testing.assert_array_equal(yp3.view(np.uint8), yp_ref.view(np.uint8))
+    np.testing.assert_array_equal(ix3, code_ref)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("act", [0, RELU, RELU | ACT_BF16])
+@pytest.mark.parametrize("geom", GEOMS)
+def test_conv_pool_backward_weights_gives_the_unfused_bits(dtype, act, geom):
+    if act & ACT_BF16 and dtype == "float64":
+        pytest.skip("ACT_BF16 is float32's")
+    n, h, w, c, f, win, st, pad, out = geom
+    x, kernel, bias = _data(geom, dtype, 1)
+    y4, yp, idx = _unfused_forward(x, kernel, bias, act, geom)
+    ix = _code_of(idx, out[1] // 2 * 2)
+    rng = np.random.default_rng(2)
+    dyp = rng.standard_normal(yp.shape).astype(dtype)
+    dyp[0, 0, 0, :] = -0.0                                   # signed zeros: 0 + dy as maxpool_backward adds it
+    # the unfused pair: the pool's dx (the dropped row / column 0), then relu' and the weight gradient
+    ho, wo = out[0] // 2 * 2, out[1] // 2 * 2
+    dxc = np.empty((n, ho, wo, f), dtype)
+    K.maxpool_backward(idx, dyp, dxc, (2, 2), (2, 2), (0, 0), 1)
+    dy = np.zeros((n, out[0], out[1], f), dtype)
+    dy[:, :ho, :wo] = dxc
+    dy = dy.reshape(-1, f)
+    y = np.ascontiguousarray(y4).reshape(-1, f)
+    dk_ref, db_ref, delta_ref = np.empty_like(kernel), np.empty_like(bias), np.empty_like(y)
+    d_ref = K.conv_backward_weights(x, dy, y, dk_ref, db_ref, act, 0.0, None, delta_ref, win, st, (1, 1), pad, out, 1)
+    for nt in (1, 2):
+        for with_delta in (True, False):
+            dk, db = np.full_like(kernel, np.nan), np.full_like(bias, np.nan)
+            delta = np.full_like(y, np.nan) if with_delta else None
+            K.conv_pool_backward_weights(x, dyp, yp, ix, dk, db, act, delta, win, st, (1, 1), pad, out, nt)
+            np.testing.assert_array_equal(dk.view(np.uint8), dk_ref.view(np.uint8))
+            np.testing.assert_array_equal(db.view(np.uint8), db_ref.view(np.uint8))
+            if with_delta:
+                np.testing.assert_array_equal(delta.view(np.uint8), d_ref.view(np.uint8))
+        whole = np.full((n, out[0], out[1], f), np.nan, dtype)
+        K.unpool2_delta(yp, ix, dyp, whole, act, nt)
+        np.testing.assert_array_equal(whole.reshape(-1, f).view(np.uint8), d_ref.view(np.uint8))
+
+
+def test_the_wrappers_refuse_bad_arguments():
+    geom = GEOMS[0]
+    n, h, w, c, f, win, st, pad, out = geom
+    x, kernel, bias = _data(geom, "float32")
+    yp = np.empty((n, 4, 3, f), np.float32)
+    ix = np.empty(yp.shape, np.uint8)
+    args = (win, st, (1, 1), pad, out)
+    with pytest.raises(ValueError, match=r"yp: expected shape \(3, 4, 3, 5\), got \(3, 4, 4, 5\)"):
+        K.conv_pool_forward(x, kernel, np.empty((n, 4, 4, f), np.float32), bias, RELU, 0.0, *args)
+    with pytest.raises(TypeError, match="idx: expected a C-contiguous uint8 ndarray, got int32"):
+        K.conv_pool_forward(x, kernel, yp, bias, RELU, 0.0, *args, idx=ix.astype(np.int32))
+    with pytest.raises(ValueError, match=r"idx: expected shape \(3, 4, 3, 5\), got \(3, 4, 3, 4\)"):
+        K.conv_pool_forward(x, kernel, yp, bias, RELU, 0.0, *args, idx=ix[..., :4].copy())
+    with pytest.raises(ValueError, match="conv_pool_forward: the conv \\+ max pool pair takes relu"):
+        K.conv_pool_forward(x, kernel, yp, bias, ACT_CODES["tanh"], 0.0, *args)
+    with pytest.raises(ValueError, match="kernel has 17 rows, the window takes kh kw c = 18"):
+        K.conv_pool_forward(x, kernel[:17].copy(), yp, bias, RELU, 0.0, *args)
+    with pytest.raises(TypeError, match="yp: expected dtype float32, got float64"):
+        K.conv_pool_forward(x, kernel, yp.astype(np.float64), bias, RELU, 0.0, *args)
+    with pytest.raises(TypeError, match="needs float32"):
+        K.conv_pool_forward(x.astype(np.float64), kernel.astype(np.float64), yp.astype(np.float64), None,
+                            RELU | ACT_BF16, 0.0, *args)
+    dk, db = np.empty_like(kernel), np.empty_like(bias)
+    with pytest.raises(ValueError, match=r"dyp: expected shape \(3, 4, 3, 5\), got \(3, 4, 3, 4\)"):
+        K.conv_pool_backward_weights(x, yp[..., :4].copy(), yp, ix, dk, db, RELU, None, *args)
+    with pytest.raises(ValueError, match=r"delta: expected shape \(189, 5\)"):
+        K.conv_pool_backward_weights(x, yp, yp, ix, dk, db, RELU, np.empty((188, f), np.float32), *args)
+    with pytest.raises(ValueError, match="dkernel has 17 rows"):
+        K.conv_pool_backward_weights(x, yp, yp, ix, dk[:17].copy(), db, RELU, None, *args)
+    with pytest.raises(ValueError, match="read-only"):
+        ro = yp.copy()
+        ro.flags.writeable = False
+        K.conv_pool_forward(x, kernel, ro, bias, RELU, 0.0, *args)
+    with pytest.raises(ValueError, match=r"yp: expected shape \(3, 4, 3, 5\)"):
+        K.maxpool2_index(np.empty((n, 9, 7, f), np.float32), np.empty((n, 4, 4, f), np.float32))
+    with pytest.raises(ValueError, match="delta: expected a 4-D array"):
+        K.unpool2_delta(yp, ix, yp, np.empty((n * 63, f), np.float32), RELU)
+    with pytest.raises(ValueError, match="unpool2_delta: the conv \\+ max pool pair takes relu"):
+        K.unpool2_delta(yp, ix, yp, np.empty((n, 9, 7, f), np.float32), ACT_CODES["elu"])
+
+
+# ---- models: the pair against the two layers (the plan's pairing off) ----------------------------------------
+def _cnn(shape, policy=None, act="relu"):
+    kw = {} if policy is None else {"dtype": policy}
+    return Sequential([Conv2D(4, 3, activation=act, input_shape=shape, **kw), MaxPooling2D(2),
+                       Conv2D(6, 3, activation=act, **kw), MaxPooling2D(),
+                       Flatten(), Dense(3, activation="softmax", **kw)])
+
+
+def _run(monkeypatch, fuse, shape, policy, nt, act="relu", epochs=2):
+    monkeypatch.setattr(plan_mod, "FUSE_CONV_POOL", fuse)
+    old = nncore.get_num_threads()
+    nncore.set_num_threads(nt)
+    try:
+        return _train(shape, policy, act, epochs)
+    finally:
+        nncore.set_num_threads(old)
+
+
+def _train(shape, policy, act, epochs):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((37,) + shape).astype(nncore.floatx())
+    y = rng.integers(0, 3, 37)
+    model = _cnn(shape, policy, act)
+    model.build((None,) + shape)
+    wrng = np.random.default_rng(3)
+    model.set_weights([(wrng.standard_normal(w.shape) * 0.4).astype(w.dtype) for w in model.get_weights()])
+    model.compile(optimizer=nncore.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
+    p0 = model.predict(x, batch_size=16, verbose=0)
+    model.fit(x, y, batch_size=10, epochs=epochs, shuffle=False, verbose=0)
+    p1 = model.predict(x[:7], batch_size=7, verbose=0)
+    pairs = len(model._plan.pairs)
+    return p0, p1, model.get_weights(), pairs
+
+
+@pytest.mark.parametrize("policy", [None, "mixed_bfloat16"])
+@pytest.mark.parametrize("shape", [(12, 12, 1), (13, 11, 2), (15, 16, 3)])
+def test_models_with_the_pair_give_the_unfused_bits(monkeypatch, policy, shape):
+    ref = _run(monkeypatch, False, shape, policy, 1)
+    assert ref[3] == 0
+    for nt in (1, 2):
+        got = _run(monkeypatch, True, shape, policy, nt)
+        assert got[3] == 2
+        for a, b in zip(got[:2] + tuple(got[2]), ref[:2] + tuple(ref[2])):
+            np.testing.assert_array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))
+
+
+@pytest.mark.parametrize("act", ["linear", "relu"])
+def test_models_with_the_pair_give_the_unfused_bits_float64(monkeypatch, float64, act):
+    ref = _run(monkeypatch, False, (11, 13, 2), None, 1, act)
+    got = _run(monkeypatch, True, (11, 13, 2), None, 2, act)
+    assert got[3] == 2
+    for a, b in zip(got[:2] + tuple(got[2]), ref[:2] + tuple(ref[2])):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_only_a_conv_whose_output_only_the_pool_reads_is_paired():
+    inp = nncore.layers.Input((10, 10, 2))
+    c = Conv2D(3, 3, activation="relu")(inp)
+    out = Flatten()(MaxPooling2D(2)(c))
+    both = Model(inp, [Dense(2)(out), Flatten()(c)])                        # the conv's output read twice
+    both.predict(np.zeros((2, 10, 10, 2), np.float32), verbose=0)
+    assert both._plan.pairs == {}
+    as_output = Model(inp, [Dense(2)(out), c])                              # the conv's output a model output
+    as_output.predict(np.zeros((2, 10, 10, 2), np.float32), verbose=0)
+    assert as_output._plan.pairs == {}
+    for layers in ([Conv2D(3, 3, activation="tanh", input_shape=(8, 8, 1)), MaxPooling2D(2)],
+                   [Conv2D(3, 3, activation="relu", input_shape=(8, 8, 1)), MaxPooling2D(2, strides=1)],
+                   [Conv2D(3, 3, activation="relu", input_shape=(8, 8, 1)), MaxPooling2D(3)],
+                   [Conv2D(3, 3, activation="relu", input_shape=(8, 8, 1)), MaxPooling2D(2, padding="same")]):
+        m = Sequential(layers + [Flatten(), Dense(2)])
+        m.predict(np.zeros((2, 8, 8, 1), np.float32), verbose=0)
+        assert m._plan.pairs == {}, layers
+    m = Sequential([Conv2D(3, 3, activation="relu", input_shape=(8, 8, 1)), MaxPooling2D(2), Flatten(), Dense(2)])
+    y = m.predict(np.ones((2, 8, 8, 1), np.float32), verbose=0)
+    assert list(m._plan.pairs) == [0] and y.shape == (2, 2)
+
+
+@pytest.mark.parametrize("act", ["relu", "linear"])
+@pytest.mark.parametrize("shape,pad", [((2, 7, 9, 2), "valid"), ((1, 6, 5, 3), "same")])
+def test_the_pair_gradients_finite_differences(float64, act, shape, pad):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal(shape)
+    conv, pool = Conv2D(3, 3, padding=pad, activation=act), MaxPooling2D(2)
+    pool(conv(x))
+    conv.kernel[...] = rng.standard_normal(conv.kernel.shape) * 0.5
+    conv.bias[...] = rng.standard_normal(conv.bias.shape) * 0.5
+    forward, backward = conv._pool_pair(pool)
+    r = rng.standard_normal(forward(x, True).shape)
+
+    def loss():
+        return float(np.sum(forward(x, False) * r))
+
+    forward(x, True)
+    dx = backward(r).copy()
+    dk, db = conv._grad_of["kernel"].copy(), conv._grad_of["bias"].copy()
+    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dk, numeric_grad(loss, conv.kernel), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(db, numeric_grad(loss, conv.bias), rtol=1e-6, atol=1e-8)
