@@ -50,11 +50,12 @@ def main(argv=None):
                 setattr(mod, name, timed(name.lstrip("_"), getattr(mod, name)))
     conv_mod._conv = Kernels
     for layer in model.layers:   # label each kernel call with the layer that makes it
-        for meth in ("forward", "backward", "backward_logits", "forward_logits"):
+        # _pair_forward/_pair_backward: a Conv2D -> MaxPooling2D pair run as one step (nncore/_plan.py)
+        for meth in ("forward", "backward", "backward_logits", "forward_logits", "_pair_forward", "_pair_backward"):
             if hasattr(layer, meth):
                 fn = getattr(layer, meth)
 
-                def run(*a, _fn=fn, _name=f"{layer.name} {meth.split('_')[0]}", **k):
+                def run(*a, _fn=fn, _name=f"{layer.name} {meth.strip('_').replace('pair_', 'pair ').split('_')[0]}", **k):
                     prev, current[0] = current[0], _name
                     try:
                         return _fn(*a, **k)

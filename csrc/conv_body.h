@@ -207,6 +207,33 @@ void NC_NAME(unpool2_delta)(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f
     for (ptrdiff_t r = 0; r < rows; r++) NC_NAME(unpool2_rows)(oh, ow, f, act, yp, ix, dyp, r * ow, ow, delta + r * ow * f);
 }
 
+/* db := the column sums of the delta unpool2_delta makes, in nc_colsum's order (rows in order, each
+ * column's terms one after the other): the nonzero terms of conv row 2 p + di are the winners with
+ * di = ix / 2 of pooled row p (at most one of a window's columns each); the zeros added there are exact. */
+void NC_NAME(unpool2_colsum)(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const REAL *yp,
+                             const uint8_t *ix, const REAL *dyp, REAL *db)
+{
+    const ptrdiff_t ph = oh / 2, pw = ow / 2;
+    const int relu = (act & ~NC_ACT_BF16) == NC_ACT_RELU;
+    for (ptrdiff_t e = 0; e < f; e++) db[e] = 0;
+    for (ptrdiff_t r = 0; r < n * ph; r++)
+        for (int di = 0; di < 2; di++)
+            for (ptrdiff_t q = 0; q < pw; q++) {
+                const ptrdiff_t off = (r * pw + q) * f;
+                const REAL *restrict dv = dyp + off, *restrict yv = yp + off;
+                const uint8_t *restrict iv = ix + off;
+                REAL *restrict acc = db;
+                if (relu) {
+#pragma omp simd
+                    for (ptrdiff_t e = 0; e < f; e++)
+                        acc[e] += iv[e] >> 1 == di && iv[e] < 4 && yv[e] > 0 ? (REAL)0 + dv[e] : (REAL)0;
+                } else {
+#pragma omp simd
+                    for (ptrdiff_t e = 0; e < f; e++) acc[e] += iv[e] >> 1 == di && iv[e] < 4 ? (REAL)0 + dv[e] : (REAL)0;
+                }
+            }
+}
+
 /* Part of conv_backward_weights: the row blocks q0 <= q < q1 (rb rows each), in order. Each block's
  * delta = dy f'(z) (into delta when given, else into the thread's buffer d; dy itself when f is linear)
  * has its column sums added to db (nullable) and im2col(x)^T delta to dk, the block's cols rows made
@@ -606,6 +633,12 @@ void NC_NAME(maxpool2_index)(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t 
                              uint8_t *ix, int nthreads)
 {
     NC_PICK(maxpool2_index)(n, oh, ow, f, y, yp, ix, nthreads);
+}
+
+void NC_NAME(unpool2_colsum)(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const REAL *yp,
+                             const uint8_t *ix, const REAL *dyp, REAL *db)
+{
+    NC_PICK(unpool2_colsum)(n, oh, ow, f, act, yp, ix, dyp, db);
 }
 
 void NC_NAME(unpool2_delta)(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const REAL *yp,

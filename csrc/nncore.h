@@ -524,6 +524,12 @@ void nc_maxpool2_index_f64(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f,
 void nc_unpool2_delta_f32(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const float *yp /* in */,
                           const uint8_t *ix /* in */, const float *dyp /* in */, float *delta /* out */,
                           int nthreads);
+/* db (f) := the column sums of that delta, the rows in order as nc_colsum sums the whole delta (its zeros
+ * left out: the same bits). */
+void nc_unpool2_colsum_f32(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const float *yp /* in */,
+                           const uint8_t *ix /* in */, const float *dyp /* in */, float *db /* out */);
+void nc_unpool2_colsum_f64(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const double *yp,
+                           const uint8_t *ix, const double *dyp, double *db);
 void nc_unpool2_delta_f64(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const double *yp,
                           const uint8_t *ix, const double *dyp, double *delta, int nthreads);
 /* x := the adjoint of im2col: x[b, ih, iw, c] = sum of the cols entries that im2col copies from there. */
@@ -581,6 +587,25 @@ int nc_wino_backward_f32(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, co
                          float *dkernel /* out */, float *dx /* out, nullable */, int nthreads);
 int nc_wino_backward_f64(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const double *delta, const double *U,
                          double *V, double *M, double *dU, double *dkernel, double *dx, int nthreads);
+/* The Conv2D -> MaxPooling2D(2x2, stride 2, 'valid') pair on Winograd (kh = 3: the tiles hold whole 2x2
+ * windows): nc_wino_forward with y pooled into yp, ix (as nc_conv_pool_forward; act relu or linear) in the
+ * output transform, y never written; nc_wino_backward with delta made from yp, ix, dyp (as
+ * nc_conv_pool_backward_weights makes it) in the output-gradient transform. The same bits as the unfused
+ * pair. */
+int nc_wino_pool_forward_f32(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const float *x /* in */,
+                             const float *kernel /* in */, const float *bias /* in, nullable */, int act,
+                             float act_alpha, float *U /* out */, float *V /* out, nullable */, float *yp /* out */,
+                             uint8_t *ix /* out, nullable */, int nthreads);
+int nc_wino_pool_forward_f64(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const double *x,
+                             const double *kernel, const double *bias, int act, double act_alpha, double *U,
+                             double *V, double *yp, uint8_t *ix, int nthreads);
+int nc_wino_pool_backward_f32(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, int act, const float *yp /* in */,
+                              const uint8_t *ix /* in */, const float *dyp /* in */, const float *U /* in */,
+                              float *V /* in */, float *M /* work */, float *dU /* work */, float *dkernel /* out */,
+                              float *dx /* out, nullable */, int nthreads);
+int nc_wino_pool_backward_f64(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, int act, const double *yp,
+                              const uint8_t *ix, const double *dyp, const double *U, double *V, double *M,
+                              double *dU, double *dkernel, double *dx, int nthreads);
 
 /* ------------------------------------------------------------------ */
 /* Fused losses                                                        */

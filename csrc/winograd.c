@@ -97,11 +97,19 @@ typedef struct nc_wino {
     ptrdiff_t mps, mts; /* M[xi, t, f] at M + xi mps + t mts + f */
     int bf;             /* mixed_bfloat16 (float only): x, kernel and delta rounded to bfloat16 as they are
                            read, y and dkernel as they are written (see the top of this file) */
+    /* the Conv2D -> MaxPooling2D(2x2, stride 2, 'valid') pair (nc_wino_pool_forward/backward; else NULL):
+     * the pooled y (REAL, (n, oh / 2, ow / 2, f)), its uint8 argmax, the pooled gradient (backward) and
+     * the conv's act (relu or linear) */
+    void *pool_y;
+    uint8_t *pool_ix;
+    const void *pool_dy;
+    int pool_act;
 } nc_wino;
 
 static void nc_wino_init(nc_wino *s, const nc_conv_geom *g, int m, int bf, ptrdiff_t f)
 {
     s->bf = bf;
+    s->pool_y = NULL, s->pool_ix = NULL, s->pool_dy = NULL, s->pool_act = 0;
     s->mw = m;
     s->mh = g->kh == 3 ? m : 1;
     s->aw = m + 2;
@@ -134,6 +142,9 @@ ptrdiff_t nc_wino_tiles(const nc_conv_geom *g, int m)
             for (ptrdiff_t i = 0; i < count_; i++) { __VA_ARGS__; }      \
         }                                                                \
     } while (0)
+
+/* the pair's max pool takes a tap as conv.c's pooling does: larger, or a NaN (the first maximum wins) */
+#define NC_POOL_TAKE(v, m) ((v) > (m) || (v) != (v))
 
 #define NC_LEVELS_BODY "winograd_body.h" /* compiled once per SIMD level */
 #define NC_F32

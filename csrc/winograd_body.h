@@ -178,7 +178,66 @@ NC_VINLINE void NC_NAME(wino_input_k)(const int mh, const int mw, const nc_wino 
     }
 }
 
-/* y = act(A^T M A + bias) for the tiles t0 <= t < t1, the pixels inside the output */
+/* dst = act(src + bias) of one output pixel's len values (bias nullable), rounded when bf */
+NC_VINLINE void NC_NAME(wino_out_px)(int act, REAL alpha, int bf, const REAL *restrict src, const REAL *restrict bb,
+                                     REAL *restrict dst, ptrdiff_t len)
+{
+    if (act == NC_ACT_RELU) {
+#pragma omp simd
+        for (ptrdiff_t e = 0; e < len; e++) {
+            const REAL z = src[e] + (bb ? bb[e] : (REAL)0);
+            dst[e] = NC_WINO_BF(bf, z > 0 ? z : (REAL)0);   /* NaN -> 0, as nc_act_forward's relu */
+        }
+    } else {
+#pragma omp simd
+        for (ptrdiff_t e = 0; e < len; e++) dst[e] = src[e] + (bb ? bb[e] : (REAL)0);
+        if (act != NC_ACT_LINEAR) NC_NAME(act_forward)(act, alpha, dst, dst, len);
+        if (bf) NC_NAME(wino_copy)(bf, dst, dst, len);
+    }
+}
+
+/* The pair (s->pool_y): the pooled pixels whose 2x2 window lies in tile (b, ti, tj) (mh, mw even: a
+ * tile holds whole windows; those of a dropped odd row or column are skipped) from the tile's
+ * outputs Y (pixel (i, j) at Y + (i mw + j) LM), each pixel's values made as wino_out_px makes them
+ * (into q), then pooled as nc_maxpool_forward pools (row-major taps, the first maximum wins). */
+NC_VINLINE void NC_NAME(wino_out_pool)(const int mh, const int mw, const nc_wino *s, const nc_conv_geom *g,
+                                       const REAL *Y, const REAL *bb, int act, REAL alpha, ptrdiff_t b, ptrdiff_t ti,
+                                       ptrdiff_t tj, ptrdiff_t k0, ptrdiff_t len, REAL *q)
+{
+    const ptrdiff_t F = s->f, PH = g->oh / 2, PW = g->ow / 2;
+    for (ptrdiff_t pi = 0; pi < mh / 2 && ti * (mh / 2) + pi < PH; pi++)
+        for (ptrdiff_t pj = 0; pj < mw / 2 && tj * (mw / 2) + pj < PW; pj++) {
+            for (int w = 0; w < 4; w++)
+                NC_NAME(wino_out_px)(act, alpha, s->bf, Y + ((2 * pi + w / 2) * mw + 2 * pj + w % 2) * LM, bb,
+                                     q + w * LM, len);
+            const ptrdiff_t off = ((b * PH + ti * (mh / 2) + pi) * PW + tj * (mw / 2) + pj) * F + k0;
+            REAL *restrict o = (REAL *)s->pool_y + off;
+            uint8_t *restrict io = s->pool_ix ? s->pool_ix + off : NULL;
+            const REAL *restrict a = q, *restrict bq = q + LM, *restrict c = q + 2 * LM, *restrict d = q + 3 * LM;
+            if (io) {
+#pragma omp simd
+                for (ptrdiff_t e = 0; e < len; e++) {
+                    REAL m = a[e];
+                    int w = 0;
+                    if (NC_POOL_TAKE(bq[e], m)) m = bq[e], w = 1;
+                    if (NC_POOL_TAKE(c[e], m)) m = c[e], w = 2;
+                    if (NC_POOL_TAKE(d[e], m)) m = d[e], w = 3;
+                    o[e] = m;
+                    io[e] = (uint8_t)w;
+                }
+            } else {
+#pragma omp simd
+                for (ptrdiff_t e = 0; e < len; e++) {
+                    REAL m = NC_POOL_TAKE(bq[e], a[e]) ? bq[e] : a[e];
+                    m = NC_POOL_TAKE(c[e], m) ? c[e] : m;
+                    o[e] = NC_POOL_TAKE(d[e], m) ? d[e] : m;
+                }
+            }
+        }
+}
+
+/* y = act(A^T M A + bias) for the tiles t0 <= t < t1, the pixels inside the output (the pair: pooled,
+ * `wino_out_pool`, y not written) */
 NC_VINLINE void NC_NAME(wino_output_k)(const int mh, const int mw, const nc_wino *s, const nc_conv_geom *g,
                                        const REAL *M, const REAL *bias, int act, REAL alpha, REAL *y, ptrdiff_t t0,
                                        ptrdiff_t t1)
@@ -186,7 +245,7 @@ NC_VINLINE void NC_NAME(wino_output_k)(const int mh, const int mw, const nc_wino
     const ptrdiff_t F = s->f, OH = g->oh, OW = g->ow;
     const int bf = s->bf;
     NC_WINO_CHUNK(F, tb, kl);
-    REAL Y[16 * LM], tmp[24 * LM];
+    REAL Y[16 * LM], tmp[24 * LM], q[4 * LM];
     for (ptrdiff_t tt = t0; tt < t1; tt += tb) {
         const ptrdiff_t nt = t1 - tt < tb ? t1 - tt : tb;
         for (ptrdiff_t k0 = 0; k0 < F; k0 += kl) {
@@ -194,37 +253,32 @@ NC_VINLINE void NC_NAME(wino_output_k)(const int mh, const int mw, const nc_wino
             const REAL *mt = M + tt * s->mts + k0;
             if (tt + nt < s->T) NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), mt + nt * s->mts, s->mps, nt * len);
             NC_NAME(wino_out_tile)(mh, mw, mt, s->mps, Y, nt * len, tmp);
+            const REAL *bb = bias ? bias + k0 : NULL;
             for (ptrdiff_t it = 0; it < nt; it++) {
                 const ptrdiff_t t = tt + it, b = t / (s->th * s->tw), ti = t / s->tw % s->th, tj = t % s->tw;
+                if (s->pool_y) {
+                    NC_NAME(wino_out_pool)(mh, mw, s, g, Y + it * len, bb, act, alpha, b, ti, tj, k0, len, q);
+                    continue;
+                }
                 const ptrdiff_t ni = OH - ti * mh < mh ? OH - ti * mh : mh, nj = OW - tj * mw < mw ? OW - tj * mw : mw;
                 for (ptrdiff_t i = 0; i < ni; i++)
-                    for (ptrdiff_t j = 0; j < nj; j++) {
-                        REAL *yp = y + ((b * OH + ti * mh + i) * OW + tj * mw + j) * F + k0;
-                        const REAL *src = Y + (i * mw + j) * LM + it * len;
-                        const REAL *bb = bias ? bias + k0 : NULL;
-                        if (act == NC_ACT_RELU) {
-#pragma omp simd
-                            for (ptrdiff_t e = 0; e < len; e++) {
-                                const REAL z = src[e] + (bb ? bb[e] : (REAL)0);
-                                yp[e] = NC_WINO_BF(bf, z > 0 ? z : (REAL)0);   /* NaN -> 0, as nc_act_forward's relu */
-                            }
-                        } else {
-#pragma omp simd
-                            for (ptrdiff_t e = 0; e < len; e++) yp[e] = src[e] + (bb ? bb[e] : (REAL)0);
-                            if (act != NC_ACT_LINEAR) NC_NAME(act_forward)(act, alpha, yp, yp, len);
-                            if (bf) NC_NAME(wino_copy)(bf, yp, yp, len);
-                        }
-                    }
+                    for (ptrdiff_t j = 0; j < nj; j++)
+                        NC_NAME(wino_out_px)(act, alpha, bf, Y + (i * mw + j) * LM + it * len, bb,
+                                             y + ((b * OH + ti * mh + i) * OW + tj * mw + j) * F + k0, len);
             }
         }
     }
 }
 
-/* dM = A delta A^T for the tiles t0 <= t < t1 (delta is 0 outside the output) */
+/* dM = A delta A^T for the tiles t0 <= t < t1 (delta is 0 outside the output). The pair (s->pool_dy):
+ * delta made from the pooled y, argmax and gradient as nc_conv_pool_backward_weights makes it (0 + dy at
+ * the winner where relu lets it through, 0 elsewhere and in a dropped odd row or column), then read as
+ * a whole delta is read (rounded when bf). */
 NC_VINLINE void NC_NAME(wino_output_grad_k)(const int mh, const int mw, const nc_wino *s, const nc_conv_geom *g,
                                             const REAL *delta, REAL *M, ptrdiff_t t0, ptrdiff_t t1)
 {
-    const ptrdiff_t F = s->f, OH = g->oh, OW = g->ow;
+    const ptrdiff_t F = s->f, OH = g->oh, OW = g->ow, PH = OH / 2, PW = OW / 2;
+    const int relu = s->pool_act == NC_ACT_RELU;
     NC_WINO_CHUNK(F, tb, kl);
     REAL dY[16 * LM], tmp[24 * LM];
     for (ptrdiff_t tt = t0; tt < t1; tt += tb) {
@@ -238,12 +292,30 @@ NC_VINLINE void NC_NAME(wino_output_grad_k)(const int mh, const int mw, const nc
                 const ptrdiff_t ni = OH - ti * mh < mh ? OH - ti * mh : mh, nj = OW - tj * mw < mw ? OW - tj * mw : mw;
                 for (ptrdiff_t i = 0; i < mh; i++)
                     for (ptrdiff_t j = 0; j < mw; j++) {
-                        REAL *dp = dY + (i * mw + j) * LM + it * len;
-                        if (i < ni && j < nj)
-                            NC_NAME(wino_copy)(s->bf, dp, delta + ((b * OH + ti * mh + i) * OW + tj * mw + j) * F + k0,
-                                               len);
-                        else
+                        REAL *restrict dp = dY + (i * mw + j) * LM + it * len;
+                        const ptrdiff_t oi = ti * mh + i, oj = tj * mw + j;
+                        if (!(i < ni && j < nj)) {
                             NC_NAME(wino_zero)(dp, len);
+                        } else if (!s->pool_dy) {
+                            NC_NAME(wino_copy)(s->bf, dp, delta + ((b * OH + oi) * OW + oj) * F + k0, len);
+                        } else if (oi >= 2 * PH || oj >= 2 * PW) {
+                            NC_NAME(wino_zero)(dp, len);
+                        } else {
+                            const ptrdiff_t off = ((b * PH + oi / 2) * PW + oj / 2) * F + k0;
+                            const REAL *restrict dv = (const REAL *)s->pool_dy + off;
+                            const REAL *restrict yv = (const REAL *)s->pool_y + off;
+                            const uint8_t *restrict iv = s->pool_ix + off;
+                            const uint8_t w = (uint8_t)((oi & 1) * 2 + (oj & 1));
+                            if (relu) {
+#pragma omp simd
+                                for (ptrdiff_t e = 0; e < len; e++)
+                                    dp[e] = iv[e] == w && yv[e] > 0 ? (REAL)0 + dv[e] : (REAL)0;
+                            } else {
+#pragma omp simd
+                                for (ptrdiff_t e = 0; e < len; e++) dp[e] = iv[e] == w ? (REAL)0 + dv[e] : (REAL)0;
+                            }
+                            NC_NAME(wino_copy)(s->bf, dp, dp, len);
+                        }
                     }
             }
             NC_NAME(wino_out_tile_t)(mh, mw, dY, mt, s->mps, nt * len, tmp);
@@ -456,11 +528,14 @@ static REAL *NC_NAME(wino_packs)(ptrdiff_t a2, ptrdiff_t k, ptrdiff_t n, ptrdiff
     return (REAL *)calloc((size_t)(a2 * *upsz), sizeof(REAL));
 }
 
-int NC_NAME(wino_forward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *x, const REAL *kernel,
-                          const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V, REAL *y, int nthreads)
+/* wino_forward, or (yp not NULL) the pair's: y pooled into yp, ix in the output transform, never written */
+static int NC_NAME(wino_forward_pool)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *x,
+                                      const REAL *kernel, const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V,
+                                      REAL *y, REAL *yp, uint8_t *ix, int nthreads)
 {
     nc_wino s;
     nc_wino_init(&s, g, m, bf16, f);
+    s.pool_y = yp, s.pool_ix = ix;
     int nt = nc_team_size(nthreads, 2.0 * (double)s.T * (double)(s.a2 * s.c) * (double)f);
     ptrdiff_t upsz, ntot;                   /* U packed per position, a work block per thread */
     REAL *Upack = NC_NAME(wino_packs)(s.a2, s.c, f, &upsz, &ntot);
@@ -490,11 +565,27 @@ int NC_NAME(wino_forward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, c
     return failed ? -1 : 0;
 }
 
-int NC_NAME(wino_backward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *delta, const REAL *U,
-                           REAL *V, REAL *M, REAL *dU, REAL *dkernel, REAL *dx, int nthreads)
+int NC_NAME(wino_forward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *x, const REAL *kernel,
+                          const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V, REAL *y, int nthreads)
+{
+    return NC_NAME(wino_forward_pool)(g, m, bf16, f, x, kernel, bias, act, act_alpha, U, V, y, NULL, NULL, nthreads);
+}
+
+int NC_NAME(wino_pool_forward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *x,
+                               const REAL *kernel, const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V,
+                               REAL *yp, uint8_t *ix, int nthreads)
+{
+    return NC_NAME(wino_forward_pool)(g, m, bf16, f, x, kernel, bias, act, act_alpha, U, V, NULL, yp, ix, nthreads);
+}
+
+/* wino_backward, or (dyp not NULL) the pair's: delta made from yp, ix, dyp in the output-gradient transform */
+static int NC_NAME(wino_backward_pool)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *delta,
+                                       int act, const REAL *yp, const uint8_t *ix, const REAL *dyp, const REAL *U,
+                                       REAL *V, REAL *M, REAL *dU, REAL *dkernel, REAL *dx, int nthreads)
 {
     nc_wino s;
     nc_wino_init(&s, g, m, bf16, f);
+    s.pool_y = (void *)yp, s.pool_ix = (uint8_t *)ix, s.pool_dy = dyp, s.pool_act = act;
     int nt = nc_team_size(nthreads, 4.0 * (double)s.T * (double)(s.a2 * s.c) * (double)f);
     ptrdiff_t upsz = 0, ntot = 0;           /* for dx: U[xi]^T packed per position, a dV block per thread */
     REAL *UTpack = dx ? NC_NAME(wino_packs)(s.a2, f, s.c, &upsz, &ntot) : NULL;
@@ -525,7 +616,34 @@ int NC_NAME(wino_backward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, 
     return failed ? -1 : 0;
 }
 
+int NC_NAME(wino_backward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *delta, const REAL *U,
+                           REAL *V, REAL *M, REAL *dU, REAL *dkernel, REAL *dx, int nthreads)
+{
+    return NC_NAME(wino_backward_pool)(g, m, bf16, f, delta, 0, NULL, NULL, NULL, U, V, M, dU, dkernel, dx, nthreads);
+}
+
+int NC_NAME(wino_pool_backward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, int act, const REAL *yp,
+                                const uint8_t *ix, const REAL *dyp, const REAL *U, REAL *V, REAL *M, REAL *dU,
+                                REAL *dkernel, REAL *dx, int nthreads)
+{
+    return NC_NAME(wino_backward_pool)(g, m, bf16, f, NULL, act, yp, ix, dyp, U, V, M, dU, dkernel, dx, nthreads);
+}
+
 #else /* the entry points: the copies of the level in use */
+
+int NC_NAME(wino_pool_forward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *x,
+                               const REAL *kernel, const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V,
+                               REAL *yp, uint8_t *ix, int nthreads)
+{
+    return NC_PICK(wino_pool_forward)(g, m, bf16, f, x, kernel, bias, act, act_alpha, U, V, yp, ix, nthreads);
+}
+
+int NC_NAME(wino_pool_backward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, int act, const REAL *yp,
+                                const uint8_t *ix, const REAL *dyp, const REAL *U, REAL *V, REAL *M, REAL *dU,
+                                REAL *dkernel, REAL *dx, int nthreads)
+{
+    return NC_PICK(wino_pool_backward)(g, m, bf16, f, act, yp, ix, dyp, U, V, M, dU, dkernel, dx, nthreads);
+}
 
 int NC_NAME(wino_forward)(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const REAL *x, const REAL *kernel,
                           const REAL *bias, int act, REAL act_alpha, REAL *U, REAL *V, REAL *y, int nthreads)

@@ -111,3 +111,32 @@ def test_conv_pool_pair_kernels_read_only_inside_their_arrays(level):
         conv.unpool2_delta(yp, ix, dyp, whole, relu)
         conv.maxpool2_index(whole, yp, ix, 2)
         np.testing.assert_array_equal(delta.reshape(whole.shape), whole)
+
+
+@pytest.mark.skipif(not LINUX, reason="mprotect through ctypes")
+@pytest.mark.parametrize("level", range(runtime.simd_level() + 1))
+def test_winograd_pair_kernels_read_only_inside_their_arrays(level):
+    from nncore._kernels import ACT_CODES
+    from nncore._kernels import conv
+
+    runtime.set_simd_level(level)
+    rng = np.random.default_rng(level + 10)
+    relu = ACT_CODES["relu"]
+    for m in (2, 4):
+        for n, h, w, c, f, pad, out in ((2, 13, 13, 3, 5, (0, 0), (11, 11)), (1, 6, 9, 20, 17, (1, 1), (6, 9))):
+            x = guarded((n, h, w, c), np.float32)
+            x[...] = rng.standard_normal(x.shape)
+            kern = guarded((3, 3, c, f), np.float32)
+            kern[...] = rng.standard_normal(kern.shape)
+            bias = guarded((f,), np.float32)
+            bias[...] = 0.1
+            su, sv, sm = conv.wino_sizes(x.shape, kern.shape, m, out)
+            U, V, M, dU = (guarded((s,), np.float32) for s in (su, sv, sm, su))
+            ps = (n, out[0] // 2, out[1] // 2, f)
+            yp, ix, dyp = guarded(ps, np.float32), guarded(ps, np.uint8), guarded(ps, np.float32)
+            dyp[...] = rng.standard_normal(ps)
+            for bf16 in (False, True):
+                conv.wino_pool_forward(x, kern, bias, U, V, yp, ix, out, m, pad, relu, 0.0, 1, bf16)
+                dk, dx = guarded(kern.shape, np.float32), guarded(x.shape, np.float32)
+                conv.wino_pool_backward(dyp, yp, ix, U, V, M, dU, dk, dx, (h, w), out, m, pad, relu, 2, bf16)
+                conv.unpool2_colsum(yp, ix, dyp, guarded((f,), np.float32), out, relu)

@@ -260,3 +260,133 @@ def test_the_pair_gradients_finite_differences(float64, act, shape, pad):
     np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(dk, numeric_grad(loss, conv.kernel), rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(db, numeric_grad(loss, conv.bias), rtol=1e-6, atol=1e-8)
+
+
+# ---- the pair on Winograd: the pool in the output transform, delta in the output-gradient transform ----------
+WINO_GEOMS = [   # (n, h, w, c, f, pad, out_hw): odd and even outputs, partial tiles, padding
+    (2, 13, 13, 5, 7, (0, 0), (11, 11)),
+    (1, 10, 12, 3, 20, (0, 0), (8, 10)),
+    (3, 7, 9, 2, 4, (1, 1), (7, 9)),
+]
+
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("dtype,act,bf16", [("float32", RELU, False), ("float32", 0, False), ("float32", RELU, True),
+                                            ("float32", 0, True), ("float64", RELU, False), ("float64", 0, False)])
+@pytest.mark.parametrize("geom", WINO_GEOMS)
+def test_winograd_pair_gives_the_unfused_bits(m, dtype, act, bf16, geom):
+    n, h, w, c, f, pad, out = geom
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    x[0, :2] = 0.0                                            # ties
+    kernel = (rng.standard_normal((3, 3, c, f)) * 0.4).astype(dtype)
+    bias = rng.standard_normal(f).astype(dtype)
+    su, sv, sm = K.wino_sizes(x.shape, kernel.shape, m, out)
+    U, V = np.empty(su, dtype), np.empty(sv, dtype)
+    y = np.empty((n,) + out + (f,), dtype)
+    K.wino_forward(x, kernel, bias, U, V, y, m, pad, act, 0.0, 1, bf16)
+    ho, wo = out[0] // 2, out[1] // 2
+    yp_ref, idx = np.empty((n, ho, wo, f), dtype), np.empty((n, ho, wo, f), np.int32)
+    K.maxpool_forward(np.ascontiguousarray(y[:, :2 * ho, :2 * wo]), yp_ref, idx, (2, 2), (2, 2), (0, 0), 1)
+    ix_ref = _code_of(idx, 2 * wo)
+    dyp = rng.standard_normal(yp_ref.shape).astype(dtype)
+    # unfused backward: the pool's dx, relu', colsum, wino_backward
+    dxc = np.empty((n, 2 * ho, 2 * wo, f), dtype)
+    K.maxpool_backward(idx, dyp, dxc, (2, 2), (2, 2), (0, 0), 1)
+    dyf = np.zeros(y.shape, dtype)
+    dyf[:, :2 * ho, :2 * wo] = dxc
+    delta = dyf if act == 0 else np.where(y > 0, dyf, 0).astype(dtype)
+    db_ref = np.empty(f, dtype)
+    from nncore._kernels import elementwise as E
+    E.colsum(delta.reshape(-1, f), db_ref, 1)
+    M, dU = np.empty(sm, dtype), np.empty(su, dtype)
+    dk_ref, dx_ref = np.empty_like(kernel), np.empty_like(x)
+    K.wino_backward(delta, U, V, M, dU, dk_ref, dx_ref, (h, w), m, pad, 1, bf16)
+    for nt in (1, 2):
+        U2, V2 = np.empty(su, dtype), np.empty(sv, dtype)
+        yp, ix = np.full(yp_ref.shape, np.nan, dtype), np.full(yp_ref.shape, 7, np.uint8)
+        K.wino_pool_forward(x, kernel, bias, U2, V2, yp, ix, out, m, pad, act, 0.0, nt, bf16)
+        np.testing.assert_array_equal(yp.view(np.uint8), yp_ref.view(np.uint8))
+        np.testing.assert_array_equal(ix, ix_ref)
+        yp3 = np.full(yp_ref.shape, np.nan, dtype)
+        K.wino_pool_forward(x, kernel, bias, U2, None, yp3, None, out, m, pad, act, 0.0, nt, bf16)
+        np.testing.assert_array_equal(yp3.view(np.uint8), yp_ref.view(np.uint8))
+        dk, dx = np.full_like(kernel, np.nan), np.full_like(x, np.nan)
+        K.wino_pool_backward(dyp, yp, ix, U2, V2, np.empty(sm, dtype), np.empty(su, dtype), dk, dx, (h, w), out, m,
+                             pad, act, nt, bf16)
+        np.testing.assert_array_equal(dk.view(np.uint8), dk_ref.view(np.uint8))
+        np.testing.assert_array_equal(dx.view(np.uint8), dx_ref.view(np.uint8))
+        db = np.full(f, np.nan, dtype)
+        K.unpool2_colsum(yp, ix, dyp, db, out, act)
+        np.testing.assert_array_equal(db.view(np.uint8), db_ref.view(np.uint8))
+
+
+def test_the_winograd_pair_wrappers_refuse_bad_arguments():
+    x = np.zeros((2, 9, 9, 3), np.float32)
+    kernel = np.zeros((3, 3, 3, 4), np.float32)
+    su, sv, sm = K.wino_sizes(x.shape, kernel.shape, 4, (7, 7))
+    U, V = np.empty(su, np.float32), np.empty(sv, np.float32)
+    yp, ix = np.empty((2, 3, 3, 4), np.float32), np.empty((2, 3, 3, 4), np.uint8)
+    with pytest.raises(ValueError, match=r"yp: expected shape \(2, 3, 3, 4\), got \(2, 3, 4, 4\)"):
+        K.wino_pool_forward(x, kernel, None, U, V, np.empty((2, 3, 4, 4), np.float32), ix, (7, 7), 4)
+    with pytest.raises(ValueError, match=r"the pair takes a \(3, 3, c, f\) kernel"):
+        K.wino_pool_forward(x, np.zeros((1, 3, 3, 4), np.float32), None, U, V, yp, ix, (7, 7), 4)
+    with pytest.raises(ValueError, match="wino_pool_forward: the conv \\+ max pool pair takes relu"):
+        K.wino_pool_forward(x, kernel, None, U, V, yp, ix, (7, 7), 4, act=ACT_CODES["sigmoid"])
+    with pytest.raises(TypeError, match="idx: expected a C-contiguous uint8 ndarray"):
+        K.wino_pool_forward(x, kernel, None, U, V, yp, ix.astype(np.float32), (7, 7), 4)
+    with pytest.raises(ValueError, match=r"V: expected shape"):
+        K.wino_pool_forward(x, kernel, None, U, V[:-1], yp, ix, (7, 7), 4)
+    with pytest.raises(ValueError, match=r"dyp: expected shape \(2, 3, 3, 4\)"):
+        K.wino_pool_backward(np.empty((2, 3, 2, 4), np.float32), yp, ix, U, V, np.empty(sm, np.float32),
+                             np.empty(su, np.float32), kernel.copy(), None, (9, 9), (7, 7), 4)
+    with pytest.raises(ValueError, match=r"db: expected shape \(4,\)"):
+        K.unpool2_colsum(yp, ix, yp, np.empty(3, np.float32), (7, 7))
+
+
+@pytest.mark.parametrize("policy", [None, "mixed_bfloat16"])
+@pytest.mark.parametrize("shape", [(16, 16, 32), (15, 17, 32)])
+def test_models_with_the_winograd_pair_give_the_unfused_bits(monkeypatch, policy, shape):
+    def wide(shape, policy, act):
+        kw = {} if policy is None else {"dtype": policy}
+        return Sequential([Conv2D(24, 3, activation=act, input_shape=shape, **kw), MaxPooling2D(2),
+                           Conv2D(32, 3, activation=act, **kw), MaxPooling2D(),
+                           Flatten(), Dense(3, activation="softmax", **kw)])
+    monkeypatch.setitem(globals(), "_cnn", wide)
+    from nncore.layers.conv import winograd_tile
+    assert winograd_tile(10, (shape[0] - 2, shape[1] - 2), shape[2], 3)       # the first conv takes Winograd
+    ref = _run(monkeypatch, False, shape, policy, 1)
+    for nt in (1, 2):
+        got = _run(monkeypatch, True, shape, policy, nt)
+        assert got[3] == 2
+        for a, b in zip(got[:2] + tuple(got[2]), ref[:2] + tuple(ref[2])):
+            np.testing.assert_array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))
+
+
+@pytest.mark.parametrize("act", ["relu", "linear"])
+def test_the_winograd_pair_gradients_finite_differences(float64, act):
+    """Winograd takes the conv here (F(2x2) for 2 images of 14 x 13 outputs on 64 channels): central
+    differences of 40 random entries of x, the kernel and the bias each."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 17, 16, 64))
+    conv, pool = Conv2D(5, 3, activation=act), MaxPooling2D(2)
+    pool(conv(x))
+    conv.kernel[...] = rng.standard_normal(conv.kernel.shape) * 0.2
+    conv.bias[...] = rng.standard_normal(conv.bias.shape) * 0.2
+    forward, backward = conv._pool_pair(pool)
+    forward(x, True)
+    assert conv._cur[6] is not None                                  # the Winograd route
+    r = rng.standard_normal(forward(x, True).shape)
+    dx = backward(r).copy()
+    grads = {"x": (x, dx), "kernel": (conv.kernel, conv._grad_of["kernel"].copy()),
+             "bias": (conv.bias, conv._grad_of["bias"].copy())}
+    for name, (a, g) in grads.items():
+        for flat in rng.choice(a.size, 40 if a.size > 40 else a.size, replace=False):
+            i = np.unravel_index(flat, a.shape)
+            old = a[i]
+            a[i] = old + 1e-6
+            up = float(np.sum(forward(x, False) * r))
+            a[i] = old - 1e-6
+            down = float(np.sum(forward(x, False) * r))
+            a[i] = old
+            np.testing.assert_allclose(g[i], (up - down) / 2e-6, rtol=1e-5, atol=1e-7, err_msg=f"{name}{i}")

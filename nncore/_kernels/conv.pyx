@@ -620,3 +620,137 @@ def wino_backward(delta, U, V, M, dU, dkernel, dx, in_hw, int m, pad=(0, 0), int
     if err:
         raise MemoryError("wino_backward: out of memory for the packed U^T or a thread's dV block")
     return dx
+
+
+def unpool2_colsum(yp, idx, dyp, db, out_hw, int act=0):
+    """db (f,) := the column sums of `unpool2_delta`'s delta for the conv output size out_hw (oh, ow), in
+    colsum's order (the same bits as colsum of that delta). Returns db."""
+    cdef Py_ssize_t p[2]
+    _pair(out_hw, "out_hw", 1, p)
+    cdef int code = _real(yp, "yp")
+    _pair_act("unpool2_colsum", act, code)
+    _ndim(yp, "yp", 4)
+    cdef Py_ssize_t n = yp.shape[0], f = yp.shape[3]
+    _image(yp, "yp", code, n, p[0] // 2, p[1] // 2, f)
+    _image(dyp, "dyp", code, n, p[0] // 2, p[1] // 2, f)
+    _u8_index(idx, "idx", yp.shape, False)
+    _vec(db, "db", code, f, True)
+    cdef void *py = _ptr(yp)
+    cdef void *pdy = _ptr(dyp)
+    cdef void *pdb = _ptr(db)
+    cdef uint8_t *pi = <uint8_t*>_ptr(idx)
+    with nogil:
+        if code == 0:
+            nc_unpool2_colsum_f32(n, p[0], p[1], f, act, <float*>py, pi, <float*>pdy, <float*>pdb)
+        else:
+            nc_unpool2_colsum_f64(n, p[0], p[1], f, act, <double*>py, pi, <double*>pdy, <double*>pdb)
+    return db
+
+
+cdef int _pair_wino(tuple kshape, object yp, str name, str fn) except -1:
+    if len(kshape) != 4 or kshape[0] != 3:
+        raise ValueError(f"{fn}: the pair takes a (3, 3, c, f) kernel (whole 2x2 windows in a tile), got {kshape}")
+    _ndim(yp, name, 4)
+    return 0
+
+
+def wino_pool_forward(x, kernel, bias, U, V, yp, idx, out_hw, int m, pad=(0, 0), int act=0, double act_alpha=0.0,
+                      int n_threads=1, bint bf16=False):
+    """`wino_forward` of the conv + max pool pair: yp (n, oh // 2, ow // 2, f) := the 2x2, stride-2 'valid' max
+    pool of act(conv(x, kernel) + bias) for the conv output size out_hw = (oh, ow), made in the output
+    transform (the conv output never written); idx (uint8 of yp's shape, or None) := the winner 2 di + dj;
+    act relu or linear. The same bits as wino_forward then maxpool_forward. Returns yp."""
+    cdef nc_conv_geom g
+    cdef Py_ssize_t sizes[3]
+    cdef Py_ssize_t p[2]
+    cdef int code = _real(x, "x")
+    _bf16_real(bf16, code, "wino_pool_forward")
+    _ndim(x, "x", 4)
+    _same_real(kernel, "kernel", code)
+    _pair_wino(kernel.shape, yp, "yp", "wino_pool_forward")
+    _pair(out_hw, "out_hw", 1, p)
+    _wino_geom(&g, x.shape[1:3], kernel.shape, (x.shape[0], p[0], p[1], kernel.shape[3]), "out", m, pad, sizes)
+    if x.shape[3] != g.c:
+        raise ValueError(f"x: expected shape (n, h, w, {g.c}) for kernel {kernel.shape}, got {x.shape}")
+    _pair_act("wino_pool_forward", act, code)
+    cdef Py_ssize_t f = kernel.shape[3]
+    _image(yp, "yp", code, g.n, g.oh // 2, g.ow // 2, f)
+    _writable(yp, "yp")
+    cdef uint8_t *pi = NULL
+    if idx is not None:
+        _u8_index(idx, "idx", yp.shape, True)
+        pi = <uint8_t*>_ptr(idx)
+    _work(U, "U", code, sizes[0])
+    cdef void *pv = NULL
+    if V is not None:
+        _work(V, "V", code, sizes[1])
+        pv = _ptr(V)
+    cdef void *pbias = _opt_vec(bias, "bias", code, f)
+    cdef void *px = _ptr(x)
+    cdef void *pk = _ptr(kernel)
+    cdef void *pu = _ptr(U)
+    cdef void *py = _ptr(yp)
+    cdef int err
+    with nogil:
+        if code == 0:
+            err = nc_wino_pool_forward_f32(&g, m, bf16, f, <float*>px, <float*>pk, <float*>pbias, act,
+                                           <float>act_alpha, <float*>pu, <float*>pv, <float*>py, pi, n_threads)
+        else:
+            err = nc_wino_pool_forward_f64(&g, m, 0, f, <double*>px, <double*>pk, <double*>pbias, act, act_alpha,
+                                           <double*>pu, <double*>pv, <double*>py, pi, n_threads)
+    if err:
+        raise MemoryError("wino_pool_forward: out of memory for the packed U or a thread's work block")
+    return yp
+
+
+def wino_pool_backward(dyp, yp, idx, U, V, M, dU, dkernel, dx, in_hw, out_hw, int m, pad=(0, 0), int act=0,
+                       int n_threads=1, bint bf16=False):
+    """`wino_backward` of the conv + max pool pair from the pool's gradient dyp, yp and idx (n, oh // 2,
+    ow // 2, f): delta made in the output-gradient transform (never stored). out_hw = (oh, ow), the conv
+    output's size; the rest as wino_backward. The same bits as maxpool_backward, relu' and wino_backward.
+    Returns dx."""
+    cdef nc_conv_geom g
+    cdef Py_ssize_t sizes[3]
+    cdef Py_ssize_t p[2]
+    cdef int code = _real(dyp, "dyp")
+    _bf16_real(bf16, code, "wino_pool_backward")
+    _same_real(dkernel, "dkernel", code)
+    _pair_wino(dkernel.shape, dyp, "dyp", "wino_pool_backward")
+    _pair(out_hw, "out_hw", 1, p)
+    _wino_geom(&g, in_hw, dkernel.shape, (dyp.shape[0], p[0], p[1], dkernel.shape[3]), "out", m, pad, sizes)
+    _pair_act("wino_pool_backward", act, code)
+    cdef Py_ssize_t f = dkernel.shape[3]
+    _image(dyp, "dyp", code, g.n, g.oh // 2, g.ow // 2, f)
+    _image(yp, "yp", code, g.n, g.oh // 2, g.ow // 2, f)
+    _u8_index(idx, "idx", yp.shape, False)
+    _writable(dkernel, "dkernel")
+    _same_real(U, "U", code)
+    _shape1(U, "U", sizes[0])
+    _work(V, "V", code, sizes[1])
+    _work(M, "M", code, sizes[2])
+    _work(dU, "dU", code, sizes[0])
+    cdef void *pdx = NULL
+    if dx is not None:
+        _image(dx, "dx", code, g.n, g.h, g.w, g.c)
+        _writable(dx, "dx")
+        pdx = _ptr(dx)
+    cdef void *pd = _ptr(dyp)
+    cdef void *pyp = _ptr(yp)
+    cdef uint8_t *pi = <uint8_t*>_ptr(idx)
+    cdef void *pu = _ptr(U)
+    cdef void *pv = _ptr(V)
+    cdef void *pm = _ptr(M)
+    cdef void *pdu = _ptr(dU)
+    cdef void *pk = _ptr(dkernel)
+    cdef int err
+    with nogil:
+        if code == 0:
+            err = nc_wino_pool_backward_f32(&g, m, bf16, f, act, <float*>pyp, pi, <float*>pd, <float*>pu, <float*>pv,
+                                            <float*>pm, <float*>pdu, <float*>pk, <float*>pdx, n_threads)
+        else:
+            err = nc_wino_pool_backward_f64(&g, m, 0, f, act, <double*>pyp, pi, <double*>pd, <double*>pu,
+                                            <double*>pv, <double*>pm, <double*>pdu, <double*>pk, <double*>pdx,
+                                            n_threads)
+    if err:
+        raise MemoryError("wino_pool_backward: out of memory for the packed U^T or a thread's dV block")
+    return dx

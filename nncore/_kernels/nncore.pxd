@@ -226,6 +226,22 @@ cdef extern from "nncore.h" nogil:
                               const uint8_t *ix, const float *dyp, float *delta, int nthreads)
     void nc_unpool2_delta_f64(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const double *yp,
                               const uint8_t *ix, const double *dyp, double *delta, int nthreads)
+    void nc_unpool2_colsum_f32(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const float *yp,
+                               const uint8_t *ix, const float *dyp, float *db)
+    void nc_unpool2_colsum_f64(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const double *yp,
+                               const uint8_t *ix, const double *dyp, double *db)
+    int nc_wino_pool_forward_f32(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const float *x,
+                                 const float *kernel, const float *bias, int act, float act_alpha, float *U, float *V,
+                                 float *yp, uint8_t *ix, int nthreads)
+    int nc_wino_pool_forward_f64(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, const double *x,
+                                 const double *kernel, const double *bias, int act, double act_alpha, double *U,
+                                 double *V, double *yp, uint8_t *ix, int nthreads)
+    int nc_wino_pool_backward_f32(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, int act, const float *yp,
+                                  const uint8_t *ix, const float *dyp, const float *U, float *V, float *M, float *dU,
+                                  float *dkernel, float *dx, int nthreads)
+    int nc_wino_pool_backward_f64(const nc_conv_geom *g, int m, int bf16, ptrdiff_t f, int act, const double *yp,
+                                  const uint8_t *ix, const double *dyp, const double *U, double *V, double *M,
+                                  double *dU, double *dkernel, double *dx, int nthreads)
     void nc_col2im_f32(const nc_conv_geom *g, const float *cols, float *x, int nthreads)
     void nc_col2im_f64(const nc_conv_geom *g, const double *cols, double *x, int nthreads)
     void nc_maxpool_forward_f32(const nc_conv_geom *g, const float *x, float *y, int32_t *idx, int nthreads)

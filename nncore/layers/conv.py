@@ -435,17 +435,23 @@ class _Conv(Int8Quantizable, _Window):
         float32/64 im2col route (mixed_bfloat16's short k too) the conv output is relu'd and pooled a block
         at a time in cache (`conv_pool_forward`: never written), backward makes delta from the pooled y, the
         uint8 argmax and the pooled gradient inside the weight-gradient pass (`conv_pool_backward_weights`);
-        other routes (Winograd, the bf16 GEMM, 1x1, int8) run the two layers as they are. The same bits as
-        the two layers one after the other."""
+        on Winograd (its bf16 form too) the pool is in the output transform and delta is made in the
+        output-gradient transform (`wino_pool_forward` / `wino_pool_backward`; db by `unpool2_colsum`);
+        other routes (the bf16 GEMM, 1x1, int8) run the two layers as they are. The same bits as the two
+        layers one after the other."""
         if not (self.rank == 2 and type(pool) is MaxPooling2D and pool.pool_size == (2, 2)
                 and pool.strides == (2, 2) and pool.padding == "valid" and self._code in (0, _RELU)):
             return None
         return functools.partial(self._pair_forward, pool), functools.partial(self._pair_backward, pool)
 
     def _pair_route(self, bufs):
-        """Whether this batch's pair runs fused: the float32/64 (or rounded) im2col route."""
-        return (bufs[6] is None and self.quantization_mode is None and not self._direct
-                and (bufs[7] is not None or self.compute_dtype != "bfloat16"))
+        """How this batch's pair runs: "wino" (Winograd, the pool in its output transform), "im2col" (the
+        float32/64 or rounded im2col route) or None (the two layers as they are)."""
+        if self.quantization_mode is not None or self._direct:
+            return None
+        if bufs[6] is not None:
+            return "wino" if self._win == (3, 3) else None
+        return "im2col" if bufs[7] is not None or self.compute_dtype != "bfloat16" else None
 
     def _pair_forward(self, pool, x, training=False):
         if x.shape[1:] != self.input_shape[1:]:
@@ -453,22 +459,31 @@ class _Conv(Int8Quantizable, _Window):
         n = x.shape[0]
         bufs = self._bufs.get(n) or self._buffers(n)
         self._paired = None
-        if not self._pair_route(bufs):
+        route = self._pair_route(bufs)
+        if route is None:
             return pool.forward(self.forward(x, training), training)
         self._x, self._cur, self._cols = x, bufs, None
-        if bufs[8] is None:                       # the pooled y and (training) argmax, once per batch size
+        if bufs[8] is None:                       # the pooled y and its argmax, once per batch size
             yp = np.empty((n,) + pool.output_shape[1:], bufs[1].dtype)
             bufs[8] = (yp, np.empty(yp.shape, np.uint8))
-        yp, ix = bufs[8]
-        x4, kernel, rounded = self._as4(x, n, *self._hwc), self._k2, bufs[7]
-        if rounded:
-            x4, kernel = bf16_round(x4, rounded[0]), bf16_round(self._k2, rounded[1])
-        _conv.conv_pool_forward(x4, kernel, yp, self.bias if self.use_bias else None,
-                                self._code | ACT_BF16 if rounded else self._code, self._alpha, self._win, self._str,
-                                self._dil, self._pad, self._out, idx=ix if training else None,
-                                n_threads=self._n_threads)
-        if training:
-            self._paired = bufs[8]
+        yp, ix = bufs[8]                          # the argmax always: a backward may follow any forward
+        x4, b = self._as4(x, n, *self._hwc), self.bias if self.use_bias else None
+        if route == "wino":                       # V kept for backward in training (as `forward`)
+            wino = bufs[6]
+            if training and wino[2] is None:
+                wino[2:5] = [np.empty(size, wino[1].dtype) for size in wino[5]]
+            self._wino_kept = training
+            _conv.wino_pool_forward(x4, self._k4, b, wino[1], wino[2] if training else None, yp, ix, self._out,
+                                    wino[0], self._pad, self._code, self._alpha, self._n_threads,
+                                    self.compute_dtype == "bfloat16")
+        else:
+            kernel, rounded = self._k2, bufs[7]
+            if rounded:
+                x4, kernel = bf16_round(x4, rounded[0]), bf16_round(self._k2, rounded[1])
+            _conv.conv_pool_forward(x4, kernel, yp, b, self._code | ACT_BF16 if rounded else self._code, self._alpha,
+                                    self._win, self._str, self._dil, self._pad, self._out, idx=ix,
+                                    n_threads=self._n_threads)
+        self._paired = bufs[8]
         return yp
 
     def _pair_backward(self, pool, dy):
@@ -477,10 +492,29 @@ class _Conv(Int8Quantizable, _Window):
         if self.quantization_mode is not None:
             self._refuse_training()
         yp, ix = self._paired
-        rounded = self._cur[7]
+        dy = dy.reshape(yp.shape)
+        wino, rounded = self._cur[6], self._cur[7]
+        if wino is not None:                      # delta made in the output-gradient transform
+            n = self._x.shape[0]
+            h, w, c = self._hwc
+            db = self._grad_of["bias"] if self.use_bias else None
+            if db is not None:                    # `_bias_grad`'s sum of delta
+                _conv.unpool2_colsum(yp, ix, dy, db, self._out, self._code)
+                if self.compute_dtype == "bfloat16":
+                    bf16_round(db, db)
+            dx = self._cur[4]
+            if self._need_dx and dx is None:
+                dx = self._cur[4] = np.empty(self._x.shape, self._x.dtype)
+            if not self._wino_kept:               # a forward outside training kept no V: run it again
+                self._pair_forward(pool, self._x, True)
+            tile, U, V, M, dU = wino[:5]
+            _conv.wino_pool_backward(dy, yp, ix, U, V, M, dU, self._dk4,
+                                     self._as4(dx, n, h, w, c) if self._need_dx else None, (h, w), self._out, tile,
+                                     self._pad, self._code, self._n_threads, self.compute_dtype == "bfloat16")
+            return dx if self._need_dx else None
         x4 = rounded[0] if rounded else self._as4(self._x, self._x.shape[0], *self._hwc)
         delta = _conv.conv_pool_backward_weights(
-            x4, dy.reshape(yp.shape), yp, ix, self._dk2, self._grad_of["bias"] if self.use_bias else None,
+            x4, dy, yp, ix, self._dk2, self._grad_of["bias"] if self.use_bias else None,
             self._code | ACT_BF16 if rounded else self._code, self._cur[3] if self._need_dx else None, self._win,
             self._str, self._dil, self._pad, self._out, self._n_threads)
         return self._im2col_dx(delta, rounded)
