@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from nncore._kernels import int8, runtime
+from nncore._kernels.gemm import gemm_tn
 from nncore.layers import Dense
 from nncore.models import Sequential
 
@@ -78,3 +79,19 @@ def test_foreign_byte_order_is_converted_on_the_model_paths_and_refused_by_the_k
     with pytest.raises(TypeError, match="byte order"):
         int8.gemm_int8(swapped, np.ones((5, 3), np.int8), np.ones(3, np.float32), np.empty((4, 3), np.float32),
                        qmax=127)
+
+
+@pytest.mark.skipif(not LINUX, reason="mprotect through ctypes")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_tn_reads_only_inside_a_and_b(simd_level, dtype):
+    """gemm_tn reads A and B in place: a column edge's last vector of B is loaded masked, a row edge
+    reads only its rows of A, on every SIMD level."""
+    rng = np.random.default_rng(11)
+    for k in (1, 3, 385):
+        for m in (1, 5, 7, 9, 33):
+            for n in (1, 3, 15, 17, 33):
+                a, b = guarded((k, m), dtype), guarded((k, n), dtype)
+                a[...] = rng.standard_normal((k, m))
+                b[...] = rng.standard_normal((k, n))
+                c = gemm_tn(a, b, np.empty((m, n), dtype))
+                np.testing.assert_allclose(c, a.T.astype(np.float64) @ b, rtol=1e-4, atol=1e-4 * np.sqrt(k))
