@@ -332,6 +332,24 @@ void NC_NAME(gemm_panels)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, 
     }
 }
 
+void NC_NAME(gemm_tn)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda, const REAL *B,
+                      ptrdiff_t ldb, REAL *C, ptrdiff_t ldc)
+{
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        for (ptrdiff_t i = 0; i < m; i++)
+            for (ptrdiff_t j = 0; j < n; j++) C[i * ldc + j] = 0;
+        return;
+    }
+    switch (nc_active_simd_level()) {
+#if NC_GEMM_X86
+    case NC_SIMD_AVX512: NC_NAME(gemm_tn_avx512)(m, n, k, A, lda, B, ldb, C, ldc); break;
+    case NC_SIMD_AVX2: NC_NAME(gemm_tn_avx2)(m, n, k, A, lda, B, ldb, C, ldc); break;
+#endif
+    default: NC_NAME(gemm_tn_generic)(m, n, k, A, lda, B, ldb, C, ldc);
+    }
+}
+
 void NC_NAME(gemm_micro_tile)(int *mr, int *nr)
 {
     NC_NAME(gemm_tile)(nc_active_simd_level(), mr, nr);

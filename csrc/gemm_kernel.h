@@ -1124,6 +1124,137 @@ static UK_ATTR void UK_NAME(gemm_panels)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, 
     }
 }
 
+/* ---- gemm_tn: C := A^T B, both operands in place, k their rows ------------
+ * C[0:m, 0:n] := A^T B on this thread, A (k x m) and B (k x n) row-major with
+ * row strides lda and ldb: op(A)(i, p) = A[p lda + i]. Each step p of the
+ * micro-kernel takes MR consecutive values of row p of A and NR of row p of B:
+ * what the packed path's A and B micro-panels hold, at a stride of lda and ldb
+ * instead of MR and NR, so nothing is packed (the weight gradient of a
+ * Winograd tuple, dU = V^T dM over the tiles: csrc/winograd_body.h). The sums
+ * are the packed path's: k in gemm_kstep blocks, each summed in registers over
+ * p in order (gemm_kloop with the packed path's tile shapes) and added to C
+ * (the first block stored), so the bits are nc_gemm(1, 0, ...)'s wherever that
+ * packs op(A) and op(B) (not its direct path, whose k blocks are others). A
+ * column edge reads B's last vector masked (never past row p's n values), a
+ * row edge only its rows of A. Each k block serves every tile before the next
+ * (A's kc x MR strip stays in L1 while B's column panels pass); beta == 0 for
+ * the first block: C is never read before it is written. */
+static __attribute__((noinline)) UK_ATTR void UK_NAME(tn_full)(ptrdiff_t kc, const REAL *a, ptrdiff_t lda,
+                                                               const REAL *b, ptrdiff_t ldb, REAL beta, REAL *c,
+                                                               ptrdiff_t ldc)
+{
+    VEC acc[MR][NV];
+    int cnt[NV];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) acc[i][v] = VZERO();
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) cnt[v] = VL;
+    UK_NAME(gemm_kloop)(MR, NV, 0, kc, a, 1, lda, b, ldb, cnt, acc);
+    UK_NAME(gemm_store)(MR, acc, 1, beta, c, ldc, cnt, NULL, 0);
+}
+
+/* A tile of mr < MR rows or nr < NR columns (the shapes gemm_ukr gives the packed path's edges). */
+static UK_ATTR void UK_NAME(tn_edge)(int mr, int nr, ptrdiff_t kc, const REAL *a, ptrdiff_t lda, const REAL *b,
+                                     ptrdiff_t ldb, REAL beta, REAL *c, ptrdiff_t ldc)
+{
+    VEC acc[MR][NV];
+    int cnt[NV];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) acc[i][v] = VZERO();
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) {
+        int r = nr - v * VL;
+        cnt[v] = r < 0 ? 0 : r > VL ? VL : r;
+    }
+    const int masked = nr < NR, half = NV > 1 && (nr + VL - 1) / VL <= NV / 2;
+#define TN_CASE(r)                                                                              \
+    case r:                                                                                     \
+        if (half) UK_NAME(gemm_kloop)(r, NV > 1 ? NV / 2 : 1, masked, kc, a, 1, lda, b, ldb, cnt, acc); \
+        else UK_NAME(gemm_kloop)(r, NV, masked, kc, a, 1, lda, b, ldb, cnt, acc);                \
+        break;
+    switch (mr) {
+        TN_CASE(1)
+#if MR >= 2
+        TN_CASE(2)
+#endif
+#if MR >= 3
+        TN_CASE(3)
+#endif
+#if MR >= 4
+        TN_CASE(4)
+#endif
+#if MR >= 5
+        TN_CASE(5)
+#endif
+#if MR >= 6
+        TN_CASE(6)
+#endif
+#if MR >= 7
+        TN_CASE(7)
+#endif
+#if MR >= 8
+        TN_CASE(8)
+#endif
+#if MR > 8
+#error "gemm_kernel.h: gemm_tn takes MR <= 8"
+#endif
+    default: return;
+    }
+#undef TN_CASE
+    UK_NAME(gemm_store)(mr, acc, 1, beta, c, ldc, cnt, NULL, 0);
+}
+
+/* Rows p0 <= p < p1 of a row-major source (len values each, row stride ld) fetched towards L2. */
+UK_INLINE void UK_NAME(tn_prefetch)(const REAL *src, ptrdiff_t ld, ptrdiff_t len, ptrdiff_t p0, ptrdiff_t p1)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    for (ptrdiff_t p = p0; p < p1; p++) {
+        const REAL *row = src + p * ld;
+        for (ptrdiff_t e = 0; e < len; e += PL) __builtin_prefetch(row + e, 0, 2);
+        __builtin_prefetch(row + len - 1, 0, 2);
+    }
+#else
+    (void)src, (void)ld, (void)len, (void)p0, (void)p1;
+#endif
+}
+
+/* While a k block is summed, the next block's rows of A and B are fetched towards L2, a share before
+ * each tile: A and B come from memory (Winograd's V and dM are written long before), and the 36 dU
+ * products of the cnn row's conv2 (1152 x 32 x 64 each) ran at 53-61 GFLOP/s on cold operands against
+ * 86-93 on warm ones (AVX2, Zen 4, 1 thread, loaded machine). */
+static UK_ATTR void UK_NAME(gemm_tn)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
+                                     const REAL *B, ptrdiff_t ldb, REAL *C, ptrdiff_t ldc)
+{
+    ptrdiff_t kstep = UK_NAME(gemm_kstep)(k);
+    const ptrdiff_t ni = (m + MR - 1) / MR, nj = (n + NR - 1) / NR;
+    for (ptrdiff_t pc = 0; pc < k; pc += kstep) {
+        ptrdiff_t kc = k - pc < kstep ? k - pc : kstep;
+        REAL beta = pc == 0 ? (REAL)0 : (REAL)1;
+        const REAL *ap = A + pc * lda, *bp = B + pc * ldb;
+        const ptrdiff_t q0 = pc + kc, kn = k - q0 < kstep ? k - q0 : kstep;   /* the next block: rows q0 .. q0 + kn */
+        ptrdiff_t t = 0;
+        for (ptrdiff_t i0 = 0; i0 < m; i0 += MR) {
+            int mr = (int)(m - i0 < MR ? m - i0 : MR);
+            for (ptrdiff_t j0 = 0; j0 < n; j0 += NR, t++) {
+                int nr = (int)(n - j0 < NR ? n - j0 : NR);
+                if (kn > 0) {
+                    const ptrdiff_t r0 = q0 + kn * t / (ni * nj), r1 = q0 + kn * (t + 1) / (ni * nj);
+                    UK_NAME(tn_prefetch)(A, lda, m, r0, r1);
+                    UK_NAME(tn_prefetch)(B, ldb, n, r0, r1);
+                }
+                if (mr == MR && nr == NR)
+                    UK_NAME(tn_full)(kc, ap + i0, lda, bp + j0, ldb, beta, C + i0 * ldc + j0, ldc);
+                else
+                    UK_NAME(tn_edge)(mr, nr, kc, ap + i0, lda, bp + j0, ldb, beta, C + i0 * ldc + j0, ldc);
+            }
+        }
+    }
+}
+
 #undef UK_SUF
 #undef UK_ATTR
 #undef UK_ROW

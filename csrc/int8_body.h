@@ -62,7 +62,10 @@ static int NC_NAME(i8_pack_x)(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows
 }
 
 /* A convolution's A rows [i0, i0 + rows): the cols rows of x (im2col), each quantized straight from x
- * (i8_conv_row: its window's runs read in place): the float cols matrix is never made. */
+ * (its window's runs read in place): the float cols matrix is never made. The pixels of one output row
+ * (as many as the block holds) share their windows' column maxima (i8_conv_rows) while their input
+ * columns fit its buffer; a window wider than that (c (kw - 1) dw + c > NC_I8_CONV_SPAN) takes each
+ * row's own max (i8_conv_row). The same bits either way. */
 static int NC_NAME(i8_pack_conv)(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t rows, uint8_t o, uint8_t *dst,
                                  ptrdiff_t ldd, void *info)
 {
@@ -72,10 +75,20 @@ static int NC_NAME(i8_pack_conv)(const nc_i8_job *job, ptrdiff_t i0, ptrdiff_t r
     REAL *xs = (REAL *)info;
     ptrdiff_t q = i0 % per_image, oh = q / g->ow, ow = q % g->ow;
     const REAL *xb = (const REAL *)job->a + i0 / per_image * hwc;
-    for (ptrdiff_t r = 0; r < rows; r++, dst += ldd) {   /* (b, oh, ow) stepped, no division per pixel */
-        xs[r] = I8_PICK(job->level, i8_conv_row)(g, xb, oh, ow, Q, o, dst);
-        for (ptrdiff_t p = k; p < ldd; p++) dst[p] = o;  /* up to 4 kg: a few bytes, no memset call */
-        if (++ow == g->ow) {
+    const ptrdiff_t span = (g->kw - 1) * g->dw + 1, fit = NC_I8_CONV_SPAN / g->c;   /* columns the buffer holds */
+    const ptrdiff_t per_seg = fit >= span ? (fit - span) / g->sw + 1 : 0;           /* pixels a shared pass */
+    for (ptrdiff_t r = 0; r < rows;) {   /* (b, oh, ow) stepped, no division per pixel */
+        ptrdiff_t np = 1;
+        if (per_seg > 0) {
+            np = rows - r < g->ow - ow ? rows - r : g->ow - ow;
+            if (np > per_seg) np = per_seg;
+            I8_PICK(job->level, i8_conv_rows)(g, xb, oh, ow, np, Q, o, dst, ldd, k, xs + r);
+        } else {
+            xs[r] = I8_PICK(job->level, i8_conv_row)(g, xb, oh, ow, Q, o, dst);
+            for (ptrdiff_t p = k; p < ldd; p++) dst[p] = o;
+        }
+        r += np, dst += np * ldd, ow += np;
+        if (ow == g->ow) {
             ow = 0;
             if (++oh == g->oh) oh = 0, xb += hwc;
         }

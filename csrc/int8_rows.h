@@ -93,34 +93,17 @@ static I8L_ATTR void I8L_NAME(i8_store)(const int32_t *t, int ldt, int mi, int n
 }
 
 /* A convolution's cols row of output pixel (oh, ow) of image xb (im2col's, K = kh kw c values, 0 in the
- * padding) quantized straight from x into q: the scale from its window's runs (kw c values a window
- * row inside the image, else c a tap), then each run quantized to its place; padding: q = 0 (+ o).
- * The same bits as i8_row_scale and i8_quant_row over the gathered row (a max and an elementwise
- * map: neither depends on where the values lie). Returns the row's scale. */
-static I8L_ATTR REAL I8L_NAME(i8_conv_row)(const nc_conv_geom *g, const REAL *xb, ptrdiff_t oh, ptrdiff_t ow, REAL Q,
-                                           uint8_t o, uint8_t *q)
+ * padding) quantized with scale s straight from x into q: each run of its window (kw c values a window
+ * row inside the image, else c a tap) quantized to its place; padding: q = 0 (+ o). */
+static I8L_ATTR void I8L_NAME(i8_conv_quant)(const nc_conv_geom *g, const REAL *xb, ptrdiff_t oh, ptrdiff_t ow,
+                                             REAL s, uint8_t o, uint8_t *q)
 {
     const ptrdiff_t H = g->h, W = g->w, C = g->c, L = g->kw * C, K = g->kh * L;
     const ptrdiff_t w0 = ow * g->sw - g->pl;
     const int whole = g->dw == 1 && w0 >= 0 && w0 + g->kw <= W;     /* each window row one run */
-    I8_UINT amax = 0;
-    for (ptrdiff_t i = 0; i < g->kh; i++) {
-        const ptrdiff_t ih = oh * g->sh - g->pt + i * g->dh;
-        if (ih < 0 || ih >= H) continue;
-        const REAL *xr = xb + ih * W * C;
-        if (whole) {
-            amax = I8L_NAME(i8_amax_bits)(xr + w0 * C, L, amax);
-            continue;
-        }
-        for (ptrdiff_t j = 0; j < g->kw; j++) {
-            const ptrdiff_t iw = w0 + j * g->dw;
-            if (iw >= 0 && iw < W) amax = I8L_NAME(i8_amax_bits)(xr + iw * C, C, amax);
-        }
-    }
-    const REAL s = I8L_NAME(i8_scale_of)(amax, Q);
     if (s != s) {
         memset(q, o, (size_t)K);
-        return s;
+        return;
     }
     for (ptrdiff_t i = 0; i < g->kh; i++, q += L) {
         const ptrdiff_t ih = oh * g->sh - g->pt + i * g->dh;
@@ -139,7 +122,88 @@ static I8L_ATTR REAL I8L_NAME(i8_conv_row)(const nc_conv_geom *g, const REAL *xb
             else I8L_NAME(i8_quant_row)(xr + iw * C, C, s, o, q + j * C);
         }
     }
+}
+
+/* The cols row of output pixel (oh, ow) quantized, its scale from its window's runs (i8_amax_bits over
+ * them), then i8_conv_quant. The same bits as i8_row_scale and i8_quant_row over the gathered row (a
+ * max and an elementwise map: neither depends on where the values lie). Returns the row's scale. */
+static I8L_ATTR REAL I8L_NAME(i8_conv_row)(const nc_conv_geom *g, const REAL *xb, ptrdiff_t oh, ptrdiff_t ow, REAL Q,
+                                           uint8_t o, uint8_t *q)
+{
+    const ptrdiff_t H = g->h, W = g->w, C = g->c, L = g->kw * C;
+    const ptrdiff_t w0 = ow * g->sw - g->pl;
+    const int whole = g->dw == 1 && w0 >= 0 && w0 + g->kw <= W;
+    I8_UINT amax = 0;
+    for (ptrdiff_t i = 0; i < g->kh; i++) {
+        const ptrdiff_t ih = oh * g->sh - g->pt + i * g->dh;
+        if (ih < 0 || ih >= H) continue;
+        const REAL *xr = xb + ih * W * C;
+        if (whole) {
+            amax = I8L_NAME(i8_amax_bits)(xr + w0 * C, L, amax);
+            continue;
+        }
+        for (ptrdiff_t j = 0; j < g->kw; j++) {
+            const ptrdiff_t iw = w0 + j * g->dw;
+            if (iw >= 0 && iw < W) amax = I8L_NAME(i8_amax_bits)(xr + iw * C, C, amax);
+        }
+    }
+    const REAL s = I8L_NAME(i8_scale_of)(amax, Q);
+    I8L_NAME(i8_conv_quant)(g, xb, oh, ow, s, o, q);
     return s;
+}
+
+/* The pixels of one output row share their window rows: the cols rows of pixels ow0 .. ow0 + np - 1 of
+ * output row oh (image xb), their scales into xs, rows at q + r ldq (k bytes, o up to ldq). Their
+ * windows' input columns [a, b) (inside the image) are at most NC_I8_CONV_SPAN / c (the caller's
+ * np): acc[(iw - a) c + ch] = max over the window rows inside the image of the bits of |x[ih][iw][ch]|
+ * (a vertical max over contiguous runs: no reduction), then per column cm[iw - a] = max over ch (one
+ * reduction a column, not one a window run per pixel), then each pixel's amax = max over its taps
+ * inside the image of cm: the max over the same values as i8_conv_row's, so the same bits. cm lies in
+ * acc's first entries: column j's max is stored at acc[j] after acc[j c ..] is read (j <= j c). */
+#ifndef NC_I8_CONV_SPAN
+#define NC_I8_CONV_SPAN 2048   /* bit patterns (8 or 16 KiB of stack) */
+#endif
+static I8L_ATTR void I8L_NAME(i8_conv_rows)(const nc_conv_geom *g, const REAL *xb, ptrdiff_t oh, ptrdiff_t ow0,
+                                            ptrdiff_t np, REAL Q, uint8_t o, uint8_t *q, ptrdiff_t ldq,
+                                            ptrdiff_t k, REAL *xs)
+{
+    const ptrdiff_t H = g->h, W = g->w, C = g->c, span = (g->kw - 1) * g->dw + 1;
+    const ptrdiff_t c_lo = ow0 * g->sw - g->pl, c_hi = (ow0 + np - 1) * g->sw - g->pl + span;
+    const ptrdiff_t a = c_lo > 0 ? c_lo : 0, b = c_hi < W ? c_hi : W;
+    I8_UINT acc[NC_I8_CONV_SPAN];
+    I8_UINT *cm = acc;
+    const ptrdiff_t len = b > a ? (b - a) * C : 0;
+#pragma omp simd
+    for (ptrdiff_t e = 0; e < len; e++) acc[e] = 0;
+    for (ptrdiff_t i = 0; i < g->kh && len > 0; i++) {
+        const ptrdiff_t ih = oh * g->sh - g->pt + i * g->dh;
+        if (ih < 0 || ih >= H) continue;
+        const REAL *xr = xb + (ih * W + a) * C;
+#pragma omp simd
+        for (ptrdiff_t e = 0; e < len; e++) {
+            I8_UINT u;
+            memcpy(&u, xr + e, sizeof u);
+            u &= I8_ABS_MASK;
+            acc[e] = u > acc[e] ? u : acc[e];
+        }
+    }
+    for (ptrdiff_t j = 0; j < b - a; j++) {
+        I8_UINT m = 0;
+#pragma omp simd reduction(max : m)
+        for (ptrdiff_t ch = 0; ch < C; ch++) m = acc[j * C + ch] > m ? acc[j * C + ch] : m;
+        cm[j] = m;
+    }
+    for (ptrdiff_t r = 0; r < np; r++, q += ldq) {
+        const ptrdiff_t w0 = (ow0 + r) * g->sw - g->pl;
+        I8_UINT amax = 0;
+        for (ptrdiff_t j = 0; j < g->kw; j++) {
+            const ptrdiff_t iw = w0 + j * g->dw;
+            if (iw >= 0 && iw < W) amax = cm[iw - a] > amax ? cm[iw - a] : amax;
+        }
+        xs[r] = I8L_NAME(i8_scale_of)(amax, Q);
+        I8L_NAME(i8_conv_quant)(g, xb, oh, ow0 + r, xs[r], o, q);
+        for (ptrdiff_t p = k; p < ldq; p++) q[p] = o;   /* up to 4 kg: a few bytes, no memset call */
+    }
 }
 
 #undef I8L_CAT2

@@ -164,6 +164,15 @@ void nc_gemm_panels_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *A /*
 void nc_gemm_panels_f64(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double *A /* in */, ptrdiff_t lda,
                         const double *bpack /* in */, ptrdiff_t ntot, double beta, double *C /* inout */,
                         ptrdiff_t ldc, const double *bias /* in, nullable */, int act, double act_alpha);
+/* C[0:m, 0:n] := A^T B on the calling thread, A (k x m) and B (k x n)
+ * row-major with row strides lda and ldb (k their rows), both read in place:
+ * nothing is packed, checked or allocated. The sums are those of nc_gemm(1,
+ * 0, ...) where it packs both operands (k in the same blocks, the same register
+ * tiles); C is only written (k <= 0: zeros). */
+void nc_gemm_tn_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *A /* in */, ptrdiff_t lda,
+                    const float *B /* in */, ptrdiff_t ldb, float *C /* out */, ptrdiff_t ldc);
+void nc_gemm_tn_f64(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double *A /* in */, ptrdiff_t lda,
+                    const double *B /* in */, ptrdiff_t ldb, double *C /* out */, ptrdiff_t ldc);
 /* The MR x NR register tile of the SIMD level in use (gemm_panels' row grid, the packing's NR). */
 void nc_gemm_micro_tile_f32(int *mr, int *nr);
 void nc_gemm_micro_tile_f64(int *mr, int *nr);

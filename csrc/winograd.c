@@ -93,8 +93,10 @@ typedef struct nc_wino {
     ptrdiff_t th, tw;   /* tiles per image column / row */
     ptrdiff_t T;        /* tiles: n th tw */
     ptrdiff_t c, f;     /* channels, filters */
-    ptrdiff_t vps, vts; /* V[xi, t, c] at V + xi vps + t vts + c */
-    ptrdiff_t mps, mts; /* M[xi, t, f] at M + xi mps + t mts + f */
+    ptrdiff_t vps, vts; /* V[xi, t, c] at V + (xi vps + (t - t0) vts + c) */
+    ptrdiff_t mps, mts; /* M[xi, t, f] at M + (xi mps + (t - t0) mts + f) */
+    ptrdiff_t t0;       /* the first tile V and M hold: 0 for the whole arrays, a block's first tile for a
+                           thread's block of them (index arithmetic: no pointer before an array's start) */
     int bf;             /* mixed_bfloat16 (float only): x, kernel and delta rounded to bfloat16 as they are
                            read, y and dkernel as they are written (see the top of this file) */
     /* the Conv2D -> MaxPooling2D(2x2, stride 2, 'valid') pair (nc_wino_pool_forward/backward; else NULL):
@@ -121,6 +123,7 @@ static void nc_wino_init(nc_wino *s, const nc_conv_geom *g, int m, int bf, ptrdi
     s->c = g->c;
     s->f = f;
     s->vps = s->T * s->c, s->vts = s->c, s->mps = s->T * f, s->mts = f;
+    s->t0 = 0;
 }
 
 ptrdiff_t nc_wino_tiles(const nc_conv_geom *g, int m)

@@ -144,6 +144,8 @@ NC_VINLINE void NC_NAME(wino_prefetch)(const int a2, const REAL *p, ptrdiff_t ps
  * a chunk is one vector of up to LM values per plane (whole tiles when c <= LM, else one tile and
  * a block of its channels). Tile t of a chunk holds positions it len .. of each vector. */
 #define NC_WINO_CHUNK(K, tb, kl) const ptrdiff_t kl = (K) <= LM ? (K) : LM, tb = (K) <= LM ? LM / (K) : 1
+/* the tiles of the chunk after the one of nt tiles at tt, in a range ending at t1 (tt + nt < t1) */
+#define NC_WINO_NEXT(tt, nt, t1) ((t1) - (tt) - (nt) < (nt) ? (t1) - (tt) - (nt) : (nt))
 
 /* V for the tiles t0 <= t < t1 */
 NC_VINLINE void NC_NAME(wino_input_k)(const int mh, const int mw, const nc_wino *s, const nc_conv_geom *g,
@@ -157,8 +159,9 @@ NC_VINLINE void NC_NAME(wino_input_k)(const int mh, const int mw, const nc_wino 
         const ptrdiff_t nt = t1 - tt < tb ? t1 - tt : tb;
         for (ptrdiff_t k0 = 0; k0 < C; k0 += kl) {
             const ptrdiff_t len = C - k0 < kl ? C - k0 : kl;
-            REAL *v = V + tt * s->vts + k0;
-            if (tt + nt < s->T) NC_NAME(wino_prefetch)(ah * aw, v + nt * s->vts, s->vps, nt * len);
+            REAL *v = V + (tt - s->t0) * s->vts + k0;
+            if (tt + nt < t1)   /* the next chunk of this call (never past the array) */
+                NC_NAME(wino_prefetch)(ah * aw, v + nt * s->vts, s->vps, NC_WINO_NEXT(tt, nt, t1) * len);
             for (ptrdiff_t it = 0; it < nt; it++) {   /* the patches, zero outside the image */
                 const ptrdiff_t t = tt + it, b = t / (s->th * s->tw), ti = t / s->tw % s->th, tj = t % s->tw;
                 const ptrdiff_t r0 = ti * mh - g->pt, c0 = tj * mw - g->pl;
@@ -250,8 +253,9 @@ NC_VINLINE void NC_NAME(wino_output_k)(const int mh, const int mw, const nc_wino
         const ptrdiff_t nt = t1 - tt < tb ? t1 - tt : tb;
         for (ptrdiff_t k0 = 0; k0 < F; k0 += kl) {
             const ptrdiff_t len = F - k0 < kl ? F - k0 : kl;
-            const REAL *mt = M + tt * s->mts + k0;
-            if (tt + nt < s->T) NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), mt + nt * s->mts, s->mps, nt * len);
+            const REAL *mt = M + (tt - s->t0) * s->mts + k0;
+            if (tt + nt < t1)
+                NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), mt + nt * s->mts, s->mps, NC_WINO_NEXT(tt, nt, t1) * len);
             NC_NAME(wino_out_tile)(mh, mw, mt, s->mps, Y, nt * len, tmp);
             const REAL *bb = bias ? bias + k0 : NULL;
             for (ptrdiff_t it = 0; it < nt; it++) {
@@ -340,8 +344,9 @@ NC_VINLINE void NC_NAME(wino_input_grad_k)(const int mh, const int mw, const nc_
             const ptrdiff_t nt = (b + 1) * per - tt < tb ? (b + 1) * per - tt : tb;
             for (ptrdiff_t k0 = 0; k0 < C; k0 += kl) {
                 const ptrdiff_t len = C - k0 < kl ? C - k0 : kl;
-                const REAL *v = V + tt * s->vts + k0;
-                if (tt + nt < s->T) NC_NAME(wino_prefetch)(ah * aw, v + nt * s->vts, s->vps, nt * len);
+                const REAL *v = V + (tt - s->t0) * s->vts + k0;
+                if (tt + nt < b1 * per)   /* the array holds the tiles of images b0 .. b1 - 1 */
+                    NC_NAME(wino_prefetch)(ah * aw, v + nt * s->vts, s->vps, NC_WINO_NEXT(tt, nt, b1 * per) * len);
                 NC_NAME(wino_in_tile_t)(mh, mw, v, s->vps, dd, LM, nt * len, tmp);
                 for (ptrdiff_t it = 0; it < nt; it++) {
                     const ptrdiff_t t = tt + it, ti = t / s->tw % s->th, tj = t % s->tw;
@@ -443,6 +448,7 @@ static void NC_NAME(wino_filter_chan)(int tr, int bf, const double *S, const dou
 #undef AH
 #undef LM
 #undef NC_WINO_CHUNK
+#undef NC_WINO_NEXT
 
 /* ---- the passes: every phase over fixed items, by the team or serially ---- */
 
@@ -467,19 +473,19 @@ static void NC_NAME(wino_forward_team)(const nc_wino *s, const nc_conv_geom *g, 
     const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
     NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_chan)(0, s->bf, gh, gw, s->ah, g->kh, s->aw, 3, kernel, U, C, F, c));
     NC_WINO_FOR(nt, xi, a2, NC_PUBNAME(gemm_pack_b)(0, C, F, U + xi * C * F, F, (REAL *)Upack + xi * upsz, 0));
-    nc_wino sb = *s;                       /* a block's layout: V[xi, t, c], M[xi, t, f] within vm */
+    nc_wino sb = *s;                       /* a block's layout: V[xi, t, c], M[xi, t, f] within vm, from tile sb.t0 */
     sb.vps = TB * C, sb.mps = TB * F;
     const nc_wino *sv = V ? s : &sb;       /* where V lies: the kept array, or vm */
-    REAL *Mb = V ? vm : vm + a2 * TB * C;
+    REAL *Vb = V ? V : vm, *Mb = V ? vm : vm + a2 * TB * C;
     NC_WINO_FOR(nt, i, (T + TB - 1) / TB, {
         const ptrdiff_t t0 = i * TB, t1 = T - t0 < TB ? T : t0 + TB;
-        REAL *Vt = V ? V : vm - t0 * sb.vts;   /* tile t's rows at Vt + t vts: the kernels index by t */
-        NC_NAME(wino_input)(sv, g, x, Vt, t0, t1);
+        sb.t0 = t0;                        /* the block's arrays start at its first tile */
+        NC_NAME(wino_input)(sv, g, x, Vb, t0, t1);
         for (ptrdiff_t xi = 0; xi < a2; xi++)
-            NC_PUBNAME(gemm_panels)(t1 - t0, F, C, Vt + xi * sv->vps + t0 * sv->vts, sv->vts,
+            NC_PUBNAME(gemm_panels)(t1 - t0, F, C, Vb + xi * sv->vps + (t0 - sv->t0) * sv->vts, sv->vts,
                                     Upack + xi * upsz + NC_WINO_PACK_HEAD, ntot, 0, Mb + xi * sb.mps, sb.mts, NULL,
                                     NC_ACT_LINEAR, 0);
-        NC_NAME(wino_output)(&sb, g, Mb - t0 * sb.mts, bias, act, alpha, y, t0, t1);
+        NC_NAME(wino_output)(&sb, g, Mb, bias, act, alpha, y, t0, t1);
     });
 }
 
@@ -496,7 +502,7 @@ static void NC_NAME(wino_backward_team)(const nc_wino *s, const nc_conv_geom *g,
     const ptrdiff_t ncb = (C + NC_WINO_CHANS - 1) / NC_WINO_CHANS;
     const ptrdiff_t per = s->th * s->tw, ib = (NC_WINO_BACK + per - 1) / per;   /* images an item */
     if (dx) NC_WINO_FOR(nt, xi, a2, NC_PUBNAME(gemm_pack_b)(1, F, C, U + xi * C * F, F, (REAL *)UTpack + xi * upsz, 0));
-    nc_wino sb = *s;                       /* dV of an item's tiles: dV[xi, t, c] within dvb */
+    nc_wino sb = *s;                       /* dV of an item's tiles: dV[xi, t, c] within dvb, from tile sb.t0 */
     sb.vps = ib * per * C;
     NC_WINO_FOR(nt, i, (g->n + ib - 1) / ib, {
         const ptrdiff_t b0 = i * ib, b1 = g->n - b0 < ib ? g->n : b0 + ib, t0 = b0 * per, t1 = b1 * per;
@@ -506,14 +512,15 @@ static void NC_NAME(wino_backward_team)(const nc_wino *s, const nc_conv_geom *g,
                 NC_PUBNAME(gemm_panels)(t1 - t0, C, F, M + xi * s->mps + t0 * s->mts, s->mts,
                                         UTpack + xi * upsz + NC_WINO_PACK_HEAD, ntot, 0, dvb + xi * sb.vps, sb.vts,
                                         NULL, NC_ACT_LINEAR, 0);
-            NC_NAME(wino_input_grad)(&sb, g, dvb - t0 * sb.vts, dx, b0, b1);   /* the kernel indexes by t */
+            sb.t0 = t0;
+            NC_NAME(wino_input_grad)(&sb, g, dvb, dx, b0, b1);
         }
     });
-    NC_WINO_FOR(nt, i, a2 * ncb, {   /* dU[xi][c0 ..] = V[:, xi, c0 ..]^T dM[:, xi] */
+    NC_WINO_FOR(nt, i, a2 * ncb, {   /* dU[xi][c0 ..] = V[:, xi, c0 ..]^T dM[:, xi], both read in place */
         const ptrdiff_t xi = i % a2, c0 = i / a2 * NC_WINO_CHANS;
         const ptrdiff_t cn = C - c0 < NC_WINO_CHANS ? C - c0 : NC_WINO_CHANS;
-        NC_PUBNAME(gemm)(1, 0, cn, F, T, 1, V + xi * s->vps + c0, s->vts, M + xi * s->mps, s->mts, 0,
-                      dU + (xi * C + c0) * F, F, NULL, NC_ACT_LINEAR, 0, 1);
+        NC_PUBNAME(gemm_tn)(cn, F, T, V + xi * s->vps + c0, s->vts, M + xi * s->mps, s->mts, dU + (xi * C + c0) * F,
+                            F);
     });
     const double *gh = nc_wino_g(s->mh), *gw = nc_wino_g(s->mw);
     NC_WINO_FOR(nt, c, C, NC_NAME(wino_filter_chan)(1, s->bf, gh, gw, g->kh, s->ah, 3, s->aw, dU, dkernel, C, F, c));

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from nncore._kernels import int8, runtime
+from nncore._kernels.gemm import gemm_tn
 from nncore.layers import Dense
 from nncore.models import Sequential
 
@@ -140,3 +141,19 @@ def test_winograd_pair_kernels_read_only_inside_their_arrays(level):
                 dk, dx = guarded(kern.shape, np.float32), guarded(x.shape, np.float32)
                 conv.wino_pool_backward(dyp, yp, ix, U, V, M, dU, dk, dx, (h, w), out, m, pad, relu, 2, bf16)
                 conv.unpool2_colsum(yp, ix, dyp, guarded((f,), np.float32), out, relu)
+
+
+@pytest.mark.skipif(not LINUX, reason="mprotect through ctypes")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_tn_reads_only_inside_a_and_b(simd_level, dtype):
+    """gemm_tn reads A and B in place: a column edge's last vector of B is loaded masked, a row edge
+    reads only its rows of A, on every SIMD level."""
+    rng = np.random.default_rng(11)
+    for k in (1, 3, 385):
+        for m in (1, 5, 7, 9, 33):
+            for n in (1, 3, 15, 17, 33):
+                a, b = guarded((k, m), dtype), guarded((k, n), dtype)
+                a[...] = rng.standard_normal((k, m))
+                b[...] = rng.standard_normal((k, n))
+                c = gemm_tn(a, b, np.empty((m, n), dtype))
+                np.testing.assert_allclose(c, a.T.astype(np.float64) @ b, rtol=1e-4, atol=1e-4 * np.sqrt(k))

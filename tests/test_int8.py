@@ -267,6 +267,35 @@ def test_conv_int8_is_keras_int8_conv_to_the_bit(dtype, level):
                             np.testing.assert_array_equal(y, want, err_msg=f"{kernel} {act} {case} {nt} threads")
 
 
+# The pixels of one output row share their windows' column maxima (csrc/int8_rows.h, i8_conv_rows) while
+# c (kw - 1) dw + c fits 2048 bit patterns: several A blocks (484 rows of k = 288: the second block starts
+# inside an output row), output rows cut into several shared passes (c = 64, 80 columns: 30 pixels a
+# pass), strides and dilations with padding, the widest window that fits (c = 682: one pixel a pass) and
+# the ones past it (c = 700, 1024: each row's own max); a NaN and an infinity in single pixels
+SHARED_CASES = [(4, 13, 13, 32, (3, 3), (1, 1), (1, 1), (0, 0), 64), (1, 5, 80, 64, (3, 3), (1, 1), (1, 1), (1, 1), 7),
+                (2, 9, 40, 6, (2, 3), (2, 3), (1, 2), (1, 2), 5), (1, 4, 5, 682, (2, 3), (1, 1), (1, 1), (0, 0), 3),
+                (1, 4, 5, 700, (2, 3), (1, 1), (1, 1), (0, 0), 3), (1, 3, 4, 1024, (2, 2), (1, 1), (1, 1), (0, 1), 2)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("level", LEVELS)
+def test_conv_int8_shared_column_maxima_give_the_row_scales_bits(dtype, level):
+    rng = np.random.default_rng(9)
+    kernels = _runs(level, 127)
+    for case in SHARED_CASES:
+        x, wk, ws, b, geom = _conv_case(rng, case, dtype)
+        x[-1, 1, 2, 0] = np.nan
+        x[-1, -1, -2, -1] = -np.inf
+        z = ref.int8_dense(ref.im2col(x, *geom), wk, ws, b, 127)
+        assert np.isnan(z).any() and not np.isnan(z).all()
+        for kernel in kernels:
+            _use(kernel, 127)
+            for nt in (1, 2):
+                y = np.full(z.shape, 3.0, dtype)
+                conv.conv_int8(x, wk, ws, y, b, 0, 0.0, *geom, qmax=127, n_threads=nt)
+                np.testing.assert_array_equal(y, z, err_msg=f"{kernel} {case} {nt} threads")
+
+
 def test_conv_int8_nonfinite_patch_and_bad_input():
     rng = np.random.default_rng(5)
     x, wk, ws, b, geom = _conv_case(rng, CONV_CASES[0], np.float32)

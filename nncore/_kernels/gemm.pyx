@@ -324,6 +324,31 @@ def gemm_panels(a, packed, c, double beta=0.0, bias=None, int act=0, double act_
     return c
 
 
+def gemm_tn(a, b, c):
+    """c := a.T @ b in place on this thread, a (k, m) and b (k, n) read in place (rows contiguous, any
+    row stride; k their rows), nothing packed; returns c. The sums are gemm(a, b, c, trans_a=True)'s
+    where that packs both operands (csrc/gemm_kernel.h, gemm_tn)."""
+    cdef int code = -1
+    cdef Py_ssize_t lda = _rows(a, "a", &code)
+    cdef Py_ssize_t ldb = _rows(b, "b", &code)
+    cdef Py_ssize_t ldc = _rows(c, "c", &code)
+    _writable(c, "c")
+    cdef Py_ssize_t k = a.shape[0], m = a.shape[1], n = b.shape[1]
+    if b.shape[0] != k:
+        raise ValueError(f"gemm_tn: b: expected {k} rows (a's), got shape {b.shape}")
+    _shape2(c, "c", m, n)
+    cdef void *pa = _ptr(a)
+    cdef void *pb = _ptr(b)
+    cdef void *pc = _ptr(c)
+    if code == 0:
+        with nogil:
+            nc_gemm_tn_f32(m, n, k, <float*>pa, lda, <float*>pb, ldb, <float*>pc, ldc)
+    else:
+        with nogil:
+            nc_gemm_tn_f64(m, n, k, <double*>pa, lda, <double*>pb, ldb, <double*>pc, ldc)
+    return c
+
+
 def dense_chain(x, packed, biases, acts, alphas, y, bint check_finite=False, int n_threads=1, kernels=None):
     """y := f_L(... f_1(x W_1 + b_1) ...) through L dense layers, a block of rows at a time; returns y.
 

@@ -57,6 +57,10 @@ cdef extern from "nncore.h" nogil:
     void nc_gemm_panels_f64(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double *A, ptrdiff_t lda,
                             const double *bpack, ptrdiff_t ntot, double beta, double *C, ptrdiff_t ldc,
                             const double *bias, int act, double act_alpha)
+    void nc_gemm_tn_f32(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *A, ptrdiff_t lda, const float *B,
+                        ptrdiff_t ldb, float *C, ptrdiff_t ldc)
+    void nc_gemm_tn_f64(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const double *A, ptrdiff_t lda, const double *B,
+                        ptrdiff_t ldb, double *C, ptrdiff_t ldc)
     void nc_gemm_micro_tile_f32(int *mr, int *nr)
     void nc_gemm_micro_tile_f64(int *mr, int *nr)
     int nc_dense_chain_f32(ptrdiff_t m, int L, const ptrdiff_t *dims, const float *const *W, float *const *packed,
