@@ -11,12 +11,15 @@ import time
 
 import numpy as np
 
+from nncore._kernels import ACT_CODES
 from nncore._kernels import rnn as rnn
 from nncore._kernels.elementwise import colsum
 from nncore._kernels.gemm import RNN_GRU, gemm, lstm_seq_backward, lstm_seq_forward, pack_b, rnn_seq_backward, \
     rnn_seq_forward
 
-TANH, SIG = 1, 2
+# the layer's default activations (csrc/nncore.h's codes: 1 is "step", which this script ran as "tanh" before
+# session 16, so its cell figures until then left out the two tanh passes of a forward row)
+TANH, SIG = ACT_CODES["tanh"], ACT_CODES["sigmoid"]
 
 
 def build(T=28, B=128, D=28, u=128, dtype=np.float32, seed=0):

@@ -6,10 +6,14 @@
 
 NC_ALWAYS_INLINE REAL NC_NAME(sigmoid1)(REAL x)
 {
+#ifdef NC_F32
+    return nc_vsigmoidf(x);
+#else
     /* 1/(1+e^-x) without overflow: e^-|x| never overflows */
     REAL e = VEXP(-FABS(x));
     REAL s = (REAL)1 / ((REAL)1 + e);
     return x >= 0 ? s : e * s;
+#endif
 }
 
 NC_ALWAYS_INLINE REAL NC_NAME(softplus1)(REAL x)

@@ -11,6 +11,12 @@
  *        from the exponent bits in two halves so subnormal results and the
  *        overflow to inf come out right.
  * expm1: the Taylor series to x^8 for |x| < 1/2 (no cancellation), else e^x - 1.
+ * The sigmoid and tanh (the recurrent cells' gates: most of an LSTM forward cell's time) take
+ * cheaper forms of both for non-positive arguments only: nc_vexpnf builds 2^n as one scale and
+ * one rounding by 2^-64 (not two halves), nc_vexpm1nf is 2^n expm1(r) + (2^n - 1) on one
+ * reduction (not the series and e^x both, then a select). The LSTM cells forward alone (the lstm
+ * row's 28 steps of 128 x 128, 1 thread, in cache) 1.38 -> 0.93 ms at AVX-512, 2.01 -> 1.5-1.6 ms at
+ * AVX2 (tanh 1.6x, sigmoid 1.2-1.35x as fast); tanh 2.5 ulp, sigmoid 2.4.
  * log1p: w = 1 + u rounded, log1p(u) = log(w) + (u - (w - 1)) / w; log(w)
  *        from the exponent and m in [sqrt(1/2), sqrt(2)):
  *        log m = 2 atanh(s) = 2 (s + s^3/3 + ... + s^9/9), s = (m - 1)/(m + 1).
@@ -91,12 +97,67 @@ NC_VINLINE float nc_vlog1pf(float u)
     return ef * ln2_hi + ((ef * ln2_lo + c) + logm);
 }
 
+/* e^x for x <= 0 (the sigmoid's e^-|x|): nc_vexpf's reduction and series, 2^n (n in [-150, 0]) built as
+ * one normal scale 2^(n + 64) (the product with p exact) and one rounding by 2^-64, so subnormal results
+ * come out as nc_vexpf's; no upper clamp. */
+NC_VINLINE float nc_vexpnf(float x)
+{
+    const float log2e = 1.44269504088896341f;
+    const float ln2_hi = 0.693145751953125f, ln2_lo = 1.42860682030941723e-6f;
+    const float shifter = 12582912.0f;
+    x = x < -104.0f ? -104.0f : x;
+    float n = (x * log2e + shifter) - shifter;
+    float r = (x - n * ln2_hi) - n * ln2_lo;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    return p * nc_bits_to_f32(((int32_t)n + 191) << 23) * 5.42101086242752217e-20f;   /* 2^-64 */
+}
+
+/* e^x - 1 for x in [-20, 0] (tanh's expm1(-2|x|)): x = n ln2 + r, |r| <= ln2/2, e^x - 1 =
+ * 2^n expm1(r) + (2^n - 1) with expm1(r) by its series to r^8 (no cancellation: the two terms have the
+ * same sign for n < 0, and for n = 0 the result is expm1(r) itself); 2^n a normal float (n >= -29). */
+NC_VINLINE float nc_vexpm1nf(float x)
+{
+    const float log2e = 1.44269504088896341f;
+    const float ln2_hi = 0.693145751953125f, ln2_lo = 1.42860682030941723e-6f;
+    const float shifter = 12582912.0f;
+    float n = (x * log2e + shifter) - shifter;
+    float r = (x - n * ln2_hi) - n * ln2_lo;
+    float q = 1.0f / 40320.0f;
+    q = q * r + 1.0f / 5040.0f;
+    q = q * r + 1.0f / 720.0f;
+    q = q * r + 1.0f / 120.0f;
+    q = q * r + 1.0f / 24.0f;
+    q = q * r + 1.0f / 6.0f;
+    q = q * r + 0.5f;
+    q = r + (r * r) * q;                                  /* expm1(r) */
+    float sc = nc_bits_to_f32(((int32_t)n + 127) << 23);  /* 2^n */
+    return sc * q + (sc - 1.0f);
+}
+
 NC_VINLINE float nc_vtanhf(float x)
 {
-    /* tanh|x| = -u / (2 + u) with u = expm1(-2|x|) in (-1, 0]: no cancellation near 0 */
-    float u = nc_vexpm1f(-2.0f * fabsf(x));
+    /* tanh|x| = -u / (2 + u) with u = expm1(-2|x|) in (-1, 0]: no cancellation near 0; |x| >= 10 gives
+     * u = -1 + 2e-9: tanh rounds to 1 there */
+    float a = fabsf(x);
+    a = a > 10.0f ? 10.0f : a;
+    float u = nc_vexpm1nf(-2.0f * a);
     float t = -u / (2.0f + u);
     return x < 0.0f ? -t : t;
+}
+
+/* 1 / (1 + e^-x) without overflow: e^-|x| never overflows */
+NC_VINLINE float nc_vsigmoidf(float x)
+{
+    float e = nc_vexpnf(-fabsf(x));
+    float s = 1.0f / (1.0f + e);
+    return x >= 0.0f ? s : e * s;
 }
 
 NC_VINLINE float nc_verfcf(float x)

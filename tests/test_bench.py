@@ -630,3 +630,22 @@ def test_bf16_peers_train_in_bfloat16_and_their_table():
     assert "nncore mixed_bfloat16" not in head
     line = next(t for t in bf16_part.splitlines() if t.startswith("| tiny | 2 |"))
     assert line.endswith("| 0.50x | 1.50x | 2.00x |")        # nncore float32, PyTorch, PyTorch autocast over it
+
+
+def test_lstm_kernels_time_the_layers_cell():
+    # bench/lstm_kernels.py's forward is the LSTM layer's (tanh, sigmoid): until session 16 it passed code 1
+    # ("step") as tanh, so its cell figures left out the two tanh passes of a row
+    from bench import lstm_kernels as lk
+    s = lk.build(T=3, B=5, D=4, u=6)
+    label, _, fwd = lk.kernels(s, 1)[0]
+    assert label.startswith("lstm_seq_forward")
+    fwd()
+    W, U, b = (a.astype(np.float64) for a in (s.W, s.U, s.bias))
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    u = s.u
+    h, c = np.zeros((s.B, u)), np.zeros((s.B, u))
+    for t in range(s.T):
+        z = s.xt.reshape(s.T, s.B, s.D)[t].astype(np.float64) @ W + h @ U + b
+        c = sig(z[:, u:2 * u]) * c + sig(z[:, :u]) * np.tanh(z[:, 2 * u:3 * u])
+        h = sig(z[:, 3 * u:]) * np.tanh(c)
+        np.testing.assert_allclose(s.h[t + 1], h, rtol=1e-5, atol=1e-6, err_msg=f"t={t}")
