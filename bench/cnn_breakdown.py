@@ -55,7 +55,9 @@ def main(argv=None):
             if hasattr(layer, meth):
                 fn = getattr(layer, meth)
 
-                def run(*a, _fn=fn, _name=f"{layer.name} {meth.strip('_').replace('pair_', 'pair ').split('_')[0]}", **k):
+                label = meth.strip("_").replace("pair_", "pair ").split("_")[0]
+
+                def run(*a, _fn=fn, _name=f"{layer.name} {label}", **k):
                     prev, current[0] = current[0], _name
                     try:
                         return _fn(*a, **k)

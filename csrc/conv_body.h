@@ -204,7 +204,8 @@ void NC_NAME(unpool2_delta)(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f
         return;
     }
 #pragma omp parallel for schedule(dynamic, 4) num_threads(nt) /* a busy core's share moves */
-    for (ptrdiff_t r = 0; r < rows; r++) NC_NAME(unpool2_rows)(oh, ow, f, act, yp, ix, dyp, r * ow, ow, delta + r * ow * f);
+    for (ptrdiff_t r = 0; r < rows; r++)
+        NC_NAME(unpool2_rows)(oh, ow, f, act, yp, ix, dyp, r * ow, ow, delta + r * ow * f);
 }
 
 /* db := the column sums of the delta unpool2_delta makes, in nc_colsum's order (rows in order, each
@@ -229,7 +230,8 @@ void NC_NAME(unpool2_colsum)(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t 
                         acc[e] += iv[e] >> 1 == di && iv[e] < 4 && yv[e] > 0 ? (REAL)0 + dv[e] : (REAL)0;
                 } else {
 #pragma omp simd
-                    for (ptrdiff_t e = 0; e < f; e++) acc[e] += iv[e] >> 1 == di && iv[e] < 4 ? (REAL)0 + dv[e] : (REAL)0;
+                    for (ptrdiff_t e = 0; e < f; e++)
+                        acc[e] += iv[e] >> 1 == di && iv[e] < 4 ? (REAL)0 + dv[e] : (REAL)0;
                 }
             }
 }

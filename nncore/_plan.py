@@ -296,7 +296,8 @@ class Plan:
                 i += 1
             js = order[start:i + 1]
             # a pair's pool (followed by its conv in this chain) runs inside the conv's backward step
-            js_run = [j for p, j in enumerate(js) if not (j - 1 in self.pairs and p + 1 < len(js) and js[p + 1] == j - 1)]
+            js_run = [j for p, j in enumerate(js)
+                      if not (j - 1 in self.pairs and p + 1 < len(js) and js[p + 1] == j - 1)]
             bs = tuple(self.pairs[j][1] if j in self.pairs and j + 1 in js else
                        self.executors[j].backward_logits if j in fused else self.executors[j].backward for j in js_run)
             if self._hook is not None:

@@ -390,3 +390,37 @@ def test_the_winograd_pair_gradients_finite_differences(float64, act):
             down = float(np.sum(forward(x, False) * r))
             a[i] = old
             np.testing.assert_allclose(g[i], (up - down) / 2e-6, rtol=1e-5, atol=1e-7, err_msg=f"{name}{i}")
+
+
+def test_paired_models_hook_quantize_and_save_as_the_unpaired(monkeypatch, tmp_path):
+    """The pair keeps the layers what users see: a backward hook (nncore.distributed's) wraps the pair's
+    step as the conv's (every layer with weights; the pool, which has none, runs inside it), quantize's
+    int8 convs run the two layers inside the step, save/load and the weights are the layers'."""
+    shape = (12, 12, 1)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((20,) + shape).astype(np.float32)
+    y = rng.integers(0, 3, 20)
+    outs = {}
+    for fuse in (True, False):
+        monkeypatch.setattr(plan_mod, "FUSE_CONV_POOL", fuse)
+        model = _cnn(shape)
+        model.build((None,) + shape)
+        wrng = np.random.default_rng(3)
+        model.set_weights([(wrng.standard_normal(w.shape) * 0.4).astype(w.dtype) for w in model.get_weights()])
+        model.compile(optimizer=nncore.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
+        model.predict(x, verbose=0)
+        seen = []
+        model._plan.hook_backward(lambda b, layer: (lambda dy: (seen.append(layer.name), b(dy))[1]))
+        model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+        assert len(model._plan.pairs) == (2 if fuse else 0)
+        weighted = {layer.name for layer in model.layers if layer.weights}
+        pools = {layer.name for layer in model.layers if type(layer) is MaxPooling2D}
+        assert weighted <= set(seen) and (set(seen).isdisjoint(pools) if fuse else pools <= set(seen))
+        path = tmp_path / f"m{fuse}.keras"
+        model.save(path)
+        loaded = nncore.load_model(path)
+        p_loaded = loaded.predict(x, verbose=0)
+        model.quantize("int8")
+        outs[fuse] = (model.predict(x, verbose=0), p_loaded, model.get_weights())
+    for a, b in zip(outs[True][:2] + tuple(outs[True][2]), outs[False][:2] + tuple(outs[False][2])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
