@@ -21,7 +21,12 @@ def prepare(workload, prog, description, argv=None):
                    help="bf16: the model built under the mixed_bfloat16 policy (bench's nncore_bf16 peer)")
     p.add_argument("--simd", choices=("generic", "avx2", "avx512"), default=None,
                    help="run nncore's kernels at this SIMD level (default: the best this CPU has)")
+    p.add_argument("--unpaired", action="store_true",
+                   help="run a Conv2D -> MaxPooling2D pair as the two layers (nncore._plan.FUSE_CONV_POOL off)")
     args = p.parse_args(argv)
+    if args.unpaired:
+        import nncore._plan
+        nncore._plan.FUSE_CONV_POOL = False
     if args.simd:
         import nncore
         nncore.set_simd_level(args.simd)

@@ -23,7 +23,6 @@ the shadows are added in after the pass, so the optimizer still sees one flat gr
 """
 import copy
 import operator
-import os
 
 import numpy as np
 
@@ -32,8 +31,9 @@ from nncore.layers.base import MAX_CACHED_SHAPES
 __all__ = ["Plan"]
 
 # Whether plans pair a Conv2D with the MaxPooling2D that alone reads it (`Plan.pairs`); a private switch for the
-# tests and benchmarks that compare the pair against the two layers (read when a plan is made)
-FUSE_CONV_POOL = os.environ.get("NNCORE_FUSE_CONV_POOL", "1") != "0"
+# tests and benchmarks that compare the pair against the two layers (read when a plan is made; no environment
+# variable sets it: STYLE.md)
+FUSE_CONV_POOL = True
 
 
 def _none(dy):
