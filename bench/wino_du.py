@@ -2,6 +2,9 @@
 time, 1 thread: the median of --calls calls per repeat, then the median over --repeats. Prints one line per
 SIMD level, so two builds can be compared in alternating processes:
 ``python -m bench.wino_du [--simd avx2,avx512] [--repeats 7] [--calls 5] [--dtype float32] [--no-dx]``.
+``--products``: instead, backward's 36 dU products alone (V[xi]^T dM[xi], 1152 x 32 x 64 each) by
+gemm(trans_a=True) and by gemm_tn, taking turns in one process, on cold operands (each product its own
+V[xi], dM[xi]: 16 MB in all) and on warm ones (every product on V[0], dM[0]); GFLOP/s of the medians.
 """
 import argparse
 import statistics
@@ -33,6 +36,36 @@ def setup(n, dtype, with_dx):
     return call
 
 
+def products(levels, repeats, dtype):
+    from nncore._kernels.gemm import gemm, gemm_tn
+    rng = np.random.default_rng(0)
+    a2, T, c, f = 36, 1152, 32, 64
+    V = rng.standard_normal((a2, T, c)).astype(dtype)
+    M = rng.standard_normal((a2, T, f)).astype(dtype)
+    dU = np.empty((a2, c, f), dtype)
+
+    def run(fn, hot):
+        def go():
+            for xi in range(a2):
+                fn(V[0 if hot else xi], M[0 if hot else xi], dU[xi])
+        return go
+    old = lambda a, b, out: gemm(a, b, out, trans_a=True)
+    fs = {"gemm cold": run(old, False), "gemm_tn cold": run(gemm_tn, False), "gemm warm": run(old, True),
+          "gemm_tn warm": run(gemm_tn, True)}
+    flop = 2.0 * a2 * T * c * f
+    for lv in levels:
+        nncore.set_simd_level(lv)
+        res = {k: [] for k in fs}
+        for _ in range(repeats):
+            for name, fn in fs.items():
+                t0 = time.thread_time()
+                fn()
+                fn()
+                res[name].append((time.thread_time() - t0) / 2)
+        print(f"dU products {np.dtype(dtype).name} {lv} 1t: " +
+              ", ".join(f"{k} {flop / statistics.median(v) / 1e9:.0f} GFLOP/s" for k, v in res.items()))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--simd", default="avx2,avx512")
@@ -41,8 +74,12 @@ def main():
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--no-dx", action="store_true")
     ap.add_argument("--n", type=int, default=128)
+    ap.add_argument("--products", action="store_true")
     a = ap.parse_args()
     levels = a.simd.split(",")
+    if a.products:
+        products(levels, a.repeats, np.dtype(a.dtype))
+        return
     calls = {}
     for lv in levels:
         nncore.set_simd_level(lv)
