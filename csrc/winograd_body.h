@@ -290,7 +290,8 @@ NC_VINLINE void NC_NAME(wino_output_grad_k)(const int mh, const int mw, const nc
         for (ptrdiff_t k0 = 0; k0 < F; k0 += kl) {
             const ptrdiff_t len = F - k0 < kl ? F - k0 : kl;
             REAL *mt = M + tt * s->mts + k0;
-            if (tt + nt < s->T) NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), mt + nt * s->mts, s->mps, nt * len);
+            if (tt + nt < t1)   /* the next chunk of this call (never past the array) */
+                NC_NAME(wino_prefetch)(AH(mh) * (mw + 2), mt + nt * s->mts, s->mps, NC_WINO_NEXT(tt, nt, t1) * len);
             for (ptrdiff_t it = 0; it < nt; it++) {
                 const ptrdiff_t t = tt + it, b = t / (s->th * s->tw), ti = t / s->tw % s->th, tj = t % s->tw;
                 const ptrdiff_t ni = OH - ti * mh < mh ? OH - ti * mh : mh, nj = OW - tj * mw < mw ? OW - tj * mw : mw;
