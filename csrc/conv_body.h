@@ -3,6 +3,8 @@
  * see conv.c for the layout and the threading rules. */
 #ifdef NC_LEVEL
 
+#include "pool2_body.h"   /* the pair's 2x2 max */
+
 /* The cols row of output pixel (oh, ow) of image xb: K = kh kw c values at d. */
 static inline void NC_NAME(im2col_pixel)(const nc_conv_geom *g, const REAL *xb, ptrdiff_t oh, ptrdiff_t ow, REAL *d)
 {
@@ -113,48 +115,9 @@ static void NC_NAME(pool2_rows)(const REAL *t, ptrdiff_t ow, ptrdiff_t f, ptrdif
         for (ptrdiff_t q = 0; q < pw; q++) {
             const REAL *restrict a = r0 + 2 * q * f, *restrict b = a + f;
             const REAL *restrict c = r1 + 2 * q * f, *restrict d = c + f;
-            REAL *restrict o = yp + (p * pw + q) * f;
-            if (ix) {
-                uint8_t *restrict io = ix + (p * pw + q) * f;
-#pragma omp simd
-                for (ptrdiff_t e = 0; e < f; e++) {
-                    REAL m = a[e];
-                    int w = 0;
-                    if (NC_POOL_TAKE(b[e], m)) m = b[e], w = 1;
-                    if (NC_POOL_TAKE(c[e], m)) m = c[e], w = 2;
-                    if (NC_POOL_TAKE(d[e], m)) m = d[e], w = 3;
-                    o[e] = m;
-                    io[e] = (uint8_t)w;
-                }
-            } else {
-#pragma omp simd
-                for (ptrdiff_t e = 0; e < f; e++) {
-                    REAL m = NC_POOL_TAKE(b[e], a[e]) ? b[e] : a[e];
-                    m = NC_POOL_TAKE(c[e], m) ? c[e] : m;
-                    o[e] = NC_POOL_TAKE(d[e], m) ? d[e] : m;
-                }
-            }
+            NC_NAME(pool2_max)(a, b, c, d, yp + (p * pw + q) * f, ix ? ix + (p * pw + q) * f : NULL, f);
         }
     }
-}
-
-/* yp, ix := the 2x2 pool of the whole conv output y (n, oh, ow, f): the pair's other routes (Winograd,
- * the bf16 GEMM), whose conv writes y. */
-void NC_NAME(maxpool2_index)(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, const REAL *y, REAL *yp,
-                             uint8_t *ix, int nthreads)
-{
-    const ptrdiff_t ph = oh / 2, pw = ow / 2, rows = n * ph;
-    int nt = nc_team_size(nthreads, (double)rows * (double)(4 * pw * f));
-    if (nt <= 1) {
-        for (ptrdiff_t r = 0; r < rows; r++)
-            NC_NAME(pool2_rows)(y + ((r / ph) * oh + 2 * (r % ph)) * ow * f, ow, f, 1, pw, yp + r * pw * f,
-                                ix ? ix + r * pw * f : NULL);
-        return;
-    }
-#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) /* a busy core's share moves */
-    for (ptrdiff_t r = 0; r < rows; r++)
-        NC_NAME(pool2_rows)(y + ((r / ph) * oh + 2 * (r % ph)) * ow * f, ow, f, 1, pw, yp + r * pw * f,
-                            ix ? ix + r * pw * f : NULL);
 }
 
 /* Rows [r0, r0 + rows) of the conv's delta (r = (b oh + i) ow + j, f values each) into d, from the pooled
@@ -192,23 +155,7 @@ static void NC_NAME(unpool2_rows)(ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int a
     if (act & NC_ACT_BF16) NC_NAME(act_forward)(NC_ACT_LINEAR | NC_ACT_BF16, 0, d, d, rows * f);
 }
 
-/* delta (n oh ow, f) := the conv's delta from the pooled yp, ix, dyp (`unpool2_rows`), for the routes whose
- * backward takes a whole delta (Winograd's). */
-void NC_NAME(unpool2_delta)(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const REAL *yp,
-                            const uint8_t *ix, const REAL *dyp, REAL *delta, int nthreads)
-{
-    const ptrdiff_t rows = n * oh;
-    int nt = nc_team_size(nthreads, (double)rows * (double)(ow * f));
-    if (nt <= 1) {
-        NC_NAME(unpool2_rows)(oh, ow, f, act, yp, ix, dyp, 0, rows * ow, delta);
-        return;
-    }
-#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) /* a busy core's share moves */
-    for (ptrdiff_t r = 0; r < rows; r++)
-        NC_NAME(unpool2_rows)(oh, ow, f, act, yp, ix, dyp, r * ow, ow, delta + r * ow * f);
-}
-
-/* db := the column sums of the delta unpool2_delta makes, in nc_colsum's order (rows in order, each
+/* db := the column sums of the delta unpool2_rows makes, in nc_colsum's order (rows in order, each
  * column's terms one after the other): the nonzero terms of conv row 2 p + di are the winners with
  * di = ix / 2 of pooled row p (at most one of a window's columns each); the zeros added there are exact. */
 void NC_NAME(unpool2_colsum)(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const REAL *yp,
@@ -249,7 +196,7 @@ static void NC_NAME(conv_wgrad_part)(const nc_conv_geom *g, const REAL *x, ptrdi
     const ptrdiff_t k = g->kh * g->kw * g->c, m = g->n * g->oh * g->ow;
     for (ptrdiff_t q = q0; q < q1; q++) {
         const ptrdiff_t r0 = q * rb, rows = m - r0 < rb ? m - r0 : rb, off = r0 * f;
-        const REAL *dl = dy + off;
+        const REAL *dl;   /* the block's delta rows; dy (the pooled dyp when ix) is not offset by off then */
         if (ix) {
             REAL *dd = delta ? delta + off : d;
             NC_NAME(unpool2_rows)(g->oh, g->ow, f, act, y, ix, dy, r0, rows, dd);
@@ -258,6 +205,8 @@ static void NC_NAME(conv_wgrad_part)(const nc_conv_geom *g, const REAL *x, ptrdi
             REAL *dd = delta ? delta + off : d;
             NC_NAME(act_backward)(act, alpha, z ? z + off : NULL, y + off, dy + off, dd, rows * f);
             dl = dd;
+        } else {
+            dl = dy + off;
         }
         if (db)
             for (ptrdiff_t r = 0; r < rows; r++) {
@@ -631,22 +580,10 @@ int NC_NAME(conv_pool_backward_weights)(const nc_conv_geom *g, const REAL *x, pt
     return NC_PICK(conv_pool_backward_weights)(g, x, f, act, yp, ix, dyp, delta, dk, db, nthreads);
 }
 
-void NC_NAME(maxpool2_index)(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, const REAL *y, REAL *yp,
-                             uint8_t *ix, int nthreads)
-{
-    NC_PICK(maxpool2_index)(n, oh, ow, f, y, yp, ix, nthreads);
-}
-
 void NC_NAME(unpool2_colsum)(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const REAL *yp,
                              const uint8_t *ix, const REAL *dyp, REAL *db)
 {
     NC_PICK(unpool2_colsum)(n, oh, ow, f, act, yp, ix, dyp, db);
-}
-
-void NC_NAME(unpool2_delta)(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const REAL *yp,
-                            const uint8_t *ix, const REAL *dyp, REAL *delta, int nthreads)
-{
-    NC_PICK(unpool2_delta)(n, oh, ow, f, act, yp, ix, dyp, delta, nthreads);
 }
 
 /* The pooled rows [p0, p1) of image b, one thread: their conv rows (b, 2 p0 .. 2 p1 - 1) made and multiplied

@@ -524,23 +524,13 @@ int nc_conv_pool_backward_weights_f32(const nc_conv_geom *g, const float *x /* i
 int nc_conv_pool_backward_weights_f64(const nc_conv_geom *g, const double *x, ptrdiff_t f, int act,
                                       const double *yp, const uint8_t *ix, const double *dyp, double *delta,
                                       double *dk, double *db, int nthreads);
-/* The pair's pieces for the conv routes that write y / read a whole delta: yp, ix (nullable) := the 2x2 pool
- * of y (n, oh, ow, f) as above; delta (n oh ow, f) := the conv's delta from yp, ix, dyp as above. */
-void nc_maxpool2_index_f32(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, const float *y /* in */,
-                           float *yp /* out */, uint8_t *ix /* out, nullable */, int nthreads);
-void nc_maxpool2_index_f64(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, const double *y /* in */,
-                           double *yp /* out */, uint8_t *ix /* out, nullable */, int nthreads);
-void nc_unpool2_delta_f32(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const float *yp /* in */,
-                          const uint8_t *ix /* in */, const float *dyp /* in */, float *delta /* out */,
-                          int nthreads);
-/* db (f) := the column sums of that delta, the rows in order as nc_colsum sums the whole delta (its zeros
- * left out: the same bits). */
+/* The pair's bias gradient on Winograd: db (f) := the column sums of the conv's delta made from yp, ix, dyp
+ * as above (n, oh, ow: the conv output's size), the rows in order as nc_colsum sums the whole delta (its
+ * zeros left out: the same bits). */
 void nc_unpool2_colsum_f32(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const float *yp /* in */,
                            const uint8_t *ix /* in */, const float *dyp /* in */, float *db /* out */);
 void nc_unpool2_colsum_f64(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const double *yp,
                            const uint8_t *ix, const double *dyp, double *db);
-void nc_unpool2_delta_f64(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const double *yp,
-                          const uint8_t *ix, const double *dyp, double *delta, int nthreads);
 /* x := the adjoint of im2col: x[b, ih, iw, c] = sum of the cols entries that im2col copies from there. */
 void nc_col2im_f32(const nc_conv_geom *g, const float *cols /* in */, float *x /* out */, int nthreads);
 void nc_col2im_f64(const nc_conv_geom *g, const double *cols /* in */, double *x /* out */, int nthreads);

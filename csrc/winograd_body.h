@@ -12,6 +12,8 @@
 
 #ifdef NC_LEVEL
 
+#include "pool2_body.h"   /* the pair's 2x2 max */
+
 /* v rounded to bfloat16 when bf (float; double never runs the bf16 form) */
 #ifdef NC_F32
 #define NC_WINO_BF(bf, v) ((bf) ? nc_bf_round(v) : (v))
@@ -214,28 +216,8 @@ NC_VINLINE void NC_NAME(wino_out_pool)(const int mh, const int mw, const nc_wino
                 NC_NAME(wino_out_px)(act, alpha, s->bf, Y + ((2 * pi + w / 2) * mw + 2 * pj + w % 2) * LM, bb,
                                      q + w * LM, len);
             const ptrdiff_t off = ((b * PH + ti * (mh / 2) + pi) * PW + tj * (mw / 2) + pj) * F + k0;
-            REAL *restrict o = (REAL *)s->pool_y + off;
-            uint8_t *restrict io = s->pool_ix ? s->pool_ix + off : NULL;
-            const REAL *restrict a = q, *restrict bq = q + LM, *restrict c = q + 2 * LM, *restrict d = q + 3 * LM;
-            if (io) {
-#pragma omp simd
-                for (ptrdiff_t e = 0; e < len; e++) {
-                    REAL m = a[e];
-                    int w = 0;
-                    if (NC_POOL_TAKE(bq[e], m)) m = bq[e], w = 1;
-                    if (NC_POOL_TAKE(c[e], m)) m = c[e], w = 2;
-                    if (NC_POOL_TAKE(d[e], m)) m = d[e], w = 3;
-                    o[e] = m;
-                    io[e] = (uint8_t)w;
-                }
-            } else {
-#pragma omp simd
-                for (ptrdiff_t e = 0; e < len; e++) {
-                    REAL m = NC_POOL_TAKE(bq[e], a[e]) ? bq[e] : a[e];
-                    m = NC_POOL_TAKE(c[e], m) ? c[e] : m;
-                    o[e] = NC_POOL_TAKE(d[e], m) ? d[e] : m;
-                }
-            }
+            NC_NAME(pool2_max)(q, q + LM, q + 2 * LM, q + 3 * LM, (REAL *)s->pool_y + off,
+                               s->pool_ix ? s->pool_ix + off : NULL, len);
         }
 }
 

@@ -9,7 +9,8 @@ shallow copy for each further node of a shared layer (same weight views, buffers
 Forward is one flat list of calls ``x = f(x, training)``: runs of nodes in which each feeds only the
 next (chains) are their layers' forward methods back to back, and between two chains a junction keeps
 the tensor just made in `values` and fetches the next chain's input(s). A Sequential model is one chain:
-its step calls exactly its layers.
+its step calls exactly its layers, except that a pair (`Plan.pairs`: a Conv2D whose output only a 2x2 stride-2
+MaxPooling2D reads) runs as one call of the conv's, forward and backward, the conv output never written.
 
 Backward runs the nodes that lead from a parameter to a loss, in reverse topological order, in the same
 way: ``dy = b(dy)`` over the layers' backward methods, with a junction before each chain that hands the
@@ -313,7 +314,8 @@ class Plan:
 
     def hook_backward(self, hook):
         """Rebuild the backward program with every node's backward call wrapped as hook(call, layer) -> call,
-        in backward order (None: the plain calls again). nncore.distributed starts the allreduce of a
+        in backward order (None: the plain calls again); a pair's one call is wrapped with the conv's layer
+        (its pool, which has no weights, is not seen). nncore.distributed starts the allreduce of a
         layer's gradient right after its backward this way."""
         self._hook = hook
         if self.runs is not None:

@@ -108,10 +108,6 @@ def test_conv_pool_pair_kernels_read_only_inside_their_arrays(level):
         delta = guarded((n * out[0] * out[1], f), np.float32)
         conv.conv_pool_backward_weights(x, dyp, yp, ix, dk, db, relu, delta, *geo)
         conv.conv_pool_backward_weights(x, dyp, yp, ix, dk, None, relu, None, *geo)
-        whole = guarded((n,) + out + (f,), np.float32)
-        conv.unpool2_delta(yp, ix, dyp, whole, relu)
-        conv.maxpool2_index(whole, yp, ix, 2)
-        np.testing.assert_array_equal(delta.reshape(whole.shape), whole)
 
 
 @pytest.mark.skipif(not LINUX, reason="mprotect through ctypes")

@@ -265,51 +265,6 @@ def conv_pool_backward_weights(x, dyp, yp, idx, dkernel, dbias=None, int act=0, 
     return delta
 
 
-def maxpool2_index(y, yp, idx=None, int n_threads=1):
-    """yp := the 2x2, stride 2, 'valid' max pool of y (n, oh, ow, f); idx (uint8 of yp's shape, or None)
-    := the winner 2 di + dj (`conv_pool_forward`'s pool, for a conv output already written). Returns yp."""
-    cdef int code = _real(y, "y")
-    _ndim(y, "y", 4)
-    cdef Py_ssize_t n = y.shape[0], oh = y.shape[1], ow = y.shape[2], f = y.shape[3]
-    _image(yp, "yp", code, n, oh // 2, ow // 2, f)
-    _writable(yp, "yp")
-    cdef uint8_t *pi = NULL
-    if idx is not None:
-        _u8_index(idx, "idx", yp.shape, True)
-        pi = <uint8_t*>_ptr(idx)
-    cdef void *py = _ptr(y)
-    cdef void *pp = _ptr(yp)
-    with nogil:
-        if code == 0:
-            nc_maxpool2_index_f32(n, oh, ow, f, <float*>py, <float*>pp, pi, n_threads)
-        else:
-            nc_maxpool2_index_f64(n, oh, ow, f, <double*>py, <double*>pp, pi, n_threads)
-    return yp
-
-
-def unpool2_delta(yp, idx, dyp, delta, int act=0, int n_threads=1):
-    """delta (n, oh, ow, f) := the conv's delta of the pair from the pooled yp, idx, dyp (n, oh // 2, ow // 2,
-    f): `conv_pool_backward_weights`'s delta, whole. act: relu or linear, | ACT_BF16. Returns delta."""
-    cdef int code = _real(delta, "delta")
-    _ndim(delta, "delta", 4)
-    _writable(delta, "delta")
-    _pair_act("unpool2_delta", act, code)
-    cdef Py_ssize_t n = delta.shape[0], oh = delta.shape[1], ow = delta.shape[2], f = delta.shape[3]
-    _image(yp, "yp", code, n, oh // 2, ow // 2, f)
-    _image(dyp, "dyp", code, n, oh // 2, ow // 2, f)
-    _u8_index(idx, "idx", yp.shape, False)
-    cdef void *py = _ptr(yp)
-    cdef void *pdy = _ptr(dyp)
-    cdef void *pd = _ptr(delta)
-    cdef uint8_t *pi = <uint8_t*>_ptr(idx)
-    with nogil:
-        if code == 0:
-            nc_unpool2_delta_f32(n, oh, ow, f, act, <float*>py, pi, <float*>pdy, <float*>pd, n_threads)
-        else:
-            nc_unpool2_delta_f64(n, oh, ow, f, act, <double*>py, pi, <double*>pdy, <double*>pd, n_threads)
-    return delta
-
-
 def conv_int8(x, w, w_scale, y, bias=None, int act=0, double act_alpha=0.0, window=(1, 1), strides=(1, 1),
               dilation=(1, 1), pad=(0, 0), out_hw=None, *, int qmax, int n_threads=1):
     """y := act(dequantize(quantize_rows(im2col(x)) @ w) + bias): `gemm_int8` (nncore._kernels.int8) of the
@@ -623,7 +578,7 @@ def wino_backward(delta, U, V, M, dU, dkernel, dx, in_hw, int m, pad=(0, 0), int
 
 
 def unpool2_colsum(yp, idx, dyp, db, out_hw, int act=0):
-    """db (f,) := the column sums of `unpool2_delta`'s delta for the conv output size out_hw (oh, ow), in
+    """db (f,) := the column sums of the pair's delta (as `conv_pool_backward_weights` makes it) for the conv output size out_hw (oh, ow), in
     colsum's order (the same bits as colsum of that delta). Returns db."""
     cdef Py_ssize_t p[2]
     _pair(out_hw, "out_hw", 1, p)
@@ -650,6 +605,7 @@ def unpool2_colsum(yp, idx, dyp, db, out_hw, int act=0):
 cdef int _pair_wino(tuple kshape, object yp, str name, str fn) except -1:
     if len(kshape) != 4 or kshape[0] != 3:
         raise ValueError(f"{fn}: the pair takes a (3, 3, c, f) kernel (whole 2x2 windows in a tile), got {kshape}")
+    _real(yp, name)                               # an ndarray of float32/64 before its shape is read
     _ndim(yp, name, 4)
     return 0
 

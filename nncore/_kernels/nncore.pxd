@@ -222,14 +222,6 @@ cdef extern from "nncore.h" nogil:
     int nc_conv_pool_backward_weights_f64(const nc_conv_geom *g, const double *x, ptrdiff_t f, int act,
                                           const double *yp, const uint8_t *ix, const double *dyp, double *delta,
                                           double *dk, double *db, int nthreads)
-    void nc_maxpool2_index_f32(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, const float *y, float *yp,
-                               uint8_t *ix, int nthreads)
-    void nc_maxpool2_index_f64(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, const double *y, double *yp,
-                               uint8_t *ix, int nthreads)
-    void nc_unpool2_delta_f32(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const float *yp,
-                              const uint8_t *ix, const float *dyp, float *delta, int nthreads)
-    void nc_unpool2_delta_f64(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const double *yp,
-                              const uint8_t *ix, const double *dyp, double *delta, int nthreads)
     void nc_unpool2_colsum_f32(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const float *yp,
                                const uint8_t *ix, const float *dyp, float *db)
     void nc_unpool2_colsum_f64(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const double *yp,
