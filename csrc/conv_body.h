@@ -531,6 +531,18 @@ static void NC_NAME(conv_block)(const nc_conv_geom *g, const REAL *x, const REAL
     NC_NAME(gemm_panels)(rows, f, k, a, k, bpack, ntot, 0, y + r0 * f, f, bias, act, act_alpha);
 }
 
+/* The kernel (k, f) packed once for the GEMM's panels (gemm_pack_b; the 64-byte head it reads zeroed):
+ * returns the buffer to free (NULL: out of memory), *bpack its panels. */
+static REAL *NC_NAME(conv_pack_kernel)(ptrdiff_t k, ptrdiff_t f, const REAL *kernel, const REAL **bpack)
+{
+    REAL *packed = (REAL *)malloc((size_t)NC_NAME(gemm_pack_size)(k, f) * sizeof(REAL));
+    if (!packed) return NULL;
+    memset(packed, 0, 64);
+    NC_NAME(gemm_pack_b)(0, k, f, kernel, f, packed, 0);
+    *bpack = packed + 64 / (ptrdiff_t)sizeof(REAL);
+    return packed;
+}
+
 int NC_NAME(conv_forward)(const nc_conv_geom *g, const REAL *x, const REAL *kernel, ptrdiff_t f, const REAL *bias,
                           int act, REAL act_alpha, REAL *y, REAL *cols, int nthreads)
 {
@@ -538,11 +550,9 @@ int NC_NAME(conv_forward)(const nc_conv_geom *g, const REAL *x, const REAL *kern
     if (m <= 0 || f <= 0) return 0;
     int mr, nr;
     NC_NAME(gemm_micro_tile)(&mr, &nr);
-    REAL *packed = (REAL *)malloc((size_t)NC_NAME(gemm_pack_size)(k, f) * sizeof(REAL));
+    const REAL *bpack;
+    REAL *packed = NC_NAME(conv_pack_kernel)(k, f, kernel, &bpack);
     if (!packed) return -1;
-    memset(packed, 0, 64);
-    NC_NAME(gemm_pack_b)(0, k, f, kernel, f, packed, 0);
-    const REAL *bpack = packed + 64 / (ptrdiff_t)sizeof(REAL);
     const ptrdiff_t ntot = (f + nr - 1) / nr * nr;
     ptrdiff_t rb = NC_CONV_BLOCK_BYTES / (k * (ptrdiff_t)sizeof(REAL)) / mr * mr;  /* rows a block */
     if (rb < mr) rb = mr;
@@ -610,11 +620,9 @@ int NC_NAME(conv_pool_forward)(const nc_conv_geom *g, const REAL *x, const REAL 
     if (g->n * ph * pw <= 0 || f <= 0) return 0;
     int mr, nr;
     NC_NAME(gemm_micro_tile)(&mr, &nr);
-    REAL *packed = (REAL *)malloc((size_t)NC_NAME(gemm_pack_size)(k, f) * sizeof(REAL));
+    const REAL *bpack;
+    REAL *packed = NC_NAME(conv_pack_kernel)(k, f, kernel, &bpack);
     if (!packed) return -1;
-    memset(packed, 0, 64);
-    NC_NAME(gemm_pack_b)(0, k, f, kernel, f, packed, 0);
-    const REAL *bpack = packed + 64 / (ptrdiff_t)sizeof(REAL);
     const ptrdiff_t ntot = (f + nr - 1) / nr * nr;
     /* work items: groups of pooled rows of one image, about conv_forward's block of cols rows each */
     ptrdiff_t gp = NC_CONV_BLOCK_BYTES / (k * (ptrdiff_t)sizeof(REAL)) / (2 * ow);

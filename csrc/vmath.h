@@ -41,6 +41,19 @@
 NC_VINLINE float nc_bits_to_f32(int32_t i) { float f; memcpy(&f, &i, 4); return f; }
 NC_VINLINE int32_t nc_f32_to_bits(float f) { int32_t i; memcpy(&i, &f, 4); return i; }
 
+/* e^r for |r| <= ln2/2 (after the reduction x = n ln2 + r): its Taylor series to r^7, Horner's order */
+NC_VINLINE float nc_vexp_series(float r)
+{
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    return p * r + 1.0f;
+}
+
 NC_VINLINE float nc_vexpf(float x)
 {
     const float log2e = 1.44269504088896341f;
@@ -50,14 +63,7 @@ NC_VINLINE float nc_vexpf(float x)
     x = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);   /* e^-104 rounds to 0, e^89 to inf */
     float n = (x * log2e + shifter) - shifter;
     float r = (x - n * ln2_hi) - n * ln2_lo;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    float p = nc_vexp_series(r);
     int32_t ni = (int32_t)n, n1 = ni / 2, n2 = ni - n1;   /* 2^n = 2^n1 2^n2, each a normal float */
     return p * nc_bits_to_f32((n1 + 127) << 23) * nc_bits_to_f32((n2 + 127) << 23);
 }
@@ -109,14 +115,7 @@ NC_VINLINE float nc_vexpnf(float x)
     x = x < -104.0f ? -104.0f : x;
     float n = (x * log2e + shifter) - shifter;
     float r = (x - n * ln2_hi) - n * ln2_lo;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    float p = nc_vexp_series(r);
     return p * nc_bits_to_f32(((int32_t)n + 191) << 23) * 5.42101086242752217e-20f;   /* 2^-64 */
 }
 
