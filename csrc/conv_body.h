@@ -532,9 +532,14 @@ static void NC_NAME(conv_block)(const nc_conv_geom *g, const REAL *x, const REAL
 }
 
 /* The kernel (k, f) packed once for the GEMM's panels (gemm_pack_b; the 64-byte head it reads zeroed):
- * returns the buffer to free (NULL: out of memory), *bpack its panels. */
-static REAL *NC_NAME(conv_pack_kernel)(ptrdiff_t k, ptrdiff_t f, const REAL *kernel, const REAL **bpack)
+ * returns the buffer to free (NULL: out of memory), *bpack its panels, *ntot their columns (f rounded up
+ * to the micro-tile's nr), *mr the micro-tile's rows. */
+static REAL *NC_NAME(conv_pack_kernel)(ptrdiff_t k, ptrdiff_t f, const REAL *kernel, const REAL **bpack,
+                                       ptrdiff_t *ntot, int *mr)
 {
+    int nr;
+    NC_NAME(gemm_micro_tile)(mr, &nr);
+    *ntot = (f + nr - 1) / nr * nr;
     REAL *packed = (REAL *)malloc((size_t)NC_NAME(gemm_pack_size)(k, f) * sizeof(REAL));
     if (!packed) return NULL;
     memset(packed, 0, 64);
@@ -548,12 +553,11 @@ int NC_NAME(conv_forward)(const nc_conv_geom *g, const REAL *x, const REAL *kern
 {
     const ptrdiff_t k = g->kh * g->kw * g->c, m = g->n * g->oh * g->ow;
     if (m <= 0 || f <= 0) return 0;
-    int mr, nr;
-    NC_NAME(gemm_micro_tile)(&mr, &nr);
+    int mr;
+    ptrdiff_t ntot;
     const REAL *bpack;
-    REAL *packed = NC_NAME(conv_pack_kernel)(k, f, kernel, &bpack);
+    REAL *packed = NC_NAME(conv_pack_kernel)(k, f, kernel, &bpack, &ntot, &mr);
     if (!packed) return -1;
-    const ptrdiff_t ntot = (f + nr - 1) / nr * nr;
     ptrdiff_t rb = NC_CONV_BLOCK_BYTES / (k * (ptrdiff_t)sizeof(REAL)) / mr * mr;  /* rows a block */
     if (rb < mr) rb = mr;
     const ptrdiff_t blocks = (m + rb - 1) / rb;
@@ -618,12 +622,11 @@ int NC_NAME(conv_pool_forward)(const nc_conv_geom *g, const REAL *x, const REAL 
 {
     const ptrdiff_t k = g->kh * g->kw * g->c, ph = g->oh / 2, pw = g->ow / 2, ow = g->ow;
     if (g->n * ph * pw <= 0 || f <= 0) return 0;
-    int mr, nr;
-    NC_NAME(gemm_micro_tile)(&mr, &nr);
+    int mr;
+    ptrdiff_t ntot;
     const REAL *bpack;
-    REAL *packed = NC_NAME(conv_pack_kernel)(k, f, kernel, &bpack);
+    REAL *packed = NC_NAME(conv_pack_kernel)(k, f, kernel, &bpack, &ntot, &mr);
     if (!packed) return -1;
-    const ptrdiff_t ntot = (f + nr - 1) / nr * nr;
     /* work items: groups of pooled rows of one image, about conv_forward's block of cols rows each */
     ptrdiff_t gp = NC_CONV_BLOCK_BYTES / (k * (ptrdiff_t)sizeof(REAL)) / (2 * ow);
     if (gp < 1) gp = 1;

@@ -153,21 +153,26 @@ def _cnn(shape, policy=None, act="relu"):
                        Flatten(), Dense(3, activation="softmax", **kw)])
 
 
-def _run(monkeypatch, fuse, shape, policy, nt, act="relu", epochs=2):
+def _run(monkeypatch, fuse, shape, policy, nt, act="relu", epochs=2, build=_cnn):
     monkeypatch.setattr(plan_mod, "FUSE_CONV_POOL", fuse)
     old = nncore.get_num_threads()
     nncore.set_num_threads(nt)
     try:
-        return _train(shape, policy, act, epochs)
+        return _train(build(shape, policy, act), shape, epochs)
     finally:
         nncore.set_num_threads(old)
 
 
-def _train(shape, policy, act, epochs):
+def _assert_same_bits(got, ref):
+    """Two _run results: the predictions before and after fit, then every weight, bit for bit."""
+    for a, b in zip(got[:2] + tuple(got[2]), ref[:2] + tuple(ref[2])):
+        np.testing.assert_array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))
+
+
+def _train(model, shape, epochs):
     rng = np.random.default_rng(11)
     x = rng.standard_normal((37,) + shape).astype(nncore.floatx())
     y = rng.integers(0, 3, 37)
-    model = _cnn(shape, policy, act)
     model.build((None,) + shape)
     wrng = np.random.default_rng(3)
     model.set_weights([(wrng.standard_normal(w.shape) * 0.4).astype(w.dtype) for w in model.get_weights()])
@@ -187,8 +192,7 @@ def test_models_with_the_pair_give_the_unfused_bits(monkeypatch, policy, shape):
     for nt in (1, 2):
         got = _run(monkeypatch, True, shape, policy, nt)
         assert got[3] == 2
-        for a, b in zip(got[:2] + tuple(got[2]), ref[:2] + tuple(ref[2])):
-            np.testing.assert_array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))
+        _assert_same_bits(got, ref)
 
 
 @pytest.mark.parametrize("act", ["linear", "relu"])
@@ -196,8 +200,7 @@ def test_models_with_the_pair_give_the_unfused_bits_float64(monkeypatch, float64
     ref = _run(monkeypatch, False, (11, 13, 2), None, 1, act)
     got = _run(monkeypatch, True, (11, 13, 2), None, 2, act)
     assert got[3] == 2
-    for a, b in zip(got[:2] + tuple(got[2]), ref[:2] + tuple(ref[2])):
-        np.testing.assert_array_equal(a, b)
+    _assert_same_bits(got, ref)
 
 
 def test_only_a_conv_whose_output_only_the_pool_reads_is_paired():
@@ -338,15 +341,13 @@ def test_models_with_the_winograd_pair_give_the_unfused_bits(monkeypatch, policy
         return Sequential([Conv2D(24, 3, activation=act, input_shape=shape, **kw), MaxPooling2D(2),
                            Conv2D(32, 3, activation=act, **kw), MaxPooling2D(),
                            Flatten(), Dense(3, activation="softmax", **kw)])
-    monkeypatch.setitem(globals(), "_cnn", wide)
     from nncore.layers.conv import winograd_tile
     assert winograd_tile(10, (shape[0] - 2, shape[1] - 2), shape[2], 3)       # the first conv takes Winograd
-    ref = _run(monkeypatch, False, shape, policy, 1)
+    ref = _run(monkeypatch, False, shape, policy, 1, build=wide)
     for nt in (1, 2):
-        got = _run(monkeypatch, True, shape, policy, nt)
+        got = _run(monkeypatch, True, shape, policy, nt, build=wide)
         assert got[3] == 2
-        for a, b in zip(got[:2] + tuple(got[2]), ref[:2] + tuple(ref[2])):
-            np.testing.assert_array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))
+        _assert_same_bits(got, ref)
 
 
 @pytest.mark.parametrize("act", ["relu", "linear"])

@@ -40,6 +40,18 @@ cdef int _geom(nc_conv_geom *g, object x, str xname, object window, object strid
     return 0
 
 
+cdef Py_ssize_t _window_kernel(object a, str name, int code, const nc_conv_geom *g, str fn, bint out) except -1:
+    """a (kh kw c, filters) of x's dtype for the window of g (written when out): returns filters."""
+    cdef Py_ssize_t k = g.kh * g.kw * g.c
+    _same_real(a, name, code)
+    _ndim(a, name, 2)
+    if a.shape[0] != k:
+        raise ValueError(f"{fn}: {name} has {a.shape[0]} rows, the window takes kh kw c = {k}")
+    if out:
+        _writable(a, name)
+    return a.shape[1]
+
+
 cdef int _image(object a, str name, int code, Py_ssize_t n, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c) except -1:
     _same_real(a, name, code)
     _ndim(a, name, 4)
@@ -81,12 +93,8 @@ def conv_forward(x, kernel, y, bias=None, int act=0, double act_alpha=0.0, windo
     cdef int code = _real(x, "x")
     _geom(&g, x, "x", window, strides, dilation, pad, out_hw)
     cdef Py_ssize_t k = g.kh * g.kw * g.c
-    _same_real(kernel, "kernel", code)
-    _ndim(kernel, "kernel", 2)
-    if kernel.shape[0] != k:
-        raise ValueError(f"conv_forward: kernel has {kernel.shape[0]} rows, the window takes kh kw c = {k}")
+    cdef Py_ssize_t f = _window_kernel(kernel, "kernel", code, &g, "conv_forward", False)
     _act("conv_forward", act, code)
-    cdef Py_ssize_t f = kernel.shape[1]
     _block(y, "y", code, g.n * g.oh * g.ow, f, True)
     cdef void *pbias = _opt_vec(bias, "bias", code, f)
     cdef void *pc = NULL
@@ -121,15 +129,9 @@ def conv_backward_weights(x, dy, y, dkernel, dbias=None, int act=0, double act_a
     cdef nc_conv_geom g
     cdef int code = _real(x, "x")
     _geom(&g, x, "x", window, strides, dilation, pad, out_hw)
-    cdef Py_ssize_t k = g.kh * g.kw * g.c, m = g.n * g.oh * g.ow
-    _same_real(dkernel, "dkernel", code)
-    _ndim(dkernel, "dkernel", 2)
-    if dkernel.shape[0] != k:
-        raise ValueError(f"conv_backward_weights: dkernel has {dkernel.shape[0]} rows, the window takes kh kw c = "
-                         f"{k}")
-    _writable(dkernel, "dkernel")
+    cdef Py_ssize_t m = g.n * g.oh * g.ow
+    cdef Py_ssize_t f = _window_kernel(dkernel, "dkernel", code, &g, "conv_backward_weights", True)
     _act("conv_backward_weights", act, code)
-    cdef Py_ssize_t f = dkernel.shape[1]
     _block(dy, "dy", code, m, f, False)
     _block(y, "y", code, m, f, False)
     cdef void *pz = NULL
@@ -190,13 +192,8 @@ def conv_pool_forward(x, kernel, yp, bias=None, int act=0, double act_alpha=0.0,
     cdef nc_conv_geom g
     cdef int code = _real(x, "x")
     _geom(&g, x, "x", window, strides, dilation, pad, out_hw)
-    cdef Py_ssize_t k = g.kh * g.kw * g.c
-    _same_real(kernel, "kernel", code)
-    _ndim(kernel, "kernel", 2)
-    if kernel.shape[0] != k:
-        raise ValueError(f"conv_pool_forward: kernel has {kernel.shape[0]} rows, the window takes kh kw c = {k}")
+    cdef Py_ssize_t f = _window_kernel(kernel, "kernel", code, &g, "conv_pool_forward", False)
     _pair_act("conv_pool_forward", act, code)
-    cdef Py_ssize_t f = kernel.shape[1]
     _image(yp, "yp", code, g.n, g.oh // 2, g.ow // 2, f)
     _writable(yp, "yp")
     cdef void *pbias = _opt_vec(bias, "bias", code, f)
@@ -230,15 +227,9 @@ def conv_pool_backward_weights(x, dyp, yp, idx, dkernel, dbias=None, int act=0, 
     cdef nc_conv_geom g
     cdef int code = _real(x, "x")
     _geom(&g, x, "x", window, strides, dilation, pad, out_hw)
-    cdef Py_ssize_t k = g.kh * g.kw * g.c, m = g.n * g.oh * g.ow
-    _same_real(dkernel, "dkernel", code)
-    _ndim(dkernel, "dkernel", 2)
-    if dkernel.shape[0] != k:
-        raise ValueError(f"conv_pool_backward_weights: dkernel has {dkernel.shape[0]} rows, the window takes kh kw "
-                         f"c = {k}")
-    _writable(dkernel, "dkernel")
+    cdef Py_ssize_t m = g.n * g.oh * g.ow
+    cdef Py_ssize_t f = _window_kernel(dkernel, "dkernel", code, &g, "conv_pool_backward_weights", True)
     _pair_act("conv_pool_backward_weights", act, code)
-    cdef Py_ssize_t f = dkernel.shape[1]
     _image(yp, "yp", code, g.n, g.oh // 2, g.ow // 2, f)
     _image(dyp, "dyp", code, g.n, g.oh // 2, g.ow // 2, f)
     _u8_index(idx, "idx", yp.shape, False)
