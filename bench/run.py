@@ -34,6 +34,15 @@ PyTorch under ``torch.autocast("cpu", dtype=torch.bfloat16)``), in the same run
 as float32 nncore and PyTorch; their table gives every peer's time over nncore
 bf16's. Both precisions: ``--precision int8,bf16``.
 
+``--simd avx2`` (or ``generic``) runs nncore's kernels at that level and sets
+the peers' switches for it before their first operator (bench.set_simd):
+PyTorch's ATen capability and oneDNN's ISA, MKL's instructions (not honoured
+on AMD, where MKL runs its AVX2 Zen kernels anyway) and OpenBLAS's core type;
+OpenBLAS reads it when NumPy loads, so NumPy and scikit-learn then run in a
+worker subprocess started with it. ONNX Runtime has no switch and stays at its
+own level. The report's header says which peer ran at what.
+``--peers-own-simd`` forces nncore alone.
+
 Peak resident memory during fit is measured in a fresh subprocess per peer
 (bench/memory.py), after the timing.
 """
@@ -54,7 +63,7 @@ if __package__ in (None, ""):  # run as a script: python bench/run.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     __package__ = "bench"
 
-from bench import CHILD_CWD, ORIGINAL_ENV, child_env  # noqa: E402
+from bench import CHILD_CWD, ORIGINAL_ENV, child_env, peer_levels, peer_simd_env, set_simd  # noqa: E402
 from bench.peers import (BLAS_PEERS, INT8_PEERS, LOW_PRECISION_PEERS, NNCORE_VARIANTS, PEER_ORDER,  # noqa: E402
                          PRECISION_PEERS, get_peer_class)
 from bench.workloads import TRAIN_WORKLOADS, WORKLOADS, get_workload, make_data  # noqa: E402
@@ -138,7 +147,11 @@ def parse_args(argv=None):
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--simd", choices=("generic", "avx2", "avx512"), default=None,
                    help="run every nncore kernel at this SIMD level (nncore.set_simd_level; default: the best "
-                        "this CPU runs); the level is in the tables' machine line")
+                        "this CPU runs) and every peer that has a switch for it at the same level (PyTorch's "
+                        "ATen and oneDNN, MKL, OpenBLAS: bench.PEER_SIMD_ENV; avx512: each peer's own); the "
+                        "levels are in the tables' machine lines")
+    p.add_argument("--peers-own-simd", action="store_true",
+                   help="with --simd: the peers at their own best level (only nncore forced)")
     args = p.parse_args(argv)
     if args.quick:
         given = set(argv if argv is not None else sys.argv[1:])
@@ -160,6 +173,7 @@ def parse_args(argv=None):
         p.error(f"--min-time: expected >= 0, got {args.min_time}")
     if args.memory is None:
         args.memory = [w for w in args.workloads if w in ("medium", "large")]
+    args.peer_env = peer_simd_env(args.simd, args.peers_own_simd)   # the peers' switches for --simd
     for precision, peers in PRECISION_PEERS.items():
         if precision not in args.precision:
             args.peers = [p for p in args.peers if p not in peers]
@@ -295,10 +309,11 @@ class LocalSlot:
 
 
 class Worker:
-    """The subprocess of bench/worker.py, environment without the OPENBLAS variables."""
+    """The subprocess of bench/worker.py, environment without the OPENBLAS variables, then `extra`'s
+    (the peers' SIMD switches of a forced level: its OPENBLAS_CORETYPE)."""
 
-    def __init__(self):
-        env = child_env({k: v for k, v in ORIGINAL_ENV.items() if k not in BLAS_ENV_VARS})
+    def __init__(self, extra=None):
+        env = child_env(dict({k: v for k, v in ORIGINAL_ENV.items() if k not in BLAS_ENV_VARS}, **(extra or {})))
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.worker"], cwd=CHILD_CWD, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
 
@@ -326,11 +341,12 @@ class Worker:
 
 
 class RemoteSlot:
-    """A peer in the worker subprocess (OPENBLAS variables unset)."""
+    """A peer in the worker subprocess: OPENBLAS variables unset (`tag` "unset"), or a forced SIMD
+    level's (`tag` the level)."""
 
-    def __init__(self, peer, worker):
-        self.peer_name, self.blas_env = peer, "unset"
-        self.key = f"{peer}[unset]"
+    def __init__(self, peer, worker, tag="unset"):
+        self.peer_name, self.blas_env = peer, tag
+        self.key = f"{peer}[{tag}]"
         self.worker = worker
 
     def setup(self, wl, threads):
@@ -678,6 +694,16 @@ def format_tables(result):
     return "\n".join(out)
 
 
+def _peer_simd_line(ps):
+    """Which peer ran at what: "torch: AVX2 (ATen ...); onnxruntime: own level (...)", and how it was set."""
+    if not ps:
+        return "not recorded"
+    how = ("each at its own level" if not ps.get("simd") or ps.get("peers_own_simd") or not ps.get("env") else
+           "forced to " + ps["simd"] + " (" + ", ".join(f"{k}={v}" for k, v in ps["env"].items()) + ")")
+    levels = "; ".join(f"{lib}: {text}" for lib, text in ps.get("levels", {}).items())
+    return f"{levels or 'no peer'}; {how}" + ("; --peers-own-simd" if ps.get("peers_own_simd") else "")
+
+
 def machine_summary(result):
     m = result["machine"]
     lines = [f"- command: `{result['command']}`",
@@ -686,6 +712,7 @@ def machine_summary(result):
              f"physical cores, clock {m.get('clock_mhz_cpuinfo') or '?'} MHz (/proc/cpuinfo)",
              f"- SIMD (nncore): {m.get('simd', 'n/a')}; torch CPU capability: {m.get('torch_cpu_capability', 'n/a')}; "
              f"FMA peak of one core (bench/fma_peak.c, GFLOP/s): {m.get('fma_peak_gflops_1core') or 'not measured'}",
+             "- SIMD (peers): " + _peer_simd_line(m.get("peer_simd")),
              "- versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()),
              "- settings: " + ", ".join(f"{k}={result['settings'].get(k)}" for k in
                                         ("repeats", "min_time", "pause", "fit_mode", "blas_env", "import_order",
@@ -697,7 +724,7 @@ def machine_summary(result):
         blas = [f"{d.get('internal_api')} {d.get('version')} {d.get('architecture', '')} "
                 f"({os.path.basename(d.get('filepath', ''))}, {d.get('num_threads')} threads)"
                 for d in tp if d.get("user_api") == "blas"]
-        lines.append("- BLAS (threadpoolctl): " + "; ".join(blas))
+        lines.append("- BLAS of this process (threadpoolctl): " + "; ".join(blas))
     return "\n".join(lines)
 
 
@@ -707,7 +734,7 @@ def measure_memory(args):
     threads = max(args.threads)
     for w in args.memory:
         for p in args.memory_peers:
-            env = child_env(ORIGINAL_ENV)
+            env = child_env(dict(ORIGINAL_ENV, **args.peer_env))
             cmd = [sys.executable, "-m", "bench.memory", p, w, str(threads), str(args.max_samples)]
             _log(args, f"memory: {p} on {w}")
             proc = subprocess.run(cmd, cwd=CHILD_CWD, env=env, capture_output=True, text=True)
@@ -750,6 +777,9 @@ def main(argv=None):
     started = datetime.datetime.now(datetime.timezone.utc)
     command = "python -m bench" + ("" if not (argv if argv is not None else sys.argv[1:]) else
                                    " " + " ".join(argv if argv is not None else sys.argv[1:]))
+    # The peers' SIMD switches before their first operator (the availability checks import them); nncore's
+    # level below, once it is imported
+    set_simd(args.simd, args.peers_own_simd, nncore=False)
     # The peers first, nncore last: nncore sets OMP_WAIT_POLICY=PASSIVE by default when imported, which
     # must not change how torch's own OpenMP runtime (loaded at its import) waits.
     names = [p for p in PEER_ORDER if p in args.peers and p != "nncore"]
@@ -771,8 +801,12 @@ def main(argv=None):
         except ValueError as exc:
             print(f"--simd: {exc}", file=sys.stderr)
             return 2
+    # OpenBLAS took its core type when NumPy loaded, before the options were read: at a forced level the
+    # BLAS peers run in a worker started with it (and only there), else also with OPENBLAS_* unset
+    level_worker = Worker(args.peer_env) if "OPENBLAS_CORETYPE" in args.peer_env and any(
+        p in BLAS_PEERS for p in live) else None
     blas_set = any(v in ORIGINAL_ENV for v in BLAS_ENV_VARS)
-    unset_variants = [p for p in live if p in BLAS_PEERS
+    unset_variants = [p for p in live if p in BLAS_PEERS and level_worker is None
                       and (args.blas_env == "both" or (args.blas_env == "auto" and blas_set))]
     worker = Worker() if unset_variants else None
     result = {"command": command, "started": started.isoformat(timespec="seconds"),
@@ -786,6 +820,15 @@ def main(argv=None):
             result["machine"]["fma_peak_gflops_1core"] = fma_peak()
         if worker is not None:
             result["machine"]["unset_worker"] = worker.call(op="info")["info"]
+        blas_level = None
+        if level_worker is not None:
+            result["machine"]["level_worker"] = info = level_worker.call(op="info")["info"]
+            blas_level = ", ".join(sorted({d.get("architecture") or "?" for d in info.get("threadpool_info", [])
+                                           if d.get("internal_api") == "openblas"})) or "?"
+            blas_level += " (in the worker subprocess)"
+        result["machine"]["peer_simd"] = {"simd": args.simd, "peers_own_simd": args.peers_own_simd,
+                                          "env": args.peer_env,
+                                          "levels": peer_levels([p for p in live if p != "nncore"], blas_level)}
         for threads in args.threads:
             for name in args.workloads:
                 wl = get_workload(name, args.max_samples)
@@ -794,6 +837,9 @@ def main(argv=None):
                     ok, why = get_peer_class(p).supports(wl)  # a builder for wl.arch, else "n/a"
                     if not ok:
                         unsupported[p] = why
+                        continue
+                    if level_worker is not None and p in BLAS_PEERS:
+                        slots.append(RemoteSlot(p, level_worker, tag=args.simd))
                         continue
                     slots.append(LocalSlot(p, one_call=args.fit_mode == "one-call"))
                     if p in unset_variants:
@@ -807,8 +853,9 @@ def main(argv=None):
                 _log(args, "   " + ", ".join(f"{k} {e['us_per_step_stats']['median']:.1f} us"
                                            for k, e in row["entries"].items()))
     finally:
-        if worker is not None:
-            worker.close()
+        for w in (worker, level_worker):
+            if w is not None:
+                w.close()
     if not args.no_memory and args.memory:
         result["memory"] = measure_memory(args)
     result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
