@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 
+from bench import set_simd
 from bench.peers import NncoreBf16Peer, NncorePeer
 from bench.workloads import get_workload, make_data
 
@@ -27,9 +28,7 @@ def prepare(workload, prog, description, argv=None):
     if args.unpaired:
         import nncore._plan
         nncore._plan.FUSE_CONV_POOL = False
-    if args.simd:
-        import nncore
-        nncore.set_simd_level(args.simd)
+    set_simd(args.simd)
     wl = get_workload(workload, args.steps * 128)
     x, y = make_data(wl)
     peer = (NncoreBf16Peer if args.precision == "bf16" else NncorePeer)(wl, x, y)

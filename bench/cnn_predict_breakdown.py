@@ -12,6 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from bench import set_simd
 from bench.peers import NncorePeer
 from bench.workloads import get_workload, make_data
 
@@ -84,8 +85,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     import nncore
 
-    if args.simd:
-        nncore.set_simd_level(args.simd)
+    set_simd(args.simd)
     wl = get_workload("cnn_predict", 1024)
     x, y = make_data(wl)
     for precision in ("float32", "int8"):

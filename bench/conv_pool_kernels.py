@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from bench import set_simd
+
 
 def _median_ms(f, reps):
     f()
@@ -36,8 +38,7 @@ def main(argv=None):
     from nncore._kernels import conv as K
     from nncore._kernels import elementwise as E
 
-    if args.simd:
-        nncore.set_simd_level(args.simd)
+    set_simd(args.simd)
     relu, n, f32 = ACT_CODES["relu"], args.batch, np.float32
     rng = np.random.default_rng(0)
     pool = ((2, 2), (2, 2), (0, 0), 1)

@@ -18,7 +18,10 @@ time (it leaves out the time other processes hold the core, not their cache
 pollution or the clock they cost); 2-thread runs are wall time. When
 OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set, NumPy is also timed in a
 subprocess without them and the faster NumPy counts. `--simd` runs nncore's
-kernels at a lower SIMD level (avx2 or generic) than the CPU's best. The FMA
+kernels at a lower SIMD level (avx2 or generic) than the CPU's best, and the
+peers at that level too (bench.set_simd: PyTorch's switches in this process;
+NumPy in a subprocess started with the level's OPENBLAS_CORETYPE, its only
+figure); `--peers-own-simd` leaves the peers at their own. The FMA
 peak of one core comes from bench/fma_peak.c (gcc, thread CPU time). Prints
 markdown tables and writes them to `--out`.
 """
@@ -143,9 +146,10 @@ def time_numpy_only(shapes, dtypes, threads, clock_name, rounds):
     return res
 
 
-def numpy_unset_env(args):
-    """Time NumPy in a child process without the OpenBLAS variables."""
-    env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARS}
+def numpy_unset_env(args, extra=None):
+    """Time NumPy in a child process without the OpenBLAS variables, then with `extra`'s (a forced
+    level's OPENBLAS_CORETYPE)."""
+    env = dict({k: v for k, v in os.environ.items() if k not in OPENBLAS_VARS}, **(extra or {}))
     argv = [sys.executable, os.path.abspath(__file__), "--numpy-only", "--threads", args.threads, "--clock",
             args.clock, "--rounds", str(args.rounds), "--dtypes", args.dtypes]
     if args.quick:
@@ -185,7 +189,8 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per figure (median)")
     ap.add_argument("--simd", choices=("avx512", "avx2", "generic"), default=None,
-                    help="run nncore's kernels at this SIMD level (at most the CPU's best)")
+                    help="run nncore's kernels and the peers' at this SIMD level (at most the CPU's best)")
+    ap.add_argument("--peers-own-simd", action="store_true", help="with --simd: the peers at their own level")
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS_gemm.md"))
     ap.add_argument("--clock", choices=sorted(CLOCK), default="wall", help="clock for 1-thread runs")
     ap.add_argument("--numpy-only", action="store_true", help=argparse.SUPPRESS)
@@ -194,18 +199,26 @@ def main():
     dtypes = [d.strip() for d in args.dtypes.split(",")]
     shapes = select(cases(args.quick), args.shapes)
     if args.numpy_only:
-        print(json.dumps(time_numpy_only(shapes, dtypes, threads, args.clock, args.rounds)))
+        sys.path.insert(0, ROOT)
+        import bench
+
+        print(json.dumps(dict(time_numpy_only(shapes, dtypes, threads, args.clock, args.rounds),
+                              openblas=bench.openblas_level())))
         return
     sys.path.insert(0, ROOT)
     from threadpoolctl import threadpool_limits
 
+    import bench
     from nncore._kernels import runtime
 
-    if args.simd:
-        runtime.set_simd_level({"generic": 0, "avx2": 1, "avx512": 2}[args.simd])
-    level = runtime.simd_name(runtime.active_simd_level())
-    load = os.getloadavg()
     env_note = ", ".join(f"{v}={os.environ[v]}" for v in OPENBLAS_VARS if v in os.environ) or "neither set"
+    blas_set = any(v in os.environ for v in OPENBLAS_VARS)
+    peer_env = bench.set_simd(args.simd, args.peers_own_simd)   # before torch's first operator
+    level = runtime.simd_name(runtime.active_simd_level())
+    # NumPy's OpenBLAS took its core type at import: at a forced level NumPy runs in a child started with it
+    numpy_child = {k: v for k, v in peer_env.items() if k in OPENBLAS_VARS}
+    peer_lv = bench.peer_levels(["torch"])
+    load = os.getloadavg()
     peak = fma_peak()
     res = {}
     for dtype in dtypes:
@@ -219,7 +232,10 @@ def main():
                 print(f"{dtype} {label} {nt}: " + ", ".join(
                     f"{p} {2 * m * n * k / t / 1e9:.1f}" for p, t in res[f'{dtype}|{label}|{nt}'].items()),
                     file=sys.stderr)
-    unset = numpy_unset_env(args) if any(v in os.environ for v in OPENBLAS_VARS) else None
+    forced = numpy_unset_env(args, numpy_child) if numpy_child else None
+    unset = numpy_unset_env(args) if not forced and blas_set else None
+    peer_lv["openblas"] = (f"{forced['openblas']} (NumPy in a subprocess)" if forced
+                           else bench.openblas_level())
 
     command = " ".join(["python bench/gemm.py"] + sys.argv[1:])
     lines = [
@@ -230,14 +246,20 @@ def main():
         f"CPU: {cpu_name()}, {os.cpu_count()} CPUs; nncore SIMD level: {level}; numpy {np.__version__}; "
         f"OpenBLAS env: {env_note}; load average at start {load[0]:.1f}, at the end {os.getloadavg()[0]:.1f} "
         "(other jobs share the cores: 2-thread figures suffer most).",
+        "",
+        "Peers' SIMD levels: " + "; ".join(f"{lib}: {text}" for lib, text in peer_lv.items())
+        + (f"; set by --simd {args.simd}: " + ", ".join(f"{k}={v}" for k, v in peer_env.items()) if peer_env
+           else "; each at its own level"),
     ]
     if peak:
         lines.append(f"Measured FMA peak of one core: float32 {peak[0]:.1f} GFLOP/s, float64 {peak[1]:.1f}. "
                      "`%pk` = nncore GFLOP/s / (threads x one-core peak).")
     lines += [
         f"GFLOP/s, the median of {args.rounds} interleaved rounds (each the best of a short burst), 1-thread "
-        f"runs timed in {args.clock} time, 2-thread runs in wall time. `x np` = nncore / NumPy (the faster of "
-        "as-is and OpenBLAS variables unset when they are set), `x torch` = nncore / PyTorch.",
+        f"runs timed in {args.clock} time, 2-thread runs in wall time. `x np` = nncore / NumPy ("
+        + ("NumPy timed in the subprocess at the forced level, after the others" if forced else
+           "the faster of as-is and OpenBLAS variables unset when they are set")
+        + "), `x torch` = nncore / PyTorch.",
         "",
     ]
     for dtype in dtypes:
@@ -251,7 +273,7 @@ def main():
                 key = f"{dtype}|{label}|{nt}"
                 gf = 2.0 * m * n * k / 1e9
                 t = res[key]
-                t_np = min(t["numpy"], unset[key]) if unset else t["numpy"]
+                t_np = forced[key] if forced else min(t["numpy"], unset[key]) if unset else t["numpy"]
                 g_nn, g_np = gf / t["nncore"], gf / t_np
                 g_th = gf / t["torch"] if "torch" in t else float("nan")
                 pct = f"{100 * g_nn / (pk * nt):.0f}" if pk else "-"

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from bench import set_simd
 from nncore._kernels import ACT_CODES
 from nncore._kernels import rnn as rnn
 from nncore._kernels.elementwise import colsum
@@ -126,9 +127,7 @@ def main(argv=None):
     ap.add_argument("--simd", choices=("generic", "avx2", "avx512"), default=None,
                     help="run the kernels at this SIMD level (default: the best this CPU has)")
     args = ap.parse_args(argv)
-    if args.simd:
-        import nncore
-        nncore.set_simd_level(args.simd)
+    set_simd(args.simd)
     from bench.gemm import fma_peak
     peak = args.peak or (fma_peak() or (117.0, 58.0))[0]
     s = build()

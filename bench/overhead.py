@@ -27,7 +27,7 @@ alternate between them, each timing ``model(x)``, ``predict_on_batch`` and ``pre
 one sample on a tiny 4-4-4-4 MLP (the call path alone) and on the medium one, the medium one's three
 layers in their one kernel call (``DenseChain.by_layers``) and its ``predict`` of 1024 rows (float32, and
 int8 after ``quantize``), 1 thread, thread CPU time, the best of 7 bursts; at the SIMD level of
-``--simd``.
+``--simd`` (the peers too, as in bench.set_simd, unless ``--peers-own-simd``).
 """
 import argparse
 import os
@@ -40,6 +40,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench import peer_levels, set_simd  # noqa: E402
 from bench import peers as P  # noqa: E402
 from bench.workloads import get_workload, make_data  # noqa: E402
 
@@ -192,7 +193,9 @@ def main(argv=None):
     ap.add_argument("--batches", default="1,1024")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--calls", type=int, default=2000, help="calls per turn at batch 1 (2000 / batch above)")
-    ap.add_argument("--simd", choices=["generic", "avx2", "avx512"])
+    ap.add_argument("--simd", choices=["generic", "avx2", "avx512"],
+                    help="nncore's kernels and the peers' (PyTorch's switches; ONNX Runtime has none) at this level")
+    ap.add_argument("--peers-own-simd", action="store_true", help="with --simd: the peers at their own level")
     ap.add_argument("--out", help="also append the markdown table to this file")
     ap.add_argument("--int8", action="store_true", help="the int8 forms (model.quantize, quantize_dynamic) instead")
     args = ap.parse_args(argv)
@@ -203,14 +206,14 @@ def main(argv=None):
             with open(args.out, "a") as f:
                 f.write(text + "\n")
         return 0
+    peer_env = set_simd(args.simd, args.peers_own_simd)   # before the peers' first operator
     for cls in (P.OnnxRuntimePeer, P.TorchPeer):
         ok, why = cls.available()
         if not ok:
             print(f"{cls.label} is not available: {why}", file=sys.stderr)
             return 1
     import nncore
-    if args.simd:
-        nncore.set_simd_level(args.simd)
+    levels = peer_levels(["torch", "onnxruntime"])
     wl = get_workload("predict", max_samples=max(2048, *(int(b) for b in args.batches.split(","))))
     x, y = make_data(wl)
     ours = P.NncorePeer(wl, x, y)
@@ -220,13 +223,15 @@ def main(argv=None):
     check_agreement(ours, ort, torch_peer, x[:1024])
     rng = np.random.default_rng(0)
     lines = [f"SIMD level {nncore.get_simd_level()}, {os.cpu_count()} CPUs; per call, microseconds, median of "
-             f"{args.repeats} interleaved rounds (min-max); 1 thread: thread CPU time, 2 threads: wall time", "",
+             f"{args.repeats} interleaved rounds (min-max); 1 thread: thread CPU time, 2 threads: wall time",
+             "", "Peers' SIMD levels: " + "; ".join(f"{k}: {v}" for k, v in levels.items())
+             + ("; forced by --simd" if peer_env else "; each at its own level"), "",
              "| batch | threads | load | nncore kernels | nncore model(x) | nncore predict_on_batch | nncore predict "
              "| ONNX Runtime | PyTorch | ORT / model(x) | ORT / predict_on_batch | ORT / predict | PyTorch / model(x) "
              "| call path (model(x) - kernels) |",
              "|" + "---|" * 14]
     if args.int8:
-        lines[2:] = ["| batch | threads | load | " + " | ".join(INT8_NAMES) + " | f32 model(x) / int8 model(x) "
+        lines[4:] = ["| batch | threads | load | " + " | ".join(INT8_NAMES) + " | f32 model(x) / int8 model(x) "
                      "| f32 predict / int8 predict | ORT / int8 model(x) | PyTorch int8 / int8 model(x) |",
                      "|" + "---|" * (3 + len(INT8_NAMES) + 4)]
     for threads in [int(t) for t in args.threads.split(",")]:

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from bench import set_simd
 from bench.peers import NncoreBf16Peer, NncorePeer
 from bench.workloads import get_workload, make_data
 
@@ -27,8 +28,7 @@ def main(argv=None):
     p.add_argument("--simd", choices=("generic", "avx2", "avx512"), default=None)
     args = p.parse_args(argv)
     import nncore
-    if args.simd:
-        nncore.set_simd_level(args.simd)
+    set_simd(args.simd)
     wl = get_workload(args.workload, args.steps * 128)
     x, y = make_data(wl)
     models = {}
