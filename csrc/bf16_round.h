@@ -49,38 +49,56 @@ static inline float nc_bf_round(float x)
 #include <immintrin.h>
 #define NC_BF_HW 1
 int nc_bf16_cpu_has_avx512bf16(void);
+/* rows rows of n values: row i at x + i xs, rounded into y + i ys (a tile of C, a transform's chunk: one
+ * call for all of them, so a short row costs no call of its own) */
+static __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16"), unused)) void
+nc_bf_round_rows_hw(const float *x, ptrdiff_t xs, float *y, ptrdiff_t ys, ptrdiff_t rows, ptrdiff_t n)
+{
+    for (ptrdiff_t r = 0; r < rows; r++, x += xs, y += ys)
+        for (ptrdiff_t i = 0; i < n; i += 16) {
+            const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+            const __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i));
+            _mm512_mask_storeu_ps(y + i, m, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+        }
+}
 static __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16"), unused)) void
 nc_bf_round_hw(const float *x, float *y, ptrdiff_t n)
 {
-    for (ptrdiff_t i = 0; i < n; i += 16) {
-        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
-        const __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i));
-        _mm512_mask_storeu_ps(y + i, m, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
-    }
+    nc_bf_round_rows_hw(x, 0, y, 0, 1, n);
 }
 #else
 #define NC_BF_HW 0
 #endif
 
-/* y = nc_bf_round(x) over n floats (y may be x), for the kernels that round their own operands or results
- * (nc_act_* under NC_ACT_BF16, the GEMM's tile epilogue, Winograd's bf16 form): by the instruction when hw
- * (a constant of the caller: its AVX-512 copy) and the CPU has AVX512_BF16, else a loop that vectorizes on
- * the caller's level (always inlined into it). The same bits either way. */
+/* y + i ys := nc_bf_round(x + i xs) over rows rows of n floats (y may be x), for the kernels that round their
+ * own operands or results (nc_act_* under NC_ACT_BF16, the GEMM's tile epilogue, Winograd's bf16 form): by
+ * the instruction when hw (a constant of the caller: its AVX-512 copy) and the CPU has AVX512_BF16 (one
+ * call for all the rows), else a loop that vectorizes on the caller's level (always inlined into it). The
+ * same bits either way. */
 #if defined(__GNUC__) || defined(__clang__)
-static inline __attribute__((always_inline)) void nc_bf_round_n(const float *x, float *y, ptrdiff_t n, int hw)
+static inline __attribute__((always_inline)) void nc_bf_round_rows(const float *x, ptrdiff_t xs, float *y,
+                                                                   ptrdiff_t ys, ptrdiff_t rows, ptrdiff_t n, int hw)
 #else
-static inline void nc_bf_round_n(const float *x, float *y, ptrdiff_t n, int hw)
+static inline void nc_bf_round_rows(const float *x, ptrdiff_t xs, float *y, ptrdiff_t ys, ptrdiff_t rows,
+                                    ptrdiff_t n, int hw)
 #endif
 {
 #if NC_BF_HW
     if (hw && nc_bf16_cpu_has_avx512bf16()) {
-        nc_bf_round_hw(x, y, n);
+        nc_bf_round_rows_hw(x, xs, y, ys, rows, n);
         return;
     }
 #else
     (void)hw;
 #endif
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *xr = x + r * xs;
+        float *yr = y + r * ys;
 #pragma omp simd
-    for (ptrdiff_t i = 0; i < n; i++) y[i] = nc_bf_round(x[i]);
+        for (ptrdiff_t i = 0; i < n; i++) yr[i] = nc_bf_round(xr[i]);
+    }
 }
+
+/* y = nc_bf_round(x) over n floats (y may be x): nc_bf_round_rows of one row */
+#define nc_bf_round_n(x, y, n, hw) nc_bf_round_rows((x), 0, (y), 0, 1, (n), (hw))
 #endif

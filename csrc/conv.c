@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "nncore.h"
+#include "bf16_round.h" /* nc_bf_round_n: the pair's rounded pooled gradient */
 
 static inline ptrdiff_t nc_imax(ptrdiff_t a, ptrdiff_t b) { return a > b ? a : b; }
 static inline ptrdiff_t nc_imin(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }

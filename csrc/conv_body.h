@@ -123,22 +123,49 @@ static void NC_NAME(pool2_rows)(const REAL *t, ptrdiff_t ow, ptrdiff_t f, ptrdif
 /* Rows [r0, r0 + rows) of the conv's delta (r = (b oh + i) ow + j, f values each) into d, from the pooled
  * yp, ix and gradient dyp: the unfused pair's bits, 0 + dyp at the winner (maxpool_backward's dx) where
  * relu' (yp > 0) lets it through, 0 elsewhere and in a dropped row or column; rounded to bfloat16 under
- * NC_ACT_BF16 (as act_backward rounds delta). act: NC_ACT_LINEAR or NC_ACT_RELU, | NC_ACT_BF16. */
+ * NC_ACT_BF16 (as act_backward rounds delta). act: NC_ACT_LINEAR or NC_ACT_RELU, | NC_ACT_BF16. Under
+ * NC_ACT_BF16 (float), pr (pw f values) holds bf(0 + dyp) of the pooled row in use: each pooled value is
+ * rounded once for the 4 conv outputs it serves (the zeros need none: bf(0) = 0), the same bits as rounding
+ * the delta rows. */
 static void NC_NAME(unpool2_rows)(ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int act, const REAL *yp,
-                                  const uint8_t *ix, const REAL *dyp, ptrdiff_t r0, ptrdiff_t rows, REAL *d)
+                                  const uint8_t *ix, const REAL *dyp, ptrdiff_t r0, ptrdiff_t rows, REAL *d, REAL *pr)
 {
     const ptrdiff_t ph = oh / 2, pw = ow / 2, per = oh * ow;
     const int relu = (act & ~NC_ACT_BF16) == NC_ACT_RELU;
     ptrdiff_t b = r0 / per, i = r0 % per / ow, j = r0 % ow;
+#ifdef NC_F32
+    ptrdiff_t held = -1;   /* the pooled row in pr */
+#else
+    pr = NULL;             /* double never takes NC_ACT_BF16 */
+#endif
     for (ptrdiff_t r = 0; r < rows; r++) {
         REAL *restrict o = d + r * f;
         if (i >= 2 * ph || j >= 2 * pw) {
             for (ptrdiff_t e = 0; e < f; e++) o[e] = 0;
         } else {
-            const ptrdiff_t off = ((b * ph + i / 2) * pw + j / 2) * f;
+            const ptrdiff_t row = b * ph + i / 2, off = (row * pw + j / 2) * f;
             const REAL *restrict dv = dyp + off, *restrict yv = yp + off;
             const uint8_t *restrict iv = ix + off;
             const uint8_t w = (uint8_t)((i & 1) * 2 + (j & 1));
+#ifdef NC_F32
+            if (pr) {
+                if (held != row) {   /* bf(0 + dyp) of the pooled row, once */
+                    const REAL *restrict dr = dyp + row * pw * f;
+#pragma omp simd
+                    for (ptrdiff_t e = 0; e < pw * f; e++) pr[e] = (REAL)0 + dr[e];
+                    nc_bf_round_n(pr, pr, pw * f, NC_LEVEL == NC_SIMD_AVX512);
+                    held = row;
+                }
+                const REAL *restrict rv = pr + j / 2 * f;   /* bf(0 + dyp) itself (bf(-tiny) is -0) */
+                if (relu) {
+#pragma omp simd
+                    for (ptrdiff_t e = 0; e < f; e++) o[e] = iv[e] == w && yv[e] > 0 ? rv[e] : (REAL)0;
+                } else {
+#pragma omp simd
+                    for (ptrdiff_t e = 0; e < f; e++) o[e] = iv[e] == w ? rv[e] : (REAL)0;
+                }
+            } else
+#endif
             if (relu) {
 #pragma omp simd
                 for (ptrdiff_t e = 0; e < f; e++) o[e] = iv[e] == w && yv[e] > 0 ? (REAL)0 + dv[e] : (REAL)0;
@@ -152,7 +179,7 @@ static void NC_NAME(unpool2_rows)(ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t f, int a
             if (++i == oh) i = 0, b++;
         }
     }
-    if (act & NC_ACT_BF16) NC_NAME(act_forward)(NC_ACT_LINEAR | NC_ACT_BF16, 0, d, d, rows * f);
+    if ((act & NC_ACT_BF16) && !pr) NC_NAME(act_forward)(NC_ACT_LINEAR | NC_ACT_BF16, 0, d, d, rows * f);
 }
 
 /* db := the column sums of the delta unpool2_rows makes, in nc_colsum's order (rows in order, each
@@ -191,7 +218,8 @@ void NC_NAME(unpool2_colsum)(ptrdiff_t n, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t 
  * argmax, the block's delta made from them (`unpool2_rows`). */
 static void NC_NAME(conv_wgrad_part)(const nc_conv_geom *g, const REAL *x, ptrdiff_t f, int act, REAL alpha,
                                      const REAL *z, const REAL *y, const REAL *dy, const uint8_t *ix, REAL *delta,
-                                     REAL *dk, REAL *db, ptrdiff_t rb, ptrdiff_t q0, ptrdiff_t q1, REAL *a, REAL *d)
+                                     REAL *dk, REAL *db, ptrdiff_t rb, ptrdiff_t q0, ptrdiff_t q1, REAL *a, REAL *d,
+                                     REAL *pr)
 {
     const ptrdiff_t k = g->kh * g->kw * g->c, m = g->n * g->oh * g->ow;
     for (ptrdiff_t q = q0; q < q1; q++) {
@@ -199,7 +227,7 @@ static void NC_NAME(conv_wgrad_part)(const nc_conv_geom *g, const REAL *x, ptrdi
         const REAL *dl;   /* the block's delta rows; dy (the pooled dyp when ix) is not offset by off then */
         if (ix) {
             REAL *dd = delta ? delta + off : d;
-            NC_NAME(unpool2_rows)(g->oh, g->ow, f, act, y, ix, dy, r0, rows, dd);
+            NC_NAME(unpool2_rows)(g->oh, g->ow, f, act, y, ix, dy, r0, rows, dd, pr);
             dl = dd;
         } else if (act != NC_ACT_LINEAR) {
             REAL *dd = delta ? delta + off : d;
@@ -232,22 +260,25 @@ static int NC_NAME(conv_wgrad)(const nc_conv_geom *g, const REAL *x, ptrdiff_t f
     int nt = nc_team_size(nthreads, (double)m * (double)(k + 4) * (double)f);
     if (nt > parts) nt = (int)parts;
     const int own_d = !delta && (ix || act != NC_ACT_LINEAR);   /* a thread's delta block */
+    const int own_p = ix && (act & NC_ACT_BF16) && sizeof(REAL) == 4;   /* a thread's rounded pooled row */
     int err = 0;
 #pragma omp parallel num_threads(nt > 1 ? nt : 1) if (nt > 1) reduction(| : err)
     {
         REAL *a = (REAL *)malloc((size_t)(rb * k) * sizeof(REAL));
         REAL *d = own_d ? (REAL *)malloc((size_t)(rb * f) * sizeof(REAL)) : NULL;
-        const int bad = !a || (own_d && !d);
+        REAL *pr = own_p ? (REAL *)malloc((size_t)(g->ow / 2 * f + 1) * sizeof(REAL)) : NULL;
+        const int bad = !a || (own_d && !d) || (own_p && !pr);
         if (bad) err = 1;
 #pragma omp for schedule(dynamic, 1)   /* a busy core's share moves */
         for (ptrdiff_t p = 0; p < parts; p++) {
             if (bad) continue;
             REAL *ap = acc + p * (kf + f);
             NC_NAME(conv_wgrad_part)(g, x, f, act, alpha, z, y, dy, ix, delta, ap, db ? ap + kf : NULL, rb,
-                                     p * blocks / parts, (p + 1) * blocks / parts, a, d);
+                                     p * blocks / parts, (p + 1) * blocks / parts, a, d, pr);
         }
         free(a);
         free(d);
+        free(pr);
     }
     if (!err) {   /* the parts added in order: the same bits for any nthreads */
         for (ptrdiff_t e = 0; e < kf; e++) dk[e] = 0;

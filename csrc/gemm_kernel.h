@@ -816,8 +816,7 @@ static ptrdiff_t UK_NAME(gemm_work)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k)
 }
 
 /* The finished m x n tile of C (still in L1): the activation where the micro-kernel did not apply it
- * (not linear or relu), then the rounding to bfloat16 of the NC_ACT_BF16 modifier (float only), a row
- * at a time. */
+ * (not linear or relu), then the rounding to bfloat16 of the NC_ACT_BF16 modifier (float only). */
 static UK_ATTR void UK_NAME(gemm_tile_act)(REAL *c, ptrdiff_t ldc, int m, int n, int act, REAL act_alpha)
 {
     const int base = act & ~NC_ACT_BF16;
@@ -825,8 +824,8 @@ static UK_ATTR void UK_NAME(gemm_tile_act)(REAL *c, ptrdiff_t ldc, int m, int n,
         for (int i = 0; i < m; i++)
             UK_NAME(act_forward)(base, act_alpha, c + (ptrdiff_t)i * ldc, c + (ptrdiff_t)i * ldc, n);
 #if defined(NC_F32)
-    if (act & NC_ACT_BF16)
-        for (int i = 0; i < m; i++) nc_bf_round_n(c + (ptrdiff_t)i * ldc, c + (ptrdiff_t)i * ldc, n, UK_LEVEL == 2);
+    if (act & NC_ACT_BF16)   /* the tile's rows in one call (a row a call cost the cnn's k = 9 conv 30%) */
+        nc_bf_round_rows(c, ldc, c, ldc, m, n, UK_LEVEL == 2);
 #endif
 }
 

@@ -37,6 +37,17 @@ NC_VINLINE void NC_NAME(wino_copy)(int bf, REAL *dst, const REAL *src, ptrdiff_t
         for (ptrdiff_t e = 0; e < len; e++) dst[e] = src[e];
 }
 
+/* The rows vectors of len values at v, v + LM, ... rounded to bfloat16 in place when bf (a transform's
+ * chunk: one call for the chunk, not one a tile's pixel) */
+NC_VINLINE void NC_NAME(wino_round)(int bf, REAL *v, ptrdiff_t rows, ptrdiff_t len)
+{
+#ifdef NC_F32
+    if (bf) nc_bf_round_rows(v, NC_WINO_LEN, v, NC_WINO_LEN, rows, len, NC_LEVEL == NC_SIMD_AVX512);
+#else
+    (void)bf, (void)v, (void)rows, (void)len;
+#endif
+}
+
 /* dst[0 .. len) = 0 */
 NC_VINLINE void NC_NAME(wino_zero)(REAL *dst, ptrdiff_t len)
 {
@@ -173,11 +184,12 @@ NC_VINLINE void NC_NAME(wino_input_k)(const int mh, const int mw, const nc_wino 
                         const ptrdiff_t ih = r0 + p, iw = c0 + q;
                         REAL *dp = d + (p * aw + q) * LM + it * len;
                         if (ih >= 0 && ih < H && iw >= 0 && iw < W)
-                            NC_NAME(wino_copy)(s->bf, dp, xb + (ih * W + iw) * C, len);
+                            NC_NAME(wino_copy)(0, dp, xb + (ih * W + iw) * C, len);
                         else
                             NC_NAME(wino_zero)(dp, len);
                     }
             }
+            NC_NAME(wino_round)(s->bf, d, ah * aw, nt * len);   /* x rounded as read (the zeros stay) */
             NC_NAME(wino_in_tile)(mh, mw, d, aw * LM, LM, v, s->vps, nt * len, tmp);
         }
     }
@@ -284,7 +296,7 @@ NC_VINLINE void NC_NAME(wino_output_grad_k)(const int mh, const int mw, const nc
                         if (!(i < ni && j < nj)) {
                             NC_NAME(wino_zero)(dp, len);
                         } else if (!s->pool_dy) {
-                            NC_NAME(wino_copy)(s->bf, dp, delta + ((b * OH + oi) * OW + oj) * F + k0, len);
+                            NC_NAME(wino_copy)(0, dp, delta + ((b * OH + oi) * OW + oj) * F + k0, len);
                         } else if (oi >= 2 * PH || oj >= 2 * PW) {
                             NC_NAME(wino_zero)(dp, len);
                         } else {
@@ -301,10 +313,10 @@ NC_VINLINE void NC_NAME(wino_output_grad_k)(const int mh, const int mw, const nc
 #pragma omp simd
                                 for (ptrdiff_t e = 0; e < len; e++) dp[e] = iv[e] == w ? (REAL)0 + dv[e] : (REAL)0;
                             }
-                            NC_NAME(wino_copy)(s->bf, dp, dp, len);
                         }
                     }
             }
+            NC_NAME(wino_round)(s->bf, dY, mh * mw, nt * len);   /* delta rounded as read (the zeros stay) */
             NC_NAME(wino_out_tile_t)(mh, mw, dY, mt, s->mps, nt * len, tmp);
         }
     }

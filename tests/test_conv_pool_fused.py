@@ -89,6 +89,9 @@ def test_conv_pool_backward_weights_gives_the_unfused_bits(dtype, act, geom):
     rng = np.random.default_rng(2)
     dyp = rng.standard_normal(yp.shape).astype(dtype)
     dyp[0, 0, 0, :] = -0.0                                   # signed zeros: 0 + dy as maxpool_backward adds it
+    dyp[0, 0, -1, :] = -1e-40                                # float32 denormals (ACT_BF16: rounded to signed 0)
+    dyp[-1, -1, 0, :] = 1e-40
+    dyp[-1, 0, 0, :] = 1 + 2.0 ** -8                         # a bfloat16 tie (to even: 1)
     # the unfused pair: the pool's dx (the dropped row / column 0), then relu' and the weight gradient
     ho, wo = out[0] // 2 * 2, out[1] // 2 * 2
     dxc = np.empty((n, ho, wo, f), dtype)
