@@ -1,0 +1,67 @@
+"""What an ordinary but careless user can pass to the public API (session 17's audit, engineer probe).
+
+Each test is one defect the audit found: before its fix the call gave a silent wrong answer, a crash
+of the wrong kind or a message that did not name the argument; now it gives the right answer or a
+ValueError/TypeError naming the layer (or function), the expected and the actual value.
+"""
+import numpy as np
+import pytest
+
+import nncore
+from nncore.layers import BatchNormalization, Cropping2D, Dense, Input, ZeroPadding2D
+from nncore.models import Model, Sequential
+
+
+# ---- padding and cropping: a negative int is an error, as the tuple forms already were --------
+@pytest.mark.parametrize("cls, arg", [(Cropping2D, "cropping"), (ZeroPadding2D, "padding")])
+def test_negative_int_padding_or_cropping_is_refused(cls, arg):
+    # Cropping2D(-1) used to PAD the image by one pixel each side (a silent wrong answer: slices with
+    # a negative start); ZeroPadding2D(-1) failed in NumPy's broadcast with no layer named
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: {arg} must be >= 0, got \(-1, -1\)"):
+        cls(-1)
+    layer = cls(1)                                       # the int form still means all four sides
+    m = Sequential([Input((4, 5, 2)), layer])
+    assert m.output_shape == ((None, 2, 3, 2) if cls is Cropping2D else (None, 6, 7, 2))
+
+
+# ---- BatchNormalization: momentum outside [0, 1] (NaN) made the moving statistics diverge --------
+@pytest.mark.parametrize("momentum", [-0.1, 1.5, float("nan"), float("inf")])
+def test_batchnorm_momentum_outside_0_1_is_refused(momentum):
+    with pytest.raises(ValueError, match=r"BatchNormalization: momentum must be in \[0, 1\]"):
+        BatchNormalization(momentum=momentum)
+
+
+@pytest.mark.parametrize("momentum", [0, 0.0, 1, 1.0, 0.5])
+def test_batchnorm_momentum_at_the_ends_is_accepted(momentum):
+    assert BatchNormalization(momentum=momentum).momentum == float(momentum)
+
+
+# ---- predict_dask ----------------------------------------------------------------------------------
+def test_predict_dask_with_empty_chunks_and_bad_arguments():
+    da = pytest.importorskip("dask.array", reason="dask is not installed")
+    import dask
+
+    from nncore.distributed import predict_dask
+
+    nncore.set_seed(5)
+    m = Sequential([Input((4,)), Dense(3)])
+    x = np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32)
+    x = x[np.argsort(x[:, 0])]                           # the first chunks hold only negative x[:, 0]
+    dx = da.from_array(x, chunks=25)
+    with dask.config.set(scheduler="synchronous"):
+        # a filtered dask array has chunks of unknown, possibly zero, length: the empty ones
+        # used to fail the whole compute with predict's "empty input" error
+        got = predict_dask(m, dx[dx[:, 0] > 0]).compute()
+        np.testing.assert_allclose(got, m.predict(x[x[:, 0] > 0], verbose=0), rtol=1e-6, atol=1e-7)
+        assert predict_dask(m, dx[dx[:, 0] > 100]).compute().shape == (0, 3)
+    # batch_size is checked when the graph is made, not first inside a worker at compute time
+    with pytest.raises(ValueError, match="predict_dask: batch_size: expected an int >= 1, got 0"):
+        predict_dask(m, dx, batch_size=0)
+    # several inputs or outputs: a clear refusal (was a garbled shape, or int(None)'s TypeError)
+    a, b = Input((4,)), Input((2,))
+    two_in = Model([a, b], nncore.layers.Concatenate()([a, b]))
+    with pytest.raises(ValueError, match="has 2 inputs and 1 outputs; only models with one input and one"):
+        predict_dask(two_in, dx)
+    two_out = Model(a, [Dense(2)(a), Dense(1)(a)])
+    with pytest.raises(ValueError, match="has 1 inputs and 2 outputs"):
+        predict_dask(two_out, dx)
