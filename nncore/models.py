@@ -51,7 +51,7 @@ from nncore._registry import register_model_class
 from nncore._threads import effective_n_threads
 from nncore.data import Batches, Stream, split_validation
 from nncore.layers import InputLayer, Layer, get_layer_class
-from nncore.layers.base import MAX_CACHED_SHAPES, _check_cast
+from nncore.layers.base import MAX_CACHED_SHAPES, _check_cast, _weight_values
 from nncore.layers.core import DenseChain
 
 __all__ = ["Model", "Sequential"]
@@ -382,10 +382,8 @@ class Model:
     def set_weights(self, weights):
         """Set all parameters from a list shaped like `get_weights()`."""
         mine = self.weights
-        if len(weights) != len(mine):
-            raise ValueError(f"{self.name}.set_weights: expected {len(mine)} arrays, got {len(weights)}")
+        weights = _weight_values(weights, len(mine), f"{self.name}.set_weights")
         for i, (w, v) in enumerate(zip(mine, weights)):
-            v = np.asarray(v)
             if v.shape != w.shape:
                 raise ValueError(f"{self.name}.set_weights: array {i} has shape {v.shape}, expected {w.shape}")
             _check_cast(v, w, f"{self.name}.set_weights: array {i}")

@@ -65,3 +65,32 @@ def test_predict_dask_with_empty_chunks_and_bad_arguments():
     two_out = Model(a, [Dense(2)(a), Dense(1)(a)])
     with pytest.raises(ValueError, match="has 1 inputs and 2 outputs"):
         predict_dask(two_out, dx)
+
+
+# ---- set_weights: complex values lost their imaginary part (a warning only), None gave len()'s error
+@pytest.mark.parametrize("on_layer", [False, True])
+def test_set_weights_refuses_complex_strings_and_non_lists(on_layer):
+    nncore.set_seed(1)
+    m = Sequential([Input((2,)), Dense(1, name="d")])
+    target = m.layers[0] if on_layer else m
+    where = "layer 'd': set_weights" if on_layer else f"{m.name}.set_weights"
+    before = m.get_weights()
+    w = m.get_weights()
+    with pytest.raises(TypeError, match=rf"{where}: array 0 must hold real numbers .* got dtype complex"):
+        target.set_weights([w[0] + 1j, w[1]])
+    with pytest.raises(TypeError, match=r"array 1 must hold real numbers .* got dtype <U"):
+        target.set_weights([w[0], w[1].astype(str)])
+    with pytest.raises(TypeError, match=rf"{where}: expected a list of 2 arrays, got NoneType"):
+        target.set_weights(None)
+    with pytest.raises(TypeError, match="expected a list of 2 arrays, got ndarray"):
+        target.set_weights(w[0])
+    with pytest.raises(ValueError, match="expected 2 arrays, got 1"):
+        target.set_weights(w[:1])
+    for a, b in zip(before, m.get_weights()):          # nothing was written by the refused calls
+        np.testing.assert_array_equal(a, b)
+    # what is accepted still is: ints, bools, float64, tuples, nested lists; NaN too (Keras sets
+    # what it is given; a model saved with allow_nonfinite=True must load)
+    target.set_weights(([[1], [0]], np.array([True])))
+    np.testing.assert_array_equal(m.get_weights()[0], [[1], [0]])
+    target.set_weights([np.full((2, 1), np.nan), np.zeros(1)])
+    assert np.isnan(m.get_weights()[0]).all()

@@ -71,6 +71,23 @@ def _snake_case(name):
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
+def _weight_values(weights, count, where):
+    """A set_weights argument: a list (or tuple) of `count` real numeric arrays, as ndarrays
+    (shapes are the caller's check). Complex values lost their imaginary part in the copy, strings
+    were parsed: both are a TypeError here, naming the array."""
+    if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
+        raise TypeError(f"{where}: expected a list of {count} arrays, got {type(weights).__name__}")
+    if len(weights) != count:
+        raise ValueError(f"{where}: expected {count} arrays, got {len(weights)}")
+    out = []
+    for i, v in enumerate(weights):
+        v = np.asarray(v)
+        if v.dtype.kind not in "biuf":
+            raise TypeError(f"{where}: array {i} must hold real numbers (bool, int or float), got dtype {v.dtype}")
+        out.append(v)
+    return out
+
+
 def _check_cast(v, w, where):
     """An integer weight (an int8 kernel) takes integer values in its dtype's range only: no silent cast."""
     if w.dtype.kind in "iu":
@@ -336,10 +353,8 @@ class Layer:
 
     def set_weights(self, weights):
         mine = self.weights
-        if len(weights) != len(mine):
-            raise ValueError(f"layer {self.name!r}: expected {len(mine)} weight arrays, got {len(weights)}")
+        weights = _weight_values(weights, len(mine), f"layer {self.name!r}: set_weights")
         for w, v in zip(mine, weights):
-            v = np.asarray(v)
             if v.shape != w.shape:
                 raise ValueError(f"layer {self.name!r}: expected weight of shape {w.shape}, got {v.shape}")
             _check_cast(v, w, f"layer {self.name!r}")
