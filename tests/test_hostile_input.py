@@ -94,3 +94,50 @@ def test_set_weights_refuses_complex_strings_and_non_lists(on_layer):
     np.testing.assert_array_equal(m.get_weights()[0], [[1], [0]])
     target.set_weights([np.full((2, 1), np.nan), np.zeros(1)])
     assert np.isnan(m.get_weights()[0]).all()
+
+
+# ---- Embedding: a float index with a fraction was truncated silently (Keras's cast) ---------------
+@pytest.mark.parametrize("quantized", [False, True])
+def test_embedding_refuses_fractional_indices_on_every_entry_point(quantized):
+    from nncore.layers import Embedding, Flatten
+
+    nncore.set_seed(2)
+    m = Sequential([Input((3,)), Embedding(5, 2, name="emb"), Flatten(), Dense(1)])
+    m.compile("sgd", "mse")
+    good = np.array([[0, 1, 4], [2, 3, 0]])
+    ref = m.predict(good, verbose=0)
+    if quantized:
+        m.quantize("int8")
+        ref = m.predict(good, verbose=0)
+    # ids standardized with the other features: every one truncates to 0 or -0 -> row 0, silently
+    scaled = (good - good.mean()) / good.std()
+    entry_points = [lambda x: m.predict(x, verbose=0), m, m.predict_on_batch]
+    if not quantized:
+        entry_points += [lambda x: m.fit(x, np.zeros((2, 1)), verbose=0),
+                         lambda x: m.train_on_batch(x, np.zeros((2, 1)))]
+    for call in entry_points:
+        with pytest.raises(ValueError, match=r"'emb' \(Embedding\): expected integer indices in \[0, 5\), got "):
+            call(scaled)
+        with pytest.raises(ValueError, match=r"got -0.5 at \(\d, 2\) of the batch"):
+            call(np.array([[0, 1, 4], [2, 3, -0.5]]))  # -0.5 truncates to 0, a valid row
+    # whole numbers in any dtype still index as before, and the model is unchanged by the refusals
+    for x in (good, good.astype(np.float32), good.astype(np.float64), good.astype(np.uint8), good.tolist()):
+        np.testing.assert_array_equal(m.predict(x, verbose=0), ref)
+
+
+def test_embedding_fraction_check_allocates_nothing_per_call():
+    import tracemalloc
+
+    from nncore.layers import Embedding
+
+    layer = Embedding(50, 8)
+    x = np.random.default_rng(0).integers(0, 50, size=(64, 10)).astype(np.float32)
+    layer(x)
+    layer.forward(x)
+    tracemalloc.start()
+    snap = tracemalloc.take_snapshot()
+    for _ in range(20):
+        layer.forward(x)
+    grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(snap, "filename") if s.size_diff > 0)
+    tracemalloc.stop()
+    assert grown < 64 * 10 * 8, grown                   # no per-call buffer of the batch's size
