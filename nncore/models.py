@@ -23,6 +23,7 @@ cross-entropy, its layer stops at the logits z and one fused kernel gives the lo
 """
 import functools
 import math
+import numbers
 import os
 import signal
 import threading
@@ -735,17 +736,30 @@ class Model:
         return xs + [t[0] for t in targets] + ws + [t[1] for t in targets]
 
     @staticmethod
-    def _class_weights(class_weight, y_raw):
+    def _class_weights(class_weight, y_raw, n_classes):
         """Keras: per-sample weight = class_weight[class of the sample] (argmax of one-hot rows, else the
-        rounded label); classes missing from the dict weigh 1."""
+        rounded label); classes missing from the dict weigh 1. Unlike Keras, a key that is not a class
+        of the output (n_classes of them: its width, 2 for one unit) is an error, not ignored: weights
+        keyed by labels of another encoding (1..k for 0..k-1) would silently weigh the wrong classes."""
         if not isinstance(class_weight, dict):
             raise TypeError(f"class_weight: expected a dict {{class: weight}}, got {type(class_weight).__name__}")
+        table = {}
+        for k, v in class_weight.items():
+            if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Real) or not np.isfinite(k) or k != int(k):
+                raise TypeError(f"class_weight: keys must be integer class indices, got {k!r}")
+            if not 0 <= int(k) < n_classes:
+                raise ValueError(f"class_weight: key {int(k)} is not a class of the model's output, which has "
+                                 f"{n_classes} classes (0 to {n_classes - 1})")
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+                raise TypeError(f"class_weight[{int(k)}]: expected a number, got {v!r}")
+            if not np.isfinite(v):
+                raise ValueError(f"class_weight[{int(k)}]: expected a finite number, got {v}")
+            table[int(k)] = float(v)
         y = np.asarray(y_raw)
         if y.ndim > 1 and y.shape[-1] > 1:
             labels = np.argmax(y, axis=-1)
         else:
             labels = np.round(y.reshape(len(y), -1)[:, 0]).astype(np.int64)
-        table = {int(k): float(v) for k, v in class_weight.items()}
         return np.array([table.get(int(c), 1.0) for c in labels])
 
     def _raw_targets(self, y):
@@ -756,7 +770,10 @@ class Model:
         if len(self.outputs) != 1:
             raise ValueError(f"{self.name}: class_weight is only supported for models with one output "
                              "(give per-output sample_weight instead)")
-        arrays[self._n_in + 1] = np.ascontiguousarray(self._class_weights(class_weight, y_raw), dtype=self._dtype)
+        width = self.outputs[0].shape[-1]
+        n_classes = 2 if width in (None, 1) else int(width)
+        arrays[self._n_in + 1] = np.ascontiguousarray(self._class_weights(class_weight, y_raw, n_classes),
+                                                      dtype=self._dtype)
 
     def _prepare_batch(self, batch, index, class_weight=None):
         """One batch of a sequence or generator, checked and converted to the batch layout of `_prepare_data`."""

@@ -141,3 +141,51 @@ def test_embedding_fraction_check_allocates_nothing_per_call():
     grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(snap, "filename") if s.size_diff > 0)
     tracemalloc.stop()
     assert grown < 64 * 10 * 8, grown                   # no per-call buffer of the batch's size
+
+
+# ---- class_weight: keys that are not classes were ignored (Keras), bad values failed late ----------
+def _softmax_model(lazy=False):
+    nncore.set_seed(3)
+    m = Sequential(([] if lazy else [Input((4,))]) + [Dense(3, activation="softmax")])
+    m.compile("sgd", "sparse_categorical_crossentropy")
+    return m
+
+
+@pytest.mark.parametrize("class_weight, error, match", [
+    ({1: 1.0, 2: 2.0, 3: 3.0}, ValueError, r"key 3 is not a class of the model's output, which has 3 classes \(0 to 2\)"),
+    ({-1: 2.0}, ValueError, "key -1 is not a class"),
+    ({"a": 2.0}, TypeError, "keys must be integer class indices, got 'a'"),      # was int()'s message
+    ({0.5: 2.0}, TypeError, "keys must be integer class indices, got 0.5"),     # was class 0, silently
+    ({True: 2.0}, TypeError, "got True"),
+    ({0: float("nan")}, ValueError, r"class_weight\[0\]: expected a finite number, got nan"),  # was a NaN loss
+    ({0: "x"}, TypeError, r"class_weight\[0\]: expected a number, got 'x'"),
+])
+def test_class_weight_keys_and_values_are_checked(class_weight, error, match):
+    x = np.random.default_rng(0).normal(size=(12, 4))
+    y = np.arange(12) % 3
+    for lazy in (False, True):
+        m = _softmax_model(lazy)
+        before = m.get_weights()
+        with pytest.raises(error, match=match):
+            m.fit(x, y, class_weight=class_weight, verbose=0)
+        for a, b in zip(before, m.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(error, match=match):
+        _softmax_model().train_on_batch(x, y, class_weight=class_weight)
+
+
+def test_class_weight_still_follows_keras_for_classes_of_the_output():
+    x = np.random.default_rng(0).normal(size=(12, 4))
+    y = np.arange(12) % 3
+    m = _softmax_model()
+    # a class missing from the dict weighs 1; float keys holding integers and numpy ints are classes
+    w = m._class_weights({np.int64(1): 2.0, 2.0: 0.5}, y, 3)
+    np.testing.assert_array_equal(w, np.where(y == 1, 2.0, np.where(y == 2, 0.5, 1.0)))
+    h = m.fit(x, y, class_weight={0: 1.0, 1: 2.0, 2: 3.0}, verbose=0)
+    assert np.isfinite(h.history["loss"][0])
+    # one sigmoid unit: the classes are 0 and 1
+    b = Sequential([Input((4,)), Dense(1, activation="sigmoid")])
+    b.compile("sgd", "binary_crossentropy")
+    b.fit(x, y > 0, class_weight={0: 1.0, 1: 3.0}, verbose=0)
+    with pytest.raises(ValueError, match=r"key 2 is not a class of the model's output, which has 2 classes"):
+        b.fit(x, y > 0, class_weight={2: 3.0}, verbose=0)
