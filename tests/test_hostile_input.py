@@ -126,21 +126,13 @@ def test_embedding_refuses_fractional_indices_on_every_entry_point(quantized):
 
 
 def test_embedding_fraction_check_allocates_nothing_per_call():
-    import tracemalloc
+    from nncore.layers import Embedding, Flatten
+    from steady_state import growth_between_epochs
 
-    from nncore.layers import Embedding
-
-    layer = Embedding(50, 8)
-    x = np.random.default_rng(0).integers(0, 50, size=(64, 10)).astype(np.float32)
-    layer(x)
-    layer.forward(x)
-    tracemalloc.start()
-    snap = tracemalloc.take_snapshot()
-    for _ in range(20):
-        layer.forward(x)
-    grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(snap, "filename") if s.size_diff > 0)
-    tracemalloc.stop()
-    assert grown < 64 * 10 * 8, grown                   # no per-call buffer of the batch's size
+    m = Sequential([Input((10,)), Embedding(50, 8), Flatten(), Dense(1)])
+    m.compile("sgd", "mse")
+    x = np.random.default_rng(0).integers(0, 50, size=(64, 10))
+    assert growth_between_epochs(m, x, np.zeros((64, 1)), batch_size=16, verbose=0) < 3000
 
 
 # ---- class_weight: keys that are not classes were ignored (Keras), bad values failed late ----------
@@ -189,3 +181,102 @@ def test_class_weight_still_follows_keras_for_classes_of_the_output():
     b.fit(x, y > 0, class_weight={0: 1.0, 1: 3.0}, verbose=0)
     with pytest.raises(ValueError, match=r"key 2 is not a class of the model's output, which has 2 classes"):
         b.fit(x, y > 0, class_weight={2: 3.0}, verbose=0)
+
+
+# ---- GlobalAveragePooling1D after a mask: Keras averages the valid steps only ----------------------
+def _masked_mean_reference(x, m):
+    n = np.maximum(m.sum(1, keepdims=True), 1)
+    return (x * m[:, :, None]).sum(1) / n
+
+
+def _tokens():
+    x = np.random.default_rng(0).integers(1, 6, size=(6, 5))
+    x[1, 3:] = 0                                        # padded at the end, at the start, all padding
+    x[2, :2] = 0
+    x[3] = 0
+    return x
+
+
+def test_global_average_pooling_1d_averages_the_valid_steps_only(float64):
+    from nncore.layers import Embedding, GlobalAveragePooling1D, Masking
+
+    nncore.set_seed(4)
+    # the classic text classifier: padding (row 0 of the table, not zeros) was averaged in
+    m = Sequential([Input((5,)), Embedding(6, 3, mask_zero=True, name="e"), GlobalAveragePooling1D(), Dense(2)])
+    x = _tokens()
+    e = m.get_layer("e").embeddings[x]
+    pooled = _masked_mean_reference(e, x != 0)
+    k, b = m.layers[-1].get_weights()
+    np.testing.assert_allclose(m.predict(x, verbose=0), pooled @ k + b, rtol=1e-12, atol=1e-15)
+    assert np.all(m.predict(x, verbose=0)[3] == b)      # no valid step: the pooled vector is 0 (Keras: NaN)
+    # Masking in front (it zeroes the masked steps: only the divisor was wrong)
+    xs = np.random.default_rng(1).normal(size=(4, 5, 3))
+    xs[0, 2:] = 0
+    xs[1, :] = 0
+    mm = Sequential([Input((5, 3)), Masking(0.0), GlobalAveragePooling1D(keepdims=True)])
+    want = _masked_mean_reference(xs, np.any(xs != 0, axis=2))
+    np.testing.assert_allclose(mm.predict(xs, verbose=0), want[:, None, :], rtol=1e-12, atol=1e-15)
+    # without a mask, the plain mean as before
+    plain = Sequential([Input((5, 3)), GlobalAveragePooling1D()])
+    np.testing.assert_allclose(plain.predict(xs, verbose=0), xs.mean(1), rtol=1e-12)
+
+
+def test_global_average_pooling_1d_masked_gradient_finite_differences(float64):
+    from nncore.layers import Embedding, GlobalAveragePooling1D
+
+    nncore.set_seed(5)
+    m = Sequential([Input((5,)), Embedding(6, 3, mask_zero=True, name="e"), GlobalAveragePooling1D(), Dense(2)])
+    m.compile("sgd", "mse")
+    x, y = _tokens(), np.random.default_rng(2).normal(size=(6, 2))
+    E = m.get_layer("e").embeddings
+
+    def loss():
+        return float(np.mean((m.predict(x, verbose=0) - y) ** 2))
+
+    w0 = [w.copy() for w in m.get_weights()]
+    m.compile("sgd", "mse")
+    m.optimizer.learning_rate = 1.0
+    m.train_on_batch(x, y)                              # one SGD step, lr 1: w0 - w1 is the gradient
+    grad = w0[0] - m.get_weights()[0]
+    m.set_weights(w0)
+    num = np.zeros_like(E)
+    for idx in np.ndindex(E.shape):
+        old = E[idx]
+        E[idx] = old + 1e-6
+        fp = loss()
+        E[idx] = old - 1e-6
+        fm = loss()
+        E[idx] = old
+        num[idx] = (fp - fm) / 2e-6
+    np.testing.assert_allclose(grad, num, rtol=1e-6, atol=1e-9)
+    assert np.all(grad[0] == 0)                         # the padding row gets no gradient
+
+
+def test_global_average_pooling_1d_masked_matches_keras():
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")      # as keras_parity_common (before keras is imported)
+    keras = pytest.importorskip("keras")
+    from nncore.layers import Embedding, GlobalAveragePooling1D
+
+    nncore.set_seed(6)
+    m = Sequential([Input((5,)), Embedding(6, 3, mask_zero=True), GlobalAveragePooling1D(), Dense(2)])
+    km = keras.Sequential([keras.Input((5,)), keras.layers.Embedding(6, 3, mask_zero=True),
+                           keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2)])
+    km.set_weights(m.get_weights())
+    x = _tokens()
+    valid = x.any(axis=1)                               # Keras gives NaN for the all-padding row
+    np.testing.assert_allclose(m.predict(x, verbose=0)[valid], np.asarray(km.predict(x, verbose=0))[valid],
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_global_average_pooling_1d_masked_steady_state():   # its ONNX form: tests/test_onnx.py
+    from nncore.layers import Embedding, GlobalAveragePooling1D
+    from steady_state import growth_between_epochs
+
+    m = Sequential([Input((5,)), Embedding(6, 3, mask_zero=True), GlobalAveragePooling1D(), Dense(2)])
+    m.compile("sgd", "mse")
+    x = np.tile(_tokens(), (8, 1)).astype(np.float32)
+    y = np.zeros((48, 2), np.float32)
+    # the masked mean's buffers are made once per batch size (16 and the last batch's) (test_masking: 3000)
+    assert growth_between_epochs(m, x, y, batch_size=16, verbose=0) < 3000
