@@ -280,3 +280,28 @@ def test_global_average_pooling_1d_masked_steady_state():   # its ONNX form: tes
     y = np.zeros((48, 2), np.float32)
     # the masked mean's buffers are made once per batch size (16 and the last batch's) (test_masking: 3000)
     assert growth_between_epochs(m, x, y, batch_size=16, verbose=0) < 3000
+
+
+# ---- a layer called on arrays: complex/strings were cast (complex with a warning only), an empty
+# batch reached kernels that take at least one row (Conv2D: ZeroDivisionError; BatchNormalization:
+# a kernel's work_size message)
+def _layers_and_shapes():
+    from nncore import layers as L
+    return [(L.Dense(3), (2, 4)), (L.Conv2D(2, 3), (1, 5, 5, 1)), (L.Conv1D(2, 3), (1, 5, 1)),
+            (L.LSTM(2), (1, 3, 2)), (L.BatchNormalization(), (2, 3)), (L.LayerNormalization(), (2, 3)),
+            (L.Embedding(5, 2), (1, 3)), (L.Flatten(), (2, 2, 2)), (L.MaxPooling2D(2), (1, 4, 4, 1))]
+
+
+@pytest.mark.parametrize("k", range(9))
+def test_layer_called_on_arrays_refuses_non_real_dtypes_and_empty_batches(k):
+    layer, shape = _layers_and_shapes()[k]
+    name = type(layer).__name__
+    for dt in (np.complex128, object, str):
+        with pytest.raises(TypeError, match=rf"\({name}\): expected an array of real numbers .*got dtype"):
+            layer(np.ones(shape).astype(dt))
+    with pytest.raises(ValueError, match=rf"\({name}\): expected a non-empty batch, got shape \(0,"):
+        layer(np.ones((0,) + shape[1:]))
+    with pytest.raises(TypeError, match="expected an array of real numbers"):
+        nncore.layers.Add()([np.ones((2, 3)), np.ones((2, 3), complex)])
+    out = layer(np.ones(shape, np.int64))              # ints and bools still work
+    assert out.dtype == np.float32 and out.shape[0] == shape[0]

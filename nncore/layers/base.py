@@ -416,8 +416,8 @@ class Layer:
         `x` is an array, or a list of arrays for a layer taking several inputs. Keyword arguments
         (``mask``, ``initial_state``) go to `forward`."""
         if isinstance(x, (list, tuple)):
-            return self._call_eager_list([np.asarray(a) for a in x], training, **kwargs)
-        x = np.asarray(x)
+            return self._call_eager_list([self._eager_input(a) for a in x], training, **kwargs)
+        x = self._eager_input(x)
         if x.ndim < 2:
             raise ValueError(f"layer {self.name!r}: expected a batch of inputs (at least 2-D), got shape {x.shape}")
         if not self.built or (self._specs and not self._bound):
@@ -435,6 +435,19 @@ class Layer:
             dtype = np.dtype(floatx())
         x = np.ascontiguousarray(x, dtype=dtype)
         return _copies(self.forward(x, training, **kwargs))
+
+    def _eager_input(self, x):
+        """An input of a call on arrays as an ndarray of real numbers with at least one value: complex
+        values would lose their imaginary part, strings be parsed, and an empty batch reached
+        kernels that take at least one row (the model's entry points refuse both the same way)."""
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"layer {self.name!r} ({type(self).__name__}): expected an array of real numbers "
+                            f"(bool, int or float), got dtype {x.dtype}")
+        if x.size == 0:
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}): expected a non-empty batch, got shape "
+                             f"{x.shape}")
+        return x
 
     def _call_eager_list(self, xs, training, **kwargs):
         if not xs or any(a.ndim < 2 for a in xs):
