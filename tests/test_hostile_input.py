@@ -305,3 +305,15 @@ def test_layer_called_on_arrays_refuses_non_real_dtypes_and_empty_batches(k):
         nncore.layers.Add()([np.ones((2, 3)), np.ones((2, 3), complex)])
     out = layer(np.ones(shape, np.int64))              # ints and bools still work
     assert out.dtype == np.float32 and out.shape[0] == shape[0]
+
+
+# ---- weights too large for memory: mmap's OSError (ENOMEM) is a MemoryError saying how much ----------
+def test_weights_larger_than_memory_are_a_memory_error():
+    import mmap
+
+    from nncore import _params
+
+    # 16 PB: beyond any address space, so refused whatever the overcommit setting
+    with pytest.raises(MemoryError, match=r"cannot allocate the model's weights: 4000000000000000 values of "
+                                          r"float32 \(14901161.2 GiB\)" if hasattr(mmap, "MADV_HUGEPAGE") else ""):
+        _params.weight_buffer(4 * 10 ** 15, np.float32)      # (np.zeros' own MemoryError off Linux)
