@@ -331,7 +331,13 @@ class Model:
     def get_layer(self, name=None, index=None):
         """The layer called `name` (or at position `index` of `layers`)."""
         if index is not None:
-            return self.layers[index]
+            layers = self.layers
+            if isinstance(index, (bool, np.bool_)) or not isinstance(index, numbers.Integral):
+                raise TypeError(f"{self.name}.get_layer: index must be an int, got {index!r}")
+            if not -len(layers) <= index < len(layers):
+                raise ValueError(f"{self.name}.get_layer: index {index} is out of range: the model has "
+                                 f"{len(layers)} layers")
+            return layers[index]
         for layer in self.layers:
             if layer.name == name:
                 return layer
@@ -1555,6 +1561,9 @@ class Sequential(Model):
         self._layers = []
         self._input_shape = None
         self._input_layer = None
+        if layers is not None and not isinstance(layers, (list, tuple)):
+            raise TypeError(f"{self.name}: layers must be a list of layers, got {type(layers).__name__} "
+                            "(write Sequential([layer]))")
         for layer in layers or []:
             self.add(layer)
 

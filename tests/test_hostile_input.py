@@ -317,3 +317,15 @@ def test_weights_larger_than_memory_are_a_memory_error():
     with pytest.raises(MemoryError, match=r"cannot allocate the model's weights: 4000000000000000 values of "
                                           r"float32 \(14901161.2 GiB\)" if hasattr(mmap, "MADV_HUGEPAGE") else ""):
         _params.weight_buffer(4 * 10 ** 15, np.float32)      # (np.zeros' own MemoryError off Linux)
+
+
+def test_get_layer_index_and_sequential_layers_argument():
+    m = Sequential([Input((2,)), Dense(3), Dense(1)], name="s")
+    assert m.get_layer(index=-1) is m.layers[-1] and m.get_layer(index=0) is m.layers[0]
+    with pytest.raises(ValueError, match=r"s.get_layer: index 2 is out of range: the model has 2 layers"):
+        m.get_layer(index=2)                            # was IndexError: list index out of range
+    with pytest.raises(TypeError, match="index must be an int, got 1.0"):
+        m.get_layer(index=1.0)
+    with pytest.raises(TypeError, match=r"layers must be a list of layers, got Dense \(write Sequential\(\[layer\]\)\)"):
+        Sequential(Dense(2))                            # was "'Dense' object is not iterable"
+    assert len(Sequential((Dense(2), Dense(1))).layers) == 2
