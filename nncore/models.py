@@ -91,6 +91,16 @@ def _exclusive(method):
 _CONVERT_KEPT = 1 << 20   # inputs converted into a buffer kept per signature up to this many bytes
 
 
+def _array(value, where):
+    """np.asarray(value), with a ragged nested list (rows of different lengths) a ValueError naming the
+    argument (NumPy's own message names none)."""
+    try:
+        return np.asarray(value)
+    except ValueError as exc:
+        raise ValueError(f"{where}: expected a rectangular array of numbers (rows of one length), got a "
+                         f"{type(value).__name__} NumPy cannot make one array of: {exc}") from None
+
+
 def _convert(x, shape, into):
     """x (numeric) as a C-contiguous array of `shape` (its own or a column) in the model's dtype: copied
     into the buffer `into`, or `into` is the dtype (a view when x is one already, else a fresh copy)."""
@@ -668,7 +678,7 @@ class Model:
     def _check_input_array(x, arg, shape):
         if x is None:
             raise ValueError(f"{arg}: expected an array of inputs, got None")
-        x = np.asarray(x)
+        x = _array(x, arg)
         if x.dtype.kind not in "biuf":
             raise TypeError(f"{arg}: expected numeric inputs, got dtype {x.dtype}")
         if x.ndim == 0:
@@ -692,7 +702,7 @@ class Model:
                 continue
             if yk is None:
                 raise ValueError(f"{where}: expected targets, got None")
-            y_raw = np.asarray(yk)
+            y_raw = _array(yk, where)
             if y_raw.ndim == 0 or len(y_raw) != n:
                 raise ValueError(f"{where}: expected {n} targets to match the {n} input samples, got shape "
                                  f"{y_raw.shape}")
@@ -720,7 +730,7 @@ class Model:
     def _weights_array(self, sample_weight, n, arg):
         if sample_weight is None:
             return None
-        w = np.asarray(sample_weight)
+        w = _array(sample_weight, arg)
         if w.dtype.kind not in "biuf":
             raise TypeError(f"{arg}: expected numeric weights, got dtype {w.dtype}")
         if w.ndim == 2 and w.shape[1] == 1:

@@ -329,3 +329,22 @@ def test_get_layer_index_and_sequential_layers_argument():
     with pytest.raises(TypeError, match=r"layers must be a list of layers, got Dense \(write Sequential\(\[layer\]\)\)"):
         Sequential(Dense(2))                            # was "'Dense' object is not iterable"
     assert len(Sequential((Dense(2), Dense(1))).layers) == 2
+
+
+def test_ragged_lists_bad_shapes_and_conflicting_input_dim_name_the_argument():
+    m = Sequential([Input((2,)), Dense(1)])
+    m.compile("sgd", "mse")
+    ragged = [[1.0, 2.0], [3.0]]
+    with pytest.raises(ValueError, match="x: expected a rectangular array of numbers"):
+        m.predict(ragged, verbose=0)                    # was NumPy's message, naming nothing
+    with pytest.raises(ValueError, match="y: expected a rectangular array of numbers"):
+        m.fit(np.ones((2, 2)), ragged, verbose=0)
+    with pytest.raises(ValueError, match="sample_weight: expected a rectangular array"):
+        m.fit(np.ones((2, 2)), np.ones((2, 1)), sample_weight=[[1.0], [1.0, 2.0]], verbose=0)
+    with pytest.raises(TypeError, match=r"Input shape: expected a tuple of ints, got \('a',\)"):
+        Input(("a",))                                   # was int()'s "invalid literal"
+    with pytest.raises(TypeError, match=r"expected a tuple of ints, got \(2.5,\)"):
+        Input((2.5,))                                   # was truncated to 2
+    with pytest.raises(ValueError, match=r"Dense: input_dim=4 and input_shape=\(5,\) disagree"):
+        Dense(2, input_dim=4, input_shape=(5,))
+    assert Sequential([Dense(2, input_dim=4, input_shape=(4,))]).input_shape == (None, 4)

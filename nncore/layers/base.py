@@ -108,6 +108,8 @@ def _shape_tuple(shape, arg):
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
     try:
+        if any(isinstance(s, (str, bytes, float)) for s in shape):   # int("3") and int(2.5) would pass
+            raise TypeError
         shape = tuple(None if s is None else int(s) for s in shape)
     except TypeError:
         raise TypeError(f"{arg}: expected a tuple of ints, got {shape!r}") from None
