@@ -348,3 +348,15 @@ def test_ragged_lists_bad_shapes_and_conflicting_input_dim_name_the_argument():
     with pytest.raises(ValueError, match=r"Dense: input_dim=4 and input_shape=\(5,\) disagree"):
         Dense(2, input_dim=4, input_shape=(5,))
     assert Sequential([Dense(2, input_dim=4, input_shape=(4,))]).input_shape == (None, 4)
+
+
+@pytest.mark.parametrize("thresholds", [2.0, [-0.1, 0.5], [0.5, 1.01]])
+def test_precision_recall_thresholds_outside_0_1_are_refused(thresholds):
+    from nncore.metrics import Precision, Recall
+
+    for cls in (Precision, Recall):     # Keras: "Threshold values must be in [0, 1]" (was: every prediction one side)
+        with pytest.raises(ValueError, match=rf"{cls.__name__}: thresholds must lie in \[0, 1\]"):
+            cls(thresholds=thresholds)
+        ok = cls(thresholds=[0.0, 1.0])                  # the ends are thresholds still
+        ok.update_state(np.array([[1.0], [0.0]]), np.array([[0.7], [0.2]]))
+        assert np.asarray(ok.result()).shape == (2,)
