@@ -22,6 +22,7 @@ node gets a shadow gradient region after the flat gradient buffer (``grads_all =
 that is added into the layer's own region after backward, so the optimizer still sees one gradient
 buffer.
 """
+import errno
 import math
 import mmap
 import os
@@ -161,7 +162,13 @@ class _HugePageArena:
             start = -(-self._next // _ALIGN) * _ALIGN
             if region is None or start + nbytes > self._end:     # a new chunk
                 span = -(-nbytes // HUGE_PAGE) * HUGE_PAGE
-                fresh = mmap.mmap(-1, span + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)   # zeroed
+                try:
+                    fresh = mmap.mmap(-1, span + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)   # zeroed
+                except OSError as exc:      # ENOMEM: a MemoryError that says how much, as np.zeros would
+                    if exc.errno != errno.ENOMEM:
+                        raise
+                    raise MemoryError(f"cannot allocate the model's weights: {n} values of {dtype} "
+                                      f"({nbytes / 2 ** 30:.1f} GiB)") from None
                 base = -np.frombuffer(fresh, np.uint8, 1).ctypes.data % HUGE_PAGE
                 fresh.madvise(mmap.MADV_HUGEPAGE, base, span)                               # before any touch
                 # its tail: the next buffers', from a 2 MiB chunk only (a small buffer carved from the tail

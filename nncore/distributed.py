@@ -43,6 +43,7 @@ import traceback
 import numpy as np
 
 from nncore.data import share_of
+from nncore.validation import check_int
 
 __all__ = ["init", "rank", "size", "is_initialized", "barrier", "shutdown", "check_in_sync",
            "predict_dask"]
@@ -502,6 +503,8 @@ def _model_from_bytes(blob):
 def _predict_block(block, blob, batch_size, input_tail):
     """predict on one row chunk, flattened to 2-D on both sides (the graph is always 2-D)."""
     model = _model_from_bytes(blob)
+    if len(block) == 0:  # an empty chunk (a filtered dask array has them): no rows out, not predict's error
+        return np.empty((0, int(np.prod(model.output_shape[1:], dtype=np.int64))), model._dtype)
     out = model.predict(block.reshape((len(block),) + input_tail), batch_size=batch_size, verbose=0)
     return out.reshape(len(out), -1)
 
@@ -536,6 +539,11 @@ def predict_dask(model, x, batch_size=None):
     if not getattr(model, "built", False):
         raise ValueError(f"predict_dask: the model {getattr(model, 'name', '')!r} is not built; "
                          "build it (or fit it) first")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(f"predict_dask: model {model.name!r} has {len(model.inputs)} inputs and "
+                         f"{len(model.outputs)} outputs; only models with one input and one output are supported")
+    if batch_size is not None:  # checked here, not first inside a worker at compute time
+        check_int(batch_size, "predict_dask: batch_size", minimum=1)
     tail_in = tuple(model.input_shape[1:])
     if tuple(x.shape[1:]) != tail_in:
         raise ValueError(f"predict_dask: model {model.name!r} expects inputs of shape (n_samples, "

@@ -520,6 +520,8 @@ class _Thresholded(Metric):
         if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t) | (self._default_thresholds & (t == -np.inf))):
             raise ValueError(f"{type(self).__name__}: thresholds must be a finite float or a "
                              f"non-empty list of them, got {thresholds!r}")
+        if not self._default_thresholds and np.any((t < 0) | (t > 1)):   # Keras's rule: predictions are in [0, 1]
+            raise ValueError(f"{type(self).__name__}: thresholds must lie in [0, 1], got {thresholds!r}")
         if class_id is not None and (isinstance(class_id, bool) or
                                      not isinstance(class_id, (int, np.integer)) or class_id < 0):
             raise ValueError(f"{type(self).__name__}: class_id must be a non-negative int, "

@@ -23,6 +23,7 @@ cross-entropy, its layer stops at the logits z and one fused kernel gives the lo
 """
 import functools
 import math
+import numbers
 import os
 import signal
 import threading
@@ -51,7 +52,7 @@ from nncore._registry import register_model_class
 from nncore._threads import effective_n_threads
 from nncore.data import Batches, Stream, split_validation
 from nncore.layers import InputLayer, Layer, get_layer_class
-from nncore.layers.base import MAX_CACHED_SHAPES, _check_cast
+from nncore.layers.base import MAX_CACHED_SHAPES, _check_cast, _weight_values
 from nncore.layers.core import DenseChain
 
 __all__ = ["Model", "Sequential"]
@@ -88,6 +89,16 @@ def _exclusive(method):
 
 
 _CONVERT_KEPT = 1 << 20   # inputs converted into a buffer kept per signature up to this many bytes
+
+
+def _array(value, where):
+    """np.asarray(value), with a ragged nested list (rows of different lengths) a ValueError naming the
+    argument (NumPy's own message names none)."""
+    try:
+        return np.asarray(value)
+    except ValueError as exc:
+        raise ValueError(f"{where}: expected a rectangular array of numbers (rows of one length), got a "
+                         f"{type(value).__name__} NumPy cannot make one array of: {exc}") from None
 
 
 def _convert(x, shape, into):
@@ -330,7 +341,13 @@ class Model:
     def get_layer(self, name=None, index=None):
         """The layer called `name` (or at position `index` of `layers`)."""
         if index is not None:
-            return self.layers[index]
+            layers = self.layers
+            if isinstance(index, (bool, np.bool_)) or not isinstance(index, numbers.Integral):
+                raise TypeError(f"{self.name}.get_layer: index must be an int, got {index!r}")
+            if not -len(layers) <= index < len(layers):
+                raise ValueError(f"{self.name}.get_layer: index {index} is out of range: the model has "
+                                 f"{len(layers)} layers")
+            return layers[index]
         for layer in self.layers:
             if layer.name == name:
                 return layer
@@ -382,10 +399,8 @@ class Model:
     def set_weights(self, weights):
         """Set all parameters from a list shaped like `get_weights()`."""
         mine = self.weights
-        if len(weights) != len(mine):
-            raise ValueError(f"{self.name}.set_weights: expected {len(mine)} arrays, got {len(weights)}")
+        weights = _weight_values(weights, len(mine), f"{self.name}.set_weights")
         for i, (w, v) in enumerate(zip(mine, weights)):
-            v = np.asarray(v)
             if v.shape != w.shape:
                 raise ValueError(f"{self.name}.set_weights: array {i} has shape {v.shape}, expected {w.shape}")
             _check_cast(v, w, f"{self.name}.set_weights: array {i}")
@@ -663,7 +678,7 @@ class Model:
     def _check_input_array(x, arg, shape):
         if x is None:
             raise ValueError(f"{arg}: expected an array of inputs, got None")
-        x = np.asarray(x)
+        x = _array(x, arg)
         if x.dtype.kind not in "biuf":
             raise TypeError(f"{arg}: expected numeric inputs, got dtype {x.dtype}")
         if x.ndim == 0:
@@ -687,7 +702,7 @@ class Model:
                 continue
             if yk is None:
                 raise ValueError(f"{where}: expected targets, got None")
-            y_raw = np.asarray(yk)
+            y_raw = _array(yk, where)
             if y_raw.ndim == 0 or len(y_raw) != n:
                 raise ValueError(f"{where}: expected {n} targets to match the {n} input samples, got shape "
                                  f"{y_raw.shape}")
@@ -715,7 +730,7 @@ class Model:
     def _weights_array(self, sample_weight, n, arg):
         if sample_weight is None:
             return None
-        w = np.asarray(sample_weight)
+        w = _array(sample_weight, arg)
         if w.dtype.kind not in "biuf":
             raise TypeError(f"{arg}: expected numeric weights, got dtype {w.dtype}")
         if w.ndim == 2 and w.shape[1] == 1:
@@ -737,17 +752,30 @@ class Model:
         return xs + [t[0] for t in targets] + ws + [t[1] for t in targets]
 
     @staticmethod
-    def _class_weights(class_weight, y_raw):
+    def _class_weights(class_weight, y_raw, n_classes):
         """Keras: per-sample weight = class_weight[class of the sample] (argmax of one-hot rows, else the
-        rounded label); classes missing from the dict weigh 1."""
+        rounded label); classes missing from the dict weigh 1. Unlike Keras, a key that is not a class
+        of the output (n_classes of them: its width, 2 for one unit) is an error, not ignored: weights
+        keyed by labels of another encoding (1..k for 0..k-1) would silently weigh the wrong classes."""
         if not isinstance(class_weight, dict):
             raise TypeError(f"class_weight: expected a dict {{class: weight}}, got {type(class_weight).__name__}")
+        table = {}
+        for k, v in class_weight.items():
+            if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Real) or not np.isfinite(k) or k != int(k):
+                raise TypeError(f"class_weight: keys must be integer class indices, got {k!r}")
+            if not 0 <= int(k) < n_classes:
+                raise ValueError(f"class_weight: key {int(k)} is not a class of the model's output, which has "
+                                 f"{n_classes} classes (0 to {n_classes - 1})")
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+                raise TypeError(f"class_weight[{int(k)}]: expected a number, got {v!r}")
+            if not np.isfinite(v):
+                raise ValueError(f"class_weight[{int(k)}]: expected a finite number, got {v}")
+            table[int(k)] = float(v)
         y = np.asarray(y_raw)
         if y.ndim > 1 and y.shape[-1] > 1:
             labels = np.argmax(y, axis=-1)
         else:
             labels = np.round(y.reshape(len(y), -1)[:, 0]).astype(np.int64)
-        table = {int(k): float(v) for k, v in class_weight.items()}
         return np.array([table.get(int(c), 1.0) for c in labels])
 
     def _raw_targets(self, y):
@@ -758,7 +786,10 @@ class Model:
         if len(self.outputs) != 1:
             raise ValueError(f"{self.name}: class_weight is only supported for models with one output "
                              "(give per-output sample_weight instead)")
-        arrays[self._n_in + 1] = np.ascontiguousarray(self._class_weights(class_weight, y_raw), dtype=self._dtype)
+        width = self.outputs[0].shape[-1]
+        n_classes = 2 if width in (None, 1) else int(width)
+        arrays[self._n_in + 1] = np.ascontiguousarray(self._class_weights(class_weight, y_raw, n_classes),
+                                                      dtype=self._dtype)
 
     def _prepare_batch(self, batch, index, class_weight=None):
         """One batch of a sequence or generator, checked and converted to the batch layout of `_prepare_data`."""
@@ -1540,6 +1571,9 @@ class Sequential(Model):
         self._layers = []
         self._input_shape = None
         self._input_layer = None
+        if layers is not None and not isinstance(layers, (list, tuple)):
+            raise TypeError(f"{self.name}: layers must be a list of layers, got {type(layers).__name__} "
+                            "(write Sequential([layer]))")
         for layer in layers or []:
             self.add(layer)
 

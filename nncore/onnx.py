@@ -334,7 +334,13 @@ def _pool(g, layer, x):
     return _to_channels_last(g, layer, y)
 
 
-def _global_pool(g, layer, x):
+def _global_pool(g, layer, x, mask=None):
+    if mask is not None:    # GlobalAveragePooling1D after a mask: sum_t m x / max(sum_t m, 1)
+        m3 = g.op("Unsqueeze", [mask, g.ints([-1], "axes")])
+        axes = g.ints([1], "axes")          # ReduceSum takes its axes as an input from opset 13 on
+        total = g.op("ReduceSum", [g.op("Mul", [x, m3]), axes], keepdims=int(layer.keepdims))
+        count = g.op("ReduceSum", [m3, axes], keepdims=int(layer.keepdims))
+        return g.op("Div", [total, g.op("Max", [count, g.weight(1.0, "one")])])
     return g.reduce("ReduceMax" if layer._max else "ReduceMean", x, list(range(1, layer.rank + 1)),
                     layer.keepdims)
 
@@ -662,12 +668,15 @@ def _convert_layer(g, layer, *inputs, **tensor_kwargs):
         g.scope = ""
 
 
-def _convert_node(g, node, names):
+def _convert_node(g, node, names, mask=None):
     """Convert one layer call: the converter gets the node's input names as the layer got its inputs
-    (one, or several for a call on a list; keyword tensors as keyword lists); returns its output names."""
+    (one, or several for a call on a list; keyword tensors as keyword lists), and `mask` (the ONNX
+    name of its input's mask) when it uses one; returns its output names."""
     layer = node.impl or node.layer          # impl: the copy built for this node's shapes
     positional = len(names) - sum(len(p) for p in node.kwargs.values())
     kwargs = {key: [names[i] for i in p] for key, p in node.kwargs.items()}
+    if mask is not None:
+        kwargs["mask"] = mask
     out = _convert_layer(g, layer, *names[:positional], **kwargs)
     outs = list(out) if node.many else [out]
     if len(outs) != len(node.outputs) or not all(isinstance(y, str) for y in outs):
@@ -676,24 +685,49 @@ def _convert_node(g, node, names):
     return outs
 
 
-def _follow_masks(node, mask_of):
+def _mask_tensor(g, layer, x):
+    """The mask a Masking or Embedding(mask_zero=True) layer makes of its input x, as a (batch, steps)
+    tensor of the graph's float dtype (1: a valid step)."""
+    g.scope = layer.name
+    try:
+        if isinstance(layer, L.Embedding):      # x != 0 (the indices as the layer casts them)
+            zero = g.ints(0, "zero")
+            keep = g.op("Not", [g.op("Equal", [g.op("Cast", [x], to=g.onnx.TensorProto.INT64), zero])])
+            return g.op("Cast", [keep], to=g.elem)
+        keep = g.op("Cast", [g.op("Not", [g.op("Equal", [x, g.weight(layer.mask_value, "mask_value")])])],
+                    to=g.elem)                  # Masking: any feature differs from mask_value
+        return g.reduce("ReduceMax", keep, [len(layer.input_shape) - 1], keepdims=False)
+    finally:
+        g.scope = ""
+
+
+def _follow_masks(g, node, names, mask_of):
     """Follow the masks of Masking and Embedding(mask_zero=True) as the plan does (the first input's mask
-    goes to the layer, its compute_mask gives the outputs'); `mask_of` maps a tensor to the layer whose
-    mask it carries. The values export exactly; the masks have no ONNX form, so a layer that would use
-    one (a recurrent layer skipping masked steps) is refused."""
+    goes to the layer, its compute_mask gives the outputs'); `mask_of` maps a tensor to [the layer whose
+    mask it carries, the ONNX name of that mask (made when a layer first uses it), the layer and its
+    input to make it from]. Returns the mask's ONNX name for a layer that uses it
+    and has an ONNX form with it (GlobalAveragePooling1D's masked mean), else None; a layer that would
+    use one otherwise (a recurrent layer skipping masked steps) is refused."""
     layer = node.impl or node.layer
     src = mask_of.get(id(node.inputs[0]))
+    use = None
     if src is not None and layer._uses_mask:
-        raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) cannot be exported to ONNX: it would skip "
-                         f"the time steps masked by layer {src!r}, and ONNX's recurrent ops take no per-step mask")
+        if not isinstance(layer, L.GlobalAveragePooling1D):
+            raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) cannot be exported to ONNX: it would "
+                             f"skip the time steps masked by layer {src[0]!r}, and ONNX's recurrent ops take no "
+                             "per-step mask")
+        if src[1] is None:
+            src[1] = _mask_tensor(g, *src[2])
+        use = src[1]
     if layer._makes_mask:
-        carried = [layer.name] * len(node.outputs)
+        carried = [[layer.name, None, (layer, names[0])]] * len(node.outputs)   # one mask, shared
     elif src is not None:
         m = layer.compute_mask(None, True)      # which outputs the mask reaches (no values needed)
         carried = [src if mi is not None else None for mi in (m if node.many else [m])]
     else:
-        return
+        return use
     mask_of.update((id(t), c) for t, c in zip(node.outputs, carried) if c is not None)
+    return use
 
 
 def _io_names(model):
@@ -770,8 +804,8 @@ def _model_proto(model, opset, dtype):
     name_of = {id(t): name for t, name in zip(model.inputs, in_names)}   # symbolic tensor -> ONNX name
     mask_of = {}
     for node in model._nodes:
-        _follow_masks(node, mask_of)
-        outs = _convert_node(g, node, [name_of[id(t)] for t in node.inputs])
+        names = [name_of[id(t)] for t in node.inputs]
+        outs = _convert_node(g, node, names, _follow_masks(g, node, names, mask_of))
         name_of.update((id(t), y) for t, y in zip(node.outputs, outs))
     _name_outputs(g, [name_of[id(t)] for t in model.outputs], out_names)
     graph = helper.make_graph(g.nodes, model.name,

@@ -268,8 +268,30 @@ def test_masks_that_reach_no_recurrent_layer_export_their_values():
                                                   rng.standard_normal((n, 6, 3))).astype(np.float32))
     x = nncore.Input((6,))
     e = L.Embedding(9, 4, mask_zero=True)(x)
-    model = _randomized(nncore.Model(x, [L.Dense(2)(L.GlobalAveragePooling1D()(e)), e]))
+    model = _randomized(nncore.Model(x, [L.Dense(2)(L.GlobalMaxPooling1D()(e)), e]))
     assert_exports(model, make_x=lambda n, rng: rng.integers(0, 9, (n, 6)).astype(np.float32))
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_global_average_pooling_1d_after_a_mask_exports_the_masked_mean(keepdims):
+    # the mean over the valid steps (Keras), 0 for a row without one; the mask made in the graph from
+    # the indices (Embedding(mask_zero=True)) or the values (Masking), through a layer that passes it on
+    def tokens(n, rng):
+        x = rng.integers(0, 9, (n, 6)).astype(np.float32)
+        x[0] = 0
+        x[-1, 3:] = 0
+        return x
+    x = nncore.Input((6,))
+    e = L.Embedding(9, 4, mask_zero=True)(x)
+    pooled = L.GlobalAveragePooling1D(keepdims=keepdims)(L.Dense(3, activation="tanh")(e))
+    assert_exports(_randomized(nncore.Model(x, [L.Dense(2)(pooled), e])), make_x=tokens)
+
+    def padded(n, rng):
+        v = rng.standard_normal((n, 6, 3)).astype(np.float32)
+        v[:, 4:] = 0.0
+        v[0] = 0.0
+        return v
+    assert_exports(_model([L.Masking(), L.GlobalAveragePooling1D(keepdims=keepdims)], (6, 3)), make_x=padded)
 
 
 def test_dense_on_sequences():

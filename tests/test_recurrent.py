@@ -612,8 +612,11 @@ def test_embedding_forward_backward(float64):
         E[idx] = old
         num[idx] = (fp - fm) / (2 * eps)
     np.testing.assert_allclose(want, num, rtol=1e-7, atol=1e-9)
-    xf = np.array([[2.9, 0.2, 1.0, 10.5, 3.0, 0.0, 7.99]])    # floats are cast as Keras casts (truncation)
+    xf = np.array([[2.0, 0.0, 1.0, 10.0, 3.0, 0.0, 7.0]])      # floats holding whole numbers index as ints
     np.testing.assert_array_equal(layer.forward(xf), E[[[2, 0, 1, 10, 3, 0, 7]]])
+    # a fraction is an error, not Keras's silent truncation (ids scaled with the other features)
+    with pytest.raises(ValueError, match=r"expected integer indices in \[0, 11\), got 10.5 at \(0, 3\) of the batch"):
+        layer.forward(np.array([[2.0, 0.0, 1.0, 10.5, 3.0, 0.0, 7.0]]))
 
 
 def test_embedding_errors():

@@ -71,6 +71,23 @@ def _snake_case(name):
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
+def _weight_values(weights, count, where):
+    """A set_weights argument: a list (or tuple) of `count` real numeric arrays, as ndarrays
+    (shapes are the caller's check). Complex values lost their imaginary part in the copy, strings
+    were parsed: both are a TypeError here, naming the array."""
+    if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
+        raise TypeError(f"{where}: expected a list of {count} arrays, got {type(weights).__name__}")
+    if len(weights) != count:
+        raise ValueError(f"{where}: expected {count} arrays, got {len(weights)}")
+    out = []
+    for i, v in enumerate(weights):
+        v = np.asarray(v)
+        if v.dtype.kind not in "biuf":
+            raise TypeError(f"{where}: array {i} must hold real numbers (bool, int or float), got dtype {v.dtype}")
+        out.append(v)
+    return out
+
+
 def _check_cast(v, w, where):
     """An integer weight (an int8 kernel) takes integer values in its dtype's range only: no silent cast."""
     if w.dtype.kind in "iu":
@@ -91,6 +108,8 @@ def _shape_tuple(shape, arg):
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
     try:
+        if any(isinstance(s, (str, bytes, float)) for s in shape):   # int("3") and int(2.5) would pass
+            raise TypeError
         shape = tuple(None if s is None else int(s) for s in shape)
     except TypeError:
         raise TypeError(f"{arg}: expected a tuple of ints, got {shape!r}") from None
@@ -336,10 +355,8 @@ class Layer:
 
     def set_weights(self, weights):
         mine = self.weights
-        if len(weights) != len(mine):
-            raise ValueError(f"layer {self.name!r}: expected {len(mine)} weight arrays, got {len(weights)}")
+        weights = _weight_values(weights, len(mine), f"layer {self.name!r}: set_weights")
         for w, v in zip(mine, weights):
-            v = np.asarray(v)
             if v.shape != w.shape:
                 raise ValueError(f"layer {self.name!r}: expected weight of shape {w.shape}, got {v.shape}")
             _check_cast(v, w, f"layer {self.name!r}")
@@ -401,8 +418,8 @@ class Layer:
         `x` is an array, or a list of arrays for a layer taking several inputs. Keyword arguments
         (``mask``, ``initial_state``) go to `forward`."""
         if isinstance(x, (list, tuple)):
-            return self._call_eager_list([np.asarray(a) for a in x], training, **kwargs)
-        x = np.asarray(x)
+            return self._call_eager_list([self._eager_input(a) for a in x], training, **kwargs)
+        x = self._eager_input(x)
         if x.ndim < 2:
             raise ValueError(f"layer {self.name!r}: expected a batch of inputs (at least 2-D), got shape {x.shape}")
         if not self.built or (self._specs and not self._bound):
@@ -420,6 +437,19 @@ class Layer:
             dtype = np.dtype(floatx())
         x = np.ascontiguousarray(x, dtype=dtype)
         return _copies(self.forward(x, training, **kwargs))
+
+    def _eager_input(self, x):
+        """An input of a call on arrays as an ndarray of real numbers with at least one value: complex
+        values would lose their imaginary part, strings be parsed, and an empty batch reached
+        kernels that take at least one row (the model's entry points refuse both the same way)."""
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"layer {self.name!r} ({type(self).__name__}): expected an array of real numbers "
+                            f"(bool, int or float), got dtype {x.dtype}")
+        if x.size == 0:
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}): expected a non-empty batch, got shape "
+                             f"{x.shape}")
+        return x
 
     def _call_eager_list(self, xs, training, **kwargs):
         if not xs or any(a.ndim < 2 for a in xs):

@@ -767,7 +767,48 @@ class GlobalMaxPooling1D(_GlobalPool):
 
 
 class GlobalAveragePooling1D(_GlobalPool):
-    """y[b, c] = mean over the steps of x[b, :, c]; backward spreads dy / steps."""
+    """y[b, c] = mean over the steps of x[b, :, c]; backward spreads dy / steps.
+
+    With a mask (Masking, Embedding(mask_zero=True) before it) the mean is over the valid steps, as
+    in Keras: y[b, c] = sum_t m[b, t] x[b, t, c] / n_b, n_b = sum_t m[b, t], and dx[b, t, c] =
+    m[b, t] dy[b, c] / n_b. A row with no valid step gives 0 (Keras: 0 / 0 = NaN). The mask stops here.
+    """
 
     rank = 1
     _max = False
+    _uses_mask = True
+
+    def forward(self, x, training=False, mask=None):
+        self._masked = mask is not None
+        if mask is None:
+            return super().forward(x, training)
+        if x.shape[1:] != self.input_shape[1:]:
+            self._check_features(x)
+        n, t = x.shape[0], x.shape[1]
+        if mask.shape != (n, t):
+            raise ValueError(f"layer {self.name!r} (GlobalAveragePooling1D): expected a mask of shape {(n, t)}, "
+                             f"got {mask.shape}")
+        key = ("mask", n, x.dtype)
+        mb = self._bufs.get(key)
+        if mb is None:      # the mask as floats (n, 1, t), the valid counts (n, 1, 1), dy / count (n, 1, c)
+            mb = self._keep(key, [np.empty((n, 1, t), x.dtype), np.empty((n, 1, 1), x.dtype),
+                                  np.empty((n, 1, x.shape[2]), x.dtype)])
+        bufs = self._bufs.get((n, x.dtype)) or self._buffers(n, x.dtype)
+        self._cur, self._mcur = bufs, mb
+        mf, count, _ = mb
+        np.copyto(mf[:, 0, :], mask, casting="unsafe")
+        np.sum(mf, axis=2, keepdims=True, out=count)
+        np.maximum(count, 1, out=count)
+        y3 = bufs[0].reshape(n, 1, x.shape[2])
+        np.matmul(mf, x, out=y3)            # sum over the valid steps
+        np.divide(y3, count, out=y3)
+        return bufs[3]
+
+    def backward(self, dy):
+        if not self._masked:
+            return super().backward(dy)
+        _, _, dx, _, dx_out = self._cur
+        mf, count, scaled = self._mcur
+        np.divide(dy.reshape(scaled.shape), count, out=scaled)
+        np.multiply(mf.transpose(0, 2, 1), scaled, out=dx.reshape(dx.shape[0], -1, scaled.shape[2]))
+        return dx_out

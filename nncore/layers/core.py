@@ -198,6 +198,8 @@ class Dense(Int8Quantizable, Layer):
                  quantization_config=None):
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
+        elif input_dim is not None and tuple(np.atleast_1d(input_shape)) != (input_dim,):
+            raise ValueError(f"Dense: input_dim={input_dim!r} and input_shape={input_shape!r} disagree; give one")
         super().__init__(name=name, input_shape=input_shape, batch_input_shape=batch_input_shape,
                          trainable=trainable)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:

@@ -5,7 +5,8 @@ whose index is k (a scatter-add, in order, so the result does not depend on the 
 
 Inputs reach a model's layers as floats (`Sequential` casts its inputs to the model dtype), which
 holds every index exactly up to 2**24 in float32 (2**53 in float64); the layer casts them back to
-int64 as Keras casts its inputs (truncation), then checks the range.
+int64, checks that the cast lost nothing (a float index with a fraction, e.g. ids scaled with the
+other features, is a ValueError, where Keras truncates it silently), then checks the range.
 """
 import numpy as np
 
@@ -95,7 +96,8 @@ class Embedding(Int8Quantizable, Layer):
         y = np.empty(tuple(shape) + (self.output_dim,), dt)
         dx = np.zeros(shape, dt) if self._need_dx else None
         mask = np.empty(shape, np.bool_) if self.mask_zero else None
-        return self._keep(shape, (idx, idx.reshape(shape), y, y.reshape(n, self.output_dim), dx, mask))
+        back = np.empty(shape, np.float64), np.empty(shape, np.bool_)   # the indices cast back, where they differ
+        return self._keep(shape, (idx, idx.reshape(shape), y, y.reshape(n, self.output_dim), dx, mask, back))
 
     def forward(self, x, training=False):
         # y[p] = E[x[p]]
@@ -107,8 +109,14 @@ class Embedding(Int8Quantizable, Layer):
         bufs = self._bufs.get(x.shape)
         if bufs is None or (bufs[4] is None) == self._need_dx:
             bufs = self._buffers(x.shape)
-        idx, idx_nd, y, y2, _, mask = bufs
-        np.copyto(idx_nd, x, casting="unsafe")          # as Keras: cast to int (truncation)
+        idx, idx_nd, y, y2, _, mask, (back, lost) = bufs
+        np.copyto(idx_nd, x, casting="unsafe")
+        if x.dtype.kind == "f":                         # floats must hold whole numbers (no silent truncation)
+            np.copyto(back, idx_nd, casting="unsafe")
+            if np.not_equal(back, x, out=lost).any():
+                pos = tuple(int(i) for i in np.argwhere(lost)[0])
+                raise ValueError(f"layer {self.name!r} (Embedding): expected integer indices in "
+                                 f"[0, {self.input_dim}), got {x[pos]} at {pos} of the batch")
         try:
             if self.quantization_mode is None:
                 _ew.take_rows(self.embeddings, idx, y2)
@@ -126,7 +134,7 @@ class Embedding(Int8Quantizable, Layer):
     def backward(self, dy):
         # dE = 0 ; dE[x[p]] += dy[p]
         self._refuse_training()
-        idx, _, _, y2, dx, _ = self._cur
+        idx, _, _, y2, dx, _, _ = self._cur
         dE = self._grad_of["embeddings"]
         dE.fill(0)
         _ew.scatter_add_rows(dy.reshape(y2.shape), idx, dE, self._n_threads)

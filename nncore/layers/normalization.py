@@ -172,6 +172,8 @@ class BatchNormalization(_Normalization):
         self.axis = int(axis)
         if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.floating, np.integer)):
             raise TypeError(f"BatchNormalization: momentum must be a number, got {momentum!r}")
+        if not 0.0 <= float(momentum) <= 1.0:  # NaN fails too: the moving statistics would turn NaN in fit
+            raise ValueError(f"BatchNormalization: momentum must be in [0, 1], got {momentum!r}")
         self.momentum = float(momentum)
         self._init_affine(epsilon, center, scale, beta_initializer, gamma_initializer, beta_regularizer,
                           gamma_regularizer)

@@ -17,7 +17,8 @@ from nncore.layers.conv import _data_format, _tuple as _int_tuple
 def _pairs_2d(value, arg, cls):
     """Keras's 2-D padding/cropping: an int, (symmetric h, symmetric w) or ((top, bottom), (left, right))."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return ((int(value),) * 2,) * 2
+        v = _int_tuple(value, 2, arg, cls, minimum=0)  # a negative int is an error, as in the tuple forms
+        return (v, v)
     try:
         items = tuple(value)
     except TypeError:
