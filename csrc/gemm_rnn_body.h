@@ -264,7 +264,8 @@ static void NC_NAME(rnn_fwd_panel)(const NC_NAME(rnn_seq_t) *s, int level, ptrdi
     case NC_RNN_GRU_RB: { /* z_zr += h_{t-1} U_zr; z, r, q = r h_{t-1}; z_h += q U_h; h_t */
         REAL *qt = s->s1 + at * u;
         if (rec)
-            NC_NAME(rnn_product)(level, bf, rows, 2 * u, u, hp, u, s->packed, 1, zt, G, NULL, NC_ACT_LINEAR, 0, bw, NULL);
+            NC_NAME(rnn_product)(level, bf, rows, 2 * u, u, hp, u, s->packed, 1, zt, G, NULL, NC_ACT_LINEAR, 0, bw,
+                                 NULL);
         NC_NAME(gru_rb_gates_forward)(ract, ralpha, zt, hp, NULL, qt, rows, u, 1);
         if (rec)
             NC_NAME(rnn_product)(level, bf, rows, u, u, qt, u, s->packed2, 1, zt + 2 * u, G, NULL, NC_ACT_LINEAR, 0,
