@@ -1,6 +1,6 @@
 """The kernels of an LSTM (or GRU) training step on their own, against the FMA floor of their arithmetic.
 
-``python -m bench.lstm_kernels [--cell gru] [--threads 1] [--repeats 7]`` runs each kernel the layer calls on
+``python -m bench.lstm_kernels [--cell gru] [--threads 1] [--repeats 7] [--batch 128]`` runs each kernel the layer calls on
 the lstm row's shapes (batch 128, 28 steps, 28 features, 128 units; bench/workloads.py) on fixed
 random data, interleaved, and prints the median time per step (thread CPU time at 1 thread: the
 machine is shared), its GFLOP/s and its share of the floor (the kernel's multiply-adds at the FMA
@@ -123,6 +123,9 @@ def main(argv=None):
     ap.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--batch", type=int, default=128,
+                    help="the batch (default 128, the row's); 64 at 1 thread is one core's share of the row at 2 "
+                         "threads (a 64-row block each), timed in thread CPU time on a busy machine")
     ap.add_argument("--peak", type=float, default=None, help="FMA peak GFLOP/s of one core (default: measured)")
     ap.add_argument("--simd", choices=("generic", "avx2", "avx512"), default=None,
                     help="run the kernels at this SIMD level (default: the best this CPU has)")
@@ -130,7 +133,7 @@ def main(argv=None):
     set_simd(args.simd)
     from bench.gemm import fma_peak
     peak = args.peak or (fma_peak() or (117.0, 58.0))[0]
-    s = build()
+    s = build(B=args.batch)
     rows = kernels_gru(s, args.threads) if args.cell == "gru" else kernels(s, args.threads) + cells(s)
     clock = time.thread_time if args.threads == 1 else time.perf_counter
     times = {label: [] for label, _, _ in rows}
@@ -142,7 +145,8 @@ def main(argv=None):
             times[label].append(clock() - t0)
     floor_peak = peak * 1e9 * args.threads
     import nncore
-    print(f"# {args.cell} row kernels, SIMD {nncore.get_simd_level()}, {args.threads} thread(s), FMA peak {peak:.1f} GFLOP/s a core, "
+    print(f"# {args.cell} row kernels, batch {args.batch}, SIMD {nncore.get_simd_level()}, {args.threads} thread(s), "
+          f"FMA peak {peak:.1f} GFLOP/s a core, "
           f"median of {args.repeats}")
     print("| kernel | ms per step | GFLOP/s | floor (ms) | time / floor |")
     print("|---|---|---|---|---|")

@@ -1102,16 +1102,20 @@ static UK_ATTR void UK_NAME(panels_edge)(int mr, int nr, ptrdiff_t k, const REAL
     UK_NAME(gemm_store)(mr, acc, 1, beta, c, ldc, cnt, bias, relu);
 }
 
-static UK_ATTR void UK_NAME(gemm_panels)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
-                                         const REAL *bpack, ptrdiff_t ntot, REAL beta, REAL *C, ptrdiff_t ldc,
-                                         const REAL *bias, int act, REAL act_alpha)
+/* The columns [j0, j1) of gemm_panels' C (j0 a multiple of NR; C and bias as for the whole): a caller that
+ * cuts the columns at multiples of NR gets gemm_panels' bits (each tile is summed on its own), and may do
+ * other work between the cuts (the recurrent step loop's prefetches). */
+static UK_ATTR void UK_NAME(gemm_panels_cols)(ptrdiff_t m, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t k, const REAL *A,
+                                              ptrdiff_t lda, const REAL *bpack, ptrdiff_t ntot, REAL beta, REAL *C,
+                                              ptrdiff_t ldc, const REAL *bias, int act, REAL act_alpha)
 {
     int relu = UK_RELU(act), other = UK_OTHER(act);
+    ptrdiff_t jb = j0;
     for (ptrdiff_t i0 = 0; i0 < m; i0 += MR) {
         int mr = (int)(m - i0 < MR ? m - i0 : MR);
         const REAL *a = A + i0 * lda;
-        for (ptrdiff_t j0 = 0; j0 < n; j0 += NR) {
-            int nr = (int)(n - j0 < NR ? n - j0 : NR);
+        for (j0 = jb; j0 < j1; j0 += NR) {
+            int nr = (int)(j1 - j0 < NR ? j1 - j0 : NR);
             REAL *c = C + i0 * ldc + j0;
             const REAL *bias1 = bias ? bias + j0 : NULL;
             if (mr == MR && nr == NR)
@@ -1121,6 +1125,13 @@ static UK_ATTR void UK_NAME(gemm_panels)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, 
             if (other) UK_NAME(gemm_tile_act)(c, ldc, mr, nr, act, act_alpha);
         }
     }
+}
+
+static UK_ATTR void UK_NAME(gemm_panels)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
+                                         const REAL *bpack, ptrdiff_t ntot, REAL beta, REAL *C, ptrdiff_t ldc,
+                                         const REAL *bias, int act, REAL act_alpha)
+{
+    UK_NAME(gemm_panels_cols)(m, 0, n, k, A, lda, bpack, ntot, beta, C, ldc, bias, act, act_alpha);
 }
 
 /* ---- gemm_tn: C := A^T B, both operands in place, k their rows ------------

@@ -22,22 +22,58 @@
  * chain started from the float32 bias, dP on the bf16 GEMM; the cells get
  * NC_ACT_BF16 on their codes from the caller (h_t and delta_t rounded). */
 
-/* gemm_panels at the level in use: C := act(A B + beta C + bias) on this thread, A in place, B packed whole. */
-static void NC_NAME(rnn_panels)(int level, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const REAL *A, ptrdiff_t lda,
-                                 const REAL *bp, ptrdiff_t ntot, REAL beta, REAL *C, ptrdiff_t ldc, const REAL *bias,
-                                 int act, REAL alpha)
+/* gemm_panels_cols at the level in use: the columns [j0, j1) of C := act(A B + beta C + bias) on this thread,
+ * A in place, B packed whole. */
+static void NC_NAME(rnn_panels)(int level, ptrdiff_t m, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t k, const REAL *A,
+                                 ptrdiff_t lda, const REAL *bp, ptrdiff_t ntot, REAL beta, REAL *C, ptrdiff_t ldc,
+                                 const REAL *bias, int act, REAL alpha)
 {
     switch (level) {
 #if NC_GEMM_X86
     case NC_SIMD_AVX512:
-        NC_NAME(gemm_panels_avx512)(m, n, k, A, lda, bp, ntot, beta, C, ldc, bias, act, alpha);
+        NC_NAME(gemm_panels_cols_avx512)(m, j0, j1, k, A, lda, bp, ntot, beta, C, ldc, bias, act, alpha);
         break;
     case NC_SIMD_AVX2:
-        NC_NAME(gemm_panels_avx2)(m, n, k, A, lda, bp, ntot, beta, C, ldc, bias, act, alpha);
+        NC_NAME(gemm_panels_cols_avx2)(m, j0, j1, k, A, lda, bp, ntot, beta, C, ldc, bias, act, alpha);
         break;
 #endif
-    default: NC_NAME(gemm_panels_generic)(m, n, k, A, lda, bp, ntot, beta, C, ldc, bias, act, alpha);
+    default: NC_NAME(gemm_panels_cols_generic)(m, j0, j1, k, A, lda, bp, ntot, beta, C, ldc, bias, act, alpha);
     }
+}
+
+/* The lines the next panel of rows will read (and write), asked for a share at a time between the column
+ * tiles of this panel's product (rnn_product), so that they arrive while its multiply-adds run: hundreds of
+ * prefetches in one burst fill the core's miss buffers and stall it about as long as the reads themselves
+ * would (the backward cell's first reads of the saved gates stayed cold so). Whole 64-byte steps from each
+ * range's start, never past its end. */
+#define NC_RNN_PF_RANGES 6
+typedef struct {
+    const char *p[NC_RNN_PF_RANGES];
+    ptrdiff_t lines[NC_RNN_PF_RANGES];
+    int n;
+    ptrdiff_t total, done; /* lines in all ranges, lines asked for so far */
+} NC_NAME(rnn_pf_t);
+
+static inline void NC_NAME(rnn_pf_add)(NC_NAME(rnn_pf_t) *pf, const REAL *p, ptrdiff_t n)
+{
+    if (!p || n <= 0 || pf->n == NC_RNN_PF_RANGES) return;
+    ptrdiff_t lines = ((ptrdiff_t)sizeof(REAL) * n + 63) / 64;
+    pf->p[pf->n] = (const char *)p, pf->lines[pf->n++] = lines, pf->total += lines;
+}
+
+/* Ask for the lines up to the upto-th (counted over the ranges in turn). */
+static void NC_NAME(rnn_pf_issue)(NC_NAME(rnn_pf_t) *pf, ptrdiff_t upto)
+{
+#ifdef __GNUC__
+    ptrdiff_t base = 0;
+    for (int r = 0; r < pf->n && pf->done < upto; r++) {
+        for (ptrdiff_t l = pf->done - base; l < pf->lines[r] && pf->done < upto; l++, pf->done++)
+            __builtin_prefetch(pf->p[r] + 64 * l, 0, 2);
+        base += pf->lines[r];
+    }
+#else
+    (void)pf, (void)upto;
+#endif
 }
 
 /* The micro-tile the step loop's products run on: the float32 GEMM's at `level`, or (bf, float only) the
@@ -58,13 +94,16 @@ static void NC_NAME(rnn_tile)(int level, int bf, int *mr, int *nr)
 /* C (rows x n) := act(A B + beta C + bias) on this thread (beta 0 or 1), A's rows in place: B (k x n)
  * packed whole for the float32 panels (bias and act in the tiles' epilogue), or (bf) packed by nc_bf16_pack
  * for the bf16 micro-kernel: bf(A) B as vdpbf16ps chains it, from the float32 bias where there is one
- * (beta then 0), then act on the rows (bw: its A-panel work). */
+ * (beta then 0), then act on the rows (bw: its A-panel work). pf (may be NULL): lines to ask for while it
+ * runs, a share before each column tile (all of them before the bf16 product); the same bits either way. */
 static inline void NC_NAME(rnn_product)(int level, int bf, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t k, const REAL *A,
                                          ptrdiff_t lda, const REAL *packed, REAL beta, REAL *C, ptrdiff_t ldc,
-                                         const REAL *bias, int act, REAL alpha, uint32_t *bw)
+                                         const REAL *bias, int act, REAL alpha, uint32_t *bw,
+                                         NC_NAME(rnn_pf_t) *pf)
 {
 #ifdef NC_F32
     if (bf) {
+        if (pf) NC_NAME(rnn_pf_issue)(pf, pf->total);
         if (bias)
             for (ptrdiff_t r = 0; r < rows; r++) memcpy(C + r * ldc, bias, (size_t)n * sizeof(REAL));
         nc_bf16_panels(rows, n, k, A, lda, packed, bias || beta != 0, C, ldc, bw);
@@ -77,19 +116,25 @@ static inline void NC_NAME(rnn_product)(int level, int bf, ptrdiff_t rows, ptrdi
 #endif
     int mr, nr;
     NC_NAME(gemm_tile)(level, &mr, &nr);
-    NC_NAME(rnn_panels)(level, rows, n, k, A, lda, packed + NC_GEMM_PACK_HEAD, (n + nr - 1) / nr * nr, beta, C,
-                         ldc, bias, act, alpha);
+    const REAL *bp = packed + NC_GEMM_PACK_HEAD;
+    const ptrdiff_t ntot = (n + nr - 1) / nr * nr, tiles = ntot / nr;
+    if (!pf || pf->done >= pf->total) {
+        NC_NAME(rnn_panels)(level, rows, 0, n, k, A, lda, bp, ntot, beta, C, ldc, bias, act, alpha);
+        return;
+    }
+    const ptrdiff_t first = pf->done, left = pf->total - pf->done;
+    for (ptrdiff_t q = 0; q < tiles; q++) {
+        ptrdiff_t j0 = q * nr, j1 = j0 + nr < n ? j0 + nr : n;
+        NC_NAME(rnn_pf_issue)(pf, first + (q + 1) * left / tiles);
+        NC_NAME(rnn_panels)(level, rows, j0, j1, k, A, lda, bp, ntot, beta, C, ldc, bias, act, alpha);
+    }
 }
 
-/* Ask for the cache lines of p[0:n] to come to L2 (a hint: nothing on a compiler without GNU C's builtin). */
-static inline void NC_NAME(rnn_prefetch)(const REAL *p, ptrdiff_t n)
-{
-#ifdef __GNUC__
-    for (const char *b = (const char *)p, *e = (const char *)(p + n); b < e; b += 64) __builtin_prefetch(b, 0, 2);
-#else
-    (void)p, (void)n;
+/* Backward, 1: the next panel's lines asked for a share between the column tiles of this panel's product;
+ * 0: all at once before the panel (the form before; an A/B switch). */
+#ifndef NC_RNN_PREFETCH
+#define NC_RNN_PREFETCH 1
 #endif
-}
 
 /* The micro-tiles of rows a thread takes through the whole sequence at a time where nothing is summed
  * across rows (the forward, the backward without dP): any cut at whole tiles gives the same bits. */
@@ -189,9 +234,9 @@ static void NC_NAME(rnn_fwd_panel)(const NC_NAME(rnn_seq_t) *s, int level, ptrdi
             }
             /* bf: the chain of bf(x_t | h_{t-1}) [W; U] from the float32 bias (the kernel lacks the row b) */
             NC_NAME(rnn_product)(level, bf, rows, G, bf ? D + u : K, a, K, s->packed, 0, zt, G, bf ? s->bias : NULL,
-                                  pact, alpha, bw);
+                                  pact, alpha, bw, NULL);
         } else if (rec) { /* z_t += h_{t-1} U */
-            NC_NAME(rnn_product)(level, bf, rows, G, u, hp, u, s->packed, 1, zt, G, NULL, pact, alpha, bw);
+            NC_NAME(rnn_product)(level, bf, rows, G, u, hp, u, s->packed, 1, zt, G, NULL, pact, alpha, bw, NULL);
         } else if (pact != NC_ACT_LINEAR) { /* h_0 = a(x_0 W + b) */
             for (ptrdiff_t r = 0; r < rows; r++) NC_NAME(act_forward)(pact, alpha, zt + r * G, zt + r * G, G);
         }
@@ -205,9 +250,9 @@ static void NC_NAME(rnn_fwd_panel)(const NC_NAME(rnn_seq_t) *s, int level, ptrdi
         const REAL *b_in = s->bias, *b_rec = s->bias ? s->bias + G : NULL;
         if (D > 0) /* x_t's rows read in place, W in packed2 */
             NC_NAME(rnn_product)(level, bf, rows, G, D, s->x + at * D, D, s->packed2, 0, zt, G, b_in, NC_ACT_LINEAR, 0,
-                                 bw);
+                                 bw, NULL);
         if (rec) {
-            NC_NAME(rnn_product)(level, bf, rows, G, u, hp, u, s->packed, 0, rt, G, b_rec, NC_ACT_LINEAR, 0, bw);
+            NC_NAME(rnn_product)(level, bf, rows, G, u, hp, u, s->packed, 0, rt, G, b_rec, NC_ACT_LINEAR, 0, bw, NULL);
         } else {
             for (ptrdiff_t r = 0; r < rows; r++)
                 if (b_rec) memcpy(rt + r * G, b_rec, (size_t)G * sizeof(REAL));
@@ -218,11 +263,13 @@ static void NC_NAME(rnn_fwd_panel)(const NC_NAME(rnn_seq_t) *s, int level, ptrdi
     }
     case NC_RNN_GRU_RB: { /* z_zr += h_{t-1} U_zr; z, r, q = r h_{t-1}; z_h += q U_h; h_t */
         REAL *qt = s->s1 + at * u;
-        if (rec) NC_NAME(rnn_product)(level, bf, rows, 2 * u, u, hp, u, s->packed, 1, zt, G, NULL, NC_ACT_LINEAR, 0, bw);
+        if (rec)
+            NC_NAME(rnn_product)(level, bf, rows, 2 * u, u, hp, u, s->packed, 1, zt, G, NULL, NC_ACT_LINEAR, 0, bw,
+                                 NULL);
         NC_NAME(gru_rb_gates_forward)(ract, ralpha, zt, hp, NULL, qt, rows, u, 1);
         if (rec)
             NC_NAME(rnn_product)(level, bf, rows, u, u, qt, u, s->packed2, 1, zt + 2 * u, G, NULL, NC_ACT_LINEAR, 0,
-                                  bw);
+                                  bw, NULL);
         NC_NAME(gru_rb_state_forward)(act, alpha, zt, hp, NULL, ht, rows, u, 1);
         break;
     }
@@ -234,7 +281,7 @@ static void NC_NAME(rnn_fwd_panel)(const NC_NAME(rnn_seq_t) *s, int level, ptrdi
  * U^T. dh[t + 1] holds dL/dh_t, dh[t] gets dL/dh_{t-1} (when t > 0 or h0). dq: rows x u scratch (the GRU's
  * reset-before form). */
 static void NC_NAME(rnn_bwd_panel)(const NC_NAME(rnn_seq_t) *s, int level, ptrdiff_t t, ptrdiff_t r0, ptrdiff_t rows,
-                                   REAL *dt, REAL *drt, REAL *dq, uint32_t *bw)
+                                   REAL *dt, REAL *drt, REAL *dq, uint32_t *bw, NC_NAME(rnn_pf_t) *pf)
 {
     const int bf = s->bf, act = s->act, ract = s->ract;
     const REAL alpha = s->alpha, ralpha = s->ralpha;
@@ -254,42 +301,50 @@ static void NC_NAME(rnn_bwd_panel)(const NC_NAME(rnn_seq_t) *s, int level, ptrdi
     case NC_RNN_GRU: /* dx_t = delta_t, drec_t; dh_{t-1} += dh z, then += drec_t U^T */
         NC_NAME(gru_cell_backward)(act, alpha, ract, ralpha, zt, s->s1 + at * G, hp, dht, NULL, dt, drt, dhp, rows, u,
                                    1);
-        if (dhp) NC_NAME(rnn_product)(level, bf, rows, u, G, drt, G, s->packed, 1, dhp, u, NULL, NC_ACT_LINEAR, 0, bw);
+        if (dhp)
+            NC_NAME(rnn_product)(level, bf, rows, u, G, drt, G, s->packed, 1, dhp, u, NULL, NC_ACT_LINEAR, 0, bw, pf);
         return;
     case NC_RNN_GRU_RB: /* delta_z, delta_h; dq = delta_h U_h^T, delta_r; dh_{t-1} += delta_zr U_zr^T */
         NC_NAME(gru_rb_state_backward)(act, alpha, ract, ralpha, zt, hp, dht, NULL, dt, dhp, rows, u, 1);
         if (t > 0 || s->h0r) { /* r meets a non-zero h_{t-1} */
             NC_NAME(rnn_product)(level, bf, rows, u, u, dt + 2 * u, G, s->packed2, 0, dq, u, NULL, NC_ACT_LINEAR, 0,
-                                  bw);
+                                  bw, NULL);
             NC_NAME(gru_rb_reset_backward)(ract, ralpha, zt, hp, NULL, dq, dt, dhp, rows, u, 1);
         }
         if (dhp) NC_NAME(rnn_product)(level, bf, rows, u, 2 * u, dt, G, s->packed, 1, dhp, u, NULL, NC_ACT_LINEAR,
-                                       0, bw);
+                                       0, bw, pf);
         return;
     }
     if (dhp) /* dh_{t-1} := delta_t U^T + dh_beta dh_{t-1} */
-        NC_NAME(rnn_product)(level, bf, rows, u, G, dt, G, s->packed, s->dh_beta, dhp, u, NULL, NC_ACT_LINEAR, 0, bw);
+        NC_NAME(rnn_product)(level, bf, rows, u, G, dt, G, s->packed, s->dh_beta, dhp, u, NULL, NC_ACT_LINEAR, 0, bw,
+                             pf);
 }
 
-/* Ask for the lines of the next panel (row nr0 of step nt0, nrows rows) that its backward cell reads: a
- * step written long ago, out of cache (the cells ran at the speed of memory), so that they arrive while this
- * panel's products run. */
-static void NC_NAME(rnn_bwd_prefetch)(const NC_NAME(rnn_seq_t) *s, ptrdiff_t nt0, ptrdiff_t nr0, ptrdiff_t nrows)
+/* The lines of the panel of nrows rows from row nr0 of step nt0 (the next one this thread takes backward)
+ * that it reads out of cache, into pf: the saved gates and state its cell reads (a step written long ago),
+ * its rows of dh_{t-1} (written by its product) and, with dP, of xh (the LSTM's, copied at the step's end).
+ * Forward, the same for the lines a panel writes (z, xh, the cell's outputs) cost 1-5% of the loop: not
+ * asked for. */
+static void NC_NAME(rnn_next_lines)(const NC_NAME(rnn_seq_t) *s, int dP, ptrdiff_t nt0, ptrdiff_t nr0,
+                                    ptrdiff_t nrows, NC_NAME(rnn_pf_t) *pf)
 {
-    const ptrdiff_t B = s->B, u = s->u, G = s->G, nat = nt0 * B + nr0;
-    NC_NAME(rnn_prefetch)(s->z + nat * G, nrows * G);
+    const ptrdiff_t B = s->B, u = s->u, K = s->K, G = s->G, nat = nt0 * B + nr0;
+    pf->n = 0, pf->total = pf->done = 0;
+    NC_NAME(rnn_pf_add)(pf, s->z + nat * G, nrows * G);
     switch (s->cell) {
     case NC_RNN_LSTM:
-        NC_NAME(rnn_prefetch)(s->s1 + nat * u, nrows * u);
-        NC_NAME(rnn_prefetch)(s->s2 + nat * u, nrows * u);
+        NC_NAME(rnn_pf_add)(pf, s->s1 + nat * u, nrows * u);
+        NC_NAME(rnn_pf_add)(pf, s->s2 + nat * u, nrows * u);
+        if (dP && s->xh) NC_NAME(rnn_pf_add)(pf, s->xh + nat * K, nrows * K);
         break;
     case NC_RNN_GRU:
-        NC_NAME(rnn_prefetch)(s->s1 + nat * G, nrows * G);
-        NC_NAME(rnn_prefetch)(s->h + nat * u, nrows * u);
+        NC_NAME(rnn_pf_add)(pf, s->s1 + nat * G, nrows * G);
+        NC_NAME(rnn_pf_add)(pf, s->h + nat * u, nrows * u);
         break;
-    case NC_RNN_GRU_RB: NC_NAME(rnn_prefetch)(s->h + nat * u, nrows * u); break;
+    case NC_RNN_GRU_RB: NC_NAME(rnn_pf_add)(pf, s->h + nat * u, nrows * u); break;
     default: break;
     }
+    if (nt0 > 0 || s->h0) NC_NAME(rnn_pf_add)(pf, s->dh + nat * u, nrows * u);
 }
 
 /* Rows [i0, i1) through every step: forward (dir 0) or backward (dir 1). Each
@@ -332,6 +387,7 @@ static int NC_NAME(rnn_seq_rows)(const NC_NAME(rnn_seq_t) *s, int level, int dir
         free(bw);
         return 0;
     }
+    NC_NAME(rnn_pf_t) pf = {0}, *pfp = NC_RNN_PREFETCH ? &pf : NULL;
     /* with dP: the deltas and the A rows of the block go to scratch slots, S steps of them, and each S
      * steps dP += (their A)^T (their deltas), k = S rows a step: the products are S times as deep as
      * one step's rows would give (a tile's C passes through memory once per S steps) */
@@ -355,9 +411,12 @@ static int NC_NAME(rnn_seq_rows)(const NC_NAME(rnn_seq_t) *s, int level, int dir
         REAL *rblk = !gru ? NULL : dP ? rsc + slot * nrow * G : s->drec + at0 * G;
         for (ptrdiff_t r0 = i0; r0 < i1; r0 += mr) {
             ptrdiff_t nt0 = r0 + mr < i1 ? t : t - 1, nr0 = r0 + mr < i1 ? r0 + mr : i0;
-            if (nt0 >= 0) NC_NAME(rnn_bwd_prefetch)(s, nt0, nr0, i1 - nr0 < mr ? i1 - nr0 : mr);
+            pf.n = 0, pf.total = pf.done = 0;
+            if (nt0 >= 0) NC_NAME(rnn_next_lines)(s, dP != NULL, nt0, nr0, i1 - nr0 < mr ? i1 - nr0 : mr, &pf);
+            if (!pfp) NC_NAME(rnn_pf_issue)(&pf, pf.total); /* all at once, before the panel */
             NC_NAME(rnn_bwd_panel)(s, level, t, r0, i1 - r0 < mr ? i1 - r0 : mr, dblk + (r0 - i0) * G,
-                                   rblk ? rblk + (r0 - i0) * G : NULL, dq, bw);
+                                   rblk ? rblk + (r0 - i0) * G : NULL, dq, bw, pfp);
+            NC_NAME(rnn_pf_issue)(&pf, pf.total); /* what no product took */
         }
         if (!dP) continue;
         if (s->delta) memcpy(s->delta + at0 * G, dblk, (size_t)(nrow * G) * sizeof(REAL));

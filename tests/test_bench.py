@@ -649,3 +649,21 @@ def test_lstm_kernels_time_the_layers_cell():
         c = sig(z[:, u:2 * u]) * c + sig(z[:, :u]) * np.tanh(z[:, 2 * u:3 * u])
         h = sig(z[:, 3 * u:]) * np.tanh(c)
         np.testing.assert_allclose(s.h[t + 1], h, rtol=1e-5, atol=1e-6, err_msg=f"t={t}")
+
+
+def test_wait_ab_policies_environment_and_table(capsys):
+    # bench/wait_ab.py: each policy runs in an interpreter of its own with exactly its variables (libgomp
+    # reads them once, at load), TORCH with none (torch's libgomp then loads first, as in python -m bench)
+    from bench import wait_ab
+    env = wait_ab.policy_env("SPIN=3000")
+    assert env["GOMP_SPINCOUNT"] == "3000" and env["OMP_WAIT_POLICY"] == "PASSIVE"
+    env = wait_ab.policy_env("ACTIVE")
+    assert env["OMP_WAIT_POLICY"] == "ACTIVE" and "GOMP_SPINCOUNT" not in env
+    env = wait_ab.policy_env("TORCH")
+    assert "OMP_WAIT_POLICY" not in env and "GOMP_SPINCOUNT" not in env
+    assert wait_ab.main(["--workloads", "rnn", "--policies", "PASSIVE,SPIN=100", "--rounds", "1", "--epochs", "1",
+                         "--max-samples", "256", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith("rnn ")]
+    assert [r[1] for r in rows] == ["PASSIVE", "SPIN=100"]
+    assert all(float(r[2]) > 0 for r in rows)

@@ -153,3 +153,38 @@ def test_gemm_tn_reads_only_inside_a_and_b(simd_level, dtype):
                 b[...] = rng.standard_normal((k, n))
                 c = gemm_tn(a, b, np.empty((m, n), dtype))
                 np.testing.assert_allclose(c, a.T.astype(np.float64) @ b, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
+@pytest.mark.skipif(not LINUX, reason="mprotect through ctypes")
+@pytest.mark.parametrize("level", range(runtime.simd_level() + 1))
+def test_lstm_step_loops_read_only_inside_their_arrays(level):
+    # the step loops' arrays each end at a PROT_NONE page (the backward asks for the next panel's lines
+    # between its product's tiles); a batch of a partial last tile, one and two threads: the same bits as
+    # on ordinary arrays
+    from nncore._kernels import ACT_CODES
+    from nncore._kernels.gemm import lstm_seq_backward, lstm_seq_forward, pack_b
+
+    runtime.set_simd_level(level)
+    tanh, sig = ACT_CODES["tanh"], ACT_CODES["sigmoid"]
+    rng = np.random.default_rng(level)
+    for T, B, D, u in ((3, 13, 5, 7), (2, 17, 3, 16)):
+        G, K = 4 * u, D + u + 1
+        P = (rng.standard_normal((K, G)) * 0.3).astype(np.float32)
+        U = np.ascontiguousarray(P[D:D + u])
+        x0 = rng.standard_normal((T, B, D)).astype(np.float32)
+        dh0 = rng.standard_normal((T + 1, B, u)).astype(np.float32)
+        runs = []
+        for place, nt in ((np.empty, 1), (guarded, 1), (guarded, 2)):
+            def arr(shape, init=None):
+                a = place(shape, np.float32) if place is guarded else np.empty(shape, np.float32)
+                a[...] = 0 if init is None else init
+                return a
+            x, z, c, tc, h = arr((T, B, D), x0), arr((T, B, G)), arr((T + 1, B, u)), arr((T, B, u)), arr((T + 1, B, u))
+            xh, dh, dc, dP = arr((T, B, K)), arr((T + 1, B, u), dh0), arr((B, u)), arr((K, G))
+            Pp, Utp = pack_b(P), pack_b(U, trans_b=True)
+            lstm_seq_forward(tanh, 0, sig, 0, Pp, z, c, tc, h, n_threads=nt, x=x, xh=xh)
+            lstm_seq_backward(tanh, 0, sig, 0, Utp, z, c, tc, dh, dc, None, n_threads=nt, xh=xh, dP=dP, add_dh=False)
+            runs.append([np.array(a) for a in (h, c, dh, dc, dP)])
+        for other in runs[1:]:
+            for a, b in zip(runs[0], other):
+                np.testing.assert_array_equal(a, b)
