@@ -360,3 +360,13 @@ def test_precision_recall_thresholds_outside_0_1_are_refused(thresholds):
         ok = cls(thresholds=[0.0, 1.0])                  # the ends are thresholds still
         ok.update_state(np.array([[1.0], [0.0]]), np.array([[0.7], [0.2]]))
         assert np.asarray(ok.result()).shape == (2,)
+
+
+@pytest.mark.parametrize("labels, shown", [(np.full(6, 2 ** 64 - 1, dtype=np.uint64), "18446744073709551615"),
+                                            (np.full(6, 1e20), r"1e\+20"), (np.full(6, -3.0), "-3.0")])
+def test_sparse_labels_out_of_range_are_reported_as_given(labels, shown):
+    # the range was checked after the cast to int64: uint64's largest showed as -1, 1e20 as "non-integer"
+    m = Sequential([Input((2,)), Dense(3, activation="softmax")])
+    m.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=rf"y: label {shown} out of range; expected integers in \[0, 2\]"):
+        m.fit(np.ones((6, 2)), labels, verbose=0)
