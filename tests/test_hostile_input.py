@@ -370,3 +370,29 @@ def test_sparse_labels_out_of_range_are_reported_as_given(labels, shown):
     m.compile("sgd", "sparse_categorical_crossentropy")
     with pytest.raises(ValueError, match=rf"y: label {shown} out of range; expected integers in \[0, 2\]"):
         m.fit(np.ones((6, 2)), labels, verbose=0)
+
+
+@pytest.mark.parametrize("loss, act, units", [("SparseCategoricalCrossentropy", "softmax", 3),
+                                              ("CategoricalCrossentropy", "softmax", 3),
+                                              ("BinaryCrossentropy", "sigmoid", 1)])
+def test_from_logits_on_a_probability_output_warns(loss, act, units):
+    import warnings
+
+    from nncore import losses
+
+    x = np.random.default_rng(0).normal(size=(6, 4))
+    y = {"SparseCategoricalCrossentropy": np.arange(6) % 3, "CategoricalCrossentropy": np.eye(3)[np.arange(6) % 3],
+         "BinaryCrossentropy": (np.arange(6) % 2)[:, None]}[loss]
+    m = Sequential([Input((4,)), Dense(units, activation=act, name="out")])
+    m.compile("sgd", getattr(losses, loss)(from_logits=True))
+    with pytest.warns(UserWarning, match=rf"output 'out' has from_logits=True, but the output comes from a {act}"):
+        m.fit(x, y, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                  # once per compile, and never for logits
+        m.fit(x, y, verbose=0)
+        lin = Sequential([Input((4,)), Dense(units)])
+        lin.compile("sgd", getattr(losses, loss)(from_logits=True))
+        lin.fit(x, y, verbose=0)
+        prob = Sequential([Input((4,)), Dense(units, activation=act)])
+        prob.compile("sgd", getattr(losses, loss)())
+        prob.fit(x, y, verbose=0)
