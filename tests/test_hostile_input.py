@@ -396,3 +396,39 @@ def test_from_logits_on_a_probability_output_warns(loss, act, units):
         prob = Sequential([Input((4,)), Dense(units, activation=act)])
         prob.compile("sgd", getattr(losses, loss)())
         prob.fit(x, y, verbose=0)
+
+
+# ---- initializers: a Keras-style callable f(shape, dtype=None) failed with "unexpected keyword 'rng'",
+# Constant(NaN) / Orthogonal(gain=NaN) gave NaN weights silently, a callable's complex values were cast
+def test_keras_style_callable_initializers_and_checked_values():
+    from nncore import initializers
+    from nncore.layers import LSTM
+
+    def keras_style(shape, dtype=None):
+        return np.full(shape, 0.25)
+
+    m = Sequential([Input((2,)), Dense(3, kernel_initializer=keras_style, bias_initializer=lambda s, dtype=None: np.ones(s))])
+    np.testing.assert_array_equal(m.get_weights()[0], 0.25)
+    np.testing.assert_array_equal(m.get_weights()[1], 1.0)
+    seen = {}
+
+    def nncore_style(shape, dtype=None, rng=None):     # the documented form still gets the generator
+        seen["rng"] = rng
+        return rng.standard_normal(shape)
+
+    Sequential([Input((2,)), Dense(3, kernel_initializer=nncore_style)])
+    assert isinstance(seen["rng"], np.random.Generator)
+    lstm = Sequential([Input((4, 2)), LSTM(3, bias_initializer=keras_style)]).layers[0]
+    np.testing.assert_array_equal(lstm.get_weights()[2], np.r_[np.full(3, 0.25), np.ones(3), np.full(6, 0.25)])
+    with pytest.raises(ValueError, match=r"layer 'd': 'kernel': the initializer returned shape \(7,\), expected \(2, 3\)"):
+        Sequential([Input((2,)), Dense(3, name="d", kernel_initializer=lambda s, dtype=None: np.ones(7))])
+    with pytest.raises(ValueError, match="'kernel': the initializer returned NaN or infinity"):
+        Sequential([Input((2,)), Dense(3, kernel_initializer=lambda s, dtype=None: np.full(s, np.nan))])
+    with pytest.raises(TypeError, match="the initializer returned dtype complex128, expected real numbers"):
+        Sequential([Input((2,)), Dense(3, kernel_initializer=lambda s, dtype=None: np.ones(s) * 1j)])
+    with pytest.raises(ValueError, match="Constant: value must be finite, got nan"):
+        initializers.Constant(float("nan"))
+    with pytest.raises(TypeError, match="Constant: value must be a number, got 'a'"):
+        initializers.Constant("a")
+    with pytest.raises(ValueError, match="Orthogonal: gain must be finite"):
+        initializers.Orthogonal(gain=float("inf"))
