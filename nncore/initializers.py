@@ -5,7 +5,9 @@ ndarray of that shape and dtype (default ``nncore.floatx()``). Random ones draw 
 numpy Generator); without one they use ``nncore._random.make_rng(seed)``: with the initializer's
 own ``seed`` every call gives the same values (as in Keras 3), without a seed a fresh stream is
 drawn from the global generator that ``nncore.set_seed`` seeds. Values are drawn in float64 and
-then cast, so float32 weights are the rounded float64 ones.
+then cast, so float32 weights are the rounded float64 ones. A layer also takes a plain callable:
+``f(shape, dtype=None, rng=None)``, or Keras's ``f(shape, dtype=None)`` (called without ``rng``);
+what it returns is checked (`call`: the shape, real numbers, finite).
 
 Fans (Keras ``compute_fans``): shape () -> (1, 1); (n,) -> (n, n); (n_in, n_out) -> (n_in, n_out);
 for more axes (a conv kernel (..., in, out)) both fans multiply by the receptive field, the
@@ -418,7 +420,7 @@ def call(init, shape, dtype, rng, owner):
 def get(identifier):
     """Resolve an initializer: a name ('glorot_uniform', 'GlorotUniform', ...), a dict
     ``{"class_name": ..., "config": ...}``, an Initializer instance (returned as is), or any
-    callable ``f(shape, dtype=None, rng=None)`` (returned as is). None gives None."""
+    callable ``f(shape, dtype=None, rng=None)`` or ``f(shape, dtype=None)`` (returned as is). None gives None."""
     if identifier is None or isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str):
