@@ -432,3 +432,15 @@ def test_keras_style_callable_initializers_and_checked_values():
         initializers.Constant("a")
     with pytest.raises(ValueError, match="Orthogonal: gain must be finite"):
         initializers.Orthogonal(gain=float("inf"))
+
+
+@pytest.mark.parametrize("seed, error", [("a", TypeError), (1.5, TypeError), (True, TypeError), (-1, ValueError)])
+def test_layer_and_initializer_seeds_are_checked(seed, error):
+    from nncore.layers import GaussianNoise, LSTM, Dropout
+
+    # were int()'s "invalid literal", NumPy's "expected non-negative integer", or 1.5 truncated to 1
+    for make in (lambda: Dropout(0.5, seed=seed), lambda: GaussianNoise(0.1, seed=seed),
+                 lambda: LSTM(2, dropout=0.1, seed=seed)):
+        with pytest.raises(error, match=r"seed(: expected None or a non-negative int| must be an int)"):
+            make()
+    Dropout(0.5, seed=np.int64(3))
