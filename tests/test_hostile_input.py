@@ -444,3 +444,50 @@ def test_layer_and_initializer_seeds_are_checked(seed, error):
         with pytest.raises(error, match=r"seed(: expected None or a non-negative int| must be an int)"):
             make()
     Dropout(0.5, seed=np.int64(3))
+
+
+# ---- learning-rate schedules: inf parameters gave inf/NaN rates; an overflow mid-fit was OverflowError
+@pytest.mark.parametrize("make", [
+    lambda S: S.ExponentialDecay(float("inf"), 10, 0.9), lambda S: S.ExponentialDecay(0.1, 10, float("inf")),
+    lambda S: S.InverseTimeDecay(0.1, 10, float("inf")), lambda S: S.PolynomialDecay(0.1, 10, float("inf")),
+    lambda S: S.PolynomialDecay(0.1, 10, power=-1.0), lambda S: S.CosineDecay(float("inf"), 10),
+    lambda S: S.CosineDecayRestarts(0.1, 10, m_mul=float("inf"))])
+def test_schedules_refuse_infinite_or_negative_power_parameters(make):
+    from nncore.optimizers import schedules
+
+    with pytest.raises(ValueError, match="expected a finite number"):
+        make(schedules)
+
+
+def test_a_schedule_that_overflows_or_goes_nonfinite_mid_fit_is_a_clear_error():
+    from nncore.optimizers import SGD, schedules
+
+    x, y = np.ones((4, 2)), np.zeros((4, 1))
+    m = Sequential([Input((2,)), Dense(1)])
+    opt = SGD(learning_rate=schedules.ExponentialDecay(1e-3, 1, 2.5))   # grows: 2.5 ** step overflows
+    m.compile(opt, "mse")
+    opt.iterations = 10 ** 6
+    with pytest.raises(ValueError, match=r"SGD: the learning-rate schedule .* failed at step 1000000"):
+        m.fit(x, y, verbose=0)                           # was OverflowError: Numerical result out of range
+
+    class Bad(schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return float("nan") if step >= 2 else 0.01
+
+        def get_config(self):
+            return {}
+
+    m.compile(SGD(learning_rate=Bad()), "mse")
+    with pytest.raises(ValueError, match=r"gave nan at step 2; expected a finite rate >= 0"):
+        m.fit(x, y, batch_size=1, verbose=0)
+
+
+def test_reduce_lr_on_plateau_checks_monitor_patience_and_cooldown():
+    from nncore.callbacks import ReduceLROnPlateau
+
+    with pytest.raises(TypeError, match="ReduceLROnPlateau: monitor must be a str, got int"):
+        ReduceLROnPlateau(monitor=0)                     # was AttributeError: no attribute 'startswith'
+    for arg in ("patience", "cooldown"):
+        for v in (float("inf"), -1, 2.5):                # inf was OverflowError, 2.5 truncated
+            with pytest.raises(ValueError, match=rf"ReduceLROnPlateau: {arg} must be a non-negative int"):
+                ReduceLROnPlateau(**{arg: v})
