@@ -46,4 +46,8 @@ def make_rng(seed=None):
     """A generator of its own: from `seed` when given, else drawn from the generator in force."""
     if seed is None:
         return np.random.default_rng(get_rng().integers(0, 2**63 - 1))
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed: expected None or a non-negative int, got {type(seed).__name__} {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed: expected None or a non-negative int, got {seed}")
     return np.random.default_rng(int(seed))

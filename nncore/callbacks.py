@@ -972,6 +972,11 @@ class ReduceLROnPlateau(Callback):
             raise ValueError(f"ReduceLROnPlateau: factor must be >= 0, got {factor}")
         if not min_lr >= 0:
             raise ValueError(f"ReduceLROnPlateau: min_lr must be >= 0, got {min_lr}")
+        if not isinstance(monitor, str):      # was 'int' object has no attribute 'startswith'
+            raise TypeError(f"ReduceLROnPlateau: monitor must be a str, got {type(monitor).__name__}")
+        for arg, v in (("patience", patience), ("cooldown", cooldown)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:   # inf: OverflowError
+                raise ValueError(f"ReduceLROnPlateau: {arg} must be a non-negative int, got {v!r}")
         self.monitor = monitor
         self.factor = float(factor)
         self.min_lr = float(min_lr)

@@ -5,12 +5,15 @@ ndarray of that shape and dtype (default ``nncore.floatx()``). Random ones draw 
 numpy Generator); without one they use ``nncore._random.make_rng(seed)``: with the initializer's
 own ``seed`` every call gives the same values (as in Keras 3), without a seed a fresh stream is
 drawn from the global generator that ``nncore.set_seed`` seeds. Values are drawn in float64 and
-then cast, so float32 weights are the rounded float64 ones.
+then cast, so float32 weights are the rounded float64 ones. A layer also takes a plain callable:
+``f(shape, dtype=None, rng=None)``, or Keras's ``f(shape, dtype=None)`` (called without ``rng``);
+what it returns is checked (`call`: the shape, real numbers, finite).
 
 Fans (Keras ``compute_fans``): shape () -> (1, 1); (n,) -> (n, n); (n_in, n_out) -> (n_in, n_out);
 for more axes (a conv kernel (..., in, out)) both fans multiply by the receptive field, the
 product of the leading axes.
 """
+import inspect
 import math
 
 import numpy as np
@@ -150,6 +153,10 @@ class Constant(Initializer):
     def __init__(self, value=0.0):
         if np.ndim(value) != 0:
             raise ValueError(f"Constant: value must be a scalar, got shape {np.shape(value)}")
+        if isinstance(value, (str, bytes)) or not isinstance(np.asarray(value).item(), (int, float, bool)):
+            raise TypeError(f"Constant: value must be a number, got {value!r}")
+        if not math.isfinite(float(value)):
+            raise ValueError(f"Constant: value must be finite, got {value!r}")
         self.value = float(value)
 
     def __call__(self, shape, dtype=None, rng=None):
@@ -342,6 +349,8 @@ class Orthogonal(_Random):
     def __init__(self, gain=1.0, seed=None):
         super().__init__(seed)
         self.gain = float(gain)
+        if not math.isfinite(self.gain):
+            raise ValueError(f"Orthogonal: gain must be finite, got {gain!r}")
 
     def _draw(self, rng, shape):
         if len(shape) < 2:
@@ -380,10 +389,38 @@ _NAMES = {
 _REGISTRY = Registry("initializer", _CLASSES, _NAMES)
 
 
+def _takes_rng(fn):
+    """Whether a plain callable takes nncore's ``rng`` keyword (or **kwargs); a Keras-style
+    ``f(shape, dtype=None)`` does not."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):     # no signature to read (some builtins): call it as Keras would
+        return False
+    return any(p.name == "rng" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def call(init, shape, dtype, rng, owner):
+    """``init(shape, dtype=dtype, rng=rng)`` (a Keras-style callable without ``rng``: ``init(shape,
+    dtype=dtype)``), checked: an array of `shape` holding finite real numbers, else a ValueError or
+    TypeError naming `owner` (a layer's weight)."""
+    if isinstance(init, Initializer) or _takes_rng(init):
+        value = init(shape, dtype=dtype, rng=rng)
+    else:
+        value = init(shape, dtype=dtype)
+    value = np.asarray(value)
+    if value.dtype.kind not in "biuf":
+        raise TypeError(f"{owner}: the initializer returned dtype {value.dtype}, expected real numbers")
+    if value.shape != tuple(shape):
+        raise ValueError(f"{owner}: the initializer returned shape {value.shape}, expected {tuple(shape)}")
+    if value.dtype.kind == "f" and not np.isfinite(value).all():
+        raise ValueError(f"{owner}: the initializer returned NaN or infinity")
+    return value
+
+
 def get(identifier):
     """Resolve an initializer: a name ('glorot_uniform', 'GlorotUniform', ...), a dict
     ``{"class_name": ..., "config": ...}``, an Initializer instance (returned as is), or any
-    callable ``f(shape, dtype=None, rng=None)`` (returned as is). None gives None."""
+    callable ``f(shape, dtype=None, rng=None)`` or ``f(shape, dtype=None)`` (returned as is). None gives None."""
     if identifier is None or isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str):

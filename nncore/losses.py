@@ -67,12 +67,16 @@ def _sparse_labels(y_true, n_classes, name="y_true"):
         y = y.reshape(y.shape[:-1])
     if y.size and not np.all(np.isfinite(y)):
         raise ValueError(f"{name}: sparse labels contain NaN or infinity")
+    # the range in the labels' own dtype, before the cast (uint64 2**64 - 1 or a float 1e20 would wrap)
+    if y.size and y.dtype.kind != "b" and (y.min() < 0 or y.max() >= n_classes):
+        bad = y.min() if y.min() < 0 else y.max()
+        raise ValueError(f"{name}: label {bad} out of range; expected integers in [0, {n_classes - 1}] "
+                         f"for {n_classes} classes")
     labels = y.astype(np.int64)
     if y.dtype.kind == "f" and not np.array_equal(labels, y):
         raise ValueError(f"{name}: sparse labels must be integers, got non-integer values")
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        bad = labels.min() if labels.min() < 0 else labels.max()
-        raise ValueError(f"{name}: label {bad} out of range; expected integers in [0, {n_classes - 1}] "
+    if labels.size and labels.max() >= n_classes:       # bools: True is class 1
+        raise ValueError(f"{name}: label {labels.max()} out of range; expected integers in [0, {n_classes - 1}] "
                          f"for {n_classes} classes")
     return labels
 

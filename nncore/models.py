@@ -867,6 +867,12 @@ class Model:
             h.fused = (h.loss is not None and h.loss.fused_activation is not None and impl is not None
                        and not t.node.many and getattr(impl, "_act_name", None) == h.loss.fused_activation
                        and hasattr(impl, "forward_logits") and not plan.consumers[h.slot])
+            act = getattr(impl, "_act_name", None) if impl is not None and not t.node.many else None
+            if getattr(h.loss, "from_logits", False) and act in ("softmax", "sigmoid"):
+                # probabilities taken for logits: a second softmax/sigmoid inside the loss, silently
+                warnings.warn(f"{self.name}: the loss of output {h.name!r} has from_logits=True, but the output "
+                              f"comes from a {act} activation, so it holds probabilities, not logits; remove the "
+                              "activation or pass from_logits=False (Keras warns the same)", stacklevel=4)
             h.fn = None if h.loss is None else (h.loss._logits_grad if h.fused else h.loss._grad)
             h.mask = (lambda s=h.slot: plan.masks[s]) if plan.masked else None
             if h.fn is not None and len(t.shape) > 2:

@@ -360,3 +360,134 @@ def test_precision_recall_thresholds_outside_0_1_are_refused(thresholds):
         ok = cls(thresholds=[0.0, 1.0])                  # the ends are thresholds still
         ok.update_state(np.array([[1.0], [0.0]]), np.array([[0.7], [0.2]]))
         assert np.asarray(ok.result()).shape == (2,)
+
+
+@pytest.mark.parametrize("labels, shown", [(np.full(6, 2 ** 64 - 1, dtype=np.uint64), "18446744073709551615"),
+                                            (np.full(6, 1e20), r"1e\+20"), (np.full(6, -3.0), "-3.0")])
+def test_sparse_labels_out_of_range_are_reported_as_given(labels, shown):
+    # the range was checked after the cast to int64: uint64's largest showed as -1, 1e20 as "non-integer"
+    m = Sequential([Input((2,)), Dense(3, activation="softmax")])
+    m.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=rf"y: label {shown} out of range; expected integers in \[0, 2\]"):
+        m.fit(np.ones((6, 2)), labels, verbose=0)
+
+
+@pytest.mark.parametrize("loss, act, units", [("SparseCategoricalCrossentropy", "softmax", 3),
+                                              ("CategoricalCrossentropy", "softmax", 3),
+                                              ("BinaryCrossentropy", "sigmoid", 1)])
+def test_from_logits_on_a_probability_output_warns(loss, act, units):
+    import warnings
+
+    from nncore import losses
+
+    x = np.random.default_rng(0).normal(size=(6, 4))
+    y = {"SparseCategoricalCrossentropy": np.arange(6) % 3, "CategoricalCrossentropy": np.eye(3)[np.arange(6) % 3],
+         "BinaryCrossentropy": (np.arange(6) % 2)[:, None]}[loss]
+    m = Sequential([Input((4,)), Dense(units, activation=act, name="out")])
+    m.compile("sgd", getattr(losses, loss)(from_logits=True))
+    with pytest.warns(UserWarning, match=rf"output 'out' has from_logits=True, but the output comes from a {act}"):
+        m.fit(x, y, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                  # once per compile, and never for logits
+        m.fit(x, y, verbose=0)
+        lin = Sequential([Input((4,)), Dense(units)])
+        lin.compile("sgd", getattr(losses, loss)(from_logits=True))
+        lin.fit(x, y, verbose=0)
+        prob = Sequential([Input((4,)), Dense(units, activation=act)])
+        prob.compile("sgd", getattr(losses, loss)())
+        prob.fit(x, y, verbose=0)
+
+
+# ---- initializers: a Keras-style callable f(shape, dtype=None) failed with "unexpected keyword 'rng'",
+# Constant(NaN) / Orthogonal(gain=NaN) gave NaN weights silently, a callable's complex values were cast
+def test_keras_style_callable_initializers_and_checked_values():
+    from nncore import initializers
+    from nncore.layers import LSTM
+
+    def keras_style(shape, dtype=None):
+        return np.full(shape, 0.25)
+
+    m = Sequential([Input((2,)), Dense(3, kernel_initializer=keras_style, bias_initializer=lambda s, dtype=None: np.ones(s))])
+    np.testing.assert_array_equal(m.get_weights()[0], 0.25)
+    np.testing.assert_array_equal(m.get_weights()[1], 1.0)
+    seen = {}
+
+    def nncore_style(shape, dtype=None, rng=None):     # the documented form still gets the generator
+        seen["rng"] = rng
+        return rng.standard_normal(shape)
+
+    Sequential([Input((2,)), Dense(3, kernel_initializer=nncore_style)])
+    assert isinstance(seen["rng"], np.random.Generator)
+    lstm = Sequential([Input((4, 2)), LSTM(3, bias_initializer=keras_style)]).layers[0]
+    np.testing.assert_array_equal(lstm.get_weights()[2], np.r_[np.full(3, 0.25), np.ones(3), np.full(6, 0.25)])
+    with pytest.raises(ValueError, match=r"layer 'd': 'kernel': the initializer returned shape \(7,\), expected \(2, 3\)"):
+        Sequential([Input((2,)), Dense(3, name="d", kernel_initializer=lambda s, dtype=None: np.ones(7))])
+    with pytest.raises(ValueError, match="'kernel': the initializer returned NaN or infinity"):
+        Sequential([Input((2,)), Dense(3, kernel_initializer=lambda s, dtype=None: np.full(s, np.nan))])
+    with pytest.raises(TypeError, match="the initializer returned dtype complex128, expected real numbers"):
+        Sequential([Input((2,)), Dense(3, kernel_initializer=lambda s, dtype=None: np.ones(s) * 1j)])
+    with pytest.raises(ValueError, match="Constant: value must be finite, got nan"):
+        initializers.Constant(float("nan"))
+    with pytest.raises(TypeError, match="Constant: value must be a number, got 'a'"):
+        initializers.Constant("a")
+    with pytest.raises(ValueError, match="Orthogonal: gain must be finite"):
+        initializers.Orthogonal(gain=float("inf"))
+
+
+@pytest.mark.parametrize("seed, error", [("a", TypeError), (1.5, TypeError), (True, TypeError), (-1, ValueError)])
+def test_layer_and_initializer_seeds_are_checked(seed, error):
+    from nncore.layers import GaussianNoise, LSTM, Dropout
+
+    # were int()'s "invalid literal", NumPy's "expected non-negative integer", or 1.5 truncated to 1
+    for make in (lambda: Dropout(0.5, seed=seed), lambda: GaussianNoise(0.1, seed=seed),
+                 lambda: LSTM(2, dropout=0.1, seed=seed)):
+        with pytest.raises(error, match=r"seed(: expected None or a non-negative int| must be an int)"):
+            make()
+    Dropout(0.5, seed=np.int64(3))
+
+
+# ---- learning-rate schedules: inf parameters gave inf/NaN rates; an overflow mid-fit was OverflowError
+@pytest.mark.parametrize("make", [
+    lambda S: S.ExponentialDecay(float("inf"), 10, 0.9), lambda S: S.ExponentialDecay(0.1, 10, float("inf")),
+    lambda S: S.InverseTimeDecay(0.1, 10, float("inf")), lambda S: S.PolynomialDecay(0.1, 10, float("inf")),
+    lambda S: S.PolynomialDecay(0.1, 10, power=-1.0), lambda S: S.CosineDecay(float("inf"), 10),
+    lambda S: S.CosineDecayRestarts(0.1, 10, m_mul=float("inf"))])
+def test_schedules_refuse_infinite_or_negative_power_parameters(make):
+    from nncore.optimizers import schedules
+
+    with pytest.raises(ValueError, match="expected a finite number"):
+        make(schedules)
+
+
+def test_a_schedule_that_overflows_or_goes_nonfinite_mid_fit_is_a_clear_error():
+    from nncore.optimizers import SGD, schedules
+
+    x, y = np.ones((4, 2)), np.zeros((4, 1))
+    m = Sequential([Input((2,)), Dense(1)])
+    opt = SGD(learning_rate=schedules.ExponentialDecay(1e-3, 1, 2.5))   # grows: 2.5 ** step overflows
+    m.compile(opt, "mse")
+    opt.iterations = 10 ** 6
+    with pytest.raises(ValueError, match=r"SGD: the learning-rate schedule .* failed at step 1000000"):
+        m.fit(x, y, verbose=0)                           # was OverflowError: Numerical result out of range
+
+    class Bad(schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return float("nan") if step >= 2 else 0.01
+
+        def get_config(self):
+            return {}
+
+    m.compile(SGD(learning_rate=Bad()), "mse")
+    with pytest.raises(ValueError, match=r"gave nan at step 2; expected a finite rate >= 0"):
+        m.fit(x, y, batch_size=1, verbose=0)
+
+
+def test_reduce_lr_on_plateau_checks_monitor_patience_and_cooldown():
+    from nncore.callbacks import ReduceLROnPlateau
+
+    with pytest.raises(TypeError, match="ReduceLROnPlateau: monitor must be a str, got int"):
+        ReduceLROnPlateau(monitor=0)                     # was AttributeError: no attribute 'startswith'
+    for arg in ("patience", "cooldown"):
+        for v in (float("inf"), -1, 2.5):                # inf was OverflowError, 2.5 truncated
+            with pytest.raises(ValueError, match=rf"ReduceLROnPlateau: {arg} must be a non-negative int"):
+                ReduceLROnPlateau(**{arg: v})

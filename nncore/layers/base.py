@@ -297,11 +297,7 @@ class Layer:
     def _initialize(self, rng):
         for attr, shape, init, _ in self._specs:
             view = getattr(self, attr)
-            value = np.asarray(init(shape, dtype=view.dtype, rng=rng))
-            if value.shape != shape:
-                raise ValueError(f"layer {self.name!r}: initializer for {attr!r} returned shape {value.shape}, "
-                                 f"expected {shape}")
-            view[...] = value
+            view[...] = initializers.call(init, shape, view.dtype, rng, f"layer {self.name!r}: {attr!r}")
 
     # ---- trainable and non-trainable weights ----------------------------------------
     @property

@@ -81,8 +81,8 @@ class _UnitForgetBias(initializers.Initializer):
 
     def __call__(self, shape, dtype=None, rng=None):
         u = shape[0] // 4
-        return np.concatenate([np.asarray(self.init((u,), dtype=dtype, rng=rng)), np.ones(u, dtype),
-                               np.asarray(self.init((2 * u,), dtype=dtype, rng=rng))]).astype(dtype)
+        return np.concatenate([initializers.call(self.init, (u,), dtype, rng, "LSTM bias"), np.ones(u, dtype),
+                               initializers.call(self.init, (2 * u,), dtype, rng, "LSTM bias")]).astype(dtype)
 
 
 class _Buffers:

@@ -157,7 +157,14 @@ class Optimizer:
     def _current_lr(self):
         lr = self._learning_rate
         if callable(lr):
-            lr = float(lr(self._iterations))
+            try:
+                lr = float(lr(self._iterations))
+            except (OverflowError, ZeroDivisionError) as exc:   # e.g. decay_rate > 1 after many steps
+                raise ValueError(f"{type(self).__name__}: the learning-rate schedule {lr!r} failed at step "
+                                 f"{self._iterations}: {exc}") from None
+            if not (lr >= 0 and math.isfinite(lr)):
+                raise ValueError(f"{type(self).__name__}: the learning-rate schedule {self._learning_rate!r} gave "
+                                 f"{lr} at step {self._iterations}; expected a finite rate >= 0")
         return lr
 
     # ---- one step ------------------------------------------------------
@@ -320,7 +327,7 @@ class Optimizer:
             self._check_flat(f, params_flat, grads_flat)
         lr = self._learning_rate
         if callable(lr):
-            lr = float(lr(self._iterations))
+            lr = self._current_lr()         # a schedule's rate, checked
         kind, flags, coef = self._rule(lr, self._iterations + 1)
         wd = self.weight_decay
         wd = lr * wd if wd else 0.0

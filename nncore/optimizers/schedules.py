@@ -26,11 +26,12 @@ def _number(name, value, lo=None, lo_open=False, hi=None, hi_open=False):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
     value = float(value)
-    if math.isnan(value) or (lo is not None and (value < lo or (lo_open and value == lo))) or \
+    if not math.isfinite(value) or (lo is not None and (value < lo or (lo_open and value == lo))) or \
             (hi is not None and (value > hi or (hi_open and value == hi))):
         lo_s = "" if lo is None else ("> " if lo_open else ">= ") + repr(lo)
         hi_s = "" if hi is None else ("< " if hi_open else "<= ") + repr(hi)
-        raise ValueError(f"{name}: expected a number {' and '.join(filter(None, [lo_s, hi_s]))}, got {value!r}")
+        raise ValueError(f"{name}: expected a finite number {' and '.join(filter(None, [lo_s, hi_s]))}, "
+                         f"got {value!r}")
     return value
 
 
@@ -202,7 +203,7 @@ class PolynomialDecay(LearningRateSchedule):
         self.initial_learning_rate = _number("initial_learning_rate", initial_learning_rate, lo=0)
         self.decay_steps = _number("decay_steps", decay_steps, lo=0, lo_open=True)
         self.end_learning_rate = _number("end_learning_rate", end_learning_rate, lo=0)
-        self.power = _number("power", power)
+        self.power = _number("power", power, lo=0)   # a negative power: 0 ** power at decay_steps
         self.cycle = bool(cycle)
         self.name = name
 
