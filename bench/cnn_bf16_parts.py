@@ -9,7 +9,7 @@ pool forward (`conv_pool_forward`; bf16: x and K rounded first, ACT_BF16); c1b i
 `conv_pool_backward_weights`); c2f conv2 (13x13x32 -> 11x11x64, Winograd F(4x4)) + relu + pool forward
 (`wino_pool_forward`, bf16 flag); c2b its backward with dx (`unpool2_colsum` + `wino_pool_backward`); df / db
 the Dense(10) head on 1600 features, forward z = x W + b and backward dW, dx (float32: `gemm`; bf16: the
-layer's route, `gemm_bf16`). Prints ms per call of each part under each policy and their ratio.
+layer's route, the float32 GEMM on rounded operands, or `gemm_bf16` with --bf16-gemm). Prints ms per call of each part under each policy and their ratio.
 """
 import argparse
 import os
@@ -26,6 +26,9 @@ def _median_ms(f, reps):
         f()
         ts.append(time.thread_time() - t0)
     return float(np.median(ts)) * 1e3
+
+
+BF16_GEMM_HEAD = False
 
 
 def parts(n=128):
@@ -79,16 +82,27 @@ def parts(n=128):
             K.wino_pool_backward(dyp2, yp2, ix2, U, V, M, dU, dk2, dx2, (13, 13), (11, 11), 4, act=relu, bf16=bf)
         return run
 
-    def df(bf):
-        mm = gemm_bf16 if bf else gemm
-        return lambda: mm(xd, w, z, bias=bd)
+    xdr, wr, dzr = np.empty_like(xd), np.empty_like(w), np.empty_like(dz)
+
+    def df(bf):   # bf16: the layer's route for a narrow n (`_bf16_on_float32`), or --bf16-gemm
+        if bf and BF16_GEMM_HEAD:
+            return lambda: gemm_bf16(xd, w, z, bias=bd)
+        if bf:
+            return lambda: gemm(bf16_round(xd, xdr), bf16_round(w, wr), z, bias=bd, act=ACT_BF16)
+        return lambda: gemm(xd, w, z, bias=bd)
 
     def dbw(bf):
-        mm = gemm_bf16 if bf else gemm
-
         def run():
-            mm(xd, dz, dw, trans_a=True)
-            mm(dz, w, dxd, trans_b=True)
+            if bf and BF16_GEMM_HEAD:
+                gemm_bf16(xd, dz, dw, trans_a=True)
+                gemm_bf16(dz, w, dxd, trans_b=True)
+            elif bf:
+                d = bf16_round(dz, dzr)
+                gemm(xdr, d, dw, trans_a=True, act=ACT_BF16)
+                gemm(d, wr, dxd, trans_b=True, act=ACT_BF16)
+            else:
+                gemm(xd, dz, dw, trans_a=True)
+                gemm(dz, w, dxd, trans_b=True)
         return run
 
     c1f(False)()   # the argmax and V the backward parts read
@@ -101,7 +115,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--simd", choices=("generic", "avx2", "avx512"), default=None)
     p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--bf16-gemm", action="store_true", help="the Dense head's bf16 parts on gemm_bf16 (the "
+                   "route before session 17)")
     args = p.parse_args(argv)
+    global BF16_GEMM_HEAD
+    BF16_GEMM_HEAD = args.bf16_gemm
     import nncore
     if args.simd:
         nncore.set_simd_level(args.simd)

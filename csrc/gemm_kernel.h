@@ -824,7 +824,7 @@ static UK_ATTR void UK_NAME(gemm_tile_act)(REAL *c, ptrdiff_t ldc, int m, int n,
         for (int i = 0; i < m; i++)
             UK_NAME(act_forward)(base, act_alpha, c + (ptrdiff_t)i * ldc, c + (ptrdiff_t)i * ldc, n);
 #if defined(NC_F32)
-    if (act & NC_ACT_BF16)   /* the tile's rows in one call (a row a call cost the cnn's k = 9 conv 30%) */
+    if (act & NC_ACT_BF16)   /* the tile's rows in one call */
         nc_bf_round_rows(c, ldc, c, ldc, m, n, UK_LEVEL == 2);
 #endif
 }

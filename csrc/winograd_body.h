@@ -416,14 +416,26 @@ static void NC_NAME(wino_filter_chan)(int tr, int bf, const double *S, const dou
     (void)bf_in, (void)bf_out;   /* double: never rounded */
     enum { FB = 64 };
     double tmp[6][6][FB];
+    REAL rin[9 * FB];   /* bf_in (P, Q <= 3): the block's kernel values rounded once (each is read A times) */
     for (ptrdiff_t k0 = 0; k0 < F; k0 += FB) {
         const ptrdiff_t len = F - k0 < FB ? F - k0 : FB;
+        const REAL *src = in + c * F + k0;
+        ptrdiff_t ps = Q * C * F, qs = C * F;   /* in[p][q][e] at src + p ps + q qs + e */
+        if (bf_in && P * Q <= 9) {
+            for (ptrdiff_t p = 0; p < P; p++)
+                for (ptrdiff_t q = 0; q < Q; q++)
+                    for (ptrdiff_t e = 0; e < len; e++)
+                        rin[(p * Q + q) * FB + e] = NC_WINO_BF(1, src[p * ps + q * qs + e]);
+            src = rin, ps = Q * FB, qs = FB;
+        }
+        const int bf_read = bf_in && src != rin;   /* never: P, Q <= 3 when reading the kernel */
+        (void)bf_read;                            /* double: never rounded */
         for (ptrdiff_t a = 0; a < A; a++)   /* tmp[a][q] = sum_p S(a, p) in[p][q] */
             for (ptrdiff_t q = 0; q < Q; q++)
                 for (ptrdiff_t e = 0; e < len; e++) {
                     double acc = 0;
                     for (ptrdiff_t p = 0; p < P; p++)
-                        acc += (tr ? S[p * A + a] : S[a * P + p]) * (double)NC_WINO_BF(bf_in, in[((p * Q + q) * C + c) * F + k0 + e]);
+                        acc += (tr ? S[p * A + a] : S[a * P + p]) * (double)NC_WINO_BF(bf_read, src[p * ps + q * qs + e]);
                     tmp[a][q][e] = acc;
                 }
         for (ptrdiff_t a = 0; a < A; a++)   /* out[a][b] = sum_q T(b, q) tmp[a][q] */

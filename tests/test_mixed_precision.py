@@ -101,9 +101,9 @@ def test_variables_and_optimizer_state_stay_float32_and_save_load(tmp_path):
 
 
 def test_dense_to_the_bit():
-    # k >= _BF16_SHORT_K: the bf16 GEMM (a narrow u too: the rule looks at k only)
+    # k >= _BF16_SHORT_K and u >= _BF16_NARROW_N: the bf16 GEMM
     rng = np.random.default_rng(1)
-    n, k, u = 37, 67, 10
+    n, k, u = 37, 67, 19
     layer = Dense(u, activation="relu", dtype="mixed_bfloat16")
     x = rng.standard_normal((n, k)).astype(np.float32)
     layer(x)
@@ -152,11 +152,11 @@ def test_dense_short_k_same_bits_on_every_simd_level_and_bf16_kernel():
             assert np.array_equal(_bits(a), _bits(b))
 
 
-@pytest.mark.parametrize("k,u", [(19, 29), (5, 3), (63, 1), (40, 100)])
+@pytest.mark.parametrize("k,u", [(19, 29), (5, 3), (63, 1), (40, 100), (100, 10), (1600, 15)])
 @pytest.mark.parametrize("act", ["relu", "linear", "softmax"])
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_dense_short_or_narrow_on_the_float32_gemm(k, u, act, n_threads):
-    # k < _BF16_SHORT_K: the float32 GEMM on x and W rounded to bfloat16, z, dW, dx
+    # k < _BF16_SHORT_K or u < _BF16_NARROW_N: the float32 GEMM on x and W rounded to bfloat16, z, dW, dx
     # rounded in its epilogue, delta rounded before: the same bits as those products made by hand with
     # nncore's gemm, within float32 summation order of the vdpbf16ps chain oracle; the fused loss's route too
     from nncore._kernels import ACT_BF16

@@ -65,22 +65,26 @@ def _gemm_product(x, kernel, out, b, act, alpha, nt, mm=gemm):
 
 
 # mixed_bfloat16 products of a layer whose kernel matrix (k x n: Dense's W, a convolution's kh kw c x filters)
-# has a short k (k < _BF16_SHORT_K: e.g. 3x3 on 1-7 channels, a Dense on a few features) run on the float32
-# GEMM with operands rounded to bfloat16 beforehand (x, the kernel, delta): a product of two bfloat16 values is
-# exact in float32, so this is the bf16 product summed in the float32 GEMM's order; y, dW and dx are rounded
-# as the bf16 GEMM rounds them (ACT_BF16 in the float32 GEMM's epilogue while the tile is in L1). There the
-# bf16 GEMM's packing and per-tile costs outweigh vdpbf16ps's rate: conv1 of the cnn row (k = 9) ran 3-5x
-# slower on it than on the float32 GEMM (bench/RESULTS.md, session 10). A narrow n (the cnn row's Dense(10)
-# head) is no such case in the training step: its three products took 0.42-0.43 ms there on the bf16 GEMM
-# against 0.50-0.53 on this route with the roundings (session 11), so n plays no part. One rule for every
+# has a short k (k < _BF16_SHORT_K: e.g. 3x3 on 1-7 channels, a Dense on a few features) or a narrow n (n <
+# _BF16_NARROW_N: a Dense(10) head, a conv of a few filters) run on the float32 GEMM with operands rounded to
+# bfloat16 beforehand (x, the kernel, delta): a product of two bfloat16 values is exact in float32, so this is
+# the bf16 product summed in the float32 GEMM's order; y, dW and dx are rounded as the bf16 GEMM rounds them
+# (ACT_BF16 in the float32 GEMM's epilogue while the tile is in L1). There the bf16 GEMM's packing and
+# per-tile costs outweigh vdpbf16ps's rate: conv1 of the cnn row (k = 9) ran 3-5x slower on it than on the
+# float32 GEMM (bench/RESULTS.md, session 10); the cnn row's Dense(10) head on 1600 features (its forward,
+# dW and dx) took 0.36 ms on the bf16 GEMM against 0.25 on this route with the roundings at avx512, 0.59
+# against 0.36 at avx2 (session 17: the bf16 GEMM's 32-column micro-tile a third full; session 11 had it the
+# other way, 0.42 against 0.50, before the float32 GEMM's epilogue and panels changed). One rule for every
 # layer: `_bf16_on_float32`.
 _BF16_SHORT_K = 64
+_BF16_NARROW_N = 16
 
 
 def _bf16_on_float32(layer, k, n):
     """Whether `layer` (compute dtype bfloat16) runs the products of its k x n kernel matrix on the float32
-    GEMM with rounded operands (n: the width, which the rule does not look at)."""
-    return layer.compute_dtype == "bfloat16" and layer.quantization_mode is None and k < _BF16_SHORT_K
+    GEMM with rounded operands: a short k or a narrow n."""
+    return (layer.compute_dtype == "bfloat16" and layer.quantization_mode is None
+            and (k < _BF16_SHORT_K or n < _BF16_NARROW_N))
 
 
 def _rounded_product(x, kernel, out, b, act, alpha, nt):
