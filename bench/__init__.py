@@ -11,6 +11,21 @@ import os as _os
 ORIGINAL_ENV = dict(_os.environ)
 
 
+def thread_median_ms(f, reps):
+    """Median thread CPU time of ``reps`` calls of ``f`` (after one warm-up call), in ms: the bench scripts'
+    kernel-by-kernel timing where one thread runs."""
+    import time
+    f()
+    ts = []
+    for _ in range(reps):
+        t0 = time.thread_time()
+        f()
+        ts.append(time.thread_time() - t0)
+    ts.sort()
+    m = len(ts) // 2
+    return (ts[m] if len(ts) % 2 else 0.5 * (ts[m - 1] + ts[m])) * 1e3
+
+
 def child_env(env):
     """`env` for a bench subprocess (``python -m bench.<x>``, run with ``cwd=CHILD_CWD``): the
     repository (for ``bench``) on PYTHONPATH, after the directory of the nncore this process

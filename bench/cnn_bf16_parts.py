@@ -13,19 +13,12 @@ layer's route, the float32 GEMM on rounded operands, or `gemm_bf16` with --bf16-
 """
 import argparse
 import os
-import time
 
 import numpy as np
 
+from bench import thread_median_ms
 
-def _median_ms(f, reps):
-    f()
-    ts = []
-    for _ in range(reps):
-        t0 = time.thread_time()
-        f()
-        ts.append(time.thread_time() - t0)
-    return float(np.median(ts)) * 1e3
+
 
 
 BF16_GEMM_HEAD = False
@@ -128,7 +121,7 @@ def main(argv=None):
     for _ in range(args.rounds):
         for k, pair in fns.items():
             for i in (0, 1):
-                res[k][i].append(_median_ms(pair[i], 5))
+                res[k][i].append(thread_median_ms(pair[i], 5))
     print(f"{nncore.get_simd_level()}, 1 thread, thread time, load {os.getloadavg()[0]:.1f}; ms per call, "
           "float32 / bf16 (ratio):")
     tot = [0.0, 0.0]

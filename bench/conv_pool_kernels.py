@@ -11,21 +11,12 @@ act_backward + colsum + wino_backward, and unpool2_colsum + wino_pool_backward. 
 """
 import argparse
 import os
-import time
 
 import numpy as np
 
-from bench import set_simd
+from bench import set_simd, thread_median_ms
 
 
-def _median_ms(f, reps):
-    f()
-    ts = []
-    for _ in range(reps):
-        t0 = time.thread_time()
-        f()
-        ts.append(time.thread_time() - t0)
-    return float(np.median(ts)) * 1e3
 
 
 def main(argv=None):
@@ -97,7 +88,7 @@ def main(argv=None):
     res = {k: [] for k in fns}
     for _ in range(5):
         for k, fn in fns.items():
-            res[k].append(_median_ms(fn, 5))
+            res[k].append(thread_median_ms(fn, 5))
     print(f"{nncore.get_simd_level()}, 1 thread, thread time, load {os.getloadavg()[0]:.1f}, ms: "
           + " ".join(f"{k} {np.median(v):.2f}" for k, v in res.items()))
     return 0
