@@ -713,6 +713,8 @@ def machine_summary(result):
              f"- SIMD (nncore): {m.get('simd', 'n/a')}; torch CPU capability: {m.get('torch_cpu_capability', 'n/a')}; "
              f"FMA peak of one core (bench/fma_peak.c, GFLOP/s): {m.get('fma_peak_gflops_1core') or 'not measured'}",
              "- SIMD (peers): " + _peer_simd_line(m.get("peer_simd")),
+             f"- OpenMP runtime (shared by nncore and torch): {', '.join(m.get('loaded_openmp') or ['n/a'])}; "
+             f"wait policy in effect: {m.get('omp_wait_policy_in_effect', 'n/a')}",
              "- versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()),
              "- settings: " + ", ".join(f"{k}={result['settings'].get(k)}" for k in
                                         ("repeats", "min_time", "pause", "fit_mode", "blas_env", "import_order",
@@ -816,6 +818,12 @@ def main(argv=None):
               "loadavg_before": [round(x, 2) for x in os.getloadavg()], "results": [], "memory": []}
     try:
         result["machine"] = machine_info(peer_status)
+        # The one OpenMP runtime nncore and torch share waits as the environment said when it loaded: at
+        # torch's import (peers-first) that is the user's environment, else nncore's PASSIVE default.
+        torch_first = args.import_order == "peers-first" and any(
+            p.startswith("torch") and ok for p, (ok, _) in peer_status.items())
+        policy = (ORIGINAL_ENV if torch_first else os.environ).get("OMP_WAIT_POLICY")
+        result["machine"]["omp_wait_policy_in_effect"] = policy or "libgomp's default (spins ~ms, then sleeps)"
         if not args.no_fma_peak:
             result["machine"]["fma_peak_gflops_1core"] = fma_peak()
         if worker is not None:
