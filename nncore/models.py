@@ -55,6 +55,20 @@ from nncore.layers import InputLayer, Layer, get_layer_class
 from nncore.layers.base import MAX_CACHED_SHAPES, _check_cast, _weight_values
 from nncore.layers.core import DenseChain
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _user_stacklevel():
+    """warnings.warn's stacklevel, called from here, of the first frame outside the nncore package: a
+    warning raised deep in fit/evaluate/train_on_batch points at the user's line."""
+    import sys
+
+    f, level = sys._getframe(1), 1
+    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep):
+        f, level = f.f_back, level + 1
+    return level
+
+
 __all__ = ["Model", "Sequential"]
 
 
@@ -872,7 +886,8 @@ class Model:
                 # probabilities taken for logits: a second softmax/sigmoid inside the loss, silently
                 warnings.warn(f"{self.name}: the loss of output {h.name!r} has from_logits=True, but the output "
                               f"comes from a {act} activation, so it holds probabilities, not logits; remove the "
-                              "activation or pass from_logits=False (Keras warns the same)", stacklevel=4)
+                              "activation or pass from_logits=False (Keras warns the same)",
+                              stacklevel=_user_stacklevel())
             h.fn = None if h.loss is None else (h.loss._logits_grad if h.fused else h.loss._grad)
             h.mask = (lambda s=h.slot: plan.masks[s]) if plan.masked else None
             if h.fn is not None and len(t.shape) > 2:
@@ -1577,10 +1592,11 @@ class Sequential(Model):
         self._layers = []
         self._input_shape = None
         self._input_layer = None
-        if layers is not None and not isinstance(layers, (list, tuple)):
+        if layers is not None and (isinstance(layers, (Layer, str, bytes, np.ndarray))
+                                   or not hasattr(layers, "__iter__")):
             raise TypeError(f"{self.name}: layers must be a list of layers, got {type(layers).__name__} "
                             "(write Sequential([layer]))")
-        for layer in layers or []:
+        for layer in layers if layers is not None else []:
             self.add(layer)
 
     @property

@@ -158,9 +158,10 @@ def test_gemm_tn_reads_only_inside_a_and_b(simd_level, dtype):
 @pytest.mark.skipif(not LINUX, reason="mprotect through ctypes")
 @pytest.mark.parametrize("level", range(runtime.simd_level() + 1))
 def test_lstm_step_loops_read_only_inside_their_arrays(level):
-    # the step loops' arrays each end at a PROT_NONE page (the backward asks for the next panel's lines
-    # between its product's tiles); a batch of a partial last tile, one and two threads: the same bits as
-    # on ordinary arrays
+    # the step loops' arrays each end at a PROT_NONE page: their reads and writes stay inside (a prefetch
+    # never faults, so the backward's requests for the next panel's lines are not checked here: they are
+    # counted from each range's start, csrc/gemm_rnn_body.h rnn_pf_add); a batch of a partial last tile,
+    # one and two threads: the same bits as on ordinary arrays
     from nncore._kernels import ACT_CODES
     from nncore._kernels.gemm import lstm_seq_backward, lstm_seq_forward, pack_b
 

@@ -94,6 +94,10 @@ def test_set_weights_refuses_complex_strings_and_non_lists(on_layer):
     np.testing.assert_array_equal(m.get_weights()[0], [[1], [0]])
     target.set_weights([np.full((2, 1), np.nan), np.zeros(1)])
     assert np.isnan(m.get_weights()[0]).all()
+    target.set_weights(v for v in [np.full((2, 1), 3.0), np.zeros(1)])   # any iterable, as Keras
+    np.testing.assert_array_equal(m.get_weights()[0], [[3], [3]])
+    with pytest.raises(TypeError, match="expected a list of 2 arrays, got str"):
+        target.set_weights("ab")
 
 
 # ---- Embedding: a float index with a fraction was truncated silently (Keras's cast) ---------------
@@ -329,6 +333,7 @@ def test_get_layer_index_and_sequential_layers_argument():
     with pytest.raises(TypeError, match=r"layers must be a list of layers, got Dense \(write Sequential\(\[layer\]\)\)"):
         Sequential(Dense(2))                            # was "'Dense' object is not iterable"
     assert len(Sequential((Dense(2), Dense(1))).layers) == 2
+    assert len(Sequential(layer for layer in [Dense(2), Dense(1)]).layers) == 2   # any iterable, as Keras
 
 
 def test_ragged_lists_bad_shapes_and_conflicting_input_dim_name_the_argument():
@@ -385,8 +390,9 @@ def test_from_logits_on_a_probability_output_warns(loss, act, units):
          "BinaryCrossentropy": (np.arange(6) % 2)[:, None]}[loss]
     m = Sequential([Input((4,)), Dense(units, activation=act, name="out")])
     m.compile("sgd", getattr(losses, loss)(from_logits=True))
-    with pytest.warns(UserWarning, match=rf"output 'out' has from_logits=True, but the output comes from a {act}"):
+    with pytest.warns(UserWarning, match=rf"output 'out' has from_logits=True, but the output comes from a {act}") as w:
         m.fit(x, y, verbose=0)
+    assert w[0].filename == __file__                    # it points at the user's line, not at nncore's
     with warnings.catch_warnings():
         warnings.simplefilter("error")                  # once per compile, and never for logits
         m.fit(x, y, verbose=0)
@@ -491,3 +497,16 @@ def test_reduce_lr_on_plateau_checks_monitor_patience_and_cooldown():
         for v in (float("inf"), -1, 2.5):                # inf was OverflowError, 2.5 truncated
             with pytest.raises(ValueError, match=rf"ReduceLROnPlateau: {arg} must be a non-negative int"):
                 ReduceLROnPlateau(**{arg: v})
+
+
+def test_global_average_pooling_1d_mask_argument_is_checked():
+    from nncore.layers import GlobalAveragePooling1D
+
+    g = GlobalAveragePooling1D(name="g")
+    x = np.arange(24, dtype=np.float64).reshape(2, 3, 4)
+    np.testing.assert_allclose(g(x, mask=[[1, 0, 1], [0, 1, 1]]),
+                               [(x[0, 0] + x[0, 2]) / 2, (x[1, 1] + x[1, 2]) / 2])   # a list, as Keras
+    with pytest.raises(TypeError, match="layer 'g' \\(GlobalAveragePooling1D\\): the mask must hold bool or numbers"):
+        g(x, mask=np.array([["a"] * 3] * 2))
+    with pytest.raises(ValueError, match=r"expected a mask of shape \(2, 3\), got \(2, 2\)"):
+        g(x, mask=np.ones((2, 2), bool))

@@ -72,11 +72,12 @@ def _snake_case(name):
 
 
 def _weight_values(weights, count, where):
-    """A set_weights argument: a list (or tuple) of `count` real numeric arrays, as ndarrays
-    (shapes are the caller's check). Complex values lost their imaginary part in the copy, strings
-    were parsed: both are a TypeError here, naming the array."""
-    if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
+    """A set_weights argument: a list (or any other iterable but a string or one array) of `count` real
+    numeric arrays, as ndarrays (shapes are the caller's check). Complex values lost their imaginary part
+    in the copy, strings were parsed: both are a TypeError here, naming the array."""
+    if isinstance(weights, (np.ndarray, str, bytes)) or not hasattr(weights, "__iter__"):
         raise TypeError(f"{where}: expected a list of {count} arrays, got {type(weights).__name__}")
+    weights = list(weights)
     if len(weights) != count:
         raise ValueError(f"{where}: expected {count} arrays, got {len(weights)}")
     out = []

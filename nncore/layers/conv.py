@@ -785,6 +785,10 @@ class GlobalAveragePooling1D(_GlobalPool):
         if x.shape[1:] != self.input_shape[1:]:
             self._check_features(x)
         n, t = x.shape[0], x.shape[1]
+        mask = np.asarray(mask)
+        if mask.dtype.kind not in "biuf":
+            raise TypeError(f"layer {self.name!r} (GlobalAveragePooling1D): the mask must hold bool or numbers, "
+                            f"got dtype {mask.dtype}")
         if mask.shape != (n, t):
             raise ValueError(f"layer {self.name!r} (GlobalAveragePooling1D): expected a mask of shape {(n, t)}, "
                              f"got {mask.shape}")
