@@ -23,7 +23,7 @@ import sys
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bench import CHILD_CWD, child_env
 
 WORKER = r"""
 import json, sys, time
@@ -65,7 +65,7 @@ print(json.dumps(out))
 
 
 def policy_env(policy):
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    env = child_env(dict(os.environ))   # the nncore this process runs (an installed wheel under .ci/run)
     for k in ("OMP_NUM_THREADS", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY"):
         env.pop(k, None)
     if policy == "TORCH":
@@ -100,7 +100,7 @@ def main(argv=None):
         for pol in order:
             spec["torch_first"] = pol == "TORCH"
             out = subprocess.run([sys.executable, "-c", WORKER, json.dumps(spec)], env=policy_env(pol),
-                                 capture_output=True, text=True, cwd=ROOT)
+                                 capture_output=True, text=True, cwd=CHILD_CWD)
             if out.returncode:
                 sys.stderr.write(out.stderr)
                 return 1
