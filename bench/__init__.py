@@ -26,6 +26,23 @@ def thread_median_ms(f, reps):
     return (ts[m] if len(ts) % 2 else 0.5 * (ts[m - 1] + ts[m])) * 1e3
 
 
+def interleaved_fit_ms(models, x, y, wl, threads, repeats):
+    """{name: median ms a step} of one-epoch fits of each built model of ``models`` ({name: model}) on
+    workload ``wl``'s data, the models taking turns ``repeats`` times: thread CPU time at 1 thread, wall time
+    otherwise (the A/B scripts' loop)."""
+    import statistics
+    import time
+
+    clock = time.thread_time if threads == 1 else time.perf_counter
+    times = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            t0 = clock()
+            model.fit(x, y, batch_size=wl.batch, epochs=1, verbose=0)
+            times[name].append((clock() - t0) / wl.steps() * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def child_env(env):
     """`env` for a bench subprocess (``python -m bench.<x>``, run with ``cwd=CHILD_CWD``): the
     repository (for ``bench``) on PYTHONPATH, after the directory of the nncore this process

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include "nncore.h"
+#include "ab_common.h"
 
 #define DECL(p)                                                                                                \
     ptrdiff_t p##nc_gemm_pack_size_f32(ptrdiff_t k, ptrdiff_t n);                                              \
@@ -37,26 +38,6 @@ static const impl IMPL[2] = {
     {a_nc_gemm_pack_size_f32, a_nc_gemm_pack_b_f32, a_nc_dense_chain_f32, a_nc_gemm_panels_f32},
     {v_nc_gemm_pack_size_f32, v_nc_gemm_pack_b_f32, v_nc_dense_chain_f32, v_nc_gemm_panels_f32},
 };
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
-static float *rnd(size_t n)
-{
-    float *p = aligned_alloc(64, (n * 4 + 63) / 64 * 64);
-    for (size_t i = 0; i < n; i++) p[i] = (float)rand() / RAND_MAX - 0.5f;
-    return p;
-}
-
-static int cmpd(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 #define M 1024
 #define NX 40 /* slices of x for the cold rows: 125 MB, far past the L3 */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 #include "nncore.h"
+#include "ab_common.h"
 
 ptrdiff_t v_nc_gemm_pack_size_f32(ptrdiff_t k, ptrdiff_t n);
 int v_nc_gemm_pack_b_f32(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *B, ptrdiff_t ldb, float *packed,
@@ -51,26 +52,6 @@ static const struct {
 };
 #define NS ((int)(sizeof SHAPES / sizeof SHAPES[0]))
 #define R 13 /* rounds */
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
-static float *rnd(size_t n)
-{
-    float *p = aligned_alloc(64, (n * 4 + 63) / 64 * 64);
-    for (size_t i = 0; i < n; i++) p[i] = (float)rand() / RAND_MAX - 0.5f;
-    return p;
-}
-
-static int cmpd(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv)
 {

@@ -10,10 +10,8 @@ the medians per step and unfused / fused.
 """
 import argparse
 import os
-import time
 
-import numpy as np
-
+from bench import interleaved_fit_ms
 from bench.peers import NncoreBf16Peer, NncorePeer
 from bench.workloads import get_workload, make_data
 
@@ -43,14 +41,7 @@ def main(argv=None):
         assert bool(peer.model._plan.pairs) == fuse
         models[name] = peer.model
     plan_mod.FUSE_CONV_POOL = True
-    clock = time.thread_time if args.threads == 1 else time.perf_counter
-    times = {name: [] for name in models}
-    for _ in range(args.repeats):
-        for name, model in models.items():
-            t0 = clock()
-            model.fit(x, y, batch_size=wl.batch, epochs=1, verbose=0)
-            times[name].append((clock() - t0) / wl.steps() * 1e3)
-    med = {name: float(np.median(t)) for name, t in times.items()}
+    med = interleaved_fit_ms(models, x, y, wl, args.threads, args.repeats)
     print(f"{args.workload} {args.policy}, {nncore.get_simd_level()}, {args.threads} thread(s), "
           f"{'thread' if args.threads == 1 else 'wall'} time, load {os.getloadavg()[0]:.1f}: fused "
           f"{med['fused']:.2f} ms, unfused {med['unfused']:.2f} ms per step, unfused / fused "

@@ -10,11 +10,8 @@ time. Prints the medians per step and float32 / bf16.
 """
 import argparse
 import os
-import time
 
-import numpy as np
-
-from bench import set_simd
+from bench import interleaved_fit_ms, set_simd
 from bench.peers import NncoreBf16Peer, NncorePeer
 from bench.workloads import get_workload, make_data
 
@@ -37,14 +34,7 @@ def main(argv=None):
         peer.set_threads(args.threads)
         peer.model.fit(x, y, batch_size=wl.batch, epochs=1, verbose=0)
         models[name] = peer.model
-    clock = time.thread_time if args.threads == 1 else time.perf_counter
-    times = {name: [] for name in models}
-    for _ in range(args.repeats):
-        for name, model in models.items():
-            t0 = clock()
-            model.fit(x, y, batch_size=wl.batch, epochs=1, verbose=0)
-            times[name].append((clock() - t0) / wl.steps() * 1e3)
-    med = {name: float(np.median(t)) for name, t in times.items()}
+    med = interleaved_fit_ms(models, x, y, wl, args.threads, args.repeats)
     print(f"{args.workload}, {nncore.get_simd_level()}, {args.threads} thread(s), "
           f"{'thread' if args.threads == 1 else 'wall'} time, load {os.getloadavg()[0]:.1f}: float32 "
           f"{med['float32']:.2f} ms, mixed_bfloat16 {med['mixed_bfloat16']:.2f} ms per step, "

@@ -1165,57 +1165,12 @@ static __attribute__((noinline)) UK_ATTR void UK_NAME(tn_full)(ptrdiff_t kc, con
     UK_NAME(gemm_store)(MR, acc, 1, beta, c, ldc, cnt, NULL, 0);
 }
 
-/* A tile of mr < MR rows or nr < NR columns (the shapes gemm_ukr gives the packed path's edges). */
+/* A tile of mr < MR rows or nr < NR columns: gemm_ukr's edge with A read in place (row stride 1, column
+ * stride lda) and B's rows ldb apart, alpha 1, no bias. */
 static UK_ATTR void UK_NAME(tn_edge)(int mr, int nr, ptrdiff_t kc, const REAL *a, ptrdiff_t lda, const REAL *b,
                                      ptrdiff_t ldb, REAL beta, REAL *c, ptrdiff_t ldc)
 {
-    VEC acc[MR][NV];
-    int cnt[NV];
-#pragma GCC unroll 32
-    for (int i = 0; i < MR; i++)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) acc[i][v] = VZERO();
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; v++) {
-        int r = nr - v * VL;
-        cnt[v] = r < 0 ? 0 : r > VL ? VL : r;
-    }
-    const int masked = nr < NR, half = NV > 1 && (nr + VL - 1) / VL <= NV / 2;
-#define TN_CASE(r)                                                                              \
-    case r:                                                                                     \
-        if (half) UK_NAME(gemm_kloop)(r, NV > 1 ? NV / 2 : 1, masked, kc, a, 1, lda, b, ldb, cnt, acc); \
-        else UK_NAME(gemm_kloop)(r, NV, masked, kc, a, 1, lda, b, ldb, cnt, acc);                \
-        break;
-    switch (mr) {
-        TN_CASE(1)
-#if MR >= 2
-        TN_CASE(2)
-#endif
-#if MR >= 3
-        TN_CASE(3)
-#endif
-#if MR >= 4
-        TN_CASE(4)
-#endif
-#if MR >= 5
-        TN_CASE(5)
-#endif
-#if MR >= 6
-        TN_CASE(6)
-#endif
-#if MR >= 7
-        TN_CASE(7)
-#endif
-#if MR >= 8
-        TN_CASE(8)
-#endif
-#if MR > 8
-#error "gemm_kernel.h: gemm_tn takes MR <= 8"
-#endif
-    default: return;
-    }
-#undef TN_CASE
-    UK_NAME(gemm_store)(mr, acc, 1, beta, c, ldc, cnt, NULL, 0);
+    UK_NAME(gemm_ukr)(kc, (REAL)1, a, 1, lda, b, ldb, 0, beta, c, ldc, mr, nr, NULL, 0);
 }
 
 /* Rows p0 <= p < p1 of a row-major source (len values each, row stride ld) fetched towards L2. */

@@ -457,6 +457,34 @@ cdef int _work(object a, str name, int code, Py_ssize_t size) except -1:
     return 0
 
 
+cdef int _wino_backward_arrays(object U, object V, object M, object dU, object dkernel, object dx, int code,
+                               const nc_conv_geom *g, const Py_ssize_t *sizes, void **pdx) except -1:
+    """The arrays wino_backward and wino_pool_backward share: dkernel written, U as the forward left it, the
+    work arrays V, M, dU, and dx (n, h, w, c) or None (*pdx NULL then)."""
+    _writable(dkernel, "dkernel")
+    _same_real(U, "U", code)
+    _shape1(U, "U", sizes[0])
+    _work(V, "V", code, sizes[1])
+    _work(M, "M", code, sizes[2])
+    _work(dU, "dU", code, sizes[0])
+    pdx[0] = NULL
+    if dx is not None:
+        _image(dx, "dx", code, g.n, g.h, g.w, g.c)
+        _writable(dx, "dx")
+        pdx[0] = _ptr(dx)
+    return 0
+
+
+cdef void *_wino_forward_arrays(object U, object V, int code, const Py_ssize_t *sizes) except? NULL:
+    """U (written) and V (written, or None at inference: NULL) of wino_forward and wino_pool_forward; returns
+    V's pointer."""
+    _work(U, "U", code, sizes[0])
+    if V is None:
+        return NULL
+    _work(V, "V", code, sizes[1])
+    return _ptr(V)
+
+
 def wino_sizes(x_shape, kernel_shape, int m, out_hw):
     """(len U, len V, len M) of the work arrays of wino_forward/wino_backward (len dU = len U) for
     inputs x_shape (n, h, w, c), a kernel (kh, 3, c, f) and the output size out_hw (oh, ow)."""
@@ -496,11 +524,7 @@ def wino_forward(x, kernel, bias, U, V, y, int m, pad=(0, 0), int act=0, double 
         raise ValueError(f"x: expected shape ({g.n}, h, w, {g.c}) for kernel {kernel.shape} and y {y.shape}, "
                          f"got {x.shape}")
     _writable(y, "y")
-    _work(U, "U", code, sizes[0])
-    cdef void *pv = NULL
-    if V is not None:
-        _work(V, "V", code, sizes[1])
-        pv = _ptr(V)
+    cdef void *pv = _wino_forward_arrays(U, V, code, sizes)
     if act < 0 or act >= NC_ACT_COUNT:
         raise ValueError(f"wino_forward: unknown activation code {act}")
     cdef Py_ssize_t f = kernel.shape[3]
@@ -537,17 +561,8 @@ def wino_backward(delta, U, V, M, dU, dkernel, dx, in_hw, int m, pad=(0, 0), int
     _bf16_real(bf16, code, "wino_backward")
     _same_real(dkernel, "dkernel", code)
     _wino_geom(&g, in_hw, dkernel.shape, delta.shape, "delta", m, pad, sizes)
-    _writable(dkernel, "dkernel")
-    _same_real(U, "U", code)
-    _shape1(U, "U", sizes[0])
-    _work(V, "V", code, sizes[1])
-    _work(M, "M", code, sizes[2])
-    _work(dU, "dU", code, sizes[0])
-    cdef void *pdx = NULL
-    if dx is not None:
-        _image(dx, "dx", code, g.n, g.h, g.w, g.c)
-        _writable(dx, "dx")
-        pdx = _ptr(dx)
+    cdef void *pdx
+    _wino_backward_arrays(U, V, M, dU, dkernel, dx, code, &g, sizes, &pdx)
     cdef Py_ssize_t f = dkernel.shape[3]
     cdef void *pd = _ptr(delta)
     cdef void *pu = _ptr(U)
@@ -627,11 +642,7 @@ def wino_pool_forward(x, kernel, bias, U, V, yp, idx, out_hw, int m, pad=(0, 0),
     if idx is not None:
         _u8_index(idx, "idx", yp.shape, True)
         pi = <uint8_t*>_ptr(idx)
-    _work(U, "U", code, sizes[0])
-    cdef void *pv = NULL
-    if V is not None:
-        _work(V, "V", code, sizes[1])
-        pv = _ptr(V)
+    cdef void *pv = _wino_forward_arrays(U, V, code, sizes)
     cdef void *pbias = _opt_vec(bias, "bias", code, f)
     cdef void *px = _ptr(x)
     cdef void *pk = _ptr(kernel)
@@ -670,17 +681,8 @@ def wino_pool_backward(dyp, yp, idx, U, V, M, dU, dkernel, dx, in_hw, out_hw, in
     _image(dyp, "dyp", code, g.n, g.oh // 2, g.ow // 2, f)
     _image(yp, "yp", code, g.n, g.oh // 2, g.ow // 2, f)
     _u8_index(idx, "idx", yp.shape, False)
-    _writable(dkernel, "dkernel")
-    _same_real(U, "U", code)
-    _shape1(U, "U", sizes[0])
-    _work(V, "V", code, sizes[1])
-    _work(M, "M", code, sizes[2])
-    _work(dU, "dU", code, sizes[0])
-    cdef void *pdx = NULL
-    if dx is not None:
-        _image(dx, "dx", code, g.n, g.h, g.w, g.c)
-        _writable(dx, "dx")
-        pdx = _ptr(dx)
+    cdef void *pdx
+    _wino_backward_arrays(U, V, M, dU, dkernel, dx, code, &g, sizes, &pdx)
     cdef void *pd = _ptr(dyp)
     cdef void *pyp = _ptr(yp)
     cdef uint8_t *pi = <uint8_t*>_ptr(idx)
